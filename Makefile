@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each builds or refreshes .venv itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "guidebot needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/guidebot demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Each benchmark prints its figures and, last, a ratio= against a baseline from the same run.
+bench: $(STAMP)
+	$(BIN)/python -m bench.callbacks
+	$(BIN)/python -m bench.sop
+	$(BIN)/python -m bench.metrics
+
+clean:
+	rm -rf $(VENV) .pytest_cache guidebot-demo.db*

@@ -1,0 +1,164 @@
+"""Acknowledged callbacks per second and ack latency, against a bare aiohttp handler.
+
+    python -m bench.callbacks [--quick]
+
+Both servers run as separate processes on this machine and get the same load from one
+generator: distinct encrypted callbacks over 200 keep-alive connections. guidebot verifies,
+decrypts, parses, commits each one to its SQLite inbox (WAL, synchronous=FULL) and only then
+answers. A second run paces guidebot at 1,000 callbacks/s to read its latency at that rate.
+The last line is `ratio=` guidebot's rate over the bare handler's, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.loadgen import build_post, run_load
+from guidebot.wecom.crypto import CallbackCrypto
+
+IDENTITY = {
+    "GUIDEBOT_CORP_ID": "wwbenchcorp0001",
+    "GUIDEBOT_AGENT_ID": "1000002",
+    "GUIDEBOT_SECRET": "bench-secret",
+    "GUIDEBOT_TOKEN": "benchtoken",
+    "GUIDEBOT_AES_KEY": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+    "GUIDEBOT_ADMIN_TOKEN": "bench-admin-token-0001",
+    "GUIDEBOT_SECRET_KEY": "b" * 40,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server on port {port} did not become healthy")
+
+
+def callbacks(port: int, count: int, offset: int) -> list[bytes]:
+    crypto = CallbackCrypto(
+        IDENTITY["GUIDEBOT_TOKEN"], IDENTITY["GUIDEBOT_AES_KEY"], IDENTITY["GUIDEBOT_CORP_ID"]
+    )
+    requests = []
+    for i in range(offset, offset + count):
+        # A group-chat change: stored and acknowledged like any event, no WeCom call behind it.
+        plaintext = (
+            f"<xml><ToUserName><![CDATA[{crypto.receive_id}]]></ToUserName>"
+            "<FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1700000000</CreateTime>"
+            "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_chat]]></Event>"
+            f"<ChatId><![CDATA[wrbench{i:08d}]]></ChatId>"
+            "<ChangeType><![CDATA[create]]></ChangeType></xml>"
+        )
+        message = crypto.encrypt(plaintext, timestamp="1700000000", nonce=str(i))
+        body = (
+            f"<xml><ToUserName><![CDATA[{crypto.receive_id}]]></ToUserName>"
+            f"<Encrypt><![CDATA[{message.encrypt}]]></Encrypt>"
+            "<AgentID><![CDATA[1000002]]></AgentID></xml>"
+        ).encode()
+        path = f"/wecom/callback?msg_signature={message.signature}&timestamp=1700000000&nonce={i}"
+        requests.append(build_post("127.0.0.1", port, path, body))
+    return requests
+
+
+def inbox_count(db_path: Path) -> int:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute("SELECT count(*) FROM inbox_events").fetchone()[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests, for a smoke run")
+    args = parser.parse_args()
+    count = 3_000 if args.quick else 20_000
+    paced = 2_000 if args.quick else 10_000
+    concurrency = 200
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db_path = Path(tmp) / "bench.db"
+        bare_port, bot_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            **IDENTITY,
+            "GUIDEBOT_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
+            "GUIDEBOT_WECOM_API_BASE": f"http://127.0.0.1:{free_port()}",  # nothing listens
+        }
+        bare = subprocess.Popen([sys.executable, "-m", "bench.bare_server", str(bare_port)])
+        bot = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "guidebot.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bot_port),
+            ],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_healthy(bare_port, bare)
+            wait_healthy(bot_port, bot)
+            print(f"{count} distinct encrypted callbacks, {concurrency} concurrent senders")
+            baseline = asyncio.run(
+                run_load(
+                    "127.0.0.1", bare_port, callbacks(bare_port, count, 0), concurrency=concurrency
+                )
+            )
+            print(baseline.summary("bare aiohttp handler"))
+            intake = asyncio.run(
+                run_load(
+                    "127.0.0.1", bot_port, callbacks(bot_port, count, 0), concurrency=concurrency
+                )
+            )
+            print(intake.summary("guidebot intake     "))
+            steady = asyncio.run(
+                run_load(
+                    "127.0.0.1",
+                    bot_port,
+                    callbacks(bot_port, paced, count),
+                    concurrency=concurrency,
+                    rate=1_000,
+                )
+            )
+            print(steady.summary("guidebot at 1,000/s "))
+            stored = inbox_count(db_path)
+            acked = intake.statuses.get(200, 0) + steady.statuses.get(200, 0)
+            print(f"acknowledged {acked}, stored in the inbox {stored}")
+            if stored < acked:
+                raise SystemExit("an acknowledged callback is missing from the inbox")
+        finally:
+            for process in (bare, bot):
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+    print(f"ratio={intake.rate / baseline.rate:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,516 @@
+"""The bot's answers: what each command replies, and how a reply reaches the guide.
+
+A reply is text (fit for WeCom's passive reply) or news cards (sent by message/send). Answers
+that are not given passively are queued in `bot_replies` and sent by `flush_replies`, which
+keeps WeCom's limit of 30 app messages a minute to one member: it counts its own message/send
+calls per member over the last 60 s, leaves the rest queued (a log line says so), and drops a
+reply that waited longer than STALE_AFTER (another log line) rather than answering late.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from guidebot.bot import commands
+from guidebot.bot.commands import Command
+from guidebot.bot.models import BotReply, ReplyStatus
+from guidebot.config import Settings
+from guidebot.contacts.directory import store_zone
+from guidebot.contacts.models import Customer, Guide, GuideStatus, Relation, RelationStatus
+from guidebot.content import links, service, tasks
+from guidebot.content.models import ContentItem
+from guidebot.wecom.client import WeComClient, WeComError, WeComUncertain
+
+log = logging.getLogger(__name__)
+
+MEMBER_MESSAGES_PER_MINUTE = 30  # WeCom: one member gets at most 30 app messages a minute
+STALE_AFTER = timedelta(minutes=10)  # an answer queued this long is dropped, not sent late
+CLAIM_STALE = timedelta(seconds=30)  # a passive claim this old lost its callback
+MAX_TEXT_BYTES = 2000  # message/send text allows 2048 bytes
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    kind: str  # "text" or "news"
+    text: str = ""
+    articles: tuple[dict[str, str], ...] = field(default_factory=tuple)
+
+    @classmethod
+    def of_text(cls, text: str) -> Reply:
+        return cls("text", _clip(text))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "text": self.text, "articles": list(self.articles)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reply:
+        return cls(data["kind"], data.get("text", ""), tuple(data.get("articles") or ()))
+
+
+def _clip(text: str, limit: int = MAX_TEXT_BYTES) -> str:
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode(errors="ignore") + "…"
+
+
+# ---- the words -------------------------------------------------------------------------------
+
+TEXT = {
+    "zh": {
+        "help": (
+            "我可以帮你：\n"
+            "• 任务 — 今天的待办任务\n"
+            "• 素材 <关键词> — 找素材，附可转发的追踪链接\n"
+            "• 客户 <名字> — 查看你的客户档案\n"
+            "• 业绩 — 今天、本周、本月的数据与门店平均\n"
+            "• 帮助 — 显示本说明"
+        ),
+        "not_understood": "没听懂「{text}」。",
+        "no_tasks": "今天没有待办任务。",
+        "tasks_head": "今天的任务（{n}）：",
+        "overdue": "已逾期",
+        "no_content": "没有找到与「{q}」相关的素材。",
+        "no_content_all": "素材库暂时是空的。",
+        "customer_ask": "请在「客户」后面写上客户名字，例如：客户 陈",
+        "no_customer": "你的客户里没有名字含「{q}」的。",
+        "customers_many": "找到 {n} 位客户，请写全名：",
+        "status": {
+            "active": "正常",
+            "lost": "已删除你",
+            "removed": "已被你删除",
+            "transferred": "已转接",
+        },
+        "card": (
+            "{name}{remark}\n状态：{status}\n门店：{store}\n添加于：{since}\n"
+            "标签：{tags}\n待办任务：{tasks}\n最近打开：{opened}\n侧边栏：{link}"
+        ),
+        "remark": "（备注：{remark}）",
+        "none": "无",
+        "stats_head": "我的业绩（{store}）",
+        "periods": ("今天", "本周", "本月"),
+        "mine": "{period}：新客 {new}｜流失 {lost}｜转发 {fwd}｜打开 {opens}",
+        "average": "　门店平均：新客 {new}｜流失 {lost}｜转发 {fwd}｜打开 {opens}",
+        "no_store": "未分配门店",
+    },
+    "en": {
+        "help": (
+            "I can help with:\n"
+            "• tasks — today's open tasks\n"
+            "• content <word> — find content, with tracked links ready to forward\n"
+            "• customer <name> — one of your customers' profile\n"
+            "• stats — your numbers today, this week and this month beside your store's average\n"
+            "• help — this list"
+        ),
+        "not_understood": "I did not understand “{text}”.",
+        "no_tasks": "No open tasks today.",
+        "tasks_head": "Today's tasks ({n}):",
+        "overdue": "overdue",
+        "no_content": "No content matches “{q}”.",
+        "no_content_all": "The content library is empty for now.",
+        "customer_ask": "Write the customer's name after “customer”, e.g. customer Chen",
+        "no_customer": "None of your customers has “{q}” in their name.",
+        "customers_many": "{n} customers match; write the full name:",
+        "status": {
+            "active": "active",
+            "lost": "deleted you",
+            "removed": "removed by you",
+            "transferred": "transferred",
+        },
+        "card": (
+            "{name}{remark}\nStatus: {status}\nStore: {store}\nAdded: {since}\n"
+            "Tags: {tags}\nOpen tasks: {tasks}\nLast opened: {opened}\nSidebar: {link}"
+        ),
+        "remark": " (remark: {remark})",
+        "none": "none",
+        "stats_head": "My numbers ({store})",
+        "periods": ("Today", "This week", "This month"),
+        "mine": "{period}: new {new} | lost {lost} | forwards {fwd} | opens {opens}",
+        "average": "  store average: new {new} | lost {lost} | forwards {fwd} | opens {opens}",
+        "no_store": "no store",
+    },
+}
+
+
+def help_reply(command: Command, text: str = "") -> Reply:
+    words = TEXT[command.lang]
+    if command.understood or not text.strip():
+        return Reply.of_text(words["help"])
+    shown = text.strip()[:30]
+    return Reply.of_text(words["not_understood"].format(text=shown) + "\n" + words["help"])
+
+
+# ---- building answers ------------------------------------------------------------------------
+
+
+async def active_guide(session: AsyncSession, userid: str) -> Guide | None:
+    guide = await session.get(Guide, userid)
+    return guide if guide is not None and guide.status == GuideStatus.ACTIVE else None
+
+
+async def build_reply(
+    session: AsyncSession, guide: str, text: str, *, now: datetime, settings: Settings
+) -> Reply:
+    """The answer to one message from a guide (read-only)."""
+    command = commands.parse(text)
+    if command.name == commands.TASKS:
+        return await tasks_reply(session, guide, command, now=now, settings=settings)
+    if command.name == commands.CONTENT:
+        return await content_reply(session, guide, command, now=now, settings=settings)
+    if command.name == commands.CUSTOMER:
+        return await customer_reply(session, guide, command, now=now, settings=settings)
+    if command.name == commands.STATS:
+        return await stats_reply(session, guide, command, now=now, settings=settings)
+    return help_reply(command, text)
+
+
+def sidebar_link(settings: Settings, customer: str | None = None, task: int | None = None) -> str:
+    query = []
+    if customer:
+        query.append(f"customer={quote(customer)}")
+    if task:
+        query.append(f"task={task}")
+    return f"{settings.public_url}/sidebar" + ("?" + "&".join(query) if query else "")
+
+
+async def _zone(session: AsyncSession, guide: str, now: datetime, settings: Settings):
+    store = await service.guide_store(session, guide, now)
+    return store, store_zone(store, settings.timezone)
+
+
+async def _names(session: AsyncSession, ids: list[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Customer.external_userid, Customer.name).where(Customer.external_userid.in_(ids))
+    )
+    return {ext: name or ext for ext, name in rows}
+
+
+async def tasks_reply(
+    session: AsyncSession, guide: str, command: Command, *, now: datetime, settings: Settings
+) -> Reply:
+    words = TEXT[command.lang]
+    _, zone = await _zone(session, guide, now, settings)
+    local = now.astimezone(zone)
+    end_of_day = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    due = await tasks.open_tasks(session, guide, due_before=end_of_day.astimezone(UTC), limit=20)
+    if not due:
+        return Reply.of_text(words["no_tasks"])
+    names = await _names(session, sorted({t.external_userid for t in due}))
+    lines = [words["tasks_head"].format(n=len(due))]
+    for index, task in enumerate(due, start=1):
+        when = task.due_at.astimezone(zone)
+        stamp = when.strftime("%H:%M") if when.date() == local.date() else words["overdue"]
+        name = names.get(task.external_userid, task.external_userid)
+        lines.append(f"{index}. {name} · {task.playbook_id}/{task.step_id} · {stamp}")
+        lines.append(f"   {sidebar_link(settings, task.external_userid, task.id)}")
+    return Reply.of_text("\n".join(lines))
+
+
+async def content_reply(
+    session: AsyncSession, guide: str, command: Command, *, now: datetime, settings: Settings
+) -> Reply:
+    words = TEXT[command.lang]
+    store = await service.guide_store(session, guide, now)
+    found, _ = await service.search_items(
+        session,
+        words=command.arg,
+        live_at=now,
+        store_code=store.code if store else None,
+        restrict_store=True,
+        limit=5,
+    )
+    if not found:
+        key = "no_content" if command.arg else "no_content_all"
+        return Reply.of_text(words[key].format(q=command.arg))
+    return Reply("news", articles=tuple(_article(item, guide, now, settings) for item in found))
+
+
+def _article(item: ContentItem, guide: str, now: datetime, settings: Settings) -> dict[str, str]:
+    token, _ = links.mint(settings.secret_key, item_id=item.id, guide=guide, now=now)
+    article = {
+        "title": item.title[:128],
+        "description": (item.summary or "")[:170],
+        "url": links.link_url(settings.public_url, token),
+    }
+    if item.cover_url:
+        article["picurl"] = item.cover_url
+    return article
+
+
+async def customer_reply(
+    session: AsyncSession, guide: str, command: Command, *, now: datetime, settings: Settings
+) -> Reply:
+    words = TEXT[command.lang]
+    wanted = command.arg.strip()
+    if not wanted:
+        return Reply.of_text(words["customer_ask"])
+    pattern = f"%{wanted.lower()}%"
+    rows = list(
+        await session.execute(
+            select(Relation, Customer)
+            .join(Customer, Customer.external_userid == Relation.external_userid)
+            .where(
+                Relation.guide_userid == guide,  # this guide's customers only
+                or_(
+                    func.lower(Customer.name).like(pattern),
+                    func.lower(Relation.remark).like(pattern),
+                ),
+            )
+            .order_by(Relation.status != RelationStatus.ACTIVE, Customer.name)
+            .limit(20)
+        )
+    )
+    if not rows:
+        return Reply.of_text(words["no_customer"].format(q=wanted))
+    exact = [(r, c) for r, c in rows if wanted in (c.name, r.remark)]
+    if len(rows) > 1 and len(exact) != 1:
+        lines = [words["customers_many"].format(n=len(rows))]
+        lines += [f"• {c.name or c.external_userid}" for _, c in rows[:8]]
+        return Reply.of_text("\n".join(lines))
+    relation, customer = exact[0] if exact else rows[0]
+    return Reply.of_text(
+        await _card(session, guide, relation, customer, words, now=now, settings=settings)
+    )
+
+
+async def _card(
+    session: AsyncSession,
+    guide: str,
+    relation: Relation,
+    customer: Customer,
+    words: dict[str, Any],
+    *,
+    now: datetime,
+    settings: Settings,
+) -> str:
+    store, zone = await _zone(session, guide, now, settings)
+    from guidebot.contacts.models import Department
+
+    relation_store = (
+        await session.get(Department, relation.store_id) if relation.store_id else store
+    )
+    open_tasks = await tasks.open_tasks(session, guide, customer=customer.external_userid)
+    opened = await service.recent_opens(
+        session, guide=guide, customer=customer.external_userid, limit=1
+    )
+    since = (
+        relation.created_at.astimezone(zone).strftime("%Y-%m-%d") if relation.created_at else "-"
+    )
+    tags = [t.get("name") or t.get("id") for t in relation.tags or []]
+    last = (
+        f"{opened[0][1].title}（{opened[0][0].opened_at.astimezone(zone):%m-%d %H:%M}）"
+        if opened
+        else words["none"]
+    )
+    return words["card"].format(
+        name=customer.name or customer.external_userid,
+        remark=words["remark"].format(remark=relation.remark) if relation.remark else "",
+        status=words["status"].get(relation.status, relation.status),
+        store=relation_store.name if relation_store else words["no_store"],
+        since=since,
+        tags=", ".join(t for t in tags if t) or words["none"],
+        tasks=len(open_tasks),
+        opened=last,
+        link=sidebar_link(settings, customer.external_userid),
+    )
+
+
+def _periods(now: datetime, zone) -> list[tuple[datetime, datetime]]:
+    local = now.astimezone(zone)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = day - timedelta(days=day.weekday())
+    month = day.replace(day=1)
+    end = now + timedelta(seconds=1)
+    return [(start.astimezone(UTC), end) for start in (day, week, month)]
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+async def stats_reply(
+    session: AsyncSession, guide: str, command: Command, *, now: datetime, settings: Settings
+) -> Reply:
+    words = TEXT[command.lang]
+    store, zone = await _zone(session, guide, now, settings)
+    peers = await service.store_guides(session, store.id, now) if store else []
+    if guide not in peers:
+        peers.append(guide)
+    lines = [words["stats_head"].format(store=store.name if store else words["no_store"])]
+    for label, (start, end) in zip(words["periods"], _periods(now, zone), strict=True):
+        numbers = await service.activity(session, peers, start, end)
+        mine = numbers[guide]
+        lines.append(
+            words["mine"].format(
+                period=label,
+                new=mine.new_customers,
+                lost=mine.lost_customers,
+                fwd=mine.forwards,
+                opens=mine.unique_opens,
+            )
+        )
+        if store is not None:
+            count = len(peers)
+
+            def avg(name: str, numbers=numbers, count=count) -> str:
+                return _num(sum(getattr(a, name) for a in numbers.values()) / count)
+
+            lines.append(
+                words["average"].format(
+                    new=avg("new_customers"),
+                    lost=avg("lost_customers"),
+                    fwd=avg("forwards"),
+                    opens=avg("unique_opens"),
+                )
+            )
+    return Reply.of_text("\n".join(lines))
+
+
+# ---- passive reply ---------------------------------------------------------------------------
+
+
+def _cdata(value: str) -> str:
+    return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def passive_text_xml(
+    *, to_user: str, corp_id: str, agent_id: int, content: str, create_time: int
+) -> str:
+    """The plaintext of a passive text reply (reference §1.4), to be encrypted."""
+    return (
+        f"<xml><ToUserName>{_cdata(to_user)}</ToUserName>"
+        f"<FromUserName>{_cdata(corp_id)}</FromUserName>"
+        f"<CreateTime>{int(create_time)}</CreateTime>"
+        f"<MsgType>{_cdata('text')}</MsgType>"
+        f"<Content>{_cdata(content)}</Content>"
+        f"<AgentID>{int(agent_id)}</AgentID></xml>"
+    )
+
+
+# ---- the outbox ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class FlushReport:
+    sent: int = 0
+    queued: int = 0  # left for later: the member's minute limit
+    dropped: int = 0
+    failed: int = 0
+    unknown: int = 0
+
+
+async def flush_replies(
+    sessions: Sessions,
+    wecom: WeComClient,
+    clock: Any,
+    settings: Settings,
+    *,
+    guide: str | None = None,
+    limit: int = 200,
+) -> FlushReport:
+    """Send queued answers by message/send within each member's minute limit.
+
+    Also the periodic job (every few seconds): it takes over passive claims whose callback
+    died, answers what is due, and drops what waited too long.
+    """
+    report = FlushReport()
+    now = clock.now()
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(BotReply)
+            .where(BotReply.status == ReplyStatus.CLAIMED, BotReply.created_at < now - CLAIM_STALE)
+            .values(status=ReplyStatus.PENDING, updated_at=now)
+        )
+    query = select(BotReply.msg_id).where(BotReply.status == ReplyStatus.PENDING)
+    if guide is not None:
+        query = query.where(BotReply.guide_userid == guide)
+    async with sessions() as session:
+        ids = list(await session.scalars(query.order_by(BotReply.created_at).limit(limit)))
+    for msg_id in ids:
+        outcome = await _send_one(sessions, wecom, clock, settings, msg_id)
+        if outcome is not None:
+            setattr(report, outcome, getattr(report, outcome) + 1)
+    return report
+
+
+async def _send_one(
+    sessions: Sessions, wecom: WeComClient, clock: Any, settings: Settings, msg_id: str
+) -> str | None:
+    now = clock.now()
+    async with sessions() as session, session.begin():
+        row = await session.get(BotReply, msg_id)
+        if row is None or row.status != ReplyStatus.PENDING:
+            return None
+        if now - row.created_at > STALE_AFTER:
+            row.status, row.updated_at = ReplyStatus.DROPPED, now
+            row.error = "waited too long behind the member's message limit"
+            log.warning(
+                "bot reply to %s (msg %s) dropped: queued since %s, over WeCom's %d messages "
+                "a minute to one member",
+                row.guide_userid,
+                msg_id,
+                row.created_at.isoformat(),
+                MEMBER_MESSAGES_PER_MINUTE,
+            )
+            return "dropped"
+        recent = await session.scalar(
+            select(func.count())
+            .select_from(BotReply)
+            .where(
+                BotReply.guide_userid == row.guide_userid,
+                BotReply.status.in_(ReplyStatus.COUNTED),
+                BotReply.sent_at > now - timedelta(seconds=60),
+            )
+        )
+        if (recent or 0) >= MEMBER_MESSAGES_PER_MINUTE:
+            log.info(
+                "bot reply to %s (msg %s) queued: %d app messages to them in the last minute",
+                row.guide_userid,
+                msg_id,
+                recent,
+            )
+            return "queued"
+        if row.reply is None:  # a passive claim taken over: compute the answer now
+            reply = await build_reply(
+                session, row.guide_userid, row.request, now=now, settings=settings
+            )
+            row.reply = reply.as_json()
+        reply = Reply.from_json(row.reply)
+        guide = row.guide_userid
+        row.status, row.sent_at, row.updated_at = ReplyStatus.SENDING, now, now
+    try:
+        if reply.kind == "news":
+            await wecom.send_news(guide, list(reply.articles))
+        else:
+            await wecom.send_text(guide, reply.text)
+    except WeComUncertain as exc:
+        await _settle(sessions, msg_id, clock, ReplyStatus.UNKNOWN, str(exc))
+        return "unknown"
+    except WeComError as exc:
+        log.warning("bot reply to %s (msg %s) failed: %s", guide, msg_id, exc)
+        await _settle(sessions, msg_id, clock, ReplyStatus.FAILED, str(exc))
+        return "failed"
+    await _settle(sessions, msg_id, clock, ReplyStatus.SENT, None)
+    return "sent"
+
+
+async def _settle(
+    sessions: Sessions, msg_id: str, clock: Any, status: str, error: str | None
+) -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(BotReply)
+            .where(BotReply.msg_id == msg_id)
+            .values(status=status, error=error, updated_at=clock.now())
+        )

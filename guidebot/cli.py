@@ -1,0 +1,290 @@
+"""The `guidebot` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from guidebot.config import ConfigError, Settings
+from guidebot.db.migrate import DatabaseNotReady
+from guidebot.logs import setup_logging
+
+log = logging.getLogger("guidebot")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    # APScheduler logs every run of every job at INFO: one line each 5 s says nothing.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    try:
+        setup_logging(os.environ)  # GUIDEBOT_LOG_FORMAT=text|json, secrets redacted
+        return args.run(args) or 0
+    except ConfigError as exc:
+        print(f"guidebot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseNotReady as exc:
+        print(f"guidebot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guidebot", description=__doc__)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = _command(commands, "serve", "run the server, workers and scheduler", _serve)
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
+
+    demo = _command(commands, "demo", "everything on SQLite with a simulated WeCom", _demo)
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument(
+        "--database-url",
+        default=None,
+        help="default: GUIDEBOT_DATABASE_URL, else sqlite+aiosqlite:///guidebot-demo.db",
+    )
+
+    sim = _command(commands, "simulator", "run the simulated WeCom on its own", _simulator)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, required=True)
+    sim.add_argument("--callback-url", required=True, help="where to deliver callbacks")
+
+    db = commands.add_parser("db", help="database maintenance").add_subparsers(metavar="ACTION")
+    _command(db, "upgrade", "apply the migrations to GUIDEBOT_DATABASE_URL", _db_upgrade)
+
+    sop = commands.add_parser("sop", help="playbooks: check and dry-run").add_subparsers(
+        metavar="ACTION"
+    )
+    check = _command(
+        sop, "check", "check playbooks: one file:line:col: path: message per error", _sop_check
+    )
+    check.add_argument(
+        "paths", nargs="*", metavar="PATH", help="files or directories (default: GUIDEBOT_SOP_DIR)"
+    )
+    simulate = _command(
+        sop, "simulate", "the timeline a new customer would get from a playbook", _sop_simulate
+    )
+    simulate.add_argument("playbook", metavar="PLAYBOOK", help="a playbook file or id")
+    simulate.add_argument(
+        "--added-at",
+        metavar="ISO8601",
+        help="when the customer is added (default: now; without an offset: local time)",
+    )
+    simulate.add_argument(
+        "--store", metavar="CODE", help="use this store's time zone (from GUIDEBOT_DATABASE_URL)"
+    )
+
+    report = commands.add_parser("report", help="guide performance reports").add_subparsers(
+        metavar="ACTION"
+    )
+    guides = _command(
+        report, "guides", "every guide's numbers over a period, from the rollups", _report_guides
+    )
+    guides.add_argument("--from", dest="from_", metavar="D", help="first day YYYY-MM-DD")
+    guides.add_argument("--to", metavar="D", help="last day YYYY-MM-DD (default: yesterday)")
+    guides.add_argument("--store", metavar="CODE", help="only this store (code or id)")
+    guides.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    contacts = commands.add_parser("contacts", help="customers and guides").add_subparsers(
+        metavar="ACTION"
+    )
+    way = _command(contacts, "add-way", "create a 「联系我」 code for a store", _add_way)
+    way.add_argument("--store", required=True, help="store code (or department id)")
+    way.add_argument("--channel", required=True, help="e.g. store_qr, poster, livestream")
+    way.add_argument("--campaign", default=None)
+    way.add_argument("--guide", action="append", required=True, help="a guide's userid; repeat")
+    way.add_argument("--remark", default=None)
+
+    content = commands.add_parser("content", help="the content library").add_subparsers(
+        metavar="ACTION"
+    )
+    load = _command(content, "import", "import content items from a YAML file", _content_import)
+    load.add_argument("file")
+
+    accounts = commands.add_parser("accounts", help="HQ and store-manager sign-in").add_subparsers(
+        metavar="ACTION"
+    )
+    account = _command(
+        accounts,
+        "add",
+        "create an /admin account, or reset its password, role and stores; the password comes "
+        "from GUIDEBOT_ACCOUNT_PASSWORD or is asked for",
+        _accounts_add,
+    )
+    account.add_argument("username")
+    account.add_argument("--role", choices=("hq", "manager"), required=True)
+    account.add_argument("--store", action="append", default=[], help="a manager's store; repeat")
+
+    inbox = commands.add_parser("inbox", help="stored callbacks").add_subparsers(metavar="ACTION")
+    replay = _command(inbox, "replay", "process waiting callbacks now", _inbox_replay)
+    replay.add_argument("--failed", action="store_true", help="also retry events parked as failed")
+    return parser
+
+
+def _command(
+    commands: argparse._SubParsersAction, name: str, help_text: str, run: Callable
+) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=help_text, description=help_text)
+    command.set_defaults(run=run)
+    return command
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from guidebot.app import create_app
+    from guidebot.db.migrate import prepare_database
+
+    settings = Settings.from_env()
+    prepare_database(settings.database_url)
+    # No per-request access log: at thousands of callbacks a second it costs more than the work.
+    web.run_app(create_app(settings), host=args.host, port=args.port, print=None, access_log=None)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from guidebot.demo import run_demo
+
+    asyncio.run(run_demo(host=args.host, port=args.port, database_url=args.database_url))
+    return 0
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    from guidebot.wecom.simulator import SimulatorConfig, run_simulator
+
+    config = SimulatorConfig.from_env(callback_url=args.callback_url)
+    log.info(
+        "simulated WeCom on http://%s:%s for corp %s", args.host, args.port, config.identity.corp_id
+    )
+    asyncio.run(run_simulator(config, args.host, args.port))
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from guidebot.config import database_url_from_env
+    from guidebot.db.migrate import upgrade_sync
+
+    url = database_url_from_env()
+    upgrade_sync(url)
+    print(f"database at {_redact(url)} is up to date")
+    return 0
+
+
+def _sop_check(args: argparse.Namespace) -> int:
+    from guidebot.sop.cli import check_command
+
+    return check_command(args.paths)
+
+
+def _sop_simulate(args: argparse.Namespace) -> int:
+    from guidebot.sop.cli import simulate_command
+
+    return simulate_command(args.playbook, added_at=args.added_at, store_code=args.store)
+
+
+def _report_guides(args: argparse.Namespace) -> int:
+    from guidebot.metrics.report import report_guides_command
+
+    return report_guides_command(
+        raw_from=args.from_, raw_to=args.to, store=args.store, fmt=args.format
+    )
+
+
+def _add_way(args: argparse.Namespace) -> int:
+    from guidebot.app import offline_resources
+    from guidebot.contacts.errors import ContactsError
+    from guidebot.contacts.jobs import add_contact_way
+
+    settings = Settings.from_env()
+
+    async def run() -> dict:
+        async with offline_resources(settings) as (sessions, wecom, clock):
+            return await add_contact_way(
+                sessions,
+                wecom,
+                clock,
+                store=args.store,
+                channel=args.channel,
+                campaign=args.campaign,
+                userids=args.guide,
+                remark=args.remark,
+            )
+
+    try:
+        way = asyncio.run(run())
+    except ContactsError as exc:
+        print(f"guidebot: {exc.reason}", file=sys.stderr)
+        return 1
+    for key, value in way.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def _accounts_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    from guidebot.config import database_url_from_env
+    from guidebot.db.migrate import upgrade_sync
+    from guidebot.web.accounts import AccountError, add_account
+
+    password = os.environ.get("GUIDEBOT_ACCOUNT_PASSWORD") or getpass.getpass("password: ")
+    url = database_url_from_env()
+    upgrade_sync(url)
+    try:
+        account = asyncio.run(add_account(url, args.username, password, args.role, args.store))
+    except AccountError as exc:
+        print(f"guidebot: {exc}", file=sys.stderr)
+        return 1
+    stores = ", ".join(str(s) for s in sorted(account.store_ids)) or "all"
+    print(f"account {account.username}: role {account.role}, stores {stores}")
+    return 0
+
+
+def _content_import(args: argparse.Namespace) -> int:
+    from guidebot.config import database_url_from_env
+    from guidebot.content.importer import import_content_file
+    from guidebot.content.service import ContentError
+
+    try:
+        report = asyncio.run(import_content_file(database_url_from_env(), args.file))
+    except ContentError as exc:
+        print(f"guidebot: {exc.reason}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+def _inbox_replay(args: argparse.Namespace) -> int:
+    from guidebot.app import offline_worker
+    from guidebot.intake.worker import replay
+
+    settings = Settings.from_env()
+
+    async def run() -> tuple[int, int]:
+        async with offline_worker(settings) as (worker, sessions, clock):
+            reset = await replay(sessions, clock, failed=args.failed)
+            return reset, await worker.drain()
+
+    reset, processed = asyncio.run(run())
+    print(f"{reset} events made due, {processed} processed")
+    return 0
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

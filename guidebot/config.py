@@ -1,0 +1,229 @@
+"""One frozen Settings object, read once from GUIDEBOT_* environment variables.
+
+A bad or missing value raises ConfigError naming the variable; the CLI prints that one line and
+exits, so a misconfigured server never half-starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///guidebot.db"
+DEFAULT_API_BASE = "https://qyapi.weixin.qq.com"
+DEFAULT_PUBLIC_URL = "http://localhost:8080"
+DEFAULT_ATTRIBUTION_DAYS = 7
+_AES_KEY = re.compile(r"[A-Za-z0-9+/]{43}")
+_DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+class ConfigError(ValueError):
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class WeComIdentity:
+    """What both guidebot and the simulated WeCom must agree on to talk to each other."""
+
+    corp_id: str
+    agent_id: int
+    secret: str
+    token: str
+    aes_key: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WeComIdentity:
+        env = os.environ if environ is None else environ
+        return cls(
+            corp_id=_required(env, "GUIDEBOT_CORP_ID"),
+            agent_id=_agent_id(_required(env, "GUIDEBOT_AGENT_ID")),
+            secret=_required(env, "GUIDEBOT_SECRET"),
+            token=_callback_token(_required(env, "GUIDEBOT_TOKEN")),
+            aes_key=_aes_key(_required(env, "GUIDEBOT_AES_KEY")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    corp_id: str
+    agent_id: int
+    secret: str
+    token: str
+    aes_key: str
+    admin_token: str
+    secret_key: str
+    database_url: str = DEFAULT_DATABASE_URL
+    wecom_api_base: str = DEFAULT_API_BASE
+    public_url: str = DEFAULT_PUBLIC_URL
+    timezone: str = "Asia/Shanghai"
+    sop_dir: str = "sop"
+    # Orders count for the guide whose content reached the customer last within this many days.
+    attribution_days: int = DEFAULT_ATTRIBUTION_DAYS
+    # Userids who get the weekly store report (WeCom's simulator exposes no department leaders).
+    store_managers: tuple[str, ...] = ()
+    # Log lines as plain text or one JSON object per line (guidebot.logs).
+    log_format: str = "text"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def wecom(self) -> WeComIdentity:
+        return WeComIdentity(self.corp_id, self.agent_id, self.secret, self.token, self.aes_key)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        wecom = WeComIdentity.from_env(env)
+
+        def required(name: str) -> str:
+            return _required(env, name)
+
+        def optional(name: str, default: str) -> str:
+            return env.get(name, "").strip() or default
+
+        return cls(
+            corp_id=wecom.corp_id,
+            agent_id=wecom.agent_id,
+            secret=wecom.secret,
+            token=wecom.token,
+            aes_key=wecom.aes_key,
+            admin_token=_long_secret("GUIDEBOT_ADMIN_TOKEN", required("GUIDEBOT_ADMIN_TOKEN"), 16),
+            secret_key=_long_secret("GUIDEBOT_SECRET_KEY", required("GUIDEBOT_SECRET_KEY"), 32),
+            database_url=database_url_from_env(env),
+            wecom_api_base=_http_url(
+                "GUIDEBOT_WECOM_API_BASE", optional("GUIDEBOT_WECOM_API_BASE", DEFAULT_API_BASE)
+            ),
+            public_url=_http_url(
+                "GUIDEBOT_PUBLIC_URL", optional("GUIDEBOT_PUBLIC_URL", DEFAULT_PUBLIC_URL)
+            ),
+            timezone=_timezone(optional("GUIDEBOT_TIMEZONE", "Asia/Shanghai")),
+            sop_dir=optional("GUIDEBOT_SOP_DIR", "sop"),
+            attribution_days=_attribution_days(
+                optional("GUIDEBOT_ATTRIBUTION_DAYS", str(DEFAULT_ATTRIBUTION_DAYS))
+            ),
+            store_managers=_userids(
+                "GUIDEBOT_STORE_MANAGERS", env.get("GUIDEBOT_STORE_MANAGERS", "")
+            ),
+            log_format=log_format_from_env(env),
+        )
+
+    def as_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings (for child processes and the demo)."""
+        return {
+            "GUIDEBOT_CORP_ID": self.corp_id,
+            "GUIDEBOT_AGENT_ID": str(self.agent_id),
+            "GUIDEBOT_SECRET": self.secret,
+            "GUIDEBOT_TOKEN": self.token,
+            "GUIDEBOT_AES_KEY": self.aes_key,
+            "GUIDEBOT_ADMIN_TOKEN": self.admin_token,
+            "GUIDEBOT_SECRET_KEY": self.secret_key,
+            "GUIDEBOT_DATABASE_URL": self.database_url,
+            "GUIDEBOT_WECOM_API_BASE": self.wecom_api_base,
+            "GUIDEBOT_PUBLIC_URL": self.public_url,
+            "GUIDEBOT_TIMEZONE": self.timezone,
+            "GUIDEBOT_SOP_DIR": self.sop_dir,
+            "GUIDEBOT_ATTRIBUTION_DAYS": str(self.attribution_days),
+            "GUIDEBOT_STORE_MANAGERS": ",".join(self.store_managers),
+            "GUIDEBOT_LOG_FORMAT": self.log_format,
+        }
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return _database_url(env.get("GUIDEBOT_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL)
+
+
+def log_format_from_env(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    value = env.get("GUIDEBOT_LOG_FORMAT", "").strip().lower() or "text"
+    if value not in ("text", "json"):
+        raise ConfigError("GUIDEBOT_LOG_FORMAT", f"must be text or json, got {value!r}")
+    return value
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(name, "is not set")
+    return value
+
+
+def _agent_id(value: str) -> int:
+    if not value.isdigit():
+        raise ConfigError("GUIDEBOT_AGENT_ID", f"must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _callback_token(value: str) -> str:
+    # WeCom generates callback tokens of letters and digits, at most 32 characters.
+    if not re.fullmatch(r"[A-Za-z0-9]{1,32}", value):
+        raise ConfigError("GUIDEBOT_TOKEN", "must be 1-32 letters or digits, as WeCom issues it")
+    return value
+
+
+def _aes_key(value: str) -> str:
+    if not _AES_KEY.fullmatch(value):
+        raise ConfigError(
+            "GUIDEBOT_AES_KEY",
+            f"EncodingAESKey must be 43 base64 characters (got {len(value)} characters"
+            + (")" if len(value) != 43 else " with characters outside A-Z a-z 0-9 + /)"),
+        )
+    return value
+
+
+def _long_secret(name: str, value: str, minimum: int) -> str:
+    if len(value) < minimum:
+        raise ConfigError(name, f"must be at least {minimum} characters")
+    return value
+
+
+def _database_url(value: str) -> str:
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in _DATABASE_SCHEMES:
+        raise ConfigError(
+            "GUIDEBOT_DATABASE_URL",
+            f"must start with one of {', '.join(s + '://' for s in _DATABASE_SCHEMES)}",
+        )
+    return value
+
+
+def _http_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(name, f"must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _attribution_days(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 90:
+        raise ConfigError(
+            "GUIDEBOT_ATTRIBUTION_DAYS", f"must be a whole number of days 1-90, got {value!r}"
+        )
+    return int(value)
+
+
+def _userids(name: str, value: str) -> tuple[str, ...]:
+    userids = tuple(u.strip() for u in value.split(",") if u.strip())
+    if any(not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", u) for u in userids):
+        raise ConfigError(name, "must be WeCom userids separated by commas")
+    return userids
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("GUIDEBOT_TIMEZONE", f"unknown IANA time zone {value!r}") from None
+    return value

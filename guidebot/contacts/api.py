@@ -1,0 +1,506 @@
+"""JSON API for stores, guides, customers, contact ways and transfers; and the start-up sync.
+
+Views only parse, call one domain function and render. Domain errors become JSON errors:
+NotFound 404, Invalid 400, Conflict 409, Upstream (WeCom refused or unreachable) 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from aiohttp import web
+
+from guidebot.contacts import queries
+from guidebot.contacts.directory import find_store, update_store
+from guidebot.contacts.errors import Conflict, ContactsError, Invalid, NotFound, Upstream
+from guidebot.contacts.jobs import nightly_directory_sync
+from guidebot.contacts.models import (
+    ContactWay,
+    Customer,
+    Department,
+    Relation,
+    RelationEvent,
+    Transfer,
+)
+from guidebot.contacts.transfers import list_transfers, start_transfers
+from guidebot.contacts.ways import create_contact_way, list_contact_ways
+from guidebot.web.api import ApiError, ApiRoutes, bad_request, iso, json_body, not_found, query_int
+from guidebot.web.auth import Principal, principal, relation_visible, store_visible
+from guidebot.web.keys import CLOCK, SESSIONS, WECOM
+
+log = logging.getLogger(__name__)
+
+api = ApiRoutes()
+
+# How long start-up waits for WeCom before giving up on the first directory sync.
+STARTUP_SYNC_TIMEOUT = 120.0
+CONTACTS_STARTUP = web.AppKey("contacts_startup_sync", asyncio.Task)
+
+_STATUS = {NotFound: 404, Invalid: 400, Conflict: 409, Upstream: 502}
+_CODE = {
+    NotFound: "not_found",
+    Invalid: "bad_request",
+    Conflict: "conflict",
+    Upstream: "wecom_error",
+}
+
+
+@contextlib.contextmanager
+def domain_errors() -> Iterator[None]:
+    try:
+        yield
+    except ContactsError as exc:
+        kind = type(exc)
+        raise ApiError(_STATUS.get(kind, 400), _CODE.get(kind, "bad_request"), exc.reason) from exc
+
+
+def _query(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name, "").strip()
+    return value or None
+
+
+def _str_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and name == "store":
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise bad_request(f"{name!r} must be a non-empty string")
+    return value
+
+
+def _str_list(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise bad_request(f"{name!r} must be a non-empty list of strings")
+    return value
+
+
+# ---- rendering -------------------------------------------------------------------------------
+
+
+def render_store_ref(dept: Department | None) -> dict[str, Any] | None:
+    if dept is None:
+        return None
+    return {"id": dept.id, "code": dept.code, "name": dept.name}
+
+
+def render_relation(r: Relation) -> dict[str, Any]:
+    return {
+        "guide_userid": r.guide_userid,
+        "external_userid": r.external_userid,
+        "status": r.status,
+        "created_at": iso(r.created_at),
+        "confirmed": r.confirmed,
+        "state": r.state,
+        "store_id": r.store_id,
+        "channel": r.channel,
+        "campaign": r.campaign,
+        "config_id": r.config_id,
+        "remark": r.remark,
+        "description": r.description,
+        "tags": r.tags,
+        "remark_mobiles": r.remark_mobiles,
+        "ended_at": iso(r.ended_at),
+        "end_reason": r.end_reason,
+        "successor_userid": r.successor_userid,
+        "predecessor_userid": r.predecessor_userid,
+        "last_event_at": iso(r.last_event_at),
+    }
+
+
+def render_customer(c: Customer) -> dict[str, Any]:
+    return {
+        "external_userid": c.external_userid,
+        "name": c.name,
+        "type": c.type,
+        "gender": c.gender,
+        "unionid": c.unionid,
+        "avatar": c.avatar,
+        "corp_name": c.corp_name,
+        "profile_fetched_at": iso(c.profile_fetched_at),
+        "first_seen_at": iso(c.created_at),
+    }
+
+
+def render_event(e: RelationEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "occurred_at": iso(e.occurred_at),
+        "recorded_at": iso(e.recorded_at),
+        "kind": e.kind,
+        "guide_userid": e.guide_userid,
+        "store_id": e.store_id,
+        "previous_status": e.previous_status,
+        "channel": e.channel,
+        "campaign": e.campaign,
+        "state": e.state,
+        "counterpart_userid": e.counterpart_userid,
+        "reason": e.reason,
+        "source": e.source,
+    }
+
+
+def render_way(w: ContactWay) -> dict[str, Any]:
+    return {
+        "config_id": w.config_id,
+        "state": w.state,
+        "store_id": w.store_id,
+        "channel": w.channel,
+        "campaign": w.campaign,
+        "userids": w.userids,
+        "qr_code": w.qr_code,
+        "remark": w.remark,
+        "created_at": iso(w.created_at),
+    }
+
+
+def render_transfer(t: Transfer) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "kind": t.kind,
+        "handover_userid": t.handover_userid,
+        "takeover_userid": t.takeover_userid,
+        "external_userid": t.external_userid,
+        "status": t.status,
+        "errcode": t.errcode,
+        "fail_reason": t.fail_reason,
+        "requested_at": iso(t.requested_at),
+        "completed_at": iso(t.completed_at),
+    }
+
+
+def render_store(view: queries.StoreView) -> dict[str, Any]:
+    s = view.store
+    return {
+        "id": s.id,
+        "code": s.code,
+        "name": s.name,
+        "timezone": s.timezone,
+        "region": render_store_ref(view.region),
+        "guides": view.guides,
+        "active_customers": view.active_customers,
+    }
+
+
+# ---- scope (guidebot.web.auth: managers see their stores, guides themselves) ------------------
+
+
+async def _scoped_store(request: web.Request, session, who: Principal) -> str | None:
+    """The `store` filter a manager may use: theirs (404 otherwise), or their only store."""
+    ref = _query(request, "store")
+    if who.role != "manager":
+        return ref
+    if ref is None:
+        if len(who.store_ids) == 1:
+            return str(next(iter(who.store_ids)))
+        raise bad_request("name one of your stores with ?store=")
+    found = await find_store(session, ref)
+    if found is None or not store_visible(who, found.id):
+        raise not_found(f"no store {ref!r}")
+    return str(found.id)
+
+
+def _scoped_guide(request: web.Request, who: Principal) -> str | None:
+    ref = _query(request, "guide")
+    if who.role != "guide":
+        return ref
+    if ref is not None and ref != who.userid:
+        raise not_found(f"no guide {ref!r}")
+    return who.userid
+
+
+# ---- customers -------------------------------------------------------------------------------
+
+
+@api.get(
+    "/customers",
+    summary="List customers, filtered by guide, store, relation status and channel",
+    query={
+        "guide": "string",
+        "store": "string",
+        "status": "string",
+        "channel": "string",
+        "page": "integer",
+        "per_page": "integer",
+    },
+    roles=("hq", "manager", "guide"),
+)
+async def list_customers(request: web.Request) -> web.Response:
+    page = query_int(request, "page", 1, lo=1, hi=1_000_000)
+    per_page = query_int(request, "per_page", 50, lo=1, hi=200)
+    who = principal(request)
+    async with request.app[SESSIONS]() as session:
+        guide = _scoped_guide(request, who)
+        store = await _scoped_store(request, session, who)
+        with domain_errors():
+            result = await queries.list_customers(
+                session,
+                guide=guide,
+                store=store,
+                status=_query(request, "status"),
+                channel=_query(request, "channel"),
+                page=page,
+                per_page=per_page,
+            )
+    return web.json_response(
+        {
+            "customers": [
+                {
+                    **render_customer(c),
+                    "relations": [
+                        render_relation(r)
+                        for r in result.relations[c.external_userid]
+                        if relation_visible(who, r.guide_userid, r.store_id)
+                    ],
+                }
+                for c in result.customers
+            ],
+            "total": result.total,
+            "page": result.page,
+            "per_page": result.per_page,
+        }
+    )
+
+
+@api.get(
+    "/customers/{external_userid}",
+    summary="One customer: profile, relations with every guide, and the relation timeline",
+    roles=("hq", "manager", "guide"),
+)
+async def get_customer(request: web.Request) -> web.Response:
+    who = principal(request)
+    ext = request.match_info["external_userid"]
+    async with request.app[SESSIONS]() as session:
+        with domain_errors():
+            detail = await queries.get_customer(session, ext)
+    relations = [r for r in detail.relations if relation_visible(who, r.guide_userid, r.store_id)]
+    if not relations and not who.is_hq:
+        raise not_found(f"no customer {ext!r}")
+    return web.json_response(
+        {
+            "customer": render_customer(detail.customer),
+            "relations": [render_relation(r) for r in relations],
+            "timeline": [
+                render_event(e)
+                for e in detail.timeline
+                if relation_visible(who, e.guide_userid, e.store_id)
+            ],
+        }
+    )
+
+
+# ---- guides and stores -----------------------------------------------------------------------
+
+
+@api.get(
+    "/guides",
+    summary="List guides with their current store",
+    query={"status": "string", "store": "string"},
+    roles=("hq", "manager"),
+)
+async def list_guides(request: web.Request) -> web.Response:
+    who = principal(request)
+    async with request.app[SESSIONS]() as session:
+        store = await _scoped_store(request, session, who)
+        with domain_errors():
+            views = await queries.list_guides(
+                session, status=_query(request, "status"), store=store
+            )
+    return web.json_response(
+        {
+            "guides": [
+                {
+                    "userid": v.guide.userid,
+                    "name": v.guide.name,
+                    "status": v.guide.status,
+                    "main_department": v.guide.main_department,
+                    "store": render_store_ref(v.stores[0] if v.stores else None),
+                    "stores": [render_store_ref(s) for s in v.stores],
+                    "active_customers": v.active_customers,
+                    "left_at": iso(v.guide.left_at),
+                }
+                for v in views
+            ]
+        }
+    )
+
+
+@api.get(
+    "/stores",
+    summary="List stores with their region, guide and customer counts",
+    roles=("hq", "manager"),
+)
+async def list_stores(request: web.Request) -> web.Response:
+    who = principal(request)
+    async with request.app[SESSIONS]() as session:
+        views = await queries.list_stores(session)
+    return web.json_response(
+        {"stores": [render_store(v) for v in views if store_visible(who, v.store.id)]}
+    )
+
+
+@api.route(
+    "PATCH",
+    "/stores/{store}",
+    summary="Set a store's code or its time zone override (IANA name; null clears it)",
+    body={
+        "type": "object",
+        "properties": {"code": {"type": "string"}, "timezone": {"type": ["string", "null"]}},
+    },
+)
+async def patch_store(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    code = _str_field(body, "code", required=False)
+    timezone = body.get("timezone")
+    if timezone is not None and not isinstance(timezone, str):
+        raise bad_request("'timezone' must be an IANA time zone name or null")
+    async with request.app[SESSIONS]() as session:
+        with domain_errors():
+            store = await update_store(
+                session,
+                request.match_info["store"],
+                code=code,
+                timezone=timezone,
+                clear_timezone="timezone" in body and timezone is None,
+                now=request.app[CLOCK].now(),
+            )
+        await session.commit()
+        views = {v.store.id: v for v in await queries.list_stores(session)}
+    return web.json_response(render_store(views[store.id]))
+
+
+# ---- contact ways ----------------------------------------------------------------------------
+
+
+@api.get("/contact-ways", summary="List the 「联系我」 contact ways", query={"store": "string"})
+async def list_ways(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        with domain_errors():
+            ways = await list_contact_ways(session, store=_query(request, "store"))
+    return web.json_response({"contact_ways": [render_way(w) for w in ways]})
+
+
+@api.post(
+    "/contact-ways",
+    summary="Create a 「联系我」 QR way whose state encodes store, channel and campaign",
+    body={
+        "type": "object",
+        "required": ["store", "channel", "userids"],
+        "properties": {
+            "store": {"type": "string", "description": "store code or department id"},
+            "channel": {"type": "string"},
+            "campaign": {"type": "string"},
+            "userids": {"type": "array", "items": {"type": "string"}},
+            "remark": {"type": "string"},
+        },
+    },
+)
+async def create_way(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    store = _str_field(body, "store")
+    channel = _str_field(body, "channel")
+    campaign = _str_field(body, "campaign", required=False)
+    remark = _str_field(body, "remark", required=False)
+    userids = _str_list(body, "userids")
+    async with request.app[SESSIONS]() as session:
+        with domain_errors():
+            way = await create_contact_way(
+                session,
+                request.app[WECOM],
+                request.app[CLOCK].now(),
+                store=store or "",
+                channel=channel or "",
+                campaign=campaign,
+                userids=userids,
+                remark=remark,
+            )
+    return web.json_response(render_way(way), status=201)
+
+
+# ---- transfers -------------------------------------------------------------------------------
+
+
+@api.get(
+    "/transfers",
+    summary="List customer transfers, newest first",
+    query={"status": "string", "guide": "string", "external_userid": "string"},
+)
+async def get_transfers(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        with domain_errors():
+            rows = await list_transfers(
+                session,
+                status=_query(request, "status"),
+                guide=_query(request, "guide"),
+                external_userid=_query(request, "external_userid"),
+            )
+    return web.json_response({"transfers": [render_transfer(t) for t in rows]})
+
+
+@api.post(
+    "/transfers",
+    summary="Transfer customers to another guide (in_service, or resigned after leaving)",
+    body={
+        "type": "object",
+        "required": ["kind", "handover_userid", "takeover_userid", "external_userids"],
+        "properties": {
+            "kind": {"type": "string", "enum": ["in_service", "resigned"]},
+            "handover_userid": {"type": "string"},
+            "takeover_userid": {"type": "string"},
+            "external_userids": {"type": "array", "items": {"type": "string"}},
+            "message": {"type": "string"},
+        },
+    },
+)
+async def post_transfers(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    kind = _str_field(body, "kind")
+    handover = _str_field(body, "handover_userid")
+    takeover = _str_field(body, "takeover_userid")
+    message = _str_field(body, "message", required=False)
+    customers = _str_list(body, "external_userids")
+    async with request.app[SESSIONS]() as session:
+        with domain_errors():
+            outcomes = await start_transfers(
+                session,
+                request.app[WECOM],
+                request.app[CLOCK].now(),
+                kind=kind or "",
+                handover_userid=handover or "",
+                takeover_userid=takeover or "",
+                external_userids=customers,
+                message=message,
+            )
+    # Accepted, not done: WeCom completes a transfer about a day later.
+    return web.json_response({"transfers": [o.as_dict() for o in outcomes]}, status=202)
+
+
+# ---- start-up --------------------------------------------------------------------------------
+
+
+async def _startup_sync(app: web.Application) -> None:
+    try:
+        await asyncio.wait_for(
+            nightly_directory_sync(app[SESSIONS], app[WECOM], app[CLOCK]), STARTUP_SYNC_TIMEOUT
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # WeCom down must not stop the server; the nightly sync retries
+        log.warning("start-up directory sync failed, continuing without it: %s", exc)
+
+
+async def contacts_startup(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: sync the address book once at start, in the background, so a slow or
+    unreachable WeCom never holds up serving callbacks."""
+    task = asyncio.create_task(_startup_sync(app), name="contacts-startup-sync")
+    app[CONTACTS_STARTUP] = task
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

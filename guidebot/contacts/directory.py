@@ -1,0 +1,520 @@
+"""The address book: departments are regions and stores, members are guides.
+
+`sync_directory` makes the tables match WeCom's department/list and user/list; it runs at
+start-up and nightly and is idempotent. change_contact callbacks keep the tables current in
+between. A handler re-reads WeCom's truth (user/get, department/list?id=) instead of trusting
+the event alone: address-book events carry only ids since 2022, and arrive in no fixed order.
+
+Store membership is effective-dated: moving a guide closes one membership and opens another,
+so whatever happened before the move stays with the store where it happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import case, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from guidebot.contacts.errors import Conflict, Invalid, NotFound
+from guidebot.contacts.models import (
+    EARLY,
+    ContactWay,
+    Department,
+    Guide,
+    GuideStatus,
+    Relation,
+    StoreMembership,
+    Transfer,
+)
+from guidebot.db.engine import upsert_insert
+from guidebot.wecom.client import WeComClient, WeComError
+
+log = logging.getLogger(__name__)
+
+# user/get answers these when the member does not exist (any more) or is out of our range.
+MEMBER_GONE = frozenset({60111, 40003, 60011})
+DEPARTMENT_GONE = frozenset({60123, 60003})
+_CODE = re.compile(r"[A-Za-z0-9_.-]{1,20}")
+
+
+@dataclass(slots=True)
+class DirectoryReport:
+    departments: int = 0
+    stores: int = 0
+    guides: int = 0
+    joined: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
+
+
+# ---- lookups ---------------------------------------------------------------------------------
+
+
+async def find_store(session: AsyncSession, ref: str | int) -> Department | None:
+    """A department by its store code, else by its WeCom id; deleted ones are not found."""
+    text = str(ref).strip()
+    found = await session.scalar(
+        select(Department).where(Department.code == text, Department.deleted_at.is_(None))
+    )
+    if found is None and text.isdigit():
+        found = await session.scalar(
+            select(Department).where(Department.id == int(text), Department.deleted_at.is_(None))
+        )
+    return found
+
+
+async def store_at(session: AsyncSession, userid: str, at: datetime) -> int | None:
+    """The store the guide belonged to at `at`: their main department if it was a store."""
+    main = select(Guide.main_department).where(Guide.userid == userid).scalar_subquery()
+    return await session.scalar(
+        select(StoreMembership.store_id)
+        .join(Department, Department.id == StoreMembership.store_id)
+        .where(
+            StoreMembership.guide_userid == userid,
+            StoreMembership.valid_from <= at,
+            or_(StoreMembership.valid_to.is_(None), StoreMembership.valid_to > at),
+            Department.is_store.is_(True),
+        )
+        .order_by(
+            case((StoreMembership.store_id == main, 0), else_=1),
+            StoreMembership.valid_from.desc(),
+            StoreMembership.store_id,
+        )
+        .limit(1)
+    )
+
+
+def store_zone(store: Department | None, default: str) -> ZoneInfo:
+    """The time zone a store's days run in: its override, else the corp default (IANA)."""
+    return ZoneInfo(store.timezone if store is not None and store.timezone else default)
+
+
+# ---- departments -----------------------------------------------------------------------------
+
+
+async def _free_code(session: AsyncSession, dept_id: int) -> str:
+    code = str(dept_id)
+    taken = await session.scalar(select(func.count()).where(Department.code == code))
+    return f"d{dept_id}" if taken else code
+
+
+async def upsert_department(
+    session: AsyncSession,
+    dept_id: int,
+    *,
+    name: str | None,
+    parent_id: int | None,
+    order: int | None,
+    now: datetime,
+) -> Department:
+    parent_id = parent_id or None  # WeCom's root has parentid 0
+    dept = await session.get(Department, dept_id)
+    if dept is None:
+        dept = Department(
+            id=dept_id,
+            name=name or str(dept_id),
+            parent_id=parent_id,
+            sort_order=order or 0,
+            is_store=True,
+            code=await _free_code(session, dept_id),
+            updated_at=now,
+        )
+        session.add(dept)
+        await session.flush()
+        return dept
+    changed = {
+        "name": name if name is not None else dept.name,
+        "parent_id": parent_id,
+        "sort_order": order if order is not None else dept.sort_order,
+        "deleted_at": None,
+    }
+    if any(getattr(dept, k) != v for k, v in changed.items()):
+        for key, value in changed.items():
+            setattr(dept, key, value)
+        dept.updated_at = now
+    return dept
+
+
+async def ensure_department(session: AsyncSession, dept_id: int, now: datetime) -> None:
+    """A placeholder for a department an event names before we have synced it."""
+    if await session.get(Department, dept_id) is None:
+        await upsert_department(session, dept_id, name=None, parent_id=None, order=None, now=now)
+
+
+async def refresh_store_flags(session: AsyncSession) -> None:
+    """A department is a store exactly when no live department hangs below it."""
+    child = aliased(Department)
+    await session.execute(
+        update(Department).values(
+            is_store=~exists().where(child.parent_id == Department.id, child.deleted_at.is_(None))
+        )
+    )
+
+
+async def mark_department_deleted(session: AsyncSession, dept_id: int, at: datetime) -> None:
+    await session.execute(
+        update(Department)
+        .where(Department.id == dept_id, Department.deleted_at.is_(None))
+        .values(deleted_at=at, updated_at=at)
+    )
+
+
+async def update_store(
+    session: AsyncSession,
+    ref: str | int,
+    *,
+    code: str | None = None,
+    timezone: str | None = None,
+    clear_timezone: bool = False,
+    now: datetime,
+) -> Department:
+    """Set a store's code and/or its time zone override (an IANA name)."""
+    store = await find_store(session, ref)
+    if store is None or not store.is_store:
+        raise NotFound(f"no store {ref!r}")
+    if code is not None:
+        if not _CODE.fullmatch(code):
+            raise Invalid(f"code {code!r} must be 1-20 letters, digits, '_', '.' or '-'")
+        holder = await session.scalar(select(Department).where(Department.code == code))
+        if holder is not None and holder.id != store.id:
+            raise Conflict(f"code {code!r} is already used by department {holder.id}")
+        used = await session.scalar(
+            select(func.count()).select_from(ContactWay).where(ContactWay.store_id == store.id)
+        )
+        if used and code != store.code:
+            raise Conflict(
+                f"store {store.code!r} has {used} contact way(s) whose state names its code"
+            )
+        store.code = code
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise Invalid(f"timezone {timezone!r} is not an IANA time zone name") from None
+        store.timezone = timezone
+    elif clear_timezone:
+        store.timezone = None
+    store.updated_at = now
+    await session.flush()
+    return store
+
+
+# ---- guides and memberships ------------------------------------------------------------------
+
+
+async def ensure_guide(session: AsyncSession, userid: str, now: datetime) -> Guide:
+    """The guide, or a placeholder (named by userid) until the address book fills it in."""
+    guide = await session.get(Guide, userid)
+    if guide is None:
+        # ON CONFLICT: two first events for one unsynced guide must not both insert it.
+        insert = upsert_insert(session.bind.dialect.name)
+        await session.execute(
+            insert(Guide)
+            .values(userid=userid, name=userid, status=GuideStatus.ACTIVE, updated_at=now)
+            .on_conflict_do_nothing(index_elements=[Guide.userid])
+        )
+        guide = await session.get(Guide, userid)
+        assert guide is not None
+    return guide
+
+
+async def set_memberships(
+    session: AsyncSession,
+    userid: str,
+    dept_ids: Iterable[int],
+    at: datetime,
+    *,
+    first_from: datetime | None = None,
+) -> bool:
+    """Close the memberships the guide no longer has and open the new ones, at `at`.
+
+    A guide with no history at all starts at `first_from` (the first sync passes EARLY).
+    Returns whether anything changed.
+    """
+    rows = list(
+        await session.scalars(
+            select(StoreMembership).where(StoreMembership.guide_userid == userid).with_for_update()
+        )
+    )
+    wanted = set(dept_ids)
+    open_ids = {row.store_id for row in rows if row.valid_to is None}
+    changed = False
+    for row in rows:
+        if row.valid_to is None and row.store_id not in wanted:
+            row.valid_to = max(at, row.valid_from)
+            changed = True
+    start = at if rows else (first_from or at)
+    for dept_id in sorted(wanted - open_ids):
+        await ensure_department(session, dept_id, at)
+        session.add(StoreMembership(guide_userid=userid, store_id=dept_id, valid_from=start))
+        changed = True
+    await session.flush()
+    return changed
+
+
+async def upsert_guide(
+    session: AsyncSession,
+    userid: str,
+    *,
+    name: str | None,
+    main_department: int | None,
+    departments: Sequence[int],
+    at: datetime,
+    first_from: datetime | None = None,
+) -> tuple[Guide, bool, bool]:
+    """Make the guide active with these departments. Returns (guide, created, moved)."""
+    guide = await session.get(Guide, userid)
+    created = guide is None
+    if guide is None:
+        guide = Guide(userid=userid, name=name or userid, updated_at=at)
+        session.add(guide)
+    if name:
+        guide.name = name
+    guide.status = GuideStatus.ACTIVE
+    guide.left_at = None
+    guide.main_department = main_department or (departments[0] if departments else None)
+    guide.updated_at = at
+    await session.flush()
+    moved = await set_memberships(session, userid, departments, at, first_from=first_from)
+    return guide, created, moved
+
+
+async def mark_left(session: AsyncSession, userid: str, at: datetime) -> bool:
+    """The guide left the corp: memberships close; relations stay for a resigned transfer."""
+    guide = await session.get(Guide, userid)
+    if guide is None or guide.status == GuideStatus.LEFT:
+        return False
+    guide.status = GuideStatus.LEFT
+    guide.left_at = at
+    guide.updated_at = at
+    await set_memberships(session, userid, (), at)
+    return True
+
+
+async def rename_guide(session: AsyncSession, old: str, new: str, at: datetime) -> None:
+    """WeCom changed a member's userid: the person, and their history, move to the new id.
+
+    relation_events keeps the ids of its time (it is append-only); current state moves.
+    """
+    old_guide = await session.get(Guide, old)
+    if old_guide is None or old == new:
+        return
+    if await session.get(Guide, new) is None:
+        session.add(
+            Guide(
+                userid=new,
+                name=old_guide.name,
+                status=old_guide.status,
+                main_department=old_guide.main_department,
+                left_at=old_guide.left_at,
+                updated_at=at,
+            )
+        )
+        await session.flush()
+    other = aliased(Relation)
+    await session.execute(
+        update(Relation)
+        .where(
+            Relation.guide_userid == old,
+            ~exists().where(
+                other.guide_userid == new, other.external_userid == Relation.external_userid
+            ),
+        )
+        .values(guide_userid=new)
+    )
+    for column in (Relation.successor_userid, Relation.predecessor_userid):
+        await session.execute(update(Relation).where(column == old).values({column: new}))
+    member = aliased(StoreMembership)
+    await session.execute(
+        update(StoreMembership)
+        .where(
+            StoreMembership.guide_userid == old,
+            or_(
+                StoreMembership.valid_to.is_not(None),
+                ~exists().where(
+                    member.guide_userid == new,
+                    member.store_id == StoreMembership.store_id,
+                    member.valid_to.is_(None),
+                ),
+            ),
+        )
+        .values(guide_userid=new)
+    )
+    for column in (Transfer.handover_userid, Transfer.takeover_userid):
+        await session.execute(update(Transfer).where(column == old).values({column: new}))
+    for way in await session.scalars(select(ContactWay)):
+        if old in way.userids:
+            way.userids = [new if u == old else u for u in way.userids]
+    await session.flush()
+    still_used = await session.scalar(
+        select(func.count()).select_from(Relation).where(Relation.guide_userid == old)
+    ) or await session.scalar(
+        select(func.count()).select_from(StoreMembership).where(StoreMembership.guide_userid == old)
+    )
+    if still_used:
+        await mark_left(session, old, at)
+    else:
+        await session.delete(old_guide)
+    await session.flush()
+    log.info("guide %s renamed to %s", old, new)
+
+
+# ---- full sync -------------------------------------------------------------------------------
+
+
+async def sync_directory(
+    session: AsyncSession, wecom: WeComClient, now: datetime
+) -> DirectoryReport:
+    """Make departments, guides and memberships match WeCom's address book. Idempotent.
+
+    Reads WeCom first, then writes, so no database lock is held across the WeCom calls.
+    Does not commit; the caller does.
+    """
+    departments = await wecom.department_list()
+    if not departments:
+        # WeCom always has a root; an empty answer means no visible range, not no stores.
+        log.warning("department/list answered no departments; address book left as it was")
+        return DirectoryReport()
+    ids = {int(d["id"]) for d in departments}
+    roots = [int(d["id"]) for d in departments if int(d.get("parentid") or 0) not in ids]
+    members: dict[str, dict[str, Any]] = {}
+    for root in roots:
+        for member in await wecom.user_list(root, fetch_child=True):
+            members[member["userid"]] = member
+
+    report = DirectoryReport(departments=len(ids), guides=len(members))
+    for dept in departments:
+        await upsert_department(
+            session,
+            int(dept["id"]),
+            name=dept.get("name"),
+            parent_id=dept.get("parentid"),
+            order=dept.get("order"),
+            now=now,
+        )
+    await session.execute(
+        update(Department)
+        .where(Department.id.not_in(ids), Department.deleted_at.is_(None))
+        .values(deleted_at=now, updated_at=now)
+    )
+    await refresh_store_flags(session)
+    report.stores = await session.scalar(
+        select(func.count()).where(Department.is_store.is_(True), Department.deleted_at.is_(None))
+    )
+
+    known = {g.userid: g.status for g in await session.scalars(select(Guide))}
+    for userid, member in members.items():
+        depts = [int(d) for d in member.get("department") or []]
+        _, created, moved = await upsert_guide(
+            session,
+            userid,
+            name=member.get("name"),
+            main_department=member.get("main_department"),
+            departments=depts,
+            at=now,
+            first_from=EARLY,
+        )
+        if created or known.get(userid) == GuideStatus.LEFT:
+            report.joined.append(userid)
+        elif moved:
+            report.moved.append(userid)
+    for userid, status in known.items():
+        if userid not in members and status == GuideStatus.ACTIVE:
+            await mark_left(session, userid, now)
+            report.left.append(userid)
+    await session.flush()
+    log.info(
+        "directory sync: %d departments (%d stores), %d guides; joined %s, moved %s, left %s",
+        report.departments,
+        report.stores,
+        report.guides,
+        report.joined or "none",
+        report.moved or "none",
+        report.left or "none",
+    )
+    return report
+
+
+# ---- change_contact callbacks ----------------------------------------------------------------
+
+
+async def apply_user_changed(
+    session: AsyncSession,
+    wecom: WeComClient,
+    *,
+    userid: str,
+    new_userid: str | None,
+    departments: Sequence[int],
+    main_department: int | None,
+    at: datetime,
+) -> None:
+    """create_user / update_user: fetch user/get for the truth, then apply it at `at`."""
+    target = new_userid or userid
+    try:
+        info: dict[str, Any] | None = await wecom.user_get(target)
+    except WeComError as exc:
+        if exc.errcode not in MEMBER_GONE:
+            raise  # transient or unexpected: the worker retries
+        info = None
+    if new_userid and new_userid != userid:
+        await rename_guide(session, userid, new_userid, at)
+    if info is None:
+        # Gone again already (the events came out of order): the delete_user event, or the
+        # nightly sync, settles it. Don't make a departed member active.
+        log.info("change_contact for %s: user/get says the member is gone; not applied", target)
+        return
+    await upsert_guide(
+        session,
+        target,
+        name=info.get("name"),
+        main_department=info.get("main_department") or main_department,
+        departments=[int(d) for d in info.get("department") or departments],
+        at=at,
+    )
+
+
+async def apply_user_deleted(
+    session: AsyncSession, wecom: WeComClient, *, userid: str, at: datetime
+) -> None:
+    try:
+        await wecom.user_get(userid)
+    except WeComError as exc:
+        if exc.errcode not in MEMBER_GONE:
+            raise
+        await mark_left(session, userid, at)
+        return
+    # user/get still finds the member: this delete is older than a re-creation.
+    log.info("delete_user for %s ignored: the member exists in WeCom", userid)
+
+
+async def apply_party_changed(
+    session: AsyncSession, wecom: WeComClient, *, dept_id: int, at: datetime
+) -> None:
+    """create_party / update_party / delete_party: re-read the department, apply the truth."""
+    try:
+        found = [d for d in await wecom.department_list(dept_id) if int(d["id"]) == dept_id]
+    except WeComError as exc:
+        if exc.errcode not in DEPARTMENT_GONE:
+            raise
+        found = []
+    if found:
+        dept = found[0]
+        await upsert_department(
+            session,
+            dept_id,
+            name=dept.get("name"),
+            parent_id=dept.get("parentid"),
+            order=dept.get("order"),
+            now=at,
+        )
+    else:
+        await mark_department_deleted(session, dept_id, at)
+    await refresh_store_flags(session)

@@ -1,0 +1,146 @@
+"""Contact events: stores, guides, customers and the relations between them.
+
+Handlers are thin: each asks WeCom what it needs first (before touching the database, so
+SQLite's writer is not held across the network), then calls one service function inside the
+worker's transaction. A transient WeCom failure raises, and the worker retries the event.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guidebot.clock import Clock
+from guidebot.contacts import directory, service
+from guidebot.contacts.models import EventSource, RelationStatus
+from guidebot.intake.router import Router
+from guidebot.wecom.client import WeComClient
+from guidebot.wecom.events import (
+    AddExternalContact,
+    AddHalfExternalContact,
+    ContactPartyEvent,
+    CreateUser,
+    DeleteUser,
+    DelExternalContact,
+    DelFollowUser,
+    EditExternalContact,
+    TransferFail,
+    UpdateUser,
+)
+
+router = Router("contacts")
+
+
+@router.on(AddExternalContact, AddHalfExternalContact)
+async def on_added(
+    event: AddExternalContact | AddHalfExternalContact,
+    session: AsyncSession,
+    wecom: WeComClient,
+    clock: Clock,
+    inbox_id: int,
+) -> None:
+    profile = await service.fetch_profile(wecom, event.external_userid, event.userid)
+    await service.record_added(
+        session,
+        userid=event.userid,
+        external_userid=event.external_userid,
+        at=event.create_time,
+        now=clock.now(),
+        source=EventSource.CALLBACK,
+        state=event.state,
+        profile=profile,
+        half=isinstance(event, AddHalfExternalContact),
+        inbox_id=inbox_id,
+    )
+
+
+@router.on(EditExternalContact)
+async def on_edited(
+    event: EditExternalContact,
+    session: AsyncSession,
+    wecom: WeComClient,
+    clock: Clock,
+    inbox_id: int,
+) -> None:
+    profile = await service.fetch_profile(wecom, event.external_userid, event.userid)
+    await service.record_edited(
+        session,
+        userid=event.userid,
+        external_userid=event.external_userid,
+        at=event.create_time,
+        now=clock.now(),
+        source=EventSource.CALLBACK,
+        profile=profile,
+        inbox_id=inbox_id,
+    )
+
+
+@router.on(DelFollowUser)
+async def on_customer_left(
+    event: DelFollowUser, session: AsyncSession, clock: Clock, inbox_id: int
+) -> None:
+    await service.record_ended(
+        session,
+        userid=event.userid,
+        external_userid=event.external_userid,
+        status=RelationStatus.LOST,
+        at=event.create_time,
+        now=clock.now(),
+        source=EventSource.CALLBACK,
+        reason="deleted_by_customer",
+        inbox_id=inbox_id,
+    )
+
+
+@router.on(DelExternalContact)
+async def on_guide_deleted(
+    event: DelExternalContact, session: AsyncSession, clock: Clock, inbox_id: int
+) -> None:
+    await service.record_deleted_by_guide(
+        session,
+        userid=event.userid,
+        external_userid=event.external_userid,
+        by_transfer=event.by_transfer,
+        at=event.create_time,
+        now=clock.now(),
+        source=EventSource.CALLBACK,
+        inbox_id=inbox_id,
+    )
+
+
+@router.on(TransferFail)
+async def on_transfer_failed(event: TransferFail, session: AsyncSession, clock: Clock) -> None:
+    await service.record_transfer_failed(
+        session,
+        takeover_userid=event.takeover_userid,
+        external_userid=event.external_userid,
+        fail_reason=event.fail_reason,
+        at=event.create_time,
+        now=clock.now(),
+    )
+
+
+@router.on(CreateUser, UpdateUser)
+async def on_user_changed(
+    event: CreateUser | UpdateUser, session: AsyncSession, wecom: WeComClient
+) -> None:
+    await directory.apply_user_changed(
+        session,
+        wecom,
+        userid=event.userid,
+        new_userid=getattr(event, "new_userid", None),
+        departments=event.departments,
+        main_department=event.main_department,
+        at=event.create_time,
+    )
+
+
+@router.on(DeleteUser)
+async def on_user_deleted(event: DeleteUser, session: AsyncSession, wecom: WeComClient) -> None:
+    await directory.apply_user_deleted(session, wecom, userid=event.userid, at=event.create_time)
+
+
+@router.on(ContactPartyEvent)
+async def on_party_changed(
+    event: ContactPartyEvent, session: AsyncSession, wecom: WeComClient
+) -> None:
+    await directory.apply_party_changed(session, wecom, dept_id=event.id, at=event.create_time)

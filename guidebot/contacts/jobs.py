@@ -1,0 +1,81 @@
+"""The contacts package's periodic jobs and command-line actions.
+
+Each takes a session factory, the WeCom client and a clock, opens its own session and
+commits; a scheduler (guidebot.scheduler) or the CLI calls them. Suggested schedule:
+directory sync nightly (and once at start-up), reconciliation nightly after it, transfer
+results every 15 minutes (WeCom completes an accepted transfer ~24 h after the request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from guidebot.clock import Clock
+from guidebot.contacts.directory import DirectoryReport, sync_directory
+from guidebot.contacts.reconcile import ReconcileReport, reconcile
+from guidebot.contacts.transfers import PollReport, poll_transfer_results
+from guidebot.contacts.ways import create_contact_way
+from guidebot.wecom.client import WeComClient
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def nightly_directory_sync(
+    sessions: Sessions, wecom: WeComClient, clock: Clock
+) -> DirectoryReport:
+    async with sessions() as session:
+        report = await sync_directory(session, wecom, clock.now())
+        await session.commit()
+    return report
+
+
+async def nightly_reconcile(
+    sessions: Sessions, wecom: WeComClient, clock: Clock
+) -> ReconcileReport:
+    async with sessions() as session:
+        return await reconcile(session, wecom, clock.now())
+
+
+async def poll_transfers(sessions: Sessions, wecom: WeComClient, clock: Clock) -> PollReport:
+    async with sessions() as session:
+        return await poll_transfer_results(session, wecom, clock.now())
+
+
+async def add_contact_way(
+    sessions: Sessions,
+    wecom: WeComClient,
+    clock: Clock,
+    *,
+    store: str,
+    channel: str,
+    campaign: str | None,
+    userids: Sequence[str],
+    remark: str | None = None,
+) -> dict[str, Any]:
+    """`guidebot contacts add-way`: create a 「联系我」 way; what to print about it.
+
+    Raises guidebot.contacts.errors.ContactsError (its `reason` is one printable line).
+    """
+    async with sessions() as session:
+        way = await create_contact_way(
+            session,
+            wecom,
+            clock.now(),
+            store=store,
+            channel=channel,
+            campaign=campaign,
+            userids=userids,
+            remark=remark,
+        )
+    return {
+        "config_id": way.config_id,
+        "state": way.state,
+        "store_id": way.store_id,
+        "channel": way.channel,
+        "campaign": way.campaign,
+        "userids": way.userids,
+        "qr_code": way.qr_code,
+    }

@@ -1,0 +1,201 @@
+"""Read-side queries for the API: customers, guides and stores, with counts computed by the
+database from the relations themselves (there are no stored counters to drift)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guidebot.contacts.directory import find_store
+from guidebot.contacts.errors import Invalid, NotFound
+from guidebot.contacts.models import (
+    Customer,
+    Department,
+    Guide,
+    GuideStatus,
+    Relation,
+    RelationEvent,
+    RelationStatus,
+    StoreMembership,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerPage:
+    customers: list[Customer]
+    relations: dict[str, list[Relation]]
+    total: int
+    page: int
+    per_page: int
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerDetail:
+    customer: Customer
+    relations: list[Relation]
+    timeline: list[RelationEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class GuideView:
+    guide: Guide
+    stores: list[Department]  # current store memberships, main department first
+    active_customers: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreView:
+    store: Department
+    region: Department | None
+    guides: int  # active guides with a current membership
+    active_customers: int  # active relations attributed to the store
+
+
+async def _relations_of(session: AsyncSession, ids: list[str]) -> dict[str, list[Relation]]:
+    found: dict[str, list[Relation]] = defaultdict(list)
+    if ids:
+        for relation in await session.scalars(
+            select(Relation)
+            .where(Relation.external_userid.in_(ids))
+            .order_by(Relation.external_userid, Relation.id)
+        ):
+            found[relation.external_userid].append(relation)
+    return found
+
+
+async def list_customers(
+    session: AsyncSession,
+    *,
+    guide: str | None = None,
+    store: str | None = None,
+    status: str | None = None,
+    channel: str | None = None,
+    page: int = 1,
+    per_page: int = 50,
+) -> CustomerPage:
+    """Customers with at least one relation matching every given filter, newest first."""
+    conditions: list[Any] = []
+    if status is not None:
+        if status not in RelationStatus.ALL:
+            raise Invalid(f"status must be one of {', '.join(RelationStatus.ALL)}, got {status!r}")
+        conditions.append(Relation.status == status)
+    if guide is not None:
+        if await session.get(Guide, guide) is None:
+            raise Invalid(f"unknown guide {guide!r}")
+        conditions.append(Relation.guide_userid == guide)
+    if store is not None:
+        found = await find_store(session, store)
+        if found is None:
+            raise Invalid(f"unknown store {store!r}")
+        conditions.append(Relation.store_id == found.id)
+    if channel is not None:
+        conditions.append(Relation.channel == channel)
+
+    query = select(Customer)
+    if conditions:
+        query = query.where(
+            Customer.external_userid.in_(select(Relation.external_userid).where(*conditions))
+        )
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    customers = list(
+        await session.scalars(
+            query.order_by(Customer.created_at.desc(), Customer.external_userid)
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        )
+    )
+    relations = await _relations_of(session, [c.external_userid for c in customers])
+    return CustomerPage(customers, relations, total or 0, page, per_page)
+
+
+async def get_customer(session: AsyncSession, external_userid: str) -> CustomerDetail:
+    customer = await session.get(Customer, external_userid)
+    if customer is None:
+        raise NotFound(f"no customer {external_userid!r}")
+    relations = (await _relations_of(session, [external_userid]))[external_userid]
+    timeline = list(
+        await session.scalars(
+            select(RelationEvent)
+            .where(RelationEvent.external_userid == external_userid)
+            .order_by(RelationEvent.occurred_at, RelationEvent.id)
+        )
+    )
+    return CustomerDetail(customer, relations, timeline)
+
+
+async def _active_customers_by(session: AsyncSession, column: Any) -> dict[Any, int]:
+    rows = await session.execute(
+        select(column, func.count())
+        .where(Relation.status == RelationStatus.ACTIVE)
+        .group_by(column)
+    )
+    return {key: count for key, count in rows}
+
+
+async def list_guides(
+    session: AsyncSession, *, status: str | None = None, store: str | None = None
+) -> list[GuideView]:
+    if status is not None and status not in (GuideStatus.ACTIVE, GuideStatus.LEFT):
+        raise Invalid(f"status must be active or left, got {status!r}")
+    query = select(Guide).order_by(Guide.userid)
+    if status is not None:
+        query = query.where(Guide.status == status)
+    if store is not None:
+        found = await find_store(session, store)
+        if found is None:
+            raise Invalid(f"unknown store {store!r}")
+        query = query.where(
+            Guide.userid.in_(
+                select(StoreMembership.guide_userid).where(
+                    StoreMembership.store_id == found.id, StoreMembership.valid_to.is_(None)
+                )
+            )
+        )
+    guides = list(await session.scalars(query))
+    current: dict[str, list[Department]] = defaultdict(list)
+    rows = await session.execute(
+        select(StoreMembership.guide_userid, Department)
+        .join(Department, Department.id == StoreMembership.store_id)
+        .where(StoreMembership.valid_to.is_(None), Department.is_store.is_(True))
+        .order_by(StoreMembership.guide_userid, Department.id)
+    )
+    for userid, dept in rows:
+        current[userid].append(dept)
+    counts = await _active_customers_by(session, Relation.guide_userid)
+    views = []
+    for guide in guides:
+        stores = sorted(current[guide.userid], key=lambda d: d.id != guide.main_department)
+        views.append(GuideView(guide, stores, counts.get(guide.userid, 0)))
+    return views
+
+
+async def list_stores(session: AsyncSession) -> list[StoreView]:
+    departments = {d.id: d for d in await session.scalars(select(Department))}
+    guide_counts = dict(
+        (
+            await session.execute(
+                select(StoreMembership.store_id, func.count(func.distinct(Guide.userid)))
+                .join(Guide, Guide.userid == StoreMembership.guide_userid)
+                .where(StoreMembership.valid_to.is_(None), Guide.status == GuideStatus.ACTIVE)
+                .group_by(StoreMembership.store_id)
+            )
+        ).all()
+    )
+    customers = await _active_customers_by(session, Relation.store_id)
+    stores = sorted(
+        (d for d in departments.values() if d.is_store and d.deleted_at is None),
+        key=lambda d: (d.sort_order, d.id),
+    )
+    return [
+        StoreView(
+            store,
+            departments.get(store.parent_id) if store.parent_id else None,
+            guide_counts.get(store.id, 0),
+            customers.get(store.id, 0),
+        )
+        for store in stores
+    ]

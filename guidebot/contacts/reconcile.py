@@ -1,0 +1,212 @@
+"""Nightly reconciliation: WeCom drops some callbacks, so compare with what it lists.
+
+For every active guide, externalcontact/batch/get_by_user (≤100 userids a call, every page)
+lists the customers WeCom says they have. A pair WeCom lists and guidebot does not know (or
+knows as ended before WeCom's createtime) is an add that never arrived; an active relation
+WeCom does not list is a delete that never arrived. Both are repaired through the same
+functions the callbacks use, logged with source "reconcile", and each repair gets one log
+line. Running it twice repairs nothing the second time.
+
+WeCom keeps listing a pair after the customer deleted the guide (the one-way relationship
+remains), so a missed del_follow_user cannot be seen here; a missed del_external_contact can.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guidebot.contacts.models import (
+    EventSource,
+    Guide,
+    GuideStatus,
+    Relation,
+    RelationStatus,
+    Transfer,
+    TransferStatus,
+)
+from guidebot.contacts.service import (
+    Profile,
+    from_epoch,
+    lock_relation,
+    record_added,
+    record_ended,
+)
+from guidebot.wecom.client import WeComClient, WeComError, WeComTransportError
+
+log = logging.getLogger(__name__)
+
+BATCH = 100  # userids per batch/get_by_user call
+# Member-level refusals: one bad userid fails the whole call, so retry the chunk one by one.
+MEMBER_ERRORS = frozenset({40003, 60111, 60011, 84074})
+REASON = "reconciliation"
+
+Pair = tuple[str, str]
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    started_at: datetime
+    guides: int = 0
+    listed: int = 0  # pairs WeCom listed
+    added: list[Pair] = field(default_factory=list)
+    reactivated: list[Pair] = field(default_factory=list)
+    ended: list[Pair] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def repairs(self) -> int:
+        return len(self.added) + len(self.reactivated) + len(self.ended)
+
+
+async def reconcile(session: AsyncSession, wecom: WeComClient, now: datetime) -> ReconcileReport:
+    """Repair missed adds and deletes for every active guide; see the module docstring.
+
+    Commits after each chunk of guides, and before each WeCom call, so SQLite's single writer
+    is never held across the network. Guides whose listing failed are left untouched.
+    """
+    guides = list(
+        await session.scalars(
+            select(Guide.userid).where(Guide.status == GuideStatus.ACTIVE).order_by(Guide.userid)
+        )
+    )
+    await session.commit()
+    report = ReconcileReport(started_at=now, guides=len(guides))
+    for start in range(0, len(guides), BATCH):
+        chunk = guides[start : start + BATCH]
+        items, listed_guides = await _list(wecom, chunk, report)
+        report.listed += len(items)
+        await _apply(session, listed_guides, items, now, report)
+        await session.commit()
+    log.info(
+        "reconciliation: %d guides, %d pairs listed; %d added, %d reactivated, %d ended, %d errors",
+        report.guides,
+        report.listed,
+        len(report.added),
+        len(report.reactivated),
+        len(report.ended),
+        len(report.errors),
+    )
+    return report
+
+
+async def _list(
+    wecom: WeComClient, userids: Sequence[str], report: ReconcileReport
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every item WeCom lists for these guides, and the guides it could list."""
+    try:
+        return [item async for item in wecom.iter_batch_get_by_user(userids)], list(userids)
+    except WeComError as exc:
+        if (
+            len(userids) > 1
+            and exc.errcode in MEMBER_ERRORS
+            and not isinstance(exc, WeComTransportError)
+        ):
+            items: list[dict[str, Any]] = []
+            listed: list[str] = []
+            for userid in userids:
+                more, ok = await _list(wecom, [userid], report)
+                items += more
+                listed += ok
+            return items, listed
+        report.errors.append(f"{','.join(userids)}: {exc}")
+        log.warning("reconciliation skipped %d guide(s): %s", len(userids), exc)
+        return [], []
+
+
+async def _apply(
+    session: AsyncSession,
+    guides: Sequence[str],
+    items: list[dict[str, Any]],
+    now: datetime,
+    report: ReconcileReport,
+) -> None:
+    if not guides:
+        return
+    listed: dict[Pair, dict[str, Any]] = {}
+    for item in items:
+        follow = item.get("follow_info") or {}
+        contact = item.get("external_contact") or {}
+        if follow.get("userid") and contact.get("external_userid"):
+            listed[(follow["userid"], contact["external_userid"])] = item
+
+    # One unlocked read; only the pairs that need a repair are locked, and re-checked then.
+    known = {
+        (r.guide_userid, r.external_userid): (r.status, r.last_event_at)
+        for r in await session.execute(
+            select(
+                Relation.guide_userid,
+                Relation.external_userid,
+                Relation.status,
+                Relation.last_event_at,
+            ).where(Relation.guide_userid.in_(guides))
+        )
+    }
+
+    for (userid, ext), item in listed.items():
+        follow = item["follow_info"]
+        createtime = from_epoch(follow.get("createtime")) or now
+        status, last_event_at = known.get((userid, ext), (None, None))
+        if status is not None and (status == RelationStatus.ACTIVE or createtime <= last_event_at):
+            continue  # known, or ended after this add (a one-way lost relation stays listed)
+        was_ended = status is not None
+        await record_added(
+            session,
+            userid=userid,
+            external_userid=ext,
+            at=createtime,
+            now=now,
+            source=EventSource.RECONCILE,
+            state=follow.get("state") or None,
+            profile=Profile(dict(item["external_contact"]), dict(follow)),
+        )
+        (report.reactivated if was_ended else report.added).append((userid, ext))
+        log.info(
+            "reconciliation: %s %s/%s (WeCom createtime %s)",
+            "reactivated" if was_ended else "added",
+            userid,
+            ext,
+            createtime.isoformat(),
+        )
+
+    in_transfer = {
+        (handover, ext)
+        for handover, ext in await session.execute(
+            select(Transfer.handover_userid, Transfer.external_userid).where(
+                Transfer.handover_userid.in_(guides), Transfer.status == TransferStatus.PENDING
+            )
+        )
+    }
+    for pair, (status, _) in known.items():
+        if status != RelationStatus.ACTIVE or pair in listed or pair in in_transfer:
+            continue  # a pending transfer is settled by the transfer poll
+        relation = await lock_relation(session, *pair)
+        if (
+            relation is None
+            or relation.status != RelationStatus.ACTIVE
+            or not relation.confirmed  # WeCom lists an unconfirmed 免验证 add nowhere
+            or relation.last_event_at >= now  # it happened during the walk
+        ):
+            continue
+        await record_ended(
+            session,
+            userid=relation.guide_userid,
+            external_userid=relation.external_userid,
+            status=RelationStatus.REMOVED,
+            at=now,
+            now=now,
+            source=EventSource.RECONCILE,
+            reason=REASON,
+        )
+        report.ended.append(pair)
+        log.info(
+            "reconciliation: ended %s/%s (active here, not listed by WeCom)",
+            relation.guide_userid,
+            relation.external_userid,
+        )

@@ -1,0 +1,665 @@
+"""The chat-sidebar page `/sidebar`, its JSON endpoints, and how a guide signs in.
+
+Signing in
+----------
+In WeCom the page opens inside the chat toolbar. Without a session it sends the guide through
+WeCom's OAuth (`open.weixin.qq.com/connect/oauth2/authorize`, snsapi_base); `/sidebar/oauth`
+turns the code into the member's userid with `auth/getuserinfo` and sets a signed session
+cookie (`gb_guide`: userid and expiry, HMAC-SHA256 with a key derived from
+GUIDEBOT_SECRET_KEY, 12 hours, HttpOnly, SameSite=Lax). Only active guides get a session.
+
+The simulated WeCom has no OAuth (`auth/getuserinfo` is not simulated). For the demo and the
+tests, `/sidebar/login?userid=` mints the same cookie for any active guide, and the page
+loads a stand-in for the JS-SDK (`ww-shim.js`). Both exist only while guidebot talks to the
+simulator: GUIDEBOT_WECOM_API_BASE is not a weixin.qq.com host AND that API base answers the
+simulator's control endpoint (`/_sim/config`) with our corp id. Against real WeCom (or anything
+that is not our simulator) they answer 404, whatever the configuration says.
+
+The page
+--------
+`ww.register` takes its signatures from `/sidebar/jsapi-config?url=` (corp and app tickets from
+the WeCom client, cached in the database); `ww.getCurExternalContact` names the customer; the
+page shows the customer and the content list; "send" asks `/sidebar/api/prepare` for the
+sendChatMessage arguments with a fresh tracked link, calls `ww.sendChatMessage`, and on
+`sendChatMessage:ok` posts the link's reference to `/sidebar/api/forwards`, which records the
+forward (once per reference) and completes the task it was sent for.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import aiohttp
+import jinja2
+from aiohttp import web
+from sqlalchemy import select
+
+from guidebot.contacts.models import (
+    Customer,
+    Department,
+    Guide,
+    GuideStatus,
+    Relation,
+    RelationStatus,
+)
+from guidebot.content import jsapi, links, service, tasks
+from guidebot.content.models import ContentForward, ContentItem, ContentKind, ForwardVia
+from guidebot.content.service import ContentError
+from guidebot.resources import project_dir
+from guidebot.web.api import iso
+from guidebot.web.keys import CLOCK, HTTP, SESSIONS, SETTINGS, WECOM
+from guidebot.wecom.client import WeComError
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = project_dir("templates") / "web"
+STATIC = TEMPLATES / "static" / "sidebar"
+SDK_URL = "https://wwcdn.weixin.qq.com/node/open/js/wecom-jssdk-2.3.4.js"
+OAUTH_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
+
+SESSION_COOKIE = "gb_guide"
+SESSION_TTL = timedelta(hours=12)
+OAUTH_COOKIE = "gb_oauth"
+REF_TTL = timedelta(days=1)  # a prepared message is confirmed within seconds; allow a day
+_SESSION_PURPOSE = b"guidebot/guide-session/v1"
+STATIC_FILES = {
+    "sidebar.css": "text/css",
+    "sidebar.js": "application/javascript",
+    "ww-shim.js": "application/javascript",  # only while simulated
+}
+
+
+@dataclass(slots=True)
+class SidebarState:
+    simulator_confirmed: bool = False
+
+
+SIDEBAR = web.AppKey("content_sidebar", SidebarState)
+
+
+# ---- pages -----------------------------------------------------------------------------------
+
+
+@functools.cache
+def _environment(directory: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def render(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    html = _environment(TEMPLATES).get_template(template).render(**context)
+    response = web.Response(text=html, content_type="text/html", status=status)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _json_error(status: int, code: str, reason: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "reason": reason}}, status=status)
+
+
+# ---- the guide's session ---------------------------------------------------------------------
+
+
+def _session_key(secret_key: str) -> bytes:
+    return links.derive_key(secret_key, _SESSION_PURPOSE)
+
+
+def mint_session(secret_key: str, userid: str, now: datetime) -> str:
+    payload = links.b64e(json.dumps([userid, int((now + SESSION_TTL).timestamp())]).encode())
+    mac = hmac.new(_session_key(secret_key), payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{links.b64e(mac)}"
+
+
+def read_session(secret_key: str, value: str | None, now: datetime) -> str | None:
+    if not value or len(value) > 400 or value.count(".") != 1:
+        return None
+    payload, _, signature = value.partition(".")
+    try:
+        given = links.b64d(signature)
+        expected = hmac.new(_session_key(secret_key), payload.encode(), hashlib.sha256).digest()
+    except ValueError:
+        return None
+    if not hmac.compare_digest(given, expected):
+        return None
+    try:
+        userid, expires = json.loads(links.b64d(payload))
+    except ValueError:
+        return None
+    if not isinstance(userid, str) or not isinstance(expires, int) or expires <= now.timestamp():
+        return None
+    return userid
+
+
+def _set_session(response: web.StreamResponse, request: web.Request, userid: str) -> None:
+    app = request.app
+    response.set_cookie(
+        SESSION_COOKIE,
+        mint_session(app[SETTINGS].secret_key, userid, app[CLOCK].now()),
+        max_age=int(SESSION_TTL.total_seconds()),
+        path="/",  # the sidebar page calls /api/v1 for the guide's own customers and numbers
+        httponly=True,
+        samesite="Lax",
+        secure=app[SETTINGS].public_url.startswith("https://"),
+    )
+
+
+async def current_guide(request: web.Request) -> Guide | None:
+    app = request.app
+    userid = read_session(
+        app[SETTINGS].secret_key, request.cookies.get(SESSION_COOKIE), app[CLOCK].now()
+    )
+    if userid is None:
+        return None
+    async with app[SESSIONS]() as session:
+        guide = await session.get(Guide, userid)
+    return guide if guide is not None and guide.status == GuideStatus.ACTIVE else None
+
+
+def _next_path(raw: str | None) -> str:
+    # Only our own sidebar: never an open redirect.
+    if raw and raw.startswith("/sidebar") and not raw.startswith("//") and "\\" not in raw:
+        return raw
+    return "/sidebar"
+
+
+async def is_simulated(app: web.Application) -> bool:
+    """True only while the WeCom API base is our simulator (see the module docstring)."""
+    settings = app[SETTINGS]
+    host = (urlsplit(settings.wecom_api_base).hostname or "").lower()
+    if host == "weixin.qq.com" or host.endswith(".weixin.qq.com"):
+        return False
+    state = app[SIDEBAR]
+    if state.simulator_confirmed:
+        return True
+    try:
+        async with app[HTTP].get(
+            f"{settings.wecom_api_base.rstrip('/')}/_sim/config",
+            timeout=aiohttp.ClientTimeout(total=3),
+        ) as response:
+            answer = await response.json() if response.status == 200 else {}
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return False
+    state.simulator_confirmed = (
+        isinstance(answer, dict) and answer.get("corp_id") == settings.corp_id
+    )
+    return state.simulator_confirmed
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc.lower() == request.host.lower()
+
+
+# ---- sign-in ---------------------------------------------------------------------------------
+
+
+async def page(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    guide = await current_guide(request)
+    simulated = await is_simulated(app)
+    if guide is None:
+        if simulated:
+            async with app[SESSIONS]() as session:
+                guides = list(
+                    await session.scalars(
+                        select(Guide)
+                        .where(Guide.status == GuideStatus.ACTIVE)
+                        .order_by(Guide.userid)
+                        .limit(200)
+                    )
+                )
+            return render(
+                request, "sidebar_login.html", {"guides": guides, "next": request.path_qs}
+            )
+        return _oauth_redirect(request)
+    now = app[CLOCK].now()
+    raw_task = request.query.get("task", "")
+    task_id = int(raw_task) if raw_task.isdigit() else None
+    customer = request.query.get("customer") or None
+    async with app[SESSIONS]() as session:
+        store = await service.guide_store(session, guide.userid, now)
+        # A link to a task (the bot, a reminder) names its customer through the task.
+        task = await tasks.get_task(session, task_id) if task_id else None
+    if task is None or task.guide_userid != guide.userid:
+        task_id = None
+    elif customer is None:
+        customer = task.external_userid
+    config = {
+        "guide": {"userid": guide.userid, "name": guide.name},
+        "store": {"code": store.code, "name": store.name} if store else None,
+        "corpId": app[SETTINGS].corp_id,
+        "agentId": app[SETTINGS].agent_id,
+        "customer": customer,
+        "task": task_id,
+        "timezone": store.timezone if store and store.timezone else app[SETTINGS].timezone,
+        "simulated": simulated,
+    }
+    response = render(
+        request,
+        "sidebar.html",
+        {
+            "guide": guide,
+            "store": store,
+            # Inside <script>: no "<" at all, so nothing in it can end or open a tag.
+            "config": json.dumps(config, ensure_ascii=False).replace("<", "\\u003c"),
+            "sdk_url": "/sidebar/static/ww-shim.js" if simulated else SDK_URL,
+            "simulated": simulated,
+        },
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _oauth_redirect(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    state = secrets.token_urlsafe(16)
+    back = f"{settings.public_url}/sidebar/oauth?next={quote(request.path_qs, safe='')}"
+    query = urlencode(
+        {
+            "appid": settings.corp_id,
+            "redirect_uri": back,
+            "response_type": "code",
+            "scope": "snsapi_base",
+            "state": state,
+            "agentid": settings.agent_id,
+        }
+    )
+    response = web.Response(
+        status=302, headers={"Location": f"{OAUTH_URL}?{query}#wechat_redirect"}
+    )
+    response.set_cookie(
+        OAUTH_COOKIE,
+        state,
+        max_age=600,
+        path="/sidebar",
+        httponly=True,
+        samesite="Lax",
+        secure=settings.public_url.startswith("https://"),
+    )
+    return response
+
+
+async def oauth_return(request: web.Request) -> web.StreamResponse:
+    """WeCom's OAuth comes back here with a code: the member's userid, then a session."""
+    app = request.app
+    state, expected = request.query.get("state", ""), request.cookies.get(OAUTH_COOKIE, "")
+    code = request.query.get("code", "")
+    if not code or not expected or not hmac.compare_digest(state, expected):
+        return render(request, "sidebar_denied.html", {"reason": "sign-in expired"}, status=403)
+    try:
+        answer = await app[WECOM].call("GET", "auth/getuserinfo", params={"code": code})
+    except WeComError as exc:
+        log.warning("sidebar sign-in: auth/getuserinfo failed: %s", exc)
+        return render(request, "sidebar_denied.html", {"reason": "WeCom sign-in failed"}, 502)
+    userid = answer.get("userid") or answer.get("UserId")
+    async with app[SESSIONS]() as session:
+        guide = await session.get(Guide, userid) if isinstance(userid, str) else None
+    if guide is None or guide.status != GuideStatus.ACTIVE:
+        return render(request, "sidebar_denied.html", {"reason": "not a guide"}, status=403)
+    response = web.Response(status=302, headers={"Location": _next_path(request.query.get("next"))})
+    _set_session(response, request, guide.userid)
+    response.del_cookie(OAUTH_COOKIE, path="/sidebar")
+    return response
+
+
+async def dev_login(request: web.Request) -> web.StreamResponse:
+    """Demo and tests only (404 unless simulated): sign in as an active guide by userid."""
+    app = request.app
+    if not await is_simulated(app):
+        raise web.HTTPNotFound()
+    userid = request.query.get("userid", "")
+    async with app[SESSIONS]() as session:
+        guide = await session.get(Guide, userid) if userid else None
+    if guide is None or guide.status != GuideStatus.ACTIVE:
+        return render(request, "sidebar_denied.html", {"reason": "not a guide"}, status=403)
+    response = web.Response(status=302, headers={"Location": _next_path(request.query.get("next"))})
+    _set_session(response, request, guide.userid)
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    response = web.Response(status=302, headers={"Location": "/sidebar"})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in STATIC_FILES or (name == "ww-shim.js" and not await is_simulated(request.app)):
+        raise web.HTTPNotFound()
+    return web.Response(
+        body=(STATIC / name).read_bytes(),
+        headers={"Content-Type": STATIC_FILES[name], "Cache-Control": "no-cache"},
+    )
+
+
+# ---- the JS-SDK ------------------------------------------------------------------------------
+
+
+def _hosts(request: web.Request) -> set[str]:
+    return {request.host, urlsplit(request.app[SETTINGS].public_url).netloc}
+
+
+async def jsapi_config(request: web.Request) -> web.Response:
+    """Corp and app signatures for `ww.register`, for one page URL of ours."""
+    if await current_guide(request) is None:
+        return _json_error(401, "unauthorized", "sign in first")
+    try:
+        url = jsapi.page_url(request.query.get("url", ""), _hosts(request))
+    except jsapi.BadPageUrl as exc:
+        return _json_error(400, "bad_request", str(exc))
+    try:
+        config = await jsapi.config_for(request.app[WECOM], url, int(request.app[CLOCK].time()))
+    except WeComError as exc:
+        log.warning("sidebar: JS-SDK ticket unavailable: %s", exc)
+        return _json_error(502, "wecom_error", "WeCom did not give a JS-SDK ticket")
+    return web.json_response(config)
+
+
+async def dev_verify(request: web.Request) -> web.Response:
+    """Simulated only: the shim's ww.register checks both signatures with the simulator, the
+    way the WeCom client checks them against live tickets."""
+    app = request.app
+    if not await is_simulated(app):
+        raise web.HTTPNotFound()
+    if await current_guide(request) is None:
+        return _json_error(401, "unauthorized", "sign in first")
+    body = await _json_object(request) or {}
+    url = body.get("url")
+    results: dict[str, Any] = {}
+    for name, kind in (("config", "jsapi"), ("agentConfig", "agent_config")):
+        signed = body.get(name)
+        if not isinstance(url, str) or not isinstance(signed, dict):
+            return _json_error(400, "bad_request", "url, config and agentConfig are required")
+        payload = {
+            "type": kind,
+            "url": url,
+            "timestamp": signed.get("timestamp"),
+            "noncestr": signed.get("nonceStr"),
+            "signature": signed.get("signature"),
+        }
+        try:
+            async with app[HTTP].post(
+                f"{app[SETTINGS].wecom_api_base.rstrip('/')}/_sim/jsapi/verify", json=payload
+            ) as response:
+                results[name] = await response.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return _json_error(502, "wecom_error", f"the simulator did not answer: {exc}")
+    valid = all(r.get("valid") is True for r in results.values())
+    return web.json_response({"valid": valid, **results})
+
+
+# ---- data for the page -----------------------------------------------------------------------
+
+
+async def my_customers(request: web.Request) -> web.Response:
+    guide = await current_guide(request)
+    if guide is None:
+        return _json_error(401, "unauthorized", "sign in first")
+    async with request.app[SESSIONS]() as session:
+        rows = await session.execute(
+            select(Relation, Customer)
+            .join(Customer, Customer.external_userid == Relation.external_userid)
+            .where(Relation.guide_userid == guide.userid, Relation.status == RelationStatus.ACTIVE)
+            .order_by(Customer.name, Customer.external_userid)
+            .limit(500)
+        )
+        customers = [
+            {"external_userid": c.external_userid, "name": c.name, "remark": r.remark}
+            for r, c in rows
+        ]
+    return web.json_response({"customers": customers})
+
+
+async def customer_profile(request: web.Request) -> web.Response:
+    guide = await current_guide(request)
+    if guide is None:
+        return _json_error(401, "unauthorized", "sign in first")
+    ext = request.query.get("external_userid", "")
+    async with request.app[SESSIONS]() as session:
+        relation = await session.scalar(
+            select(Relation).where(
+                Relation.guide_userid == guide.userid, Relation.external_userid == ext
+            )
+        )
+        customer = await session.get(Customer, ext) if relation is not None else None
+        if relation is None or customer is None:
+            return _json_error(404, "not_found", "not one of your customers")
+        store = await session.get(Department, relation.store_id) if relation.store_id else None
+        open_tasks = await tasks.open_tasks(session, guide.userid, customer=ext)
+        enrolled = await tasks.enrollments(session, guide.userid, ext)
+        opens = await service.recent_opens(session, guide=guide.userid, customer=ext, limit=5)
+        forwards = await session.execute(
+            select(ContentForward, ContentItem)
+            .join(ContentItem, ContentItem.id == ContentForward.item_id)
+            .where(
+                ContentForward.guide_userid == guide.userid,
+                ContentForward.external_userid == ext,
+            )
+            .order_by(ContentForward.sent_at.desc(), ContentForward.id.desc())
+            .limit(5)
+        )
+        sent = [{"item": i.id, "title": i.title, "sent_at": iso(f.sent_at)} for f, i in forwards]
+    return web.json_response(
+        {
+            "customer": {
+                "external_userid": customer.external_userid,
+                "name": customer.name,
+                "avatar": customer.avatar,
+                "gender": customer.gender,
+            },
+            "relation": {
+                "status": relation.status,
+                "remark": relation.remark,
+                "since": iso(relation.created_at),
+                "tags": [t.get("name") or t.get("id") for t in relation.tags or []],
+                "store": {"code": store.code, "name": store.name} if store else None,
+            },
+            "enrollments": enrolled,
+            "tasks": [t.as_json() for t in open_tasks],
+            "recent_opens": [
+                {"item": i.id, "title": i.title, "opened_at": iso(o.opened_at)} for o, i in opens
+            ],
+            "recent_forwards": sent,
+        }
+    )
+
+
+async def content_list(request: web.Request) -> web.Response:
+    guide = await current_guide(request)
+    if guide is None:
+        return _json_error(401, "unauthorized", "sign in first")
+    now = request.app[CLOCK].now()
+    async with request.app[SESSIONS]() as session:
+        store = await service.guide_store(session, guide.userid, now)
+        items, total = await service.search_items(
+            session,
+            words=request.query.get("q"),
+            tag=request.query.get("tag") or None,
+            live_at=now,
+            store_code=store.code if store else None,
+            restrict_store=True,
+            limit=30,
+        )
+    return web.json_response(
+        {
+            "items": [
+                {
+                    "id": i.id,
+                    "key": i.key,
+                    "kind": i.kind,
+                    "title": i.title,
+                    "summary": i.summary,
+                    "cover_url": i.cover_url,
+                    "tags": i.tags or [],
+                }
+                for i in items
+            ],
+            "total": total,
+        }
+    )
+
+
+def chat_message(item: ContentItem, url: str, media_id: str | None) -> dict[str, Any]:
+    """The arguments of ww.sendChatMessage for an item (reference §5)."""
+    if item.kind == ContentKind.TEXT:
+        return {"msgtype": "text", "text": {"content": item.body or item.title}}
+    if item.kind == ContentKind.LINK:
+        news = {"link": url, "title": item.title, "desc": item.summary or "", "imgUrl": ""}
+        if item.cover_url:
+            news["imgUrl"] = item.cover_url
+        return {"msgtype": "news", "news": news}
+    if item.kind == ContentKind.IMAGE:
+        return {"msgtype": "image", "image": {"mediaid": media_id}}
+    if item.kind == ContentKind.FILE:
+        return {"msgtype": "file", "file": {"mediaid": media_id}}
+    return {
+        "msgtype": "miniprogram",
+        "miniprogram": {
+            "appid": item.miniprogram_appid,
+            "title": item.title,
+            "imgUrl": item.cover_url or "",
+            "page": item.miniprogram_page,
+        },
+    }
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | None:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def prepare(request: web.Request) -> web.Response:
+    """The sendChatMessage arguments for an item, with a fresh tracked link and its reference."""
+    app = request.app
+    if not _same_origin(request):
+        return _json_error(403, "forbidden", "cross-origin request")
+    guide = await current_guide(request)
+    if guide is None:
+        return _json_error(401, "unauthorized", "sign in first")
+    body = await _json_object(request)
+    if body is None:
+        return _json_error(400, "bad_request", "body must be a JSON object")
+    item_id, ext, task_id = body.get("item_id"), body.get("external_userid"), body.get("task_id")
+    if isinstance(item_id, bool) or not isinstance(item_id, int) or not isinstance(ext, str):
+        return _json_error(400, "bad_request", "item_id and external_userid are required")
+    if task_id is not None and (isinstance(task_id, bool) or not isinstance(task_id, int)):
+        return _json_error(400, "bad_request", "task_id must be an integer")
+    now = app[CLOCK].now()
+    step = None
+    async with app[SESSIONS]() as session:
+        relation = await session.scalar(
+            select(Relation).where(
+                Relation.guide_userid == guide.userid,
+                Relation.external_userid == ext,
+                Relation.status == RelationStatus.ACTIVE,
+            )
+        )
+        if relation is None:
+            return _json_error(403, "forbidden", "not one of your active customers")
+        store = await service.guide_store(session, guide.userid, now)
+        item = await session.get(ContentItem, item_id)
+        allowed = (
+            item is not None
+            and service.is_live(item, now)
+            and (not item.stores or (store is not None and store.code in item.stores))
+        )
+        if not allowed:
+            return _json_error(404, "not_found", "no such content for your store")
+        if task_id is not None:
+            task = await tasks.get_task(session, task_id)
+            if task is None or task.guide_userid != guide.userid or task.external_userid != ext:
+                return _json_error(400, "bad_request", "that task is not yours for this customer")
+            step = task.step_id
+    try:
+        media_id = await service.ensure_media(app[SESSIONS], app[WECOM], item_id, now)
+    except (WeComError, ContentError) as exc:
+        log.warning("sidebar: media for item %s unavailable: %s", item_id, exc)
+        return _json_error(502, "wecom_error", "the item's media could not be uploaded to WeCom")
+    token, _ = links.mint(
+        app[SETTINGS].secret_key,
+        item_id=item_id,
+        guide=guide.userid,
+        customer=ext,
+        task_id=task_id,
+        step=step,
+        now=now,
+    )
+    url = links.link_url(app[SETTINGS].public_url, token)
+    return web.json_response(
+        {"message": chat_message(item, url, media_id), "ref": token, "url": url}
+    )
+
+
+async def record_forward(request: web.Request) -> web.Response:
+    """The page saw sendChatMessage:ok: log the forward once and complete its task."""
+    app = request.app
+    if not _same_origin(request):
+        return _json_error(403, "forbidden", "cross-origin request")
+    guide = await current_guide(request)
+    if guide is None:
+        return _json_error(401, "unauthorized", "sign in first")
+    body = await _json_object(request)
+    ref = body.get("ref") if body else None
+    claims = links.verify(app[SETTINGS].secret_key, ref) if isinstance(ref, str) else None
+    if claims is None or claims.customer is None:
+        return _json_error(400, "bad_request", "not a reference this server prepared")
+    if claims.guide != guide.userid:
+        return _json_error(403, "forbidden", "prepared for another guide")
+    now = app[CLOCK].now()
+    if now - claims.issued_at > REF_TTL:
+        return _json_error(400, "bad_request", "this message was prepared too long ago")
+    completed = False
+    async with app[SESSIONS]() as session, session.begin():
+        created = await service.record_forward(
+            session,
+            ref=f"l:{claims.nonce}",
+            item_id=claims.item_id,
+            guide=guide.userid,
+            customer=claims.customer,
+            via=ForwardVia.SIDEBAR,
+            sent_at=now,
+            now=now,
+            task_id=claims.task_id,
+        )
+        if created and claims.task_id:
+            completed = await tasks.complete_task(session, claims.task_id, by=guide.userid, now=now)
+    return web.json_response(
+        {"recorded": created, "task_completed": completed}, status=201 if created else 200
+    )
+
+
+def setup_routes(app: web.Application) -> None:
+    app[SIDEBAR] = SidebarState()
+    app.router.add_get("/sidebar", page)
+    app.router.add_get("/sidebar/login", dev_login)
+    app.router.add_get("/sidebar/oauth", oauth_return)
+    app.router.add_get("/sidebar/logout", logout)
+    app.router.add_get("/sidebar/static/{name}", static)
+    app.router.add_get("/sidebar/jsapi-config", jsapi_config)
+    app.router.add_post("/sidebar/dev/jsapi-verify", dev_verify)
+    app.router.add_get("/sidebar/api/customers", my_customers)
+    app.router.add_get("/sidebar/api/customer", customer_profile)
+    app.router.add_get("/sidebar/api/content", content_list)
+    app.router.add_post("/sidebar/api/prepare", prepare)
+    app.router.add_post("/sidebar/api/forwards", record_forward)

@@ -1,0 +1,89 @@
+"""Async engine and session factory for SQLite (embedded, WAL) and PostgreSQL from one URL."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+SIDE_BUSY_TIMEOUT_MS = 2_000
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, *, pool_size: int = 10, side: bool = False) -> AsyncEngine:
+    """The engine for `url`.
+
+    On SQLite the main engine has one connection per process, so transactions queue in
+    asyncio, first come first served; with several connections they would contend for
+    SQLite's single write lock inside its busy handler, which sleeps in coarse steps and
+    collapses under load. Its transactions take the write lock at BEGIN.
+
+    `side=True` gives a second, small engine for work that may run while the main connection
+    is held (the WeCom token cache, consulted by any code that calls WeCom): its transactions
+    begin deferred, so its reads never wait, and its rare writes wait in the busy handler.
+    """
+    if is_sqlite(url):
+        # The side engine waits less for the lock: its caller may be the one holding it.
+        busy_ms = SIDE_BUSY_TIMEOUT_MS if side else SQLITE_BUSY_TIMEOUT_MS
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": busy_ms / 1000},
+            pool_size=2 if side else 1,
+            max_overflow=0,
+            pool_timeout=30,
+        )
+        event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_ms=busy_ms))
+        event.listen(
+            engine.sync_engine, "begin", _sqlite_begin_deferred if side else _sqlite_begin_immediate
+        )
+        return engine
+    if side:
+        pool_size = 2
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection, _record, *, busy_ms: int) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the one writer. FULL syncs the WAL on every commit: an
+    # acknowledged callback must survive a power cut, and intake batches many per commit.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+    cursor.close()
+    # We issue BEGIN ourselves (below) instead of the driver's implicit deferred BEGIN.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_deferred(conn) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def _sqlite_begin_immediate(conn) -> None:
+    # A deferred transaction that reads and then writes fails at once with "database is
+    # locked" when another writer got in between; the busy timeout does not help it.
+    # Taking the write lock up front makes concurrent writers wait their turn instead.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def upsert_insert(dialect_name: str):
+    """The dialect's INSERT, which has on_conflict_do_nothing / on_conflict_do_update."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert

@@ -1,0 +1,67 @@
+"""Bring a database up to date with the Alembic migrations shipped in the package."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from guidebot.db.engine import create_engine, is_sqlite
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class DatabaseNotReady(RuntimeError):
+    """The schema is older than this code; the message says what to run."""
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", database_url)
+    return config
+
+
+def upgrade_sync(database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)
+
+
+async def upgrade(database_url: str, revision: str = "head") -> None:
+    # env.py runs its own event loop (asyncio.run), so it must not run on ours.
+    await asyncio.to_thread(upgrade_sync, database_url, revision)
+
+
+async def current_revision(database_url: str) -> str | None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision()
+            )
+    finally:
+        await engine.dispose()
+
+
+def head_revision(database_url: str) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+
+
+def prepare_database(database_url: str) -> None:
+    """SQLite (one machine) is migrated in place; a shared PostgreSQL must be migrated on purpose.
+
+    Several instances starting at once must not race to migrate one PostgreSQL database, so
+    there the operator runs `guidebot db upgrade` and `serve` only checks.
+    """
+    if is_sqlite(database_url):
+        upgrade_sync(database_url)
+        return
+    current, head = asyncio.run(current_revision(database_url)), head_revision(database_url)
+    if current != head:
+        raise DatabaseNotReady(
+            f"database schema is at revision {current or 'none'}, this guidebot needs {head}: "
+            "run `guidebot db upgrade`"
+        )

@@ -1,0 +1,13 @@
+"""Every model module, imported so Base.metadata is complete for Alembic and for tests."""
+
+from guidebot.bot import models as bot_models  # noqa: F401
+from guidebot.contacts import models as contacts_models  # noqa: F401
+from guidebot.content import models as content_models  # noqa: F401
+from guidebot.db import credentials  # noqa: F401
+from guidebot.db.base import Base
+from guidebot.intake import models as intake_models  # noqa: F401
+from guidebot.metrics import models as metrics_models  # noqa: F401
+from guidebot.sop import models as sop_models  # noqa: F401
+from guidebot.web import accounts as web_accounts  # noqa: F401
+
+__all__ = ["Base"]

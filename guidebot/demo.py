@@ -1,0 +1,530 @@
+"""`guidebot demo`: guidebot and a simulated WeCom in one process, on SQLite, with live traffic.
+
+Everything goes through the real paths: the org is seeded into the simulator and synced into
+guidebot over WeCom's API; customers add guides by scanning store codes, and the simulator
+delivers encrypted callbacks to guidebot's callback URL, exactly as WeCom would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guidebot.app import create_app
+from guidebot.config import Settings, WeComIdentity
+from guidebot.contacts.models import RelationStatus, StoreMembership
+from guidebot.contacts.service import Profile, record_added, record_deleted_by_guide, record_ended
+from guidebot.content import links
+from guidebot.content import service as content
+from guidebot.content.demo import seed_demo_content, simulate_forwards_and_opens
+from guidebot.content.models import ContentItem, ForwardVia
+from guidebot.db.migrate import upgrade
+from guidebot.metrics.orders import attribution_window, parse_order, post_order
+from guidebot.metrics.rollup import recompute_all
+from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
+from guidebot.wecom.simulator import SimulatorConfig, create_simulator_app
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///guidebot-demo.db"
+
+# Department 1 is the corp itself; regions under it; stores (leaves) under the regions.
+REGIONS = {2: "华东大区", 3: "华南大区"}
+STORES = {
+    10: ("上海南京西路店", 2),
+    11: ("杭州湖滨店", 2),
+    12: ("广州天河店", 3),
+    13: ("深圳万象城店", 3),
+}
+GUIDES = [
+    ("g01", "王芳", 10),
+    ("g02", "李娜", 10),
+    ("g03", "张伟", 10),
+    ("g04", "刘洋", 11),
+    ("g05", "陈静", 11),
+    ("g06", "杨磊", 11),
+    ("g07", "赵敏", 12),
+    ("g08", "黄丽", 12),
+    ("g09", "周杰", 12),
+    ("g10", "吴婷", 13),
+    ("g11", "徐涛", 13),
+    ("g12", "孙悦", 13),
+]
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何林罗高"
+GIVEN = ("小明", "晓燕", "子涵", "梓萱", "浩然", "欣怡", "宇轩", "诗涵", "俊杰", "雨桐")
+CHANNELS = ("store_qr", "poster", "livestream")
+
+
+def demo_identity() -> WeComIdentity:
+    """A fresh corp for each demo: random callback token and EncodingAESKey."""
+    aes_key = base64.b64encode(secrets.token_bytes(32)).decode()[:43]
+    return WeComIdentity(
+        corp_id="wwdemo0000000001",
+        agent_id=1000002,
+        secret=secrets.token_urlsafe(24),
+        token=secrets.token_hex(8),
+        aes_key=aes_key,
+    )
+
+
+@dataclass
+class DemoControl:
+    """Drives the simulator's control API (the customers' and guides' side)."""
+
+    http: aiohttp.ClientSession
+    sim_url: str
+
+    async def post(self, path: str, body: dict) -> dict:
+        async with self.http.post(f"{self.sim_url}/_sim/{path}", json=body) as response:
+            answer = await response.json()
+            if response.status >= 400:
+                raise RuntimeError(f"simulator {path}: {answer}")
+            return answer
+
+
+async def seed_org(control: DemoControl) -> None:
+    for region_id, name in REGIONS.items():
+        await control.post("departments", {"id": region_id, "name": name, "parentid": 1})
+    for store_id, (name, region_id) in STORES.items():
+        await control.post("departments", {"id": store_id, "name": name, "parentid": region_id})
+    for userid, name, store_id in GUIDES:
+        await control.post("users", {"userid": userid, "name": name, "department": [store_id]})
+
+
+async def create_store_codes(
+    server_url: str, admin_token: str, http: aiohttp.ClientSession, campaign: str
+) -> list[dict]:
+    """One 「联系我」 code per store and channel, through guidebot's own API."""
+    ways = []
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    for store_id in STORES:
+        store_guides = [userid for userid, _, sid in GUIDES if sid == store_id]
+        for channel in CHANNELS[:2]:
+            body = {
+                "store": str(store_id),
+                "channel": channel,
+                "campaign": campaign,
+                "userids": store_guides,
+            }
+            async with http.post(
+                f"{server_url}/api/v1/contact-ways", json=body, headers=headers
+            ) as response:
+                answer = await response.json()
+                if response.status >= 400:
+                    raise RuntimeError(f"creating a contact way failed: {answer}")
+                ways.append({**answer, "userids": store_guides})
+    return ways
+
+
+async def live_traffic(
+    control: DemoControl,
+    ways: list[dict],
+    stop: asyncio.Event,
+    pace: float = 2.0,
+    forwards: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """Customers keep scanning store codes; now and then one leaves or a guide removes one;
+    guides forward content and customers open the tracked links."""
+    rng = random.Random()
+    added: list[tuple[str, str]] = []
+    serial = 0
+    while not stop.is_set():
+        try:
+            roll = rng.random()
+            if forwards is not None and roll < 0.2 and len(added) >= 5:
+                await forwards()
+            elif roll < 0.75 or len(added) < 5:
+                serial += 1
+                way = rng.choice(ways)
+                customer = f"wmdemo{serial:05d}"
+                guide = rng.choice(way["userids"])
+                name = rng.choice(SURNAMES) + rng.choice(GIVEN)
+                await control.post(
+                    "contact/add",
+                    {
+                        "userid": guide,
+                        "external_userid": customer,
+                        "name": name,
+                        "config_id": way["config_id"],
+                        "welcome_code": True,
+                    },
+                )
+                added.append((guide, customer))
+            elif roll < 0.92:
+                guide, customer = added.pop(rng.randrange(len(added)))
+                await control.post(
+                    "contact/delete_by_customer", {"userid": guide, "external_userid": customer}
+                )
+            else:
+                guide, customer = added.pop(rng.randrange(len(added)))
+                await control.post(
+                    "contact/delete_by_guide", {"userid": guide, "external_userid": customer}
+                )
+        except (aiohttp.ClientError, RuntimeError) as exc:
+            log.warning("demo traffic step failed: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), pace * rng.uniform(0.5, 1.5))
+
+
+# ---- a week of past activity (the dashboard has something to show at once) ----------------------
+
+
+@dataclass
+class WeekReport:
+    now: datetime
+    settings: Settings
+    items: list[int]
+    added: int = 0
+    lost: int = 0
+    removed: int = 0
+    forwards: int = 0
+    opens: int = 0
+    orders: int = 0
+    rollup_rows: int = 0
+
+
+async def backfill_week(
+    server: web.Application,
+    control: DemoControl,
+    ways: list[dict],
+    *,
+    days: int = 7,
+    rng: random.Random | None = None,
+) -> WeekReport:
+    """The last `days` days of activity, as if guidebot had been running all week.
+
+    No fake clock: the simulated WeCom learns each relation without a callback (`deliver:
+    false`), and guidebot records it through the contacts service with the past instant, as the
+    nightly reconciliation would; forwards, opens and orders go through the content and orders
+    services with past instants too. The guides' store memberships are dated back to before the
+    week (they worked there already). Then every rollup is rebuilt from the logs.
+    """
+    rng = rng or random.Random()
+    settings, sessions, now = server[SETTINGS], server[SESSIONS], server[CLOCK].now()
+    zone = ZoneInfo(settings.timezone)
+    first = (now.astimezone(zone) - timedelta(days=days)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(StoreMembership)
+            .where(StoreMembership.valid_to.is_(None))
+            .values(valid_from=first - timedelta(days=1))
+        )
+        items = list(
+            await session.scalars(select(ContentItem.id).where(ContentItem.deleted_at.is_(None)))
+        )
+    report = WeekReport(now, settings, items)
+    ways_by_guide = {userid: [w for w in ways if userid in w["userids"]] for userid, _, _ in GUIDES}
+    serial = 0
+    for offset in range(days, 0, -1):
+        day = first + timedelta(days=days - offset)
+        for userid, _, _ in GUIDES:
+            # One transaction per guide and day: the week is ready in a few seconds.
+            async with sessions() as session, session.begin():
+                for _ in range(rng.randint(1, 4)):
+                    serial += 1
+                    at = day + timedelta(hours=rng.uniform(10, 21))
+                    if at < now:
+                        ext = f"wmweek{serial:05d}"
+                        way = rng.choice(ways_by_guide[userid])
+                        await _past_customer(session, control, rng, report, userid, ext, way, at)
+    report.rollup_rows = await recompute_all(sessions, settings.timezone, now)
+    return report
+
+
+async def _past_customer(
+    session: AsyncSession,
+    control: DemoControl,
+    rng: random.Random,
+    report: WeekReport,
+    userid: str,
+    ext: str,
+    way: dict,
+    at: datetime,
+) -> None:
+    """The customer added the guide at `at`; some leave or are removed later, the rest may
+    get a forward (then an open, then an order)."""
+    now = report.now
+    name = rng.choice(SURNAMES) + rng.choice(GIVEN)
+    await control.post(
+        "contact/add",
+        {
+            "userid": userid,
+            "external_userid": ext,
+            "name": name,
+            "config_id": way["config_id"],
+            "deliver": False,
+        },
+    )
+    profile = Profile(
+        {"external_userid": ext, "name": name, "type": 1},
+        {"userid": userid, "createtime": int(at.timestamp()), "state": way["state"]},
+    )
+    await record_added(
+        session,
+        userid=userid,
+        external_userid=ext,
+        at=at,
+        now=now,
+        source="demo-week",
+        state=way["state"],
+        profile=profile,
+    )
+    report.added += 1
+    roll, end = rng.random(), at + timedelta(hours=rng.uniform(2, 60))
+    if roll < 0.1 and end < now:
+        await control.post(
+            "contact/delete_by_customer",
+            {"userid": userid, "external_userid": ext, "deliver": False},
+        )
+        await record_ended(
+            session,
+            userid=userid,
+            external_userid=ext,
+            status=RelationStatus.LOST,
+            at=end,
+            now=now,
+            source="demo-week",
+            reason="del_follow_user",
+        )
+        report.lost += 1
+    elif roll < 0.14 and end < now:
+        await control.post(
+            "contact/delete_by_guide", {"userid": userid, "external_userid": ext, "deliver": False}
+        )
+        await record_deleted_by_guide(
+            session,
+            userid=userid,
+            external_userid=ext,
+            by_transfer=False,
+            at=end,
+            now=now,
+            source="demo-week",
+        )
+        report.removed += 1
+    elif report.items and rng.random() < 0.6:
+        sent_at = at + timedelta(minutes=rng.uniform(5, 600))
+        await _past_forward(session, rng, report, userid, ext, rng.choice(report.items), sent_at)
+
+
+async def _past_forward(
+    session: AsyncSession,
+    rng: random.Random,
+    report: WeekReport,
+    guide: str,
+    customer: str,
+    item_id: int,
+    sent_at: datetime,
+) -> None:
+    """A forward at `sent_at`, perhaps opened an hour or so later, perhaps bought a day later."""
+    now, settings = report.now, report.settings
+    if sent_at >= now:
+        return
+    _token, claims = links.mint(
+        settings.secret_key, item_id=item_id, guide=guide, customer=customer, now=sent_at
+    )
+    await content.record_forward(
+        session,
+        ref=f"l:{claims.nonce}",
+        item_id=item_id,
+        guide=guide,
+        customer=customer,
+        via=ForwardVia.SIDEBAR,
+        sent_at=sent_at,
+        now=now,
+    )
+    report.forwards += 1
+    opened = sent_at + timedelta(minutes=rng.uniform(3, 240))
+    if rng.random() > 0.6 or opened >= now:
+        return
+    await content.record_open(session, claims, now=opened, user_agent="demo-week", cookie=None)
+    report.opens += 1
+    paid = opened + timedelta(hours=rng.uniform(1, 30))
+    if rng.random() > 0.3 or paid >= now:
+        return
+    order = parse_order(
+        {
+            "order_id": f"demo-{customer}-{item_id}",
+            "external_userid": customer,
+            "amount": f"{rng.randint(99, 1299)}.00",
+            "paid_at": paid.isoformat(),
+        }
+    )
+    await post_order(session, order, now=now, window=attribution_window(settings.attribution_days))
+    report.orders += 1
+
+
+async def create_demo_accounts(server: web.Application) -> dict[str, str]:
+    """An HQ account and a manager of the first store, with fresh passwords (printed)."""
+    from guidebot.web.accounts import save_account
+
+    first_store = str(next(iter(STORES)))
+    passwords = {"hq": secrets.token_urlsafe(9), f"manager{first_store}": secrets.token_urlsafe(9)}
+    async with server[SESSIONS]() as session, session.begin():
+        await save_account(session, "hq", passwords["hq"], "hq", [], server[CLOCK].now())
+        await save_account(
+            session,
+            f"manager{first_store}",
+            passwords[f"manager{first_store}"],
+            "manager",
+            [first_store],
+            server[CLOCK].now(),
+        )
+    return passwords
+
+
+def _remove_demo_database() -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"guidebot-demo.db{suffix}").unlink(missing_ok=True)
+
+
+async def _start(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def run_demo(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    database_url: str | None = None,
+    traffic: bool = True,
+    week: bool = True,
+    pace: float = 2.0,
+    ready: Callable[[dict], Awaitable[None]] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until cancelled (Ctrl-C) or until `stop` is set; `ready` gets the URLs."""
+    import os
+
+    database_url = database_url or os.environ.get("GUIDEBOT_DATABASE_URL") or DEFAULT_DATABASE_URL
+    if database_url == DEFAULT_DATABASE_URL:
+        # The demo's own file belongs to the previous run's simulated corp: start afresh.
+        await asyncio.to_thread(_remove_demo_database)
+    identity = demo_identity()
+    server_url, sim_url = f"http://{host}:{port}", f"http://{host}:{port + 1}"
+    settings = Settings(
+        corp_id=identity.corp_id,
+        agent_id=identity.agent_id,
+        secret=identity.secret,
+        token=identity.token,
+        aes_key=identity.aes_key,
+        admin_token=secrets.token_urlsafe(18),
+        secret_key=secrets.token_urlsafe(36),
+        database_url=database_url,
+        wecom_api_base=sim_url,
+        public_url=server_url,
+    )
+    await upgrade(database_url)
+    simulator = create_simulator_app(
+        SimulatorConfig(identity=identity, callback_url=f"{server_url}/wecom/callback")
+    )
+    sim_runner = await _start(simulator, host, port + 1)
+    server = create_app(settings)
+    server_runner = await _start(server, host, port)
+    stop = stop or asyncio.Event()
+    traffic_task = None
+    try:
+        async with aiohttp.ClientSession() as http:
+            control = DemoControl(http, sim_url)
+            await seed_org(control)
+            await _sync_directory(server)
+            async with server[SESSIONS]() as session, session.begin():
+                await seed_demo_content(session)
+            # Each run is a new simulated corp; a fresh campaign keeps its codes' states unique.
+            campaign = f"demo-{secrets.token_hex(2)}"
+            ways = await create_store_codes(server_url, settings.admin_token, http, campaign)
+            if week:  # a week of past activity on the dashboard
+                await backfill_week(server, control, ways)
+            accounts = await create_demo_accounts(server)
+            urls = {
+                "server": server_url,
+                "simulator": sim_url,
+                "admin_token": settings.admin_token,
+                "openapi": f"{server_url}/api/v1/openapi.json",
+                "admin": f"{server_url}/admin/login",
+                "accounts": accounts,
+            }
+            _print_banner(urls, settings)
+            if ready:
+                await ready(urls)
+            if traffic:
+
+                async def forwards() -> object:
+                    return await simulate_forwards_and_opens(
+                        server[SESSIONS],
+                        settings,
+                        server[CLOCK],
+                        forwards=2,
+                        http=http,
+                        base_url=server_url,
+                    )
+
+                traffic_task = asyncio.create_task(
+                    live_traffic(control, ways, stop, pace, forwards)
+                )
+            try:
+                await stop.wait()
+            finally:
+                stop.set()
+                if traffic_task:  # finish the step in hand while the HTTP session is open
+                    await traffic_task
+    finally:
+        stop.set()
+        await server_runner.cleanup()
+        await sim_runner.cleanup()
+
+
+async def _sync_directory(server: web.Application) -> None:
+    from guidebot.contacts.directory import sync_directory
+
+    async with server[SESSIONS]() as session, session.begin():
+        await sync_directory(session, server[WECOM], server[CLOCK].now())
+
+
+def _print_banner(urls: dict, settings: Settings) -> None:
+    token = urls["admin_token"]
+    print(
+        "\n".join(
+            [
+                "",
+                "guidebot demo is running (Ctrl-C to stop)",
+                f"  guidebot:        {urls['server']}",
+                f"  callback URL:    {urls['server']}/wecom/callback",
+                f"  simulated WeCom: {urls['simulator']}   (control API under /_sim/)",
+                f"  admin token:     {token}",
+                f"  admin pages:     {urls['admin']}",
+                *(
+                    f"    sign in as {name} / {password}"
+                    for name, password in urls["accounts"].items()
+                ),
+                f"  guide sidebar:   {urls['server']}/sidebar/login?userid={GUIDES[0][0]}"
+                "   (as a guide, outside WeCom)",
+                f"  database:        {settings.database_url}",
+                "",
+                "try:",
+                f"  curl -H 'Authorization: Bearer {token}' {urls['server']}/api/v1/stores",
+                f"  curl -H 'Authorization: Bearer {token}' {urls['server']}/api/v1/customers",
+                f"  curl {urls['simulator']}/_sim/calls?api=externalcontact/get",
+                "",
+            ]
+        ),
+        flush=True,
+    )

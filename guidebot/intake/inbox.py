@@ -1,0 +1,147 @@
+"""Storing callbacks durably and fast: many callbacks per commit, each acknowledged after it.
+
+A callback handler hands its entry to the InboxWriter and waits. One flusher task takes every
+entry queued so far, inserts them in a single transaction (duplicates ignored by the unique
+dedupe key), commits, and only then releases the waiting handlers, which answer 200. If the
+commit fails they answer 503 and WeCom retries. One fsync now covers a whole burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from guidebot.clock import Clock
+from guidebot.db.engine import upsert_insert
+from guidebot.intake.models import InboxEvent, InboxStatus
+from guidebot.wecom.events import Event, customer_key
+
+log = logging.getLogger(__name__)
+
+
+_CLOSE: Any = object()  # queued by stop(): everything before it is committed first
+
+
+class InboxUnavailable(Exception):
+    """The entry could not be committed; the callback must not be acknowledged."""
+
+
+def dedupe_key(event: Event) -> str:
+    """MsgId for messages; for events, a hash over every field.
+
+    Customer events all come from `sys` with one-second CreateTimes, so the documented
+    FromUserName+CreateTime key collides for distinct events. A WeCom retry repeats every field,
+    so hashing all of them (order-independent) folds retries and nothing else.
+    """
+    msg_id = event.raw.get("MsgId")
+    if event.msg_type != "event" and isinstance(msg_id, str) and msg_id.strip():
+        return f"msg:{msg_id.strip()}"
+    canonical = json.dumps(dict(event.raw), sort_keys=True, ensure_ascii=False)
+    return "evt:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    dedupe_key: str
+    kind: str
+    customer_key: str | None
+    payload: str
+
+    @classmethod
+    def of(cls, event: Event, plaintext: str) -> InboxEntry:
+        return cls(dedupe_key(event), event.kind, customer_key(event), plaintext)
+
+
+class InboxWriter:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        on_commit: Callable[[], None] = lambda: None,
+        max_batch: int = 500,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[InboxEntry, asyncio.Future[None]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._insert = upsert_insert(engine.dialect.name)
+
+    async def store(self, entry: InboxEntry) -> None:
+        """Return once the entry is committed (or was already there); else InboxUnavailable."""
+        if self._task is None or self._closing:
+            raise InboxUnavailable("inbox writer is not running")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put((entry, done))
+        await done
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_forever(), name="inbox-writer")
+
+    async def stop(self) -> None:
+        """Commit what was handed in so far, then stop; later callers get InboxUnavailable."""
+        if self._task is None:
+            return
+        self._closing = True
+        await self._queue.put(_CLOSE)
+        await self._task
+        self._task = None
+        while not self._queue.empty():
+            _, done = self._queue.get_nowait()
+            if not done.done():
+                done.set_exception(InboxUnavailable("shutting down"))
+
+    async def _flush_forever(self) -> None:
+        closing = False
+        while not closing:
+            batch = []
+            first = await self._queue.get()
+            if first is _CLOSE:
+                return
+            batch.append(first)
+            while len(batch) < self._max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is _CLOSE:
+                    closing = True
+                    break
+                batch.append(item)
+            try:
+                await self._commit([entry for entry, _ in batch])
+            except Exception as exc:  # any failure: these callbacks must get a 503, not hang
+                log.error("inbox commit failed for %d callbacks: %s", len(batch), exc)
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(InboxUnavailable(str(exc)))
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+            self._on_commit()
+
+    async def _commit(self, entries: list[InboxEntry]) -> None:
+        now = self._clock.now()
+        rows = [
+            {
+                "dedupe_key": e.dedupe_key,
+                "kind": e.kind,
+                "customer_key": e.customer_key,
+                "payload": e.payload,
+                "received_at": now,
+                "status": InboxStatus.PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+            }
+            for e in entries
+        ]
+        statement = self._insert(InboxEvent).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        async with self._engine.begin() as conn:
+            await conn.execute(statement, rows)

@@ -1,0 +1,400 @@
+"""The inbox worker: claims stored callbacks and runs them through the dispatcher.
+
+One customer's events are handled in arrival order: an event waits while an earlier event of
+the same customer is pending or being processed. Different customers run concurrently.
+Failures retry with backoff; an event that keeps failing is parked as `failed` with its error
+and does not block the customer's later events. On PostgreSQL several instances claim with
+FOR UPDATE SKIP LOCKED and a lease; on SQLite one process claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from guidebot.clock import Clock
+from guidebot.intake.models import InboxEvent, InboxStatus
+from guidebot.intake.router import UNHANDLED, Data, Dispatcher, Next
+from guidebot.logs import log_context
+from guidebot.wecom.events import Event, EventParseError, parse_event
+
+log = logging.getLogger(__name__)
+
+_LEASE_MARGIN = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPolicy:
+    batch_size: int = 200
+    concurrency: int = 8
+    lease: timedelta = timedelta(minutes=2)
+    max_attempts: int = 8
+    first_backoff: float = 2.0  # seconds; doubles per attempt
+    max_backoff: float = 300.0
+    poll_interval: float = 1.0
+
+    def backoff(self, attempts: int) -> timedelta:
+        seconds = min(self.max_backoff, self.first_backoff * 2 ** max(0, attempts - 1))
+        return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    customer_key: str | None
+    payload: str
+    attempts: int
+    lease_until: datetime | None = None
+
+
+class AlreadyProcessed(Exception):
+    """Another worker finished this event first; this run's changes are rolled back."""
+
+
+class InboxWorker:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        clock: Clock,
+        *,
+        resources: Mapping[str, Any] | None = None,
+        policy: WorkerPolicy | None = None,
+        owner: str | None = None,
+        before_batch: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.resources = dict(resources or {})
+        self.policy = policy or WorkerPolicy()
+        self.owner = owner or f"worker-{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._before_batch = before_batch
+        self._task: asyncio.Task[None] | None = None
+        dispatcher.check_wiring(
+            extra_names=[
+                *self.resources,
+                "session",
+                "inbox_id",
+                "attempts",
+                "lease_until",
+                "after_commit",
+            ]
+        )
+        self._after_commit_tasks: set[asyncio.Task[Any]] = set()
+        # The worker's outer middlewares, outermost first: errors -> dedupe -> database session.
+        self._pipeline: Next = partial(
+            self._errors, partial(self._dedupe, partial(self._session, self._feed))
+        )
+
+    # -- running ----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run_forever(), name=f"inbox-{self.owner}")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Finish the event in hand, hand back the rest of the batch, then stop.
+
+        Cancelling a handler mid-transaction would leave a connection to be torn down while
+        it may hold SQLite's write lock; stopping between events avoids that.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+            except TimeoutError:
+                log.warning("inbox worker did not stop within %.0f s; cancelling it", grace)
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        if self._after_commit_tasks:
+            await asyncio.wait(self._after_commit_tasks, timeout=grace)
+
+    async def _run_forever(self) -> None:
+        while not self._stopping:
+            try:
+                handled = await self.run_once()
+            except Exception:
+                log.exception("inbox worker pass failed; retrying")
+                handled = 0
+            if handled:
+                continue
+            if self._stopping:
+                break
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.policy.poll_interval)
+
+    async def drain(self, max_passes: int = 1000) -> int:
+        """Process until nothing is due (tests and `inbox replay`)."""
+        total = 0
+        for _ in range(max_passes):
+            handled = await self.run_once()
+            if not handled:
+                break
+            total += handled
+        return total
+
+    async def run_once(self) -> int:
+        await self._reclaim_expired_leases()
+        claimed = await self._claim()
+        if not claimed:
+            return 0
+        if self._before_batch is not None:
+            try:
+                await self._before_batch()
+            except Exception as exc:  # the handlers will meet the same trouble and retry
+                log.debug("before-batch preparation failed: %s", exc)
+        groups: dict[str, list[Claimed]] = defaultdict(list)
+        for row in claimed:
+            groups[row.customer_key or f"#{row.id}"].append(row)
+        gate = asyncio.Semaphore(self.policy.concurrency)
+
+        unprocessed: list[int] = []
+
+        async def run_group(rows: list[Claimed]) -> None:
+            async with gate:
+                for row in rows:
+                    if self._stopping:
+                        unprocessed.append(row.id)
+                        continue
+                    await self._process(row)
+
+        await asyncio.gather(*(run_group(rows) for rows in groups.values()))
+        if unprocessed:
+            await self._release(unprocessed)
+        return len(claimed) - len(unprocessed)
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    async def _claim(self) -> list[Claimed]:
+        now = self.clock.now()
+        earlier = aliased(InboxEvent)
+        blocked_by_earlier = exists().where(
+            and_(
+                earlier.customer_key == InboxEvent.customer_key,
+                earlier.id < InboxEvent.id,
+                earlier.status.in_((InboxStatus.PENDING, InboxStatus.PROCESSING)),
+            )
+        )
+        due = (
+            select(InboxEvent.id)
+            .where(
+                InboxEvent.status == InboxStatus.PENDING,
+                InboxEvent.next_attempt_at <= now,
+                ~blocked_by_earlier,
+            )
+            .order_by(InboxEvent.id)
+            .limit(self.policy.batch_size)
+        )
+        async with self.sessions() as session, session.begin():
+            if session.bind.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True, of=InboxEvent)
+            ids = list(await session.scalars(due))
+            if not ids:
+                return []
+            result = await session.execute(
+                update(InboxEvent)
+                .where(InboxEvent.id.in_(ids), InboxEvent.status == InboxStatus.PENDING)
+                .values(
+                    status=InboxStatus.PROCESSING,
+                    lease_owner=self.owner,
+                    lease_until=now + self.policy.lease,
+                    attempts=InboxEvent.attempts + 1,
+                )
+                .returning(
+                    InboxEvent.id,
+                    InboxEvent.customer_key,
+                    InboxEvent.payload,
+                    InboxEvent.attempts,
+                    InboxEvent.lease_until,
+                )
+            )
+            rows = [Claimed(*row) for row in result]
+        return sorted(rows, key=lambda row: row.id)
+
+    async def _release(self, ids: list[int]) -> None:
+        """Give claimed events back untouched (claiming counted an attempt; undo it)."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(InboxEvent)
+                .where(InboxEvent.id.in_(ids), InboxEvent.lease_owner == self.owner)
+                .values(
+                    status=InboxStatus.PENDING,
+                    lease_owner=None,
+                    lease_until=None,
+                    attempts=InboxEvent.attempts - 1,
+                )
+            )
+
+    async def recover_after_crash(self) -> None:
+        """On SQLite one process owns the inbox: whatever it was processing when it died is due."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(InboxEvent)
+                .where(InboxEvent.status == InboxStatus.PROCESSING)
+                .values(status=InboxStatus.PENDING, lease_owner=None, lease_until=None)
+            )
+
+    async def _reclaim_expired_leases(self) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(InboxEvent)
+                .where(
+                    InboxEvent.status == InboxStatus.PROCESSING,
+                    InboxEvent.lease_until < self.clock.now(),
+                )
+                .values(status=InboxStatus.PENDING, lease_owner=None, lease_until=None)
+            )
+
+    # -- processing -------------------------------------------------------------------------
+
+    async def _process(self, row: Claimed) -> None:
+        with log_context(event_id=row.id):  # every log line about this event names it
+            await self._process_row(row)
+
+    async def _process_row(self, row: Claimed) -> None:
+        try:
+            event = parse_event(row.payload)
+        except EventParseError as exc:  # stored by an older version, perhaps; never retry
+            await self._record_failure(row, f"unparseable: {exc}", park=True)
+            return
+        data = {
+            "inbox_id": row.id,
+            "attempts": row.attempts,
+            "lease_until": row.lease_until,
+            **self.resources,
+        }
+        await self._pipeline(event, data)
+
+    async def _feed(self, event: Event, data: Data) -> Any:
+        return await self.dispatcher.feed(event, **data)
+
+    async def _errors(self, call: Next, event: Event, data: Data) -> Any:
+        try:
+            return await call(event, data)
+        except AlreadyProcessed:
+            return UNHANDLED
+        except Exception as exc:
+            log.warning("event %s (%s) failed: %s", data["inbox_id"], event.kind, exc)
+            row = Claimed(data["inbox_id"], None, "", data["attempts"])
+            await self._record_failure(row, f"{type(exc).__name__}: {exc}")
+            return UNHANDLED
+
+    async def _dedupe(self, call: Next, event: Event, data: Data) -> Any:
+        """Skip an event someone else has handled since we claimed it.
+
+        While our lease holds, no other worker can have taken the event, so nothing needs
+        checking; once it has run out, another instance may have claimed and finished it.
+        """
+        lease_until = data.get("lease_until")
+        if lease_until is None or self.clock.now() >= lease_until - _LEASE_MARGIN:
+            async with self.sessions() as session:
+                row = (
+                    await session.execute(
+                        select(InboxEvent.status, InboxEvent.lease_owner).where(
+                            InboxEvent.id == data["inbox_id"]
+                        )
+                    )
+                ).one_or_none()
+            if row is None or row.status == InboxStatus.DONE or row.lease_owner != self.owner:
+                return UNHANDLED
+        return await call(event, data)
+
+    async def _session(self, call: Next, event: Event, data: Data) -> Any:
+        # Work a handler must do only once its changes are durable (the welcome message: it
+        # must go within seconds, and only if the enrollment that records it was committed).
+        after_commit: list[Callable[[], Awaitable[Any]]] = []
+        async with self.sessions() as session, session.begin():
+            result = await call(event, {**data, "session": session, "after_commit": after_commit})
+            # Marking done in the handler's own transaction makes its effects exactly-once:
+            # if someone else already finished the event, all of this run rolls back.
+            marked = await session.execute(
+                update(InboxEvent)
+                .where(InboxEvent.id == data["inbox_id"], InboxEvent.status != InboxStatus.DONE)
+                .values(
+                    status=InboxStatus.DONE,
+                    processed_at=self.clock.now(),
+                    lease_owner=None,
+                    lease_until=None,
+                    last_error=None,
+                )
+            )
+            if marked.rowcount != 1:
+                raise AlreadyProcessed()
+        for work in after_commit:
+            task = asyncio.create_task(self._run_after_commit(work, event))
+            self._after_commit_tasks.add(task)
+            task.add_done_callback(self._after_commit_tasks.discard)
+        return result
+
+    async def _run_after_commit(self, work: Callable[[], Awaitable[Any]], event: Event) -> None:
+        try:
+            await work()
+        except Exception:
+            # The event is done; follow-up work keeps its own state and its own retries.
+            log.exception("after-commit work for %s failed", event.kind)
+
+    async def settle(self) -> None:
+        """Wait for after-commit work started so far (tests)."""
+        while self._after_commit_tasks:
+            await asyncio.gather(*list(self._after_commit_tasks), return_exceptions=True)
+
+    async def _record_failure(self, row: Claimed, error: str, *, park: bool = False) -> None:
+        park = park or row.attempts >= self.policy.max_attempts
+        values: dict[str, Any] = {"last_error": error[:2000], "lease_owner": None}
+        if park:
+            values |= {"status": InboxStatus.FAILED, "lease_until": None}
+            log.error(
+                "event %s parked as failed after %d attempts: %s", row.id, row.attempts, error
+            )
+        else:
+            values |= {
+                "status": InboxStatus.PENDING,
+                "lease_until": None,
+                "next_attempt_at": self.clock.now() + self.policy.backoff(row.attempts),
+            }
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(InboxEvent)
+                .where(InboxEvent.id == row.id, InboxEvent.status != InboxStatus.DONE)
+                .values(**values)
+            )
+
+
+async def replay(sessions: async_sessionmaker[AsyncSession], clock: Clock, *, failed: bool) -> int:
+    """Make waiting events due now; with `failed`, give parked events a fresh start too."""
+    statuses = [InboxStatus.PENDING] + ([InboxStatus.FAILED] if failed else [])
+    async with sessions() as session, session.begin():
+        result = await session.execute(
+            update(InboxEvent)
+            .where(InboxEvent.status.in_(statuses))
+            .values(
+                status=InboxStatus.PENDING,
+                next_attempt_at=clock.now(),
+                attempts=0,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+        return result.rowcount

@@ -1,0 +1,253 @@
+"""Every guide KPI, defined once: its name, its written definition, its source, its formula.
+
+A KPI is computed from sums of guide_daily counters (guidebot.metrics.models.COUNTERS) over
+the rows that match (a guide, a store, everyone; a period): a count is a signed sum of counters,
+a rate is the ratio of two such sums. Rates are never averaged: a store's day-7 retention is the
+store's kept customers over the store's new customers, not the mean of its guides' rates.
+profile_completeness is the exception in kind, not in rule: it sums the last profile snapshot
+(guide_profile_daily) of each guide on or before the end of the period.
+
+The README's "Guide performance numbers" table repeats these definitions word for word (a test
+checks it), so what a figure means is written in exactly one place in the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from guidebot.metrics.models import COUNTERS
+
+# A new customer is retained for N days when no end event of theirs with the guide follows the
+# add within N × 24 hours.
+RETENTION_WINDOWS = {"d1": timedelta(days=1), "d7": timedelta(days=7)}
+# A guide-facing task is on time when completed no later than this after it was due.
+ON_TIME_GRACE = timedelta(hours=24)
+# The welcome task outcomes that mean the customer got a welcome message.
+WELCOME_DELIVERED = ("sent", "done")
+# The SOP engine's reasons for skipping a welcome because the add carried no WelcomeCode.
+NO_WELCOME_CODE = "no WelcomeCode"
+# Guide-facing task outcomes that reached the guide; skipped ones count when a person skipped.
+TASK_REACHED = ("sent", "done")
+TASK_SKIPPED_BY_PERSON = ("guide", "sidebar")
+# Snapshot columns beside the guide_daily counters.
+PROFILE_COLUMNS = ("profile_filled", "profile_active")
+
+
+@dataclass(frozen=True, slots=True)
+class Kpi:
+    name: str
+    label: str  # the short Chinese label in guides' reports
+    kind: str  # "count", "rate" or "money"
+    definition: str
+    source: str
+    plus: tuple[str, ...]
+    minus: tuple[str, ...] = ()
+    over: tuple[str, ...] = ()  # a rate's denominator
+
+    def numerator(self, totals: Mapping[str, int]) -> int:
+        return sum(totals.get(c, 0) for c in self.plus) - sum(totals.get(c, 0) for c in self.minus)
+
+    def value(self, totals: Mapping[str, int]) -> Any:
+        number = self.numerator(totals)
+        if self.kind == "rate":
+            base = sum(totals.get(c, 0) for c in self.over)
+            return round(number / base, 4) if base else None
+        if self.kind == "money":
+            return yuan(number)
+        return number
+
+
+def yuan(fen: int) -> str:
+    """Integer fen as a yuan decimal string with 2 places: 12345 -> "123.45"."""
+    sign = "-" if fen < 0 else ""
+    fen = abs(fen)
+    return f"{sign}{fen // 100}.{fen % 100:02d}"
+
+
+KPIS: tuple[Kpi, ...] = (
+    Kpi(
+        "new_customers",
+        "新客",
+        "count",
+        "Relations that became active with the guide on the local day: the customer added the "
+        "guide (added) or added them again after an end (reactivated). Customers transferred in "
+        "are not new customers.",
+        "relation_events (added, reactivated)",
+        plus=("added", "reactivated"),
+    ),
+    Kpi(
+        "lost_customers",
+        "流失",
+        "count",
+        "Customers who deleted the guide (del_follow_user) on the local day.",
+        "relation_events (lost)",
+        plus=("lost",),
+    ),
+    Kpi(
+        "removed_customers",
+        "删除",
+        "count",
+        "Customers the guide deleted (del_external_contact) on the local day.",
+        "relation_events (removed)",
+        plus=("removed",),
+    ),
+    Kpi(
+        "net_growth",
+        "净增",
+        "count",
+        "new_customers - lost_customers - removed_customers. Transfers in and out count in "
+        "neither, so this is the guide's own growth, not the change in their customer count.",
+        "relation_events",
+        plus=("added", "reactivated"),
+        minus=("lost", "removed"),
+    ),
+    Kpi(
+        "day1_retention",
+        "次日留存",
+        "rate",
+        "Of the new customers of day D whose first 24 hours have passed, the share with no "
+        "lost, removed or transferred_out event with the guide within 24 hours of the add; "
+        "credited to day D. New customers whose 24 hours are still running are in neither part.",
+        "relation_events",
+        plus=("d1_kept",),
+        over=("d1_cohort",),
+    ),
+    Kpi(
+        "day7_retention",
+        "7日留存",
+        "rate",
+        "Of the new customers of day D whose first 7 days have passed, the share with no lost, "
+        "removed or transferred_out event with the guide within 7 × 24 hours of the add; "
+        "credited to day D. New customers whose 7 days are still running are in neither part.",
+        "relation_events",
+        plus=("d7_kept",),
+        over=("d7_cohort",),
+    ),
+    Kpi(
+        "welcome_rate",
+        "欢迎语送达",
+        "rate",
+        "Welcomes delivered / adds that carried a WelcomeCode, credited to the day of the add: "
+        "welcome tasks sent (or already sent, 41051) over settled welcome tasks that had a code "
+        "(sent, done, failed, expired, unknown, or stopped before sending). Adds without a code "
+        "and welcomes still in flight are in neither part.",
+        "sop_tasks (action welcome)",
+        plus=("welcome_sent",),
+        over=("welcome_attempts",),
+    ),
+    Kpi(
+        "tasks_due",
+        "任务",
+        "count",
+        "Guide-facing SOP tasks (guide_task, remind) due on the local day that reached the "
+        "guide: sent, done, or skipped by the guide. Tasks the engine settled on its own "
+        "(stopped because the customer left, expired after an outage, failed) are not counted.",
+        "sop_tasks (action guide_task, remind)",
+        plus=("tasks_due",),
+    ),
+    Kpi(
+        "tasks_done",
+        "已完成",
+        "count",
+        "Of tasks_due, those done (the guide confirmed the mass send or marked the task done), "
+        "credited to the day the task was due.",
+        "sop_tasks (status done)",
+        plus=("tasks_done",),
+    ),
+    Kpi(
+        "tasks_on_time",
+        "按时完成",
+        "count",
+        "Of tasks_done, those completed no later than 24 hours after their due time.",
+        "sop_tasks (completed_at <= due_at + 24 h)",
+        plus=("tasks_on_time",),
+    ),
+    Kpi(
+        "forwards",
+        "转发",
+        "count",
+        "Content items the guide sent to customers on the local day: one per item per customer, "
+        "from the sidebar or a mass send the customer received.",
+        "content_forwards",
+        plus=("forwards",),
+    ),
+    Kpi(
+        "unique_opens",
+        "打开",
+        "count",
+        "First opens on the local day of the guide's tracked links: one per content item and "
+        "visitor, ever, credited to the guide whose link the visitor opened first.",
+        "content_open_visitors",
+        plus=("unique_opens",),
+    ),
+    Kpi(
+        "open_rate",
+        "打开率",
+        "rate",
+        "unique_opens / forwards over the same rows. It can exceed 1 when links forwarded before "
+        "the period, or passed on, are opened in it.",
+        "content_open_visitors, content_forwards",
+        plus=("unique_opens",),
+        over=("forwards",),
+    ),
+    Kpi(
+        "orders",
+        "订单",
+        "count",
+        "Orders attributed to the guide: +1 on the local day paid, -1 on the local day "
+        "refunded. An order posted twice counts once.",
+        "orders",
+        plus=("orders_paid",),
+        minus=("orders_refunded",),
+    ),
+    Kpi(
+        "gmv",
+        "GMV",
+        "money",
+        "The amounts of the orders attributed to the guide, in yuan as a decimal string: "
+        "+amount on the local day paid, -amount on the local day refunded.",
+        "orders",
+        plus=("gmv_paid_fen",),
+        minus=("gmv_refunded_fen",),
+    ),
+    Kpi(
+        "profile_completeness",
+        "留资率",
+        "rate",
+        "留资率: of the guide's active customers at the end of the period (each guide's last "
+        "snapshot on or before its last day), the share whose relation has profile data: at "
+        "least one remark mobile, or a non-empty description.",
+        "relations (snapshots in guide_profile_daily)",
+        plus=("profile_filled",),
+        over=("profile_active",),
+    ),
+)
+
+KPI_BY_NAME: dict[str, Kpi] = {k.name: k for k in KPIS}
+KPI_NAMES: tuple[str, ...] = tuple(k.name for k in KPIS)
+TOTAL_COLUMNS: tuple[str, ...] = COUNTERS + PROFILE_COLUMNS
+
+
+def empty_totals() -> dict[str, int]:
+    return dict.fromkeys(TOTAL_COLUMNS, 0)
+
+
+def add_totals(into: dict[str, int], other: Mapping[str, int]) -> dict[str, int]:
+    for column in TOTAL_COLUMNS:
+        into[column] = into.get(column, 0) + int(other.get(column) or 0)
+    return into
+
+
+def evaluate(totals: Mapping[str, int]) -> dict[str, Any]:
+    """Every KPI from summed counters, by name, in KPIS order."""
+    return {k.name: k.value(totals) for k in KPIS}
+
+
+def sort_key(kpi: Kpi, value: Any) -> float:
+    """For ranking: bigger is better; a rate with no denominator ranks last."""
+    if value is None:
+        return float("-inf")
+    return float(value)

@@ -1,0 +1,208 @@
+"""The metrics tables: daily rollups, profile snapshots, orders, dirty days, reports sent.
+
+* `guide_daily`: one row per (guide, local day, store) with every counter the KPIs sum
+  (guidebot.metrics.kpis says which). The day is the store's local day, the store is the one the
+  guide belonged to when the event happened. Rows are only ever rebuilt whole: recomputing a
+  (guide, day) deletes its rows and inserts them again from the source logs, in one transaction,
+  so a re-run gives the same numbers and never adds to them.
+* `guide_profile_daily`: the share of a guide's active customers with profile data is a stock,
+  not a flow; a snapshot per (guide, local day), rewritten while the day lasts. A day with no
+  snapshot carries the previous one forward.
+* `metrics_dirty`: what changed since the rollup job last ran. Database triggers on the source
+  tables (relation_events, sop_tasks, content_forwards, content_open_visitors; relations for the
+  profile snapshots; store_memberships and departments' time zones, which move events between
+  stores and days; see migration 0006) insert a row in the same transaction as the change, so a
+  change is visible to the job exactly when it commits, on SQLite and PostgreSQL, with any
+  number of writers. Orders write theirs in code (guidebot.metrics.orders).
+* `metrics_state`: small named values (when day-1/day-7 cohorts last matured; the backfill).
+* `orders`: the order webhook's orders, amounts in integer fen, with the guide they were
+  attributed to (and by which rule) decided once, when the order arrived.
+* `metrics_reports`: one row per report sent (daily per guide, weekly per manager), so the
+  hourly job sends each at most once.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Date, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guidebot.db.base import Base, BigId, UTCDateTime
+
+# guide_daily.store_id for events of a guide who belonged to no store at the time.
+NO_STORE = 0
+
+# The counters of guide_daily, in table order. kpis.py builds every KPI from these sums.
+COUNTERS = (
+    "added",
+    "reactivated",
+    "lost",
+    "removed",
+    "transferred_in",
+    "transferred_out",
+    "d1_cohort",
+    "d1_kept",
+    "d7_cohort",
+    "d7_kept",
+    "welcome_attempts",
+    "welcome_sent",
+    "tasks_due",
+    "tasks_done",
+    "tasks_on_time",
+    "forwards",
+    "unique_opens",
+    "orders_paid",
+    "orders_refunded",
+    "gmv_paid_fen",
+    "gmv_refunded_fen",
+)
+
+
+class DirtySource:
+    RELATION = "relation"  # relation_events (trigger)
+    TASK = "task"  # sop_tasks (trigger)
+    FORWARD = "forward"  # content_forwards (trigger)
+    OPEN = "open"  # content_open_visitors (trigger)
+    PROFILE = "profile"  # relations: status, remark mobiles, description (trigger)
+    ORDER = "order"  # orders (written by guidebot.metrics.orders)
+    MEMBERSHIP = "membership"  # store_memberships (trigger): days from `at` on may move
+    ZONE = "zone"  # departments.timezone (trigger): guide "*", kind = the store id
+
+
+class OrderStatus:
+    PAID = "paid"
+    REFUNDED = "refunded"
+
+    ALL = (PAID, REFUNDED)
+
+
+class Attribution:
+    FORWARD = "forward"  # the last forward of content to the customer within the window
+    OPEN = "open"  # the last open of the guide's content by the customer within the window
+    STORE_GUIDE = "store_guide"  # the customer's active guide at the order's store
+    RECENT_GUIDE = "recent_guide"  # the customer's most recently added active guide
+    NONE = "none"  # nobody: the order counts for no guide
+
+    ALL = (FORWARD, OPEN, STORE_GUIDE, RECENT_GUIDE, NONE)
+
+
+class GuideDaily(Base):
+    __tablename__ = "guide_daily"
+
+    guide_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    store_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # NO_STORE: none
+    # Relation changes (relation_events), credited to the local day they happened.
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    reactivated: Mapped[int] = mapped_column(Integer, default=0)
+    lost: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    transferred_in: Mapped[int] = mapped_column(Integer, default=0)
+    transferred_out: Mapped[int] = mapped_column(Integer, default=0)
+    # New customers of the day whose 1-day / 7-day window has closed, and those kept through it.
+    d1_cohort: Mapped[int] = mapped_column(Integer, default=0)
+    d1_kept: Mapped[int] = mapped_column(Integer, default=0)
+    d7_cohort: Mapped[int] = mapped_column(Integer, default=0)
+    d7_kept: Mapped[int] = mapped_column(Integer, default=0)
+    # Welcome tasks (sop_tasks), credited to the day of the add.
+    welcome_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    welcome_sent: Mapped[int] = mapped_column(Integer, default=0)
+    # Guide-facing SOP tasks, credited to the day they were due.
+    tasks_due: Mapped[int] = mapped_column(Integer, default=0)
+    tasks_done: Mapped[int] = mapped_column(Integer, default=0)
+    tasks_on_time: Mapped[int] = mapped_column(Integer, default=0)
+    # Content (content_forwards, content_open_visitors).
+    forwards: Mapped[int] = mapped_column(Integer, default=0)
+    unique_opens: Mapped[int] = mapped_column(Integer, default=0)
+    # Attributed orders: paid on the day paid, refunded on the day refunded.
+    orders_paid: Mapped[int] = mapped_column(Integer, default=0)
+    orders_refunded: Mapped[int] = mapped_column(Integer, default=0)
+    gmv_paid_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    gmv_refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_guide_daily_store_day", "store_id", "day"),
+        Index("ix_guide_daily_day", "day"),
+    )
+
+
+class GuideProfileDaily(Base):
+    """The guide's active customers and those with profile data, as of the end of `day`."""
+
+    __tablename__ = "guide_profile_daily"
+
+    guide_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    store_id: Mapped[int] = mapped_column(Integer)  # the guide's store when taken; NO_STORE
+    active: Mapped[int] = mapped_column(Integer, default=0)
+    filled: Mapped[int] = mapped_column(Integer, default=0)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_guide_profile_daily_day", "day", "store_id"),)
+
+
+class MetricsDirty(Base):
+    """Something changed for `guide_userid` at `at`: its local day needs recomputing."""
+
+    __tablename__ = "metrics_dirty"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(16))
+    guide_userid: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    external_userid: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str | None] = mapped_column(String(32))
+
+
+class MetricsState(Base):
+    __tablename__ = "metrics_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(String(128), unique=True)
+    # As posted: the customer by external_userid or by mobile (matched to remark mobiles).
+    posted_external_userid: Mapped[str | None] = mapped_column(String(64))
+    posted_mobile: Mapped[str | None] = mapped_column(String(32))
+    posted_store: Mapped[str | None] = mapped_column(String(64))
+    external_userid: Mapped[str | None] = mapped_column(String(64))  # resolved; None: unknown
+    store_id: Mapped[int | None] = mapped_column(Integer)  # the order's store, when given
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    guide_userid: Mapped[str | None] = mapped_column(String(64))  # attributed; None: nobody
+    attribution: Mapped[str] = mapped_column(String(16))
+    attribution_ref: Mapped[str | None] = mapped_column(String(64))  # e.g. "forward:12"
+    attribution_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the touch's time
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_orders_guide_paid", "guide_userid", "paid_at"),
+        Index("ix_orders_guide_refunded", "guide_userid", "refunded_at"),
+        Index("ix_orders_customer", "external_userid", "paid_at"),
+    )
+
+
+class MetricsReport(Base):
+    """A report sent (or being sent): daily per guide per local day, weekly per manager."""
+
+    __tablename__ = "metrics_reports"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # daily | weekly
+    userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)  # "2026-03-14"
+    status: Mapped[str] = mapped_column(String(16))  # sending | sent | failed
+    message: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

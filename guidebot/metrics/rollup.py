@@ -1,0 +1,676 @@
+"""Daily rollups per guide per local day, rebuilt incrementally from the source logs.
+
+Where an event counts: the guide's store at the event's instant (their effective-dated store
+membership, as `guidebot.contacts.directory.store_at` decides; NO_STORE when they had none) and
+that store's local day (its time zone override, else GUIDEBOT_TIMEZONE). A guide who moved stores
+keeps the days before the move with the old store.
+
+How rows are built: `compute` reads one guide's source rows over a range of days and buckets
+them into (store, day) counters; `write` deletes the guide's rows in that range and inserts the
+new ones. Both run in one transaction, so recomputing a day gives the same numbers, never more.
+
+What gets recomputed: database triggers append a `metrics_dirty` row in the same transaction as
+every change to a source table (see guidebot.metrics.models); `refresh` (the job, every few
+seconds) reads a batch of them, turns them into (guide, day) work, recomputes, and deletes exactly
+the rows it read, all in one transaction. On PostgreSQL a transaction-scoped advisory lock lets
+one instance at a time do this; the others skip that tick. Two kinds of work are not tied to a
+change: a customer's day-1 / day-7 window closing (`matured_until` in metrics_state marks how far
+the job has looked), and the first run on an existing database (`backfill`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import String, and_, case, cast, delete, func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from guidebot.contacts.models import (
+    Department,
+    EventKind,
+    Guide,
+    Relation,
+    RelationEvent,
+    RelationStatus,
+    StoreMembership,
+)
+from guidebot.content.models import ContentForward, ContentOpenVisitor
+from guidebot.metrics import kpis
+from guidebot.metrics.models import (
+    COUNTERS,
+    NO_STORE,
+    DirtySource,
+    GuideDaily,
+    GuideProfileDaily,
+    MetricsDirty,
+    MetricsState,
+    Order,
+    OrderStatus,
+)
+from guidebot.sop.models import Action, SopTask, TaskStatus
+
+log = logging.getLogger(__name__)
+
+Sessions = async_sessionmaker[AsyncSession]
+
+# pg_try_advisory_xact_lock key of the rollup job ("guidebot" rollups).
+ROLLUP_LOCK = 0x6762_726F_6C6C
+# How far ahead a "from this day on" recompute reaches (tasks may be due in the future).
+AHEAD = timedelta(days=400)
+# Days this close together are recomputed as one range.
+MERGE_GAP = 2
+
+FLOW_COLUMN = {
+    EventKind.ADDED: "added",
+    EventKind.REACTIVATED: "reactivated",
+    EventKind.LOST: "lost",
+    EventKind.REMOVED: "removed",
+    EventKind.TRANSFERRED_IN: "transferred_in",
+    EventKind.TRANSFERRED_OUT: "transferred_out",
+}
+NEW_KINDS = (EventKind.ADDED, EventKind.REACTIVATED)
+END_KINDS = (EventKind.LOST, EventKind.REMOVED, EventKind.TRANSFERRED_OUT)
+OPEN_STATUSES = (TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SENDING)
+LONGEST_WINDOW = max(kpis.RETENTION_WINDOWS.values())
+
+
+def utc_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+# ---- where and when an event counts ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Placer:
+    """(guide, instant) -> (store, local day), from store memberships and store time zones."""
+
+    default_zone: ZoneInfo
+    zones: dict[int, ZoneInfo] = field(default_factory=dict)
+    memberships: dict[str, list[tuple[int, datetime, datetime | None]]] = field(
+        default_factory=dict
+    )
+    mains: dict[str, int | None] = field(default_factory=dict)
+
+    @classmethod
+    async def load(
+        cls, session: AsyncSession, guides: Iterable[str] | None, default_tz: str
+    ) -> Placer:
+        """Memberships of these guides (all guides when None) in store departments."""
+        placer = cls(ZoneInfo(default_tz))
+        for dept_id, tz in await session.execute(
+            select(Department.id, Department.timezone).where(Department.timezone.is_not(None))
+        ):
+            placer.zones[dept_id] = ZoneInfo(tz)
+        query = (
+            select(
+                StoreMembership.guide_userid,
+                StoreMembership.store_id,
+                StoreMembership.valid_from,
+                StoreMembership.valid_to,
+            )
+            .join(Department, Department.id == StoreMembership.store_id)
+            .where(Department.is_store.is_(True))
+        )
+        main_query = select(Guide.userid, Guide.main_department)
+        wanted = None if guides is None else sorted(set(guides))
+        chunks = (
+            [None] if wanted is None else [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
+        )
+        for chunk in chunks:
+            q, m = query, main_query
+            if chunk is not None:
+                q = q.where(StoreMembership.guide_userid.in_(chunk))
+                m = m.where(Guide.userid.in_(chunk))
+            for guide, store, start, end in await session.execute(q):
+                placer.memberships.setdefault(guide, []).append((store, start, end))
+            for guide, main in await session.execute(m):
+                placer.mains[guide] = main
+        return placer
+
+    def store(self, guide: str, at: datetime) -> int:
+        """The guide's store at `at`: as directory.store_at, the main department first."""
+        main = self.mains.get(guide)
+        best: tuple[Any, ...] | None = None
+        for store, start, end in self.memberships.get(guide, ()):
+            if start <= at and (end is None or end > at):
+                key = (store != main, -start.timestamp(), store)
+                if best is None or key < best:
+                    best = key
+        return best[2] if best is not None else NO_STORE
+
+    def zone(self, store: int) -> ZoneInfo:
+        return self.zones.get(store, self.default_zone)
+
+    def place(self, guide: str, at: datetime) -> tuple[int, date]:
+        store = self.store(guide, at)
+        return store, at.astimezone(self.zone(store)).date()
+
+    def day(self, guide: str, at: datetime) -> date:
+        return self.place(guide, at)[1]
+
+
+# ---- computing one guide's rows -------------------------------------------------------------
+
+Buckets = dict[tuple[int, date], Counter]
+
+
+async def compute(
+    session: AsyncSession, placer: Placer, guide: str, first: date, last: date, now: datetime
+) -> Buckets:
+    """The guide's counters per (store, local day) for the days first..last, from the logs."""
+    start = utc_midnight(first) - timedelta(days=1)  # wide enough for UTC-12 .. UTC+14
+    end = utc_midnight(last) + timedelta(days=2)
+    buckets: Buckets = defaultdict(Counter)
+
+    def put(at: datetime, column: str, amount: int = 1) -> None:
+        store, day = placer.place(guide, at)
+        if first <= day <= last:
+            buckets[(store, day)][column] += amount
+
+    # Relation changes, and how long each new customer stayed.
+    adds: list[tuple[datetime, str]] = []
+    for at, kind, customer in await session.execute(
+        select(RelationEvent.occurred_at, RelationEvent.kind, RelationEvent.external_userid).where(
+            RelationEvent.guide_userid == guide,
+            RelationEvent.occurred_at >= start,
+            RelationEvent.occurred_at < end,
+            RelationEvent.kind.in_(tuple(FLOW_COLUMN)),
+        )
+    ):
+        put(at, FLOW_COLUMN[kind])
+        if kind in NEW_KINDS:
+            adds.append((at, customer))
+    if adds:
+        ends: dict[str, list[datetime]] = defaultdict(list)
+        for at, customer in await session.execute(
+            select(RelationEvent.occurred_at, RelationEvent.external_userid).where(
+                RelationEvent.guide_userid == guide,
+                RelationEvent.kind.in_(END_KINDS),
+                RelationEvent.occurred_at > min(a for a, _ in adds),
+                RelationEvent.occurred_at <= max(a for a, _ in adds) + LONGEST_WINDOW,
+            )
+        ):
+            ends[customer].append(at)
+        for at, customer in adds:
+            for key, window in kpis.RETENTION_WINDOWS.items():
+                if at + window > now:
+                    continue  # the window is still running: in neither part yet
+                put(at, f"{key}_cohort")
+                if not any(at < e <= at + window for e in ends.get(customer, ())):
+                    put(at, f"{key}_kept")
+
+    # SOP tasks: welcomes, and the guide-facing tasks.
+    for due, action, status, completed_at, completed_by, reason in await session.execute(
+        select(
+            SopTask.due_at,
+            SopTask.action,
+            SopTask.status,
+            SopTask.completed_at,
+            SopTask.completed_by,
+            SopTask.reason,
+        ).where(
+            SopTask.guide_userid == guide,
+            SopTask.due_at >= start,
+            SopTask.due_at < end,
+            SopTask.action.in_((Action.WELCOME, *Action.GUIDE_FACING)),
+        )
+    ):
+        if action == Action.WELCOME:
+            if status in OPEN_STATUSES:
+                continue
+            if status == TaskStatus.SKIPPED and (reason or "").startswith(kpis.NO_WELCOME_CODE):
+                continue
+            put(due, "welcome_attempts")
+            if status in kpis.WELCOME_DELIVERED:
+                put(due, "welcome_sent")
+            continue
+        reached = status in kpis.TASK_REACHED or (
+            status == TaskStatus.SKIPPED and completed_by in kpis.TASK_SKIPPED_BY_PERSON
+        )
+        if not reached:
+            continue
+        put(due, "tasks_due")
+        if status == TaskStatus.DONE:
+            put(due, "tasks_done")
+            if completed_at is not None and completed_at <= due + kpis.ON_TIME_GRACE:
+                put(due, "tasks_on_time")
+
+    # Content.
+    for (at,) in await session.execute(
+        select(ContentForward.sent_at).where(
+            ContentForward.guide_userid == guide,
+            ContentForward.sent_at >= start,
+            ContentForward.sent_at < end,
+        )
+    ):
+        put(at, "forwards")
+    for (at,) in await session.execute(
+        select(ContentOpenVisitor.first_opened_at).where(
+            ContentOpenVisitor.guide_userid == guide,
+            ContentOpenVisitor.first_opened_at >= start,
+            ContentOpenVisitor.first_opened_at < end,
+        )
+    ):
+        put(at, "unique_opens")
+
+    # Attributed orders: paid counts on its day, a refund takes it back on its own day.
+    for paid_at, refunded_at, status, amount in await session.execute(
+        select(Order.paid_at, Order.refunded_at, Order.status, Order.amount_fen).where(
+            Order.guide_userid == guide,
+            or_(
+                and_(Order.paid_at >= start, Order.paid_at < end),
+                and_(Order.refunded_at >= start, Order.refunded_at < end),
+            ),
+        )
+    ):
+        if start <= paid_at < end:
+            put(paid_at, "orders_paid")
+            put(paid_at, "gmv_paid_fen", amount)
+        if (
+            status == OrderStatus.REFUNDED
+            and refunded_at is not None
+            and start <= refunded_at < end
+        ):
+            put(refunded_at, "orders_refunded")
+            put(refunded_at, "gmv_refunded_fen", amount)
+    return buckets
+
+
+async def write(
+    session: AsyncSession,
+    guide: str,
+    first: date,
+    last: date,
+    buckets: Buckets,
+    now: datetime,
+) -> int:
+    """Replace the guide's rows for first..last with these buckets. The rows written."""
+    await session.execute(
+        delete(GuideDaily).where(
+            GuideDaily.guide_userid == guide, GuideDaily.day >= first, GuideDaily.day <= last
+        )
+    )
+    rows = [
+        {
+            "guide_userid": guide,
+            "store_id": store,
+            "day": day,
+            **{c: counts.get(c, 0) for c in COUNTERS},
+            "computed_at": now,
+        }
+        for (store, day), counts in sorted(buckets.items())
+        if any(counts.values())
+    ]
+    if rows:
+        await session.execute(insert(GuideDaily), rows)
+    return len(rows)
+
+
+async def recompute(
+    session: AsyncSession,
+    placer: Placer,
+    guide: str,
+    ranges: Sequence[tuple[date, date]],
+    now: datetime,
+) -> int:
+    written = 0
+    for first, last in ranges:
+        buckets = await compute(session, placer, guide, first, last, now)
+        written += await write(session, guide, first, last, buckets, now)
+    return written
+
+
+def merge_days(days: Iterable[date], from_day: date | None, far: date) -> list[tuple[date, date]]:
+    """Single days and an open "from this day on" as few ranges as possible."""
+    ranges: list[tuple[date, date]] = []
+    for day in sorted(d for d in set(days) if from_day is None or d < from_day):
+        if ranges and (day - ranges[-1][1]).days <= MERGE_GAP:
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    if from_day is not None:
+        if ranges and (from_day - ranges[-1][1]).days <= MERGE_GAP:
+            ranges[-1] = (ranges[-1][0], far)
+        else:
+            ranges.append((from_day, far))
+    return ranges
+
+
+# ---- profile snapshots ------------------------------------------------------------------------
+
+
+def _filled():
+    mobiles = func.coalesce(cast(Relation.remark_mobiles, String), "[]")
+    described = func.length(func.trim(func.coalesce(Relation.description, ""))) > 0
+    return or_(mobiles.not_in(("[]", "null", "")), described)
+
+
+async def snapshot_profiles(
+    session: AsyncSession, placer: Placer, guides: Iterable[str], now: datetime
+) -> int:
+    """Today's (local) snapshot of each guide's active customers and those with profile data."""
+    wanted = sorted(set(guides))
+    counts: dict[str, tuple[int, int]] = {}
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        for guide, active, filled in await session.execute(
+            select(
+                Relation.guide_userid,
+                func.count(),
+                func.sum(case((_filled(), 1), else_=0)),
+            )
+            .where(Relation.guide_userid.in_(chunk), Relation.status == RelationStatus.ACTIVE)
+            .group_by(Relation.guide_userid)
+        ):
+            counts[guide] = (int(active), int(filled or 0))
+    rows = []
+    for guide in wanted:
+        store, day = placer.place(guide, now)
+        active, filled = counts.get(guide, (0, 0))
+        await session.execute(
+            delete(GuideProfileDaily).where(
+                GuideProfileDaily.guide_userid == guide, GuideProfileDaily.day == day
+            )
+        )
+        rows.append(
+            {
+                "guide_userid": guide,
+                "day": day,
+                "store_id": store,
+                "active": active,
+                "filled": filled,
+                "computed_at": now,
+            }
+        )
+    if rows:
+        await session.execute(insert(GuideProfileDaily), rows)
+    return len(rows)
+
+
+# ---- state ------------------------------------------------------------------------------------
+
+MATURED_UNTIL = "matured_until"
+BACKFILLED = "backfilled"
+
+
+async def get_state(session: AsyncSession, name: str) -> MetricsState | None:
+    return await session.get(MetricsState, name, populate_existing=True)
+
+
+async def set_state(session: AsyncSession, name: str, at: datetime | None, now: datetime) -> None:
+    row = await session.get(MetricsState, name)
+    if row is None:
+        session.add(MetricsState(name=name, at=at, updated_at=now))
+    else:
+        row.at = at
+        row.updated_at = now
+    await session.flush()
+
+
+async def _locked(session: AsyncSession, *, wait: bool = False) -> bool:
+    """On PostgreSQL, one rollup transaction at a time across instances; SQLite has one writer.
+
+    The lock is transaction-scoped: it goes with the commit or the rollback."""
+    if session.bind.dialect.name != "postgresql":
+        return True
+    if wait:
+        await session.execute(select(func.pg_advisory_xact_lock(ROLLUP_LOCK)))
+        return True
+    return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(ROLLUP_LOCK))))
+
+
+# ---- the job ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RefreshReport:
+    dirty: int = 0
+    matured: int = 0
+    guides: int = 0
+    rows: int = 0
+    profiles: int = 0
+    backfilled: int = 0
+    busy: bool = False  # another instance held the lock
+
+
+@dataclass
+class _Work:
+    days: set[date] = field(default_factory=set)
+    from_day: date | None = None
+    profile: bool = False
+
+
+async def refresh(
+    sessions: Sessions,
+    default_tz: str,
+    now: datetime,
+    *,
+    chunk: int = 1000,
+    max_chunks: int = 20,
+) -> RefreshReport:
+    """Bring the rollups up to date with every change committed so far (the periodic job)."""
+    report = RefreshReport()
+    async with sessions() as session:
+        done = await get_state(session, BACKFILLED)
+    if done is None:
+        report.backfilled = await backfill(sessions, default_tz, now)
+    for index in range(max_chunks):
+        async with sessions() as session, session.begin():
+            if not await _locked(session):
+                report.busy = True
+                break
+            rows = list(
+                await session.scalars(select(MetricsDirty).order_by(MetricsDirty.id).limit(chunk))
+            )
+            matured = await _matured(session, now) if index == 0 else []
+            if not rows and not matured:
+                break
+            await _apply(session, default_tz, rows, matured, now, report)
+            ids = [r.id for r in rows]
+            for i in range(0, len(ids), 500):
+                await session.execute(
+                    delete(MetricsDirty).where(MetricsDirty.id.in_(ids[i : i + 500]))
+                )
+            report.dirty += len(rows)
+            report.matured += len(matured)
+        if len(rows) < chunk:
+            break
+    if report.rows or report.dirty:
+        log.debug("metrics rollup: %s", report)
+    return report
+
+
+async def _matured(session: AsyncSession, now: datetime) -> list[tuple[str, datetime]]:
+    """New customers whose day-1 or day-7 window closed since the last run: their add days."""
+    state = await get_state(session, MATURED_UNTIL)
+    if state is None or state.at is None:
+        await set_state(session, MATURED_UNTIL, now, now)
+        return []
+    since = state.at
+    if now <= since:
+        return []
+    found: list[tuple[str, datetime]] = []
+    for window in kpis.RETENTION_WINDOWS.values():
+        found += [
+            (guide, at)
+            for guide, at in await session.execute(
+                select(RelationEvent.guide_userid, RelationEvent.occurred_at).where(
+                    RelationEvent.kind.in_(NEW_KINDS),
+                    RelationEvent.occurred_at > since - window,
+                    RelationEvent.occurred_at <= now - window,
+                )
+            )
+        ]
+    await set_state(session, MATURED_UNTIL, now, now)
+    return found
+
+
+async def _apply(
+    session: AsyncSession,
+    default_tz: str,
+    rows: Sequence[MetricsDirty],
+    matured: Sequence[tuple[str, datetime]],
+    now: datetime,
+    report: RefreshReport,
+) -> None:
+    work: dict[str, _Work] = defaultdict(_Work)
+    rebuild: set[str] = set()
+    for row in rows:
+        if row.source == DirtySource.ZONE:
+            # A store's time zone changed: every day of its guides moves.
+            store = int(row.kind or 0)
+            rebuild.update(
+                await session.scalars(
+                    select(StoreMembership.guide_userid)
+                    .where(StoreMembership.store_id == store)
+                    .distinct()
+                )
+            )
+    guides = {r.guide_userid for r in rows if r.source != DirtySource.ZONE} | {
+        g for g, _ in matured
+    }
+    guides |= rebuild
+    placer = await Placer.load(session, guides, default_tz)
+
+    for guide in rebuild:
+        work[guide].from_day = date.min
+        work[guide].profile = True
+    for row in rows:
+        if row.source == DirtySource.ZONE:
+            continue
+        item = work[row.guide_userid]
+        if row.source == DirtySource.PROFILE:
+            item.profile = True
+        elif row.source == DirtySource.MEMBERSHIP:
+            day = placer.day(row.guide_userid, row.at) - timedelta(days=1)
+            item.from_day = day if item.from_day is None else min(item.from_day, day)
+            item.profile = True
+        else:
+            item.days.add(placer.day(row.guide_userid, row.at))
+            if row.source == DirtySource.RELATION and row.kind in END_KINDS:
+                # An end within a new customer's window changes that add's day's retention.
+                for (at,) in await session.execute(
+                    select(RelationEvent.occurred_at).where(
+                        RelationEvent.guide_userid == row.guide_userid,
+                        RelationEvent.external_userid == row.external_userid,
+                        RelationEvent.kind.in_(NEW_KINDS),
+                        RelationEvent.occurred_at >= row.at - LONGEST_WINDOW,
+                        RelationEvent.occurred_at < row.at,
+                    )
+                ):
+                    item.days.add(placer.day(row.guide_userid, at))
+    for guide, at in matured:
+        work[guide].days.add(placer.day(guide, at))
+
+    far = (now + AHEAD).date()
+    for guide, item in sorted(work.items()):
+        from_day = item.from_day
+        if from_day == date.min:
+            first = await _first_event(session, guide)
+            from_day = placer.day(guide, first) - timedelta(days=1) if first else None
+            if from_day is None and not item.days:
+                # No history at all: drop whatever rows there were.
+                await session.execute(delete(GuideDaily).where(GuideDaily.guide_userid == guide))
+        ranges = merge_days(item.days, from_day, far)
+        if ranges:
+            report.guides += 1
+            report.rows += await recompute(session, placer, guide, ranges, now)
+    profiles = [g for g, item in work.items() if item.profile]
+    if profiles:
+        report.profiles += await snapshot_profiles(session, placer, profiles, now)
+
+
+# ---- backfill -----------------------------------------------------------------------------------
+
+
+def _firsts() -> list[Any]:
+    """Per source: (guide, its earliest instant) grouped by guide."""
+    return [
+        select(RelationEvent.guide_userid, func.min(RelationEvent.occurred_at)).group_by(
+            RelationEvent.guide_userid
+        ),
+        select(SopTask.guide_userid, func.min(SopTask.due_at)).group_by(SopTask.guide_userid),
+        select(ContentForward.guide_userid, func.min(ContentForward.sent_at)).group_by(
+            ContentForward.guide_userid
+        ),
+        select(
+            ContentOpenVisitor.guide_userid, func.min(ContentOpenVisitor.first_opened_at)
+        ).group_by(ContentOpenVisitor.guide_userid),
+        select(Order.guide_userid, func.min(Order.paid_at))
+        .where(Order.guide_userid.is_not(None))
+        .group_by(Order.guide_userid),
+    ]
+
+
+async def _first_event(session: AsyncSession, guide: str) -> datetime | None:
+    found: list[datetime] = []
+    for query in _firsts():
+        table_guide = query.selected_columns[0]
+        value = (await session.execute(query.where(table_guide == guide))).first()
+        if value is not None and value[1] is not None:
+            found.append(value[1])
+    return min(found) if found else None
+
+
+async def backfill(sessions: Sessions, default_tz: str, now: datetime, *, batch: int = 20) -> int:
+    """Build every guide's rows from their whole history (the first run on existing data).
+
+    One transaction per few guides, so callbacks are not held up behind it on SQLite. Changes
+    committed meanwhile leave dirty rows that the next refresh applies."""
+    async with sessions() as session:
+        firsts: dict[str, datetime] = {}
+        for query in _firsts():
+            for guide, at in await session.execute(query):
+                if at is not None and (guide not in firsts or at < firsts[guide]):
+                    firsts[guide] = at
+        with_relations = set(await session.scalars(select(Relation.guide_userid).distinct()))
+    guides = sorted(set(firsts) | with_relations)
+    far = (now + AHEAD).date()
+    for i in range(0, len(guides), batch):
+        chunk = guides[i : i + batch]
+        async with sessions() as session, session.begin():
+            await _locked(session, wait=True)
+            placer = await Placer.load(session, chunk, default_tz)
+            for guide in chunk:
+                if guide in firsts:
+                    first = placer.day(guide, firsts[guide]) - timedelta(days=1)
+                    await recompute(session, placer, guide, [(first, far)], now)
+            await snapshot_profiles(session, placer, [g for g in chunk if g in with_relations], now)
+    async with sessions() as session, session.begin():
+        await set_state(session, BACKFILLED, now, now)
+        if await get_state(session, MATURED_UNTIL) is None:
+            await set_state(session, MATURED_UNTIL, now, now)
+    if guides:
+        log.info("metrics: built the rollups of %d guides from their history", len(guides))
+    return len(guides)
+
+
+async def recompute_all(sessions: Sessions, default_tz: str, now: datetime) -> int:
+    """Rebuild every guide's daily rows from scratch (tests, benchmarks, repairs).
+
+    Profile snapshots are kept: they record a stock as it was, which no log can rebuild."""
+    async with sessions() as session, session.begin():
+        await session.execute(delete(GuideDaily))
+        await session.execute(delete(MetricsState).where(MetricsState.name == BACKFILLED))
+    return await backfill(sessions, default_tz, now)
+
+
+__all__ = [
+    "Placer",
+    "RefreshReport",
+    "backfill",
+    "compute",
+    "merge_days",
+    "recompute",
+    "recompute_all",
+    "refresh",
+    "snapshot_profiles",
+    "write",
+]

@@ -1,0 +1,413 @@
+"""JSON API for playbooks, enrollments and tasks; and the engine's start-up and shutdown.
+
+GET  /api/v1/playbooks               every playbook file: version, enabled/disabled, errors,
+                                     task counts per step and status
+POST /api/v1/playbooks/reload        read the sop directory again
+GET  /api/v1/enrollments             ?playbook&guide&customer&status&page&per_page
+GET  /api/v1/tasks                   ?guide&customer&playbook&step&status&action&due_before
+                                     &page&per_page (a guide's task list:
+                                     ?guide=ID&action=guide_task,remind&status=pending,sent)
+GET  /api/v1/tasks/{id}              one task row
+POST /api/v1/tasks/{id}/done         {"note"?}
+POST /api/v1/tasks/{id}/skip         {"reason"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import func, select
+
+from guidebot.sop.engine import SopRuntime, TaskConflict, TaskNotFound, complete_task, skip_task
+from guidebot.sop.models import (
+    CompletedBy,
+    EnrollmentStatus,
+    SopEnrollment,
+    SopTask,
+    TaskStatus,
+)
+from guidebot.web.api import ApiError, ApiRoutes, bad_request, iso, json_body, not_found, query_int
+from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP, WECOM
+
+log = logging.getLogger(__name__)
+
+api = ApiRoutes()
+
+COUNTED = (
+    TaskStatus.PENDING,
+    TaskStatus.SENT,
+    TaskStatus.DONE,
+    TaskStatus.SKIPPED,
+    TaskStatus.EXPIRED,
+    TaskStatus.FAILED,
+    TaskStatus.UNKNOWN,
+)
+WATCH_INTERVAL = 2.0  # seconds between looks at the sop directory
+SOP_WATCH = web.AppKey("sop_watch", asyncio.Task)
+
+
+# ---- start-up --------------------------------------------------------------------------------
+
+
+async def sop_startup(app: web.Application, *, run_workers: bool = True) -> AsyncIterator[None]:
+    """The engine's runtime; on SQLite (one process owns the queue) rows a crash left in
+    `sending` are reconciled now; the playbook directory is watched for changes."""
+    from guidebot.sop.actions import reconcile_sending
+
+    runtime = SopRuntime(app[SESSIONS], app[WECOM], app[CLOCK], app[SETTINGS])
+    app[SOP] = runtime
+    if run_workers:
+        if app[SETTINGS].is_sqlite:
+            try:
+                await reconcile_sending(runtime, everything=True)
+            except Exception:
+                log.exception("reconciling rows left in sending failed; the job tries again")
+        watch = getattr(runtime.registry, "watch", None)
+        if watch is not None:
+            app[SOP_WATCH] = asyncio.create_task(watch(WATCH_INTERVAL), name="sop-watch")
+    yield
+    task = app.get(SOP_WATCH)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+# ---- rendering -------------------------------------------------------------------------------
+
+
+def render_enrollment(e: SopEnrollment) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "playbook": e.playbook_id,
+        "version": e.playbook_version,
+        "guide_userid": e.guide_userid,
+        "external_userid": e.external_userid,
+        "store_id": e.store_id,
+        "timezone": e.timezone,
+        "trigger": e.trigger,
+        "cycle": e.cycle,
+        "status": e.status,
+        "stop_reason": e.stop_reason,
+        "enrolled_at": iso(e.enrolled_at),
+        "ended_at": iso(e.ended_at),
+        "goal_event": e.goal_event,
+        "goal_deadline": iso(e.goal_deadline),
+        "goal_met_at": iso(e.goal_met_at),
+    }
+
+
+def render_task(t: SopTask, public_url: str) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "enrollment_id": t.enrollment_id,
+        "playbook": t.playbook_id,
+        "version": t.playbook_version,
+        "step": t.step_id,
+        "action": t.action,
+        "guide_userid": t.guide_userid,
+        "external_userid": t.external_userid,
+        "status": t.status,
+        "due_at": iso(t.due_at),
+        "expires_at": iso(t.expires_at),
+        "sent_at": iso(t.sent_at),
+        "message": t.message,
+        "wecom_msgid": t.wecom_msgid,
+        "result": t.result,
+        "reason": t.reason,
+        "attempts": t.attempts,
+        "completed_at": iso(t.completed_at),
+        "completed_by": t.completed_by,
+        "url": f"{public_url}/sidebar?task={t.id}",
+    }
+
+
+def _list_param(request: web.Request, name: str, allowed: tuple[str, ...]) -> list[str] | None:
+    raw = request.query.get(name, "").strip()
+    if not raw:
+        return None
+    values = [v.strip() for v in raw.split(",") if v.strip()]
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise bad_request(f"{name} must be among {', '.join(allowed)}; got {', '.join(unknown)}")
+    return values
+
+
+def _text(request: web.Request, name: str) -> str | None:
+    return request.query.get(name, "").strip() or None
+
+
+def _instant(request: web.Request, name: str) -> datetime | None:
+    raw = _text(request, name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be an ISO 8601 instant, got {raw!r}") from None
+    if value.tzinfo is None:
+        raise bad_request(f"{name} needs a UTC offset, e.g. 2026-03-13T10:00:00+08:00")
+    return value
+
+
+def _task_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise not_found(f"no task {raw!r}")
+    return int(raw)
+
+
+# ---- playbooks -------------------------------------------------------------------------------
+
+
+async def _playbook_listing(request: web.Request) -> list[dict[str, Any]]:
+    registry = request.app[SOP].registry
+    async with request.app[SESSIONS]() as session:
+        counts_rows = (
+            await session.execute(
+                select(SopTask.playbook_id, SopTask.step_id, SopTask.status, func.count()).group_by(
+                    SopTask.playbook_id, SopTask.step_id, SopTask.status
+                )
+            )
+        ).all()
+        active_rows = (
+            await session.execute(
+                select(SopEnrollment.playbook_id, SopEnrollment.playbook_version, func.count())
+                .where(SopEnrollment.status == EnrollmentStatus.ACTIVE)
+                .group_by(SopEnrollment.playbook_id, SopEnrollment.playbook_version)
+            )
+        ).all()
+    counts: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    for playbook_id, step_id, status, n in counts_rows:
+        per_step = counts[playbook_id].setdefault(step_id, dict.fromkeys(COUNTED, 0))
+        key = status if status in COUNTED else TaskStatus.PENDING  # claimed/sending: in flight
+        per_step[key] += n
+    active: dict[str, dict[str, int]] = defaultdict(dict)
+    for playbook_id, version, n in active_rows:
+        active[playbook_id][str(version)] = n
+    listing = []
+    for loaded in registry.loaded:
+        playbook = loaded.playbook
+        steps = [s.id for s in playbook.steps] if playbook is not None else []
+        step_counts = counts.get(loaded.id, {})
+        listing.append(
+            {
+                "id": loaded.id,
+                "version": playbook.version if playbook is not None else loaded.version,
+                "name": playbook.name if playbook is not None else None,
+                "file": loaded.file,
+                "status": "enabled" if loaded.enabled else "disabled",
+                "reason": loaded.reason or None,
+                "errors": [str(e) for e in loaded.errors],
+                "trigger": playbook.trigger.event if playbook is not None else None,
+                "steps": [
+                    {"id": s, "counts": step_counts.get(s, dict.fromkeys(COUNTED, 0))}
+                    for s in steps
+                ]
+                + [
+                    {"id": s, "counts": c, "retired": True}
+                    for s, c in sorted(step_counts.items())
+                    if s not in steps
+                ],
+                "active_enrollments": active.get(loaded.id, {}),
+            }
+        )
+    return listing
+
+
+@api.get("/playbooks", summary="Playbooks: version, enabled or disabled with errors, step counts")
+async def list_playbooks(request: web.Request) -> web.Response:
+    return web.json_response({"playbooks": await _playbook_listing(request)})
+
+
+@api.post("/playbooks/reload", summary="Read the playbook directory again")
+async def reload_playbooks(request: web.Request) -> web.Response:
+    registry = request.app[SOP].registry
+    await asyncio.to_thread(registry.reload)
+    return web.json_response({"playbooks": await _playbook_listing(request)})
+
+
+# ---- enrollments -----------------------------------------------------------------------------
+
+
+@api.get(
+    "/enrollments",
+    summary="Enrollments, filtered by playbook, guide, customer and status",
+    query={
+        "playbook": "string",
+        "guide": "string",
+        "customer": "string",
+        "status": "string",
+        "page": "integer",
+        "per_page": "integer",
+    },
+)
+async def list_enrollments(request: web.Request) -> web.Response:
+    page = query_int(request, "page", 1, lo=1, hi=1_000_000)
+    per_page = query_int(request, "per_page", 50, lo=1, hi=200)
+    statuses = _list_param(request, "status", EnrollmentStatus.ALL)
+    conditions = []
+    if (playbook := _text(request, "playbook")) is not None:
+        conditions.append(SopEnrollment.playbook_id == playbook)
+    if (guide := _text(request, "guide")) is not None:
+        conditions.append(SopEnrollment.guide_userid == guide)
+    if (customer := _text(request, "customer")) is not None:
+        conditions.append(SopEnrollment.external_userid == customer)
+    if statuses:
+        conditions.append(SopEnrollment.status.in_(statuses))
+    async with request.app[SESSIONS]() as session:
+        total = await session.scalar(
+            select(func.count()).select_from(SopEnrollment).where(*conditions)
+        )
+        rows = list(
+            await session.scalars(
+                select(SopEnrollment)
+                .where(*conditions)
+                .order_by(SopEnrollment.enrolled_at.desc(), SopEnrollment.id.desc())
+                .offset((page - 1) * per_page)
+                .limit(per_page)
+            )
+        )
+    return web.json_response(
+        {
+            "enrollments": [render_enrollment(e) for e in rows],
+            "total": total,
+            "page": page,
+            "per_page": per_page,
+        }
+    )
+
+
+# ---- tasks -----------------------------------------------------------------------------------
+
+
+@api.get(
+    "/tasks",
+    summary="Task rows; a guide's task list is ?guide=ID&action=guide_task,remind",
+    query={
+        "guide": "string",
+        "customer": "string",
+        "playbook": "string",
+        "step": "string",
+        "status": "string",
+        "action": "string",
+        "due_before": "string",
+        "page": "integer",
+        "per_page": "integer",
+    },
+)
+async def list_tasks(request: web.Request) -> web.Response:
+    page = query_int(request, "page", 1, lo=1, hi=1_000_000)
+    per_page = query_int(request, "per_page", 50, lo=1, hi=200)
+    statuses = _list_param(request, "status", TaskStatus.ALL)
+    actions = _list_param(request, "action", ("welcome", "guide_task", "remind", "tag"))
+    due_before = _instant(request, "due_before")
+    conditions = []
+    if (guide := _text(request, "guide")) is not None:
+        conditions.append(SopTask.guide_userid == guide)
+    if (customer := _text(request, "customer")) is not None:
+        conditions.append(SopTask.external_userid == customer)
+    if (playbook := _text(request, "playbook")) is not None:
+        conditions.append(SopTask.playbook_id == playbook)
+    if (step := _text(request, "step")) is not None:
+        conditions.append(SopTask.step_id == step)
+    if statuses:
+        conditions.append(SopTask.status.in_(statuses))
+    if actions:
+        conditions.append(SopTask.action.in_(actions))
+    if due_before is not None:
+        conditions.append(SopTask.due_at < due_before)
+    public_url = request.app[SETTINGS].public_url
+    async with request.app[SESSIONS]() as session:
+        total = await session.scalar(select(func.count()).select_from(SopTask).where(*conditions))
+        rows = list(
+            await session.scalars(
+                select(SopTask)
+                .where(*conditions)
+                .order_by(SopTask.due_at, SopTask.id)
+                .offset((page - 1) * per_page)
+                .limit(per_page)
+            )
+        )
+    return web.json_response(
+        {
+            "tasks": [render_task(t, public_url) for t in rows],
+            "total": total,
+            "page": page,
+            "per_page": per_page,
+        }
+    )
+
+
+@api.get("/tasks/{id}", summary="One task row")
+async def get_task(request: web.Request) -> web.Response:
+    task_id = _task_id(request)
+    async with request.app[SESSIONS]() as session:
+        task = await session.get(SopTask, task_id)
+    if task is None:
+        raise not_found(f"no task {task_id}")
+    return web.json_response({"task": render_task(task, request.app[SETTINGS].public_url)})
+
+
+async def _settle(request: web.Request, change) -> web.Response:
+    task_id = _task_id(request)
+    now = request.app[CLOCK].now()
+    try:
+        async with request.app[SESSIONS]() as session, session.begin():
+            task = await change(session, task_id, now)
+            rendered = render_task(task, request.app[SETTINGS].public_url)
+    except TaskNotFound as exc:
+        raise not_found(exc.reason) from None
+    except TaskConflict as exc:
+        raise ApiError(409, "conflict", exc.reason) from None
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    return web.json_response({"task": rendered})
+
+
+@api.post(
+    "/tasks/{id}/done",
+    summary="Mark a task done (the guide did it)",
+    body={"type": "object", "properties": {"note": {"type": "string"}}},
+)
+async def task_done(request: web.Request) -> web.Response:
+    body = await json_body(request) if request.can_read_body else {}
+    note = body.get("note")
+    if note is not None and not isinstance(note, str):
+        raise bad_request("'note' must be a string")
+
+    async def change(session, task_id, now):
+        return await complete_task(session, task_id, CompletedBy.GUIDE, now, note=note)
+
+    return await _settle(request, change)
+
+
+@api.post(
+    "/tasks/{id}/skip",
+    summary="Skip a task, with a reason",
+    body={
+        "type": "object",
+        "required": ["reason"],
+        "properties": {"reason": {"type": "string"}},
+    },
+)
+async def task_skip(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise bad_request("'reason' must be a non-empty string")
+
+    async def change(session, task_id, now):
+        return await skip_task(session, task_id, reason, now)
+
+    return await _settle(request, change)
+
+
+__all__ = ["api", "render_enrollment", "render_task", "sop_startup"]

@@ -1,0 +1,305 @@
+"""`guidebot sop check` and `guidebot sop simulate`: the playbook tools HQ runs by hand and in CI.
+
+Neither needs the GUIDEBOT_* secrets. Playbooks come from the PATHs given, else from
+GUIDEBOT_SOP_DIR (default `sop`); message templates from `templates/messages` beside the
+playbook directory (`<dir>/../templates/messages`), else from `templates/messages` in the
+current directory (`loader.templates_dir_for`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from guidebot.sop.loader import (
+    PLAYBOOK_SUFFIXES,
+    LoadedPlaybook,
+    load_directory,
+    load_playbook,
+    templates_dir_for,
+)
+from guidebot.sop.planner import add_local, enrollment_instant, local_time, plan
+from guidebot.sop.playbook import DAY_NAMES, ENROLL, Playbook, Step, format_duration
+from guidebot.sop.templates import message_environment, render_message, sample_variables
+
+STORE_LOOKUP_TIMEOUT = 5.0
+
+
+def default_sop_dir() -> Path:
+    return Path(os.environ.get("GUIDEBOT_SOP_DIR", "").strip() or "sop")
+
+
+# ---- check -----------------------------------------------------------------------------------
+
+
+def check_command(paths: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Print one `file:line:col: path: message` per error and answer 1, else "N playbooks OK"."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    targets = [Path(p) for p in paths] or [default_sop_dir()]
+    loaded: list[LoadedPlaybook] = []
+    missing = False
+    for target in targets:
+        if target.is_dir():
+            loaded.extend(load_directory(target, templates_dir_for(target)))
+        elif target.is_file():
+            loaded.append(load_playbook(target, templates_dir_for(target.parent)))
+        else:
+            print(f"{target}: no such file or directory", file=err)
+            missing = True
+    errors = [e for item in loaded for e in item.errors]
+    for error in errors:
+        print(error, file=out)
+    if errors or missing:
+        broken = sum(1 for item in loaded if item.errors)
+        noun = "error" if len(errors) == 1 else "errors"
+        print(f"{len(errors)} {noun} in {broken} of {len(loaded)} playbooks", file=err)
+        return 1
+    print(f"{len(loaded)} playbook{'' if len(loaded) == 1 else 's'} OK", file=out)
+    return 0
+
+
+# ---- simulate --------------------------------------------------------------------------------
+
+
+@dataclass
+class StoreInfo:
+    code: str
+    name: str
+    timezone: str | None
+
+
+def simulate_command(
+    playbook_ref: str,
+    added_at: str | None = None,
+    store_code: str | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Print the timeline a customer added at `added_at` would get, with the real planner."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    path = _find_playbook(playbook_ref)
+    if path is None:
+        sop_dir = default_sop_dir()
+        print(
+            f"playbook {playbook_ref!r} not found (no such file, and no {playbook_ref}.yaml "
+            f"in {sop_dir})",
+            file=err,
+        )
+        return 1
+    loaded = load_playbook(path, templates_dir_for(path.parent))
+    if not loaded.enabled or loaded.playbook is None:
+        for error in loaded.errors:
+            print(error, file=out)
+        print(f"{path}: the playbook has errors; fix them first (guidebot sop check)", file=err)
+        return 1
+    playbook = loaded.playbook
+
+    zone = ZoneInfo(playbook.timezone)
+    zone_note = f"{playbook.timezone}, the playbook's (no --store given)"
+    store: StoreInfo | None = None
+    if store_code:
+        store, problem = _lookup_store(store_code)
+        if store is None:
+            zone_note = f"{playbook.timezone}, the playbook's: {problem}"
+        elif store.timezone:
+            try:
+                zone = ZoneInfo(store.timezone)
+                zone_note = f"{store.timezone}, store {store.code} ({store.name})'s own"
+            except Exception:
+                zone_note = (
+                    f"{playbook.timezone}, the playbook's: store {store.code} has an unknown "
+                    f"time zone {store.timezone!r}"
+                )
+        else:
+            zone_note = (
+                f"{playbook.timezone}, the playbook's: store {store.code} ({store.name}) has no "
+                "time zone of its own"
+            )
+
+    try:
+        event_at = _parse_instant(added_at, zone, now)
+    except ValueError as exc:
+        print(f"--added-at: {exc}", file=err)
+        return 2
+    enrolled_at = enrollment_instant(playbook.trigger, event_at, zone)
+
+    write = lambda line="": print(line, file=out)  # noqa: E731
+    write(f"{playbook.id} v{playbook.version} · {playbook.name} ({path})")
+    write(f"trigger    {_trigger_text(playbook)}")
+    write(f"added      {_when(event_at, zone)}")
+    if enrolled_at != event_at:
+        write(f"enrolled   {_when(enrolled_at, zone)}")
+    write(f"time zone  {zone_note}")
+    write(f"window     {playbook.send_window}")
+    if playbook.stop_when:
+        write(f"stop when  {', '.join(sorted(playbook.stop_when))}")
+    if playbook.goal:
+        write(f"goal       {playbook.goal.event} within {format_duration(playbook.goal.within)}")
+    write(f"daily cap  {playbook.max_messages_per_day} message(s) per customer")
+
+    env = message_environment(templates_dir_for(path.parent))
+    failed = False
+    planned = plan(playbook, enrolled_at, zone)
+    due_by_id = {p.step_id: p.due_at for p in planned}
+    for number, (step, item) in enumerate(zip(playbook.steps, planned, strict=True), start=1):
+        anchor_due = enrolled_at if step.anchor == ENROLL else due_by_id[step.anchor]
+        nominal = add_local(anchor_due, step.offset, zone)
+        write()
+        write(f"{number}. {step.id} · {_action_text(step)} · at {_at_text(step)}")
+        write(f"   due      {_when(item.due_at, zone)}")
+        if step.immediate:
+            write("            at once, on the add (not moved by the window)")
+        elif nominal != item.due_at:
+            write(f"            moved into the window from {_local(nominal, zone)}")
+        after = format_duration(step.expire_after)
+        write(f"   expires  {_when(item.expires_at, zone)} (after {after})")
+        if step.content:
+            write(f"   content  {step.content}")
+        if step.action == "tag":
+            write(f"   tag      {step.tag}")
+            continue
+        variables = sample_variables(
+            playbook={"id": playbook.id, "name": playbook.name, "version": playbook.version},
+            step={"id": step.id, "action": step.action},
+            store_name=store.name if store else None,
+        )
+        if step.content:
+            variables["content"]["id"] = step.content
+        try:
+            text = render_message(env, step.template or "", variables)
+        except jinja2.TemplateError as exc:
+            failed = True
+            write(f"   message  (cannot render {step.template}: {exc})")
+            continue
+        lines = text.splitlines() or [""]
+        write(f"   message  {lines[0]}")
+        for line in lines[1:]:
+            write(f"            {line}")
+    write()
+    write("note: messages are filled with sample values (customer 王女士, guide 李娜).")
+    return 1 if failed else 0
+
+
+def _find_playbook(ref: str) -> Path | None:
+    path = Path(ref)
+    if path.is_file():
+        return path
+    if path.suffix in PLAYBOOK_SUFFIXES or "/" in ref:
+        return None
+    for suffix in PLAYBOOK_SUFFIXES:
+        candidate = default_sop_dir() / f"{ref}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _parse_instant(text: str | None, zone: ZoneInfo, now: datetime | None) -> datetime:
+    if text is None:
+        return (now or datetime.now(UTC)).astimezone(UTC)
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 time, such as 2025-03-07T20:55 or "
+            "2025-03-07T12:55:00+00:00"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)  # a naive time is the zone's local time
+    return value.astimezone(UTC)
+
+
+def _lookup_store(code: str) -> tuple[StoreInfo | None, str]:
+    """The store from GUIDEBOT_DATABASE_URL's directory, or None and why not."""
+    from guidebot.config import ConfigError, database_url_from_env
+
+    try:
+        url = database_url_from_env()
+    except ConfigError as exc:
+        return None, f"no usable database ({exc})"
+    if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+        if database and database != ":memory:" and not Path(database).exists():
+            return None, f"no database at {database} to look up store {code!r}"
+    try:
+        return asyncio.run(asyncio.wait_for(_fetch_store(url, code), STORE_LOOKUP_TIMEOUT))
+    except TimeoutError:
+        return None, f"the database did not answer within {STORE_LOOKUP_TIMEOUT:.0f} s"
+    except Exception as exc:
+        return None, f"store lookup failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+
+
+async def _fetch_store(url: str, code: str) -> tuple[StoreInfo | None, str]:
+    from guidebot.contacts.directory import find_store
+    from guidebot.db.engine import create_engine, create_session_factory
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with create_session_factory(engine)() as session:
+            store = await find_store(session, code)
+            if store is None:
+                return None, f"store {code!r} is not in the database"
+            return StoreInfo(store.code, store.name, store.timezone), ""
+    finally:
+        await engine.dispose()
+
+
+def _trigger_text(playbook: Playbook) -> str:
+    trigger = playbook.trigger
+    text = {
+        "customer.added": "customer.added: when a customer adds the guide",
+        "tag.added": f"tag.added: when the customer gets tag {trigger.tag!r}",
+        "date": f"date: on the customer's {trigger.field}, from 00:00 local "
+        "(--added-at's day plays that date)",
+        "cron": f"cron {trigger.cron!r}: enrolls at the next run after --added-at",
+    }[trigger.event]
+    audience = playbook.audience
+    parts = [
+        f"{name} {', '.join(sorted(values))}"
+        for name, values in (
+            ("channels", audience.channels),
+            ("states", audience.states),
+            ("stores", audience.stores),
+            ("tags", audience.tags),
+        )
+        if values
+    ]
+    return text + (f"; only {'; '.join(parts)}" if parts else "")
+
+
+def _action_text(step: Step) -> str:
+    return {
+        "welcome": "welcome (to the customer, with the add's welcome code)",
+        "guide_task": "guide_task (a mass-send task the guide confirms)",
+        "remind": "remind (an app message to the guide)",
+        "tag": "tag (marks a corp tag)",
+    }[step.action]
+
+
+def _at_text(step: Step) -> str:
+    if not step.offset:
+        return step.anchor
+    return f"{step.anchor} + {format_duration(step.offset)}"
+
+
+def _local(instant: datetime, zone: ZoneInfo) -> str:
+    local = local_time(instant, zone)
+    offset = local.strftime("%z")
+    offset = f"{offset[:3]}:{offset[3:]}" if offset else ""
+    return f"{local:%Y-%m-%d %H:%M:%S} {DAY_NAMES[local.weekday()].capitalize()} ({offset})"
+
+
+def _when(instant: datetime, zone: ZoneInfo) -> str:
+    return f"{_local(instant, zone)} = {instant.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"

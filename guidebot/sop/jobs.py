@@ -1,0 +1,207 @@
+"""The SOP engine's fixed periodic jobs (guidebot.app.periodic_jobs runs them).
+
+None of them holds per-customer state: each reads and writes rows and may run on any
+instance at any time (claims and unique keys arbitrate).
+
+* `sop_tick` (every 5 s): take back lapsed claims, run due task rows.
+* `sop_reconcile` (every minute): rows left in `sending` by a dead process.
+* `sop_results` (every 10 min): get_groupmsg_send_result for `sent` guide tasks.
+* `sop_triggers` (every minute): date and cron playbooks enroll matching relations, once per
+  occurrence (a `sop_trigger_runs` row marks an occurrence finished).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import or_, select
+
+from guidebot.contacts.models import Department, Relation, RelationStatus
+from guidebot.db.engine import upsert_insert
+from guidebot.sop.actions import PollReport, ReconcileReport, poll_send_results, reconcile_sending
+from guidebot.sop.engine import (
+    SopRuntime,
+    Subject,
+    TickReport,
+    audience_matches,
+    birthday_of,
+    enroll,
+    tag_keys,
+    tick,
+    zone_named,
+)
+from guidebot.sop.models import SopTriggerRun
+from guidebot.sop.playbook import Playbook
+
+log = logging.getLogger(__name__)
+
+# A cron occurrence missed for longer than this (the server was down) is not run late.
+CRON_LOOKBACK = timedelta(days=1)
+SCAN_BATCH = 500
+BIRTHDAY_FIELDS = frozenset({"birthday"})
+
+
+async def sop_tick(runtime: SopRuntime) -> TickReport:
+    return await tick(runtime)
+
+
+async def sop_reconcile(runtime: SopRuntime) -> ReconcileReport:
+    return await reconcile_sending(runtime)
+
+
+async def sop_results(runtime: SopRuntime) -> PollReport:
+    return await poll_send_results(runtime)
+
+
+@dataclass
+class TriggerReport:
+    occurrences: list[str] = field(default_factory=list)
+    enrolled: int = 0
+
+
+async def sop_triggers(runtime: SopRuntime, now: datetime | None = None) -> TriggerReport:
+    """Enroll relations in date and cron playbooks whose occurrence has come."""
+    now = now or runtime.clock.now()
+    report = TriggerReport()
+    for playbook in runtime.registry.enabled():
+        trigger = playbook.trigger
+        try:
+            if trigger.event == "cron" and trigger.cron:
+                occurrence = latest_cron_occurrence(
+                    trigger.cron, zone_named(playbook.timezone, runtime.settings.timezone), now
+                )
+                if occurrence is not None:
+                    await _run_occurrence(runtime, playbook, occurrence, None, now, report)
+            elif trigger.event == "date":
+                if trigger.field not in BIRTHDAY_FIELDS:
+                    log.warning(
+                        "playbook %s: date field %r is not kept by guidebot; nothing enrolls",
+                        playbook.id,
+                        trigger.field,
+                    )
+                    continue
+                zone = zone_named(playbook.timezone, runtime.settings.timezone)
+                today = now.astimezone(zone).date()
+                await _run_occurrence(runtime, playbook, None, today, now, report)
+        except Exception:
+            log.exception("trigger scan for playbook %s failed; tried again next run", playbook.id)
+    return report
+
+
+def latest_cron_occurrence(crontab: str, zone, now: datetime) -> datetime | None:
+    """The last instant ≤ now the crontab fired (in `zone`), within CRON_LOOKBACK."""
+    trigger = CronTrigger.from_crontab(crontab, timezone=zone)
+    moment = trigger.get_next_fire_time(None, now - CRON_LOOKBACK)
+    last = None
+    while moment is not None and moment <= now:
+        last = moment
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+    return last.astimezone(UTC) if last is not None else None
+
+
+async def _run_occurrence(
+    runtime: SopRuntime,
+    playbook: Playbook,
+    fired: datetime | None,
+    day: date | None,
+    now: datetime,
+    report: TriggerReport,
+) -> None:
+    zone = zone_named(playbook.timezone, runtime.settings.timezone)
+    if fired is not None:
+        key = f"cron:{fired.astimezone(zone):%Y-%m-%dT%H:%M}"
+    else:
+        assert day is not None
+        key = f"date:{day.isoformat()}"
+    async with runtime.sessions() as session:
+        done = await session.get(SopTriggerRun, (playbook.id, key))
+    if done is not None:
+        return
+    enrolled = 0
+    async for batch in _relations(runtime, birthdays=day is not None):
+        async with runtime.sessions() as session, session.begin():
+            for relation, store in batch:
+                if day is not None:
+                    birthday = birthday_of(relation)
+                    if birthday != (day.month, day.day):
+                        continue
+                subject = Subject(
+                    guide_userid=relation.guide_userid,
+                    external_userid=relation.external_userid,
+                    relation_status=relation.status,
+                    store_id=relation.store_id,
+                    store_code=store.code if store else None,
+                    store_zone=store.timezone if store else None,
+                    channel=relation.channel,
+                    state=relation.state,
+                    tags=frozenset(tag_keys(relation.tags)),
+                )
+                if not audience_matches(playbook.audience, subject):
+                    continue
+                if day is not None:  # 00:00 on the day, in the customer's zone
+                    at = datetime.combine(
+                        day, time(0), tzinfo=zone_named(subject.store_zone, zone.key)
+                    ).astimezone(UTC)
+                else:
+                    at = fired
+                assert at is not None
+                result = await enroll(
+                    session,
+                    playbook,
+                    subject,
+                    at=at,
+                    now=now,
+                    default_timezone=runtime.settings.timezone,
+                    occurrence=key,
+                )
+                enrolled += result is not None
+    async with runtime.sessions() as session, session.begin():
+        insert = upsert_insert(session.bind.dialect.name)
+        await session.execute(
+            insert(SopTriggerRun)
+            .values(playbook_id=playbook.id, occurrence=key, enrolled=enrolled, finished_at=now)
+            .on_conflict_do_nothing()
+        )
+    report.occurrences.append(f"{playbook.id}:{key}")
+    report.enrolled += enrolled
+    log.info("playbook %s occurrence %s: %d enrolled", playbook.id, key, enrolled)
+
+
+async def _relations(
+    runtime: SopRuntime, *, birthdays: bool
+) -> AsyncIterator[list[tuple[Relation, Department | None]]]:
+    """Active relations in id order, a batch at a time (memory stays flat)."""
+    async with runtime.sessions() as session:
+        stores = {d.id: d for d in await session.scalars(select(Department))}
+    last = 0
+    while True:
+        query = (
+            select(Relation)
+            .where(Relation.status == RelationStatus.ACTIVE, Relation.id > last)
+            .order_by(Relation.id)
+            .limit(SCAN_BATCH)
+        )
+        if birthdays:
+            query = query.where(
+                or_(Relation.remark.like("%生日%"), Relation.description.like("%生日%"))
+            )
+        async with runtime.sessions() as session:
+            rows = list(await session.scalars(query))
+        if not rows:
+            return
+        last = rows[-1].id
+        yield [(r, stores.get(r.store_id) if r.store_id else None) for r in rows]
+
+
+__all__ = [
+    "TriggerReport",
+    "latest_cron_occurrence",
+    "sop_reconcile",
+    "sop_results",
+    "sop_tick",
+    "sop_triggers",
+]

@@ -1,0 +1,184 @@
+"""The SOP engine's tables: enrollments, their task rows, and the date/cron trigger runs.
+
+Per-customer work lives here, never in the scheduler (DESIGN rule 5):
+
+* `sop_enrollments`: one row per run of a playbook for a guide's customer. The enrollment
+  rules are database facts: `scope` is "*" for a once-per-customer playbook (across all the
+  customer's guides) or the guide's userid for once-per-relation, and `cycle` counts runs:
+  "0" the first, "1" the first re-entry after `reenter_after`, and so on. UNIQUE (playbook,
+  scope, customer, cycle) makes two racing enrollers of the same run collide, and a partial
+  unique index allows one *active* run per (playbook, scope, customer) at a time. Date and
+  cron playbooks key their runs by occurrence (the birthday's date, the cron instant).
+* `sop_tasks`: one row per (enrollment, step) with a UTC `due_at`. The tick claims due rows;
+  a row is `sending` (committed) before any WeCom call, so a crash never sends twice.
+* `sop_trigger_runs`: one row per finished date/cron occurrence, so a periodic job scans the
+  relations once per occurrence.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guidebot.db.base import Base, BigId, UTCDateTime
+
+
+class EnrollmentStatus:
+    ACTIVE = "active"
+    COMPLETED = "completed"  # every step ran (or was settled)
+    STOPPED = "stopped"  # a stop condition ended it; stop_reason says which
+
+    ALL = (ACTIVE, COMPLETED, STOPPED)
+
+
+class TaskStatus:
+    PENDING = "pending"  # waiting for due_at
+    CLAIMED = "claimed"  # a tick holds it under a lease; no WeCom call made yet
+    SENDING = "sending"  # committed before the WeCom call: never resent blindly
+    SENT = "sent"  # WeCom took it (welcome delivered; mass-send task created; reminder sent)
+    DONE = "done"  # the customer got it (guide confirmed), or the guide marked it done
+    SKIPPED = "skipped"  # a stop condition, or skipped by hand; `reason` says why
+    EXPIRED = "expired"  # overdue past expire_after (after an outage), or the code expired
+    FAILED = "failed"  # WeCom refused it for good; `reason` says why
+    UNKNOWN = "unknown"  # may or may not have reached the customer: shown, never resent
+
+    ALL = (PENDING, CLAIMED, SENDING, SENT, DONE, SKIPPED, EXPIRED, FAILED, UNKNOWN)
+    OPEN = (PENDING, CLAIMED, SENDING)  # the engine still has work to do on it
+    # Rows the guide still has to act on (their task list) besides the open ones.
+    AWAITING_GUIDE = (SENT,)
+
+
+class Action:
+    WELCOME = "welcome"
+    GUIDE_TASK = "guide_task"
+    REMIND = "remind"
+    TAG = "tag"
+
+    ALL = (WELCOME, GUIDE_TASK, REMIND, TAG)
+    TO_CUSTOMER = (WELCOME, GUIDE_TASK)  # count toward the customer's daily cap
+    GUIDE_FACING = (GUIDE_TASK, REMIND)  # show in the guide's task list
+
+
+class CompletedBy:
+    POLL = "poll"  # get_groupmsg_send_result said the customer got it
+    SIDEBAR = "sidebar"  # the guide confirmed it in the chat sidebar
+    GUIDE = "guide"  # the guide (or HQ through the API) marked it
+    ENGINE = "engine"  # the engine settled it (welcome sent, tag marked)
+
+    ALL = (POLL, SIDEBAR, GUIDE, ENGINE)
+
+
+class SopEnrollment(Base):
+    __tablename__ = "sop_enrollments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    playbook_id: Mapped[str] = mapped_column(String(64))
+    playbook_version: Mapped[int] = mapped_column(Integer)
+    # "*" (once per customer, whichever guide) or the enrolling guide's userid (per relation);
+    # it stays put when a transfer moves the enrollment to another guide.
+    scope: Mapped[str] = mapped_column(String(64))
+    guide_userid: Mapped[str] = mapped_column(String(64))
+    external_userid: Mapped[str] = mapped_column(String(64))
+    store_id: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64))  # the zone its due times were planned in
+    trigger: Mapped[str] = mapped_column(String(32))  # customer.added, tag.added, date, cron
+    cycle: Mapped[str] = mapped_column(String(64))  # see the module docstring
+    status: Mapped[str] = mapped_column(String(16), default=EnrollmentStatus.ACTIVE)
+    stop_reason: Mapped[str | None] = mapped_column(String(255))
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    goal_event: Mapped[str | None] = mapped_column(String(64))
+    goal_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    goal_met_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What executing its tasks needs from the playbook version it began with (send window,
+    # daily cap, stop conditions, name), so old versions run after a restart or an edit.
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "playbook_id",
+            "scope",
+            "external_userid",
+            "cycle",
+            name="uq_sop_enrollments_cycle",
+        ),
+        # One active run per (playbook, scope, customer), whatever two enrollers race.
+        Index(
+            "uq_sop_enrollments_active",
+            "playbook_id",
+            "scope",
+            "external_userid",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+        Index("ix_sop_enrollments_pair", "external_userid", "guide_userid", "status"),
+        Index("ix_sop_enrollments_playbook", "playbook_id", "status"),
+    )
+
+
+class SopTask(Base):
+    __tablename__ = "sop_tasks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("sop_enrollments.id"))
+    step_id: Mapped[str] = mapped_column(String(64))
+    playbook_id: Mapped[str] = mapped_column(String(64))
+    playbook_version: Mapped[int] = mapped_column(Integer)
+    guide_userid: Mapped[str] = mapped_column(String(64))
+    external_userid: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    template: Mapped[str | None] = mapped_column(String(255))
+    tag: Mapped[str | None] = mapped_column(String(255))
+    content: Mapped[str | None] = mapped_column(String(255))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    # The add event's WelcomeCode (lives 20 s, works once); cleared once the welcome settles.
+    welcome_code: Mapped[str | None] = mapped_column(String(255))
+    message: Mapped[str | None] = mapped_column(Text)  # the text as rendered when sent
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when marked `sending`
+    wecom_msgid: Mapped[str | None] = mapped_column(String(128))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_by: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_id"),
+        Index("ix_sop_tasks_status_due", "status", "due_at"),
+        Index("ix_sop_tasks_guide", "guide_userid", "status", "due_at"),
+        Index("ix_sop_tasks_customer_sent", "external_userid", "sent_at"),
+        Index("ix_sop_tasks_msgid", "wecom_msgid"),
+    )
+
+
+class SopTriggerRun(Base):
+    """A date or cron occurrence whose relations were all scanned and enrolled."""
+
+    __tablename__ = "sop_trigger_runs"
+
+    playbook_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    occurrence: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enrolled: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)

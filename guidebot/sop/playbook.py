@@ -1,0 +1,255 @@
+"""Playbooks: what an SOP is, as frozen values. No I/O here; `loader` builds them from YAML.
+
+A playbook is one YAML file in `sop/`, named after its id. Every key is below (a trigger
+takes only the one of `tag`, `field`, `cron` its event needs); `?` marks an optional key, with
+its default. `guidebot sop check` reports anything else as an error with a suggestion, at
+file:line:col. The shipped playbooks in `sop/` are working examples.
+
+```yaml
+playbook: follow_up_7d           # id: letters, digits, '_', '-'; must equal the file name
+version: 2                       # positive integer; bump on every edit (live enrollments
+                                 #   stay on the version they started with)
+name: 7天跟进                     # ? display name (default: the id)
+trigger:
+  event: customer.added          # customer.added | tag.added | date | cron
+  tag: 新品关注                   # tag.added only: the corp tag (name or id) that enrolls
+  field: birthday                # date only: the customer's date field; enrolls at 00:00 local
+                                 #   on that day, so `at: enroll` lands at the window's start
+  cron: "0 10 * * mon"           # cron only: 5 fields in the playbook's time zone; day of week
+                                 #   by name (mon..sun), never by number
+  audience:                      # ? who may enroll; each key is one string or a list, all keys
+    channels: [poster]           #   must match, an absent/empty key matches anyone:
+    states: ["s12:poster"]       #   channels / states: the contact way (「联系我」) channel or raw
+    stores: [SH001]              #   state of the add; stores: store codes; tags: corp tags the
+    tags: [VIP]                  #   customer has
+enroll:                          # ? default: once per customer, never again
+  once_per: customer             # customer (across all guides) | relation (per guide↔customer)
+  reenter_after: 180d            # ? may enroll again this long after the last enrollment;
+                                 #   at least as long as the playbook (its last step's offset)
+timezone: Asia/Shanghai          # IANA name; a store's own time zone overrides it
+send_window:                     # every step is moved forward into the window (local time),
+  hours: "10:00-21:00"           #   except a welcome at enroll; end after start ("24:00" ends
+                                 #   the day), never across midnight
+  days: mon-sun                  # ? mon-sun | mon-fri | [mon, wed, sat] | "mon-fri, sun"
+stop_when:                       # ? any of: contact.lost (customer deleted the guide),
+  - contact.lost                 #   contact.removed (guide deleted the customer), order.paid,
+  - order.paid                   #   guide.changed, customer.replied, "tag.added:<tag>"
+goal:                            # ? conversion credited to the enrolling guide
+  event: order.paid              #   order.paid | customer.replied | content.opened |
+  within: 14d                    #   "tag.added:<tag>"
+max_messages_per_day: 1          # ? per-customer cap across playbooks, in the customer's day
+steps:                           # one or more, in order
+  - id: welcome                  # letters, digits, '_', '-', unique; (enrollment, id) is the
+                                 #   idempotency key, so never rename a live step
+    at: enroll                   # enroll | enroll + 3d | <earlier step id> [+ <duration>]
+    action: welcome              # welcome | guide_task | remind | tag
+    template: welcome.j2         # message file under templates/messages (not for tag)
+    expire_after: 20s            # skip instead of sending this long after due (outage)
+    content: spring-lookbook     # ? welcome / guide_task: a content-library item to attach
+  - id: mark
+    at: welcome + 1d
+    action: tag
+    tag: 新客                     # tag only: the corp tag to mark
+```
+
+Durations are an integer and a unit, s, m, h, d or w, optionally chained: `20s`, `90m`,
+`3d`, `1d12h`. In `at`, an offset counts on the local wall clock of the customer's time zone
+(`welcome + 1d` is the same local time the next day, also across a DST change; a local time
+the change skips becomes the first instant after the jump); `expire_after` counts elapsed time
+from the (snapped) due time. A step anchored on another starts from that step's snapped time.
+
+Actions:
+- `welcome`: the welcome message, sent with the add event's WelcomeCode. Only at `at: enroll`,
+  only for `customer.added`, at most one per playbook, `expire_after` at most 20s.
+- `guide_task`: a mass-send task the guide confirms in the WeCom client, plus a reminder.
+- `remind`: an app message to the guide (the template speaks to the guide).
+- `tag`: mark the corp tag `tag` on the customer; sends nothing, `expire_after` defaults to 7d.
+
+Values are read with YAML 1.2 rules: quoted text is always a string; plain `3` is an integer;
+only `true` / `false` are booleans; `22:00`, `no`, `on`, `1.5` and `2025-01-01` stay text.
+Duplicate keys, anchors/aliases and tags such as `!!int` are errors.
+
+Message templates (templates/messages/*.j2) are Jinja2, rendered in a sandbox with only the
+variables customer, guide, store, content, links, playbook and step, holding the attributes in
+`templates.KNOWN_ATTRIBUTES` (customer.name, guide.name, store.name, links.content, ...); a
+missing value is an error, not an empty string (use `{{ x | default('') }}` for optional ones).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from functools import cached_property
+from typing import Literal
+
+Action = Literal["welcome", "guide_task", "remind", "tag"]
+TriggerEvent = Literal["customer.added", "tag.added", "date", "cron"]
+
+ACTIONS: tuple[str, ...] = ("guide_task", "remind", "tag", "welcome")
+SENDING_ACTIONS = frozenset({"welcome", "guide_task", "remind"})
+TRIGGER_EVENTS: tuple[str, ...] = ("cron", "customer.added", "date", "tag.added")
+STOP_EVENTS: tuple[str, ...] = (
+    "contact.lost",
+    "contact.removed",
+    "customer.replied",
+    "guide.changed",
+    "order.paid",
+    "tag.added:<tag>",
+)
+GOAL_EVENTS: tuple[str, ...] = (
+    "content.opened",
+    "customer.replied",
+    "order.paid",
+    "tag.added:<tag>",
+)
+TAG_EVENT_PREFIX = "tag.added:"
+DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ENROLL = "enroll"
+WELCOME_CODE_LIFETIME = timedelta(seconds=20)
+DEFAULT_TAG_EXPIRY = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    anchor: str  # "enroll" or an earlier step id
+    offset: timedelta  # after the anchor, on the local wall clock
+    action: Action
+    template: str | None  # file name under templates/messages, e.g. "welcome.j2"
+    expire_after: timedelta
+    tag: str | None = None  # for action "tag": the corp tag (id or name)
+    content: str | None = None  # content-library item id for guide_task / welcome
+
+    @property
+    def sends(self) -> bool:
+        """Whether the step sends a message (to the customer or, for `remind`, the guide)."""
+        return self.action in SENDING_ACTIONS
+
+    @property
+    def immediate(self) -> bool:
+        """A welcome at enroll: runs on the callback's fast path and is never snapped."""
+        return self.action == "welcome" and self.anchor == ENROLL and not self.offset
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    start: time
+    end: time  # after start: a window never wraps past midnight
+    days: frozenset[int] = frozenset(range(7))  # 0=Mon..6=Sun
+
+    def __str__(self) -> str:
+        end = "24:00" if self.end == time.max else f"{self.end:%H:%M}"
+        return f"{self.start:%H:%M}-{end} {format_days(self.days)}"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    event: TriggerEvent
+    tag: str | None = None  # tag.added
+    field: str | None = None  # date, e.g. "birthday"
+    cron: str | None = None  # cron, a crontab in the playbook's time zone
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who may enroll; an empty set matches anyone, every non-empty set must match."""
+
+    channels: frozenset[str] = frozenset()
+    states: frozenset[str] = frozenset()
+    stores: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class EnrollRule:
+    once_per_customer: bool = True  # False: once per (guide, customer) relation
+    reenter_after: timedelta | None = None  # None: never again
+
+
+@dataclass(frozen=True)
+class Goal:
+    event: str
+    within: timedelta
+
+
+@dataclass(frozen=True)
+class Playbook:
+    id: str
+    version: int
+    name: str
+    source: str  # file path
+    trigger: Trigger
+    audience: Audience
+    enroll: EnrollRule
+    timezone: str
+    send_window: SendWindow
+    stop_when: frozenset[str]
+    goal: Goal | None
+    steps: tuple[Step, ...]
+    max_messages_per_day: int = 1
+    source_text: str = field(default="", repr=False, compare=False)
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(f"playbook {self.id!r} v{self.version} has no step {step_id!r}")
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of the YAML text, so an edit without a version bump can be noticed."""
+        return hashlib.sha256(self.source_text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def offset_from_enroll(self, step_id: str) -> timedelta:
+        """The step's nominal distance from enrollment: its offset plus its anchors' offsets."""
+        total = timedelta(0)
+        step = self.step(step_id)
+        while True:
+            total += step.offset
+            if step.anchor == ENROLL:
+                return total
+            step = self.step(step.anchor)
+
+    @property
+    def length(self) -> timedelta:
+        """The nominal offset of the last step from enrollment (before window snapping)."""
+        return max((self.offset_from_enroll(s.id) for s in self.steps), default=timedelta(0))
+
+    def stops_on(self, event: str) -> bool:
+        """Whether an event name (e.g. "order.paid" or "tag.added:VIP") ends an enrollment."""
+        return event in self.stop_when
+
+    @property
+    def stop_tags(self) -> frozenset[str]:
+        """The tags whose addition stops an enrollment (from "tag.added:<tag>")."""
+        return frozenset(
+            e.removeprefix(TAG_EVENT_PREFIX)
+            for e in self.stop_when
+            if e.startswith(TAG_EVENT_PREFIX)
+        )
+
+
+def format_duration(delta: timedelta) -> str:
+    """Duration text that `loader` reads back, in days and smaller units: 1d12h, 20s, 14d."""
+    seconds = int(delta.total_seconds())
+    if seconds == 0:
+        return "0s"
+    parts = []
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return sign + "".join(parts)
+
+
+def format_days(days: frozenset[int]) -> str:
+    """mon-sun, mon-fri, or a list such as mon,wed,sat."""
+    ordered = sorted(days)
+    if not ordered:
+        return "never"
+    if ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 2:
+        return f"{DAY_NAMES[ordered[0]]}-{DAY_NAMES[ordered[-1]]}"
+    return ",".join(DAY_NAMES[d] for d in ordered)

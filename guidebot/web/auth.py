@@ -1,0 +1,257 @@
+"""Who is asking: roles, sessions, CSRF tokens and password hashes.
+
+Roles
+-----
+* `hq`: the `Authorization: Bearer <GUIDEBOT_ADMIN_TOKEN>` header, or an HQ account's session.
+* `manager`: a manager account's session; sees only the stores bound to the account.
+* `guide`: the sidebar's session (`gb_guide`, minted after WeCom OAuth, see
+  guidebot.content.sidebar); sees only the guide's own customers and numbers.
+
+Sessions
+--------
+`/admin/login` sets `gb_admin`: the account id and an expiry, signed with HMAC-SHA256 under a key
+derived from GUIDEBOT_SECRET_KEY (the sidebar's scheme, another purpose string), HttpOnly,
+SameSite=Lax, Secure when GUIDEBOT_PUBLIC_URL is https. The account is read again on every
+request, so disabling it ends its sessions.
+
+CSRF
+----
+Session-bound tokens: the token is an HMAC of the session cookie's value under a third derived
+key. Admin forms carry it in a hidden `csrf` field; JSON calls made with a cookie session send it
+as `X-CSRF-Token`. Every POST, PUT, PATCH and DELETE made with a cookie session must carry it;
+calls with the bearer token need none (a browser never adds that header by itself).
+
+Passwords
+---------
+scrypt (n=2**14, r=8, p=1, 16-byte salt) from hashlib, stored as
+`scrypt$n$r$p$salt$hash` (base64url), compared in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS
+
+ADMIN_COOKIE = "gb_admin"
+ADMIN_TTL = timedelta(hours=12)
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_ADMIN_PURPOSE = b"guidebot/admin-session/v1"
+_CSRF_PURPOSE = b"guidebot/csrf/v1"
+
+# ---- passwords -------------------------------------------------------------------------------
+
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_DUMMY_SALT = b"guidebot-dummy-salt"
+
+
+def _b64e(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024)
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    n, r, p = _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"]
+    return f"scrypt${n}${r}${p}${_b64e(salt)}${_b64e(_scrypt(password, salt, n, r, p))}"
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    """Constant-time check; with stored=None it does the same work and answers False."""
+    if stored is None:
+        _scrypt(password, _DUMMY_SALT, _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"])
+        return False
+    try:
+        scheme, n, r, p, salt, expected = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        given = _scrypt(password, _b64d(salt), int(n), int(r), int(p))
+        return hmac.compare_digest(given, _b64d(expected))
+    except ValueError:
+        return False
+
+
+# ---- signed values ---------------------------------------------------------------------------
+
+
+def _key(secret_key: str, purpose: bytes) -> bytes:
+    return hmac.new(secret_key.encode(), purpose, hashlib.sha256).digest()
+
+
+def _sign(secret_key: str, purpose: bytes, payload: str) -> str:
+    return _b64e(hmac.new(_key(secret_key, purpose), payload.encode(), hashlib.sha256).digest())
+
+
+def mint_admin_session(secret_key: str, account_id: int, now: datetime) -> str:
+    expires = int((now + ADMIN_TTL).timestamp())
+    payload = _b64e(json.dumps([account_id, expires, secrets.token_hex(8)]).encode())
+    return f"{payload}.{_sign(secret_key, _ADMIN_PURPOSE, payload)}"
+
+
+def read_admin_session(secret_key: str, value: str | None, now: datetime) -> int | None:
+    if not value or len(value) > 300 or value.count(".") != 1:
+        return None
+    payload, _, signature = value.partition(".")
+    if not hmac.compare_digest(signature, _sign(secret_key, _ADMIN_PURPOSE, payload)):
+        return None
+    try:
+        account_id, expires, _nonce = json.loads(_b64d(payload))
+    except ValueError:
+        return None
+    if not isinstance(account_id, int) or not isinstance(expires, int):
+        return None
+    return account_id if expires > now.timestamp() else None
+
+
+def csrf_token(secret_key: str, session_value: str) -> str:
+    return _sign(secret_key, _CSRF_PURPOSE, session_value)
+
+
+def csrf_ok(secret_key: str, session_value: str, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(given or "", csrf_token(secret_key, session_value))
+
+
+# ---- principals ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who the request is for. `session` is the cookie's value (None for the bearer token)."""
+
+    role: str  # "hq", "manager" or "guide"
+    name: str
+    store_ids: frozenset[int] = frozenset()  # a manager's stores
+    userid: str | None = None  # a guide's userid
+    session: str | None = None
+
+    @property
+    def is_hq(self) -> bool:
+        return self.role == "hq"
+
+    def csrf(self, secret_key: str) -> str:
+        return csrf_token(secret_key, self.session) if self.session else ""
+
+
+# request[PRINCIPAL]: the Principal, set by the API's guard and the admin pages.
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def principal_of(request: web.Request) -> Principal | None:
+    """The request's principal, or None. A wrong bearer token is None, never a session."""
+    app = request.app
+    settings, now = app[SETTINGS], app[CLOCK].now()
+    token = _bearer(request)
+    if token is not None:
+        ok = bool(token) and hmac.compare_digest(token.encode(), settings.admin_token.encode())
+        return Principal("hq", "admin token") if ok else None
+    admin = request.cookies.get(ADMIN_COOKIE)
+    account_id = read_admin_session(settings.secret_key, admin, now)
+    if account_id is not None:
+        from guidebot.web.accounts import load_account
+
+        async with app[SESSIONS]() as session:
+            account = await load_account(session, account_id)
+        if account is not None:
+            stores = account.store_ids if account.role == "manager" else frozenset()
+            return Principal(account.role, account.username, stores, session=admin)
+    from guidebot.content.sidebar import SESSION_COOKIE, current_guide
+
+    guide = await current_guide(request)
+    if guide is not None:
+        return Principal(
+            "guide", guide.name, userid=guide.userid, session=request.cookies.get(SESSION_COOKIE)
+        )
+    return None
+
+
+def csrf_required(request: web.Request, who: Principal) -> bool:
+    """True when this request must carry a CSRF token and does not carry a valid one."""
+    if request.method not in UNSAFE_METHODS or who.session is None:
+        return False
+    return not csrf_ok(
+        request.app[SETTINGS].secret_key, who.session, request.headers.get(CSRF_HEADER)
+    )
+
+
+def set_admin_cookie(response: web.StreamResponse, request: web.Request, value: str) -> None:
+    settings = request.app[SETTINGS]
+    response.set_cookie(
+        ADMIN_COOKIE,
+        value,
+        max_age=int(ADMIN_TTL.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=settings.public_url.startswith("https://"),
+    )
+
+
+def principal(request: web.Request) -> Principal:
+    """The principal `_guarded` (or the admin pages) put on the request."""
+    return request[PRINCIPAL]
+
+
+# ---- scope -----------------------------------------------------------------------------------
+# Views open to managers and guides use these to narrow what they read; anything outside the
+# scope is answered like something that does not exist (404).
+
+
+def store_visible(who: Principal, store_id: int | None) -> bool:
+    if who.is_hq:
+        return True
+    return who.role == "manager" and store_id is not None and store_id in who.store_ids
+
+
+def relation_visible(who: Principal, guide_userid: str, store_id: int | None) -> bool:
+    if who.is_hq:
+        return True
+    if who.role == "guide":
+        return guide_userid == who.userid
+    return store_id is not None and store_id in who.store_ids
+
+
+async def guide_visible(session, who: Principal, userid: str) -> bool:
+    """HQ: any guide; a guide: themself; a manager: guides now in one of their stores."""
+    if who.is_hq:
+        return True
+    if who.role == "guide":
+        return userid == who.userid
+    from sqlalchemy import select
+
+    from guidebot.contacts.models import StoreMembership
+
+    found = await session.scalar(
+        select(StoreMembership.id)
+        .where(
+            StoreMembership.guide_userid == userid,
+            StoreMembership.store_id.in_(sorted(who.store_ids)),
+            StoreMembership.valid_to.is_(None),
+        )
+        .limit(1)
+    )
+    return found is not None

@@ -1,0 +1,429 @@
+"""The admin pages under /admin: sign-in, the dashboard, stores, guides, customers, playbooks and
+content. Thin: parse, call the metrics/contacts/sop/content functions, render a Jinja2 template.
+
+Figures come from the rollups (guidebot.metrics.report), never the raw logs. HQ sees everything
+and may pick a store; a store manager sees the same pages narrowed to their stores (their first
+store by default); the playbook and content pages are HQ's. Charts use the vendored Chart.js
+(templates/web/static/vendor), fed from JSON embedded in the page: no outside requests.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from aiohttp import web
+from sqlalchemy import func, or_, select
+
+from guidebot.contacts.models import Customer, Department, Guide, Relation
+from guidebot.metrics import kpis
+from guidebot.metrics.report import (
+    Period,
+    PeriodError,
+    Scope,
+    leaderboard,
+    metrics,
+    period_from_query,
+)
+from guidebot.resources import project_dir
+from guidebot.web.accounts import authenticate
+from guidebot.web.auth import (
+    ADMIN_COOKIE,
+    PRINCIPAL,
+    Principal,
+    csrf_ok,
+    guide_visible,
+    mint_admin_session,
+    principal_of,
+    relation_visible,
+    set_admin_cookie,
+)
+from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS
+
+TEMPLATES = project_dir("templates") / "web"
+VENDOR = TEMPLATES / "static" / "vendor"
+STATIC_FILES = {"chart.umd.js": "application/javascript", "admin.css": "text/css"}
+LOGIN_COOKIE = "gb_login"  # the login form's double-submit CSRF value (no session yet)
+PER_PAGE = 50
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES / "admin"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["kpi"] = _format_kpi
+    return env
+
+
+def _format_kpi(value: Any, name: str) -> str:
+    if value is None:
+        return "–"
+    kind = kpis.KPI_BY_NAME[name].kind
+    if kind == "rate":
+        return f"{float(value) * 100:.1f}%"
+    return str(value)
+
+
+def _json_script(data: Any) -> str:
+    # Inside <script type="application/json">: no "<" at all, so nothing can end the tag.
+    return json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
+
+
+def render(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    who: Principal | None = request.get(PRINCIPAL)
+    secret = request.app[SETTINGS].secret_key
+    html = (
+        _environment()
+        .get_template(template)
+        .render(who=who, csrf=who.csrf(secret) if who else "", path=request.path, **context)
+    )
+    response = web.Response(text=html, content_type="text/html", status=status)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _signed_in(request: web.Request) -> Principal:
+    who = await principal_of(request)
+    if who is None or who.role not in ("hq", "manager"):
+        raise web.HTTPSeeOther(f"/admin/login?next={quote(request.path_qs, safe='/')}")
+    request[PRINCIPAL] = who
+    return who
+
+
+def _hq_only(who: Principal) -> None:
+    if not who.is_hq:
+        raise web.HTTPNotFound()
+
+
+def _period(request: web.Request) -> Period:
+    try:
+        return period_from_query(
+            request.query, request.app[SETTINGS].timezone, request.app[CLOCK].now()
+        )
+    except PeriodError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+
+
+async def _visible_stores(session, who: Principal) -> list[Department]:
+    query = select(Department).where(Department.is_store.is_(True), Department.deleted_at.is_(None))
+    if not who.is_hq:
+        query = query.where(Department.id.in_(sorted(who.store_ids)))
+    return list(await session.scalars(query.order_by(Department.sort_order, Department.id)))
+
+
+def _chosen_store(
+    request: web.Request, who: Principal, stores: list[Department]
+) -> Department | None:
+    """?store= (code or id) among the visible stores; a manager's default is their first."""
+    ref = request.query.get("store", "").strip()
+    if ref:
+        for store in stores:
+            if ref in (store.code, str(store.id)):
+                return store
+        raise web.HTTPNotFound()
+    if who.is_hq:
+        return None
+    if not stores:
+        raise web.HTTPNotFound()
+    return stores[0]
+
+
+# ---- sign-in ---------------------------------------------------------------------------------
+
+
+def _next(raw: str | None) -> str:
+    if raw and raw.startswith("/admin") and not raw.startswith("//") and "\\" not in raw:
+        return raw
+    return "/admin"
+
+
+def _login_page(request: web.Request, error: str | None, status: int = 200) -> web.Response:
+    token = secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "login.html",
+        {"error": error, "login_csrf": token, "next": _next(request.query.get("next"))},
+        status,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        max_age=3600,
+        path="/admin",
+        httponly=True,
+        samesite="Lax",
+        secure=request.app[SETTINGS].public_url.startswith("https://"),
+    )
+    return response
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    return _login_page(request, None)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    given = str(form.get("csrf", ""))
+    if not expected or not secrets.compare_digest(given.encode(), expected.encode()):
+        return _login_page(request, "The form expired; please sign in again.", 403)
+    username, password = str(form.get("username", "")), str(form.get("password", ""))
+    async with request.app[SESSIONS]() as session:
+        account = await authenticate(session, username, password)
+    if account is None:
+        return _login_page(request, "Wrong username or password.", 401)
+    response = web.HTTPSeeOther(_next(str(form.get("next", ""))))
+    value = mint_admin_session(
+        request.app[SETTINGS].secret_key, account.account_id, request.app[CLOCK].now()
+    )
+    set_admin_cookie(response, request, value)
+    response.del_cookie(LOGIN_COOKIE, path="/admin")
+    raise response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    who = await _signed_in(request)
+    form = await request.post()
+    if not csrf_ok(request.app[SETTINGS].secret_key, who.session or "", str(form.get("csrf", ""))):
+        raise web.HTTPForbidden(text="missing or wrong CSRF token")
+    response = web.HTTPSeeOther("/admin/login")
+    response.del_cookie(ADMIN_COOKIE, path="/")
+    raise response
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound()
+    folder = VENDOR if name.endswith(".js") else TEMPLATES / "static"
+    return web.Response(
+        body=(folder / name).read_bytes(),
+        headers={"Content-Type": STATIC_FILES[name], "Cache-Control": "max-age=3600"},
+    )
+
+
+# ---- dashboard, stores, guides ---------------------------------------------------------------
+
+
+DASHBOARD_KPIS = (
+    "new_customers",
+    "lost_customers",
+    "removed_customers",
+    "net_growth",
+    "day1_retention",
+    "day7_retention",
+    "welcome_rate",
+    "tasks_due",
+    "tasks_done",
+    "tasks_on_time",
+    "forwards",
+    "unique_opens",
+    "open_rate",
+    "orders",
+    "gmv",
+    "profile_completeness",
+)
+
+
+def _charts(days: list[dict[str, Any]], totals: dict[str, Any]) -> dict[str, Any]:
+    series = {
+        name: [d["metrics"][name] for d in days]
+        for name in ("new_customers", "lost_customers", "removed_customers", "net_growth")
+    }
+    return {
+        "labels": [d["day"] for d in days],
+        "growth": series,
+        "funnel": {
+            "labels": ["forwards", "unique_opens", "orders"],
+            "values": [totals["forwards"], totals["unique_opens"], totals["orders"]],
+        },
+        "sop": {
+            "labels": ["tasks_due", "tasks_done", "tasks_on_time"],
+            "values": [totals["tasks_due"], totals["tasks_done"], totals["tasks_on_time"]],
+        },
+    }
+
+
+async def dashboard(request: web.Request) -> web.StreamResponse:
+    who = await _signed_in(request)
+    period = _period(request)
+    async with request.app[SESSIONS]() as session:
+        stores = await _visible_stores(session, who)
+        store = _chosen_store(request, who, stores)
+        scope = Scope(store_id=store.id) if store else Scope()
+        totals, days = await metrics(session, scope, period, by_day=True)
+        top = await leaderboard(
+            session, period, "new_customers", store_id=store.id if store else None, limit=10
+        )
+    return render(
+        request,
+        "dashboard.html",
+        {
+            "period": period,
+            "stores": stores,
+            "store": store,
+            "totals": totals,
+            "kpi_names": DASHBOARD_KPIS,
+            "labels": kpis.KPI_BY_NAME,
+            "top": top,
+            "chart_data": _json_script(_charts(days or [], totals)),
+        },
+    )
+
+
+async def stores_page(request: web.Request) -> web.StreamResponse:
+    who = await _signed_in(request)
+    period = _period(request)
+    metric = request.query.get("metric", "new_customers")
+    if metric not in kpis.KPI_BY_NAME:
+        metric = "new_customers"
+    async with request.app[SESSIONS]() as session:
+        stores = await _visible_stores(session, who)
+        rows = []
+        for store in stores:
+            values, _ = await metrics(session, Scope(store_id=store.id), period)
+            rows.append({"store": store, "metrics": values})
+        rows.sort(key=lambda r: kpis.sort_key(kpis.KPI_BY_NAME[metric], r["metrics"][metric]))
+        store = _chosen_store(request, who, stores) if request.query.get("store") else None
+        guides = (
+            await leaderboard(session, period, metric, store_id=store.id, limit=500)
+            if store
+            else []
+        )
+    return render(
+        request,
+        "stores.html",
+        {
+            "period": period,
+            "metric": metric,
+            "kpi_names": kpis.KPI_NAMES,
+            "rows": rows,
+            "store": store,
+            "guides": guides,
+        },
+    )
+
+
+async def guide_page(request: web.Request) -> web.StreamResponse:
+    who = await _signed_in(request)
+    period = _period(request)
+    userid = request.match_info["userid"]
+    async with request.app[SESSIONS]() as session:
+        guide = await session.get(Guide, userid)
+        if guide is None or not await guide_visible(session, who, userid):
+            raise web.HTTPNotFound()
+        totals, days = await metrics(session, Scope(guide=userid), period, by_day=True)
+    return render(
+        request,
+        "guide.html",
+        {
+            "period": period,
+            "guide": guide,
+            "totals": totals,
+            "kpi_names": DASHBOARD_KPIS,
+            "days": days or [],
+            "chart_data": _json_script(_charts(days or [], totals)),
+        },
+    )
+
+
+# ---- customers -------------------------------------------------------------------------------
+
+
+async def customers_page(request: web.Request) -> web.StreamResponse:
+    who = await _signed_in(request)
+    q = request.query.get("q", "").strip()[:100]
+    try:
+        page = max(1, int(request.query.get("page", "1")))
+    except ValueError:
+        page = 1
+    async with request.app[SESSIONS]() as session:
+        stores = await _visible_stores(session, who)
+        store = _chosen_store(request, who, stores) if request.query.get("store") else None
+        matching = select(Relation.external_userid)
+        if store is not None:
+            matching = matching.where(Relation.store_id == store.id)
+        elif not who.is_hq:
+            matching = matching.where(Relation.store_id.in_(sorted(who.store_ids)))
+        query = select(Customer).where(Customer.external_userid.in_(matching))
+        if q:
+            like = f"%{q.replace('%', '').replace('_', '')}%"
+            query = query.where(
+                or_(Customer.name.ilike(like), Customer.external_userid.ilike(like))
+            )
+        total = await session.scalar(select(func.count()).select_from(query.subquery()))
+        customers = list(
+            await session.scalars(
+                query.order_by(Customer.created_at.desc(), Customer.external_userid)
+                .limit(PER_PAGE)
+                .offset((page - 1) * PER_PAGE)
+            )
+        )
+        relations: dict[str, list[Relation]] = {c.external_userid: [] for c in customers}
+        if customers:
+            for r in await session.scalars(
+                select(Relation).where(Relation.external_userid.in_(list(relations)))
+            ):
+                if relation_visible(who, r.guide_userid, r.store_id):
+                    relations[r.external_userid].append(r)
+    return render(
+        request,
+        "customers.html",
+        {
+            "q": q,
+            "page": page,
+            "pages": max(1, -(-(total or 0) // PER_PAGE)),
+            "total": total or 0,
+            "stores": stores,
+            "store": store,
+            "customers": customers,
+            "relations": relations,
+        },
+    )
+
+
+# ---- playbooks and content (HQ) --------------------------------------------------------------
+
+
+async def playbooks_page(request: web.Request) -> web.StreamResponse:
+    _hq_only(await _signed_in(request))
+    from guidebot.sop.api import _playbook_listing
+
+    return render(request, "playbooks.html", {"playbooks": await _playbook_listing(request)})
+
+
+async def content_page(request: web.Request) -> web.StreamResponse:
+    _hq_only(await _signed_in(request))
+    from guidebot.content import service
+
+    q = request.query.get("q", "").strip()[:100] or None
+    async with request.app[SESSIONS]() as session:
+        items, total = await service.search_items(session, words=q, limit=200)
+        numbers = await service.item_numbers(session, [i.id for i in items])
+    rows = [{"item": i, **numbers[i.id]} for i in items]
+    rows.sort(key=lambda r: (-r["forwards"], -r["unique_opens"], r["item"].id))
+    return render(request, "content.html", {"q": q or "", "rows": rows, "total": total})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/admin", dashboard)
+    app.router.add_get("/admin/login", login_form)
+    app.router.add_post("/admin/login", login)
+    app.router.add_post("/admin/logout", logout)
+    app.router.add_get("/admin/static/{name}", static)
+    app.router.add_get("/admin/stores", stores_page)
+    app.router.add_get("/admin/guides/{userid}", guide_page)
+    app.router.add_get("/admin/customers", customers_page)
+    app.router.add_get("/admin/playbooks", playbooks_page)
+    app.router.add_get("/admin/content", content_page)

@@ -1,0 +1,686 @@
+"""WeCom callback events: decrypted plaintext XML -> typed, frozen dataclasses.
+
+This is WeCom's protocol and nothing of guidebot's: no domain, web or database imports.
+
+``parse_event(xml)`` is the one entry point. It returns one of the typed events below for the
+kinds guidebot acts on, or a :class:`GenericEvent` that keeps every field for anything else, so
+an unknown kind can still be stored and acknowledged. Every problem with the input (too big,
+not XML, a DTD or entity, a missing or non-integer field of a known kind) raises
+:class:`EventParseError` and nothing else.
+
+Each event's ``kind`` is a stable name for routing:
+
+========================================  ==============================================
+event                                     kind
+========================================  ==============================================
+change_external_contact / <ChangeType>    "add_external_contact", "add_half_external_contact",
+                                          "edit_external_contact", "del_external_contact",
+                                          "del_follow_user", "transfer_fail"
+change_external_chat                      "change_external_chat"
+change_external_tag                       "change_external_tag"
+change_contact / <ChangeType>             "create_user", "update_user", "delete_user",
+                                          "create_party", "update_party", "delete_party"
+MsgType text                              "text"
+enter_agent                               "enter_agent"
+anything else                             "event:<Event>[:<ChangeType>]" or "msg:<MsgType>"
+========================================  ==============================================
+"""
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeAlias
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree as defused_et
+from defusedxml import (
+    DefusedXmlException,
+    DTDForbidden,
+    EntitiesForbidden,
+    ExternalReferenceForbidden,
+)
+
+__all__ = [
+    "KNOWN_KINDS",
+    "MAX_EVENT_BYTES",
+    "AddExternalContact",
+    "AddHalfExternalContact",
+    "ContactPartyEvent",
+    "ContactUserEvent",
+    "CreateParty",
+    "CreateUser",
+    "DelExternalContact",
+    "DelFollowUser",
+    "DeleteParty",
+    "DeleteUser",
+    "EditExternalContact",
+    "EnterAgent",
+    "Event",
+    "EventParseError",
+    "ExternalChatEvent",
+    "ExternalContactEvent",
+    "ExternalTagEvent",
+    "FieldValue",
+    "GenericEvent",
+    "TextMessage",
+    "TransferFail",
+    "UpdateParty",
+    "UpdateUser",
+    "customer_key",
+    "parse_event",
+]
+
+# Real callbacks are well under 2 KiB; the bound is checked before any parsing work is done.
+MAX_EVENT_BYTES = 64 * 1024
+
+# WeCom nests at most three levels deep; anything deeper is hostile input, and the walk that
+# turns elements into values recurses.
+_MAX_DEPTH = 16
+
+# ASCII digits only: int() alone would also accept "1_000", "١٢" and "１２".
+_INT_RE = re.compile(r"[+-]?[0-9]{1,20}")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_EPOCH_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the last instant datetime holds
+
+# WeCom's own sender for system events; not a member's userid.
+_SYSTEM_SENDER = "sys"
+
+# A field's value: the stripped text of a leaf element, a dict for an element with children, or
+# a list when an element holds only <Item>s or a name repeats.
+FieldValue: TypeAlias = "str | list[FieldValue] | dict[str, FieldValue]"
+
+
+class EventParseError(ValueError):
+    """The callback plaintext is not an event we can read; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------------------------
+# Event types
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Fields every callback carries. Use a subclass; ``kind`` names which one."""
+
+    KIND: ClassVar[str]
+
+    to_user: str  # ToUserName: the CorpID
+    from_user: str  # FromUserName: "sys" for system events, else a member's userid
+    create_time: datetime  # CreateTime, tz-aware UTC
+    msg_type: str  # MsgType: "event", "text", ...
+    # Every top-level field, element name -> value. Left out of the hash: a mapping has none.
+    raw: Mapping[str, FieldValue] = field(repr=False, hash=False)
+
+    @property
+    def kind(self) -> str:
+        return self.KIND
+
+    @property
+    def userid(self) -> str | None:
+        """The member (guide) this event is about, if any."""
+        return None
+
+    @property
+    def external_userid(self) -> str | None:
+        """The customer this event is about, if any."""
+        return None
+
+
+# change_external_contact ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExternalContactEvent(Event):
+    """Base of the change_external_contact events: one member, one customer."""
+
+    userid: str  # UserID
+    external_userid: str  # ExternalUserID
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddExternalContact(ExternalContactEvent):
+    """The member added the customer, or the customer added the member."""
+
+    KIND: ClassVar[str] = "add_external_contact"
+
+    state: str | None = None  # State: the 「联系我」 state or a 获客链接 customer_channel
+    welcome_code: str | None = None  # WelcomeCode: lives 20 s, works once
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddHalfExternalContact(ExternalContactEvent):
+    """The customer added a member with 免验证 on; the member has not confirmed yet."""
+
+    KIND: ClassVar[str] = "add_half_external_contact"
+
+    state: str | None = None
+    welcome_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EditExternalContact(ExternalContactEvent):
+    """The member edited the customer's remark, description or corp tags in the client."""
+
+    KIND: ClassVar[str] = "edit_external_contact"
+
+    state: str | None = None  # only in older doc copies
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelExternalContact(ExternalContactEvent):
+    """The member deleted the customer."""
+
+    KIND: ClassVar[str] = "del_external_contact"
+
+    source: str | None = None  # Source: "DELETE_BY_TRANSFER" after an in-service transfer
+
+    @property
+    def by_transfer(self) -> bool:
+        return self.source == "DELETE_BY_TRANSFER"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelFollowUser(ExternalContactEvent):
+    """The customer deleted the member."""
+
+    KIND: ClassVar[str] = "del_follow_user"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferFail(ExternalContactEvent):
+    """An in-service transfer failed. ``userid`` is the TAKEOVER member, not the original."""
+
+    KIND: ClassVar[str] = "transfer_fail"
+
+    fail_reason: str  # FailReason: "customer_refused" | "customer_limit_exceed"
+
+    @property
+    def takeover_userid(self) -> str:
+        return self.userid
+
+
+# change_external_chat / change_external_tag --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExternalChatEvent(Event):
+    """A customer group was created, updated or dismissed; fetch groupchat/get for the truth."""
+
+    KIND: ClassVar[str] = "change_external_chat"
+
+    chat_id: str  # ChatId
+    change_type: str  # "create" | "update" | "dismiss"
+    update_detail: str | None = None  # add_member, del_member, change_owner, change_name, ...
+    join_scene: int | None = None
+    quit_scene: int | None = None
+    mem_change_cnt: int | None = None
+    mem_change_list: tuple[str, ...] = ()  # always a tuple, whether one <Item> or many
+    last_mem_ver: str | None = None
+    cur_mem_ver: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExternalTagEvent(Event):
+    """A corp tag or tag group changed; re-read get_corp_tag_list."""
+
+    KIND: ClassVar[str] = "change_external_tag"
+
+    id: str  # Id: the tag or tag-group id
+    change_type: str  # "create" | "update" | "delete" | "shuffle"
+    tag_type: str | None = None  # "tag" | "tag_group"; absent on shuffle
+    strategy_id: str | None = None  # only for 规则组 tags
+
+
+# change_contact (address book) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactUserEvent(Event):
+    """Base of the member events. Since 2022 WeCom sends ids only: fetch user/get for details."""
+
+    userid: str  # UserID
+    departments: tuple[int, ...] = ()  # Department "1,2" -> (1, 2)
+    main_department: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateUser(ContactUserEvent):
+    KIND: ClassVar[str] = "create_user"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateUser(ContactUserEvent):
+    KIND: ClassVar[str] = "update_user"
+
+    new_userid: str | None = None  # NewUserID: set only when the userid itself changed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteUser(ContactUserEvent):
+    KIND: ClassVar[str] = "delete_user"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactPartyEvent(Event):
+    """Base of the department events; departments are guidebot's regions and stores."""
+
+    id: int  # Id
+    name: str | None = None
+    parent_id: int | None = None
+    order: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateParty(ContactPartyEvent):
+    KIND: ClassVar[str] = "create_party"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateParty(ContactPartyEvent):
+    KIND: ClassVar[str] = "update_party"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteParty(ContactPartyEvent):
+    KIND: ClassVar[str] = "delete_party"
+
+
+# messages and app events ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextMessage(Event):
+    """A member wrote text to the app; ``from_user`` is that member's userid."""
+
+    KIND: ClassVar[str] = "text"
+
+    content: str
+    msg_id: int  # MsgId: 64-bit, the dedupe key for messages
+    agent_id: int | None = None
+
+    @property
+    def userid(self) -> str:
+        return self.from_user
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnterAgent(Event):
+    """A member opened the app (sent only when the app reports entering)."""
+
+    KIND: ClassVar[str] = "enter_agent"
+
+    event_key: str = ""  # EventKey: empty in practice
+    agent_id: int | None = None
+
+    @property
+    def userid(self) -> str:
+        return self.from_user
+
+
+# anything else -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenericEvent(Event):
+    """Any kind not typed above (update_tag, image messages, menu clicks, new WeCom events).
+
+    Nothing is dropped: ``fields`` (the same mapping as ``raw``) holds every element.
+    """
+
+    event: str | None = None  # Event, when MsgType is "event"
+    change_type: str | None = None  # ChangeType, when present
+
+    @property
+    def kind(self) -> str:
+        if self.event is None:
+            return f"msg:{self.msg_type}"
+        if self.change_type:
+            return f"event:{self.event}:{self.change_type}"
+        return f"event:{self.event}"
+
+    @property
+    def fields(self) -> Mapping[str, FieldValue]:
+        return self.raw
+
+    @property
+    def userid(self) -> str | None:
+        value = self.raw.get("UserID")
+        if isinstance(value, str) and value:
+            return value
+        # Without a UserID, the sender is the member unless WeCom itself sent the event.
+        return None if self.from_user == _SYSTEM_SENDER else self.from_user
+
+    @property
+    def external_userid(self) -> str | None:
+        value = self.raw.get("ExternalUserID")
+        return value if isinstance(value, str) and value else None
+
+
+def customer_key(event: Event) -> str | None:
+    """The ExternalUserID when the event concerns one customer, else None.
+
+    A worker keeps the events with one key in order; events without a key need no ordering.
+    """
+    return event.external_userid
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------
+
+
+class _Fields:
+    """Reads top-level fields by element name; errors name the event kind being read."""
+
+    __slots__ = ("raw", "where")
+
+    def __init__(self, raw: Mapping[str, FieldValue], where: str = "") -> None:
+        self.raw = raw
+        self.where = where
+
+    def at(self, where: str) -> "_Fields":
+        return _Fields(self.raw, where)
+
+    def error(self, message: str) -> EventParseError:
+        return EventParseError(f"{self.where}: {message}" if self.where else message)
+
+    def _text(self, name: str) -> str | None:
+        value = self.raw.get(name)
+        if value is None or isinstance(value, str):
+            return value
+        raise self.error(f"{name} must be a single text value")
+
+    def optional(self, name: str) -> str | None:
+        """Absent and empty are the same: WeCom omits fields it has no value for."""
+        return self._text(name) or None
+
+    def required(self, name: str, *, allow_empty: bool = False) -> str:
+        value = self._text(name)
+        if value is None or (not value and not allow_empty):
+            raise self.error(f"missing {name}")
+        return value
+
+    def _to_int(self, name: str, value: str) -> int:
+        if not _INT_RE.fullmatch(value):
+            raise self.error(f"{name} is not an integer: {value[:40]!r}")
+        return int(value)
+
+    def required_int(self, name: str) -> int:
+        return self._to_int(name, self.required(name))
+
+    def optional_int(self, name: str) -> int | None:
+        value = self.optional(name)
+        return None if value is None else self._to_int(name, value)
+
+    def int_list(self, name: str) -> tuple[int, ...]:
+        """A comma-separated list of integers, e.g. Department "1,2" -> (1, 2)."""
+        value = self.optional(name)
+        if value is None:
+            return ()
+        return tuple(self._to_int(name, part.strip()) for part in value.split(",") if part.strip())
+
+    def items(self, name: str) -> tuple[str, ...]:
+        """An element of <Item>s, e.g. MemChangeList; one Item or many, always a tuple."""
+        value = self.raw.get(name)
+        if value is None or value == "":
+            return ()
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return tuple(value)  # type: ignore[arg-type]  # checked just above
+        raise self.error(f"{name} must hold <Item> text elements")
+
+
+def _to_text(xml: str | bytes) -> str | bytes:
+    """Enforce MAX_EVENT_BYTES before any parsing; the size is counted in UTF-8 bytes."""
+    if isinstance(xml, bytearray | memoryview):
+        xml = bytes(xml)
+    if isinstance(xml, bytes):
+        size = len(xml)
+    elif isinstance(xml, str):
+        # A str longer than the limit in characters is longer in bytes too; skip encoding it.
+        if len(xml) > MAX_EVENT_BYTES:
+            size = len(xml)
+        else:
+            try:
+                size = len(xml.encode("utf-8"))
+            except UnicodeEncodeError as exc:
+                raise EventParseError("text is not valid Unicode (lone surrogate)") from exc
+    else:
+        raise TypeError(f"parse_event() takes str or bytes, not {type(xml).__name__}")
+    if size > MAX_EVENT_BYTES:
+        raise EventParseError(f"event is over the {MAX_EVENT_BYTES}-byte limit")
+    return xml
+
+
+def _parse_root(xml: str | bytes) -> Element:
+    try:
+        # forbid_dtd refuses any <!DOCTYPE>, so no entity of any kind can be declared.
+        return defused_et.fromstring(
+            xml, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+    except DTDForbidden as exc:
+        raise EventParseError("DOCTYPE is not allowed (no DTDs or entity declarations)") from exc
+    except EntitiesForbidden as exc:
+        raise EventParseError("entity declarations are not allowed") from exc
+    except ExternalReferenceForbidden as exc:
+        raise EventParseError("external references are not allowed") from exc
+    except DefusedXmlException as exc:
+        raise EventParseError(f"forbidden XML construct: {type(exc).__name__}") from exc
+    except ParseError as exc:
+        raise EventParseError(f"malformed XML: {exc}") from exc
+    except (LookupError, ValueError) as exc:
+        # expat raises these for an unknown or multi-byte encoding in the XML declaration.
+        raise EventParseError(f"unsupported XML encoding: {exc}") from exc
+
+
+def _value(element: Element, depth: int) -> FieldValue:
+    children = list(element)
+    if not children:
+        return (element.text or "").strip()
+    if depth >= _MAX_DEPTH:
+        raise EventParseError("XML is nested too deeply")
+    # WeCom writes lists as <Item>s; keep them a list even when there is only one.
+    if all(child.tag in ("Item", "item") for child in children):
+        return [_value(child, depth + 1) for child in children]
+    return _group(children, depth + 1)
+
+
+def _group(children: list[Element], depth: int) -> dict[str, FieldValue]:
+    """Children by element name; a repeated name becomes a list of its values, in order."""
+    grouped: dict[str, list[FieldValue]] = {}
+    for child in children:
+        grouped.setdefault(child.tag, []).append(_value(child, depth))
+    return {name: values[0] if len(values) == 1 else values for name, values in grouped.items()}
+
+
+def _create_time(fields: _Fields) -> datetime:
+    seconds = fields.required_int("CreateTime")
+    if not 0 <= seconds <= _MAX_EPOCH_SECONDS:
+        raise fields.error(f"CreateTime out of range: {seconds}")
+    return _EPOCH + timedelta(seconds=seconds)
+
+
+# Builders get the reader (already naming the kind) and the common keyword arguments.
+_Builder: TypeAlias = Callable[[_Fields, dict[str, Any]], Event]
+
+
+def _build_external_contact(cls: type[ExternalContactEvent]) -> _Builder:
+    def build(f: _Fields, common: dict[str, Any]) -> Event:
+        extra: dict[str, Any] = {}
+        if cls is AddExternalContact or cls is AddHalfExternalContact:
+            extra = {"state": f.optional("State"), "welcome_code": f.optional("WelcomeCode")}
+        elif cls is EditExternalContact:
+            extra = {"state": f.optional("State")}
+        elif cls is DelExternalContact:
+            extra = {"source": f.optional("Source")}
+        elif cls is TransferFail:
+            extra = {"fail_reason": f.required("FailReason")}
+        return cls(
+            **common,
+            userid=f.required("UserID"),
+            external_userid=f.required("ExternalUserID"),
+            **extra,
+        )
+
+    return build
+
+
+def _build_chat(f: _Fields, common: dict[str, Any]) -> Event:
+    return ExternalChatEvent(
+        **common,
+        chat_id=f.required("ChatId"),
+        change_type=f.required("ChangeType"),
+        update_detail=f.optional("UpdateDetail"),
+        join_scene=f.optional_int("JoinScene"),
+        quit_scene=f.optional_int("QuitScene"),
+        mem_change_cnt=f.optional_int("MemChangeCnt"),
+        mem_change_list=f.items("MemChangeList"),
+        last_mem_ver=f.optional("LastMemVer"),
+        cur_mem_ver=f.optional("CurMemVer"),
+    )
+
+
+def _build_tag(f: _Fields, common: dict[str, Any]) -> Event:
+    return ExternalTagEvent(
+        **common,
+        id=f.required("Id"),
+        change_type=f.required("ChangeType"),
+        tag_type=f.optional("TagType"),
+        strategy_id=f.optional("StrategyId"),
+    )
+
+
+def _build_user(cls: type[ContactUserEvent]) -> _Builder:
+    def build(f: _Fields, common: dict[str, Any]) -> Event:
+        extra = {"new_userid": f.optional("NewUserID")} if cls is UpdateUser else {}
+        return cls(
+            **common,
+            userid=f.required("UserID"),
+            departments=f.int_list("Department"),
+            main_department=f.optional_int("MainDepartment"),
+            **extra,
+        )
+
+    return build
+
+
+def _build_party(cls: type[ContactPartyEvent]) -> _Builder:
+    def build(f: _Fields, common: dict[str, Any]) -> Event:
+        return cls(
+            **common,
+            id=f.required_int("Id"),
+            name=f.optional("Name"),
+            parent_id=f.optional_int("ParentId"),
+            order=f.optional_int("Order"),
+        )
+
+    return build
+
+
+def _build_text(f: _Fields, common: dict[str, Any]) -> Event:
+    return TextMessage(
+        **common,
+        content=f.required("Content", allow_empty=True),
+        msg_id=f.required_int("MsgId"),
+        agent_id=f.optional_int("AgentID"),
+    )
+
+
+def _build_enter_agent(f: _Fields, common: dict[str, Any]) -> Event:
+    return EnterAgent(
+        **common,
+        event_key=f.optional("EventKey") or "",
+        agent_id=f.optional_int("AgentID"),
+    )
+
+
+# Events whose meaning depends on ChangeType: Event -> {ChangeType -> builder}. A ChangeType
+# missing from the inner table (e.g. change_contact update_tag) parses to a GenericEvent.
+_BY_CHANGE_TYPE: dict[str, dict[str, _Builder]] = {
+    "change_external_contact": {
+        cls.KIND: _build_external_contact(cls)
+        for cls in (
+            AddExternalContact,
+            AddHalfExternalContact,
+            EditExternalContact,
+            DelExternalContact,
+            DelFollowUser,
+            TransferFail,
+        )
+    },
+    "change_external_chat": dict.fromkeys(("create", "update", "dismiss"), _build_chat),
+    "change_external_tag": dict.fromkeys(("create", "update", "delete", "shuffle"), _build_tag),
+    "change_contact": {
+        **{cls.KIND: _build_user(cls) for cls in (CreateUser, UpdateUser, DeleteUser)},
+        **{cls.KIND: _build_party(cls) for cls in (CreateParty, UpdateParty, DeleteParty)},
+    },
+}
+_BY_EVENT: dict[str, _Builder] = {"enter_agent": _build_enter_agent}
+_BY_MSG_TYPE: dict[str, _Builder] = {"text": _build_text}
+
+# Every kind a typed event can have; anything else is a GenericEvent's "event:..."/"msg:...".
+KNOWN_KINDS: frozenset[str] = frozenset(
+    {
+        AddExternalContact.KIND,
+        AddHalfExternalContact.KIND,
+        EditExternalContact.KIND,
+        DelExternalContact.KIND,
+        DelFollowUser.KIND,
+        TransferFail.KIND,
+        ExternalChatEvent.KIND,
+        ExternalTagEvent.KIND,
+        CreateUser.KIND,
+        UpdateUser.KIND,
+        DeleteUser.KIND,
+        CreateParty.KIND,
+        UpdateParty.KIND,
+        DeleteParty.KIND,
+        TextMessage.KIND,
+        EnterAgent.KIND,
+    }
+)
+
+
+def parse_event(xml: str | bytes) -> Event:
+    """Parse one decrypted WeCom callback into a typed event (or a GenericEvent).
+
+    Raises EventParseError, with a short reason, for anything that is not a readable event.
+    """
+    root = _parse_root(_to_text(xml))
+    if root.tag != "xml":
+        raise EventParseError(f"root element is <{root.tag[:40]}>, expected <xml>")
+    raw: Mapping[str, FieldValue] = MappingProxyType(_group(list(root), depth=1))
+    fields = _Fields(raw)
+
+    msg_type = fields.required("MsgType")
+    common: dict[str, Any] = {
+        "to_user": fields.required("ToUserName"),
+        "from_user": fields.required("FromUserName"),
+        "create_time": _create_time(fields),
+        "msg_type": msg_type,
+        "raw": raw,
+    }
+
+    if msg_type != "event":
+        build = _BY_MSG_TYPE.get(msg_type)
+        if build is None:
+            return GenericEvent(**common)
+        return build(fields.at(f"{msg_type} message"), common)
+
+    event = fields.required("Event")
+    change_types = _BY_CHANGE_TYPE.get(event)
+    if change_types is not None:
+        change_type = fields.at(event).required("ChangeType")
+        build = change_types.get(change_type)
+        if build is not None:
+            return build(fields.at(f"{event} {change_type}"), common)
+    elif (build := _BY_EVENT.get(event)) is not None:
+        return build(fields.at(event), common)
+    return GenericEvent(**common, event=event, change_type=fields.optional("ChangeType"))

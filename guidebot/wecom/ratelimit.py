@@ -1,0 +1,64 @@
+"""Client-side pacing for WeCom API calls: a token bucket on an injected clock.
+
+WeCom limits each corp to 10 000 calls per minute per API (and bans the API for the rest of the
+window with errcode 45009 when that is exceeded). The client paces itself below that instead of
+finding the limit by hitting it.
+
+The bucket is kept in its GCRA form (a "theoretical arrival time"), so each caller reserves its
+slot synchronously and then sleeps until it; concurrent callers queue in arrival order with no
+thundering herd and no lock. The bucket holds ``burst`` tokens and refills so that any 60-second
+window admits at most ``per_minute`` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+__all__ = ["TokenBucket"]
+
+
+class TokenBucket:
+    """At most ``per_minute`` acquisitions in any 60 s window, ``burst`` of them back to back.
+
+    ``clock`` returns seconds (any epoch) and ``sleep`` waits that many seconds; both are
+    injectable so tests run on a fake clock.
+    """
+
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        if per_minute < 1:
+            raise ValueError("per_minute must be at least 1")
+        self.per_minute = per_minute
+        # About one second's worth of calls may go out at once; never more than the limit.
+        self.burst = min(per_minute, burst if burst is not None else max(1, per_minute // 60))
+        if self.burst < 1:
+            raise ValueError("burst must be at least 1")
+        # A full burst, then one call per interval: any [t, t + 60 s) holds at most per_minute.
+        self.interval = 60.0 / (per_minute - self.burst + 1)
+        self._tolerance = (self.burst - 1) * self.interval
+        self._clock = clock
+        self._sleep = sleep
+        self._tat: float | None = None  # theoretical arrival time of the next call
+
+    def delay(self) -> float:
+        """Seconds the next acquisition would wait (0 when a token is available now)."""
+        now = self._clock()
+        tat = now if self._tat is None else max(self._tat, now)
+        return max(0.0, tat - self._tolerance - now)
+
+    async def acquire(self) -> None:
+        """Take one token, sleeping until it is available. The slot is reserved on entry."""
+        now = self._clock()
+        tat = now if self._tat is None else max(self._tat, now)
+        allowed_at = tat - self._tolerance
+        self._tat = tat + self.interval
+        if allowed_at > now:
+            await self._sleep(allowed_at - now)

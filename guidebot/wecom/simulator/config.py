@@ -1,0 +1,52 @@
+"""SimulatorConfig: who the fake WeCom is, where it delivers callbacks, and its limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from guidebot.config import WeComIdentity
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """Every time-dependent rule reads `clock`, so tests move time by faking it."""
+
+    identity: WeComIdentity
+    callback_url: str | None = None
+    clock: Callable[[], float] = time.time
+    token_ttl: int = 7200
+    welcome_code_ttl: float = 20.0
+    api_limit_per_minute: int = 10_000
+    member_messages_per_minute: int = 30
+    callback_timeout: float = 5.0
+    callback_tries: int = 3
+    # Not a WeCom rule: bounds the call log so a long benchmark does not grow without limit.
+    call_log_limit: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.callback_url is not None:
+            parts = urlsplit(self.callback_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"callback_url must be an http(s) URL, got {self.callback_url!r}")
+        for name in ("token_ttl", "api_limit_per_minute", "member_messages_per_minute"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("callback_tries", "call_log_limit"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("welcome_code_ttl", "callback_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, callback_url: str | None = None
+    ) -> SimulatorConfig:
+        """The same GUIDEBOT_* identity the server reads, so both ends agree on the crypto."""
+        return cls(identity=WeComIdentity.from_env(environ), callback_url=callback_url)

@@ -1,0 +1,264 @@
+/* The guide's chat sidebar: register the JS-SDK with server-made signatures, find the current
+ * customer, show them and the content library, and send an item with one tap. */
+(function () {
+  "use strict";
+  var cfg = JSON.parse(document.getElementById("gb-config").textContent);
+  var state = { customer: null, task: cfg.task, profile: null, signatures: {}, sending: false };
+
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (key) {
+      if (key === "text") { node.textContent = attrs[key]; } else { node.setAttribute(key, attrs[key]); }
+    });
+    (children || []).forEach(function (child) { if (child) { node.appendChild(child); } });
+    return node;
+  }
+
+  function toast(text, bad) {
+    var box = $("toast");
+    box.textContent = text;
+    box.className = bad ? "toast bad" : "toast";
+    box.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(function () { box.hidden = true; }, 2600);
+  }
+
+  async function api(path, options) {
+    var response = await fetch(path, Object.assign({
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }
+    }, options || {}));
+    var data = await response.json().catch(function () { return {}; });
+    if (!response.ok) {
+      throw new Error((data.error && data.error.reason) || ("HTTP " + response.status));
+    }
+    return data;
+  }
+
+  function signatures(url) {
+    if (!state.signatures[url]) {
+      state.signatures[url] = api("/sidebar/jsapi-config?url=" + encodeURIComponent(url));
+    }
+    return state.signatures[url];
+  }
+
+  function register() {
+    ww.register({
+      corpId: cfg.corpId,
+      agentId: cfg.agentId,
+      jsApiList: ["getContext", "getCurExternalContact", "sendChatMessage"],
+      getConfigSignature: async function (url) { return (await signatures(url)).config; },
+      getAgentConfigSignature: async function (url) { return (await signatures(url)).agentConfig; }
+    });
+  }
+
+  // Times show in the store's time zone (WeCom's clients run on phones set to any zone).
+  function parts(iso, options) {
+    var format = new Intl.DateTimeFormat("en-CA", Object.assign({ timeZone: cfg.timezone, hourCycle: "h23" }, options));
+    var out = {};
+    format.formatToParts(new Date(iso)).forEach(function (p) { out[p.type] = p.value; });
+    return out;
+  }
+  function day(iso) {
+    if (!iso) { return "-"; }
+    var p = parts(iso, { year: "numeric", month: "2-digit", day: "2-digit" });
+    return p.year + "-" + p.month + "-" + p.day;
+  }
+  function when(iso) {
+    if (!iso) { return ""; }
+    var p = parts(iso, { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+    return p.month + "-" + p.day + " " + p.hour + ":" + p.minute;
+  }
+  var STATUS = { active: "正常", lost: "已删除你", removed: "已被你删除", transferred: "已转接" };
+
+  async function pick() {
+    var section = $("picker");
+    var select = $("customer-select");
+    var data = await api("/sidebar/api/customers");
+    data.customers.forEach(function (c) {
+      select.appendChild(el("option", { value: c.external_userid, text: (c.name || c.external_userid) + (c.remark ? " (" + c.remark + ")" : "") }));
+    });
+    section.hidden = false;
+    return new Promise(function (resolve) {
+      select.addEventListener("change", function () {
+        if (select.value) { section.hidden = true; resolve(select.value); }
+      });
+    });
+  }
+
+  async function identify() {
+    try {
+      var res = await ww.getCurExternalContact();
+      if (res && res.userId) { return res.userId; }
+    } catch (err) { /* not in a chat with a customer (a link from the bot, the demo) */ }
+    if (cfg.customer) { return cfg.customer; }
+    $("customer-status").textContent = "请选择客户 · Choose the customer above";
+    return pick();
+  }
+
+  function renderProfile(data) {
+    var box = $("customer");
+    box.textContent = "";
+    var c = data.customer, r = data.relation;
+    box.appendChild(el("h2", { "data-testid": "customer-name", text: c.name || c.external_userid }));
+    var dl = el("dl");
+    function row(label, value) { dl.appendChild(el("dt", { text: label })); dl.appendChild(value); }
+    row("门店", el("dd", { text: r.store ? r.store.name : "-" }));
+    row("添加于", el("dd", { text: day(r.since) }));
+    row("状态", el("dd", { text: (STATUS[r.status] || r.status) + (r.remark ? " · 备注 " + r.remark : "") }));
+    var chips = el("dd", { "class": "chips", text: r.tags.length ? "" : "-" });
+    r.tags.forEach(function (t) { chips.appendChild(el("span", { "class": "chip", text: t })); });
+    row("标签", chips);
+    row("旅程", el("dd", { text: data.enrollments.map(function (e) { return e.name; }).join("、") || "-" }));
+    box.appendChild(dl);
+
+    var tasks = el("ul", { "class": "tasks", "data-testid": "tasks" });
+    if (data.tasks.length) {
+      data.tasks.forEach(function (t) {
+        var input = el("input", { type: "radio", name: "task", value: String(t.id) });
+        if (state.task === t.id) { input.checked = true; }
+        input.addEventListener("change", function () { state.task = t.id; highlight(); });
+        tasks.appendChild(el("li", {}, [el("label", {}, [input, el("span", { text: t.playbook + " / " + t.step + " · " + when(t.due_at) })])]));
+      });
+      var none = el("input", { type: "radio", name: "task", value: "" });
+      if (!state.task) { none.checked = true; }
+      none.addEventListener("change", function () { state.task = null; highlight(); });
+      tasks.appendChild(el("li", {}, [el("label", {}, [none, el("span", { text: "不关联任务 · no task" })])]));
+      box.appendChild(el("p", { "class": "muted", text: "待办任务 · Open tasks" }));
+      box.appendChild(tasks);
+    } else {
+      state.task = null;
+    }
+    if (data.recent_forwards.length) {
+      var sent = el("ul", { "class": "opens", "data-testid": "forwards" });
+      data.recent_forwards.forEach(function (f) { sent.appendChild(el("li", { text: f.title + " · " + when(f.sent_at) })); });
+      box.appendChild(el("p", { "class": "muted", text: "最近发送 · Recently sent" }));
+      box.appendChild(sent);
+    }
+    if (data.recent_opens.length) {
+      var opens = el("ul", { "class": "opens", "data-testid": "opens" });
+      data.recent_opens.forEach(function (o) { opens.appendChild(el("li", { text: o.title + " · " + when(o.opened_at) })); });
+      box.appendChild(el("p", { "class": "muted", text: "最近打开 · Recent opens" }));
+      box.appendChild(opens);
+    }
+  }
+
+  function suggestedKey() {
+    var profile = state.profile;
+    if (!profile || !state.task) { return null; }
+    var task = profile.tasks.filter(function (t) { return t.id === state.task; })[0];
+    return task ? task.content_key : null;
+  }
+
+  function highlight() {
+    var key = suggestedKey();
+    Array.prototype.forEach.call($("items").children, function (li) {
+      li.classList.toggle("suggested", !!key && li.dataset.key === key);
+    });
+  }
+
+  async function loadProfile() {
+    state.profile = await api("/sidebar/api/customer?external_userid=" + encodeURIComponent(state.customer));
+    renderProfile(state.profile);
+    highlight();
+  }
+
+  var KIND = { text: "文字", link: "文章", image: "图片", miniprogram: "小程序", file: "文件" };
+
+  var searches = 0;
+
+  async function loadContent(query, tag) {
+    var params = new URLSearchParams();
+    if (query) { params.set("q", query); }
+    if (tag) { params.set("tag", tag); }
+    var mine = ++searches;
+    var data = await api("/sidebar/api/content?" + params.toString());
+    if (mine !== searches) { return; }  // a newer search answered first: keep its list
+    var list = $("items");
+    list.textContent = "";
+    if (!data.items.length) {
+      list.appendChild(el("li", { "class": "muted", text: "没有匹配的素材 · Nothing matches" }));
+    }
+    var tags = {};
+    data.items.forEach(function (item) {
+      item.tags.forEach(function (t) { tags[t] = true; });
+      var picture = item.cover_url ? el("img", { src: item.cover_url, alt: "" }) : el("span", { "class": "kind", text: KIND[item.kind] || item.kind });
+      var button = el("button", { type: "button", "data-testid": "send-" + item.key, text: "发送" });
+      button.addEventListener("click", function () { send(item, button); });
+      var li = el("li", { "data-key": item.key }, [
+        picture,
+        el("div", { "class": "text" }, [
+          el("div", { "class": "title", text: item.title }),
+          el("div", { "class": "summary", text: (KIND[item.kind] || item.kind) + (item.summary ? " · " + item.summary : "") })
+        ]),
+        button
+      ]);
+      list.appendChild(li);
+    });
+    var tagBox = $("tags");
+    tagBox.textContent = "";
+    Object.keys(tags).slice(0, 12).forEach(function (t) {
+      var chip = el("button", { type: "button", "class": "chip", text: "#" + t });
+      chip.addEventListener("click", function () { $("q").value = ""; loadContent("", t); });
+      tagBox.appendChild(chip);
+    });
+    highlight();
+  }
+
+  async function send(item, button) {
+    if (!state.customer) { toast("还没有识别到客户 · No customer yet", true); return; }
+    if (state.sending) { return; }
+    state.sending = true;
+    button.disabled = true;
+    try {
+      var prepared = await api("/sidebar/api/prepare", {
+        method: "POST",
+        body: JSON.stringify({ item_id: item.id, external_userid: state.customer, task_id: state.task || null })
+      });
+      var result;
+      try {
+        result = await ww.sendChatMessage(prepared.message);
+      } catch (err) {
+        result = err;
+      }
+      var message = result && (result.errMsg || result.err_msg);
+      if (message !== "sendChatMessage:ok") {
+        toast("未发送 · Not sent", true);
+        return;
+      }
+      var recorded = await api("/sidebar/api/forwards", { method: "POST", body: JSON.stringify({ ref: prepared.ref }) });
+      if (recorded.task_completed) { state.task = null; }
+      toast(recorded.task_completed ? "已发送，任务完成 · Sent, task done" : "已发送 · Sent");
+      document.body.dataset.lastForward = item.key;
+      await loadProfile();
+    } catch (err) {
+      toast("发送失败 · Failed: " + err.message, true);
+    } finally {
+      state.sending = false;
+      button.disabled = false;
+    }
+  }
+
+  async function start() {
+    register();
+    var search = $("search");
+    search.addEventListener("submit", function (event) {
+      event.preventDefault();
+      loadContent($("q").value.trim(), null).catch(function (err) { toast(err.message, true); });
+    });
+    var content = loadContent("", null);
+    try {
+      state.customer = await identify();
+      await loadProfile();
+      document.body.dataset.ready = "1";
+    } catch (err) {
+      $("customer").textContent = "";
+      $("customer").appendChild(el("p", { "class": "muted", text: "无法显示客户 · Cannot show the customer: " + err.message }));
+    }
+    await content.catch(function (err) { toast(err.message, true); });
+  }
+
+  start();
+})();

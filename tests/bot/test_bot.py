@@ -1,0 +1,279 @@
+"""The guide chatbot, through the simulated WeCom's /_sim/messages: each command in Chinese
+and in English with its expected answer; passive replies; answered exactly once; WeCom's
+30-messages-a-minute limit per member."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from defusedxml.ElementTree import fromstring
+from sqlalchemy import select
+
+from guidebot.bot import handlers
+from guidebot.bot.models import BotReply
+from guidebot.bot.replies import flush_replies
+from guidebot.content import links, service
+from guidebot.intake.inbox import InboxEntry
+from guidebot.web.keys import CLOCK, INBOX, INBOX_WORKER, SESSIONS, SETTINGS, WECOM
+from guidebot.wecom.events import parse_event
+from guidebot.wecom.simulator.delivery import text_message_xml
+from tests.support import TEST_IDENTITY
+
+
+def content_of(reply_xml: str) -> str:
+    root = fromstring(reply_xml)
+    assert root.findtext("MsgType") == "text"
+    assert root.findtext("FromUserName") == TEST_IDENTITY.corp_id
+    assert root.findtext("AgentID") == str(TEST_IDENTITY.agent_id)
+    return root.findtext("Content")
+
+
+async def say(h, text: str, userid: str = "g1") -> str | None:
+    """The guide writes to the app; the passive answer's text, or None (empty 200)."""
+    answer = await h.control("messages", {"userid": userid, "text": text})
+    assert answer["delivered"], answer
+    assert "reply_error" not in answer, answer
+    return content_of(answer["reply"]) if answer["reply"] else None
+
+
+async def settle(h) -> None:
+    """Let the worker and any background sending finish."""
+    await h.drain()
+    await h.app[INBOX_WORKER].settle()
+    for _ in range(50):
+        tasks = h.app.get(handlers.BACKGROUND) or set()
+        if not tasks:
+            break
+        await asyncio.gather(*list(tasks), return_exceptions=True)
+
+
+async def flush(h):
+    app = h.app
+    return await flush_replies(app[SESSIONS], app[WECOM], app[CLOCK], app[SETTINGS])
+
+
+HELP_ZH = (
+    "我可以帮你：\n• 任务 — 今天的待办任务\n• 素材 <关键词> — 找素材，附可转发的追踪链接\n"
+    "• 客户 <名字> — 查看你的客户档案\n• 业绩 — 今天、本周、本月的数据与门店平均\n"
+    "• 帮助 — 显示本说明"
+)
+HELP_EN = (
+    "I can help with:\n• tasks — today's open tasks\n"
+    "• content <word> — find content, with tracked links ready to forward\n"
+    "• customer <name> — one of your customers' profile\n"
+    "• stats — your numbers today, this week and this month beside your store's average\n"
+    "• help — this list"
+)
+
+
+async def test_help_in_both_languages(h):
+    assert await say(h, "帮助") == HELP_ZH
+    assert await say(h, "help") == HELP_EN
+    assert await say(h, "？") == HELP_ZH
+    assert await say(h, "你好") == "没听懂「你好」。\n" + HELP_ZH
+    assert await say(h, "hello there") == "I did not understand “hello there”.\n" + HELP_EN
+    await settle(h)
+    assert await h.app_messages("g1") == []  # every answer went passively, none twice
+
+
+async def test_tasks(h):
+    await h.add("g1", "wmc1")
+    await h.add("g1", "wmc3")
+    assert await say(h, "任务") == "今天没有待办任务。"
+    assert await say(h, "tasks") == "No open tasks today."
+    late = await h.task("g1", "wmc3", due_in=timedelta(hours=-30), step="day1")
+    soon = await h.task("g1", "wmc1", due_in=timedelta(hours=2))  # 14:00 in Shanghai
+    await h.task("g1", "wmc1", due_in=timedelta(days=2), step="day7")  # not today
+    await h.task("g3", "wmc1")  # someone else's
+    assert await say(h, "任务") == (
+        "今天的任务（2）：\n"
+        "1. 赵女士 · follow_up_7d/day1 · 已逾期\n"
+        f"   http://guidebot.test/sidebar?customer=wmc3&task={late}\n"
+        "2. 陈女士 · follow_up_7d/day3 · 14:00\n"
+        f"   http://guidebot.test/sidebar?customer=wmc1&task={soon}"
+    )
+    english = await say(h, "Tasks")
+    assert english.startswith("Today's tasks (2):\n1. 赵女士 · follow_up_7d/day1 · overdue\n")
+
+
+async def test_content_comes_as_news_cards_with_tracked_links(h):
+    spring = await h.item(
+        kind="link",
+        title="春季新品上市",
+        url="https://example.com/s",
+        summary="十款新色",
+        cover_url="https://cdn.example.com/s.jpg",
+        tags=["新品"],
+    )
+    await h.item(kind="text", title="Spring greeting", body="Hello!", tags=["spring"])
+    await h.item(kind="text", title="徐汇店专属春季", body="x", stores=["12"])
+    assert await say(h, "素材 春季") is None  # cards are not a passive text reply
+    await settle(h)
+    [message] = await h.app_messages("g1")
+    assert message["msgtype"] == "news"
+    [article] = message["news"]["articles"]
+    assert (article["title"], article["description"]) == ("春季新品上市", "十款新色")
+    assert article["picurl"] == "https://cdn.example.com/s.jpg"
+    claims = links.verify(h.settings.secret_key, article["url"].rsplit("/r/", 1)[1])
+    assert (claims.item_id, claims.guide, claims.customer) == (spring["id"], "g1", None)
+
+    assert await say(h, "content spring") is None
+    await settle(h)
+    english = (await h.app_messages("g1"))[-1]["news"]["articles"]
+    assert [a["title"] for a in english] == ["Spring greeting"]
+
+    assert await say(h, "素材 不存在的东西") == "没有找到与「不存在的东西」相关的素材。"
+    assert await say(h, "content nothing") == "No content matches “nothing”."
+    assert len(await h.app_messages("g1")) == 2
+
+
+async def test_customer_card_shows_only_my_customers(h):
+    await h.add("g1", "wmc1")
+    await h.add("g2", "wmc2")
+    item = await h.item(kind="link", title="春季新品", url="https://example.com/s")
+    token, _claims = links.mint(
+        h.settings.secret_key, item_id=item["id"], guide="g1", customer="wmc1", now=h.clock.now()
+    )
+    await h.client.get(f"/r/{token}", allow_redirects=False)
+    await h.task("g1", "wmc1")
+    assert await say(h, "客户 陈") == (
+        "陈女士\n状态：正常\n门店：张江店\n添加于：2026-03-10\n标签：无\n待办任务：1\n"
+        "最近打开：春季新品（03-10 12:00）\n侧边栏：http://guidebot.test/sidebar?customer=wmc1"
+    )
+    assert await say(h, "customer 陈女士") == (
+        "陈女士\nStatus: active\nStore: 张江店\nAdded: 2026-03-10\nTags: none\nOpen tasks: 1\n"
+        "Last opened: 春季新品（03-10 12:00）\nSidebar: http://guidebot.test/sidebar?customer=wmc1"
+    )
+    assert await say(h, "客户 刘") == "你的客户里没有名字含「刘」的。"  # g2's customer
+    assert await say(h, "customer") == (
+        "Write the customer's name after “customer”, e.g. customer Chen"
+    )
+
+
+async def test_stats_beside_the_store_average(h):
+    await h.add("g1", "wmc1")
+    await h.add("g1", "wmc2")
+    await h.add("g3", "wmc3")  # g3 works in the same store
+    await h.act("contact/delete_by_customer", {"userid": "g1", "external_userid": "wmc2"})
+    item = await h.item(kind="link", title="春季新品", url="https://example.com/s")
+    now = h.clock.now()
+    async with h.sessions() as session, session.begin():
+        for n, customer in enumerate(("wmc1", "wmc2")):
+            await service.record_forward(
+                session,
+                ref=f"t{n}",
+                item_id=item["id"],
+                guide="g1",
+                customer=customer,
+                via="sidebar",
+                sent_at=now,
+                now=now,
+            )
+    token, _ = links.mint(
+        h.settings.secret_key, item_id=item["id"], guide="g1", customer="wmc1", now=now
+    )
+    await h.client.get(f"/r/{token}", allow_redirects=False)
+    assert await say(h, "业绩") == (
+        "我的业绩（张江店）\n"
+        "今天：新客 2｜流失 1｜转发 2｜打开 1\n"
+        "　门店平均：新客 1.5｜流失 0.5｜转发 1｜打开 0.5\n"
+        "本周：新客 2｜流失 1｜转发 2｜打开 1\n"
+        "　门店平均：新客 1.5｜流失 0.5｜转发 1｜打开 0.5\n"
+        "本月：新客 2｜流失 1｜转发 2｜打开 1\n"
+        "　门店平均：新客 1.5｜流失 0.5｜转发 1｜打开 0.5"
+    )
+    english = await say(h, "stats")
+    assert english.splitlines()[:3] == [
+        "My numbers (张江店)",
+        "Today: new 2 | lost 1 | forwards 2 | opens 1",
+        "  store average: new 1.5 | lost 0.5 | forwards 1 | opens 0.5",
+    ]
+    h.advance(86400)
+    tomorrow = await say(h, "业绩")
+    assert tomorrow.splitlines()[1] == "今天：新客 0｜流失 0｜转发 0｜打开 0"
+    assert tomorrow.splitlines()[3] == "本周：新客 2｜流失 1｜转发 2｜打开 1"
+
+
+async def test_a_retried_message_is_answered_the_same_way_once(h):
+    msg_id = 7_000_000_000_000_001
+    xml = text_message_xml(
+        TEST_IDENTITY.corp_id, "g1", int(h.clock.time()), "帮助", msg_id, TEST_IDENTITY.agent_id
+    )
+    first = await h.control("callbacks", {"xml": xml})
+    again = await h.control("callbacks", {"xml": xml})  # WeCom's retry: same MsgId
+    assert content_of(first["reply"]) == content_of(again["reply"]) == HELP_ZH
+    await settle(h)
+    assert await h.app_messages("g1") == []  # the worker did not ALSO send it
+    async with h.sessions() as session:
+        [row] = list(await session.scalars(select(BotReply)))
+    assert (row.msg_id, row.status) == (str(msg_id), "passive")
+
+
+async def test_a_slow_answer_goes_by_message_send_once(h, monkeypatch):
+    compute = handlers._compute
+
+    async def slow(*args):
+        await asyncio.sleep(0.3)
+        return await compute(*args)
+
+    monkeypatch.setattr(handlers, "_compute", slow)
+    monkeypatch.setattr(handlers, "PASSIVE_BUDGET", 0.1)
+    assert await say(h, "帮助") is None  # not ready in time: an empty 200
+    await settle(h)
+    [message] = await h.app_messages("g1")
+    assert message["text"]["content"] == HELP_ZH
+    async with h.sessions() as session:
+        [row] = list(await session.scalars(select(BotReply)))
+    assert row.status == "sent"
+
+
+async def test_the_worker_answers_what_the_callback_did_not(h):
+    """A stored message the callback never answered (say, `guidebot inbox replay`)."""
+    xml = text_message_xml(
+        TEST_IDENTITY.corp_id, "g1", int(h.clock.time()), "help", 42, TEST_IDENTITY.agent_id
+    )
+    await h.app[INBOX].store(InboxEntry.of(parse_event(xml), xml))
+    await settle(h)
+    [message] = await h.app_messages("g1")
+    assert message["text"]["content"] == HELP_EN
+    await h.control("callbacks", {"xml": xml})  # WeCom retries after all: no second answer
+    await settle(h)
+    assert len(await h.app_messages("g1")) == 1
+
+
+async def test_not_a_guide_gets_no_answer(h):
+    await h.control("users", {"userid": "hq1", "name": "总部", "department": [1]})
+    assert await say(h, "帮助", userid="hq1") is None
+    await settle(h)
+    assert await h.app_messages("hq1") == []
+
+
+async def test_thirty_messages_a_minute_to_one_member(h, caplog):
+    caplog.set_level(logging.INFO, logger="guidebot.bot")
+    extra = 2
+    await h.item(kind="link", title="春季新品", url="https://example.com/s")
+    for _ in range(30 + extra):
+        assert await say(h, "素材 春季") is None
+    await settle(h)
+    calls = await h.calls("message/send")
+    assert len(calls) == 30
+    assert all(not c.get("dropped") for c in calls)  # WeCom never had to drop one
+    assert "queued" in caplog.text
+    async with h.sessions() as session:
+        statuses = [r.status for r in await session.scalars(select(BotReply))]
+    assert statuses.count("pending") == extra
+
+    h.advance(61)
+    report = await flush(h)
+    assert report.sent == extra
+    assert len(await h.app_messages("g1")) == 30 + extra
+
+    # An answer that waits more than 10 minutes is dropped with a log line, not sent late.
+    for _ in range(31):
+        await say(h, "素材 春季")
+    await settle(h)
+    h.advance(11 * 60)
+    report = await flush(h)
+    assert report.dropped >= 1 and "dropped" in caplog.text

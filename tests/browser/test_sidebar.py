@@ -1,0 +1,190 @@
+"""The sidebar in real Chromium: guide g1 in a chat with customer c1 (wmc1) searches the
+library, presses send; the forward is recorded with g1, c1 and the item; opening the tracked
+link records an open; the page's screenshot is kept in tests/artifacts/sidebar.png.
+
+guidebot and the simulated WeCom run on loopback (aiohttp test servers); the page loads the
+JS-SDK stand-in, whose ww.register has the simulator check the server's signatures.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from playwright.async_api import expect
+from sqlalchemy import select
+
+from guidebot.clock import FakeClock
+from guidebot.content.models import ContentForward, ContentItem, ContentOpen
+from tests.content.harness import START, start_harness
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.access(CHROMIUM, os.X_OK),
+        reason=f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)",
+    ),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+async def h(aiohttp_client, sqlite_url, tmp_path):
+    from guidebot.db.migrate import upgrade
+
+    await upgrade(sqlite_url)
+    port = _free_port()
+    return await start_harness(
+        aiohttp_client,
+        sqlite_url,
+        FakeClock(START),
+        tmp_path,
+        public_url=f"http://127.0.0.1:{port}",  # tracked links point at this very server
+        server_kwargs={"port": port},
+    )
+
+
+@pytest.fixture
+async def articles(aiohttp_server):
+    """The articles' own web site, which Chromium reaches as http://articles.test."""
+
+    async def article(request: web.Request) -> web.Response:
+        return web.Response(text=f"<h1>{request.path}</h1>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", article)
+    return await aiohttp_server(app)
+
+
+@pytest.fixture
+async def browser(articles):
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                f"--host-resolver-rules=MAP articles.test:80 127.0.0.1:{articles.port}",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def test_send_from_the_sidebar_and_open_the_link(h, browser):
+    await h.add("g1", "wmc1")
+    await h.add("g1", "wmc2")
+    task = await h.task("g1", "wmc1", content="spring")
+    spring = await h.item(
+        key="spring",
+        kind="link",
+        title="春季新品上市",
+        summary="十款新色，本周末到店",
+        url="http://articles.test/spring",
+        tags=["新品", "春季"],
+    )
+    await h.item(key="care", kind="link", title="羊毛衫洗护指南", url="https://example.com/care")
+    await h.item(key="greeting", kind="text", title="新客问候话术", body="您好～")
+
+    base = str(h.client.make_url("/")).rstrip("/")
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 760}, device_scale_factor=2, locale="zh-CN"
+    )
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    # Signed in as g1, in the chat with wmc1 (the shim's getCurExternalContact reads ?customer=).
+    await page.goto(
+        f"{base}/sidebar/login?userid=g1&next=/sidebar%3Fcustomer%3Dwmc1%26task%3D{task}",
+        wait_until="domcontentloaded",
+    )
+    await page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+    assert await page.text_content("[data-testid=customer-name]") == "陈女士"
+    verified = await page.evaluate("window.ww.verified")
+    assert verified["valid"] is True, verified  # both JS-SDK signatures checked by WeCom (sim)
+    assert await page.is_checked(f"input[name=task][value='{task}']")
+
+    await page.fill("#q", "春季")
+    await page.press("#q", "Enter")
+    await expect(page.locator("#items li")).to_have_count(1)
+    await expect(page.locator("[data-testid=send-spring]")).to_be_visible()
+    await page.click("[data-testid=send-spring]")
+    await page.wait_for_selector("body[data-last-forward='spring']", timeout=10_000)
+
+    sent = await page.evaluate("window.ww.sent")
+    assert [m["msgtype"] for m in sent] == ["news"]
+    news = sent[0]["news"]
+    assert news["title"] == "春季新品上市" and news["desc"] == "十款新色，本周末到店"
+    assert news["link"].startswith(f"{base}/r/")
+
+    async with h.sessions() as session:
+        [forward] = list(await session.scalars(select(ContentForward)))
+        item = await session.get(ContentItem, spring["id"])
+    assert (forward.guide_userid, forward.external_userid, forward.item_id) == (
+        "g1",
+        "wmc1",
+        item.id,
+    )
+    assert (forward.task_id, forward.via) == (task, "sidebar")
+    assert (await h.get_task(task)).status == "done"
+
+    # The customer opens the link (here, in another tab of the same browser).
+    reader = await context.new_page()
+    await reader.goto(news["link"], wait_until="domcontentloaded")
+    assert reader.url == "http://articles.test/spring"
+    assert await reader.text_content("h1") == "/spring"
+    async with h.sessions() as session:
+        [opened] = list(await session.scalars(select(ContentOpen)))
+    assert (opened.guide_userid, opened.external_userid, opened.item_id) == ("g1", "wmc1", item.id)
+    assert opened.first is True
+
+    # Back in the sidebar the open shows up; keep the picture.
+    await page.reload(wait_until="domcontentloaded")
+    await page.wait_for_selector("[data-testid=opens] li")
+    assert "春季新品上市" in await page.text_content("[data-testid=opens]")
+    await page.fill("#q", "")
+    await page.press("#q", "Enter")
+    await expect(page.locator("#items li")).to_have_count(3)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "sidebar.png"), full_page=True)
+    assert errors == []
+    await context.close()
+
+
+async def test_without_a_chat_the_guide_picks_the_customer(h, browser):
+    await h.add("g1", "wmc1")
+    await h.add("g1", "wmc3")
+    await h.item(key="greeting", kind="text", title="新客问候话术", body="您好～")
+    base = str(h.client.make_url("/")).rstrip("/")
+    page = await browser.new_page()
+    await page.goto(f"{base}/sidebar/login?userid=g1", wait_until="domcontentloaded")
+    await page.wait_for_selector("#picker:not([hidden]) option[value=wmc3]", state="attached")
+    await page.select_option("#customer-select", "wmc3")
+    await page.wait_for_selector("body[data-ready='1']")
+    assert await page.text_content("[data-testid=customer-name]") == "赵女士"
+    await page.click("[data-testid=send-greeting]")
+    await page.wait_for_selector("body[data-last-forward='greeting']")
+    assert await page.evaluate("window.ww.sent") == [
+        {"msgtype": "text", "text": {"content": "您好～"}}
+    ]
+    async with h.sessions() as session:
+        [forward] = list(await session.scalars(select(ContentForward)))
+    assert (forward.guide_userid, forward.external_userid) == ("g1", "wmc3")
+    await page.close()

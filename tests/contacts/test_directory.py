@@ -1,0 +1,117 @@
+"""The address book: the start-up and nightly sync, and change_contact callbacks."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from guidebot.contacts.models import EARLY, Department, Guide
+from tests.contacts.conftest import change_contact_xml
+
+
+async def departments(h) -> dict[int, Department]:
+    async with h.sessions() as session:
+        return {d.id: d for d in await session.scalars(select(Department))}
+
+
+async def guides(h) -> dict[str, Guide]:
+    async with h.sessions() as session:
+        return {g.userid: g for g in await session.scalars(select(Guide))}
+
+
+async def test_the_startup_sync_builds_regions_stores_guides_and_memberships(h):
+    depts = await departments(h)
+    assert {i: (d.name, d.is_store, d.code) for i, d in depts.items() if i != 1} == {
+        10: ("华东", False, "10"),
+        11: ("张江店", True, "11"),
+        12: ("徐汇店", True, "12"),
+    }
+    assert not depts[1].is_store  # the corp root has children: a region
+    found = await guides(h)
+    assert {u: (g.name, g.status, g.main_department) for u, g in found.items()} == {
+        "g1": ("王芳", "active", 11),
+        "g2": ("李娜", "active", 12),
+        "g3": ("张伟", "active", 11),
+    }
+    # We cannot know when they joined before guidebot existed: the first sync says "always".
+    assert [(m.store_id, m.valid_from, m.valid_to) for m in await h.memberships("g1")] == [
+        (11, EARLY, None)
+    ]
+
+    report = await h.sync()  # the nightly run changes nothing
+    assert (report.joined, report.moved, report.left) == ([], [], [])
+    assert len(await h.memberships("g1")) == 1
+
+
+async def test_the_nightly_sync_notices_moves_and_departures(h):
+    await h.control("users", {"userid": "g1", "name": "王芳", "department": [12]})
+    await h.control("users/delete", {"userid": "g3"})
+    night = h.advance(86400)
+
+    report = await h.sync()
+    assert (report.moved, report.left, report.joined) == (["g1"], ["g3"], [])
+    assert [(m.store_id, m.valid_to) for m in await h.memberships("g1")] == [
+        (11, night),
+        (12, None),
+    ]
+    assert [(m.store_id, m.valid_to) for m in await h.memberships("g3")] == [(11, night)]
+    found = await guides(h)
+    assert (found["g3"].status, found["g3"].left_at) == ("left", night)
+
+
+async def test_member_callbacks_fetch_user_get_and_date_memberships_at_the_event(h):
+    joined_at = h.advance(3600)
+    await h.act(
+        "users", {"userid": "g4", "name": "周杰", "department": [12], "notify": True}
+    )  # create_user carries only ids since 2022: the name comes from user/get
+    assert (await guides(h))["g4"].name == "周杰"
+    assert [(m.store_id, m.valid_from) for m in await h.memberships("g4")] == [(12, joined_at)]
+    assert [c["query"]["userid"] for c in await h.calls("user/get")] == ["g4"]
+
+    left_at = h.advance(3600)
+    await h.act("users/delete", {"userid": "g2", "notify": True})
+    g2 = (await guides(h))["g2"]
+    assert (g2.status, g2.left_at) == ("left", left_at)
+    assert [m.valid_to for m in await h.memberships("g2")] == [left_at]
+
+    # A stale delete_user for someone WeCom still has is not applied.
+    await h.deliver(change_contact_xml("delete_user", left_at, UserID="g4"))
+    assert (await guides(h))["g4"].status == "active"
+
+
+async def test_a_userid_rename_moves_relations_and_memberships(h):
+    await h.add("g1", "wmc1")
+    renamed_at = h.advance(3600)
+    await h.control("users", {"userid": "wangfang", "name": "王芳", "department": [11]})
+    await h.control("users/delete", {"userid": "g1"})
+    await h.deliver(
+        change_contact_xml(
+            "update_user", renamed_at, UserID="g1", NewUserID="wangfang", Department="11"
+        )
+    )
+
+    found = await guides(h)
+    assert "g1" not in found and found["wangfang"].status == "active"
+    assert await h.relation("g1", "wmc1") is None
+    assert (await h.relation("wangfang", "wmc1")).status == "active"
+    assert [(m.store_id, m.valid_from) for m in await h.memberships("wangfang")] == [(11, EARLY)]
+    # The log is append-only: the add stays recorded under the id of its time.
+    assert [(e.guide_userid, e.kind) for e in await h.log()] == [("g1", "added")]
+
+
+async def test_party_callbacks_turn_stores_into_regions_and_back(h):
+    at = h.advance(60)
+    await h.control("departments", {"id": 13, "name": "徐汇一店", "parentid": 12})
+    await h.deliver(change_contact_xml("create_party", at, Id=13, Name="徐汇一店", ParentId=12))
+    depts = await departments(h)
+    assert (depts[13].name, depts[13].is_store) == ("徐汇一店", True)
+    assert not depts[12].is_store  # it has a child now: a region
+
+    _, stores = await h.api("GET", "/stores")
+    assert [(s["id"], s["region"]["id"]) for s in stores["stores"]] == [(11, 10), (13, 12)]
+
+    gone_at = h.advance(60)
+    del h.sim_state.departments[13]  # the simulator has no control endpoint to delete one
+    await h.deliver(change_contact_xml("delete_party", gone_at, Id=13))
+    depts = await departments(h)
+    assert depts[13].deleted_at == gone_at
+    assert depts[12].is_store

@@ -1,0 +1,295 @@
+"""The `guidebot` command as a user runs it: separate processes, real ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+
+import aiohttp
+
+from tests.support import TEST_IDENTITY, make_settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(database_url: str, **extra: str) -> dict[str, str]:
+    settings = make_settings(database_url)
+    return {**os.environ, **settings.as_env(), **extra}
+
+
+def guidebot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "guidebot.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def start(*args: str, env: dict[str, str], log) -> subprocess.Popen:
+    with open(log, "a") as output:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "guidebot.cli", *args], env=env, stdout=output, stderr=output
+        )
+
+
+async def wait_until_up(url: str, process: subprocess.Popen) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(150):
+            assert process.poll() is None, f"exited with {process.returncode}"
+            try:
+                async with http.get(url) as response:
+                    if response.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} never came up")
+
+
+def test_a_bad_setting_stops_start_up_with_one_line_naming_it(sqlite_url):
+    env = env_for(sqlite_url, GUIDEBOT_AES_KEY="not-a-key")
+    result = guidebot("serve", "--port", str(free_port()), env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("guidebot: configuration error: GUIDEBOT_AES_KEY:")
+
+
+def test_db_upgrade_creates_the_schema(tmp_path):
+    path = tmp_path / "fresh.db"
+    result = guidebot("db", "upgrade", env=env_for(f"sqlite+aiosqlite:///{path}"))
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    with sqlite3.connect(path) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"inbox_events", "wecom_credentials", "relations", "alembic_version"} <= tables
+
+
+def test_serve_refuses_an_unmigrated_postgresql(pg_url):
+    import asyncio as aio
+
+    from tests.conftest import reset_pg
+
+    aio.run(reset_pg(pg_url))
+    result = guidebot("serve", "--port", str(free_port()), env=env_for(pg_url))
+    assert result.returncode == 2
+    assert "run `guidebot db upgrade`" in result.stderr
+
+
+async def test_a_server_and_a_simulator_configured_alike_work_together(tmp_path):
+    server_port, sim_port = free_port(), free_port()
+    env = env_for(
+        f"sqlite+aiosqlite:///{tmp_path / 'guidebot.db'}",
+        GUIDEBOT_WECOM_API_BASE=f"http://127.0.0.1:{sim_port}",
+    )
+    logs = tmp_path / "logs.txt"
+    simulator = start(
+        "simulator",
+        "--port",
+        str(sim_port),
+        "--callback-url",
+        f"http://127.0.0.1:{server_port}/wecom/callback",
+        env=env,
+        log=logs,
+    )
+    server = start("serve", "--host", "127.0.0.1", "--port", str(server_port), env=env, log=logs)
+    sim, api = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{server_port}"
+    headers = {"Authorization": "Bearer admin-token-for-tests"}
+    try:
+        await wait_until_up(f"{sim}/_sim/calls", simulator)
+        await wait_until_up(f"{api}/healthz", server)
+        async with aiohttp.ClientSession() as http:
+            verify = await (await http.post(f"{sim}/_sim/verify_url", json={})).json()
+            assert verify["ok"] is True
+            await http.post(f"{sim}/_sim/users", json={"userid": "g1", "name": "王芳"})
+            added = await (
+                await http.post(
+                    f"{sim}/_sim/contact/add",
+                    json={"userid": "g1", "external_userid": "wmcli1", "name": "李雷"},
+                )
+            ).json()
+            assert added["delivered"] is True
+            customer = None
+            for _ in range(100):
+                async with http.get(f"{api}/api/v1/customers/wmcli1", headers=headers) as r:
+                    if r.status == 200:
+                        customer = await r.json()
+                        break
+                await asyncio.sleep(0.1)
+            assert customer is not None, "the add never reached the customer graph"
+            assert customer["customer"]["name"] == "李雷"
+    finally:
+        for process in (server, simulator):
+            process.terminate()
+            process.wait(timeout=30)
+    assert TEST_IDENTITY.corp_id  # both processes read the same GUIDEBOT_* identity
+
+
+async def test_a_callback_acknowledged_before_a_kill_is_processed_after_restart(tmp_path):
+    from guidebot.wecom.crypto import CallbackCrypto
+    from tests.support import event_xml, signed_post
+
+    server_port, sim_port = free_port(), free_port()
+    env = env_for(
+        f"sqlite+aiosqlite:///{tmp_path / 'guidebot.db'}",
+        GUIDEBOT_WECOM_API_BASE=f"http://127.0.0.1:{sim_port}",  # WeCom is down at first
+    )
+    logs = tmp_path / "logs.txt"
+    api = f"http://127.0.0.1:{server_port}"
+    server = start("serve", "--host", "127.0.0.1", "--port", str(server_port), env=env, log=logs)
+    crypto = CallbackCrypto(TEST_IDENTITY.token, TEST_IDENTITY.aes_key, TEST_IDENTITY.corp_id)
+    query, body = signed_post(crypto, event_xml("add_external_contact", "g1", "wmkill", 1700000000))
+    simulator = None
+    try:
+        await wait_until_up(f"{api}/healthz", server)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{api}/wecom/callback", params=query, data=body) as response,
+        ):
+            assert response.status == 200  # acknowledged: stored before the answer
+        server.kill()  # SIGKILL while the worker cannot reach WeCom to process it
+        server.wait(timeout=10)
+
+        simulator = start(
+            "simulator",
+            "--port",
+            str(sim_port),
+            "--callback-url",
+            f"{api}/wecom/callback",
+            env=env,
+            log=logs,
+        )
+        await wait_until_up(f"http://127.0.0.1:{sim_port}/_sim/calls", simulator)
+        async with aiohttp.ClientSession() as http:
+            sim = f"http://127.0.0.1:{sim_port}/_sim"
+            await http.post(f"{sim}/users", json={"userid": "g1", "name": "王芳"})
+            await http.post(
+                f"{sim}/contact/add",
+                json={
+                    "userid": "g1",
+                    "external_userid": "wmkill",
+                    "name": "韩梅梅",
+                    "deliver": False,
+                },
+            )
+            server = start(
+                "serve", "--host", "127.0.0.1", "--port", str(server_port), env=env, log=logs
+            )
+            await wait_until_up(f"{api}/healthz", server)
+            headers = {"Authorization": "Bearer admin-token-for-tests"}
+            customer = None
+            for _ in range(300):
+                async with http.get(f"{api}/api/v1/customers/wmkill", headers=headers) as r:
+                    if r.status == 200:
+                        customer = await r.json()
+                        break
+                await asyncio.sleep(0.1)
+        assert customer is not None, "the acknowledged add was lost in the crash"
+        assert customer["customer"]["name"] == "韩梅梅"
+    finally:
+        for process in (server, simulator):
+            if process and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+def test_content_import_is_idempotent_and_reports_bad_files(tmp_path):
+    env = env_for(f"sqlite+aiosqlite:///{tmp_path / 'guidebot.db'}")
+    library = tmp_path / "library.yaml"
+    library.write_text(
+        "items:\n"
+        "  - {key: spring, kind: link, title: 春季新品, url: https://example.com/spring}\n"
+        "  - {key: hello, kind: text, title: 问候, body: 您好}\n",
+        encoding="utf-8",
+    )
+    first = guidebot("content", "import", str(library), env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "2 created, 0 updated, 0 unchanged, 0 skipped (deleted)"
+    again = guidebot("content", "import", str(library), env=env)
+    assert again.stdout.strip() == "0 created, 0 updated, 2 unchanged, 0 skipped (deleted)"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("items: [", encoding="utf-8")
+    failed = guidebot("content", "import", str(broken), env=env)
+    assert failed.returncode == 1
+    assert "not valid YAML" in failed.stderr
+
+
+async def test_contacts_add_way_creates_a_store_code_through_wecom(tmp_path):
+    sim_port = free_port()
+    env = env_for(
+        f"sqlite+aiosqlite:///{tmp_path / 'guidebot.db'}",
+        GUIDEBOT_WECOM_API_BASE=f"http://127.0.0.1:{sim_port}",
+    )
+    logs = tmp_path / "logs.txt"
+    simulator = start(
+        "simulator",
+        "--port",
+        str(sim_port),
+        "--callback-url",
+        "http://127.0.0.1:9/",
+        env=env,
+        log=logs,
+    )
+    try:
+        sim = f"http://127.0.0.1:{sim_port}/_sim"
+        await wait_until_up(f"{sim}/calls", simulator)
+        async with aiohttp.ClientSession() as http:
+            await http.post(
+                f"{sim}/departments", json={"id": 10, "name": "南京西路店", "parentid": 1}
+            )
+            await http.post(
+                f"{sim}/users", json={"userid": "g1", "name": "王芳", "department": [10]}
+            )
+        # The store must be known to guidebot first: the address book comes over WeCom's API.
+        server_port = free_port()
+        server = start(
+            "serve", "--host", "127.0.0.1", "--port", str(server_port), env=env, log=logs
+        )
+        try:
+            await wait_until_up(f"http://127.0.0.1:{server_port}/healthz", server)
+            await asyncio.sleep(1.0)  # the start-up address-book sync
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        result = await asyncio.to_thread(
+            guidebot,
+            "contacts",
+            "add-way",
+            "--store",
+            "10",
+            "--channel",
+            "poster",
+            "--campaign",
+            "spring",
+            "--guide",
+            "g1",
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "state: s10:poster:spring" in result.stdout
+        refused = await asyncio.to_thread(
+            guidebot,
+            "contacts",
+            "add-way",
+            "--store",
+            "99",
+            "--channel",
+            "poster",
+            "--guide",
+            "g1",
+            env=env,
+        )
+        assert refused.returncode == 1 and "99" in refused.stderr
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=30)

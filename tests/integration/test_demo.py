@@ -1,0 +1,76 @@
+"""`guidebot demo` end to end: the org is synced over WeCom's API and live traffic lands."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+
+from guidebot.demo import GUIDES, STORES, run_demo
+
+
+def free_port_pair() -> int:
+    while True:
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+
+
+async def test_demo_serves_the_seeded_org_and_live_customers(tmp_path):
+    stop = asyncio.Event()
+    seen: dict = {}
+
+    async def ready(urls: dict) -> None:
+        seen.update(urls)
+
+    demo = asyncio.create_task(
+        run_demo(
+            port=free_port_pair(),
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}",
+            pace=0.05,
+            ready=ready,
+            stop=stop,
+        )
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                if seen or demo.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert seen, "the demo never became ready"
+            headers = {"Authorization": f"Bearer {seen['admin_token']}"}
+            api = f"{seen['server']}/api/v1"
+            async with http.get(f"{api}/stores", headers=headers) as response:
+                stores = (await response.json())["stores"]
+            assert {s["name"] for s in stores} >= {name for name, _ in STORES.values()}
+            async with http.get(f"{api}/guides", headers=headers) as response:
+                guides = (await response.json())["guides"]
+            assert {g["userid"] for g in guides} == {userid for userid, _, _ in GUIDES}
+            total = 0
+            for _ in range(100):  # customers keep arriving through store codes
+                async with http.get(f"{api}/customers", headers=headers) as response:
+                    total = (await response.json())["total"]
+                if total >= 5:
+                    break
+                await asyncio.sleep(0.1)
+            assert total >= 5
+            opened = 0
+            for _ in range(150):  # guides forward content, and customers open the links
+                async with http.get(f"{api}/content", headers=headers) as response:
+                    items = (await response.json())["items"]
+                opened = sum(item["numbers"]["opens"] for item in items)
+                if items and opened:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(items) >= 5 and opened > 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(demo, 30)

@@ -1,0 +1,224 @@
+"""The inbox worker: ordering per customer, retries, parking, replay, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from guidebot.clock import FakeClock
+from guidebot.db.engine import create_engine, create_session_factory
+from guidebot.intake.inbox import InboxEntry, InboxWriter
+from guidebot.intake.models import InboxEvent, InboxStatus
+from guidebot.intake.router import Dispatcher, Router
+from guidebot.intake.worker import InboxWorker, WorkerPolicy, replay
+from guidebot.wecom.events import DelFollowUser, ExternalContactEvent, parse_event
+from tests.support import event_xml
+
+START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+class Recorder:
+    """Test handlers: record what ran, fail on demand."""
+
+    def __init__(self) -> None:
+        self.handled: list[tuple[str, str, int]] = []
+        self.failures: dict[str, int] = {}  # external_userid + kind -> failures left
+
+    def router(self) -> Router:
+        router = Router("test")
+
+        @router.on(ExternalContactEvent)
+        async def record(event: ExternalContactEvent, inbox_id: int, session) -> None:
+            key = f"{event.external_userid}:{event.kind}"
+            if self.failures.get(key, 0) > 0:
+                self.failures[key] -= 1
+                raise RuntimeError(f"boom for {key}")
+            assert session.in_transaction()
+            self.handled.append((event.external_userid, event.kind, inbox_id))
+
+        return router
+
+
+@pytest.fixture
+async def db(database_url):
+    engine = create_engine(database_url)
+    yield engine, create_session_factory(engine)
+    await engine.dispose()
+
+
+def make_worker(db, recorder: Recorder, clock: FakeClock, **policy) -> InboxWorker:
+    dispatcher = Dispatcher(injectables={"session", "inbox_id", "attempts"})
+    dispatcher.include_router(recorder.router())
+    return InboxWorker(db[1], dispatcher, clock, policy=WorkerPolicy(first_backoff=10, **policy))
+
+
+async def store(db, clock, *events: tuple[str, str, str, int]) -> None:
+    writer = InboxWriter(db[0], clock)
+    writer.start()
+    try:
+        for change, guide, customer, at in events:
+            xml = event_xml(change, guide, customer, at)
+            await writer.store(InboxEntry.of(parse_event(xml), xml))
+    finally:
+        await writer.stop()
+
+
+async def statuses(db) -> dict[int, str]:
+    async with db[1]() as session:
+        rows = await session.execute(select(InboxEvent.id, InboxEvent.status))
+        return dict(rows.all())
+
+
+async def test_one_customers_events_wait_for_the_earlier_ones(db):
+    clock, recorder = FakeClock(START), Recorder()
+    await store(
+        db,
+        clock,
+        ("add_external_contact", "g1", "c1", 100),
+        ("del_follow_user", "g1", "c1", 200),
+        ("add_external_contact", "g1", "c2", 100),
+    )
+    recorder.failures["c1:add_external_contact"] = 1
+    worker = make_worker(db, recorder, clock)
+    await worker.drain()
+    # c1's add failed once: its delete must not overtake it; c2 goes on regardless.
+    assert recorder.handled == [("c2", "add_external_contact", 3)]
+    clock.advance(timedelta(seconds=20))
+    await worker.drain()
+    assert [(c, k) for c, k, _ in recorder.handled] == [
+        ("c2", "add_external_contact"),
+        ("c1", "add_external_contact"),
+        ("c1", "del_follow_user"),
+    ]
+    assert set((await statuses(db)).values()) == {InboxStatus.DONE}
+
+
+async def test_failures_back_off_on_the_clock_and_record_the_error(db):
+    clock, recorder = FakeClock(START), Recorder()
+    await store(db, clock, ("add_external_contact", "g1", "c1", 100))
+    recorder.failures["c1:add_external_contact"] = 2
+    worker = make_worker(db, recorder, clock)
+    await worker.drain()
+    async with db[1]() as session:
+        row = await session.scalar(select(InboxEvent))
+    assert row.status == InboxStatus.PENDING and row.attempts == 1
+    assert "boom for c1:add_external_contact" in row.last_error
+    assert row.next_attempt_at >= START + timedelta(seconds=8)
+    assert await worker.drain() == 0  # not due yet
+    clock.advance(timedelta(seconds=13))
+    await worker.drain()
+    assert recorder.handled == []  # second failure, backing off longer (20 s)
+    clock.advance(timedelta(seconds=25))
+    await worker.drain()
+    assert recorder.handled == [("c1", "add_external_contact", 1)]
+
+
+async def test_an_event_that_keeps_failing_is_parked_and_does_not_block(db):
+    clock, recorder = FakeClock(START), Recorder()
+    await store(
+        db,
+        clock,
+        ("add_external_contact", "g1", "c1", 100),
+        ("del_follow_user", "g1", "c1", 200),
+    )
+    recorder.failures["c1:add_external_contact"] = 99
+    worker = make_worker(db, recorder, clock, max_attempts=3)
+    for _ in range(4):
+        await worker.drain()
+        clock.advance(timedelta(minutes=10))
+    assert await statuses(db) == {1: InboxStatus.FAILED, 2: InboxStatus.DONE}
+    assert recorder.handled == [("c1", "del_follow_user", 2)]
+
+    recorder.failures.clear()
+    assert await replay(db[1], clock, failed=True) == 1
+    await worker.drain()
+    assert await statuses(db) == {1: InboxStatus.DONE, 2: InboxStatus.DONE}
+
+
+async def test_work_claimed_by_a_process_that_died_is_processed_after_restart(db):
+    clock, recorder = FakeClock(START), Recorder()
+    await store(db, clock, ("add_external_contact", "g1", "c1", 100))
+    dead = make_worker(db, recorder, clock)
+    assert len(await dead._claim()) == 1  # claimed, then the process is killed
+    assert await statuses(db) == {1: InboxStatus.PROCESSING}
+
+    restarted = make_worker(db, recorder, clock)
+    assert await restarted.drain() == 0  # another instance's lease is respected...
+    clock.advance(WorkerPolicy().lease + timedelta(seconds=1))
+    assert await restarted.drain() == 1  # ...until it expires
+    assert recorder.handled == [("c1", "add_external_contact", 1)]
+
+    await store(db, clock, ("del_follow_user", "g1", "c1", 200))
+    assert len(await dead._claim()) == 1
+    await restarted.recover_after_crash()  # SQLite: the one process restarting owns it all
+    assert await restarted.drain() == 1
+
+
+async def test_a_done_event_is_not_handled_again(db):
+    clock, recorder = FakeClock(START), Recorder()
+    await store(db, clock, ("del_follow_user", "g1", "c1", 100))
+    worker = make_worker(db, recorder, clock)
+    await worker.drain()
+    event = parse_event(event_xml("del_follow_user", "g1", "c1", 100))
+    assert isinstance(event, DelFollowUser)
+    await worker._pipeline(event, {"inbox_id": 1, "attempts": 1})  # e.g. a stale duplicate run
+    assert len(recorder.handled) == 1
+
+
+async def test_events_nobody_handles_are_marked_done(db):
+    clock, recorder = FakeClock(START), Recorder()
+    writer = InboxWriter(db[0], clock)
+    writer.start()
+    xml = (
+        "<xml><ToUserName>c</ToUserName><FromUserName>sys</FromUserName>"
+        "<CreateTime>1</CreateTime><MsgType>event</MsgType><Event>brand_new_event</Event></xml>"
+    )
+    await writer.store(InboxEntry.of(parse_event(xml), xml))
+    await writer.stop()
+    await make_worker(db, recorder, clock).drain()
+    assert await statuses(db) == {1: InboxStatus.DONE}
+
+
+async def test_two_workers_never_handle_one_event_twice(db):
+    clock, recorder = FakeClock(START), Recorder()
+    await store(
+        db,
+        clock,
+        *[("add_external_contact", "g1", f"c{i % 40}", 100 + i) for i in range(200)],
+    )
+    first = make_worker(db, recorder, clock, batch_size=15)
+    second = make_worker(db, recorder, clock, batch_size=15)
+    await asyncio.gather(first.drain(), second.drain())
+    await first.drain()
+    ids = [inbox_id for _, _, inbox_id in recorder.handled]
+    assert sorted(ids) == list(range(1, 201))
+    per_customer: dict[str, list[int]] = {}
+    for customer, _, inbox_id in recorder.handled:
+        per_customer.setdefault(customer, []).append(inbox_id)
+    assert all(ids == sorted(ids) for ids in per_customer.values())
+
+
+async def test_a_handler_asking_for_an_unknown_name_fails_at_start_up(db):
+    router = Router("typo")
+
+    @router.on(DelFollowUser)
+    async def handler(event, sesion) -> None: ...
+
+    dispatcher = Dispatcher(injectables={"session"})
+    dispatcher.include_router(router)
+    with pytest.raises(Exception, match="asks for sesion"):
+        InboxWorker(db[1], dispatcher, FakeClock(START))
+
+
+async def test_a_slow_worker_whose_lease_ran_out_does_not_handle_a_taken_event(db):
+    clock, recorder = FakeClock(START), Recorder()
+    await store(db, clock, ("add_external_contact", "g1", "c1", 100))
+    slow, fast = make_worker(db, recorder, clock), make_worker(db, recorder, clock)
+    [claimed] = await slow._claim()
+    clock.advance(WorkerPolicy().lease + timedelta(seconds=1))  # slow stalls past its lease
+    assert await fast.drain() == 1  # another instance takes the event over and finishes it
+    await slow._process(claimed)  # the stalled worker wakes up
+    assert [inbox_id for _, _, inbox_id in recorder.handled] == [1]

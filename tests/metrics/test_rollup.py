@@ -1,0 +1,126 @@
+"""Rollups: idempotent recomputation, the dirty-row trail, store time zones, concurrent jobs."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime
+
+from sqlalchemy import func, insert, select
+
+from guidebot.contacts.directory import update_store
+from guidebot.metrics.jobs import ROLLUP_EVERY_SECONDS
+from guidebot.metrics.models import GuideDaily, MetricsDirty
+from guidebot.metrics.rollup import Placer, compute, write
+from tests.metrics.conftest import SHANGHAI, at
+
+
+async def day_counts(h, guide: str) -> dict[tuple[date, int], tuple[int, int]]:
+    async with h.sessions() as session:
+        rows = await session.execute(
+            select(GuideDaily.day, GuideDaily.store_id, GuideDaily.added, GuideDaily.lost).where(
+                GuideDaily.guide_userid == guide
+            )
+        )
+        return {(d, s): (a, lost) for d, s, a, lost in rows}
+
+
+async def dirty_count(h) -> int:
+    async with h.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(MetricsDirty))
+
+
+async def test_recomputing_a_day_twice_gives_the_same_rows(h):
+    h.set_time(at(9, 10))
+    await h.add("g1", "c01")
+    await h.add("g1", "c02")
+    h.set_time(at(9, 18))
+    await h.lose("g1", "c02")
+    assert await dirty_count(h) > 0  # the triggers wrote the trail in the changes' transactions
+    await h.settle()
+    assert await dirty_count(h) == 0  # one run applied and removed all of it
+    first = await h.rows()
+    assert await day_counts(h, "g1") == {(date(2026, 3, 9), 11): (2, 1)}
+
+    for _ in range(2):
+        async with h.sessions() as session, session.begin():
+            placer = await Placer.load(session, ["g1"], h.settings.timezone)
+            day = date(2026, 3, 9)
+            buckets = await compute(session, placer, "g1", day, day, h.clock.now())
+            await write(session, "g1", day, day, buckets, h.clock.now())
+        assert await h.rows() == first
+
+    # Stale or repeated trail rows (a replay, two triggers for one change) change nothing.
+    async with h.sessions() as session, session.begin():
+        for _ in range(3):
+            await session.execute(
+                insert(MetricsDirty).values(
+                    source="relation", guide_userid="g1", at=at(9, 10), kind="added"
+                )
+            )
+    await h.settle()
+    assert await h.rows() == first
+    assert ROLLUP_EVERY_SECONDS <= 5  # with the job's period, a change shows within 10 s
+
+
+async def test_local_days_follow_the_stores_time_zone(h):
+    # 00:30 in Shanghai is 16:30 UTC the day before: the add is Tuesday's, not Monday's.
+    h.set_time(datetime(2026, 3, 10, 0, 30, tzinfo=SHANGHAI))
+    await h.add("g1", "c01")
+    # 23:30 on Monday in Los Angeles (PDT, UTC-7) is 06:30 UTC / 14:30 Shanghai on Tuesday.
+    from zoneinfo import ZoneInfo
+
+    la = ZoneInfo("America/Los_Angeles")
+    h.set_time(datetime(2026, 3, 9, 23, 30, tzinfo=la))
+    await h.add("g2", "c04")
+    await h.settle()
+    assert await day_counts(h, "g1") == {(date(2026, 3, 10), 11): (1, 0)}
+    assert await day_counts(h, "g2") == {(date(2026, 3, 10), 12): (1, 0)}  # Shanghai's day
+
+    # Store 12 runs on Los Angeles time from now on: its days move, history included.
+    async with h.sessions() as session, session.begin():
+        await update_store(session, "12", timezone="America/Los_Angeles", now=h.clock.now())
+    await h.settle()
+    assert await day_counts(h, "g2") == {(date(2026, 3, 9), 12): (1, 0)}
+    h.set_time(datetime(2026, 3, 10, 23, 30, tzinfo=la))  # Wednesday 07:30 UTC
+    await h.add("g2", "c06")
+    await h.settle()
+    assert await day_counts(h, "g2") == {
+        (date(2026, 3, 9), 12): (1, 0),
+        (date(2026, 3, 10), 12): (1, 0),
+    }
+    status, body = await h.api(
+        "GET", "/stores/12/metrics", params={"from": "2026-03-10", "to": "2026-03-10"}
+    )
+    assert status == 200
+    assert body["metrics"]["new_customers"] == 1
+
+
+async def test_concurrent_jobs_agree(h):
+    h.set_time(at(9, 10))
+    for ext in ("c01", "c02", "c03"):
+        await h.add("g1", ext)
+    await h.add("g2", "c04")
+    reports = await asyncio.gather(*(h.settle() for _ in range(4)))
+    assert sum(r.dirty for r in reports) > 0
+    await h.settle()
+    assert await dirty_count(h) == 0
+    assert await day_counts(h, "g1") == {(date(2026, 3, 9), 11): (3, 0)}
+    assert await day_counts(h, "g2") == {(date(2026, 3, 9), 12): (1, 0)}
+
+
+async def test_existing_history_is_built_on_the_first_run(h):
+    h.set_time(at(9, 10))
+    await h.add("g1", "c01")
+    await h.add("g2", "c04")
+    # A database that had events before the metrics tables: no trail, no backfill mark.
+    from sqlalchemy import delete
+
+    from guidebot.metrics.models import GuideProfileDaily, MetricsState
+
+    async with h.sessions() as session, session.begin():
+        for table in (MetricsDirty, GuideDaily, GuideProfileDaily, MetricsState):
+            await session.execute(delete(table))
+    report = await h.settle()
+    assert report.backfilled == 2  # g1 and g2: the guides with any history
+    assert await day_counts(h, "g1") == {(date(2026, 3, 9), 11): (1, 0)}
+    assert await day_counts(h, "g2") == {(date(2026, 3, 9), 12): (1, 0)}

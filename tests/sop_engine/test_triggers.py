@@ -1,0 +1,89 @@
+"""Date and cron playbooks enroll matching relations once per occurrence."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from tests.sop_engine.conftest import SHANGHAI, local
+
+
+def at(day: int, hour: int, minute: int) -> datetime:
+    return datetime(2026, 3, day, hour, minute, tzinfo=SHANGHAI)
+
+
+@pytest.fixture
+def playbooks():
+    root = __import__("pathlib").Path(__file__).resolve().parents[2] / "sop"
+    return [
+        (root / "birthday.yaml").read_text(encoding="utf-8"),
+        (root / "weekly_new_arrivals.yaml").read_text(encoding="utf-8"),
+    ]
+
+
+async def test_birthday_from_the_guides_description_enrolls_once_on_the_day(h):
+    await h.add("g1", "wmc1")
+    await h.add("g2", "wmc2")
+    h.advance(timedelta(seconds=5))
+    await h.act(
+        "contact/edit",
+        {"userid": "g1", "external_userid": "wmc1", "description": "生日:03-16 喜欢连衣裙"},
+    )
+    await h.act(
+        "contact/edit", {"userid": "g2", "external_userid": "wmc2", "description": "生日：4-1"}
+    )
+
+    h.set_time(at(15, 23, 0))  # the day before: nothing
+    assert (await h.triggers()).enrolled == 0
+    h.set_time(at(16, 0, 5))
+    report = await h.triggers()
+    assert report.enrolled == 1
+    [enrollment] = await h.enrollments(playbook_id="birthday")
+    assert (enrollment.guide_userid, enrollment.external_userid) == ("g1", "wmc1")
+    assert local(enrollment.enrolled_at) == at(16, 0, 0)
+    [greeting] = await h.tasks(step_id="greeting")
+    assert local(greeting.due_at) == at(16, 10, 0)  # snapped into the window
+    # The occurrence is done: later runs that day scan nothing and enroll nobody.
+    h.set_time(at(16, 9, 0))
+    assert (await h.triggers()).enrolled == 0
+    assert len(await h.enrollments(playbook_id="birthday")) == 1
+
+    h.set_time(at(16, 10, 0))
+    await h.tick()
+    [call] = await h.calls("externalcontact/add_msg_template")
+    assert "生日快乐" in call["body"]["text"]["content"]
+
+
+async def test_weekly_cron_enrolls_tagged_customers_once_per_occurrence(h):
+    tags = await h.control("tags", {"group_name": "兴趣", "tags": ["新品关注"]})
+    [tag] = tags["tag_group"]["tag"]
+    for guide, ext in (("g1", "wmc1"), ("g2", "wmc2"), ("g1", "wmc3")):
+        await h.add(guide, ext)
+    h.advance(timedelta(seconds=5))
+    await h.act("contact/edit", {"userid": "g1", "external_userid": "wmc1", "add_tag": [tag["id"]]})
+    h.advance(timedelta(seconds=5))
+    await h.act("contact/edit", {"userid": "g2", "external_userid": "wmc2", "add_tag": [tag["id"]]})
+
+    h.set_time(at(16, 9, 59))  # Monday, before 10:00: last week's occurrence is too old
+    assert (await h.triggers()).enrolled == 0
+    h.set_time(
+        at(
+            16,
+            10,
+            0,
+        )
+    )
+    report = await h.triggers()
+    assert report.enrolled == 2 and report.occurrences == [
+        "weekly_new_arrivals:cron:2026-03-16T10:00"
+    ]
+    h.set_time(at(16, 10, 1))
+    assert (await h.triggers()).enrolled == 0
+    await h.tick()
+    senders = sorted(c["body"]["sender"] for c in await h.calls("externalcontact/add_msg_template"))
+    assert senders == ["g1", "g2"]
+
+    # A week later, the next occurrence enrolls them again (reenter_after 6d).
+    h.set_time(at(23, 10, 0))
+    assert (await h.triggers()).enrolled == 2

@@ -1,0 +1,61 @@
+"""Settings from the environment: one clear line naming the variable for every bad value."""
+
+from __future__ import annotations
+
+import pytest
+
+from guidebot.config import ConfigError, Settings
+
+GOOD = {
+    "GUIDEBOT_CORP_ID": "ww1234567890",
+    "GUIDEBOT_AGENT_ID": "1000002",
+    "GUIDEBOT_SECRET": "app-secret",
+    "GUIDEBOT_TOKEN": "QDG6eK",
+    "GUIDEBOT_AES_KEY": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+    "GUIDEBOT_ADMIN_TOKEN": "a" * 20,
+    "GUIDEBOT_SECRET_KEY": "s" * 40,
+}
+
+
+def test_defaults_from_design():
+    settings = Settings.from_env(GOOD)
+    assert settings.database_url == "sqlite+aiosqlite:///guidebot.db"
+    assert settings.wecom_api_base == "https://qyapi.weixin.qq.com"
+    assert settings.timezone == "Asia/Shanghai"
+    assert settings.sop_dir == "sop"
+    assert settings.agent_id == 1000002
+
+
+def test_settings_are_frozen():
+    settings = Settings.from_env(GOOD)
+    with pytest.raises(AttributeError):
+        settings.corp_id = "other"  # type: ignore[misc]
+
+
+def test_as_env_round_trips():
+    settings = Settings.from_env(GOOD)
+    assert Settings.from_env(settings.as_env()) == settings
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("GUIDEBOT_CORP_ID", "", "GUIDEBOT_CORP_ID: is not set"),
+        ("GUIDEBOT_AGENT_ID", "abc", "GUIDEBOT_AGENT_ID: must be a positive integer"),
+        ("GUIDEBOT_AES_KEY", "tooshort", "GUIDEBOT_AES_KEY: EncodingAESKey must be 43 base64"),
+        ("GUIDEBOT_AES_KEY", "!" * 43, "characters outside"),
+        ("GUIDEBOT_TOKEN", "has space", "GUIDEBOT_TOKEN: must be 1-32 letters or digits"),
+        ("GUIDEBOT_WECOM_API_BASE", "ftp://x", "GUIDEBOT_WECOM_API_BASE: must be an http(s) URL"),
+        ("GUIDEBOT_PUBLIC_URL", "not a url", "GUIDEBOT_PUBLIC_URL: must be an http(s) URL"),
+        ("GUIDEBOT_TIMEZONE", "Mars/Olympus", "GUIDEBOT_TIMEZONE: unknown IANA time zone"),
+        ("GUIDEBOT_DATABASE_URL", "mysql://x", "GUIDEBOT_DATABASE_URL: must start with"),
+        ("GUIDEBOT_ADMIN_TOKEN", "short", "GUIDEBOT_ADMIN_TOKEN: must be at least 16"),
+        ("GUIDEBOT_SECRET_KEY", "short", "GUIDEBOT_SECRET_KEY: must be at least 32"),
+    ],
+)
+def test_bad_value_names_the_variable(variable, value, message):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**GOOD, variable: value})
+    assert caught.value.variable == variable
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)

@@ -1,0 +1,144 @@
+"""The event router: kinds, filters, injection by name, middlewares, domain routers."""
+
+from __future__ import annotations
+
+import pytest
+
+from guidebot.intake.router import UNHANDLED, Dispatcher, Router, RouterError
+from guidebot.wecom.events import AddExternalContact, DelFollowUser, parse_event
+from tests.support import event_xml
+
+ADD = parse_event(event_xml("add_external_contact", "g1", "c1", 100, State="s10:qr:x"))
+LEFT = parse_event(event_xml("del_follow_user", "g1", "c1", 200))
+CLICK = parse_event(
+    "<xml><ToUserName>c</ToUserName><FromUserName>g1</FromUserName><CreateTime>1</CreateTime>"
+    "<MsgType>event</MsgType><Event>click</Event><EventKey>menu</EventKey></xml>"
+)
+
+
+def dispatcher_with(*routers: Router, names=("session",)) -> Dispatcher:
+    dispatcher = Dispatcher(injectables=names)
+    for router in routers:
+        dispatcher.include_router(router)
+    return dispatcher
+
+
+async def test_handlers_match_by_class_or_by_kind_string():
+    router, seen = Router("r"), []
+
+    @router.on(AddExternalContact)
+    async def added(event):
+        seen.append(("class", event.kind))
+
+    @router.on("event:click")
+    async def clicked(event):
+        seen.append(("kind", event.kind))
+
+    dispatcher = dispatcher_with(router)
+    await dispatcher.feed(ADD)
+    await dispatcher.feed(CLICK)
+    assert await dispatcher.feed(LEFT) is UNHANDLED
+    assert seen == [("class", "add_external_contact"), ("kind", "event:click")]
+
+
+async def test_filters_refuse_or_inject_what_they_declare():
+    router, seen = Router("r"), []
+
+    def state_prefix(prefix):
+        def check(event):
+            state = getattr(event, "state", None) or ""
+            return {"store": state.split(":")[0]} if state.startswith(prefix) else False
+
+        check.provides = ("store",)
+        return check
+
+    @router.on(AddExternalContact, filters=[state_prefix("s99")])
+    async def other_store(event):
+        seen.append("s99")
+
+    @router.on(AddExternalContact, filters=[state_prefix("s10")])
+    async def our_store(event, store):
+        seen.append(store)
+
+    dispatcher = dispatcher_with(router)
+    dispatcher.check_wiring()  # `store` is provided by the filter, so this passes
+    await dispatcher.feed(ADD)
+    assert seen == ["s10"]
+
+
+async def test_handlers_get_only_the_names_they_declare():
+    router, got = Router("r"), {}
+
+    @router.on(DelFollowUser)
+    async def handler(event, session):
+        got.update(session=session, event=event)
+
+    await dispatcher_with(router).feed(LEFT, session="S", other="ignored")
+    assert got == {"session": "S", "event": LEFT}
+
+
+async def test_first_taker_within_a_router_and_every_domain_router_gets_the_event():
+    contacts, sop, seen = Router("contacts"), Router("sop"), []
+
+    @contacts.on(AddExternalContact)
+    async def record(event):
+        seen.append("contacts")
+        return "recorded"
+
+    @contacts.on(AddExternalContact)
+    async def never(event):
+        seen.append("second contacts handler")
+
+    @sop.on(AddExternalContact)
+    async def enroll(event):
+        seen.append("sop")
+        return "enrolled"
+
+    result = await dispatcher_with(contacts, sop).feed(ADD)
+    assert seen == ["contacts", "sop"]  # in inclusion order
+    assert result == ["recorded", "enrolled"]
+
+
+async def test_middlewares_wrap_outermost_first():
+    router, trail = Router("r"), []
+
+    @router.on(DelFollowUser)
+    async def handler(event, session):
+        trail.append(f"handler:{session}")
+
+    dispatcher = dispatcher_with(router)
+
+    async def outer(call, event, data):
+        trail.append("outer in")
+        result = await call(event, {**data, "session": "from-outer"})
+        trail.append("outer out")
+        return result
+
+    async def inner(call, event, data):
+        trail.append(f"inner sees {data['session']}")
+        return await call(event, data)
+
+    dispatcher.middleware(outer)
+    dispatcher.middleware(inner)
+    await dispatcher.feed(LEFT)
+    assert trail == ["outer in", "inner sees from-outer", "handler:from-outer", "outer out"]
+
+
+def test_wiring_mistakes_fail_at_start_up():
+    router = Router("r")
+
+    @router.on(DelFollowUser)
+    async def typo(event, sesion): ...
+
+    with pytest.raises(RouterError, match="asks for sesion"):
+        dispatcher_with(router).check_wiring()
+    with pytest.raises(RouterError, match="cannot include itself"):
+        router.include_router(router)
+    child = Router("child")
+    router.include_router(child)
+    with pytest.raises(RouterError, match="cycle"):
+        child.include_router(router)
+    with pytest.raises(RouterError, match="neither an Event class nor a kind string"):
+        router.register(typo, int)
+    with pytest.raises(RouterError, match="must be an async function"):
+        router.register(lambda event: None, DelFollowUser)

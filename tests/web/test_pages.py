@@ -1,0 +1,135 @@
+"""The admin pages over HTTP: sign-in (cookie flags, CSRF), each page for HQ, a manager's scope."""
+
+from __future__ import annotations
+
+import re
+
+from tests.metrics.conftest import at
+from tests.web.conftest import PASSWORD, admin_cookie
+
+PERIOD = {"from": "2026-03-09", "to": "2026-03-15"}
+
+
+def _login_csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+async def _sign_in(h, username: str, password: str = PASSWORD, *, token: bool = True):
+    h.client.session.cookie_jar.clear()
+    page = await h.client.get("/admin/login")
+    assert page.status == 200
+    form = {"username": username, "password": password, "next": "/admin/customers"}
+    if token:
+        form["csrf"] = _login_csrf(await page.text())
+    return await h.client.post("/admin/login", data=form, allow_redirects=False)
+
+
+async def test_sign_in_sets_a_signed_httponly_samesite_cookie(h, sessions):
+    await sessions.account("boss", "hq", [])
+    response = await h.client.get("/admin", allow_redirects=False)
+    assert (response.status, response.headers["Location"]) == (303, "/admin/login?next=/admin")
+
+    response = await _sign_in(h, "boss", "wrong password")
+    assert response.status == 401
+    assert "Wrong username or password" in await response.text()
+    response = await _sign_in(h, "nobody")
+    assert response.status == 401
+
+    response = await _sign_in(h, "boss")
+    assert (response.status, response.headers["Location"]) == (303, "/admin/customers")
+    [cookie] = [c for c in response.headers.getall("Set-Cookie") if c.startswith("gb_admin=")]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie  # GUIDEBOT_PUBLIC_URL is http here
+    page = await h.client.get("/admin")
+    assert page.status == 200
+    assert "Dashboard" in await page.text()
+
+
+async def test_login_and_logout_refuse_a_post_without_the_csrf_token(h, sessions):
+    hq = await sessions.account("boss", "hq", [])
+    response = await _sign_in(h, "boss", token=False)
+    assert response.status == 403
+    assert "gb_admin=" not in " ".join(response.headers.getall("Set-Cookie", []))
+
+    h.client.session.cookie_jar.clear()
+    response = await h.client.post(
+        "/admin/logout", data={"csrf": "forged"}, headers=admin_cookie(hq), allow_redirects=False
+    )
+    assert response.status == 403
+    response = await h.client.post(
+        "/admin/logout",
+        data={"csrf": sessions.csrf(hq)},
+        headers=admin_cookie(hq),
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    assert "gb_admin=" in response.headers["Set-Cookie"]
+
+
+async def test_every_page_renders_for_hq(h, sessions):
+    h.set_time(at(9, 10))
+    await h.add("g1", "c01")
+    await h.add("g2", "c02")
+    await h.settle()
+    cookie = admin_cookie(await sessions.account("boss", "hq", []))
+    for path in (
+        "/admin",
+        "/admin?store=12",
+        "/admin/stores",
+        "/admin/stores?store=11&metric=open_rate",
+        "/admin/guides/g1",
+        "/admin/customers",
+        "/admin/customers?q=顾客02",
+        "/admin/playbooks",
+        "/admin/content",
+    ):
+        response = await h.client.get(path, params=PERIOD, headers=cookie)
+        assert response.status == 200, (path, await response.text())
+        html = await response.text()
+        assert "https://" not in html.replace("https://brand.example", ""), path
+    response = await h.client.get("/admin/customers", params={"q": "顾客02"}, headers=cookie)
+    html = await response.text()
+    assert "c02" in html and "c01" not in html
+    response = await h.client.get("/admin/static/chart.umd.js")
+    assert response.status == 200 and b"Chart" in await response.read()
+
+
+async def test_a_manager_sees_only_their_stores(h, sessions):
+    h.set_time(at(9, 10))
+    await h.add("g1", "c01")
+    await h.add("g2", "c02")
+    await h.settle()
+    cookie = admin_cookie(await sessions.account("m11", "manager", ["11"]))
+    response = await h.client.get("/admin", params=PERIOD, headers=cookie)
+    html = await response.text()
+    assert "张江店" in html and "徐汇店" not in html
+    response = await h.client.get("/admin/customers", headers=cookie)
+    html = await response.text()
+    assert "c01" in html and "c02" not in html
+    response = await h.client.get("/admin/stores", params=PERIOD, headers=cookie)
+    assert "徐汇店" not in await response.text()
+    for path in ("/admin?store=12", "/admin/guides/g2", "/admin/playbooks", "/admin/content"):
+        response = await h.client.get(path, headers=cookie)
+        assert response.status == 404, path
+
+
+async def test_cookies_are_secure_behind_https(aiohttp_client, sqlite_url, clock, sop_dir):
+    from guidebot.db.migrate import upgrade
+    from tests.metrics.conftest import make_harness
+    from tests.web.conftest import Sessions
+
+    await upgrade(sqlite_url)
+    h = await make_harness(
+        aiohttp_client, sqlite_url, clock, sop_dir, public_url="https://guide.example"
+    )
+    await Sessions(h).account("boss", "hq", [])
+    page = await h.client.get("/admin/login")
+    assert "Secure" in page.headers["Set-Cookie"]
+    response = await h.client.post(
+        "/admin/login",
+        data={"username": "boss", "password": PASSWORD, "csrf": _login_csrf(await page.text())},
+        headers={"Cookie": f"gb_login={page.cookies['gb_login'].value}"},
+        allow_redirects=False,
+    )
+    [cookie] = [c for c in response.headers.getall("Set-Cookie") if c.startswith("gb_admin=")]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
