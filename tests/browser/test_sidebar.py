@@ -9,7 +9,6 @@ JS-SDK stand-in, whose ww.register has the simulator check the server's signatur
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from sqlalchemy import select
 from guidebot.clock import FakeClock
 from guidebot.content.models import ContentForward, ContentItem, ContentOpen
 from tests.content.harness import START, start_harness
+from tests.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -33,18 +33,12 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 async def h(aiohttp_client, sqlite_url, tmp_path):
     from guidebot.db.migrate import upgrade
 
     await upgrade(sqlite_url)
-    port = _free_port()
+    port = free_port()
     return await start_harness(
         aiohttp_client,
         sqlite_url,

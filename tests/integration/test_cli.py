@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
 
 import aiohttp
 
+from tests.ports import free_port
 from tests.support import TEST_IDENTITY, make_settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def env_for(database_url: str, **extra: str) -> dict[str, str]:

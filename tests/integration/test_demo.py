@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import aiohttp
 
 from guidebot.demo import GUIDES, STORES, run_demo
-
-
-def free_port_pair() -> int:
-    while True:
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
+from tests.ports import free_port
 
 
 async def test_demo_serves_the_seeded_org_and_live_customers(tmp_path):
@@ -32,7 +19,7 @@ async def test_demo_serves_the_seeded_org_and_live_customers(tmp_path):
 
     demo = asyncio.create_task(
         run_demo(
-            port=free_port_pair(),
+            port=free_port(2),
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}",
             pace=0.05,
             ready=ready,

@@ -23,7 +23,8 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import _asyncpg_dsn, reset_pg
-from tests.integration.test_cli import env_for, free_port, start, wait_until_up
+from tests.integration.test_cli import env_for, start, wait_until_up
+from tests.ports import free_port
 
 pytestmark = pytest.mark.pg
 
@@ -152,6 +153,7 @@ async def test_three_instances_on_one_postgresql_process_everything_once(pg_url,
     front = RoundRobinFront(upstreams)
     runner = web.AppRunner(front.app())
     processes = []
+    logs = [tmp_path / "simulator.log", *(tmp_path / f"serve{i}.log" for i in range(INSTANCES))]
     started = time.monotonic()
     try:
         simulator = start(
@@ -161,7 +163,7 @@ async def test_three_instances_on_one_postgresql_process_everything_once(pg_url,
             "--callback-url",
             f"http://127.0.0.1:{front_port}/wecom/callback",
             env=env,
-            log=tmp_path / "simulator.log",
+            log=logs[0],
         )
         processes.append(simulator)
         for i, port in enumerate(ports):
@@ -173,7 +175,7 @@ async def test_three_instances_on_one_postgresql_process_everything_once(pg_url,
                     "--port",
                     str(port),
                     env=env,
-                    log=tmp_path / f"serve{i}.log",
+                    log=logs[i + 1],
                 )
             )
         await runner.setup()
@@ -240,8 +242,10 @@ async def test_three_instances_on_one_postgresql_process_everything_once(pg_url,
             ) as response:
                 welcome_calls = (await response.json())["calls"]
 
-        for process in processes:
-            assert process.poll() is None, f"{process.args} exited with {process.returncode}"
+        for process, log in zip(processes, logs, strict=True):
+            assert process.poll() is None, (
+                f"{process.args} exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
     finally:
         await runner.cleanup()
         for process in processes:

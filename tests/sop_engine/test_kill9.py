@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,11 @@ import urllib.request
 
 import pytest
 
+from tests.ports import free_port
 from tests.sop_engine.conftest import FIRST_CONTACT, REPO
 from tests.support import TEST_IDENTITY
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(url: str, payload: dict | None = None, *, token: str | None = None) -> dict:

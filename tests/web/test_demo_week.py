@@ -9,7 +9,7 @@ import time
 import aiohttp
 
 from guidebot.demo import run_demo
-from tests.integration.test_demo import free_port_pair
+from tests.ports import free_port
 
 
 async def test_the_demo_dashboard_shows_a_week_and_hq_can_sign_in(tmp_path, capsys):
@@ -22,7 +22,7 @@ async def test_the_demo_dashboard_shows_a_week_and_hq_can_sign_in(tmp_path, caps
     started = time.monotonic()
     demo = asyncio.create_task(
         run_demo(
-            port=free_port_pair(),
+            port=free_port(2),
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}",
             traffic=False,
             ready=ready,

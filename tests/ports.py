@@ -1,0 +1,36 @@
+"""Ports for the servers tests start, in-process or as child processes.
+
+A port from bind(0) lies in Linux's ephemeral range (32768-60999). Once the probe releases
+it, any outgoing connection (to PostgreSQL, to the simulator) may take it as its local port
+before our server binds it, and the server then exits with EADDRINUSE while another process
+answers on that port. So ports are drawn below that range, and never handed out twice in one
+run.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+
+_LOW, _HIGH = 20000, 32000  # below the ephemeral range
+_handed_out: set[int] = set()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(count: int = 1) -> int:
+    """The first of `count` consecutive ports that are free now and new to this run."""
+    for _ in range(1000):
+        first = random.randrange(_LOW, _HIGH - count)
+        ports = range(first, first + count)
+        if _handed_out.isdisjoint(ports) and all(_bindable(p) for p in ports):
+            _handed_out.update(ports)
+            return first
+    raise RuntimeError(f"no {count} free consecutive ports in {_LOW}-{_HIGH}")
