@@ -2,7 +2,7 @@
 
     python -m bench.sop [--quick]
 
-For each N (10,000 and 100,000; --quick: 2,000 and 20,000) a fresh process plans N
+For each N (10,000 and 1,000,000; --quick: 2,000 and 20,000) a fresh process plans N
 enrollments of a one-step guide_task playbook with the real planner (100 customers per guide),
 then runs scheduler ticks until every due task is executed against the simulated WeCom, which
 runs as its own process (seeded with the same guides, customers and relations) so that its
@@ -282,7 +282,7 @@ def main() -> None:
             print(json.dumps(asyncio.run(run_engine(args.n, args.engine, Path(tmp)))))
         return
 
-    small, large = (2_000, 20_000) if args.quick else (10_000, 100_000)
+    small, large = (2_000, 20_000) if args.quick else (10_000, 1_000_000)
     print(f"one guide_task step per enrollment, {PER_GUIDE} customers per guide, SQLite")
     results = []
     for n in (small, large):

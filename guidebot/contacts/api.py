@@ -28,7 +28,19 @@ from guidebot.contacts.models import (
 )
 from guidebot.contacts.transfers import list_transfers, start_transfers
 from guidebot.contacts.ways import create_contact_way, list_contact_ways
-from guidebot.web.api import ApiError, ApiRoutes, bad_request, iso, json_body, not_found, query_int
+from guidebot.web.api import (
+    INT32_MAX,
+    ApiError,
+    ApiRoutes,
+    bad_request,
+    int_field,
+    iso,
+    json_body,
+    known_fields,
+    no_nulls,
+    not_found,
+    query_int,
+)
 from guidebot.web.auth import Principal, principal, relation_visible, store_visible
 from guidebot.web.keys import CLOCK, SESSIONS, WECOM
 
@@ -68,7 +80,7 @@ def _str_field(body: dict[str, Any], name: str, *, required: bool = True) -> str
     if value is None and not required:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and name == "store":
-        return str(value)
+        return str(int_field(body, name, lo=1, hi=INT32_MAX))  # a department id
     if not isinstance(value, str) or not value:
         raise bad_request(f"{name!r} must be a non-empty string")
     return value
@@ -348,7 +360,7 @@ async def list_stores(request: web.Request) -> web.Response:
 @api.route(
     "PATCH",
     "/stores/{store}",
-    summary="Set a store's code or its time zone override (IANA name; null clears it)",
+    summary="Set a store's code (not null) or its time zone override (IANA name; null clears it)",
     body={
         "type": "object",
         "properties": {"code": {"type": "string"}, "timezone": {"type": ["string", "null"]}},
@@ -356,6 +368,8 @@ async def list_stores(request: web.Request) -> web.Response:
 )
 async def patch_store(request: web.Request) -> web.Response:
     body = await json_body(request)
+    known_fields(body, "code", "timezone")
+    no_nulls(body, "code")  # a store keeps a code: contact ways' state names it
     code = _str_field(body, "code", required=False)
     timezone = body.get("timezone")
     if timezone is not None and not isinstance(timezone, str):

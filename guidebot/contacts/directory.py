@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 MEMBER_GONE = frozenset({60111, 40003, 60011})
 DEPARTMENT_GONE = frozenset({60123, 60003})
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,20}")
+_DEPARTMENT_ID = re.compile(r"[0-9]{1,10}")
+DEPARTMENT_ID_MAX = 2**31 - 1  # departments.id is an integer column
 
 
 @dataclass(slots=True)
@@ -64,7 +66,8 @@ async def find_store(session: AsyncSession, ref: str | int) -> Department | None
     found = await session.scalar(
         select(Department).where(Department.code == text, Department.deleted_at.is_(None))
     )
-    if found is None and text.isdigit():
+    # Only what a department id can be (an int32 column): not "²", nor 30 digits.
+    if found is None and _DEPARTMENT_ID.fullmatch(text) and int(text) <= DEPARTMENT_ID_MAX:
         found = await session.scalar(
             select(Department).where(Department.id == int(text), Department.deleted_at.is_(None))
         )

@@ -28,7 +28,18 @@ from guidebot.content.models import (
     MassSendStatus,
 )
 from guidebot.content.service import ContentError, NotFound
-from guidebot.web.api import ApiError, ApiRoutes, bad_request, iso, json_body, query_int
+from guidebot.web.api import (
+    INT32_MAX,
+    ApiError,
+    ApiRoutes,
+    bad_request,
+    instant_fields,
+    int_field,
+    iso,
+    json_body,
+    path_id,
+    query_int,
+)
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
 from guidebot.wecom.client import WeComError
 
@@ -96,10 +107,15 @@ def render_item(
 
 
 def _item_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise ApiError(404, "not_found", f"no content item {raw!r}")
-    return int(raw)
+    return path_id(request, "content item", hi=INT32_MAX)  # content_items.id is an integer
+
+
+def _fields(body: dict[str, Any], tz, *, partial: bool = False) -> dict[str, Any]:
+    """The item's fields; in a PATCH null clears an optional field (summary, body, url,
+    cover_url, miniprogram, tags, stores, valid_from, valid_to, media) and is a 400 for the
+    others (key, kind, title): clean_fields treats a present null as a value, never as absent."""
+    instant_fields(body, "valid_from", "valid_to")
+    return service.clean_fields(body, tz=tz, partial=partial)
 
 
 ITEM_SCHEMA: dict[str, Any] = {
@@ -188,7 +204,7 @@ async def create_content(request: web.Request) -> web.Response:
     app = request.app
     now = app[CLOCK].now()
     with domain_errors():
-        fields = service.clean_fields(body, tz=app[SETTINGS].tz)
+        fields = _fields(body, app[SETTINGS].tz)
         async with app[SESSIONS]() as session, session.begin():
             item = await service.create_item(session, fields, now)
             media = await service.get_media(session, item.id)
@@ -214,7 +230,7 @@ async def patch_content(request: web.Request) -> web.Response:
     app = request.app
     now = app[CLOCK].now()
     with domain_errors():
-        fields = service.clean_fields(body, tz=app[SETTINGS].tz, partial=True)
+        fields = _fields(body, app[SETTINGS].tz, partial=True)
         async with app[SESSIONS]() as session, session.begin():
             item = await service.get_item(session, item_id)
             await service.update_item(session, item, fields, now)
@@ -288,11 +304,11 @@ def render_mass_send(row: MassSend, results: list[MassSendResult] | None = None)
 )
 async def create_mass_send(request: web.Request) -> web.Response:
     body = await json_body(request)
-    guide, item = body.get("guide"), body.get("item")
+    guide = body.get("guide")
     if not isinstance(guide, str) or not guide:
         raise bad_request("'guide' must be a guide's userid")
-    if isinstance(item, bool) or not isinstance(item, int):
-        raise bad_request("'item' must be a content item id")
+    item = int_field(body, "item", lo=1, hi=INT32_MAX)  # a content item id
+    assert item is not None
     note = body.get("text")
     if note is not None and (not isinstance(note, str) or len(note.encode()) > 3000):
         raise bad_request("'text' must be a string of at most 3000 bytes")
@@ -326,12 +342,10 @@ async def list_mass_sends(request: web.Request) -> web.Response:
 
 @api.get("/mass-sends/{id}", summary="One mass send with each customer's result")
 async def get_mass_send(request: web.Request) -> web.Response:
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise ApiError(404, "not_found", f"no mass send {raw!r}")
+    mass_send_id = path_id(request, "mass send")
     with domain_errors():
         async with request.app[SESSIONS]() as session:
-            row, results = await masssend.get_mass_send(session, int(raw))
+            row, results = await masssend.get_mass_send(session, mass_send_id)
     return web.json_response(render_mass_send(row, results))
 
 

@@ -97,6 +97,10 @@ class InboxWorker:
             ]
         )
         self._after_commit_tasks: set[asyncio.Task[Any]] = set()
+        # Events we claimed and no longer hold whose outcome could not be written (the
+        # database failed even for that): id -> whether it was attempted. They are handed
+        # back as soon as the database answers, not left to wait out their lease.
+        self._orphans: dict[int, bool] = {}
         # The worker's outer middlewares, outermost first: errors -> dedupe -> database session.
         self._pipeline: Next = partial(
             self._errors, partial(self._dedupe, partial(self._session, self._feed))
@@ -156,6 +160,7 @@ class InboxWorker:
         return total
 
     async def run_once(self) -> int:
+        await self._hand_back_orphans()
         await self._reclaim_expired_leases()
         claimed = await self._claim()
         if not claimed:
@@ -174,15 +179,27 @@ class InboxWorker:
 
         async def run_group(rows: list[Claimed]) -> None:
             async with gate:
-                for row in rows:
+                for n, row in enumerate(rows):
                     if self._stopping:
                         unprocessed.append(row.id)
                         continue
-                    await self._process(row)
+                    try:
+                        await self._process(row)
+                    except Exception:
+                        # Not even the failure could be recorded (the database is gone): this
+                        # event and the customer's later ones stay ours until handed back.
+                        log.exception("event %s: outcome not recorded; handing it back", row.id)
+                        self._orphans[row.id] = True
+                        self._orphans.update((later.id, False) for later in rows[n + 1 :])
+                        return
 
         await asyncio.gather(*(run_group(rows) for rows in groups.values()))
         if unprocessed:
-            await self._release(unprocessed)
+            try:
+                await self._release(unprocessed)
+            except Exception:
+                self._orphans.update((id_, False) for id_ in unprocessed)
+                raise
         return len(claimed) - len(unprocessed)
 
     # -- claiming ---------------------------------------------------------------------------
@@ -246,6 +263,34 @@ class InboxWorker:
                     attempts=InboxEvent.attempts - 1,
                 )
             )
+
+    async def _hand_back_orphans(self) -> None:
+        """Make events whose outcome was lost with the database due again (see run_group)."""
+        if not self._orphans:
+            return
+        orphans = dict(self._orphans)
+        mine = and_(
+            InboxEvent.status == InboxStatus.PROCESSING, InboxEvent.lease_owner == self.owner
+        )
+        back = {"status": InboxStatus.PENDING, "lease_owner": None, "lease_until": None}
+        tried = [id_ for id_, attempted in orphans.items() if attempted]
+        untried = [id_ for id_, attempted in orphans.items() if not attempted]
+        async with self.sessions() as session, session.begin():
+            if tried:
+                await session.execute(
+                    update(InboxEvent)
+                    .where(InboxEvent.id.in_(tried), mine)
+                    .values(**back, next_attempt_at=self.clock.now())
+                )
+            if untried:  # claiming counted an attempt that never happened; undo it
+                await session.execute(
+                    update(InboxEvent)
+                    .where(InboxEvent.id.in_(untried), mine)
+                    .values(**back, attempts=InboxEvent.attempts - 1)
+                )
+        for id_ in orphans:
+            self._orphans.pop(id_, None)
+        log.info("handed back %d event(s) whose outcome was not recorded", len(orphans))
 
     async def recover_after_crash(self) -> None:
         """On SQLite one process owns the inbox: whatever it was processing when it died is due."""

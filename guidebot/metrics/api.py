@@ -17,6 +17,7 @@ from guidebot.contacts.models import Department, Guide
 from guidebot.metrics import kpis
 from guidebot.metrics.comparison import compare
 from guidebot.metrics.orders import (
+    MAX_AMOUNT_FEN,
     OrderConflict,
     OrderInvalid,
     OrderNotFound,
@@ -36,7 +37,17 @@ from guidebot.metrics.report import (
     metrics,
     period_from_query,
 )
-from guidebot.web.api import ApiError, ApiRoutes, bad_request, json_body, not_found, query_int
+from guidebot.web.api import (
+    INT32_MAX,
+    ApiError,
+    ApiRoutes,
+    bad_request,
+    instant_fields,
+    int_field,
+    json_body,
+    not_found,
+    query_int,
+)
 from guidebot.web.auth import guide_visible, principal, store_visible
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
 from guidebot.wecom.client import WeComError
@@ -55,6 +66,8 @@ def _period(request: web.Request) -> Period:
         )
     except PeriodError as exc:
         raise bad_request(str(exc)) from None
+    except OverflowError:  # e.g. to=0001-01-01: the day before it is no date
+        raise bad_request("'from' and 'to' must be dates in the years 1 to 9999") from None
 
 
 def _by_day(request: web.Request) -> bool:
@@ -230,8 +243,11 @@ ORDER_BODY = {
 async def create_order(request: web.Request) -> web.Response:
     body = await json_body(request)
     settings, now = request.app[SETTINGS], request.app[CLOCK].now()
+    instant_fields(body, "paid_at", "refunded_at")
+    if isinstance(body.get("store"), int):  # a department id (a code is a string)
+        int_field(body, "store", lo=1, hi=INT32_MAX)
     try:
-        data = parse_order(body)
+        data = _parse_order(body)
         async with request.app[SESSIONS]() as session, session.begin():
             order, created = await post_order(
                 session, data, now=now, window=attribution_window(settings.attribution_days)
@@ -240,6 +256,15 @@ async def create_order(request: web.Request) -> web.Response:
     except (OrderInvalid, OrderConflict, OrderNotFound) as exc:
         raise _order_error(exc) from None
     return web.json_response(answer, status=201 if created else 200)
+
+
+def _parse_order(body: dict[str, Any]):
+    try:
+        return parse_order(body)
+    except ArithmeticError:  # decimal.Overflow: "amount": "1e999999" is no amount of yuan
+        raise bad_request(
+            f"'amount' must be at most {MAX_AMOUNT_FEN // 100} yuan, with at most 2 decimals"
+        ) from None
 
 
 @api.get("/orders/{order_id}", "An order and the guide it was attributed to")
@@ -260,6 +285,7 @@ async def show_order(request: web.Request) -> web.Response:
 async def refund(request: web.Request) -> web.Response:
     body = await json_body(request) if request.can_read_body else {}
     now = request.app[CLOCK].now()
+    instant_fields(body, "refunded_at")
     try:
         raw = body.get("refunded_at")
         at = parse_instant(raw, "refunded_at") if raw is not None else None

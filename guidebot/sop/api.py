@@ -33,7 +33,17 @@ from guidebot.sop.models import (
     SopTask,
     TaskStatus,
 )
-from guidebot.web.api import ApiError, ApiRoutes, bad_request, iso, json_body, not_found, query_int
+from guidebot.web.api import (
+    ApiError,
+    ApiRoutes,
+    bad_request,
+    check_instant,
+    iso,
+    json_body,
+    not_found,
+    path_id,
+    query_int,
+)
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP, WECOM
 
 log = logging.getLogger(__name__)
@@ -154,14 +164,11 @@ def _instant(request: web.Request, name: str) -> datetime | None:
         raise bad_request(f"{name} must be an ISO 8601 instant, got {raw!r}") from None
     if value.tzinfo is None:
         raise bad_request(f"{name} needs a UTC offset, e.g. 2026-03-13T10:00:00+08:00")
-    return value
+    return check_instant(value, name)
 
 
 def _task_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise not_found(f"no task {raw!r}")
-    return int(raw)
+    return path_id(request, "task")
 
 
 # ---- playbooks -------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 None of them holds per-customer state: each reads and writes rows and may run on any
 instance at any time (claims and unique keys arbitrate).
 
-* `sop_tick` (every 5 s): take back lapsed claims, run due task rows.
+* `sop_tick` (every 5 s): take back lapsed claims and this instance's stranded ones, run due
+  task rows.
 * `sop_reconcile` (every minute): rows left in `sending` by a dead process.
 * `sop_results` (every 10 min): get_groupmsg_send_result for `sent` guide tasks.
 * `sop_triggers` (every minute): date and cron playbooks enroll matching relations, once per
@@ -18,12 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from guidebot.contacts.models import Department, Relation, RelationStatus
 from guidebot.db.engine import upsert_insert
 from guidebot.sop.actions import PollReport, ReconcileReport, poll_send_results, reconcile_sending
 from guidebot.sop.engine import (
+    CLAIM_LEASE,
     SopRuntime,
     Subject,
     TickReport,
@@ -34,7 +36,7 @@ from guidebot.sop.engine import (
     tick,
     zone_named,
 )
-from guidebot.sop.models import SopTriggerRun
+from guidebot.sop.models import SopTask, SopTriggerRun, TaskStatus
 from guidebot.sop.playbook import Playbook
 
 log = logging.getLogger(__name__)
@@ -45,8 +47,38 @@ SCAN_BATCH = 500
 BIRTHDAY_FIELDS = frozenset({"birthday"})
 
 
+# Claiming and preparing a row take milliseconds; a claim of ours older than this was stranded
+# (the database went away between the two, say) and nobody will prepare it. Waiting out
+# CLAIM_LEASE would hold a welcome past its code's 20 s.
+STRANDED_CLAIM = timedelta(seconds=10)
+
+
 async def sop_tick(runtime: SopRuntime) -> TickReport:
+    await release_stranded_claims(runtime, runtime.clock.now())
     return await tick(runtime)
+
+
+async def release_stranded_claims(runtime: SopRuntime, now: datetime) -> int:
+    """This instance's claims older than STRANDED_CLAIM go back to `pending`.
+
+    Safe even for a claim still in hand: `prepare` takes only rows still claimed by us, under
+    FOR UPDATE (PostgreSQL) or the write lock (SQLite), so one claimer at most prepares a row;
+    rows already `sending` are never touched (rule 6).
+    """
+    async with runtime.sessions() as session, session.begin():
+        result = await session.execute(
+            update(SopTask)
+            .where(
+                SopTask.status == TaskStatus.CLAIMED,
+                SopTask.lease_owner == runtime.owner,
+                SopTask.lease_until < now + CLAIM_LEASE - STRANDED_CLAIM,
+            )
+            .values(status=TaskStatus.PENDING, lease_owner=None, lease_until=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    if result.rowcount:
+        log.warning("sop: %d stranded claim(s) of this instance made due again", result.rowcount)
+    return result.rowcount
 
 
 async def sop_reconcile(runtime: SopRuntime) -> ReconcileReport:
@@ -198,8 +230,10 @@ async def _relations(
 
 
 __all__ = [
+    "STRANDED_CLAIM",
     "TriggerReport",
     "latest_cron_occurrence",
+    "release_stranded_claims",
     "sop_reconcile",
     "sop_results",
     "sop_tick",

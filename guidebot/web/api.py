@@ -13,6 +13,13 @@ queries with `principal(request)` and answers 404 for anything outside the calle
 never confirms that the thing exists. Cookie-session calls that change state need the session's
 CSRF token in `X-CSRF-Token`. Errors are `{"error": {"code": ..., "reason": ...}}` with a
 fitting status; views raise ApiError.
+
+Input is checked before it reaches the database, so bad input is a 400 that changed nothing:
+`json_body` refuses non-objects, ±Infinity/NaN and strings holding NUL or a lone surrogate;
+`int_field` bounds integers to what their column holds (INT32 for `Integer`, INT64 for
+`BigInteger`) and refuses floats and booleans; `path_id` turns an id no row can have into 404;
+`no_nulls` and `known_fields` keep a PATCH from silently ignoring a null or a misspelt field;
+`instant_fields` keeps date-times within years FIRST_YEAR..LAST_YEAR.
 """
 
 from __future__ import annotations
@@ -59,6 +66,97 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+# The ranges of the database's integer columns (PostgreSQL's; SQLite's INTEGER is 64-bit).
+INT32_MAX = 2**31 - 1  # Integer: departments.id, content_items.id, store ids
+INT64_MAX = 2**63 - 1  # BigInteger: task, mass-send, order row ids
+# Date-times outside these years are typos, and near year 1 or 9999 a UTC offset overflows.
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+
+
+def json_kind(value: Any) -> str:
+    """The JSON type of a decoded value, for reasons ("got a boolean")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number with a fraction" if value != int(value) else "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def int_field(
+    body: dict[str, Any], name: str, *, lo: int, hi: int, required: bool = True
+) -> int | None:
+    """body[name] as an integer in lo..hi; absent or null is None unless required.
+
+    A boolean (an int to Python), a float (even 2.0), a string or an integer out of range is a
+    400 naming the field, so nothing too large for its column ever reaches the database.
+    """
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise bad_request(f"{name!r} is required: an integer from {lo} to {hi}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(f"{name!r} must be an integer from {lo} to {hi}, got {json_kind(value)}")
+    if not lo <= value <= hi:
+        raise bad_request(f"{name!r} must be an integer from {lo} to {hi}")
+    return value
+
+
+def path_id(request: web.Request, what: str, *, name: str = "id", hi: int = INT64_MAX) -> int:
+    """A row id from the path: 1..hi in ASCII digits; anything else names no row (404)."""
+    raw = request.match_info[name]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(hi))) or not (
+        1 <= int(raw) <= hi
+    ):
+        raise not_found(f"no {what} {raw[:40]!r}")
+    return int(raw)
+
+
+def no_nulls(body: dict[str, Any], *names: str) -> None:
+    """PATCH: null for a field that cannot be cleared is a 400, never read as "not given"."""
+    for name in names:
+        if name in body and body[name] is None:
+            raise bad_request(
+                f"{name!r} cannot be cleared (null); leave it out to keep the current value"
+            )
+
+
+def known_fields(body: dict[str, Any], *names: str) -> None:
+    """A misspelt field is a 400, not silently ignored."""
+    unknown = sorted(set(body) - set(names))
+    if unknown:
+        raise bad_request(f"unknown field {unknown[0][:40]!r}; fields are {', '.join(names)}")
+
+
+def check_instant(value: datetime, name: str) -> datetime:
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise bad_request(f"{name!r} must fall in the years {FIRST_YEAR} to {LAST_YEAR}")
+    return value
+
+
+def instant_fields(body: dict[str, Any], *names: str) -> None:
+    """Date-time strings that parse must fall in FIRST_YEAR..LAST_YEAR (the domain parses them
+    and gives its own reason for one that does not parse)."""
+    for name in names:
+        value = body.get(name)
+        if not isinstance(value, str):
+            continue
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            continue
+        check_instant(parsed, name)
+
+
 def query_int(request: web.Request, name: str, default: int, *, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -97,7 +195,29 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise bad_request(f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request("body must be a JSON object")
+    _check_strings(body)
     return body
+
+
+def _check_strings(body: Any) -> None:
+    """No string, key or value, may hold NUL (PostgreSQL refuses it in text) or a lone
+    surrogate (it has no UTF-8 form)."""
+    stack = [body]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                raise bad_request("body: strings may not contain NUL (\\u0000)")
+            if not value.isascii():
+                try:
+                    value.encode()
+                except UnicodeEncodeError:
+                    raise bad_request("body: a string holds a lone UTF-16 surrogate") from None
 
 
 @dataclass(slots=True)
@@ -166,6 +286,10 @@ class ApiRoutes:
         return self.route("POST", path, summary, **options)
 
 
+def _url_parts(request: web.Request) -> list[str]:
+    return [*request.match_info.values(), *request.query.keys(), *request.query.values()]
+
+
 def _guarded(endpoint: Endpoint) -> View:
     async def handle(request: web.Request) -> web.StreamResponse:
         if not endpoint.public:
@@ -179,6 +303,8 @@ def _guarded(endpoint: Endpoint) -> View:
             if csrf_required(request, who):
                 return error_response(403, "csrf", "a valid X-CSRF-Token header is required")
             request[PRINCIPAL] = who
+        if any("\x00" in part for part in _url_parts(request)):
+            return error_response(400, "bad_request", "the URL may not contain NUL (%00)")
         try:
             return await endpoint.view(request)
         except ApiError as exc:

@@ -93,6 +93,7 @@ import re
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -346,6 +347,9 @@ class WeComClient:
         self._locks: dict[str, asyncio.Lock] = {}
         self._local: dict[str, Credential] = {}
         self._failures: dict[str, _Failure] = {}
+        # Values WeCom rejected (40014/42001, or a ticket the JS side refused): never used
+        # again, even if a read that raced the discard puts one back into the local cache.
+        self._rejected: deque[str] = deque(maxlen=16)
         # A refresh lease covers one attempt and is renewed while the refresh goes on, so a
         # process killed mid-refresh holds the others up for seconds, not for a whole
         # retry schedule.
@@ -586,12 +590,18 @@ class WeComClient:
         return value, expires_in
 
     def _usable(self, credential: Credential | None, now: float) -> bool:
-        return credential is not None and credential.expires_at.timestamp() > now
+        return (
+            credential is not None
+            and credential.expires_at.timestamp() > now
+            and credential.value not in self._rejected
+        )
 
     def _instant(self, seconds: float) -> datetime:
         return datetime.fromtimestamp(seconds, UTC)
 
     async def _forget(self, name: str, value: str) -> None:
+        if value not in self._rejected:
+            self._rejected.append(value)
         local = self._local.get(name)
         if local is not None and local.value == value:
             del self._local[name]

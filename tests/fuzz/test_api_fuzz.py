@@ -3,21 +3,30 @@
 The routes come from the OpenAPI document itself, so a new POST/PATCH is fuzzed as soon as it
 declares a body. Malformed bodies must get 400 with `{"error": {"code", "reason"}}`; objects
 whose every property has the wrong type must get a 4xx error of that shape; nothing is written.
+Then each route's valid body has some of its fields replaced by hostile values (integers far
+beyond any column, floats, booleans, nulls, NUL characters, dates near year 1 or 9999): never a
+5xx, and a refused request changed nothing. Path ids and integer query parameters get the same
+treatment. Every test runs on SQLite and, when configured, on PostgreSQL.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from guidebot.app import create_app
+from guidebot.contacts.api import CONTACTS_STARTUP
+from guidebot.contacts.models import Department
 from guidebot.db.engine import create_engine
-from guidebot.db.migrate import upgrade
 from tests.support import make_settings
 
 AUTH = {"Authorization": "Bearer admin-token-for-tests", "Content-Type": "application/json"}
@@ -73,6 +82,108 @@ VALUES: dict[str, st.SearchStrategy[Any]] = {
     "array": st.lists(scalar, max_size=4),
     "object": st.dictionaries(st.text(max_size=8), scalar, max_size=4),
 }
+
+# Values no field should turn into a 500: beyond int32/int64 (ids, amounts, store ids), floats
+# and booleans where an integer belongs, nulls, text PostgreSQL refuses, instants that overflow.
+EDGE_INTS = [2**31 - 1, 2**31, -(2**31) - 1, 2**63 - 1, 2**63, -(2**63) - 1, 10**30, -(10**30)]
+EDGE_TEXT = [
+    "\x00",
+    "a\x00b",
+    "\ud800",
+    "²",
+    "١٢",
+    "9" * 40,
+    "1e999999",
+    "-1e999999",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01",
+    "",
+    " ",
+]
+hostile_scalar = st.one_of(
+    st.sampled_from(EDGE_INTS),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, 1.0, -1.0, 0.5, 1e300, -1e300, 2.0**63]),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(EDGE_TEXT),
+    st.text(max_size=12),
+)
+hostile = st.one_of(
+    hostile_scalar,
+    st.lists(hostile_scalar, max_size=3),
+    st.dictionaries(st.sampled_from(["tags", "appid", "page", "filename", "x"]), hostile_scalar),
+)
+
+# A body each route takes (or refuses only for what the database holds), for fields to spoil.
+VALID: dict[tuple[str, str], dict[str, Any]] = {
+    ("PATCH", "/stores/{store}"): {"timezone": "Asia/Shanghai"},
+    ("POST", "/contact-ways"): {
+        "store": "S404",  # no such store: the way is refused before WeCom is asked
+        "channel": "flyer",
+        "campaign": "spring",
+        "userids": ["g1"],
+        "remark": "r",
+    },
+    ("POST", "/transfers"): {
+        "kind": "in_service",
+        "handover_userid": "g1",
+        "takeover_userid": "g2",
+        "external_userids": ["c1"],
+        "message": "hi",
+    },
+    ("POST", "/tasks/{id}/done"): {"note": "done"},
+    ("POST", "/tasks/{id}/skip"): {"reason": "away"},
+    ("POST", "/content"): {
+        "kind": "text",
+        "title": "t",
+        "body": "words",
+        "summary": "s",
+        "tags": ["a"],
+        "stores": ["S001"],
+        "valid_from": "2026-03-01T00:00:00+08:00",
+        "valid_to": "2026-04-01T00:00:00+08:00",
+    },
+    ("PATCH", "/content/{id}"): {
+        "title": "t2",
+        "summary": "s",
+        "valid_from": "2026-03-01",
+        "valid_to": "2026-05-01T00:00:00Z",
+    },
+    ("POST", "/mass-sends"): {
+        "guide": "g1",
+        "item": 1,
+        "text": "hi",
+        "filter": {"tags": ["a"], "match": "any", "status": "active", "customers": ["c1"]},
+    },
+    ("POST", "/orders"): {
+        "order_id": "order-2",
+        "external_userid": "c1",
+        "amount": "12.50",
+        "paid_at": "2026-03-09T10:00:00+08:00",
+        "store": "11",
+    },
+    ("POST", "/orders/{order_id}/refund"): {"refunded_at": "2026-03-10T10:00:00Z"},
+}
+# What a request with a hostile value may answer: a success (some fields take null, or a
+# number for a string), a refusal, or "no such row". Never 5xx.
+SPOILED_OK = {200, 201, 202, 400, 404, 409}
+
+
+def spoiled(valid: dict[str, Any], schema: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """The valid body with 1-3 of its documented fields replaced by hostile values."""
+    names = sorted(set(schema.get("properties", {})) | set(valid))
+
+    @st.composite
+    def build(draw) -> dict[str, Any]:
+        body = dict(valid)
+        for name in draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True)):
+            body[name] = draw(hostile)
+        return body
+
+    return build()
 
 
 def wrong_types(schema: dict[str, Any]) -> list[str]:
@@ -131,21 +242,14 @@ def fill_path(path: str, ids: dict[str, str]) -> str:
     return path
 
 
-async def snapshot(url: str) -> dict[str, list[tuple]]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            names = await conn.scalars(
-                text("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            )
-            return {
-                name: sorted(
-                    map(tuple, await conn.execute(text(f'SELECT * FROM "{name}"'))), key=repr
-                )
-                for name in list(names)
-            }
-    finally:
-        await engine.dispose()
+async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple]]:
+    """Every row of every table (SQLite or PostgreSQL)."""
+    async with engine.connect() as conn:
+        names = await conn.run_sync(lambda sync: sorted(inspect(sync).get_table_names()))
+        return {
+            name: sorted(map(tuple, await conn.execute(text(f'SELECT * FROM "{name}"'))), key=repr)
+            for name in names
+        }
 
 
 async def assert_error(response, allowed: set[int], sent: bytes | dict) -> None:
@@ -158,21 +262,28 @@ async def assert_error(response, allowed: set[int], sent: bytes | dict) -> None:
     assert isinstance(error["reason"], str) and error["reason"].strip(), (response.url.path, shown)
 
 
-async def test_every_request_body_refuses_hostile_json(aiohttp_client, sqlite_url):
-    started = time.monotonic()
-    await upgrade(sqlite_url)
+async def start(aiohttp_client, url: str):
+    """The app on a migrated database holding one content item (so that PATCH /content/{id}
+    reaches a row) and one order; the path ids to use; the documented request bodies."""
     client = await aiohttp_client(
-        create_app(
-            make_settings(sqlite_url, wecom_api_base="http://127.0.0.1:9"), run_workers=False
-        )
+        create_app(make_settings(url, wecom_api_base="http://127.0.0.1:9"), run_workers=False)
     )
-    # One real content item, so that PATCH /content/{id} reaches an existing row.
+    # The start-up directory sync would only retry an unreachable WeCom, writing as it goes.
+    startup = client.server.app[CONTACTS_STARTUP]
+    startup.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await startup
+    engine = create_engine(url)
+    async with AsyncSession(engine) as session, session.begin():
+        session.add(Department(id=11, name="张江店", code="S001", updated_at=datetime.now(UTC)))
+    await engine.dispose()
     made = await client.post(
         "/api/v1/content", headers=AUTH, json={"kind": "text", "title": "t", "body": "words"}
     )
     assert made.status == 201, await made.text()
-    ids = {"id": str((await made.json())["id"]), "store": "S001", "order_id": "order-1"}
-
+    order = await client.post("/api/v1/orders", headers=AUTH, json=VALID[("POST", "/orders")])
+    assert order.status == 201, await order.text()
+    ids = {"id": str((await made.json())["id"]), "store": "11", "order_id": "order-2"}
     document = await (await client.get("/api/v1/openapi.json")).json()
     routes = [
         (method.upper(), path, op["requestBody"]["content"]["application/json"]["schema"])
@@ -181,15 +292,22 @@ async def test_every_request_body_refuses_hostile_json(aiohttp_client, sqlite_ur
         if "requestBody" in op
     ]
     assert len(routes) >= 9, routes
+    return client, ids, document, routes
 
+
+async def test_every_request_body_refuses_hostile_json(aiohttp_client, database_url):
+    started = time.monotonic()
+    client, ids, _, routes = await start(aiohttp_client, database_url)
+    ids["order_id"] = "order-1"  # no such order: an empty body must not refund one
     bodies = {path: collect(wrongly_typed(schema)) for _, path, schema in routes}
 
-    before = await snapshot(sqlite_url)
+    engine = create_engine(database_url)
+    before = await snapshot(engine)
     covered = []
     for method, path, _ in routes:
         url = fill_path(path, ids)
         # A path naming a row that does not exist may answer 404 before looking at a body that
-        # only holds nulls (treated as "not given" for optional fields); everything else is 400.
+        # only holds nulls (absent fields: nothing to check); everything else is 400.
         missing_ok = {400, 404} if "{" in path else {400}
         for raw in MALFORMED + HUGE_NUMBERS:
             response = await client.request(method, url, data=raw, headers=AUTH)
@@ -200,7 +318,79 @@ async def test_every_request_body_refuses_hostile_json(aiohttp_client, sqlite_ur
             await assert_error(response, missing_ok, body)
         covered.append(f"{method} {path}")
 
-    assert await snapshot(sqlite_url) == before
+    assert await snapshot(engine) == before
+    await engine.dispose()
     assert (await client.get("/healthz")).status == 200
     assert len(covered) == len(routes)
     assert time.monotonic() - started < 60, covered
+
+
+async def test_hostile_values_in_every_field_are_never_a_5xx_and_a_refusal_writes_nothing(
+    aiohttp_client, database_url
+):
+    started = time.monotonic()
+    client, ids, _, routes = await start(aiohttp_client, database_url)
+    valid = {(m, p): VALID.get((m, p.removeprefix("/api/v1"))) for m, p, _ in routes}
+    missing = [f"{m} {p}" for (m, p), body in valid.items() if body is None]
+    assert not missing, f"add a valid body to VALID for {missing}"
+    bodies = {(m, p): collect(spoiled(valid[(m, p)], schema)) for m, p, schema in routes}
+
+    engine = create_engine(database_url)
+    state = await snapshot(engine)
+    seen: dict[str, set[int]] = {}
+    for method, path, _ in routes:
+        url = fill_path(path, ids)
+        for body in bodies[(method, path)]:
+            sent = json.dumps(body)  # ensure_ascii: NUL and lone surrogates travel as \u escapes
+            response = await client.request(method, url, data=sent, headers=AUTH)
+            shown = (method, path, body)
+            assert response.status in SPOILED_OK, (response.status, shown, await response.text())
+            seen.setdefault(f"{method} {path}", set()).add(response.status)
+            if response.status >= 400:
+                await assert_error(response, SPOILED_OK, body)
+                assert await snapshot(engine) == state, ("a refused request wrote", shown)
+            else:
+                state = await snapshot(engine)
+    await engine.dispose()
+    # The hostile values reached the checks: every route refused some of them.
+    assert all(400 in statuses for statuses in seen.values()), seen
+    assert (await client.get("/healthz")).status == 200
+    assert time.monotonic() - started < 120, seen
+
+
+PATH_IDS = ["0", "-1", "2147483648", "9223372036854775808", "9" * 40, "²", "١٢", "1.0", "1e3"]
+QUERY_INTS = ["0", "-1", "2147483648", "9223372036854775808", "9" * 40, "9" * 5000]
+QUERY_INTS += ["1.5", "1e3", "true", "null", "²", "", " ", "\x00", "NaN", "Infinity"]
+
+
+async def test_path_ids_and_integer_query_parameters_are_never_a_5xx(aiohttp_client, database_url):
+    client, ids, document, _ = await start(aiohttp_client, database_url)
+    checked = 0
+    for path, operations in document["paths"].items():
+        for method, op in operations.items():
+            params = op["parameters"]
+            in_path = [p["name"] for p in params if p["in"] == "path"]
+            for name in in_path:
+                for raw in PATH_IDS:
+                    url = fill_path(path, {**ids, name: raw})
+                    body = (
+                        {}
+                        if method == "get"
+                        else VALID.get((method.upper(), path.removeprefix("/api/v1")), {})
+                    )
+                    kwargs = {} if method == "get" else {"json": body}
+                    response = await client.request(method, url, headers=AUTH, **kwargs)
+                    await assert_error(response, {400, 404}, {"path": url})
+                    checked += 1
+            if in_path or method != "get":
+                continue
+            for param in params:
+                if param["in"] != "query" or param["schema"]["type"] != "integer":
+                    continue
+                for raw in QUERY_INTS:
+                    response = await client.get(path, headers=AUTH, params={param["name"]: raw})
+                    assert response.status in (200, 400), (path, param["name"], raw)
+                    if response.status == 400:
+                        await assert_error(response, {400}, {"query": {param["name"]: raw}})
+                    checked += 1
+    assert checked > 100

@@ -222,3 +222,28 @@ async def test_a_slow_worker_whose_lease_ran_out_does_not_handle_a_taken_event(d
     assert await fast.drain() == 1  # another instance takes the event over and finishes it
     await slow._process(claimed)  # the stalled worker wakes up
     assert [inbox_id for _, _, inbox_id in recorder.handled] == [1]
+
+
+async def test_an_event_whose_failure_could_not_be_recorded_is_handed_back_at_once(db):
+    """The database went away mid-event: not even the failure could be written. The pass
+    survives, and once the database answers the event is due again; it does not sit out its
+    lease (minutes) in `processing`."""
+    clock, recorder = FakeClock(START), Recorder()
+    await store(db, clock, ("add_external_contact", "g1", "c1", 100))
+    recorder.failures["c1:add_external_contact"] = 1
+    worker = make_worker(db, recorder, clock)
+    record_failure = worker._record_failure
+
+    async def database_gone(*args, **kwargs) -> None:
+        raise ConnectionRefusedError("database gone")
+
+    worker._record_failure = database_gone  # type: ignore[method-assign]
+    assert await worker.run_once() == 1
+    assert await statuses(db) == {1: InboxStatus.PROCESSING}
+
+    worker._record_failure = record_failure  # type: ignore[method-assign]
+    assert await worker.drain() == 1  # the clock never moved: no lease had to run out
+    assert recorder.handled == [("c1", "add_external_contact", 1)]
+    async with db[1]() as session:
+        row = await session.scalar(select(InboxEvent))
+    assert row.status == InboxStatus.DONE and row.attempts == 2

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 
 from guidebot.sop.engine import TickReport, claim, prepare
+from guidebot.sop.jobs import STRANDED_CLAIM, release_stranded_claims, sop_tick
 from guidebot.sop.models import SopTask
 from tests.sop_engine.conftest import SHANGHAI, local
 
@@ -80,6 +81,23 @@ async def test_claimed_rows_of_a_dead_claimer_come_back_after_the_lease(h):
     h.advance(timedelta(minutes=3))
     report = await h.tick()
     assert report.reaped == 1 and report.sent == 1
+
+
+async def test_our_claim_stranded_by_a_database_error_comes_back_at_the_next_tick(h):
+    """The database went away between claiming and preparing: the claim is this instance's
+    own and nobody holds it, so the scheduler's tick makes it due again well before the lease
+    lapses; a claim in hand (younger) is left to its claimer, and is prepared only once."""
+    await h.add("g1", "wmc1")
+    h.set_time(at(14, 20, 55))
+    stranded = await claim(h.runtime, h.clock.now())  # then prepare() met a dead connection
+    assert stranded
+    assert await release_stranded_claims(h.runtime, h.clock.now()) == 0  # maybe still in hand
+    h.advance(STRANDED_CLAIM + timedelta(seconds=1))
+    report = await sop_tick(h.runtime)
+    assert report.claimed == len(stranded) and report.sent == 1 and report.reaped == 0
+    # The stale claimer waking up finds nothing of its own left to prepare.
+    assert await prepare(h.runtime, stranded, h.clock.now(), TickReport()) == []
+    assert len(await h.app_messages("g1")) == 1
 
 
 async def test_three_day_outage_expires_steps_instead_of_bursting(h):

@@ -24,10 +24,35 @@ def create_simulator_app(config: SimulatorConfig) -> web.Application:
     app[SIMULATOR_STATE] = SimState(config)
     app[CLOSING] = asyncio.Event()
     app.cleanup_ctx.append(_delivery_session)
-    app.on_shutdown.append(_release_hung_calls)
-    app.router.add_route("*", "/cgi-bin/{api:.+}", handle_api)
+    # WeCom acts on a request it has received even when the caller hangs up (a client timeout
+    # during a "latency" fault): each API call runs to its end in its own task, whether or not
+    # the server cancels the handler of a closed connection (aiohttp's test server does).
+    in_flight: set[asyncio.Task[web.StreamResponse]] = set()
+
+    async def cgi_bin(request: web.Request) -> web.StreamResponse:
+        task = asyncio.create_task(handle_api(request))
+        in_flight.add(task)
+        task.add_done_callback(_finished(in_flight))
+        return await asyncio.shield(task)
+
+    async def release_hung_calls(app: web.Application) -> None:
+        app[CLOSING].set()
+        if in_flight:
+            await asyncio.wait(set(in_flight), timeout=5)
+
+    app.on_shutdown.append(release_hung_calls)
+    app.router.add_route("*", "/cgi-bin/{api:.+}", cgi_bin)
     app.add_subapp("/_sim", create_control_app())
     return app
+
+
+def _finished(in_flight: set[asyncio.Task[web.StreamResponse]]):
+    def done(task: asyncio.Task[web.StreamResponse]) -> None:
+        in_flight.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that hung up is not told, nor is asyncio
+
+    return done
 
 
 async def _delivery_session(app: web.Application) -> AsyncIterator[None]:
@@ -35,10 +60,6 @@ async def _delivery_session(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         app[DELIVERER] = CallbackDeliverer(app[SIMULATOR_STATE], session)
         yield
-
-
-async def _release_hung_calls(app: web.Application) -> None:
-    app[CLOSING].set()
 
 
 async def run_simulator(config: SimulatorConfig, host: str = "127.0.0.1", port: int = 8081) -> None:

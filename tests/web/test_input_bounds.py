@@ -1,0 +1,243 @@
+"""Bad input is a 400 (or 404 for a path naming no row) with a reason, and changes nothing.
+
+Integers are bounded to their column before any query (ids and store ids are int32 columns on
+PostgreSQL), floats and booleans are not integers, PATCH reads null as "clear" where clearing
+means something and refuses it where it does not, and NUL or out-of-range dates never reach the
+database. Runs on SQLite and, when configured, PostgreSQL (store 11 张江店, guides g1..g3).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from guidebot.web.api import INT32_MAX, INT64_MAX, ApiError, int_field
+from tests.metrics.conftest import at
+
+HUGE = [10**30, -(10**30), 2**63, -(2**63) - 1, INT32_MAX + 1]
+NOT_INTEGERS = [True, False, 1.0, 1.5, -0.0, 1e300, "1", [], {}]
+
+
+async def call(h, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, dict]:
+    if body is not None:
+        kwargs["data"] = json.dumps(body)
+    response = await h.client.request(
+        method,
+        f"/api/v1{path}",
+        headers={"Authorization": "Bearer admin-token-for-tests"},
+        **kwargs,
+    )
+    assert response.content_type == "application/json", (response.status, await response.text())
+    return response.status, await response.json()
+
+
+def reason(answer: dict) -> str:
+    return answer["error"]["reason"]
+
+
+# ---- the helper --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", HUGE + NOT_INTEGERS)
+def test_int_field_refuses_what_is_not_an_integer_in_range(value):
+    with pytest.raises(ApiError) as caught:
+        int_field({"n": value}, "n", lo=1, hi=INT32_MAX)
+    assert caught.value.status == 400
+    assert "'n'" in caught.value.reason and str(INT32_MAX) in caught.value.reason
+
+
+def test_int_field_takes_the_bounds_and_null_only_when_optional():
+    assert int_field({"n": 1}, "n", lo=1, hi=INT64_MAX) == 1
+    assert int_field({"n": INT64_MAX}, "n", lo=1, hi=INT64_MAX) == INT64_MAX
+    assert int_field({"n": None}, "n", lo=1, hi=9, required=False) is None
+    assert int_field({}, "n", lo=1, hi=9, required=False) is None
+    for body in ({}, {"n": None}):
+        with pytest.raises(ApiError, match="'n' is required"):
+            int_field(body, "n", lo=1, hi=9)
+
+
+# ---- integers in bodies, paths and queries ------------------------------------------------------
+
+
+async def test_a_mass_sends_item_out_of_range_or_not_an_integer_is_400_naming_it(h):
+    for item in [*HUGE, *NOT_INTEGERS, None, 0, -1]:
+        status, answer = await call(h, "POST", "/mass-sends", {"guide": "g1", "item": item})
+        assert status == 400, (item, answer)
+        assert "'item'" in reason(answer), (item, answer)
+    assert (await call(h, "GET", "/mass-sends"))[1] == {"mass_sends": []}
+
+
+async def test_orders_refuse_huge_amounts_stores_and_dates_and_store_nothing(h):
+    h.set_time(at(9, 10))
+    good = {
+        "order_id": "big-1",
+        "external_userid": "c01",
+        "amount": "10.00",
+        "paid_at": "2026-03-09T10:00:00+08:00",
+    }
+    spoiled = [
+        ("amount", "1e999999"),
+        ("amount", "-1e999999"),
+        ("amount", 10**30),
+        ("amount", True),
+        ("store", 10**30),
+        ("store", 2**63),
+        ("store", INT32_MAX + 1),
+        ("store", True),
+        ("store", 1.5),
+        ("paid_at", "0001-01-01T00:00:00+14:00"),
+        ("paid_at", "9999-12-31T23:59:59-14:00"),
+        ("refunded_at", "0001-01-01T00:00:00Z"),
+    ]
+    for name, value in spoiled:
+        status, answer = await call(h, "POST", "/orders", {**good, name: value})
+        assert status == 400, (name, value, answer)
+        assert f"'{name}'" in reason(answer), (name, value, answer)
+    # A digit string no department id can be names no store (not a database error).
+    for store in ("99999999999999999999", "2147483648", "²"):
+        status, answer = await call(h, "POST", "/orders", {**good, "store": store})
+        assert (status, reason(answer)) == (400, f"no store {store!r}"), answer
+    assert (await call(h, "GET", "/orders/big-1"))[0] == 404
+    assert (await call(h, "POST", "/orders", {**good, "store": 11}))[0] == 201
+    status, answer = await call(
+        h, "POST", "/orders/big-1/refund", {"refunded_at": "9999-12-31T23:59:59-14:00"}
+    )
+    assert status == 400 and "'refunded_at'" in reason(answer), answer
+    assert (await call(h, "GET", "/orders/big-1"))[1]["status"] == "paid"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/content/2147483648",
+        "/content/9223372036854775808",
+        "/content/²",
+        "/content/0",
+        "/mass-sends/9223372036854775808",
+        "/mass-sends/١٢",
+        "/tasks/9223372036854775808",
+        "/tasks/99999999999999999999999999",
+        "/stores/2147483648/metrics",
+        "/stores/²/metrics",
+    ],
+)
+async def test_a_path_id_no_row_can_have_is_404(h, path):
+    status, answer = await call(h, "GET", path)
+    assert (status, answer["error"]["code"]) == (404, "not_found"), answer
+
+
+async def test_writes_to_a_path_id_no_row_can_have_are_404(h):
+    for method, path, body in [
+        ("PATCH", "/content/2147483648", {"title": "x"}),
+        ("DELETE", "/content/9223372036854775808", None),
+        ("POST", "/tasks/9223372036854775808/done", {}),
+        ("POST", "/tasks/²/skip", {"reason": "x"}),
+        ("PATCH", "/stores/2147483648", {"timezone": "Asia/Tokyo"}),
+        ("PATCH", "/stores/99999999999999999999999", {"timezone": "Asia/Tokyo"}),
+    ]:
+        status, answer = await call(h, method, path, body)
+        assert status == 404, (method, path, answer)
+
+
+async def test_store_and_integer_query_parameters_out_of_range(h):
+    for path in ("/customers", "/guides", "/contact-ways", "/leaderboard"):
+        for store in ("99999999999999999999", "2147483648", "²", "9" * 5000):
+            status, answer = await call(h, "GET", path, params={"store": store})
+            assert status in (400, 404), (path, store[:30], answer)
+    for path, name in [("/customers", "per_page"), ("/tasks", "page"), ("/leaderboard", "limit")]:
+        for raw in ("9223372036854775808", "1.5", "true", "9" * 5000):
+            status, answer = await call(h, "GET", path, params={name: raw})
+            assert status == 400 and repr(name) in reason(answer), (path, raw[:30], answer)
+
+
+async def test_dates_out_of_range_in_queries_are_400(h):
+    for path, params in [
+        ("/tasks", {"due_before": "0001-01-01T00:00:00+14:00"}),
+        ("/tasks", {"due_before": "9999-12-31T23:59:59-14:00"}),
+        # The default `from` is six days before `to`: before 0001-01-01 there is no date.
+        ("/metrics", {"to": "0001-01-01"}),
+        ("/leaderboard", {"to": "0001-01-01"}),
+        ("/guides/g1/metrics", {"to": "0001-01-03"}),
+    ]:
+        status, answer = await call(h, "GET", path, params=params)
+        assert status == 400, (path, params, answer)
+
+
+async def test_nul_and_lone_surrogates_are_400_and_store_nothing(h):
+    for title in ("a\x00b", "\ud800"):
+        status, answer = await call(h, "POST", "/content", {"kind": "text", "title": title})
+        assert status == 400, answer
+    status, answer = await call(h, "POST", "/content", {"kind": "text", "title": "t", "x\x00": 1})
+    assert status == 400, answer
+    assert (await call(h, "GET", "/content"))[1]["total"] == 0
+    for params in ({"guide": "g\x00"}, {"store\x00": "11"}):
+        status, answer = await call(h, "GET", "/customers", params=params)
+        assert status == 400 and "NUL" in reason(answer), answer
+    assert (await call(h, "GET", "/orders/a%00b"))[0] == 400
+
+
+# ---- null in a PATCH ---------------------------------------------------------------------------
+
+
+async def _store(h) -> dict:
+    stores = (await call(h, "GET", "/stores"))[1]["stores"]
+    return next(s for s in stores if s["id"] == 11)
+
+
+async def test_patch_store_null_timezone_clears_it_null_code_is_400(h):
+    status, answer = await call(h, "PATCH", "/stores/11", {"timezone": "Asia/Tokyo"})
+    assert status == 200 and answer["timezone"] == "Asia/Tokyo", answer
+    before = await _store(h)
+
+    for body in ({"code": None}, {"code": None, "timezone": None}, {"timezone": None, "nmae": 1}):
+        status, answer = await call(h, "PATCH", "/stores/11", body)
+        assert status == 400, (body, answer)
+        assert await _store(h) == before  # nothing changed, not even the time zone
+    status, answer = await call(h, "PATCH", "/stores/11", {"code": None})
+    assert "'code' cannot be cleared" in reason(answer)
+    status, answer = await call(h, "PATCH", "/stores/11", {"nmae": 1})
+    assert "unknown field 'nmae'" in reason(answer)
+
+    status, answer = await call(h, "PATCH", "/stores/11", {"timezone": None})
+    assert status == 200 and answer["timezone"] is None, answer
+    assert answer["code"] == before["code"]
+
+
+async def test_patch_content_null_clears_optional_fields_and_is_400_for_required_ones(h):
+    status, made = await call(
+        h,
+        "POST",
+        "/content",
+        {
+            "kind": "text",
+            "title": "春季新品",
+            "body": "words",
+            "summary": "a summary",
+            "tags": ["spring"],
+            "valid_from": "2026-03-01T00:00:00+08:00",
+            "valid_to": "2026-04-01T00:00:00+08:00",
+        },
+    )
+    assert status == 201, made
+    path = f"/content/{made['id']}"
+
+    for name in ("title", "kind", "key"):
+        status, answer = await call(h, "PATCH", path, {name: None, "summary": None})
+        assert status == 400 and repr(name) in reason(answer), (name, answer)
+    kept = (await call(h, "GET", path))[1]
+    assert (kept["title"], kept["summary"], kept["valid_to"]) == (
+        "春季新品",
+        "a summary",
+        made["valid_to"],
+    )
+
+    status, answer = await call(h, "PATCH", path, {"valid_to": None, "summary": None, "tags": None})
+    assert status == 200, answer
+    assert (answer["valid_to"], answer["summary"], answer["tags"]) == (None, None, [])
+    assert answer["valid_from"] == made["valid_from"] and answer["title"] == "春季新品"
+
+    status, answer = await call(h, "PATCH", path, {"valid_from": "0001-01-01"})
+    assert status == 400 and "'valid_from'" in reason(answer), answer
+    assert (await call(h, "GET", path))[1]["valid_from"] == made["valid_from"]
