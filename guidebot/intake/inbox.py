@@ -9,6 +9,7 @@ commit fails they answer 503 and WeCom retries. One fsync now covers a whole bur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -66,23 +67,53 @@ class InboxWriter:
         clock: Clock,
         on_commit: Callable[[], None] = lambda: None,
         max_batch: int = 500,
+        *,
+        store_timeout: float = 3.0,
+        max_backlog: int = 10_000,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._on_commit = on_commit
         self._max_batch = max_batch
+        # WeCom gives up on a callback after 5 s: a database that hangs rather than fails must
+        # still be answered 503 in time, and callbacks must not pile up in memory behind it.
+        self._store_timeout = store_timeout
+        self._max_backlog = max_backlog
         self._queue: asyncio.Queue[tuple[InboxEntry, asyncio.Future[None]]] = asyncio.Queue()
+        self._quiet = asyncio.Event()  # set while nothing waits to be committed
+        self._quiet.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._insert = upsert_insert(engine.dialect.name)
 
     async def store(self, entry: InboxEntry) -> None:
-        """Return once the entry is committed (or was already there); else InboxUnavailable."""
+        """Return once the entry is committed (or was already there); else InboxUnavailable.
+
+        After a timeout the entry may still be committed: WeCom's retry is then a duplicate,
+        which the dedupe key folds.
+        """
         if self._task is None or self._closing:
             raise InboxUnavailable("inbox writer is not running")
+        if self._queue.qsize() >= self._max_backlog:
+            raise InboxUnavailable(f"{self._max_backlog} callbacks already wait to be committed")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._quiet.clear()
         await self._queue.put((entry, done))
-        await done
+        try:
+            await asyncio.wait_for(asyncio.shield(done), self._store_timeout)
+        except TimeoutError:
+            done.add_done_callback(_consume)
+            raise InboxUnavailable(f"not committed within {self._store_timeout:g} s") from None
+
+    async def quiet(self, patience: float = 0.05) -> None:
+        """Wait (at most `patience` seconds) until no callback waits to be committed.
+
+        The inbox worker calls this before each event: acknowledging callbacks within WeCom's
+        timeout comes first, and on SQLite the two share one connection.
+        """
+        if not self._quiet.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._quiet.wait(), patience)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._flush_forever(), name="inbox-writer")
@@ -92,6 +123,7 @@ class InboxWriter:
         if self._task is None:
             return
         self._closing = True
+        self._quiet.set()
         await self._queue.put(_CLOSE)
         await self._task
         self._task = None
@@ -121,10 +153,14 @@ class InboxWriter:
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(InboxUnavailable(str(exc)))
+                if self._queue.empty():
+                    self._quiet.set()
                 continue
             for _, done in batch:
                 if not done.done():
                     done.set_result(None)
+            if self._queue.empty():
+                self._quiet.set()
             self._on_commit()
 
     async def _commit(self, entries: list[InboxEntry]) -> None:
@@ -145,3 +181,9 @@ class InboxWriter:
         statement = self._insert(InboxEvent).on_conflict_do_nothing(index_elements=["dedupe_key"])
         async with self._engine.begin() as conn:
             await conn.execute(statement, rows)
+
+
+def _consume(done: asyncio.Future[None]) -> None:
+    """Retrieve the outcome no caller waits for any more, so asyncio does not report it."""
+    if not done.cancelled():
+        done.exception()

@@ -19,6 +19,8 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 
+from guidebot.wecom.flatxml import flat_children
+
 _BLOCK = 32  # WeCom pads to 32 bytes, not AES's 16
 _RANDOM_PREFIX = 16
 MAX_BODY_BYTES = 256 * 1024  # a real callback is a few KiB; anything larger is refused unread
@@ -51,11 +53,15 @@ def signature(token: str, timestamp: str, nonce: str, encrypted: str) -> str:
 def read_envelope(body: bytes | str) -> dict[str, str]:
     """The outer XML of a callback or a passive reply: child element name -> text.
 
-    Parsed with defusedxml (no DTDs, no entities) after a size check.
+    Parsed with defusedxml (no DTDs, no entities) after a size check, unless it has the flat
+    shape WeCom sends, which is read without building a tree (see flatxml).
     """
     raw = body.encode() if isinstance(body, str) else body
     if len(raw) > MAX_BODY_BYTES:
         raise CryptoError(f"body over {MAX_BODY_BYTES} bytes")
+    flat = flat_children(raw)
+    if flat is not None:
+        return dict(flat)
     try:
         root = fromstring(raw, forbid_dtd=True)
     except DefusedXmlException as exc:

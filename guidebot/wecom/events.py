@@ -27,7 +27,7 @@ anything else                             "event:<Event>[:<ChangeType>]" or "msg
 """
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -41,6 +41,8 @@ from defusedxml import (
     EntitiesForbidden,
     ExternalReferenceForbidden,
 )
+
+from guidebot.wecom.flatxml import flat_children
 
 __all__ = [
     "KNOWN_KINDS",
@@ -493,10 +495,14 @@ def _value(element: Element, depth: int) -> FieldValue:
 
 
 def _group(children: list[Element], depth: int) -> dict[str, FieldValue]:
-    """Children by element name; a repeated name becomes a list of its values, in order."""
+    return _by_name((child.tag, _value(child, depth)) for child in children)
+
+
+def _by_name(pairs: Iterable[tuple[str, FieldValue]]) -> dict[str, FieldValue]:
+    """Values by element name; a repeated name becomes a list of its values, in order."""
     grouped: dict[str, list[FieldValue]] = {}
-    for child in children:
-        grouped.setdefault(child.tag, []).append(_value(child, depth))
+    for name, value in pairs:
+        grouped.setdefault(name, []).append(value)
     return {name: values[0] if len(values) == 1 else values for name, values in grouped.items()}
 
 
@@ -653,10 +659,15 @@ def parse_event(xml: str | bytes) -> Event:
 
     Raises EventParseError, with a short reason, for anything that is not a readable event.
     """
-    root = _parse_root(_to_text(xml))
-    if root.tag != "xml":
-        raise EventParseError(f"root element is <{root.tag[:40]}>, expected <xml>")
-    raw: Mapping[str, FieldValue] = MappingProxyType(_group(list(root), depth=1))
+    document = _to_text(xml)
+    flat = flat_children(document)  # most events: no element tree needed
+    if flat is not None:
+        raw: Mapping[str, FieldValue] = MappingProxyType(_by_name(flat))
+    else:
+        root = _parse_root(document)
+        if root.tag != "xml":
+            raise EventParseError(f"root element is <{root.tag[:40]}>, expected <xml>")
+        raw = MappingProxyType(_group(list(root), depth=1))
     fields = _Fields(raw)
 
     msg_type = fields.required("MsgType")

@@ -1,0 +1,114 @@
+"""The inbox writer answers in time even when the database hangs, and never holds too much.
+
+The hang is real: another connection holds SQLite's write lock (a backup, a stray `sqlite3`
+session), so the writer's commit waits in SQLite's busy handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from guidebot.clock import FakeClock
+from guidebot.db.engine import create_engine
+from guidebot.db.migrate import upgrade
+from guidebot.intake.inbox import InboxEntry, InboxUnavailable, InboxWriter
+from guidebot.intake.models import InboxEvent
+from guidebot.wecom.events import parse_event
+from tests.support import event_xml
+
+START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def entry(customer: str) -> InboxEntry:
+    xml = event_xml("add_external_contact", "g1", customer, 100)
+    return InboxEntry.of(parse_event(xml), xml)
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path):
+    path = tmp_path / "inbox.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await upgrade(url)
+    engine = create_engine(url)
+    yield engine, path
+    await engine.dispose()
+
+
+class WriteLock:
+    """Another process's transaction holding SQLite's write lock until released."""
+
+    def __init__(self, path) -> None:
+        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.connection.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.connection.execute("ROLLBACK")
+        self.connection.close()
+
+
+async def rows(engine) -> int:
+    async with engine.connect() as conn:
+        return await conn.scalar(select(func.count()).select_from(InboxEvent))
+
+
+async def test_a_hung_database_gets_unavailable_in_time_and_wecoms_retry_is_folded(sqlite_db):
+    engine, path = sqlite_db
+    writer = InboxWriter(engine, FakeClock(START), store_timeout=0.3)
+    writer.start()
+    lock = WriteLock(path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(InboxUnavailable, match=r"not committed within 0\.3 s"):
+            await writer.store(entry("c1"))
+        assert time.monotonic() - started < 2  # well inside WeCom's 5 s
+        # The writer still waits on the lock; the worker's turn waits with it, briefly.
+        started = time.monotonic()
+        await writer.quiet(patience=0.2)
+        assert 0.15 < time.monotonic() - started < 1
+    finally:
+        lock.release()
+    # The database is back: the entry waiting in the writer lands, and WeCom's retry of the
+    # callback that got 503 is folded into it.
+    await writer.store(entry("c1"))
+    await writer.store(entry("c2"))
+    await writer.stop()
+    assert await rows(engine) == 2
+
+
+async def test_callbacks_beyond_the_backlog_are_refused_at_once(sqlite_db):
+    engine, path = sqlite_db
+    writer = InboxWriter(engine, FakeClock(START), max_batch=1, max_backlog=2, store_timeout=5)
+    writer.start()
+    lock = WriteLock(path)
+    try:
+        # One in the writer's hands (waiting on the lock), two queued behind it: then full.
+        waiting = [asyncio.create_task(writer.store(entry("c0")))]
+        await asyncio.sleep(0.1)
+        waiting += [asyncio.create_task(writer.store(entry(f"c{i}"))) for i in (1, 2)]
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(InboxUnavailable, match="2 callbacks already wait"):
+            await writer.store(entry("c9"))
+        assert time.monotonic() - started < 0.1
+    finally:
+        lock.release()
+    await asyncio.gather(*waiting)  # nothing accepted into the queue was dropped
+    await writer.stop()
+    assert await rows(engine) == 3
+
+
+async def test_an_idle_writer_does_not_hold_the_worker_up(sqlite_db):
+    engine, _ = sqlite_db
+    writer = InboxWriter(engine, FakeClock(START))
+    writer.start()
+    await writer.store(entry("c1"))
+    started = time.monotonic()
+    await writer.quiet(patience=5)
+    assert time.monotonic() - started < 0.5
+    await writer.stop()
