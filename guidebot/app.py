@@ -176,6 +176,7 @@ async def offline_worker(settings: Settings):
 async def intake(app: web.Application, *, run_workers: bool) -> AsyncIterator[None]:
     worker = make_worker(app[SESSIONS], app[WECOM], app[CLOCK], app[SETTINGS], app[TELEMETRY])
     writer = InboxWriter(app[ENGINE], app[CLOCK], on_commit=worker.wake)
+    worker.yield_to = writer.quiet  # acknowledging callbacks comes before processing them
     app[INBOX], app[INBOX_WORKER] = writer, worker
     writer.start()
     if run_workers:
@@ -203,6 +204,12 @@ def periodic_jobs(app: web.Application) -> list[FixedJob]:
             "reconcile-contacts", partial(contacts.nightly_reconcile, *args), cron="0 3 * * *"
         ),
         FixedJob("poll-transfers", partial(contacts.poll_transfers, *args), every_seconds=600),
+        # Adds recorded without a profile (the welcome could not wait for WeCom): fill them in.
+        FixedJob(
+            "refetch-profiles",
+            partial(contacts.refetch_profiles, *args),
+            every_seconds=contacts.PROFILES_EVERY_SECONDS,
+        ),
         # The SOP engine: per-customer work is in sop_tasks; these only claim and settle rows.
         FixedJob("sop-tick", partial(sop.sop_tick, app[SOP]), every_seconds=5),
         FixedJob("sop-reconcile", partial(sop.sop_reconcile, app[SOP]), every_seconds=60),

@@ -3,9 +3,16 @@
 Handlers are thin: each asks WeCom what it needs first (before touching the database, so
 SQLite's writer is not held across the network), then calls one service function inside the
 worker's transaction. A transient WeCom failure raises, and the worker retries the event.
+
+One exception: an add carrying a WelcomeCode cannot wait for a retry (the code lives 20 s and
+the welcome goes out only once the add is recorded). If externalcontact/get fails transiently,
+the add is recorded from the event alone, as for 84061; the customer's profile_fetched_at stays
+NULL and the `refetch-profiles` job (guidebot.contacts.profiles) fills the profile in later.
 """
 
 from __future__ import annotations
+
+import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,7 +20,7 @@ from guidebot.clock import Clock
 from guidebot.contacts import directory, service
 from guidebot.contacts.models import EventSource, RelationStatus
 from guidebot.intake.router import Router
-from guidebot.wecom.client import WeComClient
+from guidebot.wecom.client import WeComClient, WeComError
 from guidebot.wecom.events import (
     AddExternalContact,
     AddHalfExternalContact,
@@ -27,7 +34,28 @@ from guidebot.wecom.events import (
     UpdateUser,
 )
 
+log = logging.getLogger(__name__)
+
 router = Router("contacts")
+
+
+async def _profile_for_add(
+    wecom: WeComClient, event: AddExternalContact | AddHalfExternalContact
+) -> service.Profile | None:
+    """The add's profile; None, instead of a retry, when a welcome code is waiting on it."""
+    try:
+        return await service.fetch_profile(wecom, event.external_userid, event.userid)
+    except WeComError as exc:
+        if not event.welcome_code or not service.is_transient(exc):
+            raise
+        log.warning(
+            "add %s/%s: %s; recorded without a profile so the welcome goes out now "
+            "(refetch-profiles fills it in)",
+            event.userid,
+            event.external_userid,
+            exc,
+        )
+        return None
 
 
 @router.on(AddExternalContact, AddHalfExternalContact)
@@ -38,7 +66,7 @@ async def on_added(
     clock: Clock,
     inbox_id: int,
 ) -> None:
-    profile = await service.fetch_profile(wecom, event.external_userid, event.userid)
+    profile = await _profile_for_add(wecom, event)
     await service.record_added(
         session,
         userid=event.userid,

@@ -3,7 +3,8 @@
 Each takes a session factory, the WeCom client and a clock, opens its own session and
 commits; a scheduler (guidebot.scheduler) or the CLI calls them. Suggested schedule:
 directory sync nightly (and once at start-up), reconciliation nightly after it, transfer
-results every 15 minutes (WeCom completes an accepted transfer ~24 h after the request).
+results every 15 minutes (WeCom completes an accepted transfer ~24 h after the request),
+missing profiles every 2 minutes (profiles.EVERY_SECONDS: adds recorded without one).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
+from guidebot.contacts import profiles
 from guidebot.contacts.directory import DirectoryReport, sync_directory
 from guidebot.contacts.reconcile import ReconcileReport, reconcile
 from guidebot.contacts.transfers import PollReport, poll_transfer_results
@@ -21,6 +23,8 @@ from guidebot.contacts.ways import create_contact_way
 from guidebot.wecom.client import WeComClient
 
 Sessions = async_sessionmaker[AsyncSession]
+
+PROFILES_EVERY_SECONDS = profiles.EVERY_SECONDS
 
 
 async def nightly_directory_sync(
@@ -42,6 +46,13 @@ async def nightly_reconcile(
 async def poll_transfers(sessions: Sessions, wecom: WeComClient, clock: Clock) -> PollReport:
     async with sessions() as session:
         return await poll_transfer_results(session, wecom, clock.now())
+
+
+async def refetch_profiles(
+    sessions: Sessions, wecom: WeComClient, clock: Clock
+) -> profiles.ProfileReport:
+    """Profiles of customers recorded without one (an add whose WeCom read failed)."""
+    return await profiles.refetch_profiles(sessions, wecom, clock.now())
 
 
 async def add_contact_way(

@@ -74,6 +74,35 @@ class Profile:
     def createtime(self) -> datetime | None:
         return from_epoch(self.follow.get("createtime")) if self.follow else None
 
+    @classmethod
+    def of(cls, answer: dict[str, Any], userid: str) -> Profile:
+        """externalcontact/get's answer, narrowed to one guide."""
+        follow_users = answer.get("follow_user") or []
+        follow = next((f for f in follow_users if f.get("userid") == userid), None)
+        return cls(dict(answer.get("external_contact") or {}), follow)
+
+
+def is_transient(exc: WeComError) -> bool:
+    """Worth asking again later: no answer at all, WeCom busy, or a limit (45009 cooldown)."""
+    return isinstance(exc, WeComTransportError) or exc.errcode in TRANSIENT
+
+
+async def fetch_contact(wecom: WeComClient, external_userid: str) -> dict[str, Any] | None:
+    """externalcontact/get's whole answer, or None when WeCom has none to give.
+
+    Transient failures raise; 84061 (no relation) and other refusals return None.
+    """
+    try:
+        return await wecom.get_external_contact(external_userid)
+    except WeComError as exc:
+        if is_transient(exc):
+            raise
+        if exc.errcode not in NO_PROFILE:
+            log.warning(
+                "externalcontact/get %s: %s; recording the event alone", external_userid, exc
+            )
+        return None
+
 
 async def fetch_profile(wecom: WeComClient, external_userid: str, userid: str) -> Profile | None:
     """The customer's profile and this guide's entry, or None when WeCom has none to give.
@@ -81,24 +110,14 @@ async def fetch_profile(wecom: WeComClient, external_userid: str, userid: str) -
     Transient failures raise (the inbox worker retries the event); 84061 (no relation) and
     other refusals return None so the event is still recorded from what it says.
     """
-    try:
-        answer = await wecom.get_external_contact(external_userid)
-    except WeComError as exc:
-        if isinstance(exc, WeComTransportError) or exc.errcode in TRANSIENT:
-            raise
-        if exc.errcode not in NO_PROFILE:
-            log.warning(
-                "externalcontact/get %s: %s; recording the event alone", external_userid, exc
-            )
-        return None
-    follow = next((f for f in answer.get("follow_user", []) if f.get("userid") == userid), None)
-    return Profile(dict(answer.get("external_contact") or {}), follow)
+    answer = await fetch_contact(wecom, external_userid)
+    return None if answer is None else Profile.of(answer, userid)
 
 
 # ---- customers -------------------------------------------------------------------------------
 
 
-def _customer_values(contact: dict[str, Any]) -> dict[str, Any]:
+def customer_values(contact: dict[str, Any]) -> dict[str, Any]:
     values = {
         "name": contact.get("name"),
         "type": contact.get("type"),
@@ -118,7 +137,7 @@ async def upsert_customer(
 ) -> None:
     """Insert the customer if new; with a profile, overwrite what WeCom just told us."""
     insert = upsert_insert(session.bind.dialect.name)
-    values = _customer_values(contact) if contact else {}
+    values = customer_values(contact) if contact else {}
     if contact:
         values["profile_fetched_at"] = now
     statement = insert(Customer).values(
@@ -765,8 +784,11 @@ __all__ = [
     "apply_follow",
     "attribute",
     "complete_transfer",
+    "customer_values",
+    "fetch_contact",
     "fetch_profile",
     "from_epoch",
+    "is_transient",
     "lock_relation",
     "log_event",
     "record_added",

@@ -1133,9 +1133,16 @@ def message_variables(
 
     A step's content item becomes a tracked link that carries the guide, the customer and this
     task, so its opens (and the orders after them) are credited to the right place.
+
+    customer.name is the customer's WeCom name, else the guide's remark. With neither (the
+    profile is not fetched yet: an add recorded from the event alone), a message to the
+    customer gets an empty name ("{{ customer.name }}您好" reads "您好"), never their raw id; a
+    reminder to the guide names the customer by id, so the guide can still tell who it is.
     """
     remark = relation.remark if relation is not None else None
-    name = (customer.name if customer else None) or remark or task.external_userid
+    name = (customer.name if customer else None) or remark
+    if not name:
+        name = "" if task.action in Action.TO_CUSTOMER else task.external_userid
     settings = enrollment.settings or {}
     tracked = _tracked_link(runtime, task, content, now)
     return {
