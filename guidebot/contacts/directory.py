@@ -60,6 +60,21 @@ class DirectoryReport:
 # ---- lookups ---------------------------------------------------------------------------------
 
 
+# pg_advisory_xact_lock key for writes to the address book ("guidebot directory").
+DIRECTORY_LOCK = 0x6764_6469_7265
+
+
+async def lock_directory(session: AsyncSession) -> None:
+    """One transaction at a time writes departments and guides, until it commits.
+
+    Instances syncing at start-up together, or a sync meeting the change_contact callback
+    for the same member, would otherwise both insert one row and one of them fail on its
+    key. On SQLite the write lock already serialises them.
+    """
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(DIRECTORY_LOCK)))
+
+
 async def find_store(session: AsyncSession, ref: str | int) -> Department | None:
     """A department by its store code, else by its WeCom id; deleted ones are not found."""
     text = str(ref).strip()
@@ -149,6 +164,7 @@ async def upsert_department(
 async def ensure_department(session: AsyncSession, dept_id: int, now: datetime) -> None:
     """A placeholder for a department an event names before we have synced it."""
     if await session.get(Department, dept_id) is None:
+        await lock_directory(session)
         await upsert_department(session, dept_id, name=None, parent_id=None, order=None, now=now)
 
 
@@ -394,6 +410,7 @@ async def sync_directory(
             members[member["userid"]] = member
 
     report = DirectoryReport(departments=len(ids), guides=len(members))
+    await lock_directory(session)
     for dept in departments:
         await upsert_department(
             session,
@@ -467,6 +484,7 @@ async def apply_user_changed(
         if exc.errcode not in MEMBER_GONE:
             raise  # transient or unexpected: the worker retries
         info = None
+    await lock_directory(session)
     if new_userid and new_userid != userid:
         await rename_guide(session, userid, new_userid, at)
     if info is None:
@@ -492,6 +510,7 @@ async def apply_user_deleted(
     except WeComError as exc:
         if exc.errcode not in MEMBER_GONE:
             raise
+        await lock_directory(session)
         await mark_left(session, userid, at)
         return
     # user/get still finds the member: this delete is older than a re-creation.
@@ -508,6 +527,7 @@ async def apply_party_changed(
         if exc.errcode not in DEPARTMENT_GONE:
             raise
         found = []
+    await lock_directory(session)
     if found:
         dept = found[0]
         await upsert_department(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import select
 
 from guidebot.contacts.models import EARLY, Department, Guide
@@ -115,3 +117,23 @@ async def test_party_callbacks_turn_stores_into_regions_and_back(h):
     depts = await departments(h)
     assert depts[13].deleted_at == gone_at
     assert depts[12].is_store
+
+
+async def test_syncs_running_at_once_take_turns_instead_of_colliding(h):
+    # Several instances start together, each syncing the address book; a new store and its
+    # guides appear to all of them at the same moment.
+    await h.control("departments", {"id": 13, "name": "静安店", "parentid": 10})
+    for userid, name in (("g4", "赵敏"), ("g5", "周杰")):
+        await h.control("users", {"userid": userid, "name": name, "department": [13]})
+
+    reports = await asyncio.gather(h.sync(), h.sync(), h.sync())
+
+    assert [r.guides for r in reports] == [5, 5, 5]
+    depts = await departments(h)
+    assert (depts[13].name, depts[13].is_store) == ("静安店", True)
+    found = await guides(h)
+    assert {u: g.main_department for u, g in found.items() if u in ("g4", "g5")} == {
+        "g4": 13,
+        "g5": 13,
+    }
+    assert [(m.store_id, m.valid_to) for m in await h.memberships("g4")] == [(13, None)]
