@@ -11,6 +11,7 @@ from guidebot.intake.inbox import InboxWriter
 from guidebot.intake.worker import InboxWorker
 from guidebot.sop.engine import SopRuntime
 from guidebot.telemetry import Telemetry
+from guidebot.web.throttle import LoginThrottle
 from guidebot.wecom.client import WeComClient
 from guidebot.wecom.crypto import CallbackCrypto
 
@@ -25,3 +26,4 @@ WECOM = web.AppKey("wecom", WeComClient)
 INBOX = web.AppKey("inbox", InboxWriter)
 INBOX_WORKER = web.AppKey("inbox_worker", InboxWorker)
 SOP = web.AppKey("sop", SopRuntime)
+LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)

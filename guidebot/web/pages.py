@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import math
 import secrets
 from typing import Any
 from urllib.parse import quote
@@ -42,11 +44,14 @@ from guidebot.web.auth import (
     relation_visible,
     set_admin_cookie,
 )
-from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS
+from guidebot.web.keys import CLOCK, LOGIN_THROTTLE, SESSIONS, SETTINGS
+from guidebot.web.throttle import LoginThrottle
 
 TEMPLATES = project_dir("templates") / "web"
 VENDOR = TEMPLATES / "static" / "vendor"
 STATIC_FILES = {"chart.umd.js": "application/javascript", "admin.css": "text/css"}
+log = logging.getLogger(__name__)
+
 LOGIN_COOKIE = "gb_login"  # the login form's double-submit CSRF value (no session yet)
 PER_PAGE = 50
 
@@ -179,10 +184,25 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not expected or not secrets.compare_digest(given.encode(), expected.encode()):
         return _login_page(request, "The form expired; please sign in again.", 403)
     username, password = str(form.get("username", "")), str(form.get("password", ""))
+    throttle, now = request.app[LOGIN_THROTTLE], request.app[CLOCK].now()
+    keys = throttle.keys(username, request.remote)
+    wait = throttle.retry_after(keys, now)
+    if wait is not None:
+        seconds = math.ceil(wait.total_seconds())
+        log.warning("sign-in refused: too many failures for %s", " and ".join(keys))
+        response = _login_page(
+            request,
+            f"Too many failed sign-ins; try again in {math.ceil(seconds / 60)} minute(s).",
+            429,
+        )
+        response.headers["Retry-After"] = str(seconds)
+        return response
     async with request.app[SESSIONS]() as session:
         account = await authenticate(session, username, password)
     if account is None:
+        throttle.failed(keys, now)
         return _login_page(request, "Wrong username or password.", 401)
+    throttle.succeeded(username)
     response = web.HTTPSeeOther(_next(str(form.get("next", ""))))
     value = mint_admin_session(
         request.app[SETTINGS].secret_key, account.account_id, request.app[CLOCK].now()
@@ -417,6 +437,7 @@ async def content_page(request: web.Request) -> web.StreamResponse:
 
 
 def setup_routes(app: web.Application) -> None:
+    app[LOGIN_THROTTLE] = LoginThrottle()
     app.router.add_get("/admin", dashboard)
     app.router.add_get("/admin/login", login_form)
     app.router.add_post("/admin/login", login)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from tests.metrics.conftest import at
 from tests.web.conftest import PASSWORD, admin_cookie
@@ -133,3 +134,39 @@ async def test_cookies_are_secure_behind_https(aiohttp_client, sqlite_url, clock
     )
     [cookie] = [c for c in response.headers.getall("Set-Cookie") if c.startswith("gb_admin=")]
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+async def test_five_wrong_passwords_make_the_next_sign_in_wait(h, sessions, clock):
+    await sessions.account("boss", "hq", [])
+    for _ in range(5):
+        assert (await _sign_in(h, "Boss", "guess")).status == 401  # names match case-blind
+
+    # The sixth try is refused unread, even with the right password; a wait is named.
+    refused = await _sign_in(h, "boss")
+    assert refused.status == 429
+    assert 0 < int(refused.headers["Retry-After"]) <= 15 * 60
+    assert "Too many failed sign-ins" in await refused.text()
+    assert not [c for c in refused.headers.getall("Set-Cookie", []) if c.startswith("gb_admin=")]
+
+    clock.advance(timedelta(minutes=15, seconds=1))  # the failures age out
+    assert (await _sign_in(h, "boss")).status == 303
+
+
+async def test_one_address_guessing_many_names_waits_too(h, sessions, clock):
+    await sessions.account("clerk", "hq", [])
+    for i in range(20):  # four tries at each of five names: no name reaches its limit
+        assert (await _sign_in(h, f"name{i % 5}", "guess")).status == 401
+    assert (await _sign_in(h, "clerk")).status == 429
+    clock.advance(timedelta(minutes=16))
+    assert (await _sign_in(h, "clerk")).status == 303
+
+
+async def test_a_good_sign_in_clears_the_account_s_failures(h, sessions):
+    await sessions.account("boss", "hq", [])
+    for _ in range(4):
+        assert (await _sign_in(h, "boss", "guess")).status == 401
+    assert (await _sign_in(h, "boss")).status == 303
+    # The account starts again from none: four more wrong tries are still only 401s.
+    for _ in range(4):
+        assert (await _sign_in(h, "boss", "guess")).status == 401
+    assert (await _sign_in(h, "boss")).status == 303
