@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from functools import partial
 
 import aiohttp
@@ -142,7 +143,9 @@ def make_worker(
         build_dispatcher(),
         clock,
         resources={"wecom": wecom, "clock": clock, "settings": settings, "telemetry": telemetry},
-        policy=WorkerPolicy(concurrency=concurrency),
+        policy=WorkerPolicy(
+            concurrency=concurrency, lease=timedelta(seconds=settings.claim_lease_seconds)
+        ),
         # A handler may call WeCom inside its transaction; on SQLite that transaction holds the
         # write lock a token refresh would need. Refreshing first keeps the two apart.
         before_batch=wecom.get_access_token,

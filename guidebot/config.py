@@ -17,6 +17,8 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///guidebot.db"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com"
 DEFAULT_PUBLIC_URL = "http://localhost:8080"
 DEFAULT_ATTRIBUTION_DAYS = 7
+DEFAULT_CLAIM_LEASE_SECONDS = 120
+MAX_CLAIM_LEASE_SECONDS = 86_400
 _AES_KEY = re.compile(r"[A-Za-z0-9+/]{43}")
 _DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
@@ -69,6 +71,9 @@ class Settings:
     store_managers: tuple[str, ...] = ()
     # Log lines as plain text or one JSON object per line (guidebot.logs).
     log_format: str = "text"
+    # How long an instance holds claimed inbox events and SOP tasks before another instance
+    # may take them back (what a killed instance held comes back after this).
+    claim_lease_seconds: int = DEFAULT_CLAIM_LEASE_SECONDS
 
     @property
     def tz(self) -> ZoneInfo:
@@ -117,6 +122,9 @@ class Settings:
                 "GUIDEBOT_STORE_MANAGERS", env.get("GUIDEBOT_STORE_MANAGERS", "")
             ),
             log_format=log_format_from_env(env),
+            claim_lease_seconds=_claim_lease_seconds(
+                optional("GUIDEBOT_CLAIM_LEASE_SECONDS", str(DEFAULT_CLAIM_LEASE_SECONDS))
+            ),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -137,6 +145,7 @@ class Settings:
             "GUIDEBOT_ATTRIBUTION_DAYS": str(self.attribution_days),
             "GUIDEBOT_STORE_MANAGERS": ",".join(self.store_managers),
             "GUIDEBOT_LOG_FORMAT": self.log_format,
+            "GUIDEBOT_CLAIM_LEASE_SECONDS": str(self.claim_lease_seconds),
         }
 
 
@@ -210,6 +219,15 @@ def _attribution_days(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 90:
         raise ConfigError(
             "GUIDEBOT_ATTRIBUTION_DAYS", f"must be a whole number of days 1-90, got {value!r}"
+        )
+    return int(value)
+
+
+def _claim_lease_seconds(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_CLAIM_LEASE_SECONDS:
+        raise ConfigError(
+            "GUIDEBOT_CLAIM_LEASE_SECONDS",
+            f"must be a whole number of seconds 1-{MAX_CLAIM_LEASE_SECONDS}, got {value!r}",
         )
     return int(value)
 

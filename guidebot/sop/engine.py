@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 
 Sessions = async_sessionmaker[AsyncSession]
 
-# A tick holds claimed rows this long before another claimer may take them back.
+# A tick holds claimed rows this long before another claimer may take them back (the
+# default; GUIDEBOT_CLAIM_LEASE_SECONDS sets it, see SopRuntime.claim_lease).
 CLAIM_LEASE = timedelta(minutes=2)
 # A row in `sending` whose lease lapsed was left by a crash: it is reconciled, not resent.
 SEND_LEASE = timedelta(minutes=5)
@@ -161,6 +162,11 @@ class SopRuntime:
     def templates_dir(self) -> Path:
         found = getattr(self.registry, "templates_dir", None)
         return Path(found) if found is not None else templates_dir_for(self.settings.sop_dir)
+
+    @property
+    def claim_lease(self) -> timedelta:
+        """How long a claim holds before another claimer may take the row back."""
+        return timedelta(seconds=self.settings.claim_lease_seconds)
 
     @property
     def is_postgres(self) -> bool:
@@ -792,7 +798,7 @@ async def claim(
             .values(
                 status=TaskStatus.CLAIMED,
                 lease_owner=runtime.owner,
-                lease_until=now + CLAIM_LEASE,
+                lease_until=now + runtime.claim_lease,
                 claimed_by=runtime.owner,
                 attempts=SopTask.attempts + 1,
                 updated_at=now,

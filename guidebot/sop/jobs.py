@@ -25,7 +25,6 @@ from guidebot.contacts.models import Department, Relation, RelationStatus
 from guidebot.db.engine import upsert_insert
 from guidebot.sop.actions import PollReport, ReconcileReport, poll_send_results, reconcile_sending
 from guidebot.sop.engine import (
-    CLAIM_LEASE,
     SopRuntime,
     Subject,
     TickReport,
@@ -49,7 +48,7 @@ BIRTHDAY_FIELDS = frozenset({"birthday"})
 
 # Claiming and preparing a row take milliseconds; a claim of ours older than this was stranded
 # (the database went away between the two, say) and nobody will prepare it. Waiting out
-# CLAIM_LEASE would hold a welcome past its code's 20 s.
+# the claim lease (2 minutes by default) would hold a welcome past its code's 20 s.
 STRANDED_CLAIM = timedelta(seconds=10)
 
 
@@ -71,7 +70,7 @@ async def release_stranded_claims(runtime: SopRuntime, now: datetime) -> int:
             .where(
                 SopTask.status == TaskStatus.CLAIMED,
                 SopTask.lease_owner == runtime.owner,
-                SopTask.lease_until < now + CLAIM_LEASE - STRANDED_CLAIM,
+                SopTask.lease_until < now + runtime.claim_lease - STRANDED_CLAIM,
             )
             .values(status=TaskStatus.PENDING, lease_owner=None, lease_until=None, updated_at=now)
             .execution_options(synchronize_session=False)

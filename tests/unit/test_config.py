@@ -51,6 +51,12 @@ def test_as_env_round_trips():
         ("GUIDEBOT_DATABASE_URL", "mysql://x", "GUIDEBOT_DATABASE_URL: must start with"),
         ("GUIDEBOT_ADMIN_TOKEN", "short", "GUIDEBOT_ADMIN_TOKEN: must be at least 16"),
         ("GUIDEBOT_SECRET_KEY", "short", "GUIDEBOT_SECRET_KEY: must be at least 32"),
+        ("GUIDEBOT_CLAIM_LEASE_SECONDS", "0", "GUIDEBOT_CLAIM_LEASE_SECONDS: must be a whole"),
+        ("GUIDEBOT_CLAIM_LEASE_SECONDS", "-5", "GUIDEBOT_CLAIM_LEASE_SECONDS: must be a whole"),
+        ("GUIDEBOT_CLAIM_LEASE_SECONDS", "2.5", "GUIDEBOT_CLAIM_LEASE_SECONDS: must be a whole"),
+        ("GUIDEBOT_CLAIM_LEASE_SECONDS", "1m", "GUIDEBOT_CLAIM_LEASE_SECONDS: must be a whole"),
+        ("GUIDEBOT_CLAIM_LEASE_SECONDS", "²", "GUIDEBOT_CLAIM_LEASE_SECONDS: must be a whole"),
+        ("GUIDEBOT_CLAIM_LEASE_SECONDS", "86401", "seconds 1-86400, got '86401'"),
     ],
 )
 def test_bad_value_names_the_variable(variable, value, message):
@@ -59,3 +65,24 @@ def test_bad_value_names_the_variable(variable, value, message):
     assert caught.value.variable == variable
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_claim_lease_sets_the_inbox_worker_and_sop_engine_leases():
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from guidebot.app import make_worker
+    from guidebot.sop.engine import CLAIM_LEASE, SopRuntime
+
+    default = Settings.from_env(GOOD)
+    assert default.claim_lease_seconds == 120
+    assert timedelta(seconds=default.claim_lease_seconds) == CLAIM_LEASE
+    short = Settings.from_env({**GOOD, "GUIDEBOT_CLAIM_LEASE_SECONDS": " 3 "})
+    assert short.claim_lease_seconds == 3
+    assert Settings.from_env(short.as_env()) == short
+    for settings, lease in ((default, timedelta(minutes=2)), (short, timedelta(seconds=3))):
+        wecom = SimpleNamespace(get_access_token=None)
+        worker = make_worker(None, wecom, None, settings, None)  # type: ignore[arg-type]
+        assert worker.policy.lease == lease
+        runtime = SopRuntime(None, wecom, None, settings, registry=object())  # type: ignore[arg-type]
+        assert runtime.claim_lease == lease
