@@ -36,6 +36,24 @@ def start(*args: str, env: dict[str, str], log) -> subprocess.Popen:
         )
 
 
+def start_simulator(port: int, callback_url: str, *, env: dict[str, str], log) -> subprocess.Popen:
+    return start("simulator", "--port", str(port), "--callback-url", callback_url, env=env, log=log)
+
+
+async def stop_all(processes: list[subprocess.Popen]) -> None:
+    """Terminate, then kill what lingers; waited for off the loop, so that whatever the test
+    serves on it (a proxy, a balancer) keeps answering while they shut down."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            await asyncio.to_thread(process.wait, 20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            await asyncio.to_thread(process.wait, 10)
+
+
 async def wait_until_up(url: str, process: subprocess.Popen) -> None:
     async with aiohttp.ClientSession() as http:
         for _ in range(150):
@@ -87,14 +105,8 @@ async def test_a_server_and_a_simulator_configured_alike_work_together(tmp_path)
         GUIDEBOT_WECOM_API_BASE=f"http://127.0.0.1:{sim_port}",
     )
     logs = tmp_path / "logs.txt"
-    simulator = start(
-        "simulator",
-        "--port",
-        str(sim_port),
-        "--callback-url",
-        f"http://127.0.0.1:{server_port}/wecom/callback",
-        env=env,
-        log=logs,
+    simulator = start_simulator(
+        sim_port, f"http://127.0.0.1:{server_port}/wecom/callback", env=env, log=logs
     )
     server = start("serve", "--host", "127.0.0.1", "--port", str(server_port), env=env, log=logs)
     sim, api = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{server_port}"
@@ -154,15 +166,7 @@ async def test_a_callback_acknowledged_before_a_kill_is_processed_after_restart(
         server.kill()  # SIGKILL while the worker cannot reach WeCom to process it
         server.wait(timeout=10)
 
-        simulator = start(
-            "simulator",
-            "--port",
-            str(sim_port),
-            "--callback-url",
-            f"{api}/wecom/callback",
-            env=env,
-            log=logs,
-        )
+        simulator = start_simulator(sim_port, f"{api}/wecom/callback", env=env, log=logs)
         await wait_until_up(f"http://127.0.0.1:{sim_port}/_sim/calls", simulator)
         async with aiohttp.ClientSession() as http:
             sim = f"http://127.0.0.1:{sim_port}/_sim"
@@ -225,15 +229,7 @@ async def test_contacts_add_way_creates_a_store_code_through_wecom(tmp_path):
         GUIDEBOT_WECOM_API_BASE=f"http://127.0.0.1:{sim_port}",
     )
     logs = tmp_path / "logs.txt"
-    simulator = start(
-        "simulator",
-        "--port",
-        str(sim_port),
-        "--callback-url",
-        "http://127.0.0.1:9/",
-        env=env,
-        log=logs,
-    )
+    simulator = start_simulator(sim_port, "http://127.0.0.1:9/", env=env, log=logs)
     try:
         sim = f"http://127.0.0.1:{sim_port}/_sim"
         await wait_until_up(f"{sim}/calls", simulator)

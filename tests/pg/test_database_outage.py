@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,9 +24,16 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import _asyncpg_dsn, reset_pg
-from tests.integration.test_cli import env_for, start, wait_until_up
+from tests.conftest import _asyncpg_dsn
+from tests.integration.test_cli import (
+    env_for,
+    start,
+    start_simulator,
+    stop_all,
+    wait_until_up,
+)
 from tests.pg.proxy import PgProxy
+from tests.pg.support import fresh_schema, seed_store, simulator_control
 from tests.ports import free_port
 
 pytestmark = pytest.mark.pg
@@ -82,19 +88,7 @@ def _settled(state: dict[str, object], expected: int) -> bool:
 
 
 async def test_serve_rides_out_a_postgresql_outage_without_loss_or_duplicates(pg_url, tmp_path):
-    await reset_pg(pg_url)
-    migrate = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "guidebot.cli",
-        "db",
-        "upgrade",
-        env=env_for(pg_url),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(migrate.communicate(), 60)
-    assert migrate.returncode == 0, output.decode()
+    await fresh_schema(pg_url)
 
     dsn = _asyncpg_dsn(pg_url)
     url = make_url(pg_url)
@@ -108,15 +102,7 @@ async def test_serve_rides_out_a_postgresql_outage_without_loss_or_duplicates(pg
     await proxy.start()
     started = time.monotonic()
     try:
-        simulator = start(
-            "simulator",
-            "--port",
-            str(sim_port),
-            "--callback-url",
-            f"{api}/wecom/callback",
-            env=env,
-            log=sim_log,
-        )
+        simulator = start_simulator(sim_port, f"{api}/wecom/callback", env=env, log=sim_log)
         processes.append(simulator)
         server = start(
             "serve", "--host", "127.0.0.1", "--port", str(serve_port), env=env, log=serve_log
@@ -126,12 +112,7 @@ async def test_serve_rides_out_a_postgresql_outage_without_loss_or_duplicates(pg
         await wait_until_up(f"{api}/healthz", server)
 
         async with aiohttp.ClientSession() as http:
-
-            async def control(path: str, body: dict) -> dict:
-                async with http.post(f"{sim}/_sim/{path}", json=body) as response:
-                    answer = await response.json()
-                    assert response.status == 200, (path, answer)
-                    return answer
+            control = simulator_control(http, sim)
 
             async def ready() -> int:
                 async with http.get(f"{api}/readyz") as response:
@@ -141,10 +122,8 @@ async def test_serve_rides_out_a_postgresql_outage_without_loss_or_duplicates(pg
             # The outage is what is under test, not the welcome code's 20 s: an event held
             # back by the outage still gets its welcome when it is processed afterwards.
             await control("config", {"welcome_code_ttl": 120})
-            await control("departments", {"id": 11, "name": "张江店", "parentid": 1})
             guides = [f"g{i}" for i in range(GUIDES)]
-            for g in guides:
-                await control("users", {"userid": g, "name": f"导购{g}", "department": [11]})
+            await seed_store(control, guides)
 
             phase = "before"
             answers: dict[str, tuple[str, dict]] = {}  # customer -> (phase, answer)
@@ -242,17 +221,9 @@ async def test_serve_rides_out_a_postgresql_outage_without_loss_or_duplicates(pg
         assert await asyncio.to_thread(server.wait, 20) == 0, serve_log.read_text()[-3000:]
         shutdown_seconds = time.monotonic() - stopping
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            # Not a blocking wait: the proxy runs on this loop, and the server closes its
-            # database connections through it on the way out.
-            try:
-                await asyncio.to_thread(process.wait, 20)
-            except Exception:
-                process.kill()
-                await asyncio.to_thread(process.wait, 10)
+        # The proxy runs on this loop, and the server closes its database connections
+        # through it on the way out: stop_all waits off the loop.
+        await stop_all(processes)
         await proxy.stop()
     elapsed = time.monotonic() - started
     log_tail = "\n".join(

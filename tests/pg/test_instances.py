@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,8 +21,15 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.conftest import _asyncpg_dsn, reset_pg
-from tests.integration.test_cli import env_for, start, wait_until_up
+from tests.conftest import _asyncpg_dsn
+from tests.integration.test_cli import (
+    env_for,
+    start,
+    start_simulator,
+    stop_all,
+    wait_until_up,
+)
+from tests.pg.support import fresh_schema, seed_store, simulator_control
 from tests.ports import free_port
 
 pytestmark = pytest.mark.pg
@@ -126,20 +132,7 @@ def _settled(state: dict[str, object]) -> bool:
 
 
 async def test_three_instances_on_one_postgresql_process_everything_once(pg_url, tmp_path):
-    await reset_pg(pg_url)
-    env = env_for(pg_url)
-    migrate = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "guidebot.cli",
-        "db",
-        "upgrade",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(migrate.communicate(), 60)
-    assert migrate.returncode == 0, output.decode()
+    await fresh_schema(pg_url)
 
     sim_port, front_port = free_port(), free_port()
     ports = [free_port() for _ in range(INSTANCES)]
@@ -156,14 +149,8 @@ async def test_three_instances_on_one_postgresql_process_everything_once(pg_url,
     logs = [tmp_path / "simulator.log", *(tmp_path / f"serve{i}.log" for i in range(INSTANCES))]
     started = time.monotonic()
     try:
-        simulator = start(
-            "simulator",
-            "--port",
-            str(sim_port),
-            "--callback-url",
-            f"http://127.0.0.1:{front_port}/wecom/callback",
-            env=env,
-            log=logs[0],
+        simulator = start_simulator(
+            sim_port, f"http://127.0.0.1:{front_port}/wecom/callback", env=env, log=logs[0]
         )
         processes.append(simulator)
         for i, port in enumerate(ports):
@@ -188,16 +175,10 @@ async def test_three_instances_on_one_postgresql_process_everything_once(pg_url,
         async with aiohttp.ClientSession() as http:
             front.session = http
 
-            async def control(path: str, body: dict) -> dict:
-                async with http.post(f"{sim}/_sim/{path}", json=body) as response:
-                    answer = await response.json()
-                    assert response.status == 200, (path, answer)
-                    return answer
+            control = simulator_control(http, sim)
 
-            await control("departments", {"id": 11, "name": "张江店", "parentid": 1})
             guides = [f"g{i}" for i in range(GUIDES)]
-            for g in guides:
-                await control("users", {"userid": g, "name": f"导购{g}", "department": [11]})
+            await seed_store(control, guides)
             customers = [f"wmmulti{i:03d}" for i in range(CUSTOMERS)]
             for c in customers:
                 await control("customers", {"external_userid": c, "name": f"客户{c[-3:]}"})
@@ -248,15 +229,7 @@ async def test_three_instances_on_one_postgresql_process_everything_once(pg_url,
             )
     finally:
         await runner.cleanup()
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except Exception:
-                process.kill()
-                process.wait(timeout=10)
+        await stop_all(processes)
     elapsed = time.monotonic() - started
 
     # Every acknowledged event was stored once (content dedupe across instances) and processed.

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import signal
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -35,8 +34,15 @@ from guidebot.clock import SystemClock
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.sop.actions import reconcile_sending
 from guidebot.sop.engine import SEND_LEASE, SopRuntime
-from tests.conftest import _asyncpg_dsn, reset_pg
-from tests.integration.test_cli import env_for, start, wait_until_up
+from tests.conftest import _asyncpg_dsn
+from tests.integration.test_cli import (
+    env_for,
+    start,
+    start_simulator,
+    stop_all,
+    wait_until_up,
+)
+from tests.pg.support import fresh_schema, seed_store, simulator_control
 from tests.ports import free_port
 from tests.support import make_settings
 
@@ -148,19 +154,7 @@ def _settled(state: dict[str, object], a_pid: int) -> bool:
 async def test_kill_9_of_one_instance_under_load_loses_nothing_and_repeats_nothing(
     pg_url, tmp_path
 ):
-    await reset_pg(pg_url)
-    migrate = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "guidebot.cli",
-        "db",
-        "upgrade",
-        env=env_for(pg_url),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(migrate.communicate(), 60)
-    assert migrate.returncode == 0, output.decode()
+    await fresh_schema(pg_url)
 
     dsn = _asyncpg_dsn(pg_url)
     sim_port, front_port, a_port, b_port = (free_port() for _ in range(4))
@@ -178,11 +172,8 @@ async def test_kill_9_of_one_instance_under_load_loses_nothing_and_repeats_nothi
     processes: list = []
     started = time.monotonic()
     try:
-        simulator = start(
-            "simulator",
-            "--port",
-            str(sim_port),
-            "--callback-url",
+        simulator = start_simulator(
+            sim_port,
             f"http://127.0.0.1:{front_port}/wecom/callback",
             env=env,
             log=logs["simulator"],
@@ -202,20 +193,14 @@ async def test_kill_9_of_one_instance_under_load_loses_nothing_and_repeats_nothi
         async with aiohttp.ClientSession() as http:
             front.session = http
 
-            async def control(path: str, body: dict) -> dict:
-                async with http.post(f"{sim}/_sim/{path}", json=body) as response:
-                    answer = await response.json()
-                    assert response.status == 200, (path, answer)
-                    return answer
+            control = simulator_control(http, sim)
 
             async def sim_get(path: str, key: str, **params: str) -> list:
                 async with http.get(f"{sim}/_sim/{path}", params=params) as response:
                     return (await response.json())[key]
 
-            await control("departments", {"id": 11, "name": "张江店", "parentid": 1})
             guides = [f"g{i}" for i in range(GUIDES)]
-            for g in guides:
-                await control("users", {"userid": g, "name": f"导购{g}", "department": [11]})
+            await seed_store(control, guides)
             customers = [f"wmkill{i:03d}" for i in range(CUSTOMERS)]
             for c in customers:
                 await control("customers", {"external_userid": c, "name": f"客户{c[-3:]}"})
@@ -321,15 +306,7 @@ async def test_kill_9_of_one_instance_under_load_loses_nothing_and_repeats_nothi
         assert b.poll() is None, logs["b"].read_text()[-3000:]
     finally:
         await runner.cleanup()
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                await asyncio.to_thread(process.wait, 20)
-            except Exception:
-                process.kill()
-                await asyncio.to_thread(process.wait, 10)
+        await stop_all(processes)
     elapsed = time.monotonic() - started
     log_tail = "\n".join(
         line[:300]
