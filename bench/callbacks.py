@@ -5,8 +5,10 @@
 Both servers run as separate processes on this machine and get the same load from one
 generator: distinct encrypted callbacks over 200 keep-alive connections. guidebot verifies,
 decrypts, parses, commits each one to its SQLite inbox (WAL, synchronous=FULL) and only then
-answers. A second run paces guidebot at 1,000 callbacks/s to read its latency at that rate.
-The last line is `ratio=` guidebot's rate over the bare handler's, measured in the same run.
+answers. The two take turns for three rounds (guidebot's worker finishing each round's events
+before the next), and the best round of each counts: the machine is shared, and a neighbour's
+burst only ever slows a round down. A last run paces guidebot at 1,000 callbacks/s to read its
+latency at that rate. The last line is `ratio=` guidebot's best rate over the bare handler's.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 from bench.loadgen import build_post, run_load
 from guidebot.wecom.crypto import CallbackCrypto
+
+ROUNDS = 3  # the machine is shared and noisy: the best round of each is the fairer figure
 
 IDENTITY = {
     "GUIDEBOT_CORP_ID": "wwbenchcorp0001",
@@ -43,14 +48,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
+def wait_healthy(
+    port: int, process: subprocess.Popen, timeout: float = 30, path: str = "/healthz"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server on port {port} exited with {process.returncode}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):
                 return
+        except urllib.error.HTTPError:
+            return  # it answers
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"server on port {port} did not become healthy")
@@ -81,6 +90,20 @@ def callbacks(port: int, count: int, offset: int) -> list[bytes]:
     return requests
 
 
+def wait_processed(db_path: Path, timeout: float = 600) -> float:
+    """Seconds until the worker has no inbox event left to process."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with sqlite3.connect(db_path) as conn:
+            (waiting,) = conn.execute(
+                "SELECT count(*) FROM inbox_events WHERE status IN ('pending', 'processing')"
+            ).fetchone()
+        if not waiting:
+            return time.monotonic() - started
+        time.sleep(0.25)
+    raise SystemExit(f"the worker did not process the inbox within {timeout:.0f} s")
+
+
 def inbox_count(db_path: Path) -> int:
     with sqlite3.connect(db_path) as conn:
         return conn.execute("SELECT count(*) FROM inbox_events").fetchone()[0]
@@ -96,13 +119,30 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "bench.db"
-        bare_port, bot_port = free_port(), free_port()
+        bare_port, bot_port, wecom_port = free_port(), free_port(), free_port()
         env = {
             **os.environ,
             **IDENTITY,
             "GUIDEBOT_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
-            "GUIDEBOT_WECOM_API_BASE": f"http://127.0.0.1:{free_port()}",  # nothing listens
+            "GUIDEBOT_WECOM_API_BASE": f"http://127.0.0.1:{wecom_port}",
         }
+        # The simulator stands in for WeCom, as in production: the token and the address book
+        # come from it once at start-up; the benchmark's events need no WeCom call.
+        wecom = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "guidebot.cli",
+                "simulator",
+                "--port",
+                str(wecom_port),
+                "--callback-url",
+                f"http://127.0.0.1:{bot_port}/wecom/callback",
+            ],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_healthy(wecom_port, wecom, path="/cgi-bin/gettoken")
         bare = subprocess.Popen([sys.executable, "-m", "bench.bare_server", str(bare_port)])
         bot = subprocess.Popen(
             [
@@ -121,36 +161,57 @@ def main() -> None:
         try:
             wait_healthy(bare_port, bare)
             wait_healthy(bot_port, bot)
-            print(f"{count} distinct encrypted callbacks, {concurrency} concurrent senders")
-            baseline = asyncio.run(
-                run_load(
-                    "127.0.0.1", bare_port, callbacks(bare_port, count, 0), concurrency=concurrency
-                )
+            print(
+                f"{ROUNDS} rounds of {count} distinct encrypted callbacks, {concurrency} "
+                "concurrent senders; bare and guidebot take turns, and guidebot's worker "
+                "finishes each round's events before the next"
             )
-            print(baseline.summary("bare aiohttp handler"))
-            intake = asyncio.run(
-                run_load(
-                    "127.0.0.1", bot_port, callbacks(bot_port, count, 0), concurrency=concurrency
+            bare_rounds, bot_rounds = [], []
+            for round_ in range(ROUNDS):
+                offset = round_ * count
+                bare_rounds.append(
+                    asyncio.run(
+                        run_load(
+                            "127.0.0.1",
+                            bare_port,
+                            callbacks(bare_port, count, offset),
+                            concurrency=concurrency,
+                        )
+                    )
                 )
-            )
-            print(intake.summary("guidebot intake     "))
+                print(bare_rounds[-1].summary("bare aiohttp handler"))
+                bot_rounds.append(
+                    asyncio.run(
+                        run_load(
+                            "127.0.0.1",
+                            bot_port,
+                            callbacks(bot_port, count, offset),
+                            concurrency=concurrency,
+                        )
+                    )
+                )
+                print(bot_rounds[-1].summary("guidebot intake     "))
+                print(f"  guidebot's worker processed them in {wait_processed(db_path):.1f} s more")
+            baseline = max(bare_rounds, key=lambda result: result.rate)
+            intake = max(bot_rounds, key=lambda result: result.rate)
+            print(f"best of {ROUNDS}: bare {baseline.rate:,.0f}/s, guidebot {intake.rate:,.0f}/s")
             steady = asyncio.run(
                 run_load(
                     "127.0.0.1",
                     bot_port,
-                    callbacks(bot_port, paced, count),
+                    callbacks(bot_port, paced, ROUNDS * count),
                     concurrency=concurrency,
                     rate=1_000,
                 )
             )
             print(steady.summary("guidebot at 1,000/s "))
             stored = inbox_count(db_path)
-            acked = intake.statuses.get(200, 0) + steady.statuses.get(200, 0)
+            acked = sum(r.statuses.get(200, 0) for r in bot_rounds) + steady.statuses.get(200, 0)
             print(f"acknowledged {acked}, stored in the inbox {stored}")
             if stored < acked:
                 raise SystemExit("an acknowledged callback is missing from the inbox")
         finally:
-            for process in (bare, bot):
+            for process in (bare, bot, wecom):
                 process.terminate()
                 try:
                     process.wait(timeout=30)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 
 from aiohttp import web
 
@@ -46,7 +46,7 @@ def _reject(request: web.Request, exc: CallbackRejected | CryptoError) -> web.Re
     else:
         status = 403 if isinstance(exc, SignatureError) else 400
     log.warning("callback rejected (%s %s): %s", request.method, status, exc.reason)
-    request.app[TELEMETRY].callbacks.labels(outcome="rejected").inc()
+    request.app[TELEMETRY].callback_outcome["rejected"].inc()
     return web.Response(status=status, text=exc.reason)
 
 
@@ -71,7 +71,7 @@ async def receive(request: web.Request) -> web.Response:
 def _request_id(request: web.Request) -> str:
     """The load balancer's X-Request-Id when it looks like one, else a fresh id."""
     given = request.headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+    return given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
 
 
 async def _receive(request: web.Request) -> web.Response:
@@ -92,9 +92,9 @@ async def _receive(request: web.Request) -> web.Response:
     except InboxUnavailable as exc:
         # Not stored means not acknowledged: WeCom retries a 503.
         log.error("callback not stored, answering 503: %s", exc)
-        request.app[TELEMETRY].callbacks.labels(outcome="unavailable").inc()
+        request.app[TELEMETRY].callback_outcome["unavailable"].inc()
         return web.Response(status=503, text="inbox unavailable")
-    request.app[TELEMETRY].callbacks.labels(outcome="accepted").inc()
+    request.app[TELEMETRY].callback_outcome["accepted"].inc()
     reply = None
     if isinstance(event, TextMessage):
         # A guide wrote to the app: the bot may answer in this response (a passive reply,

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 
 _CLOSE: Any = object()  # queued by stop(): everything before it is committed first
+# json.dumps(..., sort_keys=True, ensure_ascii=False) builds a new encoder per call; this is it,
+# built once. Keys stored by earlier versions stay valid: the text is the same.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 
 
 class InboxUnavailable(Exception):
@@ -44,7 +47,7 @@ def dedupe_key(event: Event) -> str:
     msg_id = event.raw.get("MsgId")
     if event.msg_type != "event" and isinstance(msg_id, str) and msg_id.strip():
         return f"msg:{msg_id.strip()}"
-    canonical = json.dumps(dict(event.raw), sort_keys=True, ensure_ascii=False)
+    canonical = _CANONICAL_JSON(dict(event.raw))
     return "evt:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -98,11 +101,12 @@ class InboxWriter:
             raise InboxUnavailable(f"{self._max_backlog} callbacks already wait to be committed")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._quiet.clear()
-        await self._queue.put((entry, done))
+        self._queue.put_nowait((entry, done))
         try:
-            await asyncio.wait_for(asyncio.shield(done), self._store_timeout)
+            async with asyncio.timeout(self._store_timeout):
+                # Cancelling `done` on timeout is harmless: the flusher skips finished futures.
+                await done
         except TimeoutError:
-            done.add_done_callback(_consume)
             raise InboxUnavailable(f"not committed within {self._store_timeout:g} s") from None
 
     async def quiet(self, patience: float = 0.05) -> None:
@@ -181,9 +185,3 @@ class InboxWriter:
         statement = self._insert(InboxEvent).on_conflict_do_nothing(index_elements=["dedupe_key"])
         async with self._engine.begin() as conn:
             await conn.execute(statement, rows)
-
-
-def _consume(done: asyncio.Future[None]) -> None:
-    """Retrieve the outcome no caller waits for any more, so asyncio does not report it."""
-    if not done.cancelled():
-        done.exception()

@@ -27,7 +27,7 @@ anything else                             "event:<Event>[:<ChangeType>]" or "msg
 """
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -394,21 +394,27 @@ class _Fields:
     def error(self, message: str) -> EventParseError:
         return EventParseError(f"{self.where}: {message}" if self.where else message)
 
-    def _text(self, name: str) -> str | None:
-        value = self.raw.get(name)
-        if value is None or isinstance(value, str):
-            return value
-        raise self.error(f"{name} must be a single text value")
+    # optional() and required() run a dozen times per callback, so each reads the value itself
+    # rather than through a shared helper.
+
+    def _not_text(self, name: str) -> EventParseError:
+        return self.error(f"{name} must be a single text value")
 
     def optional(self, name: str) -> str | None:
         """Absent and empty are the same: WeCom omits fields it has no value for."""
-        return self._text(name) or None
+        value = self.raw.get(name)
+        if value is None or isinstance(value, str):
+            return value or None
+        raise self._not_text(name)
 
     def required(self, name: str, *, allow_empty: bool = False) -> str:
-        value = self._text(name)
-        if value is None or (not value and not allow_empty):
-            raise self.error(f"missing {name}")
-        return value
+        value = self.raw.get(name)
+        if isinstance(value, str):
+            if value or allow_empty:
+                return value
+        elif value is not None:
+            raise self._not_text(name)
+        raise self.error(f"missing {name}")
 
     def _to_int(self, name: str, value: str) -> int:
         if not _INT_RE.fullmatch(value):
@@ -495,11 +501,14 @@ def _value(element: Element, depth: int) -> FieldValue:
 
 
 def _group(children: list[Element], depth: int) -> dict[str, FieldValue]:
-    return _by_name((child.tag, _value(child, depth)) for child in children)
+    return _by_name([(child.tag, _value(child, depth)) for child in children])
 
 
-def _by_name(pairs: Iterable[tuple[str, FieldValue]]) -> dict[str, FieldValue]:
+def _by_name(pairs: Sequence[tuple[str, FieldValue]]) -> dict[str, FieldValue]:
     """Values by element name; a repeated name becomes a list of its values, in order."""
+    by_name = dict(pairs)
+    if len(by_name) == len(pairs):  # no name repeats, as in nearly every event: nothing to group
+        return by_name
     grouped: dict[str, list[FieldValue]] = {}
     for name, value in pairs:
         grouped.setdefault(name, []).append(value)
@@ -662,13 +671,14 @@ def parse_event(xml: str | bytes) -> Event:
     document = _to_text(xml)
     flat = flat_children(document)  # most events: no element tree needed
     if flat is not None:
-        raw: Mapping[str, FieldValue] = MappingProxyType(_by_name(flat))
+        by_name = _by_name(flat)
     else:
         root = _parse_root(document)
         if root.tag != "xml":
             raise EventParseError(f"root element is <{root.tag[:40]}>, expected <xml>")
-        raw = MappingProxyType(_group(list(root), depth=1))
-    fields = _Fields(raw)
+        by_name = _group(list(root), depth=1)
+    raw: Mapping[str, FieldValue] = MappingProxyType(by_name)
+    fields = _Fields(by_name)  # the dict itself: a lookup through the proxy costs more
 
     msg_type = fields.required("MsgType")
     common: dict[str, Any] = {

@@ -739,6 +739,22 @@ def test_empty_external_userid_counts_as_missing() -> None:
         parse_event(xml)
 
 
+def test_empty_text_content_is_kept_and_an_empty_optional_field_is_none() -> None:
+    text = parse_event(load("text_msg.xml").replace("this is a test", ""))
+    assert isinstance(text, TextMessage)
+    assert text.content == ""
+    add = parse_event(load("add_external_contact.xml").replace("teststate", ""))
+    assert isinstance(add, AddExternalContact)
+    assert add.state is None
+
+
+def test_repeated_optional_field_is_refused() -> None:
+    xml = load("add_external_contact.xml")
+    state = "<State><![CDATA[teststate]]></State>"
+    with pytest.raises(EventParseError, match="State must be a single text value"):
+        parse_event(xml.replace(state, state * 2))
+
+
 @pytest.mark.parametrize(
     ("fixture", "element", "reason"),
     [
