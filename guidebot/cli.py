@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -147,9 +148,22 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     prepare_database(settings.database_url)
+    app = create_app(settings)
+    app.on_startup.append(_freeze_startup_heap)
     # No per-request access log: at thousands of callbacks a second it costs more than the work.
-    web.run_app(create_app(settings), host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
     return 0
+
+
+async def _freeze_startup_heap(app) -> None:
+    """Exempt what start-up built (modules, mappers, templates) from the cycle collector.
+
+    A full collection walks every tracked object: about 130,000 once started, 60 ms here, long
+    enough to show in callback latency. They live as long as the process, so the collector
+    need never look at them again; it still collects everything made after start-up.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _demo(args: argparse.Namespace) -> int:
