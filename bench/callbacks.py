@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bench.loadgen import build_post, run_load
+from bench.loadgen import LoadResult, build_post, run_load
 from guidebot.wecom.crypto import CallbackCrypto
 
 ROUNDS = 3  # the machine is shared and noisy: the best round of each is the fairer figure
@@ -166,30 +166,16 @@ def main() -> None:
                 "concurrent senders; bare and guidebot take turns, and guidebot's worker "
                 "finishes each round's events before the next"
             )
+
+            def burst(port: int, offset: int) -> LoadResult:
+                requests = callbacks(port, count, offset)
+                return asyncio.run(run_load("127.0.0.1", port, requests, concurrency=concurrency))
+
             bare_rounds, bot_rounds = [], []
             for round_ in range(ROUNDS):
-                offset = round_ * count
-                bare_rounds.append(
-                    asyncio.run(
-                        run_load(
-                            "127.0.0.1",
-                            bare_port,
-                            callbacks(bare_port, count, offset),
-                            concurrency=concurrency,
-                        )
-                    )
-                )
+                bare_rounds.append(burst(bare_port, round_ * count))
                 print(bare_rounds[-1].summary("bare aiohttp handler"))
-                bot_rounds.append(
-                    asyncio.run(
-                        run_load(
-                            "127.0.0.1",
-                            bot_port,
-                            callbacks(bot_port, count, offset),
-                            concurrency=concurrency,
-                        )
-                    )
-                )
+                bot_rounds.append(burst(bot_port, round_ * count))
                 print(bot_rounds[-1].summary("guidebot intake     "))
                 drained = wait_processed(db_path)
                 worked = bot_rounds[-1].seconds + drained

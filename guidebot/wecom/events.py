@@ -394,27 +394,21 @@ class _Fields:
     def error(self, message: str) -> EventParseError:
         return EventParseError(f"{self.where}: {message}" if self.where else message)
 
-    # optional() and required() run a dozen times per callback, so each reads the value itself
-    # rather than through a shared helper.
-
-    def _not_text(self, name: str) -> EventParseError:
-        return self.error(f"{name} must be a single text value")
+    def _text(self, name: str) -> str | None:
+        value = self.raw.get(name)
+        if value is None or isinstance(value, str):
+            return value
+        raise self.error(f"{name} must be a single text value")
 
     def optional(self, name: str) -> str | None:
         """Absent and empty are the same: WeCom omits fields it has no value for."""
-        value = self.raw.get(name)
-        if value is None or isinstance(value, str):
-            return value or None
-        raise self._not_text(name)
+        return self._text(name) or None
 
     def required(self, name: str, *, allow_empty: bool = False) -> str:
-        value = self.raw.get(name)
-        if isinstance(value, str):
-            if value or allow_empty:
-                return value
-        elif value is not None:
-            raise self._not_text(name)
-        raise self.error(f"missing {name}")
+        value = self._text(name)
+        if value is None or (not value and not allow_empty):
+            raise self.error(f"missing {name}")
+        return value
 
     def _to_int(self, name: str, value: str) -> int:
         if not _INT_RE.fullmatch(value):
