@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -42,3 +42,21 @@ class FakeClock:
 
     def set(self, instant: datetime) -> None:
         self._now = instant.astimezone(UTC)
+
+
+def parse_instant(value: Any, name: str) -> datetime:
+    """An ISO 8601 instant with a UTC offset ("Z" or "+08:00"), in UTC; else ValueError naming
+    `name`. A naive time is refused: which zone it meant is a guess."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name!r} must be an ISO 8601 date-time with a UTC offset")
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise ValueError(f"{name!r} {value!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{name!r} {value!r} has no UTC offset (add Z or +08:00)")
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before the first representable UTC instant
+        raise ValueError(f"{name!r} {value!r} is out of range") from None

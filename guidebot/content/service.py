@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.contacts.directory import store_at
 from guidebot.contacts.models import Department, EventKind, Guide, RelationEvent
+from guidebot.content import tasks
 from guidebot.content.links import LinkClaims
 from guidebot.content.models import (
     ContentForward,
@@ -548,7 +549,10 @@ async def record_open(
     user_agent: str | None,
     cookie: str | None,
 ) -> bool:
-    """Log an open of a genuine link; True when it is this visitor's first open of the item."""
+    """Log an open of a genuine link; True when it is this visitor's first open of the item.
+
+    A customer's open is the `content.opened` goal of the playbooks they are in with the guide.
+    """
     key = visitor_key(claims, cookie)
     store_id = await store_at(session, claims.guide, now)
     insert = upsert_insert(session.bind.dialect.name)
@@ -583,6 +587,8 @@ async def record_open(
             first=first.rowcount == 1,
         )
     )
+    if claims.customer is not None:
+        await tasks.content_opened(session, claims.guide, claims.customer, now)
     return first.rowcount == 1
 
 

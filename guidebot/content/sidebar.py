@@ -43,6 +43,7 @@ import aiohttp
 import jinja2
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.models import (
     Customer,
@@ -541,6 +542,17 @@ def chat_message(item: ContentItem, url: str, media_id: str | None) -> dict[str,
     }
 
 
+async def _is_active_customer(session: AsyncSession, guide: str, ext: str) -> bool:
+    relation = await session.scalar(
+        select(Relation.id).where(
+            Relation.guide_userid == guide,
+            Relation.external_userid == ext,
+            Relation.status == RelationStatus.ACTIVE,
+        )
+    )
+    return relation is not None
+
+
 async def _json_object(request: web.Request) -> dict[str, Any] | None:
     try:
         body = await request.json()
@@ -568,14 +580,7 @@ async def prepare(request: web.Request) -> web.Response:
     now = app[CLOCK].now()
     step = None
     async with app[SESSIONS]() as session:
-        relation = await session.scalar(
-            select(Relation).where(
-                Relation.guide_userid == guide.userid,
-                Relation.external_userid == ext,
-                Relation.status == RelationStatus.ACTIVE,
-            )
-        )
-        if relation is None:
+        if not await _is_active_customer(session, guide.userid, ext):
             return _json_error(403, "forbidden", "not one of your active customers")
         store = await service.guide_store(session, guide.userid, now)
         item = await session.get(ContentItem, item_id)
@@ -649,6 +654,27 @@ async def record_forward(request: web.Request) -> web.Response:
     )
 
 
+async def mark_replied(request: web.Request) -> web.Response:
+    """The guide says the customer wrote back: playbooks waiting for a reply stop or score."""
+    app = request.app
+    if not _same_origin(request):
+        return _json_error(403, "forbidden", "cross-origin request")
+    guide = await current_guide(request)
+    if guide is None:
+        return _json_error(401, "unauthorized", "sign in first")
+    body = await _json_object(request)
+    ext = body.get("external_userid") if body else None
+    if not isinstance(ext, str) or not ext:
+        return _json_error(400, "bad_request", "external_userid is required")
+    now = app[CLOCK].now()
+    async with app[SESSIONS]() as session, session.begin():
+        if not await _is_active_customer(session, guide.userid, ext):
+            return _json_error(403, "forbidden", "not one of your active customers")
+        stopped, credited = await tasks.customer_replied(session, guide.userid, ext, now)
+    log.info("sidebar: %s marked a reply; %d enrollment(s) stopped", guide.userid, len(stopped))
+    return web.json_response({"stopped": len(stopped), "goals_met": credited})
+
+
 def setup_routes(app: web.Application) -> None:
     app[SIDEBAR] = SidebarState()
     app.router.add_get("/sidebar", page)
@@ -663,3 +689,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/sidebar/api/content", content_list)
     app.router.add_post("/sidebar/api/prepare", prepare)
     app.router.add_post("/sidebar/api/forwards", record_forward)
+    app.router.add_post("/sidebar/api/replied", mark_replied)

@@ -1,9 +1,10 @@
 """The seam between content (sidebar, bot) and the SOP engine's task rows.
 
 Everything content and the bot need from `guidebot.sop` goes through here: the guide's open
-tasks, a customer's enrollments, and completing a task when its content was forwarded. The SOP
-engine owns the rows and their rules; when it offers a service function for an action, this
-module calls it instead of touching the rows itself.
+tasks, a customer's enrollments, completing a task when its content was forwarded, and the
+customer events seen here (a reply the guide marks, a link opened). The SOP engine owns the
+rows and their rules; when it offers a service function for an action, this module calls it
+instead of touching the rows itself.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # What a guide still has to act on: not yet run, or run and waiting for the guide.
 GUIDE_OPEN = (*TaskStatus.OPEN, *TaskStatus.AWAITING_GUIDE)
+OPENED = "content.opened"  # the goal event a customer's open of their guide's link is
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,3 +137,20 @@ async def complete_task(session: AsyncSession, task_id: int, *, by: str, now: da
         log.info("task %s not completed by %s's forward: %s", task_id, by, exc)
         return False
     return task.status == TaskStatus.DONE
+
+
+async def customer_replied(
+    session: AsyncSession, guide: str, customer: str, at: datetime
+) -> tuple[list[int], int]:
+    """The guide marks in the sidebar that the customer wrote back (see sop_engine.record_reply).
+    (the enrollments stopped, the goals credited)"""
+    return await sop_engine.record_reply(
+        session, external_userid=customer, guide_userid=guide, at=at
+    )
+
+
+async def content_opened(session: AsyncSession, guide: str, customer: str, at: datetime) -> int:
+    """A customer opened a link their guide sent: enrollments with that goal are credited."""
+    return await sop_engine.record_goal(
+        session, external_userid=customer, event=OPENED, at=at, guide_userid=guide
+    )

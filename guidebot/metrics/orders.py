@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import String, cast, desc, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot import clock
 from guidebot.config import DEFAULT_ATTRIBUTION_DAYS
 from guidebot.contacts.directory import find_store, store_at
 from guidebot.contacts.models import Department, Relation, RelationStatus
@@ -99,16 +100,10 @@ def parse_amount(value: Any) -> int:
 
 def parse_instant(value: Any, name: str) -> datetime:
     """An ISO 8601 instant with a UTC offset ("Z" or "+08:00"); a naive time is ambiguous."""
-    if not isinstance(value, str) or not value.strip():
-        raise OrderInvalid(f"{name!r} must be an ISO 8601 date-time with a UTC offset")
-    text = value.strip()
     try:
-        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    except ValueError:
-        raise OrderInvalid(f"{name!r} {value!r} is not an ISO 8601 date-time") from None
-    if parsed.tzinfo is None:
-        raise OrderInvalid(f"{name!r} {value!r} has no UTC offset (add Z or +08:00)")
-    return parsed.astimezone(UTC)
+        return clock.parse_instant(value, name)
+    except ValueError as exc:
+        raise OrderInvalid(str(exc)) from None
 
 
 def normalize_mobile(value: str) -> str:

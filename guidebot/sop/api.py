@@ -1,7 +1,8 @@
 """JSON API for playbooks, enrollments and tasks; and the engine's start-up and shutdown.
 
 GET  /api/v1/playbooks               every playbook file: version, enabled/disabled, errors,
-                                     task counts per step and status
+                                     task counts per step and status, its goal's enrollments
+                                     (met, open, missed)
 POST /api/v1/playbooks/reload        read the sop directory again
 GET  /api/v1/enrollments             ?playbook&guide&customer&status&page&per_page
 GET  /api/v1/tasks                   ?guide&customer&playbook&step&status&action&due_before
@@ -10,6 +11,7 @@ GET  /api/v1/tasks                   ?guide&customer&playbook&step&status&action
 GET  /api/v1/tasks/{id}              one task row
 POST /api/v1/tasks/{id}/done         {"note"?}
 POST /api/v1/tasks/{id}/skip         {"reason"}
+POST /api/v1/replies                 {"external_userid", "guide", "at"?}: the customer wrote back
 """
 
 from __future__ import annotations
@@ -23,9 +25,18 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, select
 
-from guidebot.sop.engine import SopRuntime, TaskConflict, TaskNotFound, complete_task, skip_task
+from guidebot.clock import parse_instant
+from guidebot.contacts.models import Relation
+from guidebot.sop.engine import (
+    SopRuntime,
+    TaskConflict,
+    TaskNotFound,
+    complete_task,
+    record_reply,
+    skip_task,
+)
 from guidebot.sop.models import (
     CompletedBy,
     EnrollmentStatus,
@@ -33,6 +44,7 @@ from guidebot.sop.models import (
     SopTask,
     TaskStatus,
 )
+from guidebot.sop.playbook import Playbook
 from guidebot.web.api import (
     ApiError,
     ApiRoutes,
@@ -191,6 +203,35 @@ async def _playbook_listing(request: web.Request) -> list[dict[str, Any]]:
                 .group_by(SopEnrollment.playbook_id, SopEnrollment.playbook_version)
             )
         ).all()
+        now = request.app[CLOCK].now()
+        goal_rows = (
+            await session.execute(
+                select(
+                    SopEnrollment.playbook_id,
+                    SopEnrollment.goal_event,
+                    func.count(SopEnrollment.goal_met_at),
+                    func.count(
+                        case(
+                            (
+                                and_(
+                                    SopEnrollment.goal_met_at.is_(None),
+                                    SopEnrollment.goal_deadline >= now,
+                                ),
+                                1,
+                            )
+                        )
+                    ),
+                    func.count(),
+                )
+                .where(SopEnrollment.goal_event.is_not(None))
+                .group_by(SopEnrollment.playbook_id, SopEnrollment.goal_event)
+            )
+        ).all()
+    # Enrollments with the goal: met, still within their window, or past it unmet.
+    goals = {
+        (playbook_id, event): {"met": met, "open": still_open, "missed": n - met - still_open}
+        for playbook_id, event, met, still_open, n in goal_rows
+    }
     counts: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
     for playbook_id, step_id, status, n in counts_rows:
         per_step = counts[playbook_id].setdefault(step_id, dict.fromkeys(COUNTED, 0))
@@ -224,9 +265,20 @@ async def _playbook_listing(request: web.Request) -> list[dict[str, Any]]:
                     if s not in steps
                 ],
                 "active_enrollments": active.get(loaded.id, {}),
+                "goal": _goal(playbook, goals.get((loaded.id, playbook.goal.event)))
+                if playbook is not None and playbook.goal is not None
+                else None,
             }
         )
     return listing
+
+
+def _goal(playbook: Playbook, counted: dict[str, int] | None) -> dict[str, Any]:
+    return {
+        "event": playbook.goal.event,
+        "within_seconds": int(playbook.goal.within.total_seconds()),
+        **(counted or {"met": 0, "open": 0, "missed": 0}),
+    }
 
 
 @api.get("/playbooks", summary="Playbooks: version, enabled or disabled with errors, step counts")
@@ -415,6 +467,55 @@ async def task_skip(request: web.Request) -> web.Response:
         return await skip_task(session, task_id, reason, now)
 
     return await _settle(request, change)
+
+
+@api.post(
+    "/replies",
+    summary="A customer wrote back to a guide (from a chat-archive or CRM pipeline): the pair's "
+    "playbooks that stop on customer.replied stop, its goals are credited",
+    body={
+        "type": "object",
+        "required": ["external_userid", "guide"],
+        "properties": {
+            "external_userid": {"type": "string"},
+            "guide": {"type": "string"},
+            "at": {"type": "string"},
+        },
+    },
+)
+async def post_reply(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    customer, guide = body.get("external_userid"), body.get("guide")
+    for name, value in (("external_userid", customer), ("guide", guide)):
+        if not isinstance(value, str) or not value.strip():
+            raise bad_request(f"{name!r} must be a non-empty string")
+    now = request.app[CLOCK].now()
+    at = _reply_instant(body.get("at"), now)
+    async with request.app[SESSIONS]() as session, session.begin():
+        relation = await session.scalar(
+            select(Relation.id).where(
+                Relation.guide_userid == guide, Relation.external_userid == customer
+            )
+        )
+        if relation is None:
+            raise not_found(f"guide {guide!r} has no customer {customer!r}")
+        stopped, credited = await record_reply(
+            session, external_userid=customer, guide_userid=guide, at=at
+        )
+    return web.json_response({"stopped": len(stopped), "goals_met": credited})
+
+
+def _reply_instant(raw: Any, now: datetime) -> datetime:
+    """`at`: an ISO 8601 instant with a UTC offset, not in the future; absent means now."""
+    if raw is None:
+        return now
+    try:
+        at = check_instant(parse_instant(raw, "at"), "at")
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    if at > now:
+        raise bad_request("'at' is in the future")
+    return at
 
 
 __all__ = ["api", "render_enrollment", "render_task", "sop_startup"]

@@ -68,6 +68,7 @@ SEND_LEASE = timedelta(minutes=5)
 # Reasons that end a pair's enrollments whatever the playbook lists: nothing can reach the
 # customer through this guide any more (and send time re-checks the relation anyway).
 ALWAYS_STOP = frozenset({"contact.lost", "contact.removed"})
+REPLIED = "customer.replied"  # a stop and goal event with no WeCom callback behind it
 # Counted toward the customer's daily cap: what may have reached them.
 REACHED = (TaskStatus.SENDING, TaskStatus.SENT, TaskStatus.DONE, TaskStatus.UNKNOWN)
 CUSTOMER_SCOPE = "*"
@@ -483,6 +484,7 @@ async def stop_enrollments(
     now: datetime,
     force: bool = False,
     enrollment_ids: Sequence[int] | None = None,
+    begun_by: datetime | None = None,
 ) -> list[int]:
     """Stop the active enrollments of this customer (with this guide only, when given) whose
     playbook stops on `reason` ("order.paid", "tag.added:VIP", ...); contact.lost and
@@ -490,7 +492,8 @@ async def stop_enrollments(
     reason. The ids of the enrollments stopped.
 
     Only the pair concerned: a customer's other guides keep their enrollments unless
-    `guide_userid` is None (an event about the customer, such as an order).
+    `guide_userid` is None (an event about the customer, such as an order). With `begun_by`,
+    only enrollments that had begun by then (an event reported late).
     """
     query = select(SopEnrollment.id, SopEnrollment.settings).where(
         SopEnrollment.external_userid == external_userid,
@@ -500,6 +503,8 @@ async def stop_enrollments(
         query = query.where(SopEnrollment.guide_userid == guide_userid)
     if enrollment_ids is not None:
         query = query.where(SopEnrollment.id.in_(list(enrollment_ids)))
+    if begun_by is not None:
+        query = query.where(SopEnrollment.enrolled_at <= begun_by)
     found = (await session.execute(query)).all()
     ids = [
         eid
@@ -674,6 +679,30 @@ async def record_goal(
     if guide_userid is not None:
         query = query.where(SopEnrollment.guide_userid == guide_userid)
     return (await session.execute(query)).rowcount
+
+
+async def record_reply(
+    session: AsyncSession, *, external_userid: str, guide_userid: str, at: datetime
+) -> tuple[list[int], int]:
+    """The customer wrote back to the guide. WeCom pushes no such event to an app: the guide
+    marks it in the sidebar, or a chat-archive pipeline posts it to the API.
+
+    The pair's enrollments that stop on `customer.replied` stop; those with it as their goal
+    are credited. A reply reported late touches only enrollments that had begun by `at`.
+    (the enrollments stopped, the goals credited)
+    """
+    stopped = await stop_enrollments(
+        session,
+        external_userid=external_userid,
+        guide_userid=guide_userid,
+        reason=REPLIED,
+        now=at,
+        begun_by=at,
+    )
+    credited = await record_goal(
+        session, external_userid=external_userid, event=REPLIED, at=at, guide_userid=guide_userid
+    )
+    return stopped, credited
 
 
 # ---- the guide's side: done and skip ----------------------------------------------------------
@@ -1270,6 +1299,7 @@ __all__ = [
     "prepare",
     "reap_claims",
     "record_goal",
+    "record_reply",
     "registry_for",
     "run_tasks",
     "skip_task",

@@ -34,9 +34,11 @@ send_window:                     # every step is moved forward into the window (
 stop_when:                       # ? any of: contact.lost (customer deleted the guide),
   - contact.lost                 #   contact.removed (guide deleted the customer), order.paid,
   - order.paid                   #   guide.changed, customer.replied, "tag.added:<tag>"
+                                 #   (customer.replied: WeCom has no such callback; the guide
+                                 #   marks it in the sidebar, or POST /api/v1/replies)
 goal:                            # ? conversion credited to the enrolling guide
-  event: order.paid              #   order.paid | customer.replied | content.opened |
-  within: 14d                    #   "tag.added:<tag>"
+  event: order.paid              #   order.paid | customer.replied | content.opened (the
+  within: 14d                    #   customer opened the guide's link) | "tag.added:<tag>"
 max_messages_per_day: 1          # ? per-customer cap across playbooks, in the customer's day
 steps:                           # one or more, in order
   - id: welcome                  # letters, digits, '_', '-', unique; (enrollment, id) is the

@@ -182,3 +182,30 @@ async def test_without_a_chat_the_guide_picks_the_customer(h, browser):
         [forward] = list(await session.scalars(select(ContentForward)))
     assert (forward.guide_userid, forward.external_userid) == ("g1", "wmc3")
     await page.close()
+
+
+async def test_the_guide_marks_a_reply_and_the_journey_ends(h, browser):
+    from tests.content.test_customer_events import enroll, state
+
+    await h.add("g1", "wmc1")
+    journey = await enroll(
+        h, "g1", "wmc1", "first_contact", stop_when=("customer.replied",), goal="customer.replied"
+    )
+    base = str(h.client.make_url("/")).rstrip("/")
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(
+        f"{base}/sidebar/login?userid=g1&next=/sidebar%3Fcustomer%3Dwmc1",
+        wait_until="domcontentloaded",
+    )
+    await page.wait_for_selector("body[data-ready='1']")
+    await page.click("[data-testid=mark-replied]")
+    await expect(page.locator("#toast")).to_contain_text("旅程已结束")
+    # The profile reloads without the journey, so there is nothing left to mark.
+    await expect(page.locator("[data-testid=mark-replied]")).to_have_count(0)
+    status, reason, goal_met_at, tasks = await state(h, journey)
+    assert (status, reason, tasks) == ("stopped", "customer.replied", ["skipped"])
+    assert goal_met_at == h.clock.now()
+    assert errors == []
+    await page.close()

@@ -29,6 +29,36 @@ PNG = (
 )
 
 
+def new_enrollment(
+    guide: str,
+    ext: str,
+    playbook: str,
+    now: datetime,
+    *,
+    settings: dict[str, Any],
+    goal: str | None = None,
+) -> SopEnrollment:
+    """An active enrollment of the pair in store 11 (张江店), as the engine makes it."""
+    return SopEnrollment(
+        playbook_id=playbook,
+        playbook_version=1,
+        scope=guide,
+        guide_userid=guide,
+        external_userid=ext,
+        store_id=11,
+        timezone="Asia/Shanghai",
+        trigger="customer.added",
+        cycle="0",
+        status="active",
+        enrolled_at=now,
+        settings=settings,
+        goal_event=goal,
+        goal_deadline=now + timedelta(days=3) if goal else None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
 class ContentHarness(Harness):
     @property
     def settings(self):
@@ -74,21 +104,8 @@ class ContentHarness(Harness):
                     SopEnrollment.status == "active",
                 )
             )
-            enrollment = enrollment or SopEnrollment(
-                playbook_id="follow_up_7d",
-                playbook_version=1,
-                scope=guide,
-                guide_userid=guide,
-                external_userid=ext,
-                store_id=11,
-                timezone="Asia/Shanghai",
-                trigger="customer.added",
-                cycle="0",
-                status="active",
-                enrolled_at=now,
-                settings={"name": "7 天回访"},
-                created_at=now,
-                updated_at=now,
+            enrollment = enrollment or new_enrollment(
+                guide, ext, "follow_up_7d", now, settings={"name": "7 天回访"}
             )
             session.add(enrollment)
             await session.flush()

@@ -49,6 +49,7 @@ send_window:
   hours: "09:00-21:00"
   days: mon-sun
 stop_when: [contact.lost, contact.removed, order.paid]
+goal: {event: order.paid, within: 7d}
 steps:
   - id: welcome
     at: enroll

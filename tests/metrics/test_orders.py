@@ -183,7 +183,8 @@ def test_amounts_instants_and_mobiles_parse_strictly():
     assert parse_instant("2026-03-09T12:00:00+08:00", "paid_at").isoformat() == (
         "2026-03-09T04:00:00+00:00"
     )
-    with pytest.raises(OrderInvalid):
-        parse_instant("2026-03-09T12:00:00", "paid_at")
+    for bad in ("2026-03-09T12:00:00", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        with pytest.raises(OrderInvalid):
+            parse_instant(bad, "paid_at")
     assert normalize_mobile("+86 138-0000-0004") == "13800000004"
     assert normalize_mobile("8613800000004") == "13800000004"

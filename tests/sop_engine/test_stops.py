@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -76,3 +76,93 @@ async def test_order_paid_stops_only_playbooks_listing_it(h):
     [enrollment] = await h.enrollments(playbook_id="follow_up_7d")
     assert stopped == [enrollment.id] and enrollment.stop_reason == "order.paid"
     assert (await h.task("g1", "wmc1", "day1_intro")).status == "pending"  # first_contact goes on
+
+
+NURTURE = """
+playbook: nurture
+version: 1
+trigger: {event: customer.added}
+enroll: {once_per: relation}
+timezone: Asia/Shanghai
+send_window: {hours: "10:00-21:00", days: mon-sun}
+stop_when: [contact.lost, contact.removed, customer.replied]
+goal: {event: customer.replied, within: 3d}
+steps:
+  - {id: day3, at: enroll + 3d, action: guide_task, template: follow_up_day3.j2, expire_after: 1d}
+"""
+
+
+async def test_a_reply_posted_by_a_chat_archive_pipeline_stops_and_scores_that_pair(h):
+    h.write_playbook(NURTURE)
+    h.reload()
+    await h.add("g1", "wmc1")
+    await h.add("g3", "wmc1")
+    h.set_time(at(14, 9, 30))
+    status, answer = await h.api(
+        "POST",
+        "/replies",
+        json={"external_userid": "wmc1", "guide": "g1", "at": "2026-03-14T01:00:00Z"},
+    )
+    assert status == 200 and answer == {"stopped": 1, "goals_met": 1}
+    [mine] = await h.enrollments(playbook_id="nurture", guide_userid="g1")
+    assert (mine.status, mine.stop_reason) == ("stopped", "customer.replied")
+    assert mine.goal_met_at == datetime(2026, 3, 14, 1, 0, tzinfo=UTC)
+    [day3] = await h.tasks(guide_userid="g1", playbook_id="nurture")
+    assert (day3.status, day3.reason) == ("skipped", "stopped: customer.replied")
+    # The customer's other guide, and playbooks that do not stop on a reply, go on.
+    assert [t.status for t in await h.tasks(guide_userid="g3", playbook_id="nurture")] == [
+        "pending"
+    ]
+    [theirs] = await h.enrollments(playbook_id="nurture", guide_userid="g3")
+    assert theirs.status == "active" and theirs.goal_met_at is None
+    assert {e.status for e in await h.enrollments(playbook_id="follow_up_7d")} == {"active"}
+
+    # HQ reads the goal's numbers per playbook: g1's met, g3's window still open, then missed.
+    async def goal() -> dict:
+        _, listing = await h.api("GET", "/playbooks")
+        return next(p["goal"] for p in listing["playbooks"] if p["id"] == "nurture")
+
+    assert await goal() == {
+        "event": "customer.replied",
+        "within_seconds": 3 * 86400,
+        "met": 1,
+        "open": 1,
+        "missed": 0,
+    }
+    h.advance(timedelta(days=3))
+    assert (await goal())["open"] == 0 and (await goal())["missed"] == 1
+
+
+async def test_a_reply_reported_late_leaves_enrollments_begun_after_it(h):
+    h.write_playbook(NURTURE)
+    h.reload()
+    h.set_time(at(14, 9, 30))
+    await h.add("g1", "wmc1")
+    # The pipeline reports a reply from the evening before this enrollment began.
+    status, answer = await h.api(
+        "POST",
+        "/replies",
+        json={"external_userid": "wmc1", "guide": "g1", "at": "2026-03-13T20:00:00+08:00"},
+    )
+    assert status == 200 and answer == {"stopped": 0, "goals_met": 0}
+    [nurture] = await h.enrollments(playbook_id="nurture")
+    assert nurture.status == "active" and nurture.goal_met_at is None
+
+
+async def test_a_bad_reply_is_refused_with_a_reason_and_changes_nothing(h):
+    h.write_playbook(NURTURE)
+    h.reload()
+    await h.add("g1", "wmc1")
+    h.set_time(at(14, 9, 30))
+    for body, expected, reason in [
+        ({"guide": "g1"}, 400, "'external_userid' must be a non-empty string"),
+        ({"external_userid": "wmc1", "guide": " "}, 400, "'guide' must be a non-empty string"),
+        ({"external_userid": "wmc1", "guide": "g1", "at": "2026-03-14T09:00"}, 400, "no UTC"),
+        ({"external_userid": "wmc1", "guide": "g1", "at": "yesterday"}, 400, "not an ISO 8601"),
+        ({"external_userid": "wmc1", "guide": "g1", "at": 1773450000}, 400, "'at' must be"),
+        ({"external_userid": "wmc1", "guide": "g1", "at": "2026-03-15T00:00:00Z"}, 400, "future"),
+        ({"external_userid": "wmc1", "guide": "g2"}, 404, "has no customer"),
+    ]:
+        status, answer = await h.api("POST", "/replies", json=body)
+        assert status == expected and reason in answer["error"]["reason"], (body, answer)
+    assert {e.status for e in await h.enrollments()} == {"active"}

@@ -33,6 +33,7 @@ OUTSIDE: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("GET", "/tasks/{id}"): ("/tasks/1", {}),
     ("POST", "/tasks/{id}/done"): ("/tasks/1/done", {}),
     ("POST", "/tasks/{id}/skip"): ("/tasks/1/skip", {}),
+    ("POST", "/replies"): ("/replies", {}),
     ("GET", "/content"): ("/content", {}),
     ("POST", "/content"): ("/content", {}),
     ("GET", "/content/{id}"): ("/content/1", {}),

@@ -91,6 +91,12 @@ async def test_every_page_renders_for_hq(h, sessions):
     response = await h.client.get("/admin/customers", params={"q": "顾客02"}, headers=cookie)
     html = await response.text()
     assert "c02" in html and "c01" not in html
+    # Both adds enrolled in week_sop, whose goal is an order within 7 days: still open.
+    response = await h.client.get("/admin/playbooks", headers=cookie)
+    goal = re.search(r'data-testid="goal-week_sop">(.*?)</p>', await response.text(), re.S)
+    assert (
+        " ".join(goal[1].split()) == "Goal order.paid within 7.0 d: met 0 · still open 2 · missed 0"
+    )
     response = await h.client.get("/admin/static/chart.umd.js")
     assert response.status == 200 and b"Chart" in await response.read()
 

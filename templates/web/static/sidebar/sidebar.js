@@ -113,6 +113,12 @@
     row("标签", chips);
     row("旅程", el("dd", { text: data.enrollments.map(function (e) { return e.name; }).join("、") || "-" }));
     box.appendChild(dl);
+    if (data.enrollments.length) {
+      // WeCom tells an app nothing when a customer writes back: the guide says so here.
+      var replied = el("button", { type: "button", "data-testid": "mark-replied", text: "客户已回复 · Customer replied" });
+      replied.addEventListener("click", function () { markReplied(replied); });
+      box.appendChild(replied);
+    }
 
     var tasks = el("ul", { "class": "tasks", "data-testid": "tasks" });
     if (data.tasks.length) {
@@ -237,6 +243,18 @@
       toast("发送失败 · Failed: " + err.message, true);
     } finally {
       state.sending = false;
+      button.disabled = false;
+    }
+  }
+
+  async function markReplied(button) {
+    button.disabled = true;
+    try {
+      var result = await api("/sidebar/api/replied", { method: "POST", body: JSON.stringify({ external_userid: state.customer }) });
+      toast(result.stopped ? "已记录，旅程已结束 · Noted, journey ended" : "已记录 · Noted");
+      await loadProfile();
+    } catch (err) {
+      toast("记录失败 · Failed: " + err.message, true);
       button.disabled = false;
     }
   }
