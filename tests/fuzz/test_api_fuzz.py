@@ -14,19 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import inspect, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.app import create_app
 from guidebot.contacts.api import CONTACTS_STARTUP
 from guidebot.contacts.models import Department
 from guidebot.db.engine import create_engine
+from tests.conftest import _asyncpg_dsn
 from tests.support import make_settings
 
 AUTH = {"Authorization": "Bearer admin-token-for-tests", "Content-Type": "application/json"}
@@ -136,6 +139,7 @@ VALID: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/tasks/{id}/done"): {"note": "done"},
     ("POST", "/tasks/{id}/skip"): {"reason": "away"},
+    ("POST", "/replies"): {"external_userid": "c1", "guide": "g1", "at": "2026-03-01T10:00:00Z"},
     ("POST", "/content"): {
         "kind": "text",
         "title": "t",
@@ -172,9 +176,23 @@ VALID: dict[tuple[str, str], dict[str, Any]] = {
 SPOILED_OK = {200, 201, 202, 400, 404, 409}
 
 
+def field_names(valid: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    return sorted(set(schema.get("properties", {})) | set(valid))
+
+
+def edged(valid: dict[str, Any], schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The valid body with one field replaced by each edge value, every one of them: random
+    draws found an overflowing instant only now and then, so none is left to chance."""
+    return [
+        {**valid, name: value}
+        for name in field_names(valid, schema)
+        for value in EDGE_INTS + EDGE_TEXT
+    ]
+
+
 def spoiled(valid: dict[str, Any], schema: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     """The valid body with 1-3 of its documented fields replaced by hostile values."""
-    names = sorted(set(schema.get("properties", {})) | set(valid))
+    names = field_names(valid, schema)
 
     @st.composite
     def build(draw) -> dict[str, Any]:
@@ -242,14 +260,42 @@ def fill_path(path: str, ids: dict[str, str]) -> str:
     return path
 
 
-async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple]]:
-    """Every row of every table (SQLite or PostgreSQL)."""
-    async with engine.connect() as conn:
-        names = await conn.run_sync(lambda sync: sorted(inspect(sync).get_table_names()))
+class Snapshot:
+    """Every row of every table, read with the plain driver: this runs after every refused
+    request, and SQLAlchemy's async adapter would spend most of the test on thread hops."""
+
+    def __init__(self, url: str) -> None:
+        self._url = make_url(url)
+        self._pg: asyncpg.Connection | None = None
+
+    async def __call__(self) -> dict[str, list[tuple]]:
+        if self._url.get_backend_name() == "sqlite":
+            with contextlib.closing(sqlite3.connect(self._url.database)) as conn:
+                names = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                return {
+                    name: sorted(conn.execute(f'SELECT * FROM "{name}"'), key=repr)
+                    for (name,) in names.fetchall()
+                }
+        if self._pg is None:
+            self._pg = await asyncpg.connect(_asyncpg_dsn(str(self._url)))
+        names = await self._pg.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         return {
-            name: sorted(map(tuple, await conn.execute(text(f'SELECT * FROM "{name}"'))), key=repr)
-            for name in names
+            row[0]: sorted(map(tuple, await self._pg.fetch(f'SELECT * FROM "{row[0]}"')), key=repr)
+            for row in names
         }
+
+    async def close(self) -> None:
+        if self._pg is not None:
+            await self._pg.close()
+
+
+@pytest.fixture
+async def snapshot(database_url):
+    """Closed in teardown, so a failing assertion cannot leave a connection for the garbage
+    collector to report in whichever test runs next."""
+    snap = Snapshot(database_url)
+    yield snap
+    await snap.close()
 
 
 async def assert_error(response, allowed: set[int], sent: bytes | dict) -> None:
@@ -295,14 +341,13 @@ async def start(aiohttp_client, url: str):
     return client, ids, document, routes
 
 
-async def test_every_request_body_refuses_hostile_json(aiohttp_client, database_url):
-    started = time.monotonic()
+async def test_every_request_body_refuses_hostile_json(aiohttp_client, database_url, snapshot):
     client, ids, _, routes = await start(aiohttp_client, database_url)
     ids["order_id"] = "order-1"  # no such order: an empty body must not refund one
     bodies = {path: collect(wrongly_typed(schema)) for _, path, schema in routes}
 
-    engine = create_engine(database_url)
-    before = await snapshot(engine)
+    before = await snapshot()
+    assert len(before["content_items"]) == 1  # the snapshot reads the server's database
     covered = []
     for method, path, _ in routes:
         url = fill_path(path, ids)
@@ -318,25 +363,25 @@ async def test_every_request_body_refuses_hostile_json(aiohttp_client, database_
             await assert_error(response, missing_ok, body)
         covered.append(f"{method} {path}")
 
-    assert await snapshot(engine) == before
-    await engine.dispose()
+    assert await snapshot() == before
     assert (await client.get("/healthz")).status == 200
     assert len(covered) == len(routes)
-    assert time.monotonic() - started < 60, covered
 
 
 async def test_hostile_values_in_every_field_are_never_a_5xx_and_a_refusal_writes_nothing(
-    aiohttp_client, database_url
+    aiohttp_client, database_url, snapshot
 ):
-    started = time.monotonic()
     client, ids, _, routes = await start(aiohttp_client, database_url)
     valid = {(m, p): VALID.get((m, p.removeprefix("/api/v1"))) for m, p, _ in routes}
     missing = [f"{m} {p}" for (m, p), body in valid.items() if body is None]
     assert not missing, f"add a valid body to VALID for {missing}"
-    bodies = {(m, p): collect(spoiled(valid[(m, p)], schema)) for m, p, schema in routes}
+    bodies = {
+        (m, p): edged(valid[(m, p)], schema) + collect(spoiled(valid[(m, p)], schema))
+        for m, p, schema in routes
+    }
 
-    engine = create_engine(database_url)
-    state = await snapshot(engine)
+    state = await snapshot()
+    assert len(state["content_items"]) == 1  # the snapshot reads the server's database
     seen: dict[str, set[int]] = {}
     for method, path, _ in routes:
         url = fill_path(path, ids)
@@ -348,14 +393,12 @@ async def test_hostile_values_in_every_field_are_never_a_5xx_and_a_refusal_write
             seen.setdefault(f"{method} {path}", set()).add(response.status)
             if response.status >= 400:
                 await assert_error(response, SPOILED_OK, body)
-                assert await snapshot(engine) == state, ("a refused request wrote", shown)
+                assert await snapshot() == state, ("a refused request wrote", shown)
             else:
-                state = await snapshot(engine)
-    await engine.dispose()
+                state = await snapshot()
     # The hostile values reached the checks: every route refused some of them.
     assert all(400 in statuses for statuses in seen.values()), seen
     assert (await client.get("/healthz")).status == 200
-    assert time.monotonic() - started < 120, seen
 
 
 PATH_IDS = ["0", "-1", "2147483648", "9223372036854775808", "9" * 40, "²", "١٢", "1.0", "1e3"]
