@@ -21,6 +21,9 @@ DEFAULT_CLAIM_LEASE_SECONDS = 120
 MAX_CLAIM_LEASE_SECONDS = 86_400
 _AES_KEY = re.compile(r"[A-Za-z0-9+/]{43}")
 _DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# What .env.example holds where a real value belongs: refused, so a half-filled copy never
+# starts (a WeCom secret left as the placeholder would otherwise fail only at the first call).
+PLACEHOLDER = "change-me"
 
 
 class ConfigError(ValueError):
@@ -166,6 +169,8 @@ def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "").strip()
     if not value:
         raise ConfigError(name, "is not set")
+    if value.lower() == PLACEHOLDER:
+        raise ConfigError(name, f"is still the placeholder {PLACEHOLDER!r} from .env.example")
     return value
 
 
@@ -204,6 +209,11 @@ def _database_url(value: str) -> str:
         raise ConfigError(
             "GUIDEBOT_DATABASE_URL",
             f"must start with one of {', '.join(s + '://' for s in _DATABASE_SCHEMES)}",
+        )
+    if urlsplit(value).password == PLACEHOLDER:
+        raise ConfigError(
+            "GUIDEBOT_DATABASE_URL",
+            f"its password is still the placeholder {PLACEHOLDER!r} from .env.example",
         )
     return value
 

@@ -29,10 +29,14 @@ def guidebot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def start(*args: str, env: dict[str, str], log) -> subprocess.Popen:
+def start(*args: str, env: dict[str, str], log, cwd=None) -> subprocess.Popen:
     with open(log, "a") as output:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "guidebot.cli", *args], env=env, stdout=output, stderr=output
+            [sys.executable, "-m", "guidebot.cli", *args],
+            env=env,
+            cwd=cwd,
+            stdout=output,
+            stderr=output,
         )
 
 

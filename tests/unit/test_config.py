@@ -57,6 +57,14 @@ def test_as_env_round_trips():
         ("GUIDEBOT_CLAIM_LEASE_SECONDS", "1m", "GUIDEBOT_CLAIM_LEASE_SECONDS: must be a whole"),
         ("GUIDEBOT_CLAIM_LEASE_SECONDS", "²", "GUIDEBOT_CLAIM_LEASE_SECONDS: must be a whole"),
         ("GUIDEBOT_CLAIM_LEASE_SECONDS", "86401", "seconds 1-86400, got '86401'"),
+        # .env.example's placeholders, even where the value would otherwise pass.
+        ("GUIDEBOT_CORP_ID", "change-me", "GUIDEBOT_CORP_ID: is still the placeholder"),
+        ("GUIDEBOT_SECRET", "Change-Me", "GUIDEBOT_SECRET: is still the placeholder"),
+        (
+            "GUIDEBOT_DATABASE_URL",
+            "postgresql+asyncpg://guidebot:change-me@postgres:5432/guidebot",
+            "GUIDEBOT_DATABASE_URL: its password is still the placeholder",
+        ),
     ],
 )
 def test_bad_value_names_the_variable(variable, value, message):
