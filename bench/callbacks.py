@@ -2,13 +2,17 @@
 
     python -m bench.callbacks [--quick]
 
-Both servers run as separate processes on this machine and get the same load from one
+The servers run as separate processes on this machine and get the same load from one
 generator: distinct encrypted callbacks over 200 keep-alive connections. guidebot verifies,
 decrypts, parses, commits each one to its SQLite inbox (WAL, synchronous=FULL) and only then
-answers. The two take turns for three rounds (guidebot's worker finishing each round's events
-before the next), and the best round of each counts: the machine is shared, and a neighbour's
-burst only ever slows a round down. A last run paces guidebot at 1,000 callbacks/s to read its
-latency at that rate. The last line is `ratio=` guidebot's best rate over the bare handler's.
+answers. Between the two, a third server (bench.durable_server) is the bare handler plus only
+the durable acknowledgement: guidebot's inbox writer commits each body before the 200. They
+take turns for three rounds (guidebot's worker finishing each round's events before the next),
+and the best round of each counts: the machine is shared, and a neighbour's burst only ever
+slows a round down. A last run paces guidebot at 1,000 callbacks/s to read its
+latency at that rate. Each burst also prints the server's CPU time per request (all its
+threads; Linux), which minds the machine's noise less than the rate does. The last line is
+`ratio=` guidebot's best rate over the bare handler's.
 """
 
 from __future__ import annotations
@@ -104,6 +108,15 @@ def wait_processed(db_path: Path, timeout: float = 600) -> float:
     raise SystemExit(f"the worker did not process the inbox within {timeout:.0f} s")
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a process and all its threads (Linux), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def inbox_count(db_path: Path) -> int:
     with sqlite3.connect(db_path) as conn:
         return conn.execute("SELECT count(*) FROM inbox_events").fetchone()[0]
@@ -120,6 +133,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "bench.db"
         bare_port, bot_port, wecom_port = free_port(), free_port(), free_port()
+        durable_port = free_port()
         env = {
             **os.environ,
             **IDENTITY,
@@ -144,6 +158,9 @@ def main() -> None:
         )
         wait_healthy(wecom_port, wecom, path="/cgi-bin/gettoken")
         bare = subprocess.Popen([sys.executable, "-m", "bench.bare_server", str(bare_port)])
+        durable = subprocess.Popen(
+            [sys.executable, "-m", "bench.durable_server", str(durable_port), f"{tmp}/durable.db"]
+        )
         bot = subprocess.Popen(
             [
                 sys.executable,
@@ -160,23 +177,32 @@ def main() -> None:
         )
         try:
             wait_healthy(bare_port, bare)
+            wait_healthy(durable_port, durable)
             wait_healthy(bot_port, bot)
             print(
                 f"{ROUNDS} rounds of {count} distinct encrypted callbacks, {concurrency} "
-                "concurrent senders; bare and guidebot take turns, and guidebot's worker "
+                "concurrent senders; bare, durable and guidebot take turns, and guidebot's worker "
                 "finishes each round's events before the next"
             )
 
-            def burst(port: int, offset: int) -> LoadResult:
+            def burst(port: int, server: subprocess.Popen, offset: int, label: str) -> LoadResult:
                 requests = callbacks(port, count, offset)
-                return asyncio.run(run_load("127.0.0.1", port, requests, concurrency=concurrency))
+                before = cpu_seconds(server.pid)
+                result = asyncio.run(run_load("127.0.0.1", port, requests, concurrency=concurrency))
+                after = cpu_seconds(server.pid)
+                cpu = ""
+                if before is not None and after is not None:
+                    cpu = f", server CPU {(after - before) / count * 1e6:.0f} us"
+                print(result.summary(label) + cpu)
+                return result
 
-            bare_rounds, bot_rounds = [], []
+            bare_rounds, durable_rounds, bot_rounds = [], [], []
             for round_ in range(ROUNDS):
-                bare_rounds.append(burst(bare_port, round_ * count))
-                print(bare_rounds[-1].summary("bare aiohttp handler"))
-                bot_rounds.append(burst(bot_port, round_ * count))
-                print(bot_rounds[-1].summary("guidebot intake     "))
+                bare_rounds.append(burst(bare_port, bare, round_ * count, "bare aiohttp handler"))
+                durable_rounds.append(
+                    burst(durable_port, durable, round_ * count, "bare + durable ack  ")
+                )
+                bot_rounds.append(burst(bot_port, bot, round_ * count, "guidebot intake     "))
                 drained = wait_processed(db_path)
                 worked = bot_rounds[-1].seconds + drained
                 print(
@@ -184,8 +210,13 @@ def main() -> None:
                     f"{count / worked:,.0f} events/s from the first callback"
                 )
             baseline = max(bare_rounds, key=lambda result: result.rate)
+            committed = max(durable_rounds, key=lambda result: result.rate)
             intake = max(bot_rounds, key=lambda result: result.rate)
-            print(f"best of {ROUNDS}: bare {baseline.rate:,.0f}/s, guidebot {intake.rate:,.0f}/s")
+            print(
+                f"best of {ROUNDS}: bare {baseline.rate:,.0f}/s, bare + durable ack "
+                f"{committed.rate:,.0f}/s ({committed.rate / baseline.rate:.2f} of bare), "
+                f"guidebot {intake.rate:,.0f}/s"
+            )
             steady = asyncio.run(
                 run_load(
                     "127.0.0.1",
@@ -202,7 +233,7 @@ def main() -> None:
             if stored < acked:
                 raise SystemExit("an acknowledged callback is missing from the inbox")
         finally:
-            for process in (bare, bot, wecom):
+            for process in (bare, durable, bot, wecom):
                 process.terminate()
                 try:
                     process.wait(timeout=30)
