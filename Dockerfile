@@ -2,7 +2,7 @@
 # Build a wheel in one stage, install it in a slim runtime as a non-root user.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY guidebot ./guidebot
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

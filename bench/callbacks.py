@@ -1,15 +1,16 @@
 """Acknowledged callbacks per second and ack latency, against a bare aiohttp handler.
 
-    python -m bench.callbacks [--quick]
+    python -m bench.callbacks [--quick] [--database-url URL]
 
-The servers run as separate processes on this machine and get the same load from one
-generator: distinct encrypted callbacks over 200 keep-alive connections. guidebot verifies,
-decrypts, parses, commits each one to its SQLite inbox (WAL, synchronous=FULL) and only then
-answers. Between the two, a third server (bench.durable_server) is the bare handler plus only
-the durable acknowledgement: guidebot's inbox writer commits each body before the 200. They
-take turns for three rounds (guidebot's worker finishing each round's events before the next),
-and the best round of each counts: the machine is shared, and a neighbour's burst only ever
-slows a round down. A last run paces guidebot at 1,000 callbacks/s to read its
+The servers run as separate processes on this machine and get the same load from one generator:
+distinct encrypted callbacks over 200 keep-alive connections. guidebot verifies, decrypts,
+parses, commits each one to its inbox (SQLite by default: WAL, synchronous=FULL; an emptied
+PostgreSQL database with --database-url, the durable server then on a scratch database beside
+it) and only then answers. Between the two, a third server (bench.durable_server) is the bare
+handler plus only the durable acknowledgement: guidebot's inbox writer commits each body before
+the 200. They take turns for three rounds (guidebot's worker finishing each round's events
+before the next), and the best round of each counts: the machine is shared, and a neighbour's
+burst only ever slows a round down. A last run paces guidebot at 1,000 callbacks/s to read its
 latency at that rate. Each burst also prints the server's CPU time per request (all its
 threads; Linux), which minds the machine's noise less than the rate does. The last line is
 `ratio=` guidebot's best rate over the bare handler's.
@@ -19,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from bench.databases import fresh_postgres, is_postgres, scalar_row, sibling_database
 from bench.loadgen import LoadResult, build_post, run_load
 from guidebot.wecom.crypto import CallbackCrypto
 
@@ -94,14 +96,20 @@ def callbacks(port: int, count: int, offset: int) -> list[bytes]:
     return requests
 
 
-def wait_processed(db_path: Path, timeout: float = 600) -> float:
+def inbox_counts(database_url: str) -> tuple[int, int]:
+    """(events still waiting for the worker, all stored events)."""
+    return scalar_row(
+        database_url,
+        "SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')), count(*) "
+        "FROM inbox_events",
+    )
+
+
+def wait_processed(database_url: str, timeout: float = 600) -> float:
     """Seconds until the worker has no inbox event left to process."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        with sqlite3.connect(db_path) as conn:
-            (waiting,) = conn.execute(
-                "SELECT count(*) FROM inbox_events WHERE status IN ('pending', 'processing')"
-            ).fetchone()
+        waiting, _ = inbox_counts(database_url)
         if not waiting:
             return time.monotonic() - started
         time.sleep(0.25)
@@ -117,27 +125,42 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def inbox_count(db_path: Path) -> int:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute("SELECT count(*) FROM inbox_events").fetchone()[0]
+@contextlib.contextmanager
+def databases(database_url: str | None, tmp: str):
+    """(guidebot's database, the durable server's): two SQLite files, or the given PostgreSQL
+    database emptied and a scratch one beside it."""
+    if database_url is None:
+        yield f"sqlite+aiosqlite:///{tmp}/bench.db", f"sqlite+aiosqlite:///{tmp}/durable.db"
+        return
+    if not is_postgres(database_url):
+        raise SystemExit("--database-url takes a PostgreSQL URL (SQLite is the default)")
+    asyncio.run(fresh_postgres(database_url))
+    with sibling_database(database_url, "durable") as durable_url:
+        yield database_url, durable_url
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests, for a smoke run")
+    parser.add_argument(
+        "--database-url",
+        help="an expendable PostgreSQL database for guidebot (emptied first); default SQLite",
+    )
     args = parser.parse_args()
     count = 3_000 if args.quick else 20_000
     paced = 2_000 if args.quick else 10_000
     concurrency = 200
 
-    with tempfile.TemporaryDirectory() as tmp:
-        db_path = Path(tmp) / "bench.db"
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        databases(args.database_url, tmp) as (database_url, durable_url),
+    ):
         bare_port, bot_port, wecom_port = free_port(), free_port(), free_port()
         durable_port = free_port()
         env = {
             **os.environ,
             **IDENTITY,
-            "GUIDEBOT_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
+            "GUIDEBOT_DATABASE_URL": database_url,
             "GUIDEBOT_WECOM_API_BASE": f"http://127.0.0.1:{wecom_port}",
         }
         # The simulator stands in for WeCom, as in production: the token and the address book
@@ -159,7 +182,7 @@ def main() -> None:
         wait_healthy(wecom_port, wecom, path="/cgi-bin/gettoken")
         bare = subprocess.Popen([sys.executable, "-m", "bench.bare_server", str(bare_port)])
         durable = subprocess.Popen(
-            [sys.executable, "-m", "bench.durable_server", str(durable_port), f"{tmp}/durable.db"]
+            [sys.executable, "-m", "bench.durable_server", str(durable_port), durable_url]
         )
         bot = subprocess.Popen(
             [
@@ -203,7 +226,7 @@ def main() -> None:
                     burst(durable_port, durable, round_ * count, "bare + durable ack  ")
                 )
                 bot_rounds.append(burst(bot_port, bot, round_ * count, "guidebot intake     "))
-                drained = wait_processed(db_path)
+                drained = wait_processed(database_url)
                 worked = bot_rounds[-1].seconds + drained
                 print(
                     f"  its worker had processed them {drained:.1f} s later: "
@@ -227,7 +250,7 @@ def main() -> None:
                 )
             )
             print(steady.summary("guidebot at 1,000/s "))
-            stored = inbox_count(db_path)
+            _, stored = inbox_counts(database_url)
             acked = sum(r.statuses.get(200, 0) for r in bot_rounds) + steady.statuses.get(200, 0)
             print(f"acknowledged {acked}, stored in the inbox {stored}")
             if stored < acked:

@@ -1,11 +1,11 @@
 """The bare handler plus a durable acknowledgement, and nothing else.
 
-Each body is group-committed to a SQLite inbox by guidebot's own InboxWriter (WAL,
+Each body is group-committed to an inbox by guidebot's own InboxWriter (on SQLite: WAL,
 synchronous=FULL, the same engine settings) before the 200: no signature, no decryption, no
 parsing, no worker. Between the bare handler and guidebot it shows what acknowledging only
 after a commit costs on this machine by itself.
 
-    python -m bench.durable_server PORT DATABASE_FILE
+    python -m bench.durable_server PORT DATABASE_URL
 """
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ async def serve(port: int, database_url: str) -> None:
 
 
 def main() -> None:
-    port, path = int(sys.argv[1]), sys.argv[2]
-    database_url = f"sqlite+aiosqlite:///{path}"
+    port, database_url = int(sys.argv[1]), sys.argv[2]
     upgrade_sync(database_url)
     gc.collect()
     gc.freeze()  # as `guidebot serve` does after start-up

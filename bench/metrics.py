@@ -28,12 +28,11 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import case, delete, func, insert, select
-from sqlalchemy.engine import make_url
 
+from bench.databases import fresh_postgres, is_postgres
 from guidebot.clock import FakeClock
 from guidebot.config import Settings
 from guidebot.contacts.models import (
@@ -89,15 +88,6 @@ def settings_for(url: str) -> Settings:
         database_url=url,
         timezone=TZ,
     )
-
-
-async def fresh_postgres(url: str) -> None:
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-    finally:
-        await conn.close()
 
 
 def instant(rng: random.Random) -> datetime:
@@ -396,7 +386,7 @@ def api_app(settings: Settings, sessions) -> web.Application:
 async def run(events: int, guides: int, database_url: str | None, samples: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        if url.startswith("postgresql"):
+        if is_postgres(url):
             await fresh_postgres(url)
         await upgrade(url)
         engine = create_engine(url)

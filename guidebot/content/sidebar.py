@@ -33,6 +33,7 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -561,17 +562,32 @@ async def _json_object(request: web.Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-async def prepare(request: web.Request) -> web.Response:
+GuideWrite = Callable[[web.Request, Guide, dict[str, Any]], Awaitable[web.Response]]
+
+
+def guide_write(handler: GuideWrite) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A write from the sidebar page: same origin only (the session cookie alone is not
+    consent), by a signed-in guide, with a JSON object for a body."""
+
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.Response:
+        if not _same_origin(request):
+            return _json_error(403, "forbidden", "cross-origin request")
+        guide = await current_guide(request)
+        if guide is None:
+            return _json_error(401, "unauthorized", "sign in first")
+        body = await _json_object(request)
+        if body is None:
+            return _json_error(400, "bad_request", "body must be a JSON object")
+        return await handler(request, guide, body)
+
+    return checked
+
+
+@guide_write
+async def prepare(request: web.Request, guide: Guide, body: dict[str, Any]) -> web.Response:
     """The sendChatMessage arguments for an item, with a fresh tracked link and its reference."""
     app = request.app
-    if not _same_origin(request):
-        return _json_error(403, "forbidden", "cross-origin request")
-    guide = await current_guide(request)
-    if guide is None:
-        return _json_error(401, "unauthorized", "sign in first")
-    body = await _json_object(request)
-    if body is None:
-        return _json_error(400, "bad_request", "body must be a JSON object")
     item_id, ext, task_id = body.get("item_id"), body.get("external_userid"), body.get("task_id")
     if isinstance(item_id, bool) or not isinstance(item_id, int) or not isinstance(ext, str):
         return _json_error(400, "bad_request", "item_id and external_userid are required")
@@ -616,16 +632,11 @@ async def prepare(request: web.Request) -> web.Response:
     )
 
 
-async def record_forward(request: web.Request) -> web.Response:
+@guide_write
+async def record_forward(request: web.Request, guide: Guide, body: dict[str, Any]) -> web.Response:
     """The page saw sendChatMessage:ok: log the forward once and complete its task."""
     app = request.app
-    if not _same_origin(request):
-        return _json_error(403, "forbidden", "cross-origin request")
-    guide = await current_guide(request)
-    if guide is None:
-        return _json_error(401, "unauthorized", "sign in first")
-    body = await _json_object(request)
-    ref = body.get("ref") if body else None
+    ref = body.get("ref")
     claims = links.verify(app[SETTINGS].secret_key, ref) if isinstance(ref, str) else None
     if claims is None or claims.customer is None:
         return _json_error(400, "bad_request", "not a reference this server prepared")
@@ -654,16 +665,11 @@ async def record_forward(request: web.Request) -> web.Response:
     )
 
 
-async def mark_replied(request: web.Request) -> web.Response:
+@guide_write
+async def mark_replied(request: web.Request, guide: Guide, body: dict[str, Any]) -> web.Response:
     """The guide says the customer wrote back: playbooks waiting for a reply stop or score."""
     app = request.app
-    if not _same_origin(request):
-        return _json_error(403, "forbidden", "cross-origin request")
-    guide = await current_guide(request)
-    if guide is None:
-        return _json_error(401, "unauthorized", "sign in first")
-    body = await _json_object(request)
-    ext = body.get("external_userid") if body else None
+    ext = body.get("external_userid")
     if not isinstance(ext, str) or not ext:
         return _json_error(400, "bad_request", "external_userid is required")
     now = app[CLOCK].now()
