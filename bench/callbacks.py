@@ -33,6 +33,7 @@ from pathlib import Path
 
 from bench.databases import fresh_postgres, is_postgres, scalar_row, sibling_database
 from bench.loadgen import LoadResult, build_post, run_load
+from guidebot.db.migrate import upgrade_sync
 from guidebot.wecom.crypto import CallbackCrypto
 
 ROUNDS = 3  # the machine is shared and noisy: the best round of each is the fairer figure
@@ -135,6 +136,7 @@ def databases(database_url: str | None, tmp: str):
     if not is_postgres(database_url):
         raise SystemExit("--database-url takes a PostgreSQL URL (SQLite is the default)")
     asyncio.run(fresh_postgres(database_url))
+    upgrade_sync(database_url)  # `guidebot serve` migrates only SQLite by itself
     with sibling_database(database_url, "durable") as durable_url:
         yield database_url, durable_url
 

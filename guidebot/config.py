@@ -6,6 +6,7 @@ exits, so a misconfigured server never half-starts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -77,6 +78,9 @@ class Settings:
     # How long an instance holds claimed inbox events and SOP tasks before another instance
     # may take them back (what a killed instance held comes back after this).
     claim_lease_seconds: int = DEFAULT_CLAIM_LEASE_SECONDS
+    # Load balancers and reverse proxies (addresses or networks) whose X-Forwarded-For is
+    # believed: behind one, every request's peer is the proxy, not the person signing in.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -128,6 +132,9 @@ class Settings:
             claim_lease_seconds=_claim_lease_seconds(
                 optional("GUIDEBOT_CLAIM_LEASE_SECONDS", str(DEFAULT_CLAIM_LEASE_SECONDS))
             ),
+            trusted_proxies=_networks(
+                "GUIDEBOT_TRUSTED_PROXIES", env.get("GUIDEBOT_TRUSTED_PROXIES", "")
+            ),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -149,6 +156,7 @@ class Settings:
             "GUIDEBOT_STORE_MANAGERS": ",".join(self.store_managers),
             "GUIDEBOT_LOG_FORMAT": self.log_format,
             "GUIDEBOT_CLAIM_LEASE_SECONDS": str(self.claim_lease_seconds),
+            "GUIDEBOT_TRUSTED_PROXIES": ",".join(self.trusted_proxies),
         }
 
 
@@ -223,6 +231,17 @@ def _http_url(name: str, value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(name, f"must be an http(s) URL, got {value!r}")
     return value.rstrip("/")
+
+
+def _networks(name: str, value: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR networks, normalised ("10.0.0.7" is 10.0.0.7/32)."""
+    networks = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(name, f"{part!r} is not an IP address or network") from None
+    return tuple(networks)
 
 
 def _attribution_days(value: str) -> int:

@@ -203,10 +203,13 @@ async def is_simulated(app: web.Application) -> bool:
 
 
 def _same_origin(request: web.Request) -> bool:
+    """No Origin at all (browsers send one with every cross-site POST) or our own: the Host the
+    request reached, or the public URL's host, which the browser saw if a proxy rewrote Host."""
     origin = request.headers.get("Origin")
     if origin is None or origin == "null":
         return origin is None
-    return urlsplit(origin).netloc.lower() == request.host.lower()
+    ours = {request.host.lower(), urlsplit(request.app[SETTINGS].public_url).netloc.lower()}
+    return urlsplit(origin).netloc.lower() in ours
 
 
 # ---- sign-in ---------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from guidebot.web.auth import (
     set_admin_cookie,
 )
 from guidebot.web.keys import CLOCK, LOGIN_THROTTLE, SESSIONS, SETTINGS
-from guidebot.web.throttle import LoginThrottle
+from guidebot.web.throttle import LoginThrottle, client_address
 
 TEMPLATES = project_dir("templates") / "web"
 VENDOR = TEMPLATES / "static" / "vendor"
@@ -185,7 +185,12 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_page(request, "The form expired; please sign in again.", 403)
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     throttle, now = request.app[LOGIN_THROTTLE], request.app[CLOCK].now()
-    keys = throttle.keys(username, request.remote)
+    address = client_address(
+        request.remote,
+        request.headers.getall("X-Forwarded-For", []),
+        request.app[SETTINGS].trusted_proxies,
+    )
+    keys = throttle.keys(username, address)
     wait = throttle.retry_after(keys, now)
     if wait is not None:
         seconds = math.ceil(wait.total_seconds())

@@ -6,12 +6,38 @@ further attempts are refused until the oldest failure ages out, whether or not t
 is right. A successful sign-in clears its username. The record is per process and bounded in
 size: an instance forgets on restart, and several instances each allow their own tries (still
 a handful of guesses, not thousands).
+
+Behind a load balancer every peer is the balancer, so the address counted is the client's as
+the trusted proxies report it (`client_address`); otherwise twenty wrong passwords from anyone
+would lock everyone out.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+
+
+def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Iterable[str]) -> str:
+    """Who sent the request: the peer, unless it is a trusted proxy; then the nearest
+    X-Forwarded-For hop (read from the right) that is not one. Hops further left than that
+    were written by the client and prove nothing."""
+    networks = [ipaddress.ip_network(network) for network in trusted]
+    hops = [hop.strip() for header in forwarded_for for hop in header.split(",")]
+    address = peer or "?"
+    while hops and _within(address, networks):
+        address = hops.pop() or "?"
+    return address
+
+
+def _within(address: str, networks: list) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 class LoginThrottle:

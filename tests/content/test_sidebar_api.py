@@ -249,6 +249,20 @@ async def test_prepare_refuses_what_is_not_the_guides(h):
     assert status == 403
 
 
+async def test_behind_a_proxy_that_rewrites_host_the_public_origin_is_still_ours(h):
+    await h.add("g1", "wmc1")
+    item = await h.item(kind="text", title="t", body="b")
+    await login(h, "g1")
+    body = {"item_id": item["id"], "external_userid": "wmc1"}
+    upstream = {"Host": "guidebot-1:8080"}  # what nginx's bare proxy_pass sends
+    status, _ = await post(
+        h, "/sidebar/api/prepare", body, Origin="http://guidebot.test", **upstream
+    )
+    assert status == 200  # the page was served from GUIDEBOT_PUBLIC_URL
+    status, _ = await post(h, "/sidebar/api/prepare", body, Origin="http://other.test", **upstream)
+    assert status == 403
+
+
 async def test_a_reference_is_only_good_for_its_guide(h):
     await h.add("g1", "wmc1")
     item = await h.item(kind="text", title="t", body="b")

@@ -35,6 +35,14 @@ def test_settings_are_frozen():
 def test_as_env_round_trips():
     settings = Settings.from_env(GOOD)
     assert Settings.from_env(settings.as_env()) == settings
+    behind = Settings.from_env({**GOOD, "GUIDEBOT_TRUSTED_PROXIES": "10.0.0.7, 172.16.0.0/12"})
+    assert Settings.from_env(behind.as_env()) == behind
+
+
+def test_trusted_proxies_are_normalised_networks():
+    assert Settings.from_env(GOOD).trusted_proxies == ()
+    given = {**GOOD, "GUIDEBOT_TRUSTED_PROXIES": " 10.0.0.7 ,172.16.5.0/12,, fd00::/8 "}
+    assert Settings.from_env(given).trusted_proxies == ("10.0.0.7/32", "172.16.0.0/12", "fd00::/8")
 
 
 @pytest.mark.parametrize(
@@ -57,6 +65,7 @@ def test_as_env_round_trips():
         ("GUIDEBOT_CLAIM_LEASE_SECONDS", "1m", "GUIDEBOT_CLAIM_LEASE_SECONDS: must be a whole"),
         ("GUIDEBOT_CLAIM_LEASE_SECONDS", "²", "GUIDEBOT_CLAIM_LEASE_SECONDS: must be a whole"),
         ("GUIDEBOT_CLAIM_LEASE_SECONDS", "86401", "seconds 1-86400, got '86401'"),
+        ("GUIDEBOT_TRUSTED_PROXIES", "10.0.0.1,lb", "GUIDEBOT_TRUSTED_PROXIES: 'lb' is not an IP"),
         # .env.example's placeholders, even where the value would otherwise pass.
         ("GUIDEBOT_CORP_ID", "change-me", "GUIDEBOT_CORP_ID: is still the placeholder"),
         ("GUIDEBOT_SECRET", "Change-Me", "GUIDEBOT_SECRET: is still the placeholder"),

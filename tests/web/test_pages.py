@@ -15,14 +15,18 @@ def _login_csrf(html: str) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
 
 
-async def _sign_in(h, username: str, password: str = PASSWORD, *, token: bool = True):
+async def _sign_in(
+    h, username: str, password: str = PASSWORD, *, token: bool = True, via: str | None = None
+):
+    """Sign in; `via` is the X-Forwarded-For a load balancer would add."""
+    headers = {"X-Forwarded-For": via} if via else {}
     h.client.session.cookie_jar.clear()
-    page = await h.client.get("/admin/login")
+    page = await h.client.get("/admin/login", headers=headers)
     assert page.status == 200
     form = {"username": username, "password": password, "next": "/admin/customers"}
     if token:
         form["csrf"] = _login_csrf(await page.text())
-    return await h.client.post("/admin/login", data=form, allow_redirects=False)
+    return await h.client.post("/admin/login", data=form, allow_redirects=False, headers=headers)
 
 
 async def test_sign_in_sets_a_signed_httponly_samesite_cookie(h, sessions):
@@ -165,6 +169,27 @@ async def test_one_address_guessing_many_names_waits_too(h, sessions, clock):
     assert (await _sign_in(h, "clerk")).status == 429
     clock.advance(timedelta(minutes=16))
     assert (await _sign_in(h, "clerk")).status == 303
+
+
+async def test_behind_a_trusted_balancer_each_client_address_counts_alone(
+    aiohttp_client, sqlite_url, clock, sop_dir
+):
+    from guidebot.db.migrate import upgrade
+    from tests.metrics.conftest import make_harness
+    from tests.web.conftest import Sessions
+
+    await upgrade(sqlite_url)
+    # The test client is the balancer: every request reaches the server from 127.0.0.1.
+    h = await make_harness(
+        aiohttp_client, sqlite_url, clock, sop_dir, trusted_proxies=("127.0.0.0/8",)
+    )
+    await Sessions(h).account("clerk", "hq", [])
+    for i in range(20):  # one guesser, who also makes up a forwarded address each time
+        guess = await _sign_in(h, f"name{i % 5}", "guess", via=f"192.0.2.{i}, 198.51.100.1")
+        assert guess.status == 401
+    assert (await _sign_in(h, "clerk", via="198.51.100.1")).status == 429
+    # Another shop's office behind the same balancer signs in as usual.
+    assert (await _sign_in(h, "clerk", via="198.51.100.2")).status == 303
 
 
 async def test_a_good_sign_in_clears_the_account_s_failures(h, sessions):
