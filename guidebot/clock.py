@@ -6,6 +6,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+# Dates outside these years are typos, and near year 1 or 9999 a UTC offset or the next day
+# overflows Python's datetime: the API and the reports refuse them.
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+
 
 class Clock(Protocol):
     def now(self) -> datetime:

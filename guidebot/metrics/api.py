@@ -15,7 +15,7 @@ from aiohttp import web
 from guidebot.contacts.directory import find_store
 from guidebot.contacts.models import Department, Guide
 from guidebot.metrics import kpis
-from guidebot.metrics.comparison import compare
+from guidebot.metrics.comparison import compare, wecom_days
 from guidebot.metrics.orders import (
     MAX_AMOUNT_FEN,
     OrderConflict,
@@ -66,8 +66,6 @@ def _period(request: web.Request) -> Period:
         )
     except PeriodError as exc:
         raise bad_request(str(exc)) from None
-    except OverflowError:  # e.g. to=0001-01-01: the day before it is no date
-        raise bad_request("'from' and 'to' must be dates in the years 1 to 9999") from None
 
 
 def _by_day(request: web.Request) -> bool:
@@ -200,10 +198,12 @@ async def wecom_comparison(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     async with request.app[SESSIONS]() as session:
         guide = await _guide(session, request.match_info["userid"])
-        try:
-            body = await compare(session, request.app[WECOM], guide.userid, period, now)
-        except WeComError as exc:
-            raise ApiError(502, "wecom_error", f"get_user_behavior_data failed: {exc}") from None
+    try:  # with no transaction open (see compare)
+        theirs = await wecom_days(request.app[WECOM], guide.userid, period, now)
+    except WeComError as exc:
+        raise ApiError(502, "wecom_error", f"get_user_behavior_data failed: {exc}") from None
+    async with request.app[SESSIONS]() as session:
+        body = await compare(session, guide.userid, period, theirs)
     return web.json_response(body)
 
 

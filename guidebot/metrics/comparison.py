@@ -65,10 +65,11 @@ async def wecom_days(
 
 
 async def compare(
-    session: AsyncSession, wecom: WeComClient, userid: str, period: Period, now: datetime
+    session: AsyncSession, userid: str, period: Period, theirs: dict[date, dict[str, int]]
 ) -> dict[str, Any]:
+    """Our figures beside WeCom's (`wecom_days`, asked first: on SQLite a transaction held
+    open while WeCom answers would hold the write lock an access-token refresh needs)."""
     ours_by_day = await counter_totals(session, Scope(guide=userid), period, group="day")
-    theirs = await wecom_days(wecom, userid, period, now)
     days = []
     total_ours = dict.fromkeys(OURS, 0)
     total_theirs = dict.fromkeys(THEIRS, 0)

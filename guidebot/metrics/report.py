@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot.clock import FIRST_YEAR, LAST_YEAR
 from guidebot.contacts.models import Department, Guide, GuideStatus, StoreMembership
 from guidebot.metrics import kpis
 from guidebot.metrics.models import COUNTERS, NO_STORE, GuideDaily, GuideProfileDaily
@@ -51,9 +52,12 @@ def parse_day(raw: str, name: str) -> date:
     if not _DATE.fullmatch(raw):
         raise PeriodError(f"{name!r} must be a date YYYY-MM-DD, got {raw!r}")
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise PeriodError(f"{name!r} {raw!r} is not a calendar date") from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise PeriodError(f"{name!r} must fall in the years {FIRST_YEAR} to {LAST_YEAR}")
+    return day
 
 
 def parse_period(raw_from: str | None, raw_to: str | None, today: date) -> Period:

@@ -33,6 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
+from guidebot.clock import FIRST_YEAR, LAST_YEAR
 from guidebot.web.auth import PRINCIPAL, csrf_required, principal_of
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,6 @@ def iso(value: datetime | None) -> str | None:
 # The ranges of the database's integer columns (PostgreSQL's; SQLite's INTEGER is 64-bit).
 INT32_MAX = 2**31 - 1  # Integer: departments.id, content_items.id, store ids
 INT64_MAX = 2**63 - 1  # BigInteger: task, mass-send, order row ids
-# Date-times outside these years are typos, and near year 1 or 9999 a UTC offset overflows.
-FIRST_YEAR, LAST_YEAR = 1970, 9998
 
 
 def json_kind(value: Any) -> str:

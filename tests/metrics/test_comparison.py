@@ -75,3 +75,21 @@ async def test_days_beyond_wecoms_180_days_are_not_asked(h):
     await h.fault("externalcontact/get_user_behavior_data", 45009)
     status, body = await h.api("GET", "/guides/g2/wecom-comparison", params={"from": "2026-03-20"})
     assert status == 502 and "45009" in body["error"]["reason"]
+
+
+async def test_a_token_refresh_midway_is_not_blocked_by_our_own_transaction(h):
+    """On SQLite a transaction held open while WeCom answers holds the write lock, and the
+    refresh that a 42001 forces must write the new token: it waited out the busy timeout and
+    the comparison failed with a 500."""
+    h.set_time(at(9, 10))
+    await h.add("g1", "c01")
+    await h.settle()
+    h.set_time(at(10, 9))
+    await h.fault("externalcontact/get_user_behavior_data", 42001)
+    status, body = await h.api(
+        "GET", "/guides/g1/wecom-comparison", params={"from": "2026-03-09", "to": "2026-03-09"}
+    )
+    assert status == 200, body
+    assert body["totals"]["wecom"] == {"new_contact_cnt": 1, "negative_feedback_cnt": 0}
+    calls = await h.calls("externalcontact/get_user_behavior_data")
+    assert [c["answer"]["errcode"] for c in calls] == [42001, 0]
