@@ -21,7 +21,7 @@ from guidebot.config import Settings
 from guidebot.contacts.api import contacts_startup
 from guidebot.content.api import setup_content
 from guidebot.db.credentials import DatabaseCredentialStore
-from guidebot.db.engine import create_engine, create_session_factory
+from guidebot.db.engine import create_engine, create_session_factory, open_first_connection
 from guidebot.db.migrate import prepare_database
 from guidebot.intake import callback
 from guidebot.intake.dispatch import build_dispatcher
@@ -86,6 +86,7 @@ def api_groups() -> list:
 
 async def database(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(app[SETTINGS].database_url)
+    await open_first_connection(engine)
     app[ENGINE] = engine
     app[SESSIONS] = create_session_factory(engine)
     yield
@@ -98,6 +99,7 @@ async def wecom_client(app: web.Application) -> AsyncIterator[None]:
     # connection may call WeCom, and fetching a token must not wait for that connection.
     token_engine = create_engine(settings.database_url, side=True)
     try:
+        await open_first_connection(token_engine)
         async with aiohttp.ClientSession() as http:
             app[HTTP] = http
             app[WECOM] = _wecom_client(

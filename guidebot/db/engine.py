@@ -52,6 +52,18 @@ def create_engine(url: str, *, pool_size: int = 10, side: bool = False) -> Async
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+async def open_first_connection(engine: AsyncEngine) -> None:
+    """On SQLite, open the pool's first connection now, before any background task can.
+
+    aiosqlite connects on its own thread; a task cancelled while that is under way (a
+    start-up job stopped at shutdown) leaves the thread to answer a future on an event loop
+    that may be closed by then. Opened here, the connection is reused instead.
+    """
+    if engine.dialect.name == "sqlite":
+        async with engine.connect():
+            pass
+
+
 def _sqlite_pragmas(dbapi_connection, _record, *, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the one writer. FULL syncs the WAL on every commit: an
