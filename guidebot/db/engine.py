@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SIDE_BUSY_TIMEOUT_MS = 2_000
@@ -57,11 +61,16 @@ async def open_first_connection(engine: AsyncEngine) -> None:
 
     aiosqlite connects on its own thread; a task cancelled while that is under way (a
     start-up job stopped at shutdown) leaves the thread to answer a future on an event loop
-    that may be closed by then. Opened here, the connection is reused instead.
+    that may be closed by then. Opened here, the connection is reused instead. A database
+    that cannot be opened is not fatal here: /readyz reports it, and each use tries again.
     """
-    if engine.dialect.name == "sqlite":
+    if engine.dialect.name != "sqlite":
+        return
+    try:
         async with engine.connect():
             pass
+    except DBAPIError as exc:
+        log.warning("database not reachable at start-up: %s", exc.orig)
 
 
 def _sqlite_pragmas(dbapi_connection, _record, *, busy_ms: int) -> None:

@@ -191,7 +191,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         request.app[SETTINGS].trusted_proxies,
     )
     keys = throttle.keys(username, address)
-    wait = throttle.retry_after(keys, now)
+    async with request.app[SESSIONS]() as session:
+        wait = await throttle.retry_after(session, keys, now)
     if wait is not None:
         seconds = math.ceil(wait.total_seconds())
         log.warning("sign-in refused: too many failures for %s", " and ".join(keys))
@@ -204,10 +205,13 @@ async def login(request: web.Request) -> web.StreamResponse:
         return response
     async with request.app[SESSIONS]() as session:
         account = await authenticate(session, username, password)
+    async with request.app[SESSIONS]() as session, session.begin():
+        if account is None:
+            await throttle.failed(session, keys, now)
+        else:
+            await throttle.succeeded(session, username)
     if account is None:
-        throttle.failed(keys, now)
         return _login_page(request, "Wrong username or password.", 401)
-    throttle.succeeded(username)
     response = web.HTTPSeeOther(_next(str(form.get("next", ""))))
     value = mint_admin_session(
         request.app[SETTINGS].secret_key, account.account_id, request.app[CLOCK].now()

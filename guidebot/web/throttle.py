@@ -3,9 +3,9 @@
 A password guesser gets a few tries, then waits: after `per_user` failures within `window` for
 one username, or `per_address` from one client address (higher: a store's office shares one),
 further attempts are refused until the oldest failure ages out, whether or not their password
-is right. A successful sign-in clears its username. The record is per process and bounded in
-size: an instance forgets on restart, and several instances each allow their own tries (still
-a handful of guesses, not thousands).
+is right. A successful sign-in clears its username. Failures are rows in the database, so
+every instance behind the load balancer counts the same tries and a restart forgets nothing;
+rows older than the window are deleted as new ones are written.
 
 Behind a load balancer every peer is the balancer, so the address counted is the client's as
 the trusted proxies report it (`client_address`); otherwise twenty wrong passwords from anyone
@@ -15,9 +15,23 @@ would lock everyone out.
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict, deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+
+from sqlalchemy import Index, String, delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guidebot.db.base import Base, BigId, UTCDateTime
+
+
+class LoginFailure(Base):
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_failed_at", "key", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))  # "user:<name>" or "addr:<address>"
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Iterable[str]) -> str:
@@ -47,42 +61,37 @@ class LoginThrottle:
         per_user: int = 5,
         per_address: int = 20,
         window: timedelta = timedelta(minutes=15),
-        max_keys: int = 10_000,
     ) -> None:
         self.limits = {"user": per_user, "addr": per_address}
         self.window = window
-        self._max_keys = max_keys
-        self._failures: OrderedDict[str, deque[datetime]] = OrderedDict()
 
     @staticmethod
     def keys(username: str, address: str | None) -> list[str]:
-        return [f"user:{username.strip().lower()}", f"addr:{address or '?'}"]
+        # Bounded to the column: an address or a name longer than that is no one's.
+        return [f"user:{username.strip().lower()}"[:200], f"addr:{address or '?'}"[:200]]
 
-    def retry_after(self, keys: list[str], now: datetime) -> timedelta | None:
+    async def retry_after(
+        self, session: AsyncSession, keys: list[str], now: datetime
+    ) -> timedelta | None:
         """How long these keys must wait before another attempt, or None if they may try."""
-        waits = []
-        for key in keys:
-            failures = self._recent(key, now)
-            if len(failures) >= self.limits[key.partition(":")[0]]:
-                waits.append(failures[0] + self.window - now)
+        rows = await session.execute(
+            select(LoginFailure.key, func.count(), func.min(LoginFailure.failed_at))
+            .where(LoginFailure.key.in_(keys), LoginFailure.failed_at > now - self.window)
+            .group_by(LoginFailure.key)
+        )
+        waits = [
+            oldest + self.window - now
+            for key, failures, oldest in rows
+            if failures >= self.limits[key.partition(":")[0]]
+        ]
         return max(waits) if waits else None
 
-    def failed(self, keys: list[str], now: datetime) -> None:
-        for key in keys:
-            failures = self._recent(key, now)
-            failures.append(now)
-            self._failures[key] = failures
-            self._failures.move_to_end(key)
-        while len(self._failures) > self._max_keys:  # forget the least recently failed
-            self._failures.popitem(last=False)
+    async def failed(self, session: AsyncSession, keys: list[str], now: datetime) -> None:
+        aged_out = LoginFailure.failed_at <= now - self.window
+        await session.execute(delete(LoginFailure).where(aged_out))
+        await session.execute(insert(LoginFailure), [{"key": k, "failed_at": now} for k in keys])
 
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(self.keys(username, None)[0], None)
-
-    def _recent(self, key: str, now: datetime) -> deque[datetime]:
-        failures = self._failures.get(key, deque())
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if not failures:
-            self._failures.pop(key, None)
-        return failures
+    async def succeeded(self, session: AsyncSession, username: str) -> None:
+        await session.execute(
+            delete(LoginFailure).where(LoginFailure.key == self.keys(username, None)[0])
+        )

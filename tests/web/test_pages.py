@@ -16,17 +16,25 @@ def _login_csrf(html: str) -> str:
 
 
 async def _sign_in(
-    h, username: str, password: str = PASSWORD, *, token: bool = True, via: str | None = None
+    h,
+    username: str,
+    password: str = PASSWORD,
+    *,
+    token: bool = True,
+    via: str | None = None,
+    client=None,
 ):
-    """Sign in; `via` is the X-Forwarded-For a load balancer would add."""
+    """Sign in (at `client`, another instance, if given); `via` is the X-Forwarded-For a load
+    balancer would add."""
+    client = client or h.client
     headers = {"X-Forwarded-For": via} if via else {}
-    h.client.session.cookie_jar.clear()
-    page = await h.client.get("/admin/login", headers=headers)
+    client.session.cookie_jar.clear()
+    page = await client.get("/admin/login", headers=headers)
     assert page.status == 200
     form = {"username": username, "password": password, "next": "/admin/customers"}
     if token:
         form["csrf"] = _login_csrf(await page.text())
-    return await h.client.post("/admin/login", data=form, allow_redirects=False, headers=headers)
+    return await client.post("/admin/login", data=form, allow_redirects=False, headers=headers)
 
 
 async def test_sign_in_sets_a_signed_httponly_samesite_cookie(h, sessions):
@@ -159,6 +167,26 @@ async def test_five_wrong_passwords_make_the_next_sign_in_wait(h, sessions, cloc
     assert not [c for c in refused.headers.getall("Set-Cookie", []) if c.startswith("gb_admin=")]
 
     clock.advance(timedelta(minutes=15, seconds=1))  # the failures age out
+    assert (await _sign_in(h, "boss")).status == 303
+
+
+async def test_every_instance_counts_the_same_failures(h, sessions, clock, aiohttp_client):
+    from guidebot.app import create_app
+
+    await sessions.account("boss", "hq", [])
+    # A second instance on the same database, behind a round-robin balancer.
+    other = await aiohttp_client(create_app(h.settings, clock=clock, run_workers=False))
+    for n in range(5):
+        guess = await _sign_in(h, "boss", "guess", client=other if n % 2 else None)
+        assert guess.status == 401
+    assert (await _sign_in(h, "boss", client=other)).status == 429
+    assert (await _sign_in(h, "boss")).status == 429
+
+    clock.advance(timedelta(minutes=15, seconds=1))
+    assert (await _sign_in(h, "boss", client=other)).status == 303
+    # The good sign-in cleared the name everywhere: four more wrong tries are only 401s.
+    for n in range(4):
+        assert (await _sign_in(h, "boss", "guess", client=other if n % 2 else None)).status == 401
     assert (await _sign_in(h, "boss")).status == 303
 
 
