@@ -31,7 +31,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bench.databases import fresh_postgres, is_postgres, scalar_row, sibling_database
+from bench.databases import fetch_row, fresh_postgres, is_postgres, sibling_database
 from bench.loadgen import LoadResult, build_post, run_load
 from guidebot.db.migrate import upgrade_sync
 from guidebot.wecom.crypto import CallbackCrypto
@@ -99,7 +99,7 @@ def callbacks(port: int, count: int, offset: int) -> list[bytes]:
 
 def inbox_counts(database_url: str) -> tuple[int, int]:
     """(events still waiting for the worker, all stored events)."""
-    return scalar_row(
+    return fetch_row(
         database_url,
         "SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')), count(*) "
         "FROM inbox_events",

@@ -45,7 +45,7 @@ def sibling_database(url: str, suffix: str) -> Iterator[str]:
         asyncio.run(_execute(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def scalar_row(url: str, sql: str) -> tuple:
+def fetch_row(url: str, sql: str) -> tuple:
     """One row of a query, through the plain driver of either database."""
     if not is_postgres(url):
         with contextlib.closing(sqlite3.connect(make_url(url).database)) as conn:

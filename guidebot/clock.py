@@ -55,7 +55,7 @@ def parse_instant(value: Any, name: str) -> datetime:
         raise ValueError(f"{name!r} must be an ISO 8601 date-time with a UTC offset")
     text = value.strip()
     try:
-        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        parsed = datetime.fromisoformat(text)  # since Python 3.11 it reads "Z" too
     except ValueError:
         raise ValueError(f"{name!r} {value!r} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:

@@ -150,7 +150,7 @@ def instant_fields(body: dict[str, Any], *names: str) -> None:
             continue
         text = value.strip()
         try:
-            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            parsed = datetime.fromisoformat(text)
         except ValueError:
             continue
         check_instant(parsed, name)
