@@ -62,16 +62,6 @@ async def test_unknown_api_is_forbidden_with_http_200(make_sim):
     assert answer["errcode"] == 48001
 
 
-async def test_malformed_json_body_is_47001(make_sim):
-    sim = await make_sim()
-    token = await sim.token()
-    response = await sim.client.post(
-        "/cgi-bin/externalcontact/mark_tag", params={"access_token": token}, data=b"{not json"
-    )
-    assert response.status == 200
-    assert (await response.json())["errcode"] == 47001
-
-
 async def test_api_limit_per_minute_answers_45009_then_recovers(make_sim):
     sim = await make_sim(api_limit_per_minute=5)
     token = await sim.token()

@@ -25,6 +25,8 @@ async def test_bad_json_is_400_with_a_reason(sim):
         ("faults", {"api": "user/get"}, "needs errcode, http_status, latency or timeout"),
         ("faults", {"api": "user/get", "errcode": -1, "times": 0}, "at least 1"),
         ("config", {"api_limit_per_minute": 0}, "positive integer"),
+        ("config", {"api_limit_per_hour": 1.5}, "positive integer"),
+        ("config", {"member_messages_per_hour": -1}, "positive integer"),
         ("config", {"callback_url": "not a url"}, "http(s) URL"),
         ("contact/delete_by_customer", {"userid": "alice", "external_userid": "wm"}, "no relation"),
         ("groupmsg/confirm", {"msgid": "msgNope", "userid": "alice"}, "unknown msgid"),

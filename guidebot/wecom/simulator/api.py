@@ -87,13 +87,13 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
     route = _ROUTES.get(api)
     query = dict(request.query)
     upload: Upload | None = None
-    bad_body = False
+    bad_json = False
     body: Any = None
     if route is not None and route.multipart:
-        upload, bad_body = await _read_upload(request)
+        upload = await _read_upload(request)
         logged: Any = {"filename": upload.filename, "size": len(upload.data)} if upload else None
     else:
-        body, bad_body = _parse_json(await request.read())
+        body, bad_json = _parse_json(await request.read())
         logged = body
     record = state.log_call(api, request.method, query, logged)
 
@@ -104,18 +104,20 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
         if faulted is not None:
             return faulted
 
-    call = ApiCall(query, body if isinstance(body, dict) else {}, record, upload)
+    # A body that is not a JSON object is not refused as such: WeCom runs the API on the
+    # parameters it could read (none) and says so in errmsg (doc 90313 全局错误码). 47001 is
+    # WeChat's code for it, not WeCom's.
+    call = ApiCall(query, {} if bad_json else body or {}, record, upload)
+    warning = ", Warning: wrong json format." if bad_json else ""
     try:
         if route is None:
             raise ApiError(48001, f"api forbidden: {api!r} is not a simulated WeCom API")
         if route.auth:
             state.check_token(query.get("access_token"))
         state.check_rate(api)
-        if bad_body:
-            raise ApiError(47001)
         result = route.handler(state, call)
     except ApiError as exc:
-        return _answer(record, {"errcode": exc.errcode, "errmsg": exc.errmsg})
+        return _answer(record, {"errcode": exc.errcode, "errmsg": exc.errmsg + warning})
     if isinstance(result, Binary):
         record["answer"] = {"errcode": 0, "errmsg": "ok", "bytes": len(result.data)}
         record["http_status"] = 200
@@ -128,7 +130,7 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
             },
         )
     record.update(call.notes)
-    return _answer(record, {"errcode": 0, "errmsg": "ok", **result})
+    return _answer(record, {"errcode": 0, "errmsg": "ok" + warning, **result})
 
 
 def _answer(record: dict[str, Any], answer: dict[str, Any], status: int = 200) -> web.Response:
@@ -142,6 +144,7 @@ def _dumps(value: Any) -> str:
 
 
 def _parse_json(raw: bytes) -> tuple[Any, bool]:
+    """The body as logged, and whether it failed to be a JSON object."""
     if not raw.strip():
         return None, False
     try:
@@ -151,9 +154,10 @@ def _parse_json(raw: bytes) -> tuple[Any, bool]:
     return value, not isinstance(value, dict)
 
 
-async def _read_upload(request: web.Request) -> tuple[Upload | None, bool]:
+async def _read_upload(request: web.Request) -> Upload | None:
+    """The "media" part; a missing or unreadable one is no upload (media/upload: 44001)."""
     if not request.content_type.startswith("multipart/"):
-        return None, False
+        return None
     try:
         reader = await request.multipart()
         async for part in reader:
@@ -164,17 +168,14 @@ async def _read_upload(request: web.Request) -> tuple[Upload | None, bool]:
                 data.extend(chunk)
                 if len(data) > MAX_UPLOAD:
                     break
-            return (
-                Upload(
-                    part.filename or "media",
-                    part.headers.get("Content-Type", "application/octet-stream"),
-                    bytes(data),
-                ),
-                False,
+            return Upload(
+                part.filename or "media",
+                part.headers.get("Content-Type", "application/octet-stream"),
+                bytes(data),
             )
     except (ValueError, AssertionError):
-        return None, True
-    return None, False
+        return None
+    return None
 
 
 async def _apply_fault(
@@ -238,13 +239,15 @@ def _int(
     raise ApiError(40058, f"{key} must be an integer")
 
 
-def _limit(data: Mapping[str, Any], default: int, maximum: int) -> int:
+def _limit(data: Mapping[str, Any], default: int, maximum: int, *, over: int) -> int:
+    """A page size. Above the maximum WeCom does not refuse: each API's doc says what it
+    takes instead (`over`: "超过最大值时取最大值" or "…取默认值")."""
     limit = _int(data, "limit", default=default)
     if limit == 0:
         return default
-    if not 1 <= limit <= maximum:
+    if limit < 0:
         raise ApiError(40058, f"limit must be 1-{maximum}")
-    return limit
+    return over if limit > maximum else limit
 
 
 def _str_list(data: Mapping[str, Any], key: str, *, max_items: int | None = None) -> list[str]:
@@ -393,14 +396,13 @@ def _member(member: Member, *, simple: bool = False) -> dict[str, Any]:
     }
     if simple:
         return out
+    # Since 2022-06-20 a new self-built app gets no avatar, gender, mobile, email, biz_mail,
+    # qr_code or address here (头像、性别、手机、邮箱、企业邮箱、员工个人二维码、地址): doc 90196
+    # 读取成员, and the same notice on user/list (doc 90337 获取部门成员详情).
     out.update(
         order=[0] * len(member.department),
         position=member.position,
-        mobile=member.mobile,
-        gender=member.gender,
-        email=member.email,
         is_leader_in_dept=[0] * len(member.department),
-        avatar="",
         status=1,
         main_department=member.department[0],
     )
@@ -498,7 +500,7 @@ def batch_get_by_user(state: SimState, call: ApiCall) -> dict[str, Any]:
     userids = _str_list(call.body, "userid_list")
     if not userids or len(userids) > 100:
         raise ApiError(40058, "userid_list must hold 1-100 userids")
-    limit = _limit(call.body, 50, 100)
+    limit = _limit(call.body, 50, 100, over=100)  # doc 92994: 超过最大值时取最大值
     items = []
     for index, userid in enumerate(userids):
         state.member(userid)
@@ -583,7 +585,7 @@ def get_groupmsg_list_v2(state: SimState, call: ApiCall) -> dict[str, Any]:
     filter_type = _int(body, "filter_type", default=2)
     if filter_type not in (0, 1, 2):
         raise ApiError(40058, "filter_type must be 0, 1 or 2")
-    limit = _limit(body, 50, 100)
+    limit = _limit(body, 50, 100, over=50)  # doc 93338: 超过最大值时取默认值
     tasks = [
         t
         for t in state.tasks.values()
@@ -601,7 +603,7 @@ def get_groupmsg_list_v2(state: SimState, call: ApiCall) -> dict[str, Any]:
 
 def get_groupmsg_task(state: SimState, call: ApiCall) -> dict[str, Any]:
     task = state.task(_str(call.body, "msgid", missing=41046))
-    limit = _limit(call.body, 500, 1000)
+    limit = _limit(call.body, 500, 1000, over=500)  # doc 93338: 超过最大值时取默认值
     items = []
     for index, sender in enumerate(task.senders.values()):
         row: dict[str, Any] = {"userid": sender.userid, "status": sender.status}
@@ -615,7 +617,7 @@ def get_groupmsg_task(state: SimState, call: ApiCall) -> dict[str, Any]:
 def get_groupmsg_send_result(state: SimState, call: ApiCall) -> dict[str, Any]:
     task = state.task(_str(call.body, "msgid", missing=41046))
     userid = _str(call.body, "userid", missing=41009)
-    limit = _limit(call.body, 500, 1000)
+    limit = _limit(call.body, 500, 1000, over=500)  # doc 93338: 超过最大值时取默认值
     items = []
     for index, result in enumerate(task.results):
         if result.userid != userid:
@@ -771,7 +773,15 @@ def _contact_way_fields(state: SimState, body: Mapping[str, Any]) -> dict[str, A
     return fields
 
 
-def _check_way_members(way: Mapping[str, Any]) -> None:
+# The appendix of doc 92228 (配置客户联系「联系我」方式): the mini-program button styles,
+# 1-3 for a single-member way, 1-2 for a multi-member one.
+CONTACT_WAY_STYLES = {1: (1, 2, 3), 2: (1, 2)}
+
+
+def _check_way(way: Mapping[str, Any]) -> None:
+    """The whole way (as added, or as an update would leave it) against WeCom's rules."""
+    if way["style"] not in CONTACT_WAY_STYLES[way["type"]]:
+        raise ApiError(41042, f"invalid style {way['style']!r} for a type {way['type']} way")
     users, party = way.get("user") or [], way.get("party") or []
     if not users and not party:
         raise ApiError(40058, "user and party are both empty")
@@ -807,7 +817,7 @@ def add_contact_way(state: SimState, call: ApiCall) -> dict[str, Any]:
         "create_time": int(state.now()),
         **fields,
     }
-    _check_way_members(way)
+    _check_way(way)
     if scene == 2:  # only QR ways have a code picture
         way["qr_code"] = f"https://wecom-simulator.invalid/qr/{config_id}"
     state.contact_ways[config_id] = way
@@ -833,7 +843,7 @@ def get_contact_way(state: SimState, call: ApiCall) -> dict[str, Any]:
 def update_contact_way(state: SimState, call: ApiCall) -> dict[str, Any]:
     way = _contact_way(state, call.body)
     updated = {**way, **_contact_way_fields(state, call.body)}
-    _check_way_members(updated)  # validate the whole way before changing any of it
+    _check_way(updated)  # validate the whole way before changing any of it
     way.update(updated)
     return {}
 
@@ -850,7 +860,7 @@ def list_contact_way(state: SimState, call: ApiCall) -> dict[str, Any]:
     start = _int(call.body, "start_time", default=end - 90 * DAY)
     if start > end or end - start > 90 * DAY:
         raise ApiError(40058, "start_time..end_time must span at most 90 days")
-    limit = _limit(call.body, 100, 1000)
+    limit = _limit(call.body, 100, 1000, over=1000)  # doc 92228: 默认为100条，最多支持1000条
     ways = sorted(
         (w for w in state.contact_ways.values() if start <= w["create_time"] <= end),
         key=lambda w: (w["create_time"], w["config_id"]),

@@ -19,8 +19,11 @@ class SimulatorConfig:
     clock: Callable[[], float] = time.time
     token_ttl: int = 7200
     welcome_code_ttl: float = 20.0
+    # doc 90454 访问频率限制: each API per corp, and app messages per member.
     api_limit_per_minute: int = 10_000
+    api_limit_per_hour: int = 150_000
     member_messages_per_minute: int = 30
+    member_messages_per_hour: int = 1000
     callback_timeout: float = 5.0
     callback_tries: int = 3
     # Not a WeCom rule: bounds the call log so a long benchmark does not grow without limit.
@@ -31,7 +34,13 @@ class SimulatorConfig:
             parts = urlsplit(self.callback_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ValueError(f"callback_url must be an http(s) URL, got {self.callback_url!r}")
-        for name in ("token_ttl", "api_limit_per_minute", "member_messages_per_minute"):
+        for name in (
+            "token_ttl",
+            "api_limit_per_minute",
+            "api_limit_per_hour",
+            "member_messages_per_minute",
+            "member_messages_per_hour",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

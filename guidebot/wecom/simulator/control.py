@@ -52,7 +52,9 @@ CONFIG_FIELDS = (
     "token_ttl",
     "welcome_code_ttl",
     "api_limit_per_minute",
+    "api_limit_per_hour",
     "member_messages_per_minute",
+    "member_messages_per_hour",
     "callback_timeout",
     "callback_tries",
     "call_log_limit",
@@ -204,8 +206,6 @@ async def post_user(request: web.Request) -> web.Response:
         name=_str(body, "name"),
         department=departments,
         position=_str(body, "position", ""),
-        mobile=_str(body, "mobile", ""),
-        email=_str(body, "email", ""),
     )
     created = state.upsert_member(member)
     answer: dict[str, Any] = {"userid": member.userid, "created": created}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Iterable
@@ -14,6 +15,10 @@ from guidebot.wecom.crypto import CallbackCrypto, CryptoError, read_envelope
 from .state import SimState
 
 URL_VERIFY_TIMEOUT = 1.0  # WeCom wants the echostr back within one second
+
+# Timeouts are cut with asyncio.timeout, not aiohttp.ClientTimeout: aiohttp rounds a timeout of
+# 5 s or more up to the loop's next whole second, so "total=5" would fire at 5.0-6.0 s, and
+# WeCom "在五秒内收不到响应会断掉连接" (doc 90238).
 
 
 def cdata(value: str) -> str:
@@ -119,13 +124,15 @@ class CallbackDeliverer:
             params = {"msg_signature": message.signature, "timestamp": timestamp, "nonce": nonce}
             started = time.perf_counter()
             try:
-                async with self._session.post(
-                    config.callback_url,
-                    params=params,
-                    data=body.encode(),
-                    headers={"Content-Type": "text/xml; charset=utf-8"},
-                    timeout=aiohttp.ClientTimeout(total=config.callback_timeout),
-                ) as response:
+                async with (
+                    asyncio.timeout(config.callback_timeout),
+                    self._session.post(
+                        config.callback_url,
+                        params=params,
+                        data=body.encode(),
+                        headers={"Content-Type": "text/xml; charset=utf-8"},
+                    ) as response,
+                ):
                     status = response.status
                     reply_body = await response.read()
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -193,11 +200,10 @@ class CallbackDeliverer:
         }
         started = time.perf_counter()
         try:
-            async with self._session.get(
-                config.callback_url,
-                params=params,
-                timeout=aiohttp.ClientTimeout(total=URL_VERIFY_TIMEOUT),
-            ) as response:
+            async with (
+                asyncio.timeout(URL_VERIFY_TIMEOUT),
+                self._session.get(config.callback_url, params=params) as response,
+            ):
                 status = response.status
                 raw = await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:

@@ -23,13 +23,17 @@ CN_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 DAY = 86_400
 MEDIA_TTL = 3 * DAY
 TICKET_TTL = 7200
-# jsapi tickets: 400 fetches an hour per corp, 100 per app (reference §4.16).
-TICKET_LIMITS_PER_HOUR = {"jsapi": 400, "agent_config": 100}
+MINUTE, HOUR = 60, 3600
+# jsapi tickets (doc 96909 JS-SDK 签名算法, doc 90454 访问频率限制): the corp ticket at most 400
+# an hour per corp and 100 per app, the app (agent_config) ticket 100 an hour per app. The
+# simulated corp has one app, so its 100 binds before the corp's 400 can.
+TICKET_LIMITS_PER_HOUR = {"jsapi": 100, "agent_config": 100}
 TRANSFER_WINDOW = 90 * DAY
 TRANSFERS_PER_WINDOW = 2
 TRANSFER_DELAY = DAY  # WeCom completes an accepted transfer 24 h later
 REMINDS_PER_DAY = 3
 MAX_FOLLOW_USERS_PER_PAGE = 500
+MAX_CORP_TAGS = 3000
 
 ACTIVE = "active"  # both sides are friends
 HALF = "half"  # add_half_external_contact: the guide has not confirmed yet
@@ -61,6 +65,7 @@ ERRMSG = {
     40072: "invalid tag name",
     40096: "invalid external userid",
     40097: "user is not resigned",
+    40126: "corp tag count reaches the limit of 3000",
     40128: "customer transfers too frequent",
     40129: "customer is being transferred",
     40130: "handover_userid equals takeover_userid",
@@ -80,6 +85,7 @@ ERRMSG = {
     41039: "invalid contact way type",
     41040: "invalid contact way scene",
     41041: "contact way user count exceeds the limit",
+    41042: "invalid contact way style",
     41043: "missing config_id",
     41044: "invalid config_id",
     41046: "missing msgid",
@@ -100,7 +106,6 @@ ERRMSG = {
     45002: "content size out of limit",
     45008: "too many articles",
     45009: "api freq out of limit",
-    47001: "data format error",
     48001: "api forbidden",
     50100: "invalid cursor",
     60111: "userid not found",
@@ -149,9 +154,8 @@ class Member:
     name: str
     department: list[int]
     position: str = ""
-    mobile: str = ""
-    gender: str = "0"
-    email: str = ""
+    # No mobile, gender, email or avatar: a self-built app created after 2022-06-20 is never
+    # given them by user/get or user/list (doc 90196 读取成员), so the simulator keeps none.
 
 
 @dataclass(slots=True)
@@ -279,6 +283,47 @@ class Fault:
         }
 
 
+class RateLimit:
+    """WeCom's frequency limits for one subject (an API, a ticket kind, a member's inbox).
+
+    Each window counts what it admitted in the last `span` seconds, sliding, not per clock
+    minute or hour. With `ban`, the call over a limit is refused and so is every call for that
+    window's length after it ("按分钟拦截则被屏蔽60秒，按小时拦截则被屏蔽60分钟", doc 90454);
+    without it only the excess is refused (app messages: "超过部分会被丢弃不下发").
+    """
+
+    __slots__ = ("_admitted", "_counts", "ban", "banned_until", "spans")
+
+    def __init__(self, spans: Sequence[int], *, ban: bool) -> None:
+        self.spans = tuple(spans)
+        self.ban = ban
+        # Per window: [time, calls at that time] oldest first; equal times share an entry,
+        # so a fake clock that stands still keeps this tiny.
+        self._admitted: list[deque[list[float]]] = [deque() for _ in self.spans]
+        self._counts = [0] * len(self.spans)
+        self.banned_until = 0.0
+
+    def admit(self, now: float, limits: Sequence[int]) -> bool:
+        """Count one call if every window has room; limits pair with `spans`."""
+        if now < self.banned_until:
+            return False
+        for index, (span, limit) in enumerate(zip(self.spans, limits, strict=True)):
+            admitted = self._admitted[index]
+            while admitted and admitted[0][0] <= now - span:
+                self._counts[index] -= int(admitted.popleft()[1])
+            if self._counts[index] >= limit:
+                if self.ban:
+                    self.banned_until = now + span
+                return False
+        for index, admitted in enumerate(self._admitted):
+            if admitted and admitted[-1][0] == now:
+                admitted[-1][1] += 1
+            else:
+                admitted.append([now, 1])
+            self._counts[index] += 1
+        return True
+
+
 def encode_cursor(key: Sequence[Any]) -> str:
     raw = json.dumps(list(key), separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -338,14 +383,14 @@ class SimState:
         self.transfers: list[Transfer] = []
         self.tokens: dict[str, float] = {}  # token -> expiry
         self.tickets: dict[str, tuple[str, float]] = {}  # ticket -> (kind, expiry)
-        self.ticket_fetches: dict[str, deque[float]] = {k: deque() for k in TICKET_LIMITS_PER_HOUR}
+        self.ticket_fetches = {k: RateLimit((HOUR,), ban=True) for k in TICKET_LIMITS_PER_HOUR}
         self.media: dict[str, Media] = {}
         self.app_messages: list[dict[str, Any]] = []
-        self.member_sends: dict[str, deque[float]] = {}
+        self.member_sends: dict[str, RateLimit] = {}
         self.duplicate_keys: dict[tuple[str, str], float] = {}
         self.contact_log: list[tuple[float, str, str, str]] = []  # (time, kind, userid, ext)
         self.faults: list[Fault] = []
-        self.rate_windows: dict[str, tuple[int, int]] = {}  # api -> (minute, count)
+        self.api_limits: dict[str, RateLimit] = {}
         self.calls: deque[dict[str, Any]] = deque(maxlen=config.call_log_limit)
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=10_000)
         self._seq = 0
@@ -410,14 +455,12 @@ class SimState:
         return None
 
     def check_rate(self, api: str) -> None:
-        # WeCom limits each API per corp per minute; a fixed minute window of the clock.
-        minute = int(self.now() // 60)
-        window, count = self.rate_windows.get(api, (minute, 0))
-        if window != minute:
-            count = 0
-        count += 1
-        self.rate_windows[api] = (minute, count)
-        if count > self.config.api_limit_per_minute:
+        """Each API per corp: 10 000 calls a minute and 150 000 an hour (doc 90454)."""
+        limit = self.api_limits.get(api)
+        if limit is None:
+            limit = self.api_limits[api] = RateLimit((MINUTE, HOUR), ban=True)
+        config = self.config
+        if not limit.admit(self.now(), (config.api_limit_per_minute, config.api_limit_per_hour)):
             raise ApiError(45009)
 
     # ---- tokens and tickets --------------------------------------------------------------
@@ -453,13 +496,9 @@ class SimState:
         return count
 
     def issue_ticket(self, kind: str) -> str:
-        fetches = self.ticket_fetches[kind]
         now = self.now()
-        while fetches and fetches[0] <= now - 3600:
-            fetches.popleft()
-        if len(fetches) >= TICKET_LIMITS_PER_HOUR[kind]:
+        if not self.ticket_fetches[kind].admit(now, (TICKET_LIMITS_PER_HOUR[kind],)):
             raise ApiError(45009, f"{kind} ticket fetched too often")
-        fetches.append(now)
         ticket = secrets.token_urlsafe(64)
         self.tickets[ticket] = (kind, now + TICKET_TTL)
         return ticket
@@ -713,8 +752,13 @@ class SimState:
         group_name: str | None = None,
         group_order: int = 0,
     ) -> tuple[TagGroup, list[Tag]]:
-        """Add tags (name, order, wanted id) to a group named by id, or by name (created)."""
+        """Add tags (name, order, wanted id) to a group named by id, or by name (created).
+
+        Everything is checked before anything changes: a refused request leaves no group or
+        tag behind.
+        """
         now = int(self.now())
+        group: TagGroup | None
         if group_id:
             group = self.tag_groups.get(group_id)
             if group is None:
@@ -725,20 +769,28 @@ class SimState:
             if len(group_name) > 30:
                 raise ApiError(40072, "group_name is longer than 30 characters")
             group = next((g for g in self.tag_groups.values() if g.group_name == group_name), None)
-            if group is None:
-                group = TagGroup("et" + secrets.token_urlsafe(18), group_name, now, group_order)
-                self.tag_groups[group.group_id] = group
-        if len(self.tag_index) + len(tags) > 3000:
-            raise ApiError(40058, "a corp has at most 3000 tags")
-        added = []
-        for name, order, wanted_id in tags:
+        label = group.group_name if group else group_name
+        names = {t.name for t in group.tags.values()} if group else set()
+        ids: set[str] = set()
+        for name, _, wanted_id in tags:
             if not name or len(name) > 30:
                 raise ApiError(40072, f"tag name {name!r} must be 1-30 characters")
-            if any(t.name == name for t in group.tags.values()):
-                raise ApiError(40071, f"tag {name!r} already exists in {group.group_name!r}")
+            if name in names:
+                raise ApiError(40071, f"tag {name!r} already exists in {label!r}")
+            names.add(name)
+            if wanted_id is not None:
+                if wanted_id in self.tag_index or wanted_id in ids:
+                    raise ApiError(40071, f"tag id {wanted_id!r} already exists")
+                ids.add(wanted_id)
+        # doc 92117 管理企业标签: a corp has at most 3000 tags; 40126 says it is full.
+        if len(self.tag_index) + len(tags) > MAX_CORP_TAGS:
+            raise ApiError(40126)
+        if group is None:
+            group = TagGroup("et" + secrets.token_urlsafe(18), str(group_name), now, group_order)
+            self.tag_groups[group.group_id] = group
+        added = []
+        for name, order, wanted_id in tags:
             tag_id = wanted_id or "et" + secrets.token_urlsafe(18)
-            if tag_id in self.tag_index:
-                raise ApiError(40071, f"tag id {tag_id!r} already exists")
             tag = Tag(tag_id, name, now, order)
             group.tags[tag_id] = tag
             self.tag_index[tag_id] = group.group_id
@@ -1027,12 +1079,14 @@ class SimState:
             if last is not None and now - last < duplicate_window:
                 return "duplicate"
             self.duplicate_keys[key] = now
-        window = self.member_sends.setdefault(userid, deque())
-        while window and window[0] <= now - 60:
-            window.popleft()
-        if len(window) >= self.config.member_messages_per_minute:
-            return "dropped"  # WeCom drops the excess silently
-        window.append(now)
+        # Per app and member: 30 a minute, 1000 an hour; WeCom drops the excess silently.
+        inbox = self.member_sends.get(userid)
+        if inbox is None:
+            inbox = self.member_sends[userid] = RateLimit((MINUTE, HOUR), ban=False)
+        config = self.config
+        limits = (config.member_messages_per_minute, config.member_messages_per_hour)
+        if not inbox.admit(now, limits):
+            return "dropped"
         self.app_messages.append(
             {"userid": userid, "msgtype": msgtype, msgtype: content, "time": now}
         )
