@@ -56,7 +56,9 @@ def run_simulator(port: int, n: int) -> None:
     config = SimulatorConfig(
         identity=WeComIdentity(**IDENTITY),
         api_limit_per_minute=1_000_000,
+        api_limit_per_hour=60_000_000,
         member_messages_per_minute=1_000_000,
+        member_messages_per_hour=60_000_000,
         call_log_limit=1_000,
     )
     app = create_simulator_app(config)

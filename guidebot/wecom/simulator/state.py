@@ -10,6 +10,7 @@ import base64
 import binascii
 import calendar
 import json
+import math
 import secrets
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -292,14 +293,17 @@ class RateLimit:
     without it only the excess is refused (app messages: "超过部分会被丢弃不下发").
     """
 
+    # Calls are counted in slots of span/3600 (1/60 s for a minute, 1 s for an hour), so a
+    # window keeps at most 3600 entries however fast a benchmark calls.
+    SLOTS = 3600
+
     __slots__ = ("_admitted", "_counts", "ban", "banned_until", "spans")
 
     def __init__(self, spans: Sequence[int], *, ban: bool) -> None:
         self.spans = tuple(spans)
         self.ban = ban
-        # Per window: [time, calls at that time] oldest first; equal times share an entry,
-        # so a fake clock that stands still keeps this tiny.
-        self._admitted: list[deque[list[float]]] = [deque() for _ in self.spans]
+        # Per window: [slot, calls in it], oldest first.
+        self._admitted: list[deque[list[int]]] = [deque() for _ in self.spans]
         self._counts = [0] * len(self.spans)
         self.banned_until = 0.0
 
@@ -307,19 +311,21 @@ class RateLimit:
         """Count one call if every window has room; limits pair with `spans`."""
         if now < self.banned_until:
             return False
-        for index, (span, limit) in enumerate(zip(self.spans, limits, strict=True)):
+        slots = [math.floor(now * self.SLOTS / span) for span in self.spans]
+        for index, limit in enumerate(limits):
             admitted = self._admitted[index]
-            while admitted and admitted[0][0] <= now - span:
-                self._counts[index] -= int(admitted.popleft()[1])
+            # A slot leaves the window a whole span after it began.
+            while admitted and admitted[0][0] <= slots[index] - self.SLOTS:
+                self._counts[index] -= admitted.popleft()[1]
             if self._counts[index] >= limit:
                 if self.ban:
-                    self.banned_until = now + span
+                    self.banned_until = now + self.spans[index]
                 return False
         for index, admitted in enumerate(self._admitted):
-            if admitted and admitted[-1][0] == now:
+            if admitted and admitted[-1][0] == slots[index]:
                 admitted[-1][1] += 1
             else:
-                admitted.append([now, 1])
+                admitted.append([slots[index], 1])
             self._counts[index] += 1
         return True
 
