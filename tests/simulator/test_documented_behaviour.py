@@ -193,6 +193,15 @@ async def test_a_body_that_is_not_a_json_object_is_read_as_no_parameters(sim):
     assert "Warning" not in (await sim.api("externalcontact/get_corp_tag_list", {}))["errmsg"]
     calls = (await sim.control("calls?api=externalcontact/mark_tag", method="GET"))["calls"]
     assert calls[-1]["body"] == {"_raw": "{not json"}
+    # An unreadable upload is no upload: media/upload's own "empty media" answer.
+    token = await sim.token()
+    broken = await sim.client.post(
+        "/cgi-bin/media/upload",
+        params={"access_token": token, "type": "image"},
+        data=b"--x\r\nnot a part",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert (await broken.json())["errcode"] == 44001
 
 
 async def test_a_page_size_over_the_maximum_is_not_refused(sim):

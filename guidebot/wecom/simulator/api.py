@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .keys import CLOSING, SIMULATOR_STATE
 from .state import (
@@ -173,7 +174,7 @@ async def _read_upload(request: web.Request) -> Upload | None:
                 part.headers.get("Content-Type", "application/octet-stream"),
                 bytes(data),
             )
-    except (ValueError, AssertionError):
+    except (ValueError, AssertionError, HttpProcessingError):  # a body that is not multipart
         return None
     return None
 
