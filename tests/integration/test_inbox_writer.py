@@ -65,7 +65,7 @@ async def test_a_hung_database_gets_unavailable_in_time_and_wecoms_retry_is_fold
     try:
         started = time.monotonic()
         with pytest.raises(InboxUnavailable, match=r"not committed within 0\.3 s"):
-            await writer.store(entry("c1"))
+            await writer.store(entry("wmc1"))
         assert time.monotonic() - started < 2  # well inside WeCom's 5 s
         # The writer still waits on the lock; the worker's turn waits with it, briefly.
         started = time.monotonic()
@@ -75,8 +75,8 @@ async def test_a_hung_database_gets_unavailable_in_time_and_wecoms_retry_is_fold
         lock.release()
     # The database is back: the entry waiting in the writer lands, and WeCom's retry of the
     # callback that got 503 is folded into it.
-    await writer.store(entry("c1"))
-    await writer.store(entry("c2"))
+    await writer.store(entry("wmc1"))
+    await writer.store(entry("wmc2"))
     await writer.stop()
     assert await rows(engine) == 2
 
@@ -88,13 +88,13 @@ async def test_callbacks_beyond_the_backlog_are_refused_at_once(sqlite_db):
     lock = WriteLock(path)
     try:
         # One in the writer's hands (waiting on the lock), two queued behind it: then full.
-        waiting = [asyncio.create_task(writer.store(entry("c0")))]
+        waiting = [asyncio.create_task(writer.store(entry("wmc0")))]
         await asyncio.sleep(0.1)
-        waiting += [asyncio.create_task(writer.store(entry(f"c{i}"))) for i in (1, 2)]
+        waiting += [asyncio.create_task(writer.store(entry(f"wmc{i}"))) for i in (1, 2)]
         await asyncio.sleep(0.05)
         started = time.monotonic()
         with pytest.raises(InboxUnavailable, match="2 callbacks already wait"):
-            await writer.store(entry("c9"))
+            await writer.store(entry("wmc9"))
         assert time.monotonic() - started < 0.1
     finally:
         lock.release()
@@ -107,7 +107,7 @@ async def test_an_idle_writer_does_not_hold_the_worker_up(sqlite_db):
     engine, _ = sqlite_db
     writer = InboxWriter(engine, FakeClock(START))
     writer.start()
-    await writer.store(entry("c1"))
+    await writer.store(entry("wmc1"))
     started = time.monotonic()
     await writer.quiet(patience=5)
     assert time.monotonic() - started < 0.5
