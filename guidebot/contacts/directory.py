@@ -476,17 +476,26 @@ async def apply_user_changed(
     main_department: int | None,
     at: datetime,
 ) -> None:
-    """create_user / update_user: fetch user/get for the truth, then apply it at `at`."""
+    """create_user / update_user: fetch user/get for the truth, then apply it at `at`.
+
+    A NewUserID is applied only when WeCom confirms it: user/get answers for the new id and no
+    longer for the old one. Otherwise the event is stale (renamed back since) or not WeCom's,
+    and moving the guide's customers and history to another id would be wrong.
+    """
     target = new_userid or userid
-    try:
-        info: dict[str, Any] | None = await wecom.user_get(target)
-    except WeComError as exc:
-        if exc.errcode not in MEMBER_GONE:
-            raise  # transient or unexpected: the worker retries
-        info = None
+    info = await _user_get(wecom, target)
+    renaming = bool(new_userid) and new_userid != userid
+    confirmed = renaming and info is not None and await _user_get(wecom, userid) is None
     await lock_directory(session)
-    if new_userid and new_userid != userid:
-        await rename_guide(session, userid, new_userid, at)
+    if confirmed:
+        await rename_guide(session, userid, target, at)
+    elif renaming:
+        log.info(
+            "update_user %s -> %s not renamed: WeCom does not confirm it (user/get finds %s)",
+            userid,
+            target,
+            "both ids" if info is not None else f"no {target}",
+        )
     if info is None:
         # Gone again already (the events came out of order): the delete_user event, or the
         # nightly sync, settles it. Don't make a departed member active.
@@ -505,16 +514,22 @@ async def apply_user_changed(
 async def apply_user_deleted(
     session: AsyncSession, wecom: WeComClient, *, userid: str, at: datetime
 ) -> None:
+    if await _user_get(wecom, userid) is not None:
+        # user/get still finds the member: this delete is older than a re-creation.
+        log.info("delete_user for %s ignored: the member exists in WeCom", userid)
+        return
+    await lock_directory(session)
+    await mark_left(session, userid, at)
+
+
+async def _user_get(wecom: WeComClient, userid: str) -> dict[str, Any] | None:
+    """user/get's member, or None when WeCom says there is no such member (any more)."""
     try:
-        await wecom.user_get(userid)
+        return await wecom.user_get(userid)
     except WeComError as exc:
         if exc.errcode not in MEMBER_GONE:
-            raise
-        await lock_directory(session)
-        await mark_left(session, userid, at)
-        return
-    # user/get still finds the member: this delete is older than a re-creation.
-    log.info("delete_user for %s ignored: the member exists in WeCom", userid)
+            raise  # transient or unexpected: the worker retries
+        return None
 
 
 async def apply_party_changed(

@@ -13,7 +13,7 @@ import time
 
 from aiohttp import web
 
-from guidebot.intake.inbox import InboxEntry, InboxUnavailable
+from guidebot.intake.inbox import InboxEntry, InboxRefused, InboxUnavailable
 from guidebot.logs import log_context
 from guidebot.web.keys import CRYPTO, INBOX, TELEMETRY
 from guidebot.wecom.crypto import MAX_BODY_BYTES, CryptoError, SignatureError, encrypted_field
@@ -89,6 +89,9 @@ async def _receive(request: web.Request) -> web.Response:
         return _reject(request, CallbackRejected(400, f"bad event: {exc}"))
     try:
         await request.app[INBOX].store(InboxEntry.of(event, plaintext))
+    except InboxRefused as exc:
+        # This entry alone: the callbacks committed with it are acknowledged as usual.
+        return _reject(request, CallbackRejected(400, f"event cannot be stored: {exc}"))
     except InboxUnavailable as exc:
         # Not stored means not acknowledged: WeCom retries a 503.
         log.error("callback not stored, answering 503: %s", exc)

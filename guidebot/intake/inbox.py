@@ -4,6 +4,10 @@ A callback handler hands its entry to the InboxWriter and waits. One flusher tas
 entry queued so far, inserts them in a single transaction (duplicates ignored by the unique
 dedupe key), commits, and only then releases the waiting handlers, which answer 200. If the
 commit fails they answer 503 and WeCom retries. One fsync now covers a whole burst.
+
+One entry the database refuses (a value it will not hold) never fails the others batched with
+it: the batch is written again with each entry under its own savepoint, the others commit, and
+only that entry's caller hears InboxRefused.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guidebot.clock import Clock
@@ -35,6 +40,21 @@ _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 
 class InboxUnavailable(Exception):
     """The entry could not be committed; the callback must not be acknowledged."""
+
+
+class InboxRefused(Exception):
+    """The database refuses this entry itself (not the batch, not the connection): retrying it
+    cannot help, and the entries batched with it were committed without it."""
+
+
+def _row_fault(exc: DBAPIError) -> bool:
+    """Whether the database refused a row's values: SQLSTATE class 22 (data exception: too long,
+    out of range) or 23 (a constraint). Anything else (a lost connection, a timeout, a missing
+    table) is the whole batch's. asyncpg reports a data exception as a plain DBAPIError."""
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
 
 
 def dedupe_key(event: Event) -> str:
@@ -90,7 +110,8 @@ class InboxWriter:
         self._insert = upsert_insert(engine.dialect.name)
 
     async def store(self, entry: InboxEntry) -> None:
-        """Return once the entry is committed (or was already there); else InboxUnavailable.
+        """Return once the entry is committed (or was already there); else InboxUnavailable,
+        or InboxRefused when the database will not hold this entry at all.
 
         After a timeout the entry may still be committed: WeCom's retry is then a duplicate,
         which the dedupe key folds.
@@ -150,26 +171,35 @@ class InboxWriter:
                     closing = True
                     break
                 batch.append(item)
+            outcomes: list[BaseException | None]
             try:
-                await self._commit([entry for entry, _ in batch])
+                try:
+                    await self._commit([entry for entry, _ in batch])
+                    outcomes = [None] * len(batch)
+                except DBAPIError as exc:
+                    if not _row_fault(exc):
+                        raise
+                    # Perhaps one entry's fault: find out which, and commit the rest.
+                    log.warning("inbox commit of %d callbacks refused: %s", len(batch), exc.orig)
+                    outcomes = await self._commit_each([entry for entry, _ in batch])
             except Exception as exc:  # any failure: these callbacks must get a 503, not hang
                 log.error("inbox commit failed for %d callbacks: %s", len(batch), exc)
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(InboxUnavailable(str(exc)))
-                if self._queue.empty():
-                    self._quiet.set()
-                continue
-            for _, done in batch:
-                if not done.done():
+                outcomes = [InboxUnavailable(str(exc)) for _ in batch]
+            for (_, done), outcome in zip(batch, outcomes, strict=True):
+                if done.done():
+                    continue
+                if outcome is None:
                     done.set_result(None)
+                else:
+                    done.set_exception(outcome)
             if self._queue.empty():
                 self._quiet.set()
-            self._on_commit()
+            if None in outcomes:
+                self._on_commit()
 
-    async def _commit(self, entries: list[InboxEntry]) -> None:
+    def _rows(self, entries: list[InboxEntry]) -> list[dict[str, Any]]:
         now = self._clock.now()
-        rows = [
+        return [
             {
                 "dedupe_key": e.dedupe_key,
                 "kind": e.kind,
@@ -182,6 +212,34 @@ class InboxWriter:
             }
             for e in entries
         ]
-        statement = self._insert(InboxEvent).on_conflict_do_nothing(index_elements=["dedupe_key"])
+
+    def _statement(self) -> Any:
+        return self._insert(InboxEvent).on_conflict_do_nothing(index_elements=["dedupe_key"])
+
+    async def _commit(self, entries: list[InboxEntry]) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(statement, rows)
+            await conn.execute(self._statement(), self._rows(entries))
+
+    async def _commit_each(self, entries: list[InboxEntry]) -> list[BaseException | None]:
+        """Each entry under its own savepoint, all in one commit: a refused entry fails alone.
+
+        Returns, per entry, None (committed) or the InboxRefused its caller gets.
+        """
+        outcomes: list[BaseException | None] = []
+        statement = self._statement()
+        async with self._engine.begin() as conn:
+            for entry, row in zip(entries, self._rows(entries), strict=True):
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(statement, row)
+                except DBAPIError as exc:
+                    if not _row_fault(exc):
+                        raise
+                    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+                    log.error(
+                        "inbox entry %s (%s) refused: %s", entry.dedupe_key, entry.kind[:80], reason
+                    )
+                    outcomes.append(InboxRefused(reason))
+                else:
+                    outcomes.append(None)
+        return outcomes

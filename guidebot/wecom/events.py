@@ -1,12 +1,14 @@
 """WeCom callback events: decrypted plaintext XML -> typed, frozen dataclasses.
 
-This is WeCom's protocol and nothing of guidebot's: no domain, web or database imports.
+This is WeCom's protocol and nothing of guidebot's: no domain, web or database imports (only
+the instant window of guidebot.clock, a stdlib-only leaf).
 
 ``parse_event(xml)`` is the one entry point. It returns one of the typed events below for the
 kinds guidebot acts on, or a :class:`GenericEvent` that keeps every field for anything else, so
 an unknown kind can still be stored and acknowledged. Every problem with the input (too big,
-not XML, a DTD or entity, a missing or non-integer field of a known kind) raises
-:class:`EventParseError` and nothing else.
+not XML, a DTD or entity, a missing or non-integer field of a known kind, an instant outside the
+years FIRST_YEAR..LAST_YEAR, an id WeCom could not have issued) raises :class:`EventParseError`
+and nothing else.
 
 Each event's ``kind`` is a stable name for routing:
 
@@ -42,9 +44,11 @@ from defusedxml import (
     ExternalReferenceForbidden,
 )
 
+from guidebot.clock import FIRST_YEAR, LAST_YEAR
 from guidebot.wecom.flatxml import flat_children
 
 __all__ = [
+    "DEPARTMENT_ID_MAX",
     "KNOWN_KINDS",
     "MAX_EVENT_BYTES",
     "AddExternalContact",
@@ -85,7 +89,28 @@ _MAX_DEPTH = 16
 _INT_RE = re.compile(r"[+-]?[0-9]{1,20}")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_EPOCH_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the last instant datetime holds
+# Instants outside the years the API and the reports accept are refused here too: near year
+# 9999 a store's UTC offset overflows datetime, and one such event would stop every rollup.
+_FIRST_SECOND = int((datetime(FIRST_YEAR, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds())
+_LAST_SECOND = int((datetime(LAST_YEAR + 1, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds()) - 1
+
+# The shapes of WeCom's ids, checked as each field is read: a signed callback can still carry
+# junk, and an id WeCom could never have issued must not become a guide, customer or store.
+# userid: doc 90195 (创建成员) "长度为1~64个字节。只能由数字、字母和“_-@.”四种字符组成，且第一个字符
+# 必须是数字或字母". external_userid: "wm…" (a WeChat user) or "wo…" (a WeCom user), see
+# wecom-protocol.md §3.1; WeCom documents no length (its samples have about 30 characters),
+# and our columns hold 64. Department id: doc 90205 (创建部门) "部门id，32位整型".
+_USERID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_@.-]{0,63}")
+_EXTERNAL_USERID_RE = re.compile(r"w[mo][A-Za-z0-9_-]{1,62}")
+# ChatId ("wr…"), tag and tag-group ids ("et…"), StrategyId: opaque, bounded.
+_OPAQUE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# MsgType, Event and ChangeType name kinds ("event:<Event>:<ChangeType>"), stored in 80 chars.
+_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,32}")
+DEPARTMENT_ID_MAX = 2**31 - 1
+# State is at most 30 characters for a 「联系我」 (doc 92228) and 64 bytes for a 获客链接's
+# customer_channel; WelcomeCode has no documented length. Both are kept in 255 characters.
+_STATE_MAX = 255
+_MSG_ID_MAX = 2**64 - 1  # MsgId is a 64-bit unsigned integer
 
 # WeCom's own sender for system events; not a member's userid.
 _SYSTEM_SENDER = "sys"
@@ -429,14 +454,97 @@ class _Fields:
             return ()
         return tuple(self._to_int(name, part.strip()) for part in value.split(",") if part.strip())
 
-    def items(self, name: str) -> tuple[str, ...]:
+    def items(self, name: str, shape: re.Pattern[str] | None = None) -> tuple[str, ...]:
         """An element of <Item>s, e.g. MemChangeList; one Item or many, always a tuple."""
         value = self.raw.get(name)
         if value is None or value == "":
             return ()
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            if shape is not None:
+                for item in value:
+                    self._shaped(name, item, shape)  # type: ignore[arg-type]  # a str, checked
             return tuple(value)  # type: ignore[arg-type]  # checked just above
         raise self.error(f"{name} must hold <Item> text elements")
+
+    # -- WeCom's shapes -----------------------------------------------------------------------
+
+    def _shaped(self, name: str, value: str, shape: re.Pattern[str]) -> str:
+        if not shape.fullmatch(value):
+            raise self.error(f"{name} is not a WeCom {_SHAPE_NAMES[shape]}: {value[:40]!r}")
+        return value
+
+    def userid(self, name: str) -> str:
+        return self._shaped(name, self.required(name), _USERID_RE)
+
+    def optional_userid(self, name: str) -> str | None:
+        value = self.optional(name)
+        return None if value is None else self._shaped(name, value, _USERID_RE)
+
+    def external_userid(self, name: str) -> str:
+        return self._shaped(name, self.required(name), _EXTERNAL_USERID_RE)
+
+    def optional_external_userid(self, name: str) -> str | None:
+        value = self.optional(name)
+        return None if value is None else self._shaped(name, value, _EXTERNAL_USERID_RE)
+
+    def opaque_id(self, name: str) -> str:
+        return self._shaped(name, self.required(name), _OPAQUE_ID_RE)
+
+    def optional_opaque_id(self, name: str) -> str | None:
+        value = self.optional(name)
+        return None if value is None else self._shaped(name, value, _OPAQUE_ID_RE)
+
+    def type_name(self, name: str) -> str:
+        return self._shaped(name, self.required(name), _NAME_RE)
+
+    def optional_type_name(self, name: str) -> str | None:
+        value = self.optional(name)
+        return None if value is None else self._shaped(name, value, _NAME_RE)
+
+    def optional_text(self, name: str, limit: int) -> str | None:
+        """Free text with no documented shape, bounded so that it fits where it is kept."""
+        value = self.optional(name)
+        if value is not None and len(value) > limit:
+            raise self.error(f"{name} is over {limit} characters")
+        return value
+
+    def _in_range(self, name: str, value: int, low: int, high: int) -> int:
+        if not low <= value <= high:
+            raise self.error(f"{name} out of range: {value}")
+        return value
+
+    def department_id(self, name: str) -> int:
+        return self._in_range(name, self.required_int(name), 1, DEPARTMENT_ID_MAX)
+
+    def optional_department_id(self, name: str, *, low: int = 1) -> int | None:
+        value = self.optional_int(name)
+        return None if value is None else self._in_range(name, value, low, DEPARTMENT_ID_MAX)
+
+    def department_ids(self, name: str) -> tuple[int, ...]:
+        ids = self.int_list(name)
+        for value in ids:
+            self._in_range(name, value, 1, DEPARTMENT_ID_MAX)
+        return ids
+
+    def msg_id(self, name: str) -> int:
+        return self._in_range(name, self.required_int(name), 0, _MSG_ID_MAX)
+
+    def instant(self, name: str) -> datetime:
+        """Epoch seconds, within the years FIRST_YEAR..LAST_YEAR: every instant read here."""
+        seconds = self.required_int(name)
+        if not _FIRST_SECOND <= seconds <= _LAST_SECOND:
+            raise self.error(
+                f"{name} out of range: {seconds} (years {FIRST_YEAR} to {LAST_YEAR} only)"
+            )
+        return _EPOCH + timedelta(seconds=seconds)
+
+
+_SHAPE_NAMES = {
+    _USERID_RE: "userid",
+    _EXTERNAL_USERID_RE: "external_userid",
+    _OPAQUE_ID_RE: "id",
+    _NAME_RE: "name",
+}
 
 
 def _to_text(xml: str | bytes) -> str | bytes:
@@ -509,13 +617,6 @@ def _by_name(pairs: Sequence[tuple[str, FieldValue]]) -> dict[str, FieldValue]:
     return {name: values[0] if len(values) == 1 else values for name, values in grouped.items()}
 
 
-def _create_time(fields: _Fields) -> datetime:
-    seconds = fields.required_int("CreateTime")
-    if not 0 <= seconds <= _MAX_EPOCH_SECONDS:
-        raise fields.error(f"CreateTime out of range: {seconds}")
-    return _EPOCH + timedelta(seconds=seconds)
-
-
 # Builders get the reader (already naming the kind) and the common keyword arguments.
 _Builder: TypeAlias = Callable[[_Fields, dict[str, Any]], Event]
 
@@ -524,17 +625,20 @@ def _build_external_contact(cls: type[ExternalContactEvent]) -> _Builder:
     def build(f: _Fields, common: dict[str, Any]) -> Event:
         extra: dict[str, Any] = {}
         if cls is AddExternalContact or cls is AddHalfExternalContact:
-            extra = {"state": f.optional("State"), "welcome_code": f.optional("WelcomeCode")}
+            extra = {
+                "state": f.optional_text("State", _STATE_MAX),
+                "welcome_code": f.optional_text("WelcomeCode", _STATE_MAX),
+            }
         elif cls is EditExternalContact:
-            extra = {"state": f.optional("State")}
+            extra = {"state": f.optional_text("State", _STATE_MAX)}
         elif cls is DelExternalContact:
             extra = {"source": f.optional("Source")}
         elif cls is TransferFail:
             extra = {"fail_reason": f.required("FailReason")}
         return cls(
             **common,
-            userid=f.required("UserID"),
-            external_userid=f.required("ExternalUserID"),
+            userid=f.userid("UserID"),
+            external_userid=f.external_userid("ExternalUserID"),
             **extra,
         )
 
@@ -544,13 +648,14 @@ def _build_external_contact(cls: type[ExternalContactEvent]) -> _Builder:
 def _build_chat(f: _Fields, common: dict[str, Any]) -> Event:
     return ExternalChatEvent(
         **common,
-        chat_id=f.required("ChatId"),
+        chat_id=f.opaque_id("ChatId"),
         change_type=f.required("ChangeType"),
         update_detail=f.optional("UpdateDetail"),
         join_scene=f.optional_int("JoinScene"),
         quit_scene=f.optional_int("QuitScene"),
         mem_change_cnt=f.optional_int("MemChangeCnt"),
-        mem_change_list=f.items("MemChangeList"),
+        # Members and customers who joined or left: userids and external_userids.
+        mem_change_list=f.items("MemChangeList", _USERID_RE),
         last_mem_ver=f.optional("LastMemVer"),
         cur_mem_ver=f.optional("CurMemVer"),
     )
@@ -559,21 +664,21 @@ def _build_chat(f: _Fields, common: dict[str, Any]) -> Event:
 def _build_tag(f: _Fields, common: dict[str, Any]) -> Event:
     return ExternalTagEvent(
         **common,
-        id=f.required("Id"),
+        id=f.opaque_id("Id"),
         change_type=f.required("ChangeType"),
         tag_type=f.optional("TagType"),
-        strategy_id=f.optional("StrategyId"),
+        strategy_id=f.optional_opaque_id("StrategyId"),
     )
 
 
 def _build_user(cls: type[ContactUserEvent]) -> _Builder:
     def build(f: _Fields, common: dict[str, Any]) -> Event:
-        extra = {"new_userid": f.optional("NewUserID")} if cls is UpdateUser else {}
+        extra = {"new_userid": f.optional_userid("NewUserID")} if cls is UpdateUser else {}
         return cls(
             **common,
-            userid=f.required("UserID"),
-            departments=f.int_list("Department"),
-            main_department=f.optional_int("MainDepartment"),
+            userid=f.userid("UserID"),
+            departments=f.department_ids("Department"),
+            main_department=f.optional_department_id("MainDepartment"),
             **extra,
         )
 
@@ -584,9 +689,9 @@ def _build_party(cls: type[ContactPartyEvent]) -> _Builder:
     def build(f: _Fields, common: dict[str, Any]) -> Event:
         return cls(
             **common,
-            id=f.required_int("Id"),
+            id=f.department_id("Id"),
             name=f.optional("Name"),
-            parent_id=f.optional_int("ParentId"),
+            parent_id=f.optional_department_id("ParentId", low=0),  # 0: above the root
             order=f.optional_int("Order"),
         )
 
@@ -597,7 +702,7 @@ def _build_text(f: _Fields, common: dict[str, Any]) -> Event:
     return TextMessage(
         **common,
         content=f.required("Content", allow_empty=True),
-        msg_id=f.required_int("MsgId"),
+        msg_id=f.msg_id("MsgId"),
         agent_id=f.optional_int("AgentID"),
     )
 
@@ -674,11 +779,11 @@ def parse_event(xml: str | bytes) -> Event:
     raw: Mapping[str, FieldValue] = MappingProxyType(by_name)
     fields = _Fields(by_name)  # the dict itself: a lookup through the proxy costs more
 
-    msg_type = fields.required("MsgType")
+    msg_type = fields.type_name("MsgType")
     common: dict[str, Any] = {
         "to_user": fields.required("ToUserName"),
-        "from_user": fields.required("FromUserName"),
-        "create_time": _create_time(fields),
+        "from_user": fields.userid("FromUserName"),  # "sys", or the member who sent it
+        "create_time": fields.instant("CreateTime"),
         "msg_type": msg_type,
         "raw": raw,
     }
@@ -686,10 +791,10 @@ def parse_event(xml: str | bytes) -> Event:
     if msg_type != "event":
         build = _BY_MSG_TYPE.get(msg_type)
         if build is None:
-            return GenericEvent(**common)
+            return _generic(fields, common)
         return build(fields.at(f"{msg_type} message"), common)
 
-    event = fields.required("Event")
+    event = fields.type_name("Event")
     change_types = _BY_CHANGE_TYPE.get(event)
     if change_types is not None:
         change_type = fields.at(event).required("ChangeType")
@@ -698,4 +803,13 @@ def parse_event(xml: str | bytes) -> Event:
             return build(fields.at(f"{event} {change_type}"), common)
     elif (build := _BY_EVENT.get(event)) is not None:
         return build(fields.at(event), common)
-    return GenericEvent(**common, event=event, change_type=fields.optional("ChangeType"))
+    change_type = fields.optional_type_name("ChangeType")
+    return _generic(fields, common, event=event, change_type=change_type)
+
+
+def _generic(fields: _Fields, common: dict[str, Any], **kind: str | None) -> GenericEvent:
+    # A kind we do not type still names its member and customer (`userid`, `customer_key`):
+    # they must have WeCom's shapes as in the typed events.
+    fields.optional_userid("UserID")
+    fields.optional_external_userid("ExternalUserID")
+    return GenericEvent(**common, **kind)

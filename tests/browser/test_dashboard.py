@@ -49,23 +49,23 @@ async def browser():
 
 async def _a_few_days(h) -> None:  # noqa: F811
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
-    await h.add("g1", "c02")
-    await h.add("g2", "c03")
+    await h.add("g1", "wmc01")
+    await h.add("g1", "wmc02")
+    await h.add("g2", "wmc03")
     h.set_time(at(10, 11))
-    await h.add("g3", "c04")
-    await h.lose("g1", "c02")
+    await h.add("g3", "wmc04")
+    await h.lose("g1", "wmc02")
     item = await h.item("春季新品")
-    token = await h.forward("g1", "c01", item)
+    token = await h.forward("g1", "wmc01", item)
     await h.open(token)
-    await h.forward("g2", "c03", item)
+    await h.forward("g2", "wmc03", item)
     h.set_time(at(11, 12))
-    await h.add("g2", "c05")
+    await h.add("g2", "wmc05")
     await h.tick()
     await h.order(
         {
             "order_id": "o-1",
-            "external_userid": "c01",
+            "external_userid": "wmc01",
             "amount": "199.00",
             "paid_at": at(11, 12).isoformat(),
         },

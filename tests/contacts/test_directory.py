@@ -100,6 +100,33 @@ async def test_a_userid_rename_moves_relations_and_memberships(h):
     assert [(e.guide_userid, e.kind) for e in await h.log()] == [("g1", "added")]
 
 
+async def test_a_rename_wecom_does_not_confirm_moves_nothing(h):
+    await h.add("g1", "wmc1")
+    at = h.advance(3600)
+    # WeCom still answers user/get for g1, and 60111 for wangfang: a stale or stray event.
+    await h.deliver(
+        change_contact_xml("update_user", at, UserID="g1", NewUserID="wangfang", Department="11")
+    )
+
+    found = await guides(h)
+    assert "wangfang" not in found and found["g1"].status == "active"
+    assert (await h.relation("g1", "wmc1")).status == "active"
+    assert await h.relation("wangfang", "wmc1") is None
+    assert [(m.store_id, m.valid_to) for m in await h.memberships("g1")] == [(11, None)]
+    assert [c["query"]["userid"] for c in await h.calls("user/get")] == ["wangfang"]
+
+    # Both ids are members in WeCom: wangfang is someone else, and g1 keeps what is theirs.
+    await h.control("users", {"userid": "wangfang", "name": "王芳二", "department": [12]})
+    await h.deliver(
+        change_contact_xml("update_user", at, UserID="g1", NewUserID="wangfang", Department="12")
+    )
+    found = await guides(h)
+    assert (found["g1"].status, found["wangfang"].name) == ("active", "王芳二")
+    assert (await h.relation("g1", "wmc1")).status == "active"
+    assert [m.store_id for m in await h.memberships("wangfang")] == [12]
+    assert [c["query"]["userid"] for c in await h.calls("user/get")][1:] == ["wangfang", "g1"]
+
+
 async def test_party_callbacks_turn_stores_into_regions_and_back(h):
     at = h.advance(60)
     await h.control("departments", {"id": 13, "name": "徐汇一店", "parentid": 12})

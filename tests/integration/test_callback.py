@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -189,3 +190,98 @@ async def test_commit_failure_answers_503_and_the_retry_lands(client, crypto, da
     assert response.status == 200
     [row] = await inbox_rows(database_url)
     assert row.kind == "del_follow_user"
+
+
+def _change_contact(change_type: str, **fields: str) -> str:
+    body = "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in fields.items())
+    return (
+        "<xml><ToUserName><![CDATA[wwguidebottest0001]]></ToUserName>"
+        "<FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1700000000</CreateTime>"
+        "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_contact]]></Event>"
+        f"<ChangeType>{change_type}</ChangeType>{body}</xml>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("plaintext", "reason"),
+    [
+        # Year 9999: a datetime, but a store's UTC offset overflows it and stops every rollup.
+        (event_xml("add_external_contact", "g1", "wmc1", 253402300799), "CreateTime out of range"),
+        (event_xml("add_external_contact", "g1", "wmc1", -1), "CreateTime out of range"),
+        # WeCom's documented shapes (doc 90195 userid, doc 90205 department id, wm…/wo…).
+        (event_xml("add_external_contact", "<![CDATA[g01", "wmc1", 1700000000), "UserID"),
+        (event_xml("add_external_contact", "g" * 300, "wmc1", 1700000000), "UserID"),
+        (event_xml("add_external_contact", "g1", "wm" + "x" * 79, 1700000000), "ExternalUserID"),
+        (_change_contact("create_user", UserID="g9", Department="1234567890123456789"), "Depart"),
+        (_change_contact("create_party", Id="1234567890123456789"), "Id out of range"),
+    ],
+    ids=["year-9999", "before-1970", "cdata-userid", "long-userid", "long-external-userid",
+         "19-digit-department", "19-digit-party"],
+)  # fmt: skip
+async def test_signed_junk_is_a_400_and_nothing_is_stored(
+    client, crypto, database_url, plaintext, reason
+):
+    query, body = signed_post(crypto, plaintext)
+    response = await client.post("/wecom/callback", params=query, data=body)
+    assert response.status == 400
+    assert "bad event" in (text := await response.text()) and reason in text
+    assert await inbox_rows(database_url) == []
+
+
+async def test_a_bad_callback_in_a_burst_fails_alone(client, crypto, database_url):
+    """30 callbacks at once, one of them with an over-long ExternalUserID: on PostgreSQL it
+    used to fail the group commit of all of them (503s), on SQLite it was stored. Now it is a
+    400 on both engines, and the others are stored and acknowledged."""
+    plaintexts = [
+        event_xml("add_external_contact", "g1", f"wmc{i:02d}", 1700000000) for i in range(30)
+    ]
+    plaintexts[17] = event_xml("add_external_contact", "g1", "wm" + "x" * 100, 1700000000)
+    posts = [signed_post(crypto, p, nonce=str(i)) for i, p in enumerate(plaintexts)]
+    responses = await asyncio.gather(
+        *(client.post("/wecom/callback", params=q, data=b) for q, b in posts)
+    )
+    assert [r.status for r in responses] == [200] * 17 + [400] + [200] * 12
+    rows = await inbox_rows(database_url)
+    assert sorted(row.customer_key for row in rows) == [f"wmc{i:02d}" for i in range(30) if i != 17]
+
+
+REFUSE_ONE = {
+    # The database itself refuses one customer's rows (standing in for any value a column
+    # will not hold): a CHECK on PostgreSQL, a trigger on SQLite.
+    "postgresql": (
+        "ALTER TABLE inbox_events ADD CONSTRAINT refuse_one "
+        "CHECK (customer_key IS DISTINCT FROM 'wmrefused')",
+        "ALTER TABLE inbox_events DROP CONSTRAINT refuse_one",
+    ),
+    "sqlite": (
+        "CREATE TRIGGER refuse_one BEFORE INSERT ON inbox_events "
+        "WHEN NEW.customer_key = 'wmrefused' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        "DROP TRIGGER refuse_one",
+    ),
+}
+
+
+async def test_an_entry_the_database_refuses_in_a_burst_fails_alone(client, crypto, database_url):
+    engine = create_engine(database_url)
+    add, drop = REFUSE_ONE[engine.dialect.name]
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(add)
+    try:
+        customers = [f"wmc{i:02d}" for i in range(29)]
+        customers.insert(11, "wmrefused")
+        posts = [
+            signed_post(crypto, event_xml("del_follow_user", "g1", c, 1700000000), nonce=str(i))
+            for i, c in enumerate(customers)
+        ]
+        responses = await asyncio.gather(
+            *(client.post("/wecom/callback", params=q, data=b) for q, b in posts)
+        )
+        statuses = [r.status for r in responses]
+        assert statuses == [200] * 11 + [400] + [200] * 18
+        assert "event cannot be stored" in await responses[11].text()
+        rows = await inbox_rows(database_url)
+        assert sorted(row.customer_key for row in rows) == sorted(set(customers) - {"wmrefused"})
+    finally:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(drop)
+        await engine.dispose()

@@ -27,7 +27,7 @@ async def test_health_ready_and_metrics(aiohttp_client, database_url):
     assert ready.status == 200 and (await ready.json())["database"] == "ok"
 
     crypto = CallbackCrypto(TEST_IDENTITY.token, TEST_IDENTITY.aes_key, TEST_IDENTITY.corp_id)
-    query, body = signed_post(crypto, event_xml("del_follow_user", "g1", "c1", 1700000000))
+    query, body = signed_post(crypto, event_xml("del_follow_user", "g1", "wmc1", 1700000000))
     assert (await client.post("/wecom/callback", params=query, data=body)).status == 200
     assert (await client.post("/wecom/callback", params=query, data="junk")).status == 400
     metrics = await (await client.get("/metrics")).text()
@@ -65,7 +65,7 @@ async def test_metrics_show_the_inbox_backlog_and_wecom_errors_by_code(
 
     # A stored event nobody processes (no workers here) ages with the clock.
     crypto = CallbackCrypto(TEST_IDENTITY.token, TEST_IDENTITY.aes_key, TEST_IDENTITY.corp_id)
-    query, body = signed_post(crypto, event_xml("del_follow_user", "g1", "c1", 1700000000))
+    query, body = signed_post(crypto, event_xml("del_follow_user", "g1", "wmc1", 1700000000))
     assert (await client.post("/wecom/callback", params=query, data=body)).status == 200
     clock.advance(30)
     metrics = await (await client.get("/metrics")).text()

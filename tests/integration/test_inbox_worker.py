@@ -77,35 +77,35 @@ async def test_one_customers_events_wait_for_the_earlier_ones(db):
     await store(
         db,
         clock,
-        ("add_external_contact", "g1", "c1", 100),
-        ("del_follow_user", "g1", "c1", 200),
-        ("add_external_contact", "g1", "c2", 100),
+        ("add_external_contact", "g1", "wmc1", 100),
+        ("del_follow_user", "g1", "wmc1", 200),
+        ("add_external_contact", "g1", "wmc2", 100),
     )
-    recorder.failures["c1:add_external_contact"] = 1
+    recorder.failures["wmc1:add_external_contact"] = 1
     worker = make_worker(db, recorder, clock)
     await worker.drain()
-    # c1's add failed once: its delete must not overtake it; c2 goes on regardless.
-    assert recorder.handled == [("c2", "add_external_contact", 3)]
+    # wmc1's add failed once: its delete must not overtake it; wmc2 goes on regardless.
+    assert recorder.handled == [("wmc2", "add_external_contact", 3)]
     clock.advance(timedelta(seconds=20))
     await worker.drain()
     assert [(c, k) for c, k, _ in recorder.handled] == [
-        ("c2", "add_external_contact"),
-        ("c1", "add_external_contact"),
-        ("c1", "del_follow_user"),
+        ("wmc2", "add_external_contact"),
+        ("wmc1", "add_external_contact"),
+        ("wmc1", "del_follow_user"),
     ]
     assert set((await statuses(db)).values()) == {InboxStatus.DONE}
 
 
 async def test_failures_back_off_on_the_clock_and_record_the_error(db):
     clock, recorder = FakeClock(START), Recorder()
-    await store(db, clock, ("add_external_contact", "g1", "c1", 100))
-    recorder.failures["c1:add_external_contact"] = 2
+    await store(db, clock, ("add_external_contact", "g1", "wmc1", 100))
+    recorder.failures["wmc1:add_external_contact"] = 2
     worker = make_worker(db, recorder, clock)
     await worker.drain()
     async with db[1]() as session:
         row = await session.scalar(select(InboxEvent))
     assert row.status == InboxStatus.PENDING and row.attempts == 1
-    assert "boom for c1:add_external_contact" in row.last_error
+    assert "boom for wmc1:add_external_contact" in row.last_error
     assert row.next_attempt_at >= START + timedelta(seconds=8)
     assert await worker.drain() == 0  # not due yet
     clock.advance(timedelta(seconds=13))
@@ -113,7 +113,7 @@ async def test_failures_back_off_on_the_clock_and_record_the_error(db):
     assert recorder.handled == []  # second failure, backing off longer (20 s)
     clock.advance(timedelta(seconds=25))
     await worker.drain()
-    assert recorder.handled == [("c1", "add_external_contact", 1)]
+    assert recorder.handled == [("wmc1", "add_external_contact", 1)]
 
 
 async def test_an_event_that_keeps_failing_is_parked_and_does_not_block(db):
@@ -121,16 +121,16 @@ async def test_an_event_that_keeps_failing_is_parked_and_does_not_block(db):
     await store(
         db,
         clock,
-        ("add_external_contact", "g1", "c1", 100),
-        ("del_follow_user", "g1", "c1", 200),
+        ("add_external_contact", "g1", "wmc1", 100),
+        ("del_follow_user", "g1", "wmc1", 200),
     )
-    recorder.failures["c1:add_external_contact"] = 99
+    recorder.failures["wmc1:add_external_contact"] = 99
     worker = make_worker(db, recorder, clock, max_attempts=3)
     for _ in range(4):
         await worker.drain()
         clock.advance(timedelta(minutes=10))
     assert await statuses(db) == {1: InboxStatus.FAILED, 2: InboxStatus.DONE}
-    assert recorder.handled == [("c1", "del_follow_user", 2)]
+    assert recorder.handled == [("wmc1", "del_follow_user", 2)]
 
     recorder.failures.clear()
     assert await replay(db[1], clock, failed=True) == 1
@@ -140,7 +140,7 @@ async def test_an_event_that_keeps_failing_is_parked_and_does_not_block(db):
 
 async def test_work_claimed_by_a_process_that_died_is_processed_after_restart(db):
     clock, recorder = FakeClock(START), Recorder()
-    await store(db, clock, ("add_external_contact", "g1", "c1", 100))
+    await store(db, clock, ("add_external_contact", "g1", "wmc1", 100))
     dead = make_worker(db, recorder, clock)
     assert len(await dead._claim()) == 1  # claimed, then the process is killed
     assert await statuses(db) == {1: InboxStatus.PROCESSING}
@@ -149,9 +149,9 @@ async def test_work_claimed_by_a_process_that_died_is_processed_after_restart(db
     assert await restarted.drain() == 0  # another instance's lease is respected...
     clock.advance(WorkerPolicy().lease + timedelta(seconds=1))
     assert await restarted.drain() == 1  # ...until it expires
-    assert recorder.handled == [("c1", "add_external_contact", 1)]
+    assert recorder.handled == [("wmc1", "add_external_contact", 1)]
 
-    await store(db, clock, ("del_follow_user", "g1", "c1", 200))
+    await store(db, clock, ("del_follow_user", "g1", "wmc1", 200))
     assert len(await dead._claim()) == 1
     await restarted.recover_after_crash()  # SQLite: the one process restarting owns it all
     assert await restarted.drain() == 1
@@ -159,10 +159,10 @@ async def test_work_claimed_by_a_process_that_died_is_processed_after_restart(db
 
 async def test_a_done_event_is_not_handled_again(db):
     clock, recorder = FakeClock(START), Recorder()
-    await store(db, clock, ("del_follow_user", "g1", "c1", 100))
+    await store(db, clock, ("del_follow_user", "g1", "wmc1", 100))
     worker = make_worker(db, recorder, clock)
     await worker.drain()
-    event = parse_event(event_xml("del_follow_user", "g1", "c1", 100))
+    event = parse_event(event_xml("del_follow_user", "g1", "wmc1", 100))
     assert isinstance(event, DelFollowUser)
     await worker._pipeline(event, {"inbox_id": 1, "attempts": 1})  # e.g. a stale duplicate run
     assert len(recorder.handled) == 1
@@ -187,7 +187,7 @@ async def test_two_workers_never_handle_one_event_twice(db):
     await store(
         db,
         clock,
-        *[("add_external_contact", "g1", f"c{i % 40}", 100 + i) for i in range(200)],
+        *[("add_external_contact", "g1", f"wmc{i % 40}", 100 + i) for i in range(200)],
     )
     first = make_worker(db, recorder, clock, batch_size=15)
     second = make_worker(db, recorder, clock, batch_size=15)
@@ -215,7 +215,7 @@ async def test_a_handler_asking_for_an_unknown_name_fails_at_start_up(db):
 
 async def test_a_slow_worker_whose_lease_ran_out_does_not_handle_a_taken_event(db):
     clock, recorder = FakeClock(START), Recorder()
-    await store(db, clock, ("add_external_contact", "g1", "c1", 100))
+    await store(db, clock, ("add_external_contact", "g1", "wmc1", 100))
     slow, fast = make_worker(db, recorder, clock), make_worker(db, recorder, clock)
     [claimed] = await slow._claim()
     clock.advance(WorkerPolicy().lease + timedelta(seconds=1))  # slow stalls past its lease
@@ -229,8 +229,8 @@ async def test_an_event_whose_failure_could_not_be_recorded_is_handed_back_at_on
     survives, and once the database answers the event is due again; it does not sit out its
     lease (minutes) in `processing`."""
     clock, recorder = FakeClock(START), Recorder()
-    await store(db, clock, ("add_external_contact", "g1", "c1", 100))
-    recorder.failures["c1:add_external_contact"] = 1
+    await store(db, clock, ("add_external_contact", "g1", "wmc1", 100))
+    recorder.failures["wmc1:add_external_contact"] = 1
     worker = make_worker(db, recorder, clock)
     record_failure = worker._record_failure
 
@@ -243,7 +243,7 @@ async def test_an_event_whose_failure_could_not_be_recorded_is_handed_back_at_on
 
     worker._record_failure = record_failure  # type: ignore[method-assign]
     assert await worker.drain() == 1  # the clock never moved: no lease had to run out
-    assert recorder.handled == [("c1", "add_external_contact", 1)]
+    assert recorder.handled == [("wmc1", "add_external_contact", 1)]
     async with db[1]() as session:
         row = await session.scalar(select(InboxEvent))
     assert row.status == InboxStatus.DONE and row.attempts == 2

@@ -1,10 +1,11 @@
 """The metrics tests' harness: simulated WeCom, guidebot with a small playbook, a fake clock.
 
 Same corp as tests/contacts (region 10; store 11 张江店 with g1 and g3; store 12 徐汇店 with
-g2) plus customers c01..c12. Adds and deletes go through the simulator and guidebot's real
-callback path; SOP tasks through the real engine (enroll on add, tick, complete/skip);
-forwards through content's record_forward, opens through the real /r/{token} route; orders
-through POST /api/v1/orders. `settle()` runs the rollup job as the scheduler would.
+g2) plus customers wmc01..wmc12 (c01.. in comments). Adds and deletes go through the simulator
+and guidebot's real callback path; SOP tasks through the real engine (enroll on add, tick,
+complete/skip); forwards through content's record_forward, opens through the real /r/{token}
+route; orders through POST /api/v1/orders. `settle()` runs the rollup job as the scheduler
+would.
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ async def make_harness(aiohttp_client, database_url, clock, sop_dir, **settings)
     await seed_corp(sim)
     for n in range(1, 13):
         response = await sim.post(
-            "/_sim/customers", json={"external_userid": f"c{n:02d}", "name": f"顾客{n:02d}"}
+            "/_sim/customers", json={"external_userid": f"wmc{n:02d}", "name": f"顾客{n:02d}"}
         )
         assert response.status == 200
     app_settings = make_settings(

@@ -17,7 +17,7 @@ ROUTES = [
 
 async def test_answers_have_exactly_the_documented_keys(h):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
+    await h.add("g1", "wmc01")
     await h.settle()
 
     status, body = await h.api("GET", "/guides/g1/metrics", params=PERIOD)

@@ -19,13 +19,13 @@ def test_periods_split_into_30_day_spans():
 
 async def test_side_by_side_per_guide_per_day(h):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
-    await h.add("g1", "c02")
-    await h.add("g2", "c04")  # another guide: WeCom would sum it in if asked together
+    await h.add("g1", "wmc01")
+    await h.add("g1", "wmc02")
+    await h.add("g2", "wmc04")  # another guide: WeCom would sum it in if asked together
     h.set_time(at(10, 11))
-    await h.lose("g1", "c02")
+    await h.lose("g1", "wmc02")
     h.set_time(at(10, 12))
-    await h.remove("g1", "c01")  # the guide deleted: WeCom's negative feedback does not count it
+    await h.remove("g1", "wmc01")  # the guide deleted: WeCom's negative feedback does not count it
     h.set_time(at(10, 9, month=4))
     await h.settle()
 
@@ -82,7 +82,7 @@ async def test_a_token_refresh_midway_is_not_blocked_by_our_own_transaction(h):
     refresh that a 42001 forces must write the new token: it waited out the busy timeout and
     the comparison failed with a 500."""
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
+    await h.add("g1", "wmc01")
     await h.settle()
     h.set_time(at(10, 9))
     await h.fault("externalcontact/get_user_behavior_data", 42001)

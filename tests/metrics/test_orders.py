@@ -19,7 +19,7 @@ from tests.metrics.conftest import at
 def order(order_id: str, paid_at, **extra) -> dict:
     return {
         "order_id": order_id,
-        "external_userid": "c01",
+        "external_userid": "wmc01",
         "amount": "100.00",
         "paid_at": paid_at.isoformat(),
         **extra,
@@ -37,7 +37,7 @@ async def guide_orders(h, guide: str, first: str, last: str) -> tuple[int, str]:
 
 async def test_posted_twice_counts_once_a_conflict_is_409_a_refund_counts_negative(h):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
+    await h.add("g1", "wmc01")
     h.set_time(at(9, 12))
     first = await h.order(order("A-1", at(9, 12), amount=199.9), status=201)
     assert (first["amount"], first["amount_fen"], first["status"]) == ("199.90", 19990, "paid")
@@ -75,12 +75,12 @@ async def test_posted_twice_counts_once_a_conflict_is_409_a_refund_counts_negati
 
 async def test_attribution_window_edges_and_fallbacks(h):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")  # g1 is in store 11
+    await h.add("g1", "wmc01")  # g1 is in store 11
     h.set_time(at(9, 11))
-    await h.add("g2", "c01")  # g2 (store 12) is the customer's most recent guide
+    await h.add("g2", "wmc01")  # g2 (store 12) is the customer's most recent guide
     item = await h.item("新品")
     h.set_time(at(9, 12))
-    await h.forward("g1", "c01", item)
+    await h.forward("g1", "wmc01", item)
 
     # Exactly 7 days after g1's forward: still inside the window.
     edge = at(16, 12)
@@ -99,18 +99,18 @@ async def test_attribution_window_edges_and_fallbacks(h):
     # The window is configurable (GUIDEBOT_ATTRIBUTION_DAYS): 3 days misses a 4-day-old forward.
     async with h.sessions() as session:
         touch = await attribute_order(
-            session, external_userid="c01", store_id=None, paid_at=at(13, 12), window=timedelta(3)
+            session, external_userid="wmc01", store_id=None, paid_at=at(13, 12), window=timedelta(3)
         )
         assert (touch.rule, touch.guide) == ("recent_guide", "g2")
         touch = await attribute_order(
-            session, external_userid="c01", store_id=None, paid_at=at(12, 12), window=timedelta(3)
+            session, external_userid="wmc01", store_id=None, paid_at=at(12, 12), window=timedelta(3)
         )
         assert (touch.rule, touch.guide) == ("forward", "g1")
 
     # An open of g2's link after g1's forward is the later touch: the order is g2's.
     h.set_time(at(17, 9))
-    await h.forward("g1", "c01", item)
-    token = await h.forward("g2", "c01", item)  # sent at the same instant as g1's
+    await h.forward("g1", "wmc01", item)
+    token = await h.forward("g2", "wmc01", item)  # sent at the same instant as g1's
     h.set_time(at(17, 10))
     await h.open(token)
     h.set_time(at(17, 11))
@@ -128,39 +128,39 @@ async def test_attribution_window_edges_and_fallbacks(h):
 
 async def test_a_paid_order_stops_that_guides_enrollments_only(h):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
+    await h.add("g1", "wmc01")
     h.set_time(at(9, 11))
-    await h.add("g2", "c01")
+    await h.add("g2", "wmc01")
     item = await h.item("新品")
-    await h.forward("g2", "c01", item)
+    await h.forward("g2", "wmc01", item)
     h.set_time(at(9, 12))
     await h.order(order("S-1", at(9, 12)), status=201)
-    stopped = await h.task("g2", "c01", "call")
-    kept = await h.task("g1", "c01", "call")
+    stopped = await h.task("g2", "wmc01", "call")
+    kept = await h.task("g1", "wmc01", "call")
     assert (stopped.status, stopped.reason) == ("skipped", "stopped: order.paid")
     assert kept.status == "pending"
 
 
 async def test_orders_by_mobile_and_bad_bodies(h):
     h.set_time(at(9, 10))
-    await h.add("g2", "c04")
-    await h.edit("g2", "c04", remark_mobiles=["138-0000-0004"])
+    await h.add("g2", "wmc04")
+    await h.edit("g2", "wmc04", remark_mobiles=["138-0000-0004"])
     found = await h.order(
         {"order_id": "M-1", "mobile": "13800000004", "amount": 5, "paid_at": "2026-03-09T03:00Z"},
         status=201,
     )
-    assert (found["external_userid"], found["guide_userid"]) == ("c04", "g2")
+    assert (found["external_userid"], found["guide_userid"]) == ("wmc04", "g2")
     assert found["paid_at"] == "2026-03-09T03:00:00+00:00"
 
     bad = [
-        ({"order_id": "B", "external_userid": "c04", "amount": "1.005", "paid_at": "2026-03-09T03:00Z"}, "decimal places"),  # noqa: E501
-        ({"order_id": "B", "external_userid": "c04", "amount": "-1", "paid_at": "2026-03-09T03:00Z"}, "non-negative"),  # noqa: E501
-        ({"order_id": "B", "external_userid": "c04", "amount": True, "paid_at": "2026-03-09T03:00Z"}, "amount"),  # noqa: E501
-        ({"order_id": "B", "external_userid": "c04", "amount": "1", "paid_at": "2026-03-09 11:00"}, "UTC offset"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": "1.005", "paid_at": "2026-03-09T03:00Z"}, "decimal places"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": "-1", "paid_at": "2026-03-09T03:00Z"}, "non-negative"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": True, "paid_at": "2026-03-09T03:00Z"}, "amount"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": "1", "paid_at": "2026-03-09 11:00"}, "UTC offset"),  # noqa: E501
         ({"order_id": "B", "amount": "1", "paid_at": "2026-03-09T03:00Z"}, "external_userid"),
-        ({"order_id": "B", "external_userid": "c04", "amount": "1", "paid_at": "2026-03-09T03:00Z", "store": "nowhere"}, "no store"),  # noqa: E501
-        ({"order_id": "B", "external_userid": "c04", "amount": "1", "paid_at": "2026-03-09T03:00Z", "status": "void"}, "status"),  # noqa: E501
-        ({"order_id": "has space", "external_userid": "c04", "amount": "1", "paid_at": "2026-03-09T03:00Z"}, "order_id"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": "1", "paid_at": "2026-03-09T03:00Z", "store": "nowhere"}, "no store"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": "1", "paid_at": "2026-03-09T03:00Z", "status": "void"}, "status"),  # noqa: E501
+        ({"order_id": "has space", "external_userid": "wmc04", "amount": "1", "paid_at": "2026-03-09T03:00Z"}, "order_id"),  # noqa: E501
     ]  # fmt: skip
     for body, reason in bad:
         status, answer = await h.api("POST", "/orders", json=body)

@@ -25,15 +25,15 @@ from tests.support import make_settings
 
 async def small_week(h) -> None:
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
-    await h.add("g1", "c02")
-    await h.add("g2", "c04")
+    await h.add("g1", "wmc01")
+    await h.add("g1", "wmc02")
+    await h.add("g2", "wmc04")
     h.set_time(at(10, 10, 30))
-    await h.lose("g1", "c02")
+    await h.lose("g1", "wmc02")
     await h.order(
         {
             "order_id": "R-1",
-            "external_userid": "c04",
+            "external_userid": "wmc04",
             "amount": "1288",
             "paid_at": "2026-03-10T03:00Z",
         },

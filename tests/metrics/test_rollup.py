@@ -31,10 +31,10 @@ async def dirty_count(h) -> int:
 
 async def test_recomputing_a_day_twice_gives_the_same_rows(h):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
-    await h.add("g1", "c02")
+    await h.add("g1", "wmc01")
+    await h.add("g1", "wmc02")
     h.set_time(at(9, 18))
-    await h.lose("g1", "c02")
+    await h.lose("g1", "wmc02")
     assert await dirty_count(h) > 0  # the triggers wrote the trail in the changes' transactions
     await h.settle()
     assert await dirty_count(h) == 0  # one run applied and removed all of it
@@ -65,13 +65,13 @@ async def test_recomputing_a_day_twice_gives_the_same_rows(h):
 async def test_local_days_follow_the_stores_time_zone(h):
     # 00:30 in Shanghai is 16:30 UTC the day before: the add is Tuesday's, not Monday's.
     h.set_time(datetime(2026, 3, 10, 0, 30, tzinfo=SHANGHAI))
-    await h.add("g1", "c01")
+    await h.add("g1", "wmc01")
     # 23:30 on Monday in Los Angeles (PDT, UTC-7) is 06:30 UTC / 14:30 Shanghai on Tuesday.
     from zoneinfo import ZoneInfo
 
     la = ZoneInfo("America/Los_Angeles")
     h.set_time(datetime(2026, 3, 9, 23, 30, tzinfo=la))
-    await h.add("g2", "c04")
+    await h.add("g2", "wmc04")
     await h.settle()
     assert await day_counts(h, "g1") == {(date(2026, 3, 10), 11): (1, 0)}
     assert await day_counts(h, "g2") == {(date(2026, 3, 10), 12): (1, 0)}  # Shanghai's day
@@ -82,7 +82,7 @@ async def test_local_days_follow_the_stores_time_zone(h):
     await h.settle()
     assert await day_counts(h, "g2") == {(date(2026, 3, 9), 12): (1, 0)}
     h.set_time(datetime(2026, 3, 10, 23, 30, tzinfo=la))  # Wednesday 07:30 UTC
-    await h.add("g2", "c06")
+    await h.add("g2", "wmc06")
     await h.settle()
     assert await day_counts(h, "g2") == {
         (date(2026, 3, 9), 12): (1, 0),
@@ -97,9 +97,9 @@ async def test_local_days_follow_the_stores_time_zone(h):
 
 async def test_concurrent_jobs_agree(h):
     h.set_time(at(9, 10))
-    for ext in ("c01", "c02", "c03"):
+    for ext in ("wmc01", "wmc02", "wmc03"):
         await h.add("g1", ext)
-    await h.add("g2", "c04")
+    await h.add("g2", "wmc04")
     reports = await asyncio.gather(*(h.settle() for _ in range(4)))
     assert sum(r.dirty for r in reports) > 0
     await h.settle()
@@ -110,8 +110,8 @@ async def test_concurrent_jobs_agree(h):
 
 async def test_existing_history_is_built_on_the_first_run(h):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
-    await h.add("g2", "c04")
+    await h.add("g1", "wmc01")
+    await h.add("g2", "wmc04")
     # A database that had events before the metrics tables: no trail, no backfill mark.
     from sqlalchemy import delete
 

@@ -161,42 +161,42 @@ async def play_the_week(h) -> None:
 
     # Monday
     await step(at(9, 10))
-    await h.add("g1", "c01")
+    await h.add("g1", "wmc01")
     await step(at(9, 11))
-    await h.add("g1", "c02")
+    await h.add("g1", "wmc02")
     await step(at(9, 12))
-    await h.add("g1", "c03", code=False)
+    await h.add("g1", "wmc03", code=False)
     await step(at(9, 13))
-    await h.add("g2", "c04")
+    await h.add("g2", "wmc04")
     await step(at(9, 14))
     await h.fault("externalcontact/send_welcome_msg", 40096)
-    await h.add("g3", "c05")
+    await h.add("g3", "wmc05")
     await step(at(9, 15))
-    token_c01 = await h.forward("g1", "c01", item)
+    token_c01 = await h.forward("g1", "wmc01", item)
     await step(at(9, 15, 10))
     await h.open(token_c01)
     await step(at(9, 16))
-    await h.forward("g1", "c02", item)
+    await h.forward("g1", "wmc02", item)
     await h.settle()
 
     # Tuesday
     await step(at(10, 10, 30))
-    await h.lose("g1", "c02")
+    await h.lose("g1", "wmc02")
     await step(at(10, 14))
     await h.tick()
     await step(at(10, 15))
-    await h.complete("g1", "c01")
-    await h.complete("g2", "c04")
-    await h.skip("g3", "c05", "客户出差，下周再联系")
+    await h.complete("g1", "wmc01")
+    await h.complete("g2", "wmc04")
+    await h.skip("g3", "wmc05", "客户出差，下周再联系")
     await h.settle()
 
     # Wednesday
     await step(at(11, 0, 30))
-    await h.add("g2", "c06")
+    await h.add("g2", "wmc06")
     await step(at(11, 13))
-    await h.complete("g1", "c03")
+    await h.complete("g1", "wmc03")
     await step(at(11, 15))
-    await h.remove("g1", "c03")
+    await h.remove("g1", "wmc03")
     await h.settle()
 
     # Thursday
@@ -205,26 +205,26 @@ async def play_the_week(h) -> None:
     await step(at(12, 11))
     await h.move("g3", "张伟", 12)
     await step(at(12, 12))
-    await h.add("g3", "c07")
+    await h.add("g3", "wmc07")
     await step(at(12, 12, 30))
-    await h.lose("g1", "c01")
+    await h.lose("g1", "wmc01")
     await step(at(12, 13))
-    await h.add("g1", "c01")
+    await h.add("g1", "wmc01")
     await h.settle()
 
     # Friday
     await step(at(13, 10))
-    await h.lose("g3", "c05")
+    await h.lose("g3", "wmc05")
     await step(at(13, 11))
-    token_c04 = await h.forward("g2", "c04", item)
+    token_c04 = await h.forward("g2", "wmc04", item)
     await step(at(13, 11, 5))
     await h.open(token_c04)
     await step(at(13, 11, 10))
     await h.open(token_c04)
     await step(at(13, 11, 30))
-    await h.edit("g2", "c06", remark_mobiles=["138 0000 0006"])
+    await h.edit("g2", "wmc06", remark_mobiles=["138 0000 0006"])
     await step(at(13, 12))
-    o1 = {"order_id": "O1", "external_userid": "c04", "amount": "299.00",
+    o1 = {"order_id": "O1", "external_userid": "wmc04", "amount": "299.00",
           "paid_at": at(13, 12).isoformat()}  # fmt: skip
     first = await h.order(o1, status=201)
     assert (first["guide_userid"], first["attribution"]["rule"]) == ("g2", "open")
@@ -242,7 +242,7 @@ async def play_the_week(h) -> None:
         },
         status=201,
     )
-    assert (o2["external_userid"], o2["guide_userid"]) == ("c06", "g2")
+    assert (o2["external_userid"], o2["guide_userid"]) == ("wmc06", "g2")
     assert o2["attribution"]["rule"] == "store_guide"
     await h.settle()
 
@@ -251,12 +251,12 @@ async def play_the_week(h) -> None:
     status, refunded = await h.api("POST", "/orders/O1/refund")
     assert (status, refunded["status"]) == (200, "refunded")
     await step(at(14, 20))
-    await h.add("g1", "c09")
+    await h.add("g1", "wmc09")
     await h.settle()
 
     # Sunday
     await step(at(15, 10))
-    await h.edit("g1", "c01", remark_mobiles=["13900000001"])
+    await h.edit("g1", "wmc01", remark_mobiles=["13900000001"])
     await step(at(15, 20, 30))
     await h.tick()
     await h.settle()
@@ -336,15 +336,15 @@ async def test_a_scripted_week_gives_the_hand_computed_numbers(h):
 
 async def test_day7_retention_waits_for_the_window_to_close(h):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
-    await h.add("g1", "c02")
+    await h.add("g1", "wmc01")
+    await h.add("g1", "wmc02")
     await h.settle()
     body = await metrics_of(h, "/guides/g1/metrics")
     # Nobody's window has closed yet: the rates have no denominator.
     assert (body["metrics"]["day1_retention"], body["metrics"]["day7_retention"]) == (None, None)
 
     h.set_time(at(10, 9))
-    await h.lose("g1", "c02")  # 23 h after the add
+    await h.lose("g1", "wmc02")  # 23 h after the add
     h.set_time(at(10, 10))  # the day-1 windows close: the job notices without any new event
     await h.settle()
     body = await metrics_of(h, "/guides/g1/metrics")

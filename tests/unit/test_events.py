@@ -3,6 +3,7 @@
 import ast
 import dataclasses
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import guidebot.clock as clock_module
 import guidebot.wecom.events as events_module
 from guidebot.wecom.events import (
     KNOWN_KINDS,
@@ -721,6 +723,164 @@ def test_create_time_out_of_range(value: str) -> None:
         parse_event(xml)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "253402300799",  # 9999-12-31T23:59:59Z: a datetime, but a store's offset overflows it
+        "253370764800",  # 9999-01-01T00:00:00Z, the first second past the window
+        "-86400",  # 1969-12-31
+    ],
+)
+def test_create_time_outside_the_years_the_api_accepts_is_refused(value: str) -> None:
+    xml = load("del_follow_user.xml").replace("1403610513", value)
+    with pytest.raises(EventParseError, match=r"CreateTime out of range: .* \(years 1970 to 9998"):
+        parse_event(xml)
+
+
+@pytest.mark.parametrize(
+    ("value", "instant"),
+    [
+        ("0", datetime(1970, 1, 1, tzinfo=UTC)),
+        ("253370764799", datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)),
+    ],
+)
+def test_create_time_at_the_ends_of_the_window_is_accepted(value: str, instant: datetime) -> None:
+    event = parse_event(load("del_follow_user.xml").replace("1403610513", value))
+    assert event.create_time == instant
+
+
+# WeCom's documented id shapes. userid: doc 90195 创建成员, "长度为1~64个字节。只能由数字、字母和
+# “_-@.”四种字符组成，且第一个字符必须是数字或字母". external_userid: "wm…" or "wo…"
+# (/work/shared/reference/wecom-protocol.md §3.1), within our 64-character columns. Department
+# id: doc 90205 创建部门, "部门id，32位整型" (positive). A signed callback with anything else is
+# junk: refused at parse time, so the callback is a 400 and nothing is stored.
+USER = "<UserID><![CDATA[zhangsan]]></UserID>"
+EXT = "<ExternalUserID><![CDATA[woAJ2GCAAAXtWyujaWJHDDGi0mACHAAA]]></ExternalUserID>"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "old", "new", "reason"),
+    [
+        # The issue's UserID: a CDATA section inside a CDATA section.
+        ("del_follow_user.xml", USER, "<UserID><![CDATA[<![CDATA[g01]]></UserID>", "userid"),
+        ("del_follow_user.xml", USER, f"<UserID>{'g' * 65}</UserID>", "userid"),
+        ("del_follow_user.xml", USER, "<UserID>_g01</UserID>", "userid"),  # first: letter/digit
+        ("del_follow_user.xml", USER, "<UserID>g 01</UserID>", "userid"),
+        ("del_follow_user.xml", USER, "<UserID>王芳</UserID>", "userid"),
+        ("change_contact_create_user.xml", USER, "<UserID>g01/..</UserID>", "userid"),
+        ("change_contact_update_user.xml", "zhangsan2", "zhang san", "userid"),  # NewUserID
+        ("text_msg.xml", "fromUser", "from&lt;User&gt;", "userid"),
+        ("del_follow_user.xml", EXT, "<ExternalUserID>c01</ExternalUserID>", "external_userid"),
+        (
+            "del_follow_user.xml",
+            EXT,
+            f"<ExternalUserID>wm{'A' * 63}</ExternalUserID>",  # 65 characters
+            "external_userid",
+        ),
+        ("del_follow_user.xml", EXT, "<ExternalUserID>wm<![CDATA[x]]></ExternalUserID>", None),
+        ("change_external_chat_update.xml", "CHAT_ID", "CHAT ID", "id"),
+        ("change_external_chat_update.xml", "<Item>Jack</Item>", "<Item>J ack</Item>", "userid"),
+        ("change_external_tag_create.xml", "TAG_ID", "TAG/ID", "id"),
+    ],
+)
+def test_ids_outside_wecoms_documented_shapes_are_refused(
+    fixture: str, old: str, new: str, reason: str | None
+) -> None:
+    xml = load(fixture)
+    assert old in xml
+    if reason is None:  # "wm" then a CDATA section: the text is "wmx", a fine id
+        assert parse_event(xml.replace(old, new)).external_userid == "wmx"
+        return
+    with pytest.raises(EventParseError, match=f"is not a WeCom {reason}: "):
+        parse_event(xml.replace(old, new))
+
+
+@pytest.mark.parametrize(
+    ("fixture", "old", "new", "field"),
+    [
+        # The issue's 19-digit department id: it fitted no column and failed until parked.
+        ("change_contact_create_user.xml", "1,2", "1,1234567890123456789", "Department"),
+        ("change_contact_create_user.xml", "1,2", "0,2", "Department"),
+        ("change_contact_update_user.xml", "<MainDepartment>2", "<MainDepartment>-2", "Main"),
+        ("change_contact_create_party.xml", "<Id>2</Id>", "<Id>2147483648</Id>", "Id"),
+        ("change_contact_create_party.xml", "<Id>2</Id>", "<Id>0</Id>", "Id"),
+        ("change_contact_create_party.xml", "[1]]></ParentId>", "[-1]]></ParentId>", "ParentId"),
+        ("text_msg.xml", "1234567890123456", "-1", "MsgId"),
+        ("text_msg.xml", "1234567890123456", str(2**64), "MsgId"),
+    ],
+)
+def test_ids_out_of_their_integer_range_are_refused(
+    fixture: str, old: str, new: str, field: str
+) -> None:
+    xml = load(fixture)
+    assert old in xml
+    with pytest.raises(EventParseError, match=f"{field}[A-Za-z]* out of range"):
+        parse_event(xml.replace(old, new))
+
+
+def test_ids_at_the_ends_of_wecoms_shapes_are_accepted() -> None:
+    longest = "g" + "_-@.9" * 12 + "Z" * 3  # 64 bytes
+    event = parse_event(
+        load("del_follow_user.xml")
+        .replace(USER, f"<UserID>{longest}</UserID>")
+        .replace(EXT, f"<ExternalUserID>wo{'A' * 62}</ExternalUserID>")
+    )
+    assert (len(event.userid), len(event.external_userid)) == (64, 64)
+    party = parse_event(
+        load("change_contact_create_party.xml")
+        .replace("<Id>2</Id>", "<Id>2147483647</Id>")
+        .replace("[1]]></ParentId>", "[0]]></ParentId>")  # a department under no parent
+    )
+    assert isinstance(party, CreateParty)
+    assert (party.id, party.parent_id) == (2**31 - 1, 0)
+    assert parse_event(load("text_msg.xml").replace("1234567890123456", str(2**64 - 1)))
+
+
+@pytest.mark.parametrize(
+    ("elements", "reason"),
+    [
+        # An unknown kind is stored, under its kind and customer key: both must fit their
+        # columns (80 characters) on PostgreSQL as on SQLite.
+        (
+            (
+                "<Event>change_external_contact</Event><ChangeType>x</ChangeType>",
+                f"<ExternalUserID>wm{'x' * 90}</ExternalUserID>",
+            ),
+            "ExternalUserID is not a WeCom",
+        ),
+        (
+            (
+                "<Event>change_external_contact</Event><ChangeType>x</ChangeType>",
+                "<UserID><![CDATA[<![CDATA[g01]]></UserID>",
+            ),
+            "UserID is not a WeCom",
+        ),
+        ((f"<Event>{'e' * 33}</Event>",), "Event is not a WeCom name"),
+        (("<Event>x</Event>", f"<ChangeType>{'c' * 33}</ChangeType>"), "ChangeType is not a"),
+        (("<Event>click me</Event>",), "Event is not a WeCom name"),
+    ],
+)
+def test_generic_events_keep_to_the_same_shapes(elements: tuple[str, ...], reason: str) -> None:
+    with pytest.raises(EventParseError, match=reason):
+        parse_event(event_xml(*elements))
+
+
+def test_a_kind_built_from_the_longest_names_fits_the_inbox_column() -> None:
+    event = parse_event(event_xml(f"<Event>{'e' * 32}</Event><ChangeType>{'c' * 32}</ChangeType>"))
+    assert len(event.kind) <= 80
+    with pytest.raises(EventParseError, match="MsgType is not a WeCom name"):
+        parse_event(event_xml(msg_type="m" * 33))
+
+
+@pytest.mark.parametrize("name", ["State", "WelcomeCode"])
+def test_state_and_welcome_code_fit_where_they_are_kept(name: str) -> None:
+    xml = load("add_external_contact.xml")
+    value = {"State": "teststate", "WelcomeCode": "WELCOMECODE"}[name]
+    assert parse_event(xml.replace(value, "s" * 255))
+    with pytest.raises(EventParseError, match=f"{name} is over 255 characters"):
+        parse_event(xml.replace(value, "s" * 256))
+
+
 def test_missing_external_userid() -> None:
     xml = load("add_external_contact.xml").replace(
         "<ExternalUserID><![CDATA[woAJ2GCAAAXtWyujaWJHDDGi0mAAAA]]></ExternalUserID>", ""
@@ -877,6 +1037,11 @@ def test_fixtures_with_arbitrary_field_values_parse_or_raise_event_parse_error(
     else:
         assert isinstance(event, Event)
         assert event.create_time.tzinfo is not None
+        assert 1970 <= event.create_time.year <= 9998
+        # Whatever parses fits the inbox (80 characters) and the domain's columns (64).
+        assert len(event.kind) <= 80
+        assert event.userid is None or 1 <= len(event.userid.encode()) <= 64
+        assert event.external_userid is None or len(event.external_userid) <= 64
 
 
 # --------------------------------------------------------------------------------------------
@@ -884,8 +1049,8 @@ def test_fixtures_with_arbitrary_field_values_parse_or_raise_event_parse_error(
 # --------------------------------------------------------------------------------------------
 
 
-def test_module_imports_nothing_of_ours_or_of_the_web_and_db_stack() -> None:
-    source = Path(events_module.__file__).read_text(encoding="utf-8")
+def _imports(module) -> set[str]:
+    source = Path(module.__file__).read_text(encoding="utf-8")
     imported: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -895,8 +1060,15 @@ def test_module_imports_nothing_of_ours_or_of_the_web_and_db_stack() -> None:
             assert node.level <= 1, ast.unparse(node)
             imported.add(f"guidebot.wecom.{node.module}" if node.level else str(node.module))
     assert imported  # the walk found the imports
-    for name in imported:
+    return imported
+
+
+def test_module_imports_nothing_of_ours_or_of_the_web_and_db_stack() -> None:
+    for name in _imports(events_module):
         top = name.split(".")[0]
         assert top not in {"aiohttp", "sqlalchemy"}, name
         if top == "guidebot":
-            assert name.startswith("guidebot.wecom"), name
+            # The one exception: the instant window every date in guidebot keeps to.
+            assert name.startswith("guidebot.wecom") or name == "guidebot.clock", name
+    # ... and guidebot.clock is a leaf: the standard library only.
+    assert {name.split(".")[0] for name in _imports(clock_module)} <= set(sys.stdlib_module_names)

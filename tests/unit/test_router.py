@@ -8,8 +8,8 @@ from guidebot.intake.router import UNHANDLED, Dispatcher, Router, RouterError
 from guidebot.wecom.events import AddExternalContact, DelFollowUser, parse_event
 from tests.support import event_xml
 
-ADD = parse_event(event_xml("add_external_contact", "g1", "c1", 100, State="s10:qr:x"))
-LEFT = parse_event(event_xml("del_follow_user", "g1", "c1", 200))
+ADD = parse_event(event_xml("add_external_contact", "g1", "wmc1", 100, State="s10:qr:x"))
+LEFT = parse_event(event_xml("del_follow_user", "g1", "wmc1", 200))
 CLICK = parse_event(
     "<xml><ToUserName>c</ToUserName><FromUserName>g1</FromUserName><CreateTime>1</CreateTime>"
     "<MsgType>event</MsgType><Event>click</Event><EventKey>menu</EventKey></xml>"

@@ -1,5 +1,5 @@
 """The web tests reuse the metrics harness (tests/metrics/conftest.py): simulated WeCom, store 11
-张江店 with g1 and g3, store 12 徐汇店 with g2, customers c01..c12, a fake clock."""
+张江店 with g1 and g3, store 12 徐汇店 with g2, customers wmc01..wmc12, a fake clock."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from tests.web.conftest import admin_cookie, guide_cookie
 # and a manager of store 11. Hq-only routes answer 403 to both whatever the path names.
 OUTSIDE: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("GET", "/customers"): ("/customers", {"guide": "g2", "store": "12"}),
-    ("GET", "/customers/{external_userid}"): ("/customers/c02", {}),
+    ("GET", "/customers/{external_userid}"): ("/customers/wmc02", {}),
     ("GET", "/guides"): ("/guides", {"store": "12"}),
     ("GET", "/stores"): ("/stores", {}),
     ("PATCH", "/stores/{store}"): ("/stores/12", {}),
@@ -55,7 +55,7 @@ OUTSIDE: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
 
 # Lists that cannot name another scope: they answer 200 with the caller's own rows only.
 FILTERED = {("GET", "/stores")}
-OTHER_SCOPE = ("徐汇店", '"g2"', '"c02"', '"id": 12')
+OTHER_SCOPE = ("徐汇店", '"g2"', '"wmc02"', '"id": 12')
 
 
 def endpoints():
@@ -72,9 +72,9 @@ def test_every_route_is_in_the_table():
 
 async def _setup(h, sessions):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
-    await h.add("g2", "c02")
-    await h.add("g3", "c03")
+    await h.add("g1", "wmc01")
+    await h.add("g2", "wmc02")
+    await h.add("g3", "wmc03")
     await h.settle()
     manager = await sessions.account("m11", "manager", ["11"])
     return manager, sessions.guide("g1")
@@ -124,16 +124,16 @@ async def test_in_scope_reads_see_only_their_own(h, sessions):
     g, m = guide_cookie(guide), admin_cookie(manager)
     status, body = await get("/customers", g)
     assert status == 200
-    assert [c["external_userid"] for c in body["customers"]] == ["c01"]
-    assert (await get("/customers/c01", g))[0] == 200
-    assert (await get("/customers/c03", g))[0] == 404  # a colleague's customer, same store
+    assert [c["external_userid"] for c in body["customers"]] == ["wmc01"]
+    assert (await get("/customers/wmc01", g))[0] == 200
+    assert (await get("/customers/wmc03", g))[0] == 404  # a colleague's customer, same store
     status, body = await get("/guides/g1/metrics", g, **{"from": "2026-03-09", "to": "2026-03-09"})
     assert (status, body["metrics"]["new_customers"]) == (200, 1)
     assert (await get("/guides/g3/metrics", g))[0] == 404
 
     status, body = await get("/customers", m)
-    assert sorted(c["external_userid"] for c in body["customers"]) == ["c01", "c03"]
-    assert (await get("/customers/c03", m))[0] == 200
+    assert sorted(c["external_userid"] for c in body["customers"]) == ["wmc01", "wmc03"]
+    assert (await get("/customers/wmc03", m))[0] == 200
     status, body = await get("/stores", m)
     assert [s["id"] for s in body["stores"]] == [11]
     status, body = await get("/guides", m)
@@ -150,7 +150,7 @@ async def test_hq_account_session_is_hq_and_needs_csrf_for_changes(h, sessions):
     await _setup(h, sessions)
     hq = await sessions.account("boss", "hq", [])
     cookie = admin_cookie(hq)
-    response = await h.client.get("/api/v1/customers/c02", headers=cookie)
+    response = await h.client.get("/api/v1/customers/wmc02", headers=cookie)
     assert response.status == 200
     response = await h.client.post("/api/v1/playbooks/reload", headers=cookie)
     assert (response.status, (await response.json())["error"]["code"]) == (403, "csrf")
@@ -186,5 +186,5 @@ async def test_a_guide_signed_in_at_the_sidebar_reaches_the_api_with_that_cookie
     # The client's cookie jar now sends the session wherever the browser would.
     mine = await h.client.get("/api/v1/customers")
     assert mine.status == 200
-    assert [c["external_userid"] for c in (await mine.json())["customers"]] == ["c01"]
+    assert [c["external_userid"] for c in (await mine.json())["customers"]] == ["wmc01"]
     assert (await h.client.get("/api/v1/guides/g2/metrics")).status == 404

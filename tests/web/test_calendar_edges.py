@@ -15,7 +15,7 @@ PAGES = ["/admin", "/admin/stores", "/admin/guides/g1"]
 
 
 async def test_every_period_parameter_refuses_the_ends_of_the_calendar(h):
-    await h.add("g1", "c01")
+    await h.add("g1", "wmc01")
     document = await (await h.client.get("/api/v1/openapi.json")).json()
     checked = 0
     for path, operations in document["paths"].items():
@@ -36,7 +36,7 @@ async def test_every_period_parameter_refuses_the_ends_of_the_calendar(h):
 
 
 async def test_admin_pages_refuse_the_ends_of_the_calendar(h, sessions):
-    await h.add("g1", "c01")
+    await h.add("g1", "wmc01")
     cookie = admin_cookie(await sessions.account("boss", "hq", []))
     for page in PAGES:
         for day in EDGES:

@@ -81,8 +81,8 @@ async def test_login_and_logout_refuse_a_post_without_the_csrf_token(h, sessions
 
 async def test_every_page_renders_for_hq(h, sessions):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
-    await h.add("g2", "c02")
+    await h.add("g1", "wmc01")
+    await h.add("g2", "wmc02")
     await h.settle()
     cookie = admin_cookie(await sessions.account("boss", "hq", []))
     for path in (
@@ -102,7 +102,7 @@ async def test_every_page_renders_for_hq(h, sessions):
         assert "https://" not in html.replace("https://brand.example", ""), path
     response = await h.client.get("/admin/customers", params={"q": "顾客02"}, headers=cookie)
     html = await response.text()
-    assert "c02" in html and "c01" not in html
+    assert "wmc02" in html and "wmc01" not in html
     # Both adds enrolled in week_sop, whose goal is an order within 7 days: still open.
     response = await h.client.get("/admin/playbooks", headers=cookie)
     goal = re.search(r'data-testid="goal-week_sop">(.*?)</p>', await response.text(), re.S)
@@ -115,8 +115,8 @@ async def test_every_page_renders_for_hq(h, sessions):
 
 async def test_a_manager_sees_only_their_stores(h, sessions):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
-    await h.add("g2", "c02")
+    await h.add("g1", "wmc01")
+    await h.add("g2", "wmc02")
     await h.settle()
     cookie = admin_cookie(await sessions.account("m11", "manager", ["11"]))
     response = await h.client.get("/admin", params=PERIOD, headers=cookie)
@@ -124,7 +124,7 @@ async def test_a_manager_sees_only_their_stores(h, sessions):
     assert "张江店" in html and "徐汇店" not in html
     response = await h.client.get("/admin/customers", headers=cookie)
     html = await response.text()
-    assert "c01" in html and "c02" not in html
+    assert "wmc01" in html and "wmc02" not in html
     response = await h.client.get("/admin/stores", params=PERIOD, headers=cookie)
     assert "徐汇店" not in await response.text()
     for path in ("/admin?store=12", "/admin/guides/g2", "/admin/playbooks", "/admin/content"):
