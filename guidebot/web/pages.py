@@ -352,7 +352,9 @@ async def guide_page(request: web.Request) -> web.StreamResponse:
         guide = await session.get(Guide, userid)
         if guide is None or not await guide_visible(session, who, userid):
             raise web.HTTPNotFound()
-        totals, days = await metrics(session, Scope(guide=userid), period, by_day=True)
+        # A manager sees the guide's days in their stores only, not those from a former store.
+        scope = Scope(guide=userid, stores=None if who.is_hq else who.store_ids)
+        totals, days = await metrics(session, scope, period, by_day=True)
     return render(
         request,
         "guide.html",

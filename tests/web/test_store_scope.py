@@ -1,0 +1,66 @@
+"""What a figure or a date on a page belongs to: the store at the event's time, in that store's
+local time. A manager never sees a guide's days from another store; the store leaderboard puts
+the best store first; dates are the relation's own, on the store's calendar."""
+
+from __future__ import annotations
+
+import re
+
+from tests.metrics.conftest import at
+from tests.web.conftest import admin_cookie, guide_cookie
+
+WEEK = {"from": "2026-03-09", "to": "2026-03-15"}
+
+
+def _cells(html: str, table: str) -> list[list[str]]:
+    """The text of each body row's cells of the table with this id."""
+    body = re.search(rf'<table id="{table}">.*?<tbody>(.*?)</tbody>', html, re.S)[1]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    return [
+        [
+            re.sub(r"<[^>]+>", " ", cell).split()
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)
+        ]
+        for r in rows
+    ]
+
+
+async def _moved_guide(h) -> None:
+    """g3 adds c01 in store 11 on Monday, moves to store 12 on Thursday, adds c02 there."""
+    h.set_time(at(9, 10))
+    await h.add("g3", "c01")
+    h.set_time(at(12, 11))
+    await h.move("g3", "张伟", 12)
+    h.set_time(at(12, 12))
+    await h.add("g3", "c02")
+    await h.settle()
+
+
+async def test_a_manager_sees_a_moved_guides_days_in_their_store_only(h, sessions):
+    await _moved_guide(h)
+    m12 = admin_cookie(await sessions.account("m12", "manager", ["12"]))
+    hq = admin_cookie(await sessions.account("boss", "hq", []))
+
+    async def api(path, cookie):
+        response = await h.client.get(f"/api/v1{path}", params=WEEK, headers=cookie)
+        assert response.status == 200, await response.text()
+        return (await response.json())["metrics"]
+
+    # Store 12's manager: c02 only; c01 was g3's Monday in store 11.
+    assert (await api("/guides/g3/metrics", m12))["new_customers"] == 1
+    assert (await api("/guides/g3/metrics?by=day", m12))["new_customers"] == 1
+    # HQ and the guide themself see the whole week.
+    assert (await api("/guides/g3/metrics", hq))["new_customers"] == 2
+    assert (await api("/guides/g3/metrics", guide_cookie(sessions.guide("g3"))))[
+        "new_customers"
+    ] == 2
+
+    # The admin page says the same, in its totals and in its table of days.
+    page = await h.client.get("/admin/guides/g3", params=WEEK, headers=m12)
+    html = await page.text()
+    assert page.status == 200
+    assert re.search(r'data-kpi="new_customers">(\d+)<', html)[1] == "1"
+    monday = re.search(r"<tr><td>2026-03-09</td><td[^>]*>(\d+)</td>", html)[1]
+    assert monday == "0"
+    page = await h.client.get("/admin/guides/g3", params=WEEK, headers=hq)
+    assert re.search(r'data-kpi="new_customers">(\d+)<', await page.text())[1] == "2"
