@@ -323,7 +323,9 @@ async def stores_page(request: web.Request) -> web.StreamResponse:
         for store in stores:
             values, _ = await metrics(session, Scope(store_id=store.id), period)
             rows.append({"store": store, "metrics": values})
-        rows.sort(key=lambda r: kpis.sort_key(kpis.KPI_BY_NAME[metric], r["metrics"][metric]))
+        # Best first, as the guide table beside it: bigger is better, no value last.
+        kpi = kpis.KPI_BY_NAME[metric]
+        rows.sort(key=lambda r: -kpis.sort_key(kpi, r["metrics"][metric]))
         store = _chosen_store(request, who, stores) if request.query.get("store") else None
         guides = (
             await leaderboard(session, period, metric, store_id=store.id, limit=500)

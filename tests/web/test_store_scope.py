@@ -64,3 +64,38 @@ async def test_a_manager_sees_a_moved_guides_days_in_their_store_only(h, session
     assert monday == "0"
     page = await h.client.get("/admin/guides/g3", params=WEEK, headers=hq)
     assert re.search(r'data-kpi="new_customers">(\d+)<', await page.text())[1] == "2"
+
+
+async def test_the_store_leaderboard_puts_the_best_store_first(h, sessions):
+    h.set_time(at(9, 10))
+    await h.add("g2", "c04")  # store 12: one new customer
+    h.set_time(at(9, 12))
+    await h.add("g1", "c01")  # store 11: three
+    await h.add("g1", "c02")
+    await h.add("g3", "c03")
+    await h.settle()
+    hq = admin_cookie(await sessions.account("boss", "hq", []))
+
+    page = await h.client.get(
+        "/admin/stores", params={**WEEK, "metric": "new_customers"}, headers=hq
+    )
+    rows = _cells(await page.text(), "store-leaderboard")
+    assert [(r[0], r[1][0], r[2]) for r in rows] == [
+        (["1"], "张江店", ["3"]),
+        (["2"], "徐汇店", ["1"]),
+    ]
+    # A rate without a denominator yet ranks last.
+    h.set_time(at(10, 11))  # store 12's day-1 window has closed, store 11's not yet
+    await h.settle()
+    hq = admin_cookie(await sessions.account("boss2", "hq", []))
+    page = await h.client.get(
+        "/admin/stores", params={**WEEK, "metric": "day1_retention"}, headers=hq
+    )
+    rows = _cells(await page.text(), "store-leaderboard")
+    assert [(r[1][0], r[2]) for r in rows] == [("徐汇店", ["100.0%"]), ("张江店", ["–"])]
+    # The guide table beside it ranks the same way.
+    page = await h.client.get(
+        "/admin/stores", params={**WEEK, "metric": "new_customers", "store": "11"}, headers=hq
+    )
+    guides = _cells(await page.text(), "guide-leaderboard")
+    assert [(r[0], r[2]) for r in guides] == [(["1"], ["2"]), (["2"], ["1"])]
