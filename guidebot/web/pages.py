@@ -21,6 +21,7 @@ import jinja2
 from aiohttp import web
 from sqlalchemy import func, or_, select
 
+from guidebot.contacts.directory import store_zone
 from guidebot.contacts.models import Customer, Department, Guide, Relation
 from guidebot.metrics import kpis
 from guidebot.metrics.report import (
@@ -410,6 +411,7 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
             ):
                 if relation_visible(who, r.guide_userid, r.store_id):
                     relations[r.external_userid].append(r)
+        first_seen = await _first_seen(session, relations, request.app[SETTINGS].timezone)
     return render(
         request,
         "customers.html",
@@ -422,8 +424,31 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
             "store": store,
             "customers": customers,
             "relations": relations,
+            "first_seen": first_seen,
         },
     )
+
+
+async def _first_seen(
+    session, relations: dict[str, list[Relation]], default_tz: str
+) -> dict[str, str]:
+    """Per customer, the local date (in that relation's store) of the earliest relation shown:
+    when the customer added a guide, not when guidebot wrote the customer's row."""
+    store_ids = {r.store_id for rs in relations.values() for r in rs if r.store_id is not None}
+    zones = {
+        store.id: store_zone(store, default_tz)
+        for store in await session.scalars(
+            select(Department).where(Department.id.in_(sorted(store_ids)))
+        )
+    }
+    out: dict[str, str] = {}
+    for ext, rs in relations.items():
+        dated = [r for r in rs if r.created_at is not None]
+        if dated:
+            first = min(dated, key=lambda r: (r.created_at, r.id))
+            zone = zones.get(first.store_id) or store_zone(None, default_tz)
+            out[ext] = first.created_at.astimezone(zone).date().isoformat()
+    return out
 
 
 # ---- playbooks and content (HQ) --------------------------------------------------------------

@@ -5,7 +5,13 @@ the best store first; dates are the relation's own, on the store's calendar."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
+from sqlalchemy import update
+
+from guidebot.contacts.directory import update_store
+from guidebot.contacts.models import Customer
 from tests.metrics.conftest import at
 from tests.web.conftest import admin_cookie, guide_cookie
 
@@ -99,3 +105,23 @@ async def test_the_store_leaderboard_puts_the_best_store_first(h, sessions):
     )
     guides = _cells(await page.text(), "guide-leaderboard")
     assert [(r[0], r[2]) for r in guides] == [(["1"], ["2"]), (["2"], ["1"])]
+
+
+async def test_first_seen_is_the_relations_local_date_in_its_store(h, sessions):
+    # 00:52 on 12-05 in Shanghai is 16:52 UTC on 12-04.
+    h.set_time(datetime(2026, 12, 5, 0, 52, tzinfo=ZoneInfo("Asia/Shanghai")))
+    await h.add("g1", "c01")
+    # Store 12 keeps Los Angeles time: 20:00 on 12-05 there is 12-06 in Shanghai and UTC.
+    async with h.sessions() as session, session.begin():
+        await update_store(session, "12", timezone="America/Los_Angeles", now=h.clock.now())
+    h.set_time(datetime(2026, 12, 5, 20, 0, tzinfo=ZoneInfo("America/Los_Angeles")))
+    await h.add("g2", "c02")
+    # guidebot wrote both customers' rows later (a sync, the demo's seeding): not their date.
+    h.set_time(datetime(2026, 12, 20, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")))
+    async with h.sessions() as session, session.begin():
+        await session.execute(update(Customer).values(created_at=h.clock.now()))
+    hq = admin_cookie(await sessions.account("boss", "hq", []))
+
+    page = await h.client.get("/admin/customers", headers=hq)
+    seen = {r[1][0]: r[3][0] for r in _cells(await page.text(), "customers")}
+    assert seen == {"c01": "2026-12-05", "c02": "2026-12-05"}
