@@ -20,8 +20,9 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from guidebot.contacts.directory import store_at
 from guidebot.contacts.models import Department, EventKind, Guide, RelationEvent
@@ -534,6 +535,21 @@ async def record_forward(
     return result.rowcount == 1
 
 
+def first_forward() -> ColumnElement[bool]:
+    """True for a content_forwards row that is the guide's first of its item to its customer:
+    the `forwards` KPI counts one per item per customer, however often it is sent again."""
+    earlier = aliased(ContentForward)
+    return ~exists().where(
+        earlier.guide_userid == ContentForward.guide_userid,
+        earlier.item_id == ContentForward.item_id,
+        earlier.external_userid == ContentForward.external_userid,
+        or_(
+            earlier.sent_at < ContentForward.sent_at,
+            and_(earlier.sent_at == ContentForward.sent_at, earlier.id < ContentForward.id),
+        ),
+    )
+
+
 def visitor_key(claims: LinkClaims, cookie: str | None) -> str:
     if claims.customer:
         return f"c:{claims.customer}"
@@ -657,13 +673,13 @@ async def activity(
     for guide, kind, count in events:
         name = "lost_customers" if kind == EventKind.LOST else "new_customers"
         counts[guide][name] += count
-    for column, time_column, name in (
-        (ContentForward.guide_userid, ContentForward.sent_at, "forwards"),
+    for column, time_column, name, *only in (
+        (ContentForward.guide_userid, ContentForward.sent_at, "forwards", first_forward()),
         (ContentOpenVisitor.guide_userid, ContentOpenVisitor.first_opened_at, "unique_opens"),
     ):
         rows = await session.execute(
             select(column, func.count())
-            .where(column.in_(guides), time_column >= start, time_column < end)
+            .where(column.in_(guides), time_column >= start, time_column < end, *only)
             .group_by(column)
         )
         for guide, count in rows:

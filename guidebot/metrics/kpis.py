@@ -169,8 +169,9 @@ KPIS: tuple[Kpi, ...] = (
         "forwards",
         "转发",
         "count",
-        "Content items the guide sent to customers on the local day: one per item per customer, "
-        "from the sidebar or a mass send the customer received.",
+        "Content items the guide sent to customers, from the sidebar or a mass send the customer "
+        "received: one per item per customer, credited to the local day the guide first sent that "
+        "item to that customer. Sending it again, or confirming one send twice, adds nothing.",
         "content_forwards",
         plus=("forwards",),
     ),
