@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, String, and_, exists, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -37,6 +37,7 @@ from guidebot.content.models import (
     ContentOpenVisitor,
 )
 from guidebot.db.engine import upsert_insert
+from guidebot.sop.models import Action, SopTask, TaskStatus
 from guidebot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -550,6 +551,21 @@ def first_forward() -> ColumnElement[bool]:
     )
 
 
+def link_forwarded(nonce: Any, task_id: Any) -> ColumnElement[bool]:
+    """True when the tracked link with this nonce and task (values, or content_opens columns)
+    reached its customer: the guide's forward of it was logged, or the SOP message that carried
+    it was sent to the customer (a welcome, a mass-send task). A link only prepared in the
+    sidebar, or a reminder's link in the guide's own hands, was not: opening it is nobody's
+    touch on the customer."""
+    logged = exists().where(ContentForward.ref == literal("l:", String) + nonce)
+    by_task = exists().where(
+        SopTask.id == task_id,
+        SopTask.action.in_(Action.TO_CUSTOMER),
+        SopTask.status.in_((TaskStatus.SENT, TaskStatus.DONE)),
+    )
+    return or_(logged, by_task)
+
+
 def visitor_key(claims: LinkClaims, cookie: str | None) -> str:
     if claims.customer:
         return f"c:{claims.customer}"
@@ -567,7 +583,8 @@ async def record_open(
 ) -> bool:
     """Log an open of a genuine link; True when it is this visitor's first open of the item.
 
-    A customer's open is the `content.opened` goal of the playbooks they are in with the guide.
+    A customer's open of a link that reached them (link_forwarded) is the `content.opened` goal
+    of the playbooks they are in with the guide.
     """
     key = visitor_key(claims, cookie)
     store_id = await store_at(session, claims.guide, now)
@@ -603,7 +620,9 @@ async def record_open(
             first=first.rowcount == 1,
         )
     )
-    if claims.customer is not None:
+    if claims.customer is not None and await session.scalar(
+        select(link_forwarded(claims.nonce, claims.task_id))
+    ):
         await tasks.content_opened(session, claims.guide, claims.customer, now)
     return first.rowcount == 1
 
