@@ -566,30 +566,49 @@ def link_forwarded(nonce: Any, task_id: Any) -> ColumnElement[bool]:
     return or_(logged, by_task)
 
 
-def visitor_key(claims: LinkClaims, cookie: str | None) -> str:
+# A client (one address) adds at most this many unique visitors of one item in the window; its
+# further new visitors' opens still count as opens.
+VISITOR_BURST = 20
+VISITOR_BURST_WINDOW = timedelta(minutes=10)
+UNKNOWN_VISITOR = "u:"
+
+
+def visitor_key(claims: LinkClaims, visitor: str | None) -> str:
+    """Who opened: the customer the link names, else the browser's signed visitor id (its hash;
+    one visitor whichever guide's link they open), else nobody known (UNKNOWN_VISITOR)."""
     if claims.customer:
         return f"c:{claims.customer}"
-    digest = hashlib.sha256((cookie or "anonymous").encode()).hexdigest()[:32]
-    return f"v:{claims.guide}:{digest}"
+    if visitor:
+        return "v:" + hashlib.sha256(visitor.encode()).hexdigest()[:32]
+    return UNKNOWN_VISITOR
 
 
-async def record_open(
+async def _first_visit(
     session: AsyncSession,
     claims: LinkClaims,
+    key: str,
     *,
     now: datetime,
-    user_agent: str | None,
-    cookie: str | None,
+    store_id: int | None,
+    client: str | None,
 ) -> bool:
-    """Log an open of a genuine link; True when it is this visitor's first open of the item.
-
-    A customer's open of a link that reached them (link_forwarded) is the `content.opened` goal
-    of the playbooks they are in with the guide.
-    """
-    key = visitor_key(claims, cookie)
-    store_id = await store_at(session, claims.guide, now)
+    """Write the (item, visitor) row unless it exists or the client's burst is spent; True when
+    written: a unique open."""
+    if key == UNKNOWN_VISITOR:
+        return False
+    if not key.startswith("c:") and client is not None:
+        recent = await session.scalar(
+            select(func.count()).where(
+                ContentOpenVisitor.item_id == claims.item_id,
+                ContentOpenVisitor.client_tag == client,
+                ContentOpenVisitor.first_opened_at > now - VISITOR_BURST_WINDOW,
+            )
+        )
+        if recent >= VISITOR_BURST:
+            log.info("tracked link: a client's new visitors of item %s are capped", claims.item_id)
+            return False
     insert = upsert_insert(session.bind.dialect.name)
-    first = await session.execute(
+    written = await session.execute(
         insert(ContentOpenVisitor)
         .values(
             item_id=claims.item_id,
@@ -598,9 +617,32 @@ async def record_open(
             external_userid=claims.customer,
             store_id=store_id,
             first_opened_at=now,
+            client_tag=None if key.startswith("c:") else client,
         )
         .on_conflict_do_nothing(index_elements=["item_id", "visitor_key"])
     )
+    return written.rowcount == 1
+
+
+async def record_open(
+    session: AsyncSession,
+    claims: LinkClaims,
+    *,
+    now: datetime,
+    user_agent: str | None,
+    visitor: str | None = None,
+    client: str | None = None,
+) -> bool:
+    """Log an open of a genuine link; True when it is this visitor's first open of the item (a
+    unique open). `visitor` is a verified visitor id (links.verify_visitor), `client` the
+    client's links.client_tag; without a customer or a visitor id the open has no visitor.
+
+    A customer's open of a link that reached them (link_forwarded) is the `content.opened` goal
+    of the playbooks they are in with the guide.
+    """
+    key = visitor_key(claims, visitor)
+    store_id = await store_at(session, claims.guide, now)
+    first = await _first_visit(session, claims, key, now=now, store_id=store_id, client=client)
     session.add(
         ContentOpen(
             item_id=claims.item_id,
@@ -617,14 +659,24 @@ async def record_open(
                 hashlib.sha256(user_agent.encode()).hexdigest() if user_agent else None
             ),
             visitor_key=key,
-            first=first.rowcount == 1,
+            first=first,
         )
     )
     if claims.customer is not None and await session.scalar(
         select(link_forwarded(claims.nonce, claims.task_id))
     ):
         await tasks.content_opened(session, claims.guide, claims.customer, now)
-    return first.rowcount == 1
+    return first
+
+
+async def record_visitor(
+    session: AsyncSession, claims: LinkClaims, *, now: datetime, visitor: str, client: str | None
+) -> bool:
+    """A browser came back with the visitor id it was just given, from an open already logged
+    without one: that open was this visitor's. True when it is their first of the item."""
+    key = visitor_key(claims, visitor)
+    store_id = await store_at(session, claims.guide, now)
+    return await _first_visit(session, claims, key, now=now, store_id=store_id, client=client)
 
 
 async def item_numbers(session: AsyncSession, item_ids: Iterable[int]) -> dict[int, dict[str, int]]:

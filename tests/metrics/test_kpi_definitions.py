@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from guidebot.content import links
 from guidebot.content.service import activity, record_forward
 from tests.content.test_sidebar_api import login, post
 from tests.metrics.conftest import at
@@ -249,6 +250,27 @@ async def test_unique_opens_leave_out_opening_again_and_another_guides_link(h):
         await h.open(token)
     assert (await figures(h))["unique_opens"] == 1
     assert (await figures(h, "/guides/g3/metrics"))["unique_opens"] == 0
+
+
+async def test_unique_opens_leave_out_visitors_without_an_id_guidebot_signed(h):
+    h.set_time(at(9, 10))
+    item = await h.item("春季新品")
+    # The bot's 素材 answer: a link naming the guide only, passed around.
+    token, _ = links.mint(h.settings.secret_key, item_id=item, guide="g1", now=h.clock.now())
+    forged = links.mint_visitor("a guessed key, not the server's")
+    for n in range(50):  # a script: no cookie, or one it made up
+        h.client.session.cookie_jar.clear()
+        cookies = [None, {"gb_v": forged}, {"gb_v": f"made-up-{n:016d}"}][n % 3]
+        response = await h.client.get(f"/r/{token}", allow_redirects=False, cookies=cookies)
+        assert response.status == 302
+    assert (await figures(h))["unique_opens"] == 0
+    # A phone's browser keeps the id it was given and brings it back: one visitor.
+    h.client.session.cookie_jar.clear()
+    response = await h.client.get(f"/r/{token}", allow_redirects=False)
+    assert response.headers["Location"] == "?seen=1"
+    await h.client.get(f"/r/{token}?seen=1", allow_redirects=False)
+    await h.client.get(f"/r/{token}", allow_redirects=False)
+    assert (await figures(h))["unique_opens"] == 1
 
 
 async def test_open_rate_leaves_out_repeated_forwards_and_opens(h):
