@@ -352,7 +352,7 @@ async def _past_forward(
     opened = sent_at + timedelta(minutes=rng.uniform(3, 240))
     if rng.random() > 0.6 or opened >= now:
         return
-    await content.record_open(session, claims, now=opened, user_agent="demo-week", cookie=None)
+    await content.record_open(session, claims, now=opened, user_agent="demo-week")
     report.opens += 1
     paid = opened + timedelta(hours=rng.uniform(1, 30))
     if rng.random() > 0.3 or paid >= now:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy import select
@@ -41,6 +41,7 @@ from guidebot.web.api import (
     query_int,
 )
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
+from guidebot.web.throttle import client_address
 from guidebot.wecom.client import WeComError
 
 log = logging.getLogger(__name__)
@@ -358,37 +359,58 @@ def _missing(request: web.Request) -> web.Response:
     return render(request, "link_missing.html", {}, status=404)
 
 
-def _visitor_cookie(request: web.Request) -> str | None:
-    value = request.cookies.get(VISITOR_COOKIE, "")
-    return value if 16 <= len(value) <= 64 and value.isascii() else None
-
-
 async def open_link(request: web.Request) -> web.StreamResponse:
-    """Record the open of a genuine link, then send the visitor to the item."""
+    """Record the open of a genuine link, then send the visitor to the item.
+
+    A link naming the customer says who opened it. Otherwise the browser is a visitor only with
+    a visitor id guidebot signed (links.verify_visitor): a first request without one is logged
+    as an open of nobody known, given an id, and sent once to the same link (`?seen=1`); a
+    browser that keeps cookies comes back with the id, and that open becomes its visitor's. A
+    script without cookies, or with made-up ones, adds opens, never visitors.
+    """
     app = request.app
-    claims = links.verify(app[SETTINGS].secret_key, request.match_info["token"])
+    settings = app[SETTINGS]
+    claims = links.verify(settings.secret_key, request.match_info["token"])
     if claims is None:
         log.info("tracked link rejected: not a genuine token")
         return _missing(request)
     now = app[CLOCK].now()
-    cookie = _visitor_cookie(request)
-    new_cookie = None
-    if claims.customer is None and cookie is None:
-        cookie = new_cookie = secrets.token_urlsafe(18)
+    visitor = links.verify_visitor(settings.secret_key, request.cookies.get(VISITOR_COOKIE))
+    returned = claims.customer is None and request.query.get("seen") == "1"
+    address = client_address(
+        request.remote, request.headers.getall("X-Forwarded-For", []), settings.trusted_proxies
+    )
+    client = links.client_tag(settings.secret_key, address)
     async with app[SESSIONS]() as session, session.begin():
         item = await session.get(ContentItem, claims.item_id)
         if item is None or item.deleted_at is not None:
             return _missing(request)
-        await service.record_open(
-            session,
-            claims,
-            now=now,
-            user_agent=request.headers.get("User-Agent"),
-            cookie=cookie,
-        )
+        if not returned:
+            await service.record_open(
+                session,
+                claims,
+                now=now,
+                user_agent=request.headers.get("User-Agent"),
+                visitor=visitor,
+                client=client,
+            )
+        elif visitor is not None:
+            await service.record_visitor(session, claims, now=now, visitor=visitor, client=client)
         has_media = await session.get(ContentMedia, item.id) is not None
-    if item.kind == ContentKind.LINK and item.url:
-        response: web.StreamResponse = web.Response(status=302, headers={"Location": item.url})
+    if claims.customer is None and visitor is None and not returned:
+        # A relative reference: the same link behind any path prefix of GUIDEBOT_PUBLIC_URL.
+        response: web.StreamResponse = web.Response(status=302, headers={"Location": "?seen=1"})
+        response.set_cookie(
+            VISITOR_COOKIE,
+            links.mint_visitor(settings.secret_key),
+            max_age=VISITOR_MAX_AGE,
+            path=urlsplit(settings.public_url).path.rstrip("/") + "/r/",
+            httponly=True,
+            samesite="Lax",
+            secure=settings.public_url.startswith("https://"),
+        )
+    elif item.kind == ContentKind.LINK and item.url:
+        response = web.Response(status=302, headers={"Location": item.url})
     else:
         from guidebot.content.sidebar import render
 
@@ -396,16 +418,6 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         response = render(request, "content_page.html", {"item": item, "media_url": media_url})
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"  # the token stays out of Referer
-    if new_cookie is not None:
-        response.set_cookie(
-            VISITOR_COOKIE,
-            new_cookie,
-            max_age=VISITOR_MAX_AGE,
-            path="/r/",
-            httponly=True,
-            samesite="Lax",
-            secure=app[SETTINGS].public_url.startswith("https://"),
-        )
     return response
 
 

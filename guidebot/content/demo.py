@@ -116,8 +116,6 @@ async def simulate_forwards_and_opens(
                     log.warning("demo open of %s answered %s", url, response.status)
         else:
             async with sessions() as session, session.begin():
-                await service.record_open(
-                    session, claims, now=now, user_agent=WECHAT_UA, cookie=None
-                )
+                await service.record_open(session, claims, now=now, user_agent=WECHAT_UA)
             report.opens += 1
     return report

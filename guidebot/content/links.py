@@ -1,4 +1,5 @@
-"""Tracked-link tokens: a compact signed payload, `GET /r/{token}`.
+"""Tracked-link tokens: a compact signed payload, `GET /r/{token}`; and the signed visitor ids
+of the browsers that open links naming no customer (below).
 
     token = base64url(payload) "." base64url(HMAC-SHA256(key, base64url(payload))[:16])
 
@@ -149,6 +150,47 @@ def verify(secret_key: str, token: str) -> LinkClaims | None:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# ---- visitor ids -------------------------------------------------------------------------------
+#
+# A browser that opens a link without naming a customer gets a visitor id in a cookie:
+#
+#     value = base64url(16 random bytes) "." base64url(HMAC-SHA256(key, id)[:16])
+#
+# under a key of its own. Only an id guidebot issued verifies: a made-up or altered cookie is no
+# visitor at all, so it can never count as another unique visitor.
+
+_VISITOR_PURPOSE = b"guidebot/visitor-id/v1"
+_CLIENT_PURPOSE = b"guidebot/client-address/v1"
+MAX_VISITOR_LENGTH = 64
+
+
+def mint_visitor(secret_key: str) -> str:
+    """A new signed visitor id, as the cookie carries it."""
+    visitor = b64e(secrets.token_bytes(16))
+    return f"{visitor}.{b64e(_mac(derive_key(secret_key, _VISITOR_PURPOSE), visitor))}"
+
+
+def verify_visitor(secret_key: str, value: str | None) -> str | None:
+    """The id of a genuine visitor cookie; None for none, a made-up or an altered one."""
+    if not value or len(value) > MAX_VISITOR_LENGTH or value.count(".") != 1:
+        return None
+    visitor, _, signature = value.partition(".")
+    try:
+        given = b64d(signature)
+        b64d(visitor)
+        expected = _mac(derive_key(secret_key, _VISITOR_PURPOSE), visitor)
+    except (ValueError, binascii.Error, UnicodeEncodeError):
+        return None
+    return visitor if hmac.compare_digest(given, expected) else None
+
+
+def client_tag(secret_key: str, address: str) -> str:
+    """A keyed digest of a client's address: enough to cap one client's bursts, without keeping
+    the address itself."""
+    digest = hmac.new(derive_key(secret_key, _CLIENT_PURPOSE), address.encode(), hashlib.sha256)
+    return b64e(digest.digest()[:16])
 
 
 def link_url(public_url: str, token: str) -> str:

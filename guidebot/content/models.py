@@ -148,7 +148,8 @@ class ContentOpen(Base):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     user_agent_hash: Mapped[str | None] = mapped_column(String(64))
-    # "c:<external_userid>" when the link names the customer, else "v:<guide>:<cookie hash>".
+    # "c:<external_userid>" when the link names the customer; "v:<hash>" of the signed visitor
+    # id guidebot gave the browser (content.links); "u:" for a visitor without one.
     visitor_key: Mapped[str] = mapped_column(String(160))
     first: Mapped[bool] = mapped_column(default=False)  # the visitor's first open of the item
 
@@ -161,7 +162,9 @@ class ContentOpen(Base):
 
 
 class ContentOpenVisitor(Base):
-    """One row per (item, visitor), written by the first open: the unique-open count."""
+    """One row per (item, visitor), written by the first open: the unique-open count. A visitor
+    is the customer a link names, or a browser with a visitor id guidebot signed; an open by
+    anyone else is an open, never a visitor."""
 
     __tablename__ = "content_open_visitors"
 
@@ -172,11 +175,14 @@ class ContentOpenVisitor(Base):
     external_userid: Mapped[str | None] = mapped_column(String(64))
     store_id: Mapped[int | None] = mapped_column(Integer)
     first_opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # links.client_tag of the address a browser visitor came from: caps one client's bursts.
+    client_tag: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         UniqueConstraint("item_id", "visitor_key"),
         Index("ix_content_open_visitors_guide", "guide_userid", "first_opened_at"),
         Index("ix_content_open_visitors_store", "store_id", "first_opened_at"),
+        Index("ix_content_open_visitors_client", "item_id", "client_tag", "first_opened_at"),
     )
 
 

@@ -20,8 +20,9 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, String, and_, exists, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from guidebot.contacts.directory import store_at
 from guidebot.contacts.models import Department, EventKind, Guide, RelationEvent
@@ -36,6 +37,7 @@ from guidebot.content.models import (
     ContentOpenVisitor,
 )
 from guidebot.db.engine import upsert_insert
+from guidebot.sop.models import Action, SopTask, TaskStatus
 from guidebot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -534,29 +536,79 @@ async def record_forward(
     return result.rowcount == 1
 
 
-def visitor_key(claims: LinkClaims, cookie: str | None) -> str:
+def first_forward() -> ColumnElement[bool]:
+    """True for a content_forwards row that is the guide's first of its item to its customer:
+    the `forwards` KPI counts one per item per customer, however often it is sent again."""
+    earlier = aliased(ContentForward)
+    return ~exists().where(
+        earlier.guide_userid == ContentForward.guide_userid,
+        earlier.item_id == ContentForward.item_id,
+        earlier.external_userid == ContentForward.external_userid,
+        or_(
+            earlier.sent_at < ContentForward.sent_at,
+            and_(earlier.sent_at == ContentForward.sent_at, earlier.id < ContentForward.id),
+        ),
+    )
+
+
+def link_forwarded(nonce: Any, task_id: Any) -> ColumnElement[bool]:
+    """True when the tracked link with this nonce and task (values, or content_opens columns)
+    reached its customer: the guide's forward of it was logged, or the SOP message that carried
+    it was sent to the customer (a welcome, a mass-send task). A link only prepared in the
+    sidebar, or a reminder's link in the guide's own hands, was not: opening it is nobody's
+    touch on the customer."""
+    logged = exists().where(ContentForward.ref == literal("l:", String) + nonce)
+    by_task = exists().where(
+        SopTask.id == task_id,
+        SopTask.action.in_(Action.TO_CUSTOMER),
+        SopTask.status.in_((TaskStatus.SENT, TaskStatus.DONE)),
+    )
+    return or_(logged, by_task)
+
+
+# A client (one address) adds at most this many unique visitors of one item in the window; its
+# further new visitors' opens still count as opens.
+VISITOR_BURST = 20
+VISITOR_BURST_WINDOW = timedelta(minutes=10)
+UNKNOWN_VISITOR = "u:"
+
+
+def visitor_key(claims: LinkClaims, visitor: str | None) -> str:
+    """Who opened: the customer the link names, else the browser's signed visitor id (its hash;
+    one visitor whichever guide's link they open), else nobody known (UNKNOWN_VISITOR)."""
     if claims.customer:
         return f"c:{claims.customer}"
-    digest = hashlib.sha256((cookie or "anonymous").encode()).hexdigest()[:32]
-    return f"v:{claims.guide}:{digest}"
+    if visitor:
+        return "v:" + hashlib.sha256(visitor.encode()).hexdigest()[:32]
+    return UNKNOWN_VISITOR
 
 
-async def record_open(
+async def _first_visit(
     session: AsyncSession,
     claims: LinkClaims,
+    key: str,
     *,
     now: datetime,
-    user_agent: str | None,
-    cookie: str | None,
+    store_id: int | None,
+    client: str | None,
 ) -> bool:
-    """Log an open of a genuine link; True when it is this visitor's first open of the item.
-
-    A customer's open is the `content.opened` goal of the playbooks they are in with the guide.
-    """
-    key = visitor_key(claims, cookie)
-    store_id = await store_at(session, claims.guide, now)
+    """Write the (item, visitor) row unless it exists or the client's burst is spent; True when
+    written: a unique open."""
+    if key == UNKNOWN_VISITOR:
+        return False
+    if not key.startswith("c:") and client is not None:
+        recent = await session.scalar(
+            select(func.count()).where(
+                ContentOpenVisitor.item_id == claims.item_id,
+                ContentOpenVisitor.client_tag == client,
+                ContentOpenVisitor.first_opened_at > now - VISITOR_BURST_WINDOW,
+            )
+        )
+        if recent >= VISITOR_BURST:
+            log.info("tracked link: a client's new visitors of item %s are capped", claims.item_id)
+            return False
     insert = upsert_insert(session.bind.dialect.name)
-    first = await session.execute(
+    written = await session.execute(
         insert(ContentOpenVisitor)
         .values(
             item_id=claims.item_id,
@@ -565,9 +617,32 @@ async def record_open(
             external_userid=claims.customer,
             store_id=store_id,
             first_opened_at=now,
+            client_tag=None if key.startswith("c:") else client,
         )
         .on_conflict_do_nothing(index_elements=["item_id", "visitor_key"])
     )
+    return written.rowcount == 1
+
+
+async def record_open(
+    session: AsyncSession,
+    claims: LinkClaims,
+    *,
+    now: datetime,
+    user_agent: str | None,
+    visitor: str | None = None,
+    client: str | None = None,
+) -> bool:
+    """Log an open of a genuine link; True when it is this visitor's first open of the item (a
+    unique open). `visitor` is a verified visitor id (links.verify_visitor), `client` the
+    client's links.client_tag; without a customer or a visitor id the open has no visitor.
+
+    A customer's open of a link that reached them (link_forwarded) is the `content.opened` goal
+    of the playbooks they are in with the guide.
+    """
+    key = visitor_key(claims, visitor)
+    store_id = await store_at(session, claims.guide, now)
+    first = await _first_visit(session, claims, key, now=now, store_id=store_id, client=client)
     session.add(
         ContentOpen(
             item_id=claims.item_id,
@@ -584,12 +659,24 @@ async def record_open(
                 hashlib.sha256(user_agent.encode()).hexdigest() if user_agent else None
             ),
             visitor_key=key,
-            first=first.rowcount == 1,
+            first=first,
         )
     )
-    if claims.customer is not None:
+    if claims.customer is not None and await session.scalar(
+        select(link_forwarded(claims.nonce, claims.task_id))
+    ):
         await tasks.content_opened(session, claims.guide, claims.customer, now)
-    return first.rowcount == 1
+    return first
+
+
+async def record_visitor(
+    session: AsyncSession, claims: LinkClaims, *, now: datetime, visitor: str, client: str | None
+) -> bool:
+    """A browser came back with the visitor id it was just given, from an open already logged
+    without one: that open was this visitor's. True when it is their first of the item."""
+    key = visitor_key(claims, visitor)
+    store_id = await store_at(session, claims.guide, now)
+    return await _first_visit(session, claims, key, now=now, store_id=store_id, client=client)
 
 
 async def item_numbers(session: AsyncSession, item_ids: Iterable[int]) -> dict[int, dict[str, int]]:
@@ -657,13 +744,13 @@ async def activity(
     for guide, kind, count in events:
         name = "lost_customers" if kind == EventKind.LOST else "new_customers"
         counts[guide][name] += count
-    for column, time_column, name in (
-        (ContentForward.guide_userid, ContentForward.sent_at, "forwards"),
+    for column, time_column, name, *only in (
+        (ContentForward.guide_userid, ContentForward.sent_at, "forwards", first_forward()),
         (ContentOpenVisitor.guide_userid, ContentOpenVisitor.first_opened_at, "unique_opens"),
     ):
         rows = await session.execute(
             select(column, func.count())
-            .where(column.in_(guides), time_column >= start, time_column < end)
+            .where(column.in_(guides), time_column >= start, time_column < end, *only)
             .group_by(column)
         )
         for guide, count in rows:

@@ -116,11 +116,14 @@ async def _answer(session, scope: Scope, period: Period, by_day: bool, **head: A
 )
 async def guide_metrics(request: web.Request) -> web.Response:
     period, by_day = _period(request), _by_day(request)
+    who = principal(request)
+    # A manager sees the guide's days in their stores only, not those from a former store.
+    stores = who.store_ids if who.role == "manager" else None
     async with request.app[SESSIONS]() as session:
         guide = await _guide(session, request.match_info["userid"], request)
         return await _answer(
             session,
-            Scope(guide=guide.userid),
+            Scope(guide=guide.userid, stores=stores),
             period,
             by_day,
             guide={"userid": guide.userid, "name": guide.name},

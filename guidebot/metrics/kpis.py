@@ -169,8 +169,9 @@ KPIS: tuple[Kpi, ...] = (
         "forwards",
         "转发",
         "count",
-        "Content items the guide sent to customers on the local day: one per item per customer, "
-        "from the sidebar or a mass send the customer received.",
+        "Content items the guide sent to customers, from the sidebar or a mass send the customer "
+        "received: one per item per customer, credited to the local day the guide first sent that "
+        "item to that customer. Sending it again, or confirming one send twice, adds nothing.",
         "content_forwards",
         plus=("forwards",),
     ),
@@ -179,7 +180,10 @@ KPIS: tuple[Kpi, ...] = (
         "打开",
         "count",
         "First opens on the local day of the guide's tracked links: one per content item and "
-        "visitor, ever, credited to the guide whose link the visitor opened first.",
+        "visitor, ever, credited to the guide whose link the visitor opened first. A visitor is "
+        "the customer the link names, else a browser with a visitor id guidebot issued and "
+        "signed; opens by anyone else are opens, never unique opens, and one client's burst of "
+        "new visitors is capped.",
         "content_open_visitors",
         plus=("unique_opens",),
     ),

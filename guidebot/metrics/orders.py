@@ -5,7 +5,9 @@ Attribution, decided once when the order first arrives and stored with it:
 1. the guide whose content reached this customer LAST within the attribution window before the
    order was paid: a forward (content_forwards.sent_at) or an open of that guide's tracked link
    by the customer (content_opens.opened_at), whichever is later; the window is
-   GUIDEBOT_ATTRIBUTION_DAYS days (default 7);
+   GUIDEBOT_ATTRIBUTION_DAYS days (default 7). Only opens of links that were forwarded count
+   (content.service.link_forwarded): a link a guide prepared and opened but never sent is no
+   touch;
 2. else the customer's active guide at the order's store (the guide's store at paid_at), the
    most recently added if several;
 3. else the customer's most recently added active guide;
@@ -35,6 +37,7 @@ from guidebot.config import DEFAULT_ATTRIBUTION_DAYS
 from guidebot.contacts.directory import find_store, store_at
 from guidebot.contacts.models import Department, Relation, RelationStatus
 from guidebot.content.models import ContentForward, ContentOpen
+from guidebot.content.service import link_forwarded
 from guidebot.db.engine import upsert_insert
 from guidebot.metrics.kpis import yuan
 from guidebot.metrics.models import Attribution, DirtySource, MetricsDirty, Order, OrderStatus
@@ -228,6 +231,7 @@ async def attribute_order(
                 ContentOpen.external_userid == external_userid,
                 ContentOpen.opened_at >= since,
                 ContentOpen.opened_at <= paid_at,
+                link_forwarded(ContentOpen.link_nonce, ContentOpen.task_id),
             )
             .order_by(desc(ContentOpen.opened_at), desc(ContentOpen.id))
             .limit(1)

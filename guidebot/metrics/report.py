@@ -86,10 +86,18 @@ def period_from_query(query: Mapping[str, str], tz: str, now: datetime) -> Perio
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Whose rows: one guide, one store, or everyone (HQ)."""
+    """Whose rows: one guide, one store, or everyone (HQ); `stores` narrows any of them to the
+    rows of those stores (a manager's): each row carries the guide's store at the event's time,
+    so a guide who moved brings none of the other store's history along."""
 
     guide: str | None = None
     store_id: int | None = None
+    stores: frozenset[int] | None = None
+
+    def fits(self, store: int) -> bool:
+        return (self.store_id is None or store == self.store_id) and (
+            self.stores is None or store in self.stores
+        )
 
 
 # ---- sums -------------------------------------------------------------------------------------
@@ -108,6 +116,8 @@ async def counter_totals(
         query = query.where(GuideDaily.guide_userid == scope.guide)
     if scope.store_id is not None:
         query = query.where(GuideDaily.store_id == scope.store_id)
+    if scope.stores is not None:
+        query = query.where(GuideDaily.store_id.in_(sorted(scope.stores)))
     if keys:
         query = query.group_by(*keys)
     out: dict[Any, dict[str, int]] = {}
@@ -163,9 +173,7 @@ async def profile_totals(
     """profile_filled / profile_active from each guide's last snapshot on or before the period's
     end (by day: on or before each day). A store counts a guide whose snapshot was taken there."""
 
-    def fits(store: int) -> bool:
-        return scope.store_id is None or store == scope.store_id
-
+    fits = scope.fits
     out: dict[Any, dict[str, int]] = defaultdict(lambda: {"profile_filled": 0, "profile_active": 0})
     if group != "day":
         for guide, _day, store, active, filled in await _latest_snapshots(

@@ -41,6 +41,7 @@ from guidebot.contacts.models import (
     StoreMembership,
 )
 from guidebot.content.models import ContentForward, ContentOpenVisitor
+from guidebot.content.service import first_forward
 from guidebot.metrics import kpis
 from guidebot.metrics.models import (
     COUNTERS,
@@ -242,12 +243,13 @@ async def compute(
             if completed_at is not None and completed_at <= due + kpis.ON_TIME_GRACE:
                 put(due, "tasks_on_time")
 
-    # Content.
+    # Content: a forward counts once per item and customer (the first), however often resent.
     for (at,) in await session.execute(
         select(ContentForward.sent_at).where(
             ContentForward.guide_userid == guide,
             ContentForward.sent_at >= start,
             ContentForward.sent_at < end,
+            first_forward(),
         )
     ):
         put(at, "forwards")
@@ -566,6 +568,8 @@ async def _apply(
                     )
                 ):
                     item.days.add(placer.day(row.guide_userid, at))
+            if row.source == DirtySource.FORWARD:
+                item.days.update(await _later_forward_days(session, placer, row))
     for guide, at in matured:
         work[guide].days.add(placer.day(guide, at))
 
@@ -585,6 +589,23 @@ async def _apply(
     profiles = [g for g, item in work.items() if item.profile]
     if profiles:
         report.profiles += await snapshot_profiles(session, placer, profiles, now)
+
+
+async def _later_forward_days(
+    session: AsyncSession, placer: Placer, row: MetricsDirty
+) -> set[date]:
+    """A forward logged late with an earlier sent_at (a mass send's delivery time) becomes the
+    first of its item to that customer: the days of the guide's later forwards to them move."""
+    if row.external_userid is None:
+        return set()
+    found = await session.scalars(
+        select(ContentForward.sent_at).where(
+            ContentForward.guide_userid == row.guide_userid,
+            ContentForward.external_userid == row.external_userid,
+            ContentForward.sent_at > row.at,
+        )
+    )
+    return {placer.day(row.guide_userid, at) for at in found}
 
 
 # ---- backfill -----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import jinja2
 from aiohttp import web
 from sqlalchemy import func, or_, select
 
+from guidebot.contacts.directory import store_zone
 from guidebot.contacts.models import Customer, Department, Guide, Relation
 from guidebot.metrics import kpis
 from guidebot.metrics.report import (
@@ -323,7 +324,9 @@ async def stores_page(request: web.Request) -> web.StreamResponse:
         for store in stores:
             values, _ = await metrics(session, Scope(store_id=store.id), period)
             rows.append({"store": store, "metrics": values})
-        rows.sort(key=lambda r: kpis.sort_key(kpis.KPI_BY_NAME[metric], r["metrics"][metric]))
+        # Best first, as the guide table beside it: bigger is better, no value last.
+        kpi = kpis.KPI_BY_NAME[metric]
+        rows.sort(key=lambda r: -kpis.sort_key(kpi, r["metrics"][metric]))
         store = _chosen_store(request, who, stores) if request.query.get("store") else None
         guides = (
             await leaderboard(session, period, metric, store_id=store.id, limit=500)
@@ -352,7 +355,9 @@ async def guide_page(request: web.Request) -> web.StreamResponse:
         guide = await session.get(Guide, userid)
         if guide is None or not await guide_visible(session, who, userid):
             raise web.HTTPNotFound()
-        totals, days = await metrics(session, Scope(guide=userid), period, by_day=True)
+        # A manager sees the guide's days in their stores only, not those from a former store.
+        scope = Scope(guide=userid, stores=None if who.is_hq else who.store_ids)
+        totals, days = await metrics(session, scope, period, by_day=True)
     return render(
         request,
         "guide.html",
@@ -406,6 +411,7 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
             ):
                 if relation_visible(who, r.guide_userid, r.store_id):
                     relations[r.external_userid].append(r)
+        first_seen = await _first_seen(session, relations, request.app[SETTINGS].timezone)
     return render(
         request,
         "customers.html",
@@ -418,8 +424,31 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
             "store": store,
             "customers": customers,
             "relations": relations,
+            "first_seen": first_seen,
         },
     )
+
+
+async def _first_seen(
+    session, relations: dict[str, list[Relation]], default_tz: str
+) -> dict[str, str]:
+    """Per customer, the local date (in that relation's store) of the earliest relation shown:
+    when the customer added a guide, not when guidebot wrote the customer's row."""
+    store_ids = {r.store_id for rs in relations.values() for r in rs if r.store_id is not None}
+    zones = {
+        store.id: store_zone(store, default_tz)
+        for store in await session.scalars(
+            select(Department).where(Department.id.in_(sorted(store_ids)))
+        )
+    }
+    out: dict[str, str] = {}
+    for ext, rs in relations.items():
+        dated = [r for r in rs if r.created_at is not None]
+        if dated:
+            first = min(dated, key=lambda r: (r.created_at, r.id))
+            zone = zones.get(first.store_id) or store_zone(None, default_tz)
+            out[ext] = first.created_at.astimezone(zone).date().isoformat()
+    return out
 
 
 # ---- playbooks and content (HQ) --------------------------------------------------------------

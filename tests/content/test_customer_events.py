@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from guidebot.content import links
+from guidebot.content.service import record_forward
 from guidebot.sop.models import SopEnrollment, SopTask
 from tests.content.harness import new_enrollment
 from tests.content.test_sidebar_api import login, post
@@ -136,8 +137,27 @@ async def test_a_customer_opening_their_guides_link_meets_the_content_opened_goa
         assert (await h.client.get(path, allow_redirects=False)).status == 302
     assert (await state(h, mine))[2] is None
 
+    # The guide's own link for the customer, prepared but never sent: opening it is not the
+    # customer's doing (the guide tried it out).
+    prepared = link("g1", "wmc1")
+    assert (await h.client.get(prepared, allow_redirects=False)).status == 302
+    assert (await state(h, mine))[2] is None
+
     h.advance(600)
-    assert (await h.client.get(link("g1", "wmc1"), allow_redirects=False)).status == 302
+    claims = links.verify(h.settings.secret_key, prepared.removeprefix("/r/"))
+    async with h.sessions() as session, session.begin():
+        await record_forward(
+            session,
+            ref=f"l:{claims.nonce}",
+            item_id=item["id"],
+            guide="g1",
+            customer="wmc1",
+            via="sidebar",
+            sent_at=h.clock.now(),
+            now=h.clock.now(),
+        )
+    h.advance(600)
+    assert (await h.client.get(prepared, allow_redirects=False)).status == 302
     assert await state(h, mine) == ("active", None, h.clock.now(), ["pending"])
 
 
@@ -146,8 +166,63 @@ async def test_an_open_after_the_goals_window_is_not_credited(h):
     late = await enroll(h, "g1", "wmc1", "new_arrivals", goal="content.opened")
     item = await h.item(kind="link", title="春季新品", url="https://example.com/spring")
     h.advance(4 * 86400)  # the goal's window is three days
-    token, _ = links.mint(
+    token, claims = links.mint(
         h.settings.secret_key, item_id=item["id"], guide="g1", customer="wmc1", now=h.clock.now()
     )
+    async with h.sessions() as session, session.begin():
+        await record_forward(
+            session,
+            ref=f"l:{claims.nonce}",
+            item_id=item["id"],
+            guide="g1",
+            customer="wmc1",
+            via="sidebar",
+            sent_at=h.clock.now(),
+            now=h.clock.now(),
+        )
     assert (await h.client.get(f"/r/{token}", allow_redirects=False)).status == 302
     assert (await state(h, late))[2] is None
+
+
+async def test_a_link_a_playbook_sent_the_customer_meets_the_goal_a_reminders_does_not(h):
+    await h.add("g1", "wmc1")
+    mine = await enroll(h, "g1", "wmc1", "new_arrivals", goal="content.opened")
+    item = await h.item(kind="link", title="春季新品", url="https://example.com/spring")
+    now = h.clock.now()
+    async with h.sessions() as session, session.begin():
+        tasks = {}
+        for action in ("remind", "guide_task"):
+            task = SopTask(
+                enrollment_id=mine,
+                step_id=action,
+                playbook_id="new_arrivals",
+                playbook_version=1,
+                guide_userid="g1",
+                external_userid="wmc1",
+                action=action,
+                due_at=now,
+                status="sent",  # the reminder reached the guide; the mass-send task, WeCom
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(task)
+            await session.flush()
+            tasks[action] = task.id
+
+    def link(action: str) -> str:
+        token, _ = links.mint(
+            h.settings.secret_key,
+            item_id=item["id"],
+            guide="g1",
+            customer="wmc1",
+            task_id=tasks[action],
+            now=h.clock.now(),
+        )
+        return f"/r/{token}"
+
+    h.advance(60)
+    assert (await h.client.get(link("remind"), allow_redirects=False)).status == 302
+    assert (await state(h, mine))[2] is None  # the guide's reminder: in the guide's hands
+    h.advance(60)
+    assert (await h.client.get(link("guide_task"), allow_redirects=False)).status == 302
+    assert (await state(h, mine))[2] == h.clock.now()

@@ -55,16 +55,100 @@ async def test_unique_per_customer_and_item(h):
     assert one["numbers"] == {"forwards": 0, "opens": 3, "unique_opens": 1}
 
 
-async def test_without_a_customer_a_visitor_cookie_tells_visitors_apart(h):
-    _item, token = await _link(h)  # the bot's cards: guide only
+async def _browse(h, token: str, cookies: dict[str, str] | None = None, **headers: str):
+    """A browser that keeps cookies opens the link and follows it back to itself once."""
+    response = await h.client.get(
+        f"/r/{token}", allow_redirects=False, cookies=cookies, headers=headers
+    )
+    if response.status == 302 and response.headers["Location"] == "?seen=1":
+        response = await h.client.get(f"/r/{token}?seen=1", allow_redirects=False, headers=headers)
+    return response
+
+
+async def test_without_a_customer_a_visitor_is_a_browser_with_an_id_guidebot_signed(h):
+    item, token = await _link(h)  # the bot's cards and mass sends: guide only
     first = await h.client.get(f"/r/{token}", allow_redirects=False)
+    # Logged as an open of nobody known; the browser gets an id and comes back once with it.
+    assert (first.status, first.headers["Location"]) == (302, "?seen=1")
     cookie = first.cookies["gb_v"]
     assert cookie["httponly"] and cookie["path"] == "/r/"
-    await h.client.get(f"/r/{token}", allow_redirects=False)  # the same browser again
+    assert links.verify_visitor(h.settings.secret_key, cookie.value)
+    assert [(o.visitor_key, o.first) for o in await h.opens()] == [("u:", False)]
+    assert await h.visitors() == []
+    back = await h.client.get(f"/r/{token}?seen=1", allow_redirects=False)
+    assert back.headers["Location"] == "https://example.com/spring?x=1"
+    assert "gb_v" not in back.cookies
+    assert len(await h.opens()) == 1  # the same open, now a visitor's
+    [visitor] = await h.visitors()
+    assert visitor.visitor_key.startswith("v:") and cookie.value not in visitor.visitor_key
+
+    again = await h.client.get(f"/r/{token}", allow_redirects=False)  # the same browser
+    assert again.headers["Location"] == "https://example.com/spring?x=1"
     h.client.session.cookie_jar.clear()
-    await h.client.get(f"/r/{token}", allow_redirects=False)  # someone else
-    assert [o.first for o in await h.opens()] == [True, False, True]
-    assert {v.visitor_key.split(":")[0] for v in await h.visitors()} == {"v"}
+    await _browse(h, token)  # someone else
+    assert [o.first for o in await h.opens()] == [False, False, False]
+    assert len(await h.visitors()) == 2
+    # The same browser opening another guide's link of the item is still one visitor.
+    other, _ = links.mint(h.settings.secret_key, item_id=item["id"], guide="g3", now=h.clock.now())
+    await h.client.get(f"/r/{other}", allow_redirects=False)
+    assert len(await h.visitors()) == 2
+
+
+async def test_scripted_opens_without_a_signed_id_add_opens_never_visitors(h):
+    item, token = await _link(h)
+    forged = links.mint_visitor("x" * 40)  # signed with a guessed key
+    for n in range(50):
+        h.client.session.cookie_jar.clear()
+        made_up = [{"gb_v": forged}, {"gb_v": f"v{n:020d}.{n:022d}"}, None][n % 3]
+        response = await h.client.get(f"/r/{token}", allow_redirects=False, cookies=made_up)
+        assert response.status == 302
+        h.client.session.cookie_jar.clear()  # the script never sends back what it was given
+        await h.client.get(f"/r/{token}?seen=1", allow_redirects=False, cookies=made_up)
+    assert len(await h.opens()) == 50
+    assert await h.visitors() == []
+    _status, one = await h.api("GET", f"/content/{item['id']}")
+    assert one["numbers"] == {"forwards": 0, "opens": 50, "unique_opens": 0}
+
+
+async def test_one_clients_burst_of_new_visitors_is_capped(h):
+    from guidebot.content.service import VISITOR_BURST, VISITOR_BURST_WINDOW
+
+    _item, token = await _link(h)
+    for _ in range(VISITOR_BURST + 5):  # a script that takes every id and brings it back
+        h.client.session.cookie_jar.clear()
+        await _browse(h, token)
+    assert len(await h.opens()) == VISITOR_BURST + 5
+    assert len(await h.visitors()) == VISITOR_BURST
+    # Another item, and the same client once the window has passed, count again.
+    _, other = await _link(h)
+    h.client.session.cookie_jar.clear()
+    await _browse(h, other)
+    assert len(await h.visitors()) == VISITOR_BURST + 1
+    h.clock.advance(VISITOR_BURST_WINDOW)
+    h.client.session.cookie_jar.clear()
+    await _browse(h, token)
+    assert len(await h.visitors()) == VISITOR_BURST + 2
+
+
+async def test_behind_a_trusted_balancer_each_client_has_its_own_burst(
+    aiohttp_client, sqlite_url, clock, tmp_path
+):
+    from guidebot.content.service import VISITOR_BURST
+    from guidebot.db.migrate import upgrade
+    from tests.content.harness import start_harness
+
+    await upgrade(sqlite_url)
+    h = await start_harness(
+        aiohttp_client, sqlite_url, clock, tmp_path, trusted_proxies=("127.0.0.0/8",)
+    )
+    _item, token = await _link(h)
+    for n in range(VISITOR_BURST + 2):  # one client, making up a forwarded address each time
+        h.client.session.cookie_jar.clear()
+        await _browse(h, token, **{"X-Forwarded-For": f"192.0.2.{n}, 198.51.100.1"})
+    assert len(await h.visitors()) == VISITOR_BURST
+    h.client.session.cookie_jar.clear()
+    await _browse(h, token, **{"X-Forwarded-For": "198.51.100.2"})  # someone else
+    assert len(await h.visitors()) == VISITOR_BURST + 1
 
 
 def _flip(text: str, index: int) -> str:

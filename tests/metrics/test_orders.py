@@ -13,6 +13,7 @@ from guidebot.metrics.orders import (
     parse_amount,
     parse_instant,
 )
+from tests.content.test_sidebar_api import login, post
 from tests.metrics.conftest import at
 
 
@@ -124,6 +125,35 @@ async def test_attribution_window_edges_and_fallbacks(h):
     # Each order counts for its guide on its local day.
     assert await guide_orders(h, "g1", "2026-03-16", "2026-03-16") == (2, "200.00")
     assert await guide_orders(h, "g2", "2026-03-09", "2026-03-17") == (2, "200.00")
+
+
+async def test_only_opens_of_forwarded_links_take_an_order(h):
+    h.set_time(at(9, 10))
+    await h.add("g1", "c01")
+    await h.add("g2", "c01")
+    item = await h.item("新品")
+    h.set_time(at(9, 11))
+    await h.forward("g1", "c01", item)
+    # g2 prepares a message for c01 in the sidebar, never sends it, and opens the link himself.
+    await login(h, "g2")
+    status, prepared = await post(
+        h, "/sidebar/api/prepare", {"item_id": item, "external_userid": "c01"}
+    )
+    assert status == 200, prepared
+    h.set_time(at(9, 12))
+    await h.open(prepared["ref"])
+    h.set_time(at(9, 13))
+    taken = await h.order(order("P-1", at(9, 13), amount="999.00"), status=201)
+    assert (taken["guide_userid"], taken["attribution"]["rule"]) == ("g1", "forward")
+
+    # Once g2 sends it, the customer's open of it is the latest touch.
+    status, _ = await post(h, "/sidebar/api/forwards", {"ref": prepared["ref"]})
+    assert status == 201
+    h.set_time(at(9, 14))
+    await h.open(prepared["ref"])
+    h.set_time(at(9, 15))
+    taken = await h.order(order("P-2", at(9, 15)), status=201)
+    assert (taken["guide_userid"], taken["attribution"]["rule"]) == ("g2", "open")
 
 
 async def test_a_paid_order_stops_that_guides_enrollments_only(h):

@@ -1,0 +1,127 @@
+"""What a figure or a date on a page belongs to: the store at the event's time, in that store's
+local time. A manager never sees a guide's days from another store; the store leaderboard puts
+the best store first; dates are the relation's own, on the store's calendar."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import update
+
+from guidebot.contacts.directory import update_store
+from guidebot.contacts.models import Customer
+from tests.metrics.conftest import at
+from tests.web.conftest import admin_cookie, guide_cookie
+
+WEEK = {"from": "2026-03-09", "to": "2026-03-15"}
+
+
+def _cells(html: str, table: str) -> list[list[str]]:
+    """The text of each body row's cells of the table with this id."""
+    body = re.search(rf'<table id="{table}">.*?<tbody>(.*?)</tbody>', html, re.S)[1]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    return [
+        [
+            re.sub(r"<[^>]+>", " ", cell).split()
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)
+        ]
+        for r in rows
+    ]
+
+
+async def _moved_guide(h) -> None:
+    """g3 adds c01 in store 11 on Monday, moves to store 12 on Thursday, adds c02 there."""
+    h.set_time(at(9, 10))
+    await h.add("g3", "c01")
+    h.set_time(at(12, 11))
+    await h.move("g3", "张伟", 12)
+    h.set_time(at(12, 12))
+    await h.add("g3", "c02")
+    await h.settle()
+
+
+async def test_a_manager_sees_a_moved_guides_days_in_their_store_only(h, sessions):
+    await _moved_guide(h)
+    m12 = admin_cookie(await sessions.account("m12", "manager", ["12"]))
+    hq = admin_cookie(await sessions.account("boss", "hq", []))
+
+    async def api(path, cookie):
+        response = await h.client.get(f"/api/v1{path}", params=WEEK, headers=cookie)
+        assert response.status == 200, await response.text()
+        return (await response.json())["metrics"]
+
+    # Store 12's manager: c02 only; c01 was g3's Monday in store 11.
+    assert (await api("/guides/g3/metrics", m12))["new_customers"] == 1
+    assert (await api("/guides/g3/metrics?by=day", m12))["new_customers"] == 1
+    # HQ and the guide themself see the whole week.
+    assert (await api("/guides/g3/metrics", hq))["new_customers"] == 2
+    assert (await api("/guides/g3/metrics", guide_cookie(sessions.guide("g3"))))[
+        "new_customers"
+    ] == 2
+
+    # The admin page says the same, in its totals and in its table of days.
+    page = await h.client.get("/admin/guides/g3", params=WEEK, headers=m12)
+    html = await page.text()
+    assert page.status == 200
+    assert re.search(r'data-kpi="new_customers">(\d+)<', html)[1] == "1"
+    monday = re.search(r"<tr><td>2026-03-09</td><td[^>]*>(\d+)</td>", html)[1]
+    assert monday == "0"
+    page = await h.client.get("/admin/guides/g3", params=WEEK, headers=hq)
+    assert re.search(r'data-kpi="new_customers">(\d+)<', await page.text())[1] == "2"
+
+
+async def test_the_store_leaderboard_puts_the_best_store_first(h, sessions):
+    h.set_time(at(9, 10))
+    await h.add("g2", "c04")  # store 12: one new customer
+    h.set_time(at(9, 12))
+    await h.add("g1", "c01")  # store 11: three
+    await h.add("g1", "c02")
+    await h.add("g3", "c03")
+    await h.settle()
+    hq = admin_cookie(await sessions.account("boss", "hq", []))
+
+    page = await h.client.get(
+        "/admin/stores", params={**WEEK, "metric": "new_customers"}, headers=hq
+    )
+    rows = _cells(await page.text(), "store-leaderboard")
+    assert [(r[0], r[1][0], r[2]) for r in rows] == [
+        (["1"], "张江店", ["3"]),
+        (["2"], "徐汇店", ["1"]),
+    ]
+    # A rate without a denominator yet ranks last.
+    h.set_time(at(10, 11))  # store 12's day-1 window has closed, store 11's not yet
+    await h.settle()
+    hq = admin_cookie(await sessions.account("boss2", "hq", []))
+    page = await h.client.get(
+        "/admin/stores", params={**WEEK, "metric": "day1_retention"}, headers=hq
+    )
+    rows = _cells(await page.text(), "store-leaderboard")
+    assert [(r[1][0], r[2]) for r in rows] == [("徐汇店", ["100.0%"]), ("张江店", ["–"])]
+    # The guide table beside it ranks the same way.
+    page = await h.client.get(
+        "/admin/stores", params={**WEEK, "metric": "new_customers", "store": "11"}, headers=hq
+    )
+    guides = _cells(await page.text(), "guide-leaderboard")
+    assert [(r[0], r[2]) for r in guides] == [(["1"], ["2"]), (["2"], ["1"])]
+
+
+async def test_first_seen_is_the_relations_local_date_in_its_store(h, sessions):
+    # 00:52 on 12-05 in Shanghai is 16:52 UTC on 12-04.
+    h.set_time(datetime(2026, 12, 5, 0, 52, tzinfo=ZoneInfo("Asia/Shanghai")))
+    await h.add("g1", "c01")
+    # Store 12 keeps Los Angeles time: 20:00 on 12-05 there is 12-06 in Shanghai and UTC.
+    async with h.sessions() as session, session.begin():
+        await update_store(session, "12", timezone="America/Los_Angeles", now=h.clock.now())
+    h.set_time(datetime(2026, 12, 5, 20, 0, tzinfo=ZoneInfo("America/Los_Angeles")))
+    await h.add("g2", "c02")
+    # guidebot wrote both customers' rows later (a sync, the demo's seeding): not their date.
+    h.set_time(datetime(2026, 12, 20, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")))
+    async with h.sessions() as session, session.begin():
+        await session.execute(update(Customer).values(created_at=h.clock.now()))
+    hq = admin_cookie(await sessions.account("boss", "hq", []))
+
+    page = await h.client.get("/admin/customers", headers=hq)
+    seen = {r[1][0]: r[3][0] for r in _cells(await page.text(), "customers")}
+    assert seen == {"c01": "2026-12-05", "c02": "2026-12-05"}
