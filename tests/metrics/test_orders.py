@@ -129,15 +129,15 @@ async def test_attribution_window_edges_and_fallbacks(h):
 
 async def test_only_opens_of_forwarded_links_take_an_order(h):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
-    await h.add("g2", "c01")
+    await h.add("g1", "wmc01")
+    await h.add("g2", "wmc01")
     item = await h.item("新品")
     h.set_time(at(9, 11))
-    await h.forward("g1", "c01", item)
+    await h.forward("g1", "wmc01", item)
     # g2 prepares a message for c01 in the sidebar, never sends it, and opens the link himself.
     await login(h, "g2")
     status, prepared = await post(
-        h, "/sidebar/api/prepare", {"item_id": item, "external_userid": "c01"}
+        h, "/sidebar/api/prepare", {"item_id": item, "external_userid": "wmc01"}
     )
     assert status == 200, prepared
     h.set_time(at(9, 12))

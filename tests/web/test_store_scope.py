@@ -34,11 +34,11 @@ def _cells(html: str, table: str) -> list[list[str]]:
 async def _moved_guide(h) -> None:
     """g3 adds c01 in store 11 on Monday, moves to store 12 on Thursday, adds c02 there."""
     h.set_time(at(9, 10))
-    await h.add("g3", "c01")
+    await h.add("g3", "wmc01")
     h.set_time(at(12, 11))
     await h.move("g3", "张伟", 12)
     h.set_time(at(12, 12))
-    await h.add("g3", "c02")
+    await h.add("g3", "wmc02")
     await h.settle()
 
 
@@ -74,11 +74,11 @@ async def test_a_manager_sees_a_moved_guides_days_in_their_store_only(h, session
 
 async def test_the_store_leaderboard_puts_the_best_store_first(h, sessions):
     h.set_time(at(9, 10))
-    await h.add("g2", "c04")  # store 12: one new customer
+    await h.add("g2", "wmc04")  # store 12: one new customer
     h.set_time(at(9, 12))
-    await h.add("g1", "c01")  # store 11: three
-    await h.add("g1", "c02")
-    await h.add("g3", "c03")
+    await h.add("g1", "wmc01")  # store 11: three
+    await h.add("g1", "wmc02")
+    await h.add("g3", "wmc03")
     await h.settle()
     hq = admin_cookie(await sessions.account("boss", "hq", []))
 
@@ -110,12 +110,12 @@ async def test_the_store_leaderboard_puts_the_best_store_first(h, sessions):
 async def test_first_seen_is_the_relations_local_date_in_its_store(h, sessions):
     # 00:52 on 12-05 in Shanghai is 16:52 UTC on 12-04.
     h.set_time(datetime(2026, 12, 5, 0, 52, tzinfo=ZoneInfo("Asia/Shanghai")))
-    await h.add("g1", "c01")
+    await h.add("g1", "wmc01")
     # Store 12 keeps Los Angeles time: 20:00 on 12-05 there is 12-06 in Shanghai and UTC.
     async with h.sessions() as session, session.begin():
         await update_store(session, "12", timezone="America/Los_Angeles", now=h.clock.now())
     h.set_time(datetime(2026, 12, 5, 20, 0, tzinfo=ZoneInfo("America/Los_Angeles")))
-    await h.add("g2", "c02")
+    await h.add("g2", "wmc02")
     # guidebot wrote both customers' rows later (a sync, the demo's seeding): not their date.
     h.set_time(datetime(2026, 12, 20, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")))
     async with h.sessions() as session, session.begin():
@@ -124,4 +124,4 @@ async def test_first_seen_is_the_relations_local_date_in_its_store(h, sessions):
 
     page = await h.client.get("/admin/customers", headers=hq)
     seen = {r[1][0]: r[3][0] for r in _cells(await page.text(), "customers")}
-    assert seen == {"c01": "2026-12-05", "c02": "2026-12-05"}
+    assert seen == {"wmc01": "2026-12-05", "wmc02": "2026-12-05"}
