@@ -64,6 +64,7 @@ MAX_INT_BITS = 256
 MAX_RENDER_SECONDS = 1.0
 CLOCK_STEPS = 64  # how often (in steps) a render looks at the clock
 RENDER_THREADS = 2  # renders at a time, off the event loop
+LOOP_TURNS_WARNED = 1000  # `sop check` warns about a range() loop of more turns than this
 
 __all__ = [
     "ALLOWED_VARIABLES",
@@ -74,6 +75,7 @@ __all__ = [
     "render_message",
     "render_off_loop",
     "sample_variables",
+    "template_warnings",
 ]
 
 
@@ -142,6 +144,92 @@ def _check(env: jinja2.Environment, name: str, problems: list[str], seen: set[st
             problems.append(f"template {name!r} includes a template chosen at run time")
         else:
             _check(env, referenced, problems, seen)
+
+
+def template_warnings(env: jinja2.Environment, name: str) -> list[str]:
+    """What may make a template slow to render, each as "W1xx: message": a loop inside a loop
+    (W101), a loop over range() whose bound is not a small number written in the template
+    (W102), a recursive loop (W103). Templates it includes are looked at too. It still renders,
+    within the budget; these say where the budget may run out. Call it on a template
+    check_template passes."""
+    warnings: list[str] = []
+    _warn(env, name, warnings, seen=set())
+    return warnings
+
+
+def _warn(env: jinja2.Environment, name: str, warnings: list[str], seen: set[str]) -> None:
+    if name in seen:
+        return
+    seen.add(name)
+    try:
+        assert env.loader is not None
+        source, _filename, _uptodate = env.loader.get_source(env, name)
+        tree = env.parse(source, name=name)
+    except Exception:
+        return  # check_template reports it
+    then = f"渲染到 {MAX_STEPS} 步即停，该步骤失败"
+    then_en = f"a render stops at {MAX_STEPS} steps and its step fails"
+    for loop in tree.find_all(nodes.For):
+        for inner in _loops_inside(loop):
+            warnings.append(
+                f"W101: 模板 {name!r} 第 {inner.lineno} 行：循环里套着循环（外层在第 "
+                f"{loop.lineno} 行），次数相乘，{then} / template {name!r} line {inner.lineno}: "
+                f"a loop inside a loop (the outer one on line {loop.lineno}) multiplies their "
+                f"turns; {then_en}"
+            )
+        zh, en = f"模板 {name!r} 第 {loop.lineno} 行", f"template {name!r} line {loop.lineno}"
+        turns = _range_turns(loop.iter)
+        if turns == -1:
+            warnings.append(
+                f"W102: {zh}：range() 的上限不是模板里写定的数，循环次数没有上限，{then} / {en}: "
+                "a loop over range() whose bound is not a number written in the template has "
+                f"no limit of its own; {then_en}"
+            )
+        elif turns is not None and turns > LOOP_TURNS_WARNED:
+            warnings.append(
+                f"W102: {zh}：range() 循环 {turns} 次（多于 {LOOP_TURNS_WARNED} 次），{then} / "
+                f"{en}: a loop over range() of {turns} turns (more than {LOOP_TURNS_WARNED}); "
+                f"{then_en}"
+            )
+        if loop.recursive:
+            warnings.append(
+                f"W103: {zh}：递归循环的深度取决于数据，{then} / {en}: a recursive loop goes as "
+                f"deep as the data does; {then_en}"
+            )
+    for referenced in meta.find_referenced_templates(tree):
+        if referenced is not None:
+            _warn(env, referenced, warnings, seen)
+
+
+def _loops_inside(loop: nodes.For) -> list[nodes.For]:
+    """The loops directly inside `loop` (those nested deeper are inside those)."""
+    found: list[nodes.For] = []
+    stack: list[nodes.Node] = [*loop.body, *loop.else_]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, nodes.For):
+            found.append(node)
+        else:
+            stack.extend(node.iter_child_nodes())
+    return sorted(found, key=lambda n: n.lineno)
+
+
+def _range_turns(iterable: nodes.Node) -> int | None:
+    """Turns of a loop over range(...) with numbers written in the template; -1 for range()
+    of anything else; None when the loop is not over range()."""
+    if not (
+        isinstance(iterable, nodes.Call)
+        and isinstance(iterable.node, nodes.Name)
+        and iterable.node.name == "range"
+    ):
+        return None
+    if iterable.kwargs or iterable.dyn_args or iterable.dyn_kwargs:
+        return -1
+    try:
+        numbers = [arg.as_const() for arg in iterable.args]
+        return len(range(*numbers))
+    except Exception:
+        return -1
 
 
 def render_message(env: jinja2.Environment, name: str, variables: Mapping[str, Any]) -> str:
