@@ -62,6 +62,11 @@ async def test_a_nested_loop_welcome_fails_its_step_while_callbacks_are_acked(h)
     )
     [first_contact, _] = h.reload()  # loads: the loops are warnings, not errors
     assert any("warning W101" in str(w) for w in first_contact.warnings)
+    status, body = await h.api("GET", "/playbooks")
+    [listed] = [p for p in body["playbooks"] if p["id"] == "first_contact"]
+    assert listed["status"] == "enabled" and listed["warnings"] == [
+        str(w) for w in first_contact.warnings
+    ]
     answer = await h.control(
         "contact/add", {"userid": "g1", "external_userid": "wmc1", "welcome_code": True}
     )
