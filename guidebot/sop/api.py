@@ -1,7 +1,8 @@
 """JSON API for playbooks, enrollments and tasks; and the engine's start-up and shutdown.
 
 GET  /api/v1/playbooks               every playbook file: version, enabled/disabled, errors,
-                                     task counts per step and status, its goal's enrollments
+                                     warnings (`sop check`'s W1xx), task counts per step and
+                                     status, its goal's enrollments
                                      (met, open, missed)
 POST /api/v1/playbooks/reload        read the sop directory again
 GET  /api/v1/enrollments             ?playbook&guide&customer&status&page&per_page
@@ -254,6 +255,7 @@ async def _playbook_listing(request: web.Request) -> list[dict[str, Any]]:
                 "status": "enabled" if loaded.enabled else "disabled",
                 "reason": loaded.reason or None,
                 "errors": [str(e) for e in loaded.errors],
+                "warnings": [str(w) for w in loaded.warnings],
                 "trigger": playbook.trigger.event if playbook is not None else None,
                 "steps": [
                     {"id": s, "counts": step_counts.get(s, dict.fromkeys(COUNTED, 0))}

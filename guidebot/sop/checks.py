@@ -47,7 +47,7 @@ from guidebot.sop.playbook import (
     Trigger,
     format_duration,
 )
-from guidebot.sop.templates import check_template
+from guidebot.sop.templates import check_template, template_warnings
 
 FILE = "(file)"  # the path shown for problems with the file as a whole
 MAX_DEPTH = 32
@@ -476,6 +476,7 @@ class _Builder:
         self.text = text
         self.env = env
         self.issues = issues
+        self.warnings: list[Issue] = []
         self.version: int | None = None
         self.version_at: tuple[int, int] = (1, 1)
 
@@ -483,6 +484,11 @@ class _Builder:
 
     def error(self, node: Node, path: str, message: str) -> None:
         self.issues.append(Issue(node.line, node.col, path or FILE, message))
+
+    def warning(self, node: Node, path: str, coded: str) -> None:
+        """Worth a look, but the playbook still loads: "W101: message"."""
+        code, message = coded.split(": ", 1)
+        self.warnings.append(Issue(node.line, node.col, path, f"warning {code}: {message}"))
 
     def key_error(self, node: Node, path: str, message: str) -> None:
         self.issues.append(Issue(node.key_line, node.key_col, path, message))
@@ -1172,9 +1178,13 @@ class _Builder:
         if action == "welcome":
             self.welcome_rules(draft, keys, path, trigger, welcome_at)
         if sends and draft.template is not None and self.env is not None:
-            for problem in check_template(self.env, draft.template):
+            problems = check_template(self.env, draft.template)
+            for problem in problems:
                 self.error(keys["template"], f"{path}.template", problem)
                 draft.ok = False
+            if not problems:
+                for warning in template_warnings(self.env, draft.template):
+                    self.warning(keys["template"], f"{path}.template", warning)
 
     def welcome_rules(
         self,
@@ -1245,13 +1255,14 @@ def build(
     env: jinja2.Environment | None,
     issues: Sequence[Issue] = (),
 ) -> Built:
-    """The playbook (None when anything is wrong), every issue, and the version if readable.
+    """The playbook (None when anything is wrong), every issue, the version if readable, and
+    warnings (which do not keep it from loading).
 
     `issues` are those found while composing; any of them keeps the playbook from being built.
     """
     builder = _Builder(stem, source, text, env, list(issues))
     playbook = builder.build(root)
-    return Built(playbook, builder.issues, builder.version, builder.version_at)
+    return Built(playbook, builder.issues, builder.version, builder.version_at, builder.warnings)
 
 
 class Built(NamedTuple):
@@ -1259,3 +1270,4 @@ class Built(NamedTuple):
     issues: list[Issue]
     version: int | None
     version_at: tuple[int, int]
+    warnings: Sequence[Issue] = ()

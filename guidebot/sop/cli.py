@@ -41,7 +41,8 @@ def default_sop_dir() -> Path:
 
 
 def check_command(paths: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Print one `file:line:col: path: message` per error and answer 1, else "N playbooks OK"."""
+    """Print one `file:line:col: path: message` per error and answer 1, else "N playbooks OK".
+    Warnings (`path: warning W1xx: message`) are printed too and leave the answer 0."""
     out = out or sys.stdout
     err = err or sys.stderr
     targets = [Path(p) for p in paths] or [default_sop_dir()]
@@ -56,14 +57,17 @@ def check_command(paths: list[str], out: TextIO | None = None, err: TextIO | Non
             print(f"{target}: no such file or directory", file=err)
             missing = True
     errors = [e for item in loaded for e in item.errors]
-    for error in errors:
-        print(error, file=out)
+    warnings = [w for item in loaded for w in item.warnings]
+    for item in loaded:
+        for line in sorted((*item.errors, *item.warnings), key=lambda e: (e.line, e.col)):
+            print(line, file=out)
+    warned = f" ({len(warnings)} warning{'' if len(warnings) == 1 else 's'})" if warnings else ""
     if errors or missing:
         broken = sum(1 for item in loaded if item.errors)
         noun = "error" if len(errors) == 1 else "errors"
-        print(f"{len(errors)} {noun} in {broken} of {len(loaded)} playbooks", file=err)
+        print(f"{len(errors)} {noun} in {broken} of {len(loaded)} playbooks{warned}", file=err)
         return 1
-    print(f"{len(loaded)} playbook{'' if len(loaded) == 1 else 's'} OK", file=out)
+    print(f"{len(loaded)} playbook{'' if len(loaded) == 1 else 's'} OK{warned}", file=out)
     return 0
 
 

@@ -109,6 +109,18 @@ def templates_dir_for(sop_dir: str | Path) -> Path:
 
 
 _REGISTRIES: dict[tuple[str, str], Any] = {}
+_ENVIRONMENTS: dict[Path, Any] = {}
+
+
+def _message_environment(templates_dir: Path):
+    """One message environment per templates directory, so each welcome (a runtime of its
+    own) does not compile its template again; it still sees edits (auto_reload)."""
+    from guidebot.sop.templates import message_environment
+
+    env = _ENVIRONMENTS.get(templates_dir)
+    if env is None:
+        env = _ENVIRONMENTS[templates_dir] = message_environment(templates_dir)
+    return env
 
 
 def registry_for(settings: Settings):
@@ -154,9 +166,7 @@ class SopRuntime:
     @property
     def env(self):
         if self._env is None:
-            from guidebot.sop.templates import message_environment
-
-            self._env = message_environment(self.templates_dir)
+            self._env = _message_environment(self.templates_dir)
         return self._env
 
     @property
@@ -901,10 +911,11 @@ async def prepare(
     runtime: SopRuntime, ids: Sequence[int], now: datetime, report: TickReport
 ) -> list[Prepared]:
     """Decide every claimed row in one transaction and commit: skipped (stop condition),
-    expired, deferred (daily cap), failed (template), or `sending` — ready for WeCom."""
-    from guidebot.sop.templates import render_message
-
+    expired, deferred (daily cap), failed, or `sending` — ready for WeCom. A row with a
+    template stays claimed through that commit; its template renders after it, off the event
+    loop, and a second transaction marks it `sending` or `failed` (_render_held)."""
     ready: list[Prepared] = []
+    held: list[tuple[Prepared, tuple[str, dict[str, Any]]]] = []
     async with runtime.sessions() as session, session.begin():
         query = select(SopTask).where(
             SopTask.id.in_(list(ids)),
@@ -1049,10 +1060,10 @@ async def prepare(
                     report.deferred += 1
                     continue
             message = None
+            render: tuple[str, dict[str, Any]] | None = None
             if task.action in (Action.WELCOME, Action.GUIDE_TASK, Action.REMIND):
                 try:
-                    message = _render(
-                        render_message,
+                    message, render = _message(
                         runtime,
                         task,
                         enrollment,
@@ -1069,31 +1080,35 @@ async def prepare(
                     continue
             if task.action in Action.TO_CUSTOMER:
                 reached[task.external_userid].append(now)
+            prepared = Prepared(
+                id=task.id,
+                enrollment_id=task.enrollment_id,
+                action=task.action,
+                guide_userid=task.guide_userid,
+                external_userid=task.external_userid,
+                step_id=task.step_id,
+                playbook_id=task.playbook_id,
+                playbook_version=task.playbook_version,
+                playbook_name=str(settings.get("name") or task.playbook_id),
+                message=message,
+                tag=task.tag,
+                welcome_code=task.welcome_code,
+                due_at=task.due_at,
+                expires_at=task.expires_at,
+                attempts=task.attempts,
+            )
+            if render is not None:
+                # HQ's template renders after this commit, off the event loop: the row stays
+                # claimed until then (_render_held).
+                held.append((prepared, render))
+                continue
             task.status = TaskStatus.SENDING
             task.lease_until = now + SEND_LEASE
             task.sent_at = now
             task.message = message
             task.updated_at = now
             report.sending += 1
-            ready.append(
-                Prepared(
-                    id=task.id,
-                    enrollment_id=task.enrollment_id,
-                    action=task.action,
-                    guide_userid=task.guide_userid,
-                    external_userid=task.external_userid,
-                    step_id=task.step_id,
-                    playbook_id=task.playbook_id,
-                    playbook_version=task.playbook_version,
-                    playbook_name=str(settings.get("name") or task.playbook_id),
-                    message=message,
-                    tag=task.tag,
-                    welcome_code=task.welcome_code,
-                    due_at=task.due_at,
-                    expires_at=task.expires_at,
-                    attempts=task.attempts,
-                )
-            )
+            ready.append(prepared)
         await session.flush()
         for (guide, ext), (reason, force) in stop_pairs.items():
             await stop_enrollments(
@@ -1105,6 +1120,59 @@ async def prepare(
                 force=force,
             )
         await complete_enrollments(session, {t.enrollment_id for t in tasks}, now)
+    if held:
+        ready += await _render_held(runtime, held, now, report)
+        ready.sort(key=lambda p: (p.due_at, p.id))
+    return ready
+
+
+async def _render_held(
+    runtime: SopRuntime,
+    held: Sequence[tuple[Prepared, tuple[str, dict[str, Any]]]],
+    now: datetime,
+    report: TickReport,
+) -> list[Prepared]:
+    """Render the held rows' templates outside any transaction and off the event loop (one
+    may take its whole render budget), then mark each row `sending` with its text, or
+    `failed` with why; a row stopped or taken back meanwhile is left as it is."""
+    from guidebot.sop.templates import render_off_loop
+
+    results = await render_off_loop(runtime.env, [job for _, job in held])
+    ready: list[Prepared] = []
+    failed: set[int] = set()
+    async with runtime.sessions() as session, session.begin():
+        query = select(SopTask).where(
+            SopTask.id.in_([prepared.id for prepared, _ in held]),
+            SopTask.status == TaskStatus.CLAIMED,
+            SopTask.lease_owner == runtime.owner,
+        )
+        if runtime.is_postgres:
+            query = query.with_for_update()
+        tasks = {
+            t.id: t for t in await session.scalars(query.execution_options(populate_existing=True))
+        }
+        for (prepared, _), result in zip(held, results, strict=True):
+            task = tasks.get(prepared.id)
+            if task is None:
+                continue
+            task.updated_at = now
+            if isinstance(result, Exception):
+                task.status = TaskStatus.FAILED
+                task.reason = f"template error: {result}"
+                task.lease_owner = task.lease_until = None
+                task.welcome_code = None
+                task.completed_at = now
+                failed.add(task.enrollment_id)
+                report.failed += 1
+                continue
+            task.status = TaskStatus.SENDING
+            task.lease_until = now + SEND_LEASE
+            task.sent_at = now
+            task.message = prepared.message = result
+            report.sending += 1
+            ready.append(prepared)
+        await session.flush()
+        await complete_enrollments(session, failed, now)
     return ready
 
 
@@ -1130,8 +1198,7 @@ async def _reached_today(
     return sent
 
 
-def _render(
-    render_message: Callable[..., str],
+def _message(
     runtime: SopRuntime,
     task: SopTask,
     enrollment: SopEnrollment,
@@ -1141,15 +1208,17 @@ def _render(
     relation: Relation | None,
     content: Any = None,
     now: datetime | None = None,
-) -> str:
+) -> tuple[str | None, tuple[str, dict[str, Any]] | None]:
+    """(the text, None) for a step without a template; (None, (template, variables)) for one
+    whose template is still to render."""
     variables = message_variables(
         runtime, task, enrollment, customer, guide, store, relation, content, now
     )
     if task.template:
-        return render_message(runtime.env, task.template, variables)
+        return None, (task.template, variables)
     name = variables["playbook"]["name"]
     if task.action == Action.REMIND:
-        return f"{name}: {variables['customer']['name']} ({task.step_id})"
+        return f"{name}: {variables['customer']['name']} ({task.step_id})", None
     raise ValueError(f"step {task.step_id!r} has no template to send")
 
 

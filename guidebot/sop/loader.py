@@ -50,6 +50,8 @@ class LoadedPlaybook:
     version: int | None = None  # as written, when it could be read
     digest: str = ""  # sha256 of the file's text ("" when it could not be read)
     version_at: tuple[int, int] = (1, 1)  # line, col of the version value
+    # "warning W1xx: ..." lines (a template loop that may be slow): shown, never disabling
+    warnings: tuple[PlaybookError, ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -97,12 +99,13 @@ def parse_playbook(
             env = message_environment(templates_dir)
         root, issues = compose(text)
         built = build(root, stem=stem, source=file, text=text, env=env, issues=issues)
-        playbook, issues, version, version_at = built
+        playbook, issues, version, version_at, warned = built
     except Exception as exc:  # a bug in the checks must not stop the server
         log.exception("checking %s failed", file)
-        playbook, version, version_at = None, None, (1, 1)
+        playbook, version, version_at, warned = None, None, (1, 1), ()
         issues = [Issue(1, 1, FILE, f"internal error while checking: {exc!r}")]
     errors = tuple(sorted({_error(file, issue) for issue in issues}, key=_order))
+    warnings = tuple(sorted({_error(file, issue) for issue in warned}, key=_order))
     return LoadedPlaybook(
         file=file,
         playbook=None if errors else playbook,
@@ -111,6 +114,7 @@ def parse_playbook(
         version=version,
         digest=digest,
         version_at=version_at,
+        warnings=warnings,
     )
 
 

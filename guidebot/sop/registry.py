@@ -92,6 +92,8 @@ class PlaybookRegistry:
                     log.info(
                         "playbook %s v%d loaded from %s", playbook.id, playbook.version, item.file
                     )
+                    for warning in item.warnings:
+                        log.warning("playbook %s: %s", playbook.id, warning)
                 self._versions[key] = playbook
         for item in checked:
             if not item.enabled:

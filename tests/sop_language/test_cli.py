@@ -56,6 +56,14 @@ def test_check_prints_one_line_per_error_and_exits_1(capsys: pytest.CaptureFixtu
     assert captured.err == "5 errors in 2 of 3 playbooks\n"
 
 
+def test_check_prints_warnings_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    loops = "tests/sop_language/cases/template_loops.yaml"
+    assert main(["sop", "check", loops]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [*golden(loops, "template_loops"), "1 playbook OK (5 warnings)"]
+    assert "warning W101: " in lines[0] and "a loop inside a loop" in lines[0]
+
+
 def golden(path: str, case: str) -> list[str]:
     lines = (CASES / f"{case}.expected").read_text(encoding="utf-8").splitlines()
     return [path + line.removeprefix(f"{case}.yaml") for line in lines]

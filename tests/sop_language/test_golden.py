@@ -23,10 +23,11 @@ CASE_FILES = sorted(CASES.glob("*.yaml"))
 
 
 def golden_lines(path: Path) -> list[str]:
+    """The errors, then the warnings (`path: warning W1xx: ...`)."""
     loaded = load_playbook(path, TEMPLATES)
     return [
         str(replace(error, file=path.name)).replace(str(TEMPLATES), "<templates>")
-        for error in loaded.errors
+        for error in (*loaded.errors, *loaded.warnings)
     ]
 
 
@@ -56,6 +57,10 @@ def test_errors_are_sorted_and_only_the_valid_case_loads() -> None:
         if path.stem == "no":
             assert loaded.enabled and loaded.playbook is not None
             assert loaded.playbook.id == "no"  # `no` stayed a string, not False
+        elif loaded.warnings:  # warnings only: it loads
+            assert loaded.enabled and not loaded.errors, path.name
+            positions = [(w.line, w.col) for w in loaded.warnings]
+            assert positions == sorted(positions), path.name
         else:
             assert not loaded.enabled and loaded.errors, path.name
             assert loaded.playbook is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import jinja2
@@ -10,6 +11,9 @@ import pytest
 
 from guidebot.sop.templates import (
     ALLOWED_VARIABLES,
+    MAX_RENDER_SECONDS,
+    MAX_STEPS,
+    RenderBudgetExceeded,
     check_template,
     message_environment,
     render_message,
@@ -131,3 +135,92 @@ def test_shipped_templates_check_and_render() -> None:
         assert check_template(env, name) == [], name
         text = render_message(env, name, sample_variables())
         assert text and "{{" not in text
+
+
+# ---- the render budget ------------------------------------------------------------------------
+
+
+def test_ordinary_templates_render_as_before_within_the_budget(templates: Path) -> None:
+    env = env_with(
+        templates,
+        rich="{% macro line(k, v) %}{{ k }}={{ v }}{% endmacro %}"
+        "{% for k, v in customer.items() %}{{ loop.index }}.{{ line(k, v|upper) }}"
+        "{% if not loop.last %}, {% endif %}{% endfor %}|{{ '{:>4}'.format(7) }}|{{ '%03d' % 5 }}"
+        "|{{ range(3)|join('-') }}|{{ (store.name ~ guide.name)|length }}|{{ 'ab' * 2 }}"
+        "{% set ns = namespace(n=0) %}{% for i in range(3) %}{% for j in range(3) %}"
+        "{% set ns.n = ns.n + 1 %}{% endfor %}{% endfor %}|{{ ns.n }}",
+    )
+    assert render_message(env, "rich.j2", sample_variables()) == (
+        "1.name=王女士, 2.external_userid=WMSAMPLE0001, 3.remark=王女士|   7|005|0-1-2|9|abab|9"
+    )
+
+
+def test_nested_loops_stop_at_the_step_budget(templates: Path) -> None:
+    env = env_with(
+        templates,
+        nested="{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}",
+    )
+    with pytest.raises(RenderBudgetExceeded) as caught:
+        render_message(env, "nested.j2", sample_variables())
+    message = str(caught.value)
+    assert message.startswith("模板 'nested.j2' 渲染超出限制")
+    assert f"over its render budget: loops too long or nested too deep (more than {MAX_STEPS}" in (
+        message
+    )
+
+
+def test_a_slow_loop_stops_at_the_time_limit(templates: Path) -> None:
+    # Few steps, each slow (a scan of 5,000 numbers): the clock stops it, not the step count.
+    env = env_with(
+        templates,
+        slow="{% set seen = range(5000)|list %}{% for a in range(80) %}{% for b in range(1000) %}"
+        "{% if -1 in seen %}!{% endif %}{% endfor %}{% endfor %}",
+    )
+    started = time.monotonic()
+    with pytest.raises(RenderBudgetExceeded, match=f"took longer than {MAX_RENDER_SECONDS:g} s"):
+        render_message(env, "slow.j2", sample_variables())
+    assert time.monotonic() - started < MAX_RENDER_SECONDS + 5  # stopped, not run to the end
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'x' * 1000000 }}",
+        "{{ customer.name * 1000000 }}",
+        "{{ 9 ** 9 ** 9 }}",
+        "{{ 'x'|center(1000000) }}",
+        "{{ customer.name.ljust(1000000) }}",
+        "{{ '{:>1000000}'.format(1) }}",
+        "{{ '{:>{}}'.format(1, 1000000) }}",
+        "{{ '{x:>{w}}'.format_map({'x': 1, 'w': 1000000}) }}",
+        "{{ '%1000000d' % 1 }}",
+        "{{ '%1000000d'|format(1) }}",
+        "{{ range(1000000)|length }}",
+        "{{ ('x' * 5000)|replace('', 'y' * 5000) }}",
+        "{{ ('x' * 5000).replace('', 'y' * 5000) }}",
+        "{{ range(5000)|join('y' * 5000) }}",
+        "{{ ('y' * 5000).join(('x' * 5000)|list) }}",
+        "{{ ('x\n' * 4000)|indent(5000) }}",
+        "{% set ns = namespace(s='x') %}{% for i in range(30) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% endfor %}{{ ns.s|length }}",
+        "{% set ns = namespace(s=[1]) %}{% for i in range(30) %}{% set ns.s = ns.s + ns.s %}"
+        "{% endfor %}{{ ns.s|length }}",
+        "{% for i in range(9000) %}{{ 'x' * 9000 }}{% endfor %}",
+        "{% set x %}{% for i in range(9000) %}" + "y" * 3000 + "{% endfor %}{% endset %}{{ x }}",
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+        "{{ f(25) }}",
+    ],
+)
+def test_values_too_large_are_refused(templates: Path, source: str) -> None:
+    env = env_with(templates, big=source)
+    started = time.monotonic()
+    with pytest.raises(RenderBudgetExceeded, match="over its render budget"):
+        render_message(env, "big.j2", sample_variables())
+    assert time.monotonic() - started < MAX_RENDER_SECONDS + 5
+
+
+def test_lipsum_is_not_offered(templates: Path) -> None:
+    env = env_with(templates, filler="{{ lipsum(1000) }}")
+    assert check_template(env, "filler.j2")[0].startswith(
+        "template 'filler.j2' uses unknown variable 'lipsum'"
+    )
