@@ -6,7 +6,8 @@ In WeCom the page opens inside the chat toolbar. Without a session it sends the 
 WeCom's OAuth (`open.weixin.qq.com/connect/oauth2/authorize`, snsapi_base); `/sidebar/oauth`
 turns the code into the member's userid with `auth/getuserinfo` and sets a signed session
 cookie (`gb_guide`: userid and expiry, HMAC-SHA256 with a key derived from
-GUIDEBOT_SECRET_KEY, 12 hours, HttpOnly, SameSite=Lax). Only active guides get a session.
+GUIDEBOT_SECRET_KEY, 12 hours, HttpOnly, SameSite=Lax; it carries a nonce). Only active
+guides get a session; `/sidebar/logout` revokes it on every instance (guidebot.web.revoked).
 
 The simulated WeCom has no OAuth (`auth/getuserinfo` is not simulated). For the demo and the
 tests, `/sidebar/login?userid=` mints the same cookie for any active guide, and the page
@@ -35,7 +36,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -60,6 +61,7 @@ from guidebot.content.service import ContentError
 from guidebot.resources import project_dir
 from guidebot.web.api import iso
 from guidebot.web.keys import CLOCK, HTTP, SESSIONS, SETTINGS, WECOM
+from guidebot.web.revoked import is_revoked, revoke
 from guidebot.wecom.client import WeComError
 
 log = logging.getLogger(__name__)
@@ -122,12 +124,16 @@ def _session_key(secret_key: str) -> bytes:
 
 
 def mint_session(secret_key: str, userid: str, now: datetime) -> str:
-    payload = links.b64e(json.dumps([userid, int((now + SESSION_TTL).timestamp())]).encode())
+    expires = int((now + SESSION_TTL).timestamp())
+    payload = links.b64e(json.dumps([userid, expires, secrets.token_hex(8)]).encode())
     mac = hmac.new(_session_key(secret_key), payload.encode(), hashlib.sha256).digest()
     return f"{payload}.{links.b64e(mac)}"
 
 
-def read_session(secret_key: str, value: str | None, now: datetime) -> str | None:
+def read_session_claims(
+    secret_key: str, value: str | None, now: datetime
+) -> tuple[str, datetime, str] | None:
+    """A valid, unexpired guide cookie's userid, expiry and revocation key; else None."""
     if not value or len(value) > 400 or value.count(".") != 1:
         return None
     payload, _, signature = value.partition(".")
@@ -139,12 +145,20 @@ def read_session(secret_key: str, value: str | None, now: datetime) -> str | Non
     if not hmac.compare_digest(given, expected):
         return None
     try:
-        userid, expires = json.loads(links.b64d(payload))
+        userid, expires, nonce = json.loads(links.b64d(payload))
     except ValueError:
+        return None  # a cookie from before sessions had a nonce: its guide signs in again
+    if not isinstance(userid, str) or not isinstance(expires, int) or not isinstance(nonce, str):
         return None
-    if not isinstance(userid, str) or not isinstance(expires, int) or expires <= now.timestamp():
+    if expires <= now.timestamp():
         return None
-    return userid
+    return userid, datetime.fromtimestamp(expires, UTC), f"guide:{nonce}"
+
+
+def read_session(secret_key: str, value: str | None, now: datetime) -> str | None:
+    """The userid of a valid, unexpired guide cookie (revocation is checked by current_guide)."""
+    claims = read_session_claims(secret_key, value, now)
+    return claims[0] if claims is not None else None
 
 
 def _set_session(response: web.StreamResponse, request: web.Request, userid: str) -> None:
@@ -162,12 +176,15 @@ def _set_session(response: web.StreamResponse, request: web.Request, userid: str
 
 async def current_guide(request: web.Request) -> Guide | None:
     app = request.app
-    userid = read_session(
+    claims = read_session_claims(
         app[SETTINGS].secret_key, request.cookies.get(SESSION_COOKIE), app[CLOCK].now()
     )
-    if userid is None:
+    if claims is None:
         return None
+    userid, _expires, revocation_key = claims
     async with app[SESSIONS]() as session:
+        if await is_revoked(session, revocation_key):
+            return None
         guide = await session.get(Guide, userid)
     return guide if guide is not None and guide.status == GuideStatus.ACTIVE else None
 
@@ -340,6 +357,14 @@ async def dev_login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    """Ends the session everywhere: its cookie is revoked in the database, then deleted."""
+    app = request.app
+    now = app[CLOCK].now()
+    claims = read_session_claims(app[SETTINGS].secret_key, request.cookies.get(SESSION_COOKIE), now)
+    if claims is not None:
+        _userid, expires_at, revocation_key = claims
+        async with app[SESSIONS]() as session, session.begin():
+            await revoke(session, revocation_key, expires_at, now)
     response = web.Response(status=302, headers={"Location": "/sidebar"})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response

@@ -41,10 +41,12 @@ from guidebot.web.auth import (
     guide_visible,
     mint_admin_session,
     principal_of,
+    read_admin_claims,
     relation_visible,
     set_admin_cookie,
 )
 from guidebot.web.keys import CLOCK, LOGIN_THROTTLE, SESSIONS, SETTINGS, SIGN_IN_GATE
+from guidebot.web.revoked import revoke
 from guidebot.web.throttle import Busy, LoginThrottle, Reservation, request_address
 
 TEMPLATES = project_dir("templates") / "web"
@@ -239,10 +241,17 @@ async def _check_password(
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    """Ends the session everywhere: its cookie is revoked in the database, then deleted."""
     who = await _signed_in(request)
     form = await request.post()
-    if not csrf_ok(request.app[SETTINGS].secret_key, who.session or "", str(form.get("csrf", ""))):
+    secret_key, now = request.app[SETTINGS].secret_key, request.app[CLOCK].now()
+    if not csrf_ok(secret_key, who.session or "", str(form.get("csrf", ""))):
         raise web.HTTPForbidden(text="missing or wrong CSRF token")
+    claims = read_admin_claims(secret_key, who.session, now)
+    if claims is not None:
+        _account_id, expires_at, revocation_key = claims
+        async with request.app[SESSIONS]() as session, session.begin():
+            await revoke(session, revocation_key, expires_at, now)
     response = web.HTTPSeeOther("/admin/login")
     response.del_cookie(ADMIN_COOKIE, path="/")
     raise response
