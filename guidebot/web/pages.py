@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import secrets
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -220,7 +221,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 async def _check_password(
-    request: web.Request, keys: list[str], username: str, password: str, now
+    request: web.Request, keys: list[str], username: str, password: str, now: datetime
 ) -> tuple[SignedIn | None, Reservation]:
     """The attempt is counted (or refused) before the password is read, in one transaction;
     scrypt then runs in a thread with no transaction open; a match takes the count back."""

@@ -19,9 +19,10 @@ Behind a load balancer every peer is the balancer, so the address counted is the
 the trusted proxies report it (`client_address`); otherwise twenty wrong passwords from anyone
 would lock everyone out.
 
-scrypt costs tens of milliseconds of CPU; `SignInGate` runs it in a thread and lets only a few
-sign-ins work at a time, so neither the hashes nor the sign-ins' database work can hold up the
-callbacks WeCom waits on (on SQLite they share one connection).
+scrypt costs tens of milliseconds of CPU, so it runs in a thread
+(guidebot.web.accounts.password_matches), and `SignInGate` lets only a few sign-ins work at a
+time: neither the hashes nor the sign-ins' database work can then hold up the callbacks WeCom
+waits on (on SQLite they share one connection).
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from sqlalchemy import Index, String, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,7 +41,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from guidebot.db.base import Base, BigId, UTCDateTime
 
-T = TypeVar("T")
 WINDOW = timedelta(minutes=15)
 
 
@@ -199,8 +198,3 @@ class SignInGate:
             yield
         finally:
             self._slots.release()
-
-    @staticmethod
-    async def off_loop(work: Callable[..., T], *args: object) -> T:
-        """CPU work (scrypt) in a thread; call it within a turn, so few run at once."""
-        return await asyncio.to_thread(work, *args)

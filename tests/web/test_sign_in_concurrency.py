@@ -18,8 +18,9 @@ from tests.web.conftest import PASSWORD
 FORM_TOKEN = "concurrency-test-form-token"  # the login form's double-submit value
 
 
-async def _attempt(http: aiohttp.ClientSession, client, username: str, password: str, via=None):
-    """One POST /admin/login, as a browser that loaded the form sends it; its status."""
+async def _answer(http: aiohttp.ClientSession, client, username: str, password: str, via=None):
+    """One POST /admin/login, as a browser that loaded the form sends it: the status, the
+    Retry-After header and the page."""
     headers = {"Cookie": f"gb_login={FORM_TOKEN}"}
     if via:
         headers["X-Forwarded-For"] = via
@@ -27,8 +28,11 @@ async def _attempt(http: aiohttp.ClientSession, client, username: str, password:
     async with http.post(
         client.make_url("/admin/login"), data=form, headers=headers, allow_redirects=False
     ) as response:
-        await response.read()
-        return response.status
+        return response.status, response.headers.get("Retry-After"), await response.text()
+
+
+async def _attempt(http: aiohttp.ClientSession, client, username: str, password: str, via=None):
+    return (await _answer(http, client, username, password, via))[0]
 
 
 async def _many(attempts):
@@ -77,6 +81,23 @@ async def test_a_good_sign_in_is_counted_while_it_runs_but_not_after(h, sessions
     # ...so there is room for one more, and only one.
     assert await _many([(h.client, "someone", "guess", None)]) == {401: 1}
     assert await _many([(h.client, "boss", PASSWORD, None)]) == {429: 1}
+
+
+async def test_beyond_the_waiting_room_sign_ins_get_503_at_once(h):
+    from guidebot.web.keys import SIGN_IN_GATE
+
+    h.app[SIGN_IN_GATE].max_waiting = 3  # a small waiting room for the test
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar(), connector=aiohttp.TCPConnector(limit=0)
+    ) as http:
+        answers = await asyncio.gather(
+            *(_answer(http, h.client, f"name{i}", "guess") for i in range(20))
+        )
+    counts = Counter(status for status, _, _ in answers)
+    assert counts[503] > 0 and counts[401] + counts[503] == 20, counts
+    for status, retry_after, text in answers:
+        if status == 503:
+            assert retry_after == "5" and "登录繁忙" in text
 
 
 async def test_scrypt_runs_in_threads_two_at_a_time_never_on_the_event_loop(
