@@ -41,10 +41,12 @@ from guidebot.web.keys import (
     INBOX_WORKER,
     SESSIONS,
     SETTINGS,
+    SIGN_IN_GATE,
     SOP,
     TELEMETRY,
     WECOM,
 )
+from guidebot.web.throttle import SignInGate
 from guidebot.wecom.client import WeComClient
 from guidebot.wecom.crypto import CallbackCrypto
 
@@ -60,6 +62,8 @@ def create_app(
     app[CLOCK] = clock or SystemClock()
     app[TELEMETRY] = Telemetry()
     app[CRYPTO] = CallbackCrypto(settings.token, settings.aes_key, settings.corp_id)
+    # Admin sign-in and the sidebar's OAuth take turns here, a few at a time.
+    app[SIGN_IN_GATE] = SignInGate()
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(wecom_client)
     app.cleanup_ctx.append(partial(intake, run_workers=run_workers))

@@ -3,10 +3,13 @@
 Signing in
 ----------
 In WeCom the page opens inside the chat toolbar. Without a session it sends the guide through
-WeCom's OAuth (`open.weixin.qq.com/connect/oauth2/authorize`, snsapi_base); `/sidebar/oauth`
-turns the code into the member's userid with `auth/getuserinfo` and sets a signed session
-cookie (`gb_guide`: userid and expiry, HMAC-SHA256 with a key derived from
-GUIDEBOT_SECRET_KEY, 12 hours, HttpOnly, SameSite=Lax). Only active guides get a session.
+WeCom's OAuth (`open.weixin.qq.com/connect/oauth2/authorize`, snsapi_base) with a signed,
+10-minute `state` that is also set as a cookie; `/sidebar/oauth` checks both, counts the
+exchange against the client address (guidebot.web.throttle), turns the code into the member's
+userid with `auth/getuserinfo` and sets a signed session cookie (`gb_guide`: userid, expiry
+and a nonce, HMAC-SHA256 with a key derived from GUIDEBOT_SECRET_KEY, 12 hours, HttpOnly,
+SameSite=Lax). Only active guides get a session; `/sidebar/logout` revokes it on every
+instance (guidebot.web.revoked).
 
 The simulated WeCom has no OAuth (`auth/getuserinfo` is not simulated). For the demo and the
 tests, `/sidebar/login?userid=` mints the same cookie for any active guide, and the page
@@ -32,10 +35,11 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -59,7 +63,9 @@ from guidebot.content.models import ContentForward, ContentItem, ContentKind, Fo
 from guidebot.content.service import ContentError
 from guidebot.resources import project_dir
 from guidebot.web.api import iso
-from guidebot.web.keys import CLOCK, HTTP, SESSIONS, SETTINGS, WECOM
+from guidebot.web.keys import CLOCK, HTTP, OAUTH_LIMIT, SESSIONS, SETTINGS, SIGN_IN_GATE, WECOM
+from guidebot.web.revoked import is_revoked, revoke
+from guidebot.web.throttle import AttemptLimit, Busy, request_address
 from guidebot.wecom.client import WeComError
 
 log = logging.getLogger(__name__)
@@ -72,6 +78,10 @@ OAUTH_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
 SESSION_COOKIE = "gb_guide"
 SESSION_TTL = timedelta(hours=12)
 OAUTH_COOKIE = "gb_oauth"
+OAUTH_STATE_TTL = timedelta(minutes=10)
+OAUTH_PER_ADDRESS = 30  # WeCom code exchanges that end in no session, per client address
+_OAUTH_PURPOSE = b"guidebot/oauth-state/v1"
+_BUSY = "登录繁忙，请稍后再试 · sign-in is busy; please try again shortly"
 REF_TTL = timedelta(days=1)  # a prepared message is confirmed within seconds; allow a day
 _SESSION_PURPOSE = b"guidebot/guide-session/v1"
 STATIC_FILES = {
@@ -122,12 +132,16 @@ def _session_key(secret_key: str) -> bytes:
 
 
 def mint_session(secret_key: str, userid: str, now: datetime) -> str:
-    payload = links.b64e(json.dumps([userid, int((now + SESSION_TTL).timestamp())]).encode())
+    expires = int((now + SESSION_TTL).timestamp())
+    payload = links.b64e(json.dumps([userid, expires, secrets.token_hex(8)]).encode())
     mac = hmac.new(_session_key(secret_key), payload.encode(), hashlib.sha256).digest()
     return f"{payload}.{links.b64e(mac)}"
 
 
-def read_session(secret_key: str, value: str | None, now: datetime) -> str | None:
+def read_session_claims(
+    secret_key: str, value: str | None, now: datetime
+) -> tuple[str, datetime, str] | None:
+    """A valid, unexpired guide cookie's userid, expiry and revocation key; else None."""
     if not value or len(value) > 400 or value.count(".") != 1:
         return None
     payload, _, signature = value.partition(".")
@@ -139,12 +153,20 @@ def read_session(secret_key: str, value: str | None, now: datetime) -> str | Non
     if not hmac.compare_digest(given, expected):
         return None
     try:
-        userid, expires = json.loads(links.b64d(payload))
+        userid, expires, nonce = json.loads(links.b64d(payload))
     except ValueError:
+        return None  # a cookie from before sessions had a nonce: its guide signs in again
+    if not isinstance(userid, str) or not isinstance(expires, int) or not isinstance(nonce, str):
         return None
-    if not isinstance(userid, str) or not isinstance(expires, int) or expires <= now.timestamp():
+    if expires <= now.timestamp():
         return None
-    return userid
+    return userid, datetime.fromtimestamp(expires, UTC), f"guide:{nonce}"
+
+
+def read_session(secret_key: str, value: str | None, now: datetime) -> str | None:
+    """The userid of a valid, unexpired guide cookie (revocation is checked by current_guide)."""
+    claims = read_session_claims(secret_key, value, now)
+    return claims[0] if claims is not None else None
 
 
 def _set_session(response: web.StreamResponse, request: web.Request, userid: str) -> None:
@@ -162,12 +184,15 @@ def _set_session(response: web.StreamResponse, request: web.Request, userid: str
 
 async def current_guide(request: web.Request) -> Guide | None:
     app = request.app
-    userid = read_session(
+    claims = read_session_claims(
         app[SETTINGS].secret_key, request.cookies.get(SESSION_COOKIE), app[CLOCK].now()
     )
-    if userid is None:
+    if claims is None:
         return None
+    userid, _expires, revocation_key = claims
     async with app[SESSIONS]() as session:
+        if await is_revoked(session, revocation_key):
+            return None
         guide = await session.get(Guide, userid)
     return guide if guide is not None and guide.status == GuideStatus.ACTIVE else None
 
@@ -272,9 +297,31 @@ async def page(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def mint_oauth_state(secret_key: str, now: datetime) -> str:
+    """The OAuth `state`: when it was issued and a nonce, signed. WeCom allows a-zA-Z0-9 only,
+    at most 128 bytes: 10 digits, 16 hex, 32 hex."""
+    payload = f"{int(now.timestamp()):010d}{secrets.token_hex(8)}"
+    return payload + _oauth_mac(secret_key, payload)
+
+
+def oauth_state_valid(secret_key: str, state: str, now: datetime) -> bool:
+    if len(state) != 58 or not state.isascii() or not state.isalnum():
+        return False
+    payload, mac = state[:26], state[26:]
+    if not hmac.compare_digest(mac, _oauth_mac(secret_key, payload)):
+        return False
+    issued = int(payload[:10])
+    return now.timestamp() - OAUTH_STATE_TTL.total_seconds() <= issued <= now.timestamp() + 60
+
+
+def _oauth_mac(secret_key: str, payload: str) -> str:
+    key = links.derive_key(secret_key, _OAUTH_PURPOSE)
+    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def _oauth_redirect(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    state = secrets.token_urlsafe(16)
+    state = mint_oauth_state(settings.secret_key, request.app[CLOCK].now())
     back = f"{settings.public_url}/sidebar/oauth?next={quote(request.path_qs, safe='')}"
     query = urlencode(
         {
@@ -292,7 +339,7 @@ def _oauth_redirect(request: web.Request) -> web.StreamResponse:
     response.set_cookie(
         OAUTH_COOKIE,
         state,
-        max_age=600,
+        max_age=int(OAUTH_STATE_TTL.total_seconds()),
         path="/sidebar",
         httponly=True,
         samesite="Lax",
@@ -302,20 +349,54 @@ def _oauth_redirect(request: web.Request) -> web.StreamResponse:
 
 
 async def oauth_return(request: web.Request) -> web.StreamResponse:
-    """WeCom's OAuth comes back here with a code: the member's userid, then a session."""
+    """WeCom's OAuth comes back here with a code: the member's userid, then a session.
+
+    Only a state we signed within the last 10 minutes, matching this browser's cookie, gets as
+    far as WeCom, and each client address gets `OAUTH_PER_ADDRESS` exchanges that did not end
+    in a session per 15 minutes (counted before the call, on every instance)."""
     app = request.app
+    settings, now = app[SETTINGS], app[CLOCK].now()
     state, expected = request.query.get("state", ""), request.cookies.get(OAUTH_COOKIE, "")
     code = request.query.get("code", "")
-    if not code or not expected or not hmac.compare_digest(state, expected):
+    if (
+        not code
+        or len(code) > 512
+        or not expected
+        or not hmac.compare_digest(state.encode(), expected.encode())
+        or not oauth_state_valid(settings.secret_key, state, now)
+    ):
         return render(request, "sidebar_denied.html", {"reason": "sign-in expired"}, status=403)
+    address = request_address(request, settings.trusted_proxies)
+    limit = app[OAUTH_LIMIT]
+    try:
+        async with app[SIGN_IN_GATE].turn(), app[SESSIONS]() as session, session.begin():
+            reservation = await limit.reserve(session, [f"oauth:{address}"[:200]], now)
+    except Busy:
+        return render(request, "sidebar_denied.html", {"reason": _BUSY}, status=503)
+    if reservation.wait is not None:
+        minutes = math.ceil(reservation.wait.total_seconds() / 60)
+        log.warning("sidebar sign-in refused: too many OAuth exchanges from %s", address)
+        response = render(
+            request,
+            "sidebar_denied.html",
+            {
+                "reason": f"登录过于频繁，请 {minutes} 分钟后再试 · too many sign-ins; "
+                f"try again in {minutes} minute(s)"
+            },
+            status=429,
+        )
+        response.headers["Retry-After"] = str(math.ceil(reservation.wait.total_seconds()))
+        return response
     try:
         answer = await app[WECOM].call("GET", "auth/getuserinfo", params={"code": code})
     except WeComError as exc:
         log.warning("sidebar sign-in: auth/getuserinfo failed: %s", exc)
         return render(request, "sidebar_denied.html", {"reason": "WeCom sign-in failed"}, 502)
     userid = answer.get("userid") or answer.get("UserId")
-    async with app[SESSIONS]() as session:
+    async with app[SESSIONS]() as session, session.begin():
         guide = await session.get(Guide, userid) if isinstance(userid, str) else None
+        if guide is not None and guide.status == GuideStatus.ACTIVE:
+            await limit.release(session, reservation)  # a guide signed in: no abuse
     if guide is None or guide.status != GuideStatus.ACTIVE:
         return render(request, "sidebar_denied.html", {"reason": "not a guide"}, status=403)
     response = web.Response(status=302, headers={"Location": _next_path(request.query.get("next"))})
@@ -340,6 +421,14 @@ async def dev_login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    """Ends the session everywhere: its cookie is revoked in the database, then deleted."""
+    app = request.app
+    now = app[CLOCK].now()
+    claims = read_session_claims(app[SETTINGS].secret_key, request.cookies.get(SESSION_COOKIE), now)
+    if claims is not None:
+        _userid, expires_at, revocation_key = claims
+        async with app[SESSIONS]() as session, session.begin():
+            await revoke(session, revocation_key, expires_at, now)
     response = web.Response(status=302, headers={"Location": "/sidebar"})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
@@ -686,6 +775,7 @@ async def mark_replied(request: web.Request, guide: Guide, body: dict[str, Any])
 
 def setup_routes(app: web.Application) -> None:
     app[SIDEBAR] = SidebarState()
+    app[OAUTH_LIMIT] = AttemptLimit({"oauth": OAUTH_PER_ADDRESS})
     app.router.add_get("/sidebar", page)
     app.router.add_get("/sidebar/login", dev_login)
     app.router.add_get("/sidebar/oauth", oauth_return)

@@ -9,6 +9,7 @@ from guidebot.intake import models as intake_models  # noqa: F401
 from guidebot.metrics import models as metrics_models  # noqa: F401
 from guidebot.sop import models as sop_models  # noqa: F401
 from guidebot.web import accounts as web_accounts  # noqa: F401
+from guidebot.web import revoked as web_revoked  # noqa: F401
 from guidebot.web import throttle as web_throttle  # noqa: F401
 
 __all__ = ["Base"]

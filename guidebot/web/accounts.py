@@ -8,11 +8,12 @@ do not have accounts: they sign in through WeCom (the sidebar's OAuth).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Integer, String, delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guidebot.contacts.directory import find_store
@@ -44,6 +45,12 @@ class AccountStore(Base):
 
 class AccountError(ValueError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    account_id: int
+    password_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,8 @@ async def save_account(
         raise AccountError("a manager needs at least one store")
     if role == "hq" and stores:
         raise AccountError("an hq account sees every store; do not name stores")
+    # scrypt in a thread: the event loop keeps serving while it runs.
+    password_hash = await asyncio.to_thread(hash_password, password)
     store_ids = []
     for ref in stores:
         found = await find_store(session, ref)
@@ -91,7 +100,7 @@ async def save_account(
     if account is None:
         account = Account(username=username, created_at=now)
         session.add(account)
-    account.password_hash = hash_password(password)
+    account.password_hash = password_hash
     account.role = role
     account.disabled_at = None
     await session.flush()
@@ -102,17 +111,34 @@ async def save_account(
     return account
 
 
-async def authenticate(session: AsyncSession, username: str, password: str) -> SignedIn | None:
-    """The account if the password matches; None otherwise (same work either way)."""
+async def find_credentials(session: AsyncSession, username: str) -> Credentials | None:
+    """The enabled account's id and password hash, or None."""
     account = await session.scalar(select(Account).where(Account.username == username.strip()))
     if account is None or account.disabled_at is not None:
-        verify_password(password, None)  # spend the same time as a real check
         return None
-    if not verify_password(password, account.password_hash):
-        return None
-    return SignedIn(
-        account.id, account.username, account.role, await store_ids_of(session, account.id)
+    return Credentials(account.id, account.password_hash)
+
+
+async def password_matches(password: str, found: Credentials | None) -> bool:
+    """The scrypt check, in a thread; an unknown name costs the same and answers False.
+
+    Callers that may run many at once bound them (guidebot.web.throttle.SignInGate)."""
+    return await asyncio.to_thread(
+        verify_password, password, found.password_hash if found is not None else None
     )
+
+
+async def authenticate(
+    sessions: async_sessionmaker[AsyncSession], username: str, password: str
+) -> SignedIn | None:
+    """The account if the password matches; None otherwise (same work either way). No
+    transaction is open while the hash is computed."""
+    async with sessions() as session:
+        found = await find_credentials(session, username)
+    if not await password_matches(password, found) or found is None:
+        return None
+    async with sessions() as session:
+        return await load_account(session, found.account_id)
 
 
 async def load_account(session: AsyncSession, account_id: int) -> SignedIn | None:

@@ -12,7 +12,9 @@ Sessions
 `/admin/login` sets `gb_admin`: the account id and an expiry, signed with HMAC-SHA256 under a key
 derived from GUIDEBOT_SECRET_KEY (the sidebar's scheme, another purpose string), HttpOnly,
 SameSite=Lax, Secure when GUIDEBOT_PUBLIC_URL is https. The account is read again on every
-request, so disabling it ends its sessions.
+request, so disabling it ends its sessions. Each cookie carries a random nonce; signing out
+revokes it in the database (guidebot.web.revoked), so a copy of the cookie stops working on
+every instance at once, as does the guide's after /sidebar/logout.
 
 CSRF
 ----
@@ -35,7 +37,7 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -105,19 +107,30 @@ def mint_admin_session(secret_key: str, account_id: int, now: datetime) -> str:
     return f"{payload}.{_sign(secret_key, _ADMIN_PURPOSE, payload)}"
 
 
-def read_admin_session(secret_key: str, value: str | None, now: datetime) -> int | None:
+def read_admin_claims(
+    secret_key: str, value: str | None, now: datetime
+) -> tuple[int, datetime, str] | None:
+    """A valid, unexpired admin cookie's account id, expiry and revocation key; else None."""
     if not value or len(value) > 300 or value.count(".") != 1:
         return None
     payload, _, signature = value.partition(".")
     if not hmac.compare_digest(signature, _sign(secret_key, _ADMIN_PURPOSE, payload)):
         return None
     try:
-        account_id, expires, _nonce = json.loads(_b64d(payload))
+        account_id, expires, nonce = json.loads(_b64d(payload))
     except ValueError:
         return None
     if not isinstance(account_id, int) or not isinstance(expires, int):
         return None
-    return account_id if expires > now.timestamp() else None
+    if not isinstance(nonce, str) or expires <= now.timestamp():
+        return None
+    return account_id, datetime.fromtimestamp(expires, UTC), f"admin:{nonce}"
+
+
+def read_admin_session(secret_key: str, value: str | None, now: datetime) -> int | None:
+    """The account id of a valid, unexpired admin cookie (revocation is checked by the caller)."""
+    claims = read_admin_claims(secret_key, value, now)
+    return claims[0] if claims is not None else None
 
 
 def csrf_token(secret_key: str, session_value: str) -> str:
@@ -170,12 +183,15 @@ async def principal_of(request: web.Request) -> Principal | None:
         ok = bool(token) and hmac.compare_digest(token.encode(), settings.admin_token.encode())
         return Principal("hq", "admin token") if ok else None
     admin = request.cookies.get(ADMIN_COOKIE)
-    account_id = read_admin_session(settings.secret_key, admin, now)
-    if account_id is not None:
+    claims = read_admin_claims(settings.secret_key, admin, now)
+    if claims is not None:
         from guidebot.web.accounts import load_account
+        from guidebot.web.revoked import is_revoked
 
+        account_id, _expires, revocation_key = claims
         async with app[SESSIONS]() as session:
-            account = await load_account(session, account_id)
+            revoked = await is_revoked(session, revocation_key)
+            account = None if revoked else await load_account(session, account_id)
         if account is not None:
             stores = account.store_ids if account.role == "manager" else frozenset()
             return Principal(account.role, account.username, stores, session=admin)

@@ -11,7 +11,7 @@ from guidebot.intake.inbox import InboxWriter
 from guidebot.intake.worker import InboxWorker
 from guidebot.sop.engine import SopRuntime
 from guidebot.telemetry import Telemetry
-from guidebot.web.throttle import LoginThrottle
+from guidebot.web.throttle import AttemptLimit, LoginThrottle, SignInGate
 from guidebot.wecom.client import WeComClient
 from guidebot.wecom.crypto import CallbackCrypto
 
@@ -27,3 +27,5 @@ INBOX = web.AppKey("inbox", InboxWriter)
 INBOX_WORKER = web.AppKey("inbox_worker", InboxWorker)
 SOP = web.AppKey("sop", SopRuntime)
 LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+OAUTH_LIMIT = web.AppKey("oauth_limit", AttemptLimit)  # WeCom OAuth exchanges per address
+SIGN_IN_GATE = web.AppKey("sign_in_gate", SignInGate)

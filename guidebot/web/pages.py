@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import secrets
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -33,7 +34,7 @@ from guidebot.metrics.report import (
     period_from_query,
 )
 from guidebot.resources import project_dir
-from guidebot.web.accounts import authenticate
+from guidebot.web.accounts import SignedIn, find_credentials, load_account, password_matches
 from guidebot.web.auth import (
     ADMIN_COOKIE,
     PRINCIPAL,
@@ -42,11 +43,13 @@ from guidebot.web.auth import (
     guide_visible,
     mint_admin_session,
     principal_of,
+    read_admin_claims,
     relation_visible,
     set_admin_cookie,
 )
-from guidebot.web.keys import CLOCK, LOGIN_THROTTLE, SESSIONS, SETTINGS
-from guidebot.web.throttle import LoginThrottle, client_address
+from guidebot.web.keys import CLOCK, LOGIN_THROTTLE, SESSIONS, SETTINGS, SIGN_IN_GATE
+from guidebot.web.revoked import revoke
+from guidebot.web.throttle import Busy, LoginThrottle, Reservation, request_address
 
 TEMPLATES = project_dir("templates") / "web"
 VENDOR = TEMPLATES / "static" / "vendor"
@@ -185,48 +188,72 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not expected or not secrets.compare_digest(given.encode(), expected.encode()):
         return _login_page(request, "The form expired; please sign in again.", 403)
     username, password = str(form.get("username", "")), str(form.get("password", ""))
-    throttle, now = request.app[LOGIN_THROTTLE], request.app[CLOCK].now()
-    address = client_address(
-        request.remote,
-        request.headers.getall("X-Forwarded-For", []),
-        request.app[SETTINGS].trusted_proxies,
-    )
-    keys = throttle.keys(username, address)
-    async with request.app[SESSIONS]() as session:
-        wait = await throttle.retry_after(session, keys, now)
-    if wait is not None:
-        seconds = math.ceil(wait.total_seconds())
+    app = request.app
+    throttle, now = app[LOGIN_THROTTLE], app[CLOCK].now()
+    keys = throttle.keys(username, request_address(request, app[SETTINGS].trusted_proxies))
+    try:
+        async with app[SIGN_IN_GATE].turn():
+            account, reservation = await _check_password(request, keys, username, password, now)
+    except Busy:
+        response = _login_page(
+            request, "登录繁忙，请稍后再试。Sign-in is busy; please try again shortly.", 503
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+    if reservation.wait is not None:
+        seconds = math.ceil(reservation.wait.total_seconds())
+        minutes = math.ceil(seconds / 60)
         log.warning("sign-in refused: too many failures for %s", " and ".join(keys))
         response = _login_page(
             request,
-            f"Too many failed sign-ins; try again in {math.ceil(seconds / 60)} minute(s).",
+            f"登录失败次数过多，请 {minutes} 分钟后再试。"
+            f"Too many failed sign-ins; try again in {minutes} minute(s).",
             429,
         )
         response.headers["Retry-After"] = str(seconds)
         return response
-    async with request.app[SESSIONS]() as session:
-        account = await authenticate(session, username, password)
-    async with request.app[SESSIONS]() as session, session.begin():
-        if account is None:
-            await throttle.failed(session, keys, now)
-        else:
-            await throttle.succeeded(session, username)
     if account is None:
         return _login_page(request, "Wrong username or password.", 401)
     response = web.HTTPSeeOther(_next(str(form.get("next", ""))))
-    value = mint_admin_session(
-        request.app[SETTINGS].secret_key, account.account_id, request.app[CLOCK].now()
-    )
+    value = mint_admin_session(app[SETTINGS].secret_key, account.account_id, app[CLOCK].now())
     set_admin_cookie(response, request, value)
     response.del_cookie(LOGIN_COOKIE, path="/admin")
     raise response
 
 
+async def _check_password(
+    request: web.Request, keys: list[str], username: str, password: str, now: datetime
+) -> tuple[SignedIn | None, Reservation]:
+    """The attempt is counted (or refused) before the password is read, in one transaction;
+    scrypt then runs in a thread with no transaction open; a match takes the count back."""
+    app = request.app
+    throttle = app[LOGIN_THROTTLE]
+    async with app[SESSIONS]() as session, session.begin():
+        reservation = await throttle.reserve(session, keys, now)
+        if reservation.wait is not None:
+            return None, reservation
+        found = await find_credentials(session, username)
+    if not await password_matches(password, found) or found is None:
+        return None, reservation
+    async with app[SESSIONS]() as session, session.begin():
+        account = await load_account(session, found.account_id)
+        if account is not None:
+            await throttle.succeeded(session, username, reservation)
+    return account, reservation
+
+
 async def logout(request: web.Request) -> web.StreamResponse:
+    """Ends the session everywhere: its cookie is revoked in the database, then deleted."""
     who = await _signed_in(request)
     form = await request.post()
-    if not csrf_ok(request.app[SETTINGS].secret_key, who.session or "", str(form.get("csrf", ""))):
+    secret_key, now = request.app[SETTINGS].secret_key, request.app[CLOCK].now()
+    if not csrf_ok(secret_key, who.session or "", str(form.get("csrf", ""))):
         raise web.HTTPForbidden(text="missing or wrong CSRF token")
+    claims = read_admin_claims(secret_key, who.session, now)
+    if claims is not None:
+        _account_id, expires_at, revocation_key = claims
+        async with request.app[SESSIONS]() as session, session.begin():
+            await revoke(session, revocation_key, expires_at, now)
     response = web.HTTPSeeOther("/admin/login")
     response.del_cookie(ADMIN_COOKIE, path="/")
     raise response

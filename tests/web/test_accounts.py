@@ -52,11 +52,10 @@ async def test_save_and_authenticate(h):
             with pytest.raises(AccountError, match=message):
                 await save_account(session, *args, NOW)
         await save_account(session, "m", PASSWORD, "manager", ["11", "12", "11"], NOW)
-    async with h.sessions() as session:
-        signed = await authenticate(session, "m", PASSWORD)
-        assert signed is not None and signed.store_ids == {11, 12}
-        assert await authenticate(session, "m", PASSWORD + "x") is None
-        assert await authenticate(session, "nobody", PASSWORD) is None
+    signed = await authenticate(h.sessions, "m", PASSWORD)
+    assert signed is not None and signed.store_ids == {11, 12}
+    assert await authenticate(h.sessions, "m", PASSWORD + "x") is None
+    assert await authenticate(h.sessions, "nobody", PASSWORD) is None
 
 
 def test_cli_accounts_add(tmp_path, monkeypatch, capsys):
