@@ -782,14 +782,20 @@ async def _task_for_update(session: AsyncSession, task_id: int, guide: str | Non
 # ---- claiming --------------------------------------------------------------------------------
 
 
-async def reap_claims(runtime: SopRuntime, now: datetime) -> int:
-    """Claimed rows whose lease lapsed (their claimer died before any WeCom call) are due."""
+async def reap_claims(runtime: SopRuntime, now: datetime, *, everything: bool = False) -> int:
+    """Claimed rows whose lease lapsed (their claimer died before any WeCom call) are due.
+
+    `everything`: every claim, whoever holds it (SQLite at start-up: the one process that could
+    hold one is dead). Safe even for a claim in hand: `prepare` takes only rows still claimed
+    by its claimer, so a row is prepared once at most."""
+    query = update(SopTask).where(SopTask.status == TaskStatus.CLAIMED)
+    if not everything:
+        query = query.where(SopTask.lease_until < now)
     async with runtime.sessions() as session, session.begin():
         result = await session.execute(
-            update(SopTask)
-            .where(SopTask.status == TaskStatus.CLAIMED, SopTask.lease_until < now)
-            .values(status=TaskStatus.PENDING, lease_owner=None, lease_until=None, updated_at=now)
-            .execution_options(synchronize_session=False)
+            query.values(
+                status=TaskStatus.PENDING, lease_owner=None, lease_until=None, updated_at=now
+            ).execution_options(synchronize_session=False)
         )
         return result.rowcount
 
