@@ -756,7 +756,12 @@ async def _build_later(
     """A guide whose history cannot be built goes to the dirty queue as "everything from its
     first instant on", where a row that still fails is parked with its reason."""
     session.add(
-        MetricsDirty(source=DirtySource.MEMBERSHIP, guide_userid=guide, at=firsts.get(guide, now))
+        MetricsDirty(
+            source=DirtySource.MEMBERSHIP,
+            guide_userid=guide,
+            at=firsts.get(guide, now),
+            kind="history",  # shown in the parked row's detail, read by nothing
+        )
     )
 
 
