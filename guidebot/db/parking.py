@@ -5,8 +5,9 @@ setting an older version wrote) parks it: the row's work is rolled back to a sav
 `parked_rows` record names the job, the table, the row's key, what the row is and why it failed,
 the failure is logged, and the job carries on with the other rows. Jobs that walk a queue every
 few seconds (the rollup's dirty rows, SOP tasks) skip the rows they parked (`unparked`), so a
-bad row costs nothing and is logged once; jobs that walk everything (the nightly
-reconciliation, the morning reports) meet the row again next time and bump its count.
+bad row costs nothing and is logged once; a job that walks everything (the nightly
+reconciliation) meets the row again next time and bumps its count. `isolating` does the work:
+one savepoint for a whole batch as usual, row by row only in the run that met a bad row.
 
 Operators see them with `guidebot jobs parked` and the `guidebot_parked_rows{job}` gauge, and
 `guidebot jobs retry` hands them back to their job (after a fix, or to see whether it was a
@@ -125,30 +126,6 @@ async def park(
     )
 
 
-async def guarded(
-    session: AsyncSession,
-    work: Callable[[], Awaitable[R]],
-    *,
-    job: str,
-    table: str,
-    key: Any,
-    now: datetime,
-    detail: str | None = None,
-) -> tuple[bool, R | None]:
-    """Run `work()` under a savepoint. If it fails because of the row, roll back to the
-    savepoint and park the row: (False, None). Otherwise (True, its result). Errors of the
-    database itself propagate."""
-    try:
-        async with session.begin_nested():
-            result = await work()
-    except Exception as exc:
-        if not is_row_error(exc):
-            raise
-        await _park_failure(session, exc, job=job, table=table, key=key, now=now, detail=detail)
-        return False, None
-    return True, result
-
-
 async def isolating(
     session: AsyncSession,
     items: Sequence[T],
@@ -264,7 +241,6 @@ async def retry(
 __all__ = [
     "ParkedRow",
     "describe_error",
-    "guarded",
     "is_row_error",
     "isolating",
     "park",
