@@ -15,6 +15,7 @@ from functools import partial
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from guidebot.clock import Clock, SystemClock
 from guidebot.config import Settings
@@ -65,7 +66,7 @@ def create_app(
     # Admin sign-in and the sidebar's OAuth take turns here, a few at a time.
     app[SIGN_IN_GATE] = SignInGate()
     app.cleanup_ctx.append(database)
-    app.cleanup_ctx.append(wecom_client)
+    app.cleanup_ctx.append(partial(wecom_client, run_workers=run_workers))
     app.cleanup_ctx.append(partial(intake, run_workers=run_workers))
     app.cleanup_ctx.append(contacts_startup)  # after the DB and WeCom client it uses
     app.cleanup_ctx.append(partial(sop_startup, run_workers=run_workers))
@@ -97,25 +98,36 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     await engine.dispose()
 
 
-async def wecom_client(app: web.Application) -> AsyncIterator[None]:
+async def wecom_client(app: web.Application, *, run_workers: bool = True) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     # The token cache gets its own small engine: code that holds the main (SQLite: only)
     # connection may call WeCom, and fetching a token must not wait for that connection.
     token_engine = create_engine(settings.database_url, side=True)
     try:
         await open_first_connection(token_engine)
+        token_sessions = create_session_factory(token_engine)
+        if run_workers and settings.is_sqlite:
+            await _release_token_leases(token_sessions)
         async with aiohttp.ClientSession() as http:
             app[HTTP] = http
             app[WECOM] = _wecom_client(
-                http,
-                settings,
-                create_session_factory(token_engine),
-                app[CLOCK],
-                telemetry=app[TELEMETRY],
+                http, settings, token_sessions, app[CLOCK], telemetry=app[TELEMETRY]
             )
             yield
     finally:
         await token_engine.dispose()
+
+
+async def _release_token_leases(sessions) -> None:
+    """SQLite has one process: a token refresh lease found at start-up died with the last one,
+    and the first welcome after a crash must not wait out its lease for a token."""
+    try:
+        released = await DatabaseCredentialStore(sessions).release_all()
+    except SQLAlchemyError as exc:  # unreachable: /readyz says so; the lease lapses anyway
+        log.warning("token leases not released at start-up: %s", type(exc).__name__)
+        return
+    if released:
+        log.warning("wecom: %d token refresh lease(s) left by the last process released", released)
 
 
 def _wecom_client(

@@ -126,6 +126,22 @@ def _parser() -> argparse.ArgumentParser:
     account.add_argument("--role", choices=("hq", "manager"), required=True)
     account.add_argument("--store", action="append", default=[], help="a manager's store; repeat")
 
+    jobs = commands.add_parser("jobs", help="the periodic jobs").add_subparsers(metavar="ACTION")
+    parked = _command(
+        jobs,
+        "parked",
+        "rows a periodic job could not handle and parked, with the reason",
+        _jobs_parked,
+    )
+    parked.add_argument("--job", help="only this job's (e.g. metrics-rollup, sop-tick)")
+    parked.add_argument("--format", choices=("table", "json"), default="table")
+    retry = _command(
+        jobs, "retry", "hand parked rows back to their jobs: the next run tries them", _jobs_retry
+    )
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="as `jobs parked` lists")
+    retry.add_argument("--all", action="store_true", help="every parked row (of --job)")
+    retry.add_argument("--job", help="only this job's")
+
     inbox = commands.add_parser("inbox", help="stored callbacks").add_subparsers(metavar="ACTION")
     replay = _command(inbox, "replay", "process waiting callbacks now", _inbox_replay)
     replay.add_argument("--failed", action="store_true", help="also retry events parked as failed")
@@ -292,6 +308,80 @@ def _inbox_replay(args: argparse.Namespace) -> int:
     reset, processed = asyncio.run(run())
     print(f"{reset} events made due, {processed} processed")
     return 0
+
+
+def _jobs_parked(args: argparse.Namespace) -> int:
+    import json
+
+    from guidebot.db.parking import parked_rows
+
+    rows = asyncio.run(_with_database(lambda session: parked_rows(session, job=args.job)))
+    if args.format == "json":
+        document = [
+            {
+                "id": r.id,
+                "job": r.job,
+                "table": r.table_name,
+                "row": r.row_key,
+                "detail": r.detail,
+                "reason": r.reason,
+                "first_seen": r.first_seen.isoformat(),
+                "last_seen": r.last_seen.isoformat(),
+                "count": r.count,
+            }
+            for r in rows
+        ]
+        print(json.dumps(document, ensure_ascii=False, indent=2))
+        return 0
+    if not rows:
+        print("没有搁置的行 / no parked rows")
+        return 0
+    print(
+        f"搁置的行 {len(rows)} / {len(rows)} parked row(s); `guidebot jobs retry ID` hands one "
+        "back to its job once the cause is fixed"
+    )
+    for r in rows:
+        print(
+            f"#{r.id} {r.job} {r.table_name} {r.row_key} x{r.count} "
+            f"first {r.first_seen.isoformat()} last {r.last_seen.isoformat()}"
+        )
+        if r.detail:
+            print(f"    {r.detail}")
+        print(f"    {r.reason}")
+    return 0
+
+
+def _jobs_retry(args: argparse.Namespace) -> int:
+    from guidebot.db.parking import retry
+
+    if bool(args.ids) == args.all:
+        print("guidebot jobs retry: 请给出 ID 或 --all / give IDs or --all", file=sys.stderr)
+        return 2
+
+    async def run(session) -> int:
+        count = await retry(session, ids=args.ids or None, job=args.job)
+        await session.commit()
+        return count
+
+    count = asyncio.run(_with_database(run))
+    print(f"{count} 行已交还 / {count} row(s) handed back; the next run of each job tries them")
+    return 0
+
+
+async def _with_database(use: Callable):
+    """One session on GUIDEBOT_DATABASE_URL (SQLite migrated in place, as `serve` does)."""
+    from guidebot.config import database_url_from_env
+    from guidebot.db.engine import create_engine, create_session_factory
+    from guidebot.db.migrate import prepare_database
+
+    url = database_url_from_env()
+    await asyncio.to_thread(prepare_database, url)
+    engine = create_engine(url)
+    try:
+        async with create_session_factory(engine)() as session:
+            return await use(session)
+    finally:
+        await engine.dispose()
 
 
 def _redact(url: str) -> str:

@@ -15,6 +15,7 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._parked_jobs: set[str] = set()
         self.callbacks = Counter(
             "guidebot_callbacks_total",
             "WeCom callbacks received, by outcome",
@@ -62,6 +63,19 @@ class Telemetry:
             registry=self.registry,
         )
 
+        self.parked_rows = Gauge(
+            "guidebot_parked_rows",
+            "Rows a periodic job could not handle and parked, by job (guidebot jobs parked)",
+            ["job"],
+            registry=self.registry,
+        )
+
+    def set_parked(self, counts: dict[str, int]) -> None:
+        # A job whose rows were all handed back stays a series, at 0.
+        for job in set(counts) | set(self._parked_jobs):
+            self.parked_rows.labels(job=job).set(counts.get(job, 0))
+        self._parked_jobs |= set(counts)
+
     def wecom_error(self, api: str, errcode: int) -> None:
         """WeComClient's on_error hook."""
         self.wecom_errors.labels(api=api, errcode=str(errcode)).inc()
@@ -72,8 +86,11 @@ class Telemetry:
 
 async def refresh_backlog(telemetry: Telemetry, session: AsyncSession, now: datetime) -> None:
     """Set the backlog gauges: one indexed query per figure (inbox: ix_inbox_events_due,
-    SOP: ix_sop_tasks_status_due), so a scrape stays cheap with millions of finished rows."""
+    SOP: ix_sop_tasks_status_due; parked rows are few), so a scrape stays cheap with millions
+    of finished rows."""
+    from guidebot.db.parking import parked_counts, unparked
     from guidebot.intake.models import InboxEvent, InboxStatus
+    from guidebot.sop.engine import TASKS_TABLE, TICK_JOB
     from guidebot.sop.models import SopTask, TaskStatus
 
     oldest_due, pending = (
@@ -87,8 +104,12 @@ async def refresh_backlog(telemetry: Telemetry, session: AsyncSession, now: date
         select(func.count()).where(InboxEvent.status == InboxStatus.FAILED)
     )
     oldest_task = await session.scalar(
-        select(func.min(SopTask.due_at)).where(SopTask.status == TaskStatus.PENDING)
+        select(func.min(SopTask.due_at)).where(
+            SopTask.status == TaskStatus.PENDING,
+            unparked(TICK_JOB, TASKS_TABLE, SopTask.id),  # parked: counted below instead
+        )
     )
+    telemetry.set_parked(await parked_counts(session))
     telemetry.inbox_lag.set(_age(oldest_due, now))
     telemetry.inbox_pending.set(pending or 0)
     telemetry.inbox_failed.set(failed or 0)

@@ -14,7 +14,7 @@ remains), so a missed del_follow_user cannot be seen here; a missed del_external
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,7 @@ from guidebot.contacts.service import (
     record_added,
     record_ended,
 )
+from guidebot.db.parking import isolating
 from guidebot.wecom.client import WeComClient, WeComError, WeComTransportError
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ BATCH = 100  # userids per batch/get_by_user call
 # Member-level refusals: one bad userid fails the whole call, so retry the chunk one by one.
 MEMBER_ERRORS = frozenset({40003, 60111, 60011, 84074})
 REASON = "reconciliation"
+JOB = "reconcile-contacts"  # as guidebot.app schedules it; parked pairs are filed under it
 
 Pair = tuple[str, str]
 
@@ -59,6 +61,7 @@ class ReconcileReport:
     reactivated: list[Pair] = field(default_factory=list)
     ended: list[Pair] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    parked: list[Pair] = field(default_factory=list)  # pairs it could not repair (parked_rows)
 
     @property
     def repairs(self) -> int:
@@ -85,13 +88,15 @@ async def reconcile(session: AsyncSession, wecom: WeComClient, now: datetime) ->
         await _apply(session, listed_guides, items, now, report)
         await session.commit()
     log.info(
-        "reconciliation: %d guides, %d pairs listed; %d added, %d reactivated, %d ended, %d errors",
+        "reconciliation: %d guides, %d pairs listed; %d added, %d reactivated, %d ended, %d errors"
+        ", %d parked",
         report.guides,
         report.listed,
         len(report.added),
         len(report.reactivated),
         len(report.ended),
         len(report.errors),
+        len(report.parked),
     )
     return report
 
@@ -149,31 +154,16 @@ async def _apply(
         )
     }
 
-    for (userid, ext), item in listed.items():
-        follow = item["follow_info"]
-        createtime = from_epoch(follow.get("createtime")) or now
-        status, last_event_at = known.get((userid, ext), (None, None))
-        if status is not None and (status == RelationStatus.ACTIVE or createtime <= last_event_at):
-            continue  # known, or ended after this add (a one-way lost relation stays listed)
-        was_ended = status is not None
-        await record_added(
-            session,
-            userid=userid,
-            external_userid=ext,
-            at=createtime,
-            now=now,
-            source=EventSource.RECONCILE,
-            state=follow.get("state") or None,
-            profile=Profile(dict(item["external_contact"]), dict(follow)),
-        )
-        (report.reactivated if was_ended else report.added).append((userid, ext))
-        log.info(
-            "reconciliation: %s %s/%s (WeCom createtime %s)",
-            "reactivated" if was_ended else "added",
-            userid,
-            ext,
-            createtime.isoformat(),
-        )
+    # A pair the repairs cannot handle (an instant out of range, say) is parked with its
+    # reason, and the others are repaired all the same (guidebot.db.parking).
+    async def add_all(pairs: Sequence[Pair]) -> list[_Repair]:
+        return [r for pair in pairs if (r := await _add(session, pair, listed[pair], known, now))]
+
+    def listing(pair: Pair) -> str:
+        createtime = listed[pair]["follow_info"].get("createtime")
+        return f"WeCom lists {_pair(pair)} with createtime {createtime!r}"
+
+    await _repair(session, list(listed), add_all, now, report, listing)
 
     in_transfer = {
         (handover, ext)
@@ -183,30 +173,101 @@ async def _apply(
             )
         )
     }
-    for pair, (status, _) in known.items():
-        if status != RelationStatus.ACTIVE or pair in listed or pair in in_transfer:
-            continue  # a pending transfer is settled by the transfer poll
-        relation = await lock_relation(session, *pair)
-        if (
-            relation is None
-            or relation.status != RelationStatus.ACTIVE
-            or not relation.confirmed  # WeCom lists an unconfirmed 免验证 add nowhere
-            or relation.last_event_at >= now  # it happened during the walk
-        ):
-            continue
-        await record_ended(
-            session,
-            userid=relation.guide_userid,
-            external_userid=relation.external_userid,
-            status=RelationStatus.REMOVED,
-            at=now,
-            now=now,
-            source=EventSource.RECONCILE,
-            reason=REASON,
-        )
-        report.ended.append(pair)
-        log.info(
-            "reconciliation: ended %s/%s (active here, not listed by WeCom)",
-            relation.guide_userid,
-            relation.external_userid,
-        )
+    unlisted = [
+        pair
+        for pair, (status, _) in known.items()
+        # a pending transfer is settled by the transfer poll
+        if status == RelationStatus.ACTIVE and pair not in listed and pair not in in_transfer
+    ]
+
+    async def end_all(pairs: Sequence[Pair]) -> list[_Repair]:
+        return [r for pair in pairs if (r := await _end(session, pair, now))]
+
+    await _repair(
+        session,
+        unlisted,
+        end_all,
+        now,
+        report,
+        lambda p: f"{_pair(p)} is active here and not listed by WeCom",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Repair:
+    kind: str  # "added", "reactivated" or "ended"
+    pair: Pair
+    note: str  # the log line
+
+
+def _pair(pair: Pair) -> str:
+    return "/".join(pair)
+
+
+async def _repair(
+    session: AsyncSession,
+    pairs: list[Pair],
+    work: Callable[[Sequence[Pair]], Awaitable[list[_Repair]]],
+    now: datetime,
+    report: ReconcileReport,
+    detail: Callable[[Pair], str],
+) -> None:
+    done, parked = await isolating(
+        session, pairs, work, job=JOB, table="relations", key=_pair, now=now, detail=detail
+    )
+    for repair in (r for batch in done for r in batch):
+        getattr(report, repair.kind).append(repair.pair)
+        log.info("%s", repair.note)
+    report.parked += parked
+
+
+async def _add(
+    session: AsyncSession,
+    pair: Pair,
+    item: dict[str, Any],
+    known: dict[Pair, tuple[str, datetime]],
+    now: datetime,
+) -> _Repair | None:
+    userid, ext = pair
+    follow = item["follow_info"]
+    createtime = from_epoch(follow.get("createtime")) or now
+    status, last_event_at = known.get(pair, (None, None))
+    if status is not None and (status == RelationStatus.ACTIVE or createtime <= last_event_at):
+        return None  # known, or ended after this add (a one-way lost relation stays listed)
+    was_ended = status is not None
+    await record_added(
+        session,
+        userid=userid,
+        external_userid=ext,
+        at=createtime,
+        now=now,
+        source=EventSource.RECONCILE,
+        state=follow.get("state") or None,
+        profile=Profile(dict(item["external_contact"]), dict(follow)),
+    )
+    kind = "reactivated" if was_ended else "added"
+    note = f"reconciliation: {kind} {userid}/{ext} (WeCom createtime {createtime.isoformat()})"
+    return _Repair(kind, pair, note)
+
+
+async def _end(session: AsyncSession, pair: Pair, now: datetime) -> _Repair | None:
+    relation = await lock_relation(session, *pair)
+    if (
+        relation is None
+        or relation.status != RelationStatus.ACTIVE
+        or not relation.confirmed  # WeCom lists an unconfirmed 免验证 add nowhere
+        or relation.last_event_at >= now  # it happened during the walk
+    ):
+        return None
+    await record_ended(
+        session,
+        userid=relation.guide_userid,
+        external_userid=relation.external_userid,
+        status=RelationStatus.REMOVED,
+        at=now,
+        now=now,
+        source=EventSource.RECONCILE,
+        reason=REASON,
+    )
+    note = f"reconciliation: ended {_pair(pair)} (active here, not listed by WeCom)"
+    return _Repair("ended", pair, note)

@@ -66,6 +66,17 @@ class DatabaseCredentialStore:
         async with self._sessions() as session, session.begin():
             await self._release(session, name, owner)
 
+    async def release_all(self) -> int:
+        """Every refresh lease, whoever holds it (SQLite at start-up: the one process that
+        could hold one is dead, and a token must not wait out its lease). The leases freed."""
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                update(WeComCredential)
+                .where(WeComCredential.lease_owner.is_not(None))
+                .values(lease_owner=None, lease_until=None)
+            )
+            return result.rowcount
+
     async def discard(self, name: str, value: str) -> None:
         async with self._sessions() as session, session.begin():
             await session.execute(

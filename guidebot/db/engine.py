@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import weakref
 from functools import partial
+from threading import Thread
+from typing import Any
 
+import aiosqlite
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -13,11 +21,14 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SIDE_BUSY_TIMEOUT_MS = 2_000
+# How long disposing of an engine waits for one aiosqlite thread to finish its last call.
+THREAD_JOIN_SECONDS = 10.0
 
 
 def is_sqlite(url: str) -> bool:
@@ -39,13 +50,16 @@ def create_engine(url: str, *, pool_size: int = 10, side: bool = False) -> Async
     if is_sqlite(url):
         # The side engine waits less for the lock: its caller may be the one holding it.
         busy_ms = SIDE_BUSY_TIMEOUT_MS if side else SQLITE_BUSY_TIMEOUT_MS
+        args, kwargs = SQLiteDialect_aiosqlite().create_connect_args(make_url(url))
+        threads = AiosqliteThreads(args, {**kwargs, "timeout": busy_ms / 1000})
         engine = create_async_engine(
             url,
-            connect_args={"timeout": busy_ms / 1000},
+            async_creator=threads.connect,
             pool_size=2 if side else 1,
             max_overflow=0,
             pool_timeout=30,
         )
+        event.listen(engine.sync_engine, "engine_disposed", threads.on_dispose)
         event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_ms=busy_ms))
         event.listen(
             engine.sync_engine, "begin", _sqlite_begin_deferred if side else _sqlite_begin_immediate
@@ -71,6 +85,67 @@ async def open_first_connection(engine: AsyncEngine) -> None:
             pass
     except DBAPIError as exc:
         log.warning("database not reachable at start-up: %s", exc.orig)
+
+
+class AiosqliteThreads:
+    """The aiosqlite connections one SQLite engine opened, and the thread each one runs on.
+
+    aiosqlite stops a connection's thread without waiting for it when a connect fails or is
+    cancelled (an unreachable database, a start-up task stopped at shutdown), when SQLAlchemy
+    terminates a connection whose close was cancelled, and when an unclosed one is garbage
+    collected. The thread's last act is to answer a future on the event loop; if the loop has
+    closed by then, the thread raises "Event loop is closed" into whatever runs next. So a
+    failed connect waits for its thread, and disposing of the engine (every way the app, a
+    CLI command or a test stops) closes what is still open and waits for every thread.
+    """
+
+    def __init__(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        self._args, self._kwargs = args, kwargs
+        self._connections: weakref.WeakSet[aiosqlite.Connection] = weakref.WeakSet()
+        self._threads: set[Thread] = set()
+
+    async def connect(self) -> aiosqlite.Connection:
+        connection = aiosqlite.connect(*self._args, **self._kwargs)
+        thread = _thread_of(connection)
+        thread.daemon = True  # as SQLAlchemy's own connect does: never hold up the exit
+        self._threads = {t for t in self._threads if t.is_alive()}
+        self._threads.add(thread)
+        self._connections.add(connection)
+        try:
+            return await connection
+        except BaseException:
+            await _joined(thread)
+            raise
+
+    async def close(self) -> None:
+        """Close the connections still open (checked out when the engine was disposed of) and
+        wait for every thread to finish."""
+        for connection in list(self._connections):
+            # Private, but the only way to tell: close() on a stopped connection never returns.
+            if getattr(connection, "_running", False) and getattr(connection, "_connection", None):
+                with contextlib.suppress(Exception):
+                    await connection.close()
+        for thread in list(self._threads):
+            if thread.is_alive():
+                await _joined(thread)
+        self._threads = {t for t in self._threads if t.is_alive()}
+
+    def on_dispose(self, _engine) -> None:
+        # AsyncEngine.dispose() runs Engine.dispose() in a greenlet, where this may await.
+        if in_greenlet():
+            await_only(self.close())
+
+
+def _thread_of(connection: aiosqlite.Connection) -> Thread:
+    # aiosqlite before 0.22 made the connection itself the thread.
+    return connection if isinstance(connection, Thread) else connection._thread
+
+
+async def _joined(thread: Thread) -> None:
+    """Wait (off the loop) until the thread has finished, even if we are cancelled meanwhile."""
+    if thread.ident is None:
+        return  # never started
+    await asyncio.shield(asyncio.to_thread(thread.join, THREAD_JOIN_SECONDS))
 
 
 def _sqlite_pragmas(dbapi_connection, _record, *, busy_ms: int) -> None:

@@ -3,7 +3,7 @@
 from guidebot.bot import models as bot_models  # noqa: F401
 from guidebot.contacts import models as contacts_models  # noqa: F401
 from guidebot.content import models as content_models  # noqa: F401
-from guidebot.db import credentials  # noqa: F401
+from guidebot.db import credentials, parking  # noqa: F401
 from guidebot.db.base import Base
 from guidebot.intake import models as intake_models  # noqa: F401
 from guidebot.metrics import models as metrics_models  # noqa: F401

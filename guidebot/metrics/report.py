@@ -10,6 +10,7 @@ import asyncio
 import csv
 import io
 import json
+import logging
 import re
 import unicodedata
 from collections import defaultdict
@@ -26,6 +27,8 @@ from guidebot.clock import FIRST_YEAR, LAST_YEAR
 from guidebot.contacts.models import Department, Guide, GuideStatus, StoreMembership
 from guidebot.metrics import kpis
 from guidebot.metrics.models import COUNTERS, NO_STORE, GuideDaily, GuideProfileDaily
+
+log = logging.getLogger(__name__)
 
 MAX_PERIOD_DAYS = 366
 DEFAULT_PERIOD_DAYS = 7
@@ -414,6 +417,8 @@ async def report_guides(
     then reads only the rollups. Default period: the 7 days up to yesterday (GUIDEBOT_TIMEZONE)."""
     from guidebot.contacts.directory import find_store
     from guidebot.db.engine import create_engine, create_session_factory
+    from guidebot.db.parking import parked_counts
+    from guidebot.metrics.rollup import JOB as ROLLUP_JOB
     from guidebot.metrics.rollup import refresh
 
     now = now or datetime.now(UTC)
@@ -427,6 +432,14 @@ async def report_guides(
     try:
         await refresh(sessions, timezone, now)
         async with sessions() as session:
+            left_out = (await parked_counts(session)).get(ROLLUP_JOB, 0)
+            if left_out:
+                log.warning(
+                    "有 %d 行数据无法计入业绩，已搁置 / %d row(s) the rollup could not handle are "
+                    "parked and left out of these figures: see `guidebot jobs parked`",
+                    left_out,
+                    left_out,
+                )
             store_id = None
             if store is not None:
                 found = await find_store(session, store)

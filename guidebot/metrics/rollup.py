@@ -25,7 +25,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, and_, case, cast, delete, func, insert, or_, select
@@ -42,6 +43,7 @@ from guidebot.contacts.models import (
 )
 from guidebot.content.models import ContentForward, ContentOpenVisitor
 from guidebot.content.service import first_forward
+from guidebot.db.parking import isolating, unparked
 from guidebot.metrics import kpis
 from guidebot.metrics.models import (
     COUNTERS,
@@ -62,6 +64,8 @@ Sessions = async_sessionmaker[AsyncSession]
 
 # pg_try_advisory_xact_lock key of the rollup job ("guidebot" rollups).
 ROLLUP_LOCK = 0x6762_726F_6C6C
+# The job's name, as guidebot.app schedules it and as rows it parks are filed under.
+JOB = "metrics-rollup"
 # How far ahead a "from this day on" recompute reaches (tasks may be due in the future).
 AHEAD = timedelta(days=400)
 # Days this close together are recomputed as one range.
@@ -440,6 +444,11 @@ class RefreshReport:
     profiles: int = 0
     backfilled: int = 0
     busy: bool = False  # another instance held the lock
+    parked: int = 0  # rows it could not handle, parked (guidebot.db.parking)
+
+    def add(self, other: RefreshReport) -> None:
+        for name in ("matured", "guides", "rows", "profiles"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass
@@ -469,19 +478,25 @@ async def refresh(
                 report.busy = True
                 break
             rows = list(
-                await session.scalars(select(MetricsDirty).order_by(MetricsDirty.id).limit(chunk))
+                await session.scalars(
+                    select(MetricsDirty)
+                    .where(unparked(JOB, DIRTY_TABLE, MetricsDirty.id))
+                    .order_by(MetricsDirty.id)
+                    .limit(chunk)
+                )
             )
             matured = await _matured(session, now) if index == 0 else []
             if not rows and not matured:
                 break
-            await _apply(session, default_tz, rows, matured, now, report)
-            ids = [r.id for r in rows]
+            parked = await _apply_isolating(session, default_tz, rows, matured, now, report)
+            # A parked dirty row stays, skipped, until `guidebot jobs retry` hands it back.
+            ids = [r.id for r in rows if r not in parked]
             for i in range(0, len(ids), 500):
                 await session.execute(
                     delete(MetricsDirty).where(MetricsDirty.id.in_(ids[i : i + 500]))
                 )
-            report.dirty += len(rows)
-            report.matured += len(matured)
+            report.dirty += len(ids)
+            report.parked += len(parked)
         if len(rows) < chunk:
             break
     if report.rows or report.dirty:
@@ -489,7 +504,13 @@ async def refresh(
     return report
 
 
-async def _matured(session: AsyncSession, now: datetime) -> list[tuple[str, datetime]]:
+class Matured(NamedTuple):
+    guide: str
+    at: datetime
+    event_id: int  # the relation_events row of the add
+
+
+async def _matured(session: AsyncSession, now: datetime) -> list[Matured]:
     """New customers whose day-1 or day-7 window closed since the last run: their add days."""
     state = await get_state(session, MATURED_UNTIL)
     if state is None or state.at is None:
@@ -498,12 +519,14 @@ async def _matured(session: AsyncSession, now: datetime) -> list[tuple[str, date
     since = state.at
     if now <= since:
         return []
-    found: list[tuple[str, datetime]] = []
+    found: list[Matured] = []
     for window in kpis.RETENTION_WINDOWS.values():
         found += [
-            (guide, at)
-            for guide, at in await session.execute(
-                select(RelationEvent.guide_userid, RelationEvent.occurred_at).where(
+            Matured(guide, at, event_id)
+            for guide, at, event_id in await session.execute(
+                select(
+                    RelationEvent.guide_userid, RelationEvent.occurred_at, RelationEvent.id
+                ).where(
                     RelationEvent.kind.in_(NEW_KINDS),
                     RelationEvent.occurred_at > since - window,
                     RelationEvent.occurred_at <= now - window,
@@ -514,11 +537,70 @@ async def _matured(session: AsyncSession, now: datetime) -> list[tuple[str, date
     return found
 
 
+DIRTY_TABLE = MetricsDirty.__tablename__
+EVENTS_TABLE = RelationEvent.__tablename__
+
+
+def _work_table(item: MetricsDirty | Matured) -> str:
+    return EVENTS_TABLE if isinstance(item, Matured) else DIRTY_TABLE
+
+
+def _work_key(item: MetricsDirty | Matured) -> int:
+    return item.event_id if isinstance(item, Matured) else item.id
+
+
+def _work_detail(item: MetricsDirty | Matured) -> str:
+    if isinstance(item, Matured):
+        return f"retention window of {item.guide}'s add at {item.at.isoformat()}"
+    who = "/".join(x for x in (item.guide_userid, item.external_userid) if x)
+    what = " ".join(x for x in (item.source, item.kind) if x)
+    return f"{what} of {who} at {item.at.isoformat()}"
+
+
+async def _apply_isolating(
+    session: AsyncSession,
+    default_tz: str,
+    rows: Sequence[MetricsDirty],
+    matured: Sequence[Matured],
+    now: datetime,
+    report: RefreshReport,
+) -> list[MetricsDirty | Matured]:
+    """_apply, in one go; if a row breaks it, row by row, parking the rows that fail alone
+    (one bad instant must not stop every guide's figures). The items parked."""
+
+    async def apply(items: Sequence[MetricsDirty | Matured]) -> RefreshReport:
+        part = RefreshReport()
+        await _apply(
+            session,
+            default_tz,
+            [i for i in items if isinstance(i, MetricsDirty)],
+            [i for i in items if isinstance(i, Matured)],
+            now,
+            part,
+        )
+        return part
+
+    done, parked = await isolating(
+        session,
+        [*rows, *matured],
+        apply,
+        job=JOB,
+        table=_work_table,
+        key=_work_key,
+        now=now,
+        detail=_work_detail,
+    )
+    for part in done:
+        report.add(part)
+    report.matured += len([m for m in matured if m not in parked])
+    return parked
+
+
 async def _apply(
     session: AsyncSession,
     default_tz: str,
     rows: Sequence[MetricsDirty],
-    matured: Sequence[tuple[str, datetime]],
+    matured: Sequence[Matured],
     now: datetime,
     report: RefreshReport,
 ) -> None:
@@ -536,7 +618,7 @@ async def _apply(
                 )
             )
     guides = {r.guide_userid for r in rows if r.source != DirtySource.ZONE} | {
-        g for g, _ in matured
+        m.guide for m in matured
     }
     guides |= rebuild
     placer = await Placer.load(session, guides, default_tz)
@@ -570,7 +652,7 @@ async def _apply(
                     item.days.add(placer.day(row.guide_userid, at))
             if row.source == DirtySource.FORWARD:
                 item.days.update(await _later_forward_days(session, placer, row))
-    for guide, at in matured:
+    for guide, at, _ in matured:
         work[guide].days.add(placer.day(guide, at))
 
     far = (now + AHEAD).date()
@@ -659,11 +741,11 @@ async def backfill(sessions: Sessions, default_tz: str, now: datetime, *, batch:
         async with sessions() as session, session.begin():
             await _locked(session, wait=True)
             placer = await Placer.load(session, chunk, default_tz)
-            for guide in chunk:
-                if guide in firsts:
-                    first = placer.day(guide, firsts[guide]) - timedelta(days=1)
-                    await recompute(session, placer, guide, [(first, far)], now)
-            await snapshot_profiles(session, placer, [g for g in chunk if g in with_relations], now)
+            build = partial(_build, session, placer, firsts, with_relations, far, now)
+            later = partial(_build_later, session, firsts, now)
+            await isolating(
+                session, chunk, build, job=JOB, table="guides", key=str, now=now, on_failure=later
+            )
     async with sessions() as session, session.begin():
         await set_state(session, BACKFILLED, now, now)
         if await get_state(session, MATURED_UNTIL) is None:
@@ -671,6 +753,37 @@ async def backfill(sessions: Sessions, default_tz: str, now: datetime, *, batch:
     if guides:
         log.info("metrics: built the rollups of %d guides from their history", len(guides))
     return len(guides)
+
+
+async def _build(
+    session: AsyncSession,
+    placer: Placer,
+    firsts: dict[str, datetime],
+    with_relations: set[str],
+    far: date,
+    now: datetime,
+    guides: Sequence[str],
+) -> None:
+    for guide in guides:
+        if guide in firsts:
+            first = placer.day(guide, firsts[guide]) - timedelta(days=1)
+            await recompute(session, placer, guide, [(first, far)], now)
+    await snapshot_profiles(session, placer, [g for g in guides if g in with_relations], now)
+
+
+async def _build_later(
+    session: AsyncSession, firsts: dict[str, datetime], now: datetime, guide: str, _exc: Exception
+) -> None:
+    """A guide whose history cannot be built goes to the dirty queue as "everything from its
+    first instant on", where a row that still fails is parked with its reason."""
+    session.add(
+        MetricsDirty(
+            source=DirtySource.MEMBERSHIP,
+            guide_userid=guide,
+            at=firsts.get(guide, now),
+            kind="history",  # shown in the parked row's detail, read by nothing
+        )
+    )
 
 
 async def recompute_all(sessions: Sessions, default_tz: str, now: datetime) -> int:

@@ -35,6 +35,7 @@ from guidebot.sop.engine import (
     TaskConflict,
     TaskNotFound,
     complete_task,
+    reap_claims,
     record_reply,
     skip_task,
 )
@@ -80,8 +81,10 @@ SOP_WATCH = web.AppKey("sop_watch", asyncio.Task)
 
 
 async def sop_startup(app: web.Application, *, run_workers: bool = True) -> AsyncIterator[None]:
-    """The engine's runtime; on SQLite (one process owns the queue) rows a crash left in
-    `sending` are reconciled now; the playbook directory is watched for changes."""
+    """The engine's runtime; on SQLite (one process owns the queue) the claims a crash left
+    are released and rows it left in `sending` are reconciled now, instead of after their
+    leases (a welcome's code lives 20 s); the playbook directory is watched for changes.
+    PostgreSQL keeps the leases: another instance may hold them."""
     from guidebot.sop.actions import reconcile_sending
 
     runtime = SopRuntime(app[SESSIONS], app[WECOM], app[CLOCK], app[SETTINGS])
@@ -89,9 +92,12 @@ async def sop_startup(app: web.Application, *, run_workers: bool = True) -> Asyn
     if run_workers:
         if app[SETTINGS].is_sqlite:
             try:
+                released = await reap_claims(runtime, runtime.clock.now(), everything=True)
+                if released:
+                    log.warning("sop: %d claim(s) left by the last process made due", released)
                 await reconcile_sending(runtime, everything=True)
             except Exception:
-                log.exception("reconciling rows left in sending failed; the job tries again")
+                log.exception("recovering rows a crash left failed; the jobs try again")
         watch = getattr(runtime.registry, "watch", None)
         if watch is not None:
             app[SOP_WATCH] = asyncio.create_task(watch(WATCH_INTERVAL), name="sop-watch")

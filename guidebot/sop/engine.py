@@ -32,6 +32,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -43,6 +44,7 @@ from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.contacts.models import Customer, Department, Guide, Relation, RelationStatus
 from guidebot.db.engine import upsert_insert
+from guidebot.db.parking import describe_error, isolating, park, unparked
 from guidebot.resources import project_dir
 from guidebot.sop.models import (
     Action,
@@ -65,6 +67,10 @@ Sessions = async_sessionmaker[AsyncSession]
 CLAIM_LEASE = timedelta(minutes=2)
 # A row in `sending` whose lease lapsed was left by a crash: it is reconciled, not resent.
 SEND_LEASE = timedelta(minutes=5)
+# Rows the task runner cannot decide are parked under this job (guidebot.db.parking) and not
+# claimed again until `guidebot jobs retry` hands them back.
+TICK_JOB = "sop-tick"
+TASKS_TABLE = SopTask.__tablename__
 # Reasons that end a pair's enrollments whatever the playbook lists: nothing can reach the
 # customer through this guide any more (and send time re-checks the relation anyway).
 ALWAYS_STOP = frozenset({"contact.lost", "contact.removed"})
@@ -792,14 +798,20 @@ async def _task_for_update(session: AsyncSession, task_id: int, guide: str | Non
 # ---- claiming --------------------------------------------------------------------------------
 
 
-async def reap_claims(runtime: SopRuntime, now: datetime) -> int:
-    """Claimed rows whose lease lapsed (their claimer died before any WeCom call) are due."""
+async def reap_claims(runtime: SopRuntime, now: datetime, *, everything: bool = False) -> int:
+    """Claimed rows whose lease lapsed (their claimer died before any WeCom call) are due.
+
+    `everything`: every claim, whoever holds it (SQLite at start-up: the one process that could
+    hold one is dead). Safe even for a claim in hand: `prepare` takes only rows still claimed
+    by its claimer, so a row is prepared once at most."""
+    query = update(SopTask).where(SopTask.status == TaskStatus.CLAIMED)
+    if not everything:
+        query = query.where(SopTask.lease_until < now)
     async with runtime.sessions() as session, session.begin():
         result = await session.execute(
-            update(SopTask)
-            .where(SopTask.status == TaskStatus.CLAIMED, SopTask.lease_until < now)
-            .values(status=TaskStatus.PENDING, lease_owner=None, lease_until=None, updated_at=now)
-            .execution_options(synchronize_session=False)
+            query.values(
+                status=TaskStatus.PENDING, lease_owner=None, lease_until=None, updated_at=now
+            ).execution_options(synchronize_session=False)
         )
         return result.rowcount
 
@@ -816,7 +828,9 @@ async def claim(
     PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, so several instances never take one row;
     SQLite: one writer at a time (BEGIN IMMEDIATE) and a conditional UPDATE.
     """
-    query = select(SopTask.id).where(SopTask.status == TaskStatus.PENDING)
+    query = select(SopTask.id).where(
+        SopTask.status == TaskStatus.PENDING, unparked(TICK_JOB, TASKS_TABLE, SopTask.id)
+    )
     if ids is not None:
         query = query.where(SopTask.id.in_(list(ids)))
     else:
@@ -872,6 +886,10 @@ class Prepared:
     attempts: int
 
 
+# A row decided but for its template: (the row, (template name, its variables)).
+Held = tuple[Prepared, tuple[str, dict[str, Any]]]
+
+
 @dataclass
 class TickReport:
     claimed: int = 0
@@ -886,6 +904,7 @@ class TickReport:
     retried: int = 0
     reaped: int = 0
     wecom_calls: int = 0
+    parked: int = 0
 
     def add(self, other: TickReport) -> None:
         for name in self.__dataclass_fields__:
@@ -913,222 +932,286 @@ async def prepare(
     """Decide every claimed row in one transaction and commit: skipped (stop condition),
     expired, deferred (daily cap), failed, or `sending` — ready for WeCom. A row with a
     template stays claimed through that commit; its template renders after it, off the event
-    loop, and a second transaction marks it `sending` or `failed` (_render_held)."""
+    loop, and a second transaction marks it `sending` or `failed` (_render_held).
+
+    A row that cannot be decided (a setting an older version wrote, an instant out of range)
+    is parked with its reason and its claim released; the others go on (guidebot.db.parking).
+    """
     ready: list[Prepared] = []
-    held: list[tuple[Prepared, tuple[str, dict[str, Any]]]] = []
+    held: list[Held] = []
     async with runtime.sessions() as session, session.begin():
-        query = select(SopTask).where(
-            SopTask.id.in_(list(ids)),
-            SopTask.status == TaskStatus.CLAIMED,
-            SopTask.lease_owner == runtime.owner,
-        )
-        if runtime.is_postgres:
-            query = query.with_for_update()
-        tasks = sorted(
-            await session.scalars(query.execution_options(populate_existing=True)),
-            key=lambda t: (t.due_at, t.id),
-        )
-        if not tasks:
-            return []
-        enrollments = {
-            e.id: e
-            for e in await session.scalars(
-                select(SopEnrollment).where(SopEnrollment.id.in_({t.enrollment_id for t in tasks}))
-            )
-        }
-        customers_ids = {t.external_userid for t in tasks}
-        relations = {
-            (r.guide_userid, r.external_userid): r
-            for r in await session.scalars(
-                select(Relation).where(Relation.external_userid.in_(customers_ids))
-            )
-        }
-        customers = {
-            c.external_userid: c
-            for c in await session.scalars(
-                select(Customer).where(Customer.external_userid.in_(customers_ids))
-            )
-        }
-        guides = {
-            g.userid: g
-            for g in await session.scalars(
-                select(Guide).where(Guide.userid.in_({t.guide_userid for t in tasks}))
-            )
-        }
-        store_ids = {r.store_id for r in relations.values() if r.store_id is not None}
-        store_ids |= {e.store_id for e in enrollments.values() if e.store_id is not None}
-        stores = {
-            d.id: d
-            for d in await session.scalars(select(Department).where(Department.id.in_(store_ids)))
-        }
-        reached = await _reached_today(session, tasks, now)
-        contents = await _content_items(session, {t.content for t in tasks if t.content}, now)
 
-        # (guide, customer) -> (reason, every enrollment of the pair or only those listing it)
-        stop_pairs: dict[tuple[str, str], tuple[str, bool]] = {}
-        for task in tasks:
-            enrollment = enrollments[task.enrollment_id]
-            settings = enrollment.settings or {}
-            relation = relations.get((task.guide_userid, task.external_userid))
-
-            def settle(status: str, reason: str | None, task: SopTask = task) -> None:
-                task.status = status
-                task.reason = reason
-                task.lease_owner = task.lease_until = None
-                task.welcome_code = None
-                task.completed_at = now
-                task.updated_at = now
-
-            if enrollment.status != EnrollmentStatus.ACTIVE:
-                settle(TaskStatus.SKIPPED, f"stopped: {enrollment.stop_reason or 'ended'}")
-                report.skipped += 1
-                continue
-            if relation is None or relation.status != RelationStatus.ACTIVE:
-                reason = _end_reason(relation)
-                settle(TaskStatus.SKIPPED, f"stopped: {reason} (checked at send time)")
-                stop_pairs[(task.guide_userid, task.external_userid)] = (reason, True)
-                report.skipped += 1
-                continue
-            stop_tags = {
-                s.removeprefix("tag.added:")
-                for s in settings.get("stop_when", ())
-                if s.startswith("tag.added:")
-            }
-            hit = sorted(stop_tags & tag_keys(relation.tags))
-            if hit:
-                reason = f"tag.added:{hit[0]}"
-                settle(TaskStatus.SKIPPED, f"stopped: {reason} (checked at send time)")
-                stop_pairs.setdefault((task.guide_userid, task.external_userid), (reason, False))
-                report.skipped += 1
-                continue
-            if task.expires_at is not None and now > task.expires_at:
-                late = human_duration(now - task.due_at)
-                settle(
-                    TaskStatus.EXPIRED,
-                    f"overdue by {late} after an outage (expire_after passed at "
-                    f"{task.expires_at.isoformat()}); skipped rather than sent late",
+        async def park_task(task_id: int, exc: Exception) -> None:
+            what = (
+                await session.execute(
+                    select(
+                        SopTask.playbook_id,
+                        SopTask.step_id,
+                        SopTask.guide_userid,
+                        SopTask.external_userid,
+                    ).where(SopTask.id == task_id)
                 )
-                report.expired += 1
-                continue
-            if task.action == Action.WELCOME and not task.welcome_code:
-                settle(TaskStatus.SKIPPED, "no WelcomeCode to send the welcome with")
-                report.skipped += 1
-                continue
-            zone = zone_named(enrollment.timezone, runtime.settings.timezone)
-            window = window_from_json(settings.get("send_window"))
-            if task.action in Action.GUIDE_FACING and window is not None:
-                # Due before an outage and not yet expired, but the window is shut (3 am):
-                # held until it opens, or expired if it only opens after the step expires.
-                opens = snap_into_window(now, window, zone)
-                if opens > now:
-                    if task.expires_at is not None and opens > task.expires_at:
-                        settle(
-                            TaskStatus.EXPIRED,
-                            f"overdue by {human_duration(now - task.due_at)} after an outage, "
-                            "and the send window opens again only after the step expires; "
-                            "skipped rather than sent late",
-                        )
-                        report.expired += 1
-                        continue
-                    task.due_at = opens
-                    task.status = TaskStatus.PENDING
-                    task.lease_owner = task.lease_until = None
-                    task.reason = (
-                        f"held until the send window opens "
-                        f"({opens.astimezone(zone):%Y-%m-%d %H:%M} {zone.key})"
-                    )
-                    task.updated_at = now
-                    report.deferred += 1
-                    continue
-            if task.action == Action.GUIDE_TASK:
-                cap = int(settings.get("max_messages_per_day") or 1)
-                day_start, day_end = local_day_bounds(now, zone)
-                count = sum(day_start <= t < day_end for t in reached[task.external_userid])
-                if count >= cap:
-                    new_due = next_window_day(now, window, zone)
-                    shift = new_due - task.due_at
-                    task.due_at = new_due
-                    if task.expires_at is not None:
-                        task.expires_at = task.expires_at + shift
-                    task.status = TaskStatus.PENDING
-                    task.lease_owner = task.lease_until = None
-                    task.reason = (
-                        f"deferred to {new_due.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}: "
-                        f"the customer already got {count} message(s) today (cap {cap})"
-                    )
-                    task.updated_at = now
-                    report.deferred += 1
-                    continue
-            message = None
-            render: tuple[str, dict[str, Any]] | None = None
-            if task.action in (Action.WELCOME, Action.GUIDE_TASK, Action.REMIND):
-                try:
-                    message, render = _message(
-                        runtime,
-                        task,
-                        enrollment,
-                        customers.get(task.external_userid),
-                        guides.get(task.guide_userid),
-                        stores.get(relation.store_id or enrollment.store_id or -1),
-                        relation,
-                        contents.get(task.content or ""),
-                        now,
-                    )
-                except Exception as exc:
-                    settle(TaskStatus.FAILED, f"template error: {exc}")
-                    report.failed += 1
-                    continue
-            if task.action in Action.TO_CUSTOMER:
-                reached[task.external_userid].append(now)
-            prepared = Prepared(
-                id=task.id,
-                enrollment_id=task.enrollment_id,
-                action=task.action,
-                guide_userid=task.guide_userid,
-                external_userid=task.external_userid,
-                step_id=task.step_id,
-                playbook_id=task.playbook_id,
-                playbook_version=task.playbook_version,
-                playbook_name=str(settings.get("name") or task.playbook_id),
-                message=message,
-                tag=task.tag,
-                welcome_code=task.welcome_code,
-                due_at=task.due_at,
-                expires_at=task.expires_at,
-                attempts=task.attempts,
-            )
-            if render is not None:
-                # HQ's template renders after this commit, off the event loop: the row stays
-                # claimed until then (_render_held).
-                held.append((prepared, render))
-                continue
-            task.status = TaskStatus.SENDING
-            task.lease_until = now + SEND_LEASE
-            task.sent_at = now
-            task.message = message
-            task.updated_at = now
-            report.sending += 1
-            ready.append(prepared)
-        await session.flush()
-        for (guide, ext), (reason, force) in stop_pairs.items():
-            await stop_enrollments(
+            ).one_or_none()
+            detail = f"{what[0]} step {what[1]} for {what[2]}/{what[3]}" if what else None
+            await park(
                 session,
-                external_userid=ext,
-                guide_userid=guide,
-                reason=reason,
+                job=TICK_JOB,
+                table=TASKS_TABLE,
+                key=task_id,
+                reason=describe_error(exc),
                 now=now,
-                force=force,
+                detail=detail,
             )
-        await complete_enrollments(session, {t.enrollment_id for t in tasks}, now)
+            await session.execute(
+                update(SopTask)
+                .where(
+                    SopTask.id == task_id,
+                    SopTask.status == TaskStatus.CLAIMED,
+                    SopTask.lease_owner == runtime.owner,
+                )
+                .values(
+                    status=TaskStatus.PENDING, lease_owner=None, lease_until=None, updated_at=now
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+        done, parked = await isolating(
+            session,
+            sorted(ids),
+            partial(_decide, runtime, session, now),
+            job=TICK_JOB,
+            table=TASKS_TABLE,
+            key=int,
+            now=now,
+            on_failure=park_task,
+        )
+        for part_ready, part_held, part_report in done:
+            ready += part_ready
+            held += part_held
+            report.add(part_report)
+        report.parked += len(parked)
     if held:
         ready += await _render_held(runtime, held, now, report)
-        ready.sort(key=lambda p: (p.due_at, p.id))
-    return ready
+    return sorted(ready, key=lambda r: (r.due_at, r.id))
+
+
+async def _decide(
+    runtime: SopRuntime, session: AsyncSession, now: datetime, ids: Sequence[int]
+) -> tuple[list[Prepared], list[Held], TickReport]:
+    """prepare() for these rows, in the caller's transaction: (ready, held for their
+    template, what happened)."""
+    report = TickReport()
+    ready: list[Prepared] = []
+    held: list[Held] = []
+    query = select(SopTask).where(
+        SopTask.id.in_(list(ids)),
+        SopTask.status == TaskStatus.CLAIMED,
+        SopTask.lease_owner == runtime.owner,
+    )
+    if runtime.is_postgres:
+        query = query.with_for_update()
+    tasks = sorted(
+        await session.scalars(query.execution_options(populate_existing=True)),
+        key=lambda t: (t.due_at, t.id),
+    )
+    if not tasks:
+        return [], [], report
+    enrollments = {
+        e.id: e
+        for e in await session.scalars(
+            select(SopEnrollment).where(SopEnrollment.id.in_({t.enrollment_id for t in tasks}))
+        )
+    }
+    customers_ids = {t.external_userid for t in tasks}
+    relations = {
+        (r.guide_userid, r.external_userid): r
+        for r in await session.scalars(
+            select(Relation).where(Relation.external_userid.in_(customers_ids))
+        )
+    }
+    customers = {
+        c.external_userid: c
+        for c in await session.scalars(
+            select(Customer).where(Customer.external_userid.in_(customers_ids))
+        )
+    }
+    guides = {
+        g.userid: g
+        for g in await session.scalars(
+            select(Guide).where(Guide.userid.in_({t.guide_userid for t in tasks}))
+        )
+    }
+    store_ids = {r.store_id for r in relations.values() if r.store_id is not None}
+    store_ids |= {e.store_id for e in enrollments.values() if e.store_id is not None}
+    stores = {
+        d.id: d
+        for d in await session.scalars(select(Department).where(Department.id.in_(store_ids)))
+    }
+    reached = await _reached_today(session, tasks, now)
+    contents = await _content_items(session, {t.content for t in tasks if t.content}, now)
+
+    # (guide, customer) -> (reason, every enrollment of the pair or only those listing it)
+    stop_pairs: dict[tuple[str, str], tuple[str, bool]] = {}
+    for task in tasks:
+        enrollment = enrollments[task.enrollment_id]
+        settings = enrollment.settings or {}
+        relation = relations.get((task.guide_userid, task.external_userid))
+
+        def settle(status: str, reason: str | None, task: SopTask = task) -> None:
+            task.status = status
+            task.reason = reason
+            task.lease_owner = task.lease_until = None
+            task.welcome_code = None
+            task.completed_at = now
+            task.updated_at = now
+
+        if enrollment.status != EnrollmentStatus.ACTIVE:
+            settle(TaskStatus.SKIPPED, f"stopped: {enrollment.stop_reason or 'ended'}")
+            report.skipped += 1
+            continue
+        if relation is None or relation.status != RelationStatus.ACTIVE:
+            reason = _end_reason(relation)
+            settle(TaskStatus.SKIPPED, f"stopped: {reason} (checked at send time)")
+            stop_pairs[(task.guide_userid, task.external_userid)] = (reason, True)
+            report.skipped += 1
+            continue
+        stop_tags = {
+            s.removeprefix("tag.added:")
+            for s in settings.get("stop_when", ())
+            if s.startswith("tag.added:")
+        }
+        hit = sorted(stop_tags & tag_keys(relation.tags))
+        if hit:
+            reason = f"tag.added:{hit[0]}"
+            settle(TaskStatus.SKIPPED, f"stopped: {reason} (checked at send time)")
+            stop_pairs.setdefault((task.guide_userid, task.external_userid), (reason, False))
+            report.skipped += 1
+            continue
+        if task.expires_at is not None and now > task.expires_at:
+            late = human_duration(now - task.due_at)
+            settle(
+                TaskStatus.EXPIRED,
+                f"overdue by {late} after an outage (expire_after passed at "
+                f"{task.expires_at.isoformat()}); skipped rather than sent late",
+            )
+            report.expired += 1
+            continue
+        if task.action == Action.WELCOME and not task.welcome_code:
+            settle(TaskStatus.SKIPPED, "no WelcomeCode to send the welcome with")
+            report.skipped += 1
+            continue
+        zone = zone_named(enrollment.timezone, runtime.settings.timezone)
+        window = window_from_json(settings.get("send_window"))
+        if task.action in Action.GUIDE_FACING and window is not None:
+            # Due before an outage and not yet expired, but the window is shut (3 am):
+            # held until it opens, or expired if it only opens after the step expires.
+            opens = snap_into_window(now, window, zone)
+            if opens > now:
+                if task.expires_at is not None and opens > task.expires_at:
+                    settle(
+                        TaskStatus.EXPIRED,
+                        f"overdue by {human_duration(now - task.due_at)} after an outage, "
+                        "and the send window opens again only after the step expires; "
+                        "skipped rather than sent late",
+                    )
+                    report.expired += 1
+                    continue
+                task.due_at = opens
+                task.status = TaskStatus.PENDING
+                task.lease_owner = task.lease_until = None
+                task.reason = (
+                    f"held until the send window opens "
+                    f"({opens.astimezone(zone):%Y-%m-%d %H:%M} {zone.key})"
+                )
+                task.updated_at = now
+                report.deferred += 1
+                continue
+        if task.action == Action.GUIDE_TASK:
+            cap = int(settings.get("max_messages_per_day") or 1)
+            day_start, day_end = local_day_bounds(now, zone)
+            count = sum(day_start <= t < day_end for t in reached[task.external_userid])
+            if count >= cap:
+                new_due = next_window_day(now, window, zone)
+                shift = new_due - task.due_at
+                task.due_at = new_due
+                if task.expires_at is not None:
+                    task.expires_at = task.expires_at + shift
+                task.status = TaskStatus.PENDING
+                task.lease_owner = task.lease_until = None
+                task.reason = (
+                    f"deferred to {new_due.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}: "
+                    f"the customer already got {count} message(s) today (cap {cap})"
+                )
+                task.updated_at = now
+                report.deferred += 1
+                continue
+        message = None
+        render: tuple[str, dict[str, Any]] | None = None
+        if task.action in (Action.WELCOME, Action.GUIDE_TASK, Action.REMIND):
+            try:
+                message, render = _message(
+                    runtime,
+                    task,
+                    enrollment,
+                    customers.get(task.external_userid),
+                    guides.get(task.guide_userid),
+                    stores.get(relation.store_id or enrollment.store_id or -1),
+                    relation,
+                    contents.get(task.content or ""),
+                    now,
+                )
+            except Exception as exc:
+                settle(TaskStatus.FAILED, f"template error: {exc}")
+                report.failed += 1
+                continue
+        if task.action in Action.TO_CUSTOMER:
+            reached[task.external_userid].append(now)
+        prepared = Prepared(
+            id=task.id,
+            enrollment_id=task.enrollment_id,
+            action=task.action,
+            guide_userid=task.guide_userid,
+            external_userid=task.external_userid,
+            step_id=task.step_id,
+            playbook_id=task.playbook_id,
+            playbook_version=task.playbook_version,
+            playbook_name=str(settings.get("name") or task.playbook_id),
+            message=message,
+            tag=task.tag,
+            welcome_code=task.welcome_code,
+            due_at=task.due_at,
+            expires_at=task.expires_at,
+            attempts=task.attempts,
+        )
+        if render is not None:
+            # HQ's template renders after this commit, off the event loop: the row stays
+            # claimed until then (_render_held).
+            held.append((prepared, render))
+            continue
+        task.status = TaskStatus.SENDING
+        task.lease_until = now + SEND_LEASE
+        task.sent_at = now
+        task.message = message
+        task.updated_at = now
+        report.sending += 1
+        ready.append(prepared)
+    await session.flush()
+    for (guide, ext), (reason, force) in stop_pairs.items():
+        await stop_enrollments(
+            session,
+            external_userid=ext,
+            guide_userid=guide,
+            reason=reason,
+            now=now,
+            force=force,
+        )
+    await complete_enrollments(session, {t.enrollment_id for t in tasks}, now)
+    return ready, held, report
 
 
 async def _render_held(
     runtime: SopRuntime,
-    held: Sequence[tuple[Prepared, tuple[str, dict[str, Any]]]],
+    held: Sequence[Held],
     now: datetime,
     report: TickReport,
 ) -> list[Prepared]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from sqlalchemy import select
+
+from guidebot.db.parking import ParkedRow
 from guidebot.wecom.simulator.state import Member
 from tests.contacts.conftest import START, contact_xml
 
@@ -113,3 +116,33 @@ async def test_a_guide_wecom_no_longer_knows_does_not_stop_the_others(h):
     assert report.added == [("g1", "wmc1")]
     assert len(report.errors) == 1 and report.errors[0].startswith("g3:")
     assert (await h.relation("g3", "wmc3")).status == "active"  # not listed, but not ended
+
+
+async def test_a_pair_it_cannot_repair_is_parked_and_the_others_are_repaired(h):
+    """WeCom lists an add whose createtime is no instant (year 10000): that pair used to stop
+    the whole night's reconciliation, for every guide after it, every night."""
+    await h.act("contact/add", {"userid": "g1", "external_userid": "wmc1", "deliver": False})
+    bad, _ = h.sim_state.add_contact("g1", "wmcbad")
+    bad.createtime = 253402300800  # 10000-01-01T00:00:00Z
+    await h.act("contact/add", {"userid": "g2", "external_userid": "wmc2", "deliver": False})
+    h.advance(3600)
+
+    report = await h.reconcile()
+    assert report.added == [("g1", "wmc1"), ("g2", "wmc2")]
+    assert report.parked == [("g1", "wmcbad")]
+    assert await h.relation("g1", "wmcbad") is None  # nothing half-written for it
+    async with h.sessions() as session:
+        [row] = list(await session.scalars(select(ParkedRow)))
+    assert (row.job, row.table_name, row.row_key) == (
+        "reconcile-contacts",
+        "relations",
+        "g1/wmcbad",
+    )
+    assert row.reason.startswith("ValueError") and "253402300800" in row.detail
+
+    # The next night meets it again: still parked, counted twice, the rest left alone.
+    h.advance(86400)
+    report = await h.reconcile()
+    assert (report.repairs, report.parked) == (0, [("g1", "wmcbad")])
+    async with h.sessions() as session:
+        assert [r.count for r in await session.scalars(select(ParkedRow))] == [2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
@@ -287,3 +288,39 @@ async def test_contacts_add_way_creates_a_store_code_through_wecom(tmp_path):
     finally:
         simulator.terminate()
         simulator.wait(timeout=30)
+
+
+def test_parked_rows_are_listed_and_handed_back(tmp_path):
+    """An operator's view of a row no job can handle: an add in year 9999 written straight into
+    the event log. `report guides` still reports (and says what it left out); `jobs parked`
+    shows the row with its reason; `jobs retry` hands it back."""
+    path = tmp_path / "guidebot.db"
+    env = env_for(f"sqlite+aiosqlite:///{path}", GUIDEBOT_TIMEZONE="Asia/Shanghai")
+    period = ("--from", "2026-03-09", "--to", "2026-03-09")
+    assert guidebot("report", "guides", *period, env=env).returncode == 0  # the first run
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO relation_events (occurred_at, recorded_at, kind, guide_userid,"
+            " external_userid, source) VALUES ('9999-12-31 23:00:00.000000',"
+            " '2026-03-09 02:00:00.000000', 'added', 'g1', 'c09', 'callback')"
+        )
+    assert guidebot("jobs", "parked", env=env).stdout == "没有搁置的行 / no parked rows\n"
+
+    report = guidebot("report", "guides", *period, env=env)
+    assert report.returncode == 0, report.stderr
+    assert "guidebot jobs parked" in report.stderr
+
+    listing = guidebot("jobs", "parked", env=env)
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert lines[0].startswith("搁置的行 1 / 1 parked row(s)")
+    assert lines[1].startswith("#1 metrics-rollup metrics_dirty ")
+    assert "g1/c09 at 9999-12-31T23:00:00+00:00" in lines[2]
+    assert lines[3].strip().startswith("OverflowError")
+    document = json.loads(guidebot("jobs", "parked", "--format", "json", env=env).stdout)
+    assert [(r["id"], r["job"], r["count"]) for r in document] == [(1, "metrics-rollup", 1)]
+
+    assert guidebot("jobs", "retry", env=env).returncode == 2  # IDs or --all
+    handed = guidebot("jobs", "retry", "1", env=env)
+    assert handed.returncode == 0 and handed.stdout.startswith("1 行已交还 / 1 row(s)")
+    assert guidebot("jobs", "parked", env=env).stdout == "没有搁置的行 / no parked rows\n"

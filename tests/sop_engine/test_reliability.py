@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from guidebot.app import create_app
+from guidebot.db.credentials import WeComCredential
 from guidebot.sop.engine import TickReport, claim, prepare
 from guidebot.sop.jobs import STRANDED_CLAIM, release_stranded_claims, sop_tick
 from guidebot.sop.models import SopTask
+from guidebot.web.keys import SETTINGS
 from tests.sop_engine.conftest import SHANGHAI, local
 
 
@@ -81,6 +85,37 @@ async def test_claimed_rows_of_a_dead_claimer_come_back_after_the_lease(h):
     h.advance(timedelta(minutes=3))
     report = await h.tick()
     assert report.reaped == 1 and report.sent == 1
+
+
+async def test_claims_left_by_a_dead_process_are_released_at_start_up_on_sqlite_only(
+    h, aiohttp_client
+):
+    """SQLite has one process: a claim found at start-up died with the last one and must not
+    wait out its lease (a welcome's code lives 20 s), nor may a token refresh lease. On
+    PostgreSQL another instance may be holding them: they keep their leases."""
+    await h.add("g1", "wmc1", welcome_code=False)
+    h.set_time(at(14, 20, 55))
+    dead = replace(h.runtime, owner="dead-host:4242:0badc0de")
+    [claimed] = await claim(dead, h.clock.now())
+    async with h.sessions() as session, session.begin():
+        await session.execute(
+            update(WeComCredential).values(
+                lease_owner=dead.owner, lease_until=h.clock.now() + timedelta(seconds=15)
+            )
+        )
+
+    settings = h.app[SETTINGS]
+    await aiohttp_client(create_app(settings, clock=h.clock))  # the process starts again
+
+    [task] = await h.tasks(id=claimed)
+    async with h.sessions() as session:
+        leases = set(await session.scalars(select(WeComCredential.lease_owner)))
+    if settings.is_sqlite:
+        assert (task.status, task.lease_owner, task.lease_until) == ("pending", None, None)
+        assert dead.owner not in leases  # (the new process may be refreshing a token itself)
+    else:
+        assert (task.status, task.lease_owner) == ("claimed", dead.owner)
+        assert leases == {dead.owner}
 
 
 async def test_our_claim_stranded_by_a_database_error_comes_back_at_the_next_tick(h):
