@@ -22,7 +22,7 @@ from tests.metrics.conftest import at
 YEAR_9999 = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
 
 
-async def write_event_in_year_9999(h, guide: str = "g1", customer: str = "c09") -> int:
+async def write_event_in_year_9999(h, guide: str = "g1", customer: str = "wmc09") -> int:
     async with h.sessions() as session, session.begin():
         return (
             await session.execute(
@@ -63,11 +63,11 @@ async def dirty(h) -> list[MetricsDirty]:
 
 async def test_the_rollup_parks_a_row_it_cannot_place_and_counts_the_others(h, caplog):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
+    await h.add("g1", "wmc01")
     await write_event_in_year_9999(h)
-    await h.add("g2", "c04")
+    await h.add("g2", "wmc04")
     h.set_time(at(9, 11))
-    await h.add("g1", "c02")
+    await h.add("g1", "wmc02")
 
     report = await h.settle()
     assert report.parked == 1 and not report.busy
@@ -75,14 +75,14 @@ async def test_the_rollup_parks_a_row_it_cannot_place_and_counts_the_others(h, c
     [row] = await parked(h)
     assert (row.job, row.table_name, row.count) == ("metrics-rollup", "metrics_dirty", 1)
     assert row.reason.startswith("OverflowError")
-    assert "g1/c09" in row.detail and "9999-12-31" in row.detail
+    assert "g1/wmc09" in row.detail and "9999-12-31" in row.detail
     [left] = await dirty(h)  # only the parked trail row stays: the queue no longer grows
     assert str(left.id) == row.row_key
     assert any("parked metrics_dirty" in r.getMessage() for r in caplog.records)
 
     # Later runs skip it (it is logged once) and keep counting.
     h.set_time(at(9, 12))
-    await h.add("g2", "c05")
+    await h.add("g2", "wmc05")
     report = await h.settle()
     assert report.parked == 0
     assert await added(h) == {"g1": 2, "g2": 2}
@@ -97,12 +97,12 @@ async def test_the_rollup_parks_a_row_it_cannot_place_and_counts_the_others(h, c
 
 async def test_guidebot_report_guides_reports_everyone_else_despite_the_row(h, caplog):
     h.set_time(at(9, 10))
-    await h.add("g1", "c01")
-    await h.add("g2", "c04")
+    await h.add("g1", "wmc01")
+    await h.add("g2", "wmc04")
     await write_event_in_year_9999(h)
     assert (await h.settle()).parked == 1  # the job met it first
     h.set_time(at(9, 11))
-    await h.add("g1", "c02")
+    await h.add("g1", "wmc02")
 
     caplog.clear()
     status, table = await report_guides(
@@ -125,7 +125,7 @@ async def test_guidebot_report_guides_reports_everyone_else_despite_the_row(h, c
 
 async def test_the_first_run_builds_every_guide_but_the_one_it_cannot(h):
     h.set_time(at(9, 10))
-    await h.add("g2", "c04")
+    await h.add("g2", "wmc04")
     await write_event_in_year_9999(h, guide="g3")  # g3's only history
     async with h.sessions() as session, session.begin():
         await session.execute(MetricsDirty.__table__.delete())
