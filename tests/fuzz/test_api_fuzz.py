@@ -172,8 +172,9 @@ VALID: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/orders/{order_id}/refund"): {"refunded_at": "2026-03-10T10:00:00Z"},
 }
 # What a request with a hostile value may answer: a success (some fields take null, or a
-# number for a string), a refusal, or "no such row". Never 5xx.
-SPOILED_OK = {200, 201, 202, 400, 404, 409}
+# number for a string), a refusal (400 against the schema, 422 against what is stored), or "no
+# such row". Never 5xx.
+SPOILED_OK = {200, 201, 202, 400, 404, 409, 422}
 
 
 def field_names(valid: dict[str, Any], schema: dict[str, Any]) -> list[str]:
@@ -204,9 +205,15 @@ def spoiled(valid: dict[str, Any], schema: dict[str, Any]) -> st.SearchStrategy[
     return build()
 
 
-def wrong_types(schema: dict[str, Any]) -> list[str]:
+def declared_types(schema: dict[str, Any]) -> set[str]:
+    if "anyOf" in schema:
+        return set().union(*(declared_types(option) for option in schema["anyOf"]))
     declared = schema.get("type")
-    declared = {declared} if isinstance(declared, str) else set(declared or JSON_TYPES)
+    return {declared} if isinstance(declared, str) else set(declared or JSON_TYPES)
+
+
+def wrong_types(schema: dict[str, Any]) -> list[str]:
+    declared = declared_types(schema)
     if "number" in declared:
         declared.add("integer")
     return [kind for kind in JSON_TYPES if kind not in declared]
