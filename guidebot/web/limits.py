@@ -36,6 +36,13 @@ def _expire(payload: StreamReader, seconds: float) -> None:
         payload.set_exception(BodyTimeout(f"the body did not arrive within {seconds:g} s"))
 
 
+def _drop(payload: StreamReader) -> None:
+    """What is left of a refused body is not read: aiohttp closes the connection at once
+    instead of reading on for its lingering time."""
+    if not payload.is_eof():
+        payload.set_exception(BodyTimeout("the body was refused"))
+
+
 def too_large(request: web.Request, limit: int) -> web.StreamResponse:
     if is_api(request):
         response: web.StreamResponse = error_response(
@@ -45,7 +52,8 @@ def too_large(request: web.Request, limit: int) -> web.StreamResponse:
         response = web.Response(
             status=413, text=f"请求体过大（上限 {limit} 字节）/ request body over {limit} bytes"
         )
-    response.force_close()  # what is left of the body is not read
+    response.force_close()
+    _drop(request.content)
     return response
 
 
