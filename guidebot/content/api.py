@@ -254,7 +254,7 @@ MASS_SEND = shape(
     },
     optional=("results",),
 )
-ITEM_ID = integer(1, INT32_MAX, description="content item")  # content_items.id is an integer
+ITEM_ID = integer(1, INT32_MAX, description="a content item's id")  # content_items.id is an integer
 
 
 # ---- the library -----------------------------------------------------------------------------
@@ -491,7 +491,7 @@ async def list_mass_sends(request: web.Request) -> web.Response:
 @api.get(
     "/mass-sends/{id}",
     summary="One mass send with each customer's result",
-    path={"id": integer(1, INT64_MAX, description="mass send")},
+    path={"id": integer(1, INT64_MAX, description="a mass send's id")},
     response=MASS_SEND,
 )
 async def get_mass_send(request: web.Request) -> web.Response:

@@ -74,10 +74,15 @@ api = ApiRoutes()
 DAY = text(10, fmt="date", description="a local day YYYY-MM-DD")
 PERIOD = {"from": DAY, "to": DAY}
 PERIOD_QUERY = {**PERIOD, "by": text(8, enum=("day",), description="day: one row per day")}
-USERID = text(64, description="guide")
-STORE_REF = text(64, description="store")
-# An order id: 1-128 printable ASCII characters without spaces (guidebot.metrics.orders).
-ORDER_ID = text(128, pattern="^[!-~]+$", description="order")
+USERID = text(64, description="a guide's userid")
+STORE_REF = text(64, description="a store's code or department id")
+# An order id: 1-128 printable ASCII characters without spaces (guidebot.metrics.orders), and
+# not "." or "..": a URL cannot name those in /orders/{order_id} (they are dot segments).
+ORDER_ID = text(
+    128,
+    pattern="^(?![.]{1,2}$)[!-~]+$",
+    description="printable ASCII without spaces, not '.' or '..'",
+)
 WHEN = text(64, fmt="date-time")
 # A KPI is a count, a rate, or money as a decimal string; null when it has no denominator.
 KPI_VALUE = {"type": ["integer", "number", "string", "null"]}

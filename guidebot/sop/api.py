@@ -208,7 +208,7 @@ def _words(allowed: tuple[str, ...]) -> dict[str, Any]:
 
 USERID = text(64)
 PLAYBOOK_ID = text(64)
-TASK_ID = integer(1, INT64_MAX, description="task")
+TASK_ID = integer(1, INT64_MAX, description="a task's id")
 WHEN = maybe(INSTANT)
 TEXT_OUT = maybe(STRING)
 ENROLLMENT = shape(

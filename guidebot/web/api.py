@@ -393,7 +393,7 @@ class ApiRoutes:
 # ---- holding a request to its declaration -----------------------------------------------------
 
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
-_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_BOOLEANS = {"true": True, "false": False}  # as OpenAPI writes a boolean in a query
 
 
 def _from_text(schema: Schema, raw: str, name: str) -> Any:
@@ -406,9 +406,9 @@ def _from_text(schema: Schema, raw: str, name: str) -> Any:
             )
         value: Any = int(raw)
     elif schema["type"] == "boolean":
-        if raw.lower() not in _BOOLEANS:
+        if raw not in _BOOLEANS:
             raise SchemaError(f"{name!r} must be true or false, got {raw[:40]!r}")
-        value = _BOOLEANS[raw.lower()]
+        value = _BOOLEANS[raw]
     else:
         value = raw
     check(schema, value, name)
@@ -430,7 +430,7 @@ async def _hold_to_declaration(endpoint: Endpoint, request: web.Request) -> None
         try:
             values[name] = _from_text(schema, raw, name)
         except SchemaError:
-            raise not_found(f"no {schema.get('description') or name} {raw[:40]!r}") from None
+            raise not_found(f"no such {name} {raw[:40]!r}") from None
     for name, schema in endpoint.query.items():
         given = request.query.getall(name, [])
         if len(given) > 1:
