@@ -29,6 +29,7 @@ from guidebot.content.models import (
 )
 from guidebot.content.service import ContentError, NotFound
 from guidebot.web.api import (
+    CONTROL_CHARACTER,
     ERROR_SCHEMA,
     INT32_MAX,
     INT64_MAX,
@@ -540,7 +541,9 @@ async def open_link(request: web.Request) -> web.StreamResponse:
             cookie=cookie,
         )
         has_media = await session.get(ContentMedia, item.id) is not None
-    if item.kind == ContentKind.LINK and item.url:
+    # A URL stored before control characters were refused cannot be a Location header (aiohttp
+    # would drop the connection): such a link shows its page instead.
+    if item.kind == ContentKind.LINK and item.url and not CONTROL_CHARACTER.search(item.url):
         response: web.StreamResponse = web.Response(status=302, headers={"Location": item.url})
     else:
         from guidebot.content.sidebar import render

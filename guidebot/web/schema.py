@@ -396,18 +396,18 @@ def _check_array(schema: Schema, value: list[Any], where: str) -> None:
 def _check_object(schema: Schema, value: dict[str, Any], where: str) -> None:
     properties: dict[str, Schema] = schema.get("properties", {})
     prefix = f"{where}." if where else ""
-    for required in schema.get("required", ()):
-        if required not in value:
-            raise SchemaError(f"{prefix + required!r} is required")
     if schema.get("additionalProperties") is False:
         unknown = sorted(set(value) - set(properties))
         if unknown:
             raise SchemaError(
                 f"unknown field {(prefix + unknown[0])[:60]!r}; fields are {', '.join(properties)}"
             )
-    for key, item in value.items():
+    for key, item in value.items():  # what was given first: its reason is the useful one
         if key in properties:
             check(properties[key], item, prefix + key)
+    for required in schema.get("required", ()):
+        if required not in value:
+            raise SchemaError(f"{prefix + required!r} is required")
 
 
 def verify_schema(schema: Schema, where: str = "schema") -> None:

@@ -8,13 +8,20 @@ database. Runs on SQLite and, when configured, PostgreSQL (store 11 张江店, g
 
 from __future__ import annotations
 
+import base64
 import json
+from datetime import UTC
 from typing import Any
 
 import pytest
 
+from guidebot.content import links, service
+from guidebot.content.models import ContentItem
 from guidebot.web.api import INT32_MAX, INT64_MAX, ApiError, int_field
 from tests.metrics.conftest import at
+from tests.web.conftest import admin_cookie, guide_cookie
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 HUGE = [10**30, -(10**30), 2**63, -(2**63) - 1, INT32_MAX + 1]
 NOT_INTEGERS = [True, False, 1.0, 1.5, -0.0, 1e300, "1", [], {}]
@@ -243,3 +250,95 @@ async def test_patch_content_null_clears_optional_fields_and_is_400_for_required
     status, answer = await call(h, "PATCH", path, {"valid_from": "0001-01-01"})
     assert status == 400 and "'valid_from'" in reason(answer), answer
     assert (await call(h, "GET", path))[1]["valid_from"] == made["valid_from"]
+
+
+# ---- control characters ------------------------------------------------------------------------
+
+
+async def test_line_breaks_in_a_link_or_a_media_type_are_400_and_store_nothing(h):
+    status, answer = await call(
+        h,
+        "POST",
+        "/content",
+        {"kind": "link", "title": "t", "url": "https://shop.example/a\r\nSet-Cookie: x=1"},
+    )
+    assert status == 400 and "'url'" in reason(answer), answer
+    image = base64.b64encode(PNG + b"0" * 16).decode()
+    media = {"filename": "a.png", "content_type": "image/png\r\nX-Evil: 1", "data_base64": image}
+    status, answer = await call(
+        h, "POST", "/content", {"kind": "image", "title": "t", "media": media}
+    )
+    assert status == 400 and "'media.content_type'" in reason(answer), answer
+    assert (await call(h, "GET", "/content"))[1]["total"] == 0
+
+
+def test_the_importers_way_in_refuses_them_too():
+    # Files and YAML reach the library through clean_fields and the media check, not the API.
+    with pytest.raises(service.Invalid, match="control characters"):
+        service.clean_fields(
+            {"kind": "link", "title": "t", "url": "https://a.example/\r\nb"}, tz=UTC
+        )
+    item = ContentItem(kind="image", title="t")
+    media = service.MediaInput("a.png", "image/png\r\nX: 1", PNG + b"0" * 16)
+    with pytest.raises(service.Invalid, match=r"media\.content_type"):
+        service.check_complete(item, media)
+
+
+async def test_a_link_stored_with_a_line_break_shows_its_page_instead_of_dropping(h):
+    status, made = await call(
+        h, "POST", "/content", {"kind": "link", "title": "会员日", "url": "https://shop.example/a"}
+    )
+    assert status == 201, made
+    async with h.sessions() as session, session.begin():  # a row from before the check
+        item = await session.get(ContentItem, made["id"])
+        item.url = "https://shop.example/a\r\nSet-Cookie: x=1"
+    token, _ = links.mint(h.settings.secret_key, item_id=made["id"], guide="g1", now=h.clock.now())
+    response = await h.client.get(f"/r/{token}", allow_redirects=False)
+    assert response.status == 200 and "会员日" in await response.text()
+    assert "Location" not in response.headers
+
+
+# ---- page parameters ---------------------------------------------------------------------------
+
+HUGE_TEXT = ["99999999999999999999999", "9223372036854775808", "-1", "0", "²", "1e3", "9" * 5000]
+PAGE_PARAMS = ["page", "per_page", "task", "limit", "id", "store", "from", "to", "metric", "q"]
+
+
+async def test_every_page_route_bounds_its_parameters(h, sessions):
+    """Every GET route outside the API, signed in as HQ and as a guide, with huge or strange
+    values for the parameters pages read: never a 5xx; a number that is not a page or a task
+    is a 400 with a reason."""
+    await h.add("g1", "c01")
+    admin = admin_cookie(await sessions.account("boss", "hq", []))
+    guide = guide_cookie(sessions.guide("g1"))
+    routes = sorted(
+        {
+            route.resource.canonical
+            for route in h.client.server.app.router.routes()
+            if route.method == "GET"
+            and route.resource is not None
+            and not route.resource.canonical.startswith("/api/")
+        }
+    )
+    assert {"/admin/customers", "/sidebar", "/admin", "/r/{token}"} <= set(routes), routes
+    checked = 0
+    for canonical in routes:
+        path = canonical.replace("{userid}", "g1").replace("{name}", "admin.css")
+        path = path.replace("{token}", "x")
+        for cookie in (admin, guide):
+            for name in PAGE_PARAMS:
+                for value in HUGE_TEXT:
+                    response = await h.client.get(
+                        path, params={name: value}, headers=cookie, allow_redirects=False
+                    )
+                    assert response.status < 500, (path, name, value[:30], response.status)
+                    checked += 1
+    assert checked > 1000, checked
+    for path, name, cookie in [
+        ("/admin/customers", "page", admin),
+        ("/sidebar", "task", guide),
+    ]:
+        for value in HUGE_TEXT:
+            response = await h.client.get(path, params={name: value}, headers=cookie)
+            assert response.status == 400, (path, name, value[:30])
+            assert repr(name) in await response.text()
