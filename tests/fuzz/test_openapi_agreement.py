@@ -300,6 +300,13 @@ async def test_every_answer_is_declared_and_what_fits_the_schema_is_not_a_400(
             )
             assert status != 400, (key, path_values, query, body, await response.text())
             checked += 1
+        if body_schema is not None:
+            # No body at all: a 400 where the document says one is required, never otherwise.
+            url = _url(path, {p["name"]: known.get(p["name"], "1") for p in path_params})
+            response = await client.request(method, url, headers=AUTH)
+            status = await answers.check(op, key, response, "no body")
+            required = op["requestBody"]["required"]
+            assert (status == 400) == required, (key, required, await response.text())
     assert checked >= 30 * len(answers.seen) // 2, checked
     assert (await client.get("/healthz")).status == 200
 
