@@ -25,11 +25,11 @@ does not fit names no row: 404), so a view reads parsed, bounded values with `pa
 what is stored) is a 422. The statuses a route answers are declared with it (`success`,
 `errors`), and tests/fuzz/test_openapi_agreement.py holds every answer to the document.
 
-The view-side helpers stay for checks a schema cannot say: `int_field` bounds integers to what
-their column holds (INT32 for `Integer`, INT64 for `BigInteger`) and refuses floats and booleans;
-`path_id` turns an id no row can have into 404; `no_nulls` and `known_fields` keep a PATCH from
-silently ignoring a null or a misspelt field; `instant_fields` keeps date-times within years
-FIRST_YEAR..LAST_YEAR.
+The view-side helpers stay as a second line behind the schema (and for what reaches a view
+another way): `int_field` bounds integers to what their column holds (INT32 for `Integer`, INT64
+for `BigInteger`) and refuses floats and booleans; `no_nulls` and `known_fields` keep a PATCH
+from silently ignoring a null or a misspelt field; `instant_fields` keeps date-times within
+years FIRST_YEAR..LAST_YEAR.
 """
 
 from __future__ import annotations
@@ -121,16 +121,6 @@ def int_field(
     return value
 
 
-def path_id(request: web.Request, what: str, *, name: str = "id", hi: int = INT64_MAX) -> int:
-    """A row id from the path: 1..hi in ASCII digits; anything else names no row (404)."""
-    raw = request.match_info[name]
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(hi))) or not (
-        1 <= int(raw) <= hi
-    ):
-        raise not_found(f"no {what} {raw[:40]!r}")
-    return int(raw)
-
-
 def no_nulls(body: dict[str, Any], *names: str) -> None:
     """PATCH: null for a field that cannot be cleared is a 400, never read as "not given"."""
     for name in names:
@@ -166,19 +156,6 @@ def instant_fields(body: dict[str, Any], *names: str) -> None:
         except ValueError:
             continue
         check_instant(parsed, name)
-
-
-def query_int(request: web.Request, name: str, default: int, *, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request(f"query parameter {name!r} must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise bad_request(f"query parameter {name!r} must be between {lo} and {hi}")
-    return value
 
 
 def _finite(raw: str) -> float:

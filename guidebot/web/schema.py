@@ -410,16 +410,24 @@ def _check_object(schema: Schema, value: dict[str, Any], where: str) -> None:
             raise SchemaError(f"{prefix + required!r} is required")
 
 
-def verify_schema(schema: Schema, where: str = "schema") -> None:
-    """A declaration uses only the keywords `check` enforces (called when routes are declared)."""
+def verify_schema(schema: Schema, where: str = "schema", *, values: bool = True) -> None:
+    """A declaration uses only the keywords `check` enforces, and bounds every number and string
+    (called when routes are declared, so an unbounded parameter never starts)."""
     unknown = set(schema) - KEYWORDS
     if unknown:
         raise ValueError(f"{where}: keyword {sorted(unknown)[0]!r} is not enforced by check()")
+    kinds = _types(schema) if values else []  # a "not" describes what is refused, not a value
+    if {"integer", "number"} & set(kinds) and not {"minimum", "maximum"} <= set(schema):
+        raise ValueError(f"{where}: a number needs both bounds (minimum and maximum)")
+    if "string" in kinds and "enum" not in schema and "maxLength" not in schema:
+        raise ValueError(f"{where}: a string needs a maxLength")
+    if "array" in kinds and "maxItems" not in schema:
+        raise ValueError(f"{where}: an array needs a maxItems")
     if "format" in schema and schema["format"] not in FORMATS:
         raise ValueError(f"{where}: unknown format {schema['format']!r}")
     for key in ("items", "not", "additionalProperties"):
         if isinstance(schema.get(key), dict):
-            verify_schema(schema[key], f"{where}.{key}")
+            verify_schema(schema[key], f"{where}.{key}", values=key != "not")
     for key, sub in schema.get("properties", {}).items():
         verify_schema(sub, f"{where}.{key}")
     for i, sub in enumerate(schema.get("anyOf", ())):

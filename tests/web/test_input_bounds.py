@@ -17,7 +17,8 @@ import pytest
 
 from guidebot.content import links, service
 from guidebot.content.models import ContentItem
-from guidebot.web.api import INT32_MAX, INT64_MAX, ApiError, int_field
+from guidebot.web.api import INT32_MAX, INT64_MAX, ApiError, ApiRoutes, int_field
+from guidebot.web.schema import obj
 from tests.metrics.conftest import at
 from tests.web.conftest import admin_cookie, guide_cookie
 
@@ -63,6 +64,21 @@ def test_int_field_takes_the_bounds_and_null_only_when_optional():
     for body in ({}, {"n": None}):
         with pytest.raises(ApiError, match="'n' is required"):
             int_field(body, "n", lo=1, hi=9)
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [{"type": "integer"}, {"type": "integer", "minimum": 1}, {"type": "string"}],
+)
+def test_a_route_cannot_declare_an_unbounded_parameter(declared):
+    async def view(request):
+        raise AssertionError("never mounted")
+
+    routes = ApiRoutes()
+    with pytest.raises(ValueError, match="needs"):
+        routes.get("/things", "Things", query={"n": declared}, response={})(view)
+    with pytest.raises(ValueError, match="needs"):
+        routes.post("/things", "Things", body=obj({"n": declared}), response={})(view)
 
 
 # ---- integers in bodies, paths and queries ------------------------------------------------------
