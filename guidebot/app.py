@@ -32,7 +32,7 @@ from guidebot.scheduler import FixedJob, create_scheduler
 from guidebot.sop.api import sop_startup
 from guidebot.telemetry import Telemetry
 from guidebot.web import health, pages
-from guidebot.web.api import setup_api
+from guidebot.web.api import api_errors, setup_api
 from guidebot.web.keys import (
     CLOCK,
     CRYPTO,
@@ -47,6 +47,7 @@ from guidebot.web.keys import (
     TELEMETRY,
     WECOM,
 )
+from guidebot.web.limits import body_limits
 from guidebot.web.throttle import SignInGate
 from guidebot.wecom.client import WeComClient
 from guidebot.wecom.crypto import CallbackCrypto
@@ -58,7 +59,11 @@ def create_app(
     settings: Settings, *, clock: Clock | None = None, run_workers: bool = True
 ) -> web.Application:
     """The whole server. `run_workers=False` leaves stored callbacks for the test to drain."""
-    app = web.Application(client_max_size=callback.MAX_CALLBACK_BYTES)
+    # Bodies: the callback's size unless a route declares its own, and a deadline for all
+    # (guidebot.web.limits); errors under /api/v1 are JSON whoever raises them.
+    app = web.Application(
+        client_max_size=callback.MAX_CALLBACK_BYTES, middlewares=[api_errors, body_limits]
+    )
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
     app[TELEMETRY] = Telemetry()

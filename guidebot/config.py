@@ -20,6 +20,8 @@ DEFAULT_PUBLIC_URL = "http://localhost:8080"
 DEFAULT_ATTRIBUTION_DAYS = 7
 DEFAULT_CLAIM_LEASE_SECONDS = 120
 MAX_CLAIM_LEASE_SECONDS = 86_400
+DEFAULT_BODY_TIMEOUT_SECONDS = 30
+MAX_BODY_TIMEOUT_SECONDS = 600
 _AES_KEY = re.compile(r"[A-Za-z0-9+/]{43}")
 _DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
 # What .env.example holds where a real value belongs: refused, so a half-filled copy never
@@ -81,6 +83,8 @@ class Settings:
     # Load balancers and reverse proxies (addresses or networks) whose X-Forwarded-For is
     # believed: behind one, every request's peer is the proxy, not the person signing in.
     trusted_proxies: tuple[str, ...] = ()
+    # How long a request's body may take to arrive (guidebot.web.limits): a 408 after that.
+    body_timeout_seconds: int = DEFAULT_BODY_TIMEOUT_SECONDS
 
     @property
     def tz(self) -> ZoneInfo:
@@ -135,6 +139,11 @@ class Settings:
             trusted_proxies=_networks(
                 "GUIDEBOT_TRUSTED_PROXIES", env.get("GUIDEBOT_TRUSTED_PROXIES", "")
             ),
+            body_timeout_seconds=_seconds(
+                "GUIDEBOT_BODY_TIMEOUT_SECONDS",
+                optional("GUIDEBOT_BODY_TIMEOUT_SECONDS", str(DEFAULT_BODY_TIMEOUT_SECONDS)),
+                MAX_BODY_TIMEOUT_SECONDS,
+            ),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -157,6 +166,7 @@ class Settings:
             "GUIDEBOT_LOG_FORMAT": self.log_format,
             "GUIDEBOT_CLAIM_LEASE_SECONDS": str(self.claim_lease_seconds),
             "GUIDEBOT_TRUSTED_PROXIES": ",".join(self.trusted_proxies),
+            "GUIDEBOT_BODY_TIMEOUT_SECONDS": str(self.body_timeout_seconds),
         }
 
 
@@ -258,6 +268,12 @@ def _claim_lease_seconds(value: str) -> int:
             "GUIDEBOT_CLAIM_LEASE_SECONDS",
             f"must be a whole number of seconds 1-{MAX_CLAIM_LEASE_SECONDS}, got {value!r}",
         )
+    return int(value)
+
+
+def _seconds(name: str, value: str, maximum: int) -> int:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= maximum:
+        raise ConfigError(name, f"must be a whole number of seconds 1-{maximum}, got {value!r}")
     return int(value)
 
 

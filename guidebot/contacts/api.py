@@ -22,12 +22,16 @@ from guidebot.contacts.models import (
     ContactWay,
     Customer,
     Department,
+    GuideStatus,
     Relation,
     RelationEvent,
+    RelationStatus,
     Transfer,
+    TransferKind,
+    TransferStatus,
 )
-from guidebot.contacts.transfers import list_transfers, start_transfers
-from guidebot.contacts.ways import create_contact_way, list_contact_ways
+from guidebot.contacts.transfers import MAX_CUSTOMERS, list_transfers, start_transfers
+from guidebot.contacts.ways import MAX_USERS, STATE_MAX, create_contact_way, list_contact_ways
 from guidebot.web.api import (
     INT32_MAX,
     ApiError,
@@ -39,10 +43,26 @@ from guidebot.web.api import (
     known_fields,
     no_nulls,
     not_found,
-    query_int,
+    param,
+    unprocessable,
 )
 from guidebot.web.auth import Principal, principal, relation_visible, store_visible
 from guidebot.web.keys import CLOCK, SESSIONS, WECOM
+from guidebot.web.schema import (
+    ANY,
+    BOOLEAN,
+    INSTANT,
+    INTEGER,
+    STRING,
+    array,
+    integer,
+    list_of,
+    maybe,
+    nullable,
+    obj,
+    shape,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +72,25 @@ api = ApiRoutes()
 STARTUP_SYNC_TIMEOUT = 120.0
 CONTACTS_STARTUP = web.AppKey("contacts_startup_sync", asyncio.Task)
 
-_STATUS = {NotFound: 404, Invalid: 400, Conflict: 409, Upstream: 502}
+# The layer has held each request to its schema, so what the domain still refuses is about
+# meaning (a filter naming no guide, a transfer to the guide it comes from): 422.
+_STATUS = {NotFound: 404, Invalid: 422, Conflict: 409, Upstream: 502}
 _CODE = {
     NotFound: "not_found",
-    Invalid: "bad_request",
+    Invalid: "unprocessable",
     Conflict: "conflict",
     Upstream: "wecom_error",
 }
+
+# The declarations (guidebot.web.schema): WeCom's ids are at most 64 characters.
+USERID = text(64, description="a guide's WeCom userid")
+EXTERNAL_USERID = text(64, description="a customer's external_userid")
+STORE_REF = text(64, description="a store's code or department id")
+# Store codes, channels and campaigns go into a contact way's state: letters, digits, _ . -
+CODE = text(20, pattern="^[A-Za-z0-9_.-]+$", description="letters, digits, '_', '.' or '-'")
+PART = text(STATE_MAX, pattern="^[A-Za-z0-9_.-]+$", description="letters, digits, '_', '.' or '-'")
+TEXT_OUT = maybe(STRING)
+WHEN = maybe(INSTANT)
 
 
 @contextlib.contextmanager
@@ -200,6 +232,99 @@ def render_store(view: queries.StoreView) -> dict[str, Any]:
     }
 
 
+RELATION = shape(
+    {
+        "guide_userid": STRING,
+        "external_userid": STRING,
+        "status": STRING,
+        "created_at": WHEN,
+        "confirmed": BOOLEAN,
+        "state": TEXT_OUT,
+        "store_id": maybe(INTEGER),
+        "channel": TEXT_OUT,
+        "campaign": TEXT_OUT,
+        "config_id": TEXT_OUT,
+        "remark": TEXT_OUT,
+        "description": TEXT_OUT,
+        "tags": maybe({"type": "array"}),
+        "remark_mobiles": maybe({"type": "array"}),
+        "ended_at": WHEN,
+        "end_reason": TEXT_OUT,
+        "successor_userid": TEXT_OUT,
+        "predecessor_userid": TEXT_OUT,
+        "last_event_at": WHEN,
+    }
+)
+CUSTOMER = {
+    "external_userid": STRING,
+    "name": TEXT_OUT,
+    "type": maybe(INTEGER),
+    "gender": maybe(INTEGER),
+    "unionid": TEXT_OUT,
+    "avatar": TEXT_OUT,
+    "corp_name": TEXT_OUT,
+    "profile_fetched_at": WHEN,
+    "first_seen_at": WHEN,
+}
+EVENT = shape(
+    {
+        "id": INTEGER,
+        "occurred_at": WHEN,
+        "recorded_at": WHEN,
+        "kind": STRING,
+        "guide_userid": STRING,
+        "store_id": maybe(INTEGER),
+        "previous_status": TEXT_OUT,
+        "channel": TEXT_OUT,
+        "campaign": TEXT_OUT,
+        "state": TEXT_OUT,
+        "counterpart_userid": TEXT_OUT,
+        "reason": TEXT_OUT,
+        "source": STRING,
+    }
+)
+WAY = shape(
+    {
+        "config_id": STRING,
+        "state": STRING,
+        "store_id": INTEGER,
+        "channel": STRING,
+        "campaign": TEXT_OUT,
+        "userids": list_of(ANY),
+        "qr_code": TEXT_OUT,
+        "remark": TEXT_OUT,
+        "created_at": WHEN,
+    }
+)
+TRANSFER = shape(
+    {
+        "id": INTEGER,
+        "kind": STRING,
+        "handover_userid": STRING,
+        "takeover_userid": STRING,
+        "external_userid": STRING,
+        "status": STRING,
+        "errcode": maybe(INTEGER),
+        "fail_reason": TEXT_OUT,
+        "requested_at": WHEN,
+        "completed_at": WHEN,
+    }
+)
+STORE_BRIEF = maybe(shape({"id": INTEGER, "code": STRING, "name": STRING}))
+STORE = shape(
+    {
+        "id": INTEGER,
+        "code": STRING,
+        "name": STRING,
+        "timezone": TEXT_OUT,
+        "region": STORE_BRIEF,
+        "guides": INTEGER,
+        "active_customers": INTEGER,
+    }
+)
+PAGING = {"total": INTEGER, "page": INTEGER, "per_page": INTEGER}
+
+
 # ---- scope (guidebot.web.auth: managers see their stores, guides themselves) ------------------
 
 
@@ -211,7 +336,7 @@ async def _scoped_store(request: web.Request, session, who: Principal) -> str | 
     if ref is None:
         if len(who.store_ids) == 1:
             return str(next(iter(who.store_ids)))
-        raise bad_request("name one of your stores with ?store=")
+        raise unprocessable("name one of your stores with ?store=")
     found = await find_store(session, ref)
     if found is None or not store_visible(who, found.id):
         raise not_found(f"no store {ref!r}")
@@ -234,18 +359,26 @@ def _scoped_guide(request: web.Request, who: Principal) -> str | None:
     "/customers",
     summary="List customers, filtered by guide, store, relation status and channel",
     query={
-        "guide": "string",
-        "store": "string",
-        "status": "string",
-        "channel": "string",
-        "page": "integer",
-        "per_page": "integer",
+        "guide": USERID,
+        "store": STORE_REF,
+        "status": text(16, enum=RelationStatus.ALL),
+        "channel": text(64),
+        "page": integer(1, 1_000_000, default=1),
+        "per_page": integer(1, 200, default=50),
     },
     roles=("hq", "manager", "guide"),
+    response=shape(
+        {
+            "customers": list_of(
+                shape({**CUSTOMER, "relations": list_of(RELATION)}),
+            ),
+            **PAGING,
+        }
+    ),
+    errors=(422,),
 )
 async def list_customers(request: web.Request) -> web.Response:
-    page = query_int(request, "page", 1, lo=1, hi=1_000_000)
-    per_page = query_int(request, "per_page", 50, lo=1, hi=200)
+    page, per_page = param(request, "page"), param(request, "per_page")
     who = principal(request)
     async with request.app[SESSIONS]() as session:
         guide = _scoped_guide(request, who)
@@ -284,6 +417,10 @@ async def list_customers(request: web.Request) -> web.Response:
     "/customers/{external_userid}",
     summary="One customer: profile, relations with every guide, and the relation timeline",
     roles=("hq", "manager", "guide"),
+    path={"external_userid": EXTERNAL_USERID},
+    response=shape(
+        {"customer": shape(CUSTOMER), "relations": list_of(RELATION), "timeline": list_of(EVENT)}
+    ),
 )
 async def get_customer(request: web.Request) -> web.Response:
     who = principal(request)
@@ -313,8 +450,27 @@ async def get_customer(request: web.Request) -> web.Response:
 @api.get(
     "/guides",
     summary="List guides with their current store",
-    query={"status": "string", "store": "string"},
+    query={"status": text(16, enum=(GuideStatus.ACTIVE, GuideStatus.LEFT)), "store": STORE_REF},
     roles=("hq", "manager"),
+    response=shape(
+        {
+            "guides": list_of(
+                shape(
+                    {
+                        "userid": STRING,
+                        "name": STRING,
+                        "status": STRING,
+                        "main_department": maybe(INTEGER),
+                        "store": STORE_BRIEF,
+                        "stores": list_of(STORE_BRIEF),
+                        "active_customers": INTEGER,
+                        "left_at": WHEN,
+                    }
+                )
+            )
+        }
+    ),
+    errors=(422,),
 )
 async def list_guides(request: web.Request) -> web.Response:
     who = principal(request)
@@ -347,6 +503,7 @@ async def list_guides(request: web.Request) -> web.Response:
     "/stores",
     summary="List stores with their region, guide and customer counts",
     roles=("hq", "manager"),
+    response=shape({"stores": list_of(STORE)}),
 )
 async def list_stores(request: web.Request) -> web.Response:
     who = principal(request)
@@ -361,10 +518,10 @@ async def list_stores(request: web.Request) -> web.Response:
     "PATCH",
     "/stores/{store}",
     summary="Set a store's code (not null) or its time zone override (IANA name; null clears it)",
-    body={
-        "type": "object",
-        "properties": {"code": {"type": "string"}, "timezone": {"type": ["string", "null"]}},
-    },
+    path={"store": STORE_REF},
+    body=obj({"code": CODE, "timezone": nullable(text(64, fmt="time-zone"))}),
+    response=STORE,
+    errors=(409, 422),
 )
 async def patch_store(request: web.Request) -> web.Response:
     body = await json_body(request)
@@ -392,7 +549,13 @@ async def patch_store(request: web.Request) -> web.Response:
 # ---- contact ways ----------------------------------------------------------------------------
 
 
-@api.get("/contact-ways", summary="List the 「联系我」 contact ways", query={"store": "string"})
+@api.get(
+    "/contact-ways",
+    summary="List the 「联系我」 contact ways",
+    query={"store": STORE_REF},
+    response=shape({"contact_ways": list_of(WAY)}),
+    errors=(422,),
+)
 async def list_ways(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         with domain_errors():
@@ -403,17 +566,26 @@ async def list_ways(request: web.Request) -> web.Response:
 @api.post(
     "/contact-ways",
     summary="Create a 「联系我」 QR way whose state encodes store, channel and campaign",
-    body={
-        "type": "object",
-        "required": ["store", "channel", "userids"],
-        "properties": {
-            "store": {"type": "string", "description": "store code or department id"},
-            "channel": {"type": "string"},
-            "campaign": {"type": "string"},
-            "userids": {"type": "array", "items": {"type": "string"}},
-            "remark": {"type": "string"},
+    body=obj(
+        {
+            "store": {
+                "anyOf": [STORE_REF, integer(1, INT32_MAX)],
+                "description": "a store's code or department id",
+            },
+            "channel": PART,
+            "campaign": PART,
+            "userids": array(USERID, min_items=1, max_items=MAX_USERS),
+            "remark": text(30),
         },
-    },
+        "store",
+        "channel",
+        "userids",
+        description=f"channel and campaign together with the store code make a state of at most "
+        f"{STATE_MAX} characters (422 when longer)",
+    ),
+    response=WAY,
+    success=(201,),
+    errors=(409, 422, 502),
 )
 async def create_way(request: web.Request) -> web.Response:
     body = await json_body(request)
@@ -443,7 +615,13 @@ async def create_way(request: web.Request) -> web.Response:
 @api.get(
     "/transfers",
     summary="List customer transfers, newest first",
-    query={"status": "string", "guide": "string", "external_userid": "string"},
+    query={
+        "status": text(16, enum=TransferStatus.ALL),
+        "guide": USERID,
+        "external_userid": EXTERNAL_USERID,
+    },
+    response=shape({"transfers": list_of(TRANSFER)}),
+    errors=(422,),
 )
 async def get_transfers(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
@@ -460,17 +638,36 @@ async def get_transfers(request: web.Request) -> web.Response:
 @api.post(
     "/transfers",
     summary="Transfer customers to another guide (in_service, or resigned after leaving)",
-    body={
-        "type": "object",
-        "required": ["kind", "handover_userid", "takeover_userid", "external_userids"],
-        "properties": {
-            "kind": {"type": "string", "enum": ["in_service", "resigned"]},
-            "handover_userid": {"type": "string"},
-            "takeover_userid": {"type": "string"},
-            "external_userids": {"type": "array", "items": {"type": "string"}},
-            "message": {"type": "string"},
+    body=obj(
+        {
+            "kind": text(16, enum=TransferKind.ALL),
+            "handover_userid": USERID,
+            "takeover_userid": USERID,
+            "external_userids": array(EXTERNAL_USERID, min_items=1, max_items=MAX_CUSTOMERS),
+            "message": text(200, multiline=True),
         },
-    },
+        "kind",
+        "handover_userid",
+        "takeover_userid",
+        "external_userids",
+    ),
+    response=shape(
+        {
+            "transfers": list_of(
+                shape(
+                    {
+                        "external_userid": STRING,
+                        "status": STRING,
+                        "transfer_id": maybe(INTEGER),
+                        "errcode": maybe(INTEGER),
+                        "reason": TEXT_OUT,
+                    }
+                )
+            )
+        }
+    ),
+    success=(202,),
+    errors=(409, 422, 502),
 )
 async def post_transfers(request: web.Request) -> web.Response:
     body = await json_body(request)

@@ -29,7 +29,11 @@ from guidebot.content.models import (
 )
 from guidebot.content.service import ContentError, NotFound
 from guidebot.web.api import (
+    CONTROL_CHARACTER,
+    ERROR_SCHEMA,
     INT32_MAX,
+    INT64_MAX,
+    JSON_BODY_BYTES,
     ApiError,
     ApiRoutes,
     bad_request,
@@ -37,10 +41,25 @@ from guidebot.web.api import (
     int_field,
     iso,
     json_body,
-    path_id,
-    query_int,
+    param,
 )
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
+from guidebot.web.schema import (
+    BOOLEAN,
+    INSTANT,
+    INTEGER,
+    STRING,
+    array,
+    boolean,
+    integer,
+    list_of,
+    mapping,
+    maybe,
+    nullable,
+    obj,
+    shape,
+    text,
+)
 from guidebot.web.throttle import client_address
 from guidebot.wecom.client import WeComError
 
@@ -53,13 +72,16 @@ VISITOR_MAX_AGE = 365 * 86400
 
 
 @contextlib.contextmanager
-def domain_errors() -> Iterator[None]:
+def domain_errors(invalid: int = 422) -> Iterator[None]:
+    """The layer has held the request to its schema: what the domain still refuses is about
+    what the values mean together or against what is stored (422), unless told otherwise."""
     try:
         yield
     except NotFound as exc:
         raise ApiError(404, "not_found", exc.reason) from exc
     except ContentError as exc:
-        raise ApiError(400, "bad_request", exc.reason) from exc
+        code = "bad_request" if invalid == 400 else "unprocessable"
+        raise ApiError(invalid, code, exc.reason) from exc
     except WeComError as exc:
         raise ApiError(502, "wecom_error", str(exc)) from exc
 
@@ -108,7 +130,7 @@ def render_item(
 
 
 def _item_id(request: web.Request) -> int:
-    return path_id(request, "content item", hi=INT32_MAX)  # content_items.id is an integer
+    return param(request, "id")
 
 
 def _fields(body: dict[str, Any], tz, *, partial: bool = False) -> dict[str, Any]:
@@ -116,39 +138,125 @@ def _fields(body: dict[str, Any], tz, *, partial: bool = False) -> dict[str, Any
     cover_url, miniprogram, tags, stores, valid_from, valid_to, media) and is a 400 for the
     others (key, kind, title): clean_fields treats a present null as a value, never as absent."""
     instant_fields(body, "valid_from", "valid_to")
-    return service.clean_fields(body, tz=tz, partial=partial)
+    with domain_errors(invalid=400):  # each field on its own: the schema's part
+        return service.clean_fields(body, tz=tz, partial=partial)
 
 
-ITEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["kind", "title"],
-    "properties": {
-        "key": {"type": "string", "description": "stable import key (generated if absent)"},
-        "kind": {"type": "string", "enum": list(ContentKind.ALL)},
-        "title": {"type": "string"},
-        "summary": {"type": "string"},
-        "cover_url": {"type": "string"},
-        "body": {"type": "string", "description": "a text item's words"},
-        "url": {"type": "string", "description": "a link item's target"},
-        "miniprogram": {
-            "type": "object",
-            "properties": {"appid": {"type": "string"}, "page": {"type": "string"}},
-        },
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "stores": {"type": "array", "items": {"type": "string"}, "description": "store codes"},
-        "valid_from": {"type": "string", "format": "date-time"},
-        "valid_to": {"type": "string", "format": "date-time"},
-        "media": {
-            "type": "object",
-            "description": "image, file or mini-program cover bytes",
-            "properties": {
-                "filename": {"type": "string"},
-                "content_type": {"type": "string"},
-                "data_base64": {"type": "string"},
-            },
-        },
+# ---- declarations (guidebot.web.schema) ------------------------------------------------------
+
+MAX_RECIPIENTS = 10_000  # WeCom's add_msg_template names at most 10,000 customers
+WORD = text(64, pattern="^[^|]*\\S[^|]*$", description="1-64 characters, not only spaces, no '|'")
+# Bytes travel as base64: 4 characters for every 3 bytes of the largest file WeCom takes.
+MAX_MEDIA_BYTES = max(service.MEDIA_LIMITS.values())
+MAX_BASE64 = 4 * -(-MAX_MEDIA_BYTES // 3)
+MEDIA_BODY_BYTES = MAX_BASE64 + JSON_BODY_BYTES
+MEDIA = obj(
+    {
+        "filename": text(255),
+        "content_type": text(
+            100,
+            pattern="^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(?:;[ -~]*)?$",
+            description="a media type such as image/png",
+        ),
+        "data_base64": text(
+            MAX_BASE64,
+            pattern="^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+            description="the bytes in base64 (images at most 10 MB, files 20 MB)",
+        ),
     },
+    "filename",
+    "data_base64",
+    description="image, file or mini-program cover bytes",
+)
+# Fields null may clear in a PATCH (see _fields); key, kind and title cannot be cleared.
+CLEARABLE: dict[str, Any] = {
+    "summary": text(2000, min_length=0, multiline=True),
+    "cover_url": text(2000, fmt="http-url"),
+    "body": text(4000, min_length=0, multiline=True, description="a text item's words"),
+    "url": text(2000, fmt="http-url", description="a link item's target"),
+    "miniprogram": obj(
+        {"appid": nullable(text(64, min_length=0)), "page": nullable(text(500, min_length=0))}
+    ),
+    "tags": array(WORD, max_items=100),
+    "stores": array(WORD, max_items=1000),
+    "valid_from": text(64, fmt="date-or-time"),
+    "valid_to": text(64, fmt="date-or-time"),
+    "media": MEDIA,
 }
+ITEM_FIELDS: dict[str, Any] = {
+    "key": text(
+        128,
+        pattern="^[A-Za-z0-9_.:/-]+$",
+        description="stable import key (generated if absent): letters, digits and _ . : / -",
+    ),
+    "kind": text(16, enum=ContentKind.ALL),
+    "title": text(255, pattern="\\S", description="a title, not only spaces"),
+    **{name: nullable(schema) for name, schema in CLEARABLE.items()},
+}
+NEW_ITEM = obj(
+    ITEM_FIELDS,
+    "kind",
+    "title",
+    description="what each kind needs (a text's body, a link's url, media) and valid_to after "
+    "valid_from are checked with the item as a whole (422)",
+)
+ITEM_CHANGE = obj(ITEM_FIELDS)
+
+WHEN = maybe(INSTANT)
+TEXT_OUT = maybe(STRING)
+NUMBERS = mapping(INTEGER)
+ITEM = shape(
+    {
+        "id": INTEGER,
+        "key": STRING,
+        "kind": STRING,
+        "title": STRING,
+        "summary": TEXT_OUT,
+        "cover_url": TEXT_OUT,
+        "body": TEXT_OUT,
+        "url": TEXT_OUT,
+        "miniprogram": maybe(shape({"appid": TEXT_OUT, "page": TEXT_OUT})),
+        "tags": list_of(STRING),
+        "stores": list_of(STRING),
+        "valid_from": WHEN,
+        "valid_to": WHEN,
+        "created_at": WHEN,
+        "updated_at": WHEN,
+        "deleted_at": WHEN,
+        "live": BOOLEAN,
+        "media": shape(
+            {
+                "filename": STRING,
+                "content_type": STRING,
+                "sha256": STRING,
+                "wecom_media_id": TEXT_OUT,
+                "uploaded_at": WHEN,
+            }
+        ),
+        "numbers": NUMBERS,
+    },
+    optional=("live", "media", "numbers"),
+)
+MASS_SEND = shape(
+    {
+        "id": INTEGER,
+        "guide": STRING,
+        "item": maybe(INTEGER),
+        "filter": maybe({"type": "object"}),
+        "recipients": maybe({"type": "array"}),
+        "status": STRING,
+        "msgid": TEXT_OUT,
+        "fail_list": maybe({"type": "array"}),
+        "error": TEXT_OUT,
+        "created_at": WHEN,
+        "requested_at": WHEN,
+        "checked_at": WHEN,
+        "done_at": WHEN,
+        "results": list_of(shape({"external_userid": STRING, "status": STRING, "send_time": WHEN})),
+    },
+    optional=("results",),
+)
+ITEM_ID = integer(1, INT32_MAX, description="a content item's id")  # content_items.id is an integer
 
 
 # ---- the library -----------------------------------------------------------------------------
@@ -158,29 +266,29 @@ ITEM_SCHEMA: dict[str, Any] = {
     "/content",
     summary="List and search the content library (words and tag; newest or best first)",
     query={
-        "q": "string",
-        "tag": "string",
-        "kind": "string",
-        "store": "string",
-        "live": "boolean",
-        "page": "integer",
-        "per_page": "integer",
+        "q": text(100, description="words to find in titles, summaries and tags"),
+        "tag": text(64),
+        "kind": text(16, enum=ContentKind.ALL),
+        "store": text(64, description="a store code: items for that store"),
+        "live": boolean(description="only items live now"),
+        "page": integer(1, 100_000, default=1),
+        "per_page": integer(1, 200, default=20),
     },
+    response=shape(
+        {"items": list_of(ITEM), "total": INTEGER, "page": INTEGER, "per_page": INTEGER}
+    ),
 )
 async def list_content(request: web.Request) -> web.Response:
-    page = query_int(request, "page", 1, lo=1, hi=100_000)
-    per_page = query_int(request, "per_page", 20, lo=1, hi=200)
-    kind = request.query.get("kind") or None
-    if kind is not None and kind not in ContentKind.ALL:
-        raise bad_request(f"kind must be one of {', '.join(ContentKind.ALL)}")
+    page, per_page = param(request, "page"), param(request, "per_page")
+    kind = param(request, "kind")
     now = request.app[CLOCK].now()
-    live = request.query.get("live", "").lower() in ("1", "true", "yes")
-    store = request.query.get("store") or None
+    live = bool(param(request, "live"))
+    store = param(request, "store")
     async with request.app[SESSIONS]() as session:
         items, total = await service.search_items(
             session,
-            words=request.query.get("q"),
-            tag=request.query.get("tag") or None,
+            words=param(request, "q"),
+            tag=param(request, "tag"),
             kind=kind,
             live_at=now if live else None,
             store_code=store,
@@ -199,7 +307,15 @@ async def list_content(request: web.Request) -> web.Response:
     )
 
 
-@api.post("/content", summary="Add an item to the content library", body=ITEM_SCHEMA)
+@api.post(
+    "/content",
+    summary="Add an item to the content library",
+    body=NEW_ITEM,
+    max_body=MEDIA_BODY_BYTES,
+    response=ITEM,
+    success=(201,),
+    errors=(422,),
+)
 async def create_content(request: web.Request) -> web.Response:
     body = await json_body(request)
     app = request.app
@@ -212,7 +328,12 @@ async def create_content(request: web.Request) -> web.Response:
     return web.json_response(render_item(item, media, now=now), status=201)
 
 
-@api.get("/content/{id}", summary="One content item with its forwards and opens")
+@api.get(
+    "/content/{id}",
+    summary="One content item with its forwards and opens",
+    path={"id": ITEM_ID},
+    response=ITEM,
+)
 async def get_content(request: web.Request) -> web.Response:
     item_id = _item_id(request)
     now = request.app[CLOCK].now()
@@ -224,7 +345,16 @@ async def get_content(request: web.Request) -> web.Response:
     return web.json_response(render_item(item, media, numbers, now))
 
 
-@api.route("PATCH", "/content/{id}", "Change a content item's fields", body=ITEM_SCHEMA)
+@api.route(
+    "PATCH",
+    "/content/{id}",
+    "Change a content item's fields",
+    path={"id": ITEM_ID},
+    body=ITEM_CHANGE,
+    max_body=MEDIA_BODY_BYTES,
+    response=ITEM,
+    errors=(422,),
+)
 async def patch_content(request: web.Request) -> web.Response:
     item_id = _item_id(request)
     body = await json_body(request)
@@ -239,7 +369,13 @@ async def patch_content(request: web.Request) -> web.Response:
     return web.json_response(render_item(item, media, now=now))
 
 
-@api.route("DELETE", "/content/{id}", "Delete a content item (its forwards and opens stay)")
+@api.route(
+    "DELETE",
+    "/content/{id}",
+    "Delete a content item (its forwards and opens stay)",
+    path={"id": ITEM_ID},
+    response=shape({"id": INTEGER, "deleted_at": INSTANT}),
+)
 async def delete_content(request: web.Request) -> web.Response:
     item_id = _item_id(request)
     now = request.app[CLOCK].now()
@@ -284,24 +420,32 @@ def render_mass_send(row: MassSend, results: list[MassSendResult] | None = None)
 @api.post(
     "/mass-sends",
     summary="Create a mass-send task (add_msg_template) of one item to a guide's customers",
-    body={
-        "type": "object",
-        "required": ["guide", "item"],
-        "properties": {
-            "guide": {"type": "string"},
-            "item": {"type": "integer"},
-            "text": {"type": "string", "description": "an optional note sent with it"},
-            "filter": {
-                "type": "object",
-                "properties": {
-                    "tags": {"type": "array", "items": {"type": "string"}},
-                    "match": {"type": "string", "enum": ["any", "all"]},
-                    "status": {"type": "string", "enum": ["active"]},
-                    "customers": {"type": "array", "items": {"type": "string"}},
-                },
-            },
+    body=obj(
+        {
+            "guide": text(64, description="the guide's userid"),
+            "item": integer(1, INT32_MAX, description="a content item's id"),
+            # 750 characters are at most the 3000 bytes WeCom takes, whatever the characters.
+            "text": text(750, min_length=0, multiline=True, description="a note sent with it"),
+            "filter": nullable(
+                obj(
+                    {
+                        "tags": array(WORD, max_items=100),
+                        "match": text(8, enum=("any", "all")),
+                        "status": text(16, enum=("active",)),
+                        "customers": array(text(64), max_items=MAX_RECIPIENTS),
+                    }
+                )
+            ),
         },
-    },
+        "guide",
+        "item",
+    ),
+    max_body=1024 * 1024,  # up to 10,000 customers named
+    response=MASS_SEND,
+    success=(201, 202),
+    errors=(422,),
+    # 502: WeCom refused the task (the row, failed) or could not be asked (an error).
+    responses={502: {"anyOf": [MASS_SEND, ERROR_SCHEMA]}},
 )
 async def create_mass_send(request: web.Request) -> web.Response:
     body = await json_body(request)
@@ -331,19 +475,29 @@ async def create_mass_send(request: web.Request) -> web.Response:
     return web.json_response(render_mass_send(row), status=status)
 
 
-@api.get("/mass-sends", summary="Mass sends, newest first", query={"guide": "string"})
+@api.get(
+    "/mass-sends",
+    summary="Mass sends, newest first",
+    query={"guide": text(64)},
+    response=shape({"mass_sends": list_of(MASS_SEND)}),
+)
 async def list_mass_sends(request: web.Request) -> web.Response:
     query = select(MassSend).order_by(MassSend.id.desc()).limit(200)
-    if request.query.get("guide"):
-        query = query.where(MassSend.guide_userid == request.query["guide"])
+    if guide := param(request, "guide"):
+        query = query.where(MassSend.guide_userid == guide)
     async with request.app[SESSIONS]() as session:
         rows = list(await session.scalars(query))
     return web.json_response({"mass_sends": [render_mass_send(r) for r in rows]})
 
 
-@api.get("/mass-sends/{id}", summary="One mass send with each customer's result")
+@api.get(
+    "/mass-sends/{id}",
+    summary="One mass send with each customer's result",
+    path={"id": integer(1, INT64_MAX, description="a mass send's id")},
+    response=MASS_SEND,
+)
 async def get_mass_send(request: web.Request) -> web.Response:
-    mass_send_id = path_id(request, "mass send")
+    mass_send_id = param(request, "id")
     with domain_errors():
         async with request.app[SESSIONS]() as session:
             row, results = await masssend.get_mass_send(session, mass_send_id)
@@ -409,7 +563,9 @@ async def open_link(request: web.Request) -> web.StreamResponse:
             samesite="Lax",
             secure=settings.public_url.startswith("https://"),
         )
-    elif item.kind == ContentKind.LINK and item.url:
+    # A URL stored before control characters were refused cannot be a Location header (aiohttp
+    # would drop the connection): such a link shows its page instead.
+    elif item.kind == ContentKind.LINK and item.url and not CONTROL_CHARACTER.search(item.url):
         response = web.Response(status=302, headers={"Location": item.url})
     else:
         from guidebot.content.sidebar import render

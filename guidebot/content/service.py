@@ -93,14 +93,34 @@ class MediaInput:
 # ---- validation ------------------------------------------------------------------------------
 
 
-def _text(value: Any, name: str, *, limit: int | None = None, required: bool = False) -> str | None:
+# Control characters end up in a Location header, a multipart header to WeCom or a message:
+# none anywhere, except line feeds in words people read (a summary, a text item's body).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LF = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def _no_control(value: str, name: str, *, multiline: bool = False) -> str:
+    if (_CONTROL_BUT_LF if multiline else _CONTROL).search(value):
+        allowed = "other than line feeds" if multiline else "such as line breaks"
+        raise Invalid(f"{name!r} may not hold control characters {allowed}")
+    return value
+
+
+def _text(
+    value: Any,
+    name: str,
+    *,
+    limit: int | None = None,
+    required: bool = False,
+    multiline: bool = False,
+) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip() and not required):
         if required:
             raise Invalid(f"{name!r} is required")
         return None
     if not isinstance(value, str) or not value.strip():
         raise Invalid(f"{name!r} must be a non-empty string")
-    value = value.strip()
+    value = _no_control(value.strip(), name, multiline=multiline)
     if limit is not None and len(value) > limit:
         raise Invalid(f"{name!r} is longer than {limit} characters")
     return value
@@ -125,7 +145,7 @@ def _words(value: Any, name: str) -> list[str]:
         raise Invalid(f"{name!r} must be a list of strings")
     out: list[str] = []
     for v in value:
-        text = str(v).strip()
+        text = _no_control(str(v).strip(), name)
         if not text or "|" in text or len(text) > 64:
             raise Invalid(f"{name!r}: each entry is 1-64 characters without '|'")
         if text not in out:
@@ -172,6 +192,9 @@ def media_from_json(value: Any) -> MediaInput:
 
 
 def _check_media(kind: str, media: MediaInput) -> None:
+    # What the importer read from a file is checked here too: both go into WeCom's headers.
+    _no_control(media.filename, "media.filename")
+    _no_control(media.content_type, "media.content_type")
     wecom_kind = "file" if kind == ContentKind.FILE else "image"
     if len(media.data) < 5:
         raise Invalid("media has fewer than 5 bytes")
@@ -206,7 +229,7 @@ def clean_fields(data: Mapping[str, Any], *, tz: ZoneInfo, partial: bool = False
         out["title"] = _text(data.get("title"), "title", limit=255, required=True)
     for name, limit in (("summary", 2000), ("body", 4000)):
         if name in data:
-            out[name] = _text(data[name], name, limit=limit)
+            out[name] = _text(data[name], name, limit=limit, multiline=True)
     for name in ("cover_url", "url"):
         if name in data:
             out[name] = _url(data[name], name)

@@ -62,7 +62,7 @@ from guidebot.content import jsapi, links, service, tasks
 from guidebot.content.models import ContentForward, ContentItem, ContentKind, ForwardVia
 from guidebot.content.service import ContentError
 from guidebot.resources import project_dir
-from guidebot.web.api import iso
+from guidebot.web.api import INT32_MAX, INT64_MAX, iso
 from guidebot.web.keys import CLOCK, HTTP, OAUTH_LIMIT, SESSIONS, SETTINGS, SIGN_IN_GATE, WECOM
 from guidebot.web.revoked import is_revoked, revoke
 from guidebot.web.throttle import AttemptLimit, Busy, request_address
@@ -261,7 +261,11 @@ async def page(request: web.Request) -> web.StreamResponse:
         return _oauth_redirect(request)
     now = app[CLOCK].now()
     raw_task = request.query.get("task", "")
-    task_id = int(raw_task) if raw_task.isdigit() else None
+    task_id = _bounded_id(raw_task, INT64_MAX) if raw_task else None
+    if raw_task and task_id is None:  # a link we made names a task row; this names none
+        raise web.HTTPBadRequest(
+            text=f"任务编号无效 / 'task' must be a task id, got {raw_task[:40]!r}"
+        )
     customer = request.query.get("customer") or None
     async with app[SESSIONS]() as session:
         store = await service.guide_store(session, guide.userid, now)
@@ -654,6 +658,17 @@ async def _json_object(request: web.Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+def _is_id(value: Any, hi: int) -> bool:
+    """A row id: an integer (not a boolean) 1..hi, so nothing beyond its column is queried."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= hi
+
+
+def _bounded_id(raw: str, hi: int) -> int | None:
+    if raw.isascii() and raw.isdigit() and len(raw) <= len(str(hi)) and 1 <= int(raw) <= hi:
+        return int(raw)
+    return None
+
+
 GuideWrite = Callable[[web.Request, Guide, dict[str, Any]], Awaitable[web.Response]]
 
 
@@ -681,10 +696,10 @@ async def prepare(request: web.Request, guide: Guide, body: dict[str, Any]) -> w
     """The sendChatMessage arguments for an item, with a fresh tracked link and its reference."""
     app = request.app
     item_id, ext, task_id = body.get("item_id"), body.get("external_userid"), body.get("task_id")
-    if isinstance(item_id, bool) or not isinstance(item_id, int) or not isinstance(ext, str):
+    if not _is_id(item_id, INT32_MAX) or not isinstance(ext, str):
         return _json_error(400, "bad_request", "item_id and external_userid are required")
-    if task_id is not None and (isinstance(task_id, bool) or not isinstance(task_id, int)):
-        return _json_error(400, "bad_request", "task_id must be an integer")
+    if task_id is not None and not _is_id(task_id, INT64_MAX):
+        return _json_error(400, "bad_request", "task_id must be a task id")
     now = app[CLOCK].now()
     step = None
     async with app[SESSIONS]() as session:

@@ -16,6 +16,7 @@ from guidebot.contacts.directory import find_store
 from guidebot.contacts.models import Department, Guide
 from guidebot.metrics import kpis
 from guidebot.metrics.comparison import compare, wecom_days
+from guidebot.metrics.models import OrderStatus
 from guidebot.metrics.orders import (
     MAX_AMOUNT_FEN,
     OrderConflict,
@@ -46,33 +47,83 @@ from guidebot.web.api import (
     int_field,
     json_body,
     not_found,
-    query_int,
+    param,
+    unprocessable,
 )
 from guidebot.web.auth import guide_visible, principal, store_visible
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
+from guidebot.web.schema import (
+    INTEGER,
+    STRING,
+    integer,
+    list_of,
+    mapping,
+    maybe,
+    obj,
+    shape,
+    text,
+)
 from guidebot.wecom.client import WeComError
 
 log = logging.getLogger(__name__)
 
 api = ApiRoutes()
 
-PERIOD_QUERY = {"from": "string", "to": "string", "by": "string"}
+# ---- declarations (guidebot.web.schema) ------------------------------------------------------
+
+DAY = text(10, fmt="date", description="a local day YYYY-MM-DD")
+PERIOD = {"from": DAY, "to": DAY}
+PERIOD_QUERY = {**PERIOD, "by": text(8, enum=("day",), description="day: one row per day")}
+USERID = text(64, description="a guide's userid")
+STORE_REF = text(64, description="a store's code or department id")
+# An order id: 1-128 printable ASCII characters without spaces (guidebot.metrics.orders), and
+# not "." or "..": a URL cannot name those in /orders/{order_id} (they are dot segments).
+ORDER_ID = text(
+    128,
+    pattern="^(?![.]{1,2}$)[!-~]+$",
+    description="printable ASCII without spaces, not '.' or '..'",
+)
+WHEN = text(64, fmt="date-time")
+# A KPI is a count, a rate, or money as a decimal string; null when it has no denominator.
+KPI_VALUE = {"type": ["integer", "number", "string", "null"]}
+KPIS = shape(dict.fromkeys(kpis.KPI_NAMES, KPI_VALUE))
+BRIEF = {"id": INTEGER, "code": STRING, "name": STRING}
+FIGURES = {
+    "from": STRING,
+    "to": STRING,
+    "metrics": KPIS,
+    "days": list_of(shape({"day": STRING, "metrics": KPIS})),
+}
+ORDER = shape(
+    {
+        "order_id": STRING,
+        "external_userid": maybe(STRING),
+        "mobile": maybe(STRING),
+        "amount": STRING,
+        "amount_fen": INTEGER,
+        "paid_at": STRING,
+        "store": maybe(STRING),
+        "status": STRING,
+        "refunded_at": maybe(STRING),
+        "guide_userid": maybe(STRING),
+        "attribution": shape({"rule": maybe(STRING), "ref": maybe(STRING), "at": maybe(STRING)}),
+    }
+)
 
 
 def _period(request: web.Request) -> Period:
     try:
         return period_from_query(
-            request.query, request.app[SETTINGS].timezone, request.app[CLOCK].now()
+            {name: param(request, name) or "" for name in PERIOD},
+            request.app[SETTINGS].timezone,
+            request.app[CLOCK].now(),
         )
-    except PeriodError as exc:
-        raise bad_request(str(exc)) from None
+    except PeriodError as exc:  # each day is a date (the schema): together they are not a period
+        raise unprocessable(str(exc)) from None
 
 
 def _by_day(request: web.Request) -> bool:
-    by = request.query.get("by", "").strip()
-    if by not in ("", "day"):
-        raise bad_request(f"'by' must be 'day' (or left out), got {by!r}")
-    return by == "day"
+    return param(request, "by") == "day"
 
 
 async def _guide(session, userid: str, request: web.Request | None = None) -> Guide:
@@ -113,6 +164,11 @@ async def _answer(session, scope: Scope, period: Period, by_day: bool, **head: A
     "A guide's KPIs over a period (per day with by=day)",
     query=PERIOD_QUERY,
     roles=("hq", "manager", "guide"),
+    path={"userid": USERID},
+    response=shape(
+        {"guide": shape({"userid": STRING, "name": STRING}), **FIGURES}, optional=("days",)
+    ),
+    errors=(422,),
 )
 async def guide_metrics(request: web.Request) -> web.Response:
     period, by_day = _period(request), _by_day(request)
@@ -135,6 +191,9 @@ async def guide_metrics(request: web.Request) -> web.Response:
     "A store's KPIs (its guides' rows while they belonged to it), by code or id",
     query=PERIOD_QUERY,
     roles=("hq", "manager"),
+    path={"store": STORE_REF},
+    response=shape({"store": shape(BRIEF), **FIGURES}, optional=("days",)),
+    errors=(422,),
 )
 async def store_metrics(request: web.Request) -> web.Response:
     period, by_day = _period(request), _by_day(request)
@@ -145,7 +204,13 @@ async def store_metrics(request: web.Request) -> web.Response:
         )
 
 
-@api.get("/metrics", "HQ totals: every guide's KPIs summed", query=PERIOD_QUERY)
+@api.get(
+    "/metrics",
+    "HQ totals: every guide's KPIs summed",
+    query=PERIOD_QUERY,
+    response=shape(FIGURES, optional=("days",)),
+    errors=(422,),
+)
 async def hq_metrics(request: web.Request) -> web.Response:
     period, by_day = _period(request), _by_day(request)
     async with request.app[SESSIONS]() as session:
@@ -156,25 +221,42 @@ async def hq_metrics(request: web.Request) -> web.Response:
     "/leaderboard",
     "Guides ranked by one KPI over a period, optionally within one store",
     query={
-        "from": "string",
-        "to": "string",
-        "metric": "string",
-        "store": "string",
-        "limit": "integer",
+        **PERIOD,
+        "metric": text(32, enum=kpis.KPI_NAMES),
+        "store": STORE_REF,
+        "limit": integer(1, 10_000, default=100),
     },
     roles=("hq", "manager"),
+    response=shape(
+        {
+            "from": STRING,
+            "to": STRING,
+            "metric": STRING,
+            "store": maybe(shape(BRIEF)),
+            "guides": list_of(
+                shape(
+                    {
+                        "rank": INTEGER,
+                        "userid": STRING,
+                        "name": STRING,
+                        "value": KPI_VALUE,
+                        "metrics": KPIS,
+                    }
+                )
+            ),
+        }
+    ),
+    errors=(422,),
 )
 async def get_leaderboard(request: web.Request) -> web.Response:
     period = _period(request)
-    metric = request.query.get("metric", "").strip() or "new_customers"
-    if metric not in kpis.KPI_BY_NAME:
-        raise bad_request(f"'metric' must be one of {', '.join(kpis.KPI_NAMES)}; got {metric!r}")
-    limit = query_int(request, "limit", 100, lo=1, hi=10_000)
-    ref = request.query.get("store", "").strip() or None
+    metric = param(request, "metric") or "new_customers"
+    limit = param(request, "limit")
+    ref = param(request, "store")
     who = principal(request)
     if ref is None and who.role == "manager":  # a manager ranks within their stores only
         if len(who.store_ids) != 1:
-            raise bad_request("name one of your stores with ?store=")
+            raise unprocessable("name one of your stores with ?store=")
         ref = str(next(iter(who.store_ids)))
     async with request.app[SESSIONS]() as session:
         store = await _store(session, ref, request) if ref is not None else None
@@ -194,7 +276,28 @@ async def get_leaderboard(request: web.Request) -> web.Response:
 @api.get(
     "/guides/{userid}/wecom-comparison",
     "Our new/lost customers per day beside WeCom's get_user_behavior_data, with why they differ",
-    query={"from": "string", "to": "string"},
+    query=PERIOD,
+    path={"userid": USERID},
+    response=shape(
+        {
+            "guide": STRING,
+            "from": STRING,
+            "to": STRING,
+            "days": list_of(
+                shape(
+                    {
+                        "day": STRING,
+                        "ours": mapping(INTEGER),
+                        "wecom": maybe(mapping(INTEGER)),
+                        "difference": maybe(mapping(INTEGER)),
+                    }
+                )
+            ),
+            "totals": shape({"ours": mapping(INTEGER), "wecom": mapping(INTEGER)}),
+            "notes": list_of(STRING),
+        }
+    ),
+    errors=(422, 502),
 )
 async def wecom_comparison(request: web.Request) -> web.Response:
     period = _period(request)
@@ -219,29 +322,54 @@ def _order_error(exc: Exception) -> ApiError:
     if isinstance(exc, OrderConflict):
         return ApiError(409, "conflict", exc.reason)
     assert isinstance(exc, OrderInvalid)
-    return bad_request(exc.reason)
+    # The schema has held the order's form: what is left is its meaning (no customer named, a
+    # store no store has, a refund before the payment).
+    return unprocessable(exc.reason)
 
 
-ORDER_BODY = {
-    "type": "object",
-    "required": ["order_id", "amount", "paid_at"],
-    "properties": {
-        "order_id": {"type": "string"},
-        "external_userid": {"type": "string"},
-        "mobile": {"type": "string"},
-        "amount": {"type": ["string", "number"], "description": "yuan, at most 2 decimals"},
-        "paid_at": {"type": "string", "format": "date-time"},
-        "store": {"type": "string"},
-        "status": {"type": "string", "enum": ["paid", "refunded"]},
-        "refunded_at": {"type": "string", "format": "date-time"},
+MAX_YUAN = MAX_AMOUNT_FEN // 100
+ORDER_BODY = obj(
+    {
+        "order_id": ORDER_ID,
+        "external_userid": text(64),
+        "mobile": text(
+            32,
+            pattern="^[+]?(?:[ -]*[0-9]){5,20}[ -]*$",
+            description="a phone number: 5-20 digits, spaces, dashes and a leading +",
+        ),
+        "amount": {
+            "anyOf": [
+                text(
+                    16,
+                    pattern="^(?:[0-9]{1,11}(?:[.][0-9]{1,2})?|100000000000(?:[.]0{1,2})?)$",
+                    description="yuan as a decimal string, at most 2 decimals",
+                ),
+                {"type": "number", "minimum": 0, "maximum": MAX_YUAN, "multipleOf": 0.01},
+            ],
+            "description": f"yuan from 0 to {MAX_YUAN}, at most 2 decimals, as a string or number",
+        },
+        "paid_at": WHEN,
+        "store": {
+            "anyOf": [STORE_REF, integer(1, INT32_MAX)],
+            "description": "a store's code or department id",
+        },
+        "status": text(16, enum=OrderStatus.ALL),
+        "refunded_at": WHEN,
     },
-}
+    "order_id",
+    "amount",
+    "paid_at",
+    description="the customer is its external_userid or mobile (one is needed: 422 without)",
+)
 
 
 @api.post(
     "/orders",
     "Record an order (idempotent on order_id; 201 new, 200 repeat, 409 conflicting repeat)",
     body=ORDER_BODY,
+    response=ORDER,
+    success=(200, 201),
+    errors=(409, 422),
 )
 async def create_order(request: web.Request) -> web.Response:
     body = await json_body(request)
@@ -270,7 +398,12 @@ def _parse_order(body: dict[str, Any]):
         ) from None
 
 
-@api.get("/orders/{order_id}", "An order and the guide it was attributed to")
+@api.get(
+    "/orders/{order_id}",
+    "An order and the guide it was attributed to",
+    path={"order_id": ORDER_ID},
+    response=ORDER,
+)
 async def show_order(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         try:
@@ -283,10 +416,14 @@ async def show_order(request: web.Request) -> web.Response:
 @api.post(
     "/orders/{order_id}/refund",
     "Refund an order: it counts negative on the refund's day (idempotent)",
-    body={"type": "object", "properties": {"refunded_at": {"type": "string"}}},
+    path={"order_id": ORDER_ID},
+    body=obj({"refunded_at": WHEN}),
+    body_required=False,
+    response=ORDER,
+    errors=(409, 422),
 )
 async def refund(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
+    body = await json_body(request)
     now = request.app[CLOCK].now()
     instant_fields(body, "refunded_at")
     try:

@@ -48,6 +48,7 @@ from guidebot.sop.models import (
 )
 from guidebot.sop.playbook import Playbook
 from guidebot.web.api import (
+    INT64_MAX,
     ApiError,
     ApiRoutes,
     bad_request,
@@ -55,10 +56,23 @@ from guidebot.web.api import (
     iso,
     json_body,
     not_found,
-    path_id,
-    query_int,
+    param,
+    unprocessable,
 )
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP, WECOM
+from guidebot.web.schema import (
+    BOOLEAN,
+    INSTANT,
+    INTEGER,
+    STRING,
+    integer,
+    list_of,
+    mapping,
+    maybe,
+    obj,
+    shape,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +87,7 @@ COUNTED = (
     TaskStatus.FAILED,
     TaskStatus.UNKNOWN,
 )
+ACTIONS = ("welcome", "guide_task", "remind", "tag")
 WATCH_INTERVAL = 2.0  # seconds between looks at the sop directory
 SOP_WATCH = web.AppKey("sop_watch", asyncio.Task)
 
@@ -158,19 +173,14 @@ def render_task(t: SopTask, public_url: str) -> dict[str, Any]:
     }
 
 
-def _list_param(request: web.Request, name: str, allowed: tuple[str, ...]) -> list[str] | None:
-    raw = request.query.get(name, "").strip()
-    if not raw:
-        return None
-    values = [v.strip() for v in raw.split(",") if v.strip()]
-    unknown = [v for v in values if v not in allowed]
-    if unknown:
-        raise bad_request(f"{name} must be among {', '.join(allowed)}; got {', '.join(unknown)}")
-    return values
+def _list_param(request: web.Request, name: str) -> list[str] | None:
+    """A declared comma-separated choice (`_words`), as a list."""
+    raw = param(request, name)
+    return raw.split(",") if raw else None
 
 
 def _text(request: web.Request, name: str) -> str | None:
-    return request.query.get(name, "").strip() or None
+    return param(request, name) or None
 
 
 def _instant(request: web.Request, name: str) -> datetime | None:
@@ -187,8 +197,110 @@ def _api_instant(raw: Any, name: str) -> datetime:
 
 
 def _task_id(request: web.Request) -> int:
-    return path_id(request, "task")
+    return param(request, "id")
 
+
+# ---- declarations (guidebot.web.schema) ------------------------------------------------------
+
+
+def _words(allowed: tuple[str, ...]) -> dict[str, Any]:
+    """A comma-separated choice among `allowed` ("pending,sent")."""
+    one = "(?:" + "|".join(allowed) + ")"
+    return text(
+        200,
+        pattern=f"^{one}(?:,{one})*$",
+        description=f"one or more of {', '.join(allowed)}, separated by commas",
+    )
+
+
+USERID = text(64)
+PLAYBOOK_ID = text(64)
+TASK_ID = integer(1, INT64_MAX, description="a task's id")
+WHEN = maybe(INSTANT)
+TEXT_OUT = maybe(STRING)
+ENROLLMENT = shape(
+    {
+        "id": INTEGER,
+        "playbook": STRING,
+        "version": INTEGER,
+        "guide_userid": STRING,
+        "external_userid": STRING,
+        "store_id": maybe(INTEGER),
+        "timezone": TEXT_OUT,
+        "trigger": STRING,
+        "cycle": STRING,
+        "status": STRING,
+        "stop_reason": TEXT_OUT,
+        "enrolled_at": WHEN,
+        "ended_at": WHEN,
+        "goal_event": TEXT_OUT,
+        "goal_deadline": WHEN,
+        "goal_met_at": WHEN,
+    }
+)
+TASK = shape(
+    {
+        "id": INTEGER,
+        "enrollment_id": INTEGER,
+        "playbook": STRING,
+        "version": INTEGER,
+        "step": STRING,
+        "action": STRING,
+        "guide_userid": STRING,
+        "external_userid": STRING,
+        "status": STRING,
+        "due_at": WHEN,
+        "expires_at": WHEN,
+        "sent_at": WHEN,
+        "message": TEXT_OUT,
+        "wecom_msgid": TEXT_OUT,
+        "result": maybe({"type": "object"}),
+        "reason": TEXT_OUT,
+        "attempts": maybe(INTEGER),
+        "completed_at": WHEN,
+        "completed_by": TEXT_OUT,
+        "url": STRING,
+    }
+)
+COUNTS = mapping(INTEGER)
+PLAYBOOKS = shape(
+    {
+        "playbooks": list_of(
+            shape(
+                {
+                    "id": STRING,
+                    "version": maybe(INTEGER),
+                    "name": TEXT_OUT,
+                    "file": STRING,
+                    "status": {"type": "string", "enum": ["enabled", "disabled"]},
+                    "reason": TEXT_OUT,
+                    "errors": list_of(STRING),
+                    "trigger": TEXT_OUT,
+                    "steps": list_of(
+                        shape(
+                            {"id": STRING, "counts": COUNTS, "retired": BOOLEAN},
+                            optional=("retired",),
+                        )
+                    ),
+                    "active_enrollments": COUNTS,
+                    "goal": maybe(
+                        shape(
+                            {
+                                "event": STRING,
+                                "within_seconds": INTEGER,
+                                "met": INTEGER,
+                                "open": INTEGER,
+                                "missed": INTEGER,
+                            }
+                        )
+                    ),
+                }
+            )
+        )
+    }
+)
+PAGING = {"total": INTEGER, "page": INTEGER, "per_page": INTEGER}
+ONE_TASK = shape({"task": TASK})
 
 # ---- playbooks -------------------------------------------------------------------------------
 
@@ -289,12 +401,16 @@ def _goal(playbook: Playbook, counted: dict[str, int] | None) -> dict[str, Any]:
     }
 
 
-@api.get("/playbooks", summary="Playbooks: version, enabled or disabled with errors, step counts")
+@api.get(
+    "/playbooks",
+    summary="Playbooks: version, enabled or disabled with errors, step counts",
+    response=PLAYBOOKS,
+)
 async def list_playbooks(request: web.Request) -> web.Response:
     return web.json_response({"playbooks": await _playbook_listing(request)})
 
 
-@api.post("/playbooks/reload", summary="Read the playbook directory again")
+@api.post("/playbooks/reload", summary="Read the playbook directory again", response=PLAYBOOKS)
 async def reload_playbooks(request: web.Request) -> web.Response:
     registry = request.app[SOP].registry
     await asyncio.to_thread(registry.reload)
@@ -308,18 +424,18 @@ async def reload_playbooks(request: web.Request) -> web.Response:
     "/enrollments",
     summary="Enrollments, filtered by playbook, guide, customer and status",
     query={
-        "playbook": "string",
-        "guide": "string",
-        "customer": "string",
-        "status": "string",
-        "page": "integer",
-        "per_page": "integer",
+        "playbook": PLAYBOOK_ID,
+        "guide": USERID,
+        "customer": USERID,
+        "status": _words(EnrollmentStatus.ALL),
+        "page": integer(1, 1_000_000, default=1),
+        "per_page": integer(1, 200, default=50),
     },
+    response=shape({"enrollments": list_of(ENROLLMENT), **PAGING}),
 )
 async def list_enrollments(request: web.Request) -> web.Response:
-    page = query_int(request, "page", 1, lo=1, hi=1_000_000)
-    per_page = query_int(request, "per_page", 50, lo=1, hi=200)
-    statuses = _list_param(request, "status", EnrollmentStatus.ALL)
+    page, per_page = param(request, "page"), param(request, "per_page")
+    statuses = _list_param(request, "status")
     conditions = []
     if (playbook := _text(request, "playbook")) is not None:
         conditions.append(SopEnrollment.playbook_id == playbook)
@@ -359,22 +475,22 @@ async def list_enrollments(request: web.Request) -> web.Response:
     "/tasks",
     summary="Task rows; a guide's task list is ?guide=ID&action=guide_task,remind",
     query={
-        "guide": "string",
-        "customer": "string",
-        "playbook": "string",
-        "step": "string",
-        "status": "string",
-        "action": "string",
-        "due_before": "string",
-        "page": "integer",
-        "per_page": "integer",
+        "guide": USERID,
+        "customer": USERID,
+        "playbook": PLAYBOOK_ID,
+        "step": text(64),
+        "status": _words(TaskStatus.ALL),
+        "action": _words(ACTIONS),
+        "due_before": text(64, fmt="date-time"),
+        "page": integer(1, 1_000_000, default=1),
+        "per_page": integer(1, 200, default=50),
     },
+    response=shape({"tasks": list_of(TASK), **PAGING}),
 )
 async def list_tasks(request: web.Request) -> web.Response:
-    page = query_int(request, "page", 1, lo=1, hi=1_000_000)
-    per_page = query_int(request, "per_page", 50, lo=1, hi=200)
-    statuses = _list_param(request, "status", TaskStatus.ALL)
-    actions = _list_param(request, "action", ("welcome", "guide_task", "remind", "tag"))
+    page, per_page = param(request, "page"), param(request, "per_page")
+    statuses = _list_param(request, "status")
+    actions = _list_param(request, "action")
     due_before = _instant(request, "due_before")
     conditions = []
     if (guide := _text(request, "guide")) is not None:
@@ -413,7 +529,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     )
 
 
-@api.get("/tasks/{id}", summary="One task row")
+@api.get("/tasks/{id}", summary="One task row", path={"id": TASK_ID}, response=ONE_TASK)
 async def get_task(request: web.Request) -> web.Response:
     task_id = _task_id(request)
     async with request.app[SESSIONS]() as session:
@@ -442,10 +558,14 @@ async def _settle(request: web.Request, change) -> web.Response:
 @api.post(
     "/tasks/{id}/done",
     summary="Mark a task done (the guide did it)",
-    body={"type": "object", "properties": {"note": {"type": "string"}}},
+    path={"id": TASK_ID},
+    body=obj({"note": text(2000, multiline=True)}),
+    body_required=False,
+    response=ONE_TASK,
+    errors=(409,),
 )
 async def task_done(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
+    body = await json_body(request)
     note = body.get("note")
     if note is not None and not isinstance(note, str):
         raise bad_request("'note' must be a string")
@@ -459,11 +579,13 @@ async def task_done(request: web.Request) -> web.Response:
 @api.post(
     "/tasks/{id}/skip",
     summary="Skip a task, with a reason",
-    body={
-        "type": "object",
-        "required": ["reason"],
-        "properties": {"reason": {"type": "string"}},
-    },
+    path={"id": TASK_ID},
+    body=obj(
+        {"reason": text(2000, multiline=True, pattern="\\S", description="words, not only spaces")},
+        "reason",
+    ),
+    response=ONE_TASK,
+    errors=(409,),
 )
 async def task_skip(request: web.Request) -> web.Response:
     body = await json_body(request)
@@ -481,15 +603,17 @@ async def task_skip(request: web.Request) -> web.Response:
     "/replies",
     summary="A customer wrote back to a guide (from a chat-archive or CRM pipeline): the pair's "
     "playbooks that stop on customer.replied stop, its goals are credited",
-    body={
-        "type": "object",
-        "required": ["external_userid", "guide"],
-        "properties": {
-            "external_userid": {"type": "string"},
-            "guide": {"type": "string"},
-            "at": {"type": "string"},
+    body=obj(
+        {
+            "external_userid": text(64, pattern="\\S", description="an external_userid"),
+            "guide": text(64, pattern="\\S", description="a guide's userid"),
+            "at": text(64, fmt="date-time", description="when; not in the future (422)"),
         },
-    },
+        "external_userid",
+        "guide",
+    ),
+    response=shape({"stopped": INTEGER, "goals_met": INTEGER}),
+    errors=(422,),
 )
 async def post_reply(request: web.Request) -> web.Response:
     body = await json_body(request)
@@ -519,7 +643,7 @@ def _reply_instant(raw: Any, now: datetime) -> datetime:
         return now
     at = _api_instant(raw, "at")
     if at > now:
-        raise bad_request("'at' is in the future")
+        raise unprocessable("'at' is in the future")
     return at
 
 

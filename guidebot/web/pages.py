@@ -405,10 +405,7 @@ async def guide_page(request: web.Request) -> web.StreamResponse:
 async def customers_page(request: web.Request) -> web.StreamResponse:
     who = await _signed_in(request)
     q = request.query.get("q", "").strip()[:100]
-    try:
-        page = max(1, int(request.query.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = _page_number(request)
     async with request.app[SESSIONS]() as session:
         stores = await _visible_stores(session, who)
         store = _chosen_store(request, who, stores) if request.query.get("store") else None
@@ -476,6 +473,20 @@ async def _first_seen(
             zone = zones.get(first.store_id) or store_zone(None, default_tz)
             out[ext] = first.created_at.astimezone(zone).date().isoformat()
     return out
+
+
+MAX_PAGE = 1_000_000
+
+
+def _page_number(request: web.Request) -> int:
+    """?page=: 1 by default, else a whole number 1..MAX_PAGE (a 400, never an overflow)."""
+    raw = request.query.get("page", "").strip() or "1"
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 7 and 1 <= int(raw) <= MAX_PAGE):
+        raise web.HTTPBadRequest(
+            text=f"页码须为 1 到 {MAX_PAGE} 的整数 / 'page' must be a whole number "
+            f"from 1 to {MAX_PAGE}, got {raw[:40]!r}"
+        )
+    return int(raw)
 
 
 # ---- playbooks and content (HQ) --------------------------------------------------------------

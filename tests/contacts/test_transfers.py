@@ -175,7 +175,7 @@ async def test_a_resigned_guides_customers_go_to_the_takeover(h):
             "external_userids": ["wmc3"],
         },
     )
-    assert status == 400 and "use a resigned transfer" in answer["error"]["reason"]
+    assert status == 422 and "use a resigned transfer" in answer["error"]["reason"]
 
     outcomes = await _transfer(h, "g3", "g1", "wmc3", kind="resigned")
     assert outcomes["wmc3"]["status"] == "pending"
@@ -195,9 +195,10 @@ async def test_a_resigned_guides_customers_go_to_the_takeover(h):
 @pytest.mark.parametrize(
     ("body", "status", "reason"),
     [
-        ({"kind": "sideways"}, 400, "kind must be one of"),
+        ({"kind": "sideways"}, 400, "'kind' must be one of"),
         ({"takeover_userid": "nobody"}, 404, "no active guide 'nobody'"),
-        ({"takeover_userid": "g1"}, 400, "the same guide"),
+        # Each field fits; together they name no transfer.
+        ({"takeover_userid": "g1"}, 422, "the same guide"),
         ({"external_userids": []}, 400, "'external_userids'"),
     ],
 )

@@ -60,14 +60,14 @@ async def test_the_api_needs_the_admin_token(h):
 
 
 @pytest.mark.parametrize(
-    ("fields", "reason"),
+    ("fields", "reason", "expected"),
     [
-        ({"kind": "video", "title": "x"}, "'kind' must be one of"),
-        ({"kind": "link", "title": "x"}, "a link item needs 'url'"),
-        ({"kind": "link", "title": "x", "url": "ftp://x"}, "'url' must be an http(s) URL"),
-        ({"kind": "text", "title": "x"}, "a text item needs 'body'"),
-        ({"kind": "image", "title": "x"}, "a image item needs 'media'"),
-        ({"kind": "text", "title": "x", "body": "y", "colour": 1}, "unknown field 'colour'"),
+        ({"kind": "video", "title": "x"}, "'kind' must be one of", 400),
+        ({"kind": "link", "title": "x"}, "a link item needs 'url'", 422),
+        ({"kind": "link", "title": "x", "url": "ftp://x"}, "'url' must be an http(s) URL", 400),
+        ({"kind": "text", "title": "x"}, "a text item needs 'body'", 422),
+        ({"kind": "image", "title": "x"}, "a image item needs 'media'", 422),
+        ({"kind": "text", "title": "x", "body": "y", "colour": 1}, "unknown field 'colour'", 400),
         (
             {
                 "kind": "text",
@@ -77,6 +77,7 @@ async def test_the_api_needs_the_admin_token(h):
                 "valid_to": "2026-03-01",
             },
             "'valid_to' must be after 'valid_from'",
+            422,
         ),
         (
             {
@@ -88,12 +89,14 @@ async def test_the_api_needs_the_admin_token(h):
                 },
             },
             "must be a JPG or PNG",
+            422,
         ),
     ],
 )
-async def test_bad_items_are_refused_with_a_reason(h, fields, reason):
+async def test_bad_items_are_refused_with_a_reason(h, fields, reason, expected):
+    # 400: a field does not fit the schema; 422: the fields do not make an item together.
     status, body = await h.api("POST", "/content", json=fields)
-    assert status == 400
+    assert status == expected
     assert reason in body["error"]["reason"]
 
 

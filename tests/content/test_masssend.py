@@ -70,13 +70,13 @@ async def test_tagged_customers_get_the_task_and_deliveries_become_forwards(h):
     assert len(await h.forwards()) == 2
 
 
-async def test_nobody_matching_is_a_400_and_nothing_is_sent(h):
+async def test_nobody_matching_is_a_422_a_bad_filter_a_400_and_nothing_is_sent(h):
     await h.add("g1", "wmc1")
     item = await h.item(kind="text", title="t", body="b")
     status, body = await h.api(
         "POST", "/mass-sends", json={"guide": "g1", "item": item["id"], "filter": {"tags": ["VIP"]}}
     )
-    assert status == 400 and "matches" in body["error"]["reason"]
+    assert status == 422 and "matches" in body["error"]["reason"]
     status, body = await h.api(
         "POST",
         "/mass-sends",

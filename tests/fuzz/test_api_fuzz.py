@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import sqlite3
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from guidebot.app import create_app
 from guidebot.contacts.api import CONTACTS_STARTUP
 from guidebot.contacts.models import Department
 from guidebot.db.engine import create_engine
+from guidebot.web.schema import CONTROL_BUT_LF
 from tests.conftest import _asyncpg_dsn
 from tests.support import make_settings
 
@@ -172,8 +174,9 @@ VALID: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/orders/{order_id}/refund"): {"refunded_at": "2026-03-10T10:00:00Z"},
 }
 # What a request with a hostile value may answer: a success (some fields take null, or a
-# number for a string), a refusal, or "no such row". Never 5xx.
-SPOILED_OK = {200, 201, 202, 400, 404, 409}
+# number for a string), a refusal (400 against the schema, 422 against what is stored), or "no
+# such row". Never 5xx.
+SPOILED_OK = {200, 201, 202, 400, 404, 409, 422}
 
 
 def field_names(valid: dict[str, Any], schema: dict[str, Any]) -> list[str]:
@@ -204,9 +207,15 @@ def spoiled(valid: dict[str, Any], schema: dict[str, Any]) -> st.SearchStrategy[
     return build()
 
 
-def wrong_types(schema: dict[str, Any]) -> list[str]:
+def declared_types(schema: dict[str, Any]) -> set[str]:
+    if "anyOf" in schema:
+        return set().union(*(declared_types(option) for option in schema["anyOf"]))
     declared = schema.get("type")
-    declared = {declared} if isinstance(declared, str) else set(declared or JSON_TYPES)
+    return {declared} if isinstance(declared, str) else set(declared or JSON_TYPES)
+
+
+def wrong_types(schema: dict[str, Any]) -> list[str]:
+    declared = declared_types(schema)
     if "number" in declared:
         declared.add("integer")
     return [kind for kind in JSON_TYPES if kind not in declared]
@@ -437,3 +446,68 @@ async def test_path_ids_and_integer_query_parameters_are_never_a_5xx(aiohttp_cli
                         await assert_error(response, {400}, {"query": {param["name"]: raw}})
                     checked += 1
     assert checked > 100
+
+
+def string_fields(schema: dict[str, Any], prefix: tuple[str, ...] = ()):
+    """(path, multiline) of every string a body may carry, nested objects and arrays included."""
+    options = schema.get("anyOf", [schema])
+    for option in options:
+        kinds = option.get("type", [])
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if "string" in kinds and "enum" not in option:
+            yield prefix, option.get("not", {}).get("pattern") == CONTROL_BUT_LF
+        if "object" in kinds:
+            for name, sub in option.get("properties", {}).items():
+                yield from string_fields(sub, (*prefix, name))
+        if "array" in kinds:
+            yield from string_fields(option.get("items", {}), (*prefix, 0))
+
+
+def with_value(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    """A copy of body with `value` at path (an int step: the array, holding just that)."""
+    out = json.loads(json.dumps(body))
+    target: Any = out
+    for step, after in itertools.pairwise(path):
+        if isinstance(step, int):
+            if not target:
+                target.append([] if isinstance(after, int) else {})
+            target = target[0]
+            continue
+        if not isinstance(target.get(step), dict | list):
+            target[step] = [] if isinstance(after, int) else {}
+        target = target[step]
+    if isinstance(path[-1], int):
+        target[:] = [value]
+    else:
+        target[path[-1]] = value
+    return out
+
+
+async def test_control_characters_in_any_string_field_are_a_400_naming_it(
+    aiohttp_client, database_url, snapshot
+):
+    """CR/LF in a URL drops the connection of whoever is redirected to it, in a media type
+    it breaks WeCom's multipart upload: no string takes control characters, except line feeds
+    in text people read."""
+    client, ids, _, routes = await start(aiohttp_client, database_url)
+    state = await snapshot()
+    checked = 0
+    for method, path, schema in routes:
+        url = fill_path(path, ids)
+        valid = VALID[(method, path.removeprefix("/api/v1"))]
+        for field, multiline in string_fields(schema):
+            name = [str(step) for step in field if not isinstance(step, int)][-1]
+            bad = ["a\r\nb", "a\rb", "a\tb", "a\x1bb", "a\x7fb", "a\x85b"]
+            for value in bad + ([] if multiline else ["a\nb"]):
+                body = with_value(valid, field, value)
+                response = await client.request(method, url, data=json.dumps(body), headers=AUTH)
+                await assert_error(response, {400}, body)
+                assert name in (await response.json())["error"]["reason"], body
+                checked += 1
+            assert await snapshot() == state, ("a refused request wrote", method, path, field)
+            if multiline:  # a line feed is words on two lines: never refused for being one
+                body = with_value(valid, field, "a\nb")
+                response = await client.request(method, url, data=json.dumps(body), headers=AUTH)
+                assert response.status != 400 or "control" not in await response.text(), body
+                state = await snapshot()
+    assert checked > 200, checked

@@ -56,18 +56,20 @@ async def test_answers_have_exactly_the_documented_keys(h):
 
 
 async def test_bad_parameters_are_400_unknown_things_404_no_token_401(h):
+    # 400: a parameter does not fit the schema; 422: the days do not make a period.
     bad = [
-        ({"from": "2026-3-9", "to": "2026-03-15"}, "'from' must be a date YYYY-MM-DD"),
-        ({"from": "2026-02-30", "to": "2026-03-15"}, "not a calendar date"),
-        ({"from": "2026-03-16", "to": "2026-03-15"}, "after"),
-        ({"from": "2024-01-01", "to": "2026-03-15"}, "more than 366 days"),
-        ({**PERIOD, "by": "week"}, "'by'"),
+        ({"from": "2026-3-9", "to": "2026-03-15"}, 400, "'from' must be a date YYYY-MM-DD"),
+        ({"from": "2026-02-30", "to": "2026-03-15"}, 400, "not a calendar date"),
+        ({"from": "2026-03-16", "to": "2026-03-15"}, 422, "after"),
+        ({"from": "2024-01-01", "to": "2026-03-15"}, 422, "more than 366 days"),
+        ({**PERIOD, "by": "week"}, 400, "'by'"),
     ]
-    for params, reason in bad:
+    for params, expected, reason in bad:
         for path in ROUTES[:3]:
             status, body = await h.api("GET", path, params=params)
-            assert status == 400, (path, params, body)
-            assert body["error"]["code"] == "bad_request"
+            assert status == expected, (path, params, body)
+            code = {400: "bad_request", 422: "unprocessable"}[expected]
+            assert body["error"]["code"] == code
             assert reason in body["error"]["reason"], body
     status, body = await h.api("GET", "/leaderboard", params={**PERIOD, "metric": "vibes"})
     assert status == 400 and "new_customers" in body["error"]["reason"]

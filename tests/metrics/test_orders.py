@@ -182,19 +182,23 @@ async def test_orders_by_mobile_and_bad_bodies(h):
     assert (found["external_userid"], found["guide_userid"]) == ("wmc04", "g2")
     assert found["paid_at"] == "2026-03-09T03:00:00+00:00"
 
+    # 400: the body does not fit the order's schema; 422: it fits, but names no customer or a
+    # store no store has.
     bad = [
-        ({"order_id": "B", "external_userid": "wmc04", "amount": "1.005", "paid_at": "2026-03-09T03:00Z"}, "decimal places"),  # noqa: E501
-        ({"order_id": "B", "external_userid": "wmc04", "amount": "-1", "paid_at": "2026-03-09T03:00Z"}, "non-negative"),  # noqa: E501
-        ({"order_id": "B", "external_userid": "wmc04", "amount": True, "paid_at": "2026-03-09T03:00Z"}, "amount"),  # noqa: E501
-        ({"order_id": "B", "external_userid": "wmc04", "amount": "1", "paid_at": "2026-03-09 11:00"}, "UTC offset"),  # noqa: E501
-        ({"order_id": "B", "amount": "1", "paid_at": "2026-03-09T03:00Z"}, "external_userid"),
-        ({"order_id": "B", "external_userid": "wmc04", "amount": "1", "paid_at": "2026-03-09T03:00Z", "store": "nowhere"}, "no store"),  # noqa: E501
-        ({"order_id": "B", "external_userid": "wmc04", "amount": "1", "paid_at": "2026-03-09T03:00Z", "status": "void"}, "status"),  # noqa: E501
-        ({"order_id": "has space", "external_userid": "wmc04", "amount": "1", "paid_at": "2026-03-09T03:00Z"}, "order_id"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": "1.005", "paid_at": "2026-03-09T03:00Z"}, 400, "at most 2 decimals"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": 1.005, "paid_at": "2026-03-09T03:00Z"}, 400, "multiple of 0.01"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": "-1", "paid_at": "2026-03-09T03:00Z"}, 400, "'amount'"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": -1, "paid_at": "2026-03-09T03:00Z"}, 400, "between 0 and"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": True, "paid_at": "2026-03-09T03:00Z"}, 400, "amount"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": "1", "paid_at": "2026-03-09 11:00"}, 400, "UTC offset"),  # noqa: E501
+        ({"order_id": "B", "amount": "1", "paid_at": "2026-03-09T03:00Z"}, 422, "external_userid"),
+        ({"order_id": "B", "external_userid": "wmc04", "amount": "1", "paid_at": "2026-03-09T03:00Z", "store": "nowhere"}, 422, "no store"),  # noqa: E501
+        ({"order_id": "B", "external_userid": "wmc04", "amount": "1", "paid_at": "2026-03-09T03:00Z", "status": "void"}, 400, "status"),  # noqa: E501
+        ({"order_id": "has space", "external_userid": "wmc04", "amount": "1", "paid_at": "2026-03-09T03:00Z"}, 400, "order_id"),  # noqa: E501
     ]  # fmt: skip
-    for body, reason in bad:
+    for body, expected, reason in bad:
         status, answer = await h.api("POST", "/orders", json=body)
-        assert status == 400, (body, answer)
+        assert status == expected, (body, answer)
         assert reason in answer["error"]["reason"], (body, answer)
     status, answer = await h.api("POST", "/orders", data="not json")
     assert status == 400
