@@ -275,6 +275,7 @@ PLAYBOOKS = shape(
                     "status": {"type": "string", "enum": ["enabled", "disabled"]},
                     "reason": TEXT_OUT,
                     "errors": list_of(STRING),
+                    "warnings": list_of(STRING),
                     "trigger": TEXT_OUT,
                     "steps": list_of(
                         shape(
@@ -403,7 +404,7 @@ def _goal(playbook: Playbook, counted: dict[str, int] | None) -> dict[str, Any]:
 
 @api.get(
     "/playbooks",
-    summary="Playbooks: version, enabled or disabled with errors, step counts",
+    summary="Playbooks: version, enabled or disabled with errors, warnings, step counts",
     response=PLAYBOOKS,
 )
 async def list_playbooks(request: web.Request) -> web.Response:

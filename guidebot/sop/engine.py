@@ -115,6 +115,11 @@ def templates_dir_for(sop_dir: str | Path) -> Path:
 
 
 _REGISTRIES: dict[tuple[str, str], Any] = {}
+# (claimer, row) claimed by a run in this process that then failed (the database went away
+# between two of its transactions). Such a run is over, so the next tick of any runtime here
+# gives back those rows still merely claimed, rather than letting them wait out the lease (a
+# welcome's code lives 20 s). Process-wide because each welcome runs with a runtime of its own.
+_FAILED_RUNS: set[tuple[str, int]] = set()
 _ENVIRONMENTS: dict[Path, Any] = {}
 
 
@@ -816,6 +821,32 @@ async def reap_claims(runtime: SopRuntime, now: datetime, *, everything: bool = 
         return result.rowcount
 
 
+async def release_failed_runs(runtime: SopRuntime, now: datetime) -> int:
+    """Give back the rows failed runs in this process left claimed (never a row already
+    `sending`: what may have reached WeCom is reconciled, not retried)."""
+    if not _FAILED_RUNS:
+        return 0
+    pairs = set(_FAILED_RUNS)
+    released = 0
+    async with runtime.sessions() as session, session.begin():
+        for owner in {owner for owner, _ in pairs}:
+            result = await session.execute(
+                update(SopTask)
+                .where(
+                    SopTask.id.in_(sorted(i for o, i in pairs if o == owner)),
+                    SopTask.status == TaskStatus.CLAIMED,
+                    SopTask.lease_owner == owner,
+                )
+                .values(
+                    status=TaskStatus.PENDING, lease_owner=None, lease_until=None, updated_at=now
+                )
+                .execution_options(synchronize_session=False)
+            )
+            released += result.rowcount
+    _FAILED_RUNS.difference_update(pairs)
+    return released
+
+
 async def claim(
     runtime: SopRuntime,
     now: datetime,
@@ -1412,9 +1443,13 @@ async def run_tasks(
         if not claimed:
             break
         report.claimed += len(claimed)
-        ready = await prepare(runtime, claimed, now, report)
-        if ready:
-            await execute(runtime, ready, now, report)
+        try:
+            ready = await prepare(runtime, claimed, now, report)
+            if ready:
+                await execute(runtime, ready, now, report)
+        except BaseException:
+            _FAILED_RUNS.update((runtime.owner, task_id) for task_id in claimed)
+            raise
         if ids is None and len(claimed) < runtime.batch_size:
             break
     return report
@@ -1423,7 +1458,7 @@ async def run_tasks(
 async def tick(runtime: SopRuntime, now: datetime | None = None) -> TickReport:
     """One scheduler tick: take back lapsed claims, then run what is due, batch by batch."""
     now = now or runtime.clock.now()
-    reaped = await reap_claims(runtime, now)
+    reaped = await release_failed_runs(runtime, now) + await reap_claims(runtime, now)
     report = await run_tasks(runtime, now)
     report.reaped = reaped
     if report.claimed or reaped:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from guidebot.app import create_app
 from guidebot.db.credentials import WeComCredential
-from guidebot.sop.engine import TickReport, claim, prepare
+from guidebot.sop.engine import TickReport, claim, prepare, run_tasks
 from guidebot.sop.jobs import STRANDED_CLAIM, release_stranded_claims, sop_tick
 from guidebot.sop.models import SopTask
 from guidebot.web.keys import SETTINGS
@@ -283,3 +284,34 @@ async def test_stop_while_claimed_is_not_sent(h):
         )
     ready = await prepare(h.runtime, ids, h.clock.now(), TickReport())
     assert ready == []
+
+
+class DatabaseGoneAfter:
+    """The runtime's session factory, until the database goes away after `opened` sessions."""
+
+    def __init__(self, sessions, opened: int) -> None:
+        self.sessions, self.left = sessions, opened
+        self.kw = sessions.kw
+
+    def __call__(self):
+        self.left -= 1
+        if self.left < 0:
+            raise ConnectionRefusedError("the database went away")
+        return self.sessions()
+
+
+async def test_rows_a_failed_run_left_claimed_are_given_back_at_the_next_tick(h):
+    await h.add("g1", "wmc1")
+    h.set_time(at(16, 20, 55))
+    # Claimed, decided and committed; the database goes away before its template's text is
+    # written (the second transaction of prepare), so the row is left claimed under a lease.
+    failing = replace(h.runtime, sessions=DatabaseGoneAfter(h.runtime.sessions, opened=2))
+    with pytest.raises(ConnectionRefusedError):
+        await run_tasks(failing, h.clock.now())
+    assert (await h.task("g1", "wmc1", "day3")).status == "claimed"
+
+    # Well inside the lease: the next tick gives the row back and sends it, once.
+    h.advance(timedelta(seconds=5))
+    await h.tick()
+    assert (await h.task("g1", "wmc1", "day3")).status == "sent"
+    assert len(await h.calls("externalcontact/add_msg_template")) == 1
