@@ -164,3 +164,26 @@ async def test_syncs_running_at_once_take_turns_instead_of_colliding(h):
         "g5": 13,
     }
     assert [(m.store_id, m.valid_to) for m in await h.memberships("g4")] == [(13, None)]
+
+
+async def test_a_department_order_up_to_two_to_the_32_syncs_on_every_engine(h):
+    """WeCom's order runs over [0, 2^32) (doc 90205 创建部门); a 32-bit column refused
+    anything from 2^31 on PostgreSQL, and the whole sync with it."""
+    await h.control("departments", {"id": 13, "name": "静安店", "parentid": 10, "order": 2**32 - 1})
+    await h.control("departments", {"id": 11, "name": "张江店", "parentid": 10, "order": 2**31})
+    await h.control("users", {"userid": "g5", "name": "孙丽", "department": [13]})
+
+    report = await h.sync()
+    assert report.joined == ["g5"]
+    depts = await departments(h)
+    assert (depts[13].sort_order, depts[13].is_store) == (4294967295, True)
+    assert depts[11].sort_order == 2**31
+    # A change_contact for the department re-reads it the same way.
+    await h.control("departments", {"id": 12, "name": "徐汇店", "parentid": 10, "order": 2**32 - 2})
+    await h.deliver(change_contact_xml("update_party", h.clock.now(), Id=12))
+    assert (await departments(h))[12].sort_order == 4294967294
+    # The simulator keeps WeCom's bound.
+    answer = await h.control(
+        "departments", {"id": 14, "name": "x", "parentid": 10, "order": 2**32}, status=400
+    )
+    assert "order" in answer["error"]
