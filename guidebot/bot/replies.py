@@ -304,8 +304,12 @@ async def _card(
     opened = await service.recent_opens(
         session, guide=guide, customer=customer.external_userid, limit=1
     )
+    # The relation's date is a day of the store it belongs to, wherever the guide works now.
+    since_zone = store_zone(relation_store, settings.timezone) if relation_store else zone
     since = (
-        relation.created_at.astimezone(zone).strftime("%Y-%m-%d") if relation.created_at else "-"
+        relation.created_at.astimezone(since_zone).strftime("%Y-%m-%d")
+        if relation.created_at
+        else "-"
     )
     tags = [t.get("name") or t.get("id") for t in relation.tags or []]
     last = (

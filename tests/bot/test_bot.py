@@ -152,6 +152,16 @@ async def test_customer_card_shows_only_my_customers(h):
     )
 
 
+async def test_the_card_dates_a_relation_on_its_stores_calendar(h):
+    """g1 adds wmc1 in 张江店 (Shanghai) at 12:00 on 03-10, then moves to 徐汇店, which keeps Los
+    Angeles time (still 03-09 there): the relation began on 03-10, its store's day."""
+    await h.add("g1", "wmc1")
+    await h.api("PATCH", "/stores/12", json={"timezone": "America/Los_Angeles"})
+    await h.act("users", {"userid": "g1", "name": "王芳", "department": [12], "notify": True})
+    card = await say(h, "客户 陈")
+    assert "门店：张江店\n添加于：2026-03-10\n" in card, card
+
+
 async def test_stats_beside_the_store_average(h):
     await h.add("g1", "wmc1")
     await h.add("g1", "wmc2")
