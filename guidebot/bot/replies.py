@@ -26,6 +26,7 @@ from guidebot.contacts.directory import store_zone
 from guidebot.contacts.models import Customer, Guide, GuideStatus, Relation, RelationStatus
 from guidebot.content import links, service, tasks
 from guidebot.content.models import ContentItem
+from guidebot.db.parking import describe_error, is_row_error, park, unparked
 from guidebot.wecom.client import WeComClient, WeComError, WeComUncertain
 
 log = logging.getLogger(__name__)
@@ -304,8 +305,12 @@ async def _card(
     opened = await service.recent_opens(
         session, guide=guide, customer=customer.external_userid, limit=1
     )
+    # The relation's date is a day of the store it belongs to, wherever the guide works now.
+    since_zone = store_zone(relation_store, settings.timezone) if relation_store else zone
     since = (
-        relation.created_at.astimezone(zone).strftime("%Y-%m-%d") if relation.created_at else "-"
+        relation.created_at.astimezone(since_zone).strftime("%Y-%m-%d")
+        if relation.created_at
+        else "-"
     )
     tags = [t.get("name") or t.get("id") for t in relation.tags or []]
     last = (
@@ -408,6 +413,10 @@ class FlushReport:
     dropped: int = 0
     failed: int = 0
     unknown: int = 0
+    parked: int = 0  # replies it could not build or read (guidebot.db.parking)
+
+
+JOB = "bot-replies"  # as guidebot.app names the job; the replies it parks are filed under it
 
 
 async def flush_replies(
@@ -432,13 +441,33 @@ async def flush_replies(
             .where(BotReply.status == ReplyStatus.CLAIMED, BotReply.created_at < now - CLAIM_STALE)
             .values(status=ReplyStatus.PENDING, updated_at=now)
         )
-    query = select(BotReply.msg_id).where(BotReply.status == ReplyStatus.PENDING)
+    query = select(BotReply.msg_id, BotReply.guide_userid).where(
+        BotReply.status == ReplyStatus.PENDING,
+        unparked(JOB, BotReply.__tablename__, BotReply.msg_id),
+    )
     if guide is not None:
         query = query.where(BotReply.guide_userid == guide)
     async with sessions() as session:
-        ids = list(await session.scalars(query.order_by(BotReply.created_at).limit(limit)))
-    for msg_id in ids:
-        outcome = await _send_one(sessions, wecom, clock, settings, msg_id)
+        queued = (await session.execute(query.order_by(BotReply.created_at).limit(limit))).all()
+    for msg_id, userid in queued:
+        try:
+            outcome = await _send_one(sessions, wecom, clock, settings, msg_id)
+        except Exception as exc:
+            if not is_row_error(exc):
+                raise
+            # A queued reply it cannot build or read (one an older version wrote) is parked
+            # with its reason, and later runs skip it; the others go out all the same.
+            async with sessions() as session, session.begin():
+                await park(
+                    session,
+                    job=JOB,
+                    table=BotReply.__tablename__,
+                    key=msg_id,
+                    reason=describe_error(exc),
+                    now=now,
+                    detail=f"the bot's answer to {userid}",
+                )
+            outcome = "parked"
         if outcome is not None:
             setattr(report, outcome, getattr(report, outcome) + 1)
     return report
@@ -500,6 +529,15 @@ async def _send_one(
     except WeComError as exc:
         log.warning("bot reply to %s (msg %s) failed: %s", guide, msg_id, exc)
         await _settle(sessions, msg_id, clock, ReplyStatus.FAILED, str(exc))
+        return "failed"
+    except Exception as exc:
+        if not is_row_error(exc):
+            raise
+        # Committed as `sending` already: settled, so it neither hangs there nor goes again.
+        log.exception("bot reply to %s (msg %s) failed unexpectedly", guide, msg_id)
+        await _settle(
+            sessions, msg_id, clock, ReplyStatus.FAILED, f"unexpected error: {describe_error(exc)}"
+        )
         return "failed"
     await _settle(sessions, msg_id, clock, ReplyStatus.SENT, None)
     return "sent"

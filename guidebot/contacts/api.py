@@ -478,7 +478,11 @@ async def list_guides(request: web.Request) -> web.Response:
         store = await _scoped_store(request, session, who)
         with domain_errors():
             views = await queries.list_guides(
-                session, status=_query(request, "status"), store=store
+                session,
+                status=_query(request, "status"),
+                store=store,
+                # A manager counts the customers of their stores, not a former store's.
+                count_stores=who.store_ids if who.role == "manager" else None,
             )
     return web.json_response(
         {

@@ -35,6 +35,7 @@ from guidebot.contacts.models import (
     Transfer,
 )
 from guidebot.db.engine import upsert_insert
+from guidebot.db.parking import isolating
 from guidebot.wecom.client import WeComClient, WeComError
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ DEPARTMENT_GONE = frozenset({60123, 60003})
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,20}")
 _DEPARTMENT_ID = re.compile(r"[0-9]{1,10}")
 DEPARTMENT_ID_MAX = 2**31 - 1  # departments.id is an integer column
+SYNC_JOB = "directory-sync"  # as guidebot.app names it; what it parks is filed under it
 
 
 @dataclass(slots=True)
@@ -55,6 +57,7 @@ class DirectoryReport:
     joined: list[str] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
     moved: list[str] = field(default_factory=list)
+    parked: list[str] = field(default_factory=list)  # departments and members it could not take
 
 
 # ---- lookups ---------------------------------------------------------------------------------
@@ -119,9 +122,12 @@ def store_zone(store: Department | None, default: str) -> ZoneInfo:
 
 
 async def _free_code(session: AsyncSession, dept_id: int) -> str:
-    code = str(dept_id)
-    taken = await session.scalar(select(func.count()).where(Department.code == code))
-    return f"d{dept_id}" if taken else code
+    """The department's id as its code, else d<id>, d<id>-2, ...: an operator may have given
+    those codes to other stores."""
+    for code in (str(dept_id), f"d{dept_id}", *(f"d{dept_id}-{n}" for n in range(2, 100))):
+        if not await session.scalar(select(func.count()).where(Department.code == code)):
+            return code
+    raise ValueError(f"no free store code for department {dept_id} (d{dept_id}-99 is taken)")
 
 
 async def upsert_department(
@@ -133,6 +139,8 @@ async def upsert_department(
     order: int | None,
     now: datetime,
 ) -> Department:
+    if not 1 <= dept_id <= DEPARTMENT_ID_MAX:
+        raise ValueError(f"department id {dept_id} is past departments.id's {DEPARTMENT_ID_MAX}")
     parent_id = parent_id or None  # WeCom's root has parentid 0
     dept = await session.get(Department, dept_id)
     if dept is None:
@@ -411,18 +419,40 @@ async def sync_directory(
 
     report = DirectoryReport(departments=len(ids), guides=len(members))
     await lock_directory(session)
-    for dept in departments:
-        await upsert_department(
-            session,
-            int(dept["id"]),
-            name=dept.get("name"),
-            parent_id=dept.get("parentid"),
-            order=dept.get("order"),
-            now=now,
-        )
+
+    # One department or member it cannot take (an id past departments.id's range, a value
+    # a column cannot hold) is parked with its reason; the rest of the address book is
+    # synced all the same, and the next sync meets it again (guidebot.db.parking).
+    async def upsert_departments(batch: Sequence[dict[str, Any]]) -> None:
+        for dept in batch:
+            await upsert_department(
+                session,
+                int(dept["id"]),
+                name=dept.get("name"),
+                parent_id=dept.get("parentid"),
+                order=dept.get("order"),
+                now=now,
+            )
+        await session.flush()
+
+    _, parked = await isolating(
+        session,
+        departments,
+        upsert_departments,
+        job=SYNC_JOB,
+        table=Department.__tablename__,
+        key=lambda d: d["id"],
+        now=now,
+        detail=lambda d: f"department {d.get('name')!r} (parent {d.get('parentid')})",
+    )
+    report.parked += [f"department {d['id']}" for d in parked]
     await session.execute(
         update(Department)
-        .where(Department.id.not_in(ids), Department.deleted_at.is_(None))
+        .where(
+            # Only ids the column can hold: a parked one past its range is in no row anyway.
+            Department.id.not_in(sorted(i for i in ids if 1 <= i <= DEPARTMENT_ID_MAX)),
+            Department.deleted_at.is_(None),
+        )
         .values(deleted_at=now, updated_at=now)
     )
     await refresh_store_flags(session)
@@ -431,34 +461,61 @@ async def sync_directory(
     )
 
     known = {g.userid: g.status for g in await session.scalars(select(Guide))}
-    for userid, member in members.items():
-        depts = [int(d) for d in member.get("department") or []]
-        _, created, moved = await upsert_guide(
-            session,
-            userid,
-            name=member.get("name"),
-            main_department=member.get("main_department"),
-            departments=depts,
-            at=now,
-            first_from=EARLY,
-        )
-        if created or known.get(userid) == GuideStatus.LEFT:
-            report.joined.append(userid)
-        elif moved:
-            report.moved.append(userid)
-    for userid, status in known.items():
-        if userid not in members and status == GuideStatus.ACTIVE:
+
+    async def upsert_members(batch: Sequence[str]) -> list[tuple[str, str]]:
+        changes = []
+        for userid in batch:
+            member = members[userid]
+            depts = [int(d) for d in member.get("department") or []]
+            _, created, moved = await upsert_guide(
+                session,
+                userid,
+                name=member.get("name"),
+                main_department=member.get("main_department"),
+                departments=depts,
+                at=now,
+                first_from=EARLY,
+            )
+            if created or known.get(userid) == GuideStatus.LEFT:
+                changes.append(("joined", userid))
+            elif moved:
+                changes.append(("moved", userid))
+        return changes
+
+    async def mark_all_left(batch: Sequence[str]) -> list[tuple[str, str]]:
+        for userid in batch:
             await mark_left(session, userid, now)
-            report.left.append(userid)
+        await session.flush()
+        return [("left", userid) for userid in batch]
+
+    leavers = [
+        u for u, status in known.items() if u not in members and status == GuideStatus.ACTIVE
+    ]
+    for work, users in ((upsert_members, list(members)), (mark_all_left, leavers)):
+        done, parked_users = await isolating(
+            session,
+            users,
+            work,
+            job=SYNC_JOB,
+            table=Guide.__tablename__,
+            key=str,
+            now=now,
+            detail=lambda u: f"member {u}",
+        )
+        for kind, userid in (change for part in done for change in part):
+            getattr(report, kind).append(userid)
+        report.parked += [f"member {u}" for u in parked_users]
     await session.flush()
     log.info(
-        "directory sync: %d departments (%d stores), %d guides; joined %s, moved %s, left %s",
+        "directory sync: %d departments (%d stores), %d guides; joined %s, moved %s, left %s"
+        "; parked %s",
         report.departments,
         report.stores,
         report.guides,
         report.joined or "none",
         report.moved or "none",
         report.left or "none",
+        report.parked or "none",
     )
     return report
 

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guidebot.db.base import Base, BigId, UTCDateTime
+from guidebot.db.base import Base, BigId, BigValue, UTCDateTime
 
 # Store memberships found by the first address-book sync start here: we cannot know when a
 # guide joined a store before guidebot existed, only that it was before anything we record.
@@ -90,7 +90,8 @@ class Department(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(String(255))
     parent_id: Mapped[int | None] = mapped_column(Integer)
-    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    # WeCom's order is 0 to 2^32 - 1 (doc 90205 创建部门), past a 32-bit signed column.
+    sort_order: Mapped[int] = mapped_column(BigValue, default=0)
     # Kept current after every address-book change; a leaf is a store.
     is_store: Mapped[bool] = mapped_column(Boolean, default=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)

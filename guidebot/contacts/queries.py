@@ -4,6 +4,7 @@ database from the relations themselves (there are no stored counters to drift)."
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,18 +128,26 @@ async def get_customer(session: AsyncSession, external_userid: str) -> CustomerD
     return CustomerDetail(customer, relations, timeline)
 
 
-async def _active_customers_by(session: AsyncSession, column: Any) -> dict[Any, int]:
-    rows = await session.execute(
-        select(column, func.count())
-        .where(Relation.status == RelationStatus.ACTIVE)
-        .group_by(column)
-    )
+async def _active_customers_by(
+    session: AsyncSession, column: Any, stores: Collection[int] | None = None
+) -> dict[Any, int]:
+    query = select(column, func.count()).where(Relation.status == RelationStatus.ACTIVE)
+    if stores is not None:
+        query = query.where(Relation.store_id.in_(sorted(stores)))
+    rows = await session.execute(query.group_by(column))
     return {key: count for key, count in rows}
 
 
 async def list_guides(
-    session: AsyncSession, *, status: str | None = None, store: str | None = None
+    session: AsyncSession,
+    *,
+    status: str | None = None,
+    store: str | None = None,
+    count_stores: Collection[int] | None = None,
 ) -> list[GuideView]:
+    """Guides with their current stores and active customers; with `count_stores`, only the
+    customers whose relation belongs to one of those stores (a manager's: not those a guide
+    brought from a former store)."""
     if status is not None and status not in (GuideStatus.ACTIVE, GuideStatus.LEFT):
         raise Invalid(f"status must be active or left, got {status!r}")
     query = select(Guide).order_by(Guide.userid)
@@ -165,7 +174,7 @@ async def list_guides(
     )
     for userid, dept in rows:
         current[userid].append(dept)
-    counts = await _active_customers_by(session, Relation.guide_userid)
+    counts = await _active_customers_by(session, Relation.guide_userid, count_stores)
     views = []
     for guide in guides:
         stores = sorted(current[guide.userid], key=lambda d: d.id != guide.main_department)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -31,10 +32,12 @@ from guidebot.contacts.models import (
     TransferStatus,
 )
 from guidebot.contacts.service import complete_transfer, from_epoch
+from guidebot.db.parking import isolating, unparked
 from guidebot.wecom.client import Page, WeComClient, WeComError, WeComUncertain
 
 log = logging.getLogger(__name__)
 
+JOB = "poll-transfers"  # as guidebot.app names it; the transfers it parks are filed under it
 MAX_CUSTOMERS = 100  # WeCom's limit per transfer call
 # transfer_result's customer[].status
 RESULT_ACCEPTED, RESULT_WAITING, RESULT_REFUSED, RESULT_LIMIT = 1, 2, 3, 4
@@ -68,6 +71,14 @@ class PollReport:
     failed: list[int] = field(default_factory=list)
     still_pending: int = 0
     errors: list[str] = field(default_factory=list)
+    parked: list[int] = field(default_factory=list)  # transfers it could not settle
+
+    def add(self, other: PollReport) -> None:
+        self.checked += other.checked
+        self.accepted += other.accepted
+        self.refused += other.refused
+        self.failed += other.failed
+        self.still_pending += other.still_pending
 
 
 async def start_transfers(
@@ -233,7 +244,10 @@ async def poll_transfer_results(
     groups = list(
         await session.execute(
             select(Transfer.kind, Transfer.handover_userid, Transfer.takeover_userid)
-            .where(Transfer.status == TransferStatus.PENDING)
+            .where(
+                Transfer.status == TransferStatus.PENDING,
+                unparked(JOB, Transfer.__tablename__, Transfer.id),
+            )
             .distinct()
         )
     )
@@ -248,51 +262,90 @@ async def poll_transfer_results(
             log.warning("transfer_result %s -> %s failed: %s", handover, takeover, exc)
 
     for (kind, handover, takeover), results in answers.items():
-        rows = await session.scalars(
-            select(Transfer)
-            .where(
-                Transfer.kind == kind,
-                Transfer.handover_userid == handover,
-                Transfer.takeover_userid == takeover,
-                Transfer.status == TransferStatus.PENDING,
-            )
-            .with_for_update()
+        pending = dict(
+            (
+                await session.execute(
+                    select(Transfer.id, Transfer.external_userid).where(
+                        Transfer.kind == kind,
+                        Transfer.handover_userid == handover,
+                        Transfer.takeover_userid == takeover,
+                        Transfer.status == TransferStatus.PENDING,
+                        unparked(JOB, Transfer.__tablename__, Transfer.id),
+                    )
+                )
+            ).all()
         )
-        for row in rows:
-            report.checked += 1
-            result = results.get(row.external_userid)
-            status = int(result.get("status", 0)) if result else None
-            if status == RESULT_ACCEPTED:
-                at = from_epoch(result.get("takeover_time")) or now
-                await complete_transfer(session, row, at=at, now=now, source=EventSource.RECONCILE)
-                report.accepted.append(row.id)
-            elif status in (RESULT_REFUSED, RESULT_LIMIT):
-                row.status = (
-                    TransferStatus.REFUSED
-                    if status == RESULT_REFUSED
-                    else TransferStatus.LIMIT_EXCEEDED
-                )
-                row.fail_reason = (
-                    "customer_refused" if status == RESULT_REFUSED else "customer_limit_exceed"
-                )
-                row.completed_at = now
-                row.updated_at = now
-                report.refused.append(row.id)
-            elif status is None and row.requested_at < now - UNKNOWN_AFTER:
-                _fail(row, -1, "WeCom has no record of this transfer", now)
-                report.failed.append(row.id)
-            else:
-                report.still_pending += 1
+        # A transfer WeCom's answer cannot settle (a takeover_time no instant holds) is parked
+        # with its reason and skipped by later polls; the others are settled all the same.
+        done, parked = await isolating(
+            session,
+            sorted(pending),
+            partial(_settle, session, results, now),
+            job=JOB,
+            table=Transfer.__tablename__,
+            key=int,
+            now=now,
+            detail=lambda i, k=kind, h=handover, t=takeover, p=pending: f"{k} {h} -> {t} of {p[i]}",
+        )
+        for part in done:
+            report.add(part)
+        report.parked += parked
     await session.commit()
     log.info(
-        "transfer poll: %d checked, %d accepted, %d refused, %d failed, %d pending, %d errors",
+        "transfer poll: %d checked, %d accepted, %d refused, %d failed, %d pending, %d errors"
+        ", %d parked",
         report.checked,
         len(report.accepted),
         len(report.refused),
         len(report.failed),
         report.still_pending,
         len(report.errors),
+        len(report.parked),
     )
+    return report
+
+
+async def _settle(
+    session: AsyncSession,
+    results: dict[str, dict[str, Any]],
+    now: datetime,
+    ids: Sequence[int],
+) -> PollReport:
+    """Apply WeCom's transfer_result to these pending transfers, in the caller's transaction."""
+    report = PollReport()
+    rows = await session.scalars(
+        select(Transfer)
+        .where(Transfer.id.in_(list(ids)), Transfer.status == TransferStatus.PENDING)
+        .order_by(Transfer.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)  # a rolled-back savepoint expired them
+    )
+    for row in rows:
+        report.checked += 1
+        result = results.get(row.external_userid)
+        status = int(result.get("status", 0)) if result else None
+        if status == RESULT_ACCEPTED:
+            at = from_epoch(result.get("takeover_time")) or now
+            await complete_transfer(session, row, at=at, now=now, source=EventSource.RECONCILE)
+            report.accepted.append(row.id)
+        elif status in (RESULT_REFUSED, RESULT_LIMIT):
+            row.status = (
+                TransferStatus.REFUSED
+                if status == RESULT_REFUSED
+                else TransferStatus.LIMIT_EXCEEDED
+            )
+            row.fail_reason = (
+                "customer_refused" if status == RESULT_REFUSED else "customer_limit_exceed"
+            )
+            row.completed_at = now
+            row.updated_at = now
+            report.refused.append(row.id)
+        elif status is None and row.requested_at < now - UNKNOWN_AFTER:
+            _fail(row, -1, "WeCom has no record of this transfer", now)
+            report.failed.append(row.id)
+        else:
+            report.still_pending += 1
+    await session.flush()
     return report
 
 

@@ -33,6 +33,7 @@ from guidebot.content.models import (
 )
 from guidebot.content.service import Invalid, NotFound
 from guidebot.db.engine import upsert_insert
+from guidebot.db.parking import describe_error, is_row_error, park, unparked
 from guidebot.wecom.client import WeComClient, WeComError, WeComUncertain
 
 log = logging.getLogger(__name__)
@@ -250,6 +251,10 @@ class PollReport:
     delivered: int = 0
     done: int = 0
     reconciled: int = 0
+    parked: int = 0  # mass sends it could not follow (guidebot.db.parking)
+
+
+JOB = "mass-sends"  # as guidebot.app names the job; the mass sends it parks are filed under it
 
 
 async def poll_mass_sends(
@@ -274,7 +279,10 @@ async def poll_mass_sends(
         rows = list(
             await session.scalars(
                 select(MassSend)
-                .where(MassSend.status.in_((MassSendStatus.CREATED, MassSendStatus.UNKNOWN)))
+                .where(
+                    MassSend.status.in_((MassSendStatus.CREATED, MassSendStatus.UNKNOWN)),
+                    unparked(JOB, MassSend.__tablename__, MassSend.id),
+                )
                 .order_by(MassSend.checked_at.is_not(None), MassSend.checked_at, MassSend.id)
                 .limit(limit)
             )
@@ -290,6 +298,22 @@ async def poll_mass_sends(
                 report.done += done
         except WeComError as exc:
             log.warning("mass send %s: checking results failed: %s", row.id, exc)
+        except Exception as exc:
+            if not is_row_error(exc):
+                raise
+            # One mass send it cannot follow (an answer no instant holds) is parked with its
+            # reason, and later runs skip it; the others are followed all the same.
+            async with sessions() as session, session.begin():
+                await park(
+                    session,
+                    job=JOB,
+                    table=MassSend.__tablename__,
+                    key=row.id,
+                    reason=describe_error(exc),
+                    now=now,
+                    detail=f"mass send {row.id} by {row.guide_userid} (msgid {row.msgid})",
+                )
+            report.parked += 1
     return report
 
 
@@ -312,7 +336,7 @@ async def _follow(
                 continue
             status = int(entry.get("status", 0) or 0)
             sent = entry.get("send_time")
-            send_time = datetime.fromtimestamp(int(sent), UTC) if sent else None
+            send_time = _instant(sent, f"{ext}'s send_time") if sent else None
             result = known.get(ext)
             if result is None:
                 result = MassSendResult(mass_send_id=row.id, external_userid=ext)
@@ -341,6 +365,14 @@ async def _follow(
             current.done_at = now
             return delivered, 1
     return delivered, 0
+
+
+def _instant(seconds: Any, name: str) -> datetime:
+    """An epoch second from WeCom as an instant, or a ValueError that names it."""
+    try:
+        return datetime.fromtimestamp(int(seconds), UTC)
+    except (OverflowError, OSError, ValueError, TypeError):
+        raise ValueError(f"{name} {seconds!r} is no instant") from None
 
 
 async def _reconcile(sessions: Sessions, wecom: WeComClient, clock: Clock, row: MassSend) -> int:

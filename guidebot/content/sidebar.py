@@ -43,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import jinja2
@@ -541,6 +542,14 @@ async def customer_profile(request: web.Request) -> web.Response:
         if relation is None or customer is None:
             return _json_error(404, "not_found", "not one of your customers")
         store = await session.get(Department, relation.store_id) if relation.store_id else None
+        # The day the relation began, on its store's calendar (not the guide's store now).
+        dated = store or await service.guide_store(session, guide.userid, request.app[CLOCK].now())
+        zone = ZoneInfo(
+            dated.timezone if dated and dated.timezone else request.app[SETTINGS].timezone
+        )
+        since_day = (
+            relation.created_at.astimezone(zone).date().isoformat() if relation.created_at else None
+        )
         open_tasks = await tasks.open_tasks(session, guide.userid, customer=ext)
         enrolled = await tasks.enrollments(session, guide.userid, ext)
         opens = await service.recent_opens(session, guide=guide.userid, customer=ext, limit=5)
@@ -567,6 +576,7 @@ async def customer_profile(request: web.Request) -> web.Response:
                 "status": relation.status,
                 "remark": relation.remark,
                 "since": iso(relation.created_at),
+                "since_day": since_day,
                 "tags": [t.get("name") or t.get("id") for t in relation.tags or []],
                 "store": {"code": store.code, "name": store.name} if store else None,
             },

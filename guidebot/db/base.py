@@ -20,6 +20,9 @@ NAMING_CONVENTION = {
 # Ids of tables that grow without bound: BIGINT on PostgreSQL; on SQLite only an INTEGER
 # PRIMARY KEY auto-increments.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# A value WeCom gives as 32 bits unsigned (a department's order, up to 2^32 - 1): BIGINT on
+# PostgreSQL, whose INTEGER stops at 2^31 - 1; SQLite's INTEGER holds 64 bits already.
+BigValue = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -16,6 +16,7 @@ from sop_tasks (the guide's to-do list, not a metric).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.contacts.models import Department, Guide, GuideStatus
 from guidebot.db.engine import upsert_insert
+from guidebot.db.parking import describe_error, is_row_error, park
 from guidebot.metrics.models import NO_STORE, MetricsReport
 from guidebot.metrics.report import Period, Scope, leaderboard, metrics
 from guidebot.metrics.rollup import Placer
@@ -41,6 +43,7 @@ REPORT_HOUR = 9
 LAST_HOUR = 11  # a missed 09:xx run is made up until 11:59 local
 TEXTCARD_LIMIT = 512  # bytes of a textcard description
 DAILY, WEEKLY = "daily", "weekly"
+JOB = "metrics-reports"  # as guidebot.app names the job; the guides it parks are filed under it
 OPEN_FOR_GUIDE = (TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SENDING, TaskStatus.SENT)
 
 
@@ -49,6 +52,7 @@ class ReportsReport:
     daily: int = 0
     weekly: int = 0
     failed: int = 0
+    parked: int = 0  # reports it could not make (guidebot.db.parking)
 
 
 def _pct(value: Any) -> str:
@@ -202,6 +206,12 @@ async def _send(
     except WeComError as exc:
         error = str(exc)
         log.warning("%s report to %s for %s not sent: %s", kind, userid, period, exc)
+    except Exception as exc:
+        if not is_row_error(exc):
+            raise
+        # Claimed already: settled as failed (tried again next hour), not left `sending`.
+        error = f"unexpected error: {describe_error(exc)}"
+        log.exception("%s report to %s for %s not sent", kind, userid, period)
     await _settle(
         sessions, kind, userid, period, message=f"{title}\n{description}", error=error, now=now
     )
@@ -211,6 +221,32 @@ async def _send(
         report.daily += 1
     else:
         report.weekly += 1
+
+
+async def _isolated(
+    sessions: Sessions,
+    job: Awaitable[None],
+    userid: str,
+    what: str,
+    now: datetime,
+    report: ReportsReport,
+) -> None:
+    try:
+        await job
+    except Exception as exc:
+        if not is_row_error(exc):
+            raise
+        async with sessions() as session, session.begin():
+            await park(
+                session,
+                job=JOB,
+                table=Guide.__tablename__,
+                key=userid,
+                reason=describe_error(exc),
+                now=now,
+                detail=f"{what} to {userid}",
+            )
+        report.parked += 1
 
 
 async def send_reports(
@@ -231,10 +267,10 @@ async def send_reports(
         store = placer.store(userid, now)
         return store, now.astimezone(placer.zone(store))
 
-    for userid, name in sorted(guides.items()):
+    async def daily(userid: str, name: str) -> None:
         store, local_now = local(userid)
         if not REPORT_HOUR <= local_now.hour <= LAST_HOUR:
-            continue
+            return
         yesterday = local_now.date() - timedelta(days=1)
         async with sessions() as session:
             values, _ = await metrics(session, Scope(guide=userid), Period(yesterday, yesterday))
@@ -256,15 +292,13 @@ async def send_reports(
             report,
         )
 
-    for userid in settings.store_managers:
-        if userid not in guides:
-            continue
+    async def weekly(userid: str) -> None:
         store, local_now = local(userid)
         dept = stores.get(store)
         if dept is None or local_now.weekday() != 0:
-            continue
+            return
         if not REPORT_HOUR <= local_now.hour <= LAST_HOUR:
-            continue
+            return
         last = local_now.date() - timedelta(days=1)
         period = Period(last - timedelta(days=6), last)
         async with sessions() as session:
@@ -284,11 +318,20 @@ async def send_reports(
             now,
             report,
         )
-    if report.daily or report.weekly or report.failed:
+
+    # One guide whose report cannot be made (their store's time zone unreadable, say) is
+    # parked with the reason, and the others get theirs; the next hour meets it again.
+    for userid, name in sorted(guides.items()):
+        await _isolated(sessions, daily(userid, name), userid, "daily report", now, report)
+    for userid in settings.store_managers:
+        if userid in guides:
+            await _isolated(sessions, weekly(userid), userid, "weekly report", now, report)
+    if report.daily or report.weekly or report.failed or report.parked:
         log.info(
-            "reports: %d daily, %d weekly sent, %d failed",
+            "reports: %d daily, %d weekly sent, %d failed, %d parked",
             report.daily,
             report.weekly,
             report.failed,
+            report.parked,
         )
     return report

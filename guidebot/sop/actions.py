@@ -20,15 +20,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot.db.parking import describe_error, is_row_error, isolating, park, unparked
 from guidebot.sop.engine import (
     SEND_LEASE,
+    TASKS_TABLE,
     Prepared,
     SopRuntime,
     TickReport,
@@ -55,6 +59,9 @@ POLL_FOR = timedelta(days=14)
 SEND_STATUS = {1: "sent", 2: "not a friend", 3: "customer's monthly cap"}
 
 _tasks = SopTask.__table__
+# The periodic jobs' names (guidebot.app), as the rows they park are filed under.
+RECONCILE_JOB = "sop-reconcile"
+RESULTS_JOB = "sop-results"
 
 
 @dataclass
@@ -109,26 +116,39 @@ def _transient(exc: WeComError) -> bool:
 async def execute(
     runtime: SopRuntime, rows: Sequence[Prepared], now: datetime, report: TickReport
 ) -> None:
-    """Call WeCom for every prepared row, then record every outcome in one transaction."""
+    """Call WeCom for every prepared row, then record every outcome in one transaction.
+
+    A call that raises something unexpected settles only its own rows (_unexpected); the
+    other rows' outcomes are recorded all the same."""
     gate = asyncio.Semaphore(runtime.concurrency)
     tags = _Tags()
     outcomes: list[Outcome] = []
 
-    async def guarded(job) -> None:
+    async def guarded(rows: Sequence[Prepared], job: Awaitable[list[Outcome]]) -> None:
         async with gate:
-            outcomes.extend(await job)
+            try:
+                found = await job
+            except Exception as exc:
+                log.error(
+                    "sop: %s failed unexpectedly for task(s) %s; settled alone, the others go on",
+                    rows[0].action,
+                    ", ".join(str(r.id) for r in rows),
+                    exc_info=exc,
+                )
+                found = [_unexpected(row, exc) for row in rows]
+            outcomes.extend(found)
 
-    jobs = []
+    jobs: list[tuple[Sequence[Prepared], Awaitable[list[Outcome]]]] = []
     groups: dict[tuple[str, str, str, str], list[Prepared]] = defaultdict(list)
     for row in rows:
         if row.action == Action.GUIDE_TASK:
             groups[(row.guide_userid, row.playbook_id, row.step_id, row.message or "")].append(row)
         elif row.action == Action.WELCOME:
-            jobs.append(_one(send_welcome(runtime, row)))
+            jobs.append(([row], _one(send_welcome(runtime, row))))
         elif row.action == Action.REMIND:
-            jobs.append(_one(send_reminder(runtime, row, now)))
+            jobs.append(([row], _one(send_reminder(runtime, row, now))))
         elif row.action == Action.TAG:
-            jobs.append(_one(mark_tag(runtime, row, now, tags)))
+            jobs.append(([row], _one(mark_tag(runtime, row, now, tags))))
         else:
             outcomes.append(
                 Outcome(
@@ -137,14 +157,30 @@ async def execute(
             )
     for group in groups.values():
         for start in range(0, len(group), MAX_RECIPIENTS):
-            jobs.append(create_guide_task(runtime, group[start : start + MAX_RECIPIENTS], now))
-    await asyncio.gather(*(guarded(job) for job in jobs))
+            part = group[start : start + MAX_RECIPIENTS]
+            jobs.append((part, create_guide_task(runtime, part, now)))
+    await asyncio.gather(*(guarded(part, job) for part, job in jobs))
     report.wecom_calls += len(jobs)
     await record_outcomes(runtime, outcomes, now, report)
 
 
-async def _one(job) -> list[Outcome]:
+async def _one(job: Awaitable[Outcome]) -> list[Outcome]:
     return [await job]
+
+
+def _unexpected(row: Prepared, exc: Exception) -> Outcome:
+    """A call that raised what no branch expects. A message to a customer may have reached
+    WeCom before it did: `unknown`, never resent (rule 6). A reminder or a tag: `failed`."""
+    error = describe_error(exc)
+    if row.action in Action.TO_CUSTOMER:
+        return Outcome(
+            row.id,
+            row.enrollment_id,
+            TaskStatus.UNKNOWN,
+            f"unexpected error while sending ({error}); WeCom may or may not have acted: "
+            "not resent (check with the guide)",
+        )
+    return Outcome(row.id, row.enrollment_id, TaskStatus.FAILED, f"unexpected error: {error}")
 
 
 async def send_welcome(runtime: SopRuntime, row: Prepared) -> Outcome:
@@ -329,6 +365,9 @@ async def _remind_guide(
         )
     except WeComError as exc:
         log.warning("could not remind %s of task %d: %s", row.guide_userid, row.id, exc)
+    except Exception:
+        # The mass-send task exists by now: its rows' outcomes must not be lost to this.
+        log.exception("could not remind %s of task %d", row.guide_userid, row.id)
 
 
 def _clip(text: str, limit_bytes: int) -> str:
@@ -421,6 +460,7 @@ class ReconcileReport:
     sent: int = 0
     unknown: int = 0
     requeued: int = 0
+    parked: int = 0  # rows it could not settle (guidebot.db.parking), left in `sending`
     errors: list[str] = field(default_factory=list)
 
 
@@ -433,10 +473,17 @@ async def reconcile_sending(
     A guide task is looked up in WeCom (get_groupmsg_list_v2 by time window, then the task's
     send list for this guide); found → sent, else unknown. A welcome cannot be checked →
     unknown. Reminders and tags may repeat → due again. Nothing to a customer is resent.
+
+    A row it cannot settle (a guide whose lookup breaks on it, an instant out of range) is
+    parked with its reason and left in `sending`, and later runs skip it; the others are
+    settled all the same (guidebot.db.parking).
     """
     now = now or runtime.clock.now()
     report = ReconcileReport()
-    query = select(SopTask).where(SopTask.status == TaskStatus.SENDING)
+    query = select(SopTask).where(
+        SopTask.status == TaskStatus.SENDING,
+        unparked(RECONCILE_JOB, TASKS_TABLE, SopTask.id),
+    )
     if not everything:
         query = query.where(SopTask.lease_until < now)
     async with runtime.sessions() as session:
@@ -445,6 +492,7 @@ async def reconcile_sending(
         return report
     report.checked = len(rows)
     found: dict[int, str] = {}
+    broken: dict[int, Exception] = {}  # rows whose guide's lookup failed on them
     guide_tasks = [r for r in rows if r.action == Action.GUIDE_TASK]
     by_guide: dict[str, list[SopTask]] = defaultdict(list)
     for row in guide_tasks:
@@ -456,19 +504,26 @@ async def reconcile_sending(
             report.errors.append(f"{guide}: {exc}")
             for row in tasks:
                 found[row.id] = ""  # left in `sending`; tried again next time
-    settle, retry = [], []
-    ids_by_enrollment = set()
+        except Exception as exc:
+            if not is_row_error(exc):
+                raise
+            broken.update((row.id, exc) for row in tasks)
+    params: dict[int, tuple[str, dict[str, Any]]] = {}  # task id -> (_SETTLE or _RETRY, values)
     for row in rows:
-        ids_by_enrollment.add(row.enrollment_id)
+        if row.id in broken:
+            continue
         if row.action == Action.GUIDE_TASK:
             msgid = found.get(row.id)
             if msgid == "":
                 continue
             if msgid:
-                settle.append(_settle_params(row.id, TaskStatus.SENT, None, msgid, now))
-                report.sent += 1
+                params[row.id] = (
+                    "settle",
+                    _settle_params(row.id, TaskStatus.SENT, None, msgid, now),
+                )
             else:
-                settle.append(
+                params[row.id] = (
+                    "settle",
                     _settle_params(
                         row.id,
                         TaskStatus.UNKNOWN,
@@ -476,11 +531,11 @@ async def reconcile_sending(
                         "list; not resent (check with the guide)",
                         None,
                         now,
-                    )
+                    ),
                 )
-                report.unknown += 1
         elif row.action == Action.WELCOME:
-            settle.append(
+            params[row.id] = (
+                "settle",
                 _settle_params(
                     row.id,
                     TaskStatus.UNKNOWN,
@@ -488,34 +543,77 @@ async def reconcile_sending(
                     "delivered, and the code works once: not resent",
                     None,
                     now,
-                )
+                ),
             )
-            report.unknown += 1
         else:
-            retry.append(
+            params[row.id] = (
+                "retry",
                 {
                     "b_id": row.id,
                     "b_reason": "interrupted before WeCom answered; due again "
                     f"({'reminders may repeat' if row.action == Action.REMIND else 'idempotent'})",
                     "b_due": now,
                     "b_now": now,
-                }
+                },
             )
-            report.requeued += 1
+    by_id = {row.id: row for row in rows}
+
     async with runtime.sessions() as session, session.begin():
-        if settle:
-            await session.execute(_SETTLE, settle)
-        if retry:
-            await session.execute(_RETRY, retry)
-        await complete_enrollments(session, ids_by_enrollment, now)
+
+        async def write(ids: Sequence[int]) -> list[int]:
+            settle = [params[i][1] for i in ids if params[i][0] == "settle"]
+            retry = [params[i][1] for i in ids if params[i][0] == "retry"]
+            if settle:
+                await session.execute(_SETTLE, settle)
+            if retry:
+                await session.execute(_RETRY, retry)
+            await complete_enrollments(session, {by_id[i].enrollment_id for i in ids}, now)
+            return list(ids)
+
+        for task_id, exc in broken.items():
+            await park(
+                session,
+                job=RECONCILE_JOB,
+                table=TASKS_TABLE,
+                key=task_id,
+                reason=describe_error(exc),
+                now=now,
+                detail=_task_detail(by_id[task_id]),
+            )
+        _, failed = await isolating(
+            session,
+            sorted(params),
+            write,
+            job=RECONCILE_JOB,
+            table=TASKS_TABLE,
+            key=int,
+            now=now,
+            detail=lambda i: _task_detail(by_id[i]),
+        )
+    report.parked = len(broken) + len(failed)
+    for task_id in (i for i in params if i not in failed):
+        kind, values = params[task_id]
+        if kind == "retry":
+            report.requeued += 1
+        elif values["b_status"] == TaskStatus.SENT:
+            report.sent += 1
+        else:
+            report.unknown += 1
     log.warning(
-        "reconciled %d row(s) left in sending: %d found sent, %d unknown, %d due again",
+        "reconciled %d row(s) left in sending: %d found sent, %d unknown, %d due again, %d parked",
         report.checked,
         report.sent,
         report.unknown,
         report.requeued,
+        report.parked,
     )
     return report
+
+
+def _task_detail(task: SopTask, msgid: str | None = None) -> str:
+    """What a parked task row is, for `guidebot jobs parked`."""
+    text = f"{task.playbook_id} step {task.step_id} for {task.guide_userid}/{task.external_userid}"
+    return f"{text} (msgid {msgid})" if msgid else text
 
 
 def _settle_params(
@@ -574,6 +672,7 @@ class PollReport:
     done: int = 0
     failed: int = 0
     waiting: int = 0
+    parked: int = 0  # tasks whose answer it could not apply (guidebot.db.parking)
     errors: list[str] = field(default_factory=list)
 
 
@@ -581,7 +680,10 @@ async def poll_send_results(
     runtime: SopRuntime, now: datetime | None = None, *, limit: int = 200
 ) -> PollReport:
     """Ask WeCom what became of `sent` guide tasks: status 1 → done (completed_by poll);
-    2 → failed "not a friend"; 3 → failed "customer's monthly cap" (recorded, not retried)."""
+    2 → failed "not a friend"; 3 → failed "customer's monthly cap" (recorded, not retried).
+
+    A task whose answer cannot be applied (a send_time no instant holds) is parked with its
+    reason and left `sent`, and later runs skip it; the others are settled all the same."""
     now = now or runtime.clock.now()
     report = PollReport()
     async with runtime.sessions() as session:
@@ -593,6 +695,7 @@ async def poll_send_results(
                     SopTask.status == TaskStatus.SENT,
                     SopTask.wecom_msgid.is_not(None),
                     SopTask.sent_at >= now - POLL_FOR,
+                    unparked(RESULTS_JOB, TASKS_TABLE, SopTask.id),
                 )
                 .group_by(SopTask.wecom_msgid, SopTask.guide_userid)
                 .order_by(func.min(SopTask.sent_at))
@@ -608,49 +711,90 @@ async def poll_send_results(
             continue
         statuses = {r.get("external_userid"): r for r in results}
         async with runtime.sessions() as session, session.begin():
-            tasks = list(
-                await session.scalars(
-                    select(SopTask)
-                    .where(
-                        SopTask.wecom_msgid == msgid,
-                        SopTask.guide_userid == guide,
-                        SopTask.status == TaskStatus.SENT,
-                    )
-                    .with_for_update()
-                )
+            query = select(SopTask).where(
+                SopTask.wecom_msgid == msgid,
+                SopTask.guide_userid == guide,
+                SopTask.status == TaskStatus.SENT,
+                unparked(RESULTS_JOB, TASKS_TABLE, SopTask.id),
             )
-            for task in tasks:
-                answer = statuses.get(task.external_userid)
-                status = int(answer.get("status", 0)) if answer else 0
-                if status == 0:
-                    report.waiting += 1
-                    continue
-                task.result = {**(task.result or {}), "send_status": status}
-                task.updated_at = now
-                if status == 1:
-                    task.status = TaskStatus.DONE
-                    send_time = answer.get("send_time") if answer else None
-                    task.completed_at = (
-                        datetime.fromtimestamp(int(send_time), UTC) if send_time else now
-                    )
-                    task.completed_by = CompletedBy.POLL
-                    report.done += 1
-                else:
-                    task.status = TaskStatus.FAILED
-                    task.reason = SEND_STATUS.get(status, f"send status {status}")
-                    task.completed_at = now
-                    report.failed += 1
-            await session.flush()
-            await complete_enrollments(session, {t.enrollment_id for t in tasks}, now)
-    if report.done or report.failed:
+            tasks = {t.id: t for t in await session.scalars(query.with_for_update())}
+            details = {i: _task_detail(t, msgid) for i, t in tasks.items()}
+            enrollments = {t.enrollment_id for t in tasks.values()}
+
+            done, failed = await isolating(
+                session,
+                sorted(tasks),
+                partial(_apply_results, session, statuses, now),
+                job=RESULTS_JOB,
+                table=TASKS_TABLE,
+                key=int,
+                now=now,
+                detail=details.__getitem__,
+            )
+            for part in done:
+                report.done += part.done
+                report.failed += part.failed
+                report.waiting += part.waiting
+            report.parked += len(failed)
+            await complete_enrollments(session, enrollments, now)
+    if report.done or report.failed or report.parked:
         log.info(
-            "groupmsg results: %d done, %d failed, %d waiting over %d task(s)",
+            "groupmsg results: %d done, %d failed, %d waiting, %d parked over %d task(s)",
             report.done,
             report.failed,
             report.waiting,
+            report.parked,
             report.msgids,
         )
     return report
+
+
+async def _apply_results(
+    session: AsyncSession, statuses: dict[Any, dict[str, Any]], now: datetime, ids: Sequence[int]
+) -> PollReport:
+    """_apply_result for these tasks, in the caller's transaction."""
+    report = PollReport()
+    # Read again: a savepoint rolled back leaves the objects it had changed expired.
+    for task in await session.scalars(
+        select(SopTask).where(SopTask.id.in_(list(ids))).execution_options(populate_existing=True)
+    ):
+        _apply_result(task, statuses.get(task.external_userid), now, report)
+    await session.flush()
+    return report
+
+
+def _apply_result(
+    task: SopTask, answer: dict[str, Any] | None, now: datetime, report: PollReport
+) -> None:
+    """One customer's line of get_groupmsg_send_result; everything is read before any field
+    is set, so a line that cannot be read leaves the task as it was."""
+    status = int(answer.get("status", 0)) if answer else 0
+    if status == 0:
+        report.waiting += 1
+        return
+    result = {**(task.result or {}), "send_status": status}
+    if status == 1:
+        send_time = answer.get("send_time") if answer else None
+        completed_at = _instant(send_time, "send_time") if send_time else now
+        task.status = TaskStatus.DONE
+        task.completed_at = completed_at
+        task.completed_by = CompletedBy.POLL
+        report.done += 1
+    else:
+        task.status = TaskStatus.FAILED
+        task.reason = SEND_STATUS.get(status, f"send status {status}")
+        task.completed_at = now
+        report.failed += 1
+    task.result = result
+    task.updated_at = now
+
+
+def _instant(seconds: Any, name: str) -> datetime:
+    """An epoch second from WeCom as an instant, or a ValueError that names it."""
+    try:
+        return datetime.fromtimestamp(int(seconds), UTC)
+    except (OverflowError, OSError, ValueError, TypeError):
+        raise ValueError(f"{name} {seconds!r} is no instant") from None
 
 
 __all__ = [

@@ -14,15 +14,18 @@ instance at any time (claims and unique keys arbitrate).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.models import Department, Relation, RelationStatus
 from guidebot.db.engine import upsert_insert
+from guidebot.db.parking import isolating
 from guidebot.sop.actions import PollReport, ReconcileReport, poll_send_results, reconcile_sending
 from guidebot.sop.engine import (
     SopRuntime,
@@ -40,6 +43,7 @@ from guidebot.sop.playbook import Playbook
 
 log = logging.getLogger(__name__)
 
+TRIGGERS_JOB = "sop-triggers"  # as guidebot.app names it; relations it parks are filed under it
 # A cron occurrence missed for longer than this (the server was down) is not run late.
 CRON_LOOKBACK = timedelta(days=1)
 SCAN_BATCH = 500
@@ -92,6 +96,7 @@ async def sop_results(runtime: SopRuntime) -> PollReport:
 class TriggerReport:
     occurrences: list[str] = field(default_factory=list)
     enrolled: int = 0
+    parked: int = 0  # relations it could not enroll (guidebot.db.parking)
 
 
 async def sop_triggers(runtime: SopRuntime, now: datetime | None = None) -> TriggerReport:
@@ -155,41 +160,24 @@ async def _run_occurrence(
     enrolled = 0
     async for batch in _relations(runtime, birthdays=day is not None):
         async with runtime.sessions() as session, session.begin():
-            for relation, store in batch:
-                if day is not None:
-                    birthday = birthday_of(relation)
-                    if birthday != (day.month, day.day):
-                        continue
-                subject = Subject(
-                    guide_userid=relation.guide_userid,
-                    external_userid=relation.external_userid,
-                    relation_status=relation.status,
-                    store_id=relation.store_id,
-                    store_code=store.code if store else None,
-                    store_zone=store.timezone if store else None,
-                    channel=relation.channel,
-                    state=relation.state,
-                    tags=frozenset(tag_keys(relation.tags)),
-                )
-                if not audience_matches(playbook.audience, subject):
-                    continue
-                if day is not None:  # 00:00 on the day, in the customer's zone
-                    at = datetime.combine(
-                        day, time(0), tzinfo=zone_named(subject.store_zone, zone.key)
-                    ).astimezone(UTC)
-                else:
-                    at = fired
-                assert at is not None
-                result = await enroll(
-                    session,
-                    playbook,
-                    subject,
-                    at=at,
-                    now=now,
-                    default_timezone=runtime.settings.timezone,
-                    occurrence=key,
-                )
-                enrolled += result is not None
+            # A relation it cannot enroll (an instant out of range, a value an older version
+            # wrote) is parked with its reason; the others are enrolled all the same, and the
+            # playbook's next occurrence meets it again (guidebot.db.parking).
+            counts, parked = await isolating(
+                session,
+                batch,
+                partial(_enroll_batch, runtime, session, playbook, fired, day, key, now),
+                job=TRIGGERS_JOB,
+                table=Relation.__tablename__,
+                key=lambda item: item[0].id,
+                now=now,
+                detail=lambda item: (
+                    f"playbook {playbook.id} occurrence {key} for "
+                    f"{item[0].guide_userid}/{item[0].external_userid}"
+                ),
+            )
+            enrolled += sum(counts)
+            report.parked += len(parked)
     async with runtime.sessions() as session, session.begin():
         insert = upsert_insert(session.bind.dialect.name)
         await session.execute(
@@ -200,6 +188,58 @@ async def _run_occurrence(
     report.occurrences.append(f"{playbook.id}:{key}")
     report.enrolled += enrolled
     log.info("playbook %s occurrence %s: %d enrolled", playbook.id, key, enrolled)
+
+
+async def _enroll_batch(
+    runtime: SopRuntime,
+    session: AsyncSession,
+    playbook: Playbook,
+    fired: datetime | None,
+    day: date | None,
+    key: str,
+    now: datetime,
+    batch: Sequence[tuple[Relation, Department | None]],
+) -> int:
+    """Enroll the batch's matching relations in the occurrence, in the caller's transaction;
+    how many were enrolled."""
+    zone = zone_named(playbook.timezone, runtime.settings.timezone)
+    enrolled = 0
+    for relation, store in batch:
+        if day is not None:
+            birthday = birthday_of(relation)
+            if birthday != (day.month, day.day):
+                continue
+        subject = Subject(
+            guide_userid=relation.guide_userid,
+            external_userid=relation.external_userid,
+            relation_status=relation.status,
+            store_id=relation.store_id,
+            store_code=store.code if store else None,
+            store_zone=store.timezone if store else None,
+            channel=relation.channel,
+            state=relation.state,
+            tags=frozenset(tag_keys(relation.tags)),
+        )
+        if not audience_matches(playbook.audience, subject):
+            continue
+        if day is not None:  # 00:00 on the day, in the customer's zone
+            at = datetime.combine(
+                day, time(0), tzinfo=zone_named(subject.store_zone, zone.key)
+            ).astimezone(UTC)
+        else:
+            at = fired
+        assert at is not None
+        result = await enroll(
+            session,
+            playbook,
+            subject,
+            at=at,
+            now=now,
+            default_timezone=runtime.settings.timezone,
+            occurrence=key,
+        )
+        enrolled += result is not None
+    return enrolled
 
 
 async def _relations(

@@ -252,12 +252,15 @@ def relation_visible(who: Principal, guide_userid: str, store_id: int | None) ->
 
 
 async def guide_visible(session, who: Principal, userid: str) -> bool:
-    """HQ: any guide; a guide: themself; a manager: guides now in one of their stores."""
+    """HQ: any guide; a guide: themself; a manager: guides who belong, or belonged, to one of
+    their stores, as the store's leaderboard lists them. What a manager then reads of the
+    guide is narrowed to the days in their stores (Scope(stores=...)), never a former store's.
+    """
     if who.is_hq:
         return True
     if who.role == "guide":
         return userid == who.userid
-    from sqlalchemy import select
+    from sqlalchemy import or_, select
 
     from guidebot.contacts.models import StoreMembership
 
@@ -266,7 +269,11 @@ async def guide_visible(session, who: Principal, userid: str) -> bool:
         .where(
             StoreMembership.guide_userid == userid,
             StoreMembership.store_id.in_(sorted(who.store_ids)),
-            StoreMembership.valid_to.is_(None),
+            # A membership closed the instant it opened held no day.
+            or_(
+                StoreMembership.valid_to.is_(None),
+                StoreMembership.valid_to > StoreMembership.valid_from,
+            ),
         )
         .limit(1)
     )

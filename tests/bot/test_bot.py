@@ -15,6 +15,7 @@ from guidebot.bot import handlers
 from guidebot.bot.models import BotReply
 from guidebot.bot.replies import flush_replies
 from guidebot.content import links, service
+from guidebot.db.parking import ParkedRow
 from guidebot.intake.inbox import InboxEntry
 from guidebot.web.keys import CLOCK, INBOX, INBOX_WORKER, SESSIONS, SETTINGS, WECOM
 from guidebot.wecom.events import parse_event
@@ -152,6 +153,16 @@ async def test_customer_card_shows_only_my_customers(h):
     )
 
 
+async def test_the_card_dates_a_relation_on_its_stores_calendar(h):
+    """g1 adds wmc1 in 张江店 (Shanghai) at 12:00 on 03-10, then moves to 徐汇店, which keeps Los
+    Angeles time (still 03-09 there): the relation began on 03-10, its store's day."""
+    await h.add("g1", "wmc1")
+    await h.api("PATCH", "/stores/12", json={"timezone": "America/Los_Angeles"})
+    await h.act("users", {"userid": "g1", "name": "王芳", "department": [12], "notify": True})
+    card = await say(h, "客户 陈")
+    assert "门店：张江店\n添加于：2026-03-10\n" in card, card
+
+
 async def test_stats_beside_the_store_average(h):
     await h.add("g1", "wmc1")
     await h.add("g1", "wmc2")
@@ -277,3 +288,47 @@ async def test_thirty_messages_a_minute_to_one_member(h, caplog):
     h.advance(11 * 60)
     report = await flush(h)
     assert report.dropped >= 1 and "dropped" in caplog.text
+
+
+async def test_a_queued_answer_it_cannot_send_is_parked_or_failed_and_the_others_go(h):
+    """Queued answers as an older version may have stored them: one without its kind (it
+    cannot be read), one news card of nine articles (WeCom takes at most eight). Each used to
+    stop the flush, every run, and every answer queued behind it waited for good."""
+    now = h.clock.now()
+    replies = {
+        "1001": ("g1", {"text": "旧版本的回答"}),
+        "1002": ("g2", {"kind": "news", "articles": [{"title": f"t{i}"} for i in range(9)]}),
+        "1003": ("g3", {"kind": "text", "text": "你好", "articles": []}),
+    }
+    async with h.sessions() as session, session.begin():
+        for msg_id, (guide, reply) in replies.items():
+            session.add(
+                BotReply(
+                    msg_id=msg_id,
+                    guide_userid=guide,
+                    request="帮助",
+                    reply=reply,
+                    status="pending",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+    report = await flush(h)
+    assert (report.sent, report.failed, report.parked) == (1, 1, 1)
+    assert [m["text"]["content"] for m in await h.app_messages("g3")] == ["你好"]
+    async with h.sessions() as session:
+        rows = {r.msg_id: r for r in await session.scalars(select(BotReply))}
+        [parked] = list(await session.scalars(select(ParkedRow)))
+    assert (rows["1001"].status, rows["1002"].status, rows["1003"].status) == (
+        "pending",
+        "failed",
+        "sent",
+    )
+    assert rows["1002"].error.startswith("unexpected error: ValueError")
+    assert (parked.job, parked.table_name, parked.row_key) == ("bot-replies", "bot_replies", "1001")
+    assert parked.reason == "KeyError: 'kind'" and parked.detail == "the bot's answer to g1"
+    # Later runs skip the parked answer and send nothing again.
+    report = await flush(h)
+    assert (report.sent, report.failed, report.parked) == (0, 0, 0)
+    assert len(await h.calls("message/send")) == 1

@@ -7,6 +7,7 @@ import asyncio
 from sqlalchemy import select
 
 from guidebot.contacts.models import EARLY, Department, Guide
+from guidebot.db.parking import ParkedRow
 from tests.contacts.conftest import change_contact_xml
 
 
@@ -164,3 +165,68 @@ async def test_syncs_running_at_once_take_turns_instead_of_colliding(h):
         "g5": 13,
     }
     assert [(m.store_id, m.valid_to) for m in await h.memberships("g4")] == [(13, None)]
+
+
+async def test_a_department_order_up_to_two_to_the_32_syncs_on_every_engine(h):
+    """WeCom's order runs over [0, 2^32) (doc 90205 创建部门); a 32-bit column refused
+    anything from 2^31 on PostgreSQL, and the whole sync with it."""
+    await h.control("departments", {"id": 13, "name": "静安店", "parentid": 10, "order": 2**32 - 1})
+    await h.control("departments", {"id": 11, "name": "张江店", "parentid": 10, "order": 2**31})
+    await h.control("users", {"userid": "g5", "name": "孙丽", "department": [13]})
+
+    report = await h.sync()
+    assert report.joined == ["g5"]
+    depts = await departments(h)
+    assert (depts[13].sort_order, depts[13].is_store) == (4294967295, True)
+    assert depts[11].sort_order == 2**31
+    # A change_contact for the department re-reads it the same way.
+    await h.control("departments", {"id": 12, "name": "徐汇店", "parentid": 10, "order": 2**32 - 2})
+    await h.deliver(change_contact_xml("update_party", h.clock.now(), Id=12))
+    assert (await departments(h))[12].sort_order == 4294967294
+    # The simulator keeps WeCom's bound.
+    answer = await h.control(
+        "departments", {"id": 14, "name": "x", "parentid": 10, "order": 2**32}, status=400
+    )
+    assert "order" in answer["error"]
+
+
+async def test_a_department_or_member_the_sync_cannot_take_is_parked_and_the_rest_syncs(h):
+    """A department whose id departments.id cannot hold (2^31), and a member in it: each used
+    to fail the whole sync (on PostgreSQL), every night, so nothing after it synced either."""
+    await h.control("departments", {"id": 2**31, "name": "虹口店", "parentid": 10})
+    await h.control("departments", {"id": 13, "name": "静安店", "parentid": 10})
+    await h.control("users", {"userid": "g5", "name": "孙丽", "department": [2**31]})
+    await h.control("users", {"userid": "g6", "name": "周杰", "department": [13]})
+    await h.control("users", {"userid": "g1", "name": "王芳", "department": [12]})
+
+    report = await h.sync()
+    assert (report.joined, report.moved) == (["g6"], ["g1"])
+    assert report.parked == ["department 2147483648", "member g5"]
+    assert (await departments(h))[13].is_store
+    assert "g5" not in await guides(h)
+    async with h.sessions() as session:
+        rows = list(await session.scalars(select(ParkedRow).order_by(ParkedRow.id)))
+    assert [(r.job, r.table_name, r.row_key) for r in rows] == [
+        ("directory-sync", "departments", "2147483648"),
+        ("directory-sync", "guides", "g5"),
+    ]
+    assert rows[0].reason == (
+        "ValueError: department id 2147483648 is past departments.id's 2147483647"
+    )
+    assert rows[0].detail == "department '虹口店' (parent 10)"
+    # The next sync meets them again and counts them; the rest is left as it is.
+    report = await h.sync()
+    assert (report.joined, report.moved, report.left) == ([], [], [])
+    async with h.sessions() as session:
+        assert [r.count for r in await session.scalars(select(ParkedRow))] == [2, 2]
+
+
+async def test_a_new_store_finds_a_free_code_when_its_own_are_taken(h):
+    """An operator gave 张江店 the code "13" and 徐汇店 "d13": department 13 used to take
+    neither and fail the sync on the codes' unique key."""
+    for store, code in (("11", "13"), ("12", "d13")):
+        status, _ = await h.api("PATCH", f"/stores/{store}", json={"code": code})
+        assert status == 200
+    await h.control("departments", {"id": 13, "name": "静安店", "parentid": 10})
+    await h.sync()
+    assert (await departments(h))[13].code == "d13-2"

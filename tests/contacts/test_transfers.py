@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
+from guidebot.db.parking import ParkedRow
 from tests.contacts.conftest import START, contact_xml
 
 DAY = timedelta(days=1)
@@ -213,3 +215,35 @@ async def test_bad_transfer_requests_are_refused(h, body, status, reason):
     answer_status, answer = await h.api("POST", "/transfers", json=request)
     assert answer_status == status and reason in answer["error"]["reason"], answer
     assert await h.calls("externalcontact/transfer_customer") == []
+
+
+async def test_a_transfer_the_poll_cannot_settle_is_parked_and_the_others_are_settled(h):
+    """WeCom answers one accepted transfer with a takeover_time no instant holds (year 10000):
+    that used to fail the whole poll, every time, and every transfer stayed pending."""
+    await h.add("g1", "wmc1")
+    await h.add("g1", "wmc2")
+    await _transfer(h, "g1", "g2", "wmc1", "wmc2")
+    _, listed = await h.api("GET", "/transfers")
+    ids = {t["external_userid"]: t["id"] for t in listed["transfers"]}
+    h.advance(DAY.total_seconds())
+    for ext in ("wmc1", "wmc2"):
+        await h.act(
+            "contact/transfer",
+            {"handover_userid": "g1", "takeover_userid": "g2", "external_userid": ext},
+            drain=False,
+        )
+    bad = next(t for t in h.sim_state.transfers if t.external_userid == "wmc1")
+    bad.takeover_time = 253402300800
+
+    report = await h.poll()
+    assert (report.accepted, report.parked) == ([ids["wmc2"]], [ids["wmc1"]])
+    assert (await h.relation("g2", "wmc2")).status == "active"
+    async with h.sessions() as session:
+        [row] = list(await session.scalars(select(ParkedRow)))
+    assert (row.job, row.table_name, row.row_key) == (
+        "poll-transfers",
+        "transfers",
+        str(ids["wmc1"]),
+    )
+    assert row.reason.startswith("ValueError") and row.detail == "in_service g1 -> g2 of wmc1"
+    assert (await h.poll()).checked == 0  # later polls skip it

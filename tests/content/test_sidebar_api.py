@@ -157,6 +157,7 @@ async def test_customer_card_and_content_list(h):
     assert card["customer"]["name"] == "陈女士"
     assert card["relation"]["store"]["name"] == "张江店"
     assert card["relation"]["since"].startswith("2026-03-10")
+    assert card["relation"]["since_day"] == "2026-03-10"
     assert [t["id"] for t in card["tasks"]] == [task]
     assert card["tasks"][0]["content_key"] == "spring"
     assert [e["name"] for e in card["enrollments"]] == ["7 天回访"]
@@ -309,3 +310,17 @@ async def test_a_task_link_names_its_customer(h):
         re.search(r'id="gb-config" type="application/json">(.*?)</script>', html)[1]
     )
     assert (config["customer"], config["task"]) == (None, None)
+
+
+async def test_the_relations_day_is_on_its_stores_calendar(h):
+    """g1 adds wmc1 in 张江店 (Shanghai) at 12:00 on 03-10, then moves to 徐汇店, which keeps Los
+    Angeles time (still 03-09 there): the sidebar says the relation began on 03-10."""
+    await h.add("g1", "wmc1")
+    status, _ = await h.api("PATCH", "/stores/12", json={"timezone": "America/Los_Angeles"})
+    assert status == 200
+    await h.act("users", {"userid": "g1", "name": "王芳", "department": [12], "notify": True})
+    await login(h)
+    response = await h.client.get("/sidebar/api/customer", params={"external_userid": "wmc1"})
+    card = await response.json()
+    assert card["relation"]["store"]["name"] == "张江店"
+    assert card["relation"]["since_day"] == "2026-03-10"

@@ -13,8 +13,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select, update
 
 from guidebot.contacts.directory import update_store
+from guidebot.contacts.models import Department
+from guidebot.db.parking import ParkedRow
 from guidebot.metrics.daily_report import daily_message, send_reports
 from guidebot.metrics.kpis import KPI_NAMES
 from guidebot.metrics.report import display_width, report_guides
@@ -209,3 +212,43 @@ def test_store_managers_come_from_the_environment():
     assert Settings.from_env(env).attribution_days == 7
     with pytest.raises(ConfigError, match="GUIDEBOT_ATTRIBUTION_DAYS"):
         Settings.from_env({**env, "GUIDEBOT_ATTRIBUTION_DAYS": "0"})
+
+
+async def test_a_guide_whose_report_cannot_be_made_is_parked_and_the_others_get_theirs(hm):
+    """Store 12's time zone is no IANA name (written by an older version or by hand): that
+    used to stop every morning report, and every rollup row, for every store."""
+    h = hm
+    await small_week(h)
+    async with h.sessions() as session, session.begin():
+        await session.execute(
+            update(Department).where(Department.id == 12).values(timezone="Mars/Olympus")
+        )
+    await h.add("g1", "wmc11")
+    await h.add("g2", "wmc12")
+    rollup = await h.settle()
+    assert rollup.parked >= 1  # g2's rows (store 12) are parked, with the reason...
+    async with h.sessions() as session:
+        parked = list(await session.scalars(select(ParkedRow)))
+    assert {p.job for p in parked} == {"metrics-rollup"}
+    assert all("'Mars/Olympus' is not an IANA time zone" in p.reason for p in parked)
+    # (the zone change itself, and g2's add: store 12's rows)
+    assert all(p.detail.startswith("zone 12 ") or "of g2/" in p.detail for p in parked)
+    # ...and g1's figures are up to date all the same.
+    _, body = await h.api(
+        "GET", "/guides/g1/metrics", params={"from": "2026-03-09", "to": "2026-03-15"}
+    )
+    assert body["metrics"]["new_customers"] == 3  # wmc01, wmc02 and wmc11
+
+    h.set_time(at(11, 9, 0))  # 09:00 in Shanghai
+    report = await run_reports(h)
+    assert (report.daily, report.parked) == (2, 1)  # g1 and g3; g2 parked
+    assert len(await h.app_messages("g1")) == 1 and len(await h.app_messages("g3")) == 1
+    assert await h.app_messages("g2") == []
+    async with h.sessions() as session:
+        [row] = list(
+            await session.scalars(select(ParkedRow).where(ParkedRow.job == "metrics-reports"))
+        )
+    assert (row.table_name, row.row_key, row.detail) == ("guides", "g2", "daily report to g2")
+    assert row.reason == (
+        "ValueError: store 12's time zone 'Mars/Olympus' is not an IANA time zone"
+    )

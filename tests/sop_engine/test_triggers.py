@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
+from guidebot.contacts.models import Relation
+from guidebot.db.parking import ParkedRow
+from guidebot.sop.models import SopEnrollment
 from tests.sop_engine.conftest import SHANGHAI, local
 
 
@@ -87,3 +91,49 @@ async def test_weekly_cron_enrolls_tagged_customers_once_per_occurrence(h):
     # A week later, the next occurrence enrolls them again (reenter_after 6d).
     h.set_time(at(23, 10, 0))
     assert (await h.triggers()).enrolled == 2
+
+
+async def test_a_relation_the_trigger_cannot_enroll_is_parked_and_the_others_are(h):
+    """wmc2's last birthday enrollment says it began in year 9999 (a hand edit, an import):
+    when it may enroll again (300 days on) no instant holds. That used to fail the whole
+    occurrence, every minute, and nobody got a birthday greeting."""
+    for guide, ext in (("g1", "wmc1"), ("g2", "wmc2"), ("g3", "wmc3")):
+        await h.add(guide, ext)
+        await h.act(
+            "contact/edit", {"userid": guide, "external_userid": ext, "description": "生日:03-16"}
+        )
+    year_9999 = datetime(9999, 12, 31, tzinfo=UTC)
+    async with h.sessions() as session, session.begin():
+        session.add(
+            SopEnrollment(
+                playbook_id="birthday",
+                playbook_version=1,
+                scope="*",
+                guide_userid="g2",
+                external_userid="wmc2",
+                timezone="Asia/Shanghai",
+                trigger="date",
+                cycle="date:9999-12-31",
+                status="completed",
+                enrolled_at=year_9999,
+                ended_at=year_9999,
+                settings={},
+                created_at=h.clock.now(),
+                updated_at=h.clock.now(),
+            )
+        )
+
+    h.set_time(at(16, 0, 5))
+    report = await h.triggers()
+    assert (report.enrolled, report.parked) == (2, 1)
+    enrolled = await h.enrollments(playbook_id="birthday", status="active")
+    assert sorted(e.external_userid for e in enrolled) == ["wmc1", "wmc3"]
+    async with h.sessions() as session:
+        [row] = list(await session.scalars(select(ParkedRow)))
+        relation = await session.scalar(select(Relation).where(Relation.external_userid == "wmc2"))
+    assert (row.job, row.table_name, row.row_key) == ("sop-triggers", "relations", str(relation.id))
+    assert row.reason.startswith("OverflowError")
+    assert row.detail == "playbook birthday occurrence date:2026-03-16 for g2/wmc2"
+    # The occurrence is finished: the next runs that day scan nothing.
+    h.set_time(at(16, 0, 6))
+    assert (await h.triggers()).occurrences == []

@@ -125,3 +125,42 @@ async def test_first_seen_is_the_relations_local_date_in_its_store(h, sessions):
     page = await h.client.get("/admin/customers", headers=hq)
     seen = {r[1][0]: r[3][0] for r in _cells(await page.text(), "customers")}
     assert seen == {"wmc01": "2026-12-05", "wmc02": "2026-12-05"}
+
+
+async def test_a_manager_opens_a_former_guides_page_with_their_stores_days_only(h, sessions):
+    await _moved_guide(h)  # g3 left store 11 for store 12 on Thursday
+    m11 = admin_cookie(await sessions.account("m11", "manager", ["11"]))
+
+    # g3 is on store 11's leaderboard for the week (Monday's add there)...
+    page = await h.client.get(
+        "/admin/stores", params={**WEEK, "metric": "new_customers", "store": "11"}, headers=m11
+    )
+    assert "/admin/guides/g3" in await page.text()
+    # ...and their page opens, with store 11's days only: Monday's add, not Thursday's.
+    page = await h.client.get("/admin/guides/g3", params=WEEK, headers=m11)
+    html = await page.text()
+    assert page.status == 200, html
+    assert re.search(r'data-kpi="new_customers">(\d+)<', html)[1] == "1"
+    thursday = re.search(r"<tr><td>2026-03-12</td><td[^>]*>(\d+)</td>", html)[1]
+    assert thursday == "0"
+    response = await h.client.get("/api/v1/guides/g3/metrics", params=WEEK, headers=m11)
+    assert response.status == 200
+    assert (await response.json())["metrics"]["new_customers"] == 1
+    # A guide who never worked in store 11 stays out of sight.
+    assert (await h.client.get("/admin/guides/g2", params=WEEK, headers=m11)).status == 404
+    response = await h.client.get("/api/v1/guides/g2/metrics", params=WEEK, headers=m11)
+    assert response.status == 404
+
+
+async def test_a_managers_guide_list_counts_their_stores_customers_only(h, sessions):
+    await _moved_guide(h)  # g3: wmc01 from store 11, wmc02 in store 12
+    m12 = admin_cookie(await sessions.account("m12", "manager", ["12"]))
+    hq = admin_cookie(await sessions.account("boss", "hq", []))
+
+    async def counts(cookie, **params):
+        response = await h.client.get("/api/v1/guides", params=params, headers=cookie)
+        assert response.status == 200, await response.text()
+        return {g["userid"]: g["active_customers"] for g in (await response.json())["guides"]}
+
+    assert (await counts(m12))["g3"] == 1  # wmc02; wmc01 is store 11's customer
+    assert (await counts(hq, store="12"))["g3"] == 2  # HQ sees all the guide's customers

@@ -141,6 +141,10 @@ class ControlError(Exception):
         self.status = status
 
 
+# A department's order: "有效的值范围是[0, 2^32)" (doc 90205 创建部门).
+ORDER_LIMIT = 2**32
+
+
 @dataclass(slots=True)
 class Department:
     id: int
@@ -518,6 +522,8 @@ class SimState:
     def upsert_department(self, dept_id: int, name: str, parentid: int, order: int = 0) -> bool:
         if dept_id < 1:
             raise ControlError("id must be a positive integer")
+        if not 0 <= order < ORDER_LIMIT:
+            raise ControlError(f"order must be in [0, {ORDER_LIMIT})")
         if dept_id == 1:
             parentid = 0
         elif parentid not in self.departments:

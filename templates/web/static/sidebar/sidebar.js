@@ -106,7 +106,7 @@
     var dl = el("dl");
     function row(label, value) { dl.appendChild(el("dt", { text: label })); dl.appendChild(value); }
     row("门店", el("dd", { text: r.store ? r.store.name : "-" }));
-    row("添加于", el("dd", { text: day(r.since) }));
+    row("添加于", el("dd", { text: r.since_day || "-" }));  // on the relation's store's calendar
     row("状态", el("dd", { text: (STATUS[r.status] || r.status) + (r.remark ? " · 备注 " + r.remark : "") }));
     var chips = el("dd", { "class": "chips", text: r.tags.length ? "" : "-" });
     r.tags.forEach(function (t) { chips.appendChild(el("span", { "class": "chip", text: t })); });
