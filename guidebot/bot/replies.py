@@ -26,7 +26,7 @@ from guidebot.contacts.directory import store_zone
 from guidebot.contacts.models import Customer, Guide, GuideStatus, Relation, RelationStatus
 from guidebot.content import links, service, tasks
 from guidebot.content.models import ContentItem
-from guidebot.db.parking import describe_error, is_row_error, park, unparked
+from guidebot.db.parking import describe_error, is_row_error, park_apart, unparked
 from guidebot.wecom.client import WeComClient, WeComError, WeComUncertain
 
 log = logging.getLogger(__name__)
@@ -453,20 +453,17 @@ async def flush_replies(
         try:
             outcome = await _send_one(sessions, wecom, clock, settings, msg_id)
         except Exception as exc:
-            if not is_row_error(exc):
-                raise
             # A queued reply it cannot build or read (one an older version wrote) is parked
             # with its reason, and later runs skip it; the others go out all the same.
-            async with sessions() as session, session.begin():
-                await park(
-                    session,
-                    job=JOB,
-                    table=BotReply.__tablename__,
-                    key=msg_id,
-                    reason=describe_error(exc),
-                    now=now,
-                    detail=f"the bot's answer to {userid}",
-                )
+            await park_apart(
+                sessions,
+                exc,
+                job=JOB,
+                table=BotReply.__tablename__,
+                key=msg_id,
+                now=now,
+                detail=f"the bot's answer to {userid}",
+            )
             outcome = "parked"
         if outcome is not None:
             setattr(report, outcome, getattr(report, outcome) + 1)

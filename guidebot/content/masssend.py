@@ -33,7 +33,7 @@ from guidebot.content.models import (
 )
 from guidebot.content.service import Invalid, NotFound
 from guidebot.db.engine import upsert_insert
-from guidebot.db.parking import describe_error, is_row_error, park, unparked
+from guidebot.db.parking import park_apart, unparked
 from guidebot.wecom.client import WeComClient, WeComError, WeComUncertain
 
 log = logging.getLogger(__name__)
@@ -299,20 +299,17 @@ async def poll_mass_sends(
         except WeComError as exc:
             log.warning("mass send %s: checking results failed: %s", row.id, exc)
         except Exception as exc:
-            if not is_row_error(exc):
-                raise
             # One mass send it cannot follow (an answer no instant holds) is parked with its
             # reason, and later runs skip it; the others are followed all the same.
-            async with sessions() as session, session.begin():
-                await park(
-                    session,
-                    job=JOB,
-                    table=MassSend.__tablename__,
-                    key=row.id,
-                    reason=describe_error(exc),
-                    now=now,
-                    detail=f"mass send {row.id} by {row.guide_userid} (msgid {row.msgid})",
-                )
+            await park_apart(
+                sessions,
+                exc,
+                job=JOB,
+                table=MassSend.__tablename__,
+                key=row.id,
+                now=now,
+                detail=f"mass send {row.id} by {row.guide_userid} (msgid {row.msgid})",
+            )
             report.parked += 1
     return report
 

@@ -126,6 +126,32 @@ async def park(
     )
 
 
+async def park_apart(
+    sessions: Callable[[], AsyncSession],
+    exc: Exception,
+    *,
+    job: str,
+    table: str,
+    key: Any,
+    now: datetime,
+    detail: str | None = None,
+) -> None:
+    """Park a row whose work failed outside any transaction, in a transaction of its own. A
+    failure that is not the row's (the database, the network) is raised again: that run fails."""
+    if not is_row_error(exc):
+        raise exc
+    async with sessions() as session, session.begin():
+        await park(
+            session,
+            job=job,
+            table=table,
+            key=key,
+            reason=describe_error(exc),
+            now=now,
+            detail=detail,
+        )
+
+
 async def isolating(
     session: AsyncSession,
     items: Sequence[T],

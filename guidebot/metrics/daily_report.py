@@ -28,7 +28,7 @@ from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.contacts.models import Department, Guide, GuideStatus
 from guidebot.db.engine import upsert_insert
-from guidebot.db.parking import describe_error, is_row_error, park
+from guidebot.db.parking import describe_error, is_row_error, park_apart
 from guidebot.metrics.models import NO_STORE, MetricsReport
 from guidebot.metrics.report import Period, Scope, leaderboard, metrics
 from guidebot.metrics.rollup import Placer
@@ -234,18 +234,15 @@ async def _isolated(
     try:
         await job
     except Exception as exc:
-        if not is_row_error(exc):
-            raise
-        async with sessions() as session, session.begin():
-            await park(
-                session,
-                job=JOB,
-                table=Guide.__tablename__,
-                key=userid,
-                reason=describe_error(exc),
-                now=now,
-                detail=f"{what} to {userid}",
-            )
+        await park_apart(
+            sessions,
+            exc,
+            job=JOB,
+            table=Guide.__tablename__,
+            key=userid,
+            now=now,
+            detail=f"{what} to {userid}",
+        )
         report.parked += 1
 
 
