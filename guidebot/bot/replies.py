@@ -27,6 +27,7 @@ from guidebot.contacts.models import Customer, Guide, GuideStatus, Relation, Rel
 from guidebot.content import links, service, tasks
 from guidebot.content.models import ContentItem
 from guidebot.db.parking import describe_error, is_row_error, park_apart, unparked
+from guidebot.db.turns import take_turns
 from guidebot.wecom.client import WeComClient, WeComError, WeComUncertain
 
 log = logging.getLogger(__name__)
@@ -451,7 +452,7 @@ async def flush_replies(
         queued = (await session.execute(query.order_by(BotReply.created_at).limit(limit))).all()
     for msg_id, userid in queued:
         try:
-            outcome = await _send_one(sessions, wecom, clock, settings, msg_id)
+            outcome = await _send_one(sessions, wecom, clock, settings, msg_id, userid)
         except Exception as exc:
             # A queued reply it cannot build or read (one an older version wrote) is parked
             # with its reason, and later runs skip it; the others go out all the same.
@@ -471,11 +472,20 @@ async def flush_replies(
 
 
 async def _send_one(
-    sessions: Sessions, wecom: WeComClient, clock: Any, settings: Settings, msg_id: str
+    sessions: Sessions,
+    wecom: WeComClient,
+    clock: Any,
+    settings: Settings,
+    msg_id: str,
+    guide_userid: str,
 ) -> str | None:
     now = clock.now()
     async with sessions() as session, session.begin():
-        row = await session.get(BotReply, msg_id)
+        # Concurrent flushes (each message's, the periodic job's) take this member's answers
+        # one at a time: two could otherwise both find a row pending and both send it, or both
+        # count 29 of the minute's 30 and both send.
+        await take_turns(session, f"member-messages/{guide_userid}")
+        row = await session.get(BotReply, msg_id, populate_existing=True)
         if row is None or row.status != ReplyStatus.PENDING:
             return None
         if now - row.created_at > STALE_AFTER:

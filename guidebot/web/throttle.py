@@ -28,7 +28,6 @@ waits on (on SQLite they share one connection).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -40,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guidebot.db.base import Base, BigId, UTCDateTime
+from guidebot.db.turns import take_turns
 
 WINDOW = timedelta(minutes=15)
 
@@ -77,12 +77,6 @@ def _within(address: str, networks: list) -> bool:
     except ValueError:
         return False
     return any(ip in network for network in networks)
-
-
-def _lock_id(key: str) -> int:
-    # A signed 64-bit pg_advisory_xact_lock key per attempt key.
-    digest = hashlib.sha256(b"guidebot/attempts/" + key.encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +117,7 @@ class AttemptLimit:
         check, the WeCom call): the lock is held until then. The rows stay as failures
         unless `release` takes them back.
         """
-        if session.bind.dialect.name == "postgresql":
-            for key in sorted(set(keys)):  # one order everywhere: no deadlocks
-                await session.execute(select(func.pg_advisory_xact_lock(_lock_id(key))))
+        await take_turns(session, *(f"attempts/{key}" for key in keys))
         wait = await self.retry_after(session, keys, now)
         if wait is not None:
             return Reservation(wait=wait)

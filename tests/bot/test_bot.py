@@ -332,3 +332,27 @@ async def test_a_queued_answer_it_cannot_send_is_parked_or_failed_and_the_others
     report = await flush(h)
     assert (report.sent, report.failed, report.parked) == (0, 0, 0)
     assert len(await h.calls("message/send")) == 1
+
+
+async def test_concurrent_flushes_send_each_answer_once_and_thirty_a_minute(h):
+    """Each message's flush and the periodic job run at once; on PostgreSQL (read committed)
+    they used to both find one answer pending, or both count 29 of the minute's 30, and send."""
+    now = h.clock.now()
+    async with h.sessions() as session, session.begin():
+        for n in range(40):
+            session.add(
+                BotReply(
+                    msg_id=str(9000 + n),
+                    guide_userid="g1",
+                    request="帮助",
+                    reply={"kind": "text", "text": f"answer {n}"},
+                    status="pending",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    reports = await asyncio.gather(*(flush(h) for _ in range(8)))
+    calls = await h.calls("message/send")
+    assert len(calls) == 30, len(calls)
+    assert len({c["body"]["text"]["content"] for c in calls}) == 30  # none twice
+    assert sum(r.sent for r in reports) == 30
