@@ -89,12 +89,11 @@ class RateResult:
 # ---- the simulator's control API -------------------------------------------------------------
 
 
-def sim_call(port: int, path: str, body: dict | None = None, method: str | None = None) -> dict:
-    data = None if body is None else json.dumps(body).encode()
+def sim_call(port: int, path: str, body: dict | None = None) -> dict:
+    """GET, or POST a JSON body to, the simulator's control API."""
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/_sim/{path}",
-        data=data,
-        method=method or ("GET" if body is None else "POST"),
+        data=None if body is None else json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=120) as response:
@@ -346,8 +345,13 @@ def measure(
 
         welcomes = welcomes_of(rig.sim_port, wanted)
         calls = sim_call(rig.sim_port, f"calls?since={since}")["calls"]
-    finally:
+    except BaseException:
         rig.stop()
+        for log in sorted(logs.iterdir()):  # the temporary directory goes with the exception
+            tail = log.read_text(errors="replace").splitlines()[-20:]
+            print(f"--- {log.name}, last lines:", *tail, sep="\n", file=sys.stderr)
+        raise
+    rig.stop()
 
     adds = answered.statuses.get(200, 0)
     if adds != count:
