@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,8 @@ class LoadResult:
     seconds: float
     latencies: list[float]
     statuses: dict[int, int]
+    # Paced runs: how far behind its slot each request went out (0 when on time).
+    lateness: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -35,9 +37,11 @@ class LoadResult:
         )
 
 
-def build_post(host: str, port: int, path: str, body: bytes) -> bytes:
+def build_post(
+    host: str, port: int, path: str, body: bytes, content_type: str = "text/xml"
+) -> bytes:
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: text/xml\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -66,17 +70,28 @@ async def run_load(
     *,
     concurrency: int,
     rate: float | None = None,
+    connect_first: bool = False,
 ) -> LoadResult:
-    """Send every request once over `concurrency` connections; optionally paced at `rate`/s."""
+    """Send every request once over `concurrency` connections; optionally paced at `rate`/s.
+
+    With `connect_first` every connection is open before the clock starts, so that opening
+    hundreds of them does not make a paced run's first requests late.
+    """
     queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
     for index, request in enumerate(requests):
         queue.put_nowait((index, request))
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    lateness: list[float] = []
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(host, port)
+
+    opened = await asyncio.gather(*(connect() for _ in range(concurrency))) if connect_first else []
     started = time.perf_counter()
 
-    async def sender() -> None:
-        reader, writer = await asyncio.open_connection(host, port)
+    async def sender(slot: int) -> None:
+        reader, writer = opened[slot] if connect_first else await connect()
         try:
             while True:
                 try:
@@ -89,6 +104,7 @@ async def run_load(
                     delay = due - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
+                    lateness.append(max(0.0, time.perf_counter() - due))
                     sent = due
                 else:
                     sent = time.perf_counter()
@@ -99,5 +115,5 @@ async def run_load(
         finally:
             writer.close()
 
-    await asyncio.gather(*(sender() for _ in range(concurrency)))
-    return LoadResult(len(requests), time.perf_counter() - started, latencies, statuses)
+    await asyncio.gather(*(sender(slot) for slot in range(concurrency)))
+    return LoadResult(len(requests), time.perf_counter() - started, latencies, statuses, lateness)

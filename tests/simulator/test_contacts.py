@@ -27,6 +27,15 @@ async def test_welcome_code_works_once(sim):
     assert sent["text"] == {"content": "欢迎光临"}
 
 
+async def test_a_welcome_records_when_its_code_was_issued_and_when_it_arrived(sim):
+    code = (await sim.add("alice", "wmC1", welcome_code=True))["welcome_code"]
+    issued = sim.clock()
+    sim.clock.advance(3.5)
+    assert (await welcome(sim, code))["errcode"] == 0
+    [sent] = (await sim.control("welcomes", method="GET"))["welcomes"]
+    assert (sent["issued_at"], sent["time"]) == (issued, issued + 3.5)
+
+
 async def test_welcome_code_expires_after_20_seconds(sim):
     code = (await sim.add("alice", "wmC1", welcome_code=True))["welcome_code"]
     sim.clock.advance(20)

@@ -534,7 +534,9 @@ def send_welcome_msg(state: SimState, call: ApiCall) -> dict[str, Any]:
             "external_userid": welcome.external_userid,
             "text": text,
             "attachments": attachments,
-            "time": state.now(),
+            # When WeCom handed the code out (the add event) and when the welcome reached it.
+            "issued_at": welcome.issued_at,
+            "time": welcome.used_at,
         }
     )
     return {}
