@@ -493,14 +493,21 @@ async def test_the_simulators_own_minute_limit_triggers_the_cooldown(make_sim, m
     assert await sim.count("externalcontact/get_follow_user_list") == 4
 
 
-async def test_calls_are_paced_to_calls_per_minute_on_the_injected_clock(sim, make_client, clock):
+async def test_calls_are_paced_to_calls_per_minute_per_api_on_the_injected_clock(
+    sim, make_client, clock
+):
+    # WeCom's budget is per corp and per API (doc 90454), and so is the client's pacing.
     client = make_client(calls_per_minute=6)
     for _ in range(8):
         await client.get_follow_user_list()
+        await client.user_get("alice")
 
-    times = [c["time"] for c in await sim.calls()]  # gettoken included: it counts too
-    assert len(times) == 9
-    assert max(sum(1 for t in times if s <= t < s + 60) for s in times) <= 6
+    calls = await sim.calls()
+    assert len(calls) == 17  # gettoken too, in a lane of its own
+    for api in ("externalcontact/get_follow_user_list", "user/get"):
+        times = [c["time"] for c in calls if c["api"] == api]
+        assert len(times) == 8
+        assert max(sum(1 for t in times if s <= t < s + 60) for s in times) == 6
     assert clock() - START >= 60
 
 
