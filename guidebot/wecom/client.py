@@ -10,8 +10,8 @@ Construction::
 
 The client uses the aiohttp session it is given and never closes it. An optional
 ``on_error(api, errcode)`` callback hears of every error a call ends with (WeCom's errcode, or -1
-for transport failures), once per call, e.g. to count them in metrics; cooldown fast-fails, which
-never reach WeCom, are not reported.
+for transport failures), once per call, e.g. to count them in metrics; cooldown and deadline
+fast-fails, which never reach WeCom, are not reported.
 
 Errors
 ------
@@ -30,12 +30,30 @@ Every failure is a :class:`WeComError` with ``api`` (the path after ``/cgi-bin/`
   subclass of WeComTransportError, so ``except WeComTransportError: retry_later()`` cannot
   double-send by accident.
 * 45009 (frequency limit): the API is put in a cooldown (``cooldown``, default 60 s on the
-  injected clock); until it ends every call to that API from this client fails fast with
-  ``WeComError(api, 45009, "... (not sent)")`` without reaching WeCom.
+  injected clock); until it ends every call to that API below URGENT fails fast with
+  ``WeComError(api, 45009, "... (not sent)")`` without reaching WeCom (see Scheduling).
+* A call not made by its ``deadline``: :class:`WeComDeadlineExceeded`, errcode -1, "(not sent)".
 
-Pacing: every call (gettoken included) first takes a token from one
-:class:`~guidebot.wecom.ratelimit.TokenBucket` per client (use one client per corp and process),
-so no 60 s window holds more than ``calls_per_minute`` calls.
+Scheduling (guidebot.wecom.scheduler)
+-------------------------------------
+Every call has a :class:`~guidebot.wecom.scheduler.Priority`: URGENT for send_welcome_msg and
+gettoken, BACKGROUND for what nobody waits on (:data:`BACKGROUND_APIS`: profile fetches, tags,
+reminders on message/send, reconciliation, directory sync, polling), NORMAL otherwise; the
+methods a caller may need to rank differently take ``priority=``. A call may carry a
+``deadline`` (an instant on the injected clock, or a tz-aware datetime): it is not made past it,
+and a retry whose backoff would end past it is not tried.
+
+* Pacing: one token bucket per API (WeCom's budget is per corp and per API, doc 90454), so no
+  60 s window holds more than ``calls_per_minute`` calls to one API and a profile fetch never
+  spends a welcome's budget. Waiters are served by priority, then earliest deadline, then
+  arrival; one whose deadline passes while it waits leaves without taking a turn.
+* In flight: at most ``max_in_flight`` calls (default: the session's connection pool, at most
+  100), the last quarter of them kept for URGENT calls, so a welcome never queues behind slow
+  reads; waiters are served in the same order.
+* After a 45009 on an API, calls below URGENT to it fail fast for the cooldown (and those
+  queued for it leave at once); URGENT calls still try it, one at a time, and the first one
+  WeCom accepts ends the cooldown (a welcome's 20 s code would not outlive 60 s of waiting).
+* 45033 (too many concurrent calls to one API) is retried with backoff by the call that met it.
 
 Retry rules
 -----------
@@ -406,7 +424,7 @@ class WeComClient:
         self._max_retries = max_retries
         self._cooldown = cooldown
         # Told (api, errcode) of every error WeCom answered or every transport failure given up
-        # on, once per call (not for cooldown fast-fails, which never reach WeCom): metrics.
+        # on, once per call (not for cooldown or deadline fast-fails, never sent): metrics.
         self._on_error = on_error
         self._owner = instance_id or _default_instance_id()
         self._calls_per_minute = calls_per_minute
