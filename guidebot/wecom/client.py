@@ -408,8 +408,9 @@ class WeComClient:
         if max_in_flight is None:
             # Never more than the session's connection pool: past it aiohttp queues calls
             # first come first served, and a welcome would wait behind profile fetches there.
-            pool = getattr(session.connector, "limit", 0) or DEFAULT_MAX_IN_FLIGHT
-            max_in_flight = min(pool, DEFAULT_MAX_IN_FLIGHT)
+            connector = session.connector
+            pools = (getattr(connector, "limit", 0), getattr(connector, "limit_per_host", 0))
+            max_in_flight = min([DEFAULT_MAX_IN_FLIGHT, *(pool for pool in pools if pool)])
         self._session = session
         self.corp_id = corp_id
         self.agent_id = int(agent_id)

@@ -118,6 +118,18 @@ class Lane:
                     # the sleep rather than re-reading the clock in a loop.
                     await self._sleep(delay)
                 self._grant_one()
+        except BaseException as exc:
+            # Nobody is left waiting on a pump that died (cancelled at shutdown, say).
+            for _, future in self._waiting:
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
+            self._waiting.clear()
+            if not isinstance(exc, Exception):
+                raise
         finally:
             self._pump = None
 

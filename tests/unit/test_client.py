@@ -556,14 +556,17 @@ async def welcomes_sent(sim: Sim) -> list[dict[str, Any]]:
     return (await sim.control("welcomes", method="GET"))["welcomes"]
 
 
-async def test_a_welcome_passes_profile_fetches_queued_at_the_in_flight_gate(sim, clock, store):
+@pytest.mark.parametrize("pool", [{"limit": 4}, {"limit_per_host": 4}], ids=["limit", "per_host"])
+async def test_a_welcome_passes_profile_fetches_queued_at_the_in_flight_gate(
+    sim, clock, store, pool
+):
     # Eight slow profile fetches (WeCom takes 0.5 s each) fill a pool of four connections;
     # the welcome submitted after them does not queue behind them.
     customers = [f"wm_p{i}" for i in range(8)]
     for ext in customers:
         await sim.add_contact("alice", ext)
     code = (await sim.add_contact("bob", "wm_new", welcome_code=True))["welcome_code"]
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4)) as narrow:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(**pool)) as narrow:
         client = WeComClient(
             narrow,
             corp_id=CORP_ID,
