@@ -614,7 +614,8 @@ class WeComClient:
         try:
             await self._gate.enter(place)
             try:
-                self._check_deadline(api, due)
+                # Time passed at the gate: the deadline, or a 45009 meanwhile, may forbid it now.
+                self._admit(api, lane, Priority(place[0]), due)
                 return await self._send(method, api, params, token, body, multipart), (
                     probe is not None
                 )

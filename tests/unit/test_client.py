@@ -599,6 +599,35 @@ async def test_a_welcome_passes_profile_fetches_queued_at_the_in_flight_gate(
     assert sorted(c["query"]["external_userid"] for c in calls if c["api"] == GET) == customers
 
 
+async def test_calls_queued_at_the_gate_are_held_back_by_a_45009_met_meanwhile(sim, clock, store):
+    customers = [f"wm_p{i}" for i in range(8)]
+    for ext in customers:
+        await sim.add_contact("alice", ext)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4)) as narrow:
+        client = WeComClient(
+            narrow,
+            corp_id=CORP_ID,
+            secret=TEST_IDENTITY.secret,
+            agent_id=AGENT_ID,
+            api_base=sim.base,
+            credentials=store,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        await client.get_access_token()
+        # Three fetches in flight (the fourth place is kept for welcomes), five at the gate;
+        # WeCom answers the first with 45009.
+        await sim.fault(GET, errcode=45009, latency=0.3)
+        await sim.fault(GET, times=2, latency=0.3)
+        results = await asyncio.gather(
+            *(client.get_external_contact(ext) for ext in customers), return_exceptions=True
+        )
+    refused = [r for r in results if isinstance(r, WeComError)]
+    assert len(refused) == 6 and {r.errcode for r in refused} == {45009}
+    assert sum("not sent" in r.errmsg for r in refused) == 5
+    assert await sim.count(GET) == 3  # the five waiting at the gate never reached WeCom
+
+
 def errcode_of_answer(call: dict[str, Any]) -> int | None:
     return (call["answer"] or {}).get("errcode")
 
