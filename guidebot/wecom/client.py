@@ -524,7 +524,6 @@ class WeComClient:
             while await lane.acquire(place) is not Admission.GRANTED:
                 self._admit(api, lane, priority, due)  # raises: the lane said why
                 place = rank(priority, due, next(self._arrivals))  # unless the clock moved on
-            probing = False
             try:
                 answer, probing = await self._attempt(
                     method, api, lane, place, due, params, token, body, multipart

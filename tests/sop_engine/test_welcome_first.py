@@ -36,24 +36,28 @@ async def customer(h, ext: str) -> Customer:
     return found
 
 
-@pytest.fixture
-def world(monkeypatch, clock):
-    """The client's sleeps move the fake clock; `per_sleep` overrides how far (a slow world)."""
-    settings = {"per_sleep": None}
+class World:
+    """The app's WeComClient, with sleeps that move the fake clock (by `per_sleep` seconds
+    instead of the requested ones when set: a slow world)."""
 
-    async def sleep(seconds: float) -> None:
-        clock.advance(timedelta(seconds=settings["per_sleep"] or seconds))
+    def __init__(self, monkeypatch, clock) -> None:
+        self.monkeypatch = monkeypatch
+        self.clock = clock
+        self.per_sleep: float | None = None
+        self.use()
+
+    async def sleep(self, seconds: float) -> None:
+        self.clock.advance(timedelta(seconds=self.per_sleep or seconds))
         await asyncio.sleep(0)
 
-    def use(**options) -> None:
-        monkeypatch.setattr(
-            guidebot.app, "WeComClient", partial(WeComClient, sleep=sleep, **options)
-        )
+    def use(self, **options) -> None:
+        client = partial(WeComClient, sleep=self.sleep, **options)
+        self.monkeypatch.setattr(guidebot.app, "WeComClient", client)
 
-    use()
-    world = type("World", (), {})()
-    world.settings, world.use = settings, use
-    return world
+
+@pytest.fixture
+def world(monkeypatch, clock) -> World:
+    return World(monkeypatch, clock)
 
 
 async def test_a_profile_read_that_runs_late_is_left_for_later_and_the_welcome_goes(
@@ -62,7 +66,7 @@ async def test_a_profile_read_that_runs_late_is_left_for_later_and_the_welcome_g
     # WeCom is busy and slow to recover: every backoff of the profile read takes 8 s. Retrying
     # it to the end (3 backoffs, 24 s) would outlive the WelcomeCode; 10 s after the add the read
     # is given up, the add recorded without a profile, and the welcome goes at once.
-    world.settings["per_sleep"] = 8
+    world.per_sleep = 8
     h = await make_harness(aiohttp_client, database_url, clock, sop_dir, playbooks)
     await h.control("faults", {"api": GET, "errcode": -1, "times": 4})
     added_at = h.clock.now()
