@@ -28,7 +28,7 @@ from guidebot.content import links, service, tasks
 from guidebot.content.models import ContentItem
 from guidebot.db.parking import describe_error, is_row_error, park_apart, unparked
 from guidebot.db.turns import take_turns
-from guidebot.wecom.client import WeComClient, WeComError, WeComUncertain
+from guidebot.wecom.client import Priority, WeComClient, WeComError, WeComUncertain
 
 log = logging.getLogger(__name__)
 
@@ -526,10 +526,11 @@ async def _send_one(
         guide = row.guide_userid
         row.status, row.sent_at, row.updated_at = ReplyStatus.SENDING, now, now
     try:
+        # The guide is waiting for this answer: ahead of reminders on message/send.
         if reply.kind == "news":
-            await wecom.send_news(guide, list(reply.articles))
+            await wecom.send_news(guide, list(reply.articles), priority=Priority.NORMAL)
         else:
-            await wecom.send_text(guide, reply.text)
+            await wecom.send_text(guide, reply.text, priority=Priority.NORMAL)
     except WeComUncertain as exc:
         await _settle(sessions, msg_id, clock, ReplyStatus.UNKNOWN, str(exc))
         return "unknown"

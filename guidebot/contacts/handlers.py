@@ -6,13 +6,15 @@ worker's transaction. A transient WeCom failure raises, and the worker retries t
 
 One exception: an add carrying a WelcomeCode cannot wait for a retry (the code lives 20 s and
 the welcome goes out only once the add is recorded). If externalcontact/get fails transiently,
-the add is recorded from the event alone, as for 84061; the customer's profile_fetched_at stays
-NULL and the `refetch-profiles` job (guidebot.contacts.profiles) fills the profile in later.
+or cannot be made within PROFILE_DEADLINE of the add, the add is recorded from the event alone,
+as for 84061; the customer's profile_fetched_at stays NULL and the `refetch-profiles` job
+(guidebot.contacts.profiles) fills the profile in later. A profile never makes a welcome late.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,13 +40,20 @@ log = logging.getLogger(__name__)
 
 router = Router("contacts")
 
+# An add's profile read must be done this long after the add, or it is left to refetch-profiles:
+# half the WelcomeCode's 20 s life; the other half is the welcome's.
+PROFILE_DEADLINE = timedelta(seconds=10)
+
 
 async def _profile_for_add(
     wecom: WeComClient, event: AddExternalContact | AddHalfExternalContact
 ) -> service.Profile | None:
     """The add's profile; None, instead of a retry, when a welcome code is waiting on it."""
+    deadline = event.create_time + PROFILE_DEADLINE if event.welcome_code else None
     try:
-        return await service.fetch_profile(wecom, event.external_userid, event.userid)
+        return await service.fetch_profile(
+            wecom, event.external_userid, event.userid, deadline=deadline
+        )
     except WeComError as exc:
         if not event.welcome_code or not service.is_transient(exc):
             raise

@@ -87,13 +87,16 @@ def is_transient(exc: WeComError) -> bool:
     return isinstance(exc, WeComTransportError) or exc.errcode in TRANSIENT
 
 
-async def fetch_contact(wecom: WeComClient, external_userid: str) -> dict[str, Any] | None:
+async def fetch_contact(
+    wecom: WeComClient, external_userid: str, *, deadline: datetime | None = None
+) -> dict[str, Any] | None:
     """externalcontact/get's whole answer, or None when WeCom has none to give.
 
-    Transient failures raise; 84061 (no relation) and other refusals return None.
+    Transient failures raise (a call not made by its ``deadline`` too); 84061 (no relation)
+    and other refusals return None.
     """
     try:
-        return await wecom.get_external_contact(external_userid)
+        return await wecom.get_external_contact(external_userid, deadline=deadline)
     except WeComError as exc:
         if is_transient(exc):
             raise
@@ -104,13 +107,15 @@ async def fetch_contact(wecom: WeComClient, external_userid: str) -> dict[str, A
         return None
 
 
-async def fetch_profile(wecom: WeComClient, external_userid: str, userid: str) -> Profile | None:
+async def fetch_profile(
+    wecom: WeComClient, external_userid: str, userid: str, *, deadline: datetime | None = None
+) -> Profile | None:
     """The customer's profile and this guide's entry, or None when WeCom has none to give.
 
     Transient failures raise (the inbox worker retries the event); 84061 (no relation) and
     other refusals return None so the event is still recorded from what it says.
     """
-    answer = await fetch_contact(wecom, external_userid)
+    answer = await fetch_contact(wecom, external_userid, deadline=deadline)
     return None if answer is None else Profile.of(answer, userid)
 
 

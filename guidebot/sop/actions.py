@@ -6,7 +6,8 @@ written in one transaction, each guarded by `status = 'sending'`.
 
 * welcome: send_welcome_msg with the add event's WelcomeCode. 41051 = already welcomed (done,
   stop); 41050 = the code expired; 41096 = another app is sending, retried with a short backoff
-  while the 20 s window lasts; WeComUncertain = unknown, never resent.
+  while the 20 s window lasts; WeComUncertain = unknown, never resent. The step's expiry is the
+  call's deadline: a welcome the client cannot make before it is expired, not sent.
 * guide_task: one add_msg_template per guide, step and text, with the list of customers; then
   a textcard reminding the guide to confirm. The task is `sent` until get_groupmsg_send_result
   says the customer got it (done), is not a friend (failed) or hit their monthly cap (failed,
@@ -40,7 +41,12 @@ from guidebot.sop.engine import (
     human_duration,
 )
 from guidebot.sop.models import Action, CompletedBy, SopTask, TaskStatus
-from guidebot.wecom.client import WeComError, WeComTransportError, WeComUncertain
+from guidebot.wecom.client import (
+    WeComDeadlineExceeded,
+    WeComError,
+    WeComTransportError,
+    WeComUncertain,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +193,19 @@ async def send_welcome(runtime: SopRuntime, row: Prepared) -> Outcome:
     done = CompletedBy.ENGINE
     for attempt in range(len(WELCOME_BACKOFF) + 1):
         try:
-            await runtime.wecom.send_welcome_msg(row.welcome_code or "", text=row.message)
+            # The code's expiry is the call's deadline: queued behind WeCom's budget past it,
+            # the welcome is not sent at all.
+            await runtime.wecom.send_welcome_msg(
+                row.welcome_code or "", text=row.message, deadline=row.expires_at
+            )
             return Outcome(row.id, row.enrollment_id, TaskStatus.SENT, completed_by=done)
+        except WeComDeadlineExceeded as exc:
+            return Outcome(
+                row.id,
+                row.enrollment_id,
+                TaskStatus.EXPIRED,
+                f"the 20 s welcome window closed before WeCom could be called ({exc.errmsg})",
+            )
         except WeComUncertain as exc:
             return Outcome(
                 row.id,

@@ -10,8 +10,8 @@ Construction::
 
 The client uses the aiohttp session it is given and never closes it. An optional
 ``on_error(api, errcode)`` callback hears of every error a call ends with (WeCom's errcode, or -1
-for transport failures), once per call, e.g. to count them in metrics; cooldown fast-fails, which
-never reach WeCom, are not reported.
+for transport failures), once per call, e.g. to count them in metrics; cooldown and deadline
+fast-fails, which never reach WeCom, are not reported.
 
 Errors
 ------
@@ -30,12 +30,30 @@ Every failure is a :class:`WeComError` with ``api`` (the path after ``/cgi-bin/`
   subclass of WeComTransportError, so ``except WeComTransportError: retry_later()`` cannot
   double-send by accident.
 * 45009 (frequency limit): the API is put in a cooldown (``cooldown``, default 60 s on the
-  injected clock); until it ends every call to that API from this client fails fast with
-  ``WeComError(api, 45009, "... (not sent)")`` without reaching WeCom.
+  injected clock); until it ends every call to that API below URGENT fails fast with
+  ``WeComError(api, 45009, "... (not sent)")`` without reaching WeCom (see Scheduling).
+* A call not made by its ``deadline``: :class:`WeComDeadlineExceeded`, errcode -1, "(not sent)".
 
-Pacing: every call (gettoken included) first takes a token from one
-:class:`~guidebot.wecom.ratelimit.TokenBucket` per client (use one client per corp and process),
-so no 60 s window holds more than ``calls_per_minute`` calls.
+Scheduling (guidebot.wecom.scheduler)
+-------------------------------------
+Every call has a :class:`~guidebot.wecom.scheduler.Priority`: URGENT for send_welcome_msg and
+gettoken, BACKGROUND for what nobody waits on (:data:`BACKGROUND_APIS`: profile fetches, tags,
+reminders on message/send, reconciliation, directory sync, polling), NORMAL otherwise; the
+methods a caller may need to rank differently take ``priority=``. A call may carry a
+``deadline`` (an instant on the injected clock, or a tz-aware datetime): it is not made past it,
+and a retry whose backoff would end past it is not tried.
+
+* Pacing: one token bucket per API (WeCom's budget is per corp and per API, doc 90454), so no
+  60 s window holds more than ``calls_per_minute`` calls to one API and a profile fetch never
+  spends a welcome's budget. Waiters are served by priority, then earliest deadline, then
+  arrival; one whose deadline passes while it waits leaves without taking a turn.
+* In flight: at most ``max_in_flight`` calls (default: the session's connection pool, at most
+  100), the last quarter of them kept for URGENT calls, so a welcome never queues behind slow
+  reads; waiters are served in the same order.
+* After a 45009 on an API, calls below URGENT to it fail fast for the cooldown (and those
+  queued for it leave at once); URGENT calls still try it, one at a time, and the first one
+  WeCom accepts ends the cooldown (a welcome's 20 s code would not outlive 60 s of waiting).
+* 45033 (too many concurrent calls to one API) is retried with backoff by the call that met it.
 
 Retry rules
 -----------
@@ -85,6 +103,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -102,20 +121,25 @@ from typing import Any, Literal
 import aiohttp
 
 from guidebot.wecom.credentials import Credential, CredentialStore
-from guidebot.wecom.ratelimit import TokenBucket
+from guidebot.wecom.scheduler import Admission, Gate, Lane, Priority, Rank, rank
 
 __all__ = [
+    "BACKGROUND_APIS",
     "DEFAULT_API_BASE",
     "UNSAFE_APIS",
+    "URGENT_APIS",
     "AppMessageResult",
     "ContactWay",
     "Media",
     "MsgTemplateResult",
     "Page",
+    "Priority",
     "WeComClient",
+    "WeComDeadlineExceeded",
     "WeComError",
     "WeComTransportError",
     "WeComUncertain",
+    "default_priority",
 ]
 
 log = logging.getLogger(__name__)
@@ -135,6 +159,32 @@ UNSAFE_APIS = frozenset(
     }
 )
 
+# Who goes first when WeCom's budget is short (see guidebot.wecom.scheduler). URGENT: the
+# welcome, whose code lives 20 s, and the token every call waits for. BACKGROUND: what nobody is
+# waiting on (profile fetches, tags, reminders, reconciliation, directory sync, polling).
+# Everything else (API-driven writes, tickets, uploads) is NORMAL.
+URGENT_APIS = frozenset({"externalcontact/send_welcome_msg", "gettoken"})
+BACKGROUND_APIS = frozenset(
+    {
+        "externalcontact/get",
+        "externalcontact/list",
+        "externalcontact/batch/get_by_user",
+        "externalcontact/get_follow_user_list",
+        "externalcontact/mark_tag",
+        "externalcontact/get_corp_tag_list",
+        "externalcontact/get_groupmsg_list_v2",
+        "externalcontact/get_groupmsg_task",
+        "externalcontact/get_groupmsg_send_result",
+        "externalcontact/get_user_behavior_data",
+        "externalcontact/transfer_result",
+        "externalcontact/resigned/transfer_result",
+        "message/send",
+        "department/list",
+        "user/list",
+        "user/get",
+    }
+)
+
 TOKEN_INVALID = frozenset({40014, 42001})
 BUSY = frozenset({-1, 45033})
 FREQUENCY_LIMIT = 45009
@@ -147,8 +197,15 @@ POLL_MAX = 1.0
 REFRESH_FAILURE_MEMO = 60.0
 REFRESH_TRANSPORT_FAILURE_MEMO = 5.0
 
+# Calls in flight per client unless the session's connection pool is smaller.
+DEFAULT_MAX_IN_FLIGHT = 100
+NO_TIME_TO_RETRY = "no time left to retry before its deadline"
+
 USER_BEHAVIOR_MAX_USERS = 100
 USER_BEHAVIOR_MAX_SPAN = 30 * 86_400
+
+# A call's deadline: an instant on the client's clock (seconds) or a tz-aware datetime.
+Deadline = float | datetime | None
 
 _SECRET_QUERY = re.compile(r"(access_token|corpsecret)=[^&\s'\"]*", re.IGNORECASE)
 
@@ -185,6 +242,19 @@ class WeComUncertain(WeComError):
 
     WeCom may have acted. Do not resend blindly: record the outcome as unknown and reconcile.
     """
+
+
+class WeComDeadlineExceeded(WeComError):
+    """The call's deadline passed before it could be made; errcode -1. Nothing was sent."""
+
+
+def default_priority(api: str) -> Priority:
+    """The priority a call to ``api`` gets unless the caller names one."""
+    if api in URGENT_APIS:
+        return Priority.URGENT
+    if api in BACKGROUND_APIS:
+        return Priority.BACKGROUND
+    return Priority.NORMAL
 
 
 # ---------------------------------------------------------------------------------- results
@@ -268,6 +338,14 @@ def _epoch(value: int | float | datetime) -> int:
     return int(value)
 
 
+def _instant_of(deadline: Deadline) -> float | None:
+    if deadline is None or isinstance(deadline, int | float):
+        return deadline
+    if deadline.tzinfo is None:
+        raise ValueError("naive datetime: pass a tz-aware deadline")
+    return deadline.timestamp()
+
+
 def _pipe(value: str | Iterable[str] | None) -> str | None:
     if value is None:
         return None
@@ -319,11 +397,20 @@ class WeComClient:
         instance_id: str | None = None,
         cooldown: float = 60.0,
         on_error: Callable[[str, int], None] | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if calls_per_minute < 1:
+            raise ValueError("calls_per_minute must be at least 1")
+        if max_in_flight is None:
+            # Never more than the session's connection pool: past it aiohttp queues calls
+            # first come first served, and a welcome would wait behind profile fetches there.
+            connector = session.connector
+            pools = (getattr(connector, "limit", 0), getattr(connector, "limit_per_host", 0))
+            max_in_flight = min([DEFAULT_MAX_IN_FLIGHT, *(pool for pool in pools if pool)])
         self._session = session
         self.corp_id = corp_id
         self.agent_id = int(agent_id)
@@ -338,12 +425,14 @@ class WeComClient:
         self._max_retries = max_retries
         self._cooldown = cooldown
         # Told (api, errcode) of every error WeCom answered or every transport failure given up
-        # on, once per call (not for cooldown fast-fails, which never reach WeCom): metrics.
+        # on, once per call (not for cooldown or deadline fast-fails, never sent): metrics.
         self._on_error = on_error
         self._owner = instance_id or _default_instance_id()
-        self._limiter = TokenBucket(calls_per_minute, clock=clock, sleep=sleep)
+        self._calls_per_minute = calls_per_minute
+        self._lanes: dict[str, Lane] = {}
+        self._gate = Gate(max_in_flight)
+        self._arrivals = itertools.count()
         self._random = random.Random()
-        self._cooldowns: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._local: dict[str, Credential] = {}
         self._failures: dict[str, _Failure] = {}
@@ -382,14 +471,33 @@ class WeComClient:
         params: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
         unsafe: bool | None = None,
+        priority: Priority | None = None,
+        deadline: Deadline = None,
     ) -> dict[str, Any]:
         """Call any API path under /cgi-bin/ with the token, retries and limits; the answer dict.
 
-        ``unsafe`` defaults to whether ``api`` is in :data:`UNSAFE_APIS`.
+        ``unsafe`` defaults to whether ``api`` is in :data:`UNSAFE_APIS`, ``priority`` to
+        :func:`default_priority`; past ``deadline`` the call is not made.
         """
         if unsafe is None:
             unsafe = api in UNSAFE_APIS
-        return await self._call(method, api, params=params, body=body, unsafe=unsafe)
+        return await self._call(
+            method,
+            api,
+            params=params,
+            body=body,
+            unsafe=unsafe,
+            priority=priority,
+            deadline=deadline,
+        )
+
+    def _lane(self, api: str) -> Lane:
+        lane = self._lanes.get(api)
+        if lane is None:
+            lane = self._lanes[api] = Lane(
+                self._calls_per_minute, clock=self._clock, sleep=self._sleep
+            )
+        return lane
 
     async def _call(
         self,
@@ -401,16 +509,25 @@ class WeComClient:
         multipart: _Multipart | None = None,
         unsafe: bool = False,
         auth: bool = True,
+        priority: Priority | None = None,
+        deadline: Deadline = None,
     ) -> dict[str, Any]:
-        self._check_cooldown(api)
+        priority = default_priority(api) if priority is None else Priority(priority)
+        due = _instant_of(deadline)
+        lane = self._lane(api)
         attempt = 0
         token_retried = False
         while True:
+            self._admit(api, lane, priority, due)
             token = await self.get_access_token() if auth else None
-            await self._limiter.acquire()
-            self._check_cooldown(api)
+            place = rank(priority, due, next(self._arrivals))
+            while await lane.acquire(place) is not Admission.GRANTED:
+                self._admit(api, lane, priority, due)  # raises: the lane said why
+                place = rank(priority, due, next(self._arrivals))  # unless the clock moved on
             try:
-                answer = await self._send(method, api, params, token, body, multipart)
+                answer, probing = await self._attempt(
+                    method, api, lane, place, due, params, token, body, multipart
+                )
             except WeComTransportError as error:  # an HTTP status that is no answer at all
                 self._failed(error)
                 raise
@@ -428,8 +545,13 @@ class WeComClient:
                             api, -1, f"{failure.reason} (gave up after {attempt + 1} attempts)"
                         )
                     ) from None
+                delay = self._retry_delay(attempt, due)
+                if delay is None:
+                    raise self._failed(
+                        WeComTransportError(api, -1, f"{failure.reason} ({NO_TIME_TO_RETRY})")
+                    ) from None
                 log.warning("WeCom %s: %s; retry %d", api, failure.reason, attempt + 1)
-                await self._backoff(attempt)
+                await self._sleep(delay)
                 attempt += 1
                 continue
 
@@ -440,6 +562,9 @@ class WeComClient:
                 except (TypeError, ValueError):
                     errcode = -1
             if errcode == 0:
+                if probing:
+                    log.info("WeCom %s: answered again; its cooldown is over", api)
+                    lane.warm()
                 return answer
             errmsg = str(answer.get("errmsg", ""))
             if auth and token is not None and errcode in TOKEN_INVALID and not token_retried:
@@ -448,17 +573,56 @@ class WeComClient:
                 await self._forget(self.token_name, token)
                 continue
             if errcode == FREQUENCY_LIMIT:
-                self._cooldowns[api] = self._clock() + self._cooldown
+                lane.cool(self._clock() + self._cooldown)
                 log.warning(
-                    "WeCom %s: 45009 frequency limit; cooling down %.0f s", api, self._cooldown
+                    "WeCom %s: 45009 frequency limit; calls below URGENT held back for %.0f s",
+                    api,
+                    self._cooldown,
                 )
                 raise self._failed(WeComError(api, errcode, errmsg))
             if errcode in BUSY and attempt < self._max_retries:
+                delay = self._retry_delay(attempt, due)
+                if delay is None:
+                    raise self._failed(WeComError(api, errcode, f"{errmsg} ({NO_TIME_TO_RETRY})"))
                 log.warning("WeCom %s: errcode %d; retry %d", api, errcode, attempt + 1)
-                await self._backoff(attempt)
+                await self._sleep(delay)
                 attempt += 1
                 continue
             raise self._failed(WeComError(api, errcode, errmsg))
+
+    async def _attempt(
+        self,
+        method: str,
+        api: str,
+        lane: Lane,
+        place: Rank,
+        due: float | None,
+        params: Mapping[str, Any] | None,
+        token: str | None,
+        body: Mapping[str, Any] | None,
+        multipart: _Multipart | None,
+    ) -> tuple[dict[str, Any], bool]:
+        """One request through the gate: (answer, whether it tested a cooling API)."""
+        probe: asyncio.Lock | None = None
+        if place[0] == Priority.URGENT and lane.cooling(self._clock()):
+            probe = lane.probe
+            await probe.acquire()
+            if not lane.cooling(self._clock()):  # another call found WeCom answering again
+                probe.release()
+                probe = None
+        try:
+            await self._gate.enter(place)
+            try:
+                # Time passed at the gate: the deadline, or a 45009 meanwhile, may forbid it now.
+                self._admit(api, lane, Priority(place[0]), due)
+                return await self._send(method, api, params, token, body, multipart), (
+                    probe is not None
+                )
+            finally:
+                self._gate.leave()
+        finally:
+            if probe is not None:
+                probe.release()
 
     def _failed(self, error: WeComError) -> WeComError:
         """Report an error to the on_error hook; returns it for raising."""
@@ -469,22 +633,36 @@ class WeComClient:
                 log.exception("WeCom on_error hook failed")
         return error
 
-    def _check_cooldown(self, api: str) -> None:
-        until = self._cooldowns.get(api)
-        if until is None:
+    def _admit(self, api: str, lane: Lane, priority: Priority, due: float | None) -> None:
+        """Raise if the call may not be made now: its deadline passed, or its API is cooling
+        down after a 45009 and the call is not URGENT. Neither reaches WeCom."""
+        self._check_deadline(api, due)
+        if priority == Priority.URGENT:
             return
-        remaining = until - self._clock()
+        remaining = lane.cooling(self._clock())
         if remaining > 0:
             raise WeComError(
                 api,
                 FREQUENCY_LIMIT,
                 f"frequency limit: cooling down for another {remaining:.0f} s (not sent)",
             )
-        del self._cooldowns[api]
 
-    async def _backoff(self, attempt: int) -> None:
+    def _check_deadline(self, api: str, due: float | None) -> None:
+        if due is None:
+            return
+        late = self._clock() - due
+        if late >= 0:
+            raise WeComDeadlineExceeded(
+                api, -1, f"its deadline passed {late:.1f} s ago before it could be made (not sent)"
+            )
+
+    def _retry_delay(self, attempt: int, due: float | None) -> float | None:
+        """The jittered backoff before retry ``attempt + 1``; None if it would end past ``due``."""
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
-        await self._sleep(delay * (0.5 + self._random.random() / 2))
+        delay *= 0.5 + self._random.random() / 2
+        if due is not None and self._clock() + delay >= due:
+            return None
+        return delay
 
     async def _send(
         self,
@@ -719,13 +897,21 @@ class WeComClient:
 
     # ------------------------------------------------------------------ external contacts
 
-    async def get_external_contact(self, external_userid: str) -> dict[str, Any]:
+    async def get_external_contact(
+        self,
+        external_userid: str,
+        *,
+        priority: Priority | None = None,
+        deadline: Deadline = None,
+    ) -> dict[str, Any]:
         """``externalcontact/get``: ``{"external_contact": {...}, "follow_user": [...]}``.
 
         Follows ``next_cursor`` until every follow_user is collected (WeCom pages beyond 500).
+        BACKGROUND unless ``priority`` says otherwise; ``deadline`` bounds every page.
         """
         params: dict[str, Any] = {"external_userid": external_userid}
-        answer = await self._call("GET", "externalcontact/get", params=params)
+        when = {"priority": priority, "deadline": deadline}
+        answer = await self._call("GET", "externalcontact/get", params=params, **when)
         contact = answer.get("external_contact", {})
         follow_users = list(answer.get("follow_user", []))
         seen: set[str] = set()
@@ -733,7 +919,7 @@ class WeComClient:
         while cursor and cursor not in seen:
             seen.add(cursor)
             page = await self._call(
-                "GET", "externalcontact/get", params={**params, "cursor": cursor}
+                "GET", "externalcontact/get", params={**params, "cursor": cursor}, **when
             )
             follow_users.extend(page.get("follow_user", []))
             cursor = page.get("next_cursor") or ""
@@ -793,11 +979,15 @@ class WeComClient:
         welcome_code: str,
         text: str | None = None,
         attachments: Sequence[Mapping[str, Any]] = (),
+        *,
+        deadline: Deadline = None,
     ) -> None:
-        """``externalcontact/send_welcome_msg`` (unsafe: at most once).
+        """``externalcontact/send_welcome_msg`` (unsafe: at most once), URGENT.
 
         41051 = already sent (stop); 41096 = another app is sending (the caller may retry within
-        the 20 s window); :class:`WeComUncertain` = may have been sent.
+        the 20 s window); :class:`WeComUncertain` = may have been sent. Pass the code's expiry as
+        ``deadline``: a welcome that can no longer be made in time is not sent
+        (:class:`WeComDeadlineExceeded`).
         """
         if not text and not attachments:
             raise ValueError("send_welcome_msg needs text or attachments")
@@ -808,7 +998,9 @@ class WeComClient:
             body["text"] = {"content": text}
         if attachments:
             body["attachments"] = [dict(a) for a in attachments]
-        await self._call("POST", "externalcontact/send_welcome_msg", body=body, unsafe=True)
+        await self._call(
+            "POST", "externalcontact/send_welcome_msg", body=body, unsafe=True, deadline=deadline
+        )
 
     async def add_msg_template(
         self,
@@ -929,8 +1121,11 @@ class WeComClient:
         external_userid: str,
         add_tag: Sequence[str] = (),
         remove_tag: Sequence[str] = (),
+        *,
+        priority: Priority | None = None,
+        deadline: Deadline = None,
     ) -> None:
-        """``externalcontact/mark_tag`` (idempotent)."""
+        """``externalcontact/mark_tag`` (idempotent; BACKGROUND unless ``priority`` says)."""
         if not add_tag and not remove_tag:
             raise ValueError("mark_tag needs add_tag or remove_tag")
         await self._call(
@@ -942,6 +1137,8 @@ class WeComClient:
                 "add_tag": list(add_tag),
                 "remove_tag": list(remove_tag),
             },
+            priority=priority,
+            deadline=deadline,
         )
 
     async def get_corp_tag_list(
@@ -1217,12 +1414,15 @@ class WeComClient:
         enable_duplicate_check: bool | None = None,
         duplicate_check_interval: int | None = None,
         at_least_once: bool = False,
+        priority: Priority | None = None,
+        deadline: Deadline = None,
     ) -> AppMessageResult:
         """``message/send`` from this app (agentid filled in); ``payload`` is the msgtype's object.
 
         Unsafe by default (:class:`WeComUncertain` when the outcome is unknown);
         ``at_least_once=True`` retries like a safe call, for reminders where a duplicate is fine.
         Partly invalid recipients still send (see ``invaliduser``); all invalid → 81013.
+        BACKGROUND (reminders) unless ``priority`` says otherwise (a reply a guide waits for).
         """
         if touser is None and toparty is None and totag is None:
             raise ValueError("send_app_message needs touser, toparty or totag")
@@ -1243,7 +1443,14 @@ class WeComClient:
                 "duplicate_check_interval": duplicate_check_interval,
             }
         )
-        answer = await self._call("POST", "message/send", body=body, unsafe=not at_least_once)
+        answer = await self._call(
+            "POST",
+            "message/send",
+            body=body,
+            unsafe=not at_least_once,
+            priority=priority,
+            deadline=deadline,
+        )
         return AppMessageResult(
             msgid=answer.get("msgid"),
             invaliduser=_split(answer.get("invaliduser")),

@@ -54,11 +54,15 @@ class TokenBucket:
         tat = now if self._tat is None else max(self._tat, now)
         return max(0.0, tat - self._tolerance - now)
 
-    async def acquire(self) -> None:
-        """Take one token, sleeping until it is available. The slot is reserved on entry."""
+    def take(self) -> float:
+        """Reserve the next token now; the seconds until it may be used (0 when at once)."""
         now = self._clock()
         tat = now if self._tat is None else max(self._tat, now)
-        allowed_at = tat - self._tolerance
         self._tat = tat + self.interval
-        if allowed_at > now:
-            await self._sleep(allowed_at - now)
+        return max(0.0, tat - self._tolerance - now)
+
+    async def acquire(self) -> None:
+        """Take one token, sleeping until it is available. The slot is reserved on entry."""
+        wait = self.take()
+        if wait > 0:
+            await self._sleep(wait)

@@ -19,16 +19,21 @@ import pytest
 
 from guidebot.wecom import client as client_module
 from guidebot.wecom.client import (
+    BACKGROUND_APIS,
     UNSAFE_APIS,
+    URGENT_APIS,
     AppMessageResult,
     ContactWay,
     Media,
     MsgTemplateResult,
     Page,
+    Priority,
     WeComClient,
+    WeComDeadlineExceeded,
     WeComError,
     WeComTransportError,
     WeComUncertain,
+    default_priority,
 )
 from guidebot.wecom.credentials import Credential, MemoryCredentialStore
 from guidebot.wecom.ratelimit import TokenBucket
@@ -493,14 +498,21 @@ async def test_the_simulators_own_minute_limit_triggers_the_cooldown(make_sim, m
     assert await sim.count("externalcontact/get_follow_user_list") == 4
 
 
-async def test_calls_are_paced_to_calls_per_minute_on_the_injected_clock(sim, make_client, clock):
+async def test_calls_are_paced_to_calls_per_minute_per_api_on_the_injected_clock(
+    sim, make_client, clock
+):
+    # WeCom's budget is per corp and per API (doc 90454), and so is the client's pacing.
     client = make_client(calls_per_minute=6)
     for _ in range(8):
         await client.get_follow_user_list()
+        await client.user_get("alice")
 
-    times = [c["time"] for c in await sim.calls()]  # gettoken included: it counts too
-    assert len(times) == 9
-    assert max(sum(1 for t in times if s <= t < s + 60) for s in times) <= 6
+    calls = await sim.calls()
+    assert len(calls) == 17  # gettoken too, in a lane of its own
+    for api in ("externalcontact/get_follow_user_list", "user/get"):
+        times = [c["time"] for c in calls if c["api"] == api]
+        assert len(times) == 8
+        assert max(sum(1 for t in times if s <= t < s + 60) for s in times) == 6
     assert clock() - START >= 60
 
 
@@ -524,6 +536,292 @@ async def test_token_bucket_never_admits_more_than_the_limit_in_any_minute(per_m
     assert worst <= per_minute
     if not idle:
         assert worst == per_minute  # back to back, the limit is reached (not undershot)
+
+
+# ---- the welcome goes first ----------------------------------------------------------------
+
+GET = "externalcontact/get"
+WELCOME = "externalcontact/send_welcome_msg"
+
+
+async def wait_until(check: Callable[[], Any], what: str) -> None:
+    for _ in range(400):
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def welcomes_sent(sim: Sim) -> list[dict[str, Any]]:
+    return (await sim.control("welcomes", method="GET"))["welcomes"]
+
+
+@pytest.mark.parametrize("pool", [{"limit": 4}, {"limit_per_host": 4}], ids=["limit", "per_host"])
+async def test_a_welcome_passes_profile_fetches_queued_at_the_in_flight_gate(
+    sim, clock, store, pool
+):
+    # Eight slow profile fetches (WeCom takes 0.5 s each) fill a pool of four connections;
+    # the welcome submitted after them does not queue behind them.
+    customers = [f"wm_p{i}" for i in range(8)]
+    for ext in customers:
+        await sim.add_contact("alice", ext)
+    code = (await sim.add_contact("bob", "wm_new", welcome_code=True))["welcome_code"]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(**pool)) as narrow:
+        client = WeComClient(
+            narrow,
+            corp_id=CORP_ID,
+            secret=TEST_IDENTITY.secret,
+            agent_id=AGENT_ID,
+            api_base=sim.base,
+            credentials=store,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        await client.get_access_token()
+        await sim.fault(GET, times=len(customers), latency=0.5)
+        fetches = [asyncio.create_task(client.get_external_contact(ext)) for ext in customers]
+
+        async def fetches_in_flight() -> bool:
+            return await sim.count(GET) >= 3
+
+        await wait_until(fetches_in_flight, "the profile fetches to reach WeCom")
+        await client.send_welcome_msg(code, "欢迎", deadline=clock() + 20)
+        profiles = await asyncio.gather(*fetches)
+
+    calls = await sim.calls()
+    [welcome] = [c for c in calls if c["api"] == WELCOME]
+    ahead = [c for c in calls if c["api"] == GET and c["seq"] < welcome["seq"]]
+    assert len(ahead) < 4  # only those already in flight; today it waited for all eight
+    assert errcode_of_answer(welcome) == 0
+    assert [w["external_userid"] for w in await welcomes_sent(sim)] == ["wm_new"]
+    # Nothing lost, nothing sent twice.
+    assert [p["external_contact"]["external_userid"] for p in profiles] == customers
+    assert sorted(c["query"]["external_userid"] for c in calls if c["api"] == GET) == customers
+
+
+async def test_calls_queued_at_the_gate_are_held_back_by_a_45009_met_meanwhile(sim, clock, store):
+    customers = [f"wm_p{i}" for i in range(8)]
+    for ext in customers:
+        await sim.add_contact("alice", ext)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4)) as narrow:
+        client = WeComClient(
+            narrow,
+            corp_id=CORP_ID,
+            secret=TEST_IDENTITY.secret,
+            agent_id=AGENT_ID,
+            api_base=sim.base,
+            credentials=store,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        await client.get_access_token()
+        # Three fetches in flight (the fourth place is kept for welcomes), five at the gate;
+        # WeCom answers the first with 45009.
+        await sim.fault(GET, errcode=45009, latency=0.3)
+        await sim.fault(GET, times=2, latency=0.3)
+        results = await asyncio.gather(
+            *(client.get_external_contact(ext) for ext in customers), return_exceptions=True
+        )
+    refused = [r for r in results if isinstance(r, WeComError)]
+    assert len(refused) == 6 and {r.errcode for r in refused} == {45009}
+    assert sum("not sent" in r.errmsg for r in refused) == 5
+    assert await sim.count(GET) == 3  # the five waiting at the gate never reached WeCom
+
+
+def errcode_of_answer(call: dict[str, Any]) -> int | None:
+    return (call["answer"] or {}).get("errcode")
+
+
+async def test_a_welcome_is_not_paced_behind_profile_fetches_when_the_budget_is_short(
+    sim, make_client, clock
+):
+    # A budget of 60 calls a minute per API (WeCom's 10 000, scaled down): 30 profile fetches
+    # take half a minute, and the welcome submitted after them goes at once on its own budget.
+    client = make_client(calls_per_minute=60)
+    await client.get_access_token()
+    customers = [f"wm_p{i}" for i in range(30)]
+    for ext in customers:
+        await sim.add_contact("alice", ext)
+    code = (await sim.add_contact("bob", "wm_new", welcome_code=True))["welcome_code"]
+    start = clock()
+    fetches = [asyncio.create_task(client.get_external_contact(ext)) for ext in customers]
+    await asyncio.sleep(0)
+    await client.send_welcome_msg(code, "欢迎", deadline=start + 20)
+    await asyncio.gather(*fetches)
+
+    calls = await sim.calls()
+    [welcome] = [c for c in calls if c["api"] == WELCOME]
+    assert errcode_of_answer(welcome) == 0 and welcome["time"] - start < 5
+    gets = [c["time"] for c in calls if c["api"] == GET]
+    assert len(gets) == 30 and max(gets) - start >= 29  # the fetches kept to their budget
+    assert len(await welcomes_sent(sim)) == 1
+
+
+async def test_within_one_api_calls_are_served_by_priority_then_deadline(sim, make_client, clock):
+    client = make_client(calls_per_minute=60)
+    await client.get_access_token()
+    for ext in ("wm_bg", "wm_soon", "wm_normal"):
+        await sim.add_contact("alice", ext)
+    background = [asyncio.create_task(client.get_external_contact("wm_bg")) for _ in range(10)]
+    await asyncio.sleep(0)
+    with_deadline = asyncio.create_task(
+        client.get_external_contact("wm_soon", deadline=clock() + 30)
+    )
+    await asyncio.sleep(0)
+    normal = asyncio.create_task(client.get_external_contact("wm_normal", priority=Priority.NORMAL))
+    await asyncio.gather(*background, with_deadline, normal)
+
+    order = [c["query"]["external_userid"] for c in await sim.calls(GET)]
+    # The first background fetch took the free token; then NORMAL, then the background fetch
+    # with a deadline (earliest deadline first), then the rest in arrival order.
+    assert order == ["wm_bg", "wm_normal", "wm_soon"] + ["wm_bg"] * 9
+
+
+async def test_a_45009_on_profile_fetches_holds_them_back_and_does_not_delay_a_welcome(
+    sim, make_client, clock
+):
+    client = make_client(calls_per_minute=60)
+    await client.get_access_token()
+    customers = [f"wm_p{i}" for i in range(20)]
+    for ext in customers:
+        await sim.add_contact("alice", ext)
+    code = (await sim.add_contact("bob", "wm_new", welcome_code=True))["welcome_code"]
+    await sim.fault(GET, errcode=45009)
+    start = clock()
+    fetches = [
+        asyncio.create_task(client.get_external_contact(ext, deadline=start + 600))
+        for ext in customers
+    ]
+    await asyncio.sleep(0)
+    await client.send_welcome_msg(code, "欢迎", deadline=start + 20)
+    results = await asyncio.gather(*fetches, return_exceptions=True)
+
+    # WeCom refused the first fetch; the other nineteen were held back the moment it did
+    # (not sent, and they spent none of the budget waiting for their turn).
+    assert all(isinstance(r, WeComError) and r.errcode == 45009 for r in results)
+    assert sum("not sent" in r.errmsg for r in results) == 19
+    assert await sim.count(GET) == 1
+    [welcome] = await sim.calls(WELCOME)
+    assert errcode_of_answer(welcome) == 0 and welcome["time"] - start < 5
+
+    clock.advance(61)  # the cooldown is over: background calls go again
+    assert (await client.get_external_contact("wm_p0"))["external_contact"]
+    assert await sim.count(GET) == 2
+
+
+async def test_after_a_45009_calls_below_urgent_are_held_back_while_welcomes_still_go(
+    sim, client, clock
+):
+    codes = [
+        (await sim.add_contact("bob", f"wm_w{i}", welcome_code=True))["welcome_code"]
+        for i in range(3)
+    ]
+    # message/send: after WeCom's 45009 a reminder (BACKGROUND) is held back for the cooldown.
+    await sim.fault("message/send", errcode=45009)
+    for _ in range(2):
+        with pytest.raises(WeComError) as caught:
+            await client.send_text("alice", "提醒", at_least_once=True)
+        assert caught.value.errcode == 45009
+    assert "not sent" in caught.value.errmsg
+    assert await sim.count("message/send") == 1
+
+    # send_welcome_msg: a 45009 does not stop the next welcome, whose code lives 20 s.
+    await sim.fault(WELCOME, errcode=45009)
+    with pytest.raises(WeComError) as caught:
+        await client.send_welcome_msg(codes[0], "欢迎", deadline=clock() + 20)
+    assert caught.value.errcode == 45009 and "not sent" not in caught.value.errmsg
+    clock.advance(1)
+    await client.send_welcome_msg(codes[1], "欢迎", deadline=clock() + 19)
+    # WeCom took it, so the cooldown is over for every call to that API.
+    await client.call(
+        "POST",
+        WELCOME,
+        body={"welcome_code": codes[2], "text": {"content": "欢迎"}},
+        priority=Priority.BACKGROUND,
+    )
+    assert [w["external_userid"] for w in await welcomes_sent(sim)] == ["wm_w1", "wm_w2"]
+    assert [errcode_of_answer(c) for c in await sim.calls(WELCOME)] == [45009, 0, 0]
+
+    clock.advance(60)  # message/send's cooldown ends with no call having tried it
+    await client.send_text("alice", "提醒", at_least_once=True)
+    assert await sim.count("message/send") == 2
+
+
+async def test_while_an_api_cools_down_urgent_calls_try_it_one_at_a_time(sim, client, clock):
+    codes = [
+        (await sim.add_contact("bob", f"wm_w{i}", welcome_code=True))["welcome_code"]
+        for i in range(4)
+    ]
+    await sim.fault(WELCOME, errcode=45009)
+    with pytest.raises(WeComError):
+        await client.send_welcome_msg(codes[0], "欢迎")
+    # WeCom keeps refusing, slowly: the three welcomes waiting for it try one after another.
+    await sim.fault(WELCOME, times=3, errcode=45009, latency=0.2)
+    tries = [asyncio.create_task(client.send_welcome_msg(code, "欢迎")) for code in codes[1:]]
+    most = 0
+    while not all(t.done() for t in tries):
+        pending = [c for c in await sim.calls(WELCOME) if c["answer"] is None]
+        most = max(most, len(pending))
+        await asyncio.sleep(0.02)
+    results = await asyncio.gather(*tries, return_exceptions=True)
+    assert [getattr(r, "errcode", None) for r in results] == [45009] * 3
+    assert await sim.count(WELCOME) == 4 and most == 1
+    assert await welcomes_sent(sim) == []
+
+
+async def test_a_call_past_its_deadline_is_not_made_and_says_why(sim, make_client, clock):
+    client = make_client(calls_per_minute=60)
+    code = (await sim.add_contact("bob", "wm_late", welcome_code=True))["welcome_code"]
+    with pytest.raises(WeComDeadlineExceeded) as caught:
+        await client.send_welcome_msg(code, "欢迎", deadline=clock() - 1)
+    assert caught.value.errcode == -1 and caught.value.api == WELCOME
+    assert "deadline passed 1.0 s ago" in caught.value.errmsg
+    assert "not sent" in caught.value.errmsg
+    assert await sim.count(WELCOME) == 0
+
+    # Waiting for its turn in a budget of one call a second: of five welcomes that must be
+    # made within 2.5 s, the first ones are; the rest are not made at all, and take no turn
+    # from a later call.
+    codes = [
+        (await sim.add_contact("bob", f"wm_w{i}", welcome_code=True))["welcome_code"]
+        for i in range(5)
+    ]
+    start = clock()
+    results = await asyncio.gather(
+        *(client.send_welcome_msg(code, "欢迎", deadline=start + 2.5) for code in codes),
+        return_exceptions=True,
+    )
+    made = results.count(None)
+    assert 1 <= made < 5 and results[:made] == [None] * made
+    assert all(isinstance(r, WeComDeadlineExceeded) for r in results[made:])
+    calls = await sim.calls(WELCOME)
+    assert len(calls) == made and all(c["time"] < start + 2.5 for c in calls)
+    assert [errcode_of_answer(c) for c in calls] == [0] * made
+    sent = [w["external_userid"] for w in await welcomes_sent(sim)]
+    assert sent == [f"wm_w{i}" for i in range(made)]
+    after = clock()
+    await client.send_welcome_msg(codes[-1], "欢迎")  # its code still lives: sent, once
+    [last] = [c for c in await sim.calls(WELCOME) if c["body"]["welcome_code"] == codes[-1]]
+    assert last["time"] - after <= 1 and errcode_of_answer(last) == 0
+
+    # A busy answer is retried only if the backoff ends before the deadline.
+    code = (await sim.add_contact("bob", "wm_busy", welcome_code=True))["welcome_code"]
+    await sim.fault(WELCOME, errcode=-1)
+    with pytest.raises(WeComError) as caught:
+        await make_client().send_welcome_msg(code, "欢迎", deadline=clock() + 0.2)
+    assert caught.value.errcode == -1 and "no time left to retry" in caught.value.errmsg
+    assert [errcode_of_answer(c) for c in await sim.calls(WELCOME)][-1] == -1
+    assert not any(c["body"]["welcome_code"] == code for c in (await sim.calls(WELCOME))[:-1])
+
+
+def test_default_priorities_put_the_welcome_first():
+    assert default_priority(WELCOME) is Priority.URGENT
+    assert default_priority("gettoken") is Priority.URGENT
+    for api in (GET, "externalcontact/mark_tag", "message/send", "user/list"):
+        assert default_priority(api) is Priority.BACKGROUND
+    assert default_priority("externalcontact/batch/get_by_user") is Priority.BACKGROUND
+    assert default_priority("externalcontact/add_contact_way") is Priority.NORMAL
+    assert URGENT_APIS.isdisjoint(BACKGROUND_APIS)
 
 
 # ---- WeCom's answers surfaced ------------------------------------------------------------
