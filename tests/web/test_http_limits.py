@@ -103,17 +103,37 @@ async def _trickle(harness, head: bytes, length: int = 200) -> tuple[bytes, floa
         harness.client.server.host, harness.client.server.port
     )
 
+    answered = asyncio.Event()
+
     async def drip() -> None:
         writer.write(head + f"Content-Length: {length}\r\n\r\n".encode())
         for _ in range(length):
             await asyncio.sleep(0.2)
+            if answered.is_set():
+                return
             writer.write(b"1")
             await writer.drain()
+
+    async def collect() -> bytes:
+        # Chunk by chunk, as it arrives: a byte of ours that reaches the closed socket makes
+        # the server's kernel answer with a reset, and a reset discards what asyncio holds
+        # unread. What came before the reset is the answer.
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = await reader.read(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            answered.set()
+        return b"".join(chunks)
 
     started = time.monotonic()
     sender = asyncio.create_task(drip())
     try:
-        answer = await asyncio.wait_for(reader.read(), PATIENCE)
+        answer = await asyncio.wait_for(collect(), PATIENCE)
         return answer, time.monotonic() - started
     finally:
         sender.cancel()
