@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any
@@ -199,8 +199,19 @@ def _date_time(value: str, where: str) -> str | None:
 
 def _date_or_time(value: str, where: str) -> str | None:
     if _DATE.fullmatch(value):
-        return _date(value, where)
-    return _instant(value, where, naive_ok=True)
+        problem = _date(value, where)
+        moment = None if problem else datetime.fromisoformat(value)
+    else:
+        problem = _instant(value, where, naive_ok=True)
+        moment = None if problem else datetime.fromisoformat(value)
+    if problem or moment is None or moment.tzinfo is not None:
+        return problem
+    # A date or a time without an offset is read in a zone the schema does not know: within a
+    # day of either end of the window it may be a UTC instant outside it (1970-01-01 in
+    # Shanghai is 1969-12-31 in UTC), which no answer could then show.
+    return _years((moment - timedelta(days=1)).year, where) or _years(
+        (moment + timedelta(days=1)).year, where
+    )
 
 
 @cache
