@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from guidebot.db.engine import create_engine
-from guidebot.db.models import Base
+from guidebot.models import Base
 
 
 async def test_the_migrated_schema_is_the_models_schema(database_url):

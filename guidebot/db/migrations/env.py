@@ -9,7 +9,7 @@ from sqlalchemy import Connection
 
 from guidebot.db.base import UTCDateTime
 from guidebot.db.engine import create_engine
-from guidebot.db.models import Base
+from guidebot.models import Base
 
 config = context.config
 target_metadata = Base.metadata
