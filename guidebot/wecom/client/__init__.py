@@ -120,12 +120,7 @@ from guidebot.wecom.client.errors import (
 from guidebot.wecom.client.groupmsg import GroupMsgApi
 from guidebot.wecom.client.media import MediaApi
 from guidebot.wecom.client.messages import MessagesApi
-from guidebot.wecom.client.policy import (
-    BACKGROUND_APIS,
-    UNSAFE_APIS,
-    URGENT_APIS,
-    default_priority,
-)
+from guidebot.wecom.client.policy import BACKGROUND_APIS, UNSAFE_APIS, URGENT_APIS, default_priority
 from guidebot.wecom.client.results import (
     AppMessageResult,
     ContactWay,
