@@ -3,12 +3,12 @@
 This is WeCom's protocol and nothing of guidebot's: no domain, web or database imports (only
 the instant window of guidebot.clock, a stdlib-only leaf).
 
-``parse_event(xml)`` is the one entry point. It returns one of the typed events below for the
-kinds guidebot acts on, or a :class:`GenericEvent` that keeps every field for anything else, so
-an unknown kind can still be stored and acknowledged. Every problem with the input (too big,
-not XML, a DTD or entity, a missing or non-integer field of a known kind, an instant outside the
-years FIRST_YEAR..LAST_YEAR, an id WeCom could not have issued) raises :class:`EventParseError`
-and nothing else.
+``parse_event(xml)`` is the one entry point. It returns one of the typed events (the table
+below) for the kinds guidebot acts on, or a :class:`GenericEvent` that keeps every field for
+anything else, so an unknown kind can still be stored and acknowledged. Every problem with the
+input (too big, not XML, a DTD or entity, a missing or non-integer field of a known kind, an
+instant outside the years FIRST_YEAR..LAST_YEAR, an id WeCom could not have issued) raises
+:class:`EventParseError` and nothing else.
 
 The event types live by kind (``base``: Event, GenericEvent, the parse error; ``contact``:
 customer contact, chat and tag events; ``directory``: members and departments; ``messages``:
