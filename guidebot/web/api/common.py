@@ -15,7 +15,7 @@ queries with `principal(request)` and answers 404 for anything outside the calle
 never confirms that the thing exists. Cookie-session calls that change state need the session's
 CSRF token in `X-CSRF-Token`. Errors are `{"error": {"code": ..., "reason": ...}}` with a
 fitting status, the router's and aiohttp's own (404, 405, 413, 408) included; views raise
-ApiError.
+ApiError or let a domain's error through, and guidebot.web.api.errors answers both.
 
 One declaration, two uses: the path, query and body schemas a route declares (built with
 guidebot.web.schema) are its part of the OpenAPI document and what the request is held to
