@@ -17,6 +17,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from guidebot.db.migrate import upgrade_sync
+from tests import fuzzing
+
+fuzzing.load_profile()  # before the test modules, whose decorators read the counts
 
 PG_ENV = "GUIDEBOT_TEST_DATABASE_URL"
 

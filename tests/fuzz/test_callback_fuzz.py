@@ -20,6 +20,7 @@ from guidebot.intake.inbox import InboxEntry
 from guidebot.intake.models import InboxEvent
 from guidebot.wecom.crypto import CallbackCrypto, signature
 from guidebot.wecom.events import EventParseError, parse_event
+from tests.fuzzing import examples
 from tests.support import TEST_IDENTITY, event_xml, make_settings, signed_post
 
 CRYPTO = CallbackCrypto(TEST_IDENTITY.token, TEST_IDENTITY.aes_key, TEST_IDENTITY.corp_id)
@@ -85,7 +86,7 @@ async def test_hostile_callbacks_only_get_4xx_and_store_nothing(aiohttp_client, 
 
     # Hypothesis draws the hostile requests; the server then gets every one of them.
     @settings(
-        max_examples=10_000,
+        max_examples=examples(10_000),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -179,7 +180,7 @@ async def test_signed_events_are_stored_exactly_when_they_parse(aiohttp_client, 
     plaintexts: list[str] = []
 
     @settings(
-        max_examples=300,
+        max_examples=300,  # cheap; fewer might not reach both sides
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
