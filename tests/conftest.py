@@ -119,13 +119,19 @@ def migrated_sqlite(tmp_path_factory) -> Path:
 async def database_url(request, tmp_path) -> AsyncIterator[str]:
     """A migrated, empty database: every DB test runs on SQLite, and again on PostgreSQL."""
     if request.param == "sqlite":
-        path = tmp_path / "guidebot.db"
-        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
-        yield f"sqlite+aiosqlite:///{path}"
+        yield request.getfixturevalue("migrated_sqlite_url")
     else:
         url, emptying_sql = request.getfixturevalue("migrated_pg")
         await _pg_admin(url, emptying_sql)
         yield url
+
+
+@pytest.fixture
+def migrated_sqlite_url(tmp_path, migrated_sqlite) -> str:
+    """A migrated, empty SQLite database of the test's own: a copy, not a migration per test."""
+    path = tmp_path / "guidebot.db"
+    shutil.copyfile(migrated_sqlite, path)
+    return f"sqlite+aiosqlite:///{path}"
 
 
 @pytest.fixture

@@ -73,15 +73,11 @@ hostile = st.one_of(
 )
 
 
-async def test_hostile_callbacks_only_get_4xx_and_store_nothing(aiohttp_client, sqlite_url):
-    from guidebot.db.migrate import upgrade
-
-    await upgrade(sqlite_url)
-    client = await aiohttp_client(
-        create_app(
-            make_settings(sqlite_url, wecom_api_base="http://127.0.0.1:9"), run_workers=False
-        )
-    )
+async def test_hostile_callbacks_only_get_4xx_and_store_nothing(
+    aiohttp_client, migrated_sqlite_url
+):
+    app_settings = make_settings(migrated_sqlite_url, wecom_api_base="http://127.0.0.1:9")
+    client = await aiohttp_client(create_app(app_settings, run_workers=False))
     requests: list[tuple[dict, str]] = []
 
     # Hypothesis draws the hostile requests; the server then gets every one of them.
@@ -103,7 +99,7 @@ async def test_hostile_callbacks_only_get_4xx_and_store_nothing(aiohttp_client, 
         assert 400 <= response.status < 500, (response.status, query, body[:200])
 
     assert statuses <= {400, 403, 413}
-    engine = create_engine(sqlite_url)
+    engine = create_engine(migrated_sqlite_url)
     async with engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(InboxEvent)) == 0
     await engine.dispose()
