@@ -1,10 +1,9 @@
 """The one harness: guidebot and the simulated WeCom, talking over real HTTP on one fake clock.
 
 The simulator delivers every callback encrypted to guidebot's /wecom/callback; guidebot's
-handlers call the simulator's /cgi-bin API. One fake clock drives both, and every sleep of the
-app (the WeCom client's backoffs, the SOP engine's welcome retries) moves that clock instead of
-waiting real time. Workers do not run on their own: a test drains the inbox when it wants the
-events handled.
+handlers call the simulator's /cgi-bin API. One fake clock drives both; the SOP engine's waits
+(a busy WeCom's welcome backoff) move that clock instead of waiting real time (`use_the_clock`).
+Workers do not run on their own: a test drains the inbox when it wants the events handled.
 
 The corp every harness starts with (synced into guidebot at start-up):
 
