@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/guidebot demo
 
+# One pytest worker per core (pytest-xdist): each has its own PostgreSQL databases, SQLite files
+# and port range, and the process tests' waits overlap the other worker's work.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
