@@ -29,9 +29,9 @@ from zoneinfo import ZoneInfo
 
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
-from guidebot.contacts.api import CONTACTS_STARTUP
 from guidebot.sop.engine import registry_for
 from guidebot.web.keys import INBOX_WORKER, SESSIONS, SETTINGS, SOP
+from guidebot.web.startup import CONTACTS_STARTUP
 from guidebot.wecom.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 from tests.support import TEST_IDENTITY, make_settings
 

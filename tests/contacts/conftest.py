@@ -14,7 +14,18 @@ from guidebot.clock import FakeClock
 from guidebot.contacts.jobs import nightly_directory_sync, nightly_reconcile, poll_transfers
 from guidebot.contacts.models import Customer, Relation, RelationEvent, StoreMembership
 from guidebot.web.keys import CLOCK, WECOM
-from tests.harness import START, Harness, start_harness
+from tests.harness import (
+    ADMIN,
+    START,
+    Harness,
+    change_contact_xml,
+    contact_xml,
+    seed_corp,
+    start_harness,
+)
+
+# Defined here before tests/harness.py existed: tests written then import them from here still.
+__all__ = ["ADMIN", "START", "ContactsHarness", "change_contact_xml", "contact_xml", "seed_corp"]
 
 
 class ContactsHarness(Harness):
