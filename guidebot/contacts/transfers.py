@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.errors import Conflict, Invalid, NotFound
+from guidebot.contacts.handover import complete_transfer
 from guidebot.contacts.models import (
     EventSource,
     Guide,
@@ -31,7 +32,7 @@ from guidebot.contacts.models import (
     TransferKind,
     TransferStatus,
 )
-from guidebot.contacts.service import complete_transfer, from_epoch
+from guidebot.contacts.wecom_profile import from_epoch
 from guidebot.db.parking import isolating, unparked
 from guidebot.wecom.client import Page, WeComClient, WeComError, WeComUncertain
 

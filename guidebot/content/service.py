@@ -20,13 +20,12 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, String, and_, exists, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from guidebot.contacts.directory import store_at
 from guidebot.contacts.models import Department, EventKind, Guide, RelationEvent
-from guidebot.content import tasks
 from guidebot.content.links import LinkClaims
 from guidebot.content.models import (
     ContentForward,
@@ -37,7 +36,7 @@ from guidebot.content.models import (
     ContentOpenVisitor,
 )
 from guidebot.db.engine import upsert_insert
-from guidebot.sop.models import Action, SopTask, TaskStatus
+from guidebot.events import ContentForwarded, ContentOpened, publish
 from guidebot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -538,7 +537,8 @@ async def record_forward(
     task_id: int | None = None,
     mass_send_id: int | None = None,
 ) -> bool:
-    """Log one forward; False when `ref` was logged before (a repeated confirmation)."""
+    """Log one forward; False when `ref` was logged before (a repeated confirmation). A new
+    one is announced (ContentForwarded): the SOP engine completes the task it was for."""
     insert = upsert_insert(session.bind.dialect.name)
     result = await session.execute(
         insert(ContentForward)
@@ -556,7 +556,21 @@ async def record_forward(
         )
         .on_conflict_do_nothing(index_elements=["ref"])
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    await publish(
+        session,
+        ContentForwarded(
+            ref=ref,
+            item_id=item_id,
+            guide_userid=guide,
+            external_userid=customer,
+            via=via,
+            task_id=task_id,
+            now=now,
+        ),
+    )
+    return True
 
 
 def first_forward() -> ColumnElement[bool]:
@@ -572,21 +586,6 @@ def first_forward() -> ColumnElement[bool]:
             and_(earlier.sent_at == ContentForward.sent_at, earlier.id < ContentForward.id),
         ),
     )
-
-
-def link_forwarded(nonce: Any, task_id: Any) -> ColumnElement[bool]:
-    """True when the tracked link with this nonce and task (values, or content_opens columns)
-    reached its customer: the guide's forward of it was logged, or the SOP message that carried
-    it was sent to the customer (a welcome, a mass-send task). A link only prepared in the
-    sidebar, or a reminder's link in the guide's own hands, was not: opening it is nobody's
-    touch on the customer."""
-    logged = exists().where(ContentForward.ref == literal("l:", String) + nonce)
-    by_task = exists().where(
-        SopTask.id == task_id,
-        SopTask.action.in_(Action.TO_CUSTOMER),
-        SopTask.status.in_((TaskStatus.SENT, TaskStatus.DONE)),
-    )
-    return or_(logged, by_task)
 
 
 # A client (one address) adds at most this many unique visitors of one item in the window; its
@@ -660,8 +659,8 @@ async def record_open(
     unique open). `visitor` is a verified visitor id (links.verify_visitor), `client` the
     client's links.client_tag; without a customer or a visitor id the open has no visitor.
 
-    A customer's open of a link that reached them (link_forwarded) is the `content.opened` goal
-    of the playbooks they are in with the guide.
+    A customer's open is announced (ContentOpened): the SOP engine credits the `content.opened`
+    goal of the playbooks they are in with the guide if the link reached them.
     """
     key = visitor_key(claims, visitor)
     store_id = await store_at(session, claims.guide, now)
@@ -685,10 +684,19 @@ async def record_open(
             first=first,
         )
     )
-    if claims.customer is not None and await session.scalar(
-        select(link_forwarded(claims.nonce, claims.task_id))
-    ):
-        await tasks.content_opened(session, claims.guide, claims.customer, now)
+    if claims.customer is not None:
+        await publish(
+            session,
+            ContentOpened(
+                guide_userid=claims.guide,
+                external_userid=claims.customer,
+                item_id=claims.item_id,
+                link_nonce=claims.nonce,
+                task_id=claims.task_id,
+                at=now,
+                now=now,
+            ),
+        )
     return first
 
 

@@ -59,10 +59,12 @@ from guidebot.contacts.models import (
     Relation,
     RelationStatus,
 )
-from guidebot.content import jsapi, links, service, tasks
+from guidebot.content import jsapi, links, service
 from guidebot.content.models import ContentForward, ContentItem, ContentKind, ForwardVia
 from guidebot.content.service import ContentError
 from guidebot.resources import project_dir
+from guidebot.sop import queries as tasks
+from guidebot.sop.engine import record_reply
 from guidebot.web.api import INT32_MAX, INT64_MAX, iso
 from guidebot.web.keys import CLOCK, HTTP, OAUTH_LIMIT, SESSIONS, SETTINGS, SIGN_IN_GATE, WECOM
 from guidebot.web.revoked import is_revoked, revoke
@@ -776,7 +778,7 @@ async def record_forward(request: web.Request, guide: Guide, body: dict[str, Any
             task_id=claims.task_id,
         )
         if created and claims.task_id:
-            completed = await tasks.complete_task(session, claims.task_id, by=guide.userid, now=now)
+            completed = await tasks.forward_completed_task(session, claims.task_id, guide.userid)
     return web.json_response(
         {"recorded": created, "task_completed": completed}, status=201 if created else 200
     )
@@ -793,7 +795,9 @@ async def mark_replied(request: web.Request, guide: Guide, body: dict[str, Any])
     async with app[SESSIONS]() as session, session.begin():
         if not await _is_active_customer(session, guide.userid, ext):
             return _json_error(403, "forbidden", "not one of your active customers")
-        stopped, credited = await tasks.customer_replied(session, guide.userid, ext, now)
+        stopped, credited = await record_reply(
+            session, external_userid=ext, guide_userid=guide.userid, at=now
+        )
     log.info("sidebar: %s marked a reply; %d enrollment(s) stopped", guide.userid, len(stopped))
     return web.json_response({"stopped": len(stopped), "goals_met": credited})
 
