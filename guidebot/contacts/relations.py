@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -225,6 +226,10 @@ async def end_relation(
     """The relation ended at `at` (lost, removed or transferred), unless something newer
     already happened to this pair. A first-seen pair is recorded ended, details to follow."""
     assert status in RelationStatus.ENDED
+    kind = _END_KIND[status]
+    log_end = partial(
+        log_event, at=at, now=now, source=source, inbox_id=inbox_id, counterpart=successor
+    )
     await ensure_guide(session, userid, now)
     await upsert_customer(session, external_userid, None, now)
     relation = await lock_relation(session, userid, external_userid)
@@ -242,17 +247,9 @@ async def end_relation(
             updated_at=now,
         )
         if inserted:
-            await log_event(
-                session,
-                relation,
-                _END_KIND[status],
-                at=at,
-                now=now,
-                source=source,
-                previous_status=RelationStatus.ACTIVE,  # it must have been, to end
-                inbox_id=inbox_id,
-                counterpart=successor,
-                reason=reason,
+            # It must have been active, to end.
+            await log_end(
+                session, relation, kind, previous_status=RelationStatus.ACTIVE, reason=reason
             )
         return relation
     if at < relation.last_event_at:
@@ -278,18 +275,7 @@ async def end_relation(
     relation.successor_userid = successor
     relation.last_event_at = at
     relation.updated_at = now
-    await log_event(
-        session,
-        relation,
-        _END_KIND[status],
-        at=at,
-        now=now,
-        source=source,
-        previous_status=previous,
-        inbox_id=inbox_id,
-        counterpart=successor,
-        reason=reason,
-    )
+    await log_end(session, relation, kind, previous_status=previous, reason=reason)
     await session.flush()
     return relation
 

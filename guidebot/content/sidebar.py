@@ -60,8 +60,8 @@ from guidebot.contacts.models import (
     RelationStatus,
 )
 from guidebot.content import jsapi, links, service
+from guidebot.content.errors import ContentError
 from guidebot.content.models import ContentForward, ContentItem, ContentKind, ForwardVia
-from guidebot.content.service import ContentError
 from guidebot.resources import project_dir
 from guidebot.sop import queries as tasks
 from guidebot.sop.engine import record_reply
