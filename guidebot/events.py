@@ -75,9 +75,9 @@ class RelationAdded(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RelationEnded(DomainEvent):
-    """An end of the pair's relation was recorded; `status` is what the relation is now (lost,
-    removed, or transferred without its enrollments moving), which an older end leaves as it
-    was."""
+    """An end of the pair's relation was recorded (a delete, or the handover's side of a
+    transfer); `status` is what the relation is now: lost, removed or transferred (an end older
+    than the pair's last change leaves the status as it was)."""
 
     guide_userid: str
     external_userid: str

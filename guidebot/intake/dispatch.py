@@ -13,7 +13,7 @@ from guidebot.intake.router import Dispatcher, Router
 
 # The closed set of names a handler may declare as parameters (besides `event`).
 INJECTABLES = frozenset(
-    {"session", "wecom", "clock", "settings", "telemetry", "inbox_id", "attempts", "after_commit"}
+    {"session", "wecom", "clock", "settings", "telemetry", "inbox_id", "attempts"}
 )
 
 
