@@ -1,7 +1,8 @@
 """create_app(settings) -> web.Application.
 
 Resources live under typed AppKeys (guidebot.web.keys) and start and stop in cleanup_ctx, in
-order: database, WeCom client, then the background work that needs both.
+order: database, WeCom client, the wiring of the domains' events into the sessions (who hears
+what, guidebot.events), then the background work that needs them.
 """
 
 from __future__ import annotations
