@@ -19,6 +19,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from guidebot.bot.handlers import router as bot_router
+from guidebot.bot.jobs import flush_bot_replies
 from guidebot.clock import Clock, SystemClock
 from guidebot.config import Settings
 from guidebot.contacts.api import contacts_startup
@@ -244,7 +245,6 @@ async def intake(app: web.Application, *, run_workers: bool) -> AsyncIterator[No
 
 def periodic_jobs(app: web.Application) -> list[FixedJob]:
     """Every fixed periodic job; times are in GUIDEBOT_TIMEZONE. Per-customer work is not here."""
-    from guidebot.bot import jobs as bot
     from guidebot.contacts import jobs as contacts
     from guidebot.content import jobs as content
     from guidebot.metrics import jobs as metrics
@@ -275,7 +275,7 @@ def periodic_jobs(app: web.Application) -> list[FixedJob]:
         FixedJob("content-media", partial(content.refresh_media, *args), every_seconds=3600),
         FixedJob(
             "bot-replies",
-            partial(bot.flush_bot_replies, *args, app[SETTINGS]),
+            partial(flush_bot_replies, *args, app[SETTINGS]),
             every_seconds=10,
         ),
         # Metrics: rollups from the dirty rows the source tables' triggers write (figures
