@@ -20,12 +20,12 @@ from sqlalchemy import select
 
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
-from guidebot.contacts.api import CONTACTS_STARTUP
 from guidebot.sop.actions import poll_send_results, reconcile_sending
 from guidebot.sop.engine import TickReport, registry_for, tick
 from guidebot.sop.jobs import sop_triggers
 from guidebot.sop.models import SopEnrollment, SopTask
 from guidebot.web.keys import INBOX_WORKER, SESSIONS, SETTINGS, SOP
+from guidebot.web.startup import CONTACTS_STARTUP
 from guidebot.wecom.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 from tests.contacts.conftest import ADMIN, seed_corp
 from tests.support import TEST_IDENTITY, make_settings
