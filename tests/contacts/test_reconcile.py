@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from guidebot.db.parking import ParkedRow
 from guidebot.wecom.simulator.state import Member
-from tests.contacts.conftest import START, contact_xml
+from tests.harness import START, contact_xml
 
 MINUTE = timedelta(minutes=1)
 

@@ -39,6 +39,7 @@ from guidebot.wecom.events import (
     customer_key,
     parse_event,
 )
+from tests.fuzzing import examples
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "wecom"
 
@@ -1001,7 +1002,7 @@ def test_non_text_argument_is_a_programming_error() -> None:
         parse_event(12345)  # type: ignore[arg-type]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.one_of(st.text(), st.binary()))
 def test_arbitrary_input_parses_or_raises_event_parse_error(body: str | bytes) -> None:
     try:
@@ -1016,7 +1017,7 @@ FIXTURE_TEXTS = [path.read_text(encoding="utf-8") for path in sorted(FIXTURES.gl
 XML_VALUES = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=30)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     fixture=st.sampled_from(FIXTURE_TEXTS),
     data=st.data(),
