@@ -1,7 +1,8 @@
 """create_app(settings) -> web.Application.
 
 Resources live under typed AppKeys (guidebot.web.keys) and start and stop in cleanup_ctx, in
-order: database, WeCom client, then the background work that needs both.
+order: database, WeCom client, the wiring of the domains' events into the sessions (who hears
+what, guidebot.events), then the background work that needs them.
 """
 
 from __future__ import annotations
@@ -17,15 +18,23 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from guidebot.bot.handlers import router as bot_router
+from guidebot.bot.jobs import flush_bot_replies
 from guidebot.clock import Clock, SystemClock
 from guidebot.config import Settings
+from guidebot.contacts.handlers import router as contacts_router
 from guidebot.db.credentials import DatabaseCredentialStore
 from guidebot.db.engine import create_engine, create_session_factory, open_first_connection
 from guidebot.db.migrate import prepare_database
+from guidebot.db.parking import parked_backlog
+from guidebot.events import Subscribers, wire
+from guidebot.intake.backlog import inbox_backlog
 from guidebot.intake.dispatch import build_dispatcher
 from guidebot.intake.inbox import InboxWriter
 from guidebot.intake.worker import InboxWorker, WorkerPolicy
 from guidebot.scheduler import FixedJob, create_scheduler
+from guidebot.sop.queries import task_backlog
+from guidebot.sop.subscribers import SopSubscriber
 from guidebot.telemetry import Telemetry
 from guidebot.web import callback, health, links, pages, passive_reply, sidebar
 from guidebot.web.api import contacts as contacts_api
@@ -71,11 +80,13 @@ def create_app(
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
     app[TELEMETRY] = Telemetry()
+    app[TELEMETRY].measure_with(inbox_backlog, task_backlog, parked_backlog)
     app[CRYPTO] = CallbackCrypto(settings.token, settings.aes_key, settings.corp_id)
     # Admin sign-in and the sidebar's OAuth take turns here, a few at a time.
     app[SIGN_IN_GATE] = SignInGate()
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(partial(wecom_client, run_workers=run_workers))
+    app.cleanup_ctx.append(domain_events)  # before anything writes through the sessions
     app.cleanup_ctx.append(partial(intake, run_workers=run_workers))
     app.cleanup_ctx.append(contacts_startup)  # after the DB and WeCom client it uses
     app.cleanup_ctx.append(partial(sop_startup, run_workers=run_workers))
@@ -102,6 +113,22 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = create_session_factory(engine)
     yield
     await engine.dispose()
+
+
+def domain_subscribers(
+    sessions, wecom: WeComClient, clock: Clock, settings: Settings
+) -> Subscribers:
+    """Who hears the domains' facts (guidebot.events): the SOP engine."""
+    subscribers = Subscribers()
+    SopSubscriber(sessions, wecom, clock, settings).subscribe(subscribers)
+    return subscribers
+
+
+async def domain_events(app: web.Application) -> AsyncIterator[None]:
+    """Every session the app hands out delivers the facts a domain announces in it."""
+    sessions = app[SESSIONS]
+    wire(sessions, domain_subscribers(sessions, app[WECOM], app[CLOCK], app[SETTINGS]))
+    yield
 
 
 async def wecom_client(app: web.Application, *, run_workers: bool = True) -> AsyncIterator[None]:
@@ -164,7 +191,8 @@ def make_worker(
     concurrency = 1 if settings.is_sqlite else WorkerPolicy().concurrency
     return InboxWorker(
         sessions,
-        build_dispatcher(),
+        # The domains that handle WeCom's events; each hears every event, in no meaningful order.
+        build_dispatcher([contacts_router, bot_router]),
         clock,
         resources={"wecom": wecom, "clock": clock, "settings": settings, "telemetry": telemetry},
         policy=WorkerPolicy(
@@ -187,6 +215,7 @@ async def offline_resources(settings: Settings):
         async with aiohttp.ClientSession() as http:
             sessions = create_session_factory(engine)
             wecom = _wecom_client(http, settings, create_session_factory(token_engine), clock)
+            wire(sessions, domain_subscribers(sessions, wecom, clock, settings))
             yield sessions, wecom, clock
     finally:
         await engine.dispose()
@@ -247,7 +276,7 @@ def periodic_jobs(app: web.Application) -> list[FixedJob]:
         FixedJob("content-media", partial(content.refresh_media, *args), every_seconds=3600),
         FixedJob(
             "bot-replies",
-            partial(content.flush_bot_replies, *args, app[SETTINGS]),
+            partial(flush_bot_replies, *args, app[SETTINGS]),
             every_seconds=10,
         ),
         # Metrics: rollups from the dirty rows the source tables' triggers write (figures

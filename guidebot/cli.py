@@ -282,8 +282,8 @@ def _accounts_add(args: argparse.Namespace) -> int:
 
 def _content_import(args: argparse.Namespace) -> int:
     from guidebot.config import database_url_from_env
+    from guidebot.content.errors import ContentError
     from guidebot.content.importer import import_content_file
-    from guidebot.content.service import ContentError
 
     try:
         report = asyncio.run(import_content_file(database_url_from_env(), args.file))

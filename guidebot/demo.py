@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guidebot.app import create_app
 from guidebot.config import Settings, WeComIdentity
 from guidebot.contacts.models import RelationStatus, StoreMembership
-from guidebot.contacts.service import Profile, record_added, record_deleted_by_guide, record_ended
+from guidebot.contacts.service import record_added, record_deleted_by_guide, record_ended
+from guidebot.contacts.wecom_profile import Profile
 from guidebot.content import links
 from guidebot.content import service as content
 from guidebot.content.demo import seed_demo_content, simulate_forwards_and_opens

@@ -1,13 +1,21 @@
-"""Prometheus metrics, one registry per application so several apps can live in one process."""
+"""Prometheus metrics, one registry per application so several apps can live in one process.
+
+The backlog gauges are computed on each scrape from the tables. This module knows no table:
+whoever owns one hands in a reader (`Telemetry.measure_with`) that sets its gauges from one
+cheap indexed query; the app hands in the inbox's, the SOP engine's and the parked rows'.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+# Sets some of the backlog gauges from the tables: (telemetry, session, now).
+BacklogReader = Callable[["Telemetry", AsyncSession, datetime], Awaitable[None]]
 
 
 class Telemetry:
@@ -16,6 +24,7 @@ class Telemetry:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._parked_jobs: set[str] = set()
+        self._backlog_readers: list[BacklogReader] = []
         self.callbacks = Counter(
             "guidebot_callbacks_total",
             "WeCom callbacks received, by outcome",
@@ -40,7 +49,7 @@ class Telemetry:
             ["api", "errcode"],
             registry=self.registry,
         )
-        # Backlog gauges, computed on each scrape from the tables (see refresh_backlog).
+        # Backlog gauges, set on each scrape by the readers handed in (refresh_backlog).
         self.inbox_lag = Gauge(
             "guidebot_inbox_lag_seconds",
             "How long the oldest pending inbox event has been waiting since it became due "
@@ -76,44 +85,27 @@ class Telemetry:
             self.parked_rows.labels(job=job).set(counts.get(job, 0))
         self._parked_jobs |= set(counts)
 
+    def measure_with(self, *readers: BacklogReader) -> None:
+        """Read these on each scrape (refresh_backlog), in this order."""
+        self._backlog_readers.extend(readers)
+
+    async def refresh_backlog(self, session: AsyncSession, now: datetime) -> None:
+        """Set the backlog gauges: one indexed query per figure, so a scrape stays cheap with
+        millions of finished rows."""
+        for reader in self._backlog_readers:
+            await reader(self, session, now)
+
+    @staticmethod
+    def age(instant: datetime | None, now: datetime) -> float:
+        """Seconds since `instant`, for a lag gauge; 0 when nothing is waiting."""
+        return _age(instant, now)
+
     def wecom_error(self, api: str, errcode: int) -> None:
         """WeComClient's on_error hook."""
         self.wecom_errors.labels(api=api, errcode=str(errcode)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-async def refresh_backlog(telemetry: Telemetry, session: AsyncSession, now: datetime) -> None:
-    """Set the backlog gauges: one indexed query per figure (inbox: ix_inbox_events_due,
-    SOP: ix_sop_tasks_status_due; parked rows are few), so a scrape stays cheap with millions
-    of finished rows."""
-    from guidebot.db.parking import parked_counts, unparked
-    from guidebot.intake.models import InboxEvent, InboxStatus
-    from guidebot.sop.engine import TASKS_TABLE, TICK_JOB
-    from guidebot.sop.models import SopTask, TaskStatus
-
-    oldest_due, pending = (
-        await session.execute(
-            select(func.min(InboxEvent.next_attempt_at), func.count()).where(
-                InboxEvent.status == InboxStatus.PENDING
-            )
-        )
-    ).one()
-    failed = await session.scalar(
-        select(func.count()).where(InboxEvent.status == InboxStatus.FAILED)
-    )
-    oldest_task = await session.scalar(
-        select(func.min(SopTask.due_at)).where(
-            SopTask.status == TaskStatus.PENDING,
-            unparked(TICK_JOB, TASKS_TABLE, SopTask.id),  # parked: counted below instead
-        )
-    )
-    telemetry.set_parked(await parked_counts(session))
-    telemetry.inbox_lag.set(_age(oldest_due, now))
-    telemetry.inbox_pending.set(pending or 0)
-    telemetry.inbox_failed.set(failed or 0)
-    telemetry.sop_task_lag.set(_age(oldest_task, now))
 
 
 def _age(instant: datetime | None, now: datetime) -> float:

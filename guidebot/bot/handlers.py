@@ -28,6 +28,7 @@ from guidebot.bot.replies import Reply, active_guide, build_reply, flush_replies
 from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.db.engine import upsert_insert
+from guidebot.events import after_commit
 from guidebot.intake.router import Router
 from guidebot.wecom.client import WeComClient
 from guidebot.wecom.events import TextMessage
@@ -63,7 +64,6 @@ async def on_text(
     clock: Clock,
     settings: Settings,
     wecom: WeComClient,
-    after_commit: list,
 ) -> None:
     guide = await active_guide(session, event.from_user)
     if guide is None:
@@ -78,8 +78,8 @@ async def on_text(
     row = await session.get(BotReply, msg_id)
     row.reply = reply.as_json()
     sessions = async_sessionmaker(session.bind, expire_on_commit=False)
-    after_commit.append(
-        partial(flush_replies, sessions, wecom, clock, settings, guide=guide.userid)
+    after_commit(
+        session, partial(flush_replies, sessions, wecom, clock, settings, guide=guide.userid)
     )
 
 

@@ -24,10 +24,11 @@ from guidebot.bot.models import BotReply, ReplyStatus
 from guidebot.config import Settings
 from guidebot.contacts.directory import store_zone
 from guidebot.contacts.models import Customer, Guide, GuideStatus, Relation, RelationStatus
-from guidebot.content import links, service, tasks
+from guidebot.content import links, service
 from guidebot.content.models import ContentItem
 from guidebot.db.parking import describe_error, is_row_error, park_apart, unparked
 from guidebot.db.turns import take_turns
+from guidebot.sop import queries as tasks
 from guidebot.wecom.client import Priority, WeComClient, WeComError, WeComUncertain
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,7 @@
 
 `sync_directory` makes the tables match WeCom's department/list and user/list; it runs at
 start-up and nightly and is idempotent. change_contact callbacks keep the tables current in
-between. A handler re-reads WeCom's truth (user/get, department/list?id=) instead of trusting
-the event alone: address-book events carry only ids since 2022, and arrive in no fixed order.
+between (guidebot.contacts.directory_changes).
 
 Store membership is effective-dated: moving a guide closes one membership and opens another,
 so whatever happened before the move stays with the store where it happened.
@@ -36,13 +35,10 @@ from guidebot.contacts.models import (
 )
 from guidebot.db.engine import upsert_insert
 from guidebot.db.parking import isolating
-from guidebot.wecom.client import WeComClient, WeComError
+from guidebot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
 
-# user/get answers these when the member does not exist (any more) or is out of our range.
-MEMBER_GONE = frozenset({60111, 40003, 60011})
-DEPARTMENT_GONE = frozenset({60123, 60003})
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,20}")
 _DEPARTMENT_ID = re.compile(r"[0-9]{1,10}")
 DEPARTMENT_ID_MAX = 2**31 - 1  # departments.id is an integer column
@@ -419,10 +415,35 @@ async def sync_directory(
 
     report = DirectoryReport(departments=len(ids), guides=len(members))
     await lock_directory(session)
-
     # One department or member it cannot take (an id past departments.id's range, a value
     # a column cannot hold) is parked with its reason; the rest of the address book is
     # synced all the same, and the next sync meets it again (guidebot.db.parking).
+    await _sync_departments(session, departments, ids, now, report)
+    await _sync_members(session, members, now, report)
+    await session.flush()
+    log.info(
+        "directory sync: %d departments (%d stores), %d guides; joined %s, moved %s, left %s"
+        "; parked %s",
+        report.departments,
+        report.stores,
+        report.guides,
+        report.joined or "none",
+        report.moved or "none",
+        report.left or "none",
+        report.parked or "none",
+    )
+    return report
+
+
+async def _sync_departments(
+    session: AsyncSession,
+    departments: list[dict[str, Any]],
+    ids: set[int],
+    now: datetime,
+    report: DirectoryReport,
+) -> None:
+    """Departments as WeCom lists them; those it no longer lists are marked deleted."""
+
     async def upsert_departments(batch: Sequence[dict[str, Any]]) -> None:
         for dept in batch:
             await upsert_department(
@@ -460,6 +481,14 @@ async def sync_directory(
         select(func.count()).where(Department.is_store.is_(True), Department.deleted_at.is_(None))
     )
 
+
+async def _sync_members(
+    session: AsyncSession,
+    members: dict[str, dict[str, Any]],
+    now: datetime,
+    report: DirectoryReport,
+) -> None:
+    """Guides and their memberships as WeCom lists them; active guides it does not list left."""
     known = {g.userid: g.status for g in await session.scalars(select(Guide))}
 
     async def upsert_members(batch: Sequence[str]) -> list[tuple[str, str]]:
@@ -505,111 +534,3 @@ async def sync_directory(
         for kind, userid in (change for part in done for change in part):
             getattr(report, kind).append(userid)
         report.parked += [f"member {u}" for u in parked_users]
-    await session.flush()
-    log.info(
-        "directory sync: %d departments (%d stores), %d guides; joined %s, moved %s, left %s"
-        "; parked %s",
-        report.departments,
-        report.stores,
-        report.guides,
-        report.joined or "none",
-        report.moved or "none",
-        report.left or "none",
-        report.parked or "none",
-    )
-    return report
-
-
-# ---- change_contact callbacks ----------------------------------------------------------------
-
-
-async def apply_user_changed(
-    session: AsyncSession,
-    wecom: WeComClient,
-    *,
-    userid: str,
-    new_userid: str | None,
-    departments: Sequence[int],
-    main_department: int | None,
-    at: datetime,
-) -> None:
-    """create_user / update_user: fetch user/get for the truth, then apply it at `at`.
-
-    A NewUserID is applied only when WeCom confirms it: user/get answers for the new id and no
-    longer for the old one. Otherwise the event is stale (renamed back since) or not WeCom's,
-    and moving the guide's customers and history to another id would be wrong.
-    """
-    target = new_userid or userid
-    info = await _user_get(wecom, target)
-    renaming = bool(new_userid) and new_userid != userid
-    confirmed = renaming and info is not None and await _user_get(wecom, userid) is None
-    await lock_directory(session)
-    if confirmed:
-        await rename_guide(session, userid, target, at)
-    elif renaming:
-        log.info(
-            "update_user %s -> %s not renamed: WeCom does not confirm it (user/get finds %s)",
-            userid,
-            target,
-            "both ids" if info is not None else f"no {target}",
-        )
-    if info is None:
-        # Gone again already (the events came out of order): the delete_user event, or the
-        # nightly sync, settles it. Don't make a departed member active.
-        log.info("change_contact for %s: user/get says the member is gone; not applied", target)
-        return
-    await upsert_guide(
-        session,
-        target,
-        name=info.get("name"),
-        main_department=info.get("main_department") or main_department,
-        departments=[int(d) for d in info.get("department") or departments],
-        at=at,
-    )
-
-
-async def apply_user_deleted(
-    session: AsyncSession, wecom: WeComClient, *, userid: str, at: datetime
-) -> None:
-    if await _user_get(wecom, userid) is not None:
-        # user/get still finds the member: this delete is older than a re-creation.
-        log.info("delete_user for %s ignored: the member exists in WeCom", userid)
-        return
-    await lock_directory(session)
-    await mark_left(session, userid, at)
-
-
-async def _user_get(wecom: WeComClient, userid: str) -> dict[str, Any] | None:
-    """user/get's member, or None when WeCom says there is no such member (any more)."""
-    try:
-        return await wecom.user_get(userid)
-    except WeComError as exc:
-        if exc.errcode not in MEMBER_GONE:
-            raise  # transient or unexpected: the worker retries
-        return None
-
-
-async def apply_party_changed(
-    session: AsyncSession, wecom: WeComClient, *, dept_id: int, at: datetime
-) -> None:
-    """create_party / update_party / delete_party: re-read the department, apply the truth."""
-    try:
-        found = [d for d in await wecom.department_list(dept_id) if int(d["id"]) == dept_id]
-    except WeComError as exc:
-        if exc.errcode not in DEPARTMENT_GONE:
-            raise
-        found = []
-    await lock_directory(session)
-    if found:
-        dept = found[0]
-        await upsert_department(
-            session,
-            dept_id,
-            name=dept.get("name"),
-            parent_id=dept.get("parentid"),
-            order=dept.get("order"),
-            now=at,
-        )
-    else:
-        await mark_department_deleted(session, dept_id, at)
-    await refresh_store_flags(session)

@@ -19,8 +19,9 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.clock import Clock
-from guidebot.contacts import directory, service
+from guidebot.contacts import directory_changes, service
 from guidebot.contacts.models import EventSource, RelationStatus
+from guidebot.contacts.wecom_profile import Profile, fetch_profile, is_transient
 from guidebot.intake.router import Router
 from guidebot.wecom.client import WeComClient, WeComError
 from guidebot.wecom.events import (
@@ -47,15 +48,13 @@ PROFILE_DEADLINE = timedelta(seconds=10)
 
 async def _profile_for_add(
     wecom: WeComClient, event: AddExternalContact | AddHalfExternalContact
-) -> service.Profile | None:
+) -> Profile | None:
     """The add's profile; None, instead of a retry, when a welcome code is waiting on it."""
     deadline = event.create_time + PROFILE_DEADLINE if event.welcome_code else None
     try:
-        return await service.fetch_profile(
-            wecom, event.external_userid, event.userid, deadline=deadline
-        )
+        return await fetch_profile(wecom, event.external_userid, event.userid, deadline=deadline)
     except WeComError as exc:
-        if not event.welcome_code or not service.is_transient(exc):
+        if not event.welcome_code or not is_transient(exc):
             raise
         log.warning(
             "add %s/%s: %s; recorded without a profile so the welcome goes out now "
@@ -87,6 +86,7 @@ async def on_added(
         profile=profile,
         half=isinstance(event, AddHalfExternalContact),
         inbox_id=inbox_id,
+        welcome_code=event.welcome_code,
     )
 
 
@@ -98,7 +98,7 @@ async def on_edited(
     clock: Clock,
     inbox_id: int,
 ) -> None:
-    profile = await service.fetch_profile(wecom, event.external_userid, event.userid)
+    profile = await fetch_profile(wecom, event.external_userid, event.userid)
     await service.record_edited(
         session,
         userid=event.userid,
@@ -160,7 +160,7 @@ async def on_transfer_failed(event: TransferFail, session: AsyncSession, clock: 
 async def on_user_changed(
     event: CreateUser | UpdateUser, session: AsyncSession, wecom: WeComClient
 ) -> None:
-    await directory.apply_user_changed(
+    await directory_changes.apply_user_changed(
         session,
         wecom,
         userid=event.userid,
@@ -173,11 +173,15 @@ async def on_user_changed(
 
 @router.on(DeleteUser)
 async def on_user_deleted(event: DeleteUser, session: AsyncSession, wecom: WeComClient) -> None:
-    await directory.apply_user_deleted(session, wecom, userid=event.userid, at=event.create_time)
+    await directory_changes.apply_user_deleted(
+        session, wecom, userid=event.userid, at=event.create_time
+    )
 
 
 @router.on(ContactPartyEvent)
 async def on_party_changed(
     event: ContactPartyEvent, session: AsyncSession, wecom: WeComClient
 ) -> None:
-    await directory.apply_party_changed(session, wecom, dept_id=event.id, at=event.create_time)
+    await directory_changes.apply_party_changed(
+        session, wecom, dept_id=event.id, at=event.create_time
+    )

@@ -31,14 +31,8 @@ from sqlalchemy import exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.contacts.models import Customer, Relation, RelationStatus
-from guidebot.contacts.service import (
-    Profile,
-    apply_follow,
-    customer_values,
-    fetch_contact,
-    is_transient,
-    lock_relation,
-)
+from guidebot.contacts.relations import apply_follow, customer_values, lock_relation
+from guidebot.contacts.wecom_profile import Profile, fetch_contact, is_transient
 from guidebot.wecom.client import WeComClient, WeComError
 
 log = logging.getLogger(__name__)

@@ -31,13 +31,9 @@ from guidebot.contacts.models import (
     Transfer,
     TransferStatus,
 )
-from guidebot.contacts.service import (
-    Profile,
-    from_epoch,
-    lock_relation,
-    record_added,
-    record_ended,
-)
+from guidebot.contacts.relations import lock_relation
+from guidebot.contacts.service import record_added, record_ended
+from guidebot.contacts.wecom_profile import Profile, from_epoch
 from guidebot.db.parking import isolating
 from guidebot.wecom.client import WeComClient, WeComError, WeComTransportError
 

@@ -4,7 +4,7 @@ A request is written as `pending` rows and committed before WeCom is asked, so a
 unanswered call leaves a record that `poll_transfer_results` settles from WeCom's
 transfer_result. WeCom completes an accepted transfer about 24 hours later; the callbacks
 (del_external_contact DELETE_BY_TRANSFER, the takeover's add, transfer_fail) or the poll,
-whichever comes first, move the relation (see service.complete_transfer).
+whichever comes first, move the relation (see handover.complete_transfer).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.errors import Conflict, Invalid, NotFound
+from guidebot.contacts.handover import complete_transfer
 from guidebot.contacts.models import (
     EventSource,
     Guide,
@@ -31,7 +32,7 @@ from guidebot.contacts.models import (
     TransferKind,
     TransferStatus,
 )
-from guidebot.contacts.service import complete_transfer, from_epoch
+from guidebot.contacts.wecom_profile import from_epoch
 from guidebot.db.parking import isolating, unparked
 from guidebot.wecom.client import Page, WeComClient, WeComError, WeComUncertain
 
@@ -97,9 +98,40 @@ async def start_transfers(
     Commits the pending rows before calling WeCom and again after. A customer who is not the
     handover's, or already has a transfer pending, is skipped without asking WeCom.
     """
+    customers = list(dict.fromkeys(external_userids))
+    await _check_request(session, kind, handover_userid, takeover_userid, customers, message)
+    outcomes: dict[str, TransferOutcome] = {}
+    rows = await _new_rows(
+        session, kind, handover_userid, takeover_userid, customers, now, outcomes
+    )
+    session.add_all(rows.values())
+    try:
+        await session.commit()  # the record exists before WeCom is asked
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict(
+            "another transfer for these customers was requested at the same time"
+        ) from None
+
+    if rows:
+        await _ask_wecom(wecom, kind, handover_userid, takeover_userid, rows, message, now)
+        await session.commit()
+    for ext, row in rows.items():
+        outcomes[ext] = TransferOutcome(ext, row.status, row.id, row.errcode, row.fail_reason)
+    return [outcomes[ext] for ext in customers]
+
+
+async def _check_request(
+    session: AsyncSession,
+    kind: str,
+    handover_userid: str,
+    takeover_userid: str,
+    customers: list[str],
+    message: str | None,
+) -> None:
+    """Refuse a request that cannot be a transfer (Invalid, NotFound)."""
     if kind not in TransferKind.ALL:
         raise Invalid(f"kind must be one of {', '.join(TransferKind.ALL)}, got {kind!r}")
-    customers = list(dict.fromkeys(external_userids))
     if not customers or len(customers) > MAX_CUSTOMERS:
         raise Invalid(f"external_userids must name 1 to {MAX_CUSTOMERS} customers")
     if handover_userid == takeover_userid:
@@ -117,7 +149,17 @@ async def start_transfers(
     if kind == TransferKind.IN_SERVICE and handover.status == GuideStatus.LEFT:
         raise Invalid(f"{handover_userid!r} has left; use a resigned transfer")
 
-    outcomes: dict[str, TransferOutcome] = {}
+
+async def _new_rows(
+    session: AsyncSession,
+    kind: str,
+    handover_userid: str,
+    takeover_userid: str,
+    customers: list[str],
+    now: datetime,
+    outcomes: dict[str, TransferOutcome],
+) -> dict[str, Transfer]:
+    """A pending transfer row per customer who can move; the others' outcomes (skipped)."""
     relations = {
         r.external_userid: r
         for r in await session.scalars(
@@ -158,21 +200,7 @@ async def start_transfers(
                 requested_at=now,
                 updated_at=now,
             )
-    session.add_all(rows.values())
-    try:
-        await session.commit()  # the record exists before WeCom is asked
-    except IntegrityError:
-        await session.rollback()
-        raise Conflict(
-            "another transfer for these customers was requested at the same time"
-        ) from None
-
-    if rows:
-        await _ask_wecom(wecom, kind, handover_userid, takeover_userid, rows, message, now)
-        await session.commit()
-    for ext, row in rows.items():
-        outcomes[ext] = TransferOutcome(ext, row.status, row.id, row.errcode, row.fail_reason)
-    return [outcomes[ext] for ext in customers]
+    return rows
 
 
 async def _ask_wecom(

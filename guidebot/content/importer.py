@@ -37,7 +37,8 @@ import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.content import service
-from guidebot.content.service import ContentError, Invalid, MediaInput
+from guidebot.content.errors import ContentError, Invalid
+from guidebot.content.fields import MediaInput, clean_fields
 
 DEMO_CONTENT = Path(__file__).with_name("demo_content.yaml")
 
@@ -121,7 +122,7 @@ async def import_content(
                 data["media"] = _media(data["media"], path.parent)
             existing = await service.item_by_key(session, key)
             if existing is None:
-                fields = service.clean_fields(data, tz=tz)
+                fields = clean_fields(data, tz=tz)
                 await service.create_item(session, fields, now)
                 report.created.append(key)
                 continue
@@ -130,7 +131,7 @@ async def import_content(
                 continue
             # Absent optional fields are cleared, so the file stays the whole truth.
             data = {**_CLEARED, **data}
-            fields = service.clean_fields(data, tz=tz)
+            fields = clean_fields(data, tz=tz)
             changed = await service.update_item(session, existing, fields, now)
             (report.updated if changed else report.unchanged).append(key)
         except ContentError as exc:

@@ -1,7 +1,7 @@
-"""The periodic jobs of content and the bot (wired in app.periodic_jobs).
+"""The periodic jobs of content (wired in app.periodic_jobs).
 
-Each takes a session factory, the WeCom client and a clock (the bot's flush also the settings),
-opens its own sessions, and never holds a transaction across a WeCom call.
+Each takes a session factory, the WeCom client and a clock, opens its own sessions, and never
+holds a transaction across a WeCom call.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
-from guidebot.config import Settings
 from guidebot.content import masssend, service
 from guidebot.wecom.client import WeComClient
 
@@ -26,12 +25,3 @@ async def poll_mass_sends(
 async def refresh_media(sessions: Sessions, wecom: WeComClient, clock: Clock) -> int:
     """Re-upload media older than 2 days so no media_id in use reaches WeCom's 3-day limit."""
     return await service.refresh_media(sessions, wecom, clock.now())
-
-
-async def flush_bot_replies(
-    sessions: Sessions, wecom: WeComClient, clock: Clock, settings: Settings
-):
-    """Send the bot's queued answers within WeCom's 30-a-minute limit per member."""
-    from guidebot.bot.replies import flush_replies
-
-    return await flush_replies(sessions, wecom, clock, settings)

@@ -23,6 +23,7 @@ from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.contacts.models import Guide, Relation, RelationStatus
 from guidebot.content import links, service
+from guidebot.content.errors import Invalid, NotFound
 from guidebot.content.models import (
     ContentItem,
     ContentKind,
@@ -31,7 +32,6 @@ from guidebot.content.models import (
     MassSendResult,
     MassSendStatus,
 )
-from guidebot.content.service import Invalid, NotFound
 from guidebot.db.engine import upsert_insert
 from guidebot.db.parking import park_apart, unparked
 from guidebot.wecom.client import WeComClient, WeComError, WeComUncertain

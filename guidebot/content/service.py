@@ -1,5 +1,8 @@
 """The content library's domain functions: items, search, media, forwards, opens, numbers.
 
+An item's fields are checked in guidebot.content.fields; errors are guidebot.content.errors.
+A new forward and a customer's open are announced (guidebot.events) for whoever follows them.
+
 Functions that talk to WeCom (media upload) take a session factory and never hold a database
 transaction across the network call; everything else takes the caller's session and leaves
 the commit to it.
@@ -7,26 +10,29 @@ the commit to it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import logging
-import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, String, and_, exists, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from guidebot.contacts.directory import store_at
-from guidebot.contacts.models import Department, EventKind, Guide, RelationEvent
-from guidebot.content import tasks
+from guidebot.contacts.models import (
+    Department,
+    EventKind,
+    Guide,
+    GuideStatus,
+    RelationEvent,
+    StoreMembership,
+)
+from guidebot.content.errors import Invalid, NotFound
+from guidebot.content.fields import MediaInput, check_complete
 from guidebot.content.links import LinkClaims
 from guidebot.content.models import (
     ContentForward,
@@ -37,7 +43,7 @@ from guidebot.content.models import (
     ContentOpenVisitor,
 )
 from guidebot.db.engine import upsert_insert
-from guidebot.sop.models import Action, SopTask, TaskStatus
+from guidebot.events import ContentForwarded, ContentOpened, publish
 from guidebot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -46,240 +52,6 @@ log = logging.getLogger(__name__)
 MEDIA_LIFETIME = timedelta(days=3)
 MEDIA_MAX_AGE = timedelta(days=2, hours=12)
 MEDIA_REFRESH_AFTER = timedelta(days=2)
-MEDIA_LIMITS = {"image": 10 << 20, "file": 20 << 20}
-
-FIELDS = (
-    "key",
-    "kind",
-    "title",
-    "summary",
-    "cover_url",
-    "body",
-    "url",
-    "miniprogram",
-    "tags",
-    "stores",
-    "valid_from",
-    "valid_to",
-    "media",
-)
-
-
-class ContentError(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class NotFound(ContentError):
-    pass
-
-
-class Invalid(ContentError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class MediaInput:
-    filename: str
-    content_type: str
-    data: bytes
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-
-# ---- validation ------------------------------------------------------------------------------
-
-
-# Control characters end up in a Location header, a multipart header to WeCom or a message:
-# none anywhere, except line feeds in words people read (a summary, a text item's body).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_BUT_LF = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
-
-
-def _no_control(value: str, name: str, *, multiline: bool = False) -> str:
-    if (_CONTROL_BUT_LF if multiline else _CONTROL).search(value):
-        allowed = "other than line feeds" if multiline else "such as line breaks"
-        raise Invalid(f"{name!r} may not hold control characters {allowed}")
-    return value
-
-
-def _text(
-    value: Any,
-    name: str,
-    *,
-    limit: int | None = None,
-    required: bool = False,
-    multiline: bool = False,
-) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip() and not required):
-        if required:
-            raise Invalid(f"{name!r} is required")
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise Invalid(f"{name!r} must be a non-empty string")
-    value = _no_control(value.strip(), name, multiline=multiline)
-    if limit is not None and len(value) > limit:
-        raise Invalid(f"{name!r} is longer than {limit} characters")
-    return value
-
-
-def _url(value: Any, name: str) -> str | None:
-    text = _text(value, name, limit=2000)
-    if text is None:
-        return None
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise Invalid(f"{name!r} must be an http(s) URL")
-    return text
-
-
-def _words(value: Any, name: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
-        raise Invalid(f"{name!r} must be a list of strings")
-    out: list[str] = []
-    for v in value:
-        text = _no_control(str(v).strip(), name)
-        if not text or "|" in text or len(text) > 64:
-            raise Invalid(f"{name!r}: each entry is 1-64 characters without '|'")
-        if text not in out:
-            out.append(text)
-    return out
-
-
-def parse_instant(value: Any, name: str, tz: ZoneInfo) -> datetime | None:
-    """An ISO 8601 instant, a date (midnight in `tz`), or a datetime; naive means `tz`."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        instant = value
-    elif isinstance(value, date):
-        instant = datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        try:
-            instant = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise Invalid(f"{name!r} must be an ISO 8601 date or time, got {value!r}") from None
-    else:
-        raise Invalid(f"{name!r} must be an ISO 8601 date or time")
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=tz)
-    return instant.astimezone(UTC)
-
-
-def media_from_json(value: Any) -> MediaInput:
-    """{"filename", "content_type", "data_base64"} as the API takes it."""
-    if not isinstance(value, Mapping):
-        raise Invalid("'media' must be an object with filename, content_type and data_base64")
-    filename = _text(value.get("filename"), "media.filename", limit=255, required=True)
-    content_type = _text(value.get("content_type"), "media.content_type", limit=100) or (
-        "application/octet-stream"
-    )
-    raw = value.get("data_base64")
-    if not isinstance(raw, str) or not raw:
-        raise Invalid("'media.data_base64' must be base64 text")
-    try:
-        data = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        raise Invalid("'media.data_base64' is not valid base64") from None
-    return MediaInput(filename or "media", content_type, data)
-
-
-def _check_media(kind: str, media: MediaInput) -> None:
-    # What the importer read from a file is checked here too: both go into WeCom's headers.
-    _no_control(media.filename, "media.filename")
-    _no_control(media.content_type, "media.content_type")
-    wecom_kind = "file" if kind == ContentKind.FILE else "image"
-    if len(media.data) < 5:
-        raise Invalid("media has fewer than 5 bytes")
-    if len(media.data) > MEDIA_LIMITS[wecom_kind]:
-        raise Invalid(
-            f"media is over WeCom's {MEDIA_LIMITS[wecom_kind] >> 20} MB {wecom_kind} limit"
-        )
-    if wecom_kind == "image" and not media.data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
-        raise Invalid("an image (or a mini-program cover) must be a JPG or PNG")
-
-
-def clean_fields(data: Mapping[str, Any], *, tz: ZoneInfo, partial: bool = False) -> dict[str, Any]:
-    """The fields of `data` checked and normalised; unknown names are errors.
-
-    `media` may already be a MediaInput (the importer reads files itself).
-    """
-    unknown = sorted(set(data) - set(FIELDS))
-    if unknown:
-        raise Invalid(f"unknown field {unknown[0]!r}; fields are {', '.join(FIELDS)}")
-    out: dict[str, Any] = {}
-    if "key" in data:
-        key = _text(data["key"], "key", limit=128, required=True)
-        if key is not None and not re.fullmatch(r"[A-Za-z0-9_.:/-]+", key):
-            raise Invalid("'key' may hold letters, digits and _ . : / - only")
-        out["key"] = key
-    if "kind" in data or not partial:
-        kind = data.get("kind")
-        if kind not in ContentKind.ALL:
-            raise Invalid(f"'kind' must be one of {', '.join(ContentKind.ALL)}")
-        out["kind"] = kind
-    if "title" in data or not partial:
-        out["title"] = _text(data.get("title"), "title", limit=255, required=True)
-    for name, limit in (("summary", 2000), ("body", 4000)):
-        if name in data:
-            out[name] = _text(data[name], name, limit=limit, multiline=True)
-    for name in ("cover_url", "url"):
-        if name in data:
-            out[name] = _url(data[name], name)
-    if "miniprogram" in data:
-        mp = data["miniprogram"]
-        if mp is None:
-            out["miniprogram_appid"] = out["miniprogram_page"] = None
-        elif isinstance(mp, Mapping) and not set(mp) - {"appid", "page"}:
-            out["miniprogram_appid"] = _text(mp.get("appid"), "miniprogram.appid", limit=64)
-            out["miniprogram_page"] = _text(mp.get("page"), "miniprogram.page", limit=500)
-        else:
-            raise Invalid("'miniprogram' must be {appid, page}")
-    if "tags" in data:
-        out["tags"] = _words(data["tags"], "tags")
-    if "stores" in data:
-        out["stores"] = _words(data["stores"], "stores")
-    for name in ("valid_from", "valid_to"):
-        if name in data:
-            out[name] = parse_instant(data[name], name, tz)
-    if "media" in data:
-        media = data["media"]
-        out["media"] = (
-            None
-            if media is None
-            else media
-            if isinstance(media, MediaInput)
-            else media_from_json(media)
-        )
-    return out
-
-
-def check_complete(item: ContentItem, media: MediaInput | ContentMedia | None) -> None:
-    """What each kind needs to be sent at all."""
-    kind = item.kind
-    if kind == ContentKind.TEXT and not item.body:
-        raise Invalid("a text item needs 'body'")
-    if kind == ContentKind.LINK and not item.url:
-        raise Invalid("a link item needs 'url'")
-    if kind == ContentKind.MINIPROGRAM and not (item.miniprogram_appid and item.miniprogram_page):
-        raise Invalid("a miniprogram item needs miniprogram.appid and miniprogram.page")
-    if kind == ContentKind.MINIPROGRAM and not item.cover_url:
-        # sendChatMessage takes the card's picture by URL (imgUrl), mass sends by media id.
-        raise Invalid("a miniprogram item needs 'cover_url' (and 'media', the same picture)")
-    if kind in ContentKind.WITH_MEDIA and media is None:
-        cover = "its cover image" if kind == ContentKind.MINIPROGRAM else "the file"
-        raise Invalid(f"a {kind} item needs 'media' ({cover})")
-    if kind in ContentKind.WITH_MEDIA and isinstance(media, MediaInput):
-        _check_media(kind, media)
-    if item.valid_from and item.valid_to and item.valid_to <= item.valid_from:
-        raise Invalid("'valid_to' must be after 'valid_from'")
 
 
 def _reindex(item: ContentItem) -> None:
@@ -538,7 +310,8 @@ async def record_forward(
     task_id: int | None = None,
     mass_send_id: int | None = None,
 ) -> bool:
-    """Log one forward; False when `ref` was logged before (a repeated confirmation)."""
+    """Log one forward; False when `ref` was logged before (a repeated confirmation). A new
+    one is announced (ContentForwarded): the SOP engine completes the task it was for."""
     insert = upsert_insert(session.bind.dialect.name)
     result = await session.execute(
         insert(ContentForward)
@@ -556,7 +329,21 @@ async def record_forward(
         )
         .on_conflict_do_nothing(index_elements=["ref"])
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    await publish(
+        session,
+        ContentForwarded(
+            ref=ref,
+            item_id=item_id,
+            guide_userid=guide,
+            external_userid=customer,
+            via=via,
+            task_id=task_id,
+            now=now,
+        ),
+    )
+    return True
 
 
 def first_forward() -> ColumnElement[bool]:
@@ -572,21 +359,6 @@ def first_forward() -> ColumnElement[bool]:
             and_(earlier.sent_at == ContentForward.sent_at, earlier.id < ContentForward.id),
         ),
     )
-
-
-def link_forwarded(nonce: Any, task_id: Any) -> ColumnElement[bool]:
-    """True when the tracked link with this nonce and task (values, or content_opens columns)
-    reached its customer: the guide's forward of it was logged, or the SOP message that carried
-    it was sent to the customer (a welcome, a mass-send task). A link only prepared in the
-    sidebar, or a reminder's link in the guide's own hands, was not: opening it is nobody's
-    touch on the customer."""
-    logged = exists().where(ContentForward.ref == literal("l:", String) + nonce)
-    by_task = exists().where(
-        SopTask.id == task_id,
-        SopTask.action.in_(Action.TO_CUSTOMER),
-        SopTask.status.in_((TaskStatus.SENT, TaskStatus.DONE)),
-    )
-    return or_(logged, by_task)
 
 
 # A client (one address) adds at most this many unique visitors of one item in the window; its
@@ -660,8 +432,8 @@ async def record_open(
     unique open). `visitor` is a verified visitor id (links.verify_visitor), `client` the
     client's links.client_tag; without a customer or a visitor id the open has no visitor.
 
-    A customer's open of a link that reached them (link_forwarded) is the `content.opened` goal
-    of the playbooks they are in with the guide.
+    A customer's open is announced (ContentOpened): the SOP engine credits the `content.opened`
+    goal of the playbooks they are in with the guide if the link reached them.
     """
     key = visitor_key(claims, visitor)
     store_id = await store_at(session, claims.guide, now)
@@ -685,10 +457,19 @@ async def record_open(
             first=first,
         )
     )
-    if claims.customer is not None and await session.scalar(
-        select(link_forwarded(claims.nonce, claims.task_id))
-    ):
-        await tasks.content_opened(session, claims.guide, claims.customer, now)
+    if claims.customer is not None:
+        await publish(
+            session,
+            ContentOpened(
+                guide_userid=claims.guide,
+                external_userid=claims.customer,
+                item_id=claims.item_id,
+                link_nonce=claims.nonce,
+                task_id=claims.task_id,
+                at=now,
+                now=now,
+            ),
+        )
     return first
 
 
@@ -801,8 +582,6 @@ async def guide_store(session: AsyncSession, guide: str, now: datetime) -> Depar
 
 async def store_guides(session: AsyncSession, store_id: int, now: datetime) -> list[str]:
     """Active guides whose store (as store_at decides) is `store_id` now."""
-    from guidebot.contacts.models import GuideStatus, StoreMembership
-
     candidates = list(
         await session.scalars(
             select(StoreMembership.guide_userid)

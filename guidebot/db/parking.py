@@ -40,6 +40,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from guidebot.db.base import Base, BigId, UTCDateTime
 from guidebot.db.engine import upsert_insert
+from guidebot.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +251,11 @@ async def parked_counts(session: AsyncSession) -> dict[str, int]:
         select(ParkedRow.job, func.count()).group_by(ParkedRow.job).order_by(ParkedRow.job)
     )
     return {job: int(count) for job, count in rows}
+
+
+async def parked_backlog(telemetry: Telemetry, session: AsyncSession, now: datetime) -> None:
+    """The /metrics gauge of parked rows per job (a reader for Telemetry.measure_with)."""
+    telemetry.set_parked(await parked_counts(session))
 
 
 async def retry(

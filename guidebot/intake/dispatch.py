@@ -1,29 +1,24 @@
-"""The dispatcher every instance runs: each domain's router, and what handlers may ask for."""
+"""The dispatcher every instance runs, and what handlers may ask for.
+
+The app (the composition root) hands in the domain routers; intake knows no domain. Each domain
+router hears every event; no router depends on another having run first (what one domain's
+handling means to another travels as a domain event, guidebot.events).
+"""
 
 from __future__ import annotations
 
-from guidebot.intake.router import Dispatcher
+from collections.abc import Iterable
+
+from guidebot.intake.router import Dispatcher, Router
 
 # The closed set of names a handler may declare as parameters (besides `event`).
 INJECTABLES = frozenset(
-    {"session", "wecom", "clock", "settings", "telemetry", "inbox_id", "attempts", "after_commit"}
+    {"session", "wecom", "clock", "settings", "telemetry", "inbox_id", "attempts"}
 )
 
 
-def build_dispatcher() -> Dispatcher:
+def build_dispatcher(routers: Iterable[Router]) -> Dispatcher:
     dispatcher = Dispatcher(injectables=INJECTABLES)
-    for router in domain_routers():
+    for router in routers:
         dispatcher.include_router(router)
     return dispatcher
-
-
-def domain_routers() -> list:
-    # Imported here so that the wecom and intake layers never import the domain at load time.
-    from guidebot.bot.handlers import router as bot
-    from guidebot.contacts.handlers import router as contacts
-    from guidebot.sop.handlers import before as sop_before
-    from guidebot.sop.handlers import router as sop
-
-    # sop_before only remembers a pair's tags before contacts updates them; sop runs after
-    # contacts, so the relation it enrolls or stops is already recorded in the transaction.
-    return [sop_before, contacts, sop, bot]

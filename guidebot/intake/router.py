@@ -1,19 +1,18 @@
-"""An event router in the shape of aiogram's: handlers per event kind, filters, outer middlewares.
+"""An event router in the shape of aiogram's: handlers per event kind, injection by name.
 
     router = Router("contacts")
 
-    @router.on(AddExternalContact, filters=[ChannelState("store:")])
+    @router.on(AddExternalContact)
     async def on_added(event: AddExternalContact, session: AsyncSession) -> None: ...
 
 A handler is registered for event classes (matched with isinstance) or kind strings (matched
-against `event.kind`, e.g. "event:click" for a generic event). Filters run in order; a filter
-returns False to pass the handler by, True to accept, or a dict whose items become extra
-arguments (a filter lists those names in its `provides` attribute). A handler declares what
-it needs by parameter name; the Dispatcher checks every name against its closed set at
-start-up, so a typo fails when the server starts, not at 3 am.
-Within one router (with the routers it includes) the first handler that accepts an event
-handles it. The Dispatcher gives every event to each top-level domain router in turn, in the
-order they were included, so contacts can record an add before the SOP engine enrolls it.
+against `event.kind`, e.g. "event:click" for a generic event). A handler declares what it needs
+by parameter name; the Dispatcher checks every name against its closed set at start-up, so a
+typo fails when the server starts, not at 3 am.
+Within one router (with the routers it includes) the first handler that matches an event
+handles it. The Dispatcher gives every event to each top-level domain router; no domain relies
+on another having run first (what one domain's handling means to another is a domain event,
+guidebot.events). The inbox worker wraps the whole in its own steps (errors, dedupe, session).
 """
 
 from __future__ import annotations
@@ -21,15 +20,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from guidebot.wecom.events import Event
 
 Data = dict[str, Any]
 Next = Callable[[Event, Data], Awaitable[Any]]
-Middleware = Callable[[Next, Event, Data], Awaitable[Any]]
-Filter = Callable[[Event], bool | Data | Awaitable[bool | Data]]
 
 
 class _Unhandled:
@@ -48,7 +44,6 @@ class RouterError(RuntimeError):
 class HandlerObject:
     callback: Callable[..., Awaitable[Any]]
     kinds: tuple[type[Event] | str, ...]
-    filters: tuple[Filter, ...]
     params: frozenset[str] = field(init=False)
     takes_all: bool = field(init=False)
 
@@ -81,19 +76,6 @@ class HandlerObject:
             for kind in self.kinds
         )
 
-    async def check(self, event: Event) -> Data | None:
-        """Run the filters: None when one refuses, else the extra arguments they supplied."""
-        extra: Data = {}
-        for check in self.filters:
-            verdict = check(event)
-            if inspect.isawaitable(verdict):
-                verdict = await verdict
-            if not verdict:
-                return None
-            if isinstance(verdict, dict):
-                extra.update(verdict)
-        return extra
-
     async def call(self, event: Event, data: Data) -> Any:
         available = {"event": event, **data}
         if self.takes_all:
@@ -107,29 +89,26 @@ class Router:
         self.handlers: list[HandlerObject] = []
         self.children: list[Router] = []
 
-    def on(self, *kinds: type[Event] | str, filters: Iterable[Filter] = ()) -> Callable:
-        """Decorator: `@router.on(AddExternalContact, filters=[ChannelState("store:")])`."""
+    def on(self, *kinds: type[Event] | str) -> Callable:
+        """Decorator: `@router.on(AddExternalContact, AddHalfExternalContact)`."""
         if not kinds:
             raise RouterError(f"router {self.name}: on() needs at least one event kind")
 
         def register(callback: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-            self.register(callback, *kinds, filters=filters)
+            self.register(callback, *kinds)
             return callback
 
         return register
 
     def register(
-        self,
-        callback: Callable[..., Awaitable[Any]],
-        *kinds: type[Event] | str,
-        filters: Iterable[Filter] = (),
+        self, callback: Callable[..., Awaitable[Any]], *kinds: type[Event] | str
     ) -> HandlerObject:
         for kind in kinds:
             if not (isinstance(kind, str) or (isinstance(kind, type) and issubclass(kind, Event))):
                 raise RouterError(
                     f"router {self.name}: {kind!r} is neither an Event class nor a kind string"
                 )
-        handler = HandlerObject(callback, tuple(kinds), tuple(filters))
+        handler = HandlerObject(callback, tuple(kinds))
         self.handlers.append(handler)
         return handler
 
@@ -151,7 +130,7 @@ class Router:
         return found
 
     async def propagate(self, event: Event, data: Data) -> Any:
-        """The first taker in this router or the routers it includes, depth first."""
+        """The first handler in this router or the routers it includes, depth first."""
         for router in self.chain():
             result = await router._offer(event, data)
             if result is not UNHANDLED:
@@ -161,35 +140,24 @@ class Router:
     async def _offer(self, event: Event, data: Data) -> Any:
         """Offer the event to this router's own handlers only."""
         for handler in self.handlers:
-            if not handler.matches(event):
-                continue
-            extra = await handler.check(event)
-            if extra is None:
-                continue
-            return await handler.call(event, {**data, **extra})
+            if handler.matches(event):
+                return await handler.call(event, data)
         return UNHANDLED
 
 
 class Dispatcher(Router):
-    """The root router: owns the outer middlewares and the closed set of injectable names."""
+    """The root router: owns the closed set of injectable names."""
 
     def __init__(self, injectables: Iterable[str]) -> None:
         super().__init__("root")
         self.injectables = frozenset(injectables) | {"event"}
-        self.middlewares: list[Middleware] = []
-
-    def middleware(self, middleware: Middleware) -> Middleware:
-        """Add an outer middleware; the first added is the outermost."""
-        self.middlewares.append(middleware)
-        return middleware
 
     def check_wiring(self, extra_names: Iterable[str] = ()) -> None:
         """Fail at start-up if a handler asks for something no one provides."""
         known = self.injectables | frozenset(extra_names)
         for router in self.chain():
             for handler in router.handlers:
-                provided = {name for f in handler.filters for name in getattr(f, "provides", ())}
-                unknown = handler.params - known - provided
+                unknown = handler.params - known
                 if unknown:
                     raise RouterError(
                         f"handler {handler.name} asks for {', '.join(sorted(unknown))}, "
@@ -207,8 +175,5 @@ class Dispatcher(Router):
         return results or UNHANDLED
 
     async def feed(self, event: Event, **data: Any) -> Any:
-        """Run the event through the middlewares, then each domain router's first taker."""
-        call: Next = self.propagate
-        for middleware in reversed(self.middlewares):
-            call = partial(middleware, call)
-        return await call(event, data)
+        """Offer the event to each domain router's first matching handler."""
+        return await self.propagate(event, data)

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from guidebot.clock import Clock
+from guidebot.events import collect_after_commit
 from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.intake.router import UNHANDLED, Data, Dispatcher, Next
 from guidebot.logs import log_context
@@ -111,7 +112,6 @@ class InboxWorker:
                 "inbox_id",
                 "attempts",
                 "lease_until",
-                "after_commit",
             ]
         )
         self._after_commit_tasks: set[asyncio.Task[Any]] = set()
@@ -391,7 +391,9 @@ class InboxWorker:
         # must go within seconds, and only if the enrollment that records it was committed).
         after_commit: list[Callable[[], Awaitable[Any]]] = []
         async with self.sessions() as session, session.begin():
-            result = await call(event, {**data, "session": session, "after_commit": after_commit})
+            # Handlers and the domains' subscribers hand it over with events.after_commit.
+            collect_after_commit(session, after_commit)
+            result = await call(event, {**data, "session": session})
             # Marking done in the handler's own transaction makes its effects exactly-once:
             # if someone else already finished the event, all of this run rolls back.
             marked = await session.execute(

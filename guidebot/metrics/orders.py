@@ -6,7 +6,7 @@ Attribution, decided once when the order first arrives and stored with it:
    order was paid: a forward (content_forwards.sent_at) or an open of that guide's tracked link
    by the customer (content_opens.opened_at), whichever is later; the window is
    GUIDEBOT_ATTRIBUTION_DAYS days (default 7). Only opens of links that were forwarded count
-   (content.service.link_forwarded): a link a guide prepared and opened but never sent is no
+   (sop.queries.link_reached_customer): a link a guide prepared and opened but never sent is no
    touch;
 2. else the customer's active guide at the order's store (the guide's store at paid_at), the
    most recently added if several;
@@ -15,9 +15,9 @@ Attribution, decided once when the order first arrives and stored with it:
 
 An order is identified by its order_id: the same content posted again answers the stored order;
 different content under the same id is a conflict. A refund (status "refunded", or the refund
-call) takes the order back on the day of the refund. A paid order stops the customer's SOP
-enrollments with the attributed guide whose playbooks stop on order.paid, and credits their
-order.paid goals.
+call) takes the order back on the day of the refund. A new paid order is announced (OrderPaid):
+the SOP engine stops the customer's enrollments with the attributed guide whose playbooks stop
+on order.paid, and credits their order.paid goals.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ from guidebot.config import DEFAULT_ATTRIBUTION_DAYS
 from guidebot.contacts.directory import find_store, store_at
 from guidebot.contacts.models import Department, Relation, RelationStatus
 from guidebot.content.models import ContentForward, ContentOpen
-from guidebot.content.service import link_forwarded
 from guidebot.db.engine import upsert_insert
+from guidebot.events import OrderPaid, publish
 from guidebot.metrics.kpis import yuan
 from guidebot.metrics.models import Attribution, DirtySource, MetricsDirty, Order, OrderStatus
+from guidebot.sop.queries import link_reached_customer
 
 MAX_AMOUNT_FEN = 10**13  # 100 billion yuan: anything above is a typo
 _ORDER_ID = re.compile(r"[\x21-\x7e]{1,128}")
@@ -231,7 +232,7 @@ async def attribute_order(
                 ContentOpen.external_userid == external_userid,
                 ContentOpen.opened_at >= since,
                 ContentOpen.opened_at <= paid_at,
-                link_forwarded(ContentOpen.link_nonce, ContentOpen.task_id),
+                link_reached_customer(ContentOpen.link_nonce, ContentOpen.task_id),
             )
             .order_by(desc(ContentOpen.opened_at), desc(ContentOpen.id))
             .limit(1)
@@ -364,23 +365,15 @@ async def post_order(
         return await _repeat(session, existing, data, now), False
     await _dirty(session, touch.guide, data.paid_at)
     await _dirty(session, touch.guide, refunded_at)
-    if touch.guide is not None and customer is not None and data.status == OrderStatus.PAID:
-        from guidebot.sop.engine import record_goal, stop_enrollments
-
-        await stop_enrollments(
-            session,
+    if data.status == OrderStatus.PAID:
+        paid = OrderPaid(
+            order_id=data.order_id,
             external_userid=customer,
             guide_userid=touch.guide,
-            reason="order.paid",
+            paid_at=data.paid_at,
             now=now,
         )
-        await record_goal(
-            session,
-            external_userid=customer,
-            event="order.paid",
-            at=data.paid_at,
-            guide_userid=touch.guide,
-        )
+        await publish(session, paid)
     order = await _find(session, data.order_id)
     assert order is not None
     return order, True

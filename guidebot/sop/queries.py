@@ -1,15 +1,161 @@
-"""Read-side numbers of the SOP engine for the faces: tasks per step and status, active
-enrollments per playbook version, and how the playbooks' goals came out."""
+"""What the faces and the bot read of the SOP engine's rows.
+
+For a guide: their open tasks and a customer's enrollments (the sidebar, the bot), and whether a
+forward completed its task. For HQ: tasks per step and status, active enrollments per playbook
+version, and how the playbooks' goals came out. For /metrics: the oldest due task. And
+`link_reached_customer`, which the engine's goal crediting and the order attribution share.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import ColumnElement, String, and_, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.sop.models import EnrollmentStatus, SopEnrollment, SopTask, TaskStatus
+from guidebot.content.models import ContentForward
+from guidebot.db.parking import unparked
+from guidebot.sop.engine import TASKS_TABLE, TICK_JOB
+from guidebot.sop.models import (
+    Action,
+    EnrollmentStatus,
+    SopEnrollment,
+    SopTask,
+    TaskStatus,
+)
+from guidebot.telemetry import Telemetry
+
+# What a guide still has to act on: not yet run, or run and waiting for the guide.
+GUIDE_OPEN = (*TaskStatus.OPEN, *TaskStatus.AWAITING_GUIDE)
+OPENED = "content.opened"  # the goal event a customer's open of their guide's link is
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    id: int
+    guide_userid: str
+    external_userid: str
+    playbook_id: str
+    step_id: str
+    action: str
+    status: str
+    due_at: datetime
+    content_key: str | None  # the library item the step sends, when it names one
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "external_userid": self.external_userid,
+            "playbook": self.playbook_id,
+            "step": self.step_id,
+            "action": self.action,
+            "status": self.status,
+            "due_at": self.due_at.isoformat(),
+            "content_key": self.content_key,
+        }
+
+
+def _view(task: SopTask) -> TaskView:
+    return TaskView(
+        id=task.id,
+        guide_userid=task.guide_userid,
+        external_userid=task.external_userid,
+        playbook_id=task.playbook_id,
+        step_id=task.step_id,
+        action=task.action,
+        status=task.status,
+        due_at=task.due_at,
+        content_key=task.content,
+    )
+
+
+async def open_tasks(
+    session: AsyncSession,
+    guide: str,
+    *,
+    customer: str | None = None,
+    due_before: datetime | None = None,
+    limit: int = 50,
+) -> list[TaskView]:
+    """The guide's tasks to act on (guide tasks and reminders), soonest first."""
+    query = select(SopTask).where(
+        SopTask.guide_userid == guide,
+        SopTask.action.in_(Action.GUIDE_FACING),
+        SopTask.status.in_(GUIDE_OPEN),
+    )
+    if customer is not None:
+        query = query.where(SopTask.external_userid == customer)
+    if due_before is not None:
+        query = query.where(SopTask.due_at < due_before)
+    rows = await session.scalars(query.order_by(SopTask.due_at, SopTask.id).limit(limit))
+    return [_view(task) for task in rows]
+
+
+async def get_task(session: AsyncSession, task_id: int) -> TaskView | None:
+    task = await session.get(SopTask, task_id)
+    return _view(task) if task is not None else None
+
+
+async def enrollments(session: AsyncSession, guide: str, customer: str) -> list[dict[str, Any]]:
+    """The customer's active playbook runs with this guide."""
+    rows = await session.scalars(
+        select(SopEnrollment)
+        .where(
+            SopEnrollment.guide_userid == guide,
+            SopEnrollment.external_userid == customer,
+            SopEnrollment.status == EnrollmentStatus.ACTIVE,
+        )
+        .order_by(SopEnrollment.enrolled_at)
+    )
+    return [
+        {
+            "id": e.id,
+            "playbook": e.playbook_id,
+            "name": (e.settings or {}).get("name") or e.playbook_id,
+            "version": e.playbook_version,
+            "enrolled_at": e.enrolled_at.isoformat(),
+        }
+        for e in rows
+    ]
+
+
+async def forward_completed_task(session: AsyncSession, task_id: int, guide: str) -> bool:
+    """Whether the guide's forward left their task done (the engine heard the forward)."""
+    task = await session.get(SopTask, task_id, populate_existing=True)
+    return task is not None and task.guide_userid == guide and task.status == TaskStatus.DONE
+
+
+def link_reached_customer(nonce: Any, task_id: Any) -> ColumnElement[bool]:
+    """True when the tracked link with this nonce and task (values, or content_opens columns)
+    reached its customer: the guide's forward of it was logged, or the SOP message that carried
+    it was sent to the customer (a welcome, a mass-send task). A link only prepared in the
+    sidebar, or a reminder's link in the guide's own hands, was not: opening it is nobody's
+    touch on the customer."""
+    logged = exists().where(ContentForward.ref == literal("l:", String) + nonce)
+    by_task = exists().where(
+        SopTask.id == task_id,
+        SopTask.action.in_(Action.TO_CUSTOMER),
+        SopTask.status.in_((TaskStatus.SENT, TaskStatus.DONE)),
+    )
+    return or_(logged, by_task)
+
+
+async def task_backlog(telemetry: Telemetry, session: AsyncSession, now: datetime) -> None:
+    """The /metrics gauge of the oldest due SOP task (ix_sop_tasks_status_due; parked tasks
+    are counted with the parked rows instead)."""
+    oldest_task = await session.scalar(
+        select(func.min(SopTask.due_at)).where(
+            SopTask.status == TaskStatus.PENDING,
+            unparked(TICK_JOB, TASKS_TABLE, SopTask.id),
+        )
+    )
+    telemetry.sop_task_lag.set(telemetry.age(oldest_task, now))
+
+
+# ---- HQ's numbers ----------------------------------------------------------------------------
 
 # The statuses a step's counts show; claimed and sending rows count as pending (in flight).
 COUNTED = (

@@ -8,7 +8,6 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from guidebot.telemetry import refresh_backlog
 from guidebot.web.keys import CLOCK, ENGINE, SESSIONS, TELEMETRY
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ async def metrics(request: web.Request) -> web.Response:
     telemetry = request.app[TELEMETRY]
     try:
         async with request.app[SESSIONS]() as session:
-            await refresh_backlog(telemetry, session, request.app[CLOCK].now())
+            await telemetry.refresh_backlog(session, request.app[CLOCK].now())
     except (SQLAlchemyError, OSError) as exc:  # the other figures are still worth answering
         log.warning("metrics: backlog not measured: %s", type(exc).__name__)
     return web.Response(body=telemetry.render(), headers={"Content-Type": telemetry.content_type})

@@ -276,26 +276,6 @@ async def static(request: web.Request) -> web.StreamResponse:
 # ---- dashboard, stores, guides ---------------------------------------------------------------
 
 
-DASHBOARD_KPIS = (
-    "new_customers",
-    "lost_customers",
-    "removed_customers",
-    "net_growth",
-    "day1_retention",
-    "day7_retention",
-    "welcome_rate",
-    "tasks_due",
-    "tasks_done",
-    "tasks_on_time",
-    "forwards",
-    "unique_opens",
-    "open_rate",
-    "orders",
-    "gmv",
-    "profile_completeness",
-)
-
-
 def _charts(days: list[dict[str, Any]], totals: dict[str, Any]) -> dict[str, Any]:
     series = {
         name: [d["metrics"][name] for d in days]
@@ -334,7 +314,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
             "stores": stores,
             "store": store,
             "totals": totals,
-            "kpi_names": DASHBOARD_KPIS,
+            "kpi_names": kpis.KPI_NAMES,
             "labels": kpis.KPI_BY_NAME,
             "top": top,
             "chart_data": _json_script(_charts(days or [], totals)),
@@ -395,7 +375,7 @@ async def guide_page(request: web.Request) -> web.StreamResponse:
             "period": period,
             "guide": guide,
             "totals": totals,
-            "kpi_names": DASHBOARD_KPIS,
+            "kpi_names": kpis.KPI_NAMES,
             "days": days or [],
             "chart_data": _json_script(_charts(days or [], totals)),
         },

@@ -1,17 +1,13 @@
-"""「联系我」 contact ways: creation through WeCom, attribution by state, ChannelState."""
+"""「联系我」 contact ways: creation through WeCom, attribution by state."""
 
 from __future__ import annotations
 
 import pytest
 
 from guidebot.contacts.errors import Invalid
-from guidebot.contacts.filters import ChannelState
 from guidebot.contacts.jobs import add_contact_way
 from guidebot.contacts.ways import ParsedState, make_state, parse_state
-from guidebot.intake.router import Dispatcher, Router
 from guidebot.web.keys import CLOCK, WECOM
-from guidebot.wecom.events import AddExternalContact, parse_event
-from tests.harness import START, contact_xml
 
 
 async def test_a_known_state_attributes_to_the_ways_store_channel_and_campaign(h):
@@ -115,26 +111,3 @@ def test_states_round_trip_and_stay_within_30_characters():
         assert parse_state(other) is None
     with pytest.raises(Invalid, match=r"is 31 characters; WeCom allows 30: shorten .* by 1"):
         make_state("1234", "abcdefghijkl", "abcdefghijkl")
-
-
-async def test_channel_state_filter_routes_by_prefix_or_channel_and_provides_the_way():
-    seen: list[tuple[str, object]] = []
-    router = Router("test")
-
-    @router.on(AddExternalContact, filters=[ChannelState("poster")])
-    async def on_poster(event: AddExternalContact, way: ParsedState | None) -> None:
-        seen.append(("poster", way))
-
-    @router.on(AddExternalContact, filters=[ChannelState("live_")])
-    async def on_live(event: AddExternalContact, way: ParsedState | None) -> None:
-        seen.append(("live", way))
-
-    dispatcher = Dispatcher(injectables=[])
-    dispatcher.include_router(router)
-    dispatcher.check_wiring()  # `way` is provided by the filter
-    for state in ("s12:poster:spring26", "live_room_7", "s12:flyer", None):
-        extra = {"State": state} if state else {}
-        await dispatcher.feed(
-            parse_event(contact_xml("add_external_contact", "g1", "wmc1", START, **extra))
-        )
-    assert seen == [("poster", ParsedState("12", "poster", "spring26")), ("live", None)]

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from guidebot.content import service
+from guidebot.content.errors import ContentError
 from guidebot.content.importer import ImportReport, import_content, seed_demo_content
-from guidebot.content.service import ContentError
 from guidebot.web.keys import WECOM
 from tests.content.harness import PNG
 

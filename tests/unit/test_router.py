@@ -1,4 +1,4 @@
-"""The event router: kinds, filters, injection by name, middlewares, domain routers."""
+"""The event router: kinds, injection by name, domain routers."""
 
 from __future__ import annotations
 
@@ -41,31 +41,6 @@ async def test_handlers_match_by_class_or_by_kind_string():
     assert seen == [("class", "add_external_contact"), ("kind", "event:click")]
 
 
-async def test_filters_refuse_or_inject_what_they_declare():
-    router, seen = Router("r"), []
-
-    def state_prefix(prefix):
-        def check(event):
-            state = getattr(event, "state", None) or ""
-            return {"store": state.split(":")[0]} if state.startswith(prefix) else False
-
-        check.provides = ("store",)
-        return check
-
-    @router.on(AddExternalContact, filters=[state_prefix("s99")])
-    async def other_store(event):
-        seen.append("s99")
-
-    @router.on(AddExternalContact, filters=[state_prefix("s10")])
-    async def our_store(event, store):
-        seen.append(store)
-
-    dispatcher = dispatcher_with(router)
-    dispatcher.check_wiring()  # `store` is provided by the filter, so this passes
-    await dispatcher.feed(ADD)
-    assert seen == ["s10"]
-
-
 async def test_handlers_get_only_the_names_they_declare():
     router, got = Router("r"), {}
 
@@ -97,31 +72,6 @@ async def test_first_taker_within_a_router_and_every_domain_router_gets_the_even
     result = await dispatcher_with(contacts, sop).feed(ADD)
     assert seen == ["contacts", "sop"]  # in inclusion order
     assert result == ["recorded", "enrolled"]
-
-
-async def test_middlewares_wrap_outermost_first():
-    router, trail = Router("r"), []
-
-    @router.on(DelFollowUser)
-    async def handler(event, session):
-        trail.append(f"handler:{session}")
-
-    dispatcher = dispatcher_with(router)
-
-    async def outer(call, event, data):
-        trail.append("outer in")
-        result = await call(event, {**data, "session": "from-outer"})
-        trail.append("outer out")
-        return result
-
-    async def inner(call, event, data):
-        trail.append(f"inner sees {data['session']}")
-        return await call(event, data)
-
-    dispatcher.middleware(outer)
-    dispatcher.middleware(inner)
-    await dispatcher.feed(LEFT)
-    assert trail == ["outer in", "inner sees from-outer", "handler:from-outer", "outer out"]
 
 
 def test_wiring_mistakes_fail_at_start_up():

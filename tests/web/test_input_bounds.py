@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from guidebot.content import links, service
+from guidebot.content import links
+from guidebot.content.errors import Invalid
+from guidebot.content.fields import MediaInput, check_complete, clean_fields
 from guidebot.content.models import ContentItem
 from guidebot.web.api.common import INT32_MAX, INT64_MAX, ApiError, ApiRoutes, int_field
 from guidebot.web.schema import obj
@@ -290,14 +292,12 @@ async def test_line_breaks_in_a_link_or_a_media_type_are_400_and_store_nothing(h
 
 def test_the_importers_way_in_refuses_them_too():
     # Files and YAML reach the library through clean_fields and the media check, not the API.
-    with pytest.raises(service.Invalid, match="control characters"):
-        service.clean_fields(
-            {"kind": "link", "title": "t", "url": "https://a.example/\r\nb"}, tz=UTC
-        )
+    with pytest.raises(Invalid, match="control characters"):
+        clean_fields({"kind": "link", "title": "t", "url": "https://a.example/\r\nb"}, tz=UTC)
     item = ContentItem(kind="image", title="t")
-    media = service.MediaInput("a.png", "image/png\r\nX: 1", PNG + b"0" * 16)
-    with pytest.raises(service.Invalid, match=r"media\.content_type"):
-        service.check_complete(item, media)
+    media = MediaInput("a.png", "image/png\r\nX: 1", PNG + b"0" * 16)
+    with pytest.raises(Invalid, match=r"media\.content_type"):
+        check_complete(item, media)
 
 
 async def test_a_link_stored_with_a_line_break_shows_its_page_instead_of_dropping(h):

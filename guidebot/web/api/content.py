@@ -14,6 +14,8 @@ from aiohttp import web
 from sqlalchemy import select
 
 from guidebot.content import masssend, service
+from guidebot.content.errors import ContentError
+from guidebot.content.fields import MEDIA_LIMITS, clean_fields
 from guidebot.content.models import (
     ContentItem,
     ContentKind,
@@ -22,7 +24,6 @@ from guidebot.content.models import (
     MassSendResult,
     MassSendStatus,
 )
-from guidebot.content.service import ContentError
 from guidebot.web.api.common import (
     ERROR_SCHEMA,
     INT32_MAX,
@@ -112,7 +113,7 @@ def _fields(body: dict[str, Any], tz, *, partial: bool = False) -> dict[str, Any
     others (key, kind, title): clean_fields treats a present null as a value, never as absent."""
     instant_fields(body, "valid_from", "valid_to")
     try:
-        return service.clean_fields(body, tz=tz, partial=partial)
+        return clean_fields(body, tz=tz, partial=partial)
     except ContentError as exc:  # each field on its own: the schema's part, so a 400
         raise bad_request(exc.reason) from exc
 
@@ -122,7 +123,7 @@ def _fields(body: dict[str, Any], tz, *, partial: bool = False) -> dict[str, Any
 MAX_RECIPIENTS = 10_000  # WeCom's add_msg_template names at most 10,000 customers
 WORD = text(64, pattern="^[^|]*\\S[^|]*$", description="1-64 characters, not only spaces, no '|'")
 # Bytes travel as base64: 4 characters for every 3 bytes of the largest file WeCom takes.
-MAX_MEDIA_BYTES = max(service.MEDIA_LIMITS.values())
+MAX_MEDIA_BYTES = max(MEDIA_LIMITS.values())
 MAX_BASE64 = 4 * -(-MAX_MEDIA_BYTES // 3)
 MEDIA_BODY_BYTES = MAX_BASE64 + JSON_BODY_BYTES
 MEDIA = obj(

@@ -15,7 +15,7 @@ import logging
 from aiohttp import web
 
 from guidebot.contacts import errors as contacts
-from guidebot.content import service as content
+from guidebot.content import errors as content
 from guidebot.metrics.orders import OrderConflict, OrderInvalid, OrderNotFound
 from guidebot.metrics.report import PeriodError
 from guidebot.sop.engine import TaskConflict, TaskNotFound

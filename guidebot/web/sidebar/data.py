@@ -10,7 +10,8 @@ from aiohttp import web
 
 from guidebot.contacts import queries
 from guidebot.contacts.models import Customer, Department, RelationStatus
-from guidebot.content import service, tasks
+from guidebot.content import service
+from guidebot.sop import queries as tasks
 from guidebot.web.api.common import iso
 from guidebot.web.auth import current_guide
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS

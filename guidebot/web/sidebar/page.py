@@ -21,7 +21,8 @@ import aiohttp
 from aiohttp import web
 
 from guidebot.contacts import queries
-from guidebot.content import jsapi, service, tasks
+from guidebot.content import jsapi, service
+from guidebot.sop import queries as tasks
 from guidebot.web.api.common import INT64_MAX
 from guidebot.web.auth import current_guide
 from guidebot.web.keys import CLOCK, HTTP, SESSIONS, SETTINGS, WECOM

@@ -15,9 +15,11 @@ from aiohttp import web
 
 from guidebot.contacts import queries
 from guidebot.contacts.models import Guide
-from guidebot.content import links, service, tasks
+from guidebot.content import links, service
+from guidebot.content.errors import ContentError
 from guidebot.content.models import ContentItem, ContentKind, ForwardVia
-from guidebot.content.service import ContentError
+from guidebot.sop import queries as tasks
+from guidebot.sop.engine import record_reply
 from guidebot.web.api.common import INT32_MAX, INT64_MAX
 from guidebot.web.auth import current_guide
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
@@ -167,7 +169,7 @@ async def record_forward(request: web.Request, guide: Guide, body: dict[str, Any
             task_id=claims.task_id,
         )
         if created and claims.task_id:
-            completed = await tasks.complete_task(session, claims.task_id, by=guide.userid, now=now)
+            completed = await tasks.forward_completed_task(session, claims.task_id, guide.userid)
     return web.json_response(
         {"recorded": created, "task_completed": completed}, status=201 if created else 200
     )
@@ -184,6 +186,8 @@ async def mark_replied(request: web.Request, guide: Guide, body: dict[str, Any])
     async with app[SESSIONS]() as session, session.begin():
         if not await queries.is_active_customer(session, guide.userid, ext):
             return error_response(403, "forbidden", "not one of your active customers")
-        stopped, credited = await tasks.customer_replied(session, guide.userid, ext, now)
+        stopped, credited = await record_reply(
+            session, external_userid=ext, guide_userid=guide.userid, at=now
+        )
     log.info("sidebar: %s marked a reply; %d enrollment(s) stopped", guide.userid, len(stopped))
     return web.json_response({"stopped": len(stopped), "goals_met": credited})

@@ -1,0 +1,294 @@
+"""The guide↔customer graph's building blocks: customers, relations, attribution, the event log.
+
+The service (guidebot.contacts.service) composes these into what each contact event does; the
+rules it keeps (one pair at a time, idempotent, out of order, one relation_events row per
+status change) are written there. `end_relation` records an end without announcing it: the
+service announces ends (RelationEnded), a transfer announces the move instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guidebot.contacts.directory import ensure_guide, store_at
+from guidebot.contacts.models import Customer, EventKind, Relation, RelationEvent, RelationStatus
+from guidebot.contacts.ways import way_for_state
+from guidebot.db.engine import upsert_insert
+
+log = logging.getLogger(__name__)
+
+_END_KIND = {
+    RelationStatus.LOST: EventKind.LOST,
+    RelationStatus.REMOVED: EventKind.REMOVED,
+    RelationStatus.TRANSFERRED: EventKind.TRANSFERRED_OUT,
+}
+
+
+# ---- customers -------------------------------------------------------------------------------
+
+
+def customer_values(contact: dict[str, Any]) -> dict[str, Any]:
+    values = {
+        "name": contact.get("name"),
+        "type": contact.get("type"),
+        "gender": contact.get("gender"),
+        "unionid": contact.get("unionid"),
+        "avatar": contact.get("avatar"),
+        "corp_name": contact.get("corp_name"),
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+async def upsert_customer(
+    session: AsyncSession,
+    external_userid: str,
+    contact: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Insert the customer if new; with a profile, overwrite what WeCom just told us."""
+    insert = upsert_insert(session.bind.dialect.name)
+    values = customer_values(contact) if contact else {}
+    if contact:
+        values["profile_fetched_at"] = now
+    statement = insert(Customer).values(
+        external_userid=external_userid, created_at=now, updated_at=now, **values
+    )
+    if values:
+        statement = statement.on_conflict_do_update(
+            index_elements=[Customer.external_userid], set_={**values, "updated_at": now}
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=[Customer.external_userid])
+    await session.execute(statement)
+
+
+# ---- relations -------------------------------------------------------------------------------
+
+
+async def lock_relation(
+    session: AsyncSession, userid: str, external_userid: str
+) -> Relation | None:
+    """The pair's relation, locked for this transaction on PostgreSQL (SQLite has one writer)."""
+    return await session.scalar(
+        select(Relation)
+        .where(Relation.guide_userid == userid, Relation.external_userid == external_userid)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def create_relation(session: AsyncSession, **values: Any) -> tuple[Relation, bool]:
+    """Insert the pair's relation unless another transaction just did. (relation, inserted)."""
+    insert = upsert_insert(session.bind.dialect.name)
+    values.setdefault("tags", [])
+    values.setdefault("remark_mobiles", [])
+    result = await session.execute(
+        insert(Relation)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[Relation.guide_userid, Relation.external_userid])
+        .returning(Relation.id)
+    )
+    inserted = result.scalar() is not None
+    relation = await lock_relation(session, values["guide_userid"], values["external_userid"])
+    assert relation is not None
+    return relation, inserted
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    store_id: int | None
+    channel: str | None = None
+    campaign: str | None = None
+    config_id: str | None = None
+
+
+async def attribute(
+    session: AsyncSession, userid: str, state: str | None, at: datetime
+) -> Attribution:
+    """A known contact-way state names store, channel and campaign; anything else (no state,
+    or a state we did not create) counts for the guide's store at the time."""
+    way = await way_for_state(session, state)
+    if way is not None:
+        return Attribution(way.store_id, way.channel, way.campaign, way.config_id)
+    return Attribution(await store_at(session, userid, at))
+
+
+def set_attribution(relation: Relation, state: str | None, attribution: Attribution) -> None:
+    relation.state = state
+    relation.store_id = attribution.store_id
+    relation.channel = attribution.channel
+    relation.campaign = attribution.campaign
+    relation.config_id = attribution.config_id
+
+
+def _tags(follow: dict[str, Any], previous: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """externalcontact/get gives tags with names; batch/get_by_user only their ids."""
+    if "tags" in follow:
+        return [
+            {"id": t.get("tag_id"), "name": t.get("tag_name"), "group": t.get("group_name")}
+            for t in follow.get("tags") or []
+        ]
+    known = {t.get("id"): t for t in previous}
+    return [known.get(tid) or {"id": tid, "name": None, "group": None} for tid in follow["tag_id"]]
+
+
+def apply_follow(relation: Relation, follow: dict[str, Any] | None) -> list[str]:
+    """Copy this guide's remark, description, tags and mobiles; the names of what changed."""
+    if not follow:
+        return []
+    wanted: dict[str, Any] = {
+        "remark": follow.get("remark") or None,
+        "description": follow.get("description") or None,
+        "remark_mobiles": [m for m in follow.get("remark_mobiles") or [] if m],
+    }
+    if "tags" in follow or "tag_id" in follow:
+        wanted["tags"] = _tags(follow, relation.tags or [])
+    changed = [k for k, v in wanted.items() if getattr(relation, k) != v]
+    for key in changed:
+        setattr(relation, key, wanted[key])
+    if follow.get("add_way") is not None:
+        relation.add_way = follow["add_way"]
+    return changed
+
+
+async def log_event(
+    session: AsyncSession,
+    relation: Relation,
+    kind: str,
+    *,
+    at: datetime,
+    now: datetime,
+    source: str,
+    previous_status: str | None,
+    inbox_id: int | None = None,
+    counterpart: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """Append one row to relation_events; the same change at the same instant is kept once."""
+    store_id = relation.store_id
+    if store_id is None:
+        store_id = await store_at(session, relation.guide_userid, at)
+    insert = upsert_insert(session.bind.dialect.name)
+    await session.execute(
+        insert(RelationEvent)
+        .values(
+            occurred_at=at,
+            recorded_at=now,
+            kind=kind,
+            guide_userid=relation.guide_userid,
+            store_id=store_id,
+            external_userid=relation.external_userid,
+            previous_status=previous_status,
+            channel=relation.channel,
+            campaign=relation.campaign,
+            state=relation.state,
+            counterpart_userid=counterpart,
+            reason=reason,
+            source=source,
+            inbox_id=inbox_id,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[
+                RelationEvent.guide_userid,
+                RelationEvent.external_userid,
+                RelationEvent.kind,
+                RelationEvent.occurred_at,
+            ]
+        )
+    )
+    log.debug("relation %s/%s: %s at %s", relation.guide_userid, relation.external_userid, kind, at)
+
+
+# ---- ends ------------------------------------------------------------------------------------
+
+
+async def end_relation(
+    session: AsyncSession,
+    *,
+    userid: str,
+    external_userid: str,
+    status: str,
+    at: datetime,
+    now: datetime,
+    source: str,
+    reason: str,
+    successor: str | None = None,
+    inbox_id: int | None = None,
+) -> Relation:
+    """The relation ended at `at` (lost, removed or transferred), unless something newer
+    already happened to this pair. A first-seen pair is recorded ended, details to follow."""
+    assert status in RelationStatus.ENDED
+    kind = _END_KIND[status]
+    log_end = partial(
+        log_event, at=at, now=now, source=source, inbox_id=inbox_id, counterpart=successor
+    )
+    await ensure_guide(session, userid, now)
+    await upsert_customer(session, external_userid, None, now)
+    relation = await lock_relation(session, userid, external_userid)
+    if relation is None:
+        relation, inserted = await create_relation(
+            session,
+            guide_userid=userid,
+            external_userid=external_userid,
+            status=status,
+            created_at=None,
+            ended_at=at,
+            end_reason=reason,
+            successor_userid=successor,
+            last_event_at=at,
+            updated_at=now,
+        )
+        if inserted:
+            # It must have been active, to end.
+            await log_end(
+                session, relation, kind, previous_status=RelationStatus.ACTIVE, reason=reason
+            )
+        return relation
+    if at < relation.last_event_at:
+        log.info(
+            "%s for %s/%s at %s is older than %s; status stays %s",
+            reason,
+            userid,
+            external_userid,
+            at.isoformat(),
+            relation.last_event_at.isoformat(),
+            relation.status,
+        )
+        return relation
+    if relation.status == status:
+        if successor and not relation.successor_userid:
+            relation.successor_userid = successor
+            relation.updated_at = now
+        return relation
+    previous = relation.status
+    relation.status = status
+    relation.ended_at = at
+    relation.end_reason = reason
+    relation.successor_userid = successor
+    relation.last_event_at = at
+    relation.updated_at = now
+    await log_end(session, relation, kind, previous_status=previous, reason=reason)
+    await session.flush()
+    return relation
+
+
+__all__ = [
+    "Attribution",
+    "apply_follow",
+    "attribute",
+    "create_relation",
+    "customer_values",
+    "end_relation",
+    "lock_relation",
+    "log_event",
+    "set_attribution",
+    "upsert_customer",
+]

@@ -1,0 +1,264 @@
+"""The SOP engine as a hearer of the other domains' facts (guidebot.events).
+
+Every fact arrives inside the emitter's transaction, after the emitter recorded it, so the
+enrollments and tasks written here commit together with the relation, forward, open or order
+that caused them.
+
+* RelationAdded from a WeCom add callback (not an edit's discovery, not reconciliation or the
+  demo, which WeCom announced to nobody): every enabled `customer.added` playbook whose audience
+  matches enrolls the pair. A welcome step is sent right after the commit (events.after_commit),
+  within the code's 20 s.
+* TagsGained (an edit callback): playbooks listing `tag.added:<tag>` stop for this pair; if the
+  relation is active, `tag.added` playbooks for those tags enroll it.
+* RelationEnded from a callback (del_follow_user: contact.lost; del_external_contact:
+  contact.removed, or guide.changed for a transfer whose enrollments did not move): the pair's
+  enrollments stop, pending tasks are skipped with the reason. Never another guide's.
+* RelationTransferred: running enrollments move to the takeover guide.
+* ContentForwarded with a task: the forwarding guide's task is done (completed by the sidebar).
+* ContentOpened: a customer's open of a link that reached them (link_reached_customer) is the
+  `content.opened` goal of the playbooks they are in with that guide.
+* OrderPaid with a guide: the customer's enrollments with that guide that stop on order.paid
+  stop, and their order.paid goals are credited.
+
+Reconciliation's repairs are left to the checks at send time, as they always were.
+An SOP failure never costs the emitter its record where enrolling is concerned: each
+enrollment runs in a savepoint, and a failure is logged and leaves the rest to commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from guidebot.clock import Clock
+from guidebot.config import Settings
+from guidebot.contacts.models import EventSource, Relation, RelationStatus
+from guidebot.events import (
+    ContentForwarded,
+    ContentOpened,
+    OrderPaid,
+    RelationAdded,
+    RelationEnded,
+    RelationTransferred,
+    Subscribers,
+    TagsGained,
+    after_commit,
+)
+from guidebot.sop.engine import (
+    SopRuntime,
+    TaskConflict,
+    TaskNotFound,
+    audience_matches,
+    complete_task,
+    enroll,
+    record_goal,
+    registry_for,
+    run_tasks,
+    stop_enrollments,
+    subject_for,
+    tag_keys,
+    transfer_enrollments,
+)
+from guidebot.sop.models import CompletedBy
+from guidebot.sop.playbook import Playbook
+from guidebot.sop.queries import OPENED, link_reached_customer
+from guidebot.wecom.client import WeComClient
+
+log = logging.getLogger(__name__)
+
+# The stop reason for each way a relation ends.
+_END_REASON = {
+    RelationStatus.LOST: "contact.lost",
+    RelationStatus.REMOVED: "contact.removed",
+    # A transfer whose enrollments were not moved (no successor known): they end here.
+    RelationStatus.TRANSFERRED: "guide.changed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SopSubscriber:
+    """What the engine needs to answer a fact: the playbooks (from settings), and for the
+    welcome sent after the commit, the sessions, WeCom client and clock."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    wecom: WeComClient
+    clock: Clock
+    settings: Settings
+
+    def subscribe(self, subscribers: Subscribers) -> None:
+        subscribers.subscribe(RelationAdded, self.on_added)
+        subscribers.subscribe(TagsGained, self.on_tags_gained)
+        subscribers.subscribe(RelationEnded, self.on_ended)
+        subscribers.subscribe(RelationTransferred, self.on_transferred)
+        subscribers.subscribe(ContentForwarded, self.on_forwarded)
+        subscribers.subscribe(ContentOpened, self.on_opened)
+        subscribers.subscribe(OrderPaid, self.on_order_paid)
+
+    def _playbooks(self, trigger: str) -> list[Playbook]:
+        return [p for p in registry_for(self.settings).enabled() if p.trigger.event == trigger]
+
+    async def on_added(self, session: AsyncSession, event: RelationAdded) -> None:
+        if event.source != EventSource.CALLBACK or event.by_edit:
+            return
+        relation = await _relation(session, event.guide_userid, event.external_userid)
+        if relation is None or relation.status != RelationStatus.ACTIVE:
+            return
+        playbooks = self._playbooks("customer.added")
+        if not playbooks:
+            return
+        welcomes = await self._enroll_each(
+            session,
+            playbooks,
+            relation,
+            at=event.at,
+            now=event.now,
+            welcome_code=event.welcome_code,
+        )
+        for task_id in welcomes:
+            after_commit(session, self._welcome_later(task_id))
+
+    async def on_tags_gained(self, session: AsyncSession, event: TagsGained) -> None:
+        keys = sorted(tag_keys(event.tags))
+        for key in keys:
+            await stop_enrollments(
+                session,
+                external_userid=event.external_userid,
+                guide_userid=event.guide_userid,
+                reason=f"tag.added:{key}",
+                now=event.now,
+            )
+        if not event.active:
+            return
+        playbooks = [p for p in self._playbooks("tag.added") if p.trigger.tag in keys]
+        if not playbooks:
+            return
+        relation = await _relation(session, event.guide_userid, event.external_userid)
+        if relation is not None:
+            await self._enroll_each(session, playbooks, relation, at=event.at, now=event.now)
+
+    async def on_ended(self, session: AsyncSession, event: RelationEnded) -> None:
+        if event.source != EventSource.CALLBACK or event.status not in _END_REASON:
+            return
+        await stop_enrollments(
+            session,
+            external_userid=event.external_userid,
+            guide_userid=event.guide_userid,
+            reason=_END_REASON[event.status],
+            now=event.now,
+            force=True,
+        )
+
+    async def on_transferred(self, session: AsyncSession, event: RelationTransferred) -> None:
+        await transfer_enrollments(
+            session,
+            external_userid=event.external_userid,
+            from_guide=event.from_guide,
+            to_guide=event.to_guide,
+            now=event.now,
+        )
+
+    async def on_forwarded(self, session: AsyncSession, event: ContentForwarded) -> None:
+        if event.task_id is None:
+            return
+        try:
+            await complete_task(
+                session,
+                event.task_id,
+                CompletedBy.SIDEBAR,
+                event.now,
+                guide_userid=event.guide_userid,
+            )
+        except (TaskNotFound, TaskConflict) as exc:
+            log.info(
+                "task %s not completed by %s's forward: %s", event.task_id, event.guide_userid, exc
+            )
+
+    async def on_opened(self, session: AsyncSession, event: ContentOpened) -> None:
+        if not await session.scalar(select(link_reached_customer(event.link_nonce, event.task_id))):
+            return
+        await record_goal(
+            session,
+            external_userid=event.external_userid,
+            event=OPENED,
+            at=event.at,
+            guide_userid=event.guide_userid,
+        )
+
+    async def on_order_paid(self, session: AsyncSession, event: OrderPaid) -> None:
+        if event.guide_userid is None or event.external_userid is None:
+            return
+        await stop_enrollments(
+            session,
+            external_userid=event.external_userid,
+            guide_userid=event.guide_userid,
+            reason="order.paid",
+            now=event.now,
+        )
+        await record_goal(
+            session,
+            external_userid=event.external_userid,
+            event="order.paid",
+            at=event.paid_at,
+            guide_userid=event.guide_userid,
+        )
+
+    async def _enroll_each(
+        self,
+        session: AsyncSession,
+        playbooks: list[Playbook],
+        relation: Relation,
+        *,
+        at: datetime,
+        now: datetime,
+        welcome_code: str | None = None,
+    ) -> list[int]:
+        """Enroll the pair in each playbook whose audience matches; the welcome task ids."""
+        subject = await subject_for(session, relation)
+        welcomes: list[int] = []
+        for playbook in playbooks:
+            if not audience_matches(playbook.audience, subject):
+                continue
+            try:
+                async with session.begin_nested():
+                    enrolled = await enroll(
+                        session,
+                        playbook,
+                        subject,
+                        at=at,
+                        now=now,
+                        default_timezone=self.settings.timezone,
+                        welcome_code=welcome_code,
+                    )
+            except Exception:
+                log.exception(
+                    "enrolling %s/%s in %s failed; the event's other work goes on",
+                    relation.guide_userid,
+                    relation.external_userid,
+                    playbook.id,
+                )
+                continue
+            if enrolled is not None and enrolled.welcome_task_id is not None:
+                welcomes.append(enrolled.welcome_task_id)
+        return welcomes
+
+    def _welcome_later(self, task_id: int):
+        async def send() -> None:
+            runtime = SopRuntime(self.sessions, self.wecom, self.clock, self.settings)
+            await run_tasks(runtime, self.clock.now(), ids=[task_id])
+
+        return send
+
+
+async def _relation(session: AsyncSession, userid: str, ext: str) -> Relation | None:
+    return await session.scalar(
+        select(Relation)
+        .where(Relation.guide_userid == userid, Relation.external_userid == ext)
+        .execution_options(populate_existing=True)
+    )
+
+
+__all__ = ["SopSubscriber"]
