@@ -1,35 +1,33 @@
 """create_app(settings) -> web.Application.
 
-Resources live under typed AppKeys (guidebot.web.keys) and start and stop in cleanup_ctx, in
-order: database, WeCom client, then the background work that needs both.
+The resources are one runtime (guidebot.runtime: database, WeCom client, clock, settings,
+telemetry, playbooks, the SOP engine's runtime), built once and kept under typed AppKeys
+(guidebot.web.keys); it and the background work that needs it start and stop in cleanup_ctx,
+in that order.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
 
-import aiohttp
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from guidebot.clock import Clock, SystemClock
 from guidebot.config import Settings
 from guidebot.contacts.api import contacts_startup
 from guidebot.content.api import setup_content
-from guidebot.db.credentials import DatabaseCredentialStore
-from guidebot.db.engine import create_engine, create_session_factory, open_first_connection
-from guidebot.db.migrate import prepare_database
 from guidebot.intake import callback
 from guidebot.intake.dispatch import build_dispatcher
 from guidebot.intake.inbox import InboxWriter
 from guidebot.intake.worker import InboxWorker, WorkerPolicy
-from guidebot.scheduler import FixedJob, create_scheduler
+from guidebot.runtime import open_runtime, periodic_jobs
+from guidebot.scheduler import create_scheduler
 from guidebot.sop.api import sop_startup
+from guidebot.sop.context import SopRuntime
 from guidebot.telemetry import Telemetry
 from guidebot.web import health, pages
 from guidebot.web.api import api_errors, setup_api
@@ -40,6 +38,7 @@ from guidebot.web.keys import (
     HTTP,
     INBOX,
     INBOX_WORKER,
+    RUNTIME,
     SESSIONS,
     SETTINGS,
     SIGN_IN_GATE,
@@ -70,8 +69,7 @@ def create_app(
     app[CRYPTO] = CallbackCrypto(settings.token, settings.aes_key, settings.corp_id)
     # Admin sign-in and the sidebar's OAuth take turns here, a few at a time.
     app[SIGN_IN_GATE] = SignInGate()
-    app.cleanup_ctx.append(database)
-    app.cleanup_ctx.append(partial(wecom_client, run_workers=run_workers))
+    app.cleanup_ctx.append(partial(runtime, run_workers=run_workers))
     app.cleanup_ctx.append(partial(intake, run_workers=run_workers))
     app.cleanup_ctx.append(contacts_startup)  # after the DB and WeCom client it uses
     app.cleanup_ctx.append(partial(sop_startup, run_workers=run_workers))
@@ -94,70 +92,32 @@ def api_groups() -> list:
     return [contacts_api, sop_api, content_api, metrics_api]
 
 
-async def database(app: web.Application) -> AsyncIterator[None]:
-    engine = create_engine(app[SETTINGS].database_url)
-    await open_first_connection(engine)
-    app[ENGINE] = engine
-    app[SESSIONS] = create_session_factory(engine)
-    yield
-    await engine.dispose()
-
-
-async def wecom_client(app: web.Application, *, run_workers: bool = True) -> AsyncIterator[None]:
+async def runtime(app: web.Application, *, run_workers: bool = True) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    # The token cache gets its own small engine: code that holds the main (SQLite: only)
-    # connection may call WeCom, and fetching a token must not wait for that connection.
-    token_engine = create_engine(settings.database_url, side=True)
-    try:
-        await open_first_connection(token_engine)
-        token_sessions = create_session_factory(token_engine)
-        if run_workers and settings.is_sqlite:
-            await _release_token_leases(token_sessions)
-        async with aiohttp.ClientSession() as http:
-            app[HTTP] = http
-            app[WECOM] = _wecom_client(
-                http, settings, token_sessions, app[CLOCK], telemetry=app[TELEMETRY]
-            )
-            yield
-    finally:
-        await token_engine.dispose()
-
-
-async def _release_token_leases(sessions) -> None:
-    """SQLite has one process: a token refresh lease found at start-up died with the last one,
-    and the first welcome after a crash must not wait out its lease for a token."""
-    try:
-        released = await DatabaseCredentialStore(sessions).release_all()
-    except SQLAlchemyError as exc:  # unreachable: /readyz says so; the lease lapses anyway
-        log.warning("token leases not released at start-up: %s", type(exc).__name__)
-        return
-    if released:
-        log.warning("wecom: %d token refresh lease(s) left by the last process released", released)
-
-
-def _wecom_client(
-    http: aiohttp.ClientSession,
-    settings: Settings,
-    sessions,
-    clock: Clock,
-    *,
-    telemetry: Telemetry | None = None,
-):
-    return WeComClient(
-        http,
-        corp_id=settings.corp_id,
-        secret=settings.secret,
-        agent_id=settings.agent_id,
-        api_base=settings.wecom_api_base,
-        credentials=DatabaseCredentialStore(sessions),
-        clock=clock.time,
-        on_error=telemetry.wecom_error if telemetry is not None else None,
-    )
+    async with open_runtime(
+        settings,
+        clock=app[CLOCK],
+        telemetry=app[TELEMETRY],
+        server=True,
+        release_token_leases=run_workers and settings.is_sqlite,
+    ) as built:
+        app[RUNTIME] = built
+        app[ENGINE], app[SESSIONS], app[HTTP] = built.engine, built.sessions, built.http
+        app[WECOM], app[SOP] = built.wecom, built.sop
+        yield
 
 
 def make_worker(
-    sessions, wecom: WeComClient, clock: Clock, settings: Settings, telemetry: Telemetry
+    sessions,
+    wecom: WeComClient,
+    clock: Clock,
+    settings: Settings,
+    telemetry: Telemetry,
+    *,
+    sop: SopRuntime | None = None,
 ) -> InboxWorker:
+    """The inbox worker, handing its handlers the runtime's wecom, clock, settings, telemetry
+    and SOP runtime (guidebot.intake.dispatch.INJECTABLES)."""
     # SQLite has one connection per process: handling customers concurrently would only queue
     # them in front of the callbacks waiting to be stored.
     concurrency = 1 if settings.is_sqlite else WorkerPolicy().concurrency
@@ -165,7 +125,13 @@ def make_worker(
         sessions,
         build_dispatcher(),
         clock,
-        resources={"wecom": wecom, "clock": clock, "settings": settings, "telemetry": telemetry},
+        resources={
+            "wecom": wecom,
+            "clock": clock,
+            "settings": settings,
+            "telemetry": telemetry,
+            "sop": sop,
+        },
         policy=WorkerPolicy(
             concurrency=concurrency, lease=timedelta(seconds=settings.claim_lease_seconds)
         ),
@@ -176,31 +142,20 @@ def make_worker(
 
 
 @asynccontextmanager
-async def offline_resources(settings: Settings):
-    """The database and WeCom client without the web server, for one-off CLI commands."""
-    await asyncio.to_thread(prepare_database, settings.database_url)
-    engine = create_engine(settings.database_url)
-    token_engine = create_engine(settings.database_url, side=True)
-    clock = SystemClock()
-    try:
-        async with aiohttp.ClientSession() as http:
-            sessions = create_session_factory(engine)
-            wecom = _wecom_client(http, settings, create_session_factory(token_engine), clock)
-            yield sessions, wecom, clock
-    finally:
-        await engine.dispose()
-        await token_engine.dispose()
-
-
-@asynccontextmanager
 async def offline_worker(settings: Settings):
     """The inbox worker without the web server, for `guidebot inbox replay`."""
-    async with offline_resources(settings) as (sessions, wecom, clock):
-        yield make_worker(sessions, wecom, clock, settings, Telemetry()), sessions, clock
+    async with open_runtime(settings) as built:
+        worker = make_worker(
+            built.sessions, built.wecom, built.clock, settings, built.telemetry, sop=built.sop
+        )
+        yield worker, built.sessions, built.clock
 
 
 async def intake(app: web.Application, *, run_workers: bool) -> AsyncIterator[None]:
-    worker = make_worker(app[SESSIONS], app[WECOM], app[CLOCK], app[SETTINGS], app[TELEMETRY])
+    built = app[RUNTIME]
+    worker = make_worker(
+        built.sessions, built.wecom, built.clock, built.settings, built.telemetry, sop=built.sop
+    )
     writer = InboxWriter(app[ENGINE], app[CLOCK], on_commit=worker.wake)
     worker.yield_to = writer.quiet  # acknowledging callbacks comes before processing them
     app[INBOX], app[INBOX_WORKER] = writer, worker
@@ -214,58 +169,8 @@ async def intake(app: web.Application, *, run_workers: bool) -> AsyncIterator[No
     await worker.stop()
 
 
-def periodic_jobs(app: web.Application) -> list[FixedJob]:
-    """Every fixed periodic job; times are in GUIDEBOT_TIMEZONE. Per-customer work is not here."""
-    from guidebot.contacts import jobs as contacts
-    from guidebot.content import jobs as content
-    from guidebot.metrics import jobs as metrics
-    from guidebot.sop import jobs as sop
-
-    args = (app[SESSIONS], app[WECOM], app[CLOCK])
-    return [
-        FixedJob(
-            "directory-sync", partial(contacts.nightly_directory_sync, *args), cron="30 2 * * *"
-        ),
-        FixedJob(
-            "reconcile-contacts", partial(contacts.nightly_reconcile, *args), cron="0 3 * * *"
-        ),
-        FixedJob("poll-transfers", partial(contacts.poll_transfers, *args), every_seconds=600),
-        # Adds recorded without a profile (the welcome could not wait for WeCom): fill them in.
-        FixedJob(
-            "refetch-profiles",
-            partial(contacts.refetch_profiles, *args),
-            every_seconds=contacts.PROFILES_EVERY_SECONDS,
-        ),
-        # The SOP engine: per-customer work is in sop_tasks; these only claim and settle rows.
-        FixedJob("sop-tick", partial(sop.sop_tick, app[SOP]), every_seconds=5),
-        FixedJob("sop-reconcile", partial(sop.sop_reconcile, app[SOP]), every_seconds=60),
-        FixedJob("sop-results", partial(sop.sop_results, app[SOP]), every_seconds=600),
-        FixedJob("sop-triggers", partial(sop.sop_triggers, app[SOP]), every_seconds=60),
-        # Content and the bot: mass-send results, WeCom media kept fresh, queued bot answers.
-        FixedJob("mass-sends", partial(content.poll_mass_sends, *args), every_seconds=300),
-        FixedJob("content-media", partial(content.refresh_media, *args), every_seconds=3600),
-        FixedJob(
-            "bot-replies",
-            partial(content.flush_bot_replies, *args, app[SETTINGS]),
-            every_seconds=10,
-        ),
-        # Metrics: rollups from the dirty rows the source tables' triggers write (figures
-        # within 10 s), and the 09:00 store-time reports (hourly; each store's 09:xx sends).
-        FixedJob(
-            "metrics-rollup",
-            partial(metrics.metrics_rollup, app[SESSIONS], app[CLOCK], app[SETTINGS]),
-            every_seconds=metrics.ROLLUP_EVERY_SECONDS,
-        ),
-        FixedJob(
-            "metrics-reports",
-            partial(metrics.metrics_reports, *args, app[SETTINGS]),
-            cron=metrics.REPORTS_CRON,
-        ),
-    ]
-
-
 async def scheduler(app: web.Application) -> AsyncIterator[None]:
-    jobs = create_scheduler(app[SETTINGS].timezone, periodic_jobs(app))
+    jobs = create_scheduler(app[SETTINGS].timezone, periodic_jobs(app[RUNTIME]))
     jobs.start()
     yield
     jobs.shutdown(wait=False)

@@ -90,8 +90,8 @@ async def refresh_backlog(telemetry: Telemetry, session: AsyncSession, now: date
     of finished rows."""
     from guidebot.db.parking import parked_counts, unparked
     from guidebot.intake.models import InboxEvent, InboxStatus
-    from guidebot.sop.engine import TASKS_TABLE, TICK_JOB
     from guidebot.sop.models import SopTask, TaskStatus
+    from guidebot.sop.queue import TASKS_TABLE, TICK_JOB
 
     oldest_due, pending = (
         await session.execute(

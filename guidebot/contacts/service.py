@@ -745,7 +745,7 @@ async def complete_transfer(
     # Already the takeover's customer: WeCom just drops the handover; nothing new to log.
     await session.flush()
     # The SOP engine follows the customer: running enrollments move to the takeover guide.
-    from guidebot.sop.engine import transfer_enrollments
+    from guidebot.sop.enrollment import transfer_enrollments
 
     await transfer_enrollments(
         session, external_userid=ext, from_guide=handover, to_guide=takeover, now=now

@@ -1,4 +1,4 @@
-"""The periodic jobs of content and the bot (wired in app.periodic_jobs).
+"""The periodic jobs of content and the bot (JOBS, below; the runtime schedules them).
 
 Each takes a session factory, the WeCom client and a clock (the bot's flush also the settings),
 opens its own sessions, and never holds a transaction across a WeCom call.
@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.content import masssend, service
+from guidebot.scheduler import PeriodicJob
 from guidebot.wecom.client import WeComClient
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -35,3 +36,11 @@ async def flush_bot_replies(
     from guidebot.bot.replies import flush_replies
 
     return await flush_replies(sessions, wecom, clock, settings)
+
+
+# Mass-send results, WeCom media kept fresh, queued bot answers.
+JOBS = [
+    PeriodicJob("mass-sends", poll_mass_sends, every_seconds=300),
+    PeriodicJob("content-media", refresh_media, every_seconds=3600),
+    PeriodicJob("bot-replies", flush_bot_replies, every_seconds=10),
+]

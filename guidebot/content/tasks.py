@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.sop import engine as sop_engine
+from guidebot.sop import enrollment as sop_enrollment
+from guidebot.sop import task_marks as sop_task_marks
 from guidebot.sop.models import (
     Action,
     CompletedBy,
@@ -130,10 +131,10 @@ async def complete_task(session: AsyncSession, task_id: int, *, by: str, now: da
     not theirs or cannot be done now (in flight, skipped, expired...); done twice is fine.
     """
     try:
-        task = await sop_engine.complete_task(
+        task = await sop_task_marks.complete_task(
             session, task_id, CompletedBy.SIDEBAR, now, guide_userid=by
         )
-    except (sop_engine.TaskNotFound, sop_engine.TaskConflict) as exc:
+    except (sop_task_marks.TaskNotFound, sop_task_marks.TaskConflict) as exc:
         log.info("task %s not completed by %s's forward: %s", task_id, by, exc)
         return False
     return task.status == TaskStatus.DONE
@@ -142,15 +143,15 @@ async def complete_task(session: AsyncSession, task_id: int, *, by: str, now: da
 async def customer_replied(
     session: AsyncSession, guide: str, customer: str, at: datetime
 ) -> tuple[list[int], int]:
-    """The guide marks in the sidebar that the customer wrote back (see sop_engine.record_reply).
+    """The guide marks in the sidebar that the customer wrote back (see record_reply).
     (the enrollments stopped, the goals credited)"""
-    return await sop_engine.record_reply(
+    return await sop_enrollment.record_reply(
         session, external_userid=customer, guide_userid=guide, at=at
     )
 
 
 async def content_opened(session: AsyncSession, guide: str, customer: str, at: datetime) -> int:
     """A customer opened a link their guide sent: enrollments with that goal are credited."""
-    return await sop_engine.record_goal(
+    return await sop_enrollment.record_goal(
         session, external_userid=customer, event=OPENED, at=at, guide_userid=guide
     )

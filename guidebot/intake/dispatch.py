@@ -6,7 +6,17 @@ from guidebot.intake.router import Dispatcher
 
 # The closed set of names a handler may declare as parameters (besides `event`).
 INJECTABLES = frozenset(
-    {"session", "wecom", "clock", "settings", "telemetry", "inbox_id", "attempts", "after_commit"}
+    {
+        "session",
+        "wecom",
+        "clock",
+        "settings",
+        "telemetry",
+        "sop",
+        "inbox_id",
+        "attempts",
+        "after_commit",
+    }
 )
 
 

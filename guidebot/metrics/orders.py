@@ -365,7 +365,7 @@ async def post_order(
     await _dirty(session, touch.guide, data.paid_at)
     await _dirty(session, touch.guide, refunded_at)
     if touch.guide is not None and customer is not None and data.status == OrderStatus.PAID:
-        from guidebot.sop.engine import record_goal, stop_enrollments
+        from guidebot.sop.enrollment import record_goal, stop_enrollments
 
         await stop_enrollments(
             session,

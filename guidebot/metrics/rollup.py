@@ -56,7 +56,8 @@ from guidebot.metrics.models import (
     Order,
     OrderStatus,
 )
-from guidebot.sop.models import Action, SopTask, TaskStatus
+from guidebot.sop.actions import STEP_ACTIONS, actions_where
+from guidebot.sop.models import SopTask
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ FLOW_COLUMN = {
 }
 NEW_KINDS = (EventKind.ADDED, EventKind.REACTIVATED)
 END_KINDS = (EventKind.LOST, EventKind.REMOVED, EventKind.TRANSFERRED_OUT)
-OPEN_STATUSES = (TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SENDING)
+# The SOP actions whose task rows count in the guide's figures.
+COUNTED_ACTIONS = actions_where(counted=True)
 LONGEST_WINDOW = max(kpis.RETENTION_WINDOWS.values())
 
 
@@ -221,7 +223,7 @@ async def compute(
                 if not any(at < e <= at + window for e in ends.get(customer, ())):
                     put(at, f"{key}_kept")
 
-    # SOP tasks: welcomes, and the guide-facing tasks.
+    # SOP tasks: each action says what its rows count in (guidebot.sop.actions).
     for due, action, status, completed_at, completed_by, reason in await session.execute(
         select(
             SopTask.due_at,
@@ -234,28 +236,11 @@ async def compute(
             SopTask.guide_userid == guide,
             SopTask.due_at >= start,
             SopTask.due_at < end,
-            SopTask.action.in_((Action.WELCOME, *Action.GUIDE_FACING)),
+            SopTask.action.in_(COUNTED_ACTIONS),
         )
     ):
-        if action == Action.WELCOME:
-            if status in OPEN_STATUSES:
-                continue
-            if status == TaskStatus.SKIPPED and (reason or "").startswith(kpis.NO_WELCOME_CODE):
-                continue
-            put(due, "welcome_attempts")
-            if status in kpis.WELCOME_DELIVERED:
-                put(due, "welcome_sent")
-            continue
-        reached = status in kpis.TASK_REACHED or (
-            status == TaskStatus.SKIPPED and completed_by in kpis.TASK_SKIPPED_BY_PERSON
-        )
-        if not reached:
-            continue
-        put(due, "tasks_due")
-        if status == TaskStatus.DONE:
-            put(due, "tasks_done")
-            if completed_at is not None and completed_at <= due + kpis.ON_TIME_GRACE:
-                put(due, "tasks_on_time")
+        for counter in STEP_ACTIONS[action].metric(status, reason, completed_by, due, completed_at):
+            put(due, counter)
 
     # Content: a forward counts once per item and customer (the first), however often resent.
     for (at,) in await session.execute(

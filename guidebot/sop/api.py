@@ -30,15 +30,8 @@ from sqlalchemy import and_, case, func, select
 
 from guidebot.clock import parse_instant
 from guidebot.contacts.models import Relation
-from guidebot.sop.engine import (
-    SopRuntime,
-    TaskConflict,
-    TaskNotFound,
-    complete_task,
-    reap_claims,
-    record_reply,
-    skip_task,
-)
+from guidebot.sop.actions import STEP_ACTIONS
+from guidebot.sop.enrollment import record_reply
 from guidebot.sop.models import (
     CompletedBy,
     EnrollmentStatus,
@@ -47,6 +40,9 @@ from guidebot.sop.models import (
     TaskStatus,
 )
 from guidebot.sop.playbook import Playbook
+from guidebot.sop.queue import reap_claims
+from guidebot.sop.reconcile import reconcile_sending
+from guidebot.sop.task_marks import TaskConflict, TaskNotFound, complete_task, skip_task
 from guidebot.web.api import (
     INT64_MAX,
     ApiError,
@@ -59,7 +55,7 @@ from guidebot.web.api import (
     param,
     unprocessable,
 )
-from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP, WECOM
+from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP
 from guidebot.web.schema import (
     BOOLEAN,
     INSTANT,
@@ -87,7 +83,7 @@ COUNTED = (
     TaskStatus.FAILED,
     TaskStatus.UNKNOWN,
 )
-ACTIONS = ("welcome", "guide_task", "remind", "tag")
+ACTIONS = tuple(STEP_ACTIONS)  # welcome, guide_task, remind, tag
 WATCH_INTERVAL = 2.0  # seconds between looks at the sop directory
 SOP_WATCH = web.AppKey("sop_watch", asyncio.Task)
 
@@ -96,14 +92,11 @@ SOP_WATCH = web.AppKey("sop_watch", asyncio.Task)
 
 
 async def sop_startup(app: web.Application, *, run_workers: bool = True) -> AsyncIterator[None]:
-    """The engine's runtime; on SQLite (one process owns the queue) the claims a crash left
+    """The engine's start-up: on SQLite (one process owns the queue) the claims a crash left
     are released and rows it left in `sending` are reconciled now, instead of after their
     leases (a welcome's code lives 20 s); the playbook directory is watched for changes.
     PostgreSQL keeps the leases: another instance may hold them."""
-    from guidebot.sop.actions import reconcile_sending
-
-    runtime = SopRuntime(app[SESSIONS], app[WECOM], app[CLOCK], app[SETTINGS])
-    app[SOP] = runtime
+    runtime = app[SOP]  # the app's one, built with the others (guidebot.runtime)
     if run_workers:
         if app[SETTINGS].is_sqlite:
             try:

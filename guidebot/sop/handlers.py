@@ -25,25 +25,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.contacts.models import EventKind, Relation, RelationEvent, RelationStatus
-from guidebot.db.engine import create_session_factory
 from guidebot.intake.router import Router
-from guidebot.sop.engine import (
-    SopRuntime,
-    audience_matches,
-    enroll,
-    registry_for,
-    run_tasks,
-    stop_enrollments,
-    subject_for,
-    tag_keys,
-)
+from guidebot.sop.audience import audience_matches, subject_for, tag_keys
+from guidebot.sop.context import SopRuntime
+from guidebot.sop.enrollment import enroll, stop_enrollments
 from guidebot.sop.playbook import Playbook
-from guidebot.wecom.client import WeComClient
+from guidebot.sop.tick import run_tasks
 from guidebot.wecom.events import (
     AddExternalContact,
     AddHalfExternalContact,
@@ -83,8 +75,8 @@ async def _relation(session: AsyncSession, userid: str, ext: str) -> Relation | 
     )
 
 
-def _playbooks(settings: Settings, event: str) -> list[Playbook]:
-    return [p for p in registry_for(settings).enabled() if p.trigger.event == event]
+def _playbooks(sop: SopRuntime, event: str) -> list[Playbook]:
+    return [p for p in sop.registry.enabled() if p.trigger.event == event]
 
 
 async def _enroll_each(
@@ -127,12 +119,9 @@ async def _enroll_each(
     return welcomes
 
 
-def _welcome_later(
-    engine: AsyncEngine, wecom: WeComClient, clock: Clock, settings: Settings, task_id: int
-) -> Callable[[], Awaitable[Any]]:
+def _welcome_later(sop: SopRuntime, task_id: int) -> Callable[[], Awaitable[Any]]:
     async def send() -> None:
-        runtime = SopRuntime(create_session_factory(engine), wecom, clock, settings)
-        await run_tasks(runtime, clock.now(), ids=[task_id])
+        await run_tasks(sop.claimer(), sop.clock.now(), ids=[task_id])
 
     return send
 
@@ -141,9 +130,9 @@ def _welcome_later(
 async def on_added(
     event: AddExternalContact | AddHalfExternalContact,
     session: AsyncSession,
-    wecom: WeComClient,
     clock: Clock,
     settings: Settings,
+    sop: SopRuntime,
     inbox_id: int,
     after_commit: list,
 ) -> None:
@@ -163,7 +152,7 @@ async def on_added(
     relation = await _relation(session, event.userid, event.external_userid)
     if relation is None or relation.status != RelationStatus.ACTIVE:
         return
-    playbooks = _playbooks(settings, "customer.added")
+    playbooks = _playbooks(sop, "customer.added")
     if not playbooks:
         return
     welcomes = await _enroll_each(
@@ -175,14 +164,17 @@ async def on_added(
         settings=settings,
         welcome_code=event.welcome_code,
     )
-    engine = session.bind
     for task_id in welcomes:
-        after_commit.append(_welcome_later(engine, wecom, clock, settings, task_id))
+        after_commit.append(_welcome_later(sop, task_id))
 
 
 @router.on(EditExternalContact)
 async def on_edited(
-    event: EditExternalContact, session: AsyncSession, clock: Clock, settings: Settings
+    event: EditExternalContact,
+    session: AsyncSession,
+    clock: Clock,
+    settings: Settings,
+    sop: SopRuntime,
 ) -> None:
     pair = (event.userid, event.external_userid)
     seen: set[str] = session.info.get(_TAGS_BEFORE, {}).pop(pair, set())
@@ -208,7 +200,7 @@ async def on_edited(
         )
     if relation.status != RelationStatus.ACTIVE:
         return
-    playbooks = [p for p in _playbooks(settings, "tag.added") if p.trigger.tag in keys]
+    playbooks = [p for p in _playbooks(sop, "tag.added") if p.trigger.tag in keys]
     if playbooks:
         await _enroll_each(
             session, playbooks, relation, at=event.create_time, now=now, settings=settings

@@ -27,8 +27,9 @@ from guidebot.content import links
 from guidebot.content.service import create_item, record_forward
 from guidebot.metrics.models import GuideDaily
 from guidebot.metrics.rollup import RefreshReport, refresh
-from guidebot.sop.engine import complete_task, registry_for, skip_task, tick
 from guidebot.sop.models import SopTask
+from guidebot.sop.task_marks import complete_task, skip_task
+from guidebot.sop.tick import tick
 from guidebot.web.keys import INBOX_WORKER, SESSIONS, SETTINGS, SOP
 from guidebot.wecom.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 from tests.contacts.conftest import ADMIN, seed_corp
@@ -291,7 +292,7 @@ async def make_harness(aiohttp_client, database_url, clock, sop_dir, **settings)
     )
     assert response.status == 200
     await client.server.app[CONTACTS_STARTUP]
-    loaded = registry_for(client.server.app[SETTINGS]).reload()
+    loaded = client.server.app[SOP].registry.reload()
     assert not [str(e) for item in loaded for e in item.errors]
     client.server.app[SOP].sleep = _no_sleep
     harness = MetricsHarness(sim, client, clock)

@@ -21,11 +21,13 @@ from sqlalchemy import select
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
 from guidebot.contacts.api import CONTACTS_STARTUP
-from guidebot.sop.actions import poll_send_results, reconcile_sending
-from guidebot.sop.engine import TickReport, registry_for, tick
+from guidebot.sop.actions.base import TickReport
 from guidebot.sop.jobs import sop_triggers
 from guidebot.sop.models import SopEnrollment, SopTask
-from guidebot.web.keys import INBOX_WORKER, SESSIONS, SETTINGS, SOP
+from guidebot.sop.reconcile import reconcile_sending
+from guidebot.sop.results import poll_send_results
+from guidebot.sop.tick import tick
+from guidebot.web.keys import INBOX_WORKER, SESSIONS, SOP
 from guidebot.wecom.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 from tests.contacts.conftest import ADMIN, seed_corp
 from tests.support import TEST_IDENTITY, make_settings
@@ -133,7 +135,7 @@ class SopHarness:
         return path
 
     def reload(self) -> list:
-        loaded = registry_for(self.app[SETTINGS]).reload()
+        loaded = self.app[SOP].registry.reload()
         broken = [str(e) for item in loaded for e in item.errors]
         assert not broken, broken
         return loaded
