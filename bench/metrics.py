@@ -48,12 +48,13 @@ from guidebot.content.models import ContentForward, ContentItem, ContentOpenVisi
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import upgrade
 from guidebot.metrics import kpis
-from guidebot.metrics.api import api as metrics_api
 from guidebot.metrics.models import MetricsDirty, Order
 from guidebot.metrics.report import Period, Scope, counter_totals, leaderboard
 from guidebot.metrics.rollup import Placer, backfill, compute
 from guidebot.sop.models import SopEnrollment, SopTask
-from guidebot.web.api import setup_api
+from guidebot.web.api.common import setup_api
+from guidebot.web.api.errors import api_errors
+from guidebot.web.api.metrics import api as metrics_api
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS
 
 TZ = "Asia/Shanghai"
@@ -375,7 +376,7 @@ async def rollup_dashboard(sessions, period: Period) -> tuple[dict, list]:
 
 
 def api_app(settings: Settings, sessions) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[api_errors])
     app[SETTINGS] = settings
     app[SESSIONS] = sessions
     app[CLOCK] = FakeClock(NOW)

@@ -18,19 +18,21 @@ from aiohttp import web
 
 from guidebot.clock import Clock, SystemClock
 from guidebot.config import Settings
-from guidebot.contacts.api import contacts_startup
-from guidebot.content.api import setup_content
-from guidebot.intake import callback
 from guidebot.intake.dispatch import build_dispatcher
 from guidebot.intake.inbox import InboxWriter
 from guidebot.intake.worker import InboxWorker, WorkerPolicy
 from guidebot.runtime import open_runtime, periodic_jobs
 from guidebot.scheduler import create_scheduler
-from guidebot.sop.api import sop_startup
 from guidebot.sop.context import SopRuntime
 from guidebot.telemetry import Telemetry
-from guidebot.web import health, pages
-from guidebot.web.api import api_errors, setup_api
+from guidebot.web import callback, health, links, pages, passive_reply, sidebar
+from guidebot.web.api import contacts as contacts_api
+from guidebot.web.api import content as content_api
+from guidebot.web.api import metrics as metrics_api
+from guidebot.web.api import relations as relations_api
+from guidebot.web.api import sop as sop_api
+from guidebot.web.api.common import setup_api
+from guidebot.web.api.errors import api_errors
 from guidebot.web.keys import (
     CLOCK,
     CRYPTO,
@@ -47,6 +49,7 @@ from guidebot.web.keys import (
     WECOM,
 )
 from guidebot.web.limits import body_limits
+from guidebot.web.startup import contacts_startup, sop_startup
 from guidebot.web.throttle import SignInGate
 from guidebot.wecom.client import WeComClient
 from guidebot.wecom.crypto import CallbackCrypto
@@ -59,7 +62,8 @@ def create_app(
 ) -> web.Application:
     """The whole server. `run_workers=False` leaves stored callbacks for the test to drain."""
     # Bodies: the callback's size unless a route declares its own, and a deadline for all
-    # (guidebot.web.limits); errors under /api/v1 are JSON whoever raises them.
+    # (guidebot.web.limits); errors under /api are JSON whoever raises them
+    # (guidebot.web.api.errors).
     app = web.Application(
         client_max_size=callback.MAX_CALLBACK_BYTES, middlewares=[api_errors, body_limits]
     )
@@ -77,19 +81,16 @@ def create_app(
         app.cleanup_ctx.append(scheduler)
     health.setup_routes(app)
     callback.setup_routes(app)
-    setup_content(app)  # tracked links /r/, the /sidebar, the bot's passive replies
+    links.setup_routes(app)  # tracked links /r/
+    sidebar.setup_routes(app)
+    passive_reply.setup(app)  # the bot's answers still being sent when the server stops
     setup_api(app, *api_groups())
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
     return app
 
 
 def api_groups() -> list:
-    from guidebot.contacts.api import api as contacts_api
-    from guidebot.content.api import api as content_api
-    from guidebot.metrics.api import api as metrics_api
-    from guidebot.sop.api import api as sop_api
-
-    return [contacts_api, sop_api, content_api, metrics_api]
+    return [contacts_api.api, relations_api.api, sop_api.api, content_api.api, metrics_api.api]
 
 
 async def runtime(app: web.Application, *, run_workers: bool = True) -> AsyncIterator[None]:

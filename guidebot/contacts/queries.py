@@ -1,4 +1,5 @@
-"""Read-side queries for the API: customers, guides and stores, with counts computed by the
+"""Read-side queries the faces call (the API, the admin pages, the sidebar): customers, guides
+and stores, with counts computed by the
 database from the relations themselves (there are no stored counters to drift)."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.directory import find_store
@@ -68,17 +69,27 @@ async def _relations_of(session: AsyncSession, ids: list[str]) -> dict[str, list
     return found
 
 
-async def list_customers(
+async def search_customers(
     session: AsyncSession,
     *,
     guide: str | None = None,
     store: str | None = None,
+    stores: Collection[int] | None = None,
     status: str | None = None,
     channel: str | None = None,
+    words: str | None = None,
+    related_only: bool = False,
+    order: str = "newest",
     page: int = 1,
     per_page: int = 50,
 ) -> CustomerPage:
-    """Customers with at least one relation matching every given filter, newest first."""
+    """The one customer search (the API, the admin page, the sidebar): customers with at least
+    one relation matching every given relation filter, and with `words` in their name or
+    external_userid; newest first, or by name (`order="name"`).
+
+    `store` is a code or department id (an unknown one is Invalid); `stores` narrows to
+    relations attributed to those department ids (a manager's). Without any relation filter
+    every customer matches, unless `related_only` asks for customers with some relation."""
     conditions: list[Any] = []
     if status is not None:
         if status not in RelationStatus.ALL:
@@ -93,20 +104,28 @@ async def list_customers(
         if found is None:
             raise Invalid(f"unknown store {store!r}")
         conditions.append(Relation.store_id == found.id)
+    if stores is not None:
+        conditions.append(Relation.store_id.in_(sorted(stores)))
     if channel is not None:
         conditions.append(Relation.channel == channel)
 
     query = select(Customer)
-    if conditions:
+    if conditions or related_only:
         query = query.where(
             Customer.external_userid.in_(select(Relation.external_userid).where(*conditions))
         )
+    if words:
+        like = f"%{words.replace('%', '').replace('_', '')}%"
+        query = query.where(or_(Customer.name.ilike(like), Customer.external_userid.ilike(like)))
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    ordering = (
+        (Customer.name, Customer.external_userid)
+        if order == "name"
+        else (Customer.created_at.desc(), Customer.external_userid)
+    )
     customers = list(
         await session.scalars(
-            query.order_by(Customer.created_at.desc(), Customer.external_userid)
-            .offset((page - 1) * per_page)
-            .limit(per_page)
+            query.order_by(*ordering).offset((page - 1) * per_page).limit(per_page)
         )
     )
     relations = await _relations_of(session, [c.external_userid for c in customers])
@@ -208,3 +227,32 @@ async def list_stores(session: AsyncSession) -> list[StoreView]:
         )
         for store in stores
     ]
+
+
+async def active_guides(session: AsyncSession, *, limit: int = 200) -> list[Guide]:
+    return list(
+        await session.scalars(
+            select(Guide)
+            .where(Guide.status == GuideStatus.ACTIVE)
+            .order_by(Guide.userid)
+            .limit(limit)
+        )
+    )
+
+
+async def relation_between(session: AsyncSession, guide: str, customer: str) -> Relation | None:
+    """The guide's relation with the customer, whatever its status."""
+    return await session.scalar(
+        select(Relation).where(Relation.guide_userid == guide, Relation.external_userid == customer)
+    )
+
+
+async def is_active_customer(session: AsyncSession, guide: str, customer: str) -> bool:
+    relation = await session.scalar(
+        select(Relation.id).where(
+            Relation.guide_userid == guide,
+            Relation.external_userid == customer,
+            Relation.status == RelationStatus.ACTIVE,
+        )
+    )
+    return relation is not None

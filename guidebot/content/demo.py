@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-import aiohttp
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -38,6 +38,13 @@ WECHAT_UA = (
 )
 
 
+class HttpClient(Protocol):
+    """What the demo's opens need of an HTTP client (an aiohttp.ClientSession): `get` as an
+    async context manager. The content domain itself speaks no HTTP."""
+
+    def get(self, url: str, **options: Any) -> Any: ...
+
+
 @dataclass(slots=True)
 class TrafficReport:
     forwards: int = 0
@@ -52,7 +59,7 @@ async def simulate_forwards_and_opens(
     *,
     forwards: int = 5,
     open_rate: float = 0.6,
-    http: aiohttp.ClientSession | None = None,
+    http: HttpClient | None = None,
     base_url: str | None = None,
     rng: random.Random | None = None,
 ) -> TrafficReport:

@@ -733,6 +733,19 @@ async def recent_opens(
     return [(o, i) for o, i in rows]
 
 
+async def recent_forwards(
+    session: AsyncSession, *, guide: str, customer: str, limit: int = 5
+) -> list[tuple[ContentForward, ContentItem]]:
+    rows = await session.execute(
+        select(ContentForward, ContentItem)
+        .join(ContentItem, ContentItem.id == ContentForward.item_id)
+        .where(ContentForward.guide_userid == guide, ContentForward.external_userid == customer)
+        .order_by(ContentForward.sent_at.desc(), ContentForward.id.desc())
+        .limit(limit)
+    )
+    return [(f, i) for f, i in rows]
+
+
 # ---- numbers for the guide -------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """HQ and store-manager accounts: who may sign in to /admin with a password.
 
-An account has a username, a password hash (guidebot.web.auth.hash_password: scrypt from the
+An account has a username, a password hash (guidebot.web.passwords.hash_password: scrypt from the
 standard library) and a role: `hq` sees everything, `manager` sees the stores bound to it in
 `account_stores` (department ids, so a store keeps its managers when its code changes). Guides
 do not have accounts: they sign in through WeCom (the sidebar's OAuth).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import ForeignKey, Integer, String, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,7 +18,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from guidebot.contacts.directory import find_store
 from guidebot.db.base import Base, UTCDateTime
-from guidebot.web.auth import hash_password, verify_password
+from guidebot.db.engine import create_engine, create_session_factory
+from guidebot.web.passwords import hash_password, verify_password
 
 ROLES = ("hq", "manager")
 
@@ -154,10 +155,6 @@ async def add_account(
     database_url: str, username: str, password: str, role: str, stores: list[str]
 ) -> SignedIn:
     """`guidebot accounts add`: create or reset an account in the configured database."""
-    from datetime import UTC
-
-    from guidebot.db.engine import create_engine, create_session_factory
-
     engine = create_engine(database_url)
     try:
         async with create_session_factory(engine)() as session, session.begin():

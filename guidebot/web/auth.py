@@ -1,20 +1,22 @@
-"""Who is asking: roles, sessions, CSRF tokens and password hashes.
+"""Who is asking: roles, sessions (the admin's and the guide's) and CSRF tokens.
 
 Roles
 -----
 * `hq`: the `Authorization: Bearer <GUIDEBOT_ADMIN_TOKEN>` header, or an HQ account's session.
 * `manager`: a manager account's session; sees only the stores bound to the account.
-* `guide`: the sidebar's session (`gb_guide`, minted after WeCom OAuth, see
-  guidebot.content.sidebar); sees only the guide's own customers and numbers.
+* `guide`: the sidebar's session (`gb_guide`, minted after WeCom OAuth in
+  guidebot.web.sidebar, kept here); sees only the guide's own customers and numbers.
 
 Sessions
 --------
-`/admin/login` sets `gb_admin`: the account id and an expiry, signed with HMAC-SHA256 under a key
-derived from GUIDEBOT_SECRET_KEY (the sidebar's scheme, another purpose string), HttpOnly,
-SameSite=Lax, Secure when GUIDEBOT_PUBLIC_URL is https. The account is read again on every
-request, so disabling it ends its sessions. Each cookie carries a random nonce; signing out
-revokes it in the database (guidebot.web.revoked), so a copy of the cookie stops working on
-every instance at once, as does the guide's after /sidebar/logout.
+`/sidebar/oauth` sets `gb_guide`: the guide's userid, an expiry and a nonce, HMAC-SHA256 with a
+key derived from GUIDEBOT_SECRET_KEY, 12 hours, HttpOnly, SameSite=Lax; only an active guide's
+session is honoured. `/admin/login` sets `gb_admin`: the account id and an expiry, signed with
+HMAC-SHA256 under a key derived from GUIDEBOT_SECRET_KEY (the guide's scheme, another purpose
+string), HttpOnly, SameSite=Lax, Secure when GUIDEBOT_PUBLIC_URL is https. The account is read
+again on every request, so disabling it ends its sessions. Each cookie carries a random nonce;
+signing out revokes it in the database (guidebot.web.revoked), so a copy of the cookie stops
+working on every instance at once, as does the guide's after /sidebar/logout.
 
 CSRF
 ----
@@ -23,10 +25,7 @@ key. Admin forms carry it in a hidden `csrf` field; JSON calls made with a cooki
 as `X-CSRF-Token`. Every POST, PUT, PATCH and DELETE made with a cookie session must carry it;
 calls with the bearer token need none (a browser never adds that header by itself).
 
-Passwords
----------
-scrypt (n=2**14, r=8, p=1, 16-byte salt) from hashlib, stored as
-`scrypt$n$r$p$salt$hash` (base64url), compared in constant time.
+Passwords are hashed in guidebot.web.passwords.
 """
 
 from __future__ import annotations
@@ -40,21 +39,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
+from sqlalchemy import or_, select
 
+from guidebot.contacts.models import Guide, GuideStatus, StoreMembership
+from guidebot.content import links
+from guidebot.web.accounts import load_account
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS
+from guidebot.web.revoked import is_revoked
 
 ADMIN_COOKIE = "gb_admin"
 ADMIN_TTL = timedelta(hours=12)
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SESSION_COOKIE = "gb_guide"  # the guide's (the sidebar's)
+SESSION_TTL = timedelta(hours=12)
 _ADMIN_PURPOSE = b"guidebot/admin-session/v1"
+_GUIDE_PURPOSE = b"guidebot/guide-session/v1"
 _CSRF_PURPOSE = b"guidebot/csrf/v1"
 
-# ---- passwords -------------------------------------------------------------------------------
-
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-_DUMMY_SALT = b"guidebot-dummy-salt"
+# ---- signed values ---------------------------------------------------------------------------
 
 
 def _b64e(raw: bytes) -> str:
@@ -63,34 +67,6 @@ def _b64e(raw: bytes) -> str:
 
 def _b64d(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024)
-
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    n, r, p = _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"]
-    return f"scrypt${n}${r}${p}${_b64e(salt)}${_b64e(_scrypt(password, salt, n, r, p))}"
-
-
-def verify_password(password: str, stored: str | None) -> bool:
-    """Constant-time check; with stored=None it does the same work and answers False."""
-    if stored is None:
-        _scrypt(password, _DUMMY_SALT, _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"])
-        return False
-    try:
-        scheme, n, r, p, salt, expected = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        given = _scrypt(password, _b64d(salt), int(n), int(r), int(p))
-        return hmac.compare_digest(given, _b64d(expected))
-    except ValueError:
-        return False
-
-
-# ---- signed values ---------------------------------------------------------------------------
 
 
 def _key(secret_key: str, purpose: bytes) -> bytes:
@@ -141,6 +117,79 @@ def csrf_ok(secret_key: str, session_value: str, given: str | None) -> bool:
     return bool(given) and hmac.compare_digest(given or "", csrf_token(secret_key, session_value))
 
 
+# ---- the guide's session (the sidebar) --------------------------------------------------------
+
+
+def _guide_key(secret_key: str) -> bytes:
+    return links.derive_key(secret_key, _GUIDE_PURPOSE)
+
+
+def mint_session(secret_key: str, userid: str, now: datetime) -> str:
+    expires = int((now + SESSION_TTL).timestamp())
+    payload = links.b64e(json.dumps([userid, expires, secrets.token_hex(8)]).encode())
+    mac = hmac.new(_guide_key(secret_key), payload.encode(), hashlib.sha256).digest()
+    return f"{payload}.{links.b64e(mac)}"
+
+
+def read_session_claims(
+    secret_key: str, value: str | None, now: datetime
+) -> tuple[str, datetime, str] | None:
+    """A valid, unexpired guide cookie's userid, expiry and revocation key; else None."""
+    if not value or len(value) > 400 or value.count(".") != 1:
+        return None
+    payload, _, signature = value.partition(".")
+    try:
+        given = links.b64d(signature)
+        expected = hmac.new(_guide_key(secret_key), payload.encode(), hashlib.sha256).digest()
+    except ValueError:
+        return None
+    if not hmac.compare_digest(given, expected):
+        return None
+    try:
+        userid, expires, nonce = json.loads(links.b64d(payload))
+    except ValueError:
+        return None  # a cookie from before sessions had a nonce: its guide signs in again
+    if not isinstance(userid, str) or not isinstance(expires, int) or not isinstance(nonce, str):
+        return None
+    if expires <= now.timestamp():
+        return None
+    return userid, datetime.fromtimestamp(expires, UTC), f"guide:{nonce}"
+
+
+def read_session(secret_key: str, value: str | None, now: datetime) -> str | None:
+    """The userid of a valid, unexpired guide cookie (revocation is checked by current_guide)."""
+    claims = read_session_claims(secret_key, value, now)
+    return claims[0] if claims is not None else None
+
+
+def set_guide_session(response: web.StreamResponse, request: web.Request, userid: str) -> None:
+    app = request.app
+    response.set_cookie(
+        SESSION_COOKIE,
+        mint_session(app[SETTINGS].secret_key, userid, app[CLOCK].now()),
+        max_age=int(SESSION_TTL.total_seconds()),
+        path="/",  # the sidebar page calls /api/v1 for the guide's own customers and numbers
+        httponly=True,
+        samesite="Lax",
+        secure=app[SETTINGS].public_url.startswith("https://"),
+    )
+
+
+async def current_guide(request: web.Request) -> Guide | None:
+    app = request.app
+    claims = read_session_claims(
+        app[SETTINGS].secret_key, request.cookies.get(SESSION_COOKIE), app[CLOCK].now()
+    )
+    if claims is None:
+        return None
+    userid, _expires, revocation_key = claims
+    async with app[SESSIONS]() as session:
+        if await is_revoked(session, revocation_key):
+            return None
+        guide = await session.get(Guide, userid)
+    return guide if guide is not None and guide.status == GuideStatus.ACTIVE else None
+
+
 # ---- principals ------------------------------------------------------------------------------
 
 
@@ -185,9 +234,6 @@ async def principal_of(request: web.Request) -> Principal | None:
     admin = request.cookies.get(ADMIN_COOKIE)
     claims = read_admin_claims(settings.secret_key, admin, now)
     if claims is not None:
-        from guidebot.web.accounts import load_account
-        from guidebot.web.revoked import is_revoked
-
         account_id, _expires, revocation_key = claims
         async with app[SESSIONS]() as session:
             revoked = await is_revoked(session, revocation_key)
@@ -195,8 +241,6 @@ async def principal_of(request: web.Request) -> Principal | None:
         if account is not None:
             stores = account.store_ids if account.role == "manager" else frozenset()
             return Principal(account.role, account.username, stores, session=admin)
-    from guidebot.content.sidebar import SESSION_COOKIE, current_guide
-
     guide = await current_guide(request)
     if guide is not None:
         return Principal(
@@ -260,10 +304,6 @@ async def guide_visible(session, who: Principal, userid: str) -> bool:
         return True
     if who.role == "guide":
         return userid == who.userid
-    from sqlalchemy import or_, select
-
-    from guidebot.contacts.models import StoreMembership
-
     found = await session.scalar(
         select(StoreMembership.id)
         .where(

@@ -20,8 +20,10 @@ import logging
 from aiohttp import web
 from aiohttp.streams import StreamReader
 
-from guidebot.web.api import View, error_response, is_api
+from guidebot.web.api.common import View
+from guidebot.web.api.errors import is_api
 from guidebot.web.keys import SETTINGS
+from guidebot.web.responses import error_response
 
 log = logging.getLogger(__name__)
 

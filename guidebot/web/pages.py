@@ -20,10 +20,12 @@ from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 
+from guidebot.contacts import queries
 from guidebot.contacts.directory import store_zone
-from guidebot.contacts.models import Customer, Department, Guide, Relation
+from guidebot.contacts.models import Department, Guide, Relation
+from guidebot.content import service
 from guidebot.metrics import kpis
 from guidebot.metrics.report import (
     Period,
@@ -35,6 +37,7 @@ from guidebot.metrics.report import (
 )
 from guidebot.resources import project_dir
 from guidebot.web.accounts import SignedIn, find_credentials, load_account, password_matches
+from guidebot.web.api.sop import playbook_listing
 from guidebot.web.auth import (
     ADMIN_COOKIE,
     PRINCIPAL,
@@ -409,32 +412,23 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
         stores = await _visible_stores(session, who)
         store = _chosen_store(request, who, stores) if request.query.get("store") else None
-        matching = select(Relation.external_userid)
-        if store is not None:
-            matching = matching.where(Relation.store_id == store.id)
-        elif not who.is_hq:
-            matching = matching.where(Relation.store_id.in_(sorted(who.store_ids)))
-        query = select(Customer).where(Customer.external_userid.in_(matching))
-        if q:
-            like = f"%{q.replace('%', '').replace('_', '')}%"
-            query = query.where(
-                or_(Customer.name.ilike(like), Customer.external_userid.ilike(like))
-            )
-        total = await session.scalar(select(func.count()).select_from(query.subquery()))
-        customers = list(
-            await session.scalars(
-                query.order_by(Customer.created_at.desc(), Customer.external_userid)
-                .limit(PER_PAGE)
-                .offset((page - 1) * PER_PAGE)
-            )
+        found = await queries.search_customers(
+            session,
+            stores=[store.id] if store is not None else None if who.is_hq else who.store_ids,
+            words=q or None,
+            related_only=True,
+            page=page,
+            per_page=PER_PAGE,
         )
-        relations: dict[str, list[Relation]] = {c.external_userid: [] for c in customers}
-        if customers:
-            for r in await session.scalars(
-                select(Relation).where(Relation.external_userid.in_(list(relations)))
-            ):
-                if relation_visible(who, r.guide_userid, r.store_id):
-                    relations[r.external_userid].append(r)
+        customers, total = found.customers, found.total
+        relations: dict[str, list[Relation]] = {
+            c.external_userid: [
+                r
+                for r in found.relations[c.external_userid]
+                if relation_visible(who, r.guide_userid, r.store_id)
+            ]
+            for c in customers
+        }
         first_seen = await _first_seen(session, relations, request.app[SETTINGS].timezone)
     return render(
         request,
@@ -494,15 +488,11 @@ def _page_number(request: web.Request) -> int:
 
 async def playbooks_page(request: web.Request) -> web.StreamResponse:
     _hq_only(await _signed_in(request))
-    from guidebot.sop.api import _playbook_listing
-
-    return render(request, "playbooks.html", {"playbooks": await _playbook_listing(request)})
+    return render(request, "playbooks.html", {"playbooks": await playbook_listing(request.app)})
 
 
 async def content_page(request: web.Request) -> web.StreamResponse:
     _hq_only(await _signed_in(request))
-    from guidebot.content import service
-
     q = request.query.get("q", "").strip()[:100] or None
     async with request.app[SESSIONS]() as session:
         items, total = await service.search_items(session, words=q, limit=200)

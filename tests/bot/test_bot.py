@@ -11,12 +11,12 @@ from datetime import timedelta
 from defusedxml.ElementTree import fromstring
 from sqlalchemy import select
 
-from guidebot.bot import handlers
 from guidebot.bot.models import BotReply
 from guidebot.bot.replies import flush_replies
 from guidebot.content import links, service
 from guidebot.db.parking import ParkedRow
 from guidebot.intake.inbox import InboxEntry
+from guidebot.web import passive_reply
 from guidebot.web.keys import CLOCK, INBOX, INBOX_WORKER, SESSIONS, SETTINGS, WECOM
 from guidebot.wecom.events import parse_event
 from guidebot.wecom.simulator.delivery import text_message_xml
@@ -44,7 +44,7 @@ async def settle(h) -> None:
     await h.drain()
     await h.app[INBOX_WORKER].settle()
     for _ in range(50):
-        tasks = h.app.get(handlers.BACKGROUND) or set()
+        tasks = h.app.get(passive_reply.BACKGROUND) or set()
         if not tasks:
             break
         await asyncio.gather(*list(tasks), return_exceptions=True)
@@ -223,14 +223,14 @@ async def test_a_retried_message_is_answered_the_same_way_once(h):
 
 
 async def test_a_slow_answer_goes_by_message_send_once(h, monkeypatch):
-    compute = handlers._compute
+    compute = passive_reply.compute_reply
 
     async def slow(*args):
         await asyncio.sleep(0.3)
         return await compute(*args)
 
-    monkeypatch.setattr(handlers, "_compute", slow)
-    monkeypatch.setattr(handlers, "PASSIVE_BUDGET", 0.1)
+    monkeypatch.setattr(passive_reply, "compute_reply", slow)
+    monkeypatch.setattr(passive_reply, "PASSIVE_BUDGET", 0.1)
     assert await say(h, "帮助") is None  # not ready in time: an empty 200
     await settle(h)
     [message] = await h.app_messages("g1")

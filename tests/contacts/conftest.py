@@ -22,10 +22,10 @@ from sqlalchemy import select
 
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
-from guidebot.contacts.api import CONTACTS_STARTUP
 from guidebot.contacts.jobs import nightly_directory_sync, nightly_reconcile, poll_transfers
 from guidebot.contacts.models import Customer, Relation, RelationEvent, StoreMembership
 from guidebot.web.keys import CLOCK, INBOX_WORKER, SESSIONS, WECOM
+from guidebot.web.startup import CONTACTS_STARTUP
 from guidebot.wecom.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 from tests.support import TEST_IDENTITY, make_settings
 

@@ -14,10 +14,10 @@ from sqlalchemy import select
 
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
-from guidebot.contacts.api import CONTACTS_STARTUP
 from guidebot.content.models import ContentForward, ContentOpen, ContentOpenVisitor
 from guidebot.sop.models import SopEnrollment, SopTask
 from guidebot.web.keys import SETTINGS
+from guidebot.web.startup import CONTACTS_STARTUP
 from guidebot.wecom.simulator import SimulatorConfig, create_simulator_app
 from tests.contacts.conftest import START, Harness, seed_corp
 from tests.support import TEST_IDENTITY, make_settings

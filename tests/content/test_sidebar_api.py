@@ -14,8 +14,9 @@ from aiohttp import web
 from guidebot.app import create_app
 from guidebot.config import Settings
 from guidebot.content import links
-from guidebot.content.sidebar import SIDEBAR, SidebarState, is_simulated, mint_session, read_session
+from guidebot.web.auth import mint_session, read_session
 from guidebot.web.keys import SETTINGS
+from guidebot.web.sidebar.signin import SIDEBAR, SidebarState, is_simulated
 from tests.content.harness import PNG
 from tests.support import make_settings
 

@@ -13,8 +13,8 @@ from aiohttp import web
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
 from guidebot.contacts.models import Guide
-from guidebot.content.sidebar import OAUTH_PER_ADDRESS, mint_oauth_state, oauth_state_valid
 from guidebot.web.keys import SESSIONS
+from guidebot.web.sidebar.signin import OAUTH_PER_ADDRESS, mint_oauth_state, oauth_state_valid
 from tests.content.harness import START
 from tests.support import make_settings
 

@@ -27,10 +27,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.app import create_app
-from guidebot.contacts.api import CONTACTS_STARTUP
 from guidebot.contacts.models import Department
 from guidebot.db.engine import create_engine
 from guidebot.web.schema import CONTROL_BUT_LF
+from guidebot.web.startup import CONTACTS_STARTUP
 from tests.conftest import _asyncpg_dsn
 from tests.support import make_settings
 

@@ -165,11 +165,11 @@ async def test_malformed_callbacks_get_4xx_one_log_line_and_store_nothing(
         query, body = signed_post(
             crypto, '<!DOCTYPE x [<!ENTITY a "aaaa">]><xml><MsgType>&a;</MsgType></xml>'
         )
-    caplog.set_level(logging.WARNING, logger="guidebot.intake.callback")
+    caplog.set_level(logging.WARNING, logger="guidebot.web.callback")
     response = await client.post("/wecom/callback", params=query, data=body)
     assert response.status == status
     assert reason in await response.text()
-    rejections = [r for r in caplog.records if r.name == "guidebot.intake.callback"]
+    rejections = [r for r in caplog.records if r.name == "guidebot.web.callback"]
     assert len(rejections) == 1 and reason in rejections[0].getMessage()
     assert await inbox_rows(database_url) == []
     assert (await client.get("/healthz")).status == 200  # and the server keeps serving

@@ -22,7 +22,6 @@ from sqlalchemy import select
 
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
-from guidebot.contacts.api import CONTACTS_STARTUP
 from guidebot.content import links
 from guidebot.content.service import create_item, record_forward
 from guidebot.metrics.models import GuideDaily
@@ -31,6 +30,7 @@ from guidebot.sop.models import SopTask
 from guidebot.sop.task_marks import complete_task, skip_task
 from guidebot.sop.tick import tick
 from guidebot.web.keys import INBOX_WORKER, SESSIONS, SETTINGS, SOP
+from guidebot.web.startup import CONTACTS_STARTUP
 from guidebot.wecom.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 from tests.contacts.conftest import ADMIN, seed_corp
 from tests.support import TEST_IDENTITY, make_settings

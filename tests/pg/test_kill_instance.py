@@ -133,7 +133,7 @@ async def _db_state(dsn: str) -> dict[str, object]:
 
 
 def _owned_by(owner: str | None, pid: int) -> bool:
-    # SOP claimers are named host:pid:random (guidebot.sop.engine.default_owner).
+    # SOP claimers are named host:pid:random (guidebot.sop.context.default_owner).
     return owner is not None and f":{pid}:" in owner
 
 

@@ -20,7 +20,6 @@ from sqlalchemy import select
 
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
-from guidebot.contacts.api import CONTACTS_STARTUP
 from guidebot.sop.actions.base import TickReport
 from guidebot.sop.jobs import sop_triggers
 from guidebot.sop.models import SopEnrollment, SopTask
@@ -28,6 +27,7 @@ from guidebot.sop.reconcile import reconcile_sending
 from guidebot.sop.results import poll_send_results
 from guidebot.sop.tick import tick
 from guidebot.web.keys import INBOX_WORKER, SESSIONS, SOP
+from guidebot.web.startup import CONTACTS_STARTUP
 from guidebot.wecom.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 from tests.contacts.conftest import ADMIN, seed_corp
 from tests.support import TEST_IDENTITY, make_settings

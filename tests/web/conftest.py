@@ -7,9 +7,14 @@ from typing import Any
 
 import pytest
 
-from guidebot.content.sidebar import SESSION_COOKIE, mint_session
 from guidebot.web.accounts import save_account
-from guidebot.web.auth import ADMIN_COOKIE, csrf_token, mint_admin_session
+from guidebot.web.auth import (
+    ADMIN_COOKIE,
+    SESSION_COOKIE,
+    csrf_token,
+    mint_admin_session,
+    mint_session,
+)
 from tests.metrics.conftest import clock, h, sop_dir  # noqa: F401  (fixtures)
 
 PASSWORD = "correct horse battery"

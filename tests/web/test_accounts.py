@@ -8,12 +8,8 @@ import pytest
 
 from guidebot.cli import main
 from guidebot.web.accounts import AccountError, authenticate, save_account
-from guidebot.web.auth import (
-    hash_password,
-    mint_admin_session,
-    read_admin_session,
-    verify_password,
-)
+from guidebot.web.auth import mint_admin_session, read_admin_session
+from guidebot.web.passwords import hash_password, verify_password
 from tests.web.conftest import PASSWORD
 
 NOW = datetime(2026, 3, 10, 4, 0, tzinfo=UTC)

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from guidebot.content.api import MEDIA_BODY_BYTES
-from guidebot.web.api import JSON_BODY_BYTES
+from guidebot.web.api.common import JSON_BODY_BYTES
+from guidebot.web.api.content import MEDIA_BODY_BYTES
 from tests.contacts.conftest import ADMIN
 from tests.metrics.conftest import make_harness
 

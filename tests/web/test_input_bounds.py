@@ -17,7 +17,7 @@ import pytest
 
 from guidebot.content import links, service
 from guidebot.content.models import ContentItem
-from guidebot.web.api import INT32_MAX, INT64_MAX, ApiError, ApiRoutes, int_field
+from guidebot.web.api.common import INT32_MAX, INT64_MAX, ApiError, ApiRoutes, int_field
 from guidebot.web.schema import obj
 from tests.metrics.conftest import at
 from tests.web.conftest import admin_cookie, guide_cookie

@@ -19,9 +19,6 @@ from guidebot.metrics.comparison import compare, wecom_days
 from guidebot.metrics.models import OrderStatus
 from guidebot.metrics.orders import (
     MAX_AMOUNT_FEN,
-    OrderConflict,
-    OrderInvalid,
-    OrderNotFound,
     attribution_window,
     get_order,
     parse_instant,
@@ -32,13 +29,12 @@ from guidebot.metrics.orders import (
 )
 from guidebot.metrics.report import (
     Period,
-    PeriodError,
     Scope,
     leaderboard,
     metrics,
     period_from_query,
 )
-from guidebot.web.api import (
+from guidebot.web.api.common import (
     INT32_MAX,
     ApiError,
     ApiRoutes,
@@ -112,14 +108,12 @@ ORDER = shape(
 
 
 def _period(request: web.Request) -> Period:
-    try:
-        return period_from_query(
-            {name: param(request, name) or "" for name in PERIOD},
-            request.app[SETTINGS].timezone,
-            request.app[CLOCK].now(),
-        )
-    except PeriodError as exc:  # each day is a date (the schema): together they are not a period
-        raise unprocessable(str(exc)) from None
+    # A PeriodError (each day is a date, but together they are no period) is a 422.
+    return period_from_query(
+        {name: param(request, name) or "" for name in PERIOD},
+        request.app[SETTINGS].timezone,
+        request.app[CLOCK].now(),
+    )
 
 
 def _by_day(request: web.Request) -> bool:
@@ -316,16 +310,8 @@ async def wecom_comparison(request: web.Request) -> web.Response:
 # ---- orders -----------------------------------------------------------------------------------
 
 
-def _order_error(exc: Exception) -> ApiError:
-    if isinstance(exc, OrderNotFound):
-        return not_found(exc.reason)
-    if isinstance(exc, OrderConflict):
-        return ApiError(409, "conflict", exc.reason)
-    assert isinstance(exc, OrderInvalid)
-    # The schema has held the order's form: what is left is its meaning (no customer named, a
-    # store no store has, a refund before the payment).
-    return unprocessable(exc.reason)
-
+# OrderNotFound is a 404, OrderConflict a 409 and OrderInvalid a 422 (guidebot.web.api.errors):
+# the schema has held the order's form, what is left is its meaning.
 
 MAX_YUAN = MAX_AMOUNT_FEN // 100
 ORDER_BODY = obj(
@@ -377,15 +363,12 @@ async def create_order(request: web.Request) -> web.Response:
     instant_fields(body, "paid_at", "refunded_at")
     if isinstance(body.get("store"), int):  # a department id (a code is a string)
         int_field(body, "store", lo=1, hi=INT32_MAX)
-    try:
-        data = _parse_order(body)
-        async with request.app[SESSIONS]() as session, session.begin():
-            order, created = await post_order(
-                session, data, now=now, window=attribution_window(settings.attribution_days)
-            )
-            answer = await render_order(session, order)
-    except (OrderInvalid, OrderConflict, OrderNotFound) as exc:
-        raise _order_error(exc) from None
+    data = _parse_order(body)
+    async with request.app[SESSIONS]() as session, session.begin():
+        order, created = await post_order(
+            session, data, now=now, window=attribution_window(settings.attribution_days)
+        )
+        answer = await render_order(session, order)
     return web.json_response(answer, status=201 if created else 200)
 
 
@@ -406,10 +389,7 @@ def _parse_order(body: dict[str, Any]):
 )
 async def show_order(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
-        try:
-            order = await get_order(session, request.match_info["order_id"])
-        except OrderNotFound as exc:
-            raise _order_error(exc) from None
+        order = await get_order(session, request.match_info["order_id"])
         return web.json_response(await render_order(session, order))
 
 
@@ -426,12 +406,9 @@ async def refund(request: web.Request) -> web.Response:
     body = await json_body(request)
     now = request.app[CLOCK].now()
     instant_fields(body, "refunded_at")
-    try:
-        raw = body.get("refunded_at")
-        at = parse_instant(raw, "refunded_at") if raw is not None else None
-        async with request.app[SESSIONS]() as session, session.begin():
-            order = await refund_order(session, request.match_info["order_id"], at=at, now=now)
-            answer = await render_order(session, order)
-    except (OrderInvalid, OrderConflict, OrderNotFound) as exc:
-        raise _order_error(exc) from None
+    raw = body.get("refunded_at")
+    at = parse_instant(raw, "refunded_at") if raw is not None else None
+    async with request.app[SESSIONS]() as session, session.begin():
+        order = await refund_order(session, request.match_info["order_id"], at=at, now=now)
+        answer = await render_order(session, order)
     return web.json_response(answer)

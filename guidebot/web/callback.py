@@ -16,6 +16,7 @@ from aiohttp import web
 from guidebot.intake.inbox import InboxEntry, InboxRefused, InboxUnavailable
 from guidebot.logs import log_context
 from guidebot.web.keys import CRYPTO, INBOX, TELEMETRY
+from guidebot.web.passive_reply import passive_reply
 from guidebot.wecom.crypto import MAX_BODY_BYTES, CryptoError, SignatureError, encrypted_field
 from guidebot.wecom.events import EventParseError, TextMessage, parse_event
 
@@ -102,8 +103,6 @@ async def _receive(request: web.Request) -> web.Response:
     if isinstance(event, TextMessage):
         # A guide wrote to the app: the bot may answer in this response (a passive reply,
         # within a time budget); otherwise it answers later by message/send.
-        from guidebot.bot.handlers import passive_reply
-
         reply = await passive_reply(request, event)
     request.app[TELEMETRY].callback_seconds.observe(time.perf_counter() - started)
     if reply is not None:

@@ -1,40 +1,29 @@
-"""JSON API for stores, guides, customers, contact ways and transfers; and the start-up sync.
+"""JSON API for customers, guides and stores (contact ways and transfers: relations).
 
-Views only parse, call one domain function and render. Domain errors become JSON errors:
-NotFound 404, Invalid 400, Conflict 409, Upstream (WeCom refused or unreachable) 502.
+Views only parse, call one domain function and render; the domain's errors become JSON errors
+in guidebot.web.api.errors (NotFound 404, Invalid 422, Conflict 409, Upstream 502).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from aiohttp import web
 
 from guidebot.contacts import queries
 from guidebot.contacts.directory import find_store, update_store
-from guidebot.contacts.errors import Conflict, ContactsError, Invalid, NotFound, Upstream
-from guidebot.contacts.jobs import nightly_directory_sync
 from guidebot.contacts.models import (
-    ContactWay,
     Customer,
     Department,
     GuideStatus,
     Relation,
     RelationEvent,
     RelationStatus,
-    Transfer,
-    TransferKind,
-    TransferStatus,
 )
-from guidebot.contacts.transfers import MAX_CUSTOMERS, list_transfers, start_transfers
-from guidebot.contacts.ways import MAX_USERS, STATE_MAX, create_contact_way, list_contact_ways
-from guidebot.web.api import (
+from guidebot.contacts.ways import STATE_MAX
+from guidebot.web.api.common import (
     INT32_MAX,
-    ApiError,
     ApiRoutes,
     bad_request,
     int_field,
@@ -47,14 +36,13 @@ from guidebot.web.api import (
     unprocessable,
 )
 from guidebot.web.auth import Principal, principal, relation_visible, store_visible
-from guidebot.web.keys import CLOCK, SESSIONS, WECOM
+from guidebot.web.keys import CLOCK, SESSIONS
 from guidebot.web.schema import (
     ANY,
     BOOLEAN,
     INSTANT,
     INTEGER,
     STRING,
-    array,
     integer,
     list_of,
     maybe,
@@ -68,20 +56,6 @@ log = logging.getLogger(__name__)
 
 api = ApiRoutes()
 
-# How long start-up waits for WeCom before giving up on the first directory sync.
-STARTUP_SYNC_TIMEOUT = 120.0
-CONTACTS_STARTUP = web.AppKey("contacts_startup_sync", asyncio.Task)
-
-# The layer has held each request to its schema, so what the domain still refuses is about
-# meaning (a filter naming no guide, a transfer to the guide it comes from): 422.
-_STATUS = {NotFound: 404, Invalid: 422, Conflict: 409, Upstream: 502}
-_CODE = {
-    NotFound: "not_found",
-    Invalid: "unprocessable",
-    Conflict: "conflict",
-    Upstream: "wecom_error",
-}
-
 # The declarations (guidebot.web.schema): WeCom's ids are at most 64 characters.
 USERID = text(64, description="a guide's WeCom userid")
 EXTERNAL_USERID = text(64, description="a customer's external_userid")
@@ -93,21 +67,12 @@ TEXT_OUT = maybe(STRING)
 WHEN = maybe(INSTANT)
 
 
-@contextlib.contextmanager
-def domain_errors() -> Iterator[None]:
-    try:
-        yield
-    except ContactsError as exc:
-        kind = type(exc)
-        raise ApiError(_STATUS.get(kind, 400), _CODE.get(kind, "bad_request"), exc.reason) from exc
-
-
-def _query(request: web.Request, name: str) -> str | None:
+def text_query(request: web.Request, name: str) -> str | None:
     value = request.query.get(name, "").strip()
     return value or None
 
 
-def _str_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+def str_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
     value = body.get(name)
     if value is None and not required:
         return None
@@ -115,13 +80,6 @@ def _str_field(body: dict[str, Any], name: str, *, required: bool = True) -> str
         return str(int_field(body, name, lo=1, hi=INT32_MAX))  # a department id
     if not isinstance(value, str) or not value:
         raise bad_request(f"{name!r} must be a non-empty string")
-    return value
-
-
-def _str_list(body: dict[str, Any], name: str) -> list[str]:
-    value = body.get(name)
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise bad_request(f"{name!r} must be a non-empty list of strings")
     return value
 
 
@@ -187,35 +145,6 @@ def render_event(e: RelationEvent) -> dict[str, Any]:
         "counterpart_userid": e.counterpart_userid,
         "reason": e.reason,
         "source": e.source,
-    }
-
-
-def render_way(w: ContactWay) -> dict[str, Any]:
-    return {
-        "config_id": w.config_id,
-        "state": w.state,
-        "store_id": w.store_id,
-        "channel": w.channel,
-        "campaign": w.campaign,
-        "userids": w.userids,
-        "qr_code": w.qr_code,
-        "remark": w.remark,
-        "created_at": iso(w.created_at),
-    }
-
-
-def render_transfer(t: Transfer) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "kind": t.kind,
-        "handover_userid": t.handover_userid,
-        "takeover_userid": t.takeover_userid,
-        "external_userid": t.external_userid,
-        "status": t.status,
-        "errcode": t.errcode,
-        "fail_reason": t.fail_reason,
-        "requested_at": iso(t.requested_at),
-        "completed_at": iso(t.completed_at),
     }
 
 
@@ -330,7 +259,7 @@ PAGING = {"total": INTEGER, "page": INTEGER, "per_page": INTEGER}
 
 async def _scoped_store(request: web.Request, session, who: Principal) -> str | None:
     """The `store` filter a manager may use: theirs (404 otherwise), or their only store."""
-    ref = _query(request, "store")
+    ref = text_query(request, "store")
     if who.role != "manager":
         return ref
     if ref is None:
@@ -344,7 +273,7 @@ async def _scoped_store(request: web.Request, session, who: Principal) -> str | 
 
 
 def _scoped_guide(request: web.Request, who: Principal) -> str | None:
-    ref = _query(request, "guide")
+    ref = text_query(request, "guide")
     if who.role != "guide":
         return ref
     if ref is not None and ref != who.userid:
@@ -383,16 +312,15 @@ async def list_customers(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         guide = _scoped_guide(request, who)
         store = await _scoped_store(request, session, who)
-        with domain_errors():
-            result = await queries.list_customers(
-                session,
-                guide=guide,
-                store=store,
-                status=_query(request, "status"),
-                channel=_query(request, "channel"),
-                page=page,
-                per_page=per_page,
-            )
+        result = await queries.search_customers(
+            session,
+            guide=guide,
+            store=store,
+            status=text_query(request, "status"),
+            channel=text_query(request, "channel"),
+            page=page,
+            per_page=per_page,
+        )
     return web.json_response(
         {
             "customers": [
@@ -426,8 +354,7 @@ async def get_customer(request: web.Request) -> web.Response:
     who = principal(request)
     ext = request.match_info["external_userid"]
     async with request.app[SESSIONS]() as session:
-        with domain_errors():
-            detail = await queries.get_customer(session, ext)
+        detail = await queries.get_customer(session, ext)
     relations = [r for r in detail.relations if relation_visible(who, r.guide_userid, r.store_id)]
     if not relations and not who.is_hq:
         raise not_found(f"no customer {ext!r}")
@@ -476,14 +403,13 @@ async def list_guides(request: web.Request) -> web.Response:
     who = principal(request)
     async with request.app[SESSIONS]() as session:
         store = await _scoped_store(request, session, who)
-        with domain_errors():
-            views = await queries.list_guides(
-                session,
-                status=_query(request, "status"),
-                store=store,
-                # A manager counts the customers of their stores, not a former store's.
-                count_stores=who.store_ids if who.role == "manager" else None,
-            )
+        views = await queries.list_guides(
+            session,
+            status=text_query(request, "status"),
+            store=store,
+            # A manager counts the customers of their stores, not a former store's.
+            count_stores=who.store_ids if who.role == "manager" else None,
+        )
     return web.json_response(
         {
             "guides": [
@@ -531,191 +457,19 @@ async def patch_store(request: web.Request) -> web.Response:
     body = await json_body(request)
     known_fields(body, "code", "timezone")
     no_nulls(body, "code")  # a store keeps a code: contact ways' state names it
-    code = _str_field(body, "code", required=False)
+    code = str_field(body, "code", required=False)
     timezone = body.get("timezone")
     if timezone is not None and not isinstance(timezone, str):
         raise bad_request("'timezone' must be an IANA time zone name or null")
     async with request.app[SESSIONS]() as session:
-        with domain_errors():
-            store = await update_store(
-                session,
-                request.match_info["store"],
-                code=code,
-                timezone=timezone,
-                clear_timezone="timezone" in body and timezone is None,
-                now=request.app[CLOCK].now(),
-            )
+        store = await update_store(
+            session,
+            request.match_info["store"],
+            code=code,
+            timezone=timezone,
+            clear_timezone="timezone" in body and timezone is None,
+            now=request.app[CLOCK].now(),
+        )
         await session.commit()
         views = {v.store.id: v for v in await queries.list_stores(session)}
     return web.json_response(render_store(views[store.id]))
-
-
-# ---- contact ways ----------------------------------------------------------------------------
-
-
-@api.get(
-    "/contact-ways",
-    summary="List the 「联系我」 contact ways",
-    query={"store": STORE_REF},
-    response=shape({"contact_ways": list_of(WAY)}),
-    errors=(422,),
-)
-async def list_ways(request: web.Request) -> web.Response:
-    async with request.app[SESSIONS]() as session:
-        with domain_errors():
-            ways = await list_contact_ways(session, store=_query(request, "store"))
-    return web.json_response({"contact_ways": [render_way(w) for w in ways]})
-
-
-@api.post(
-    "/contact-ways",
-    summary="Create a 「联系我」 QR way whose state encodes store, channel and campaign",
-    body=obj(
-        {
-            "store": {
-                "anyOf": [STORE_REF, integer(1, INT32_MAX)],
-                "description": "a store's code or department id",
-            },
-            "channel": PART,
-            "campaign": PART,
-            "userids": array(USERID, min_items=1, max_items=MAX_USERS),
-            "remark": text(30),
-        },
-        "store",
-        "channel",
-        "userids",
-        description=f"channel and campaign together with the store code make a state of at most "
-        f"{STATE_MAX} characters (422 when longer)",
-    ),
-    response=WAY,
-    success=(201,),
-    errors=(409, 422, 502),
-)
-async def create_way(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    store = _str_field(body, "store")
-    channel = _str_field(body, "channel")
-    campaign = _str_field(body, "campaign", required=False)
-    remark = _str_field(body, "remark", required=False)
-    userids = _str_list(body, "userids")
-    async with request.app[SESSIONS]() as session:
-        with domain_errors():
-            way = await create_contact_way(
-                session,
-                request.app[WECOM],
-                request.app[CLOCK].now(),
-                store=store or "",
-                channel=channel or "",
-                campaign=campaign,
-                userids=userids,
-                remark=remark,
-            )
-    return web.json_response(render_way(way), status=201)
-
-
-# ---- transfers -------------------------------------------------------------------------------
-
-
-@api.get(
-    "/transfers",
-    summary="List customer transfers, newest first",
-    query={
-        "status": text(16, enum=TransferStatus.ALL),
-        "guide": USERID,
-        "external_userid": EXTERNAL_USERID,
-    },
-    response=shape({"transfers": list_of(TRANSFER)}),
-    errors=(422,),
-)
-async def get_transfers(request: web.Request) -> web.Response:
-    async with request.app[SESSIONS]() as session:
-        with domain_errors():
-            rows = await list_transfers(
-                session,
-                status=_query(request, "status"),
-                guide=_query(request, "guide"),
-                external_userid=_query(request, "external_userid"),
-            )
-    return web.json_response({"transfers": [render_transfer(t) for t in rows]})
-
-
-@api.post(
-    "/transfers",
-    summary="Transfer customers to another guide (in_service, or resigned after leaving)",
-    body=obj(
-        {
-            "kind": text(16, enum=TransferKind.ALL),
-            "handover_userid": USERID,
-            "takeover_userid": USERID,
-            "external_userids": array(EXTERNAL_USERID, min_items=1, max_items=MAX_CUSTOMERS),
-            "message": text(200, multiline=True),
-        },
-        "kind",
-        "handover_userid",
-        "takeover_userid",
-        "external_userids",
-    ),
-    response=shape(
-        {
-            "transfers": list_of(
-                shape(
-                    {
-                        "external_userid": STRING,
-                        "status": STRING,
-                        "transfer_id": maybe(INTEGER),
-                        "errcode": maybe(INTEGER),
-                        "reason": TEXT_OUT,
-                    }
-                )
-            )
-        }
-    ),
-    success=(202,),
-    errors=(409, 422, 502),
-)
-async def post_transfers(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    kind = _str_field(body, "kind")
-    handover = _str_field(body, "handover_userid")
-    takeover = _str_field(body, "takeover_userid")
-    message = _str_field(body, "message", required=False)
-    customers = _str_list(body, "external_userids")
-    async with request.app[SESSIONS]() as session:
-        with domain_errors():
-            outcomes = await start_transfers(
-                session,
-                request.app[WECOM],
-                request.app[CLOCK].now(),
-                kind=kind or "",
-                handover_userid=handover or "",
-                takeover_userid=takeover or "",
-                external_userids=customers,
-                message=message,
-            )
-    # Accepted, not done: WeCom completes a transfer about a day later.
-    return web.json_response({"transfers": [o.as_dict() for o in outcomes]}, status=202)
-
-
-# ---- start-up --------------------------------------------------------------------------------
-
-
-async def _startup_sync(app: web.Application) -> None:
-    try:
-        await asyncio.wait_for(
-            nightly_directory_sync(app[SESSIONS], app[WECOM], app[CLOCK]), STARTUP_SYNC_TIMEOUT
-        )
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # WeCom down must not stop the server; the nightly sync retries
-        log.warning("start-up directory sync failed, continuing without it: %s", exc)
-
-
-async def contacts_startup(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: sync the address book once at start, in the background, so a slow or
-    unreachable WeCom never holds up serving callbacks."""
-    task = asyncio.create_task(_startup_sync(app), name="contacts-startup-sync")
-    app[CONTACTS_STARTUP] = task
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

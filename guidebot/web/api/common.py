@@ -15,7 +15,7 @@ queries with `principal(request)` and answers 404 for anything outside the calle
 never confirms that the thing exists. Cookie-session calls that change state need the session's
 CSRF token in `X-CSRF-Token`. Errors are `{"error": {"code": ..., "reason": ...}}` with a
 fitting status, the router's and aiohttp's own (404, 405, 413, 408) included; views raise
-ApiError.
+ApiError or let a domain's error through, and guidebot.web.api.errors answers both.
 
 One declaration, two uses: the path, query and body schemas a route declares (built with
 guidebot.web.schema) are its part of the OpenAPI document and what the request is held to
@@ -45,7 +45,16 @@ from typing import Any
 from aiohttp import web
 
 from guidebot.clock import FIRST_YEAR, LAST_YEAR
-from guidebot.web.auth import PRINCIPAL, UNSAFE_METHODS, csrf_required, principal_of
+from guidebot.web.auth import (
+    ADMIN_COOKIE,
+    CSRF_HEADER,
+    PRINCIPAL,
+    SESSION_COOKIE,
+    UNSAFE_METHODS,
+    csrf_required,
+    principal_of,
+)
+from guidebot.web.responses import error_response
 from guidebot.web.schema import (
     CONTROL,
     Schema,
@@ -85,10 +94,6 @@ def bad_request(reason: str) -> ApiError:
 def unprocessable(reason: str) -> ApiError:
     """The request fits its schema, but its values contradict each other or what is stored."""
     return ApiError(422, "unprocessable", reason)
-
-
-def error_response(status: int, code: str, reason: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "reason": reason}}, status=status)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -444,60 +449,16 @@ def _guarded(endpoint: Endpoint) -> View:
             if csrf_required(request, who):
                 return error_response(403, "csrf", "a valid X-CSRF-Token header is required")
             request[PRINCIPAL] = who
-        try:
-            await _hold_to_declaration(endpoint, request)
-            return await endpoint.view(request)
-        except ApiError as exc:
-            return error_response(exc.status, exc.code, exc.reason)
+        # ApiError and the domains' errors become JSON in guidebot.web.api.errors.
+        await _hold_to_declaration(endpoint, request)
+        return await endpoint.view(request)
 
     handle.__name__ = endpoint.view.__name__
     handle.body_limit = endpoint.max_body  # type: ignore[attr-defined]  (guidebot.web.limits)
     return handle
 
 
-# ---- errors the router and aiohttp raise --------------------------------------------------------
-
-_HTTP_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    408: "timeout",
-    413: "too_large",
-}
-
-
-def is_api(request: web.Request) -> bool:
-    return request.path == PREFIX or request.path.startswith(PREFIX + "/")
-
-
-@web.middleware
-async def api_errors(request: web.Request, handler: View) -> web.StreamResponse:
-    """Under /api/v1 every error is JSON: the router's 404 and 405, aiohttp's own, and a
-    failure no view expected (a 500 with nothing of the exception in it)."""
-    if not is_api(request):
-        return await handler(request)
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        reason = {
-            404: f"no such API path {request.path[:80]!r}",
-            405: f"{request.method} is not allowed here; allowed: {exc.headers.get('Allow', '')}",
-        }.get(exc.status, exc.reason)
-        response = error_response(exc.status, _HTTP_CODES.get(exc.status, "error"), reason)
-        if "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
-    except Exception:
-        log.exception("API %s %s failed", request.method, request.path)
-        return error_response(500, "internal", "an unexpected error; it has been logged")
-
-
 def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
-    from guidebot.content.sidebar import SESSION_COOKIE
-    from guidebot.web.auth import ADMIN_COOKIE, CSRF_HEADER
-
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:
         paths.setdefault(PREFIX + endpoint.path, {})[endpoint.method.lower()] = endpoint.operation()

@@ -1,24 +1,19 @@
-"""HTTP for content: the JSON API (library, mass sends), tracked links `/r/{token}`, and the
-one call create_app makes to mount all of it (`setup_content`).
+"""JSON API for content: the library and mass sends.
 
-API views parse, call one domain function and render; ContentError becomes 404/400 and a WeCom
-refusal 502. Tracked links answer 404 for anything that is not a genuine token, with nothing
-logged but one line saying a token was rejected.
+Views parse, call one domain function and render; the domain's errors become JSON errors in
+guidebot.web.api.errors (NotFound 404, ContentError 422, a WeCom refusal 502).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy import select
 
-from guidebot.content import links, masssend, service
+from guidebot.content import masssend, service
 from guidebot.content.models import (
     ContentItem,
     ContentKind,
@@ -27,14 +22,12 @@ from guidebot.content.models import (
     MassSendResult,
     MassSendStatus,
 )
-from guidebot.content.service import ContentError, NotFound
-from guidebot.web.api import (
-    CONTROL_CHARACTER,
+from guidebot.content.service import ContentError
+from guidebot.web.api.common import (
     ERROR_SCHEMA,
     INT32_MAX,
     INT64_MAX,
     JSON_BODY_BYTES,
-    ApiError,
     ApiRoutes,
     bad_request,
     instant_fields,
@@ -60,30 +53,10 @@ from guidebot.web.schema import (
     shape,
     text,
 )
-from guidebot.web.throttle import client_address
-from guidebot.wecom.client import WeComError
 
 log = logging.getLogger(__name__)
 
 api = ApiRoutes()
-
-VISITOR_COOKIE = "gb_v"
-VISITOR_MAX_AGE = 365 * 86400
-
-
-@contextlib.contextmanager
-def domain_errors(invalid: int = 422) -> Iterator[None]:
-    """The layer has held the request to its schema: what the domain still refuses is about
-    what the values mean together or against what is stored (422), unless told otherwise."""
-    try:
-        yield
-    except NotFound as exc:
-        raise ApiError(404, "not_found", exc.reason) from exc
-    except ContentError as exc:
-        code = "bad_request" if invalid == 400 else "unprocessable"
-        raise ApiError(invalid, code, exc.reason) from exc
-    except WeComError as exc:
-        raise ApiError(502, "wecom_error", str(exc)) from exc
 
 
 def render_item(
@@ -138,8 +111,10 @@ def _fields(body: dict[str, Any], tz, *, partial: bool = False) -> dict[str, Any
     cover_url, miniprogram, tags, stores, valid_from, valid_to, media) and is a 400 for the
     others (key, kind, title): clean_fields treats a present null as a value, never as absent."""
     instant_fields(body, "valid_from", "valid_to")
-    with domain_errors(invalid=400):  # each field on its own: the schema's part
+    try:
         return service.clean_fields(body, tz=tz, partial=partial)
+    except ContentError as exc:  # each field on its own: the schema's part, so a 400
+        raise bad_request(exc.reason) from exc
 
 
 # ---- declarations (guidebot.web.schema) ------------------------------------------------------
@@ -320,11 +295,10 @@ async def create_content(request: web.Request) -> web.Response:
     body = await json_body(request)
     app = request.app
     now = app[CLOCK].now()
-    with domain_errors():
-        fields = _fields(body, app[SETTINGS].tz)
-        async with app[SESSIONS]() as session, session.begin():
-            item = await service.create_item(session, fields, now)
-            media = await service.get_media(session, item.id)
+    fields = _fields(body, app[SETTINGS].tz)
+    async with app[SESSIONS]() as session, session.begin():
+        item = await service.create_item(session, fields, now)
+        media = await service.get_media(session, item.id)
     return web.json_response(render_item(item, media, now=now), status=201)
 
 
@@ -337,11 +311,10 @@ async def create_content(request: web.Request) -> web.Response:
 async def get_content(request: web.Request) -> web.Response:
     item_id = _item_id(request)
     now = request.app[CLOCK].now()
-    with domain_errors():
-        async with request.app[SESSIONS]() as session:
-            item = await service.get_item(session, item_id)
-            media = await service.get_media(session, item_id)
-            numbers = (await service.item_numbers(session, [item_id]))[item_id]
+    async with request.app[SESSIONS]() as session:
+        item = await service.get_item(session, item_id)
+        media = await service.get_media(session, item_id)
+        numbers = (await service.item_numbers(session, [item_id]))[item_id]
     return web.json_response(render_item(item, media, numbers, now))
 
 
@@ -360,12 +333,11 @@ async def patch_content(request: web.Request) -> web.Response:
     body = await json_body(request)
     app = request.app
     now = app[CLOCK].now()
-    with domain_errors():
-        fields = _fields(body, app[SETTINGS].tz, partial=True)
-        async with app[SESSIONS]() as session, session.begin():
-            item = await service.get_item(session, item_id)
-            await service.update_item(session, item, fields, now)
-            media = await service.get_media(session, item_id)
+    fields = _fields(body, app[SETTINGS].tz, partial=True)
+    async with app[SESSIONS]() as session, session.begin():
+        item = await service.get_item(session, item_id)
+        await service.update_item(session, item, fields, now)
+        media = await service.get_media(session, item_id)
     return web.json_response(render_item(item, media, now=now))
 
 
@@ -379,10 +351,9 @@ async def patch_content(request: web.Request) -> web.Response:
 async def delete_content(request: web.Request) -> web.Response:
     item_id = _item_id(request)
     now = request.app[CLOCK].now()
-    with domain_errors():
-        async with request.app[SESSIONS]() as session, session.begin():
-            item = await service.get_item(session, item_id)
-            await service.delete_item(session, item, now)
+    async with request.app[SESSIONS]() as session, session.begin():
+        item = await service.get_item(session, item_id)
+        await service.delete_item(session, item, now)
     return web.json_response({"id": item_id, "deleted_at": now.isoformat()})
 
 
@@ -458,18 +429,17 @@ async def create_mass_send(request: web.Request) -> web.Response:
     if note is not None and (not isinstance(note, str) or len(note.encode()) > 3000):
         raise bad_request("'text' must be a string of at most 3000 bytes")
     app = request.app
-    with domain_errors():
-        flt = masssend.Filter.parse(body.get("filter"))
-        row = await masssend.create_mass_send(
-            app[SESSIONS],
-            app[WECOM],
-            app[CLOCK],
-            app[SETTINGS],
-            guide=guide,
-            item_id=item,
-            flt=flt,
-            note=note or None,
-        )
+    flt = masssend.Filter.parse(body.get("filter"))
+    row = await masssend.create_mass_send(
+        app[SESSIONS],
+        app[WECOM],
+        app[CLOCK],
+        app[SETTINGS],
+        guide=guide,
+        item_id=item,
+        flt=flt,
+        note=note or None,
+    )
     # 201 created; 202 recorded but WeCom's answer never came (reconciled later); 502 refused.
     status = {MassSendStatus.FAILED: 502, MassSendStatus.UNKNOWN: 202}.get(row.status, 201)
     return web.json_response(render_mass_send(row), status=status)
@@ -498,119 +468,6 @@ async def list_mass_sends(request: web.Request) -> web.Response:
 )
 async def get_mass_send(request: web.Request) -> web.Response:
     mass_send_id = param(request, "id")
-    with domain_errors():
-        async with request.app[SESSIONS]() as session:
-            row, results = await masssend.get_mass_send(session, mass_send_id)
+    async with request.app[SESSIONS]() as session:
+        row, results = await masssend.get_mass_send(session, mass_send_id)
     return web.json_response(render_mass_send(row, results))
-
-
-# ---- tracked links ---------------------------------------------------------------------------
-
-
-def _missing(request: web.Request) -> web.Response:
-    from guidebot.content.sidebar import render
-
-    return render(request, "link_missing.html", {}, status=404)
-
-
-async def open_link(request: web.Request) -> web.StreamResponse:
-    """Record the open of a genuine link, then send the visitor to the item.
-
-    A link naming the customer says who opened it. Otherwise the browser is a visitor only with
-    a visitor id guidebot signed (links.verify_visitor): a first request without one is logged
-    as an open of nobody known, given an id, and sent once to the same link (`?seen=1`); a
-    browser that keeps cookies comes back with the id, and that open becomes its visitor's. A
-    script without cookies, or with made-up ones, adds opens, never visitors.
-    """
-    app = request.app
-    settings = app[SETTINGS]
-    claims = links.verify(settings.secret_key, request.match_info["token"])
-    if claims is None:
-        log.info("tracked link rejected: not a genuine token")
-        return _missing(request)
-    now = app[CLOCK].now()
-    visitor = links.verify_visitor(settings.secret_key, request.cookies.get(VISITOR_COOKIE))
-    returned = claims.customer is None and request.query.get("seen") == "1"
-    address = client_address(
-        request.remote, request.headers.getall("X-Forwarded-For", []), settings.trusted_proxies
-    )
-    client = links.client_tag(settings.secret_key, address)
-    async with app[SESSIONS]() as session, session.begin():
-        item = await session.get(ContentItem, claims.item_id)
-        if item is None or item.deleted_at is not None:
-            return _missing(request)
-        if not returned:
-            await service.record_open(
-                session,
-                claims,
-                now=now,
-                user_agent=request.headers.get("User-Agent"),
-                visitor=visitor,
-                client=client,
-            )
-        elif visitor is not None:
-            await service.record_visitor(session, claims, now=now, visitor=visitor, client=client)
-        has_media = await session.get(ContentMedia, item.id) is not None
-    if claims.customer is None and visitor is None and not returned:
-        # A relative reference: the same link behind any path prefix of GUIDEBOT_PUBLIC_URL.
-        response: web.StreamResponse = web.Response(status=302, headers={"Location": "?seen=1"})
-        response.set_cookie(
-            VISITOR_COOKIE,
-            links.mint_visitor(settings.secret_key),
-            max_age=VISITOR_MAX_AGE,
-            path=urlsplit(settings.public_url).path.rstrip("/") + "/r/",
-            httponly=True,
-            samesite="Lax",
-            secure=settings.public_url.startswith("https://"),
-        )
-    # A URL stored before control characters were refused cannot be a Location header (aiohttp
-    # would drop the connection): such a link shows its page instead.
-    elif item.kind == ContentKind.LINK and item.url and not CONTROL_CHARACTER.search(item.url):
-        response = web.Response(status=302, headers={"Location": item.url})
-    else:
-        from guidebot.content.sidebar import render
-
-        media_url = f"/r/{request.match_info['token']}/media" if has_media else None
-        response = render(request, "content_page.html", {"item": item, "media_url": media_url})
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"  # the token stays out of Referer
-    return response
-
-
-async def link_media(request: web.Request) -> web.StreamResponse:
-    """The image or file of the item a genuine link points at (not counted as an open)."""
-    app = request.app
-    claims = links.verify(app[SETTINGS].secret_key, request.match_info["token"])
-    if claims is None:
-        return _missing(request)
-    async with app[SESSIONS]() as session:
-        item = await session.get(ContentItem, claims.item_id)
-        media = await session.get(ContentMedia, claims.item_id) if item is not None else None
-        if item is None or item.deleted_at is not None or media is None:
-            return _missing(request)
-        data, content_type, filename = media.data, media.content_type, media.filename
-        disposition = "attachment" if item.kind == ContentKind.FILE else "inline"
-    if disposition == "inline":  # an image: its type from its bytes, never from what was declared
-        content_type = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
-    safe_name = "".join(c for c in filename if c.isalnum() or c in "._-") or "file"
-    return web.Response(
-        body=data,
-        headers={
-            "Content-Type": content_type,
-            "Content-Disposition": f'{disposition}; filename="{safe_name}"',
-            "Cache-Control": "private, max-age=3600",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "sandbox",
-        },
-    )
-
-
-def setup_content(app: web.Application) -> None:
-    """Mount tracked links, the sidebar and the bot's passive-reply support on the app."""
-    from guidebot.bot import handlers as bot
-    from guidebot.content import sidebar
-
-    app.router.add_get("/r/{token}", open_link)
-    app.router.add_get("/r/{token}/media", link_media)
-    sidebar.setup_routes(app)
-    bot.setup(app)

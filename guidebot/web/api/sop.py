@@ -1,4 +1,4 @@
-"""JSON API for playbooks, enrollments and tasks; and the engine's start-up and shutdown.
+"""JSON API for playbooks, enrollments and tasks.
 
 GET  /api/v1/playbooks               every playbook file: version, enabled/disabled, errors,
                                      warnings (`sop check`'s W1xx), task counts per step and
@@ -18,18 +18,16 @@ POST /api/v1/replies                 {"external_userid", "guide", "at"?}: the cu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import func, select
 
 from guidebot.clock import parse_instant
 from guidebot.contacts.models import Relation
+from guidebot.sop import queries
 from guidebot.sop.actions import STEP_ACTIONS
 from guidebot.sop.enrollment import record_reply
 from guidebot.sop.models import (
@@ -40,12 +38,9 @@ from guidebot.sop.models import (
     TaskStatus,
 )
 from guidebot.sop.playbook import Playbook
-from guidebot.sop.queue import reap_claims
-from guidebot.sop.reconcile import reconcile_sending
-from guidebot.sop.task_marks import TaskConflict, TaskNotFound, complete_task, skip_task
-from guidebot.web.api import (
+from guidebot.sop.task_marks import complete_task, skip_task
+from guidebot.web.api.common import (
     INT64_MAX,
-    ApiError,
     ApiRoutes,
     bad_request,
     check_instant,
@@ -74,47 +69,7 @@ log = logging.getLogger(__name__)
 
 api = ApiRoutes()
 
-COUNTED = (
-    TaskStatus.PENDING,
-    TaskStatus.SENT,
-    TaskStatus.DONE,
-    TaskStatus.SKIPPED,
-    TaskStatus.EXPIRED,
-    TaskStatus.FAILED,
-    TaskStatus.UNKNOWN,
-)
 ACTIONS = tuple(STEP_ACTIONS)  # welcome, guide_task, remind, tag
-WATCH_INTERVAL = 2.0  # seconds between looks at the sop directory
-SOP_WATCH = web.AppKey("sop_watch", asyncio.Task)
-
-
-# ---- start-up --------------------------------------------------------------------------------
-
-
-async def sop_startup(app: web.Application, *, run_workers: bool = True) -> AsyncIterator[None]:
-    """The engine's start-up: on SQLite (one process owns the queue) the claims a crash left
-    are released and rows it left in `sending` are reconciled now, instead of after their
-    leases (a welcome's code lives 20 s); the playbook directory is watched for changes.
-    PostgreSQL keeps the leases: another instance may hold them."""
-    runtime = app[SOP]  # the app's one, built with the others (guidebot.runtime)
-    if run_workers:
-        if app[SETTINGS].is_sqlite:
-            try:
-                released = await reap_claims(runtime, runtime.clock.now(), everything=True)
-                if released:
-                    log.warning("sop: %d claim(s) left by the last process made due", released)
-                await reconcile_sending(runtime, everything=True)
-            except Exception:
-                log.exception("recovering rows a crash left failed; the jobs try again")
-        watch = getattr(runtime.registry, "watch", None)
-        if watch is not None:
-            app[SOP_WATCH] = asyncio.create_task(watch(WATCH_INTERVAL), name="sop-watch")
-    yield
-    task = app.get(SOP_WATCH)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 # ---- rendering -------------------------------------------------------------------------------
@@ -299,92 +254,40 @@ ONE_TASK = shape({"task": TASK})
 # ---- playbooks -------------------------------------------------------------------------------
 
 
-async def _playbook_listing(request: web.Request) -> list[dict[str, Any]]:
-    registry = request.app[SOP].registry
-    async with request.app[SESSIONS]() as session:
-        counts_rows = (
-            await session.execute(
-                select(SopTask.playbook_id, SopTask.step_id, SopTask.status, func.count()).group_by(
-                    SopTask.playbook_id, SopTask.step_id, SopTask.status
-                )
-            )
-        ).all()
-        active_rows = (
-            await session.execute(
-                select(SopEnrollment.playbook_id, SopEnrollment.playbook_version, func.count())
-                .where(SopEnrollment.status == EnrollmentStatus.ACTIVE)
-                .group_by(SopEnrollment.playbook_id, SopEnrollment.playbook_version)
-            )
-        ).all()
-        now = request.app[CLOCK].now()
-        goal_rows = (
-            await session.execute(
-                select(
-                    SopEnrollment.playbook_id,
-                    SopEnrollment.goal_event,
-                    func.count(SopEnrollment.goal_met_at),
-                    func.count(
-                        case(
-                            (
-                                and_(
-                                    SopEnrollment.goal_met_at.is_(None),
-                                    SopEnrollment.goal_deadline >= now,
-                                ),
-                                1,
-                            )
-                        )
-                    ),
-                    func.count(),
-                )
-                .where(SopEnrollment.goal_event.is_not(None))
-                .group_by(SopEnrollment.playbook_id, SopEnrollment.goal_event)
-            )
-        ).all()
-    # Enrollments with the goal: met, still within their window, or past it unmet.
-    goals = {
-        (playbook_id, event): {"met": met, "open": still_open, "missed": n - met - still_open}
-        for playbook_id, event, met, still_open, n in goal_rows
+async def playbook_listing(app: web.Application) -> list[dict[str, Any]]:
+    """Every playbook file the registry loaded, with its numbers (the API's and /admin's)."""
+    async with app[SESSIONS]() as session:
+        counts = await queries.step_counts(session)
+        active = await queries.active_enrollments(session)
+        goals = await queries.goal_outcomes(session, app[CLOCK].now())
+    return [_listed(loaded, counts, active, goals) for loaded in app[SOP].registry.loaded]
+
+
+def _listed(loaded, counts, active, goals) -> dict[str, Any]:
+    playbook = loaded.playbook
+    steps = [s.id for s in playbook.steps] if playbook is not None else []
+    step_counts = counts.get(loaded.id, {})
+    return {
+        "id": loaded.id,
+        "version": playbook.version if playbook is not None else loaded.version,
+        "name": playbook.name if playbook is not None else None,
+        "file": loaded.file,
+        "status": "enabled" if loaded.enabled else "disabled",
+        "reason": loaded.reason or None,
+        "errors": [str(e) for e in loaded.errors],
+        "warnings": [str(w) for w in loaded.warnings],
+        "trigger": playbook.trigger.event if playbook is not None else None,
+        "steps": [{"id": s, "counts": step_counts.get(s, queries.no_counts())} for s in steps]
+        + [
+            {"id": s, "counts": c, "retired": True}
+            for s, c in sorted(step_counts.items())
+            if s not in steps
+        ],
+        "active_enrollments": active.get(loaded.id, {}),
+        "goal": _goal(playbook, goals.get((loaded.id, playbook.goal.event)))
+        if playbook is not None and playbook.goal is not None
+        else None,
     }
-    counts: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
-    for playbook_id, step_id, status, n in counts_rows:
-        per_step = counts[playbook_id].setdefault(step_id, dict.fromkeys(COUNTED, 0))
-        key = status if status in COUNTED else TaskStatus.PENDING  # claimed/sending: in flight
-        per_step[key] += n
-    active: dict[str, dict[str, int]] = defaultdict(dict)
-    for playbook_id, version, n in active_rows:
-        active[playbook_id][str(version)] = n
-    listing = []
-    for loaded in registry.loaded:
-        playbook = loaded.playbook
-        steps = [s.id for s in playbook.steps] if playbook is not None else []
-        step_counts = counts.get(loaded.id, {})
-        listing.append(
-            {
-                "id": loaded.id,
-                "version": playbook.version if playbook is not None else loaded.version,
-                "name": playbook.name if playbook is not None else None,
-                "file": loaded.file,
-                "status": "enabled" if loaded.enabled else "disabled",
-                "reason": loaded.reason or None,
-                "errors": [str(e) for e in loaded.errors],
-                "warnings": [str(w) for w in loaded.warnings],
-                "trigger": playbook.trigger.event if playbook is not None else None,
-                "steps": [
-                    {"id": s, "counts": step_counts.get(s, dict.fromkeys(COUNTED, 0))}
-                    for s in steps
-                ]
-                + [
-                    {"id": s, "counts": c, "retired": True}
-                    for s, c in sorted(step_counts.items())
-                    if s not in steps
-                ],
-                "active_enrollments": active.get(loaded.id, {}),
-                "goal": _goal(playbook, goals.get((loaded.id, playbook.goal.event)))
-                if playbook is not None and playbook.goal is not None
-                else None,
-            }
-        )
-    return listing
 
 
 def _goal(playbook: Playbook, counted: dict[str, int] | None) -> dict[str, Any]:
@@ -401,14 +304,14 @@ def _goal(playbook: Playbook, counted: dict[str, int] | None) -> dict[str, Any]:
     response=PLAYBOOKS,
 )
 async def list_playbooks(request: web.Request) -> web.Response:
-    return web.json_response({"playbooks": await _playbook_listing(request)})
+    return web.json_response({"playbooks": await playbook_listing(request.app)})
 
 
 @api.post("/playbooks/reload", summary="Read the playbook directory again", response=PLAYBOOKS)
 async def reload_playbooks(request: web.Request) -> web.Response:
     registry = request.app[SOP].registry
     await asyncio.to_thread(registry.reload)
-    return web.json_response({"playbooks": await _playbook_listing(request)})
+    return web.json_response({"playbooks": await playbook_listing(request.app)})
 
 
 # ---- enrollments -----------------------------------------------------------------------------
@@ -540,11 +443,7 @@ async def _settle(request: web.Request, change) -> web.Response:
         async with request.app[SESSIONS]() as session, session.begin():
             task = await change(session, task_id, now)
             rendered = render_task(task, request.app[SETTINGS].public_url)
-    except TaskNotFound as exc:
-        raise not_found(exc.reason) from None
-    except TaskConflict as exc:
-        raise ApiError(409, "conflict", exc.reason) from None
-    except ValueError as exc:
+    except ValueError as exc:  # TaskNotFound (404) and TaskConflict (409): guidebot.web.api.errors
         raise bad_request(str(exc)) from None
     return web.json_response({"task": rendered})
 
@@ -641,4 +540,4 @@ def _reply_instant(raw: Any, now: datetime) -> datetime:
     return at
 
 
-__all__ = ["api", "render_enrollment", "render_task", "sop_startup"]
+__all__ = ["api", "render_enrollment", "render_task"]

@@ -1,0 +1,189 @@
+"""What the sidebar page changes: prepare a message with a fresh tracked link, record the
+forward once WeCom says it was sent, and mark that the customer wrote back. Same origin only,
+by a signed-in guide, for the guide's own active customers."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from guidebot.contacts import queries
+from guidebot.contacts.models import Guide
+from guidebot.content import links, service, tasks
+from guidebot.content.models import ContentItem, ContentKind, ForwardVia
+from guidebot.content.service import ContentError
+from guidebot.web.api.common import INT32_MAX, INT64_MAX
+from guidebot.web.auth import current_guide
+from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
+from guidebot.web.responses import error_response, json_object
+from guidebot.wecom.client import WeComError
+
+log = logging.getLogger(__name__)
+
+REF_TTL = timedelta(days=1)  # a prepared message is confirmed within seconds; allow a day
+
+
+def _same_origin(request: web.Request) -> bool:
+    """No Origin at all (browsers send one with every cross-site POST) or our own: the Host the
+    request reached, or the public URL's host, which the browser saw if a proxy rewrote Host."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    ours = {request.host.lower(), urlsplit(request.app[SETTINGS].public_url).netloc.lower()}
+    return urlsplit(origin).netloc.lower() in ours
+
+
+def chat_message(item: ContentItem, url: str, media_id: str | None) -> dict[str, Any]:
+    """The arguments of ww.sendChatMessage for an item (reference §5)."""
+    if item.kind == ContentKind.TEXT:
+        return {"msgtype": "text", "text": {"content": item.body or item.title}}
+    if item.kind == ContentKind.LINK:
+        news = {"link": url, "title": item.title, "desc": item.summary or "", "imgUrl": ""}
+        if item.cover_url:
+            news["imgUrl"] = item.cover_url
+        return {"msgtype": "news", "news": news}
+    if item.kind == ContentKind.IMAGE:
+        return {"msgtype": "image", "image": {"mediaid": media_id}}
+    if item.kind == ContentKind.FILE:
+        return {"msgtype": "file", "file": {"mediaid": media_id}}
+    return {
+        "msgtype": "miniprogram",
+        "miniprogram": {
+            "appid": item.miniprogram_appid,
+            "title": item.title,
+            "imgUrl": item.cover_url or "",
+            "page": item.miniprogram_page,
+        },
+    }
+
+
+def _is_id(value: Any, hi: int) -> bool:
+    """A row id: an integer (not a boolean) 1..hi, so nothing beyond its column is queried."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= hi
+
+
+GuideWrite = Callable[[web.Request, Guide, dict[str, Any]], Awaitable[web.Response]]
+
+
+def guide_write(handler: GuideWrite) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A write from the sidebar page: same origin only (the session cookie alone is not
+    consent), by a signed-in guide, with a JSON object for a body."""
+
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.Response:
+        if not _same_origin(request):
+            return error_response(403, "forbidden", "cross-origin request")
+        guide = await current_guide(request)
+        if guide is None:
+            return error_response(401, "unauthorized", "sign in first")
+        body = await json_object(request)
+        if body is None:
+            return error_response(400, "bad_request", "body must be a JSON object")
+        return await handler(request, guide, body)
+
+    return checked
+
+
+@guide_write
+async def prepare(request: web.Request, guide: Guide, body: dict[str, Any]) -> web.Response:
+    """The sendChatMessage arguments for an item, with a fresh tracked link and its reference."""
+    app = request.app
+    item_id, ext, task_id = body.get("item_id"), body.get("external_userid"), body.get("task_id")
+    if not _is_id(item_id, INT32_MAX) or not isinstance(ext, str):
+        return error_response(400, "bad_request", "item_id and external_userid are required")
+    if task_id is not None and not _is_id(task_id, INT64_MAX):
+        return error_response(400, "bad_request", "task_id must be a task id")
+    now = app[CLOCK].now()
+    step = None
+    async with app[SESSIONS]() as session:
+        if not await queries.is_active_customer(session, guide.userid, ext):
+            return error_response(403, "forbidden", "not one of your active customers")
+        store = await service.guide_store(session, guide.userid, now)
+        item = await session.get(ContentItem, item_id)
+        allowed = (
+            item is not None
+            and service.is_live(item, now)
+            and (not item.stores or (store is not None and store.code in item.stores))
+        )
+        if not allowed:
+            return error_response(404, "not_found", "no such content for your store")
+        if task_id is not None:
+            task = await tasks.get_task(session, task_id)
+            if task is None or task.guide_userid != guide.userid or task.external_userid != ext:
+                return error_response(
+                    400, "bad_request", "that task is not yours for this customer"
+                )
+            step = task.step_id
+    try:
+        media_id = await service.ensure_media(app[SESSIONS], app[WECOM], item_id, now)
+    except (WeComError, ContentError) as exc:
+        log.warning("sidebar: media for item %s unavailable: %s", item_id, exc)
+        return error_response(502, "wecom_error", "the item's media could not be uploaded to WeCom")
+    token, _ = links.mint(
+        app[SETTINGS].secret_key,
+        item_id=item_id,
+        guide=guide.userid,
+        customer=ext,
+        task_id=task_id,
+        step=step,
+        now=now,
+    )
+    url = links.link_url(app[SETTINGS].public_url, token)
+    return web.json_response(
+        {"message": chat_message(item, url, media_id), "ref": token, "url": url}
+    )
+
+
+@guide_write
+async def record_forward(request: web.Request, guide: Guide, body: dict[str, Any]) -> web.Response:
+    """The page saw sendChatMessage:ok: log the forward once and complete its task."""
+    app = request.app
+    ref = body.get("ref")
+    claims = links.verify(app[SETTINGS].secret_key, ref) if isinstance(ref, str) else None
+    if claims is None or claims.customer is None:
+        return error_response(400, "bad_request", "not a reference this server prepared")
+    if claims.guide != guide.userid:
+        return error_response(403, "forbidden", "prepared for another guide")
+    now = app[CLOCK].now()
+    if now - claims.issued_at > REF_TTL:
+        return error_response(400, "bad_request", "this message was prepared too long ago")
+    completed = False
+    async with app[SESSIONS]() as session, session.begin():
+        created = await service.record_forward(
+            session,
+            ref=f"l:{claims.nonce}",
+            item_id=claims.item_id,
+            guide=guide.userid,
+            customer=claims.customer,
+            via=ForwardVia.SIDEBAR,
+            sent_at=now,
+            now=now,
+            task_id=claims.task_id,
+        )
+        if created and claims.task_id:
+            completed = await tasks.complete_task(session, claims.task_id, by=guide.userid, now=now)
+    return web.json_response(
+        {"recorded": created, "task_completed": completed}, status=201 if created else 200
+    )
+
+
+@guide_write
+async def mark_replied(request: web.Request, guide: Guide, body: dict[str, Any]) -> web.Response:
+    """The guide says the customer wrote back: playbooks waiting for a reply stop or score."""
+    app = request.app
+    ext = body.get("external_userid")
+    if not isinstance(ext, str) or not ext:
+        return error_response(400, "bad_request", "external_userid is required")
+    now = app[CLOCK].now()
+    async with app[SESSIONS]() as session, session.begin():
+        if not await queries.is_active_customer(session, guide.userid, ext):
+            return error_response(403, "forbidden", "not one of your active customers")
+        stopped, credited = await tasks.customer_replied(session, guide.userid, ext, now)
+    log.info("sidebar: %s marked a reply; %d enrollment(s) stopped", guide.userid, len(stopped))
+    return web.json_response({"stopped": len(stopped), "goals_met": credited})
