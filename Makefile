@@ -16,10 +16,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/guidebot demo
 
+# One pytest worker per core (pytest-xdist): each has its own PostgreSQL databases, SQLite files
+# and port range, and the process tests' waits overlap the other worker's work. CI runs one
+# process (TEST_WORKERS=0 in .ci/run): its timing tests then share the cores with nobody.
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -48,9 +48,11 @@ from guidebot.content.models import ContentForward, ContentItem, ContentOpenVisi
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import upgrade
 from guidebot.metrics import kpis
+from guidebot.metrics.daily_rows import compute
 from guidebot.metrics.models import MetricsDirty, Order
+from guidebot.metrics.placer import Placer
 from guidebot.metrics.report import Period, Scope, counter_totals, leaderboard
-from guidebot.metrics.rollup import Placer, backfill, compute
+from guidebot.metrics.rollup import backfill
 from guidebot.sop.models import SopEnrollment, SopTask
 from guidebot.web.api.common import setup_api
 from guidebot.web.api.errors import api_errors
@@ -334,11 +336,11 @@ async def raw_guide(sessions, guide: str, period: Period) -> dict:
 
 
 async def raw_profile(session, guides: list[str]) -> tuple[int, int]:
-    from guidebot.metrics.rollup import _filled
+    from guidebot.metrics.profiles import profile_filled
 
     active, filled = (
         await session.execute(
-            select(func.count(), func.coalesce(func.sum(case((_filled(), 1), else_=0)), 0))
+            select(func.count(), func.coalesce(func.sum(case((profile_filled(), 1), else_=0)), 0))
             .select_from(Relation)
             .where(Relation.guide_userid.in_(guides), Relation.status == "active")
         )

@@ -51,7 +51,7 @@ def run_simulator(port: int, n: int) -> None:
 
     from guidebot.config import WeComIdentity
     from guidebot.wecom.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
-    from guidebot.wecom.simulator.state import Customer, Member, Relation
+    from guidebot.wecom.simulator.records import Customer, Member, Relation
 
     config = SimulatorConfig(
         identity=WeComIdentity(**IDENTITY),

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
 import random
 import secrets
 from collections.abc import Awaitable, Callable
@@ -412,26 +413,13 @@ async def run_demo(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until cancelled (Ctrl-C) or until `stop` is set; `ready` gets the URLs."""
-    import os
-
     database_url = database_url or os.environ.get("GUIDEBOT_DATABASE_URL") or DEFAULT_DATABASE_URL
     if database_url == DEFAULT_DATABASE_URL:
         # The demo's own file belongs to the previous run's simulated corp: start afresh.
         await asyncio.to_thread(_remove_demo_database)
     identity = demo_identity()
     server_url, sim_url = f"http://{host}:{port}", f"http://{host}:{port + 1}"
-    settings = Settings(
-        corp_id=identity.corp_id,
-        agent_id=identity.agent_id,
-        secret=identity.secret,
-        token=identity.token,
-        aes_key=identity.aes_key,
-        admin_token=secrets.token_urlsafe(18),
-        secret_key=secrets.token_urlsafe(36),
-        database_url=database_url,
-        wecom_api_base=sim_url,
-        public_url=server_url,
-    )
+    settings = _demo_settings(identity, database_url, server_url, sim_url)
     await upgrade(database_url)
     simulator = create_simulator_app(
         SimulatorConfig(identity=identity, callback_url=f"{server_url}/wecom/callback")
@@ -466,20 +454,7 @@ async def run_demo(
             if ready:
                 await ready(urls)
             if traffic:
-
-                async def forwards() -> object:
-                    return await simulate_forwards_and_opens(
-                        server[SESSIONS],
-                        settings,
-                        server[CLOCK],
-                        forwards=2,
-                        http=http,
-                        base_url=server_url,
-                    )
-
-                traffic_task = asyncio.create_task(
-                    live_traffic(control, ways, stop, pace, forwards)
-                )
+                traffic_task = _start_traffic(server, settings, control, ways, stop, pace, http)
             try:
                 await stop.wait()
             finally:
@@ -490,6 +465,48 @@ async def run_demo(
         stop.set()
         await server_runner.cleanup()
         await sim_runner.cleanup()
+
+
+def _demo_settings(
+    identity: WeComIdentity, database_url: str, server_url: str, sim_url: str
+) -> Settings:
+    """The demo server's settings: the simulated corp, fresh admin and session secrets."""
+    return Settings(
+        corp_id=identity.corp_id,
+        agent_id=identity.agent_id,
+        secret=identity.secret,
+        token=identity.token,
+        aes_key=identity.aes_key,
+        admin_token=secrets.token_urlsafe(18),
+        secret_key=secrets.token_urlsafe(36),
+        database_url=database_url,
+        wecom_api_base=sim_url,
+        public_url=server_url,
+    )
+
+
+def _start_traffic(
+    server: web.Application,
+    settings: Settings,
+    control: DemoControl,
+    ways: list[dict],
+    stop: asyncio.Event,
+    pace: float,
+    http: aiohttp.ClientSession,
+) -> asyncio.Task[None]:
+    """Live customers adding guides, and guides forwarding content that customers open."""
+
+    async def forwards() -> object:
+        return await simulate_forwards_and_opens(
+            server[SESSIONS],
+            settings,
+            server[CLOCK],
+            forwards=2,
+            http=http,
+            base_url=settings.public_url,
+        )
+
+    return asyncio.create_task(live_traffic(control, ways, stop, pace, forwards))
 
 
 async def _sync_directory(server: web.Application) -> None:

@@ -17,6 +17,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from guidebot.db.migrate import upgrade_sync
+from tests import fuzzing
+
+fuzzing.load_profile()  # before the test modules, whose decorators read the counts
 
 PG_ENV = "GUIDEBOT_TEST_DATABASE_URL"
 
@@ -116,13 +119,19 @@ def migrated_sqlite(tmp_path_factory) -> Path:
 async def database_url(request, tmp_path) -> AsyncIterator[str]:
     """A migrated, empty database: every DB test runs on SQLite, and again on PostgreSQL."""
     if request.param == "sqlite":
-        path = tmp_path / "guidebot.db"
-        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
-        yield f"sqlite+aiosqlite:///{path}"
+        yield request.getfixturevalue("migrated_sqlite_url")
     else:
         url, emptying_sql = request.getfixturevalue("migrated_pg")
         await _pg_admin(url, emptying_sql)
         yield url
+
+
+@pytest.fixture
+def migrated_sqlite_url(tmp_path, migrated_sqlite) -> str:
+    """A migrated, empty SQLite database of the test's own: a copy, not a migration per test."""
+    path = tmp_path / "guidebot.db"
+    shutil.copyfile(migrated_sqlite, path)
+    return f"sqlite+aiosqlite:///{path}"
 
 
 @pytest.fixture

@@ -4,15 +4,31 @@ A port from bind(0) lies in Linux's ephemeral range (32768-60999). Once the prob
 it, any outgoing connection (to PostgreSQL, to the simulator) may take it as its local port
 before our server binds it, and the server then exits with EADDRINUSE while another process
 answers on that port. So ports are drawn below that range, and never handed out twice in one
-run.
+run. Under pytest-xdist each worker draws from its own slice of that range, so two workers
+never hand out the same port.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 
 _LOW, _HIGH = 20000, 32000  # below the ephemeral range
+
+
+def _slice(low: int, high: int) -> tuple[int, int]:
+    """This process's share of [low, high): all of it, or one worker's part under xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return low, high
+    width = (high - low) // count
+    first = low + int(worker[2:]) * width
+    return first, first + width
+
+
+_LOW, _HIGH = _slice(_LOW, _HIGH)
 _handed_out: set[int] = set()
 
 

@@ -30,8 +30,8 @@ from guidebot.contacts.models import Department, Guide, GuideStatus
 from guidebot.db.engine import upsert_insert
 from guidebot.db.parking import describe_error, is_row_error, park_apart
 from guidebot.metrics.models import NO_STORE, MetricsReport
+from guidebot.metrics.placer import Placer
 from guidebot.metrics.report import Period, Scope, leaderboard, metrics
-from guidebot.metrics.rollup import Placer
 from guidebot.sop.actions import actions_where
 from guidebot.sop.models import SopTask, TaskStatus
 from guidebot.wecom.client import WeComClient, WeComError
@@ -247,6 +247,75 @@ async def _isolated(
         report.parked += 1
 
 
+@dataclass(slots=True)
+class _Round:
+    """One hour's reports: what each of them reads, and the tally they add to."""
+
+    sessions: Sessions
+    wecom: WeComClient
+    settings: Settings
+    now: datetime
+    placer: Placer
+    stores: dict[int, Department]
+    report: ReportsReport
+
+    def local(self, userid: str) -> tuple[int, datetime]:
+        store = self.placer.store(userid, self.now)
+        return store, self.now.astimezone(self.placer.zone(store))
+
+    async def daily(self, userid: str, name: str) -> None:
+        store, local_now = self.local(userid)
+        if not REPORT_HOUR <= local_now.hour <= LAST_HOUR:
+            return
+        yesterday = local_now.date() - timedelta(days=1)
+        async with self.sessions() as session:
+            values, _ = await metrics(session, Scope(guide=userid), Period(yesterday, yesterday))
+            tasks = await open_tasks_today(session, userid, local_now)
+        dept = self.stores.get(store) if store != NO_STORE else None
+        title, description = daily_message(
+            name, dept.name if dept else None, yesterday, values, tasks
+        )
+        await _send(
+            self.sessions,
+            self.wecom,
+            DAILY,
+            userid,
+            yesterday.isoformat(),
+            title,
+            description,
+            f"{self.settings.public_url}/sidebar",
+            self.now,
+            self.report,
+        )
+
+    async def weekly(self, userid: str) -> None:
+        store, local_now = self.local(userid)
+        dept = self.stores.get(store)
+        if dept is None or local_now.weekday() != 0:
+            return
+        if not REPORT_HOUR <= local_now.hour <= LAST_HOUR:
+            return
+        last = local_now.date() - timedelta(days=1)
+        period = Period(last - timedelta(days=6), last)
+        async with self.sessions() as session:
+            values, _ = await metrics(session, Scope(store_id=store), period)
+            top = await leaderboard(session, period, "new_customers", store_id=store, limit=3)
+        title, description = weekly_message(dept.name, period, values, top)
+        iso_year, iso_week, _ = period.first.isocalendar()
+        await _send(
+            self.sessions,
+            self.wecom,
+            WEEKLY,
+            userid,
+            f"{iso_year}-W{iso_week:02d}:{dept.code}",
+            title,
+            description,
+            f"{self.settings.public_url}/admin",
+            self.now,
+            self.report,
+        )
+
+
 async def send_reports(
     sessions: Sessions, wecom: WeComClient, clock: Clock, settings: Settings
 ) -> ReportsReport:
@@ -260,70 +329,15 @@ async def send_reports(
         }
         placer = await Placer.load(session, guides, settings.timezone)
         stores = {d.id: d for d in await session.scalars(select(Department))}
-
-    def local(userid: str) -> tuple[int, datetime]:
-        store = placer.store(userid, now)
-        return store, now.astimezone(placer.zone(store))
-
-    async def daily(userid: str, name: str) -> None:
-        store, local_now = local(userid)
-        if not REPORT_HOUR <= local_now.hour <= LAST_HOUR:
-            return
-        yesterday = local_now.date() - timedelta(days=1)
-        async with sessions() as session:
-            values, _ = await metrics(session, Scope(guide=userid), Period(yesterday, yesterday))
-            tasks = await open_tasks_today(session, userid, local_now)
-        dept = stores.get(store) if store != NO_STORE else None
-        title, description = daily_message(
-            name, dept.name if dept else None, yesterday, values, tasks
-        )
-        await _send(
-            sessions,
-            wecom,
-            DAILY,
-            userid,
-            yesterday.isoformat(),
-            title,
-            description,
-            f"{settings.public_url}/sidebar",
-            now,
-            report,
-        )
-
-    async def weekly(userid: str) -> None:
-        store, local_now = local(userid)
-        dept = stores.get(store)
-        if dept is None or local_now.weekday() != 0:
-            return
-        if not REPORT_HOUR <= local_now.hour <= LAST_HOUR:
-            return
-        last = local_now.date() - timedelta(days=1)
-        period = Period(last - timedelta(days=6), last)
-        async with sessions() as session:
-            values, _ = await metrics(session, Scope(store_id=store), period)
-            top = await leaderboard(session, period, "new_customers", store_id=store, limit=3)
-        title, description = weekly_message(dept.name, period, values, top)
-        iso_year, iso_week, _ = period.first.isocalendar()
-        await _send(
-            sessions,
-            wecom,
-            WEEKLY,
-            userid,
-            f"{iso_year}-W{iso_week:02d}:{dept.code}",
-            title,
-            description,
-            f"{settings.public_url}/admin",
-            now,
-            report,
-        )
+    hour = _Round(sessions, wecom, settings, now, placer, stores, report)
 
     # One guide whose report cannot be made (their store's time zone unreadable, say) is
     # parked with the reason, and the others get theirs; the next hour meets it again.
     for userid, name in sorted(guides.items()):
-        await _isolated(sessions, daily(userid, name), userid, "daily report", now, report)
+        await _isolated(sessions, hour.daily(userid, name), userid, "daily report", now, report)
     for userid in settings.store_managers:
         if userid in guides:
-            await _isolated(sessions, weekly(userid), userid, "weekly report", now, report)
+            await _isolated(sessions, hour.weekly(userid), userid, "weekly report", now, report)
     if report.daily or report.weekly or report.failed or report.parked:
         log.info(
             "reports: %d daily, %d weekly sent, %d failed, %d parked",

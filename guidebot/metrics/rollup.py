@@ -1,13 +1,10 @@
 """Daily rollups per guide per local day, rebuilt incrementally from the source logs.
 
-Where an event counts: the guide's store at the event's instant (their effective-dated store
-membership, as `guidebot.contacts.directory.store_at` decides; NO_STORE when they had none) and
-that store's local day (its time zone override, else GUIDEBOT_TIMEZONE). A guide who moved stores
-keeps the days before the move with the old store.
-
-How rows are built: `compute` reads one guide's source rows over a range of days and buckets
-them into (store, day) counters; `write` deletes the guide's rows in that range and inserts the
-new ones. Both run in one transaction, so recomputing a day gives the same numbers, never more.
+Where an event counts is guidebot.metrics.placer's (the guide's store at the event's instant and
+that store's local day); how one guide's rows over a range of days are counted and replaced is
+guidebot.metrics.daily_rows'; the profile snapshots are guidebot.metrics.profiles'. This module
+decides what to recompute, and when. Counting and writing run in one transaction, so recomputing
+a day gives the same numbers, never more.
 
 What gets recomputed: database triggers append a `metrics_dirty` row in the same transaction as
 every change to a source table (see guidebot.metrics.models); `refresh` (the job, every few
@@ -21,42 +18,24 @@ the job has looked), and the first run on an existing database (`backfill`).
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import String, and_, case, cast, delete, func, insert, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from guidebot.contacts.models import (
-    Department,
-    EventKind,
-    Guide,
-    Relation,
-    RelationEvent,
-    RelationStatus,
-    StoreMembership,
-)
+from guidebot.contacts.models import Relation, RelationEvent, StoreMembership
 from guidebot.content.models import ContentForward, ContentOpenVisitor
-from guidebot.content.service import first_forward
 from guidebot.db.parking import isolating, unparked
 from guidebot.metrics import kpis
-from guidebot.metrics.models import (
-    COUNTERS,
-    NO_STORE,
-    DirtySource,
-    GuideDaily,
-    GuideProfileDaily,
-    MetricsDirty,
-    MetricsState,
-    Order,
-    OrderStatus,
-)
-from guidebot.sop.actions import STEP_ACTIONS, actions_where
+from guidebot.metrics.daily_rows import END_KINDS, LONGEST_WINDOW, NEW_KINDS, merge_days, recompute
+from guidebot.metrics.models import DirtySource, GuideDaily, MetricsDirty, MetricsState, Order
+from guidebot.metrics.placer import Placer
+from guidebot.metrics.profiles import snapshot_profiles
 from guidebot.sop.models import SopTask
 
 log = logging.getLogger(__name__)
@@ -69,331 +48,6 @@ ROLLUP_LOCK = 0x6762_726F_6C6C
 JOB = "metrics-rollup"
 # How far ahead a "from this day on" recompute reaches (tasks may be due in the future).
 AHEAD = timedelta(days=400)
-# Days this close together are recomputed as one range.
-MERGE_GAP = 2
-
-FLOW_COLUMN = {
-    EventKind.ADDED: "added",
-    EventKind.REACTIVATED: "reactivated",
-    EventKind.LOST: "lost",
-    EventKind.REMOVED: "removed",
-    EventKind.TRANSFERRED_IN: "transferred_in",
-    EventKind.TRANSFERRED_OUT: "transferred_out",
-}
-NEW_KINDS = (EventKind.ADDED, EventKind.REACTIVATED)
-END_KINDS = (EventKind.LOST, EventKind.REMOVED, EventKind.TRANSFERRED_OUT)
-# The SOP actions whose task rows count in the guide's figures.
-COUNTED_ACTIONS = actions_where(counted=True)
-LONGEST_WINDOW = max(kpis.RETENTION_WINDOWS.values())
-
-
-def utc_midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
-
-
-# ---- where and when an event counts ---------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Placer:
-    """(guide, instant) -> (store, local day), from store memberships and store time zones."""
-
-    default_zone: ZoneInfo
-    zones: dict[int, ZoneInfo] = field(default_factory=dict)
-    memberships: dict[str, list[tuple[int, datetime, datetime | None]]] = field(
-        default_factory=dict
-    )
-    mains: dict[str, int | None] = field(default_factory=dict)
-    # Stores whose time zone no IANA name gives (an older version, a hand edit): only what is
-    # placed in one of them fails (and is parked), not every guide's figures.
-    unreadable: dict[int, str] = field(default_factory=dict)
-
-    @classmethod
-    async def load(
-        cls, session: AsyncSession, guides: Iterable[str] | None, default_tz: str
-    ) -> Placer:
-        """Memberships of these guides (all guides when None) in store departments."""
-        placer = cls(ZoneInfo(default_tz))
-        for dept_id, tz in await session.execute(
-            select(Department.id, Department.timezone).where(Department.timezone.is_not(None))
-        ):
-            try:
-                placer.zones[dept_id] = ZoneInfo(tz)
-            except (ZoneInfoNotFoundError, ValueError):
-                placer.unreadable[dept_id] = tz
-        query = (
-            select(
-                StoreMembership.guide_userid,
-                StoreMembership.store_id,
-                StoreMembership.valid_from,
-                StoreMembership.valid_to,
-            )
-            .join(Department, Department.id == StoreMembership.store_id)
-            .where(Department.is_store.is_(True))
-        )
-        main_query = select(Guide.userid, Guide.main_department)
-        wanted = None if guides is None else sorted(set(guides))
-        chunks = (
-            [None] if wanted is None else [wanted[i : i + 500] for i in range(0, len(wanted), 500)]
-        )
-        for chunk in chunks:
-            q, m = query, main_query
-            if chunk is not None:
-                q = q.where(StoreMembership.guide_userid.in_(chunk))
-                m = m.where(Guide.userid.in_(chunk))
-            for guide, store, start, end in await session.execute(q):
-                placer.memberships.setdefault(guide, []).append((store, start, end))
-            for guide, main in await session.execute(m):
-                placer.mains[guide] = main
-        return placer
-
-    def store(self, guide: str, at: datetime) -> int:
-        """The guide's store at `at`: as directory.store_at, the main department first."""
-        main = self.mains.get(guide)
-        best: tuple[Any, ...] | None = None
-        for store, start, end in self.memberships.get(guide, ()):
-            if start <= at and (end is None or end > at):
-                key = (store != main, -start.timestamp(), store)
-                if best is None or key < best:
-                    best = key
-        return best[2] if best is not None else NO_STORE
-
-    def zone(self, store: int) -> ZoneInfo:
-        if store in self.unreadable:
-            raise ValueError(
-                f"store {store}'s time zone {self.unreadable[store]!r} is not an IANA time zone"
-            )
-        return self.zones.get(store, self.default_zone)
-
-    def place(self, guide: str, at: datetime) -> tuple[int, date]:
-        store = self.store(guide, at)
-        return store, at.astimezone(self.zone(store)).date()
-
-    def day(self, guide: str, at: datetime) -> date:
-        return self.place(guide, at)[1]
-
-
-# ---- computing one guide's rows -------------------------------------------------------------
-
-Buckets = dict[tuple[int, date], Counter]
-
-
-async def compute(
-    session: AsyncSession, placer: Placer, guide: str, first: date, last: date, now: datetime
-) -> Buckets:
-    """The guide's counters per (store, local day) for the days first..last, from the logs."""
-    start = utc_midnight(first) - timedelta(days=1)  # wide enough for UTC-12 .. UTC+14
-    end = utc_midnight(last) + timedelta(days=2)
-    buckets: Buckets = defaultdict(Counter)
-
-    def put(at: datetime, column: str, amount: int = 1) -> None:
-        store, day = placer.place(guide, at)
-        if first <= day <= last:
-            buckets[(store, day)][column] += amount
-
-    # Relation changes, and how long each new customer stayed.
-    adds: list[tuple[datetime, str]] = []
-    for at, kind, customer in await session.execute(
-        select(RelationEvent.occurred_at, RelationEvent.kind, RelationEvent.external_userid).where(
-            RelationEvent.guide_userid == guide,
-            RelationEvent.occurred_at >= start,
-            RelationEvent.occurred_at < end,
-            RelationEvent.kind.in_(tuple(FLOW_COLUMN)),
-        )
-    ):
-        put(at, FLOW_COLUMN[kind])
-        if kind in NEW_KINDS:
-            adds.append((at, customer))
-    if adds:
-        ends: dict[str, list[datetime]] = defaultdict(list)
-        for at, customer in await session.execute(
-            select(RelationEvent.occurred_at, RelationEvent.external_userid).where(
-                RelationEvent.guide_userid == guide,
-                RelationEvent.kind.in_(END_KINDS),
-                RelationEvent.occurred_at > min(a for a, _ in adds),
-                RelationEvent.occurred_at <= max(a for a, _ in adds) + LONGEST_WINDOW,
-            )
-        ):
-            ends[customer].append(at)
-        for at, customer in adds:
-            for key, window in kpis.RETENTION_WINDOWS.items():
-                if at + window > now:
-                    continue  # the window is still running: in neither part yet
-                put(at, f"{key}_cohort")
-                if not any(at < e <= at + window for e in ends.get(customer, ())):
-                    put(at, f"{key}_kept")
-
-    # SOP tasks: each action says what its rows count in (guidebot.sop.actions).
-    for due, action, status, completed_at, completed_by, reason in await session.execute(
-        select(
-            SopTask.due_at,
-            SopTask.action,
-            SopTask.status,
-            SopTask.completed_at,
-            SopTask.completed_by,
-            SopTask.reason,
-        ).where(
-            SopTask.guide_userid == guide,
-            SopTask.due_at >= start,
-            SopTask.due_at < end,
-            SopTask.action.in_(COUNTED_ACTIONS),
-        )
-    ):
-        for counter in STEP_ACTIONS[action].metric(status, reason, completed_by, due, completed_at):
-            put(due, counter)
-
-    # Content: a forward counts once per item and customer (the first), however often resent.
-    for (at,) in await session.execute(
-        select(ContentForward.sent_at).where(
-            ContentForward.guide_userid == guide,
-            ContentForward.sent_at >= start,
-            ContentForward.sent_at < end,
-            first_forward(),
-        )
-    ):
-        put(at, "forwards")
-    for (at,) in await session.execute(
-        select(ContentOpenVisitor.first_opened_at).where(
-            ContentOpenVisitor.guide_userid == guide,
-            ContentOpenVisitor.first_opened_at >= start,
-            ContentOpenVisitor.first_opened_at < end,
-        )
-    ):
-        put(at, "unique_opens")
-
-    # Attributed orders: paid counts on its day, a refund takes it back on its own day.
-    for paid_at, refunded_at, status, amount in await session.execute(
-        select(Order.paid_at, Order.refunded_at, Order.status, Order.amount_fen).where(
-            Order.guide_userid == guide,
-            or_(
-                and_(Order.paid_at >= start, Order.paid_at < end),
-                and_(Order.refunded_at >= start, Order.refunded_at < end),
-            ),
-        )
-    ):
-        if start <= paid_at < end:
-            put(paid_at, "orders_paid")
-            put(paid_at, "gmv_paid_fen", amount)
-        if (
-            status == OrderStatus.REFUNDED
-            and refunded_at is not None
-            and start <= refunded_at < end
-        ):
-            put(refunded_at, "orders_refunded")
-            put(refunded_at, "gmv_refunded_fen", amount)
-    return buckets
-
-
-async def write(
-    session: AsyncSession,
-    guide: str,
-    first: date,
-    last: date,
-    buckets: Buckets,
-    now: datetime,
-) -> int:
-    """Replace the guide's rows for first..last with these buckets. The rows written."""
-    await session.execute(
-        delete(GuideDaily).where(
-            GuideDaily.guide_userid == guide, GuideDaily.day >= first, GuideDaily.day <= last
-        )
-    )
-    rows = [
-        {
-            "guide_userid": guide,
-            "store_id": store,
-            "day": day,
-            **{c: counts.get(c, 0) for c in COUNTERS},
-            "computed_at": now,
-        }
-        for (store, day), counts in sorted(buckets.items())
-        if any(counts.values())
-    ]
-    if rows:
-        await session.execute(insert(GuideDaily), rows)
-    return len(rows)
-
-
-async def recompute(
-    session: AsyncSession,
-    placer: Placer,
-    guide: str,
-    ranges: Sequence[tuple[date, date]],
-    now: datetime,
-) -> int:
-    written = 0
-    for first, last in ranges:
-        buckets = await compute(session, placer, guide, first, last, now)
-        written += await write(session, guide, first, last, buckets, now)
-    return written
-
-
-def merge_days(days: Iterable[date], from_day: date | None, far: date) -> list[tuple[date, date]]:
-    """Single days and an open "from this day on" as few ranges as possible."""
-    ranges: list[tuple[date, date]] = []
-    for day in sorted(d for d in set(days) if from_day is None or d < from_day):
-        if ranges and (day - ranges[-1][1]).days <= MERGE_GAP:
-            ranges[-1] = (ranges[-1][0], day)
-        else:
-            ranges.append((day, day))
-    if from_day is not None:
-        if ranges and (from_day - ranges[-1][1]).days <= MERGE_GAP:
-            ranges[-1] = (ranges[-1][0], far)
-        else:
-            ranges.append((from_day, far))
-    return ranges
-
-
-# ---- profile snapshots ------------------------------------------------------------------------
-
-
-def _filled():
-    mobiles = func.coalesce(cast(Relation.remark_mobiles, String), "[]")
-    described = func.length(func.trim(func.coalesce(Relation.description, ""))) > 0
-    return or_(mobiles.not_in(("[]", "null", "")), described)
-
-
-async def snapshot_profiles(
-    session: AsyncSession, placer: Placer, guides: Iterable[str], now: datetime
-) -> int:
-    """Today's (local) snapshot of each guide's active customers and those with profile data."""
-    wanted = sorted(set(guides))
-    counts: dict[str, tuple[int, int]] = {}
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i : i + 500]
-        for guide, active, filled in await session.execute(
-            select(
-                Relation.guide_userid,
-                func.count(),
-                func.sum(case((_filled(), 1), else_=0)),
-            )
-            .where(Relation.guide_userid.in_(chunk), Relation.status == RelationStatus.ACTIVE)
-            .group_by(Relation.guide_userid)
-        ):
-            counts[guide] = (int(active), int(filled or 0))
-    rows = []
-    for guide in wanted:
-        store, day = placer.place(guide, now)
-        active, filled = counts.get(guide, (0, 0))
-        await session.execute(
-            delete(GuideProfileDaily).where(
-                GuideProfileDaily.guide_userid == guide, GuideProfileDaily.day == day
-            )
-        )
-        rows.append(
-            {
-                "guide_userid": guide,
-                "day": day,
-                "store_id": store,
-                "active": active,
-                "filled": filled,
-                "computed_at": now,
-            }
-        )
-    if rows:
-        await session.execute(insert(GuideProfileDaily), rows)
-    return len(rows)
-
 
 # ---- state ------------------------------------------------------------------------------------
 
@@ -791,15 +445,4 @@ async def recompute_all(sessions: Sessions, default_tz: str, now: datetime) -> i
     return await backfill(sessions, default_tz, now)
 
 
-__all__ = [
-    "Placer",
-    "RefreshReport",
-    "backfill",
-    "compute",
-    "merge_days",
-    "recompute",
-    "recompute_all",
-    "refresh",
-    "snapshot_profiles",
-    "write",
-]
+__all__ = ["RefreshReport", "backfill", "recompute_all", "refresh"]

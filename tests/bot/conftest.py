@@ -1,16 +1,3 @@
-from __future__ import annotations
+"""The bot tests run on the content suite's harness (tests/content/harness.py)."""
 
-import pytest
-
-from guidebot.clock import FakeClock
-from tests.content.harness import START, ContentHarness, start_harness
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START)
-
-
-@pytest.fixture
-async def h(aiohttp_client, database_url, clock, tmp_path) -> ContentHarness:
-    return await start_harness(aiohttp_client, database_url, clock, tmp_path)
+from tests.content.conftest import clock, h  # noqa: F401  (fixtures)

@@ -34,14 +34,11 @@ pytestmark = [
 
 
 @pytest.fixture
-async def h(aiohttp_client, sqlite_url, tmp_path):
-    from guidebot.db.migrate import upgrade
-
-    await upgrade(sqlite_url)
+async def h(aiohttp_client, migrated_sqlite_url, tmp_path):
     port = free_port()
     return await start_harness(
         aiohttp_client,
-        sqlite_url,
+        migrated_sqlite_url,
         FakeClock(START),
         tmp_path,
         public_url=f"http://127.0.0.1:{port}",  # tracked links point at this very server

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from guidebot.contacts.models import EARLY, Department, Guide
 from guidebot.db.parking import ParkedRow
-from tests.contacts.conftest import change_contact_xml
+from tests.harness import change_contact_xml
 
 
 async def departments(h) -> dict[int, Department]:

@@ -22,7 +22,7 @@ from guidebot.contacts.models import Customer
 from guidebot.intake.models import InboxEvent
 from guidebot.web.keys import CLOCK, INBOX_WORKER, WECOM
 from guidebot.wecom.client import WeComClient
-from tests.contacts.conftest import START
+from tests.harness import START
 
 GET = "externalcontact/get"
 MAX_RETRIES = 3  # the client's default

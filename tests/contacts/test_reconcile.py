@@ -8,8 +8,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from guidebot.db.parking import ParkedRow
-from guidebot.wecom.simulator.state import Member
-from tests.contacts.conftest import START, contact_xml
+from guidebot.wecom.simulator.records import Member
+from tests.harness import START, contact_xml
 
 MINUTE = timedelta(minutes=1)
 

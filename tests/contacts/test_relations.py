@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from guidebot.contacts.models import EARLY
 from guidebot.intake.models import InboxEvent
-from tests.contacts.conftest import START, contact_xml
+from tests.harness import START, contact_xml
 
 SECOND = timedelta(seconds=1)
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from guidebot.db.parking import ParkedRow
-from tests.contacts.conftest import START, contact_xml
+from tests.harness import START, contact_xml
 
 DAY = timedelta(days=1)
 

@@ -11,7 +11,7 @@ from guidebot.contacts.ways import ParsedState, make_state, parse_state
 from guidebot.intake.router import Dispatcher, Router
 from guidebot.web.keys import CLOCK, WECOM
 from guidebot.wecom.events import AddExternalContact, parse_event
-from tests.contacts.conftest import START, contact_xml
+from tests.harness import START, contact_xml
 
 
 async def test_a_known_state_attributes_to_the_ways_store_channel_and_campaign(h):

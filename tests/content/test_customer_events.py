@@ -14,7 +14,7 @@ from sqlalchemy import select
 from guidebot.content import links
 from guidebot.content.service import record_forward
 from guidebot.sop.models import SopEnrollment, SopTask
-from tests.content.harness import new_enrollment
+from tests import factories
 from tests.content.test_sidebar_api import login, post
 
 REPLIED = "customer.replied"
@@ -32,7 +32,7 @@ async def enroll(
     """An active enrollment as the engine leaves it, with one step still pending."""
     now = h.clock.now()
     async with h.sessions() as session, session.begin():
-        enrollment = new_enrollment(
+        enrollment = factories.enrollment(
             guide,
             ext,
             playbook,
@@ -43,18 +43,13 @@ async def enroll(
         session.add(enrollment)
         await session.flush()
         session.add(
-            SopTask(
-                enrollment_id=enrollment.id,
-                step_id="day1",
-                playbook_id=playbook,
-                playbook_version=1,
-                guide_userid=guide,
-                external_userid=ext,
+            factories.task(
+                enrollment,
+                "day1",
+                now,
                 action="remind",
                 due_at=now + timedelta(days=1),
                 status="pending",
-                created_at=now,
-                updated_at=now,
             )
         )
         return enrollment.id
@@ -192,18 +187,16 @@ async def test_a_link_a_playbook_sent_the_customer_meets_the_goal_a_reminders_do
     async with h.sessions() as session, session.begin():
         tasks = {}
         for action in ("remind", "guide_task"):
-            task = SopTask(
-                enrollment_id=mine,
-                step_id=action,
-                playbook_id="new_arrivals",
-                playbook_version=1,
-                guide_userid="g1",
-                external_userid="wmc1",
+            task = factories.task(
+                mine,
+                action,
+                now,
                 action=action,
                 due_at=now,
                 status="sent",  # the reminder reached the guide; the mass-send task, WeCom
-                created_at=now,
-                updated_at=now,
+                playbook_id="new_arrivals",
+                guide_userid="g1",
+                external_userid="wmc1",
             )
             session.add(task)
             await session.flush()

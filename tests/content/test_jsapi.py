@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guidebot.content import jsapi
-from guidebot.wecom.simulator.api import jsapi_signature
+from guidebot.wecom.simulator import jsapi_signature
 
 TICKET = "sM4AOVdWfPE4DxkXGEs8VMCPGGVi4C3VM0P37wVUCFvkVAy_90u5h9nbSlYy3-Sl-HhTdfl2fzFy1AOcHKP7qg"
 

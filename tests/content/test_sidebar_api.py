@@ -81,15 +81,14 @@ async def test_never_simulated_against_weixin_hosts():
     assert await is_simulated(app) is False
 
 
-async def test_against_something_that_is_not_the_simulator(aiohttp_client, sqlite_url, tmp_path):
+async def test_against_something_that_is_not_the_simulator(
+    aiohttp_client, migrated_sqlite_url, tmp_path
+):
     """A WeCom base that does not answer as our simulator (a proxy to real WeCom, say) gets the
     real sign-in: no dev login, no shim, OAuth through WeCom."""
-    from guidebot.db.migrate import upgrade
-
-    await upgrade(sqlite_url)
     proxy = await aiohttp_client(web.Application())  # 404 for everything
     settings: Settings = make_settings(
-        sqlite_url,
+        migrated_sqlite_url,
         wecom_api_base=str(proxy.make_url("/")).rstrip("/"),
         public_url="https://guide.example.com",
         sop_dir=str(tmp_path),

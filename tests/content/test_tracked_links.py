@@ -131,15 +131,13 @@ async def test_one_clients_burst_of_new_visitors_is_capped(h):
 
 
 async def test_behind_a_trusted_balancer_each_client_has_its_own_burst(
-    aiohttp_client, sqlite_url, clock, tmp_path
+    aiohttp_client, migrated_sqlite_url, clock, tmp_path
 ):
     from guidebot.content.service import VISITOR_BURST
-    from guidebot.db.migrate import upgrade
     from tests.content.harness import start_harness
 
-    await upgrade(sqlite_url)
     h = await start_harness(
-        aiohttp_client, sqlite_url, clock, tmp_path, trusted_proxies=("127.0.0.0/8",)
+        aiohttp_client, migrated_sqlite_url, clock, tmp_path, trusted_proxies=("127.0.0.0/8",)
     )
     _item, token = await _link(h)
     for n in range(VISITOR_BURST + 2):  # one client, making up a forwarded address each time

@@ -32,10 +32,11 @@ from guidebot.db.engine import create_engine
 from guidebot.web.schema import CONTROL_BUT_LF
 from guidebot.web.startup import CONTACTS_STARTUP
 from tests.conftest import _asyncpg_dsn
+from tests.fuzzing import examples
 from tests.support import make_settings
 
 AUTH = {"Authorization": "Bearer admin-token-for-tests", "Content-Type": "application/json"}
-EXAMPLES_PER_ROUTE = 200
+EXAMPLES_PER_ROUTE = examples(200)
 
 # Bodies that are not a JSON object at all.
 MALFORMED: list[bytes] = [

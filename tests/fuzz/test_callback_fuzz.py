@@ -20,6 +20,7 @@ from guidebot.intake.inbox import InboxEntry
 from guidebot.intake.models import InboxEvent
 from guidebot.wecom.crypto import CallbackCrypto, signature
 from guidebot.wecom.events import EventParseError, parse_event
+from tests.fuzzing import examples
 from tests.support import TEST_IDENTITY, event_xml, make_settings, signed_post
 
 CRYPTO = CallbackCrypto(TEST_IDENTITY.token, TEST_IDENTITY.aes_key, TEST_IDENTITY.corp_id)
@@ -72,20 +73,16 @@ hostile = st.one_of(
 )
 
 
-async def test_hostile_callbacks_only_get_4xx_and_store_nothing(aiohttp_client, sqlite_url):
-    from guidebot.db.migrate import upgrade
-
-    await upgrade(sqlite_url)
-    client = await aiohttp_client(
-        create_app(
-            make_settings(sqlite_url, wecom_api_base="http://127.0.0.1:9"), run_workers=False
-        )
-    )
+async def test_hostile_callbacks_only_get_4xx_and_store_nothing(
+    aiohttp_client, migrated_sqlite_url
+):
+    app_settings = make_settings(migrated_sqlite_url, wecom_api_base="http://127.0.0.1:9")
+    client = await aiohttp_client(create_app(app_settings, run_workers=False))
     requests: list[tuple[dict, str]] = []
 
     # Hypothesis draws the hostile requests; the server then gets every one of them.
     @settings(
-        max_examples=10_000,
+        max_examples=examples(10_000),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -102,7 +99,7 @@ async def test_hostile_callbacks_only_get_4xx_and_store_nothing(aiohttp_client, 
         assert 400 <= response.status < 500, (response.status, query, body[:200])
 
     assert statuses <= {400, 403, 413}
-    engine = create_engine(sqlite_url)
+    engine = create_engine(migrated_sqlite_url)
     async with engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(InboxEvent)) == 0
     await engine.dispose()
@@ -179,7 +176,7 @@ async def test_signed_events_are_stored_exactly_when_they_parse(aiohttp_client, 
     plaintexts: list[str] = []
 
     @settings(
-        max_examples=300,
+        max_examples=300,  # cheap; fewer might not reach both sides
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

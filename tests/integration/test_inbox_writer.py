@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -18,7 +19,6 @@ from sqlalchemy import func, select
 
 from guidebot.clock import FakeClock
 from guidebot.db.engine import create_engine
-from guidebot.db.migrate import upgrade
 from guidebot.intake.inbox import InboxEntry, InboxRefused, InboxUnavailable, InboxWriter
 from guidebot.intake.models import InboxEvent
 from guidebot.wecom.events import parse_event
@@ -33,11 +33,10 @@ def entry(customer: str) -> InboxEntry:
 
 
 @pytest.fixture
-async def sqlite_db(tmp_path):
+async def sqlite_db(tmp_path, migrated_sqlite):
     path = tmp_path / "inbox.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    await upgrade(url)
-    engine = create_engine(url)
+    shutil.copyfile(migrated_sqlite, path)  # migrated once per run, not per test
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
     yield engine, path
     await engine.dispose()
 

@@ -1,6 +1,6 @@
 """The metrics tests' harness: simulated WeCom, guidebot with a small playbook, a fake clock.
 
-Same corp as tests/contacts (region 10; store 11 张江店 with g1 and g3; store 12 徐汇店 with
+The corp of tests/harness.py (region 10; store 11 张江店 with g1 and g3; store 12 徐汇店 with
 g2) plus customers wmc01..wmc12 (c01.. in comments). Adds and deletes go through the simulator
 and guidebot's real callback path; SOP tasks through the real engine (enroll on add, tick,
 complete/skip); forwards through content's record_forward, opens through the real /r/{token}
@@ -10,17 +10,13 @@ would.
 
 from __future__ import annotations
 
-import shutil
-import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
-from guidebot.app import create_app
 from guidebot.clock import FakeClock
 from guidebot.content import links
 from guidebot.content.service import create_item, record_forward
@@ -29,14 +25,18 @@ from guidebot.metrics.rollup import RefreshReport, refresh
 from guidebot.sop.models import SopTask
 from guidebot.sop.task_marks import complete_task, skip_task
 from guidebot.sop.tick import tick
-from guidebot.web.keys import INBOX_WORKER, SESSIONS, SETTINGS, SOP
-from guidebot.web.startup import CONTACTS_STARTUP
-from guidebot.wecom.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
-from tests.contacts.conftest import ADMIN, seed_corp
-from tests.support import TEST_IDENTITY, make_settings
+from guidebot.web.keys import SOP
+from tests.harness import (
+    SHANGHAI,
+    Harness,
+    deploy_dir,
+    reload_playbooks,
+    start_harness,
+    use_the_clock,
+    write_playbook,
+)
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["SHANGHAI"]
 
 PLAYBOOK = """
 playbook: week_sop
@@ -66,51 +66,21 @@ steps:
 """
 
 
+CUSTOMERS = [{"external_userid": f"wmc{n:02d}", "name": f"顾客{n:02d}"} for n in range(1, 13)]
+
+
+CUSTOMERS = [{"external_userid": f"wmc{n:02d}", "name": f"顾客{n:02d}"} for n in range(1, 13)]
+
+
 def at(day: int, hour: int, minute: int = 0, month: int = 3) -> datetime:
     """A Shanghai wall-clock time in 2026 (March by default)."""
     return datetime(2026, month, day, hour, minute, tzinfo=SHANGHAI)
 
 
-class MetricsHarness:
-    def __init__(self, sim: Any, client: Any, clock: FakeClock) -> None:
-        self.sim = sim
-        self.client = client
-        self.clock = clock
+class MetricsHarness(Harness):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self._item_count = 0
-
-    @property
-    def app(self):
-        return self.client.server.app
-
-    @property
-    def sessions(self):
-        return self.app[SESSIONS]
-
-    @property
-    def settings(self):
-        return self.app[SETTINGS]
-
-    @property
-    def sim_state(self):
-        return self.sim.server.app[SIMULATOR_STATE]
-
-    def set_time(self, instant: datetime) -> datetime:
-        self.clock.set(instant)
-        return self.clock.now()
-
-    # -- the simulated WeCom -------------------------------------------------------------
-
-    async def control(self, path: str, payload: Any = None, *, status: int = 200) -> dict:
-        response = await self.sim.post(f"/_sim/{path}", json=payload or {})
-        data = await response.json()
-        assert response.status == status, data
-        return data
-
-    async def act(self, path: str, payload: dict[str, Any]) -> dict:
-        answer = await self.control(path, payload)
-        assert answer.get("delivered"), answer
-        await self.drain()
-        return answer
 
     async def add(self, guide: str, ext: str, *, code: bool = True) -> dict:
         return await self.act(
@@ -133,24 +103,7 @@ class MetricsHarness:
             "users", {"userid": guide, "name": name, "department": [department], "notify": True}
         )
 
-    async def fault(self, api: str, errcode: int, times: int = 1) -> None:
-        await self.control("faults", {"api": api, "errcode": errcode, "times": times})
-
-    async def calls(self, api: str) -> list[dict]:
-        response = await self.sim.get("/_sim/calls", params={"api": api})
-        return (await response.json())["calls"]
-
-    async def app_messages(self, userid: str) -> list[dict]:
-        response = await self.sim.get("/_sim/app_messages", params={"userid": userid})
-        return (await response.json())["messages"]
-
     # -- guidebot ------------------------------------------------------------------------
-
-    async def drain(self) -> int:
-        worker = self.app[INBOX_WORKER]
-        handled = await worker.drain()
-        await worker.settle()  # the welcome fast path runs right after the commit
-        return handled
 
     async def tick(self):
         return await tick(self.app[SOP], self.clock.now())
@@ -237,12 +190,6 @@ class MetricsHarness:
                 for r in found
             ]
 
-    async def api(self, method: str, path: str, *, auth: bool = True, **kwargs: Any):
-        response = await self.client.request(
-            method, f"/api/v1{path}", headers=ADMIN if auth else {}, **kwargs
-        )
-        return response.status, await response.json()
-
     async def order(self, body: dict[str, Any], status: int | None = None) -> dict:
         code, answer = await self.api("POST", "/orders", json=body)
         if status is not None:
@@ -257,45 +204,27 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def sop_dir(tmp_path) -> Path:
-    root = tmp_path / "deploy"
-    (root / "sop").mkdir(parents=True)
-    shutil.copytree(REPO / "templates" / "messages", root / "templates" / "messages")
-    (root / "sop" / "week_sop.yaml").write_text(textwrap.dedent(PLAYBOOK).strip() + "\n")
-    return root / "sop"
-
-
-async def _no_sleep(seconds: float) -> None:
-    return None
+    sop_dir = deploy_dir(tmp_path / "deploy")
+    write_playbook(sop_dir, PLAYBOOK)
+    return sop_dir
 
 
 async def make_harness(aiohttp_client, database_url, clock, sop_dir, **settings) -> MetricsHarness:
     # A token that outlives the scripted weeks: refreshing an expired one from inside a handler's
     # transaction waits out SQLite's busy timeout (10 s) in this harness, which would only slow
     # the tests down.
-    sim = await aiohttp_client(
-        create_simulator_app(
-            SimulatorConfig(identity=TEST_IDENTITY, clock=clock.time, token_ttl=400 * 86_400)
-        )
+    harness = await start_harness(
+        aiohttp_client,
+        database_url,
+        clock,
+        kind=MetricsHarness,
+        sop_dir=sop_dir,
+        simulator={"token_ttl": 400 * 86_400},
+        customers=CUSTOMERS,
+        **settings,
     )
-    await seed_corp(sim)
-    for n in range(1, 13):
-        response = await sim.post(
-            "/_sim/customers", json={"external_userid": f"wmc{n:02d}", "name": f"顾客{n:02d}"}
-        )
-        assert response.status == 200
-    app_settings = make_settings(
-        database_url, wecom_api_base=str(sim.make_url("/")), sop_dir=str(sop_dir), **settings
-    )
-    client = await aiohttp_client(create_app(app_settings, clock=clock, run_workers=False))
-    response = await sim.post(
-        "/_sim/config", json={"callback_url": str(client.make_url("/wecom/callback"))}
-    )
-    assert response.status == 200
-    await client.server.app[CONTACTS_STARTUP]
-    loaded = client.server.app[SOP].registry.reload()
-    assert not [str(e) for item in loaded for e in item.errors]
-    client.server.app[SOP].sleep = _no_sleep
-    harness = MetricsHarness(sim, client, clock)
+    reload_playbooks(harness)
+    use_the_clock(harness)
     await harness.settle()
     return harness
 

@@ -8,9 +8,10 @@ from datetime import date, datetime
 from sqlalchemy import func, insert, select
 
 from guidebot.contacts.directory import update_store
+from guidebot.metrics.daily_rows import compute, write
 from guidebot.metrics.jobs import ROLLUP_EVERY_SECONDS
 from guidebot.metrics.models import GuideDaily, MetricsDirty
-from guidebot.metrics.rollup import Placer, compute, write
+from guidebot.metrics.placer import Placer
 from tests.metrics.conftest import SHANGHAI, at
 
 

@@ -12,8 +12,7 @@ import json
 import pytest
 from aiohttp import web
 
-from guidebot.wecom.simulator import SimulatorConfig
-from guidebot.wecom.simulator.state import ApiError, SimState
+from guidebot.wecom.simulator import ApiError, SimState, SimulatorConfig
 
 from .conftest import IDENTITY, FakeClock, cn_time
 

@@ -90,7 +90,7 @@ async def test_same_add_delivered_three_times_welcomes_once(h):
         {"userid": "g1", "external_userid": "wmc1", "welcome_code": True, "deliver": False},
     )
     code = answer["welcome_code"]
-    from tests.contacts.conftest import contact_xml
+    from tests.harness import contact_xml
 
     xml = contact_xml("add_external_contact", "g1", "wmc1", h.clock.now(), WelcomeCode=code)
     for _ in range(3):

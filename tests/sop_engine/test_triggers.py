@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from guidebot.contacts.models import Relation
 from guidebot.db.parking import ParkedRow
-from guidebot.sop.models import SopEnrollment
+from tests import factories
 from tests.sop_engine.conftest import SHANGHAI, local
 
 
@@ -105,21 +105,18 @@ async def test_a_relation_the_trigger_cannot_enroll_is_parked_and_the_others_are
     year_9999 = datetime(9999, 12, 31, tzinfo=UTC)
     async with h.sessions() as session, session.begin():
         session.add(
-            SopEnrollment(
-                playbook_id="birthday",
-                playbook_version=1,
+            factories.enrollment(
+                "g2",
+                "wmc2",
+                "birthday",
+                h.clock.now(),
                 scope="*",
-                guide_userid="g2",
-                external_userid="wmc2",
-                timezone="Asia/Shanghai",
+                store_id=None,
                 trigger="date",
                 cycle="date:9999-12-31",
                 status="completed",
                 enrolled_at=year_9999,
                 ended_at=year_9999,
-                settings={},
-                created_at=h.clock.now(),
-                updated_at=h.clock.now(),
             )
         )
 

@@ -12,13 +12,14 @@ from guidebot.sop.checks import TOP_KEYS
 from guidebot.sop.loader import LoadedPlaybook, load_playbook, parse_playbook
 from guidebot.sop.step_checks import STEP_KEYS
 from guidebot.sop.templates import message_environment
+from tests.fuzzing import examples
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates" / "messages"
 ENV = message_environment(TEMPLATES)
 SHIPPED = (ROOT / "sop" / "first_contact.yaml").read_text(encoding="utf-8")
 FUZZ = settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -107,7 +108,7 @@ VALUES = st.recursive(
 )
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=examples(80))
 @given(st.dictionaries(st.sampled_from(TOP_KEYS), VALUES, max_size=len(TOP_KEYS)))
 def test_random_documents_with_our_keys(document: dict) -> None:
     check(yaml.safe_dump(document, allow_unicode=True))

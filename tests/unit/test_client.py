@@ -38,7 +38,7 @@ from guidebot.wecom.client import (
 from guidebot.wecom.credentials import Credential, MemoryCredentialStore
 from guidebot.wecom.ratelimit import TokenBucket
 from guidebot.wecom.simulator import SimulatorConfig, create_simulator_app
-from guidebot.wecom.simulator import api as simulator_api
+from guidebot.wecom.simulator.api import contacts as simulator_contacts
 from tests.support import TEST_IDENTITY
 
 CORP_ID = TEST_IDENTITY.corp_id
@@ -892,7 +892,7 @@ async def test_batch_get_by_user_checks_its_limits_client_side(sim, client):
 
 
 async def test_get_external_contact_follows_the_cursor(sim, client, monkeypatch):
-    monkeypatch.setattr(simulator_api, "MAX_FOLLOW_USERS_PER_PAGE", 2)
+    monkeypatch.setattr(simulator_contacts, "MAX_FOLLOW_USERS_PER_PAGE", 2)
     guides = [f"g{i}" for i in range(5)]
     await sim.seed_guides(*guides)
     for guide in guides:
@@ -1113,12 +1113,17 @@ def test_errors_are_typed_and_readable():
 
 def test_the_client_module_imports_nothing_of_guidebot_outside_wecom():
     import ast
+    import importlib
     import inspect
+    import pkgutil
 
-    tree = ast.parse(inspect.getsource(client_module))
+    # guidebot.wecom.client is a package: every module of it keeps to the rule.
+    parts = pkgutil.iter_modules(client_module.__path__, f"{client_module.__name__}.")
+    modules = [client_module, *(importlib.import_module(part.name) for part in parts)]
     imported = [
         node.module if isinstance(node, ast.ImportFrom) else alias.name
-        for node in ast.walk(tree)
+        for module in modules
+        for node in ast.walk(ast.parse(inspect.getsource(module)))
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in (node.names if isinstance(node, ast.Import) else [node])
     ]

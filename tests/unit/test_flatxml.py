@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guidebot.wecom.flatxml import flat_children
+from tests.fuzzing import examples
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "wecom"
 NOT_FLAT = "not flat"
@@ -59,7 +60,7 @@ def document(draw) -> str:
     return head + draw(WHITESPACE) + children + tail
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=examples(3000), deadline=None)
 @given(document())
 def test_whatever_the_fast_path_accepts_the_tree_reads_alike(doc):
     fast = flat_children(doc)

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from guidebot.web.api.common import JSON_BODY_BYTES
-from tests.contacts.conftest import ADMIN
+from tests.harness import ADMIN
 
 
 async def _error(response, status: int, code: str) -> str:

@@ -6,7 +6,7 @@ year 1 has no UTC instant: computing any of them used to raise OverflowError.
 
 from __future__ import annotations
 
-from tests.contacts.conftest import ADMIN
+from tests.harness import ADMIN
 from tests.web.conftest import admin_cookie
 
 EDGES = ["0001-01-01", "0001-01-02", "9999-12-30", "9999-12-31", "1969-12-31"]

@@ -21,7 +21,7 @@ import pytest
 
 from guidebot.web.api.common import JSON_BODY_BYTES
 from guidebot.web.api.content import MEDIA_BODY_BYTES
-from tests.contacts.conftest import ADMIN
+from tests.harness import ADMIN
 from tests.metrics.conftest import make_harness
 
 PNG = b"\x89PNG\r\n\x1a\n"

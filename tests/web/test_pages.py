@@ -132,14 +132,12 @@ async def test_a_manager_sees_only_their_stores(h, sessions):
         assert response.status == 404, path
 
 
-async def test_cookies_are_secure_behind_https(aiohttp_client, sqlite_url, clock, sop_dir):
-    from guidebot.db.migrate import upgrade
+async def test_cookies_are_secure_behind_https(aiohttp_client, migrated_sqlite_url, clock, sop_dir):
     from tests.metrics.conftest import make_harness
     from tests.web.conftest import Sessions
 
-    await upgrade(sqlite_url)
     h = await make_harness(
-        aiohttp_client, sqlite_url, clock, sop_dir, public_url="https://guide.example"
+        aiohttp_client, migrated_sqlite_url, clock, sop_dir, public_url="https://guide.example"
     )
     await Sessions(h).account("boss", "hq", [])
     page = await h.client.get("/admin/login")
@@ -200,16 +198,14 @@ async def test_one_address_guessing_many_names_waits_too(h, sessions, clock):
 
 
 async def test_behind_a_trusted_balancer_each_client_address_counts_alone(
-    aiohttp_client, sqlite_url, clock, sop_dir
+    aiohttp_client, migrated_sqlite_url, clock, sop_dir
 ):
-    from guidebot.db.migrate import upgrade
     from tests.metrics.conftest import make_harness
     from tests.web.conftest import Sessions
 
-    await upgrade(sqlite_url)
     # The test client is the balancer: every request reaches the server from 127.0.0.1.
     h = await make_harness(
-        aiohttp_client, sqlite_url, clock, sop_dir, trusted_proxies=("127.0.0.0/8",)
+        aiohttp_client, migrated_sqlite_url, clock, sop_dir, trusted_proxies=("127.0.0.0/8",)
     )
     await Sessions(h).account("clerk", "hq", [])
     for i in range(20):  # one guesser, who also makes up a forwarded address each time

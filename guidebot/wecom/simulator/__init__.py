@@ -6,11 +6,13 @@ a welcome code works once within 20 s, pair APIs without a relation answer 84061
 corp, makes customers and guides act, injects faults and shows every call it received.
 """
 
-from .api import SIMULATED_APIS, jsapi_signature
+from .api.dispatch import SIMULATED_APIS
+from .api.tickets import jsapi_signature
 from .app import create_simulator_app, run_simulator
 from .config import SimulatorConfig
+from .errors import ApiError, ControlError
 from .keys import SIMULATOR_STATE
-from .state import ApiError, ControlError, SimState
+from .state import SimState
 
 __all__ = [
     "SIMULATED_APIS",

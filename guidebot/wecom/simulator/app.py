@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from .api import handle_api
+from .api.dispatch import handle_api
 from .config import SimulatorConfig
 from .control import create_control_app
 from .delivery import CallbackDeliverer

@@ -1,39 +1,11 @@
-"""WeCom callback events: decrypted plaintext XML -> typed, frozen dataclasses.
-
-This is WeCom's protocol and nothing of guidebot's: no domain, web or database imports (only
-the instant window of guidebot.clock, a stdlib-only leaf).
-
-``parse_event(xml)`` is the one entry point. It returns one of the typed events below for the
-kinds guidebot acts on, or a :class:`GenericEvent` that keeps every field for anything else, so
-an unknown kind can still be stored and acknowledged. Every problem with the input (too big,
-not XML, a DTD or entity, a missing or non-integer field of a known kind, an instant outside the
-years FIRST_YEAR..LAST_YEAR, an id WeCom could not have issued) raises :class:`EventParseError`
-and nothing else.
-
-Each event's ``kind`` is a stable name for routing:
-
-========================================  ==============================================
-event                                     kind
-========================================  ==============================================
-change_external_contact / <ChangeType>    "add_external_contact", "add_half_external_contact",
-                                          "edit_external_contact", "del_external_contact",
-                                          "del_follow_user", "transfer_fail"
-change_external_chat                      "change_external_chat"
-change_external_tag                       "change_external_tag"
-change_contact / <ChangeType>             "create_user", "update_user", "delete_user",
-                                          "create_party", "update_party", "delete_party"
-MsgType text                              "text"
-enter_agent                               "enter_agent"
-anything else                             "event:<Event>[:<ChangeType>]" or "msg:<MsgType>"
-========================================  ==============================================
-"""
+"""Decrypted callback plaintext -> a typed event: bounded, entity-free XML reading, and every
+field checked against the shape WeCom gives it."""
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, TypeAlias
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as defused_et
@@ -45,38 +17,30 @@ from defusedxml import (
 )
 
 from guidebot.clock import FIRST_YEAR, LAST_YEAR
+from guidebot.wecom.events.base import Event, EventParseError, FieldValue, GenericEvent
+from guidebot.wecom.events.contact import (
+    AddExternalContact,
+    AddHalfExternalContact,
+    DelExternalContact,
+    DelFollowUser,
+    EditExternalContact,
+    ExternalChatEvent,
+    ExternalContactEvent,
+    ExternalTagEvent,
+    TransferFail,
+)
+from guidebot.wecom.events.directory import (
+    ContactPartyEvent,
+    ContactUserEvent,
+    CreateParty,
+    CreateUser,
+    DeleteParty,
+    DeleteUser,
+    UpdateParty,
+    UpdateUser,
+)
+from guidebot.wecom.events.messages import EnterAgent, TextMessage
 from guidebot.wecom.flatxml import flat_children
-
-__all__ = [
-    "DEPARTMENT_ID_MAX",
-    "KNOWN_KINDS",
-    "MAX_EVENT_BYTES",
-    "AddExternalContact",
-    "AddHalfExternalContact",
-    "ContactPartyEvent",
-    "ContactUserEvent",
-    "CreateParty",
-    "CreateUser",
-    "DelExternalContact",
-    "DelFollowUser",
-    "DeleteParty",
-    "DeleteUser",
-    "EditExternalContact",
-    "EnterAgent",
-    "Event",
-    "EventParseError",
-    "ExternalChatEvent",
-    "ExternalContactEvent",
-    "ExternalTagEvent",
-    "FieldValue",
-    "GenericEvent",
-    "TextMessage",
-    "TransferFail",
-    "UpdateParty",
-    "UpdateUser",
-    "customer_key",
-    "parse_event",
-]
 
 # Real callbacks are well under 2 KiB; the bound is checked before any parsing work is done.
 MAX_EVENT_BYTES = 64 * 1024
@@ -111,297 +75,6 @@ DEPARTMENT_ID_MAX = 2**31 - 1
 # customer_channel; WelcomeCode has no documented length. Both are kept in 255 characters.
 _STATE_MAX = 255
 _MSG_ID_MAX = 2**64 - 1  # MsgId is a 64-bit unsigned integer
-
-# WeCom's own sender for system events; not a member's userid.
-_SYSTEM_SENDER = "sys"
-
-# A field's value: the stripped text of a leaf element, a dict for an element with children, or
-# a list when an element holds only <Item>s or a name repeats.
-FieldValue: TypeAlias = "str | list[FieldValue] | dict[str, FieldValue]"
-
-
-class EventParseError(ValueError):
-    """The callback plaintext is not an event we can read; ``reason`` says why in a few words."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-# --------------------------------------------------------------------------------------------
-# Event types
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
-    """Fields every callback carries. Use a subclass; ``kind`` names which one."""
-
-    KIND: ClassVar[str]
-
-    to_user: str  # ToUserName: the CorpID
-    from_user: str  # FromUserName: "sys" for system events, else a member's userid
-    create_time: datetime  # CreateTime, tz-aware UTC
-    msg_type: str  # MsgType: "event", "text", ...
-    # Every top-level field, element name -> value. Left out of the hash: a mapping has none.
-    raw: Mapping[str, FieldValue] = field(repr=False, hash=False)
-
-    @property
-    def kind(self) -> str:
-        return self.KIND
-
-    @property
-    def userid(self) -> str | None:
-        """The member (guide) this event is about, if any."""
-        return None
-
-    @property
-    def external_userid(self) -> str | None:
-        """The customer this event is about, if any."""
-        return None
-
-
-# change_external_contact ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExternalContactEvent(Event):
-    """Base of the change_external_contact events: one member, one customer."""
-
-    userid: str  # UserID
-    external_userid: str  # ExternalUserID
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AddExternalContact(ExternalContactEvent):
-    """The member added the customer, or the customer added the member."""
-
-    KIND: ClassVar[str] = "add_external_contact"
-
-    state: str | None = None  # State: the 「联系我」 state or a 获客链接 customer_channel
-    welcome_code: str | None = None  # WelcomeCode: lives 20 s, works once
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AddHalfExternalContact(ExternalContactEvent):
-    """The customer added a member with 免验证 on; the member has not confirmed yet."""
-
-    KIND: ClassVar[str] = "add_half_external_contact"
-
-    state: str | None = None
-    welcome_code: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EditExternalContact(ExternalContactEvent):
-    """The member edited the customer's remark, description or corp tags in the client."""
-
-    KIND: ClassVar[str] = "edit_external_contact"
-
-    state: str | None = None  # only in older doc copies
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DelExternalContact(ExternalContactEvent):
-    """The member deleted the customer."""
-
-    KIND: ClassVar[str] = "del_external_contact"
-
-    source: str | None = None  # Source: "DELETE_BY_TRANSFER" after an in-service transfer
-
-    @property
-    def by_transfer(self) -> bool:
-        return self.source == "DELETE_BY_TRANSFER"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DelFollowUser(ExternalContactEvent):
-    """The customer deleted the member."""
-
-    KIND: ClassVar[str] = "del_follow_user"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TransferFail(ExternalContactEvent):
-    """An in-service transfer failed. ``userid`` is the TAKEOVER member, not the original."""
-
-    KIND: ClassVar[str] = "transfer_fail"
-
-    fail_reason: str  # FailReason: "customer_refused" | "customer_limit_exceed"
-
-    @property
-    def takeover_userid(self) -> str:
-        return self.userid
-
-
-# change_external_chat / change_external_tag --------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExternalChatEvent(Event):
-    """A customer group was created, updated or dismissed; fetch groupchat/get for the truth."""
-
-    KIND: ClassVar[str] = "change_external_chat"
-
-    chat_id: str  # ChatId
-    change_type: str  # "create" | "update" | "dismiss"
-    update_detail: str | None = None  # add_member, del_member, change_owner, change_name, ...
-    join_scene: int | None = None
-    quit_scene: int | None = None
-    mem_change_cnt: int | None = None
-    mem_change_list: tuple[str, ...] = ()  # always a tuple, whether one <Item> or many
-    last_mem_ver: str | None = None
-    cur_mem_ver: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExternalTagEvent(Event):
-    """A corp tag or tag group changed; re-read get_corp_tag_list."""
-
-    KIND: ClassVar[str] = "change_external_tag"
-
-    id: str  # Id: the tag or tag-group id
-    change_type: str  # "create" | "update" | "delete" | "shuffle"
-    tag_type: str | None = None  # "tag" | "tag_group"; absent on shuffle
-    strategy_id: str | None = None  # only for 规则组 tags
-
-
-# change_contact (address book) ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContactUserEvent(Event):
-    """Base of the member events. Since 2022 WeCom sends ids only: fetch user/get for details."""
-
-    userid: str  # UserID
-    departments: tuple[int, ...] = ()  # Department "1,2" -> (1, 2)
-    main_department: int | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CreateUser(ContactUserEvent):
-    KIND: ClassVar[str] = "create_user"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpdateUser(ContactUserEvent):
-    KIND: ClassVar[str] = "update_user"
-
-    new_userid: str | None = None  # NewUserID: set only when the userid itself changed
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeleteUser(ContactUserEvent):
-    KIND: ClassVar[str] = "delete_user"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContactPartyEvent(Event):
-    """Base of the department events; departments are guidebot's regions and stores."""
-
-    id: int  # Id
-    name: str | None = None
-    parent_id: int | None = None
-    order: int | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CreateParty(ContactPartyEvent):
-    KIND: ClassVar[str] = "create_party"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpdateParty(ContactPartyEvent):
-    KIND: ClassVar[str] = "update_party"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeleteParty(ContactPartyEvent):
-    KIND: ClassVar[str] = "delete_party"
-
-
-# messages and app events ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TextMessage(Event):
-    """A member wrote text to the app; ``from_user`` is that member's userid."""
-
-    KIND: ClassVar[str] = "text"
-
-    content: str
-    msg_id: int  # MsgId: 64-bit, the dedupe key for messages
-    agent_id: int | None = None
-
-    @property
-    def userid(self) -> str:
-        return self.from_user
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EnterAgent(Event):
-    """A member opened the app (sent only when the app reports entering)."""
-
-    KIND: ClassVar[str] = "enter_agent"
-
-    event_key: str = ""  # EventKey: empty in practice
-    agent_id: int | None = None
-
-    @property
-    def userid(self) -> str:
-        return self.from_user
-
-
-# anything else -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GenericEvent(Event):
-    """Any kind not typed above (update_tag, image messages, menu clicks, new WeCom events).
-
-    Nothing is dropped: ``fields`` (the same mapping as ``raw``) holds every element.
-    """
-
-    event: str | None = None  # Event, when MsgType is "event"
-    change_type: str | None = None  # ChangeType, when present
-
-    @property
-    def kind(self) -> str:
-        if self.event is None:
-            return f"msg:{self.msg_type}"
-        if self.change_type:
-            return f"event:{self.event}:{self.change_type}"
-        return f"event:{self.event}"
-
-    @property
-    def fields(self) -> Mapping[str, FieldValue]:
-        return self.raw
-
-    @property
-    def userid(self) -> str | None:
-        value = self.raw.get("UserID")
-        if isinstance(value, str) and value:
-            return value
-        # Without a UserID, the sender is the member unless WeCom itself sent the event.
-        return None if self.from_user == _SYSTEM_SENDER else self.from_user
-
-    @property
-    def external_userid(self) -> str | None:
-        value = self.raw.get("ExternalUserID")
-        return value if isinstance(value, str) and value else None
-
-
-def customer_key(event: Event) -> str | None:
-    """The ExternalUserID when the event concerns one customer, else None.
-
-    A worker keeps the events with one key in order; events without a key need no ordering.
-    """
-    return event.external_userid
-
-
-# --------------------------------------------------------------------------------------------
-# Parsing
-# --------------------------------------------------------------------------------------------
 
 
 class _Fields:
