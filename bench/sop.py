@@ -86,7 +86,9 @@ async def run_engine(n: int, api_base: str, tmp: Path) -> dict:
     from guidebot.db.credentials import DatabaseCredentialStore
     from guidebot.db.engine import create_engine, create_session_factory
     from guidebot.db.migrate import upgrade
-    from guidebot.sop.engine import SopRuntime, Subject, enroll, tick
+    from guidebot.sop.audience import Subject
+    from guidebot.sop.context import SopRuntime
+    from guidebot.sop.enrollment import enroll
     from guidebot.sop.playbook import (
         Audience,
         EnrollRule,
@@ -95,6 +97,7 @@ async def run_engine(n: int, api_base: str, tmp: Path) -> dict:
         Step,
         Trigger,
     )
+    from guidebot.sop.tick import tick
     from guidebot.wecom.client import WeComClient
 
     url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"

@@ -231,18 +231,18 @@ def _report_guides(args: argparse.Namespace) -> int:
 
 
 def _add_way(args: argparse.Namespace) -> int:
-    from guidebot.app import offline_resources
     from guidebot.contacts.errors import ContactsError
     from guidebot.contacts.jobs import add_contact_way
+    from guidebot.runtime import open_runtime
 
     settings = Settings.from_env()
 
     async def run() -> dict:
-        async with offline_resources(settings) as (sessions, wecom, clock):
+        async with open_runtime(settings) as built:
             return await add_contact_way(
-                sessions,
-                wecom,
-                clock,
+                built.sessions,
+                built.wecom,
+                built.clock,
                 store=args.store,
                 channel=args.channel,
                 campaign=args.campaign,
@@ -371,17 +371,10 @@ def _jobs_retry(args: argparse.Namespace) -> int:
 async def _with_database(use: Callable):
     """One session on GUIDEBOT_DATABASE_URL (SQLite migrated in place, as `serve` does)."""
     from guidebot.config import database_url_from_env
-    from guidebot.db.engine import create_engine, create_session_factory
-    from guidebot.db.migrate import prepare_database
+    from guidebot.db.migrate import open_database
 
-    url = database_url_from_env()
-    await asyncio.to_thread(prepare_database, url)
-    engine = create_engine(url)
-    try:
-        async with create_session_factory(engine)() as session:
-            return await use(session)
-    finally:
-        await engine.dispose()
+    async with open_database(database_url_from_env()) as sessions, sessions() as session:
+        return await use(session)
 
 
 def _redact(url: str) -> str:

@@ -7,9 +7,12 @@ does not skip the nightly job, coalescing of missed runs into one, one instance 
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -27,6 +30,27 @@ class FixedJob:
     run: Job
     every_seconds: float | None = None  # either an interval...
     cron: str | None = None  # ...or a crontab line in the scheduler's time zone
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodicJob:
+    """A job as the domain that runs it declares it (in its jobs.py, beside the code): the
+    callable's parameters name the resources it needs (sessions, wecom, clock, settings,
+    sop, ...), which whoever schedules it hands over by name (`bind`)."""
+
+    id: str
+    run: Callable[..., Awaitable[Any]]
+    every_seconds: float | None = None  # either an interval...
+    cron: str | None = None  # ...or a crontab line in the scheduler's time zone
+
+    def bind(self, resources: Mapping[str, Any]) -> FixedJob:
+        params = inspect.signature(self.run).parameters.values()
+        names = [p.name for p in params if p.default is inspect.Parameter.empty]
+        missing = [name for name in names if name not in resources]
+        if missing:
+            raise LookupError(f"job {self.id} needs {', '.join(missing)}, which no one provides")
+        run = partial(self.run, **{name: resources[name] for name in names})
+        return FixedJob(self.id, run, self.every_seconds, self.cron)
 
 
 def create_scheduler(timezone: str, jobs: list[FixedJob]) -> AsyncIOScheduler:

@@ -29,7 +29,6 @@ from zoneinfo import ZoneInfo
 
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
-from guidebot.sop.engine import registry_for
 from guidebot.web.keys import INBOX_WORKER, SESSIONS, SETTINGS, SOP
 from guidebot.web.startup import CONTACTS_STARTUP
 from guidebot.wecom.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
@@ -242,7 +241,7 @@ def use_the_clock(h: Harness) -> None:
 
 def reload_playbooks(h: Harness) -> list:
     """Load the playbooks in the harness's sop/ with the real loader; none may be broken."""
-    loaded = registry_for(h.settings).reload()
+    loaded = h.app[SOP].registry.reload()
     broken = [str(e) for item in loaded for e in item.errors]
     assert not broken, broken
     return loaded

@@ -1,10 +1,10 @@
 """The contacts package's periodic jobs and command-line actions.
 
 Each takes a session factory, the WeCom client and a clock, opens its own session and
-commits; a scheduler (guidebot.scheduler) or the CLI calls them. Suggested schedule:
-directory sync nightly (and once at start-up), reconciliation nightly after it, transfer
-results every 15 minutes (WeCom completes an accepted transfer ~24 h after the request),
-missing profiles every 2 minutes (profiles.EVERY_SECONDS: adds recorded without one).
+commits; the scheduler (JOBS, below) or the CLI calls them: directory sync nightly,
+reconciliation nightly after it, transfer results every 10 minutes (WeCom completes an
+accepted transfer ~24 h after the request), missing profiles every profiles.EVERY_SECONDS
+(adds recorded without one).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from guidebot.contacts.directory import DirectoryReport, sync_directory
 from guidebot.contacts.reconcile import ReconcileReport, reconcile
 from guidebot.contacts.transfers import PollReport, poll_transfer_results
 from guidebot.contacts.ways import create_contact_way
+from guidebot.scheduler import PeriodicJob
 from guidebot.wecom.client import WeComClient
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -90,3 +91,13 @@ async def add_contact_way(
         "userids": way.userids,
         "qr_code": way.qr_code,
     }
+
+
+# The periodic jobs, in GUIDEBOT_TIMEZONE; the runtime hands each the resources it names.
+JOBS = [
+    PeriodicJob("directory-sync", nightly_directory_sync, cron="30 2 * * *"),
+    PeriodicJob("reconcile-contacts", nightly_reconcile, cron="0 3 * * *"),
+    PeriodicJob("poll-transfers", poll_transfers, every_seconds=600),
+    # Adds recorded without a profile (the welcome could not wait for WeCom): fill them in.
+    PeriodicJob("refetch-profiles", refetch_profiles, every_seconds=PROFILES_EVERY_SECONDS),
+]

@@ -24,7 +24,6 @@ naming the file and the item, and nothing is written.
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guidebot.content import service
 from guidebot.content.errors import ContentError, Invalid
 from guidebot.content.fields import MediaInput, clean_fields
+from guidebot.db.migrate import open_database
 
 DEMO_CONTENT = Path(__file__).with_name("demo_content.yaml")
 
@@ -156,16 +156,8 @@ async def import_content_file(
     database_url: str, path: str | Path, *, timezone: str = "Asia/Shanghai"
 ) -> ImportReport:
     """The command-line hook: import `path` into the database at `database_url` and commit."""
-    from guidebot.db.engine import create_engine, create_session_factory
-    from guidebot.db.migrate import prepare_database
-
-    await asyncio.to_thread(prepare_database, database_url)
-    engine = create_engine(database_url)
-    try:
-        async with create_session_factory(engine)() as session, session.begin():
-            return await import_content(session, path, timezone=timezone)
-    finally:
-        await engine.dispose()
+    async with open_database(database_url) as sessions, sessions() as session, session.begin():
+        return await import_content(session, path, timezone=timezone)
 
 
 async def seed_demo_content(session: AsyncSession, *, now: datetime | None = None) -> ImportReport:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from guidebot.db.engine import create_engine, is_sqlite
+from guidebot.db.engine import create_engine, create_session_factory, is_sqlite
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -65,3 +68,19 @@ def prepare_database(database_url: str) -> None:
             f"database schema is at revision {current or 'none'}, this guidebot needs {head}: "
             "run `guidebot db upgrade`"
         )
+
+
+@asynccontextmanager
+async def open_database(
+    database_url: str, *, prepare: bool = True, pool_size: int = 10
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the database for a one-off command, disposed of after; with `prepare`,
+    migrated in place on SQLite (and checked on PostgreSQL) first, as `serve` does. The one
+    way an offline command opens the database (guidebot.runtime builds on it)."""
+    if prepare:
+        await asyncio.to_thread(prepare_database, database_url)
+    engine = create_engine(database_url, pool_size=pool_size)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()

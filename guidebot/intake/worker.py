@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from guidebot.clock import Clock
+from guidebot.db.queue import LeasedQueue, Strays
 from guidebot.events import collect_after_commit
 from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.intake.router import UNHANDLED, Data, Dispatcher, Next
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 _LEASE_MARGIN = timedelta(seconds=5)
 
 _INBOX = InboxEvent.__table__
+INBOX_QUEUE = LeasedQueue(_INBOX, pending=InboxStatus.PENDING, claimed=InboxStatus.PROCESSING)
 # Built once, as a Core statement: building a statement and its cache key, and the ORM's bulk
 # UPDATE path, cost more than running it, and this runs once per event.
 _MARK_DONE = (
@@ -118,7 +120,7 @@ class InboxWorker:
         # Events we claimed and no longer hold whose outcome could not be written (the
         # database failed even for that): id -> whether it was attempted. They are handed
         # back as soon as the database answers, not left to wait out their lease.
-        self._orphans: dict[int, bool] = {}
+        self._orphans = Strays()
         # The worker's outer middlewares, outermost first: errors -> dedupe -> database session.
         self._pipeline: Next = partial(
             self._errors, partial(self._dedupe, partial(self._session, self._feed))
@@ -209,8 +211,9 @@ class InboxWorker:
                         # Not even the failure could be recorded (the database is gone): this
                         # event and the customer's later ones stay ours until handed back.
                         log.exception("event %s: outcome not recorded; handing it back", row.id)
-                        self._orphans[row.id] = True
-                        self._orphans.update((later.id, False) for later in rows[n + 1 :])
+                        self._orphans.add(self.owner, [row.id])
+                        later = [later.id for later in rows[n + 1 :]]
+                        self._orphans.add(self.owner, later, attempted=False)
                         return
 
         await asyncio.gather(*(run_group(rows) for rows in groups.values()))
@@ -218,7 +221,7 @@ class InboxWorker:
             try:
                 await self._release(unprocessed)
             except Exception:
-                self._orphans.update((id_, False) for id_ in unprocessed)
+                self._orphans.add(self.owner, unprocessed, attempted=False)
                 raise
         return len(claimed) - len(unprocessed)
 
@@ -234,103 +237,59 @@ class InboxWorker:
                 earlier.status.in_((InboxStatus.PENDING, InboxStatus.PROCESSING)),
             )
         )
-        due = (
-            select(InboxEvent.id)
-            .where(
-                InboxEvent.status == InboxStatus.PENDING,
-                InboxEvent.next_attempt_at <= now,
-                ~blocked_by_earlier,
-            )
-            .order_by(InboxEvent.id)
-            .limit(self.policy.batch_size)
-        )
         async with self.sessions() as session, session.begin():
-            if session.bind.dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True, of=InboxEvent)
-            ids = list(await session.scalars(due))
-            if not ids:
-                return []
-            result = await session.execute(
-                update(InboxEvent)
-                .where(InboxEvent.id.in_(ids), InboxEvent.status == InboxStatus.PENDING)
-                .values(
-                    status=InboxStatus.PROCESSING,
-                    lease_owner=self.owner,
-                    lease_until=now + self.policy.lease,
-                    attempts=InboxEvent.attempts + 1,
-                )
-                .returning(
-                    InboxEvent.id,
-                    InboxEvent.customer_key,
-                    InboxEvent.payload,
-                    InboxEvent.attempts,
-                    InboxEvent.lease_until,
-                )
+            rows = await INBOX_QUEUE.claim(
+                session,
+                owner=self.owner,
+                now=now,
+                lease=self.policy.lease,
+                where=(_INBOX.c.next_attempt_at <= now, ~blocked_by_earlier),
+                order_by=(_INBOX.c.id,),
+                limit=self.policy.batch_size,
+                returning=(
+                    _INBOX.c.id,
+                    _INBOX.c.customer_key,
+                    _INBOX.c.payload,
+                    _INBOX.c.attempts,
+                    _INBOX.c.lease_until,
+                ),
             )
-            rows = [Claimed(*row) for row in result]
-        return sorted(rows, key=lambda row: row.id)
+        return sorted((Claimed(*row) for row in rows), key=lambda row: row.id)
 
     async def _release(self, ids: list[int]) -> None:
         """Give claimed events back untouched (claiming counted an attempt; undo it)."""
         async with self.sessions() as session, session.begin():
-            await session.execute(
-                update(InboxEvent)
-                .where(InboxEvent.id.in_(ids), InboxEvent.lease_owner == self.owner)
-                .values(
-                    status=InboxStatus.PENDING,
-                    lease_owner=None,
-                    lease_until=None,
-                    attempts=InboxEvent.attempts - 1,
-                )
+            await INBOX_QUEUE.release(
+                session, ids, owner=self.owner, now=self.clock.now(), undo_attempt=True
             )
 
     async def _hand_back_orphans(self) -> None:
         """Make events whose outcome was lost with the database due again (see run_group)."""
         if not self._orphans:
             return
-        orphans = dict(self._orphans)
-        mine = and_(
-            InboxEvent.status == InboxStatus.PROCESSING, InboxEvent.lease_owner == self.owner
-        )
-        back = {"status": InboxStatus.PENDING, "lease_owner": None, "lease_until": None}
-        tried = [id_ for id_, attempted in orphans.items() if attempted]
-        untried = [id_ for id_, attempted in orphans.items() if not attempted]
+        taken = self._orphans.take()
+        now = self.clock.now()
         async with self.sessions() as session, session.begin():
-            if tried:
-                await session.execute(
-                    update(InboxEvent)
-                    .where(InboxEvent.id.in_(tried), mine)
-                    .values(**back, next_attempt_at=self.clock.now())
+            for owner, rows in taken.items():
+                tried = [id_ for id_, attempted in rows.items() if attempted]
+                untried = [id_ for id_, attempted in rows.items() if not attempted]
+                await INBOX_QUEUE.release(
+                    session, tried, owner=owner, now=now, values={"next_attempt_at": now}
                 )
-            if untried:  # claiming counted an attempt that never happened; undo it
-                await session.execute(
-                    update(InboxEvent)
-                    .where(InboxEvent.id.in_(untried), mine)
-                    .values(**back, attempts=InboxEvent.attempts - 1)
-                )
-        for id_ in orphans:
-            self._orphans.pop(id_, None)
-        log.info("handed back %d event(s) whose outcome was not recorded", len(orphans))
+                # Claiming counted an attempt that never happened; undo it.
+                await INBOX_QUEUE.release(session, untried, owner=owner, now=now, undo_attempt=True)
+        self._orphans.forget(taken)
+        count = sum(len(rows) for rows in taken.values())
+        log.info("handed back %d event(s) whose outcome was not recorded", count)
 
     async def recover_after_crash(self) -> None:
         """On SQLite one process owns the inbox: whatever it was processing when it died is due."""
         async with self.sessions() as session, session.begin():
-            await session.execute(
-                update(InboxEvent)
-                .where(InboxEvent.status == InboxStatus.PROCESSING)
-                .values(status=InboxStatus.PENDING, lease_owner=None, lease_until=None)
-            )
+            await INBOX_QUEUE.reap(session, self.clock.now(), everything=True)
 
     async def _reclaim_expired_leases(self) -> None:
         async with self.sessions() as session, session.begin():
-            await session.execute(
-                update(InboxEvent)
-                .where(
-                    InboxEvent.status == InboxStatus.PROCESSING,
-                    InboxEvent.lease_until < self.clock.now(),
-                )
-                .values(status=InboxStatus.PENDING, lease_owner=None, lease_until=None)
-            )
+            await INBOX_QUEUE.reap(session, self.clock.now())
 
     # -- processing -------------------------------------------------------------------------
 

@@ -32,7 +32,8 @@ from guidebot.db.parking import describe_error, is_row_error, park_apart
 from guidebot.metrics.models import NO_STORE, MetricsReport
 from guidebot.metrics.placer import Placer
 from guidebot.metrics.report import Period, Scope, leaderboard, metrics
-from guidebot.sop.models import Action, SopTask, TaskStatus
+from guidebot.sop.actions import actions_where
+from guidebot.sop.models import SopTask, TaskStatus
 from guidebot.wecom.client import WeComClient, WeComError
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ async def open_tasks_today(session: AsyncSession, guide: str, local_now: datetim
             .select_from(SopTask)
             .where(
                 SopTask.guide_userid == guide,
-                SopTask.action.in_(Action.GUIDE_FACING),
+                SopTask.action.in_(actions_where(guide_facing=True)),
                 SopTask.status.in_(OPEN_FOR_GUIDE),
                 SopTask.due_at < end,
             )

@@ -23,7 +23,8 @@ from guidebot.content.service import first_forward
 from guidebot.metrics import kpis
 from guidebot.metrics.models import COUNTERS, GuideDaily, Order, OrderStatus
 from guidebot.metrics.placer import Placer, utc_midnight
-from guidebot.sop.models import Action, SopTask, TaskStatus
+from guidebot.sop.actions import STEP_ACTIONS, actions_where
+from guidebot.sop.models import SopTask
 
 # Days this close together are recomputed as one range.
 MERGE_GAP = 2
@@ -38,7 +39,8 @@ FLOW_COLUMN = {
 }
 NEW_KINDS = (EventKind.ADDED, EventKind.REACTIVATED)
 END_KINDS = (EventKind.LOST, EventKind.REMOVED, EventKind.TRANSFERRED_OUT)
-OPEN_STATUSES = (TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SENDING)
+# The SOP actions whose task rows count in the guide's figures.
+COUNTED_ACTIONS = actions_where(counted=True)
 LONGEST_WINDOW = max(kpis.RETENTION_WINDOWS.values())
 
 
@@ -117,7 +119,7 @@ async def _count_relations(session: AsyncSession, tally: _Tally, now: datetime) 
 
 
 async def _count_tasks(session: AsyncSession, tally: _Tally) -> None:
-    """SOP tasks: welcomes, and the guide-facing tasks."""
+    """SOP tasks: each action says what its rows count in (guidebot.sop.actions)."""
     start, end, guide, put = tally.start, tally.end, tally.guide, tally.put
     for due, action, status, completed_at, completed_by, reason in await session.execute(
         select(
@@ -131,28 +133,11 @@ async def _count_tasks(session: AsyncSession, tally: _Tally) -> None:
             SopTask.guide_userid == guide,
             SopTask.due_at >= start,
             SopTask.due_at < end,
-            SopTask.action.in_((Action.WELCOME, *Action.GUIDE_FACING)),
+            SopTask.action.in_(COUNTED_ACTIONS),
         )
     ):
-        if action == Action.WELCOME:
-            if status in OPEN_STATUSES:
-                continue
-            if status == TaskStatus.SKIPPED and (reason or "").startswith(kpis.NO_WELCOME_CODE):
-                continue
-            put(due, "welcome_attempts")
-            if status in kpis.WELCOME_DELIVERED:
-                put(due, "welcome_sent")
-            continue
-        reached = status in kpis.TASK_REACHED or (
-            status == TaskStatus.SKIPPED and completed_by in kpis.TASK_SKIPPED_BY_PERSON
-        )
-        if not reached:
-            continue
-        put(due, "tasks_due")
-        if status == TaskStatus.DONE:
-            put(due, "tasks_done")
-            if completed_at is not None and completed_at <= due + kpis.ON_TIME_GRACE:
-                put(due, "tasks_on_time")
+        for counter in STEP_ACTIONS[action].metric(status, reason, completed_by, due, completed_at):
+            put(due, counter)
 
 
 async def _count_content(session: AsyncSession, tally: _Tally) -> None:

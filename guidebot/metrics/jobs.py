@@ -1,4 +1,4 @@
-"""The metrics package's fixed periodic jobs (guidebot.app.periodic_jobs runs them).
+"""The metrics package's fixed periodic jobs (JOBS, below; the runtime schedules them).
 
 * `metrics_rollup` (every 5 s): apply the changes committed since the last run to the daily
   rollups (guidebot.metrics.rollup.refresh), so figures reflect an event within 10 seconds.
@@ -16,6 +16,7 @@ from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.metrics.daily_report import ReportsReport, send_reports
 from guidebot.metrics.rollup import RefreshReport, refresh
+from guidebot.scheduler import PeriodicJob
 from guidebot.wecom.client import WeComClient
 
 ROLLUP_EVERY_SECONDS = 5
@@ -35,3 +36,11 @@ async def metrics_reports(
     settings: Settings,
 ) -> ReportsReport:
     return await send_reports(sessions, wecom, clock, settings)
+
+
+# Rollups from the dirty rows the source tables' triggers write (figures within 10 s), and
+# the 09:00 store-time reports (hourly; each store's 09:xx sends).
+JOBS = [
+    PeriodicJob("metrics-rollup", metrics_rollup, every_seconds=ROLLUP_EVERY_SECONDS),
+    PeriodicJob("metrics-reports", metrics_reports, cron=REPORTS_CRON),
+]

@@ -23,15 +23,8 @@ from guidebot.metrics.models import COUNTERS
 # A new customer is retained for N days when no end event of theirs with the guide follows the
 # add within N × 24 hours.
 RETENTION_WINDOWS = {"d1": timedelta(days=1), "d7": timedelta(days=7)}
-# A guide-facing task is on time when completed no later than this after it was due.
-ON_TIME_GRACE = timedelta(hours=24)
-# The welcome task outcomes that mean the customer got a welcome message.
-WELCOME_DELIVERED = ("sent", "done")
-# The SOP engine's reasons for skipping a welcome because the add carried no WelcomeCode.
-NO_WELCOME_CODE = "no WelcomeCode"
-# Guide-facing task outcomes that reached the guide; skipped ones count when a person skipped.
-TASK_REACHED = ("sent", "done")
-TASK_SKIPPED_BY_PERSON = ("guide", "sidebar")
+# How SOP task rows count (welcome_attempts, welcome_sent, tasks_due, tasks_done,
+# tasks_on_time) is each action's `metric` hook: guidebot.sop.actions.
 # Snapshot columns beside the guide_daily counters.
 PROFILE_COLUMNS = ("profile_filled", "profile_active")
 

@@ -11,22 +11,30 @@ import csv
 import io
 import json
 import logging
+import os
 import re
+import sys
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.clock import FIRST_YEAR, LAST_YEAR
+from guidebot.config import ConfigError, database_url_from_env
+from guidebot.contacts.directory import find_store
 from guidebot.contacts.models import Department, Guide, GuideStatus, StoreMembership
+from guidebot.db.migrate import open_database, prepare_database
+from guidebot.db.parking import parked_counts
 from guidebot.metrics import kpis
 from guidebot.metrics.models import COUNTERS, NO_STORE, GuideDaily, GuideProfileDaily
+from guidebot.metrics.rollup import JOB as ROLLUP_JOB
+from guidebot.metrics.rollup import refresh
 
 log = logging.getLogger(__name__)
 
@@ -415,21 +423,13 @@ async def report_guides(
 ) -> tuple[int, str]:
     """(exit status, text) of `guidebot report guides`. Catches up pending rollup work first,
     then reads only the rollups. Default period: the 7 days up to yesterday (GUIDEBOT_TIMEZONE)."""
-    from guidebot.contacts.directory import find_store
-    from guidebot.db.engine import create_engine, create_session_factory
-    from guidebot.db.parking import parked_counts
-    from guidebot.metrics.rollup import JOB as ROLLUP_JOB
-    from guidebot.metrics.rollup import refresh
-
     now = now or datetime.now(UTC)
     yesterday = today_in(timezone, now) - timedelta(days=1)
     try:
         period = parse_period(raw_from, raw_to, yesterday)
     except PeriodError as exc:
         return 2, f"guidebot report guides: {exc}\n"
-    engine = create_engine(database_url)
-    sessions = create_session_factory(engine)
-    try:
+    async with open_database(database_url, prepare=False) as sessions:
         await refresh(sessions, timezone, now)
         async with sessions() as session:
             left_out = (await parked_counts(session)).get(ROLLUP_JOB, 0)
@@ -447,8 +447,6 @@ async def report_guides(
                     return 2, f"guidebot report guides: no store {store!r}\n"
                 store_id = found.id
             lines = await guide_lines(session, period, store_id)
-    finally:
-        await engine.dispose()
     if fmt == "csv":
         return 0, format_csv(period, lines)
     if fmt == "json":
@@ -460,13 +458,6 @@ def report_guides_command(
     *, raw_from: str | None, raw_to: str | None, store: str | None, fmt: str
 ) -> int:
     """The CLI entry: GUIDEBOT_DATABASE_URL and GUIDEBOT_TIMEZONE only (no WeCom settings)."""
-    import os
-    import sys
-    from zoneinfo import ZoneInfoNotFoundError
-
-    from guidebot.config import ConfigError, database_url_from_env
-    from guidebot.db.migrate import prepare_database
-
     timezone = os.environ.get("GUIDEBOT_TIMEZONE", "").strip() or "Asia/Shanghai"
     try:
         ZoneInfo(timezone)

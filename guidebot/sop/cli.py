@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,12 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 import jinja2
+from sqlalchemy.engine import make_url
 
+from guidebot.config import ConfigError, database_url_from_env
+from guidebot.contacts.directory import find_store
+from guidebot.db.migrate import open_database
+from guidebot.sop.actions import STEP_ACTIONS
 from guidebot.sop.loader import (
     PLAYBOOK_SUFFIXES,
     LoadedPlaybook,
@@ -108,29 +114,7 @@ def simulate_command(
         print(f"{path}: the playbook has errors; fix them first (guidebot sop check)", file=err)
         return 1
     playbook = loaded.playbook
-
-    zone = ZoneInfo(playbook.timezone)
-    zone_note = f"{playbook.timezone}, the playbook's (no --store given)"
-    store: StoreInfo | None = None
-    if store_code:
-        store, problem = _lookup_store(store_code)
-        if store is None:
-            zone_note = f"{playbook.timezone}, the playbook's: {problem}"
-        elif store.timezone:
-            try:
-                zone = ZoneInfo(store.timezone)
-                zone_note = f"{store.timezone}, store {store.code} ({store.name})'s own"
-            except Exception:
-                zone_note = (
-                    f"{playbook.timezone}, the playbook's: store {store.code} has an unknown "
-                    f"time zone {store.timezone!r}"
-                )
-        else:
-            zone_note = (
-                f"{playbook.timezone}, the playbook's: store {store.code} ({store.name}) has no "
-                "time zone of its own"
-            )
-
+    zone, zone_note, store = _simulated_zone(playbook, store_code)
     try:
         event_at = _parse_instant(added_at, zone, now)
     except ValueError as exc:
@@ -170,29 +154,72 @@ def simulate_command(
         write(f"   expires  {_when(item.expires_at, zone)} (after {after})")
         if step.content:
             write(f"   content  {step.content}")
-        if step.action == "tag":
+        if step.tag:
             write(f"   tag      {step.tag}")
+        if not STEP_ACTIONS[step.action].sends:
             continue
-        variables = sample_variables(
-            playbook={"id": playbook.id, "name": playbook.name, "version": playbook.version},
-            step={"id": step.id, "action": step.action},
-            store_name=store.name if store else None,
-        )
-        if step.content:
-            variables["content"]["id"] = step.content
-        try:
-            text = render_message(env, step.template or "", variables)
-        except jinja2.TemplateError as exc:
-            failed = True
-            write(f"   message  (cannot render {step.template}: {exc})")
-            continue
-        lines = text.splitlines() or [""]
-        write(f"   message  {lines[0]}")
-        for line in lines[1:]:
-            write(f"            {line}")
+        failed = not _write_message(write, env, playbook, step, store) or failed
     write()
     write("note: messages are filled with sample values (customer 王女士, guide 李娜).")
     return 1 if failed else 0
+
+
+def _simulated_zone(
+    playbook: Playbook, store_code: str | None
+) -> tuple[ZoneInfo, str, StoreInfo | None]:
+    """The zone the timeline is planned in (the store's own, else the playbook's), a note
+    saying why, and the store when one was named and found."""
+    zone = ZoneInfo(playbook.timezone)
+    if not store_code:
+        return zone, f"{playbook.timezone}, the playbook's (no --store given)", None
+    store, problem = _lookup_store(store_code)
+    if store is None:
+        return zone, f"{playbook.timezone}, the playbook's: {problem}", None
+    if not store.timezone:
+        note = (
+            f"{playbook.timezone}, the playbook's: store {store.code} ({store.name}) has no "
+            "time zone of its own"
+        )
+        return zone, note, store
+    try:
+        return (
+            ZoneInfo(store.timezone),
+            f"{store.timezone}, store {store.code} ({store.name})'s own",
+            store,
+        )
+    except Exception:
+        note = (
+            f"{playbook.timezone}, the playbook's: store {store.code} has an unknown "
+            f"time zone {store.timezone!r}"
+        )
+        return zone, note, store
+
+
+def _write_message(
+    write: Callable[..., None],
+    env: jinja2.Environment,
+    playbook: Playbook,
+    step: Step,
+    store: StoreInfo | None,
+) -> bool:
+    """The step's message with sample values; False when it cannot render."""
+    variables = sample_variables(
+        playbook={"id": playbook.id, "name": playbook.name, "version": playbook.version},
+        step={"id": step.id, "action": step.action},
+        store_name=store.name if store else None,
+    )
+    if step.content:
+        variables["content"]["id"] = step.content
+    try:
+        text = render_message(env, step.template or "", variables)
+    except jinja2.TemplateError as exc:
+        write(f"   message  (cannot render {step.template}: {exc})")
+        return False
+    lines = text.splitlines() or [""]
+    write(f"   message  {lines[0]}")
+    for line in lines[1:]:
+        write(f"            {line}")
+    return True
 
 
 def _find_playbook(ref: str) -> Path | None:
@@ -225,15 +252,11 @@ def _parse_instant(text: str | None, zone: ZoneInfo, now: datetime | None) -> da
 
 def _lookup_store(code: str) -> tuple[StoreInfo | None, str]:
     """The store from GUIDEBOT_DATABASE_URL's directory, or None and why not."""
-    from guidebot.config import ConfigError, database_url_from_env
-
     try:
         url = database_url_from_env()
     except ConfigError as exc:
         return None, f"no usable database ({exc})"
     if url.startswith("sqlite"):
-        from sqlalchemy.engine import make_url
-
         database = make_url(url).database
         if database and database != ":memory:" and not Path(database).exists():
             return None, f"no database at {database} to look up store {code!r}"
@@ -246,18 +269,11 @@ def _lookup_store(code: str) -> tuple[StoreInfo | None, str]:
 
 
 async def _fetch_store(url: str, code: str) -> tuple[StoreInfo | None, str]:
-    from guidebot.contacts.directory import find_store
-    from guidebot.db.engine import create_engine, create_session_factory
-
-    engine = create_engine(url, pool_size=1)
-    try:
-        async with create_session_factory(engine)() as session:
-            store = await find_store(session, code)
-            if store is None:
-                return None, f"store {code!r} is not in the database"
-            return StoreInfo(store.code, store.name, store.timezone), ""
-    finally:
-        await engine.dispose()
+    async with open_database(url, prepare=False, pool_size=1) as sessions, sessions() as session:
+        store = await find_store(session, code)
+        if store is None:
+            return None, f"store {code!r} is not in the database"
+        return StoreInfo(store.code, store.name, store.timezone), ""
 
 
 def _trigger_text(playbook: Playbook) -> str:
@@ -284,12 +300,7 @@ def _trigger_text(playbook: Playbook) -> str:
 
 
 def _action_text(step: Step) -> str:
-    return {
-        "welcome": "welcome (to the customer, with the add's welcome code)",
-        "guide_task": "guide_task (a mass-send task the guide confirms)",
-        "remind": "remind (an app message to the guide)",
-        "tag": "tag (marks a corp tag)",
-    }[step.action]
+    return STEP_ACTIONS[step.action].describe
 
 
 def _at_text(step: Step) -> str:

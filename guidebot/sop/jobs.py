@@ -1,4 +1,5 @@
-"""The SOP engine's fixed periodic jobs (guidebot.app.periodic_jobs runs them).
+"""The SOP engine's fixed periodic jobs (JOBS, below; the runtime schedules them with the
+app's one SOP runtime, `sop`).
 
 None of them holds per-customer state: each reads and writes rows and may run on any
 instance at any time (claims and unique keys arbitrate).
@@ -20,76 +21,45 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.models import Department, Relation, RelationStatus
 from guidebot.db.engine import upsert_insert
 from guidebot.db.parking import isolating
-from guidebot.sop.actions import PollReport, ReconcileReport, poll_send_results, reconcile_sending
-from guidebot.sop.engine import (
-    SopRuntime,
-    Subject,
-    TickReport,
-    audience_matches,
-    birthday_of,
-    enroll,
-    tag_keys,
-    tick,
-    zone_named,
-)
-from guidebot.sop.models import SopTask, SopTriggerRun, TaskStatus
+from guidebot.scheduler import PeriodicJob
+from guidebot.sop.actions.base import TickReport
+from guidebot.sop.audience import Subject, audience_matches, birthday_of, tag_keys
+from guidebot.sop.context import SopRuntime
+from guidebot.sop.enrollment import enroll
+from guidebot.sop.models import SopTriggerRun
 from guidebot.sop.playbook import Playbook
+from guidebot.sop.queue import release_stranded_claims
+from guidebot.sop.reconcile import ReconcileReport, reconcile_sending
+from guidebot.sop.results import PollReport, poll_send_results
+from guidebot.sop.tick import tick
+from guidebot.sop.timing import zone_named
 
 log = logging.getLogger(__name__)
 
-TRIGGERS_JOB = "sop-triggers"  # as guidebot.app names it; relations it parks are filed under it
+TRIGGERS_JOB = "sop-triggers"  # the job's name; relations it parks are filed under it
 # A cron occurrence missed for longer than this (the server was down) is not run late.
 CRON_LOOKBACK = timedelta(days=1)
 SCAN_BATCH = 500
 BIRTHDAY_FIELDS = frozenset({"birthday"})
 
 
-# Claiming and preparing a row take milliseconds; a claim of ours older than this was stranded
-# (the database went away between the two, say) and nobody will prepare it. Waiting out
-# the claim lease (2 minutes by default) would hold a welcome past its code's 20 s.
-STRANDED_CLAIM = timedelta(seconds=10)
+async def sop_tick(sop: SopRuntime) -> TickReport:
+    await release_stranded_claims(sop, sop.clock.now())
+    return await tick(sop)
 
 
-async def sop_tick(runtime: SopRuntime) -> TickReport:
-    await release_stranded_claims(runtime, runtime.clock.now())
-    return await tick(runtime)
+async def sop_reconcile(sop: SopRuntime) -> ReconcileReport:
+    return await reconcile_sending(sop)
 
 
-async def release_stranded_claims(runtime: SopRuntime, now: datetime) -> int:
-    """This instance's claims older than STRANDED_CLAIM go back to `pending`.
-
-    Safe even for a claim still in hand: `prepare` takes only rows still claimed by us, under
-    FOR UPDATE (PostgreSQL) or the write lock (SQLite), so one claimer at most prepares a row;
-    rows already `sending` are never touched (rule 6).
-    """
-    async with runtime.sessions() as session, session.begin():
-        result = await session.execute(
-            update(SopTask)
-            .where(
-                SopTask.status == TaskStatus.CLAIMED,
-                SopTask.lease_owner == runtime.owner,
-                SopTask.lease_until < now + runtime.claim_lease - STRANDED_CLAIM,
-            )
-            .values(status=TaskStatus.PENDING, lease_owner=None, lease_until=None, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    if result.rowcount:
-        log.warning("sop: %d stranded claim(s) of this instance made due again", result.rowcount)
-    return result.rowcount
-
-
-async def sop_reconcile(runtime: SopRuntime) -> ReconcileReport:
-    return await reconcile_sending(runtime)
-
-
-async def sop_results(runtime: SopRuntime) -> PollReport:
-    return await poll_send_results(runtime)
+async def sop_results(sop: SopRuntime) -> PollReport:
+    return await poll_send_results(sop)
 
 
 @dataclass
@@ -99,19 +69,19 @@ class TriggerReport:
     parked: int = 0  # relations it could not enroll (guidebot.db.parking)
 
 
-async def sop_triggers(runtime: SopRuntime, now: datetime | None = None) -> TriggerReport:
+async def sop_triggers(sop: SopRuntime, now: datetime | None = None) -> TriggerReport:
     """Enroll relations in date and cron playbooks whose occurrence has come."""
-    now = now or runtime.clock.now()
+    now = now or sop.clock.now()
     report = TriggerReport()
-    for playbook in runtime.registry.enabled():
+    for playbook in sop.registry.enabled():
         trigger = playbook.trigger
         try:
             if trigger.event == "cron" and trigger.cron:
                 occurrence = latest_cron_occurrence(
-                    trigger.cron, zone_named(playbook.timezone, runtime.settings.timezone), now
+                    trigger.cron, zone_named(playbook.timezone, sop.settings.timezone), now
                 )
                 if occurrence is not None:
-                    await _run_occurrence(runtime, playbook, occurrence, None, now, report)
+                    await _run_occurrence(sop, playbook, occurrence, None, now, report)
             elif trigger.event == "date":
                 if trigger.field not in BIRTHDAY_FIELDS:
                     log.warning(
@@ -120,9 +90,9 @@ async def sop_triggers(runtime: SopRuntime, now: datetime | None = None) -> Trig
                         trigger.field,
                     )
                     continue
-                zone = zone_named(playbook.timezone, runtime.settings.timezone)
+                zone = zone_named(playbook.timezone, sop.settings.timezone)
                 today = now.astimezone(zone).date()
-                await _run_occurrence(runtime, playbook, None, today, now, report)
+                await _run_occurrence(sop, playbook, None, today, now, report)
         except Exception:
             log.exception("trigger scan for playbook %s failed; tried again next run", playbook.id)
     return report
@@ -268,11 +238,19 @@ async def _relations(
         yield [(r, stores.get(r.store_id) if r.store_id else None) for r in rows]
 
 
+# Per-customer work is in sop_tasks; these only claim and settle rows, and enroll by date.
+JOBS = [
+    PeriodicJob("sop-tick", sop_tick, every_seconds=5),
+    PeriodicJob("sop-reconcile", sop_reconcile, every_seconds=60),
+    PeriodicJob("sop-results", sop_results, every_seconds=600),
+    PeriodicJob(TRIGGERS_JOB, sop_triggers, every_seconds=60),
+]
+
+
 __all__ = [
-    "STRANDED_CLAIM",
+    "JOBS",
     "TriggerReport",
     "latest_cron_occurrence",
-    "release_stranded_claims",
     "sop_reconcile",
     "sop_results",
     "sop_tick",

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import jinja2
 
-from guidebot.sop.checks import FILE, Issue, build, compose
+from guidebot.sop.checks import build
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.templates import message_environment
+from guidebot.sop.yaml_nodes import FILE, Issue, compose
 
 log = logging.getLogger(__name__)
 

@@ -61,6 +61,11 @@ class TaskStatus:
 
 
 class Action:
+    """The step actions' names as sop_tasks.action stores them. What each does, and whether it
+    reaches the customer or faces the guide, is its own module's (guidebot.sop.actions); these
+    tuples are for queries in the domains below sop, which cannot ask that registry (a test
+    keeps them equal to it)."""
+
     WELCOME = "welcome"
     GUIDE_TASK = "guide_task"
     REMIND = "remind"

@@ -85,11 +85,8 @@ from datetime import time, timedelta
 from functools import cached_property
 from typing import Literal
 
-Action = Literal["welcome", "guide_task", "remind", "tag"]
 TriggerEvent = Literal["customer.added", "tag.added", "date", "cron"]
 
-ACTIONS: tuple[str, ...] = ("guide_task", "remind", "tag", "welcome")
-SENDING_ACTIONS = frozenset({"welcome", "guide_task", "remind"})
 TRIGGER_EVENTS: tuple[str, ...] = ("cron", "customer.added", "date", "tag.added")
 STOP_EVENTS: tuple[str, ...] = (
     "contact.lost",
@@ -117,16 +114,11 @@ class Step:
     id: str
     anchor: str  # "enroll" or an earlier step id
     offset: timedelta  # after the anchor, on the local wall clock
-    action: Action
+    action: str  # a name in guidebot.sop.actions (welcome, guide_task, remind, tag, ...)
     template: str | None  # file name under templates/messages, e.g. "welcome.j2"
     expire_after: timedelta
     tag: str | None = None  # for action "tag": the corp tag (id or name)
     content: str | None = None  # content-library item id for guide_task / welcome
-
-    @property
-    def sends(self) -> bool:
-        """Whether the step sends a message (to the customer or, for `remind`, the guide)."""
-        return self.action in SENDING_ACTIONS
 
     @property
     def immediate(self) -> bool:

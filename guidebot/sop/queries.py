@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.content.models import ContentForward
 from guidebot.db.parking import unparked
-from guidebot.sop.engine import TASKS_TABLE, TICK_JOB
 from guidebot.sop.models import (
     Action,
     EnrollmentStatus,
@@ -26,6 +25,7 @@ from guidebot.sop.models import (
     SopTask,
     TaskStatus,
 )
+from guidebot.sop.queue import TASKS_TABLE, TICK_JOB
 from guidebot.telemetry import Telemetry
 
 # What a guide still has to act on: not yet run, or run and waiting for the guide.

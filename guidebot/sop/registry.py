@@ -14,12 +14,14 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from guidebot.resources import project_dir
 from guidebot.sop.loader import (
     PLAYBOOK_SUFFIXES,
     LoadedPlaybook,
     PlaybookError,
     load_directory,
 )
+from guidebot.sop.loader import templates_dir_for as templates_beside
 from guidebot.sop.playbook import Playbook
 
 log = logging.getLogger(__name__)
@@ -173,3 +175,21 @@ class PlaybookRegistry:
                     continue
                 entries.add((str(path), stat.st_mtime_ns, stat.st_size))
         return frozenset(entries)
+
+
+def templates_dir_for(sop_dir: str | Path) -> Path:
+    """Where the sop directory's message templates are, as `guidebot sop check` finds them
+    (templates/messages beside it, else in the current directory), falling back to the
+    templates shipped at the package's repo root."""
+    found = templates_beside(Path(sop_dir).resolve())
+    if found.is_dir():
+        return found.resolve()
+    return project_dir("templates") / "messages"
+
+
+def load_registry(sop_dir: str | Path) -> PlaybookRegistry:
+    """The registry of the playbooks in `sop_dir` (GUIDEBOT_SOP_DIR), loaded."""
+    sop_dir = Path(sop_dir).resolve()
+    registry = PlaybookRegistry(sop_dir, templates_dir_for(sop_dir))
+    registry.reload()
+    return registry

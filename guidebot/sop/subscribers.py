@@ -32,10 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.clock import Clock
-from guidebot.config import Settings
 from guidebot.contacts.models import EventSource, Relation, RelationStatus
 from guidebot.events import (
     ContentForwarded,
@@ -48,25 +46,14 @@ from guidebot.events import (
     TagsGained,
     after_commit,
 )
-from guidebot.sop.engine import (
-    SopRuntime,
-    TaskConflict,
-    TaskNotFound,
-    audience_matches,
-    complete_task,
-    enroll,
-    record_goal,
-    registry_for,
-    run_tasks,
-    stop_enrollments,
-    subject_for,
-    tag_keys,
-    transfer_enrollments,
-)
+from guidebot.sop.audience import audience_matches, subject_for, tag_keys
+from guidebot.sop.context import SopRuntime
+from guidebot.sop.enrollment import enroll, record_goal, stop_enrollments, transfer_enrollments
 from guidebot.sop.models import CompletedBy
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.queries import OPENED, link_reached_customer
-from guidebot.wecom.client import WeComClient
+from guidebot.sop.task_marks import TaskConflict, TaskNotFound, complete_task
+from guidebot.sop.tick import run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +68,10 @@ _END_REASON = {
 
 @dataclass(frozen=True, slots=True)
 class SopSubscriber:
-    """What the engine needs to answer a fact: the playbooks (from settings), and for the
-    welcome sent after the commit, the sessions, WeCom client and clock."""
+    """The engine hearing facts with the app's one SOP runtime: its playbooks, and for the
+    welcome sent after the commit, its sessions, WeCom client and clock."""
 
-    sessions: async_sessionmaker[AsyncSession]
-    wecom: WeComClient
-    clock: Clock
-    settings: Settings
+    sop: SopRuntime
 
     def subscribe(self, subscribers: Subscribers) -> None:
         subscribers.subscribe(RelationAdded, self.on_added)
@@ -99,7 +83,7 @@ class SopSubscriber:
         subscribers.subscribe(OrderPaid, self.on_order_paid)
 
     def _playbooks(self, trigger: str) -> list[Playbook]:
-        return [p for p in registry_for(self.settings).enabled() if p.trigger.event == trigger]
+        return [p for p in self.sop.registry.enabled() if p.trigger.event == trigger]
 
     async def on_added(self, session: AsyncSession, event: RelationAdded) -> None:
         if event.source != EventSource.CALLBACK or event.by_edit:
@@ -230,7 +214,7 @@ class SopSubscriber:
                         subject,
                         at=at,
                         now=now,
-                        default_timezone=self.settings.timezone,
+                        default_timezone=self.sop.settings.timezone,
                         welcome_code=welcome_code,
                     )
             except Exception:
@@ -247,8 +231,8 @@ class SopSubscriber:
 
     def _welcome_later(self, task_id: int):
         async def send() -> None:
-            runtime = SopRuntime(self.sessions, self.wecom, self.clock, self.settings)
-            await run_tasks(runtime, self.clock.now(), ids=[task_id])
+            # A claim identity of its own: the tick never takes this claim for one of its own.
+            await run_tasks(self.sop.claimer(), self.sop.clock.now(), ids=[task_id])
 
         return send
 

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from guidebot.contacts.jobs import nightly_directory_sync
-from guidebot.sop.actions import reconcile_sending
-from guidebot.sop.engine import SopRuntime, reap_claims
+from guidebot.sop.queue import reap_claims
+from guidebot.sop.reconcile import reconcile_sending
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP, WECOM
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,11 @@ async def contacts_startup(app: web.Application) -> AsyncIterator[None]:
 
 
 async def sop_startup(app: web.Application, *, run_workers: bool = True) -> AsyncIterator[None]:
-    """The engine's runtime; on SQLite (one process owns the queue) the claims a crash left
+    """The engine's start-up: on SQLite (one process owns the queue) the claims a crash left
     are released and rows it left in `sending` are reconciled now, instead of after their
     leases (a welcome's code lives 20 s); the playbook directory is watched for changes.
     PostgreSQL keeps the leases: another instance may hold them."""
-    runtime = SopRuntime(app[SESSIONS], app[WECOM], app[CLOCK], app[SETTINGS])
-    app[SOP] = runtime
+    runtime = app[SOP]  # the app's one, built with the others (guidebot.runtime)
     if run_workers:
         if app[SETTINGS].is_sqlite:
             try:

@@ -15,7 +15,7 @@ from functools import partial
 import pytest
 from sqlalchemy import select
 
-import guidebot.app
+import guidebot.runtime
 from guidebot.contacts import profiles
 from guidebot.contacts.jobs import refetch_profiles
 from guidebot.contacts.models import Customer
@@ -35,7 +35,7 @@ async def _no_wait(seconds: float) -> None:
 @pytest.fixture(autouse=True)
 def no_backoff_waits(monkeypatch) -> None:
     """The app's WeCom client retries without waiting out its backoff (before `h` builds it)."""
-    monkeypatch.setattr(guidebot.app, "WeComClient", partial(WeComClient, sleep=_no_wait))
+    monkeypatch.setattr(guidebot.runtime, "WeComClient", partial(WeComClient, sleep=_no_wait))
 
 
 async def inbox(h) -> list[InboxEvent]:

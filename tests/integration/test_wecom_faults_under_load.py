@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-import guidebot.app
+import guidebot.runtime
 from guidebot.contacts import jobs as contacts_jobs
 from guidebot.contacts.models import Customer, EventKind, RelationEvent
 from guidebot.db.credentials import WeComCredential
@@ -74,7 +74,7 @@ class Backoff:
 def backoff(monkeypatch) -> Backoff:
     recorder = Backoff()
     monkeypatch.setattr(
-        guidebot.app, "WeComClient", partial(WeComClient, timeout=TIMEOUT, sleep=recorder.sleep)
+        guidebot.runtime, "WeComClient", partial(WeComClient, timeout=TIMEOUT, sleep=recorder.sleep)
     )
     return recorder
 

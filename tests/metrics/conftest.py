@@ -22,8 +22,9 @@ from guidebot.content import links
 from guidebot.content.service import create_item, record_forward
 from guidebot.metrics.models import GuideDaily
 from guidebot.metrics.rollup import RefreshReport, refresh
-from guidebot.sop.engine import complete_task, skip_task, tick
 from guidebot.sop.models import SopTask
+from guidebot.sop.task_marks import complete_task, skip_task
+from guidebot.sop.tick import tick
 from guidebot.web.keys import SOP
 from tests.harness import (
     SHANGHAI,

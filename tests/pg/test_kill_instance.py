@@ -32,8 +32,10 @@ from aiohttp import web
 
 from guidebot.clock import SystemClock
 from guidebot.db.engine import create_engine, create_session_factory
-from guidebot.sop.actions import reconcile_sending
-from guidebot.sop.engine import SEND_LEASE, SopRuntime
+from guidebot.sop.context import SopRuntime
+from guidebot.sop.prepare import SEND_LEASE
+from guidebot.sop.reconcile import reconcile_sending
+from guidebot.sop.registry import load_registry
 from tests.conftest import _asyncpg_dsn
 from tests.integration.test_cli import (
     env_for,
@@ -131,7 +133,7 @@ async def _db_state(dsn: str) -> dict[str, object]:
 
 
 def _owned_by(owner: str | None, pid: int) -> bool:
-    # SOP claimers are named host:pid:random (guidebot.sop.engine.default_owner).
+    # SOP claimers are named host:pid:random (guidebot.sop.context.default_owner).
     return owner is not None and f":{pid}:" in owner
 
 
@@ -283,11 +285,13 @@ async def test_kill_9_of_one_instance_under_load_loses_nothing_and_repeats_nothi
             # the clock past SEND_LEASE. A welcome is settled without asking WeCom.
             engine = create_engine(pg_url, pool_size=2)
             try:
+                settings = make_settings(pg_url, sop_dir=str(REPO / "sop"))
                 runtime = SopRuntime(
                     create_session_factory(engine),
                     None,  # type: ignore[arg-type]
                     SystemClock(),
-                    make_settings(pg_url, sop_dir=str(REPO / "sop")),
+                    settings,
+                    load_registry(settings.sop_dir),
                 )
                 later = datetime.now(UTC) + SEND_LEASE + timedelta(minutes=1)
                 reconciled = await reconcile_sending(runtime, later)

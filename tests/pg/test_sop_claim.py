@@ -20,8 +20,10 @@ from guidebot.clock import FakeClock
 from guidebot.contacts.models import Customer, Department, Guide, Relation
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import upgrade
-from guidebot.sop.engine import SopRuntime, tick
+from guidebot.sop.context import SopRuntime
 from guidebot.sop.models import SopEnrollment, SopTask
+from guidebot.sop.registry import load_registry
+from guidebot.sop.tick import tick
 from guidebot.wecom.client import MsgTemplateResult
 from tests.conftest import reset_pg
 from tests.support import make_settings
@@ -158,12 +160,14 @@ async def test_three_claimers_never_run_a_task_twice(pg_url, tmp_path):
     wecom = CountingWeCom()
     clock = FakeClock(NOW)
     engines = [create_engine(pg_url, pool_size=2) for _ in range(CLAIMERS)]
+    registry = load_registry(settings.sop_dir)
     runtimes = [
         SopRuntime(
             create_session_factory(engine),
             wecom,  # type: ignore[arg-type]
             clock,
             settings,
+            registry,
             owner=f"claimer-{n}",
             batch_size=100,
             max_batches=1,

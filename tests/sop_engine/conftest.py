@@ -16,10 +16,12 @@ import pytest
 from sqlalchemy import select
 
 from guidebot.clock import FakeClock
-from guidebot.sop.actions import poll_send_results, reconcile_sending
-from guidebot.sop.engine import TickReport, tick
+from guidebot.sop.actions.base import TickReport
 from guidebot.sop.jobs import sop_triggers
 from guidebot.sop.models import SopEnrollment, SopTask
+from guidebot.sop.reconcile import reconcile_sending
+from guidebot.sop.results import poll_send_results
+from guidebot.sop.tick import tick
 from guidebot.web.keys import SOP
 from tests.harness import (
     REPO,

@@ -120,7 +120,7 @@ async def test_welcome_41051_is_done_already_welcomed(h):
 
 
 async def test_welcome_41096_retries_within_the_window(h, monkeypatch):
-    from guidebot.sop import actions
+    from guidebot.sop.actions import welcome as actions
 
     monkeypatch.setattr(actions, "WELCOME_BACKOFF", (0.01, 0.01, 0.01, 0.01))
     await h.control(

@@ -10,9 +10,12 @@ from sqlalchemy import select, update
 
 from guidebot.app import create_app
 from guidebot.db.credentials import WeComCredential
-from guidebot.sop.engine import TickReport, claim, prepare, run_tasks
-from guidebot.sop.jobs import STRANDED_CLAIM, release_stranded_claims, sop_tick
+from guidebot.sop.actions.base import TickReport
+from guidebot.sop.jobs import sop_tick
 from guidebot.sop.models import SopTask
+from guidebot.sop.prepare import prepare
+from guidebot.sop.queue import STRANDED_CLAIM, claim, release_stranded_claims
+from guidebot.sop.tick import run_tasks
 from guidebot.web.keys import SETTINGS
 from tests.sop_engine.conftest import SHANGHAI, local
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from guidebot.sop.engine import stop_enrollments
+from guidebot.sop.enrollment import stop_enrollments
 from tests.sop_engine.conftest import SHANGHAI
 
 

@@ -16,7 +16,7 @@ from functools import partial
 import pytest
 from sqlalchemy import select
 
-import guidebot.app
+import guidebot.runtime
 from guidebot.contacts.models import Customer
 from guidebot.wecom.client import WeComClient
 from tests.sop_engine.conftest import make_harness
@@ -52,7 +52,7 @@ class World:
 
     def use(self, **options) -> None:
         client = partial(WeComClient, sleep=self.sleep, **options)
-        self.monkeypatch.setattr(guidebot.app, "WeComClient", client)
+        self.monkeypatch.setattr(guidebot.runtime, "WeComClient", client)
 
 
 @pytest.fixture

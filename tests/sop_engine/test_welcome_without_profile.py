@@ -17,11 +17,11 @@ from functools import partial
 import pytest
 from sqlalchemy import select
 
-import guidebot.app
+import guidebot.runtime
 from guidebot.contacts import jobs as contacts_jobs
 from guidebot.contacts.models import Customer, Department, Guide, Relation, RelationEvent
 from guidebot.intake.models import InboxEvent
-from guidebot.sop.engine import message_variables
+from guidebot.sop.messages import message_variables
 from guidebot.sop.models import Action, SopEnrollment
 from guidebot.sop.templates import render_message
 from guidebot.web.keys import CLOCK, WECOM
@@ -45,7 +45,7 @@ async def _no_wait(seconds: float) -> None:
 @pytest.fixture
 def quick_wecom(monkeypatch) -> None:
     monkeypatch.setattr(
-        guidebot.app, "WeComClient", partial(WeComClient, timeout=TIMEOUT, sleep=_no_wait)
+        guidebot.runtime, "WeComClient", partial(WeComClient, timeout=TIMEOUT, sleep=_no_wait)
     )
 
 

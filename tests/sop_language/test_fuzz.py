@@ -8,8 +8,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guidebot.sop.checks import STEP_KEYS, TOP_KEYS
+from guidebot.sop.checks import TOP_KEYS
 from guidebot.sop.loader import LoadedPlaybook, load_playbook, parse_playbook
+from guidebot.sop.step_checks import STEP_KEYS
 from guidebot.sop.templates import message_environment
 from tests.fuzzing import examples
 

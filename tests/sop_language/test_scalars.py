@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from guidebot.sop.checks import BOOL, INT, MAP, NULL, STR, compose
+from guidebot.sop.yaml_nodes import BOOL, INT, MAP, NULL, STR, compose
 
 
 def values(text: str) -> dict[str, tuple[str, object]]:

@@ -9,12 +9,12 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from guidebot.sop.template_checks import check_template
 from guidebot.sop.templates import (
     ALLOWED_VARIABLES,
     MAX_RENDER_SECONDS,
     MAX_STEPS,
     RenderBudgetExceeded,
-    check_template,
     message_environment,
     render_message,
     sample_variables,

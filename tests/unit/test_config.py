@@ -89,7 +89,8 @@ def test_claim_lease_sets_the_inbox_worker_and_sop_engine_leases():
     from types import SimpleNamespace
 
     from guidebot.app import make_worker
-    from guidebot.sop.engine import CLAIM_LEASE, SopRuntime
+    from guidebot.sop.context import SopRuntime
+    from guidebot.sop.queue import CLAIM_LEASE
 
     default = Settings.from_env(GOOD)
     assert default.claim_lease_seconds == 120

@@ -18,7 +18,7 @@ from guidebot.contacts import errors as contacts
 from guidebot.content import errors as content
 from guidebot.metrics.orders import OrderConflict, OrderInvalid, OrderNotFound
 from guidebot.metrics.report import PeriodError
-from guidebot.sop.engine import TaskConflict, TaskNotFound
+from guidebot.sop.task_marks import TaskConflict, TaskNotFound
 from guidebot.web.api.common import ApiError, View
 from guidebot.web.responses import error_response
 from guidebot.wecom.client import WeComError

@@ -28,11 +28,8 @@ from sqlalchemy import func, select
 from guidebot.clock import parse_instant
 from guidebot.contacts.models import Relation
 from guidebot.sop import queries
-from guidebot.sop.engine import (
-    complete_task,
-    record_reply,
-    skip_task,
-)
+from guidebot.sop.actions import STEP_ACTIONS
+from guidebot.sop.enrollment import record_reply
 from guidebot.sop.models import (
     CompletedBy,
     EnrollmentStatus,
@@ -41,6 +38,7 @@ from guidebot.sop.models import (
     TaskStatus,
 )
 from guidebot.sop.playbook import Playbook
+from guidebot.sop.task_marks import complete_task, skip_task
 from guidebot.web.api.common import (
     INT64_MAX,
     ApiRoutes,
@@ -71,7 +69,7 @@ log = logging.getLogger(__name__)
 
 api = ApiRoutes()
 
-ACTIONS = ("welcome", "guide_task", "remind", "tag")
+ACTIONS = tuple(STEP_ACTIONS)  # welcome, guide_task, remind, tag
 
 
 # ---- rendering -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from guidebot.content import links, service
 from guidebot.content.errors import ContentError
 from guidebot.content.models import ContentItem, ContentKind, ForwardVia
 from guidebot.sop import queries as tasks
-from guidebot.sop.engine import record_reply
+from guidebot.sop.enrollment import record_reply
 from guidebot.web.api.common import INT32_MAX, INT64_MAX
 from guidebot.web.auth import current_guide
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM

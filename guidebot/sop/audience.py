@@ -1,0 +1,77 @@
+"""Who may enroll: the guide-customer pair as a playbook's audience filter sees it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guidebot.contacts.models import Department, Relation
+from guidebot.sop.playbook import Audience
+
+_BIRTHDAY = re.compile(r"生日\s*[:：]\s*(\d{1,2})\s*[-/月.]\s*(\d{1,2})")
+
+
+def tag_keys(tags: Iterable[dict[str, Any]] | None) -> set[str]:
+    """A relation's tags as every string a playbook may name them by: id and name."""
+    keys: set[str] = set()
+    for tag in tags or ():
+        for key in ("id", "name"):
+            value = tag.get(key) if isinstance(tag, dict) else None
+            if value:
+                keys.add(str(value))
+    return keys
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """The guide↔customer pair as the audience filter and the planner see it."""
+
+    guide_userid: str
+    external_userid: str
+    relation_status: str
+    store_id: int | None
+    store_code: str | None
+    store_zone: str | None
+    channel: str | None
+    state: str | None
+    tags: frozenset[str]
+
+
+def audience_matches(audience: Audience, subject: Subject) -> bool:
+    checks = (
+        (audience.channels, {subject.channel} if subject.channel else set()),
+        (audience.states, {subject.state} if subject.state else set()),
+        (audience.stores, {subject.store_code} if subject.store_code else set()),
+        (audience.tags, set(subject.tags)),
+    )
+    return all(not wanted or bool(set(wanted) & have) for wanted, have in checks)
+
+
+async def subject_for(session: AsyncSession, relation: Relation) -> Subject:
+    store = await session.get(Department, relation.store_id) if relation.store_id else None
+    return Subject(
+        guide_userid=relation.guide_userid,
+        external_userid=relation.external_userid,
+        relation_status=relation.status,
+        store_id=relation.store_id,
+        store_code=store.code if store is not None else None,
+        store_zone=store.timezone if store is not None else None,
+        channel=relation.channel,
+        state=relation.state,
+        tags=frozenset(tag_keys(relation.tags)),
+    )
+
+
+def birthday_of(relation: Relation) -> tuple[int, int] | None:
+    """(month, day) from `生日:MM-DD` in the guide's remark or description, if written there."""
+    for text in (relation.description, relation.remark):
+        match = _BIRTHDAY.search(text or "")
+        if match:
+            month, day = int(match.group(1)), int(match.group(2))
+            if 1 <= month <= 12 and 1 <= day <= 31:
+                return month, day
+    return None

@@ -1,0 +1,469 @@
+"""Enrollment: enroll a pair in a playbook with all its task rows; stop, move and complete
+enrollments; credit goals.
+
+Everything per customer is a row (DESIGN rule 5). Enrollment happens inside the transaction of
+the event that caused it (the add, the tag) or of a date/cron job's batch: the enrollment and
+ALL its task rows with their UTC due times, planned in the customer's store's time zone (its
+own, else the playbook's), commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guidebot.db.engine import upsert_insert
+from guidebot.sop.actions import action_for
+from guidebot.sop.audience import Subject
+from guidebot.sop.models import EnrollmentStatus, SopEnrollment, SopTask, TaskStatus
+from guidebot.sop.planner import plan
+from guidebot.sop.playbook import Playbook
+from guidebot.sop.timing import window_to_json, zone_named
+
+log = logging.getLogger(__name__)
+
+# Reasons that end a pair's enrollments whatever the playbook lists: nothing can reach the
+# customer through this guide any more (and send time re-checks the relation anyway).
+ALWAYS_STOP = frozenset({"contact.lost", "contact.removed"})
+REPLIED = "customer.replied"  # a stop and goal event with no WeCom callback behind it
+CUSTOMER_SCOPE = "*"
+
+
+# Built once: enrolling is on every add's path and in bulk date/cron runs.
+_TASK_INSERT = SopTask.__table__.insert()
+_ENROLLMENT_INSERTS: dict[str, Any] = {}
+
+
+def _enrollment_insert(dialect: str):
+    statement = _ENROLLMENT_INSERTS.get(dialect)
+    if statement is None:
+        table = SopEnrollment.__table__
+        statement = upsert_insert(dialect)(table).on_conflict_do_nothing().returning(table.c.id)
+        _ENROLLMENT_INSERTS[dialect] = statement
+    return statement
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    enrollment_id: int
+    welcome_task_id: int | None  # a welcome to send on the fast path, right after commit
+    tasks: int
+
+
+def enrollment_settings(playbook: Playbook) -> dict[str, Any]:
+    return {
+        "name": playbook.name,
+        "send_window": window_to_json(playbook.send_window),
+        "max_messages_per_day": playbook.max_messages_per_day,
+        "stop_when": sorted(playbook.stop_when),
+        "digest": playbook.digest,
+    }
+
+
+async def enroll(
+    session: AsyncSession,
+    playbook: Playbook,
+    subject: Subject,
+    *,
+    at: datetime,
+    now: datetime,
+    default_timezone: str,
+    occurrence: str | None = None,
+    welcome_code: str | None = None,
+) -> Enrolled | None:
+    """Enroll the pair in the playbook as of `at`, with every task row; None when the
+    enrollment rules say no (or a racing enroller got there first).
+
+    `occurrence` keys a date/cron run (e.g. "2026-03-13"); events leave it None.
+    """
+    scope = CUSTOMER_SCOPE if playbook.enroll.once_per_customer else subject.guide_userid
+    cycle = await _next_cycle(session, playbook, subject, scope, at, occurrence)
+    if cycle is None:
+        return None
+    zone_name = subject.store_zone or playbook.timezone or default_timezone
+    zone = zone_named(zone_name, default_timezone)
+    enrollment_id = (
+        await session.execute(
+            _enrollment_insert(session.bind.dialect.name),
+            {
+                "playbook_id": playbook.id,
+                "playbook_version": playbook.version,
+                "scope": scope,
+                "guide_userid": subject.guide_userid,
+                "external_userid": subject.external_userid,
+                "store_id": subject.store_id,
+                "timezone": zone.key,
+                "trigger": playbook.trigger.event,
+                "cycle": cycle,
+                "status": EnrollmentStatus.ACTIVE,
+                "stop_reason": None,
+                "enrolled_at": at,
+                "ended_at": None,
+                "goal_event": playbook.goal.event if playbook.goal else None,
+                "goal_deadline": at + playbook.goal.within if playbook.goal else None,
+                "goal_met_at": None,
+                "settings": enrollment_settings(playbook),
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+    ).scalar()
+    if enrollment_id is None:
+        return None  # a racing enroller inserted this run (or another active one) first
+    rows = _task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code)
+    welcome_id = await _insert_tasks(session, enrollment_id, rows, now)
+    log.info(
+        "enrolled %s/%s in %s v%d (cycle %s, %d tasks, zone %s)",
+        subject.guide_userid,
+        subject.external_userid,
+        playbook.id,
+        playbook.version,
+        cycle,
+        len(rows),
+        zone.key,
+    )
+    return Enrolled(enrollment_id, welcome_id, len(rows))
+
+
+async def _next_cycle(
+    session: AsyncSession,
+    playbook: Playbook,
+    subject: Subject,
+    scope: str,
+    at: datetime,
+    occurrence: str | None,
+) -> str | None:
+    """The cycle this enrollment would be, or None when the playbook's rules say no: one
+    active at a time, one per occurrence, re-entry only after `reenter_after`."""
+    previous = (
+        await session.execute(
+            select(SopEnrollment.status, SopEnrollment.enrolled_at, SopEnrollment.cycle)
+            .where(
+                SopEnrollment.playbook_id == playbook.id,
+                SopEnrollment.scope == scope,
+                SopEnrollment.external_userid == subject.external_userid,
+            )
+            .order_by(SopEnrollment.enrolled_at.desc(), SopEnrollment.id.desc())
+        )
+    ).all()
+    if any(status == EnrollmentStatus.ACTIVE for status, _, _ in previous):
+        return None
+    if occurrence is not None and any(cycle == occurrence for _, _, cycle in previous):
+        return None
+    if previous:
+        reenter = playbook.enroll.reenter_after
+        if reenter is None or at < previous[0][1] + reenter:
+            return None
+    return occurrence if occurrence is not None else str(len(previous))
+
+
+def _task_rows(
+    playbook: Playbook,
+    subject: Subject,
+    enrollment_id: int,
+    zone: ZoneInfo,
+    at: datetime,
+    now: datetime,
+    welcome_code: str | None,
+) -> list[dict[str, Any]]:
+    """Every step's task row as planned, each as its action plans it (a welcome takes the
+    add's code)."""
+    rows: list[dict[str, Any]] = []
+    for planned in plan(playbook, at, zone):
+        step = playbook.step(planned.step_id)
+        row = {
+            "enrollment_id": enrollment_id,
+            "step_id": step.id,
+            "playbook_id": playbook.id,
+            "playbook_version": playbook.version,
+            "guide_userid": subject.guide_userid,
+            "external_userid": subject.external_userid,
+            "action": step.action,
+            "template": step.template,
+            "tag": step.tag,
+            "content": step.content,
+            "due_at": planned.due_at,
+            "expires_at": planned.expires_at,
+            "status": TaskStatus.PENDING,
+            "attempts": 0,
+            "welcome_code": None,
+            "reason": None,
+            "completed_at": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        action = action_for(step.action)
+        if action is not None:
+            row = action.plan(row, welcome_code=welcome_code, at=at, now=now)
+        rows.append(row)
+    return rows
+
+
+async def _insert_tasks(
+    session: AsyncSession, enrollment_id: int, rows: list[dict[str, Any]], now: datetime
+) -> int | None:
+    """Insert the rows; the id of the welcome to send on the fast path, if there is one."""
+    if not rows:
+        await complete_enrollments(session, [enrollment_id], now)
+        return None
+    await session.execute(_TASK_INSERT, rows)
+    if not any(r["welcome_code"] for r in rows):
+        return None
+    return await session.scalar(
+        select(SopTask.id).where(
+            SopTask.enrollment_id == enrollment_id,
+            SopTask.welcome_code.is_not(None),
+            SopTask.status == TaskStatus.PENDING,
+        )
+    )
+
+
+# ---- stopping, moving, completing ------------------------------------------------------------
+
+
+async def stop_enrollments(
+    session: AsyncSession,
+    *,
+    external_userid: str,
+    guide_userid: str | None = None,
+    reason: str,
+    now: datetime,
+    force: bool = False,
+    enrollment_ids: Sequence[int] | None = None,
+    begun_by: datetime | None = None,
+) -> list[int]:
+    """Stop the active enrollments of this customer (with this guide only, when given) whose
+    playbook stops on `reason` ("order.paid", "tag.added:VIP", ...); contact.lost and
+    contact.removed stop every one, as does `force`. Pending tasks become `skipped` with the
+    reason. The ids of the enrollments stopped.
+
+    Only the pair concerned: a customer's other guides keep their enrollments unless
+    `guide_userid` is None (an event about the customer, such as an order). With `begun_by`,
+    only enrollments that had begun by then (an event reported late).
+    """
+    query = select(SopEnrollment.id, SopEnrollment.settings).where(
+        SopEnrollment.external_userid == external_userid,
+        SopEnrollment.status == EnrollmentStatus.ACTIVE,
+    )
+    if guide_userid is not None:
+        query = query.where(SopEnrollment.guide_userid == guide_userid)
+    if enrollment_ids is not None:
+        query = query.where(SopEnrollment.id.in_(list(enrollment_ids)))
+    if begun_by is not None:
+        query = query.where(SopEnrollment.enrolled_at <= begun_by)
+    found = (await session.execute(query)).all()
+    ids = [
+        eid
+        for eid, settings in found
+        if force or reason in ALWAYS_STOP or reason in (settings or {}).get("stop_when", ())
+    ]
+    if not ids:
+        return []
+    await session.execute(
+        update(SopEnrollment)
+        .where(SopEnrollment.id.in_(ids), SopEnrollment.status == EnrollmentStatus.ACTIVE)
+        .values(status=EnrollmentStatus.STOPPED, stop_reason=reason, ended_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        update(SopTask)
+        .where(
+            SopTask.enrollment_id.in_(ids),
+            SopTask.status.in_((TaskStatus.PENDING, TaskStatus.CLAIMED)),
+        )
+        .values(
+            status=TaskStatus.SKIPPED,
+            reason=f"stopped: {reason}",
+            welcome_code=None,
+            lease_owner=None,
+            lease_until=None,
+            completed_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    log.info(
+        "stopped %d enrollment(s) of %s%s: %s",
+        len(ids),
+        external_userid,
+        f" with {guide_userid}" if guide_userid else "",
+        reason,
+    )
+    return ids
+
+
+async def transfer_enrollments(
+    session: AsyncSession,
+    *,
+    external_userid: str,
+    from_guide: str,
+    to_guide: str,
+    now: datetime,
+) -> dict[str, list[int]]:
+    """A transfer completed: the handover's active enrollments and their open tasks move to the
+    takeover guide. A playbook that stops on guide.changed stops instead, and so does one the
+    takeover already runs (or ran) for this customer. {"moved": [...], "stopped": [...]}"""
+    moved, stop_changed, stop_taken = await _sort_handover(
+        session, external_userid, from_guide, to_guide
+    )
+    if moved:
+        await session.execute(
+            update(SopEnrollment)
+            .where(SopEnrollment.id.in_(moved))
+            .values(guide_userid=to_guide, updated_at=now)
+            .execution_options(synchronize_session="fetch")
+        )
+        await session.execute(
+            update(SopTask)
+            .where(SopTask.enrollment_id.in_(moved), SopTask.status.in_(TaskStatus.OPEN[:2]))
+            .values(guide_userid=to_guide, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    stopped = []
+    if stop_changed:
+        stopped += await stop_enrollments(
+            session,
+            external_userid=external_userid,
+            reason="guide.changed",
+            now=now,
+            force=True,
+            enrollment_ids=stop_changed,
+        )
+    if stop_taken:
+        stopped += await stop_enrollments(
+            session,
+            external_userid=external_userid,
+            reason=f"guide.changed: {to_guide} already runs this playbook for the customer",
+            now=now,
+            force=True,
+            enrollment_ids=stop_taken,
+        )
+    if moved or stopped:
+        log.info(
+            "transfer of %s from %s to %s: moved %s, stopped %s",
+            external_userid,
+            from_guide,
+            to_guide,
+            moved,
+            stopped,
+        )
+    return {"moved": moved, "stopped": stopped}
+
+
+async def _sort_handover(
+    session: AsyncSession, external_userid: str, from_guide: str, to_guide: str
+) -> tuple[list[int], list[int], list[int]]:
+    """The handover's active enrollments: (to move, to stop on guide.changed, to stop because
+    the takeover already runs that playbook for the customer)."""
+    enrollments = list(
+        await session.scalars(
+            select(SopEnrollment).where(
+                SopEnrollment.external_userid == external_userid,
+                SopEnrollment.guide_userid == from_guide,
+                SopEnrollment.status == EnrollmentStatus.ACTIVE,
+            )
+        )
+    )
+    moved: list[int] = []
+    stop_changed: list[int] = []
+    stop_taken: list[int] = []
+    for enrollment in enrollments:
+        if "guide.changed" in (enrollment.settings or {}).get("stop_when", ()):
+            stop_changed.append(enrollment.id)
+            continue
+        clash = await session.scalar(
+            select(func.count())
+            .select_from(SopEnrollment)
+            .where(
+                SopEnrollment.playbook_id == enrollment.playbook_id,
+                SopEnrollment.external_userid == external_userid,
+                SopEnrollment.guide_userid == to_guide,
+                SopEnrollment.status == EnrollmentStatus.ACTIVE,
+            )
+        )
+        if clash:
+            stop_taken.append(enrollment.id)
+            continue
+        moved.append(enrollment.id)
+    return moved, stop_changed, stop_taken
+
+
+async def complete_enrollments(
+    session: AsyncSession, enrollment_ids: Iterable[int], now: datetime
+) -> None:
+    """Active enrollments with no open task left are completed."""
+    ids = sorted(set(enrollment_ids))
+    if not ids:
+        return
+    open_task = exists().where(
+        and_(SopTask.enrollment_id == SopEnrollment.id, SopTask.status.in_(TaskStatus.OPEN))
+    )
+    for start in range(0, len(ids), 500):
+        await session.execute(
+            update(SopEnrollment)
+            .where(
+                SopEnrollment.id.in_(ids[start : start + 500]),
+                SopEnrollment.status == EnrollmentStatus.ACTIVE,
+                ~open_task,
+            )
+            .values(status=EnrollmentStatus.COMPLETED, ended_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def record_goal(
+    session: AsyncSession,
+    *,
+    external_userid: str,
+    event: str,
+    at: datetime,
+    guide_userid: str | None = None,
+) -> int:
+    """A goal event happened (order.paid, ...): enrollments waiting for it within their
+    attribution window are credited. The number credited."""
+    query = (
+        update(SopEnrollment)
+        .where(
+            SopEnrollment.external_userid == external_userid,
+            SopEnrollment.goal_event == event,
+            SopEnrollment.goal_met_at.is_(None),
+            SopEnrollment.enrolled_at <= at,
+            SopEnrollment.goal_deadline >= at,
+        )
+        .values(goal_met_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    if guide_userid is not None:
+        query = query.where(SopEnrollment.guide_userid == guide_userid)
+    return (await session.execute(query)).rowcount
+
+
+async def record_reply(
+    session: AsyncSession, *, external_userid: str, guide_userid: str, at: datetime
+) -> tuple[list[int], int]:
+    """The customer wrote back to the guide. WeCom pushes no such event to an app: the guide
+    marks it in the sidebar, or a chat-archive pipeline posts it to the API.
+
+    The pair's enrollments that stop on `customer.replied` stop; those with it as their goal
+    are credited. A reply reported late touches only enrollments that had begun by `at`.
+    (the enrollments stopped, the goals credited)
+    """
+    stopped = await stop_enrollments(
+        session,
+        external_userid=external_userid,
+        guide_userid=guide_userid,
+        reason=REPLIED,
+        now=at,
+        begun_by=at,
+    )
+    credited = await record_goal(
+        session, external_userid=external_userid, event=REPLIED, at=at, guide_userid=guide_userid
+    )
+    return stopped, credited

@@ -1,0 +1,154 @@
+"""Executing prepared rows in WeCom, and recording what WeCom answered.
+
+Every call here runs with no database transaction open; the rows were marked `sending` and
+committed first (guidebot.sop.prepare). Each action's module makes its own calls
+(guidebot.sop.actions); outcomes are then written in one transaction, each guarded by
+`status = 'sending'`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, update
+
+from guidebot.db.parking import describe_error
+from guidebot.sop.actions import action_for
+from guidebot.sop.actions.base import Outcome, Prepared, Shared, TickReport
+from guidebot.sop.context import SopRuntime
+from guidebot.sop.enrollment import complete_enrollments
+from guidebot.sop.models import SopTask, TaskStatus
+
+log = logging.getLogger(__name__)
+
+_tasks = SopTask.__table__
+
+SETTLE = (
+    update(_tasks)
+    .where(_tasks.c.id == bindparam("b_id"), _tasks.c.status == TaskStatus.SENDING)
+    .values(
+        status=bindparam("b_status"),
+        reason=bindparam("b_reason"),
+        wecom_msgid=bindparam("b_msgid"),
+        result=bindparam("b_result"),
+        completed_at=bindparam("b_completed_at"),
+        completed_by=bindparam("b_completed_by"),
+        lease_owner=None,
+        lease_until=None,
+        welcome_code=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+RETRY = (
+    update(_tasks)
+    .where(_tasks.c.id == bindparam("b_id"), _tasks.c.status == TaskStatus.SENDING)
+    .values(
+        status=TaskStatus.PENDING,
+        reason=bindparam("b_reason"),
+        due_at=bindparam("b_due"),
+        sent_at=None,
+        message=None,
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
+async def execute(
+    runtime: SopRuntime, rows: Sequence[Prepared], now: datetime, report: TickReport
+) -> None:
+    """Call WeCom for every prepared row, then record every outcome in one transaction.
+
+    A call that raises something unexpected settles only its own rows (_unexpected); the
+    other rows' outcomes are recorded all the same."""
+    gate = asyncio.Semaphore(runtime.concurrency)
+    shared = Shared()
+    outcomes: list[Outcome] = []
+
+    async def guarded(rows: Sequence[Prepared], job: Awaitable[list[Outcome]]) -> None:
+        async with gate:
+            try:
+                found = await job
+            except Exception as exc:
+                log.error(
+                    "sop: %s failed unexpectedly for task(s) %s; settled alone, the others go on",
+                    rows[0].action,
+                    ", ".join(str(r.id) for r in rows),
+                    exc_info=exc,
+                )
+                found = [_unexpected(row, exc) for row in rows]
+            outcomes.extend(found)
+
+    by_action: dict[str, list[Prepared]] = defaultdict(list)
+    for row in rows:
+        if action_for(row.action) is None:
+            reason = f"unknown action {row.action}"
+            outcomes.append(Outcome(row.id, row.enrollment_id, TaskStatus.FAILED, reason))
+        else:
+            by_action[row.action].append(row)
+    jobs: list[tuple[Sequence[Prepared], Awaitable[list[Outcome]]]] = []
+    for name, mine in by_action.items():
+        action = action_for(name)
+        assert action is not None
+        for part in action.batches(mine):
+            jobs.append((part, action.execute(runtime, part, now, shared)))
+    await asyncio.gather(*(guarded(part, job) for part, job in jobs))
+    report.wecom_calls += len(jobs)
+    await record_outcomes(runtime, outcomes, now, report)
+
+
+def _unexpected(row: Prepared, exc: Exception) -> Outcome:
+    """A call that raised what no branch expects. A message to a customer may have reached
+    WeCom before it did: `unknown`, never resent (rule 6). A reminder or a tag: `failed`."""
+    error = describe_error(exc)
+    action = action_for(row.action)
+    if action is not None and action.to_customer:
+        return Outcome(
+            row.id,
+            row.enrollment_id,
+            TaskStatus.UNKNOWN,
+            f"unexpected error while sending ({error}); WeCom may or may not have acted: "
+            "not resent (check with the guide)",
+        )
+    return Outcome(row.id, row.enrollment_id, TaskStatus.FAILED, f"unexpected error: {error}")
+
+
+async def record_outcomes(
+    runtime: SopRuntime, outcomes: Sequence[Outcome], now: datetime, report: TickReport
+) -> None:
+    if not outcomes:
+        return
+    settle, retry = [], []
+    for o in outcomes:
+        if o.retry_at is not None:
+            retry.append({"b_id": o.id, "b_reason": o.reason, "b_due": o.retry_at, "b_now": now})
+            report.retried += 1
+            continue
+        settle.append(
+            {
+                "b_id": o.id,
+                "b_status": o.status,
+                "b_reason": o.reason,
+                "b_msgid": o.wecom_msgid,
+                "b_result": o.result,
+                "b_completed_at": None if o.status == TaskStatus.SENT else now,
+                "b_completed_by": o.completed_by,
+                "b_now": now,
+            }
+        )
+        name = o.status if o.status in report.__dataclass_fields__ else "failed"
+        setattr(report, name, getattr(report, name) + 1)
+    async with runtime.sessions() as session, session.begin():
+        if settle:
+            await session.execute(SETTLE, settle)
+        if retry:
+            await session.execute(RETRY, retry)
+        await complete_enrollments(session, {o.enrollment_id for o in outcomes}, now)
+
+
+__all__ = ["RETRY", "SETTLE", "execute", "record_outcomes"]
