@@ -41,7 +41,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guidebot", description=__doc__)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add_commands in (
+        _server_commands,
+        _sop_commands,
+        _report_commands,
+        _library_commands,
+        _upkeep_commands,
+    ):
+        add_commands(commands)
+    return parser
 
+
+def _group(commands: argparse._SubParsersAction, name: str, help_text: str):
+    return commands.add_parser(name, help=help_text).add_subparsers(metavar="ACTION")
+
+
+def _server_commands(commands: argparse._SubParsersAction) -> None:
+    """serve, demo, simulator, db upgrade."""
     serve = _command(commands, "serve", "run the server, workers and scheduler", _serve)
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
@@ -60,12 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, required=True)
     sim.add_argument("--callback-url", required=True, help="where to deliver callbacks")
 
-    db = commands.add_parser("db", help="database maintenance").add_subparsers(metavar="ACTION")
+    db = _group(commands, "db", "database maintenance")
     _command(db, "upgrade", "apply the migrations to GUIDEBOT_DATABASE_URL", _db_upgrade)
 
-    sop = commands.add_parser("sop", help="playbooks: check and dry-run").add_subparsers(
-        metavar="ACTION"
-    )
+
+def _sop_commands(commands: argparse._SubParsersAction) -> None:
+    """sop check, sop simulate."""
+    sop = _group(commands, "sop", "playbooks: check and dry-run")
     check = _command(
         sop, "check", "check playbooks: one file:line:col: path: message per error", _sop_check
     )
@@ -85,9 +102,10 @@ def _parser() -> argparse.ArgumentParser:
         "--store", metavar="CODE", help="use this store's time zone (from GUIDEBOT_DATABASE_URL)"
     )
 
-    report = commands.add_parser("report", help="guide performance reports").add_subparsers(
-        metavar="ACTION"
-    )
+
+def _report_commands(commands: argparse._SubParsersAction) -> None:
+    """report guides."""
+    report = _group(commands, "report", "guide performance reports")
     guides = _command(
         report, "guides", "every guide's numbers over a period, from the rollups", _report_guides
     )
@@ -96,9 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     guides.add_argument("--store", metavar="CODE", help="only this store (code or id)")
     guides.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
-    contacts = commands.add_parser("contacts", help="customers and guides").add_subparsers(
-        metavar="ACTION"
-    )
+
+def _library_commands(commands: argparse._SubParsersAction) -> None:
+    """contacts add-way, content import, accounts add."""
+    contacts = _group(commands, "contacts", "customers and guides")
     way = _command(contacts, "add-way", "create a 「联系我」 code for a store", _add_way)
     way.add_argument("--store", required=True, help="store code (or department id)")
     way.add_argument("--channel", required=True, help="e.g. store_qr, poster, livestream")
@@ -106,15 +125,11 @@ def _parser() -> argparse.ArgumentParser:
     way.add_argument("--guide", action="append", required=True, help="a guide's userid; repeat")
     way.add_argument("--remark", default=None)
 
-    content = commands.add_parser("content", help="the content library").add_subparsers(
-        metavar="ACTION"
-    )
+    content = _group(commands, "content", "the content library")
     load = _command(content, "import", "import content items from a YAML file", _content_import)
     load.add_argument("file")
 
-    accounts = commands.add_parser("accounts", help="HQ and store-manager sign-in").add_subparsers(
-        metavar="ACTION"
-    )
+    accounts = _group(commands, "accounts", "HQ and store-manager sign-in")
     account = _command(
         accounts,
         "add",
@@ -126,7 +141,10 @@ def _parser() -> argparse.ArgumentParser:
     account.add_argument("--role", choices=("hq", "manager"), required=True)
     account.add_argument("--store", action="append", default=[], help="a manager's store; repeat")
 
-    jobs = commands.add_parser("jobs", help="the periodic jobs").add_subparsers(metavar="ACTION")
+
+def _upkeep_commands(commands: argparse._SubParsersAction) -> None:
+    """jobs parked, jobs retry, inbox replay."""
+    jobs = _group(commands, "jobs", "the periodic jobs")
     parked = _command(
         jobs,
         "parked",
@@ -142,10 +160,9 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--all", action="store_true", help="every parked row (of --job)")
     retry.add_argument("--job", help="only this job's")
 
-    inbox = commands.add_parser("inbox", help="stored callbacks").add_subparsers(metavar="ACTION")
+    inbox = _group(commands, "inbox", "stored callbacks")
     replay = _command(inbox, "replay", "process waiting callbacks now", _inbox_replay)
     replay.add_argument("--failed", action="store_true", help="also retry events parked as failed")
-    return parser
 
 
 def _command(

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.app import create_app
 from guidebot.config import Settings, WeComIdentity
+from guidebot.contacts.directory import sync_directory
 from guidebot.contacts.models import RelationStatus, StoreMembership
 from guidebot.contacts.service import record_added, record_deleted_by_guide, record_ended
 from guidebot.contacts.wecom_profile import Profile
@@ -37,6 +38,7 @@ from guidebot.content.models import ContentItem, ForwardVia
 from guidebot.db.migrate import upgrade
 from guidebot.metrics.orders import attribution_window, parse_order, post_order
 from guidebot.metrics.rollup import recompute_all
+from guidebot.web.accounts import save_account
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
 from guidebot.wecom.simulator import SimulatorConfig, create_simulator_app
 
@@ -373,8 +375,6 @@ async def _past_forward(
 
 async def create_demo_accounts(server: web.Application) -> dict[str, str]:
     """An HQ account and a manager of the first store, with fresh passwords (printed)."""
-    from guidebot.web.accounts import save_account
-
     first_store = str(next(iter(STORES)))
     passwords = {"hq": secrets.token_urlsafe(9), f"manager{first_store}": secrets.token_urlsafe(9)}
     async with server[SESSIONS]() as session, session.begin():
@@ -511,8 +511,6 @@ def _start_traffic(
 
 
 async def _sync_directory(server: web.Application) -> None:
-    from guidebot.contacts.directory import sync_directory
-
     async with server[SESSIONS]() as session, session.begin():
         await sync_directory(session, server[WECOM], server[CLOCK].now())
 

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from guidebot.config import log_format_from_env
+
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REDACTED = "[redacted]"
@@ -160,8 +162,6 @@ def make_formatter(fmt: str, secrets: Iterable[str] = ()) -> logging.Formatter:
 
 def setup_logging(environ: Mapping[str, str], level: int = logging.INFO) -> None:
     """Configure the root logger from GUIDEBOT_LOG_FORMAT; ConfigError on a bad value."""
-    from guidebot.config import log_format_from_env
-
     fmt = log_format_from_env(environ)
     root = logging.getLogger()
     if root.handlers:  # like logging.basicConfig: someone (a test runner) configured it already

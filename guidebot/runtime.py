@@ -87,7 +87,7 @@ class Runtime:
 
 def periodic_jobs(runtime: Runtime) -> list[FixedJob]:
     """Every fixed periodic job, handed the resources it names; times are in
-    GUIDEBOT_TIMEZONE. Per-customer work is not here (DESIGN rule 5)."""
+    GUIDEBOT_TIMEZONE. Per-customer work is not here (architecture rule 5)."""
     resources = runtime.resources()
     return [job.bind(resources) for job in DECLARED_JOBS]
 

@@ -1,6 +1,6 @@
 """APScheduler runs a few fixed periodic jobs and nothing per customer.
 
-Per-customer work lives in tables (DESIGN rule 5). APScheduler 3's defaults bite, so they are
+Per-customer work lives in tables (architecture rule 5). APScheduler 3's defaults bite, so they are
 set explicitly: the time zone (not the host's), a misfire grace long enough that a busy loop
 does not skip the nightly job, coalescing of missed runs into one, one instance per job.
 """

@@ -23,7 +23,14 @@ from guidebot.bot.commands import Command
 from guidebot.bot.models import BotReply, ReplyStatus
 from guidebot.config import Settings
 from guidebot.contacts.directory import store_zone
-from guidebot.contacts.models import Customer, Guide, GuideStatus, Relation, RelationStatus
+from guidebot.contacts.models import (
+    Customer,
+    Department,
+    Guide,
+    GuideStatus,
+    Relation,
+    RelationStatus,
+)
 from guidebot.content import links, service
 from guidebot.content.models import ContentItem
 from guidebot.db.parking import describe_error, is_row_error, park_apart, unparked
@@ -298,8 +305,6 @@ async def _card(
     settings: Settings,
 ) -> str:
     store, zone = await _zone(session, guide, now, settings)
-    from guidebot.contacts.models import Department
-
     relation_store = (
         await session.get(Department, relation.store_id) if relation.store_id else store
     )

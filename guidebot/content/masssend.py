@@ -2,7 +2,7 @@
 mass-send task (add_msg_template) the guide confirms in the client; results followed by
 polling get_groupmsg_send_result.
 
-At most once (DESIGN rule 6): the row is `sending` and committed before add_msg_template. An
+At most once (architecture rule 6): the row is `sending` and committed before add_msg_template. An
 answer that never came (WeComUncertain), or a row found `sending` after a crash, becomes
 `unknown`; for link items the poller then looks for the task in get_groupmsg_list_v2 by the
 tracked link's nonce and adopts it. Nothing is ever re-sent blindly. Every customer the

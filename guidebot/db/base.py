@@ -29,7 +29,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     """An instant stored as UTC and always read back tz-aware.
 
     SQLite has no time zones and would hand back naive datetimes; refusing naive input here keeps
-    "every instant is UTC" (DESIGN rule 8) true on both engines.
+    "every instant is UTC" (architecture rule 8) true on both engines.
     """
 
     impl = DateTime(timezone=True)

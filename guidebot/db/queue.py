@@ -1,4 +1,4 @@
-"""One leased queue over a table of work rows: claim, release, reap (DESIGN rule 5).
+"""One leased queue over a table of work rows: claim, release, reap (architecture rule 5).
 
 The inbox (`inbox_events`) and the SOP engine (`sop_tasks`) both keep their work as rows with
 a status, a lease owner, a lease end and an attempt count. Claiming moves due rows from the

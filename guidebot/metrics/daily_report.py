@@ -200,7 +200,7 @@ async def _send(
         return
     error = None
     try:
-        # Reports to guides may arrive twice (DESIGN rule 6), never to customers.
+        # Reports to guides may arrive twice (architecture rule 6), never to customers.
         await wecom.send_textcard(
             userid, title, description, url, btntxt="查看", at_least_once=True
         )

@@ -4,7 +4,8 @@ Two stages, both total (they report, they never raise for bad content):
 
 1. `compose` (guidebot.sop.yaml_nodes): the YAML text to nodes with their lines and columns.
 2. `build`, here: the schema (unknown keys with a did-you-mean and the expected keys, types naming
-   what was expected and what was found) and the semantic checks of design-anchors B4.
+   what was expected and what was found) and the semantic checks (unique step ids, an `at` that
+   names an earlier step, ...).
 
 `loader` adds the file name and wraps both into `LoadedPlaybook`.
 """

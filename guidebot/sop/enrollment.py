@@ -1,7 +1,7 @@
 """Enrollment: enroll a pair in a playbook with all its task rows; stop, move and complete
 enrollments; credit goals.
 
-Everything per customer is a row (DESIGN rule 5). Enrollment happens inside the transaction of
+Everything per customer is a row (architecture rule 5). Enrollment happens inside the transaction of
 the event that caused it (the add, the tag) or of a date/cron job's batch: the enrollment and
 ALL its task rows with their UTC due times, planned in the customer's store's time zone (its
 own, else the playbook's), commit together.

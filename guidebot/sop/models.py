@@ -1,6 +1,6 @@
 """The SOP engine's tables: enrollments, their task rows, and the date/cron trigger runs.
 
-Per-customer work lives here, never in the scheduler (DESIGN rule 5):
+Per-customer work lives here, never in the scheduler (architecture rule 5):
 
 * `sop_enrollments`: one row per run of a playbook for a guide's customer. The enrollment
   rules are database facts: `scope` is "*" for a once-per-customer playbook (across all the

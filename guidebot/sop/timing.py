@@ -1,6 +1,6 @@
 """Time as the engine reads it: zones, send windows, local days, readable durations.
 
-Every instant is stored in UTC (DESIGN rule 8); days and windows are the customer's store's.
+Every instant is stored in UTC (architecture rule 8); days and windows are the customer's store's.
 """
 
 from __future__ import annotations

@@ -754,7 +754,7 @@ def test_create_time_at_the_ends_of_the_window_is_accepted(value: str, instant: 
 
 # WeCom's documented id shapes. userid: doc 90195 创建成员, "长度为1~64个字节。只能由数字、字母和
 # “_-@.”四种字符组成，且第一个字符必须是数字或字母". external_userid: "wm…" or "wo…"
-# (/work/shared/reference/wecom-protocol.md §3.1), within our 64-character columns. Department
+# (the add_external_contact sample of doc 92130), within our 64-character columns. Department
 # id: doc 90205 创建部门, "部门id，32位整型" (positive). A signed callback with anything else is
 # junk: refused at parse time, so the callback is a 400 and nothing is stored.
 USER = "<UserID><![CDATA[zhangsan]]></UserID>"

@@ -61,9 +61,9 @@ _LAST_SECOND = int((datetime(LAST_YEAR + 1, 1, 1, tzinfo=UTC) - _EPOCH).total_se
 # The shapes of WeCom's ids, checked as each field is read: a signed callback can still carry
 # junk, and an id WeCom could never have issued must not become a guide, customer or store.
 # userid: doc 90195 (创建成员) "长度为1~64个字节。只能由数字、字母和“_-@.”四种字符组成，且第一个字符
-# 必须是数字或字母". external_userid: "wm…" (a WeChat user) or "wo…" (a WeCom user), see
-# wecom-protocol.md §3.1; WeCom documents no length (its samples have about 30 characters),
-# and our columns hold 64. Department id: doc 90205 (创建部门) "部门id，32位整型".
+# 必须是数字或字母". external_userid: "wm…" (a WeChat user) or "wo…" (a WeCom user), as in the
+# add_external_contact sample of doc 92130; WeCom documents no length (its samples have about
+# 30 characters), and our columns hold 64. Department id: doc 90205 (创建部门) "部门id，32位整型".
 _USERID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_@.-]{0,63}")
 _EXTERNAL_USERID_RE = re.compile(r"w[mo][A-Za-z0-9_-]{1,62}")
 # ChatId ("wr…"), tag and tag-group ids ("et…"), StrategyId: opaque, bounded.
