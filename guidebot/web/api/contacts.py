@@ -21,7 +21,6 @@ from guidebot.contacts.models import (
     RelationEvent,
     RelationStatus,
 )
-from guidebot.contacts.ways import STATE_MAX
 from guidebot.web.api.common import (
     INT32_MAX,
     ApiRoutes,
@@ -38,7 +37,6 @@ from guidebot.web.api.common import (
 from guidebot.web.auth import Principal, principal, relation_visible, store_visible
 from guidebot.web.keys import CLOCK, SESSIONS
 from guidebot.web.schema import (
-    ANY,
     BOOLEAN,
     INSTANT,
     INTEGER,
@@ -62,7 +60,6 @@ EXTERNAL_USERID = text(64, description="a customer's external_userid")
 STORE_REF = text(64, description="a store's code or department id")
 # Store codes, channels and campaigns go into a contact way's state: letters, digits, _ . -
 CODE = text(20, pattern="^[A-Za-z0-9_.-]+$", description="letters, digits, '_', '.' or '-'")
-PART = text(STATE_MAX, pattern="^[A-Za-z0-9_.-]+$", description="letters, digits, '_', '.' or '-'")
 TEXT_OUT = maybe(STRING)
 WHEN = maybe(INSTANT)
 
@@ -210,33 +207,6 @@ EVENT = shape(
         "counterpart_userid": TEXT_OUT,
         "reason": TEXT_OUT,
         "source": STRING,
-    }
-)
-WAY = shape(
-    {
-        "config_id": STRING,
-        "state": STRING,
-        "store_id": INTEGER,
-        "channel": STRING,
-        "campaign": TEXT_OUT,
-        "userids": list_of(ANY),
-        "qr_code": TEXT_OUT,
-        "remark": TEXT_OUT,
-        "created_at": WHEN,
-    }
-)
-TRANSFER = shape(
-    {
-        "id": INTEGER,
-        "kind": STRING,
-        "handover_userid": STRING,
-        "takeover_userid": STRING,
-        "external_userid": STRING,
-        "status": STRING,
-        "errcode": maybe(INTEGER),
-        "fail_reason": TEXT_OUT,
-        "requested_at": WHEN,
-        "completed_at": WHEN,
     }
 )
 STORE_BRIEF = maybe(shape({"id": INTEGER, "code": STRING, "name": STRING}))
