@@ -26,7 +26,7 @@ from guidebot.intake.backlog import inbox_backlog
 from guidebot.intake.dispatch import build_dispatcher
 from guidebot.intake.inbox import InboxWriter
 from guidebot.intake.worker import InboxWorker, WorkerPolicy
-from guidebot.runtime import open_runtime, periodic_jobs
+from guidebot.runtime import Runtime, open_runtime, periodic_jobs
 from guidebot.scheduler import create_scheduler
 from guidebot.sop.queries import task_backlog
 from guidebot.telemetry import Telemetry
@@ -56,7 +56,6 @@ from guidebot.web.keys import (
 from guidebot.web.limits import body_limits
 from guidebot.web.startup import contacts_startup, sop_startup
 from guidebot.web.throttle import SignInGate
-from guidebot.wecom.client import WeComClient
 from guidebot.wecom.crypto import CallbackCrypto
 
 log = logging.getLogger(__name__)
@@ -114,20 +113,24 @@ async def runtime(app: web.Application, *, run_workers: bool = True) -> AsyncIte
         yield
 
 
-def make_worker(
-    sessions, wecom: WeComClient, clock: Clock, settings: Settings, telemetry: Telemetry
-) -> InboxWorker:
-    """The inbox worker, handing its handlers the runtime's wecom, clock, settings and
-    telemetry (guidebot.intake.dispatch.INJECTABLES)."""
+def make_worker(built: Runtime) -> InboxWorker:
+    """The inbox worker on the runtime's sessions, handing its handlers the runtime's wecom,
+    clock, settings and telemetry (guidebot.intake.dispatch.INJECTABLES)."""
+    settings, wecom, clock = built.settings, built.wecom, built.clock
     # SQLite has one connection per process: handling customers concurrently would only queue
     # them in front of the callbacks waiting to be stored.
     concurrency = 1 if settings.is_sqlite else WorkerPolicy().concurrency
     return InboxWorker(
-        sessions,
+        built.sessions,
         # The domains that handle WeCom's events; each hears every event, in no meaningful order.
         build_dispatcher([contacts_router, bot_router]),
         clock,
-        resources={"wecom": wecom, "clock": clock, "settings": settings, "telemetry": telemetry},
+        resources={
+            "wecom": wecom,
+            "clock": clock,
+            "settings": settings,
+            "telemetry": built.telemetry,
+        },
         policy=WorkerPolicy(
             concurrency=concurrency, lease=timedelta(seconds=settings.claim_lease_seconds)
         ),
@@ -141,13 +144,12 @@ def make_worker(
 async def offline_worker(settings: Settings):
     """The inbox worker without the web server, for `guidebot inbox replay`."""
     async with open_runtime(settings) as built:
-        worker = make_worker(built.sessions, built.wecom, built.clock, settings, built.telemetry)
-        yield worker, built.sessions, built.clock
+        yield make_worker(built), built.sessions, built.clock
 
 
 async def intake(app: web.Application, *, run_workers: bool) -> AsyncIterator[None]:
     built = app[RUNTIME]
-    worker = make_worker(built.sessions, built.wecom, built.clock, built.settings, built.telemetry)
+    worker = make_worker(built)
     writer = InboxWriter(app[ENGINE], app[CLOCK], on_commit=worker.wake)
     worker.yield_to = writer.quiet  # acknowledging callbacks comes before processing them
     app[INBOX], app[INBOX_WORKER] = writer, worker

@@ -100,7 +100,10 @@ def test_claim_lease_sets_the_inbox_worker_and_sop_engine_leases():
     assert Settings.from_env(short.as_env()) == short
     for settings, lease in ((default, timedelta(minutes=2)), (short, timedelta(seconds=3))):
         wecom = SimpleNamespace(get_access_token=None)
-        worker = make_worker(None, wecom, None, settings, None)  # type: ignore[arg-type]
+        built = SimpleNamespace(
+            sessions=None, wecom=wecom, clock=None, settings=settings, telemetry=None
+        )
+        worker = make_worker(built)  # type: ignore[arg-type]
         assert worker.policy.lease == lease
         runtime = SopRuntime(None, wecom, None, settings, registry=object())  # type: ignore[arg-type]
         assert runtime.claim_lease == lease
