@@ -13,7 +13,8 @@ subscriber whose work must not cost the emitter its record guards that work itse
 engine enrolls each playbook in a savepoint and logs a failure).
 
 Wiring. Subscribers are found through the session: whoever builds a session factory for domain
-work (the app, the CLI's offline commands, a benchmark) attaches one `Subscribers` to it with
+work (guidebot.runtime, for the app and the CLI's offline commands; a benchmark) attaches one
+`Subscribers` to it with
 `wire(factory, subscribers)`, and every session the factory makes carries it in `session.info`.
 A session nobody wired cannot publish: `publish` raises EventsNotWired, so a forgotten wiring
 fails its first fact loudly instead of dropping it. A test of one domain alone wires its factory
