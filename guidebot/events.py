@@ -14,8 +14,8 @@ engine enrolls each playbook in a savepoint and logs a failure).
 
 Wiring. Subscribers are found through the session: whoever builds a session factory for domain
 work (guidebot.runtime, for the app and the CLI's offline commands; a benchmark) attaches one
-`Subscribers` to it with
-`wire(factory, subscribers)`, and every session the factory makes carries it in `session.info`.
+`Subscribers` to it with `wire(factory, subscribers)`, and every session the factory makes
+carries it in `session.info`.
 A session nobody wired cannot publish: `publish` raises EventsNotWired, so a forgotten wiring
 fails its first fact loudly instead of dropping it. A test of one domain alone wires its factory
 with an empty `Subscribers()`, which says on purpose that nobody listens.
