@@ -98,6 +98,15 @@ class RelationTransferred(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GuideLeft(DomainEvent):
+    """The guide left the corp (WeCom deleted the member, or the address book no longer lists
+    them); their relations stay, for a resigned transfer."""
+
+    guide_userid: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TagsGained(DomainEvent):
     """An edit gave the pair tags it did not have; `tags` as contacts stores them
     ({"id", "name", "group"}). `active` is whether the relation is active now."""

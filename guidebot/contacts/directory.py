@@ -35,6 +35,7 @@ from guidebot.contacts.models import (
 )
 from guidebot.db.engine import upsert_insert
 from guidebot.db.parking import isolating
+from guidebot.events import GuideLeft, publish
 from guidebot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -319,6 +320,7 @@ async def mark_left(session: AsyncSession, userid: str, at: datetime) -> bool:
     guide.left_at = at
     guide.updated_at = at
     await set_memberships(session, userid, (), at)
+    await publish(session, GuideLeft(guide_userid=userid, at=at, now=at))
     return True
 
 

@@ -59,6 +59,7 @@ TOP_KEYS = (
     "stop_when",
     "goal",
     "max_messages_per_day",
+    "escalate_after",
     "steps",
 )
 TRIGGER_KEYS = ("event", "tag", "field", "cron", "audience")
@@ -252,6 +253,12 @@ class _Builder(StepChecks):
             cap = self.integer(
                 top["max_messages_per_day"], "max_messages_per_day", "a positive integer", 1, 1000
             )
+        # Reported into self.issues when bad, which leaves the playbook disabled below.
+        escalate = (
+            self.duration(top["escalate_after"], "escalate_after")
+            if "escalate_after" in top
+            else None
+        )
         steps = self.steps(top.get("steps"), trigger)
         if steps and enroll and enroll.reenter_after is not None and reenter_node is not None:
             self.reentry(enroll.reenter_after, reenter_node, steps)
@@ -275,6 +282,7 @@ class _Builder(StepChecks):
             goal=goal,
             steps=tuple(steps),
             max_messages_per_day=cap or 1,
+            escalate_after=escalate,
             source_text=self.text,
         )
 

@@ -16,13 +16,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.db.engine import upsert_insert
 from guidebot.sop.actions import action_for
 from guidebot.sop.audience import Subject
-from guidebot.sop.models import EnrollmentStatus, SopEnrollment, SopTask, TaskStatus
+from guidebot.sop.models import CompletedBy, EnrollmentStatus, SopEnrollment, SopTask, TaskStatus
 from guidebot.sop.planner import plan
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.timing import window_to_json, zone_named
@@ -64,6 +64,12 @@ def enrollment_settings(playbook: Playbook) -> dict[str, Any]:
         "max_messages_per_day": playbook.max_messages_per_day,
         "stop_when": sorted(playbook.stop_when),
         "digest": playbook.digest,
+        # What guides read for its steps (guidebot.sop.queries.step_name), and what snoozing
+        # keeps to: the names and the escalation threshold of the version it began with.
+        "step_names": {s.id: s.name for s in playbook.steps if s.name},
+        "escalate_after": int(playbook.escalate_after.total_seconds())
+        if playbook.escalate_after
+        else None,
     }
 
 
@@ -200,6 +206,12 @@ def _task_rows(
             "updated_at": now,
         }
         action = action_for(step.action)
+        # An open guide task this overdue is reported to the store's manager (escalation).
+        row["escalate_at"] = (
+            planned.due_at + playbook.escalate_after
+            if playbook.escalate_after and action is not None and action.guide_facing
+            else None
+        )
         if action is not None:
             row = action.plan(row, welcome_code=welcome_code, at=at, now=now)
         rows.append(row)
@@ -276,7 +288,7 @@ async def stop_enrollments(
         update(SopTask)
         .where(
             SopTask.enrollment_id.in_(ids),
-            SopTask.status.in_((TaskStatus.PENDING, TaskStatus.CLAIMED)),
+            SopTask.status.in_((TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SNOOZED)),
         )
         .values(
             status=TaskStatus.SKIPPED,
@@ -285,6 +297,7 @@ async def stop_enrollments(
             lease_owner=None,
             lease_until=None,
             completed_at=now,
+            completed_by=CompletedBy.ENGINE,
             updated_at=now,
         )
         .execution_options(synchronize_session=False)
@@ -322,7 +335,14 @@ async def transfer_enrollments(
         )
         await session.execute(
             update(SopTask)
-            .where(SopTask.enrollment_id.in_(moved), SopTask.status.in_(TaskStatus.OPEN[:2]))
+            .where(
+                SopTask.enrollment_id.in_(moved),
+                # What was sent already is sop.task_closing.hand_over_tasks's to sort out.
+                or_(
+                    SopTask.status.in_(TaskStatus.OPEN[:2]),
+                    and_(SopTask.status == TaskStatus.SNOOZED, SopTask.sent_at.is_(None)),
+                ),
+            )
             .values(guide_userid=to_guide, updated_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -402,8 +422,10 @@ async def complete_enrollments(
     ids = sorted(set(enrollment_ids))
     if not ids:
         return
+    # A snoozed task comes back (due again, or shown again): its run is not over.
+    still_open = (*TaskStatus.OPEN, TaskStatus.SNOOZED)
     open_task = exists().where(
-        and_(SopTask.enrollment_id == SopEnrollment.id, SopTask.status.in_(TaskStatus.OPEN))
+        and_(SopTask.enrollment_id == SopEnrollment.id, SopTask.status.in_(still_open))
     )
     for start in range(0, len(ids), 500):
         await session.execute(

@@ -53,11 +53,16 @@ class TaskStatus:
     EXPIRED = "expired"  # overdue past expire_after (after an outage), or the code expired
     FAILED = "failed"  # WeCom refused it for good; `reason` says why
     UNKNOWN = "unknown"  # may or may not have reached the customer: shown, never resent
+    # The guide put it off: `due_at` is when it comes back (pending again if it was not sent,
+    # or a reminder to send again; sent again if it was a guide task WeCom already holds).
+    SNOOZED = "snoozed"
 
-    ALL = (PENDING, CLAIMED, SENDING, SENT, DONE, SKIPPED, EXPIRED, FAILED, UNKNOWN)
+    ALL = (PENDING, CLAIMED, SENDING, SENT, DONE, SKIPPED, EXPIRED, FAILED, UNKNOWN, SNOOZED)
     OPEN = (PENDING, CLAIMED, SENDING)  # the engine still has work to do on it
     # Rows the guide still has to act on (their task list) besides the open ones.
-    AWAITING_GUIDE = (SENT,)
+    AWAITING_GUIDE = (SENT, SNOOZED)
+    # What a guide can close (done, skip) or put off (snooze): not in flight, not settled.
+    ACTIONABLE = (PENDING, CLAIMED, SENT, SNOOZED)
 
 
 class Action:
@@ -77,12 +82,17 @@ class Action:
 
 
 class CompletedBy:
-    POLL = "poll"  # get_groupmsg_send_result said the customer got it
-    SIDEBAR = "sidebar"  # the guide confirmed it in the chat sidebar
-    GUIDE = "guide"  # the guide (or HQ through the API) marked it
-    ENGINE = "engine"  # the engine settled it (welcome sent, tag marked)
+    """How a task was settled (`completed_by`); who did it is `completed_by_user`."""
 
-    ALL = (POLL, SIDEBAR, GUIDE, ENGINE)
+    POLL = "poll"  # get_groupmsg_send_result said the customer got it
+    SIDEBAR = "sidebar"  # the guide confirmed it in the chat sidebar (or a forward did)
+    BOT = "bot"  # the guide said so to the bot (完成 / 跳过 / 稍后)
+    API = "api"  # the guide's or HQ's call to /api/v1/tasks/{id}/done|skip|snooze
+    GUIDE = "guide"  # rows from before `bot` and `api` were told apart: the guide or HQ
+    ENGINE = "engine"  # the engine settled it (welcome sent, tag marked, a relation ended)
+
+    ALL = (POLL, SIDEBAR, BOT, API, GUIDE, ENGINE)
+    BY_PERSON = (SIDEBAR, BOT, API, GUIDE)  # a person decided it
 
 
 class SopEnrollment(Base):
@@ -165,7 +175,13 @@ class SopTask(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     reason: Mapped[str | None] = mapped_column(Text)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completed_by: Mapped[str | None] = mapped_column(String(16))
+    completed_by: Mapped[str | None] = mapped_column(String(16))  # how (CompletedBy)
+    # Who: the guide's userid, "hq:<account>" for HQ, None for the engine and WeCom's poll.
+    completed_by_user: Mapped[str | None] = mapped_column(String(100))
+    # When an open task overdue this long is reported to the store's manager (the playbook's
+    # `escalate_after`; None: never); `escalated_at` once it was in a manager's digest.
+    escalate_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -175,6 +191,7 @@ class SopTask(Base):
         Index("ix_sop_tasks_guide", "guide_userid", "status", "due_at"),
         Index("ix_sop_tasks_customer_sent", "external_userid", "sent_at"),
         Index("ix_sop_tasks_msgid", "wecom_msgid"),
+        Index("ix_sop_tasks_escalate", "escalate_at"),
     )
 
 

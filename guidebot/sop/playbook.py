@@ -40,9 +40,13 @@ goal:                            # ? conversion credited to the enrolling guide
   event: order.paid              #   order.paid | customer.replied | content.opened (the
   within: 14d                    #   customer opened the guide's link) | "tag.added:<tag>"
 max_messages_per_day: 1          # ? per-customer cap across playbooks, in the customer's day
+escalate_after: 1d               # ? a guide's task still open this long after it was due is
+                                 #   reported to the store's manager (default: never)
 steps:                           # one or more, in order
   - id: welcome                  # letters, digits, '_', '-', unique; (enrollment, id) is the
                                  #   idempotency key, so never rename a live step
+    name: 欢迎语                  # ? what guides read in their task list (default: the action's
+                                 #   name, such as 提醒 / 群发任务); ids are never shown to guides
     at: enroll                   # enroll | enroll + 3d | <earlier step id> [+ <duration>]
     action: welcome              # welcome | guide_task | remind | tag
     template: welcome.j2         # message file under templates/messages (not for tag)
@@ -119,6 +123,7 @@ class Step:
     expire_after: timedelta
     tag: str | None = None  # for action "tag": the corp tag (id or name)
     content: str | None = None  # content-library item id for guide_task / welcome
+    name: str | None = None  # the display name guides read (None: the action's name)
 
     @property
     def immediate(self) -> bool:
@@ -182,6 +187,7 @@ class Playbook:
     goal: Goal | None
     steps: tuple[Step, ...]
     max_messages_per_day: int = 1
+    escalate_after: timedelta | None = None  # an open guide task this overdue goes to the manager
     source_text: str = field(default="", repr=False, compare=False)
 
     def step(self, step_id: str) -> Step:

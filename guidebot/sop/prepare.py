@@ -299,6 +299,8 @@ def _apply(task: SopTask, verdict: Verdict, now: datetime) -> str:
         return verdict.status
     if verdict.shift and task.expires_at is not None:
         task.expires_at = task.expires_at + (verdict.due_at - task.due_at)
+    if task.escalate_at is not None:  # overdue counts from when it is due now
+        task.escalate_at = task.escalate_at + (verdict.due_at - task.due_at)
     task.due_at = verdict.due_at
     task.status = TaskStatus.PENDING
     task.lease_owner = task.lease_until = None

@@ -15,7 +15,7 @@ from guidebot.sop.template_checks import check_template, template_warnings
 from guidebot.sop.values import did_you_mean, looks_like_duration, parse_duration
 from guidebot.sop.yaml_nodes import INT, MAP, SEQ, Node
 
-STEP_KEYS = ("id", "at", "action", "template", "expire_after", "tag", "content")
+STEP_KEYS = ("id", "name", "at", "action", "template", "expire_after", "tag", "content")
 _STEP_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _AT = re.compile(r"\s*([^\s+]+)\s*(?:\+\s*(.*?)\s*)?")
 
@@ -35,6 +35,7 @@ class _StepDraft:
     expire_after: timedelta | None = None
     tag: str | None = None
     content: str | None = None
+    name: str | None = None
     ok: bool = True
 
 
@@ -84,6 +85,7 @@ class StepChecks:
                 expire_after=d.expire_after,  # type: ignore[arg-type]
                 tag=d.tag,
                 content=d.content,
+                name=d.name,
             )
             for d in drafts
         ]
@@ -135,6 +137,9 @@ class StepChecks:
         if "tag" in keys:
             draft.tag = self.string(keys["tag"], f"{path}.tag", "a tag name or id")
             draft.ok = draft.ok and draft.tag is not None
+        if "name" in keys:
+            draft.name = self.string(keys["name"], f"{path}.name", "a display name (text)")
+            draft.ok = draft.ok and draft.name is not None
         if "content" in keys:
             content = keys["content"]
             if content.kind == INT:

@@ -13,7 +13,12 @@ that caused them.
 * RelationEnded from a callback (del_follow_user: contact.lost; del_external_contact:
   contact.removed, or guide.changed for a transfer whose enrollments did not move): the pair's
   enrollments stop, pending tasks are skipped with the reason. Never another guide's.
-* RelationTransferred: running enrollments move to the takeover guide.
+* RelationEnded from any source (a callback, reconciliation): every task of the pair the
+  guide could still act on (pending, sent, snoozed) closes with the reason
+  (guidebot.sop.task_closing), so the guide's list never holds a customer who left.
+* GuideLeft: the guide's enrollments stop and all their tasks close.
+* RelationTransferred: running enrollments move to the takeover guide, and with them the
+  handover's tasks that can follow (task_closing.hand_over_tasks); the others close.
 * ContentForwarded with a task: the forwarding guide's task is done (completed by the sidebar).
 * ContentOpened: a customer's open of a link that reached them (link_reached_customer) is the
   `content.opened` goal of the playbooks they are in with that guide.
@@ -38,6 +43,7 @@ from guidebot.contacts.models import EventSource, Relation, RelationStatus
 from guidebot.events import (
     ContentForwarded,
     ContentOpened,
+    GuideLeft,
     OrderPaid,
     RelationAdded,
     RelationEnded,
@@ -52,6 +58,7 @@ from guidebot.sop.enrollment import enroll, record_goal, stop_enrollments, trans
 from guidebot.sop.models import CompletedBy
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.queries import OPENED, link_reached_customer
+from guidebot.sop.task_closing import close_guide_tasks, close_pair_tasks, hand_over_tasks
 from guidebot.sop.task_marks import TaskConflict, TaskNotFound, complete_task
 from guidebot.sop.tick import run_tasks
 
@@ -78,6 +85,7 @@ class SopSubscriber:
         subscribers.subscribe(TagsGained, self.on_tags_gained)
         subscribers.subscribe(RelationEnded, self.on_ended)
         subscribers.subscribe(RelationTransferred, self.on_transferred)
+        subscribers.subscribe(GuideLeft, self.on_guide_left)
         subscribers.subscribe(ContentForwarded, self.on_forwarded)
         subscribers.subscribe(ContentOpened, self.on_opened)
         subscribers.subscribe(OrderPaid, self.on_order_paid)
@@ -125,15 +133,25 @@ class SopSubscriber:
             await self._enroll_each(session, playbooks, relation, at=event.at, now=event.now)
 
     async def on_ended(self, session: AsyncSession, event: RelationEnded) -> None:
-        if event.source != EventSource.CALLBACK or event.status not in _END_REASON:
+        if event.status not in _END_REASON:
             return
-        await stop_enrollments(
+        reason = _END_REASON[event.status]
+        if event.source == EventSource.CALLBACK:
+            await stop_enrollments(
+                session,
+                external_userid=event.external_userid,
+                guide_userid=event.guide_userid,
+                reason=reason,
+                now=event.now,
+                force=True,
+            )
+        # Whoever found the end, nobody can act on the pair's tasks any more.
+        await close_pair_tasks(
             session,
             external_userid=event.external_userid,
             guide_userid=event.guide_userid,
-            reason=_END_REASON[event.status],
+            reason=reason,
             now=event.now,
-            force=True,
         )
 
     async def on_transferred(self, session: AsyncSession, event: RelationTransferred) -> None:
@@ -144,6 +162,16 @@ class SopSubscriber:
             to_guide=event.to_guide,
             now=event.now,
         )
+        await hand_over_tasks(
+            session,
+            external_userid=event.external_userid,
+            from_guide=event.from_guide,
+            to_guide=event.to_guide,
+            now=event.now,
+        )
+
+    async def on_guide_left(self, session: AsyncSession, event: GuideLeft) -> None:
+        await close_guide_tasks(session, event.guide_userid, event.now)
 
     async def on_forwarded(self, session: AsyncSession, event: ContentForwarded) -> None:
         if event.task_id is None:

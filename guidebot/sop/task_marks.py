@@ -1,14 +1,28 @@
-"""The guide's side of a task: done and skip (the sidebar, the API, the bot)."""
+"""The guide's side of a task: done, skip and snooze (the sidebar, the bot, the API).
+
+A guide closes or puts off their own tasks (`guide_userid` given: another guide's task is not
+found); HQ any task. Each change records how (`completed_by`: sidebar, bot, api, ...), who
+(`completed_by_user`: the guide's userid, "hq:<account>") and when (`completed_at`). A task
+still waiting may be closed before it is due (the guide made the introduction already): it is
+then never sent.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.sop.enrollment import complete_enrollments
-from guidebot.sop.models import CompletedBy, SopTask, TaskStatus
+from guidebot.sop.models import CompletedBy, SopEnrollment, SopTask, TaskStatus
+from guidebot.sop.planner import snap_into_window
+from guidebot.sop.timing import window_from_json, zone_named
+
+# A guide may put a task off by this much at most: longer is a skip, not a snooze.
+MAX_SNOOZE = timedelta(days=7)
+# What done and skip accept: what the guide can act on, and a send whose outcome is unknown.
+CLOSABLE = (*TaskStatus.ACTIONABLE, TaskStatus.UNKNOWN)
 
 
 class SopError(Exception):
@@ -32,28 +46,24 @@ async def complete_task(
     now: datetime,
     *,
     guide_userid: str | None = None,
+    who: str | None = None,
     note: str | None = None,
 ) -> SopTask:
     """The guide did it (sidebar confirmation, or marked done): the task is `done`.
 
-    A task still waiting (pending) is done by hand and will not be sent; a `sending` one is in
-    flight and cannot be changed; a settled one answers TaskConflict.
+    A task still waiting (pending, snoozed) is done by hand and will not be sent; a `sending`
+    one is in flight and cannot be changed; a settled one answers TaskConflict.
     """
     if by not in CompletedBy.ALL:
         raise ValueError(f"completed_by must be one of {CompletedBy.ALL}")
     task = await _task_for_update(session, task_id, guide_userid)
     if task.status == TaskStatus.DONE:
         return task  # idempotent: the sidebar may confirm twice
-    if task.status not in (TaskStatus.PENDING, TaskStatus.SENT, TaskStatus.UNKNOWN):
+    if task.status not in CLOSABLE:
         raise TaskConflict(f"task {task_id} is {task.status}; it cannot be marked done")
-    task.status = TaskStatus.DONE
-    task.completed_at = now
-    task.completed_by = by
-    task.welcome_code = None
-    task.lease_owner = task.lease_until = None
+    _close(task, TaskStatus.DONE, by, who or guide_userid, now)
     if note:
         task.reason = note
-    task.updated_at = now
     await session.flush()
     await complete_enrollments(session, [task.enrollment_id], now)
     return task
@@ -67,6 +77,7 @@ async def skip_task(
     *,
     by: str = CompletedBy.GUIDE,
     guide_userid: str | None = None,
+    who: str | None = None,
 ) -> SopTask:
     """The guide (or HQ) skips the task with a reason; only a task not yet done or in flight."""
     reason = (reason or "").strip()
@@ -75,17 +86,66 @@ async def skip_task(
     task = await _task_for_update(session, task_id, guide_userid)
     if task.status == TaskStatus.SKIPPED:
         return task
-    if task.status not in (TaskStatus.PENDING, TaskStatus.SENT, TaskStatus.UNKNOWN):
+    if task.status not in CLOSABLE:
         raise TaskConflict(f"task {task_id} is {task.status}; it cannot be skipped")
-    task.status = TaskStatus.SKIPPED
+    _close(task, TaskStatus.SKIPPED, by, who or guide_userid, now)
     task.reason = reason
-    task.completed_at = now
-    task.completed_by = by
-    task.welcome_code = None
-    task.updated_at = now
     await session.flush()
     await complete_enrollments(session, [task.enrollment_id], now)
     return task
+
+
+async def snooze_task(
+    session: AsyncSession,
+    task_id: int,
+    delay: timedelta,
+    now: datetime,
+    *,
+    by: str = CompletedBy.GUIDE,
+    guide_userid: str | None = None,
+    who: str | None = None,
+) -> SopTask:
+    """Put the task off by `delay`: from now, or from its due time if it is not due yet, moved
+    forward into the playbook's send window (the version it began with). It comes back then:
+    a task not yet sent (or a reminder) is due again, a guide task WeCom holds shows again."""
+    if not timedelta(minutes=1) <= delay <= MAX_SNOOZE:
+        raise ValueError("a task can be put off by 1 minute to 7 days")
+    task = await _task_for_update(session, task_id, guide_userid)
+    if task.status not in TaskStatus.ACTIONABLE:
+        raise TaskConflict(f"task {task_id} is {task.status}; it cannot be put off")
+    enrollment = await session.get(SopEnrollment, task.enrollment_id)
+    settings = (enrollment.settings or {}) if enrollment is not None else {}
+    zone = zone_named(enrollment.timezone if enrollment else None, "UTC")
+    start = max(now, task.due_at) if task.status in (TaskStatus.PENDING, TaskStatus.SNOOZED) else now
+    until = start + delay
+    window = window_from_json(settings.get("send_window"))
+    if window is not None:
+        until = snap_into_window(until, window, zone)
+    shift = until - task.due_at
+    if task.expires_at is not None and shift > timedelta(0):
+        task.expires_at = task.expires_at + shift  # still "this long after it is due"
+    if task.escalate_at is not None and shift > timedelta(0):
+        task.escalate_at = task.escalate_at + shift
+    task.due_at = until
+    task.status = TaskStatus.SNOOZED
+    task.lease_owner = task.lease_until = None
+    task.result = {
+        **(task.result or {}),
+        "snoozed": {"by": who or guide_userid, "via": by, "at": now.isoformat()},
+    }
+    task.updated_at = now
+    await session.flush()
+    return task
+
+
+def _close(task: SopTask, status: str, by: str, who: str | None, now: datetime) -> None:
+    task.status = status
+    task.completed_at = now
+    task.completed_by = by
+    task.completed_by_user = who
+    task.welcome_code = None
+    task.lease_owner = task.lease_until = None
+    task.updated_at = now
 
 
 async def _task_for_update(session: AsyncSession, task_id: int, guide: str | None) -> SopTask:

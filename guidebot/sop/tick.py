@@ -11,6 +11,7 @@ from guidebot.sop.context import SopRuntime
 from guidebot.sop.execute import execute
 from guidebot.sop.prepare import prepare
 from guidebot.sop.queue import FAILED_RUNS, claim, reap_claims, release_failed_runs
+from guidebot.sop.task_closing import wake_snoozed
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ async def tick(runtime: SopRuntime, now: datetime | None = None) -> TickReport:
     """One scheduler tick: take back lapsed claims, then run what is due, batch by batch."""
     now = now or runtime.clock.now()
     reaped = await release_failed_runs(runtime, now) + await reap_claims(runtime, now)
+    async with runtime.sessions() as session, session.begin():
+        await wake_snoozed(session, now)
     report = await run_tasks(runtime, now)
     report.reaped = reaped
     if report.claimed or reaped:

@@ -281,7 +281,7 @@ class StepAction:
 # How guide-facing tasks count (guidebot.metrics.kpis): outcomes that reached the guide; a
 # skipped one counts when a person skipped it; done within a day of its due time is on time.
 TASK_REACHED = (TaskStatus.SENT, TaskStatus.DONE)
-TASK_SKIPPED_BY_PERSON = (CompletedBy.GUIDE, CompletedBy.SIDEBAR)
+TASK_SKIPPED_BY_PERSON = CompletedBy.BY_PERSON
 ON_TIME_GRACE = timedelta(hours=24)
 
 

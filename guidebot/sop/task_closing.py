@@ -1,0 +1,152 @@
+"""Tasks that close or come back by themselves.
+
+* A relation that ended (the customer deleted the guide, the guide removed the customer) or a
+  guide who left: every task of theirs the guide could still act on (pending, claimed, sent,
+  snoozed) is skipped with the reason, when the event arrives (architecture rule 7), whatever
+  became of its enrollment: a sent reminder outlives a completed run.
+* A transfer: what the handover still had to act on follows the customer where it can. The
+  enrollment's unsent tasks moved with it (enrollment.transfer_enrollments); a reminder moves
+  to the successor too; a guide task WeCom already holds for the handover (a mass-send task in
+  their client) cannot be sent by anyone else, so it closes.
+* A snoozed task whose time came is due again (not sent yet, or a reminder to send again), or,
+  a guide task WeCom holds already, back in the guide's list as sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guidebot.sop.enrollment import complete_enrollments
+from guidebot.sop.models import (
+    Action,
+    CompletedBy,
+    EnrollmentStatus,
+    SopEnrollment,
+    SopTask,
+    TaskStatus,
+)
+
+log = logging.getLogger(__name__)
+
+GUIDE_LEFT = "guide.left"
+
+
+def _closed(reason: str, now: datetime) -> dict:
+    return {
+        "status": TaskStatus.SKIPPED,
+        "reason": f"stopped: {reason}",
+        "welcome_code": None,
+        "lease_owner": None,
+        "lease_until": None,
+        "completed_at": now,
+        "completed_by": CompletedBy.ENGINE,
+        "completed_by_user": None,
+        "updated_at": now,
+    }
+
+
+# Still to be acted on: not sent yet, or sent to the guide and waiting for them (a welcome
+# or a tag that is `sent` is settled: it reached the customer).
+_WAITING = or_(
+    SopTask.status.in_((TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SNOOZED)),
+    and_(SopTask.status == TaskStatus.SENT, SopTask.action.in_(Action.GUIDE_FACING)),
+)
+
+
+async def _close_where(session: AsyncSession, where: list, reason: str, now: datetime) -> int:
+    where = [*where, _WAITING]
+    enrollments = set(await session.scalars(select(SopTask.enrollment_id).where(*where)))
+    if not enrollments:
+        return 0
+    closed = (
+        await session.execute(
+            update(SopTask)
+            .where(*where)
+            .values(**_closed(reason, now))
+            .execution_options(synchronize_session=False)
+        )
+    ).rowcount
+    await complete_enrollments(session, enrollments, now)
+    return closed
+
+
+async def close_pair_tasks(
+    session: AsyncSession, *, external_userid: str, guide_userid: str, reason: str, now: datetime
+) -> int:
+    """The relation ended: the pair's tasks the guide could act on close with the reason."""
+    closed = await _close_where(
+        session,
+        [SopTask.external_userid == external_userid, SopTask.guide_userid == guide_userid],
+        reason,
+        now,
+    )
+    if closed:
+        log.info("%d task(s) of %s/%s closed: %s", closed, guide_userid, external_userid, reason)
+    return closed
+
+
+async def close_guide_tasks(session: AsyncSession, guide_userid: str, now: datetime) -> int:
+    """The guide left: their running enrollments stop and every task they had closes."""
+    await session.execute(
+        update(SopEnrollment)
+        .where(
+            SopEnrollment.guide_userid == guide_userid,
+            SopEnrollment.status == EnrollmentStatus.ACTIVE,
+        )
+        .values(
+            status=EnrollmentStatus.STOPPED, stop_reason=GUIDE_LEFT, ended_at=now, updated_at=now
+        )
+        .execution_options(synchronize_session=False)
+    )
+    closed = await _close_where(session, [SopTask.guide_userid == guide_userid], GUIDE_LEFT, now)
+    if closed:
+        log.info("%d task(s) of %s closed: the guide left", closed, guide_userid)
+    return closed
+
+
+async def hand_over_tasks(
+    session: AsyncSession, *, external_userid: str, from_guide: str, to_guide: str, now: datetime
+) -> tuple[int, int]:
+    """After the enrollments moved: the handover's reminders for this customer follow them
+    (unless their run stopped); the rest the handover still held closes. (moved, closed)"""
+    pair = [SopTask.external_userid == external_userid, SopTask.guide_userid == from_guide]
+    live_run = select(SopEnrollment.id).where(
+        SopEnrollment.id == SopTask.enrollment_id,
+        SopEnrollment.status != EnrollmentStatus.STOPPED,
+    )
+    reminders = [
+        *pair,
+        SopTask.action == Action.REMIND,
+        SopTask.status.in_(TaskStatus.ACTIONABLE),
+        live_run.exists(),
+    ]
+    moved = (
+        await session.execute(
+            update(SopTask)
+            .where(*reminders)
+            .values(guide_userid=to_guide, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    ).rowcount
+    closed = await _close_where(session, pair, "guide.changed", now)
+    return moved, closed
+
+
+async def wake_snoozed(session: AsyncSession, now: datetime) -> int:
+    """Snoozed tasks whose time came: due again, or (a guide task WeCom holds) sent again."""
+    held_by_wecom = and_(SopTask.action == Action.GUIDE_TASK, SopTask.sent_at.is_not(None))
+    return (
+        await session.execute(
+            update(SopTask)
+            .where(SopTask.status == TaskStatus.SNOOZED, SopTask.due_at <= now)
+            .values(
+                status=case((held_by_wecom, TaskStatus.SENT), else_=TaskStatus.PENDING),
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    ).rowcount
