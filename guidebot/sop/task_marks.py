@@ -116,7 +116,8 @@ async def snooze_task(
     enrollment = await session.get(SopEnrollment, task.enrollment_id)
     settings = (enrollment.settings or {}) if enrollment is not None else {}
     zone = zone_named(enrollment.timezone if enrollment else None, "UTC")
-    start = max(now, task.due_at) if task.status in (TaskStatus.PENDING, TaskStatus.SNOOZED) else now
+    waiting = task.status in (TaskStatus.PENDING, TaskStatus.SNOOZED)
+    start = max(now, task.due_at) if waiting else now
     until = start + delay
     window = window_from_json(settings.get("send_window"))
     if window is not None:
