@@ -1,6 +1,9 @@
 """What a guide's message asks for: a command, its argument, and the language to answer in.
 
-    任务 / tasks                today's open tasks
+    任务 / tasks                today's open tasks, each with its number
+    完成 N / done N             task N is done
+    跳过 N 原因 / skip N reason  skip task N, saying why
+    稍后 N 2h / snooze N 2h     put task N off (30m, 2h, 1d; 2小时, 1天)
     素材 <词> / content <word>   best-matching content, as cards with tracked links
     客户 <名> / customer <name>  a profile card of one of my customers
     业绩 / stats                 my numbers beside my store's average
@@ -17,8 +20,15 @@ import unicodedata
 from dataclasses import dataclass
 
 TASKS, CONTENT, CUSTOMER, STATS, HELP = "tasks", "content", "customer", "stats", "help"
+DONE, SKIP, SNOOZE = "done", "skip", "snooze"
+TASK_COMMANDS = (DONE, SKIP, SNOOZE)  # commands that change something: answered once, written
 
 ZH_KEYWORDS = {
+    "完成": DONE,
+    "已完成": DONE,
+    "跳过": SKIP,
+    "稍后": SNOOZE,
+    "推迟": SNOOZE,
     "任务": TASKS,
     "待办": TASKS,
     "素材": CONTENT,
@@ -31,6 +41,10 @@ ZH_KEYWORDS = {
     "菜单": HELP,
 }
 EN_KEYWORDS = {
+    "done": DONE,
+    "skip": SKIP,
+    "snooze": SNOOZE,
+    "later": SNOOZE,
     "tasks": TASKS,
     "task": TASKS,
     "todo": TASKS,
@@ -50,7 +64,7 @@ _CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    name: str  # one of TASKS, CONTENT, CUSTOMER, STATS, HELP
+    name: str  # one of TASKS, CONTENT, CUSTOMER, STATS, HELP, DONE, SKIP, SNOOZE
     arg: str  # the rest of the message ("" when none)
     lang: str  # "zh" or "en"
     understood: bool = True  # False: the help because nothing else matched

@@ -84,7 +84,9 @@ async def on_text(
 
 
 async def compute_reply(sessions, guide: str, text: str, clock: Clock, settings: Settings) -> Reply:
-    async with sessions() as session:
+    # Committed: 完成 / 跳过 / 稍后 change a task. Should the answer then go by message/send
+    # instead, computing it again changes nothing more (done and skip are idempotent).
+    async with sessions() as session, session.begin():
         return await build_reply(session, guide, text, now=clock.now(), settings=settings)
 
 

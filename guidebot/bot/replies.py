@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from guidebot.bot import commands
 from guidebot.bot.commands import Command
 from guidebot.bot.models import BotReply, ReplyStatus
+from guidebot.bot.task_commands import task_command
 from guidebot.config import Settings
 from guidebot.contacts.directory import store_zone
 from guidebot.contacts.models import (
@@ -36,6 +37,7 @@ from guidebot.content.models import ContentItem
 from guidebot.db.parking import describe_error, is_row_error, park_apart, unparked
 from guidebot.db.turns import take_turns
 from guidebot.sop import queries as tasks
+from guidebot.sop.models import TaskStatus
 from guidebot.wecom.client import Priority, WeComClient, WeComError, WeComUncertain
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,8 @@ TEXT = {
     "zh": {
         "help": (
             "我可以帮你：\n"
-            "• 任务 — 今天的待办任务\n"
+            "• 任务 — 今天的待办任务（带编号）\n"
+            "• 完成 12 / 跳过 12 原因 / 稍后 12 2h — 处理编号 12 的任务\n"
             "• 素材 <关键词> — 找素材，附可转发的追踪链接\n"
             "• 客户 <名字> — 查看你的客户档案\n"
             "• 业绩 — 今天、本周、本月的数据与门店平均\n"
@@ -88,7 +91,9 @@ TEXT = {
         "not_understood": "没听懂「{text}」。",
         "no_tasks": "今天没有待办任务。",
         "tasks_head": "今天的任务（{n}）：",
+        "tasks_foot": "回复「完成 编号」「跳过 编号 原因」「稍后 编号 2h」处理任务",
         "overdue": "已逾期",
+        "snoozed": "稍后 {t}",
         "no_content": "没有找到与「{q}」相关的素材。",
         "no_content_all": "素材库暂时是空的。",
         "customer_ask": "请在「客户」后面写上客户名字，例如：客户 陈",
@@ -115,7 +120,8 @@ TEXT = {
     "en": {
         "help": (
             "I can help with:\n"
-            "• tasks — today's open tasks\n"
+            "• tasks — today's open tasks, numbered\n"
+            "• done 12 / skip 12 reason / snooze 12 2h — act on task 12\n"
             "• content <word> — find content, with tracked links ready to forward\n"
             "• customer <name> — one of your customers' profile\n"
             "• stats — your numbers today, this week and this month beside your store's average\n"
@@ -124,7 +130,9 @@ TEXT = {
         "not_understood": "I did not understand “{text}”.",
         "no_tasks": "No open tasks today.",
         "tasks_head": "Today's tasks ({n}):",
+        "tasks_foot": "Reply “done N”, “skip N reason” or “snooze N 2h” to act on one",
         "overdue": "overdue",
+        "snoozed": "later {t}",
         "no_content": "No content matches “{q}”.",
         "no_content_all": "The content library is empty for now.",
         "customer_ask": "Write the customer's name after “customer”, e.g. customer Chen",
@@ -170,8 +178,12 @@ async def active_guide(session: AsyncSession, userid: str) -> Guide | None:
 async def build_reply(
     session: AsyncSession, guide: str, text: str, *, now: datetime, settings: Settings
 ) -> Reply:
-    """The answer to one message from a guide (read-only)."""
+    """The answer to one message from a guide. 完成 / 跳过 / 稍后 change the task in this
+    session: the caller commits them with the reply's row (guidebot.bot.handlers)."""
     command = commands.parse(text)
+    if command.name in commands.TASK_COMMANDS:
+        _, zone = await _zone(session, guide, now, settings)
+        return Reply.of_text(await task_command(session, guide, command, now=now, zone=zone))
     if command.name == commands.TASKS:
         return await tasks_reply(session, guide, command, now=now, settings=settings)
     if command.name == commands.CONTENT:
@@ -218,12 +230,17 @@ async def tasks_reply(
         return Reply.of_text(words["no_tasks"])
     names = await _names(session, sorted({t.external_userid for t in due}))
     lines = [words["tasks_head"].format(n=len(due))]
-    for index, task in enumerate(due, start=1):
+    for task in due:
         when = task.due_at.astimezone(zone)
         stamp = when.strftime("%H:%M") if when.date() == local.date() else words["overdue"]
+        if task.status == TaskStatus.SNOOZED:
+            stamp = words["snoozed"].format(t=when.strftime("%H:%M"))
         name = names.get(task.external_userid, task.external_userid)
-        lines.append(f"{index}. {name} · {task.playbook_id}/{task.step_id} · {stamp}")
+        # The task's own number: it stays the same however the list changes.
+        step = f"{task.playbook_name} · {task.step_name(command.lang)}"
+        lines.append(f"#{task.id} {name} · {step} · {stamp}")
         lines.append(f"   {sidebar_link(settings, task.external_userid, task.id)}")
+    lines.append(words["tasks_foot"])
     return Reply.of_text("\n".join(lines))
 
 

@@ -32,8 +32,8 @@ from guidebot.db.parking import describe_error, is_row_error, park_apart
 from guidebot.metrics.models import NO_STORE, MetricsReport
 from guidebot.metrics.placer import Placer
 from guidebot.metrics.report import Period, Scope, leaderboard, metrics
-from guidebot.sop.actions import actions_where
-from guidebot.sop.models import SopTask, TaskStatus
+from guidebot.sop.models import SopTask
+from guidebot.sop.queries import actionable_by_guide
 from guidebot.wecom.client import WeComClient, WeComError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ LAST_HOUR = 11  # a missed 09:xx run is made up until 11:59 local
 TEXTCARD_LIMIT = 512  # bytes of a textcard description
 DAILY, WEEKLY = "daily", "weekly"
 JOB = "metrics-reports"  # as guidebot.app names the job; the guides it parks are filed under it
-OPEN_FOR_GUIDE = (TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SENDING, TaskStatus.SENT)
 
 
 @dataclass
@@ -119,12 +118,7 @@ async def open_tasks_today(session: AsyncSession, guide: str, local_now: datetim
         await session.scalar(
             select(func.count())
             .select_from(SopTask)
-            .where(
-                SopTask.guide_userid == guide,
-                SopTask.action.in_(actions_where(guide_facing=True)),
-                SopTask.status.in_(OPEN_FOR_GUIDE),
-                SopTask.due_at < end,
-            )
+            .where(*actionable_by_guide(guide), SopTask.due_at < end)
         )
         or 0
     )

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, and_, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot.contacts.models import Relation, RelationStatus
 from guidebot.content.models import ContentForward
 from guidebot.db.parking import unparked
 from guidebot.sop.models import (
@@ -28,9 +29,22 @@ from guidebot.sop.models import (
 from guidebot.sop.queue import TASKS_TABLE, TICK_JOB
 from guidebot.telemetry import Telemetry
 
-# What a guide still has to act on: not yet run, or run and waiting for the guide.
-GUIDE_OPEN = (*TaskStatus.OPEN, *TaskStatus.AWAITING_GUIDE)
+# What a guide can act on in their list: close it (done, skip) or put it off; not a row in
+# flight to WeCom (`sending`), not a settled one.
+GUIDE_OPEN = TaskStatus.ACTIONABLE
 OPENED = "content.opened"  # the goal event a customer's open of their guide's link is
+
+# What a step is called where its playbook gave it no name: its action's name. Guides read
+# names, never ids (the playbook's `name`, the step's `name`).
+ACTION_NAMES = {
+    "zh": {"guide_task": "群发任务", "remind": "提醒", "welcome": "欢迎语", "tag": "打标签"},
+    "en": {
+        "guide_task": "mass-send task",
+        "remind": "reminder",
+        "welcome": "welcome",
+        "tag": "tag",
+    },
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +58,11 @@ class TaskView:
     status: str
     due_at: datetime
     content_key: str | None  # the library item the step sends, when it names one
+    playbook_name: str = ""  # the playbook's display name (its id only if it had none)
+    named_step: str | None = None  # the step's display name, if the playbook gave one
+
+    def step_name(self, lang: str = "zh") -> str:
+        return self.named_step or ACTION_NAMES[lang].get(self.action, self.action)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +70,8 @@ class TaskView:
             "external_userid": self.external_userid,
             "playbook": self.playbook_id,
             "step": self.step_id,
+            "playbook_name": self.playbook_name,
+            "step_name": self.step_name(),
             "action": self.action,
             "status": self.status,
             "due_at": self.due_at.isoformat(),
@@ -58,7 +79,8 @@ class TaskView:
         }
 
 
-def _view(task: SopTask) -> TaskView:
+def _view(task: SopTask, settings: dict[str, Any] | None) -> TaskView:
+    settings = settings or {}
     return TaskView(
         id=task.id,
         guide_userid=task.guide_userid,
@@ -69,7 +91,24 @@ def _view(task: SopTask) -> TaskView:
         status=task.status,
         due_at=task.due_at,
         content_key=task.content,
+        playbook_name=settings.get("name") or task.playbook_id,
+        named_step=(settings.get("step_names") or {}).get(task.step_id),
     )
+
+
+def actionable_by_guide(guide: str) -> list[ColumnElement[bool]]:
+    """The guide's tasks they can act on: guide-facing, not settled or in flight, and with a
+    customer who is still theirs (a relation that ended leaves nothing to do)."""
+    return [
+        SopTask.guide_userid == guide,
+        SopTask.action.in_(Action.GUIDE_FACING),
+        SopTask.status.in_(GUIDE_OPEN),
+        exists().where(
+            Relation.guide_userid == SopTask.guide_userid,
+            Relation.external_userid == SopTask.external_userid,
+            Relation.status == RelationStatus.ACTIVE,
+        ),
+    ]
 
 
 async def open_tasks(
@@ -81,22 +120,25 @@ async def open_tasks(
     limit: int = 50,
 ) -> list[TaskView]:
     """The guide's tasks to act on (guide tasks and reminders), soonest first."""
-    query = select(SopTask).where(
-        SopTask.guide_userid == guide,
-        SopTask.action.in_(Action.GUIDE_FACING),
-        SopTask.status.in_(GUIDE_OPEN),
+    query = (
+        select(SopTask, SopEnrollment.settings)
+        .join(SopEnrollment, SopEnrollment.id == SopTask.enrollment_id)
+        .where(*actionable_by_guide(guide))
     )
     if customer is not None:
         query = query.where(SopTask.external_userid == customer)
     if due_before is not None:
         query = query.where(SopTask.due_at < due_before)
-    rows = await session.scalars(query.order_by(SopTask.due_at, SopTask.id).limit(limit))
-    return [_view(task) for task in rows]
+    rows = await session.execute(query.order_by(SopTask.due_at, SopTask.id).limit(limit))
+    return [_view(task, settings) for task, settings in rows.all()]
 
 
 async def get_task(session: AsyncSession, task_id: int) -> TaskView | None:
     task = await session.get(SopTask, task_id)
-    return _view(task) if task is not None else None
+    if task is None:
+        return None
+    enrollment = await session.get(SopEnrollment, task.enrollment_id)
+    return _view(task, enrollment.settings if enrollment is not None else None)
 
 
 async def enrollments(session: AsyncSession, guide: str, customer: str) -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ then never sent.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -19,10 +21,28 @@ from guidebot.sop.models import CompletedBy, SopEnrollment, SopTask, TaskStatus
 from guidebot.sop.planner import snap_into_window
 from guidebot.sop.timing import window_from_json, zone_named
 
-# A guide may put a task off by this much at most: longer is a skip, not a snooze.
-MAX_SNOOZE = timedelta(days=7)
 # What done and skip accept: what the guide can act on, and a send whose outcome is unknown.
 CLOSABLE = (*TaskStatus.ACTIONABLE, TaskStatus.UNKNOWN)
+
+
+# A delay as guides write it; the API declares the same pattern.
+DELAY_PATTERN = (
+    r"^\s*([0-9]{1,4})\s*"
+    r"(m|min|mins|minutes?|分钟|分|h|hrs?|hours?|小时|个小时|钟头|d|days?|天)\s*$"
+)
+_DELAY = re.compile(DELAY_PATTERN)
+# A guide may put a task off by this much (longer is a skip, not a snooze).
+SNOOZE_RANGE = (timedelta(minutes=1), timedelta(days=7))
+_UNIT = {"m": 60, "分": 60, "h": 3600, "小": 3600, "个": 3600, "钟": 3600, "d": 86400, "天": 86400}
+
+
+def parse_delay(text: str) -> timedelta:
+    """How long to put a task off, as a guide writes it: 2h, 30m, 1d, 2小时, 30分钟, 1天."""
+    raw = unicodedata.normalize("NFKC", text or "").strip().lower()
+    match = _DELAY.match(raw)
+    if not match:
+        raise ValueError(f"{text!r} is not a delay such as 2h, 30m, 1d (2小时, 30分钟, 1天)")
+    return timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)[0]])
 
 
 class SopError(Exception):
@@ -108,7 +128,7 @@ async def snooze_task(
     """Put the task off by `delay`: from now, or from its due time if it is not due yet, moved
     forward into the playbook's send window (the version it began with). It comes back then:
     a task not yet sent (or a reminder) is due again, a guide task WeCom holds shows again."""
-    if not timedelta(minutes=1) <= delay <= MAX_SNOOZE:
+    if not SNOOZE_RANGE[0] <= delay <= SNOOZE_RANGE[1]:
         raise ValueError("a task can be put off by 1 minute to 7 days")
     task = await _task_for_update(session, task_id, guide_userid)
     if task.status not in TaskStatus.ACTIONABLE:

@@ -56,12 +56,15 @@ async def flush(h):
 
 
 HELP_ZH = (
-    "我可以帮你：\n• 任务 — 今天的待办任务\n• 素材 <关键词> — 找素材，附可转发的追踪链接\n"
+    "我可以帮你：\n• 任务 — 今天的待办任务（带编号）\n"
+    "• 完成 12 / 跳过 12 原因 / 稍后 12 2h — 处理编号 12 的任务\n"
+    "• 素材 <关键词> — 找素材，附可转发的追踪链接\n"
     "• 客户 <名字> — 查看你的客户档案\n• 业绩 — 今天、本周、本月的数据与门店平均\n"
     "• 帮助 — 显示本说明"
 )
 HELP_EN = (
-    "I can help with:\n• tasks — today's open tasks\n"
+    "I can help with:\n• tasks — today's open tasks, numbered\n"
+    "• done 12 / skip 12 reason / snooze 12 2h — act on task 12\n"
     "• content <word> — find content, with tracked links ready to forward\n"
     "• customer <name> — one of your customers' profile\n"
     "• stats — your numbers today, this week and this month beside your store's average\n"
@@ -88,15 +91,17 @@ async def test_tasks(h):
     soon = await h.task("g1", "wmc1", due_in=timedelta(hours=2))  # 14:00 in Shanghai
     await h.task("g1", "wmc1", due_in=timedelta(days=2), step="day7")  # not today
     await h.task("g3", "wmc1")  # someone else's
+    # Each task by its number and by name (the playbook's, the step's action), never its ids.
     assert await say(h, "任务") == (
         "今天的任务（2）：\n"
-        "1. 赵女士 · follow_up_7d/day1 · 已逾期\n"
+        f"#{late} 赵女士 · 7 天回访 · 群发任务 · 已逾期\n"
         f"   http://guidebot.test/sidebar?customer=wmc3&task={late}\n"
-        "2. 陈女士 · follow_up_7d/day3 · 14:00\n"
-        f"   http://guidebot.test/sidebar?customer=wmc1&task={soon}"
+        f"#{soon} 陈女士 · 7 天回访 · 群发任务 · 14:00\n"
+        f"   http://guidebot.test/sidebar?customer=wmc1&task={soon}\n"
+        "回复「完成 编号」「跳过 编号 原因」「稍后 编号 2h」处理任务"
     )
     english = await say(h, "Tasks")
-    assert english.startswith("Today's tasks (2):\n1. 赵女士 · follow_up_7d/day1 · overdue\n")
+    assert english.startswith(f"Today's tasks (2):\n#{late} 赵女士 · 7 天回访 · mass-send task")
 
 
 async def test_content_comes_as_news_cards_with_tracked_links(h):

@@ -142,6 +142,7 @@ VALID: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/tasks/{id}/done"): {"note": "done"},
     ("POST", "/tasks/{id}/skip"): {"reason": "away"},
+    ("POST", "/tasks/{id}/snooze"): {"delay": "2h"},
     ("POST", "/replies"): {"external_userid": "c1", "guide": "g1", "at": "2026-03-01T10:00:00Z"},
     ("POST", "/content"): {
         "kind": "text",

@@ -127,7 +127,7 @@ async def test_done_skip_and_404s(h):
     await h.tick()
     status, body = await h.api("POST", f"/tasks/{intro.id}/done", json={"note": "聊过了"})
     assert status == 200
-    assert body["task"]["status"] == "done" and body["task"]["completed_by"] == "guide"
+    assert body["task"]["status"] == "done" and body["task"]["completed_by"] == "api"
     # Idempotent for the sidebar's double taps.
     assert (await h.api("POST", f"/tasks/{intro.id}/done"))[0] == 200
 
