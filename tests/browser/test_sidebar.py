@@ -9,6 +9,7 @@ JS-SDK stand-in, whose ww.register has the simulator check the server's signatur
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -204,5 +205,92 @@ async def test_the_guide_marks_a_reply_and_the_journey_ends(h, browser):
     status, reason, goal_met_at, tasks = await state(h, journey)
     assert (status, reason, tasks) == ("stopped", "customer.replied", ["skipped"])
     assert goal_met_at == h.clock.now()
+    assert errors == []
+    await page.close()
+
+
+async def _signed_in(h, browser, customer: str | None = None):
+    base = str(h.client.make_url("/")).rstrip("/")
+    page = await browser.new_page(viewport={"width": 390, "height": 760})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    target = f"&next=/sidebar%3Fcustomer%3D{customer}" if customer else ""
+    await page.goto(f"{base}/sidebar/login?userid=g1{target}", wait_until="domcontentloaded")
+    return page, errors
+
+
+async def test_the_guide_closes_skips_and_puts_off_tasks_with_one_tap(h, browser):
+    await h.add("g1", "wmc1")
+    done = await h.task("g1", "wmc1", step="day3")
+    later = await h.task("g1", "wmc1", step="day5", due_in=timedelta(hours=-2))
+    skipped = await h.task("g1", "wmc1", step="day7", status="pending")
+    page, errors = await _signed_in(h, browser, "wmc1")
+    await page.wait_for_selector("body[data-ready='1']")
+    # Named by the playbook and the step, never by their ids.
+    listing = await page.text_content("[data-testid=tasks]")
+    assert "7 天回访 · 群发任务" in listing and "follow_up_7d" not in listing
+
+    await page.click(f"[data-testid=done-{done}]")
+    await page.wait_for_selector(f"body[data-last-task='done-{done}']")
+    await expect(page.locator(f"[data-testid=done-{done}]")).to_have_count(0)
+    task = await h.get_task(done)
+    assert (task.status, task.completed_by, task.completed_by_user) == ("done", "sidebar", "g1")
+
+    await page.click(f"[data-testid=snooze-{later}]")
+    await page.wait_for_selector(f"body[data-last-task='snooze-{later}']")
+    assert (await h.get_task(later)).status == "snoozed"
+    assert "稍后" in await page.text_content(f"li[data-task='{later}']")
+
+    await page.click(f"[data-testid=skip-{skipped}]")  # asks why first
+    await page.fill(f"[data-testid=skip-reason-{skipped}]", "客户已到店")
+    await page.click(f"li[data-task='{skipped}'] button[data-testid=skip-{skipped}]:visible")
+    await page.wait_for_selector(f"body[data-last-task='skip-{skipped}']")
+    task = await h.get_task(skipped)
+    assert (task.status, task.reason) == ("skipped", "客户已到店")
+    assert errors == []
+    await page.close()
+
+
+async def test_the_picked_customer_can_be_changed(h, browser):
+    await h.add("g1", "wmc1")
+    await h.add("g1", "wmc3")
+    page, errors = await _signed_in(h, browser)
+    await page.wait_for_selector("#picker:not([hidden]) option[value=wmc3]", state="attached")
+    await page.select_option("#customer-select", "wmc3")
+    await page.wait_for_selector("body[data-ready='1']")
+    assert await page.text_content("[data-testid=customer-name]") == "赵女士"
+    await page.select_option("#customer-select", "wmc1")  # the picker stays, for another
+    await expect(page.locator("[data-testid=customer-name]")).to_have_text("陈女士")
+    assert errors == []
+    await page.close()
+
+
+async def test_a_reply_is_recorded_once_and_says_so(h, browser):
+    from tests.content.test_customer_events import enroll
+
+    await h.add("g1", "wmc1")
+    await enroll(h, "g1", "wmc1", "first_contact", stop_when=(), goal="customer.replied")
+    page, errors = await _signed_in(h, browser, "wmc1")
+    await page.wait_for_selector("body[data-ready='1']")
+    button = page.locator("[data-testid=mark-replied]")
+    await button.dblclick()  # a double tap by accident
+    await expect(page.locator("[data-testid=replied-note]")).to_contain_text("已记录客户回复")
+    await expect(button).to_be_disabled()
+    await expect(button).to_contain_text("已记录客户回复")
+    assert errors == []
+    await page.close()
+
+
+async def test_a_customer_who_left_shows_as_left_when_the_page_acts(h, browser):
+    await h.add("g1", "wmc1")
+    await h.item(key="greeting", kind="text", title="新客问候话术", body="您好～")
+    page, errors = await _signed_in(h, browser, "wmc1")
+    await page.wait_for_selector("body[data-ready='1']")
+    # The customer deletes the guide while the page is open.
+    await h.act("contact/delete_by_customer", {"userid": "g1", "external_userid": "wmc1"})
+    await page.click("[data-testid=send-greeting]")
+    await expect(page.locator("[data-testid=left]")).to_contain_text("客户已不在你的客户列表")
+    await expect(page.locator("#toast")).to_contain_text("This customer has left")
+    assert await page.evaluate("window.ww.sent") == []
     assert errors == []
     await page.close()

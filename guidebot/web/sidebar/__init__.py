@@ -26,3 +26,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/sidebar/api/prepare", writes.prepare)
     app.router.add_post("/sidebar/api/forwards", writes.record_forward)
     app.router.add_post("/sidebar/api/replied", writes.mark_replied)
+    app.router.add_post("/sidebar/api/tasks/{change}", writes.change_task)

@@ -1,6 +1,9 @@
 """What the sidebar page changes: prepare a message with a fresh tracked link, record the
-forward once WeCom says it was sent, and mark that the customer wrote back. Same origin only,
-by a signed-in guide, for the guide's own active customers."""
+forward once WeCom says it was sent, mark that the customer wrote back, and close (done, skip)
+or put off (snooze) one of the guide's tasks with one tap. Same origin only, by a signed-in
+guide, for the guide's own active customers and tasks.
+
+A customer who is no longer the guide's answers 403 `customer_left`, so the page can say so."""
 
 from __future__ import annotations
 
@@ -20,6 +23,16 @@ from guidebot.content.errors import ContentError
 from guidebot.content.models import ContentItem, ContentKind, ForwardVia
 from guidebot.sop import queries as tasks
 from guidebot.sop.enrollment import record_reply
+from guidebot.sop.models import CompletedBy
+from guidebot.sop.task_marks import (
+    SNOOZE_RANGE,
+    TaskConflict,
+    TaskNotFound,
+    complete_task,
+    parse_delay,
+    skip_task,
+    snooze_task,
+)
 from guidebot.web.api.common import INT32_MAX, INT64_MAX
 from guidebot.web.auth import current_guide
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
@@ -29,6 +42,11 @@ from guidebot.wecom.client import WeComError
 log = logging.getLogger(__name__)
 
 REF_TTL = timedelta(days=1)  # a prepared message is confirmed within seconds; allow a day
+LEFT = "客户已不在你的客户列表 · this customer is no longer yours"
+
+
+def customer_left() -> web.Response:
+    return error_response(403, "customer_left", LEFT)
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -105,7 +123,7 @@ async def prepare(request: web.Request, guide: Guide, body: dict[str, Any]) -> w
     step = None
     async with app[SESSIONS]() as session:
         if not await queries.is_active_customer(session, guide.userid, ext):
-            return error_response(403, "forbidden", "not one of your active customers")
+            return customer_left()
         store = await service.guide_store(session, guide.userid, now)
         item = await session.get(ContentItem, item_id)
         allowed = (
@@ -185,9 +203,50 @@ async def mark_replied(request: web.Request, guide: Guide, body: dict[str, Any])
     now = app[CLOCK].now()
     async with app[SESSIONS]() as session, session.begin():
         if not await queries.is_active_customer(session, guide.userid, ext):
-            return error_response(403, "forbidden", "not one of your active customers")
+            return customer_left()
         stopped, credited = await record_reply(
             session, external_userid=ext, guide_userid=guide.userid, at=now
         )
     log.info("sidebar: %s marked a reply; %d enrollment(s) stopped", guide.userid, len(stopped))
     return web.json_response({"stopped": len(stopped), "goals_met": credited})
+
+
+TASK_CHANGES = ("done", "skip", "snooze")
+
+
+@guide_write
+async def change_task(request: web.Request, guide: Guide, body: dict[str, Any]) -> web.Response:
+    """One tap on a task: done, skip (with a reason) or snooze (by `delay`, 2h unless said)."""
+    change = request.match_info["change"]
+    task_id = body.get("task_id")
+    if change not in TASK_CHANGES or not _is_id(task_id, INT64_MAX):
+        return error_response(400, "bad_request", "task_id and done, skip or snooze are required")
+    actor = {"by": CompletedBy.SIDEBAR, "guide_userid": guide.userid, "who": guide.userid}
+    now = request.app[CLOCK].now()
+    try:
+        async with request.app[SESSIONS]() as session, session.begin():
+            view = await tasks.get_task(session, task_id)
+            if view is None or view.guide_userid != guide.userid:
+                raise TaskNotFound(f"no task {task_id}")
+            if not await queries.is_active_customer(session, guide.userid, view.external_userid):
+                return customer_left()
+            if change == "done":
+                task = await complete_task(session, task_id, now=now, **actor)
+            elif change == "skip":
+                reason = body.get("reason")
+                if not isinstance(reason, str) or not reason.strip():
+                    return error_response(400, "bad_request", "请写上原因 · a reason is required")
+                task = await skip_task(session, task_id, reason.strip()[:500], now, **actor)
+            else:
+                delay = parse_delay(str(body.get("delay") or "2h"))
+                if not SNOOZE_RANGE[0] <= delay <= SNOOZE_RANGE[1]:
+                    raise ValueError("a task can be put off by 1 minute to 7 days")
+                task = await snooze_task(session, task_id, delay, now, **actor)
+            answer = {"id": task.id, "status": task.status, "due_at": task.due_at.isoformat()}
+    except TaskNotFound:
+        return error_response(404, "not_found", "没有这个任务 · no such task of yours")
+    except TaskConflict:
+        return error_response(409, "conflict", "任务已处理 · this task is settled already")
+    except ValueError as exc:
+        return error_response(400, "bad_request", str(exc))
+    return web.json_response({"task": answer})

@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   var cfg = JSON.parse(document.getElementById("gb-config").textContent);
-  var state = { customer: null, task: cfg.task, profile: null, signatures: {}, sending: false };
+  var state = { customer: null, task: cfg.task, profile: null, signatures: {}, sending: false, replied: {}, left: false };
 
   function $(id) { return document.getElementById(id); }
 
@@ -32,7 +32,9 @@
     }, options || {}));
     var data = await response.json().catch(function () { return {}; });
     if (!response.ok) {
-      throw new Error((data.error && data.error.reason) || ("HTTP " + response.status));
+      var error = new Error((data.error && data.error.reason) || ("HTTP " + response.status));
+      error.code = data.error && data.error.code;
+      throw error;
     }
     return data;
   }
@@ -73,6 +75,7 @@
   }
   var STATUS = { active: "正常", lost: "已删除你", removed: "已被你删除", transferred: "已转接" };
 
+  // Outside a chat the guide picks the customer, and may pick another one at any time.
   async function pick() {
     var section = $("picker");
     var select = $("customer-select");
@@ -83,9 +86,23 @@
     section.hidden = false;
     return new Promise(function (resolve) {
       select.addEventListener("change", function () {
-        if (select.value) { section.hidden = true; resolve(select.value); }
+        if (!select.value) { return; }
+        if (!state.customer) { resolve(select.value); return; }
+        switchTo(select.value);
       });
     });
+  }
+
+  async function switchTo(customer) {
+    state.customer = customer;
+    state.task = null;
+    document.body.dataset.ready = "";
+    try {
+      await loadProfile();
+      document.body.dataset.ready = "1";
+    } catch (err) {
+      toast("无法显示客户 · Cannot show the customer: " + err.message, true);
+    }
   }
 
   async function identify() {
@@ -95,6 +112,7 @@
     } catch (err) { /* not in a chat with a customer (a link from the bot, the demo) */ }
     if (cfg.customer) { return cfg.customer; }
     $("customer-status").textContent = "请选择客户 · Choose the customer above";
+    $("customer-select").value = "";
     return pick();
   }
 
@@ -113,11 +131,23 @@
     row("标签", chips);
     row("旅程", el("dd", { text: data.enrollments.map(function (e) { return e.name; }).join("、") || "-" }));
     box.appendChild(dl);
+    state.left = r.status !== "active";
+    document.body.classList.toggle("left", state.left);
+    if (state.left) {
+      // Nothing can reach them through this guide any more: say so, offer nothing to do.
+      box.appendChild(el("p", { "class": "banner", "data-testid": "left", text: "客户已不在你的客户列表（" + (STATUS[r.status] || r.status) + "）· This customer has left" }));
+      state.task = null;
+      return;
+    }
+    var replied = state.replied[c.external_userid];
     if (data.enrollments.length) {
-      // WeCom tells an app nothing when a customer writes back: the guide says so here.
-      var replied = el("button", { type: "button", "data-testid": "mark-replied", text: "客户已回复 · Customer replied" });
-      replied.addEventListener("click", function () { markReplied(replied); });
-      box.appendChild(replied);
+      // WeCom tells an app nothing when a customer writes back: the guide says so here, once.
+      var button = el("button", { type: "button", "data-testid": "mark-replied", text: replied ? "已记录客户回复 ✓ · Reply recorded" : "客户已回复 · Customer replied" });
+      if (replied) { button.disabled = true; } else { button.addEventListener("click", function () { markReplied(button); }); }
+      box.appendChild(button);
+    }
+    if (replied) {
+      box.appendChild(el("p", { "class": "muted", "data-testid": "replied-note", text: "已记录客户回复 " + when(replied) + " · Reply recorded" }));
     }
 
     var tasks = el("ul", { "class": "tasks", "data-testid": "tasks" });
@@ -126,7 +156,8 @@
         var input = el("input", { type: "radio", name: "task", value: String(t.id) });
         if (state.task === t.id) { input.checked = true; }
         input.addEventListener("change", function () { state.task = t.id; highlight(); });
-        tasks.appendChild(el("li", {}, [el("label", {}, [input, el("span", { text: t.playbook + " / " + t.step + " · " + when(t.due_at) })])]));
+        var label = t.playbook_name + " · " + t.step_name + " · " + (t.status === "snoozed" ? "稍后 " : "") + when(t.due_at);
+        tasks.appendChild(el("li", { "data-task": String(t.id) }, [el("label", {}, [input, el("span", { text: label })]), taskActions(t)]));
       });
       var none = el("input", { type: "radio", name: "task", value: "" });
       if (!state.task) { none.checked = true; }
@@ -149,6 +180,53 @@
       box.appendChild(el("p", { "class": "muted", text: "最近打开 · Recent opens" }));
       box.appendChild(opens);
     }
+  }
+
+  // One tap: done, or put off 2 hours; a skip asks why first.
+  function taskActions(t) {
+    var box = el("div", { "class": "task-actions" });
+    function button(change, text, extra) {
+      var b = el("button", { type: "button", "class": "small", "data-testid": change + "-" + t.id, text: text });
+      b.addEventListener("click", function () { changeTask(t, change, extra ? extra() : {}, box); });
+      return b;
+    }
+    var reason = el("input", { type: "text", "class": "reason", maxlength: "200", placeholder: "跳过原因 · Why skip", "data-testid": "skip-reason-" + t.id, hidden: "" });
+    var confirm = button("skip", "确认跳过 · Skip", function () { return { reason: reason.value.trim() }; });
+    confirm.hidden = true;
+    var skip = el("button", { type: "button", "class": "small ghost", "data-testid": "skip-" + t.id, text: "跳过 · Skip" });
+    skip.addEventListener("click", function () { reason.hidden = false; confirm.hidden = false; skip.hidden = true; reason.focus(); });
+    box.appendChild(button("done", "完成 · Done"));
+    box.appendChild(button("snooze", "稍后 2h · Later", function () { return { delay: "2h" }; }));
+    box.appendChild(skip);
+    box.appendChild(reason);
+    box.appendChild(confirm);
+    return box;
+  }
+
+  var CHANGED = { done: "任务完成 · Task done", skip: "已跳过 · Skipped", snooze: "已推迟 · Put off until " };
+
+  async function changeTask(t, change, extra, box) {
+    if (change === "skip" && !extra.reason) { toast("请写上原因 · Say why", true); return; }
+    Array.prototype.forEach.call(box.querySelectorAll("button"), function (b) { b.disabled = true; });
+    try {
+      var result = await api("/sidebar/api/tasks/" + change, { method: "POST", body: JSON.stringify(Object.assign({ task_id: t.id }, extra)) });
+      toast(CHANGED[change] + (change === "snooze" ? when(result.task.due_at) : ""));
+      if (state.task === t.id) { state.task = null; }
+      document.body.dataset.lastTask = change + "-" + t.id;
+      await loadProfile();
+    } catch (err) {
+      await failed(err);
+    }
+  }
+
+  // A refusal because the customer left shows them as left; anything else says what went wrong.
+  async function failed(err) {
+    if (err.code === "customer_left") {
+      toast("客户已不在你的客户列表 · This customer has left", true);
+    } else {
+      toast("失败 · Failed: " + err.message, true);
+    }
+    await loadProfile().catch(function () {});
   }
 
   function suggestedKey() {
@@ -215,6 +293,7 @@
 
   async function send(item, button) {
     if (!state.customer) { toast("还没有识别到客户 · No customer yet", true); return; }
+    if (state.left) { toast("客户已不在你的客户列表 · This customer has left", true); return; }
     if (state.sending) { return; }
     state.sending = true;
     button.disabled = true;
@@ -240,7 +319,7 @@
       document.body.dataset.lastForward = item.key;
       await loadProfile();
     } catch (err) {
-      toast("发送失败 · Failed: " + err.message, true);
+      if (err.code === "customer_left") { await failed(err); } else { toast("发送失败 · Failed: " + err.message, true); }
     } finally {
       state.sending = false;
       button.disabled = false;
@@ -248,14 +327,18 @@
   }
 
   async function markReplied(button) {
+    if (button.disabled) { return; }  // a second tap while the first is on its way
     button.disabled = true;
+    button.textContent = "正在记录… · Recording…";
     try {
       var result = await api("/sidebar/api/replied", { method: "POST", body: JSON.stringify({ external_userid: state.customer }) });
+      state.replied[state.customer] = new Date().toISOString();
       toast(result.stopped ? "已记录，旅程已结束 · Noted, journey ended" : "已记录 · Noted");
       await loadProfile();
     } catch (err) {
-      toast("记录失败 · Failed: " + err.message, true);
+      button.textContent = "客户已回复 · Customer replied";
       button.disabled = false;
+      await failed(err);
     }
   }
 
