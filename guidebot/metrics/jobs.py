@@ -6,6 +6,8 @@
   the others skip the tick.
 * `metrics_reports` (hourly, on the hour): the 09:00 store-time reports to guides and the
   Monday reports to store managers (guidebot.metrics.daily_report).
+* `task_escalations` (hourly, at half past): each store manager's daily digest of their store's
+  tasks still open past their playbook's `escalate_after` (guidebot.metrics.escalation).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.metrics.daily_report import ReportsReport, send_reports
+from guidebot.metrics.escalation import EscalationReport, send_escalations
 from guidebot.metrics.rollup import RefreshReport, refresh
 from guidebot.scheduler import PeriodicJob
 from guidebot.wecom.client import WeComClient
 
 ROLLUP_EVERY_SECONDS = 5
 REPORTS_CRON = "0 * * * *"
+ESCALATIONS_CRON = "30 * * * *"
 
 
 async def metrics_rollup(
@@ -38,9 +42,19 @@ async def metrics_reports(
     return await send_reports(sessions, wecom, clock, settings)
 
 
+async def task_escalations(
+    sessions: async_sessionmaker[AsyncSession],
+    wecom: WeComClient,
+    clock: Clock,
+    settings: Settings,
+) -> EscalationReport:
+    return await send_escalations(sessions, wecom, clock, settings)
+
+
 # Rollups from the dirty rows the source tables' triggers write (figures within 10 s), and
 # the 09:00 store-time reports (hourly; each store's 09:xx sends).
 JOBS = [
     PeriodicJob("metrics-rollup", metrics_rollup, every_seconds=ROLLUP_EVERY_SECONDS),
     PeriodicJob("metrics-reports", metrics_reports, cron=REPORTS_CRON),
+    PeriodicJob("task-escalations", task_escalations, cron=ESCALATIONS_CRON),
 ]

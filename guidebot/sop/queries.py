@@ -96,11 +96,12 @@ def _view(task: SopTask, settings: dict[str, Any] | None) -> TaskView:
     )
 
 
-def actionable_by_guide(guide: str) -> list[ColumnElement[bool]]:
-    """The guide's tasks they can act on: guide-facing, not settled or in flight, and with a
-    customer who is still theirs (a relation that ended leaves nothing to do)."""
+def actionable_by_guide(guide: str | None) -> list[ColumnElement[bool]]:
+    """The guide's tasks they can act on (any guide's, when None): guide-facing, not settled or
+    in flight, and with a customer who is still theirs (an ended relation leaves nothing to do)."""
+    mine = [SopTask.guide_userid == guide] if guide is not None else []
     return [
-        SopTask.guide_userid == guide,
+        *mine,
         SopTask.action.in_(Action.GUIDE_FACING),
         SopTask.status.in_(GUIDE_OPEN),
         exists().where(

@@ -27,6 +27,7 @@ from guidebot.contacts.directory import store_zone
 from guidebot.contacts.models import Department, Guide, Relation
 from guidebot.content import service
 from guidebot.metrics import kpis
+from guidebot.metrics.escalation import escalated_tasks
 from guidebot.metrics.report import (
     Period,
     PeriodError,
@@ -343,6 +344,10 @@ async def stores_page(request: web.Request) -> web.StreamResponse:
             if store
             else []
         )
+        # Tasks past their playbook's escalate_after: the chosen store's, or a manager's own.
+        watched = [store.id] if store else [] if who.is_hq else [s.id for s in stores]
+        now = request.app[CLOCK].now()
+        overdue = await escalated_tasks(session, watched, now) if watched else []
     return render(
         request,
         "stores.html",
@@ -353,6 +358,9 @@ async def stores_page(request: web.Request) -> web.StreamResponse:
             "rows": rows,
             "store": store,
             "guides": guides,
+            "escalated": overdue,
+            "watching": bool(watched),
+            "now": now,
         },
     )
 
