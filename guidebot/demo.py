@@ -15,7 +15,7 @@ import os
 import random
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -38,8 +38,10 @@ from guidebot.content.models import ContentItem, ForwardVia
 from guidebot.db.migrate import upgrade
 from guidebot.metrics.orders import attribution_window, parse_order, post_order
 from guidebot.metrics.rollup import recompute_all
+from guidebot.sop.demo import backfill_tasks, tasks_to_finish
+from guidebot.sop.playbook import Playbook
 from guidebot.web.accounts import save_account
-from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
+from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP, WECOM
 from guidebot.wecom.simulator import SimulatorConfig, create_simulator_app
 
 log = logging.getLogger(__name__)
@@ -140,9 +142,10 @@ async def live_traffic(
     stop: asyncio.Event,
     pace: float = 2.0,
     forwards: Callable[[], Awaitable[object]] | None = None,
+    tasks: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Customers keep scanning store codes; now and then one leaves or a guide removes one;
-    guides forward content and customers open the tracked links."""
+    guides forward content and customers open the tracked links; guides finish due tasks."""
     rng = random.Random()
     added: list[tuple[str, str]] = []
     serial = 0
@@ -151,6 +154,8 @@ async def live_traffic(
             roll = rng.random()
             if forwards is not None and roll < 0.2 and len(added) >= 5:
                 await forwards()
+            elif tasks is not None and roll < 0.3:
+                await tasks()
             elif roll < 0.75 or len(added) < 5:
                 serial += 1
                 way = rng.choice(ways)
@@ -192,6 +197,8 @@ class WeekReport:
     now: datetime
     settings: Settings
     items: list[int]
+    playbooks: list[Playbook] = field(default_factory=list)  # enrolled in as customers add
+    tasks: int = 0  # past tasks settled (guidebot.sop.demo)
     added: int = 0
     lost: int = 0
     removed: int = 0
@@ -232,7 +239,7 @@ async def backfill_week(
         items = list(
             await session.scalars(select(ContentItem.id).where(ContentItem.deleted_at.is_(None)))
         )
-    report = WeekReport(now, settings, items)
+    report = WeekReport(now, settings, items, server[SOP].registry.enabled())
     ways_by_guide = {userid: [w for w in ways if userid in w["userids"]] for userid, _, _ in GUIDES}
     serial = 0
     for offset in range(days, 0, -1):
@@ -324,6 +331,16 @@ async def _past_customer(
     elif report.items and rng.random() < 0.6:
         sent_at = at + timedelta(minutes=rng.uniform(5, 600))
         await _past_forward(session, rng, report, userid, ext, rng.choice(report.items), sent_at)
+    report.tasks += await backfill_tasks(
+        session,
+        report.playbooks,
+        rng,
+        guide=userid,
+        customer=ext,
+        at=at,
+        now=now,
+        default_timezone=report.settings.timezone,
+    )
 
 
 async def _past_forward(
@@ -507,7 +524,16 @@ def _start_traffic(
             base_url=settings.public_url,
         )
 
-    return asyncio.create_task(live_traffic(control, ways, stop, pace, forwards))
+    rng = random.Random()
+
+    async def tasks() -> None:
+        # A guide tells the bot, through the simulated WeCom, as they would from their phone.
+        async with server[SESSIONS]() as session:
+            said = await tasks_to_finish(session, server[CLOCK].now(), rng)
+        for userid, text in said:
+            await control.post("messages", {"userid": userid, "text": text})
+
+    return asyncio.create_task(live_traffic(control, ways, stop, pace, forwards, tasks))
 
 
 async def _sync_directory(server: web.Application) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import aiohttp
 
@@ -14,7 +15,11 @@ async def test_demo_serves_the_seeded_org_and_live_customers(tmp_path):
     stop = asyncio.Event()
     seen: dict = {}
 
+    ready_at = ""
+
     async def ready(urls: dict) -> None:
+        nonlocal ready_at
+        ready_at = datetime.now(UTC).isoformat()
         seen.update(urls)
 
     demo = asyncio.create_task(
@@ -28,7 +33,7 @@ async def test_demo_serves_the_seeded_org_and_live_customers(tmp_path):
     )
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(200):
+            for _ in range(1800):  # the week is backfilled first (seconds; more if busy)
                 if seen or demo.done():
                     break
                 await asyncio.sleep(0.05)
@@ -58,6 +63,23 @@ async def test_demo_serves_the_seeded_org_and_live_customers(tmp_path):
                     break
                 await asyncio.sleep(0.1)
             assert len(items) >= 5 and opened > 0
+            closed = []
+            for _ in range(150):  # guides tell the bot they finished, skipped or put off a task
+                async with http.get(
+                    f"{api}/tasks",
+                    params={"status": "done,skipped,snoozed", "per_page": "200"},
+                    headers=headers,
+                ) as response:
+                    rows = (await response.json())["tasks"]
+                closed = [t for t in rows if "snoozed" in (t["result"] or {})]
+                closed += [t for t in rows if t["completed_at"] and t["completed_at"] >= ready_at]
+                if closed:
+                    break
+                await asyncio.sleep(0.1)
+            assert closed and all(t["completed_by"] in ("bot", None) for t in closed), closed
+            assert all(
+                t["completed_by_user"] == t["guide_userid"] for t in closed if t["completed_by"]
+            )
     finally:
         stop.set()
         await asyncio.wait_for(demo, 30)
