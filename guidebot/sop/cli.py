@@ -34,6 +34,7 @@ from guidebot.sop.loader import (
 )
 from guidebot.sop.planner import add_local, enrollment_instant, local_time, plan
 from guidebot.sop.playbook import DAY_NAMES, ENROLL, Playbook, Step, format_duration
+from guidebot.sop.queries import ACTION_NAMES
 from guidebot.sop.templates import message_environment, render_message, sample_variables
 
 STORE_LOOKUP_TIMEOUT = 5.0
@@ -205,7 +206,11 @@ def _write_message(
     """The step's message with sample values; False when it cannot render."""
     variables = sample_variables(
         playbook={"id": playbook.id, "name": playbook.name, "version": playbook.version},
-        step={"id": step.id, "action": step.action},
+        step={
+            "id": step.id,
+            "action": step.action,
+            "name": step.name or ACTION_NAMES["zh"].get(step.action, step.action),
+        },
         store_name=store.name if store else None,
     )
     if step.content:

@@ -16,6 +16,7 @@ from guidebot.sop.actions import action_for
 from guidebot.sop.actions.base import StepAction
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.models import SopEnrollment, SopTask
+from guidebot.sop.queries import ACTION_NAMES
 
 
 def message_for(
@@ -97,7 +98,13 @@ def message_variables(
             "name": settings.get("name") or task.playbook_id,
             "version": task.playbook_version,
         },
-        "step": {"id": task.step_id, "action": task.action},
+        "step": {
+            "id": task.step_id,
+            "action": task.action,
+            # What guides read (the step's `name`, else its action's), never the id.
+            "name": (settings.get("step_names") or {}).get(task.step_id)
+            or ACTION_NAMES["zh"].get(task.action, task.action),
+        },
     }
 
 

@@ -51,7 +51,7 @@ KNOWN_ATTRIBUTES: Mapping[str, frozenset[str]] = {
     "content": frozenset({"id", "title", "url"}),
     "links": frozenset({"content", "task"}),
     "playbook": frozenset({"id", "name", "version"}),
-    "step": frozenset({"id", "action"}),
+    "step": frozenset({"id", "action", "name"}),
 }
 RENDER_THREADS = 2  # renders at a time, off the event loop
 
@@ -158,5 +158,5 @@ def sample_variables(
             "task": "https://guidebot.example.com/sidebar/tasks/1",
         },
         "playbook": dict(playbook or {"id": "sample", "name": "示例", "version": 1}),
-        "step": dict(step or {"id": "sample", "action": "guide_task"}),
+        "step": dict(step or {"id": "sample", "action": "guide_task", "name": "群发任务"}),
     }

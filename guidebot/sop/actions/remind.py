@@ -31,7 +31,7 @@ class Remind(GuideFacing):
 
     def default_message(self, task: SopTask, variables: Mapping[str, Any]) -> str | None:
         name = variables["playbook"]["name"]
-        return f"{name}: {variables['customer']['name']} ({task.step_id})"
+        return f"{name}: {variables['customer']['name']} ({variables['step']['name']})"
 
     async def execute(
         self, runtime: ActionRuntime, rows: Sequence[Prepared], now: datetime, shared: Shared
@@ -47,7 +47,7 @@ async def send_reminder(runtime: ActionRuntime, row: Prepared, now: datetime) ->
         await runtime.wecom.send_textcard(
             row.guide_userid,
             title=clip(row.playbook_name, 120),
-            description=clip(row.message or row.step_id, 500),
+            description=clip(row.message or row.playbook_name, 500),
             url=runtime.task_url(row.id),
             btntxt="查看",
             at_least_once=True,
