@@ -36,6 +36,7 @@ from guidebot.web.api import content as content_api
 from guidebot.web.api import metrics as metrics_api
 from guidebot.web.api import relations as relations_api
 from guidebot.web.api import sop as sop_api
+from guidebot.web.api import tasks as tasks_api
 from guidebot.web.api.common import setup_api
 from guidebot.web.api.errors import api_errors
 from guidebot.web.keys import (
@@ -95,7 +96,14 @@ def create_app(
 
 
 def api_groups() -> list:
-    return [contacts_api.api, relations_api.api, sop_api.api, content_api.api, metrics_api.api]
+    return [
+        contacts_api.api,
+        relations_api.api,
+        sop_api.api,
+        tasks_api.api,
+        content_api.api,
+        metrics_api.api,
+    ]
 
 
 async def runtime(app: web.Application, *, run_workers: bool = True) -> AsyncIterator[None]:

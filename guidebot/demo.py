@@ -331,16 +331,16 @@ async def _past_customer(
     elif report.items and rng.random() < 0.6:
         sent_at = at + timedelta(minutes=rng.uniform(5, 600))
         await _past_forward(session, rng, report, userid, ext, rng.choice(report.items), sent_at)
-    report.tasks += await backfill_tasks(
-        session,
-        report.playbooks,
-        rng,
-        guide=userid,
-        customer=ext,
-        at=at,
-        now=now,
-        default_timezone=report.settings.timezone,
-    )
+    report.tasks += await _past_tasks(session, rng, report, userid, ext, at)
+
+
+async def _past_tasks(session, rng, report: WeekReport, guide: str, ext: str, at: datetime) -> int:
+    """The customer's playbooks as of the add, with what fell due since settled by the guide."""
+    zone = report.settings.timezone
+    return await backfill_tasks(
+        session, report.playbooks, rng, guide=guide, customer=ext, at=at, now=report.now,
+        default_timezone=zone,
+    )  # fmt: skip
 
 
 async def _past_forward(

@@ -1,4 +1,4 @@
-"""JSON API for playbooks, enrollments and tasks.
+"""JSON API for playbooks, enrollments and replies (task rows: guidebot.web.api.tasks).
 
 GET  /api/v1/playbooks               every playbook file: version, enabled/disabled, errors,
                                      warnings (`sop check`'s W1xx), task counts per step and
@@ -6,14 +6,6 @@ GET  /api/v1/playbooks               every playbook file: version, enabled/disab
                                      (met, open, missed)
 POST /api/v1/playbooks/reload        read the sop directory again
 GET  /api/v1/enrollments             ?playbook&guide&customer&status&page&per_page
-GET  /api/v1/tasks                   ?guide&customer&playbook&step&status&action&due_before
-                                     &page&per_page; with a guide's session, only the tasks
-                                     that guide can act on (guide tasks and reminders: pending,
-                                     sent or snoozed, for a customer still theirs)
-GET  /api/v1/tasks/{id}              one task row (a guide: their own)
-POST /api/v1/tasks/{id}/done         {"note"?}           HQ, or the task's own guide
-POST /api/v1/tasks/{id}/skip         {"reason"}          HQ, or the task's own guide
-POST /api/v1/tasks/{id}/snooze       {"delay": "2h"}     HQ, or the task's own guide
 POST /api/v1/replies                 {"external_userid", "guide", "at"?}: the customer wrote back
 """
 
@@ -33,21 +25,10 @@ from guidebot.sop import queries
 from guidebot.sop.actions import STEP_ACTIONS
 from guidebot.sop.enrollment import record_reply
 from guidebot.sop.models import (
-    CompletedBy,
     EnrollmentStatus,
     SopEnrollment,
-    SopTask,
-    TaskStatus,
 )
 from guidebot.sop.playbook import Playbook
-from guidebot.sop.task_marks import (
-    DELAY_PATTERN,
-    SNOOZE_RANGE,
-    complete_task,
-    parse_delay,
-    skip_task,
-    snooze_task,
-)
 from guidebot.web.api.common import (
     INT64_MAX,
     ApiRoutes,
@@ -59,8 +40,7 @@ from guidebot.web.api.common import (
     param,
     unprocessable,
 )
-from guidebot.web.auth import principal
-from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP
+from guidebot.web.keys import CLOCK, SESSIONS, SOP
 from guidebot.web.schema import (
     BOOLEAN,
     INSTANT,
@@ -106,43 +86,6 @@ def render_enrollment(e: SopEnrollment) -> dict[str, Any]:
     }
 
 
-def render_task(
-    t: SopTask, public_url: str, settings: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    names = queries.TaskView(
-        t.id, t.guide_userid, t.external_userid, t.playbook_id, t.step_id, t.action,
-        t.status, t.due_at, t.content,
-        playbook_name=(settings or {}).get("name") or t.playbook_id,
-        named_step=((settings or {}).get("step_names") or {}).get(t.step_id),
-    )  # fmt: skip
-    return {
-        "id": t.id,
-        "enrollment_id": t.enrollment_id,
-        "playbook": t.playbook_id,
-        "playbook_name": names.playbook_name,
-        "version": t.playbook_version,
-        "step": t.step_id,
-        "step_name": names.step_name(),
-        "action": t.action,
-        "guide_userid": t.guide_userid,
-        "external_userid": t.external_userid,
-        "status": t.status,
-        "due_at": iso(t.due_at),
-        "expires_at": iso(t.expires_at),
-        "sent_at": iso(t.sent_at),
-        "message": t.message,
-        "wecom_msgid": t.wecom_msgid,
-        "result": t.result,
-        "reason": t.reason,
-        "attempts": t.attempts,
-        "completed_at": iso(t.completed_at),
-        "completed_by": t.completed_by,
-        "completed_by_user": t.completed_by_user,
-        "escalate_at": iso(t.escalate_at),
-        "url": f"{public_url}/sidebar?task={t.id}",
-    }
-
-
 def _list_param(request: web.Request, name: str) -> list[str] | None:
     """A declared comma-separated choice (`_words`), as a list."""
     raw = param(request, name)
@@ -164,10 +107,6 @@ def _api_instant(raw: Any, name: str) -> datetime:
         return check_instant(parse_instant(raw, name), name)
     except ValueError as exc:
         raise bad_request(str(exc)) from None
-
-
-def _task_id(request: web.Request) -> int:
-    return param(request, "id")
 
 
 # ---- declarations (guidebot.web.schema) ------------------------------------------------------
@@ -206,34 +145,6 @@ ENROLLMENT = shape(
         "goal_event": TEXT_OUT,
         "goal_deadline": WHEN,
         "goal_met_at": WHEN,
-    }
-)
-TASK = shape(
-    {
-        "id": INTEGER,
-        "enrollment_id": INTEGER,
-        "playbook": STRING,
-        "playbook_name": STRING,
-        "version": INTEGER,
-        "step": STRING,
-        "step_name": STRING,
-        "action": STRING,
-        "guide_userid": STRING,
-        "external_userid": STRING,
-        "status": STRING,
-        "due_at": WHEN,
-        "expires_at": WHEN,
-        "sent_at": WHEN,
-        "message": TEXT_OUT,
-        "wecom_msgid": TEXT_OUT,
-        "result": maybe({"type": "object"}),
-        "reason": TEXT_OUT,
-        "attempts": maybe(INTEGER),
-        "completed_at": WHEN,
-        "completed_by": TEXT_OUT,
-        "completed_by_user": TEXT_OUT,
-        "escalate_at": WHEN,
-        "url": STRING,
     }
 )
 COUNTS = mapping(INTEGER)
@@ -275,7 +186,6 @@ PLAYBOOKS = shape(
     }
 )
 PAGING = {"total": INTEGER, "page": INTEGER, "per_page": INTEGER}
-ONE_TASK = shape({"task": TASK})
 
 # ---- playbooks -------------------------------------------------------------------------------
 
@@ -391,195 +301,6 @@ async def list_enrollments(request: web.Request) -> web.Response:
     )
 
 
-# ---- tasks -----------------------------------------------------------------------------------
-
-
-@api.get(
-    "/tasks",
-    summary="Task rows; with a guide's session, the tasks that guide can act on",
-    roles=("hq", "guide"),
-    query={
-        "guide": USERID,
-        "customer": USERID,
-        "playbook": PLAYBOOK_ID,
-        "step": text(64),
-        "status": _words(TaskStatus.ALL),
-        "action": _words(ACTIONS),
-        "due_before": text(64, fmt="date-time"),
-        "page": integer(1, 1_000_000, default=1),
-        "per_page": integer(1, 200, default=50),
-    },
-    response=shape({"tasks": list_of(TASK), **PAGING}),
-)
-async def list_tasks(request: web.Request) -> web.Response:
-    page, per_page = param(request, "page"), param(request, "per_page")
-    statuses = _list_param(request, "status")
-    actions = _list_param(request, "action")
-    due_before = _instant(request, "due_before")
-    who = principal(request)
-    conditions = []
-    if (guide := _text(request, "guide")) is not None:
-        if who.role == "guide" and guide != who.userid:
-            raise not_found(f"no guide {guide!r}")
-        conditions.append(SopTask.guide_userid == guide)
-    if who.role == "guide":  # their own list: what they can act on, nobody else's
-        conditions += queries.actionable_by_guide(who.userid)
-    if (customer := _text(request, "customer")) is not None:
-        conditions.append(SopTask.external_userid == customer)
-    if (playbook := _text(request, "playbook")) is not None:
-        conditions.append(SopTask.playbook_id == playbook)
-    if (step := _text(request, "step")) is not None:
-        conditions.append(SopTask.step_id == step)
-    if statuses:
-        conditions.append(SopTask.status.in_(statuses))
-    if actions:
-        conditions.append(SopTask.action.in_(actions))
-    if due_before is not None:
-        conditions.append(SopTask.due_at < due_before)
-    public_url = request.app[SETTINGS].public_url
-    async with request.app[SESSIONS]() as session:
-        total = await session.scalar(select(func.count()).select_from(SopTask).where(*conditions))
-        rows = (
-            await session.execute(
-                select(SopTask, SopEnrollment.settings)
-                .join(SopEnrollment, SopEnrollment.id == SopTask.enrollment_id)
-                .where(*conditions)
-                .order_by(SopTask.due_at, SopTask.id)
-                .offset((page - 1) * per_page)
-                .limit(per_page)
-            )
-        ).all()
-    return web.json_response(
-        {
-            "tasks": [render_task(t, public_url, settings) for t, settings in rows],
-            "total": total,
-            "page": page,
-            "per_page": per_page,
-        }
-    )
-
-
-async def _rendered(request: web.Request, session, task: SopTask) -> dict[str, Any]:
-    enrollment = await session.get(SopEnrollment, task.enrollment_id)
-    settings = enrollment.settings if enrollment is not None else None
-    return render_task(task, request.app[SETTINGS].public_url, settings)
-
-
-@api.get(
-    "/tasks/{id}",
-    summary="One task row (a guide: their own)",
-    roles=("hq", "guide"),
-    path={"id": TASK_ID},
-    response=ONE_TASK,
-)
-async def get_task(request: web.Request) -> web.Response:
-    task_id, who = _task_id(request), principal(request)
-    async with request.app[SESSIONS]() as session:
-        task = await session.get(SopTask, task_id)
-        if task is None or (who.role == "guide" and task.guide_userid != who.userid):
-            raise not_found(f"no task {task_id}")
-        rendered = await _rendered(request, session, task)
-    return web.json_response({"task": rendered})
-
-
-async def _settle(request: web.Request, change) -> web.Response:
-    """Run `change(session, task_id, now, who=...)` as the caller: a guide only on their own
-    tasks (another's is a 404), recorded as done through the API by that guide or HQ."""
-    task_id = _task_id(request)
-    now = request.app[CLOCK].now()
-    who = principal(request)
-    mine = who.userid if who.role == "guide" else None
-    actor = {"by": CompletedBy.API, "guide_userid": mine, "who": mine or f"hq:{who.name}"}
-    try:
-        async with request.app[SESSIONS]() as session, session.begin():
-            task = await change(session, task_id, now, **actor)
-            rendered = await _rendered(request, session, task)
-    except ValueError as exc:  # TaskNotFound (404) and TaskConflict (409): guidebot.web.api.errors
-        raise bad_request(str(exc)) from None
-    return web.json_response({"task": rendered})
-
-
-@api.post(
-    "/tasks/{id}/done",
-    summary="Mark a task done (the guide did it); a guide marks their own",
-    roles=("hq", "guide"),
-    path={"id": TASK_ID},
-    body=obj({"note": text(2000, multiline=True)}),
-    body_required=False,
-    response=ONE_TASK,
-    errors=(409,),
-)
-async def task_done(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    note = body.get("note")
-    if note is not None and not isinstance(note, str):
-        raise bad_request("'note' must be a string")
-
-    async def change(session, task_id, now, **actor):
-        return await complete_task(session, task_id, now=now, note=note, **actor)
-
-    return await _settle(request, change)
-
-
-@api.post(
-    "/tasks/{id}/skip",
-    summary="Skip a task, with a reason; a guide skips their own",
-    roles=("hq", "guide"),
-    path={"id": TASK_ID},
-    body=obj(
-        {"reason": text(2000, multiline=True, pattern="\\S", description="words, not only spaces")},
-        "reason",
-    ),
-    response=ONE_TASK,
-    errors=(409,),
-)
-async def task_skip(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise bad_request("'reason' must be a non-empty string")
-
-    async def change(session, task_id, now, **actor):
-        return await skip_task(session, task_id, reason, now, **actor)
-
-    return await _settle(request, change)
-
-
-@api.post(
-    "/tasks/{id}/snooze",
-    summary="Put a task off (it comes back then, inside its playbook's send window); a guide "
-    "puts off their own",
-    roles=("hq", "guide"),
-    path={"id": TASK_ID},
-    body=obj(
-        {
-            "delay": text(
-                20,
-                pattern=DELAY_PATTERN,
-                description="how long: 30m, 2h, 1d (1 minute to 7 days), counted from now, or "
-                "from its due time if it is not due yet",
-            )
-        },
-        "delay",
-    ),
-    response=ONE_TASK,
-    errors=(409, 422),
-)
-async def task_snooze(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    try:
-        delay = parse_delay(body.get("delay") or "")
-    except ValueError as exc:
-        raise bad_request(str(exc)) from None
-    if not SNOOZE_RANGE[0] <= delay <= SNOOZE_RANGE[1]:
-        raise unprocessable("'delay' must be 1 minute to 7 days")
-
-    async def change(session, task_id, now, **actor):
-        return await snooze_task(session, task_id, delay, now, **actor)
-
-    return await _settle(request, change)
-
-
 @api.post(
     "/replies",
     summary="A customer wrote back to a guide (from a chat-archive or CRM pipeline): the pair's "
@@ -628,4 +349,4 @@ def _reply_instant(raw: Any, now: datetime) -> datetime:
     return at
 
 
-__all__ = ["api", "render_enrollment", "render_task"]
+__all__ = ["api", "render_enrollment"]
