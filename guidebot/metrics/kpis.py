@@ -137,7 +137,8 @@ KPIS: tuple[Kpi, ...] = (
         "count",
         "Guide-facing SOP tasks (guide_task, remind) due on the local day that reached the "
         "guide: sent, done, or skipped by the guide. Tasks the engine settled on its own "
-        "(stopped because the customer left, expired after an outage, failed) are not counted.",
+        "(stopped because the customer left, expired after an outage, failed) are not counted; "
+        "a task the guide put off (snoozed) counts on the day it comes back.",
         "sop_tasks (action guide_task, remind)",
         plus=("tasks_due",),
     ),
