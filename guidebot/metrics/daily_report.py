@@ -145,7 +145,9 @@ async def open_tasks_today(session: AsyncSession, guide: str, local_now: datetim
     )
 
 
-async def _claim(sessions: Sessions, kind: str, userid: str, period: str, now: datetime) -> bool:
+async def claim_report(
+    sessions: Sessions, kind: str, userid: str, period: str, now: datetime
+) -> bool:
     """Take the report (or take back one WeCom refused); committed before any WeCom call."""
     async with sessions() as session, session.begin():
         insert = upsert_insert(session.bind.dialect.name)
@@ -172,7 +174,7 @@ async def _claim(sessions: Sessions, kind: str, userid: str, period: str, now: d
         return retried.rowcount == 1
 
 
-async def _settle(
+async def settle_report(
     sessions: Sessions,
     kind: str,
     userid: str,
@@ -211,7 +213,7 @@ async def _send(
     now: datetime,
     report: ReportsReport,
 ) -> None:
-    if not await _claim(sessions, kind, userid, period, now):
+    if not await claim_report(sessions, kind, userid, period, now):
         return
     error = None
     try:
@@ -228,7 +230,7 @@ async def _send(
         # Claimed already: settled as failed (tried again next hour), not left `sending`.
         error = f"unexpected error: {describe_error(exc)}"
         log.exception("%s report to %s for %s not sent", kind, userid, period)
-    await _settle(
+    await settle_report(
         sessions, kind, userid, period, message=f"{title}\n{description}", error=error, now=now
     )
     if error:
