@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +22,7 @@ from guidebot.bot import commands
 from guidebot.bot.commands import Command
 from guidebot.bot.models import BotReply, ReplyStatus
 from guidebot.config import Settings
+from guidebot.contacts.behavior import guide_figures
 from guidebot.contacts.directory import store_zone
 from guidebot.contacts.models import (
     Customer,
@@ -110,6 +111,11 @@ TEXT = {
         "periods": ("今天", "本周", "本月"),
         "mine": "{period}：新客 {new}｜流失 {lost}｜转发 {fwd}｜打开 {opens}",
         "average": "　门店平均：新客 {new}｜流失 {lost}｜转发 {fwd}｜打开 {opens}",
+        "service": (
+            "服务（企业微信统计，本月至昨日）：聊天 {chats}｜消息 {messages}｜回复率 {rate}｜"
+            "首次回复 {minutes}｜删除/拉黑 {negative}"
+        ),
+        "minutes": "{n} 分钟",
         "no_store": "未分配门店",
     },
     "en": {
@@ -146,6 +152,11 @@ TEXT = {
         "periods": ("Today", "This week", "This month"),
         "mine": "{period}: new {new} | lost {lost} | forwards {fwd} | opens {opens}",
         "average": "  store average: new {new} | lost {lost} | forwards {fwd} | opens {opens}",
+        "service": (
+            "Service (WeCom's figures, this month to yesterday): chats {chats} | messages "
+            "{messages} | reply rate {rate} | first reply {minutes} | deleted/blocked {negative}"
+        ),
+        "minutes": "{n} min",
         "no_store": "no store",
     },
 }
@@ -386,7 +397,28 @@ async def stats_reply(
                     opens=avg("unique_opens"),
                 )
             )
+    service_line = await _service_line(session, guide, words, now.astimezone(zone).date())
+    if service_line:
+        lines.append(service_line)
     return Reply.of_text("\n".join(lines))
+
+
+async def _service_line(
+    session: AsyncSession, guide: str, words: dict[str, Any], today: date
+) -> str | None:
+    """WeCom's figures this month to yesterday (behavior-sync reads them each morning)."""
+    yesterday = today - timedelta(days=1)
+    mine = (await guide_figures(session, [guide], yesterday.replace(day=1), yesterday)).get(guide)
+    if mine is None:
+        return None
+    rate, minutes = mine["reply_rate"], mine["avg_reply_minutes"]
+    return words["service"].format(
+        chats=mine["chats"],
+        messages=mine["messages"],
+        rate="-" if rate is None else f"{rate * 100:.0f}%",
+        minutes="-" if minutes is None else words["minutes"].format(n=_num(minutes)),
+        negative=mine["negative_feedback"],
+    )
 
 
 # ---- passive reply ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from guidebot.bot.models import BotReply
 from guidebot.bot.replies import flush_replies
+from guidebot.contacts.jobs import behavior_sync
 from guidebot.content import links, service
 from guidebot.db.parking import ParkedRow
 from guidebot.intake.inbox import InboxEntry
@@ -205,6 +206,29 @@ async def test_stats_beside_the_store_average(h):
     tomorrow = await say(h, "业绩")
     assert tomorrow.splitlines()[1] == "今天：新客 0｜流失 0｜转发 0｜打开 0"
     assert tomorrow.splitlines()[3] == "本周：新客 2｜流失 1｜转发 2｜打开 1"
+
+
+async def test_stats_show_wecoms_service_figures_to_yesterday(h):
+    """业绩 adds WeCom's contact statistics (get_user_behavior_data) this month up to
+    yesterday, as the behavior-sync job kept them; before any, the line is left out."""
+    await h.add("g1", "wmc1")
+    assert "服务" not in await say(h, "业绩")
+    await h.control("chats", {"userid": "g1", "external_userid": "wmc1", "from": "customer"})
+    h.advance(12 * 60)  # g1 answers 12 minutes later, twice
+    await h.control(
+        "chats", {"userid": "g1", "external_userid": "wmc1", "from": "member", "count": 2}
+    )
+    h.advance(86400)
+    await behavior_sync(h.sessions, h.app[WECOM], h.app[CLOCK])
+    stats = await say(h, "业绩")
+    assert stats.splitlines()[-1] == (
+        "服务（企业微信统计，本月至昨日）："
+        "聊天 1｜消息 2｜回复率 100%｜首次回复 12 分钟｜删除/拉黑 0"
+    ), stats
+    english = await say(h, "stats")
+    assert english.splitlines()[-1].startswith(
+        "Service (WeCom's figures, this month to yesterday): chats 1 | messages 2"
+    )
 
 
 async def test_a_retried_message_is_answered_the_same_way_once(h):
