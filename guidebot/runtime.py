@@ -170,7 +170,7 @@ async def _wecom_client(
                     agent_id=settings.agent_id,
                     api_base=settings.wecom_api_base,
                     credentials=DatabaseCredentialStore(token_sessions),
-                    clock=clock.time,
+                    clock=clock,
                     on_error=telemetry.wecom_error,
                 ),
             )

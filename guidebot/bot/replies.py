@@ -15,13 +15,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.bot import commands
 from guidebot.bot.commands import Command
 from guidebot.bot.models import BotReply, ReplyStatus
 from guidebot.config import Settings
+from guidebot.contacts import queries
 from guidebot.contacts.behavior import guide_figures
 from guidebot.contacts.directory import store_zone
 from guidebot.contacts.models import (
@@ -276,27 +277,21 @@ async def customer_reply(
     wanted = command.arg.strip()
     if not wanted:
         return Reply.of_text(words["customer_ask"])
-    pattern = f"%{wanted.lower()}%"
-    rows = list(
-        await session.execute(
-            select(Relation, Customer)
-            .join(Customer, Customer.external_userid == Relation.external_userid)
-            .where(
-                Relation.guide_userid == guide,  # this guide's customers only
-                or_(
-                    func.lower(Customer.name).like(pattern),
-                    func.lower(Relation.remark).like(pattern),
-                ),
-            )
-            .order_by(Relation.status != RelationStatus.ACTIVE, Customer.name)
-            .limit(20)
-        )
+    # This guide's customers only (any status), by name, remark or external_userid.
+    found = await queries.search_customers(
+        session, guide=guide, words=wanted, order="name", per_page=20
     )
+    pairs = [
+        (next(r for r in found.relations[c.external_userid] if r.guide_userid == guide), c)
+        for c in found.customers
+    ]
+    # Active relations first, each group by name (the sort is stable).
+    rows = sorted(pairs, key=lambda pair: pair[0].status != RelationStatus.ACTIVE)
     if not rows:
         return Reply.of_text(words["no_customer"].format(q=wanted))
     exact = [(r, c) for r, c in rows if wanted in (c.name, r.remark)]
     if len(rows) > 1 and len(exact) != 1:
-        lines = [words["customers_many"].format(n=len(rows))]
+        lines = [words["customers_many"].format(n=found.total)]
         lines += [f"• {c.name or c.external_userid}" for _, c in rows[:8]]
         return Reply.of_text("\n".join(lines))
     relation, customer = exact[0] if exact else rows[0]

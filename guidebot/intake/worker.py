@@ -170,6 +170,7 @@ class InboxWorker:
             if self._stopping:
                 break
             self._wake.clear()
+            # Real time: a background loop's idle poll (a fake clock moves when slept on).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.policy.poll_interval)
 

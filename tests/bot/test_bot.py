@@ -154,6 +154,25 @@ async def test_customer_card_shows_only_my_customers(h):
     )
 
 
+async def test_a_customer_is_found_by_my_remark_through_the_one_search(h):
+    """The bot asks contacts' search_customers: name, external_userid, or this guide's remark."""
+    await h.add("g1", "wmc1")
+    await h.add("g1", "wmc3")
+    await h.add("g3", "wmc3")
+    await h.act("contact/edit", {"userid": "g1", "external_userid": "wmc1", "remark": "VIP陈姐"})
+    await h.act("contact/edit", {"userid": "g3", "external_userid": "wmc3", "remark": "老朋友"})
+
+    card = await say(h, "客户 陈姐")
+    assert card.splitlines()[0] == "陈女士（备注：VIP陈姐）"
+    assert card.endswith("侧边栏：http://guidebot.test/sidebar?customer=wmc1")
+    assert (await say(h, "customer wmc3")).splitlines()[0] == "赵女士"
+    # g3's remark is g3's: g1 does not find wmc3 by it.
+    assert await say(h, "客户 老朋友") == "你的客户里没有名字含「老朋友」的。"
+    many = (await say(h, "客户 女士")).splitlines()
+    assert many[0] == "找到 2 位客户，请写全名："
+    assert sorted(many[1:]) == ["• 赵女士", "• 陈女士"]
+
+
 async def test_the_card_dates_a_relation_on_its_stores_calendar(h):
     """g1 adds wmc1 in 张江店 (Shanghai) at 12:00 on 03-10, then moves to 徐汇店, which keeps Los
     Angeles time (still 03-09 there): the relation began on 03-10, its store's day."""
