@@ -59,6 +59,19 @@ def _pct(value: Any) -> str:
     return "-" if value is None else f"{value * 100:.0f}%"
 
 
+def _minutes(value: Any) -> str:
+    return "-" if value is None else f"{value:g} 分钟"
+
+
+def service_line(values: dict[str, Any]) -> str:
+    """WeCom's service figures (联系客户统计), as the reports show them."""
+    return (
+        f"服务 聊天 {values['chats']} · 消息 {values['messages']} · 回复率 "
+        f"{_pct(values['reply_rate'])} · 首次回复 {_minutes(values['avg_reply_minutes'])} · "
+        f"删除/拉黑 {values['negative_feedback']}"
+    )
+
+
 def _fit(lines: list[str]) -> str:
     """A textcard description within WeCom's 512 bytes: styled, else plain, else cut."""
     styled = f'<div class="gray">{lines[0]}</div>' + "".join(
@@ -86,6 +99,7 @@ def daily_message(
         f" · 欢迎语送达 {_pct(values['welcome_rate'])}",
         f"转发 {values['forwards']} · 打开 {values['unique_opens']} · "
         f"订单 {values['orders']} · GMV ¥{values['gmv']}",
+        service_line(values),
         f"今日待办 {open_tasks} 项",
     ]
     return title, _fit(lines)
@@ -106,6 +120,7 @@ def weekly_message(
         f"打开率 {_pct(values['open_rate'])}",
         f"订单 {values['orders']} · GMV ¥{values['gmv']} · 留资率 "
         f"{_pct(values['profile_completeness'])}",
+        service_line(values),
         f"新客前三：{leaders}",
     ]
     return title, _fit(lines)

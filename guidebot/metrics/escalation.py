@@ -10,8 +10,8 @@ the store they belong to, as for the weekly report (guidebot.metrics.daily_repor
 The hourly job sends a manager's digest between 09:00 and 20:59 in the store's time zone, when
 the store has escalated tasks, at most once per manager per local day: the digest is claimed in
 `metrics_reports` (kind "escalation", the local date) and committed before the WeCom call. The
-tasks it listed for the first time get `escalated_at`. This is the one place that sends a
-manager a digest of tasks; other digests to managers belong beside it.
+tasks it listed for the first time get `escalated_at`. Beside it, `losses.py` sends managers
+their store's losses; both claim their messages in `metrics_reports` the same way.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from aiohttp import web
 
 from guidebot.bot.handlers import claim_reply, compute_reply, move_reply
 from guidebot.bot.models import BotReply, ReplyStatus
-from guidebot.bot.replies import Reply, active_guide, flush_replies, passive_text_xml
+from guidebot.bot.passive_xml import passive_text_xml
+from guidebot.bot.replies import Reply, active_guide, flush_replies
 from guidebot.web.keys import CLOCK, CRYPTO, SESSIONS, SETTINGS, WECOM
 from guidebot.wecom.events import Event, TextMessage
 
@@ -65,6 +66,7 @@ async def passive_reply(request: web.Request, event: Event) -> str | None:
 async def _passive(request: web.Request, event: TextMessage) -> str | None:
     app = request.app
     sessions, clock, settings = app[SESSIONS], app[CLOCK], app[SETTINGS]
+    # Real time, not the clock's: WeCom waits 5 s of real time for the callback's answer.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + PASSIVE_BUDGET
     msg_id, now = str(event.msg_id), clock.now()
