@@ -12,7 +12,7 @@ from guidebot.metrics.escalation import send_escalations
 from guidebot.web.accounts import save_account
 from guidebot.web.auth import ADMIN_COOKIE, mint_admin_session
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
-from tests.harness import start_harness, use_the_clock, write_playbook
+from tests.harness import start_harness, write_playbook
 from tests.sop_engine.conftest import FOLLOW_UP, SopHarness
 from tests.sop_engine.test_guide_closes import PLAYBOOK, at, say
 
@@ -30,7 +30,6 @@ async def h(aiohttp_client, database_url, clock, sop_dir) -> SopHarness:
         store_managers=("g3",),  # 张伟 manages 张江店 (store 11), where g1 works
     )
     harness.reload()
-    use_the_clock(harness)
     return harness
 
 
