@@ -42,8 +42,9 @@ from guidebot.contacts.relations import (
     set_attribution,
     upsert_customer,
 )
+from guidebot.contacts.tags import announce_gained, tag_key
 from guidebot.contacts.wecom_profile import Profile
-from guidebot.events import RelationAdded, RelationEnded, TagsGained, publish
+from guidebot.events import RelationAdded, RelationEnded, publish
 
 log = logging.getLogger(__name__)
 
@@ -209,10 +210,6 @@ async def _add_known_pair(session: AsyncSession, relation: Relation, add: _Add) 
         await add.announce(session, relation, reactivated=True)
 
 
-def _tag_key(tag: Any) -> str | None:
-    return str(tag.get("id") or tag.get("name")) if isinstance(tag, dict) else None
-
-
 async def record_edited(
     session: AsyncSession,
     *,
@@ -247,9 +244,9 @@ async def record_edited(
             inbox_id=inbox_id,
             by_edit=True,
         )
-        await _announce_tags(session, relation, set(), at=at, now=now, source=source)
+        await announce_gained(session, relation, set(), at=at, now=now, source=source)
         return relation
-    tags_before = {_tag_key(t) for t in relation.tags or ()} - {None}
+    tags_before = {tag_key(t) for t in relation.tags or ()} - {None}
     changed = apply_follow(relation, profile.follow)
     if changed:
         relation.updated_at = now
@@ -265,33 +262,8 @@ async def record_edited(
             reason=",".join(changed),
         )
     await session.flush()
-    await _announce_tags(session, relation, tags_before, at=at, now=now, source=source)
+    await announce_gained(session, relation, tags_before, at=at, now=now, source=source)
     return relation
-
-
-async def _announce_tags(
-    session: AsyncSession,
-    relation: Relation,
-    before: set[str | None],
-    *,
-    at: datetime,
-    now: datetime,
-    source: str,
-) -> None:
-    gained = tuple(t for t in relation.tags or () if _tag_key(t) not in before | {None})
-    if gained:
-        await publish(
-            session,
-            TagsGained(
-                guide_userid=relation.guide_userid,
-                external_userid=relation.external_userid,
-                tags=gained,
-                at=at,
-                now=now,
-                active=relation.status == RelationStatus.ACTIVE,
-                source=source,
-            ),
-        )
 
 
 # ---- ends ------------------------------------------------------------------------------------

@@ -1,0 +1,101 @@
+"""Tags round trip: whatever puts a tag on a pair (a playbook's tag step, a guide's edit in
+WeCom, the nightly reconciliation) lands in guidebot's one record of the pair's tags, which the
+tag triggers, the customer filters, the sidebar and the bot all read."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from guidebot.contacts.models import Relation
+
+TAGGER = """
+playbook: tagger
+version: 1
+trigger:
+  event: customer.added
+enroll:
+  once_per: relation
+timezone: Asia/Shanghai
+send_window:
+  hours: "10:00-21:00"
+steps:
+  - id: mark_vip
+    at: enroll
+    action: tag
+    tag: VIP
+"""
+
+VIP_CARE = """
+playbook: vip_care
+version: 1
+name: VIP 关怀
+trigger:
+  event: tag.added
+  tag: VIP
+enroll:
+  once_per: relation
+timezone: Asia/Shanghai
+send_window:
+  hours: "10:00-21:00"
+steps:
+  - id: hello
+    at: enroll + 1h
+    action: remind
+    template: remind_day1_intro.j2
+    expire_after: 1d
+"""
+
+
+@pytest.fixture
+def playbooks():
+    return [TAGGER, VIP_CARE]
+
+
+async def seed_tags(h) -> dict[str, str]:
+    answer = await h.control("tags", {"group_name": "客户等级", "tags": ["VIP", "普通"]})
+    return {t["name"]: t["id"] for t in answer["tag_group"]["tag"]}
+
+
+async def relation_tags(h, guide: str, ext: str) -> list[dict]:
+    async with h.sessions() as session:
+        relation = await session.scalar(
+            select(Relation).where(Relation.guide_userid == guide, Relation.external_userid == ext)
+        )
+    return relation.tags
+
+
+async def test_a_tag_step_starts_a_tag_triggered_playbook_and_shows_everywhere(h):
+    ids = await seed_tags(h)
+    await h.add("g1", "wmc1")
+    await h.add("g2", "wmc2")
+    report = await h.tick()
+    assert report.done == 2, report
+
+    # WeCom has the tag (mark_tag), and so does guidebot's record of the pair, with its name.
+    [call, _] = await h.calls("externalcontact/mark_tag")
+    assert call["body"]["add_tag"] == [ids["VIP"]]
+    assert await relation_tags(h, "g1", "wmc1") == [
+        {"id": ids["VIP"], "name": "VIP", "group": "客户等级"}
+    ]
+    # The tag-triggered playbook started for both pairs.
+    started = {e.external_userid for e in await h.enrollments(playbook_id="vip_care")}
+    assert started == {"wmc1", "wmc2"}
+
+    # The sidebar shows the tag.
+    response = await h.client.get("/sidebar/login?userid=g1", allow_redirects=False)
+    assert response.status == 302
+    card = await (
+        await h.client.get("/sidebar/api/customer", params={"external_userid": "wmc1"})
+    ).json()
+    assert card["relation"]["tags"] == ["VIP"]
+    assert {e["name"] for e in card["enrollments"]} >= {"VIP 关怀"}
+
+    # Marking the same tag again changes nothing and starts nothing twice.
+    h.advance(timedelta(minutes=1))
+    await h.act(
+        "contact/edit", {"userid": "g1", "external_userid": "wmc1", "add_tag": [ids["VIP"]]}
+    )
+    assert len(await h.enrollments(playbook_id="vip_care")) == 2
