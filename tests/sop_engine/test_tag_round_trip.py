@@ -99,3 +99,30 @@ async def test_a_tag_step_starts_a_tag_triggered_playbook_and_shows_everywhere(h
         "contact/edit", {"userid": "g1", "external_userid": "wmc1", "add_tag": [ids["VIP"]]}
     )
     assert len(await h.enrollments(playbook_id="vip_care")) == 2
+
+
+async def test_customer_lists_filter_by_tag_by_id_or_name(h):
+    ids = await seed_tags(h)
+    for guide, ext in (("g1", "wmc1"), ("g2", "wmc2"), ("g3", "wmc3")):
+        await h.add(guide, ext)
+    await h.tick()  # tagger marks VIP on all three
+    h.advance(timedelta(minutes=1))
+    await h.act(
+        "contact/edit",
+        {"userid": "g2", "external_userid": "wmc2", "remove_tag": [ids["VIP"]]},
+    )
+    await h.act(
+        "contact/edit", {"userid": "g3", "external_userid": "wmc3", "add_tag": [ids["普通"]]}
+    )
+
+    async def listed(**query: str) -> list[str]:
+        status, body = await h.api("GET", "/customers", params=query)
+        assert status == 200, body
+        return sorted(c["external_userid"] for c in body["customers"])
+
+    assert await listed(tag="VIP") == ["wmc1", "wmc3"]
+    assert await listed(tag=ids["VIP"]) == ["wmc1", "wmc3"]
+    assert await listed(tag="普通") == ["wmc3"]
+    assert await listed(tag="VIP", guide="g1") == ["wmc1"]
+    assert await listed(tag="没有这个标签") == []
+    assert await listed() == ["wmc1", "wmc2", "wmc3"]
