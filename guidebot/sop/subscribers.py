@@ -8,8 +8,9 @@ that caused them.
   demo, which WeCom announced to nobody): every enabled `customer.added` playbook whose audience
   matches enrolls the pair. A welcome step is sent right after the commit (events.after_commit),
   within the code's 20 s.
-* TagsGained (an edit callback): playbooks listing `tag.added:<tag>` stop for this pair; if the
-  relation is active, `tag.added` playbooks for those tags enroll it.
+* TagsGained (a guide's edit, a playbook's tag step, the nightly reconciliation's repair):
+  playbooks listing `tag.added:<tag>` stop for this pair; if the relation is active,
+  `tag.added` playbooks for those tags enroll it.
 * RelationEnded from a callback (del_follow_user: contact.lost; del_external_contact:
   contact.removed, or guide.changed for a transfer whose enrollments did not move): the pair's
   enrollments stop, pending tasks are skipped with the reason. Never another guide's.

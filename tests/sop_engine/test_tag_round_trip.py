@@ -9,7 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from guidebot.contacts.models import Relation
+from guidebot.contacts.jobs import nightly_reconcile
+from guidebot.contacts.models import Relation, RelationEvent
+from guidebot.web.keys import CLOCK, WECOM
 
 TAGGER = """
 playbook: tagger
@@ -126,3 +128,50 @@ async def test_customer_lists_filter_by_tag_by_id_or_name(h):
     assert await listed(tag="VIP", guide="g1") == ["wmc1"]
     assert await listed(tag="没有这个标签") == []
     assert await listed() == ["wmc1", "wmc2", "wmc3"]
+
+
+async def test_reconciliation_repairs_tags_edits_never_reported(h):
+    """A guide's tag edits whose callbacks WeCom dropped: the nightly walk finds WeCom's tags
+    (batch/get_by_user tag ids, named from get_corp_tag_list) and records them; the tag gained
+    starts its playbook like an edit would have."""
+    # The tag step marks 普通 here, so only the dropped edit gives VIP.
+    h.write_playbook(TAGGER.replace("version: 1", "version: 2").replace("tag: VIP", "tag: 普通"))
+    h.reload()
+    ids = await seed_tags(h)
+    await h.add("g1", "wmc1")
+    await h.add("g2", "wmc2")
+    await h.tick()
+    h.advance(timedelta(minutes=1))
+    await h.act(
+        "contact/edit",
+        {"userid": "g1", "external_userid": "wmc1", "add_tag": [ids["VIP"]], "deliver": False},
+    )
+    await h.act(
+        "contact/edit",
+        {"userid": "g2", "external_userid": "wmc2", "remove_tag": [ids["普通"]], "deliver": False},
+    )
+    assert await h.enrollments(playbook_id="vip_care") == []
+    h.advance(timedelta(hours=3))
+
+    report = await nightly_reconcile(h.sessions, h.app[WECOM], h.app[CLOCK])
+    assert sorted(report.retagged) == [("g1", "wmc1"), ("g2", "wmc2")], report
+    assert await relation_tags(h, "g1", "wmc1") == [
+        {"id": ids["普通"], "name": "普通", "group": "客户等级"},
+        {"id": ids["VIP"], "name": "VIP", "group": "客户等级"},
+    ]
+    assert await relation_tags(h, "g2", "wmc2") == []
+    [care] = await h.enrollments(playbook_id="vip_care")
+    assert care.external_userid == "wmc1"
+    async with h.sessions() as session:
+        logged = list(
+            await session.scalars(
+                select(RelationEvent.guide_userid).where(
+                    RelationEvent.kind == "edited", RelationEvent.source == "reconcile"
+                )
+            )
+        )
+    assert sorted(logged) == ["g1", "g2"]
+
+    # Nothing left to repair the second time.
+    again = await nightly_reconcile(h.sessions, h.app[WECOM], h.app[CLOCK])
+    assert again.retagged == [] and again.repairs == 0
