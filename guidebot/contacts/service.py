@@ -13,7 +13,8 @@ Rules every function here keeps:
 * WeCom first, database second: a handler's WeCom calls happen before its first statement, so
   SQLite's single writer is never held across the network (guidebot.contacts.wecom_profile).
 * What others care about is announced (guidebot.events), after it is recorded: a pair that
-  becomes active (RelationAdded), tags an edit gave it (TagsGained), an end (RelationEnded),
+  becomes active (RelationAdded), an edit of its remark or description (RelationEdited), tags
+  an edit gave it (TagsGained), an end (RelationEnded),
   and, from guidebot.contacts.handover, a completed transfer (RelationTransferred).
 
 The building blocks (customers, relations, attribution, the event log) are in
@@ -44,7 +45,7 @@ from guidebot.contacts.relations import (
 )
 from guidebot.contacts.tags import announce_gained, tag_key
 from guidebot.contacts.wecom_profile import Profile
-from guidebot.events import RelationAdded, RelationEnded, publish
+from guidebot.events import RelationAdded, RelationEdited, RelationEnded, publish
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,8 @@ async def record_edited(
             inbox_id=inbox_id,
             by_edit=True,
         )
+        written = tuple(k for k in ("remark", "description") if getattr(relation, k))
+        await _announce_edit(session, relation, written, at=at, now=now, source=source)
         await announce_gained(session, relation, set(), at=at, now=now, source=source)
         return relation
     tags_before = {tag_key(t) for t in relation.tags or ()} - {None}
@@ -262,8 +265,35 @@ async def record_edited(
             reason=",".join(changed),
         )
     await session.flush()
+    await _announce_edit(
+        session, relation, tuple(c for c in changed if c != "tags"), at=at, now=now, source=source
+    )
     await announce_gained(session, relation, tags_before, at=at, now=now, source=source)
     return relation
+
+
+async def _announce_edit(
+    session: AsyncSession,
+    relation: Relation,
+    changed: tuple[str, ...],
+    *,
+    at: datetime,
+    now: datetime,
+    source: str,
+) -> None:
+    if changed:
+        await publish(
+            session,
+            RelationEdited(
+                guide_userid=relation.guide_userid,
+                external_userid=relation.external_userid,
+                changed=changed,
+                at=at,
+                now=now,
+                active=relation.status == RelationStatus.ACTIVE,
+                source=source,
+            ),
+        )
 
 
 # ---- ends ------------------------------------------------------------------------------------
