@@ -10,6 +10,8 @@ instance at any time (claims and unique keys arbitrate).
 * `sop_results` (every 10 min): get_groupmsg_send_result for `sent` guide tasks.
 * `sop_triggers` (every minute): date and cron playbooks enroll matching relations, once per
   occurrence (a `sop_trigger_runs` row marks an occurrence finished).
+* `sop_catch_up` (every 30 s): a fixed playbook enrolls the pairs it missed while broken
+  (guidebot.sop.catch_up).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from guidebot.db.parking import isolating
 from guidebot.scheduler import PeriodicJob
 from guidebot.sop.actions.base import TickReport
 from guidebot.sop.audience import Subject, audience_matches, birthday_of, tag_keys
+from guidebot.sop.catch_up import JOB as CATCH_UP_JOB
+from guidebot.sop.catch_up import CatchUpReport, catch_up
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.dates import day_start, keeps_field, occurrence, today_for
 from guidebot.sop.enrollment import enroll
@@ -60,6 +64,10 @@ async def sop_reconcile(sop: SopRuntime) -> ReconcileReport:
 
 async def sop_results(sop: SopRuntime) -> PollReport:
     return await poll_send_results(sop)
+
+
+async def sop_catch_up(sop: SopRuntime) -> CatchUpReport:
+    return await catch_up(sop)
 
 
 @dataclass
@@ -239,6 +247,7 @@ JOBS = [
     PeriodicJob("sop-reconcile", sop_reconcile, every_seconds=60),
     PeriodicJob("sop-results", sop_results, every_seconds=600),
     PeriodicJob(TRIGGERS_JOB, sop_triggers, every_seconds=60),
+    PeriodicJob(CATCH_UP_JOB, sop_catch_up, every_seconds=30),
 ]
 
 
@@ -246,6 +255,7 @@ __all__ = [
     "JOBS",
     "TriggerReport",
     "latest_cron_occurrence",
+    "sop_catch_up",
     "sop_reconcile",
     "sop_results",
     "sop_tick",

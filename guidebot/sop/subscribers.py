@@ -14,6 +14,9 @@ that caused them.
 * RelationEdited (the guide's remark or description changed): a birthday written or changed
   on the day itself enrolls the pair in the `date` playbooks of that day (guidebot.sop.dates),
   as the day's scan would have had it been written before.
+* While a playbook is broken (disabled by an error), an add or a tag that meets its last good
+  version's trigger is remembered (sop_missed), and enrolled when it is fixed within its
+  `catch_up` horizon (guidebot.sop.catch_up).
 * RelationEnded from a callback (del_follow_user: contact.lost; del_external_contact:
   contact.removed, or guide.changed for a transfer whose enrollments did not move): the pair's
   enrollments stop, pending tasks are skipped with the reason. Never another guide's.
@@ -52,6 +55,7 @@ from guidebot.events import (
     after_commit,
 )
 from guidebot.sop.audience import Subject, audience_matches, birthday_of, subject_for, tag_keys
+from guidebot.sop.catch_up import record_missed
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.dates import day_start, keeps_field, today_for
 from guidebot.sop.dates import occurrence as date_occurrence
@@ -105,6 +109,7 @@ class SopSubscriber:
         relation = await _relation(session, event.guide_userid, event.external_userid)
         if relation is None or relation.status != RelationStatus.ACTIVE:
             return
+        await self._missed(session, relation, event, lambda p: p.trigger.event == "customer.added")
         playbooks = self._playbooks("customer.added")
         if not playbooks:
             return
@@ -131,12 +136,32 @@ class SopSubscriber:
             )
         if not event.active:
             return
-        playbooks = [p for p in self._playbooks("tag.added") if p.trigger.tag in keys]
-        if not playbooks:
-            return
         relation = await _relation(session, event.guide_userid, event.external_userid)
-        if relation is not None:
+        if relation is None:
+            return
+        await self._missed(
+            session,
+            relation,
+            event,
+            lambda p: p.trigger.event == "tag.added" and p.trigger.tag in keys,
+        )
+        playbooks = [p for p in self._playbooks("tag.added") if p.trigger.tag in keys]
+        if playbooks:
             await self._enroll_each(session, playbooks, relation, at=event.at, now=event.now)
+
+    async def _missed(self, session: AsyncSession, relation: Relation, event, wanted) -> None:
+        """Broken playbooks whose trigger this is: the pair is remembered, to be caught up
+        when the file is fixed (guidebot.sop.catch_up)."""
+        broken = [p for p in self.sop.registry.broken() if wanted(p)]
+        if broken:
+            await record_missed(
+                session,
+                broken,
+                guide_userid=relation.guide_userid,
+                external_userid=relation.external_userid,
+                at=event.at,
+                now=event.now,
+            )
 
     async def on_edited(self, session: AsyncSession, event: RelationEdited) -> None:
         if not event.active or not {"remark", "description"} & set(event.changed):
