@@ -188,13 +188,6 @@ async def _apply(
         )
     ).all()
     known = {(r.guide_userid, r.external_userid): (r.status, r.last_event_at) for r in rows}
-    retag = [
-        (r.guide_userid, r.external_userid)
-        for r in rows
-        if r.status == RelationStatus.ACTIVE
-        and (r.guide_userid, r.external_userid) in listed
-        and _tags_differ(r.tags, listed[(r.guide_userid, r.external_userid)]["follow_info"])
-    ]
 
     # A pair the repairs cannot handle (an instant out of range, say) is parked with its
     # reason, and the others are repaired all the same (guidebot.db.parking).
@@ -222,17 +215,7 @@ async def _apply(
         if status == RelationStatus.ACTIVE and pair not in listed and pair not in in_transfer
     ]
 
-    async def retag_all(pairs: Sequence[Pair]) -> list[_Repair]:
-        return [r for pair in pairs if (r := await _retag(session, pair, listed[pair], now))]
-
-    await _repair(
-        session,
-        retag,
-        retag_all,
-        now,
-        report,
-        lambda p: f"{_pair(p)}: WeCom lists tags {listed[p]['follow_info'].get('tag_id')!r}",
-    )
+    await _retag_listed(session, rows, listed, now, report)
 
     async def end_all(pairs: Sequence[Pair]) -> list[_Repair]:
         return [r for pair in pairs if (r := await _end(session, pair, now))]
@@ -302,6 +285,35 @@ async def _add(
     kind = "reactivated" if was_ended else "added"
     note = f"reconciliation: {kind} {userid}/{ext} (WeCom createtime {createtime.isoformat()})"
     return _Repair(kind, pair, note)
+
+
+async def _retag_listed(
+    session: AsyncSession,
+    rows: Sequence[Any],
+    listed: dict[Pair, dict[str, Any]],
+    now: datetime,
+    report: ReconcileReport,
+) -> None:
+    """Active pairs whose tags differ from WeCom's listing take WeCom's."""
+    retag = [
+        (r.guide_userid, r.external_userid)
+        for r in rows
+        if r.status == RelationStatus.ACTIVE
+        and (r.guide_userid, r.external_userid) in listed
+        and _tags_differ(r.tags, listed[(r.guide_userid, r.external_userid)]["follow_info"])
+    ]
+
+    async def retag_all(pairs: Sequence[Pair]) -> list[_Repair]:
+        return [r for pair in pairs if (r := await _retag(session, pair, listed[pair], now))]
+
+    await _repair(
+        session,
+        retag,
+        retag_all,
+        now,
+        report,
+        lambda p: f"{_pair(p)}: WeCom lists tags {listed[p]['follow_info'].get('tag_id')!r}",
+    )
 
 
 def _tag_ids(tags: Sequence[Any] | None) -> set[str]:

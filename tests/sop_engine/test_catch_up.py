@@ -66,7 +66,7 @@ async def test_a_fixed_playbook_catches_up_the_customers_it_missed(h):
     html = await page.text()
     assert page.status == 200
     assert "停用期间错过的客户：2 位" in html and "陈女士" in html and "刘先生" in html
-    status, body = await h.api("GET", "/playbooks")
+    _, body = await h.api("GET", "/playbooks")
     [listed] = body["playbooks"]
     assert (listed["status"], listed["missed"]["count"]) == ("disabled", 2)
     assert [m["external_userid"] for m in listed["missed"]["customers"]] == ["wmc1", "wmc2"]
