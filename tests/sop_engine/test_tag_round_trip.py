@@ -175,3 +175,29 @@ async def test_reconciliation_repairs_tags_edits_never_reported(h):
     # Nothing left to repair the second time.
     again = await nightly_reconcile(h.sessions, h.app[WECOM], h.app[CLOCK])
     assert again.retagged == [] and again.repairs == 0
+
+
+async def test_the_corp_tag_events_keep_the_recorded_tags_named_and_current(h):
+    """change_external_tag: a tag renamed in the console keeps its customers under its new name
+    (the filter finds them by it); a tag deleted there leaves them."""
+    ids = await seed_tags(h)
+    await h.add("g1", "wmc1")
+    await h.tick()  # VIP
+    h.advance(timedelta(minutes=1))
+    await h.act(
+        "contact/edit", {"userid": "g1", "external_userid": "wmc1", "add_tag": [ids["普通"]]}
+    )
+    h.advance(timedelta(minutes=1))
+    await h.act("tags/console", {"id": ids["VIP"], "name": "金卡"})
+    assert await relation_tags(h, "g1", "wmc1") == [
+        {"id": ids["VIP"], "name": "金卡", "group": "客户等级"},
+        {"id": ids["普通"], "name": "普通", "group": "客户等级"},
+    ]
+    _, body = await h.api("GET", "/customers", params={"tag": "金卡"})
+    assert [c["external_userid"] for c in body["customers"]] == ["wmc1"]
+
+    h.advance(timedelta(minutes=1))
+    await h.act("tags/console", {"id": ids["普通"], "delete": True})
+    assert await relation_tags(h, "g1", "wmc1") == [
+        {"id": ids["VIP"], "name": "金卡", "group": "客户等级"}
+    ]
