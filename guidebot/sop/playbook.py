@@ -40,6 +40,11 @@ goal:                            # ? conversion credited to the enrolling guide
   event: order.paid              #   order.paid | customer.replied | content.opened (the
   within: 14d                    #   customer opened the guide's link) | "tag.added:<tag>"
 max_messages_per_day: 1          # ? per-customer cap across playbooks, in the customer's day
+catch_up: 24h                    # ? default 24h: customers who met the trigger while this file
+                                 #   was broken (disabled by an error) are enrolled when it is
+                                 #   fixed within this long of their add or tag; steps already
+                                 #   due by then expire instead of all going at once. 0s: never
+                                 #   (customer.added and tag.added; at most 7d)
 steps:                           # one or more, in order
   - id: welcome                  # letters, digits, '_', '-', unique; (enrollment, id) is the
                                  #   idempotency key, so never rename a live step
@@ -107,6 +112,8 @@ DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ENROLL = "enroll"
 WELCOME_CODE_LIFETIME = timedelta(seconds=20)
 DEFAULT_TAG_EXPIRY = timedelta(days=7)
+DEFAULT_CATCH_UP = timedelta(hours=24)
+MAX_CATCH_UP = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,7 @@ class Playbook:
     goal: Goal | None
     steps: tuple[Step, ...]
     max_messages_per_day: int = 1
+    catch_up: timedelta = DEFAULT_CATCH_UP  # how long after a miss a fix still enrolls
     source_text: str = field(default="", repr=False, compare=False)
 
     def step(self, step_id: str) -> Step:

@@ -256,12 +256,13 @@ def _scoped_guide(request: web.Request, who: Principal) -> str | None:
 
 @api.get(
     "/customers",
-    summary="List customers, filtered by guide, store, relation status and channel",
+    summary="List customers, filtered by guide, store, relation status, channel and corp tag",
     query={
         "guide": USERID,
         "store": STORE_REF,
         "status": text(16, enum=RelationStatus.ALL),
         "channel": text(64),
+        "tag": text(64, description="a corp tag the relation has, by id or by name"),
         "page": integer(1, 1_000_000, default=1),
         "per_page": integer(1, 200, default=50),
     },
@@ -288,6 +289,7 @@ async def list_customers(request: web.Request) -> web.Response:
             store=store,
             status=text_query(request, "status"),
             channel=text_query(request, "channel"),
+            tag=text_query(request, "tag"),
             page=page,
             per_page=per_page,
         )

@@ -29,6 +29,7 @@ from guidebot.clock import parse_instant
 from guidebot.contacts.models import Relation
 from guidebot.sop import queries
 from guidebot.sop.actions import STEP_ACTIONS
+from guidebot.sop.catch_up import missed_customers
 from guidebot.sop.enrollment import record_reply
 from guidebot.sop.models import (
     CompletedBy,
@@ -211,6 +212,23 @@ TASK = shape(
     }
 )
 COUNTS = mapping(INTEGER)
+# Customers who met a broken playbook's trigger, waiting for the fix (guidebot.sop.catch_up).
+MISSED = shape(
+    {
+        "count": INTEGER,
+        "customers": list_of(
+            shape(
+                {
+                    "external_userid": STRING,
+                    "name": TEXT_OUT,
+                    "guide_userid": STRING,
+                    "trigger": STRING,
+                    "at": INSTANT,
+                }
+            )
+        ),
+    }
+)
 PLAYBOOKS = shape(
     {
         "playbooks": list_of(
@@ -232,6 +250,7 @@ PLAYBOOKS = shape(
                         )
                     ),
                     "active_enrollments": COUNTS,
+                    "missed": MISSED,
                     "goal": maybe(
                         shape(
                             {
@@ -260,10 +279,14 @@ async def playbook_listing(app: web.Application) -> list[dict[str, Any]]:
         counts = await queries.step_counts(session)
         active = await queries.active_enrollments(session)
         goals = await queries.goal_outcomes(session, app[CLOCK].now())
-    return [_listed(loaded, counts, active, goals) for loaded in app[SOP].registry.loaded]
+        missed = await missed_customers(session)
+    return [
+        _listed(loaded, counts, active, goals, missed.get(loaded.id))
+        for loaded in app[SOP].registry.loaded
+    ]
 
 
-def _listed(loaded, counts, active, goals) -> dict[str, Any]:
+def _listed(loaded, counts, active, goals, missed) -> dict[str, Any]:
     playbook = loaded.playbook
     steps = [s.id for s in playbook.steps] if playbook is not None else []
     step_counts = counts.get(loaded.id, {})
@@ -284,6 +307,10 @@ def _listed(loaded, counts, active, goals) -> dict[str, Any]:
             if s not in steps
         ],
         "active_enrollments": active.get(loaded.id, {}),
+        "missed": {
+            "count": missed["count"] if missed else 0,
+            "customers": [{**m, "at": iso(m["at"])} for m in missed["customers"]] if missed else [],
+        },
         "goal": _goal(playbook, goals.get((loaded.id, playbook.goal.event)))
         if playbook is not None and playbook.goal is not None
         else None,
