@@ -383,9 +383,11 @@ def _says(error: Any, name: str, schema: Schema, given: Any) -> tuple[str, str]:
 
 
 def reason(exc: ValidationError, given: Any, schema: Schema, *, query: bool = False) -> str:
-    """The first thing wrong with `given` (an unknown field first), as one bilingual reason."""
+    """The first thing wrong with `given`, as one bilingual reason."""
     errors = exc.errors(include_url=False)
-    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+    # An unknown field first, then what was given (its reason is the useful one), then what
+    # is missing.
+    errors.sort(key=lambda e: {"extra_forbidden": 0, "missing": 2}.get(e["type"], 1))
     first = errors[0]
     path = _path(first, given)
     name = repr(_dotted(path)[:60]) if path else "body"
