@@ -357,7 +357,10 @@ def _says(error: Any, name: str, schema: Schema, given: Any) -> tuple[str, str]:
             f"{name} must be one of {shown}; got {str(given)[:40]!r}",
         )
     if kind_of in ("greater_than_equal", "less_than_equal"):
+        # An integer given where a number is declared is held to the number's bounds.
         form = _form(schema, "integer" if isinstance(given, int) else "number")
+        if "minimum" not in form:
+            form = _form(schema, "number")
         lo, hi = form.get("minimum"), form.get("maximum")
         return f"{name} 应在 {lo} 到 {hi} 之间", f"{name} must be between {lo} and {hi}"
     if kind_of == "string_too_short":
