@@ -396,10 +396,15 @@ def reason(exc: ValidationError, given: Any, schema: Schema, *, query: bool = Fa
     name = repr(_dotted(path)[:60]) if path else "body"
     zh_what, en_what = ("查询参数 ", "query parameter ") if query else ("", "")
     if first["type"] == "extra_forbidden":
-        known = ", ".join(_schema_at(schema, path[:-1]).get("properties", {})) or "none"
-        zh = f"未知{'查询参数' if query else '字段'} {name}"
-        en = f"unknown {'query parameter' if query else 'field'} {name}; "
-        en += f"{'parameters' if query else 'fields'} are {known}"
+        holder = _form(_schema_at(schema, path[:-1]), "object")
+        known = ", ".join(holder.get("properties", {}))
+        what_zh, what_en = ("查询参数", "query parameter") if query else ("字段", "field")
+        zh = f"未知{what_zh} {name}" + (
+            f"（可用：{known}）" if known else f"（这里不接受{what_zh}）"
+        )
+        en = f"unknown {what_en} {name}; " + (
+            f"{what_en}s are {known}" if known else f"this takes no {what_en}s"
+        )
         return f"{zh} / {en}"
     at = _schema_at(schema, path)
     value = _value_at(given, path)
