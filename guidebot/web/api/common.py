@@ -32,9 +32,9 @@ other or what is stored) is a 422. The statuses a route answers are declared wit
 
 The view-side helpers stay as a second line behind the declaration (and for what reaches a view
 another way): `int_field` bounds integers to what their column holds (INT32 for `Integer`, INT64
-for `BigInteger`) and refuses floats and booleans; `no_nulls` and `known_fields` keep a PATCH
-from silently ignoring a null or a misspelt field; `instant_fields` keeps date-times within
-years FIRST_YEAR..LAST_YEAR.
+for `BigInteger`) and refuses floats and booleans; `instant_fields` keeps date-times within
+years FIRST_YEAR..LAST_YEAR. (A null or a misspelt field in a PATCH is the declaration's: a
+field that may not be cleared is not nullable, and an unknown field is refused.)
 """
 
 from __future__ import annotations
@@ -126,22 +126,6 @@ def int_field(
     if not lo <= value <= hi:
         raise bad_request(f"{name!r} must be an integer from {lo} to {hi}")
     return value
-
-
-def no_nulls(body: dict[str, Any], *names: str) -> None:
-    """PATCH: null for a field that cannot be cleared is a 400, never read as "not given"."""
-    for name in names:
-        if name in body and body[name] is None:
-            raise bad_request(
-                f"{name!r} cannot be cleared (null); leave it out to keep the current value"
-            )
-
-
-def known_fields(body: dict[str, Any], *names: str) -> None:
-    """A misspelt field is a 400, not silently ignored."""
-    unknown = sorted(set(body) - set(names))
-    if unknown:
-        raise bad_request(f"unknown field {unknown[0][:40]!r}; fields are {', '.join(names)}")
 
 
 def check_instant(value: datetime, name: str) -> datetime:
