@@ -68,7 +68,9 @@ def _refuse(zh: str, en: str) -> PydanticCustomError:
 
 
 def _no_control(value: str) -> str:
-    if CONTROL_CHARACTER.search(value):
+    # isprintable is False for every control character: a fast pass for most text (a 20 MB
+    # file in base64 is 27 M characters).
+    if not value.isprintable() and CONTROL_CHARACTER.search(value):
         raise _refuse(
             "不能包含控制字符（包括换行）", "may not hold control characters, line breaks included"
         )
@@ -76,7 +78,7 @@ def _no_control(value: str) -> str:
 
 
 def _no_control_but_lf(value: str) -> str:
-    if CONTROL_CHARACTER.search(value.replace("\n", "")):
+    if not value.isprintable() and CONTROL_CHARACTER.search(value.replace("\n", "")):
         raise _refuse(
             "不能包含换行以外的控制字符", "may not hold control characters other than line feeds"
         )
