@@ -33,6 +33,7 @@ import asyncio
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,7 @@ QUICK_RATES = ((10, 5.0), (50, 5.0))
 SMOKE_RATES = ((5, 2.0),)
 WARMUP = 10  # adds before the clock starts: a server that has just started is still cold
 DRAIN_TIMEOUT = 600.0
+PROFILE_DIR = os.environ.get("BENCH_PROFILE_DIR")  # set: py-spy records the server (not timed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +202,7 @@ class Rig:
         self.simulator: subprocess.Popen | None = None
         self.front: subprocess.Popen | None = None
         self.servers: list[subprocess.Popen] = []
+        self.profiler: subprocess.Popen | None = None
 
     def _start(self, name: str, *args: str) -> subprocess.Popen:
         with open(self.logs / f"{name}.log", "a") as log:  # the child keeps its own descriptor
@@ -250,6 +253,26 @@ class Rig:
             )
         for port, server in zip(self.ports, self.servers, strict=True):
             wait_healthy(port, server, timeout=60)
+        if PROFILE_DIR:  # py-spy samples the first server; raw stacks, one file per rate
+            out = Path(PROFILE_DIR) / f"{self.logs.name}.txt"
+            self.profiler = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(self.servers[0].pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "250",
+                    "--nonblocking",
+                    "--threads",
+                    "-o",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         if self.front is not None:
             wait_healthy(self.front_port, self.front)
 
@@ -261,6 +284,9 @@ class Rig:
         return None if None in times else sum(times)
 
     def stop(self) -> None:
+        if self.profiler is not None:
+            self.profiler.send_signal(signal.SIGINT)
+            self.profiler.wait(timeout=60)
         for process in reversed(self.alive()):
             if process.poll() is None:
                 process.terminate()
@@ -479,6 +505,16 @@ def details(result: RateResult, instances: int) -> str:
     return "\n".join(parts)
 
 
+def parse_rate(text: str) -> tuple[float, float]:
+    try:
+        rate, seconds = (float(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--rates: {text!r} is not RATExSECONDS (e.g. 166x20)") from None
+    if rate <= 0 or seconds <= 0:
+        raise SystemExit(f"--rates: {text!r} needs a positive rate and duration")
+    return rate, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 and 50 adds/s for 5 s each")
@@ -491,6 +527,10 @@ def main() -> None:
         type=int,
         default=1,
         help="guidebot servers on one PostgreSQL database, behind a round-robin front",
+    )
+    parser.add_argument(
+        "--rates",
+        help="rates to offer instead, as RATExSECONDS,... (e.g. 166x20,50x10)",
     )
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--front", nargs="+", help=argparse.SUPPRESS)
@@ -505,6 +545,8 @@ def main() -> None:
     if args.instances > 1 and args.database_url is None:
         raise SystemExit("--instances above 1 needs PostgreSQL (--database-url)")
     rates = SMOKE_RATES if args.smoke else QUICK_RATES if args.quick else RATES
+    if args.rates:
+        rates = tuple(parse_rate(part) for part in args.rates.split(","))
     warmup = 2 if args.smoke else WARMUP
 
     database = "PostgreSQL" if args.database_url else "SQLite"

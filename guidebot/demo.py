@@ -180,6 +180,7 @@ async def live_traffic(
                 )
         except (aiohttp.ClientError, RuntimeError) as exc:
             log.warning("demo traffic step failed: %s", exc)
+        # Real time: the demo's traffic is paced for a person watching it.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), pace * rng.uniform(0.5, 1.5))
 

@@ -138,6 +138,21 @@ class ContentOpened(DomainEvent):
     at: datetime
 
 
+# ---- sop: a customer's reply --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CustomerReplied(DomainEvent):
+    """The customer wrote back to the guide at `at`. WeCom pushes no such event to an app:
+    `source` says who reported it ("sidebar": the guide marked it; "api": a chat-archive or CRM
+    pipeline posted it)."""
+
+    guide_userid: str
+    external_userid: str
+    at: datetime
+    source: str
+
+
 # ---- metrics: orders ----------------------------------------------------------------------------
 
 
@@ -149,6 +164,19 @@ class OrderPaid(DomainEvent):
     external_userid: str | None
     guide_userid: str | None
     paid_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRefunded(DomainEvent):
+    """An order was taken back at `refunded_at`: by the refund call, a repeat post saying
+    refunded, or a first post of an order already refunded (then no OrderPaid came before it).
+    Attributed to `guide_userid` (None: to nobody), as when it was paid."""
+
+    order_id: str
+    external_userid: str | None
+    guide_userid: str | None
+    paid_at: datetime
+    refunded_at: datetime
 
 
 E = TypeVar("E", bound=DomainEvent)
@@ -219,9 +247,11 @@ def after_commit(session: AsyncSession, work: Callable[[], Awaitable[Any]]) -> N
 __all__ = [
     "ContentForwarded",
     "ContentOpened",
+    "CustomerReplied",
     "DomainEvent",
     "EventsNotWired",
     "OrderPaid",
+    "OrderRefunded",
     "RelationAdded",
     "RelationEnded",
     "RelationTransferred",

@@ -38,6 +38,7 @@ from guidebot.db.engine import create_engine, create_session_factory, open_first
 from guidebot.db.migrate import prepare_database
 from guidebot.events import Subscribers, wire
 from guidebot.metrics import jobs as metrics_jobs
+from guidebot.metrics import losses as metrics_losses
 from guidebot.scheduler import FixedJob, PeriodicJob
 from guidebot.sop import jobs as sop_jobs
 from guidebot.sop.context import SopRuntime
@@ -93,9 +94,11 @@ def periodic_jobs(runtime: Runtime) -> list[FixedJob]:
 
 
 def domain_subscribers(sop: SopRuntime) -> Subscribers:
-    """Who hears the domains' facts (guidebot.events): the SOP engine."""
+    """Who hears the domains' facts (guidebot.events): the SOP engine; metrics (customers who
+    deleted a guide, for the lost-customer alerts)."""
     subscribers = Subscribers()
     SopSubscriber(sop).subscribe(subscribers)
+    metrics_losses.subscribe(subscribers)
     return subscribers
 
 
@@ -167,7 +170,7 @@ async def _wecom_client(
                     agent_id=settings.agent_id,
                     api_base=settings.wecom_api_base,
                     credentials=DatabaseCredentialStore(token_sessions),
-                    clock=clock.time,
+                    clock=clock,
                     on_error=telemetry.wecom_error,
                 ),
             )

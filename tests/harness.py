@@ -1,8 +1,9 @@
 """The one harness: guidebot and the simulated WeCom, talking over real HTTP on one fake clock.
 
 The simulator delivers every callback encrypted to guidebot's /wecom/callback; guidebot's
-handlers call the simulator's /cgi-bin API. One fake clock drives both; the SOP engine's waits
-(a busy WeCom's welcome backoff) move that clock instead of waiting real time (`use_the_clock`).
+handlers call the simulator's /cgi-bin API. One fake clock (guidebot.clock.FakeClock) drives
+both, and guidebot's waits (the WeCom client's backoff and pacing, a busy WeCom's welcome
+backoff) sleep on it: they move it instead of waiting real time.
 Workers do not run on their own: a test drains the inbox when it wants the events handled.
 
 The corp every harness starts with (synced into guidebot at start-up):
@@ -18,7 +19,6 @@ its playbooks and its domain helpers (a subclass of `Harness`); `start_harness` 
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import textwrap
 from collections.abc import Iterable
@@ -222,21 +222,6 @@ async def seed_corp(sim: Any, customers: Iterable[dict[str, Any]] = ()) -> None:
         )
     for customer in customers:
         await post("customers", customer)
-
-
-def clock_sleep(clock: FakeClock):
-    """A sleep that moves the fake clock instead of waiting, then lets other tasks run."""
-
-    async def sleep(seconds: float) -> None:
-        clock.advance(timedelta(seconds=seconds))
-        await asyncio.sleep(0)
-
-    return sleep
-
-
-def use_the_clock(h: Harness) -> None:
-    """The SOP engine's waits (a busy WeCom's welcome backoff) move the harness's clock."""
-    h.app[SOP].sleep = clock_sleep(h.clock)
 
 
 def reload_playbooks(h: Harness) -> list:

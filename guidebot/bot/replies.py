@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.bot import commands
 from guidebot.bot.commands import Command
 from guidebot.bot.models import BotReply, ReplyStatus
 from guidebot.config import Settings
+from guidebot.contacts import queries
+from guidebot.contacts.behavior import guide_figures
 from guidebot.contacts.directory import store_zone
 from guidebot.contacts.models import (
     Customer,
@@ -110,6 +112,11 @@ TEXT = {
         "periods": ("今天", "本周", "本月"),
         "mine": "{period}：新客 {new}｜流失 {lost}｜转发 {fwd}｜打开 {opens}",
         "average": "　门店平均：新客 {new}｜流失 {lost}｜转发 {fwd}｜打开 {opens}",
+        "service": (
+            "服务（企业微信统计，本月至昨日）：聊天 {chats}｜消息 {messages}｜回复率 {rate}｜"
+            "首次回复 {minutes}｜删除/拉黑 {negative}"
+        ),
+        "minutes": "{n} 分钟",
         "no_store": "未分配门店",
     },
     "en": {
@@ -146,6 +153,11 @@ TEXT = {
         "periods": ("Today", "This week", "This month"),
         "mine": "{period}: new {new} | lost {lost} | forwards {fwd} | opens {opens}",
         "average": "  store average: new {new} | lost {lost} | forwards {fwd} | opens {opens}",
+        "service": (
+            "Service (WeCom's figures, this month to yesterday): chats {chats} | messages "
+            "{messages} | reply rate {rate} | first reply {minutes} | deleted/blocked {negative}"
+        ),
+        "minutes": "{n} min",
         "no_store": "no store",
     },
 }
@@ -265,27 +277,21 @@ async def customer_reply(
     wanted = command.arg.strip()
     if not wanted:
         return Reply.of_text(words["customer_ask"])
-    pattern = f"%{wanted.lower()}%"
-    rows = list(
-        await session.execute(
-            select(Relation, Customer)
-            .join(Customer, Customer.external_userid == Relation.external_userid)
-            .where(
-                Relation.guide_userid == guide,  # this guide's customers only
-                or_(
-                    func.lower(Customer.name).like(pattern),
-                    func.lower(Relation.remark).like(pattern),
-                ),
-            )
-            .order_by(Relation.status != RelationStatus.ACTIVE, Customer.name)
-            .limit(20)
-        )
+    # This guide's customers only (any status), by name, remark or external_userid.
+    found = await queries.search_customers(
+        session, guide=guide, words=wanted, order="name", per_page=20
     )
+    pairs = [
+        (next(r for r in found.relations[c.external_userid] if r.guide_userid == guide), c)
+        for c in found.customers
+    ]
+    # Active relations first, each group by name (the sort is stable).
+    rows = sorted(pairs, key=lambda pair: pair[0].status != RelationStatus.ACTIVE)
     if not rows:
         return Reply.of_text(words["no_customer"].format(q=wanted))
     exact = [(r, c) for r, c in rows if wanted in (c.name, r.remark)]
     if len(rows) > 1 and len(exact) != 1:
-        lines = [words["customers_many"].format(n=len(rows))]
+        lines = [words["customers_many"].format(n=found.total)]
         lines += [f"• {c.name or c.external_userid}" for _, c in rows[:8]]
         return Reply.of_text("\n".join(lines))
     relation, customer = exact[0] if exact else rows[0]
@@ -386,7 +392,28 @@ async def stats_reply(
                     opens=avg("unique_opens"),
                 )
             )
+    service_line = await _service_line(session, guide, words, now.astimezone(zone).date())
+    if service_line:
+        lines.append(service_line)
     return Reply.of_text("\n".join(lines))
+
+
+async def _service_line(
+    session: AsyncSession, guide: str, words: dict[str, Any], today: date
+) -> str | None:
+    """WeCom's figures this month to yesterday (behavior-sync reads them each morning)."""
+    yesterday = today - timedelta(days=1)
+    mine = (await guide_figures(session, [guide], yesterday.replace(day=1), yesterday)).get(guide)
+    if mine is None:
+        return None
+    rate, minutes = mine["reply_rate"], mine["avg_reply_minutes"]
+    return words["service"].format(
+        chats=mine["chats"],
+        messages=mine["messages"],
+        rate="-" if rate is None else f"{rate * 100:.0f}%",
+        minutes="-" if minutes is None else words["minutes"].format(n=_num(minutes)),
+        negative=mine["negative_feedback"],
+    )
 
 
 # ---- passive reply ---------------------------------------------------------------------------

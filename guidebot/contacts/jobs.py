@@ -4,7 +4,8 @@ Each takes a session factory, the WeCom client and a clock, opens its own sessio
 commits; the scheduler (JOBS, below) or the CLI calls them: directory sync nightly,
 reconciliation nightly after it, transfer results every 10 minutes (WeCom completes an
 accepted transfer ~24 h after the request), missing profiles every profiles.EVERY_SECONDS
-(adds recorded without one).
+(adds recorded without one), WeCom's contact statistics of each guide daily at 06:30
+(guidebot.contacts.behavior).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
 from guidebot.contacts import profiles
+from guidebot.contacts.behavior import BehaviorReport, sync_behavior
 from guidebot.contacts.directory import DirectoryReport, sync_directory
 from guidebot.contacts.reconcile import ReconcileReport, reconcile
 from guidebot.contacts.transfers import PollReport, poll_transfer_results
@@ -26,6 +28,7 @@ from guidebot.wecom.client import WeComClient
 Sessions = async_sessionmaker[AsyncSession]
 
 PROFILES_EVERY_SECONDS = profiles.EVERY_SECONDS
+BEHAVIOR_CRON = "30 6 * * *"
 
 
 async def nightly_directory_sync(
@@ -54,6 +57,11 @@ async def refetch_profiles(
 ) -> profiles.ProfileReport:
     """Profiles of customers recorded without one (an add whose WeCom read failed)."""
     return await profiles.refetch_profiles(sessions, wecom, clock.now())
+
+
+async def behavior_sync(sessions: Sessions, wecom: WeComClient, clock: Clock) -> BehaviorReport:
+    """WeCom's contact statistics of every active guide up to yesterday (China days)."""
+    return await sync_behavior(sessions, wecom, clock.now())
 
 
 async def add_contact_way(
@@ -100,4 +108,6 @@ JOBS = [
     PeriodicJob("poll-transfers", poll_transfers, every_seconds=600),
     # Adds recorded without a profile (the welcome could not wait for WeCom): fill them in.
     PeriodicJob("refetch-profiles", refetch_profiles, every_seconds=PROFILES_EVERY_SECONDS),
+    # WeCom's figures of a day are complete the next morning (China time).
+    PeriodicJob("behavior-sync", behavior_sync, cron=BEHAVIOR_CRON),
 ]

@@ -8,13 +8,15 @@ this package keeps a counter that is read, incremented and written back.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -276,3 +278,26 @@ class RelationEvent(Base):
         Index("ix_relation_events_store", "store_id", "occurred_at"),
         Index("ix_relation_events_customer", "external_userid", "occurred_at"),
     )
+
+
+class GuideBehaviorDaily(Base):
+    """WeCom's contact statistics of one guide for one China day (get_user_behavior_data, doc
+    92132), as WeCom last answered: its figures, not ours (guidebot.contacts.behavior).
+    `reply_percentage` and `avg_reply_time` are None on days WeCom returned none (no chat a
+    customer started, none answered). An insert or a change marks the day dirty for the
+    rollups (a trigger, see guidebot.metrics.models)."""
+
+    __tablename__ = "guide_behavior_daily"
+
+    guide_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    chat_cnt: Mapped[int] = mapped_column(Integer, default=0)
+    message_cnt: Mapped[int] = mapped_column(Integer, default=0)
+    reply_percentage: Mapped[float | None] = mapped_column(Float)  # 0..100
+    avg_reply_time: Mapped[int | None] = mapped_column(Integer)  # minutes
+    negative_feedback_cnt: Mapped[int] = mapped_column(Integer, default=0)
+    new_contact_cnt: Mapped[int] = mapped_column(Integer, default=0)
+    new_apply_cnt: Mapped[int] = mapped_column(Integer, default=0)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when these values were read
+
+    __table_args__ = (Index("ix_guide_behavior_daily_day", "day"),)

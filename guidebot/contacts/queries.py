@@ -83,9 +83,10 @@ async def search_customers(
     page: int = 1,
     per_page: int = 50,
 ) -> CustomerPage:
-    """The one customer search (the API, the admin page, the sidebar): customers with at least
-    one relation matching every given relation filter, and with `words` in their name or
-    external_userid; newest first, or by name (`order="name"`).
+    """The one customer search (the API, the admin page, the sidebar, the bot): customers with
+    at least one relation matching every given relation filter, and with `words` in their name,
+    their external_userid, or the remark of such a relation (what a guide calls them); newest
+    first, or by name (`order="name"`).
 
     `store` is a code or department id (an unknown one is Invalid); `stores` narrows to
     relations attributed to those department ids (a manager's). Without any relation filter
@@ -116,7 +117,14 @@ async def search_customers(
         )
     if words:
         like = f"%{words.replace('%', '').replace('_', '')}%"
-        query = query.where(or_(Customer.name.ilike(like), Customer.external_userid.ilike(like)))
+        remarked = select(Relation.external_userid).where(*conditions, Relation.remark.ilike(like))
+        query = query.where(
+            or_(
+                Customer.name.ilike(like),
+                Customer.external_userid.ilike(like),
+                Customer.external_userid.in_(remarked),
+            )
+        )
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     ordering = (
         (Customer.name, Customer.external_userid)

@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util.concurrency import await_only, in_greenlet
 
+from guidebot.db.one_hop import OneHopDBAPI
+
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -55,6 +57,7 @@ def create_engine(url: str, *, pool_size: int = 10, side: bool = False) -> Async
         engine = create_async_engine(
             url,
             async_creator=threads.connect,
+            module=OneHopDBAPI(),
             pool_size=2 if side else 1,
             max_overflow=0,
             pool_timeout=30,

@@ -63,6 +63,9 @@ class WorkerPolicy:
     first_backoff: float = 2.0  # seconds; doubles per attempt
     max_backoff: float = 300.0
     poll_interval: float = 1.0
+    # Lapsed leases (a worker that died mid-event) are looked for this often, not before every
+    # batch: under a burst each batch is an event or two, and the look was a transaction each.
+    reap_every: timedelta = timedelta(seconds=10)
 
     def backoff(self, attempts: int) -> timedelta:
         seconds = min(self.max_backoff, self.first_backoff * 2 ** max(0, attempts - 1))
@@ -121,6 +124,7 @@ class InboxWorker:
         # database failed even for that): id -> whether it was attempted. They are handed
         # back as soon as the database answers, not left to wait out their lease.
         self._orphans = Strays()
+        self._next_reap: datetime | None = None
         # The worker's outer middlewares, outermost first: errors -> dedupe -> database session.
         self._pipeline: Next = partial(
             self._errors, partial(self._dedupe, partial(self._session, self._feed))
@@ -166,6 +170,7 @@ class InboxWorker:
             if self._stopping:
                 break
             self._wake.clear()
+            # Real time: a background loop's idle poll (a fake clock moves when slept on).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.policy.poll_interval)
 
@@ -288,8 +293,12 @@ class InboxWorker:
             await INBOX_QUEUE.reap(session, self.clock.now(), everything=True)
 
     async def _reclaim_expired_leases(self) -> None:
+        now = self.clock.now()
+        if self._next_reap is not None and now < self._next_reap:
+            return
         async with self.sessions() as session, session.begin():
-            await INBOX_QUEUE.reap(session, self.clock.now())
+            await INBOX_QUEUE.reap(session, now)
+        self._next_reap = now + self.policy.reap_every
 
     # -- processing -------------------------------------------------------------------------
 

@@ -8,19 +8,16 @@ kept, and its days are China days (00:00 Asia/Shanghai) while ours are the store
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot.contacts.behavior import oldest_day, read_days
 from guidebot.metrics import kpis
 from guidebot.metrics.report import Period, Scope, counter_totals
 from guidebot.wecom.client import WeComClient
 
-WECOM_ZONE = ZoneInfo("Asia/Shanghai")
-WECOM_SPAN_DAYS = 30  # closed interval: 30 days per call
-WECOM_RETENTION_DAYS = 180
 OURS = ("new_customers", "lost_customers")
 THEIRS = ("new_contact_cnt", "negative_feedback_cnt")
 
@@ -37,31 +34,14 @@ NOTES = (
 )
 
 
-def spans(first: date, last: date, size: int = WECOM_SPAN_DAYS) -> list[tuple[date, date]]:
-    out = []
-    while first <= last:
-        end = min(last, first + timedelta(days=size - 1))
-        out.append((first, end))
-        first = end + timedelta(days=1)
-    return out
-
-
-def _epoch(day: date) -> int:
-    return int(datetime.combine(day, time(0), tzinfo=WECOM_ZONE).timestamp())
-
-
 async def wecom_days(
     wecom: WeComClient, userid: str, period: Period, now: datetime
 ) -> dict[date, dict[str, int]]:
-    """WeCom's behaviour data for one guide, per China day, for the days it still keeps."""
-    oldest = (now - timedelta(days=WECOM_RETENTION_DAYS)).astimezone(WECOM_ZONE).date()
-    first = max(period.first, oldest + timedelta(days=1))
-    found: dict[date, dict[str, int]] = {}
-    for start, end in spans(first, period.last):
-        for item in await wecom.get_user_behavior_data([userid], _epoch(start), _epoch(end)):
-            day = datetime.fromtimestamp(int(item["stat_time"]), WECOM_ZONE).date()
-            found[day] = {name: int(item.get(name) or 0) for name in THEIRS}
-    return found
+    """WeCom's behaviour data for one guide, per China day, for the days it still keeps
+    (read as the daily behavior-sync job reads it: guidebot.contacts.behavior)."""
+    first = max(period.first, oldest_day(now))
+    found = await read_days(wecom, userid, first, period.last) if first <= period.last else {}
+    return {day: {name: values[name] for name in THEIRS} for day, values in found.items()}
 
 
 async def compare(

@@ -60,6 +60,19 @@ def _pct(value: Any) -> str:
     return "-" if value is None else f"{value * 100:.0f}%"
 
 
+def _minutes(value: Any) -> str:
+    return "-" if value is None else f"{value:g} 分钟"
+
+
+def service_line(values: dict[str, Any]) -> str:
+    """WeCom's service figures (联系客户统计), as the reports show them."""
+    return (
+        f"服务 聊天 {values['chats']} · 消息 {values['messages']} · 回复率 "
+        f"{_pct(values['reply_rate'])} · 首次回复 {_minutes(values['avg_reply_minutes'])} · "
+        f"删除/拉黑 {values['negative_feedback']}"
+    )
+
+
 def _fit(lines: list[str]) -> str:
     """A textcard description within WeCom's 512 bytes: styled, else plain, else cut."""
     styled = f'<div class="gray">{lines[0]}</div>' + "".join(
@@ -87,6 +100,7 @@ def daily_message(
         f" · 欢迎语送达 {_pct(values['welcome_rate'])}",
         f"转发 {values['forwards']} · 打开 {values['unique_opens']} · "
         f"订单 {values['orders']} · GMV ¥{values['gmv']}",
+        service_line(values),
         f"今日待办 {open_tasks} 项",
     ]
     return title, _fit(lines)
@@ -107,6 +121,7 @@ def weekly_message(
         f"打开率 {_pct(values['open_rate'])}",
         f"订单 {values['orders']} · GMV ¥{values['gmv']} · 留资率 "
         f"{_pct(values['profile_completeness'])}",
+        service_line(values),
         f"新客前三：{leaders}",
     ]
     return title, _fit(lines)
@@ -130,7 +145,9 @@ async def open_tasks_today(session: AsyncSession, guide: str, local_now: datetim
     )
 
 
-async def _claim(sessions: Sessions, kind: str, userid: str, period: str, now: datetime) -> bool:
+async def claim_report(
+    sessions: Sessions, kind: str, userid: str, period: str, now: datetime
+) -> bool:
     """Take the report (or take back one WeCom refused); committed before any WeCom call."""
     async with sessions() as session, session.begin():
         insert = upsert_insert(session.bind.dialect.name)
@@ -157,7 +174,7 @@ async def _claim(sessions: Sessions, kind: str, userid: str, period: str, now: d
         return retried.rowcount == 1
 
 
-async def _settle(
+async def settle_report(
     sessions: Sessions,
     kind: str,
     userid: str,
@@ -196,7 +213,7 @@ async def _send(
     now: datetime,
     report: ReportsReport,
 ) -> None:
-    if not await _claim(sessions, kind, userid, period, now):
+    if not await claim_report(sessions, kind, userid, period, now):
         return
     error = None
     try:
@@ -213,7 +230,7 @@ async def _send(
         # Claimed already: settled as failed (tried again next hour), not left `sending`.
         error = f"unexpected error: {describe_error(exc)}"
         log.exception("%s report to %s for %s not sent", kind, userid, period)
-    await _settle(
+    await settle_report(
         sessions, kind, userid, period, message=f"{title}\n{description}", error=error, now=now
     )
     if error:

@@ -2,7 +2,8 @@
 their replacement in guide_daily.
 
 `compute` reads one guide's source rows over a range of days and buckets them into (store, day)
-counters, one reader per source (relation changes, SOP tasks, content, orders); `write` deletes
+counters, one reader per source (relation changes, SOP tasks, content, orders, WeCom's contact
+statistics); `write` deletes
 the guide's rows in that range and inserts the new ones. Both run in the caller's transaction, so
 recomputing a day gives the same numbers, never more.
 """
@@ -12,12 +13,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.contacts.models import EventKind, RelationEvent
+from guidebot.contacts.behavior import WECOM_ZONE
+from guidebot.contacts.models import EventKind, GuideBehaviorDaily, RelationEvent
 from guidebot.content.models import ContentForward, ContentOpenVisitor
 from guidebot.content.service import first_forward
 from guidebot.metrics import kpis
@@ -80,6 +82,7 @@ async def compute(
     await _count_tasks(session, tally)
     await _count_content(session, tally)
     await _count_orders(session, tally)
+    await _count_behavior(session, tally)
     return tally.buckets
 
 
@@ -184,6 +187,32 @@ async def _count_orders(session: AsyncSession, tally: _Tally) -> None:
         ):
             put(refunded_at, "orders_refunded")
             put(refunded_at, "gmv_refunded_fen", amount)
+
+
+def china_noon(day: date) -> datetime:
+    return datetime.combine(day, time(12), tzinfo=WECOM_ZONE)
+
+
+async def _count_behavior(session: AsyncSession, tally: _Tally) -> None:
+    """WeCom's contact statistics: a China day counts on the same date, for the store the
+    guide belonged to at that day's noon (WeCom has no finer time to place it by)."""
+    for row in await session.scalars(
+        select(GuideBehaviorDaily).where(
+            GuideBehaviorDaily.guide_userid == tally.guide,
+            GuideBehaviorDaily.day >= tally.first,
+            GuideBehaviorDaily.day <= tally.last,
+        )
+    ):
+        bucket = tally.buckets[(tally.placer.store(tally.guide, china_noon(row.day)), row.day)]
+        bucket["chats"] += row.chat_cnt
+        bucket["messages"] += row.message_cnt
+        bucket["negative_feedback"] += row.negative_feedback_cnt
+        if row.reply_percentage is not None:
+            bucket["reply_days"] += 1
+            bucket["reply_pct_x100"] += round(row.reply_percentage * 100)
+        if row.avg_reply_time is not None:
+            bucket["reply_time_days"] += 1
+            bucket["reply_minutes"] += row.avg_reply_time
 
 
 async def write(

@@ -6,6 +6,9 @@
   the others skip the tick.
 * `metrics_reports` (hourly, on the hour): the 09:00 store-time reports to guides and the
   Monday reports to store managers (guidebot.metrics.daily_report).
+* `lost_alerts` (hourly, at :07, off WeCom's busy :00): each guide's customers who deleted
+  them since the last batch, in one message; each store manager's list of yesterday's losses
+  at 09:xx store time (guidebot.metrics.losses).
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.metrics.daily_report import ReportsReport, send_reports
+from guidebot.metrics.losses import LostReport, send_lost_alerts
 from guidebot.metrics.rollup import RefreshReport, refresh
 from guidebot.scheduler import PeriodicJob
 from guidebot.wecom.client import WeComClient
 
 ROLLUP_EVERY_SECONDS = 5
 REPORTS_CRON = "0 * * * *"
+LOST_ALERTS_CRON = "7 * * * *"
 
 
 async def metrics_rollup(
@@ -38,9 +43,19 @@ async def metrics_reports(
     return await send_reports(sessions, wecom, clock, settings)
 
 
+async def lost_alerts(
+    sessions: async_sessionmaker[AsyncSession],
+    wecom: WeComClient,
+    clock: Clock,
+    settings: Settings,
+) -> LostReport:
+    return await send_lost_alerts(sessions, wecom, clock, settings)
+
+
 # Rollups from the dirty rows the source tables' triggers write (figures within 10 s), and
 # the 09:00 store-time reports (hourly; each store's 09:xx sends).
 JOBS = [
     PeriodicJob("metrics-rollup", metrics_rollup, every_seconds=ROLLUP_EVERY_SECONDS),
     PeriodicJob("metrics-reports", metrics_reports, cron=REPORTS_CRON),
+    PeriodicJob("lost-alerts", lost_alerts, cron=LOST_ALERTS_CRON),
 ]

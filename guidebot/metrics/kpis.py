@@ -5,7 +5,10 @@ the rows that match (a guide, a store, everyone; a period): a count is a signed 
 a rate is the ratio of two such sums. Rates are never averaged: a store's day-7 retention is the
 store's kept customers over the store's new customers, not the mean of its guides' rates.
 profile_completeness is the exception in kind, not in rule: it sums the last profile snapshot
-(guide_profile_daily) of each guide on or before the end of the period.
+(guide_profile_daily) of each guide on or before the end of the period. The service figures
+(chats .. negative_feedback) are WeCom's, read daily (guidebot.contacts.behavior): WeCom gives a
+daily reply rate and first-reply time without the counts behind them, so those two average the
+days WeCom reported one (summed daily values over the days counted, still a ratio of sums).
 
 The README's "Guide performance numbers" table repeats these definitions word for word (a test
 checks it), so what a figure means is written in exactly one place in the code.
@@ -33,21 +36,23 @@ PROFILE_COLUMNS = ("profile_filled", "profile_active")
 class Kpi:
     name: str
     label: str  # the short Chinese label in guides' reports
-    kind: str  # "count", "rate" or "money"
+    kind: str  # "count", "rate", "money" or "minutes" (an average)
     definition: str
     source: str
     plus: tuple[str, ...]
     minus: tuple[str, ...] = ()
-    over: tuple[str, ...] = ()  # a rate's denominator
+    over: tuple[str, ...] = ()  # a rate's (or an average's) denominator
+    scale: int = 1  # the numerator's unit: reply_pct_x100 is in hundredths of a percent
+    lower_is_better: bool = False  # for ranking: fewer minutes to answer is better
 
     def numerator(self, totals: Mapping[str, int]) -> int:
         return sum(totals.get(c, 0) for c in self.plus) - sum(totals.get(c, 0) for c in self.minus)
 
     def value(self, totals: Mapping[str, int]) -> Any:
         number = self.numerator(totals)
-        if self.kind == "rate":
-            base = sum(totals.get(c, 0) for c in self.over)
-            return round(number / base, 4) if base else None
+        if self.kind in ("rate", "minutes"):
+            base = sum(totals.get(c, 0) for c in self.over) * self.scale
+            return round(number / base, 4 if self.kind == "rate" else 1) if base else None
         if self.kind == "money":
             return yuan(number)
         return number
@@ -221,6 +226,61 @@ KPIS: tuple[Kpi, ...] = (
         plus=("profile_filled",),
         over=("profile_active",),
     ),
+    # WeCom's contact statistics (联系客户统计, get_user_behavior_data), read daily per guide by
+    # guidebot.contacts.behavior: WeCom's counts of chats guidebot never sees, not our log.
+    Kpi(
+        "chats",
+        "聊天",
+        "count",
+        "WeCom's chat_cnt: one-to-one chats with customers in which the guide sent at least one "
+        "message, per China day (00:00 Asia/Shanghai), credited to the same date.",
+        "WeCom get_user_behavior_data (chat_cnt), not our log",
+        plus=("chats",),
+    ),
+    Kpi(
+        "messages",
+        "消息",
+        "count",
+        "WeCom's message_cnt: messages the guide sent in one-to-one chats with customers, per "
+        "China day, credited to the same date.",
+        "WeCom get_user_behavior_data (message_cnt), not our log",
+        plus=("messages",),
+    ),
+    Kpi(
+        "reply_rate",
+        "回复率",
+        "rate",
+        "WeCom's reply_percentage (of the chats a customer started, the share the guide answered "
+        "the same day) averaged over the days WeCom gave one; days without a chat a customer "
+        "started are in neither part. WeCom gives no counts behind it, so a store's rate is the "
+        "mean of its guides' days, not a ratio of chats.",
+        "WeCom get_user_behavior_data (reply_percentage), not our log",
+        plus=("reply_pct_x100",),
+        over=("reply_days",),
+        scale=10_000,
+    ),
+    Kpi(
+        "avg_reply_minutes",
+        "平均首次回复(分钟)",
+        "minutes",
+        "WeCom's avg_reply_time (minutes from a customer's first message to the guide's first "
+        "answer, over the chats answered that day) averaged over the days WeCom gave one.",
+        "WeCom get_user_behavior_data (avg_reply_time), not our log",
+        plus=("reply_minutes",),
+        over=("reply_time_days",),
+        lower_is_better=True,
+    ),
+    Kpi(
+        "negative_feedback",
+        "删除/拉黑",
+        "count",
+        "WeCom's negative_feedback_cnt: customers who deleted or blocked the guide, per China "
+        "day. It differs from lost_customers, which counts the deletions guidebot was told of "
+        "on the store's local day.",
+        "WeCom get_user_behavior_data (negative_feedback_cnt), not our log",
+        plus=("negative_feedback",),
+        lower_is_better=True,
+    ),
 )
 
 KPI_BY_NAME: dict[str, Kpi] = {k.name: k for k in KPIS}
@@ -244,7 +304,8 @@ def evaluate(totals: Mapping[str, int]) -> dict[str, Any]:
 
 
 def sort_key(kpi: Kpi, value: Any) -> float:
-    """For ranking: bigger is better; a rate with no denominator ranks last."""
+    """For ranking: bigger is better (smaller, for a KPI where lower is better); a rate with
+    no denominator ranks last."""
     if value is None:
         return float("-inf")
-    return float(value)
+    return -float(value) if kpi.lower_is_better else float(value)

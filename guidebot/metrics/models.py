@@ -17,15 +17,17 @@
 * `metrics_state`: small named values (when day-1/day-7 cohorts last matured; the backfill).
 * `orders`: the order webhook's orders, amounts in integer fen, with the guide they were
   attributed to (and by which rule) decided once, when the order arrived.
-* `metrics_reports`: one row per report sent (daily per guide, weekly per manager), so the
-  hourly job sends each at most once.
+* `metrics_reports`: one row per report sent (daily per guide, weekly per manager, an hour's
+  lost-customer alert per guide, a day's losses per manager), so each goes out at most once.
+* `lost_alerts`: one row per customer who deleted a guide (guidebot.metrics.losses), with what
+  the alert and the manager's digest say about them, and the hour's batch that carried it.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Date, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guidebot.db.base import Base, BigId, UTCDateTime
@@ -56,6 +58,13 @@ COUNTERS = (
     "orders_refunded",
     "gmv_paid_fen",
     "gmv_refunded_fen",
+    "chats",
+    "messages",
+    "negative_feedback",
+    "reply_days",
+    "reply_pct_x100",
+    "reply_time_days",
+    "reply_minutes",
 )
 
 
@@ -68,6 +77,7 @@ class DirtySource:
     ORDER = "order"  # orders (written by guidebot.metrics.orders)
     MEMBERSHIP = "membership"  # store_memberships (trigger): days from `at` on may move
     ZONE = "zone"  # departments.timezone (trigger): guide "*", kind = the store id
+    BEHAVIOR = "behavior"  # guide_behavior_daily (trigger): kind = the China day, ISO
 
 
 class OrderStatus:
@@ -120,6 +130,16 @@ class GuideDaily(Base):
     orders_refunded: Mapped[int] = mapped_column(Integer, default=0)
     gmv_paid_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     gmv_refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # WeCom's contact statistics (guide_behavior_daily), credited to its China day: chats,
+    # messages, negative feedback; the days WeCom gave a reply rate and their rates summed in
+    # hundredths of a percent; the days it gave a first-reply time and their minutes summed.
+    chats: Mapped[int] = mapped_column(Integer, default=0)
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    negative_feedback: Mapped[int] = mapped_column(Integer, default=0)
+    reply_days: Mapped[int] = mapped_column(Integer, default=0)
+    reply_pct_x100: Mapped[int] = mapped_column(Integer, default=0)
+    reply_time_days: Mapped[int] = mapped_column(Integer, default=0)
+    reply_minutes: Mapped[int] = mapped_column(Integer, default=0)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
@@ -206,3 +226,29 @@ class MetricsReport(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LostAlert(Base):
+    """A customer deleted the guide (the relation ended as lost): what the guide's alert and
+    the store manager's digest say. `batch` is the metrics_reports period of the guide's alert
+    that carried it (None: not yet sent)."""
+
+    __tablename__ = "lost_alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    guide_userid: Mapped[str] = mapped_column(String(64))
+    external_userid: Mapped[str] = mapped_column(String(64))
+    store_id: Mapped[int | None] = mapped_column(Integer)  # the guide's store when it happened
+    customer_name: Mapped[str | None] = mapped_column(String(255))  # remark, else WeCom name
+    together_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lost_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_sent: Mapped[str | None] = mapped_column(Text)  # what the guide sent them last
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    batch: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("guide_userid", "external_userid", "lost_at"),
+        Index("ix_lost_alerts_batch", "guide_userid", "batch"),
+        Index("ix_lost_alerts_store", "store_id", "lost_at"),
+    )

@@ -17,7 +17,8 @@ An order is identified by its order_id: the same content posted again answers th
 different content under the same id is a conflict. A refund (status "refunded", or the refund
 call) takes the order back on the day of the refund. A new paid order is announced (OrderPaid):
 the SOP engine stops the customer's enrollments with the attributed guide whose playbooks stop
-on order.paid, and credits their order.paid goals.
+on order.paid, and credits their order.paid goals. A refund is announced too (OrderRefunded),
+once per order, for whoever hears it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from guidebot.contacts.directory import find_store, store_at
 from guidebot.contacts.models import Department, Relation, RelationStatus
 from guidebot.content.models import ContentForward, ContentOpen
 from guidebot.db.engine import upsert_insert
-from guidebot.events import OrderPaid, publish
+from guidebot.events import OrderPaid, OrderRefunded, publish
 from guidebot.metrics.kpis import yuan
 from guidebot.metrics.models import Attribution, DirtySource, MetricsDirty, Order, OrderStatus
 from guidebot.sop.queries import link_reached_customer
@@ -304,6 +305,29 @@ async def _refund(session: AsyncSession, order: Order, at: datetime, now: dateti
     order.updated_at = now
     await _dirty(session, order.guide_userid, at)
     await session.flush()
+    await _announce_refund(
+        session, order.order_id, order.external_userid, order.guide_userid, order.paid_at, at, now
+    )
+
+
+async def _announce_refund(
+    session: AsyncSession,
+    order_id: str,
+    customer: str | None,
+    guide: str | None,
+    paid_at: datetime,
+    refunded_at: datetime,
+    now: datetime,
+) -> None:
+    refunded = OrderRefunded(
+        order_id=order_id,
+        external_userid=customer,
+        guide_userid=guide,
+        paid_at=paid_at,
+        refunded_at=refunded_at,
+        now=now,
+    )
+    await publish(session, refunded)
 
 
 async def post_order(
@@ -374,6 +398,10 @@ async def post_order(
             now=now,
         )
         await publish(session, paid)
+    elif refunded_at is not None:
+        await _announce_refund(
+            session, data.order_id, customer, touch.guide, data.paid_at, refunded_at, now
+        )
     order = await _find(session, data.order_id)
     assert order is not None
     return order, True

@@ -352,7 +352,7 @@ def _cell(kpi: kpis.Kpi, value: Any) -> str:
         return "-"
     if kpi.kind == "rate":
         return f"{value * 100:.1f}%"
-    return str(value)
+    return f"{value:g}" if kpi.kind == "minutes" else str(value)
 
 
 def display_width(text: str) -> int:

@@ -28,11 +28,18 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from guidebot.contacts.models import Relation, RelationEvent, StoreMembership
+from guidebot.contacts.models import GuideBehaviorDaily, Relation, RelationEvent, StoreMembership
 from guidebot.content.models import ContentForward, ContentOpenVisitor
 from guidebot.db.parking import isolating, unparked
 from guidebot.metrics import kpis
-from guidebot.metrics.daily_rows import END_KINDS, LONGEST_WINDOW, NEW_KINDS, merge_days, recompute
+from guidebot.metrics.daily_rows import (
+    END_KINDS,
+    LONGEST_WINDOW,
+    NEW_KINDS,
+    china_noon,
+    merge_days,
+    recompute,
+)
 from guidebot.metrics.models import DirtySource, GuideDaily, MetricsDirty, MetricsState, Order
 from guidebot.metrics.placer import Placer
 from guidebot.metrics.profiles import snapshot_profiles
@@ -281,6 +288,9 @@ async def _apply(
         item = work[row.guide_userid]
         if row.source == DirtySource.PROFILE:
             item.profile = True
+        elif row.source == DirtySource.BEHAVIOR:
+            # WeCom's figures of a China day count on that date (daily_rows._count_behavior).
+            item.days.add(date.fromisoformat(row.kind or ""))
         elif row.source == DirtySource.MEMBERSHIP:
             day = placer.day(row.guide_userid, row.at) - timedelta(days=1)
             item.from_day = day if item.from_day is None else min(item.from_day, day)
@@ -358,7 +368,15 @@ def _firsts() -> list[Any]:
         select(Order.guide_userid, func.min(Order.paid_at))
         .where(Order.guide_userid.is_not(None))
         .group_by(Order.guide_userid),
+        select(GuideBehaviorDaily.guide_userid, func.min(GuideBehaviorDaily.day)).group_by(
+            GuideBehaviorDaily.guide_userid
+        ),
     ]
+
+
+def _instant(value: datetime | date) -> datetime:
+    """A source's earliest instant; WeCom's figures have a China day instead."""
+    return value if isinstance(value, datetime) else china_noon(value)
 
 
 async def _first_event(session: AsyncSession, guide: str) -> datetime | None:
@@ -367,7 +385,7 @@ async def _first_event(session: AsyncSession, guide: str) -> datetime | None:
         table_guide = query.selected_columns[0]
         value = (await session.execute(query.where(table_guide == guide))).first()
         if value is not None and value[1] is not None:
-            found.append(value[1])
+            found.append(_instant(value[1]))
     return min(found) if found else None
 
 
@@ -379,7 +397,8 @@ async def backfill(sessions: Sessions, default_tz: str, now: datetime, *, batch:
     async with sessions() as session:
         firsts: dict[str, datetime] = {}
         for query in _firsts():
-            for guide, at in await session.execute(query):
+            for guide, value in await session.execute(query):
+                at = None if value is None else _instant(value)
                 if at is not None and (guide not in firsts or at < firsts[guide]):
                     firsts[guide] = at
         with_relations = set(await session.scalars(select(Relation.guide_userid).distinct()))

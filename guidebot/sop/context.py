@@ -3,11 +3,9 @@ settings and the playbook registry, and who claims (`owner`)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -42,7 +40,6 @@ class SopRuntime:
     batch_size: int = 500
     max_batches: int = 50  # per tick: a backlog drains over several ticks, never all at once
     concurrency: int = 8  # WeCom calls in flight per tick
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
     _env: Any = None
     _tag_ids: dict[str, str] | None = None
 

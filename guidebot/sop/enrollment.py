@@ -20,6 +20,7 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.db.engine import upsert_insert
+from guidebot.events import CustomerReplied, publish
 from guidebot.sop.actions import action_for
 from guidebot.sop.audience import Subject
 from guidebot.sop.models import EnrollmentStatus, SopEnrollment, SopTask, TaskStatus
@@ -446,13 +447,20 @@ async def record_goal(
 
 
 async def record_reply(
-    session: AsyncSession, *, external_userid: str, guide_userid: str, at: datetime
+    session: AsyncSession,
+    *,
+    external_userid: str,
+    guide_userid: str,
+    at: datetime,
+    now: datetime,
+    source: str,
 ) -> tuple[list[int], int]:
     """The customer wrote back to the guide. WeCom pushes no such event to an app: the guide
-    marks it in the sidebar, or a chat-archive pipeline posts it to the API.
+    marks it in the sidebar, or a chat-archive pipeline posts it to the API (`source`).
 
     The pair's enrollments that stop on `customer.replied` stop; those with it as their goal
-    are credited. A reply reported late touches only enrollments that had begun by `at`.
+    are credited. A reply reported late touches only enrollments that had begun by `at`. The
+    reply is announced (CustomerReplied) for whoever else hears it.
     (the enrollments stopped, the goals credited)
     """
     stopped = await stop_enrollments(
@@ -466,4 +474,8 @@ async def record_reply(
     credited = await record_goal(
         session, external_userid=external_userid, event=REPLIED, at=at, guide_userid=guide_userid
     )
+    replied = CustomerReplied(
+        guide_userid=guide_userid, external_userid=external_userid, at=at, source=source, now=now
+    )
+    await publish(session, replied)
     return stopped, credited

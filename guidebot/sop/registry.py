@@ -143,6 +143,7 @@ class PlaybookRegistry:
         if self._snapshot is None:
             await asyncio.to_thread(self.reload)
         while True:
+            # Real time: file times are the disk's, and a fake clock moves when slept on.
             await asyncio.sleep(interval)
             try:
                 if await asyncio.to_thread(self.changed):

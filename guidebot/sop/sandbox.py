@@ -48,6 +48,7 @@ class _Budget:
         self.name = name or "(template)"
         self.steps = MAX_STEPS
         self.clock_at = MAX_STEPS  # the clock is read every CLOCK_STEPS steps
+        # Real time, not the clock's: the budget bounds the CPU a render really takes.
         self.deadline = time.monotonic() + MAX_RENDER_SECONDS
 
     def charge(self, steps: int) -> None:

@@ -7,7 +7,8 @@ that caused them.
 * RelationAdded from a WeCom add callback (not an edit's discovery, not reconciliation or the
   demo, which WeCom announced to nobody): every enabled `customer.added` playbook whose audience
   matches enrolls the pair. A welcome step is sent right after the commit (events.after_commit),
-  within the code's 20 s.
+  within the code's 20 s (guidebot.sop.welcome_lane batches the welcomes of adds that
+  commit together).
 * TagsGained (an edit callback): playbooks listing `tag.added:<tag>` stop for this pair; if the
   relation is active, `tag.added` playbooks for those tags enroll it.
 * RelationEnded from a callback (del_follow_user: contact.lost; del_external_contact:
@@ -28,8 +29,9 @@ enrollment runs in a savepoint, and a failure is logged and leaves the rest to c
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,7 +55,7 @@ from guidebot.sop.models import CompletedBy
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.queries import OPENED, link_reached_customer
 from guidebot.sop.task_marks import TaskConflict, TaskNotFound, complete_task
-from guidebot.sop.tick import run_tasks
+from guidebot.sop.welcome_lane import WelcomeLane
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,10 @@ class SopSubscriber:
     welcome sent after the commit, its sessions, WeCom client and clock."""
 
     sop: SopRuntime
+    welcomes: WelcomeLane = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "welcomes", WelcomeLane(self.sop))
 
     def subscribe(self, subscribers: Subscribers) -> None:
         subscribers.subscribe(RelationAdded, self.on_added)
@@ -103,7 +109,7 @@ class SopSubscriber:
             welcome_code=event.welcome_code,
         )
         for task_id in welcomes:
-            after_commit(session, self._welcome_later(task_id))
+            after_commit(session, partial(self.welcomes.send, task_id))
 
     async def on_tags_gained(self, session: AsyncSession, event: TagsGained) -> None:
         keys = sorted(tag_keys(event.tags))
@@ -228,13 +234,6 @@ class SopSubscriber:
             if enrolled is not None and enrolled.welcome_task_id is not None:
                 welcomes.append(enrolled.welcome_task_id)
         return welcomes
-
-    def _welcome_later(self, task_id: int):
-        async def send() -> None:
-            # A claim identity of its own: the tick never takes this claim for one of its own.
-            await run_tasks(self.sop.claimer(), self.sop.clock.now(), ids=[task_id])
-
-        return send
 
 
 async def _relation(session: AsyncSession, userid: str, ext: str) -> Relation | None:

@@ -80,6 +80,8 @@ def _format_kpi(value: Any, name: str) -> str:
     kind = kpis.KPI_BY_NAME[name].kind
     if kind == "rate":
         return f"{float(value) * 100:.1f}%"
+    if kind == "minutes":
+        return f"{float(value):g} 分钟"
     return str(value)
 
 

@@ -65,6 +65,7 @@ async def passive_reply(request: web.Request, event: Event) -> str | None:
 async def _passive(request: web.Request, event: TextMessage) -> str | None:
     app = request.app
     sessions, clock, settings = app[SESSIONS], app[CLOCK], app[SETTINGS]
+    # Real time, not the clock's: WeCom waits 5 s of real time for the callback's answer.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + PASSIVE_BUDGET
     msg_id, now = str(event.msg_id), clock.now()

@@ -12,9 +12,7 @@ window admits at most ``per_minute`` calls.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from guidebot.clock import Clock, SystemClock
 
 __all__ = ["TokenBucket"]
 
@@ -22,8 +20,7 @@ __all__ = ["TokenBucket"]
 class TokenBucket:
     """At most ``per_minute`` acquisitions in any 60 s window, ``burst`` of them back to back.
 
-    ``clock`` returns seconds (any epoch) and ``sleep`` waits that many seconds; both are
-    injectable so tests run on a fake clock.
+    ``clock`` tells the time and sleeps (tests pass a fake one).
     """
 
     def __init__(
@@ -31,8 +28,7 @@ class TokenBucket:
         per_minute: int,
         *,
         burst: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Clock | None = None,
     ) -> None:
         if per_minute < 1:
             raise ValueError("per_minute must be at least 1")
@@ -44,19 +40,18 @@ class TokenBucket:
         # A full burst, then one call per interval: any [t, t + 60 s) holds at most per_minute.
         self.interval = 60.0 / (per_minute - self.burst + 1)
         self._tolerance = (self.burst - 1) * self.interval
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = clock or SystemClock()
         self._tat: float | None = None  # theoretical arrival time of the next call
 
     def delay(self) -> float:
         """Seconds the next acquisition would wait (0 when a token is available now)."""
-        now = self._clock()
+        now = self._clock.time()
         tat = now if self._tat is None else max(self._tat, now)
         return max(0.0, tat - self._tolerance - now)
 
     def take(self) -> float:
         """Reserve the next token now; the seconds until it may be used (0 when at once)."""
-        now = self._clock()
+        now = self._clock.time()
         tat = now if self._tat is None else max(self._tat, now)
         self._tat = tat + self.interval
         return max(0.0, tat - self._tolerance - now)
@@ -65,4 +60,4 @@ class TokenBucket:
         """Take one token, sleeping until it is available. The slot is reserved on entry."""
         wait = self.take()
         if wait > 0:
-            await self._sleep(wait)
+            await self._clock.sleep(wait)

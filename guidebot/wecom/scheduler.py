@@ -17,7 +17,7 @@ first, none last), then in arrival order:
   last ``reserve`` places, so a welcome never queues behind slow profile fetches.
 
 Waiting is on asyncio futures; a lane runs one pump task while it has waiters, sleeping until
-its next token (through the injected sleep, so tests run on a fake clock). No polling.
+its next token (on the injected clock, so tests run on a fake one). No polling.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
-from collections.abc import Awaitable, Callable
 from enum import Enum, IntEnum
 
+from guidebot.clock import Clock
 from guidebot.wecom.ratelimit import TokenBucket
 
 __all__ = ["Admission", "Gate", "Lane", "Priority", "Rank"]
@@ -58,22 +58,15 @@ class Admission(Enum):
 class Lane:
     """One API's budget: a token bucket whose waiters are served by rank, and its cooldown."""
 
-    __slots__ = ("_clock", "_pump", "_sleep", "_waiting", "bucket", "cooling_until", "probe")
+    __slots__ = ("_clock", "_pump", "_waiting", "bucket", "cooling_until", "probe")
 
-    def __init__(
-        self,
-        per_minute: int,
-        *,
-        clock: Callable[[], float],
-        sleep: Callable[[float], Awaitable[object]],
-    ) -> None:
-        self.bucket = TokenBucket(per_minute, clock=clock, sleep=sleep)
+    def __init__(self, per_minute: int, *, clock: Clock) -> None:
+        self.bucket = TokenBucket(per_minute, clock=clock)
         self.cooling_until = 0.0
         # While cooling, URGENT calls still try, one at a time: the first that WeCom accepts
         # ends the cooldown, and a real ban costs one refused call at a time, not a burst.
         self.probe = asyncio.Lock()
         self._clock = clock
-        self._sleep = sleep
         self._waiting: list[tuple[Rank, asyncio.Future[Admission]]] = []
         self._pump: asyncio.Task[None] | None = None
 
@@ -116,7 +109,7 @@ class Lane:
                 if delay > 0:
                     # One sleep per token, then grant: like TokenBucket.acquire, this trusts
                     # the sleep rather than re-reading the clock in a loop.
-                    await self._sleep(delay)
+                    await self._clock.sleep(delay)
                 self._grant_one()
         except BaseException as exc:
             # Nobody is left waiting on a pump that died (cancelled at shutdown, say).
@@ -134,7 +127,7 @@ class Lane:
             self._pump = None
 
     def _grant_one(self) -> None:
-        now = self._clock()
+        now = self._clock.time()
         while self._waiting:
             queued, future = heapq.heappop(self._waiting)
             if future.done():

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from guidebot.bot.models import BotReply
 from guidebot.bot.replies import flush_replies
+from guidebot.contacts.jobs import behavior_sync
 from guidebot.content import links, service
 from guidebot.db.parking import ParkedRow
 from guidebot.intake.inbox import InboxEntry
@@ -153,6 +154,25 @@ async def test_customer_card_shows_only_my_customers(h):
     )
 
 
+async def test_a_customer_is_found_by_my_remark_through_the_one_search(h):
+    """The bot asks contacts' search_customers: name, external_userid, or this guide's remark."""
+    await h.add("g1", "wmc1")
+    await h.add("g1", "wmc3")
+    await h.add("g3", "wmc3")
+    await h.act("contact/edit", {"userid": "g1", "external_userid": "wmc1", "remark": "VIP陈姐"})
+    await h.act("contact/edit", {"userid": "g3", "external_userid": "wmc3", "remark": "老朋友"})
+
+    card = await say(h, "客户 陈姐")
+    assert card.splitlines()[0] == "陈女士（备注：VIP陈姐）"
+    assert card.endswith("侧边栏：http://guidebot.test/sidebar?customer=wmc1")
+    assert (await say(h, "customer wmc3")).splitlines()[0] == "赵女士"
+    # g3's remark is g3's: g1 does not find wmc3 by it.
+    assert await say(h, "客户 老朋友") == "你的客户里没有名字含「老朋友」的。"
+    many = (await say(h, "客户 女士")).splitlines()
+    assert many[0] == "找到 2 位客户，请写全名："
+    assert sorted(many[1:]) == ["• 赵女士", "• 陈女士"]
+
+
 async def test_the_card_dates_a_relation_on_its_stores_calendar(h):
     """g1 adds wmc1 in 张江店 (Shanghai) at 12:00 on 03-10, then moves to 徐汇店, which keeps Los
     Angeles time (still 03-09 there): the relation began on 03-10, its store's day."""
@@ -205,6 +225,29 @@ async def test_stats_beside_the_store_average(h):
     tomorrow = await say(h, "业绩")
     assert tomorrow.splitlines()[1] == "今天：新客 0｜流失 0｜转发 0｜打开 0"
     assert tomorrow.splitlines()[3] == "本周：新客 2｜流失 1｜转发 2｜打开 1"
+
+
+async def test_stats_show_wecoms_service_figures_to_yesterday(h):
+    """业绩 adds WeCom's contact statistics (get_user_behavior_data) this month up to
+    yesterday, as the behavior-sync job kept them; before any, the line is left out."""
+    await h.add("g1", "wmc1")
+    assert "服务" not in await say(h, "业绩")
+    await h.control("chats", {"userid": "g1", "external_userid": "wmc1", "from": "customer"})
+    h.advance(12 * 60)  # g1 answers 12 minutes later, twice
+    await h.control(
+        "chats", {"userid": "g1", "external_userid": "wmc1", "from": "member", "count": 2}
+    )
+    h.advance(86400)
+    await behavior_sync(h.sessions, h.app[WECOM], h.app[CLOCK])
+    stats = await say(h, "业绩")
+    assert stats.splitlines()[-1] == (
+        "服务（企业微信统计，本月至昨日）："
+        "聊天 1｜消息 2｜回复率 100%｜首次回复 12 分钟｜删除/拉黑 0"
+    ), stats
+    english = await say(h, "stats")
+    assert english.splitlines()[-1].startswith(
+        "Service (WeCom's figures, this month to yesterday): chats 1 | messages 2"
+    )
 
 
 async def test_a_retried_message_is_answered_the_same_way_once(h):

@@ -10,32 +10,18 @@ to the back of the queue, and writing each profile once even when two instances 
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 
-import pytest
 from sqlalchemy import select
 
-import guidebot.runtime
 from guidebot.contacts import profiles
 from guidebot.contacts.jobs import refetch_profiles
 from guidebot.contacts.models import Customer
 from guidebot.intake.models import InboxEvent
 from guidebot.web.keys import CLOCK, INBOX_WORKER, WECOM
-from guidebot.wecom.client import WeComClient
 from tests.harness import START
 
 GET = "externalcontact/get"
 MAX_RETRIES = 3  # the client's default
-
-
-async def _no_wait(seconds: float) -> None:
-    return None
-
-
-@pytest.fixture(autouse=True)
-def no_backoff_waits(monkeypatch) -> None:
-    """The app's WeCom client retries without waiting out its backoff (before `h` builds it)."""
-    monkeypatch.setattr(guidebot.runtime, "WeComClient", partial(WeComClient, sleep=_no_wait))
 
 
 async def inbox(h) -> list[InboxEvent]:

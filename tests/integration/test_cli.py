@@ -73,6 +73,22 @@ async def wait_until_up(url: str, process: subprocess.Popen) -> None:
     raise AssertionError(f"{url} never came up")
 
 
+async def synced(path, *, store: int, guide: str) -> None:
+    """Wait for the server's start-up address-book sync to have written `store` and `guide`."""
+
+    def seen() -> bool:
+        with sqlite3.connect(path) as conn:
+            stores = conn.execute("SELECT 1 FROM departments WHERE id = ?", (store,)).fetchall()
+            guides = conn.execute("SELECT 1 FROM guides WHERE userid = ?", (guide,)).fetchall()
+        return bool(stores and guides)
+
+    for _ in range(300):
+        if await asyncio.to_thread(seen):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the start-up address-book sync never wrote the store and its guide")
+
+
 def test_a_bad_setting_stops_start_up_with_one_line_naming_it(sqlite_url):
     env = env_for(sqlite_url, GUIDEBOT_AES_KEY="not-a-key")
     result = guidebot("serve", "--port", str(free_port()), env=env)
@@ -252,7 +268,7 @@ async def test_contacts_add_way_creates_a_store_code_through_wecom(tmp_path):
         )
         try:
             await wait_until_up(f"http://127.0.0.1:{server_port}/healthz", server)
-            await asyncio.sleep(1.0)  # the start-up address-book sync
+            await synced(tmp_path / "guidebot.db", store=10, guide="g1")  # the start-up sync
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -16,24 +16,25 @@ from typing import Any
 import aiohttp
 import pytest
 
+from guidebot.clock import FakeClock
 from guidebot.db.credentials import DatabaseCredentialStore, WeComCredential
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.wecom.client import WeComClient, WeComError
 from guidebot.wecom.simulator import SimulatorConfig, create_simulator_app
 from tests.support import TEST_IDENTITY
-from tests.unit.test_client import FakeClock, Sim
+from tests.unit.test_client import START_AT, Sim
 
 TOKEN_NAME = f"access_token:{TEST_IDENTITY.corp_id}:{TEST_IDENTITY.agent_id}"
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START_AT)
 
 
 @pytest.fixture
 async def sim(aiohttp_server, clock) -> AsyncIterator[Sim]:
-    config = SimulatorConfig(identity=TEST_IDENTITY, clock=clock)
+    config = SimulatorConfig(identity=TEST_IDENTITY, clock=clock.time)
     server = await aiohttp_server(create_simulator_app(config))
     async with aiohttp.ClientSession() as session:
         sim = Sim(str(server.make_url("")).rstrip("/"), session)
@@ -57,7 +58,6 @@ async def instances(sim, clock, database_url) -> AsyncIterator[Callable[..., Any
                 api_base=sim.base,
                 credentials=DatabaseCredentialStore(create_session_factory(engine)),
                 clock=clock,
-                sleep=clock.sleep,
             )
             options.update(overrides)
             return WeComClient(session, **options)

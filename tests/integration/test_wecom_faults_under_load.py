@@ -11,8 +11,10 @@ from the simulator's call log (every call, in order, with the fault it met and i
 45009 is injected only where a 60 s cooldown can end in time (message/send, add_msg_template):
 on externalcontact/get or send_welcome_msg it would outlast the 20 s welcome code by design.
 
-The app's WeComClient gets a 1 s timeout (a "timeout" fault hangs past it) and a backoff sleep
-that records its delays without waiting; everything else is as shipped.
+The app's WeComClient gets a 1 s timeout (a "timeout" fault hangs past it) and tells time by
+the harness's clock, but its backoff sleeps are recorded and take no time: the faults are under
+test here, not the deadlines (with 24 adds handled one at a time on SQLite, backoffs that moved
+the clock would run most profile reads out of their 10 s); everything else is as shipped.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 import guidebot.runtime
+from guidebot.clock import FakeClock
 from guidebot.contacts import jobs as contacts_jobs
 from guidebot.contacts.models import Customer, EventKind, RelationEvent
 from guidebot.db.credentials import WeComCredential
@@ -60,10 +62,18 @@ def guide_of(ext: str) -> str:
 
 
 class Backoff:
-    """The client's sleep: records each backoff delay and yields without waiting."""
+    """The harness's clock as the app's WeCom client sees it: the same time, but each of the
+    client's sleeps (its backoff delays) is recorded and takes none."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
         self.delays: list[float] = []
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def time(self) -> float:
+        return self.clock.time()
 
     async def sleep(self, seconds: float) -> None:
         self.delays.append(seconds)
@@ -71,11 +81,14 @@ class Backoff:
 
 
 @pytest.fixture
-def backoff(monkeypatch) -> Backoff:
-    recorder = Backoff()
-    monkeypatch.setattr(
-        guidebot.runtime, "WeComClient", partial(WeComClient, timeout=TIMEOUT, sleep=recorder.sleep)
-    )
+def backoff(monkeypatch, clock) -> Backoff:
+    recorder = Backoff(clock)
+
+    def client(*args: Any, clock: FakeClock, **options: Any) -> WeComClient:
+        assert clock is recorder.clock  # the harness's one clock, seen through the recorder
+        return WeComClient(*args, clock=recorder, timeout=TIMEOUT, **options)
+
+    monkeypatch.setattr(guidebot.runtime, "WeComClient", client)
     return recorder
 
 

@@ -32,7 +32,6 @@ from tests.harness import (
     deploy_dir,
     reload_playbooks,
     start_harness,
-    use_the_clock,
     write_playbook,
 )
 
@@ -224,7 +223,6 @@ async def make_harness(aiohttp_client, database_url, clock, sop_dir, **settings)
         **settings,
     )
     reload_playbooks(harness)
-    use_the_clock(harness)
     await harness.settle()
     return harness
 

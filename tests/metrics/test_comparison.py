@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from guidebot.metrics.comparison import spans
+from guidebot.contacts.behavior import spans
 from tests.metrics.conftest import at
 
 

@@ -24,6 +24,11 @@ DESIGN_NAMES = [
     "orders",
     "gmv",
     "profile_completeness",
+    "chats",
+    "messages",
+    "reply_rate",
+    "avg_reply_minutes",
+    "negative_feedback",
 ]
 
 
@@ -69,3 +74,22 @@ def test_signed_sums_and_money():
         "-299.00",
         "1234.56",
     )
+
+
+def test_wecoms_daily_reply_figures_average_over_the_days_it_gave_one():
+    # WeCom said 60.25% and 100% on two days and nothing on a third (no chat a customer began);
+    # 30 and 10 minutes to the first answer on two days.
+    days = [
+        {"reply_days": 1, "reply_pct_x100": 6025, "reply_time_days": 1, "reply_minutes": 30},
+        {"reply_days": 1, "reply_pct_x100": 10_000, "reply_time_days": 1, "reply_minutes": 10},
+        {"chats": 2, "messages": 5},
+    ]
+    totals = empty_totals()
+    for day in days:
+        add_totals(totals, day)
+    values = evaluate(totals)
+    assert values["reply_rate"] == 0.8013  # (60.25% + 100%) / 2 = 80.125%
+    assert values["avg_reply_minutes"] == 20.0
+    assert (values["chats"], values["messages"]) == (2, 5)
+    assert evaluate(empty_totals())["reply_rate"] is None
+    assert evaluate(empty_totals())["avg_reply_minutes"] is None

@@ -151,6 +151,16 @@ HQ = {
     "gmv": "88.50",
     "profile_completeness": 0.4,  # 2 / 5
 }
+# The scripted week reads no WeCom contact statistics (tests/metrics/test_service_quality.py).
+NO_SERVICE = {
+    "chats": 0,
+    "messages": 0,
+    "reply_rate": None,
+    "avg_reply_minutes": None,
+    "negative_feedback": 0,
+}
+for figures in (G1, G2, G3, STORE_11, STORE_12, HQ):
+    figures.update(NO_SERVICE)
 
 
 async def play_the_week(h) -> None:

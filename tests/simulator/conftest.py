@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from wechatpy.enterprise.crypto import WeChatCrypto
 
+from guidebot.clock import FakeClock
 from guidebot.config import WeComIdentity
 from guidebot.wecom.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 
@@ -30,17 +31,6 @@ CN = timezone(timedelta(hours=8))
 
 def cn_time(*args: int) -> float:
     return datetime(*args, tzinfo=CN).timestamp()
-
-
-class FakeClock:
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Sim:
@@ -157,7 +147,7 @@ class Receiver:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock(cn_time(2026, 3, 10, 12, 0))
+    return FakeClock(datetime(2026, 3, 10, 12, 0, tzinfo=CN))
 
 
 @pytest.fixture
@@ -174,7 +164,7 @@ async def receiver(aiohttp_server) -> Receiver:
 @pytest.fixture
 def make_sim(aiohttp_client, clock) -> Callable[..., Any]:
     async def make(**overrides: Any) -> Sim:
-        config = SimulatorConfig(identity=IDENTITY, clock=clock, **overrides)
+        config = SimulatorConfig(identity=IDENTITY, clock=clock.time, **overrides)
         return Sim(await aiohttp_client(create_simulator_app(config)), clock)
 
     return make

@@ -29,7 +29,7 @@ async def test_welcome_code_works_once(sim):
 
 async def test_a_welcome_records_when_its_code_was_issued_and_when_it_arrived(sim):
     code = (await sim.add("alice", "wmC1", welcome_code=True))["welcome_code"]
-    issued = sim.clock()
+    issued = sim.clock.time()
     sim.clock.advance(3.5)
     assert (await welcome(sim, code))["errcode"] == 0
     [sent] = (await sim.control("welcomes", method="GET"))["welcomes"]
@@ -120,7 +120,7 @@ async def test_externalcontact_get_shape(sim):
         "userid": "alice",
         "remark": "",
         "description": "",
-        "createtime": int(sim.clock.now) - 5,
+        "createtime": int(sim.clock.time()) - 5,
         "tags": [{"group_name": "Level", "tag_name": "VIP", "type": 1, "tag_id": "etVIP"}],
         "remark_mobiles": [],
         "oper_userid": "wmC1",
@@ -288,7 +288,7 @@ async def test_transfer_accept_moves_the_customer_with_both_events(sim, receiver
         "externalcontact/transfer_result", {"handover_userid": "alice", "takeover_userid": "bob"}
     )
     assert result["customer"] == [
-        {"external_userid": "wmC1", "status": 1, "takeover_time": int(sim.clock.now)}
+        {"external_userid": "wmC1", "status": 1, "takeover_time": int(sim.clock.time())}
     ]
     got = await sim.api("externalcontact/get", external_userid="wmC1")
     assert [f["userid"] for f in got["follow_user"]] == ["bob"]
@@ -410,13 +410,13 @@ async def test_corp_tags_add_list_and_delete(sim):
 
 
 async def test_user_behavior_data_sums_adds_and_deletes(make_sim, clock, receiver):
-    clock.now = cn_time(2026, 3, 10, 9, 0)
+    clock.set(cn_time(2026, 3, 10, 9, 0))
     sim = await make_sim()
     await sim.seed_guides("alice", "bob")
     await sim.add("alice", "wmC1")
     await sim.add("bob", "wmC2")
     await sim.add("bob", "wmC3")
-    clock.now = cn_time(2026, 3, 11, 10, 0)
+    clock.set(cn_time(2026, 3, 11, 10, 0))
     await sim.control("contact/delete_by_customer", {"userid": "bob", "external_userid": "wmC2"})
     await sim.control("contact/delete_by_guide", {"userid": "bob", "external_userid": "wmC3"})
     start, end = int(cn_time(2026, 3, 10)), int(cn_time(2026, 3, 11))

@@ -31,12 +31,12 @@ async def test_add_event_is_encrypted_for_wechatpy_with_the_corp_id(sim, receive
     assert q["msg_signature"] == signature(
         IDENTITY.token, q["timestamp"], q["nonce"], envelope["Encrypt"]
     )
-    assert q["timestamp"] == str(int(sim.clock.now))
+    assert q["timestamp"] == str(int(sim.clock.time()))
     event = fields(post["plaintext"])
     assert event == {
         "ToUserName": IDENTITY.corp_id,
         "FromUserName": "sys",
-        "CreateTime": str(int(sim.clock.now)),
+        "CreateTime": str(int(sim.clock.time())),
         "MsgType": "event",
         "Event": "change_external_contact",
         "ChangeType": "add_external_contact",

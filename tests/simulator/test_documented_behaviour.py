@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 
 import pytest
 from aiohttp import web
 
+from guidebot.clock import FakeClock
 from guidebot.wecom.simulator import ApiError, SimState, SimulatorConfig
 
-from .conftest import IDENTITY, FakeClock, cn_time
+from .conftest import CN, IDENTITY, cn_time
 
 # ---- callback delivery ---------------------------------------------------------------------
 
@@ -63,11 +65,11 @@ async def codes(sim, api: str, token: str, n: int = 1) -> list[int]:
 async def test_the_minute_limit_slides_across_the_clock_minute(make_sim, clock):
     """doc 90454 访问频率限制: "每企业调用单个cgi/api不可超过1万次/分" counts any 60 s, so
     five calls at 12:00:50 leave no room at 12:01:10 although a new clock minute began."""
-    clock.now = cn_time(2026, 3, 10, 12, 0, 50)
+    clock.set(cn_time(2026, 3, 10, 12, 0, 50))
     sim = await make_sim(api_limit_per_minute=5)
     token = await sim.token()
     assert await codes(sim, "department/list", token, 5) == [0] * 5
-    clock.now = cn_time(2026, 3, 10, 12, 1, 10)
+    clock.set(cn_time(2026, 3, 10, 12, 1, 10))
     assert await codes(sim, "department/list", token) == [45009]
 
 
@@ -76,16 +78,16 @@ async def test_the_minute_limit_bans_the_api_for_60_s_from_the_refused_call(make
     filled the window, and holds for that API only."""
     sim = await make_sim(api_limit_per_minute=5)
     token = await sim.token()
-    start = clock.now
+    start = clock.time()
     assert await codes(sim, "department/list", token, 5) == [0] * 5
-    clock.now = start + 59
+    clock.set(start + 59)
     assert await codes(sim, "department/list", token) == [45009]  # banned until start + 119
-    clock.now = start + 60  # the five calls have left the window; the ban has not ended
+    clock.set(start + 60)  # the five calls have left the window; the ban has not ended
     assert await codes(sim, "department/list", token) == [45009]
     assert await codes(sim, "externalcontact/get_follow_user_list", token) == [0]
-    clock.now = start + 118.9
+    clock.set(start + 118.9)
     assert await codes(sim, "department/list", token) == [45009]
-    clock.now = start + 119
+    clock.set(start + 119)
     assert await codes(sim, "department/list", token, 5) == [0] * 5
 
 
@@ -94,22 +96,22 @@ async def test_the_hour_limit_bans_the_api_for_an_hour(make_sim, clock):
     hour's limit set to 5; the next test runs the documented numbers)."""
     sim = await make_sim(api_limit_per_hour=5)
     token = await sim.token()
-    start = clock.now
+    start = clock.time()
     for minute in range(5):
-        clock.now = start + minute * 60
+        clock.set(start + minute * 60)
         assert await codes(sim, "department/list", token) == [0]
-    clock.now = start + 30 * 60
+    clock.set(start + 30 * 60)
     assert await codes(sim, "department/list", token) == [45009]  # banned until start + 90 min
-    clock.now = start + 70 * 60  # the hour's calls have all left the window
+    clock.set(start + 70 * 60)  # the hour's calls have all left the window
     assert await codes(sim, "department/list", token) == [45009]
-    clock.now = start + 90 * 60
+    clock.set(start + 90 * 60)
     assert await codes(sim, "department/list", token) == [0]
 
 
 def test_each_api_takes_10000_calls_a_minute_and_150000_an_hour():
     """doc 90454 访问频率限制: "每企业调用单个cgi/api不可超过1万次/分，15万次/小时"."""
-    clock = FakeClock(cn_time(2026, 3, 10, 12, 0))
-    state = SimState(SimulatorConfig(identity=IDENTITY, clock=clock))
+    clock = FakeClock(datetime(2026, 3, 10, 12, 0, tzinfo=CN))
+    state = SimState(SimulatorConfig(identity=IDENTITY, clock=clock.time))
     for _ in range(10_000):
         state.check_rate("externalcontact/list")
     with pytest.raises(ApiError) as minute:
@@ -134,18 +136,18 @@ def test_each_api_takes_10000_calls_a_minute_and_150000_an_hour():
 def test_a_member_gets_at_most_1000_app_messages_an_hour():
     """doc 90454 访问频率限制, 发送应用消息频率: "每应用对同一个成员不可超过30次/分钟，
     1000次/小时，超过部分会被丢弃不下发"."""
-    clock = FakeClock(cn_time(2026, 3, 10, 12, 0))
-    state = SimState(SimulatorConfig(identity=IDENTITY, clock=clock))
-    start = clock.now
+    clock = FakeClock(datetime(2026, 3, 10, 12, 0, tzinfo=CN))
+    state = SimState(SimulatorConfig(identity=IDENTITY, clock=clock.time))
+    start = clock.time()
     outcomes = []
     for minute in range(34):  # 30 a minute: the minute limit never bites
-        clock.now = start + minute * 60
+        clock.set(start + minute * 60)
         outcomes += [state.deliver_app_message("alice", "text", {"n": i}, None) for i in range(30)]
     assert outcomes.count("sent") == 1000
     assert outcomes[1000:] == ["dropped"] * 20
     assert state.deliver_app_message("bob", "text", {}, None) == "sent"
     # Nothing is banned: the first minute's 30 leave the hour and 30 more get through.
-    clock.now = start + 3600
+    clock.set(start + 3600)
     assert [state.deliver_app_message("alice", "text", {}, None) for _ in range(31)] == [
         "sent"
     ] * 30 + ["dropped"]
@@ -245,7 +247,7 @@ async def test_list_v2_over_100_takes_the_default_50(sim):
             "externalcontact/add_msg_template",
             {"sender": "alice", "external_userid": ["wmC1"], "text": {"content": "新品"}},
         )
-    now = int(sim.clock.now)
+    now = int(sim.clock.time())
     window = {"chat_type": "single", "start_time": now - 60, "end_time": now + 60}
     over = await sim.api("externalcontact/get_groupmsg_list_v2", {**window, "limit": 101})
     assert over["errcode"] == 0 and len(over["group_msg_list"]) == 50 and over["next_cursor"]

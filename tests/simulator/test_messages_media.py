@@ -96,7 +96,7 @@ async def upload(sim, data: bytes, kind: str = "image", filename: str = "a.png")
 async def test_media_lives_three_days(sim):
     uploaded = await upload(sim, PNG)
     assert uploaded["errcode"] == 0 and uploaded["type"] == "image"
-    assert uploaded["created_at"] == str(int(sim.clock.now))
+    assert uploaded["created_at"] == str(int(sim.clock.time()))
     response = await sim.client.get(
         "/cgi-bin/media/get",
         params={"access_token": await sim.token(), "media_id": uploaded["media_id"]},

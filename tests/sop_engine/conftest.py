@@ -30,7 +30,6 @@ from tests.harness import (
     deploy_dir,
     reload_playbooks,
     start_harness,
-    use_the_clock,
     write_playbook,
 )
 
@@ -174,7 +173,6 @@ async def make_harness(aiohttp_client, database_url, clock, sop_dir, playbooks) 
         aiohttp_client, database_url, clock, kind=SopHarness, sop_dir=sop_dir
     )
     harness.reload()
-    use_the_clock(harness)
     return harness
 
 

@@ -1,25 +1,25 @@
 """Under WeCom's limits the welcome goes first, and never late.
 
-The SOP engine's harness (the simulated WeCom and guidebot over real HTTP, one fake clock) with
-the app's WeComClient given a sleep that moves the fake clock: its backoff and its pacing take
-simulated time, as they would take real time in production. A WelcomeCode lives 20 s on that
-clock; the simulator answers 41050 to a welcome sent later than that.
+The SOP engine's harness (the simulated WeCom and guidebot over real HTTP, one fake clock): the
+app's WeComClient sleeps on that clock, so its backoff and its pacing take simulated time, as
+they would take real time in production. A WelcomeCode lives 20 s on that clock; the simulator
+answers 41050 to a welcome sent later than that.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 import pytest
 from sqlalchemy import select
 
 import guidebot.runtime
+from guidebot.clock import FakeClock
 from guidebot.contacts.models import Customer
 from guidebot.wecom.client import WeComClient
-from tests.sop_engine.conftest import make_harness
+from tests.sop_engine.conftest import FRIDAY_2055, make_harness
 
 GET = "externalcontact/get"
 WELCOME = "externalcontact/send_welcome_msg"
@@ -36,28 +36,31 @@ async def customer(h, ext: str) -> Customer:
     return found
 
 
-class World:
-    """The app's WeComClient, with sleeps that move the fake clock (by `per_sleep` seconds
-    instead of the requested ones when set: a slow world)."""
+class World(FakeClock):
+    """The harness's clock, in a world where every sleep takes `per_sleep` seconds instead of
+    the requested ones when set (a slow world); `use` builds the app's WeComClient with options."""
 
-    def __init__(self, monkeypatch, clock) -> None:
+    def __init__(self, monkeypatch, start: datetime) -> None:
+        super().__init__(start)
         self.monkeypatch = monkeypatch
-        self.clock = clock
         self.per_sleep: float | None = None
-        self.use()
 
     async def sleep(self, seconds: float) -> None:
-        self.clock.advance(timedelta(seconds=self.per_sleep or seconds))
-        await asyncio.sleep(0)
+        await super().sleep(self.per_sleep or seconds)
 
     def use(self, **options) -> None:
-        client = partial(WeComClient, sleep=self.sleep, **options)
+        client = partial(WeComClient, **options)
         self.monkeypatch.setattr(guidebot.runtime, "WeComClient", client)
 
 
 @pytest.fixture
-def world(monkeypatch, clock) -> World:
-    return World(monkeypatch, clock)
+def world(monkeypatch) -> World:
+    return World(monkeypatch, FRIDAY_2055)
+
+
+@pytest.fixture
+def clock(world) -> World:
+    return world
 
 
 async def test_a_profile_read_that_runs_late_is_left_for_later_and_the_welcome_goes(

@@ -38,15 +38,10 @@ NAMELESS_WELCOME = (
 )
 
 
-async def _no_wait(seconds: float) -> None:
-    return None
-
-
 @pytest.fixture
 def quick_wecom(monkeypatch) -> None:
-    monkeypatch.setattr(
-        guidebot.runtime, "WeComClient", partial(WeComClient, timeout=TIMEOUT, sleep=_no_wait)
-    )
+    """A short timeout; the client's backoff sleeps on the harness's clock as always."""
+    monkeypatch.setattr(guidebot.runtime, "WeComClient", partial(WeComClient, timeout=TIMEOUT))
 
 
 @pytest.fixture

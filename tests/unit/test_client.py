@@ -2,7 +2,8 @@
 
 No mocks: every call goes through aiohttp to guidebot.wecom.simulator, and the assertions read
 what the simulator saw (/_sim/calls). The fake clock drives both the simulator's rules (token
-expiry, welcome-code window) and the client's (token refresh, 45009 cooldown, backoff, pacing).
+expiry, welcome-code window) and the client's (token refresh, 45009 cooldown, backoff, pacing:
+the client sleeps on it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from guidebot.clock import FakeClock
 from guidebot.wecom import client as client_module
 from guidebot.wecom.client import (
     BACKGROUND_APIS,
@@ -44,32 +46,9 @@ from tests.support import TEST_IDENTITY
 CORP_ID = TEST_IDENTITY.corp_id
 AGENT_ID = TEST_IDENTITY.agent_id
 TOKEN_NAME = f"access_token:{CORP_ID}:{AGENT_ID}"
-START = datetime(2026, 3, 10, 4, 0, tzinfo=UTC).timestamp()
+START_AT = datetime(2026, 3, 10, 4, 0, tzinfo=UTC)
+START = START_AT.timestamp()
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
-
-
-class FakeClock:
-    """Seconds since the epoch that move only when a test (or a sleep) moves them.
-
-    `sleep` advances the clock and yields for a sliver of real time (1/50 of the requested
-    delay, at most 20 ms), so a caller polling for another's work lets real I/O progress
-    while fake time passes.
-    """
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(min(seconds, 1.0) / 50)
 
 
 class Sim:
@@ -109,7 +88,7 @@ class Sim:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START_AT)
 
 
 @pytest.fixture
@@ -121,7 +100,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 def make_sim(aiohttp_server, session, clock) -> Callable[..., Any]:
     async def make(**overrides: Any) -> Sim:
-        config = SimulatorConfig(identity=TEST_IDENTITY, clock=clock, **overrides)
+        config = SimulatorConfig(identity=TEST_IDENTITY, clock=clock.time, **overrides)
         server = await aiohttp_server(create_simulator_app(config))
         return Sim(str(server.make_url("")).rstrip("/"), session)
 
@@ -150,7 +129,6 @@ def make_client(session, sim, clock, store) -> Callable[..., WeComClient]:
             api_base=sim.base,
             credentials=store,
             clock=clock,
-            sleep=clock.sleep,
         )
         options.update(overrides)
         return WeComClient(session, **options)
@@ -292,7 +270,7 @@ async def test_lease_loser_waits_for_the_winners_token(sim, make_client, store, 
     # Another instance holds the refresh lease; it publishes its token a little later.
     elsewhere = make_client(credentials=MemoryCredentialStore())
     token = await elsewhere.get_access_token()
-    now = datetime.fromtimestamp(clock(), UTC)
+    now = datetime.fromtimestamp(clock.time(), UTC)
     assert await store.try_lease(TOKEN_NAME, "other-instance", now, now + timedelta(seconds=60))
 
     client = make_client()
@@ -308,19 +286,19 @@ async def test_lease_loser_waits_for_the_winners_token(sim, make_client, store, 
 async def test_lease_loser_fetches_itself_when_the_winners_lease_lapses(
     sim, make_client, store, clock
 ):
-    now = datetime.fromtimestamp(clock(), UTC)
+    now = datetime.fromtimestamp(clock.time(), UTC)
     assert await store.try_lease(TOKEN_NAME, "crashed-instance", now, now + timedelta(seconds=30))
 
     await make_client().department_list()
 
     assert await sim.count("gettoken") == 1
-    assert clock() - START >= 30  # it waited the lease out on the injected clock
-    assert clock() - START < 40
+    assert clock.time() - START >= 30  # it waited the lease out on the injected clock
+    assert clock.time() - START < 40
 
 
 async def test_lease_loser_gives_up_when_a_lease_never_lapses(sim, make_client, store, clock):
     # A store whose lease outlives any honest refresh (e.g. a clock far ahead elsewhere).
-    now = datetime.fromtimestamp(clock(), UTC)
+    now = datetime.fromtimestamp(clock.time(), UTC)
     assert await store.try_lease(TOKEN_NAME, "skewed", now, now + timedelta(days=1))
     client = make_client(timeout=1.0, max_retries=0)  # lease 6 s: give up after 12 s
 
@@ -328,7 +306,7 @@ async def test_lease_loser_gives_up_when_a_lease_never_lapses(sim, make_client, 
         await client.department_list()
 
     assert caught.value.api == "gettoken" and "refresh lease" in caught.value.errmsg
-    assert 12 <= clock() - START < 14
+    assert 12 <= clock.time() - START < 14
     assert await sim.count("gettoken") == 0
 
 
@@ -419,7 +397,7 @@ async def test_unsafe_calls_retry_when_wecom_says_busy(sim, client, errcode):
 async def test_unsafe_calls_retry_when_the_connection_cannot_be_made(session, clock):
     # Nothing listens on port 1: the request never left, so even a welcome may be retried.
     store = MemoryCredentialStore()
-    far = datetime.fromtimestamp(clock() + 3600, UTC)
+    far = datetime.fromtimestamp(clock.time() + 3600, UTC)
     await store.put(TOKEN_NAME, Credential("a-token", far), "seed")
     client = WeComClient(
         session,
@@ -429,7 +407,6 @@ async def test_unsafe_calls_retry_when_the_connection_cannot_be_made(session, cl
         api_base="http://127.0.0.1:1",
         credentials=store,
         clock=clock,
-        sleep=clock.sleep,
         max_retries=2,
     )
     with pytest.raises(WeComTransportError) as caught:
@@ -513,22 +490,18 @@ async def test_calls_are_paced_to_calls_per_minute_per_api_on_the_injected_clock
         times = [c["time"] for c in calls if c["api"] == api]
         assert len(times) == 8
         assert max(sum(1 for t in times if s <= t < s + 60) for s in times) == 6
-    assert clock() - START >= 60
+    assert clock.time() - START >= 60
 
 
 @pytest.mark.parametrize("per_minute", [1, 6, 59, 60, 61, 600, 10_000])
 @pytest.mark.parametrize("idle", [0.0, 7.5])
 async def test_token_bucket_never_admits_more_than_the_limit_in_any_minute(per_minute, idle):
-    fake = FakeClock(0.0)
-
-    async def sleep(seconds: float) -> None:
-        fake.advance(seconds)
-
-    bucket = TokenBucket(per_minute, clock=fake, sleep=sleep)
+    fake = FakeClock(datetime.fromtimestamp(0, UTC), real_share=0)
+    bucket = TokenBucket(per_minute, clock=fake)
     stamps = []
     for i in range(per_minute * 3):
         await bucket.acquire()
-        stamps.append(fake())
+        stamps.append(fake.time())
         if i % 5 == 2:
             fake.advance(idle)  # idle gaps refill the bucket
     # The most calls in any window [t, t + 60 s) that starts at a call.
@@ -575,7 +548,6 @@ async def test_a_welcome_passes_profile_fetches_queued_at_the_in_flight_gate(
             api_base=sim.base,
             credentials=store,
             clock=clock,
-            sleep=clock.sleep,
         )
         await client.get_access_token()
         await sim.fault(GET, times=len(customers), latency=0.5)
@@ -585,7 +557,7 @@ async def test_a_welcome_passes_profile_fetches_queued_at_the_in_flight_gate(
             return await sim.count(GET) >= 3
 
         await wait_until(fetches_in_flight, "the profile fetches to reach WeCom")
-        await client.send_welcome_msg(code, "欢迎", deadline=clock() + 20)
+        await client.send_welcome_msg(code, "欢迎", deadline=clock.time() + 20)
         profiles = await asyncio.gather(*fetches)
 
     calls = await sim.calls()
@@ -612,7 +584,6 @@ async def test_calls_queued_at_the_gate_are_held_back_by_a_45009_met_meanwhile(s
             api_base=sim.base,
             credentials=store,
             clock=clock,
-            sleep=clock.sleep,
         )
         await client.get_access_token()
         # Three fetches in flight (the fourth place is kept for welcomes), five at the gate;
@@ -643,7 +614,7 @@ async def test_a_welcome_is_not_paced_behind_profile_fetches_when_the_budget_is_
     for ext in customers:
         await sim.add_contact("alice", ext)
     code = (await sim.add_contact("bob", "wm_new", welcome_code=True))["welcome_code"]
-    start = clock()
+    start = clock.time()
     fetches = [asyncio.create_task(client.get_external_contact(ext)) for ext in customers]
     await asyncio.sleep(0)
     await client.send_welcome_msg(code, "欢迎", deadline=start + 20)
@@ -665,7 +636,7 @@ async def test_within_one_api_calls_are_served_by_priority_then_deadline(sim, ma
     background = [asyncio.create_task(client.get_external_contact("wm_bg")) for _ in range(10)]
     await asyncio.sleep(0)
     with_deadline = asyncio.create_task(
-        client.get_external_contact("wm_soon", deadline=clock() + 30)
+        client.get_external_contact("wm_soon", deadline=clock.time() + 30)
     )
     await asyncio.sleep(0)
     normal = asyncio.create_task(client.get_external_contact("wm_normal", priority=Priority.NORMAL))
@@ -687,7 +658,7 @@ async def test_a_45009_on_profile_fetches_holds_them_back_and_does_not_delay_a_w
         await sim.add_contact("alice", ext)
     code = (await sim.add_contact("bob", "wm_new", welcome_code=True))["welcome_code"]
     await sim.fault(GET, errcode=45009)
-    start = clock()
+    start = clock.time()
     fetches = [
         asyncio.create_task(client.get_external_contact(ext, deadline=start + 600))
         for ext in customers
@@ -728,10 +699,10 @@ async def test_after_a_45009_calls_below_urgent_are_held_back_while_welcomes_sti
     # send_welcome_msg: a 45009 does not stop the next welcome, whose code lives 20 s.
     await sim.fault(WELCOME, errcode=45009)
     with pytest.raises(WeComError) as caught:
-        await client.send_welcome_msg(codes[0], "欢迎", deadline=clock() + 20)
+        await client.send_welcome_msg(codes[0], "欢迎", deadline=clock.time() + 20)
     assert caught.value.errcode == 45009 and "not sent" not in caught.value.errmsg
     clock.advance(1)
-    await client.send_welcome_msg(codes[1], "欢迎", deadline=clock() + 19)
+    await client.send_welcome_msg(codes[1], "欢迎", deadline=clock.time() + 19)
     # WeCom took it, so the cooldown is over for every call to that API.
     await client.call(
         "POST",
@@ -773,7 +744,7 @@ async def test_a_call_past_its_deadline_is_not_made_and_says_why(sim, make_clien
     client = make_client(calls_per_minute=60)
     code = (await sim.add_contact("bob", "wm_late", welcome_code=True))["welcome_code"]
     with pytest.raises(WeComDeadlineExceeded) as caught:
-        await client.send_welcome_msg(code, "欢迎", deadline=clock() - 1)
+        await client.send_welcome_msg(code, "欢迎", deadline=clock.time() - 1)
     assert caught.value.errcode == -1 and caught.value.api == WELCOME
     assert "deadline passed 1.0 s ago" in caught.value.errmsg
     assert "not sent" in caught.value.errmsg
@@ -786,7 +757,7 @@ async def test_a_call_past_its_deadline_is_not_made_and_says_why(sim, make_clien
         (await sim.add_contact("bob", f"wm_w{i}", welcome_code=True))["welcome_code"]
         for i in range(5)
     ]
-    start = clock()
+    start = clock.time()
     results = await asyncio.gather(
         *(client.send_welcome_msg(code, "欢迎", deadline=start + 2.5) for code in codes),
         return_exceptions=True,
@@ -799,7 +770,7 @@ async def test_a_call_past_its_deadline_is_not_made_and_says_why(sim, make_clien
     assert [errcode_of_answer(c) for c in calls] == [0] * made
     sent = [w["external_userid"] for w in await welcomes_sent(sim)]
     assert sent == [f"wm_w{i}" for i in range(made)]
-    after = clock()
+    after = clock.time()
     await client.send_welcome_msg(codes[-1], "欢迎")  # its code still lives: sent, once
     [last] = [c for c in await sim.calls(WELCOME) if c["body"]["welcome_code"] == codes[-1]]
     assert last["time"] - after <= 1 and errcode_of_answer(last) == 0
@@ -808,7 +779,7 @@ async def test_a_call_past_its_deadline_is_not_made_and_says_why(sim, make_clien
     code = (await sim.add_contact("bob", "wm_busy", welcome_code=True))["welcome_code"]
     await sim.fault(WELCOME, errcode=-1)
     with pytest.raises(WeComError) as caught:
-        await make_client().send_welcome_msg(code, "欢迎", deadline=clock() + 0.2)
+        await make_client().send_welcome_msg(code, "欢迎", deadline=clock.time() + 0.2)
     assert caught.value.errcode == -1 and "no time left to retry" in caught.value.errmsg
     assert [errcode_of_answer(c) for c in await sim.calls(WELCOME)][-1] == -1
     assert not any(c["body"]["welcome_code"] == code for c in (await sim.calls(WELCOME))[:-1])
@@ -1111,15 +1082,10 @@ def test_errors_are_typed_and_readable():
     assert not issubclass(WeComUncertain, WeComTransportError)
 
 
-def test_the_client_module_imports_nothing_of_guidebot_outside_wecom():
+def _guidebot_imports(modules) -> list[str]:
     import ast
-    import importlib
     import inspect
-    import pkgutil
 
-    # guidebot.wecom.client is a package: every module of it keeps to the rule.
-    parts = pkgutil.iter_modules(client_module.__path__, f"{client_module.__name__}.")
-    modules = [client_module, *(importlib.import_module(part.name) for part in parts)]
     imported = [
         node.module if isinstance(node, ast.ImportFrom) else alias.name
         for module in modules
@@ -1127,5 +1093,20 @@ def test_the_client_module_imports_nothing_of_guidebot_outside_wecom():
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in (node.names if isinstance(node, ast.Import) else [node])
     ]
-    guidebot = [name for name in imported if name and name.startswith("guidebot")]
-    assert guidebot and all(name.startswith("guidebot.wecom") for name in guidebot)
+    return [name for name in imported if name and name.startswith("guidebot")]
+
+
+def test_the_client_module_imports_nothing_of_guidebot_outside_wecom_but_the_clock():
+    import importlib
+    import pkgutil
+
+    from guidebot import clock as clock_module
+
+    # guidebot.wecom.client is a package: every module of it keeps to the rule.
+    parts = pkgutil.iter_modules(client_module.__path__, f"{client_module.__name__}.")
+    modules = [client_module, *(importlib.import_module(part.name) for part in parts)]
+    guidebot = _guidebot_imports(modules)
+    assert guidebot and all(
+        name.startswith("guidebot.wecom") or name == "guidebot.clock" for name in guidebot
+    )
+    assert _guidebot_imports([clock_module]) == []  # and the clock is a stdlib-only leaf

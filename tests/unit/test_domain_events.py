@@ -3,14 +3,18 @@ at all."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.events import (
+    CustomerReplied,
+    DomainEvent,
     EventsNotWired,
+    OrderPaid,
+    OrderRefunded,
     RelationAdded,
     RelationEnded,
     Subscribers,
@@ -19,6 +23,8 @@ from guidebot.events import (
     publish,
     wire,
 )
+from guidebot.metrics.orders import attribution_window, parse_order, post_order, refund_order
+from guidebot.sop.enrollment import record_reply
 
 NOW = datetime(2026, 3, 10, 4, 0, tzinfo=UTC)
 
@@ -128,3 +134,84 @@ async def test_after_commit_work_goes_to_the_transactions_owner(sessions):
 def test_only_domain_events_can_be_subscribed_to():
     with pytest.raises(TypeError):
         Subscribers().subscribe(dict, lambda session, event: None)  # type: ignore[arg-type]
+
+
+# ---- the domains announce their facts ---------------------------------------------------------
+
+
+@pytest.fixture
+async def domain(database_url):
+    """Sessions on a migrated database (SQLite, then PostgreSQL)."""
+    engine = create_engine(database_url)
+    yield create_session_factory(engine)
+    await engine.dispose()
+
+
+def hear(sessions, *kinds: type[DomainEvent]) -> list[DomainEvent]:
+    """Wire `sessions` to a subscriber that keeps every fact of `kinds`, in order."""
+    facts: list[DomainEvent] = []
+
+    async def keep(session, event: DomainEvent) -> None:
+        facts.append(event)
+
+    subscribers = Subscribers()
+    for kind in kinds:
+        subscribers.subscribe(kind, keep)
+    wire(sessions, subscribers)
+    return facts
+
+
+async def test_a_recorded_reply_is_announced_with_who_reported_it(domain):
+    facts = hear(domain, CustomerReplied)
+    replied_at = NOW - timedelta(hours=1)
+    async with domain() as session, session.begin():
+        await record_reply(
+            session, external_userid="wmc1", guide_userid="g1", at=replied_at, now=NOW, source="api"
+        )
+    assert facts == [
+        CustomerReplied(
+            guide_userid="g1", external_userid="wmc1", at=replied_at, source="api", now=NOW
+        )
+    ]
+
+
+async def test_a_refund_is_announced_once_whichever_way_it_arrives(domain):
+    facts = hear(domain, OrderPaid, OrderRefunded)
+    window = attribution_window()
+    paid_at = NOW - timedelta(days=1)
+    refunded_at = NOW - timedelta(hours=2)
+
+    def order(order_id: str, **fields) -> dict:
+        return {
+            "order_id": order_id,
+            "external_userid": "wmc1",
+            "amount": "199.00",
+            "paid_at": paid_at.isoformat(),
+            **fields,
+        }
+
+    refunded = {"status": "refunded", "refunded_at": refunded_at.isoformat()}
+    async with domain() as session, session.begin():
+        # By the refund call; refunding it again changes nothing and says nothing.
+        await post_order(session, parse_order(order("o1")), now=NOW, window=window)
+        await refund_order(session, "o1", at=None, now=NOW)
+        await refund_order(session, "o1", at=None, now=NOW)
+        # By a repeat post saying refunded; the same post again is a repeat.
+        await post_order(session, parse_order(order("o2")), now=NOW, window=window)
+        await post_order(session, parse_order(order("o2", **refunded)), now=NOW, window=window)
+        await post_order(session, parse_order(order("o2", **refunded)), now=NOW, window=window)
+        # By a first post of an order already refunded: no OrderPaid before it.
+        await post_order(session, parse_order(order("o3", **refunded)), now=NOW, window=window)
+
+    said = [(type(f).__name__, f.order_id) for f in facts]
+    assert said == [
+        ("OrderPaid", "o1"),
+        ("OrderRefunded", "o1"),
+        ("OrderPaid", "o2"),
+        ("OrderRefunded", "o2"),
+        ("OrderRefunded", "o3"),
+    ]
+    refunds = [f for f in facts if isinstance(f, OrderRefunded)]
+    assert [f.refunded_at for f in refunds] == [NOW, refunded_at, refunded_at]
+    assert all(f.paid_at == paid_at and f.external_userid == "wmc1" for f in refunds)
+    assert all(f.guide_userid is None for f in refunds)  # nobody's: wmc1 has no guide here

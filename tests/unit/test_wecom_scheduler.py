@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 
+from guidebot.clock import FakeClock
 from guidebot.wecom.scheduler import Admission, Gate, Lane, Priority, rank
 
 
@@ -51,10 +53,11 @@ async def test_a_call_admitted_to_the_gate_then_cancelled_gives_its_place_back()
 
 
 async def test_a_lane_whose_pump_fails_fails_its_waiters_instead_of_leaving_them_waiting():
-    async def broken_sleep(seconds: float) -> None:
-        raise RuntimeError("no sleep here")
+    class BrokenClock(FakeClock):
+        async def sleep(self, seconds: float) -> None:
+            raise RuntimeError("no sleep here")
 
-    lane = Lane(60, clock=lambda: 0.0, sleep=broken_sleep)
+    lane = Lane(60, clock=BrokenClock(datetime.fromtimestamp(0, UTC)))
     assert await lane.acquire(rank(Priority.URGENT, None, 0)) is Admission.GRANTED
     with pytest.raises(RuntimeError, match="no sleep here"):
         await lane.acquire(rank(Priority.URGENT, None, 1))

@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
+from guidebot.clock import Clock
 from guidebot.sop.models import CompletedBy, SopTask, TaskStatus
 from guidebot.sop.planner import snap_into_window
 from guidebot.sop.playbook import SendWindow
@@ -36,8 +37,7 @@ class ActionRuntime(Protocol):
     """What an action's calls use of the engine's runtime (guidebot.sop.context.SopRuntime)."""
 
     wecom: WeComClient
-    clock: Any
-    sleep: Any
+    clock: Clock
 
     def task_url(self, task_id: int) -> str: ...
 

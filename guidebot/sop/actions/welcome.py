@@ -172,7 +172,7 @@ async def send_welcome(runtime: ActionRuntime, row: Prepared) -> Outcome:
                 delay = WELCOME_BACKOFF[attempt] if attempt < len(WELCOME_BACKOFF) else None
                 closes = row.expires_at or datetime.max.replace(tzinfo=UTC)
                 if delay is not None and runtime.clock.now() + timedelta(seconds=delay) < closes:
-                    await runtime.sleep(delay)
+                    await runtime.clock.sleep(delay)
                     continue
             return _refused(row, exc)
     raise AssertionError("unreachable")

@@ -532,7 +532,7 @@ async def post_reply(request: web.Request) -> web.Response:
         if relation is None:
             raise not_found(f"guide {guide!r} has no customer {customer!r}")
         stopped, credited = await record_reply(
-            session, external_userid=customer, guide_userid=guide, at=at
+            session, external_userid=customer, guide_userid=guide, at=at, now=now, source="api"
         )
     return web.json_response({"stopped": len(stopped), "goals_met": credited})
 

@@ -187,7 +187,12 @@ async def mark_replied(request: web.Request, guide: Guide, body: dict[str, Any])
         if not await queries.is_active_customer(session, guide.userid, ext):
             return error_response(403, "forbidden", "not one of your active customers")
         stopped, credited = await record_reply(
-            session, external_userid=ext, guide_userid=guide.userid, at=now
+            session,
+            external_userid=ext,
+            guide_userid=guide.userid,
+            at=now,
+            now=now,
+            source="sidebar",
         )
     log.info("sidebar: %s marked a reply; %d enrollment(s) stopped", guide.userid, len(stopped))
     return web.json_response({"stopped": len(stopped), "goals_met": credited})

@@ -1,8 +1,9 @@
 """The async WeCom server-API client: one aiohttp session, shared tokens, honest retries.
 
 This is WeCom's protocol and nothing of guidebot's: it imports nothing from guidebot outside
-``guidebot.wecom``. The credential store is passed in (guidebot.db.credentials implements it over
-the database; :class:`~guidebot.wecom.credentials.MemoryCredentialStore` serves one process).
+``guidebot.wecom`` but the clock it tells time and sleeps on (guidebot.clock, a stdlib-only
+leaf). The credential store is passed in (guidebot.db.credentials implements it over the
+database; :class:`~guidebot.wecom.credentials.MemoryCredentialStore` serves one process).
 
 Layout: ``core`` holds the one ``_call`` every API goes through (transport, limits, retries,
 token and tickets, kept by ``tokens``); each API area is a subclass of it that only shapes
@@ -64,7 +65,7 @@ and a retry whose backoff would end past it is not tried.
 Retry rules
 -----------
 Retries use jittered exponential backoff (0.5 s doubling, capped at 8 s, times a random factor in
-[0.5, 1)) through the injected ``sleep``, at most ``max_retries`` times after the first attempt.
+[0.5, 1)), slept on the injected clock, at most ``max_retries`` times after the first attempt.
 
 Safe APIs (reads and idempotent writes such as mark_tag, remark, update_contact_way) retry on
 errcode -1 and 45033, timeouts, connection errors, unreadable answers and HTTP 5xx.

@@ -15,14 +15,14 @@ import json
 import logging
 import random
 import re
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import aiohttp
 
+from guidebot.clock import Clock, SystemClock
 from guidebot.wecom.client.errors import (
     WeComDeadlineExceeded,
     WeComError,
@@ -118,8 +118,7 @@ class ClientCore:
         agent_id: int,
         api_base: str = DEFAULT_API_BASE,
         credentials: CredentialStore,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Clock | None = None,
         timeout: float = 10.0,
         max_retries: int = 3,
         calls_per_minute: int = 10_000,
@@ -145,8 +144,7 @@ class ClientCore:
         self.agent_id = int(agent_id)
         self._secret = secret
         self._api_base = api_base.rstrip("/")
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = clock = clock or SystemClock()
         self._timeout = timeout
         # A connect timeout fires before the total one, so "never sent" can be told apart.
         self._client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout / 2)
@@ -167,7 +165,6 @@ class ClientCore:
             credentials,
             owner=instance_id or default_instance_id(),
             clock=clock,
-            sleep=sleep,
             lease_seconds=timeout + 5.0,
         )
 
@@ -221,9 +218,7 @@ class ClientCore:
     def _lane(self, api: str) -> Lane:
         lane = self._lanes.get(api)
         if lane is None:
-            lane = self._lanes[api] = Lane(
-                self._calls_per_minute, clock=self._clock, sleep=self._sleep
-            )
+            lane = self._lanes[api] = Lane(self._calls_per_minute, clock=self._clock)
         return lane
 
     async def _call(
@@ -256,7 +251,7 @@ class ClientCore:
                 self._failed(error)
                 raise
             except _Transient as failure:
-                await self._sleep(self._after_transient(api, failure, unsafe, attempt, due))
+                await self._clock.sleep(self._after_transient(api, failure, unsafe, attempt, due))
                 attempt += 1
                 continue
             errcode = _errcode(answer)
@@ -271,7 +266,7 @@ class ClientCore:
                 token_retried = True
                 await self._credentials.forget(self.token_name, token)
                 continue
-            await self._sleep(self._after_refusal(api, lane, errcode, errmsg, attempt, due))
+            await self._clock.sleep(self._after_refusal(api, lane, errcode, errmsg, attempt, due))
             attempt += 1
 
     async def _take_turn(self, api: str, lane: Lane, priority: Priority, due: float | None) -> Rank:
@@ -310,7 +305,7 @@ class ClientCore:
     ) -> float:
         """The backoff before retrying a call WeCom refused as busy, or raise its error."""
         if errcode == FREQUENCY_LIMIT:
-            lane.cool(self._clock() + self._cooldown)
+            lane.cool(self._clock.time() + self._cooldown)
             log.warning(
                 "WeCom %s: 45009 frequency limit; calls below URGENT held back for %.0f s",
                 api,
@@ -339,10 +334,10 @@ class ClientCore:
     ) -> tuple[dict[str, Any], bool]:
         """One request through the gate: (answer, whether it tested a cooling API)."""
         probe: asyncio.Lock | None = None
-        if place[0] == Priority.URGENT and lane.cooling(self._clock()):
+        if place[0] == Priority.URGENT and lane.cooling(self._clock.time()):
             probe = lane.probe
             await probe.acquire()
-            if not lane.cooling(self._clock()):  # another call found WeCom answering again
+            if not lane.cooling(self._clock.time()):  # another call found WeCom answering again
                 probe.release()
                 probe = None
         try:
@@ -374,7 +369,7 @@ class ClientCore:
         self._check_deadline(api, due)
         if priority == Priority.URGENT:
             return
-        remaining = lane.cooling(self._clock())
+        remaining = lane.cooling(self._clock.time())
         if remaining > 0:
             raise WeComError(
                 api,
@@ -385,7 +380,7 @@ class ClientCore:
     def _check_deadline(self, api: str, due: float | None) -> None:
         if due is None:
             return
-        late = self._clock() - due
+        late = self._clock.time() - due
         if late >= 0:
             raise WeComDeadlineExceeded(
                 api, -1, f"its deadline passed {late:.1f} s ago before it could be made (not sent)"
@@ -395,7 +390,7 @@ class ClientCore:
         """The jittered backoff before retry ``attempt + 1``; None if it would end past ``due``."""
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
         delay *= 0.5 + self._random.random() / 2
-        if due is not None and self._clock() + delay >= due:
+        if due is not None and self._clock.time() + delay >= due:
             return None
         return delay
 

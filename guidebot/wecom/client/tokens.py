@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from guidebot.clock import Clock
 from guidebot.wecom.client.errors import WeComError, WeComTransportError, WeComUncertain
 from guidebot.wecom.credentials import Credential, CredentialStore
 
@@ -60,14 +61,12 @@ class CredentialCache:
         store: CredentialStore,
         *,
         owner: str,
-        clock: Callable[[], float],
-        sleep: Callable[[float], Awaitable[object]],
+        clock: Clock,
         lease_seconds: float,
     ) -> None:
         self._store = store
         self._owner = owner
         self._clock = clock
-        self._sleep = sleep
         self._lease_seconds = lease_seconds
         self._locks: dict[str, asyncio.Lock] = {}
         self._local: dict[str, Credential] = {}
@@ -95,23 +94,23 @@ class CredentialCache:
     async def get(self, name: str, api: str, fetch: Fetch) -> str:
         """The usable value of ``name``, from memory, the store, or ``fetch`` under the lease."""
         local = self._local.get(name)
-        if local is not None and self._usable(local, self._clock()):
+        if local is not None and self._usable(local, self._clock.time()):
             return local.value
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             poll = POLL_MIN
             # A live lease lapses within lease_seconds; twice that allows for clock skew
             # between instances. Past it the store itself is misbehaving: give up.
-            give_up_at = self._clock() + 2 * self._lease_seconds
+            give_up_at = self._clock.time() + 2 * self._lease_seconds
             while True:
                 failure = self._failures.get(name)
                 if failure is not None:
-                    if failure.until > self._clock():
+                    if failure.until > self._clock.time():
                         error = failure.error  # a fresh instance: tracebacks do not pile up
                         raise type(error)(error.api, error.errcode, error.errmsg)
                     del self._failures[name]
                 stored = await self._store.get(name)
-                now = self._clock()
+                now = self._clock.time()
                 if self._usable(stored, now):
                     assert stored is not None
                     self._local[name] = stored
@@ -128,7 +127,7 @@ class CredentialCache:
                         f"another instance held the refresh lease for over "
                         f"{2 * self._lease_seconds:.0f} s without storing a value",
                     )
-                await self._sleep(poll)
+                await self._clock.sleep(poll)
                 poll = min(poll * 2, POLL_MAX)
 
     async def _refresh(self, name: str, fetch: Fetch) -> str:
@@ -136,18 +135,18 @@ class CredentialCache:
         try:
             # The previous holder may have stored a value between our read and our lease.
             stored = await self._store.get(name)
-            if self._usable(stored, self._clock()):
+            if self._usable(stored, self._clock.time()):
                 assert stored is not None
                 self._local[name] = stored
                 return stored.value
-            started = self._clock()
+            started = self._clock.time()
             renew = asyncio.create_task(self._renew_lease(name))
             try:
                 value, expires_in = await fetch()
             except WeComError as exc:
                 transport = isinstance(exc, (WeComTransportError, WeComUncertain))
                 memo = REFRESH_TRANSPORT_FAILURE_MEMO if transport else REFRESH_FAILURE_MEMO
-                self._failures[name] = _Failure(exc, self._clock() + memo)
+                self._failures[name] = _Failure(exc, self._clock.time() + memo)
                 log.error(
                     "WeCom %s refresh failed: errcode %d %s",
                     name.split(":")[0],
@@ -170,10 +169,12 @@ class CredentialCache:
                 await self._store.release(name, self._owner)
 
     async def _renew_lease(self, name: str) -> None:
-        # Real time, not the injected clock's sleep: this only has to outpace the lease.
+        # Real time, not the clock's sleep: this runs beside the fetch's real I/O and only has
+        # to outpace the lease while it lasts; a fake clock moves when slept on, so a loop on
+        # it would run the time away.
         while True:
             await asyncio.sleep(self._lease_seconds / 3)
-            now = self._clock()
+            now = self._clock.time()
             await self._store.try_lease(
                 name, self._owner, _instant(now), _instant(now + self._lease_seconds)
             )

@@ -17,6 +17,8 @@ Endpoints (under /_sim; JSON bodies, extra fields ignored):
   POST contact/transfer {handover_userid, takeover_userid, external_userid,
        outcome=accept|refuse|limit, deliver?}               finish a pending transfer
   POST messages {userid, text}   POST callbacks {xml}   POST verify_url
+  POST chats {userid, external_userid, from=customer|member, count=1}
+                                                            a one-to-one chat message (no callback)
   POST groupmsg/confirm {msgid, userid, external_userid?}   GET groupmsgs
   POST|GET|DELETE faults   GET|DELETE calls[?api=&since=]   GET deliveries
   GET app_messages[?userid=]   GET welcomes[?external_userid=]
@@ -369,6 +371,19 @@ async def post_message(request: web.Request) -> web.Response:
     )
     answer = await _deliver(request, body, xml)
     return json_answer({**answer, "msg_id": msg_id})
+
+
+@routes.post("/chats")
+async def post_chat(request: web.Request) -> web.Response:
+    """A message in a member's one-to-one chat with a customer. WeCom tells the app nothing;
+    it shows only in the contact statistics (get_user_behavior_data)."""
+    body = await read_body(request)
+    userid, ext = field_str(body, "userid"), field_str(body, "external_userid")
+    count = field_int(body, "count", 1)
+    if not 1 <= count <= 1000:
+        raise ControlError("'count' must be 1-1000")
+    sim_state(request).post_chat(userid, ext, field_str(body, "from", "customer"), count)
+    return json_answer({"userid": userid, "external_userid": ext, "count": count})
 
 
 @routes.post("/callbacks")

@@ -11,6 +11,7 @@ from ..records import (
     MAX_FOLLOW_USERS_PER_PAGE,
     Customer,
     Relation,
+    day_start,
     keyset_page,
 )
 from ..state import SimState
@@ -135,11 +136,13 @@ def get_user_behavior_data(state: SimState, call: ApiCall) -> dict[str, Any]:
         raise ApiError(40058, "partyid has more than 100 items")
     if not userids and not party:
         raise ApiError(40058, "userid and partyid are both empty")
-    start, end = param_int(body, "start_time"), param_int(body, "end_time")
-    now = state.now()
+    # Doc 92132: times are floored to their day's 00:00; [start, end] is closed and spans at
+    # most 30 days; only the last 180 days (today and the 179 before it) can be read.
+    start = day_start(param_int(body, "start_time"))
+    end = day_start(param_int(body, "end_time"))
     if start > end or end - start > 30 * DAY:
         raise ApiError(40058, "start_time..end_time must span at most 30 days")
-    if start < now - 180 * DAY:
+    if start < day_start(state.now()) - 179 * DAY:
         raise ApiError(40058, "only the last 180 days can be queried")
     wanted = {state.member(u).userid for u in userids}
     for dept in party:

@@ -142,7 +142,7 @@ async def _apply_fault(
             await asyncio.wait_for(app[CLOSING].wait(), HANG_SECONDS)
         record["http_status"] = 504
         return web.Response(status=504, text="simulated timeout")
-    if fault.latency:
+    if fault.latency:  # real time: the network's delay, which the client's timeout measures
         await asyncio.sleep(fault.latency)
     if fault.errcode is not None:
         answer = {"errcode": fault.errcode, "errmsg": wecom_errmsg(fault.errcode)}

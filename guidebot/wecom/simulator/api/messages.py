@@ -78,6 +78,8 @@ def send_welcome_msg(state: SimState, call: ApiCall) -> dict[str, Any]:
             "time": welcome.used_at,
         }
     )
+    # The welcome is the member's message in the one-to-one chat (contact statistics count it).
+    state.record_chat(welcome.userid, welcome.external_userid, "member")
     return {}
 
 

@@ -66,6 +66,8 @@ class StateCore:
         self.member_sends: dict[str, RateLimit] = {}
         self.duplicate_keys: dict[tuple[str, str], float] = {}
         self.contact_log: list[tuple[float, str, str, str]] = []  # (time, kind, userid, ext)
+        # One-to-one chat messages: (time, userid, external_userid, "member" | "customer").
+        self.chat_log: list[tuple[float, str, str, str]] = []
         self.faults: list[Fault] = []
         self.api_limits: dict[str, RateLimit] = {}
         self.calls: deque[dict[str, Any]] = deque(maxlen=config.call_log_limit)
@@ -283,6 +285,11 @@ class StateCore:
             ),
             key=lambda r: (r.createtime, r.external_userid),
         )
+
+    def record_chat(self, userid: str, external_userid: str, sender: str) -> None:
+        """A message in the one-to-one chat of a member and a customer, now ("member" or
+        "customer" wrote it): what the contact statistics (.stats) count."""
+        self.chat_log.append((self.now(), userid, external_userid, sender))
 
     def _control_member(self, userid: str) -> Member:
         member = self.members.get(userid)

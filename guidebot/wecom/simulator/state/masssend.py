@@ -126,6 +126,7 @@ class MassSendState(StateCore):
                 result.status = SEND_OK
                 result.send_time = int(now)
                 receipts.append(now)
+                self.record_chat(userid, result.external_userid, "member")
         sender.status = 2
         sender.send_time = int(now)
         return mine

@@ -1,0 +1,67 @@
+"""SQLite statements in one trip to aiosqlite's thread (guidebot.db.one_hop).
+
+The cursor no longer holds a live sqlite3 cursor, so what SQLAlchemy reads from it (rows,
+description, rowcount, lastrowid, executemany's rowcount, errors) is what the thread saw.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from guidebot.db.engine import create_engine
+from guidebot.db.one_hop import OneHopConnection
+
+metadata = MetaData()
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(20), unique=True),
+)
+
+
+@pytest.fixture
+async def engine(tmp_path):
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'one-hop.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+async def test_the_engine_uses_one_hop_connections(engine):
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert isinstance(raw.dbapi_connection, OneHopConnection)
+
+
+async def test_rows_description_rowcount_and_lastrowid_are_the_statements(engine):
+    async with engine.begin() as conn:
+        first = await conn.execute(insert(items).values(name="a"))
+        assert first.inserted_primary_key == (1,)
+        returned = await conn.execute(insert(items).values(name="b").returning(items.c.id))
+        assert returned.scalar_one() == 2
+        many = await conn.execute(insert(items), [{"name": "c"}, {"name": "d"}, {"name": "e"}])
+        assert many.rowcount == 3
+        changed = await conn.execute(
+            update(items).where(items.c.id > 3).values(name=items.c.name + "!")
+        )
+        assert changed.rowcount == 2
+        rows = (await conn.execute(select(items.c.id, items.c.name).order_by(items.c.id))).all()
+        assert [tuple(r) for r in rows] == [(1, "a"), (2, "b"), (3, "c"), (4, "d!"), (5, "e!")]
+        result = await conn.execute(text("SELECT name AS label FROM items WHERE id = 1"))
+        assert list(result.keys()) == ["label"]
+        assert result.scalar_one() == "a"
+        empty = await conn.execute(select(items).where(items.c.id == 99))
+        assert empty.first() is None
+
+
+async def test_an_error_on_the_thread_is_the_drivers_error_and_the_transaction_rolls_back(engine):
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as conn:
+            await conn.execute(insert(items).values(name="x"))
+            await conn.execute(insert(items).values(name="x"))
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(items))).all() == []
