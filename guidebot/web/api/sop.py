@@ -51,20 +51,18 @@ from guidebot.web.api.common import (
     param,
     unprocessable,
 )
-from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP
-from guidebot.web.schema import (
+from guidebot.web.api.declare import Body, Int, Query, Text
+from guidebot.web.api.openapi import (
     BOOLEAN,
     INSTANT,
     INTEGER,
     STRING,
-    integer,
     list_of,
     mapping,
     maybe,
-    obj,
     shape,
-    text,
 )
+from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP
 
 log = logging.getLogger(__name__)
 
@@ -149,22 +147,59 @@ def _task_id(request: web.Request) -> int:
     return param(request, "id")
 
 
-# ---- declarations (guidebot.web.schema) ------------------------------------------------------
+# ---- declarations (guidebot.web.api.declare) -------------------------------------------------
 
 
-def _words(allowed: tuple[str, ...]) -> dict[str, Any]:
+def _words(allowed: tuple[str, ...]) -> Any:
     """A comma-separated choice among `allowed` ("pending,sent")."""
     one = "(?:" + "|".join(allowed) + ")"
-    return text(
+    return Text(
         200,
         pattern=f"^{one}(?:,{one})*$",
         description=f"one or more of {', '.join(allowed)}, separated by commas",
     )
 
 
-USERID = text(64)
-PLAYBOOK_ID = text(64)
-TASK_ID = integer(1, INT64_MAX, description="a task's id")
+USERID = Text(64)
+PLAYBOOK_ID = Text(64)
+TASK_ID = Int(1, INT64_MAX, description="a task's id")
+
+
+class EnrollmentFilter(Query):
+    playbook: PLAYBOOK_ID = None
+    guide: USERID = None
+    customer: USERID = None
+    status: _words(EnrollmentStatus.ALL) = None
+    page: Int(1, 1_000_000) = 1
+    per_page: Int(1, 200) = 50
+
+
+class TaskFilter(Query):
+    guide: USERID = None
+    customer: USERID = None
+    playbook: PLAYBOOK_ID = None
+    step: Text(64) = None
+    status: _words(TaskStatus.ALL) = None
+    action: _words(ACTIONS) = None
+    due_before: Text(64, fmt="date-time") = None
+    page: Int(1, 1_000_000) = 1
+    per_page: Int(1, 200) = 50
+
+
+class TaskNote(Body):
+    note: Text(2000, multiline=True) = None
+
+
+class SkipReason(Body):
+    reason: Text(2000, multiline=True, pattern="\\S", description="words, not only spaces")
+
+
+class Reply(Body):
+    external_userid: Text(64, pattern="\\S", description="an external_userid")
+    guide: Text(64, pattern="\\S", description="a guide's userid")
+    at: Text(64, fmt="date-time", description="when; not in the future (422)") = None
+
+
 WHEN = maybe(INSTANT)
 TEXT_OUT = maybe(STRING)
 ENROLLMENT = shape(
@@ -347,14 +382,7 @@ async def reload_playbooks(request: web.Request) -> web.Response:
 @api.get(
     "/enrollments",
     summary="Enrollments, filtered by playbook, guide, customer and status",
-    query={
-        "playbook": PLAYBOOK_ID,
-        "guide": USERID,
-        "customer": USERID,
-        "status": _words(EnrollmentStatus.ALL),
-        "page": integer(1, 1_000_000, default=1),
-        "per_page": integer(1, 200, default=50),
-    },
+    query=EnrollmentFilter,
     response=shape({"enrollments": list_of(ENROLLMENT), **PAGING}),
 )
 async def list_enrollments(request: web.Request) -> web.Response:
@@ -398,17 +426,7 @@ async def list_enrollments(request: web.Request) -> web.Response:
 @api.get(
     "/tasks",
     summary="Task rows; a guide's task list is ?guide=ID&action=guide_task,remind",
-    query={
-        "guide": USERID,
-        "customer": USERID,
-        "playbook": PLAYBOOK_ID,
-        "step": text(64),
-        "status": _words(TaskStatus.ALL),
-        "action": _words(ACTIONS),
-        "due_before": text(64, fmt="date-time"),
-        "page": integer(1, 1_000_000, default=1),
-        "per_page": integer(1, 200, default=50),
-    },
+    query=TaskFilter,
     response=shape({"tasks": list_of(TASK), **PAGING}),
 )
 async def list_tasks(request: web.Request) -> web.Response:
@@ -479,7 +497,7 @@ async def _settle(request: web.Request, change) -> web.Response:
     "/tasks/{id}/done",
     summary="Mark a task done (the guide did it)",
     path={"id": TASK_ID},
-    body=obj({"note": text(2000, multiline=True)}),
+    body=TaskNote,
     body_required=False,
     response=ONE_TASK,
     errors=(409,),
@@ -500,10 +518,7 @@ async def task_done(request: web.Request) -> web.Response:
     "/tasks/{id}/skip",
     summary="Skip a task, with a reason",
     path={"id": TASK_ID},
-    body=obj(
-        {"reason": text(2000, multiline=True, pattern="\\S", description="words, not only spaces")},
-        "reason",
-    ),
+    body=SkipReason,
     response=ONE_TASK,
     errors=(409,),
 )
@@ -523,15 +538,7 @@ async def task_skip(request: web.Request) -> web.Response:
     "/replies",
     summary="A customer wrote back to a guide (from a chat-archive or CRM pipeline): the pair's "
     "playbooks that stop on customer.replied stop, its goals are credited",
-    body=obj(
-        {
-            "external_userid": text(64, pattern="\\S", description="an external_userid"),
-            "guide": text(64, pattern="\\S", description="a guide's userid"),
-            "at": text(64, fmt="date-time", description="when; not in the future (422)"),
-        },
-        "external_userid",
-        "guide",
-    ),
+    body=Reply,
     response=shape({"stopped": INTEGER, "goals_met": INTEGER}),
     errors=(422,),
 )
