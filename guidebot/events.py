@@ -119,6 +119,20 @@ class TagsGained(DomainEvent):
     source: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelationEdited(DomainEvent):
+    """The guide's remark, description or remark mobiles of the pair changed (an edit in
+    WeCom); `changed` names the fields ("remark", "description", ...). `active` is whether the
+    relation is active now. (Tags gained are a fact of their own: TagsGained.)"""
+
+    guide_userid: str
+    external_userid: str
+    changed: tuple[str, ...]
+    at: datetime
+    active: bool
+    source: str
+
+
 # ---- content: forwards and opens ----------------------------------------------------------------
 
 
@@ -262,6 +276,7 @@ __all__ = [
     "OrderPaid",
     "OrderRefunded",
     "RelationAdded",
+    "RelationEdited",
     "RelationEnded",
     "RelationTransferred",
     "Subscribers",

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guidebot.clock import Clock
 from guidebot.contacts import directory_changes, service
 from guidebot.contacts.models import EventSource, RelationStatus
+from guidebot.contacts.tags import apply_corp_change, corp_tags
 from guidebot.contacts.wecom_profile import Profile, fetch_profile, is_transient
 from guidebot.intake.router import Router
 from guidebot.wecom.client import WeComClient, WeComError
@@ -33,6 +34,7 @@ from guidebot.wecom.events import (
     DelExternalContact,
     DelFollowUser,
     EditExternalContact,
+    ExternalTagEvent,
     TransferFail,
     UpdateUser,
 )
@@ -109,6 +111,21 @@ async def on_edited(
         profile=profile,
         inbox_id=inbox_id,
     )
+
+
+@router.on(ExternalTagEvent)
+async def on_corp_tags_changed(
+    event: ExternalTagEvent, session: AsyncSession, wecom: WeComClient, clock: Clock
+) -> None:
+    """A tag or group renamed or deleted in the console: the pairs' recorded tags follow the
+    library (get_corp_tag_list, doc 92117). A new tag is on nobody yet; a shuffle is order."""
+    if event.change_type not in ("update", "delete"):
+        return
+    known = corp_tags(await wecom.get_corp_tag_list())
+    changed = await apply_corp_change(
+        session, known, tag_id=event.id if event.tag_type == "tag" else None, now=clock.now()
+    )
+    log.info("corp tag %s %s: %d pair(s) follow", event.id, event.change_type, changed)
 
 
 @router.on(DelFollowUser)

@@ -65,6 +65,7 @@ class EventSource:
     CALLBACK = "callback"
     RECONCILE = "reconcile"
     API = "api"
+    PLAYBOOK = "playbook"  # a playbook's step (a tag it marked)
 
 
 class TransferKind:

@@ -24,6 +24,7 @@ from guidebot.contacts.models import (
     RelationStatus,
     StoreMembership,
 )
+from guidebot.contacts.tags import has_tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ async def search_customers(
     stores: Collection[int] | None = None,
     status: str | None = None,
     channel: str | None = None,
+    tag: str | None = None,
     words: str | None = None,
     related_only: bool = False,
     order: str = "newest",
@@ -89,7 +91,8 @@ async def search_customers(
     first, or by name (`order="name"`).
 
     `store` is a code or department id (an unknown one is Invalid); `stores` narrows to
-    relations attributed to those department ids (a manager's). Without any relation filter
+    relations attributed to those department ids (a manager's); `tag` to relations with that
+    corp tag, by id or by name (guidebot.contacts.tags). Without any relation filter
     every customer matches, unless `related_only` asks for customers with some relation."""
     conditions: list[Any] = []
     if status is not None:
@@ -109,6 +112,8 @@ async def search_customers(
         conditions.append(Relation.store_id.in_(sorted(stores)))
     if channel is not None:
         conditions.append(Relation.channel == channel)
+    if tag is not None:
+        conditions.append(has_tag(session.bind.dialect.name, tag))
 
     query = select(Customer)
     if conditions or related_only:

@@ -9,6 +9,11 @@ line. Running it twice repairs nothing the second time.
 
 WeCom keeps listing a pair after the customer deleted the guide (the one-way relationship
 remains), so a missed del_follow_user cannot be seen here; a missed del_external_contact can.
+
+Tags too: an active pair whose corp tags (follow_info.tag_id) differ from guidebot's record
+takes WeCom's, named from the corp tag list (get_corp_tag_list, read once a run), through the
+same function every tag change goes through (guidebot.contacts.tags.record_tags): a missed
+edit_external_contact is repaired, and the tags it gave are announced like an edit's.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from guidebot.contacts.models import (
 )
 from guidebot.contacts.relations import lock_relation
 from guidebot.contacts.service import record_added, record_ended
+from guidebot.contacts.tags import Tag, corp_tags, named, record_tags
 from guidebot.contacts.wecom_profile import Profile, from_epoch
 from guidebot.db.parking import isolating
 from guidebot.wecom.client import WeComClient, WeComError, WeComTransportError
@@ -56,16 +62,18 @@ class ReconcileReport:
     added: list[Pair] = field(default_factory=list)
     reactivated: list[Pair] = field(default_factory=list)
     ended: list[Pair] = field(default_factory=list)
+    retagged: list[Pair] = field(default_factory=list)  # active pairs whose tags were repaired
     errors: list[str] = field(default_factory=list)
     parked: list[Pair] = field(default_factory=list)  # pairs it could not repair (parked_rows)
 
     @property
     def repairs(self) -> int:
-        return len(self.added) + len(self.reactivated) + len(self.ended)
+        return len(self.added) + len(self.reactivated) + len(self.ended) + len(self.retagged)
 
 
 async def reconcile(session: AsyncSession, wecom: WeComClient, now: datetime) -> ReconcileReport:
-    """Repair missed adds and deletes for every active guide; see the module docstring.
+    """Repair missed adds, deletes and tag edits for every active guide; see the module
+    docstring.
 
     Commits after each chunk of guides, and before each WeCom call, so SQLite's single writer
     is never held across the network. Guides whose listing failed are left untouched.
@@ -77,24 +85,54 @@ async def reconcile(session: AsyncSession, wecom: WeComClient, now: datetime) ->
     )
     await session.commit()
     report = ReconcileReport(started_at=now, guides=len(guides))
+    tags = await _corp_tags(wecom, report)
     for start in range(0, len(guides), BATCH):
         chunk = guides[start : start + BATCH]
         items, listed_guides = await _list(wecom, chunk, report)
         report.listed += len(items)
-        await _apply(session, listed_guides, items, now, report)
+        await _apply(session, listed_guides, _named(items, tags), now, report)
         await session.commit()
     log.info(
-        "reconciliation: %d guides, %d pairs listed; %d added, %d reactivated, %d ended, %d errors"
-        ", %d parked",
+        "reconciliation: %d guides, %d pairs listed; %d added, %d reactivated, %d ended, "
+        "%d retagged, %d errors, %d parked",
         report.guides,
         report.listed,
         len(report.added),
         len(report.reactivated),
         len(report.ended),
+        len(report.retagged),
         len(report.errors),
         len(report.parked),
     )
     return report
+
+
+async def _corp_tags(wecom: WeComClient, report: ReconcileReport) -> dict[str, Tag] | None:
+    """The corp's tags by id (doc 92117), or None when WeCom would not say: then tags keep the
+    names they had, and a tag never named is kept by id."""
+    try:
+        return corp_tags(await wecom.get_corp_tag_list())
+    except WeComError as exc:
+        report.errors.append(f"get_corp_tag_list: {exc}")
+        log.warning("reconciliation reads tags without their names: %s", exc)
+        return None
+
+
+def _named(items: list[dict[str, Any]], tags: dict[str, Tag] | None) -> list[dict[str, Any]]:
+    """batch/get_by_user gives a pair's tag ids only; with the corp list they are named as
+    externalcontact/get names them (follow_user.tags), which is how the relation keeps them."""
+    if tags is None:
+        return items
+    out = []
+    for item in items:
+        follow = dict(item.get("follow_info") or {})
+        if isinstance(follow.get("tag_id"), list):
+            follow["tags"] = [
+                {"tag_id": t["id"], "tag_name": t["name"], "group_name": t["group"]}
+                for t in named([str(i) for i in follow["tag_id"]], tags, ())
+            ]
+        out.append({**item, "follow_info": follow})
+    return out
 
 
 async def _list(
@@ -138,17 +176,18 @@ async def _apply(
             listed[(follow["userid"], contact["external_userid"])] = item
 
     # One unlocked read; only the pairs that need a repair are locked, and re-checked then.
-    known = {
-        (r.guide_userid, r.external_userid): (r.status, r.last_event_at)
-        for r in await session.execute(
+    rows = (
+        await session.execute(
             select(
                 Relation.guide_userid,
                 Relation.external_userid,
                 Relation.status,
                 Relation.last_event_at,
+                Relation.tags,
             ).where(Relation.guide_userid.in_(guides))
         )
-    }
+    ).all()
+    known = {(r.guide_userid, r.external_userid): (r.status, r.last_event_at) for r in rows}
 
     # A pair the repairs cannot handle (an instant out of range, say) is parked with its
     # reason, and the others are repaired all the same (guidebot.db.parking).
@@ -176,6 +215,8 @@ async def _apply(
         if status == RelationStatus.ACTIVE and pair not in listed and pair not in in_transfer
     ]
 
+    await _retag_listed(session, rows, listed, now, report)
+
     async def end_all(pairs: Sequence[Pair]) -> list[_Repair]:
         return [r for pair in pairs if (r := await _end(session, pair, now))]
 
@@ -191,7 +232,7 @@ async def _apply(
 
 @dataclass(frozen=True, slots=True)
 class _Repair:
-    kind: str  # "added", "reactivated" or "ended"
+    kind: str  # "added", "reactivated", "retagged" or "ended"
     pair: Pair
     note: str  # the log line
 
@@ -244,6 +285,71 @@ async def _add(
     kind = "reactivated" if was_ended else "added"
     note = f"reconciliation: {kind} {userid}/{ext} (WeCom createtime {createtime.isoformat()})"
     return _Repair(kind, pair, note)
+
+
+async def _retag_listed(
+    session: AsyncSession,
+    rows: Sequence[Any],
+    listed: dict[Pair, dict[str, Any]],
+    now: datetime,
+    report: ReconcileReport,
+) -> None:
+    """Active pairs whose tags differ from WeCom's listing take WeCom's."""
+    retag = [
+        (r.guide_userid, r.external_userid)
+        for r in rows
+        if r.status == RelationStatus.ACTIVE
+        and (r.guide_userid, r.external_userid) in listed
+        and _tags_differ(r.tags, listed[(r.guide_userid, r.external_userid)]["follow_info"])
+    ]
+
+    async def retag_all(pairs: Sequence[Pair]) -> list[_Repair]:
+        return [r for pair in pairs if (r := await _retag(session, pair, listed[pair], now))]
+
+    await _repair(
+        session,
+        retag,
+        retag_all,
+        now,
+        report,
+        lambda p: f"{_pair(p)}: WeCom lists tags {listed[p]['follow_info'].get('tag_id')!r}",
+    )
+
+
+def _tag_ids(tags: Sequence[Any] | None) -> set[str]:
+    return {str(t.get("id")) for t in tags or () if isinstance(t, dict) and t.get("id")}
+
+
+def _tags_differ(tags: Sequence[Any] | None, follow: dict[str, Any]) -> bool:
+    listed = follow.get("tag_id")
+    return isinstance(listed, list) and _tag_ids(tags) != {str(t) for t in listed}
+
+
+async def _retag(
+    session: AsyncSession, pair: Pair, item: dict[str, Any], now: datetime
+) -> _Repair | None:
+    relation = await lock_relation(session, *pair)
+    follow = item["follow_info"]
+    if (
+        relation is None
+        or relation.status != RelationStatus.ACTIVE
+        or not _tags_differ(relation.tags, follow)
+        or relation.updated_at >= now  # changed during the walk: the newer word stands
+    ):
+        return None
+    if "tags" in follow:
+        tags = [
+            {"id": t.get("tag_id"), "name": t.get("tag_name"), "group": t.get("group_name")}
+            for t in follow["tags"]
+        ]
+    else:
+        tags = named([str(t) for t in follow["tag_id"]], {}, relation.tags or [])
+    before = sorted(_tag_ids(relation.tags))
+    await record_tags(session, relation, tags, at=now, now=now, source=EventSource.RECONCILE)
+    note = (
+        f"reconciliation: retagged {_pair(pair)} ({before} here, {sorted(_tag_ids(tags))} in WeCom)"
+    )
+    return _Repair("retagged", pair, note)
 
 
 async def _end(session: AsyncSession, pair: Pair, now: datetime) -> _Repair | None:

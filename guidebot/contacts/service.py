@@ -13,7 +13,8 @@ Rules every function here keeps:
 * WeCom first, database second: a handler's WeCom calls happen before its first statement, so
   SQLite's single writer is never held across the network (guidebot.contacts.wecom_profile).
 * What others care about is announced (guidebot.events), after it is recorded: a pair that
-  becomes active (RelationAdded), tags an edit gave it (TagsGained), an end (RelationEnded),
+  becomes active (RelationAdded), an edit of its remark or description (RelationEdited), tags
+  an edit gave it (TagsGained), an end (RelationEnded),
   and, from guidebot.contacts.handover, a completed transfer (RelationTransferred).
 
 The building blocks (customers, relations, attribution, the event log) are in
@@ -42,8 +43,9 @@ from guidebot.contacts.relations import (
     set_attribution,
     upsert_customer,
 )
+from guidebot.contacts.tags import announce_gained, tag_key
 from guidebot.contacts.wecom_profile import Profile
-from guidebot.events import RelationAdded, RelationEnded, TagsGained, publish
+from guidebot.events import RelationAdded, RelationEdited, RelationEnded, publish
 
 log = logging.getLogger(__name__)
 
@@ -209,10 +211,6 @@ async def _add_known_pair(session: AsyncSession, relation: Relation, add: _Add) 
         await add.announce(session, relation, reactivated=True)
 
 
-def _tag_key(tag: Any) -> str | None:
-    return str(tag.get("id") or tag.get("name")) if isinstance(tag, dict) else None
-
-
 async def record_edited(
     session: AsyncSession,
     *,
@@ -247,9 +245,11 @@ async def record_edited(
             inbox_id=inbox_id,
             by_edit=True,
         )
-        await _announce_tags(session, relation, set(), at=at, now=now, source=source)
+        written = tuple(k for k in ("remark", "description") if getattr(relation, k))
+        await _announce_edit(session, relation, written, at=at, now=now, source=source)
+        await announce_gained(session, relation, set(), at=at, now=now, source=source)
         return relation
-    tags_before = {_tag_key(t) for t in relation.tags or ()} - {None}
+    tags_before = {tag_key(t) for t in relation.tags or ()} - {None}
     changed = apply_follow(relation, profile.follow)
     if changed:
         relation.updated_at = now
@@ -265,27 +265,29 @@ async def record_edited(
             reason=",".join(changed),
         )
     await session.flush()
-    await _announce_tags(session, relation, tags_before, at=at, now=now, source=source)
+    await _announce_edit(
+        session, relation, tuple(c for c in changed if c != "tags"), at=at, now=now, source=source
+    )
+    await announce_gained(session, relation, tags_before, at=at, now=now, source=source)
     return relation
 
 
-async def _announce_tags(
+async def _announce_edit(
     session: AsyncSession,
     relation: Relation,
-    before: set[str | None],
+    changed: tuple[str, ...],
     *,
     at: datetime,
     now: datetime,
     source: str,
 ) -> None:
-    gained = tuple(t for t in relation.tags or () if _tag_key(t) not in before | {None})
-    if gained:
+    if changed:
         await publish(
             session,
-            TagsGained(
+            RelationEdited(
                 guide_userid=relation.guide_userid,
                 external_userid=relation.external_userid,
-                tags=gained,
+                changed=changed,
                 at=at,
                 now=now,
                 active=relation.status == RelationStatus.ACTIVE,

@@ -21,7 +21,9 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from guidebot.sop.playbook import (
+    DEFAULT_CATCH_UP,
     GOAL_EVENTS,
+    MAX_CATCH_UP,
     STOP_EVENTS,
     TAG_EVENT_PREFIX,
     TRIGGER_EVENTS,
@@ -31,6 +33,7 @@ from guidebot.sop.playbook import (
     Playbook,
     SendWindow,
     Trigger,
+    format_duration,
 )
 from guidebot.sop.step_checks import StepChecks
 from guidebot.sop.values import (
@@ -60,6 +63,7 @@ TOP_KEYS = (
     "goal",
     "max_messages_per_day",
     "escalate_after",
+    "catch_up",
     "steps",
 )
 TRIGGER_KEYS = ("event", "tag", "field", "cron", "audience")
@@ -253,12 +257,9 @@ class _Builder(StepChecks):
             cap = self.integer(
                 top["max_messages_per_day"], "max_messages_per_day", "a positive integer", 1, 1000
             )
-        # Reported into self.issues when bad, which leaves the playbook disabled below.
-        escalate = (
-            self.duration(top["escalate_after"], "escalate_after")
-            if "escalate_after" in top
-            else None
-        )
+        escalate = top.get("escalate_after")  # a bad one is an issue: the playbook stays disabled
+        escalate = self.duration(escalate, "escalate_after") if escalate is not None else None
+        catch_up = self.catch_up(top["catch_up"]) if "catch_up" in top else DEFAULT_CATCH_UP
         steps = self.steps(top.get("steps"), trigger)
         if steps and enroll and enroll.reenter_after is not None and reenter_node is not None:
             self.reentry(enroll.reenter_after, reenter_node, steps)
@@ -283,8 +284,16 @@ class _Builder(StepChecks):
             steps=tuple(steps),
             max_messages_per_day=cap or 1,
             escalate_after=escalate,
+            catch_up=catch_up or timedelta(0),
             source_text=self.text,
         )
+
+    def catch_up(self, node: Node) -> timedelta | None:
+        value = self.duration(node, "catch_up", positive=False)
+        if value is not None and value > MAX_CATCH_UP:
+            self.error(node, "catch_up", f"catch_up is at most {format_duration(MAX_CATCH_UP)}")
+            return None
+        return value
 
     def playbook_id(self, node: Node | None) -> str | None:
         if node is None:

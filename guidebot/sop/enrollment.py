@@ -23,6 +23,7 @@ from guidebot.db.engine import upsert_insert
 from guidebot.events import CustomerReplied, publish
 from guidebot.sop.actions import action_for
 from guidebot.sop.audience import Subject
+from guidebot.sop.dates import same_year
 from guidebot.sop.models import CompletedBy, EnrollmentStatus, SopEnrollment, SopTask, TaskStatus
 from guidebot.sop.planner import plan
 from guidebot.sop.playbook import Playbook
@@ -162,8 +163,10 @@ async def _next_cycle(
     ).all()
     if any(status == EnrollmentStatus.ACTIVE for status, _, _ in previous):
         return None
-    if occurrence is not None and any(cycle == occurrence for _, _, cycle in previous):
-        return None
+    if occurrence is not None and any(
+        cycle == occurrence or same_year(cycle, occurrence) for _, _, cycle in previous
+    ):
+        return None  # this occurrence ran; a date playbook runs once a year
     if previous:
         reenter = playbook.enroll.reenter_after
         if reenter is None or at < previous[0][1] + reenter:

@@ -148,7 +148,21 @@ async def record_outcomes(
             await session.execute(SETTLE, settle)
         if retry:
             await session.execute(RETRY, retry)
+        await _record_effects(session, outcomes)
         await complete_enrollments(session, {o.enrollment_id for o in outcomes}, now)
+
+
+async def _record_effects(session, outcomes: Sequence[Outcome]) -> None:
+    """What WeCom did that guidebot keeps a record of (a tag step's tag). Each in a savepoint:
+    one that fails is logged and the outcomes are recorded all the same."""
+    for outcome in outcomes:
+        if outcome.record is None:
+            continue
+        try:
+            async with session.begin_nested():
+                await outcome.record(session)
+        except Exception:
+            log.exception("recording what task %s did failed; its outcome stands", outcome.id)
 
 
 __all__ = ["RETRY", "SETTLE", "execute", "record_outcomes"]

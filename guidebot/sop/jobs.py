@@ -10,6 +10,8 @@ instance at any time (claims and unique keys arbitrate).
 * `sop_results` (every 10 min): get_groupmsg_send_result for `sent` guide tasks.
 * `sop_triggers` (every minute): date and cron playbooks enroll matching relations, once per
   occurrence (a `sop_trigger_runs` row marks an occurrence finished).
+* `sop_catch_up` (every 30 s): a fixed playbook enrolls the pairs it missed while broken
+  (guidebot.sop.catch_up).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
 from apscheduler.triggers.cron import CronTrigger
@@ -30,7 +32,10 @@ from guidebot.db.parking import isolating
 from guidebot.scheduler import PeriodicJob
 from guidebot.sop.actions.base import TickReport
 from guidebot.sop.audience import Subject, audience_matches, birthday_of, tag_keys
+from guidebot.sop.catch_up import JOB as CATCH_UP_JOB
+from guidebot.sop.catch_up import CatchUpReport, catch_up
 from guidebot.sop.context import SopRuntime
+from guidebot.sop.dates import day_start, keeps_field, occurrence, today_for
 from guidebot.sop.enrollment import enroll
 from guidebot.sop.models import SopTriggerRun
 from guidebot.sop.playbook import Playbook
@@ -46,7 +51,6 @@ TRIGGERS_JOB = "sop-triggers"  # the job's name; relations it parks are filed un
 # A cron occurrence missed for longer than this (the server was down) is not run late.
 CRON_LOOKBACK = timedelta(days=1)
 SCAN_BATCH = 500
-BIRTHDAY_FIELDS = frozenset({"birthday"})
 
 
 async def sop_tick(sop: SopRuntime) -> TickReport:
@@ -60,6 +64,10 @@ async def sop_reconcile(sop: SopRuntime) -> ReconcileReport:
 
 async def sop_results(sop: SopRuntime) -> PollReport:
     return await poll_send_results(sop)
+
+
+async def sop_catch_up(sop: SopRuntime) -> CatchUpReport:
+    return await catch_up(sop)
 
 
 @dataclass
@@ -83,15 +91,14 @@ async def sop_triggers(sop: SopRuntime, now: datetime | None = None) -> TriggerR
                 if occurrence is not None:
                     await _run_occurrence(sop, playbook, occurrence, None, now, report)
             elif trigger.event == "date":
-                if trigger.field not in BIRTHDAY_FIELDS:
+                if not keeps_field(playbook):
                     log.warning(
                         "playbook %s: date field %r is not kept by guidebot; nothing enrolls",
                         playbook.id,
                         trigger.field,
                     )
                     continue
-                zone = zone_named(playbook.timezone, sop.settings.timezone)
-                today = now.astimezone(zone).date()
+                today = today_for(playbook, now, sop.settings.timezone)
                 await _run_occurrence(sop, playbook, None, today, now, report)
         except Exception:
             log.exception("trigger scan for playbook %s failed; tried again next run", playbook.id)
@@ -122,7 +129,7 @@ async def _run_occurrence(
         key = f"cron:{fired.astimezone(zone):%Y-%m-%dT%H:%M}"
     else:
         assert day is not None
-        key = f"date:{day.isoformat()}"
+        key = occurrence(day)
     async with runtime.sessions() as session:
         done = await session.get(SopTriggerRun, (playbook.id, key))
     if done is not None:
@@ -192,12 +199,8 @@ async def _enroll_batch(
         )
         if not audience_matches(playbook.audience, subject):
             continue
-        if day is not None:  # 00:00 on the day, in the customer's zone
-            at = datetime.combine(
-                day, time(0), tzinfo=zone_named(subject.store_zone, zone.key)
-            ).astimezone(UTC)
-        else:
-            at = fired
+        # A date: 00:00 on the day, in the customer's zone.
+        at = day_start(day, subject.store_zone, zone.key) if day is not None else fired
         assert at is not None
         result = await enroll(
             session,
@@ -244,6 +247,7 @@ JOBS = [
     PeriodicJob("sop-reconcile", sop_reconcile, every_seconds=60),
     PeriodicJob("sop-results", sop_results, every_seconds=600),
     PeriodicJob(TRIGGERS_JOB, sop_triggers, every_seconds=60),
+    PeriodicJob(CATCH_UP_JOB, sop_catch_up, every_seconds=30),
 ]
 
 
@@ -251,6 +255,7 @@ __all__ = [
     "JOBS",
     "TriggerReport",
     "latest_cron_occurrence",
+    "sop_catch_up",
     "sop_reconcile",
     "sop_results",
     "sop_tick",

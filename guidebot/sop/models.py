@@ -13,6 +13,9 @@ Per-customer work lives here, never in the scheduler (architecture rule 5):
   a row is `sending` (committed) before any WeCom call, so a crash never sends twice.
 * `sop_trigger_runs`: one row per finished date/cron occurrence, so a periodic job scans the
   relations once per occurrence.
+* `sop_missed`: a pair that matched a playbook's trigger while the playbook was broken
+  (disabled by an error); enrolled when it is fixed within its `catch_up` horizon
+  (guidebot.sop.catch_up).
 """
 
 from __future__ import annotations
@@ -204,3 +207,39 @@ class SopTriggerRun(Base):
     occurrence: Mapped[str] = mapped_column(String(64), primary_key=True)
     enrolled: Mapped[int] = mapped_column(Integer, default=0)
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MissedStatus:
+    WAITING = "waiting"  # the playbook is still broken
+    ENROLLED = "enrolled"  # caught up once it was fixed
+    TOO_LATE = "too_late"  # fixed after the playbook's catch_up horizon
+    SKIPPED = "skipped"  # no longer matches (relation ended, tag gone, audience, enroll rules)
+
+
+class SopMissed(Base):
+    """A pair that matched a broken playbook's trigger at `at` (a callback's add, a tag)."""
+
+    __tablename__ = "sop_missed"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    playbook_id: Mapped[str] = mapped_column(String(64))
+    guide_userid: Mapped[str] = mapped_column(String(64))
+    external_userid: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(64))  # customer.added, tag.added:<tag>
+    at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the trigger's fact happened
+    status: Mapped[str] = mapped_column(String(16), default=MissedStatus.WAITING)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "playbook_id",
+            "guide_userid",
+            "external_userid",
+            "trigger",
+            "at",
+            name="uq_sop_missed_fact",
+        ),
+        Index("ix_sop_missed_playbook_status", "playbook_id", "status", "at"),
+    )

@@ -42,6 +42,11 @@ goal:                            # ? conversion credited to the enrolling guide
 max_messages_per_day: 1          # ? per-customer cap across playbooks, in the customer's day
 escalate_after: 1d               # ? a guide's task still open this long after it was due is
                                  #   reported to the store's manager (default: never)
+catch_up: 24h                    # ? default 24h: customers who met the trigger while this file
+                                 #   was broken (disabled by an error) are enrolled when it is
+                                 #   fixed within this long of their add or tag; steps already
+                                 #   due by then expire instead of all going at once. 0s: never
+                                 #   (customer.added and tag.added; at most 7d)
 steps:                           # one or more, in order
   - id: welcome                  # letters, digits, '_', '-', unique; (enrollment, id) is the
                                  #   idempotency key, so never rename a live step
@@ -111,6 +116,8 @@ DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ENROLL = "enroll"
 WELCOME_CODE_LIFETIME = timedelta(seconds=20)
 DEFAULT_TAG_EXPIRY = timedelta(days=7)
+DEFAULT_CATCH_UP = timedelta(hours=24)
+MAX_CATCH_UP = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,7 @@ class Playbook:
     steps: tuple[Step, ...]
     max_messages_per_day: int = 1
     escalate_after: timedelta | None = None  # an open guide task this overdue goes to the manager
+    catch_up: timedelta = DEFAULT_CATCH_UP  # how long after a miss a fix still enrolls
     source_text: str = field(default="", repr=False, compare=False)
 
     def step(self, step_id: str) -> Step:

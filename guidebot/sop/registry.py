@@ -36,6 +36,8 @@ class PlaybookRegistry:
         self._loaded: list[LoadedPlaybook] = []
         self._current: dict[str, Playbook] = {}
         self._versions: dict[tuple[str, int], Playbook] = {}
+        # Each id's last enabled version: what a broken file was (guidebot.sop.catch_up).
+        self._last_good: dict[str, Playbook] = {}
         self._snapshot: Snapshot | None = None
 
     # ---- reading
@@ -48,6 +50,17 @@ class PlaybookRegistry:
     def enabled(self) -> list[Playbook]:
         """The playbooks that enroll new customers now."""
         return [lp.playbook for lp in self._loaded if lp.enabled and lp.playbook is not None]
+
+    def broken(self) -> list[Playbook]:
+        """The last enabled version of each playbook whose file is now disabled by an error
+        (a file removed is not broken). Their triggers' customers are recorded as missed, and
+        caught up when the file is fixed (guidebot.sop.catch_up). A file broken since this
+        process started has no such version: nothing is recorded for it."""
+        return [
+            self._last_good[item.id]
+            for item in self._loaded
+            if not item.enabled and item.id in self._last_good
+        ]
 
     def get(self, playbook_id: str, version: int | None = None) -> Playbook | None:
         """A version seen in this process; without a version, the enabled one (None if the
@@ -97,6 +110,7 @@ class PlaybookRegistry:
                     for warning in item.warnings:
                         log.warning("playbook %s: %s", playbook.id, warning)
                 self._versions[key] = playbook
+                self._last_good[playbook.id] = playbook
         for item in checked:
             if not item.enabled:
                 log.warning("playbook %s is disabled: %s", item.id, item.reason)

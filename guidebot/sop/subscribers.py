@@ -9,8 +9,15 @@ that caused them.
   matches enrolls the pair. A welcome step is sent right after the commit (events.after_commit),
   within the code's 20 s (guidebot.sop.welcome_lane batches the welcomes of adds that
   commit together).
-* TagsGained (an edit callback): playbooks listing `tag.added:<tag>` stop for this pair; if the
-  relation is active, `tag.added` playbooks for those tags enroll it.
+* TagsGained (a guide's edit, a playbook's tag step, the nightly reconciliation's repair):
+  playbooks listing `tag.added:<tag>` stop for this pair; if the relation is active,
+  `tag.added` playbooks for those tags enroll it.
+* RelationEdited (the guide's remark or description changed): a birthday written or changed
+  on the day itself enrolls the pair in the `date` playbooks of that day (guidebot.sop.dates),
+  as the day's scan would have had it been written before.
+* While a playbook is broken (disabled by an error), an add or a tag that meets its last good
+  version's trigger is remembered (sop_missed), and enrolled when it is fixed within its
+  `catch_up` horizon (guidebot.sop.catch_up).
 * RelationEnded from a callback (del_follow_user: contact.lost; del_external_contact:
   contact.removed, or guide.changed for a transfer whose enrollments did not move): the pair's
   enrollments stop, pending tasks are skipped with the reason. Never another guide's.
@@ -48,15 +55,25 @@ from guidebot.events import (
     GuideLeft,
     OrderPaid,
     RelationAdded,
+    RelationEdited,
     RelationEnded,
     RelationTransferred,
     Subscribers,
     TagsGained,
     after_commit,
 )
-from guidebot.sop.audience import audience_matches, subject_for, tag_keys
+from guidebot.sop.audience import Subject, audience_matches, birthday_of, subject_for, tag_keys
+from guidebot.sop.catch_up import record_missed
 from guidebot.sop.context import SopRuntime
-from guidebot.sop.enrollment import enroll, record_goal, stop_enrollments, transfer_enrollments
+from guidebot.sop.dates import day_start, keeps_field, today_for
+from guidebot.sop.dates import occurrence as date_occurrence
+from guidebot.sop.enrollment import (
+    Enrolled,
+    enroll,
+    record_goal,
+    stop_enrollments,
+    transfer_enrollments,
+)
 from guidebot.sop.models import CompletedBy
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.queries import OPENED, link_reached_customer
@@ -89,6 +106,7 @@ class SopSubscriber:
     def subscribe(self, subscribers: Subscribers) -> None:
         subscribers.subscribe(RelationAdded, self.on_added)
         subscribers.subscribe(TagsGained, self.on_tags_gained)
+        subscribers.subscribe(RelationEdited, self.on_edited)
         subscribers.subscribe(RelationEnded, self.on_ended)
         subscribers.subscribe(RelationTransferred, self.on_transferred)
         subscribers.subscribe(GuideLeft, self.on_guide_left)
@@ -105,6 +123,7 @@ class SopSubscriber:
         relation = await _relation(session, event.guide_userid, event.external_userid)
         if relation is None or relation.status != RelationStatus.ACTIVE:
             return
+        await self._missed(session, relation, event, lambda p: p.trigger.event == "customer.added")
         playbooks = self._playbooks("customer.added")
         if not playbooks:
             return
@@ -131,12 +150,57 @@ class SopSubscriber:
             )
         if not event.active:
             return
+        relation = await _relation(session, event.guide_userid, event.external_userid)
+        if relation is None:
+            return
+        await self._missed(
+            session,
+            relation,
+            event,
+            lambda p: p.trigger.event == "tag.added" and p.trigger.tag in keys,
+        )
         playbooks = [p for p in self._playbooks("tag.added") if p.trigger.tag in keys]
+        if playbooks:
+            await self._enroll_each(session, playbooks, relation, at=event.at, now=event.now)
+
+    async def _missed(self, session: AsyncSession, relation: Relation, event, wanted) -> None:
+        """Broken playbooks whose trigger this is: the pair is remembered, to be caught up
+        when the file is fixed (guidebot.sop.catch_up)."""
+        broken = [p for p in self.sop.registry.broken() if wanted(p)]
+        if broken:
+            await record_missed(
+                session,
+                broken,
+                guide_userid=relation.guide_userid,
+                external_userid=relation.external_userid,
+                at=event.at,
+                now=event.now,
+            )
+
+    async def on_edited(self, session: AsyncSession, event: RelationEdited) -> None:
+        if not event.active or not {"remark", "description"} & set(event.changed):
+            return
+        playbooks = [p for p in self.sop.registry.enabled() if keeps_field(p)]
         if not playbooks:
             return
         relation = await _relation(session, event.guide_userid, event.external_userid)
-        if relation is not None:
-            await self._enroll_each(session, playbooks, relation, at=event.at, now=event.now)
+        birthday = birthday_of(relation) if relation is not None else None
+        if relation is None or birthday is None:
+            return
+        subject = await subject_for(session, relation)
+        for playbook in playbooks:
+            day = today_for(playbook, event.now, self.sop.settings.timezone)
+            if (day.month, day.day) != birthday or not audience_matches(playbook.audience, subject):
+                continue
+            zone = playbook.timezone or self.sop.settings.timezone
+            await self._enroll_one(
+                session,
+                playbook,
+                subject,
+                at=day_start(day, subject.store_zone, zone),
+                now=event.now,
+                occurrence=date_occurrence(day),
+            )
 
     async def on_ended(self, session: AsyncSession, event: RelationEnded) -> None:
         if event.status not in _END_REASON:
@@ -240,28 +304,45 @@ class SopSubscriber:
         for playbook in playbooks:
             if not audience_matches(playbook.audience, subject):
                 continue
-            try:
-                async with session.begin_nested():
-                    enrolled = await enroll(
-                        session,
-                        playbook,
-                        subject,
-                        at=at,
-                        now=now,
-                        default_timezone=self.sop.settings.timezone,
-                        welcome_code=welcome_code,
-                    )
-            except Exception:
-                log.exception(
-                    "enrolling %s/%s in %s failed; the event's other work goes on",
-                    relation.guide_userid,
-                    relation.external_userid,
-                    playbook.id,
-                )
-                continue
+            enrolled = await self._enroll_one(
+                session, playbook, subject, at=at, now=now, welcome_code=welcome_code
+            )
             if enrolled is not None and enrolled.welcome_task_id is not None:
                 welcomes.append(enrolled.welcome_task_id)
         return welcomes
+
+    async def _enroll_one(
+        self,
+        session: AsyncSession,
+        playbook: Playbook,
+        subject: Subject,
+        *,
+        at: datetime,
+        now: datetime,
+        welcome_code: str | None = None,
+        occurrence: str | None = None,
+    ) -> Enrolled | None:
+        """Enroll in a savepoint: a failure is logged and the event's other work goes on."""
+        try:
+            async with session.begin_nested():
+                return await enroll(
+                    session,
+                    playbook,
+                    subject,
+                    at=at,
+                    now=now,
+                    default_timezone=self.sop.settings.timezone,
+                    welcome_code=welcome_code,
+                    occurrence=occurrence,
+                )
+        except Exception:
+            log.exception(
+                "enrolling %s/%s in %s failed; the event's other work goes on",
+                subject.guide_userid,
+                subject.external_userid,
+                playbook.id,
+            )
+            return None
 
 
 async def _relation(session: AsyncSession, userid: str, ext: str) -> Relation | None:

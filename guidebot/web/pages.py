@@ -398,6 +398,7 @@ async def guide_page(request: web.Request) -> web.StreamResponse:
 async def customers_page(request: web.Request) -> web.StreamResponse:
     who = await _signed_in(request)
     q = request.query.get("q", "").strip()[:100]
+    tag = request.query.get("tag", "").strip()[:64]
     page = _page_number(request)
     async with request.app[SESSIONS]() as session:
         stores = await _visible_stores(session, who)
@@ -406,6 +407,7 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
             session,
             stores=[store.id] if store is not None else None if who.is_hq else who.store_ids,
             words=q or None,
+            tag=tag or None,
             related_only=True,
             page=page,
             per_page=PER_PAGE,
@@ -425,6 +427,7 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
         "customers.html",
         {
             "q": q,
+            "tag": tag,
             "page": page,
             "pages": max(1, -(-(total or 0) // PER_PAGE)),
             "total": total or 0,

@@ -180,4 +180,4 @@ async def test_every_route_wants_the_admin_token_and_is_in_the_openapi_document(
         sessions = [scheme for scheme in operation["security"] if "bearer" not in scheme]
         assert sessions and all(("csrf" in s) == (method != "GET") for s in sessions), operation
     customer_params = {p["name"] for p in paths["/api/v1/customers"]["get"]["parameters"]}
-    assert customer_params == {"guide", "store", "status", "channel", "page", "per_page"}
+    assert customer_params == {"guide", "store", "status", "channel", "tag", "page", "per_page"}

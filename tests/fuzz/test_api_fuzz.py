@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guidebot.app import create_app
 from guidebot.contacts.models import Department
 from guidebot.db.engine import create_engine
-from guidebot.web.schema import CONTROL_BUT_LF
+from guidebot.web.formats import CONTROL_BUT_LF
 from guidebot.web.startup import CONTACTS_STARTUP
 from tests.conftest import _asyncpg_dsn
 from tests.fuzzing import examples

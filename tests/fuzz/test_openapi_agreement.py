@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 from yarl import URL
 
-from guidebot.web.schema import CONTROL, FORMATS, decimal_multiple, format_ok, time_zones
+from guidebot.web.formats import CONTROL, FORMATS, decimal_multiple, format_ok, time_zones
 from tests.fuzz.test_api_fuzz import (
     AUTH,
     VALID,
@@ -123,7 +123,7 @@ _TEXT = st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=40)
 
 
 def strategy(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """Values the schema allows, drawn from its keywords (the closed set guidebot.web.schema
+    """Values the schema allows, drawn from its keywords (the closed set guidebot.web.api.declare
     uses); every draw is then held to the reference validator, so none is taken on trust."""
     validator = Reference(schema, format_checker=FORMAT_CHECKER)
     return _values(schema).filter(validator.is_valid)

@@ -23,7 +23,7 @@ async def chat(sim, userid: str, ext: str, sender: str, count: int = 1) -> None:
 
 
 async def corp(make_sim, clock):
-    clock.now = cn_time(2026, 3, 10, 9, 0)
+    clock.set(cn_time(2026, 3, 10, 9, 0))
     sim = await make_sim()
     await sim.seed_guides("alice", "bob")
     for ext in ("wmC1", "wmC2", "wmC3"):
@@ -38,16 +38,16 @@ async def test_chats_messages_reply_percentage_and_first_reply_time(make_sim, cl
     客户主动发起的聊天数比例", avg_reply_time "单位为分钟…所有聊天的首次回复总时长/
     已回复的聊天总数"."""
     sim = await corp(make_sim, clock)
-    clock.now = cn_time(2026, 3, 11, 10, 0)
+    clock.set(cn_time(2026, 3, 11, 10, 0))
     await chat(sim, "alice", "wmC1", "customer", 2)  # C1 starts; alice answers 30 min later
-    clock.now = cn_time(2026, 3, 11, 10, 30)
+    clock.set(cn_time(2026, 3, 11, 10, 30))
     await chat(sim, "alice", "wmC1", "member", 3)
-    clock.now = cn_time(2026, 3, 11, 11, 0)
+    clock.set(cn_time(2026, 3, 11, 11, 0))
     await chat(sim, "alice", "wmC2", "customer")  # C2 starts; alice answers after 90 min
-    clock.now = cn_time(2026, 3, 11, 12, 30)
+    clock.set(cn_time(2026, 3, 11, 12, 30))
     await chat(sim, "alice", "wmC2", "member")
     await chat(sim, "alice", "wmC3", "customer")  # C3 starts; nobody answers that day
-    clock.now = cn_time(2026, 3, 12, 9, 0)
+    clock.set(cn_time(2026, 3, 12, 9, 0))
     await chat(sim, "alice", "wmC3", "member")  # the next day: alice starts this one
     await chat(sim, "alice", "wmC3", "customer")
     answer = await behavior(sim, ["alice"], cn_time(2026, 3, 11), cn_time(2026, 3, 12))
@@ -63,7 +63,7 @@ async def test_chats_messages_reply_percentage_and_first_reply_time(make_sim, cl
 async def test_reply_figures_only_when_there_were_chats(make_sim, clock):
     """doc 92132: reply_percentage and avg_reply_time "仅在确有聊天时返回"."""
     sim = await corp(make_sim, clock)
-    clock.now = cn_time(2026, 3, 11, 10, 0)
+    clock.set(cn_time(2026, 3, 11, 10, 0))
     await chat(sim, "alice", "wmC1", "member")  # alice starts: no chat a customer began
     quiet, started = (await behavior(sim, ["alice"], cn_time(2026, 3, 10), cn_time(2026, 3, 11)))[
         "behavior_data"
@@ -81,10 +81,10 @@ async def test_reply_figures_only_when_there_were_chats(make_sim, clock):
 async def test_several_userids_are_summed_as_one(make_sim, clock):
     """doc 92132: "如传入多个userid，则表示获取这些成员总体的联系客户数据"."""
     sim = await corp(make_sim, clock)
-    clock.now = cn_time(2026, 3, 11, 10, 0)
+    clock.set(cn_time(2026, 3, 11, 10, 0))
     await chat(sim, "alice", "wmC1", "customer")
     await chat(sim, "bob", "wmC4", "customer")
-    clock.now = cn_time(2026, 3, 11, 10, 20)
+    clock.set(cn_time(2026, 3, 11, 10, 20))
     await chat(sim, "bob", "wmC4", "member", 2)
     one_day = (cn_time(2026, 3, 11), cn_time(2026, 3, 11))
     [both] = (await behavior(sim, ["alice", "bob"], *one_day))["behavior_data"]
@@ -98,7 +98,7 @@ async def test_times_are_floored_to_the_day_and_the_interval_is_closed(make_sim,
     """doc 92132: "查询的时间范围为[start_time,end_time]，即前后均为闭区间" and "当传入的时间不为0点
     时间戳时，会向下取整"."""
     sim = await corp(make_sim, clock)
-    clock.now = cn_time(2026, 3, 13, 9, 0)
+    clock.set(cn_time(2026, 3, 13, 9, 0))
     answer = await behavior(sim, ["alice"], cn_time(2026, 3, 10, 21), cn_time(2026, 3, 12, 8))
     days = [d["stat_time"] for d in answer["behavior_data"]]
     assert days == [cn_time(2026, 3, 10), cn_time(2026, 3, 11), cn_time(2026, 3, 12)]
@@ -108,7 +108,7 @@ async def test_times_are_floored_to_the_day_and_the_interval_is_closed(make_sim,
 async def test_at_most_30_days_per_call(make_sim, clock):
     """doc 92132: "支持的最大查询跨度为30天"."""
     sim = await corp(make_sim, clock)
-    clock.now = cn_time(2026, 5, 1, 9, 0)
+    clock.set(cn_time(2026, 5, 1, 9, 0))
     start = cn_time(2026, 4, 1)
     ok = await behavior(sim, ["alice"], start, start + 30 * DAY)
     assert ok["errcode"] == 0 and len(ok["behavior_data"]) == 31  # 04-01 .. 05-01
@@ -121,7 +121,7 @@ async def test_at_most_30_days_per_call(make_sim, clock):
 async def test_only_the_last_180_days(make_sim, clock):
     """doc 92132: "用户最多可获取最近180天内的数据"."""
     sim = await corp(make_sim, clock)
-    clock.now = cn_time(2026, 9, 30, 12, 0)
+    clock.set(cn_time(2026, 9, 30, 12, 0))
     today = cn_time(2026, 9, 30)
     oldest = today - 179 * DAY
     assert (await behavior(sim, ["alice"], oldest, oldest + 5 * DAY))["errcode"] == 0
@@ -146,7 +146,7 @@ async def test_userid_and_partyid_not_both_empty_and_at_most_100(make_sim, clock
 async def test_a_welcome_is_the_members_message(make_sim, clock):
     """doc 92132 message_cnt counts what the member sent in one-to-one chats: a welcome
     (send_welcome_msg) is one."""
-    clock.now = cn_time(2026, 3, 10, 9, 0)
+    clock.set(cn_time(2026, 3, 10, 9, 0))
     sim = await make_sim()
     await sim.seed_guides("alice")
     code = (await sim.add("alice", "wmC1", welcome_code=True))["welcome_code"]

@@ -134,3 +134,49 @@ async def test_a_relation_the_trigger_cannot_enroll_is_parked_and_the_others_are
     # The occurrence is finished: the next runs that day scan nothing.
     h.set_time(at(16, 0, 6))
     assert (await h.triggers()).occurrences == []
+
+
+async def test_a_birthday_written_on_the_day_itself_enrols_that_day_in_the_window(h):
+    """The day's scan ran at midnight, before the guide wrote the birthday at 14:00: the edit
+    enrols the customer then, and the greeting goes out that afternoon (the window is open)."""
+    await h.add("g1", "wmc1")
+    await h.add("g2", "wmc2")
+    h.set_time(at(16, 0, 5))
+    assert (await h.triggers()).enrolled == 0  # nobody has a birthday written yet
+
+    h.set_time(at(16, 14, 0))
+    await h.act(
+        "contact/edit", {"userid": "g1", "external_userid": "wmc1", "remark": "生日:3-16 王姐"}
+    )
+    [enrollment] = await h.enrollments(playbook_id="birthday")
+    assert (enrollment.external_userid, enrollment.cycle) == ("wmc1", "date:2026-03-16")
+    assert local(enrollment.enrolled_at) == at(16, 0, 0)  # planned as the scan plans it
+    await h.tick()
+    [call] = await h.calls("externalcontact/add_msg_template")
+    assert call["body"]["external_userid"] == ["wmc1"]
+    assert "生日快乐" in call["body"]["text"]["content"]
+
+    # Edited again the same day, or the scan meeting it later: one enrolment for the date.
+    h.advance(timedelta(minutes=5))
+    await h.act(
+        "contact/edit", {"userid": "g1", "external_userid": "wmc1", "remark": "生日:03-16 王姐姐"}
+    )
+    h.set_time(at(17, 0, 5))
+    await h.triggers()
+    assert len(await h.enrollments(playbook_id="birthday")) == 1
+
+    # A birthday changed to another day of the same year enrols nobody again that year.
+    h.set_time(at(20, 11, 0))
+    await h.act("contact/edit", {"userid": "g1", "external_userid": "wmc1", "remark": "生日:03-20"})
+    assert len(await h.enrollments(playbook_id="birthday")) == 1
+
+    # A birthday written on the day after the window closed expires rather than wishing late.
+    h.set_time(at(20, 21, 30))
+    await h.act(
+        "contact/edit", {"userid": "g2", "external_userid": "wmc2", "description": "生日:03-20"}
+    )
+    [late] = await h.enrollments(playbook_id="birthday", external_userid="wmc2")
+    await h.tick()
+    [greeting] = await h.tasks(enrollment_id=late.id)
+    assert greeting.status == "expired"
+    assert len(await h.calls("externalcontact/add_msg_template")) == 1

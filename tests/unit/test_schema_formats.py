@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from guidebot.web.schema import _date_or_time
+from guidebot.web.formats import _date_or_time
 
 
 @pytest.mark.parametrize("value", ["1970-01-01", "1970-01-01T05:00", "9998-12-31"])

@@ -11,16 +11,17 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from pydantic import Field, create_model
 
 from guidebot.content import links
 from guidebot.content.errors import Invalid
 from guidebot.content.fields import MediaInput, check_complete, clean_fields
 from guidebot.content.models import ContentItem
 from guidebot.web.api.common import INT32_MAX, INT64_MAX, ApiError, ApiRoutes, int_field
-from guidebot.web.schema import obj
+from guidebot.web.api.declare import Body, Query, Text
 from tests.metrics.conftest import at
 from tests.web.conftest import admin_cookie, guide_cookie
 
@@ -70,17 +71,20 @@ def test_int_field_takes_the_bounds_and_null_only_when_optional():
 
 @pytest.mark.parametrize(
     "declared",
-    [{"type": "integer"}, {"type": "integer", "minimum": 1}, {"type": "string"}],
+    [int, Annotated[int, Field(ge=1)], float, str, list[Text(5)]],
 )
 def test_a_route_cannot_declare_an_unbounded_parameter(declared):
     async def view(request):
         raise AssertionError("never mounted")
 
+    # The guard walks the JSON Schema pydantic writes for the declaration.
+    query = create_model("Things", __base__=Query, n=(declared, None))
+    body = create_model("Thing", __base__=Body, n=(declared, ...))
     routes = ApiRoutes()
     with pytest.raises(ValueError, match="needs"):
-        routes.get("/things", "Things", query={"n": declared}, response={})(view)
+        routes.get("/things", "Things", query=query, response={})(view)
     with pytest.raises(ValueError, match="needs"):
-        routes.post("/things", "Things", body=obj({"n": declared}), response={})(view)
+        routes.post("/things", "Things", body=body, response={})(view)
 
 
 # ---- integers in bodies, paths and queries ------------------------------------------------------

@@ -225,3 +225,22 @@ async def test_a_good_sign_in_clears_the_account_s_failures(h, sessions):
     for _ in range(4):
         assert (await _sign_in(h, "boss", "guess")).status == 401
     assert (await _sign_in(h, "boss")).status == 303
+
+
+async def test_the_customer_page_filters_by_tag(h, sessions):
+    h.set_time(at(9, 10))
+    answer = await h.control("tags", {"group_name": "客户等级", "tags": ["VIP"]})
+    [vip] = answer["tag_group"]["tag"]
+    await h.add("g1", "wmc01")
+    await h.add("g2", "wmc02")
+    await h.settle()
+    h.advance(timedelta(minutes=1))
+    await h.act(
+        "contact/edit", {"userid": "g2", "external_userid": "wmc02", "add_tag": [vip["id"]]}
+    )
+    cookie = admin_cookie(await sessions.account("boss", "hq", []))
+    response = await h.client.get("/admin/customers", params={"tag": "VIP"}, headers=cookie)
+    html = await response.text()
+    assert response.status == 200
+    assert "wmc02" in html and "wmc01" not in html
+    assert '<span class="badge">VIP</span>' in html

@@ -14,7 +14,7 @@ An action (`welcome`, `guide_task`, `remind`, `tag`) is one module in this packa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -73,6 +73,9 @@ class Outcome:
     result: dict[str, Any] | None = None
     completed_by: str | None = None
     retry_at: datetime | None = None  # not sent: due again at this instant
+    # What WeCom's answer changes in guidebot's own records (a tag step's tag on the pair),
+    # written in the transaction that records the outcome.
+    record: Callable[[Any], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -135,7 +138,8 @@ class SendTime:
 class Shared:
     """What one execute pass shares between its calls (the corp tags, fetched once)."""
 
-    tag_ids: dict[str, str] | None = None
+    tag_ids: dict[str, str] | None = None  # a tag's name or id → its id
+    tags: dict[str, dict[str, Any]] = field(default_factory=dict)  # id → {"id","name","group"}
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 

@@ -1,5 +1,9 @@
 """tag: mark_tag on the pair, idempotent. It sends no message; without an expire_after of
-its own it expires after DEFAULT_TAG_EXPIRY."""
+its own it expires after DEFAULT_TAG_EXPIRY.
+
+WeCom makes no callback for what an API does (doc 92130), so a marked tag is recorded on the
+pair here, with the outcome (guidebot.contacts.tags.mark_tags): the sidebar, the bot, the
+filters and the tag triggers see it at once, and the tags gained are announced."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from guidebot.contacts.models import EventSource
+from guidebot.contacts.tags import corp_tags, mark_tags
 from guidebot.sop.actions.base import (
     ActionRuntime,
     Outcome,
@@ -73,12 +79,26 @@ async def mark_tag(runtime: ActionRuntime, row: Prepared, now: datetime, shared:
                 row.id, row.enrollment_id, TaskStatus.FAILED, "not the guide's customer (84061)"
             )
         return Outcome(row.id, row.enrollment_id, TaskStatus.FAILED, f"mark_tag refused: {exc}")
+    tag = shared.tags.get(tag_id) or {"id": tag_id, "name": wanted, "group": None}
+
+    async def record(session: Any) -> None:
+        await mark_tags(
+            session,
+            userid=row.guide_userid,
+            external_userid=row.external_userid,
+            add=[tag],
+            at=now,
+            now=now,
+            source=EventSource.PLAYBOOK,
+        )
+
     return Outcome(
         row.id,
         row.enrollment_id,
         TaskStatus.DONE,
         result={"tag_id": tag_id},
         completed_by=CompletedBy.ENGINE,
+        record=record,
     )
 
 
@@ -87,12 +107,10 @@ async def _tag_id(runtime: ActionRuntime, wanted: str, shared: Shared) -> str | 
     async with shared.lock:
         if shared.tag_ids is None:
             ids: dict[str, str] = {}
-            for group in await runtime.wecom.get_corp_tag_list():
-                for tag in group.get("tag", []):
-                    if tag.get("deleted"):
-                        continue
-                    ids.setdefault(str(tag.get("name")), str(tag.get("id")))
-                    ids[str(tag.get("id"))] = str(tag.get("id"))
+            shared.tags = corp_tags(await runtime.wecom.get_corp_tag_list())
+            for tag_id, tag in shared.tags.items():
+                ids.setdefault(str(tag.get("name")), tag_id)
+                ids[tag_id] = tag_id
             shared.tag_ids = ids
     return shared.tag_ids.get(wanted)
 

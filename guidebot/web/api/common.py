@@ -2,10 +2,13 @@
 
     api = ApiRoutes()
 
-    @api.get("/customers", summary="List customers", response=CUSTOMERS,
-             query={"guide": text(64), "page": integer(1, 10_000, default=1)})
+    class CustomerFilter(Query):                      # guidebot.web.api.declare
+        guide: USERID = None
+        page: Int(1, 10_000) = 1
+
+    @api.get("/customers", summary="List customers", query=CustomerFilter, response=CUSTOMERS)
     async def list_customers(request: web.Request) -> web.Response:
-        page = param(request, "page")
+        wanted = query_of(request, CustomerFilter)    # wanted.page, wanted.guide
 
 Every endpoint lives under /api/v1, answers JSON, requires a principal unless declared public
 (guidebot.web.auth: the `Authorization: Bearer <GUIDEBOT_ADMIN_TOKEN>` header or an HQ session
@@ -17,19 +20,21 @@ CSRF token in `X-CSRF-Token`. Errors are `{"error": {"code": ..., "reason": ...}
 fitting status, the router's and aiohttp's own (404, 405, 413, 408) included; views raise
 ApiError or let a domain's error through, and guidebot.web.api.errors answers both.
 
-One declaration, two uses: the path, query and body schemas a route declares (built with
-guidebot.web.schema) are its part of the OpenAPI document and what the request is held to
-before the view runs. A request that does not fit is a 400 naming the field (a path value that
-does not fit names no row: 404), so a view reads parsed, bounded values with `param` and
-`json_body`. What fits the schema but cannot be taken (values that contradict each other or
-what is stored) is a 422. The statuses a route answers are declared with it (`success`,
+One declaration, two uses: the query and body models and the path parameters' types a route
+declares (pydantic, guidebot.web.api.declare) are its part of the OpenAPI document
+(guidebot.web.api.openapi) and what the request is held to before the view runs. A request that
+does not fit, an unknown query parameter or body field included, is a 400 naming the field (a
+path value that does not fit names no row: 404), so a view reads parsed, bounded values:
+`query_of`/`body_of` give the models, `param` one path or query value by name, `json_body` the
+body as the client sent it. What fits the schema but cannot be taken (values that contradict each
+other or what is stored) is a 422. The statuses a route answers are declared with it (`success`,
 `errors`), and tests/fuzz/test_openapi_agreement.py holds every answer to the document.
 
-The view-side helpers stay as a second line behind the schema (and for what reaches a view
+The view-side helpers stay as a second line behind the declaration (and for what reaches a view
 another way): `int_field` bounds integers to what their column holds (INT32 for `Integer`, INT64
-for `BigInteger`) and refuses floats and booleans; `no_nulls` and `known_fields` keep a PATCH
-from silently ignoring a null or a misspelt field; `instant_fields` keeps date-times within
-years FIRST_YEAR..LAST_YEAR.
+for `BigInteger`) and refuses floats and booleans; `instant_fields` keeps date-times within
+years FIRST_YEAR..LAST_YEAR. (A null or a misspelt field in a PATCH is the declaration's: a
+field that may not be cleared is not nullable, and an unknown field is refused.)
 """
 
 from __future__ import annotations
@@ -40,39 +45,36 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import ValidationError, create_model
 
 from guidebot.clock import FIRST_YEAR, LAST_YEAR
-from guidebot.web.auth import (
-    ADMIN_COOKIE,
-    CSRF_HEADER,
-    PRINCIPAL,
-    SESSION_COOKIE,
-    UNSAFE_METHODS,
-    csrf_required,
-    principal_of,
-)
-from guidebot.web.responses import error_response
-from guidebot.web.schema import (
-    CONTROL,
-    Schema,
-    SchemaError,
-    check,
-    text,
+from guidebot.web.api.declare import (
+    Body,
+    Declared,
+    Invalid,
+    Query,
+    Text,
+    json_schema,
+    validate,
     verify_schema,
 )
-from guidebot.web.schema import INT32_MAX as INT32_MAX  # the views' bounds, re-exported
-from guidebot.web.schema import INT64_MAX as INT64_MAX
-from guidebot.web.schema import kind as json_kind
-
-CONTROL_CHARACTER = re.compile(CONTROL)
+from guidebot.web.api.openapi import Schema, openapi_document
+from guidebot.web.auth import PRINCIPAL, csrf_required, principal_of
+from guidebot.web.formats import CONTROL_CHARACTER as CONTROL_CHARACTER  # for guidebot.web.links
+from guidebot.web.formats import INT32_MAX as INT32_MAX  # the views' bounds, re-exported
+from guidebot.web.formats import INT64_MAX as INT64_MAX
+from guidebot.web.formats import kind as json_kind
+from guidebot.web.responses import error_response
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Q = TypeVar("Q", bound=Query)
+B = TypeVar("B", bound=Body)
 
 
 class ApiError(Exception):
@@ -103,7 +105,7 @@ def iso(value: datetime | None) -> str | None:
 
 # The ranges of the database's integer columns (PostgreSQL's; SQLite's INTEGER is 64-bit):
 # INT32_MAX for Integer (departments.id, content_items.id, store ids), INT64_MAX for BigInteger
-# (task, mass-send, order row ids); guidebot.web.schema holds both.
+# (task, mass-send, order row ids); guidebot.web.formats holds both.
 
 
 def int_field(
@@ -124,22 +126,6 @@ def int_field(
     if not lo <= value <= hi:
         raise bad_request(f"{name!r} must be an integer from {lo} to {hi}")
     return value
-
-
-def no_nulls(body: dict[str, Any], *names: str) -> None:
-    """PATCH: null for a field that cannot be cleared is a 400, never read as "not given"."""
-    for name in names:
-        if name in body and body[name] is None:
-            raise bad_request(
-                f"{name!r} cannot be cleared (null); leave it out to keep the current value"
-            )
-
-
-def known_fields(body: dict[str, Any], *names: str) -> None:
-    """A misspelt field is a 400, not silently ignored."""
-    unknown = sorted(set(body) - set(names))
-    if unknown:
-        raise bad_request(f"unknown field {unknown[0][:40]!r}; fields are {', '.join(names)}")
 
 
 def check_instant(value: datetime, name: str) -> datetime:
@@ -224,32 +210,34 @@ def _check_strings(body: Any) -> None:
 
 BODY = web.RequestKey("api_body", dict)
 PARAMS = web.RequestKey("api_params", dict)
+MODELS = web.RequestKey("api_models", dict)  # "query" and "body": the validated models
 
 # Request bodies: JSON routes take small ones; a route that carries files says how much it needs.
 JSON_BODY_BYTES = 64 * 1024
-
-# Every route may answer these (a view's own are declared with it).
-COMMON_ERRORS = {
-    400: "The request does not fit this operation's schema (the reason names the field)",
-    404: "No such thing, or not within the caller's scope",
-    408: "The body did not arrive within GUIDEBOT_BODY_TIMEOUT_SECONDS",
-    413: "The body is larger than this operation takes",
-}
-ERRORS = {
-    **COMMON_ERRORS,
-    401: "No valid bearer token or session",
-    403: "Not open to the caller's role, or a session call without its CSRF token",
-    409: "Conflicts with what is stored",
-    422: "Fits the schema, but the values contradict each other or what is stored",
-    502: "WeCom refused the call or could not be reached",
-}
-SUCCESS = {200: "OK", 201: "Created", 202: "Accepted"}
 
 
 def param(request: web.Request, name: str) -> Any:
     """A declared path or query parameter, parsed and checked (None when absent, or its
     declared default)."""
     return request[PARAMS][name]
+
+
+def query_of(request: web.Request, model: type[Q]) -> Q:
+    """The route's query parameters, as the model it declared."""
+    found = request[MODELS]["query"]
+    assert isinstance(found, model), (type(found), model)
+    return found
+
+
+def body_of(request: web.Request, model: type[B]) -> B:
+    """The route's body, as the model it declared (`model_fields_set`: what the client sent)."""
+    found = request[MODELS]["body"]
+    assert isinstance(found, model), (type(found), model)
+    return found
+
+
+class NoQuery(Query):
+    """A route without query parameters refuses any."""
 
 
 @dataclass(slots=True)
@@ -260,92 +248,43 @@ class Endpoint:
     summary: str
     public: bool = False
     roles: tuple[str, ...] = ("hq",)  # who may call it: "hq", "manager", "guide"
-    query: dict[str, Schema] = field(default_factory=dict)
-    path_params: dict[str, Schema] = field(default_factory=dict)  # default: text(128)
-    body: Schema | None = None
+    query: type[Query] = NoQuery
+    path_params: dict[str, Any] = field(default_factory=dict)  # name: type; default Text(128)
+    body: type[Body] | None = None
     body_required: bool = True
     max_body: int = JSON_BODY_BYTES
     response: Schema | None = None  # the body of every success status
     success: tuple[int, ...] = (200,)
     errors: tuple[int, ...] = ()  # beyond COMMON_ERRORS (and 401/403 unless public)
     responses: dict[int, Schema] = field(default_factory=dict)  # a status with its own body
+    path_model: type[Declared] = Declared
+    path_schema: Schema = field(default_factory=dict)
+    query_schema: Schema = field(default_factory=dict)
+    body_schema: Schema | None = None
 
     def __post_init__(self) -> None:
-        for name in _path_params(self.path):
-            self.path_params.setdefault(name, text(128))
         where = f"{self.method} {self.path}"
-        for name, schema in {**self.path_params, **self.query}.items():
-            verify_schema(schema, f"{where} {name}")
-            if schema.get("type") not in ("string", "integer", "boolean"):
-                raise ValueError(f"{where} {name}: parameters are strings, integers or booleans")
+        fields = {name: (self.path_params.get(name, Text(128)), ...) for name in _names(self.path)}
+        self.path_model = create_model(  # type: ignore[call-overload]
+            f"{self.view.__name__}_path", __base__=Declared, **fields
+        )
+        self.path_schema = json_schema(self.path_model)
+        self.query_schema = json_schema(self.query)
+        for schema in (self.path_schema, self.query_schema):
+            for name, sub in schema.get("properties", {}).items():
+                verify_schema(sub, f"{where} {name}")
+                if sub.get("type") not in ("string", "integer", "boolean"):
+                    raise ValueError(
+                        f"{where} {name}: parameters are strings, integers or booleans"
+                    )
         if self.body is not None:
-            verify_schema(self.body, f"{where} body")
+            self.body_schema = json_schema(self.body)
+            verify_schema(self.body_schema, f"{where} body")
         if self.response is None:
             raise ValueError(f"{where}: declare the response's schema")
 
-    def error_statuses(self) -> list[int]:
-        statuses = set(COMMON_ERRORS) | set(self.errors)
-        if not self.public:
-            statuses |= {401, 403}
-        return sorted(statuses - set(self.success) - set(self.responses))
 
-    def operation(self) -> dict[str, Any]:
-        parameters = [
-            {"name": name, "in": "path", "required": True, "schema": schema}
-            for name, schema in self.path_params.items()
-        ] + [
-            {"name": name, "in": "query", "required": False, "schema": schema}
-            for name, schema in self.query.items()
-        ]
-        responses: dict[str, Any] = {
-            str(status): {
-                "description": SUCCESS[status],
-                "content": {"application/json": {"schema": self.response}},
-            }
-            for status in self.success
-        }
-        for status, schema in self.responses.items():
-            responses[str(status)] = {
-                "description": ERRORS.get(status) or SUCCESS[status],
-                "content": {"application/json": {"schema": schema}},
-            }
-        for status in self.error_statuses():
-            responses[str(status)] = {
-                "description": ERRORS[status],
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            }
-        op: dict[str, Any] = {
-            "summary": self.summary,
-            "operationId": self.view.__name__,
-            "parameters": parameters,
-            "responses": dict(sorted(responses.items())),
-        }
-        if not self.public:
-            op["security"] = self.security()
-            op["x-roles"] = list(self.roles)
-        if self.body is not None:
-            op["requestBody"] = {
-                "required": self.body_required,
-                "description": f"a JSON object of at most {self.max_body} bytes",
-                "content": {"application/json": {"schema": self.body}},
-            }
-        return op
-
-    def security(self) -> list[dict[str, list[str]]]:
-        """Any one of these: the HQ bearer token, or a session (with its CSRF token when the
-        call changes something)."""
-        unsafe = self.method in UNSAFE_METHODS
-        schemes: list[dict[str, list[str]]] = []
-        if "hq" in self.roles:
-            schemes.append({"bearer": []})
-        if {"hq", "manager"} & set(self.roles):
-            schemes.append({"adminSession": [], **({"csrf": []} if unsafe else {})})
-        if "guide" in self.roles:
-            schemes.append({"guideSession": [], **({"csrf": []} if unsafe else {})})
-        return schemes
-
-
-def _path_params(path: str) -> list[str]:
+def _names(path: str) -> list[str]:
     return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
 
 
@@ -356,7 +295,7 @@ class ApiRoutes:
         self.endpoints: list[Endpoint] = []
 
     def route(self, method: str, url: str, summary: str, **options: Any) -> Callable[[View], View]:
-        if "path" in options:  # the path parameters' declarations
+        if "path" in options:  # the path parameters' types
             options["path_params"] = options.pop("path")
 
         def register(view: View) -> View:
@@ -379,22 +318,22 @@ _BOOLEANS = {"true": True, "false": False}  # as OpenAPI writes a boolean in a q
 
 
 def _from_text(schema: Schema, raw: str, name: str) -> Any:
-    """A path or query value, typed and checked against its declaration; SchemaError."""
-    if schema["type"] == "integer":
+    """A path or query value typed as its declaration says (the model then checks it)."""
+    if schema.get("type") == "integer":
         if not _INTEGER.fullmatch(raw):
-            raise SchemaError(
-                f"{name!r} must be an integer from {schema['minimum']} to {schema['maximum']}, "
-                f"got {raw[:40]!r}"
+            lo, hi = schema["minimum"], schema["maximum"]
+            raise Invalid(
+                f"{name!r} 应为 {lo} 到 {hi} 之间的整数 / {name!r} must be an integer from {lo} "
+                f"to {hi}, got {raw[:40]!r}"
             )
-        value: Any = int(raw)
-    elif schema["type"] == "boolean":
+        return int(raw)
+    if schema.get("type") == "boolean":
         if raw not in _BOOLEANS:
-            raise SchemaError(f"{name!r} must be true or false, got {raw[:40]!r}")
-        value = _BOOLEANS[raw]
-    else:
-        value = raw
-    check(schema, value, name)
-    return value
+            raise Invalid(
+                f"{name!r} 应为 true 或 false / {name!r} must be true or false, got {raw[:40]!r}"
+            )
+        return _BOOLEANS[raw]
+    return raw
 
 
 def _control_in_url(request: web.Request) -> bool:
@@ -402,27 +341,58 @@ def _control_in_url(request: web.Request) -> bool:
     return any(CONTROL_CHARACTER.search(part) for part in parts)
 
 
+def _hold_path(endpoint: Endpoint, request: web.Request) -> Declared:
+    """The path's values; one that does not fit names no row (404)."""
+    given: dict[str, Any] = {}
+    for name, schema in endpoint.path_schema["properties"].items():
+        try:
+            given[name] = _from_text(schema, request.match_info[name], name)
+        except Invalid:
+            raise _no_such(request, name) from None
+    try:
+        return endpoint.path_model.model_validate(given)
+    except ValidationError as exc:
+        raise _no_such(request, str(exc.errors(include_url=False)[0]["loc"][0])) from None
+
+
+def _no_such(request: web.Request, name: str) -> ApiError:
+    return not_found(f"no such {name} {request.match_info[name][:40]!r}")
+
+
+def _hold_query(endpoint: Endpoint, request: web.Request) -> Query:
+    declared = endpoint.query_schema["properties"]
+    given: dict[str, Any] = {}
+    for name in dict.fromkeys(request.query.keys()):
+        values = request.query.getall(name)
+        if len(values) > 1:
+            raise bad_request(
+                f"查询参数 {name[:40]!r} 重复了 {len(values)} 次 / "
+                f"query parameter {name[:40]!r} is given {len(values)} times"
+            )
+        if values[0] == "" and name in declared:
+            continue  # an empty value is no value
+        try:
+            given[name] = _from_text(declared[name], values[0], name) if name in declared else ""
+        except Invalid as exc:  # "'page' 应为… / 'page' must be…"
+            zh, en = exc.reason.split(" / ", 1)
+            raise bad_request(f"查询参数 {zh} / query parameter {en}") from None
+    try:
+        return validate(endpoint.query, given, query=True)  # type: ignore[return-value]
+    except Invalid as exc:
+        raise bad_request(exc.reason) from None
+
+
 async def _hold_to_declaration(endpoint: Endpoint, request: web.Request) -> None:
     """Parse and check the path, the query and the body; ApiError when they do not fit."""
     if _control_in_url(request):
-        raise bad_request("the URL may not contain NUL or other control characters (%00-%1F)")
-    values: dict[str, Any] = {}
-    for name, schema in endpoint.path_params.items():
-        raw = request.match_info[name]
-        try:
-            values[name] = _from_text(schema, raw, name)
-        except SchemaError:
-            raise not_found(f"no such {name} {raw[:40]!r}") from None
-    for name, schema in endpoint.query.items():
-        given = request.query.getall(name, [])
-        if len(given) > 1:
-            raise bad_request(f"query parameter {name!r} is given {len(given)} times")
-        raw = given[0] if given else ""
-        try:
-            values[name] = _from_text(schema, raw, name) if raw != "" else schema.get("default")
-        except SchemaError as exc:
-            raise bad_request(f"query parameter {exc.reason}") from None
-    request[PARAMS] = values
+        raise bad_request(
+            "URL 不能包含 NUL 或其他控制字符 / "
+            "the URL may not contain NUL or other control characters (%00-%1F)"
+        )
+    path = _hold_path(endpoint, request)
+    found = _hold_query(endpoint, request)
+    request[PARAMS] = {**path.model_dump(by_alias=True), **found.model_dump(by_alias=True)}
+    request[MODELS] = {"query": found}
     if endpoint.body is None:
         return
     if not endpoint.body_required and not request.body_exists:
@@ -430,8 +400,8 @@ async def _hold_to_declaration(endpoint: Endpoint, request: web.Request) -> None
     else:
         body = await _read_json(request)
     try:
-        check(endpoint.body, body)
-    except SchemaError as exc:
+        request[MODELS]["body"] = validate(endpoint.body, body)
+    except Invalid as exc:
         raise bad_request(exc.reason) from None
     request[BODY] = body
 
@@ -458,73 +428,6 @@ def _guarded(endpoint: Endpoint) -> View:
     return handle
 
 
-def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
-    paths: dict[str, dict[str, Any]] = {}
-    for endpoint in endpoints:
-        paths.setdefault(PREFIX + endpoint.path, {})[endpoint.method.lower()] = endpoint.operation()
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "guidebot API", "version": "1", "description": API_DESCRIPTION},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "GUIDEBOT_ADMIN_TOKEN: HQ",
-                },
-                "adminSession": {
-                    "type": "apiKey",
-                    "in": "cookie",
-                    "name": ADMIN_COOKIE,
-                    "description": "an HQ or store-manager account's session (/admin/login)",
-                },
-                "guideSession": {
-                    "type": "apiKey",
-                    "in": "cookie",
-                    "name": SESSION_COOKIE,
-                    "description": "a guide's sidebar session (WeCom OAuth)",
-                },
-                "csrf": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": CSRF_HEADER,
-                    "description": "the session's CSRF token: every POST, PATCH and DELETE "
-                    "made with a session carries it",
-                },
-            },
-            "schemas": {"Error": ERROR_SCHEMA},
-        },
-    }
-
-
-ERROR_SCHEMA: Schema = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "reason"],
-            "properties": {"code": {"type": "string"}, "reason": {"type": "string"}},
-        }
-    },
-}
-
-API_DESCRIPTION = (
-    "Requests are held to this document before anything else happens. A request that does not "
-    "fit its operation's schema is a 400 whose reason names the field; a path value that does "
-    "not fit names nothing and is a 404; what fits but cannot be taken (values that contradict "
-    "each other or what is stored) is a 422. Integers are written without a fraction (1, not "
-    "1.0); `multipleOf` is decimal (0.07 is a multiple of 0.01). Formats are checked: `date-"
-    "time` is ISO 8601 with a UTC offset, `date` is YYYY-MM-DD, `date-or-time` is either "
-    "(without an offset, GUIDEBOT_TIMEZONE's), all within the years 1970 to 9998; `time-zone` "
-    "is an IANA name; `http-url` an absolute http(s) URL. No string holds control characters, "
-    "except that text meant for people to read may hold line feeds. Every error, a method the "
-    'path does not take (405) included, is `{"error": {"code", "reason"}}`. A body must arrive '
-    "within GUIDEBOT_BODY_TIMEOUT_SECONDS (408) and be no larger than its operation says (413)."
-)
-
-
 def setup_api(app: web.Application, *groups: ApiRoutes) -> None:
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)
@@ -540,6 +443,6 @@ def setup_api(app: web.Application, *groups: ApiRoutes) -> None:
         ),
         *(endpoint for group in groups for endpoint in group.endpoints),
     ]
-    document = openapi_document(endpoints)
+    document = openapi_document(endpoints, PREFIX)
     for endpoint in endpoints:
         app.router.add_route(endpoint.method, PREFIX + endpoint.path, _guarded(endpoint))

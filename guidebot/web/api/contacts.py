@@ -25,47 +25,56 @@ from guidebot.web.api.common import (
     INT32_MAX,
     ApiRoutes,
     bad_request,
+    body_of,
     int_field,
     iso,
-    json_body,
-    known_fields,
-    no_nulls,
     not_found,
     param,
+    query_of,
     unprocessable,
 )
+from guidebot.web.api.declare import Body, Int, OneOf, Query, Text
+from guidebot.web.api.openapi import BOOLEAN, INSTANT, INTEGER, STRING, list_of, maybe, shape
 from guidebot.web.auth import Principal, principal, relation_visible, store_visible
 from guidebot.web.keys import CLOCK, SESSIONS
-from guidebot.web.schema import (
-    BOOLEAN,
-    INSTANT,
-    INTEGER,
-    STRING,
-    integer,
-    list_of,
-    maybe,
-    nullable,
-    obj,
-    shape,
-    text,
-)
 
 log = logging.getLogger(__name__)
 
 api = ApiRoutes()
 
-# The declarations (guidebot.web.schema): WeCom's ids are at most 64 characters.
-USERID = text(64, description="a guide's WeCom userid")
-EXTERNAL_USERID = text(64, description="a customer's external_userid")
-STORE_REF = text(64, description="a store's code or department id")
+# The declarations (guidebot.web.api.declare): WeCom's ids are at most 64 characters.
+USERID = Text(64, description="a guide's WeCom userid")
+EXTERNAL_USERID = Text(64, description="a customer's external_userid")
+STORE_REF = Text(64, description="a store's code or department id")
 # Store codes, channels and campaigns go into a contact way's state: letters, digits, _ . -
-CODE = text(20, pattern="^[A-Za-z0-9_.-]+$", description="letters, digits, '_', '.' or '-'")
+CODE = Text(20, pattern="^[A-Za-z0-9_.-]+$", description="letters, digits, '_', '.' or '-'")
 TEXT_OUT = maybe(STRING)
 WHEN = maybe(INSTANT)
 
 
+class CustomerFilter(Query):
+    guide: USERID = None
+    store: STORE_REF = None
+    status: OneOf(*RelationStatus.ALL) = None
+    channel: Text(64) = None
+    tag: Text(64, description="a corp tag the relation has, by id or by name") = None
+    page: Int(1, 1_000_000) = 1
+    per_page: Int(1, 200) = 50
+
+
+class GuideFilter(Query):
+    status: OneOf(GuideStatus.ACTIVE, GuideStatus.LEFT) = None
+    store: STORE_REF = None
+
+
+class StoreChange(Body):
+    code: CODE = None  # not nullable: a store keeps a code (contact ways' state names it)
+    timezone: Text(64, fmt="time-zone") | None = None  # null clears the override
+
+
 def text_query(request: web.Request, name: str) -> str | None:
-    value = request.query.get(name, "").strip()
+    """A declared query parameter's text, None when absent or only spaces."""
+    value = (param(request, name) or "").strip()
     return value or None
 
 
@@ -256,15 +265,8 @@ def _scoped_guide(request: web.Request, who: Principal) -> str | None:
 
 @api.get(
     "/customers",
-    summary="List customers, filtered by guide, store, relation status and channel",
-    query={
-        "guide": USERID,
-        "store": STORE_REF,
-        "status": text(16, enum=RelationStatus.ALL),
-        "channel": text(64),
-        "page": integer(1, 1_000_000, default=1),
-        "per_page": integer(1, 200, default=50),
-    },
+    summary="List customers, filtered by guide, store, relation status, channel and corp tag",
+    query=CustomerFilter,
     roles=("hq", "manager", "guide"),
     response=shape(
         {
@@ -277,7 +279,7 @@ def _scoped_guide(request: web.Request, who: Principal) -> str | None:
     errors=(422,),
 )
 async def list_customers(request: web.Request) -> web.Response:
-    page, per_page = param(request, "page"), param(request, "per_page")
+    wanted = query_of(request, CustomerFilter)
     who = principal(request)
     async with request.app[SESSIONS]() as session:
         guide = _scoped_guide(request, who)
@@ -286,10 +288,11 @@ async def list_customers(request: web.Request) -> web.Response:
             session,
             guide=guide,
             store=store,
-            status=text_query(request, "status"),
+            status=wanted.status,
             channel=text_query(request, "channel"),
-            page=page,
-            per_page=per_page,
+            tag=text_query(request, "tag"),
+            page=wanted.page,
+            per_page=wanted.per_page,
         )
     return web.json_response(
         {
@@ -347,7 +350,7 @@ async def get_customer(request: web.Request) -> web.Response:
 @api.get(
     "/guides",
     summary="List guides with their current store",
-    query={"status": text(16, enum=(GuideStatus.ACTIVE, GuideStatus.LEFT)), "store": STORE_REF},
+    query=GuideFilter,
     roles=("hq", "manager"),
     response=shape(
         {
@@ -375,7 +378,7 @@ async def list_guides(request: web.Request) -> web.Response:
         store = await _scoped_store(request, session, who)
         views = await queries.list_guides(
             session,
-            status=text_query(request, "status"),
+            status=query_of(request, GuideFilter).status,
             store=store,
             # A manager counts the customers of their stores, not a former store's.
             count_stores=who.store_ids if who.role == "manager" else None,
@@ -419,25 +422,19 @@ async def list_stores(request: web.Request) -> web.Response:
     "/stores/{store}",
     summary="Set a store's code (not null) or its time zone override (IANA name; null clears it)",
     path={"store": STORE_REF},
-    body=obj({"code": CODE, "timezone": nullable(text(64, fmt="time-zone"))}),
+    body=StoreChange,
     response=STORE,
     errors=(409, 422),
 )
 async def patch_store(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    known_fields(body, "code", "timezone")
-    no_nulls(body, "code")  # a store keeps a code: contact ways' state names it
-    code = str_field(body, "code", required=False)
-    timezone = body.get("timezone")
-    if timezone is not None and not isinstance(timezone, str):
-        raise bad_request("'timezone' must be an IANA time zone name or null")
+    change = body_of(request, StoreChange)
     async with request.app[SESSIONS]() as session:
         store = await update_store(
             session,
             request.match_info["store"],
-            code=code,
-            timezone=timezone,
-            clear_timezone="timezone" in body and timezone is None,
+            code=change.code,
+            timezone=change.timezone,
+            clear_timezone="timezone" in change.model_fields_set and change.timezone is None,
             now=request.app[CLOCK].now(),
         )
         await session.commit()

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from pydantic import Field
 
 from guidebot.contacts.directory import find_store
 from guidebot.contacts.models import Department, Guide
@@ -46,40 +47,47 @@ from guidebot.web.api.common import (
     param,
     unprocessable,
 )
+from guidebot.web.api.declare import Body, Either, Int, Number, OneOf, Query, Text
+from guidebot.web.api.openapi import INTEGER, STRING, list_of, mapping, maybe, shape
 from guidebot.web.auth import guide_visible, principal, store_visible
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
-from guidebot.web.schema import (
-    INTEGER,
-    STRING,
-    integer,
-    list_of,
-    mapping,
-    maybe,
-    obj,
-    shape,
-    text,
-)
 from guidebot.wecom.client import WeComError
 
 log = logging.getLogger(__name__)
 
 api = ApiRoutes()
 
-# ---- declarations (guidebot.web.schema) ------------------------------------------------------
+# ---- declarations (guidebot.web.api.declare) -------------------------------------------------
 
-DAY = text(10, fmt="date", description="a local day YYYY-MM-DD")
-PERIOD = {"from": DAY, "to": DAY}
-PERIOD_QUERY = {**PERIOD, "by": text(8, enum=("day",), description="day: one row per day")}
-USERID = text(64, description="a guide's userid")
-STORE_REF = text(64, description="a store's code or department id")
+DAY = Text(10, fmt="date", description="a local day YYYY-MM-DD")
+PERIOD = ("from", "to")
+USERID = Text(64, description="a guide's userid")
+STORE_REF = Text(64, description="a store's code or department id")
 # An order id: 1-128 printable ASCII characters without spaces (guidebot.metrics.orders), and
 # not "." or "..": a URL cannot name those in /orders/{order_id} (they are dot segments).
-ORDER_ID = text(
+ORDER_ID = Text(
     128,
     pattern="^(?![.]{1,2}$)[!-~]+$",
     description="printable ASCII without spaces, not '.' or '..'",
 )
-WHEN = text(64, fmt="date-time")
+WHEN = Text(64, fmt="date-time")
+
+
+class PeriodQuery(Query):
+    from_: DAY = Field(None, alias="from")
+    to: DAY = None
+
+
+class DailyQuery(PeriodQuery):
+    by: OneOf("day", description="day: one row per day") = None
+
+
+class LeaderboardQuery(PeriodQuery):
+    metric: OneOf(*kpis.KPI_NAMES) = None
+    store: STORE_REF = None
+    limit: Int(1, 10_000) = 100
+
+
 # A KPI is a count, a rate, or money as a decimal string; null when it has no denominator.
 KPI_VALUE = {"type": ["integer", "number", "string", "null"]}
 KPIS = shape(dict.fromkeys(kpis.KPI_NAMES, KPI_VALUE))
@@ -156,7 +164,7 @@ async def _answer(session, scope: Scope, period: Period, by_day: bool, **head: A
 @api.get(
     "/guides/{userid}/metrics",
     "A guide's KPIs over a period (per day with by=day)",
-    query=PERIOD_QUERY,
+    query=DailyQuery,
     roles=("hq", "manager", "guide"),
     path={"userid": USERID},
     response=shape(
@@ -183,7 +191,7 @@ async def guide_metrics(request: web.Request) -> web.Response:
 @api.get(
     "/stores/{store}/metrics",
     "A store's KPIs (its guides' rows while they belonged to it), by code or id",
-    query=PERIOD_QUERY,
+    query=DailyQuery,
     roles=("hq", "manager"),
     path={"store": STORE_REF},
     response=shape({"store": shape(BRIEF), **FIGURES}, optional=("days",)),
@@ -201,7 +209,7 @@ async def store_metrics(request: web.Request) -> web.Response:
 @api.get(
     "/metrics",
     "HQ totals: every guide's KPIs summed",
-    query=PERIOD_QUERY,
+    query=DailyQuery,
     response=shape(FIGURES, optional=("days",)),
     errors=(422,),
 )
@@ -214,12 +222,7 @@ async def hq_metrics(request: web.Request) -> web.Response:
 @api.get(
     "/leaderboard",
     "Guides ranked by one KPI over a period, optionally within one store",
-    query={
-        **PERIOD,
-        "metric": text(32, enum=kpis.KPI_NAMES),
-        "store": STORE_REF,
-        "limit": integer(1, 10_000, default=100),
-    },
+    query=LeaderboardQuery,
     roles=("hq", "manager"),
     response=shape(
         {
@@ -270,7 +273,7 @@ async def get_leaderboard(request: web.Request) -> web.Response:
 @api.get(
     "/guides/{userid}/wecom-comparison",
     "Our new/lost customers per day beside WeCom's get_user_behavior_data, with why they differ",
-    query=PERIOD,
+    query=PeriodQuery,
     path={"userid": USERID},
     response=shape(
         {
@@ -314,45 +317,43 @@ async def wecom_comparison(request: web.Request) -> web.Response:
 # the schema has held the order's form, what is left is its meaning.
 
 MAX_YUAN = MAX_AMOUNT_FEN // 100
-ORDER_BODY = obj(
-    {
-        "order_id": ORDER_ID,
-        "external_userid": text(64),
-        "mobile": text(
-            32,
-            pattern="^[+]?(?:[ -]*[0-9]){5,20}[ -]*$",
-            description="a phone number: 5-20 digits, spaces, dashes and a leading +",
+
+
+class NewOrder(Body):
+    """the customer is its external_userid or mobile (one is needed: 422 without)"""
+
+    order_id: ORDER_ID
+    external_userid: Text(64) = None
+    mobile: Text(
+        32,
+        pattern="^[+]?(?:[ -]*[0-9]){5,20}[ -]*$",
+        description="a phone number: 5-20 digits, spaces, dashes and a leading +",
+    ) = None
+    amount: Either(
+        Text(
+            16,
+            pattern="^(?:[0-9]{1,11}(?:[.][0-9]{1,2})?|100000000000(?:[.]0{1,2})?)$",
+            description="yuan as a decimal string, at most 2 decimals",
         ),
-        "amount": {
-            "anyOf": [
-                text(
-                    16,
-                    pattern="^(?:[0-9]{1,11}(?:[.][0-9]{1,2})?|100000000000(?:[.]0{1,2})?)$",
-                    description="yuan as a decimal string, at most 2 decimals",
-                ),
-                {"type": "number", "minimum": 0, "maximum": MAX_YUAN, "multipleOf": 0.01},
-            ],
-            "description": f"yuan from 0 to {MAX_YUAN}, at most 2 decimals, as a string or number",
-        },
-        "paid_at": WHEN,
-        "store": {
-            "anyOf": [STORE_REF, integer(1, INT32_MAX)],
-            "description": "a store's code or department id",
-        },
-        "status": text(16, enum=OrderStatus.ALL),
-        "refunded_at": WHEN,
-    },
-    "order_id",
-    "amount",
-    "paid_at",
-    description="the customer is its external_userid or mobile (one is needed: 422 without)",
-)
+        Number(0, MAX_YUAN, multiple_of=0.01),
+        description=f"yuan from 0 to {MAX_YUAN}, at most 2 decimals, as a string or number",
+    )
+    paid_at: WHEN
+    store: Either(STORE_REF, Int(1, INT32_MAX), description="a store's code or department id") = (
+        None
+    )
+    status: OneOf(*OrderStatus.ALL) = None
+    refunded_at: WHEN = None
+
+
+class Refund(Body):
+    refunded_at: WHEN = None
 
 
 @api.post(
     "/orders",
     "Record an order (idempotent on order_id; 201 new, 200 repeat, 409 conflicting repeat)",
-    body=ORDER_BODY,
+    body=NewOrder,
     response=ORDER,
     success=(200, 201),
     errors=(409, 422),
@@ -397,7 +398,7 @@ async def show_order(request: web.Request) -> web.Response:
     "/orders/{order_id}/refund",
     "Refund an order: it counts negative on the refund's day (idempotent)",
     path={"order_id": ORDER_ID},
-    body=obj({"refunded_at": WHEN}),
+    body=Refund,
     body_required=False,
     response=ORDER,
     errors=(409, 422),

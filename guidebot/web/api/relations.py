@@ -24,23 +24,43 @@ from guidebot.web.api.contacts import (
     str_field,
     text_query,
 )
+from guidebot.web.api.declare import Array, Body, Either, Int, OneOf, Query, Text
+from guidebot.web.api.openapi import ANY, INTEGER, STRING, list_of, maybe, shape
 from guidebot.web.keys import CLOCK, SESSIONS, WECOM
-from guidebot.web.schema import (
-    ANY,
-    INTEGER,
-    STRING,
-    array,
-    integer,
-    list_of,
-    maybe,
-    obj,
-    shape,
-    text,
-)
 
 api = ApiRoutes()
 
-PART = text(STATE_MAX, pattern="^[A-Za-z0-9_.-]+$", description="letters, digits, '_', '.' or '-'")
+PART = Text(STATE_MAX, pattern="^[A-Za-z0-9_.-]+$", description="letters, digits, '_', '.' or '-'")
+
+
+class WayFilter(Query):
+    store: STORE_REF = None
+
+
+class NewWay(Body):
+    __doc__ = (
+        f"channel and campaign together with the store code make a state of at most {STATE_MAX} "
+        "characters (422 when longer)"
+    )
+    store: Either(STORE_REF, Int(1, INT32_MAX), description="a store's code or department id")
+    channel: PART
+    campaign: PART = None
+    userids: Array(USERID, min_items=1, max_items=MAX_USERS)
+    remark: Text(30) = None
+
+
+class TransferFilter(Query):
+    status: OneOf(*TransferStatus.ALL) = None
+    guide: USERID = None
+    external_userid: EXTERNAL_USERID = None
+
+
+class NewTransfers(Body):
+    kind: OneOf(*TransferKind.ALL)
+    handover_userid: USERID
+    takeover_userid: USERID
+    external_userids: Array(EXTERNAL_USERID, min_items=1, max_items=MAX_CUSTOMERS)
+    message: Text(200, multiline=True) = None
 
 
 def _str_list(body: dict[str, Any], name: str) -> list[str]:
@@ -114,7 +134,7 @@ TRANSFER = shape(
 @api.get(
     "/contact-ways",
     summary="List the 「联系我」 contact ways",
-    query={"store": STORE_REF},
+    query=WayFilter,
     response=shape({"contact_ways": list_of(WAY)}),
     errors=(422,),
 )
@@ -127,23 +147,7 @@ async def list_ways(request: web.Request) -> web.Response:
 @api.post(
     "/contact-ways",
     summary="Create a 「联系我」 QR way whose state encodes store, channel and campaign",
-    body=obj(
-        {
-            "store": {
-                "anyOf": [STORE_REF, integer(1, INT32_MAX)],
-                "description": "a store's code or department id",
-            },
-            "channel": PART,
-            "campaign": PART,
-            "userids": array(USERID, min_items=1, max_items=MAX_USERS),
-            "remark": text(30),
-        },
-        "store",
-        "channel",
-        "userids",
-        description=f"channel and campaign together with the store code make a state of at most "
-        f"{STATE_MAX} characters (422 when longer)",
-    ),
+    body=NewWay,
     response=WAY,
     success=(201,),
     errors=(409, 422, 502),
@@ -175,11 +179,7 @@ async def create_way(request: web.Request) -> web.Response:
 @api.get(
     "/transfers",
     summary="List customer transfers, newest first",
-    query={
-        "status": text(16, enum=TransferStatus.ALL),
-        "guide": USERID,
-        "external_userid": EXTERNAL_USERID,
-    },
+    query=TransferFilter,
     response=shape({"transfers": list_of(TRANSFER)}),
     errors=(422,),
 )
@@ -197,19 +197,7 @@ async def get_transfers(request: web.Request) -> web.Response:
 @api.post(
     "/transfers",
     summary="Transfer customers to another guide (in_service, or resigned after leaving)",
-    body=obj(
-        {
-            "kind": text(16, enum=TransferKind.ALL),
-            "handover_userid": USERID,
-            "takeover_userid": USERID,
-            "external_userids": array(EXTERNAL_USERID, min_items=1, max_items=MAX_CUSTOMERS),
-            "message": text(200, multiline=True),
-        },
-        "kind",
-        "handover_userid",
-        "takeover_userid",
-        "external_userids",
-    ),
+    body=NewTransfers,
     response=shape(
         {
             "transfers": list_of(

@@ -23,6 +23,7 @@ from guidebot.clock import parse_instant
 from guidebot.contacts.models import Relation
 from guidebot.sop import queries
 from guidebot.sop.actions import STEP_ACTIONS
+from guidebot.sop.catch_up import missed_customers
 from guidebot.sop.enrollment import record_reply
 from guidebot.sop.models import (
     EnrollmentStatus,
@@ -40,20 +41,18 @@ from guidebot.web.api.common import (
     param,
     unprocessable,
 )
-from guidebot.web.keys import CLOCK, SESSIONS, SOP
-from guidebot.web.schema import (
+from guidebot.web.api.declare import Body, Int, Query, Text
+from guidebot.web.api.openapi import (
     BOOLEAN,
     INSTANT,
     INTEGER,
     STRING,
-    integer,
     list_of,
     mapping,
     maybe,
-    obj,
     shape,
-    text,
 )
+from guidebot.web.keys import CLOCK, SESSIONS, SOP
 
 log = logging.getLogger(__name__)
 
@@ -109,22 +108,39 @@ def _api_instant(raw: Any, name: str) -> datetime:
         raise bad_request(str(exc)) from None
 
 
-# ---- declarations (guidebot.web.schema) ------------------------------------------------------
+# ---- declarations (guidebot.web.api.declare) -------------------------------------------------
 
 
-def _words(allowed: tuple[str, ...]) -> dict[str, Any]:
+def _words(allowed: tuple[str, ...]) -> Any:
     """A comma-separated choice among `allowed` ("pending,sent")."""
     one = "(?:" + "|".join(allowed) + ")"
-    return text(
+    return Text(
         200,
         pattern=f"^{one}(?:,{one})*$",
         description=f"one or more of {', '.join(allowed)}, separated by commas",
     )
 
 
-USERID = text(64)
-PLAYBOOK_ID = text(64)
-TASK_ID = integer(1, INT64_MAX, description="a task's id")
+USERID = Text(64)
+PLAYBOOK_ID = Text(64)
+TASK_ID = Int(1, INT64_MAX, description="a task's id")
+
+
+class EnrollmentFilter(Query):
+    playbook: PLAYBOOK_ID = None
+    guide: USERID = None
+    customer: USERID = None
+    status: _words(EnrollmentStatus.ALL) = None
+    page: Int(1, 1_000_000) = 1
+    per_page: Int(1, 200) = 50
+
+
+class Reply(Body):
+    external_userid: Text(64, pattern="\\S", description="an external_userid")
+    guide: Text(64, pattern="\\S", description="a guide's userid")
+    at: Text(64, fmt="date-time", description="when; not in the future (422)") = None
+
+
 WHEN = maybe(INSTANT)
 TEXT_OUT = maybe(STRING)
 ENROLLMENT = shape(
@@ -148,6 +164,23 @@ ENROLLMENT = shape(
     }
 )
 COUNTS = mapping(INTEGER)
+# Customers who met a broken playbook's trigger, waiting for the fix (guidebot.sop.catch_up).
+MISSED = shape(
+    {
+        "count": INTEGER,
+        "customers": list_of(
+            shape(
+                {
+                    "external_userid": STRING,
+                    "name": TEXT_OUT,
+                    "guide_userid": STRING,
+                    "trigger": STRING,
+                    "at": INSTANT,
+                }
+            )
+        ),
+    }
+)
 PLAYBOOKS = shape(
     {
         "playbooks": list_of(
@@ -169,6 +202,7 @@ PLAYBOOKS = shape(
                         )
                     ),
                     "active_enrollments": COUNTS,
+                    "missed": MISSED,
                     "goal": maybe(
                         shape(
                             {
@@ -196,10 +230,14 @@ async def playbook_listing(app: web.Application) -> list[dict[str, Any]]:
         counts = await queries.step_counts(session)
         active = await queries.active_enrollments(session)
         goals = await queries.goal_outcomes(session, app[CLOCK].now())
-    return [_listed(loaded, counts, active, goals) for loaded in app[SOP].registry.loaded]
+        missed = await missed_customers(session)
+    return [
+        _listed(loaded, counts, active, goals, missed.get(loaded.id))
+        for loaded in app[SOP].registry.loaded
+    ]
 
 
-def _listed(loaded, counts, active, goals) -> dict[str, Any]:
+def _listed(loaded, counts, active, goals, missed) -> dict[str, Any]:
     playbook = loaded.playbook
     steps = [s.id for s in playbook.steps] if playbook is not None else []
     step_counts = counts.get(loaded.id, {})
@@ -220,6 +258,10 @@ def _listed(loaded, counts, active, goals) -> dict[str, Any]:
             if s not in steps
         ],
         "active_enrollments": active.get(loaded.id, {}),
+        "missed": {
+            "count": missed["count"] if missed else 0,
+            "customers": [{**m, "at": iso(m["at"])} for m in missed["customers"]] if missed else [],
+        },
         "goal": _goal(playbook, goals.get((loaded.id, playbook.goal.event)))
         if playbook is not None and playbook.goal is not None
         else None,
@@ -256,14 +298,7 @@ async def reload_playbooks(request: web.Request) -> web.Response:
 @api.get(
     "/enrollments",
     summary="Enrollments, filtered by playbook, guide, customer and status",
-    query={
-        "playbook": PLAYBOOK_ID,
-        "guide": USERID,
-        "customer": USERID,
-        "status": _words(EnrollmentStatus.ALL),
-        "page": integer(1, 1_000_000, default=1),
-        "per_page": integer(1, 200, default=50),
-    },
+    query=EnrollmentFilter,
     response=shape({"enrollments": list_of(ENROLLMENT), **PAGING}),
 )
 async def list_enrollments(request: web.Request) -> web.Response:
@@ -305,15 +340,7 @@ async def list_enrollments(request: web.Request) -> web.Response:
     "/replies",
     summary="A customer wrote back to a guide (from a chat-archive or CRM pipeline): the pair's "
     "playbooks that stop on customer.replied stop, its goals are credited",
-    body=obj(
-        {
-            "external_userid": text(64, pattern="\\S", description="an external_userid"),
-            "guide": text(64, pattern="\\S", description="a guide's userid"),
-            "at": text(64, fmt="date-time", description="when; not in the future (422)"),
-        },
-        "external_userid",
-        "guide",
-    ),
+    body=Reply,
     response=shape({"stopped": INTEGER, "goals_met": INTEGER}),
     errors=(422,),
 )

@@ -36,6 +36,8 @@ from guidebot.web.api.common import (
     param,
     unprocessable,
 )
+from guidebot.web.api.declare import Body, Int, Query, Text
+from guidebot.web.api.openapi import INTEGER, STRING, list_of, maybe, shape
 from guidebot.web.api.sop import (
     ACTIONS,
     PAGING,
@@ -51,7 +53,6 @@ from guidebot.web.api.sop import (
 )
 from guidebot.web.auth import principal
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS
-from guidebot.web.schema import INTEGER, STRING, integer, list_of, maybe, obj, shape, text
 
 api = ApiRoutes()
 
@@ -97,6 +98,35 @@ def _task_id(request: web.Request) -> int:
     return param(request, "id")
 
 
+class TaskFilter(Query):
+    guide: USERID = None
+    customer: USERID = None
+    playbook: PLAYBOOK_ID = None
+    step: Text(64) = None
+    status: _words(TaskStatus.ALL) = None
+    action: _words(ACTIONS) = None
+    due_before: Text(64, fmt="date-time") = None
+    page: Int(1, 1_000_000) = 1
+    per_page: Int(1, 200) = 50
+
+
+class TaskNote(Body):
+    note: Text(2000, multiline=True) = None
+
+
+class SkipReason(Body):
+    reason: Text(2000, multiline=True, pattern="\\S", description="words, not only spaces")
+
+
+class SnoozeDelay(Body):
+    delay: Text(
+        20,
+        pattern=DELAY_PATTERN,
+        description="how long: 30m, 2h, 1d (1 minute to 7 days), counted from now, or from its "
+        "due time if it is not due yet",
+    )
+
+
 TASK = shape(
     {
         "id": INTEGER,
@@ -135,17 +165,7 @@ ONE_TASK = shape({"task": TASK})
     "/tasks",
     summary="Task rows; with a guide's session, the tasks that guide can act on",
     roles=("hq", "guide"),
-    query={
-        "guide": USERID,
-        "customer": USERID,
-        "playbook": PLAYBOOK_ID,
-        "step": text(64),
-        "status": _words(TaskStatus.ALL),
-        "action": _words(ACTIONS),
-        "due_before": text(64, fmt="date-time"),
-        "page": integer(1, 1_000_000, default=1),
-        "per_page": integer(1, 200, default=50),
-    },
+    query=TaskFilter,
     response=shape({"tasks": list_of(TASK), **PAGING}),
 )
 async def list_tasks(request: web.Request) -> web.Response:
@@ -241,7 +261,7 @@ async def _settle(request: web.Request, change) -> web.Response:
     summary="Mark a task done (the guide did it); a guide marks their own",
     roles=("hq", "guide"),
     path={"id": TASK_ID},
-    body=obj({"note": text(2000, multiline=True)}),
+    body=TaskNote,
     body_required=False,
     response=ONE_TASK,
     errors=(409,),
@@ -263,10 +283,7 @@ async def task_done(request: web.Request) -> web.Response:
     summary="Skip a task, with a reason; a guide skips their own",
     roles=("hq", "guide"),
     path={"id": TASK_ID},
-    body=obj(
-        {"reason": text(2000, multiline=True, pattern="\\S", description="words, not only spaces")},
-        "reason",
-    ),
+    body=SkipReason,
     response=ONE_TASK,
     errors=(409,),
 )
@@ -288,17 +305,7 @@ async def task_skip(request: web.Request) -> web.Response:
     "puts off their own",
     roles=("hq", "guide"),
     path={"id": TASK_ID},
-    body=obj(
-        {
-            "delay": text(
-                20,
-                pattern=DELAY_PATTERN,
-                description="how long: 30m, 2h, 1d (1 minute to 7 days), counted from now, or "
-                "from its due time if it is not due yet",
-            )
-        },
-        "delay",
-    ),
+    body=SnoozeDelay,
     response=ONE_TASK,
     errors=(409, 422),
 )

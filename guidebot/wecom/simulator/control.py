@@ -10,6 +10,8 @@ Endpoints (under /_sim; JSON bodies, extra fields ignored):
   POST users/delete {userid, notify?}                       the member leaves the corp
   POST customers {external_userid, name?, gender?, ...}     seed a customer
   POST tags {group_name|group_id, tags: [name|{name,id?}]}  seed corp tags
+  POST tags/console {id, name?|delete?, deliver?}          the admin renames or deletes a
+                                                            tag or group in the console
   POST contact/add | contact/add_half {userid, external_userid, state?, welcome_code?,
        config_id?, name?, deliver?}                         customer adds a guide
   POST contact/delete_by_customer | delete_by_guide {userid, external_userid, deliver?}
@@ -211,6 +213,39 @@ async def post_tags(request: web.Request) -> web.Response:
         group_order=field_int(body, "order", 0),
     )
     return json_answer({"tag_group": render_tag_group(group, {t.id for t in added})})
+
+
+@routes.post("/tags/console")
+async def console_tags(request: web.Request) -> web.Response:
+    """The admin edits the tag library in the console (管理端): {"id", "name"} renames a tag or
+    group, {"id", "delete": true} deletes it (its customers lose it). WeCom then calls back
+    change_external_tag, update or delete, with Id and TagType (doc 92130 企业客户标签变更事件 /
+    删除事件); the same change made through the API calls back nothing (doc 92130)."""
+    body = await read_body(request)
+    state = sim_state(request)
+    target = field_str(body, "id")
+    kind = "tag_group" if target in state.tag_groups else "tag"
+    if kind == "tag" and target not in state.tag_index:
+        raise ControlError(f"unknown tag or group id {target!r}", 404)
+    if field_bool(body, "delete", False):
+        change = "delete"
+        state.delete_tags(
+            [target] if kind == "tag" else [], [target] if kind == "tag_group" else []
+        )
+    else:
+        change = "update"
+        name = field_str(body, "name")
+        if kind == "tag_group":
+            state.tag_groups[target].group_name = name
+        else:
+            state.tag(target)[1].name = name
+    xml = event_xml(
+        state.config.identity.corp_id,
+        int(state.now()),
+        "change_external_tag",
+        [("Id", target), ("TagType", kind), ("ChangeType", change)],
+    )
+    return json_answer(await _deliver(request, body, xml))
 
 
 # ---- customers act -----------------------------------------------------------------------
