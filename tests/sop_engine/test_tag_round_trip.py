@@ -201,3 +201,26 @@ async def test_the_corp_tag_events_keep_the_recorded_tags_named_and_current(h):
     assert await relation_tags(h, "g1", "wmc1") == [
         {"id": ids["VIP"], "name": "金卡", "group": "客户等级"}
     ]
+
+
+async def test_a_mass_send_filtered_on_a_tag_a_playbook_set_finds_the_pair(h):
+    """The issue's case: a tag step's tag reached WeCom only, and a mass send filtered on it
+    found nobody (422). Now the tag is in guidebot's record and the send goes to the pair."""
+    await seed_tags(h)
+    await h.add("g1", "wmc1")
+    await h.add("g1", "wmc2")
+    await h.tick()  # tagger marks VIP on both
+    h.advance(timedelta(minutes=1))
+    status, item = await h.api(
+        "POST", "/content", json={"kind": "text", "title": "会员日", "body": "满减"}
+    )
+    assert status == 201, item
+    status, created = await h.api(
+        "POST",
+        "/mass-sends",
+        json={"guide": "g1", "item": item["id"], "filter": {"tags": ["VIP"], "status": "active"}},
+    )
+    assert status == 201, created
+    assert created["recipients"] == ["wmc1", "wmc2"]
+    [call] = await h.calls("externalcontact/add_msg_template")
+    assert call["body"]["external_userid"] == ["wmc1", "wmc2"]
