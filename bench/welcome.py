@@ -33,6 +33,7 @@ import asyncio
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -254,6 +255,8 @@ class Rig:
         for port, server in zip(self.ports, self.servers, strict=True):
             wait_healthy(port, server, timeout=60)
         if PROFILE_DIR:  # py-spy samples the first server; raw stacks, one file per rate
+            if shutil.which("py-spy") is None:
+                raise SystemExit("BENCH_PROFILE_DIR needs py-spy on PATH (pip install py-spy)")
             out = Path(PROFILE_DIR) / f"{self.logs.name}.txt"
             self.profiler = subprocess.Popen(
                 [
