@@ -30,8 +30,8 @@ from guidebot.sop.task_marks import (
 from guidebot.web.api.common import (
     ApiRoutes,
     bad_request,
+    body_of,
     iso,
-    json_body,
     not_found,
     param,
     unprocessable,
@@ -267,10 +267,7 @@ async def _settle(request: web.Request, change) -> web.Response:
     errors=(409,),
 )
 async def task_done(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    note = body.get("note")
-    if note is not None and not isinstance(note, str):
-        raise bad_request("'note' must be a string")
+    note = body_of(request, TaskNote).note
 
     async def change(session, task_id, now, **actor):
         return await complete_task(session, task_id, now=now, note=note, **actor)
@@ -288,10 +285,7 @@ async def task_done(request: web.Request) -> web.Response:
     errors=(409,),
 )
 async def task_skip(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise bad_request("'reason' must be a non-empty string")
+    reason = body_of(request, SkipReason).reason
 
     async def change(session, task_id, now, **actor):
         return await skip_task(session, task_id, reason, now, **actor)
@@ -310,9 +304,8 @@ async def task_skip(request: web.Request) -> web.Response:
     errors=(409, 422),
 )
 async def task_snooze(request: web.Request) -> web.Response:
-    body = await json_body(request)
     try:
-        delay = parse_delay(body.get("delay") or "")
+        delay = parse_delay(body_of(request, SnoozeDelay).delay)
     except ValueError as exc:
         raise bad_request(str(exc)) from None
     if not SNOOZE_RANGE[0] <= delay <= SNOOZE_RANGE[1]:
