@@ -68,7 +68,8 @@ def _server_commands(commands: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--database-url",
         default=None,
-        help="default: GUIDEBOT_DATABASE_URL, else sqlite+aiosqlite:///guidebot-demo.db",
+        help="default: sqlite+aiosqlite:///guidebot-demo.db, recreated on each run "
+        "(a GUIDEBOT_DATABASE_URL in the environment is not used)",
     )
 
     sim = _command(commands, "simulator", "run the simulated WeCom on its own", _simulator)
@@ -298,12 +299,16 @@ def _accounts_add(args: argparse.Namespace) -> int:
 
 
 def _content_import(args: argparse.Namespace) -> int:
-    from guidebot.config import database_url_from_env
+    from guidebot.config import DEFAULT_PUBLIC_URL, database_url_from_env
     from guidebot.content.errors import ContentError
     from guidebot.content.importer import import_content_file
 
     try:
-        report = asyncio.run(import_content_file(database_url_from_env(), args.file))
+        # A cover_url that is a path on guidebot ("/sidebar/static/...") becomes a full URL.
+        base_url = os.environ.get("GUIDEBOT_PUBLIC_URL", "").strip() or DEFAULT_PUBLIC_URL
+        report = asyncio.run(
+            import_content_file(database_url_from_env(), args.file, base_url=base_url)
+        )
     except ContentError as exc:
         print(f"guidebot: {exc.reason}", file=sys.stderr)
         return 1

@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///guidebot.db"
+# `guidebot demo`'s own file (in the current directory), which the offline tools fall back on
+# when GUIDEBOT_DATABASE_URL is not set and guidebot.db does not exist.
+DEMO_DATABASE_URL = "sqlite+aiosqlite:///guidebot-demo.db"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com"
 DEFAULT_PUBLIC_URL = "http://localhost:8080"
 DEFAULT_ATTRIBUTION_DAYS = 7
@@ -173,6 +176,30 @@ class Settings:
 def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     return _database_url(env.get("GUIDEBOT_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL)
+
+
+def demo_database(
+    explicit: str | None, environ: Mapping[str, str] | None = None
+) -> tuple[str, str | None]:
+    """`guidebot demo`'s database, and a note when a GUIDEBOT_DATABASE_URL left in the
+    environment is set aside: the demo fills its database with a made-up corp, so it writes
+    only where --database-url says, else into its own guidebot-demo.db."""
+    if explicit:
+        return explicit, None
+    env = os.environ if environ is None else environ
+    left = env.get("GUIDEBOT_DATABASE_URL", "").strip()
+    if not left or left == DEMO_DATABASE_URL:
+        return DEMO_DATABASE_URL, None
+    parts = urlsplit(left)
+    shown = left
+    if parts.password is not None:  # never echo a password
+        shown = left.replace(f":{parts.password}@", ":***@", 1)
+    return DEMO_DATABASE_URL, (
+        f"演示不使用 GUIDEBOT_DATABASE_URL（{shown}），而使用自己的数据库 guidebot-demo.db；"
+        "要用别的数据库请加 --database-url。\n"
+        f"The demo leaves GUIDEBOT_DATABASE_URL ({shown}) alone and uses its own database, "
+        "guidebot-demo.db; pass --database-url to choose another."
+    )
 
 
 def log_format_from_env(environ: Mapping[str, str] | None = None) -> str:
