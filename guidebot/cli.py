@@ -57,7 +57,7 @@ def _group(commands: argparse._SubParsersAction, name: str, help_text: str):
 
 
 def _server_commands(commands: argparse._SubParsersAction) -> None:
-    """serve, demo, simulator, db upgrade."""
+    """serve, demo, simulator, doctor, db upgrade."""
     serve = _command(commands, "serve", "run the server, workers and scheduler", _serve)
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
@@ -76,6 +76,15 @@ def _server_commands(commands: argparse._SubParsersAction) -> None:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, required=True)
     sim.add_argument("--callback-url", required=True, help="where to deliver callbacks")
+
+    doctor = _command(
+        commands,
+        "doctor",
+        "check every precondition of going live against the configured WeCom, with the admin "
+        "console step that fixes each failure",
+        _doctor,
+    )
+    doctor.add_argument("--format", choices=("text", "json"), default="text")
 
     db = _group(commands, "db", "database maintenance")
     _command(db, "upgrade", "apply the migrations to GUIDEBOT_DATABASE_URL", _db_upgrade)
@@ -216,6 +225,12 @@ def _simulator(args: argparse.Namespace) -> int:
     )
     asyncio.run(run_simulator(config, args.host, args.port))
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from guidebot.doctor import doctor_command
+
+    return asyncio.run(doctor_command(Settings.from_env(), args.format, sys.stdout))
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

@@ -88,6 +88,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # How long a request's body may take to arrive (guidebot.web.limits): a 408 after that.
     body_timeout_seconds: int = DEFAULT_BODY_TIMEOUT_SECONDS
+    # A folder of WeCom's domain-verification files (WW_verify_*.txt, downloaded where the
+    # app's 可信域名 is set): guidebot serves each at its web root (guidebot.web.domain_verify).
+    wecom_verify_dir: str = ""
 
     @property
     def tz(self) -> ZoneInfo:
@@ -147,6 +150,7 @@ class Settings:
                 optional("GUIDEBOT_BODY_TIMEOUT_SECONDS", str(DEFAULT_BODY_TIMEOUT_SECONDS)),
                 MAX_BODY_TIMEOUT_SECONDS,
             ),
+            wecom_verify_dir=env.get("GUIDEBOT_WECOM_VERIFY_DIR", "").strip(),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -170,6 +174,7 @@ class Settings:
             "GUIDEBOT_CLAIM_LEASE_SECONDS": str(self.claim_lease_seconds),
             "GUIDEBOT_TRUSTED_PROXIES": ",".join(self.trusted_proxies),
             "GUIDEBOT_BODY_TIMEOUT_SECONDS": str(self.body_timeout_seconds),
+            "GUIDEBOT_WECOM_VERIFY_DIR": self.wecom_verify_dir,
         }
 
 
