@@ -87,6 +87,13 @@ async def test_a_wrong_corp_id_is_40013_and_a_wrong_secret_40001(h):
     assert failed(results) == {name for name, _, needs in CHECKS if needs} | {"credentials"}
 
 
+async def test_a_wecom_that_cannot_be_reached(h, unused_tcp_port):
+    base = f"http://127.0.0.1:{unused_tcp_port}"
+    outcome = (await check(h, wecom_api_base=base))["credentials"].outcome
+    assert outcome.errcode == -1 and "连不上企业微信" in outcome.cause.zh
+    assert f"能以 HTTPS 访问 {base}" in outcome.fix.zh and "outbound firewall" in outcome.fix.en
+
+
 async def test_an_app_outside_customer_contacts_callable_apps_is_48002(h):
     await h.control("config", {"customer_contact": False})
     results = await check(h)

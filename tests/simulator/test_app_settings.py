@@ -40,6 +40,7 @@ async def test_a_caller_outside_the_apps_trusted_ips_gets_60020_naming_its_addre
     await sim.control("config", {"trusted_ips": ["203.0.113.7"]})
     refused = await sim.api("department/list", token=token)
     assert refused["errcode"] == 60020
+    assert "not allow to access from your ip, hint: [" in refused["errmsg"]
     assert "from ip: 127.0.0.1" in refused["errmsg"]
     assert (await sim.api("get_jsapi_ticket", token=token))["errcode"] == 60020
     fresh = await sim.api(

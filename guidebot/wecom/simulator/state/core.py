@@ -174,7 +174,10 @@ class StateCore:
         可调用接口的应用 (if not, externalcontact/* answer 48002)."""
         config = self.config
         if config.trusted_ips is not None and ip not in config.trusted_ips:
-            raise ApiError(60020, f"not allow to access from your ip, from ip: {ip}")
+            hint = secrets.randbelow(10**25)  # WeCom's request id, as its answers carry one
+            raise ApiError(
+                60020, f"not allow to access from your ip, hint: [{hint}], from ip: {ip}"
+            )
         if not config.customer_contact and api.startswith("externalcontact/"):
             raise ApiError(48002)
 
