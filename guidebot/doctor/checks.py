@@ -4,6 +4,7 @@ Outcome; a WeComError it meets becomes the cause and fix `texts.refusal` gives f
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +167,19 @@ async def trusted_domain(ctx: Context) -> Outcome:
     domain = str(ctx.agent.get("redirect_domain") or "").strip().lower()
     if domain in (host.lower(), netloc.lower()) and domain:
         return passed(f"可信域名 {domain}", f"trusted domain {domain}")
+    if _local(host):
+        cause = say(
+            f"GUIDEBOT_PUBLIC_URL 还是本机地址 {ctx.settings.public_url}，企业微信和顾客都访问不到",
+            f"GUIDEBOT_PUBLIC_URL is still a local address, {ctx.settings.public_url}: neither "
+            "WeCom nor customers can reach it",
+        )
+        fix = say(
+            "把 GUIDEBOT_PUBLIC_URL 设为公网可达的 HTTPS 地址（如 https://guide.example.com），"
+            "再把该域名设为应用的可信域名",
+            "set GUIDEBOT_PUBLIC_URL to the public HTTPS address (e.g. https://guide.example.com), "
+            "then make that domain the app's trusted domain",
+        )
+        return Outcome(False, cause, fix)
     fix = say(
         f"管理后台 → 应用管理 → 应用 → 自建 → 本应用 → 开发者接口 → 网页授权及JS-SDK → "
         f"设置可信域名：填 {host}，下载页面给出的 WW_verify_….txt 放进 GUIDEBOT_WECOM_VERIFY_DIR "
@@ -182,3 +196,12 @@ async def trusted_domain(ctx: Context) -> Outcome:
             f"the trusted domain is {domain} but the sidebar is at {host} (GUIDEBOT_PUBLIC_URL)",
         )
     return Outcome(False, cause, fix)
+
+
+def _local(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -15,6 +15,7 @@ import pytest
 from guidebot.cli import main
 from guidebot.clock import FakeClock
 from guidebot.doctor import CHECKS, render_text, run_checks
+from guidebot.doctor.checks import Context, trusted_domain
 from tests.harness import START, start_harness
 
 VERIFY = "WW_verify_Ab12Cd34Ef56Gh78.txt"
@@ -157,12 +158,24 @@ async def test_a_callback_url_that_does_not_verify(h, unused_tcp_port):
 
 
 async def test_a_sidebar_domain_that_is_not_the_trusted_domain(h):
-    await h.control("config", {"trusted_domain": ""})
-    outcome = (await check(h))["trusted_domain"].outcome
-    assert "没有设置可信域名" in outcome.cause.zh and "设置可信域名：填 127.0.0.1" in outcome.fix.zh
     await h.control("config", {"trusted_domain": "guide.example.com"})
     outcome = (await check(h))["trusted_domain"].outcome
-    assert "可信域名是 guide.example.com，但侧边栏在 127.0.0.1" in outcome.cause.zh
+    # The harness serves on 127.0.0.1: a public URL left local is named as the cause.
+    assert "GUIDEBOT_PUBLIC_URL 还是本机地址" in outcome.cause.zh
+    assert "公网可达的 HTTPS 地址" in outcome.fix.zh
+    # With a public host, the app's 可信域名 (what agent/get answered) against that host.
+    public = dataclasses.replace(h.settings, public_url="https://guide2.example.com")
+    for domain, cause in [
+        ("", "应用没有设置可信域名"),
+        ("guide.example.com", "可信域名是 guide.example.com，但侧边栏在 guide2.example.com"),
+    ]:
+        ctx = Context(public, None, None, agent={"redirect_domain": domain})  # type: ignore[arg-type]
+        outcome = await trusted_domain(ctx)
+        assert not outcome.ok and cause in outcome.cause.zh
+        assert "设置可信域名：填 guide2.example.com" in outcome.fix.zh
+        assert "Set trusted domain: enter guide2.example.com" in outcome.fix.en
+    ctx = Context(public, None, None, agent={"redirect_domain": "guide2.example.com"})  # type: ignore[arg-type]
+    assert (await trusted_domain(ctx)).ok
 
 
 async def test_a_verify_file_missing_or_not_served(h, tmp_path):

@@ -29,6 +29,11 @@ def test_make_demo_passes_port_and_the_readme_shows_it():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "make demo PORT=9000" in readme
     assert ".venv/bin/guidebot demo --port 9000" in readme
+    # Why tests skip, and what the browser tests need.
+    assert (
+        "GUIDEBOT_TEST_DATABASE_URL" in readme
+        and "apt-get install chromium fonts-wqy-microhei" in readme
+    )
 
 
 def test_the_demo_leaves_a_database_named_in_the_environment_alone():
