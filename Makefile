@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# `make demo PORT=9000`: guidebot on 9000, its simulated WeCom on 9001.
+PORT ?= 8080
+
 demo: $(STAMP)
-	$(BIN)/guidebot demo
+	$(BIN)/guidebot demo --port $(PORT)
 
 # One pytest worker per core (pytest-xdist): each has its own PostgreSQL databases, SQLite files
 # and port range, and the process tests' waits overlap the other worker's work. The few tests
