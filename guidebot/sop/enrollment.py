@@ -43,7 +43,7 @@ _TASK_INSERT = SopTask.__table__.insert()
 _ENROLLMENT_INSERTS: dict[str, Any] = {}
 
 
-def _enrollment_insert(dialect: str):
+def enrollment_insert(dialect: str):
     statement = _ENROLLMENT_INSERTS.get(dialect)
     if statement is None:
         table = SopEnrollment.__table__
@@ -75,6 +75,39 @@ def enrollment_settings(playbook: Playbook) -> dict[str, Any]:
     }
 
 
+def enrollment_values(
+    playbook: Playbook,
+    subject: Subject,
+    scope: str,
+    zone: ZoneInfo,
+    cycle: str,
+    at: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    """The enrollment's row."""
+    return {
+        "playbook_id": playbook.id,
+        "playbook_version": playbook.version,
+        "scope": scope,
+        "guide_userid": subject.guide_userid,
+        "external_userid": subject.external_userid,
+        "store_id": subject.store_id,
+        "timezone": zone.key,
+        "trigger": playbook.trigger.event,
+        "cycle": cycle,
+        "status": EnrollmentStatus.ACTIVE,
+        "stop_reason": None,
+        "enrolled_at": at,
+        "ended_at": None,
+        "goal_event": playbook.goal.event if playbook.goal else None,
+        "goal_deadline": at + playbook.goal.within if playbook.goal else None,
+        "goal_met_at": None,
+        "settings": enrollment_settings(playbook),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 async def enroll(
     session: AsyncSession,
     playbook: Playbook,
@@ -97,35 +130,13 @@ async def enroll(
         return None
     zone_name = subject.store_zone or playbook.timezone or default_timezone
     zone = zone_named(zone_name, default_timezone)
+    values = enrollment_values(playbook, subject, scope, zone, cycle, at, now)
     enrollment_id = (
-        await session.execute(
-            _enrollment_insert(session.bind.dialect.name),
-            {
-                "playbook_id": playbook.id,
-                "playbook_version": playbook.version,
-                "scope": scope,
-                "guide_userid": subject.guide_userid,
-                "external_userid": subject.external_userid,
-                "store_id": subject.store_id,
-                "timezone": zone.key,
-                "trigger": playbook.trigger.event,
-                "cycle": cycle,
-                "status": EnrollmentStatus.ACTIVE,
-                "stop_reason": None,
-                "enrolled_at": at,
-                "ended_at": None,
-                "goal_event": playbook.goal.event if playbook.goal else None,
-                "goal_deadline": at + playbook.goal.within if playbook.goal else None,
-                "goal_met_at": None,
-                "settings": enrollment_settings(playbook),
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+        await session.execute(enrollment_insert(session.bind.dialect.name), values)
     ).scalar()
     if enrollment_id is None:
         return None  # a racing enroller inserted this run (or another active one) first
-    rows = _task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code)
+    rows = task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code)
     welcome_id = await _insert_tasks(session, enrollment_id, rows, now)
     log.info(
         "enrolled %s/%s in %s v%d (cycle %s, %d tasks, zone %s)",
@@ -161,6 +172,14 @@ async def _next_cycle(
             .order_by(SopEnrollment.enrolled_at.desc(), SopEnrollment.id.desc())
         )
     ).all()
+    return cycle_after(previous, playbook, at, occurrence)
+
+
+def cycle_after(
+    previous: Sequence[Any], playbook: Playbook, at: datetime, occurrence: str | None
+) -> str | None:
+    """_next_cycle's rules over the (status, enrolled_at, cycle) of the pair's earlier
+    enrollments in the playbook and scope, newest first."""
     if any(status == EnrollmentStatus.ACTIVE for status, _, _ in previous):
         return None
     if occurrence is not None and any(
@@ -174,7 +193,7 @@ async def _next_cycle(
     return occurrence if occurrence is not None else str(len(previous))
 
 
-def _task_rows(
+def task_rows(
     playbook: Playbook,
     subject: Subject,
     enrollment_id: int,
