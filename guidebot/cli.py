@@ -47,9 +47,17 @@ def _parser() -> argparse.ArgumentParser:
         _report_commands,
         _library_commands,
         _upkeep_commands,
+        _privacy_commands,
     ):
         add_commands(commands)
     return parser
+
+
+def _privacy_commands(commands: argparse._SubParsersAction) -> None:
+    """privacy export, privacy erase (guidebot.privacy.commands)."""
+    from guidebot.privacy.commands import add_commands
+
+    add_commands(commands, _command)
 
 
 def _group(commands: argparse._SubParsersAction, name: str, help_text: str):

@@ -29,6 +29,21 @@ _DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
 PLACEHOLDER = "change-me"
 
 
+# How long each kind of record is kept (guidebot.privacy.retention; README "Data and privacy").
+# Days; 0 keeps it forever. The floors keep what the figures still need.
+RETENTION_DEFAULTS = {
+    "INBOX_DAYS": 30,  # a processed callback's plaintext; then only its dedupe key and kind
+    "TASKS_DAYS": 400,  # settled SOP tasks
+    "BOT_REPLIES_DAYS": 400,  # the bot's answered messages
+    "OPENS_DAYS": 400,  # each open of a tracked link (the unique-visitor rows stay)
+    "FORWARDS_DAYS": 400,  # repeat forwards (each item's first to a customer stays)
+    "AUDIT_DAYS": 3650,  # the audit trail, erasure records included
+}
+RETENTION_FLOORS = {"OPENS_DAYS": 91, "FORWARDS_DAYS": 91, "AUDIT_DAYS": 365}
+DEFAULT_RETENTION_BATCH = 500
+MAX_RETENTION_DAYS = 36_500
+
+
 class ConfigError(ValueError):
     def __init__(self, variable: str, problem: str) -> None:
         super().__init__(f"{variable}: {problem}")
@@ -55,6 +70,43 @@ class WeComIdentity:
             token=_callback_token(_required(env, "GUIDEBOT_TOKEN")),
             aes_key=_aes_key(_required(env, "GUIDEBOT_AES_KEY")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """GUIDEBOT_RETENTION_*: days each kind of record is kept (0: forever), rows per batch."""
+
+    inbox_days: int = RETENTION_DEFAULTS["INBOX_DAYS"]
+    tasks_days: int = RETENTION_DEFAULTS["TASKS_DAYS"]
+    bot_replies_days: int = RETENTION_DEFAULTS["BOT_REPLIES_DAYS"]
+    opens_days: int = RETENTION_DEFAULTS["OPENS_DAYS"]
+    forwards_days: int = RETENTION_DEFAULTS["FORWARDS_DAYS"]
+    audit_days: int = RETENTION_DEFAULTS["AUDIT_DAYS"]
+    batch: int = DEFAULT_RETENTION_BATCH
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Retention:
+        values: dict[str, int] = {}
+        for key, default in RETENTION_DEFAULTS.items():
+            name = f"GUIDEBOT_RETENTION_{key}"
+            raw = env.get(name, "").strip() or str(default)
+            floor = RETENTION_FLOORS.get(key, 1)
+            if not (raw.isascii() and raw.isdigit()) or not (
+                int(raw) == 0 or floor <= int(raw) <= MAX_RETENTION_DAYS
+            ):
+                raise ConfigError(
+                    name,
+                    f"must be 0 (keep forever) or {floor}-{MAX_RETENTION_DAYS} days, got {raw!r}",
+                )
+            values[key.lower()] = int(raw)
+        raw = env.get("GUIDEBOT_RETENTION_BATCH", "").strip() or str(DEFAULT_RETENTION_BATCH)
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 10_000:
+            raise ConfigError("GUIDEBOT_RETENTION_BATCH", f"must be 1-10000 rows, got {raw!r}")
+        return cls(**values, batch=int(raw))
+
+    def as_env(self) -> dict[str, str]:
+        env = {f"GUIDEBOT_RETENTION_{k}": str(getattr(self, k.lower())) for k in RETENTION_DEFAULTS}
+        return env | {"GUIDEBOT_RETENTION_BATCH": str(self.batch)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +137,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # How long a request's body may take to arrive (guidebot.web.limits): a 408 after that.
     body_timeout_seconds: int = DEFAULT_BODY_TIMEOUT_SECONDS
+    # What is kept how long (GUIDEBOT_RETENTION_*; guidebot.privacy.retention).
+    retention: Retention = Retention()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -144,6 +198,7 @@ class Settings:
                 optional("GUIDEBOT_BODY_TIMEOUT_SECONDS", str(DEFAULT_BODY_TIMEOUT_SECONDS)),
                 MAX_BODY_TIMEOUT_SECONDS,
             ),
+            retention=Retention.from_env(env),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -167,6 +222,7 @@ class Settings:
             "GUIDEBOT_CLAIM_LEASE_SECONDS": str(self.claim_lease_seconds),
             "GUIDEBOT_TRUSTED_PROXIES": ",".join(self.trusted_proxies),
             "GUIDEBOT_BODY_TIMEOUT_SECONDS": str(self.body_timeout_seconds),
+            **self.retention.as_env(),
         }
 
 

@@ -37,6 +37,8 @@ from guidebot.metrics.daily_rows import (
     LONGEST_WINDOW,
     NEW_KINDS,
     china_noon,
+    drop_rows,
+    frozen_before,
     merge_days,
     recompute,
 )
@@ -322,7 +324,7 @@ async def _apply(
             from_day = placer.day(guide, first) - timedelta(days=1) if first else None
             if from_day is None and not item.days:
                 # No history at all: drop whatever rows there were.
-                await session.execute(delete(GuideDaily).where(GuideDaily.guide_userid == guide))
+                await drop_rows(session, guide)
         ranges = merge_days(item.days, from_day, far)
         if ranges:
             report.guides += 1
@@ -459,7 +461,8 @@ async def recompute_all(sessions: Sessions, default_tz: str, now: datetime) -> i
 
     Profile snapshots are kept: they record a stock as it was, which no log can rebuild."""
     async with sessions() as session, session.begin():
-        await session.execute(delete(GuideDaily))
+        floor = await frozen_before(session)  # frozen days' sources may be pruned: kept
+        await session.execute(delete(GuideDaily).where(GuideDaily.day >= (floor or date.min)))
         await session.execute(delete(MetricsState).where(MetricsState.name == BACKFILLED))
     return await backfill(sessions, default_tz, now)
 
