@@ -100,12 +100,12 @@ async def busy_week(h: MetricsHarness) -> Scene:
     return Scene(item, token)
 
 
-async def kpis(h: MetricsHarness) -> dict:
-    """Everyone's KPIs over March, by day, and the rollup rows themselves."""
+async def kpis(h: MetricsHarness, period: Period = MARCH) -> dict:
+    """Everyone's KPIs over the period (March), by day, and the rollup rows themselves."""
     async with h.sessions() as session:
-        total, by_day = await metrics(session, Scope(), MARCH, by_day=True)
+        total, by_day = await metrics(session, Scope(), period, by_day=True)
         per_guide = {
-            g: (await metrics(session, Scope(guide=g), MARCH))[0] for g in ("g1", "g2", "g3")
+            g: (await metrics(session, Scope(guide=g), period))[0] for g in ("g1", "g2", "g3")
         }
     return {"total": total, "days": by_day, "guides": per_guide, "rows": await h.rows()}
 
