@@ -315,12 +315,14 @@ def _content_import(args: argparse.Namespace) -> int:
     except ContentError as exc:
         print(f"guidebot: {exc.reason}", file=sys.stderr)
         return 1
+    asyncio.run(_audit_command("content.import", args.file, {"summary": report.summary()}))
     print(report.summary())
     return 0
 
 
 def _inbox_replay(args: argparse.Namespace) -> int:
     from guidebot.app import offline_worker
+    from guidebot.audit.recorder import Actor, record_in
     from guidebot.intake.worker import replay
 
     settings = Settings.from_env()
@@ -328,6 +330,14 @@ def _inbox_replay(args: argparse.Namespace) -> int:
     async def run() -> tuple[int, int]:
         async with offline_worker(settings) as (worker, sessions, clock):
             reset = await replay(sessions, clock, failed=args.failed)
+            await record_in(
+                sessions,
+                Actor.command_line(),
+                "inbox.replay",
+                target="inbox",
+                after={"failed_too": args.failed, "made_due": reset},
+                now=clock.now(),
+            )
             return reset, await worker.drain()
 
     reset, processed = asyncio.run(run())
@@ -377,6 +387,9 @@ def _jobs_parked(args: argparse.Namespace) -> int:
 
 
 def _jobs_retry(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from guidebot.audit.recorder import Actor, record
     from guidebot.db.parking import retry
 
     if bool(args.ids) == args.all:
@@ -385,12 +398,36 @@ def _jobs_retry(args: argparse.Namespace) -> int:
 
     async def run(session) -> int:
         count = await retry(session, ids=args.ids or None, job=args.job)
+        after = {"ids": args.ids, "job": args.job, "handed_back": count}
+        record(
+            session,
+            Actor.command_line(),
+            "jobs.retry",
+            target="parked_rows",
+            after=after,
+            now=datetime.now(UTC),
+        )
         await session.commit()
         return count
 
     count = asyncio.run(_with_database(run))
     print(f"{count} 行已交还 / {count} row(s) handed back; the next run of each job tries them")
     return 0
+
+
+async def _audit_command(action: str, target: str, after: dict) -> None:
+    """A change an offline command made (and committed), in the audit trail."""
+    from datetime import UTC, datetime
+
+    from guidebot.audit.recorder import Actor, record
+
+    async def write(session) -> None:
+        record(
+            session, Actor.command_line(), action, target=target, after=after, now=datetime.now(UTC)
+        )
+        await session.commit()
+
+    await _with_database(write)
 
 
 async def _with_database(use: Callable):

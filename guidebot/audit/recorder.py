@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.audit.models import AuditEntry
 
@@ -104,3 +104,18 @@ def audit_query(
         else:
             query = query.where(AuditEntry.action == action)
     return query
+
+
+async def record_in(
+    sessions: async_sessionmaker[AsyncSession],
+    actor: Actor,
+    action: str,
+    *,
+    target: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    now: datetime,
+) -> None:
+    """The entry in a transaction of its own: for a change its domain committed itself."""
+    async with sessions() as session, session.begin():
+        record(session, actor, action, target=target, before=before, after=after, now=now)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guidebot.audit.models import AuditEntry
 from guidebot.audit.recorder import Actor, record
 from guidebot.web.auth import PRINCIPAL
-from guidebot.web.keys import CLOCK, SETTINGS
+from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS
 from guidebot.web.throttle import request_address
 
 
@@ -48,3 +48,17 @@ def record_change(
         after=after,
         now=request.app[CLOCK].now(),
     )
+
+
+async def record_after(
+    request: web.Request,
+    action: str,
+    *,
+    target: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """For a change whose domain commits it itself around a WeCom call (a transfer, a
+    contact way, a mass send): the entry in a transaction of its own, right after."""
+    async with request.app[SESSIONS]() as session, session.begin():
+        record_change(request, session, action, target=target, before=before, after=after)
