@@ -48,7 +48,8 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
     wanted_page = given.pop("page", "1")
     raw = {k: given[k] for k in ("from", "to", "actor", "action") if k in given}
     try:
-        page = max(1, min(int(wanted_page), 100_000)) if wanted_page.isdigit() else 1
+        digits = wanted_page.isascii() and wanted_page.isdigit() and len(wanted_page) <= 6
+        page = max(1, min(int(wanted_page), 100_000)) if digits else 1
         wanted = AuditFilter.model_validate({**raw, "page": page, "limit": PER_PAGE})
     except ValidationError:
         raise web.HTTPBadRequest(
