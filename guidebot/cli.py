@@ -171,6 +171,11 @@ def _upkeep_commands(commands: argparse._SubParsersAction) -> None:
     inbox = _group(commands, "inbox", "stored callbacks")
     replay = _command(inbox, "replay", "process waiting callbacks now", _inbox_replay)
     replay.add_argument("--failed", action="store_true", help="also retry events parked as failed")
+    dismiss = _command(
+        inbox, "dismiss", "settle failed callbacks unprocessed (audited)", _inbox_dismiss
+    )
+    dismiss.add_argument("ids", nargs="*", type=int, metavar="ID", help="failed events' ids")
+    dismiss.add_argument("--all", action="store_true", help="every failed event")
 
 
 def _command(
@@ -342,6 +347,32 @@ def _inbox_replay(args: argparse.Namespace) -> int:
 
     reset, processed = asyncio.run(run())
     print(f"{reset} events made due, {processed} processed")
+    return 0
+
+
+def _inbox_dismiss(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from guidebot.audit.recorder import Actor, record
+    from guidebot.intake.worker import dismiss
+
+    if bool(args.ids) == args.all:
+        print("guidebot inbox dismiss: 请给出 ID 或 --all / give IDs or --all", file=sys.stderr)
+        return 2
+
+    async def run(session) -> list[int]:
+        now = datetime.now(UTC)
+        done = await dismiss(session, now, ids=args.ids or None)
+        if done:
+            after = {"dismissed": done}
+            record(
+                session, Actor.command_line(), "inbox.dismiss", target="inbox", after=after, now=now
+            )
+        await session.commit()
+        return done
+
+    done = asyncio.run(_with_database(run))
+    print(f"{len(done)} 条失败回调已放弃 / {len(done)} failed callback(s) dismissed")
     return 0
 
 

@@ -257,20 +257,6 @@ async def frozen_before(session: AsyncSession) -> date | None:
     return None if at is None else at.date()
 
 
-async def freeze_before(session: AsyncSession, day: date, now: datetime) -> date:
-    """Freeze every day before `day` (never thaws one). The floor now in force."""
-    floor = await frozen_before(session)
-    if floor is not None and floor >= day:
-        return floor
-    row = await session.get(MetricsState, FROZEN_BEFORE)
-    if row is None:
-        session.add(MetricsState(name=FROZEN_BEFORE, at=utc_midnight(day), updated_at=now))
-    else:
-        row.at, row.updated_at = utc_midnight(day), now
-    await session.flush()
-    return day
-
-
 async def drop_rows(session: AsyncSession, guide: str) -> None:
     """Delete the guide's rows of every day not frozen."""
     floor = await frozen_before(session)

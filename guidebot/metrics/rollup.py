@@ -34,6 +34,7 @@ from guidebot.db.parking import isolating, unparked
 from guidebot.metrics import kpis
 from guidebot.metrics.daily_rows import (
     END_KINDS,
+    FROZEN_BEFORE,
     LONGEST_WINDOW,
     NEW_KINDS,
     china_noon,
@@ -43,7 +44,7 @@ from guidebot.metrics.daily_rows import (
     recompute,
 )
 from guidebot.metrics.models import DirtySource, GuideDaily, MetricsDirty, MetricsState, Order
-from guidebot.metrics.placer import Placer
+from guidebot.metrics.placer import Placer, utc_midnight
 from guidebot.metrics.profiles import snapshot_profiles
 from guidebot.sop.models import SopTask
 
@@ -88,6 +89,18 @@ async def _locked(session: AsyncSession, *, wait: bool = False) -> bool:
         await session.execute(select(func.pg_advisory_xact_lock(ROLLUP_LOCK)))
         return True
     return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(ROLLUP_LOCK))))
+
+
+async def freeze_before(session: AsyncSession, day: date, now: datetime) -> date:
+    """Freeze every day before `day` (never thaws one); the floor now in force. It waits for
+    the rollup's turn, so no rollup that read no floor is still reading the logs when the
+    caller goes on to prune the frozen days' rows."""
+    await _locked(session, wait=True)
+    floor = await frozen_before(session)
+    if floor is not None and floor >= day:
+        return floor
+    await set_state(session, FROZEN_BEFORE, utc_midnight(day), now)
+    return day
 
 
 # ---- the job ----------------------------------------------------------------------------------
@@ -467,4 +480,4 @@ async def recompute_all(sessions: Sessions, default_tz: str, now: datetime) -> i
     return await backfill(sessions, default_tz, now)
 
 
-__all__ = ["RefreshReport", "backfill", "recompute_all", "refresh"]
+__all__ = ["RefreshReport", "backfill", "freeze_before", "recompute_all", "refresh"]

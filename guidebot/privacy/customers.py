@@ -112,7 +112,9 @@ async def _erase_customer(session: AsyncSession, subject: Subject) -> int:
         unionid=None,
         corp_name=None,
         gender=None,
-        profile_fetched_at=None,
+        # Read (and erased): the refetch-profiles job, which asks WeCom for profiles never
+        # read, leaves them be; a new callback about them reads WeCom anew.
+        profile_fetched_at=subject.now,
         updated_at=subject.now,
     )(session, subject)
 

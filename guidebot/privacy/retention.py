@@ -35,7 +35,7 @@ from guidebot.config import Retention
 from guidebot.content.models import ContentForward, ContentOpen
 from guidebot.content.service import first_forward
 from guidebot.intake.models import InboxEvent, InboxStatus
-from guidebot.metrics.daily_rows import freeze_before
+from guidebot.metrics.rollup import freeze_before
 from guidebot.sop.models import SopTask, TaskStatus
 
 log = logging.getLogger(__name__)

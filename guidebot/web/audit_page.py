@@ -32,6 +32,7 @@ ACTIONS = {
     "task.skip": "任务跳过 / Task skipped",
     "task.snooze": "任务推迟 / Task put off",
     "inbox.replay": "重放回调 / Callbacks replayed",
+    "inbox.dismiss": "放弃失败回调 / Failed callbacks dismissed",
     "jobs.retry": "重试搁置行 / Parked rows retried",
     "privacy.erase": "删除客户个人信息 / Customer's data erased",
 }

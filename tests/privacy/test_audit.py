@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from guidebot.audit.models import AuditEntry
+from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.sop.models import Action, TaskStatus
 from guidebot.web.accounts import add_account
 from tests.harness import write_playbook
@@ -149,6 +150,30 @@ async def test_accounts_are_audited_without_their_password(h, database_url):
 
 async def test_the_commands_that_change_things_are_audited(h, database_url):
     env = env_for(database_url)
+    async with h.sessions() as session, session.begin():
+        for key in ("a", "b"):
+            session.add(
+                InboxEvent(
+                    dedupe_key=key,
+                    kind="x",
+                    payload="<xml/>",
+                    received_at=h.clock.now(),
+                    status=InboxStatus.FAILED,
+                    next_attempt_at=h.clock.now(),
+                )
+            )
+    async with h.sessions() as session:
+        first = await session.scalar(select(InboxEvent.id).where(InboxEvent.dedupe_key == "a"))
+    done = guidebot("inbox", "dismiss", env=env)
+    assert done.returncode == 2 and "--all" in done.stderr
+    done = guidebot("inbox", "dismiss", str(first), env=env)
+    assert done.returncode == 0, done.stderr
+    [dismissed] = await entries(h, "inbox.dismiss")
+    assert dismissed.after == {"dismissed": [first]} and dismissed.actor.startswith("cli:")
+    async with h.sessions() as session:
+        rows = await session.execute(select(InboxEvent.dedupe_key, InboxEvent.status))
+        statuses = {key: status for key, status in rows}
+    assert statuses == {"a": InboxStatus.DONE, "b": InboxStatus.FAILED}
     done = guidebot("inbox", "replay", "--failed", env=env)
     assert done.returncode == 0, done.stderr
     [replay] = await entries(h, "inbox.replay")

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 import guidebot.models  # every table in the metadata
 from guidebot.audit.models import AuditEntry
-from guidebot.contacts.jobs import nightly_reconcile
+from guidebot.contacts.jobs import nightly_reconcile, refetch_profiles
 from guidebot.contacts.models import Customer, Relation
 from guidebot.db.base import Base
 from guidebot.metrics.report import Period
@@ -120,7 +120,9 @@ async def test_erasure_removes_the_person_and_keeps_every_figure(h):
         tasks = list(
             await session.scalars(select(SopTask).where(SopTask.external_userid == "wmc01"))
         )
-        [entry] = await session.scalars(select(AuditEntry))
+        [entry] = await session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "privacy.erase")
+        )
     assert EnrollmentStatus.ACTIVE not in enrollments
     assert not [t for t in tasks if t.status in TaskStatus.OPEN]
     assert all(t.message is None for t in tasks)
@@ -148,6 +150,11 @@ async def test_an_erased_customer_comes_back_only_with_what_wecom_sends_anew(h):
     await busy_week(h)
     status, _ = await h.api("POST", "/privacy/customers/wmc01/erase", json={"reason": "客户要求"})
     assert status == 200
+    # Guidebot does not ask WeCom for the erased profile by itself.
+    h.advance(timedelta(days=2))
+    assert (await refetch_profiles(h.sessions, h.app[WECOM], h.clock)).filled == []
+    async with h.sessions() as session:
+        assert (await session.get(Customer, "wmc01")).name is None
     # Later the guide writes a new remark in WeCom: the callback arrives, guidebot reads WeCom.
     h.advance(timedelta(hours=1))
     await h.edit(
@@ -176,7 +183,8 @@ async def test_erasure_needs_a_reason_and_a_known_customer(h):
     status, answer = await h.api("POST", "/privacy/customers/wmc01/erase", json={})
     assert status == 400
     async with h.sessions() as session:
-        assert list(await session.scalars(select(AuditEntry))) == []
+        erasures = select(AuditEntry).where(AuditEntry.action == "privacy.erase")
+        assert list(await session.scalars(erasures)) == []
         relation = await session.scalar(select(Relation).where(Relation.external_userid == "wmc01"))
     assert relation.remark == REMARK  # nothing changed
 
@@ -195,7 +203,9 @@ async def test_the_command_line_exports_and_erases(h, database_url, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "erased" in done.stdout
     async with h.sessions() as session:
-        [entry] = await session.scalars(select(AuditEntry))
+        [entry] = await session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "privacy.erase")
+        )
         relation = await session.scalar(select(Relation).where(Relation.external_userid == "wmc01"))
     assert entry.role == "cli" and entry.actor.startswith("cli:") and entry.ip is None
     assert relation.remark is None
