@@ -1,4 +1,5 @@
-"""audit_log: who changed what, when, from where (the audit trail and erasure records)
+"""audit_log: who changed what, when, from where (the audit trail and erasure records);
+backup_marks: when the backup a database came from was taken
 
 Revision ID: 0018
 Revises: 0015
@@ -43,7 +44,15 @@ def upgrade() -> None:
         batch_op.create_index("ix_audit_log_actor", ["actor", "at"], unique=False)
         batch_op.create_index("ix_audit_log_action", ["action", "at"], unique=False)
 
+    op.create_table(
+        "backup_marks",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_backup_marks")),
+    )
+
 
 def downgrade() -> None:
     """Downgrade schema."""
+    op.drop_table("backup_marks")
     op.drop_table("audit_log")
