@@ -15,6 +15,7 @@ from guidebot.sop.tick import tick
 from guidebot.web.keys import SETTINGS, SOP
 from tests import factories
 from tests.harness import deploy_dir
+from tests.integration.test_cli import env_for, guidebot
 from tests.sop_engine.conftest import FRIDAY_2055, make_harness
 
 PLAYBOOK = """
@@ -138,3 +139,18 @@ async def test_a_restored_backup_sends_nothing_twice(h, aiohttp_client, database
 async def test_restore_refuses_what_is_no_backup(database_url, tmp_path):
     with pytest.raises(BackupError):
         await restore_backup(database_url, tmp_path / "missing.db")
+
+
+def test_the_commands_back_up_and_restore(database_url, tmp_path):
+    env = env_for(database_url)
+    path = tmp_path / "guidebot.backup"
+    done = guidebot("backup", str(path), env=env)
+    assert done.returncode == 0, done.stderr
+    assert path.stat().st_size > 0
+    done = guidebot("backup", str(path), env=env)
+    assert done.returncode == 1 and "already exists" in done.stderr
+    done = guidebot("restore", str(path), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "restored the backup of" in done.stdout
+    done = guidebot("restore", str(tmp_path / "nothing"), env=env)
+    assert done.returncode == 1 and "no such file" in done.stderr
