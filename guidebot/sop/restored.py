@@ -30,7 +30,7 @@ from guidebot.sop.models import Action, SopTask, TaskStatus
 log = logging.getLogger(__name__)
 
 # WeCom lists mass-send tasks of at most the last month; a backup older than that cannot be
-# checked past it (the README says to restore nothing older than GUIDEBOT's month).
+# checked past it (README, "Backup and restore": restore one younger than a month).
 LOOK_BACK = timedelta(days=30)
 EXPIRED_CODE = "restored from a backup: the WelcomeCode expired long ago"
 SENT_AFTER_BACKUP = "restored from a backup: WeCom holds it since"
