@@ -129,12 +129,15 @@ async def test_save_refuses_errors_and_changes_nothing(h, sop_dir: Path):
     before = (sop_dir / "week_sop.yaml").read_text()
     broken = GOOD.replace("action: remind", "action: remindd")
     status, answer = await h.api("PUT", "/playbooks/week_sop", json={"text": broken})
-    assert status == 400 and answer["error"]["code"] == "invalid_playbook"
+    assert status == 422 and answer["error"]["code"] == "invalid_playbook"
     [error] = answer["errors"]
     assert error["code"] == "unknown_action" and error["line"] == _line_of(broken, "remindd")[0]
     assert (sop_dir / "week_sop.yaml").read_text() == before
     assert await _versions(h) == []
     assert h.app[SOP].registry.get("week_sop").version == 1
+    # The studio edits the playbooks the directory has; it makes no new files.
+    status, answer = await h.api("PUT", "/playbooks/new_one", json={"text": GOOD})
+    assert status == 404 and not (sop_dir / "new_one.yaml").exists()
 
 
 async def test_save_bumps_the_version_writes_the_file_keeps_history_and_reloads(

@@ -5,10 +5,14 @@ POST /api/v1/playbooks/validate  {"name", "text"}: the checker's errors and warn
 POST /api/v1/playbooks/preview   {"name", "text", "store"?, "added_at"?}: the same, and the real
                                  planner's due times for a customer of that store added then,
                                  with each message rendered in the engine's sandbox
-PUT  /api/v1/playbooks/{id}      {"text", "base_version"?}: refused (400, with the errors) when
+PUT  /api/v1/playbooks/{id}      {"text", "base_version"?}: refused (422, with the errors) when
                                  the checker fails; else the next version, recorded with who
                                  saved it and its diff, written into the playbook directory,
-                                 and the registry reloaded (guidebot.sop.versions)
+                                 and the registry reloaded (guidebot.sop.versions). Only a
+                                 playbook the registry has (a file in the directory): 404 else
+
+Text with errors fits the request's schema, so its refusal is a 422 (the API's rule: a 400 is
+a request that does not fit its schema), with the errors beside the usual error object.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from guidebot.sop import studio
 from guidebot.sop.checks import MAX_VERSION
 from guidebot.sop.loader import MAX_FILE_BYTES, LoadedPlaybook
 from guidebot.sop.playbook import Playbook
-from guidebot.sop.versions import SaveConflict, SaveRefused, save_playbook
+from guidebot.sop.versions import SaveConflict, SaveRefused, current_file, save_playbook
 from guidebot.web.api.common import (
     ApiError,
     ApiRoutes,
     bad_request,
     body_of,
     check_instant,
+    not_found,
     param,
     unprocessable,
 )
@@ -254,13 +259,15 @@ def _added_at(raw: str | None, zone, now: datetime) -> datetime:
     body=PlaybookSave,
     max_body=STUDIO_BODY,
     response=SAVED,
-    responses={400: REFUSED},
+    responses={422: REFUSED},
     errors=(409,),
 )
 async def save(request: web.Request) -> web.Response:
     playbook_id = param(request, "id")
     body = body_of(request, PlaybookSave)
     registry = request.app[SOP].registry
+    if current_file(registry, playbook_id) is None:
+        raise not_found(f"没有剧本 {playbook_id!r} / no playbook {playbook_id!r}")
     who = principal(request)
     try:
         async with request.app[SESSIONS]() as session, session.begin():
@@ -286,7 +293,7 @@ async def save(request: web.Request) -> web.Response:
                 },
                 "errors": errors,
             },
-            status=400,
+            status=422,
         )
     except SaveConflict as conflict:
         raise ApiError(409, "conflict", str(conflict)) from None

@@ -201,7 +201,7 @@
       return;
     }
     saveState.className = "error";
-    if (status === 400 && answer.errors) {
+    if (status === 422 && answer.errors) {
       saveState.textContent = words.refused;
       showProblems(answer.errors, []);
       if (view) view.dispatch(CM.setDiagnostics(view.state, diagnostics(view.state.doc, { errors: answer.errors, warnings: [] })));
