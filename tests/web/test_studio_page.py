@@ -57,7 +57,7 @@ async def test_the_timeline_funnel_and_goal_render_from_the_engines_rows(h, sess
     trigger = re.search(r'data-testid="trigger">(.*?)</p>', html, re.S)[1]
     assert "客户添加导购" in trigger
     steps = re.findall(r'<li data-testid="step-(\w+)"><strong>(.*?)</strong>', html)
-    assert steps == [("welcome", "加入当天 · day 0"), ("call", "第 1.0 天 · day 1.0")]
+    assert steps == [("welcome", "加入当天 · day 0"), ("call", "第 1 天 · day 1")]
     assert "09:00-21:00 · mon-sun" in html
     stops = " ".join(re.search(r'data-testid="stops">(.*?)</p>', html, re.S)[1].split())
     assert "客户删除了导购" in stops and "导购删除了客户" in stops and "客户下单付款" in stops

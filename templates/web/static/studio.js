@@ -172,7 +172,8 @@
       const box = el("div", { class: "preview-step", "data-step": step.id });
       const name = step.name || words.actions[step.action] || step.action;
       const notes = [step.immediate ? words.immediate : "", step.moved ? words.moved : ""].filter(Boolean);
-      box.append(el("strong", {}, name), ` · ${words.actions[step.action] || step.action}`);
+      box.append(el("strong", {}, name));
+      if (step.name) box.append(` · ${words.actions[step.action] || step.action}`);
       box.append(el("div", { class: "muted" },
         `${words.due}: ${local(step.due_local)}` + (notes.length ? ` · ${notes.join(" · ")}` : "") +
         ` · ${words.expires}: ${local(step.expires_local)}`));
