@@ -329,7 +329,10 @@ async def step_funnel(session: AsyncSession, playbook_id: str) -> dict[str, dict
     )
     by_step: dict[str, int] = defaultdict(int)
     for step_id, reason, n in stopped.all():
-        why = reason.removeprefix(STOPPED_PREFIX).split(" (", 1)[0].strip() or "ended"
+        # "stopped: contact.lost (checked at send time)", "stopped: guide.changed: g2 already
+        # runs this playbook ...", "stopped: tag.added:VIP": the event alone.
+        why = reason.removeprefix(STOPPED_PREFIX).split(" (", 1)[0].split(": ", 1)[0].strip()
+        why = why or "ended"
         reasons = funnel[step_id]["stopped"]
         reasons[why] = reasons.get(why, 0) + n
         by_step[step_id] += n

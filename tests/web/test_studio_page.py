@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from guidebot.sop.studio import step_funnel
 from guidebot.web.keys import SOP
+from tests import factories
 from tests.metrics.conftest import PLAYBOOK, at
 from tests.web.conftest import admin_cookie
 
@@ -137,3 +139,60 @@ async def test_the_studio_is_hqs(h, sessions):
     for path in ("/admin/playbooks/nothing_here", "/admin/playbooks/..%2Fetc"):
         response = await h.client.get(path, headers=hq)
         assert response.status == 404, path
+
+
+async def test_the_funnel_names_each_stop_by_its_event_and_keeps_retired_steps(h, sessions):
+    now = at(9, 10)
+    async with h.sessions() as session, session.begin():
+        enrolled = [factories.enrollment("g1", f"wmc{n:02d}", "week_sop", now) for n in range(1, 9)]
+        session.add_all(enrolled)
+        await session.flush()
+        rows = (
+            ("skipped", "stopped: guide.changed: g2 already runs this playbook", None),
+            ("skipped", "stopped: contact.lost (checked at send time)", None),
+            ("skipped", "stopped: tag.added:VIP", None),
+            ("skipped", "顾客出差", now),  # a guide's own reason
+            ("failed", "errcode 41001", None),
+            ("unknown", "the call timed out", now),
+            ("done", None, now),
+            ("pending", None, None),
+        )
+        for of, (status, reason, sent_at) in zip(enrolled, rows, strict=True):
+            session.add(
+                factories.task(
+                    of,
+                    "call",
+                    now,
+                    action="remind",
+                    due_at=now,
+                    status=status,
+                    reason=reason,
+                    sent_at=sent_at,
+                )
+            )
+        session.add(
+            factories.task(
+                enrolled[0], "old_step", now, action="remind", due_at=now, status="expired"
+            )
+        )
+    async with h.sessions() as session:
+        funnel = await step_funnel(session, "week_sop")
+    assert funnel["call"] == {
+        "planned": 8,
+        "sent": 3,
+        "done": 1,
+        "expired": 0,
+        "failed": 2,
+        "skipped": 1,
+        "waiting": 1,
+        "stopped": {"guide.changed": 1, "contact.lost": 1, "tag.added:VIP": 1},
+    }
+    cookie = admin_cookie(await sessions.account("boss", "hq", []))
+    html = await (await h.client.get("/admin/playbooks/week_sop", headers=cookie)).text()
+    stopped = _cells(html, "call")["stopped"]
+    assert stopped == (
+        "客户删除了导购 · customer deleted the guide：1；更换导购 · guide changed：1；"
+        "获得标签「VIP」· tag VIP added：1"
+    )
+    assert _cells(html, "old_step")["expired"] == "1"
+    assert re.search(r'<tr data-step="old_step"><td>old_step <span class="badge">旧版本步骤', html)
