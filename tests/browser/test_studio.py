@@ -52,6 +52,13 @@ MOVE_TO = """(needle) => {
 }"""
 
 
+PASTE_AT_END = """(text) => {
+    const view = window.studio.view;
+    view.dispatch({changes: {from: view.state.doc.length, insert: text}, userEvent: "input.paste"});
+}"""
+NEW_STEP = "  - id: mark\n    at: call + 2d\n    action: tag\n    tag: 新客\n    expire_after: 1d\n"
+
+
 async def test_break_fix_preview_and_save_a_playbook(h, sessions, browser, sop_dir):  # noqa: F811
     h.set_time(at(9, 10))
     await sessions.account("boss", "hq", [])
@@ -103,6 +110,10 @@ async def test_break_fix_preview_and_save_a_playbook(h, sessions, browser, sop_d
     await page.keyboard.press("Backspace")
     await page.keyboard.type("14")
     await page.wait_for_selector("[data-testid=check-state][data-errors='0']")
+    # A step typed in shows in the steps as written, on its day.
+    await page.evaluate(PASTE_AT_END, NEW_STEP)
+    await page.wait_for_selector("[data-testid=live-steps] li[data-step=mark]")
+    assert "第 3 天" in await page.text_content("[data-testid=live-steps] li[data-step=mark]")
 
     # Preview a customer of 张江店 added at 20:55: the welcome at once, the reminder a day on.
     await page.select_option("select[name=store]", label="张江店 · 11")
@@ -122,7 +133,8 @@ async def test_break_fix_preview_and_save_a_playbook(h, sessions, browser, sop_d
     assert "boss" in listed
     assert "第 2 版" in await page.locator("h1").text_content()
     assert h.app[SOP].registry.get("week_sop").version == 2
-    assert h.app[SOP].registry.get("week_sop").goal.within.days == 14
+    running = h.app[SOP].registry.get("week_sop")
+    assert running.goal.within.days == 14 and [s.id for s in running.steps][-1] == "mark"
     await page.screenshot(path=str(ARTIFACTS / "studio-saved.png"), full_page=True)
     assert errors == [] and outside == []
     await context.close()

@@ -70,6 +70,20 @@
     state.dataset.errors = String(errors.length);
   }
 
+  // The steps of the text as it is now (the timeline above is the running version's).
+  function showSteps(timeline) {
+    const list = document.getElementById("live-steps");
+    if (!timeline.length) return; // text with errors: keep the last steps that checked
+    list.replaceChildren();
+    for (const entry of timeline) {
+      if (entry.kind !== "step") continue;
+      const day = entry.day ? fill(words.day, { day: Math.round(entry.day * 10) / 10 }) : words.day0;
+      const action = words.actions[entry.action] || entry.action;
+      list.append(el("li", { "data-step": entry.id }, el("strong", {}, day),
+        ` · ${entry.name || action}`, el("span", { class: "muted" }, ` · ${entry.at}`)));
+    }
+  }
+
   function span(doc, problem) {
     const line = doc.line(Math.min(Math.max(problem.line, 1), doc.lines));
     const from = line.from + Math.min(Math.max(problem.col - 1, 0), line.length);
@@ -102,6 +116,7 @@
       return { errors: [failed], warnings: [] };
     }
     showProblems(result.answer.errors, result.answer.warnings);
+    showSteps(result.answer.timeline);
     return result.answer;
   }
 
