@@ -6,6 +6,7 @@ enrollment runs it), HQ only, with the session's CSRF token."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from sqlalchemy import select
 
 from guidebot.sop.models import SopEnrollment, SopPlaybookVersion
 from guidebot.sop.registry import load_registry
+from guidebot.sop.versions import with_version
 from guidebot.web.keys import SOP
+from tests.harness import ADMIN
 from tests.metrics.conftest import PLAYBOOK, at
 from tests.web.conftest import admin_cookie, guide_cookie
 
@@ -217,3 +220,33 @@ async def test_only_hq_may_use_the_studio_and_sessions_need_the_csrf_token(h, se
     assert response.status == 403 and (await response.json())["error"]["code"] == "csrf"
     assert await _versions(h) == []
     assert h.app[SOP].registry.get("week_sop").version == 1
+
+
+async def test_body_limits_and_the_playbook_size_limit(h):
+    # Over the checker's 256 KiB in UTF-8 while under the field's length in characters.
+    wide = GOOD + "# " + "长" * 90_000 + "\n"
+    status, answer = await h.api(
+        "POST", "/playbooks/validate", json={"name": "week_sop", "text": wide}
+    )
+    assert status == 200
+    assert [(e["code"], e["line"]) for e in answer["errors"]] == [("too_large", 1)]
+    status, answer = await h.api(
+        "POST", "/playbooks/validate", json={"name": "week_sop", "text": "a" * 300_000}
+    )
+    assert status == 400 and "text" in answer["error"]["reason"]
+    big = b'{"text": "#' + b"\\u957f" * 300_000 + b'"}'  # 2.1 MB of JSON escapes
+    response = await h.client.put(
+        "/api/v1/playbooks/week_sop",
+        data=io.BytesIO(big),
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "too_large"
+    assert h.app[SOP].registry.get("week_sop").version == 1
+
+
+def test_the_version_is_rewritten_where_the_checker_found_it():
+    text = "playbook: x\nversion:   7   # bump me\nname: v\n"
+    assert with_version(text, (2, 12), 12) == "playbook: x\nversion:   12   # bump me\nname: v\n"
+    flow = "{playbook: x, version: 3, steps: []}"
+    assert with_version(flow, (1, 24), 4) == "{playbook: x, version: 4, steps: []}"
