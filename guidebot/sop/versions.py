@@ -183,13 +183,17 @@ def write_atomically(path: Path, text: str) -> None:
     """Write beside the file under a name the loader ignores, flush it to disk, rename it
     over the file, and flush the directory: readers see the old text or the new one."""
     folder = path.parent
+    try:
+        mode = path.stat().st_mode & 0o777  # the file keeps its permissions
+    except OSError:
+        mode = 0o644
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from guidebot.sop.models import SopEnrollment, SopPlaybookVersion
 from guidebot.sop.registry import load_registry
-from guidebot.sop.versions import with_version
+from guidebot.sop.versions import with_version, write_atomically
 from guidebot.web.keys import SOP
 from tests.harness import ADMIN
 from tests.metrics.conftest import PLAYBOOK, at
@@ -250,3 +250,13 @@ def test_the_version_is_rewritten_where_the_checker_found_it():
     assert with_version(text, (2, 12), 12) == "playbook: x\nversion:   12   # bump me\nname: v\n"
     flow = "{playbook: x, version: 3, steps: []}"
     assert with_version(flow, (1, 24), 4) == "{playbook: x, version: 4, steps: []}"
+
+
+def test_the_file_is_replaced_whole_and_keeps_its_permissions(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("old\n")
+    path.chmod(0o664)
+    write_atomically(path, "新\n")
+    assert path.read_text(encoding="utf-8") == "新\n"
+    assert path.stat().st_mode & 0o777 == 0o664
+    assert [p.name for p in tmp_path.iterdir()] == ["p.yaml"]
