@@ -30,7 +30,16 @@ from guidebot.runtime import Runtime, open_runtime, periodic_jobs
 from guidebot.scheduler import create_scheduler
 from guidebot.sop.queries import task_backlog
 from guidebot.telemetry import Telemetry
-from guidebot.web import callback, health, links, pages, passive_reply, sidebar, studio
+from guidebot.web import (
+    callback,
+    domain_verify,
+    health,
+    links,
+    pages,
+    passive_reply,
+    sidebar,
+    studio,
+)
 from guidebot.web.api import contacts as contacts_api
 from guidebot.web.api import content as content_api
 from guidebot.web.api import metrics as metrics_api
@@ -88,6 +97,7 @@ def create_app(
         app.cleanup_ctx.append(scheduler)
     health.setup_routes(app)
     callback.setup_routes(app)
+    domain_verify.setup_routes(app)  # WW_verify_*.txt from GUIDEBOT_WECOM_VERIFY_DIR
     links.setup_routes(app)  # tracked links /r/
     sidebar.setup_routes(app)
     passive_reply.setup(app)  # the bot's answers still being sent when the server stops
