@@ -28,6 +28,7 @@ ACTIONS = {
     "order.post": "订单录入 / Order posted",
     "order.refund": "订单退款 / Order refunded",
     "playbooks.reload": "重新加载SOP / Playbooks reloaded",
+    "playbook.save": "保存SOP / Playbook saved",
     "task.done": "任务标记完成 / Task marked done",
     "task.skip": "任务跳过 / Task skipped",
     "task.snooze": "任务推迟 / Task put off",

@@ -212,3 +212,17 @@ async def test_hq_reads_the_trail_filtered_and_managers_do_not(h):
         "/api/v1/audit", headers={**admin_cookie(manager)}, allow_redirects=False
     )
     assert response.status == 403
+
+
+async def test_a_playbook_saved_in_the_studio_is_audited(h):
+    text = PLAYBOOK.replace("name: 测试欢迎与次日提醒", "name: 新名字")
+    status, answer = await h.api("PUT", "/playbooks/week_sop", json={"text": text})
+    assert status == 200, answer
+    saved = await only(h, "playbook.save")
+    assert saved.target == "playbook:week_sop"
+    assert saved.before == {"version": 1} and saved.after["version"] == answer["version"] == 2
+    assert "新名字" in saved.after["text"]
+    broken = text.replace("action: remind", "action: remindd")
+    status, answer = await h.api("PUT", "/playbooks/week_sop", json={"text": broken})
+    assert status == 422
+    assert len(await entries(h, "playbook.save")) == 1  # a refused save changed nothing
