@@ -148,7 +148,7 @@ async def test_accounts_are_audited_without_their_password(h, database_url):
     assert "password-2" not in str(second.after) and "scrypt" not in str(second.after)
 
 
-async def test_the_commands_that_change_things_are_audited(h, database_url):
+async def test_the_commands_that_change_things_are_audited(h, database_url, tmp_path):
     env = env_for(database_url)
     async with h.sessions() as session, session.begin():
         for key in ("a", "b"):
@@ -181,6 +181,12 @@ async def test_the_commands_that_change_things_are_audited(h, database_url):
     done = guidebot("jobs", "retry", "--all", env=env)
     assert done.returncode == 0, done.stderr
     assert (await entries(h, "jobs.retry"))[0].after["handed_back"] == 0
+    library = tmp_path / "library.yaml"
+    library.write_text("items:\n  - {key: hello, kind: text, title: 问候, body: 您好}\n")
+    done = guidebot("content", "import", str(library), env=env)
+    assert done.returncode == 0, done.stderr
+    [imported] = await entries(h, "content.import")
+    assert imported.target == str(library) and "1 created" in imported.after["summary"]
 
 
 async def test_hq_reads_the_trail_filtered_and_managers_do_not(h):
