@@ -40,6 +40,7 @@ RETENTION_DEFAULTS = {
     "BOT_REPLIES_DAYS": 400,  # the bot's answered messages
     "OPENS_DAYS": 400,  # each open of a tracked link (the unique-visitor rows stay)
     "FORWARDS_DAYS": 400,  # repeat forwards (each item's first to a customer stays)
+    "ALERTS_DAYS": 400,  # lost-customer alerts (a name and a last message each), once sent
     "AUDIT_DAYS": 3650,  # the audit trail, erasure records included
 }
 RETENTION_FLOORS = {"OPENS_DAYS": 91, "FORWARDS_DAYS": 91, "AUDIT_DAYS": 365}
@@ -84,6 +85,7 @@ class Retention:
     bot_replies_days: int = RETENTION_DEFAULTS["BOT_REPLIES_DAYS"]
     opens_days: int = RETENTION_DEFAULTS["OPENS_DAYS"]
     forwards_days: int = RETENTION_DEFAULTS["FORWARDS_DAYS"]
+    alerts_days: int = RETENTION_DEFAULTS["ALERTS_DAYS"]
     audit_days: int = RETENTION_DEFAULTS["AUDIT_DAYS"]
     batch: int = DEFAULT_RETENTION_BATCH
 

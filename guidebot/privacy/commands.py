@@ -40,12 +40,17 @@ def _export(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
 
     async def run() -> dict:
-        async with open_database(settings.database_url) as sessions, sessions() as session:
+        async with (
+            open_database(settings.database_url) as sessions,
+            sessions() as session,
+            session.begin(),
+        ):
             return await export_customer(
                 session,
                 args.external_userid,
                 secret_key=settings.secret_key,
                 now=SystemClock().now(),
+                actor=Actor.command_line(),
             )
 
     try:

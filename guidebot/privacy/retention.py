@@ -11,6 +11,8 @@
   unique-visitor rows the rollups count stay |
 | forwards | content_forwards | repeat forwards: FORWARDS_DAYS | deleted; each item's first
   forward to a customer, which the rollups count, stays |
+| alerts | lost_alerts | sent ones: ALERTS_DAYS after the loss | deleted (the figures count
+  relation_events) |
 | audit | audit_log | AUDIT_DAYS | deleted |
 
 Each batch is one short transaction: read up to `batch` primary keys past their time, then
@@ -35,6 +37,7 @@ from guidebot.config import Retention
 from guidebot.content.models import ContentForward, ContentOpen
 from guidebot.content.service import first_forward
 from guidebot.intake.models import InboxEvent, InboxStatus
+from guidebot.metrics.models import LostAlert
 from guidebot.metrics.rollup import freeze_before
 from guidebot.sop.models import SopTask, TaskStatus
 
@@ -108,6 +111,13 @@ RULES: tuple[Rule, ...] = (
         ContentForward.id,
         "forwards_days",
         lambda cut: (ContentForward.sent_at < cut) & ~first_forward(),
+    ),
+    Rule(
+        "alerts",
+        LostAlert,
+        LostAlert.id,
+        "alerts_days",
+        lambda cut: (LostAlert.lost_at < cut) & LostAlert.batch.is_not(None),
     ),
     Rule("audit", AuditEntry, AuditEntry.id, "audit_days", lambda cut: AuditEntry.at < cut),
 )

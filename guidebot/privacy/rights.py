@@ -35,10 +35,17 @@ def customer_hash(secret_key: str, external_userid: str, now: datetime) -> str:
 
 
 async def export_customer(
-    session: AsyncSession, external_userid: str, *, secret_key: str, now: datetime
+    session: AsyncSession,
+    external_userid: str,
+    *,
+    secret_key: str,
+    now: datetime,
+    actor: Actor | None = None,
 ) -> dict[str, Any]:
     """{"format", "external_userid", "exported_at", "tables": {table: [row, ...]}}: every row
-    of every table that holds the customer (tables without any are left out)."""
+    of every table that holds the customer (tables without any are left out). With `actor`,
+    the export is recorded in the audit trail (`privacy.export`, the id's salted hash); the
+    caller commits."""
     words = await words_of(session, external_userid)
     subject = Subject(external_userid, secret_key, now, words)
     tables: dict[str, list[dict]] = {}
@@ -51,6 +58,10 @@ async def export_customer(
             "customer_not_found",
             f"没有这位客户的记录 / guidebot holds nothing about customer {external_userid!r}",
         )
+    if actor is not None:
+        counts = {table: len(rows) for table, rows in tables.items()}
+        target = f"customer:{subject.hashed()}"
+        record(session, actor, "privacy.export", target=target, after={"rows": counts}, now=now)
     return {
         "format": FORMAT,
         "external_userid": external_userid,

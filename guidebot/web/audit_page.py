@@ -36,6 +36,7 @@ ACTIONS = {
     "inbox.dismiss": "放弃失败回调 / Failed callbacks dismissed",
     "jobs.retry": "重试搁置行 / Parked rows retried",
     "privacy.erase": "删除客户个人信息 / Customer's data erased",
+    "privacy.export": "导出客户个人信息 / Customer's data exported",
 }
 ROLES = {"hq": "总部 / HQ", "manager": "店长 / Manager", "cli": "命令行 / Command line"}
 

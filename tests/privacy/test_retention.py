@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from guidebot.audit.models import AuditEntry
 from guidebot.audit.recorder import Actor, record
@@ -15,6 +15,7 @@ from guidebot.bot.models import BotReply
 from guidebot.config import ConfigError, Retention, Settings
 from guidebot.content.models import ContentForward, ContentOpen, ContentOpenVisitor
 from guidebot.intake.models import InboxStatus
+from guidebot.metrics.models import LostAlert
 from guidebot.metrics.rollup import recompute_all
 from guidebot.privacy.retention import prune
 from guidebot.sop.models import SopTask
@@ -30,6 +31,9 @@ async def test_pruning_leaves_every_kpi_as_it_was(h):
     await busy_week(h)
     async with h.sessions() as session, session.begin():
         record(session, Actor("hq:alice", "hq"), "content.update", now=h.clock.now())
+    async with h.sessions() as session, session.begin():  # the hour's alert went out
+        await session.execute(update(LostAlert).values(batch="2026-03-10T10"))
+    assert await _count(h, LostAlert) == 1
     h.advance(timedelta(days=500))
     await h.settle()  # cohorts matured: the figures are final
     before = await kpis(h)
@@ -43,7 +47,7 @@ async def test_pruning_leaves_every_kpi_as_it_was(h):
     assert report.rows["tasks"] > 0 and report.rows["opens"] == 2 and report.rows["forwards"] == 1
 
     # What the figures read is kept; what they no longer need is gone.
-    assert await _count(h, ContentOpen) == 0
+    assert await _count(h, ContentOpen) == 0 and await _count(h, LostAlert) == 0
     assert await _count(h, ContentForward) == 1  # the item's first forward to the customer
     assert await _count(h, ContentOpenVisitor) == 1
     async with h.sessions() as session:
@@ -92,7 +96,13 @@ async def test_nothing_is_pruned_inside_its_period_and_zero_keeps_forever(h):
     assert [await _count(h, m) for m in (SopTask, ContentOpen, ContentForward, BotReply)] == counts
     h.advance(timedelta(days=5000))
     forever = Retention(
-        inbox_days=0, tasks_days=0, bot_replies_days=0, opens_days=0, forwards_days=0, audit_days=0
+        inbox_days=0,
+        tasks_days=0,
+        bot_replies_days=0,
+        opens_days=0,
+        forwards_days=0,
+        alerts_days=0,
+        audit_days=0,
     )
     assert (await prune(h.sessions, forever, h.clock.now())).total == 0
 

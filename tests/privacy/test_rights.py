@@ -76,6 +76,12 @@ async def test_export_lists_every_record_of_the_customer(h):
     assert len(tables["content_forwards"]) == 2 and len(tables["content_opens"]) == 2
     # Other customers' rows are not in it.
     assert "wmc02" not in json.dumps(document)
+    async with h.sessions() as session:  # who read it is recorded, not what they read
+        [entry] = await session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "privacy.export")
+        )
+    assert entry.actor == "hq:admin token" and entry.after["rows"]["relations"] == 1
+    assert "wmc01" not in json.dumps([entry.target, entry.after])
     status, answer = await h.api("GET", "/privacy/customers/nobody")
     assert status == 404 and "nobody" in answer["error"]["reason"]
 

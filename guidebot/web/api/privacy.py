@@ -93,13 +93,14 @@ def _privacy_error(exc: PrivacyError) -> ApiError:
 )
 async def export(request: web.Request) -> web.Response:
     app = request.app
-    async with app[SESSIONS]() as session:
+    async with app[SESSIONS]() as session, session.begin():
         try:
             document = await export_customer(
                 session,
                 request.match_info["external_userid"],
                 secret_key=app[SETTINGS].secret_key,
                 now=app[CLOCK].now(),
+                actor=actor_of(request),
             )
         except PrivacyError as exc:
             raise _privacy_error(exc) from None
