@@ -30,10 +30,22 @@ from guidebot.runtime import Runtime, open_runtime, periodic_jobs
 from guidebot.scheduler import create_scheduler
 from guidebot.sop.queries import task_backlog
 from guidebot.telemetry import Telemetry
-from guidebot.web import callback, domain_verify, health, links, pages, passive_reply, sidebar
+from guidebot.web import (
+    audit_page,
+    callback,
+    domain_verify,
+    health,
+    links,
+    pages,
+    passive_reply,
+    sidebar,
+    studio,
+)
 from guidebot.web.api import contacts as contacts_api
 from guidebot.web.api import content as content_api
 from guidebot.web.api import metrics as metrics_api
+from guidebot.web.api import playbooks as playbooks_api
+from guidebot.web.api import privacy as privacy_api
 from guidebot.web.api import relations as relations_api
 from guidebot.web.api import sop as sop_api
 from guidebot.web.api import tasks as tasks_api
@@ -93,6 +105,8 @@ def create_app(
     passive_reply.setup(app)  # the bot's answers still being sent when the server stops
     setup_api(app, *api_groups())
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
+    studio.setup_routes(app)  # /admin/playbooks/{id}: the playbook studio
+    audit_page.setup_routes(app)  # /admin/audit (HQ)
     return app
 
 
@@ -101,9 +115,11 @@ def api_groups() -> list:
         contacts_api.api,
         relations_api.api,
         sop_api.api,
+        playbooks_api.api,
         tasks_api.api,
         content_api.api,
         metrics_api.api,
+        privacy_api.api,
     ]
 
 
