@@ -3,9 +3,9 @@
 At a livestream's rate every statement of the add's transaction is CPU the next welcome waits
 for (README, Benchmarks: welcome). Counted, not timed: one add of a new pair with two
 `customer.added` playbooks (four tasks: the welcome, a reminder, two guide tasks), from the
-claim to the event's done-mark. Before the add path was built for it this was 23 statements: the relation
-read three times, a savepoint and five statements per playbook, an UPDATE for what the profile
-said. It is 14 now; a change that adds one should say why here.
+claim to the event's done-mark. Before the add path was built for it this was 23 statements:
+the relation read three times, a savepoint and five statements per playbook, an UPDATE for what
+the profile said. It is 14 now; a change that adds one should say why here.
 """
 
 from __future__ import annotations
