@@ -26,6 +26,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from babel import Locale
 from babel import dates as babel_dates
@@ -46,9 +47,16 @@ def N_(msgid: str) -> str:
     return msgid
 
 
-def NP_(context: str, msgid: str) -> tuple[str, str]:
+class Msg(NamedTuple):
+    """A message marked for later, with its context (NP_)."""
+
+    context: str
+    msgid: str
+
+
+def NP_(context: str, msgid: str) -> Msg:
     """Marks a message with a context for extraction; translated with pgettext where shown."""
-    return context, msgid
+    return Msg(context, msgid)
 
 
 def normalize(raw: str | None) -> str | None:
@@ -102,6 +110,22 @@ def both(msgid: str, sep: str = " ", **values: object) -> str:
     return zh if zh == en else f"{zh}{sep}{en}"
 
 
+def in_languages(words: Any) -> dict[str, Any]:
+    """A table of marked words (NP_ leaves in dicts, tuples and lists) in each language, by
+    the short code the bot uses: {"zh": ..., "en": ...}."""
+    return {short(lang): _translated(words, lang) for lang in LANGUAGES}
+
+
+def _translated(words: Any, lang: str) -> Any:
+    if isinstance(words, Msg):
+        return pgettext(words.context, words.msgid, lang)
+    if isinstance(words, dict):
+        return {key: _translated(value, lang) for key, value in words.items()}
+    if isinstance(words, tuple | list):
+        return type(words)(_translated(value, lang) for value in words)
+    return words
+
+
 def translator(lang: str) -> Callable[..., str]:
     """`_` bound to a language: `_(msgid, **values)`."""
     return functools.partial(_bound_gettext, lang)
@@ -113,7 +137,7 @@ def _bound_gettext(lang: str, msgid: str, **values: object) -> str:
 
 # ---- display names ---------------------------------------------------------------------------
 
-LABELS: dict[str, dict[str, tuple[str, str]]] = {
+LABELS: dict[str, dict[str, Msg]] = {
     "relation_status": {
         "active": NP_("relation status", "Active"),
         "lost": NP_("relation status", "Deleted by the customer"),

@@ -145,3 +145,28 @@ def test_every_kpi_has_a_name_and_a_definition_in_both_languages():
         assert kpi.title(i18n.EN) and not cjk.search(kpi.title(i18n.EN)), kpi.name
         assert kpi.explain(i18n.EN) == kpi.definition
         assert cjk.search(kpi.explain(i18n.ZH)), kpi.name
+
+
+def test_the_bot_s_words_come_from_the_catalogs_in_both_languages():
+    from guidebot.bot import replies, task_commands
+
+    cjk = re.compile(r"[\u4e00-\u9fff]")
+    for table in (replies.TEXT, task_commands.TEXT):
+        assert set(table) == {"zh", "en"}
+        for chinese in _leaves(table["zh"]):
+            assert cjk.search(chinese), chinese  # a message the extractor missed stays English
+        for english in _leaves(table["en"]):
+            assert not cjk.search(english), english
+    assert replies.TEXT["zh"]["status"]["lost"] == "已删除你"
+    assert replies.TEXT["en"]["status"]["lost"] == "deleted you"
+
+
+def _leaves(words):
+    if isinstance(words, dict):
+        for value in words.values():
+            yield from _leaves(value)
+    elif isinstance(words, tuple | list):
+        for value in words:
+            yield from _leaves(value)
+    else:
+        yield words
