@@ -276,7 +276,7 @@ async def static(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name not in STATIC_FILES:
         raise web.HTTPNotFound()
-    folder = VENDOR if name.endswith(".js") else TEMPLATES / "static"
+    folder = VENDOR if name == "chart.umd.js" else TEMPLATES / "static"
     return web.Response(
         body=(folder / name).read_bytes(),
         headers={"Content-Type": STATIC_FILES[name], "Cache-Control": "max-age=3600"},

@@ -142,6 +142,13 @@ async def test_error_pages_are_in_the_layout_in_the_language_with_a_way_back(h, 
     assert response.status == 404 and 'class="card problem"' in await response.text()
 
 
+async def test_the_admin_script_is_served_from_the_machine(h):
+    response = await h.client.get("/admin/static/admin.js")
+    assert response.status == 200 and response.content_type == "application/javascript"
+    script = await response.text()
+    assert "table.sortable" in script and "data-preset" in script
+
+
 async def test_the_root_leads_to_the_admin_or_a_guide_s_sidebar(h, sessions):
     response = await h.client.get("/", allow_redirects=False)
     assert (response.status, response.headers["Location"]) == (303, "/admin")
