@@ -33,6 +33,7 @@ from guidebot.telemetry import Telemetry
 from guidebot.web import (
     admin_errors,
     callback,
+    domain_verify,
     guides_page,
     health,
     links,
@@ -97,6 +98,7 @@ def create_app(
         app.cleanup_ctx.append(scheduler)
     health.setup_routes(app)
     callback.setup_routes(app)
+    domain_verify.setup_routes(app)  # WW_verify_*.txt from GUIDEBOT_WECOM_VERIFY_DIR
     links.setup_routes(app)  # tracked links /r/
     sidebar.setup_routes(app)
     passive_reply.setup(app)  # the bot's answers still being sent when the server stops
