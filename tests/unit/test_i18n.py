@@ -16,7 +16,16 @@ from guidebot import i18n
 from guidebot.metrics import kpis
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None, "NP_": ((1, "c"), 2)}
+# babel.cfg's map with the README's keywords: the markers, and the sidebar's `both`, `zh_only`
+# and `en_only` (guidebot.web.responses).
+KEYWORDS = {
+    **DEFAULT_KEYWORDS,
+    "N_": None,
+    "NP_": ((1, "c"), 2),
+    "both": None,
+    "zh_only": None,
+    "en_only": None,
+}
 PLACEHOLDER = re.compile(r"%\([a-z_]+\)[sdr]")
 
 
