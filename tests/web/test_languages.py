@@ -251,3 +251,22 @@ async def test_codes_are_shown_as_words(h, sessions):
     assert 'data-status="active">跟进中</span>' in html
     assert ">王芳</a>" in html  # the guide's name, not their userid
     assert ">active<" not in html and ">lost<" not in html
+
+
+async def test_the_api_gives_each_kpi_its_label_and_definition_in_both_languages(h, sessions):
+    from guidebot.metrics import kpis as the_kpis
+
+    response = await h.client.get(
+        "/api/v1/kpis", headers={"Authorization": "Bearer admin-token-for-tests"}
+    )
+    assert response.status == 200
+    listed = (await response.json())["kpis"]
+    assert [k["name"] for k in listed] == list(the_kpis.KPI_NAMES)
+    day7 = next(k for k in listed if k["name"] == "day7_retention")
+    assert day7["label"] == {"zh_CN": "7日留存", "en": "Day-7 retention"}
+    assert day7["definition"]["zh_CN"].startswith("D 日的新客中")
+    assert day7["definition"]["en"] == the_kpis.KPI_BY_NAME["day7_retention"].definition
+    # A guide's sidebar may read them too.
+    g1 = guide_cookie(sessions.guide("g1"))
+    assert (await h.client.get("/api/v1/kpis", headers=g1)).status == 200
+    assert (await h.client.get("/api/v1/kpis")).status == 401
