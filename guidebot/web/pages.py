@@ -34,6 +34,8 @@ from guidebot.metrics.report import (
     metrics,
     period_from_query,
 )
+from guidebot.sop import check_language
+from guidebot.sop.loader import PlaybookError
 from guidebot.sop.queries import stop_reason_key, stopped_counts
 from guidebot.web.accounts import SignedIn, find_credentials, load_account, password_matches
 from guidebot.web.api.sop import playbook_listing
@@ -49,7 +51,7 @@ from guidebot.web.auth import (
     relation_visible,
     set_admin_cookie,
 )
-from guidebot.web.keys import CLOCK, LOGIN_THROTTLE, SESSIONS, SETTINGS, SIGN_IN_GATE
+from guidebot.web.keys import CLOCK, LOGIN_THROTTLE, SESSIONS, SETTINGS, SIGN_IN_GATE, SOP
 from guidebot.web.lang import (
     TEMPLATES,
     choose_language,
@@ -512,7 +514,16 @@ async def playbooks_page(request: web.Request) -> web.StreamResponse:
     listing = await playbook_listing(request.app)
     async with request.app[SESSIONS]() as session:
         stopped = await stopped_counts(session)
+    lang = language_of(request, request.get(PRINCIPAL))
+    loaded = {item.id: item for item in request.app[SOP].registry.loaded}
     for playbook in listing:
+        found = loaded.get(playbook["id"])
+        # The checker's findings, coded and in the page's language, without the server's path.
+        playbook["problems"] = (
+            [_problem(error, lang) for error in (*found.errors, *found.warnings) if found]
+            if found
+            else []
+        )
         for step in playbook["steps"]:
             reasons = stopped.get(playbook["id"], {}).get(step["id"], {})
             step["stopped"] = reasons
@@ -534,6 +545,16 @@ async def content_page(request: web.Request) -> web.StreamResponse:
     rows = [{"item": i, **numbers[i.id]} for i in items]
     rows.sort(key=lambda r: (-r["forwards"], -r["unique_opens"], r["item"].id))
     return render(request, "content.html", {"q": q or "", "rows": rows, "total": total})
+
+
+def _problem(error: PlaybookError, lang: str) -> dict[str, Any]:
+    code, message = check_language.translate(error.message, lang)
+    return {
+        "where": f"{error.line}:{error.col}",
+        "path": error.path,
+        "code": code,
+        "message": message,
+    }
 
 
 def setup_routes(app: web.Application) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from guidebot.metrics import kpis
 from guidebot.web.accounts import Account
+from guidebot.web.keys import SOP
 from guidebot.web.lang import LANG_COOKIE
 from tests.metrics.conftest import at
 from tests.web.conftest import admin_cookie, guide_cookie
@@ -270,3 +271,35 @@ async def test_the_api_gives_each_kpi_its_label_and_definition_in_both_languages
     g1 = guide_cookie(sessions.guide("g1"))
     assert (await h.client.get("/api/v1/kpis", headers=g1)).status == 200
     assert (await h.client.get("/api/v1/kpis")).status == 401
+
+
+async def test_a_broken_playbook_s_errors_are_coded_and_in_the_page_s_language(
+    h, sessions, sop_dir
+):
+    from tests.harness import write_playbook
+
+    write_playbook(
+        sop_dir,
+        """
+        playbook: broken
+        version: 1
+        name: 坏掉的旅程
+        trigger: {event: customer.added}
+        timezone: Asia/Shanghai
+        send_window: {hours: "09:00-21:00", days: mon-sun}
+        stop_wen: [contact.lost]
+        steps:
+          - {id: call, at: enroll + 1d, action: remind, template: remind_day1_intro.j2,
+             expire_after: 1d}
+        """,
+    )
+    h.app[SOP].registry.reload()
+    boss = admin_cookie(await sessions.account("boss", "hq", []))
+    html = await (await h.client.get("/admin/playbooks", headers=boss)).text()
+    problems = re.search(r'data-testid="problems-broken">(.*?)</ul>', html, re.S)[1]
+    assert "位置 7:1 · stop_wen" in problems and '<span class="badge bad">E201</span>' in problems
+    assert "playbook 中有未知的键 &#39;stop_wen&#39;（是不是 &#39;stop_when&#39;？）" in problems
+    assert str(sop_dir) not in html and "broken.yaml" not in html  # no server path
+    html = await (await h.client.get("/admin/playbooks?lang=en", headers=boss)).text()
+    problems = re.search(r'data-testid="problems-broken">(.*?)</ul>', html, re.S)[1]
+    assert "at 7:1 · stop_wen" in problems and "E201</span> unexpected key" in problems
