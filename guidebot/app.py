@@ -39,6 +39,7 @@ from guidebot.web import (
     links,
     pages,
     passive_reply,
+    playbooks_page,
     sidebar,
 )
 from guidebot.web.api import contacts as contacts_api
@@ -105,6 +106,7 @@ def create_app(
     setup_api(app, *api_groups())
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
     guides_page.setup_routes(app)  # /admin/guides
+    playbooks_page.setup_routes(app)  # /admin/playbooks
     admin_errors.setup_routes(app)  # / leads to /admin (or a guide's /sidebar)
     return app
 

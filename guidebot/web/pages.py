@@ -34,11 +34,7 @@ from guidebot.metrics.report import (
     metrics,
     period_from_query,
 )
-from guidebot.sop import check_language
-from guidebot.sop.loader import PlaybookError
-from guidebot.sop.queries import stop_reason_key, stopped_counts
 from guidebot.web.accounts import SignedIn, find_credentials, load_account, password_matches
-from guidebot.web.api.sop import playbook_listing
 from guidebot.web.auth import (
     ADMIN_COOKIE,
     PRINCIPAL,
@@ -51,7 +47,7 @@ from guidebot.web.auth import (
     relation_visible,
     set_admin_cookie,
 )
-from guidebot.web.keys import CLOCK, LOGIN_THROTTLE, SESSIONS, SETTINGS, SIGN_IN_GATE, SOP
+from guidebot.web.keys import CLOCK, LOGIN_THROTTLE, SESSIONS, SETTINGS, SIGN_IN_GATE
 from guidebot.web.lang import (
     TEMPLATES,
     choose_language,
@@ -502,38 +498,7 @@ def _page_number(request: web.Request) -> int:
     return int(raw)
 
 
-# ---- playbooks and content (HQ) --------------------------------------------------------------
-
-
-# A step's columns: a stop condition's skips apart from the guide's (stopped, with reasons).
-STEP_COLUMNS = ("pending", "sent", "done", "skipped", "stopped", "expired", "failed", "unknown")
-
-
-async def playbooks_page(request: web.Request) -> web.StreamResponse:
-    _hq_only(await _signed_in(request))
-    listing = await playbook_listing(request.app)
-    async with request.app[SESSIONS]() as session:
-        stopped = await stopped_counts(session)
-    lang = language_of(request, request.get(PRINCIPAL))
-    loaded = {item.id: item for item in request.app[SOP].registry.loaded}
-    for playbook in listing:
-        found = loaded.get(playbook["id"])
-        # The checker's findings, coded and in the page's language, without the server's path.
-        playbook["problems"] = (
-            [_problem(error, lang) for error in (*found.errors, *found.warnings) if found]
-            if found
-            else []
-        )
-        for step in playbook["steps"]:
-            reasons = stopped.get(playbook["id"], {}).get(step["id"], {})
-            step["stopped"] = reasons
-            shown = {s: step["counts"].get(s, 0) for s in STEP_COLUMNS}
-            shown["stopped"] = sum(reasons.values())
-            shown["skipped"] = max(0, shown["skipped"] - shown["stopped"])
-            step["shown"] = shown
-        for missed in playbook["missed"]["customers"]:
-            missed["trigger"] = stop_reason_key(missed.get("trigger"))
-    return render(request, "playbooks.html", {"playbooks": listing, "step_columns": STEP_COLUMNS})
+# ---- content (HQ; the playbooks page: guidebot.web.playbooks_page) -----------------------------
 
 
 async def content_page(request: web.Request) -> web.StreamResponse:
@@ -547,16 +512,6 @@ async def content_page(request: web.Request) -> web.StreamResponse:
     return render(request, "content.html", {"q": q or "", "rows": rows, "total": total})
 
 
-def _problem(error: PlaybookError, lang: str) -> dict[str, Any]:
-    code, message = check_language.translate(error.message, lang)
-    return {
-        "where": f"{error.line}:{error.col}",
-        "path": error.path,
-        "code": code,
-        "message": message,
-    }
-
-
 def setup_routes(app: web.Application) -> None:
     app[LOGIN_THROTTLE] = LoginThrottle()
     app.router.add_get("/admin", dashboard)
@@ -567,5 +522,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/admin/stores", stores_page)
     app.router.add_get("/admin/guides/{userid}", guide_page)
     app.router.add_get("/admin/customers", customers_page)
-    app.router.add_get("/admin/playbooks", playbooks_page)
     app.router.add_get("/admin/content", content_page)
