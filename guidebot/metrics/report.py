@@ -53,7 +53,14 @@ class PeriodError(ValueError):
         self.msgid, self.values = msgid, values
 
     def translated(self, lang: str) -> str:
-        return i18n.gettext(self.msgid, lang, **self.values)
+        values = dict(self.values)
+        if lang != i18n.EN and values.get("name") in _PARAMETER_WORDS:
+            values["name"] = i18n.gettext(_PARAMETER_WORDS[values["name"]], lang)  # 开始日期
+        return i18n.gettext(self.msgid, lang, **values)
+
+
+# A period's parameters as a page names them ("from" is the page's 开始日期).
+_PARAMETER_WORDS = {"from": N_("From"), "to": N_("To")}
 
 
 @dataclass(frozen=True, slots=True)

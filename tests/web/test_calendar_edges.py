@@ -45,5 +45,6 @@ async def test_admin_pages_refuse_the_ends_of_the_calendar(h, sessions):
                 assert response.status == 400, (response.status, page, name, day)
                 # The reason in Chinese, on the admin's error page with a way back.
                 html = await response.text()
-                assert f"“{name}”须在 1970 年到 9998 年之间" in html, html
+                words = {"from": "开始日期", "to": "结束日期"}[name]
+                assert f"“{words}”须在 1970 年到 9998 年之间" in html, html
                 assert 'class="card problem"' in html and 'href="/admin"' in html

@@ -118,7 +118,7 @@ async def test_error_pages_are_in_the_layout_in_the_language_with_a_way_back(h, 
         ("/admin/nowhere", 404, "页面不存在"),
         ("/admin/guides/nobody", 404, "页面不存在"),
         ("/admin/stores?store=99", 404, "页面不存在"),
-        ("/admin?from=2026-13-01", 400, "“from”的 &#39;2026-13-01&#39; 不是有效日期"),
+        ("/admin?from=2026-13-01", 400, "“开始日期”的 &#39;2026-13-01&#39; 不是有效日期"),
         ("/admin/guides?from=2026-03-10&to=2026-03-01", 400, "开始日期 2026-03-10 晚于结束日期"),
     ]:
         response = await h.client.get(path, headers=boss)
