@@ -5,17 +5,20 @@ status, with the tasks a stop condition ended shown apart from those a guide ski
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from guidebot import i18n
+from guidebot.metrics.report import guide_names
 from guidebot.sop import check_language
 from guidebot.sop.loader import PlaybookError
-from guidebot.sop.queries import stop_reason_key, stopped_counts
+from guidebot.sop.queries import stopped_counts
 from guidebot.web.api.sop import playbook_listing
 from guidebot.web.auth import PRINCIPAL
-from guidebot.web.keys import SESSIONS, SOP
+from guidebot.web.keys import SESSIONS, SETTINGS, SOP
 from guidebot.web.lang import language_of
 from guidebot.web.pages import _hq_only, _signed_in, render
 
@@ -26,9 +29,16 @@ STEP_COLUMNS = ("pending", "sent", "done", "skipped", "stopped", "expired", "fai
 async def playbooks_page(request: web.Request) -> web.StreamResponse:
     _hq_only(await _signed_in(request))
     listing = await playbook_listing(request.app)
+    missed = [m for p in listing for m in p["missed"]["customers"]]
     async with request.app[SESSIONS]() as session:
         stopped = await stopped_counts(session)
+        names = await guide_names(session, {m["guide_userid"] for m in missed})
     lang = language_of(request, request.get(PRINCIPAL))
+    zone = ZoneInfo(request.app[SETTINGS].timezone)
+    for customer in missed:  # the guide by name, the moment in HQ's time zone
+        customer["guide"] = names.get(customer["guide_userid"], customer["guide_userid"])
+        at = datetime.fromisoformat(customer["at"]) if customer.get("at") else None
+        customer["when"] = i18n.format_datetime(at.astimezone(zone) if at else None, lang)
     loaded = {item.id: item for item in request.app[SOP].registry.loaded}
     for playbook in listing:
         found = loaded.get(playbook["id"])
@@ -46,8 +56,6 @@ async def playbooks_page(request: web.Request) -> web.StreamResponse:
             shown["stopped"] = sum(reasons.values())
             shown["skipped"] = max(0, shown["skipped"] - shown["stopped"])
             step["shown"] = shown
-        for missed in playbook["missed"]["customers"]:
-            missed["trigger"] = stop_reason_key(missed.get("trigger"))
     return render(request, "playbooks.html", {"playbooks": listing, "step_columns": STEP_COLUMNS})
 
 
