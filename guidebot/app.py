@@ -32,6 +32,7 @@ from guidebot.sop.queries import task_backlog
 from guidebot.telemetry import Telemetry
 from guidebot.web import (
     admin_errors,
+    audit_page,
     callback,
     domain_verify,
     guides_page,
@@ -41,10 +42,13 @@ from guidebot.web import (
     passive_reply,
     playbooks_page,
     sidebar,
+    studio,
 )
 from guidebot.web.api import contacts as contacts_api
 from guidebot.web.api import content as content_api
 from guidebot.web.api import metrics as metrics_api
+from guidebot.web.api import playbooks as playbooks_api
+from guidebot.web.api import privacy as privacy_api
 from guidebot.web.api import relations as relations_api
 from guidebot.web.api import sop as sop_api
 from guidebot.web.api import tasks as tasks_api
@@ -107,6 +111,8 @@ def create_app(
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
     guides_page.setup_routes(app)  # /admin/guides
     playbooks_page.setup_routes(app)  # /admin/playbooks
+    studio.setup_routes(app)  # /admin/playbooks/{id}: the playbook studio
+    audit_page.setup_routes(app)  # /admin/audit (HQ)
     admin_errors.setup_routes(app)  # / leads to /admin (or a guide's /sidebar)
     return app
 
@@ -116,9 +122,11 @@ def api_groups() -> list:
         contacts_api.api,
         relations_api.api,
         sop_api.api,
+        playbooks_api.api,
         tasks_api.api,
         content_api.api,
         metrics_api.api,
+        privacy_api.api,
     ]
 
 

@@ -63,9 +63,12 @@ from guidebot.web.throttle import Busy, LoginThrottle, Reservation, request_addr
 VENDOR = TEMPLATES / "static" / "vendor"
 STATIC_FILES = {
     "chart.umd.js": "application/javascript",
+    "codemirror.min.js": "application/javascript",  # the playbook studio's editor
+    "studio.js": "application/javascript",
     "admin.css": "text/css",
-    "admin.js": "application/javascript",
+    "admin.js": "application/javascript",  # sortable tables, the date presets
 }
+VENDORED = frozenset({"chart.umd.js", "codemirror.min.js"})
 log = logging.getLogger(__name__)
 
 LOGIN_COOKIE = "gb_login"  # the login form's double-submit CSRF value (no session yet)
@@ -274,7 +277,7 @@ async def static(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name not in STATIC_FILES:
         raise web.HTTPNotFound()
-    folder = VENDOR if name == "chart.umd.js" else TEMPLATES / "static"
+    folder = VENDOR if name in VENDORED else TEMPLATES / "static"
     return web.Response(
         body=(folder / name).read_bytes(),
         headers={"Content-Type": STATIC_FILES[name], "Cache-Control": "max-age=3600"},
