@@ -10,7 +10,11 @@ the profile said. It is 14 now; a change that adds one should say why here.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import event
+
+from tests import factories
 
 ADD_TRANSACTION_STATEMENTS = 14
 
@@ -49,3 +53,54 @@ async def test_an_add_of_a_new_pair_is_fourteen_statements(h):
     [welcome] = await h.tasks(external_userid="wmc9", step_id="welcome")
     assert welcome.status == "sent"
     assert [w["external_userid"] for w in await h.welcomes()] == ["wmc9"]
+
+
+REENTERS = """
+playbook: comeback
+version: 1
+trigger:
+  event: customer.added
+enroll:
+  once_per: relation
+  reenter_after: 300d
+timezone: Asia/Shanghai
+send_window:
+  hours: "10:00-21:00"
+  days: mon-sun
+steps:
+  - id: hello_again
+    at: enroll + 1d
+    action: guide_task
+    template: follow_up_day3.j2
+    expire_after: 1d
+"""
+
+
+async def test_a_playbook_that_cannot_enroll_fails_alone_and_the_welcome_goes(h):
+    """An add's playbooks enroll together; when one of them cannot (here an earlier enrollment
+    dated year 9999, a hand edit: no instant is 300 days after it), the others still enroll,
+    each in its own savepoint, and the welcome is sent once."""
+    h.write_playbook(REENTERS)
+    h.reload()
+    year_9999 = datetime(9999, 12, 31, tzinfo=UTC)
+    await h.control("customers", {"external_userid": "wmc9", "name": "顾客9"})
+    async with h.sessions() as session, session.begin():
+        session.add(
+            factories.enrollment(
+                "g1",
+                "wmc9",
+                "comeback",
+                h.clock.now(),
+                status="completed",
+                enrolled_at=year_9999,
+                ended_at=year_9999,
+            )
+        )
+    await h.add("g1", "wmc9")
+
+    enrolled = await h.enrollments(external_userid="wmc9", status="active")
+    assert sorted(e.playbook_id for e in enrolled) == ["first_contact", "follow_up_7d"]
+    [welcome] = await h.tasks(external_userid="wmc9", step_id="welcome")
+    assert welcome.status == "sent"
+    assert [w["external_userid"] for w in await h.welcomes()] == ["wmc9"]
+    assert not await h.tasks(external_userid="wmc9", step_id="hello_again")
