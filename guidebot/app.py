@@ -34,6 +34,7 @@ from guidebot.web import (
     admin_errors,
     audit_page,
     callback,
+    customer_page,
     domain_verify,
     guides_page,
     health,
@@ -110,6 +111,7 @@ def create_app(
     setup_api(app, *api_groups())
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
     guides_page.setup_routes(app)  # /admin/guides
+    customer_page.setup_routes(app)  # /admin/customers/{external_userid}
     playbooks_page.setup_routes(app)  # /admin/playbooks
     studio.setup_routes(app)  # /admin/playbooks/{id}: the playbook studio
     audit_page.setup_routes(app)  # /admin/audit (HQ)
