@@ -101,6 +101,9 @@ def _sop_commands(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument(
         "--store", metavar="CODE", help="use this store's time zone (from GUIDEBOT_DATABASE_URL)"
     )
+    simulate.add_argument(
+        "--customer", metavar="EXTERNAL_USERID", help="say whether this customer is held out"
+    )
 
 
 def _report_commands(commands: argparse._SubParsersAction) -> None:
@@ -113,6 +116,10 @@ def _report_commands(commands: argparse._SubParsersAction) -> None:
     guides.add_argument("--to", metavar="D", help="last day YYYY-MM-DD (default: yesterday)")
     guides.add_argument("--store", metavar="CODE", help="only this store (code or id)")
     guides.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    playbooks = _command(
+        report, "playbooks", "each playbook's goal and its holdout's lift", _report_playbooks
+    )
+    playbooks.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
 
 def _library_commands(commands: argparse._SubParsersAction) -> None:
@@ -236,7 +243,9 @@ def _sop_check(args: argparse.Namespace) -> int:
 def _sop_simulate(args: argparse.Namespace) -> int:
     from guidebot.sop.cli import simulate_command
 
-    return simulate_command(args.playbook, added_at=args.added_at, store_code=args.store)
+    return simulate_command(
+        args.playbook, added_at=args.added_at, store_code=args.store, customer=args.customer
+    )
 
 
 def _report_guides(args: argparse.Namespace) -> int:
@@ -245,6 +254,12 @@ def _report_guides(args: argparse.Namespace) -> int:
     return report_guides_command(
         raw_from=args.from_, raw_to=args.to, store=args.store, fmt=args.format
     )
+
+
+def _report_playbooks(args: argparse.Namespace) -> int:
+    from guidebot.sop.report import report_playbooks_command
+
+    return report_playbooks_command(fmt=args.format)
 
 
 def _add_way(args: argparse.Namespace) -> int:

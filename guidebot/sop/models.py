@@ -120,6 +120,9 @@ class SopEnrollment(Base):
     goal_event: Mapped[str | None] = mapped_column(String(64))
     goal_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     goal_met_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "treated" or "holdout" (sent nothing: guidebot.sop.holdout) when the playbook version it
+    # began with held customers out; None when it did not (left out of the lift).
+    treatment_group: Mapped[str | None] = mapped_column(String(16))
     # What executing its tasks needs from the playbook version it began with (send window,
     # daily cap, stop conditions, name), so old versions run after a restart or an edit.
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
