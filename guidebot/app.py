@@ -30,7 +30,8 @@ from guidebot.runtime import Runtime, open_runtime, periodic_jobs
 from guidebot.scheduler import create_scheduler
 from guidebot.sop.queries import task_backlog
 from guidebot.telemetry import Telemetry
-from guidebot.web import callback, health, links, pages, passive_reply, sidebar
+from guidebot.web import callback, cohort_pages, health, links, pages, passive_reply, sidebar
+from guidebot.web.api import cohorts as cohorts_api
 from guidebot.web.api import contacts as contacts_api
 from guidebot.web.api import content as content_api
 from guidebot.web.api import metrics as metrics_api
@@ -92,6 +93,7 @@ def create_app(
     passive_reply.setup(app)  # the bot's answers still being sent when the server stops
     setup_api(app, *api_groups())
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
+    cohort_pages.setup_routes(app)  # /admin/cohorts
     return app
 
 
@@ -103,6 +105,7 @@ def api_groups() -> list:
         tasks_api.api,
         content_api.api,
         metrics_api.api,
+        cohorts_api.api,
     ]
 
 

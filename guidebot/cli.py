@@ -120,6 +120,19 @@ def _report_commands(commands: argparse._SubParsersAction) -> None:
         report, "playbooks", "each playbook's goal and its holdout's lift", _report_playbooks
     )
     playbooks.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    cohorts = _command(
+        report, "cohorts", "customers by week or month of their add, from the rollup", _cohorts
+    )
+    cohorts.add_argument(
+        "--metric", choices=("retention", "repurchase", "gmv"), default="retention"
+    )
+    cohorts.add_argument("--period", choices=("week", "month"), default="week")
+    cohorts.add_argument(
+        "--by", choices=("all", "store", "guide", "channel", "campaign", "playbook"), default="all"
+    )
+    cohorts.add_argument("--from", dest="from_", metavar="D", help="first add day YYYY-MM-DD")
+    cohorts.add_argument("--to", metavar="D", help="last add day YYYY-MM-DD (default: today)")
+    cohorts.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
 
 def _library_commands(commands: argparse._SubParsersAction) -> None:
@@ -260,6 +273,19 @@ def _report_playbooks(args: argparse.Namespace) -> int:
     from guidebot.sop.report import report_playbooks_command
 
     return report_playbooks_command(fmt=args.format)
+
+
+def _cohorts(args: argparse.Namespace) -> int:
+    from guidebot.metrics.cohort_report import report_cohorts_command
+
+    return report_cohorts_command(
+        metric=args.metric,
+        period=args.period,
+        by=args.by,
+        raw_from=args.from_,
+        raw_to=args.to,
+        fmt=args.format,
+    )
 
 
 def _add_way(args: argparse.Namespace) -> int:

@@ -278,6 +278,7 @@ class RelationEvent(Base):
         Index("ix_relation_events_guide", "guide_userid", "occurred_at"),
         Index("ix_relation_events_store", "store_id", "occurred_at"),
         Index("ix_relation_events_customer", "external_userid", "occurred_at"),
+        Index("ix_relation_events_recorded", "recorded_at"),  # what the cohorts job reads next
     )
 
 

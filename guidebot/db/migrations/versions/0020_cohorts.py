@@ -18,12 +18,62 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+RETENTION = ("d1", "d7", "d30", "d90")
+REPURCHASE = ("r90", "r180", "r365")
+COUNTERS = (
+    "members",
+    *(f"{d}_{part}" for d in RETENTION for part in ("due", "kept")),
+    "buyers",
+    *(f"{r}_{part}" for r in REPURCHASE for part in ("due", "yes")),
+    "orders",
+)
+WHEN = sa.DateTime(timezone=True)
+
+
 def upgrade() -> None:
     """Upgrade schema."""
     # Plain ADD COLUMN on both engines (a batch copy on SQLite would drop the table's triggers).
     op.add_column("sop_enrollments", sa.Column("treatment_group", sa.String(16), nullable=True))
+    # What the cohorts job reads since it last looked.
+    op.create_index("ix_relation_events_recorded", "relation_events", ["recorded_at"])
+    op.create_index("ix_orders_updated", "orders", ["updated_at"])
+    op.create_table(
+        "cohort_members",
+        sa.Column("external_userid", sa.String(length=64), nullable=False),
+        sa.Column("added_at", WHEN, nullable=False),
+        sa.Column("add_day", sa.Date(), nullable=False),
+        sa.Column("store_id", sa.Integer(), nullable=False),
+        sa.Column("guide_userid", sa.String(length=64), nullable=False),
+        sa.Column("channel", sa.String(length=64), nullable=False),
+        sa.Column("campaign", sa.String(length=64), nullable=False),
+        sa.Column("playbook", sa.String(length=64), nullable=False),
+        *(sa.Column(name, sa.Boolean(), nullable=True) for name in RETENTION),
+        sa.Column("first_order_at", WHEN, nullable=True),
+        *(sa.Column(name, sa.Boolean(), nullable=True) for name in REPURCHASE),
+        sa.Column("orders", sa.Integer(), nullable=False),
+        sa.Column("gmv_fen", sa.BigInteger(), nullable=False),
+        sa.Column("next_due_at", WHEN, nullable=True),
+        sa.Column("refreshed_at", WHEN, nullable=False),
+        sa.PrimaryKeyConstraint("external_userid", name=op.f("pk_cohort_members")),
+    )
+    op.create_index("ix_cohort_members_day", "cohort_members", ["add_day"])
+    op.create_index("ix_cohort_members_due", "cohort_members", ["next_due_at"])
+    op.create_table(
+        "cohort_daily",
+        sa.Column("dim", sa.String(length=16), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in COUNTERS),
+        sa.Column("gmv_fen", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("dim", "key", "day", name=op.f("pk_cohort_daily")),
+    )
+    op.create_index("ix_cohort_daily_dim_day", "cohort_daily", ["dim", "day"])
 
 
 def downgrade() -> None:
     """Downgrade schema."""
+    op.drop_table("cohort_daily")
+    op.drop_table("cohort_members")
+    op.drop_index("ix_orders_updated", table_name="orders")
+    op.drop_index("ix_relation_events_recorded", table_name="relation_events")
     op.execute("ALTER TABLE sop_enrollments DROP COLUMN treatment_group")
