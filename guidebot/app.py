@@ -34,6 +34,7 @@ from guidebot.web import callback, cohort_pages, health, links, pages, passive_r
 from guidebot.web.api import cohorts as cohorts_api
 from guidebot.web.api import contacts as contacts_api
 from guidebot.web.api import content as content_api
+from guidebot.web.api import lifecycle as lifecycle_api
 from guidebot.web.api import metrics as metrics_api
 from guidebot.web.api import relations as relations_api
 from guidebot.web.api import sop as sop_api
@@ -106,6 +107,7 @@ def api_groups() -> list:
         content_api.api,
         metrics_api.api,
         cohorts_api.api,
+        lifecycle_api.api,
     ]
 
 

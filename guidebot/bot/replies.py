@@ -26,6 +26,7 @@ from guidebot.config import Settings
 from guidebot.contacts import queries
 from guidebot.contacts.behavior import guide_figures
 from guidebot.contacts.directory import store_zone
+from guidebot.contacts.lifecycle import stage_word
 from guidebot.contacts.models import (
     Customer,
     Department,
@@ -108,7 +109,7 @@ TEXT = {
             "transferred": "已转接",
         },
         "card": (
-            "{name}{remark}\n状态：{status}\n门店：{store}\n添加于：{since}\n"
+            "{name}{remark}\n状态：{status}｜阶段：{stage}\n门店：{store}\n添加于：{since}\n"
             "标签：{tags}\n待办任务：{tasks}\n最近打开：{opened}\n侧边栏：{link}"
         ),
         "remark": "（备注：{remark}）",
@@ -152,7 +153,7 @@ TEXT = {
             "transferred": "transferred",
         },
         "card": (
-            "{name}{remark}\nStatus: {status}\nStore: {store}\nAdded: {since}\n"
+            "{name}{remark}\nStatus: {status} | Stage: {stage}\nStore: {store}\nAdded: {since}\n"
             "Tags: {tags}\nOpen tasks: {tasks}\nLast opened: {opened}\nSidebar: {link}"
         ),
         "remark": " (remark: {remark})",
@@ -352,6 +353,7 @@ async def _card(
         name=customer.name or customer.external_userid,
         remark=words["remark"].format(remark=relation.remark) if relation.remark else "",
         status=words["status"].get(relation.status, relation.status),
+        stage=await stage_word(session, customer.external_userid, words is TEXT["en"]),
         store=relation_store.name if relation_store else words["no_store"],
         since=since,
         tags=", ".join(t for t in tags if t) or words["none"],

@@ -48,6 +48,7 @@ OUTSIDE: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("GET", "/stores/{store}/metrics"): ("/stores/12/metrics", {}),
     ("GET", "/metrics"): ("/metrics", {}),
     ("GET", "/cohorts"): ("/cohorts", {"by": "store"}),
+    ("GET", "/stages"): ("/stages", {"by": "store"}),
     ("GET", "/leaderboard"): ("/leaderboard", {"store": "12"}),
     ("GET", "/guides/{userid}/wecom-comparison"): ("/guides/g2/wecom-comparison", {}),
     ("POST", "/orders"): ("/orders", {}),

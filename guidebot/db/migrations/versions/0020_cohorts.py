@@ -68,10 +68,63 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("dim", "key", "day", name=op.f("pk_cohort_daily")),
     )
     op.create_index("ix_cohort_daily_dim_day", "cohort_daily", ["dim", "day"])
+    _lifecycle()
+
+
+def _lifecycle() -> None:
+    op.create_table(
+        "customer_stages",
+        sa.Column("external_userid", sa.String(length=64), nullable=False),
+        sa.Column("stage", sa.String(length=16), nullable=False),
+        sa.Column("since", WHEN, nullable=False),
+        sa.Column("guide_userid", sa.String(length=64), nullable=False),
+        sa.Column("store_id", sa.Integer(), nullable=True),
+        sa.Column("engaged", sa.Boolean(), nullable=False),
+        sa.Column("orders", sa.Integer(), nullable=False),
+        sa.Column("last_active_at", WHEN, nullable=False),
+        sa.Column("updated_at", WHEN, nullable=False),
+        sa.PrimaryKeyConstraint("external_userid", name=op.f("pk_customer_stages")),
+    )
+    op.create_index("ix_customer_stages_guide", "customer_stages", ["guide_userid", "stage"])
+    op.create_index("ix_customer_stages_store", "customer_stages", ["store_id", "stage"])
+    op.create_index("ix_customer_stages_active", "customer_stages", ["stage", "last_active_at"])
+    op.create_table(
+        "customer_stage_orders",
+        sa.Column("order_id", sa.String(length=128), nullable=False),
+        sa.Column("external_userid", sa.String(length=64), nullable=False),
+        sa.Column("paid_at", WHEN, nullable=False),
+        sa.PrimaryKeyConstraint("order_id", name=op.f("pk_customer_stage_orders")),
+    )
+    op.create_index(
+        "ix_customer_stage_orders_customer", "customer_stage_orders", ["external_userid"]
+    )
+    op.create_table(
+        "customer_stage_log",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("external_userid", sa.String(length=64), nullable=False),
+        sa.Column("guide_userid", sa.String(length=64), nullable=False),
+        sa.Column("store_id", sa.Integer(), nullable=True),
+        sa.Column("from_stage", sa.String(length=16), nullable=True),
+        sa.Column("to_stage", sa.String(length=16), nullable=False),
+        sa.Column("at", WHEN, nullable=False),
+        sa.Column("reason", sa.String(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_stage_log")),
+    )
+    op.create_index(
+        "ix_customer_stage_log_customer", "customer_stage_log", ["external_userid", "at"]
+    )
+    op.create_index("ix_customer_stage_log_at", "customer_stage_log", ["at"])
 
 
 def downgrade() -> None:
     """Downgrade schema."""
+    for table in ("customer_stage_log", "customer_stage_orders", "customer_stages"):
+        op.drop_table(table)
     op.drop_table("cohort_daily")
     op.drop_table("cohort_members")
     op.drop_index("ix_orders_updated", table_name="orders")
