@@ -1,4 +1,4 @@
-"""Cohort tables from the rollup (cohort_daily): the API's, the admin heat map's and
+"""Cohort tables from the rollup (cohort_periods): the API's, the admin heat map's and
 `guidebot report cohorts`'s. What each figure means is guidebot.metrics.cohorts'.
 
 A table is one row per (period, split value): the week (Monday) or month of the add, the
@@ -15,7 +15,6 @@ import io
 import json
 import os
 import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -27,9 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guidebot.config import ConfigError, database_url_from_env
 from guidebot.contacts.models import Department, Guide
 from guidebot.db.migrate import open_database, prepare_database
-from guidebot.metrics.cohorts import DIMS, REPURCHASE_DAYS, RETENTION_DAYS, refresh_cohorts
+from guidebot.metrics.cohorts import (
+    DIMS,
+    REPURCHASE_DAYS,
+    RETENTION_DAYS,
+    period_start,
+    refresh_cohorts,
+)
 from guidebot.metrics.kpis import yuan
-from guidebot.metrics.models import COHORT_COUNTERS, NO_STORE, CohortDaily
+from guidebot.metrics.models import COHORT_COUNTERS, NO_STORE, CohortPeriod
 
 METRICS = ("retention", "repurchase", "gmv")
 PERIODS = ("week", "month")
@@ -55,10 +60,6 @@ SPLIT_LABELS = {
 }
 NONE_LABEL = "（无）/ none"
 DEFAULT_WEEKS = 12
-
-
-def period_start(day: date, period: str) -> date:
-    return day - timedelta(days=day.weekday()) if period == "week" else day.replace(day=1)
 
 
 @dataclass
@@ -88,23 +89,24 @@ class CohortRow:
 async def cohort_rows(
     session: AsyncSession, period: str, by: str, start: date, end: date
 ) -> list[CohortRow]:
-    """The rollup's rows for adds from `start` to `end` (local days), summed per period."""
+    """The rollup's rows of the weeks or months holding the add days `start` to `end`."""
+    table = CohortPeriod.__table__
+    counters = [table.c[c] for c in COHORT_COUNTERS]
     rows = await session.execute(
-        select(CohortDaily).where(
-            CohortDaily.dim == by, CohortDaily.day >= start, CohortDaily.day <= end
+        select(table.c.start, table.c.key, *counters).where(
+            table.c.period == period,
+            table.c.dim == by,
+            table.c.start >= period_start(start, period),
+            table.c.start <= end,
         )
     )
-    found: dict[tuple[date, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for (row,) in rows:
-        sums = found[(period_start(row.day, period), row.key)]
-        for counter in COHORT_COUNTERS:
-            sums[counter] += getattr(row, counter)
-    labels = await _labels(session, by, {key for _, key in found})
+    found = [
+        (first, key, dict(zip(COHORT_COUNTERS, sums, strict=True))) for first, key, *sums in rows
+    ]
+    labels = await _labels(session, by, {key for _, key, _ in found})
     return [
-        CohortRow(start_, key, labels.get(key, key) or NONE_LABEL, dict(sums))
-        for (start_, key), sums in sorted(
-            found.items(), key=lambda kv: (kv[0][0], labels.get(kv[0][1], kv[0][1]))
-        )
+        CohortRow(first, key, labels.get(key, key) or NONE_LABEL, sums)
+        for first, key, sums in sorted(found, key=lambda f: (f[0], labels.get(f[1], f[1])))
     ]
 
 

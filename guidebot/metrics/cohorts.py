@@ -24,8 +24,8 @@ The README's "Cohorts" section repeats these definitions.
 Incremental: the `cohorts-refresh` job reads what was recorded since it last looked
 (relation_events by recorded_at, orders by updated_at, a few minutes of overlap) and members
 whose next checkpoint came due, recomputes those customers from their own log rows (a pure
-function of the logs and the instant), and rebuilds the rollup rows (cohort_daily) of the
-add days they touch. A request reads only cohort_daily.
+function of the logs and the instant), and rebuilds the rollup rows (cohort_periods) of the
+weeks and months whose members they are. A request reads only cohort_periods.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from guidebot.db.engine import upsert_insert
 from guidebot.db.parking import describe_error, park
 from guidebot.metrics.models import (
     COHORT_COUNTERS,
-    CohortDaily,
     CohortMember,
+    CohortPeriod,
     MetricsState,
     Order,
     OrderStatus,
@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 RETENTION_DAYS = (1, 7, 30, 90)
 REPURCHASE_DAYS = (90, 180, 365)
 DIMS = ("all", "store", "guide", "channel", "campaign", "playbook")
+PERIODS = ("week", "month")
 NEW_KINDS = (EventKind.ADDED, EventKind.REACTIVATED)
 LIVE_KINDS = (EventKind.ADDED, EventKind.REACTIVATED, EventKind.TRANSFERRED_IN)
 END_KINDS = (EventKind.LOST, EventKind.REMOVED, EventKind.TRANSFERRED_OUT)
@@ -151,7 +152,7 @@ async def refresh_cohorts(
         ordered = sorted(customers)
         for start in range(0, len(ordered), CHUNK):
             days |= await refresh_members(session, ordered[start : start + CHUNK], placer, now)
-        await rebuild_days(session, days)
+        await rebuild_periods(session, days)
         if state is None:
             session.add(MetricsState(name=SEEN_UNTIL, at=now, updated_at=now))
         else:
@@ -311,24 +312,40 @@ def _dim_column(dim: str) -> Any:
     }[dim]
 
 
-async def rebuild_days(session: AsyncSession, days: Iterable[date]) -> None:
-    """Replace the rollup rows of these add days with the sums of their members."""
-    wanted = sorted(days)
-    for start in range(0, len(wanted), CHUNK):
-        chunk = wanted[start : start + CHUNK]
-        await session.execute(delete(CohortDaily).where(CohortDaily.day.in_(chunk)))
+def period_start(day: date, period: str) -> date:
+    """The first local day of the week (Monday) or month holding `day`."""
+    return day - timedelta(days=day.weekday()) if period == "week" else day.replace(day=1)
+
+
+def period_end(start: date, period: str) -> date:
+    """The first day after the period beginning on `start`."""
+    if period == "week":
+        return start + timedelta(days=7)
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+async def rebuild_periods(session: AsyncSession, days: Iterable[date]) -> None:
+    """Replace the rollup rows of the weeks and months holding these add days with the sums
+    of their members."""
+    periods = sorted({(p, period_start(day, p)) for day in days for p in PERIODS})
+    for period, start in periods:
+        await session.execute(
+            delete(CohortPeriod).where(CohortPeriod.period == period, CohortPeriod.start == start)
+        )
+        in_period = (
+            CohortMember.add_day >= start,
+            CohortMember.add_day < period_end(start, period),
+        )
         rows: list[dict[str, Any]] = []
         for dim in DIMS:
             column = _dim_column(dim)
-            keys = [CohortMember.add_day] + ([column] if column is not None else [])
-            query = (
-                select(*keys, *_counted_columns())
-                .where(CohortMember.add_day.in_(chunk))
-                .group_by(*keys)
-            )
+            keys = [column] if column is not None else []
+            query = select(*keys, *_counted_columns()).where(*in_period).group_by(*keys)
             for row in (await session.execute(query)).mappings():
+                if not row["members"]:
+                    continue  # no member at all: an empty total
                 key = "*" if column is None else str(row[column.key])
                 counts = {c: int(row[c] or 0) for c in COHORT_COUNTERS}
-                rows.append({"dim": dim, "key": key, "day": row["add_day"], **counts})
+                rows.append({"period": period, "dim": dim, "key": key, "start": start, **counts})
         if rows:
-            await session.execute(CohortDaily.__table__.insert(), rows)
+            await session.execute(CohortPeriod.__table__.insert(), rows)

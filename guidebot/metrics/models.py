@@ -290,7 +290,7 @@ class CohortMember(Base):
     )
 
 
-# cohort_daily's counters, in table order (guidebot.metrics.cohorts says what each counts).
+# cohort_periods' counters, in table order (guidebot.metrics.cohorts says what each counts).
 COHORT_COUNTERS = (
     "members",
     "d1_due",
@@ -313,16 +313,18 @@ COHORT_COUNTERS = (
 )
 
 
-class CohortDaily(Base):
-    """The cohort rollup: per split (`dim`: all, store, guide, channel, campaign, playbook),
-    its value (`key`) and the local day of the add, the sums of cohort_members. Rebuilt whole
-    per day when a member of that day changes; weeks and months are sums of days."""
+class CohortPeriod(Base):
+    """The cohort rollup: per period of the add (`period` week or month, from its first local
+    day `start`), split (`dim`: all, store, guide, channel, campaign, playbook) and its value
+    (`key`), the sums of cohort_members. A period's rows are rebuilt whole when one of its
+    members changes."""
 
-    __tablename__ = "cohort_daily"
+    __tablename__ = "cohort_periods"
 
+    period: Mapped[str] = mapped_column(String(8), primary_key=True)
     dim: Mapped[str] = mapped_column(String(16), primary_key=True)
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    start: Mapped[date] = mapped_column(Date, primary_key=True)
     members: Mapped[int] = mapped_column(Integer, default=0)
     d1_due: Mapped[int] = mapped_column(Integer, default=0)
     d1_kept: Mapped[int] = mapped_column(Integer, default=0)
@@ -342,4 +344,4 @@ class CohortDaily(Base):
     orders: Mapped[int] = mapped_column(Integer, default=0)
     gmv_fen: Mapped[int] = mapped_column(BigInteger, default=0)
 
-    __table_args__ = (Index("ix_cohort_daily_dim_day", "dim", "day"),)
+    __table_args__ = (Index("ix_cohort_periods_read", "period", "dim", "start"),)

@@ -59,15 +59,16 @@ def upgrade() -> None:
     op.create_index("ix_cohort_members_day", "cohort_members", ["add_day"])
     op.create_index("ix_cohort_members_due", "cohort_members", ["next_due_at"])
     op.create_table(
-        "cohort_daily",
+        "cohort_periods",
+        sa.Column("period", sa.String(length=8), nullable=False),
         sa.Column("dim", sa.String(length=16), nullable=False),
         sa.Column("key", sa.String(length=64), nullable=False),
-        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("start", sa.Date(), nullable=False),
         *(sa.Column(name, sa.Integer(), nullable=False) for name in COUNTERS),
         sa.Column("gmv_fen", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("dim", "key", "day", name=op.f("pk_cohort_daily")),
+        sa.PrimaryKeyConstraint("period", "dim", "key", "start", name=op.f("pk_cohort_periods")),
     )
-    op.create_index("ix_cohort_daily_dim_day", "cohort_daily", ["dim", "day"])
+    op.create_index("ix_cohort_periods_read", "cohort_periods", ["period", "dim", "start"])
     _lifecycle()
 
 
@@ -125,7 +126,7 @@ def downgrade() -> None:
     """Downgrade schema."""
     for table in ("customer_stage_log", "customer_stage_orders", "customer_stages"):
         op.drop_table(table)
-    op.drop_table("cohort_daily")
+    op.drop_table("cohort_periods")
     op.drop_table("cohort_members")
     op.drop_index("ix_orders_updated", table_name="orders")
     op.drop_index("ix_relation_events_recorded", table_name="relation_events")
