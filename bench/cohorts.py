@@ -12,8 +12,9 @@ rollup with the job's own code (guidebot.metrics.cohorts.refresh_cohorts), then 
   the rollup (cohort_periods), as the API reads them;
 * the same tables computed from the raw logs (relation_events, orders) with the same
   definitions, checked equal to the rollup's;
-* the holdout lift of the playbook (guidebot.sop.holdout.lift_by_playbook, one grouped count
-  over sop_enrollments), and the same from the raw enrollment rows.
+* the holdout lift of the playbook from its rollup (guidebot.sop.holdout.lift_by_playbook over
+  sop_goal_counts, rebuilt from the loaded enrollments), and the same from the raw enrollment
+  rows.
 
 It prints each timing and, last, `ratio=` the raw-log time over the rollup time for the cohort
 tables.
@@ -41,7 +42,14 @@ from guidebot.metrics.cohort_report import cohort_rows
 from guidebot.metrics.cohorts import Event, first_add, member_figures, period_start, refresh_cohorts
 from guidebot.metrics.models import Order
 from guidebot.metrics.placer import Placer
-from guidebot.sop.holdout import HOLDOUT, Arm, assign, lift, lift_by_playbook
+from guidebot.sop.holdout import (
+    HOLDOUT,
+    Arm,
+    assign,
+    lift,
+    lift_by_playbook,
+    rebuild_goal_counts,
+)
 from guidebot.sop.models import SopEnrollment
 
 TZ = "Asia/Shanghai"
@@ -246,7 +254,7 @@ async def raw_lift(sessions):
         )
         counts = {"treated": [0, 0], "holdout": [0, 0]}
         for group, met, deadline in rows:
-            if group is None or (met is None and deadline >= NOW):
+            if group is None or (met is None and deadline.astimezone(UTC).date() >= NOW.date()):
                 continue
             counts[group][0] += 1
             counts[group][1] += met is not None
@@ -275,6 +283,8 @@ async def run(url: str, customers: int, guides: int) -> None:
         await put(sessions, RelationEvent, events)
         await put(sessions, Order, orders)
         await put(sessions, SopEnrollment, enrollments)
+        async with sessions() as session, session.begin():
+            await rebuild_goal_counts(session)  # what enrolling and crediting goals write
         print(
             f"loaded {customers:,} customers ({len(events):,} relation events, "
             f"{len(orders):,} orders, {len(enrollments):,} enrollments) in "
@@ -300,7 +310,7 @@ async def run(url: str, customers: int, guides: int) -> None:
         assert lifted[PLAYBOOK] == from_raw
         print(
             f"holdout lift ({from_raw.treated.customers + from_raw.held_out.customers:,} "
-            f"settled enrollments): grouped count {lift_s * 1000:.1f} ms, raw rows "
+            f"settled enrollments): rollup {lift_s * 1000:.1f} ms, raw rows "
             f"{raw_lift_s * 1000:.1f} ms; lift {from_raw.difference:+.4f} "
             f"[{from_raw.low:+.4f}, {from_raw.high:+.4f}]"
         )

@@ -101,7 +101,8 @@ async def cohort_rows(
         )
     )
     found = [
-        (first, key, dict(zip(COHORT_COUNTERS, sums, strict=True))) for first, key, *sums in rows
+        (first, key, dict(zip(COHORT_COUNTERS, sums, strict=True)))
+        for first, key, *sums in rows.all()  # one fetch, not a row at a time
     ]
     labels = await _labels(session, by, {key for _, key, _ in found})
     return [

@@ -24,7 +24,7 @@ from guidebot.events import CustomerReplied, publish
 from guidebot.sop.actions import action_for
 from guidebot.sop.audience import Subject
 from guidebot.sop.dates import same_year
-from guidebot.sop.holdout import HOLDOUT, assign
+from guidebot.sop.holdout import HOLDOUT, assign, count_goal
 from guidebot.sop.models import CompletedBy, EnrollmentStatus, SopEnrollment, SopTask, TaskStatus
 from guidebot.sop.planner import plan
 from guidebot.sop.playbook import Playbook
@@ -138,6 +138,8 @@ async def enroll(
     rows = _task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code)
     if group == HOLDOUT:  # held out: nothing reaches the customer, no task reaches the guide
         rows = [r for r in rows if not reaches_anyone(r["action"])]
+    if group is not None and playbook.goal is not None:
+        await count_goal(session, playbook.id, group, at + playbook.goal.within, enrolled=1)
     welcome_id = await _insert_tasks(session, enrollment_id, rows, now)
     log.info(
         "enrolled %s/%s in %s v%d (cycle %s, %d tasks, zone %s%s)",
@@ -477,11 +479,18 @@ async def record_goal(
             SopEnrollment.goal_deadline >= at,
         )
         .values(goal_met_at=at)
+        .returning(
+            SopEnrollment.playbook_id, SopEnrollment.treatment_group, SopEnrollment.goal_deadline
+        )
         .execution_options(synchronize_session=False)
     )
     if guide_userid is not None:
         query = query.where(SopEnrollment.guide_userid == guide_userid)
-    return (await session.execute(query)).rowcount
+    credited = (await session.execute(query)).all()
+    for playbook_id, group, deadline in credited:
+        if group is not None:  # the holdout lift's rollup
+            await count_goal(session, playbook_id, group, deadline, met=1)
+    return len(credited)
 
 
 async def record_reply(

@@ -15,11 +15,13 @@ share changes: raising it moves treated customers into the holdout, never the ot
 it is the same on every machine (never Python's salted hash()).
 
 Lift compares the goal's conversion of the two groups over enrollments whose goal is settled
-(met, or its window over): the difference of the rates, the relative lift, and a 95% interval
-for the difference by Newcombe's hybrid score method (Wilson intervals of each rate combined;
-"method 10" of Newcombe 1998), which keeps inside [-1, 1] and behaves at rates near 0 or 1
-where the plain normal (Wald) interval does not. Under MIN_PER_GROUP settled enrollments in
-either group the figures are refused as 样本太少 / too few.
+(met, or its window over by the start of the UTC day), read from a rollup kept with each
+enrollment and each goal credited (sop_goal_counts, per playbook, group and deadline day):
+the difference of the rates, the relative lift, and a 95% interval for the difference by
+Newcombe's hybrid score method (Wilson intervals of each rate combined; "method 10" of
+Newcombe 1998), which keeps inside [-1, 1] and behaves at rates near 0 or 1 where the plain
+normal (Wald) interval does not. Under MIN_PER_GROUP settled enrollments in either group the
+figures are refused as 样本太少 / too few.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.sop.models import SopEnrollment
+from guidebot.db.engine import upsert_insert
+from guidebot.sop.models import SopEnrollment, SopGoalCount
 
 TREATED = "treated"
 HOLDOUT = "holdout"
@@ -171,29 +174,70 @@ def lift(treated: Arm, held_out: Arm, minimum: int = MIN_PER_GROUP) -> Lift:
     )
 
 
+async def count_goal(
+    session: AsyncSession,
+    playbook_id: str,
+    group: str,
+    deadline: datetime,
+    *,
+    enrolled: int = 0,
+    met: int = 0,
+) -> None:
+    """Add to the lift's rollup (sop_goal_counts), in the caller's transaction."""
+    table = SopGoalCount.__table__
+    insert = upsert_insert(session.bind.dialect.name)(table)
+    await session.execute(
+        insert.values(
+            playbook_id=playbook_id,
+            treatment_group=group,
+            deadline_day=deadline.astimezone(UTC).date(),
+            enrolled=enrolled,
+            met=met,
+        ).on_conflict_do_update(
+            index_elements=["playbook_id", "treatment_group", "deadline_day"],
+            set_={
+                "enrolled": table.c.enrolled + insert.excluded.enrolled,
+                "met": table.c.met + insert.excluded.met,
+            },
+        )
+    )
+
+
 async def lift_by_playbook(session: AsyncSession, now: datetime) -> dict[str, Lift]:
-    """Per playbook that held anyone out: its goal's lift over enrollments settled by `now`
-    (enrollments from before it had a holdout carry no group and are left out)."""
-    met = SopEnrollment.goal_met_at.is_not(None)
-    settled = or_(met, SopEnrollment.goal_deadline < now)
+    """Per playbook that held anyone out: its goal's lift over the enrollments settled by the
+    start of `now`'s UTC day (goal met, or deadline on an earlier UTC day), from the rollup.
+    Enrollments from before the playbook had a holdout carry no group and are left out."""
+    today = now.astimezone(UTC).date()
+    c = SopGoalCount
+    settled = func.sum(case((c.deadline_day < today, c.enrolled), else_=c.met))
+    rows = await session.execute(
+        select(c.playbook_id, c.treatment_group, settled, func.sum(c.met)).group_by(
+            c.playbook_id, c.treatment_group
+        )
+    )
+    arms: dict[str, dict[str, Arm]] = {}
+    for playbook_id, group, n, converted in rows.all():
+        arms.setdefault(playbook_id, {})[group] = Arm(int(n or 0), int(converted or 0))
+    return {pid: lift_of(groups) for pid, groups in arms.items()}
+
+
+async def rebuild_goal_counts(session: AsyncSession) -> None:
+    """The lift's rollup again from sop_enrollments (a repair, and what tests compare)."""
+    await session.execute(delete(SopGoalCount))
     rows = await session.execute(
         select(
             SopEnrollment.playbook_id,
             SopEnrollment.treatment_group,
-            func.count(),
-            func.count(case((met, 1))),
+            SopEnrollment.goal_deadline,
+            SopEnrollment.goal_met_at,
+        ).where(
+            SopEnrollment.treatment_group.is_not(None), SopEnrollment.goal_deadline.is_not(None)
         )
-        .where(
-            SopEnrollment.treatment_group.is_not(None),
-            SopEnrollment.goal_event.is_not(None),
-            settled,
-        )
-        .group_by(SopEnrollment.playbook_id, SopEnrollment.treatment_group)
     )
-    arms: dict[str, dict[str, Arm]] = {}
-    for playbook_id, group, n, converted in rows.all():
-        arms.setdefault(playbook_id, {})[group] = Arm(n, converted)
-    return {pid: lift_of(groups) for pid, groups in arms.items()}
+    for playbook_id, group, deadline, met in rows.all():
+        await count_goal(
+            session, playbook_id, group, deadline, enrolled=1, met=int(met is not None)
+        )
 
 
 def lift_of(groups: Mapping[str, Arm]) -> Lift:

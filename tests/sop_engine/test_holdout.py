@@ -20,6 +20,7 @@ from guidebot.sop.holdout import (
     draw,
     lift,
     parse_share,
+    rebuild_goal_counts,
 )
 from guidebot.sop.models import SopEnrollment
 from tests.harness import REPO
@@ -163,6 +164,17 @@ async def test_held_out_customer_gets_no_welcome_no_message_no_guide_task(h) -> 
     ]
     assert sent_to == [["wmc2"]]
 
+    # The held-out customer buys: the goal is credited, and the lift's rollup counts it.
+    paid = {"order_id": "H-1", "external_userid": "wmc1", "amount": "99.00"}
+    status, _ = await h.api("POST", "/orders", json={**paid, "paid_at": h.clock.now().isoformat()})
+    assert status == 201
+    [held] = await h.enrollments(external_userid="wmc1")
+    assert held.goal_met_at is not None
+    status, body = await h.api("GET", "/playbooks")
+    [listed] = [p for p in body["playbooks"] if p["id"] == "hold_c"]
+    assert listed["holdout"]["held_out"] == {"customers": 1, "converted": 1, "rate": 1.0}
+    assert listed["holdout"]["treated"]["customers"] == 0  # wmc2's window is still open
+
     # An edit of the playbook keeps everyone in their group.
     h.write_playbook(HELD.format(version=2))
     h.reload()
@@ -190,6 +202,8 @@ async def test_playbooks_api_shows_the_lift_or_refuses_too_few(h) -> None:
             group = TREATED if i < 40 else HOLDOUT
             met = now - timedelta(days=20) if (i < 20 or 40 <= i < 50) else None
             session.add(_enrollment(f"wmx{i}", group, now - timedelta(days=30), met))
+        await session.flush()
+        await rebuild_goal_counts(session)  # written by hand: the lift's rollup from them
     status, body = await h.api("GET", "/playbooks")
     [listed] = [p for p in body["playbooks"] if p["id"] == "hold_c"]
     holdout = listed["holdout"]
@@ -214,6 +228,7 @@ async def test_playbooks_api_shows_the_lift_or_refuses_too_few(h) -> None:
             .where(SopEnrollment.external_userid == "wmx0")
             .values(treatment_group=None)
         )
+        await rebuild_goal_counts(session)
     status, body = await h.api("GET", "/playbooks")
     [listed] = [p for p in body["playbooks"] if p["id"] == "hold_c"]
     assert listed["holdout"]["treated"]["customers"] == 39

@@ -34,6 +34,17 @@ def upgrade() -> None:
     """Upgrade schema."""
     # Plain ADD COLUMN on both engines (a batch copy on SQLite would drop the table's triggers).
     op.add_column("sop_enrollments", sa.Column("treatment_group", sa.String(16), nullable=True))
+    op.create_table(
+        "sop_goal_counts",
+        sa.Column("playbook_id", sa.String(length=64), nullable=False),
+        sa.Column("treatment_group", sa.String(length=16), nullable=False),
+        sa.Column("deadline_day", sa.Date(), nullable=False),
+        sa.Column("enrolled", sa.Integer(), nullable=False),
+        sa.Column("met", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "playbook_id", "treatment_group", "deadline_day", name=op.f("pk_sop_goal_counts")
+        ),
+    )
     # What the cohorts job reads since it last looked.
     op.create_index("ix_relation_events_recorded", "relation_events", ["recorded_at"])
     op.create_index("ix_orders_updated", "orders", ["updated_at"])
@@ -127,6 +138,7 @@ def downgrade() -> None:
     for table in ("customer_stage_log", "customer_stage_orders", "customer_stages"):
         op.drop_table(table)
     op.drop_table("cohort_periods")
+    op.drop_table("sop_goal_counts")
     op.drop_table("cohort_members")
     op.drop_index("ix_orders_updated", table_name="orders")
     op.drop_index("ix_relation_events_recorded", table_name="relation_events")
