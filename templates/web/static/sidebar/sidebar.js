@@ -126,6 +126,7 @@
     row("门店", el("dd", { text: r.store ? r.store.name : "-" }));
     row("添加于", el("dd", { text: r.since_day || "-" }));  // on the relation's store's calendar
     row("状态", el("dd", { text: (STATUS[r.status] || r.status) + (r.remark ? " · 备注 " + r.remark : "") }));
+    row("阶段", el("dd", { "data-testid": "stage", text: data.stage ? data.stage.name : "-" }));  // 新客, 互动中, 首购 ...
     var chips = el("dd", { "class": "chips", text: r.tags.length ? "" : "-" });
     r.tags.forEach(function (t) { chips.appendChild(el("span", { "class": "chip", text: t })); });
     row("标签", chips);
