@@ -5,8 +5,8 @@ commits; the scheduler (JOBS, below) or the CLI calls them: directory sync night
 reconciliation nightly after it, transfer results every 10 minutes (WeCom completes an
 accepted transfer ~24 h after the request), missing profiles every profiles.EVERY_SECONDS
 (adds recorded without one), WeCom's contact statistics of each guide daily at 06:30
-(guidebot.contacts.behavior), customers gone quiet marked dormant daily at 04:15
-(guidebot.contacts.lifecycle).
+(guidebot.contacts.behavior), customers gone quiet marked dormant and the day's counts per
+lifecycle stage snapshot hourly (guidebot.contacts.lifecycle).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from guidebot.config import Settings
 from guidebot.contacts import profiles
 from guidebot.contacts.behavior import BehaviorReport, sync_behavior
 from guidebot.contacts.directory import DirectoryReport, sync_directory
-from guidebot.contacts.lifecycle import mark_dormant
+from guidebot.contacts.lifecycle import mark_dormant, snapshot_stages
 from guidebot.contacts.reconcile import ReconcileReport, reconcile
 from guidebot.contacts.transfers import PollReport, poll_transfer_results
 from guidebot.contacts.ways import create_contact_way
@@ -105,8 +105,13 @@ async def add_contact_way(
 
 
 # The periodic jobs, in GUIDEBOT_TIMEZONE; the runtime hands each the resources it names.
-async def lifecycle_dormancy(sessions: Sessions, clock: Clock, settings: Settings) -> int:
-    return await mark_dormant(sessions, clock.now(), settings.dormant_days)
+async def lifecycle_stages(sessions: Sessions, clock: Clock, settings: Settings) -> int:
+    """Customers gone quiet become dormant; today's counts per stage are snapshot."""
+    now = clock.now()
+    moved = await mark_dormant(sessions, now, settings.dormant_days)
+    async with sessions() as session, session.begin():
+        await snapshot_stages(session, now.astimezone(settings.tz).date())
+    return moved
 
 
 JOBS = [
@@ -117,6 +122,6 @@ JOBS = [
     PeriodicJob("refetch-profiles", refetch_profiles, every_seconds=PROFILES_EVERY_SECONDS),
     # WeCom's figures of a day are complete the next morning (China time).
     PeriodicJob("behavior-sync", behavior_sync, cron=BEHAVIOR_CRON),
-    # No open, reply or order for GUIDEBOT_DORMANT_DAYS: dormant (lifecycle stages).
-    PeriodicJob("lifecycle-dormancy", lifecycle_dormancy, cron="15 4 * * *"),
+    # No open, reply or order for GUIDEBOT_DORMANT_DAYS: dormant; the day's counts per stage.
+    PeriodicJob("lifecycle-stages", lifecycle_stages, cron="15 * * * *"),
 ]

@@ -9,8 +9,8 @@ A customer's stage (customer_stages), decided by the facts the domains announce
 * 首购 first_purchase — one counted order; 复购 repeat_buyer — two or more. A counted order is
   one guidebot was told of (OrderPaid), whenever paid, and not refunded (OrderRefunded takes
   it back: a refund of the only order returns the customer to engaged or new);
-* 沉睡 dormant — no open, reply or order (nor add) for GUIDEBOT_DORMANT_DAYS days (the daily
-  `lifecycle-dormancy` job); the next open, reply or order wakes them to the stage above;
+* 沉睡 dormant — no open, reply or order (nor add) for GUIDEBOT_DORMANT_DAYS days (the hourly
+  `lifecycle-stages` job); the next open, reply or order wakes them to the stage above;
 * 流失 lost — no relation left with any guide: the last one ended lost or removed
   (RelationEnded). A transfer is no loss: the customer follows the takeover guide. A new add
   brings a lost customer back to the stage their orders and engagement say.
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from guidebot.contacts.models import (
     CustomerStage,
     CustomerStageChange,
+    CustomerStageDaily,
     CustomerStageOrder,
     Relation,
     RelationStatus,
@@ -291,6 +292,32 @@ async def mark_dormant(sessions: async_sessionmaker[AsyncSession], now: datetime
         moved += len(rows)
         if len(rows) < DORMANCY_BATCH:
             return moved
+
+
+async def snapshot_stages(session: AsyncSession, day: date) -> int:
+    """Rewrite the day's counts per stage per store and per guide (customer_stage_daily)."""
+    await session.execute(delete(CustomerStageDaily).where(CustomerStageDaily.day == day))
+    rows = []
+    for dim in ("store", "guide"):
+        for key, stage, n in await stage_counts(session, dim):
+            key = "" if key is None else str(key)
+            rows.append({"day": day, "dim": dim, "key": key, "stage": stage, "customers": n})
+    if rows:
+        await session.execute(CustomerStageDaily.__table__.insert(), rows)
+    return len(rows)
+
+
+async def stage_history(
+    session: AsyncSession, by: str, first: date, last: date
+) -> list[tuple[date, str, str, int]]:
+    """(day, store id or guide userid ("" none), stage, customers) from the daily snapshots."""
+    c = CustomerStageDaily
+    rows = await session.execute(
+        select(c.day, c.key, c.stage, c.customers)
+        .where(c.dim == by, c.day >= first, c.day <= last)
+        .order_by(c.day, c.key)
+    )
+    return [tuple(r) for r in rows.all()]
 
 
 async def stage_word(session: AsyncSession, ext: str, english: bool = False) -> str:

@@ -390,3 +390,16 @@ class CustomerStageChange(Base):
         Index("ix_customer_stage_log_customer", "external_userid", "at"),
         Index("ix_customer_stage_log_at", "at"),
     )
+
+
+class CustomerStageDaily(Base):
+    """Customers per stage per store and per guide (`dim`), as of a local day: a snapshot of
+    customer_stages, rewritten by the hourly lifecycle job while the day lasts."""
+
+    __tablename__ = "customer_stage_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    dim: Mapped[str] = mapped_column(String(8), primary_key=True)  # store | guide
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" none
+    stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)

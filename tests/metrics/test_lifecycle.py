@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from guidebot.contacts.jobs import lifecycle_dormancy
+from guidebot.contacts.jobs import lifecycle_stages
 from guidebot.contacts.models import CustomerStage, CustomerStageChange
 from guidebot.events import RelationEnded, RelationTransferred, StageChanged, publish
 from tests.content.test_sidebar_api import login
@@ -76,10 +76,10 @@ async def test_a_customer_moves_through_every_stage_and_each_change_is_logged(h)
 
     # Quiet for GUIDEBOT_DORMANT_DAYS (60): the daily job marks the customer dormant.
     h.set_time(at(10, 12) + timedelta(days=59))
-    await lifecycle_dormancy(h.sessions, h.clock, h.settings)
+    await lifecycle_stages(h.sessions, h.clock, h.settings)
     assert await stage(h, "wmc01") == "first_purchase"
     h.set_time(at(10, 12) + timedelta(days=61))
-    await lifecycle_dormancy(h.sessions, h.clock, h.settings)
+    await lifecycle_stages(h.sessions, h.clock, h.settings)
     assert await stage(h, "wmc01") == "dormant"
     # A reply wakes them to what their orders say.
     status, _ = await h.api("POST", "/replies", json={"external_userid": "wmc01", "guide": "g1"})
@@ -155,7 +155,24 @@ async def test_the_stage_in_the_api_the_counts_and_the_sidebar(h):
     status, body = await h.api("GET", "/stages", params={"by": "guide"})
     assert {row["label"] for row in body["rows"]} == {"王芳", "李娜"}
 
+    # Over time: the hourly job snapshots each local day's counts.
+    await lifecycle_stages(h.sessions, h.clock, h.settings)  # Monday 9 March
+    h.set_time(at(10, 12))
+    await h.order(order("S-2", at(10, 11)), status=201)  # wmc01 buys again on Tuesday
+    await lifecycle_stages(h.sessions, h.clock, h.settings)
+    await lifecycle_stages(h.sessions, h.clock, h.settings)  # rewritten, not added to
+    status, body = await h.api(
+        "GET", "/stages", params={"by": "store", "from": "2026-03-09", "to": "2026-03-10"}
+    )
+    assert status == 200
+    days = {d["day"]: {r["label"]: r["counts"] for r in d["rows"]} for d in body["days"]}
+    assert days["2026-03-09"]["张江店"]["first_purchase"] == 1
+    assert days["2026-03-10"]["张江店"]["first_purchase"] == 0
+    assert days["2026-03-10"]["张江店"]["repeat_buyer"] == 1
+    status, body = await h.api("GET", "/stages", params={"from": "2026-03-10", "to": "2026-03-01"})
+    assert status == 422 and body["error"]["reason"].startswith("from 须不晚于 to")
+
     await login(h, "g1")
     response = await h.client.get("/sidebar/api/customer", params={"external_userid": "wmc01"})
     profile = await response.json()
-    assert profile["stage"]["name"] == "首购"
+    assert profile["stage"]["name"] == "复购"

@@ -131,11 +131,21 @@ def _lifecycle() -> None:
         "ix_customer_stage_log_customer", "customer_stage_log", ["external_userid", "at"]
     )
     op.create_index("ix_customer_stage_log_at", "customer_stage_log", ["at"])
+    op.create_table(
+        "customer_stage_daily",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("dim", sa.String(length=8), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("stage", sa.String(length=16), nullable=False),
+        sa.Column("customers", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("day", "dim", "key", "stage", name=op.f("pk_customer_stage_daily")),
+    )
 
 
 def downgrade() -> None:
     """Downgrade schema."""
-    for table in ("customer_stage_log", "customer_stage_orders", "customer_stages"):
+    stages = ("customer_stage_daily", "customer_stage_log", "customer_stage_orders")
+    for table in (*stages, "customer_stages"):
         op.drop_table(table)
     op.drop_table("cohort_periods")
     op.drop_table("sop_goal_counts")
