@@ -66,11 +66,14 @@ ERRMSG = {
     45008: "too many articles",
     45009: "api freq out of limit",
     48001: "api forbidden",
+    48002: "api forbidden",
     50100: "invalid cursor",
+    60020: "not allow to access from your ip",
     60111: "userid not found",
     60123: "invalid party id",
     81013: "user & party & tag all invalid",
     84061: "not external contact",
+    301002: "not allow operate another agent with this accesstoken.",
 }
 
 
