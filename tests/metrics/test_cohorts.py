@@ -164,6 +164,14 @@ async def test_transfers_store_moves_and_refunds_across_the_pipeline(h):
     assert g1["cells"]["gmv_per_customer"]["value"] == "200.00"  # ¥400 over 2 members
     assert g1["cells"]["orders_per_customer"]["value"] == 1.0
 
+    # By playbook: the one that enrolled them at the add, by its name.
+    status, body = await h.api(
+        "GET", "/cohorts", params={"by": "playbook", "from": "2026-03-09", "to": "2026-03-09"}
+    )
+    [by_playbook] = body["cohorts"]
+    assert (by_playbook["key"], by_playbook["label"]) == ("week_sop", "测试欢迎与次日提醒")
+    assert by_playbook["members"] == 3
+
     # The refund (OrderRefunded) takes the second order out of every figure.
     h.set_time(datetime(2026, 4, 3, 12, tzinfo=SHANGHAI))
     await h.order(order("C-2", "wmc01", at(29, 12), amount="300.00", status="refunded"), 200)

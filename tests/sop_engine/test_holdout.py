@@ -293,3 +293,18 @@ def test_sop_simulate_says_which_group_a_customer_is_in(deployed: Path, capsys) 
     assert main(["sop", "simulate", path, *at, "--customer", "wmc2"]) == 0
     out = capsys.readouterr().out
     assert "customer   wmc2: 处理组 / treated" in out and "不建任务" not in out
+
+
+def test_report_playbooks_lists_the_holdout_and_refuses_too_few(
+    deployed: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (deployed / "hold_c.yaml").write_text(HELD.format(version=1))
+    monkeypatch.setenv("GUIDEBOT_SOP_DIR", str(deployed))
+    monkeypatch.setenv("GUIDEBOT_DATABASE_URL", f"sqlite+aiosqlite:///{deployed.parent / 'g.db'}")
+    assert main(["report", "playbooks"]) == 0
+    out = capsys.readouterr().out
+    assert "hold_c" in out and "对照组 holdout 50%" in out and "样本太少" in out
+    assert main(["report", "playbooks", "--format", "json"]) == 0
+    assert '"refused": "样本太少' in capsys.readouterr().out
+    assert main(["report", "playbooks", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("playbook,name,goal,met,open,missed,holdout")
