@@ -23,7 +23,7 @@ from guidebot.sop.holdout import (
     rebuild_goal_counts,
 )
 from guidebot.sop.models import SopEnrollment
-from tests.harness import REPO
+from tests.harness import ADMIN, REPO
 
 HELD = """
 playbook: hold_c
@@ -216,11 +216,13 @@ async def test_playbooks_api_shows_the_lift_or_refuses_too_few(h) -> None:
     assert holdout["refused"] is None
 
     # The admin list shows it too.
-    page = await h.client.get(
-        "/admin/playbooks", headers={"Authorization": "Bearer admin-token-for-tests"}
-    )
+    page = await h.client.get("/admin/playbooks", headers=ADMIN)
     text = await page.text()
     assert "对照组 50.0%" in text and "提升 lift +25.0" in text
+    # And the playbook's own page (the studio).
+    page = await h.client.get("/admin/playbooks/hold_c", headers=ADMIN)
+    assert page.status == 200
+    assert "提升 lift +25.0" in await page.text()
     # Enrollments from before the playbook had a holdout carry no group and are left out.
     async with h.sessions() as session, session.begin():
         await session.execute(

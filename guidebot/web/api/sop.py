@@ -255,13 +255,13 @@ async def playbook_listing(app: web.Application) -> list[dict[str, Any]]:
     return [
         {
             **_listed(loaded, counts, active, goals, missed.get(loaded.id)),
-            "holdout": _holdout(loaded.playbook, lifts.get(loaded.id)),
+            "holdout": holdout_view(loaded.playbook, lifts.get(loaded.id)),
         }
         for loaded in app[SOP].registry.loaded
     ]
 
 
-def _holdout(playbook: Playbook | None, found: Lift | None) -> dict[str, Any] | None:
+def holdout_view(playbook: Playbook | None, found: Lift | None) -> dict[str, Any] | None:
     """The playbook's holdout share and its goal's lift (None: it holds nobody out, or has no
     goal to compare)."""
     if playbook is None or not playbook.holdout or playbook.goal is None:
