@@ -118,6 +118,9 @@ async def test_midnight_in_shanghai_is_the_next_days_cohort_and_the_next_week(h)
     assert status == 200, body
     weeks = {row["period_start"]: row["members"] for row in body["cohorts"]}
     assert weeks == {"2026-03-02": 1, "2026-03-09": 1}
+    # Adds that came through no 「联系我」 code have no channel: a word, not an empty id.
+    status, body = await h.api("GET", "/cohorts", params={"by": "channel", "from": "2026-03-01"})
+    assert {(row["key"], row["label"]) for row in body["cohorts"]} == {("", "（无）/ none")}
 
 
 async def test_transfers_store_moves_and_refunds_across_the_pipeline(h):
