@@ -31,6 +31,7 @@ from guidebot.scheduler import create_scheduler
 from guidebot.sop.queries import task_backlog
 from guidebot.telemetry import Telemetry
 from guidebot.web import (
+    audit_page,
     callback,
     cohort_pages,
     domain_verify,
@@ -47,6 +48,7 @@ from guidebot.web.api import content as content_api
 from guidebot.web.api import lifecycle as lifecycle_api
 from guidebot.web.api import metrics as metrics_api
 from guidebot.web.api import playbooks as playbooks_api
+from guidebot.web.api import privacy as privacy_api
 from guidebot.web.api import relations as relations_api
 from guidebot.web.api import sop as sop_api
 from guidebot.web.api import tasks as tasks_api
@@ -108,6 +110,7 @@ def create_app(
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
     cohort_pages.setup_routes(app)  # /admin/cohorts
     studio.setup_routes(app)  # /admin/playbooks/{id}: the playbook studio
+    audit_page.setup_routes(app)  # /admin/audit (HQ)
     return app
 
 
@@ -122,6 +125,7 @@ def api_groups() -> list:
         metrics_api.api,
         cohorts_api.api,
         lifecycle_api.api,
+        privacy_api.api,
     ]
 
 

@@ -57,6 +57,9 @@ OUTSIDE: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("POST", "/orders"): ("/orders", {}),
     ("GET", "/orders/{order_id}"): ("/orders/o-1", {}),
     ("POST", "/orders/{order_id}/refund"): ("/orders/o-1/refund", {}),
+    ("GET", "/privacy/customers/{external_userid}"): ("/privacy/customers/wmc01", {}),
+    ("POST", "/privacy/customers/{external_userid}/erase"): ("/privacy/customers/wmc01/erase", {}),
+    ("GET", "/audit"): ("/audit", {}),
 }
 
 
