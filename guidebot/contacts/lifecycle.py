@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from guidebot import i18n
 from guidebot.contacts.models import (
     CustomerStage,
     CustomerStageChange,
@@ -62,8 +63,8 @@ DORMANCY_BATCH = 1000
 def stage_name(stage: str | None) -> str:
     """What people read: Chinese first, then English (新客 / new)."""
     if stage is None:
-        return "未知 / unknown"
-    return f"{Stage.NAMES.get(stage, stage)} / {Stage.ENGLISH.get(stage, stage)}"
+        return i18n.both("Unknown", " / ")
+    return f"{i18n.label('stage', stage, i18n.ZH)} / {i18n.label('stage', stage, i18n.EN)}"
 
 
 def earned_stage(orders: int, engaged: bool) -> str:
@@ -322,10 +323,11 @@ async def stage_history(
 
 async def stage_word(session: AsyncSession, ext: str, english: bool = False) -> str:
     """The customer's stage as a guide reads it (首购, or "first purchase"); 无 / none."""
+    lang = i18n.EN if english else i18n.ZH
     row = await session.get(CustomerStage, ext)
     if row is None:
-        return "none" if english else "无"
-    return (Stage.ENGLISH if english else Stage.NAMES).get(row.stage, row.stage)
+        return i18n.pgettext("bot", "none", lang)
+    return i18n.label("stage", row.stage, lang)
 
 
 async def stage_of(session: AsyncSession, ext: str) -> dict[str, Any] | None:
@@ -334,7 +336,7 @@ async def stage_of(session: AsyncSession, ext: str) -> dict[str, Any] | None:
         return None
     return {
         "stage": row.stage,
-        "name": Stage.NAMES.get(row.stage, row.stage),
+        "name": i18n.label("stage", row.stage, i18n.ZH),
         "label": stage_name(row.stage),
         "since": row.since,
     }

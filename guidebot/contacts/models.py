@@ -9,7 +9,7 @@ this package keeps a counter that is read, incremented and written back.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -316,22 +316,7 @@ class Stage:
     LOST = "lost"  # no relation left with any guide (each lost or removed)
 
     ALL = (NEW, ENGAGED, FIRST_PURCHASE, REPEAT_BUYER, DORMANT, LOST)
-    NAMES: ClassVar[dict[str, str]] = {
-        NEW: "新客",
-        ENGAGED: "互动中",
-        FIRST_PURCHASE: "首购",
-        REPEAT_BUYER: "复购",
-        DORMANT: "沉睡",
-        LOST: "流失",
-    }
-    ENGLISH: ClassVar[dict[str, str]] = {
-        NEW: "new",
-        ENGAGED: "engaged",
-        FIRST_PURCHASE: "first purchase",
-        REPEAT_BUYER: "repeat buyer",
-        DORMANT: "dormant",
-        LOST: "lost",
-    }
+    # What people read for each: guidebot.i18n.LABELS["stage"] (新客 / New ...).
 
 
 class CustomerStage(Base):
