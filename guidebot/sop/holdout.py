@@ -48,10 +48,8 @@ MIN_PER_GROUP = 30  # settled enrollments in each group before a lift is shown
 Z95 = 1.959963984540054
 
 _PERCENT = re.compile(r"(\d{1,2}(?:\.\d{1,2})?)\s*%")
-HOLDOUT_HINT = (
-    "holdout 应为 0% 到 50% 之间的百分比，如 '10%' / holdout is a percentage from 0% to 50% "
-    "of the customers enrolled, such as '10%'"
-)
+# English, as every checker message; guidebot.sop.check_language gives it a code and Chinese.
+HOLDOUT_HINT = "holdout is a percentage from 0% to 50% of the customers enrolled, such as '10%'"
 
 
 def parse_share(text: str) -> float:
@@ -62,8 +60,7 @@ def parse_share(text: str) -> float:
     share = float(match.group(1)) / 100
     if share > MAX_SHARE:
         raise ValueError(
-            f"{text!r}: 对照组最多 50% / at most 50% may be held out (the playbook must run "
-            "for most customers)"
+            f"{text!r}: at most 50% may be held out (the playbook must run for most customers)"
         )
     return share
 

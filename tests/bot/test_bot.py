@@ -151,7 +151,7 @@ async def test_customer_card_shows_only_my_customers(h):
         "最近打开：春季新品（03-10 12:00）\n侧边栏：http://guidebot.test/sidebar?customer=wmc1"
     )
     assert await say(h, "customer 陈女士") == (
-        "陈女士\nStatus: active | Stage: engaged\nStore: 张江店\nAdded: 2026-03-10\nTags: none\n"
+        "陈女士\nStatus: active | Stage: Engaged\nStore: 张江店\nAdded: 2026-03-10\nTags: none\n"
         "Open tasks: 1\n"
         "Last opened: 春季新品（03-10 12:00）\nSidebar: http://guidebot.test/sidebar?customer=wmc1"
     )

@@ -144,14 +144,14 @@ async def test_the_stage_in_the_api_the_counts_and_the_sidebar(h):
     status, body = await h.api("GET", "/customers/wmc01")
     assert status == 200
     assert body["stage"]["stage"] == "first_purchase"
-    assert body["stage"]["label"] == "首购 / first purchase"
+    assert body["stage"]["label"] == "首购 / First purchase"
 
     status, body = await h.api("GET", "/stages", params={"by": "store"})
     assert status == 200
     rows = {row["label"]: row["counts"] for row in body["rows"]}
     assert rows["张江店"]["first_purchase"] == 1 and rows["张江店"]["new"] == 0
     assert rows["徐汇店"]["new"] == 1
-    assert body["names"]["dormant"] == "沉睡 / dormant"
+    assert body["names"]["dormant"] == "沉睡 / Dormant"
     status, body = await h.api("GET", "/stages", params={"by": "guide"})
     assert {row["label"] for row in body["rows"]} == {"王芳", "李娜"}
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from guidebot import i18n
 from guidebot.cli import main
+from guidebot.sop.check_language import translate
 from guidebot.sop.holdout import (
     HOLDOUT,
     MIN_PER_GROUP,
@@ -100,7 +102,10 @@ def test_bad_holdout_shares_say_why_in_both_languages(text: str) -> None:
         parse_share(text)
     message = str(caught.value)
     assert "holdout" in message or "held out" in message
-    assert any("\u4e00" <= ch <= "\u9fff" for ch in message)  # Chinese first
+    # The checker's English sentence has a code and a Chinese form (sop check --lang zh).
+    code, chinese = translate(message, i18n.ZH)
+    assert code in ("E219", "E220")
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in chinese)
 
 
 # ---- lift ----------------------------------------------------------------------------------
@@ -275,12 +280,13 @@ def deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_sop_check_refuses_a_bad_holdout_in_both_languages(deployed: Path, capsys) -> None:
     (deployed / "hold_c.yaml").write_text(HELD.format(version=1).replace("50%", "60%"))
-    assert main(["sop", "check", str(deployed / "hold_c.yaml")]) == 1
-    out = capsys.readouterr().out
-    assert ": holdout: '60%': 对照组最多 50% / at most 50% may be held out" in out
+    assert main(["sop", "check", "--lang", "zh", str(deployed / "hold_c.yaml")]) == 1
+    assert ": holdout: E220 '60%'：对照组最多 50%" in capsys.readouterr().out
+    assert main(["sop", "check", "--lang", "en", str(deployed / "hold_c.yaml")]) == 1
+    assert ": holdout: E220 '60%': at most 50% may be held out" in capsys.readouterr().out
     (deployed / "hold_c.yaml").write_text(HELD.format(version=1).replace("50%", "10"))
-    assert main(["sop", "check", str(deployed / "hold_c.yaml")]) == 1
-    assert "holdout: 10: holdout 应为 0% 到 50% 之间的百分比" in capsys.readouterr().out
+    assert main(["sop", "check", "--lang", "zh", str(deployed / "hold_c.yaml")]) == 1
+    assert "holdout: E219 10: holdout 应为 0% 到 50% 之间的百分比" in capsys.readouterr().out
 
 
 def test_sop_simulate_says_which_group_a_customer_is_in(deployed: Path, capsys) -> None:
