@@ -34,6 +34,7 @@ from guidebot.web import (
     admin_errors,
     audit_page,
     callback,
+    cohort_pages,
     customer_page,
     domain_verify,
     guides_page,
@@ -45,8 +46,10 @@ from guidebot.web import (
     sidebar,
     studio,
 )
+from guidebot.web.api import cohorts as cohorts_api
 from guidebot.web.api import contacts as contacts_api
 from guidebot.web.api import content as content_api
+from guidebot.web.api import lifecycle as lifecycle_api
 from guidebot.web.api import metrics as metrics_api
 from guidebot.web.api import playbooks as playbooks_api
 from guidebot.web.api import privacy as privacy_api
@@ -113,6 +116,7 @@ def create_app(
     guides_page.setup_routes(app)  # /admin/guides
     customer_page.setup_routes(app)  # /admin/customers/{external_userid}
     playbooks_page.setup_routes(app)  # /admin/playbooks
+    cohort_pages.setup_routes(app)  # /admin/cohorts
     studio.setup_routes(app)  # /admin/playbooks/{id}: the playbook studio
     audit_page.setup_routes(app)  # /admin/audit (HQ)
     admin_errors.setup_routes(app)  # / leads to /admin (or a guide's /sidebar)
@@ -128,6 +132,8 @@ def api_groups() -> list:
         tasks_api.api,
         content_api.api,
         metrics_api.api,
+        cohorts_api.api,
+        lifecycle_api.api,
         privacy_api.api,
     ]
 

@@ -177,6 +177,9 @@ def _sop_commands(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument(
         "--store", metavar="CODE", help="use this store's time zone (from GUIDEBOT_DATABASE_URL)"
     )
+    simulate.add_argument(
+        "--customer", metavar="EXTERNAL_USERID", help="say whether this customer is held out"
+    )
 
 
 def _report_commands(commands: argparse._SubParsersAction) -> None:
@@ -189,6 +192,23 @@ def _report_commands(commands: argparse._SubParsersAction) -> None:
     guides.add_argument("--to", metavar="D", help="last day YYYY-MM-DD (default: yesterday)")
     guides.add_argument("--store", metavar="CODE", help="only this store (code or id)")
     guides.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    playbooks = _command(
+        report, "playbooks", "each playbook's goal and its holdout's lift", _report_playbooks
+    )
+    playbooks.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    cohorts = _command(
+        report, "cohorts", "customers by week or month of their add, from the rollup", _cohorts
+    )
+    cohorts.add_argument(
+        "--metric", choices=("retention", "repurchase", "gmv"), default="retention"
+    )
+    cohorts.add_argument("--period", choices=("week", "month"), default="week")
+    cohorts.add_argument(
+        "--by", choices=("all", "store", "guide", "channel", "campaign", "playbook"), default="all"
+    )
+    cohorts.add_argument("--from", dest="from_", metavar="D", help="first add day YYYY-MM-DD")
+    cohorts.add_argument("--to", metavar="D", help="last add day YYYY-MM-DD (default: today)")
+    cohorts.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
 
 def _library_commands(commands: argparse._SubParsersAction) -> None:
@@ -323,7 +343,9 @@ def _sop_check(args: argparse.Namespace) -> int:
 def _sop_simulate(args: argparse.Namespace) -> int:
     from guidebot.sop.cli import simulate_command
 
-    return simulate_command(args.playbook, added_at=args.added_at, store_code=args.store)
+    return simulate_command(
+        args.playbook, added_at=args.added_at, store_code=args.store, customer=args.customer
+    )
 
 
 def _report_guides(args: argparse.Namespace) -> int:
@@ -331,6 +353,25 @@ def _report_guides(args: argparse.Namespace) -> int:
 
     return report_guides_command(
         raw_from=args.from_, raw_to=args.to, store=args.store, fmt=args.format
+    )
+
+
+def _report_playbooks(args: argparse.Namespace) -> int:
+    from guidebot.sop.report import report_playbooks_command
+
+    return report_playbooks_command(fmt=args.format)
+
+
+def _cohorts(args: argparse.Namespace) -> int:
+    from guidebot.metrics.cohort_report import report_cohorts_command
+
+    return report_cohorts_command(
+        metric=args.metric,
+        period=args.period,
+        by=args.by,
+        raw_from=args.from_,
+        raw_to=args.to,
+        fmt=args.format,
     )
 
 

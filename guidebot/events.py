@@ -133,6 +133,20 @@ class RelationEdited(DomainEvent):
     source: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageChanged(DomainEvent):
+    """The customer's lifecycle stage changed (guidebot.contacts.lifecycle) at `at`, from
+    `from_stage` (None: their first) to `to_stage`; `reason` names the fact that moved it
+    (relation.added, content.opened, order.paid, dormancy, ...)."""
+
+    external_userid: str
+    guide_userid: str
+    from_stage: str | None
+    to_stage: str
+    at: datetime
+    reason: str
+
+
 # ---- content: forwards and opens ----------------------------------------------------------------
 
 
@@ -279,6 +293,7 @@ __all__ = [
     "RelationEdited",
     "RelationEnded",
     "RelationTransferred",
+    "StageChanged",
     "Subscribers",
     "TagsGained",
     "after_commit",

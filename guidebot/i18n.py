@@ -170,6 +170,14 @@ LABELS: dict[str, dict[str, Msg]] = {
         "paid": NP_("order status", "Paid"),
         "refunded": NP_("order status", "Refunded"),
     },
+    "stage": {
+        "new": NP_("stage", "New"),
+        "engaged": NP_("stage", "Engaged"),
+        "first_purchase": NP_("stage", "First purchase"),
+        "repeat_buyer": NP_("stage", "Repeat buyer"),
+        "dormant": NP_("stage", "Dormant"),
+        "lost": NP_("stage", "Lost"),
+    },
     "enrollment_status": {
         "active": NP_("enrollment status", "Running"),
         "completed": NP_("enrollment status", "Completed"),

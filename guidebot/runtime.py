@@ -32,6 +32,7 @@ from guidebot.bot import jobs as bot_jobs
 from guidebot.clock import Clock, SystemClock
 from guidebot.config import Settings
 from guidebot.contacts import jobs as contacts_jobs
+from guidebot.contacts import lifecycle
 from guidebot.content import jobs as content_jobs
 from guidebot.db.credentials import DatabaseCredentialStore
 from guidebot.db.engine import create_engine, create_session_factory, open_first_connection
@@ -97,10 +98,11 @@ def periodic_jobs(runtime: Runtime) -> list[FixedJob]:
 
 def domain_subscribers(sop: SopRuntime) -> Subscribers:
     """Who hears the domains' facts (guidebot.events): the SOP engine; metrics (customers who
-    deleted a guide, for the lost-customer alerts)."""
+    deleted a guide, for the lost-customer alerts); contacts (lifecycle stages)."""
     subscribers = Subscribers()
     SopSubscriber(sop).subscribe(subscribers)
     metrics_losses.subscribe(subscribers)
+    lifecycle.subscribe(subscribers)  # contacts: each customer's lifecycle stage
     return subscribers
 
 

@@ -27,6 +27,7 @@ from guidebot.config import Settings
 from guidebot.contacts import queries
 from guidebot.contacts.behavior import guide_figures
 from guidebot.contacts.directory import store_zone
+from guidebot.contacts.lifecycle import stage_word
 from guidebot.contacts.models import (
     Customer,
     Department,
@@ -112,7 +113,7 @@ WORDS = {
     },
     "card": NP_(
         "bot",
-        "{name}{remark}\nStatus: {status}\nStore: {store}\nAdded: {since}\n"
+        "{name}{remark}\nStatus: {status} | Stage: {stage}\nStore: {store}\nAdded: {since}\n"
         "Tags: {tags}\nOpen tasks: {tasks}\nLast opened: {opened}\nSidebar: {link}",
     ),
     "remark": NP_("bot", " (remark: {remark})"),
@@ -316,6 +317,7 @@ async def _card(
         name=customer.name or customer.external_userid,
         remark=words["remark"].format(remark=relation.remark) if relation.remark else "",
         status=words["status"].get(relation.status, relation.status),
+        stage=await stage_word(session, customer.external_userid, words is TEXT["en"]),
         store=relation_store.name if relation_store else words["no_store"],
         since=since,
         tags=", ".join(t for t in tags if t) or words["none"],

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guidebot.db.base import Base, BigId, UTCDateTime
@@ -210,6 +210,7 @@ class Order(Base):
         Index("ix_orders_guide_paid", "guide_userid", "paid_at"),
         Index("ix_orders_guide_refunded", "guide_userid", "refunded_at"),
         Index("ix_orders_customer", "external_userid", "paid_at"),
+        Index("ix_orders_updated", "updated_at"),  # what the cohorts job reads next
     )
 
 
@@ -252,3 +253,95 @@ class LostAlert(Base):
         Index("ix_lost_alerts_batch", "guide_userid", "batch"),
         Index("ix_lost_alerts_store", "store_id", "lost_at"),
     )
+
+
+class CohortMember(Base):
+    """A customer's place in the cohorts (guidebot.metrics.cohorts): fixed at their first add
+    (day, store, guide, channel, campaign, playbook), with what has happened since, recomputed
+    from the logs (relation_events, orders) whenever they change or a checkpoint comes due.
+    A flag is None until its checkpoint has passed (not yet due)."""
+
+    __tablename__ = "cohort_members"
+
+    external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    add_day: Mapped[date] = mapped_column(Date)  # local day of the add, in the store's zone
+    store_id: Mapped[int] = mapped_column(Integer)  # NO_STORE: none
+    guide_userid: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(64))  # "" none
+    campaign: Mapped[str] = mapped_column(String(64))  # "" none
+    playbook: Mapped[str] = mapped_column(String(64))  # "" none
+    d1: Mapped[bool | None] = mapped_column(Boolean)
+    d7: Mapped[bool | None] = mapped_column(Boolean)
+    d30: Mapped[bool | None] = mapped_column(Boolean)
+    d90: Mapped[bool | None] = mapped_column(Boolean)
+    first_order_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    r90: Mapped[bool | None] = mapped_column(Boolean)
+    r180: Mapped[bool | None] = mapped_column(Boolean)
+    r365: Mapped[bool | None] = mapped_column(Boolean)
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+    gmv_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the next checkpoint
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_cohort_members_day", "add_day"),
+        Index("ix_cohort_members_due", "next_due_at"),
+    )
+
+
+# cohort_periods' counters, in table order (guidebot.metrics.cohorts says what each counts).
+COHORT_COUNTERS = (
+    "members",
+    "d1_due",
+    "d1_kept",
+    "d7_due",
+    "d7_kept",
+    "d30_due",
+    "d30_kept",
+    "d90_due",
+    "d90_kept",
+    "buyers",
+    "r90_due",
+    "r90_yes",
+    "r180_due",
+    "r180_yes",
+    "r365_due",
+    "r365_yes",
+    "orders",
+    "gmv_fen",
+)
+
+
+class CohortPeriod(Base):
+    """The cohort rollup: per period of the add (`period` week or month, from its first local
+    day `start`), split (`dim`: all, store, guide, channel, campaign, playbook) and its value
+    (`key`), the sums of cohort_members. A period's rows are rebuilt whole when one of its
+    members changes."""
+
+    __tablename__ = "cohort_periods"
+
+    period: Mapped[str] = mapped_column(String(8), primary_key=True)
+    dim: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    start: Mapped[date] = mapped_column(Date, primary_key=True)
+    members: Mapped[int] = mapped_column(Integer, default=0)
+    d1_due: Mapped[int] = mapped_column(Integer, default=0)
+    d1_kept: Mapped[int] = mapped_column(Integer, default=0)
+    d7_due: Mapped[int] = mapped_column(Integer, default=0)
+    d7_kept: Mapped[int] = mapped_column(Integer, default=0)
+    d30_due: Mapped[int] = mapped_column(Integer, default=0)
+    d30_kept: Mapped[int] = mapped_column(Integer, default=0)
+    d90_due: Mapped[int] = mapped_column(Integer, default=0)
+    d90_kept: Mapped[int] = mapped_column(Integer, default=0)
+    buyers: Mapped[int] = mapped_column(Integer, default=0)
+    r90_due: Mapped[int] = mapped_column(Integer, default=0)
+    r90_yes: Mapped[int] = mapped_column(Integer, default=0)
+    r180_due: Mapped[int] = mapped_column(Integer, default=0)
+    r180_yes: Mapped[int] = mapped_column(Integer, default=0)
+    r365_due: Mapped[int] = mapped_column(Integer, default=0)
+    r365_yes: Mapped[int] = mapped_column(Integer, default=0)
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+    gmv_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (Index("ix_cohort_periods_read", "period", "dim", "start"),)

@@ -27,7 +27,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.audit.recorder import row_values
 from guidebot.bot.models import BotReply
-from guidebot.contacts.models import Customer, Relation, RelationEvent, Transfer
+from guidebot.contacts.models import (
+    Customer,
+    CustomerStage,
+    CustomerStageChange,
+    CustomerStageOrder,
+    Relation,
+    RelationEvent,
+    Transfer,
+)
 from guidebot.content.models import (
     ContentForward,
     ContentOpen,
@@ -35,7 +43,7 @@ from guidebot.content.models import (
     MassSendResult,
 )
 from guidebot.intake.models import InboxEvent, InboxStatus
-from guidebot.metrics.models import LostAlert, MetricsDirty, Order
+from guidebot.metrics.models import CohortMember, LostAlert, MetricsDirty, Order
 from guidebot.sop.models import (
     CompletedBy,
     EnrollmentStatus,
@@ -275,6 +283,10 @@ HOLDINGS: tuple[Holding, ...] = (
     Holding(SopTask, _by_customer(SopTask), _erase_tasks, "open ones closed, messages cleared"),
     Holding(SopMissed, _by_customer(SopMissed), _erase_missed, "waiting ones dropped"),
     Holding(MetricsDirty, _by_customer(MetricsDirty), None, "rollup work: ids"),
+    Holding(CohortMember, _by_customer(CohortMember), None, "cohort place: ids and counts"),
+    Holding(CustomerStage, _by_customer(CustomerStage), None, "lifecycle stage: ids and counts"),
+    Holding(CustomerStageChange, _by_customer(CustomerStageChange), None, "stage log: ids"),
+    Holding(CustomerStageOrder, _by_customer(CustomerStageOrder), None, "stage orders: ids"),
     Holding(
         Order,
         lambda s: or_(

@@ -24,6 +24,7 @@ from guidebot.events import CustomerReplied, publish
 from guidebot.sop.actions import action_for
 from guidebot.sop.audience import Subject
 from guidebot.sop.dates import same_year
+from guidebot.sop.holdout import HOLDOUT, assign, count_goal
 from guidebot.sop.models import CompletedBy, EnrollmentStatus, SopEnrollment, SopTask, TaskStatus
 from guidebot.sop.planner import plan
 from guidebot.sop.playbook import Playbook
@@ -57,6 +58,13 @@ class Enrolled:
     enrollment_id: int
     welcome_task_id: int | None  # a welcome to send on the fast path, right after commit
     tasks: int
+
+
+def reaches_anyone(action_name: str) -> bool:
+    """Whether a step of this action sends to the customer or gives the guide a task (held-out
+    customers get none of these); an unknown action counts as reaching someone."""
+    action = action_for(action_name)
+    return action is None or action.to_customer or action.guide_facing
 
 
 def enrollment_settings(playbook: Playbook) -> dict[str, Any]:
@@ -97,6 +105,7 @@ async def enroll(
         return None
     zone_name = subject.store_zone or playbook.timezone or default_timezone
     zone = zone_named(zone_name, default_timezone)
+    group = assign(playbook.id, subject.external_userid, playbook.holdout)
     enrollment_id = (
         await session.execute(
             _enrollment_insert(session.bind.dialect.name),
@@ -117,6 +126,7 @@ async def enroll(
                 "goal_event": playbook.goal.event if playbook.goal else None,
                 "goal_deadline": at + playbook.goal.within if playbook.goal else None,
                 "goal_met_at": None,
+                "treatment_group": group,
                 "settings": enrollment_settings(playbook),
                 "created_at": now,
                 "updated_at": now,
@@ -126,9 +136,13 @@ async def enroll(
     if enrollment_id is None:
         return None  # a racing enroller inserted this run (or another active one) first
     rows = _task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code)
+    if group == HOLDOUT:  # held out: nothing reaches the customer, no task reaches the guide
+        rows = [r for r in rows if not reaches_anyone(r["action"])]
+    if group is not None and playbook.goal is not None:
+        await count_goal(session, playbook.id, group, at + playbook.goal.within, enrolled=1)
     welcome_id = await _insert_tasks(session, enrollment_id, rows, now)
     log.info(
-        "enrolled %s/%s in %s v%d (cycle %s, %d tasks, zone %s)",
+        "enrolled %s/%s in %s v%d (cycle %s, %d tasks, zone %s%s)",
         subject.guide_userid,
         subject.external_userid,
         playbook.id,
@@ -136,6 +150,7 @@ async def enroll(
         cycle,
         len(rows),
         zone.key,
+        ", held out" if group == HOLDOUT else "",
     )
     return Enrolled(enrollment_id, welcome_id, len(rows))
 
@@ -464,11 +479,18 @@ async def record_goal(
             SopEnrollment.goal_deadline >= at,
         )
         .values(goal_met_at=at)
+        .returning(
+            SopEnrollment.playbook_id, SopEnrollment.treatment_group, SopEnrollment.goal_deadline
+        )
         .execution_options(synchronize_session=False)
     )
     if guide_userid is not None:
         query = query.where(SopEnrollment.guide_userid == guide_userid)
-    return (await session.execute(query)).rowcount
+    credited = (await session.execute(query)).all()
+    for playbook_id, group, deadline in credited:
+        if group is not None:  # the holdout lift's rollup
+            await count_goal(session, playbook_id, group, deadline, met=1)
+    return len(credited)
 
 
 async def record_reply(

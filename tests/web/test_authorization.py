@@ -50,6 +50,8 @@ OUTSIDE: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("GET", "/guides/{userid}/metrics"): ("/guides/g2/metrics", {}),
     ("GET", "/stores/{store}/metrics"): ("/stores/12/metrics", {}),
     ("GET", "/metrics"): ("/metrics", {}),
+    ("GET", "/cohorts"): ("/cohorts", {"by": "store"}),
+    ("GET", "/stages"): ("/stages", {"by": "store"}),
     ("GET", "/kpis"): ("/kpis", {}),
     ("GET", "/leaderboard"): ("/leaderboard", {"store": "12"}),
     ("GET", "/guides/{userid}/wecom-comparison"): ("/guides/g2/wecom-comparison", {}),

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from guidebot.audit.recorder import row_values
-from guidebot.contacts import queries
+from guidebot.contacts import lifecycle, queries
 from guidebot.contacts.directory import find_store, update_store
 from guidebot.contacts.models import (
     Customer,
@@ -203,6 +203,8 @@ CUSTOMER = {
     "profile_fetched_at": WHEN,
     "first_seen_at": WHEN,
 }
+# The lifecycle stage (guidebot.contacts.lifecycle): name 首购, label 首购 / first purchase.
+STAGE = shape({"stage": STRING, "name": STRING, "label": STRING, "since": WHEN})
 EVENT = shape(
     {
         "id": INTEGER,
@@ -322,7 +324,12 @@ async def list_customers(request: web.Request) -> web.Response:
     roles=("hq", "manager", "guide"),
     path={"external_userid": EXTERNAL_USERID},
     response=shape(
-        {"customer": shape(CUSTOMER), "relations": list_of(RELATION), "timeline": list_of(EVENT)}
+        {
+            "customer": shape(CUSTOMER),
+            "stage": maybe(STAGE),
+            "relations": list_of(RELATION),
+            "timeline": list_of(EVENT),
+        }
     ),
 )
 async def get_customer(request: web.Request) -> web.Response:
@@ -330,12 +337,14 @@ async def get_customer(request: web.Request) -> web.Response:
     ext = request.match_info["external_userid"]
     async with request.app[SESSIONS]() as session:
         detail = await queries.get_customer(session, ext)
+        stage = await lifecycle.stage_of(session, ext)
     relations = [r for r in detail.relations if relation_visible(who, r.guide_userid, r.store_id)]
     if not relations and not who.is_hq:
         raise not_found(f"no customer {ext!r}")
     return web.json_response(
         {
             "customer": render_customer(detail.customer),
+            "stage": {**stage, "since": iso(stage["since"])} if stage else None,
             "relations": [render_relation(r) for r in relations],
             "timeline": [
                 render_event(e)
