@@ -22,6 +22,7 @@ from guidebot.clock import Clock, SystemClock
 from guidebot.config import Settings
 from guidebot.contacts.handlers import router as contacts_router
 from guidebot.db.parking import parked_backlog
+from guidebot.groups.handlers import router as groups_router
 from guidebot.intake.backlog import inbox_backlog
 from guidebot.intake.dispatch import build_dispatcher
 from guidebot.intake.inbox import InboxWriter
@@ -131,7 +132,7 @@ def make_worker(built: Runtime) -> InboxWorker:
     return InboxWorker(
         built.sessions,
         # The domains that handle WeCom's events; each hears every event, in no meaningful order.
-        build_dispatcher([contacts_router, bot_router]),
+        build_dispatcher([contacts_router, groups_router, bot_router]),
         clock,
         resources={
             "wecom": wecom,

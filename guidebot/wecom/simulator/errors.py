@@ -53,8 +53,11 @@ ERRMSG = {
     41049: "missing welcome_code",
     41050: "invalid welcome_code",
     41051: "externaluser has started chatting",
+    41055: "group welcome template count reaches the limit of 100",
+    41058: "no permission to edit this group welcome template",
     41064: "too many attachments",
     41065: "invalid attachment type",
+    41091: "a join way links at most 5 groups",
     41093: "group msg task is canceled",
     41094: "remind group msg too frequently",
     42001: "access_token expired",
@@ -66,11 +69,15 @@ ERRMSG = {
     45008: "too many articles",
     45009: "api freq out of limit",
     48001: "api forbidden",
+    49008: "group chat has been dismissed",
     50100: "invalid cursor",
+    60011: "no privilege to access/modify contact/party/agent",
     60111: "userid not found",
     60123: "invalid party id",
     81013: "user & party & tag all invalid",
+    81017: "too many members in the visible range; use owner_filter",
     84061: "not external contact",
+    90501: "not a customer group chat",
 }
 
 
