@@ -30,6 +30,7 @@ from guidebot.wecom.client import WeComClient, WeComError, WeComTransportError
 log = logging.getLogger(__name__)
 
 Sessions = async_sessionmaker[AsyncSession]
+PAGE_SIZE = 1000  # doc 93414: limit 1..1000
 OWNERS_PER_CALL = 100  # doc 93414: owner_filter.userid_list ≤ 100
 TOO_MANY_PEOPLE = 81017
 TRANSIENT = frozenset({-1, 45009, 45033})  # busy, over the frequency or concurrency cap
@@ -53,31 +54,38 @@ async def _guides(sessions: Sessions, status: str | None = None) -> list[str]:
         return list(await session.scalars(query))
 
 
-async def _list_by_owner(wecom: WeComClient, owners: Sequence[str], into: dict[str, int]) -> None:
+async def _list_by_owner(
+    wecom: WeComClient, owners: Sequence[str], into: dict[str, int], page_size: int
+) -> None:
     for start in range(0, len(owners), OWNERS_PER_CALL):
         chunk = owners[start : start + OWNERS_PER_CALL]
-        async for row in wecom.iter_groupchat_list(owners=chunk):
+        async for row in wecom.iter_groupchat_list(owners=chunk, limit=page_size):
             into[row["chat_id"]] = int(row.get("status") or 0)
 
 
-async def list_groups(sessions: Sessions, wecom: WeComClient) -> dict[str, int]:
+async def list_groups(
+    sessions: Sessions, wecom: WeComClient, page_size: int = PAGE_SIZE
+) -> dict[str, int]:
     """Every group WeCom lists for us: chat_id → the owner's status (0 normal, 1 left, ...)."""
     found: dict[str, int] = {}
     try:
-        async for row in wecom.iter_groupchat_list():
+        async for row in wecom.iter_groupchat_list(limit=page_size):
             found[row["chat_id"]] = int(row.get("status") or 0)
     except WeComError as exc:
         if exc.errcode != TOO_MANY_PEOPLE:
             raise
         log.info("groupchat/list: visible range over 1000 people; listing by owner")
-        await _list_by_owner(wecom, await _guides(sessions, GuideStatus.ACTIVE), found)
-    await _list_by_owner(wecom, await _guides(sessions, GuideStatus.LEFT), found)
+        active = await _guides(sessions, GuideStatus.ACTIVE)
+        await _list_by_owner(wecom, active, found, page_size)
+    await _list_by_owner(wecom, await _guides(sessions, GuideStatus.LEFT), found, page_size)
     return found
 
 
-async def sync_groups(sessions: Sessions, wecom: WeComClient, now: datetime) -> GroupSyncReport:
+async def sync_groups(
+    sessions: Sessions, wecom: WeComClient, now: datetime, *, page_size: int = PAGE_SIZE
+) -> GroupSyncReport:
     report = GroupSyncReport()
-    listed = await list_groups(sessions, wecom)
+    listed = await list_groups(sessions, wecom, page_size)
     report.listed = len(listed)
     async with sessions() as session:
         held = set(
