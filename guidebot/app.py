@@ -34,6 +34,7 @@ from guidebot.telemetry import Telemetry
 from guidebot.web import callback, health, links, pages, passive_reply, sidebar
 from guidebot.web.api import contacts as contacts_api
 from guidebot.web.api import content as content_api
+from guidebot.web.api import groups as groups_api
 from guidebot.web.api import metrics as metrics_api
 from guidebot.web.api import relations as relations_api
 from guidebot.web.api import sop as sop_api
@@ -103,6 +104,7 @@ def api_groups() -> list:
         sop_api.api,
         tasks_api.api,
         content_api.api,
+        groups_api.api,
         metrics_api.api,
     ]
 
