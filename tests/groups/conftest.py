@@ -16,7 +16,7 @@ from guidebot.clock import FakeClock
 from guidebot.groups.jobs import nightly_group_sync
 from guidebot.groups.models import CustomerGroup, GroupMember, GroupMemberEvent
 from guidebot.web.keys import CLOCK, WECOM
-from tests.harness import START, Harness, start_harness
+from tests.harness import START, Harness, deploy_dir, start_harness
 
 
 class GroupsHarness(Harness):
@@ -80,5 +80,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def h(aiohttp_client, database_url, clock) -> GroupsHarness:
-    return await start_harness(aiohttp_client, database_url, clock, kind=GroupsHarness)
+async def h(aiohttp_client, database_url, clock, tmp_path) -> GroupsHarness:
+    """No playbooks; the repository's message templates in a deployment's templates/."""
+    sop_dir = deploy_dir(tmp_path / "deploy")
+    return await start_harness(
+        aiohttp_client, database_url, clock, kind=GroupsHarness, sop_dir=sop_dir
+    )
