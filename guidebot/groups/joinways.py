@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,6 +49,42 @@ async def _check_groups(session: AsyncSession, chat_ids: Sequence[str]) -> None:
         raise NotFound(f"没有这个客户群 / no customer group {', '.join(map(repr, unknown))}")
 
 
+def _check_options(scene: int, remark: str | None, room_base_name: str | None) -> None:
+    if scene not in (1, 2):
+        raise Invalid("scene 为 1（小程序插件）或 2（二维码）/ scene is 1 (plugin) or 2 (QR)")
+    if remark is not None and len(remark) > REMARK_MAX:
+        raise Invalid(f"备注最多 {REMARK_MAX} 字 / remark is at most {REMARK_MAX} characters")
+    if room_base_name is not None and len(room_base_name) > ROOM_BASE_NAME_MAX:
+        raise Invalid(
+            f"群名前缀最多 {ROOM_BASE_NAME_MAX} 字 / room_base_name is at most "
+            f"{ROOM_BASE_NAME_MAX} characters"
+        )
+
+
+async def _add_in_wecom(wecom: WeComClient, **fields: Any) -> tuple[str, str | None]:
+    """add_join_way, then (for a QR way) get_join_way for its picture: (config_id, qr_code)."""
+    state = fields["state"]
+    try:
+        config_id = await wecom.add_join_way(**fields)
+        if fields["scene"] != 2:
+            return config_id, None
+        return config_id, (await wecom.get_join_way(config_id)).get("qr_code")
+    except WeComUncertain as exc:
+        # add_join_way is not idempotent: WeCom may hold a way we cannot name. Say so.
+        log.error("add_join_way for state %s: outcome unknown: %s", state, exc)
+        raise Upstream(
+            f"企业微信未答复是否已创建 / WeCom did not answer whether the join way for {state!r} "
+            "was created",
+            exc.errcode,
+        ) from exc
+    except WeComError as exc:
+        raise Upstream(
+            f"企业微信拒绝了加入群聊二维码 / WeCom refused the join way: errcode {exc.errcode} "
+            f"{exc.errmsg}",
+            exc.errcode,
+        ) from exc
+
+
 async def create_join_way(
     session: AsyncSession,
     wecom: WeComClient,
@@ -67,15 +104,7 @@ async def create_join_way(
     writer is not held across the WeCom call) and once after storing. Raises NotFound,
     Invalid, Conflict or Upstream."""
     chat_ids = list(dict.fromkeys(chat_ids))
-    if scene not in (1, 2):
-        raise Invalid("scene 为 1（小程序插件）或 2（二维码）/ scene is 1 (plugin) or 2 (QR)")
-    if remark is not None and len(remark) > REMARK_MAX:
-        raise Invalid(f"备注最多 {REMARK_MAX} 字 / remark is at most {REMARK_MAX} characters")
-    if room_base_name is not None and len(room_base_name) > ROOM_BASE_NAME_MAX:
-        raise Invalid(
-            f"群名前缀最多 {ROOM_BASE_NAME_MAX} 字 / room_base_name is at most "
-            f"{ROOM_BASE_NAME_MAX} characters"
-        )
+    _check_options(scene, remark, room_base_name)
     found = await find_store(session, store)
     if found is None or not found.is_store:
         raise NotFound(f"没有这家门店 / no store {store!r}")
@@ -90,31 +119,18 @@ async def create_join_way(
         )
     await session.commit()
 
-    try:
-        config_id = await wecom.add_join_way(
-            scene=scene,  # type: ignore[arg-type]
-            chat_ids=chat_ids,
-            state=state,
-            remark=remark,
-            auto_create_room=auto_create_room,
-            room_base_name=room_base_name if auto_create_room else None,
-            room_base_id=room_base_id if auto_create_room else None,
-        )
-        qr_code = (await wecom.get_join_way(config_id)).get("qr_code") if scene == 2 else None
-    except WeComUncertain as exc:
-        log.error("add_join_way for state %s: outcome unknown: %s", state, exc)
-        raise Upstream(
-            f"企业微信未答复是否已创建 / WeCom did not answer whether the join way for {state!r} "
-            "was created",
-            exc.errcode,
-        ) from exc
-    except WeComError as exc:
-        raise Upstream(
-            f"企业微信拒绝了加入群聊二维码 / WeCom refused the join way: errcode {exc.errcode} "
-            f"{exc.errmsg}",
-            exc.errcode,
-        ) from exc
-
+    if not auto_create_room:
+        room_base_name = room_base_id = None
+    config_id, qr_code = await _add_in_wecom(
+        wecom,
+        scene=scene,
+        chat_ids=chat_ids,
+        state=state,
+        remark=remark,
+        auto_create_room=auto_create_room,
+        room_base_name=room_base_name,
+        room_base_id=room_base_id,
+    )
     way = GroupJoinWay(
         config_id=config_id,
         state=state,
@@ -125,8 +141,8 @@ async def create_join_way(
         chat_ids=chat_ids,
         remark=remark,
         auto_create_room=auto_create_room,
-        room_base_name=room_base_name if auto_create_room else None,
-        room_base_id=room_base_id if auto_create_room else None,
+        room_base_name=room_base_name,
+        room_base_id=room_base_id,
         qr_code=qr_code,
         created_at=now,
     )
