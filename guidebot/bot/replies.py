@@ -38,6 +38,7 @@ from guidebot.content import links, service
 from guidebot.content.models import ContentItem
 from guidebot.db.parking import describe_error, is_row_error, park_apart, unparked
 from guidebot.db.turns import take_turns
+from guidebot.groups import queries as group_queries
 from guidebot.sop import queries as tasks
 from guidebot.sop.models import TaskStatus
 from guidebot.wecom.client import Priority, WeComClient, WeComError, WeComUncertain
@@ -109,8 +110,9 @@ TEXT = {
         },
         "card": (
             "{name}{remark}\n状态：{status}\n门店：{store}\n添加于：{since}\n"
-            "标签：{tags}\n待办任务：{tasks}\n最近打开：{opened}\n侧边栏：{link}"
+            "标签：{tags}\n{groups}待办任务：{tasks}\n最近打开：{opened}\n侧边栏：{link}"
         ),
+        "groups": "社群：{names}\n",  # only when the customer is in any
         "remark": "（备注：{remark}）",
         "none": "无",
         "stats_head": "我的业绩（{store}）",
@@ -153,8 +155,9 @@ TEXT = {
         },
         "card": (
             "{name}{remark}\nStatus: {status}\nStore: {store}\nAdded: {since}\n"
-            "Tags: {tags}\nOpen tasks: {tasks}\nLast opened: {opened}\nSidebar: {link}"
+            "Tags: {tags}\n{groups}Open tasks: {tasks}\nLast opened: {opened}\nSidebar: {link}"
         ),
+        "groups": "Groups: {names}\n",
         "remark": " (remark: {remark})",
         "none": "none",
         "stats_head": "My numbers ({store})",
@@ -343,6 +346,8 @@ async def _card(
         else "-"
     )
     tags = [t.get("name") or t.get("id") for t in relation.tags or []]
+    in_groups = await group_queries.customer_groups(session, customer.external_userid)
+    names = "、".join(v.group.name or words["none"] for v in in_groups)
     last = (
         f"{opened[0][1].title}（{opened[0][0].opened_at.astimezone(zone):%m-%d %H:%M}）"
         if opened
@@ -355,6 +360,7 @@ async def _card(
         store=relation_store.name if relation_store else words["no_store"],
         since=since,
         tags=", ".join(t for t in tags if t) or words["none"],
+        groups=words["groups"].format(names=names) if in_groups else "",
         tasks=len(open_tasks),
         opened=last,
         link=sidebar_link(settings, customer.external_userid),

@@ -26,9 +26,9 @@ def cli(h, monkeypatch, capsys):
 
 
 async def test_sync_join_way_and_welcome_from_the_command_line(h, cli):
-    chat_id = (
-        await h.control("groups", {"owner": "g1", "name": "张江VIP群", "deliver": False})
-    )["chat_id"]
+    chat_id = (await h.control("groups", {"owner": "g1", "name": "张江VIP群", "deliver": False}))[
+        "chat_id"
+    ]
     code, out, err = await cli("groups", "sync")
     assert code == 0, err
     assert "synced: 1" in out
