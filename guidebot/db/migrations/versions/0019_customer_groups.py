@@ -1,4 +1,5 @@
-"""customer groups: groups, members, the membership log, join ways, store group welcomes
+"""customer groups: groups, members, the membership log, join ways, store group welcomes;
+the group figures in guide_daily and guide_profile_daily, and the triggers marking them dirty
 
 Revision ID: 0019
 Revises: 0015
@@ -19,6 +20,85 @@ depends_on: str | Sequence[str] | None = None
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 WHEN = sa.DateTime(timezone=True)
+FIGURES = (
+    ("guide_daily", ("group_joined", "group_left")),
+    ("guide_profile_daily", ("groups_owned", "in_group")),
+)
+DIRTY = "INSERT INTO metrics_dirty (source, guide_userid, at, external_userid, kind)"
+
+
+def _triggers(postgres: bool) -> list[tuple[str, str, str, str, list[tuple[str | None, str]]]]:
+    """(name, table, event, WHEN condition, [(IF condition, VALUES row)]), as 0006 writes them:
+    a customer's join or departure dirties the owner's day (and the snapshots of the customer's
+    guides); a group's owner or status change dirties the snapshots of its owners and of its
+    customers' guides."""
+    differs = "IS DISTINCT FROM" if postgres else "IS NOT"
+    owner_moved = f"OLD.owner_userid {differs} NEW.owner_userid"
+    return [
+        (
+            "metrics_dirty_group_member_events",
+            "group_member_events",
+            "INSERT",
+            "NEW.member_type = 'customer' AND NEW.owner_userid IS NOT NULL",
+            [(None, "'group', NEW.owner_userid, NEW.occurred_at, NEW.member_id, NEW.kind")],
+        ),
+        (
+            "metrics_dirty_customer_groups",
+            "customer_groups",
+            "UPDATE",
+            f"{owner_moved} OR OLD.status {differs} NEW.status",
+            [
+                (
+                    f"{owner_moved} AND OLD.owner_userid IS NOT NULL",
+                    "'profile', OLD.owner_userid, NEW.updated_at, NULL, NULL",
+                ),
+                (
+                    # kind: the group, whose customers' 入群 share may change with it
+                    "NEW.owner_userid IS NOT NULL",
+                    "'group', NEW.owner_userid, NEW.updated_at, NULL, NEW.chat_id",
+                ),
+            ],
+        ),
+    ]
+
+
+def create_triggers() -> None:
+    postgres = op.get_bind().dialect.name == "postgresql"
+    for name, table, event, when, rows in _triggers(postgres):
+        if postgres:
+            body = " ".join(
+                f"IF {condition} THEN {DIRTY} VALUES ({values}); END IF;"
+                if condition
+                else f"{DIRTY} VALUES ({values});"
+                for condition, values in rows
+            )
+            op.execute(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"{body} RETURN NULL; END $$"
+            )
+            op.execute(
+                f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW WHEN ({when})"
+                f" EXECUTE FUNCTION {name}()"
+            )
+        else:
+            body = " ".join(
+                f"{DIRTY} SELECT {values}" + (f" WHERE {condition};" if condition else ";")
+                for condition, values in rows
+            )
+            op.execute(
+                f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW WHEN {when}"
+                f" BEGIN {body} END"
+            )
+
+
+def drop_triggers() -> None:
+    postgres = op.get_bind().dialect.name == "postgresql"
+    for name, table, *_ in _triggers(postgres):
+        if postgres:
+            op.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+            op.execute(f"DROP FUNCTION IF EXISTS {name}()")
+        else:
+            op.execute(f"DROP TRIGGER IF EXISTS {name}")
 
 
 def upgrade() -> None:
@@ -149,10 +229,22 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("store_id", name=op.f("pk_store_group_welcomes")),
     )
+    # Plain ADD COLUMN on both engines: a batch copy would drop guide_daily's neighbours'
+    # triggers (0006). Existing rows hold no group figures: 0.
+    for table, columns in FIGURES:
+        for column in columns:
+            op.add_column(
+                table, sa.Column(column, sa.Integer(), server_default="0", nullable=False)
+            )
+    create_triggers()
 
 
 def downgrade() -> None:
     """Downgrade schema."""
+    drop_triggers()
+    for table, columns in FIGURES:
+        for column in columns:  # in place on both (SQLite 3.35+)
+            op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     op.drop_table("store_group_welcomes")
     op.drop_table("group_join_ways")
     op.drop_table("group_member_events")
