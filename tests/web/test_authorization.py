@@ -52,6 +52,14 @@ OUTSIDE: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("POST", "/orders"): ("/orders", {}),
     ("GET", "/orders/{order_id}"): ("/orders/o-1", {}),
     ("POST", "/orders/{order_id}/refund"): ("/orders/o-1/refund", {}),
+    ("GET", "/groups"): ("/groups", {"store": "12"}),
+    ("GET", "/groups/{chat_id}"): ("/groups/wrNOSUCH", {}),
+    ("GET", "/group-join-ways"): ("/group-join-ways", {"store": "12"}),
+    ("POST", "/group-join-ways"): ("/group-join-ways", {}),
+    ("DELETE", "/group-join-ways/{config_id}"): ("/group-join-ways/nosuchway", {}),
+    ("GET", "/stores/{store}/group-welcome"): ("/stores/12/group-welcome", {}),
+    ("PUT", "/stores/{store}/group-welcome"): ("/stores/12/group-welcome", {}),
+    ("DELETE", "/stores/{store}/group-welcome"): ("/stores/12/group-welcome", {}),
 }
 
 
