@@ -31,11 +31,21 @@ from guidebot.runtime import Runtime, open_runtime, periodic_jobs
 from guidebot.scheduler import create_scheduler
 from guidebot.sop.queries import task_backlog
 from guidebot.telemetry import Telemetry
-from guidebot.web import callback, health, links, pages, passive_reply, sidebar
+from guidebot.web import (
+    callback,
+    domain_verify,
+    health,
+    links,
+    pages,
+    passive_reply,
+    sidebar,
+    studio,
+)
 from guidebot.web.api import contacts as contacts_api
 from guidebot.web.api import content as content_api
 from guidebot.web.api import groups as groups_api
 from guidebot.web.api import metrics as metrics_api
+from guidebot.web.api import playbooks as playbooks_api
 from guidebot.web.api import relations as relations_api
 from guidebot.web.api import sop as sop_api
 from guidebot.web.api import tasks as tasks_api
@@ -89,11 +99,13 @@ def create_app(
         app.cleanup_ctx.append(scheduler)
     health.setup_routes(app)
     callback.setup_routes(app)
+    domain_verify.setup_routes(app)  # WW_verify_*.txt from GUIDEBOT_WECOM_VERIFY_DIR
     links.setup_routes(app)  # tracked links /r/
     sidebar.setup_routes(app)
     passive_reply.setup(app)  # the bot's answers still being sent when the server stops
     setup_api(app, *api_groups())
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
+    studio.setup_routes(app)  # /admin/playbooks/{id}: the playbook studio
     return app
 
 
@@ -102,6 +114,7 @@ def api_groups() -> list:
         contacts_api.api,
         relations_api.api,
         sop_api.api,
+        playbooks_api.api,
         tasks_api.api,
         content_api.api,
         groups_api.api,

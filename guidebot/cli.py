@@ -58,7 +58,7 @@ def _group(commands: argparse._SubParsersAction, name: str, help_text: str):
 
 
 def _server_commands(commands: argparse._SubParsersAction) -> None:
-    """serve, demo, simulator, db upgrade."""
+    """serve, demo, simulator, doctor, db upgrade."""
     serve = _command(commands, "serve", "run the server, workers and scheduler", _serve)
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
@@ -69,13 +69,23 @@ def _server_commands(commands: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--database-url",
         default=None,
-        help="default: GUIDEBOT_DATABASE_URL, else sqlite+aiosqlite:///guidebot-demo.db",
+        help="default: sqlite+aiosqlite:///guidebot-demo.db, recreated on each run "
+        "(a GUIDEBOT_DATABASE_URL in the environment is not used)",
     )
 
     sim = _command(commands, "simulator", "run the simulated WeCom on its own", _simulator)
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, required=True)
     sim.add_argument("--callback-url", required=True, help="where to deliver callbacks")
+
+    doctor = _command(
+        commands,
+        "doctor",
+        "check every precondition of going live against the configured WeCom, with the admin "
+        "console step that fixes each failure",
+        _doctor,
+    )
+    doctor.add_argument("--format", choices=("text", "json"), default="text")
 
     db = _group(commands, "db", "database maintenance")
     _command(db, "upgrade", "apply the migrations to GUIDEBOT_DATABASE_URL", _db_upgrade)
@@ -316,6 +326,12 @@ def _simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from guidebot.doctor import doctor_command
+
+    return asyncio.run(doctor_command(Settings.from_env(), args.format, sys.stdout))
+
+
 def _db_upgrade(args: argparse.Namespace) -> int:
     from guidebot.config import database_url_from_env
     from guidebot.db.migrate import upgrade_sync
@@ -397,12 +413,16 @@ def _accounts_add(args: argparse.Namespace) -> int:
 
 
 def _content_import(args: argparse.Namespace) -> int:
-    from guidebot.config import database_url_from_env
+    from guidebot.config import DEFAULT_PUBLIC_URL, database_url_from_env
     from guidebot.content.errors import ContentError
     from guidebot.content.importer import import_content_file
 
     try:
-        report = asyncio.run(import_content_file(database_url_from_env(), args.file))
+        # A cover_url that is a path on guidebot ("/sidebar/static/...") becomes a full URL.
+        base_url = os.environ.get("GUIDEBOT_PUBLIC_URL", "").strip() or DEFAULT_PUBLIC_URL
+        report = asyncio.run(
+            import_content_file(database_url_from_env(), args.file, base_url=base_url)
+        )
     except ContentError as exc:
         print(f"guidebot: {exc.reason}", file=sys.stderr)
         return 1

@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///guidebot.db"
+# `guidebot demo`'s own file (in the current directory), which the offline tools fall back on
+# when GUIDEBOT_DATABASE_URL is not set and guidebot.db does not exist.
+DEMO_DATABASE_URL = "sqlite+aiosqlite:///guidebot-demo.db"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com"
 DEFAULT_PUBLIC_URL = "http://localhost:8080"
 DEFAULT_ATTRIBUTION_DAYS = 7
@@ -85,6 +88,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # How long a request's body may take to arrive (guidebot.web.limits): a 408 after that.
     body_timeout_seconds: int = DEFAULT_BODY_TIMEOUT_SECONDS
+    # A folder of WeCom's domain-verification files (WW_verify_*.txt, downloaded where the
+    # app's 可信域名 is set): guidebot serves each at its web root (guidebot.web.domain_verify).
+    wecom_verify_dir: str = ""
 
     @property
     def tz(self) -> ZoneInfo:
@@ -144,6 +150,7 @@ class Settings:
                 optional("GUIDEBOT_BODY_TIMEOUT_SECONDS", str(DEFAULT_BODY_TIMEOUT_SECONDS)),
                 MAX_BODY_TIMEOUT_SECONDS,
             ),
+            wecom_verify_dir=env.get("GUIDEBOT_WECOM_VERIFY_DIR", "").strip(),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -167,12 +174,37 @@ class Settings:
             "GUIDEBOT_CLAIM_LEASE_SECONDS": str(self.claim_lease_seconds),
             "GUIDEBOT_TRUSTED_PROXIES": ",".join(self.trusted_proxies),
             "GUIDEBOT_BODY_TIMEOUT_SECONDS": str(self.body_timeout_seconds),
+            "GUIDEBOT_WECOM_VERIFY_DIR": self.wecom_verify_dir,
         }
 
 
 def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     return _database_url(env.get("GUIDEBOT_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL)
+
+
+def demo_database(
+    explicit: str | None, environ: Mapping[str, str] | None = None
+) -> tuple[str, str | None]:
+    """`guidebot demo`'s database, and a note when a GUIDEBOT_DATABASE_URL left in the
+    environment is set aside: the demo fills its database with a made-up corp, so it writes
+    only where --database-url says, else into its own guidebot-demo.db."""
+    if explicit:
+        return explicit, None
+    env = os.environ if environ is None else environ
+    left = env.get("GUIDEBOT_DATABASE_URL", "").strip()
+    if not left or left == DEMO_DATABASE_URL:
+        return DEMO_DATABASE_URL, None
+    parts = urlsplit(left)
+    shown = left
+    if parts.password is not None:  # never echo a password
+        shown = left.replace(f":{parts.password}@", ":***@", 1)
+    return DEMO_DATABASE_URL, (
+        f"演示不使用 GUIDEBOT_DATABASE_URL（{shown}），而使用自己的数据库 guidebot-demo.db；"
+        "要用别的数据库请加 --database-url。\n"
+        f"The demo leaves GUIDEBOT_DATABASE_URL ({shown}) alone and uses its own database, "
+        "guidebot-demo.db; pass --database-url to choose another."
+    )
 
 
 def log_format_from_env(environ: Mapping[str, str] | None = None) -> str:

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import os
 import random
 import secrets
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.app import create_app
-from guidebot.config import Settings, WeComIdentity
+from guidebot.config import DEMO_DATABASE_URL, Settings, WeComIdentity, demo_database
 from guidebot.contacts.directory import sync_directory
 from guidebot.contacts.models import RelationStatus, StoreMembership
 from guidebot.contacts.service import record_added, record_deleted_by_guide, record_ended
@@ -46,7 +45,7 @@ from guidebot.wecom.simulator import SimulatorConfig, create_simulator_app
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///guidebot-demo.db"
+DEFAULT_DATABASE_URL = DEMO_DATABASE_URL
 
 # Department 1 is the corp itself; regions under it; stores (leaves) under the regions.
 REGIONS = {2: "华东大区", 3: "华南大区"}
@@ -432,7 +431,9 @@ async def run_demo(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until cancelled (Ctrl-C) or until `stop` is set; `ready` gets the URLs."""
-    database_url = database_url or os.environ.get("GUIDEBOT_DATABASE_URL") or DEFAULT_DATABASE_URL
+    database_url, note = demo_database(database_url)
+    if note:
+        print(note, flush=True)
     if database_url == DEFAULT_DATABASE_URL:
         # The demo's own file belongs to the previous run's simulated corp: start afresh.
         await asyncio.to_thread(_remove_demo_database)
@@ -454,7 +455,7 @@ async def run_demo(
             await seed_org(control)
             await _sync_directory(server)
             async with server[SESSIONS]() as session, session.begin():
-                await seed_demo_content(session)
+                await seed_demo_content(session, base_url=server_url)
             # Each run is a new simulated corp; a fresh campaign keeps its codes' states unique.
             campaign = f"demo-{secrets.token_hex(2)}"
             ways = await create_store_codes(server_url, settings.admin_token, http, campaign)
@@ -466,6 +467,7 @@ async def run_demo(
                 "simulator": sim_url,
                 "admin_token": settings.admin_token,
                 "openapi": f"{server_url}/api/v1/openapi.json",
+                "open": f"{server_url}/admin",
                 "admin": f"{server_url}/admin/login",
                 "accounts": accounts,
             }
@@ -544,15 +546,13 @@ async def _sync_directory(server: web.Application) -> None:
 
 def _print_banner(urls: dict, settings: Settings) -> None:
     token = urls["admin_token"]
+    store = next(iter(STORES))
     print(
         "\n".join(
             [
                 "",
-                "guidebot demo is running (Ctrl-C to stop)",
-                f"  guidebot:        {urls['server']}",
-                f"  callback URL:    {urls['server']}/wecom/callback",
-                f"  simulated WeCom: {urls['simulator']}   (control API under /_sim/)",
-                f"  admin token:     {token}",
+                "guidebot demo is running (Ctrl-C to stop) / 演示已启动（Ctrl-C 停止）",
+                f"  open / 打开:      {urls['open']}",
                 f"  admin pages:     {urls['admin']}",
                 *(
                     f"    sign in as {name} / {password}"
@@ -560,12 +560,17 @@ def _print_banner(urls: dict, settings: Settings) -> None:
                 ),
                 f"  guide sidebar:   {urls['server']}/sidebar/login?userid={GUIDES[0][0]}"
                 "   (as a guide, outside WeCom)",
+                f"  API:             {urls['server']}/api/v1   (admin token {token})",
+                f"  callback URL:    {urls['server']}/wecom/callback",
+                f"  simulated WeCom: {urls['simulator']}   (control API under /_sim/)",
                 f"  database:        {settings.database_url}",
                 "",
                 "try:",
                 f"  curl -H 'Authorization: Bearer {token}' {urls['server']}/api/v1/stores",
                 f"  curl -H 'Authorization: Bearer {token}' {urls['server']}/api/v1/customers",
                 f"  curl {urls['simulator']}/_sim/calls?api=externalcontact/get",
+                f"  guidebot sop simulate first_contact --store {store}"
+                "   (another shell, same folder: finds this database)",
                 "",
             ]
         ),

@@ -6,7 +6,8 @@
         title: 春季新品上市
         summary: 十款新品，门店同步到货
         url: https://example.com/spring
-        cover_url: https://example.com/spring.jpg
+        cover_url: https://example.com/spring.jpg   # or a path on guidebot itself,
+                                       # /sidebar/static/cover-spring.png (GUIDEBOT_PUBLIC_URL)
         tags: [新品, 春季]
         stores: []                     # store codes; empty or absent: every store
         valid_from: 2026-03-01         # a date is midnight in GUIDEBOT_TIMEZONE
@@ -35,6 +36,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot.config import DEFAULT_PUBLIC_URL
 from guidebot.content import service
 from guidebot.content.errors import ContentError, Invalid
 from guidebot.content.fields import MediaInput, clean_fields
@@ -79,6 +81,16 @@ def _media(raw: Any, base: Path) -> Any:
     return MediaInput(str(raw.get("filename") or path.name), str(content_type), data)
 
 
+def _on_guidebot(data: dict[str, Any], base_url: str | None) -> dict[str, Any]:
+    """Root-relative cover_url and url resolved against guidebot's public URL."""
+    if base_url:
+        for name in ("cover_url", "url"):
+            value = data.get(name)
+            if isinstance(value, str) and value.startswith("/") and not value.startswith("//"):
+                data[name] = base_url.rstrip("/") + value
+    return data
+
+
 def load_items(path: Path) -> list[dict[str, Any]]:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -98,8 +110,12 @@ async def import_content(
     *,
     now: datetime | None = None,
     timezone: str = "Asia/Shanghai",
+    base_url: str | None = None,
 ) -> ImportReport:
-    """Create or update every item of the YAML file at `path` (the caller commits)."""
+    """Create or update every item of the YAML file at `path` (the caller commits).
+
+    With `base_url` (guidebot's public URL), a `cover_url` or `url` that is a path on guidebot
+    itself ("/sidebar/static/...") becomes that URL's: a customer's phone must reach it."""
     path = Path(path)
     now = now or datetime.now(UTC)
     tz = ZoneInfo(timezone)
@@ -117,7 +133,7 @@ async def import_content(
             if key in seen:
                 raise Invalid("the key appears twice in this file")
             seen.add(key)
-            data = dict(raw)
+            data = _on_guidebot(dict(raw), base_url)
             if "media" in data:
                 data["media"] = _media(data["media"], path.parent)
             existing = await service.item_by_key(session, key)
@@ -153,13 +169,21 @@ _CLEARED: dict[str, Any] = {
 
 
 async def import_content_file(
-    database_url: str, path: str | Path, *, timezone: str = "Asia/Shanghai"
+    database_url: str,
+    path: str | Path,
+    *,
+    timezone: str = "Asia/Shanghai",
+    base_url: str = DEFAULT_PUBLIC_URL,
 ) -> ImportReport:
     """The command-line hook: import `path` into the database at `database_url` and commit."""
     async with open_database(database_url) as sessions, sessions() as session, session.begin():
-        return await import_content(session, path, timezone=timezone)
+        return await import_content(session, path, timezone=timezone, base_url=base_url)
 
 
-async def seed_demo_content(session: AsyncSession, *, now: datetime | None = None) -> ImportReport:
-    """The demo's content library (demo_content.yaml); safe to run on every demo start."""
-    return await import_content(session, DEMO_CONTENT, now=now)
+async def seed_demo_content(
+    session: AsyncSession, *, now: datetime | None = None, base_url: str = DEFAULT_PUBLIC_URL
+) -> ImportReport:
+    """The demo's content library (demo_content.yaml); safe to run on every demo start. Its
+    covers are guidebot's own files (/sidebar/static/cover-*.png) at `base_url`: nothing
+    outside is fetched, so the demo looks the same offline."""
+    return await import_content(session, DEMO_CONTENT, now=now, base_url=base_url)

@@ -502,12 +502,14 @@ async def item_numbers(session: AsyncSession, item_ids: Iterable[int]) -> dict[i
 
 
 async def recent_opens(
-    session: AsyncSession, *, guide: str, customer: str, limit: int = 5
+    session: AsyncSession, *, guide: str | None, customer: str, limit: int = 5
 ) -> list[tuple[ContentOpen, ContentItem]]:
+    """A customer's latest opens of their guide's links (of any guide's, when guide is None)."""
+    mine = [ContentOpen.guide_userid == guide] if guide is not None else []
     rows = await session.execute(
         select(ContentOpen, ContentItem)
         .join(ContentItem, ContentItem.id == ContentOpen.item_id)
-        .where(ContentOpen.guide_userid == guide, ContentOpen.external_userid == customer)
+        .where(*mine, ContentOpen.external_userid == customer)
         .order_by(ContentOpen.opened_at.desc(), ContentOpen.id.desc())
         .limit(limit)
     )
@@ -515,12 +517,13 @@ async def recent_opens(
 
 
 async def recent_forwards(
-    session: AsyncSession, *, guide: str, customer: str, limit: int = 5
+    session: AsyncSession, *, guide: str | None, customer: str, limit: int = 5
 ) -> list[tuple[ContentForward, ContentItem]]:
+    mine = [ContentForward.guide_userid == guide] if guide is not None else []
     rows = await session.execute(
         select(ContentForward, ContentItem)
         .join(ContentItem, ContentItem.id == ContentForward.item_id)
-        .where(ContentForward.guide_userid == guide, ContentForward.external_userid == customer)
+        .where(*mine, ContentForward.external_userid == customer)
         .order_by(ContentForward.sent_at.desc(), ContentForward.id.desc())
         .limit(limit)
     )

@@ -446,6 +446,18 @@ async def get_order(session: AsyncSession, order_id: str) -> Order:
     return order
 
 
+async def customer_orders(session: AsyncSession, customer: str, *, limit: int = 100) -> list[Order]:
+    """A customer's orders, latest paid first (refunded ones too, marked by their status)."""
+    return list(
+        await session.scalars(
+            select(Order)
+            .where(Order.external_userid == customer)
+            .order_by(Order.paid_at.desc(), Order.id.desc())
+            .limit(limit)
+        )
+    )
+
+
 async def render_order(session: AsyncSession, order: Order) -> dict[str, Any]:
     store = await session.get(Department, order.store_id) if order.store_id is not None else None
     return {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,12 @@ from zoneinfo import ZoneInfo
 import jinja2
 from sqlalchemy.engine import make_url
 
-from guidebot.config import ConfigError, database_url_from_env
+from guidebot.config import (
+    DEFAULT_DATABASE_URL,
+    DEMO_DATABASE_URL,
+    ConfigError,
+    database_url_from_env,
+)
 from guidebot.contacts.directory import find_store
 from guidebot.db.migrate import open_database
 from guidebot.sop.actions import STEP_ACTIONS
@@ -173,25 +178,25 @@ def _simulated_zone(
     zone = ZoneInfo(playbook.timezone)
     if not store_code:
         return zone, f"{playbook.timezone}, the playbook's (no --store given)", None
-    store, problem = _lookup_store(store_code)
+    store, said = _lookup_store(store_code)
     if store is None:
-        return zone, f"{playbook.timezone}, the playbook's: {problem}", None
+        return zone, f"{playbook.timezone}, the playbook's: {said}", None
     if not store.timezone:
         note = (
             f"{playbook.timezone}, the playbook's: store {store.code} ({store.name}) has no "
-            "time zone of its own"
+            f"time zone of its own{said}"
         )
         return zone, note, store
     try:
         return (
             ZoneInfo(store.timezone),
-            f"{store.timezone}, store {store.code} ({store.name})'s own",
+            f"{store.timezone}, store {store.code} ({store.name})'s own{said}",
             store,
         )
     except Exception:
         note = (
             f"{playbook.timezone}, the playbook's: store {store.code} has an unknown "
-            f"time zone {store.timezone!r}"
+            f"time zone {store.timezone!r}{said}"
         )
         return zone, note, store
 
@@ -256,9 +261,9 @@ def _parse_instant(text: str | None, zone: ZoneInfo, now: datetime | None) -> da
 
 
 def _lookup_store(code: str) -> tuple[StoreInfo | None, str]:
-    """The store from GUIDEBOT_DATABASE_URL's directory, or None and why not."""
+    """The store from GUIDEBOT_DATABASE_URL's directory (else the demo's), or None and why not."""
     try:
-        url = database_url_from_env()
+        url, source = store_database()
     except ConfigError as exc:
         return None, f"no usable database ({exc})"
     if url.startswith("sqlite"):
@@ -266,11 +271,33 @@ def _lookup_store(code: str) -> tuple[StoreInfo | None, str]:
         if database and database != ":memory:" and not Path(database).exists():
             return None, f"no database at {database} to look up store {code!r}"
     try:
-        return asyncio.run(asyncio.wait_for(_fetch_store(url, code), STORE_LOOKUP_TIMEOUT))
+        store, problem = asyncio.run(
+            asyncio.wait_for(_fetch_store(url, code), STORE_LOOKUP_TIMEOUT)
+        )
     except TimeoutError:
         return None, f"the database did not answer within {STORE_LOOKUP_TIMEOUT:.0f} s"
     except Exception as exc:
         return None, f"store lookup failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+    return store, f"{problem}{source}"
+
+
+def store_database(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The database stores are looked up in, and a note when it is the demo's.
+
+    GUIDEBOT_DATABASE_URL when set; else guidebot.db when it exists; else the database
+    `make demo` left in this directory (guidebot-demo.db), so that `sop simulate --store`
+    finds the demo's stores without any setting."""
+    env = os.environ if environ is None else environ
+    url = database_url_from_env(env)
+    if env.get("GUIDEBOT_DATABASE_URL", "").strip():
+        return url, ""
+    own, demo = (
+        Path(make_url(u).database or "") for u in (DEFAULT_DATABASE_URL, DEMO_DATABASE_URL)
+    )
+    if not own.exists() and demo.exists():
+        note = f" (stores from the demo's database {demo}: GUIDEBOT_DATABASE_URL is not set)"
+        return DEMO_DATABASE_URL, note
+    return url, ""
 
 
 async def _fetch_store(url: str, code: str) -> tuple[StoreInfo | None, str]:

@@ -243,3 +243,22 @@ class SopMissed(Base):
         ),
         Index("ix_sop_missed_playbook_status", "playbook_id", "status", "at"),
     )
+
+
+class SopPlaybookVersion(Base):
+    """One saved text of a playbook: what the studio wrote (guidebot.sop.versions), who saved
+    it and when, and its unified diff from the version before. The text found in the file
+    before the studio's first save is kept too, with no `saved_by`."""
+
+    __tablename__ = "sop_playbook_versions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    playbook_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of the text
+    diff: Mapped[str] = mapped_column(Text, default="")  # from the version before ("" first)
+    saved_by: Mapped[str | None] = mapped_column(String(100))  # None: found in the file
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("playbook_id", "version", name="uq_sop_playbook_versions"),)

@@ -134,6 +134,24 @@ async def open_tasks(
     return [_view(task, settings) for task, settings in rows.all()]
 
 
+async def customer_tasks(
+    session: AsyncSession, customer: str, *, guides: list[str] | None = None, limit: int = 100
+) -> list[TaskView]:
+    """Every task of a customer's, any status and any guide (or only `guides`'), latest due
+    first: what HQ reads on a customer's page, settled tasks included."""
+    query = (
+        select(SopTask, SopEnrollment.settings)
+        .join(SopEnrollment, SopEnrollment.id == SopTask.enrollment_id)
+        .where(SopTask.external_userid == customer)
+    )
+    if guides is not None:
+        query = query.where(SopTask.guide_userid.in_(guides))
+    rows = await session.execute(
+        query.order_by(SopTask.due_at.desc(), SopTask.id.desc()).limit(limit)
+    )
+    return [_view(task, settings) for task, settings in rows.all()]
+
+
 async def get_task(session: AsyncSession, task_id: int) -> TaskView | None:
     task = await session.get(SopTask, task_id)
     if task is None:

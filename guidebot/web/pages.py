@@ -57,7 +57,13 @@ from guidebot.web.throttle import Busy, LoginThrottle, Reservation, request_addr
 
 TEMPLATES = project_dir("templates") / "web"
 VENDOR = TEMPLATES / "static" / "vendor"
-STATIC_FILES = {"chart.umd.js": "application/javascript", "admin.css": "text/css"}
+STATIC_FILES = {
+    "chart.umd.js": "application/javascript",
+    "codemirror.min.js": "application/javascript",  # the playbook studio's editor
+    "studio.js": "application/javascript",
+    "admin.css": "text/css",
+}
+VENDORED = frozenset({"chart.umd.js", "codemirror.min.js"})
 log = logging.getLogger(__name__)
 
 LOGIN_COOKIE = "gb_login"  # the login form's double-submit CSRF value (no session yet)
@@ -269,7 +275,7 @@ async def static(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name not in STATIC_FILES:
         raise web.HTTPNotFound()
-    folder = VENDOR if name.endswith(".js") else TEMPLATES / "static"
+    folder = VENDOR if name in VENDORED else TEMPLATES / "static"
     return web.Response(
         body=(folder / name).read_bytes(),
         headers={"Content-Type": STATIC_FILES[name], "Cache-Control": "max-age=3600"},
@@ -481,7 +487,17 @@ def _page_number(request: web.Request) -> int:
 
 async def playbooks_page(request: web.Request) -> web.StreamResponse:
     _hq_only(await _signed_in(request))
-    return render(request, "playbooks.html", {"playbooks": await playbook_listing(request.app)})
+    listing = [_without_paths(p) for p in await playbook_listing(request.app)]
+    return render(request, "playbooks.html", {"playbooks": listing})
+
+
+def _without_paths(listed: dict[str, Any]) -> dict[str, Any]:
+    """The listing with each file named by its name only: no server path on a page."""
+    path = listed["file"]
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    errors = [e.replace(path, name, 1) if e.startswith(path) else e for e in listed["errors"]]
+    warnings = [w.replace(path, name, 1) if w.startswith(path) else w for w in listed["warnings"]]
+    return {**listed, "file": name, "errors": errors, "warnings": warnings}
 
 
 async def content_page(request: web.Request) -> web.StreamResponse:

@@ -152,6 +152,15 @@ VALID: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/tasks/{id}/skip"): {"reason": "away"},
     ("POST", "/tasks/{id}/snooze"): {"delay": "2h"},
     ("POST", "/replies"): {"external_userid": "c1", "guide": "g1", "at": "2026-03-01T10:00:00Z"},
+    # The playbook studio: text the checker refuses, so nothing is written into sop/.
+    ("POST", "/playbooks/validate"): {"name": "first_contact", "text": "playbook: first_contact"},
+    ("POST", "/playbooks/preview"): {
+        "name": "first_contact",
+        "text": "playbook: first_contact",
+        "store": "S001",
+        "added_at": "2026-03-01T10:00",
+    },
+    ("PUT", "/playbooks/{id}"): {"text": "playbook: first_contact", "base_version": 1},
     ("POST", "/content"): {
         "kind": "text",
         "title": "t",

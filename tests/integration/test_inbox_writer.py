@@ -58,6 +58,7 @@ async def rows(engine) -> int:
         return await conn.scalar(select(func.count()).select_from(InboxEvent))
 
 
+@pytest.mark.serial  # holds an ack to a real-time bound
 async def test_a_hung_database_gets_unavailable_in_time_and_wecoms_retry_is_folded(sqlite_db):
     engine, path = sqlite_db
     writer = InboxWriter(engine, FakeClock(START), store_timeout=0.3)
@@ -82,6 +83,7 @@ async def test_a_hung_database_gets_unavailable_in_time_and_wecoms_retry_is_fold
     assert await rows(engine) == 2
 
 
+@pytest.mark.serial  # holds an ack to a real-time bound
 async def test_callbacks_beyond_the_backlog_are_refused_at_once(sqlite_db):
     engine, path = sqlite_db
     writer = InboxWriter(engine, FakeClock(START), max_batch=1, max_backlog=2, store_timeout=5)
@@ -104,6 +106,7 @@ async def test_callbacks_beyond_the_backlog_are_refused_at_once(sqlite_db):
     assert await rows(engine) == 3
 
 
+@pytest.mark.serial  # holds an ack to a real-time bound
 async def test_an_idle_writer_does_not_hold_the_worker_up(sqlite_db):
     engine, _ = sqlite_db
     writer = InboxWriter(engine, FakeClock(START))

@@ -28,6 +28,9 @@ OUTSIDE: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("POST", "/transfers"): ("/transfers", {}),
     ("GET", "/playbooks"): ("/playbooks", {}),
     ("POST", "/playbooks/reload"): ("/playbooks/reload", {}),
+    ("POST", "/playbooks/validate"): ("/playbooks/validate", {}),
+    ("POST", "/playbooks/preview"): ("/playbooks/preview", {}),
+    ("PUT", "/playbooks/{id}"): ("/playbooks/week_sop", {}),
     ("GET", "/enrollments"): ("/enrollments", {"guide": "g2"}),
     ("GET", "/tasks"): ("/tasks", {"guide": "g2"}),
     # Task 3 is g2's (week_sop has two steps; g1's customer was added first).

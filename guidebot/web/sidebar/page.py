@@ -38,6 +38,11 @@ STATIC_FILES = {
     "sidebar.css": "text/css",
     "sidebar.js": "application/javascript",
     "ww-shim.js": "application/javascript",  # only while simulated
+    # The demo library's covers (guidebot.content.demo_content.yaml): served by guidebot itself.
+    **{
+        f"cover-{name}.png": "image/png"
+        for name in ("spring", "lookbook", "care", "member", "mall")
+    },
 }
 
 

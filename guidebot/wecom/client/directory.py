@@ -1,4 +1,5 @@
-"""WeCom's address book: departments and members (department/list, user/list, user/get)."""
+"""WeCom's address book: departments and members (department/list, user/list, user/get), and
+the app itself (agent/get)."""
 
 from __future__ import annotations
 
@@ -31,4 +32,10 @@ class DirectoryApi(ClientCore):
     async def user_get(self, userid: str) -> dict[str, Any]:
         """``user/get``: one member's record (the answer minus errcode/errmsg)."""
         answer = await self._call("GET", "user/get", params={"userid": userid})
+        return {k: v for k, v in answer.items() if k not in ("errcode", "errmsg")}
+
+    async def agent_get(self) -> dict[str, Any]:
+        """``agent/get`` for this client's own app (doc 90227): its name, visible range
+        (``allow_partys``, ``allow_userinfos``) and ``redirect_domain``, the 可信域名."""
+        answer = await self._call("GET", "agent/get", params={"agentid": self.agent_id})
         return {k: v for k, v in answer.items() if k not in ("errcode", "errmsg")}

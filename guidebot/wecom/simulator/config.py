@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,14 @@ class SimulatorConfig:
     callback_tries: int = 3
     # Not a WeCom rule: bounds the call log so a long benchmark does not grow without limit.
     call_log_limit: int = 100_000
+    # The app as the admin console set it up. customer_contact: it is among 客户联系 → API →
+    # 可调用接口的应用 (else every externalcontact/* API answers 48002; doc 92109 客户联系
+    # 概述, 90313 全局错误码). trusted_ips: its 企业可信IP (None: unrestricted, as for apps
+    # made before 2022-06-20; else calls from other addresses answer 60020, gettoken aside).
+    # trusted_domain: its verified 可信域名, agent/get's redirect_domain (doc 90227).
+    customer_contact: bool = True
+    trusted_ips: tuple[str, ...] | None = None
+    trusted_domain: str = ""
 
     def __post_init__(self) -> None:
         if self.callback_url is not None:
@@ -48,10 +57,28 @@ class SimulatorConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self._check_app()
         for name in ("welcome_code_ttl", "callback_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+    def _check_app(self) -> None:
+        if not isinstance(self.customer_contact, bool):
+            raise ValueError(
+                f"customer_contact must be true or false, got {self.customer_contact!r}"
+            )
+        if self.trusted_ips is not None:
+            if not isinstance(self.trusted_ips, tuple | list):
+                raise ValueError("trusted_ips must be a list of IP addresses or null")
+            for ip in self.trusted_ips:
+                try:
+                    ipaddress.ip_address(ip)
+                except (TypeError, ValueError):
+                    raise ValueError(f"trusted_ips: {ip!r} is not an IP address") from None
+            object.__setattr__(self, "trusted_ips", tuple(self.trusted_ips))
+        if not isinstance(self.trusted_domain, str):
+            raise ValueError("trusted_domain must be a domain name (or empty)")
 
     @classmethod
     def from_env(

@@ -69,15 +69,18 @@ ERRMSG = {
     45008: "too many articles",
     45009: "api freq out of limit",
     48001: "api forbidden",
+    48002: "api forbidden",
     49008: "group chat has been dismissed",
     50100: "invalid cursor",
     60011: "no privilege to access/modify contact/party/agent",
+    60020: "not allow to access from your ip",
     60111: "userid not found",
     60123: "invalid party id",
     81013: "user & party & tag all invalid",
     81017: "too many members in the visible range; use owner_filter",
     84061: "not external contact",
     90501: "not a customer group chat",
+    301002: "not allow operate another agent with this accesstoken.",
 }
 
 

@@ -36,6 +36,9 @@ CONFIG_FIELDS = (
     "callback_timeout",
     "callback_tries",
     "call_log_limit",
+    "customer_contact",
+    "trusted_ips",
+    "trusted_domain",
 )
 
 

@@ -70,6 +70,7 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
             raise ApiError(48001, f"api forbidden: {api!r} is not a simulated WeCom API")
         if route.auth:
             state.check_token(query.get("access_token"))
+            state.check_caller(api, request.remote)
         state.check_rate(api)
         result = route.handler(state, call)
     except ApiError as exc:
@@ -157,6 +158,7 @@ async def _apply_fault(
 ROUTES: Mapping[str, Route] = MappingProxyType(
     {
         "gettoken": Route(tickets.gettoken, auth=False),
+        "agent/get": Route(tickets.agent_get),
         "department/list": Route(directory.department_list),
         "user/list": Route(directory.user_list),
         "user/simplelist": Route(directory.user_simplelist),

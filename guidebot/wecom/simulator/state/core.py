@@ -168,6 +168,19 @@ class StateCore:
         if self.now() >= expires:
             raise ApiError(42001)
 
+    def check_caller(self, api: str, ip: str | None) -> None:
+        """What the admin console set for the app: its 企业可信IP (from elsewhere, every API
+        but gettoken answers 60020, naming the address) and whether it is among 客户联系's
+        可调用接口的应用 (if not, externalcontact/* answer 48002)."""
+        config = self.config
+        if config.trusted_ips is not None and ip not in config.trusted_ips:
+            hint = secrets.randbelow(10**25)  # WeCom's request id, as its answers carry one
+            raise ApiError(
+                60020, f"not allow to access from your ip, hint: [{hint}], from ip: {ip}"
+            )
+        if not config.customer_contact and api.startswith("externalcontact/"):
+            raise ApiError(48002)
+
     def revoke_tokens(self) -> int:
         """WeCom may invalidate tokens early; afterwards they answer 40014."""
         count = len(self.tokens)
