@@ -108,7 +108,13 @@ async def create_join_way(
     found = await find_store(session, store)
     if found is None or not found.is_store:
         raise NotFound(f"没有这家门店 / no store {store!r}")
-    state = make_state(found.code, channel, campaign)
+    try:
+        state = make_state(found.code, channel, campaign)
+    except Invalid as exc:  # the contact ways' rule, said in English there
+        raise Invalid(
+            "门店代码、渠道与活动组不成有效的 state（最多 30 字，仅字母、数字、_ . -）/ "
+            + exc.reason
+        ) from exc
     store_id = found.id
     await _check_groups(session, chat_ids)
     taken = await session.scalar(select(GroupJoinWay).where(GroupJoinWay.state == state))

@@ -69,7 +69,8 @@ async def test_a_join_way_is_refused_with_a_reason_and_nothing_made(h):
     status, answer = await new_way(h, ["wrNOSUCH"])
     assert status == 404 and "wrNOSUCH" in answer["error"]["reason"]
     status, answer = await new_way(h, chats, campaign="a-very-long-campaign-name")
-    assert status == 422 and "30" in answer["error"]["reason"]
+    assert status == 422 and "最多 30 字" in answer["error"]["reason"]  # Chinese, then English
+    assert "WeCom allows 30" in answer["error"]["reason"]
     status, answer = await new_way(h, chats, store="99")
     assert status == 404
     assert await h.calls("externalcontact/groupchat/add_join_way") == []
