@@ -113,3 +113,35 @@ async def test_name_notice_owner_and_dismiss(h):
     # A late update after the dismissal does not bring the group back.
     await h.deliver(dismissed["plaintext"].replace("dismiss", "update"))
     assert (await h.group(chat_id)).status == GroupStatus.DISMISSED
+
+
+async def test_the_documents_quirky_shapes_are_read(h):
+    """doc 96361's own sample carries JoinScene 1 (outside 0/3) and QuitScene on an add; a real
+    change_name capture carries member fields and CDATA versions. Both are handled."""
+    chat_id = await h.create_group("g1", "快闪群")
+    h.advance(30)
+    await h.control("groups/join", {"chat_id": chat_id, "members": ["wmc2"], "deliver": False})
+    at = int(h.clock.now().timestamp())
+    head = (
+        "<xml><ToUserName><![CDATA[toUser]]></ToUserName><FromUserName><![CDATA[sys]]>"
+        f"</FromUserName><CreateTime>{at}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[change_external_chat]]></Event>"
+        f"<ChatId><![CDATA[{chat_id}]]></ChatId><ChangeType><![CDATA[update]]></ChangeType>"
+    )
+    await h.deliver(
+        head + "<UpdateDetail><![CDATA[add_member]]></UpdateDetail><JoinScene>1</JoinScene>"
+        "<QuitScene>0</QuitScene><MemChangeCnt>1</MemChangeCnt>"
+        "<MemChangeList><Item>wmc2</Item></MemChangeList>"
+        "<LastMemVer>9c3f97c2ada667dfb5f6d03308d963e1</LastMemVer>"
+        "<CurMemVer>71217227bbd112ecfe3a49c482195cb4</CurMemVer></xml>"
+    )
+    assert (await h.member(chat_id, "wmc2")).status == MemberStatus.MEMBER
+    await h.control("groups/change", {"chat_id": chat_id, "name": "改名了", "deliver": False})
+    await h.deliver(
+        head + "<UpdateDetail><![CDATA[change_name]]></UpdateDetail><JoinScene>0</JoinScene>"
+        "<QuitScene>0</QuitScene><MemChangeCnt>0</MemChangeCnt>"
+        "<LastMemVer><![CDATA[71217227bbd112ecfe3a49c482195cb4]]></LastMemVer>"
+        "<CurMemVer><![CDATA[71217227bbd112ecfe3a49c482195cb4]]></CurMemVer></xml>"
+    )
+    assert (await h.group(chat_id)).name == "改名了"
+    assert [k for m, k in await h.group_log(chat_id) if m == "wmc2"] == ["joined"]

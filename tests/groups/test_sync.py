@@ -3,6 +3,7 @@ callbacks never told us is found, and a late callback adds nothing the sync alre
 
 from __future__ import annotations
 
+from guidebot.db.parking import parked_rows
 from guidebot.groups.models import GroupStatus, MemberStatus
 from guidebot.groups.sync import sync_groups
 from guidebot.web.keys import WECOM
@@ -68,3 +69,19 @@ async def test_a_resigned_owners_groups_are_asked_for_by_name(h):
     assert {"userid_list": ["g3"]} in [b.get("owner_filter") for b in bodies]
     group = await h.group(chat_id)
     assert (group.status, group.owner_status) == (GroupStatus.ACTIVE, 1)
+
+
+async def test_a_group_wecom_refuses_alone_is_parked_and_the_others_are_synced(h):
+    made = [
+        (await h.control("groups", {"owner": "g1", "name": f"群{n}", "deliver": False}))["chat_id"]
+        for n in range(3)
+    ]
+    await h.fault("externalcontact/groupchat/get", 40058)  # the first group's read only
+    report = await h.sync_groups()
+    assert report.synced == 2 and len(report.parked) == 1
+    async with h.sessions() as session:
+        parked = await parked_rows(session, "group-sync")
+    assert [(p.table_name, p.row_key) for p in parked] == [("customer_groups", report.parked[0])]
+    assert {c for c in made if await h.group(c) is not None} == set(made) - set(report.parked)
+    again = await h.sync_groups()  # the next run meets it again, and it goes through
+    assert again.parked == [] and (await h.group(report.parked[0])) is not None
