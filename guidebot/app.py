@@ -32,6 +32,7 @@ from guidebot.scheduler import create_scheduler
 from guidebot.sop.queries import task_backlog
 from guidebot.telemetry import Telemetry
 from guidebot.web import (
+    audit_page,
     callback,
     domain_verify,
     health,
@@ -46,6 +47,7 @@ from guidebot.web.api import content as content_api
 from guidebot.web.api import groups as groups_api
 from guidebot.web.api import metrics as metrics_api
 from guidebot.web.api import playbooks as playbooks_api
+from guidebot.web.api import privacy as privacy_api
 from guidebot.web.api import relations as relations_api
 from guidebot.web.api import sop as sop_api
 from guidebot.web.api import tasks as tasks_api
@@ -106,6 +108,7 @@ def create_app(
     setup_api(app, *api_groups())
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
     studio.setup_routes(app)  # /admin/playbooks/{id}: the playbook studio
+    audit_page.setup_routes(app)  # /admin/audit (HQ)
     return app
 
 
@@ -119,6 +122,7 @@ def api_groups() -> list:
         content_api.api,
         groups_api.api,
         metrics_api.api,
+        privacy_api.api,
     ]
 
 

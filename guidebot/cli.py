@@ -48,13 +48,73 @@ def _parser() -> argparse.ArgumentParser:
         _library_commands,
         _groups_commands,
         _upkeep_commands,
+        _privacy_commands,
+        _backup_commands,
     ):
         add_commands(commands)
     return parser
 
 
+def _privacy_commands(commands: argparse._SubParsersAction) -> None:
+    """privacy export, privacy erase (guidebot.privacy.commands)."""
+    from guidebot.privacy.commands import add_commands
+
+    add_commands(commands, _command)
+
+
 def _group(commands: argparse._SubParsersAction, name: str, help_text: str):
     return commands.add_parser(name, help=help_text).add_subparsers(metavar="ACTION")
+
+
+def _backup_commands(commands: argparse._SubParsersAction) -> None:
+    """backup, restore (guidebot.backup)."""
+    backup = _command(commands, "backup", "copy the database to a new file while serving", _backup)
+    backup.add_argument("path", help="the backup file to write (must not exist)")
+    restore = _command(
+        commands,
+        "restore",
+        "replace the database with a backup (server stopped), then settle what was sent since",
+        _restore,
+    )
+    restore.add_argument("path", help="a file `guidebot backup` wrote")
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from guidebot.backup.copy import BackupError, take_backup
+    from guidebot.clock import SystemClock
+    from guidebot.config import database_url_from_env
+
+    try:
+        asyncio.run(take_backup(database_url_from_env(), args.path, SystemClock().now()))
+    except BackupError as exc:
+        print(f"guidebot: {exc}", file=sys.stderr)
+        return 1
+    print(f"已备份 / backed up to {args.path}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from guidebot.backup.copy import BackupError, after_restore, restore_backup
+    from guidebot.runtime import open_runtime
+
+    settings = Settings.from_env()
+
+    async def run():
+        taken = await restore_backup(settings.database_url, args.path)
+        async with open_runtime(settings) as built:
+            return taken, await after_restore(built.sop, taken, built.clock.now())
+
+    try:
+        taken, report = asyncio.run(run())
+    except BackupError as exc:
+        print(f"guidebot: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"已恢复 / restored the backup of {taken.isoformat()}: {report.found_sent} task(s) "
+        f"WeCom shows sent since, {report.welcomes_expired} welcome(s) expired, "
+        f"{report.due_again} due as before"
+    )
+    return 0
 
 
 def _server_commands(commands: argparse._SubParsersAction) -> None:
@@ -272,6 +332,11 @@ def _upkeep_commands(commands: argparse._SubParsersAction) -> None:
     inbox = _group(commands, "inbox", "stored callbacks")
     replay = _command(inbox, "replay", "process waiting callbacks now", _inbox_replay)
     replay.add_argument("--failed", action="store_true", help="also retry events parked as failed")
+    dismiss = _command(
+        inbox, "dismiss", "settle failed callbacks unprocessed (audited)", _inbox_dismiss
+    )
+    dismiss.add_argument("ids", nargs="*", type=int, metavar="ID", help="failed events' ids")
+    dismiss.add_argument("--all", action="store_true", help="every failed event")
 
 
 def _command(
@@ -426,12 +491,14 @@ def _content_import(args: argparse.Namespace) -> int:
     except ContentError as exc:
         print(f"guidebot: {exc.reason}", file=sys.stderr)
         return 1
+    asyncio.run(_audit_command("content.import", args.file, {"summary": report.summary()}))
     print(report.summary())
     return 0
 
 
 def _inbox_replay(args: argparse.Namespace) -> int:
     from guidebot.app import offline_worker
+    from guidebot.audit.recorder import Actor, record_in
     from guidebot.intake.worker import replay
 
     settings = Settings.from_env()
@@ -439,10 +506,44 @@ def _inbox_replay(args: argparse.Namespace) -> int:
     async def run() -> tuple[int, int]:
         async with offline_worker(settings) as (worker, sessions, clock):
             reset = await replay(sessions, clock, failed=args.failed)
+            await record_in(
+                sessions,
+                Actor.command_line(),
+                "inbox.replay",
+                target="inbox",
+                after={"failed_too": args.failed, "made_due": reset},
+                now=clock.now(),
+            )
             return reset, await worker.drain()
 
     reset, processed = asyncio.run(run())
     print(f"{reset} events made due, {processed} processed")
+    return 0
+
+
+def _inbox_dismiss(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from guidebot.audit.recorder import Actor, record
+    from guidebot.intake.worker import dismiss
+
+    if bool(args.ids) == args.all:
+        print("guidebot inbox dismiss: 请给出 ID 或 --all / give IDs or --all", file=sys.stderr)
+        return 2
+
+    async def run(session) -> list[int]:
+        now = datetime.now(UTC)
+        done = await dismiss(session, now, ids=args.ids or None)
+        if done:
+            after = {"dismissed": done}
+            record(
+                session, Actor.command_line(), "inbox.dismiss", target="inbox", after=after, now=now
+            )
+        await session.commit()
+        return done
+
+    done = asyncio.run(_with_database(run))
+    print(f"{len(done)} 条失败回调已放弃 / {len(done)} failed callback(s) dismissed")
     return 0
 
 
@@ -488,6 +589,9 @@ def _jobs_parked(args: argparse.Namespace) -> int:
 
 
 def _jobs_retry(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from guidebot.audit.recorder import Actor, record
     from guidebot.db.parking import retry
 
     if bool(args.ids) == args.all:
@@ -496,12 +600,36 @@ def _jobs_retry(args: argparse.Namespace) -> int:
 
     async def run(session) -> int:
         count = await retry(session, ids=args.ids or None, job=args.job)
+        after = {"ids": args.ids, "job": args.job, "handed_back": count}
+        record(
+            session,
+            Actor.command_line(),
+            "jobs.retry",
+            target="parked_rows",
+            after=after,
+            now=datetime.now(UTC),
+        )
         await session.commit()
         return count
 
     count = asyncio.run(_with_database(run))
     print(f"{count} 行已交还 / {count} row(s) handed back; the next run of each job tries them")
     return 0
+
+
+async def _audit_command(action: str, target: str, after: dict) -> None:
+    """A change an offline command made (and committed), in the audit trail."""
+    from datetime import UTC, datetime
+
+    from guidebot.audit.recorder import Actor, record
+
+    async def write(session) -> None:
+        record(
+            session, Actor.command_line(), action, target=target, after=after, now=datetime.now(UTC)
+        )
+        await session.commit()
+
+    await _with_database(write)
 
 
 async def _with_database(use: Callable):

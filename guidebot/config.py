@@ -32,6 +32,22 @@ _DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
 PLACEHOLDER = "change-me"
 
 
+# How long each kind of record is kept (guidebot.privacy.retention; README "Data and privacy").
+# Days; 0 keeps it forever. The floors keep what the figures still need.
+RETENTION_DEFAULTS = {
+    "INBOX_DAYS": 30,  # a processed callback's plaintext; then only its dedupe key and kind
+    "TASKS_DAYS": 400,  # settled SOP tasks
+    "BOT_REPLIES_DAYS": 400,  # the bot's answered messages
+    "OPENS_DAYS": 400,  # each open of a tracked link (the unique-visitor rows stay)
+    "FORWARDS_DAYS": 400,  # repeat forwards (each item's first to a customer stays)
+    "ALERTS_DAYS": 400,  # lost-customer alerts (a name and a last message each), once sent
+    "AUDIT_DAYS": 3650,  # the audit trail, erasure records included
+}
+RETENTION_FLOORS = {"OPENS_DAYS": 91, "FORWARDS_DAYS": 91, "AUDIT_DAYS": 365}
+DEFAULT_RETENTION_BATCH = 500
+MAX_RETENTION_DAYS = 36_500
+
+
 class ConfigError(ValueError):
     def __init__(self, variable: str, problem: str) -> None:
         super().__init__(f"{variable}: {problem}")
@@ -58,6 +74,44 @@ class WeComIdentity:
             token=_callback_token(_required(env, "GUIDEBOT_TOKEN")),
             aes_key=_aes_key(_required(env, "GUIDEBOT_AES_KEY")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """GUIDEBOT_RETENTION_*: days each kind of record is kept (0: forever), rows per batch."""
+
+    inbox_days: int = RETENTION_DEFAULTS["INBOX_DAYS"]
+    tasks_days: int = RETENTION_DEFAULTS["TASKS_DAYS"]
+    bot_replies_days: int = RETENTION_DEFAULTS["BOT_REPLIES_DAYS"]
+    opens_days: int = RETENTION_DEFAULTS["OPENS_DAYS"]
+    forwards_days: int = RETENTION_DEFAULTS["FORWARDS_DAYS"]
+    alerts_days: int = RETENTION_DEFAULTS["ALERTS_DAYS"]
+    audit_days: int = RETENTION_DEFAULTS["AUDIT_DAYS"]
+    batch: int = DEFAULT_RETENTION_BATCH
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Retention:
+        values: dict[str, int] = {}
+        for key, default in RETENTION_DEFAULTS.items():
+            name = f"GUIDEBOT_RETENTION_{key}"
+            raw = env.get(name, "").strip() or str(default)
+            floor = RETENTION_FLOORS.get(key, 1)
+            if not (raw.isascii() and raw.isdigit()) or not (
+                int(raw) == 0 or floor <= int(raw) <= MAX_RETENTION_DAYS
+            ):
+                raise ConfigError(
+                    name,
+                    f"must be 0 (keep forever) or {floor}-{MAX_RETENTION_DAYS} days, got {raw!r}",
+                )
+            values[key.lower()] = int(raw)
+        raw = env.get("GUIDEBOT_RETENTION_BATCH", "").strip() or str(DEFAULT_RETENTION_BATCH)
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 10_000:
+            raise ConfigError("GUIDEBOT_RETENTION_BATCH", f"must be 1-10000 rows, got {raw!r}")
+        return cls(**values, batch=int(raw))
+
+    def as_env(self) -> dict[str, str]:
+        env = {f"GUIDEBOT_RETENTION_{k}": str(getattr(self, k.lower())) for k in RETENTION_DEFAULTS}
+        return env | {"GUIDEBOT_RETENTION_BATCH": str(self.batch)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +145,8 @@ class Settings:
     # A folder of WeCom's domain-verification files (WW_verify_*.txt, downloaded where the
     # app's 可信域名 is set): guidebot serves each at its web root (guidebot.web.domain_verify).
     wecom_verify_dir: str = ""
+    # What is kept how long (GUIDEBOT_RETENTION_*; guidebot.privacy.retention).
+    retention: Retention = Retention()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -151,6 +207,7 @@ class Settings:
                 MAX_BODY_TIMEOUT_SECONDS,
             ),
             wecom_verify_dir=env.get("GUIDEBOT_WECOM_VERIFY_DIR", "").strip(),
+            retention=Retention.from_env(env),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -175,6 +232,7 @@ class Settings:
             "GUIDEBOT_TRUSTED_PROXIES": ",".join(self.trusted_proxies),
             "GUIDEBOT_BODY_TIMEOUT_SECONDS": str(self.body_timeout_seconds),
             "GUIDEBOT_WECOM_VERIFY_DIR": self.wecom_verify_dir,
+            **self.retention.as_env(),
         }
 
 

@@ -1,5 +1,7 @@
 """Every model module, imported so Base.metadata is complete for Alembic and for tests."""
 
+from guidebot.audit import models as audit_models  # noqa: F401
+from guidebot.backup import models as backup_models  # noqa: F401
 from guidebot.bot import models as bot_models  # noqa: F401
 from guidebot.contacts import models as contacts_models  # noqa: F401
 from guidebot.content import models as content_models  # noqa: F401

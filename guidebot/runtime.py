@@ -40,6 +40,7 @@ from guidebot.events import Subscribers, wire
 from guidebot.groups import jobs as groups_jobs
 from guidebot.metrics import jobs as metrics_jobs
 from guidebot.metrics import losses as metrics_losses
+from guidebot.privacy import jobs as privacy_jobs
 from guidebot.scheduler import FixedJob, PeriodicJob
 from guidebot.sop import jobs as sop_jobs
 from guidebot.sop.context import SopRuntime
@@ -60,6 +61,7 @@ DECLARED_JOBS: tuple[PeriodicJob, ...] = (
     *content_jobs.JOBS,
     *bot_jobs.JOBS,
     *metrics_jobs.JOBS,
+    *privacy_jobs.JOBS,
 )
 
 

@@ -425,3 +425,23 @@ async def replay(sessions: async_sessionmaker[AsyncSession], clock: Clock, *, fa
             )
         )
         return result.rowcount
+
+
+DISMISSED = "dismissed"
+
+
+async def dismiss(
+    session: AsyncSession, now: datetime, *, ids: list[int] | None = None
+) -> list[int]:
+    """Settle failed events unprocessed (all of them, or those of `ids`): an operator decided
+    they need no handling. They count as processed from now, so the retention job clears their
+    plaintext after its period. The ids dismissed."""
+    query = update(InboxEvent).where(InboxEvent.status == InboxStatus.FAILED)
+    if ids is not None:
+        query = query.where(InboxEvent.id.in_(ids))
+    result = await session.execute(
+        query.values(status=InboxStatus.DONE, processed_at=now, last_error=DISMISSED)
+        .returning(InboxEvent.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(result.scalars())

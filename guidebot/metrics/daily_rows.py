@@ -24,7 +24,7 @@ from guidebot.content.models import ContentForward, ContentOpenVisitor
 from guidebot.content.service import first_forward
 from guidebot.groups.models import GroupMemberEvent, MemberEventKind, MemberType
 from guidebot.metrics import kpis
-from guidebot.metrics.models import COUNTERS, GuideDaily, Order, OrderStatus
+from guidebot.metrics.models import COUNTERS, GuideDaily, MetricsState, Order, OrderStatus
 from guidebot.metrics.placer import Placer, utc_midnight
 from guidebot.sop.actions import STEP_ACTIONS, actions_where
 from guidebot.sop.models import SopTask
@@ -260,6 +260,28 @@ async def write(
     return len(rows)
 
 
+# metrics_state: days before this one are frozen. The retention job (guidebot.privacy) prunes
+# source rows (settled SOP tasks) only of days it froze first, so their rollups, never
+# recomputed again, keep the figures the pruned rows gave them.
+FROZEN_BEFORE = "retention.frozen_before"
+
+
+async def frozen_before(session: AsyncSession) -> date | None:
+    """The first day whose rollups may still be recomputed (None: every day may)."""
+    at = await session.scalar(select(MetricsState.at).where(MetricsState.name == FROZEN_BEFORE))
+    return None if at is None else at.date()
+
+
+async def drop_rows(session: AsyncSession, guide: str) -> None:
+    """Delete the guide's rows of every day not frozen."""
+    floor = await frozen_before(session)
+    await session.execute(
+        delete(GuideDaily).where(
+            GuideDaily.guide_userid == guide, GuideDaily.day >= (floor or date.min)
+        )
+    )
+
+
 async def recompute(
     session: AsyncSession,
     placer: Placer,
@@ -267,6 +289,10 @@ async def recompute(
     ranges: Sequence[tuple[date, date]],
     now: datetime,
 ) -> int:
+    """Recompute the guide's days in `ranges`, past the frozen ones."""
+    floor = await frozen_before(session)
+    if floor is not None:
+        ranges = [(max(first, floor), last) for first, last in ranges if last >= floor]
     written = 0
     for first, last in ranges:
         buckets = await compute(session, placer, guide, first, last, now)

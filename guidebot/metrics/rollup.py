@@ -41,14 +41,17 @@ from guidebot.groups.models import GroupMember, MemberType
 from guidebot.metrics import kpis
 from guidebot.metrics.daily_rows import (
     END_KINDS,
+    FROZEN_BEFORE,
     LONGEST_WINDOW,
     NEW_KINDS,
     china_noon,
+    drop_rows,
+    frozen_before,
     merge_days,
     recompute,
 )
 from guidebot.metrics.models import DirtySource, GuideDaily, MetricsDirty, MetricsState, Order
-from guidebot.metrics.placer import Placer
+from guidebot.metrics.placer import Placer, utc_midnight
 from guidebot.metrics.profiles import snapshot_profiles
 from guidebot.sop.models import SopTask
 
@@ -93,6 +96,18 @@ async def _locked(session: AsyncSession, *, wait: bool = False) -> bool:
         await session.execute(select(func.pg_advisory_xact_lock(ROLLUP_LOCK)))
         return True
     return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(ROLLUP_LOCK))))
+
+
+async def freeze_before(session: AsyncSession, day: date, now: datetime) -> date:
+    """Freeze every day before `day` (never thaws one); the floor now in force. It waits for
+    the rollup's turn, so no rollup that read no floor is still reading the logs when the
+    caller goes on to prune the frozen days' rows."""
+    await _locked(session, wait=True)
+    floor = await frozen_before(session)
+    if floor is not None and floor >= day:
+        return floor
+    await set_state(session, FROZEN_BEFORE, utc_midnight(day), now)
+    return day
 
 
 # ---- the job ----------------------------------------------------------------------------------
@@ -330,7 +345,7 @@ async def _apply(
             from_day = placer.day(guide, first) - timedelta(days=1) if first else None
             if from_day is None and not item.days:
                 # No history at all: drop whatever rows there were.
-                await session.execute(delete(GuideDaily).where(GuideDaily.guide_userid == guide))
+                await drop_rows(session, guide)
         ranges = merge_days(item.days, from_day, far)
         if ranges:
             report.guides += 1
@@ -501,9 +516,10 @@ async def recompute_all(sessions: Sessions, default_tz: str, now: datetime) -> i
 
     Profile snapshots are kept: they record a stock as it was, which no log can rebuild."""
     async with sessions() as session, session.begin():
-        await session.execute(delete(GuideDaily))
+        floor = await frozen_before(session)  # frozen days' sources may be pruned: kept
+        await session.execute(delete(GuideDaily).where(GuideDaily.day >= (floor or date.min)))
         await session.execute(delete(MetricsState).where(MetricsState.name == BACKFILLED))
     return await backfill(sessions, default_tz, now)
 
 
-__all__ = ["RefreshReport", "backfill", "recompute_all", "refresh"]
+__all__ = ["RefreshReport", "backfill", "freeze_before", "recompute_all", "refresh"]

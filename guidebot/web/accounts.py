@@ -16,6 +16,7 @@ from sqlalchemy import ForeignKey, Integer, String, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from guidebot.audit.recorder import Actor, record
 from guidebot.contacts.directory import find_store
 from guidebot.db.base import Base, UTCDateTime
 from guidebot.db.engine import create_engine, create_session_factory
@@ -76,8 +77,11 @@ async def save_account(
     role: str,
     stores: list[str],
     now: datetime,
+    *,
+    actor: Actor | None = None,
 ) -> Account:
-    """Create the account, or reset its password, role and stores (by store code or id)."""
+    """Create the account, or reset its password, role and stores (by store code or id);
+    recorded in the audit trail as `actor`'s change when given."""
     username = username.strip()
     if not username or len(username) > 64:
         raise AccountError("username must be 1 to 64 characters")
@@ -98,6 +102,7 @@ async def save_account(
             raise AccountError(f"no store {ref!r}")
         store_ids.append(found.id)
     account = await session.scalar(select(Account).where(Account.username == username))
+    before = None if account is None else await _audited(session, account)
     if account is None:
         account = Account(username=username, created_at=now)
         session.add(account)
@@ -109,7 +114,28 @@ async def save_account(
     for store_id in sorted(set(store_ids)):
         session.add(AccountStore(account_id=account.id, store_id=store_id))
     await session.flush()
+    if actor is not None:
+        after = {**await _audited(session, account), "password": "set"}
+        record(
+            session,
+            actor,
+            "account.save",
+            target=f"account:{username}",
+            before=before,
+            after=after,
+            now=now,
+        )
     return account
+
+
+async def _audited(session: AsyncSession, account: Account) -> dict:
+    """An account as the audit trail keeps it (never its password hash)."""
+    return {
+        "username": account.username,
+        "role": account.role,
+        "stores": sorted(await store_ids_of(session, account.id)),
+        "disabled_at": account.disabled_at,
+    }
 
 
 async def find_credentials(session: AsyncSession, username: str) -> Credentials | None:
@@ -159,7 +185,13 @@ async def add_account(
     try:
         async with create_session_factory(engine)() as session, session.begin():
             account = await save_account(
-                session, username, password, role, stores, datetime.now(UTC)
+                session,
+                username,
+                password,
+                role,
+                stores,
+                datetime.now(UTC),
+                actor=Actor.command_line(),
             )
             return SignedIn(
                 account.id, account.username, account.role, await store_ids_of(session, account.id)

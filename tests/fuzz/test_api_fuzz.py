@@ -191,6 +191,7 @@ VALID: dict[tuple[str, str], dict[str, Any]] = {
         "store": "11",
     },
     ("POST", "/orders/{order_id}/refund"): {"refunded_at": "2026-03-10T10:00:00Z"},
+    ("POST", "/privacy/customers/{external_userid}/erase"): {"reason": "the customer asked"},
 }
 # What a request with a hostile value may answer: a success (some fields take null, or a
 # number for a string), a refusal (400 against the schema, 422 against what is stored), or "no
@@ -364,6 +365,7 @@ async def start(aiohttp_client, url: str):
         "chat_id": "wrNOSUCHGROUP",  # no such group or join way: 404, WeCom is never asked
         "config_id": "nosuchjoinway",
     }
+    ids["external_userid"] = "c1"  # the order's customer
     document = await (await client.get("/api/v1/openapi.json")).json()
     routes = [
         (method.upper(), path, op["requestBody"]["content"]["application/json"]["schema"])

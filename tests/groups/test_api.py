@@ -134,3 +134,18 @@ async def test_groups_are_listed_by_store_and_owner(h):
     assert [(g["chat_id"], g["customers"]) for g in by_owner["groups"]] == [(other, 1)]
     status, _ = await h.api("GET", "/groups/wrNOSUCH")
     assert status == 404
+
+
+async def test_erasing_a_customer_clears_their_names_in_groups_and_keeps_the_counts(h):
+    await h.add("g1", "wmc1")
+    chat_id = await h.create_group("g1", "张江VIP群", ["wmc1"])
+    assert (await h.member(chat_id, "wmc1")).name == "陈女士"
+    status, export = await h.api("GET", "/privacy/customers/wmc1")
+    assert status == 200 and "陈女士" in str(export)
+    status, done = await h.api(
+        "POST", "/privacy/customers/wmc1/erase", json={"reason": "客户要求删除"}
+    )
+    assert status == 200, done
+    member = await h.member(chat_id, "wmc1")
+    assert (member.name, member.unionid, member.status) == (None, None, "member")
+    assert ("wmc1", "joined") in await h.group_log(chat_id)  # the figures' rows stay

@@ -63,6 +63,9 @@ OUTSIDE: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("GET", "/stores/{store}/group-welcome"): ("/stores/12/group-welcome", {}),
     ("PUT", "/stores/{store}/group-welcome"): ("/stores/12/group-welcome", {}),
     ("DELETE", "/stores/{store}/group-welcome"): ("/stores/12/group-welcome", {}),
+    ("GET", "/privacy/customers/{external_userid}"): ("/privacy/customers/wmc01", {}),
+    ("POST", "/privacy/customers/{external_userid}/erase"): ("/privacy/customers/wmc01/erase", {}),
+    ("GET", "/audit"): ("/audit", {}),
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from guidebot.audit.recorder import row_values
 from guidebot.contacts import queries
 from guidebot.contacts.directory import find_store, update_store
 from guidebot.contacts.models import (
@@ -36,6 +37,7 @@ from guidebot.web.api.common import (
 )
 from guidebot.web.api.declare import Body, Int, OneOf, Query, Text
 from guidebot.web.api.openapi import BOOLEAN, INSTANT, INTEGER, STRING, list_of, maybe, shape
+from guidebot.web.audited import record_change
 from guidebot.web.auth import Principal, principal, relation_visible, store_visible
 from guidebot.web.keys import CLOCK, SESSIONS
 
@@ -456,6 +458,9 @@ async def list_stores(request: web.Request) -> web.Response:
     )
 
 
+STORE_AUDIT = ("code", "timezone")
+
+
 @api.route(
     "PATCH",
     "/stores/{store}",
@@ -468,6 +473,7 @@ async def list_stores(request: web.Request) -> web.Response:
 async def patch_store(request: web.Request) -> web.Response:
     change = body_of(request, StoreChange)
     async with request.app[SESSIONS]() as session:
+        before = row_values(await find_store(session, request.match_info["store"]), *STORE_AUDIT)
         store = await update_store(
             session,
             request.match_info["store"],
@@ -475,6 +481,14 @@ async def patch_store(request: web.Request) -> web.Response:
             timezone=change.timezone,
             clear_timezone="timezone" in change.model_fields_set and change.timezone is None,
             now=request.app[CLOCK].now(),
+        )
+        record_change(
+            request,
+            session,
+            "store.update",
+            target=f"store:{store.id}",
+            before=before,
+            after=row_values(store, *STORE_AUDIT),
         )
         await session.commit()
         views = {v.store.id: v for v in await queries.list_stores(session)}

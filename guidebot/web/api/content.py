@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import ConfigDict
 from sqlalchemy import select
 
+from guidebot.audit.recorder import row_values
 from guidebot.content import masssend, service
 from guidebot.content.errors import ContentError
 from guidebot.content.fields import MEDIA_LIMITS, clean_fields
@@ -49,6 +50,7 @@ from guidebot.web.api.openapi import (
     maybe,
     shape,
 )
+from guidebot.web.audited import record_after, record_change
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
 
 log = logging.getLogger(__name__)
@@ -323,6 +325,9 @@ async def create_content(request: web.Request) -> web.Response:
     async with app[SESSIONS]() as session, session.begin():
         item = await service.create_item(session, fields, now)
         media = await service.get_media(session, item.id)
+        record_change(
+            request, session, "content.create", target=f"content:{item.id}", after=_audited(item)
+        )
     return web.json_response(render_item(item, media, now=now), status=201)
 
 
@@ -360,8 +365,17 @@ async def patch_content(request: web.Request) -> web.Response:
     fields = _fields(body, app[SETTINGS].tz, partial=True)
     async with app[SESSIONS]() as session, session.begin():
         item = await service.get_item(session, item_id)
+        before = _audited(item)
         await service.update_item(session, item, fields, now)
         media = await service.get_media(session, item_id)
+        record_change(
+            request,
+            session,
+            "content.update",
+            target=f"content:{item_id}",
+            before=before,
+            after=_audited(item),
+        )
     return web.json_response(render_item(item, media, now=now))
 
 
@@ -377,8 +391,40 @@ async def delete_content(request: web.Request) -> web.Response:
     now = request.app[CLOCK].now()
     async with request.app[SESSIONS]() as session, session.begin():
         item = await service.get_item(session, item_id)
+        before = _audited(item)
         await service.delete_item(session, item, now)
+        record_change(
+            request,
+            session,
+            "content.delete",
+            target=f"content:{item_id}",
+            before=before,
+            after=_audited(item),
+        )
     return web.json_response({"id": item_id, "deleted_at": now.isoformat()})
+
+
+# What the audit trail keeps of an item: what HQ wrote (not the derived search columns).
+AUDITED_FIELDS = (
+    "key",
+    "kind",
+    "title",
+    "summary",
+    "cover_url",
+    "body",
+    "url",
+    "miniprogram_appid",
+    "miniprogram_page",
+    "tags",
+    "stores",
+    "valid_from",
+    "valid_to",
+    "deleted_at",
+)
+
+
+def _audited(item: Any) -> dict[str, Any] | None:
+    return row_values(item, *AUDITED_FIELDS)
 
 
 # ---- mass sends ------------------------------------------------------------------------------
@@ -444,6 +490,12 @@ async def create_mass_send(request: web.Request) -> web.Response:
         item_id=item,
         flt=flt,
         note=note or None,
+    )
+    await record_after(
+        request,
+        "mass_send.create",
+        target=f"mass_send:{row.id}",
+        after={"guide": guide, "item": item, "recipients": row.recipients, "status": row.status},
     )
     # 201 created; 202 recorded but WeCom's answer never came (reconciled later); 502 refused.
     status = {MassSendStatus.FAILED: 502, MassSendStatus.UNKNOWN: 202}.get(row.status, 201)

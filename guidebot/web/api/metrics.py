@@ -20,6 +20,7 @@ from guidebot.metrics.comparison import compare, wecom_days
 from guidebot.metrics.models import OrderStatus
 from guidebot.metrics.orders import (
     MAX_AMOUNT_FEN,
+    OrderNotFound,
     attribution_window,
     get_order,
     parse_instant,
@@ -49,6 +50,7 @@ from guidebot.web.api.common import (
 )
 from guidebot.web.api.declare import Body, Either, Int, Number, OneOf, Query, Text
 from guidebot.web.api.openapi import INTEGER, STRING, list_of, mapping, maybe, shape
+from guidebot.web.audited import record_change
 from guidebot.web.auth import guide_visible, principal, store_visible
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
 from guidebot.wecom.client import WeComError
@@ -366,11 +368,35 @@ async def create_order(request: web.Request) -> web.Response:
         int_field(body, "store", lo=1, hi=INT32_MAX)
     data = _parse_order(body)
     async with request.app[SESSIONS]() as session, session.begin():
+        before = await _order_as_was(session, body.get("order_id"))
         order, created = await post_order(
             session, data, now=now, window=attribution_window(settings.attribution_days)
         )
         answer = await render_order(session, order)
+        if _audited(answer) != before:  # a repeat that changed nothing changed nothing
+            record_change(
+                request,
+                session,
+                "order.post",
+                target=f"order:{order.order_id}",
+                before=before,
+                after=_audited(answer),
+            )
     return web.json_response(answer, status=201 if created else 200)
+
+
+def _audited(answer: dict[str, Any]) -> dict[str, Any]:
+    """An order as the audit trail keeps it: without the customer's mobile."""
+    return {k: v for k, v in answer.items() if k != "mobile"}
+
+
+async def _order_as_was(session, order_id: Any) -> dict[str, Any] | None:
+    if not isinstance(order_id, str):
+        return None
+    try:
+        return _audited(await render_order(session, await get_order(session, order_id)))
+    except OrderNotFound:
+        return None
 
 
 def _parse_order(body: dict[str, Any]):
@@ -410,6 +436,16 @@ async def refund(request: web.Request) -> web.Response:
     raw = body.get("refunded_at")
     at = parse_instant(raw, "refunded_at") if raw is not None else None
     async with request.app[SESSIONS]() as session, session.begin():
+        before = await _order_as_was(session, request.match_info["order_id"])
         order = await refund_order(session, request.match_info["order_id"], at=at, now=now)
         answer = await render_order(session, order)
+        if _audited(answer) != before:
+            record_change(
+                request,
+                session,
+                "order.refund",
+                target=f"order:{order.order_id}",
+                before=before,
+                after=_audited(answer),
+            )
     return web.json_response(answer)

@@ -49,6 +49,7 @@ from guidebot.web.api.openapi import (
     maybe,
     shape,
 )
+from guidebot.web.audited import record_change
 from guidebot.web.auth import principal
 from guidebot.web.keys import CLOCK, SESSIONS, SOP
 
@@ -269,6 +270,7 @@ async def save(request: web.Request) -> web.Response:
     if current_file(registry, playbook_id) is None:
         raise not_found(f"没有剧本 {playbook_id!r} / no playbook {playbook_id!r}")
     who = principal(request)
+    before = current_file(registry, playbook_id)
     try:
         async with request.app[SESSIONS]() as session, session.begin():
             saved = await save_playbook(
@@ -280,6 +282,15 @@ async def save(request: web.Request) -> web.Response:
                 now=request.app[CLOCK].now(),
                 base_version=body.base_version,
             )
+            if not saved.unchanged:
+                record_change(
+                    request,
+                    session,
+                    "playbook.save",
+                    target=f"playbook:{playbook_id}",
+                    before={"version": before.version if before is not None else None},
+                    after={"version": saved.version, "text": body.text},
+                )
     except SaveRefused as refused:
         errors, _ = studio.diagnostics(refused.loaded)
         first = errors[0] if errors else None

@@ -26,6 +26,7 @@ from guidebot.web.api.contacts import (
 )
 from guidebot.web.api.declare import Array, Body, Either, Int, OneOf, Query, Text
 from guidebot.web.api.openapi import ANY, INTEGER, STRING, list_of, maybe, shape
+from guidebot.web.audited import record_after
 from guidebot.web.keys import CLOCK, SESSIONS, WECOM
 
 api = ApiRoutes()
@@ -170,7 +171,11 @@ async def create_way(request: web.Request) -> web.Response:
             userids=userids,
             remark=remark,
         )
-    return web.json_response(render_way(way), status=201)
+    answer = render_way(way)
+    await record_after(
+        request, "contact_way.create", target=f"contact_way:{way.config_id}", after=answer
+    )
+    return web.json_response(answer, status=201)
 
 
 # ---- transfers -------------------------------------------------------------------------------
@@ -234,5 +239,12 @@ async def post_transfers(request: web.Request) -> web.Response:
             external_userids=customers,
             message=message,
         )
+    answer = {"transfers": [o.as_dict() for o in outcomes]}
+    await record_after(
+        request,
+        "transfer.request",
+        target=f"guide:{handover}",
+        after={"kind": kind, "handover": handover, "takeover": takeover, **answer},
+    )
     # Accepted, not done: WeCom completes a transfer about a day later.
-    return web.json_response({"transfers": [o.as_dict() for o in outcomes]}, status=202)
+    return web.json_response(answer, status=202)

@@ -52,6 +52,7 @@ from guidebot.web.api.openapi import (
     maybe,
     shape,
 )
+from guidebot.web.audited import record_after
 from guidebot.web.keys import CLOCK, SESSIONS, SOP
 
 log = logging.getLogger(__name__)
@@ -288,8 +289,26 @@ async def list_playbooks(request: web.Request) -> web.Response:
 @api.post("/playbooks/reload", summary="Read the playbook directory again", response=PLAYBOOKS)
 async def reload_playbooks(request: web.Request) -> web.Response:
     registry = request.app[SOP].registry
+    before = _versions(registry)
     await asyncio.to_thread(registry.reload)
+    after = _versions(registry)
+    if after != before:
+        await record_after(
+            request, "playbooks.reload", target="playbooks", before=before, after=after
+        )
     return web.json_response({"playbooks": await playbook_listing(request.app)})
+
+
+def _versions(registry) -> dict[str, Any]:
+    """Each playbook's version and whether it runs, as the audit trail keeps them."""
+    return {
+        loaded.id: {
+            "version": loaded.playbook.version if loaded.playbook is not None else loaded.version,
+            "status": "enabled" if loaded.enabled else "disabled",
+            "file": loaded.file,
+        }
+        for loaded in registry.loaded
+    }
 
 
 # ---- enrollments -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import func, select
 
+from guidebot.audit.recorder import row_values
 from guidebot.sop import queries
 from guidebot.sop.models import CompletedBy, SopEnrollment, SopTask, TaskStatus
 from guidebot.sop.task_marks import (
@@ -51,6 +52,7 @@ from guidebot.web.api.sop import (
     _text,
     _words,
 )
+from guidebot.web.audited import record_change
 from guidebot.web.auth import principal
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS
 
@@ -239,6 +241,9 @@ async def get_task(request: web.Request) -> web.Response:
     return web.json_response({"task": rendered})
 
 
+TASK_AUDIT = ("status", "due_at", "reason", "completed_at", "completed_by", "completed_by_user")
+
+
 async def _settle(request: web.Request, change) -> web.Response:
     """Run `change(session, task_id, now, who=...)` as the caller: a guide only on their own
     tasks (another's is a 404), recorded as done through the API by that guide or HQ."""
@@ -249,8 +254,19 @@ async def _settle(request: web.Request, change) -> web.Response:
     actor = {"by": CompletedBy.API, "guide_userid": mine, "who": mine or f"hq:{who.name}"}
     try:
         async with request.app[SESSIONS]() as session, session.begin():
+            before = row_values(await session.get(SopTask, task_id), *TASK_AUDIT)
             task = await change(session, task_id, now, **actor)
             rendered = await _rendered(request, session, task)
+            if who.role != "guide":  # a guide's own work is the task's record, not an audit
+                after = row_values(task, *TASK_AUDIT)
+                record_change(
+                    request,
+                    session,
+                    f"task.{request.path.rsplit('/', 1)[-1]}",
+                    target=f"task:{task_id}",
+                    before=before,
+                    after=after,
+                )
     except ValueError as exc:  # TaskNotFound (404) and TaskConflict (409): guidebot.web.api.errors
         raise bad_request(str(exc)) from None
     return web.json_response({"task": rendered})
