@@ -6,6 +6,17 @@ from __future__ import annotations
 from guidebot.groups.models import MemberEventKind
 
 
+async def trail(h) -> list[tuple[int, str, str, str]]:
+    """The audit trail: (id, role, action, target), oldest first."""
+    status, answer = await h.api("GET", "/audit")
+    assert status == 200, answer
+    return sorted((e["id"], e["role"], e["action"], e["target"]) for e in answer["entries"])
+
+
+async def actions(h) -> list[tuple[str, str, str]]:
+    return [entry[1:] for entry in await trail(h)]
+
+
 async def two_groups(h) -> list[str]:
     return [
         await h.create_group("g1", "张江VIP群"),
@@ -24,6 +35,8 @@ async def test_a_join_through_a_store_code_is_attributed_to_it(h):
     assert status == 201, way
     assert way["state"] == "s11:poster:vip26"
     assert way["qr_code"].startswith("https://")
+    target = f"group_join_way:{way['config_id']}"
+    assert ("hq", "group_join_way.create", target) in await actions(h)
     in_wecom = h.sim_state.join_ways[way["config_id"]]
     assert (in_wecom["state"], in_wecom["chat_id_list"]) == ("s11:poster:vip26", chats)
     assert in_wecom["remark"] == "门店海报"
@@ -84,6 +97,7 @@ async def test_a_deleted_join_way_is_gone_in_wecom_too(h):
     _, way = await new_way(h, chats)
     status, _ = await h.api("DELETE", f"/group-join-ways/{way['config_id']}")
     assert status == 200
+    assert ("hq", "group_join_way.delete", f"group_join_way:{way['config_id']}") in await actions(h)
     assert h.sim_state.join_ways == {}
     status, listed = await h.api("GET", "/group-join-ways")
     assert listed["join_ways"] == []
@@ -109,6 +123,11 @@ async def test_a_store_group_welcome_is_rendered_kept_edited_and_removed(h):
     assert (got["template"], got["text"]) == ("vip.j2", "张江店VIP群欢迎%NICKNAME%")
     status, _ = await h.api("DELETE", "/stores/11/group-welcome")
     assert status == 200
+    assert [a for a in await actions(h) if a[1].startswith("group_welcome")] == [
+        ("hq", "group_welcome.save", "store:11"),
+        ("hq", "group_welcome.save", "store:11"),
+        ("hq", "group_welcome.delete", "store:11"),
+    ]
     assert h.sim_state.group_welcome_templates == {}
     status, _ = await h.api("GET", "/stores/11/group-welcome")
     assert status == 404

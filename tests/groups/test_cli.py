@@ -49,6 +49,12 @@ async def test_sync_join_way_and_welcome_from_the_command_line(h, cli):
     assert code == 0, err
     assert "%NICKNAME%" in out and "张江店" in out
     assert len(h.sim_state.group_welcome_templates) == 1
+    status, trail = await h.api("GET", "/audit")
+    assert status == 200
+    assert sorted((e["role"], e["action"]) for e in trail["entries"]) == [
+        ("cli", "group_join_way.create"),
+        ("cli", "group_welcome.save"),
+    ]
 
 
 async def test_a_refused_join_way_says_why(h, cli):

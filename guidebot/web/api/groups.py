@@ -34,6 +34,7 @@ from guidebot.web.api.common import INT32_MAX, ApiRoutes, body_of, iso, query_of
 from guidebot.web.api.contacts import STORE_REF, TEXT_OUT, USERID, WHEN
 from guidebot.web.api.declare import Array, Body, Bool, Either, Int, OneOf, Query, Text
 from guidebot.web.api.openapi import INTEGER, STRING, list_of, maybe, shape
+from guidebot.web.audited import record_after
 from guidebot.web.keys import CLOCK, SESSIONS, SOP, WECOM
 
 api = ApiRoutes()
@@ -296,7 +297,11 @@ async def create_way(request: web.Request) -> web.Response:
             room_base_name=new.room_base_name,
             room_base_id=new.room_base_id,
         )
-    return web.json_response(render_way(way), status=201)
+    answer = render_way(way)
+    await record_after(
+        request, "group_join_way.create", target=f"group_join_way:{way.config_id}", after=answer
+    )
+    return web.json_response(answer, status=201)
 
 
 @api.route(
@@ -311,6 +316,7 @@ async def delete_way(request: web.Request) -> web.Response:
     config_id = request.match_info["config_id"]
     async with request.app[SESSIONS]() as session:
         await delete_join_way(session, request.app[WECOM], config_id)
+    await record_after(request, "group_join_way.delete", target=f"group_join_way:{config_id}")
     return web.json_response({"deleted": config_id})
 
 
@@ -350,7 +356,11 @@ async def put_welcome(request: web.Request) -> web.Response:
             template=change.template,
             notify=change.notify,
         )
-    return web.json_response(render_welcome(row))
+        answer = render_welcome(row)
+    await record_after(
+        request, "group_welcome.save", target=f"store:{answer['store_id']}", after=answer
+    )
+    return web.json_response(answer)
 
 
 @api.route(
@@ -366,4 +376,5 @@ async def delete_welcome(request: web.Request) -> web.Response:
         row = await get_store_welcome(session, request.match_info["store"])
         store_id = row.store_id
         await delete_store_welcome(session, request.app[WECOM], str(store_id))
+    await record_after(request, "group_welcome.delete", target=f"store:{store_id}")
     return web.json_response({"deleted": store_id})
