@@ -32,13 +32,16 @@ from guidebot.scheduler import create_scheduler
 from guidebot.sop.queries import task_backlog
 from guidebot.telemetry import Telemetry
 from guidebot.web import (
+    admin_errors,
     audit_page,
     callback,
     domain_verify,
+    guides_page,
     health,
     links,
     pages,
     passive_reply,
+    playbooks_page,
     sidebar,
     studio,
 )
@@ -82,9 +85,10 @@ def create_app(
     """The whole server. `run_workers=False` leaves stored callbacks for the test to drain."""
     # Bodies: the callback's size unless a route declares its own, and a deadline for all
     # (guidebot.web.limits); errors under /api are JSON whoever raises them
-    # (guidebot.web.api.errors).
+    # (guidebot.web.api.errors); under /admin they are pages in the admin's layout.
     app = web.Application(
-        client_max_size=callback.MAX_CALLBACK_BYTES, middlewares=[api_errors, body_limits]
+        client_max_size=callback.MAX_CALLBACK_BYTES,
+        middlewares=[api_errors, body_limits, admin_errors.admin_errors],
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
@@ -107,8 +111,11 @@ def create_app(
     passive_reply.setup(app)  # the bot's answers still being sent when the server stops
     setup_api(app, *api_groups())
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
+    guides_page.setup_routes(app)  # /admin/guides
+    playbooks_page.setup_routes(app)  # /admin/playbooks
     studio.setup_routes(app)  # /admin/playbooks/{id}: the playbook studio
     audit_page.setup_routes(app)  # /admin/audit (HQ)
+    admin_errors.setup_routes(app)  # / leads to /admin (or a guide's /sidebar)
     return app
 
 

@@ -160,6 +160,12 @@ def _sop_commands(commands: argparse._SubParsersAction) -> None:
     check.add_argument(
         "paths", nargs="*", metavar="PATH", help="files or directories (default: GUIDEBOT_SOP_DIR)"
     )
+    check.add_argument(
+        "--lang",
+        choices=("zh", "en"),
+        help="the messages' language (default: en when LC_ALL, LC_MESSAGES or LANG says "
+        "English, else zh); the codes are the same in both",
+    )
     simulate = _command(
         sop, "simulate", "the timeline a new customer would get from a playbook", _sop_simulate
     )
@@ -319,7 +325,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 def _sop_check(args: argparse.Namespace) -> int:
     from guidebot.sop.cli import check_command
 
-    return check_command(args.paths)
+    return check_command(args.paths, lang=args.lang)
 
 
 def _sop_simulate(args: argparse.Namespace) -> int:

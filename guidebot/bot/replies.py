@@ -18,6 +18,7 @@ from urllib.parse import quote
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from guidebot import i18n
 from guidebot.bot import commands
 from guidebot.bot.commands import Command
 from guidebot.bot.models import BotReply, ReplyStatus
@@ -39,6 +40,7 @@ from guidebot.content.models import ContentItem
 from guidebot.db.parking import describe_error, is_row_error, park_apart, unparked
 from guidebot.db.turns import take_turns
 from guidebot.groups import queries as group_queries
+from guidebot.i18n import NP_
 from guidebot.sop import queries as tasks
 from guidebot.sop.models import TaskStatus
 from guidebot.wecom.client import Priority, WeComClient, WeComError, WeComUncertain
@@ -80,98 +82,60 @@ def _clip(text: str, limit: int = MAX_TEXT_BYTES) -> str:
 
 # ---- the words -------------------------------------------------------------------------------
 
-TEXT = {
-    "zh": {
-        "help": (
-            "我可以帮你：\n"
-            "• 任务 — 今天的待办任务（带编号）\n"
-            "• 完成 12 / 跳过 12 原因 / 稍后 12 2h — 处理编号 12 的任务\n"
-            "• 素材 <关键词> — 找素材，附可转发的追踪链接\n"
-            "• 客户 <名字> — 查看你的客户档案\n"
-            "• 业绩 — 今天、本周、本月的数据与门店平均\n"
-            "• 帮助 — 显示本说明"
-        ),
-        "not_understood": "没听懂「{text}」。",
-        "no_tasks": "今天没有待办任务。",
-        "tasks_head": "今天的任务（{n}）：",
-        "tasks_foot": "回复「完成 编号」「跳过 编号 原因」「稍后 编号 2h」处理任务",
-        "overdue": "已逾期",
-        "snoozed": "稍后 {t}",
-        "no_content": "没有找到与「{q}」相关的素材。",
-        "no_content_all": "素材库暂时是空的。",
-        "customer_ask": "请在「客户」后面写上客户名字，例如：客户 陈",
-        "no_customer": "你的客户里没有名字含「{q}」的。",
-        "customers_many": "找到 {n} 位客户，请写全名：",
-        "status": {
-            "active": "正常",
-            "lost": "已删除你",
-            "removed": "已被你删除",
-            "transferred": "已转接",
-        },
-        "card": (
-            "{name}{remark}\n状态：{status}\n门店：{store}\n添加于：{since}\n"
-            "标签：{tags}\n{groups}待办任务：{tasks}\n最近打开：{opened}\n侧边栏：{link}"
-        ),
-        "groups": "社群：{names}\n",  # only when the customer is in any
-        "remark": "（备注：{remark}）",
-        "none": "无",
-        "stats_head": "我的业绩（{store}）",
-        "periods": ("今天", "本周", "本月"),
-        "mine": "{period}：新客 {new}｜流失 {lost}｜转发 {fwd}｜打开 {opens}",
-        "average": "　门店平均：新客 {new}｜流失 {lost}｜转发 {fwd}｜打开 {opens}",
-        "service": (
-            "服务（企业微信统计，本月至昨日）：聊天 {chats}｜消息 {messages}｜回复率 {rate}｜"
-            "首次回复 {minutes}｜删除/拉黑 {negative}"
-        ),
-        "minutes": "{n} 分钟",
-        "no_store": "未分配门店",
+# The words, English as the catalogs' msgids (guidebot/locale, context "bot"); TEXT has
+# them in each language the bot answers in, by the command's language ("zh" or "en").
+WORDS = {
+    "help": NP_(
+        "bot",
+        "I can help with:\n• tasks — today's open tasks, numbered\n"
+        "• done 12 / skip 12 reason / snooze 12 2h — act on task 12\n"
+        "• content <word> — find content, with tracked links ready to forward\n"
+        "• customer <name> — one of your customers' profile\n"
+        "• stats — your numbers today, this week and this month beside your "
+        "store's average\n• help — this list",
+    ),
+    "not_understood": NP_("bot", "I did not understand “{text}”."),
+    "no_tasks": NP_("bot", "No open tasks today."),
+    "tasks_head": NP_("bot", "Today's tasks ({n}):"),
+    "tasks_foot": NP_("bot", "Reply “done N”, “skip N reason” or “snooze N 2h” to act on one"),
+    "overdue": NP_("bot", "overdue"),
+    "snoozed": NP_("bot", "later {t}"),
+    "no_content": NP_("bot", "No content matches “{q}”."),
+    "no_content_all": NP_("bot", "The content library is empty for now."),
+    "customer_ask": NP_("bot", "Write the customer's name after “customer”, e.g. customer Chen"),
+    "no_customer": NP_("bot", "None of your customers has “{q}” in their name."),
+    "customers_many": NP_("bot", "{n} customers match; write the full name:"),
+    "status": {
+        "active": NP_("bot", "active"),
+        "lost": NP_("bot", "deleted you"),
+        "removed": NP_("bot", "removed by you"),
+        "transferred": NP_("bot", "transferred"),
     },
-    "en": {
-        "help": (
-            "I can help with:\n"
-            "• tasks — today's open tasks, numbered\n"
-            "• done 12 / skip 12 reason / snooze 12 2h — act on task 12\n"
-            "• content <word> — find content, with tracked links ready to forward\n"
-            "• customer <name> — one of your customers' profile\n"
-            "• stats — your numbers today, this week and this month beside your store's average\n"
-            "• help — this list"
-        ),
-        "not_understood": "I did not understand “{text}”.",
-        "no_tasks": "No open tasks today.",
-        "tasks_head": "Today's tasks ({n}):",
-        "tasks_foot": "Reply “done N”, “skip N reason” or “snooze N 2h” to act on one",
-        "overdue": "overdue",
-        "snoozed": "later {t}",
-        "no_content": "No content matches “{q}”.",
-        "no_content_all": "The content library is empty for now.",
-        "customer_ask": "Write the customer's name after “customer”, e.g. customer Chen",
-        "no_customer": "None of your customers has “{q}” in their name.",
-        "customers_many": "{n} customers match; write the full name:",
-        "status": {
-            "active": "active",
-            "lost": "deleted you",
-            "removed": "removed by you",
-            "transferred": "transferred",
-        },
-        "card": (
-            "{name}{remark}\nStatus: {status}\nStore: {store}\nAdded: {since}\n"
-            "Tags: {tags}\n{groups}Open tasks: {tasks}\nLast opened: {opened}\nSidebar: {link}"
-        ),
-        "groups": "Groups: {names}\n",
-        "remark": " (remark: {remark})",
-        "none": "none",
-        "stats_head": "My numbers ({store})",
-        "periods": ("Today", "This week", "This month"),
-        "mine": "{period}: new {new} | lost {lost} | forwards {fwd} | opens {opens}",
-        "average": "  store average: new {new} | lost {lost} | forwards {fwd} | opens {opens}",
-        "service": (
-            "Service (WeCom's figures, this month to yesterday): chats {chats} | messages "
-            "{messages} | reply rate {rate} | first reply {minutes} | deleted/blocked {negative}"
-        ),
-        "minutes": "{n} min",
-        "no_store": "no store",
-    },
+    "card": NP_(
+        "bot",
+        "{name}{remark}\nStatus: {status}\nStore: {store}\nAdded: {since}\n"
+        "Tags: {tags}\nOpen tasks: {tasks}\nLast opened: {opened}\nSidebar: {link}",
+    ),
+    "remark": NP_("bot", " (remark: {remark})"),
+    "none": NP_("bot", "none"),
+    "stats_head": NP_("bot", "My numbers ({store})"),
+    "periods": (NP_("bot", "Today"), NP_("bot", "This week"), NP_("bot", "This month")),
+    "mine": NP_("bot", "{period}: new {new} | lost {lost} | forwards {fwd} | opens {opens}"),
+    "average": NP_(
+        "bot", "  store average: new {new} | lost {lost} | forwards {fwd} | opens {opens}"
+    ),
+    "service": NP_(
+        "bot",
+        "Service (WeCom's figures, this month to yesterday): chats {chats} | "
+        "messages {messages} | reply rate {rate} | first reply {minutes} | "
+        "deleted/blocked {negative}",
+    ),
+    "minutes": NP_("bot", "{n} min"),
+    "no_store": NP_("bot", "no store"),
+    # A line of the card under the tags, only when the customer is in a customer group.
+    "groups": NP_("bot", "Groups: {names}"),
 }
+TEXT = i18n.in_languages(WORDS)
 
 
 def help_reply(command: Command, text: str = "") -> Reply:
@@ -348,6 +312,7 @@ async def _card(
     tags = [t.get("name") or t.get("id") for t in relation.tags or []]
     in_groups = await group_queries.customer_groups(session, customer.external_userid)
     names = "、".join(v.group.name or words["none"] for v in in_groups)
+    groups = "\n" + words["groups"].format(names=names) if in_groups else ""
     last = (
         f"{opened[0][1].title}（{opened[0][0].opened_at.astimezone(zone):%m-%d %H:%M}）"
         if opened
@@ -359,8 +324,7 @@ async def _card(
         status=words["status"].get(relation.status, relation.status),
         store=relation_store.name if relation_store else words["no_store"],
         since=since,
-        tags=", ".join(t for t in tags if t) or words["none"],
-        groups=words["groups"].format(names=names) if in_groups else "",
+        tags=(", ".join(t for t in tags if t) or words["none"]) + groups,
         tasks=len(open_tasks),
         opened=last,
         link=sidebar_link(settings, customer.external_userid),

@@ -15,9 +15,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot import i18n
 from guidebot.bot import commands
 from guidebot.bot.commands import Command
 from guidebot.contacts.models import Customer
+from guidebot.i18n import NP_
 from guidebot.sop import queries
 from guidebot.sop.models import CompletedBy
 from guidebot.sop.task_marks import (
@@ -31,54 +33,34 @@ from guidebot.sop.task_marks import (
 
 _NUMBER = re.compile(r"#?(\d{1,18})(?:\s+(.*))?", re.S)
 
-TEXT: dict[str, dict[str, Any]] = {
-    "zh": {
-        "ask": {
-            commands.DONE: "请写上任务编号，例如：完成 12（发送「任务」查看编号）",
-            commands.SKIP: "请写上任务编号和原因，例如：跳过 12 客户出差",
-            commands.SNOOZE: "请写上任务编号和推迟多久，例如：稍后 12 2h",
-        },
-        "ask_reason": "请写上跳过的原因，例如：跳过 {n} 客户出差",
-        "ask_delay": "请写上推迟多久，例如：稍后 {n} 2h（可写 30m、2h、1d、2小时、1天）",
-        "bad_delay": "没看懂「{d}」：请写 30m、2h、1d（或 30分钟、2小时、1天），最长 7 天",
-        "no_task": "你没有编号为 {n} 的任务（发送「任务」查看编号）",
-        "done": "已完成 ✓ #{n} {what}",
-        "skip": "已跳过 #{n} {what}\n原因：{reason}",
-        "snooze": "已推迟到 {when} · #{n} {what}",
-        "conflict": "任务 #{n} {status}，不能再更改",
-        "status": {
-            "done": "已完成",
-            "skipped": "已跳过",
-            "expired": "已过期",
-            "failed": "发送失败",
-            "sending": "正在发送",
-            "unknown": "结果未知",
-        },
+# The words, English as the catalogs' msgids (guidebot/locale, context "bot"); TEXT has
+# them in each language the bot answers in, by the command's language ("zh" or "en").
+WORDS: dict[str, Any] = {
+    "ask": {
+        commands.DONE: NP_(
+            "bot", "Write the task's number, e.g. done 12 (send “tasks” for the numbers)"
+        ),
+        commands.SKIP: NP_("bot", "Write the task's number and why, e.g. skip 12 customer away"),
+        commands.SNOOZE: NP_("bot", "Write the task's number and how long, e.g. snooze 12 2h"),
     },
-    "en": {
-        "ask": {
-            commands.DONE: "Write the task's number, e.g. done 12 (send “tasks” for the numbers)",
-            commands.SKIP: "Write the task's number and why, e.g. skip 12 customer away",
-            commands.SNOOZE: "Write the task's number and how long, e.g. snooze 12 2h",
-        },
-        "ask_reason": "Say why you skip it, e.g. skip {n} customer away",
-        "ask_delay": "Say how long to put it off, e.g. snooze {n} 2h (30m, 2h, 1d)",
-        "bad_delay": "“{d}” is not a delay: write 30m, 2h or 1d, at most 7 days",
-        "no_task": "You have no task number {n} (send “tasks” for the numbers)",
-        "done": "Done ✓ #{n} {what}",
-        "skip": "Skipped #{n} {what}\nReason: {reason}",
-        "snooze": "Put off until {when} · #{n} {what}",
-        "conflict": "Task #{n} is {status}; it cannot be changed now",
-        "status": {
-            "done": "done",
-            "skipped": "skipped",
-            "expired": "expired",
-            "failed": "failed",
-            "sending": "being sent",
-            "unknown": "of unknown outcome",
-        },
+    "ask_reason": NP_("bot", "Say why you skip it, e.g. skip {n} customer away"),
+    "ask_delay": NP_("bot", "Say how long to put it off, e.g. snooze {n} 2h (30m, 2h, 1d)"),
+    "bad_delay": NP_("bot", "“{d}” is not a delay: write 30m, 2h or 1d, at most 7 days"),
+    "no_task": NP_("bot", "You have no task number {n} (send “tasks” for the numbers)"),
+    "done": NP_("bot", "Done ✓ #{n} {what}"),
+    "skip": NP_("bot", "Skipped #{n} {what}\nReason: {reason}"),
+    "snooze": NP_("bot", "Put off until {when} · #{n} {what}"),
+    "conflict": NP_("bot", "Task #{n} is {status}; it cannot be changed now"),
+    "status": {
+        "done": NP_("bot", "done"),
+        "skipped": NP_("bot", "skipped"),
+        "expired": NP_("bot", "expired"),
+        "failed": NP_("bot", "failed"),
+        "sending": NP_("bot", "being sent"),
+        "unknown": NP_("bot", "of unknown outcome"),
     },
 }
+TEXT = i18n.in_languages(WORDS)
 
 
 async def task_command(

@@ -23,6 +23,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from guidebot import i18n
 from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.contacts.models import Customer, Department, Guide, GuideStatus
@@ -56,9 +57,11 @@ class Escalated:
     due_at: datetime
     escalated_at: datetime | None
 
-    def overdue(self, now: datetime) -> str:
+    def overdue(self, now: datetime, lang: str = i18n.ZH) -> str:
         hours = int((now - self.due_at).total_seconds() // 3600)
-        return f"逾期 {hours // 24} 天" if hours >= 24 else f"逾期 {max(hours, 1)} 小时"
+        if hours >= 24:
+            return i18n.ngettext("%(num)s day overdue", "%(num)s days overdue", hours // 24, lang)
+        return i18n.ngettext("%(num)s hour overdue", "%(num)s hours overdue", max(hours, 1), lang)
 
 
 async def escalated_tasks(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from guidebot.i18n import ZH
 from guidebot.metrics.models import COUNTERS
 
 # A new customer is retained for N days when no end event of theirs with the guide follows the
@@ -46,6 +47,16 @@ class Kpi:
     over: tuple[str, ...] = ()  # a rate's (or an average's) denominator
     scale: int = 1  # the numerator's unit: reply_pct_x100 is in hundredths of a percent
     lower_is_better: bool = False  # for ranking: fewer minutes to answer is better
+    title_en: str = ""  # the display name on English pages (label is the Chinese one)
+    definition_zh: str = ""  # the definition above, in Chinese, for the Chinese pages
+
+    def title(self, lang: str) -> str:
+        """The KPI's display name in a guidebot.i18n language."""
+        return self.label if lang == ZH else self.title_en
+
+    def explain(self, lang: str) -> str:
+        """The KPI's definition in a guidebot.i18n language."""
+        return self.definition_zh if lang == ZH else self.definition
 
     def numerator(self, totals: Mapping[str, int]) -> int:
         return sum(totals.get(c, 0) for c in self.plus) - sum(totals.get(c, 0) for c in self.minus)
@@ -77,6 +88,11 @@ KPIS: tuple[Kpi, ...] = (
         "are not new customers.",
         "relation_events (added, reactivated)",
         plus=("added", "reactivated"),
+        title_en="New customers",
+        definition_zh=(
+            "当地日内与导购建立的有效好友关系：客户添加导购（新增），或删除后再次添加（恢复）。转"
+            "接来的客户不算新客。"
+        ),
     ),
     Kpi(
         "lost_customers",
@@ -85,6 +101,8 @@ KPIS: tuple[Kpi, ...] = (
         "Customers who deleted the guide (del_follow_user) on the local day.",
         "relation_events (lost)",
         plus=("lost",),
+        title_en="Lost customers",
+        definition_zh="当地日内删除导购的客户数（del_follow_user）。",
     ),
     Kpi(
         "removed_customers",
@@ -93,6 +111,8 @@ KPIS: tuple[Kpi, ...] = (
         "Customers the guide deleted (del_external_contact) on the local day.",
         "relation_events (removed)",
         plus=("removed",),
+        title_en="Removed customers",
+        definition_zh="当地日内导购删除的客户数（del_external_contact）。",
     ),
     Kpi(
         "net_growth",
@@ -103,6 +123,10 @@ KPIS: tuple[Kpi, ...] = (
         "relation_events",
         plus=("added", "reactivated"),
         minus=("lost", "removed"),
+        title_en="Net growth",
+        definition_zh=(
+            "新客 − 流失 − 删除。转入、转出都不计入，所以这是导购自己的增长，而不是客户数的变化。"
+        ),
     ),
     Kpi(
         "day1_retention",
@@ -114,6 +138,11 @@ KPIS: tuple[Kpi, ...] = (
         "relation_events",
         plus=("d1_kept",),
         over=("d1_cohort",),
+        title_en="Day-1 retention",
+        definition_zh=(
+            "D 日的新客中，已满 24 小时的那部分里，添加后 24 小时内没有流失、删除或转出的占比；计"
+            "入 D 日。尚未满 24 小时的新客不计入分子和分母。"
+        ),
     ),
     Kpi(
         "day7_retention",
@@ -125,6 +154,11 @@ KPIS: tuple[Kpi, ...] = (
         "relation_events",
         plus=("d7_kept",),
         over=("d7_cohort",),
+        title_en="Day-7 retention",
+        definition_zh=(
+            "D 日的新客中，已满 7 天的那部分里，添加后 7 × 24 小时内没有流失、删除或转出的占比；"
+            "计入 D 日。尚未满 7 天的新客不计入分子和分母。"
+        ),
     ),
     Kpi(
         "welcome_rate",
@@ -137,6 +171,12 @@ KPIS: tuple[Kpi, ...] = (
         "sop_tasks (action welcome)",
         plus=("welcome_sent",),
         over=("welcome_attempts",),
+        title_en="Welcome delivery rate",
+        definition_zh=(
+            "欢迎语送达数 / 带有 WelcomeCode 的添加数，计入添加当日：已发送（或已发过，41051）的"
+            "欢迎语任务，除以已有结果且有 code 的欢迎语任务（已发送、已完成、失败、过期、结果未知"
+            "，或发送前被停止）。没有 code 的添加和仍在发送中的欢迎语不计入。"
+        ),
     ),
     Kpi(
         "tasks_due",
@@ -148,6 +188,12 @@ KPIS: tuple[Kpi, ...] = (
         "a task the guide put off (snoozed) counts on the day it comes back.",
         "sop_tasks (action guide_task, remind)",
         plus=("tasks_due",),
+        title_en="Tasks due",
+        definition_zh=(
+            "当地日到期、已送达导购的 SOP 导购任务（guide_task、remind）：已发送、已完成或被导购"
+            "跳过。引擎自行结束的任务（客户已离开而停止、停机后过期、失败）不计入；导购推迟的任务"
+            "计入其重新出现的那一天。"
+        ),
     ),
     Kpi(
         "tasks_done",
@@ -157,6 +203,8 @@ KPIS: tuple[Kpi, ...] = (
         "credited to the day the task was due.",
         "sop_tasks (status done)",
         plus=("tasks_done",),
+        title_en="Tasks done",
+        definition_zh="到期任务中已完成的（导购确认了群发，或标记为完成），计入任务到期的那一天。",
     ),
     Kpi(
         "tasks_on_time",
@@ -165,6 +213,8 @@ KPIS: tuple[Kpi, ...] = (
         "Of tasks_done, those completed no later than 24 hours after their due time.",
         "sop_tasks (completed_at <= due_at + 24 h)",
         plus=("tasks_on_time",),
+        title_en="Tasks on time",
+        definition_zh="已完成任务中，在到期后 24 小时内完成的。",
     ),
     Kpi(
         "forwards",
@@ -175,6 +225,11 @@ KPIS: tuple[Kpi, ...] = (
         "item to that customer. Sending it again, or confirming one send twice, adds nothing.",
         "content_forwards",
         plus=("forwards",),
+        title_en="Forwards",
+        definition_zh=(
+            "导购发给客户的内容：来自侧边栏，或客户已收到的群发；每个内容对每位客户计一次，计入导"
+            "购首次发送该内容给该客户的当地日。重复发送、重复确认同一次发送都不再增加。"
+        ),
     ),
     Kpi(
         "unique_opens",
@@ -187,6 +242,12 @@ KPIS: tuple[Kpi, ...] = (
         "new visitors is capped.",
         "content_open_visitors",
         plus=("unique_opens",),
+        title_en="Unique opens",
+        definition_zh=(
+            "当地日内导购追踪链接的首次打开：每个内容、每位访客只计一次，计入访客最先打开的那位导"
+            "购。访客是链接指名的客户，或带有 guidebot 签发并签名的访客 ID 的浏览器；其他人的打开"
+            "只算打开次数，不算独立打开；同一客户端突发的大量新访客有上限。"
+        ),
     ),
     Kpi(
         "open_rate",
@@ -197,6 +258,11 @@ KPIS: tuple[Kpi, ...] = (
         "content_open_visitors, content_forwards",
         plus=("unique_opens",),
         over=("forwards",),
+        title_en="Open rate",
+        definition_zh=(
+            "同一范围内的 独立打开 / 转发。周期之前转发、或被转传的链接在周期内被打开时，可能超过"
+            " 100%。"
+        ),
     ),
     Kpi(
         "orders",
@@ -207,6 +273,8 @@ KPIS: tuple[Kpi, ...] = (
         "orders",
         plus=("orders_paid",),
         minus=("orders_refunded",),
+        title_en="Orders",
+        definition_zh="归属于导购的订单：付款当地日 +1，退款当地日 −1。同一订单重复推送只计一次。",
     ),
     Kpi(
         "gmv",
@@ -217,6 +285,8 @@ KPIS: tuple[Kpi, ...] = (
         "orders",
         plus=("gmv_paid_fen",),
         minus=("gmv_refunded_fen",),
+        title_en="GMV",
+        definition_zh="归属于导购的订单金额（元，两位小数）：付款当地日 +金额，退款当地日 −金额。",
     ),
     Kpi(
         "profile_completeness",
@@ -228,6 +298,11 @@ KPIS: tuple[Kpi, ...] = (
         "relations (snapshots in guide_profile_daily)",
         plus=("profile_filled",),
         over=("profile_active",),
+        title_en="Profile completeness",
+        definition_zh=(
+            "留资率：周期结束时导购的有效客户中（每位导购在最后一天或之前的最后一次快照），好友关"
+            "系上有资料的占比：至少一个备注手机号，或非空的描述。"
+        ),
     ),
     # Customer groups (guidebot.groups): the membership log of the groups the guide owns, and
     # snapshots of the groups owned and of the guide's customers in any group.
@@ -239,6 +314,10 @@ KPIS: tuple[Kpi, ...] = (
         "snapshot on or before its last day); a dismissed group no longer counts.",
         "customer_groups (snapshots in guide_profile_daily)",
         plus=("groups_owned",),
+        title_en="Groups owned",
+        definition_zh=(
+            "期末（各导购在末日或之前的最后一次快照）导购作为群主的有效客户群数；已解散的群不计入。"
+        ),
     ),
     Kpi(
         "group_new_members",
@@ -249,6 +328,10 @@ KPIS: tuple[Kpi, ...] = (
         "customer who leaves and joins again counts again.",
         "group_member_events (joined, customers)",
         plus=("group_joined",),
+        title_en="New group members",
+        definition_zh=(
+            "当地日内加入导购（当时为群主）的客户群的客户数（员工不计）；同一次入群无论企业微信通知几次只计一次；退群后再入群再计一次。"
+        ),
     ),
     Kpi(
         "group_members_left",
@@ -258,6 +341,10 @@ KPIS: tuple[Kpi, ...] = (
         "the local day (a departure the nightly sync found, on the day it found it).",
         "group_member_events (left, removed; customers)",
         plus=("group_left",),
+        title_en="Group members left",
+        definition_zh=(
+            "当地日内退出导购（当时为群主）的客户群或被移出的客户数（夜间同步发现的退群，计在发现当日）。"
+        ),
     ),
     Kpi(
         "group_net",
@@ -267,6 +354,8 @@ KPIS: tuple[Kpi, ...] = (
         "group_member_events",
         plus=("group_joined",),
         minus=("group_left",),
+        title_en="Group net growth",
+        definition_zh=("group_new_members - group_members_left（新入群减退群）。"),
     ),
     Kpi(
         "group_join_rate",
@@ -278,6 +367,10 @@ KPIS: tuple[Kpi, ...] = (
         "relations, customer_group_members (snapshots in guide_profile_daily)",
         plus=("group_customers",),
         over=("profile_active",),
+        title_en="Group join rate",
+        definition_zh=(
+            "入群率：期末（各导购在末日或之前的最后一次快照）导购的有效客户中，至少在品牌一个有效客户群里的比例，无论群主是谁。"
+        ),
     ),
     # WeCom's contact statistics (联系客户统计, get_user_behavior_data), read daily per guide by
     # guidebot.contacts.behavior: WeCom's counts of chats guidebot never sees, not our log.
@@ -289,6 +382,11 @@ KPIS: tuple[Kpi, ...] = (
         "message, per China day (00:00 Asia/Shanghai), credited to the same date.",
         "WeCom get_user_behavior_data (chat_cnt), not our log",
         plus=("chats",),
+        title_en="Chats",
+        definition_zh=(
+            "企业微信的 chat_cnt：导购至少发过一条消息的单聊客户数，按中国日（Asia/Shanghai 0 点"
+            "起）计，计入同一日期。"
+        ),
     ),
     Kpi(
         "messages",
@@ -298,6 +396,10 @@ KPIS: tuple[Kpi, ...] = (
         "China day, credited to the same date.",
         "WeCom get_user_behavior_data (message_cnt), not our log",
         plus=("messages",),
+        title_en="Messages",
+        definition_zh=(
+            "企业微信的 message_cnt：导购在与客户单聊中发送的消息数，按中国日计，计入同一日期。"
+        ),
     ),
     Kpi(
         "reply_rate",
@@ -311,6 +413,12 @@ KPIS: tuple[Kpi, ...] = (
         plus=("reply_pct_x100",),
         over=("reply_days",),
         scale=10_000,
+        title_en="Reply rate",
+        definition_zh=(
+            "企业微信的 reply_percentage（客户发起的单聊中，导购当天回复的占比），按企业微信给出"
+            "数值的天数取平均；当天没有客户发起聊天的日子不计入。企业微信不提供背后的计数，所以门"
+            "店的回复率是其导购各天的平均，而不是聊天数之比。"
+        ),
     ),
     Kpi(
         "avg_reply_minutes",
@@ -322,6 +430,11 @@ KPIS: tuple[Kpi, ...] = (
         plus=("reply_minutes",),
         over=("reply_time_days",),
         lower_is_better=True,
+        title_en="Average first reply",
+        definition_zh=(
+            "企业微信的 avg_reply_time（从客户第一条消息到导购第一次回复的分钟数，取当天已回复的"
+            "聊天），按企业微信给出数值的天数取平均。"
+        ),
     ),
     Kpi(
         "negative_feedback",
@@ -333,6 +446,11 @@ KPIS: tuple[Kpi, ...] = (
         "WeCom get_user_behavior_data (negative_feedback_cnt), not our log",
         plus=("negative_feedback",),
         lower_is_better=True,
+        title_en="Deleted or blocked",
+        definition_zh=(
+            "企业微信的 negative_feedback_cnt：删除或拉黑导购的客户数，按中国日计。它与“流失”不同"
+            "：流失统计的是 guidebot 收到通知的删除，按门店当地日计。"
+        ),
     ),
 )
 

@@ -25,12 +25,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot import i18n
 from guidebot.clock import FIRST_YEAR, LAST_YEAR
 from guidebot.config import ConfigError, database_url_from_env
 from guidebot.contacts.directory import find_store
 from guidebot.contacts.models import Department, Guide, GuideStatus, StoreMembership
 from guidebot.db.migrate import open_database, prepare_database
 from guidebot.db.parking import parked_counts
+from guidebot.i18n import N_
 from guidebot.metrics import kpis
 from guidebot.metrics.models import COUNTERS, NO_STORE, GuideDaily, GuideProfileDaily
 from guidebot.metrics.rollup import JOB as ROLLUP_JOB
@@ -44,7 +46,21 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class PeriodError(ValueError):
-    pass
+    """A bad period; str() is English, translated(lang) the page's language (guidebot.i18n)."""
+
+    def __init__(self, msgid: str, **values: object) -> None:
+        super().__init__(msgid % values)
+        self.msgid, self.values = msgid, values
+
+    def translated(self, lang: str) -> str:
+        values = dict(self.values)
+        if lang != i18n.EN and values.get("name") in _PARAMETER_WORDS:
+            values["name"] = i18n.gettext(_PARAMETER_WORDS[values["name"]], lang)  # 开始日期
+        return i18n.gettext(self.msgid, lang, **values)
+
+
+# A period's parameters as a page names them ("from" is the page's 开始日期).
+_PARAMETER_WORDS = {"from": N_("From"), "to": N_("To")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +77,22 @@ class Period:
 
 def parse_day(raw: str, name: str) -> date:
     if not _DATE.fullmatch(raw):
-        raise PeriodError(f"{name!r} must be a date YYYY-MM-DD, got {raw!r}")
+        raise PeriodError(
+            N_("'%(name)s' must be a date YYYY-MM-DD, got %(raw)r"), name=name, raw=raw
+        )
     try:
         day = date.fromisoformat(raw)
     except ValueError:
-        raise PeriodError(f"{name!r} {raw!r} is not a calendar date") from None
+        raise PeriodError(
+            N_("'%(name)s' %(raw)r is not a calendar date"), name=name, raw=raw
+        ) from None
     if not FIRST_YEAR <= day.year <= LAST_YEAR:
-        raise PeriodError(f"{name!r} must fall in the years {FIRST_YEAR} to {LAST_YEAR}")
+        raise PeriodError(
+            N_("'%(name)s' must fall in the years %(first)s to %(last)s"),
+            name=name,
+            first=FIRST_YEAR,
+            last=LAST_YEAR,
+        )
     return day
 
 
@@ -76,9 +101,9 @@ def parse_period(raw_from: str | None, raw_to: str | None, today: date) -> Perio
     last = parse_day(raw_to, "to") if raw_to else today
     first = parse_day(raw_from, "from") if raw_from else last - timedelta(DEFAULT_PERIOD_DAYS - 1)
     if first > last:
-        raise PeriodError(f"'from' {first} is after 'to' {last}")
+        raise PeriodError(N_("'from' %(first)s is after 'to' %(last)s"), first=first, last=last)
     if (last - first).days + 1 > MAX_PERIOD_DAYS:
-        raise PeriodError(f"the period spans more than {MAX_PERIOD_DAYS} days")
+        raise PeriodError(N_("the period spans more than %(days)s days"), days=MAX_PERIOD_DAYS)
     return Period(first, last)
 
 

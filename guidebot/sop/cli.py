@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from sqlalchemy.engine import make_url
 
+from guidebot import i18n
 from guidebot.config import (
     DEFAULT_DATABASE_URL,
     DEMO_DATABASE_URL,
@@ -30,9 +31,11 @@ from guidebot.config import (
 from guidebot.contacts.directory import find_store
 from guidebot.db.migrate import open_database
 from guidebot.sop.actions import STEP_ACTIONS
+from guidebot.sop.check_language import cli_language, translate
 from guidebot.sop.loader import (
     PLAYBOOK_SUFFIXES,
     LoadedPlaybook,
+    PlaybookError,
     load_directory,
     load_playbook,
     templates_dir_for,
@@ -52,11 +55,19 @@ def default_sop_dir() -> Path:
 # ---- check -----------------------------------------------------------------------------------
 
 
-def check_command(paths: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Print one `file:line:col: path: message` per error and answer 1, else "N playbooks OK".
-    Warnings (`path: warning W1xx: message`) are printed too and leave the answer 0."""
+def check_command(
+    paths: list[str],
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    lang: str | None = None,
+) -> int:
+    """Print one `file:line:col: path: CODE message` per error and answer 1, else "N playbooks
+    OK". Warnings (`path: warning W1xx: message`) are printed too and leave the answer 0. The
+    language: `lang`, else the environment's (check_language.cli_language: Chinese unless
+    LC_ALL, LC_MESSAGES or LANG says English); the codes are the same in both."""
     out = out or sys.stdout
     err = err or sys.stderr
+    lang = cli_language(lang, dict(os.environ))
     targets = [Path(p) for p in paths] or [default_sop_dir()]
     loaded: list[LoadedPlaybook] = []
     missing = False
@@ -66,21 +77,43 @@ def check_command(paths: list[str], out: TextIO | None = None, err: TextIO | Non
         elif target.is_file():
             loaded.append(load_playbook(target, templates_dir_for(target.parent)))
         else:
-            print(f"{target}: no such file or directory", file=err)
+            print(i18n.gettext("%(path)s: no such file or directory", lang, path=target), file=err)
             missing = True
     errors = [e for item in loaded for e in item.errors]
     warnings = [w for item in loaded for w in item.warnings]
     for item in loaded:
         for line in sorted((*item.errors, *item.warnings), key=lambda e: (e.line, e.col)):
-            print(line, file=out)
-    warned = f" ({len(warnings)} warning{'' if len(warnings) == 1 else 's'})" if warnings else ""
+            print(check_line(line, lang), file=out)
+    warned = (
+        i18n.ngettext(" (%(num)s warning)", " (%(num)s warnings)", len(warnings), lang)
+        if warnings
+        else ""
+    )
     if errors or missing:
         broken = sum(1 for item in loaded if item.errors)
-        noun = "error" if len(errors) == 1 else "errors"
-        print(f"{len(errors)} {noun} in {broken} of {len(loaded)} playbooks{warned}", file=err)
+        summary = i18n.ngettext(
+            "%(num)s error in %(broken)s of %(total)s playbooks",
+            "%(num)s errors in %(broken)s of %(total)s playbooks",
+            len(errors),
+            lang,
+            broken=broken,
+            total=len(loaded),
+        )
+        print(summary + warned, file=err)
         return 1
-    print(f"{len(loaded)} playbook{'' if len(loaded) == 1 else 's'} OK{warned}", file=out)
+    ok = i18n.ngettext("%(num)s playbook OK", "%(num)s playbooks OK", len(loaded), lang)
+    print(ok + warned, file=out)
     return 0
+
+
+def check_line(error: PlaybookError, lang: str) -> str:
+    """`file:line:col: path: E201 message` (a warning: `... path: warning W101: message`)."""
+    code, message = translate(error.message, lang)
+    if code.startswith("W"):
+        said = i18n.gettext("warning %(code)s: %(message)s", lang, code=code, message=message)
+    else:
+        said = f"{code} {message}"
+    return f"{error.file}:{error.line}:{error.col}: {error.path}: {said}"
 
 
 # ---- simulate --------------------------------------------------------------------------------

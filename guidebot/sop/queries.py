@@ -9,18 +9,21 @@ version, and how the playbooks' goals came out. For /metrics: the oldest due tas
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, and_, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot import i18n
 from guidebot.contacts.models import Relation, RelationStatus
 from guidebot.content.models import ContentForward
 from guidebot.db.parking import unparked
 from guidebot.sop.models import (
     Action,
+    CompletedBy,
     EnrollmentStatus,
     SopEnrollment,
     SopTask,
@@ -36,14 +39,10 @@ OPENED = "content.opened"  # the goal event a customer's open of their guide's l
 
 # What a step is called where its playbook gave it no name: its action's name. Guides read
 # names, never ids (the playbook's `name`, the step's `name`).
+# The words are guidebot.i18n's display names (English in lower case: said mid-sentence).
 ACTION_NAMES = {
-    "zh": {"guide_task": "群发任务", "remind": "提醒", "welcome": "欢迎语", "tag": "打标签"},
-    "en": {
-        "guide_task": "mass-send task",
-        "remind": "reminder",
-        "welcome": "welcome",
-        "tag": "tag",
-    },
+    "zh": i18n.labels("action", i18n.ZH),
+    "en": {code: word.lower() for code, word in i18n.labels("action", i18n.EN).items()},
 }
 
 
@@ -247,6 +246,61 @@ async def step_counts(session: AsyncSession) -> dict[str, dict[str, dict[str, in
         key = status if status in COUNTED else TaskStatus.PENDING  # claimed/sending: in flight
         per_step[key] += n
     return counts
+
+
+async def stopped_counts(session: AsyncSession) -> dict[str, dict[str, dict[str, int]]]:
+    """Per playbook, per step: the skipped tasks no person skipped (a stop condition, the
+    engine), by reason: the stop event ("order.paid") when the reason names one, else the
+    reason. step_counts counts them among `skipped`; pages show them apart as stopped."""
+    rows = await session.execute(
+        select(SopTask.playbook_id, SopTask.step_id, SopTask.reason, func.count())
+        .where(
+            SopTask.status == TaskStatus.SKIPPED,
+            or_(SopTask.completed_by.is_(None), SopTask.completed_by.not_in(CompletedBy.BY_PERSON)),
+        )
+        .group_by(SopTask.playbook_id, SopTask.step_id, SopTask.reason)
+    )
+    counts: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    for playbook_id, step_id, reason, n in rows.all():
+        key = stop_reason_key(reason)
+        per_step = counts[playbook_id].setdefault(step_id, {})
+        per_step[key] = per_step.get(key, 0) + n
+    return counts
+
+
+def stop_reason_key(reason: str | None) -> str:
+    """ "stopped: order.paid (checked at send time)" → "order.paid"; another reason as it is."""
+    text = (reason or "").strip()
+    if text.startswith("stopped:"):
+        words = text.removeprefix("stopped:").split()
+        return words[0] if words else "ended"
+    if text.startswith("no WelcomeCode"):  # guidebot.sop.actions.welcome.NO_WELCOME_CODE
+        return "welcome.no_code"
+    return text or "ended"
+
+
+# A guide task not done within this long of its due time is overdue (the on-time KPI's grace,
+# guidebot.sop.actions.base.ON_TIME_GRACE).
+OVERDUE_AFTER = timedelta(hours=24)
+
+
+async def guide_task_counts(
+    session: AsyncSession, now: datetime, stores: Collection[int] | None = None
+) -> dict[str, dict[str, int]]:
+    """Per guide: the tasks they can act on now (`open`: due, not settled) and of those the
+    ones more than OVERDUE_AFTER past due (`overdue`); only enrollments of `stores` if given."""
+    overdue = case((SopTask.due_at < now - OVERDUE_AFTER, 1))
+    query = (
+        select(SopTask.guide_userid, func.count(), func.count(overdue))
+        .where(*actionable_by_guide(None), SopTask.due_at <= now)
+        .group_by(SopTask.guide_userid)
+    )
+    if stores is not None:
+        query = query.join(SopEnrollment, SopEnrollment.id == SopTask.enrollment_id).where(
+            SopEnrollment.store_id.in_(sorted(stores))
+        )
+    rows = await session.execute(query)
+    return {guide: {"open": n, "overdue": late} for guide, n, late in rows.all()}
 
 
 async def active_enrollments(session: AsyncSession) -> dict[str, dict[str, int]]:

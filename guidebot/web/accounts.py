@@ -34,6 +34,8 @@ class Account(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The pages' language the account chose (guidebot.i18n: zh_CN or en); None: not chosen.
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 class AccountStore(Base):
@@ -61,6 +63,7 @@ class SignedIn:
     username: str
     role: str
     store_ids: frozenset[int]
+    language: str | None = None
 
 
 async def store_ids_of(session: AsyncSession, account_id: int) -> frozenset[int]:
@@ -173,8 +176,19 @@ async def load_account(session: AsyncSession, account_id: int) -> SignedIn | Non
     if account is None or account.disabled_at is not None:
         return None
     return SignedIn(
-        account.id, account.username, account.role, await store_ids_of(session, account.id)
+        account.id,
+        account.username,
+        account.role,
+        await store_ids_of(session, account.id),
+        account.language,
     )
+
+
+async def save_language(session: AsyncSession, account_id: int, language: str) -> None:
+    """Remembers the account's choice of language (a guidebot.i18n language code)."""
+    account = await session.get(Account, account_id)
+    if account is not None:
+        account.language = language
 
 
 async def add_account(

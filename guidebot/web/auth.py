@@ -202,6 +202,8 @@ class Principal:
     store_ids: frozenset[int] = frozenset()  # a manager's stores
     userid: str | None = None  # a guide's userid
     session: str | None = None
+    account_id: int | None = None  # an admin account's (None for the bearer token and guides)
+    language: str | None = None  # the account's chosen language (guidebot.i18n), if any
 
     @property
     def is_hq(self) -> bool:
@@ -240,7 +242,14 @@ async def principal_of(request: web.Request) -> Principal | None:
             account = None if revoked else await load_account(session, account_id)
         if account is not None:
             stores = account.store_ids if account.role == "manager" else frozenset()
-            return Principal(account.role, account.username, stores, session=admin)
+            return Principal(
+                account.role,
+                account.username,
+                stores,
+                session=admin,
+                account_id=account.account_id,
+                language=account.language,
+            )
     guide = await current_guide(request)
     if guide is not None:
         return Principal(

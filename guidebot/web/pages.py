@@ -9,8 +9,6 @@ store by default); the playbook and content pages are HQ's. Charts use the vendo
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import math
 import secrets
@@ -18,10 +16,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import jinja2
 from aiohttp import web
 from sqlalchemy import select
 
+from guidebot import i18n
 from guidebot.contacts import queries
 from guidebot.contacts.directory import store_zone
 from guidebot.contacts.models import Department, Guide, Relation
@@ -36,9 +34,7 @@ from guidebot.metrics.report import (
     metrics,
     period_from_query,
 )
-from guidebot.resources import project_dir
 from guidebot.web.accounts import SignedIn, find_credentials, load_account, password_matches
-from guidebot.web.api.sop import playbook_listing
 from guidebot.web.auth import (
     ADMIN_COOKIE,
     PRINCIPAL,
@@ -52,16 +48,25 @@ from guidebot.web.auth import (
     set_admin_cookie,
 )
 from guidebot.web.keys import CLOCK, LOGIN_THROTTLE, SESSIONS, SETTINGS, SIGN_IN_GATE
+from guidebot.web.lang import (
+    TEMPLATES,
+    choose_language,
+    environment,
+    json_script,
+    language_of,
+    remember,
+    switch_href,
+)
 from guidebot.web.revoked import revoke
 from guidebot.web.throttle import Busy, LoginThrottle, Reservation, request_address
 
-TEMPLATES = project_dir("templates") / "web"
 VENDOR = TEMPLATES / "static" / "vendor"
 STATIC_FILES = {
     "chart.umd.js": "application/javascript",
     "codemirror.min.js": "application/javascript",  # the playbook studio's editor
     "studio.js": "application/javascript",
     "admin.css": "text/css",
+    "admin.js": "application/javascript",  # sortable tables, the date presets
 }
 VENDORED = frozenset({"chart.umd.js", "codemirror.min.js"})
 log = logging.getLogger(__name__)
@@ -70,48 +75,38 @@ LOGIN_COOKIE = "gb_login"  # the login form's double-submit CSRF value (no sessi
 PER_PAGE = 50
 
 
-@functools.cache
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES / "admin"),
-        autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters["kpi"] = _format_kpi
-    return env
-
-
-def _format_kpi(value: Any, name: str) -> str:
-    if value is None:
-        return "–"
-    kind = kpis.KPI_BY_NAME[name].kind
-    if kind == "rate":
-        return f"{float(value) * 100:.1f}%"
-    if kind == "minutes":
-        return f"{float(value):g} 分钟"
-    return str(value)
-
-
-def _json_script(data: Any) -> str:
-    # Inside <script type="application/json">: no "<" at all, so nothing can end the tag.
-    return json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
+_json_script = json_script
 
 
 def render(
     request: web.Request, template: str, context: dict[str, Any], status: int = 200
 ) -> web.Response:
+    """The template in the request's language (guidebot.web.lang), inside the admin layout."""
     who: Principal | None = request.get(PRINCIPAL)
     secret = request.app[SETTINGS].secret_key
+    lang = language_of(request, who)
     html = (
-        _environment()
+        environment(lang)
         .get_template(template)
-        .render(who=who, csrf=who.csrf(secret) if who else "", path=request.path, **context)
+        .render(
+            who=who,
+            csrf=who.csrf(secret) if who else "",
+            path=request.path,
+            switch_href=switch_href(request, i18n.EN if lang == i18n.ZH else i18n.ZH),
+            today=request.app[CLOCK].now().astimezone(_zone(request)).date().isoformat(),
+            **context,
+        )
     )
     response = web.Response(text=html, content_type="text/html", status=status)
+    remember(request, response)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _zone(request: web.Request):
+    return store_zone(None, request.app[SETTINGS].timezone)
 
 
 async def _signed_in(request: web.Request) -> Principal:
@@ -119,7 +114,13 @@ async def _signed_in(request: web.Request) -> Principal:
     if who is None or who.role not in ("hq", "manager"):
         raise web.HTTPSeeOther(f"/admin/login?next={quote(request.path_qs, safe='/')}")
     request[PRINCIPAL] = who
+    await choose_language(request, who)
     return who
+
+
+def _(msgid: str, request: web.Request, **values: object) -> str:
+    """A message in the request's language."""
+    return i18n.gettext(msgid, language_of(request, request.get(PRINCIPAL)), **values)
 
 
 def _hq_only(who: Principal) -> None:
@@ -133,7 +134,7 @@ def _period(request: web.Request) -> Period:
             request.query, request.app[SETTINGS].timezone, request.app[CLOCK].now()
         )
     except PeriodError as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
+        raise web.HTTPBadRequest(text=exc.translated(language_of(request))) from None
 
 
 async def _visible_stores(session, who: Principal) -> list[Department]:
@@ -198,7 +199,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     expected = request.cookies.get(LOGIN_COOKIE, "")
     given = str(form.get("csrf", ""))
     if not expected or not secrets.compare_digest(given.encode(), expected.encode()):
-        return _login_page(request, "The form expired; please sign in again.", 403)
+        return _login_page(request, _("The form expired; please sign in again.", request), 403)
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     app = request.app
     throttle, now = app[LOGIN_THROTTLE], app[CLOCK].now()
@@ -208,7 +209,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             account, reservation = await _check_password(request, keys, username, password, now)
     except Busy:
         response = _login_page(
-            request, "登录繁忙，请稍后再试。Sign-in is busy; please try again shortly.", 503
+            request, _("Sign-in is busy; please try again shortly.", request), 503
         )
         response.headers["Retry-After"] = "5"
         return response
@@ -216,16 +217,17 @@ async def login(request: web.Request) -> web.StreamResponse:
         seconds = math.ceil(reservation.wait.total_seconds())
         minutes = math.ceil(seconds / 60)
         log.warning("sign-in refused: too many failures for %s", " and ".join(keys))
-        response = _login_page(
-            request,
-            f"登录失败次数过多，请 {minutes} 分钟后再试。"
-            f"Too many failed sign-ins; try again in {minutes} minute(s).",
-            429,
+        text = i18n.ngettext(
+            "Too many failed sign-ins; try again in %(num)s minute.",
+            "Too many failed sign-ins; try again in %(num)s minutes.",
+            minutes,
+            language_of(request),
         )
+        response = _login_page(request, text, 429)
         response.headers["Retry-After"] = str(seconds)
         return response
     if account is None:
-        return _login_page(request, "Wrong username or password.", 401)
+        return _login_page(request, _("Wrong username or password.", request), 401)
     response = web.HTTPSeeOther(_next(str(form.get("next", ""))))
     value = mint_admin_session(app[SETTINGS].secret_key, account.account_id, app[CLOCK].now())
     set_admin_cookie(response, request, value)
@@ -260,7 +262,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     secret_key, now = request.app[SETTINGS].secret_key, request.app[CLOCK].now()
     if not csrf_ok(secret_key, who.session or "", str(form.get("csrf", ""))):
-        raise web.HTTPForbidden(text="missing or wrong CSRF token")
+        raise web.HTTPForbidden(text=_("Missing or wrong CSRF token.", request))
     claims = read_admin_claims(secret_key, who.session, now)
     if claims is not None:
         _account_id, expires_at, revocation_key = claims
@@ -285,21 +287,26 @@ async def static(request: web.Request) -> web.StreamResponse:
 # ---- dashboard, stores, guides ---------------------------------------------------------------
 
 
-def _charts(days: list[dict[str, Any]], totals: dict[str, Any]) -> dict[str, Any]:
-    series = {
-        name: [d["metrics"][name] for d in days]
-        for name in ("new_customers", "lost_customers", "removed_customers", "net_growth")
-    }
+def _charts(days: list[dict[str, Any]], totals: dict[str, Any], lang: str) -> dict[str, Any]:
+    growth = ("new_customers", "lost_customers", "removed_customers", "net_growth")
+    funnel, sop = (
+        ("forwards", "unique_opens", "orders"),
+        ("tasks_due", "tasks_done", "tasks_on_time"),
+    )
+    title = {name: kpis.KPI_BY_NAME[name].title(lang) for name in growth + funnel + sop}
     return {
-        "labels": [d["day"] for d in days],
-        "growth": series,
+        "labels": [i18n.format_date(d["day"], lang, "short") for d in days],
+        "names": {name: title[name] for name in growth},
+        "growth": {name: [d["metrics"][name] for d in days] for name in growth},
         "funnel": {
-            "labels": ["forwards", "unique_opens", "orders"],
-            "values": [totals["forwards"], totals["unique_opens"], totals["orders"]],
+            "title": i18n.gettext("Count", lang),
+            "labels": [title[name] for name in funnel],
+            "values": [totals[name] for name in funnel],
         },
         "sop": {
-            "labels": ["tasks_due", "tasks_done", "tasks_on_time"],
-            "values": [totals["tasks_due"], totals["tasks_done"], totals["tasks_on_time"]],
+            "title": i18n.gettext("Tasks", lang),
+            "labels": [title[name] for name in sop],
+            "values": [totals[name] for name in sop],
         },
     }
 
@@ -326,7 +333,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
             "kpi_names": kpis.KPI_NAMES,
             "labels": kpis.KPI_BY_NAME,
             "top": top,
-            "chart_data": _json_script(_charts(days or [], totals)),
+            "chart_data": _json_script(_charts(days or [], totals, language_of(request, who))),
         },
     )
 
@@ -393,7 +400,7 @@ async def guide_page(request: web.Request) -> web.StreamResponse:
             "totals": totals,
             "kpi_names": kpis.KPI_NAMES,
             "days": days or [],
-            "chart_data": _json_script(_charts(days or [], totals)),
+            "chart_data": _json_script(_charts(days or [], totals, language_of(request, who))),
         },
     )
 
@@ -428,6 +435,7 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
             for c in customers
         }
         first_seen = await _first_seen(session, relations, request.app[SETTINGS].timezone)
+        guide_names = await _guide_names(session, relations)
     return render(
         request,
         "customers.html",
@@ -442,8 +450,15 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
             "customers": customers,
             "relations": relations,
             "first_seen": first_seen,
+            "guide_names": guide_names,
         },
     )
+
+
+async def _guide_names(session, relations: dict[str, list[Relation]]) -> dict[str, str]:
+    userids = sorted({r.guide_userid for rs in relations.values() for r in rs})
+    rows = await session.execute(select(Guide.userid, Guide.name).where(Guide.userid.in_(userids)))
+    return {userid: name for userid, name in rows.all()}
 
 
 async def _first_seen(
@@ -476,28 +491,17 @@ def _page_number(request: web.Request) -> int:
     raw = request.query.get("page", "").strip() or "1"
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 7 and 1 <= int(raw) <= MAX_PAGE):
         raise web.HTTPBadRequest(
-            text=f"页码须为 1 到 {MAX_PAGE} 的整数 / 'page' must be a whole number "
-            f"from 1 to {MAX_PAGE}, got {raw[:40]!r}"
+            text=_(
+                "'page' must be a whole number from 1 to %(max)s, got %(raw)r",
+                request,
+                max=MAX_PAGE,
+                raw=raw[:40],
+            )
         )
     return int(raw)
 
 
-# ---- playbooks and content (HQ) --------------------------------------------------------------
-
-
-async def playbooks_page(request: web.Request) -> web.StreamResponse:
-    _hq_only(await _signed_in(request))
-    listing = [_without_paths(p) for p in await playbook_listing(request.app)]
-    return render(request, "playbooks.html", {"playbooks": listing})
-
-
-def _without_paths(listed: dict[str, Any]) -> dict[str, Any]:
-    """The listing with each file named by its name only: no server path on a page."""
-    path = listed["file"]
-    name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    errors = [e.replace(path, name, 1) if e.startswith(path) else e for e in listed["errors"]]
-    warnings = [w.replace(path, name, 1) if w.startswith(path) else w for w in listed["warnings"]]
-    return {**listed, "file": name, "errors": errors, "warnings": warnings}
+# ---- content (HQ; the playbooks page: guidebot.web.playbooks_page) -----------------------------
 
 
 async def content_page(request: web.Request) -> web.StreamResponse:
@@ -521,5 +525,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/admin/stores", stores_page)
     app.router.add_get("/admin/guides/{userid}", guide_page)
     app.router.add_get("/admin/customers", customers_page)
-    app.router.add_get("/admin/playbooks", playbooks_page)
     app.router.add_get("/admin/content", content_page)

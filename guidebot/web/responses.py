@@ -10,6 +10,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from guidebot import i18n
 from guidebot.resources import project_dir
 
 TEMPLATES = project_dir("templates") / "web"
@@ -17,11 +18,18 @@ TEMPLATES = project_dir("templates") / "web"
 
 @functools.cache
 def _environment(directory: Path) -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(directory),
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,
     )
+    # The sidebar's pages show Chinese then English (`both`), or one language (`zh_only`,
+    # `en_only`), from the catalogs (guidebot.i18n: extracted with these names as keywords);
+    # the admin's pages have their own, per-language environment.
+    env.globals["both"] = functools.partial(i18n.both, sep=" · ")
+    env.globals["zh_only"] = functools.partial(i18n.gettext, lang=i18n.ZH)
+    env.globals["en_only"] = functools.partial(i18n.gettext, lang=i18n.EN)
+    return env
 
 
 def render(

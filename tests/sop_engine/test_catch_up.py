@@ -66,6 +66,8 @@ async def test_a_fixed_playbook_catches_up_the_customers_it_missed(h):
     html = await page.text()
     assert page.status == 200
     assert "停用期间错过的客户：2 位" in html and "陈女士" in html and "刘先生" in html
+    # Who and what, in words: the guide's name and the trigger, not their ids.
+    assert "· 王芳 · 客户添加导购 · 2026" in html and "· g1 ·" not in html
     _, body = await h.api("GET", "/playbooks")
     [listed] = body["playbooks"]
     assert (listed["status"], listed["missed"]["count"]) == ("disabled", 2)

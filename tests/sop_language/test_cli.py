@@ -13,6 +13,7 @@ from guidebot.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = Path(__file__).parent / "cases"
+LANGUAGES = Path(__file__).parent / "languages"
 
 
 @pytest.fixture(autouse=True)
@@ -27,10 +28,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_check_shipped_playbooks_ok(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["sop", "check"]) == 0
+    assert main(["sop", "check", "--lang", "en"]) == 0
     assert capsys.readouterr().out == "4 playbooks OK\n"
-    assert main(["sop", "check", "sop/first_contact.yaml"]) == 0
+    assert main(["sop", "check", "--lang", "en", "sop/first_contact.yaml"]) == 0
     assert capsys.readouterr().out == "1 playbook OK\n"
+    assert main(["sop", "check", "--lang", "zh"]) == 0
+    assert capsys.readouterr().out == "4 个旅程检查通过\n"
 
 
 def test_check_uses_guidebot_sop_dir(
@@ -41,7 +44,7 @@ def test_check_uses_guidebot_sop_dir(
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
     shutil.copy(ROOT / "sop" / "birthday.yaml", sop)
     monkeypatch.setenv("GUIDEBOT_SOP_DIR", str(sop))
-    assert main(["sop", "check"]) == 0
+    assert main(["sop", "check", "--lang", "en"]) == 0
     assert capsys.readouterr().out == "1 playbook OK\n"
 
 
@@ -49,7 +52,7 @@ def test_check_prints_one_line_per_error_and_exits_1(capsys: pytest.CaptureFixtu
     good = "sop/follow_up_7d.yaml"
     bad = "tests/sop_language/cases/welcome_twice.yaml"
     worse = "tests/sop_language/cases/duration_bad.yaml"
-    assert main(["sop", "check", good, bad, worse]) == 1
+    assert main(["sop", "check", "--lang", "en", good, bad, worse]) == 1
     captured = capsys.readouterr()
     # The golden files name the bare file; on the command line the path shows as given.
     assert captured.out.splitlines() == golden(bad, "welcome_twice") + golden(worse, "duration_bad")
@@ -58,31 +61,34 @@ def test_check_prints_one_line_per_error_and_exits_1(capsys: pytest.CaptureFixtu
 
 def test_check_prints_warnings_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     loops = "tests/sop_language/cases/template_loops.yaml"
-    assert main(["sop", "check", loops]) == 0
+    assert main(["sop", "check", "--lang", "en", loops]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines == [*golden(loops, "template_loops"), "1 playbook OK (5 warnings)"]
     assert "warning W101: " in lines[0] and "a loop inside a loop" in lines[0]
 
 
 def golden(path: str, case: str) -> list[str]:
-    lines = (CASES / f"{case}.expected").read_text(encoding="utf-8").splitlines()
+    """The golden lines (tests/sop_language/languages, in English) as the command prints them."""
+    lines = (LANGUAGES / f"{case}.en.expected").read_text(encoding="utf-8").splitlines()
     return [path + line.removeprefix(f"{case}.yaml") for line in lines]
 
 
 def test_check_a_directory_with_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["sop", "check", "tests/sop_language/cases"]) == 1
+    assert main(["sop", "check", "--lang", "en", "tests/sop_language/cases"]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) > 60
     assert all(line.startswith("tests/sop_language/cases/") for line in lines)
     assert (
-        "tests/sop_language/cases/time_stays_string.yaml:5:22: send_window.hours: "
+        "tests/sop_language/cases/time_stays_string.yaml:5:22: send_window.hours: E307 "
         "hours '22:00' must be a range 'HH:MM-HH:MM', such as '10:00-21:00'" in lines
     )
 
 
 def test_check_a_missing_path(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["sop", "check", "nowhere.yaml"]) == 1
+    assert main(["sop", "check", "--lang", "en", "nowhere.yaml"]) == 1
     assert "nowhere.yaml: no such file or directory" in capsys.readouterr().err
+    assert main(["sop", "check", "--lang", "zh", "nowhere.yaml"]) == 1
+    assert "nowhere.yaml：没有这个文件或目录" in capsys.readouterr().err
 
 
 def test_simulate_friday_2055_in_shanghai(capsys: pytest.CaptureFixture[str]) -> None:

@@ -50,6 +50,7 @@ OUTSIDE: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("GET", "/guides/{userid}/metrics"): ("/guides/g2/metrics", {}),
     ("GET", "/stores/{store}/metrics"): ("/stores/12/metrics", {}),
     ("GET", "/metrics"): ("/metrics", {}),
+    ("GET", "/kpis"): ("/kpis", {}),
     ("GET", "/leaderboard"): ("/leaderboard", {"store": "12"}),
     ("GET", "/guides/{userid}/wecom-comparison"): ("/guides/g2/wecom-comparison", {}),
     ("POST", "/orders"): ("/orders", {}),
@@ -76,7 +77,8 @@ BODIES = {
 }
 
 # Lists that cannot name another scope: they answer 200 with the caller's own rows only.
-FILTERED = {("GET", "/stores")}
+# Answered in scope (200) with nothing of another store's; /kpis is the same for everyone.
+FILTERED = {("GET", "/stores"), ("GET", "/kpis")}
 OTHER_SCOPE = ("徐汇店", '"g2"', '"wmc02"', '"id": 12')
 
 

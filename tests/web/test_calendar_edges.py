@@ -11,7 +11,7 @@ from tests.web.conftest import admin_cookie
 
 EDGES = ["0001-01-01", "0001-01-02", "9999-12-30", "9999-12-31", "1969-12-31"]
 FAR_PARTNERS = [{}, {"from": "0001-01-01"}, {"to": "9999-12-31"}]
-PAGES = ["/admin", "/admin/stores", "/admin/guides/g1"]
+PAGES = ["/admin", "/admin/stores", "/admin/guides", "/admin/guides/g1"]
 
 
 async def test_every_period_parameter_refuses_the_ends_of_the_calendar(h):
@@ -43,4 +43,8 @@ async def test_admin_pages_refuse_the_ends_of_the_calendar(h, sessions):
             for name in ("from", "to"):
                 response = await h.client.get(page, params={name: day}, headers=cookie)
                 assert response.status == 400, (response.status, page, name, day)
-                assert "years 1970 to 9998" in await response.text()
+                # The reason in Chinese, on the admin's error page with a way back.
+                html = await response.text()
+                words = {"from": "开始日期", "to": "结束日期"}[name]
+                assert f"“{words}”须在 1970 年到 9998 年之间" in html, html
+                assert 'class="card problem"' in html and 'href="/admin"' in html

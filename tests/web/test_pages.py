@@ -44,7 +44,7 @@ async def test_sign_in_sets_a_signed_httponly_samesite_cookie(h, sessions):
 
     response = await _sign_in(h, "boss", "wrong password")
     assert response.status == 401
-    assert "Wrong username or password" in await response.text()
+    assert "用户名或密码错误" in await response.text()  # Chinese unless English is chosen
     response = await _sign_in(h, "nobody")
     assert response.status == 401
 
@@ -55,7 +55,7 @@ async def test_sign_in_sets_a_signed_httponly_samesite_cookie(h, sessions):
     assert "Secure" not in cookie  # GUIDEBOT_PUBLIC_URL is http here
     page = await h.client.get("/admin")
     assert page.status == 200
-    assert "Dashboard" in await page.text()
+    assert "<h1>概览 · 全部门店" in await page.text()
 
 
 async def test_login_and_logout_refuse_a_post_without_the_csrf_token(h, sessions):
@@ -106,8 +106,12 @@ async def test_every_page_renders_for_hq(h, sessions):
     # Both adds enrolled in week_sop, whose goal is an order within 7 days: still open.
     response = await h.client.get("/admin/playbooks", headers=cookie)
     goal = re.search(r'data-testid="goal-week_sop">(.*?)</p>', await response.text(), re.S)
+    assert " ".join(goal[1].split()) == "目标：7 天内客户下单付款 · 已达成 0 · 进行中 2 · 未达成 0"
+    response = await h.client.get("/admin/playbooks", params={"lang": "en"}, headers=cookie)
+    goal = re.search(r'data-testid="goal-week_sop">(.*?)</p>', await response.text(), re.S)
     assert (
-        " ".join(goal[1].split()) == "Goal order.paid within 7.0 d: met 0 · still open 2 · missed 0"
+        " ".join(goal[1].split())
+        == "Goal: Order paid within 7 days · met 0 · still open 2 · missed 0"
     )
     response = await h.client.get("/admin/static/chart.umd.js")
     assert response.status == 200 and b"Chart" in await response.read()
@@ -161,7 +165,7 @@ async def test_five_wrong_passwords_make_the_next_sign_in_wait(h, sessions, cloc
     refused = await _sign_in(h, "boss")
     assert refused.status == 429
     assert 0 < int(refused.headers["Retry-After"]) <= 15 * 60
-    assert "Too many failed sign-ins" in await refused.text()
+    assert "登录失败次数过多，请 15 分钟后再试。" in await refused.text()
     assert not [c for c in refused.headers.getall("Set-Cookie", []) if c.startswith("gb_admin=")]
 
     clock.advance(timedelta(minutes=15, seconds=1))  # the failures age out

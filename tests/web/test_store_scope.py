@@ -20,7 +20,7 @@ WEEK = {"from": "2026-03-09", "to": "2026-03-15"}
 
 def _cells(html: str, table: str) -> list[list[str]]:
     """The text of each body row's cells of the table with this id."""
-    body = re.search(rf'<table id="{table}">.*?<tbody>(.*?)</tbody>', html, re.S)[1]
+    body = re.search(rf'<table id="{table}"[^>]*>.*?<tbody>(.*?)</tbody>', html, re.S)[1]
     rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
     return [
         [
@@ -66,7 +66,9 @@ async def test_a_manager_sees_a_moved_guides_days_in_their_store_only(h, session
     html = await page.text()
     assert page.status == 200
     assert re.search(r'data-kpi="new_customers">(\d+)<', html)[1] == "1"
-    monday = re.search(r"<tr><td>2026-03-09</td><td[^>]*>(\d+)</td>", html)[1]
+    monday = re.search(
+        r'<tr><td data-value="2026-03-09">2026年3月9日</td><td[^>]*>(\d+)</td>', html
+    )[1]
     assert monday == "0"
     page = await h.client.get("/admin/guides/g3", params=WEEK, headers=hq)
     assert re.search(r'data-kpi="new_customers">(\d+)<', await page.text())[1] == "2"
@@ -124,7 +126,7 @@ async def test_first_seen_is_the_relations_local_date_in_its_store(h, sessions):
 
     page = await h.client.get("/admin/customers", headers=hq)
     seen = {r[1][0]: r[3][0] for r in _cells(await page.text(), "customers")}
-    assert seen == {"wmc01": "2026-12-05", "wmc02": "2026-12-05"}
+    assert seen == {"wmc01": "2026年12月5日", "wmc02": "2026年12月5日"}
 
 
 async def test_a_manager_opens_a_former_guides_page_with_their_stores_days_only(h, sessions):
@@ -141,7 +143,9 @@ async def test_a_manager_opens_a_former_guides_page_with_their_stores_days_only(
     html = await page.text()
     assert page.status == 200, html
     assert re.search(r'data-kpi="new_customers">(\d+)<', html)[1] == "1"
-    thursday = re.search(r"<tr><td>2026-03-12</td><td[^>]*>(\d+)</td>", html)[1]
+    thursday = re.search(
+        r'<tr><td data-value="2026-03-12">2026年3月12日</td><td[^>]*>(\d+)</td>', html
+    )[1]
     assert thursday == "0"
     response = await h.client.get("/api/v1/guides/g3/metrics", params=WEEK, headers=m11)
     assert response.status == 200

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 
+from guidebot import i18n
 from guidebot.contacts.directory import find_store
 from guidebot.contacts.models import Department, Guide
 from guidebot.metrics import kpis
@@ -49,7 +50,7 @@ from guidebot.web.api.common import (
     unprocessable,
 )
 from guidebot.web.api.declare import Body, Either, Int, Number, OneOf, Query, Text
-from guidebot.web.api.openapi import INTEGER, STRING, list_of, mapping, maybe, shape
+from guidebot.web.api.openapi import BOOLEAN, INTEGER, STRING, list_of, mapping, maybe, shape
 from guidebot.web.audited import record_change
 from guidebot.web.auth import guide_visible, principal, store_visible
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
@@ -206,6 +207,47 @@ async def store_metrics(request: web.Request) -> web.Response:
         return await _answer(
             session, Scope(store_id=store.id), period, by_day, store=_store_ref(store)
         )
+
+
+BOTH_LANGUAGES = shape({"zh_CN": STRING, "en": STRING})
+KPI_DEFINITIONS = shape(
+    {
+        "kpis": list_of(
+            shape(
+                {
+                    "name": STRING,
+                    "kind": {"type": "string", "enum": ["count", "rate", "money", "minutes"]},
+                    "label": BOTH_LANGUAGES,
+                    "definition": BOTH_LANGUAGES,
+                    "lower_is_better": BOOLEAN,
+                }
+            )
+        )
+    }
+)
+
+
+@api.get(
+    "/kpis",
+    "Every KPI's name, display label and definition in Chinese and English (metrics/kpis.py)",
+    roles=("hq", "manager", "guide"),
+    response=KPI_DEFINITIONS,
+)
+async def kpi_definitions(request: web.Request) -> web.Response:
+    return web.json_response(
+        {
+            "kpis": [
+                {
+                    "name": kpi.name,
+                    "kind": kpi.kind,
+                    "label": {lang: kpi.title(lang) for lang in i18n.LANGUAGES},
+                    "definition": {lang: kpi.explain(lang) for lang in i18n.LANGUAGES},
+                    "lower_is_better": kpi.lower_is_better,
+                }
+                for kpi in kpis.KPIS
+            ]
+        }
+    )
 
 
 @api.get(

@@ -28,6 +28,7 @@ from guidebot.web.auth import current_guide
 from guidebot.web.keys import CLOCK, HTTP, SESSIONS, SETTINGS, WECOM
 from guidebot.web.responses import TEMPLATES, error_response, json_object, render
 from guidebot.web.sidebar.signin import is_simulated, oauth_redirect
+from guidebot.web.sidebar.words import sidebar_words
 from guidebot.wecom.client import WeComError
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ async def page(request: web.Request) -> web.StreamResponse:
         "task": task_id,
         "timezone": store.timezone if store and store.timezone else app[SETTINGS].timezone,
         "simulated": simulated,
+        "words": sidebar_words(),
     }
     response = render(
         request,

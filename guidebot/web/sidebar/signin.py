@@ -32,6 +32,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 from aiohttp import web
 
+from guidebot import i18n
 from guidebot.contacts.models import Guide, GuideStatus
 from guidebot.content import links
 from guidebot.web.auth import SESSION_COOKIE, read_session_claims, set_guide_session
@@ -48,7 +49,7 @@ OAUTH_COOKIE = "gb_oauth"
 OAUTH_STATE_TTL = timedelta(minutes=10)
 OAUTH_PER_ADDRESS = 30  # WeCom code exchanges that end in no session, per client address
 _OAUTH_PURPOSE = b"guidebot/oauth-state/v1"
-_BUSY = "登录繁忙，请稍后再试 · sign-in is busy; please try again shortly"
+_BUSY = i18n.N_("Sign-in is busy; please try again shortly.")
 
 
 @dataclass(slots=True)
@@ -157,14 +158,21 @@ async def oauth_return(request: web.Request) -> web.StreamResponse:
         or not hmac.compare_digest(state.encode(), expected.encode())
         or not oauth_state_valid(settings.secret_key, state, now)
     ):
-        return render(request, "sidebar_denied.html", {"reason": "sign-in expired"}, status=403)
+        return render(
+            request,
+            "sidebar_denied.html",
+            {"reason": i18n.both("The sign-in expired", " · ")},
+            status=403,
+        )
     address = request_address(request, settings.trusted_proxies)
     limit = app[OAUTH_LIMIT]
     try:
         async with app[SIGN_IN_GATE].turn(), app[SESSIONS]() as session, session.begin():
             reservation = await limit.reserve(session, [f"oauth:{address}"[:200]], now)
     except Busy:
-        return render(request, "sidebar_denied.html", {"reason": _BUSY}, status=503)
+        return render(
+            request, "sidebar_denied.html", {"reason": i18n.both(_BUSY, " · ")}, status=503
+        )
     if reservation.wait is not None:
         minutes = math.ceil(reservation.wait.total_seconds() / 60)
         log.warning("sidebar sign-in refused: too many OAuth exchanges from %s", address)
@@ -172,8 +180,15 @@ async def oauth_return(request: web.Request) -> web.StreamResponse:
             request,
             "sidebar_denied.html",
             {
-                "reason": f"登录过于频繁，请 {minutes} 分钟后再试 · too many sign-ins; "
-                f"try again in {minutes} minute(s)"
+                "reason": " · ".join(
+                    i18n.ngettext(
+                        "Too many sign-ins; try again in %(num)s minute.",
+                        "Too many sign-ins; try again in %(num)s minutes.",
+                        minutes,
+                        lang,
+                    )
+                    for lang in i18n.LANGUAGES
+                )
             },
             status=429,
         )
@@ -183,14 +198,24 @@ async def oauth_return(request: web.Request) -> web.StreamResponse:
         answer = await app[WECOM].call("GET", "auth/getuserinfo", params={"code": code})
     except WeComError as exc:
         log.warning("sidebar sign-in: auth/getuserinfo failed: %s", exc)
-        return render(request, "sidebar_denied.html", {"reason": "WeCom sign-in failed"}, 502)
+        return render(
+            request,
+            "sidebar_denied.html",
+            {"reason": i18n.both("The WeCom sign-in failed", " · ")},
+            502,
+        )
     userid = answer.get("userid") or answer.get("UserId")
     async with app[SESSIONS]() as session, session.begin():
         guide = await session.get(Guide, userid) if isinstance(userid, str) else None
         if guide is not None and guide.status == GuideStatus.ACTIVE:
             await limit.release(session, reservation)  # a guide signed in: no abuse
     if guide is None or guide.status != GuideStatus.ACTIVE:
-        return render(request, "sidebar_denied.html", {"reason": "not a guide"}, status=403)
+        return render(
+            request,
+            "sidebar_denied.html",
+            {"reason": i18n.both("Not a guide of this company", " · ")},
+            status=403,
+        )
     response = web.Response(status=302, headers={"Location": _next_path(request.query.get("next"))})
     set_guide_session(response, request, guide.userid)
     response.del_cookie(OAUTH_COOKIE, path="/sidebar")
@@ -206,7 +231,12 @@ async def dev_login(request: web.Request) -> web.StreamResponse:
     async with app[SESSIONS]() as session:
         guide = await session.get(Guide, userid) if userid else None
     if guide is None or guide.status != GuideStatus.ACTIVE:
-        return render(request, "sidebar_denied.html", {"reason": "not a guide"}, status=403)
+        return render(
+            request,
+            "sidebar_denied.html",
+            {"reason": i18n.both("Not a guide of this company", " · ")},
+            status=403,
+        )
     response = web.Response(status=302, headers={"Location": _next_path(request.query.get("next"))})
     set_guide_session(response, request, guide.userid)
     return response

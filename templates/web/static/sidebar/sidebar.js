@@ -73,7 +73,8 @@
     var p = parts(iso, { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
     return p.month + "-" + p.day + " " + p.hour + ":" + p.minute;
   }
-  var STATUS = { active: "正常", lost: "已删除你", removed: "已被你删除", transferred: "已转接" };
+  var W = cfg.words;  // the words, from the catalogs (guidebot/web/sidebar/words.py)
+  var STATUS = W.relation;
 
   // Outside a chat the guide picks the customer, and may pick another one at any time.
   async function pick() {
@@ -101,7 +102,7 @@
       await loadProfile();
       document.body.dataset.ready = "1";
     } catch (err) {
-      toast("无法显示客户 · Cannot show the customer: " + err.message, true);
+      toast(W.cannot_show + ": " + err.message, true);
     }
   }
 
@@ -111,7 +112,7 @@
       if (res && res.userId) { return res.userId; }
     } catch (err) { /* not in a chat with a customer (a link from the bot, the demo) */ }
     if (cfg.customer) { return cfg.customer; }
-    $("customer-status").textContent = "请选择客户 · Choose the customer above";
+    $("customer-status").textContent = W.choose_above;
     $("customer-select").value = "";
     return pick();
   }
@@ -123,31 +124,31 @@
     box.appendChild(el("h2", { "data-testid": "customer-name", text: c.name || c.external_userid }));
     var dl = el("dl");
     function row(label, value) { dl.appendChild(el("dt", { text: label })); dl.appendChild(value); }
-    row("门店", el("dd", { text: r.store ? r.store.name : "-" }));
-    row("添加于", el("dd", { text: r.since_day || "-" }));  // on the relation's store's calendar
-    row("状态", el("dd", { text: (STATUS[r.status] || r.status) + (r.remark ? " · 备注 " + r.remark : "") }));
+    row(W.store, el("dd", { text: r.store ? r.store.name : "-" }));
+    row(W.since, el("dd", { text: r.since_day || "-" }));  // on the relation's store's calendar
+    row(W.status, el("dd", { text: (STATUS[r.status] || r.status) + (r.remark ? " · " + W.remark + " " + r.remark : "") }));
     var chips = el("dd", { "class": "chips", text: r.tags.length ? "" : "-" });
     r.tags.forEach(function (t) { chips.appendChild(el("span", { "class": "chip", text: t })); });
-    row("标签", chips);
-    row("旅程", el("dd", { text: data.enrollments.map(function (e) { return e.name; }).join("、") || "-" }));
+    row(W.tags, chips);
+    row(W.journeys, el("dd", { text: data.enrollments.map(function (e) { return e.name; }).join("、") || "-" }));
     box.appendChild(dl);
     state.left = r.status !== "active";
     document.body.classList.toggle("left", state.left);
     if (state.left) {
       // Nothing can reach them through this guide any more: say so, offer nothing to do.
-      box.appendChild(el("p", { "class": "banner", "data-testid": "left", text: "客户已不在你的客户列表（" + (STATUS[r.status] || r.status) + "）· This customer has left" }));
+      box.appendChild(el("p", { "class": "banner", "data-testid": "left", text: W.left + "（" + (STATUS[r.status] || r.status) + "）" }));
       state.task = null;
       return;
     }
     var replied = state.replied[c.external_userid];
     if (data.enrollments.length) {
       // WeCom tells an app nothing when a customer writes back: the guide says so here, once.
-      var button = el("button", { type: "button", "data-testid": "mark-replied", text: replied ? "已记录客户回复 ✓ · Reply recorded" : "客户已回复 · Customer replied" });
+      var button = el("button", { type: "button", "data-testid": "mark-replied", text: replied ? "✓ " + W.reply_recorded : W.customer_replied });
       if (replied) { button.disabled = true; } else { button.addEventListener("click", function () { markReplied(button); }); }
       box.appendChild(button);
     }
     if (replied) {
-      box.appendChild(el("p", { "class": "muted", "data-testid": "replied-note", text: "已记录客户回复 " + when(replied) + " · Reply recorded" }));
+      box.appendChild(el("p", { "class": "muted", "data-testid": "replied-note", text: W.reply_recorded + " · " + when(replied) }));
     }
 
     var tasks = el("ul", { "class": "tasks", "data-testid": "tasks" });
@@ -156,14 +157,14 @@
         var input = el("input", { type: "radio", name: "task", value: String(t.id) });
         if (state.task === t.id) { input.checked = true; }
         input.addEventListener("change", function () { state.task = t.id; highlight(); });
-        var label = t.playbook_name + " · " + t.step_name + " · " + (t.status === "snoozed" ? "稍后 " : "") + when(t.due_at);
+        var label = t.playbook_name + " · " + t.step_name + " · " + (t.status === "snoozed" ? W.snoozed + " " : "") + when(t.due_at);
         tasks.appendChild(el("li", { "data-task": String(t.id) }, [el("label", {}, [input, el("span", { text: label })]), taskActions(t)]));
       });
       var none = el("input", { type: "radio", name: "task", value: "" });
       if (!state.task) { none.checked = true; }
       none.addEventListener("change", function () { state.task = null; highlight(); });
-      tasks.appendChild(el("li", {}, [el("label", {}, [none, el("span", { text: "不关联任务 · no task" })])]));
-      box.appendChild(el("p", { "class": "muted", text: "待办任务 · Open tasks" }));
+      tasks.appendChild(el("li", {}, [el("label", {}, [none, el("span", { text: W.no_task })])]));
+      box.appendChild(el("p", { "class": "muted", text: W.open_tasks }));
       box.appendChild(tasks);
     } else {
       state.task = null;
@@ -171,13 +172,13 @@
     if (data.recent_forwards.length) {
       var sent = el("ul", { "class": "opens", "data-testid": "forwards" });
       data.recent_forwards.forEach(function (f) { sent.appendChild(el("li", { text: f.title + " · " + when(f.sent_at) })); });
-      box.appendChild(el("p", { "class": "muted", text: "最近发送 · Recently sent" }));
+      box.appendChild(el("p", { "class": "muted", text: W.recently_sent }));
       box.appendChild(sent);
     }
     if (data.recent_opens.length) {
       var opens = el("ul", { "class": "opens", "data-testid": "opens" });
       data.recent_opens.forEach(function (o) { opens.appendChild(el("li", { text: o.title + " · " + when(o.opened_at) })); });
-      box.appendChild(el("p", { "class": "muted", text: "最近打开 · Recent opens" }));
+      box.appendChild(el("p", { "class": "muted", text: W.recent_opens }));
       box.appendChild(opens);
     }
   }
@@ -190,23 +191,23 @@
       b.addEventListener("click", function () { changeTask(t, change, extra ? extra() : {}, box); });
       return b;
     }
-    var reason = el("input", { type: "text", "class": "reason", maxlength: "200", placeholder: "跳过原因 · Why skip", "data-testid": "skip-reason-" + t.id, hidden: "" });
-    var confirm = button("skip", "确认跳过 · Skip", function () { return { reason: reason.value.trim() }; });
+    var reason = el("input", { type: "text", "class": "reason", maxlength: "200", placeholder: W.why_skip, "data-testid": "skip-reason-" + t.id, hidden: "" });
+    var confirm = button("skip", W.confirm_skip, function () { return { reason: reason.value.trim() }; });
     confirm.hidden = true;
-    var skip = el("button", { type: "button", "class": "small ghost", "data-testid": "skip-" + t.id, text: "跳过 · Skip" });
+    var skip = el("button", { type: "button", "class": "small ghost", "data-testid": "skip-" + t.id, text: W.skip });
     skip.addEventListener("click", function () { reason.hidden = false; confirm.hidden = false; skip.hidden = true; reason.focus(); });
-    box.appendChild(button("done", "完成 · Done"));
-    box.appendChild(button("snooze", "稍后 2h · Later", function () { return { delay: "2h" }; }));
+    box.appendChild(button("done", W.done));
+    box.appendChild(button("snooze", W.later, function () { return { delay: "2h" }; }));
     box.appendChild(skip);
     box.appendChild(reason);
     box.appendChild(confirm);
     return box;
   }
 
-  var CHANGED = { done: "任务完成 · Task done", skip: "已跳过 · Skipped", snooze: "已推迟 · Put off until " };
+  var CHANGED = { done: W.task_done, skip: W.skipped, snooze: W.put_off + " " };
 
   async function changeTask(t, change, extra, box) {
-    if (change === "skip" && !extra.reason) { toast("请写上原因 · Say why", true); return; }
+    if (change === "skip" && !extra.reason) { toast(W.say_why, true); return; }
     Array.prototype.forEach.call(box.querySelectorAll("button"), function (b) { b.disabled = true; });
     try {
       var result = await api("/sidebar/api/tasks/" + change, { method: "POST", body: JSON.stringify(Object.assign({ task_id: t.id }, extra)) });
@@ -222,9 +223,9 @@
   // A refusal because the customer left shows them as left; anything else says what went wrong.
   async function failed(err) {
     if (err.code === "customer_left") {
-      toast("客户已不在你的客户列表 · This customer has left", true);
+      toast(W.left, true);
     } else {
-      toast("失败 · Failed: " + err.message, true);
+      toast(W.failed + ": " + err.message, true);
     }
     await loadProfile().catch(function () {});
   }
@@ -249,7 +250,7 @@
     highlight();
   }
 
-  var KIND = { text: "文字", link: "文章", image: "图片", miniprogram: "小程序", file: "文件" };
+  var KIND = W.kinds;
 
   var searches = 0;
 
@@ -263,13 +264,13 @@
     var list = $("items");
     list.textContent = "";
     if (!data.items.length) {
-      list.appendChild(el("li", { "class": "muted", text: "没有匹配的素材 · Nothing matches" }));
+      list.appendChild(el("li", { "class": "muted", text: W.nothing_matches }));
     }
     var tags = {};
     data.items.forEach(function (item) {
       item.tags.forEach(function (t) { tags[t] = true; });
       var picture = item.cover_url ? el("img", { src: item.cover_url, alt: "" }) : el("span", { "class": "kind", text: KIND[item.kind] || item.kind });
-      var button = el("button", { type: "button", "data-testid": "send-" + item.key, text: "发送" });
+      var button = el("button", { type: "button", "data-testid": "send-" + item.key, text: W.send });
       button.addEventListener("click", function () { send(item, button); });
       var li = el("li", { "data-key": item.key }, [
         picture,
@@ -292,8 +293,8 @@
   }
 
   async function send(item, button) {
-    if (!state.customer) { toast("还没有识别到客户 · No customer yet", true); return; }
-    if (state.left) { toast("客户已不在你的客户列表 · This customer has left", true); return; }
+    if (!state.customer) { toast(W.no_customer_yet, true); return; }
+    if (state.left) { toast(W.left, true); return; }
     if (state.sending) { return; }
     state.sending = true;
     button.disabled = true;
@@ -310,16 +311,16 @@
       }
       var message = result && (result.errMsg || result.err_msg);
       if (message !== "sendChatMessage:ok") {
-        toast("未发送 · Not sent", true);
+        toast(W.not_sent, true);
         return;
       }
       var recorded = await api("/sidebar/api/forwards", { method: "POST", body: JSON.stringify({ ref: prepared.ref }) });
       if (recorded.task_completed) { state.task = null; }
-      toast(recorded.task_completed ? "已发送，任务完成 · Sent, task done" : "已发送 · Sent");
+      toast(recorded.task_completed ? W.sent_task_done : W.sent);
       document.body.dataset.lastForward = item.key;
       await loadProfile();
     } catch (err) {
-      if (err.code === "customer_left") { await failed(err); } else { toast("发送失败 · Failed: " + err.message, true); }
+      if (err.code === "customer_left") { await failed(err); } else { toast(W.send_failed + ": " + err.message, true); }
     } finally {
       state.sending = false;
       button.disabled = false;
@@ -329,14 +330,14 @@
   async function markReplied(button) {
     if (button.disabled) { return; }  // a second tap while the first is on its way
     button.disabled = true;
-    button.textContent = "正在记录… · Recording…";
+    button.textContent = W.recording;
     try {
       var result = await api("/sidebar/api/replied", { method: "POST", body: JSON.stringify({ external_userid: state.customer }) });
       state.replied[state.customer] = new Date().toISOString();
-      toast(result.stopped ? "已记录，旅程已结束 · Noted, journey ended" : "已记录 · Noted");
+      toast(result.stopped ? W.noted_ended : W.noted);
       await loadProfile();
     } catch (err) {
-      button.textContent = "客户已回复 · Customer replied";
+      button.textContent = W.customer_replied;
       button.disabled = false;
       await failed(err);
     }
@@ -356,7 +357,7 @@
       document.body.dataset.ready = "1";
     } catch (err) {
       $("customer").textContent = "";
-      $("customer").appendChild(el("p", { "class": "muted", text: "无法显示客户 · Cannot show the customer: " + err.message }));
+      $("customer").appendChild(el("p", { "class": "muted", text: W.cannot_show + ": " + err.message }));
     }
     await content.catch(function (err) { toast(err.message, true); });
   }
