@@ -22,6 +22,7 @@ from guidebot.clock import Clock, SystemClock
 from guidebot.config import Settings
 from guidebot.contacts.handlers import router as contacts_router
 from guidebot.db.parking import parked_backlog
+from guidebot.groups.handlers import router as groups_router
 from guidebot.intake.backlog import inbox_backlog
 from guidebot.intake.dispatch import build_dispatcher
 from guidebot.intake.inbox import InboxWriter
@@ -49,6 +50,7 @@ from guidebot.web import (
 from guidebot.web.api import cohorts as cohorts_api
 from guidebot.web.api import contacts as contacts_api
 from guidebot.web.api import content as content_api
+from guidebot.web.api import groups as groups_api
 from guidebot.web.api import lifecycle as lifecycle_api
 from guidebot.web.api import metrics as metrics_api
 from guidebot.web.api import playbooks as playbooks_api
@@ -131,6 +133,7 @@ def api_groups() -> list:
         playbooks_api.api,
         tasks_api.api,
         content_api.api,
+        groups_api.api,
         metrics_api.api,
         cohorts_api.api,
         lifecycle_api.api,
@@ -163,7 +166,7 @@ def make_worker(built: Runtime) -> InboxWorker:
     return InboxWorker(
         built.sessions,
         # The domains that handle WeCom's events; each hears every event, in no meaningful order.
-        build_dispatcher([contacts_router, bot_router]),
+        build_dispatcher([contacts_router, groups_router, bot_router]),
         clock,
         resources={
             "wecom": wecom,

@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         _sop_commands,
         _report_commands,
         _library_commands,
+        _groups_commands,
         _upkeep_commands,
         _privacy_commands,
         _backup_commands,
@@ -236,6 +237,13 @@ def _library_commands(commands: argparse._SubParsersAction) -> None:
     account.add_argument("username")
     account.add_argument("--role", choices=("hq", "manager"), required=True)
     account.add_argument("--store", action="append", default=[], help="a manager's store; repeat")
+
+
+def _groups_commands(commands: argparse._SubParsersAction) -> None:
+    """groups sync, groups join-way create|list, groups welcome set (guidebot.commands.groups)."""
+    from guidebot.commands.groups import add_commands
+
+    add_commands(commands, _command)
 
 
 def _upkeep_commands(commands: argparse._SubParsersAction) -> None:

@@ -147,6 +147,47 @@ class StageChanged(DomainEvent):
     reason: str
 
 
+# ---- groups: customer group membership ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupMemberJoined(DomainEvent):
+    """A join was logged for the first time (groups' membership log): `member_id` joined the
+    customer group `chat_id` at `at`. `member_type` is "customer" or "employee"; `owner_userid`
+    and `store_id` are the group's then; `config_id`, `channel` and `campaign` name the
+    「加入群聊」 join way it came through, when it was ours. Facts arrive in any order: a join
+    older than the member's last departure is still announced (`current` is False then)."""
+
+    chat_id: str
+    member_id: str
+    member_type: str
+    owner_userid: str | None
+    store_id: int | None
+    at: datetime
+    scene: int | None
+    source: str
+    current: bool = True
+    config_id: str | None = None
+    channel: str | None = None
+    campaign: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupMemberLeft(DomainEvent):
+    """A departure was logged for the first time: `member_id` left (`removed` False) or was
+    removed from `chat_id` at `at`; `current` is False when a later join is already known."""
+
+    chat_id: str
+    member_id: str
+    member_type: str
+    owner_userid: str | None
+    store_id: int | None
+    at: datetime
+    removed: bool
+    source: str
+    current: bool = True
+
+
 # ---- content: forwards and opens ----------------------------------------------------------------
 
 
@@ -287,6 +328,8 @@ __all__ = [
     "CustomerReplied",
     "DomainEvent",
     "EventsNotWired",
+    "GroupMemberJoined",
+    "GroupMemberLeft",
     "OrderPaid",
     "OrderRefunded",
     "RelationAdded",

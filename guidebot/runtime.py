@@ -38,6 +38,7 @@ from guidebot.db.credentials import DatabaseCredentialStore
 from guidebot.db.engine import create_engine, create_session_factory, open_first_connection
 from guidebot.db.migrate import prepare_database
 from guidebot.events import Subscribers, wire
+from guidebot.groups import jobs as groups_jobs
 from guidebot.metrics import jobs as metrics_jobs
 from guidebot.metrics import losses as metrics_losses
 from guidebot.privacy import jobs as privacy_jobs
@@ -56,6 +57,7 @@ Sessions = async_sessionmaker[AsyncSession]
 # Every periodic job, in the order they are listed; each domain declares its own.
 DECLARED_JOBS: tuple[PeriodicJob, ...] = (
     *contacts_jobs.JOBS,
+    *groups_jobs.JOBS,
     *sop_jobs.JOBS,
     *content_jobs.JOBS,
     *bot_jobs.JOBS,

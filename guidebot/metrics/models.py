@@ -65,6 +65,8 @@ COUNTERS = (
     "reply_pct_x100",
     "reply_time_days",
     "reply_minutes",
+    "group_joined",
+    "group_left",
 )
 
 
@@ -78,6 +80,7 @@ class DirtySource:
     MEMBERSHIP = "membership"  # store_memberships (trigger): days from `at` on may move
     ZONE = "zone"  # departments.timezone (trigger): guide "*", kind = the store id
     BEHAVIOR = "behavior"  # guide_behavior_daily (trigger): kind = the China day, ISO
+    GROUP = "group"  # group_member_events of customers (trigger): guide = the group's owner
 
 
 class OrderStatus:
@@ -140,6 +143,10 @@ class GuideDaily(Base):
     reply_pct_x100: Mapped[int] = mapped_column(Integer, default=0)
     reply_time_days: Mapped[int] = mapped_column(Integer, default=0)
     reply_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    # Customers who joined or left (or were removed from) the groups the guide owned then
+    # (group_member_events), credited to the local day it happened.
+    group_joined: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    group_left: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
@@ -149,7 +156,8 @@ class GuideDaily(Base):
 
 
 class GuideProfileDaily(Base):
-    """The guide's active customers and those with profile data, as of the end of `day`."""
+    """The guide's active customers, those with profile data and those in a customer group, and
+    the groups the guide owns, as of the end of `day`."""
 
     __tablename__ = "guide_profile_daily"
 
@@ -158,6 +166,10 @@ class GuideProfileDaily(Base):
     store_id: Mapped[int] = mapped_column(Integer)  # the guide's store when taken; NO_STORE
     active: Mapped[int] = mapped_column(Integer, default=0)
     filled: Mapped[int] = mapped_column(Integer, default=0)
+    # The live customer groups the guide owns; of `active`, those in at least one of them
+    # or any other of the brand's live groups (guidebot.groups).
+    groups_owned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    in_group: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_guide_profile_daily_day", "day", "store_id"),)

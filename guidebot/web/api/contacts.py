@@ -22,6 +22,7 @@ from guidebot.contacts.models import (
     RelationEvent,
     RelationStatus,
 )
+from guidebot.groups import queries as group_queries
 from guidebot.web.api.common import (
     INT32_MAX,
     ApiRoutes,
@@ -235,6 +236,33 @@ STORE = shape(
     }
 )
 PAGING = {"total": INTEGER, "page": INTEGER, "per_page": INTEGER}
+# The customer's customer groups now (guidebot.groups), and how they joined.
+CUSTOMER_GROUP = shape(
+    {
+        "chat_id": STRING,
+        "name": TEXT_OUT,
+        "owner_userid": TEXT_OUT,
+        "store_id": maybe(INTEGER),
+        "joined_at": WHEN,
+        "join_scene": maybe(INTEGER),
+        "channel": TEXT_OUT,
+        "campaign": TEXT_OUT,
+    }
+)
+
+
+def render_customer_group(view: group_queries.CustomerGroupView) -> dict[str, Any]:
+    g, m = view.group, view.member
+    return {
+        "chat_id": g.chat_id,
+        "name": g.name,
+        "owner_userid": g.owner_userid,
+        "store_id": g.store_id,
+        "joined_at": iso(m.joined_at),
+        "join_scene": m.join_scene,
+        "channel": m.channel,
+        "campaign": m.campaign,
+    }
 
 
 # ---- scope (guidebot.web.auth: managers see their stores, guides themselves) ------------------
@@ -329,6 +357,7 @@ async def list_customers(request: web.Request) -> web.Response:
             "stage": maybe(STAGE),
             "relations": list_of(RELATION),
             "timeline": list_of(EVENT),
+            "groups": list_of(CUSTOMER_GROUP),
         }
     ),
 )
@@ -338,6 +367,7 @@ async def get_customer(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         detail = await queries.get_customer(session, ext)
         stage = await lifecycle.stage_of(session, ext)
+        groups = await group_queries.customer_groups(session, ext)
     relations = [r for r in detail.relations if relation_visible(who, r.guide_userid, r.store_id)]
     if not relations and not who.is_hq:
         raise not_found(f"no customer {ext!r}")
@@ -350,6 +380,11 @@ async def get_customer(request: web.Request) -> web.Response:
                 render_event(e)
                 for e in detail.timeline
                 if relation_visible(who, e.guide_userid, e.store_id)
+            ],
+            "groups": [
+                render_customer_group(v)
+                for v in groups
+                if relation_visible(who, v.group.owner_userid or "", v.group.store_id)
             ],
         }
     )
