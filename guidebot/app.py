@@ -22,6 +22,7 @@ from guidebot.clock import Clock, SystemClock
 from guidebot.config import Settings
 from guidebot.contacts.handlers import router as contacts_router
 from guidebot.db.parking import parked_backlog
+from guidebot.groups.handlers import router as groups_router
 from guidebot.intake.backlog import inbox_backlog
 from guidebot.intake.dispatch import build_dispatcher
 from guidebot.intake.inbox import InboxWriter
@@ -34,6 +35,8 @@ from guidebot.web import (
     admin_errors,
     audit_page,
     callback,
+    cohort_pages,
+    customer_page,
     domain_verify,
     guides_page,
     health,
@@ -44,8 +47,11 @@ from guidebot.web import (
     sidebar,
     studio,
 )
+from guidebot.web.api import cohorts as cohorts_api
 from guidebot.web.api import contacts as contacts_api
 from guidebot.web.api import content as content_api
+from guidebot.web.api import groups as groups_api
+from guidebot.web.api import lifecycle as lifecycle_api
 from guidebot.web.api import metrics as metrics_api
 from guidebot.web.api import playbooks as playbooks_api
 from guidebot.web.api import privacy as privacy_api
@@ -110,7 +116,9 @@ def create_app(
     setup_api(app, *api_groups())
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
     guides_page.setup_routes(app)  # /admin/guides
+    customer_page.setup_routes(app)  # /admin/customers/{external_userid}
     playbooks_page.setup_routes(app)  # /admin/playbooks
+    cohort_pages.setup_routes(app)  # /admin/cohorts
     studio.setup_routes(app)  # /admin/playbooks/{id}: the playbook studio
     audit_page.setup_routes(app)  # /admin/audit (HQ)
     admin_errors.setup_routes(app)  # / leads to /admin (or a guide's /sidebar)
@@ -125,7 +133,10 @@ def api_groups() -> list:
         playbooks_api.api,
         tasks_api.api,
         content_api.api,
+        groups_api.api,
         metrics_api.api,
+        cohorts_api.api,
+        lifecycle_api.api,
         privacy_api.api,
     ]
 
@@ -155,7 +166,7 @@ def make_worker(built: Runtime) -> InboxWorker:
     return InboxWorker(
         built.sessions,
         # The domains that handle WeCom's events; each hears every event, in no meaningful order.
-        build_dispatcher([contacts_router, bot_router]),
+        build_dispatcher([contacts_router, groups_router, bot_router]),
         clock,
         resources={
             "wecom": wecom,

@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         _sop_commands,
         _report_commands,
         _library_commands,
+        _groups_commands,
         _upkeep_commands,
         _privacy_commands,
         _backup_commands,
@@ -177,6 +178,9 @@ def _sop_commands(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument(
         "--store", metavar="CODE", help="use this store's time zone (from GUIDEBOT_DATABASE_URL)"
     )
+    simulate.add_argument(
+        "--customer", metavar="EXTERNAL_USERID", help="say whether this customer is held out"
+    )
 
 
 def _report_commands(commands: argparse._SubParsersAction) -> None:
@@ -189,6 +193,23 @@ def _report_commands(commands: argparse._SubParsersAction) -> None:
     guides.add_argument("--to", metavar="D", help="last day YYYY-MM-DD (default: yesterday)")
     guides.add_argument("--store", metavar="CODE", help="only this store (code or id)")
     guides.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    playbooks = _command(
+        report, "playbooks", "each playbook's goal and its holdout's lift", _report_playbooks
+    )
+    playbooks.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    cohorts = _command(
+        report, "cohorts", "customers by week or month of their add, from the rollup", _cohorts
+    )
+    cohorts.add_argument(
+        "--metric", choices=("retention", "repurchase", "gmv"), default="retention"
+    )
+    cohorts.add_argument("--period", choices=("week", "month"), default="week")
+    cohorts.add_argument(
+        "--by", choices=("all", "store", "guide", "channel", "campaign", "playbook"), default="all"
+    )
+    cohorts.add_argument("--from", dest="from_", metavar="D", help="first add day YYYY-MM-DD")
+    cohorts.add_argument("--to", metavar="D", help="last add day YYYY-MM-DD (default: today)")
+    cohorts.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
 
 def _library_commands(commands: argparse._SubParsersAction) -> None:
@@ -216,6 +237,13 @@ def _library_commands(commands: argparse._SubParsersAction) -> None:
     account.add_argument("username")
     account.add_argument("--role", choices=("hq", "manager"), required=True)
     account.add_argument("--store", action="append", default=[], help="a manager's store; repeat")
+
+
+def _groups_commands(commands: argparse._SubParsersAction) -> None:
+    """groups sync, groups join-way create|list, groups welcome set (guidebot.commands.groups)."""
+    from guidebot.commands.groups import add_commands
+
+    add_commands(commands, _command)
 
 
 def _upkeep_commands(commands: argparse._SubParsersAction) -> None:
@@ -323,7 +351,9 @@ def _sop_check(args: argparse.Namespace) -> int:
 def _sop_simulate(args: argparse.Namespace) -> int:
     from guidebot.sop.cli import simulate_command
 
-    return simulate_command(args.playbook, added_at=args.added_at, store_code=args.store)
+    return simulate_command(
+        args.playbook, added_at=args.added_at, store_code=args.store, customer=args.customer
+    )
 
 
 def _report_guides(args: argparse.Namespace) -> int:
@@ -331,6 +361,25 @@ def _report_guides(args: argparse.Namespace) -> int:
 
     return report_guides_command(
         raw_from=args.from_, raw_to=args.to, store=args.store, fmt=args.format
+    )
+
+
+def _report_playbooks(args: argparse.Namespace) -> int:
+    from guidebot.sop.report import report_playbooks_command
+
+    return report_playbooks_command(fmt=args.format)
+
+
+def _cohorts(args: argparse.Namespace) -> int:
+    from guidebot.metrics.cohort_report import report_cohorts_command
+
+    return report_cohorts_command(
+        metric=args.metric,
+        period=args.period,
+        by=args.by,
+        raw_from=args.from_,
+        raw_to=args.to,
+        fmt=args.format,
     )
 
 

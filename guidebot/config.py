@@ -25,6 +25,7 @@ DEFAULT_CLAIM_LEASE_SECONDS = 120
 MAX_CLAIM_LEASE_SECONDS = 86_400
 DEFAULT_BODY_TIMEOUT_SECONDS = 30
 MAX_BODY_TIMEOUT_SECONDS = 600
+DEFAULT_DORMANT_DAYS = 60
 _AES_KEY = re.compile(r"[A-Za-z0-9+/]{43}")
 _DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
 # What .env.example holds where a real value belongs: refused, so a half-filled copy never
@@ -142,6 +143,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # How long a request's body may take to arrive (guidebot.web.limits): a 408 after that.
     body_timeout_seconds: int = DEFAULT_BODY_TIMEOUT_SECONDS
+    # A customer with no open, reply or order for this many days is dormant (lifecycle stages).
+    dormant_days: int = DEFAULT_DORMANT_DAYS
     # A folder of WeCom's domain-verification files (WW_verify_*.txt, downloaded where the
     # app's 可信域名 is set): guidebot serves each at its web root (guidebot.web.domain_verify).
     wecom_verify_dir: str = ""
@@ -206,6 +209,9 @@ class Settings:
                 optional("GUIDEBOT_BODY_TIMEOUT_SECONDS", str(DEFAULT_BODY_TIMEOUT_SECONDS)),
                 MAX_BODY_TIMEOUT_SECONDS,
             ),
+            dormant_days=_dormant_days(
+                optional("GUIDEBOT_DORMANT_DAYS", str(DEFAULT_DORMANT_DAYS))
+            ),
             wecom_verify_dir=env.get("GUIDEBOT_WECOM_VERIFY_DIR", "").strip(),
             retention=Retention.from_env(env),
         )
@@ -231,6 +237,7 @@ class Settings:
             "GUIDEBOT_CLAIM_LEASE_SECONDS": str(self.claim_lease_seconds),
             "GUIDEBOT_TRUSTED_PROXIES": ",".join(self.trusted_proxies),
             "GUIDEBOT_BODY_TIMEOUT_SECONDS": str(self.body_timeout_seconds),
+            "GUIDEBOT_DORMANT_DAYS": str(self.dormant_days),
             "GUIDEBOT_WECOM_VERIFY_DIR": self.wecom_verify_dir,
             **self.retention.as_env(),
         }
@@ -342,6 +349,14 @@ def _networks(name: str, value: str) -> tuple[str, ...]:
         except ValueError:
             raise ConfigError(name, f"{part!r} is not an IP address or network") from None
     return tuple(networks)
+
+
+def _dormant_days(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 3650:
+        raise ConfigError(
+            "GUIDEBOT_DORMANT_DAYS", f"must be a whole number of days 1-3650, got {value!r}"
+        )
+    return int(value)
 
 
 def _attribution_days(value: str) -> int:

@@ -136,6 +136,61 @@ class RelationEdited(DomainEvent):
     source: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageChanged(DomainEvent):
+    """The customer's lifecycle stage changed (guidebot.contacts.lifecycle) at `at`, from
+    `from_stage` (None: their first) to `to_stage`; `reason` names the fact that moved it
+    (relation.added, content.opened, order.paid, dormancy, ...)."""
+
+    external_userid: str
+    guide_userid: str
+    from_stage: str | None
+    to_stage: str
+    at: datetime
+    reason: str
+
+
+# ---- groups: customer group membership ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupMemberJoined(DomainEvent):
+    """A join was logged for the first time (groups' membership log): `member_id` joined the
+    customer group `chat_id` at `at`. `member_type` is "customer" or "employee"; `owner_userid`
+    and `store_id` are the group's then; `config_id`, `channel` and `campaign` name the
+    「加入群聊」 join way it came through, when it was ours. Facts arrive in any order: a join
+    older than the member's last departure is still announced (`current` is False then)."""
+
+    chat_id: str
+    member_id: str
+    member_type: str
+    owner_userid: str | None
+    store_id: int | None
+    at: datetime
+    scene: int | None
+    source: str
+    current: bool = True
+    config_id: str | None = None
+    channel: str | None = None
+    campaign: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupMemberLeft(DomainEvent):
+    """A departure was logged for the first time: `member_id` left (`removed` False) or was
+    removed from `chat_id` at `at`; `current` is False when a later join is already known."""
+
+    chat_id: str
+    member_id: str
+    member_type: str
+    owner_userid: str | None
+    store_id: int | None
+    at: datetime
+    removed: bool
+    source: str
+    current: bool = True
+
+
 # ---- content: forwards and opens ----------------------------------------------------------------
 
 
@@ -276,12 +331,15 @@ __all__ = [
     "CustomerReplied",
     "DomainEvent",
     "EventsNotWired",
+    "GroupMemberJoined",
+    "GroupMemberLeft",
     "OrderPaid",
     "OrderRefunded",
     "RelationAdded",
     "RelationEdited",
     "RelationEnded",
     "RelationTransferred",
+    "StageChanged",
     "Subscribers",
     "TagsGained",
     "after_commit",

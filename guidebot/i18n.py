@@ -157,6 +157,27 @@ LABELS: dict[str, dict[str, Msg]] = {
         "unknown": NP_("task status", "Outcome unknown"),
         "snoozed": NP_("task status", "Put off"),
     },
+    "relation_event": {
+        "added": NP_("relation event", "Added the guide"),
+        "reactivated": NP_("relation event", "Added the guide again"),
+        "lost": NP_("relation event", "Deleted the guide"),
+        "removed": NP_("relation event", "Deleted by the guide"),
+        "transferred_out": NP_("relation event", "Moved to another guide"),
+        "transferred_in": NP_("relation event", "Moved in from another guide"),
+        "edited": NP_("relation event", "Remark or tags changed"),
+    },
+    "order_status": {
+        "paid": NP_("order status", "Paid"),
+        "refunded": NP_("order status", "Refunded"),
+    },
+    "stage": {
+        "new": NP_("stage", "New"),
+        "engaged": NP_("stage", "Engaged"),
+        "first_purchase": NP_("stage", "First purchase"),
+        "repeat_buyer": NP_("stage", "Repeat buyer"),
+        "dormant": NP_("stage", "Dormant"),
+        "lost": NP_("stage", "Lost"),
+    },
     "enrollment_status": {
         "active": NP_("enrollment status", "Running"),
         "completed": NP_("enrollment status", "Completed"),

@@ -7,6 +7,7 @@ from guidebot.contacts import models as contacts_models  # noqa: F401
 from guidebot.content import models as content_models  # noqa: F401
 from guidebot.db import credentials, parking  # noqa: F401
 from guidebot.db.base import Base
+from guidebot.groups import models as groups_models  # noqa: F401
 from guidebot.intake import models as intake_models  # noqa: F401
 from guidebot.metrics import models as metrics_models  # noqa: F401
 from guidebot.sop import models as sop_models  # noqa: F401

@@ -32,11 +32,13 @@ from guidebot.bot import jobs as bot_jobs
 from guidebot.clock import Clock, SystemClock
 from guidebot.config import Settings
 from guidebot.contacts import jobs as contacts_jobs
+from guidebot.contacts import lifecycle
 from guidebot.content import jobs as content_jobs
 from guidebot.db.credentials import DatabaseCredentialStore
 from guidebot.db.engine import create_engine, create_session_factory, open_first_connection
 from guidebot.db.migrate import prepare_database
 from guidebot.events import Subscribers, wire
+from guidebot.groups import jobs as groups_jobs
 from guidebot.metrics import jobs as metrics_jobs
 from guidebot.metrics import losses as metrics_losses
 from guidebot.privacy import jobs as privacy_jobs
@@ -55,6 +57,7 @@ Sessions = async_sessionmaker[AsyncSession]
 # Every periodic job, in the order they are listed; each domain declares its own.
 DECLARED_JOBS: tuple[PeriodicJob, ...] = (
     *contacts_jobs.JOBS,
+    *groups_jobs.JOBS,
     *sop_jobs.JOBS,
     *content_jobs.JOBS,
     *bot_jobs.JOBS,
@@ -97,10 +100,11 @@ def periodic_jobs(runtime: Runtime) -> list[FixedJob]:
 
 def domain_subscribers(sop: SopRuntime) -> Subscribers:
     """Who hears the domains' facts (guidebot.events): the SOP engine; metrics (customers who
-    deleted a guide, for the lost-customer alerts)."""
+    deleted a guide, for the lost-customer alerts); contacts (lifecycle stages)."""
     subscribers = Subscribers()
     SopSubscriber(sop).subscribe(subscribers)
     metrics_losses.subscribe(subscribers)
+    lifecycle.subscribe(subscribers)  # contacts: each customer's lifecycle stage
     return subscribers
 
 

@@ -27,6 +27,7 @@ from guidebot.config import Settings
 from guidebot.contacts import queries
 from guidebot.contacts.behavior import guide_figures
 from guidebot.contacts.directory import store_zone
+from guidebot.contacts.lifecycle import stage_word
 from guidebot.contacts.models import (
     Customer,
     Department,
@@ -39,6 +40,7 @@ from guidebot.content import links, service
 from guidebot.content.models import ContentItem
 from guidebot.db.parking import describe_error, is_row_error, park_apart, unparked
 from guidebot.db.turns import take_turns
+from guidebot.groups import queries as group_queries
 from guidebot.i18n import NP_
 from guidebot.sop import queries as tasks
 from guidebot.sop.models import TaskStatus
@@ -112,7 +114,7 @@ WORDS = {
     },
     "card": NP_(
         "bot",
-        "{name}{remark}\nStatus: {status}\nStore: {store}\nAdded: {since}\n"
+        "{name}{remark}\nStatus: {status} | Stage: {stage}\nStore: {store}\nAdded: {since}\n"
         "Tags: {tags}\nOpen tasks: {tasks}\nLast opened: {opened}\nSidebar: {link}",
     ),
     "remark": NP_("bot", " (remark: {remark})"),
@@ -131,6 +133,8 @@ WORDS = {
     ),
     "minutes": NP_("bot", "{n} min"),
     "no_store": NP_("bot", "no store"),
+    # A line of the card under the tags, only when the customer is in a customer group.
+    "groups": NP_("bot", "Groups: {names}"),
 }
 TEXT = i18n.in_languages(WORDS)
 
@@ -307,6 +311,9 @@ async def _card(
         else "-"
     )
     tags = [t.get("name") or t.get("id") for t in relation.tags or []]
+    in_groups = await group_queries.customer_groups(session, customer.external_userid)
+    names = "、".join(v.group.name or words["none"] for v in in_groups)
+    groups = "\n" + words["groups"].format(names=names) if in_groups else ""
     last = (
         f"{opened[0][1].title}（{opened[0][0].opened_at.astimezone(zone):%m-%d %H:%M}）"
         if opened
@@ -316,9 +323,10 @@ async def _card(
         name=customer.name or customer.external_userid,
         remark=words["remark"].format(remark=relation.remark) if relation.remark else "",
         status=words["status"].get(relation.status, relation.status),
+        stage=await stage_word(session, customer.external_userid, words is TEXT["en"]),
         store=relation_store.name if relation_store else words["no_store"],
         since=since,
-        tags=", ".join(t for t in tags if t) or words["none"],
+        tags=(", ".join(t for t in tags if t) or words["none"]) + groups,
         tasks=len(open_tasks),
         opened=last,
         link=sidebar_link(settings, customer.external_userid),

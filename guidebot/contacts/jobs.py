@@ -5,7 +5,8 @@ commits; the scheduler (JOBS, below) or the CLI calls them: directory sync night
 reconciliation nightly after it, transfer results every 10 minutes (WeCom completes an
 accepted transfer ~24 h after the request), missing profiles every profiles.EVERY_SECONDS
 (adds recorded without one), WeCom's contact statistics of each guide daily at 06:30
-(guidebot.contacts.behavior).
+(guidebot.contacts.behavior), customers gone quiet marked dormant and the day's counts per
+lifecycle stage snapshot hourly (guidebot.contacts.lifecycle).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
+from guidebot.config import Settings
 from guidebot.contacts import profiles
 from guidebot.contacts.behavior import BehaviorReport, sync_behavior
 from guidebot.contacts.directory import DirectoryReport, sync_directory
+from guidebot.contacts.lifecycle import mark_dormant, snapshot_stages
 from guidebot.contacts.reconcile import ReconcileReport, reconcile
 from guidebot.contacts.transfers import PollReport, poll_transfer_results
 from guidebot.contacts.ways import create_contact_way
@@ -102,6 +105,15 @@ async def add_contact_way(
 
 
 # The periodic jobs, in GUIDEBOT_TIMEZONE; the runtime hands each the resources it names.
+async def lifecycle_stages(sessions: Sessions, clock: Clock, settings: Settings) -> int:
+    """Customers gone quiet become dormant; today's counts per stage are snapshot."""
+    now = clock.now()
+    moved = await mark_dormant(sessions, now, settings.dormant_days)
+    async with sessions() as session, session.begin():
+        await snapshot_stages(session, now.astimezone(settings.tz).date())
+    return moved
+
+
 JOBS = [
     PeriodicJob("directory-sync", nightly_directory_sync, cron="30 2 * * *"),
     PeriodicJob("reconcile-contacts", nightly_reconcile, cron="0 3 * * *"),
@@ -110,4 +122,6 @@ JOBS = [
     PeriodicJob("refetch-profiles", refetch_profiles, every_seconds=PROFILES_EVERY_SECONDS),
     # WeCom's figures of a day are complete the next morning (China time).
     PeriodicJob("behavior-sync", behavior_sync, cron=BEHAVIOR_CRON),
+    # No open, reply or order for GUIDEBOT_DORMANT_DAYS: dormant; the day's counts per stage.
+    PeriodicJob("lifecycle-stages", lifecycle_stages, cron="15 * * * *"),
 ]

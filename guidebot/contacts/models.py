@@ -278,6 +278,7 @@ class RelationEvent(Base):
         Index("ix_relation_events_guide", "guide_userid", "occurred_at"),
         Index("ix_relation_events_store", "store_id", "occurred_at"),
         Index("ix_relation_events_customer", "external_userid", "occurred_at"),
+        Index("ix_relation_events_recorded", "recorded_at"),  # what the cohorts job reads next
     )
 
 
@@ -302,3 +303,88 @@ class GuideBehaviorDaily(Base):
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when these values were read
 
     __table_args__ = (Index("ix_guide_behavior_daily_day", "day"),)
+
+
+class Stage:
+    """A customer's lifecycle stage (guidebot.contacts.lifecycle), with what guides read."""
+
+    NEW = "new"  # added, no open, reply or order yet
+    ENGAGED = "engaged"  # opened a guide's link or replied, no order yet
+    FIRST_PURCHASE = "first_purchase"  # one counted order
+    REPEAT_BUYER = "repeat_buyer"  # two or more counted orders
+    DORMANT = "dormant"  # no open, reply or order for GUIDEBOT_DORMANT_DAYS
+    LOST = "lost"  # no relation left with any guide (each lost or removed)
+
+    ALL = (NEW, ENGAGED, FIRST_PURCHASE, REPEAT_BUYER, DORMANT, LOST)
+    # What people read for each: guidebot.i18n.LABELS["stage"] (新客 / New ...).
+
+
+class CustomerStage(Base):
+    """A customer's stage now, and what decides it: counted orders (customer_stage_orders),
+    whether they ever engaged, when they last opened, replied or ordered. `guide_userid` and
+    `store_id` are the customer's latest guide (the last add or transfer) and that relation's
+    store, for counts per guide and store."""
+
+    __tablename__ = "customer_stages"
+
+    external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    guide_userid: Mapped[str] = mapped_column(String(64))
+    store_id: Mapped[int | None] = mapped_column(Integer)
+    engaged: Mapped[bool] = mapped_column(Boolean, default=False)
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+    last_active_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the add, else the last act
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_customer_stages_guide", "guide_userid", "stage"),
+        Index("ix_customer_stages_store", "store_id", "stage"),
+        Index("ix_customer_stages_active", "stage", "last_active_at"),
+    )
+
+
+class CustomerStageOrder(Base):
+    """An order that counts toward the customer's stage: paid, not refunded (OrderPaid
+    inserts it, OrderRefunded deletes it; a repeat of either changes nothing)."""
+
+    __tablename__ = "customer_stage_orders"
+
+    order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_customer_stage_orders_customer", "external_userid"),)
+
+
+class CustomerStageChange(Base):
+    """The stage log: every change, when, why (the fact that caused it)."""
+
+    __tablename__ = "customer_stage_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    guide_userid: Mapped[str] = mapped_column(String(64))
+    store_id: Mapped[int | None] = mapped_column(Integer)
+    from_stage: Mapped[str | None] = mapped_column(String(16))  # None: first stage
+    to_stage: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(32))  # relation.added, order.paid, dormancy ...
+
+    __table_args__ = (
+        Index("ix_customer_stage_log_customer", "external_userid", "at"),
+        Index("ix_customer_stage_log_at", "at"),
+    )
+
+
+class CustomerStageDaily(Base):
+    """Customers per stage per store and per guide (`dim`), as of a local day: a snapshot of
+    customer_stages, rewritten by the hourly lifecycle job while the day lasts."""
+
+    __tablename__ = "customer_stage_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    dim: Mapped[str] = mapped_column(String(8), primary_key=True)  # store | guide
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" none
+    stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)

@@ -3,7 +3,7 @@ their replacement in guide_daily.
 
 `compute` reads one guide's source rows over a range of days and buckets them into (store, day)
 counters, one reader per source (relation changes, SOP tasks, content, orders, WeCom's contact
-statistics); `write` deletes
+statistics, customers joining and leaving the guide's groups); `write` deletes
 the guide's rows in that range and inserts the new ones. Both run in the caller's transaction, so
 recomputing a day gives the same numbers, never more.
 """
@@ -22,6 +22,7 @@ from guidebot.contacts.behavior import WECOM_ZONE
 from guidebot.contacts.models import EventKind, GuideBehaviorDaily, RelationEvent
 from guidebot.content.models import ContentForward, ContentOpenVisitor
 from guidebot.content.service import first_forward
+from guidebot.groups.models import GroupMemberEvent, MemberEventKind, MemberType
 from guidebot.metrics import kpis
 from guidebot.metrics.models import COUNTERS, GuideDaily, MetricsState, Order, OrderStatus
 from guidebot.metrics.placer import Placer, utc_midnight
@@ -83,7 +84,21 @@ async def compute(
     await _count_content(session, tally)
     await _count_orders(session, tally)
     await _count_behavior(session, tally)
+    await _count_groups(session, tally)
     return tally.buckets
+
+
+async def _count_groups(session: AsyncSession, tally: _Tally) -> None:
+    """Customers joining and leaving the groups the guide owned at the time."""
+    for at, kind in await session.execute(
+        select(GroupMemberEvent.occurred_at, GroupMemberEvent.kind).where(
+            GroupMemberEvent.owner_userid == tally.guide,
+            GroupMemberEvent.member_type == MemberType.CUSTOMER,
+            GroupMemberEvent.occurred_at >= tally.start,
+            GroupMemberEvent.occurred_at < tally.end,
+        )
+    ):
+        tally.put(at, "group_joined" if kind == MemberEventKind.JOINED else "group_left")
 
 
 async def _count_relations(session: AsyncSession, tally: _Tally, now: datetime) -> None:

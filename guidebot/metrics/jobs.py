@@ -4,6 +4,9 @@
   rollups (guidebot.metrics.rollup.refresh), so figures reflect an event within 10 seconds.
   Safe on any number of instances: on PostgreSQL one holds the advisory lock per transaction,
   the others skip the tick.
+* `cohorts_refresh` (every minute): the customers whose logs changed or whose retention or
+  repurchase checkpoint came due, recomputed into the cohort rollup
+  (guidebot.metrics.cohorts.refresh_cohorts).
 * `metrics_reports` (hourly, on the hour): the 09:00 store-time reports to guides and the
   Monday reports to store managers (guidebot.metrics.daily_report).
 * `task_escalations` (hourly, at half past): each store manager's daily digest of their store's
@@ -19,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
 from guidebot.config import Settings
+from guidebot.metrics.cohorts import CohortReport, refresh_cohorts
 from guidebot.metrics.daily_report import ReportsReport, send_reports
 from guidebot.metrics.escalation import EscalationReport, send_escalations
 from guidebot.metrics.losses import LostReport, send_lost_alerts
@@ -27,6 +31,7 @@ from guidebot.scheduler import PeriodicJob
 from guidebot.wecom.client import WeComClient
 
 ROLLUP_EVERY_SECONDS = 5
+COHORTS_EVERY_SECONDS = 60
 REPORTS_CRON = "0 * * * *"
 ESCALATIONS_CRON = "30 * * * *"
 LOST_ALERTS_CRON = "7 * * * *"
@@ -36,6 +41,12 @@ async def metrics_rollup(
     sessions: async_sessionmaker[AsyncSession], clock: Clock, settings: Settings
 ) -> RefreshReport:
     return await refresh(sessions, settings.timezone, clock.now())
+
+
+async def cohorts_refresh(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, settings: Settings
+) -> CohortReport:
+    return await refresh_cohorts(sessions, settings.timezone, clock.now())
 
 
 async def metrics_reports(
@@ -69,6 +80,7 @@ async def lost_alerts(
 # the 09:00 store-time reports (hourly; each store's 09:xx sends).
 JOBS = [
     PeriodicJob("metrics-rollup", metrics_rollup, every_seconds=ROLLUP_EVERY_SECONDS),
+    PeriodicJob("cohorts-refresh", cohorts_refresh, every_seconds=COHORTS_EVERY_SECONDS),
     PeriodicJob("metrics-reports", metrics_reports, cron=REPORTS_CRON),
     PeriodicJob("task-escalations", task_escalations, cron=ESCALATIONS_CRON),
     PeriodicJob("lost-alerts", lost_alerts, cron=LOST_ALERTS_CRON),

@@ -4,8 +4,9 @@ A KPI is computed from sums of guide_daily counters (guidebot.metrics.models.COU
 the rows that match (a guide, a store, everyone; a period): a count is a signed sum of counters,
 a rate is the ratio of two such sums. Rates are never averaged: a store's day-7 retention is the
 store's kept customers over the store's new customers, not the mean of its guides' rates.
-profile_completeness is the exception in kind, not in rule: it sums the last profile snapshot
-(guide_profile_daily) of each guide on or before the end of the period. The service figures
+profile_completeness, groups_owned and group_join_rate are the exception in kind, not in rule:
+they sum the last snapshot (guide_profile_daily) of each guide on or before the end of the
+period. The service figures
 (chats .. negative_feedback) are WeCom's, read daily (guidebot.contacts.behavior): WeCom gives a
 daily reply rate and first-reply time without the counts behind them, so those two average the
 days WeCom reported one (summed daily values over the days counted, still a ratio of sums).
@@ -29,8 +30,9 @@ from guidebot.metrics.models import COUNTERS
 RETENTION_WINDOWS = {"d1": timedelta(days=1), "d7": timedelta(days=7)}
 # How SOP task rows count (welcome_attempts, welcome_sent, tasks_due, tasks_done,
 # tasks_on_time) is each action's `metric` hook: guidebot.sop.actions.
-# Snapshot columns beside the guide_daily counters.
-PROFILE_COLUMNS = ("profile_filled", "profile_active")
+# Snapshot columns beside the guide_daily counters (guide_profile_daily: filled, active,
+# groups_owned, in_group; guidebot.metrics.report.SNAPSHOT reads them in this order).
+PROFILE_COLUMNS = ("profile_filled", "profile_active", "groups_owned", "group_customers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +302,74 @@ KPIS: tuple[Kpi, ...] = (
         definition_zh=(
             "留资率：周期结束时导购的有效客户中（每位导购在最后一天或之前的最后一次快照），好友关"
             "系上有资料的占比：至少一个备注手机号，或非空的描述。"
+        ),
+    ),
+    # Customer groups (guidebot.groups): the membership log of the groups the guide owns, and
+    # snapshots of the groups owned and of the guide's customers in any group.
+    Kpi(
+        "groups_owned",
+        "群数",
+        "count",
+        "Live customer groups the guide owns at the end of the period (each guide's last "
+        "snapshot on or before its last day); a dismissed group no longer counts.",
+        "customer_groups (snapshots in guide_profile_daily)",
+        plus=("groups_owned",),
+        title_en="Groups owned",
+        definition_zh=(
+            "期末（各导购在末日或之前的最后一次快照）导购作为群主的有效客户群数；已解散的群不计入。"
+        ),
+    ),
+    Kpi(
+        "group_new_members",
+        "新入群",
+        "count",
+        "Customers who joined a group the guide owned at the time, on the local day they joined "
+        "(employees are not counted). Each join counts once however often WeCom told us; a "
+        "customer who leaves and joins again counts again.",
+        "group_member_events (joined, customers)",
+        plus=("group_joined",),
+        title_en="New group members",
+        definition_zh=(
+            "当地日内加入导购（当时为群主）的客户群的客户数（员工不计）；同一次入群无论企业微信通知几次只计一次；退群后再入群再计一次。"
+        ),
+    ),
+    Kpi(
+        "group_members_left",
+        "退群",
+        "count",
+        "Customers who left a group the guide owned at the time, or were removed from it, on "
+        "the local day (a departure the nightly sync found, on the day it found it).",
+        "group_member_events (left, removed; customers)",
+        plus=("group_left",),
+        title_en="Group members left",
+        definition_zh=(
+            "当地日内退出导购（当时为群主）的客户群或被移出的客户数（夜间同步发现的退群，计在发现当日）。"
+        ),
+    ),
+    Kpi(
+        "group_net",
+        "群净增",
+        "count",
+        "group_new_members - group_members_left.",
+        "group_member_events",
+        plus=("group_joined",),
+        minus=("group_left",),
+        title_en="Group net growth",
+        definition_zh=("group_new_members - group_members_left（新入群减退群）。"),
+    ),
+    Kpi(
+        "group_join_rate",
+        "入群率",
+        "rate",
+        "入群率: of the guide's active customers at the end of the period (each guide's last "
+        "snapshot on or before its last day), the share in at least one of the brand's live "
+        "customer groups, whoever owns it.",
+        "relations, customer_group_members (snapshots in guide_profile_daily)",
+        plus=("group_customers",),
+        over=("profile_active",),
+        title_en="Group join rate",
+        definition_zh=(
+            "入群率：期末（各导购在末日或之前的最后一次快照）导购的有效客户中，至少在品牌一个有效客户群里的比例，无论群主是谁。"
         ),
     ),
     # WeCom's contact statistics (联系客户统计, get_user_behavior_data), read daily per guide by

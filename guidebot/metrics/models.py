@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guidebot.db.base import Base, BigId, UTCDateTime
@@ -65,6 +65,8 @@ COUNTERS = (
     "reply_pct_x100",
     "reply_time_days",
     "reply_minutes",
+    "group_joined",
+    "group_left",
 )
 
 
@@ -78,6 +80,7 @@ class DirtySource:
     MEMBERSHIP = "membership"  # store_memberships (trigger): days from `at` on may move
     ZONE = "zone"  # departments.timezone (trigger): guide "*", kind = the store id
     BEHAVIOR = "behavior"  # guide_behavior_daily (trigger): kind = the China day, ISO
+    GROUP = "group"  # group_member_events of customers (trigger): guide = the group's owner
 
 
 class OrderStatus:
@@ -140,6 +143,10 @@ class GuideDaily(Base):
     reply_pct_x100: Mapped[int] = mapped_column(Integer, default=0)
     reply_time_days: Mapped[int] = mapped_column(Integer, default=0)
     reply_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    # Customers who joined or left (or were removed from) the groups the guide owned then
+    # (group_member_events), credited to the local day it happened.
+    group_joined: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    group_left: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
@@ -149,7 +156,8 @@ class GuideDaily(Base):
 
 
 class GuideProfileDaily(Base):
-    """The guide's active customers and those with profile data, as of the end of `day`."""
+    """The guide's active customers, those with profile data and those in a customer group, and
+    the groups the guide owns, as of the end of `day`."""
 
     __tablename__ = "guide_profile_daily"
 
@@ -158,6 +166,10 @@ class GuideProfileDaily(Base):
     store_id: Mapped[int] = mapped_column(Integer)  # the guide's store when taken; NO_STORE
     active: Mapped[int] = mapped_column(Integer, default=0)
     filled: Mapped[int] = mapped_column(Integer, default=0)
+    # The live customer groups the guide owns; of `active`, those in at least one of them
+    # or any other of the brand's live groups (guidebot.groups).
+    groups_owned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    in_group: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_guide_profile_daily_day", "day", "store_id"),)
@@ -210,6 +222,7 @@ class Order(Base):
         Index("ix_orders_guide_paid", "guide_userid", "paid_at"),
         Index("ix_orders_guide_refunded", "guide_userid", "refunded_at"),
         Index("ix_orders_customer", "external_userid", "paid_at"),
+        Index("ix_orders_updated", "updated_at"),  # what the cohorts job reads next
     )
 
 
@@ -252,3 +265,95 @@ class LostAlert(Base):
         Index("ix_lost_alerts_batch", "guide_userid", "batch"),
         Index("ix_lost_alerts_store", "store_id", "lost_at"),
     )
+
+
+class CohortMember(Base):
+    """A customer's place in the cohorts (guidebot.metrics.cohorts): fixed at their first add
+    (day, store, guide, channel, campaign, playbook), with what has happened since, recomputed
+    from the logs (relation_events, orders) whenever they change or a checkpoint comes due.
+    A flag is None until its checkpoint has passed (not yet due)."""
+
+    __tablename__ = "cohort_members"
+
+    external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    add_day: Mapped[date] = mapped_column(Date)  # local day of the add, in the store's zone
+    store_id: Mapped[int] = mapped_column(Integer)  # NO_STORE: none
+    guide_userid: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(64))  # "" none
+    campaign: Mapped[str] = mapped_column(String(64))  # "" none
+    playbook: Mapped[str] = mapped_column(String(64))  # "" none
+    d1: Mapped[bool | None] = mapped_column(Boolean)
+    d7: Mapped[bool | None] = mapped_column(Boolean)
+    d30: Mapped[bool | None] = mapped_column(Boolean)
+    d90: Mapped[bool | None] = mapped_column(Boolean)
+    first_order_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    r90: Mapped[bool | None] = mapped_column(Boolean)
+    r180: Mapped[bool | None] = mapped_column(Boolean)
+    r365: Mapped[bool | None] = mapped_column(Boolean)
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+    gmv_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the next checkpoint
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_cohort_members_day", "add_day"),
+        Index("ix_cohort_members_due", "next_due_at"),
+    )
+
+
+# cohort_periods' counters, in table order (guidebot.metrics.cohorts says what each counts).
+COHORT_COUNTERS = (
+    "members",
+    "d1_due",
+    "d1_kept",
+    "d7_due",
+    "d7_kept",
+    "d30_due",
+    "d30_kept",
+    "d90_due",
+    "d90_kept",
+    "buyers",
+    "r90_due",
+    "r90_yes",
+    "r180_due",
+    "r180_yes",
+    "r365_due",
+    "r365_yes",
+    "orders",
+    "gmv_fen",
+)
+
+
+class CohortPeriod(Base):
+    """The cohort rollup: per period of the add (`period` week or month, from its first local
+    day `start`), split (`dim`: all, store, guide, channel, campaign, playbook) and its value
+    (`key`), the sums of cohort_members. A period's rows are rebuilt whole when one of its
+    members changes."""
+
+    __tablename__ = "cohort_periods"
+
+    period: Mapped[str] = mapped_column(String(8), primary_key=True)
+    dim: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    start: Mapped[date] = mapped_column(Date, primary_key=True)
+    members: Mapped[int] = mapped_column(Integer, default=0)
+    d1_due: Mapped[int] = mapped_column(Integer, default=0)
+    d1_kept: Mapped[int] = mapped_column(Integer, default=0)
+    d7_due: Mapped[int] = mapped_column(Integer, default=0)
+    d7_kept: Mapped[int] = mapped_column(Integer, default=0)
+    d30_due: Mapped[int] = mapped_column(Integer, default=0)
+    d30_kept: Mapped[int] = mapped_column(Integer, default=0)
+    d90_due: Mapped[int] = mapped_column(Integer, default=0)
+    d90_kept: Mapped[int] = mapped_column(Integer, default=0)
+    buyers: Mapped[int] = mapped_column(Integer, default=0)
+    r90_due: Mapped[int] = mapped_column(Integer, default=0)
+    r90_yes: Mapped[int] = mapped_column(Integer, default=0)
+    r180_due: Mapped[int] = mapped_column(Integer, default=0)
+    r180_yes: Mapped[int] = mapped_column(Integer, default=0)
+    r365_due: Mapped[int] = mapped_column(Integer, default=0)
+    r365_yes: Mapped[int] = mapped_column(Integer, default=0)
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+    gmv_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (Index("ix_cohort_periods_read", "period", "dim", "start"),)

@@ -1,4 +1,5 @@
-"""Profile snapshots: each guide's active customers and those with profile data, per local day.
+"""Profile snapshots: each guide's active customers, those with profile data and those in a
+customer group, and the groups the guide owns, per local day.
 
 A snapshot records a stock as it was; no log can rebuild it.
 """
@@ -12,6 +13,7 @@ from sqlalchemy import String, case, cast, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.models import Relation, RelationStatus
+from guidebot.groups.models import CustomerGroup, GroupMember, GroupStatus, MemberStatus
 from guidebot.metrics.models import GuideProfileDaily
 from guidebot.metrics.placer import Placer
 
@@ -23,12 +25,50 @@ def profile_filled():
     return or_(mobiles.not_in(("[]", "null", "")), described)
 
 
+async def _group_counts(session: AsyncSession, chunk: list[str]) -> dict[str, tuple[int, int]]:
+    """guide → (live groups owned, active customers in at least one live group)."""
+    owned = dict(
+        (guide, int(n))
+        for guide, n in await session.execute(
+            select(CustomerGroup.owner_userid, func.count())
+            .where(
+                CustomerGroup.owner_userid.in_(chunk),
+                CustomerGroup.status == GroupStatus.ACTIVE,
+            )
+            .group_by(CustomerGroup.owner_userid)
+        )
+    )
+    in_a_group = (
+        select(GroupMember.member_id)
+        .join(CustomerGroup, CustomerGroup.chat_id == GroupMember.chat_id)
+        .where(
+            GroupMember.status == MemberStatus.MEMBER,
+            CustomerGroup.status == GroupStatus.ACTIVE,
+        )
+    )
+    joined = dict(
+        (guide, int(n))
+        for guide, n in await session.execute(
+            select(Relation.guide_userid, func.count())
+            .where(
+                Relation.guide_userid.in_(chunk),
+                Relation.status == RelationStatus.ACTIVE,
+                Relation.external_userid.in_(in_a_group),
+            )
+            .group_by(Relation.guide_userid)
+        )
+    )
+    return {g: (owned.get(g, 0), joined.get(g, 0)) for g in chunk}
+
+
 async def snapshot_profiles(
     session: AsyncSession, placer: Placer, guides: Iterable[str], now: datetime
 ) -> int:
-    """Today's (local) snapshot of each guide's active customers and those with profile data."""
+    """Today's (local) snapshot of each guide's active customers, those with profile data and
+    those in a customer group, and the groups the guide owns."""
     wanted = sorted(set(guides))
     counts: dict[str, tuple[int, int]] = {}
+    groups: dict[str, tuple[int, int]] = {}
     for i in range(0, len(wanted), 500):
         chunk = wanted[i : i + 500]
         for guide, active, filled in await session.execute(
@@ -41,10 +81,12 @@ async def snapshot_profiles(
             .group_by(Relation.guide_userid)
         ):
             counts[guide] = (int(active), int(filled or 0))
+        groups.update(await _group_counts(session, chunk))
     rows = []
     for guide in wanted:
         store, day = placer.place(guide, now)
         active, filled = counts.get(guide, (0, 0))
+        owned, in_group = groups.get(guide, (0, 0))
         await session.execute(
             delete(GuideProfileDaily).where(
                 GuideProfileDaily.guide_userid == guide, GuideProfileDaily.day == day
@@ -57,6 +99,8 @@ async def snapshot_profiles(
                 "store_id": store,
                 "active": active,
                 "filled": filled,
+                "groups_owned": owned,
+                "in_group": in_group,
                 "computed_at": now,
             }
         )

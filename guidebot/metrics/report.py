@@ -164,11 +164,20 @@ async def counter_totals(
     return out
 
 
+# The snapshot columns behind kpis.PROFILE_COLUMNS, in that order.
+SNAPSHOT = (
+    GuideProfileDaily.filled,
+    GuideProfileDaily.active,
+    GuideProfileDaily.groups_owned,
+    GuideProfileDaily.in_group,
+)
+
+
 async def _latest_snapshots(
     session: AsyncSession, scope: Scope, on_or_before: date, since: date | None = None
-) -> list[tuple[str, date, int, int, int]]:
-    """(guide, day, store, active, filled): each guide's last snapshot on or before the day, and
-    with `since`, every snapshot from `since` on as well."""
+) -> list[tuple[str, date, int, tuple[int, ...]]]:
+    """(guide, day, store, the SNAPSHOT values): each guide's last snapshot on or before the
+    day, and with `since`, every snapshot from `since` on as well."""
     latest = select(
         GuideProfileDaily.guide_userid.label("guide"), func.max(GuideProfileDaily.day).label("day")
     ).where(GuideProfileDaily.day <= (since - timedelta(days=1) if since else on_or_before))
@@ -179,8 +188,7 @@ async def _latest_snapshots(
         GuideProfileDaily.guide_userid,
         GuideProfileDaily.day,
         GuideProfileDaily.store_id,
-        GuideProfileDaily.active,
-        GuideProfileDaily.filled,
+        *SNAPSHOT,
     )
     rows = list(
         await session.execute(
@@ -200,31 +208,33 @@ async def _latest_snapshots(
         if scope.guide is not None:
             query = query.where(GuideProfileDaily.guide_userid == scope.guide)
         rows += list(await session.execute(query))
-    return [tuple(r) for r in rows]
+    return [(r[0], r[1], r[2], tuple(r[3:])) for r in rows]
 
 
 async def profile_totals(
     session: AsyncSession, scope: Scope, period: Period, *, group: str | None = None
 ) -> dict[Any, dict[str, int]]:
-    """profile_filled / profile_active from each guide's last snapshot on or before the period's
-    end (by day: on or before each day). A store counts a guide whose snapshot was taken there."""
+    """The snapshot columns (kpis.PROFILE_COLUMNS: profile data, groups owned, customers in a
+    group) from each guide's last snapshot on or before the period's end (by day: on or before
+    each day). A store counts a guide whose snapshot was taken there."""
 
     fits = scope.fits
-    out: dict[Any, dict[str, int]] = defaultdict(lambda: {"profile_filled": 0, "profile_active": 0})
+    out: dict[Any, dict[str, int]] = defaultdict(lambda: dict.fromkeys(kpis.PROFILE_COLUMNS, 0))
+
+    def add(key: Any, values: tuple[int, ...]) -> None:
+        for column, value in zip(kpis.PROFILE_COLUMNS, values, strict=True):
+            out[key][column] += value or 0
+
     if group != "day":
-        for guide, _day, store, active, filled in await _latest_snapshots(
-            session, scope, period.last
-        ):
+        for guide, _day, store, values in await _latest_snapshots(session, scope, period.last):
             if fits(store):
-                key = guide if group == "guide" else None
-                out[key]["profile_active"] += active
-                out[key]["profile_filled"] += filled
+                add(guide if group == "guide" else None, values)
         return dict(out)
-    per_guide: dict[str, list[tuple[date, int, int, int]]] = defaultdict(list)
-    for guide, day, store, active, filled in await _latest_snapshots(
+    per_guide: dict[str, list[tuple[date, int, tuple[int, ...]]]] = defaultdict(list)
+    for guide, day, store, values in await _latest_snapshots(
         session, scope, period.last, since=period.first
     ):
-        per_guide[guide].append((day, store, active, filled))
+        per_guide[guide].append((day, store, values))
     days = period.days()
     for snapshots in per_guide.values():
         snapshots.sort()
@@ -234,8 +244,7 @@ async def profile_totals(
                 current = snapshots[index]
                 index += 1
             if current is not None and fits(current[1]):
-                out[day]["profile_active"] += current[2]
-                out[day]["profile_filled"] += current[3]
+                add(day, current[2])
     return dict(out)
 
 

@@ -28,9 +28,16 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from guidebot.contacts.models import GuideBehaviorDaily, Relation, RelationEvent, StoreMembership
+from guidebot.contacts.models import (
+    GuideBehaviorDaily,
+    Relation,
+    RelationEvent,
+    RelationStatus,
+    StoreMembership,
+)
 from guidebot.content.models import ContentForward, ContentOpenVisitor
 from guidebot.db.parking import isolating, unparked
+from guidebot.groups.models import GroupMember, MemberType
 from guidebot.metrics import kpis
 from guidebot.metrics.daily_rows import (
     END_KINDS,
@@ -317,7 +324,8 @@ async def _apply(
     guides = {r.guide_userid for r in rows if r.source != DirtySource.ZONE} | {
         m.guide for m in matured
     }
-    guides |= rebuild
+    in_groups = await _guides_of_group_customers(session, rows)  # their 入群 share changed
+    guides |= rebuild | in_groups
     placer = await Placer.load(session, guides, default_tz)
 
     for guide in rebuild:
@@ -368,9 +376,43 @@ async def _apply(
         if ranges:
             report.guides += 1
             report.rows += await recompute(session, placer, guide, ranges, now)
-    profiles = [g for g, item in work.items() if item.profile]
+    profiles = [g for g, item in work.items() if item.profile] + sorted(in_groups)
     if profiles:
         report.profiles += await snapshot_profiles(session, placer, profiles, now)
+
+
+async def _guides_of_group_customers(
+    session: AsyncSession, rows: Sequence[MetricsDirty]
+) -> set[str]:
+    """Whose snapshots a group change moves: the active guides of the customers who joined or
+    left a group; for a group that was dismissed or changed owner (`kind` names it), its
+    owner and the active guides of its customers."""
+    groups = [r for r in rows if r.source == DirtySource.GROUP]
+    customers = {r.external_userid for r in groups if r.external_userid}
+    changed = {r.kind for r in groups if r.external_userid is None and r.kind}
+    if not customers and not changed:
+        return set()
+    found = {r.guide_userid for r in groups if r.external_userid is None}
+    if changed:
+        customers.update(
+            await session.scalars(
+                select(GroupMember.member_id).where(
+                    GroupMember.chat_id.in_(changed),
+                    GroupMember.member_type == MemberType.CUSTOMER,
+                )
+            )
+        )
+    wanted = sorted(customers)
+    for i in range(0, len(wanted), 500):
+        found.update(
+            await session.scalars(
+                select(Relation.guide_userid).where(
+                    Relation.external_userid.in_(wanted[i : i + 500]),
+                    Relation.status == RelationStatus.ACTIVE,
+                )
+            )
+        )
+    return found
 
 
 async def _later_forward_days(

@@ -27,15 +27,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.audit.recorder import row_values
 from guidebot.bot.models import BotReply
-from guidebot.contacts.models import Customer, Relation, RelationEvent, Transfer
+from guidebot.contacts.models import (
+    Customer,
+    CustomerStage,
+    CustomerStageChange,
+    CustomerStageOrder,
+    Relation,
+    RelationEvent,
+    Transfer,
+)
 from guidebot.content.models import (
     ContentForward,
     ContentOpen,
     ContentOpenVisitor,
     MassSendResult,
 )
+from guidebot.groups.models import GroupMember, GroupMemberEvent
 from guidebot.intake.models import InboxEvent, InboxStatus
-from guidebot.metrics.models import LostAlert, MetricsDirty, Order
+from guidebot.metrics.models import CohortMember, LostAlert, MetricsDirty, Order
 from guidebot.sop.models import (
     CompletedBy,
     EnrollmentStatus,
@@ -257,6 +266,10 @@ def _replies_where(subject: Subject) -> ColumnElement[bool]:
     return or_(*(BotReply.request.contains(w, autoescape=True) for w in words))
 
 
+def _group_member(subject: Subject) -> ColumnElement[bool]:
+    return GroupMember.member_id == subject.external_userid
+
+
 HOLDINGS: tuple[Holding, ...] = (
     Holding(Customer, _by_customer(Customer), _erase_customer, "profile: cleared"),
     Holding(Relation, _by_customer(Relation), _erase_relations, "remark, mobiles, tags: cleared"),
@@ -275,6 +288,10 @@ HOLDINGS: tuple[Holding, ...] = (
     Holding(SopTask, _by_customer(SopTask), _erase_tasks, "open ones closed, messages cleared"),
     Holding(SopMissed, _by_customer(SopMissed), _erase_missed, "waiting ones dropped"),
     Holding(MetricsDirty, _by_customer(MetricsDirty), None, "rollup work: ids"),
+    Holding(CohortMember, _by_customer(CohortMember), None, "cohort place: ids and counts"),
+    Holding(CustomerStage, _by_customer(CustomerStage), None, "lifecycle stage: ids and counts"),
+    Holding(CustomerStageChange, _by_customer(CustomerStageChange), None, "stage log: ids"),
+    Holding(CustomerStageOrder, _by_customer(CustomerStageOrder), None, "stage orders: ids"),
     Holding(
         Order,
         lambda s: or_(
@@ -297,6 +314,18 @@ HOLDINGS: tuple[Holding, ...] = (
         _set(LostAlert, _by_customer(LostAlert), customer_name=None, last_sent=None),
         "name and last message: cleared",
     ),
+    Holding(
+        GroupMember,
+        _group_member,
+        _set(GroupMember, _group_member, name=None, group_nickname=None, unionid=None),
+        "customer groups: names and unionid cleared; memberships stay",
+    ),
+    Holding(
+        GroupMemberEvent,
+        lambda s: GroupMemberEvent.member_id == s.external_userid,
+        None,
+        "group joins and departures: ids and times",
+    ),
     Holding(InboxEvent, _inbox_where, _erase_inbox, "callbacks' plaintext: cleared"),
     Holding(
         BotReply,
@@ -311,6 +340,7 @@ CUSTOMER_COLUMNS = {
     "external_userid",
     "posted_external_userid",
     "customer_key",
+    "member_id",  # customer groups' members: a customer's external_userid, or a guide's userid
 }
 
 

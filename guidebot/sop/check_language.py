@@ -393,6 +393,21 @@ KINDS: tuple[Kind, ...] = (
         r"template (?P<name>'[^']*') line (?P<line>\d+): (?P<detail>.*)",
         N_("template %(name)s line %(line)s: %(detail)s"),
     ),
+    _k(
+        "E219",
+        r"(?P<found>(?:.*: )?)holdout is a percentage from 0% to 50% of the customers enrolled, "
+        r"such as '10%'",
+        N_(
+            "%(found)sholdout is a percentage from 0%% to 50%% of the customers enrolled, such "
+            "as '10%%'"
+        ),
+    ),
+    _k(
+        "E220",
+        r"(?P<text>'[^']*'): at most 50% may be held out \(the playbook must run for most "
+        r"customers\)",
+        N_("%(text)s: at most 50%% may be held out (the playbook must run for most customers)"),
+    ),
     # Last: the general shapes the sentences above are special cases of.
     _k(
         "E207",

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from guidebot.sop.holdout import check_holdout
 from guidebot.sop.playbook import (
     DEFAULT_CATCH_UP,
     GOAL_EVENTS,
@@ -64,6 +65,7 @@ TOP_KEYS = (
     "max_messages_per_day",
     "escalate_after",
     "catch_up",
+    "holdout",
     "steps",
 )
 TRIGGER_KEYS = ("event", "tag", "field", "cron", "audience")
@@ -259,6 +261,7 @@ class _Builder(StepChecks):
             )
         escalate = top.get("escalate_after")  # a bad one is an issue: the playbook stays disabled
         escalate = self.duration(escalate, "escalate_after") if escalate is not None else None
+        holdout = check_holdout(self, top["holdout"]) if "holdout" in top else 0.0
         catch_up = self.catch_up(top["catch_up"]) if "catch_up" in top else DEFAULT_CATCH_UP
         steps = self.steps(top.get("steps"), trigger)
         if steps and enroll and enroll.reenter_after is not None and reenter_node is not None:
@@ -285,6 +288,7 @@ class _Builder(StepChecks):
             max_messages_per_day=cap or 1,
             escalate_after=escalate,
             catch_up=catch_up or timedelta(0),
+            holdout=holdout or 0.0,
             source_text=self.text,
         )
 
@@ -302,18 +306,12 @@ class _Builder(StepChecks):
         if value is None:
             return None
         if not _ID.fullmatch(value):
-            self.error(
-                node,
-                "playbook",
-                f"playbook id {value!r} may use only letters, digits, '_' and '-' (at most 64)",
-            )
+            rule = "may use only letters, digits, '_' and '-' (at most 64)"
+            self.error(node, "playbook", f"playbook id {value!r} {rule}")
             return None
         if value != self.stem:
-            self.error(
-                node,
-                "playbook",
-                f"playbook id {value!r} must equal the file name {self.stem!r}; rename one of them",
-            )
+            rule = f"must equal the file name {self.stem!r}; rename one of them"
+            self.error(node, "playbook", f"playbook id {value!r} {rule}")
             return None
         return value
 

@@ -32,6 +32,8 @@ from guidebot.contacts.directory import find_store
 from guidebot.db.migrate import open_database
 from guidebot.sop.actions import STEP_ACTIONS
 from guidebot.sop.check_language import cli_language, translate
+from guidebot.sop.enrollment import reaches_anyone
+from guidebot.sop.holdout import GROUP_NAMES, HOLDOUT, TREATED, assign, format_share
 from guidebot.sop.loader import (
     PLAYBOOK_SUFFIXES,
     LoadedPlaybook,
@@ -130,6 +132,7 @@ def simulate_command(
     playbook_ref: str,
     added_at: str | None = None,
     store_code: str | None = None,
+    customer: str | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
     now: datetime | None = None,
@@ -174,6 +177,7 @@ def simulate_command(
     if playbook.goal:
         write(f"goal       {playbook.goal.event} within {format_duration(playbook.goal.within)}")
     write(f"daily cap  {playbook.max_messages_per_day} message(s) per customer")
+    held_out = _write_holdout(write, playbook, customer)
 
     env = message_environment(templates_dir_for(path.parent))
     failed = False
@@ -195,12 +199,31 @@ def simulate_command(
             write(f"   content  {step.content}")
         if step.tag:
             write(f"   tag      {step.tag}")
+        if held_out and reaches_anyone(step.action):
+            write("   held out 对照组客户不发送、不建任务 / not sent, no task: customer held out")
+            continue
         if not STEP_ACTIONS[step.action].sends:
             continue
         failed = not _write_message(write, env, playbook, step, store) or failed
     write()
     write("note: messages are filled with sample values (customer 王女士, guide 李娜).")
     return 1 if failed else 0
+
+
+def _write_holdout(write: Callable[..., None], playbook: Playbook, customer: str | None) -> bool:
+    """The holdout line(s); whether `customer` is held out."""
+    if not playbook.holdout:
+        if customer:
+            write(f"holdout    none: {customer} is treated (处理组), as everyone")
+        return False
+    share = format_share(playbook.holdout)
+    write(f"holdout    {share} of customers held out (对照组), by sha256(playbook id, customer)")
+    if not customer:
+        write("           (give --customer EXTERNAL_USERID to see which group a customer is in)")
+        return False
+    group = assign(playbook.id, customer, playbook.holdout)
+    write(f"customer   {customer}: {GROUP_NAMES[group or TREATED]}")
+    return group == HOLDOUT
 
 
 def _simulated_zone(

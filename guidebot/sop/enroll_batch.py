@@ -28,8 +28,10 @@ from guidebot.sop.enrollment import (
     complete_enrollments,
     cycle_after,
     enrollment_values,
+    held_out_rows,
     task_rows,
 )
+from guidebot.sop.holdout import HOLDOUT, assign, count_goal
 from guidebot.sop.models import SopEnrollment, SopTask, TaskStatus
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.timing import zone_named
@@ -117,9 +119,9 @@ async def _enroll_all(
         zone = zone_named(
             subject.store_zone or playbook.timezone or default_timezone, default_timezone
         )
-        wanted.append(
-            (playbook, zone, enrollment_values(playbook, subject, scope, zone, cycle, at, now))
-        )
+        group = assign(playbook.id, subject.external_userid, playbook.holdout)
+        values = enrollment_values(playbook, subject, scope, zone, cycle, at, now, group)
+        wanted.append((playbook, zone, values))
     if not wanted:
         return []
     inserted = await session.execute(
@@ -132,11 +134,15 @@ async def _enroll_all(
         enrollment_id = ids.get(playbook.id)
         if enrollment_id is None:
             continue  # a racing enroller inserted this run (or another active one) first
+        group = values["treatment_group"]
         planned = task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code)
+        planned = held_out_rows(group, planned)
+        if group is not None and playbook.goal is not None:
+            await count_goal(session, playbook.id, group, at + playbook.goal.within, enrolled=1)
         counts[enrollment_id] = len(planned)
         rows += planned
         log.info(
-            "enrolled %s/%s in %s v%d (cycle %s, %d tasks, zone %s)",
+            "enrolled %s/%s in %s v%d (cycle %s, %d tasks, zone %s%s)",
             subject.guide_userid,
             subject.external_userid,
             playbook.id,
@@ -144,6 +150,7 @@ async def _enroll_all(
             values["cycle"],
             len(planned),
             zone.key,
+            ", held out" if group == HOLDOUT else "",
         )
     welcomes: dict[int, int] = {}
     if rows:

@@ -24,6 +24,7 @@ from guidebot.events import CustomerReplied, publish
 from guidebot.sop.actions import action_for
 from guidebot.sop.audience import Subject
 from guidebot.sop.dates import same_year
+from guidebot.sop.holdout import HOLDOUT, assign, count_goal
 from guidebot.sop.models import CompletedBy, EnrollmentStatus, SopEnrollment, SopTask, TaskStatus
 from guidebot.sop.planner import plan
 from guidebot.sop.playbook import Playbook
@@ -59,6 +60,21 @@ class Enrolled:
     tasks: int
 
 
+def reaches_anyone(action_name: str) -> bool:
+    """Whether a step of this action sends to the customer or gives the guide a task (held-out
+    customers get none of these); an unknown action counts as reaching someone."""
+    action = action_for(action_name)
+    return action is None or action.to_customer or action.guide_facing
+
+
+def held_out_rows(group: str | None, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The task rows an enrollment in `group` keeps: a held-out one nothing that reaches the
+    customer or gives the guide a task."""
+    if group == HOLDOUT:
+        return [r for r in rows if not reaches_anyone(r["action"])]
+    return rows
+
+
 def enrollment_settings(playbook: Playbook) -> dict[str, Any]:
     return {
         "name": playbook.name,
@@ -83,8 +99,9 @@ def enrollment_values(
     cycle: str,
     at: datetime,
     now: datetime,
+    group: str | None,
 ) -> dict[str, Any]:
-    """The enrollment's row."""
+    """The enrollment's row (`group`: its holdout group, guidebot.sop.holdout)."""
     return {
         "playbook_id": playbook.id,
         "playbook_version": playbook.version,
@@ -102,6 +119,7 @@ def enrollment_values(
         "goal_event": playbook.goal.event if playbook.goal else None,
         "goal_deadline": at + playbook.goal.within if playbook.goal else None,
         "goal_met_at": None,
+        "treatment_group": group,
         "settings": enrollment_settings(playbook),
         "created_at": now,
         "updated_at": now,
@@ -130,16 +148,21 @@ async def enroll(
         return None
     zone_name = subject.store_zone or playbook.timezone or default_timezone
     zone = zone_named(zone_name, default_timezone)
-    values = enrollment_values(playbook, subject, scope, zone, cycle, at, now)
+    group = assign(playbook.id, subject.external_userid, playbook.holdout)
+    values = enrollment_values(playbook, subject, scope, zone, cycle, at, now, group)
     enrollment_id = (
         await session.execute(enrollment_insert(session.bind.dialect.name), values)
     ).scalar()
     if enrollment_id is None:
         return None  # a racing enroller inserted this run (or another active one) first
-    rows = task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code)
+    rows = held_out_rows(
+        group, task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code)
+    )
+    if group is not None and playbook.goal is not None:
+        await count_goal(session, playbook.id, group, at + playbook.goal.within, enrolled=1)
     welcome_id = await _insert_tasks(session, enrollment_id, rows, now)
     log.info(
-        "enrolled %s/%s in %s v%d (cycle %s, %d tasks, zone %s)",
+        "enrolled %s/%s in %s v%d (cycle %s, %d tasks, zone %s%s)",
         subject.guide_userid,
         subject.external_userid,
         playbook.id,
@@ -147,6 +170,7 @@ async def enroll(
         cycle,
         len(rows),
         zone.key,
+        ", held out" if group == HOLDOUT else "",
     )
     return Enrolled(enrollment_id, welcome_id, len(rows))
 
@@ -483,11 +507,18 @@ async def record_goal(
             SopEnrollment.goal_deadline >= at,
         )
         .values(goal_met_at=at)
+        .returning(
+            SopEnrollment.playbook_id, SopEnrollment.treatment_group, SopEnrollment.goal_deadline
+        )
         .execution_options(synchronize_session=False)
     )
     if guide_userid is not None:
         query = query.where(SopEnrollment.guide_userid == guide_userid)
-    return (await session.execute(query)).rowcount
+    credited = (await session.execute(query)).all()
+    for playbook_id, group, deadline in credited:
+        if group is not None:  # the holdout lift's rollup
+            await count_goal(session, playbook_id, group, deadline, met=1)
+    return len(credited)
 
 
 async def record_reply(

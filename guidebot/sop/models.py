@@ -20,11 +20,12 @@ Per-customer work lives here, never in the scheduler (architecture rule 5):
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -120,6 +121,9 @@ class SopEnrollment(Base):
     goal_event: Mapped[str | None] = mapped_column(String(64))
     goal_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     goal_met_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "treated" or "holdout" (sent nothing: guidebot.sop.holdout) when the playbook version it
+    # began with held customers out; None when it did not (left out of the lift).
+    treatment_group: Mapped[str | None] = mapped_column(String(16))
     # What executing its tasks needs from the playbook version it began with (send window,
     # daily cap, stop conditions, name), so old versions run after a restart or an edit.
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -147,6 +151,20 @@ class SopEnrollment(Base):
         Index("ix_sop_enrollments_pair", "external_userid", "guide_userid", "status"),
         Index("ix_sop_enrollments_playbook", "playbook_id", "status"),
     )
+
+
+class SopGoalCount(Base):
+    """The holdout lift's rollup (guidebot.sop.holdout): per playbook, group (treated,
+    holdout) and UTC day of the goal's deadline, the enrollments begun and those whose goal was
+    met. Written with the enrollment and with the goal's credit, in their transactions."""
+
+    __tablename__ = "sop_goal_counts"
+
+    playbook_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    treatment_group: Mapped[str] = mapped_column(String(16), primary_key=True)
+    deadline_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    enrolled: Mapped[int] = mapped_column(Integer, default=0)
+    met: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class SopTask(Base):

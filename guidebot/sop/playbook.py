@@ -47,6 +47,10 @@ catch_up: 24h                    # ? default 24h: customers who met the trigger 
                                  #   fixed within this long of their add or tag; steps already
                                  #   due by then expire instead of all going at once. 0s: never
                                  #   (customer.added and tag.added; at most 7d)
+holdout: 10%                     # ? default 0%: this share of customers (at most 50%) is held
+                                 #   out: enrolled and logged, goal counted, but sent nothing
+                                 #   and no guide task; chosen by a hash of playbook id and
+                                 #   customer, stable across versions (guidebot.sop.holdout)
 steps:                           # one or more, in order
   - id: welcome                  # letters, digits, '_', '-', unique; (enrollment, id) is the
                                  #   idempotency key, so never rename a live step
@@ -196,6 +200,7 @@ class Playbook:
     max_messages_per_day: int = 1
     escalate_after: timedelta | None = None  # an open guide task this overdue goes to the manager
     catch_up: timedelta = DEFAULT_CATCH_UP  # how long after a miss a fix still enrolls
+    holdout: float = 0.0  # the share of customers held out (guidebot.sop.holdout)
     source_text: str = field(default="", repr=False, compare=False)
 
     def step(self, step_id: str) -> Step:

@@ -11,12 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
+from guidebot import i18n
 from guidebot.contacts import queries as contacts
 from guidebot.contacts.models import GuideStatus
 from guidebot.metrics import kpis
 from guidebot.metrics.report import per_guide
 from guidebot.sop.queries import guide_task_counts
+from guidebot.web import exports
 from guidebot.web.keys import CLOCK, SESSIONS
+from guidebot.web.lang import language_of
 from guidebot.web.pages import _chosen_store, _period, _signed_in, _visible_stores, render
 
 KEY_KPIS = ("new_customers", "net_growth", "tasks_done", "forwards", "open_rate", "orders")
@@ -25,6 +28,7 @@ KEY_KPIS = ("new_customers", "net_growth", "tasks_done", "forwards", "open_rate"
 async def guides_page(request: web.Request) -> web.StreamResponse:
     who = await _signed_in(request)
     period = _period(request)
+    fmt = exports.export_format(request, language_of(request, who))
     async with request.app[SESSIONS]() as session:
         stores = await _visible_stores(session, who)
         store = _chosen_store(request, who, stores) if request.query.get("store") else None
@@ -53,6 +57,10 @@ async def guides_page(request: web.Request) -> web.StreamResponse:
             }
         )
     rows.sort(key=lambda r: (-r["overdue"], -r["open"], r["name"], r["userid"]))
+    if fmt:
+        lang = language_of(request, who)
+        columns = exports.guide_columns(KEY_KPIS)
+        return await exports.respond(fmt, i18n.N_("Guides"), columns, rows, lang)
     return render(
         request,
         "guides.html",

@@ -94,6 +94,7 @@ def environment(lang: str) -> jinja2.Environment:
     env.filters["kpi"] = functools.partial(format_kpi, lang=lang)
     env.filters["number"] = functools.partial(i18n.format_number, lang=lang)
     env.filters["percent"] = functools.partial(i18n.format_percent, lang=lang)
+    env.filters["money"] = functools.partial(i18n.format_money, lang=lang)
     env.filters["day"] = functools.partial(i18n.format_date, lang=lang)
     env.filters["when"] = functools.partial(i18n.format_datetime, lang=lang)
     env.globals["label"] = functools.partial(i18n.label, lang=lang)

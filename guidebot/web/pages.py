@@ -14,7 +14,7 @@ import math
 import secrets
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from sqlalchemy import select
@@ -34,6 +34,7 @@ from guidebot.metrics.report import (
     metrics,
     period_from_query,
 )
+from guidebot.web import exports
 from guidebot.web.accounts import SignedIn, find_credentials, load_account, password_matches
 from guidebot.web.auth import (
     ADMIN_COOKIE,
@@ -58,6 +59,7 @@ from guidebot.web.lang import (
     switch_href,
 )
 from guidebot.web.revoked import revoke
+from guidebot.web.tables import EXPORT_ROWS
 from guidebot.web.throttle import Busy, LoginThrottle, Reservation, request_address
 
 VENDOR = TEMPLATES / "static" / "vendor"
@@ -71,6 +73,7 @@ STATIC_FILES = {
 VENDORED = frozenset({"chart.umd.js", "codemirror.min.js"})
 log = logging.getLogger(__name__)
 
+N_ = i18n.N_
 LOGIN_COOKIE = "gb_login"  # the login form's double-submit CSRF value (no session yet)
 PER_PAGE = 50
 
@@ -94,6 +97,7 @@ def render(
             path=request.path,
             switch_href=switch_href(request, i18n.EN if lang == i18n.ZH else i18n.ZH),
             today=request.app[CLOCK].now().astimezone(_zone(request)).date().isoformat(),
+            export_href=lambda fmt: _export_href(request, fmt),
             **context,
         )
     )
@@ -103,6 +107,12 @@ def render(
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _export_href(request: web.Request, fmt: str) -> str:
+    """This list as a file: the same filters, every page of it."""
+    query = {k: v for k, v in request.query.items() if k not in ("page", "format", "lang")}
+    return "?" + urlencode({**query, "format": fmt})
 
 
 def _zone(request: web.Request):
@@ -344,6 +354,7 @@ async def stores_page(request: web.Request) -> web.StreamResponse:
     metric = request.query.get("metric", "new_customers")
     if metric not in kpis.KPI_BY_NAME:
         metric = "new_customers"
+    fmt = exports.export_format(request, language_of(request, who))
     async with request.app[SESSIONS]() as session:
         stores = await _visible_stores(session, who)
         rows = []
@@ -353,6 +364,9 @@ async def stores_page(request: web.Request) -> web.StreamResponse:
         # Best first, as the guide table beside it: bigger is better, no value last.
         kpi = kpis.KPI_BY_NAME[metric]
         rows.sort(key=lambda r: -kpis.sort_key(kpi, r["metrics"][metric]))
+        if fmt:
+            lang = language_of(request, who)
+            return await exports.respond(fmt, N_("Stores"), exports.store_columns(), rows, lang)
         store = _chosen_store(request, who, stores) if request.query.get("store") else None
         guides = (
             await leaderboard(session, period, metric, store_id=store.id, limit=500)
@@ -413,6 +427,7 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
     q = request.query.get("q", "").strip()[:100]
     tag = request.query.get("tag", "").strip()[:64]
     page = _page_number(request)
+    fmt = exports.export_format(request, language_of(request, who))
     async with request.app[SESSIONS]() as session:
         stores = await _visible_stores(session, who)
         store = _chosen_store(request, who, stores) if request.query.get("store") else None
@@ -422,8 +437,8 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
             words=q or None,
             tag=tag or None,
             related_only=True,
-            page=page,
-            per_page=PER_PAGE,
+            page=1 if fmt else page,
+            per_page=EXPORT_ROWS if fmt else PER_PAGE,
         )
         customers, total = found.customers, found.total
         relations: dict[str, list[Relation]] = {
@@ -436,6 +451,10 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
         }
         first_seen = await _first_seen(session, relations, request.app[SETTINGS].timezone)
         guide_names = await _guide_names(session, relations)
+    if fmt:
+        lang = language_of(request, who)
+        columns = exports.customer_columns(relations, first_seen, guide_names, lang)
+        return await exports.respond(fmt, N_("Customers"), columns, customers, lang)
     return render(
         request,
         "customers.html",
@@ -512,6 +531,9 @@ async def content_page(request: web.Request) -> web.StreamResponse:
         numbers = await service.item_numbers(session, [i.id for i in items])
     rows = [{"item": i, **numbers[i.id]} for i in items]
     rows.sort(key=lambda r: (-r["forwards"], -r["unique_opens"], r["item"].id))
+    lang = language_of(request, request[PRINCIPAL])
+    if fmt := exports.export_format(request, lang):
+        return await exports.respond(fmt, N_("Content"), exports.content_columns(lang), rows, lang)
     return render(request, "content.html", {"q": q or "", "rows": rows, "total": total})
 
 

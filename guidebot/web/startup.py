@@ -1,5 +1,6 @@
 """What the server starts beside serving (cleanup_ctx hooks on the web.Application): the first
-directory sync, and the SOP engine's runtime with its crash recovery and playbook watch."""
+directory sync and customer-group sync, and the SOP engine's runtime with its crash recovery and
+playbook watch."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from guidebot.contacts.jobs import nightly_directory_sync
+from guidebot.groups.jobs import nightly_group_sync
 from guidebot.sop.queue import reap_claims
 from guidebot.sop.reconcile import reconcile_sending
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP, WECOM
@@ -36,6 +38,15 @@ async def _startup_sync(app: web.Application) -> None:
         raise
     except Exception as exc:  # WeCom down must not stop the server; the nightly sync retries
         log.warning("start-up directory sync failed, continuing without it: %s", exc)
+        return
+    try:  # the customer groups, once their owners are known
+        await asyncio.wait_for(
+            nightly_group_sync(app[SESSIONS], app[WECOM], app[CLOCK]), STARTUP_SYNC_TIMEOUT
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("start-up group sync failed, continuing without it: %s", exc)
 
 
 async def contacts_startup(app: web.Application) -> AsyncIterator[None]:

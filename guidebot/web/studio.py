@@ -18,10 +18,12 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from guidebot.sop import queries, studio
+from guidebot.sop.holdout import lift_by_playbook
 from guidebot.sop.loader import LoadedPlaybook
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.versions import current_file, history, read_text
 from guidebot.web.api.playbooks import ID_PATTERN
+from guidebot.web.api.sop import holdout_view
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP
 from guidebot.web.pages import _hq_only, _json_script, _signed_in, _visible_stores, render
 
@@ -40,6 +42,7 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
         funnel = await studio.step_funnel(session, playbook_id)
         goals = await queries.goal_outcomes(session, now)
+        lifts = await lift_by_playbook(session, now)  # its holdout's lift (sop.holdout)
         versions = await history(session, playbook_id)
         stores = await _visible_stores(session, who)
     errors, warnings = studio.diagnostics(loaded)
@@ -63,6 +66,7 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
             "axis": _axis(entries),
             "funnel": _funnel_rows(playbook, funnel),
             "goal": goal,
+            "holdout": holdout_view(playbook, lifts.get(playbook_id)),
             "versions": versions,
             "stores": stores,
             "text": text or "",

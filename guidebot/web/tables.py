@@ -26,6 +26,8 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 
+from guidebot import i18n
+
 FORMATS = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -38,39 +40,42 @@ _BUILDERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="export")
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One column: how a row gives its value, and its title in Chinese and English."""
+    """One column: its title, an English msgid (marked with N_) translated from the catalogs,
+    or a function of the language for titles kept elsewhere (a KPI's, in guidebot.metrics.kpis);
+    and how a row gives its value."""
 
-    title_zh: str
-    title_en: str
+    heading: str | Callable[[str], str]
     value: Callable[[Any], Any]
 
     def title(self, lang: str) -> str:
-        return self.title_en if lang == "en" else self.title_zh
+        if callable(self.heading):
+            return self.heading(lang)
+        return i18n.gettext(self.heading, lang)
 
 
 class ExportError(ValueError):
     """A format nobody asked for by name: the page answers 400 with this text."""
 
 
-def requested_format(query: Any) -> str | None:
+def requested_format(query: Any, lang: str = i18n.DEFAULT) -> str | None:
     """`?format=` of a page: None for the page itself, else csv or xlsx (ExportError otherwise)."""
     raw = (query.get("format") or "").strip().lower()
     if not raw or raw == "html":
         return None
     if raw not in FORMATS:
         raise ExportError(
-            f"导出格式须为 csv 或 xlsx / 'format' must be csv or xlsx, got {raw[:20]!r}"
+            i18n.gettext("'format' must be csv or xlsx, got %(got)s", lang, got=repr(raw[:20]))
         )
     return raw
 
 
-def _cell(value: Any) -> Any:
+def _cell(value: Any, lang: str = i18n.DEFAULT) -> Any:
     """A value as a spreadsheet holds it: numbers stay numbers, times lose their zone (Excel
     has none; the page's times are already local), anything else becomes text."""
     if value is None:
         return ""
     if isinstance(value, bool):
-        return "是 / yes" if value else "否 / no"
+        return i18n.gettext("Yes", lang) if value else i18n.gettext("No", lang)
     if isinstance(value, int | float | Decimal):
         return value
     if isinstance(value, datetime):
@@ -80,8 +85,8 @@ def _cell(value: Any) -> Any:
     return str(value)
 
 
-def _text(value: Any) -> str:
-    value = _cell(value)
+def _text(value: Any, lang: str = i18n.DEFAULT) -> str:
+    value = _cell(value, lang)
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, date):
@@ -97,7 +102,7 @@ def csv_bytes(columns: Sequence[Column], rows: Iterable[Any], lang: str) -> byte
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([c.title(lang) for c in columns])
     for row in rows:
-        writer.writerow([_text(c.value(row)) for c in columns])
+        writer.writerow([_text(c.value(row), lang) for c in columns])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
@@ -112,7 +117,7 @@ def xlsx_bytes(columns: Sequence[Column], rows: Iterable[Any], lang: str, sheet:
         header.append(cell)
     ws.append(header)
     for row in rows:
-        values = [_cell(c.value(row)) for c in columns]
+        values = [_cell(c.value(row), lang) for c in columns]
         # The same formula guard as the CSV: openpyxl stores a leading "=" as a formula.
         ws.append([_text(v) if isinstance(v, str) else v for v in values])
     out = io.BytesIO()

@@ -146,11 +146,13 @@ async def test_customer_card_shows_only_my_customers(h):
     await h.client.get(f"/r/{token}", allow_redirects=False)
     await h.task("g1", "wmc1")
     assert await say(h, "客户 陈") == (
-        "陈女士\n状态：正常\n门店：张江店\n添加于：2026-03-10\n标签：无\n待办任务：1\n"
+        # The open moved the customer from 新客 to 互动中 (guidebot.contacts.lifecycle).
+        "陈女士\n状态：正常｜阶段：互动中\n门店：张江店\n添加于：2026-03-10\n标签：无\n待办任务：1\n"
         "最近打开：春季新品（03-10 12:00）\n侧边栏：http://guidebot.test/sidebar?customer=wmc1"
     )
     assert await say(h, "customer 陈女士") == (
-        "陈女士\nStatus: active\nStore: 张江店\nAdded: 2026-03-10\nTags: none\nOpen tasks: 1\n"
+        "陈女士\nStatus: active | Stage: Engaged\nStore: 张江店\nAdded: 2026-03-10\nTags: none\n"
+        "Open tasks: 1\n"
         "Last opened: 春季新品（03-10 12:00）\nSidebar: http://guidebot.test/sidebar?customer=wmc1"
     )
     assert await say(h, "客户 刘") == "你的客户里没有名字含「刘」的。"  # g2's customer

@@ -198,8 +198,10 @@ async def test_the_guide_marks_a_reply_and_the_journey_ends(h, browser):
         wait_until="domcontentloaded",
     )
     await page.wait_for_selector("body[data-ready='1']")
+    assert await page.text_content("[data-testid=stage]") == "新客"  # the lifecycle stage
     await page.click("[data-testid=mark-replied]")
     await expect(page.locator("#toast")).to_contain_text("旅程已结束")
+    await expect(page.locator("[data-testid=stage]")).to_have_text("互动中")  # replied: engaged
     # The profile reloads without the journey, so there is nothing left to mark.
     await expect(page.locator("[data-testid=mark-replied]")).to_have_count(0)
     status, reason, goal_met_at, tasks = await state(h, journey)

@@ -133,6 +133,14 @@ VALID: dict[tuple[str, str], dict[str, Any]] = {
         "userids": ["g1"],
         "remark": "r",
     },
+    ("POST", "/group-join-ways"): {
+        "store": "S404",  # no such store: the join way is refused before WeCom is asked
+        "channel": "poster",
+        "campaign": "vip",
+        "chat_ids": ["wrGROUP1"],
+        "remark": "r",
+    },
+    ("PUT", "/stores/{store}/group-welcome"): {"template": "none.j2"},  # 422 before WeCom
     ("POST", "/transfers"): {
         "kind": "in_service",
         "handover_userid": "g1",
@@ -350,7 +358,13 @@ async def start(aiohttp_client, url: str):
     assert made.status == 201, await made.text()
     order = await client.post("/api/v1/orders", headers=AUTH, json=VALID[("POST", "/orders")])
     assert order.status == 201, await order.text()
-    ids = {"id": str((await made.json())["id"]), "store": "11", "order_id": "order-2"}
+    ids = {
+        "id": str((await made.json())["id"]),
+        "store": "11",
+        "order_id": "order-2",
+        "chat_id": "wrNOSUCHGROUP",  # no such group or join way: 404, WeCom is never asked
+        "config_id": "nosuchjoinway",
+    }
     ids["external_userid"] = "c1"  # the order's customer
     document = await (await client.get("/api/v1/openapi.json")).json()
     routes = [

@@ -159,8 +159,12 @@ NO_SERVICE = {
     "avg_reply_minutes": None,
     "negative_feedback": 0,
 }
+NO_GROUPS = {"groups_owned": 0, "group_new_members": 0, "group_members_left": 0, "group_net": 0}
 for figures in (G1, G2, G3, STORE_11, STORE_12, HQ):
     figures.update(NO_SERVICE)
+    # No customer groups this week: 入群率 is 0 wherever there are active customers.
+    no_customers = figures["profile_completeness"] is None
+    figures.update(NO_GROUPS, group_join_rate=None if no_customers else 0.0)
 
 
 async def play_the_week(h) -> None:

@@ -36,6 +36,8 @@ IDS = {
     "order_id": "o-1",
     "userid": "g1",
     "external_userid": "wmc01",
+    "chat_id": "wrGROUP",
+    "config_id": "joinway1",
 }
 CHINESE = re.compile("[\u4e00-\u9fff]")
 

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from guidebot.audit.recorder import row_values
-from guidebot.contacts import queries
+from guidebot.contacts import lifecycle, queries
 from guidebot.contacts.directory import find_store, update_store
 from guidebot.contacts.models import (
     Customer,
@@ -22,6 +22,7 @@ from guidebot.contacts.models import (
     RelationEvent,
     RelationStatus,
 )
+from guidebot.groups import queries as group_queries
 from guidebot.web.api.common import (
     INT32_MAX,
     ApiRoutes,
@@ -203,6 +204,8 @@ CUSTOMER = {
     "profile_fetched_at": WHEN,
     "first_seen_at": WHEN,
 }
+# The lifecycle stage (guidebot.contacts.lifecycle): name 首购, label 首购 / first purchase.
+STAGE = shape({"stage": STRING, "name": STRING, "label": STRING, "since": WHEN})
 EVENT = shape(
     {
         "id": INTEGER,
@@ -233,6 +236,33 @@ STORE = shape(
     }
 )
 PAGING = {"total": INTEGER, "page": INTEGER, "per_page": INTEGER}
+# The customer's customer groups now (guidebot.groups), and how they joined.
+CUSTOMER_GROUP = shape(
+    {
+        "chat_id": STRING,
+        "name": TEXT_OUT,
+        "owner_userid": TEXT_OUT,
+        "store_id": maybe(INTEGER),
+        "joined_at": WHEN,
+        "join_scene": maybe(INTEGER),
+        "channel": TEXT_OUT,
+        "campaign": TEXT_OUT,
+    }
+)
+
+
+def render_customer_group(view: group_queries.CustomerGroupView) -> dict[str, Any]:
+    g, m = view.group, view.member
+    return {
+        "chat_id": g.chat_id,
+        "name": g.name,
+        "owner_userid": g.owner_userid,
+        "store_id": g.store_id,
+        "joined_at": iso(m.joined_at),
+        "join_scene": m.join_scene,
+        "channel": m.channel,
+        "campaign": m.campaign,
+    }
 
 
 # ---- scope (guidebot.web.auth: managers see their stores, guides themselves) ------------------
@@ -322,7 +352,13 @@ async def list_customers(request: web.Request) -> web.Response:
     roles=("hq", "manager", "guide"),
     path={"external_userid": EXTERNAL_USERID},
     response=shape(
-        {"customer": shape(CUSTOMER), "relations": list_of(RELATION), "timeline": list_of(EVENT)}
+        {
+            "customer": shape(CUSTOMER),
+            "stage": maybe(STAGE),
+            "relations": list_of(RELATION),
+            "timeline": list_of(EVENT),
+            "groups": list_of(CUSTOMER_GROUP),
+        }
     ),
 )
 async def get_customer(request: web.Request) -> web.Response:
@@ -330,17 +366,25 @@ async def get_customer(request: web.Request) -> web.Response:
     ext = request.match_info["external_userid"]
     async with request.app[SESSIONS]() as session:
         detail = await queries.get_customer(session, ext)
+        stage = await lifecycle.stage_of(session, ext)
+        groups = await group_queries.customer_groups(session, ext)
     relations = [r for r in detail.relations if relation_visible(who, r.guide_userid, r.store_id)]
     if not relations and not who.is_hq:
         raise not_found(f"no customer {ext!r}")
     return web.json_response(
         {
             "customer": render_customer(detail.customer),
+            "stage": {**stage, "since": iso(stage["since"])} if stage else None,
             "relations": [render_relation(r) for r in relations],
             "timeline": [
                 render_event(e)
                 for e in detail.timeline
                 if relation_visible(who, e.guide_userid, e.store_id)
+            ],
+            "groups": [
+                render_customer_group(v)
+                for v in groups
+                if relation_visible(who, v.group.owner_userid or "", v.group.store_id)
             ],
         }
     )

@@ -3,7 +3,7 @@
 GET  /api/v1/playbooks               every playbook file: version, enabled/disabled, errors,
                                      warnings (`sop check`'s W1xx), task counts per step and
                                      status, its goal's enrollments
-                                     (met, open, missed)
+                                     (met, open, missed), its holdout's lift
 POST /api/v1/playbooks/reload        read the sop directory again
 GET  /api/v1/enrollments             ?playbook&guide&customer&status&page&per_page
 POST /api/v1/replies                 {"external_userid", "guide", "at"?}: the customer wrote back
@@ -25,6 +25,7 @@ from guidebot.sop import queries
 from guidebot.sop.actions import STEP_ACTIONS
 from guidebot.sop.catch_up import missed_customers
 from guidebot.sop.enrollment import record_reply
+from guidebot.sop.holdout import Lift, lift_by_playbook, lift_of
 from guidebot.sop.models import (
     EnrollmentStatus,
     SopEnrollment,
@@ -46,6 +47,7 @@ from guidebot.web.api.openapi import (
     BOOLEAN,
     INSTANT,
     INTEGER,
+    NUMBER,
     STRING,
     list_of,
     mapping,
@@ -83,6 +85,7 @@ def render_enrollment(e: SopEnrollment) -> dict[str, Any]:
         "goal_event": e.goal_event,
         "goal_deadline": iso(e.goal_deadline),
         "goal_met_at": iso(e.goal_met_at),
+        "treatment_group": e.treatment_group,
     }
 
 
@@ -162,6 +165,7 @@ ENROLLMENT = shape(
         "goal_event": TEXT_OUT,
         "goal_deadline": WHEN,
         "goal_met_at": WHEN,
+        "treatment_group": maybe({"type": "string", "enum": ["treated", "holdout"]}),
     }
 )
 COUNTS = mapping(INTEGER)
@@ -180,6 +184,21 @@ MISSED = shape(
                 }
             )
         ),
+    }
+)
+ARM = shape({"customers": INTEGER, "converted": INTEGER, "rate": maybe(NUMBER)})
+# A playbook's holdout and the lift of its goal (guidebot.sop.holdout).
+HOLDOUT = shape(
+    {
+        "share": NUMBER,
+        "treated": ARM,
+        "held_out": ARM,
+        "difference": maybe(NUMBER),
+        "relative": maybe(NUMBER),
+        "ci95": maybe(list_of(NUMBER)),
+        "method": STRING,
+        "min_per_group": INTEGER,
+        "refused": TEXT_OUT,
     }
 )
 PLAYBOOKS = shape(
@@ -204,6 +223,7 @@ PLAYBOOKS = shape(
                     ),
                     "active_enrollments": COUNTS,
                     "missed": MISSED,
+                    "holdout": maybe(HOLDOUT),
                     "goal": maybe(
                         shape(
                             {
@@ -232,10 +252,22 @@ async def playbook_listing(app: web.Application) -> list[dict[str, Any]]:
         active = await queries.active_enrollments(session)
         goals = await queries.goal_outcomes(session, app[CLOCK].now())
         missed = await missed_customers(session)
+        lifts = await lift_by_playbook(session, app[CLOCK].now())
     return [
-        _listed(loaded, counts, active, goals, missed.get(loaded.id))
+        {
+            **_listed(loaded, counts, active, goals, missed.get(loaded.id)),
+            "holdout": holdout_view(loaded.playbook, lifts.get(loaded.id)),
+        }
         for loaded in app[SOP].registry.loaded
     ]
+
+
+def holdout_view(playbook: Playbook | None, found: Lift | None) -> dict[str, Any] | None:
+    """The playbook's holdout share and its goal's lift (None: it holds nobody out, or has no
+    goal to compare)."""
+    if playbook is None or not playbook.holdout or playbook.goal is None:
+        return None
+    return {"share": playbook.holdout, **(found or lift_of({})).as_json()}
 
 
 def _listed(loaded, counts, active, goals, missed) -> dict[str, Any]:

@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from guidebot.contacts import queries
+from guidebot.contacts import lifecycle, queries
 from guidebot.contacts.models import Customer, Department, RelationStatus
 from guidebot.content import service
+from guidebot.groups import queries as group_queries
 from guidebot.sop import queries as tasks
 from guidebot.web.api.common import iso
 from guidebot.web.auth import current_guide
@@ -59,6 +60,8 @@ async def customer_profile(request: web.Request) -> web.Response:
         opens = await service.recent_opens(session, guide=guide.userid, customer=ext, limit=5)
         forwards = await service.recent_forwards(session, guide=guide.userid, customer=ext, limit=5)
         sent = [{"item": i.id, "title": i.title, "sent_at": iso(f.sent_at)} for f, i in forwards]
+        stage = await lifecycle.stage_of(session, ext)  # 新客, 互动中, 首购 ...
+        in_groups = await group_queries.customer_groups(session, ext)
     return web.json_response(
         {
             "customer": {
@@ -75,12 +78,22 @@ async def customer_profile(request: web.Request) -> web.Response:
                 "tags": [t.get("name") or t.get("id") for t in relation.tags or []],
                 "store": {"code": store.code, "name": store.name} if store else None,
             },
+            "stage": {**stage, "since": iso(stage["since"])} if stage else None,
             "enrollments": enrolled,
             "tasks": [t.as_json() for t in open_tasks],
             "recent_opens": [
                 {"item": i.id, "title": i.title, "opened_at": iso(o.opened_at)} for o, i in opens
             ],
             "recent_forwards": sent,
+            # The customer groups they are in now (guidebot.groups).
+            "groups": [
+                {
+                    "chat_id": v.group.chat_id,
+                    "name": v.group.name,
+                    "joined_at": iso(v.member.joined_at),
+                }
+                for v in in_groups
+            ],
         }
     )
 

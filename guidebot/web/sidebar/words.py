@@ -45,6 +45,7 @@ CHINESE = {
     "store": NP_("sidebar", "Store"),
     "since": NP_("sidebar", "Added on"),
     "status": NP_("sidebar", "Status"),
+    "stage": NP_("sidebar", "Stage"),
     "remark": NP_("sidebar", "Remark"),
     "tags": NP_("sidebar", "Tags"),
     "journeys": NP_("sidebar", "Journeys"),

@@ -8,8 +8,8 @@ database; :class:`~guidebot.wecom.credentials.MemoryCredentialStore` serves one 
 Layout: ``core`` holds the one ``_call`` every API goes through (transport, limits, retries,
 token and tickets, kept by ``tokens``); each API area is a subclass of it that only shapes
 requests and answers (``directory``, ``contacts``, ``tags``, ``contact_ways``, ``transfers``,
-``messages``, ``groupmsg``, ``media``); :class:`WeComClient` is all of them together. ``errors``,
-``results`` and ``policy`` (which calls are unsafe, which go first) are shared by all.
+``messages``, ``groupmsg``, ``groups``, ``media``); :class:`WeComClient` is all of them together.
+``errors``, ``results`` and ``policy`` (which calls are unsafe, which go first) are shared by all.
 
 Construction::
 
@@ -72,7 +72,8 @@ errcode -1 and 45033, timeouts, connection errors, unreadable answers and HTTP 5
 
 Unsafe APIs are the ones where WeCom acts and a repeat could act twice: ``send_welcome_msg``,
 ``add_msg_template``, ``message/send``, ``transfer_customer``, ``resigned/transfer_customer``,
-plus the creating calls ``add_contact_way`` and ``add_corp_tag``. They retry only when WeCom
+plus the creating calls ``add_contact_way``, ``add_corp_tag``,
+``groupchat/add_join_way`` and ``group_welcome_template/add``. They retry only when WeCom
 certainly did not act:
 
 * WeCom answered errcode -1 (busy) or 45033 (concurrency limit): it refused, so retry.
@@ -119,6 +120,7 @@ from guidebot.wecom.client.errors import (
     WeComUncertain,
 )
 from guidebot.wecom.client.groupmsg import GroupMsgApi
+from guidebot.wecom.client.groups import GroupsApi
 from guidebot.wecom.client.media import MediaApi
 from guidebot.wecom.client.messages import MessagesApi
 from guidebot.wecom.client.policy import BACKGROUND_APIS, UNSAFE_APIS, URGENT_APIS, default_priority
@@ -161,6 +163,7 @@ class WeComClient(
     TransfersApi,
     MessagesApi,
     GroupMsgApi,
+    GroupsApi,
     MediaApi,
 ):
     """Async client for WeCom's server API on one shared aiohttp session.

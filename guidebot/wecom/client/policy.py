@@ -16,6 +16,8 @@ UNSAFE_APIS = frozenset(
         "externalcontact/resigned/transfer_customer",
         "externalcontact/add_contact_way",
         "externalcontact/add_corp_tag",
+        "externalcontact/groupchat/add_join_way",
+        "externalcontact/group_welcome_template/add",
     }
 )
 
@@ -36,6 +38,8 @@ BACKGROUND_APIS = frozenset(
         "externalcontact/get_groupmsg_task",
         "externalcontact/get_groupmsg_send_result",
         "externalcontact/get_user_behavior_data",
+        "externalcontact/groupchat/list",
+        "externalcontact/groupchat/get",
         "externalcontact/transfer_result",
         "externalcontact/resigned/transfer_result",
         "message/send",

@@ -26,6 +26,7 @@ Endpoints (under /_sim; JSON bodies, extra fields ignored):
   GET app_messages[?userid=]   GET welcomes[?external_userid=]
   GET relations[?userid=&external_userid=&status=]
   GET|POST config   POST tokens/revoke   POST jsapi/verify
+  customer groups: see .control_groups
 
 Seeding, customers' acts, messages, callbacks and mass-send confirmations are here; faults, the
 call log, inspection, config, tokens and the JS-SDK check are in .inspection.
@@ -38,7 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import inspection
+from . import control_groups, inspection
 from .api.tags import render_tag_group
 from .control_io import (
     field_bool,
@@ -83,6 +84,7 @@ def create_control_app() -> web.Application:
     app = web.Application(middlewares=[control_errors])
     app.add_routes(routes)
     app.add_routes(inspection.routes)
+    app.add_routes(control_groups.routes)  # customer groups: create, join, leave, ...
     return app
 
 

@@ -3,13 +3,14 @@
 No aiohttp here. :class:`SimState` is one corp: ``core`` holds its records and what every rule
 reads (time, call log, faults, rate limits, tokens, address book, who follows whom); each other
 module adds the rules of one WeCom area on top of it (contacts and welcome codes, corp tags, mass
-sends, transfers, app messages and media, statistics). The records themselves live in
-guidebot.wecom.simulator.records, the error answers in guidebot.wecom.simulator.errors.
+sends, transfers, app messages and media, statistics, customer groups). The records themselves
+live in guidebot.wecom.simulator.records, the error answers in guidebot.wecom.simulator.errors.
 """
 
 from __future__ import annotations
 
 from .contacts import ContactsState
+from .groups import GroupsState
 from .masssend import MassSendState
 from .messages import MessagesState
 from .stats import StatsState
@@ -26,5 +27,6 @@ class SimState(
     TransfersState,
     MessagesState,
     StatsState,
+    GroupsState,
 ):
     """One simulated corp. Several can live in one process; nothing is shared."""

@@ -127,6 +127,7 @@
     row(W.store, el("dd", { text: r.store ? r.store.name : "-" }));
     row(W.since, el("dd", { text: r.since_day || "-" }));  // on the relation's store's calendar
     row(W.status, el("dd", { text: (STATUS[r.status] || r.status) + (r.remark ? " · " + W.remark + " " + r.remark : "") }));
+    row(W.stage, el("dd", { "data-testid": "stage", text: data.stage ? data.stage.name : "-" }));  // 新客, 互动中, 首购 ...
     var chips = el("dd", { "class": "chips", text: r.tags.length ? "" : "-" });
     r.tags.forEach(function (t) { chips.appendChild(el("span", { "class": "chip", text: t })); });
     row(W.tags, chips);

@@ -1,0 +1,116 @@
+"""What the faces show of customer groups: a customer's groups (customer detail, the bot's
+客户, the sidebar), the groups of a store or owner, one group with its members and history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guidebot.contacts.directory import find_store
+from guidebot.contacts.errors import Invalid, NotFound
+from guidebot.groups.models import (
+    CustomerGroup,
+    GroupMember,
+    GroupMemberEvent,
+    GroupStatus,
+    MemberStatus,
+    MemberType,
+)
+
+HISTORY = 200  # the newest membership facts a group's view shows
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerGroupView:
+    """A group the customer is in now, and how they came."""
+
+    group: CustomerGroup
+    member: GroupMember
+
+
+async def customer_groups(session: AsyncSession, external_userid: str) -> list[CustomerGroupView]:
+    """The live groups the customer is in now, the newest join first."""
+    rows = await session.execute(
+        select(CustomerGroup, GroupMember)
+        .join(GroupMember, GroupMember.chat_id == CustomerGroup.chat_id)
+        .where(
+            GroupMember.member_id == external_userid,
+            GroupMember.status == MemberStatus.MEMBER,
+            CustomerGroup.status == GroupStatus.ACTIVE,
+        )
+        .order_by(GroupMember.joined_at.desc(), CustomerGroup.chat_id)
+    )
+    return [CustomerGroupView(group, member) for group, member in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    group: CustomerGroup
+    customers: int  # customers in it now
+    members: int  # everyone in it now
+
+
+async def list_groups(
+    session: AsyncSession,
+    *,
+    store: str | None = None,
+    owner: str | None = None,
+    status: str | None = GroupStatus.ACTIVE,
+) -> list[GroupSummary]:
+    query = select(CustomerGroup).order_by(CustomerGroup.created_at, CustomerGroup.chat_id)
+    if store is not None:
+        found = await find_store(session, store)
+        if found is None:
+            raise Invalid(f"没有这家门店 / unknown store {store!r}")
+        query = query.where(CustomerGroup.store_id == found.id)
+    if owner is not None:
+        query = query.where(CustomerGroup.owner_userid == owner)
+    if status is not None:
+        query = query.where(CustomerGroup.status == status)
+    groups = list(await session.scalars(query))
+    counts = await _counts(session, [g.chat_id for g in groups])
+    return [GroupSummary(g, *counts.get(g.chat_id, (0, 0))) for g in groups]
+
+
+async def _counts(session: AsyncSession, chat_ids: list[str]) -> dict[str, tuple[int, int]]:
+    if not chat_ids:
+        return {}
+    is_customer = func.sum(case((GroupMember.member_type == MemberType.CUSTOMER, 1), else_=0))
+    rows = await session.execute(
+        select(GroupMember.chat_id, is_customer, func.count())
+        .where(GroupMember.chat_id.in_(chat_ids), GroupMember.status == MemberStatus.MEMBER)
+        .group_by(GroupMember.chat_id)
+    )
+    return {chat_id: (int(customers or 0), int(total)) for chat_id, customers, total in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDetail:
+    summary: GroupSummary
+    members: list[GroupMember]  # in the group now
+    history: list[GroupMemberEvent]  # the newest facts first
+
+
+async def group_detail(session: AsyncSession, chat_id: str) -> GroupDetail:
+    group = await session.get(CustomerGroup, chat_id)
+    if group is None:
+        raise NotFound(f"没有这个客户群 / no customer group {chat_id!r}")
+    members = list(
+        await session.scalars(
+            select(GroupMember)
+            .where(GroupMember.chat_id == chat_id, GroupMember.status == MemberStatus.MEMBER)
+            .order_by(GroupMember.joined_at, GroupMember.member_id)
+        )
+    )
+    history = list(
+        await session.scalars(
+            select(GroupMemberEvent)
+            .where(GroupMemberEvent.chat_id == chat_id)
+            .order_by(GroupMemberEvent.occurred_at.desc(), GroupMemberEvent.id.desc())
+            .limit(HISTORY)
+        )
+    )
+    customers = sum(1 for m in members if m.member_type == MemberType.CUSTOMER)
+    return GroupDetail(GroupSummary(group, customers, len(members)), members, history)

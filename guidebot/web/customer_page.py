@@ -1,0 +1,107 @@
+"""/admin/customers/{external_userid}: one customer as HQ or a store manager sees them.
+
+The profile, each relation with a guide (status, store, channel, remark, tags), the relation
+timeline, every playbook task (settled ones too), the content forwarded to them and what they
+opened, and their orders. Each part comes from its domain's own query (contacts, sop, content,
+metrics); this module only narrows them to what the signed-in person may see: HQ sees all of
+it, a store manager what happened with their stores' relations, and a customer with no such
+relation is a 404 to them, the same answer as a customer who does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from guidebot import i18n
+from guidebot.contacts import queries
+from guidebot.contacts.errors import NotFound
+from guidebot.contacts.models import Department, Guide
+from guidebot.content import service
+from guidebot.metrics.orders import customer_orders
+from guidebot.sop.queries import customer_tasks
+from guidebot.web.auth import Principal, relation_visible
+from guidebot.web.keys import SESSIONS
+from guidebot.web.lang import language_of
+from guidebot.web.pages import _signed_in, _zone, render
+
+SHOWN = 100  # rows per part: the latest; the API and the export reach the rest
+
+
+async def customer_page(request: web.Request) -> web.StreamResponse:
+    who = await _signed_in(request)
+    ext = request.match_info["external_userid"]
+    lang = language_of(request, who)
+    async with request.app[SESSIONS]() as session:
+        try:
+            detail = await queries.get_customer(session, ext)
+        except NotFound:
+            raise web.HTTPNotFound(text=_nobody(lang)) from None
+        relations = [
+            r for r in detail.relations if relation_visible(who, r.guide_userid, r.store_id)
+        ]
+        if not relations and not who.is_hq:
+            raise web.HTTPNotFound(text=_nobody(lang))
+        mine = None if who.is_hq else {r.guide_userid for r in relations}
+        parts = await _parts(session, who, ext, mine)
+        timeline = [e for e in detail.timeline if relation_visible(who, e.guide_userid, e.store_id)]
+        guides, stores = await _names(session, relations, timeline, parts)
+    return render(
+        request,
+        "customer.html",
+        {
+            "customer": detail.customer,
+            "relations": relations,
+            "timeline": list(reversed(timeline))[:SHOWN],
+            "guide_names": guides,
+            "store_names": stores,
+            "zone": _zone(request),
+            **parts,
+        },
+    )
+
+
+async def _parts(session, who: Principal, ext: str, mine: set[str] | None) -> dict[str, Any]:
+    """Tasks, forwards, opens and orders of the customer's, narrowed to the guides `mine`."""
+    tasks = await customer_tasks(session, ext, guides=sorted(mine) if mine is not None else None)
+    forwards = await service.recent_forwards(session, guide=None, customer=ext, limit=SHOWN)
+    opens = await service.recent_opens(session, guide=None, customer=ext, limit=SHOWN)
+    orders = await customer_orders(session, ext, limit=SHOWN)
+    if mine is not None:
+        forwards = [(f, i) for f, i in forwards if f.guide_userid in mine]
+        opens = [(o, i) for o, i in opens if o.guide_userid in mine]
+        orders = [
+            o
+            for o in orders
+            if o.guide_userid in mine or (o.store_id is not None and o.store_id in who.store_ids)
+        ]
+    return {"tasks": tasks, "forwards": forwards, "opens": opens, "orders": orders}
+
+
+async def _names(session, relations, timeline, parts) -> tuple[dict[str, str], dict[int, str]]:
+    """Guides and stores by name, never by id, for everyone the page mentions."""
+    userids = {r.guide_userid for r in relations} | {e.guide_userid for e in timeline}
+    userids |= {e.counterpart_userid for e in timeline if e.counterpart_userid}
+    userids |= {t.guide_userid for t in parts["tasks"]}
+    userids |= {f.guide_userid for f, _ in parts["forwards"]}
+    userids |= {o.guide_userid for o in parts["orders"] if o.guide_userid}
+    store_ids = {r.store_id for r in relations if r.store_id is not None}
+    store_ids |= {e.store_id for e in timeline if e.store_id is not None}
+    store_ids |= {o.store_id for o in parts["orders"] if o.store_id is not None}
+    guides = await session.execute(
+        select(Guide.userid, Guide.name).where(Guide.userid.in_(sorted(userids)))
+    )
+    stores = await session.execute(
+        select(Department.id, Department.name).where(Department.id.in_(sorted(store_ids)))
+    )
+    return dict(guides.all()), dict(stores.all())
+
+
+def _nobody(lang: str) -> str:
+    return i18n.gettext("No such customer, or not one of your stores' customers.", lang)
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/customers/{external_userid}", customer_page)
