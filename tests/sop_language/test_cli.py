@@ -29,11 +29,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_check_shipped_playbooks_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sop", "check", "--lang", "en"]) == 0
-    assert capsys.readouterr().out == "4 playbooks OK\n"
+    assert capsys.readouterr().out == "5 playbooks OK\n"
     assert main(["sop", "check", "--lang", "en", "sop/first_contact.yaml"]) == 0
     assert capsys.readouterr().out == "1 playbook OK\n"
     assert main(["sop", "check", "--lang", "zh"]) == 0
-    assert capsys.readouterr().out == "4 个旅程检查通过\n"
+    assert capsys.readouterr().out == "5 个旅程检查通过\n"
 
 
 def test_check_uses_guidebot_sop_dir(
