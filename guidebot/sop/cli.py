@@ -374,7 +374,10 @@ def behaviour_texts(trigger) -> dict[str, str]:
         if trigger.tag
         else ""
     )
-    orders = f" (customers with exactly {trigger.orders} counted orders)" if trigger.orders else ""
+    plural = "order" if trigger.orders == 1 else "orders"
+    orders = (
+        f" (customers with exactly {trigger.orders} counted {plural})" if trigger.orders else ""
+    )
     return {
         "content.opened": f"content.opened: when the customer opens a guide's link{narrowed}, "
         "once per link (--added-at plays the open)",

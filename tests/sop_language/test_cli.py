@@ -130,6 +130,22 @@ def test_simulate_birthday_and_cron(capsys: pytest.CaptureFixture[str]) -> None:
     assert "content  weekly-new-arrivals" in out
 
 
+def test_simulate_a_behaviour_trigger(capsys: pytest.CaptureFixture[str]) -> None:
+    # --added-at plays the last counted order; the reminder comes 30 days on, in the window.
+    args = ["sop", "simulate", "repurchase_30d", "--added-at", "2025-03-07T22:30"]
+    assert main([*args, "--customer", "wmc11"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "trigger    repurchase_due: 30d after the last counted order (customers with exactly 1 "
+        "counted order), once per order" in out
+    )
+    assert "enrolled   2025-04-06 22:30:00 Sun (+08:00) = 2025-04-06 14:30:00 UTC" in out
+    assert "due      2025-04-07 10:00:00 Mon (+08:00) = 2025-04-07 02:00:00 UTC" in out
+    assert "wmc11: 处理组 / treated" in out
+    assert main([*args, "--customer", "wmc04"]) == 0
+    assert "wmc04: 对照组 / held out" in capsys.readouterr().out
+
+
 def test_simulate_defaults_to_now(capsys: pytest.CaptureFixture[str]) -> None:
     before = datetime.now(UTC)
     assert main(["sop", "simulate", "first_contact"]) == 0
