@@ -24,8 +24,9 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import NamedTuple
 
-from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy import Select, and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from guidebot.contacts.models import CustomerStage, CustomerStageOrder, Stage
 from guidebot.content.models import ContentOpen
@@ -160,21 +161,19 @@ def _silent(playbook: Playbook, oldest: datetime, newest: datetime, last) -> Sel
 
 def _repurchase(playbook: Playbook, oldest: datetime, newest: datetime, last) -> Select:
     """Customers whose last counted order is `after` old (and, with `orders`, who have
-    exactly that many counted orders)."""
+    exactly that many counted orders): an order of the window with none paid after it."""
     o, s = CustomerStageOrder, CustomerStage
-    latest = (
-        select(o.external_userid.label("ext"), func.max(o.paid_at).label("paid_at"))
-        .where(o.external_userid > last[0])
-        .group_by(o.external_userid)
-        .subquery()
-    )
+    later = aliased(CustomerStageOrder)
     query = (
-        select(s.external_userid, s.guide_userid, latest.c.paid_at, s.external_userid)
-        .join(latest, latest.c.ext == s.external_userid)
+        select(s.external_userid, s.guide_userid, o.paid_at, s.external_userid)
+        .distinct()
+        .join(o, o.external_userid == s.external_userid)
         .where(
+            o.paid_at > oldest,
+            o.paid_at <= newest,
+            ~exists().where(later.external_userid == o.external_userid, later.paid_at > o.paid_at),
             s.stage != Stage.LOST,
-            latest.c.paid_at > oldest,
-            latest.c.paid_at <= newest,
+            s.external_userid > last[0],
         )
         .order_by(s.external_userid)
     )
@@ -185,33 +184,27 @@ def _repurchase(playbook: Playbook, oldest: datetime, newest: datetime, last) ->
 
 def _no_order(playbook: Playbook, oldest: datetime, newest: datetime, last) -> Select:
     """Each link's first open by its customer, `after` old, with no counted order paid by
-    the customer from the open to `after` later."""
+    the customer since the open."""
     c, o = ContentOpen, CustomerStageOrder
-    assert playbook.trigger.after is not None
-    first = (
-        select(
-            c.external_userid.label("ext"),
-            c.guide_userid.label("guide"),
-            c.link_nonce.label("nonce"),
-            func.min(c.opened_at).label("opened_at"),
-        )
-        .where(c.external_userid.is_not(None), link_reached_customer(c.link_nonce, c.task_id))
-        .group_by(c.external_userid, c.guide_userid, c.link_nonce)
-        .subquery()
-    )
-    ordered = exists().where(
-        o.external_userid == first.c.ext,
-        o.paid_at >= first.c.opened_at,
-    )
+    earlier = aliased(ContentOpen)
     return (
-        select(first.c.ext, first.c.guide, first.c.opened_at, first.c.nonce)
+        select(c.external_userid, c.guide_userid, c.opened_at, c.link_nonce)
+        .distinct()
         .where(
-            first.c.opened_at > oldest,
-            first.c.opened_at <= newest,
-            ~ordered,
-            (first.c.ext > last[0]) | and_(first.c.ext == last[0], first.c.nonce > last[1]),
+            c.opened_at > oldest,
+            c.opened_at <= newest,
+            c.external_userid.is_not(None),
+            ~exists().where(
+                earlier.external_userid == c.external_userid,
+                earlier.link_nonce == c.link_nonce,
+                earlier.opened_at < c.opened_at,
+            ),
+            ~exists().where(o.external_userid == c.external_userid, o.paid_at >= c.opened_at),
+            link_reached_customer(c.link_nonce, c.task_id),
+            (c.external_userid > last[0])
+            | and_(c.external_userid == last[0], c.link_nonce > last[1]),
         )
-        .order_by(first.c.ext, first.c.nonce)
+        .order_by(c.external_userid, c.link_nonce)
     )
 
 
