@@ -7,6 +7,7 @@ per-customer daily cap."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,10 +17,14 @@ from sqlalchemy import select
 from guidebot.content.service import create_item
 from guidebot.db.parking import ParkedRow
 from guidebot.events import ContentOpened, StageChanged, publish
+from guidebot.sop.behaviour import trigger_value
 from guidebot.sop.behaviour_scan import sop_behaviour
 from guidebot.sop.holdout import HOLDOUT, TREATED, assign
 from guidebot.sop.jobs import JOBS
+from guidebot.sop.loader import load_directory, templates_dir_for
 from guidebot.sop.models import SopEnrollment, SopTask
+from guidebot.sop.playbook import Trigger
+from guidebot.sop.studio import timeline
 from guidebot.web.keys import SOP
 from tests import factories
 from tests.harness import REPO, deploy_dir, write_playbook
@@ -324,13 +329,18 @@ async def test_opened_no_order_fires_for_the_open_nobody_bought_after(h):
     assert call["body"]["sender"] == "g1"
 
 
-async def test_silent_fires_once_per_silence(h):
+async def test_silent_fires_once_per_silence_with_two_instances_scanning(
+    h, aiohttp_client, database_url, clock, sop_dir
+):
     h.set_time(at(9, 10, 0))
     await h.add("g1", "wmc09")
     h.set_time(at(9, 10, 0) + timedelta(days=13))
     assert (await scan(h)).enrolled == 0
     h.set_time(at(9, 10, 1) + timedelta(days=14))
-    assert (await scan(h)).enrolled == 1
+    other = await restart(aiohttp_client, database_url, clock, sop_dir)
+    # Two instances' scans at once: the occurrence's unique cycle lets one of them enroll.
+    reports = await asyncio.gather(scan(h), scan(other))
+    assert sum(r.enrolled for r in reports) == 1 and sum(r.parked for r in reports) == 0
     [enrollment] = await enrollments(h, "quiet_14d")
     assert enrollment.external_userid == "wmc09" and enrollment.cycle.startswith("silent:")
     h.set_time(at(9, 11, 0) + timedelta(days=14))
@@ -374,3 +384,15 @@ async def test_a_customer_the_scan_cannot_enroll_is_parked_and_the_others_are(h)
 async def h(aiohttp_client, database_url, clock, sop_dir) -> MetricsHarness:
     assert len(CUSTOMERS) >= 11
     return await make_harness(aiohttp_client, database_url, clock, sop_dir)
+
+
+def test_the_studio_timeline_names_what_narrows_each_trigger() -> None:
+    loaded = load_directory(REPO / "sop", templates_dir_for(REPO / "sop"))
+    [book] = [item.playbook for item in loaded if item.id == "repurchase_30d"]
+    [trigger] = [e for e in timeline(book) if e["kind"] == "trigger"]
+    assert (trigger["event"], trigger["value"]) == ("repurchase_due", "30d · 1 单 / 1 order")
+    stage = Trigger(event="stage.changed", from_stage=None, to_stage="first_purchase")
+    assert trigger_value(stage) == "任意 / any → 首购 / First purchase"
+    assert trigger_value(Trigger(event="content.opened", item="spring-lookbook")) == (
+        "spring-lookbook"
+    )
