@@ -237,6 +237,25 @@ LABELS: dict[str, dict[str, Msg]] = {
         "content": NP_("playbook field", "Content"),
         "template": NP_("playbook field", "Message template"),
     },
+    "group_status": {
+        "active": NP_("group status", "Live"),
+        "dismissed": NP_("group status", "Dismissed"),
+    },
+    "member_type": {
+        "customer": NP_("member type", "Customer"),
+        "employee": NP_("member type", "Staff"),
+    },
+    "join_scene": {  # WeCom's join_scene, as text
+        "0": NP_("join scene", "Invited by a member"),  # the callback's JoinScene 0: 1 or 2
+        "1": NP_("join scene", "Invited by a member"),
+        "2": NP_("join scene", "Through the group's link"),
+        "3": NP_("join scene", "Scanned the group's QR code"),
+    },
+    "group_member_event": {
+        "joined": NP_("group member event", "Joined"),
+        "left": NP_("group member event", "Left"),
+        "removed": NP_("group member event", "Removed"),
+    },
     "content_kind": {
         "text": NP_("content kind", "Text"),
         "link": NP_("content kind", "Link"),
