@@ -206,6 +206,7 @@ LABELS: dict[str, dict[str, Msg]] = {
         "customer.added": NP_("event", "Customer added the guide"),
         "date": NP_("event", "A date (birthday)"),
         "tag.added": NP_("event", "Tag added"),
+        "group.joined": NP_("event", "Customer joined a group"),
         "contact.lost": NP_("event", "Customer deleted the guide"),
         "contact.removed": NP_("event", "Guide deleted the customer"),
         "customer.replied": NP_("event", "Customer replied"),

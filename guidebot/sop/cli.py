@@ -372,6 +372,9 @@ def _trigger_text(playbook: Playbook) -> str:
         "date": f"date: on the customer's {trigger.field}, from 00:00 local "
         "(--added-at's day plays that date)",
         "cron": f"cron {trigger.cron!r}: enrolls at the next run after --added-at",
+        "group.joined": "group.joined: when the customer joins a customer group of the guide's "
+        f"({trigger.group.describe() if trigger.group else 'any group'}; --added-at plays the "
+        "join)",
     }[trigger.event]
     audience = playbook.audience
     parts = [

@@ -11,12 +11,18 @@ version: 2                       # positive integer; bump on every edit (live en
                                  #   stay on the version they started with)
 name: 7天跟进                     # ? display name (default: the id)
 trigger:
-  event: customer.added          # customer.added | tag.added | date | cron
+  event: customer.added          # customer.added | tag.added | date | cron | group.joined
   tag: 新品关注                   # tag.added only: the corp tag (name or id) that enrolls
   field: birthday                # date only: the customer's date field; enrolls at 00:00 local
                                  #   on that day, so `at: enroll` lands at the window's start
   cron: "0 10 * * mon"           # cron only: 5 fields in the playbook's time zone; day of week
                                  #   by name (mon..sun), never by number
+  first_join: true               # group.joined only (each optional): only the customer's first
+  group_name: "*VIP*"            #   join of a group the trigger picks; the group's name matches
+  join_way: poster               #   a pattern (* any text, ? one character; one or a list);
+                                 #   they came through a 「加入群聊」 way of this channel (or
+                                 #   config_id; one or a list). The pair enrolled is the customer
+                                 #   and the group's owner (their relation must be active)
   audience:                      # ? who may enroll; each key is one string or a list, all keys
     channels: [poster]           #   must match, an absent/empty key matches anyone:
     states: ["s12:poster"]       #   channels / states: the contact way (「联系我」) channel or raw
@@ -92,15 +98,16 @@ missing value is an error, not an empty string (use `{{ x | default('') }}` for 
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from functools import cached_property
 from typing import Literal
 
-TriggerEvent = Literal["customer.added", "tag.added", "date", "cron"]
+TriggerEvent = Literal["customer.added", "tag.added", "date", "cron", "group.joined"]
 
-TRIGGER_EVENTS: tuple[str, ...] = ("cron", "customer.added", "date", "tag.added")
+TRIGGER_EVENTS: tuple[str, ...] = ("cron", "customer.added", "date", "group.joined", "tag.added")
 STOP_EVENTS: tuple[str, ...] = (
     "contact.lost",
     "contact.removed",
@@ -154,11 +161,37 @@ class SendWindow:
 
 
 @dataclass(frozen=True)
+class GroupFilter:
+    """group.joined: which joins of a customer group enroll (every set empty: any join)."""
+
+    first_join: bool = False  # only the customer's first join of a group this filter picks
+    group_names: tuple[str, ...] = ()  # glob patterns; the group's name matches one of them
+    join_ways: frozenset[str] = frozenset()  # the join way's channel or config_id
+
+    def picks(self, name: str | None, channel: str | None, config_id: str | None) -> bool:
+        if self.group_names and not any(
+            fnmatch.fnmatchcase(name or "", pattern) for pattern in self.group_names
+        ):
+            return False
+        return not self.join_ways or bool({channel, config_id} & self.join_ways)
+
+    def describe(self) -> str:
+        """As `sop simulate` and the studio show it: first join, names, join ways."""
+        parts = ["first join only"] if self.first_join else []
+        if self.group_names:
+            parts.append("group name " + " or ".join(self.group_names))
+        if self.join_ways:
+            parts.append("join way " + " or ".join(sorted(self.join_ways)))
+        return ", ".join(parts) or "any group"
+
+
+@dataclass(frozen=True)
 class Trigger:
     event: TriggerEvent
     tag: str | None = None  # tag.added
     field: str | None = None  # date, e.g. "birthday"
     cron: str | None = None  # cron, a crontab in the playbook's time zone
+    group: GroupFilter | None = None  # group.joined
 
 
 @dataclass(frozen=True)
