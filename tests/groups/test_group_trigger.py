@@ -168,3 +168,19 @@ def test_sop_check_and_simulate_know_the_trigger(tmp_path):
         "expected a join way's channel or config_id or a list of them, got a mapping", "zh_CN"
     )
     assert code != "E000" and "加入群聊方式的渠道或 config_id" in zh
+
+
+async def test_a_join_delivered_after_the_departure_does_not_enroll(h):
+    """Out of order: the customer joined and left; WeCom delivers the departure first. The
+    join is logged (older than the departure) but no longer stands: nobody enrolls."""
+    await h.add("g1", "wmc1")
+    vip = await h.create_group("g1", "张江VIP群")
+    h.advance(60)
+    joined = await h.join(vip, "wmc1", invitor="g1", deliver=False)
+    h.advance(30)
+    left = await h.leave(vip, "wmc1", deliver=False)
+    await h.deliver(left["plaintext"])
+    await h.deliver(joined["plaintext"])
+    await h.deliver(joined["plaintext"])
+    assert [k for m, k in await h.group_log(vip) if m == "wmc1"] == ["joined", "left"]
+    assert await enrolled(h, "vip_first") == []
