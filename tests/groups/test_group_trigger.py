@@ -15,6 +15,7 @@ from guidebot.sop.check_language import translate
 from guidebot.sop.cli import simulate_command
 from guidebot.sop.loader import load_playbook
 from guidebot.sop.models import SopEnrollment, SopTask
+from guidebot.sop.studio import timeline
 from tests.groups.conftest import GroupsHarness
 from tests.harness import deploy_dir, start_harness, write_playbook
 
@@ -152,6 +153,8 @@ def test_sop_check_and_simulate_know_the_trigger(tmp_path):
     group = loaded.playbook.trigger.group
     assert (group.first_join, group.group_names) == (True, ("*VIP*",))
     assert group.picks("张江VIP群", None, None) and not group.picks("快闪群", None, None)
+    [entry] = [e for e in timeline(loaded.playbook) if e["kind"] == "trigger"]
+    assert (entry["event"], entry["value"]) == ("group.joined", "first join only, group name *VIP*")
     out, err = io.StringIO(), io.StringIO()
     code = simulate_command(
         str(path), added_at="2026-03-10 12:00", out=out, err=err, store_code=None
