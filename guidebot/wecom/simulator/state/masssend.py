@@ -109,13 +109,13 @@ class MassSendState(StateCore):
         sender's live groups (the owner picks them in the client). Which errcode a list of
         nobody's groups gets is not documented; the simulator answers 41048 as for customers."""
         groups = getattr(self, "groups", {})
-        live = [g for g in groups.values() if g.owner == sender and not g.dismissed]
-        if chat_ids is not None:
-            wanted = set(chat_ids)
-            live = [g for g in live if g.chat_id in wanted]
+        owned = {c: g for c, g in groups.items() if g.owner == sender and not g.dismissed}
+        if chat_ids is not None:  # in the list's order
+            live = [owned[c] for c in dict.fromkeys(chat_ids) if c in owned]
+        else:  # oldest first; created in the same second, in the order they were made
+            live = sorted(owned.values(), key=lambda g: g.create_time)
         if not live:
             raise ApiError(41048)
-        live.sort(key=lambda g: (g.create_time, g.chat_id))
         task = MassTask(
             msgid="msg" + secrets.token_urlsafe(21),
             create_time=int(self.now()),
