@@ -38,6 +38,7 @@ from guidebot.web import (
     cohort_pages,
     customer_page,
     domain_verify,
+    group_pages,
     guides_page,
     health,
     links,
@@ -117,6 +118,7 @@ def create_app(
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
     guides_page.setup_routes(app)  # /admin/guides
     customer_page.setup_routes(app)  # /admin/customers/{external_userid}
+    group_pages.setup_routes(app)  # /admin/groups, /admin/groups/{chat_id}
     playbooks_page.setup_routes(app)  # /admin/playbooks
     cohort_pages.setup_routes(app)  # /admin/cohorts
     studio.setup_routes(app)  # /admin/playbooks/{id}: the playbook studio
