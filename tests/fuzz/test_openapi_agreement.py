@@ -400,14 +400,17 @@ async def test_the_routers_own_answers_are_the_apis_json_errors(
         assert allowed and allowed in body["error"]["reason"], (allowed, body)
 
 
+def _segment(value: Any) -> str:
+    """A value as one path segment. "." and ".." are dot-segments, which a URL resolves away
+    (/stores/./x is /stores/x): as a value they go percent-encoded, as a client must send them."""
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text and set(text) <= {"."} else text
+
+
 def _url(path: str, values: dict[str, str]) -> URL:
     """The path with its parameters filled in, each percent-encoded as one segment."""
     encoded = fill_path(
         path,
-        {
-            name: quote(str(value), safe="")
-            for name, value in values.items()
-            if "{" + name + "}" in path
-        },
+        {name: _segment(value) for name, value in values.items() if "{" + name + "}" in path},
     )
     return URL(encoded, encoded=True)
