@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from guidebot import i18n
 from guidebot.contacts.directory import store_at
 from guidebot.contacts.models import (
     Department,
@@ -47,6 +48,7 @@ from guidebot.events import ContentForwarded, ContentOpened, publish
 from guidebot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
+N_ = i18n.N_
 
 # WeCom's temporary media lives 3 days; use an id for at most 2.5 days, refresh from 2 days.
 MEDIA_LIFETIME = timedelta(days=3)
@@ -84,7 +86,7 @@ async def create_item(session: AsyncSession, fields: dict[str, Any], now: dateti
     media = fields.pop("media", None)
     key = fields.pop("key", None) or f"item-{secrets.token_hex(6)}"
     if await item_by_key(session, key) is not None:
-        raise Invalid(f"an item with key {key!r} exists")
+        raise Invalid(N_("an item with key %(key)r exists"), "key", key=key)
     item = ContentItem(key=key, tags=[], stores=[], created_at=now, updated_at=now)
     for name, value in fields.items():
         setattr(item, name, value)
@@ -105,7 +107,7 @@ async def update_item(
     media = fields.pop("media", None) if "media" in fields else ...
     renamed = "key" in fields and fields["key"] != item.key
     if renamed and await item_by_key(session, fields["key"]) is not None:
-        raise Invalid(f"an item with key {fields['key']!r} exists")
+        raise Invalid(N_("an item with key %(key)r exists"), "key", key=fields["key"])
     changed = [name for name, value in fields.items() if getattr(item, name) != value]
     for name in changed:
         setattr(item, name, fields[name])

@@ -534,7 +534,10 @@ async def content_page(request: web.Request) -> web.StreamResponse:
     lang = language_of(request, request[PRINCIPAL])
     if fmt := exports.export_format(request, lang):
         return await exports.respond(fmt, N_("Content"), exports.content_columns(lang), rows, lang)
-    return render(request, "content.html", {"q": q or "", "rows": rows, "total": total})
+    retired = "retired" in request.query
+    return render(
+        request, "content.html", {"q": q or "", "rows": rows, "total": total, "retired": retired}
+    )
 
 
 def setup_routes(app: web.Application) -> None:
