@@ -3,9 +3,8 @@
 An item's fields are checked in guidebot.content.fields; errors are guidebot.content.errors.
 A new forward and a customer's open are announced (guidebot.events) for whoever follows them.
 
-Functions that talk to WeCom (media upload) take a session factory and never hold a database
-transaction across the network call; everything else takes the caller's session and leaves
-the commit to it.
+Functions that talk to WeCom (media upload) take a session factory and hold no transaction
+across the call; everything else takes the caller's session and leaves it the commit.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from guidebot import i18n
 from guidebot.contacts.directory import store_at
 from guidebot.contacts.models import (
     Department,
@@ -45,10 +43,10 @@ from guidebot.content.models import (
 )
 from guidebot.db.engine import upsert_insert
 from guidebot.events import ContentForwarded, ContentOpened, publish
+from guidebot.i18n import N_
 from guidebot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
-N_ = i18n.N_
 
 # WeCom's temporary media lives 3 days; use an id for at most 2.5 days, refresh from 2 days.
 MEDIA_LIFETIME = timedelta(days=3)
