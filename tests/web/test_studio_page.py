@@ -142,7 +142,13 @@ async def test_versions_show_with_their_diffs_and_a_broken_file_its_errors(
     h.app[SOP].registry.reload()
     html = await (await h.client.get("/admin/playbooks/week_sop", headers=cookie)).text()
     errors = re.search(r'data-testid="file-errors">(.*?)</div>', html, re.S)[1]
-    assert "unknown action &#39;remindd&#39;" in errors and "did you mean" in errors
+    assert "未知的动作 &#39;remindd&#39;（是不是 &#39;remind&#39;？）" in errors  # as sop check
+    assert "unknown action" not in errors
+    english = await (await h.client.get("/admin/playbooks/week_sop?lang=en", headers=cookie)).text()
+    shown = re.search(r'data-testid="file-errors">(.*?)</div>', english, re.S)[1]
+    assert "unknown action &#39;remindd&#39;" in shown and "did you mean" in shown
+    assert re.search(r"Line \d+, column 13", shown) and "未知" not in shown
+    html = await (await h.client.get("/admin/playbooks/week_sop?lang=zh", headers=cookie)).text()
     assert re.search(r"第 \d+ 行第 13 列", errors)
     assert 'data-testid="status">已停用' in html
     assert "最后一个可用版本（第 2 版）" in html and 'data-testid="timeline"' in html
