@@ -63,6 +63,8 @@ class RelationAdded(DomainEvent):
     `source` says who told contacts (contacts.models.EventSource: a WeCom callback, the nightly
     reconciliation, the API, the demo); `by_edit` marks a pair first seen through an edit of a
     relation we never saw added; `welcome_code` is the add's WelcomeCode, if it carried one.
+    `relation_id` is the relation's row: a subscriber in the emitter's session finds it there
+    (already loaded) instead of reading it again.
     """
 
     guide_userid: str
@@ -72,6 +74,7 @@ class RelationAdded(DomainEvent):
     reactivated: bool = False
     by_edit: bool = False
     welcome_code: str | None = None
+    relation_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

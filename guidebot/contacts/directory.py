@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import case, exists, func, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -232,6 +232,16 @@ async def update_store(
 
 
 # ---- guides and memberships ------------------------------------------------------------------
+
+
+# Built once, Core: every add asks it (an ORM get of the whole guide cost several times more).
+_GUIDE_KNOWN = select(Guide.__table__.c.userid).where(Guide.__table__.c.userid == bindparam("u"))
+
+
+async def ensure_guide_known(session: AsyncSession, userid: str, now: datetime) -> None:
+    """ensure_guide for a caller that needs only the row to exist, not the guide loaded."""
+    if (await session.execute(_GUIDE_KNOWN, {"u": userid})).first() is None:
+        await ensure_guide(session, userid, now)
 
 
 async def ensure_guide(session: AsyncSession, userid: str, now: datetime) -> Guide:

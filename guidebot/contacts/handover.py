@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.directory import ensure_guide
@@ -43,9 +43,25 @@ async def pending_transfer_from(
     )
 
 
+_TRANSFERS = Transfer.__table__
+# Built once, Core: every add asks whether a transfer to its guide is waiting; almost never.
+_ANY_PENDING_TO = (
+    select(_TRANSFERS.c.id)
+    .where(
+        _TRANSFERS.c.takeover_userid == bindparam("takeover"),
+        _TRANSFERS.c.external_userid == bindparam("ext"),
+        _TRANSFERS.c.status == TransferStatus.PENDING,
+    )
+    .limit(1)
+)
+
+
 async def pending_transfer_to(
     session: AsyncSession, takeover: str, external_userid: str
 ) -> Transfer | None:
+    found = await session.execute(_ANY_PENDING_TO, {"takeover": takeover, "ext": external_userid})
+    if found.first() is None:
+        return None  # nothing to lock: the locked read below only for the rare one waiting
     return await session.scalar(
         select(Transfer)
         .where(

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.directory import ensure_guide, store_at
@@ -47,6 +48,30 @@ def customer_values(contact: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+# Statements on every add are built once (per dialect, per set of columns) and run as Core:
+# building an ORM statement and its cache key cost more than running it.
+_BUILT: dict[tuple, Any] = {}
+_CUSTOMERS = Customer.__table__
+_RELATIONS = Relation.__table__
+_EVENTS = RelationEvent.__table__
+
+
+def _customer_upsert(dialect: str, columns: tuple[str, ...]):
+    key = ("customer", dialect, columns)
+    statement = _BUILT.get(key)
+    if statement is None:
+        insert = upsert_insert(dialect)(_CUSTOMERS)
+        if columns:
+            changed = {c: insert.excluded[c] for c in (*columns, "updated_at")}
+            statement = insert.on_conflict_do_update(
+                index_elements=[_CUSTOMERS.c.external_userid], set_=changed
+            )
+        else:
+            statement = insert.on_conflict_do_nothing(index_elements=[_CUSTOMERS.c.external_userid])
+        _BUILT[key] = statement
+    return statement
+
+
 async def upsert_customer(
     session: AsyncSession,
     external_userid: str,
@@ -54,20 +79,14 @@ async def upsert_customer(
     now: datetime,
 ) -> None:
     """Insert the customer if new; with a profile, overwrite what WeCom just told us."""
-    insert = upsert_insert(session.bind.dialect.name)
     values = customer_values(contact) if contact else {}
     if contact:
         values["profile_fetched_at"] = now
-    statement = insert(Customer).values(
-        external_userid=external_userid, created_at=now, updated_at=now, **values
+    statement = _customer_upsert(session.bind.dialect.name, tuple(sorted(values)))
+    await session.execute(
+        statement,
+        {"external_userid": external_userid, "created_at": now, "updated_at": now, **values},
     )
-    if values:
-        statement = statement.on_conflict_do_update(
-            index_elements=[Customer.external_userid], set_={**values, "updated_at": now}
-        )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=[Customer.external_userid])
-    await session.execute(statement)
 
 
 # ---- relations -------------------------------------------------------------------------------
@@ -85,21 +104,65 @@ async def lock_relation(
     )
 
 
+_PAIR_KNOWN = select(_RELATIONS.c.id).where(
+    _RELATIONS.c.guide_userid == bindparam("g"), _RELATIONS.c.external_userid == bindparam("e")
+)
+
+
+async def lock_relation_if_known(
+    session: AsyncSession, userid: str, external_userid: str
+) -> Relation | None:
+    """lock_relation for a pair that is most likely new (an add callback): a Core look first,
+    the locked ORM read only when the pair is there. A pair that appears in between is the
+    ON CONFLICT of create_relation's insert."""
+    found = await session.execute(_PAIR_KNOWN, {"g": userid, "e": external_userid})
+    if found.first() is None:
+        return None
+    return await lock_relation(session, userid, external_userid)
+
+
+def _relation_insert(dialect: str, columns: tuple[str, ...]):
+    key = ("relation", dialect, columns)
+    statement = _BUILT.get(key)
+    if statement is None:
+        statement = (
+            upsert_insert(dialect)(Relation)
+            .values({c: bindparam(f"v_{c}") for c in columns})  # a column's own name is taken
+            .on_conflict_do_nothing(
+                index_elements=[Relation.guide_userid, Relation.external_userid]
+            )
+            .returning(Relation)
+        )
+        _BUILT[key] = statement
+    return statement
+
+
+def follow_values(follow: dict[str, Any] | None) -> dict[str, Any]:
+    """What apply_follow would set on a new relation, as column values for its insert."""
+    if not follow:
+        return {}
+    blank = SimpleNamespace(remark=None, description=None, remark_mobiles=[], tags=[], add_way=None)
+    apply_follow(blank, follow)  # type: ignore[arg-type]
+    return vars(blank)
+
+
 async def create_relation(session: AsyncSession, **values: Any) -> tuple[Relation, bool]:
-    """Insert the pair's relation unless another transaction just did. (relation, inserted)."""
-    insert = upsert_insert(session.bind.dialect.name)
+    """Insert the pair's relation unless another transaction just did. (relation, inserted)
+
+    One statement for a new pair: the insert returns the row, loaded as the session's object.
+    """
     values.setdefault("tags", [])
     values.setdefault("remark_mobiles", [])
-    result = await session.execute(
-        insert(Relation)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[Relation.guide_userid, Relation.external_userid])
-        .returning(Relation.id)
-    )
-    inserted = result.scalar() is not None
+    statement = _relation_insert(session.bind.dialect.name, tuple(sorted(values)))
+    params = {f"v_{c}": v for c, v in values.items()}
+    relation = (
+        await session.scalars(statement, params, execution_options={"populate_existing": True})
+    ).first()
+    if relation is not None:
+        return relation, True
     relation = await lock_relation(session, values["guide_userid"], values["external_userid"])
     assert relation is not None
-    return relation, inserted
+    return relation, False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +222,22 @@ def apply_follow(relation: Relation, follow: dict[str, Any] | None) -> list[str]
     return changed
 
 
+def _event_insert(dialect: str):
+    key = ("event", dialect)
+    statement = _BUILT.get(key)
+    if statement is None:
+        statement = upsert_insert(dialect)(_EVENTS).on_conflict_do_nothing(
+            index_elements=[
+                _EVENTS.c.guide_userid,
+                _EVENTS.c.external_userid,
+                _EVENTS.c.kind,
+                _EVENTS.c.occurred_at,
+            ]
+        )
+        _BUILT[key] = statement
+    return statement
+
+
 async def log_event(
     session: AsyncSession,
     relation: Relation,
@@ -176,33 +255,24 @@ async def log_event(
     store_id = relation.store_id
     if store_id is None:
         store_id = await store_at(session, relation.guide_userid, at)
-    insert = upsert_insert(session.bind.dialect.name)
     await session.execute(
-        insert(RelationEvent)
-        .values(
-            occurred_at=at,
-            recorded_at=now,
-            kind=kind,
-            guide_userid=relation.guide_userid,
-            store_id=store_id,
-            external_userid=relation.external_userid,
-            previous_status=previous_status,
-            channel=relation.channel,
-            campaign=relation.campaign,
-            state=relation.state,
-            counterpart_userid=counterpart,
-            reason=reason,
-            source=source,
-            inbox_id=inbox_id,
-        )
-        .on_conflict_do_nothing(
-            index_elements=[
-                RelationEvent.guide_userid,
-                RelationEvent.external_userid,
-                RelationEvent.kind,
-                RelationEvent.occurred_at,
-            ]
-        )
+        _event_insert(session.bind.dialect.name),
+        {
+            "occurred_at": at,
+            "recorded_at": now,
+            "kind": kind,
+            "guide_userid": relation.guide_userid,
+            "store_id": store_id,
+            "external_userid": relation.external_userid,
+            "previous_status": previous_status,
+            "channel": relation.channel,
+            "campaign": relation.campaign,
+            "state": relation.state,
+            "counterpart_userid": counterpart,
+            "reason": reason,
+            "source": source,
+            "inbox_id": inbox_id,
+        },
     )
     log.debug("relation %s/%s: %s at %s", relation.guide_userid, relation.external_userid, kind, at)
 
@@ -287,7 +357,9 @@ __all__ = [
     "create_relation",
     "customer_values",
     "end_relation",
+    "follow_values",
     "lock_relation",
+    "lock_relation_if_known",
     "log_event",
     "set_attribution",
     "upsert_customer",

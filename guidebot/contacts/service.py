@@ -30,15 +30,24 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.contacts.directory import ensure_guide
+from guidebot.contacts.directory import ensure_guide_known
 from guidebot.contacts.handover import complete_transfer, pending_transfer_from, pending_transfer_to
-from guidebot.contacts.models import EventKind, Relation, RelationStatus, Transfer, TransferStatus
+from guidebot.contacts.models import (
+    EventKind,
+    EventSource,
+    Relation,
+    RelationStatus,
+    Transfer,
+    TransferStatus,
+)
 from guidebot.contacts.relations import (
     apply_follow,
     attribute,
     create_relation,
     end_relation,
+    follow_values,
     lock_relation,
+    lock_relation_if_known,
     log_event,
     set_attribution,
     upsert_customer,
@@ -96,6 +105,7 @@ class _Add:
             reactivated=reactivated,
             by_edit=self.by_edit,
             welcome_code=self.welcome_code,
+            relation_id=relation.id,
         )
         await publish(session, added)
 
@@ -125,7 +135,7 @@ async def record_added(
     A pair that becomes active here is announced (RelationAdded, with the add's `welcome_code`
     and `by_edit` when an edit revealed it), after it is recorded.
     """
-    await ensure_guide(session, userid, now)
+    await ensure_guide_known(session, userid, now)
     await upsert_customer(session, external_userid, profile.contact if profile else None, now)
     follow = profile.follow if profile else None
     add = _Add(
@@ -147,7 +157,9 @@ async def record_added(
         # The takeover guide's add for a transfer in flight: the customer moves, with history.
         await complete_transfer(session, pending, at=at, now=now, source=source, inbox_id=inbox_id)
 
-    relation = await lock_relation(session, userid, external_userid)
+    # An add callback is nearly always a new pair: a cheap look first (the rest, the locked read).
+    look = lock_relation_if_known if source == EventSource.CALLBACK else lock_relation
+    relation = await look(session, userid, external_userid)
     if relation is None:
         return await _add_new_pair(session, add)
     await _add_known_pair(session, relation, add)
@@ -170,8 +182,10 @@ async def _add_new_pair(session: AsyncSession, add: _Add) -> Relation:
         config_id=attribution.config_id,
         last_event_at=add.at,
         updated_at=add.now,
+        **follow_values(add.follow),  # in the insert, not an UPDATE after it
     )
-    apply_follow(relation, add.follow)
+    if not inserted:
+        apply_follow(relation, add.follow)
     if inserted:
         await add.log(session, relation, EventKind.ADDED, None)
         await add.announce(session, relation, reactivated=False)

@@ -86,6 +86,16 @@ def is_row_error(exc: BaseException) -> bool:
     return not (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated)
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether this failure is the database being away (a restart, a dropped connection), which
+    the same statements will get through once it is back; not a bug in them."""
+    if isinstance(exc, sa_exc.ProgrammingError):
+        return False
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _NOT_THE_ROW)
+
+
 def describe_error(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     return text[:TEXT_LIMIT]

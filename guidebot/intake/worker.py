@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
@@ -103,7 +105,8 @@ class InboxWorker:
         self.clock = clock
         self.resources = dict(resources or {})
         self.policy = policy or WorkerPolicy()
-        self.owner = owner or f"worker-{uuid.uuid4().hex[:8]}"
+        # host:pid:random, like the SOP claimers: a claim in the table names its instance.
+        self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._stopping = False
         self._before_batch = before_batch

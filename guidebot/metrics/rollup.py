@@ -136,26 +136,37 @@ class _Work:
     profile: bool = False
 
 
+# A refresh's transactions each take the dirty rows of this many guides (about ten statements a
+# guide): on SQLite one writer serves everyone, and a callback's transaction waits behind
+# whichever transaction holds it, so no transaction of the rollup's may be long.
+GUIDES_PER_TRANSACTION = 8
+
+
 async def refresh(
     sessions: Sessions,
     default_tz: str,
     now: datetime,
     *,
     chunk: int = 1000,
-    max_chunks: int = 20,
+    guides_per_transaction: int = GUIDES_PER_TRANSACTION,
+    max_transactions: int = 250,
 ) -> RefreshReport:
-    """Bring the rollups up to date with every change committed so far (the periodic job)."""
+    """Bring the rollups up to date with every change committed so far (the periodic job).
+
+    In short transactions: each reads the oldest dirty rows, recomputes the guides of the first
+    `guides_per_transaction` among them and deletes exactly the rows it applied (a guide's
+    figures are its own, so the order of guides does not change any number)."""
     report = RefreshReport()
     async with sessions() as session:
         done = await get_state(session, BACKFILLED)
     if done is None:
         report.backfilled = await backfill(sessions, default_tz, now)
-    for index in range(max_chunks):
+    for index in range(max_transactions):
         async with sessions() as session, session.begin():
             if not await _locked(session):
                 report.busy = True
                 break
-            rows = list(
+            found = list(
                 await session.scalars(
                     select(MetricsDirty)
                     .where(unparked(JOB, DIRTY_TABLE, MetricsDirty.id))
@@ -164,8 +175,9 @@ async def refresh(
                 )
             )
             matured = await _matured(session, now) if index == 0 else []
-            if not rows and not matured:
+            if not found and not matured:
                 break
+            rows = _first_guides(found, guides_per_transaction)
             parked = await _apply_isolating(session, default_tz, rows, matured, now, report)
             # A parked dirty row stays, skipped, until `guidebot jobs retry` hands it back.
             ids = [r.id for r in rows if r not in parked]
@@ -175,11 +187,25 @@ async def refresh(
                 )
             report.dirty += len(ids)
             report.parked += len(parked)
-        if len(rows) < chunk:
+        if len(rows) == len(found) and len(found) < chunk:
             break
     if report.rows or report.dirty:
         log.debug("metrics rollup: %s", report)
     return report
+
+
+def _first_guides(rows: list[MetricsDirty], guides: int) -> list[MetricsDirty]:
+    """The rows of the first `guides` guides among them (a store's zone change counts as one)."""
+    keys: set[Any] = set()
+    taken: list[MetricsDirty] = []
+    for row in rows:
+        key = ("zone", row.id) if row.source == DirtySource.ZONE else row.guide_userid
+        if key not in keys:
+            if len(keys) == guides:
+                continue
+            keys.add(key)
+        taken.append(row)
+    return taken
 
 
 class Matured(NamedTuple):

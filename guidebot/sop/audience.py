@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.models import Department, Relation
@@ -51,8 +52,15 @@ def audience_matches(audience: Audience, subject: Subject) -> bool:
     return all(not wanted or bool(set(wanted) & have) for wanted, have in checks)
 
 
+_STORES = Department.__table__
+# Built once, Core: every add asks (an ORM load of the whole department cost several times more).
+_STORE = select(_STORES.c.code, _STORES.c.timezone).where(_STORES.c.id == bindparam("id"))
+
+
 async def subject_for(session: AsyncSession, relation: Relation) -> Subject:
-    store = await session.get(Department, relation.store_id) if relation.store_id else None
+    store = None
+    if relation.store_id:
+        store = (await session.execute(_STORE, {"id": relation.store_id})).first()
     return Subject(
         guide_userid=relation.guide_userid,
         external_userid=relation.external_userid,

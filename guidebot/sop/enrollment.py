@@ -44,7 +44,7 @@ _TASK_INSERT = SopTask.__table__.insert()
 _ENROLLMENT_INSERTS: dict[str, Any] = {}
 
 
-def _enrollment_insert(dialect: str):
+def enrollment_insert(dialect: str):
     statement = _ENROLLMENT_INSERTS.get(dialect)
     if statement is None:
         table = SopEnrollment.__table__
@@ -67,6 +67,14 @@ def reaches_anyone(action_name: str) -> bool:
     return action is None or action.to_customer or action.guide_facing
 
 
+def held_out_rows(group: str | None, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The task rows an enrollment in `group` keeps: a held-out one nothing that reaches the
+    customer or gives the guide a task."""
+    if group == HOLDOUT:
+        return [r for r in rows if not reaches_anyone(r["action"])]
+    return rows
+
+
 def enrollment_settings(playbook: Playbook) -> dict[str, Any]:
     return {
         "name": playbook.name,
@@ -80,6 +88,41 @@ def enrollment_settings(playbook: Playbook) -> dict[str, Any]:
         "escalate_after": int(playbook.escalate_after.total_seconds())
         if playbook.escalate_after
         else None,
+    }
+
+
+def enrollment_values(
+    playbook: Playbook,
+    subject: Subject,
+    scope: str,
+    zone: ZoneInfo,
+    cycle: str,
+    at: datetime,
+    now: datetime,
+    group: str | None,
+) -> dict[str, Any]:
+    """The enrollment's row (`group`: its holdout group, guidebot.sop.holdout)."""
+    return {
+        "playbook_id": playbook.id,
+        "playbook_version": playbook.version,
+        "scope": scope,
+        "guide_userid": subject.guide_userid,
+        "external_userid": subject.external_userid,
+        "store_id": subject.store_id,
+        "timezone": zone.key,
+        "trigger": playbook.trigger.event,
+        "cycle": cycle,
+        "status": EnrollmentStatus.ACTIVE,
+        "stop_reason": None,
+        "enrolled_at": at,
+        "ended_at": None,
+        "goal_event": playbook.goal.event if playbook.goal else None,
+        "goal_deadline": at + playbook.goal.within if playbook.goal else None,
+        "goal_met_at": None,
+        "treatment_group": group,
+        "settings": enrollment_settings(playbook),
+        "created_at": now,
+        "updated_at": now,
     }
 
 
@@ -106,38 +149,15 @@ async def enroll(
     zone_name = subject.store_zone or playbook.timezone or default_timezone
     zone = zone_named(zone_name, default_timezone)
     group = assign(playbook.id, subject.external_userid, playbook.holdout)
+    values = enrollment_values(playbook, subject, scope, zone, cycle, at, now, group)
     enrollment_id = (
-        await session.execute(
-            _enrollment_insert(session.bind.dialect.name),
-            {
-                "playbook_id": playbook.id,
-                "playbook_version": playbook.version,
-                "scope": scope,
-                "guide_userid": subject.guide_userid,
-                "external_userid": subject.external_userid,
-                "store_id": subject.store_id,
-                "timezone": zone.key,
-                "trigger": playbook.trigger.event,
-                "cycle": cycle,
-                "status": EnrollmentStatus.ACTIVE,
-                "stop_reason": None,
-                "enrolled_at": at,
-                "ended_at": None,
-                "goal_event": playbook.goal.event if playbook.goal else None,
-                "goal_deadline": at + playbook.goal.within if playbook.goal else None,
-                "goal_met_at": None,
-                "treatment_group": group,
-                "settings": enrollment_settings(playbook),
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+        await session.execute(enrollment_insert(session.bind.dialect.name), values)
     ).scalar()
     if enrollment_id is None:
         return None  # a racing enroller inserted this run (or another active one) first
-    rows = _task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code)
-    if group == HOLDOUT:  # held out: nothing reaches the customer, no task reaches the guide
-        rows = [r for r in rows if not reaches_anyone(r["action"])]
+    rows = held_out_rows(
+        group, task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code)
+    )
     if group is not None and playbook.goal is not None:
         await count_goal(session, playbook.id, group, at + playbook.goal.within, enrolled=1)
     welcome_id = await _insert_tasks(session, enrollment_id, rows, now)
@@ -176,6 +196,14 @@ async def _next_cycle(
             .order_by(SopEnrollment.enrolled_at.desc(), SopEnrollment.id.desc())
         )
     ).all()
+    return cycle_after(previous, playbook, at, occurrence)
+
+
+def cycle_after(
+    previous: Sequence[Any], playbook: Playbook, at: datetime, occurrence: str | None
+) -> str | None:
+    """_next_cycle's rules over the (status, enrolled_at, cycle) of the pair's earlier
+    enrollments in the playbook and scope, newest first."""
     if any(status == EnrollmentStatus.ACTIVE for status, _, _ in previous):
         return None
     if occurrence is not None and any(
@@ -189,7 +217,7 @@ async def _next_cycle(
     return occurrence if occurrence is not None else str(len(previous))
 
 
-def _task_rows(
+def task_rows(
     playbook: Playbook,
     subject: Subject,
     enrollment_id: int,

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, update
 
-from guidebot.db.parking import describe_error
+from guidebot.db.parking import describe_error, is_outage
 from guidebot.sop.actions import action_for
 from guidebot.sop.actions.base import Outcome, Prepared, Shared, TickReport
 from guidebot.sop.context import SopRuntime
@@ -26,6 +26,7 @@ from guidebot.sop.models import SopTask, TaskStatus
 log = logging.getLogger(__name__)
 
 _tasks = SopTask.__table__
+OUTCOME_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds between tries to record outcomes
 
 SETTLE = (
     update(_tasks)
@@ -143,13 +144,29 @@ async def record_outcomes(
         )
         name = o.status if o.status in report.__dataclass_fields__ else "failed"
         setattr(report, name, getattr(report, name) + 1)
-    async with runtime.sessions() as session, session.begin():
-        if settle:
-            await session.execute(SETTLE, settle)
-        if retry:
-            await session.execute(RETRY, retry)
-        await _record_effects(session, outcomes)
-        await complete_enrollments(session, {o.enrollment_id for o in outcomes}, now)
+    # WeCom has acted: what it answered is known only here. A database that is away (restarting,
+    # failing over) gets the same write again until it is back, within about a minute; losing
+    # it would leave the rows `sending` for good, sent but never marked so.
+    for pause in (*OUTCOME_WAITS, None):
+        try:
+            async with runtime.sessions() as session, session.begin():
+                if settle:
+                    await session.execute(SETTLE, settle)
+                if retry:
+                    await session.execute(RETRY, retry)
+                await _record_effects(session, outcomes)
+                await complete_enrollments(session, {o.enrollment_id for o in outcomes}, now)
+            return
+        except Exception as exc:
+            if pause is None or not is_outage(exc):
+                raise
+            log.warning(
+                "sop: recording %s outcome(s) failed (%s); trying again in %s s",
+                len(outcomes),
+                describe_error(exc),
+                pause,
+            )
+            await runtime.clock.sleep(pause)
 
 
 async def _record_effects(session, outcomes: Sequence[Outcome]) -> None:

@@ -67,6 +67,7 @@ from guidebot.sop.catch_up import record_missed
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.dates import day_start, keeps_field, today_for
 from guidebot.sop.dates import occurrence as date_occurrence
+from guidebot.sop.enroll_batch import enroll_all
 from guidebot.sop.enrollment import (
     Enrolled,
     enroll,
@@ -120,7 +121,10 @@ class SopSubscriber:
     async def on_added(self, session: AsyncSession, event: RelationAdded) -> None:
         if event.source != EventSource.CALLBACK or event.by_edit:
             return
-        relation = await _relation(session, event.guide_userid, event.external_userid)
+        if event.relation_id is not None:  # loaded in this session by contacts: no read
+            relation = await session.get(Relation, event.relation_id)
+        else:
+            relation = await _relation(session, event.guide_userid, event.external_userid)
         if relation is None or relation.status != RelationStatus.ACTIVE:
             return
         await self._missed(session, relation, event, lambda p: p.trigger.event == "customer.added")
@@ -298,18 +302,38 @@ class SopSubscriber:
         now: datetime,
         welcome_code: str | None = None,
     ) -> list[int]:
-        """Enroll the pair in each playbook whose audience matches; the welcome task ids."""
+        """Enroll the pair in each playbook whose audience matches; the welcome task ids.
+
+        All together first (guidebot.sop.enroll_batch); if that fails, playbook by playbook,
+        each in its own savepoint, so a failure is logged and stays with its playbook."""
         subject = await subject_for(session, relation)
-        welcomes: list[int] = []
-        for playbook in playbooks:
-            if not audience_matches(playbook.audience, subject):
-                continue
-            enrolled = await self._enroll_one(
-                session, playbook, subject, at=at, now=now, welcome_code=welcome_code
+        matching = [p for p in playbooks if audience_matches(p.audience, subject)]
+        try:
+            enrolled = await enroll_all(
+                session,
+                matching,
+                subject,
+                at=at,
+                now=now,
+                default_timezone=self.sop.settings.timezone,
+                welcome_code=welcome_code,
             )
-            if enrolled is not None and enrolled.welcome_task_id is not None:
-                welcomes.append(enrolled.welcome_task_id)
-        return welcomes
+        except Exception as exc:
+            log.warning(
+                "enrolling %s/%s in %d playbook(s) together failed (%s); one by one",
+                subject.guide_userid,
+                subject.external_userid,
+                len(matching),
+                exc,
+            )
+            enrolled = []
+            for playbook in matching:
+                one = await self._enroll_one(
+                    session, playbook, subject, at=at, now=now, welcome_code=welcome_code
+                )
+                if one is not None:
+                    enrolled.append(one)
+        return [e.welcome_task_id for e in enrolled if e.welcome_task_id is not None]
 
     async def _enroll_one(
         self,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from datetime import date, datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 
 from guidebot.contacts.directory import update_store
 from guidebot.metrics.daily_rows import compute, write
 from guidebot.metrics.jobs import ROLLUP_EVERY_SECONDS
 from guidebot.metrics.models import GuideDaily, MetricsDirty
 from guidebot.metrics.placer import Placer
+from guidebot.metrics.rollup import recompute_all, refresh
 from tests.metrics.conftest import SHANGHAI, at
 
 
@@ -125,3 +126,35 @@ async def test_existing_history_is_built_on_the_first_run(h):
     assert report.backfilled == 2  # g1 and g2: the guides with any history
     assert await day_counts(h, "g1") == {(date(2026, 3, 9), 11): (1, 0)}
     assert await day_counts(h, "g2") == {(date(2026, 3, 9), 12): (1, 0)}
+
+
+async def test_a_refresh_runs_in_short_transactions_and_counts_as_one_would(h):
+    """Each of a refresh's transactions recomputes a few guides (so a callback never waits
+    behind all of them on SQLite's one writer); the figures are a full rebuild's."""
+    h.set_time(at(9, 10))
+    await h.settle()  # the first run's backfill, out of the way
+    for n, guide in enumerate(("g1", "g2", "g3", "g1", "g2")):
+        await h.add(guide, f"wmc{n + 1:02d}")
+    h.set_time(at(9, 18))
+    await h.lose("g2", "wmc02")
+    assert await dirty_count(h) > 0
+
+    begins: list[object] = []
+
+    def on_begin(conn) -> None:
+        begins.append(conn)
+
+    engine = h.sessions.kw["bind"].sync_engine
+    event.listen(engine, "begin", on_begin)
+    try:
+        report = await refresh(
+            h.sessions, h.settings.timezone, h.clock.now(), guides_per_transaction=1
+        )
+    finally:
+        event.remove(engine, "begin", on_begin)
+    assert report.guides == 3 and await dirty_count(h) == 0
+    # The state read, then a transaction per guide (all in one was two transactions in all).
+    assert len(begins) >= 4, len(begins)
+    short = await h.rows()
+    await recompute_all(h.sessions, h.settings.timezone, h.clock.now())
+    assert await h.rows() == short

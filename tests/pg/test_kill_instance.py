@@ -59,7 +59,7 @@ LEASE = 4  # GUIDEBOT_CLAIM_LEASE_SECONDS for both instances
 # Seconds a slowed WeCom call takes (under the client's 10 s timeout).
 SLOW_WELCOME, SLOW_GET = 6.0, 3.0
 SLOW_CALLS = 8  # per API
-KILL_WITHIN = 2.0  # seconds to wait for each condition before killing A anyway
+KILL_WITHIN = 8.0  # seconds to wait for each condition before killing A anyway
 SETTLE_TIMEOUT = 20.0
 WELCOME_API = "externalcontact/send_welcome_msg"
 
@@ -250,8 +250,8 @@ async def test_kill_9_of_one_instance_under_load_loses_nothing_and_repeats_nothi
                 "faults", {"api": "externalcontact/get", "latency": SLOW_GET, "times": SLOW_CALLS}
             )
             wait_until = time.monotonic() + KILL_WITHIN
-            while len(owners) < 2 and time.monotonic() < wait_until:
-                # Both instances' workers hold claims (an owner per instance), so A does.
+            while not any(_owned_by(o, a.pid) for o in owners) and time.monotonic() < wait_until:
+                # A's worker holds inbox claims (its profile fetches are slow now): kill it then.
                 state = await _db_state(dsn)
                 owners = {
                     e["lease_owner"] for e in state["inbox"].values() if e["status"] == "processing"
@@ -322,8 +322,14 @@ async def test_kill_9_of_one_instance_under_load_loses_nothing_and_repeats_nothi
     # The scenario happened: A died holding inbox claims and mid-welcome, and the front
     # failed over from it.
     assert a_sending, "A never had a welcome in `sending` before it was killed"
-    held_at_kill = {i: e for i, e in at_kill["inbox"].items() if e["status"] == "processing"}
-    assert held_at_kill, "no inbox event was claimed when A was killed"
+    # What A held when it died (read after the kill: A can commit nothing more). B's own
+    # claims at that moment are B's to finish, not a recovery.
+    held_at_kill = {
+        i: e
+        for i, e in at_kill["inbox"].items()
+        if e["status"] == "processing" and _owned_by(e["lease_owner"], a.pid)
+    }
+    assert held_at_kill, ("A held no inbox claim when it was killed", owners)
     assert front.failovers[0] > 0, front.failovers
     assert front.answers[(1, 200)] > 0 and front.answers[(0, 200)] > 0, front.answers
     assert set(status for _, status in front.answers) <= {200, 503}, front.answers
@@ -345,7 +351,7 @@ async def test_kill_9_of_one_instance_under_load_loses_nothing_and_repeats_nothi
     came_back = {
         i: inbox[i] for i, e in held_at_kill.items() if inbox[i]["attempts"] > e["attempts"]
     }
-    assert came_back, (held_at_kill, inbox)
+    assert came_back.keys() == held_at_kill.keys(), (held_at_kill, inbox)
     for i, e in came_back.items():
         assert e["processed_at"] >= held_at_kill[i]["lease_until"], (held_at_kill[i], e)
 

@@ -47,3 +47,37 @@ async def test_a_burst_of_adds_is_welcomed_once_each_in_shared_batches(h):
     assert {t.status for t in await h.tasks(step_id="welcome")} == {"sent"}
     # Shared: far fewer claims than welcomes (one each before the lane).
     assert 1 <= len(claims) < len(customers) // 2, len(claims)
+
+
+async def test_a_welcome_sent_while_the_database_drops_is_still_marked_sent(h):
+    """WeCom took the welcome, then the write of its outcome met a dropped connection (the
+    database restarting): the outcome is written again once the database answers, so the task
+    ends `sent`, not stuck in `sending` for ever, and the customer is welcomed once."""
+    from sqlalchemy.exc import OperationalError
+
+    dropped: list[str] = []
+
+    def drop_the_first_outcome(conn, cursor, statement, parameters, context, executemany):
+        # The outcome's write: the one statement that sets who completed the task.
+        settling = (
+            statement.startswith("UPDATE sop_tasks SET status=") and "completed_by" in statement
+        )
+        if settling and len(dropped) < 2:
+            dropped.append(statement)
+            raise OperationalError(statement, parameters, ConnectionResetError("server closed"))
+
+    await h.control(
+        "contact/add", {"userid": "g1", "external_userid": "wmc1", "welcome_code": True}
+    )
+    engine = h.sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", drop_the_first_outcome)
+    try:
+        await h.drain()
+    finally:
+        event.remove(engine, "before_cursor_execute", drop_the_first_outcome)
+
+    assert len(dropped) == 2  # two tries met the outage; the third got through
+    assert [w["external_userid"] for w in await h.welcomes()] == ["wmc1"]
+    [task] = await h.tasks(step_id="welcome")
+    assert task.status == "sent"
+    assert h.clock.slept[-2:] == [0.5, 1.0]  # it waited on the clock between the tries

@@ -1,0 +1,112 @@
+"""An add's own transaction stays a handful of statements (the CPU a welcome waits behind).
+
+At a livestream's rate every statement of the add's transaction is CPU the next welcome waits
+for (README, Benchmarks: welcome). Counted, not timed: one add of a new pair with two
+`customer.added` playbooks (four tasks: the welcome, a reminder, two guide tasks), from the
+claim to the event's done-mark. Before the add path was built for it this was 23 statements:
+the relation read three times, a savepoint and five statements per playbook, an UPDATE for what
+the profile said. It is 14 now for contacts and the SOP engine; the customer's lifecycle stage
+(guidebot.contacts.lifecycle, which hears RelationAdded too) adds 6, so 20 in all. A change that
+adds one should say why here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import event
+
+from tests import factories
+
+ADD_AND_ENROLL_STATEMENTS = 14
+LIFECYCLE_STATEMENTS = 6
+
+
+async def test_an_add_of_a_new_pair_is_a_handful_of_statements(h):
+    await h.control("customers", {"external_userid": "wmc9", "name": "顾客9"})
+    await h.act(
+        "contact/add",
+        {"userid": "g1", "external_userid": "wmc9", "welcome_code": True},
+        drain=False,
+    )
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(" ".join(statement.split()))
+
+    engine = h.sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        await h.drain()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    done = next(i for i, s in enumerate(seen) if "processed_at" in s and "inbox_events" in s)
+    claim = max(i for i, s in enumerate(seen[:done]) if "attempts=(inbox_events.attempts" in s)
+    add = [s for s in seen[claim + 1 : done + 1] if not s.startswith("BEGIN")]
+    assert len(add) <= ADD_AND_ENROLL_STATEMENTS + LIFECYCLE_STATEMENTS, "\n".join(add)
+    stage = [s for s in add if "customer_stage" in s or s.startswith("SELECT relations.store_id")]
+    assert len(add) - len(stage) <= ADD_AND_ENROLL_STATEMENTS, "\n".join(add)
+    # The relation is written once and never read whole (a look for the pair, the stage's look
+    # for its store), the enrollments share one savepoint, and what the profile said goes in
+    # with the insert.
+    assert not [s for s in add if s.startswith("SELECT relations.id, relations.guide_userid")]
+    assert sum(s.startswith("INSERT INTO relations") for s in add) == 1
+    assert sum(s.startswith("SAVEPOINT") for s in add) == 1
+    assert not [s for s in add if s.startswith("UPDATE relations")]
+    # ...and the add did what it always did: two enrollments, the welcome sent once.
+    assert len(await h.enrollments(external_userid="wmc9")) == 2
+    [welcome] = await h.tasks(external_userid="wmc9", step_id="welcome")
+    assert welcome.status == "sent"
+    assert [w["external_userid"] for w in await h.welcomes()] == ["wmc9"]
+
+
+REENTERS = """
+playbook: comeback
+version: 1
+trigger:
+  event: customer.added
+enroll:
+  once_per: relation
+  reenter_after: 300d
+timezone: Asia/Shanghai
+send_window:
+  hours: "10:00-21:00"
+  days: mon-sun
+steps:
+  - id: hello_again
+    at: enroll + 1d
+    action: guide_task
+    template: follow_up_day3.j2
+    expire_after: 1d
+"""
+
+
+async def test_a_playbook_that_cannot_enroll_fails_alone_and_the_welcome_goes(h):
+    """An add's playbooks enroll together; when one of them cannot (here an earlier enrollment
+    dated year 9999, a hand edit: no instant is 300 days after it), the others still enroll,
+    each in its own savepoint, and the welcome is sent once."""
+    h.write_playbook(REENTERS)
+    h.reload()
+    year_9999 = datetime(9999, 12, 31, tzinfo=UTC)
+    await h.control("customers", {"external_userid": "wmc9", "name": "顾客9"})
+    async with h.sessions() as session, session.begin():
+        session.add(
+            factories.enrollment(
+                "g1",
+                "wmc9",
+                "comeback",
+                h.clock.now(),
+                status="completed",
+                enrolled_at=year_9999,
+                ended_at=year_9999,
+            )
+        )
+    await h.add("g1", "wmc9")
+
+    enrolled = await h.enrollments(external_userid="wmc9", status="active")
+    assert sorted(e.playbook_id for e in enrolled) == ["first_contact", "follow_up_7d"]
+    [welcome] = await h.tasks(external_userid="wmc9", step_id="welcome")
+    assert welcome.status == "sent"
+    assert [w["external_userid"] for w in await h.welcomes()] == ["wmc9"]
+    assert not await h.tasks(external_userid="wmc9", step_id="hello_again")
