@@ -74,6 +74,8 @@ async def test_hq_creates_edits_previews_and_retires_an_item(h, sessions):
             "/sidebar/api/content", headers=guide_cookie(sessions.guide(guide))
         )
         assert [i["title"] for i in (await listing.json())["items"]] == seen, guide
+    listing = await (await h.client.get("/admin/content", headers=cookie)).text()
+    assert '<td data-testid="stores">张江店</td>' in listing
     edit = await (await h.client.get(f"/admin/content/{item_id}?saved=1", headers=cookie)).text()
     assert "已保存" in edit and "春季新品海报" in edit and "cover.png" in edit
     changed = await h.client.post(
@@ -87,6 +89,7 @@ async def test_hq_creates_edits_previews_and_retires_an_item(h, sessions):
     assert [i["title"] for i in (await g2.json())["items"]] == ["春季新品海报（第二版）"]  # all
     listing = await (await h.client.get("/admin/content", headers=cookie)).text()
     assert f'<a href="/admin/content/{item_id}">春季新品海报（第二版）</a>' in listing
+    assert "所有门店" in listing
 
     preview = await h.client.get(f"/admin/content/{item_id}/preview", headers=cookie)
     body = await preview.text()
