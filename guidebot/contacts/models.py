@@ -354,7 +354,10 @@ class CustomerStageOrder(Base):
     external_userid: Mapped[str] = mapped_column(String(64))
     paid_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_customer_stage_orders_customer", "external_userid"),)
+    __table_args__ = (
+        Index("ix_customer_stage_orders_customer", "external_userid"),
+        Index("ix_customer_stage_orders_paid", "paid_at"),  # the sop-behaviour scan's window
+    )
 
 
 class CustomerStageChange(Base):

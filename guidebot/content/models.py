@@ -158,6 +158,7 @@ class ContentOpen(Base):
         Index("ix_content_opens_guide", "guide_userid", "opened_at"),
         Index("ix_content_opens_store", "store_id", "opened_at"),
         Index("ix_content_opens_customer", "external_userid", "opened_at"),
+        Index("ix_content_opens_opened", "opened_at"),  # the sop-behaviour scan's window
     )
 
 

@@ -253,6 +253,39 @@ KINDS: tuple[Kind, ...] = (
         r"of (?P<keys>\[.*\])",
         N_("unknown %(what)s %(value)s%(hint)s; expected one of %(keys)s"),
     ),
+    _k(
+        "E315",
+        r"after (?P<value>'[^']*') must be from 1d to 365d \(how long the trigger waits\)",
+        N_("after %(value)s must be from 1d to 365d (how long the trigger waits)"),
+    ),
+    _k(
+        "E316",
+        r"unknown stage (?P<value>'[^']*')<HINT>; expected one of (?P<keys>\[.*\])",
+        N_("unknown stage %(value)s%(hint)s; expected one of %(keys)s"),
+    ),
+    _k(
+        "E317",
+        r"trigger event 'stage\.changed' needs 'from', 'to' or both \(the stage the customer "
+        r"leaves, the stage they reach\)",
+        N_(
+            "trigger event 'stage.changed' needs 'from', 'to' or both (the stage the customer "
+            "leaves, the stage they reach)"
+        ),
+    ),
+    _k(
+        "E318",
+        r"a stage change never goes from (?P<value>'[^']*') to itself",
+        N_("a stage change never goes from %(value)s to itself"),
+    ),
+    _k(
+        "E319",
+        r"'item' and 'tag' each narrow trigger event 'content\.opened': give one of them, not "
+        r"both",
+        N_(
+            "'item' and 'tag' each narrow trigger event 'content.opened': give one of them, "
+            "not both"
+        ),
+    ),
     # E4xx: steps
     _k(
         "E401",
@@ -464,6 +497,10 @@ _PARTS = {
     "the corp tag whose addition enrolls the customer": N_(
         "the corp tag whose addition enrolls the customer"
     ),
+    "how long after the fact it fires, such as '30d'": N_(
+        "how long after the fact it fires, such as '30d'"
+    ),
+    "a stage": N_("a stage"),
     "a mapping": N_("a mapping"),
     "a list": N_("a list"),
     "an empty value": N_("an empty value"),
@@ -479,6 +516,7 @@ _SHAPES = (
     (re.compile(r"action (?P<value>'[^']*')"), N_("action %(value)s")),
     (re.compile(r"actions (?P<a>\S+) and (?P<b>\S+)"), N_("actions %(a)s and %(b)s")),
     (re.compile(r"trigger event (?P<value>'[^']*')"), N_("trigger event %(value)s")),
+    (re.compile(r"trigger events (?P<value>'.*')"), N_("trigger events %(value)s")),
     (re.compile(r"(?P<name>[a-z_]+) has (?P<fields>[a-z_, ]+)"), N_("%(name)s has %(fields)s")),
 )
 

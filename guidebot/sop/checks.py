@@ -23,10 +23,12 @@ import jinja2
 from guidebot.sop.holdout import check_holdout
 from guidebot.sop.playbook import (
     DEFAULT_CATCH_UP,
+    EVENT_TRIGGERS,
     GOAL_EVENTS,
     MAX_CATCH_UP,
     STOP_EVENTS,
     TAG_EVENT_PREFIX,
+    TIMED_TRIGGERS,
     TRIGGER_EVENTS,
     Audience,
     EnrollRule,
@@ -37,6 +39,7 @@ from guidebot.sop.playbook import (
     format_duration,
 )
 from guidebot.sop.step_checks import StepChecks
+from guidebot.sop.trigger_checks import TRIGGER_KEYS, TriggerChecks
 from guidebot.sop.values import (
     describe,
     did_you_mean,
@@ -68,7 +71,6 @@ TOP_KEYS = (
     "holdout",
     "steps",
 )
-TRIGGER_KEYS = ("event", "tag", "field", "cron", "audience")
 AUDIENCE_KEYS = ("channels", "states", "stores", "tags")
 ENROLL_KEYS = ("once_per", "reenter_after")
 WINDOW_KEYS = ("hours", "days")
@@ -80,7 +82,7 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _FIELD = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-class _Builder(StepChecks):
+class _Builder(StepChecks, TriggerChecks):
     def __init__(
         self,
         stem: str,
@@ -357,15 +359,12 @@ class _Builder(StepChecks):
                 f"expected one of {list(TRIGGER_EVENTS)!r}",
             )
             return None, audience
+        if event in EVENT_TRIGGERS or event in TIMED_TRIGGERS:
+            return self.behaviour_trigger(event, keys, node), audience
         values: dict[str, str | None] = {"tag": None, "field": None, "cron": None}
-        ok = True
+        ok = self.misplaced_trigger_keys(keys, event)
         for key, needs in TRIGGER_ONLY.items():
-            if key in keys and event != needs:
-                self.key_error(
-                    keys[key], f"trigger.{key}", f"'{key}' is only for trigger event '{needs}'"
-                )
-                ok = False
-            elif key not in keys and event == needs:
+            if key not in keys and event == needs:
                 self.error(
                     node,
                     f"trigger.{key}",

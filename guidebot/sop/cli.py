@@ -364,6 +364,34 @@ async def _fetch_store(url: str, code: str) -> tuple[StoreInfo | None, str]:
         return StoreInfo(store.code, store.name, store.timezone), ""
 
 
+def behaviour_texts(trigger) -> dict[str, str]:
+    """The behaviour triggers in `sop simulate` (--added-at plays the fact's instant)."""
+    after = format_duration(trigger.after) if trigger.after else ""
+    narrowed = (
+        f" of item {trigger.item!r}"
+        if trigger.item
+        else f" of an item tagged {trigger.tag!r}"
+        if trigger.tag
+        else ""
+    )
+    plural = "order" if trigger.orders == 1 else "orders"
+    orders = (
+        f" (customers with exactly {trigger.orders} counted {plural})" if trigger.orders else ""
+    )
+    return {
+        "content.opened": f"content.opened: when the customer opens a guide's link{narrowed}, "
+        "once per link (--added-at plays the open)",
+        "opened_no_order": f"opened_no_order: {after} after the first open of a link with no "
+        "order since, once per link (--added-at plays the open)",
+        "silent": f"silent: after {after} with no reply, open or order, once per silence "
+        "(--added-at plays the last act)",
+        "repurchase_due": f"repurchase_due: {after} after the last counted order{orders}, once "
+        "per order (--added-at plays the order)",
+        "stage.changed": f"stage.changed: when the stage goes from {trigger.from_stage or 'any'}"
+        f" to {trigger.to_stage or 'any'}, once per change (--added-at plays the change)",
+    }
+
+
 def _trigger_text(playbook: Playbook) -> str:
     trigger = playbook.trigger
     text = {
@@ -372,6 +400,7 @@ def _trigger_text(playbook: Playbook) -> str:
         "date": f"date: on the customer's {trigger.field}, from 00:00 local "
         "(--added-at's day plays that date)",
         "cron": f"cron {trigger.cron!r}: enrolls at the next run after --added-at",
+        **behaviour_texts(trigger),
     }[trigger.event]
     audience = playbook.audience
     parts = [

@@ -10,6 +10,8 @@ instance at any time (claims and unique keys arbitrate).
 * `sop_results` (every 10 min): get_groupmsg_send_result for `sent` guide tasks.
 * `sop_triggers` (every minute): date and cron playbooks enroll matching relations, once per
   occurrence (a `sop_trigger_runs` row marks an occurrence finished).
+* `sop_behaviour` (every 5 min): opened_no_order, silent and repurchase_due playbooks enroll
+  the customers whose `after` ran out, once per occurrence (guidebot.sop.behaviour_scan).
 * `sop_catch_up` (every 30 s): a fixed playbook enrolls the pairs it missed while broken
   (guidebot.sop.catch_up).
 """
@@ -32,6 +34,9 @@ from guidebot.db.parking import isolating
 from guidebot.scheduler import PeriodicJob
 from guidebot.sop.actions.base import TickReport
 from guidebot.sop.audience import Subject, audience_matches, birthday_of, tag_keys
+from guidebot.sop.behaviour_scan import EVERY_SECONDS as BEHAVIOUR_EVERY
+from guidebot.sop.behaviour_scan import JOB as BEHAVIOUR_JOB
+from guidebot.sop.behaviour_scan import BehaviourReport, sop_behaviour
 from guidebot.sop.catch_up import JOB as CATCH_UP_JOB
 from guidebot.sop.catch_up import CatchUpReport, catch_up
 from guidebot.sop.context import SopRuntime
@@ -248,13 +253,16 @@ JOBS = [
     PeriodicJob("sop-results", sop_results, every_seconds=600),
     PeriodicJob(TRIGGERS_JOB, sop_triggers, every_seconds=60),
     PeriodicJob(CATCH_UP_JOB, sop_catch_up, every_seconds=30),
+    PeriodicJob(BEHAVIOUR_JOB, sop_behaviour, every_seconds=BEHAVIOUR_EVERY),
 ]
 
 
 __all__ = [
     "JOBS",
+    "BehaviourReport",
     "TriggerReport",
     "latest_cron_occurrence",
+    "sop_behaviour",
     "sop_catch_up",
     "sop_reconcile",
     "sop_results",

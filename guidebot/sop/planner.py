@@ -90,13 +90,17 @@ def enrollment_instant(trigger: Trigger, event_at: datetime, zone: ZoneInfo) -> 
 
     customer.added / tag.added: the event itself. date: 00:00 local on the day of `event_at`
     (the day of the date field, e.g. the birthday). cron: the next fire time at or after
-    `event_at`, in the zone.
+    `event_at`, in the zone. opened_no_order / silent / repurchase_due: `after` past the
+    open, the last act or the last order (`event_at`); content.opened / stage.changed: the
+    fact itself.
     """
     at = _utc(event_at, "event_at")
     if trigger.event == "date":
         return _wall_to_utc(at.astimezone(zone).date(), time(0), zone)[0]
     if trigger.event == "cron" and trigger.cron:
         return next_cron_fire(trigger.cron, at, zone)
+    if trigger.after is not None:  # opened_no_order, silent, repurchase_due: after the wait
+        return at + trigger.after
     return at
 
 

@@ -11,8 +11,19 @@ version: 2                       # positive integer; bump on every edit (live en
                                  #   stay on the version they started with)
 name: 7天跟进                     # ? display name (default: the id)
 trigger:
-  event: customer.added          # customer.added | tag.added | date | cron
-  tag: 新品关注                   # tag.added only: the corp tag (name or id) that enrolls
+  event: customer.added          # customer.added | tag.added | date | cron | content.opened |
+                                 #   opened_no_order | silent | repurchase_due | stage.changed
+  tag: 新品关注                   # tag.added: the corp tag (name or id) that enrolls;
+                                 #   content.opened: only items with this library tag
+  item: spring-lookbook          # content.opened only: only this library item (not with tag)
+  after: 30d                     # opened_no_order: no order this long after the open;
+                                 #   silent: no reply, open or order for this long;
+                                 #   repurchase_due: this long after the last counted order
+                                 #   (1d to 365d; required for those three)
+  orders: 1                      # ? repurchase_due only: exactly this many counted orders
+  from: engaged                  # stage.changed: the stage left, `to`: the stage reached
+  to: first_purchase             #   (new | engaged | first_purchase | repeat_buyer | dormant |
+                                 #   lost); one or both
   field: birthday                # date only: the customer's date field; enrolls at 00:00 local
                                  #   on that day, so `at: enroll` lands at the window's start
   cron: "0 10 * * mon"           # cron only: 5 fields in the playbook's time zone; day of week
@@ -98,9 +109,34 @@ from datetime import time, timedelta
 from functools import cached_property
 from typing import Literal
 
-TriggerEvent = Literal["customer.added", "tag.added", "date", "cron"]
+TriggerEvent = Literal[
+    "customer.added",
+    "tag.added",
+    "date",
+    "cron",
+    "content.opened",
+    "opened_no_order",
+    "silent",
+    "repurchase_due",
+    "stage.changed",
+]
 
-TRIGGER_EVENTS: tuple[str, ...] = ("cron", "customer.added", "date", "tag.added")
+TRIGGER_EVENTS: tuple[str, ...] = (
+    "content.opened",
+    "cron",
+    "customer.added",
+    "date",
+    "opened_no_order",
+    "repurchase_due",
+    "silent",
+    "stage.changed",
+    "tag.added",
+)
+# Behaviour triggers (guidebot.sop.behaviour): the fact's own events, and those the
+# `sop-behaviour` scan finds when their `after` has passed.
+EVENT_TRIGGERS: tuple[str, ...] = ("content.opened", "stage.changed")
+TIMED_TRIGGERS: tuple[str, ...] = ("opened_no_order", "repurchase_due", "silent")
+STAGES: tuple[str, ...] = ("new", "engaged", "first_purchase", "repeat_buyer", "dormant", "lost")
 STOP_EVENTS: tuple[str, ...] = (
     "contact.lost",
     "contact.removed",
@@ -159,6 +195,11 @@ class Trigger:
     tag: str | None = None  # tag.added
     field: str | None = None  # date, e.g. "birthday"
     cron: str | None = None  # cron, a crontab in the playbook's time zone
+    item: str | None = None  # content.opened: the library item's key (tag: one of its tags)
+    after: timedelta | None = None  # opened_no_order, silent, repurchase_due: the wait
+    from_stage: str | None = None  # stage.changed: the stage left (None: any)
+    to_stage: str | None = None  # stage.changed: the stage reached (None: any)
+    orders: int | None = None  # repurchase_due: exactly this many counted orders (None: any)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.sop.actions import STEP_ACTIONS
+from guidebot.sop.behaviour import trigger_value
 from guidebot.sop.loader import MAX_FILE_BYTES, LoadedPlaybook, PlaybookError, parse_playbook
 from guidebot.sop.models import SopTask, TaskStatus
 from guidebot.sop.planner import add_local, enrollment_instant, plan
@@ -131,7 +132,7 @@ def timeline(playbook: Playbook) -> list[dict[str, Any]]:
         _entry(
             "trigger",
             event=trigger.event,
-            value=trigger.tag or trigger.field or trigger.cron,
+            value=trigger_value(trigger) or trigger.field or trigger.cron,
             day=0,
             detail=", ".join(
                 f"{name}: {', '.join(sorted(values))}"

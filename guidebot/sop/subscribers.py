@@ -30,6 +30,8 @@ that caused them.
 * ContentForwarded with a task: the forwarding guide's task is done (completed by the sidebar).
 * ContentOpened: a customer's open of a link that reached them (link_reached_customer) is the
   `content.opened` goal of the playbooks they are in with that guide.
+* ContentOpened also enrolls `content.opened` playbooks, and StageChanged `stage.changed`
+  ones, once per occurrence (guidebot.sop.behaviour).
 * OrderPaid with a guide: the customer's enrollments with that guide that stop on order.paid
   stop, and their order.paid goals are credited.
 
@@ -58,11 +60,13 @@ from guidebot.events import (
     RelationEdited,
     RelationEnded,
     RelationTransferred,
+    StageChanged,
     Subscribers,
     TagsGained,
     after_commit,
 )
 from guidebot.sop.audience import Subject, audience_matches, birthday_of, subject_for, tag_keys
+from guidebot.sop.behaviour import on_content_opened, on_stage_changed
 from guidebot.sop.catch_up import record_missed
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.dates import day_start, keeps_field, today_for
@@ -114,6 +118,7 @@ class SopSubscriber:
         subscribers.subscribe(ContentForwarded, self.on_forwarded)
         subscribers.subscribe(ContentOpened, self.on_opened)
         subscribers.subscribe(OrderPaid, self.on_order_paid)
+        subscribers.subscribe(StageChanged, self.on_stage_changed)
 
     def _playbooks(self, trigger: str) -> list[Playbook]:
         return [p for p in self.sop.registry.enabled() if p.trigger.event == trigger]
@@ -273,6 +278,10 @@ class SopSubscriber:
             at=event.at,
             guide_userid=event.guide_userid,
         )
+        await on_content_opened(self.sop, session, event)
+
+    async def on_stage_changed(self, session: AsyncSession, event: StageChanged) -> None:
+        await on_stage_changed(self.sop, session, event)
 
     async def on_order_paid(self, session: AsyncSession, event: OrderPaid) -> None:
         if event.guide_userid is None or event.external_userid is None:

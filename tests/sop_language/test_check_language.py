@@ -31,6 +31,13 @@ GOLDEN = [
     "missing_step_keys",
     "yaml_syntax",
     "welcome_twice",
+    "behaviour_after",
+    "behaviour_after_missing",
+    "behaviour_misplaced",
+    "behaviour_opened",
+    "behaviour_stage",
+    "behaviour_stage_none",
+    "behaviour_stage_same",
 ]
 
 

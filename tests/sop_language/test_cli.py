@@ -29,11 +29,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_check_shipped_playbooks_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sop", "check", "--lang", "en"]) == 0
-    assert capsys.readouterr().out == "4 playbooks OK\n"
+    assert capsys.readouterr().out == "5 playbooks OK\n"
     assert main(["sop", "check", "--lang", "en", "sop/first_contact.yaml"]) == 0
     assert capsys.readouterr().out == "1 playbook OK\n"
     assert main(["sop", "check", "--lang", "zh"]) == 0
-    assert capsys.readouterr().out == "4 个旅程检查通过\n"
+    assert capsys.readouterr().out == "5 个旅程检查通过\n"
 
 
 def test_check_uses_guidebot_sop_dir(
@@ -128,6 +128,22 @@ def test_simulate_birthday_and_cron(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "enrolled   2025-03-10 10:00:00 Mon (+08:00) = 2025-03-10 02:00:00 UTC" in out
     assert "content  weekly-new-arrivals" in out
+
+
+def test_simulate_a_behaviour_trigger(capsys: pytest.CaptureFixture[str]) -> None:
+    # --added-at plays the last counted order; the reminder comes 30 days on, in the window.
+    args = ["sop", "simulate", "repurchase_30d", "--added-at", "2025-03-07T22:30"]
+    assert main([*args, "--customer", "wmc11"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "trigger    repurchase_due: 30d after the last counted order (customers with exactly 1 "
+        "counted order), once per order" in out
+    )
+    assert "enrolled   2025-04-06 22:30:00 Sun (+08:00) = 2025-04-06 14:30:00 UTC" in out
+    assert "due      2025-04-07 10:00:00 Mon (+08:00) = 2025-04-07 02:00:00 UTC" in out
+    assert "wmc11: 处理组 / treated" in out
+    assert main([*args, "--customer", "wmc04"]) == 0
+    assert "wmc04: 对照组 / held out" in capsys.readouterr().out
 
 
 def test_simulate_defaults_to_now(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,13 @@ def shipped() -> dict:
 
 def test_shipped_playbooks_load_without_errors() -> None:
     books = shipped()
-    assert set(books) >= {"first_contact", "follow_up_7d", "birthday", "weekly_new_arrivals"}
+    assert set(books) >= {
+        "first_contact",
+        "follow_up_7d",
+        "birthday",
+        "weekly_new_arrivals",
+        "repurchase_30d",
+    }
     for book in books.values():
         assert book.version >= 1 and book.timezone == "Asia/Shanghai"
         assert len(book.digest) == 64
@@ -55,3 +61,16 @@ def test_birthday_and_weekly_cron() -> None:
     assert weekly.audience.tags == {"新品关注"}
     assert weekly.steps[0].action == "guide_task" and weekly.steps[0].content
     assert weekly.stop_tags == {"不再推送"}
+
+
+def test_repurchase_reminder_for_first_time_buyers_with_a_holdout() -> None:
+    book = shipped()["repurchase_30d"]
+    trigger = book.trigger
+    assert (trigger.event, trigger.after, trigger.orders) == (
+        "repurchase_due",
+        timedelta(days=30),
+        1,
+    )
+    assert book.holdout == 0.1 and book.goal is not None and book.goal.event == "order.paid"
+    assert [s.action for s in book.steps] == ["guide_task"]
+    assert "order.paid" in book.stop_when

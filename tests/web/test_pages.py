@@ -248,3 +248,19 @@ async def test_the_customer_page_filters_by_tag(h, sessions):
     assert response.status == 200
     assert "wmc02" in html and "wmc01" not in html
     assert '<span class="badge">VIP</span>' in html
+
+
+async def test_the_funnels_say_wecom_counts_no_views_in_both_languages(h, sessions):
+    """WeCom reports no reads of a chat message: where a funnel is shown (the dashboard, the
+    content page, a playbook's step funnel), the page says what is counted instead."""
+    cookie = admin_cookie(await sessions.account("boss", "hq", []))
+    note = re.compile(r'data-testid="exposure-note">(.*?)</p>', re.S)
+    for path in ("/admin", "/admin/content", "/admin/playbooks/week_sop"):
+        # (?lang= is kept in a cookie: each request says which it wants.)
+        response = await h.client.get(path, params={**PERIOD, "lang": "zh"}, headers=cookie)
+        assert response.status == 200, path
+        [zh] = note.findall(await response.text())
+        assert "企业微信不提供聊天消息的阅读数" in zh and "get_groupmsg_send_result" in zh, path
+        response = await h.client.get(path, params={**PERIOD, "lang": "en"}, headers=cookie)
+        [en] = note.findall(await response.text())
+        assert en.startswith("WeCom gives no view count for a chat message"), path
