@@ -61,6 +61,8 @@ async def test_the_timeline_funnel_and_goal_render_from_the_engines_rows(h, sess
     steps = re.findall(r'<li data-testid="step-(\w+)"><strong>(.*?)</strong>', html)
     assert steps == [("welcome", "加入当天"), ("call", "第 1 天")]
     assert "09:00-21:00 · mon-sun" in html
+    call = re.search(r'<li data-testid="step-call">(.*?)</li>', html, re.S)[1]
+    assert "过期时限 1d" in " ".join(call.split()) and "expire_after" not in call, call
     stops = " ".join(re.search(r'data-testid="stops">(.*?)</p>', html, re.S)[1].split())
     assert "客户删除了导购" in stops and "导购删除了客户" in stops and "客户下单付款" in stops
     assert "客户下单付款，7d 内" in html
