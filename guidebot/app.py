@@ -39,6 +39,7 @@ from guidebot.web import (
     content_editor,
     customer_page,
     domain_verify,
+    group_pages,
     guides_page,
     health,
     links,
@@ -119,6 +120,7 @@ def create_app(
     guides_page.setup_routes(app)  # /admin/guides
     customer_page.setup_routes(app)  # /admin/customers/{external_userid}
     content_editor.setup_routes(app)  # /admin/content/new, /admin/content/{id} (HQ)
+    group_pages.setup_routes(app)  # /admin/groups, /admin/groups/{chat_id}
     playbooks_page.setup_routes(app)  # /admin/playbooks
     cohort_pages.setup_routes(app)  # /admin/cohorts
     studio.setup_routes(app)  # /admin/playbooks/{id}: the playbook studio

@@ -206,6 +206,7 @@ LABELS: dict[str, dict[str, Msg]] = {
         "customer.added": NP_("event", "Customer added the guide"),
         "date": NP_("event", "A date (birthday)"),
         "tag.added": NP_("event", "Tag added"),
+        "group.joined": NP_("event", "Customer joined a group"),
         "contact.lost": NP_("event", "Customer deleted the guide"),
         "contact.removed": NP_("event", "Guide deleted the customer"),
         "customer.replied": NP_("event", "Customer replied"),
@@ -240,6 +241,25 @@ LABELS: dict[str, dict[str, Msg]] = {
         "expire_after": NP_("playbook field", "Expires after"),
         "content": NP_("playbook field", "Content"),
         "template": NP_("playbook field", "Message template"),
+    },
+    "group_status": {
+        "active": NP_("group status", "Live"),
+        "dismissed": NP_("group status", "Dismissed"),
+    },
+    "member_type": {
+        "customer": NP_("member type", "Customer"),
+        "employee": NP_("member type", "Staff"),
+    },
+    "join_scene": {  # WeCom's join_scene, as text
+        "0": NP_("join scene", "Invited by a member"),  # the callback's JoinScene 0: 1 or 2
+        "1": NP_("join scene", "Invited by a member"),
+        "2": NP_("join scene", "Through the group's link"),
+        "3": NP_("join scene", "Scanned the group's QR code"),
+    },
+    "group_member_event": {
+        "joined": NP_("group member event", "Joined"),
+        "left": NP_("group member event", "Left"),
+        "removed": NP_("group member event", "Removed"),
     },
     "content_kind": {
         "text": NP_("content kind", "Text"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +16,7 @@ from guidebot.groups.models import (
     GroupMember,
     GroupMemberEvent,
     GroupStatus,
+    MemberEventKind,
     MemberStatus,
     MemberType,
 )
@@ -114,3 +116,46 @@ async def group_detail(session: AsyncSession, chat_id: str) -> GroupDetail:
     )
     customers = sum(1 for m in members if m.member_type == MemberType.CUSTOMER)
     return GroupDetail(GroupSummary(group, customers, len(members)), members, history)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupActivity:
+    joined: int  # customers who joined in the window
+    left: int  # customers who left or were removed in the window
+    last: datetime | None  # the newest membership fact, whenever it was
+
+    @property
+    def net(self) -> int:
+        return self.joined - self.left
+
+
+async def group_activity(
+    session: AsyncSession, chat_ids: list[str], since: datetime, until: datetime
+) -> dict[str, GroupActivity]:
+    """Each group's customers joined and gone in [since, until), as group_new_members and
+    group_members_left count them (the log, customers only), and its last membership fact."""
+    if not chat_ids:
+        return {}
+    inside = (GroupMemberEvent.occurred_at >= since) & (GroupMemberEvent.occurred_at < until)
+    customer = GroupMemberEvent.member_type == MemberType.CUSTOMER
+    joined = func.sum(
+        case((inside & customer & (GroupMemberEvent.kind == MemberEventKind.JOINED), 1), else_=0)
+    )
+    gone = func.sum(
+        case((inside & customer & (GroupMemberEvent.kind != MemberEventKind.JOINED), 1), else_=0)
+    )
+    rows = await session.execute(
+        select(GroupMemberEvent.chat_id, joined, gone, func.max(GroupMemberEvent.occurred_at))
+        .where(GroupMemberEvent.chat_id.in_(chat_ids))
+        .group_by(GroupMemberEvent.chat_id)
+    )
+    return {
+        chat_id: GroupActivity(int(j or 0), int(g or 0), _utc(last)) for chat_id, j, g, last in rows
+    }
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """max() of a UTC column comes back naive on SQLite: the same instant, marked UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

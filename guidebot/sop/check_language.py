@@ -480,6 +480,9 @@ _PARTS = {
     "a template file name": N_("a template file name"),
     "a date field name such as 'birthday'": N_("a date field name such as 'birthday'"),
     "a crontab such as '0 10 * * mon'": N_("a crontab such as '0 10 * * mon'"),
+    "true or false": N_("true or false"),
+    "a group name pattern": N_("a group name pattern"),
+    "a join way's channel or config_id": N_("a join way's channel or config_id"),
     "a range such as '10:00-21:00'": N_("a range such as '10:00-21:00'"),
     "days such as 'mon-sun'": N_("days such as 'mon-sun'"),
     "an IANA time zone name such as 'Asia/Shanghai'": N_(

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
 import jinja2
 
@@ -40,6 +39,7 @@ from guidebot.sop.playbook import (
 )
 from guidebot.sop.step_checks import StepChecks
 from guidebot.sop.trigger_checks import TRIGGER_KEYS, TriggerChecks
+from guidebot.sop.trigger_options import TriggerOptionChecks
 from guidebot.sop.values import (
     describe,
     did_you_mean,
@@ -79,10 +79,9 @@ TRIGGER_ONLY = {"tag": "tag.added", "field": "date", "cron": "cron"}
 
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-_FIELD = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-class _Builder(StepChecks, TriggerChecks):
+class _Builder(StepChecks, TriggerChecks, TriggerOptionChecks):
     def __init__(
         self,
         stem: str,
@@ -359,8 +358,10 @@ class _Builder(StepChecks, TriggerChecks):
                 f"expected one of {list(TRIGGER_EVENTS)!r}",
             )
             return None, audience
+        group, group_ok = self.group_filter(keys, event)  # group.joined's keys, or misplaced
         if event in EVENT_TRIGGERS or event in TIMED_TRIGGERS:
-            return self.behaviour_trigger(event, keys, node), audience
+            trigger = self.behaviour_trigger(event, keys, node)
+            return (trigger if group_ok else None), audience
         values: dict[str, str | None] = {"tag": None, "field": None, "cron": None}
         ok = self.misplaced_trigger_keys(keys, event)
         for key, needs in TRIGGER_ONLY.items():
@@ -385,55 +386,9 @@ class _Builder(StepChecks, TriggerChecks):
         if event == "cron" and "cron" in keys:
             values["cron"] = self.cron(keys["cron"], zone_name)
             ok = ok and values["cron"] is not None
-        if not ok:
+        if not (ok and group_ok):
             return None, audience
-        return Trigger(event=event, **values), audience  # type: ignore[arg-type]
-
-    def date_field(self, node: Node) -> str | None:
-        value = self.string(node, "trigger.field", "a date field name such as 'birthday'")
-        if value is not None and not _FIELD.fullmatch(value):
-            self.error(
-                node,
-                "trigger.field",
-                f"date field {value!r} must be a lowercase name such as 'birthday'",
-            )
-            return None
-        return value
-
-    def cron(self, node: Node, zone_name: str | None) -> str | None:
-        value = self.string(node, "trigger.cron", "a crontab such as '0 10 * * mon'")
-        if value is None:
-            return None
-        fields = value.split()
-        if len(fields) != 5:
-            self.error(
-                node,
-                "trigger.cron",
-                f"cron {value!r} needs 5 fields (minute hour day month day-of-week), "
-                f"got {len(fields)}",
-            )
-            return None
-        if any(c.isdigit() for c in fields[4]):
-            self.error(
-                node,
-                "trigger.cron",
-                f"cron day-of-week {fields[4]!r} must use names (mon, tue, ... sun, or mon-fri): "
-                "numbers mean different days in different cron dialects",
-            )
-            return None
-        from apscheduler.triggers.cron import CronTrigger
-
-        zone = ZoneInfo(zone_name or "UTC")
-        try:
-            trigger = CronTrigger.from_crontab(value, timezone=zone)
-            fires = trigger.get_next_fire_time(None, datetime(2024, 1, 1, tzinfo=zone))
-        except Exception as exc:
-            self.error(node, "trigger.cron", f"invalid cron {value!r}: {exc}")
-            return None
-        if fires is None:
-            self.error(node, "trigger.cron", f"cron {value!r} never fires (no such date)")
-            return None
-        return " ".join(fields)
+        return Trigger(event=event, group=group, **values), audience  # type: ignore[arg-type]
 
     def audience(self, node: Node) -> Audience:
         keys = self.mapping(node, "trigger.audience", "audience", AUDIENCE_KEYS)

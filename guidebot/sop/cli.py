@@ -401,6 +401,9 @@ def _trigger_text(playbook: Playbook) -> str:
         "(--added-at's day plays that date)",
         "cron": f"cron {trigger.cron!r}: enrolls at the next run after --added-at",
         **behaviour_texts(trigger),
+        "group.joined": "group.joined: when the customer joins a customer group of the guide's "
+        f"({trigger.group.describe() if trigger.group else 'any group'}; --added-at plays the "
+        "join)",
     }[trigger.event]
     audience = playbook.audience
     parts = [

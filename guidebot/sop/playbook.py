@@ -12,7 +12,8 @@ version: 2                       # positive integer; bump on every edit (live en
 name: 7天跟进                     # ? display name (default: the id)
 trigger:
   event: customer.added          # customer.added | tag.added | date | cron | content.opened |
-                                 #   opened_no_order | silent | repurchase_due | stage.changed
+                                 #   opened_no_order | silent | repurchase_due | stage.changed |
+                                 #   group.joined
   tag: 新品关注                   # tag.added: the corp tag (name or id) that enrolls;
                                  #   content.opened: only items with this library tag
   item: spring-lookbook          # content.opened only: only this library item (not with tag)
@@ -28,6 +29,12 @@ trigger:
                                  #   on that day, so `at: enroll` lands at the window's start
   cron: "0 10 * * mon"           # cron only: 5 fields in the playbook's time zone; day of week
                                  #   by name (mon..sun), never by number
+  first_join: true               # group.joined only (each optional): only the customer's first
+  group_name: "*VIP*"            #   join of a group the trigger picks; the group's name matches
+  join_way: poster               #   a pattern (* any text, ? one character; one or a list);
+                                 #   they came through a 「加入群聊」 way of this channel (or
+                                 #   config_id; one or a list). The pair enrolled is the customer
+                                 #   and the group's owner (their relation must be active)
   audience:                      # ? who may enroll; each key is one string or a list, all keys
     channels: [poster]           #   must match, an absent/empty key matches anyone:
     states: ["s12:poster"]       #   channels / states: the contact way (「联系我」) channel or raw
@@ -103,6 +110,7 @@ missing value is an error, not an empty string (use `{{ x | default('') }}` for 
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from dataclasses import dataclass, field
 from datetime import time, timedelta
@@ -119,6 +127,7 @@ TriggerEvent = Literal[
     "silent",
     "repurchase_due",
     "stage.changed",
+    "group.joined",
 ]
 
 TRIGGER_EVENTS: tuple[str, ...] = (
@@ -126,6 +135,7 @@ TRIGGER_EVENTS: tuple[str, ...] = (
     "cron",
     "customer.added",
     "date",
+    "group.joined",
     "opened_no_order",
     "repurchase_due",
     "silent",
@@ -190,6 +200,31 @@ class SendWindow:
 
 
 @dataclass(frozen=True)
+class GroupFilter:
+    """group.joined: which joins of a customer group enroll (every set empty: any join)."""
+
+    first_join: bool = False  # only the customer's first join of a group this filter picks
+    group_names: tuple[str, ...] = ()  # glob patterns; the group's name matches one of them
+    join_ways: frozenset[str] = frozenset()  # the join way's channel or config_id
+
+    def picks(self, name: str | None, channel: str | None, config_id: str | None) -> bool:
+        if self.group_names and not any(
+            fnmatch.fnmatchcase(name or "", pattern) for pattern in self.group_names
+        ):
+            return False
+        return not self.join_ways or bool({channel, config_id} & self.join_ways)
+
+    def describe(self) -> str:
+        """As `sop simulate` and the studio show it: first join, names, join ways."""
+        parts = ["first join only"] if self.first_join else []
+        if self.group_names:
+            parts.append("group name " + " or ".join(self.group_names))
+        if self.join_ways:
+            parts.append("join way " + " or ".join(sorted(self.join_ways)))
+        return ", ".join(parts) or "any group"
+
+
+@dataclass(frozen=True)
 class Trigger:
     event: TriggerEvent
     tag: str | None = None  # tag.added
@@ -200,6 +235,7 @@ class Trigger:
     from_stage: str | None = None  # stage.changed: the stage left (None: any)
     to_stage: str | None = None  # stage.changed: the stage reached (None: any)
     orders: int | None = None  # repurchase_due: exactly this many counted orders (None: any)
+    group: GroupFilter | None = None  # group.joined
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,10 @@ def timeline(playbook: Playbook) -> list[dict[str, Any]]:
         _entry(
             "trigger",
             event=trigger.event,
-            value=trigger_value(trigger) or trigger.field or trigger.cron,
+            value=trigger_value(trigger)
+            or trigger.field
+            or trigger.cron
+            or (trigger.group.describe() if trigger.group else None),
             day=0,
             detail=", ".join(
                 f"{name}: {', '.join(sorted(values))}"

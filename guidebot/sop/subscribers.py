@@ -12,6 +12,9 @@ that caused them.
 * TagsGained (a guide's edit, a playbook's tag step, the nightly reconciliation's repair):
   playbooks listing `tag.added:<tag>` stop for this pair; if the relation is active,
   `tag.added` playbooks for those tags enroll it.
+* GroupMemberJoined (a customer's join of a customer group, announced by WeCom): the
+  `group.joined` playbooks whose filter picks the join enroll the customer with the group's
+  owner, when their relation is active (guidebot.sop.group_joins).
 * RelationEdited (the guide's remark or description changed): a birthday written or changed
   on the day itself enrolls the pair in the `date` playbooks of that day (guidebot.sop.dates),
   as the day's scan would have had it been written before.
@@ -54,6 +57,7 @@ from guidebot.contacts.models import EventSource, Relation, RelationStatus
 from guidebot.events import (
     ContentForwarded,
     ContentOpened,
+    GroupMemberJoined,
     GuideLeft,
     OrderPaid,
     RelationAdded,
@@ -79,6 +83,7 @@ from guidebot.sop.enrollment import (
     stop_enrollments,
     transfer_enrollments,
 )
+from guidebot.sop.group_joins import announced, owner_relation, picking
 from guidebot.sop.models import CompletedBy
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.queries import OPENED, link_reached_customer
@@ -119,6 +124,7 @@ class SopSubscriber:
         subscribers.subscribe(ContentOpened, self.on_opened)
         subscribers.subscribe(OrderPaid, self.on_order_paid)
         subscribers.subscribe(StageChanged, self.on_stage_changed)
+        subscribers.subscribe(GroupMemberJoined, self.on_group_joined)
 
     def _playbooks(self, trigger: str) -> list[Playbook]:
         return [p for p in self.sop.registry.enabled() if p.trigger.event == trigger]
@@ -169,6 +175,17 @@ class SopSubscriber:
             lambda p: p.trigger.event == "tag.added" and p.trigger.tag in keys,
         )
         playbooks = [p for p in self._playbooks("tag.added") if p.trigger.tag in keys]
+        if playbooks:
+            await self._enroll_each(session, playbooks, relation, at=event.at, now=event.now)
+
+    async def on_group_joined(self, session: AsyncSession, event: GroupMemberJoined) -> None:
+        playbooks = self._playbooks("group.joined")
+        if not playbooks or not announced(event):
+            return
+        relation = await owner_relation(session, event)
+        if relation is None:
+            return
+        playbooks = await picking(session, playbooks, event)
         if playbooks:
             await self._enroll_each(session, playbooks, relation, at=event.at, now=event.now)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from guidebot.sop.playbook import STAGES, TIMED_TRIGGERS, Trigger, format_duration
+from guidebot.sop.trigger_options import GROUP_KEYS
 from guidebot.sop.values import did_you_mean
 from guidebot.sop.yaml_nodes import Node
 
@@ -16,7 +17,7 @@ MAX_AFTER = timedelta(days=365)
 MAX_ORDERS = 1000
 
 TRIGGER_KEYS = ("event", "tag", "item", "field", "cron", "after", "orders", "from", "to")
-TRIGGER_KEYS += ("audience",)
+TRIGGER_KEYS += ("audience", *GROUP_KEYS)
 # Which trigger events each optional key belongs to.
 KEY_EVENTS: dict[str, tuple[str, ...]] = {
     "tag": ("tag.added", "content.opened"),

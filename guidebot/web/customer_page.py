@@ -1,11 +1,12 @@
 """/admin/customers/{external_userid}: one customer as HQ or a store manager sees them.
 
-The profile, each relation with a guide (status, store, channel, remark, tags), the relation
-timeline, every playbook task (settled ones too), the content forwarded to them and what they
-opened, and their orders. Each part comes from its domain's own query (contacts, sop, content,
-metrics); this module only narrows them to what the signed-in person may see: HQ sees all of
-it, a store manager what happened with their stores' relations, and a customer with no such
-relation is a 404 to them, the same answer as a customer who does not exist.
+The profile, each relation with a guide (status, store, channel, remark, tags), the customer
+groups they are in, the relation timeline, every playbook task (settled ones too), the content
+forwarded to them and what they opened, and their orders. Each part comes from its domain's
+own query (contacts, groups, sop, content, metrics); this module only narrows them to what the
+signed-in person may see: HQ sees all of it, a store manager what happened with their stores'
+relations and their stores' groups, and a customer with no such relation is a 404 to them, the
+same answer as a customer who does not exist.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from guidebot.contacts import queries
 from guidebot.contacts.errors import NotFound
 from guidebot.contacts.models import Department, Guide
 from guidebot.content import service
+from guidebot.groups.queries import customer_groups
 from guidebot.metrics.orders import customer_orders
 from guidebot.sop.queries import customer_tasks
 from guidebot.web.auth import Principal, relation_visible
@@ -46,8 +48,13 @@ async def customer_page(request: web.Request) -> web.StreamResponse:
             raise web.HTTPNotFound(text=_nobody(lang))
         mine = None if who.is_hq else {r.guide_userid for r in relations}
         parts = await _parts(session, who, ext, mine)
+        groups = [
+            g
+            for g in await customer_groups(session, ext)
+            if who.is_hq or (g.group.store_id is not None and g.group.store_id in who.store_ids)
+        ]
         timeline = [e for e in detail.timeline if relation_visible(who, e.guide_userid, e.store_id)]
-        guides, stores = await _names(session, relations, timeline, parts)
+        guides, stores = await _names(session, relations, timeline, parts, groups)
     return render(
         request,
         "customer.html",
@@ -57,6 +64,7 @@ async def customer_page(request: web.Request) -> web.StreamResponse:
             "timeline": list(reversed(timeline))[:SHOWN],
             "guide_names": guides,
             "store_names": stores,
+            "groups": groups,
             "zone": _zone(request),
             **parts,
         },
@@ -80,9 +88,13 @@ async def _parts(session, who: Principal, ext: str, mine: set[str] | None) -> di
     return {"tasks": tasks, "forwards": forwards, "opens": opens, "orders": orders}
 
 
-async def _names(session, relations, timeline, parts) -> tuple[dict[str, str], dict[int, str]]:
+async def _names(
+    session, relations, timeline, parts, groups
+) -> tuple[dict[str, str], dict[int, str]]:
     """Guides and stores by name, never by id, for everyone the page mentions."""
     userids = {r.guide_userid for r in relations} | {e.guide_userid for e in timeline}
+    userids |= {g.group.owner_userid for g in groups if g.group.owner_userid}
+    userids |= {g.member.invitor_userid for g in groups if g.member.invitor_userid}
     userids |= {e.counterpart_userid for e in timeline if e.counterpart_userid}
     userids |= {t.guide_userid for t in parts["tasks"]}
     userids |= {f.guide_userid for f, _ in parts["forwards"]}
@@ -90,6 +102,7 @@ async def _names(session, relations, timeline, parts) -> tuple[dict[str, str], d
     store_ids = {r.store_id for r in relations if r.store_id is not None}
     store_ids |= {e.store_id for e in timeline if e.store_id is not None}
     store_ids |= {o.store_id for o in parts["orders"] if o.store_id is not None}
+    store_ids |= {g.group.store_id for g in groups if g.group.store_id is not None}
     guides = await session.execute(
         select(Guide.userid, Guide.name).where(Guide.userid.in_(sorted(userids)))
     )

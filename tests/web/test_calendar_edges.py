@@ -11,7 +11,7 @@ from tests.web.conftest import admin_cookie
 
 EDGES = ["0001-01-01", "0001-01-02", "9999-12-30", "9999-12-31", "1969-12-31"]
 FAR_PARTNERS = [{}, {"from": "0001-01-01"}, {"to": "9999-12-31"}]
-PAGES = ["/admin", "/admin/stores", "/admin/guides", "/admin/guides/g1"]
+PAGES = ["/admin", "/admin/stores", "/admin/guides", "/admin/guides/g1", "/admin/groups"]
 
 
 async def test_every_period_parameter_refuses_the_ends_of_the_calendar(h):

@@ -370,7 +370,7 @@ async def test_every_page_route_bounds_its_parameters(h, sessions):
     for canonical in routes:
         path = canonical.replace("{userid}", "g1").replace("{name}", "admin.css")
         path = path.replace("{external_userid}", "wmc01")
-        path = path.replace("{token}", "x")
+        path = path.replace("{token}", "x").replace("{chat_id}", "x")
         for who, cookie in (("hq", admin), ("guide", guide)):
             drawn = random.Random(f"{canonical} {who}").sample(combinations, share)
             for name, value in drawn:

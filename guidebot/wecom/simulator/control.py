@@ -21,7 +21,7 @@ Endpoints (under /_sim; JSON bodies, extra fields ignored):
   POST messages {userid, text}   POST callbacks {xml}   POST verify_url
   POST chats {userid, external_userid, from=customer|member, count=1}
                                                             a one-to-one chat message (no callback)
-  POST groupmsg/confirm {msgid, userid, external_userid?}   GET groupmsgs
+  POST groupmsg/confirm {msgid, userid, external_userid? | chat_id?}   GET groupmsgs
   POST|GET|DELETE faults   GET|DELETE calls[?api=&since=]   GET deliveries
   GET app_messages[?userid=]   GET welcomes[?external_userid=]
   GET relations[?userid=&external_userid=&status=]
@@ -446,15 +446,15 @@ async def get_deliveries(request: web.Request) -> web.Response:
 
 @routes.post("/groupmsg/confirm")
 async def groupmsg_confirm(request: web.Request) -> web.Response:
-    """The guide taps send; optional "external_userid" limits it to those (allow_select)."""
+    """The guide taps send; optional "external_userid" (or for a group send "chat_id") limits
+    it to those (allow_select)."""
     body = await read_body(request)
     msgid, userid = field_str(body, "msgid"), field_str(body, "userid")
-    results = sim_state(request).confirm_task(
-        msgid, userid, field_str_list(body, "external_userid")
-    )
+    only = field_str_list(body, "external_userid") or field_str_list(body, "chat_id")
+    results = sim_state(request).confirm_task(msgid, userid, only)
     send_list = [
         {
-            "external_userid": r.external_userid,
+            **({"chat_id": r.chat_id} if r.chat_id else {"external_userid": r.external_userid}),
             "userid": r.userid,
             "status": r.status,
             "send_time": r.send_time,

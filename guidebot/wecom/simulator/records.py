@@ -131,10 +131,11 @@ class SenderTask:
 
 @dataclass(slots=True)
 class SendResult:
-    external_userid: str
+    external_userid: str  # "" for a group send (chat_type group)
     userid: str
     status: int = SEND_PENDING
     send_time: int | None = None
+    chat_id: str | None = None  # a group send's customer group
 
 
 @dataclass(slots=True)

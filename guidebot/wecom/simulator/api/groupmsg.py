@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ApiError
-from ..records import DAY, MassTask, keyset_page
+from ..records import DAY, SEND_OK, MassTask, keyset_page
 from ..state import SimState
 from .call import (
     ApiCall,
@@ -34,11 +34,15 @@ def render_task_summary(task: MassTask) -> dict[str, Any]:
 def add_msg_template(state: SimState, call: ApiCall) -> dict[str, Any]:
     body = call.body
     chat_type = param_str(body, "chat_type", default="single")
-    if chat_type != "single":
-        raise ApiError(40058, f"chat_type {chat_type!r} is not simulated (only single)")
+    if chat_type not in ("single", "group"):
+        raise ApiError(40058, f"chat_type must be single or group, got {chat_type!r}")
     sender = param_str(body, "sender") or None
     if sender is not None:
         state.member(sender)
+    if chat_type == "group":
+        return _add_group_template(state, body, sender)
+    if "chat_id_list" in body:
+        raise ApiError(40058, "chat_id_list is only for chat_type group")
     targets = (
         param_str_list(body, "external_userid", max_items=10_000)
         if "external_userid" in body
@@ -67,6 +71,27 @@ def add_msg_template(state: SimState, call: ApiCall) -> dict[str, Any]:
         allow_select=param_bool(body, "allow_select", False),
     )
     return {"fail_list": fail_list, "msgid": task.msgid}
+
+
+def _add_group_template(state: SimState, body: dict[str, Any], sender: str | None) -> dict:
+    """doc 92135: for chat_type group the sender is required, external_userid is only for
+    single, chat_id_list holds at most 2000 groups."""
+    if sender is None:
+        raise ApiError(40058, "sender is required for chat_type group")
+    if "external_userid" in body:
+        raise ApiError(40058, "external_userid is only for chat_type single")
+    chat_ids = (
+        param_str_list(body, "chat_id_list", max_items=2000) if "chat_id_list" in body else None
+    )
+    text, attachments = message_content(state, body)
+    task = state.create_group_task(
+        sender=sender,
+        chat_ids=chat_ids or None,
+        text=text,
+        attachments=attachments,
+        allow_select=param_bool(body, "allow_select", False),
+    )
+    return {"fail_list": [], "msgid": task.msgid}
 
 
 def get_groupmsg_list_v2(state: SimState, call: ApiCall) -> dict[str, Any]:
@@ -116,11 +141,15 @@ def get_groupmsg_send_result(state: SimState, call: ApiCall) -> dict[str, Any]:
     for index, result in enumerate(task.results):
         if result.userid != userid:
             continue
-        row: dict[str, Any] = {
-            "external_userid": result.external_userid,
-            "userid": result.userid,
-            "status": result.status,
-        }
+        if result.chat_id is not None:
+            # doc 93338: a group send lists chat_id (no external_userid), and only the groups
+            # it was sent to: until the owner sends there is nothing to list.
+            if result.status != SEND_OK:
+                continue
+            row: dict[str, Any] = {"chat_id": result.chat_id}
+        else:
+            row = {"external_userid": result.external_userid}
+        row |= {"userid": result.userid, "status": result.status}
         if result.send_time is not None:
             row["send_time"] = result.send_time
         items.append(((index,), row))
