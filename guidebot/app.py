@@ -36,6 +36,7 @@ from guidebot.web import (
     audit_page,
     callback,
     cohort_pages,
+    content_editor,
     customer_page,
     domain_verify,
     group_pages,
@@ -118,6 +119,7 @@ def create_app(
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
     guides_page.setup_routes(app)  # /admin/guides
     customer_page.setup_routes(app)  # /admin/customers/{external_userid}
+    content_editor.setup_routes(app)  # /admin/content/new, /admin/content/{id} (HQ)
     group_pages.setup_routes(app)  # /admin/groups, /admin/groups/{chat_id}
     playbooks_page.setup_routes(app)  # /admin/playbooks
     cohort_pages.setup_routes(app)  # /admin/cohorts

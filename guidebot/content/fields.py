@@ -14,8 +14,11 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from guidebot import i18n
 from guidebot.content.errors import Invalid
 from guidebot.content.models import ContentItem, ContentKind, ContentMedia
+
+N_ = i18n.N_
 
 MEDIA_LIMITS = {"image": 10 << 20, "file": 20 << 20}
 
@@ -55,8 +58,13 @@ _CONTROL_BUT_LF = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 def _no_control(value: str, name: str, *, multiline: bool = False) -> str:
     if (_CONTROL_BUT_LF if multiline else _CONTROL).search(value):
-        allowed = "other than line feeds" if multiline else "such as line breaks"
-        raise Invalid(f"{name!r} may not hold control characters {allowed}")
+        raise Invalid(
+            N_("'%(name)s' may not hold control characters other than line feeds")
+            if multiline
+            else N_("'%(name)s' may not hold control characters such as line breaks"),
+            name,
+            name=name,
+        )
     return value
 
 
@@ -70,13 +78,15 @@ def _text(
 ) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip() and not required):
         if required:
-            raise Invalid(f"{name!r} is required")
+            raise Invalid(N_("'%(name)s' is required"), name, name=name)
         return None
     if not isinstance(value, str) or not value.strip():
-        raise Invalid(f"{name!r} must be a non-empty string")
+        raise Invalid(N_("'%(name)s' must be a non-empty string"), name, name=name)
     value = _no_control(value.strip(), name, multiline=multiline)
     if limit is not None and len(value) > limit:
-        raise Invalid(f"{name!r} is longer than {limit} characters")
+        raise Invalid(
+            N_("'%(name)s' is longer than %(limit)s characters"), name, name=name, limit=limit
+        )
     return value
 
 
@@ -86,7 +96,7 @@ def _url(value: Any, name: str) -> str | None:
         return None
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise Invalid(f"{name!r} must be an http(s) URL")
+        raise Invalid(N_("'%(name)s' must be an http(s) URL"), name, name=name)
     return text
 
 
@@ -96,12 +106,14 @@ def _words(value: Any, name: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
-        raise Invalid(f"{name!r} must be a list of strings")
+        raise Invalid(N_("'%(name)s' must be a list of strings"), name, name=name)
     out: list[str] = []
     for v in value:
         text = _no_control(str(v).strip(), name)
         if not text or "|" in text or len(text) > 64:
-            raise Invalid(f"{name!r}: each entry is 1-64 characters without '|'")
+            raise Invalid(
+                N_("'%(name)s': each entry is 1-64 characters without '|'"), name, name=name
+            )
         if text not in out:
             out.append(text)
     return out
@@ -119,9 +131,14 @@ def parse_instant(value: Any, name: str, tz: ZoneInfo) -> datetime | None:
         try:
             instant = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise Invalid(f"{name!r} must be an ISO 8601 date or time, got {value!r}") from None
+            raise Invalid(
+                N_("'%(name)s' must be an ISO 8601 date or time, got %(raw)r"),
+                name,
+                name=name,
+                raw=value,
+            ) from None
     else:
-        raise Invalid(f"{name!r} must be an ISO 8601 date or time")
+        raise Invalid(N_("'%(name)s' must be an ISO 8601 date or time"), name, name=name)
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=tz)
     return instant.astimezone(UTC)
@@ -151,13 +168,16 @@ def _check_media(kind: str, media: MediaInput) -> None:
     _no_control(media.content_type, "media.content_type")
     wecom_kind = "file" if kind == ContentKind.FILE else "image"
     if len(media.data) < 5:
-        raise Invalid("media has fewer than 5 bytes")
+        raise Invalid(N_("media has fewer than 5 bytes"), "media")
     if len(media.data) > MEDIA_LIMITS[wecom_kind]:
         raise Invalid(
-            f"media is over WeCom's {MEDIA_LIMITS[wecom_kind] >> 20} MB {wecom_kind} limit"
+            N_("media is over WeCom's %(mb)s MB %(kind)s limit"),
+            "media",
+            mb=MEDIA_LIMITS[wecom_kind] >> 20,
+            kind=wecom_kind,
         )
     if wecom_kind == "image" and not media.data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
-        raise Invalid("an image (or a mini-program cover) must be a JPG or PNG")
+        raise Invalid(N_("an image (or a mini-program cover) must be a JPG or PNG"), "media")
 
 
 def clean_fields(data: Mapping[str, Any], *, tz: ZoneInfo, partial: bool = False) -> dict[str, Any]:
@@ -172,12 +192,14 @@ def clean_fields(data: Mapping[str, Any], *, tz: ZoneInfo, partial: bool = False
     if "key" in data:
         key = _text(data["key"], "key", limit=128, required=True)
         if key is not None and not re.fullmatch(r"[A-Za-z0-9_.:/-]+", key):
-            raise Invalid("'key' may hold letters, digits and _ . : / - only")
+            raise Invalid(N_("'key' may hold letters, digits and _ . : / - only"), "key")
         out["key"] = key
     if "kind" in data or not partial:
         kind = data.get("kind")
         if kind not in ContentKind.ALL:
-            raise Invalid(f"'kind' must be one of {', '.join(ContentKind.ALL)}")
+            raise Invalid(
+                N_("'kind' must be one of %(kinds)s"), "kind", kinds=", ".join(ContentKind.ALL)
+            )
         out["kind"] = kind
     if "title" in data or not partial:
         out["title"] = _text(data.get("title"), "title", limit=255, required=True)
@@ -219,21 +241,27 @@ def check_complete(item: ContentItem, media: MediaInput | ContentMedia | None) -
     """What each kind needs to be sent at all."""
     kind = item.kind
     if kind == ContentKind.TEXT and not item.body:
-        raise Invalid("a text item needs 'body'")
+        raise Invalid(N_("a text item needs 'body'"), "body")
     if kind == ContentKind.LINK and not item.url:
-        raise Invalid("a link item needs 'url'")
+        raise Invalid(N_("a link item needs 'url'"), "url")
     if kind == ContentKind.MINIPROGRAM and not (item.miniprogram_appid and item.miniprogram_page):
-        raise Invalid("a miniprogram item needs miniprogram.appid and miniprogram.page")
+        raise Invalid(
+            N_("a miniprogram item needs miniprogram.appid and miniprogram.page"),
+            "miniprogram.appid",
+        )
     if kind == ContentKind.MINIPROGRAM and not item.cover_url:
         # sendChatMessage takes the card's picture by URL (imgUrl), mass sends by media id.
-        raise Invalid("a miniprogram item needs 'cover_url' (and 'media', the same picture)")
+        raise Invalid(
+            N_("a miniprogram item needs 'cover_url' (and 'media', the same picture)"), "cover_url"
+        )
     if kind in ContentKind.WITH_MEDIA and media is None:
-        cover = "its cover image" if kind == ContentKind.MINIPROGRAM else "the file"
-        raise Invalid(f"a {kind} item needs 'media' ({cover})")
+        if kind == ContentKind.MINIPROGRAM:
+            raise Invalid(N_("a miniprogram item needs 'media' (its cover image)"), "media")
+        raise Invalid(N_("a %(kind)s item needs 'media' (the file)"), "media", kind=kind)
     if kind in ContentKind.WITH_MEDIA and isinstance(media, MediaInput):
         _check_media(kind, media)
     if item.valid_from and item.valid_to and item.valid_to <= item.valid_from:
-        raise Invalid("'valid_to' must be after 'valid_from'")
+        raise Invalid(N_("'valid_to' must be after 'valid_from'"), "valid_to")
 
 
 __all__ = [

@@ -3,9 +3,8 @@
 An item's fields are checked in guidebot.content.fields; errors are guidebot.content.errors.
 A new forward and a customer's open are announced (guidebot.events) for whoever follows them.
 
-Functions that talk to WeCom (media upload) take a session factory and never hold a database
-transaction across the network call; everything else takes the caller's session and leaves
-the commit to it.
+Functions that talk to WeCom (media upload) take a session factory and hold no transaction
+across the call; everything else takes the caller's session and leaves it the commit.
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ from guidebot.content.models import (
 )
 from guidebot.db.engine import upsert_insert
 from guidebot.events import ContentForwarded, ContentOpened, publish
+from guidebot.i18n import N_
 from guidebot.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ async def create_item(session: AsyncSession, fields: dict[str, Any], now: dateti
     media = fields.pop("media", None)
     key = fields.pop("key", None) or f"item-{secrets.token_hex(6)}"
     if await item_by_key(session, key) is not None:
-        raise Invalid(f"an item with key {key!r} exists")
+        raise Invalid(N_("an item with key %(key)r exists"), "key", key=key)
     item = ContentItem(key=key, tags=[], stores=[], created_at=now, updated_at=now)
     for name, value in fields.items():
         setattr(item, name, value)
@@ -105,7 +105,7 @@ async def update_item(
     media = fields.pop("media", None) if "media" in fields else ...
     renamed = "key" in fields and fields["key"] != item.key
     if renamed and await item_by_key(session, fields["key"]) is not None:
-        raise Invalid(f"an item with key {fields['key']!r} exists")
+        raise Invalid(N_("an item with key %(key)r exists"), "key", key=fields["key"])
     changed = [name for name, value in fields.items() if getattr(item, name) != value]
     for name in changed:
         setattr(item, name, fields[name])

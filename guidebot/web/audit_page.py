@@ -8,41 +8,43 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from guidebot import i18n
 from guidebot.web.api.privacy import AuditFilter, read_trail
 from guidebot.web.keys import SETTINGS
-from guidebot.web.pages import _hq_only, _signed_in, render
+from guidebot.web.pages import _, _hq_only, _signed_in, render
 
+N_ = i18n.N_
 PER_PAGE = 50
 
 # What each action is, in words (Chinese first); an action not listed shows its code.
 ACTIONS = {
-    "account.save": "保存账号 / Account saved",
-    "content.create": "新增内容 / Content added",
-    "content.update": "修改内容 / Content changed",
-    "content.delete": "删除内容 / Content deleted",
-    "content.import": "导入内容 / Content imported",
-    "mass_send.create": "创建群发 / Mass send created",
-    "contact_way.create": "创建联系我二维码 / Contact way created",
-    "transfer.request": "客户转接 / Customers transferred",
-    "group_join_way.create": "创建加入群聊二维码 / Group join code created",
-    "group_join_way.delete": "删除加入群聊二维码 / Group join code deleted",
-    "group_welcome.save": "设置门店入群欢迎语 / Store group welcome set",
-    "group_welcome.delete": "删除门店入群欢迎语 / Store group welcome removed",
-    "store.update": "修改门店设置 / Store settings changed",
-    "order.post": "订单录入 / Order posted",
-    "order.refund": "订单退款 / Order refunded",
-    "playbooks.reload": "重新加载SOP / Playbooks reloaded",
-    "playbook.save": "保存SOP / Playbook saved",
-    "task.done": "任务标记完成 / Task marked done",
-    "task.skip": "任务跳过 / Task skipped",
-    "task.snooze": "任务推迟 / Task put off",
-    "inbox.replay": "重放回调 / Callbacks replayed",
-    "inbox.dismiss": "放弃失败回调 / Failed callbacks dismissed",
-    "jobs.retry": "重试搁置行 / Parked rows retried",
-    "privacy.erase": "删除客户个人信息 / Customer's data erased",
-    "privacy.export": "导出客户个人信息 / Customer's data exported",
+    "account.save": N_("Account saved"),
+    "content.create": N_("Content added"),
+    "content.update": N_("Content changed"),
+    "content.delete": N_("Content deleted"),
+    "content.import": N_("Content imported"),
+    "mass_send.create": N_("Mass send created"),
+    "contact_way.create": N_("Contact way created"),
+    "transfer.request": N_("Customers transferred"),
+    "group_join_way.create": N_("Group join code created"),
+    "group_join_way.delete": N_("Group join code deleted"),
+    "group_welcome.save": N_("Store group welcome set"),
+    "group_welcome.delete": N_("Store group welcome removed"),
+    "store.update": N_("Store settings changed"),
+    "order.post": N_("Order posted"),
+    "order.refund": N_("Order refunded"),
+    "playbooks.reload": N_("Playbooks reloaded"),
+    "playbook.save": N_("Playbook saved"),
+    "task.done": N_("Task marked done"),
+    "task.skip": N_("Task skipped"),
+    "task.snooze": N_("Task put off"),
+    "inbox.replay": N_("Callbacks replayed"),
+    "inbox.dismiss": N_("Failed callbacks dismissed"),
+    "jobs.retry": N_("Parked rows retried"),
+    "privacy.erase": N_("Customer's data erased"),
+    "privacy.export": N_("Customer's data exported"),
 }
-ROLES = {"hq": "总部 / HQ", "manager": "店长 / Manager", "cli": "命令行 / Command line"}
+ROLES = {"hq": N_("HQ"), "manager": N_("Manager"), "cli": N_("Command line")}
 
 
 def _change(value: Any) -> str:
@@ -60,7 +62,7 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
         wanted = AuditFilter.model_validate({**raw, "page": page, "limit": PER_PAGE})
     except ValidationError:
         raise web.HTTPBadRequest(
-            text="日期格式应为 YYYY-MM-DD / dates are YYYY-MM-DD (or an ISO 8601 instant)"
+            text=_("dates are YYYY-MM-DD (or an ISO 8601 instant)", request)
         ) from None
     entries, total = await read_trail(request.app, wanted)
     tz = request.app[SETTINGS].tz
@@ -68,9 +70,9 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
         {
             "at": e.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
             "actor": e.actor,
-            "role": ROLES.get(e.role, e.role),
+            "role": _(ROLES[e.role], request) if e.role in ROLES else e.role,
             "ip": e.ip or "—",
-            "action": ACTIONS.get(e.action, e.action),
+            "action": _(ACTIONS[e.action], request) if e.action in ACTIONS else e.action,
             "target": e.target or "—",
             "before": _change(e.before),
             "after": _change(e.after),
@@ -86,7 +88,7 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
             "page": page,
             "pages": max(1, -(-total // PER_PAGE)),
             "filters": raw,
-            "actions": ACTIONS,
+            "actions": {code: _(words, request) for code, words in ACTIONS.items()},
         },
     )
 

@@ -8,17 +8,43 @@ from typing import Any
 
 from aiohttp import web
 
-from guidebot.metrics.cohort_report import COLUMN_LABELS, SPLIT_LABELS
+from guidebot import i18n
+from guidebot.metrics.cohort_report import NONE_LABEL
+from guidebot.metrics.cohorts import REPURCHASE_DAYS, RETENTION_DAYS
 from guidebot.web.api.cohorts import CohortQuery, cohort_document
 from guidebot.web.api.declare import Invalid, validate
+from guidebot.web.lang import language_of
 from guidebot.web.pages import _hq_only, _signed_in, render
 
+N_ = i18n.N_
 METRIC_LABELS = {
-    "retention": "留存 / retention",
-    "repurchase": "复购 / repurchase",
-    "gmv": "订单与GMV / orders and GMV",
+    "retention": N_("Retention"),
+    "repurchase": N_("Repurchase"),
+    "gmv": N_("Orders and GMV"),
 }
-PERIOD_LABELS = {"week": "按周 / by week", "month": "按月 / by month"}
+PERIOD_LABELS = {"week": N_("By week"), "month": N_("By month")}
+SPLIT_LABELS = {
+    "all": N_("All customers"),
+    "store": N_("Store"),
+    "guide": N_("Guide"),
+    "channel": N_("Channel"),
+    "campaign": N_("Campaign"),
+    "playbook": N_("Playbook"),
+}
+
+
+def column_labels(lang: str) -> dict[str, str]:
+    """The heat map's columns in the page's language (the API's are its own, bilingual)."""
+    return {
+        **{f"d{n}": i18n.gettext("Day %(n)s retention", lang, n=n) for n in RETENTION_DAYS},
+        **{f"r{w}": i18n.gettext("%(n)s-day repurchase", lang, n=w) for w in REPURCHASE_DAYS},
+        "orders_per_customer": i18n.gettext("Orders per customer", lang),
+        "gmv_per_customer": i18n.gettext("GMV per customer (¥)", lang),
+    }
+
+
+def _words(table: dict[str, str], lang: str) -> dict[str, str]:
+    return {key: i18n.gettext(words, lang) for key, words in table.items()}
 
 
 def shade(cell: dict[str, Any], column: str) -> str:
@@ -31,9 +57,11 @@ def shade(cell: dict[str, Any], column: str) -> str:
 
 
 async def cohorts_page(request: web.Request) -> web.StreamResponse:
-    _hq_only(await _signed_in(request))
+    who = await _signed_in(request)
+    _hq_only(who)
     try:
-        wanted = validate(CohortQuery, dict(request.query), query=True)
+        asked = {k: v for k, v in request.query.items() if k != "lang"}  # the page's language
+        wanted = validate(CohortQuery, asked, query=True)
     except Invalid as exc:
         raise web.HTTPBadRequest(text=exc.reason) from None
     try:
@@ -43,14 +71,26 @@ async def cohorts_page(request: web.Request) -> web.StreamResponse:
         if reason is None:
             raise
         raise web.HTTPBadRequest(text=reason) from None
+    lang = language_of(request, who)
+    splits = _words(SPLIT_LABELS, lang)
+
+    def row_label(row: dict[str, Any]) -> str:
+        """A row's store, guide or campaign as stored; the words for "all" and "none"."""
+        if row.get("key") == "*":
+            return splits["all"]
+        if document["by"] == "channel" and row["label"] != NONE_LABEL:
+            return i18n.label("channel", row["key"], lang)
+        return i18n.gettext("(none)", lang) if row["label"] == NONE_LABEL else row["label"]
+
     context = {
         "doc": document,
         "wanted": wanted,
         "shade": shade,
-        "metrics": METRIC_LABELS,
-        "periods": PERIOD_LABELS,
-        "splits": SPLIT_LABELS,
-        "column_labels": COLUMN_LABELS,
+        "metrics": _words(METRIC_LABELS, lang),
+        "periods": _words(PERIOD_LABELS, lang),
+        "splits": splits,
+        "column_labels": column_labels(lang),
+        "row_label": row_label,
     }
     return render(request, "cohorts.html", context)
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from guidebot import i18n
 from guidebot.metrics import kpis
 from guidebot.resources import project_dir
+from guidebot.sop.holdout import MIN_PER_GROUP
 from guidebot.web.accounts import save_language
 from guidebot.web.auth import Principal
 from guidebot.web.keys import SESSIONS, SETTINGS
@@ -101,6 +102,7 @@ def environment(lang: str) -> jinja2.Environment:
     env.globals["kpi_title"] = lambda name: kpis.KPI_BY_NAME[name].title(lang)
     env.globals["kpi_definition"] = lambda name: kpis.KPI_BY_NAME[name].explain(lang)
     env.globals["lang"] = lang
+    env.globals["holdout_minimum"] = MIN_PER_GROUP  # below it a lift is refused (sop.holdout)
     env.globals["html_lang"] = "zh-CN" if lang == i18n.ZH else "en"
     return env
 

@@ -529,12 +529,18 @@ async def content_page(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
         items, total = await service.search_items(session, words=q, limit=200)
         numbers = await service.item_numbers(session, [i.id for i in items])
+        stores = {s.code: s.name for s in await _visible_stores(session, request[PRINCIPAL])}
     rows = [{"item": i, **numbers[i.id]} for i in items]
     rows.sort(key=lambda r: (-r["forwards"], -r["unique_opens"], r["item"].id))
     lang = language_of(request, request[PRINCIPAL])
     if fmt := exports.export_format(request, lang):
         return await exports.respond(fmt, N_("Content"), exports.content_columns(lang), rows, lang)
-    return render(request, "content.html", {"q": q or "", "rows": rows, "total": total})
+    retired = "retired" in request.query
+    return render(
+        request,
+        "content.html",
+        {"q": q or "", "rows": rows, "total": total, "retired": retired, "stores": stores},
+    )
 
 
 def setup_routes(app: web.Application) -> None:

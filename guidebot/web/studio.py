@@ -11,6 +11,7 @@ shown: the file is named by its file name only.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from guidebot.sop import queries, studio
+from guidebot.sop.check_language import translate
 from guidebot.sop.holdout import lift_by_playbook
 from guidebot.sop.loader import LoadedPlaybook
 from guidebot.sop.playbook import Playbook
@@ -25,6 +27,7 @@ from guidebot.sop.versions import current_file, history, read_text
 from guidebot.web.api.playbooks import ID_PATTERN
 from guidebot.web.api.sop import holdout_view
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP
+from guidebot.web.lang import language_of
 from guidebot.web.pages import _hq_only, _json_script, _signed_in, _visible_stores, render
 
 
@@ -45,7 +48,15 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
         lifts = await lift_by_playbook(session, now)  # its holdout's lift (sop.holdout)
         versions = await history(session, playbook_id)
         stores = await _visible_stores(session, who)
-    errors, warnings = studio.diagnostics(loaded)
+    lang = language_of(request, who)
+    errors, warnings = studio.diagnostics(
+        dataclasses.replace(  # the file's problems in the page's language, as `sop check` says them
+            loaded,
+            errors=[
+                dataclasses.replace(e, message=translate(e.message, lang)[1]) for e in loaded.errors
+            ],
+        )
+    )
     entries = studio.timeline(playbook) if playbook is not None else []
     goal = None
     if playbook is not None and playbook.goal is not None:

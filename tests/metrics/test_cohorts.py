@@ -200,6 +200,17 @@ async def test_transfers_store_moves_and_refunds_across_the_pipeline(h):
     text = await page.text()
     assert page.status == 200 and "客户分群" in text and "张江店" in text
     assert "background: rgba(31, 111, 235" in text
+    assert (
+        "1日留存" in text and "按周" in text and "Cohorts" not in text and "Retention" not in text
+    )
+    page = await h.client.get(
+        "/admin/cohorts",
+        params={"by": "store", "from": "2026-03-01", "lang": "en"},
+        headers=ADMIN,
+    )
+    text = await page.text()
+    assert "Cohorts" in text and "Day 1 retention" in text and "By week" in text
+    assert "客户分群" not in text and "留存" not in text and "按周" not in text
 
 
 async def test_bad_cohort_queries_are_refused_in_both_languages(h):

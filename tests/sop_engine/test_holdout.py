@@ -199,6 +199,8 @@ async def test_playbooks_api_shows_the_lift_or_refuses_too_few(h) -> None:
     # Nothing settled yet (goal windows open): too few.
     assert holdout["treated"]["customers"] == 0 and holdout["difference"] is None
     assert holdout["refused"].startswith("样本太少")
+    page = await (await h.client.get("/admin/playbooks", headers=ADMIN)).text()
+    assert f"样本太少：每组至少 {MIN_PER_GROUP} 位已结算客户" in page and "too few" not in page
 
     # Hand-built settled history: 40 treated (20 bought), 40 held out (10 bought).
     now = h.clock.now()
@@ -223,11 +225,18 @@ async def test_playbooks_api_shows_the_lift_or_refuses_too_few(h) -> None:
     # The admin list shows it too.
     page = await h.client.get("/admin/playbooks", headers=ADMIN)
     text = await page.text()
-    assert "对照组 50.0%" in text and "提升 lift +25.0" in text
+    holdout_line = text.split('data-testid="holdout-hold_c">', 1)[1].split("</p>", 1)[0]
+    assert "对照组 50.0%" in holdout_line and "提升 +25.0 个百分点" in holdout_line
+    assert "lift" not in holdout_line and "Holdout" not in holdout_line
     # And the playbook's own page (the studio).
     page = await h.client.get("/admin/playbooks/hold_c", headers=ADMIN)
     assert page.status == 200
-    assert "提升 lift +25.0" in await page.text()
+    assert "提升 +25.0 个百分点" in await page.text()
+    page = await h.client.get("/admin/playbooks/hold_c?lang=en", headers=ADMIN)
+    holdout_line = (await page.text()).split('data-testid="holdout-hold_c">', 1)[1]
+    holdout_line = holdout_line.split("</p>", 1)[0]
+    assert "Holdout 50.0%" in holdout_line and "lift +25.0 points" in holdout_line
+    assert "对照组" not in holdout_line and "提升" not in holdout_line
     # Enrollments from before the playbook had a holdout carry no group and are left out.
     async with h.sessions() as session, session.begin():
         await session.execute(

@@ -59,11 +59,13 @@ async def test_the_timeline_funnel_and_goal_render_from_the_engines_rows(h, sess
     trigger = re.search(r'data-testid="trigger">(.*?)</p>', html, re.S)[1]
     assert "客户添加导购" in trigger
     steps = re.findall(r'<li data-testid="step-(\w+)"><strong>(.*?)</strong>', html)
-    assert steps == [("welcome", "加入当天 · day 0"), ("call", "第 1 天 · day 1")]
+    assert steps == [("welcome", "加入当天"), ("call", "第 1 天")]
     assert "09:00-21:00 · mon-sun" in html
+    call = re.search(r'<li data-testid="step-call">(.*?)</li>', html, re.S)[1]
+    assert "过期时限 1d" in " ".join(call.split()) and "expire_after" not in call, call
     stops = " ".join(re.search(r'data-testid="stops">(.*?)</p>', html, re.S)[1].split())
     assert "客户删除了导购" in stops and "导购删除了客户" in stops and "客户下单付款" in stops
-    assert "7d 内 · within 7d" in html
+    assert "客户下单付款，7d 内" in html
 
     welcome, call = _cells(html, "welcome"), _cells(html, "call")
     assert welcome["planned"] == "5" and welcome["sent"] == "5"
@@ -75,7 +77,7 @@ async def test_the_timeline_funnel_and_goal_render_from_the_engines_rows(h, sess
         "failed": "0",
         "skipped": "1",  # g2 skipped theirs by hand
         "waiting": "1",  # wmc04's reminder is with g3
-        "stopped": "客户删除了导购 · customer deleted the guide：1",
+        "stopped": "客户删除了导购: 1",
     }
     goal = re.search(r'data-testid="goal">(.*?)</p>', html, re.S)[1]
     numbers = dict(re.findall(r'data-n="(\w+)">(\d+)<', goal))
@@ -83,7 +85,10 @@ async def test_the_timeline_funnel_and_goal_render_from_the_engines_rows(h, sess
     assert numbers == {"met": "1", "open": "4", "missed": "0"}
 
     assert str(sop_dir) not in html and str(Path(sop_dir).parent) not in html
-    assert "文件 · File: week_sop.yaml" in html
+    assert "文件: week_sop.yaml" in html
+    shown = html.split('id="editor-card"')[0]  # the YAML below is the file's own words
+    for english in ("Timeline", "Funnel per step", "Stop when", "Day 0", "within", "Planned"):
+        assert english not in shown, english
     assert 'src="/admin/static/codemirror.min.js"' in html
     bundle = await h.client.get("/admin/static/codemirror.min.js")
     assert bundle.status == 200 and b"CodeMirror 6" in (await bundle.read())[:400]
@@ -112,12 +117,26 @@ async def test_versions_show_with_their_diffs_and_a_broken_file_its_errors(
         r'<li data-version="(\d+)"><strong>(.*?)</strong>\s*<span[^>]*>(.*?)</span>', html, re.S
     )
     assert [(v, " ".join(who.split())) for v, _, who in versions] == [
-        ("2", "· 2026-03-09 09:00 · boss 保存 · saved by boss"),
-        ("1", "· 2026-03-09 09:00 · 保存前的文件 · the file before the studio"),
+        ("2", "· 2026-03-09 09:00 · boss 保存"),
+        ("1", "· 2026-03-09 09:00 · 保存前的文件"),
     ]
     assert '<span class="del">-goal: {event: order.paid, within: 7d}</span>' in html
     assert '<span class="add">+goal: {event: order.paid, within: 14d}</span>' in html
-    assert "14d 内 · within 14d" in html
+    assert "客户下单付款，14d 内" in html
+    english = await (await h.client.get("/admin/playbooks/week_sop?lang=en", headers=cookie)).text()
+    versions = re.findall(
+        r'<li data-version="(\d+)"><strong>(.*?)</strong>\s*<span[^>]*>(.*?)</span>', english, re.S
+    )
+    assert [(v, shown, " ".join(who.split())) for v, shown, who in versions] == [
+        ("2", "Version 2", "· 2026-03-09 09:00 · saved by boss"),
+        ("1", "Version 1", "· 2026-03-09 09:00 · the file before the studio"),
+    ]
+    assert "Order paid within 14d" in english and "Funnel per step" in english
+    shown = english.split('id="editor-card"')[0].split("</h1>", 1)[1]  # after the name
+    for chinese in ("时间线", "各步骤漏斗", "停止条件", "加入当天", "内", "计划"):
+        assert chinese not in shown, chinese
+    assert "版本历史" not in english and "保存中" not in english
+    await h.client.get("/admin/playbooks/week_sop?lang=zh", headers=cookie)
 
     # Broken by hand on the disk: the page says so at the line, and shows the last good version.
     path = sop_dir / "week_sop.yaml"
@@ -125,9 +144,15 @@ async def test_versions_show_with_their_diffs_and_a_broken_file_its_errors(
     h.app[SOP].registry.reload()
     html = await (await h.client.get("/admin/playbooks/week_sop", headers=cookie)).text()
     errors = re.search(r'data-testid="file-errors">(.*?)</div>', html, re.S)[1]
-    assert "unknown action &#39;remindd&#39;" in errors and "did you mean" in errors
-    assert re.search(r"第 \d+ 行第 13 列 · line \d+, col 13", errors)
-    assert 'data-testid="status">已停用 · disabled' in html
+    assert "未知的动作 &#39;remindd&#39;（是不是 &#39;remind&#39;？）" in errors  # as sop check
+    assert "unknown action" not in errors
+    english = await (await h.client.get("/admin/playbooks/week_sop?lang=en", headers=cookie)).text()
+    shown = re.search(r'data-testid="file-errors">(.*?)</div>', english, re.S)[1]
+    assert "unknown action &#39;remindd&#39;" in shown and "did you mean" in shown
+    assert re.search(r"Line \d+, column 13", shown) and "未知" not in shown
+    html = await (await h.client.get("/admin/playbooks/week_sop?lang=zh", headers=cookie)).text()
+    assert re.search(r"第 \d+ 行第 13 列", errors)
+    assert 'data-testid="status">已停用' in html
     assert "最后一个可用版本（第 2 版）" in html and 'data-testid="timeline"' in html
 
 
@@ -190,9 +215,6 @@ async def test_the_funnel_names_each_stop_by_its_event_and_keeps_retired_steps(h
     cookie = admin_cookie(await sessions.account("boss", "hq", []))
     html = await (await h.client.get("/admin/playbooks/week_sop", headers=cookie)).text()
     stopped = _cells(html, "call")["stopped"]
-    assert stopped == (
-        "客户删除了导购 · customer deleted the guide：1；更换导购 · guide changed：1；"
-        "获得标签「VIP」· tag VIP added：1"
-    )
+    assert stopped == ("客户删除了导购: 1; 客户转给了其他导购: 1; 获得标签「VIP」: 1")
     assert _cells(html, "old_step")["expired"] == "1"
     assert re.search(r'<tr data-step="old_step"><td>old_step <span class="badge">旧版本步骤', html)
