@@ -1,6 +1,6 @@
 """Behaviour triggers: the indexes the sop-behaviour scan reads by time
 
-Revision ID: 0022
+Revision ID: 0021
 Revises: 0020
 Create Date: 2026-12-06 01:50:00.000000
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0022"
+revision: str = "0021"
 down_revision: str | Sequence[str] | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
