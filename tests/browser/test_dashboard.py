@@ -12,43 +12,17 @@ tasks, forwards and opens, an order; then the rollup job runs as the scheduler w
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
-
 from guidebot.metrics import kpis
+from tests.browser.conftest import ARTIFACTS, NEEDS_CHROMIUM
 from tests.metrics.conftest import at
 from tests.web.conftest import PASSWORD, clock, h, sessions, sop_dir  # noqa: F401
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
 PERIOD = {"from": "2026-03-09", "to": "2026-03-15"}
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.access(CHROMIUM, os.X_OK),
-        reason=f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)",
-    ),
-]
-
-
-@pytest.fixture
-async def browser():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+pytestmark = NEEDS_CHROMIUM
 
 
 async def _a_few_days(h) -> None:  # noqa: F811

@@ -8,9 +8,7 @@ JS-SDK stand-in, whose ww.register has the simulator check the server's signatur
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -19,19 +17,11 @@ from sqlalchemy import select
 
 from guidebot.clock import FakeClock
 from guidebot.content.models import ContentForward, ContentItem, ContentOpen
+from tests.browser.conftest import ARTIFACTS, CHROMIUM, NEEDS_CHROMIUM
 from tests.content.harness import START, start_harness
 from tests.ports import free_port
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.access(CHROMIUM, os.X_OK),
-        reason=f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)",
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture

@@ -6,41 +6,14 @@ running. No request leaves the machine; screenshots go to tests/artifacts/studio
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
-
 from guidebot.web.keys import SOP
+from tests.browser.conftest import ARTIFACTS, NEEDS_CHROMIUM
 from tests.metrics.conftest import at
 from tests.web.conftest import PASSWORD, clock, h, sessions, sop_dir  # noqa: F401
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.access(CHROMIUM, os.X_OK),
-        reason=f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)",
-    ),
-]
-
-
-@pytest.fixture
-async def browser():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+pytestmark = NEEDS_CHROMIUM
 
 
 MOVE_TO = """(needle) => {

@@ -5,22 +5,13 @@ content-edit-en.png; the README shows copies from docs/screenshots/)."""
 
 from __future__ import annotations
 
-import os
 from urllib.parse import urlsplit
 
-import pytest
-
-from tests.browser.test_dashboard import ARTIFACTS, CHROMIUM, browser  # noqa: F401
+from tests.browser.conftest import ARTIFACTS, NEEDS_CHROMIUM
 from tests.metrics.conftest import at
 from tests.web.conftest import PASSWORD, clock, h, sessions, sop_dir  # noqa: F401
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.access(CHROMIUM, os.X_OK),
-        reason=f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)",
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 
 async def _signed_in_page(h, context):  # noqa: F811
@@ -38,7 +29,7 @@ async def _signed_in_page(h, context):  # noqa: F811
 async def test_hq_opens_a_customer_and_edits_content_in_both_languages(
     h,  # noqa: F811
     sessions,  # noqa: F811
-    browser,  # noqa: F811
+    browser,
 ):
     h.set_time(at(9, 10))
     await h.add("g1", "wmc01")
