@@ -31,8 +31,10 @@ import jinja2
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot import i18n
 from guidebot.sop.actions import STEP_ACTIONS
 from guidebot.sop.behaviour import trigger_value
+from guidebot.sop.check_language import translate
 from guidebot.sop.loader import MAX_FILE_BYTES, LoadedPlaybook, PlaybookError, parse_playbook
 from guidebot.sop.models import SopTask, TaskStatus
 from guidebot.sop.planner import add_local, enrollment_instant, plan
@@ -89,8 +91,9 @@ _CODES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
-def diagnostic(error: PlaybookError, warning: bool = False) -> dict[str, Any]:
-    """One problem for the editor: where, what, the advice apart, and a code."""
+def diagnostic(error: PlaybookError, warning: bool = False, lang: str = i18n.EN) -> dict[str, Any]:
+    """One problem for the editor: where, what, the advice apart, and a code. In Chinese the
+    message is `sop check`'s Chinese sentence, its advice inside it (hint None)."""
     text = error.message
     code = "invalid"
     if warning:
@@ -98,6 +101,17 @@ def diagnostic(error: PlaybookError, warning: bool = False) -> dict[str, Any]:
         code, _, text = text.partition(": ")
     else:
         code = next((name for name, rule in _CODES if rule.search(text)), "invalid")
+    if lang == i18n.ZH:
+        said = translate(error.message, i18n.ZH)[1]
+        message = said.split(": ", 1)[1] if warning and ": " in said else said
+        return {
+            "line": error.line,
+            "col": error.col,
+            "path": error.path,
+            "message": message,
+            "hint": None,
+            "code": code,
+        }
     hints = [found.group(1) for found in _DID_YOU_MEAN.finditer(text)]
     text = _DID_YOU_MEAN.sub("", text)
     head, *tail = _TAIL.split(text, maxsplit=1)
@@ -112,11 +126,13 @@ def diagnostic(error: PlaybookError, warning: bool = False) -> dict[str, Any]:
     }
 
 
-def diagnostics(loaded: LoadedPlaybook) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The errors and the warnings (W1xx), each as `diagnostic` says."""
+def diagnostics(
+    loaded: LoadedPlaybook, lang: str = i18n.EN
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The errors and the warnings (W1xx), each as `diagnostic` says, in `lang`."""
     return (
-        [diagnostic(e) for e in loaded.errors],
-        [diagnostic(w, warning=True) for w in loaded.warnings],
+        [diagnostic(e, lang=lang) for e in loaded.errors],
+        [diagnostic(w, warning=True, lang=lang) for w in loaded.warnings],
     )
 
 

@@ -11,15 +11,14 @@ shown: the file is named by its file name only.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from guidebot import i18n
 from guidebot.sop import queries, studio
-from guidebot.sop.check_language import translate
 from guidebot.sop.holdout import lift_by_playbook
 from guidebot.sop.loader import LoadedPlaybook
 from guidebot.sop.playbook import Playbook
@@ -49,14 +48,8 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
         versions = await history(session, playbook_id)
         stores = await _visible_stores(session, who)
     lang = language_of(request, who)
-    errors, warnings = studio.diagnostics(
-        dataclasses.replace(  # the file's problems in the page's language, as `sop check` says them
-            loaded,
-            errors=[
-                dataclasses.replace(e, message=translate(e.message, lang)[1]) for e in loaded.errors
-            ],
-        )
-    )
+    # The file's problems in the page's language, as `sop check` says them.
+    errors, warnings = studio.diagnostics(loaded, lang)
     entries = studio.timeline(playbook) if playbook is not None else []
     goal = None
     if playbook is not None and playbook.goal is not None:
@@ -87,6 +80,7 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
                 {
                     "id": playbook_id,
                     "version": loaded.version,
+                    "lang": "en" if lang == i18n.EN else "zh",
                     "errors": errors,
                 }
             ),

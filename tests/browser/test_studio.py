@@ -69,8 +69,8 @@ async def test_break_fix_preview_and_save_a_playbook(h, sessions, browser, sop_d
     assert await problem.get_attribute("data-line") == str(line)
     assert await problem.get_attribute("data-col") == "13"
     shown = await problem.text_content()
-    assert f"第 {line} 行第 13 列" in shown and "unknown action 'remindd'" in shown
-    assert "did you mean 'remind'?" in shown
+    assert f"第 {line} 行第 13 列" in shown and "未知的动作 'remindd'" in shown
+    assert "是不是 'remind'？" in shown
     await page.wait_for_selector(".cm-lint-marker-error")  # in the gutter, at that line
     assert await page.locator(".cm-lintRange-error").first.text_content() == "remindd"
     ARTIFACTS.mkdir(exist_ok=True)

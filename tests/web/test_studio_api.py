@@ -62,6 +62,14 @@ async def test_validate_names_an_unknown_action_with_its_hint(h):
     assert error["message"] == "unknown action 'remindd'"
     assert error["hint"].startswith("did you mean 'remind'?")
     assert "expected one of" in error["hint"]
+    # The studio asks in its page's language: sop check's Chinese, the advice inside it.
+    status, answer = await h.api(
+        "POST", "/playbooks/validate", json={"name": "week_sop", "text": broken, "lang": "zh"}
+    )
+    [chinese] = answer["errors"]
+    assert (chinese["line"], chinese["col"], chinese["code"]) == (line, col, "unknown_action")
+    assert chinese["message"].startswith("未知的动作 'remindd'（是不是 'remind'？）")
+    assert chinese["hint"] is None and "unknown" not in chinese["message"]
 
     status, answer = await h.api(
         "POST", "/playbooks/validate", json={"name": "week_sop", "text": GOOD}

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from guidebot import i18n
 from guidebot.contacts.directory import find_store, store_zone
 from guidebot.sop import studio
 from guidebot.sop.checks import MAX_VERSION
@@ -38,7 +39,7 @@ from guidebot.web.api.common import (
     param,
     unprocessable,
 )
-from guidebot.web.api.declare import Body, Int, Text
+from guidebot.web.api.declare import Body, Int, OneOf, Text
 from guidebot.web.api.openapi import (
     BOOLEAN,
     ERROR_SCHEMA,
@@ -71,10 +72,12 @@ LOCAL_TIME = Text(
 
 
 class PlaybookText(Body):
-    """Playbook text as HQ is writing it."""
+    """Playbook text as HQ is writing it; `lang` the language of the messages (default en, the
+    checker's own sentences; the studio sends its page's language)."""
 
     name: PLAYBOOK_ID
     text: PLAYBOOK_TEXT
+    lang: OneOf("zh", "en", description="the errors' language: en (default) or zh") = None
 
 
 class PreviewRequest(PlaybookText):
@@ -170,8 +173,8 @@ SAVED = shape(
 )
 
 
-def checked_json(loaded: LoadedPlaybook) -> dict[str, Any]:
-    errors, warnings = studio.diagnostics(loaded)
+def checked_json(loaded: LoadedPlaybook, lang: str | None = None) -> dict[str, Any]:
+    errors, warnings = studio.diagnostics(loaded, i18n.ZH if lang == "zh" else i18n.EN)
     playbook = loaded.playbook
     return {
         "errors": errors,
@@ -196,7 +199,7 @@ async def _check(request: web.Request, name: str, text: str) -> LoadedPlaybook:
 async def validate_playbook(request: web.Request) -> web.Response:
     body = body_of(request, PlaybookText)
     loaded = await _check(request, body.name, body.text)
-    return web.json_response(checked_json(loaded))
+    return web.json_response(checked_json(loaded, body.lang))
 
 
 @api.post(
@@ -211,7 +214,7 @@ async def validate_playbook(request: web.Request) -> web.Response:
 async def preview_playbook(request: web.Request) -> web.Response:
     body = body_of(request, PreviewRequest)
     loaded = await _check(request, body.name, body.text)
-    answer: dict[str, Any] = {**checked_json(loaded), "preview": None}
+    answer: dict[str, Any] = {**checked_json(loaded, body.lang), "preview": None}
     if loaded.enabled and loaded.playbook is not None:
         answer["preview"] = await _preview(request, loaded.playbook, body.store, body.added_at)
     return web.json_response(answer)

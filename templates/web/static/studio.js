@@ -104,7 +104,7 @@
     state.textContent = words.checking;
     let result;
     try {
-      result = await call("POST", "/api/v1/playbooks/validate", { name: data.id, text: text() });
+      result = await call("POST", "/api/v1/playbooks/validate", { name: data.id, text: text(), lang: data.lang });
     } catch (e) {
       result = { status: 0, answer: {} };
     }
@@ -165,7 +165,7 @@
 
   async function preview() {
     previewBox.replaceChildren(el("p", { class: "muted" }, words.previewing));
-    const body = { name: data.id, text: text() };
+    const body = { name: data.id, text: text(), lang: data.lang };
     if (form.store.value) body.store = form.store.value;
     if (form.added_at.value) body.added_at = form.added_at.value;
     const { status, answer } = await call("POST", "/api/v1/playbooks/preview", body);
