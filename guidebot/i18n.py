@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import gettext as _gettext
 import io
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
@@ -268,12 +269,30 @@ LABELS: dict[str, dict[str, Msg]] = {
         "miniprogram": NP_("content kind", "Mini program"),
         "file": NP_("content kind", "File"),
     },
+    "audience": {
+        "channels": NP_("audience", "Channels"),
+        "states": NP_("audience", "Code states"),
+        "stores": NP_("audience", "Stores"),
+        "tags": NP_("audience", "Tags"),
+    },
+    "weekday": {
+        "mon": NP_("weekday", "Mon"),
+        "tue": NP_("weekday", "Tue"),
+        "wed": NP_("weekday", "Wed"),
+        "thu": NP_("weekday", "Thu"),
+        "fri": NP_("weekday", "Fri"),
+        "sat": NP_("weekday", "Sat"),
+        "sun": NP_("weekday", "Sun"),
+    },
     "role": {
         "hq": NP_("role", "HQ"),
         "manager": NP_("role", "Store manager"),
         "guide": NP_("role", "Guide"),
     },
 }
+
+
+_WEEKDAY = re.compile(r"mon|tue|wed|thu|fri|sat|sun")
 
 
 def label(kind: str, code: str | None, lang: str = DEFAULT) -> str:
@@ -285,6 +304,12 @@ def label(kind: str, code: str | None, lang: str = DEFAULT) -> str:
         event, _, tag = code.partition(":")
         return f"{label(kind, event, lang)}: {tag}"
     return pgettext(*found, lang=lang) if found is not None else code
+
+
+def weekdays(text: str, lang: str = DEFAULT) -> str:
+    """A send window's days ("mon-fri", "sat,sun") in words: 周一至周五, 周六、周日."""
+    words = _WEEKDAY.sub(lambda m: label("weekday", m.group(0), lang), text)
+    return words.replace("-", "至").replace(",", "、") if lang == ZH else words
 
 
 def labels(kind: str, lang: str = DEFAULT) -> dict[str, str]:

@@ -99,6 +99,8 @@ def environment(lang: str) -> jinja2.Environment:
     env.filters["day"] = functools.partial(i18n.format_date, lang=lang)
     env.filters["when"] = functools.partial(i18n.format_datetime, lang=lang)
     env.globals["label"] = functools.partial(i18n.label, lang=lang)
+    env.filters["weekdays"] = functools.partial(i18n.weekdays, lang=lang)
+    env.filters["channel_word"] = lambda code: i18n.label("channel", code, lang)
     env.globals["kpi_title"] = lambda name: kpis.KPI_BY_NAME[name].title(lang)
     env.globals["kpi_definition"] = lambda name: kpis.KPI_BY_NAME[name].explain(lang)
     env.globals["lang"] = lang

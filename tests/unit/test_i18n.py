@@ -179,3 +179,11 @@ def _leaves(words):
             yield from _leaves(value)
     else:
         yield words
+
+
+def test_a_send_windows_days_read_as_words():
+    from guidebot import i18n
+
+    assert i18n.weekdays("mon-fri", i18n.ZH) == "周一至周五"
+    assert i18n.weekdays("sat,sun", i18n.ZH) == "周六、周日"
+    assert i18n.weekdays("mon-fri", i18n.EN) == "Mon-Fri"

@@ -60,7 +60,8 @@ async def test_the_timeline_funnel_and_goal_render_from_the_engines_rows(h, sess
     assert "客户添加导购" in trigger
     steps = re.findall(r'<li data-testid="step-(\w+)"><strong>(.*?)</strong>', html)
     assert steps == [("welcome", "加入当天"), ("call", "第 1 天")]
-    assert "09:00-21:00 · mon-sun" in html
+    window = re.search(r'data-testid="window">(.*?)</p>', html, re.S)[1]
+    assert "09:00-21:00 · 周一至周日" in window and "mon" not in window
     call = re.search(r'<li data-testid="step-call">(.*?)</li>', html, re.S)[1]
     assert "过期时限 1d" in " ".join(call.split()) and "expire_after" not in call, call
     stops = " ".join(re.search(r'data-testid="stops">(.*?)</p>', html, re.S)[1].split())
@@ -132,6 +133,7 @@ async def test_versions_show_with_their_diffs_and_a_broken_file_its_errors(
         ("1", "Version 1", "· 2026-03-09 09:00 · the file before the studio"),
     ]
     assert "Order paid within 14d" in english and "Funnel per step" in english
+    assert "09:00-21:00 · Mon-Sun" in english
     shown = english.split('id="editor-card"')[0].split("</h1>", 1)[1]  # after the name
     for chinese in ("时间线", "各步骤漏斗", "停止条件", "加入当天", "内", "计划"):
         assert chinese not in shown, chinese
