@@ -135,7 +135,7 @@ class Media(Body):
     # the two engines differ (a trailing line feed before `$`) the text is refused anyway.
     model_config = ConfigDict(regex_engine="rust-regex")
 
-    filename: Text(255)
+    filename: Text(255, pattern="\\S", description="the file's name, not only spaces")
     content_type: Text(
         100,
         pattern="^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(?:;[ -~]*)?$",
