@@ -20,6 +20,9 @@ Every call takes the caller's session: the caller owns the transaction.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 def is_postgres(session: AsyncSession) -> bool:
     return session.bind.dialect.name == "postgresql"
+
+
+def claim_owner() -> str:
+    """A claimer's name, host:pid:random, so a claim in any table names the instance holding it
+    (the inbox worker's and the SOP claimers' alike)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import socket
-import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -28,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from guidebot.clock import Clock
-from guidebot.db.queue import LeasedQueue, Strays
+from guidebot.db.queue import LeasedQueue, Strays, claim_owner
 from guidebot.events import collect_after_commit
 from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.intake.router import UNHANDLED, Data, Dispatcher, Next
@@ -105,8 +102,7 @@ class InboxWorker:
         self.clock = clock
         self.resources = dict(resources or {})
         self.policy = policy or WorkerPolicy()
-        # host:pid:random, like the SOP claimers: a claim in the table names its instance.
-        self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or claim_owner()  # host:pid:random, as the SOP claimers
         self._wake = asyncio.Event()
         self._stopping = False
         self._before_batch = before_batch

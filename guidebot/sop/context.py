@@ -3,9 +3,6 @@ settings and the playbook registry, and who claims (`owner`)."""
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -15,15 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
 from guidebot.config import Settings
+from guidebot.db.queue import claim_owner
 from guidebot.sop.registry import PlaybookRegistry
 from guidebot.sop.templates import message_environment
 from guidebot.wecom.client import WeComClient
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-def default_owner() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -36,7 +30,7 @@ class SopRuntime:
     clock: Clock
     settings: Settings
     registry: PlaybookRegistry  # the app's one registry (guidebot.runtime builds it)
-    owner: str = field(default_factory=default_owner)
+    owner: str = field(default_factory=claim_owner)
     batch_size: int = 500
     max_batches: int = 50  # per tick: a backlog drains over several ticks, never all at once
     concurrency: int = 8  # WeCom calls in flight per tick
@@ -46,7 +40,7 @@ class SopRuntime:
     def claimer(self) -> SopRuntime:
         """This runtime under a claim identity of its own (the welcome fast path): its claims
         are then never taken for the tick's, which gives back its own stranded ones."""
-        return replace(self, owner=default_owner())
+        return replace(self, owner=claim_owner())
 
     @property
     def env(self):

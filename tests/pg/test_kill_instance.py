@@ -133,7 +133,7 @@ async def _db_state(dsn: str) -> dict[str, object]:
 
 
 def _owned_by(owner: str | None, pid: int) -> bool:
-    # SOP claimers are named host:pid:random (guidebot.sop.context.default_owner).
+    # Claimers, SOP and inbox alike, are named host:pid:random (guidebot.db.queue.claim_owner).
     return owner is not None and f":{pid}:" in owner
 
 
