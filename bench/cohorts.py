@@ -34,8 +34,9 @@ from pathlib import Path
 
 from sqlalchemy import insert, select
 
+from bench.corp import corp_rows, guide_ids
 from bench.databases import fresh_postgres, is_postgres
-from guidebot.contacts.models import EARLY, Department, Guide, RelationEvent, StoreMembership
+from guidebot.contacts.models import RelationEvent
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import upgrade
 from guidebot.metrics.cohort_report import cohort_rows
@@ -67,47 +68,9 @@ async def put(sessions, model, rows: list[dict]) -> None:
 
 
 async def load_corp(sessions, guides: int) -> list[str]:
-    stores = max(1, guides // 10)
-    userids = [f"g{n:04d}" for n in range(guides)]
-    await put(
-        sessions,
-        Department,
-        [dict(id=1, name="corp", parent_id=None, is_store=False, code="corp", updated_at=NOW)]
-        + [
-            dict(
-                id=100 + s,
-                name=f"店{s:03d}",
-                parent_id=1,
-                is_store=True,
-                code=f"S{s:03d}",
-                updated_at=NOW,
-            )
-            for s in range(stores)
-        ],
-    )
-    await put(
-        sessions,
-        Guide,
-        [
-            dict(
-                userid=u,
-                name=f"导购{u[1:]}",
-                status="active",
-                main_department=100 + i % stores,
-                updated_at=NOW,
-            )
-            for i, u in enumerate(userids)
-        ],
-    )
-    await put(
-        sessions,
-        StoreMembership,
-        [
-            dict(guide_userid=u, store_id=100 + i % stores, valid_from=EARLY)
-            for i, u in enumerate(userids)
-        ],
-    )
-    return userids
+    for model, rows in corp_rows(guides, NOW):
+        await put(sessions, model, rows)
+    return guide_ids(guides)
 
 
 def customer_rows(n: int, userids: list[str], seed: int = 11):

@@ -32,17 +32,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import case, delete, func, insert, select
 
+from bench.corp import corp_rows, guide_ids
 from bench.databases import fresh_postgres, is_postgres
 from guidebot.clock import FakeClock
 from guidebot.config import Settings
 from guidebot.contacts.models import (
-    EARLY,
     Customer,
-    Department,
-    Guide,
     Relation,
     RelationEvent,
-    StoreMembership,
 )
 from guidebot.content.models import ContentForward, ContentItem, ContentOpenVisitor
 from guidebot.db.engine import create_engine, create_session_factory
@@ -100,8 +97,7 @@ def instant(rng: random.Random) -> datetime:
 async def load(sessions, events: int, guides: int, seed: int = 7) -> dict[str, int]:
     """Write the corp and `events` logged events; returns how many of each."""
     rng = random.Random(seed)
-    stores = max(1, guides // 10)
-    userids = [f"g{n:04d}" for n in range(guides)]
+    userids = guide_ids(guides)
     counts: dict[str, int] = defaultdict(int)
 
     async def put(model, rows: list[dict]) -> None:
@@ -110,41 +106,8 @@ async def load(sessions, events: int, guides: int, seed: int = 7) -> dict[str, i
                 await session.execute(insert(model), rows[i : i + CHUNK])
 
     now = NOW
-    await put(
-        Department,
-        [dict(id=1, name="corp", parent_id=None, is_store=False, code="corp", updated_at=now)]
-        + [
-            dict(
-                id=100 + s,
-                name=f"店{s:03d}",
-                parent_id=1,
-                is_store=True,
-                code=f"S{s:03d}",
-                updated_at=now,
-            )
-            for s in range(stores)
-        ],
-    )
-    await put(
-        Guide,
-        [
-            dict(
-                userid=u,
-                name=f"导购{u[1:]}",
-                status="active",
-                main_department=100 + i % stores,
-                updated_at=now,
-            )
-            for i, u in enumerate(userids)
-        ],
-    )
-    await put(
-        StoreMembership,
-        [
-            dict(guide_userid=u, store_id=100 + i % stores, valid_from=EARLY)
-            for i, u in enumerate(userids)
-        ],
-    )
+    for model, rows in corp_rows(guides, now):
+        await put(model, rows)
     await put(
         ContentItem,
         [
