@@ -89,6 +89,15 @@ async def find_store(session: AsyncSession, ref: str | int) -> Department | None
     return found
 
 
+async def require_store(session: AsyncSession, ref: str | int) -> Department:
+    """find_store for a filter or a write that names a store: an unknown one is Invalid, in
+    the same words wherever a store is named."""
+    found = await find_store(session, ref)
+    if found is None:
+        raise Invalid(f"没有这家门店 / unknown store {ref!r}")
+    return found
+
+
 async def store_at(session: AsyncSession, userid: str, at: datetime) -> int | None:
     """The store the guide belonged to at `at`: their main department if it was a store."""
     main = select(Guide.main_department).where(Guide.userid == userid).scalar_subquery()

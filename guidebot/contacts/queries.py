@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.contacts.directory import find_store
+from guidebot.contacts.directory import require_store
 from guidebot.contacts.errors import Invalid, NotFound
 from guidebot.contacts.models import (
     Customer,
@@ -104,9 +104,7 @@ async def search_customers(
             raise Invalid(f"unknown guide {guide!r}")
         conditions.append(Relation.guide_userid == guide)
     if store is not None:
-        found = await find_store(session, store)
-        if found is None:
-            raise Invalid(f"unknown store {store!r}")
+        found = await require_store(session, store)
         conditions.append(Relation.store_id == found.id)
     if stores is not None:
         conditions.append(Relation.store_id.in_(sorted(stores)))
@@ -186,9 +184,7 @@ async def list_guides(
     if status is not None:
         query = query.where(Guide.status == status)
     if store is not None:
-        found = await find_store(session, store)
-        if found is None:
-            raise Invalid(f"unknown store {store!r}")
+        found = await require_store(session, store)
         query = query.where(
             Guide.userid.in_(
                 select(StoreMembership.guide_userid).where(

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.contacts.directory import find_store
+from guidebot.contacts.directory import find_store, require_store
 from guidebot.contacts.errors import Conflict, Invalid, NotFound, Upstream
 from guidebot.contacts.models import ContactWay, Guide, GuideStatus
 from guidebot.wecom.client import WeComClient, WeComError, WeComUncertain
@@ -95,7 +95,7 @@ async def create_contact_way(
         raise Invalid("remark is at most 30 characters")
     found = await find_store(session, store)
     if found is None or not found.is_store:
-        raise NotFound(f"no store {store!r}")
+        raise NotFound(f"没有这家门店 / no store {store!r}")
     state = make_state(found.code, channel, campaign)
     store_id = found.id
     known = set(
@@ -157,8 +157,6 @@ async def list_contact_ways(
 ) -> list[ContactWay]:
     query = select(ContactWay).order_by(ContactWay.created_at, ContactWay.config_id)
     if store is not None:
-        found = await find_store(session, store)
-        if found is None:
-            raise Invalid(f"unknown store {store!r}")
+        found = await require_store(session, store)
         query = query.where(ContactWay.store_id == found.id)
     return list(await session.scalars(query))

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.contacts.directory import find_store
+from guidebot.contacts.directory import find_store, require_store
 from guidebot.contacts.errors import Conflict, Invalid, NotFound, Upstream
 from guidebot.contacts.ways import make_state
 from guidebot.groups.models import CustomerGroup, GroupJoinWay, GroupStatus
@@ -163,9 +163,7 @@ async def list_join_ways(
 ) -> list[GroupJoinWay]:
     query = select(GroupJoinWay).order_by(GroupJoinWay.created_at, GroupJoinWay.config_id)
     if store is not None:
-        found = await find_store(session, store)
-        if found is None:
-            raise Invalid(f"没有这家门店 / unknown store {store!r}")
+        found = await require_store(session, store)
         query = query.where(GroupJoinWay.store_id == found.id)
     return list(await session.scalars(query))
 

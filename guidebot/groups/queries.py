@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.contacts.directory import find_store
-from guidebot.contacts.errors import Invalid, NotFound
+from guidebot.contacts.directory import require_store
+from guidebot.contacts.errors import NotFound
 from guidebot.groups.models import (
     CustomerGroup,
     GroupMember,
@@ -63,9 +63,7 @@ async def list_groups(
 ) -> list[GroupSummary]:
     query = select(CustomerGroup).order_by(CustomerGroup.created_at, CustomerGroup.chat_id)
     if store is not None:
-        found = await find_store(session, store)
-        if found is None:
-            raise Invalid(f"没有这家门店 / unknown store {store!r}")
+        found = await require_store(session, store)
         query = query.where(CustomerGroup.store_id == found.id)
     if owner is not None:
         query = query.where(CustomerGroup.owner_userid == owner)
