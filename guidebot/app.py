@@ -160,6 +160,9 @@ async def runtime(app: web.Application, *, run_workers: bool = True) -> AsyncIte
         yield
 
 
+BATCH_EVENTS_SQLITE = 20
+
+
 def make_worker(built: Runtime) -> InboxWorker:
     """The inbox worker on the runtime's sessions, handing its handlers the runtime's wecom,
     clock, settings and telemetry (guidebot.intake.dispatch.INJECTABLES)."""
@@ -179,7 +182,11 @@ def make_worker(built: Runtime) -> InboxWorker:
             "telemetry": built.telemetry,
         },
         policy=WorkerPolicy(
-            concurrency=concurrency, lease=timedelta(seconds=settings.claim_lease_seconds)
+            concurrency=concurrency,
+            lease=timedelta(seconds=settings.claim_lease_seconds),
+            # SQLite: a burst's events share transactions (a savepoint each), so the one
+            # connection pays BEGIN and COMMIT once per batch, not per event.
+            batch_events=BATCH_EVENTS_SQLITE if settings.is_sqlite else 1,
         ),
         # A handler may call WeCom inside its transaction; on SQLite that transaction holds the
         # write lock a token refresh would need. Refreshing first keeps the two apart.

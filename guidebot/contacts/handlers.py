@@ -68,15 +68,22 @@ async def _profile_for_add(
         return None
 
 
+@router.before(AddExternalContact, AddHalfExternalContact)
+async def profile(
+    event: AddExternalContact | AddHalfExternalContact, wecom: WeComClient
+) -> Profile | None:
+    """The customer's profile, read before the add's transaction opens."""
+    return await _profile_for_add(wecom, event)
+
+
 @router.on(AddExternalContact, AddHalfExternalContact)
 async def on_added(
     event: AddExternalContact | AddHalfExternalContact,
     session: AsyncSession,
-    wecom: WeComClient,
+    profile: Profile | None,
     clock: Clock,
     inbox_id: int,
 ) -> None:
-    profile = await _profile_for_add(wecom, event)
     await service.record_added(
         session,
         userid=event.userid,

@@ -13,6 +13,19 @@ Within one router (with the routers it includes) the first handler that matches 
 handles it. The Dispatcher gives every event to each top-level domain router; no domain relies
 on another having run first (what one domain's handling means to another is a domain event,
 guidebot.events). The inbox worker wraps the whole in its own steps (errors, dedupe, session).
+
+What a handler needs from outside (a WeCom read) is fetched by a `before` callback, outside the
+event's transaction, and handed to the handler by the callback's name:
+
+    @router.before(AddExternalContact)
+    async def profile(event: AddExternalContact, wecom: WeComClient) -> Profile | None: ...
+
+    @router.on(AddExternalContact)
+    async def on_added(event: AddExternalContact, profile: Profile | None, ...) -> None: ...
+
+so no transaction is held open across the network (on SQLite, the one connection the
+callbacks are committed on); the worker may then handle such events in a shared transaction.
+A handler that still asks for `wecom` itself `calls_out`: its event gets a transaction of its own.
 """
 
 from __future__ import annotations
@@ -87,7 +100,20 @@ class Router:
     def __init__(self, name: str) -> None:
         self.name = name
         self.handlers: list[HandlerObject] = []
+        self.befores: list[HandlerObject] = []  # named by their callback: what they inject
         self.children: list[Router] = []
+
+    def before(self, *kinds: type[Event] | str) -> Callable:
+        """Decorator: fetch what this router's handler of `kinds` takes (by the callback's
+        name), before the event's transaction opens."""
+        if not kinds:
+            raise RouterError(f"router {self.name}: before() needs at least one event kind")
+
+        def register(callback: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            self.befores.append(HandlerObject(callback, tuple(kinds)))
+            return callback
+
+        return register
 
     def on(self, *kinds: type[Event] | str) -> Callable:
         """Decorator: `@router.on(AddExternalContact, AddHalfExternalContact)`."""
@@ -152,9 +178,21 @@ class Dispatcher(Router):
         super().__init__("root")
         self.injectables = frozenset(injectables) | {"event"}
 
+    def fetched_names(self) -> frozenset[str]:
+        return frozenset(b.callback.__name__ for r in self.chain() for b in r.befores)
+
     def check_wiring(self, extra_names: Iterable[str] = ()) -> None:
         """Fail at start-up if a handler asks for something no one provides."""
         known = self.injectables | frozenset(extra_names)
+        for router in self.chain():
+            for before in router.befores:
+                unknown = before.params - known
+                if unknown:
+                    raise RouterError(
+                        f"before-callback {before.name} asks for {', '.join(sorted(unknown))}, "
+                        f"which nothing provides; available: {', '.join(sorted(known))}"
+                    )
+        known |= self.fetched_names()
         for router in self.chain():
             for handler in router.handlers:
                 unknown = handler.params - known
@@ -173,6 +211,24 @@ class Dispatcher(Router):
             if result is not UNHANDLED:
                 results.append(result)
         return results or UNHANDLED
+
+    async def fetch_before(self, event: Event, data: Data) -> Data:
+        """What the `before` callbacks matching `event` fetch, by their names."""
+        fetched: Data = {}
+        for router in self.chain():
+            for before in router.befores:
+                if before.matches(event):
+                    fetched[before.callback.__name__] = await before.call(event, data)
+        return fetched
+
+    def calls_out(self, event: Event) -> bool:
+        """Whether a handler of `event` asks for WeCom itself (inside its transaction)."""
+        return any(
+            "wecom" in handler.params or handler.takes_all
+            for router in self.chain()
+            for handler in router.handlers
+            if handler.matches(event)
+        )
 
     async def feed(self, event: Event, **data: Any) -> Any:
         """Offer the event to each domain router's first matching handler."""

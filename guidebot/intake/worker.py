@@ -28,6 +28,7 @@ from sqlalchemy.orm import aliased
 from guidebot.clock import Clock
 from guidebot.db.queue import LeasedQueue, Strays, claim_owner
 from guidebot.events import collect_after_commit
+from guidebot.intake.batches import Batch, Claimed, next_chunk
 from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.intake.router import UNHANDLED, Data, Dispatcher, Next
 from guidebot.logs import log_context
@@ -36,6 +37,7 @@ from guidebot.wecom.events import Event, EventParseError, parse_event
 log = logging.getLogger(__name__)
 
 _LEASE_MARGIN = timedelta(seconds=5)
+_FETCHED = "_fetched_before"  # in an event's data: its `before` callbacks already ran
 
 _INBOX = InboxEvent.__table__
 INBOX_QUEUE = LeasedQueue(_INBOX, pending=InboxStatus.PENDING, claimed=InboxStatus.PROCESSING)
@@ -66,6 +68,13 @@ class WorkerPolicy:
     # Lapsed leases (a worker that died mid-event) are looked for this often, not before every
     # batch: under a burst each batch is an event or two, and the look was a transaction each.
     reap_every: timedelta = timedelta(seconds=10)
+    # Events handled in one transaction, a savepoint each (`_run_batched`): at most this many,
+    # gathered for at most batch_seconds, held for at most batch_hold_seconds (the inbox writer
+    # waits for the connection meanwhile on SQLite). 1: a transaction per event. Only with
+    # concurrency 1.
+    batch_events: int = 1
+    batch_seconds: float = 0.05  # reading what the batch's handlers need from outside
+    batch_hold_seconds: float = 0.25  # holding the transaction (the rest waits for the next)
     # Working this long without once finding the inbox empty is a burst (`busy`): at a steady
     # trickle each event is done before the next arrives and the worker idles in between.
     busy_after: float = 1.0
@@ -73,15 +82,6 @@ class WorkerPolicy:
     def backoff(self, attempts: int) -> timedelta:
         seconds = min(self.max_backoff, self.first_backoff * 2 ** max(0, attempts - 1))
         return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    id: int
-    customer_key: str | None
-    payload: str
-    attempts: int
-    lease_until: datetime | None = None
 
 
 class AlreadyProcessed(Exception):
@@ -129,9 +129,12 @@ class InboxWorker:
         self._orphans = Strays()
         self._next_reap: datetime | None = None
         self._working_since: float | None = None  # monotonic; None while the inbox is empty
-        # The worker's outer middlewares, outermost first: errors -> dedupe -> database session.
+        self._batch: Batch | None = None  # the transaction the current event joins, if any
+        # The worker's outer middlewares, outermost first: errors -> dedupe -> what the
+        # handlers take from outside (before the transaction) -> database session.
         self._pipeline: Next = partial(
-            self._errors, partial(self._dedupe, partial(self._session, self._feed))
+            self._errors,
+            partial(self._dedupe, partial(self._fetch, partial(self._session, self._feed))),
         )
 
     # -- running ----------------------------------------------------------------------------
@@ -238,7 +241,11 @@ class InboxWorker:
                         self._orphans.add(self.owner, later, attempted=False)
                         return
 
-        await asyncio.gather(*(run_group(rows) for rows in groups.values()))
+        if self.policy.batch_events > 1 and self.policy.concurrency == 1:
+            # One customer at a time anyway: their events go in batches, each customer's in order.
+            await self._run_batched([row for rows in groups.values() for row in rows], unprocessed)
+        else:
+            await asyncio.gather(*(run_group(rows) for rows in groups.values()))
         if unprocessed:
             try:
                 await self._release(unprocessed)
@@ -246,6 +253,53 @@ class InboxWorker:
                 self._orphans.add(self.owner, unprocessed, attempted=False)
                 raise
         return len(claimed) - len(unprocessed)
+
+    async def _run_batched(self, rows: list[Claimed], unprocessed: list[int]) -> None:
+        i, chunk = 0, []
+        while chunk or i < len(rows):
+            if self._stopping:
+                unprocessed.extend([row.id for row, _ in chunk] + [row.id for row in rows[i:]])
+                return
+            if not chunk:
+                chunk, i = await next_chunk(
+                    rows, i, self.dispatcher, self.resources, self.policy, self._record_failure
+                )
+                if not chunk:
+                    continue
+            if self.yield_to is not None:
+                await self.yield_to()
+            taken, started = 0, time.monotonic()
+            try:
+                async with self.sessions() as session, session.begin():
+                    self._batch = batch = Batch(session)
+                    try:
+                        # The callbacks wait for this connection: hold it so long at most,
+                        # and leave the rest of the chunk to the next transaction.
+                        while taken < len(chunk) and (
+                            not taken or time.monotonic() - started < self.policy.batch_hold_seconds
+                        ):
+                            row, fetched = chunk[taken]
+                            taken += 1
+                            await self._process(row, fetched)
+                    finally:
+                        self._batch = None
+            except Exception:
+                # The batch rolled back (the database is gone): its events and the ones after
+                # stay ours until handed back, as a failed single event's do.
+                log.exception("a batch of %d events was not committed; handing them back", taken)
+                self._orphans.add(self.owner, [row.id for row, _ in chunk[:taken]])
+                later = [row.id for row, _ in chunk[taken:]] + [row.id for row in rows[i:]]
+                self._orphans.add(self.owner, later, attempted=False)
+                return
+            for n, (row, error, park) in enumerate(batch.failures):
+                try:
+                    await self._record_failure(row, error, park=park)
+                except Exception:
+                    self._orphans.add(self.owner, [r.id for r, _, _ in batch.failures[n:]])
+                    raise
+            for work, event in batch.after_commit:
+                self._start_after_commit(work, event)
+            chunk = chunk[taken:]
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -319,15 +373,15 @@ class InboxWorker:
 
     # -- processing -------------------------------------------------------------------------
 
-    async def _process(self, row: Claimed) -> None:
+    async def _process(self, row: Claimed, fetched: Data | None = None) -> None:
         with log_context(event_id=row.id):  # every log line about this event names it
-            await self._process_row(row)
+            await self._process_row(row, fetched)
 
-    async def _process_row(self, row: Claimed) -> None:
+    async def _process_row(self, row: Claimed, fetched: Data | None = None) -> None:
         try:
             event = parse_event(row.payload)
         except EventParseError as exc:  # stored by an older version, perhaps; never retry
-            await self._record_failure(row, f"unparseable: {exc}", park=True)
+            await self._fail(row, f"unparseable: {exc}", park=True)
             return
         data = {
             "inbox_id": row.id,
@@ -335,10 +389,18 @@ class InboxWorker:
             "lease_until": row.lease_until,
             **self.resources,
         }
+        if fetched is not None:  # a batch's: fetched before its transaction opened
+            data |= fetched
+            data[_FETCHED] = True
         await self._pipeline(event, data)
 
     async def _feed(self, event: Event, data: Data) -> Any:
         return await self.dispatcher.feed(event, **data)
+
+    async def _fetch(self, call: Next, event: Event, data: Data) -> Any:
+        if data.pop(_FETCHED, False):
+            return await call(event, data)
+        return await call(event, data | await self.dispatcher.fetch_before(event, data))
 
     async def _errors(self, call: Next, event: Event, data: Data) -> Any:
         try:
@@ -348,7 +410,7 @@ class InboxWorker:
         except Exception as exc:
             log.warning("event %s (%s) failed: %s", data["inbox_id"], event.kind, exc)
             row = Claimed(data["inbox_id"], None, "", data["attempts"])
-            await self._record_failure(row, f"{type(exc).__name__}: {exc}")
+            await self._fail(row, f"{type(exc).__name__}: {exc}")
             return UNHANDLED
 
     async def _dedupe(self, call: Next, event: Event, data: Data) -> Any:
@@ -359,14 +421,14 @@ class InboxWorker:
         """
         lease_until = data.get("lease_until")
         if lease_until is None or self.clock.now() >= lease_until - _LEASE_MARGIN:
-            async with self.sessions() as session:
-                row = (
-                    await session.execute(
-                        select(InboxEvent.status, InboxEvent.lease_owner).where(
-                            InboxEvent.id == data["inbox_id"]
-                        )
-                    )
-                ).one_or_none()
+            look = select(InboxEvent.status, InboxEvent.lease_owner).where(
+                InboxEvent.id == data["inbox_id"]
+            )
+            if self._batch is not None:
+                row = (await self._batch.session.execute(look)).one_or_none()
+            else:
+                async with self.sessions() as session:
+                    row = (await session.execute(look)).one_or_none()
             if row is None or row.status == InboxStatus.DONE or row.lease_owner != self.owner:
                 return UNHANDLED
         return await call(event, data)
@@ -375,6 +437,8 @@ class InboxWorker:
         # Work a handler must do only once its changes are durable (the welcome message: it
         # must go within seconds, and only if the enrollment that records it was committed).
         after_commit: list[Callable[[], Awaitable[Any]]] = []
+        if self._batch is not None:
+            return await self._in_batch(self._batch, call, event, data)
         async with self.sessions() as session, session.begin():
             # Handlers and the domains' subscribers hand it over with events.after_commit.
             collect_after_commit(session, after_commit)
@@ -387,10 +451,29 @@ class InboxWorker:
             if marked.rowcount != 1:
                 raise AlreadyProcessed()
         for work in after_commit:
-            task = asyncio.create_task(self._run_after_commit(work, event))
-            self._after_commit_tasks.add(task)
-            task.add_done_callback(self._after_commit_tasks.discard)
+            self._start_after_commit(work, event)
         return result
+
+    async def _in_batch(self, batch: Batch, call: Next, event: Event, data: Data) -> Any:
+        """The event in the batch's transaction, under a savepoint: if it fails, or someone
+        else finished it, only its own changes roll back."""
+        after_commit: list[Callable[[], Awaitable[Any]]] = []
+        session = batch.session
+        collect_after_commit(session, after_commit)
+        async with session.begin_nested():
+            result = await call(event, {**data, "session": session})
+            marked = await session.execute(
+                _MARK_DONE, {"event_id": data["inbox_id"], "now": self.clock.now()}
+            )
+            if marked.rowcount != 1:
+                raise AlreadyProcessed()
+        batch.after_commit.extend((work, event) for work in after_commit)
+        return result
+
+    def _start_after_commit(self, work: Callable[[], Awaitable[Any]], event: Event) -> None:
+        task = asyncio.create_task(self._run_after_commit(work, event))
+        self._after_commit_tasks.add(task)
+        task.add_done_callback(self._after_commit_tasks.discard)
 
     async def _run_after_commit(self, work: Callable[[], Awaitable[Any]], event: Event) -> None:
         try:
@@ -403,6 +486,12 @@ class InboxWorker:
         """Wait for after-commit work started so far (tests)."""
         while self._after_commit_tasks:
             await asyncio.gather(*list(self._after_commit_tasks), return_exceptions=True)
+
+    async def _fail(self, row: Claimed, error: str, *, park: bool = False) -> None:
+        if self._batch is not None:  # recorded once the batch's transaction is over
+            self._batch.failures.append((row, error, park))
+        else:
+            await self._record_failure(row, error, park=park)
 
     async def _record_failure(self, row: Claimed, error: str, *, park: bool = False) -> None:
         park = park or row.attempts >= self.policy.max_attempts

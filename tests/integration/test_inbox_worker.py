@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -285,10 +286,11 @@ async def test_a_burst_makes_the_worker_busy_and_an_empty_inbox_ends_it(db):
     clock, recorder = FakeClock(START), SlowRecorder()
     events = [("add_external_contact", "g1", f"wmb{i:02d}", 100) for i in range(30)]
     await store(db, clock, *events)
-    worker = make_worker(db, recorder, clock, busy_after=0.1)
+    worker = make_worker(db, recorder, clock, busy_after=0.1, concurrency=1)
     seen = await watch_busy(worker, db, len(events))
     assert len(recorder.handled) == 30
-    # 30 events at 20 ms each keep it working for over 0.1 s without a break: a burst...
+    # 30 events at 20 ms each, one at a time, keep it working for over 0.1 s without a break:
+    # a burst...
     assert any(seen[:-1]), seen
     # ...that ends when a pass finds nothing to do.
     assert seen[-1] is False
@@ -300,3 +302,142 @@ async def test_a_trickle_never_makes_the_worker_busy(db):
     worker = make_worker(db, recorder, clock, busy_after=0.5)
     seen = await watch_busy(worker, db, 1)
     assert recorder.handled and not any(seen), seen
+
+
+class AfterCommitRecorder(Recorder):
+    """Handlers that hand work to after_commit, as the welcome does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.after: list[str] = []
+
+    def router(self) -> Router:
+        router = Router("after")
+
+        @router.on(ExternalContactEvent)
+        async def record(event: ExternalContactEvent, inbox_id: int, session) -> None:
+            from guidebot.events import after_commit
+
+            async def welcome() -> None:
+                self.after.append(event.external_userid)
+
+            after_commit(session, welcome)
+            session.add(
+                InboxEvent(
+                    dedupe_key=f"side-effect:{event.external_userid}",
+                    kind="side_effect",
+                    payload="",
+                    received_at=START,
+                    next_attempt_at=START,
+                    status=InboxStatus.DONE,
+                )
+            )
+            await session.flush()
+            if self.failures.get(event.external_userid, 0) > 0:
+                self.failures[event.external_userid] -= 1
+                raise RuntimeError(f"boom for {event.external_userid}")
+            self.handled.append((event.external_userid, event.kind, inbox_id))
+
+        return router
+
+
+async def test_a_batch_shares_one_transaction_and_a_failing_event_rolls_back_alone(db):
+    clock, recorder = FakeClock(START), AfterCommitRecorder()
+    customers = [f"wmb{i:02d}" for i in range(12)]
+    await store(db, clock, *[("add_external_contact", "g1", c, 100) for c in customers])
+    recorder.failures["wmb05"] = 1
+    worker = make_worker(
+        db, recorder, clock, concurrency=1, batch_events=5, batch_seconds=60, batch_hold_seconds=60
+    )
+    begins: list[str] = []
+    engine = db[0].sync_engine
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("SAVEPOINT"):
+            begins.append("SAVEPOINT")
+
+    from sqlalchemy import event as sa_event
+
+    sa_event.listen(engine, "before_cursor_execute", count)
+    sa_event.listen(engine, "begin", lambda conn: begins.append("BEGIN"))
+    try:
+        await worker.drain()
+        await worker.settle()
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", count)
+    # The eleven that worked are done, their after-commit work ran once the batch committed;
+    # the one that failed left nothing behind (its savepoint rolled back) and waits to retry.
+    assert sorted(c for c, _, _ in recorder.handled) == [c for c in customers if c != "wmb05"]
+    assert sorted(recorder.after) == sorted(c for c, _, _ in recorder.handled)
+    async with db[1]() as session:
+        side = set(
+            await session.scalars(
+                select(InboxEvent.dedupe_key).where(InboxEvent.kind == "side_effect")
+            )
+        )
+        failed = await session.scalar(
+            select(InboxEvent).where(
+                InboxEvent.kind == "add_external_contact", InboxEvent.status != InboxStatus.DONE
+            )
+        )
+    assert side == {f"side-effect:{c}" for c in customers if c != "wmb05"}
+    assert failed.status == InboxStatus.PENDING and "boom for wmb05" in failed.last_error
+    # Twelve events in batches of five: three transactions, a savepoint per event.
+    assert begins.count("SAVEPOINT") == 12, begins
+    batches = sum(a == "BEGIN" and b == "SAVEPOINT" for a, b in itertools.pairwise(begins))
+    assert batches == 3, begins
+    clock.advance(timedelta(seconds=30))
+    await worker.drain()
+    assert "wmb05" in [c for c, _, _ in recorder.handled]
+
+
+async def test_a_batch_fetches_from_outside_before_its_transaction_opens(db):
+    """What handlers need from WeCom is read before the batch's BEGIN, never while it holds
+    the connection (on SQLite the callbacks wait for that connection to be acknowledged)."""
+    clock, order = FakeClock(START), []
+    router = Router("contacts")
+
+    @router.before(ExternalContactEvent)
+    async def profile(event: ExternalContactEvent) -> str:
+        order.append(f"fetch {event.external_userid}")
+        return f"profile of {event.external_userid}"
+
+    @router.on(ExternalContactEvent)
+    async def record(event: ExternalContactEvent, profile: str, session) -> None:
+        assert profile == f"profile of {event.external_userid}"
+        await session.execute(select(InboxEvent.id).limit(1))  # the transaction is open now
+        order.append(f"handle {event.external_userid}")
+
+    dispatcher = Dispatcher(injectables={"session", "inbox_id", "attempts"})
+    dispatcher.include_router(router)
+    worker = InboxWorker(
+        db[1],
+        dispatcher,
+        clock,
+        policy=WorkerPolicy(concurrency=1, batch_events=3, batch_seconds=60, batch_hold_seconds=60),
+    )
+    await store(db, clock, *[("add_external_contact", "g1", f"wmf{i}", 100) for i in range(5)])
+    from sqlalchemy import event as sa_event
+
+    def begin(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("SAVEPOINT"):
+            order.append("savepoint")
+
+    sa_event.listen(db[0].sync_engine, "before_cursor_execute", begin)
+    try:
+        await worker.drain()
+    finally:
+        sa_event.remove(db[0].sync_engine, "before_cursor_execute", begin)
+    steps = [s.split()[0] for s in order]
+    # Two batches (3 + 2): all of a batch's fetches come before its first savepoint.
+    assert (
+        steps
+        == ["fetch"] * 3
+        + ["savepoint", "handle"] * 3
+        + ["fetch"] * 2
+        + [
+            "savepoint",
+            "handle",
+        ]
+        * 2
+    ), order

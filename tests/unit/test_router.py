@@ -92,3 +92,42 @@ def test_wiring_mistakes_fail_at_start_up():
         router.register(typo, int)
     with pytest.raises(RouterError, match="must be an async function"):
         router.register(lambda event: None, DelFollowUser)
+
+
+async def test_a_before_callback_fetches_by_its_name_and_its_handler_takes_it():
+    router, seen = Router("contacts"), []
+
+    @router.before(AddExternalContact)
+    async def profile(event, wecom):
+        return {"name": f"{wecom}:{event.external_userid}"}
+
+    @router.on(AddExternalContact)
+    async def added(event, profile, session):
+        seen.append(profile)
+
+    dispatcher = dispatcher_with(router, names=("session", "wecom"))
+    dispatcher.check_wiring()  # `profile` is known: a before-callback provides it
+    fetched = await dispatcher.fetch_before(ADD, {"wecom": "w", "session": None})
+    assert fetched == {"profile": {"name": "w:wmc1"}}
+    assert await dispatcher.fetch_before(LEFT, {"wecom": "w"}) == {}
+    await dispatcher.feed(ADD, session=None, **fetched)
+    assert seen == [{"name": "w:wmc1"}]
+    # The add's handler reads no WeCom itself; a handler that does calls out.
+    assert not dispatcher.calls_out(ADD)
+
+    @router.on(DelFollowUser)
+    async def left(event, wecom):
+        return None
+
+    assert dispatcher.calls_out(LEFT)
+
+
+def test_a_before_callback_asking_for_what_nobody_provides_fails_at_start_up():
+    router = Router("contacts")
+
+    @router.before(AddExternalContact)
+    async def profile(event, wecmo):
+        return None
+
+    with pytest.raises(RouterError, match="wecmo"):
+        dispatcher_with(router, names=("session", "wecom")).check_wiring()

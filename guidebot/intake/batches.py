@@ -1,0 +1,84 @@
+"""The inbox worker's batches: events handled in one transaction, a savepoint each.
+
+On SQLite the process has one connection, and each transaction's BEGIN and COMMIT (the WAL
+write of every page it touched) was most of an event's cost in a burst. So the worker
+(guidebot.intake.worker, `_run_batched`) gathers the next events (`next_chunk`), reads what
+their handlers need from WeCom first (the routers' `before` callbacks, with no transaction
+open), and handles them together; one that fails rolls back alone (its savepoint), and what
+must wait for the commit (failures to record, after-commit work) waits for the batch's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guidebot.intake.router import Data, Dispatcher
+from guidebot.wecom.events import Event, EventParseError, parse_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    customer_key: str | None
+    payload: str
+    attempts: int
+    lease_until: datetime | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    """Events handled in one transaction, a savepoint each: BEGIN and COMMIT (SQLite's WAL
+    write of every page touched) paid once per batch, not per event. What must wait for the
+    commit waits for the batch's: the failures to record, the after-commit work."""
+
+    session: AsyncSession
+    after_commit: list[tuple[Callable[[], Awaitable[Any]], Event]] = field(default_factory=list)
+    failures: list[tuple[Claimed, str, bool]] = field(default_factory=list)
+
+
+async def next_chunk(
+    rows: list[Claimed],
+    i: int,
+    dispatcher: Dispatcher,
+    resources: Mapping[str, Any],
+    policy: Any,  # guidebot.intake.worker.WorkerPolicy: batch_events, batch_seconds
+    record_failure: Callable[[Claimed, str], Awaitable[None]],
+) -> tuple[list[tuple[Claimed, Data]], int]:
+    """The next events to share a transaction, with what their `before` callbacks fetched
+    (WeCom reads, made now, with no transaction open): up to batch_events of them, for up
+    to batch_seconds. An event whose handler calls WeCom itself opens a batch, never joins
+    one, so the connection is never held across the network for a batch's later events."""
+    chunk: list[tuple[Claimed, Data]] = []
+    started = time.monotonic()
+    while i < len(rows) and len(chunk) < policy.batch_events:
+        row = rows[i]
+        try:
+            event = parse_event(row.payload)
+        except EventParseError:
+            event = None  # _process_row parks it
+        if chunk and (event is None or dispatcher.calls_out(event)):
+            break
+        i += 1
+        fetched: Data = {}
+        if event is not None:
+            try:
+                fetched = await dispatcher.fetch_before(event, {"inbox_id": row.id, **resources})
+            except Exception as exc:
+                log.warning("event %s (%s) failed: %s", row.id, event.kind, exc)
+                await record_failure(row, f"{type(exc).__name__}: {exc}")
+                continue
+        chunk.append((row, fetched))
+        if event is None or dispatcher.calls_out(event):
+            break
+        if time.monotonic() - started >= policy.batch_seconds:
+            break
+    return chunk, i
