@@ -11,6 +11,7 @@ from aiohttp import web
 from guidebot import i18n
 from guidebot.metrics.cohort_report import NONE_LABEL
 from guidebot.metrics.cohorts import REPURCHASE_DAYS, RETENTION_DAYS
+from guidebot.web import export_tables, exports
 from guidebot.web.api.cohorts import CohortQuery, cohort_document
 from guidebot.web.api.declare import Invalid, validate
 from guidebot.web.lang import language_of
@@ -60,7 +61,8 @@ async def cohorts_page(request: web.Request) -> web.StreamResponse:
     who = await _signed_in(request)
     _hq_only(who)
     try:
-        asked = {k: v for k, v in request.query.items() if k != "lang"}  # the page's language
+        # The page's language and its export are the page's, not the cohort query's.
+        asked = {k: v for k, v in request.query.items() if k not in ("lang", "format", "table")}
         wanted = validate(CohortQuery, asked, query=True)
     except Invalid as exc:
         raise web.HTTPBadRequest(text=exc.reason) from None
@@ -82,6 +84,12 @@ async def cohorts_page(request: web.Request) -> web.StreamResponse:
             return i18n.label("channel", row["key"], lang)
         return i18n.gettext("(none)", lang) if row["label"] == NONE_LABEL else row["label"]
 
+    if fmt := exports.export_format(request, lang):
+        exports.chosen_table(request, lang, ("cohorts",))
+        columns = export_tables.cohort_columns(
+            splits[document["by"]], column_labels(lang), document["columns"], row_label
+        )
+        return await exports.respond(fmt, N_("Cohorts"), columns, document["cohorts"], lang)
     context = {
         "doc": document,
         "wanted": wanted,

@@ -5,6 +5,7 @@ the screen it shows, and the same words in the titles as on the page.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +23,23 @@ def export_format(request: web.Request, lang: str) -> str | None:
         return requested_format(request.query, lang)
     except ExportError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
+
+
+def chosen_table(request: web.Request, lang: str, tables: Sequence[str]) -> str:
+    """`?table=`: which of the page's tables to export (the first when the page names none)."""
+    raw = request.query.get("table", "").strip()
+    if not raw:
+        return tables[0]
+    if raw not in tables:
+        raise web.HTTPBadRequest(
+            text=i18n.gettext(
+                "'table' must be one of %(tables)s, got %(got)s",
+                lang,
+                tables=", ".join(tables),
+                got=repr(raw[:40]),
+            )
+        )
+    return raw
 
 
 def kpi_columns(names: tuple[str, ...]) -> list[Column]:
@@ -81,21 +99,35 @@ STORE_KPIS = (
 )
 
 
-def store_columns() -> list[Column]:
+def store_columns(metric: str) -> list[Column]:
+    """As the page's table: rank, store, the ranked figure, then the usual ones."""
     return [
+        Column(N_("Rank"), lambda r: r["rank"]),
         Column(N_("Store"), lambda r: r["store"].name),
-        *kpi_columns(STORE_KPIS),
+        *kpi_columns((metric, *STORE_KPIS)),
     ]
 
 
-def content_columns(lang: str) -> list[Column]:
+def content_columns(lang: str, stores: dict[str, str]) -> list[Column]:
+    def seen_by(r: Any) -> str:
+        codes = r["item"].stores or []
+        return "、".join(stores.get(c, c) for c in codes) or i18n.gettext("Every store", lang)
+
     return [
         Column(N_("Item"), lambda r: r["item"].title),
         Column(N_("Kind"), lambda r: i18n.label("content_kind", r["item"].kind, lang)),
+        Column(N_("Stores that see it"), seen_by),
         Column(N_("Forwards"), lambda r: r["forwards"]),
         Column(N_("Opens"), lambda r: r["opens"]),
         Column(N_("Unique opens"), lambda r: r["unique_opens"]),
+        Column(
+            N_("Open rate"), lambda r: r["unique_opens"] / r["forwards"] if r["forwards"] else None
+        ),
     ]
+
+
+def _open_rate(r: Any) -> float | None:
+    return r["unique_opens"] / r["forwards"] if r["forwards"] else None
 
 
 async def respond(fmt: str, name_msgid: str, columns: list[Column], rows, lang: str):

@@ -59,6 +59,7 @@ async def guides_page(request: web.Request) -> web.StreamResponse:
     rows.sort(key=lambda r: (-r["overdue"], -r["open"], r["name"], r["userid"]))
     if fmt:
         lang = language_of(request, who)
+        exports.chosen_table(request, lang, ("guides",))
         columns = exports.guide_columns(KEY_KPIS)
         return await exports.respond(fmt, i18n.N_("Guides"), columns, rows, lang)
     return render(

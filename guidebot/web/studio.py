@@ -23,6 +23,7 @@ from guidebot.sop.holdout import lift_by_playbook
 from guidebot.sop.loader import LoadedPlaybook
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.versions import current_file, history, read_text
+from guidebot.web import export_tables, exports
 from guidebot.web.api.playbooks import ID_PATTERN
 from guidebot.web.api.sop import holdout_view
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP
@@ -56,6 +57,11 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
         counted = goals.get((playbook_id, playbook.goal.event))
         goal = counted or {"met": 0, "open": 0, "missed": 0}
     zone = ZoneInfo(request.app[SETTINGS].timezone)
+    if fmt := exports.export_format(request, lang):
+        exports.chosen_table(request, lang, ("funnel",))
+        columns = export_tables.funnel_columns(lang)
+        name = playbook.name if playbook is not None else playbook_id
+        return await exports.respond(fmt, name, columns, _funnel_rows(playbook, funnel), lang)
     return render(
         request,
         "studio.html",
