@@ -18,6 +18,7 @@ from sqlalchemy import select
 from guidebot.contacts.models import Customer, Department, Guide
 from guidebot.content.models import ContentItem
 from guidebot.groups.models import CustomerGroup
+from guidebot.metrics.cohorts import refresh_cohorts
 from tests.metrics.conftest import at
 
 NOT_PAGES = ("/admin/login", "/admin/logout", "/admin/static/")
@@ -36,6 +37,7 @@ async def seed_week(h) -> None:
     h.set_time(at(9, 11))
     await h.lose("g3", "wmc03")
     await h.act("groups", {"owner": "g1", "name": "张江VIP群", "members": ["wmc01", "wmc02"]})
+    await h.act("groups", {"owner": "g2", "name": "徐汇体验官群", "members": ["wmc04"]})
     h.set_time(at(10, 11))
     await h.tick()
     await h.skip("g1", "wmc02", "顾客出差")
@@ -50,6 +52,7 @@ async def seed_week(h) -> None:
     h.set_time(at(11, 12))  # wmc01's reminder is now overdue
     await h.tick()
     await h.settle()
+    await refresh_cohorts(h.sessions, h.settings.timezone, h.clock.now())
     h.advance(timedelta(minutes=1))
 
 
