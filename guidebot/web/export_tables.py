@@ -95,7 +95,7 @@ def customer_tables(names: dict[str, Any], zone: tzinfo, lang: str) -> dict[str,
         return guide.get(userid, userid) if userid else "–"
 
     def tags(r: Any) -> str:
-        return "、".join(str(t.get("name") or t.get("id")) for t in r.tags or [])
+        return i18n.join((t.get("name") or t.get("id") for t in r.tags or []), lang)
 
     def scene(member: Any) -> str:
         code = str(member.join_scene) if member.join_scene is not None else None
@@ -198,9 +198,8 @@ def step_columns(statuses: tuple[str, ...], lang: str) -> list[Column]:
     """The playbooks list's step table: the step, then its tasks by status."""
 
     def stopped_why(step: dict[str, Any]) -> str:
-        return "; ".join(
-            f"{i18n.label('event', why, lang)}: {n}" for why, n in step["stopped"].items()
-        )
+        reasons = (f"{i18n.label('event', why, lang)}: {n}" for why, n in step["stopped"].items())
+        return i18n.join(reasons, lang, strong=True)
 
     return [
         Column(N_("Step"), lambda s: s["name"]),
@@ -229,8 +228,9 @@ def funnel_columns(lang: str) -> list[Column]:
     """The studio's funnel per step; the stopped tasks with their reasons in words."""
 
     def stopped(r: dict[str, Any]) -> str:
-        return "; ".join(
-            f"{i18n.label('event', why, lang)}: {n}" for why, n in sorted(r["stopped"].items())
+        reasons = sorted(r["stopped"].items())
+        return i18n.join(
+            (f"{i18n.label('event', why, lang)}: {n}" for why, n in reasons), lang, True
         )
 
     return [

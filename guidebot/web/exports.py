@@ -53,10 +53,14 @@ def customer_columns(
     relations: dict[str, list[Any]], first_seen: dict[str, str], guide_names: dict[str, str], lang
 ) -> list[Column]:
     def guides(c: Any) -> str:
-        return "、".join(
-            f"{guide_names.get(r.guide_userid, r.guide_userid)}"
-            f"（{i18n.label('relation_status', r.status, lang)}）"
-            for r in relations.get(c.external_userid, [])
+        open_, close = ("（", "）") if lang == i18n.ZH else (" (", ")")
+        return i18n.join(
+            (
+                f"{guide_names.get(r.guide_userid, r.guide_userid)}"
+                f"{open_}{i18n.label('relation_status', r.status, lang)}{close}"
+                for r in relations.get(c.external_userid, [])
+            ),
+            lang,
         )
 
     def tags(c: Any) -> str:
@@ -65,7 +69,7 @@ def customer_columns(
             for r in relations.get(c.external_userid, [])
             for t in r.tags or []
         }
-        return "、".join(sorted(n for n in names if n))
+        return i18n.join(sorted(n for n in names if n), lang)
 
     return [
         Column(N_("Customer"), lambda c: c.name),
@@ -76,10 +80,10 @@ def customer_columns(
     ]
 
 
-def guide_columns(key_kpis: tuple[str, ...]) -> list[Column]:
+def guide_columns(key_kpis: tuple[str, ...], lang: str) -> list[Column]:
     return [
         Column(N_("Guide"), lambda r: r["name"]),
-        Column(N_("Store"), lambda r: "、".join(s.name for s in r["stores"])),
+        Column(N_("Store"), lambda r: i18n.join((s.name for s in r["stores"]), lang)),
         Column(N_("Customers"), lambda r: r["customers"]),
         Column(N_("Open tasks"), lambda r: r["open"]),
         Column(N_("Overdue"), lambda r: r["overdue"]),
@@ -111,7 +115,9 @@ def store_columns(metric: str) -> list[Column]:
 def content_columns(lang: str, stores: dict[str, str]) -> list[Column]:
     def seen_by(r: Any) -> str:
         codes = r["item"].stores or []
-        return "、".join(stores.get(c, c) for c in codes) or i18n.gettext("Every store", lang)
+        return i18n.join((stores.get(c, c) for c in codes), lang) or i18n.gettext(
+            "Every store", lang
+        )
 
     return [
         Column(N_("Item"), lambda r: r["item"].title),

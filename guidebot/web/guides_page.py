@@ -60,7 +60,7 @@ async def guides_page(request: web.Request) -> web.StreamResponse:
     if fmt:
         lang = language_of(request, who)
         exports.chosen_table(request, lang, ("guides",))
-        columns = exports.guide_columns(KEY_KPIS)
+        columns = exports.guide_columns(KEY_KPIS, lang)
         return await exports.respond(fmt, i18n.N_("Guides"), columns, rows, lang)
     return render(
         request,

@@ -61,7 +61,7 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
         exports.chosen_table(request, lang, ("funnel",))
         columns = export_tables.funnel_columns(lang)
         name = playbook.name if playbook is not None else playbook_id
-        return await exports.respond(fmt, name, columns, _funnel_rows(playbook, funnel), lang)
+        return await exports.respond(fmt, name, columns, _funnel_rows(playbook, funnel, lang), lang)
     return render(
         request,
         "studio.html",
@@ -74,7 +74,7 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
             "warnings": warnings,
             "timeline": entries,
             "axis": _axis(entries),
-            "funnel": _funnel_rows(playbook, funnel),
+            "funnel": _funnel_rows(playbook, funnel, lang),
             "goal": goal,
             "holdout": holdout_view(playbook, lifts.get(playbook_id)),
             "versions": versions,
@@ -111,11 +111,13 @@ def _axis(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _funnel_rows(
-    playbook: Playbook | None, funnel: dict[str, dict[str, Any]]
+    playbook: Playbook | None, funnel: dict[str, dict[str, Any]], lang: str
 ) -> list[dict[str, Any]]:
-    """One row per step of the shown version, then steps only older versions had."""
-    steps = [s.id for s in playbook.steps] if playbook is not None else []
-    names = {s.id: s.name for s in playbook.steps} if playbook is not None else {}
+    """One row per step of the shown version (named as guides read it: its name, else its
+    action's), then steps only older versions had (by their id)."""
+    shown = playbook.steps if playbook is not None else ()
+    steps = [s.id for s in shown]
+    names = {s.id: s.name or i18n.label("action", s.action, lang) for s in shown}
     rows = [
         {"id": s, "name": names.get(s), "retired": False, **funnel.get(s, studio.no_funnel())}
         for s in steps

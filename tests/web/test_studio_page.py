@@ -86,7 +86,7 @@ async def test_the_timeline_funnel_and_goal_render_from_the_engines_rows(h, sess
     assert numbers == {"met": "1", "open": "4", "missed": "0"}
 
     assert str(sop_dir) not in html and str(Path(sop_dir).parent) not in html
-    assert "文件: week_sop.yaml" in html
+    assert "文件: <code>week_sop.yaml</code>" in html
     shown = html.split('id="editor-card"')[0]  # the YAML below is the file's own words
     for english in ("Timeline", "Funnel per step", "Stop when", "Day 0", "within", "Planned"):
         assert english not in shown, english
@@ -219,4 +219,6 @@ async def test_the_funnel_names_each_stop_by_its_event_and_keeps_retired_steps(h
     stopped = _cells(html, "call")["stopped"]
     assert stopped == ("客户删除了导购: 1; 客户转给了其他导购: 1; 获得标签「VIP」: 1")
     assert _cells(html, "old_step")["expired"] == "1"
-    assert re.search(r'<tr data-step="old_step"><td>old_step <span class="badge">旧版本步骤', html)
+    assert re.search(
+        r'<tr data-step="old_step"><td><code>old_step</code> <span class="badge">旧版本步骤', html
+    )

@@ -15,10 +15,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy import select
 
+from guidebot.audit.models import AuditEntry
 from guidebot.contacts.models import Customer, Department, Guide
 from guidebot.content.models import ContentItem
 from guidebot.groups.models import CustomerGroup
 from guidebot.metrics.cohorts import refresh_cohorts
+from guidebot.web.accounts import Account
 from tests.metrics.conftest import at
 
 NOT_PAGES = ("/admin/login", "/admin/logout", "/admin/static/")
@@ -72,6 +74,11 @@ async def seeded_words(h) -> tuple[set[str], set[str]]:
             for row in await session.scalars(select(model)):
                 names |= {getattr(row, f) for f in name_fields if getattr(row, f)}
                 codes |= {str(getattr(row, f)) for f in code_fields if getattr(row, f)}
+        codes |= set(await session.scalars(select(Account.username)))
+        for actor, target in (
+            await session.execute(select(AuditEntry.actor, AuditEntry.target))
+        ).all():
+            codes |= {*(actor or "").split(), target or ""}  # "hq:admin token", "order:A-1"
     names.add("测试欢迎与次日提醒")  # the playbook's name
     return names, codes
 
@@ -93,6 +100,7 @@ class Page(HTMLParser):
 
     HIDDEN = frozenset({"script", "style", "textarea", "pre", "code"})
     SHOWN_ATTRS = ("title", "placeholder", "aria-label", "alt", "value")
+    TYPED = frozenset({"text", "search", "submit", "button", None})  # inputs showing their value
 
     def __init__(self, html: str) -> None:
         super().__init__(convert_charrefs=True)
@@ -126,8 +134,11 @@ class Page(HTMLParser):
             self._stack[-1].rows.append([])
         if tag in ("td", "th") and self._stack:
             self._cell = []
-        if not self._hidden and not (tag == "input" and a.get("type") in ("hidden", "date")):
-            self.words += [a[k] for k in self.SHOWN_ATTRS if a.get(k)]
+        if not self._hidden:
+            shown = self.SHOWN_ATTRS
+            if tag == "option" or (tag == "input" and a.get("type") not in self.TYPED):
+                shown = tuple(k for k in shown if k != "value")  # a code sent, not read
+            self.words += [a[k] for k in shown if a.get(k)]
 
     def handle_endtag(self, tag):
         if tag in self.HIDDEN:
