@@ -22,6 +22,7 @@ from guidebot.sop import queries, studio
 from guidebot.sop.holdout import lift_by_playbook
 from guidebot.sop.loader import LoadedPlaybook
 from guidebot.sop.playbook import Playbook
+from guidebot.sop.trigger_words import written_values
 from guidebot.sop.versions import current_file, history, read_text
 from guidebot.web import export_tables, exports
 from guidebot.web.api.playbooks import ID_PATTERN
@@ -41,6 +42,9 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     text = await asyncio.to_thread(read_text, Path(loaded.file))
     playbook = _shown_playbook(loaded, registry.broken())
+    # Offsets as the file writes them, when the file is the playbook shown (not while broken).
+    current = playbook is not None and playbook is loaded.playbook
+    written = await asyncio.to_thread(written_values, text or "") if current else {}
     now = request.app[CLOCK].now()
     async with request.app[SESSIONS]() as session:
         funnel = await studio.step_funnel(session, playbook_id)
@@ -51,7 +55,7 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
     lang = language_of(request, who)
     # The file's problems in the page's language, as `sop check` says them.
     errors, warnings = studio.diagnostics(loaded, lang)
-    entries = studio.timeline(playbook) if playbook is not None else []
+    entries = studio.timeline(playbook, lang, written) if playbook is not None else []
     goal = None
     if playbook is not None and playbook.goal is not None:
         counted = goals.get((playbook_id, playbook.goal.event))
