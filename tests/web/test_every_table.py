@@ -36,6 +36,37 @@ async def _download(h, cookie, url: str, href: str) -> list[list]:
     return [[c.value for c in row] for row in sheet.iter_rows()]
 
 
+def problems(page: Page) -> list[str]:
+    """What a page's tables lack: an id, sorting, a CSV and an Excel link."""
+    found = []
+    for table in page.tables:
+        if not table.id:
+            found.append("a table without an id")
+            continue
+        if "sortable" not in table.classes or not table.headers:
+            found.append(f"#{table.id} does not sort")
+        links = page.exports.get(table.id, [])
+        formats = {dict(parse_qsl(urlsplit(link).query)).get("format") for link in links}
+        if formats != {"csv", "xlsx"}:
+            found.append(f"#{table.id} exports {sorted(f for f in formats if f)}")
+    return found
+
+
+def test_a_table_without_sorting_or_exports_is_caught():
+    good = (
+        '<span class="exports" data-for="t"><a href="?format=csv&amp;table=t">CSV</a>'
+        '<a href="?format=xlsx&amp;table=t">Excel</a></span>'
+        '<table id="t" class="sortable"><thead><tr><th>A</th></tr></thead></table>'
+    )
+    assert problems(Page(good)) == []
+    assert problems(Page(good.replace(' class="sortable"', ""))) == ["#t does not sort"]
+    assert problems(Page(good.replace('data-for="t"', 'data-for="u"'))) == ["#t exports []"]
+    assert problems(Page(good.replace('<a href="?format=xlsx&amp;table=t">Excel</a>', ""))) == [
+        "#t exports ['csv']"
+    ]
+    assert problems(Page("<table><tr><td>1</td></tr></table>")) == ["a table without an id"]
+
+
 async def test_every_table_on_every_admin_page_sorts_and_exports(h, sessions):
     await seed_week(h)
     cookie = admin_cookie(await sessions.account("boss", "hq", []))
@@ -44,14 +75,10 @@ async def test_every_table_on_every_admin_page_sorts_and_exports(h, sessions):
     checked = 0
     for url, (_route, html) in pages.items():
         page = Page(html)
+        assert not problems(page), (url, problems(page))
         for table in page.tables:
             where = f"{url} #{table.id}"
-            assert table.id, f"{where}: a table needs an id to be exported"
-            assert "sortable" in table.classes and table.headers, f"{where}: not sortable"
-            links = page.exports.get(table.id)
-            assert links, f"{where}: no export links"
-            formats = {dict(parse_qsl(urlsplit(link).query)).get("format") for link in links}
-            assert formats == {"csv", "xlsx"}, (where, links)
+            links = page.exports[table.id]
             shown = {t for t in table.headers if t and t != "#"}
             for link in links:
                 rows = await _download(h, cookie, url, link)

@@ -120,3 +120,12 @@ async def test_no_chinese_on_an_english_page_but_the_data_s_own_names(h, session
                 found[(role, url)] = sorted(left)
             assert not SERVER_PATH.search(page.text), url
     assert not found, found
+
+
+def test_the_word_checks_catch_a_code_and_a_leftover():
+    # A status shown as its code, a KPI's name, a sentence left in English: caught.
+    text = "客户 王芳 active 新客 new_customers Sign out guidebot 1d12h E201 VIP 导出: CSV Excel"
+    assert english_words(text, {"王芳"}) == {"active", "new_customers", "Sign", "out"}
+    assert chinese_left("Customers 王芳 · 跟进中 · Active 中文", {"王芳"}) == {"跟进中"}
+    assert SERVER_PATH.search("File: /tmp/pytest-1/deploy/sop/week_sop.yaml")
+    assert not SERVER_PATH.search("<a href='/admin/stores'> 2026/03/09")
