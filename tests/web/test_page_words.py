@@ -129,3 +129,10 @@ def test_the_word_checks_catch_a_code_and_a_leftover():
     assert chinese_left("Customers 王芳 · 跟进中 · Active 中文", {"王芳"}) == {"跟进中"}
     assert SERVER_PATH.search("File: /tmp/pytest-1/deploy/sop/week_sop.yaml")
     assert not SERVER_PATH.search("<a href='/admin/stores'> 2026/03/09")
+
+
+async def test_the_sign_in_page_in_either_language(h):
+    zh = Page(await (await h.client.get("/admin/login", params={"lang": "zh"})).text()).text
+    assert english_words(zh, set()) == set() and "登录" in zh
+    en = Page(await (await h.client.get("/admin/login", params={"lang": "en"})).text()).text
+    assert chinese_left(en, set()) == set() and "Sign in" in en
