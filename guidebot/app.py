@@ -47,6 +47,7 @@ from guidebot.web import (
     passive_reply,
     playbooks_page,
     sidebar,
+    stores_page,
     studio,
 )
 from guidebot.web.api import cohorts as cohorts_api
@@ -118,6 +119,7 @@ def create_app(
     setup_api(app, *api_groups())
     pages.setup_routes(app)  # /admin: sign-in, dashboards (guidebot.web.auth for roles)
     guides_page.setup_routes(app)  # /admin/guides
+    stores_page.setup_routes(app)  # /admin/stores
     customer_page.setup_routes(app)  # /admin/customers/{external_userid}
     content_editor.setup_routes(app)  # /admin/content/new, /admin/content/{id} (HQ)
     group_pages.setup_routes(app)  # /admin/groups, /admin/groups/{chat_id}

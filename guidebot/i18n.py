@@ -312,6 +312,13 @@ def weekdays(text: str, lang: str = DEFAULT) -> str:
     return words.replace("-", "至").replace(",", "、") if lang == ZH else words
 
 
+def join(items, lang: str = DEFAULT, strong: bool = False) -> str:
+    """Items in a list as the language writes one: 张江店、徐汇店 / A, B (strong: ；/ ;)."""
+    if lang == ZH:
+        return ("；" if strong else "、").join(str(i) for i in items)
+    return ("; " if strong else ", ").join(str(i) for i in items)
+
+
 def labels(kind: str, lang: str = DEFAULT) -> dict[str, str]:
     return {code: label(kind, code, lang) for code in LABELS[kind]}
 

@@ -174,8 +174,8 @@ KPIS: tuple[Kpi, ...] = (
         title_en="Welcome delivery rate",
         definition_zh=(
             "欢迎语送达数 / 带有 WelcomeCode 的添加数，计入添加当日：已发送（或已发过，41051）的"
-            "欢迎语任务，除以已有结果且有 code 的欢迎语任务（已发送、已完成、失败、过期、结果未知"
-            "，或发送前被停止）。没有 code 的添加和仍在发送中的欢迎语不计入。"
+            "欢迎语任务，除以已有结果且带 WelcomeCode 的欢迎语任务（已发送、已完成、失败、过期、"
+            "结果未知，或发送前被停止）。没有 WelcomeCode 的添加和仍在发送中的欢迎语不计入。"
         ),
     ),
     Kpi(
@@ -190,7 +190,7 @@ KPIS: tuple[Kpi, ...] = (
         plus=("tasks_due",),
         title_en="Tasks due",
         definition_zh=(
-            "当地日到期、已送达导购的 SOP 导购任务（guide_task、remind）：已发送、已完成或被导购"
+            "当地日到期、已送达导购的 SOP 任务（导购任务、提醒）：已发送、已完成或被导购"
             "跳过。引擎自行结束的任务（客户已离开而停止、停机后过期、失败）不计入；导购推迟的任务"
             "计入其重新出现的那一天。"
         ),
@@ -292,7 +292,7 @@ KPIS: tuple[Kpi, ...] = (
         "profile_completeness",
         "留资率",
         "rate",
-        "留资率: of the guide's active customers at the end of the period (each guide's last "
+        "Of the guide's active customers at the end of the period (each guide's last "
         "snapshot on or before its last day), the share whose relation has profile data: at "
         "least one remark mobile, or a non-empty description.",
         "relations (snapshots in guide_profile_daily)",
@@ -355,13 +355,13 @@ KPIS: tuple[Kpi, ...] = (
         plus=("group_joined",),
         minus=("group_left",),
         title_en="Group net growth",
-        definition_zh=("group_new_members - group_members_left（新入群减退群）。"),
+        definition_zh="新入群减退群：新入群人数 − 退群人数。",
     ),
     Kpi(
         "group_join_rate",
         "入群率",
         "rate",
-        "入群率: of the guide's active customers at the end of the period (each guide's last "
+        "Of the guide's active customers at the end of the period (each guide's last "
         "snapshot on or before its last day), the share in at least one of the brand's live "
         "customer groups, whoever owns it.",
         "relations, customer_group_members (snapshots in guide_profile_daily)",

@@ -32,14 +32,13 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot import i18n
 from guidebot.contacts.models import Relation, RelationStatus
 from guidebot.content.models import ContentItem
 from guidebot.events import ContentOpened, StageChanged
 from guidebot.sop.audience import audience_matches, subject_for
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.enrollment import enroll
-from guidebot.sop.playbook import Playbook, format_duration
+from guidebot.sop.playbook import Playbook
 
 log = logging.getLogger(__name__)
 
@@ -67,26 +66,6 @@ def silent_key(last_active: datetime) -> str:
 
 def repurchase_key(paid_at: datetime) -> str:
     return f"repurchase:{instant_key(paid_at)}"
-
-
-def trigger_value(trigger) -> str | None:
-    """What narrows a behaviour trigger, as people read it (the studio's timeline): the item
-    or tag, the wait and the orders, the stages by their names (首购 / First purchase)."""
-    if trigger.event == "stage.changed":
-        return f"{_stage_word(trigger.from_stage)} → {_stage_word(trigger.to_stage)}"
-    if trigger.after is not None:
-        text = format_duration(trigger.after)
-        if trigger.orders is not None:
-            unit = "order" if trigger.orders == 1 else "orders"
-            text += f" · {trigger.orders} 单 / {trigger.orders} {unit}"
-        return text
-    return trigger.item or trigger.tag
-
-
-def _stage_word(stage: str | None) -> str:
-    if stage is None:
-        return "任意 / any"
-    return f"{i18n.label('stage', stage, i18n.ZH)} / {i18n.label('stage', stage, i18n.EN)}"
 
 
 def playbooks_for(sop: SopRuntime, trigger: str) -> list[Playbook]:
@@ -221,5 +200,4 @@ __all__ = [
     "repurchase_key",
     "silent_key",
     "stage_key",
-    "trigger_value",
 ]

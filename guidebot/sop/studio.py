@@ -33,7 +33,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot import i18n
 from guidebot.sop.actions import STEP_ACTIONS
-from guidebot.sop.behaviour import trigger_value
 from guidebot.sop.check_language import translate
 from guidebot.sop.loader import MAX_FILE_BYTES, LoadedPlaybook, PlaybookError, parse_playbook
 from guidebot.sop.models import SopTask, TaskStatus
@@ -41,6 +40,7 @@ from guidebot.sop.planner import add_local, enrollment_instant, plan
 from guidebot.sop.playbook import ENROLL, Playbook, format_duration
 from guidebot.sop.queries import ACTION_NAMES
 from guidebot.sop.templates import message_environment, render_off_loop, sample_variables
+from guidebot.sop.trigger_words import trigger_summary
 from guidebot.sop.yaml_nodes import FILE
 
 CHECK_THREADS = 2  # checks at a time, off the event loop
@@ -139,19 +139,21 @@ def diagnostics(
 # ---- the timeline ----------------------------------------------------------------------------
 
 
-def timeline(playbook: Playbook) -> list[dict[str, Any]]:
+def timeline(
+    playbook: Playbook, lang: str = i18n.EN, written: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Trigger, steps (with their day from enrollment, before the window moves them), send
-    window, stop conditions and goal, in that order: the page's timeline and the API's."""
+    window, stop conditions and goal, in that order: the page's timeline and the API's. What
+    narrows the trigger is said in `lang`; offsets and durations are as the file writes them
+    where `written` (trigger_words.written_values of its text) has them."""
+    written = written or {}
     trigger = playbook.trigger
     audience = playbook.audience
     entries: list[dict[str, Any]] = [
         _entry(
             "trigger",
             event=trigger.event,
-            value=trigger_value(trigger)
-            or trigger.field
-            or trigger.cron
-            or (trigger.group.describe() if trigger.group else None),
+            value=trigger_summary(trigger, lang, written),
             day=0,
             detail=", ".join(
                 f"{name}: {', '.join(sorted(values))}"
@@ -169,6 +171,8 @@ def timeline(playbook: Playbook) -> list[dict[str, Any]]:
     for step in playbook.steps:
         offset = playbook.offset_from_enroll(step.id)
         at = step.anchor if not step.offset else f"{step.anchor} + {format_duration(step.offset)}"
+        at = written.get(f"steps.{step.id}.at", at)
+        expire = written.get(f"steps.{step.id}.expire_after") or format_duration(step.expire_after)
         entries.append(
             _entry(
                 "step",
@@ -179,7 +183,7 @@ def timeline(playbook: Playbook) -> list[dict[str, Any]]:
                 day=round(offset.total_seconds() / DAY, 3),
                 template=step.template,
                 value=step.tag or step.content,
-                detail=f"expire_after {format_duration(step.expire_after)}",
+                detail=f"expire_after {expire}",
                 immediate=step.immediate,
             )
         )
@@ -193,7 +197,7 @@ def timeline(playbook: Playbook) -> list[dict[str, Any]]:
             _entry(
                 "goal",
                 event=playbook.goal.event,
-                value=format_duration(within),
+                value=written.get("goal.within") or format_duration(within),
                 day=round(within.total_seconds() / DAY, 3),
             )
         )

@@ -9,9 +9,13 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from guidebot import i18n
+from guidebot.web import export_tables, exports
 from guidebot.web.api.privacy import AuditFilter, read_trail
+from guidebot.web.auth import PRINCIPAL
 from guidebot.web.keys import SETTINGS
+from guidebot.web.lang import language_of
 from guidebot.web.pages import _, _hq_only, _signed_in, render
+from guidebot.web.tables import EXPORT_ROWS
 
 N_ = i18n.N_
 PER_PAGE = 50
@@ -64,6 +68,11 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(
             text=_("dates are YYYY-MM-DD (or an ISO 8601 instant)", request)
         ) from None
+    lang = language_of(request, request[PRINCIPAL])
+    fmt = exports.export_format(request, lang)
+    if fmt:  # every entry the filters match, not one page of them
+        exports.chosen_table(request, lang, ("audit",))
+        wanted = wanted.model_copy(update={"page": 1, "limit": EXPORT_ROWS})
     entries, total = await read_trail(request.app, wanted)
     tz = request.app[SETTINGS].tz
     rows = [
@@ -79,6 +88,9 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
         }
         for e in entries
     ]
+    if fmt:
+        columns = export_tables.audit_columns(lang)
+        return await exports.respond(fmt, N_("Audit trail"), columns, rows, lang)
     return render(
         request,
         "audit.html",

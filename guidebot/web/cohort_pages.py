@@ -1,6 +1,7 @@
-"""/admin/cohorts: the cohort heat map (HQ). The table the API answers
-(guidebot.web.api.cohorts), each rate cell shaded by its value; the query's choices are the
-API's, validated by the same declaration."""
+"""/admin/cohorts: the cohort heat map. The table the API answers (guidebot.web.api.cohorts),
+each rate cell shaded by its value; the query's choices are the API's, validated by the same
+declaration. HQ splits as it likes; a store manager sees their stores' rows (split by store,
+the one split the rollup keeps per store), never the corp's totals."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from aiohttp import web
 from guidebot import i18n
 from guidebot.metrics.cohort_report import NONE_LABEL
 from guidebot.metrics.cohorts import REPURCHASE_DAYS, RETENTION_DAYS
+from guidebot.web import export_tables, exports
 from guidebot.web.api.cohorts import CohortQuery, cohort_document
 from guidebot.web.api.declare import Invalid, validate
 from guidebot.web.lang import language_of
-from guidebot.web.pages import _hq_only, _signed_in, render
+from guidebot.web.pages import _signed_in, render
 
 N_ = i18n.N_
 METRIC_LABELS = {
@@ -58,9 +60,11 @@ def shade(cell: dict[str, Any], column: str) -> str:
 
 async def cohorts_page(request: web.Request) -> web.StreamResponse:
     who = await _signed_in(request)
-    _hq_only(who)
     try:
-        asked = {k: v for k, v in request.query.items() if k != "lang"}  # the page's language
+        # The page's language and its export are the page's, not the cohort query's.
+        asked = {k: v for k, v in request.query.items() if k not in ("lang", "format", "table")}
+        if not who.is_hq:  # a manager's cohorts: their stores' rows (the rollup splits by store)
+            asked["by"] = "store"
         wanted = validate(CohortQuery, asked, query=True)
     except Invalid as exc:
         raise web.HTTPBadRequest(text=exc.reason) from None
@@ -73,6 +77,10 @@ async def cohorts_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(text=reason) from None
     lang = language_of(request, who)
     splits = _words(SPLIT_LABELS, lang)
+    if not who.is_hq:
+        mine = {str(store) for store in who.store_ids}
+        document["cohorts"] = [row for row in document["cohorts"] if row["key"] in mine]
+        splits = {"store": splits["store"]}
 
     def row_label(row: dict[str, Any]) -> str:
         """A row's store, guide or campaign as stored; the words for "all" and "none"."""
@@ -82,6 +90,12 @@ async def cohorts_page(request: web.Request) -> web.StreamResponse:
             return i18n.label("channel", row["key"], lang)
         return i18n.gettext("(none)", lang) if row["label"] == NONE_LABEL else row["label"]
 
+    if fmt := exports.export_format(request, lang):
+        exports.chosen_table(request, lang, ("cohorts",))
+        columns = export_tables.cohort_columns(
+            splits[document["by"]], column_labels(lang), document["columns"], row_label
+        )
+        return await exports.respond(fmt, N_("Cohorts"), columns, document["cohorts"], lang)
     context = {
         "doc": document,
         "wanted": wanted,

@@ -24,18 +24,32 @@ from guidebot.content import service
 from guidebot.groups.queries import customer_groups
 from guidebot.metrics.orders import customer_orders
 from guidebot.sop.queries import customer_tasks
+from guidebot.web import export_tables, exports
 from guidebot.web.auth import Principal, relation_visible
 from guidebot.web.keys import SESSIONS
 from guidebot.web.lang import language_of
 from guidebot.web.pages import _signed_in, _zone, render
+from guidebot.web.tables import EXPORT_ROWS
 
 SHOWN = 100  # rows per part: the latest; the API and the export reach the rest
+N_ = i18n.N_
+TABLE_NAMES = {
+    "relations": N_("Guides"),
+    "groups": N_("Customer groups"),
+    "timeline": N_("Timeline"),
+    "tasks": N_("Playbook tasks"),
+    "forwards": N_("Content forwarded"),
+    "opens": N_("Content opened"),
+    "orders": N_("Orders"),
+}
 
 
 async def customer_page(request: web.Request) -> web.StreamResponse:
     who = await _signed_in(request)
     ext = request.match_info["external_userid"]
     lang = language_of(request, who)
+    fmt = exports.export_format(request, lang)
+    shown = EXPORT_ROWS if fmt else SHOWN
     async with request.app[SESSIONS]() as session:
         try:
             detail = await queries.get_customer(session, ext)
@@ -47,7 +61,7 @@ async def customer_page(request: web.Request) -> web.StreamResponse:
         if not relations and not who.is_hq:
             raise web.HTTPNotFound(text=_nobody(lang))
         mine = None if who.is_hq else {r.guide_userid for r in relations}
-        parts = await _parts(session, who, ext, mine)
+        parts = await _parts(session, who, ext, mine, shown)
         groups = [
             g
             for g in await customer_groups(session, ext)
@@ -55,6 +69,15 @@ async def customer_page(request: web.Request) -> web.StreamResponse:
         ]
         timeline = [e for e in detail.timeline if relation_visible(who, e.guide_userid, e.store_id)]
         guides, stores = await _names(session, relations, timeline, parts, groups)
+    if fmt:
+        names = {"guide_names": guides, "store_names": stores}
+        tables = export_tables.customer_tables(names, _zone(request), lang)
+        table = exports.chosen_table(request, lang, list(tables))
+        rows = {"relations": relations, "groups": groups, "timeline": list(reversed(timeline))}
+        name = f"{detail.customer.name or ext} · {i18n.gettext(TABLE_NAMES[table], lang)}"
+        return await exports.respond(
+            fmt, name, tables[table], rows.get(table, parts.get(table)), lang
+        )
     return render(
         request,
         "customer.html",
@@ -71,12 +94,15 @@ async def customer_page(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _parts(session, who: Principal, ext: str, mine: set[str] | None) -> dict[str, Any]:
+async def _parts(
+    session, who: Principal, ext: str, mine: set[str] | None, limit: int
+) -> dict[str, Any]:
     """Tasks, forwards, opens and orders of the customer's, narrowed to the guides `mine`."""
-    tasks = await customer_tasks(session, ext, guides=sorted(mine) if mine is not None else None)
-    forwards = await service.recent_forwards(session, guide=None, customer=ext, limit=SHOWN)
-    opens = await service.recent_opens(session, guide=None, customer=ext, limit=SHOWN)
-    orders = await customer_orders(session, ext, limit=SHOWN)
+    guides = sorted(mine) if mine is not None else None
+    tasks = await customer_tasks(session, ext, guides=guides, limit=limit)
+    forwards = await service.recent_forwards(session, guide=None, customer=ext, limit=limit)
+    opens = await service.recent_opens(session, guide=None, customer=ext, limit=limit)
+    orders = await customer_orders(session, ext, limit=limit)
     if mine is not None:
         forwards = [(f, i) for f, i in forwards if f.guide_userid in mine]
         opens = [(o, i) for o, i in opens if o.guide_userid in mine]

@@ -5,6 +5,7 @@ the screen it shows, and the same words in the titles as on the page.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,23 @@ def export_format(request: web.Request, lang: str) -> str | None:
         raise web.HTTPBadRequest(text=str(exc)) from None
 
 
+def chosen_table(request: web.Request, lang: str, tables: Sequence[str]) -> str:
+    """`?table=`: which of the page's tables to export (the first when the page names none)."""
+    raw = request.query.get("table", "").strip()
+    if not raw:
+        return tables[0]
+    if raw not in tables:
+        raise web.HTTPBadRequest(
+            text=i18n.gettext(
+                "'table' must be one of %(tables)s, got %(got)s",
+                lang,
+                tables=", ".join(tables),
+                got=repr(raw[:40]),
+            )
+        )
+    return raw
+
+
 def kpi_columns(names: tuple[str, ...]) -> list[Column]:
     """KPI columns titled from the one KPI table; rates as shares (0.25), numbers as numbers."""
     return [
@@ -35,10 +53,14 @@ def customer_columns(
     relations: dict[str, list[Any]], first_seen: dict[str, str], guide_names: dict[str, str], lang
 ) -> list[Column]:
     def guides(c: Any) -> str:
-        return "、".join(
-            f"{guide_names.get(r.guide_userid, r.guide_userid)}"
-            f"（{i18n.label('relation_status', r.status, lang)}）"
-            for r in relations.get(c.external_userid, [])
+        open_, close = ("（", "）") if lang == i18n.ZH else (" (", ")")
+        return i18n.join(
+            (
+                f"{guide_names.get(r.guide_userid, r.guide_userid)}"
+                f"{open_}{i18n.label('relation_status', r.status, lang)}{close}"
+                for r in relations.get(c.external_userid, [])
+            ),
+            lang,
         )
 
     def tags(c: Any) -> str:
@@ -47,7 +69,7 @@ def customer_columns(
             for r in relations.get(c.external_userid, [])
             for t in r.tags or []
         }
-        return "、".join(sorted(n for n in names if n))
+        return i18n.join(sorted(n for n in names if n), lang)
 
     return [
         Column(N_("Customer"), lambda c: c.name),
@@ -58,10 +80,10 @@ def customer_columns(
     ]
 
 
-def guide_columns(key_kpis: tuple[str, ...]) -> list[Column]:
+def guide_columns(key_kpis: tuple[str, ...], lang: str) -> list[Column]:
     return [
         Column(N_("Guide"), lambda r: r["name"]),
-        Column(N_("Store"), lambda r: "、".join(s.name for s in r["stores"])),
+        Column(N_("Store"), lambda r: i18n.join((s.name for s in r["stores"]), lang)),
         Column(N_("Customers"), lambda r: r["customers"]),
         Column(N_("Open tasks"), lambda r: r["open"]),
         Column(N_("Overdue"), lambda r: r["overdue"]),
@@ -81,21 +103,37 @@ STORE_KPIS = (
 )
 
 
-def store_columns() -> list[Column]:
+def store_columns(metric: str) -> list[Column]:
+    """As the page's table: rank, store, the ranked figure, then the usual ones."""
     return [
+        Column(N_("Rank"), lambda r: r["rank"]),
         Column(N_("Store"), lambda r: r["store"].name),
-        *kpi_columns(STORE_KPIS),
+        *kpi_columns((metric, *STORE_KPIS)),
     ]
 
 
-def content_columns(lang: str) -> list[Column]:
+def content_columns(lang: str, stores: dict[str, str]) -> list[Column]:
+    def seen_by(r: Any) -> str:
+        codes = r["item"].stores or []
+        return i18n.join((stores.get(c, c) for c in codes), lang) or i18n.gettext(
+            "Every store", lang
+        )
+
     return [
         Column(N_("Item"), lambda r: r["item"].title),
         Column(N_("Kind"), lambda r: i18n.label("content_kind", r["item"].kind, lang)),
+        Column(N_("Stores that see it"), seen_by),
         Column(N_("Forwards"), lambda r: r["forwards"]),
         Column(N_("Opens"), lambda r: r["opens"]),
         Column(N_("Unique opens"), lambda r: r["unique_opens"]),
+        Column(
+            N_("Open rate"), lambda r: r["unique_opens"] / r["forwards"] if r["forwards"] else None
+        ),
     ]
+
+
+def _open_rate(r: Any) -> float | None:
+    return r["unique_opens"] / r["forwards"] if r["forwards"] else None
 
 
 async def respond(fmt: str, name_msgid: str, columns: list[Column], rows, lang: str):

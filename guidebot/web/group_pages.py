@@ -22,7 +22,7 @@ from guidebot.groups import queries
 from guidebot.groups.models import GroupMember
 from guidebot.metrics import kpis
 from guidebot.metrics.report import Period
-from guidebot.web import exports
+from guidebot.web import export_tables, exports
 from guidebot.web.auth import Principal
 from guidebot.web.keys import SESSIONS
 from guidebot.web.lang import language_of
@@ -30,6 +30,7 @@ from guidebot.web.pages import _chosen_store, _period, _signed_in, _visible_stor
 
 N_ = i18n.N_
 STATUSES = ("active", "dismissed", "all")
+TABLE_NAMES = {"members": N_("Members"), "history": N_("Membership history")}
 
 
 def _window(period: Period, zone) -> tuple[datetime, datetime]:
@@ -78,6 +79,7 @@ async def groups_page(request: web.Request) -> web.StreamResponse:
     ]
     rows.sort(key=lambda r: (-r["activity"].net, -r["members"], r["group"].chat_id))
     if fmt:
+        exports.chosen_table(request, lang, ("groups",))
         return await exports.respond(fmt, N_("Customer groups"), group_columns(lang), rows, lang)
     return render(
         request,
@@ -131,6 +133,12 @@ async def group_page(request: web.Request) -> web.StreamResponse:
         guides = await _guide_names(session, userids)
         stores = await _store_names(session, {group.store_id})
         names = await _member_names(session, chat_id)
+    if fmt := exports.export_format(request, lang):
+        tables = export_tables.group_tables(guides, names, _zone(request), lang)
+        table = exports.chosen_table(request, lang, list(tables))
+        rows = detail.members if table == "members" else detail.history
+        name = f"{group.name or chat_id} · {i18n.gettext(TABLE_NAMES[table], lang)}"
+        return await exports.respond(fmt, name, tables[table], rows, lang)
     return render(
         request,
         "group.html",

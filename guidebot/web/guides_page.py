@@ -59,7 +59,8 @@ async def guides_page(request: web.Request) -> web.StreamResponse:
     rows.sort(key=lambda r: (-r["overdue"], -r["open"], r["name"], r["userid"]))
     if fmt:
         lang = language_of(request, who)
-        columns = exports.guide_columns(KEY_KPIS)
+        exports.chosen_table(request, lang, ("guides",))
+        columns = exports.guide_columns(KEY_KPIS, lang)
         return await exports.respond(fmt, i18n.N_("Guides"), columns, rows, lang)
     return render(
         request,

@@ -103,6 +103,8 @@ def environment(lang: str) -> jinja2.Environment:
     env.filters["channel_word"] = lambda code: i18n.label("channel", code, lang)
     env.globals["kpi_title"] = lambda name: kpis.KPI_BY_NAME[name].title(lang)
     env.globals["kpi_definition"] = lambda name: kpis.KPI_BY_NAME[name].explain(lang)
+    env.filters["words"] = functools.partial(i18n.join, lang=lang)  # 、 or ", "
+    env.filters["store_word"] = lambda code, names: names.get(code, code)
     env.globals["lang"] = lang
     env.globals["holdout_minimum"] = MIN_PER_GROUP  # below it a lift is refused (sop.holdout)
     env.globals["html_lang"] = "zh-CN" if lang == i18n.ZH else "en"

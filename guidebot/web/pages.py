@@ -25,7 +25,6 @@ from guidebot.contacts.directory import store_zone
 from guidebot.contacts.models import Department, Guide, Relation
 from guidebot.content import service
 from guidebot.metrics import kpis
-from guidebot.metrics.escalation import escalated_tasks
 from guidebot.metrics.report import (
     Period,
     PeriodError,
@@ -34,7 +33,7 @@ from guidebot.metrics.report import (
     metrics,
     period_from_query,
 )
-from guidebot.web import exports
+from guidebot.web import export_tables, exports
 from guidebot.web.accounts import SignedIn, find_credentials, load_account, password_matches
 from guidebot.web.auth import (
     ADMIN_COOKIE,
@@ -97,7 +96,7 @@ def render(
             path=request.path,
             switch_href=switch_href(request, i18n.EN if lang == i18n.ZH else i18n.ZH),
             today=request.app[CLOCK].now().astimezone(_zone(request)).date().isoformat(),
-            export_href=lambda fmt: _export_href(request, fmt),
+            export_href=lambda fmt, table=None: _export_href(request, fmt, table),
             **context,
         )
     )
@@ -109,10 +108,11 @@ def render(
     return response
 
 
-def _export_href(request: web.Request, fmt: str) -> str:
-    """This list as a file: the same filters, every page of it."""
-    query = {k: v for k, v in request.query.items() if k not in ("page", "format", "lang")}
-    return "?" + urlencode({**query, "format": fmt})
+def _export_href(request: web.Request, fmt: str, table: str | None = None) -> str:
+    """A table of this page as a file: the same filters, every page of it."""
+    skipped = ("page", "format", "lang", "table")
+    query = {k: v for k, v in request.query.items() if k not in skipped}
+    return "?" + urlencode({**query, "format": fmt, **({"table": table} if table else {})})
 
 
 def _zone(request: web.Request):
@@ -321,6 +321,9 @@ def _charts(days: list[dict[str, Any]], totals: dict[str, Any], lang: str) -> di
     }
 
 
+TOP_KPIS = ("new_customers", "net_growth", "forwards", "open_rate", "orders")  # its leaderboard
+
+
 async def dashboard(request: web.Request) -> web.StreamResponse:
     who = await _signed_in(request)
     period = _period(request)
@@ -332,6 +335,11 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         top = await leaderboard(
             session, period, "new_customers", store_id=store.id if store else None, limit=10
         )
+    lang = language_of(request, who)
+    if fmt := exports.export_format(request, lang):
+        exports.chosen_table(request, lang, ("leaderboard",))
+        columns = export_tables.leaderboard_columns(None, TOP_KPIS)
+        return await exports.respond(fmt, N_("Top guides by new customers"), columns, top, lang)
     return render(
         request,
         "dashboard.html",
@@ -343,53 +351,8 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
             "kpi_names": kpis.KPI_NAMES,
             "labels": kpis.KPI_BY_NAME,
             "top": top,
+            "top_kpis": TOP_KPIS,
             "chart_data": _json_script(_charts(days or [], totals, language_of(request, who))),
-        },
-    )
-
-
-async def stores_page(request: web.Request) -> web.StreamResponse:
-    who = await _signed_in(request)
-    period = _period(request)
-    metric = request.query.get("metric", "new_customers")
-    if metric not in kpis.KPI_BY_NAME:
-        metric = "new_customers"
-    fmt = exports.export_format(request, language_of(request, who))
-    async with request.app[SESSIONS]() as session:
-        stores = await _visible_stores(session, who)
-        rows = []
-        for store in stores:
-            values, _ = await metrics(session, Scope(store_id=store.id), period)
-            rows.append({"store": store, "metrics": values})
-        # Best first, as the guide table beside it: bigger is better, no value last.
-        kpi = kpis.KPI_BY_NAME[metric]
-        rows.sort(key=lambda r: -kpis.sort_key(kpi, r["metrics"][metric]))
-        if fmt:
-            lang = language_of(request, who)
-            return await exports.respond(fmt, N_("Stores"), exports.store_columns(), rows, lang)
-        store = _chosen_store(request, who, stores) if request.query.get("store") else None
-        guides = (
-            await leaderboard(session, period, metric, store_id=store.id, limit=500)
-            if store
-            else []
-        )
-        # Tasks past their playbook's escalate_after: the chosen store's, or a manager's own.
-        watched = [store.id] if store else [] if who.is_hq else [s.id for s in stores]
-        now = request.app[CLOCK].now()
-        overdue = await escalated_tasks(session, watched, now) if watched else []
-    return render(
-        request,
-        "stores.html",
-        {
-            "period": period,
-            "metric": metric,
-            "kpi_names": kpis.KPI_NAMES,
-            "rows": rows,
-            "store": store,
-            "guides": guides,
-            "escalated": overdue,
-            "watching": bool(watched),
-            "now": now,
         },
     )
 
@@ -405,6 +368,11 @@ async def guide_page(request: web.Request) -> web.StreamResponse:
         # A manager sees the guide's days in their stores only, not those from a former store.
         scope = Scope(guide=userid, stores=None if who.is_hq else who.store_ids)
         totals, days = await metrics(session, scope, period, by_day=True)
+    lang = language_of(request, who)
+    if fmt := exports.export_format(request, lang):
+        exports.chosen_table(request, lang, ("days",))
+        columns = export_tables.day_columns()
+        return await exports.respond(fmt, guide.name, columns, days or [], lang)
     return render(
         request,
         "guide.html",
@@ -453,6 +421,7 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
         guide_names = await _guide_names(session, relations)
     if fmt:
         lang = language_of(request, who)
+        exports.chosen_table(request, lang, ("customers",))
         columns = exports.customer_columns(relations, first_seen, guide_names, lang)
         return await exports.respond(fmt, N_("Customers"), columns, customers, lang)
     return render(
@@ -534,7 +503,9 @@ async def content_page(request: web.Request) -> web.StreamResponse:
     rows.sort(key=lambda r: (-r["forwards"], -r["unique_opens"], r["item"].id))
     lang = language_of(request, request[PRINCIPAL])
     if fmt := exports.export_format(request, lang):
-        return await exports.respond(fmt, N_("Content"), exports.content_columns(lang), rows, lang)
+        exports.chosen_table(request, lang, ("content",))
+        columns = exports.content_columns(lang, stores)
+        return await exports.respond(fmt, N_("Content"), columns, rows, lang)
     retired = "retired" in request.query
     return render(
         request,
@@ -550,7 +521,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/admin/login", login)
     app.router.add_post("/admin/logout", logout)
     app.router.add_get("/admin/static/{name}", static)
-    app.router.add_get("/admin/stores", stores_page)
     app.router.add_get("/admin/guides/{userid}", guide_page)
     app.router.add_get("/admin/customers", customers_page)
     app.router.add_get("/admin/content", content_page)

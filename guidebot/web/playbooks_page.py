@@ -16,6 +16,7 @@ from guidebot.metrics.report import guide_names
 from guidebot.sop import check_language
 from guidebot.sop.loader import PlaybookError
 from guidebot.sop.queries import stopped_counts
+from guidebot.web import export_tables, exports
 from guidebot.web.api.sop import playbook_listing
 from guidebot.web.auth import PRINCIPAL
 from guidebot.web.keys import SESSIONS, SETTINGS, SOP
@@ -56,6 +57,14 @@ async def playbooks_page(request: web.Request) -> web.StreamResponse:
             shown["stopped"] = sum(reasons.values())
             shown["skipped"] = max(0, shown["skipped"] - shown["stopped"])
             step["shown"] = shown
+    if fmt := exports.export_format(request, lang):
+        steps = {f"steps-{p['id']}": p for p in listing if p["steps"]}
+        playbook = steps.get(exports.chosen_table(request, lang, list(steps) or ["steps"]))
+        if playbook is None:  # no playbook with steps to export
+            raise web.HTTPNotFound()
+        columns = export_tables.step_columns(STEP_COLUMNS, lang)
+        name = playbook.get("name") or playbook["id"]
+        return await exports.respond(fmt, name, columns, playbook["steps"], lang)
     return render(request, "playbooks.html", {"playbooks": listing, "step_columns": STEP_COLUMNS})
 
 

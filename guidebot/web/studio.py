@@ -22,7 +22,9 @@ from guidebot.sop import queries, studio
 from guidebot.sop.holdout import lift_by_playbook
 from guidebot.sop.loader import LoadedPlaybook
 from guidebot.sop.playbook import Playbook
+from guidebot.sop.trigger_words import written_values
 from guidebot.sop.versions import current_file, history, read_text
+from guidebot.web import export_tables, exports
 from guidebot.web.api.playbooks import ID_PATTERN
 from guidebot.web.api.sop import holdout_view
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP
@@ -40,6 +42,9 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     text = await asyncio.to_thread(read_text, Path(loaded.file))
     playbook = _shown_playbook(loaded, registry.broken())
+    # Offsets as the file writes them, when the file is the playbook shown (not while broken).
+    current = playbook is not None and playbook is loaded.playbook
+    written = await asyncio.to_thread(written_values, text or "") if current else {}
     now = request.app[CLOCK].now()
     async with request.app[SESSIONS]() as session:
         funnel = await studio.step_funnel(session, playbook_id)
@@ -50,12 +55,17 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
     lang = language_of(request, who)
     # The file's problems in the page's language, as `sop check` says them.
     errors, warnings = studio.diagnostics(loaded, lang)
-    entries = studio.timeline(playbook) if playbook is not None else []
+    entries = studio.timeline(playbook, lang, written) if playbook is not None else []
     goal = None
     if playbook is not None and playbook.goal is not None:
         counted = goals.get((playbook_id, playbook.goal.event))
         goal = counted or {"met": 0, "open": 0, "missed": 0}
     zone = ZoneInfo(request.app[SETTINGS].timezone)
+    if fmt := exports.export_format(request, lang):
+        exports.chosen_table(request, lang, ("funnel",))
+        columns = export_tables.funnel_columns(lang)
+        name = playbook.name if playbook is not None else playbook_id
+        return await exports.respond(fmt, name, columns, _funnel_rows(playbook, funnel, lang), lang)
     return render(
         request,
         "studio.html",
@@ -68,7 +78,7 @@ async def studio_page(request: web.Request) -> web.StreamResponse:
             "warnings": warnings,
             "timeline": entries,
             "axis": _axis(entries),
-            "funnel": _funnel_rows(playbook, funnel),
+            "funnel": _funnel_rows(playbook, funnel, lang),
             "goal": goal,
             "holdout": holdout_view(playbook, lifts.get(playbook_id)),
             "versions": versions,
@@ -105,11 +115,13 @@ def _axis(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _funnel_rows(
-    playbook: Playbook | None, funnel: dict[str, dict[str, Any]]
+    playbook: Playbook | None, funnel: dict[str, dict[str, Any]], lang: str
 ) -> list[dict[str, Any]]:
-    """One row per step of the shown version, then steps only older versions had."""
-    steps = [s.id for s in playbook.steps] if playbook is not None else []
-    names = {s.id: s.name for s in playbook.steps} if playbook is not None else {}
+    """One row per step of the shown version (named as guides read it: its name, else its
+    action's), then steps only older versions had (by their id)."""
+    shown = playbook.steps if playbook is not None else ()
+    steps = [s.id for s in shown]
+    names = {s.id: s.name or i18n.label("action", s.action, lang) for s in shown}
     rows = [
         {"id": s, "name": names.get(s), "retired": False, **funnel.get(s, studio.no_funnel())}
         for s in steps

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from guidebot import i18n
 from guidebot.content.service import create_item
 from guidebot.db.parking import ParkedRow
 from guidebot.events import ContentOpened, StageChanged, publish
-from guidebot.sop.behaviour import trigger_value
 from guidebot.sop.behaviour_scan import sop_behaviour
 from guidebot.sop.holdout import HOLDOUT, TREATED, assign
 from guidebot.sop.jobs import JOBS
@@ -25,6 +25,7 @@ from guidebot.sop.loader import load_directory, templates_dir_for
 from guidebot.sop.models import SopEnrollment, SopTask
 from guidebot.sop.playbook import Trigger
 from guidebot.sop.studio import timeline
+from guidebot.sop.trigger_words import trigger_summary
 from guidebot.web.keys import SOP
 from tests import factories
 from tests.harness import REPO, deploy_dir, write_playbook
@@ -389,10 +390,10 @@ async def h(aiohttp_client, database_url, clock, sop_dir) -> MetricsHarness:
 def test_the_studio_timeline_names_what_narrows_each_trigger() -> None:
     loaded = load_directory(REPO / "sop", templates_dir_for(REPO / "sop"))
     [book] = [item.playbook for item in loaded if item.id == "repurchase_30d"]
-    [trigger] = [e for e in timeline(book) if e["kind"] == "trigger"]
-    assert (trigger["event"], trigger["value"]) == ("repurchase_due", "30d · 1 单 / 1 order")
+    [trigger] = [e for e in timeline(book, i18n.ZH) if e["kind"] == "trigger"]
+    assert (trigger["event"], trigger["value"]) == ("repurchase_due", "上次下单 30d 后 · 恰好 1 单")
+    [trigger] = [e for e in timeline(book, i18n.EN) if e["kind"] == "trigger"]
+    assert trigger["value"] == "30d after the last order · exactly 1 order"
     stage = Trigger(event="stage.changed", from_stage=None, to_stage="first_purchase")
-    assert trigger_value(stage) == "任意 / any → 首购 / First purchase"
-    assert trigger_value(Trigger(event="content.opened", item="spring-lookbook")) == (
-        "spring-lookbook"
-    )
+    assert trigger_summary(stage, i18n.ZH) == "任意阶段 → 首购"
+    assert trigger_summary(stage, i18n.EN) == "any stage → First purchase"

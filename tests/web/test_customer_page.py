@@ -99,7 +99,8 @@ async def test_the_customer_list_exports_every_match_as_csv_and_excel(h, session
     await h.settle()
     cookie = admin_cookie(await sessions.account("boss", "hq", []))
     page = await (await h.client.get("/admin/customers", headers=cookie)).text()
-    assert 'href="?format=csv"' in page and 'href="?format=xlsx"' in page
+    assert 'href="?format=csv&amp;table=customers"' in page
+    assert 'href="?format=xlsx&amp;table=customers"' in page
     response = await h.client.get("/admin/customers", params={"format": "csv"}, headers=cookie)
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/csv")
@@ -133,10 +134,11 @@ async def test_the_guides_stores_and_content_lists_export_too(h, sessions):
     assert by_name["王芳"][2].value == 1  # a number in Excel, not text
     stores = await h.client.get("/admin/stores", params={**PERIOD, "format": "csv"}, headers=cookie)
     rows = list(csv.reader(io.StringIO((await stores.read()).decode("utf-8-sig"))))
-    assert rows[0][0] == "门店" and {r[0] for r in rows[1:]} == {"张江店", "徐汇店"}
+    assert rows[0][:2] == ["排名", "门店"] and {r[1] for r in rows[1:]} == {"张江店", "徐汇店"}
+    assert [r[0] for r in rows[1:]] == ["1", "2"]
     content = await h.client.get("/admin/content", params={"format": "csv"}, headers=cookie)
     rows = list(csv.reader(io.StringIO((await content.read()).decode("utf-8-sig"))))
-    assert rows[1][:3] == ["春季新品", "链接", "1"]
+    assert rows[1][:4] == ["春季新品", "链接", "所有门店", "1"]
 
 
 async def test_an_unknown_export_format_is_a_styled_400(h, sessions):

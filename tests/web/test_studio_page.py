@@ -86,7 +86,7 @@ async def test_the_timeline_funnel_and_goal_render_from_the_engines_rows(h, sess
     assert numbers == {"met": "1", "open": "4", "missed": "0"}
 
     assert str(sop_dir) not in html and str(Path(sop_dir).parent) not in html
-    assert "文件: week_sop.yaml" in html
+    assert "文件: <code>week_sop.yaml</code>" in html
     shown = html.split('id="editor-card"')[0]  # the YAML below is the file's own words
     for english in ("Timeline", "Funnel per step", "Stop when", "Day 0", "within", "Planned"):
         assert english not in shown, english
@@ -219,4 +219,56 @@ async def test_the_funnel_names_each_stop_by_its_event_and_keeps_retired_steps(h
     stopped = _cells(html, "call")["stopped"]
     assert stopped == ("客户删除了导购: 1; 客户转给了其他导购: 1; 获得标签「VIP」: 1")
     assert _cells(html, "old_step")["expired"] == "1"
-    assert re.search(r'<tr data-step="old_step"><td>old_step <span class="badge">旧版本步骤', html)
+    assert re.search(
+        r'<tr data-step="old_step"><td><code>old_step</code> <span class="badge">旧版本步骤', html
+    )
+
+
+QUIET = """
+playbook: quiet
+version: 1
+name: 沉默客户唤醒
+trigger: {event: silent, after: 36h}
+enroll: {once_per: customer}
+timezone: Asia/Shanghai
+send_window: {hours: "09:00-21:00", days: mon-sun}
+stop_when: [contact.lost]
+goal: {event: order.paid, within: 336h}
+steps:
+  - id: nudge
+    at: enroll + 90m
+    action: remind
+    template: remind_day1_intro.j2
+    expire_after: 36h
+"""
+
+
+async def test_a_behaviour_trigger_and_its_offsets_read_as_written_in_both_languages(
+    h, sessions, sop_dir
+):
+    from tests.harness import write_playbook
+
+    write_playbook(sop_dir, QUIET)
+    h.app[SOP].registry.reload()
+    cookie = admin_cookie(await sessions.account("boss", "hq", []))
+    html = await (await h.client.get("/admin/playbooks/quiet", headers=cookie)).text()
+    trigger = " ".join(re.search(r'data-testid="trigger">(.*?)</p>', html, re.S)[1].split())
+    assert "36h 无互动" in trigger and "129600" not in html and "1d12h" not in html
+    step = re.search(r'<li data-testid="step-nudge">(.*?)</li>', html, re.S)[1]
+    assert '<code data-testid="at">enroll + 90m</code>' in step
+    assert "过期时限 36h" in " ".join(step.split())
+    assert "客户下单付款，336h 内" in html
+    english = await (await h.client.get("/admin/playbooks/quiet?lang=en", headers=cookie)).text()
+    trigger = " ".join(re.search(r'data-testid="trigger">(.*?)</p>', english, re.S)[1].split())
+    assert "no contact for 36h" in trigger and "无互动" not in english
+    # The API's timeline as HQ types: the same words, the offsets as typed.
+    status, body = await h.api(
+        "POST", "/playbooks/validate", json={"name": "quiet", "text": QUIET, "lang": "zh"}
+    )
+    assert status == 200, body
+    entries = {e["kind"]: e for e in body["timeline"]}
+    assert entries["trigger"]["value"] == "36h 无互动"
+    assert (entries["step"]["at"], entries["step"]["detail"]) == (
+        "enroll + 90m",
+        "expire_after 36h",
+    )

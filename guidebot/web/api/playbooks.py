@@ -17,6 +17,7 @@ a request that does not fit its schema), with the errors beside the usual error 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from guidebot.sop import studio
 from guidebot.sop.checks import MAX_VERSION
 from guidebot.sop.loader import MAX_FILE_BYTES, LoadedPlaybook
 from guidebot.sop.playbook import Playbook
+from guidebot.sop.trigger_words import written_values
 from guidebot.sop.versions import SaveConflict, SaveRefused, current_file, save_playbook
 from guidebot.web.api.common import (
     ApiError,
@@ -173,13 +175,18 @@ SAVED = shape(
 )
 
 
-def checked_json(loaded: LoadedPlaybook, lang: str | None = None) -> dict[str, Any]:
-    errors, warnings = studio.diagnostics(loaded, i18n.ZH if lang == "zh" else i18n.EN)
+async def checked_json(
+    loaded: LoadedPlaybook, lang: str | None = None, text: str | None = None
+) -> dict[str, Any]:
+    """The checker's answer; the timeline in `lang`, its offsets as `text` writes them."""
+    language = i18n.ZH if lang == "zh" else i18n.EN
+    errors, warnings = studio.diagnostics(loaded, language)
     playbook = loaded.playbook
+    written = await asyncio.to_thread(written_values, text) if text and playbook else {}
     return {
         "errors": errors,
         "warnings": warnings,
-        "timeline": studio.timeline(playbook) if playbook is not None else [],
+        "timeline": studio.timeline(playbook, language, written) if playbook is not None else [],
         "version": loaded.version,
     }
 
@@ -199,7 +206,7 @@ async def _check(request: web.Request, name: str, text: str) -> LoadedPlaybook:
 async def validate_playbook(request: web.Request) -> web.Response:
     body = body_of(request, PlaybookText)
     loaded = await _check(request, body.name, body.text)
-    return web.json_response(checked_json(loaded, body.lang))
+    return web.json_response(await checked_json(loaded, body.lang, body.text))
 
 
 @api.post(
@@ -214,7 +221,7 @@ async def validate_playbook(request: web.Request) -> web.Response:
 async def preview_playbook(request: web.Request) -> web.Response:
     body = body_of(request, PreviewRequest)
     loaded = await _check(request, body.name, body.text)
-    answer: dict[str, Any] = {**checked_json(loaded, body.lang), "preview": None}
+    answer: dict[str, Any] = {**await checked_json(loaded, body.lang, body.text), "preview": None}
     if loaded.enabled and loaded.playbook is not None:
         answer["preview"] = await _preview(request, loaded.playbook, body.store, body.added_at)
     return web.json_response(answer)

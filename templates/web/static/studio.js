@@ -80,7 +80,7 @@
       const day = entry.day ? fill(words.day, { day: Math.round(entry.day * 10) / 10 }) : words.day0;
       const action = words.actions[entry.action] || entry.action;
       list.append(el("li", { "data-step": entry.id }, el("strong", {}, day),
-        ` · ${entry.name || action}`, el("span", { class: "muted" }, ` · ${entry.at}`)));
+        ` · ${entry.name || action}`, el("span", { class: "muted" }, " · ", el("code", {}, entry.at))));
     }
   }
 
