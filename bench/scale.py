@@ -54,7 +54,7 @@ from guidebot.content.models import ContentItem
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import upgrade
 from guidebot.metrics.rollup import backfill, recompute_all
-from guidebot.privacy.retention import prune
+from guidebot.privacy.retention import RULES, prune
 
 NOW = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)  # noon in Shanghai
 ADMIN = "bench-admin-token-0001"
@@ -62,6 +62,8 @@ ADMIN = "bench-admin-token-0001"
 # built once from it afterwards (as `backfill` does on an existing database).
 TRIGGERED = ("relation_events", "relations", "sop_tasks", "content_forwards",
              "content_open_visitors")  # fmt: skip
+# Each retention rule's table (guidebot.privacy.retention.RULES).
+PRUNED_TABLES = {rule.name: rule.model.__tablename__ for rule in RULES}
 SEQUENCED = ("relations", "inbox_events", "sop_enrollments", "sop_tasks")
 
 
@@ -166,6 +168,10 @@ async def size(engine, postgres: bool, path: Path | None) -> tuple[int, int]:
             total = await conn.scalar(text("SELECT pg_database_size(current_database())"))
         return int(total), 0
     assert path is not None
+    return await asyncio.to_thread(_sqlite_size, path)
+
+
+def _sqlite_size(path: Path) -> tuple[int, int]:
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
@@ -305,9 +311,8 @@ def show(report: Report) -> None:
     say(f"{'read':<40} {'before p50':>11} {'p95':>9} {'after p50':>10} {'p95':>9}")
     for name, (p50, p95) in report.latencies_before.items():
         a50, a95 = report.latencies_after[name]
-        say(
-            f"{name:<40} {p50 * 1e3:9.1f}ms {p95 * 1e3:7.1f}ms {a50 * 1e3:8.1f}ms {a95 * 1e3:7.1f}ms"
-        )
+        figures = f"{p50 * 1e3:9.1f}ms {p95 * 1e3:7.1f}ms {a50 * 1e3:8.1f}ms {a95 * 1e3:7.1f}ms"
+        say(f"{name:<40} {figures}")
     say(
         f"size: {report.size_before / mb:,.0f} MB before, {report.size_after / mb:,.0f} MB after"
         + (

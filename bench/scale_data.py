@@ -40,7 +40,8 @@ class Dialect:
         if self.postgres:
             return "", f"generate_series({lo}::bigint, {hi - 1}::bigint) AS s(n)"
         return (
-            f"WITH RECURSIVE s(n) AS (SELECT {lo} UNION ALL SELECT n + 1 FROM s WHERE n < {hi - 1})",
+            f"WITH RECURSIVE s(n) AS (SELECT {lo} UNION ALL "
+            f"SELECT n + 1 FROM s WHERE n < {hi - 1})",
             "s",
         )
 
@@ -50,7 +51,8 @@ class Dialect:
         if self.postgres:
             return f"(TIMESTAMPTZ '{stamp}+00' - ({seconds}) * INTERVAL '1 second')"
         # SQLAlchemy's SQLite format for DateTime: microseconds always written.
-        return f"(strftime('%Y-%m-%d %H:%M:%S', '{stamp}', '-' || ({seconds}) || ' seconds') || '.000000')"
+        moved = f"strftime('%Y-%m-%d %H:%M:%S', '{stamp}', '-' || ({seconds}) || ' seconds')"
+        return f"({moved} || '.000000')"
 
     def guide(self, number: str) -> str:
         if self.postgres:
@@ -64,6 +66,13 @@ class Dialect:
 def spread(n: str, salt: int = 0) -> str:
     """A repeatable pseudo-random 0..2^32-1 from the row number."""
     return f"((({n}) * 2654435761 + {salt * 97_531}) % 4294967296)"
+
+
+def _ago(n: str, total: int, span: int, floor: int = 0) -> str:
+    """Seconds before NOW of row n of `total`: later rows are newer, as in an append-only log
+    (ids follow time), within an hour's jitter."""
+    step = f"({total} - ({n})) * {max(1, span - 3600)} / {max(1, total)}"
+    return f"({floor} + {step} + {spread(n, 9)} % 3600)"
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,7 @@ Statement = Callable[[Dialect, Plan, str], tuple[str, str]]  # (table, columns +
 
 def _add_columns(d: Dialect, p: Plan, n: str) -> dict[str, str]:
     """Shared expressions of an add's rows: the guide, the store, the customer, when."""
-    ago = f"({spread(n)} % {p.seconds - 172_800} + 172800)"  # at least two days old
+    ago = _ago(n, p.count("adds"), p.seconds - 172_800, 172_800)  # at least two days old
     return {
         "guide": d.guide(f"{n} % {p.guides}"),
         "store": f"(100 + ({n} % {p.guides}) % {p.stores})",
@@ -120,8 +129,9 @@ def relations(d: Dialect, p: Plan, n: str) -> tuple[str, str]:
     return "relations", (
         "(id, guide_userid, external_userid, status, created_at, confirmed, store_id, channel, "
         "remark, description, tags, remark_mobiles, ended_at, last_event_at, updated_at) SELECT "
-        f"{n} + 1, {a['guide']}, {a['customer']}, CASE WHEN {a['lost']} THEN 'lost' ELSE 'active' END, "
-        f"{a['at']}, {'true' if d.postgres else 1}, {a['store']}, 'store', '客户' || {n} || ' 备注', "
+        f"{n} + 1, {a['guide']}, {a['customer']}, "
+        f"CASE WHEN {a['lost']} THEN 'lost' ELSE 'active' END, {a['at']}, "
+        f"{'true' if d.postgres else 1}, {a['store']}, 'store', '客户' || {n} || ' 备注', "
         f"'生日 03-14，喜欢 ' || {n} % 97 || ' 号色', {d.json(repr('[]'))}, {mobiles}, "
         f"CASE WHEN {a['lost']} THEN {d.ago(a['ago'] + ' - 60')} END, {a['at']}, {a['at']}"
     )
@@ -192,19 +202,20 @@ def tasks(step: str) -> Statement:
         return "sop_tasks", (
             "(id, enrollment_id, step_id, playbook_id, playbook_version, guide_userid, "
             "external_userid, action, due_at, status, attempts, message, sent_at, completed_at, "
-            f"completed_by, created_at, updated_at) SELECT 2 * {n} + {1 if step == 'welcome' else 2}, "
-            f"{n} + 1, '{step}', '{PLAYBOOK}', 1, {a['guide']}, {a['customer']}, '{action}', {due}, "
+            f"completed_by, created_at, updated_at) SELECT "
+            f"2 * {n} + {1 if step == 'welcome' else 2}, {n} + 1, '{step}', '{PLAYBOOK}', 1, "
+            f"{a['guide']}, {a['customer']}, '{action}', {due}, "
             f"{status}, 1, {message}, {due}, {due}, 'guide', {a['at']}, {due}"
         )
 
     return statement
 
 
-def _logged(d: Dialect, p: Plan, n: str, salt: int, narrow: int) -> dict[str, str]:
+def _logged(d: Dialect, p: Plan, n: str, salt: int, narrow: int, total: int) -> dict[str, str]:
     """A log row's guide, one of that guide's first `narrow` customers, an item, an instant."""
     g = f"({n} % {p.guides})"
     add = f"({g} + {p.guides} * ({spread(n, salt)} % {min(narrow, p.per_guide)}))"
-    ago = f"({spread(n, salt + 1)} % {p.seconds})"
+    ago = _ago(n, total, p.seconds)
     return {
         "guide": d.guide(g),
         "store": f"(100 + {g} % {p.stores})",
@@ -216,7 +227,7 @@ def _logged(d: Dialect, p: Plan, n: str, salt: int, narrow: int) -> dict[str, st
 
 def forwards(d: Dialect, p: Plan, n: str) -> tuple[str, str]:
     # Ten items over a guide's 200 regulars: about a fifth are repeat forwards.
-    r = _logged(d, p, n, 10, 200)
+    r = _logged(d, p, n, 10, 200, p.count("forwards"))
     return "content_forwards", (
         "(ref, item_id, guide_userid, external_userid, store_id, via, sent_at, recorded_at) "
         f"SELECT 'f' || {n}, {r['item']}, {r['guide']}, {r['customer']}, {r['store']}, 'sidebar', "
@@ -229,17 +240,18 @@ def _visitors(p: Plan) -> int:
 
 
 def open_visitors(d: Dialect, p: Plan, n: str) -> tuple[str, str]:
-    r = _logged(d, p, n, 20, 1_000_000)
+    r = _logged(d, p, n, 20, 1_000_000, _visitors(p))
     return "content_open_visitors", (
         "(item_id, visitor_key, guide_userid, external_userid, store_id, first_opened_at) "
-        f"SELECT 1 + {n} % {ITEMS}, 'v:' || {n}, {r['guide']}, {r['customer']}, {r['store']}, {r['at']}"
+        f"SELECT 1 + {n} % {ITEMS}, 'v:' || {n}, {r['guide']}, {r['customer']}, {r['store']}, "
+        f"{r['at']}"
     )
 
 
 def opens(d: Dialect, p: Plan, n: str) -> tuple[str, str]:
     v = f"({n} % {_visitors(p)})"
-    r = _logged(d, p, v, 20, 1_000_000)
-    at = d.ago(f"({spread(n, 30)} % {p.seconds})")
+    r = _logged(d, p, v, 20, 1_000_000, _visitors(p))
+    at = d.ago(_ago(n, p.count("opens"), p.seconds))
     first = f"({n} < {_visitors(p)})"
     return "content_opens", (
         "(item_id, guide_userid, external_userid, store_id, link_nonce, issued_at, opened_at, "
@@ -250,7 +262,7 @@ def opens(d: Dialect, p: Plan, n: str) -> tuple[str, str]:
 
 
 def orders(d: Dialect, p: Plan, n: str) -> tuple[str, str]:
-    r = _logged(d, p, n, 40, 1_000_000)
+    r = _logged(d, p, n, 40, 1_000_000, p.count("orders"))
     refunded = f"({spread(n, 45)} % 10 = 0)"
     return "orders", (
         "(order_id, external_userid, store_id, amount_fen, paid_at, status, refunded_at, "
@@ -262,7 +274,7 @@ def orders(d: Dialect, p: Plan, n: str) -> tuple[str, str]:
 
 
 def bot_replies(d: Dialect, p: Plan, n: str) -> tuple[str, str]:
-    r = _logged(d, p, n, 50, 1)
+    r = _logged(d, p, n, 50, 1, p.count("bot_replies"))
     reply = d.json('\'{"text": "今天待办 3 项：回访 2 位客户，转发 1 条新品内容。"}\'')
     return "bot_replies", (
         "(msg_id, guide_userid, request, reply, status, created_at, updated_at, sent_at) SELECT "
@@ -271,7 +283,7 @@ def bot_replies(d: Dialect, p: Plan, n: str) -> tuple[str, str]:
 
 
 def audit(d: Dialect, p: Plan, n: str) -> tuple[str, str]:
-    at = d.ago(f"({spread(n, 60)} % {p.seconds})")
+    at = d.ago(_ago(n, p.days * AUDIT_PER_DAY, p.seconds))
     change = d.json('\'{"title": "新品上市 \' || ' + n + " || '\"}'")
     return "audit_log", (
         '(at, actor, role, ip, action, target, "before", "after") SELECT '
