@@ -10,7 +10,7 @@ database (bench/scale_data.py), builds the rollups with the job's own code, and 
 same run:
 
 * the main HQ reads over HTTP (the whole app, create_app): the dashboard, KPIs, the
-  leaderboard, customer search, a guide's customers, the guide list, cohorts, a customer's
+  leaderboard, the customer list, customer search, a guide's customers, the guide list, cohorts, a customer's
   page and API, a guide's tasks, a customer's enrollments, the content list and the audit
   trail, each SAMPLES times with p50 and p95;
 * the database's size;
@@ -197,6 +197,7 @@ def reads(plan: scale_data.Plan, rng: random.Random) -> dict[str, str]:
         "dashboard /admin": "/admin",
         "HQ KPIs /api/v1/metrics": f"/api/v1/metrics?{month}",
         "leaderboard /api/v1/leaderboard": f"/api/v1/leaderboard?{month}",
+        "customer list /admin/customers": "/admin/customers",
         "customer search /admin/customers?q=": f"/admin/customers?q=客户{add}",
         "a guide's customers /api/v1/customers": f"/api/v1/customers?guide={guide}",
         "guide list /api/v1/guides": "/api/v1/guides",
