@@ -10,9 +10,9 @@ database (bench/scale_data.py), builds the rollups with the job's own code, and 
 same run:
 
 * the main HQ reads over HTTP (the whole app, create_app): the dashboard, KPIs, the
-  leaderboard, the customer list, customer search, a guide's customers, the guide list, cohorts, a customer's
-  page and API, a guide's tasks, a customer's enrollments, the content list and the audit
-  trail, each SAMPLES times with p50 and p95;
+  leaderboard, the customer list, customer search, a guide's customers, the guide list,
+  cohorts, a customer's page and API, a guide's tasks, a customer's enrollments, the content
+  list and the audit trail, each SAMPLES times with p50 and p95;
 * the database's size;
 * the retention job (guidebot.privacy.retention.prune with the default periods) run until it
   finds nothing, rows per second;

@@ -147,8 +147,6 @@ class Customer(Base):
     """A WeCom external contact, as externalcontact/get last described them."""
 
     __tablename__ = "customers"
-    # The customer list, newest first, reads a page off this instead of sorting everyone.
-    __table_args__ = (Index("ix_customers_created", "created_at", "external_userid"),)
 
     external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(255))
