@@ -9,7 +9,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.directory import require_store
@@ -121,13 +121,14 @@ async def search_customers(
     if words:
         like = f"%{words.replace('%', '').replace('_', '')}%"
         remarked = select(Relation.external_userid).where(*conditions, Relation.remark.ilike(like))
-        query = query.where(
-            or_(
-                Customer.name.ilike(like),
-                Customer.external_userid.ilike(like),
-                Customer.external_userid.in_(remarked),
-            )
+        # A union of one look per column, not an OR over the customers: each arm can use its
+        # own index (PostgreSQL's trigram indexes, migration 0026) instead of a full scan.
+        found = union(
+            select(Customer.external_userid).where(Customer.name.ilike(like)),
+            select(Customer.external_userid).where(Customer.external_userid.ilike(like)),
+            remarked,
         )
+        query = query.where(Customer.external_userid.in_(found))
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     ordering = (
         (Customer.name, Customer.external_userid)

@@ -18,6 +18,19 @@ from guidebot.db.engine import create_engine, create_session_factory, is_sqlite
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+# PostgreSQL's trigram indexes for customer search (migration 0026): built only where pg_trgm
+# may be created, and not in the models (SQLite has no such index), so schema comparisons
+# leave them out.
+OPTIONAL_INDEXES = frozenset(
+    {"ix_customers_name_trgm", "ix_customers_userid_trgm", "ix_relations_remark_trgm"}
+)
+
+
+def compared(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic's include_object: every object but the optional indexes."""
+    return not (type_ == "index" and name in OPTIONAL_INDEXES)
+
+
 class DatabaseNotReady(RuntimeError):
     """The schema is older than this code; the message says what to run."""
 

@@ -15,8 +15,10 @@
   relation_events) |
 | audit | audit_log | AUDIT_DAYS | deleted |
 
-Each batch is one short transaction: read up to `batch` primary keys past their time, then
-delete (or clear) those rows still past their time. Several instances may run it at once: a
+Each batch is one short transaction: read up to `batch` primary keys past their time, after
+the last key the run read (a keyset: the inbox's cleared rows stay in the table, and reading
+them again each batch made a run quadratic in them), then delete (or clear) those rows still
+past their time. Several instances may run it at once: a
 row two of them picked is deleted once, and the other's statement finds nothing.
 """
 
@@ -171,15 +173,16 @@ async def _prune_rule(
     report: PruneReport,
 ) -> int:
     done = 0
-    for _ in range(max_batches):
+    after = None  # keyset: a batch starts past the last key read, never rescanning the rows
+    for _ in range(max_batches):  # an earlier batch cleared (cleared rows stay in the table)
         async with sessions() as session, session.begin():
-            keys = list(
-                await session.scalars(
-                    select(rule.key).where(rule.past(cut)).order_by(rule.key).limit(batch)
-                )
-            )
+            query = select(rule.key).where(rule.past(cut))
+            if after is not None:
+                query = query.where(rule.key > after)
+            keys = list(await session.scalars(query.order_by(rule.key).limit(batch)))
             if not keys:
                 break
+            after = keys[-1]
             where = (rule.key.in_(keys), rule.past(cut))
             if rule.clear is None:
                 statement = delete(rule.model).where(*where)

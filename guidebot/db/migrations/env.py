@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 
 from guidebot.db.base import UTCDateTime
 from guidebot.db.engine import create_engine
+from guidebot.db.migrate import compared
 from guidebot.models import Base
 
 config = context.config
@@ -29,6 +30,7 @@ def run_migrations_offline() -> None:
         literal_binds=True,
         render_as_batch=True,
         render_item=render_item,
+        include_object=compared,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -41,6 +43,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         render_item=render_item,
+        include_object=compared,
     )
     with context.begin_transaction():
         context.run_migrations()
