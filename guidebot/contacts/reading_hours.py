@@ -7,7 +7,7 @@ zone turns them into local hours when read, so a store that changes zone keeps i
   (CustomerReplied) adds one to the hour it happened in, except within 30 minutes of the
   customer's last counted one (a burst of opens is one reading);
 * the prior: the store's customers' counted hours (read_hour_counts), shrunk toward every
-  store's together with the weight of 24 observations while the store has few, flat when
+  store's together with the weight of 8 observations while the store has few, flat when
   nothing is known at all;
 * the posterior: (own count in the hour + 4 x the prior's share of the hour) / (own total + 4),
   the mean of a Dirichlet with the prior as its 4-observation base: a customer with no history
@@ -26,18 +26,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.contacts.models import CustomerReadHours, ReadHourCount, Relation
+from guidebot import i18n
+from guidebot.contacts.models import CustomerReadHours, Department, ReadHourCount, Relation
 from guidebot.db.engine import upsert_insert
 from guidebot.events import ContentOpened, CustomerReplied, Subscribers
 
 HOURS = 24
 PRIOR_WEIGHT = 4.0  # the store's prior counts as this many of the customer's own readings
-STORE_SHRINK = 24.0  # a store's prior leans on all stores' until it has this many
+STORE_SHRINK = 8.0  # a store's prior leans on all stores' until it has about this many
 DEBOUNCE = timedelta(minutes=30)  # readings closer than this to the last counted are one
 ALL_STORES = 0  # read_hour_counts.store_id of every store together
 
@@ -188,18 +189,50 @@ async def reading_of(
 
 
 async def learned_hour(
-    session: AsyncSession, ext: str, zone: ZoneInfo, store_id: int | None, today: date
+    session: AsyncSession, ext: str, default_zone: str, today: date
 ) -> dict[str, Any] | None:
-    """The customer page's and the API's view: the best hour on the store's clock."""
+    """The customer page's and the API's view: the best hour on their store's clock (the
+    default zone's when the store has none), how many of their own readings it rests on, and
+    whether it is mostly theirs (own) or their store's or every store's prior."""
+    row = await session.get(CustomerReadHours, ext)
+    store_id = row.store_id if row is not None else None
+    if store_id is None:
+        store_id = await session.scalar(
+            select(Relation.store_id)
+            .where(Relation.external_userid == ext, Relation.store_id.is_not(None))
+            .order_by(Relation.id.desc())
+            .limit(1)
+        )
     reading = await reading_of(session, ext, store_id)
     if reading is None:
         return None
+    zone_name = None
+    if store_id is not None:
+        zone_name = await session.scalar(
+            select(Department.timezone).where(Department.id == store_id)
+        )
+    try:
+        zone = ZoneInfo(zone_name or default_zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        zone = ZoneInfo(default_zone)
+    hour = reading.local_hour(zone, today)
     return {
-        "hour": reading.local_hour(zone, today),
+        "hour": hour,
         "timezone": zone.key,
         "observations": reading.observations,
         "source": reading.source,
+        "label": hour_label(hour, reading),
     }
+
+
+def hour_label(hour: int, reading: Reading) -> str:
+    """What people read, Chinese then English: 20:00 前后（据 5 次打开或回复） / around ..."""
+    at = f"{hour:02d}:00"
+    if reading.source == "own":
+        return i18n.both(
+            "around %(hour)s (from %(n)s opens or replies)", " / ", hour=at, n=reading.observations
+        )
+    return i18n.both("around %(hour)s (as their store's customers)", " / ", hour=at)
 
 
 async def on_opened(session: AsyncSession, event: ContentOpened) -> None:

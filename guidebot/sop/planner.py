@@ -11,7 +11,8 @@ The rules, in the customer's (store's, else the playbook's) IANA time zone:
 - a step expires `expire_after` (elapsed time) after its due time: the engine skips it then;
 - a `best_time: true` step, given the customer's reading scores (guidebot.contacts.
   reading_hours: 24, by UTC hour), is then placed on its due day (the local day of its snapped
-  time) at the best-scored hour the window allows, never before its anchor's time; when no
+  time) at the best-scored hour the window allows (the nearest to the customer's hour when
+  the window holds none they read in), never before its anchor's time; when no
   such hour is left that day, on the next day the window opens. Without scores it stays put.
 
 Every function takes and returns tz-aware datetimes; the results are UTC. Nothing here reads
@@ -66,22 +67,31 @@ def place_at_best_hour(
     scores: Sequence[float],
 ) -> tuple[datetime, int | None]:
     """A best_time step's instant (UTC) and local hour: on `due`'s local day, the start of the
-    window's hour whose UTC hour scores highest (the earliest on a tie), not before `earliest`;
+    window's hour whose UTC hour scores highest (on a tie the nearest to the customer's best
+    hour, then the earliest), not before `earliest`;
     the next open day's when none is left. `due` itself when no hour qualifies in a week."""
     day = _utc(due, "due").astimezone(zone).date()
     floor = _utc(earliest, "earliest")
+    top = max(range(24), key=lambda h: (scores[h], -h))
+
+    def rank(utc_hour: int) -> tuple[float, int]:
+        # The score, then nearness to the customer's own best hour (round the clock): a
+        # reader at 22:00 outside a 10:00-21:00 window gets 20:00, not the window's opening.
+        apart = abs(utc_hour - top)
+        return scores[utc_hour], -min(apart, 24 - apart)
+
     for ahead in range(8):
         today = day + timedelta(days=ahead)
         if today.weekday() not in window.days:
             continue
-        chosen: tuple[float, datetime, int] | None = None
+        chosen: tuple[tuple[float, int], datetime, int] | None = None
         for hour in range(window.start.hour, 24):
             if time(hour) >= window.end:
                 break
             instant = _wall_to_utc(today, max(time(hour), window.start), zone)[0]
             if instant < floor or instant.astimezone(zone).date() != today:
                 continue
-            score = scores[(instant + timedelta(minutes=30)).hour]
+            score = rank((instant + timedelta(minutes=30)).hour)
             if chosen is None or score > chosen[0]:
                 chosen = (score, instant, hour)
         if chosen is not None:
