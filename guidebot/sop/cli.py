@@ -173,18 +173,7 @@ def simulate_command(
         return 2
 
     write = lambda line="": print(line, file=out)  # noqa: E731
-    write(f"{playbook.id} v{playbook.version} · {playbook.name} ({path})")
-    write(f"trigger    {_trigger_text(playbook)}")
-    write(f"added      {_when(event_at, zone)}")
-    if enrolled_at != event_at:
-        write(f"enrolled   {_when(enrolled_at, zone)}")
-    write(f"time zone  {zone_note}")
-    write(f"window     {playbook.send_window}")
-    if playbook.stop_when:
-        write(f"stop when  {', '.join(sorted(playbook.stop_when))}")
-    if playbook.goal:
-        write(f"goal       {playbook.goal.event} within {format_duration(playbook.goal.within)}")
-    write(f"daily cap  {playbook.max_messages_per_day} message(s) per customer")
+    _write_header(write, playbook, path, event_at, enrolled_at, zone, zone_note)
     held_out = _write_holdout(write, playbook, customer)
 
     env = message_environment(templates_dir_for(path.parent))
@@ -218,6 +207,29 @@ def simulate_command(
     write()
     write("note: messages are filled with sample values (customer 王女士, guide 李娜).")
     return 1 if failed else 0
+
+
+def _write_header(
+    write: Callable[..., None],
+    playbook: Playbook,
+    path: Path,
+    event_at: datetime,
+    enrolled_at: datetime,
+    zone: ZoneInfo,
+    zone_note: str,
+) -> None:
+    write(f"{playbook.id} v{playbook.version} · {playbook.name} ({path})")
+    write(f"trigger    {_trigger_text(playbook)}")
+    write(f"added      {_when(event_at, zone)}")
+    if enrolled_at != event_at:
+        write(f"enrolled   {_when(enrolled_at, zone)}")
+    write(f"time zone  {zone_note}")
+    write(f"window     {playbook.send_window}")
+    if playbook.stop_when:
+        write(f"stop when  {', '.join(sorted(playbook.stop_when))}")
+    if playbook.goal:
+        write(f"goal       {playbook.goal.event} within {format_duration(playbook.goal.within)}")
+    write(f"daily cap  {playbook.max_messages_per_day} message(s) per customer")
 
 
 def reading_from_times(text: str | None, day: datetime, zone: ZoneInfo) -> Reading | None:
