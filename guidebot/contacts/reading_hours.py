@@ -5,7 +5,8 @@ zone turns them into local hours when read, so a store that changes zone keeps i
 
 * observations: each tracked-link open (ContentOpened) and each reply we are told of
   (CustomerReplied) adds one to the hour it happened in, except within 30 minutes of the
-  customer's last counted one (a burst of opens is one reading);
+  customer's latest counted one (a burst of opens is one reading; a fact delivered twice
+  counts once);
 * the prior: the store's customers' counted hours (read_hour_counts), shrunk toward every
   store's together with the weight of 8 observations while the store has few, flat when
   nothing is known at all;
@@ -155,15 +156,24 @@ async def observe(session: AsyncSession, ext: str, guide: str, at: datetime, now
             Relation.guide_userid == guide, Relation.external_userid == ext
         )
     )
+    # The row first, by an insert that yields to a racing one: two first opens at once on two
+    # instances both count, one after the other, instead of one failing on the key.
+    await session.execute(
+        upsert_insert(session.bind.dialect.name)(CustomerReadHours)
+        .values(
+            external_userid=ext,
+            counts=[0] * HOURS,
+            observations=0,
+            last_counted_at=at,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["external_userid"])
+    )
     row = await session.get(CustomerReadHours, ext, populate_existing=True, with_for_update=True)
-    if row is not None and abs(at - row.last_counted_at) < DEBOUNCE:
+    assert row is not None
+    if row.observations and abs(at - row.last_counted_at) < DEBOUNCE:
         return False
     hour = utc_hour(at)
-    if row is None:
-        row = CustomerReadHours(
-            external_userid=ext, counts=[0] * HOURS, observations=0, last_counted_at=at
-        )
-        session.add(row)
     counts = list(row.counts)
     counts[hour] += 1
     row.counts = counts  # a new list: the JSON column sees the change

@@ -14,7 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from guidebot.clock import FakeClock
-from guidebot.contacts.models import CustomerReadHours
+from guidebot.contacts.models import CustomerReadHours, ReadHourCount
+from guidebot.contacts.reading_hours import ALL_STORES
+from guidebot.events import ContentOpened, publish
 from guidebot.sop.behaviour_scan import sop_behaviour
 from guidebot.sop.models import SopTask, TaskStatus
 from guidebot.web.keys import SOP
@@ -173,3 +175,43 @@ async def test_a_capped_best_time_step_waits_for_the_same_hour_the_next_day(
     assert capped.status == TaskStatus.PENDING
     assert local(capped.due_at) == at(14, 20, 0) + timedelta(days=1)  # 20:00, not 10:00
     assert "cap 1" in capped.reason
+
+
+async def test_a_replayed_or_late_fact_counts_once_and_a_store_s_prior_adds_up(h) -> None:
+    await h.add("g1", "wmc06")
+    await h.add("g3", "wmc07")
+
+    async def opened(ext: str, guide: str, when) -> None:
+        fact = ContentOpened(
+            guide_userid=guide,
+            external_userid=ext,
+            item_id=1,
+            link_nonce="n",
+            task_id=None,
+            at=when,
+            now=h.clock.now(),
+        )
+        async with h.sessions() as session, session.begin():
+            await publish(session, fact)
+
+    h.set_time(at(10, 21, 0))
+    await opened("wmc06", "g1", at(10, 20, 0))
+    await opened("wmc06", "g1", at(10, 20, 0))  # the same fact again
+    await opened("wmc06", "g1", at(10, 9, 0))  # a late fact, earlier in the day: counted
+    await opened("wmc06", "g1", at(10, 19, 45))  # late, within 30 minutes of the latest: not
+    await opened("wmc07", "g3", at(10, 20, 40))
+    async with h.sessions() as session:
+        row = await session.get(CustomerReadHours, "wmc06")
+        assert row.observations == 2 and row.counts[12] == 1 and row.counts[1] == 1
+        assert local(row.last_counted_at) == at(10, 20, 0)
+        prior = dict(
+            (store, count)
+            for store, count in (
+                await session.execute(
+                    select(ReadHourCount.store_id, ReadHourCount.count).where(
+                        ReadHourCount.hour == 12
+                    )
+                )
+            ).all()
+        )
+    assert prior == {ALL_STORES: 2, 11: 2}  # wmc06 and wmc07, both of 张江店
