@@ -251,11 +251,12 @@ async def run(url: str, customers: int, guides: int) -> None:
         print(
             f"loaded {customers:,} customers ({len(events):,} relation events, "
             f"{len(orders):,} orders, {len(enrollments):,} enrollments) in "
-            f"{time.perf_counter() - began:.1f} s"
+            f"{time.perf_counter() - began:.1f} s",
+            flush=True,  # a full run takes long: each stage as it ends
         )
         began = time.perf_counter()
         await refresh_cohorts(sessions, TZ, NOW)
-        print(f"built the cohort rollup in {time.perf_counter() - began:.1f} s")
+        print(f"built the cohort rollup in {time.perf_counter() - began:.1f} s", flush=True)
 
         start, end = (NOW - timedelta(days=DAYS + 1)).date(), NOW.date()
         rollup_s, rolled = await timed(lambda: from_rollup(sessions, start, end), 5)
@@ -277,7 +278,7 @@ async def run(url: str, customers: int, guides: int) -> None:
             f"{raw_lift_s * 1000:.1f} ms; lift {from_raw.difference:+.4f} "
             f"[{from_raw.low:+.4f}, {from_raw.high:+.4f}]"
         )
-        print(f"ratio={raw_s / rollup_s:.1f}")
+        print(f"ratio={raw_s / rollup_s:.1f}", flush=True)
     finally:
         await engine.dispose()
 

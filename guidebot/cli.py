@@ -137,6 +137,11 @@ def _sop_commands(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument(
         "--customer", metavar="EXTERNAL_USERID", help="say whether this customer is held out"
     )
+    simulate.add_argument(
+        "--reads-at",
+        metavar="HH:MM,...",
+        help="local times the customer read at: best_time steps go to the hour learned",
+    )
 
 
 def _report_commands(commands: argparse._SubParsersAction) -> None:
@@ -308,7 +313,11 @@ def _sop_simulate(args: argparse.Namespace) -> int:
     from guidebot.sop.cli import simulate_command
 
     return simulate_command(
-        args.playbook, added_at=args.added_at, store_code=args.store, customer=args.customer
+        args.playbook,
+        added_at=args.added_at,
+        store_code=args.store,
+        customer=args.customer,
+        reads_at=args.reads_at,
     )
 
 

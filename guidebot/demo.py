@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 import secrets
+import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,9 +36,11 @@ from guidebot.content import service as content
 from guidebot.content.demo import seed_demo_content, simulate_forwards_and_opens
 from guidebot.content.models import ContentItem, ForwardVia
 from guidebot.db.migrate import upgrade
+from guidebot.metrics.cohorts import refresh_cohorts
 from guidebot.metrics.orders import attribution_window, parse_order, post_order
 from guidebot.metrics.rollup import recompute_all
 from guidebot.sop.demo import backfill_tasks, tasks_to_finish
+from guidebot.sop.demo_month import day_done, demo_playbook_dir, purchase_odds
 from guidebot.sop.playbook import Playbook
 from guidebot.web.accounts import save_account
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP, WECOM
@@ -72,6 +75,7 @@ GUIDES = [
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何林罗高"
 GIVEN = ("小明", "晓燕", "子涵", "梓萱", "浩然", "欣怡", "宇轩", "诗涵", "俊杰", "雨桐")
 CHANNELS = ("store_qr", "poster", "livestream")
+MONTH = 35  # days of history: a month, and first orders old enough for repurchase_30d
 
 
 def demo_identity() -> WeComIdentity:
@@ -206,6 +210,7 @@ class WeekReport:
     opens: int = 0
     orders: int = 0
     rollup_rows: int = 0
+    behaviour: int = 0  # enrolled by the behaviour scan as the days passed
 
 
 async def backfill_week(
@@ -216,13 +221,15 @@ async def backfill_week(
     days: int = 7,
     rng: random.Random | None = None,
 ) -> WeekReport:
-    """The last `days` days of activity, as if guidebot had been running all week.
+    """The last `days` days of activity, as if guidebot had been running all along.
 
     No fake clock: the simulated WeCom learns each relation without a callback (`deliver:
     false`), and guidebot records it through the contacts service with the past instant, as the
     nightly reconciliation would; forwards, opens and orders go through the content and orders
     services with past instants too. The guides' store memberships are dated back to before the
-    week (they worked there already). Then every rollup is rebuilt from the logs.
+    week (they worked there already). At each day's end the behaviour scan and the stage
+    counts run as of then (guidebot.sop.demo_month). Then every rollup is rebuilt from the logs,
+    and the cohorts' too.
     """
     rng = rng or random.Random()
     settings, sessions, now = server[SETTINGS], server[SESSIONS], server[CLOCK].now()
@@ -247,14 +254,18 @@ async def backfill_week(
         for userid, _, _ in GUIDES:
             # One transaction per guide and day: the week is ready in a few seconds.
             async with sessions() as session, session.begin():
-                for _ in range(rng.randint(1, 4)):
+                # The last week busy, the weeks before it quieter: start-up stays short.
+                for _ in range(rng.randint(1, 4) if offset <= 7 else rng.randint(0, 1)):
                     serial += 1
                     at = day + timedelta(hours=rng.uniform(10, 21))
                     if at < now:
                         ext = f"wmweek{serial:05d}"
                         way = rng.choice(ways_by_guide[userid])
                         await _past_customer(session, control, rng, report, userid, ext, way, at)
+        end = min(day + timedelta(days=1), now)
+        report.behaviour += await day_done(server[SOP], end.astimezone(zone).date(), end)
     report.rollup_rows = await recompute_all(sessions, settings.timezone, now)
+    await refresh_cohorts(sessions, settings.timezone, now)
     return report
 
 
@@ -329,8 +340,11 @@ async def _past_customer(
         )
         report.removed += 1
     elif report.items and rng.random() < 0.6:
+        # Enrolled first (as at the add), so an order after the forward meets their goals.
+        report.tasks += await _past_tasks(session, rng, report, userid, ext, at)
         sent_at = at + timedelta(minutes=rng.uniform(5, 600))
         await _past_forward(session, rng, report, userid, ext, rng.choice(report.items), sent_at)
+        return
     report.tasks += await _past_tasks(session, rng, report, userid, ext, at)
 
 
@@ -376,7 +390,7 @@ async def _past_forward(
     await content.record_open(session, claims, now=opened, user_agent="demo-week")
     report.opens += 1
     paid = opened + timedelta(hours=rng.uniform(1, 30))
-    if rng.random() > 0.3 or paid >= now:
+    if rng.random() > purchase_odds(report.playbooks, customer) or paid >= now:
         return
     order = parse_order(
         {
@@ -439,7 +453,9 @@ async def run_demo(
         await asyncio.to_thread(_remove_demo_database)
     identity = demo_identity()
     server_url, sim_url = f"http://{host}:{port}", f"http://{host}:{port + 1}"
-    settings = _demo_settings(identity, database_url, server_url, sim_url)
+    # The shipped playbooks and the demo's coupon with its holdout, in a scratch folder.
+    playbooks = await asyncio.to_thread(demo_playbook_dir, Path("sop"))
+    settings = _demo_settings(identity, database_url, server_url, sim_url, playbooks)
     await upgrade(database_url)
     simulator = create_simulator_app(
         SimulatorConfig(identity=identity, callback_url=f"{server_url}/wecom/callback")
@@ -459,8 +475,9 @@ async def run_demo(
             # Each run is a new simulated corp; a fresh campaign keeps its codes' states unique.
             campaign = f"demo-{secrets.token_hex(2)}"
             ways = await create_store_codes(server_url, settings.admin_token, http, campaign)
-            if week:  # a week of past activity on the dashboard
-                await backfill_week(server, control, ways)
+            if week:  # five weeks of past activity: the dashboard, cohorts, lift, stages
+                # Seeded: every demo has the same history (its lift, its repurchase reminders).
+                await backfill_week(server, control, ways, days=MONTH, rng=random.Random(MONTH))
             accounts = await create_demo_accounts(server)
             urls = {
                 "server": server_url,
@@ -486,10 +503,11 @@ async def run_demo(
         stop.set()
         await server_runner.cleanup()
         await sim_runner.cleanup()
+        await asyncio.to_thread(shutil.rmtree, playbooks.parent, True)
 
 
 def _demo_settings(
-    identity: WeComIdentity, database_url: str, server_url: str, sim_url: str
+    identity: WeComIdentity, database_url: str, server_url: str, sim_url: str, sop_dir: Path
 ) -> Settings:
     """The demo server's settings: the simulated corp, fresh admin and session secrets."""
     return Settings(
@@ -503,6 +521,7 @@ def _demo_settings(
         database_url=database_url,
         wecom_api_base=sim_url,
         public_url=server_url,
+        sop_dir=str(sop_dir),
     )
 
 

@@ -241,6 +241,7 @@ LABELS: dict[str, dict[str, Msg]] = {
         "offset": NP_("playbook field", "Offset"),
         "expire_after": NP_("playbook field", "Expires after"),
         "content": NP_("playbook field", "Content"),
+        "best_time": NP_("playbook field", "At the customer's best hour"),
         "template": NP_("playbook field", "Message template"),
     },
     "group_status": {

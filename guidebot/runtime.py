@@ -32,7 +32,7 @@ from guidebot.bot import jobs as bot_jobs
 from guidebot.clock import Clock, SystemClock
 from guidebot.config import Settings
 from guidebot.contacts import jobs as contacts_jobs
-from guidebot.contacts import lifecycle
+from guidebot.contacts import lifecycle, reading_hours
 from guidebot.content import jobs as content_jobs
 from guidebot.db.credentials import DatabaseCredentialStore
 from guidebot.db.engine import create_engine, create_session_factory, open_first_connection
@@ -100,11 +100,12 @@ def periodic_jobs(runtime: Runtime) -> list[FixedJob]:
 
 def domain_subscribers(sop: SopRuntime) -> Subscribers:
     """Who hears the domains' facts (guidebot.events): the SOP engine; metrics (customers who
-    deleted a guide, for the lost-customer alerts); contacts (lifecycle stages)."""
+    deleted a guide, for the lost-customer alerts); contacts (lifecycle stages, reading hours)."""
     subscribers = Subscribers()
     SopSubscriber(sop).subscribe(subscribers)
     metrics_losses.subscribe(subscribers)
     lifecycle.subscribe(subscribers)  # contacts: each customer's lifecycle stage
+    reading_hours.subscribe(subscribers)  # contacts: each customer's best hour (best_time)
     return subscribers
 
 

@@ -391,3 +391,30 @@ class CustomerStageDaily(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" none
     stage: Mapped[str] = mapped_column(String(16), primary_key=True)
     customers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CustomerReadHours(Base):
+    """When a customer reads (guidebot.contacts.reading_hours): their counted opens and
+    replies per hour of the day, in UTC hours (the store's zone is applied when read), and the
+    best hour as of the last one counted."""
+
+    __tablename__ = "customer_read_hours"
+
+    external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    store_id: Mapped[int | None] = mapped_column(Integer)  # the store of the last one counted
+    counts: Mapped[list[int]] = mapped_column(JSON)  # 24 counts, index = UTC hour
+    observations: Mapped[int] = mapped_column(Integer, default=0)
+    best_hour: Mapped[int | None] = mapped_column(Integer)  # UTC hour, prior included
+    last_counted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReadHourCount(Base):
+    """The prior: every customer's counted opens and replies per UTC hour, per store (store 0:
+    all stores together), kept by atomic increments."""
+
+    __tablename__ = "read_hour_counts"
+
+    store_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

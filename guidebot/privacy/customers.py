@@ -29,6 +29,7 @@ from guidebot.audit.recorder import row_values
 from guidebot.bot.models import BotReply
 from guidebot.contacts.models import (
     Customer,
+    CustomerReadHours,
     CustomerStage,
     CustomerStageChange,
     CustomerStageOrder,
@@ -290,6 +291,18 @@ HOLDINGS: tuple[Holding, ...] = (
     Holding(MetricsDirty, _by_customer(MetricsDirty), None, "rollup work: ids"),
     Holding(CohortMember, _by_customer(CohortMember), None, "cohort place: ids and counts"),
     Holding(CustomerStage, _by_customer(CustomerStage), None, "lifecycle stage: ids and counts"),
+    Holding(
+        CustomerReadHours,
+        _by_customer(CustomerReadHours),
+        _set(
+            CustomerReadHours,
+            _by_customer(CustomerReadHours),
+            counts=[0] * 24,
+            observations=0,
+            best_hour=None,
+        ),
+        "reading hours: cleared",
+    ),
     Holding(CustomerStageChange, _by_customer(CustomerStageChange), None, "stage log: ids"),
     Holding(CustomerStageOrder, _by_customer(CustomerStageOrder), None, "stage orders: ids"),
     Holding(

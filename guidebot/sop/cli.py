@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from guidebot.config import (
     database_url_from_env,
 )
 from guidebot.contacts.directory import find_store
+from guidebot.contacts.reading_hours import Reading, estimate
 from guidebot.db.migrate import open_database
 from guidebot.sop.actions import STEP_ACTIONS
 from guidebot.sop.check_language import cli_language, translate
@@ -42,7 +43,7 @@ from guidebot.sop.loader import (
     load_playbook,
     templates_dir_for,
 )
-from guidebot.sop.planner import add_local, enrollment_instant, local_time, plan
+from guidebot.sop.planner import PlannedStep, add_local, enrollment_instant, local_time, plan
 from guidebot.sop.playbook import DAY_NAMES, ENROLL, Playbook, Step, format_duration
 from guidebot.sop.queries import ACTION_NAMES
 from guidebot.sop.templates import message_environment, render_message, sample_variables
@@ -136,8 +137,10 @@ def simulate_command(
     out: TextIO | None = None,
     err: TextIO | None = None,
     now: datetime | None = None,
+    reads_at: str | None = None,
 ) -> int:
-    """Print the timeline a customer added at `added_at` would get, with the real planner."""
+    """Print the timeline a customer added at `added_at` would get, with the real planner;
+    `reads_at`: local times the customer read at (HH:MM, comma-separated), for best_time."""
     out = out or sys.stdout
     err = err or sys.stderr
     path = _find_playbook(playbook_ref)
@@ -163,25 +166,19 @@ def simulate_command(
         print(f"--added-at: {exc}", file=err)
         return 2
     enrolled_at = enrollment_instant(playbook.trigger, event_at, zone)
+    try:
+        reading = reading_from_times(reads_at, enrolled_at, zone)
+    except ValueError as exc:
+        print(f"--reads-at: {exc}", file=err)
+        return 2
 
     write = lambda line="": print(line, file=out)  # noqa: E731
-    write(f"{playbook.id} v{playbook.version} · {playbook.name} ({path})")
-    write(f"trigger    {_trigger_text(playbook)}")
-    write(f"added      {_when(event_at, zone)}")
-    if enrolled_at != event_at:
-        write(f"enrolled   {_when(enrolled_at, zone)}")
-    write(f"time zone  {zone_note}")
-    write(f"window     {playbook.send_window}")
-    if playbook.stop_when:
-        write(f"stop when  {', '.join(sorted(playbook.stop_when))}")
-    if playbook.goal:
-        write(f"goal       {playbook.goal.event} within {format_duration(playbook.goal.within)}")
-    write(f"daily cap  {playbook.max_messages_per_day} message(s) per customer")
+    _write_header(write, playbook, path, event_at, enrolled_at, zone, zone_note)
     held_out = _write_holdout(write, playbook, customer)
 
     env = message_environment(templates_dir_for(path.parent))
     failed = False
-    planned = plan(playbook, enrolled_at, zone)
+    planned = plan(playbook, enrolled_at, zone, reading.scores if reading else None)
     due_by_id = {p.step_id: p.due_at for p in planned}
     for number, (step, item) in enumerate(zip(playbook.steps, planned, strict=True), start=1):
         anchor_due = enrolled_at if step.anchor == ENROLL else due_by_id[step.anchor]
@@ -191,6 +188,8 @@ def simulate_command(
         write(f"   due      {_when(item.due_at, zone)}")
         if step.immediate:
             write("            at once, on the add (not moved by the window)")
+        elif step.best_time:
+            write_best_time(write, playbook, item, reading, reads_at, zone)
         elif nominal != item.due_at:
             write(f"            moved into the window from {_local(nominal, zone)}")
         after = format_duration(step.expire_after)
@@ -208,6 +207,71 @@ def simulate_command(
     write()
     write("note: messages are filled with sample values (customer 王女士, guide 李娜).")
     return 1 if failed else 0
+
+
+def _write_header(
+    write: Callable[..., None],
+    playbook: Playbook,
+    path: Path,
+    event_at: datetime,
+    enrolled_at: datetime,
+    zone: ZoneInfo,
+    zone_note: str,
+) -> None:
+    write(f"{playbook.id} v{playbook.version} · {playbook.name} ({path})")
+    write(f"trigger    {_trigger_text(playbook)}")
+    write(f"added      {_when(event_at, zone)}")
+    if enrolled_at != event_at:
+        write(f"enrolled   {_when(enrolled_at, zone)}")
+    write(f"time zone  {zone_note}")
+    write(f"window     {playbook.send_window}")
+    if playbook.stop_when:
+        write(f"stop when  {', '.join(sorted(playbook.stop_when))}")
+    if playbook.goal:
+        write(f"goal       {playbook.goal.event} within {format_duration(playbook.goal.within)}")
+    write(f"daily cap  {playbook.max_messages_per_day} message(s) per customer")
+
+
+def reading_from_times(text: str | None, day: datetime, zone: ZoneInfo) -> Reading | None:
+    """A reading learned from local times (HH:MM) on `day`'s date, with no store prior."""
+    if not text:
+        return None
+    counts = [0] * 24
+    for part in text.split(","):
+        try:
+            wall = time.fromisoformat(part.strip())
+        except ValueError:
+            raise ValueError(f"expected times such as 20:10,21:05, got {part.strip()!r}") from None
+        local = datetime.combine(day.astimezone(zone).date(), wall, tzinfo=zone)
+        counts[local.astimezone(UTC).hour] += 1
+    return estimate(counts, [0] * 24, [0] * 24)
+
+
+def write_best_time(
+    write: Callable[..., None],
+    playbook: Playbook,
+    item: PlannedStep,
+    reading: Reading | None,
+    reads_at: str | None,
+    zone: ZoneInfo,
+) -> None:
+    """Why a best_time step lands where it does."""
+    if reading is None or item.best_hour is None:
+        write(
+            "            best_time: no readings given (--reads-at HH:MM,...), so the planned "
+            "time; a live customer gets the hour they read, else their store's customers'"
+        )
+        return
+    learned = reading.local_hour(zone, item.due_at.astimezone(zone).date())
+    write(
+        f"            best_time: placed at {item.best_hour:02d}:00, the customer's best hour "
+        f"(learned {learned:02d}:00 from {reading.observations} reading(s): {reads_at})"
+    )
+    if learned != item.best_hour:
+        write(
+            f"            {learned:02d}:00 is outside the window {playbook.send_window} (or "
+            "already past); the best-scored hour the window allows"
+        )
 
 
 def _write_holdout(write: Callable[..., None], playbook: Playbook, customer: str | None) -> bool:

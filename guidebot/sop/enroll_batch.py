@@ -29,6 +29,7 @@ from guidebot.sop.enrollment import (
     cycle_after,
     enrollment_values,
     held_out_rows,
+    reading_scores,
     task_rows,
 )
 from guidebot.sop.holdout import HOLDOUT, assign, count_goal
@@ -135,7 +136,8 @@ async def _enroll_all(
         if enrollment_id is None:
             continue  # a racing enroller inserted this run (or another active one) first
         group = values["treatment_group"]
-        planned = task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code)
+        scores = await reading_scores(session, playbook, subject)
+        planned = task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code, scores)
         planned = held_out_rows(group, planned)
         if group is not None and playbook.goal is not None:
             await count_goal(session, playbook.id, group, at + playbook.goal.within, enrolled=1)

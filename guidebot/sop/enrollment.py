@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot.contacts.reading_hours import reading_of
 from guidebot.db.engine import upsert_insert
 from guidebot.events import CustomerReplied, publish
 from guidebot.sop.actions import action_for
@@ -76,7 +77,7 @@ def held_out_rows(group: str | None, rows: list[dict[str, Any]]) -> list[dict[st
 
 
 def enrollment_settings(playbook: Playbook) -> dict[str, Any]:
-    return {
+    settings = {
         "name": playbook.name,
         "send_window": window_to_json(playbook.send_window),
         "max_messages_per_day": playbook.max_messages_per_day,
@@ -89,6 +90,21 @@ def enrollment_settings(playbook: Playbook) -> dict[str, Any]:
         if playbook.escalate_after
         else None,
     }
+    best_time = [s.id for s in playbook.steps if s.best_time]
+    if best_time:  # a capped best_time step is deferred to the same hour the next day
+        settings["best_time"] = best_time
+    return settings
+
+
+async def reading_scores(
+    session: AsyncSession, playbook: Playbook, subject: Subject
+) -> tuple[float, ...] | None:
+    """The customer's reading scores when a step of the playbook wants them (best_time);
+    nothing is read otherwise (the add's path stays as short)."""
+    if not any(step.best_time for step in playbook.steps):
+        return None
+    reading = await reading_of(session, subject.external_userid, subject.store_id)
+    return reading.scores if reading is not None else None
 
 
 def enrollment_values(
@@ -155,8 +171,9 @@ async def enroll(
     ).scalar()
     if enrollment_id is None:
         return None  # a racing enroller inserted this run (or another active one) first
+    scores = await reading_scores(session, playbook, subject)
     rows = held_out_rows(
-        group, task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code)
+        group, task_rows(playbook, subject, enrollment_id, zone, at, now, welcome_code, scores)
     )
     if group is not None and playbook.goal is not None:
         await count_goal(session, playbook.id, group, at + playbook.goal.within, enrolled=1)
@@ -225,11 +242,12 @@ def task_rows(
     at: datetime,
     now: datetime,
     welcome_code: str | None,
+    scores: Sequence[float] | None = None,
 ) -> list[dict[str, Any]]:
     """Every step's task row as planned, each as its action plans it (a welcome takes the
-    add's code)."""
+    add's code; a best_time step the customer's hour, from `scores`)."""
     rows: list[dict[str, Any]] = []
-    for planned in plan(playbook, at, zone):
+    for planned in plan(playbook, at, zone, scores):
         step = playbook.step(planned.step_id)
         row = {
             "enrollment_id": enrollment_id,

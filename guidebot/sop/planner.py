@@ -8,7 +8,12 @@ The rules, in the customer's (store's, else the playbook's) IANA time zone:
   the gap, as in the window; a repeated one means its first occurrence);
 - the result is moved forward to the next instant the send window is open (its days and hours,
   in local time); a welcome at enroll is never moved: its WelcomeCode lives 20 seconds;
-- a step expires `expire_after` (elapsed time) after its due time: the engine skips it then.
+- a step expires `expire_after` (elapsed time) after its due time: the engine skips it then;
+- a `best_time: true` step, given the customer's reading scores (guidebot.contacts.
+  reading_hours: 24, by UTC hour), is then placed on its due day (the local day of its snapped
+  time) at the best-scored hour the window allows (the nearest to the customer's hour when
+  the window holds none they read in), never before its anchor's time; when no
+  such hour is left that day, on the next day the window opens. Without scores it stays put.
 
 Every function takes and returns tz-aware datetimes; the results are UTC. Nothing here reads
 the clock or the host's time zone.
@@ -16,6 +21,7 @@ the clock or the host's time zone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -28,18 +34,69 @@ class PlannedStep:
     step_id: str
     due_at: datetime  # UTC, snapped into the window (a welcome at enroll: the enroll instant)
     expires_at: datetime  # UTC, due_at + expire_after
+    best_hour: int | None = None  # a best_time step: the local hour it was placed at
 
 
-def plan(playbook: Playbook, enrolled_at: datetime, zone: ZoneInfo) -> list[PlannedStep]:
-    """Every step's due and expiry instants for one enrollment, in the playbook's step order."""
+def plan(
+    playbook: Playbook,
+    enrolled_at: datetime,
+    zone: ZoneInfo,
+    scores: Sequence[float] | None = None,
+) -> list[PlannedStep]:
+    """Every step's due and expiry instants for one enrollment, in the playbook's step order;
+    `scores`: the customer's reading (by UTC hour) for best_time steps."""
     start = _utc(enrolled_at, "enrolled_at")
     due: dict[str, datetime] = {}
     planned = []
     for step in playbook.steps:
         base = start if step.anchor == ENROLL else due[step.anchor]
-        due[step.id] = due_at = step_due(step, base, playbook.send_window, zone)
-        planned.append(PlannedStep(step.id, due_at, due_at + step.expire_after))
+        due_at = step_due(step, base, playbook.send_window, zone)
+        hour = None
+        if step.best_time and scores is not None:
+            due_at, hour = place_at_best_hour(due_at, base, playbook.send_window, zone, scores)
+        due[step.id] = due_at
+        planned.append(PlannedStep(step.id, due_at, due_at + step.expire_after, hour))
     return planned
+
+
+def place_at_best_hour(
+    due: datetime,
+    earliest: datetime,
+    window: SendWindow,
+    zone: ZoneInfo,
+    scores: Sequence[float],
+) -> tuple[datetime, int | None]:
+    """A best_time step's instant (UTC) and local hour: on `due`'s local day, the start of the
+    window's hour whose UTC hour scores highest (on a tie the nearest to the customer's best
+    hour, then the earliest), not before `earliest`;
+    the next open day's when none is left. `due` itself when no hour qualifies in a week."""
+    day = _utc(due, "due").astimezone(zone).date()
+    floor = _utc(earliest, "earliest")
+    top = max(range(24), key=lambda h: (scores[h], -h))
+
+    def rank(utc_hour: int) -> tuple[float, int]:
+        # The score, then nearness to the customer's own best hour (round the clock): a
+        # reader at 22:00 outside a 10:00-21:00 window gets 20:00, not the window's opening.
+        apart = abs(utc_hour - top)
+        return scores[utc_hour], -min(apart, 24 - apart)
+
+    for ahead in range(8):
+        today = day + timedelta(days=ahead)
+        if today.weekday() not in window.days:
+            continue
+        chosen: tuple[tuple[float, int], datetime, int] | None = None
+        for hour in range(window.start.hour, 24):
+            if time(hour) >= window.end:
+                break
+            instant = _wall_to_utc(today, max(time(hour), window.start), zone)[0]
+            if instant < floor or instant.astimezone(zone).date() != today:
+                continue
+            score = rank((instant + timedelta(minutes=30)).hour)
+            if chosen is None or score > chosen[0]:
+                chosen = (score, instant, hour)
+        if chosen is not None:
+            return chosen[1], chosen[2]
+    return due, None
 
 
 def step_due(step: Step, anchor_due: datetime, window: SendWindow, zone: ZoneInfo) -> datetime:

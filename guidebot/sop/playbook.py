@@ -79,6 +79,15 @@ steps:                           # one or more, in order
     template: welcome.j2         # message file under templates/messages (not for tag)
     expire_after: 20s            # skip instead of sending this long after due (outage)
     content: spring-lookbook     # ? welcome / guide_task: a content-library item to attach
+  - id: nudge
+    at: welcome + 3d
+    action: guide_task
+    template: nudge.j2
+    expire_after: 1d
+    best_time: true              # ? guide_task only, default false: placed on its due day at
+                                 #   the hour this customer reads, learned from their opens and
+                                 #   replies (their store's while they have few), the best such
+                                 #   hour inside the send window (guidebot.contacts.reading_hours)
   - id: mark
     at: welcome + 1d
     action: tag
@@ -181,6 +190,7 @@ class Step:
     tag: str | None = None  # for action "tag": the corp tag (id or name)
     content: str | None = None  # content-library item id for guide_task / welcome
     name: str | None = None  # the display name guides read (None: the action's name)
+    best_time: bool = False  # placed at the customer's best hour on its due day
 
     @property
     def immediate(self) -> bool:

@@ -13,9 +13,19 @@ from guidebot.sop.actions.base import StepAction
 from guidebot.sop.playbook import ENROLL, Step, Trigger, format_duration
 from guidebot.sop.template_checks import check_template, template_warnings
 from guidebot.sop.values import did_you_mean, looks_like_duration, parse_duration
-from guidebot.sop.yaml_nodes import INT, MAP, SEQ, Node
+from guidebot.sop.yaml_nodes import BOOL, INT, MAP, SEQ, Node
 
-STEP_KEYS = ("id", "name", "at", "action", "template", "expire_after", "tag", "content")
+STEP_KEYS = (
+    "id",
+    "name",
+    "at",
+    "action",
+    "template",
+    "expire_after",
+    "tag",
+    "content",
+    "best_time",
+)
 _STEP_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _AT = re.compile(r"\s*([^\s+]+)\s*(?:\+\s*(.*?)\s*)?")
 
@@ -36,6 +46,7 @@ class _StepDraft:
     tag: str | None = None
     content: str | None = None
     name: str | None = None
+    best_time: bool = False
     ok: bool = True
 
 
@@ -86,6 +97,7 @@ class StepChecks:
                 tag=d.tag,
                 content=d.content,
                 name=d.name,
+                best_time=d.best_time,
             )
             for d in drafts
         ]
@@ -140,6 +152,12 @@ class StepChecks:
         if "name" in keys:
             draft.name = self.string(keys["name"], f"{path}.name", "a display name (text)")
             draft.ok = draft.ok and draft.name is not None
+        if "best_time" in keys:
+            if keys["best_time"].kind != BOOL:
+                self.expected(keys["best_time"], f"{path}.best_time", "true or false")
+                draft.ok = False
+            else:
+                draft.best_time = keys["best_time"].value
         if "content" in keys:
             content = keys["content"]
             if content.kind == INT:
@@ -281,8 +299,9 @@ class StepChecks:
     def optional_keys(
         self, draft: _StepDraft, action: StepAction, keys: Mapping[str, Node], path: str
     ) -> None:
-        """'tag' and 'content' only on the actions that take them."""
-        for key, flag in (("tag", "takes_tag"), ("content", "takes_content")):
+        """'tag', 'content' and 'best_time' only on the actions that take them."""
+        flags = (("tag", "takes_tag"), ("content", "takes_content"), ("best_time", "timed"))
+        for key, flag in flags:
             if key not in keys or getattr(action, flag):
                 continue
             takers = [name for name, a in STEP_ACTIONS.items() if getattr(a, flag)]

@@ -56,10 +56,13 @@ def window_from_json(data: dict[str, Any] | None) -> SendWindow | None:
     )
 
 
-def next_window_day(now: datetime, window: SendWindow | None, zone: ZoneInfo) -> datetime:
-    """The first moment of the customer's next local day that lies in the send window."""
+def next_window_day(
+    now: datetime, window: SendWindow | None, zone: ZoneInfo, at: time = time(0)
+) -> datetime:
+    """The first moment of the customer's next local day, from `at` on that day (a best_time
+    step keeps its hour), that lies in the send window."""
     local = now.astimezone(zone)
-    tomorrow = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=zone)
+    tomorrow = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=zone)
     if window is None:
         return tomorrow.astimezone(UTC)
     return snap_into_window(tomorrow, window, zone).astimezone(UTC)

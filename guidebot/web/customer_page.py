@@ -17,7 +17,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from guidebot import i18n
-from guidebot.contacts import queries
+from guidebot.contacts import queries, reading_hours
 from guidebot.contacts.errors import NotFound
 from guidebot.contacts.models import Department, Guide
 from guidebot.content import service
@@ -26,7 +26,7 @@ from guidebot.metrics.orders import customer_orders
 from guidebot.sop.queries import customer_tasks
 from guidebot.web import export_tables, exports
 from guidebot.web.auth import Principal, relation_visible
-from guidebot.web.keys import SESSIONS
+from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS
 from guidebot.web.lang import language_of
 from guidebot.web.pages import _signed_in, _zone, render
 from guidebot.web.tables import EXPORT_ROWS
@@ -69,6 +69,9 @@ async def customer_page(request: web.Request) -> web.StreamResponse:
         ]
         timeline = [e for e in detail.timeline if relation_visible(who, e.guide_userid, e.store_id)]
         guides, stores = await _names(session, relations, timeline, parts, groups)
+        best_hour = await reading_hours.learned_hour(
+            session, ext, request.app[SETTINGS].timezone, request.app[CLOCK].now().date()
+        )
     if fmt:
         names = {"guide_names": guides, "store_names": stores}
         tables = export_tables.customer_tables(names, _zone(request), lang)
@@ -89,6 +92,7 @@ async def customer_page(request: web.Request) -> web.StreamResponse:
             "store_names": stores,
             "groups": groups,
             "zone": _zone(request),
+            "best_hour": best_hour,
             **parts,
         },
     )

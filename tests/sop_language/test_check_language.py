@@ -38,6 +38,7 @@ GOLDEN = [
     "behaviour_stage",
     "behaviour_stage_none",
     "behaviour_stage_same",
+    "best_time",
 ]
 
 

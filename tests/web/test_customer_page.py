@@ -58,6 +58,9 @@ async def test_hq_opens_a_customer_from_the_list_and_reads_their_whole_story(h, 
     timeline = _section(html, "timeline")
     assert timeline.count("添加了导购") == 2
     assert "春季新品" in _section(html, "forwards") and "春季新品" in _section(html, "opens")
+    # The learned hour: one open at 11:00, not yet enough of their own, so their store's.
+    best = re.search(r'<dd id="best-hour">(.*?)</dd>', html, re.S).group(1)
+    assert "11:00 前后（按本店顾客）" in best and "Asia/Shanghai" in best
     orders = _section(html, "orders")
     assert "A-1" in orders and "199.90" in orders and "已支付" in orders
     assert "王芳" in orders  # attributed to the guide whose forward was opened

@@ -1,13 +1,18 @@
-"""`guidebot demo` starts with a week of activity on the dashboard and prints how to sign in."""
+"""`guidebot demo` starts with a month of history and prints how to sign in: a busy last week on
+the dashboard, weekly cohorts with figures, the demo coupon's holdout with a lift shown (not
+refused), repurchase reminders the behaviour scan enrolled as the days passed, and customers'
+stages counted day by day."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from guidebot.demo import run_demo
+from guidebot.demo import MONTH, run_demo
 from tests.ports import free_port
 
 
@@ -52,6 +57,8 @@ async def test_the_demo_dashboard_shows_a_week_and_hq_can_sign_in(tmp_path, caps
             due, done = body["metrics"]["tasks_due"], body["metrics"]["tasks_done"]
             assert 0 < done < due, body["metrics"]
 
+            await _month_shows(http, seen["server"] + "/api/v1", headers)
+
             async with http.get(seen["admin"]) as response:
                 csrf = re.search(r'name="csrf" value="([^"]+)"', await response.text()).group(1)
             async with http.post(
@@ -65,3 +72,37 @@ async def test_the_demo_dashboard_shows_a_week_and_hq_can_sign_in(tmp_path, caps
     finally:
         stop.set()
         await asyncio.wait_for(demo, 30)
+
+
+async def _month_shows(http: aiohttp.ClientSession, api: str, headers: dict) -> None:
+    async with http.get(
+        f"{api}/cohorts", params={"metric": "retention", "period": "week"}, headers=headers
+    ) as response:
+        cohorts = (await response.json())["cohorts"]
+    week_olds = [c for c in cohorts if c["cells"]["d7"]["value"] is not None]
+    assert len(week_olds) >= 4, cohorts  # a month of weekly cohorts with day-7 retention
+    assert any(c["cells"]["d30"]["value"] is not None for c in cohorts)
+
+    async with http.get(f"{api}/playbooks", headers=headers) as response:
+        books = {p["id"]: p for p in (await response.json())["playbooks"]}
+    lift = books["demo_coupon"]["holdout"]
+    assert lift["refused"] is None, lift
+    assert lift["treated"]["rate"] > lift["held_out"]["rate"] and lift["ci95"][0] > 0, lift
+    goal = books["repurchase_30d"]["goal"]  # the behaviour scan enrolled first-time buyers
+    assert goal["open"] + goal["met"] + goal["missed"] >= 1, books["repurchase_30d"]
+
+    async with http.get(
+        f"{api}/stages",
+        params={"by": "store", "from": _day(-MONTH), "to": _day(0)},
+        headers=headers,
+    ) as response:
+        days = (await response.json())["days"]
+    assert len(days) >= MONTH - 5, days  # a snapshot for each past day
+    totals = [sum(sum(r["counts"].values()) for r in d["rows"]) for d in days]
+    assert totals[0] < totals[-1]  # customers arrive, stages move
+    engaged = [sum(r["counts"]["engaged"] for r in d["rows"]) for d in days]
+    assert len(set(engaged)) > 1
+
+
+def _day(offset: int) -> str:
+    return (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=offset)).date().isoformat()

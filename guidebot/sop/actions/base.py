@@ -215,6 +215,8 @@ class StepAction:
     # Which optional step keys it takes (`sop check` refuses them on other actions).
     takes_content: ClassVar[bool] = False
     takes_tag: ClassVar[bool] = False
+    # Reaches the customer at a time of our choosing: may say `best_time: true`.
+    timed: ClassVar[bool] = False
     # Its place in listings (the API's descriptions, `sop simulate`).
     order: ClassVar[int] = 100
     # How `sop simulate` names it.

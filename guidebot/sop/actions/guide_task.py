@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, time
 
 from guidebot.sop.actions.base import (
     ActionRuntime,
@@ -41,6 +41,7 @@ class GuideTask(GuideFacing):
     name = "guide_task"
     to_customer = True
     takes_content = True
+    timed = True
     capped = True
     order = 1
     describe = "guide_task (a mass-send task the guide confirms)"
@@ -54,7 +55,11 @@ class GuideTask(GuideFacing):
         count = sum(day_start <= t < day_end for t in at.reached.get(task.external_userid, ()))
         if count < cap:
             return None
-        new_due = next_window_day(at.now, at.window, at.zone)
+        # A best_time step keeps the customer's hour (the one it was placed at) the next day.
+        hour = time(0)
+        if task.step_id in at.settings.get("best_time", ()):
+            hour = task.due_at.astimezone(at.zone).time()
+        new_due = next_window_day(at.now, at.window, at.zone, hour)
         return Verdict(
             TaskStatus.PENDING,
             f"deferred to {new_due.astimezone(at.zone):%Y-%m-%d %H:%M} {at.zone.key}: "

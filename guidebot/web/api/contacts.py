@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from guidebot.audit.recorder import row_values
-from guidebot.contacts import lifecycle, queries
+from guidebot.contacts import lifecycle, queries, reading_hours
 from guidebot.contacts.directory import find_store, update_store
 from guidebot.contacts.models import (
     Customer,
@@ -39,7 +39,7 @@ from guidebot.web.api.declare import Body, Int, OneOf, Query, Text
 from guidebot.web.api.openapi import BOOLEAN, INSTANT, INTEGER, STRING, list_of, maybe, shape
 from guidebot.web.audited import record_change
 from guidebot.web.auth import Principal, principal, relation_visible, store_visible
-from guidebot.web.keys import CLOCK, SESSIONS
+from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,16 @@ CUSTOMER = {
 }
 # The lifecycle stage (guidebot.contacts.lifecycle): name 首购, label 首购 / first purchase.
 STAGE = shape({"stage": STRING, "name": STRING, "label": STRING, "since": WHEN})
+# The hour the customer reads (guidebot.contacts.reading_hours), on their store's clock.
+BEST_HOUR = shape(
+    {
+        "hour": INTEGER,
+        "timezone": STRING,
+        "observations": INTEGER,
+        "source": STRING,
+        "label": STRING,
+    }
+)
 EVENT = shape(
     {
         "id": INTEGER,
@@ -355,6 +365,7 @@ async def list_customers(request: web.Request) -> web.Response:
         {
             "customer": shape(CUSTOMER),
             "stage": maybe(STAGE),
+            "best_hour": maybe(BEST_HOUR),
             "relations": list_of(RELATION),
             "timeline": list_of(EVENT),
             "groups": list_of(CUSTOMER_GROUP),
@@ -367,6 +378,9 @@ async def get_customer(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         detail = await queries.get_customer(session, ext)
         stage = await lifecycle.stage_of(session, ext)
+        best_hour = await reading_hours.learned_hour(
+            session, ext, request.app[SETTINGS].timezone, request.app[CLOCK].now().date()
+        )
         groups = await group_queries.customer_groups(session, ext)
     relations = [r for r in detail.relations if relation_visible(who, r.guide_userid, r.store_id)]
     if not relations and not who.is_hq:
@@ -375,6 +389,7 @@ async def get_customer(request: web.Request) -> web.Response:
         {
             "customer": render_customer(detail.customer),
             "stage": {**stage, "since": iso(stage["since"])} if stage else None,
+            "best_hour": best_hour,
             "relations": [render_relation(r) for r in relations],
             "timeline": [
                 render_event(e)
