@@ -232,3 +232,62 @@ async def guide_groups(session: AsyncSession, guide: str) -> list[GroupSummary]:
     )
     counts = await _counts(session, [g.chat_id for g in groups])
     return [GroupSummary(g, *counts.get(g.chat_id, (0, 0))) for g in groups]
+
+
+# ---- a guide's group figures (the metrics rollups and the bot's 业绩 read the same rows) ------
+
+
+async def owner_member_facts(
+    session: AsyncSession, owner: str, since: datetime, until: datetime
+) -> list[tuple[datetime, str]]:
+    """(when, kind) of each customer joining or leaving a group `owner` owned at the time, in
+    [since, until): what group_new_members and group_members_left count (guidebot.metrics.kpis).
+    Employees are not counted."""
+    rows = await session.execute(
+        select(GroupMemberEvent.occurred_at, GroupMemberEvent.kind).where(
+            GroupMemberEvent.owner_userid == owner,
+            GroupMemberEvent.member_type == MemberType.CUSTOMER,
+            GroupMemberEvent.occurred_at >= since,
+            GroupMemberEvent.occurred_at < until,
+        )
+    )
+    return [(at, kind) for at, kind in rows]
+
+
+async def guide_group_counts(
+    session: AsyncSession, guides: list[str]
+) -> dict[str, tuple[int, int]]:
+    """guide → (live groups owned, active customers in at least one live group, whoever owns
+    it) now: the groups_owned and group_join_rate snapshots (guidebot.metrics.kpis)."""
+    owned = dict(
+        (guide, int(n))
+        for guide, n in await session.execute(
+            select(CustomerGroup.owner_userid, func.count())
+            .where(
+                CustomerGroup.owner_userid.in_(guides),
+                CustomerGroup.status == GroupStatus.ACTIVE,
+            )
+            .group_by(CustomerGroup.owner_userid)
+        )
+    )
+    in_a_group = (
+        select(GroupMember.member_id)
+        .join(CustomerGroup, CustomerGroup.chat_id == GroupMember.chat_id)
+        .where(
+            GroupMember.status == MemberStatus.MEMBER,
+            CustomerGroup.status == GroupStatus.ACTIVE,
+        )
+    )
+    joined = dict(
+        (guide, int(n))
+        for guide, n in await session.execute(
+            select(Relation.guide_userid, func.count())
+            .where(
+                Relation.guide_userid.in_(guides),
+                Relation.status == RelationStatus.ACTIVE,
+                Relation.external_userid.in_(in_a_group),
+            )
+            .group_by(Relation.guide_userid)
+        )
+    )
+    return {g: (owned.get(g, 0), joined.get(g, 0)) for g in guides}

@@ -22,7 +22,8 @@ from guidebot.contacts.behavior import WECOM_ZONE
 from guidebot.contacts.models import EventKind, GuideBehaviorDaily, RelationEvent
 from guidebot.content.models import ContentForward, ContentOpenVisitor
 from guidebot.content.service import first_forward
-from guidebot.groups.models import GroupMemberEvent, MemberEventKind, MemberType
+from guidebot.groups.models import MemberEventKind
+from guidebot.groups.queries import owner_member_facts
 from guidebot.metrics import kpis
 from guidebot.metrics.models import (
     COUNTERS,
@@ -97,14 +98,7 @@ async def compute(
 
 async def _count_groups(session: AsyncSession, tally: _Tally) -> None:
     """Customers joining and leaving the groups the guide owned at the time."""
-    for at, kind in await session.execute(
-        select(GroupMemberEvent.occurred_at, GroupMemberEvent.kind).where(
-            GroupMemberEvent.owner_userid == tally.guide,
-            GroupMemberEvent.member_type == MemberType.CUSTOMER,
-            GroupMemberEvent.occurred_at >= tally.start,
-            GroupMemberEvent.occurred_at < tally.end,
-        )
-    ):
+    for at, kind in await owner_member_facts(session, tally.guide, tally.start, tally.end):
         tally.put(at, "group_joined" if kind == MemberEventKind.JOINED else "group_left")
 
 
