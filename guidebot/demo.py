@@ -35,6 +35,7 @@ from guidebot.content import service as content
 from guidebot.content.demo import seed_demo_content, simulate_forwards_and_opens
 from guidebot.content.models import ContentItem, ForwardVia
 from guidebot.db.migrate import upgrade
+from guidebot.groups.demo import VipGroups, group_step, start_vip_groups
 from guidebot.metrics.orders import attribution_window, parse_order, post_order
 from guidebot.metrics.rollup import recompute_all
 from guidebot.sop.demo import backfill_tasks, tasks_to_finish
@@ -142,9 +143,11 @@ async def live_traffic(
     pace: float = 2.0,
     forwards: Callable[[], Awaitable[object]] | None = None,
     tasks: Callable[[], Awaitable[object]] | None = None,
+    groups: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Customers keep scanning store codes; now and then one leaves or a guide removes one;
-    guides forward content and customers open the tracked links; guides finish due tasks."""
+    guides forward content and customers open the tracked links; guides finish due tasks;
+    customers join and leave the stores' VIP groups."""
     rng = random.Random()
     added: list[tuple[str, str]] = []
     serial = 0
@@ -155,6 +158,8 @@ async def live_traffic(
                 await forwards()
             elif tasks is not None and roll < 0.3:
                 await tasks()
+            elif groups is not None and roll < 0.4:
+                await groups()
             elif roll < 0.75 or len(added) < 5:
                 serial += 1
                 way = rng.choice(ways)
@@ -461,6 +466,15 @@ async def run_demo(
             ways = await create_store_codes(server_url, settings.admin_token, http, campaign)
             if week:  # a week of past activity on the dashboard
                 await backfill_week(server, control, ways)
+            owners = {sid: next(u for u, _, s in GUIDES if s == sid) for sid in STORES}
+            vip = await start_vip_groups(  # each store's VIP group and its join code
+                server[SESSIONS],
+                server[WECOM],
+                server[CLOCK],
+                control.post,
+                owners,
+                campaign=campaign,
+            )
             accounts = await create_demo_accounts(server)
             urls = {
                 "server": server_url,
@@ -475,7 +489,9 @@ async def run_demo(
             if ready:
                 await ready(urls)
             if traffic:
-                traffic_task = _start_traffic(server, settings, control, ways, stop, pace, http)
+                traffic_task = _start_traffic(
+                    server, settings, control, ways, stop, pace, http, vip
+                )
             try:
                 await stop.wait()
             finally:
@@ -514,6 +530,7 @@ def _start_traffic(
     stop: asyncio.Event,
     pace: float,
     http: aiohttp.ClientSession,
+    vip: VipGroups,
 ) -> asyncio.Task[None]:
     """Live customers adding guides, and guides forwarding content that customers open."""
 
@@ -536,7 +553,10 @@ def _start_traffic(
         for userid, text in said:
             await control.post("messages", {"userid": userid, "text": text})
 
-    return asyncio.create_task(live_traffic(control, ways, stop, pace, forwards, tasks))
+    async def groups() -> None:
+        await group_step(server[SESSIONS], control.post, vip, rng)
+
+    return asyncio.create_task(live_traffic(control, ways, stop, pace, forwards, tasks, groups))
 
 
 async def _sync_directory(server: web.Application) -> None:
