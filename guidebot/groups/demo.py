@@ -106,6 +106,13 @@ async def _scan(
         made.joined += len(batch)
     leaving = joining[: int(len(joining) * LEAVE_SHARE)]
     if leaving:
+        # Later, as people do: once guidebot has read their joins (a member who is gone
+        # before groupchat/get is read shows no join code any more, WeCom gives current
+        # members only).
+        for _ in range(300):
+            if set(leaving) <= set(await _members(sessions, chat_id)):
+                break
+            await asyncio.sleep(0.05)
         await post("groups/leave", {"chat_id": chat_id, "members": leaving})
         made.left += len(leaving)
 
