@@ -466,8 +466,9 @@ async def run_demo(
             ways = await create_store_codes(server_url, settings.admin_token, http, campaign)
             if week:  # a week of past activity on the dashboard
                 await backfill_week(server, control, ways)
+            # Each store's VIP group and join code (vip.chat_ids: group messages, Moments tasks).
             owners = {sid: next(u for u, _, s in GUIDES if s == sid) for sid in STORES}
-            vip = await start_vip_groups(  # each store's VIP group and its join code
+            vip = await start_vip_groups(
                 server[SESSIONS],
                 server[WECOM],
                 server[CLOCK],
