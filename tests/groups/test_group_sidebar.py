@@ -188,3 +188,18 @@ async def test_joins_delivered_out_of_order_and_twice_still_show_the_members(h):
     body = await response.json()
     assert [c["external_userid"] for c in body["my_customers"]] == ["wmc1", "wmc2"]
     assert body["group"]["members"] == 3
+
+
+async def test_a_guide_who_left_the_group_cannot_record_a_forward_into_it(h):
+    chat_id = await vip_group(h)
+    item = await an_item(h)
+    await login(h, "g3")  # a member, not the owner
+    status, prepared = await post(
+        h, "/sidebar/api/group/prepare", {"item_id": item["id"], "chat_id": chat_id}
+    )
+    assert status == 200, prepared
+    await h.leave(chat_id, "g3")
+    status, answer = await post(h, "/sidebar/api/group/forwards", {"ref": prepared["ref"]})
+    assert status == 403 and answer["error"]["code"] == "not_your_group"
+    async with h.sessions() as session:
+        assert list(await session.scalars(select(ContentForward))) == []

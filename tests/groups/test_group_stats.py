@@ -118,3 +118,19 @@ async def test_the_groups_pages_and_the_api_show_wecoms_figures_labelled_as_weco
     assert body["labels"]["msg_total"] == "群消息总数"
     status, body = await h.api("GET", "/group-chat-stats", params={"store": "11"})
     assert status == 200 and body["figures"]["chat_total"] == 1  # store 11: g1's group
+
+
+async def test_a_manager_sees_wecoms_figures_of_their_stores_owners_only(h):
+    await talk(h)
+    cookie = admin_cookie(await Sessions(h).account("m12", "manager", ["12"]))
+    before = await (
+        await h.client.get("/admin/groups?from=2026-03-10&to=2026-03-10", headers=cookie)
+    ).text()
+    assert 'data-stat="none"' in before  # not read from WeCom yet: said so, no zeros
+    await sync_group_stats(h.sessions, h.app[WECOM], h.clock.now())
+    page = await (
+        await h.client.get("/admin/groups?from=2026-03-10&to=2026-03-10", headers=cookie)
+    ).text()
+    # g2's group (store 12) only: two members, no messages; g1's three messages are not here.
+    assert 'data-stat="chat_total">1<' in page and 'data-stat="member_total">2<' in page
+    assert 'data-stat="msg_total">0<' in page
