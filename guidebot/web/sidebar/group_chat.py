@@ -44,7 +44,7 @@ async def group_view(request: web.Request) -> web.Response:
     """The group the sidebar was opened in, as the guide may see it."""
     guide = await current_guide(request)
     if guide is None:
-        return error_response(401, "unauthorized", "sign in first")
+        return error_response(401, "unauthorized", "请先登录 · sign in first")
     chat_id = _chat_id(request.query.get("chat_id"))
     if chat_id is None:
         return error_response(400, "bad_request", "缺少群 ID · chat_id is required")
@@ -80,7 +80,7 @@ async def my_groups(request: web.Request) -> web.Response:
     """The groups a guide owns or is in: the picker when the page is not in a group."""
     guide = await current_guide(request)
     if guide is None:
-        return error_response(401, "unauthorized", "sign in first")
+        return error_response(401, "unauthorized", "请先登录 · sign in first")
     async with request.app[SESSIONS]() as session:
         found = await groups.guide_groups(session, guide.userid)
     return web.json_response(
@@ -99,7 +99,7 @@ async def prepare(request: web.Request, guide: Guide, body: dict[str, Any]) -> w
     app = request.app
     item_id, chat_id = body.get("item_id"), _chat_id(body.get("chat_id"))
     if not _is_id(item_id, INT32_MAX) or chat_id is None:
-        return error_response(400, "bad_request", "item_id and chat_id are required")
+        return error_response(400, "bad_request", "缺少内容或群 · item_id and chat_id are required")
     now = app[CLOCK].now()
     async with app[SESSIONS]() as session:
         if not await groups.can_see_group(session, guide.userid, chat_id):
@@ -112,11 +112,17 @@ async def prepare(request: web.Request, guide: Guide, body: dict[str, Any]) -> w
             and (not item.stores or (store is not None and store.code in item.stores))
         )
     if not allowed or item is None:
-        return error_response(404, "not_found", "no such content for your store")
+        return error_response(
+            404, "not_found", "你的门店没有这个内容 · no such content for your store"
+        )
     try:
         media_id = await service.ensure_media(app[SESSIONS], app[WECOM], item_id, now)
     except (WeComError, ContentError):
-        return error_response(502, "wecom_error", "the item's media could not be uploaded to WeCom")
+        return error_response(
+            502,
+            "wecom_error",
+            "素材未能上传到企业微信 · the item's media could not be uploaded to WeCom",
+        )
     token, _ = links.mint(
         app[SETTINGS].secret_key, item_id=item_id, guide=guide.userid, chat_id=chat_id, now=now
     )
@@ -133,12 +139,18 @@ async def record_forward(request: web.Request, guide: Guide, body: dict[str, Any
     ref = body.get("ref")
     claims = links.verify(app[SETTINGS].secret_key, ref) if isinstance(ref, str) else None
     if claims is None or claims.chat_id is None:
-        return error_response(400, "bad_request", "not a reference this server prepared")
+        return error_response(
+            400, "bad_request", "不是本系统准备的消息 · not a reference this server prepared"
+        )
     if claims.guide != guide.userid:
-        return error_response(403, "forbidden", "prepared for another guide")
+        return error_response(403, "forbidden", "这是为其他导购准备的 · prepared for another guide")
     now = app[CLOCK].now()
     if now - claims.issued_at > REF_TTL:
-        return error_response(400, "bad_request", "this message was prepared too long ago")
+        return error_response(
+            400,
+            "bad_request",
+            "消息准备得太久了，请重新发送 · this message was prepared too long ago",
+        )
     async with app[SESSIONS]() as session, session.begin():
         if not await groups.can_see_group(session, guide.userid, claims.chat_id):
             return not_your_group()
