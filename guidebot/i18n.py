@@ -244,6 +244,16 @@ LABELS: dict[str, dict[str, Msg]] = {
         "best_time": NP_("playbook field", "At the customer's best hour"),
         "template": NP_("playbook field", "Message template"),
     },
+    # WeCom's 群聊数据统计 (groupchat/statistic, doc 92133), as WeCom names them.
+    "group_chat_stat": {
+        "chat_total": NP_("wecom group stat", "Customer groups"),
+        "new_chat_cnt": NP_("wecom group stat", "New customer groups"),
+        "member_total": NP_("wecom group stat", "Group members"),
+        "new_member_cnt": NP_("wecom group stat", "New group members"),
+        "chat_has_msg": NP_("wecom group stat", "Groups with messages"),
+        "member_has_msg": NP_("wecom group stat", "Members who sent messages"),
+        "msg_total": NP_("wecom group stat", "Group messages"),
+    },
     "group_status": {
         "active": NP_("group status", "Live"),
         "dismissed": NP_("group status", "Dismissed"),

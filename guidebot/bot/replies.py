@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from guidebot import i18n
 from guidebot.bot import commands
 from guidebot.bot.commands import Command
+from guidebot.bot.group_stats import group_line
 from guidebot.bot.models import BotReply, ReplyStatus
 from guidebot.bot.task_commands import task_command
 from guidebot.config import Settings
@@ -381,6 +382,10 @@ async def stats_reply(
                     opens=avg("unique_opens"),
                 )
             )
+    month_start, month_end = _periods(now, zone)[2]
+    groups = await group_line(session, guide, month_start, month_end, command.lang)
+    if groups:
+        lines.append(groups)
     service_line = await _service_line(session, guide, words, now.astimezone(zone).date())
     if service_line:
         lines.append(service_line)

@@ -5,10 +5,12 @@ of the browsers that open links naming no customer (below).
 
 The payload is a JSON array: version, item id, guide, customer ("" when unknown), task id (0
 when none), playbook step ("" when none), mass send id (0 when none), issued-at (epoch seconds)
-and a random nonce. The key is derived from GUIDEBOT_SECRET_KEY for this purpose only, so a
-tracked-link signature can never be replayed as a session cookie or the other way round. The
-signature is checked in constant time before anything in the payload is looked at; a token that
-fails any check is simply "not found" to the caller.
+and a random nonce; a link forwarded into a customer group (version 2) adds the group's chat id,
+so its opens, and the orders they lead to, count for the group. The key is derived from
+GUIDEBOT_SECRET_KEY for this purpose only, so a tracked-link signature can never be replayed as
+a session cookie or the other way round. The signature is checked in constant time before
+anything in the payload is looked at; a token that fails any check is simply "not found" to the
+caller.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 VERSION = 1
+GROUP_VERSION = 2  # the payload carries a tenth element: the group's chat id
 MAX_TOKEN_LENGTH = 600
 _SIGNATURE_BYTES = 16  # 128-bit truncated HMAC-SHA256: short URLs, still unforgeable
 _PURPOSE = b"guidebot/tracked-link/v1"
@@ -38,6 +41,7 @@ class LinkClaims:
     mass_send_id: int | None
     issued_at: datetime
     nonce: str
+    chat_id: str | None = None  # the customer group it was forwarded into
 
 
 def derive_key(secret_key: str, purpose: bytes = _PURPOSE) -> bytes:
@@ -71,6 +75,7 @@ def mint(
     task_id: int | None = None,
     step: str | None = None,
     mass_send_id: int | None = None,
+    chat_id: str | None = None,
 ) -> tuple[str, LinkClaims]:
     """A new token (with a fresh nonce) and the claims it carries."""
     claims = LinkClaims(
@@ -82,13 +87,14 @@ def mint(
         mass_send_id=int(mass_send_id) if mass_send_id else None,
         issued_at=datetime.fromtimestamp(int(now.timestamp()), UTC),
         nonce=b64e(secrets.token_bytes(9)),
+        chat_id=chat_id or None,
     )
     return sign(secret_key, claims), claims
 
 
 def sign(secret_key: str, claims: LinkClaims) -> str:
-    body = [
-        VERSION,
+    body: list[object] = [
+        GROUP_VERSION if claims.chat_id else VERSION,
         claims.item_id,
         claims.guide,
         claims.customer or "",
@@ -98,6 +104,8 @@ def sign(secret_key: str, claims: LinkClaims) -> str:
         int(claims.issued_at.timestamp()),
         claims.nonce,
     ]
+    if claims.chat_id:
+        body.append(claims.chat_id)
     payload = b64e(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
     return f"{payload}.{b64e(_mac(derive_key(secret_key), payload))}"
 
@@ -119,9 +127,13 @@ def verify(secret_key: str, token: str) -> LinkClaims | None:
         body = json.loads(b64d(payload))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
-    if not isinstance(body, list) or len(body) != 9 or body[0] != VERSION:
+    shapes = (([VERSION], 9), ([GROUP_VERSION], 10))
+    if not isinstance(body, list) or (body[:1], len(body)) not in shapes:
         return None
-    _, item_id, guide, customer, task_id, step, mass_send_id, issued_at, nonce = body
+    _, item_id, guide, customer, task_id, step, mass_send_id, issued_at, nonce = body[:9]
+    chat_id = body[9] if len(body) == 10 else None
+    if chat_id is not None and not (isinstance(chat_id, str) and chat_id):
+        return None
     if not (
         _is_int(item_id)
         and item_id > 0
@@ -145,6 +157,7 @@ def verify(secret_key: str, token: str) -> LinkClaims | None:
         mass_send_id=mass_send_id or None,
         issued_at=datetime.fromtimestamp(issued_at, UTC),
         nonce=nonce,
+        chat_id=chat_id,
     )
 
 
@@ -204,6 +217,6 @@ def unverified_nonce(token: str) -> str | None:
         body = json.loads(b64d(token.split(".", 1)[0]))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
-    if isinstance(body, list) and len(body) == 9 and isinstance(body[8], str):
+    if isinstance(body, list) and len(body) in (9, 10) and isinstance(body[8], str):
         return body[8]
     return None

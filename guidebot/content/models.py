@@ -119,6 +119,7 @@ class ContentForward(Base):
     task_id: Mapped[int | None] = mapped_column(BigInteger)
     mass_send_id: Mapped[int | None] = mapped_column(BigInteger)
     via: Mapped[str] = mapped_column(String(16))
+    chat_id: Mapped[str | None] = mapped_column(String(64))  # forwarded into this group
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -127,6 +128,7 @@ class ContentForward(Base):
         Index("ix_content_forwards_store", "store_id", "sent_at"),
         Index("ix_content_forwards_item", "item_id", "sent_at"),
         Index("ix_content_forwards_customer", "external_userid", "sent_at"),
+        Index("ix_content_forwards_chat", "chat_id", "sent_at"),
     )
 
 
@@ -145,6 +147,7 @@ class ContentOpen(Base):
     step: Mapped[str | None] = mapped_column(String(64))
     mass_send_id: Mapped[int | None] = mapped_column(BigInteger)
     link_nonce: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str | None] = mapped_column(String(64))  # a link forwarded into a group
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     user_agent_hash: Mapped[str | None] = mapped_column(String(64))
@@ -178,6 +181,7 @@ class ContentOpenVisitor(Base):
     first_opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # links.client_tag of the address a browser visitor came from: caps one client's bursts.
     client_tag: Mapped[str | None] = mapped_column(String(32))
+    chat_id: Mapped[str | None] = mapped_column(String(64))  # first came by a group's link
 
     __table_args__ = (
         UniqueConstraint("item_id", "visitor_key"),

@@ -181,11 +181,8 @@ async def search_items(
     limit: int = 20,
     offset: int = 0,
 ) -> tuple[list[ContentItem], int]:
-    """Items matching every word (title, summary, tags, body) and the tag, best first.
-
-    `live_at`: only items valid then. `restrict_store`: only items for every store or for
-    `store_code` (a guide without a store sees the every-store items).
-    """
+    """Items matching every word (title, summary, tags, body) and the tag, best first. `live_at`:
+    only items valid then. `restrict_store`: only items for every store or for `store_code`."""
     conditions: list[Any] = [ContentItem.deleted_at.is_(None)]
     terms = [w for w in (words or "").lower().split() if w][:8]
     for term in terms:
@@ -236,11 +233,8 @@ async def ensure_media(
     *,
     max_age: timedelta = MEDIA_MAX_AGE,
 ) -> str | None:
-    """The item's live WeCom media_id, uploading its bytes when there is none young enough.
-
-    None for kinds without media. No transaction is held during the upload; two instances
-    uploading at once both get valid ids, and the last one written is used.
-    """
+    """The item's live WeCom media_id, uploading its bytes when there is none young enough (None
+    for kinds without media). No transaction is held during the upload; the last one wins."""
     async with sessions() as session:
         item = await get_item(session, item_id, deleted=True)
         if item.kind not in ContentKind.WITH_MEDIA:
@@ -309,9 +303,10 @@ async def record_forward(
     now: datetime,
     task_id: int | None = None,
     mass_send_id: int | None = None,
+    chat_id: str | None = None,
 ) -> bool:
-    """Log one forward; False when `ref` was logged before (a repeated confirmation). A new
-    one is announced (ContentForwarded): the SOP engine completes the task it was for."""
+    """Log one forward (to a customer, or into the group `chat_id`); False when `ref` was logged
+    before. A new one is announced (ContentForwarded): its task is done."""
     insert = upsert_insert(session.bind.dialect.name)
     result = await session.execute(
         insert(ContentForward)
@@ -324,6 +319,7 @@ async def record_forward(
             task_id=task_id,
             mass_send_id=mass_send_id,
             via=via,
+            chat_id=chat_id,
             sent_at=sent_at,
             recorded_at=now,
         )
@@ -348,9 +344,9 @@ async def record_forward(
 
 def first_forward() -> ColumnElement[bool]:
     """True for a content_forwards row that is the guide's first of its item to its customer:
-    the `forwards` KPI counts one per item per customer, however often it is sent again."""
+    the `forwards` KPI counts one per item per customer (a forward into a group: no customer)."""
     earlier = aliased(ContentForward)
-    return ~exists().where(
+    return ContentForward.chat_id.is_(None) & ~exists().where(
         earlier.guide_userid == ContentForward.guide_userid,
         earlier.item_id == ContentForward.item_id,
         earlier.external_userid == ContentForward.external_userid,
@@ -413,6 +409,7 @@ async def _first_visit(
             store_id=store_id,
             first_opened_at=now,
             client_tag=None if key.startswith("c:") else client,
+            chat_id=claims.chat_id,
         )
         .on_conflict_do_nothing(index_elements=["item_id", "visitor_key"])
     )
@@ -431,10 +428,7 @@ async def record_open(
     """Log an open of a genuine link; True when it is this visitor's first open of the item (a
     unique open). `visitor` is a verified visitor id (links.verify_visitor), `client` the
     client's links.client_tag; without a customer or a visitor id the open has no visitor.
-
-    A customer's open is announced (ContentOpened): the SOP engine credits the `content.opened`
-    goal of the playbooks they are in with the guide if the link reached them.
-    """
+    A customer's open is announced (ContentOpened) for the `content.opened` goals."""
     key = visitor_key(claims, visitor)
     store_id = await store_at(session, claims.guide, now)
     first = await _first_visit(session, claims, key, now=now, store_id=store_id, client=client)
@@ -448,6 +442,7 @@ async def record_open(
             step=claims.step,
             mass_send_id=claims.mass_send_id,
             link_nonce=claims.nonce,
+            chat_id=claims.chat_id,
             issued_at=claims.issued_at,
             opened_at=now,
             user_agent_hash=(

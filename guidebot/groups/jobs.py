@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
 from guidebot.groups.joinways import create_join_way, list_join_ways
+from guidebot.groups.statistic import GroupStatsReport, sync_group_stats
 from guidebot.groups.sync import GroupSyncReport, sync_groups
 from guidebot.scheduler import PeriodicJob
 from guidebot.wecom.client import WeComClient
@@ -22,6 +23,13 @@ async def nightly_group_sync(
     sessions: Sessions, wecom: WeComClient, clock: Clock
 ) -> GroupSyncReport:
     return await sync_groups(sessions, wecom, clock.now())
+
+
+async def group_stats_sync(
+    sessions: Sessions, wecom: WeComClient, clock: Clock
+) -> GroupStatsReport:
+    """WeCom's group chat statistics of every group owner up to yesterday (China days)."""
+    return await sync_group_stats(sessions, wecom, clock.now())
 
 
 def render_join_way(way) -> dict[str, Any]:
@@ -73,4 +81,8 @@ async def join_ways(sessions: Sessions, *, store: str | None = None) -> list[dic
 
 
 # In GUIDEBOT_TIMEZONE; the runtime hands each job the resources it names.
-JOBS = [PeriodicJob("group-sync", nightly_group_sync, cron="45 2 * * *")]
+# WeCom's figures for a day are read the next morning (after behavior-sync's 06:30).
+JOBS = [
+    PeriodicJob("group-sync", nightly_group_sync, cron="45 2 * * *"),
+    PeriodicJob("group-stats-sync", group_stats_sync, cron="40 6 * * *"),
+]

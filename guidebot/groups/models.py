@@ -9,12 +9,13 @@ is a fact in `group_member_events`, logged once (architecture rule 3).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -186,3 +187,23 @@ class StoreGroupWelcome(Base):
     text: Mapped[str] = mapped_column(Text)  # as rendered and sent to WeCom
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class GroupChatStat(Base):
+    """WeCom's figures for one owner's customer groups on one China day (groupchat/statistic,
+    doc 92133): WeCom's counts of chat activity guidebot never sees, kept as WeCom gave them."""
+
+    __tablename__ = "group_chat_stats"
+
+    owner_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)  # the China day (00:00 +08:00)
+    new_chat_cnt: Mapped[int] = mapped_column(Integer, default=0)
+    chat_total: Mapped[int] = mapped_column(Integer, default=0)
+    chat_has_msg: Mapped[int] = mapped_column(Integer, default=0)
+    new_member_cnt: Mapped[int] = mapped_column(Integer, default=0)
+    member_total: Mapped[int] = mapped_column(Integer, default=0)
+    member_has_msg: Mapped[int] = mapped_column(Integer, default=0)
+    msg_total: Mapped[int] = mapped_column(Integer, default=0)
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_group_chat_stats_day", "day"),)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.directory import require_store
 from guidebot.contacts.errors import NotFound
+from guidebot.contacts.models import Customer, Guide, Relation, RelationStatus
 from guidebot.groups.models import (
     CustomerGroup,
     GroupMember,
@@ -157,3 +158,136 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class GuideGroupView:
+    """A group as its guide sees it in the chat sidebar: the group, and which of its members
+    are the guide's own active customers (with the guide's remark)."""
+
+    summary: GroupSummary
+    owner_name: str | None
+    customers: list[tuple[GroupMember, str | None, str | None]]  # member, name, remark
+
+
+async def can_see_group(session: AsyncSession, guide: str, chat_id: str) -> bool:
+    """A guide sees a live group they own or are in now, and nothing else."""
+    group = await session.get(CustomerGroup, chat_id)
+    if group is None or group.status != GroupStatus.ACTIVE:
+        return False
+    if group.owner_userid == guide:
+        return True
+    inside = await session.scalar(
+        select(GroupMember.id).where(
+            GroupMember.chat_id == chat_id,
+            GroupMember.member_id == guide,
+            GroupMember.status == MemberStatus.MEMBER,
+        )
+    )
+    return inside is not None
+
+
+async def guide_group(session: AsyncSession, guide: str, chat_id: str) -> GuideGroupView | None:
+    """The group for the guide's sidebar; None when the guide may not see it."""
+    if not await can_see_group(session, guide, chat_id):
+        return None
+    detail = await group_detail(session, chat_id)
+    owner = detail.summary.group.owner_userid
+    owner_name = await session.scalar(select(Guide.name).where(Guide.userid == owner))
+    rows = await session.execute(
+        select(GroupMember, Customer.name, Relation.remark)
+        .join(
+            Relation,
+            (Relation.external_userid == GroupMember.member_id)
+            & (Relation.guide_userid == guide)
+            & (Relation.status == RelationStatus.ACTIVE),
+        )
+        .outerjoin(Customer, Customer.external_userid == GroupMember.member_id)
+        .where(
+            GroupMember.chat_id == chat_id,
+            GroupMember.status == MemberStatus.MEMBER,
+            GroupMember.member_type == MemberType.CUSTOMER,
+        )
+        .order_by(GroupMember.joined_at, GroupMember.member_id)
+    )
+    customers = [(member, name, remark) for member, name, remark in rows]
+    return GuideGroupView(detail.summary, owner_name, customers)
+
+
+async def guide_groups(session: AsyncSession, guide: str) -> list[GroupSummary]:
+    """The live groups a guide owns or is in now (the sidebar's picker outside a group)."""
+    inside = select(GroupMember.chat_id).where(
+        GroupMember.member_id == guide, GroupMember.status == MemberStatus.MEMBER
+    )
+    groups = list(
+        await session.scalars(
+            select(CustomerGroup)
+            .where(
+                CustomerGroup.status == GroupStatus.ACTIVE,
+                (CustomerGroup.owner_userid == guide) | CustomerGroup.chat_id.in_(inside),
+            )
+            .order_by(CustomerGroup.name, CustomerGroup.chat_id)
+            .limit(200)
+        )
+    )
+    counts = await _counts(session, [g.chat_id for g in groups])
+    return [GroupSummary(g, *counts.get(g.chat_id, (0, 0))) for g in groups]
+
+
+# ---- a guide's group figures (the metrics rollups and the bot's 业绩 read the same rows) ------
+
+
+async def owner_member_facts(
+    session: AsyncSession, owner: str, since: datetime, until: datetime
+) -> list[tuple[datetime, str]]:
+    """(when, kind) of each customer joining or leaving a group `owner` owned at the time, in
+    [since, until): what group_new_members and group_members_left count (guidebot.metrics.kpis).
+    Employees are not counted."""
+    rows = await session.execute(
+        select(GroupMemberEvent.occurred_at, GroupMemberEvent.kind).where(
+            GroupMemberEvent.owner_userid == owner,
+            GroupMemberEvent.member_type == MemberType.CUSTOMER,
+            GroupMemberEvent.occurred_at >= since,
+            GroupMemberEvent.occurred_at < until,
+        )
+    )
+    return [(at, kind) for at, kind in rows]
+
+
+async def guide_group_counts(
+    session: AsyncSession, guides: list[str]
+) -> dict[str, tuple[int, int]]:
+    """guide → (live groups owned, active customers in at least one live group, whoever owns
+    it) now: the groups_owned and group_join_rate snapshots (guidebot.metrics.kpis)."""
+    owned = dict(
+        (guide, int(n))
+        for guide, n in await session.execute(
+            select(CustomerGroup.owner_userid, func.count())
+            .where(
+                CustomerGroup.owner_userid.in_(guides),
+                CustomerGroup.status == GroupStatus.ACTIVE,
+            )
+            .group_by(CustomerGroup.owner_userid)
+        )
+    )
+    in_a_group = (
+        select(GroupMember.member_id)
+        .join(CustomerGroup, CustomerGroup.chat_id == GroupMember.chat_id)
+        .where(
+            GroupMember.status == MemberStatus.MEMBER,
+            CustomerGroup.status == GroupStatus.ACTIVE,
+        )
+    )
+    joined = dict(
+        (guide, int(n))
+        for guide, n in await session.execute(
+            select(Relation.guide_userid, func.count())
+            .where(
+                Relation.guide_userid.in_(guides),
+                Relation.status == RelationStatus.ACTIVE,
+                Relation.external_userid.in_(in_a_group),
+            )
+            .group_by(Relation.guide_userid)
+        )
+    )
+    return {g: (owned.get(g, 0), joined.get(g, 0)) for g in guides}

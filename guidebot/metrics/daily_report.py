@@ -72,6 +72,18 @@ def service_line(values: dict[str, Any]) -> str:
     )
 
 
+def group_line(values: dict[str, Any]) -> str | None:
+    """The customer groups' figures (the group KPIs), for a guide or store that has any."""
+    shown = ("groups_owned", "group_new_members", "group_members_left", "group_opens")
+    if not any(values.get(name) for name in shown) and not values.get("group_join_rate"):
+        return None
+    return (
+        f"社群 群数 {values['groups_owned']} · 新入群 {values['group_new_members']} · "
+        f"退群 {values['group_members_left']} · 入群率 {_pct(values['group_join_rate'])} · "
+        f"群链接 打开 {values['group_opens']} 订单 {values['group_orders']}"
+    )
+
+
 def _fit(lines: list[str]) -> str:
     """A textcard description within WeCom's 512 bytes: styled, else plain, else cut."""
     styled = f'<div class="gray">{lines[0]}</div>' + "".join(
@@ -100,9 +112,10 @@ def daily_message(
         f"转发 {values['forwards']} · 打开 {values['unique_opens']} · "
         f"订单 {values['orders']} · GMV ¥{values['gmv']}",
         service_line(values),
+        group_line(values),
         f"今日待办 {open_tasks} 项",
     ]
-    return title, _fit(lines)
+    return title, _fit([line for line in lines if line])
 
 
 def weekly_message(
@@ -121,9 +134,10 @@ def weekly_message(
         f"订单 {values['orders']} · GMV ¥{values['gmv']} · 留资率 "
         f"{_pct(values['profile_completeness'])}",
         service_line(values),
+        group_line(values),
         f"新客前三：{leaders}",
     ]
-    return title, _fit(lines)
+    return title, _fit([line for line in lines if line])
 
 
 async def open_tasks_today(session: AsyncSession, guide: str, local_now: datetime) -> int:

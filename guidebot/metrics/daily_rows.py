@@ -22,9 +22,17 @@ from guidebot.contacts.behavior import WECOM_ZONE
 from guidebot.contacts.models import EventKind, GuideBehaviorDaily, RelationEvent
 from guidebot.content.models import ContentForward, ContentOpenVisitor
 from guidebot.content.service import first_forward
-from guidebot.groups.models import GroupMemberEvent, MemberEventKind, MemberType
+from guidebot.groups.models import MemberEventKind
+from guidebot.groups.queries import owner_member_facts
 from guidebot.metrics import kpis
-from guidebot.metrics.models import COUNTERS, GuideDaily, MetricsState, Order, OrderStatus
+from guidebot.metrics.models import (
+    COUNTERS,
+    Attribution,
+    GuideDaily,
+    MetricsState,
+    Order,
+    OrderStatus,
+)
 from guidebot.metrics.placer import Placer, utc_midnight
 from guidebot.sop.actions import STEP_ACTIONS, actions_where
 from guidebot.sop.models import SopTask
@@ -90,14 +98,7 @@ async def compute(
 
 async def _count_groups(session: AsyncSession, tally: _Tally) -> None:
     """Customers joining and leaving the groups the guide owned at the time."""
-    for at, kind in await session.execute(
-        select(GroupMemberEvent.occurred_at, GroupMemberEvent.kind).where(
-            GroupMemberEvent.owner_userid == tally.guide,
-            GroupMemberEvent.member_type == MemberType.CUSTOMER,
-            GroupMemberEvent.occurred_at >= tally.start,
-            GroupMemberEvent.occurred_at < tally.end,
-        )
-    ):
+    for at, kind in await owner_member_facts(session, tally.guide, tally.start, tally.end):
         tally.put(at, "group_joined" if kind == MemberEventKind.JOINED else "group_left")
 
 
@@ -170,21 +171,25 @@ async def _count_content(session: AsyncSession, tally: _Tally) -> None:
         )
     ):
         put(at, "forwards")
-    for (at,) in await session.execute(
-        select(ContentOpenVisitor.first_opened_at).where(
+    for at, chat_id in await session.execute(
+        select(ContentOpenVisitor.first_opened_at, ContentOpenVisitor.chat_id).where(
             ContentOpenVisitor.guide_userid == guide,
             ContentOpenVisitor.first_opened_at >= start,
             ContentOpenVisitor.first_opened_at < end,
         )
     ):
         put(at, "unique_opens")
+        if chat_id is not None:
+            put(at, "group_opens")
 
 
 async def _count_orders(session: AsyncSession, tally: _Tally) -> None:
     """Attributed orders: paid counts on its day, a refund takes it back on its own day."""
     start, end, guide, put = tally.start, tally.end, tally.guide, tally.put
-    for paid_at, refunded_at, status, amount in await session.execute(
-        select(Order.paid_at, Order.refunded_at, Order.status, Order.amount_fen).where(
+    for paid_at, refunded_at, status, amount, rule in await session.execute(
+        select(
+            Order.paid_at, Order.refunded_at, Order.status, Order.amount_fen, Order.attribution
+        ).where(
             Order.guide_userid == guide,
             or_(
                 and_(Order.paid_at >= start, Order.paid_at < end),
@@ -195,6 +200,8 @@ async def _count_orders(session: AsyncSession, tally: _Tally) -> None:
         if start <= paid_at < end:
             put(paid_at, "orders_paid")
             put(paid_at, "gmv_paid_fen", amount)
+            if rule == Attribution.GROUP:
+                put(paid_at, "group_orders")
         if (
             status == OrderStatus.REFUNDED
             and refunded_at is not None
@@ -202,6 +209,8 @@ async def _count_orders(session: AsyncSession, tally: _Tally) -> None:
         ):
             put(refunded_at, "orders_refunded")
             put(refunded_at, "gmv_refunded_fen", amount)
+            if rule == Attribution.GROUP:
+                put(refunded_at, "group_orders", -1)
 
 
 def china_noon(day: date) -> datetime:

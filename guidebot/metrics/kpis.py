@@ -372,6 +372,31 @@ KPIS: tuple[Kpi, ...] = (
             "入群率：期末（各导购在末日或之前的最后一次快照）导购的有效客户中，至少在品牌一个有效客户群里的比例，无论群主是谁。"
         ),
     ),
+    Kpi(
+        "group_opens",
+        "群链接打开",
+        "count",
+        "Of unique_opens, those whose visitor came first by a tracked link the guide forwarded "
+        "into a customer group from the sidebar (the link carries the group).",
+        "content_open_visitors (chat_id)",
+        plus=("group_opens",),
+        title_en="Opens via group links",
+        definition_zh="独立打开中，访客最先通过导购从侧边栏转发到客户群的追踪链接打开的（链接带有该群）。",
+    ),
+    Kpi(
+        "group_orders",
+        "群链接订单",
+        "count",
+        "Of orders, those attributed to a forward into a customer group the customer was in when "
+        "it was sent (attribution group): +1 on the local day paid, -1 on the local day refunded.",
+        "orders (attribution group), content_forwards (chat_id), customer_group_members",
+        plus=("group_orders",),
+        title_en="Orders via group links",
+        definition_zh=(
+            "订单中，归属于转发到客户群（发送时客户在群内）的内容的订单（归属方式 群链接）："
+            "付款当地日 +1，退款当地日 −1。"
+        ),
+    ),
     # WeCom's contact statistics (联系客户统计, get_user_behavior_data), read daily per guide by
     # guidebot.contacts.behavior: WeCom's counts of chats guidebot never sees, not our log.
     Kpi(

@@ -67,6 +67,8 @@ COUNTERS = (
     "reply_minutes",
     "group_joined",
     "group_left",
+    "group_opens",
+    "group_orders",
 )
 
 
@@ -93,11 +95,12 @@ class OrderStatus:
 class Attribution:
     FORWARD = "forward"  # the last forward of content to the customer within the window
     OPEN = "open"  # the last open of the guide's content by the customer within the window
+    GROUP = "group"  # the last forward into a group the customer was in then, within the window
     STORE_GUIDE = "store_guide"  # the customer's active guide at the order's store
     RECENT_GUIDE = "recent_guide"  # the customer's most recently added active guide
     NONE = "none"  # nobody: the order counts for no guide
 
-    ALL = (FORWARD, OPEN, STORE_GUIDE, RECENT_GUIDE, NONE)
+    ALL = (FORWARD, OPEN, GROUP, STORE_GUIDE, RECENT_GUIDE, NONE)
 
 
 class GuideDaily(Base):
@@ -147,6 +150,10 @@ class GuideDaily(Base):
     # (group_member_events), credited to the local day it happened.
     group_joined: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     group_left: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Unique opens whose visitor came first by a link forwarded into a group, and orders
+    # attributed to a forward into a group the customer was in.
+    group_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    group_orders: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import String, cast, desc, insert, select
+from sqlalchemy import String, cast, desc, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot import clock
@@ -40,6 +40,7 @@ from guidebot.contacts.models import Department, Relation, RelationStatus
 from guidebot.content.models import ContentForward, ContentOpen
 from guidebot.db.engine import upsert_insert
 from guidebot.events import OrderPaid, OrderRefunded, publish
+from guidebot.groups.models import GroupMember
 from guidebot.metrics.kpis import yuan
 from guidebot.metrics.models import Attribution, DirtySource, MetricsDirty, Order, OrderStatus
 from guidebot.sop.queries import link_reached_customer
@@ -239,12 +240,15 @@ async def attribute_order(
             .limit(1)
         )
     ).first()
+    grouped = await _group_forward(session, external_userid, since, paid_at)
+    if grouped is not None and (forward is None or grouped.sent_at > forward.sent_at):
+        forward, rule = grouped, Attribution.GROUP
+    else:
+        rule = Attribution.FORWARD
     if opened is not None and (forward is None or opened.opened_at >= forward.sent_at):
         return Touch(Attribution.OPEN, opened.guide_userid, f"open:{opened.id}", opened.opened_at)
     if forward is not None:
-        return Touch(
-            Attribution.FORWARD, forward.guide_userid, f"forward:{forward.id}", forward.sent_at
-        )
+        return Touch(rule, forward.guide_userid, f"forward:{forward.id}", forward.sent_at)
 
     epoch = datetime.min.replace(tzinfo=UTC)
     active = sorted(
@@ -266,6 +270,27 @@ async def attribute_order(
     if active:
         return Touch(Attribution.RECENT_GUIDE, active[0].guide_userid, f"relation:{active[0].id}")
     return Touch(Attribution.NONE)
+
+
+async def _group_forward(
+    session: AsyncSession, customer: str, since: datetime, paid_at: datetime
+) -> Any:
+    """The last forward into a group the customer was in when it was sent, within the window."""
+    return (
+        await session.execute(
+            select(ContentForward.id, ContentForward.guide_userid, ContentForward.sent_at)
+            .join(GroupMember, GroupMember.chat_id == ContentForward.chat_id)
+            .where(
+                GroupMember.member_id == customer,
+                GroupMember.joined_at <= ContentForward.sent_at,
+                or_(GroupMember.left_at.is_(None), GroupMember.left_at > ContentForward.sent_at),
+                ContentForward.sent_at >= since,
+                ContentForward.sent_at <= paid_at,
+            )
+            .order_by(desc(ContentForward.sent_at), desc(ContentForward.id))
+            .limit(1)
+        )
+    ).first()
 
 
 # ---- posting ----------------------------------------------------------------------------------

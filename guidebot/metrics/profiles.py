@@ -13,7 +13,7 @@ from sqlalchemy import String, case, cast, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.models import Relation, RelationStatus
-from guidebot.groups.models import CustomerGroup, GroupMember, GroupStatus, MemberStatus
+from guidebot.groups.queries import guide_group_counts
 from guidebot.metrics.models import GuideProfileDaily
 from guidebot.metrics.placer import Placer
 
@@ -23,42 +23,6 @@ def profile_filled():
     mobiles = func.coalesce(cast(Relation.remark_mobiles, String), "[]")
     described = func.length(func.trim(func.coalesce(Relation.description, ""))) > 0
     return or_(mobiles.not_in(("[]", "null", "")), described)
-
-
-async def _group_counts(session: AsyncSession, chunk: list[str]) -> dict[str, tuple[int, int]]:
-    """guide → (live groups owned, active customers in at least one live group)."""
-    owned = dict(
-        (guide, int(n))
-        for guide, n in await session.execute(
-            select(CustomerGroup.owner_userid, func.count())
-            .where(
-                CustomerGroup.owner_userid.in_(chunk),
-                CustomerGroup.status == GroupStatus.ACTIVE,
-            )
-            .group_by(CustomerGroup.owner_userid)
-        )
-    )
-    in_a_group = (
-        select(GroupMember.member_id)
-        .join(CustomerGroup, CustomerGroup.chat_id == GroupMember.chat_id)
-        .where(
-            GroupMember.status == MemberStatus.MEMBER,
-            CustomerGroup.status == GroupStatus.ACTIVE,
-        )
-    )
-    joined = dict(
-        (guide, int(n))
-        for guide, n in await session.execute(
-            select(Relation.guide_userid, func.count())
-            .where(
-                Relation.guide_userid.in_(chunk),
-                Relation.status == RelationStatus.ACTIVE,
-                Relation.external_userid.in_(in_a_group),
-            )
-            .group_by(Relation.guide_userid)
-        )
-    )
-    return {g: (owned.get(g, 0), joined.get(g, 0)) for g in chunk}
 
 
 async def snapshot_profiles(
@@ -81,7 +45,7 @@ async def snapshot_profiles(
             .group_by(Relation.guide_userid)
         ):
             counts[guide] = (int(active), int(filled or 0))
-        groups.update(await _group_counts(session, chunk))
+        groups.update(await guide_group_counts(session, chunk))
     rows = []
     for guide in wanted:
         store, day = placer.place(guide, now)

@@ -16,15 +16,16 @@ from aiohttp import web
 from sqlalchemy import select
 
 from guidebot import i18n
+from guidebot.contacts.behavior import china_today
 from guidebot.contacts.errors import NotFound
 from guidebot.contacts.models import Customer, Department, Guide
-from guidebot.groups import queries
+from guidebot.groups import queries, statistic
 from guidebot.groups.models import GroupMember
 from guidebot.metrics import kpis
 from guidebot.metrics.report import Period
 from guidebot.web import export_tables, exports
 from guidebot.web.auth import Principal
-from guidebot.web.keys import SESSIONS
+from guidebot.web.keys import CLOCK, SESSIONS
 from guidebot.web.lang import language_of
 from guidebot.web.pages import _chosen_store, _period, _signed_in, _visible_stores, _zone, render
 
@@ -65,6 +66,10 @@ async def groups_page(request: web.Request) -> web.StreamResponse:
         )
         owners = await _guide_names(session, {g.group.owner_userid for g in found})
         store_names = await _store_names(session, {g.group.store_id for g in found})
+        # WeCom's chat activity of these groups' owners (every owner's for HQ's whole corp).
+        everyone = who.is_hq and store is None and status != "dismissed"
+        wanted = None if everyone else sorted({g.group.owner_userid for g in found} - {None})
+        wecom = await statistic.chat_activity(session, wanted, period.first, period.last)
     none = queries.GroupActivity(0, 0, None)
     rows = [
         {
@@ -91,6 +96,8 @@ async def groups_page(request: web.Request) -> web.StreamResponse:
             "status": status,
             "rows": rows,
             "zone": _zone(request),
+            "wecom": wecom,
+            "wecom_names": statistic.FIGURES,
         },
     )
 
@@ -133,6 +140,10 @@ async def group_page(request: web.Request) -> web.StreamResponse:
         guides = await _guide_names(session, userids)
         stores = await _store_names(session, {group.store_id})
         names = await _member_names(session, chat_id)
+        yesterday = china_today(request.app[CLOCK].now()) - timedelta(days=1)
+        wecom = await statistic.chat_activity(
+            session, [group.owner_userid or ""], yesterday - timedelta(days=29), yesterday
+        )
     if fmt := exports.export_format(request, lang):
         tables = export_tables.group_tables(guides, names, _zone(request), lang)
         table = exports.chosen_table(request, lang, list(tables))
@@ -149,6 +160,8 @@ async def group_page(request: web.Request) -> web.StreamResponse:
             "guide_names": guides,
             "member_names": names,
             "zone": _zone(request),
+            "wecom": wecom,
+            "wecom_names": statistic.FIGURES,
         },
     )
 

@@ -54,6 +54,27 @@ async def test_demo_serves_the_seeded_org_and_live_customers(tmp_path):
                     break
                 await asyncio.sleep(0.1)
             assert total >= 5
+            groups: list = []
+            for _ in range(150):  # each store's VIP group, joined through its store join code
+                async with http.get(f"{api}/groups", headers=headers) as response:
+                    groups = (await response.json())["groups"]
+                if len(groups) == len(STORES) and all(g["customers"] for g in groups):
+                    break
+                await asyncio.sleep(0.1)
+            assert sorted(g["name"] for g in groups) == sorted(
+                f"{n}VIP群" for n, _ in STORES.values()
+            )
+            assert all(g["customers"] > 0 for g in groups), groups
+            async with http.get(
+                f"{api}/groups/{groups[0]['chat_id']}", headers=headers
+            ) as response:
+                history = (await response.json())["history"]
+            assert {e["kind"] for e in history} >= {"joined"}
+            assert history and all(
+                e["channel"] == "vip_qr"
+                for e in history
+                if e["kind"] == "joined" and e["member_type"] == "customer"
+            ), [e for e in history if e["kind"] == "joined"]
             opened = 0
             for _ in range(150):  # guides forward content, and customers open the links
                 async with http.get(f"{api}/content", headers=headers) as response:

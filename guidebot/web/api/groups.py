@@ -8,12 +8,16 @@ in guidebot.web.api.errors (NotFound 404, Invalid 422, Conflict 409, Upstream 50
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+from pydantic import Field
 
+from guidebot import i18n
+from guidebot.contacts.behavior import china_today
 from guidebot.contacts.ways import STATE_MAX
-from guidebot.groups import queries
+from guidebot.groups import queries, statistic
 from guidebot.groups.joinways import (
     MAX_CHATS,
     ROOM_BASE_NAME_MAX,
@@ -29,13 +33,15 @@ from guidebot.groups.models import (
     StoreGroupWelcome,
 )
 from guidebot.groups.welcome import delete_store_welcome, get_store_welcome
+from guidebot.metrics.report import Period, period_from_query
 from guidebot.sop.group_welcome import set_group_welcome
 from guidebot.web.api.common import INT32_MAX, ApiRoutes, body_of, iso, query_of
 from guidebot.web.api.contacts import STORE_REF, TEXT_OUT, USERID, WHEN
 from guidebot.web.api.declare import Array, Body, Bool, Either, Int, OneOf, Query, Text
-from guidebot.web.api.openapi import INTEGER, STRING, list_of, maybe, shape
+from guidebot.web.api.openapi import INTEGER, STRING, list_of, mapping, maybe, shape
 from guidebot.web.audited import record_after
 from guidebot.web.keys import CLOCK, SESSIONS, SOP, WECOM
+from guidebot.web.lang import language_of
 
 api = ApiRoutes()
 
@@ -250,6 +256,60 @@ async def get_group(request: web.Request) -> web.Response:
             "group": render_group(detail.summary),
             "members": [render_member(m) for m in detail.members],
             "history": [render_fact(e) for e in detail.history],
+        }
+    )
+
+
+class ChatStatsQuery(Query):
+    owner: USERID = None
+    store: STORE_REF = None
+    from_: Text(10, fmt="date", description="a China day YYYY-MM-DD") = Field(None, alias="from")
+    to: Text(10, fmt="date", description="a China day YYYY-MM-DD") = None
+
+
+@api.get(
+    "/group-chat-stats",
+    summary="WeCom's own group chat figures (群聊数据统计, groupchat/statistic) of the groups' "
+    "owners: one owner, a store's owners or everyone, over China days (default: the last 7 "
+    "to yesterday); the new_* counts summed, the others as of the last day",
+    query=ChatStatsQuery,
+    response=shape(
+        {
+            "source": STRING,
+            "from": STRING,
+            "to": STRING,
+            "days": INTEGER,
+            "figures": mapping(INTEGER),
+            "labels": mapping(STRING),
+        }
+    ),
+    errors=(404, 422),
+)
+async def chat_stats(request: web.Request) -> web.Response:
+    wanted = query_of(request, ChatStatsQuery)
+    now = request.app[CLOCK].now()
+    period = period_from_query(
+        {"from": wanted.from_ or "", "to": wanted.to or ""}, "Asia/Shanghai", now
+    )
+    if wanted.from_ is None and wanted.to is None:
+        yesterday = china_today(now) - timedelta(days=1)
+        period = Period(yesterday - timedelta(days=6), yesterday)
+    async with request.app[SESSIONS]() as session:
+        owners = None if wanted.owner is None else [wanted.owner]
+        if wanted.store is not None:
+            found = await queries.list_groups(session, store=wanted.store, status=None)
+            store_owners = {g.group.owner_userid for g in found if g.group.owner_userid}
+            owners = sorted(store_owners & set(owners or store_owners))
+        activity = await statistic.chat_activity(session, owners, period.first, period.last)
+    lang = language_of(request, None)
+    return web.json_response(
+        {
+            "source": "wecom groupchat/statistic",
+            "from": period.first.isoformat(),
+            "to": period.last.isoformat(),
+            "days": activity.days,
+            "figures": activity.figures,
+            "labels": {n: i18n.label("group_chat_stat", n, lang) for n in statistic.FIGURES},
         }
     )
 

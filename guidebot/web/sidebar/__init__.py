@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from guidebot.web.keys import OAUTH_LIMIT
-from guidebot.web.sidebar import data, page, signin, writes
+from guidebot.web.sidebar import data, group_chat, page, signin, writes
 from guidebot.web.throttle import AttemptLimit
 
 
@@ -27,3 +27,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/sidebar/api/forwards", writes.record_forward)
     app.router.add_post("/sidebar/api/replied", writes.mark_replied)
     app.router.add_post("/sidebar/api/tasks/{change}", writes.change_task)
+    # Opened from a customer group's toolbar (group_chat_tools).
+    app.router.add_get("/sidebar/api/group", group_chat.group_view)
+    app.router.add_get("/sidebar/api/groups", group_chat.my_groups)
+    app.router.add_post("/sidebar/api/group/prepare", group_chat.prepare)
+    app.router.add_post("/sidebar/api/group/forwards", group_chat.record_forward)

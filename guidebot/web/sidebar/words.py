@@ -40,6 +40,11 @@ BOTH = {
     "recording": N_("Recording…"),
     "noted_ended": N_("Noted, journey ended"),
     "noted": N_("Noted"),
+    # In a customer group (group_chat_tools).
+    "cannot_show_group": N_("Cannot show the group"),
+    "sent_to_group": N_("Sent to the group"),
+    "my_customers_here": N_("My customers in this group"),
+    "none_of_mine": N_("None of your customers is in this group"),
 }
 CHINESE = {
     "store": NP_("sidebar", "Store"),
@@ -51,6 +56,10 @@ CHINESE = {
     "journeys": NP_("sidebar", "Journeys"),
     "send": NP_("sidebar", "Send"),
     "snoozed": NP_("sidebar", "Later"),
+    "owner": NP_("sidebar", "Owner"),
+    "size": NP_("sidebar", "Members"),
+    "group_customers": NP_("sidebar", "Customers"),
+    "joined": NP_("sidebar", "Joined"),
 }
 
 

@@ -58,6 +58,44 @@ class GroupsApi(ClientCore):
         )
         return dict(answer.get("group_chat", {}))
 
+    async def groupchat_statistic_by_day(
+        self, owner: str, day_begin_time: int, day_end_time: int
+    ) -> list[dict[str, Any]]:
+        """``externalcontact/groupchat/statistic_group_by_day`` (doc 92133) for one owner:
+        ``[{"stat_time", "data": {new_chat_cnt, chat_total, ...}}]`` per China day. Several
+        owners would come back summed, so this asks for one. WeCom answers for yesterday back
+        to 180 days, at most 30 days a call (600018 otherwise)."""
+        if day_end_time < day_begin_time:
+            raise ValueError("day_end_time is before day_begin_time")
+        if day_end_time - day_begin_time > 29 * 86_400:
+            raise ValueError("groupchat statistics span at most 30 days")
+        answer = await self._call(
+            "POST",
+            "externalcontact/groupchat/statistic_group_by_day",
+            body={
+                "day_begin_time": day_begin_time,
+                "day_end_time": day_end_time,
+                "owner_filter": {"userid_list": [owner]},
+            },
+        )
+        return list(answer.get("items", []))
+
+    async def groupchat_statistic(
+        self, owners: Sequence[str], day_begin_time: int, day_end_time: int, **paging: int
+    ) -> dict[str, Any]:
+        """``externalcontact/groupchat/statistic`` (doc 92133): by owner, ``total``,
+        ``next_offset`` (done when it equals total) and ``items`` of ``{"owner", "data"}``;
+        ``paging``: order_by, order_asc, offset, limit."""
+        if not 1 <= len(owners) <= OWNER_FILTER_MAX:
+            raise ValueError(f"1-{OWNER_FILTER_MAX} owners per call")
+        body: dict[str, Any] = {
+            "day_begin_time": day_begin_time,
+            "day_end_time": day_end_time,
+            "owner_filter": {"userid_list": list(owners)},
+            **paging,
+        }
+        return dict(await self._call("POST", "externalcontact/groupchat/statistic", body=body))
+
     # ---- join ways -------------------------------------------------------------------------
 
     async def add_join_way(

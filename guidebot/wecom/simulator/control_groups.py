@@ -173,6 +173,16 @@ async def change_group(request: web.Request) -> web.Response:
     return await _deliver(request, body, chat_event_xml(state, chat_id, "update", detail))
 
 
+@routes.post("/groups/messages")
+async def group_messages(request: web.Request) -> web.Response:
+    """People talk in a group (for groupchat/statistic's chat activity); no callback."""
+    body = await read_body(request)
+    sim_state(request).post_group_messages(
+        field_str(body, "chat_id"), field_str(body, "from"), field_int(body, "count", 1)
+    )
+    return json_answer({"ok": True})
+
+
 @routes.post("/groups/dismiss")
 async def dismiss_group(request: web.Request) -> web.Response:
     body = await read_body(request)

@@ -81,6 +81,7 @@ ERRMSG = {
     84061: "not external contact",
     90501: "not a customer group chat",
     301002: "not allow operate another agent with this accesstoken.",
+    600018: "invalid start endtime",
 }
 
 

@@ -176,6 +176,10 @@ ROUTES: Mapping[str, Route] = MappingProxyType(
         "externalcontact/cancel_groupmsg_send": Route(groupmsg.cancel_groupmsg_send),
         "externalcontact/groupchat/list": Route(groups.groupchat_list),
         "externalcontact/groupchat/get": Route(groups.groupchat_get),
+        "externalcontact/groupchat/statistic": Route(groups.groupchat_statistic),
+        "externalcontact/groupchat/statistic_group_by_day": Route(
+            groups.groupchat_statistic_by_day
+        ),
         "externalcontact/groupchat/add_join_way": Route(groups.add_join_way),
         "externalcontact/groupchat/get_join_way": Route(groups.get_join_way),
         "externalcontact/groupchat/update_join_way": Route(groups.update_join_way),

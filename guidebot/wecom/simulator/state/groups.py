@@ -15,6 +15,7 @@ from typing import Any
 
 from ..config import SimulatorConfig
 from ..errors import ApiError, ControlError
+from ..records import DAY
 from .core import StateCore
 
 __all__ = ["GroupsState", "SimGroup"]
@@ -36,6 +37,7 @@ class SimGroup:
     admin_list: list[str] = field(default_factory=list)
     member_version: str = ""
     dismissed: bool = False
+    dismissed_at: int | None = None
 
 
 def _version() -> str:
@@ -50,6 +52,10 @@ class GroupsState(StateCore):
         self.groups: dict[str, SimGroup] = {}
         self.join_ways: dict[str, dict[str, Any]] = {}
         self.group_welcome_templates: dict[str, dict[str, Any]] = {}
+        # For groupchat/statistic (doc 92133): who joined (+1) and left (-1) when, and the
+        # messages people sent in groups (posted through the control API).
+        self.group_log: list[tuple[int, str, str, int]] = []
+        self.group_messages: list[tuple[int, str, str]] = []
 
     # ---- who is who ------------------------------------------------------------------------
 
@@ -103,6 +109,7 @@ class GroupsState(StateCore):
         for member_id in members:
             if member_id != owner:
                 group.members[member_id] = self._member_record(member_id, now, 1, owner, None)
+        self.group_log.extend((now, chat_id, m, 1) for m in group.members)
         return group
 
     def _member_record(
@@ -153,6 +160,7 @@ class GroupsState(StateCore):
             group.members[member_id] = self._member_record(
                 member_id, now, scene, inviter if scene != 3 else None, state
             )
+            self.group_log.append((now, chat_id, member_id, 1))
         last = group.member_version
         group.member_version = _version()
         return group, last
@@ -170,6 +178,7 @@ class GroupsState(StateCore):
             raise ControlError("the owner cannot leave; dismiss the group instead", 409)
         for member_id in gone:
             del group.members[member_id]
+            self.group_log.append((int(self.now()), chat_id, member_id, -1))
         last = group.member_version
         group.member_version = _version()
         return group, last
@@ -187,6 +196,7 @@ class GroupsState(StateCore):
             self._control_member(owner)
             if owner not in group.members:
                 group.members[owner] = self._member_record(owner, int(self.now()), 1, None, None)
+                self.group_log.append((int(self.now()), chat_id, owner, 1))
                 group.member_version = _version()
             group.owner = owner
         if name is not None:
@@ -197,5 +207,53 @@ class GroupsState(StateCore):
 
     def dismiss_group(self, chat_id: str) -> SimGroup:
         group = self._control_group(chat_id)
-        group.dismissed = True
+        group.dismissed, group.dismissed_at = True, int(self.now())
         return group
+
+    # ---- group chat statistics (groupchat/statistic, doc 92133) -----------------------------
+
+    def post_group_messages(self, chat_id: str, sender: str, count: int) -> None:
+        """Someone in the group sends `count` messages (the control API's stand-in for chat)."""
+        group = self._control_group(chat_id)
+        if sender not in group.members:
+            raise ControlError(f"{sender!r} is not in the group", 409)
+        if not 1 <= count <= 1000:
+            raise ControlError("'count' must be 1-1000")
+        now = int(self.now())
+        self.group_messages.extend((now, chat_id, sender) for _ in range(count))
+
+    def group_day_figures(self, owners: set[str], day: int) -> dict[str, int]:
+        """Doc 92133's figures of the owners' groups for the China day starting at `day`: the
+        new_* counts that day, the others as of the day's end ("截至当天"). A group counts for
+        its owner now (the simulator keeps no owner history)."""
+        end = day + DAY
+        mine = {
+            g.chat_id: g for g in self.groups.values() if g.owner in owners and g.create_time < end
+        }
+        alive = {
+            chat_id
+            for chat_id, g in mine.items()
+            if g.dismissed_at is None or g.dismissed_at >= end
+        }
+        joined = sum(
+            1
+            for at, chat_id, _, change in self.group_log
+            if chat_id in mine and change > 0 and day <= at < end
+        )
+        members = sum(
+            change for at, chat_id, _, change in self.group_log if chat_id in alive and at < end
+        )
+        said = [
+            (chat_id, who)
+            for at, chat_id, who in self.group_messages
+            if chat_id in alive and at < end
+        ]
+        return {
+            "new_chat_cnt": sum(1 for g in mine.values() if g.create_time >= day),
+            "chat_total": len(alive),
+            "chat_has_msg": len({chat_id for chat_id, _ in said}),
+            "new_member_cnt": joined,
+            "member_total": members,
+            "member_has_msg": len(set(said)),
+            "msg_total": len(said),
+        }

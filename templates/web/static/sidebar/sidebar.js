@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   var cfg = JSON.parse(document.getElementById("gb-config").textContent);
-  var state = { customer: null, task: cfg.task, profile: null, signatures: {}, sending: false, replied: {}, left: false };
+  var state = { chat: null, group: null, customer: null, task: cfg.task, profile: null, signatures: {}, sending: false, replied: {}, left: false };
 
   function $(id) { return document.getElementById(id); }
 
@@ -50,7 +50,7 @@
     ww.register({
       corpId: cfg.corpId,
       agentId: cfg.agentId,
-      jsApiList: ["getContext", "getCurExternalContact", "sendChatMessage"],
+      jsApiList: ["getContext", "getCurExternalContact", "getCurExternalChat", "sendChatMessage"],
       getConfigSignature: async function (url) { return (await signatures(url)).config; },
       getAgentConfigSignature: async function (url) { return (await signatures(url)).agentConfig; }
     });
@@ -294,6 +294,7 @@
   }
 
   async function send(item, button) {
+    if (state.chat) { return sendToGroup(item, button); }
     if (!state.customer) { toast(W.no_customer_yet, true); return; }
     if (state.left) { toast(W.left, true); return; }
     if (state.sending) { return; }
@@ -344,6 +345,77 @@
     }
   }
 
+  // Opened from a customer group's toolbar: the group, and its members who are my customers.
+  async function groupContext() {
+    try {
+      var context = await ww.getContext();
+      if (!context || context.entry !== "group_chat_tools") { return null; }
+      var res = await ww.getCurExternalChat();
+      return res && res.chatId ? res.chatId : null;
+    } catch (err) { return null; }
+  }
+
+  function renderGroup(data) {
+    var box = $("customer");
+    box.textContent = "";
+    var g = data.group;
+    box.appendChild(el("h2", { "data-testid": "group-name", text: g.name || g.chat_id }));
+    var dl = el("dl");
+    function row(label, value) { dl.appendChild(el("dt", { text: label })); dl.appendChild(value); }
+    row(W.owner, el("dd", { "data-testid": "group-owner", text: g.owner.name || g.owner.userid || "-" }));
+    row(W.size, el("dd", { "data-testid": "group-size", text: String(g.members) }));
+    row(W.group_customers, el("dd", { text: String(g.customers) }));
+    box.appendChild(dl);
+    box.appendChild(el("p", { "class": "muted", text: W.my_customers_here }));
+    if (!data.my_customers.length) {
+      box.appendChild(el("p", { "class": "muted", "data-testid": "no-customers-here", text: W.none_of_mine }));
+      return;
+    }
+    var list = el("ul", { "class": "opens", "data-testid": "group-customers" });
+    data.my_customers.forEach(function (c) {
+      list.appendChild(el("li", { "data-customer": c.external_userid, text: (c.name || c.external_userid) + (c.remark ? " (" + c.remark + ")" : "") + " · " + W.joined + " " + day(c.joined_at) }));
+    });
+    box.appendChild(list);
+  }
+
+  async function loadGroup() {
+    state.group = await api("/sidebar/api/group?chat_id=" + encodeURIComponent(state.chat));
+    renderGroup(state.group);
+  }
+
+  async function sendToGroup(item, button) {
+    if (state.sending) { return; }
+    state.sending = true;
+    button.disabled = true;
+    try {
+      var prepared = await api("/sidebar/api/group/prepare", { method: "POST", body: JSON.stringify({ item_id: item.id, chat_id: state.chat }) });
+      var result;
+      try { result = await ww.sendChatMessage(prepared.message); } catch (err) { result = err; }
+      var message = result && (result.errMsg || result.err_msg);
+      if (message !== "sendChatMessage:ok") { toast(W.not_sent, true); return; }
+      await api("/sidebar/api/group/forwards", { method: "POST", body: JSON.stringify({ ref: prepared.ref }) });
+      toast(W.sent_to_group);
+      document.body.dataset.lastForward = item.key;
+    } catch (err) {
+      toast(W.send_failed + ": " + err.message, true);
+    } finally {
+      state.sending = false;
+      button.disabled = false;
+    }
+  }
+
+  async function startInGroup(content) {
+    document.body.classList.add("in-group");
+    try {
+      await loadGroup();
+      document.body.dataset.ready = "1";
+    } catch (err) {
+      $("customer").textContent = "";
+      $("customer").appendChild(el("p", { "class": "muted", "data-testid": "group-error", text: W.cannot_show_group + ": " + err.message }));
+    }
+    await content.catch(function (err) { toast(err.message, true); });
+  }
+
   async function start() {
     register();
     var search = $("search");
@@ -352,6 +424,8 @@
       loadContent($("q").value.trim(), null).catch(function (err) { toast(err.message, true); });
     });
     var content = loadContent("", null);
+    state.chat = await groupContext();
+    if (state.chat) { return startInGroup(content); }
     try {
       state.customer = await identify();
       await loadProfile();

@@ -2,6 +2,8 @@
  * WeCom. register() fetches both signatures through the page's own callbacks and has the
  * simulator check them against its live tickets; getCurExternalContact() names the customer
  * from ?customer= (else it fails as outside a chat, and the page offers a picker);
+ * ?chat= stands for a customer group's toolbar: getContext() says group_chat_tools and
+ * getCurExternalChat() names the group;
  * sendChatMessage() records the message in ww.sent and answers sendChatMessage:ok. */
 (function () {
   "use strict";
@@ -32,7 +34,14 @@
     },
     getContext: async function () {
       await ready;
-      return { errMsg: "getContext:ok", entry: "single_chat_tools" };
+      var chat = new URLSearchParams(location.search).get("chat");
+      return { errMsg: "getContext:ok", entry: chat ? "group_chat_tools" : "single_chat_tools" };
+    },
+    getCurExternalChat: async function () {
+      await ready;
+      var chat = new URLSearchParams(location.search).get("chat");
+      if (!chat) { throw { errMsg: "getCurExternalChat:fail without context of external chat" }; }
+      return { errMsg: "getCurExternalChat:ok", chatId: chat };
     },
     getCurExternalContact: async function () {
       await ready;

@@ -8,7 +8,6 @@ delivers encrypted callbacks to guidebot's callback URL, exactly as WeCom would.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import random
@@ -36,6 +35,19 @@ from guidebot.content import service as content
 from guidebot.content.demo import seed_demo_content, simulate_forwards_and_opens
 from guidebot.content.models import ContentItem, ForwardVia
 from guidebot.db.migrate import upgrade
+from guidebot.demo.org import (  # noqa: F401  (the demo's corp, as tests and commands read it)
+    CHANNELS,
+    GIVEN,
+    GUIDES,
+    MONTH,
+    REGIONS,
+    STORES,
+    SURNAMES,
+    DemoControl,
+    demo_identity,
+    seed_org,
+)
+from guidebot.groups.demo import VipGroups, group_step, start_vip_groups
 from guidebot.metrics.cohorts import refresh_cohorts
 from guidebot.metrics.orders import attribution_window, parse_order, post_order
 from guidebot.metrics.rollup import recompute_all
@@ -49,69 +61,6 @@ from guidebot.wecom.simulator import SimulatorConfig, create_simulator_app
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = DEMO_DATABASE_URL
-
-# Department 1 is the corp itself; regions under it; stores (leaves) under the regions.
-REGIONS = {2: "华东大区", 3: "华南大区"}
-STORES = {
-    10: ("上海南京西路店", 2),
-    11: ("杭州湖滨店", 2),
-    12: ("广州天河店", 3),
-    13: ("深圳万象城店", 3),
-}
-GUIDES = [
-    ("g01", "王芳", 10),
-    ("g02", "李娜", 10),
-    ("g03", "张伟", 10),
-    ("g04", "刘洋", 11),
-    ("g05", "陈静", 11),
-    ("g06", "杨磊", 11),
-    ("g07", "赵敏", 12),
-    ("g08", "黄丽", 12),
-    ("g09", "周杰", 12),
-    ("g10", "吴婷", 13),
-    ("g11", "徐涛", 13),
-    ("g12", "孙悦", 13),
-]
-SURNAMES = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何林罗高"
-GIVEN = ("小明", "晓燕", "子涵", "梓萱", "浩然", "欣怡", "宇轩", "诗涵", "俊杰", "雨桐")
-CHANNELS = ("store_qr", "poster", "livestream")
-MONTH = 35  # days of history: a month, and first orders old enough for repurchase_30d
-
-
-def demo_identity() -> WeComIdentity:
-    """A fresh corp for each demo: random callback token and EncodingAESKey."""
-    aes_key = base64.b64encode(secrets.token_bytes(32)).decode()[:43]
-    return WeComIdentity(
-        corp_id="wwdemo0000000001",
-        agent_id=1000002,
-        secret=secrets.token_urlsafe(24),
-        token=secrets.token_hex(8),
-        aes_key=aes_key,
-    )
-
-
-@dataclass
-class DemoControl:
-    """Drives the simulator's control API (the customers' and guides' side)."""
-
-    http: aiohttp.ClientSession
-    sim_url: str
-
-    async def post(self, path: str, body: dict) -> dict:
-        async with self.http.post(f"{self.sim_url}/_sim/{path}", json=body) as response:
-            answer = await response.json()
-            if response.status >= 400:
-                raise RuntimeError(f"simulator {path}: {answer}")
-            return answer
-
-
-async def seed_org(control: DemoControl) -> None:
-    for region_id, name in REGIONS.items():
-        await control.post("departments", {"id": region_id, "name": name, "parentid": 1})
-    for store_id, (name, region_id) in STORES.items():
-        await control.post("departments", {"id": store_id, "name": name, "parentid": region_id})
-    for userid, name, store_id in GUIDES:
-        await control.post("users", {"userid": userid, "name": name, "department": [store_id]})
 
 
 async def create_store_codes(
@@ -146,9 +95,11 @@ async def live_traffic(
     pace: float = 2.0,
     forwards: Callable[[], Awaitable[object]] | None = None,
     tasks: Callable[[], Awaitable[object]] | None = None,
+    groups: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Customers keep scanning store codes; now and then one leaves or a guide removes one;
-    guides forward content and customers open the tracked links; guides finish due tasks."""
+    guides forward content and customers open the tracked links; guides finish due tasks;
+    customers join and leave the stores' VIP groups."""
     rng = random.Random()
     added: list[tuple[str, str]] = []
     serial = 0
@@ -159,6 +110,8 @@ async def live_traffic(
                 await forwards()
             elif tasks is not None and roll < 0.3:
                 await tasks()
+            elif groups is not None and roll < 0.4:
+                await groups()
             elif roll < 0.75 or len(added) < 5:
                 serial += 1
                 way = rng.choice(ways)
@@ -478,6 +431,16 @@ async def run_demo(
             if week:  # five weeks of past activity: the dashboard, cohorts, lift, stages
                 # Seeded: every demo has the same history (its lift, its repurchase reminders).
                 await backfill_week(server, control, ways, days=MONTH, rng=random.Random(MONTH))
+            # Each store's VIP group and join code (vip.chat_ids: group messages, Moments tasks).
+            owners = {sid: next(u for u, _, s in GUIDES if s == sid) for sid in STORES}
+            vip = await start_vip_groups(
+                server[SESSIONS],
+                server[WECOM],
+                server[CLOCK],
+                control.post,
+                owners,
+                campaign=campaign,
+            )
             accounts = await create_demo_accounts(server)
             urls = {
                 "server": server_url,
@@ -492,7 +455,9 @@ async def run_demo(
             if ready:
                 await ready(urls)
             if traffic:
-                traffic_task = _start_traffic(server, settings, control, ways, stop, pace, http)
+                traffic_task = _start_traffic(
+                    server, settings, control, ways, stop, pace, http, vip
+                )
             try:
                 await stop.wait()
             finally:
@@ -533,6 +498,7 @@ def _start_traffic(
     stop: asyncio.Event,
     pace: float,
     http: aiohttp.ClientSession,
+    vip: VipGroups,
 ) -> asyncio.Task[None]:
     """Live customers adding guides, and guides forwarding content that customers open."""
 
@@ -555,7 +521,10 @@ def _start_traffic(
         for userid, text in said:
             await control.post("messages", {"userid": userid, "text": text})
 
-    return asyncio.create_task(live_traffic(control, ways, stop, pace, forwards, tasks))
+    async def groups() -> None:
+        await group_step(server[SESSIONS], control.post, vip, rng)
+
+    return asyncio.create_task(live_traffic(control, ways, stop, pace, forwards, tasks, groups))
 
 
 async def _sync_directory(server: web.Application) -> None:
