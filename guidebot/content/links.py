@@ -5,7 +5,8 @@ of the browsers that open links naming no customer (below).
 
 The payload is a JSON array: version, item id, guide, customer ("" when unknown), task id (0
 when none), playbook step ("" when none), mass send id (0 when none), issued-at (epoch seconds)
-and a random nonce. The key is derived from GUIDEBOT_SECRET_KEY for this purpose only, so a
+and a random nonce; version 2 adds a tenth, `via`: the community step the link was minted for
+(`group:<send id>`, `moment:<send id>`), so opens and orders are credited to it. The key is derived from GUIDEBOT_SECRET_KEY for this purpose only, so a
 tracked-link signature can never be replayed as a session cookie or the other way round. The
 signature is checked in constant time before anything in the payload is looked at; a token that
 fails any check is simply "not found" to the caller.
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 VERSION = 1
+VIA_VERSION = 2  # a payload with `via`
+MAX_VIA = 32
 MAX_TOKEN_LENGTH = 600
 _SIGNATURE_BYTES = 16  # 128-bit truncated HMAC-SHA256: short URLs, still unforgeable
 _PURPOSE = b"guidebot/tracked-link/v1"
@@ -38,6 +41,7 @@ class LinkClaims:
     mass_send_id: int | None
     issued_at: datetime
     nonce: str
+    via: str | None = None  # "group:<send id>" or "moment:<send id>"
 
 
 def derive_key(secret_key: str, purpose: bytes = _PURPOSE) -> bytes:
@@ -71,8 +75,11 @@ def mint(
     task_id: int | None = None,
     step: str | None = None,
     mass_send_id: int | None = None,
+    via: str | None = None,
 ) -> tuple[str, LinkClaims]:
     """A new token (with a fresh nonce) and the claims it carries."""
+    if via is not None and not 0 < len(via) <= MAX_VIA:
+        raise ValueError("via is 1-32 characters")
     claims = LinkClaims(
         item_id=int(item_id),
         guide=guide,
@@ -82,13 +89,14 @@ def mint(
         mass_send_id=int(mass_send_id) if mass_send_id else None,
         issued_at=datetime.fromtimestamp(int(now.timestamp()), UTC),
         nonce=b64e(secrets.token_bytes(9)),
+        via=via,
     )
     return sign(secret_key, claims), claims
 
 
 def sign(secret_key: str, claims: LinkClaims) -> str:
-    body = [
-        VERSION,
+    body: list[object] = [
+        VIA_VERSION if claims.via else VERSION,
         claims.item_id,
         claims.guide,
         claims.customer or "",
@@ -98,6 +106,8 @@ def sign(secret_key: str, claims: LinkClaims) -> str:
         int(claims.issued_at.timestamp()),
         claims.nonce,
     ]
+    if claims.via:
+        body.append(claims.via)
     payload = b64e(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
     return f"{payload}.{b64e(_mac(derive_key(secret_key), payload))}"
 
@@ -119,9 +129,15 @@ def verify(secret_key: str, token: str) -> LinkClaims | None:
         body = json.loads(b64d(payload))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
-    if not isinstance(body, list) or len(body) != 9 or body[0] != VERSION:
+    if not isinstance(body, list) or (body[:1], len(body)) not in (
+        ([VERSION], 9),
+        ([VIA_VERSION], 10),
+    ):
         return None
-    _, item_id, guide, customer, task_id, step, mass_send_id, issued_at, nonce = body
+    via = body[9] if len(body) == 10 else None
+    if via is not None and not (isinstance(via, str) and 0 < len(via) <= MAX_VIA):
+        return None
+    _, item_id, guide, customer, task_id, step, mass_send_id, issued_at, nonce = body[:9]
     if not (
         _is_int(item_id)
         and item_id > 0
@@ -145,6 +161,7 @@ def verify(secret_key: str, token: str) -> LinkClaims | None:
         mass_send_id=mass_send_id or None,
         issued_at=datetime.fromtimestamp(issued_at, UTC),
         nonce=nonce,
+        via=via,
     )
 
 
@@ -204,6 +221,6 @@ def unverified_nonce(token: str) -> str | None:
         body = json.loads(b64d(token.split(".", 1)[0]))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
-    if isinstance(body, list) and len(body) == 9 and isinstance(body[8], str):
+    if isinstance(body, list) and len(body) in (9, 10) and isinstance(body[8], str):
         return body[8]
     return None

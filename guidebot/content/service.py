@@ -447,6 +447,7 @@ async def record_open(
             task_id=claims.task_id,
             step=claims.step,
             mass_send_id=claims.mass_send_id,
+            via=claims.via,
             link_nonce=claims.nonce,
             issued_at=claims.issued_at,
             opened_at=now,
