@@ -38,6 +38,8 @@ GOLDEN = [
     "behaviour_stage",
     "behaviour_stage_none",
     "behaviour_stage_same",
+    "group_steps_rules",
+    "group_steps_mixed",
 ]
 
 

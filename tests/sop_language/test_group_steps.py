@@ -1,0 +1,38 @@
+"""The group steps in the playbook language: a cron playbook of group_message and moment_task
+loads with its filters; a library item is required (the golden cases cover the errors)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from guidebot.sop.loader import load_playbook
+from guidebot.sop.playbook import StepTargets
+from tests.sop_language.test_golden import TEMPLATES
+
+VALID = Path(__file__).parent / "valid" / "group_steps.yaml"
+
+
+def test_a_cron_playbook_of_group_steps_loads_with_its_filters() -> None:
+    loaded = load_playbook(VALID, TEMPLATES)
+    assert loaded.errors == [] and loaded.warnings == []
+    weekly, post = loaded.playbook.steps
+    assert (weekly.action, weekly.content, weekly.template) == (
+        "group_message",
+        "weekly-picks",
+        None,
+    )
+    assert weekly.targets == StepTargets(stores=frozenset({"SH001"}), names=("*VIP*",))
+    assert weekly.expire_after == timedelta(days=1)  # the group steps' default
+    assert post.targets == StepTargets(
+        stores=frozenset({"SH001"}), guides=frozenset({"zhangsan", "lisi"})
+    )
+    assert post.expire_after == timedelta(days=2)
+
+
+def test_the_group_filter_picks_by_store_owner_and_name() -> None:
+    targets = StepTargets(stores=frozenset({"SH001"}), names=("*VIP*",))
+    assert targets.picks_group("SH001", "zhangsan", "静安 VIP 群")
+    assert not targets.picks_group("SH002", "zhangsan", "静安 VIP 群")
+    assert not targets.picks_group("SH001", "zhangsan", "快闪群")
+    assert StepTargets(owners=frozenset({"lisi"})).picks_group(None, "lisi", None)
