@@ -15,7 +15,7 @@ VALID = Path(__file__).parent / "valid" / "group_steps.yaml"
 
 def test_a_cron_playbook_of_group_steps_loads_with_its_filters() -> None:
     loaded = load_playbook(VALID, TEMPLATES)
-    assert loaded.errors == [] and loaded.warnings == []
+    assert not loaded.errors and not loaded.warnings
     weekly, post = loaded.playbook.steps
     assert (weekly.action, weekly.content, weekly.template) == (
         "group_message",
