@@ -1,15 +1,16 @@
-"""Tracked-link tokens: a compact signed payload, `GET /r/{token}`; and the signed visitor ids
-of the browsers that open links naming no customer (below).
+"""Tracked-link tokens: a compact signed payload, `GET /r/{token}`; and the signed visitor ids of
+the browsers that open links naming no customer (below).
 
     token = base64url(payload) "." base64url(HMAC-SHA256(key, base64url(payload))[:16])
 
 The payload is a JSON array: version, item id, guide, customer ("" when unknown), task id (0
 when none), playbook step ("" when none), mass send id (0 when none), issued-at (epoch seconds)
 and a random nonce; version 2 adds a tenth, `via`: the community step the link was minted for
-(`group:<send id>`, `moment:<send id>`), so opens and orders are credited to it. The key is derived from GUIDEBOT_SECRET_KEY for this purpose only, so a
-tracked-link signature can never be replayed as a session cookie or the other way round. The
-signature is checked in constant time before anything in the payload is looked at; a token that
-fails any check is simply "not found" to the caller.
+(`group:<send id>`, `moment:<send id>`), so opens and orders are credited to it. The key is
+derived from GUIDEBOT_SECRET_KEY for this purpose only, so a tracked-link signature can never
+be replayed as a session cookie or the other way round. The signature is checked in constant
+time before anything in the payload is looked at; a token that fails any check is simply "not
+found" to the caller.
 """
 
 from __future__ import annotations

@@ -56,8 +56,8 @@ class SopGroupSend(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16), default=GroupSendStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    link_nonce: Mapped[str | None] = mapped_column(String(32))  # finds it in WeCom after a crash
     message: Mapped[str | None] = mapped_column(Text)  # the text as sent
+    link_url: Mapped[str | None] = mapped_column(Text)  # its tracked link: unique to the row
     wecom_msgid: Mapped[str | None] = mapped_column(String(128))  # msgid, or the Moments jobid
     moment_id: Mapped[str | None] = mapped_column(String(128))
     reach: Mapped[int | None] = mapped_column(Integer)  # customers a published post was shown to

@@ -1,0 +1,259 @@
+"""The group steps end to end against the simulator, on a fake clock: a cron playbook's
+occurrence plans one row per owner (group_message) and per guide (moment_task), never per
+customer; each is sent once (add_msg_template chat_type group, doc 92135; add_moment_task, doc
+95094) with the library item and a tracked link carrying the send; WeCom's answers (the owner
+confirming, get_groupmsg_send_result per group, doc 93338; the guide publishing,
+get_moment_task, doc 93333) make them done. A crash between the `sending` commit and the
+answer never sends twice; a repeated or out-of-order result poll changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from guidebot.content.links import verify
+from guidebot.content.models import ContentOpen
+from guidebot.content.service import create_item
+from guidebot.sop import group_sends
+from guidebot.sop.group_models import SopGroupSend, SopGroupSendChat
+from guidebot.sop.group_results import poll, record_group_results
+from guidebot.sop.jobs import sop_group_steps, sop_triggers
+from guidebot.web.keys import SOP
+from tests.groups.conftest import GroupsHarness
+from tests.harness import SHANGHAI, deploy_dir, start_harness, write_playbook
+
+WEEKLY = """
+playbook: weekly_vip
+version: 1
+name: 每周VIP群内容
+trigger: {event: cron, cron: "0 10 * * fri"}
+timezone: Asia/Shanghai
+send_window: {hours: "10:00-21:00"}
+steps:
+  - id: weekly
+    at: enroll
+    action: group_message
+    content: weekly-picks
+    groups: {stores: "11", name: "*VIP*"}
+  - id: post
+    at: enroll + 1h
+    action: moment_task
+    content: weekly-picks
+    guides: {stores: "11"}
+"""
+FRIDAY_10 = datetime(2026, 3, 13, 10, 0, 30, tzinfo=SHANGHAI)
+
+
+@pytest.fixture
+async def h(aiohttp_client, database_url, clock, tmp_path) -> GroupsHarness:
+    sop_dir = deploy_dir(tmp_path / "deploy")
+    write_playbook(sop_dir, WEEKLY)
+    h = await start_harness(
+        aiohttp_client, database_url, clock, kind=GroupsHarness, sop_dir=sop_dir
+    )
+    async with h.sessions() as session, session.begin():
+        await create_item(
+            session,
+            {
+                "key": "weekly-picks",
+                "kind": "link",
+                "title": "本周精选",
+                "summary": "新品到店",
+                "url": "https://shop.example.com/weekly",
+            },
+            h.clock.now(),
+        )
+    return h
+
+
+async def seed_groups(h) -> dict[str, str]:
+    await h.add("g1", "wmc1")
+    await h.add("g1", "wmc2")
+    groups = {
+        "vip1": await h.create_group("g1", "张江VIP群", ["wmc1"]),
+        "vip2": await h.create_group("g1", "张江VIP二群"),
+        "flash": await h.create_group("g1", "张江快闪群"),
+        "vip3": await h.create_group("g3", "张江VIP三群"),
+        "xuhui": await h.create_group("g2", "徐汇VIP群"),
+    }
+    h.advance(60)
+    return groups
+
+
+async def rows(h) -> dict[tuple[str, str], SopGroupSend]:
+    async with h.sessions() as session:
+        found = await session.scalars(select(SopGroupSend).order_by(SopGroupSend.id))
+        return {(r.step_id, r.userid): r for r in found}
+
+
+async def chats(h, send_id: int) -> dict[str, int]:
+    async with h.sessions() as session:
+        found = await session.scalars(
+            select(SopGroupSendChat).where(SopGroupSendChat.send_id == send_id)
+        )
+        return {c.chat_id: c.status for c in found}
+
+
+async def test_a_weekly_group_message_and_moments_task_run_once_per_owner_and_guide(h):
+    groups = await seed_groups(h)
+    sop = h.app[SOP]
+    h.set_time(FRIDAY_10)
+    await sop_triggers(sop)
+    await sop_triggers(sop)  # the same occurrence again: nothing more is planned
+    planned = await rows(h)
+    # Store 11's VIP groups by owner; store 11's guides (g1, g3) for Moments; never g2.
+    assert sorted(planned) == [("post", "g1"), ("post", "g3"), ("weekly", "g1"), ("weekly", "g3")]
+    weekly = planned[("weekly", "g1")]
+    assert await chats(h, weekly.id) == {groups["vip1"]: 0, groups["vip2"]: 0}
+
+    report = await sop_group_steps(sop)
+    assert report.sent == 2  # the weekly sends; the Moments posts are due at 11:00
+    [g1_call, g3_call] = sorted(
+        (c["body"] for c in await h.calls("externalcontact/add_msg_template")),
+        key=lambda b: b["sender"],
+    )
+    assert g1_call["chat_type"] == "group"
+    assert sorted(g1_call["chat_id_list"]) == sorted([groups["vip1"], groups["vip2"]])
+    assert g3_call["chat_id_list"] == [groups["vip3"]]
+    link = g1_call["attachments"][0]["link"]
+    token = link["url"].rsplit("/r/", 1)[1]
+    claims = verify(h.settings.secret_key, token)
+    assert (claims.guide, claims.via) == ("g1", f"group:{weekly.id}")
+    assert link["title"] == "本周精选"
+
+    # The owner has not confirmed: still sent, no group got it.
+    h.advance(timedelta(minutes=6))
+    await sop_group_steps(sop)
+    weekly = (await rows(h))[("weekly", "g1")]
+    assert weekly.status == "sent" and weekly.wecom_msgid
+    await h.control("groupmsg/confirm", {"msgid": weekly.wecom_msgid, "userid": "g1"})
+    h.advance(timedelta(minutes=6))
+    await sop_group_steps(sop)
+    after = await rows(h)
+    assert after[("weekly", "g1")].status == "done"
+    assert after[("weekly", "g3")].status == "sent"
+    assert await chats(h, weekly.id) == {groups["vip1"]: 1, groups["vip2"]: 1}
+
+    # A customer opens the group's link: the open carries the group send.
+    response = await h.client.get(f"/r/{token}", allow_redirects=False)
+    assert response.status in (200, 302)
+    async with h.sessions() as session:
+        [opened] = list(await session.scalars(select(ContentOpen)))
+    assert (opened.guide_userid, opened.via) == ("g1", f"group:{weekly.id}")
+
+    # 11:00: the Moments posts, one task per guide; done when WeCom says they published.
+    h.set_time(FRIDAY_10 + timedelta(hours=1))
+    await sop_group_steps(sop)
+    posts = [c["body"] for c in await h.calls("externalcontact/add_moment_task")]
+    assert sorted(p["visible_range"]["sender_list"]["user_list"][0] for p in posts) == ["g1", "g3"]
+    assert all("/r/" in p["text"]["content"] for p in posts)
+    h.advance(timedelta(minutes=6))
+    await sop_group_steps(sop)
+    post = (await rows(h))[("post", "g1")]
+    assert post.status == "sent" and post.moment_id
+    await h.control("moments/publish", {"moment_id": post.moment_id, "userid": "g1"})
+    h.advance(timedelta(minutes=6))
+    await sop_group_steps(sop)
+    final = await rows(h)
+    assert (final[("post", "g1")].status, final[("post", "g1")].reach) == ("done", 2)
+    assert final[("post", "g3")].status == "sent"  # g3 has not published
+    # Nothing was sent twice over all those runs.
+    assert len(await h.calls("externalcontact/add_msg_template")) == 2
+    assert len(await h.calls("externalcontact/add_moment_task")) == 2
+
+
+async def test_a_crash_after_the_sending_commit_never_sends_twice(h):
+    await seed_groups(h)
+    sop = h.app[SOP]
+    h.set_time(FRIDAY_10)
+    await sop_triggers(sop)
+    planned = await rows(h)
+    now = h.clock.now()
+    report = group_sends.GroupStepReport()
+    # g1's process marked the row `sending`, committed, reached WeCom and died before the
+    # answer was recorded; g3's died before the call.
+    g1 = await group_sends._claim(sop, planned[("weekly", "g1")].id, now, report)
+    _action, _user, _n, text, attachments, chat_ids = g1
+    created = await sop.wecom.add_msg_template(
+        chat_type="group", sender="g1", chat_ids=chat_ids, text=text, attachments=attachments
+    )
+    await group_sends._claim(sop, planned[("weekly", "g3")].id, now, report)
+    # Restarted: a tick before the claims are stale leaves them alone...
+    await sop_group_steps(sop)
+    assert {k: r.status for k, r in (await rows(h)).items() if k[0] == "weekly"} == {
+        ("weekly", "g1"): "sending",
+        ("weekly", "g3"): "sending",
+    }
+    # ...and once stale, g1's is found in WeCom by its text, g3's is unknown: neither resent.
+    h.advance(timedelta(minutes=3))
+    await sop_group_steps(sop)
+    after = await rows(h)
+    assert (after[("weekly", "g1")].status, after[("weekly", "g1")].wecom_msgid) == (
+        "sent",
+        created.msgid,
+    )
+    assert after[("weekly", "g3")].status == "unknown"
+    h.advance(timedelta(hours=1))
+    await sop_group_steps(sop)
+    assert len(await h.calls("externalcontact/add_msg_template")) == 1
+
+
+async def test_two_runners_at_once_send_each_row_once_and_a_lost_answer_is_unknown(h):
+    await seed_groups(h)
+    sop = h.app[SOP]
+    h.set_time(FRIDAY_10)
+    await sop_triggers(sop)
+    # g1's call is answered with a 502: WeCom may have acted, so it is unknown, not resent.
+    await h.control(
+        "faults", {"api": "externalcontact/add_msg_template", "http_status": 502, "times": 1}
+    )
+    await asyncio.gather(group_sends.run_due(sop), group_sends.run_due(sop))
+    calls = await h.calls("externalcontact/add_msg_template")
+    assert sorted(c["body"]["sender"] for c in calls) == ["g1", "g3"]
+    statuses = sorted(r.status for k, r in (await rows(h)).items() if k[0] == "weekly")
+    assert statuses == ["sent", "unknown"]
+    h.advance(timedelta(hours=2))
+    await sop_group_steps(sop)
+    assert len(await h.calls("externalcontact/add_msg_template")) == 2
+
+
+async def test_a_repeated_or_older_result_poll_changes_nothing(h):
+    groups = await seed_groups(h)
+    sop = h.app[SOP]
+    h.set_time(FRIDAY_10)
+    await sop_triggers(sop)
+    await sop_group_steps(sop)
+    weekly = (await rows(h))[("weekly", "g1")]
+    sent_at = int(h.clock.time())
+    newer = [{"chat_id": groups["vip1"], "userid": "g1", "status": 1, "send_time": sent_at}]
+    older = [{"chat_id": groups["vip1"], "userid": "g1", "status": 0}]
+    assert await record_group_results(sop, weekly.id, newer) == 1
+    assert await record_group_results(sop, weekly.id, newer) == 0  # the same answer again
+    assert await record_group_results(sop, weekly.id, older) == 0  # an older answer
+    assert (await chats(h, weekly.id))[groups["vip1"]] == 1
+    # The real poll, twice, after the owner confirmed: done once, the groups unchanged.
+    await h.control("groupmsg/confirm", {"msgid": weekly.wecom_msgid, "userid": "g1"})
+    h.advance(timedelta(minutes=6))
+    first = await poll(sop)
+    h.advance(timedelta(minutes=6))
+    second = await poll(sop)
+    assert (first.done, second.done) == (1, 0)
+    assert await chats(h, weekly.id) == {groups["vip1"]: 1, groups["vip2"]: 1}
+
+
+async def test_a_group_handed_to_another_owner_is_not_sent_by_the_old_one(h):
+    groups = await seed_groups(h)
+    sop = h.app[SOP]
+    await h.act("groups/change", {"chat_id": groups["vip3"], "owner": "g1"})
+    h.set_time(FRIDAY_10)
+    await sop_triggers(sop)
+    planned = await rows(h)
+    assert ("weekly", "g3") not in planned
+    assert set(await chats(h, planned[("weekly", "g1")].id)) == {
+        groups["vip1"],
+        groups["vip2"],
+        groups["vip3"],
+    }
