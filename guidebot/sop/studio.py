@@ -179,7 +179,8 @@ def timeline(playbook: Playbook) -> list[dict[str, Any]]:
                 day=round(offset.total_seconds() / DAY, 3),
                 template=step.template,
                 value=step.tag or step.content,
-                detail=f"expire_after {format_duration(step.expire_after)}",
+                detail=f"expire_after {format_duration(step.expire_after)}"
+                + (f"; {step.targets.describe()}" if step.targets else ""),
                 immediate=step.immediate,
             )
         )

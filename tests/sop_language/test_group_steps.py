@@ -3,10 +3,13 @@ loads with its filters; a library item is required (the golden cases cover the e
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from pathlib import Path
 
+from guidebot.sop.cli import simulate_command
 from guidebot.sop.loader import load_playbook
+from guidebot.sop.studio import timeline
 from guidebot.sop.playbook import StepTargets
 from tests.sop_language.test_golden import TEMPLATES
 
@@ -36,3 +39,26 @@ def test_the_group_filter_picks_by_store_owner_and_name() -> None:
     assert not targets.picks_group("SH002", "zhangsan", "静安 VIP 群")
     assert not targets.picks_group("SH001", "zhangsan", "快闪群")
     assert StepTargets(owners=frozenset({"lisi"})).picks_group(None, "lisi", None)
+
+
+def test_sop_simulate_shows_each_group_step_with_its_targets() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    code = simulate_command(str(VALID), added_at="2026-03-13 09:00", out=out, err=err)
+    text = out.getvalue()
+    assert code == 0, err.getvalue()
+    assert "1. weekly · group_message" in text
+    assert "groups   stores SH001; name *VIP* (live groups)" in text
+    assert "one group mass send per owner" in text
+    assert "2. post · moment_task" in text
+    assert "guides   stores SH001; guides lisi, zhangsan (active guides)" in text
+    assert "due      2026-03-13 11:00:00 Fri" in text  # the cron run at 10:00, plus 1h
+
+
+def test_the_studio_timeline_reads_a_group_playbook() -> None:
+    loaded = load_playbook(VALID, TEMPLATES)
+    steps = [row for row in timeline(loaded.playbook) if row["kind"] == "step"]
+    assert [(row["id"], row["action"]) for row in steps] == [
+        ("weekly", "group_message"),
+        ("post", "moment_task"),
+    ]
+    assert steps[0]["detail"] == "expire_after 1d; stores SH001; name *VIP*"
