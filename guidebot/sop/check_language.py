@@ -400,12 +400,9 @@ KINDS: tuple[Kind, ...] = (
     ),
     _k(
         "E418",
-        r"action (?P<action>'[^']*') needs trigger event 'cron', not (?P<event>'[^']*'): a group "
-        r"step runs once per occurrence, not per customer",
-        N_(
-            "action %(action)s needs trigger event 'cron', not %(event)s: a group step runs once "
-            "per occurrence, not per customer"
-        ),
+        r"action (?P<action>'[^']*') needs a 'cron' trigger, not (?P<event>'[^']*'): it runs per "
+        r"occurrence",
+        N_("action %(action)s needs a 'cron' trigger, not %(event)s: it runs per occurrence"),
     ),
     _k(
         "E419",

@@ -128,12 +128,29 @@ class StoreInfo:
     timezone: str | None
 
 
+def _write_header(write, playbook, event_at, enrolled_at, zone, zone_note) -> None:
+    """The trigger, the instants, the zone, the window, stops, goal and cap."""
+    write(f"trigger    {_trigger_text(playbook)}")
+    write(f"added      {_when(event_at, zone)}")
+    if enrolled_at != event_at:
+        write(f"enrolled   {_when(enrolled_at, zone)}")
+    write(f"time zone  {zone_note}")
+    write(f"window     {playbook.send_window}")
+    if playbook.stop_when:
+        write(f"stop when  {', '.join(sorted(playbook.stop_when))}")
+    if playbook.goal:
+        write(f"goal       {playbook.goal.event} within {format_duration(playbook.goal.within)}")
+    write(f"daily cap  {playbook.max_messages_per_day} message(s) per customer")
+
+
 def _write_group_step(write, step) -> None:
     """A group step's targets: sent once per occurrence, never per customer."""
     targets = step.targets.describe() if step.targets else "all"
     if step.action == "group_message":
         write(f"   groups   {targets} (live groups)")
-        write("   sends    一位群主一条群发任务，群主在企业微信确认 / one group mass send per owner")
+        write(
+            "   sends    一位群主一条群发任务，群主在企业微信确认 / one group mass send per owner"
+        )
     else:
         write(f"   guides   {targets} (active guides)")
         write("   sends    每位导购一条朋友圈任务，导购发表后完成 / one Moments task per guide")
@@ -177,17 +194,7 @@ def simulate_command(
 
     write = lambda line="": print(line, file=out)  # noqa: E731
     write(f"{playbook.id} v{playbook.version} · {playbook.name} ({path})")
-    write(f"trigger    {_trigger_text(playbook)}")
-    write(f"added      {_when(event_at, zone)}")
-    if enrolled_at != event_at:
-        write(f"enrolled   {_when(enrolled_at, zone)}")
-    write(f"time zone  {zone_note}")
-    write(f"window     {playbook.send_window}")
-    if playbook.stop_when:
-        write(f"stop when  {', '.join(sorted(playbook.stop_when))}")
-    if playbook.goal:
-        write(f"goal       {playbook.goal.event} within {format_duration(playbook.goal.within)}")
-    write(f"daily cap  {playbook.max_messages_per_day} message(s) per customer")
+    _write_header(write, playbook, event_at, enrolled_at, zone, zone_note)
     held_out = _write_holdout(write, playbook, customer)
 
     env = message_environment(templates_dir_for(path.parent))

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from guidebot.content.links import verify
 from guidebot.content.models import ContentOpen
 from guidebot.content.service import create_item
+from guidebot.metrics.rollup import refresh
 from guidebot.sop import group_sends
 from guidebot.sop.group_models import SopGroupSend, SopGroupSendChat
 from guidebot.sop.group_results import poll, record_group_results
@@ -44,6 +45,15 @@ steps:
     content: weekly-picks
     guides: {stores: "11"}
 """
+COMMUNITY = (
+    "group_sends",
+    "group_send_rate",
+    "moments_assigned",
+    "moments_published",
+    "moment_publish_rate",
+    "group_link_opens",
+    "moment_link_opens",
+)
 FRIDAY_10 = datetime(2026, 3, 13, 10, 0, 30, tzinfo=SHANGHAI)
 
 
@@ -163,6 +173,35 @@ async def test_a_weekly_group_message_and_moments_task_run_once_per_owner_and_gu
     # Nothing was sent twice over all those runs.
     assert len(await h.calls("externalcontact/add_msg_template")) == 2
     assert len(await h.calls("externalcontact/add_moment_task")) == 2
+    await check_figures(h)
+
+
+async def figures(h, path: str) -> dict:
+    await refresh(h.sessions, h.settings.timezone, h.clock.now())
+    params = {"from": "2026-03-13", "to": "2026-03-13"}
+    status, body = await h.api("GET", path, params=params)
+    assert status == 200, body
+    return {k: body["metrics"][k] for k in COMMUNITY}
+
+
+async def check_figures(h) -> None:
+    """g1 sent and published; g3 got both and did neither: per guide, store and HQ."""
+    assert await figures(h, "/guides/g1/metrics") == {
+        "group_sends": 1,
+        "group_send_rate": 1.0,
+        "moments_assigned": 1,
+        "moments_published": 1,
+        "moment_publish_rate": 1.0,
+        "group_link_opens": 1,
+        "moment_link_opens": 0,
+    }
+    g3 = await figures(h, "/guides/g3/metrics")
+    assert (g3["group_sends"], g3["group_send_rate"], g3["moment_publish_rate"]) == (1, 0, 0)
+    store = await figures(h, "/stores/11/metrics")
+    assert (store["group_sends"], store["group_send_rate"]) == (2, 0.5)
+    assert (store["moments_assigned"], store["moments_published"]) == (2, 1)
+    hq = await figures(h, "/metrics")
+    assert (hq["group_sends"], hq["moment_publish_rate"], hq["group_link_opens"]) == (2, 0.5, 1)
 
 
 async def test_a_crash_after_the_sending_commit_never_sends_twice(h):

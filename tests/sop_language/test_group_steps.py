@@ -9,8 +9,8 @@ from pathlib import Path
 
 from guidebot.sop.cli import simulate_command
 from guidebot.sop.loader import load_playbook
-from guidebot.sop.studio import timeline
 from guidebot.sop.playbook import StepTargets
+from guidebot.sop.studio import timeline
 from tests.sop_language.test_golden import TEMPLATES
 
 VALID = Path(__file__).parent / "valid" / "group_steps.yaml"

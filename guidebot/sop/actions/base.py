@@ -321,8 +321,8 @@ class GroupStep(StepAction):
             check.error(
                 draft.node.value["action"],
                 f"{path}.action",
-                f"action {self.name!r} needs trigger event 'cron', not {trigger.event!r}: a "
-                "group step runs once per occurrence, not per customer",
+                f"action {self.name!r} needs a 'cron' trigger, not {trigger.event!r}: it runs "
+                "per occurrence",
             )
             draft.ok = False
         if draft.expire_after is None and "expire_after" not in keys:
