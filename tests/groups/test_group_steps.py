@@ -22,6 +22,7 @@ from guidebot.sop import group_sends
 from guidebot.sop.group_models import SopGroupSend, SopGroupSendChat
 from guidebot.sop.group_results import poll, record_group_results
 from guidebot.sop.jobs import sop_group_steps, sop_triggers
+from guidebot.sop.restored import reconcile_restored
 from guidebot.web.keys import SOP
 from tests.groups.conftest import GroupsHarness
 from tests.harness import SHANGHAI, deploy_dir, start_harness, write_playbook
@@ -296,3 +297,23 @@ async def test_a_group_handed_to_another_owner_is_not_sent_by_the_old_one(h):
         groups["vip2"],
         groups["vip3"],
     }
+
+
+async def test_after_a_restore_a_due_group_row_is_held_not_sent_again(h):
+    """A backup showing a due group row pending cannot tell whether it went out after the
+    backup: it is unknown, and nothing is sent; a row due later stays pending."""
+    await seed_groups(h)
+    sop = h.app[SOP]
+    h.set_time(FRIDAY_10)
+    await sop_triggers(sop)  # weekly due now, post due at 11:00
+    report = await reconcile_restored(sop, h.clock.now() - timedelta(hours=1), h.clock.now())
+    assert report.group_rows_held == 2
+    after = await rows(h)
+    assert {k: r.status for k, r in after.items()} == {
+        ("weekly", "g1"): "unknown",
+        ("weekly", "g3"): "unknown",
+        ("post", "g1"): "pending",
+        ("post", "g3"): "pending",
+    }
+    await sop_group_steps(sop)
+    assert await h.calls("externalcontact/add_msg_template") == []
