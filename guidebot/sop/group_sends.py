@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 STALE_SENDING = timedelta(minutes=2)  # a claim older than this belongs to a dead process
 POLL_EVERY = timedelta(minutes=5)
 BATCH = 100
+# add_moment_task: 10 a minute per corp (doc 95094); the job runs every 30 s.
+MOMENTS_PER_RUN = 5
+FREQUENCY_LIMIT = 45009
 
 
 @dataclass
@@ -82,15 +85,19 @@ def compose(runtime: SopRuntime, row: SopGroupSend, item: ContentItem, now: date
 async def run_due(runtime: SopRuntime, report: GroupStepReport | None = None) -> GroupStepReport:
     report = report or GroupStepReport()
     now = runtime.clock.now()
+    due: list[int] = []
     async with runtime.sessions() as session:
-        due = list(
-            await session.scalars(
+        for action, limit in (("group_message", BATCH), ("moment_task", MOMENTS_PER_RUN)):
+            due += await session.scalars(
                 select(SopGroupSend.id)
-                .where(SopGroupSend.status == GroupSendStatus.PENDING, SopGroupSend.due_at <= now)
+                .where(
+                    SopGroupSend.status == GroupSendStatus.PENDING,
+                    SopGroupSend.action == action,
+                    SopGroupSend.due_at <= now,
+                )
                 .order_by(SopGroupSend.due_at, SopGroupSend.id)
-                .limit(BATCH)
+                .limit(limit)
             )
-        )
     for send_id in due:
         try:
             await _run_one(runtime, send_id, report)
@@ -188,6 +195,14 @@ def _refused(
     exc: WeComError, attempts: int, now: datetime, report: GroupStepReport
 ) -> dict[str, Any]:
     """WeCom certainly did not act: pending again later, or failed."""
+    if exc.errcode == FREQUENCY_LIMIT:  # the corp's budget, not this row: no attempt spent
+        report.retried += 1
+        return {
+            "status": GroupSendStatus.PENDING,
+            "due_at": now + timedelta(minutes=1),
+            "attempts": attempts - 1,
+            "reason": f"not sent, WeCom's frequency limit: {exc}",
+        }
     if transient(exc) and attempts < MAX_ATTEMPTS:
         report.retried += 1
         return {

@@ -317,3 +317,26 @@ async def test_after_a_restore_a_due_group_row_is_held_not_sent_again(h):
     }
     await sop_group_steps(sop)
     assert await h.calls("externalcontact/add_msg_template") == []
+
+
+async def test_the_moments_frequency_limit_puts_a_row_back_without_spending_an_attempt(h):
+    """doc 95094: 10 add_moment_task a minute per corp; WeCom's 45009 refuses the call."""
+    await seed_groups(h)
+    sop = h.app[SOP]
+    h.set_time(FRIDAY_10 + timedelta(hours=1))
+    await sop_triggers(sop)
+    await h.fault("externalcontact/add_moment_task", 45009, times=1)
+    await group_sends.run_due(sop)
+    posts = {k: r for k, r in (await rows(h)).items() if k[0] == "post"}
+    held = [r for r in posts.values() if r.status == "pending"]
+    assert held and all(r.attempts == 0 for r in held)
+    assert all(r.due_at > h.clock.now() for r in held)
+    h.advance(timedelta(minutes=2))
+    await group_sends.run_due(sop)
+    assert {r.status for k, r in (await rows(h)).items() if k[0] == "post"} == {"sent"}
+    senders = [
+        c["body"]["visible_range"]["sender_list"]["user_list"]
+        for c in await h.calls("externalcontact/add_moment_task")
+        if c["answer"]["errcode"] == 0
+    ]
+    assert sorted(senders) == [["g1"], ["g3"]]
