@@ -143,9 +143,31 @@ async def plan_occurrence(
     return planned
 
 
+async def guide_group_steps(
+    session: AsyncSession, guide: str, start: datetime, end: datetime
+) -> dict[str, int]:
+    """A guide's group sends and Moments tasks due in [start, end) that reached WeCom, and
+    those WeCom says were sent or published (as the KPIs count them)."""
+    counts = dict.fromkeys(("group_sends", "group_sent", "moments", "published"), 0)
+    for action, status in await session.execute(
+        select(SopGroupSend.action, SopGroupSend.status).where(
+            SopGroupSend.userid == guide,
+            SopGroupSend.status.in_(GroupSendStatus.REACHED),
+            SopGroupSend.due_at >= start,
+            SopGroupSend.due_at < end,
+        )
+    ):
+        group = action == "group_message"
+        counts["group_sends" if group else "moments"] += 1
+        if status == GroupSendStatus.DONE:
+            counts["group_sent" if group else "published"] += 1
+    return counts
+
+
 __all__ = [
     "Target",
     "group_targets",
+    "guide_group_steps",
     "guide_targets",
     "is_group_playbook",
     "plan_occurrence",

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from guidebot.bot.replies import build_reply
 from guidebot.content.links import verify
 from guidebot.content.models import ContentOpen
 from guidebot.content.service import create_item
@@ -175,6 +176,10 @@ async def test_a_weekly_group_message_and_moments_task_run_once_per_owner_and_gu
     assert len(await h.calls("externalcontact/add_msg_template")) == 2
     assert len(await h.calls("externalcontact/add_moment_task")) == 2
     await check_figures(h)
+    # The guide's 业绩 in the bot: this month's group sends and Moments tasks.
+    async with h.sessions() as session:
+        reply = await build_reply(session, "g1", "业绩", now=h.clock.now(), settings=h.settings)
+    assert "本月社群与朋友圈：群发到群 已发送 1/1 | 朋友圈 已发表 1/1" in reply.text
 
 
 async def figures(h, path: str) -> dict:
