@@ -250,12 +250,22 @@ async def test_kill_9_of_one_instance_under_load_loses_nothing_and_repeats_nothi
                 "faults", {"api": "externalcontact/get", "latency": SLOW_GET, "times": SLOW_CALLS}
             )
             wait_until = time.monotonic() + KILL_WITHIN
-            while not any(_owned_by(o, a.pid) for o in owners) and time.monotonic() < wait_until:
-                # A's worker holds inbox claims (its profile fetches are slow now): kill it then.
+            while time.monotonic() < wait_until:
+                # Kill A when one look at the database finds it both holding inbox claims (its
+                # profile fetches are slow now) and still mid-welcome: on a loaded machine the
+                # first slowed welcome may have ended before the claims show, but the next
+                # adds' welcomes are slowed too.
                 state = await _db_state(dsn)
                 owners = {
                     e["lease_owner"] for e in state["inbox"].values() if e["status"] == "processing"
                 }
+                still_sending = [
+                    t
+                    for t in state["welcome_tasks"].values()
+                    if t["status"] == "sending" and _owned_by(t["lease_owner"], a.pid)
+                ]
+                if still_sending and any(_owned_by(o, a.pid) for o in owners):
+                    break
                 await asyncio.sleep(0.05)
 
             # ---- kill -9 A ----------------------------------------------------------------------
