@@ -345,3 +345,28 @@ async def test_the_moments_frequency_limit_puts_a_row_back_without_spending_an_a
         if c["answer"]["errcode"] == 0
     ]
     assert sorted(senders) == [["g1"], ["g3"]]
+
+
+async def test_a_moments_task_created_before_a_crash_is_found_by_its_link_not_resent(h):
+    await seed_groups(h)
+    sop = h.app[SOP]
+    h.set_time(FRIDAY_10 + timedelta(hours=1))
+    await sop_triggers(sop)
+    post = (await rows(h))[("post", "g1")]
+    # The process claimed g1's post, WeCom created it, and the process died before recording.
+    claimed = await group_sends._claim(sop, post.id, h.clock.now(), group_sends.GroupStepReport())
+    await sop.wecom.add_moment_task(text=claimed[3], users=["g1"])
+    h.advance(timedelta(minutes=3))
+    await group_sends.settle_stale(sop)
+    found = (await rows(h))[("post", "g1")]
+    assert found.status == "sent" and found.moment_id and found.wecom_msgid is None
+    # get_moment_list named it (doc 93333); the poll then reads who published.
+    await h.control("moments/publish", {"moment_id": found.moment_id, "userid": "g1"})
+    await poll(sop)
+    assert (await rows(h))[("post", "g1")].status == "done"
+    g1_posts = [
+        c
+        for c in await h.calls("externalcontact/add_moment_task")
+        if c["body"]["visible_range"]["sender_list"]["user_list"] == ["g1"]
+    ]
+    assert len(g1_posts) == 1
