@@ -12,7 +12,7 @@ guide invalid, fails the row), then get_moment_task until WeCom says the guide p
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -25,6 +25,9 @@ from guidebot.wecom.client import WeComError
 
 log = logging.getLogger(__name__)
 
+# WeCom keeps a month of mass sends to list; a row still unconfirmed after that stays `sent`
+# and is no longer asked about.
+POLL_HORIZON = timedelta(days=30)
 OWNER_SENT = 2  # get_groupmsg_task: 0 未发送, 2 已发送
 JOB_FINISHED = 3  # get_moment_task_result: 1 started, 2 in progress, 3 finished
 # A group's status moves only forward: not listed < other < capped < sent.
@@ -40,6 +43,7 @@ async def poll(runtime: SopRuntime, report: GroupStepReport | None = None) -> Gr
                 select(SopGroupSend)
                 .where(
                     SopGroupSend.status == GroupSendStatus.SENT,
+                    SopGroupSend.due_at >= now - POLL_HORIZON,
                     or_(
                         SopGroupSend.polled_at.is_(None), SopGroupSend.polled_at <= now - POLL_EVERY
                     ),

@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 
 from guidebot.content.links import link_url, mint
 from guidebot.content.models import ContentItem
+from guidebot.db.parking import park_apart, unparked
 from guidebot.sop.actions.base import MAX_ATTEMPTS, clip, retry_at, transient
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.group_models import GroupSendStatus, SopGroupSend, SopGroupSendChat
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 STALE_SENDING = timedelta(minutes=2)  # a claim older than this belongs to a dead process
 POLL_EVERY = timedelta(minutes=5)
 BATCH = 100
+JOB = "sop-group-steps"  # the job's name; rows it parks are filed under it
 # add_moment_task: 10 a minute per corp (doc 95094); the job runs every 30 s.
 MOMENTS_PER_RUN = 5
 FREQUENCY_LIMIT = 45009
@@ -94,6 +96,7 @@ async def run_due(runtime: SopRuntime, report: GroupStepReport | None = None) ->
                     SopGroupSend.status == GroupSendStatus.PENDING,
                     SopGroupSend.action == action,
                     SopGroupSend.due_at <= now,
+                    unparked(JOB, SopGroupSend.__tablename__, SopGroupSend.id),
                 )
                 .order_by(SopGroupSend.due_at, SopGroupSend.id)
                 .limit(limit)
@@ -101,8 +104,16 @@ async def run_due(runtime: SopRuntime, report: GroupStepReport | None = None) ->
     for send_id in due:
         try:
             await _run_one(runtime, send_id, report)
-        except Exception:
-            log.exception("group step row %d failed; it is tried again later", send_id)
+        except Exception as exc:  # a row's own fault is parked; the database's fails the run
+            await park_apart(
+                runtime.sessions,
+                exc,
+                job=JOB,
+                table=SopGroupSend.__tablename__,
+                key=send_id,
+                now=now,
+                detail=f"group step row {send_id}",
+            )
     return report
 
 

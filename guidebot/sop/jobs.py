@@ -46,6 +46,7 @@ from guidebot.sop.context import SopRuntime
 from guidebot.sop.dates import day_start, keeps_field, occurrence, today_for
 from guidebot.sop.enrollment import enroll
 from guidebot.sop.group_results import poll as poll_group_steps
+from guidebot.sop.group_sends import JOB as GROUP_STEPS_JOB
 from guidebot.sop.group_sends import GroupStepReport, run_due, settle_stale
 from guidebot.sop.group_steps import is_group_playbook, plan_occurrence
 from guidebot.sop.models import SopTriggerRun
@@ -293,7 +294,7 @@ JOBS = [
     PeriodicJob("sop-results", sop_results, every_seconds=600),
     PeriodicJob(TRIGGERS_JOB, sop_triggers, every_seconds=60),
     PeriodicJob(CATCH_UP_JOB, sop_catch_up, every_seconds=30),
-    PeriodicJob("sop-group-steps", sop_group_steps, every_seconds=30),
+    PeriodicJob(GROUP_STEPS_JOB, sop_group_steps, every_seconds=30),
     PeriodicJob(BEHAVIOUR_JOB, sop_behaviour, every_seconds=BEHAVIOUR_EVERY),
 ]
 

@@ -18,6 +18,7 @@ from guidebot.bot.replies import build_reply
 from guidebot.content.links import verify
 from guidebot.content.models import ContentOpen
 from guidebot.content.service import create_item
+from guidebot.db.parking import parked_rows
 from guidebot.metrics.rollup import refresh
 from guidebot.sop import group_sends
 from guidebot.sop.group_models import SopGroupSend, SopGroupSendChat
@@ -370,3 +371,22 @@ async def test_a_moments_task_created_before_a_crash_is_found_by_its_link_not_re
         if c["body"]["visible_range"]["sender_list"]["user_list"] == ["g1"]
     ]
     assert len(g1_posts) == 1
+
+
+async def test_a_row_that_fails_alone_is_parked_and_the_others_go(h):
+    await seed_groups(h)
+    sop = h.app[SOP]
+    h.set_time(FRIDAY_10)
+    await sop_triggers(sop)
+    broken = (await rows(h))[("weekly", "g1")]
+    async with h.sessions() as session, session.begin():
+        row = await session.get(SopGroupSend, broken.id)
+        row.userid = ""  # add_msg_template refuses a group send without a sender
+    await group_sends.run_due(sop)
+    async with h.sessions() as session:
+        parked = await parked_rows(session, group_sends.JOB)
+    assert [(p.table_name, p.row_key) for p in parked] == [("sop_group_sends", str(broken.id))]
+    assert (await rows(h))[("weekly", "g3")].status == "sent"
+    assert [c["body"]["sender"] for c in await h.calls("externalcontact/add_msg_template")] == [
+        "g3"
+    ]
