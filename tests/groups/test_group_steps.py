@@ -177,6 +177,13 @@ async def test_a_weekly_group_message_and_moments_task_run_once_per_owner_and_gu
     assert len(await h.calls("externalcontact/add_msg_template")) == 2
     assert len(await h.calls("externalcontact/add_moment_task")) == 2
     await check_figures(h)
+    # HQ's playbook list counts the group steps' rows per step.
+    status, body = await h.api("GET", "/playbooks")
+    assert status == 200, body
+    [weekly_vip] = [p for p in body["playbooks"] if p["id"] == "weekly_vip"]
+    counts = {s["id"]: s["counts"] for s in weekly_vip["steps"]}
+    assert (counts["weekly"]["done"], counts["weekly"]["sent"]) == (1, 1)
+    assert (counts["post"]["done"], counts["post"]["sent"]) == (1, 1)
     # The guide's 业绩 in the bot: this month's group sends and Moments tasks.
     async with h.sessions() as session:
         reply = await build_reply(session, "g1", "业绩", now=h.clock.now(), settings=h.settings)
