@@ -28,7 +28,7 @@ from guidebot.intake.dispatch import build_dispatcher
 from guidebot.intake.inbox import InboxWriter
 from guidebot.intake.worker import InboxWorker, WorkerPolicy
 from guidebot.runtime import Runtime, open_runtime, periodic_jobs
-from guidebot.scheduler import create_scheduler
+from guidebot.scheduler import GiveWay, create_scheduler
 from guidebot.sop.queries import task_backlog
 from guidebot.telemetry import Telemetry
 from guidebot.web import (
@@ -211,7 +211,9 @@ async def intake(app: web.Application, *, run_workers: bool) -> AsyncIterator[No
 
 
 async def scheduler(app: web.Application) -> AsyncIterator[None]:
-    jobs = create_scheduler(app[SETTINGS].timezone, periodic_jobs(app[RUNTIME]))
+    # Rollups and pruning skip their ticks while the inbox worker is in a burst of adds.
+    give_way = GiveWay(app[INBOX_WORKER].busy) if INBOX_WORKER in app else None
+    jobs = create_scheduler(app[SETTINGS].timezone, periodic_jobs(app[RUNTIME]), give_way)
     jobs.start()
     yield
     jobs.shutdown(wait=False)

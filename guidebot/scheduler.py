@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +31,7 @@ class FixedJob:
     run: Job
     every_seconds: float | None = None  # either an interval...
     cron: str | None = None  # ...or a crontab line in the scheduler's time zone
+    gives_way: bool = False  # skips its ticks during a burst of adds (GiveWay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,9 @@ class PeriodicJob:
     run: Callable[..., Awaitable[Any]]
     every_seconds: float | None = None  # either an interval...
     cron: str | None = None  # ...or a crontab line in the scheduler's time zone
+    # Bookkeeping that can wait (rollups, pruning): during a burst of adds it skips its ticks,
+    # for at most GiveWay.longest, so the welcomes have the process (and SQLite's connection).
+    gives_way: bool = False
 
     def bind(self, resources: Mapping[str, Any]) -> FixedJob:
         params = inspect.signature(self.run).parameters.values()
@@ -50,10 +55,41 @@ class PeriodicJob:
         if missing:
             raise LookupError(f"job {self.id} needs {', '.join(missing)}, which no one provides")
         run = partial(self.run, **{name: resources[name] for name in names})
-        return FixedJob(self.id, run, self.every_seconds, self.cron)
+        return FixedJob(self.id, run, self.every_seconds, self.cron, self.gives_way)
 
 
-def create_scheduler(timezone: str, jobs: list[FixedJob]) -> AsyncIOScheduler:
+class GiveWay:
+    """Whether a job that gives way runs now: not while `busy()` (the inbox worker's burst,
+    guidebot.intake.worker.InboxWorker.busy), unless it has been put off for `longest` seconds
+    already. Skipping loses nothing: the rollups and the pruning pick up where they left off."""
+
+    def __init__(
+        self,
+        busy: Callable[[], bool],
+        longest: float = 60.0,
+        now: Callable[[], float] = time.monotonic,  # real time, as the scheduler's own
+    ) -> None:
+        self.busy = busy
+        self.longest = longest
+        self.now = now
+        self._put_off_since: dict[str, float] = {}  # job id -> when it was first put off
+
+    def lets(self, job_id: str) -> bool:
+        now = self.now()
+        if not self.busy():
+            self._put_off_since.pop(job_id, None)
+            return True
+        since = self._put_off_since.setdefault(job_id, now)
+        if now - since < self.longest:
+            log.debug("periodic job %s gives way to a burst of adds", job_id)
+            return False
+        del self._put_off_since[job_id]
+        return True
+
+
+def create_scheduler(
+    timezone: str, jobs: list[FixedJob], give_way: GiveWay | None = None
+) -> AsyncIOScheduler:
     tz = ZoneInfo(timezone)
     scheduler = AsyncIOScheduler(
         timezone=tz,
@@ -67,12 +103,16 @@ def create_scheduler(timezone: str, jobs: list[FixedJob]) -> AsyncIOScheduler:
             if job.every_seconds is not None
             else CronTrigger.from_crontab(job.cron, timezone=tz)
         )
-        scheduler.add_job(_logged(job), trigger, id=job.id, name=job.id, replace_existing=True)
+        scheduler.add_job(
+            _logged(job, give_way), trigger, id=job.id, name=job.id, replace_existing=True
+        )
     return scheduler
 
 
-def _logged(job: FixedJob) -> Job:
+def _logged(job: FixedJob, give_way: GiveWay | None = None) -> Job:
     async def run() -> None:
+        if job.gives_way and give_way is not None and not give_way.lets(job.id):
+            return
         try:
             await job.run()
         except Exception:

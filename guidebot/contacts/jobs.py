@@ -118,8 +118,11 @@ JOBS = [
     PeriodicJob("directory-sync", nightly_directory_sync, cron="30 2 * * *"),
     PeriodicJob("reconcile-contacts", nightly_reconcile, cron="0 3 * * *"),
     PeriodicJob("poll-transfers", poll_transfers, every_seconds=600),
-    # Adds recorded without a profile (the welcome could not wait for WeCom): fill them in.
-    PeriodicJob("refetch-profiles", refetch_profiles, every_seconds=PROFILES_EVERY_SECONDS),
+    # Adds recorded without a profile (the welcome could not wait for WeCom): fill them in,
+    # after a burst of adds rather than during it (their WeCom calls can wait; welcomes cannot).
+    PeriodicJob(
+        "refetch-profiles", refetch_profiles, every_seconds=PROFILES_EVERY_SECONDS, gives_way=True
+    ),
     # WeCom's figures of a day are complete the next morning (China time).
     PeriodicJob("behavior-sync", behavior_sync, cron=BEHAVIOR_CRON),
     # No open, reply or order for GUIDEBOT_DORMANT_DAYS: dormant; the day's counts per stage.

@@ -85,11 +85,27 @@ async def move(
         return
     before = row.stage or None  # "": the customer's first stage
     row.stage, row.since = stage, at
+    await _log_change(
+        session, row.external_userid, row.guide_userid, row.store_id, before, stage, at, reason, now
+    )
+
+
+async def _log_change(
+    session: AsyncSession,
+    ext: str,
+    guide: str | None,
+    store: int | None,
+    before: str | None,
+    stage: str,
+    at: datetime,
+    reason: str,
+    now: datetime,
+) -> None:
     session.add(
         CustomerStageChange(
-            external_userid=row.external_userid,
-            guide_userid=row.guide_userid,
-            store_id=row.store_id,
+            external_userid=ext,
+            guide_userid=guide,
+            store_id=store,
             from_stage=before,
             to_stage=stage,
             at=at,
@@ -100,8 +116,8 @@ async def move(
     await publish(
         session,
         StageChanged(
-            external_userid=row.external_userid,
-            guide_userid=row.guide_userid,
+            external_userid=ext,
+            guide_userid=guide,
             from_stage=before,
             to_stage=stage,
             at=at,
@@ -115,7 +131,13 @@ async def _row(session: AsyncSession, ext: str) -> CustomerStage | None:
     return await session.get(CustomerStage, ext, populate_existing=True, with_for_update=True)
 
 
-async def _store_of(session: AsyncSession, guide: str, ext: str) -> int | None:
+async def _store_of(
+    session: AsyncSession, guide: str, ext: str, relation_id: int | None = None
+) -> int | None:
+    if relation_id is not None:  # the emitter's relation, already in the session: no read
+        relation = await session.get(Relation, relation_id)
+        if relation is not None:
+            return relation.store_id
     return await session.scalar(
         select(Relation.store_id).where(
             Relation.guide_userid == guide, Relation.external_userid == ext
@@ -135,31 +157,39 @@ async def _orders(session: AsyncSession, ext: str) -> int:
 
 
 async def on_relation_added(session: AsyncSession, event: RelationAdded) -> None:
-    ext, store = (
-        event.external_userid,
-        await _store_of(session, event.guide_userid, event.external_userid),
-    )
+    ext, guide = event.external_userid, event.guide_userid
+    store = await _store_of(session, guide, ext, event.relation_id)
+    # Most adds are a customer's first: their row goes in with its stage in one statement
+    # (orders told of before the add count), logged and announced like any later change.
+    orders = await _orders(session, ext)
+    stage = earned_stage(orders, engaged=False)
     insert = upsert_insert(session.bind.dialect.name)(CustomerStage)
-    await session.execute(
+    inserted = await session.scalar(
         insert.values(
             external_userid=ext,
-            stage="",  # set below, so the first stage is logged like any other
+            stage=stage,
             since=event.at,
-            guide_userid=event.guide_userid,
+            guide_userid=guide,
             store_id=store,
             engaged=False,
-            orders=0,
+            orders=orders,
             last_active_at=event.at,
             updated_at=event.now,
-        ).on_conflict_do_nothing()
+        )
+        .on_conflict_do_nothing()
+        .returning(CustomerStage.external_userid)
     )
+    if inserted is not None:
+        await _log_change(
+            session, ext, guide, store, None, stage, event.at, "relation.added", event.now
+        )
+        return
     row = await _row(session, ext)
     assert row is not None
-    first = row.stage == ""  # just inserted: its first stage is logged like any other
-    row.guide_userid, row.store_id = event.guide_userid, store
+    row.guide_userid, row.store_id = guide, store
     row.last_active_at = max(row.last_active_at, event.at)
-    row.orders = await _orders(session, ext)
-    if first or row.stage in (Stage.LOST, Stage.DORMANT):
+    row.orders = orders
+    if row.stage in (Stage.LOST, Stage.DORMANT):
         await move(
             session,
             row,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -65,6 +66,9 @@ class WorkerPolicy:
     # Lapsed leases (a worker that died mid-event) are looked for this often, not before every
     # batch: under a burst each batch is an event or two, and the look was a transaction each.
     reap_every: timedelta = timedelta(seconds=10)
+    # Working this long without once finding the inbox empty is a burst (`busy`): at a steady
+    # trickle each event is done before the next arrives and the worker idles in between.
+    busy_after: float = 1.0
 
     def backoff(self, attempts: int) -> timedelta:
         seconds = min(self.max_backoff, self.first_backoff * 2 ** max(0, attempts - 1))
@@ -124,6 +128,7 @@ class InboxWorker:
         # back as soon as the database answers, not left to wait out their lease.
         self._orphans = Strays()
         self._next_reap: datetime | None = None
+        self._working_since: float | None = None  # monotonic; None while the inbox is empty
         # The worker's outer middlewares, outermost first: errors -> dedupe -> database session.
         self._pipeline: Next = partial(
             self._errors, partial(self._dedupe, partial(self._session, self._feed))
@@ -133,6 +138,18 @@ class InboxWorker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def busy(self) -> bool:
+        """Whether events have been waiting for this worker without a break for a while: a
+        burst of adds. Background bookkeeping gives way to it (guidebot.scheduler)."""
+        since = self._working_since  # real time: how long the process has been at it
+        return since is not None and time.monotonic() - since >= self.policy.busy_after
+
+    def _note_work(self, found: bool) -> None:
+        if not found:
+            self._working_since = None
+        elif self._working_since is None:
+            self._working_since = time.monotonic()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run_forever(), name=f"inbox-{self.owner}")
@@ -187,6 +204,7 @@ class InboxWorker:
         await self._hand_back_orphans()
         await self._reclaim_expired_leases()
         claimed = await self._claim()
+        self._note_work(bool(claimed))
         if not claimed:
             return 0
         if self._before_batch is not None:

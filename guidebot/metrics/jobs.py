@@ -79,8 +79,12 @@ async def lost_alerts(
 # Rollups from the dirty rows the source tables' triggers write (figures within 10 s), and
 # the 09:00 store-time reports (hourly; each store's 09:xx sends).
 JOBS = [
-    PeriodicJob("metrics-rollup", metrics_rollup, every_seconds=ROLLUP_EVERY_SECONDS),
-    PeriodicJob("cohorts-refresh", cohorts_refresh, every_seconds=COHORTS_EVERY_SECONDS),
+    PeriodicJob(
+        "metrics-rollup", metrics_rollup, every_seconds=ROLLUP_EVERY_SECONDS, gives_way=True
+    ),
+    PeriodicJob(
+        "cohorts-refresh", cohorts_refresh, every_seconds=COHORTS_EVERY_SECONDS, gives_way=True
+    ),
     PeriodicJob("metrics-reports", metrics_reports, cron=REPORTS_CRON),
     PeriodicJob("task-escalations", task_escalations, cron=ESCALATIONS_CRON),
     PeriodicJob("lost-alerts", lost_alerts, cron=LOST_ALERTS_CRON),

@@ -18,4 +18,4 @@ async def prune_expired(sessions: Sessions, clock: Clock, settings: Settings) ->
 
 
 # Hourly, at a quarter past: a run does at most MAX_BATCHES batches per table.
-JOBS = [PeriodicJob("retention", prune_expired, cron="15 * * * *")]
+JOBS = [PeriodicJob("retention", prune_expired, cron="15 * * * *", gives_way=True)]

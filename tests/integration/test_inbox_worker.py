@@ -247,3 +247,56 @@ async def test_an_event_whose_failure_could_not_be_recorded_is_handed_back_at_on
     async with db[1]() as session:
         row = await session.scalar(select(InboxEvent))
     assert row.status == InboxStatus.DONE and row.attempts == 2
+
+
+class SlowRecorder(Recorder):
+    """Handlers that take a while per event, as an add with its welcome does."""
+
+    def router(self) -> Router:
+        router = Router("slow")
+
+        @router.on(ExternalContactEvent)
+        async def record(event: ExternalContactEvent, inbox_id: int, session) -> None:
+            await asyncio.sleep(0.02)
+            self.handled.append((event.external_userid, event.kind, inbox_id))
+
+        return router
+
+
+async def watch_busy(worker: InboxWorker, db, count: int) -> list[bool]:
+    """Sample worker.busy() every 10 ms while it works through `count` events, and once after."""
+    seen: list[bool] = []
+    worker.start()
+    try:
+        for _ in range(2000):
+            seen.append(worker.busy())
+            done = [s for s in (await statuses(db)).values() if s == InboxStatus.DONE]
+            if len(done) == count:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the worker's next pass finds the inbox empty
+        seen.append(worker.busy())
+    finally:
+        await worker.stop()
+    return seen
+
+
+async def test_a_burst_makes_the_worker_busy_and_an_empty_inbox_ends_it(db):
+    clock, recorder = FakeClock(START), SlowRecorder()
+    events = [("add_external_contact", "g1", f"wmb{i:02d}", 100) for i in range(30)]
+    await store(db, clock, *events)
+    worker = make_worker(db, recorder, clock, busy_after=0.1)
+    seen = await watch_busy(worker, db, len(events))
+    assert len(recorder.handled) == 30
+    # 30 events at 20 ms each keep it working for over 0.1 s without a break: a burst...
+    assert any(seen[:-1]), seen
+    # ...that ends when a pass finds nothing to do.
+    assert seen[-1] is False
+
+
+async def test_a_trickle_never_makes_the_worker_busy(db):
+    clock, recorder = FakeClock(START), SlowRecorder()
+    await store(db, clock, ("add_external_contact", "g1", "wmt01", 100))
+    worker = make_worker(db, recorder, clock, busy_after=0.5)
+    seen = await watch_busy(worker, db, 1)
+    assert recorder.handled and not any(seen), seen
