@@ -201,6 +201,8 @@ LABELS: dict[str, dict[str, Msg]] = {
         "guide_task": NP_("action", "Mass-send task"),
         "remind": NP_("action", "Reminder"),
         "tag": NP_("action", "Tag"),
+        "group_message": NP_("action", "Group mass send"),
+        "moment_task": NP_("action", "Moments task"),
     },
     "event": {
         "cron": NP_("event", "On a schedule"),

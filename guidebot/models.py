@@ -10,6 +10,7 @@ from guidebot.db.base import Base
 from guidebot.groups import models as groups_models  # noqa: F401
 from guidebot.intake import models as intake_models  # noqa: F401
 from guidebot.metrics import models as metrics_models  # noqa: F401
+from guidebot.sop import group_models as sop_group_models  # noqa: F401
 from guidebot.sop import models as sop_models  # noqa: F401
 from guidebot.web import accounts as web_accounts  # noqa: F401
 from guidebot.web import revoked as web_revoked  # noqa: F401

@@ -44,6 +44,7 @@ from guidebot.db.turns import take_turns
 from guidebot.groups import queries as group_queries
 from guidebot.i18n import NP_
 from guidebot.sop import queries as tasks
+from guidebot.sop.group_steps import guide_group_steps
 from guidebot.sop.models import TaskStatus
 from guidebot.wecom.client import Priority, WeComClient, WeComError, WeComUncertain
 
@@ -133,6 +134,11 @@ WORDS = {
         "deleted/blocked {negative}",
     ),
     "minutes": NP_("bot", "{n} min"),
+    "community": NP_(
+        "bot",
+        "Groups and Moments this month: group sends {sent}/{sends} sent | "
+        "Moments {published}/{moments} published",
+    ),
     "no_store": NP_("bot", "no store"),
     # A line of the card under the tags, only when the customer is in a customer group.
     "groups": NP_("bot", "Groups: {names}"),
@@ -389,6 +395,17 @@ async def stats_reply(
     service_line = await _service_line(session, guide, words, now.astimezone(zone).date())
     if service_line:
         lines.append(service_line)
+    month_start, month_end = _periods(now, zone)[2]
+    mine = await guide_group_steps(session, guide, month_start, month_end)
+    if mine["group_sends"] or mine["moments"]:  # only for a guide the group steps reach
+        lines.append(
+            words["community"].format(
+                sent=mine["group_sent"],
+                sends=mine["group_sends"],
+                published=mine["published"],
+                moments=mine["moments"],
+            )
+        )
     return Reply.of_text("\n".join(lines))
 
 

@@ -1,12 +1,14 @@
-"""Tracked-link tokens: a compact signed payload, `GET /r/{token}`; and the signed visitor ids
-of the browsers that open links naming no customer (below).
+"""Tracked-link tokens: a compact signed payload, `GET /r/{token}`; and the signed visitor ids of
+the browsers that open links naming no customer (below).
 
     token = base64url(payload) "." base64url(HMAC-SHA256(key, base64url(payload))[:16])
 
 The payload is a JSON array: version, item id, guide, customer ("" when unknown), task id (0
 when none), playbook step ("" when none), mass send id (0 when none), issued-at (epoch seconds)
-and a random nonce; a link forwarded into a customer group (version 2) adds the group's chat id,
-so its opens, and the orders they lead to, count for the group. The key is derived from
+and a random nonce; a link forwarded into a customer group from the sidebar (version 2) adds
+the group's chat id, so its opens, and the orders they lead to, count for the group; a link a
+community step minted (version 3) adds `via` instead: the step it was minted for
+(`group:<send id>`, `moment:<send id>`), so opens are credited to it. The key is derived from
 GUIDEBOT_SECRET_KEY for this purpose only, so a tracked-link signature can never be replayed as
 a session cookie or the other way round. The signature is checked in constant time before
 anything in the payload is looked at; a token that fails any check is simply "not found" to the
@@ -26,6 +28,8 @@ from datetime import UTC, datetime
 
 VERSION = 1
 GROUP_VERSION = 2  # the payload carries a tenth element: the group's chat id
+VIA_VERSION = 3  # ...or `via`, the community step's send
+MAX_VIA = 32
 MAX_TOKEN_LENGTH = 600
 _SIGNATURE_BYTES = 16  # 128-bit truncated HMAC-SHA256: short URLs, still unforgeable
 _PURPOSE = b"guidebot/tracked-link/v1"
@@ -42,6 +46,7 @@ class LinkClaims:
     issued_at: datetime
     nonce: str
     chat_id: str | None = None  # the customer group it was forwarded into
+    via: str | None = None  # "group:<send id>" or "moment:<send id>"
 
 
 def derive_key(secret_key: str, purpose: bytes = _PURPOSE) -> bytes:
@@ -76,8 +81,13 @@ def mint(
     step: str | None = None,
     mass_send_id: int | None = None,
     chat_id: str | None = None,
+    via: str | None = None,
 ) -> tuple[str, LinkClaims]:
     """A new token (with a fresh nonce) and the claims it carries."""
+    if via is not None and not 0 < len(via) <= MAX_VIA:
+        raise ValueError("via is 1-32 characters")
+    if via is not None and chat_id:
+        raise ValueError("a link carries a group chat or a community step's send, not both")
     claims = LinkClaims(
         item_id=int(item_id),
         guide=guide,
@@ -88,13 +98,14 @@ def mint(
         issued_at=datetime.fromtimestamp(int(now.timestamp()), UTC),
         nonce=b64e(secrets.token_bytes(9)),
         chat_id=chat_id or None,
+        via=via,
     )
     return sign(secret_key, claims), claims
 
 
 def sign(secret_key: str, claims: LinkClaims) -> str:
     body: list[object] = [
-        GROUP_VERSION if claims.chat_id else VERSION,
+        VIA_VERSION if claims.via else GROUP_VERSION if claims.chat_id else VERSION,
         claims.item_id,
         claims.guide,
         claims.customer or "",
@@ -104,7 +115,9 @@ def sign(secret_key: str, claims: LinkClaims) -> str:
         int(claims.issued_at.timestamp()),
         claims.nonce,
     ]
-    if claims.chat_id:
+    if claims.via:
+        body.append(claims.via)
+    elif claims.chat_id:
         body.append(claims.chat_id)
     payload = b64e(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
     return f"{payload}.{b64e(_mac(derive_key(secret_key), payload))}"
@@ -127,12 +140,15 @@ def verify(secret_key: str, token: str) -> LinkClaims | None:
         body = json.loads(b64d(payload))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
-    shapes = (([VERSION], 9), ([GROUP_VERSION], 10))
+    shapes = (([VERSION], 9), ([GROUP_VERSION], 10), ([VIA_VERSION], 10))
     if not isinstance(body, list) or (body[:1], len(body)) not in shapes:
         return None
     _, item_id, guide, customer, task_id, step, mass_send_id, issued_at, nonce = body[:9]
-    chat_id = body[9] if len(body) == 10 else None
+    chat_id = body[9] if body[0] == GROUP_VERSION else None
     if chat_id is not None and not (isinstance(chat_id, str) and chat_id):
+        return None
+    via = body[9] if body[0] == VIA_VERSION else None
+    if via is not None and not (isinstance(via, str) and 0 < len(via) <= MAX_VIA):
         return None
     if not (
         _is_int(item_id)
@@ -158,6 +174,7 @@ def verify(secret_key: str, token: str) -> LinkClaims | None:
         issued_at=datetime.fromtimestamp(issued_at, UTC),
         nonce=nonce,
         chat_id=chat_id,
+        via=via,
     )
 
 

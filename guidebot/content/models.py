@@ -146,6 +146,8 @@ class ContentOpen(Base):
     task_id: Mapped[int | None] = mapped_column(BigInteger)
     step: Mapped[str | None] = mapped_column(String(64))
     mass_send_id: Mapped[int | None] = mapped_column(BigInteger)
+    # A community step's link: "group:<send id>" or "moment:<send id>" (sop_group_sends).
+    via: Mapped[str | None] = mapped_column(String(32))
     link_nonce: Mapped[str] = mapped_column(String(32))
     chat_id: Mapped[str | None] = mapped_column(String(64))  # a link forwarded into a group
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -432,6 +432,7 @@ async def record_open(
     key = visitor_key(claims, visitor)
     store_id = await store_at(session, claims.guide, now)
     first = await _first_visit(session, claims, key, now=now, store_id=store_id, client=client)
+    agent = hashlib.sha256(user_agent.encode()).hexdigest() if user_agent else None
     session.add(
         ContentOpen(
             item_id=claims.item_id,
@@ -441,13 +442,12 @@ async def record_open(
             task_id=claims.task_id,
             step=claims.step,
             mass_send_id=claims.mass_send_id,
+            via=claims.via,
             link_nonce=claims.nonce,
             chat_id=claims.chat_id,
             issued_at=claims.issued_at,
             opened_at=now,
-            user_agent_hash=(
-                hashlib.sha256(user_agent.encode()).hexdigest() if user_agent else None
-            ),
+            user_agent_hash=agent,
             visitor_key=key,
             first=first,
         )

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.behavior import WECOM_ZONE
 from guidebot.contacts.models import EventKind, GuideBehaviorDaily, RelationEvent
-from guidebot.content.models import ContentForward, ContentOpenVisitor
+from guidebot.content.models import ContentForward, ContentOpen, ContentOpenVisitor
 from guidebot.content.service import first_forward
 from guidebot.groups.models import MemberEventKind
 from guidebot.groups.queries import owner_member_facts
@@ -35,6 +35,7 @@ from guidebot.metrics.models import (
 )
 from guidebot.metrics.placer import Placer, utc_midnight
 from guidebot.sop.actions import STEP_ACTIONS, actions_where
+from guidebot.sop.group_models import GroupSendStatus, SopGroupSend
 from guidebot.sop.models import SopTask
 
 # Days this close together are recomputed as one range.
@@ -93,7 +94,34 @@ async def compute(
     await _count_orders(session, tally)
     await _count_behavior(session, tally)
     await _count_groups(session, tally)
+    await _count_group_steps(session, tally)
     return tally.buckets
+
+
+async def _count_group_steps(session: AsyncSession, tally: _Tally) -> None:
+    """The guide's group sends and Moments tasks on the day they were due (those that reached
+    WeCom, and those WeCom says were sent or published), and the opens of their links."""
+    for at, action, status in await session.execute(
+        select(SopGroupSend.due_at, SopGroupSend.action, SopGroupSend.status).where(
+            SopGroupSend.userid == tally.guide,
+            SopGroupSend.status.in_(GroupSendStatus.REACHED),
+            SopGroupSend.due_at >= tally.start,
+            SopGroupSend.due_at < tally.end,
+        )
+    ):
+        group = action == "group_message"
+        tally.put(at, "group_sends" if group else "moments_assigned")
+        if status == GroupSendStatus.DONE:
+            tally.put(at, "group_sends_done" if group else "moments_published")
+    for at, via in await session.execute(
+        select(ContentOpen.opened_at, ContentOpen.via).where(
+            ContentOpen.guide_userid == tally.guide,
+            ContentOpen.via.is_not(None),
+            ContentOpen.opened_at >= tally.start,
+            ContentOpen.opened_at < tally.end,
+        )
+    ):
+        tally.put(at, "group_link_opens" if via.startswith("group:") else "moment_link_opens")
 
 
 async def _count_groups(session: AsyncSession, tally: _Tally) -> None:

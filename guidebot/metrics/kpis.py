@@ -400,6 +400,99 @@ KPIS: tuple[Kpi, ...] = (
     # WeCom's contact statistics (联系客户统计, get_user_behavior_data), read daily per guide by
     # guidebot.contacts.behavior: WeCom's counts of chats guidebot never sees, not our log.
     Kpi(
+        "group_sends",
+        "群发到群",
+        "count",
+        "Group mass sends (a playbook's group_message step) that reached WeCom for the guide as "
+        "the groups' owner: one per step and occurrence, whatever the number of groups, credited "
+        "to the local day it was due.",
+        "sop_group_sends (action group_message)",
+        plus=("group_sends",),
+        title_en="Group sends",
+        definition_zh=(
+            "已送达企业微信、由导购作为群主发送的社群群发（剧本的 group_message 步骤）：每个步骤每"
+            "次触发计一次，不论群数，计入到期的当地日。"
+        ),
+    ),
+    Kpi(
+        "group_send_rate",
+        "群发确认率",
+        "rate",
+        "Of group_sends, the share WeCom says the owner sent (get_groupmsg_task status 2), "
+        "credited to the day the send was due.",
+        "sop_group_sends (status done)",
+        plus=("group_sends_done",),
+        over=("group_sends",),
+        title_en="Group send confirmation rate",
+        definition_zh=(
+            "群发到群中，企业微信显示群主已发送（get_groupmsg_task 状态 2）的占比，计入到期的"
+            "当地日。"
+        ),
+    ),
+    Kpi(
+        "moments_assigned",
+        "朋友圈任务",
+        "count",
+        "Moments tasks (a playbook's moment_task step) that reached WeCom for the guide, "
+        "credited to the local day they were due.",
+        "sop_group_sends (action moment_task)",
+        plus=("moments_assigned",),
+        title_en="Moments tasks",
+        definition_zh=(
+            "已送达企业微信、分配给导购的朋友圈任务（剧本的 moment_task 步骤），计入到期的当地日。"
+        ),
+    ),
+    Kpi(
+        "moments_published",
+        "朋友圈已发表",
+        "count",
+        "Of moments_assigned, those WeCom says the guide published (get_moment_task "
+        "publish_status 1), credited to the day the task was due.",
+        "sop_group_sends (action moment_task, status done)",
+        plus=("moments_published",),
+        title_en="Moments published",
+        definition_zh=(
+            "朋友圈任务中，企业微信显示导购已发表（get_moment_task 的 publish_status 为 1）的数量，"
+            "计入到期的当地日。"
+        ),
+    ),
+    Kpi(
+        "moment_publish_rate",
+        "朋友圈发表率",
+        "rate",
+        "moments_published / moments_assigned over the same rows.",
+        "sop_group_sends (action moment_task)",
+        plus=("moments_published",),
+        over=("moments_assigned",),
+        title_en="Moments publish rate",
+        definition_zh="朋友圈已发表 / 朋友圈任务（同一批任务）。",
+    ),
+    Kpi(
+        "group_link_opens",
+        "群链接打开",
+        "count",
+        "Opens of the tracked links in the guide's group sends, on the local day opened: every "
+        "open, since a link in a group names no customer.",
+        "content_opens (via group)",
+        plus=("group_link_opens",),
+        title_en="Group link opens",
+        definition_zh=(
+            "导购社群群发中追踪链接的打开次数，计入打开的当地日：群里的链接不指向某位客户，所以每"
+            "次打开都计。"
+        ),
+    ),
+    Kpi(
+        "moment_link_opens",
+        "朋友圈链接打开",
+        "count",
+        "Opens of the tracked link in the guide's Moments posts, on the local day opened: every "
+        "open.",
+        "content_opens (via moment)",
+        plus=("moment_link_opens",),
+        title_en="Moments link opens",
+        definition_zh="导购朋友圈中追踪链接的打开次数，计入打开的当地日：每次打开都计。",
+    ),
+    Kpi(
         "chats",
         "聊天",
         "count",

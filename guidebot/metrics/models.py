@@ -69,6 +69,12 @@ COUNTERS = (
     "group_left",
     "group_opens",
     "group_orders",
+    "group_sends",
+    "group_sends_done",
+    "moments_assigned",
+    "moments_published",
+    "group_link_opens",
+    "moment_link_opens",
 )
 
 
@@ -154,6 +160,16 @@ class GuideDaily(Base):
     # attributed to a forward into a group the customer was in.
     group_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     group_orders: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The community steps (sop_group_sends), credited to the owner's or guide's day the row
+    # was due: group sends that reached WeCom and those the owner sent; Moments tasks that
+    # reached WeCom and those the guide published. Opens of links minted for them
+    # (content_opens.via), credited to the day of the open.
+    group_sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    group_sends_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    moments_assigned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    moments_published: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    group_link_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    moment_link_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (

@@ -398,6 +398,27 @@ KINDS: tuple[Kind, ...] = (
         r"works once",
         N_("only one welcome step per playbook (already %(other)s); a welcome code works once"),
     ),
+    _k(
+        "E418",
+        r"action (?P<action>'[^']*') needs a 'cron' trigger, not (?P<event>'[^']*'): it runs per "
+        r"occurrence",
+        N_("action %(action)s needs a 'cron' trigger, not %(event)s: it runs per occurrence"),
+    ),
+    _k(
+        "E419",
+        r"a playbook with group steps \(group_message, moment_task\) has only group steps: "
+        r"(?P<step>steps\[\d+\]) is action (?P<action>'[^']*'), which runs per customer",
+        N_(
+            "a playbook with group steps (group_message, moment_task) has only group steps: "
+            "%(step)s is action %(action)s, which runs per customer"
+        ),
+    ),
+    _k(
+        "E420",
+        r"action (?P<action>'[^']*') takes its text from the library item \('content'\); remove "
+        r"'template'",
+        N_("action %(action)s takes its text from the library item ('content'); remove 'template'"),
+    ),
     # E5xx: message templates
     _k(
         "E501",
@@ -482,6 +503,7 @@ _PARTS = {
     "a crontab such as '0 10 * * mon'": N_("a crontab such as '0 10 * * mon'"),
     "true or false": N_("true or false"),
     "a group name pattern": N_("a group name pattern"),
+    "a guide's userid": N_("a guide's userid"),
     "a join way's channel or config_id": N_("a join way's channel or config_id"),
     "a range such as '10:00-21:00'": N_("a range such as '10:00-21:00'"),
     "days such as 'mon-sun'": N_("days such as 'mon-sun'"),
@@ -517,7 +539,7 @@ _SHAPES = (
     (re.compile(r"integer (?P<value>-?\d+)"), N_("integer %(value)s")),
     (re.compile(r"boolean (?P<value>true|false)"), N_("boolean %(value)s")),
     (re.compile(r"action (?P<value>'[^']*')"), N_("action %(value)s")),
-    (re.compile(r"actions (?P<a>\S+) and (?P<b>\S+)"), N_("actions %(a)s and %(b)s")),
+    (re.compile(r"actions (?P<a>.+) and (?P<b>\S+)"), N_("actions %(a)s and %(b)s")),
     (re.compile(r"trigger event (?P<value>'[^']*')"), N_("trigger event %(value)s")),
     (re.compile(r"trigger events (?P<value>'.*')"), N_("trigger events %(value)s")),
     (re.compile(r"(?P<name>[a-z_]+) has (?P<fields>[a-z_, ]+)"), N_("%(name)s has %(fields)s")),

@@ -129,6 +129,19 @@ class StoreInfo:
     timezone: str | None
 
 
+def _write_group_step(write, step) -> None:
+    """A group step's targets: sent once per occurrence, never per customer."""
+    targets = step.targets.describe() if step.targets else "all"
+    if step.action == "group_message":
+        write(f"   groups   {targets} (live groups)")
+        write(
+            "   sends    一位群主一条群发任务，群主在企业微信确认 / one group mass send per owner"
+        )
+    else:
+        write(f"   guides   {targets} (active guides)")
+        write("   sends    每位导购一条朋友圈任务，导购发表后完成 / one Moments task per guide")
+
+
 def simulate_command(
     playbook_ref: str,
     added_at: str | None = None,
@@ -198,6 +211,9 @@ def simulate_command(
             write(f"   content  {step.content}")
         if step.tag:
             write(f"   tag      {step.tag}")
+        if STEP_ACTIONS[step.action].group_step:
+            _write_group_step(write, step)
+            continue
         if held_out and reaches_anyone(step.action):
             write("   held out 对照组客户不发送、不建任务 / not sent, no task: customer held out")
             continue

@@ -12,6 +12,9 @@ instance at any time (claims and unique keys arbitrate).
   occurrence (a `sop_trigger_runs` row marks an occurrence finished).
 * `sop_behaviour` (every 5 min): opened_no_order, silent and repurchase_due playbooks enroll
   the customers whose `after` ran out, once per occurrence (guidebot.sop.behaviour_scan).
+* `sop_group_steps` (every 30 s): the group steps' rows (guidebot.sop.group_sends): settle
+  rows a dead process left `sending`, send the due ones, ask WeCom about the sent ones (a row
+  at most every 5 min).
 * `sop_catch_up` (every 30 s): a fixed playbook enrolls the pairs it missed while broken
   (guidebot.sop.catch_up).
 """
@@ -42,6 +45,10 @@ from guidebot.sop.catch_up import CatchUpReport, catch_up
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.dates import day_start, keeps_field, occurrence, today_for
 from guidebot.sop.enrollment import enroll
+from guidebot.sop.group_results import poll as poll_group_steps
+from guidebot.sop.group_sends import JOB as GROUP_STEPS_JOB
+from guidebot.sop.group_sends import GroupStepReport, run_due, settle_stale
+from guidebot.sop.group_steps import is_group_playbook, plan_occurrence
 from guidebot.sop.models import SopTriggerRun
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.queue import release_stranded_claims
@@ -75,6 +82,12 @@ async def sop_catch_up(sop: SopRuntime) -> CatchUpReport:
     return await catch_up(sop)
 
 
+async def sop_group_steps(sop: SopRuntime) -> GroupStepReport:
+    report = await settle_stale(sop)
+    await run_due(sop, report)
+    return await poll_group_steps(sop, report)
+
+
 @dataclass
 class TriggerReport:
     occurrences: list[str] = field(default_factory=list)
@@ -93,7 +106,9 @@ async def sop_triggers(sop: SopRuntime, now: datetime | None = None) -> TriggerR
                 occurrence = latest_cron_occurrence(
                     trigger.cron, zone_named(playbook.timezone, sop.settings.timezone), now
                 )
-                if occurrence is not None:
+                if occurrence is not None and is_group_playbook(playbook):
+                    await _plan_groups(sop, playbook, occurrence, now, report)
+                elif occurrence is not None:
                     await _run_occurrence(sop, playbook, occurrence, None, now, report)
             elif trigger.event == "date":
                 if not keeps_field(playbook):
@@ -121,6 +136,33 @@ def latest_cron_occurrence(crontab: str, zone, now: datetime) -> datetime | None
     return last.astimezone(UTC) if last is not None else None
 
 
+def _cron_key(runtime: SopRuntime, playbook: Playbook, fired: datetime) -> str:
+    zone = zone_named(playbook.timezone, runtime.settings.timezone)
+    return f"cron:{fired.astimezone(zone):%Y-%m-%dT%H:%M}"
+
+
+async def _plan_groups(
+    runtime: SopRuntime, playbook: Playbook, fired: datetime, now: datetime, report: TriggerReport
+) -> None:
+    """A cron playbook of group steps: its rows per owner or guide, planned in one
+    transaction with the occurrence's run row (guidebot.sop.group_steps)."""
+    key = _cron_key(runtime, playbook, fired)
+    async with runtime.sessions() as session:
+        if await session.get(SopTriggerRun, (playbook.id, key)) is not None:
+            return
+    async with runtime.sessions() as session, session.begin():
+        planned = await plan_occurrence(
+            session, playbook, fired, key, now=now, default_zone=runtime.settings.timezone
+        )
+        insert = upsert_insert(session.bind.dialect.name)
+        await session.execute(
+            insert(SopTriggerRun)
+            .values(playbook_id=playbook.id, occurrence=key, enrolled=planned, finished_at=now)
+            .on_conflict_do_nothing()
+        )
+    report.occurrences.append(f"{playbook.id}:{key}")
+
+
 async def _run_occurrence(
     runtime: SopRuntime,
     playbook: Playbook,
@@ -129,9 +171,8 @@ async def _run_occurrence(
     now: datetime,
     report: TriggerReport,
 ) -> None:
-    zone = zone_named(playbook.timezone, runtime.settings.timezone)
     if fired is not None:
-        key = f"cron:{fired.astimezone(zone):%Y-%m-%dT%H:%M}"
+        key = _cron_key(runtime, playbook, fired)
     else:
         assert day is not None
         key = occurrence(day)
@@ -253,6 +294,7 @@ JOBS = [
     PeriodicJob("sop-results", sop_results, every_seconds=600),
     PeriodicJob(TRIGGERS_JOB, sop_triggers, every_seconds=60),
     PeriodicJob(CATCH_UP_JOB, sop_catch_up, every_seconds=30),
+    PeriodicJob(GROUP_STEPS_JOB, sop_group_steps, every_seconds=30),
     PeriodicJob(BEHAVIOUR_JOB, sop_behaviour, every_seconds=BEHAVIOUR_EVERY),
 ]
 
@@ -264,6 +306,7 @@ __all__ = [
     "latest_cron_occurrence",
     "sop_behaviour",
     "sop_catch_up",
+    "sop_group_steps",
     "sop_reconcile",
     "sop_results",
     "sop_tick",

@@ -79,8 +79,11 @@ class Action:
     GUIDE_TASK = "guide_task"
     REMIND = "remind"
     TAG = "tag"
+    # Group steps: rows in sop_group_sends (guidebot.sop.group_models), never in sop_tasks.
+    GROUP_MESSAGE = "group_message"
+    MOMENT_TASK = "moment_task"
 
-    ALL = (WELCOME, GUIDE_TASK, REMIND, TAG)
+    ALL = (WELCOME, GUIDE_TASK, REMIND, TAG, GROUP_MESSAGE, MOMENT_TASK)
     TO_CUSTOMER = (WELCOME, GUIDE_TASK)  # count toward the customer's daily cap
     GUIDE_FACING = (GUIDE_TASK, REMIND)  # show in the guide's task list
 

@@ -75,10 +75,12 @@ steps:                           # one or more, in order
     name: 欢迎语                  # ? what guides read in their task list (default: the action's
                                  #   name, such as 提醒 / 群发任务); ids are never shown to guides
     at: enroll                   # enroll | enroll + 3d | <earlier step id> [+ <duration>]
-    action: welcome              # welcome | guide_task | remind | tag
+    action: welcome              # welcome | guide_task | remind | tag |
+                                 #   group_message | moment_task (below)
     template: welcome.j2         # message file under templates/messages (not for tag)
     expire_after: 20s            # skip instead of sending this long after due (outage)
     content: spring-lookbook     # ? welcome / guide_task: a content-library item to attach
+                                 #   (required for group_message and moment_task, below)
   - id: nudge
     at: welcome + 3d
     action: guide_task
@@ -100,12 +102,35 @@ Durations are an integer and a unit, s, m, h, d or w, optionally chained: `20s`,
 the change skips becomes the first instant after the jump); `expire_after` counts elapsed time
 from the (snapped) due time. A step anchored on another starts from that step's snapped time.
 
+Group steps (only in a `cron` playbook, and then every step is one; they run once per
+occurrence, not per customer, and take no template: the text is the library item's):
+
+```yaml
+  - id: weekly
+    at: enroll                   # the cron instant, moved into the send window
+    action: group_message        # 群发到客户群: one add_msg_template (chat_type group) per owner
+    content: weekly-picks        # the library item; its tracked link carries the send
+    expire_after: 1d             # ? default 1d
+    groups:                      # ? which live groups (each key one or a list; all must match):
+      stores: [SH001]            #   the group's store, its owner's userid, a name pattern
+      owners: [zhangsan]
+      name: "*VIP*"
+  - id: post
+    at: weekly + 1h
+    action: moment_task          # 朋友圈任务: one add_moment_task per guide
+    content: weekly-picks        # its tracked link carries the guide's post
+    guides:                      # ? the guides of these stores, or these guides
+      stores: [SH001]
+```
+
 Actions:
 - `welcome`: the welcome message, sent with the add event's WelcomeCode. Only at `at: enroll`,
   only for `customer.added`, at most one per playbook, `expire_after` at most 20s.
 - `guide_task`: a mass-send task the guide confirms in the WeCom client, plus a reminder.
 - `remind`: an app message to the guide (the template speaks to the guide).
 - `tag`: mark the corp tag `tag` on the customer; sends nothing, `expire_after` defaults to 7d.
+- `group_message`: a group mass send each picked group's owner confirms (guidebot.sop.group_steps).
+- `moment_task`: a Moments post each picked guide publishes (guidebot.sop.group_steps).
 
 Values are read with YAML 1.2 rules: quoted text is always a string; plain `3` is an integer;
 only `true` / `false` are booleans; `22:00`, `no`, `on`, `1.5` and `2025-01-01` stay text.
@@ -180,6 +205,38 @@ MAX_CATCH_UP = timedelta(days=7)
 
 
 @dataclass(frozen=True)
+class StepTargets:
+    """A group step's filter (every set empty: all). group_message: the live groups of these
+    stores, owned by these guides, whose name matches a pattern; moment_task: the guides of
+    these stores, or these guides."""
+
+    stores: frozenset[str] = frozenset()  # store codes
+    owners: frozenset[str] = frozenset()  # group_message: the groups' owners (userids)
+    names: tuple[str, ...] = ()  # group_message: glob patterns on the group's name
+    guides: frozenset[str] = frozenset()  # moment_task: userids
+
+    def picks_group(self, store: str | None, owner: str | None, name: str | None) -> bool:
+        if self.stores and store not in self.stores:
+            return False
+        if self.owners and owner not in self.owners:
+            return False
+        return not self.names or any(fnmatch.fnmatchcase(name or "", p) for p in self.names)
+
+    def describe(self) -> str:
+        """As `sop simulate` shows it."""
+        parts = []
+        if self.stores:
+            parts.append("stores " + ", ".join(sorted(self.stores)))
+        if self.owners:
+            parts.append("owners " + ", ".join(sorted(self.owners)))
+        if self.names:
+            parts.append("name " + " or ".join(self.names))
+        if self.guides:
+            parts.append("guides " + ", ".join(sorted(self.guides)))
+        return "; ".join(parts) or "all"
+
+
+@dataclass(frozen=True)
 class Step:
     id: str
     anchor: str  # "enroll" or an earlier step id
@@ -188,9 +245,10 @@ class Step:
     template: str | None  # file name under templates/messages, e.g. "welcome.j2"
     expire_after: timedelta
     tag: str | None = None  # for action "tag": the corp tag (id or name)
-    content: str | None = None  # content-library item id for guide_task / welcome
+    content: str | None = None  # content-library item id for guide_task / welcome / group steps
     name: str | None = None  # the display name guides read (None: the action's name)
     best_time: bool = False  # placed at the customer's best hour on its due day
+    targets: StepTargets | None = None  # group_message: which groups; moment_task: which guides
 
     @property
     def immediate(self) -> bool:

@@ -21,6 +21,7 @@ from guidebot import i18n
 from guidebot.contacts.models import Relation, RelationStatus
 from guidebot.content.models import ContentForward
 from guidebot.db.parking import unparked
+from guidebot.sop.group_models import SopGroupSend
 from guidebot.sop.models import (
     Action,
     CompletedBy,
@@ -234,14 +235,22 @@ def no_counts() -> dict[str, int]:
 
 
 async def step_counts(session: AsyncSession) -> dict[str, dict[str, dict[str, int]]]:
-    """Per playbook, per step: how many tasks are in each COUNTED status."""
-    rows = await session.execute(
-        select(SopTask.playbook_id, SopTask.step_id, SopTask.status, func.count()).group_by(
-            SopTask.playbook_id, SopTask.step_id, SopTask.status
-        )
-    )
+    """Per playbook, per step: how many tasks are in each COUNTED status (a group step's rows,
+    one per owner or guide and occurrence, in the same statuses)."""
     counts: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
-    for playbook_id, step_id, status, n in rows.all():
+    rows = [
+        *await session.execute(
+            select(SopTask.playbook_id, SopTask.step_id, SopTask.status, func.count()).group_by(
+                SopTask.playbook_id, SopTask.step_id, SopTask.status
+            )
+        ),
+        *await session.execute(
+            select(
+                SopGroupSend.playbook_id, SopGroupSend.step_id, SopGroupSend.status, func.count()
+            ).group_by(SopGroupSend.playbook_id, SopGroupSend.step_id, SopGroupSend.status)
+        ),
+    ]
+    for playbook_id, step_id, status, n in rows:
         per_step = counts[playbook_id].setdefault(step_id, no_counts())
         key = status if status in COUNTED else TaskStatus.PENDING  # claimed/sending: in flight
         per_step[key] += n

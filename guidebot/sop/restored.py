@@ -12,6 +12,11 @@ went out after it. Before anything is sent again (architecture rule 6):
   expired and never retried (the customer may have had it).
 
 Reminders to guides and tag steps are left as they are: they may repeat.
+
+A group step's row (sop_group_sends) the backup shows pending and already due may have gone
+to WeCom after the backup, and its text is only written when it is claimed, so nothing
+identifies it there: it is `unknown`, never resent (check with the guide). One the backup shows
+`sending` is left to the usual settling (found by its tracked link, or unknown).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from sqlalchemy import select, update
 
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.enrollment import complete_enrollments
+from guidebot.sop.group_models import GroupSendStatus, SopGroupSend
 from guidebot.sop.models import Action, SopTask, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,7 @@ log = logging.getLogger(__name__)
 LOOK_BACK = timedelta(days=30)
 EXPIRED_CODE = "restored from a backup: the WelcomeCode expired long ago"
 SENT_AFTER_BACKUP = "restored from a backup: WeCom holds it since"
+GROUP_ROW_HELD = "restored from a backup: it may have been sent since; not resent"
 
 
 @dataclass
@@ -42,6 +49,7 @@ class RestoreReport:
     found_sent: int = 0
     welcomes_expired: int = 0
     due_again: int = 0
+    group_rows_held: int = 0  # group steps' rows made `unknown` rather than sent again
 
 
 async def _sent_after(runtime: SopRuntime, guide: str, since: datetime, now: datetime):
@@ -112,6 +120,13 @@ async def reconcile_restored(runtime: SopRuntime, since: datetime, now: datetime
                 )
             )
         await complete_enrollments(session, {r.enrollment_id for r in rows}, now)
+        held = await session.execute(
+            update(SopGroupSend)
+            .where(SopGroupSend.status == GroupSendStatus.PENDING, SopGroupSend.due_at <= now)
+            .values(status=GroupSendStatus.UNKNOWN, reason=GROUP_ROW_HELD, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        report.group_rows_held = held.rowcount
     log.warning(
         "restore: %d open customer task(s) checked: %d sent after the backup, %d welcomes "
         "expired, %d due as before",

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from guidebot.sop.actions import STEP_ACTIONS, action_for
 from guidebot.sop.actions.base import StepAction
-from guidebot.sop.playbook import ENROLL, Step, Trigger, format_duration
+from guidebot.sop.playbook import ENROLL, Step, StepTargets, Trigger, format_duration
 from guidebot.sop.template_checks import check_template, template_warnings
 from guidebot.sop.values import did_you_mean, looks_like_duration, parse_duration
 from guidebot.sop.yaml_nodes import BOOL, INT, MAP, SEQ, Node
@@ -25,6 +25,8 @@ STEP_KEYS = (
     "tag",
     "content",
     "best_time",
+    "groups",
+    "guides",
 )
 _STEP_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _AT = re.compile(r"\s*([^\s+]+)\s*(?:\+\s*(.*?)\s*)?")
@@ -47,6 +49,7 @@ class _StepDraft:
     content: str | None = None
     name: str | None = None
     best_time: bool = False
+    targets: StepTargets | None = None
     ok: bool = True
 
 
@@ -84,6 +87,7 @@ class StepChecks:
             self.step_rules(draft, trigger, first_of)
             if draft.action is not None:
                 first_of.setdefault(draft.action, draft.index)
+        self.group_steps_alone(drafts)
         if not all(d.ok for d in drafts):
             return None
         return [
@@ -98,9 +102,26 @@ class StepChecks:
                 content=d.content,
                 name=d.name,
                 best_time=d.best_time,
+                targets=d.targets,
             )
             for d in drafts
         ]
+
+    def group_steps_alone(self, drafts: list[_StepDraft]) -> None:
+        """Group steps run per occurrence, the others per customer: never in one playbook."""
+        kinds = [(d, action_for(d.action or "")) for d in drafts]
+        if not any(a is not None and a.group_step for _d, a in kinds):
+            return
+        for draft, action in kinds:
+            if action is None or action.group_step:
+                continue
+            self.error(
+                draft.node.value["action"],
+                f"steps[{draft.index}].action",
+                f"a playbook with group steps (group_message, moment_task) has only group steps: "
+                f"steps[{draft.index}] is action {action.name!r}, which runs per customer",
+            )
+            draft.ok = False
 
     def step_shape(self, index: int, node: Node) -> _StepDraft:
         draft = _StepDraft(index, node)
@@ -282,7 +303,10 @@ class StepChecks:
             self.key_error(
                 keys["template"],
                 f"{path}.template",
-                f"action {action.name!r} sends no message; remove 'template'",
+                f"action {action.name!r} takes its text from the library item ('content'); "
+                "remove 'template'"
+                if action.group_step
+                else f"action {action.name!r} sends no message; remove 'template'",
             )
             draft.ok = False
         self.optional_keys(draft, action, keys, path)
@@ -299,9 +323,15 @@ class StepChecks:
     def optional_keys(
         self, draft: _StepDraft, action: StepAction, keys: Mapping[str, Node], path: str
     ) -> None:
-        """'tag', 'content' and 'best_time' only on the actions that take them."""
-        flags = (("tag", "takes_tag"), ("content", "takes_content"), ("best_time", "timed"))
-        for key, flag in flags:
+        """'tag', 'content', 'best_time', 'groups' and 'guides' only on the actions that
+        take them."""
+        for key, flag in (
+            ("tag", "takes_tag"),
+            ("content", "takes_content"),
+            ("best_time", "timed"),
+            ("groups", "takes_groups"),
+            ("guides", "takes_guides"),
+        ):
             if key not in keys or getattr(action, flag):
                 continue
             takers = [name for name, a in STEP_ACTIONS.items() if getattr(a, flag)]

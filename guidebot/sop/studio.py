@@ -183,7 +183,8 @@ def timeline(
                 day=round(offset.total_seconds() / DAY, 3),
                 template=step.template,
                 value=step.tag or step.content,
-                detail=f"expire_after {expire}",
+                detail=f"expire_after {expire}"
+                + (f"; {step.targets.describe()}" if step.targets else ""),
                 immediate=step.immediate,
             )
         )

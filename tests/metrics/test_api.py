@@ -26,7 +26,8 @@ async def test_answers_have_exactly_the_documented_keys(h):
     assert body["guide"] == {"userid": "g1", "name": "王芳"}
     assert (body["from"], body["to"]) == ("2026-03-09", "2026-03-15")
     assert list(body["metrics"]) == list(KPI_NAMES)
-    assert len(KPI_NAMES) == 26  # 21 from our log (5 of customer groups), 5 of WeCom's
+    # 28 from our log (5 of customer groups, 7 of group steps), 5 of WeCom's
+    assert len(KPI_NAMES) == 33
 
     status, body = await h.api("GET", "/guides/g1/metrics", params={**PERIOD, "by": "day"})
     assert set(body) == {"guide", "from", "to", "metrics", "days"}

@@ -160,11 +160,22 @@ NO_SERVICE = {
     "negative_feedback": 0,
 }
 NO_GROUPS = {"groups_owned": 0, "group_new_members": 0, "group_members_left": 0, "group_net": 0}
+# Nor group steps: no group sends, no Moments tasks, no opens through their links.
+NO_GROUP_STEPS = {
+    "group_sends": 0,
+    "group_send_rate": None,
+    "moments_assigned": 0,
+    "moments_published": 0,
+    "moment_publish_rate": None,
+    "group_link_opens": 0,
+    "moment_link_opens": 0,
+}
 for figures in (G1, G2, G3, STORE_11, STORE_12, HQ):
     figures.update(NO_SERVICE)
     # No customer groups this week: 入群率 is 0 wherever there are active customers.
     no_customers = figures["profile_completeness"] is None
     figures.update(NO_GROUPS, group_join_rate=None if no_customers else 0.0)
+    figures.update(NO_GROUP_STEPS)
 
 
 async def play_the_week(h) -> None:

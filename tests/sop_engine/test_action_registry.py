@@ -9,7 +9,14 @@ from guidebot.sop.models import Action, SopTask
 
 
 def test_every_action_module_is_found_in_listing_order():
-    assert list(STEP_ACTIONS) == ["welcome", "guide_task", "remind", "tag"]
+    assert list(STEP_ACTIONS) == [
+        "welcome",
+        "guide_task",
+        "remind",
+        "tag",
+        "group_message",
+        "moment_task",
+    ]
     assert all(isinstance(action, StepAction) for action in STEP_ACTIONS.values())
     assert action_for("welcome") is STEP_ACTIONS["welcome"]
     assert action_for("no such action") is None
@@ -26,5 +33,13 @@ def test_the_schema_name_lists_agree_with_the_actions():
 def test_only_sending_actions_render_and_only_tag_takes_a_tag():
     assert set(actions_where(sends=True)) == {"welcome", "guide_task", "remind"}
     assert set(actions_where(takes_tag=True)) == {"tag"}
-    assert set(actions_where(takes_content=True)) == {"welcome", "guide_task"}
+    assert set(actions_where(takes_content=True)) == {
+        "welcome",
+        "guide_task",
+        "group_message",
+        "moment_task",
+    }
+    # Group steps run per occurrence in sop_group_sends, never as per-customer task rows.
+    assert set(actions_where(group_step=True)) == {"group_message", "moment_task"}
+    assert not set(actions_where(group_step=True)) & set(actions_where(counted=True))
     assert set(actions_where(counted=True)) == {"welcome", "guide_task", "remind"}

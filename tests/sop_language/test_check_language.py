@@ -39,6 +39,8 @@ GOLDEN = [
     "behaviour_stage_none",
     "behaviour_stage_same",
     "best_time",
+    "group_steps_rules",
+    "group_steps_mixed",
 ]
 
 

@@ -217,6 +217,11 @@ class StepAction:
     takes_tag: ClassVar[bool] = False
     # Reaches the customer at a time of our choosing: may say `best_time: true`.
     timed: ClassVar[bool] = False
+    takes_groups: ClassVar[bool] = False  # group_message's `groups` filter
+    takes_guides: ClassVar[bool] = False  # moment_task's `guides` filter
+    # A group step: runs once per occurrence of a cron playbook for owners or guides, never
+    # per customer (guidebot.sop.group_steps), so none of the per-customer hooks below.
+    group_step: ClassVar[bool] = False
     # Its place in listings (the API's descriptions, `sop simulate`).
     order: ClassVar[int] = 100
     # How `sop simulate` names it.
@@ -284,6 +289,75 @@ class StepAction:
         return []
 
 
+GROUP_STEP_EXPIRY = timedelta(days=1)
+
+
+class GroupStep(StepAction):
+    """group_message and moment_task: the text is the library item's (no template), the
+    targets a filter; only in a cron playbook (`sop check`)."""
+
+    sends = False
+    takes_content = True
+    group_step = True
+    filter_key: ClassVar[str]  # "groups" or "guides"
+    filter_keys: ClassVar[dict[str, str]]  # key -> what each value is
+
+    def validate(
+        self,
+        check: Any,
+        draft: Any,
+        keys: Mapping[str, Any],
+        path: str,
+        *,
+        trigger: Any,
+        first_of: Mapping[str, int],
+    ) -> None:
+        if "content" not in keys:
+            check.error(
+                draft.node,
+                f"{path}.content",
+                f"required key is missing for action {self.name!r} (a content item id)",
+            )
+            draft.ok = False
+        if trigger is not None and trigger.event != "cron":
+            check.error(
+                draft.node.value["action"],
+                f"{path}.action",
+                f"action {self.name!r} needs a 'cron' trigger, not {trigger.event!r}: it runs "
+                "per occurrence",
+            )
+            draft.ok = False
+        if draft.expire_after is None and "expire_after" not in keys:
+            draft.expire_after = GROUP_STEP_EXPIRY
+        if self.filter_key in keys:
+            draft.targets = self._targets(check, draft, keys[self.filter_key], path)
+
+    def _targets(self, check: Any, draft: Any, node: Any, path: str) -> Any:
+        from guidebot.sop.playbook import StepTargets
+
+        where = f"{path}.{self.filter_key}"
+        found = check.mapping(node, where, self.filter_key, tuple(self.filter_keys))
+        if found is None:
+            draft.ok = False
+            return None
+        values: dict[str, Any] = {}
+        for key, child in found.items():
+            items = check.strings(child, f"{where}.{key}", self.filter_keys[key])
+            draft.ok = draft.ok and bool(items)
+            values[key] = [value for value, _n, _p in items]
+        if len(found) != len(node.value):
+            draft.ok = False
+        return StepTargets(
+            stores=frozenset(values.get("stores", ())),
+            owners=frozenset(values.get("owners", ())),
+            names=tuple(values.get("name", ())),
+            guides=frozenset(values.get("guides", ())),
+        )
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"{self.name} runs in guidebot.sop.group_steps, not the task queue")
+
+
 # How guide-facing tasks count (guidebot.metrics.kpis): outcomes that reached the guide; a
 # skipped one counts when a person skipped it; done within a day of its due time is on time.
 TASK_REACHED = (TaskStatus.SENT, TaskStatus.DONE)
@@ -319,12 +393,14 @@ class GuideFacing(StepAction):
 
 
 __all__ = [
+    "GROUP_STEP_EXPIRY",
     "MAX_ATTEMPTS",
     "ON_TIME_GRACE",
     "RETRY_LATER",
     "TASK_REACHED",
     "TASK_SKIPPED_BY_PERSON",
     "ActionRuntime",
+    "GroupStep",
     "GuideFacing",
     "Outcome",
     "Prepared",

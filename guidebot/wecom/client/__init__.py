@@ -8,7 +8,8 @@ database; :class:`~guidebot.wecom.credentials.MemoryCredentialStore` serves one 
 Layout: ``core`` holds the one ``_call`` every API goes through (transport, limits, retries,
 token and tickets, kept by ``tokens``); each API area is a subclass of it that only shapes
 requests and answers (``directory``, ``contacts``, ``tags``, ``contact_ways``, ``transfers``,
-``messages``, ``groupmsg``, ``groups``, ``media``); :class:`WeComClient` is all of them together.
+``messages``, ``groupmsg``, ``groups``, ``moments``, ``media``); :class:`WeComClient` is all
+of them together.
 ``errors``, ``results`` and ``policy`` (which calls are unsafe, which go first) are shared by all.
 
 Construction::
@@ -73,8 +74,8 @@ errcode -1 and 45033, timeouts, connection errors, unreadable answers and HTTP 5
 Unsafe APIs are the ones where WeCom acts and a repeat could act twice: ``send_welcome_msg``,
 ``add_msg_template``, ``message/send``, ``transfer_customer``, ``resigned/transfer_customer``,
 plus the creating calls ``add_contact_way``, ``add_corp_tag``,
-``groupchat/add_join_way`` and ``group_welcome_template/add``. They retry only when WeCom
-certainly did not act:
+``groupchat/add_join_way``, ``group_welcome_template/add`` and ``add_moment_task``. They retry
+only when WeCom certainly did not act:
 
 * WeCom answered errcode -1 (busy) or 45033 (concurrency limit): it refused, so retry.
 * The connection could not be established (``aiohttp.ClientConnectorError`` or a connect
@@ -123,6 +124,7 @@ from guidebot.wecom.client.groupmsg import GroupMsgApi
 from guidebot.wecom.client.groups import GroupsApi
 from guidebot.wecom.client.media import MediaApi
 from guidebot.wecom.client.messages import MessagesApi
+from guidebot.wecom.client.moments import MomentJobResult, MomentsApi
 from guidebot.wecom.client.policy import BACKGROUND_APIS, UNSAFE_APIS, URGENT_APIS, default_priority
 from guidebot.wecom.client.results import (
     AppMessageResult,
@@ -143,6 +145,7 @@ __all__ = [
     "AppMessageResult",
     "ContactWay",
     "Media",
+    "MomentJobResult",
     "MsgTemplateResult",
     "Page",
     "Priority",
@@ -164,6 +167,7 @@ class WeComClient(
     MessagesApi,
     GroupMsgApi,
     GroupsApi,
+    MomentsApi,
     MediaApi,
 ):
     """Async client for WeCom's server API on one shared aiohttp session.

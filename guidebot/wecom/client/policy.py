@@ -18,6 +18,7 @@ UNSAFE_APIS = frozenset(
         "externalcontact/add_corp_tag",
         "externalcontact/groupchat/add_join_way",
         "externalcontact/group_welcome_template/add",
+        "externalcontact/add_moment_task",
     }
 )
 
@@ -37,6 +38,10 @@ BACKGROUND_APIS = frozenset(
         "externalcontact/get_groupmsg_list_v2",
         "externalcontact/get_groupmsg_task",
         "externalcontact/get_groupmsg_send_result",
+        "externalcontact/get_moment_task_result",
+        "externalcontact/get_moment_task",
+        "externalcontact/get_moment_customer_list",
+        "externalcontact/get_moment_list",
         "externalcontact/get_user_behavior_data",
         "externalcontact/groupchat/list",
         "externalcontact/groupchat/get",

@@ -15,6 +15,9 @@ every answer carries the event's `plaintext`, so a test may deliver it again or 
   POST group_welcome_templates/console {text}               a template made in the admin
                                                             console, not by the app
   GET groups                                                every group, as groupchat/get says
+  POST moments/publish {moment_id, userid}                  an executor publishes a 企业发表
+                                                            post (no callback, as in WeCom)
+  GET moments                                               every post and creation job
 """
 
 from __future__ import annotations
@@ -216,5 +219,46 @@ async def get_groups(request: web.Request) -> web.Response:
             "group_welcome_templates": {
                 k: v["content"] for k, v in state.group_welcome_templates.items()
             },
+        }
+    )
+
+
+# ---- Moments: an executor publishes (no callback: WeCom sends none for Moments) ----------
+
+
+@routes.post("/moments/publish")
+async def publish_moment(request: web.Request) -> web.Response:
+    """{moment_id, userid}: the executor taps publish in the client."""
+    body = await read_body(request)
+    state = sim_state(request)
+    moment = state.publish_moment(field_str(body, "moment_id"), field_str(body, "userid"))
+    return json_answer(
+        {
+            "moment_id": moment.moment_id,
+            "userid": field_str(body, "userid"),
+            "customers": moment.audiences[field_str(body, "userid")],
+        }
+    )
+
+
+@routes.get("/moments")
+async def get_moments(request: web.Request) -> web.Response:
+    state = sim_state(request)
+    return json_answer(
+        {
+            "moments": [
+                {
+                    "moment_id": m.moment_id,
+                    "text": m.text,
+                    "attachments": m.attachments,
+                    "canceled": m.canceled,
+                    "executors": {u: e[0] for u, e in m.executors.items()},
+                }
+                for m in state.moments.values()
+            ],
+            "jobs": [
+                {"jobid": j.jobid, "moment_id": j.moment.moment_id}
+                for j in state.moment_jobs.values()
+            ],
         }
     )

@@ -1,7 +1,7 @@
 """Group faces: links forwarded into groups, their figures, WeCom's group chat statistics
 
 Revision ID: 0024
-Revises: 0021
+Revises: 0022
 Create Date: 2026-12-06 04:00:00.000000
 
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0024"
-down_revision: str | Sequence[str] | None = "0021"
+down_revision: str | Sequence[str] | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

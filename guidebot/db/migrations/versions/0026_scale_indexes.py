@@ -1,7 +1,7 @@
 """Scale: trigram indexes for customer search on PostgreSQL, built without stopping writes
 
 Revision ID: 0026
-Revises: 0021
+Revises: 0025
 Create Date: 2026-12-06 04:00:00.000000
 
 Customer search matches ILIKE '%words%' on customers.name, customers.external_userid and
@@ -26,7 +26,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0026"
-down_revision: str | Sequence[str] | None = "0021"
+down_revision: str | Sequence[str] | None = "0025"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
