@@ -431,16 +431,7 @@ async def run_demo(
             if week:  # five weeks of past activity: the dashboard, cohorts, lift, stages
                 # Seeded: every demo has the same history (its lift, its repurchase reminders).
                 await backfill_week(server, control, ways, days=MONTH, rng=random.Random(MONTH))
-            # Each store's VIP group and join code (vip.chat_ids: group messages, Moments tasks).
-            owners = {sid: next(u for u, _, s in GUIDES if s == sid) for sid in STORES}
-            vip = await start_vip_groups(
-                server[SESSIONS],
-                server[WECOM],
-                server[CLOCK],
-                control.post,
-                owners,
-                campaign=campaign,
-            )
+            vip = await _vip_groups(server, control, campaign)
             accounts = await create_demo_accounts(server)
             urls = {
                 "server": server_url,
@@ -469,6 +460,14 @@ async def run_demo(
         await server_runner.cleanup()
         await sim_runner.cleanup()
         await asyncio.to_thread(shutil.rmtree, playbooks.parent, True)
+
+
+async def _vip_groups(server: web.Application, control: DemoControl, campaign: str) -> VipGroups:
+    """Each store's VIP group and join code (vip.chat_ids: group messages, Moments tasks)."""
+    owners = {sid: next(u for u, _, s in GUIDES if s == sid) for sid in STORES}
+    return await start_vip_groups(
+        server[SESSIONS], server[WECOM], server[CLOCK], control.post, owners, campaign=campaign
+    )
 
 
 def _demo_settings(

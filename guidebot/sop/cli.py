@@ -142,6 +142,28 @@ def _write_group_step(write, step) -> None:
         write("   sends    每位导购一条朋友圈任务，导购发表后完成 / one Moments task per guide")
 
 
+def _simulated_playbook(
+    playbook_ref: str, out: TextIO, err: TextIO
+) -> tuple[Path, Playbook] | None:
+    """The playbook to simulate, or None (and why, on `err`)."""
+    path = _find_playbook(playbook_ref)
+    if path is None:
+        sop_dir = default_sop_dir()
+        print(
+            f"playbook {playbook_ref!r} not found (no such file, and no {playbook_ref}.yaml "
+            f"in {sop_dir})",
+            file=err,
+        )
+        return None
+    loaded = load_playbook(path, templates_dir_for(path.parent))
+    if not loaded.enabled or loaded.playbook is None:
+        for error in loaded.errors:
+            print(error, file=out)
+        print(f"{path}: the playbook has errors; fix them first (guidebot sop check)", file=err)
+        return None
+    return path, loaded.playbook
+
+
 def simulate_command(
     playbook_ref: str,
     added_at: str | None = None,
@@ -156,22 +178,10 @@ def simulate_command(
     `reads_at`: local times the customer read at (HH:MM, comma-separated), for best_time."""
     out = out or sys.stdout
     err = err or sys.stderr
-    path = _find_playbook(playbook_ref)
-    if path is None:
-        sop_dir = default_sop_dir()
-        print(
-            f"playbook {playbook_ref!r} not found (no such file, and no {playbook_ref}.yaml "
-            f"in {sop_dir})",
-            file=err,
-        )
+    found = _simulated_playbook(playbook_ref, out, err)
+    if found is None:
         return 1
-    loaded = load_playbook(path, templates_dir_for(path.parent))
-    if not loaded.enabled or loaded.playbook is None:
-        for error in loaded.errors:
-            print(error, file=out)
-        print(f"{path}: the playbook has errors; fix them first (guidebot sop check)", file=err)
-        return 1
-    playbook = loaded.playbook
+    path, playbook = found
     zone, zone_note, store = _simulated_zone(playbook, store_code)
     try:
         event_at = _parse_instant(added_at, zone, now)

@@ -154,7 +154,10 @@ def test_sop_check_and_simulate_know_the_trigger(tmp_path):
     assert (group.first_join, group.group_names) == (True, ("*VIP*",))
     assert group.picks("张江VIP群", None, None) and not group.picks("快闪群", None, None)
     [entry] = [e for e in timeline(loaded.playbook) if e["kind"] == "trigger"]
-    assert (entry["event"], entry["value"]) == ("group.joined", "first join only, group name *VIP*")
+    assert (entry["event"], entry["value"]) == (
+        "group.joined",
+        "first join only, group named “*VIP*”",
+    )
     out, err = io.StringIO(), io.StringIO()
     code = simulate_command(
         str(path), added_at="2026-03-10 12:00", out=out, err=err, store_code=None
