@@ -410,7 +410,7 @@ KPIS: tuple[Kpi, ...] = (
         plus=("group_sends",),
         title_en="Group sends",
         definition_zh=(
-            "已送达企业微信、由导购作为群主发送的社群群发（剧本的 group_message 步骤）：每个步骤每"
+            "已送达企业微信、由导购作为群主发送的社群群发（剧本的「群发到客户群」步骤）：每个步骤每"
             "次触发计一次，不论群数，计入到期的当地日。"
         ),
     ),
@@ -439,7 +439,7 @@ KPIS: tuple[Kpi, ...] = (
         plus=("moments_assigned",),
         title_en="Moments tasks",
         definition_zh=(
-            "已送达企业微信、分配给导购的朋友圈任务（剧本的 moment_task 步骤），计入到期的当地日。"
+            "已送达企业微信、分配给导购的朋友圈任务（剧本的「朋友圈任务」步骤），计入到期的当地日。"
         ),
     ),
     Kpi(
@@ -469,7 +469,7 @@ KPIS: tuple[Kpi, ...] = (
     ),
     Kpi(
         "group_link_opens",
-        "群链接打开",
+        "群发链接打开",
         "count",
         "Opens of the tracked links in the guide's group sends, on the local day opened: every "
         "open, since a link in a group names no customer.",

@@ -29,6 +29,8 @@ DESIGN_NAMES = [
     "group_members_left",
     "group_net",
     "group_join_rate",
+    "group_opens",
+    "group_orders",
     "group_sends",
     "group_send_rate",
     "moments_assigned",

@@ -169,6 +169,8 @@ NO_GROUP_STEPS = {
     "moment_publish_rate": None,
     "group_link_opens": 0,
     "moment_link_opens": 0,
+    "group_opens": 0,
+    "group_orders": 0,
 }
 for figures in (G1, G2, G3, STORE_11, STORE_12, HQ):
     figures.update(NO_SERVICE)

@@ -37,7 +37,7 @@ async def test_an_invalid_index_left_by_a_failed_build_is_rebuilt(pg_url):
             "UPDATE pg_index SET indisvalid = false "
             "WHERE indexrelid = 'ix_customers_name_trgm'::regclass"
         )
-        await conn.execute("UPDATE alembic_version SET version_num = '0021'")
+        await conn.execute("UPDATE alembic_version SET version_num = '0025'")
         await upgrade(pg_url)
         rebuilt = await indexes(conn)
         assert all(valid for valid, _ in rebuilt.values())

@@ -60,6 +60,7 @@ OUTSIDE: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("POST", "/orders/{order_id}/refund"): ("/orders/o-1/refund", {}),
     ("GET", "/groups"): ("/groups", {"store": "12"}),
     ("GET", "/groups/{chat_id}"): ("/groups/wrNOSUCH", {}),
+    ("GET", "/group-chat-stats"): ("/group-chat-stats", {"store": "12"}),
     ("GET", "/group-join-ways"): ("/group-join-ways", {"store": "12"}),
     ("POST", "/group-join-ways"): ("/group-join-ways", {}),
     ("DELETE", "/group-join-ways/{config_id}"): ("/group-join-ways/nosuchway", {}),

@@ -42,6 +42,10 @@ ALLOWED |= {
     "negative_feedback_cnt",
     "del_external_contact",
     "del_follow_user",
+    "get_groupmsg_task",  # WeCom's APIs and field behind the group steps' figures
+    "get_moment_task",
+    "publish_status",
+    "groupchat/statistic",  # WeCom's API the group pages' chat figures come from
 }
 PHRASES = ("guidebot sop check",)  # the command HQ's engineers run, as they type it
 DURATION = re.compile(r"(\d+[dhms])+")  # 1d, 20s, 1d12h: durations as a playbook writes them
