@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.contacts.models import Guide, GuideBehaviorDaily, GuideStatus
+from guidebot.db.daily_figures import keep_days
 from guidebot.db.parking import park_apart
 from guidebot.wecom.client import WeComClient, WeComError, WeComTransportError
 
@@ -102,32 +103,9 @@ async def store_days(
 ) -> int:
     """Keep these days of the guide's figures; only rows that are new or differ are written.
     The rows written."""
-    if not days:
-        return 0
-    existing = {
-        row.day: row
-        for row in await session.scalars(
-            select(GuideBehaviorDaily).where(
-                GuideBehaviorDaily.guide_userid == userid,
-                GuideBehaviorDaily.day >= min(days),
-                GuideBehaviorDaily.day <= max(days),
-            )
-        )
-    }
-    written = 0
-    for day, values in sorted(days.items()):
-        row = existing.get(day)
-        if row is None:
-            session.add(GuideBehaviorDaily(guide_userid=userid, day=day, fetched_at=now, **values))
-        elif any(getattr(row, name) != value for name, value in values.items()):
-            for name, value in values.items():
-                setattr(row, name, value)
-            row.fetched_at = now
-        else:
-            continue
-        written += 1
-    await session.flush()
-    return written
+    return await keep_days(
+        session, GuideBehaviorDaily.guide_userid, userid, days, "fetched_at", now
+    )
 
 
 @dataclass

@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.contacts.behavior import NOT_THE_GUIDE, WECOM_ZONE, china_epoch, china_today, spans
+from guidebot.db.daily_figures import keep_days
 from guidebot.db.parking import is_row_error, park_apart
 from guidebot.groups.models import CustomerGroup, GroupChatStat
 from guidebot.wecom.client import WeComClient, WeComError, WeComTransportError
@@ -78,32 +79,7 @@ async def store_owner(
     session: AsyncSession, owner: str, days: dict[date, dict[str, int]], now: datetime
 ) -> int:
     """Keep these days of the owner's figures; only rows new or different are written."""
-    if not days:
-        return 0
-    existing = {
-        row.day: row
-        for row in await session.scalars(
-            select(GroupChatStat).where(
-                GroupChatStat.owner_userid == owner,
-                GroupChatStat.day >= min(days),
-                GroupChatStat.day <= max(days),
-            )
-        )
-    }
-    written = 0
-    for day, values in sorted(days.items()):
-        row = existing.get(day)
-        if row is None:
-            session.add(GroupChatStat(owner_userid=owner, day=day, synced_at=now, **values))
-        elif any(getattr(row, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(row, k, v)
-            row.synced_at = now
-        else:
-            continue
-        written += 1
-    await session.flush()
-    return written
+    return await keep_days(session, GroupChatStat.owner_userid, owner, days, "synced_at", now)
 
 
 @dataclass
