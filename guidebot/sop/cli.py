@@ -255,7 +255,8 @@ def _write_header(
         write(f"stop when  {', '.join(sorted(playbook.stop_when))}")
     if playbook.goal:
         write(f"goal       {playbook.goal.event} within {format_duration(playbook.goal.within)}")
-    write(f"daily cap  {playbook.max_messages_per_day} message(s) per customer")
+    if not all(STEP_ACTIONS[step.action].group_step for step in playbook.steps):
+        write(f"daily cap  {playbook.max_messages_per_day} message(s) per customer")
 
 
 def reading_from_times(text: str | None, day: datetime, zone: ZoneInfo) -> Reading | None:

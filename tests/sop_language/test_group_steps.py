@@ -44,6 +44,8 @@ def test_the_group_filter_picks_by_store_owner_and_name() -> None:
 def test_sop_simulate_shows_each_group_step_with_its_targets() -> None:
     out, err = io.StringIO(), io.StringIO()
     code = simulate_command(str(VALID), added_at="2026-03-13 09:00", out=out, err=err)
+    # Group steps go to owners and guides, never per customer: no per-customer cap to state.
+    assert "daily cap" not in out.getvalue()
     text = out.getvalue()
     assert code == 0, err.getvalue()
     assert "1. weekly · group_message" in text
