@@ -40,6 +40,18 @@ async def say(h, text: str, userid: str = "g1") -> str | None:
     return content_of(answer["reply"]) if answer["reply"] else None
 
 
+async def answer(h, text: str, userid: str = "g1") -> str:
+    """The bot's text answer, passive or, when it was not ready within the passive budget (a
+    busy machine: the budget is real time), the one sent by message/send after it."""
+    passive = await say(h, text, userid)
+    if passive is not None:
+        return passive
+    await settle(h)
+    sent = [m for m in await h.app_messages(userid) if m["msgtype"] == "text"]
+    assert sent, f"no answer to {text!r}, passive or sent"
+    return sent[-1]["text"]["content"]
+
+
 async def settle(h) -> None:
     """Let the worker and any background sending finish."""
     await h.drain()

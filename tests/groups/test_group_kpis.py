@@ -12,7 +12,7 @@ from datetime import timedelta
 from guidebot.metrics import kpis
 from guidebot.metrics.daily_report import daily_message
 from guidebot.metrics.rollup import refresh
-from tests.bot.test_bot import say
+from tests.bot.test_bot import answer
 from tests.content.test_sidebar_api import login, post
 from tests.groups.test_group_sidebar import an_item, open_as_a_browser
 
@@ -73,9 +73,9 @@ async def test_the_rollups_count_the_groups_and_what_came_through_their_links(h)
 
 
 async def test_the_bots_numbers_have_a_group_line_named_as_the_kpis(h):
-    assert "社群" not in await say(h, "业绩")  # no group yet: the reply is as it was
+    assert "社群" not in await answer(h, "业绩")  # no group yet: the reply is as it was
     await a_month_of_groups(h)
-    reply = await say(h, "业绩")
+    reply = await answer(h, "业绩")
     line = next(x for x in reply.splitlines() if x.startswith("社群"))
     assert line == "社群（本月）：群数 1 | 新入群 3 | 退群 1 | 群净增 2 | 入群率 50% | 群链接打开 1"
     # The words are the KPI table's Chinese display names, defined there once.
@@ -83,7 +83,7 @@ async def test_the_bots_numbers_have_a_group_line_named_as_the_kpis(h):
         assert kpis.KPI_BY_NAME[name].label in line
     assert kpis.KPI_BY_NAME["group_join_rate"].label in line
     assert kpis.KPI_BY_NAME["group_opens"].label in line
-    english = await say(h, "stats")
+    english = await answer(h, "stats")
     assert "Groups this month: groups 1 | new members 3 | left 1 | net 2" in english
 
 
