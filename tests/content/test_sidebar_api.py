@@ -273,10 +273,13 @@ async def test_a_reference_is_only_good_for_its_guide(h):
     )
     assert prepared["message"] == {"msgtype": "text", "text": {"content": "b"}}
     await login(h, "g3")
-    status, _ = await post(h, "/sidebar/api/forwards", {"ref": prepared["ref"]})
+    status, refused = await post(h, "/sidebar/api/forwards", {"ref": prepared["ref"]})
     assert status == 403
-    status, _ = await post(h, "/sidebar/api/forwards", {"ref": prepared["ref"][:-3]})
+    # The guide reads why in Chinese first (the group chat's forwards say the same).
+    assert refused["error"]["reason"].startswith("这是为其他导购准备的 · "), refused
+    status, refused = await post(h, "/sidebar/api/forwards", {"ref": prepared["ref"][:-3]})
     assert status == 400
+    assert refused["error"]["reason"].startswith("不是本系统准备的消息 · "), refused
     assert await h.forwards() == []
 
 

@@ -23,7 +23,7 @@ from guidebot.web.api.common import INT32_MAX, iso
 from guidebot.web.auth import current_guide
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, WECOM
 from guidebot.web.responses import error_response
-from guidebot.web.sidebar.writes import REF_TTL, _is_id, chat_message, guide_write
+from guidebot.web.sidebar.writes import _is_id, chat_message, guide_write, prepared_claims
 from guidebot.wecom.client import WeComError
 
 NOT_YOURS = "这不是你的客户群 · not a group you own or are in"
@@ -136,21 +136,10 @@ async def prepare(request: web.Request, guide: Guide, body: dict[str, Any]) -> w
 async def record_forward(request: web.Request, guide: Guide, body: dict[str, Any]) -> web.Response:
     """The page saw sendChatMessage:ok in the group: log the forward against it, once."""
     app = request.app
-    ref = body.get("ref")
-    claims = links.verify(app[SETTINGS].secret_key, ref) if isinstance(ref, str) else None
-    if claims is None or claims.chat_id is None:
-        return error_response(
-            400, "bad_request", "不是本系统准备的消息 · not a reference this server prepared"
-        )
-    if claims.guide != guide.userid:
-        return error_response(403, "forbidden", "这是为其他导购准备的 · prepared for another guide")
+    claims = prepared_claims(app, body, guide, into_group=True)
+    if isinstance(claims, web.Response):
+        return claims
     now = app[CLOCK].now()
-    if now - claims.issued_at > REF_TTL:
-        return error_response(
-            400,
-            "bad_request",
-            "消息准备得太久了，请重新发送 · this message was prepared too long ago",
-        )
     async with app[SESSIONS]() as session, session.begin():
         if not await groups.can_see_group(session, guide.userid, claims.chat_id):
             return not_your_group()

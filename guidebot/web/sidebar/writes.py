@@ -160,19 +160,40 @@ async def prepare(request: web.Request, guide: Guide, body: dict[str, Any]) -> w
     )
 
 
+def prepared_claims(
+    app: web.Application, body: dict[str, Any], guide: Guide, *, into_group: bool
+) -> links.LinkClaims | web.Response:
+    """The claims of the reference the page sends back after sendChatMessage:ok: one this
+    server prepared, for this guide, not long ago, and for a group or for one customer as
+    `into_group` says; else the refusal to answer with."""
+    ref = body.get("ref")
+    claims = links.verify(app[SETTINGS].secret_key, ref) if isinstance(ref, str) else None
+    addressed = claims is not None and (
+        claims.chat_id is not None if into_group else claims.customer is not None
+    )
+    if claims is None or not addressed:
+        return error_response(
+            400, "bad_request", "不是本系统准备的消息 · not a reference this server prepared"
+        )
+    if claims.guide != guide.userid:
+        return error_response(403, "forbidden", "这是为其他导购准备的 · prepared for another guide")
+    if app[CLOCK].now() - claims.issued_at > REF_TTL:
+        return error_response(
+            400,
+            "bad_request",
+            "消息准备得太久了，请重新发送 · this message was prepared too long ago",
+        )
+    return claims
+
+
 @guide_write
 async def record_forward(request: web.Request, guide: Guide, body: dict[str, Any]) -> web.Response:
     """The page saw sendChatMessage:ok: log the forward once and complete its task."""
     app = request.app
-    ref = body.get("ref")
-    claims = links.verify(app[SETTINGS].secret_key, ref) if isinstance(ref, str) else None
-    if claims is None or claims.customer is None:
-        return error_response(400, "bad_request", "not a reference this server prepared")
-    if claims.guide != guide.userid:
-        return error_response(403, "forbidden", "prepared for another guide")
+    claims = prepared_claims(app, body, guide, into_group=False)
+    if isinstance(claims, web.Response):
+        return claims
     now = app[CLOCK].now()
-    if now - claims.issued_at > REF_TTL:
-        return error_response(400, "bad_request", "this message was prepared too long ago")
     completed = False
     async with app[SESSIONS]() as session, session.begin():
         created = await service.record_forward(
