@@ -91,4 +91,4 @@ class ContactWaysApi(ClientCore):
             }
         )
         answer = await self._call("POST", "externalcontact/list_contact_way", body=body)
-        return Page(list(answer.get("contact_way", [])), answer.get("next_cursor") or "")
+        return Page.of(answer, "contact_way")

@@ -69,7 +69,7 @@ class ContactsApi(ClientCore):
             "externalcontact/batch/get_by_user",
             body={"userid_list": userids, "cursor": cursor, "limit": limit},
         )
-        return Page(list(answer.get("external_contact_list", [])), answer.get("next_cursor") or "")
+        return Page.of(answer, "external_contact_list")
 
     def iter_batch_get_by_user(
         self, userids: Sequence[str], limit: int = 100

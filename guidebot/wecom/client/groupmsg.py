@@ -81,7 +81,7 @@ class GroupMsgApi(ClientCore):
             }
         )
         answer = await self._call("POST", "externalcontact/get_groupmsg_list_v2", body=body)
-        return Page(list(answer.get("group_msg_list", [])), answer.get("next_cursor") or "")
+        return Page.of(answer, "group_msg_list")
 
     def iter_groupmsg_list_v2(self, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
         """Every ``group_msg_list`` item, walking all pages (same arguments, minus cursor)."""
@@ -94,7 +94,7 @@ class GroupMsgApi(ClientCore):
             "externalcontact/get_groupmsg_task",
             body={"msgid": msgid, "limit": limit, "cursor": cursor},
         )
-        return Page(list(answer.get("task_list", [])), answer.get("next_cursor") or "")
+        return Page.of(answer, "task_list")
 
     def iter_groupmsg_task(self, msgid: str, limit: int = 500) -> AsyncIterator[dict[str, Any]]:
         return walk_pages(lambda cursor: self.get_groupmsg_task(msgid, limit, cursor))
@@ -109,7 +109,7 @@ class GroupMsgApi(ClientCore):
             "externalcontact/get_groupmsg_send_result",
             body={"msgid": msgid, "userid": userid, "limit": limit, "cursor": cursor},
         )
-        return Page(list(answer.get("send_list", [])), answer.get("next_cursor") or "")
+        return Page.of(answer, "send_list")
 
     def iter_groupmsg_send_result(
         self, msgid: str, userid: str, limit: int = 500

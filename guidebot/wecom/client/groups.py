@@ -43,7 +43,7 @@ class GroupsApi(ClientCore):
         if cursor:
             body["cursor"] = cursor
         answer = await self._call("POST", "externalcontact/groupchat/list", body=body)
-        return Page(list(answer.get("group_chat_list", [])), answer.get("next_cursor") or "")
+        return Page.of(answer, "group_chat_list")
 
     def iter_groupchat_list(self, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
         """Every listed group, walking all pages (same arguments, minus cursor)."""

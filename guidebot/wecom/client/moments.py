@@ -92,7 +92,7 @@ class MomentsApi(ClientCore):
             "externalcontact/get_moment_task",
             body={"moment_id": moment_id, "limit": limit, "cursor": cursor},
         )
-        return Page(list(answer.get("task_list", [])), answer.get("next_cursor") or "")
+        return Page.of(answer, "task_list")
 
     def iter_moment_task(self, moment_id: str, limit: int = 500) -> AsyncIterator[dict[str, Any]]:
         return walk_pages(lambda cursor: self.get_moment_task(moment_id, limit, cursor))
@@ -107,7 +107,7 @@ class MomentsApi(ClientCore):
             "externalcontact/get_moment_customer_list",
             body={"moment_id": moment_id, "userid": userid, "limit": limit, "cursor": cursor},
         )
-        return Page(list(answer.get("customer_list", [])), answer.get("next_cursor") or "")
+        return Page.of(answer, "customer_list")
 
     def iter_moment_customer_list(
         self, moment_id: str, userid: str, limit: int = 500
@@ -138,4 +138,4 @@ class MomentsApi(ClientCore):
             }
         )
         answer = await self._call("POST", "externalcontact/get_moment_list", body=body)
-        return Page(list(answer.get("moment_list", [])), answer.get("next_cursor") or "")
+        return Page.of(answer, "moment_list")

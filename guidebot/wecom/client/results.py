@@ -28,6 +28,11 @@ class Page:
     items: list[dict[str, Any]]
     next_cursor: str
 
+    @classmethod
+    def of(cls, answer: dict[str, Any], key: str) -> Page:
+        """The page in a WeCom answer whose items are under `key`."""
+        return cls(list(answer.get(key, [])), answer.get("next_cursor") or "")
+
 
 @dataclass(frozen=True, slots=True)
 class MsgTemplateResult:

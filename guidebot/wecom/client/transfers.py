@@ -52,7 +52,7 @@ class TransfersApi(ClientCore):
                 "cursor": cursor,
             },
         )
-        return Page(list(answer.get("customer", [])), answer.get("next_cursor") or "")
+        return Page.of(answer, "customer")
 
     async def resigned_transfer_customer(
         self, handover_userid: str, takeover_userid: str, external_userids: Sequence[str]
@@ -88,4 +88,4 @@ class TransfersApi(ClientCore):
                 "cursor": cursor,
             },
         )
-        return Page(list(answer.get("customer", [])), answer.get("next_cursor") or "")
+        return Page.of(answer, "customer")
