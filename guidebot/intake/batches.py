@@ -45,6 +45,23 @@ class Batch:
     failures: list[tuple[Claimed, str, bool]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A claimed event made ready for a batch: parsed once (or why it could not be), and what
+    its `before` callbacks fetched."""
+
+    row: Claimed
+    parsed: Event | EventParseError
+    fetched: Data
+
+
+def parsed_event(row: Claimed) -> Event | EventParseError:
+    try:
+        return parse_event(row.payload)
+    except EventParseError as exc:
+        return exc
+
+
 async def next_chunk(
     rows: list[Claimed],
     i: int,
@@ -52,33 +69,30 @@ async def next_chunk(
     resources: Mapping[str, Any],
     policy: Any,  # guidebot.intake.worker.WorkerPolicy: batch_events, batch_seconds
     record_failure: Callable[[Claimed, str], Awaitable[None]],
-) -> tuple[list[tuple[Claimed, Data]], int]:
+) -> tuple[list[Ready], int]:
     """The next events to share a transaction, with what their `before` callbacks fetched
     (WeCom reads, made now, with no transaction open): up to batch_events of them, for up
     to batch_seconds. An event whose handler calls WeCom itself opens a batch, never joins
     one, so the connection is never held across the network for a batch's later events."""
-    chunk: list[tuple[Claimed, Data]] = []
+    chunk: list[Ready] = []
     started = time.monotonic()
     while i < len(rows) and len(chunk) < policy.batch_events:
         row = rows[i]
-        try:
-            event = parse_event(row.payload)
-        except EventParseError:
-            event = None  # _process_row parks it
-        if chunk and (event is None or dispatcher.calls_out(event)):
+        parsed = parsed_event(row)
+        # An unparseable event is parked alone (the worker's _process_row).
+        alone = isinstance(parsed, EventParseError) or dispatcher.calls_out(parsed)
+        if chunk and alone:
             break
         i += 1
         fetched: Data = {}
-        if event is not None:
+        if not isinstance(parsed, EventParseError):
             try:
-                fetched = await dispatcher.fetch_before(event, {"inbox_id": row.id, **resources})
+                fetched = await dispatcher.fetch_before(parsed, {"inbox_id": row.id, **resources})
             except Exception as exc:
-                log.warning("event %s (%s) failed: %s", row.id, event.kind, exc)
+                log.warning("event %s (%s) failed: %s", row.id, parsed.kind, exc)
                 await record_failure(row, f"{type(exc).__name__}: {exc}")
                 continue
-        chunk.append((row, fetched))
-        if event is None or dispatcher.calls_out(event):
-            break
-        if time.monotonic() - started >= policy.batch_seconds:
+        chunk.append(Ready(row, parsed, fetched))
+        if alone or time.monotonic() - started >= policy.batch_seconds:
             break
     return chunk, i

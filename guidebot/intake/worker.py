@@ -28,11 +28,11 @@ from sqlalchemy.orm import aliased
 from guidebot.clock import Clock
 from guidebot.db.queue import LeasedQueue, Strays, claim_owner
 from guidebot.events import collect_after_commit
-from guidebot.intake.batches import Batch, Claimed, next_chunk
+from guidebot.intake.batches import Batch, Claimed, Ready, next_chunk, parsed_event
 from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.intake.router import UNHANDLED, Data, Dispatcher, Next
 from guidebot.logs import log_context
-from guidebot.wecom.events import Event, EventParseError, parse_event
+from guidebot.wecom.events import Event, EventParseError
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ class InboxWorker:
         i, chunk = 0, []
         while chunk or i < len(rows):
             if self._stopping:
-                unprocessed.extend([row.id for row, _ in chunk] + [row.id for row in rows[i:]])
+                unprocessed.extend([r.row.id for r in chunk] + [row.id for row in rows[i:]])
                 return
             if not chunk:
                 chunk, i = await next_chunk(
@@ -278,17 +278,17 @@ class InboxWorker:
                         while taken < len(chunk) and (
                             not taken or time.monotonic() - started < self.policy.batch_hold_seconds
                         ):
-                            row, fetched = chunk[taken]
+                            ready = chunk[taken]
                             taken += 1
-                            await self._process(row, fetched)
+                            await self._process(ready.row, ready)
                     finally:
                         self._batch = None
             except Exception:
                 # The batch rolled back (the database is gone): its events and the ones after
                 # stay ours until handed back, as a failed single event's do.
                 log.exception("a batch of %d events was not committed; handing them back", taken)
-                self._orphans.add(self.owner, [row.id for row, _ in chunk[:taken]])
-                later = [row.id for row, _ in chunk[taken:]] + [row.id for row in rows[i:]]
+                self._orphans.add(self.owner, [r.row.id for r in chunk[:taken]])
+                later = [r.row.id for r in chunk[taken:]] + [row.id for row in rows[i:]]
                 self._orphans.add(self.owner, later, attempted=False)
                 return
             for n, (row, error, park) in enumerate(batch.failures):
@@ -373,16 +373,16 @@ class InboxWorker:
 
     # -- processing -------------------------------------------------------------------------
 
-    async def _process(self, row: Claimed, fetched: Data | None = None) -> None:
+    async def _process(self, row: Claimed, ready: Ready | None = None) -> None:
         with log_context(event_id=row.id):  # every log line about this event names it
-            await self._process_row(row, fetched)
+            await self._process_row(row, ready)
 
-    async def _process_row(self, row: Claimed, fetched: Data | None = None) -> None:
-        try:
-            event = parse_event(row.payload)
-        except EventParseError as exc:  # stored by an older version, perhaps; never retry
-            await self._fail(row, f"unparseable: {exc}", park=True)
+    async def _process_row(self, row: Claimed, ready: Ready | None = None) -> None:
+        parsed = ready.parsed if ready is not None else parsed_event(row)
+        if isinstance(parsed, EventParseError):  # stored by an older version, perhaps
+            await self._fail(row, f"unparseable: {parsed}", park=True)  # never retried
             return
+        event, fetched = parsed, ready.fetched if ready is not None else None
         data = {
             "inbox_id": row.id,
             "attempts": row.attempts,

@@ -441,3 +441,30 @@ async def test_a_batch_fetches_from_outside_before_its_transaction_opens(db):
         ]
         * 2
     ), order
+
+
+@pytest.mark.parametrize("batch_events", [1, 5])
+async def test_an_unparseable_event_is_parked_alone_and_the_others_are_done(db, batch_events):
+    clock, recorder = FakeClock(START), Recorder()
+    await store(db, clock, ("add_external_contact", "g1", "wmu1", 100))
+    async with db[1]() as session, session.begin():
+        session.add(
+            InboxEvent(
+                dedupe_key="stored-by-an-older-version",
+                kind="add_external_contact",
+                customer_key="wmu9",
+                payload="<xml><MsgType>event</MsgType>",  # cut short: no event in it
+                received_at=START,
+                next_attempt_at=START,
+                status=InboxStatus.PENDING,
+            )
+        )
+    await store(db, clock, ("add_external_contact", "g1", "wmu2", 100))
+    worker = make_worker(db, recorder, clock, concurrency=1, batch_events=batch_events)
+    await worker.drain()
+    assert sorted(c for c, _, _ in recorder.handled) == ["wmu1", "wmu2"]
+    async with db[1]() as session:
+        rows = {e.dedupe_key: e for e in await session.scalars(select(InboxEvent))}
+    parked = rows.pop("stored-by-an-older-version")
+    assert parked.status == InboxStatus.FAILED and parked.last_error.startswith("unparseable")
+    assert {e.status for e in rows.values()} == {InboxStatus.DONE}
