@@ -162,3 +162,56 @@ def pytest_collection_finish(session) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+class _CompiledAcrossEngines:
+    """SQLAlchemy caches each compiled statement per engine, keyed by the engine's dialect
+    object; a test builds a new engine, so every test recompiled every statement it ran (a
+    tenth of the suite's CPU). Every engine a test process builds has the same configuration
+    and talks to the same SQLite library or PostgreSQL server, so a statement compiled for one
+    is right for the next: this cache keys by the dialect's class and server version instead."""
+
+    def __init__(self, size: int) -> None:
+        from sqlalchemy.util import LRUCache
+
+        self._cache = LRUCache(size)
+
+    @staticmethod
+    def _key(key: tuple) -> tuple:
+        dialect = key[0]
+        return (type(dialect), dialect.server_version_info, *key[1:])
+
+    def get(self, key: tuple, default=None):
+        return self._cache.get(self._key(key), default)
+
+    def __setitem__(self, key: tuple, value) -> None:
+        self._cache[self._key(key)] = value
+
+
+_COMPILED = _CompiledAcrossEngines(10_000)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _compile_each_statement_once() -> Iterator[None]:
+    from guidebot.db import engine as engines
+
+    create = engines.create_async_engine
+
+    def create_sharing(*args, **kwargs):
+        engine = create(*args, **kwargs)
+        engine.sync_engine._compiled_cache = _COMPILED
+        return engine
+
+    engines.create_async_engine = create_sharing
+    # The unit of work's INSERT/UPDATE/DELETE statements are cached on each mapper, keyed the
+    # same way.
+    from sqlalchemy.orm import configure_mappers
+
+    import guidebot.models  # noqa: F401  (every table's mapper)
+    from guidebot.db.base import Base
+
+    configure_mappers()
+    for mapper in Base.registry.mappers:
+        mapper.__dict__["_compiled_cache"] = _CompiledAcrossEngines(200)
+    yield
+    engines.create_async_engine = create
