@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 256 * 1024
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
+CHECKED_CACHE_SIZE = 256  # files whose check is remembered; a brand has a few dozen playbooks
 
 
 @dataclass(frozen=True)
@@ -119,10 +122,62 @@ def parse_playbook(
     )
 
 
+class _CheckedFiles:
+    """The checks of files already seen, by file, text and the templates they were checked
+    against: a reload re-checks only what changed (saving one playbook in the studio reloads
+    them all), and every app a process builds reuses the checks of the shipped files. A
+    LoadedPlaybook is immutable, so handing the same one out twice is safe."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._lock = threading.Lock()  # reloads run in worker threads
+        self._entries: OrderedDict[tuple, LoadedPlaybook] = OrderedDict()
+
+    def get(self, key: tuple) -> LoadedPlaybook | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple, loaded: LoadedPlaybook) -> None:
+        with self._lock:
+            self._entries[key] = loaded
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+_checked = _CheckedFiles(CHECKED_CACHE_SIZE)
+
+
+def templates_fingerprint(templates_dir: Path) -> frozenset[tuple[str, int, int]]:
+    """Every template file's path, modification time and size: a check that named a template
+    is only reused while the templates are as they were."""
+    entries: set[tuple[str, int, int]] = set()
+    try:
+        paths = list(Path(templates_dir).rglob("*"))
+    except OSError:
+        return frozenset()
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        entries.add((str(path), stat.st_mtime_ns, stat.st_size))
+    return frozenset(entries)
+
+
 def load_playbook(
-    path: Path, templates_dir: Path, *, env: jinja2.Environment | None = None
+    path: Path,
+    templates_dir: Path,
+    *,
+    env: jinja2.Environment | None = None,
+    templates: frozenset[tuple[str, int, int]] | None = None,
 ) -> LoadedPlaybook:
-    """Read and check one playbook file. Never raises for bad content or an unreadable file."""
+    """Read and check one playbook file. Never raises for bad content or an unreadable file.
+
+    With `templates` (templates_fingerprint of templates_dir), an unchanged file's earlier
+    check is reused."""
     path = Path(path)
     file = str(path)
     try:
@@ -143,7 +198,15 @@ def load_playbook(
         line = before.count(b"\n") + 1
         col = len(before) - (before.rfind(b"\n") + 1) + 1
         return _broken(file, path.stem, "not UTF-8 text: save the file as UTF-8", line, col)
-    return parse_playbook(text, file, templates_dir, stem=path.stem, env=env)
+    if templates is None:
+        return parse_playbook(text, file, templates_dir, stem=path.stem, env=env)
+    digest = hashlib.sha256(raw).hexdigest()
+    key = (file, digest, str(templates_dir), templates)
+    loaded = _checked.get(key)
+    if loaded is None:
+        loaded = parse_playbook(text, file, templates_dir, stem=path.stem, env=env)
+        _checked.put(key, loaded)
+    return loaded
 
 
 def load_directory(sop_dir: Path, templates_dir: Path) -> list[LoadedPlaybook]:
@@ -160,7 +223,8 @@ def load_directory(sop_dir: Path, templates_dir: Path) -> list[LoadedPlaybook]:
         log.warning("cannot list playbooks in %s: %s", sop_dir, exc)
         return []
     env = message_environment(templates_dir)
-    loaded = [load_playbook(path, templates_dir, env=env) for path in files]
+    templates = templates_fingerprint(templates_dir)
+    loaded = [load_playbook(path, templates_dir, env=env, templates=templates) for path in files]
     by_stem: dict[str, list[int]] = {}
     for index, path in enumerate(files):
         by_stem.setdefault(path.stem, []).append(index)

@@ -142,3 +142,24 @@ async def test_watch_reloads_on_change(dirs: tuple[Path, Path]) -> None:
         watcher.cancel()
         with pytest.raises(asyncio.CancelledError):
             await watcher
+
+
+def test_a_reload_checks_again_only_what_changed(dirs: tuple[Path, Path]) -> None:
+    sop, templates = dirs
+    registry = PlaybookRegistry(sop, templates)
+    write(sop / "first.yaml", text(1))
+    write(sop / "second.yaml", text(1, name="second"))
+    first = registry.reload()
+    assert registry.reload() == first
+    assert [a is b for a, b in zip(registry.reload(), first, strict=True)] == [True, True]
+
+    write(sop / "second.yaml", text(2, name="second"))
+    changed = registry.reload()
+    assert changed[0] is first[0]
+    assert changed[1] is not first[1] and changed[1].version == 2 and changed[1].enabled
+
+    # A template the playbooks use changed: both are checked again, against the new text.
+    write(templates / "hi.j2", "{{ customer.name 您好")
+    broken = registry.reload()
+    assert [item.enabled for item in broken] == [False, False]
+    assert all("hi.j2" in str(item.errors[0]) for item in broken)
