@@ -429,7 +429,13 @@ def _guarded(endpoint: Endpoint) -> View:
 
 
 def setup_api(app: web.Application, *groups: ApiRoutes) -> None:
+    document: dict | None = None
+
     async def openapi(request: web.Request) -> web.Response:
+        # Written on the first request, not at start-up: few apps are ever asked for it.
+        nonlocal document
+        if document is None:
+            document = openapi_document(endpoints, PREFIX)
         return web.json_response(document)
 
     endpoints = [
@@ -443,6 +449,5 @@ def setup_api(app: web.Application, *groups: ApiRoutes) -> None:
         ),
         *(endpoint for group in groups for endpoint in group.endpoints),
     ]
-    document = openapi_document(endpoints, PREFIX)
     for endpoint in endpoints:
         app.router.add_route(endpoint.method, PREFIX + endpoint.path, _guarded(endpoint))
