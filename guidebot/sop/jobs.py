@@ -13,8 +13,9 @@ instance at any time (claims and unique keys arbitrate).
 * `sop_behaviour` (every 5 min): opened_no_order, silent and repurchase_due playbooks enroll
   the customers whose `after` ran out, once per occurrence (guidebot.sop.behaviour_scan).
 * `sop_group_steps` (every 30 s): the group steps' rows (guidebot.sop.group_sends): settle
-  rows a dead process left `sending`, send the due ones, ask WeCom about the sent ones (a row
-  at most every 5 min).
+  rows a dead process left `sending`, cancel those of a playbook HQ stopped
+  (guidebot.sop.group_cancel), send the due ones, ask WeCom about the sent ones (a row at
+  most every 5 min).
 * `sop_catch_up` (every 30 s): a fixed playbook enrolls the pairs it missed while broken
   (guidebot.sop.catch_up).
 """
@@ -45,6 +46,7 @@ from guidebot.sop.catch_up import CatchUpReport, catch_up
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.dates import day_start, keeps_field, occurrence, today_for
 from guidebot.sop.enrollment import enroll
+from guidebot.sop.group_cancel import cancel_stopped
 from guidebot.sop.group_results import poll as poll_group_steps
 from guidebot.sop.group_sends import JOB as GROUP_STEPS_JOB
 from guidebot.sop.group_sends import GroupStepReport, run_due, settle_stale
@@ -84,6 +86,7 @@ async def sop_catch_up(sop: SopRuntime) -> CatchUpReport:
 
 async def sop_group_steps(sop: SopRuntime) -> GroupStepReport:
     report = await settle_stale(sop)
+    await cancel_stopped(sop, report)  # before sending: a stopped playbook sends nothing more
     await run_due(sop, report)
     return await poll_group_steps(sop, report)
 

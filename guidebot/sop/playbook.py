@@ -69,6 +69,10 @@ holdout: 10%                     # ? default 0%: this share of customers (at mos
                                  #   out: enrolled and logged, goal counted, but sent nothing
                                  #   and no guide task; chosen by a hash of playbook id and
                                  #   customer, stable across versions (guidebot.sop.holdout)
+paused: true                     # ? default false: enrolls nobody and its cron fires nothing
+                                 #   until set back; running enrollments go on, and its Moments
+                                 #   tasks not yet published are cancelled in WeCom (as when
+                                 #   the file is removed or a new version replaces this one)
 steps:                           # one or more, in order
   - id: welcome                  # letters, digits, '_', '-', unique; (enrollment, id) is the
                                  #   idempotency key, so never rename a live step
@@ -358,6 +362,7 @@ class Playbook:
     escalate_after: timedelta | None = None  # an open guide task this overdue goes to the manager
     catch_up: timedelta = DEFAULT_CATCH_UP  # how long after a miss a fix still enrolls
     holdout: float = 0.0  # the share of customers held out (guidebot.sop.holdout)
+    paused: bool = False  # loaded, but enrolls nobody (guidebot.sop.registry.enabled)
     source_text: str = field(default="", repr=False, compare=False)
 
     def step(self, step_id: str) -> Step:
