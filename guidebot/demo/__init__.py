@@ -30,7 +30,7 @@ from guidebot.contacts.directory import sync_directory
 from guidebot.contacts.models import RelationStatus, StoreMembership
 from guidebot.contacts.service import record_added, record_deleted_by_guide, record_ended
 from guidebot.contacts.wecom_profile import Profile
-from guidebot.content import links
+from guidebot.content import links, opens
 from guidebot.content import service as content
 from guidebot.content.demo import seed_demo_content, simulate_forwards_and_opens
 from guidebot.content.models import ContentItem, ForwardVia
@@ -340,7 +340,7 @@ async def _past_forward(
     opened = sent_at + timedelta(minutes=rng.uniform(3, 240))
     if rng.random() > 0.6 or opened >= now:
         return
-    await content.record_open(session, claims, now=opened, user_agent="demo-week")
+    await opens.record_open(session, claims, now=opened, user_agent="demo-week")
     report.opens += 1
     paid = opened + timedelta(hours=rng.uniform(1, 30))
     if rng.random() > purchase_odds(report.playbooks, customer) or paid >= now:
