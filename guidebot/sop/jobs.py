@@ -110,7 +110,7 @@ async def sop_triggers(sop: SopRuntime, now: datetime | None = None) -> TriggerR
                     trigger.cron, zone_named(playbook.timezone, sop.settings.timezone), now
                 )
                 if occurrence is not None and is_group_playbook(playbook):
-                    await _plan_groups(sop, playbook, occurrence, now, report)
+                    await plan_groups(sop, playbook, occurrence, now, report)
                 elif occurrence is not None:
                     await _run_occurrence(sop, playbook, occurrence, None, now, report)
             elif trigger.event == "date":
@@ -144,8 +144,12 @@ def _cron_key(runtime: SopRuntime, playbook: Playbook, fired: datetime) -> str:
     return f"cron:{fired.astimezone(zone):%Y-%m-%dT%H:%M}"
 
 
-async def _plan_groups(
-    runtime: SopRuntime, playbook: Playbook, fired: datetime, now: datetime, report: TriggerReport
+async def plan_groups(
+    runtime: SopRuntime,
+    playbook: Playbook,
+    fired: datetime,
+    now: datetime,
+    report: TriggerReport | None = None,
 ) -> None:
     """A cron playbook of group steps: its rows per owner or guide, planned in one
     transaction with the occurrence's run row (guidebot.sop.group_steps)."""
@@ -163,7 +167,8 @@ async def _plan_groups(
             .values(playbook_id=playbook.id, occurrence=key, enrolled=planned, finished_at=now)
             .on_conflict_do_nothing()
         )
-    report.occurrences.append(f"{playbook.id}:{key}")
+    if report is not None:
+        report.occurrences.append(f"{playbook.id}:{key}")
 
 
 async def _run_occurrence(
@@ -211,7 +216,8 @@ async def _run_occurrence(
             .values(playbook_id=playbook.id, occurrence=key, enrolled=enrolled, finished_at=now)
             .on_conflict_do_nothing()
         )
-    report.occurrences.append(f"{playbook.id}:{key}")
+    if report is not None:
+        report.occurrences.append(f"{playbook.id}:{key}")
     report.enrolled += enrolled
     log.info("playbook %s occurrence %s: %d enrolled", playbook.id, key, enrolled)
 
