@@ -26,7 +26,10 @@ def picked_groups(url: str, targets: StepTargets | None) -> list[str]:
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:" and not Path(database).exists():
-            return [f"(no database at {database}: which groups it picks is not known here)"]
+            return [
+                f"（没有数据库 {database}，不知道会选中哪些群）/ (no database at {database}: "
+                "which groups it picks is not known here)"
+            ]
     try:
         return asyncio.run(asyncio.wait_for(_lines(url, targets), LOOKUP_TIMEOUT))
     except TimeoutError:
@@ -50,15 +53,25 @@ async def _lines(url: str, targets: StepTargets | None) -> list[str]:
         )
         labels = await labels_of(session, chat_ids)
     if not picked:
-        return ["none now: no live group matches (a group step to no group sends nothing)"]
-    lines = [f"{len(chat_ids)} group(s) of {len(picked)} owner(s) now:"]
+        return [
+            "现在没有符合的群，这一步不会发送 / none now: no live group matches (a group step "
+            "to no group sends nothing)"
+        ]
+    lines = [
+        f"现在选中 {len(chat_ids)} 个群（{len(picked)} 位群主）/ "
+        f"{len(chat_ids)} group(s) of {len(picked)} owner(s) now:"
+    ]
     shown = 0
     for target in picked:
         for chat_id in target.chat_ids:
             if shown == SHOWN:
-                return [*lines, f"... and {len(chat_ids) - SHOWN} more"]
+                return [
+                    *lines,
+                    f"…… 另有 {len(chat_ids) - SHOWN} 个 / ... and {len(chat_ids) - SHOWN} more",
+                ]
             tags = f" [{', '.join(labels[chat_id])}]" if chat_id in labels else ""
-            lines.append(f"{target.userid}: {names.get(chat_id) or '(no name)'} {chat_id}{tags}")
+            name = names.get(chat_id) or "（无群名）/ (no name)"
+            lines.append(f"{target.userid}: {name} {chat_id}{tags}")
             shown += 1
     return lines
 

@@ -198,7 +198,7 @@ async def test_sop_simulate_names_the_groups_a_label_filter_picks(h, tmp_path, m
     text = out.getvalue()
     assert code == 0, err.getvalue()
     assert "groups   labels VIP or 老客 (live groups)" in text
-    assert "picks    2 group(s) of 2 owner(s) now:" in text
+    assert "picks    现在选中 2 个群（2 位群主）/ 2 group(s) of 2 owner(s) now:" in text
     assert re.search(rf"picks    g1: 张江一群 {groups['vip']} \[VIP\]", text)
     assert re.search(rf"picks    g3: 张江二群 {groups['old']} \[老客\]", text)
     assert "张江三群" not in text and "徐汇群" not in text
