@@ -394,12 +394,14 @@ KPIS: tuple[Kpi, ...] = (
         "朋友圈任务",
         "count",
         "Moments tasks (a playbook's moment_task step) that reached WeCom for the guide, "
-        "credited to the local day they were due.",
+        "credited to the local day they were due. A task cancelled because HQ paused, retired "
+        "or replaced the playbook before the guide published is not counted.",
         "sop_group_sends (action moment_task)",
         plus=("moments_assigned",),
         title_en="Moments tasks",
         definition_zh=(
             "已送达企业微信、分配给导购的朋友圈任务（剧本的「朋友圈任务」步骤），计入到期的当地日。"
+            "导购发表前因总部暂停、下线或更换剧本版本而取消的任务不计入。"
         ),
     ),
     Kpi(

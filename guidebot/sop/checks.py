@@ -268,11 +268,7 @@ class _Builder(StepChecks, TriggerChecks, TriggerOptionChecks):
         window = self.window(top.get("send_window"))
         stop_when = self.events(top.get("stop_when"), "stop_when", STOP_EVENTS, "stop condition")
         goal = self.goal(top.get("goal"))
-        cap = 1
-        if "max_messages_per_day" in top:
-            cap = self.integer(
-                top["max_messages_per_day"], "max_messages_per_day", "a positive integer", 1, 1000
-            )
+        cap = self.daily_cap(top.get("max_messages_per_day"))
         escalate = top.get("escalate_after")  # a bad one is an issue: the playbook stays disabled
         escalate = self.duration(escalate, "escalate_after") if escalate is not None else None
         holdout = check_holdout(self, top["holdout"]) if "holdout" in top else 0.0
@@ -307,6 +303,11 @@ class _Builder(StepChecks, TriggerChecks, TriggerOptionChecks):
             paused=paused,
             source_text=self.text,
         )
+
+    def daily_cap(self, node: Node | None) -> int | None:
+        if node is None:
+            return 1
+        return self.integer(node, "max_messages_per_day", "a positive integer", 1, 1000)
 
     def paused(self, node: Node) -> bool:
         if node.kind != BOOL:
