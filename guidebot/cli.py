@@ -201,7 +201,8 @@ def _library_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _groups_commands(commands: argparse._SubParsersAction) -> None:
-    """groups sync, groups join-way create|list, groups welcome set (guidebot.commands.groups)."""
+    """groups sync, groups join-way create|list, groups welcome set, groups label
+    add|remove|list (guidebot.commands.groups)."""
     from guidebot.commands.groups import add_commands
 
     add_commands(commands, _command)

@@ -186,6 +186,7 @@ LABELS: dict[str, dict[str, Msg]] = {
     },
     "playbook_status": {
         "enabled": NP_("playbook status", "Enabled"),
+        "paused": NP_("playbook status", "Paused"),
         "disabled": NP_("playbook status", "Disabled"),
     },
     "channel": {
@@ -223,6 +224,9 @@ LABELS: dict[str, dict[str, Msg]] = {
         "stage.changed": NP_("event", "Lifecycle stage changed"),
         "ended": NP_("event", "Ended"),
         "welcome.no_code": NP_("event", "No welcome code from WeCom"),
+        "playbook.paused": NP_("event", "Playbook paused"),
+        "playbook.retired": NP_("event", "Playbook retired"),
+        "playbook.replaced": NP_("event", "Playbook replaced by a new version"),
     },
     "playbook_field": {
         "id": NP_("playbook field", "ID"),

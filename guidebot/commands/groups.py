@@ -1,5 +1,6 @@
 """`guidebot groups …`: the customer groups from the command line (guidebot.groups): a sync
-now, 「加入群聊」 join codes, a store's group welcome. The changes are audited."""
+now, 「加入群聊」 join codes, a store's group welcome, HQ's labels on groups. The changes are
+audited."""
 
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ def add_commands(commands: argparse._SubParsersAction, command: Callable) -> Non
     )
     set_welcome.add_argument("--store", required=True)
     set_welcome.add_argument("--template", default="group_welcome.j2", help="in templates/messages")
+    label = _group(groups, "label", "HQ's labels on groups (group_message steps pick by them)")
+    for action, help_text in (("add", "put a label on a group"), ("remove", "take it off")):
+        one = command(label, action, help_text, _label_change)
+        one.set_defaults(label_action=action)
+        one.add_argument("--chat", required=True, help="the group's chat_id")
+        one.add_argument("label", help="1 to 32 characters, no commas")
+    command(label, "list", "the groups carrying a label", _label_list).add_argument("label")
 
 
 def _in_runtime(work: Callable) -> int:
@@ -100,6 +108,52 @@ async def _audited(built, action: str, target: str, after: dict) -> None:
         after=after,
         now=built.clock.now(),
     )
+
+
+def _label_change(args: argparse.Namespace) -> int:
+    from guidebot.audit.recorder import Actor, record
+    from guidebot.groups.labels import add_label, remove_label
+
+    adding = args.label_action == "add"
+
+    async def work(built) -> dict:
+        actor, now = Actor.command_line(), built.clock.now()
+        async with built.sessions() as session, session.begin():
+            if adding:
+                change = await add_label(session, args.chat, args.label, by=actor.name, now=now)
+            else:
+                change = await remove_label(session, args.chat, args.label)
+            if change.changed:
+                record(
+                    session,
+                    actor,
+                    "group_label.add" if adding else "group_label.remove",
+                    target=f"group:{args.chat}",
+                    before={"labels": list(change.before)},
+                    after={"labels": list(change.after)},
+                    now=now,
+                )
+        return {
+            "chat_id": change.chat_id,
+            "labels": ", ".join(change.after) or "-",
+            "changed": change.changed,
+        }
+
+    return _in_runtime(work)
+
+
+def _label_list(args: argparse.Namespace) -> int:
+    from guidebot.groups.queries import list_groups
+
+    async def work(built) -> list:
+        async with built.sessions() as session:
+            found = await list_groups(session, label=args.label, status=None)
+        return [
+            {"chat_id": g.group.chat_id, "name": g.group.name, "status": g.group.status}
+            for g in found
+        ]
+
+    return _in_runtime(work)
 
 
 def _join_way_list(args: argparse.Namespace) -> int:

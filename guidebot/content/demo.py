@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.contacts.models import Relation, RelationStatus
-from guidebot.content import links, service
+from guidebot.content import links, opens, service
 from guidebot.content.importer import seed_demo_content
 from guidebot.content.models import ForwardVia
 
@@ -123,6 +123,6 @@ async def simulate_forwards_and_opens(
                     log.warning("demo open of %s answered %s", url, response.status)
         else:
             async with sessions() as session, session.begin():
-                await service.record_open(session, claims, now=now, user_agent=WECHAT_UA)
+                await opens.record_open(session, claims, now=now, user_agent=WECHAT_UA)
             report.opens += 1
     return report

@@ -1,5 +1,6 @@
 """Tracked-link tokens: a compact signed payload, `GET /r/{token}`; and the signed visitor ids of
-the browsers that open links naming no customer (below).
+the browsers that open links naming no customer, and the signed ref of the open such a browser's
+first visit logged (below).
 
     token = base64url(payload) "." base64url(HMAC-SHA256(key, base64url(payload))[:16])
 
@@ -214,6 +215,35 @@ def verify_visitor(secret_key: str, value: str | None) -> str | None:
     except (ValueError, binascii.Error, UnicodeEncodeError):
         return None
     return visitor if hmac.compare_digest(given, expected) else None
+
+
+# The open a cookie-less first visit logged, named in the redirect that hands the browser its
+# visitor id (`?seen=<ref>`): when the browser comes back with the id, that open becomes its
+# visitor's, so a group or Moments link opened in a tied browser counts for the customer
+# (guidebot.metrics.community). Signed under a key of its own: a made-up ref names no open.
+_OPEN_PURPOSE = b"guidebot/open-ref/v1"
+MAX_OPEN_REF = 40
+
+
+def open_ref(secret_key: str, open_id: int) -> str:
+    """`<open id>.<signature>` for the redirect's `seen`."""
+    body = str(int(open_id))
+    return f"{body}.{b64e(_mac(derive_key(secret_key, _OPEN_PURPOSE), body)[:12])}"
+
+
+def verify_open_ref(secret_key: str, value: str | None) -> int | None:
+    """The open id a genuine ref names; None for anything else (`seen=1` included)."""
+    if not value or len(value) > MAX_OPEN_REF or value.count(".") != 1:
+        return None
+    body, _, signature = value.partition(".")
+    if not body.isascii() or not body.isdigit():
+        return None
+    try:
+        given = b64d(signature)
+    except (ValueError, binascii.Error):
+        return None
+    expected = _mac(derive_key(secret_key, _OPEN_PURPOSE), body)[:12]
+    return int(body) if hmac.compare_digest(given, expected) else None
 
 
 def client_tag(secret_key: str, address: str) -> str:

@@ -193,6 +193,22 @@ class ContentOpenVisitor(Base):
     )
 
 
+class ContentVisitorCustomer(Base):
+    """A browser (its signed visitor id, as content_opens keys it) opened a tracked link naming
+    this customer: the tie through which that browser's opens of group-send and Moments links,
+    which name nobody, can count for the customer (guidebot.metrics.community). One row per
+    (visitor, customer); a browser tied to two customers is shared and ties neither."""
+
+    __tablename__ = "content_visitor_customers"
+
+    visitor_key: Mapped[str] = mapped_column(String(160), primary_key=True)  # "v:<hash>"
+    external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the first such open
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_content_visitor_customers_customer", "external_userid"),)
+
+
 class MassSend(Base):
     """One add_msg_template task for one guide: an item to the customers a filter picked."""
 

@@ -9,7 +9,6 @@ across the call; everything else takes the caller's session and leaves it the co
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from collections.abc import Iterable
@@ -32,7 +31,6 @@ from guidebot.contacts.models import (
 )
 from guidebot.content.errors import Invalid, NotFound
 from guidebot.content.fields import MediaInput, check_complete
-from guidebot.content.links import LinkClaims
 from guidebot.content.models import (
     ContentForward,
     ContentItem,
@@ -42,7 +40,7 @@ from guidebot.content.models import (
     ContentOpenVisitor,
 )
 from guidebot.db.engine import upsert_insert
-from guidebot.events import ContentForwarded, ContentOpened, publish
+from guidebot.events import ContentForwarded, publish
 from guidebot.i18n import N_
 from guidebot.wecom.client import WeComClient
 
@@ -355,127 +353,6 @@ def first_forward() -> ColumnElement[bool]:
             and_(earlier.sent_at == ContentForward.sent_at, earlier.id < ContentForward.id),
         ),
     )
-
-
-# A client (one address) adds at most this many unique visitors of one item in the window; its
-# further new visitors' opens still count as opens.
-VISITOR_BURST = 20
-VISITOR_BURST_WINDOW = timedelta(minutes=10)
-UNKNOWN_VISITOR = "u:"
-
-
-def visitor_key(claims: LinkClaims, visitor: str | None) -> str:
-    """Who opened: the customer the link names, else the browser's signed visitor id (its hash;
-    one visitor whichever guide's link they open), else nobody known (UNKNOWN_VISITOR)."""
-    if claims.customer:
-        return f"c:{claims.customer}"
-    if visitor:
-        return "v:" + hashlib.sha256(visitor.encode()).hexdigest()[:32]
-    return UNKNOWN_VISITOR
-
-
-async def _first_visit(
-    session: AsyncSession,
-    claims: LinkClaims,
-    key: str,
-    *,
-    now: datetime,
-    store_id: int | None,
-    client: str | None,
-) -> bool:
-    """Write the (item, visitor) row unless it exists or the client's burst is spent; True when
-    written: a unique open."""
-    if key == UNKNOWN_VISITOR:
-        return False
-    if not key.startswith("c:") and client is not None:
-        recent = await session.scalar(
-            select(func.count()).where(
-                ContentOpenVisitor.item_id == claims.item_id,
-                ContentOpenVisitor.client_tag == client,
-                ContentOpenVisitor.first_opened_at > now - VISITOR_BURST_WINDOW,
-            )
-        )
-        if recent >= VISITOR_BURST:
-            log.info("tracked link: a client's new visitors of item %s are capped", claims.item_id)
-            return False
-    insert = upsert_insert(session.bind.dialect.name)
-    written = await session.execute(
-        insert(ContentOpenVisitor)
-        .values(
-            item_id=claims.item_id,
-            visitor_key=key,
-            guide_userid=claims.guide,
-            external_userid=claims.customer,
-            store_id=store_id,
-            first_opened_at=now,
-            client_tag=None if key.startswith("c:") else client,
-            chat_id=claims.chat_id,
-        )
-        .on_conflict_do_nothing(index_elements=["item_id", "visitor_key"])
-    )
-    return written.rowcount == 1
-
-
-async def record_open(
-    session: AsyncSession,
-    claims: LinkClaims,
-    *,
-    now: datetime,
-    user_agent: str | None,
-    visitor: str | None = None,
-    client: str | None = None,
-) -> bool:
-    """Log an open of a genuine link; True when it is this visitor's first open of the item (a
-    unique open). `visitor` is a verified visitor id (links.verify_visitor), `client` the
-    client's links.client_tag; without a customer or a visitor id the open has no visitor.
-    A customer's open is announced (ContentOpened) for the `content.opened` goals."""
-    key = visitor_key(claims, visitor)
-    store_id = await store_at(session, claims.guide, now)
-    first = await _first_visit(session, claims, key, now=now, store_id=store_id, client=client)
-    agent = hashlib.sha256(user_agent.encode()).hexdigest() if user_agent else None
-    session.add(
-        ContentOpen(
-            item_id=claims.item_id,
-            guide_userid=claims.guide,
-            external_userid=claims.customer,
-            store_id=store_id,
-            task_id=claims.task_id,
-            step=claims.step,
-            mass_send_id=claims.mass_send_id,
-            via=claims.via,
-            link_nonce=claims.nonce,
-            chat_id=claims.chat_id,
-            issued_at=claims.issued_at,
-            opened_at=now,
-            user_agent_hash=agent,
-            visitor_key=key,
-            first=first,
-        )
-    )
-    if claims.customer is not None:
-        await publish(
-            session,
-            ContentOpened(
-                guide_userid=claims.guide,
-                external_userid=claims.customer,
-                item_id=claims.item_id,
-                link_nonce=claims.nonce,
-                task_id=claims.task_id,
-                at=now,
-                now=now,
-            ),
-        )
-    return first
-
-
-async def record_visitor(
-    session: AsyncSession, claims: LinkClaims, *, now: datetime, visitor: str, client: str | None
-) -> bool:
-    """A browser came back with the visitor id it was just given, from an open already logged
-    without one: that open was this visitor's. True when it is their first of the item."""
-    key = visitor_key(claims, visitor)
-    store_id = await store_at(session, claims.guide, now)
-    return await _first_visit(session, claims, key, now=now, store_id=store_id, client=client)
 
 
 async def item_numbers(session: AsyncSession, item_ids: Iterable[int]) -> dict[int, dict[str, int]]:

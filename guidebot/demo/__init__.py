@@ -30,11 +30,12 @@ from guidebot.contacts.directory import sync_directory
 from guidebot.contacts.models import RelationStatus, StoreMembership
 from guidebot.contacts.service import record_added, record_deleted_by_guide, record_ended
 from guidebot.contacts.wecom_profile import Profile
-from guidebot.content import links
+from guidebot.content import links, opens
 from guidebot.content import service as content
 from guidebot.content.demo import seed_demo_content, simulate_forwards_and_opens
 from guidebot.content.models import ContentItem, ForwardVia
 from guidebot.db.migrate import upgrade
+from guidebot.demo.community import community_week
 from guidebot.demo.org import (  # noqa: F401  (the demo's corp, as tests and commands read it)
     CHANNELS,
     GIVEN,
@@ -52,6 +53,7 @@ from guidebot.metrics.cohorts import refresh_cohorts
 from guidebot.metrics.orders import attribution_window, parse_order, post_order
 from guidebot.metrics.rollup import recompute_all
 from guidebot.sop.demo import backfill_tasks, tasks_to_finish
+from guidebot.sop.demo_groups import VIP_WEEKLY, vip_weekly_yaml
 from guidebot.sop.demo_month import day_done, demo_playbook_dir, purchase_odds
 from guidebot.sop.playbook import Playbook
 from guidebot.web.accounts import save_account
@@ -340,7 +342,7 @@ async def _past_forward(
     opened = sent_at + timedelta(minutes=rng.uniform(3, 240))
     if rng.random() > 0.6 or opened >= now:
         return
-    await content.record_open(session, claims, now=opened, user_agent="demo-week")
+    await opens.record_open(session, claims, now=opened, user_agent="demo-week")
     report.opens += 1
     paid = opened + timedelta(hours=rng.uniform(1, 30))
     if rng.random() > purchase_odds(report.playbooks, customer) or paid >= now:
@@ -406,8 +408,7 @@ async def run_demo(
         await asyncio.to_thread(_remove_demo_database)
     identity = demo_identity()
     server_url, sim_url = f"http://{host}:{port}", f"http://{host}:{port + 1}"
-    # The shipped playbooks and the demo's coupon with its holdout, in a scratch folder.
-    playbooks = await asyncio.to_thread(demo_playbook_dir, Path("sop"))
+    playbooks = await asyncio.to_thread(_scratch_playbooks)
     settings = _demo_settings(identity, database_url, server_url, sim_url, playbooks)
     await upgrade(database_url)
     simulator = create_simulator_app(
@@ -432,6 +433,10 @@ async def run_demo(
                 # Seeded: every demo has the same history (its lift, its repurchase reminders).
                 await backfill_week(server, control, ways, days=MONTH, rng=random.Random(MONTH))
             vip = await _vip_groups(server, control, campaign)
+            # This week's VIP group message and Moments task, and what came of them.
+            await community_week(
+                server, control.post, http, settings.admin_token, vip, random.Random(MONTH)
+            )
             accounts = await create_demo_accounts(server)
             urls = {
                 "server": server_url,
@@ -460,6 +465,14 @@ async def run_demo(
         await server_runner.cleanup()
         await sim_runner.cleanup()
         await asyncio.to_thread(shutil.rmtree, playbooks.parent, True)
+
+
+def _scratch_playbooks() -> Path:
+    """The shipped playbooks, the demo's coupon with its holdout and its weekly VIP group
+    message and Moments task (two guides of each store), in a scratch folder."""
+    posting = [[u for u, _, s in GUIDES if s == store][:2] for store in STORES]
+    weekly = vip_weekly_yaml([userid for pair in posting for userid in pair])
+    return demo_playbook_dir(Path("sop"), {VIP_WEEKLY: weekly})
 
 
 async def _vip_groups(server: web.Application, control: DemoControl, campaign: str) -> VipGroups:

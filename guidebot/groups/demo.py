@@ -110,7 +110,7 @@ async def _scan(
         # before groupchat/get is read shows no join code any more, WeCom gives current
         # members only).
         for _ in range(300):
-            if set(leaving) <= set(await _members(sessions, chat_id)):
+            if set(leaving) <= set(await members_now(sessions, chat_id)):
                 break
             await asyncio.sleep(0.05)
         await post("groups/leave", {"chat_id": chat_id, "members": leaving})
@@ -123,7 +123,7 @@ async def group_step(sessions: Sessions, post: Post, groups: VipGroups, rng: ran
         return
     store_id = rng.choice(sorted(groups.chat_ids))
     chat_id = groups.chat_ids[store_id]
-    inside = await _members(sessions, chat_id)
+    inside = await members_now(sessions, chat_id)
     if inside and rng.random() < 0.3:
         await post("groups/leave", {"chat_id": chat_id, "members": [rng.choice(inside)]})
         groups.left += 1
@@ -157,7 +157,7 @@ async def _store_customers(sessions: Sessions, store_id: int) -> list[str]:
         )
 
 
-async def _members(sessions: Sessions, chat_id: str) -> list[str]:
+async def members_now(sessions: Sessions, chat_id: str) -> list[str]:
     """The customers in the group now, as guidebot knows them."""
     async with sessions() as session:
         return list(

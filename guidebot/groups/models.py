@@ -155,6 +155,20 @@ class GroupMemberEvent(Base):
     )
 
 
+class GroupLabel(Base):
+    """A label HQ put on a group (WeCom keeps no tags on groups): a `group_message` step's
+    `groups: {labels: [..]}` picks the groups carrying one (guidebot.groups.labels)."""
+
+    __tablename__ = "customer_group_labels"
+
+    chat_id: Mapped[str] = mapped_column(ForeignKey("customer_groups.chat_id"), primary_key=True)
+    label: Mapped[str] = mapped_column(String(32), primary_key=True)
+    set_by: Mapped[str] = mapped_column(String(100))  # the audit trail's actor
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_customer_group_labels_label", "label"),)
+
+
 class GroupJoinWay(Base):
     """A 「加入群聊」 code made through add_join_way; its state names store and channel."""
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guidebot.contacts.directory import require_store
 from guidebot.contacts.errors import NotFound
 from guidebot.contacts.models import Customer, Guide, Relation, RelationStatus
+from guidebot.groups.labels import groups_labelled, labels_of
 from guidebot.groups.models import (
     CustomerGroup,
     GroupMember,
@@ -53,6 +54,7 @@ class GroupSummary:
     group: CustomerGroup
     customers: int  # customers in it now
     members: int  # everyone in it now
+    labels: tuple[str, ...] = ()  # HQ's labels (guidebot.groups.labels)
 
 
 async def list_groups(
@@ -61,8 +63,11 @@ async def list_groups(
     store: str | None = None,
     owner: str | None = None,
     status: str | None = GroupStatus.ACTIVE,
+    label: str | None = None,
 ) -> list[GroupSummary]:
     query = select(CustomerGroup).order_by(CustomerGroup.created_at, CustomerGroup.chat_id)
+    if label is not None:
+        query = query.where(CustomerGroup.chat_id.in_(await groups_labelled(session, [label])))
     if store is not None:
         found = await require_store(session, store)
         query = query.where(CustomerGroup.store_id == found.id)
@@ -72,7 +77,10 @@ async def list_groups(
         query = query.where(CustomerGroup.status == status)
     groups = list(await session.scalars(query))
     counts = await _counts(session, [g.chat_id for g in groups])
-    return [GroupSummary(g, *counts.get(g.chat_id, (0, 0))) for g in groups]
+    labels = await labels_of(session, [g.chat_id for g in groups])
+    return [
+        GroupSummary(g, *counts.get(g.chat_id, (0, 0)), labels.get(g.chat_id, ())) for g in groups
+    ]
 
 
 async def _counts(session: AsyncSession, chat_ids: list[str]) -> dict[str, tuple[int, int]]:
@@ -114,7 +122,8 @@ async def group_detail(session: AsyncSession, chat_id: str) -> GroupDetail:
         )
     )
     customers = sum(1 for m in members if m.member_type == MemberType.CUSTOMER)
-    return GroupDetail(GroupSummary(group, customers, len(members)), members, history)
+    labels = (await labels_of(session, [chat_id])).get(chat_id, ())
+    return GroupDetail(GroupSummary(group, customers, len(members), labels), members, history)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from guidebot.metrics.cohorts import (
     period_start,
     refresh_cohorts,
 )
-from guidebot.metrics.kpis import yuan
+from guidebot.metrics.kpi_model import yuan
 from guidebot.metrics.models import COHORT_COUNTERS, NO_STORE, CohortPeriod
 
 METRICS = ("retention", "repurchase", "gmv")

@@ -54,6 +54,8 @@ END_KINDS = (EventKind.LOST, EventKind.REMOVED, EventKind.TRANSFERRED_OUT)
 # The SOP actions whose task rows count in the guide's figures.
 COUNTED_ACTIONS = actions_where(counted=True)
 LONGEST_WINDOW = max(kpis.RETENTION_WINDOWS.values())
+# Orders attributed to a group or a Moments post also count in these figures.
+COMMUNITY_ORDERS = {Attribution.GROUP: "group_orders", Attribution.MOMENTS: "moment_orders"}
 
 
 Buckets = dict[tuple[int, date], Counter]
@@ -228,8 +230,8 @@ async def _count_orders(session: AsyncSession, tally: _Tally) -> None:
         if start <= paid_at < end:
             put(paid_at, "orders_paid")
             put(paid_at, "gmv_paid_fen", amount)
-            if rule == Attribution.GROUP:
-                put(paid_at, "group_orders")
+            if rule in COMMUNITY_ORDERS:
+                put(paid_at, COMMUNITY_ORDERS[rule])
         if (
             status == OrderStatus.REFUNDED
             and refunded_at is not None
@@ -237,8 +239,8 @@ async def _count_orders(session: AsyncSession, tally: _Tally) -> None:
         ):
             put(refunded_at, "orders_refunded")
             put(refunded_at, "gmv_refunded_fen", amount)
-            if rule == Attribution.GROUP:
-                put(refunded_at, "group_orders", -1)
+            if rule in COMMUNITY_ORDERS:
+                put(refunded_at, COMMUNITY_ORDERS[rule], -1)
 
 
 def china_noon(day: date) -> datetime:

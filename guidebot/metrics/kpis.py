@@ -18,11 +18,10 @@ checks it), so what a figure means is written in exactly one place in the code.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from guidebot.i18n import ZH
+from guidebot.metrics.kpi_model import Kpi
 from guidebot.metrics.models import COUNTERS
 
 # A new customer is retained for N days when no end event of theirs with the guide follows the
@@ -33,49 +32,6 @@ RETENTION_WINDOWS = {"d1": timedelta(days=1), "d7": timedelta(days=7)}
 # Snapshot columns beside the guide_daily counters (guide_profile_daily: filled, active,
 # groups_owned, in_group; guidebot.metrics.report.SNAPSHOT reads them in this order).
 PROFILE_COLUMNS = ("profile_filled", "profile_active", "groups_owned", "group_customers")
-
-
-@dataclass(frozen=True, slots=True)
-class Kpi:
-    name: str
-    label: str  # the short Chinese label in guides' reports
-    kind: str  # "count", "rate", "money" or "minutes" (an average)
-    definition: str
-    source: str
-    plus: tuple[str, ...]
-    minus: tuple[str, ...] = ()
-    over: tuple[str, ...] = ()  # a rate's (or an average's) denominator
-    scale: int = 1  # the numerator's unit: reply_pct_x100 is in hundredths of a percent
-    lower_is_better: bool = False  # for ranking: fewer minutes to answer is better
-    title_en: str = ""  # the display name on English pages (label is the Chinese one)
-    definition_zh: str = ""  # the definition above, in Chinese, for the Chinese pages
-
-    def title(self, lang: str) -> str:
-        """The KPI's display name in a guidebot.i18n language."""
-        return self.label if lang == ZH else self.title_en
-
-    def explain(self, lang: str) -> str:
-        """The KPI's definition in a guidebot.i18n language."""
-        return self.definition_zh if lang == ZH else self.definition
-
-    def numerator(self, totals: Mapping[str, int]) -> int:
-        return sum(totals.get(c, 0) for c in self.plus) - sum(totals.get(c, 0) for c in self.minus)
-
-    def value(self, totals: Mapping[str, int]) -> Any:
-        number = self.numerator(totals)
-        if self.kind in ("rate", "minutes"):
-            base = sum(totals.get(c, 0) for c in self.over) * self.scale
-            return round(number / base, 4 if self.kind == "rate" else 1) if base else None
-        if self.kind == "money":
-            return yuan(number)
-        return number
-
-
-def yuan(fen: int) -> str:
-    """Integer fen as a yuan decimal string with 2 places: 12345 -> "123.45"."""
-    sign = "-" if fen < 0 else ""
-    fen = abs(fen)
-    return f"{sign}{fen // 100}.{fen % 100:02d}"
 
 
 KPIS: tuple[Kpi, ...] = (
@@ -387,14 +343,18 @@ KPIS: tuple[Kpi, ...] = (
         "group_orders",
         "群链接订单",
         "count",
-        "Of orders, those attributed to a forward into a customer group the customer was in when "
-        "it was sent (attribution group): +1 on the local day paid, -1 on the local day refunded.",
-        "orders (attribution group), content_forwards (chat_id), customer_group_members",
+        "Of orders, those attributed to a customer group (attribution group): a forward into a "
+        "group the customer was in when it was sent, or the link of the guide's group mass send "
+        "opened in a browser tied to the customer: +1 on the local day paid, -1 on the local day "
+        "refunded.",
+        "orders (attribution group), content_forwards (chat_id), customer_group_members, "
+        "content_opens (via group), content_visitor_customers",
         plus=("group_orders",),
         title_en="Orders via group links",
         definition_zh=(
-            "订单中，归属于转发到客户群（发送时客户在群内）的内容的订单（归属方式 群链接）："
-            "付款当地日 +1，退款当地日 −1。"
+            "订单中，归属于客户群的订单（归属方式 群链接）：转发到客户群（发送时客户在群内）的"
+            "内容，或导购社群群发中的链接在与该客户关联的浏览器中被打开：付款当地日 +1，退款当地日"
+            " −1。"
         ),
     ),
     # WeCom's contact statistics (联系客户统计, get_user_behavior_data), read daily per guide by
@@ -434,12 +394,14 @@ KPIS: tuple[Kpi, ...] = (
         "朋友圈任务",
         "count",
         "Moments tasks (a playbook's moment_task step) that reached WeCom for the guide, "
-        "credited to the local day they were due.",
+        "credited to the local day they were due. A task cancelled because HQ paused, retired "
+        "or replaced the playbook before the guide published is not counted.",
         "sop_group_sends (action moment_task)",
         plus=("moments_assigned",),
         title_en="Moments tasks",
         definition_zh=(
             "已送达企业微信、分配给导购的朋友圈任务（剧本的「朋友圈任务」步骤），计入到期的当地日。"
+            "导购发表前因总部暂停、下线或更换剧本版本而取消的任务不计入。"
         ),
     ),
     Kpi(
@@ -491,6 +453,23 @@ KPIS: tuple[Kpi, ...] = (
         plus=("moment_link_opens",),
         title_en="Moments link opens",
         definition_zh="导购朋友圈中追踪链接的打开次数，计入打开的当地日：每次打开都计。",
+    ),
+    Kpi(
+        "moment_orders",
+        "朋友圈订单",
+        "count",
+        "Of orders, those attributed to the guide's Moments post (attribution moments): its link "
+        "opened, within the attribution window before the order, in a browser tied to the "
+        "customer alone (one that opened a link naming them by then): +1 on the local day paid, "
+        "-1 on the local day refunded.",
+        "orders (attribution moments), content_opens (via moment), content_visitor_customers",
+        plus=("moment_orders",),
+        title_en="Orders via Moments",
+        definition_zh=(
+            "订单中，归属于导购朋友圈的订单（归属方式 朋友圈）：下单前的归因窗口内，朋友圈链接在只"
+            "与该客户关联的浏览器（此前打开过指名该客户的链接）中被打开：付款当地日 +1，退款当地日"
+            " −1。"
+        ),
     ),
     Kpi(
         "chats",

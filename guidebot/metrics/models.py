@@ -75,6 +75,7 @@ COUNTERS = (
     "moments_published",
     "group_link_opens",
     "moment_link_opens",
+    "moment_orders",
 )
 
 
@@ -101,12 +102,14 @@ class OrderStatus:
 class Attribution:
     FORWARD = "forward"  # the last forward of content to the customer within the window
     OPEN = "open"  # the last open of the guide's content by the customer within the window
-    GROUP = "group"  # the last forward into a group the customer was in then, within the window
+    # A forward into a group they were in then, or a group send's link opened in their browser.
+    GROUP = "group"
+    MOMENTS = "moments"  # their browser opened the guide's Moments link (metrics.community)
     STORE_GUIDE = "store_guide"  # the customer's active guide at the order's store
     RECENT_GUIDE = "recent_guide"  # the customer's most recently added active guide
     NONE = "none"  # nobody: the order counts for no guide
 
-    ALL = (FORWARD, OPEN, GROUP, STORE_GUIDE, RECENT_GUIDE, NONE)
+    ALL = (FORWARD, OPEN, GROUP, MOMENTS, STORE_GUIDE, RECENT_GUIDE, NONE)
 
 
 class GuideDaily(Base):
@@ -170,6 +173,9 @@ class GuideDaily(Base):
     moments_published: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     group_link_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     moment_link_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Orders attributed to an open of the guide's Moments link by a browser tied to the
+    # customer (attribution moments); those through a group send's link are group_orders.
+    moment_orders: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (

@@ -3,11 +3,18 @@
 Attribution, decided once when the order first arrives and stored with it:
 
 1. the guide whose content reached this customer LAST within the attribution window before the
-   order was paid: a forward (content_forwards.sent_at) or an open of that guide's tracked link
-   by the customer (content_opens.opened_at), whichever is later; the window is
-   GUIDEBOT_ATTRIBUTION_DAYS days (default 7). Only opens of links that were forwarded count
-   (sop.queries.link_reached_customer): a link a guide prepared and opened but never sent is no
-   touch;
+   order was paid (GUIDEBOT_ATTRIBUTION_DAYS days, default 7), among four kinds of touch:
+   - `open`: the customer opened a tracked link naming them (content_opens.opened_at). Only
+     opens of links that were forwarded count (sop.queries.link_reached_customer): a link a
+     guide prepared and opened but never sent is no touch;
+   - `forward`: a guide forwarded content to the customer (content_forwards.sent_at);
+   - `group` / `moments`: a group mass send's or a Moments post's link, which names nobody,
+     opened in a browser tied to this customer alone (guidebot.metrics.community), for the
+     groups' owner or the guide who posted;
+   - `group`: a forward into a customer group the customer was in when it was sent.
+   The latest wins; at the same instant the customer's own touch of a link naming them comes
+   first, then a forward to them, then a community link opened in their browser, then a
+   forward into a group (what names the customer outranks what is inferred);
 2. else the customer's active guide at the order's store (the guide's store at paid_at), the
    most recently added if several;
 3. else the customer's most recently added active guide;
@@ -41,7 +48,8 @@ from guidebot.content.models import ContentForward, ContentOpen
 from guidebot.db.engine import upsert_insert
 from guidebot.events import OrderPaid, OrderRefunded, publish
 from guidebot.groups.models import GroupMember
-from guidebot.metrics.kpis import yuan
+from guidebot.metrics.community import community_open, rule_of
+from guidebot.metrics.kpi_model import yuan
 from guidebot.metrics.models import Attribution, DirtySource, MetricsDirty, Order, OrderStatus
 from guidebot.sop.queries import link_reached_customer
 
@@ -214,41 +222,10 @@ async def attribute_order(
     """The guide an order counts for, by the rule in the module docstring."""
     if external_userid is None:
         return Touch(Attribution.NONE)
-    since = paid_at - window
-    forward = (
-        await session.execute(
-            select(ContentForward.id, ContentForward.guide_userid, ContentForward.sent_at)
-            .where(
-                ContentForward.external_userid == external_userid,
-                ContentForward.sent_at >= since,
-                ContentForward.sent_at <= paid_at,
-            )
-            .order_by(desc(ContentForward.sent_at), desc(ContentForward.id))
-            .limit(1)
-        )
-    ).first()
-    opened = (
-        await session.execute(
-            select(ContentOpen.id, ContentOpen.guide_userid, ContentOpen.opened_at)
-            .where(
-                ContentOpen.external_userid == external_userid,
-                ContentOpen.opened_at >= since,
-                ContentOpen.opened_at <= paid_at,
-                link_reached_customer(ContentOpen.link_nonce, ContentOpen.task_id),
-            )
-            .order_by(desc(ContentOpen.opened_at), desc(ContentOpen.id))
-            .limit(1)
-        )
-    ).first()
-    grouped = await _group_forward(session, external_userid, since, paid_at)
-    if grouped is not None and (forward is None or grouped.sent_at > forward.sent_at):
-        forward, rule = grouped, Attribution.GROUP
-    else:
-        rule = Attribution.FORWARD
-    if opened is not None and (forward is None or opened.opened_at >= forward.sent_at):
-        return Touch(Attribution.OPEN, opened.guide_userid, f"open:{opened.id}", opened.opened_at)
-    if forward is not None:
-        return Touch(rule, forward.guide_userid, f"forward:{forward.id}", forward.sent_at)
+    touches = await _touches(session, external_userid, paid_at - window, paid_at)
+    if touches:
+        # The latest; at one instant, the first listed (max keeps the first of equals).
+        return max(touches, key=lambda t: t.at or paid_at)
 
     epoch = datetime.min.replace(tzinfo=UTC)
     active = sorted(
@@ -270,6 +247,64 @@ async def attribute_order(
     if active:
         return Touch(Attribution.RECENT_GUIDE, active[0].guide_userid, f"relation:{active[0].id}")
     return Touch(Attribution.NONE)
+
+
+async def _touches(
+    session: AsyncSession, customer: str, since: datetime, paid_at: datetime
+) -> list[Touch]:
+    """The last touch of each kind in [since, paid_at], in the order that breaks a tie."""
+    touches = []
+    opened = (
+        await session.execute(
+            select(ContentOpen.id, ContentOpen.guide_userid, ContentOpen.opened_at)
+            .where(
+                ContentOpen.external_userid == customer,
+                ContentOpen.opened_at >= since,
+                ContentOpen.opened_at <= paid_at,
+                link_reached_customer(ContentOpen.link_nonce, ContentOpen.task_id),
+            )
+            .order_by(desc(ContentOpen.opened_at), desc(ContentOpen.id))
+            .limit(1)
+        )
+    ).first()
+    if opened is not None:
+        touches.append(
+            Touch(Attribution.OPEN, opened.guide_userid, f"open:{opened.id}", opened.opened_at)
+        )
+    forward = (
+        await session.execute(
+            select(ContentForward.id, ContentForward.guide_userid, ContentForward.sent_at)
+            .where(
+                ContentForward.external_userid == customer,
+                ContentForward.sent_at >= since,
+                ContentForward.sent_at <= paid_at,
+            )
+            .order_by(desc(ContentForward.sent_at), desc(ContentForward.id))
+            .limit(1)
+        )
+    ).first()
+    if forward is not None:
+        touches.append(
+            Touch(
+                Attribution.FORWARD, forward.guide_userid, f"forward:{forward.id}", forward.sent_at
+            )
+        )
+    community = await community_open(session, customer, since, paid_at)
+    if community is not None:
+        touches.append(
+            Touch(
+                rule_of(community.via),
+                community.guide_userid,
+                f"open:{community.id}",
+                community.opened_at,
+            )
+        )
+    grouped = await _group_forward(session, customer, since, paid_at)
+    if grouped is not None:
+        touches.append(
+            Touch(Attribution.GROUP, grouped.guide_userid, f"forward:{grouped.id}", grouped.sent_at)
+        )
+    return touches
 
 
 async def _group_forward(

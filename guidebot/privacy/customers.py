@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.audit.recorder import row_values
@@ -41,6 +41,7 @@ from guidebot.content.models import (
     ContentForward,
     ContentOpen,
     ContentOpenVisitor,
+    ContentVisitorCustomer,
     MassSendResult,
 )
 from guidebot.groups.models import GroupMember, GroupMemberEvent
@@ -180,6 +181,17 @@ async def _erase_open_visitors(session: AsyncSession, subject: Subject) -> int:
     return await _erase_visitors(ContentOpenVisitor, session, subject)
 
 
+async def _untie_browsers(session: AsyncSession, subject: Subject) -> int:
+    """The browsers tied to them are tied no more: their later opens of group and Moments
+    links can no longer count for the customer (guidebot.metrics.community)."""
+    result = await session.execute(
+        delete(ContentVisitorCustomer).where(
+            ContentVisitorCustomer.external_userid == subject.external_userid
+        )
+    )
+    return max(result.rowcount, 0)
+
+
 async def _erase_enrollments(session: AsyncSession, subject: Subject) -> int:
     return await _set(
         SopEnrollment,
@@ -283,6 +295,12 @@ HOLDINGS: tuple[Holding, ...] = (
         _by_customer(ContentOpenVisitor),
         _erase_open_visitors,
         "visitor ids: hashed",
+    ),
+    Holding(
+        ContentVisitorCustomer,
+        _by_customer(ContentVisitorCustomer),
+        _untie_browsers,
+        "browsers tied to them: deleted",
     ),
     Holding(MassSendResult, _by_customer(MassSendResult), None, "mass-send results: ids"),
     Holding(SopEnrollment, _by_customer(SopEnrollment), _erase_enrollments, "stopped"),

@@ -9,6 +9,8 @@
 | bot_replies | bot_replies | answered (or given up): BOT_REPLIES_DAYS | deleted |
 | opens | content_opens | OPENS_DAYS (at least 91: the attribution window) | deleted; the
   unique-visitor rows the rollups count stay |
+| visitor_ties | content_visitor_customers | OPENS_DAYS after the browser last opened a link
+  naming the customer (a visitor id lives 365 days) | deleted |
 | forwards | content_forwards | repeat forwards: FORWARDS_DAYS | deleted; each item's first
   forward to a customer, which the rollups count, stays |
 | alerts | lost_alerts | sent ones: ALERTS_DAYS after the loss | deleted (the figures count
@@ -36,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from guidebot.audit.models import AuditEntry
 from guidebot.bot.models import BotReply, ReplyStatus
 from guidebot.config import Retention
-from guidebot.content.models import ContentForward, ContentOpen
+from guidebot.content.models import ContentForward, ContentOpen, ContentVisitorCustomer
 from guidebot.content.service import first_forward
 from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.metrics.models import LostAlert
@@ -106,6 +108,13 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "opens", ContentOpen, ContentOpen.id, "opens_days", lambda cut: ContentOpen.opened_at < cut
+    ),
+    Rule(
+        "visitor_ties",
+        ContentVisitorCustomer,
+        ContentVisitorCustomer.visitor_key,  # a keyset on the visitor: its ties go together
+        "opens_days",
+        lambda cut: ContentVisitorCustomer.last_at < cut,
     ),
     Rule(
         "forwards",

@@ -50,7 +50,19 @@ from guidebot.sop.values import (
     valid_zone,
     zone_names,
 )
-from guidebot.sop.yaml_nodes import BAD, FILE, INT, INT_TEXT, MAP, SEQ, STR, Issue, Node, join_path
+from guidebot.sop.yaml_nodes import (
+    BAD,
+    BOOL,
+    FILE,
+    INT,
+    INT_TEXT,
+    MAP,
+    SEQ,
+    STR,
+    Issue,
+    Node,
+    join_path,
+)
 
 MAX_VERSION = 2**31 - 1
 ONCE_PER = ("customer", "relation")
@@ -69,6 +81,7 @@ TOP_KEYS = (
     "escalate_after",
     "catch_up",
     "holdout",
+    "paused",
     "steps",
 )
 AUDIENCE_KEYS = ("channels", "states", "stores", "tags")
@@ -255,15 +268,12 @@ class _Builder(StepChecks, TriggerChecks, TriggerOptionChecks):
         window = self.window(top.get("send_window"))
         stop_when = self.events(top.get("stop_when"), "stop_when", STOP_EVENTS, "stop condition")
         goal = self.goal(top.get("goal"))
-        cap = 1
-        if "max_messages_per_day" in top:
-            cap = self.integer(
-                top["max_messages_per_day"], "max_messages_per_day", "a positive integer", 1, 1000
-            )
+        cap = self.daily_cap(top.get("max_messages_per_day"))
         escalate = top.get("escalate_after")  # a bad one is an issue: the playbook stays disabled
         escalate = self.duration(escalate, "escalate_after") if escalate is not None else None
         holdout = check_holdout(self, top["holdout"]) if "holdout" in top else 0.0
         catch_up = self.catch_up(top["catch_up"]) if "catch_up" in top else DEFAULT_CATCH_UP
+        paused = self.paused(top["paused"]) if "paused" in top else False
         steps = self.steps(top.get("steps"), trigger)
         if steps and enroll and enroll.reenter_after is not None and reenter_node is not None:
             self.reentry(enroll.reenter_after, reenter_node, steps)
@@ -290,8 +300,20 @@ class _Builder(StepChecks, TriggerChecks, TriggerOptionChecks):
             escalate_after=escalate,
             catch_up=catch_up or timedelta(0),
             holdout=holdout or 0.0,
+            paused=paused,
             source_text=self.text,
         )
+
+    def daily_cap(self, node: Node | None) -> int | None:
+        if node is None:
+            return 1
+        return self.integer(node, "max_messages_per_day", "a positive integer", 1, 1000)
+
+    def paused(self, node: Node) -> bool:
+        if node.kind != BOOL:
+            self.expected(node, "paused", "true or false")
+            return False
+        return bool(node.value)
 
     def catch_up(self, node: Node) -> timedelta | None:
         value = self.duration(node, "catch_up", positive=False)

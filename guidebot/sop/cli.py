@@ -33,6 +33,7 @@ from guidebot.contacts.reading_hours import Reading, estimate
 from guidebot.db.migrate import open_database
 from guidebot.sop.actions import STEP_ACTIONS
 from guidebot.sop.check_language import cli_language, translate
+from guidebot.sop.cli_groups import picked_groups
 from guidebot.sop.enrollment import reaches_anyone
 from guidebot.sop.holdout import GROUP_NAMES, HOLDOUT, TREATED, assign, format_share
 from guidebot.sop.loader import (
@@ -134,6 +135,13 @@ def _write_group_step(write, step) -> None:
     targets = step.targets.describe() if step.targets else "all"
     if step.action == "group_message":
         write(f"   groups   {targets} (live groups)")
+        try:
+            url, source = store_database()
+            lines = picked_groups(url, step.targets)
+        except ConfigError as exc:
+            lines, source = [f"(no usable database: {exc})"], ""
+        for number, line in enumerate(lines):
+            write(f"   picks    {line}{source if number == 0 else ''}")
         write(
             "   sends    一位群主一条群发任务，群主在企业微信确认 / one group mass send per owner"
         )

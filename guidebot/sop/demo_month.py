@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 
@@ -58,9 +59,10 @@ steps:
 BASE_ODDS = 0.3  # of a customer who opened a link, the share who buy (guidebot.demo)
 
 
-def demo_playbook_dir(shipped: Path) -> Path:
-    """A scratch `sop/` (with `templates/messages` beside it) holding the shipped playbooks
-    and the demo's coupon; the caller removes its parent when the demo ends."""
+def demo_playbook_dir(shipped: Path, extra: Mapping[str, str] | None = None) -> Path:
+    """A scratch `sop/` (with `templates/messages` beside it) holding the shipped playbooks,
+    the demo's coupon and the `extra` playbooks (id → text: the demo's community playbook,
+    guidebot.sop.demo_groups); the caller removes its parent when the demo ends."""
     root = Path(tempfile.mkdtemp(prefix="guidebot-demo-"))
     sop = root / "sop"
     sop.mkdir()
@@ -70,6 +72,8 @@ def demo_playbook_dir(shipped: Path) -> Path:
     if templates.is_dir():
         shutil.copytree(templates, root / "templates" / "messages")
     (sop / f"{COUPON}.yaml").write_text(COUPON_YAML, encoding="utf-8")
+    for playbook_id, text in (extra or {}).items():
+        (sop / f"{playbook_id}.yaml").write_text(text, encoding="utf-8")
     return sop
 
 

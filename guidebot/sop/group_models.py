@@ -33,9 +33,13 @@ class GroupSendStatus:
     EXPIRED = "expired"  # not sent before its expire_after (an outage)
     FAILED = "failed"  # WeCom refused it for good; `reason` says why
     UNKNOWN = "unknown"  # interrupted mid-call and not found in WeCom: shown, never resent
+    # HQ stopped the playbook (paused, retired, replaced) before the task ended: a pending row
+    # never sent, or a Moments task cancelled in WeCom before the guide published
+    # (guidebot.sop.group_cancel); not missed, and out of the guide's figures.
+    CANCELLED = "cancelled"
 
     OPEN = (PENDING, SENDING, SENT)
-    ALL = (PENDING, SENDING, SENT, DONE, EXPIRED, FAILED, UNKNOWN)
+    ALL = (PENDING, SENDING, SENT, DONE, EXPIRED, FAILED, UNKNOWN, CANCELLED)
     # Reached WeCom: counted as sent (assigned) in the figures.
     REACHED = (SENT, DONE)
 

@@ -34,7 +34,13 @@ JOB_FINISHED = 3  # get_moment_task_result: 1 started, 2 in progress, 3 finished
 _RANK = {0: 0, 2: 1, 3: 2, 1: 3}
 
 
-async def poll(runtime: SopRuntime, report: GroupStepReport | None = None) -> GroupStepReport:
+async def poll(
+    runtime: SopRuntime,
+    report: GroupStepReport | None = None,
+    *,
+    every: timedelta = POLL_EVERY,
+) -> GroupStepReport:
+    """Ask WeCom about each `sent` row not asked within `every` (the job: POLL_EVERY)."""
     report = report or GroupStepReport()
     now = runtime.clock.now()
     async with runtime.sessions() as session:
@@ -44,9 +50,7 @@ async def poll(runtime: SopRuntime, report: GroupStepReport | None = None) -> Gr
                 .where(
                     SopGroupSend.status == GroupSendStatus.SENT,
                     SopGroupSend.due_at >= now - POLL_HORIZON,
-                    or_(
-                        SopGroupSend.polled_at.is_(None), SopGroupSend.polled_at <= now - POLL_EVERY
-                    ),
+                    or_(SopGroupSend.polled_at.is_(None), SopGroupSend.polled_at <= now - every),
                 )
                 .order_by(SopGroupSend.id)
                 .limit(BATCH)

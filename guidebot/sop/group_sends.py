@@ -55,6 +55,7 @@ class GroupStepReport:
     expired: int = 0
     retried: int = 0
     settled: int = 0  # rows found `sending` after a crash and settled
+    cancelled: int = 0  # rows of a playbook HQ stopped (guidebot.sop.group_cancel)
 
 
 def _via(row: SopGroupSend) -> str:

@@ -4,7 +4,8 @@
 * planning (`plan_occurrence`, from the `sop-triggers` job when a cron playbook of group steps
   fires): the step's due time is the cron instant plus the step's offset on the playbook's
   wall clock, moved into the send window; `group_message` picks the live groups its `groups`
-  filter names (store, owner, name pattern) and plans a row per owner with those groups;
+  filter names (store, owner, name pattern, HQ's labels) and plans a row per owner with
+  those groups;
   `moment_task` picks the active guides its `guides` filter names (their store, or their
   userid) and plans a row per guide. The unique (playbook, step, occurrence, userid) makes a
   replayed occurrence or a second instance plan nothing twice.
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.models import Department, Guide, GuideStatus
 from guidebot.db.engine import upsert_insert
+from guidebot.groups.labels import labels_of
 from guidebot.groups.models import CustomerGroup, GroupStatus
 from guidebot.sop.actions import action_for
 from guidebot.sop.group_models import GroupSendStatus, SopGroupSend, SopGroupSendChat
@@ -60,13 +62,20 @@ async def group_targets(session: AsyncSession, targets: StepTargets | None) -> l
     wanted = targets or StepTargets()
     stores = {d.id: d.code for d in await session.scalars(select(Department))}
     by_owner: dict[str, list[CustomerGroup]] = {}
-    for group in await session.scalars(
-        select(CustomerGroup)
-        .where(CustomerGroup.status == GroupStatus.ACTIVE, CustomerGroup.owner_userid.is_not(None))
-        .order_by(CustomerGroup.chat_id)
-    ):
+    groups = list(
+        await session.scalars(
+            select(CustomerGroup)
+            .where(
+                CustomerGroup.status == GroupStatus.ACTIVE,
+                CustomerGroup.owner_userid.is_not(None),
+            )
+            .order_by(CustomerGroup.chat_id)
+        )
+    )
+    labels = await labels_of(session, [g.chat_id for g in groups]) if wanted.labels else {}
+    for group in groups:
         code = stores.get(group.store_id) if group.store_id is not None else None
-        if wanted.picks_group(code, group.owner_userid, group.name):
+        if wanted.picks_group(code, group.owner_userid, group.name, labels.get(group.chat_id, ())):
             by_owner.setdefault(group.owner_userid or "", []).append(group)
     return [
         Target(owner, groups[0].store_id, tuple(g.chat_id for g in groups))

@@ -13,8 +13,9 @@ instance at any time (claims and unique keys arbitrate).
 * `sop_behaviour` (every 5 min): opened_no_order, silent and repurchase_due playbooks enroll
   the customers whose `after` ran out, once per occurrence (guidebot.sop.behaviour_scan).
 * `sop_group_steps` (every 30 s): the group steps' rows (guidebot.sop.group_sends): settle
-  rows a dead process left `sending`, send the due ones, ask WeCom about the sent ones (a row
-  at most every 5 min).
+  rows a dead process left `sending`, cancel those of a playbook HQ stopped
+  (guidebot.sop.group_cancel), send the due ones, ask WeCom about the sent ones (a row at
+  most every 5 min).
 * `sop_catch_up` (every 30 s): a fixed playbook enrolls the pairs it missed while broken
   (guidebot.sop.catch_up).
 """
@@ -45,6 +46,7 @@ from guidebot.sop.catch_up import CatchUpReport, catch_up
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.dates import day_start, keeps_field, occurrence, today_for
 from guidebot.sop.enrollment import enroll
+from guidebot.sop.group_cancel import cancel_stopped
 from guidebot.sop.group_results import poll as poll_group_steps
 from guidebot.sop.group_sends import JOB as GROUP_STEPS_JOB
 from guidebot.sop.group_sends import GroupStepReport, run_due, settle_stale
@@ -84,6 +86,7 @@ async def sop_catch_up(sop: SopRuntime) -> CatchUpReport:
 
 async def sop_group_steps(sop: SopRuntime) -> GroupStepReport:
     report = await settle_stale(sop)
+    await cancel_stopped(sop, report)  # before sending: a stopped playbook sends nothing more
     await run_due(sop, report)
     return await poll_group_steps(sop, report)
 
@@ -107,7 +110,7 @@ async def sop_triggers(sop: SopRuntime, now: datetime | None = None) -> TriggerR
                     trigger.cron, zone_named(playbook.timezone, sop.settings.timezone), now
                 )
                 if occurrence is not None and is_group_playbook(playbook):
-                    await _plan_groups(sop, playbook, occurrence, now, report)
+                    await plan_groups(sop, playbook, occurrence, now, report)
                 elif occurrence is not None:
                     await _run_occurrence(sop, playbook, occurrence, None, now, report)
             elif trigger.event == "date":
@@ -141,8 +144,12 @@ def _cron_key(runtime: SopRuntime, playbook: Playbook, fired: datetime) -> str:
     return f"cron:{fired.astimezone(zone):%Y-%m-%dT%H:%M}"
 
 
-async def _plan_groups(
-    runtime: SopRuntime, playbook: Playbook, fired: datetime, now: datetime, report: TriggerReport
+async def plan_groups(
+    runtime: SopRuntime,
+    playbook: Playbook,
+    fired: datetime,
+    now: datetime,
+    report: TriggerReport | None = None,
 ) -> None:
     """A cron playbook of group steps: its rows per owner or guide, planned in one
     transaction with the occurrence's run row (guidebot.sop.group_steps)."""
@@ -160,7 +167,8 @@ async def _plan_groups(
             .values(playbook_id=playbook.id, occurrence=key, enrolled=planned, finished_at=now)
             .on_conflict_do_nothing()
         )
-    report.occurrences.append(f"{playbook.id}:{key}")
+    if report is not None:
+        report.occurrences.append(f"{playbook.id}:{key}")
 
 
 async def _run_occurrence(
@@ -208,7 +216,8 @@ async def _run_occurrence(
             .values(playbook_id=playbook.id, occurrence=key, enrolled=enrolled, finished_at=now)
             .on_conflict_do_nothing()
         )
-    report.occurrences.append(f"{playbook.id}:{key}")
+    if report is not None:
+        report.occurrences.append(f"{playbook.id}:{key}")
     report.enrolled += enrolled
     log.info("playbook %s occurrence %s: %d enrolled", playbook.id, key, enrolled)
 

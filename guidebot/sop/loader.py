@@ -62,6 +62,13 @@ class LoadedPlaybook:
         return self.playbook is not None and not self.errors
 
     @property
+    def status(self) -> str:
+        """enabled, paused (loaded, enrolling nobody) or disabled (by an error)."""
+        if not self.enabled:
+            return "disabled"
+        return "paused" if self.playbook is not None and self.playbook.paused else "enabled"
+
+    @property
     def reason(self) -> str:
         """Why it is disabled, in one line (empty when enabled)."""
         if self.enabled:

@@ -69,6 +69,10 @@ holdout: 10%                     # ? default 0%: this share of customers (at mos
                                  #   out: enrolled and logged, goal counted, but sent nothing
                                  #   and no guide task; chosen by a hash of playbook id and
                                  #   customer, stable across versions (guidebot.sop.holdout)
+paused: true                     # ? default false: enrolls nobody and its cron fires nothing
+                                 #   until set back; running enrollments go on, and its Moments
+                                 #   tasks not yet published are cancelled in WeCom (as when
+                                 #   the file is removed or a new version replaces this one)
 steps:                           # one or more, in order
   - id: welcome                  # letters, digits, '_', '-', unique; (enrollment, id) is the
                                  #   idempotency key, so never rename a live step
@@ -112,9 +116,10 @@ occurrence, not per customer, and take no template: the text is the library item
     content: weekly-picks        # the library item; its tracked link carries the send
     expire_after: 1d             # ? default 1d
     groups:                      # ? which live groups (each key one or a list; all must match):
-      stores: [SH001]            #   the group's store, its owner's userid, a name pattern
-      owners: [zhangsan]
-      name: "*VIP*"
+      stores: [SH001]            #   the group's store, its owner's userid, a name pattern,
+      owners: [zhangsan]         #   one of HQ's group labels (guidebot.groups.labels: WeCom
+      name: "*VIP*"              #   keeps no tags on groups; 1-32 characters, no commas)
+      labels: [VIP]
   - id: post
     at: weekly + 1h
     action: moment_task          # 朋友圈任务: one add_moment_task per guide
@@ -207,18 +212,27 @@ MAX_CATCH_UP = timedelta(days=7)
 @dataclass(frozen=True)
 class StepTargets:
     """A group step's filter (every set empty: all). group_message: the live groups of these
-    stores, owned by these guides, whose name matches a pattern; moment_task: the guides of
-    these stores, or these guides."""
+    stores, owned by these guides, whose name matches a pattern, carrying one of these labels;
+    moment_task: the guides of these stores, or these guides."""
 
     stores: frozenset[str] = frozenset()  # store codes
     owners: frozenset[str] = frozenset()  # group_message: the groups' owners (userids)
     names: tuple[str, ...] = ()  # group_message: glob patterns on the group's name
     guides: frozenset[str] = frozenset()  # moment_task: userids
+    labels: frozenset[str] = frozenset()  # group_message: HQ's group labels (any of them)
 
-    def picks_group(self, store: str | None, owner: str | None, name: str | None) -> bool:
+    def picks_group(
+        self,
+        store: str | None,
+        owner: str | None,
+        name: str | None,
+        labels: frozenset[str] | tuple[str, ...] = (),
+    ) -> bool:
         if self.stores and store not in self.stores:
             return False
         if self.owners and owner not in self.owners:
+            return False
+        if self.labels and not self.labels & set(labels):
             return False
         return not self.names or any(fnmatch.fnmatchcase(name or "", p) for p in self.names)
 
@@ -231,6 +245,8 @@ class StepTargets:
             parts.append("owners " + ", ".join(sorted(self.owners)))
         if self.names:
             parts.append("name " + " or ".join(self.names))
+        if self.labels:
+            parts.append("labels " + " or ".join(sorted(self.labels)))
         if self.guides:
             parts.append("guides " + ", ".join(sorted(self.guides)))
         return "; ".join(parts) or "all"
@@ -346,6 +362,7 @@ class Playbook:
     escalate_after: timedelta | None = None  # an open guide task this overdue goes to the manager
     catch_up: timedelta = DEFAULT_CATCH_UP  # how long after a miss a fix still enrolls
     holdout: float = 0.0  # the share of customers held out (guidebot.sop.holdout)
+    paused: bool = False  # loaded, but enrolls nobody (guidebot.sop.registry.enabled)
     source_text: str = field(default="", repr=False, compare=False)
 
     def step(self, step_id: str) -> Step:

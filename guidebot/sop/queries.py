@@ -21,7 +21,7 @@ from guidebot import i18n
 from guidebot.contacts.models import Relation, RelationStatus
 from guidebot.content.models import ContentForward
 from guidebot.db.parking import unparked
-from guidebot.sop.group_models import SopGroupSend
+from guidebot.sop.group_models import GroupSendStatus, SopGroupSend
 from guidebot.sop.models import (
     Action,
     CompletedBy,
@@ -252,7 +252,10 @@ async def step_counts(session: AsyncSession) -> dict[str, dict[str, dict[str, in
     ]
     for playbook_id, step_id, status, n in rows:
         per_step = counts[playbook_id].setdefault(step_id, no_counts())
-        key = status if status in COUNTED else TaskStatus.PENDING  # claimed/sending: in flight
+        if status == GroupSendStatus.CANCELLED:  # a group step's row HQ's stop cancelled
+            key = TaskStatus.SKIPPED
+        else:
+            key = status if status in COUNTED else TaskStatus.PENDING  # claimed/sending
         per_step[key] += n
     return counts
 
@@ -260,7 +263,8 @@ async def step_counts(session: AsyncSession) -> dict[str, dict[str, dict[str, in
 async def stopped_counts(session: AsyncSession) -> dict[str, dict[str, dict[str, int]]]:
     """Per playbook, per step: the skipped tasks no person skipped (a stop condition, the
     engine), by reason: the stop event ("order.paid") when the reason names one, else the
-    reason. step_counts counts them among `skipped`; pages show them apart as stopped."""
+    reason; and the group steps' rows HQ's stop cancelled ("playbook.retired", ...).
+    step_counts counts them among `skipped`; pages show them apart as stopped."""
     rows = await session.execute(
         select(SopTask.playbook_id, SopTask.step_id, SopTask.reason, func.count())
         .where(
@@ -269,8 +273,13 @@ async def stopped_counts(session: AsyncSession) -> dict[str, dict[str, dict[str,
         )
         .group_by(SopTask.playbook_id, SopTask.step_id, SopTask.reason)
     )
+    cancelled = await session.execute(
+        select(SopGroupSend.playbook_id, SopGroupSend.step_id, SopGroupSend.reason, func.count())
+        .where(SopGroupSend.status == GroupSendStatus.CANCELLED)
+        .group_by(SopGroupSend.playbook_id, SopGroupSend.step_id, SopGroupSend.reason)
+    )
     counts: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
-    for playbook_id, step_id, reason, n in rows.all():
+    for playbook_id, step_id, reason, n in [*rows.all(), *cancelled.all()]:
         key = stop_reason_key(reason)
         per_step = counts[playbook_id].setdefault(step_id, {})
         per_step[key] = per_step.get(key, 0) + n

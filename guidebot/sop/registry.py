@@ -48,8 +48,26 @@ class PlaybookRegistry:
         return list(self._loaded)
 
     def enabled(self) -> list[Playbook]:
-        """The playbooks that enroll new customers now."""
-        return [lp.playbook for lp in self._loaded if lp.enabled and lp.playbook is not None]
+        """The playbooks that enroll new customers now (a paused one does not)."""
+        return [
+            lp.playbook
+            for lp in self._loaded
+            if lp.enabled and lp.playbook is not None and not lp.playbook.paused
+        ]
+
+    def stopped(self, playbook_id: str, version: int) -> str | None:
+        """Why this version of the playbook no longer runs, when HQ stopped it: `paused` (the
+        file says so), `retired` (the file is gone) or `replaced` (another version is loaded);
+        None while it runs, or while its file is disabled by an error (an accident to fix,
+        which guidebot.sop.catch_up makes good, not a decision to stop)."""
+        item = next((lp for lp in self._loaded if lp.id == playbook_id), None)
+        if item is None:
+            return "retired"
+        if not item.enabled or item.playbook is None:
+            return None
+        if item.playbook.paused:  # pausing is an edit: the paused text is a new version
+            return "paused"
+        return "replaced" if item.playbook.version != version else None
 
     def broken(self) -> list[Playbook]:
         """The last enabled version of each playbook whose file is now disabled by an error

@@ -34,6 +34,8 @@ ACTIONS = {
     "group_join_way.delete": N_("Group join code deleted"),
     "group_welcome.save": N_("Store group welcome set"),
     "group_welcome.delete": N_("Store group welcome removed"),
+    "group_label.add": N_("Group label added"),
+    "group_label.remove": N_("Group label removed"),
     "store.update": N_("Store settings changed"),
     "order.post": N_("Order posted"),
     "order.refund": N_("Order refunded"),

@@ -11,23 +11,34 @@ Excel with the page's filters and words (guidebot.web.exports).
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from urllib.parse import quote
 
 from aiohttp import web
 from sqlalchemy import select
 
 from guidebot import i18n
 from guidebot.contacts.behavior import china_today
-from guidebot.contacts.errors import NotFound
+from guidebot.contacts.errors import Invalid, NotFound
 from guidebot.contacts.models import Customer, Department, Guide
 from guidebot.groups import queries, statistic
+from guidebot.groups.labels import add_label, remove_label
 from guidebot.groups.models import GroupMember
 from guidebot.metrics import kpis
 from guidebot.metrics.report import Period
 from guidebot.web import export_tables, exports
-from guidebot.web.auth import Principal
-from guidebot.web.keys import CLOCK, SESSIONS
+from guidebot.web.audited import actor_of, record_change
+from guidebot.web.auth import PRINCIPAL, Principal, csrf_ok
+from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS
 from guidebot.web.lang import language_of
-from guidebot.web.pages import _chosen_store, _period, _signed_in, _visible_stores, _zone, render
+from guidebot.web.pages import (
+    _chosen_store,
+    _hq_only,
+    _period,
+    _signed_in,
+    _visible_stores,
+    _zone,
+    render,
+)
 
 N_ = i18n.N_
 STATUSES = ("active", "dismissed", "all")
@@ -122,7 +133,7 @@ def group_columns(lang: str) -> list[exports.Column]:
     ]
 
 
-async def group_page(request: web.Request) -> web.StreamResponse:
+async def group_page(request: web.Request, label_error: str | None = None) -> web.StreamResponse:
     who = await _signed_in(request)
     lang = language_of(request, who)
     chat_id = request.match_info["chat_id"]
@@ -162,8 +173,52 @@ async def group_page(request: web.Request) -> web.StreamResponse:
             "zone": _zone(request),
             "wecom": wecom,
             "wecom_names": statistic.FIGURES,
+            "label_error": label_error,
         },
+        status=422 if label_error else 200,
     )
+
+
+async def group_labels(request: web.Request) -> web.StreamResponse:
+    """HQ puts a label on the group or takes one off (`action` add | remove); audited."""
+    who = await _signed_in(request)
+    _hq_only(who)
+    form = await request.post()
+    secret = request.app[SETTINGS].secret_key
+    if not csrf_ok(secret, who.session or "", str(form.get("csrf", ""))):
+        raise web.HTTPForbidden(text=i18n.gettext("Missing or wrong CSRF token.", _lang(request)))
+    chat_id, label = request.match_info["chat_id"], str(form.get("label", ""))
+    adding = form.get("action") != "remove"
+    try:
+        async with request.app[SESSIONS]() as session, session.begin():
+            if adding:
+                change = await add_label(
+                    session, chat_id, label, by=actor_of(request).name, now=request.app[CLOCK].now()
+                )
+            else:
+                change = await remove_label(session, chat_id, label)
+            if change.changed:
+                record_change(
+                    request,
+                    session,
+                    "group_label.add" if adding else "group_label.remove",
+                    target=f"group:{chat_id}",
+                    before={"labels": list(change.before)},
+                    after={"labels": list(change.after)},
+                )
+    except NotFound:
+        raise web.HTTPNotFound(text=_no_group(_lang(request))) from None
+    except Invalid:
+        message = i18n.gettext(
+            "A group label is 1 to 32 characters, without commas or spaces at either end.",
+            _lang(request),
+        )
+        return await group_page(request, label_error=message)
+    raise web.HTTPSeeOther(f"/admin/groups/{quote(chat_id, safe='')}#labels")
+
+
+def _lang(request: web.Request) -> str:
+    return language_of(request, request.get(PRINCIPAL))
 
 
 async def _guide_names(session, userids: set[str | None]) -> dict[str, str]:
@@ -206,3 +261,4 @@ def _no_group(lang: str) -> str:
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/admin/groups", groups_page)
     app.router.add_get("/admin/groups/{chat_id}", group_page)
+    app.router.add_post("/admin/groups/{chat_id}/labels", group_labels)

@@ -60,33 +60,38 @@ async def _browse(h, token: str, cookies: dict[str, str] | None = None, **header
     response = await h.client.get(
         f"/r/{token}", allow_redirects=False, cookies=cookies, headers=headers
     )
-    if response.status == 302 and response.headers["Location"] == "?seen=1":
-        response = await h.client.get(f"/r/{token}?seen=1", allow_redirects=False, headers=headers)
+    back = response.headers.get("Location", "")
+    if response.status == 302 and back.startswith("?seen="):
+        response = await h.client.get(f"/r/{token}{back}", allow_redirects=False, headers=headers)
     return response
 
 
 async def test_without_a_customer_a_visitor_is_a_browser_with_an_id_guidebot_signed(h):
     item, token = await _link(h)  # the bot's cards and mass sends: guide only
     first = await h.client.get(f"/r/{token}", allow_redirects=False)
-    # Logged as an open of nobody known; the browser gets an id and comes back once with it.
-    assert (first.status, first.headers["Location"]) == (302, "?seen=1")
+    # Logged as an open of nobody known; the browser gets an id and comes back once with it,
+    # to the address naming that open (signed: it becomes the visitor's open).
+    seen = first.headers["Location"]
+    assert first.status == 302 and seen.startswith("?seen=")
+    assert links.verify_open_ref(h.settings.secret_key, seen.removeprefix("?seen="))
     cookie = first.cookies["gb_v"]
     assert cookie["httponly"] and cookie["path"] == "/r/"
     assert links.verify_visitor(h.settings.secret_key, cookie.value)
     assert [(o.visitor_key, o.first) for o in await h.opens()] == [("u:", False)]
     assert await h.visitors() == []
-    back = await h.client.get(f"/r/{token}?seen=1", allow_redirects=False)
+    back = await h.client.get(f"/r/{token}{seen}", allow_redirects=False)
     assert back.headers["Location"] == "https://example.com/spring?x=1"
     assert "gb_v" not in back.cookies
-    assert len(await h.opens()) == 1  # the same open, now a visitor's
     [visitor] = await h.visitors()
     assert visitor.visitor_key.startswith("v:") and cookie.value not in visitor.visitor_key
+    # The same open, now the visitor's (and their first of the item).
+    assert [(o.visitor_key, o.first) for o in await h.opens()] == [(visitor.visitor_key, True)]
 
     again = await h.client.get(f"/r/{token}", allow_redirects=False)  # the same browser
     assert again.headers["Location"] == "https://example.com/spring?x=1"
     h.client.session.cookie_jar.clear()
     await _browse(h, token)  # someone else
-    assert [o.first for o in await h.opens()] == [False, False, False]
+    assert [o.first for o in await h.opens()] == [True, False, True]
     assert len(await h.visitors()) == 2
     # The same browser opening another guide's link of the item is still one visitor.
     other, _ = links.mint(h.settings.secret_key, item_id=item["id"], guide="g3", now=h.clock.now())
@@ -111,7 +116,7 @@ async def test_scripted_opens_without_a_signed_id_add_opens_never_visitors(h):
 
 
 async def test_one_clients_burst_of_new_visitors_is_capped(h):
-    from guidebot.content.service import VISITOR_BURST, VISITOR_BURST_WINDOW
+    from guidebot.content.opens import VISITOR_BURST, VISITOR_BURST_WINDOW
 
     _item, token = await _link(h)
     for _ in range(VISITOR_BURST + 5):  # a script that takes every id and brings it back
@@ -133,7 +138,7 @@ async def test_one_clients_burst_of_new_visitors_is_capped(h):
 async def test_behind_a_trusted_balancer_each_client_has_its_own_burst(
     aiohttp_client, migrated_sqlite_url, clock, tmp_path
 ):
-    from guidebot.content.service import VISITOR_BURST
+    from guidebot.content.opens import VISITOR_BURST
     from tests.content.harness import start_harness
 
     h = await start_harness(

@@ -364,6 +364,7 @@ async def start(aiohttp_client, url: str):
         "order_id": "order-2",
         "chat_id": "wrNOSUCHGROUP",  # no such group or join way: 404, WeCom is never asked
         "config_id": "nosuchjoinway",
+        "label": "VIP",  # a group label (on no group: the group does not exist)
     }
     ids["external_userid"] = "c1"  # the order's customer
     document = await (await client.get("/api/v1/openapi.json")).json()

@@ -26,8 +26,8 @@ async def test_answers_have_exactly_the_documented_keys(h):
     assert body["guide"] == {"userid": "g1", "name": "王芳"}
     assert (body["from"], body["to"]) == ("2026-03-09", "2026-03-15")
     assert list(body["metrics"]) == list(KPI_NAMES)
-    # 30 from our log (7 of customer groups and their links, 7 of group steps), 5 of WeCom's
-    assert len(KPI_NAMES) == 35
+    # 31 from our log (7 of customer groups and their links, 8 of group steps), 5 of WeCom's
+    assert len(KPI_NAMES) == 36
 
     status, body = await h.api("GET", "/guides/g1/metrics", params={**PERIOD, "by": "day"})
     assert set(body) == {"guide", "from", "to", "metrics", "days"}

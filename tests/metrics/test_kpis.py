@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from guidebot.metrics.kpis import KPI_NAMES, KPIS, add_totals, empty_totals, evaluate, yuan
+from guidebot.metrics.kpi_model import yuan
+from guidebot.metrics.kpis import KPI_NAMES, KPIS, add_totals, empty_totals, evaluate
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 DESIGN_NAMES = [
@@ -38,6 +39,7 @@ DESIGN_NAMES = [
     "moment_publish_rate",
     "group_link_opens",
     "moment_link_opens",
+    "moment_orders",
     "chats",
     "messages",
     "reply_rate",

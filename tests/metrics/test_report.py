@@ -58,10 +58,10 @@ async def test_report_guides_as_table_csv_and_json(h):
     rows = {line.split()[0]: line.split() for line in lines[2:]}
     assert set(rows) == {"g1", "g2", "g3"}
     assert rows["g1"][:7] == ["g1", "王芳", "11", "2", "1", "0", "1"]
-    assert rows["g2"][-22:-19] == ["1", "1288.00", "0.0%"]  # orders, gmv, profile (c04: none)
-    assert rows["g2"][-19:-14] == ["0", "0", "0", "0", "0.0%"]  # no customer groups
-    assert rows["g2"][-14:-12] == ["0", "0"]  # nothing came through a group's link
-    assert rows["g2"][-12:-5] == ["0", "-", "0", "0", "-", "0", "0"]  # no group steps
+    assert rows["g2"][-23:-20] == ["1", "1288.00", "0.0%"]  # orders, gmv, profile (c04: none)
+    assert rows["g2"][-20:-15] == ["0", "0", "0", "0", "0.0%"]  # no customer groups
+    assert rows["g2"][-15:-13] == ["0", "0"]  # nothing came through a group's link
+    assert rows["g2"][-13:-5] == ["0", "-", "0", "0", "-", "0", "0", "0"]  # no group steps
     assert rows["g2"][-5:] == ["0", "0", "-", "-", "0"]  # no WeCom contact statistics read
     # Columns line up in terminal cells: CJK names are two cells wide.
     starts = {display_width(line[: line.index(" 11 ")]) for line in lines[2:] if " 11 " in line}

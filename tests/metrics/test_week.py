@@ -169,6 +169,7 @@ NO_GROUP_STEPS = {
     "moment_publish_rate": None,
     "group_link_opens": 0,
     "moment_link_opens": 0,
+    "moment_orders": 0,
     "group_opens": 0,
     "group_orders": 0,
 }

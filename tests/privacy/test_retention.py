@@ -13,7 +13,13 @@ from guidebot.audit.models import AuditEntry
 from guidebot.audit.recorder import Actor, record
 from guidebot.bot.models import BotReply
 from guidebot.config import ConfigError, Retention, Settings
-from guidebot.content.models import ContentForward, ContentOpen, ContentOpenVisitor
+from guidebot.content.models import (
+    ContentForward,
+    ContentOpen,
+    ContentOpenVisitor,
+    ContentVisitorCustomer,
+)
+from guidebot.content.opens import tie_visitor
 from guidebot.intake.models import InboxStatus
 from guidebot.metrics.models import LostAlert
 from guidebot.metrics.rollup import recompute_all
@@ -136,3 +142,17 @@ def test_retention_settings_read_from_the_environment():
         with pytest.raises(ConfigError) as caught:
             Settings.from_env(base | {name: value})
         assert caught.value.variable == name
+
+
+async def test_a_browser_stays_tied_to_a_customer_for_the_opens_period_after_it_last_was(h):
+    now = h.clock.now()
+    async with h.sessions() as session, session.begin():
+        await tie_visitor(session, "old-browser", "wmc1", now - timedelta(days=500))
+        await tie_visitor(session, "old-browser", "wmc2", now - timedelta(days=500))
+        await tie_visitor(session, "phone", "wmc1", now - timedelta(days=500))
+        await tie_visitor(session, "phone", "wmc1", now - timedelta(days=30))  # seen again
+    report = await prune(h.sessions, replace(Retention(), batch=1), now)
+    assert report.rows["visitor_ties"] == 2
+    async with h.sessions() as session:
+        kept = list(await session.execute(select(ContentVisitorCustomer.external_userid)))
+    assert [row[0] for row in kept] == ["wmc1"]

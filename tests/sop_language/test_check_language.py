@@ -41,6 +41,7 @@ GOLDEN = [
     "best_time",
     "group_steps_rules",
     "group_steps_mixed",
+    "group_labels",
 ]
 
 

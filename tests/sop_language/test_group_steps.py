@@ -64,3 +64,12 @@ def test_the_studio_timeline_reads_a_group_playbook() -> None:
         ("post", "moment_task"),
     ]
     assert steps[0]["detail"] == "expire_after 1d; stores SH001; name *VIP*"
+
+
+def test_the_label_filter_picks_groups_carrying_any_of_its_labels() -> None:
+    targets = StepTargets(labels=frozenset({"VIP", "老客"}), names=("*群",))
+    assert targets.picks_group(None, "g1", "张江群", ("VIP",))
+    assert targets.picks_group(None, "g1", "张江群", ("快闪", "老客"))
+    assert not targets.picks_group(None, "g1", "张江群", ())
+    assert not targets.picks_group(None, "g1", "张江", ("VIP",))  # the name must match too
+    assert targets.describe() == "name *群; labels VIP or 老客"

@@ -60,6 +60,8 @@ OUTSIDE: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
     ("POST", "/orders/{order_id}/refund"): ("/orders/o-1/refund", {}),
     ("GET", "/groups"): ("/groups", {"store": "12"}),
     ("GET", "/groups/{chat_id}"): ("/groups/wrNOSUCH", {}),
+    ("PUT", "/groups/{chat_id}/labels/{label}"): ("/groups/wrNOSUCH/labels/VIP", {}),
+    ("DELETE", "/groups/{chat_id}/labels/{label}"): ("/groups/wrNOSUCH/labels/VIP", {}),
     ("GET", "/group-chat-stats"): ("/group-chat-stats", {"store": "12"}),
     ("GET", "/group-join-ways"): ("/group-join-ways", {"store": "12"}),
     ("POST", "/group-join-ways"): ("/group-join-ways", {}),

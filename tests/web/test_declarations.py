@@ -38,6 +38,7 @@ IDS = {
     "external_userid": "wmc01",
     "chat_id": "wrGROUP",
     "config_id": "joinway1",
+    "label": "VIP",
 }
 CHINESE = re.compile("[\u4e00-\u9fff]")
 

@@ -58,6 +58,7 @@ async def test_the_demo_dashboard_shows_a_week_and_hq_can_sign_in(tmp_path, caps
             assert 0 < done < due, body["metrics"]
 
             await _month_shows(http, seen["server"] + "/api/v1", headers)
+            community = await _community_shows(http, seen["server"] + "/api/v1", headers)
 
             async with http.get(seen["admin"]) as response:
                 csrf = re.search(r'name="csrf" value="([^"]+)"', await response.text()).group(1)
@@ -69,6 +70,8 @@ async def test_the_demo_dashboard_shows_a_week_and_hq_can_sign_in(tmp_path, caps
                 html = await response.text()
             total = body["metrics"]["new_customers"]
             assert f'data-kpi="new_customers">{total}<' in html
+            for name in ("group_sends", "moments_assigned", "moments_published"):
+                assert f'data-kpi="{name}">{community[name]}<' in html, name
     finally:
         stop.set()
         await asyncio.wait_for(demo, 30)
@@ -102,6 +105,24 @@ async def _month_shows(http: aiohttp.ClientSession, api: str, headers: dict) -> 
     assert totals[0] < totals[-1]  # customers arrive, stages move
     engaged = [sum(r["counts"]["engaged"] for r in d["rows"]) for d in days]
     assert len(set(engaged)) > 1
+
+
+async def _community_shows(http: aiohttp.ClientSession, api: str, headers: dict) -> dict:
+    """This week's VIP group message (to the groups HQ labelled VIP) and Moments task: most
+    owners confirmed, most guides published, links opened in customers' phones, an order
+    through each kind of link."""
+    async with http.get(f"{api}/groups", params={"label": "VIP"}, headers=headers) as response:
+        labelled = (await response.json())["groups"]
+    assert len(labelled) == 4 and all(g["labels"] == ["VIP"] for g in labelled), labelled
+    async with http.get(f"{api}/metrics", headers=headers) as response:
+        metrics = (await response.json())["metrics"]
+    assert metrics["group_sends"] == 4, metrics
+    assert 0 < metrics["group_send_rate"] < 1, metrics  # some owners, not all
+    assert metrics["moments_assigned"] == 8, metrics
+    assert 0 < metrics["moments_published"] < metrics["moments_assigned"], metrics
+    assert metrics["group_link_opens"] > 0 and metrics["moment_link_opens"] > 0, metrics
+    assert metrics["group_orders"] >= 1 and metrics["moment_orders"] >= 1, metrics
+    return metrics
 
 
 def _day(offset: int) -> str:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
 from guidebot.clock import Clock
+from guidebot.groups.labels import LABEL_RULE, label_problem
 from guidebot.sop.models import CompletedBy, SopTask, TaskStatus
 from guidebot.sop.planner import snap_into_window
 from guidebot.sop.playbook import SendWindow
@@ -345,6 +346,8 @@ class GroupStep(StepAction):
             items = check.strings(child, f"{where}.{key}", self.filter_keys[key])
             draft.ok = draft.ok and bool(items)
             values[key] = [value for value, _n, _p in items]
+            if key == "labels":
+                draft.ok = _labels_ok(check, items, f"{where}.labels") and draft.ok
         if len(found) != len(node.value):
             draft.ok = False
         return StepTargets(
@@ -352,10 +355,21 @@ class GroupStep(StepAction):
             owners=frozenset(values.get("owners", ())),
             names=tuple(values.get("name", ())),
             guides=frozenset(values.get("guides", ())),
+            labels=frozenset(values.get("labels", ())),
         )
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(f"{self.name} runs in guidebot.sop.group_steps, not the task queue")
+
+
+def _labels_ok(check: Any, items: list[tuple[str, Any, str]], where: str) -> bool:
+    """Each of a `groups: {labels}` filter's labels is one HQ could put on a group (E421)."""
+    ok = True
+    for value, node, path in items:
+        if label_problem(value) is not None:
+            check.error(node, path or where, f"group label {value!r} is no label: {LABEL_RULE}")
+            ok = False
+    return ok
 
 
 # How guide-facing tasks count (guidebot.metrics.kpis): outcomes that reached the guide; a

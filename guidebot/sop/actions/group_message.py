@@ -1,6 +1,7 @@
 """group_message (群发到客户群): add_msg_template with chat_type group, one per owner, to the
-live groups the step's `groups` filter picks; the owner confirms in WeCom and
-get_groupmsg_send_result says which groups got it. Runs in guidebot.sop.group_steps."""
+live groups the step's `groups` filter picks (store, owner, name pattern, HQ's labels); the
+owner confirms in WeCom and get_groupmsg_send_result says which groups got it. Runs in
+guidebot.sop.group_steps."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class GroupMessage(GroupStep):
         "stores": "a store code",
         "owners": "a guide's userid",
         "name": "a group name pattern",
+        "labels": "a group label",
     }
     order = 4
     describe = "group_message (a group mass send each owner confirms)"

@@ -25,6 +25,7 @@ from guidebot.groups.joinways import (
     delete_join_way,
     list_join_ways,
 )
+from guidebot.groups.labels import LABEL_MAX, add_label, remove_label
 from guidebot.groups.models import (
     GroupJoinWay,
     GroupMember,
@@ -38,8 +39,8 @@ from guidebot.sop.group_welcome import set_group_welcome
 from guidebot.web.api.common import INT32_MAX, ApiRoutes, body_of, iso, query_of
 from guidebot.web.api.contacts import STORE_REF, TEXT_OUT, USERID, WHEN
 from guidebot.web.api.declare import Array, Body, Bool, Either, Int, OneOf, Query, Text
-from guidebot.web.api.openapi import INTEGER, STRING, list_of, mapping, maybe, shape
-from guidebot.web.audited import record_after
+from guidebot.web.api.openapi import BOOLEAN, INTEGER, STRING, list_of, mapping, maybe, shape
+from guidebot.web.audited import actor_of, record_after, record_change
 from guidebot.web.keys import CLOCK, SESSIONS, SOP, WECOM
 from guidebot.web.lang import language_of
 
@@ -47,6 +48,7 @@ api = ApiRoutes()
 
 CHAT_ID = Text(64, description="a customer group's chat_id")
 CONFIG_ID = Text(64, description="a join way's config_id")
+LABEL = Text(LABEL_MAX, description="a group label HQ keeps (WeCom has no tags on groups)")
 PART = Text(STATE_MAX, pattern="^[A-Za-z0-9_.-]+$", description="letters, digits, '_', '.' or '-'")
 STORE = Either(STORE_REF, Int(1, INT32_MAX), description="a store's code or department id")
 
@@ -55,6 +57,7 @@ class GroupFilter(Query):
     store: STORE_REF = None
     owner: USERID = None
     status: OneOf(*GroupStatus.ALL) = None
+    label: LABEL = None
 
 
 class WayFilter(Query):
@@ -98,6 +101,7 @@ def render_group(s: queries.GroupSummary) -> dict[str, Any]:
         "dismissed_at": iso(g.dismissed_at),
         "customers": s.customers,
         "members": s.members,
+        "labels": list(s.labels),
     }
 
 
@@ -168,6 +172,7 @@ GROUP = shape(
         "dismissed_at": WHEN,
         "customers": INTEGER,
         "members": INTEGER,
+        "labels": list_of(STRING),
     }
 )
 MEMBER = shape(
@@ -235,7 +240,11 @@ async def list_groups(request: web.Request) -> web.Response:
     wanted = query_of(request, GroupFilter)
     async with request.app[SESSIONS]() as session:
         found = await queries.list_groups(
-            session, store=wanted.store, owner=wanted.owner, status=wanted.status
+            session,
+            store=wanted.store,
+            owner=wanted.owner,
+            status=wanted.status,
+            label=wanted.label,
         )
     return web.json_response({"groups": [render_group(s) for s in found]})
 
@@ -257,6 +266,55 @@ async def get_group(request: web.Request) -> web.Response:
             "members": [render_member(m) for m in detail.members],
             "history": [render_fact(e) for e in detail.history],
         }
+    )
+
+
+LABELLED = shape({"chat_id": STRING, "labels": list_of(STRING), "changed": BOOLEAN})
+
+
+@api.route(
+    "PUT",
+    "/groups/{chat_id}/labels/{label}",
+    "Put a label on a customer group (guidebot keeps group labels: WeCom has none); a "
+    "group_message step's `groups: {labels: [..]}` picks the groups carrying one",
+    path={"chat_id": CHAT_ID, "label": LABEL},
+    response=LABELLED,
+    errors=(422,),
+)
+async def put_label(request: web.Request) -> web.Response:
+    return await _label_change(request, add=True)
+
+
+@api.route(
+    "DELETE",
+    "/groups/{chat_id}/labels/{label}",
+    "Take a label off a customer group",
+    path={"chat_id": CHAT_ID, "label": LABEL},
+    response=LABELLED,
+)
+async def delete_label(request: web.Request) -> web.Response:
+    return await _label_change(request, add=False)
+
+
+async def _label_change(request: web.Request, *, add: bool) -> web.Response:
+    chat_id, label = request.match_info["chat_id"], request.match_info["label"]
+    async with request.app[SESSIONS]() as session, session.begin():
+        if add:
+            who = actor_of(request).name
+            change = await add_label(session, chat_id, label, by=who, now=request.app[CLOCK].now())
+        else:
+            change = await remove_label(session, chat_id, label)
+        if change.changed:
+            record_change(
+                request,
+                session,
+                "group_label.add" if add else "group_label.remove",
+                target=f"group:{chat_id}",
+                before={"labels": list(change.before)},
+                after={"labels": list(change.after)},
+            )
+    return web.json_response(
+        {"chat_id": chat_id, "labels": list(change.after), "changed": change.changed}
     )
 
 

@@ -210,7 +210,7 @@ PLAYBOOKS = shape(
                     "version": maybe(INTEGER),
                     "name": TEXT_OUT,
                     "file": STRING,
-                    "status": {"type": "string", "enum": ["enabled", "disabled"]},
+                    "status": {"type": "string", "enum": ["enabled", "paused", "disabled"]},
                     "reason": TEXT_OUT,
                     "errors": list_of(STRING),
                     "warnings": list_of(STRING),
@@ -279,7 +279,7 @@ def _listed(loaded, counts, active, goals, missed) -> dict[str, Any]:
         "version": playbook.version if playbook is not None else loaded.version,
         "name": playbook.name if playbook is not None else None,
         "file": loaded.file,
-        "status": "enabled" if loaded.enabled else "disabled",
+        "status": loaded.status,
         "reason": loaded.reason or None,
         "errors": [str(e) for e in loaded.errors],
         "warnings": [str(w) for w in loaded.warnings],
@@ -336,7 +336,7 @@ def _versions(registry) -> dict[str, Any]:
     return {
         loaded.id: {
             "version": loaded.playbook.version if loaded.playbook is not None else loaded.version,
-            "status": "enabled" if loaded.enabled else "disabled",
+            "status": loaded.status,
             "file": loaded.file,
         }
         for loaded in registry.loaded
