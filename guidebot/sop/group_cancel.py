@@ -1,6 +1,7 @@
 """The group steps' rows of a playbook HQ stopped: paused (`paused: true`), retired (its file
-removed) or replaced by another version (guidebot.sop.registry.stopped). A file disabled by an
-error is an accident, not a decision: its rows go on.
+removed) or replaced by another version without the row's step (guidebot.sop.registry.stopped;
+a new version that keeps the step keeps its rows). A file disabled by an error is an accident,
+not a decision: its rows go on.
 
 While a row's task has not ended (its `expires_at`, the step's due time plus `expire_after`: a
 guide's Moments task still unpublished then is missed, and stays so):
@@ -81,7 +82,7 @@ async def cancel_stopped(
     asked = 0
     for row in rows:
         why = runtime.registry.stopped(row.playbook_id, row.playbook_version)
-        if why is None:
+        if why is None or (why == "replaced" and _kept(runtime, row)):
             continue
         if row.status == GroupSendStatus.PENDING:
             values: dict[str, Any] | None = {"reason": cancel_reason(why, sent=False)}
@@ -93,6 +94,16 @@ async def cancel_stopped(
         if values is not None and await _close(runtime, row, values, now):
             report.cancelled += 1
     return report
+
+
+def _kept(runtime: SopRuntime, row: SopGroupSend) -> bool:
+    """Whether the version now loaded still has the row's step, with the same action: an edit
+    elsewhere in the file (a wording, another step) is no reason to take back this week's task,
+    and the new version will not plan this occurrence again."""
+    current = runtime.registry.get(row.playbook_id)
+    return current is not None and any(
+        step.id == row.step_id and step.action == row.action for step in current.steps
+    )
 
 
 async def _cancel_in_wecom(

@@ -131,9 +131,19 @@ async def test_pausing_or_replacing_the_playbook_cancels_likewise(h):
     assert len(await rows(h)) == 2
 
 
-async def test_a_new_version_replaces_the_old_ones_open_tasks(h):
+async def test_a_new_version_that_keeps_the_step_keeps_the_task(h):
     await _sent(h)
-    write_playbook(h.sop_dir, posts(2))
+    write_playbook(h.sop_dir, posts(2).replace("Asia/Shanghai", "Asia/Shanghai\nname: 每周精选"))
+    reload_playbooks(h)
+    await sop_group_steps(h.app[SOP])
+    g3 = (await rows(h))[("post", "g3")]
+    assert (g3.status, g3.reason) == ("sent", None)
+    assert await h.calls("externalcontact/cancel_moment_task") == []
+
+
+async def test_a_new_version_without_the_step_replaces_the_old_ones_open_tasks(h):
+    await _sent(h)
+    write_playbook(h.sop_dir, posts(2).replace("- id: post", "- id: post_v2"))
     reload_playbooks(h)
     await sop_group_steps(h.app[SOP])
     g3 = (await rows(h))[("post", "g3")]
