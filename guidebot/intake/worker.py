@@ -464,8 +464,16 @@ class InboxWorker:
     async def _in_batch(self, batch: Batch, call: Next, event: Event, data: Data) -> Any:
         """The event in the batch's transaction, under a savepoint: if it fails, or someone
         else finished it, only its own changes roll back."""
-        after_commit: list[Callable[[], Awaitable[Any]]] = []
         session = batch.session
+        if not self.dispatcher.handles(event):
+            # No domain takes it: nothing but the done-mark to write, or to roll back.
+            marked = await session.execute(
+                _MARK_DONE, {"event_id": data["inbox_id"], "now": self.clock.now()}
+            )
+            if marked.rowcount != 1:
+                raise AlreadyProcessed()
+            return UNHANDLED
+        after_commit: list[Callable[[], Awaitable[Any]]] = []
         collect_after_commit(session, after_commit)
         async with session.begin_nested():
             result = await call(event, {**data, "session": session})
