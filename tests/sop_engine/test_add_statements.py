@@ -59,6 +59,10 @@ async def test_an_add_of_a_new_pair_is_a_handful_of_statements(h):
     # profile said goes in with the insert.
     assert not [s for s in add if "FROM relations" in s and "AS relation_id" not in s]
     assert not [s for s in add if "FROM departments" in s and "AS relation_id" not in s]
+    # The pending status is written into the look, not bound: SQLite would prepare a
+    # statement again on every run whose parameter a partial index's WHERE is checked against.
+    [look] = [s for s in add if "AS relation_id" in s]
+    assert "transfers.status = 'pending'" in look
     assert sum(s.startswith("INSERT INTO relations") for s in add) == 1
     assert sum(s.startswith("SAVEPOINT") for s in add) == 1
     assert not [s for s in add if s.startswith("UPDATE relations")]
