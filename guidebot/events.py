@@ -56,6 +56,16 @@ class DomainEvent:
 # ---- contacts: guide↔customer relations ---------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class StoreRef:
+    """A store as an emitter read it with its fact: its id, code and IANA zone (all None for a
+    relation that counts for no store)."""
+
+    id: int | None
+    code: str | None
+    timezone: str | None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RelationAdded(DomainEvent):
     """The pair is active as of `at`: newly added, or `reactivated` after it had ended.
@@ -64,7 +74,8 @@ class RelationAdded(DomainEvent):
     reconciliation, the API, the demo); `by_edit` marks a pair first seen through an edit of a
     relation we never saw added; `welcome_code` is the add's WelcomeCode, if it carried one.
     `relation_id` is the relation's row: a subscriber in the emitter's session finds it there
-    (already loaded) instead of reading it again.
+    (already loaded) instead of reading it again. `store` is the relation's store when the
+    emitter read it with the add (an add callback does), so no subscriber reads it again.
     """
 
     guide_userid: str
@@ -75,6 +86,7 @@ class RelationAdded(DomainEvent):
     by_edit: bool = False
     welcome_code: str | None = None
     relation_id: int | None = None
+    store: StoreRef | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,6 +352,7 @@ __all__ = [
     "RelationEnded",
     "RelationTransferred",
     "StageChanged",
+    "StoreRef",
     "Subscribers",
     "TagsGained",
     "after_commit",

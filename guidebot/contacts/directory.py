@@ -33,6 +33,7 @@ from guidebot.contacts.models import (
     StoreMembership,
     Transfer,
 )
+from guidebot.db.base import UTCDateTime
 from guidebot.db.engine import upsert_insert
 from guidebot.db.parking import isolating
 from guidebot.events import GuideLeft, publish
@@ -98,25 +99,44 @@ async def require_store(session: AsyncSession, ref: str | int) -> Department:
     return found
 
 
-async def store_at(session: AsyncSession, userid: str, at: datetime) -> int | None:
-    """The store the guide belonged to at `at`: their main department if it was a store."""
-    main = select(Guide.main_department).where(Guide.userid == userid).scalar_subquery()
-    return await session.scalar(
-        select(StoreMembership.store_id)
-        .join(Department, Department.id == StoreMembership.store_id)
+_MEMBERSHIPS = StoreMembership.__table__
+_DEPARTMENTS = Department.__table__
+
+
+def store_at_query(guide: Any, at: Any):
+    """The store `guide` belonged to at `at` (bind parameters or columns), as a Core select of
+    one row (`store_id`), or none: their main department if it was a store, else the store
+    they joined last. Built once by its callers (store_at; the add's look,
+    guidebot.contacts.add_look)."""
+    main = (
+        select(Guide.__table__.c.main_department)
+        .where(Guide.__table__.c.userid == guide)
+        .scalar_subquery()
+    )
+    return (
+        select(_MEMBERSHIPS.c.store_id)
+        .join(_DEPARTMENTS, _DEPARTMENTS.c.id == _MEMBERSHIPS.c.store_id)
         .where(
-            StoreMembership.guide_userid == userid,
-            StoreMembership.valid_from <= at,
-            or_(StoreMembership.valid_to.is_(None), StoreMembership.valid_to > at),
-            Department.is_store.is_(True),
+            _MEMBERSHIPS.c.guide_userid == guide,
+            _MEMBERSHIPS.c.valid_from <= at,
+            or_(_MEMBERSHIPS.c.valid_to.is_(None), _MEMBERSHIPS.c.valid_to > at),
+            _DEPARTMENTS.c.is_store.is_(True),
         )
         .order_by(
-            case((StoreMembership.store_id == main, 0), else_=1),
-            StoreMembership.valid_from.desc(),
-            StoreMembership.store_id,
+            case((_MEMBERSHIPS.c.store_id == main, 0), else_=1),
+            _MEMBERSHIPS.c.valid_from.desc(),
+            _MEMBERSHIPS.c.store_id,
         )
         .limit(1)
     )
+
+
+_STORE_AT = store_at_query(bindparam("guide"), bindparam("at", type_=UTCDateTime))
+
+
+async def store_at(session: AsyncSession, userid: str, at: datetime) -> int | None:
+    """The store the guide belonged to at `at`: their main department if it was a store."""
+    return (await session.execute(_STORE_AT, {"guide": userid, "at": at})).scalar()
 
 
 def store_zone(store: Department | None, default: str) -> ZoneInfo:
@@ -241,16 +261,6 @@ async def update_store(
 
 
 # ---- guides and memberships ------------------------------------------------------------------
-
-
-# Built once, Core: every add asks it (an ORM get of the whole guide cost several times more).
-_GUIDE_KNOWN = select(Guide.__table__.c.userid).where(Guide.__table__.c.userid == bindparam("u"))
-
-
-async def ensure_guide_known(session: AsyncSession, userid: str, now: datetime) -> None:
-    """ensure_guide for a caller that needs only the row to exist, not the guide loaded."""
-    if (await session.execute(_GUIDE_KNOWN, {"u": userid})).first() is None:
-        await ensure_guide(session, userid, now)
 
 
 async def ensure_guide(session: AsyncSession, userid: str, now: datetime) -> Guide:

@@ -24,6 +24,7 @@ from guidebot.contacts.relations import (
     log_event,
     upsert_customer,
 )
+from guidebot.db.base import constant
 from guidebot.events import RelationTransferred, publish
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ async def pending_transfer_from(
         .where(
             Transfer.handover_userid == handover,
             Transfer.external_userid == external_userid,
-            Transfer.status == TransferStatus.PENDING,
+            Transfer.status == constant(TransferStatus.PENDING),
         )
         .with_for_update()
     )
@@ -50,7 +51,7 @@ _ANY_PENDING_TO = (
     .where(
         _TRANSFERS.c.takeover_userid == bindparam("takeover"),
         _TRANSFERS.c.external_userid == bindparam("ext"),
-        _TRANSFERS.c.status == TransferStatus.PENDING,
+        _TRANSFERS.c.status == constant(TransferStatus.PENDING),
     )
     .limit(1)
 )
@@ -67,7 +68,7 @@ async def pending_transfer_to(
         .where(
             Transfer.takeover_userid == takeover,
             Transfer.external_userid == external_userid,
-            Transfer.status == TransferStatus.PENDING,
+            Transfer.status == constant(TransferStatus.PENDING),
         )
         .order_by(Transfer.requested_at.desc(), Transfer.id.desc())
         .limit(1)

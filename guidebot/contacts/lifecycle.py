@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Integer, String, bindparam, case, delete, false, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot import i18n
@@ -40,6 +40,7 @@ from guidebot.contacts.models import (
     RelationStatus,
     Stage,
 )
+from guidebot.db.base import UTCDateTime
 from guidebot.db.engine import upsert_insert
 from guidebot.events import (
     ContentOpened,
@@ -68,7 +69,8 @@ def stage_name(stage: str | None) -> str:
 
 
 def earned_stage(orders: int, engaged: bool) -> str:
-    """The stage a customer's orders and engagement give them (when not dormant or lost)."""
+    """The stage a customer's orders and engagement give them (when not dormant or lost).
+    A first add's row says the same in SQL (_first_stage_insert)."""
     if orders >= 2:
         return Stage.REPEAT_BUYER
     if orders == 1:
@@ -90,6 +92,12 @@ async def move(
     )
 
 
+_STAGES = CustomerStage.__table__
+_STAGE_LOG = CustomerStageChange.__table__
+_TOLD = CustomerStageOrder.__table__
+_LOG_CHANGE = _STAGE_LOG.insert()  # built once: every first add logs its customer's stage
+
+
 async def _log_change(
     session: AsyncSession,
     ext: str,
@@ -101,18 +109,18 @@ async def _log_change(
     reason: str,
     now: datetime,
 ) -> None:
-    session.add(
-        CustomerStageChange(
-            external_userid=ext,
-            guide_userid=guide,
-            store_id=store,
-            from_stage=before,
-            to_stage=stage,
-            at=at,
-            reason=reason,
-        )
+    await session.execute(
+        _LOG_CHANGE,
+        {
+            "external_userid": ext,
+            "guide_userid": guide,
+            "store_id": store,
+            "from_stage": before,
+            "to_stage": stage,
+            "at": at,
+            "reason": reason,
+        },
     )
-    await session.flush()
     await publish(
         session,
         StageChanged(
@@ -125,6 +133,54 @@ async def _log_change(
             now=now,
         ),
     )
+
+
+def _first_stage_insert(dialect: str):
+    """A first add's stage row, with the orders told of before it counted in (earned_stage's
+    rule for a customer not yet engaged, in SQL): one statement, returning the stage, or
+    nothing when the customer has a row already."""
+    told = (
+        select(func.count().label("n"))
+        .where(_TOLD.c.external_userid == bindparam("ext"))
+        .subquery("told")
+    )
+    stage = case(
+        (told.c.n >= 2, Stage.REPEAT_BUYER),
+        (told.c.n == 1, Stage.FIRST_PURCHASE),
+        else_=Stage.NEW,
+    )
+    at = bindparam("at", type_=UTCDateTime)
+    row = select(
+        bindparam("ext", type_=String),
+        stage,
+        at,
+        bindparam("guide", type_=String),
+        bindparam("store", type_=Integer),
+        false(),
+        told.c.n,
+        at,
+        bindparam("now", type_=UTCDateTime),
+    ).where(true())  # SQLite: an upsert's SELECT needs a WHERE (its parsing ambiguity)
+    columns = (
+        "external_userid",
+        "stage",
+        "since",
+        "guide_userid",
+        "store_id",
+        "engaged",
+        "orders",
+        "last_active_at",
+        "updated_at",
+    )
+    return (
+        upsert_insert(dialect)(_STAGES)
+        .from_select(columns, row)
+        .on_conflict_do_nothing()
+        .returning(_STAGES.c.stage)
+    )
+
+
+_FIRST_STAGE = {name: _first_stage_insert(name) for name in ("sqlite", "postgresql")}
 
 
 async def _row(session: AsyncSession, ext: str) -> CustomerStage | None:
@@ -158,32 +214,22 @@ async def _orders(session: AsyncSession, ext: str) -> int:
 
 async def on_relation_added(session: AsyncSession, event: RelationAdded) -> None:
     ext, guide = event.external_userid, event.guide_userid
-    store = await _store_of(session, guide, ext, event.relation_id)
+    if event.store is not None:  # read with the add: no read here
+        store = event.store.id
+    else:
+        store = await _store_of(session, guide, ext, event.relation_id)
     # Most adds are a customer's first: their row goes in with its stage in one statement
     # (orders told of before the add count), logged and announced like any later change.
-    orders = await _orders(session, ext)
-    stage = earned_stage(orders, engaged=False)
-    insert = upsert_insert(session.bind.dialect.name)(CustomerStage)
-    inserted = await session.scalar(
-        insert.values(
-            external_userid=ext,
-            stage=stage,
-            since=event.at,
-            guide_userid=guide,
-            store_id=store,
-            engaged=False,
-            orders=orders,
-            last_active_at=event.at,
-            updated_at=event.now,
-        )
-        .on_conflict_do_nothing()
-        .returning(CustomerStage.external_userid)
+    stage = await session.scalar(
+        _FIRST_STAGE[session.bind.dialect.name],
+        {"ext": ext, "at": event.at, "guide": guide, "store": store, "now": event.now},
     )
-    if inserted is not None:
+    if stage is not None:
         await _log_change(
             session, ext, guide, store, None, stage, event.at, "relation.added", event.now
         )
         return
+    orders = await _orders(session, ext)
     row = await _row(session, ext)
     assert row is not None
     row.guide_userid, row.store_id = guide, store

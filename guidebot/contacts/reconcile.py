@@ -40,6 +40,7 @@ from guidebot.contacts.relations import lock_relation
 from guidebot.contacts.service import record_added, record_ended
 from guidebot.contacts.tags import Tag, corp_tags, named, record_tags
 from guidebot.contacts.wecom_profile import Profile, from_epoch
+from guidebot.db.base import constant
 from guidebot.db.parking import isolating
 from guidebot.wecom.client import WeComClient, WeComError, WeComTransportError
 
@@ -204,7 +205,8 @@ async def _apply(
         (handover, ext)
         for handover, ext in await session.execute(
             select(Transfer.handover_userid, Transfer.external_userid).where(
-                Transfer.handover_userid.in_(guides), Transfer.status == TransferStatus.PENDING
+                Transfer.handover_userid.in_(guides),
+                Transfer.status == constant(TransferStatus.PENDING),
             )
         )
     }

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from guidebot.contacts.directory import ensure_guide, store_at
 from guidebot.contacts.models import Customer, EventKind, Relation, RelationEvent, RelationStatus
@@ -104,37 +105,23 @@ async def lock_relation(
     )
 
 
-_PAIR_KNOWN = select(_RELATIONS.c.id).where(
-    _RELATIONS.c.guide_userid == bindparam("g"), _RELATIONS.c.external_userid == bindparam("e")
-)
-
-
-async def lock_relation_if_known(
-    session: AsyncSession, userid: str, external_userid: str
-) -> Relation | None:
-    """lock_relation for a pair that is most likely new (an add callback): a Core look first,
-    the locked ORM read only when the pair is there. A pair that appears in between is the
-    ON CONFLICT of create_relation's insert."""
-    found = await session.execute(_PAIR_KNOWN, {"g": userid, "e": external_userid})
-    if found.first() is None:
-        return None
-    return await lock_relation(session, userid, external_userid)
-
-
-def _relation_insert(dialect: str, columns: tuple[str, ...]):
-    key = ("relation", dialect, columns)
+def _relation_insert(dialect: str):
+    key = ("relation", dialect)
     statement = _BUILT.get(key)
     if statement is None:
         statement = (
-            upsert_insert(dialect)(Relation)
-            .values({c: bindparam(f"v_{c}") for c in columns})  # a column's own name is taken
+            upsert_insert(dialect)(_RELATIONS)
             .on_conflict_do_nothing(
-                index_elements=[Relation.guide_userid, Relation.external_userid]
+                index_elements=[_RELATIONS.c.guide_userid, _RELATIONS.c.external_userid]
             )
-            .returning(Relation)
+            .returning(_RELATIONS.c.id)
         )
         _BUILT[key] = statement
     return statement
+
+
+# Every column of a new relation, so the row and the session's object agree without a read.
+_NEW_RELATION = {c.key: None for c in _RELATIONS.c if c.key != "id"} | {"confirmed": True}
 
 
 def follow_values(follow: dict[str, Any] | None) -> dict[str, Any]:
@@ -149,16 +136,19 @@ def follow_values(follow: dict[str, Any] | None) -> dict[str, Any]:
 async def create_relation(session: AsyncSession, **values: Any) -> tuple[Relation, bool]:
     """Insert the pair's relation unless another transaction just did. (relation, inserted)
 
-    One statement for a new pair: the insert returns the row, loaded as the session's object.
-    """
-    values.setdefault("tags", [])
-    values.setdefault("remark_mobiles", [])
-    statement = _relation_insert(session.bind.dialect.name, tuple(sorted(values)))
-    params = {f"v_{c}": v for c, v in values.items()}
-    relation = (
-        await session.scalars(statement, params, execution_options={"populate_existing": True})
-    ).first()
-    if relation is not None:
+    One statement for a new pair, Core, every column given: the insert returns the id and the
+    session takes the object as loaded (no read, nothing to flush), so the hearers of the add
+    find it there (events.RelationAdded.relation_id)."""
+    row = _NEW_RELATION | {"tags": [], "remark_mobiles": []} | values
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            row[key] = value.astimezone(UTC)  # as UTCDateTime would read it back
+    statement = _relation_insert(session.bind.dialect.name)
+    new_id = (await session.execute(statement, row)).scalar()
+    if new_id is not None:
+        relation = Relation(id=new_id, **row)
+        make_transient_to_detached(relation)
+        session.add(relation)
         return relation, True
     relation = await lock_relation(session, values["guide_userid"], values["external_userid"])
     assert relation is not None
@@ -359,7 +349,6 @@ __all__ = [
     "end_relation",
     "follow_values",
     "lock_relation",
-    "lock_relation_if_known",
     "log_event",
     "set_attribution",
     "upsert_customer",

@@ -30,11 +30,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.contacts.directory import ensure_guide_known
+from guidebot.contacts.add_look import AddLook, look_at_add
+from guidebot.contacts.directory import ensure_guide
 from guidebot.contacts.handover import complete_transfer, pending_transfer_from, pending_transfer_to
 from guidebot.contacts.models import (
     EventKind,
-    EventSource,
     Relation,
     RelationStatus,
     Transfer,
@@ -47,14 +47,13 @@ from guidebot.contacts.relations import (
     end_relation,
     follow_values,
     lock_relation,
-    lock_relation_if_known,
     log_event,
     set_attribution,
     upsert_customer,
 )
 from guidebot.contacts.tags import announce_gained, tag_key
 from guidebot.contacts.wecom_profile import Profile
-from guidebot.events import RelationAdded, RelationEdited, RelationEnded, publish
+from guidebot.events import RelationAdded, RelationEdited, RelationEnded, StoreRef, publish
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,14 @@ class _Add:
     async def attribute_to(self, session: AsyncSession, relation: Relation, state) -> None:
         set_attribution(relation, state, await attribute(session, self.userid, state, self.created))
 
-    async def announce(self, session: AsyncSession, relation: Relation, *, reactivated: bool):
+    async def announce(
+        self,
+        session: AsyncSession,
+        relation: Relation,
+        *,
+        reactivated: bool,
+        store: StoreRef | None = None,
+    ):
         await session.flush()
         added = RelationAdded(
             guide_userid=relation.guide_userid,
@@ -106,6 +112,7 @@ class _Add:
             by_edit=self.by_edit,
             welcome_code=self.welcome_code,
             relation_id=relation.id,
+            store=store,
         )
         await publish(session, added)
 
@@ -135,8 +142,6 @@ async def record_added(
     A pair that becomes active here is announced (RelationAdded, with the add's `welcome_code`
     and `by_edit` when an edit revealed it), after it is recorded.
     """
-    await ensure_guide_known(session, userid, now)
-    await upsert_customer(session, external_userid, profile.contact if profile else None, now)
     follow = profile.follow if profile else None
     add = _Add(
         userid=userid,
@@ -152,22 +157,34 @@ async def record_added(
         welcome_code=welcome_code,
         by_edit=by_edit,
     )
-    pending = await pending_transfer_to(session, userid, external_userid)
-    if pending is not None:
-        # The takeover guide's add for a transfer in flight: the customer moves, with history.
-        await complete_transfer(session, pending, at=at, now=now, source=source, inbox_id=inbox_id)
-
-    # An add callback is nearly always a new pair: a cheap look first (the rest, the locked read).
-    look = lock_relation_if_known if source == EventSource.CALLBACK else lock_relation
-    relation = await look(session, userid, external_userid)
+    # What the add must know, in one statement (guidebot.contacts.add_look).
+    look = await look_at_add(session, userid, external_userid, add.state, add.created)
+    if not look.guide_known:
+        await ensure_guide(session, userid, now)
+    await upsert_customer(session, external_userid, profile.contact if profile else None, now)
+    if look.transfer_pending:
+        pending = await pending_transfer_to(session, userid, external_userid)
+        if pending is not None:
+            # The takeover guide's add for a transfer in flight: the customer moves, with
+            # history; the pair is then looked at again, locked.
+            await complete_transfer(
+                session, pending, at=at, now=now, source=source, inbox_id=inbox_id
+            )
+            look = None
+    relation = None
+    if look is None or look.relation_id is not None:
+        relation = await lock_relation(session, userid, external_userid)
     if relation is None:
-        return await _add_new_pair(session, add)
+        return await _add_new_pair(session, add, look)
     await _add_known_pair(session, relation, add)
     return relation
 
 
-async def _add_new_pair(session: AsyncSession, add: _Add) -> Relation:
-    attribution = await attribute(session, add.userid, add.state, add.created)
+async def _add_new_pair(session: AsyncSession, add: _Add, look: AddLook | None) -> Relation:
+    if look is not None:
+        attribution, store = look.attribution, look.store
+    else:
+        attribution, store = await attribute(session, add.userid, add.state, add.created), None
     relation, inserted = await create_relation(
         session,
         guide_userid=add.userid,
@@ -188,7 +205,7 @@ async def _add_new_pair(session: AsyncSession, add: _Add) -> Relation:
         apply_follow(relation, add.follow)
     if inserted:
         await add.log(session, relation, EventKind.ADDED, None)
-        await add.announce(session, relation, reactivated=False)
+        await add.announce(session, relation, reactivated=False, store=store)
     return relation
 
 

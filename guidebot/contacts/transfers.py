@@ -33,6 +33,7 @@ from guidebot.contacts.models import (
     TransferStatus,
 )
 from guidebot.contacts.wecom_profile import from_epoch
+from guidebot.db.base import constant
 from guidebot.db.parking import isolating, unparked
 from guidebot.wecom.client import Page, WeComClient, WeComError, WeComUncertain
 
@@ -175,7 +176,7 @@ async def _new_rows(
             select(Transfer).where(
                 Transfer.handover_userid == handover_userid,
                 Transfer.external_userid.in_(customers),
-                Transfer.status == TransferStatus.PENDING,
+                Transfer.status == constant(TransferStatus.PENDING),
             )
         )
     }
@@ -273,7 +274,7 @@ async def poll_transfer_results(
         await session.execute(
             select(Transfer.kind, Transfer.handover_userid, Transfer.takeover_userid)
             .where(
-                Transfer.status == TransferStatus.PENDING,
+                Transfer.status == constant(TransferStatus.PENDING),
                 unparked(JOB, Transfer.__tablename__, Transfer.id),
             )
             .distinct()
@@ -297,7 +298,7 @@ async def poll_transfer_results(
                         Transfer.kind == kind,
                         Transfer.handover_userid == handover,
                         Transfer.takeover_userid == takeover,
-                        Transfer.status == TransferStatus.PENDING,
+                        Transfer.status == constant(TransferStatus.PENDING),
                         unparked(JOB, Transfer.__tablename__, Transfer.id),
                     )
                 )
@@ -343,7 +344,7 @@ async def _settle(
     report = PollReport()
     rows = await session.scalars(
         select(Transfer)
-        .where(Transfer.id.in_(list(ids)), Transfer.status == TransferStatus.PENDING)
+        .where(Transfer.id.in_(list(ids)), Transfer.status == constant(TransferStatus.PENDING))
         .order_by(Transfer.id)
         .with_for_update()
         .execution_options(populate_existing=True)  # a rolled-back savepoint expired them

@@ -53,11 +53,14 @@ def create_engine(url: str, *, pool_size: int = 10, side: bool = False) -> Async
         # The side engine waits less for the lock: its caller may be the one holding it.
         busy_ms = SIDE_BUSY_TIMEOUT_MS if side else SQLITE_BUSY_TIMEOUT_MS
         args, kwargs = SQLiteDialect_aiosqlite().create_connect_args(make_url(url))
-        threads = AiosqliteThreads(args, {**kwargs, "timeout": busy_ms / 1000})
+        connect_kwargs = {**kwargs, "timeout": busy_ms / 1000}
+        if not side:  # its statements may run on the loop's thread (one_hop.inline_statements)
+            connect_kwargs["check_same_thread"] = False
+        threads = AiosqliteThreads(args, connect_kwargs)
         engine = create_async_engine(
             url,
             async_creator=threads.connect,
-            module=OneHopDBAPI(),
+            module=OneHopDBAPI(inline=not side),
             pool_size=2 if side else 1,
             max_overflow=0,
             pool_timeout=30,

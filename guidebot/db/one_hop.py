@@ -9,12 +9,27 @@ aiosqlite's connection and thread, and changes only the cursor: execute, fetch e
 close run as one function on the thread, and the cursor answers `description`, `rowcount` and
 `lastrowid` from what that function saw. Server-side cursors (which SQLite never needs here)
 stay SQLAlchemy's own.
+
+Inline statements. Even one trip is a wake-up of the thread (a futex), a future, a wake-up of
+the loop through its self-pipe and a GIL hand-over: about 30 µs of CPU on a quiet machine and
+far more on a busy one (py-spy at 80 adds/s: a quarter of the loop's samples were the thread's
+wake-up), against a few µs for the statement itself. Inside `inline_statements()` a statement of
+the main engine's connection, in a transaction it already holds, runs on the event loop's own
+thread instead. That is safe only where it cannot wait: the main engine begins IMMEDIATE, so
+inside its transaction the write lock is held and no statement meets the busy handler; BEGIN,
+COMMIT (the WAL's fsync) and ROLLBACK still go to the thread, as does anything outside a
+transaction or on the side engine (deferred: its first write may wait). Only the hot paths
+that run short point statements ask for it (the inbox worker's batches of events, the welcome
+lane); a long statement there would hold up the loop for as long as it runs.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import aiosqlite
@@ -49,6 +64,20 @@ def _execute_many(conn: sqlite3.Connection, operation: str, seq_of_parameters: A
         return cursor.rowcount, cursor.lastrowid
     finally:
         cursor.close()
+
+
+_INLINE: ContextVar[bool] = ContextVar("guidebot_sqlite_inline", default=False)
+
+
+@contextmanager
+def inline_statements() -> Iterator[None]:
+    """Run the main SQLite engine's statements inside a transaction on the loop's thread
+    (module docstring); SQLAlchemy's greenlets carry the context into the session's work."""
+    token = _INLINE.set(True)
+    try:
+        yield
+    finally:
+        _INLINE.reset(token)
 
 
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
@@ -94,6 +123,46 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     def close(self) -> None:
         self._rows.clear()
 
+    def _inline(self) -> sqlite3.Connection | None:
+        """The sqlite3 connection, when this statement may run on the calling thread."""
+        if not (_INLINE.get() and self._adapt_connection.inline):
+            return None
+        conn = self._connection._connection  # None once closed: the thread says so
+        return conn if conn is not None and conn.in_transaction else None
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        conn = self._inline()
+        if conn is None:
+            return super().execute(operation, parameters)
+        try:
+            # Awaited, though it never suspends: SQLAlchemy's AsyncConnection checks that a
+            # statement awaited something (a greenlet switch, no trip through the loop).
+            return await_(self._execute_inline(conn, operation, parameters))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        conn = self._inline()
+        if conn is None:
+            return super().executemany(operation, seq_of_parameters)
+        try:
+            return await_(self._executemany_inline(conn, operation, seq_of_parameters))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+    async def _execute_inline(self, conn: sqlite3.Connection, operation: Any, parameters: Any):
+        self._description, rows, self._rowcount, self._lastrowid = _execute(
+            conn, operation, parameters
+        )
+        self._rows = deque(rows)
+        return self
+
+    async def _executemany_inline(self, conn: sqlite3.Connection, operation: Any, seq: Any):
+        self._rowcount, self._lastrowid = _execute_many(conn, operation, seq)
+        self._description = None
+        self._rows = deque()
+        return self
+
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
         async with self._adapt_connection._execute_mutex:
             outcome = await self._connection._execute(
@@ -116,6 +185,12 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneHopCursor
+    inline = False  # whether inline_statements() applies (the main engine's connections)
+
+
+class InlineOneHopConnection(OneHopConnection):
+    __slots__ = ()
+    inline = True
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
@@ -125,9 +200,12 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
     `async_creator`, which SQLAlchemy passes here as `async_creator_fn`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, inline: bool = False) -> None:
         super().__init__(aiosqlite, sqlite3)
+        # The main engine's connections (opened with check_same_thread=False) may run
+        # inline_statements() on the loop's thread.
+        self._connection_cls = InlineOneHopConnection if inline else OneHopConnection
 
     def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
         creator_fn = kw.pop("async_creator_fn")
-        return OneHopConnection(self, await_(creator_fn(*arg, **kw)))
+        return self._connection_cls(self, await_(creator_fn(*arg, **kw)))

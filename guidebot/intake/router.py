@@ -53,6 +53,11 @@ class RouterError(RuntimeError):
     """A mistake in how handlers were wired; raised at start-up."""
 
 
+# Bumped by every registration and inclusion: the Dispatcher's plans per kind of event are
+# built from the wiring as it was, and rebuilt once it changes (tests wire routers late).
+_WIRING = [0]
+
+
 @dataclass(frozen=True, slots=True)
 class HandlerObject:
     callback: Callable[..., Awaitable[Any]]
@@ -111,6 +116,7 @@ class Router:
 
         def register(callback: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             self.befores.append(HandlerObject(callback, tuple(kinds)))
+            _WIRING[0] += 1
             return callback
 
         return register
@@ -136,6 +142,7 @@ class Router:
                 )
         handler = HandlerObject(callback, tuple(kinds))
         self.handlers.append(handler)
+        _WIRING[0] += 1
         return handler
 
     def include_router(self, router: Router) -> Router:
@@ -146,6 +153,7 @@ class Router:
         if any(router is child for child in self.children):
             raise RouterError(f"router {router.name} is already included in {self.name}")
         self.children.append(router)
+        _WIRING[0] += 1
         return router
 
     def chain(self) -> list[Router]:
@@ -177,6 +185,20 @@ class Dispatcher(Router):
     def __init__(self, injectables: Iterable[str]) -> None:
         super().__init__("root")
         self.injectables = frozenset(injectables) | {"event"}
+        # Per (event class, kind): what matches it, worked out once (every event asked each
+        # handler of every router before; at thousands of events a second that showed).
+        self._plans: dict[tuple[type, str], _Plan] = {}
+        self._wiring = _WIRING[0]
+
+    def _plan(self, event: Event) -> _Plan:
+        if self._wiring != _WIRING[0]:
+            self._plans.clear()
+            self._wiring = _WIRING[0]
+        key = (type(event), event.kind)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _Plan.of(self, event)
+        return plan
 
     def fetched_names(self) -> frozenset[str]:
         return frozenset(b.callback.__name__ for r in self.chain() for b in r.befores)
@@ -203,33 +225,63 @@ class Dispatcher(Router):
                     )
 
     async def propagate(self, event: Event, data: Data) -> Any:
-        """Offer the event to each domain router; their results, or UNHANDLED if none took it."""
+        """Offer the event to each domain router; their results, or UNHANDLED if none took it.
+
+        Within a domain, the first matching handler of each router in its chain, in order,
+        until one takes it (Router.propagate); the root's own first match before them."""
         results = []
-        for result in [await self._offer(event, data)] + [
-            await child.propagate(event, data) for child in self.children
-        ]:
-            if result is not UNHANDLED:
-                results.append(result)
+        for candidates in self._plan(event).offers:
+            for handler in candidates:
+                result = await handler.call(event, data)
+                if result is not UNHANDLED:
+                    results.append(result)
+                    break
         return results or UNHANDLED
+
+    def handles(self, event: Event) -> bool:
+        """Whether any handler matches `event` (else only the worker's bookkeeping runs)."""
+        return any(self._plan(event).offers)
 
     async def fetch_before(self, event: Event, data: Data) -> Data:
         """What the `before` callbacks matching `event` fetch, by their names."""
         fetched: Data = {}
-        for router in self.chain():
-            for before in router.befores:
-                if before.matches(event):
-                    fetched[before.callback.__name__] = await before.call(event, data)
+        for before in self._plan(event).befores:
+            fetched[before.callback.__name__] = await before.call(event, data)
         return fetched
 
     def calls_out(self, event: Event) -> bool:
         """Whether a handler of `event` asks for WeCom itself (inside its transaction)."""
-        return any(
-            "wecom" in handler.params or handler.takes_all
-            for router in self.chain()
-            for handler in router.handlers
-            if handler.matches(event)
-        )
+        return self._plan(event).calls_out
 
     async def feed(self, event: Event, **data: Any) -> Any:
         """Offer the event to each domain router's first matching handler."""
         return await self.propagate(event, data)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the Dispatcher does with one kind of event, as its routers are wired."""
+
+    offers: tuple[tuple[HandlerObject, ...], ...]  # the root's, then per domain router
+    befores: tuple[HandlerObject, ...]
+    calls_out: bool
+
+    @classmethod
+    def of(cls, root: Dispatcher, event: Event) -> _Plan:
+        def first(router: Router) -> HandlerObject | None:
+            return next((h for h in router.handlers if h.matches(event)), None)
+
+        offers = [tuple(h for h in [first(root)] if h is not None)]
+        for child in root.children:
+            offers.append(tuple(h for r in child.chain() if (h := first(r)) is not None))
+        every = root.chain()
+        return cls(
+            offers=tuple(o for o in offers if o),
+            befores=tuple(b for r in every for b in r.befores if b.matches(event)),
+            calls_out=any(
+                "wecom" in h.params or h.takes_all
+                for r in every
+                for h in r.handlers
+                if h.matches(event)
+            ),
+        )

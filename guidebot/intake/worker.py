@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from guidebot.clock import Clock
+from guidebot.db.one_hop import inline_statements
 from guidebot.db.queue import LeasedQueue, Strays, claim_owner
 from guidebot.events import collect_after_commit
 from guidebot.intake.batches import Batch, Claimed, Ready, next_chunk, parsed_event
@@ -270,19 +271,25 @@ class InboxWorker:
                 await self.yield_to()
             taken, started = 0, time.monotonic()
             try:
-                async with self.sessions() as session, session.begin():
-                    self._batch = batch = Batch(session)
-                    try:
-                        # The callbacks wait for this connection: hold it so long at most,
-                        # and leave the rest of the chunk to the next transaction.
-                        while taken < len(chunk) and (
-                            not taken or time.monotonic() - started < self.policy.batch_hold_seconds
-                        ):
-                            ready = chunk[taken]
-                            taken += 1
-                            await self._process(ready.row, ready)
-                    finally:
-                        self._batch = None
+                # The batch's statements are short point reads and writes under the write lock
+                # it holds: on SQLite they run on the loop's thread (db.one_hop).
+                with inline_statements():
+                    async with self.sessions() as session, session.begin():
+                        self._batch = batch = Batch(session)
+                        try:
+                            # The callbacks wait for this connection: hold it so long at
+                            # most, and leave the rest of the chunk to the next transaction.
+                            while taken < len(chunk) and (
+                                not taken
+                                or time.monotonic() - started < self.policy.batch_hold_seconds
+                            ):
+                                if taken:  # inline statements never yield: let the loop run
+                                    await asyncio.sleep(0)
+                                ready = chunk[taken]
+                                taken += 1
+                                await self._process(ready.row, ready)
+                        finally:
+                            self._batch = None
             except Exception:
                 # The batch rolled back (the database is gone): its events and the ones after
                 # stay ours until handed back, as a failed single event's do.
@@ -457,8 +464,16 @@ class InboxWorker:
     async def _in_batch(self, batch: Batch, call: Next, event: Event, data: Data) -> Any:
         """The event in the batch's transaction, under a savepoint: if it fails, or someone
         else finished it, only its own changes roll back."""
-        after_commit: list[Callable[[], Awaitable[Any]]] = []
         session = batch.session
+        if not self.dispatcher.handles(event):
+            # No domain takes it: nothing but the done-mark to write, or to roll back.
+            marked = await session.execute(
+                _MARK_DONE, {"event_id": data["inbox_id"], "now": self.clock.now()}
+            )
+            if marked.rowcount != 1:
+                raise AlreadyProcessed()
+            return UNHANDLED
+        after_commit: list[Callable[[], Awaitable[Any]]] = []
         collect_after_commit(session, after_commit)
         async with session.begin_nested():
             result = await call(event, {**data, "session": session})

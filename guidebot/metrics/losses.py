@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
@@ -55,38 +55,61 @@ SNIPPET = 24  # characters of a message sent last
 # ---- recording -------------------------------------------------------------------------------
 
 
+# Built once, Core: every deletion by a customer runs them in the callback's transaction.
+_FORWARDS, _ITEMS, _TASKS = ContentForward.__table__, ContentItem.__table__, SopTask.__table__
+_RELATIONS, _CUSTOMERS = Relation.__table__, Customer.__table__
+_LAST_FORWARD = (
+    select(_ITEMS.c.title, _FORWARDS.c.sent_at)
+    .join(_ITEMS, _ITEMS.c.id == _FORWARDS.c.item_id)
+    .where(
+        _FORWARDS.c.guide_userid == bindparam("guide"),
+        _FORWARDS.c.external_userid == bindparam("customer"),
+        _FORWARDS.c.sent_at <= bindparam("before"),
+    )
+    .order_by(_FORWARDS.c.sent_at.desc())
+    .limit(1)
+)
+_LAST_MESSAGE = (
+    select(_TASKS.c.message, _TASKS.c.sent_at)
+    .where(
+        _TASKS.c.guide_userid == bindparam("guide"),
+        _TASKS.c.external_userid == bindparam("customer"),
+        _TASKS.c.status.in_((TaskStatus.SENT, TaskStatus.DONE)),
+        _TASKS.c.message.is_not(None),
+        _TASKS.c.sent_at.is_not(None),
+        _TASKS.c.sent_at <= bindparam("before"),
+    )
+    .order_by(_TASKS.c.sent_at.desc())
+    .limit(1)
+)
+# The pair as the deletion left it, with the customer's WeCom name.
+_ENDED_PAIR = (
+    select(
+        _RELATIONS.c.status,
+        _RELATIONS.c.ended_at,
+        _RELATIONS.c.created_at,
+        _RELATIONS.c.remark,
+        _CUSTOMERS.c.name,
+    )
+    .outerjoin(_CUSTOMERS, _CUSTOMERS.c.external_userid == _RELATIONS.c.external_userid)
+    .where(
+        _RELATIONS.c.guide_userid == bindparam("guide"),
+        _RELATIONS.c.external_userid == bindparam("customer"),
+    )
+)
+_RECORD_LOSS = {
+    name: upsert_insert(name)(LostAlert.__table__).on_conflict_do_nothing()
+    for name in ("sqlite", "postgresql")
+}
+
+
 async def _last_sent(
     session: AsyncSession, guide: str, customer: str, before: datetime
 ) -> tuple[str | None, datetime | None]:
     """What the guide sent the customer last: a forwarded item's title or a playbook's text."""
-    forward = (
-        await session.execute(
-            select(ContentItem.title, ContentForward.sent_at)
-            .join(ContentItem, ContentItem.id == ContentForward.item_id)
-            .where(
-                ContentForward.guide_userid == guide,
-                ContentForward.external_userid == customer,
-                ContentForward.sent_at <= before,
-            )
-            .order_by(ContentForward.sent_at.desc())
-            .limit(1)
-        )
-    ).first()
-    message = (
-        await session.execute(
-            select(SopTask.message, SopTask.sent_at)
-            .where(
-                SopTask.guide_userid == guide,
-                SopTask.external_userid == customer,
-                SopTask.status.in_((TaskStatus.SENT, TaskStatus.DONE)),
-                SopTask.message.is_not(None),
-                SopTask.sent_at.is_not(None),
-                SopTask.sent_at <= before,
-            )
-            .order_by(SopTask.sent_at.desc())
-            .limit(1)
-        )
-    ).first()
+    pair = {"guide": guide, "customer": customer, "before": before}
+    forward = (await session.execute(_LAST_FORWARD, pair)).first()
+    message = (await session.execute(_LAST_MESSAGE, pair)).first()
     if forward and (not message or forward[1] >= message[1]):
         return f"《{forward[0]}》", forward[1]
     if message:
@@ -110,34 +133,25 @@ async def on_relation_ended(session: AsyncSession, event: RelationEnded) -> None
 
 
 async def _record_loss(session: AsyncSession, event: RelationEnded) -> None:
-    relation = await session.scalar(
-        select(Relation).where(
-            Relation.guide_userid == event.guide_userid,
-            Relation.external_userid == event.external_userid,
-        )
-    )
+    guide, customer = event.guide_userid, event.external_userid
+    pair = (await session.execute(_ENDED_PAIR, {"guide": guide, "customer": customer})).first()
     # Only the end that made it lost (a stale repeat leaves the status as it was).
-    if relation is None or relation.status != RelationStatus.LOST or relation.ended_at is None:
+    if pair is None or pair.status != RelationStatus.LOST or pair.ended_at is None:
         return
-    customer = await session.get(Customer, event.external_userid)
-    last_sent, last_sent_at = await _last_sent(
-        session, event.guide_userid, event.external_userid, relation.ended_at
-    )
-    insert = upsert_insert(session.bind.dialect.name)
+    last_sent, last_sent_at = await _last_sent(session, guide, customer, pair.ended_at)
     await session.execute(
-        insert(LostAlert)
-        .values(
-            guide_userid=event.guide_userid,
-            external_userid=event.external_userid,
-            store_id=await store_at(session, event.guide_userid, relation.ended_at),
-            customer_name=relation.remark or (customer.name if customer else None),
-            together_since=relation.created_at,
-            lost_at=relation.ended_at,
-            last_sent=last_sent,
-            last_sent_at=last_sent_at,
-            created_at=event.now,
-        )
-        .on_conflict_do_nothing()
+        _RECORD_LOSS[session.bind.dialect.name],
+        {
+            "guide_userid": guide,
+            "external_userid": customer,
+            "store_id": await store_at(session, guide, pair.ended_at),
+            "customer_name": pair.remark or pair.name,
+            "together_since": pair.created_at,
+            "lost_at": pair.ended_at,
+            "last_sent": last_sent,
+            "last_sent_at": last_sent_at,
+            "created_at": event.now,
+        },
     )
 
 

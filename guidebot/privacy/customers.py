@@ -44,6 +44,7 @@ from guidebot.content.models import (
     ContentVisitorCustomer,
     MassSendResult,
 )
+from guidebot.db.base import constant
 from guidebot.groups.models import GroupMember, GroupMemberEvent
 from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.metrics.models import CohortMember, LostAlert, MetricsDirty, Order
@@ -197,7 +198,7 @@ async def _erase_enrollments(session: AsyncSession, subject: Subject) -> int:
         SopEnrollment,
         lambda s: (
             (SopEnrollment.external_userid == s.external_userid)
-            & (SopEnrollment.status == EnrollmentStatus.ACTIVE)
+            & (SopEnrollment.status == constant(EnrollmentStatus.ACTIVE))
         ),
         status=EnrollmentStatus.STOPPED,
         stop_reason=ERASED,

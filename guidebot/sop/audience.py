@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.models import Department, Relation
+from guidebot.events import StoreRef
 from guidebot.sop.playbook import Audience
 
 _BIRTHDAY = re.compile(r"生日\s*[:：]\s*(\d{1,2})\s*[-/月.]\s*(\d{1,2})")
@@ -57,9 +58,15 @@ _STORES = Department.__table__
 _STORE = select(_STORES.c.code, _STORES.c.timezone).where(_STORES.c.id == bindparam("id"))
 
 
-async def subject_for(session: AsyncSession, relation: Relation) -> Subject:
-    store = None
-    if relation.store_id:
+async def subject_for(
+    session: AsyncSession, relation: Relation, known: StoreRef | None = None
+) -> Subject:
+    """The pair as audiences see it; `known`: its store as the emitter of the fact read it
+    (RelationAdded.store), else it is read here."""
+    store: Any = None
+    if known is not None and known.id == relation.store_id:
+        store = known
+    elif relation.store_id:
         store = (await session.execute(_STORE, {"id": relation.store_id})).first()
     return Subject(
         guide_userid=relation.guide_userid,

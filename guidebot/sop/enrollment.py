@@ -20,6 +20,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.reading_hours import reading_of
+from guidebot.db.base import constant
 from guidebot.db.engine import upsert_insert
 from guidebot.events import CustomerReplied, publish
 from guidebot.sop.actions import action_for
@@ -327,7 +328,7 @@ async def stop_enrollments(
     """
     query = select(SopEnrollment.id, SopEnrollment.settings).where(
         SopEnrollment.external_userid == external_userid,
-        SopEnrollment.status == EnrollmentStatus.ACTIVE,
+        SopEnrollment.status == constant(EnrollmentStatus.ACTIVE),
     )
     if guide_userid is not None:
         query = query.where(SopEnrollment.guide_userid == guide_userid)
@@ -345,7 +346,7 @@ async def stop_enrollments(
         return []
     await session.execute(
         update(SopEnrollment)
-        .where(SopEnrollment.id.in_(ids), SopEnrollment.status == EnrollmentStatus.ACTIVE)
+        .where(SopEnrollment.id.in_(ids), SopEnrollment.status == constant(EnrollmentStatus.ACTIVE))
         .values(status=EnrollmentStatus.STOPPED, stop_reason=reason, ended_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -452,7 +453,7 @@ async def _sort_handover(
             select(SopEnrollment).where(
                 SopEnrollment.external_userid == external_userid,
                 SopEnrollment.guide_userid == from_guide,
-                SopEnrollment.status == EnrollmentStatus.ACTIVE,
+                SopEnrollment.status == constant(EnrollmentStatus.ACTIVE),
             )
         )
     )
@@ -470,7 +471,7 @@ async def _sort_handover(
                 SopEnrollment.playbook_id == enrollment.playbook_id,
                 SopEnrollment.external_userid == external_userid,
                 SopEnrollment.guide_userid == to_guide,
-                SopEnrollment.status == EnrollmentStatus.ACTIVE,
+                SopEnrollment.status == constant(EnrollmentStatus.ACTIVE),
             )
         )
         if clash:
@@ -497,7 +498,7 @@ async def complete_enrollments(
             update(SopEnrollment)
             .where(
                 SopEnrollment.id.in_(ids[start : start + 500]),
-                SopEnrollment.status == EnrollmentStatus.ACTIVE,
+                SopEnrollment.status == constant(EnrollmentStatus.ACTIVE),
                 ~open_task,
             )
             .values(status=EnrollmentStatus.COMPLETED, ended_at=now, updated_at=now)

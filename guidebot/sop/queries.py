@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guidebot import i18n
 from guidebot.contacts.models import Relation, RelationStatus
 from guidebot.content.models import ContentForward
+from guidebot.db.base import constant
 from guidebot.db.parking import unparked
 from guidebot.sop.group_models import GroupSendStatus, SopGroupSend
 from guidebot.sop.models import (
@@ -167,7 +168,7 @@ async def enrollments(session: AsyncSession, guide: str, customer: str) -> list[
         .where(
             SopEnrollment.guide_userid == guide,
             SopEnrollment.external_userid == customer,
-            SopEnrollment.status == EnrollmentStatus.ACTIVE,
+            SopEnrollment.status == constant(EnrollmentStatus.ACTIVE),
         )
         .order_by(SopEnrollment.enrolled_at)
     )
@@ -325,7 +326,7 @@ async def active_enrollments(session: AsyncSession) -> dict[str, dict[str, int]]
     """Per playbook, per version (as text): its active enrollments."""
     rows = await session.execute(
         select(SopEnrollment.playbook_id, SopEnrollment.playbook_version, func.count())
-        .where(SopEnrollment.status == EnrollmentStatus.ACTIVE)
+        .where(SopEnrollment.status == constant(EnrollmentStatus.ACTIVE))
         .group_by(SopEnrollment.playbook_id, SopEnrollment.playbook_version)
     )
     active: dict[str, dict[str, int]] = defaultdict(dict)

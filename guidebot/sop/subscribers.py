@@ -65,6 +65,7 @@ from guidebot.events import (
     RelationEnded,
     RelationTransferred,
     StageChanged,
+    StoreRef,
     Subscribers,
     TagsGained,
     after_commit,
@@ -149,6 +150,7 @@ class SopSubscriber:
             at=event.at,
             now=event.now,
             welcome_code=event.welcome_code,
+            store=event.store,
         )
         for task_id in welcomes:
             after_commit(session, partial(self.welcomes.send, task_id))
@@ -327,12 +329,13 @@ class SopSubscriber:
         at: datetime,
         now: datetime,
         welcome_code: str | None = None,
+        store: StoreRef | None = None,
     ) -> list[int]:
         """Enroll the pair in each playbook whose audience matches; the welcome task ids.
 
         All together first (guidebot.sop.enroll_batch); if that fails, playbook by playbook,
         each in its own savepoint, so a failure is logged and stays with its playbook."""
-        subject = await subject_for(session, relation)
+        subject = await subject_for(session, relation, store)
         matching = [p for p in playbooks if audience_matches(p.audience, subject)]
         try:
             enrolled = await enroll_all(

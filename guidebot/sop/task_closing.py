@@ -20,6 +20,7 @@ from datetime import datetime
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot.db.base import constant
 from guidebot.sop.enrollment import complete_enrollments
 from guidebot.sop.models import (
     Action,
@@ -95,7 +96,7 @@ async def close_guide_tasks(session: AsyncSession, guide_userid: str, now: datet
         update(SopEnrollment)
         .where(
             SopEnrollment.guide_userid == guide_userid,
-            SopEnrollment.status == EnrollmentStatus.ACTIVE,
+            SopEnrollment.status == constant(EnrollmentStatus.ACTIVE),
         )
         .values(
             status=EnrollmentStatus.STOPPED, stop_reason=GUIDE_LEFT, ended_at=now, updated_at=now

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from guidebot.db.one_hop import inline_statements
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.tick import run_tasks
 
@@ -45,7 +46,9 @@ class WelcomeLane:
                 batch, self._waiting = self._waiting, []
                 ids = [task_id for task_id, _ in batch]
                 try:
-                    await run_tasks(self._runtime(), self._sop.clock.now(), ids=ids)
+                    # Short transactions of point statements: on SQLite on the loop's thread.
+                    with inline_statements():
+                        await run_tasks(self._runtime(), self._sop.clock.now(), ids=ids)
                 except Exception as exc:
                     for _, done in batch:
                         if not done.done():  # a waiter cancelled meanwhile took its own

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select, update
 
 from guidebot.contacts.errors import Invalid
 from guidebot.contacts.jobs import add_contact_way
+from guidebot.contacts.models import CustomerStage, Department
 from guidebot.contacts.ways import ParsedState, make_state, parse_state
+from guidebot.sop.models import SopEnrollment
 from guidebot.web.keys import CLOCK, WECOM
 
 
@@ -44,6 +47,27 @@ async def test_a_known_state_attributes_to_the_ways_store_channel_and_campaign(h
     assert [w["config_id"] for w in listed["contact_ways"]] == [way["config_id"]]
     status, listed = await h.api("GET", "/contact-ways", params={"store": "11"})
     assert listed["contact_ways"] == []
+
+
+async def test_what_hears_an_add_by_a_way_counts_it_for_the_ways_store(h):
+    """The add's one look (guidebot.contacts.add_look) reads the way's store with its zone; the
+    enrollment runs in that zone and the customer's stage counts for that store, not the
+    guide's."""
+    async with h.sessions() as session, session.begin():
+        await session.execute(
+            update(Department).where(Department.id == 12).values(timezone="Asia/Urumqi")
+        )
+    status, way = await h.api(
+        "POST", "/contact-ways", json={"store": "12", "channel": "poster", "userids": ["g1"]}
+    )
+    assert status == 201, way
+    await h.act("contact/add", {"config_id": way["config_id"], "external_userid": "wmc1"})
+    async with h.sessions() as session:
+        enrollments = list(await session.scalars(select(SopEnrollment)))
+        stage = await session.get(CustomerStage, "wmc1")
+    assert enrollments
+    assert {(e.store_id, e.timezone) for e in enrollments} == {(12, "Asia/Urumqi")}
+    assert (stage.store_id, stage.guide_userid, stage.stage) == (12, "g1", "new")
 
 
 async def test_an_unknown_state_is_kept_and_counts_for_the_guides_store(h):

@@ -183,6 +183,42 @@ async def test_events_nobody_handles_are_marked_done(db):
     assert await statuses(db) == {1: InboxStatus.DONE}
 
 
+async def test_a_batchs_events_nobody_handles_are_done_without_a_savepoint(db):
+    """No domain takes them: the worker writes their done-marks and nothing else, so a batch of
+    them is one transaction with no savepoint; the handled event beside them keeps its own."""
+    clock, recorder = FakeClock(START), Recorder()
+    writer = InboxWriter(db[0], clock)
+    writer.start()
+    for i in range(4):
+        xml = (
+            "<xml><ToUserName>c</ToUserName><FromUserName>sys</FromUserName>"
+            f"<CreateTime>{i + 1}</CreateTime><MsgType>event</MsgType>"
+            f"<Event>brand_new_event</Event><Nonce>{i}</Nonce></xml>"
+        )
+        await writer.store(InboxEntry.of(parse_event(xml), xml))
+    xml = event_xml("del_follow_user", "g1", "wmc1", 100)
+    await writer.store(InboxEntry.of(parse_event(xml), xml))
+    await writer.stop()
+    worker = make_worker(db, recorder, clock, concurrency=1, batch_events=10, batch_seconds=60)
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    from sqlalchemy import event as sa_event
+
+    engine = db[0].sync_engine
+    sa_event.listen(engine, "before_cursor_execute", count)
+    try:
+        await worker.drain()
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", count)
+    assert await statuses(db) == dict.fromkeys(range(1, 6), InboxStatus.DONE)
+    assert [c for c, _, _ in recorder.handled] == ["wmc1"]
+    assert sum(s.startswith("SAVEPOINT") for s in seen) == 1, seen  # the handled one's
+    assert sum("processed_at" in s for s in seen) == 5, seen  # a done-mark each
+
+
 async def test_two_workers_never_handle_one_event_twice(db):
     clock, recorder = FakeClock(START), Recorder()
     await store(

@@ -107,6 +107,27 @@ async def test_a_customer_moves_through_every_stage_and_each_change_is_logged(h)
     assert await stage(h, "wmc01") == "first_purchase"
 
 
+async def test_orders_told_of_before_the_first_add_give_its_first_stage(h):
+    """The first add's stage row counts, in its own insert, the orders guidebot was told of
+    before (earned_stage's rule, in SQL): none new, one first purchase, two a repeat buyer."""
+    h.set_time(at(9, 10))
+    for ext, paid in (("wmc02", 1), ("wmc03", 2)):
+        for n in range(paid):
+            await h.order(order(f"{ext}-{n}", at(9, 9), external_userid=ext), status=201)
+    assert await stage(h, "wmc02") is None  # no guide added yet: no stage
+    for ext in ("wmc01", "wmc02", "wmc03"):
+        await h.add("g1", ext)
+    assert [await stage(h, ext) for ext in ("wmc01", "wmc02", "wmc03")] == [
+        "new",
+        "first_purchase",
+        "repeat_buyer",
+    ]
+    async with h.sessions() as session:
+        rows = {r.external_userid: r for r in await session.scalars(select(CustomerStage))}
+    assert [rows[ext].orders for ext in ("wmc01", "wmc02", "wmc03")] == [0, 1, 2]
+    assert await log(h, "wmc03") == [(None, "repeat_buyer", "relation.added")]
+
+
 async def test_losing_one_of_two_guides_or_a_transfer_is_no_loss(h):
     h.set_time(at(9, 10))
     await h.add("g1", "wmc02")

@@ -7,9 +7,11 @@ import json
 import logging
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
 from guidebot.config import ConfigError, Settings, log_format_from_env
 from guidebot.logs import JsonFormatter, Redactor, TextFormatter, log_context, make_formatter
+from guidebot.web.callback import _request_id
 from tests.support import TEST_IDENTITY, make_settings
 
 SECRETS = (TEST_IDENTITY.secret, TEST_IDENTITY.aes_key, "admin-token-for-tests", "k" * 40)
@@ -129,3 +131,11 @@ def test_log_format_setting():
     assert Settings.from_env(settings.as_env()) == settings
     with pytest.raises(ConfigError, match="GUIDEBOT_LOG_FORMAT"):
         Settings.from_env({**settings.as_env(), "GUIDEBOT_LOG_FORMAT": "yaml"})
+
+
+def test_a_callbacks_request_id_is_the_balancers_or_a_fresh_one_each():
+    given = make_mocked_request("POST", "/wecom/callback", headers={"X-Request-Id": "lb-42"})
+    assert _request_id(given) == "lb-42"
+    fresh = {_request_id(make_mocked_request("POST", "/wecom/callback")) for _ in range(100)}
+    assert len(fresh) == 100
+    assert all(len(id_) == 16 and int(id_, 16) >= 0 for id_ in fresh)

@@ -131,3 +131,35 @@ def test_a_before_callback_asking_for_what_nobody_provides_fails_at_start_up():
 
     with pytest.raises(RouterError, match="wecmo"):
         dispatcher_with(router, names=("session", "wecom")).check_wiring()
+
+
+async def test_a_router_wired_after_events_were_fed_is_offered_the_next_ones():
+    """The dispatcher works out once per kind of event what matches it, and again whenever
+    the wiring changes."""
+    first, seen = Router("first"), []
+
+    @first.on(AddExternalContact)
+    async def added(event):
+        seen.append("first")
+
+    dispatcher = dispatcher_with(first)
+    await dispatcher.feed(ADD)
+    assert not dispatcher.handles(CLICK)
+    late = Router("late")
+
+    @late.on(AddExternalContact)
+    async def also(event):
+        seen.append("late")
+
+    dispatcher.include_router(late)
+    await dispatcher.feed(ADD)
+    more = Router("more")
+    late.include_router(more)
+
+    @more.on(AddExternalContact)
+    async def never(event):  # late's own handler takes it first
+        seen.append("more")
+
+    await dispatcher.feed(ADD)
+    assert seen == ["first", "first", "late", "first", "late"]
+    assert dispatcher.handles(ADD)
