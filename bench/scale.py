@@ -50,6 +50,7 @@ from bench.databases import fresh_postgres, is_postgres
 from bench.metrics import settings_for
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
+from guidebot.contacts import counts, word_index
 from guidebot.content.models import ContentItem
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import upgrade
@@ -58,10 +59,11 @@ from guidebot.privacy.retention import RULES, prune
 
 NOW = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)  # noon in Shanghai
 ADMIN = "bench-admin-token-0001"
-# Tables whose triggers mark rollup work: the loaded history predates the rollups, which are
-# built once from it afterwards (as `backfill` does on an existing database).
+# Tables whose triggers mark rollup work, count each guide's customers or index customer search
+# (SQLite): the loaded history predates them; the rollups, the counts and the search index are
+# built once from it afterwards (as `backfill` and migration 0028 do on an existing database).
 TRIGGERED = ("relation_events", "relations", "sop_tasks", "content_forwards",
-             "content_open_visitors")  # fmt: skip
+             "content_open_visitors", "customers")  # fmt: skip
 # Each retention rule's table (guidebot.privacy.retention.RULES).
 PRUNED_TABLES = {rule.name: rule.model.__tablename__ for rule in RULES}
 SEQUENCED = ("relations", "inbox_events", "sop_enrollments", "sop_tasks")
@@ -140,6 +142,12 @@ async def load(engine, sessions, plan: scale_data.Plan, postgres: bool) -> dict[
     dialect = scale_data.Dialect(postgres, NOW)
     await scale_data.load(engine, dialect, plan, say)
     await _triggers(engine, postgres, True, saved)
+    started = time.perf_counter()
+    async with sessions() as session, session.begin():
+        await counts.recount(session)
+        await word_index.rebuild(session)
+    took = time.perf_counter() - started
+    say(f"counted each guide's customers and indexed customer search in {took:.1f} s")
     async with engine.begin() as conn:
         if postgres:  # ids were given: the sequences follow
             for table in SEQUENCED:

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, case, exists, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot import i18n
@@ -102,8 +113,10 @@ def actionable_by_guide(guide: str | None) -> list[ColumnElement[bool]]:
     mine = [SopTask.guide_userid == guide] if guide is not None else []
     return [
         *mine,
-        SopTask.action.in_(Action.GUIDE_FACING),
-        SopTask.status.in_(GUIDE_OPEN),
+        # Written out in the SQL, in the order of ix_sop_tasks_guide_open's predicate: a
+        # planner uses a partial index only where it can see the query implies its predicate.
+        SopTask.action.in_(bindparam("guide_facing", Action.GUIDE_FACING, literal_execute=True)),
+        SopTask.status.in_(bindparam("guide_open", GUIDE_OPEN, literal_execute=True)),
         exists().where(
             Relation.guide_userid == SopTask.guide_userid,
             Relation.external_userid == SopTask.external_userid,
