@@ -114,8 +114,7 @@ async def search_customers(
     )
     query = select(Customer)
     if words:
-        found = await _with_words(session, words, conditions)
-        query = query.where(Customer.external_userid.in_(found))
+        query = query.where(await _with_words(session, words, conditions))
     related = bool(conditions) or related_only
     # Customers with a matching relation: SQLite's planner lists the relations' customers
     # once for IN and looks each customer up for EXISTS; the latter with no conditions (it
@@ -186,26 +185,37 @@ async def _relation_conditions(
 
 
 async def _with_words(session: AsyncSession, words: str, conditions: list[Any]) -> Any:
-    """The external_userids with `words` in their name or id, or in the remark of a relation
-    matching `conditions`: a union of one look per column, not an OR over the customers, so
-    each arm can use its own index (PostgreSQL's trigram indexes, migration 0026; SQLite's
-    FTS5 indexes, guidebot.contacts.word_index, which only narrow what LIKE then checks)."""
+    """Customers with `words` in their name or id, or in the remark of a relation matching
+    `conditions`.
+
+    Three characters or more: a union of one look per column, each from its own index
+    (PostgreSQL's trigram indexes, migration 0026; SQLite's FTS5 indexes, which only narrow
+    what LIKE then checks: guidebot.contacts.word_index). Fewer: no index has anything to look
+    up, so each customer read is checked in place, and reading stops as soon as the page and
+    the count have what they need (a union would first find every match)."""
     words = words.replace("%", "").replace("_", "")
     like = f"%{words}%"
-    by_name = [or_(Customer.name.ilike(like), Customer.external_userid.ilike(like))]
     by_remark = [*conditions, Relation.remark.ilike(like)]
-    if words and word_index.usable(words) and await word_index.available(session):
-        by_name.append(Customer.external_userid.in_(word_index.customers_with(words)))
-        by_remark.append(Relation.id.in_(word_index.remarks_with(words)))
-        return union(
-            select(Customer.external_userid).where(*by_name),
+    if len(words) < word_index.INDEXED_FROM:
+        remarked = exists().where(Relation.external_userid == Customer.external_userid, *by_remark)
+        return or_(Customer.name.ilike(like), Customer.external_userid.ilike(like), remarked)
+    if await word_index.available(session):
+        by_name = or_(Customer.name.ilike(like), Customer.external_userid.ilike(like))
+        found = union(
+            select(Customer.external_userid).where(
+                Customer.external_userid.in_(word_index.customers_with(words)), by_name
+            ),
+            select(Relation.external_userid).where(
+                Relation.id.in_(word_index.remarks_with(words)), *by_remark
+            ),
+        )
+    else:
+        found = union(
+            select(Customer.external_userid).where(Customer.name.ilike(like)),
+            select(Customer.external_userid).where(Customer.external_userid.ilike(like)),
             select(Relation.external_userid).where(*by_remark),
         )
-    return union(
-        select(Customer.external_userid).where(Customer.name.ilike(like)),
-        select(Customer.external_userid).where(Customer.external_userid.ilike(like)),
-        select(Relation.external_userid).where(*by_remark),
-    )
+    return Customer.external_userid.in_(found)
 
 
 async def get_customer(session: AsyncSession, external_userid: str) -> CustomerDetail:

@@ -53,10 +53,6 @@ async def available(session: AsyncSession) -> bool:
     return _present[engine]
 
 
-def usable(words: str) -> bool:
-    return len(words) >= INDEXED_FROM
-
-
 def _phrase(words: str) -> str:
     """The words as one FTS5 phrase: a string, its quotes doubled; with the trigram
     tokenizer a phrase matches where its trigrams follow each other, a substring."""
