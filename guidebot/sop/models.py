@@ -93,6 +93,7 @@ def _listed(values: tuple[str, ...]) -> str:
 
 
 # The guide-facing tasks a guide can still act on: the predicate of ix_sop_tasks_guide_open.
+OPEN_GUIDE_TASKS_INDEX = "ix_sop_tasks_guide_open"
 OPEN_GUIDE_TASKS = (
     f"action IN ({_listed(Action.GUIDE_FACING)}) AND status IN ({_listed(TaskStatus.ACTIONABLE)})"
 )
@@ -229,7 +230,7 @@ class SopTask(Base):
         # The guide-facing tasks still open, for every guide's counts (sop/queries.py, which
         # writes this predicate inline so that both databases see the index applies).
         Index(
-            "ix_sop_tasks_guide_open",
+            OPEN_GUIDE_TASKS_INDEX,
             "guide_userid",
             "due_at",
             "external_userid",

@@ -379,3 +379,74 @@ async def test_migration_0028_counts_and_indexes_what_is_already_there(before_00
         await _check_search(sessions, rows)
     finally:
         await engine.dispose()
+
+
+async def test_open_and_overdue_tasks_are_counted_from_the_open_tasks_index(sessions):
+    """Every guide's open and overdue guide-facing tasks (the guide list) equal a count of the
+    rows here; and the database can answer from ix_sop_tasks_guide_open, whose predicate the
+    query must write in the same words (else neither planner may use a partial index)."""
+    from guidebot.sop.models import Action, TaskStatus
+    from guidebot.sop.queries import OVERDUE_AFTER, guide_task_counts
+    from tests import factories
+
+    await _load(sessions)
+    statuses = [*TaskStatus.ACTIONABLE, TaskStatus.SENDING, TaskStatus.DONE, TaskStatus.SKIPPED]
+    dues = [NOW - timedelta(days=3), NOW - OVERDUE_AFTER, NOW, NOW + timedelta(hours=1)]
+    made = []
+    async with sessions() as session, session.begin():
+        for n, (guide, ext, _, store, _) in enumerate(RELATIONS):
+            enrollment = factories.enrollment(guide, ext, "pb", NOW, store_id=store or 11)
+            session.add(enrollment)
+            await session.flush()
+            for i, action in enumerate((Action.REMIND, Action.GUIDE_TASK, Action.WELCOME)):
+                status = statuses[(n + i) % len(statuses)]
+                due = dues[(n * 3 + i) % len(dues)]
+                session.add(
+                    factories.task(
+                        enrollment, f"s{i}", NOW, action=action, due_at=due, status=status
+                    )
+                )
+                made.append((guide, ext, store or 11, action, status, due))
+    active = {(g, ext) for g, ext, status, _, _ in RELATIONS if status == "active"}
+
+    def expected(stores) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for guide, ext, store, action, status, due in made:
+            if (
+                action in Action.GUIDE_FACING
+                and status in TaskStatus.ACTIONABLE
+                and due <= NOW
+                and (guide, ext) in active
+                and (stores is None or store in stores)
+            ):
+                counts = out.setdefault(guide, {"open": 0, "overdue": 0})
+                counts["open"] += 1
+                counts["overdue"] += due < NOW - OVERDUE_AFTER
+        return out
+
+    statements: list[tuple[str, Any]] = []
+    async with sessions() as session:
+        for stores in (None, {12}, {11, 12}):
+            assert await guide_task_counts(session, NOW, stores) == expected(stores), stores
+        assert expected(None), "the scene has open tasks"
+        listen = session.bind.sync_engine
+        from sqlalchemy import event
+
+        def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+            statements.append((statement, parameters))
+
+        event.listen(listen, "before_cursor_execute", seen)
+        try:
+            await guide_task_counts(session, NOW)
+        finally:
+            event.remove(listen, "before_cursor_execute", seen)
+        [(statement, parameters)] = [s for s in statements if "sop_tasks" in s[0]]
+        if session.bind.dialect.name == "postgresql":
+            await session.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = await session.connection()
+            rows = await plan.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+        else:
+            rows = await (await session.connection()).exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", parameters
+            )
+        assert "ix_sop_tasks_guide_open" in " ".join(str(r) for r in rows.all())
