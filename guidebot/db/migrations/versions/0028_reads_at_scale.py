@@ -10,9 +10,9 @@ Three HQ reads grew with the brand (README, "At scale"):
 * `guide_customer_counts`: each guide's active relations per store, kept by triggers on
   `relations` in the same transaction as each change (insert, status, guide or store changed,
   delete), on both databases; the guide and store lists read it instead of counting every
-  relation. It is filled here from the relations, in the migration's transaction: on
-  PostgreSQL creating the triggers locks `relations` against writes until the count commits
-  (seconds on millions of rows; callbacks are still acknowledged into the inbox meanwhile).
+  relation. It is filled here from the relations: on SQLite in the migration's transaction
+  (the service waits for its migrations), on PostgreSQL one guide per short transaction while
+  the service writes (GUIDE_FILL says why no change is missed or counted twice).
 * `ix_sop_tasks_guide_open`: a partial index of the guide-facing tasks still open, so counting
   every guide's open and overdue tasks reads those, not every task ever sent. Its predicate
   must be the one the query writes (guidebot.sop.queries.actionable_by_guide, inline).
@@ -69,6 +69,22 @@ COUNTS_DOWN = (
     "UPDATE guide_customer_counts SET active = active - 1 "
     "WHERE guide_userid = OLD.guide_userid AND store_id = COALESCE(OLD.store_id, 0)"
 )
+# PostgreSQL fills the counts one guide at a time while the service writes, the triggers already
+# on: the guide's relations are locked FOR SHARE (their writers wait a moment), then its counts
+# are replaced by a count taken after that (plpgsql takes a snapshot per statement). A change
+# committed before the count is in it; one not yet committed added its delta to the counts
+# row, which the DELETE waits for, or adds it once the new row commits (an upsert waits on it).
+GUIDE_FILL = (
+    "CREATE FUNCTION guide_customer_counts_fill(guide text) RETURNS void LANGUAGE plpgsql "
+    "AS $$ BEGIN "
+    "PERFORM 1 FROM relations WHERE guide_userid = guide FOR SHARE; "
+    "DELETE FROM guide_customer_counts WHERE guide_userid = guide; "
+    "INSERT INTO guide_customer_counts (guide_userid, store_id, active) "
+    "SELECT guide_userid, COALESCE(store_id, 0), count(*) FROM relations "
+    "WHERE guide_userid = guide AND status = 'active' "
+    "GROUP BY guide_userid, COALESCE(store_id, 0); "
+    "END $$"
+)
 COUNTS_FILL = (
     "INSERT INTO guide_customer_counts (guide_userid, store_id, active) "
     "SELECT guide_userid, COALESCE(store_id, 0), count(*) FROM relations "
@@ -87,10 +103,16 @@ def upgrade() -> None:
     )
     if op.get_bind().dialect.name == "postgresql":
         _postgres_counts()
-        op.execute(COUNTS_FILL)
+        op.execute(GUIDE_FILL)
         with op.get_context().autocommit_block():
+            guides = op.get_bind().execute(sa.text("SELECT userid FROM guides")).scalars().all()
+            for guide in guides:  # each its own short transaction
+                op.get_bind().execute(
+                    sa.text("SELECT guide_customer_counts_fill(:g)"), {"g": guide}
+                )
             for index in INDEXES:
                 _build_concurrently(*index)
+        op.execute("DROP FUNCTION guide_customer_counts_fill(text)")
         return
     _sqlite_counts()
     op.execute(COUNTS_FILL)
