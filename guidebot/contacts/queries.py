@@ -77,7 +77,7 @@ async def _relations_of(session: AsyncSession, ids: list[str]) -> dict[str, list
 
 
 # A matching set this small is gathered and sorted; a bigger one is read newest first from
-# ix_customers_newest until the page is full (about total / matching rows per row shown).
+# ix_customers_newest, each customer looked up, until the page is full: soon, when so many match.
 SORTED_UP_TO = 10_000
 
 
