@@ -50,6 +50,7 @@ from bench.databases import fresh_postgres, is_postgres
 from bench.metrics import settings_for
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
+from guidebot.contacts import counts, word_index
 from guidebot.content.models import ContentItem
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import upgrade
@@ -58,10 +59,11 @@ from guidebot.privacy.retention import RULES, prune
 
 NOW = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)  # noon in Shanghai
 ADMIN = "bench-admin-token-0001"
-# Tables whose triggers mark rollup work: the loaded history predates the rollups, which are
-# built once from it afterwards (as `backfill` does on an existing database).
+# Tables whose triggers mark rollup work, count each guide's customers or index customer search
+# (SQLite): the loaded history predates them; the rollups, the counts and the search index are
+# built once from it afterwards (as `backfill` and migration 0028 do on an existing database).
 TRIGGERED = ("relation_events", "relations", "sop_tasks", "content_forwards",
-             "content_open_visitors")  # fmt: skip
+             "content_open_visitors", "customers")  # fmt: skip
 # Each retention rule's table (guidebot.privacy.retention.RULES).
 PRUNED_TABLES = {rule.name: rule.model.__tablename__ for rule in RULES}
 SEQUENCED = ("relations", "inbox_events", "sop_enrollments", "sop_tasks")
@@ -140,6 +142,12 @@ async def load(engine, sessions, plan: scale_data.Plan, postgres: bool) -> dict[
     dialect = scale_data.Dialect(postgres, NOW)
     await scale_data.load(engine, dialect, plan, say)
     await _triggers(engine, postgres, True, saved)
+    started = time.perf_counter()
+    async with sessions() as session, session.begin():
+        await counts.recount(session)
+        await word_index.rebuild(session)
+    took = time.perf_counter() - started
+    say(f"counted each guide's customers and indexed customer search in {took:.1f} s")
     async with engine.begin() as conn:
         if postgres:  # ids were given: the sequences follow
             for table in SEQUENCED:
@@ -187,28 +195,36 @@ async def count(engine, tables: list[str]) -> dict[str, int]:
 # ---- the reads --------------------------------------------------------------------------------
 
 
-def reads(plan: scale_data.Plan, rng: random.Random) -> dict[str, str]:
-    """One path for each HQ read, with a guide or customer drawn from `rng`."""
+def reads(plan: scale_data.Plan, rng: random.Random) -> dict[str, tuple[str, str | None]]:
+    """One path for each HQ read, with a guide or customer drawn from `rng`, and a text its
+    answer must hold (None: any)."""
     last = NOW.date()
     month = f"from={last - timedelta(days=29)}&to={last}"
     guide = f"g{rng.randrange(plan.guides):04d}"
     add = rng.randrange(plan.count("adds"))
+    pages = max(1, min(200, plan.count("adds") // 50))
+    # 客户{add} is also in longer numbers' names; of a big enough number, at most 11 are.
+    found = f">wm{add}<" if add * 100 >= plan.count("adds") else None
     return {
-        "dashboard /admin": "/admin",
-        "HQ KPIs /api/v1/metrics": f"/api/v1/metrics?{month}",
-        "leaderboard /api/v1/leaderboard": f"/api/v1/leaderboard?{month}",
-        "customer list /admin/customers": "/admin/customers",
-        "customer search /admin/customers?q=": f"/admin/customers?q=客户{add}",
-        "a guide's customers /api/v1/customers": f"/api/v1/customers?guide={guide}",
-        "guide list /api/v1/guides": "/api/v1/guides",
-        "guide list /admin/guides": "/admin/guides",
-        "cohorts /api/v1/cohorts": "/api/v1/cohorts",
-        "customer page /admin/customers/{id}": f"/admin/customers/wm{add}",
-        "customer /api/v1/customers/{id}": f"/api/v1/customers/wm{add}",
-        "a guide's tasks /api/v1/tasks": f"/api/v1/tasks?guide={guide}",
-        "enrollments /api/v1/enrollments": f"/api/v1/enrollments?customer=wm{add}",
-        "content /api/v1/content": "/api/v1/content",
-        "audit /api/v1/audit": "/api/v1/audit",
+        "dashboard /admin": ("/admin", None),
+        "HQ KPIs /api/v1/metrics": (f"/api/v1/metrics?{month}", None),
+        "leaderboard /api/v1/leaderboard": (f"/api/v1/leaderboard?{month}", None),
+        "customer list /admin/customers": ("/admin/customers", None),
+        "customer list, page 200 /admin/customers?page=": (f"/admin/customers?page={pages}", None),
+        "customer search /admin/customers?q=": (f"/admin/customers?q=客户{add}", found),
+        # Two characters: no trigram to look up, on either database (a scan, no match here).
+        "search, 2 characters /admin/customers?q=": ("/admin/customers?q=张伟", None),
+        "a guide's customers /api/v1/customers": (f"/api/v1/customers?guide={guide}", None),
+        "guide list /api/v1/guides": ("/api/v1/guides", None),
+        "guide list /admin/guides": ("/admin/guides", None),
+        "store list /admin/stores": ("/admin/stores", None),
+        "cohorts /api/v1/cohorts": ("/api/v1/cohorts", None),
+        "customer page /admin/customers/{id}": (f"/admin/customers/wm{add}", None),
+        "customer /api/v1/customers/{id}": (f"/api/v1/customers/wm{add}", None),
+        "a guide's tasks /api/v1/tasks": (f"/api/v1/tasks?guide={guide}", None),
+        "enrollments /api/v1/enrollments": (f"/api/v1/enrollments?customer=wm{add}", None),
+        "content /api/v1/content": ("/api/v1/content", None),
+        "audit /api/v1/audit": ("/api/v1/audit", None),
     }
 
 
@@ -222,11 +238,12 @@ async def measure(client: TestClient, plan, samples: int) -> dict[str, tuple[flo
     times: dict[str, list[float]] = {}
     headers = {"Authorization": f"Bearer {ADMIN}"}
     for _ in range(samples):
-        for name, path in reads(plan, rng).items():
+        for name, (path, holds) in reads(plan, rng).items():
             started = time.perf_counter()
             async with client.get(path, headers=headers, allow_redirects=False) as response:
-                await response.read()
+                body = await response.read()
                 assert response.status == 200, (path, response.status)
+                assert holds is None or holds in body.decode(), (path, holds)
             times.setdefault(name, []).append(time.perf_counter() - started)
     return {name: percentiles(values) for name, values in times.items()}
 
@@ -309,11 +326,11 @@ def show(report: Report) -> None:
         f"({report.load_rate:,.0f} rows/s; rollups built in {report.rollup_seconds:.1f} s)"
     )
     say("  " + ", ".join(f"{t} {n:,}" for t, n in sorted(report.rows.items())))
-    say(f"{'read':<40} {'before p50':>11} {'p95':>9} {'after p50':>10} {'p95':>9}")
+    say(f"{'read':<48} {'before p50':>11} {'p95':>9} {'after p50':>10} {'p95':>9}")
     for name, (p50, p95) in report.latencies_before.items():
         a50, a95 = report.latencies_after[name]
         figures = f"{p50 * 1e3:9.1f}ms {p95 * 1e3:7.1f}ms {a50 * 1e3:8.1f}ms {a95 * 1e3:7.1f}ms"
-        say(f"{name:<40} {figures}")
+        say(f"{name:<48} {figures}")
     say(
         f"size: {report.size_before / mb:,.0f} MB before, {report.size_after / mb:,.0f} MB after"
         + (

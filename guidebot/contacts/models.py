@@ -160,6 +160,10 @@ class Customer(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# HQ's customer list, newest first (contacts/queries.py), without sorting every customer.
+Index("ix_customers_newest", Customer.created_at.desc(), Customer.external_userid)
+
+
 class Relation(Base):
     """One guide ↔ one customer. Status changes only by an event newer than last_event_at."""
 
@@ -197,6 +201,22 @@ class Relation(Base):
         Index("ix_relations_guide_status", "guide_userid", "status"),
         Index("ix_relations_store_status", "store_id", "status"),
     )
+
+
+class GuideCustomerCount(Base):
+    """A guide's active relations attributed to one store (`NO_STORE`: none), kept by triggers
+    on `relations` in the transaction of each change (migration 0028), so the guide and store
+    lists never count every relation. The relations stay the truth: a test checks the two
+    agree after adds, losses, transfers, store moves and deletes."""
+
+    __tablename__ = "guide_customer_counts"
+
+    guide_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    store_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    active: Mapped[int] = mapped_column(Integer)
+
+
+NO_STORE = 0  # guide_customer_counts.store_id of relations attributed to no store
 
 
 class ContactWay(Base):

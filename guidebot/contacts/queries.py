@@ -1,6 +1,7 @@
 """Read-side queries the faces call (the API, the admin pages, the sidebar): customers, guides
-and stores, with counts computed by the
-database from the relations themselves (there are no stored counters to drift)."""
+and stores. Each guide's and store's active customers are read from the counts that triggers
+keep in the transaction of each relation's change (`guide_customer_counts`, migration 0028),
+so they cannot drift from the relations; everything else is counted from the rows."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, union
+from sqlalchemy import exists, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot.contacts import word_index
 from guidebot.contacts.directory import require_store
 from guidebot.contacts.errors import Invalid, NotFound
 from guidebot.contacts.models import (
+    NO_STORE,
     Customer,
     Department,
     Guide,
+    GuideCustomerCount,
     GuideStatus,
     Relation,
     RelationEvent,
@@ -34,6 +38,8 @@ class CustomerPage:
     total: int
     page: int
     per_page: int
+    more: bool = False  # more than `total` match (a count that stopped: count_up_to)
+    has_next: bool = False  # a later page has customers
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,11 @@ async def _relations_of(session: AsyncSession, ids: list[str]) -> dict[str, list
     return found
 
 
+# A matching set this small is gathered and sorted; a bigger one is read newest first from
+# ix_customers_newest, each customer looked up, until the page is full: soon, when so many match.
+SORTED_UP_TO = 10_000
+
+
 async def search_customers(
     session: AsyncSession,
     *,
@@ -84,6 +95,7 @@ async def search_customers(
     order: str = "newest",
     page: int = 1,
     per_page: int = 50,
+    count_up_to: int | None = None,
 ) -> CustomerPage:
     """The one customer search (the API, the admin page, the sidebar, the bot): customers with
     at least one relation matching every given relation filter, and with `words` in their name,
@@ -93,7 +105,64 @@ async def search_customers(
     `store` is a code or department id (an unknown one is Invalid); `stores` narrows to
     relations attributed to those department ids (a manager's); `tag` to relations with that
     corp tag, by id or by name (guidebot.contacts.tags). Without any relation filter
-    every customer matches, unless `related_only` asks for customers with some relation."""
+    every customer matches, unless `related_only` asks for customers with some relation.
+
+    With `count_up_to`, `total` counts no further: more matches than that give `total ==
+    count_up_to` and `more`, and cost no more than that many (HQ's list of every customer)."""
+    conditions = await _relation_conditions(
+        session, guide=guide, store=store, stores=stores, status=status, channel=channel, tag=tag
+    )
+    query = select(Customer)
+    if words:
+        query = query.where(await _with_words(session, words, conditions))
+    related = bool(conditions) or related_only
+    # Customers with a matching relation: SQLite's planner lists the relations' customers
+    # once for IN and looks each customer up for EXISTS; the latter with no conditions (it
+    # would list every relation) and when customers are read in the index's order.
+    listed = Customer.external_userid.in_(select(Relation.external_userid).where(*conditions))
+    looked_up = exists().where(Relation.external_userid == Customer.external_userid, *conditions)
+    counted = query.with_only_columns(Customer.external_userid)
+    if related:
+        counted = counted.where(listed if conditions else looked_up)
+    if count_up_to is not None:
+        counted = counted.limit(count_up_to + 1)
+    total = await session.scalar(select(func.count()).select_from(counted.subquery())) or 0
+    more = count_up_to is not None and total > count_up_to
+    if more:
+        total = count_up_to or 0
+    if order == "name":
+        ordering: tuple[Any, ...] = (Customer.name, Customer.external_userid)
+    elif total <= SORTED_UP_TO and not more:
+        # Gathered, then sorted: an expression no index holds keeps the planner from walking
+        # every customer newest first to find a few (those of a guide who has hardly any).
+        newest = func.coalesce(Customer.created_at, Customer.created_at).desc()
+        ordering = (newest, Customer.external_userid)
+    else:
+        ordering = (Customer.created_at.desc(), Customer.external_userid)
+        listed = looked_up
+    if related:
+        query = query.where(listed if conditions else looked_up)
+    rows: list[Customer] = []
+    if total:
+        paged = query.order_by(*ordering).offset((page - 1) * per_page).limit(per_page + 1)
+        rows = list(await session.scalars(paged))
+    customers = rows[:per_page]
+    relations = await _relations_of(session, [c.external_userid for c in customers])
+    return CustomerPage(
+        customers, relations, total, page, per_page, more=more, has_next=len(rows) > per_page
+    )
+
+
+async def _relation_conditions(
+    session: AsyncSession,
+    *,
+    guide: str | None,
+    store: str | None,
+    stores: Collection[int] | None,
+    status: str | None,
+    channel: str | None,
+    tag: str | None,
+) -> list[Any]:
     conditions: list[Any] = []
     if status is not None:
         if status not in RelationStatus.ALL:
@@ -112,36 +181,41 @@ async def search_customers(
         conditions.append(Relation.channel == channel)
     if tag is not None:
         conditions.append(has_tag(session.bind.dialect.name, tag))
+    return conditions
 
-    query = select(Customer)
-    if conditions or related_only:
-        query = query.where(
-            Customer.external_userid.in_(select(Relation.external_userid).where(*conditions))
+
+async def _with_words(session: AsyncSession, words: str, conditions: list[Any]) -> Any:
+    """Customers with `words` in their name or id, or in the remark of a relation matching
+    `conditions`.
+
+    Three characters or more: a union of one look per column, each from its own index
+    (PostgreSQL's trigram indexes, migration 0026; SQLite's FTS5 indexes, which only narrow
+    what LIKE then checks: guidebot.contacts.word_index). Fewer: no index has anything to look
+    up, so each customer read is checked in place, and reading stops as soon as the page and
+    the count have what they need (a union would first find every match)."""
+    words = words.replace("%", "").replace("_", "")
+    like = f"%{words}%"
+    by_remark = [*conditions, Relation.remark.ilike(like)]
+    if len(words) < word_index.INDEXED_FROM:
+        remarked = exists().where(Relation.external_userid == Customer.external_userid, *by_remark)
+        return or_(Customer.name.ilike(like), Customer.external_userid.ilike(like), remarked)
+    if await word_index.available(session):
+        by_name = or_(Customer.name.ilike(like), Customer.external_userid.ilike(like))
+        found = union(
+            select(Customer.external_userid).where(
+                Customer.external_userid.in_(word_index.customers_with(words)), by_name
+            ),
+            select(Relation.external_userid).where(
+                Relation.id.in_(word_index.remarks_with(words)), *by_remark
+            ),
         )
-    if words:
-        like = f"%{words.replace('%', '').replace('_', '')}%"
-        remarked = select(Relation.external_userid).where(*conditions, Relation.remark.ilike(like))
-        # A union of one look per column, not an OR over the customers: each arm can use its
-        # own index (PostgreSQL's trigram indexes, migration 0026) instead of a full scan.
+    else:
         found = union(
             select(Customer.external_userid).where(Customer.name.ilike(like)),
             select(Customer.external_userid).where(Customer.external_userid.ilike(like)),
-            remarked,
+            select(Relation.external_userid).where(*by_remark),
         )
-        query = query.where(Customer.external_userid.in_(found))
-    total = await session.scalar(select(func.count()).select_from(query.subquery()))
-    ordering = (
-        (Customer.name, Customer.external_userid)
-        if order == "name"
-        else (Customer.created_at.desc(), Customer.external_userid)
-    )
-    customers = list(
-        await session.scalars(
-            query.order_by(*ordering).offset((page - 1) * per_page).limit(per_page)
-        )
-    )
-    relations = await _relations_of(session, [c.external_userid for c in customers])
-    return CustomerPage(customers, relations, total or 0, page, per_page)
+    return Customer.external_userid.in_(found)
 
 
 async def get_customer(session: AsyncSession, external_userid: str) -> CustomerDetail:
@@ -160,13 +234,17 @@ async def get_customer(session: AsyncSession, external_userid: str) -> CustomerD
 
 
 async def _active_customers_by(
-    session: AsyncSession, column: Any, stores: Collection[int] | None = None
+    session: AsyncSession, key: str, stores: Collection[int] | None = None
 ) -> dict[Any, int]:
-    query = select(column, func.count()).where(Relation.status == RelationStatus.ACTIVE)
+    """Active relations per guide (`key="guide"`) or per store (None: attributed to none),
+    read from the counts the triggers keep (`guide_customer_counts`): never a count of every
+    relation."""
+    column = GuideCustomerCount.guide_userid if key == "guide" else GuideCustomerCount.store_id
+    query = select(column, func.sum(GuideCustomerCount.active))
     if stores is not None:
-        query = query.where(Relation.store_id.in_(sorted(stores)))
+        query = query.where(GuideCustomerCount.store_id.in_(sorted(stores)))
     rows = await session.execute(query.group_by(column))
-    return {key: count for key, count in rows}
+    return {(None if key == "store" and k == NO_STORE else k): int(n) for k, n in rows}
 
 
 async def list_guides(
@@ -203,7 +281,7 @@ async def list_guides(
     )
     for userid, dept in rows:
         current[userid].append(dept)
-    counts = await _active_customers_by(session, Relation.guide_userid, count_stores)
+    counts = await _active_customers_by(session, "guide", count_stores)
     views = []
     for guide in guides:
         stores = sorted(current[guide.userid], key=lambda d: d.id != guide.main_department)
@@ -223,7 +301,7 @@ async def list_stores(session: AsyncSession) -> list[StoreView]:
             )
         ).all()
     )
-    customers = await _active_customers_by(session, Relation.store_id)
+    customers = await _active_customers_by(session, "store")
     stores = sorted(
         (d for d in departments.values() if d.is_store and d.deleted_at is None),
         key=lambda d: (d.sort_order, d.id),

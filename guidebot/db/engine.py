@@ -33,6 +33,16 @@ SIDE_BUSY_TIMEOUT_MS = 2_000
 THREAD_JOIN_SECONDS = 10.0
 
 
+class SQLiteHintsCompiler(SQLiteDialect_aiosqlite.statement_compiler):
+    """SQLite's compiler, writing a table's hint after it (`select(...).with_hint(Model,
+    "INDEXED BY ix_name", "sqlite")`), which SQLAlchemy's leaves out: a query that must read
+    a partial index says so, rather than trust a planner without statistics (guidebot never
+    runs ANALYZE) to see that it is the cheap way. SQLite refuses the query if it cannot."""
+
+    def get_from_hint_text(self, table, text):
+        return text
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -65,6 +75,7 @@ def create_engine(url: str, *, pool_size: int = 10, side: bool = False) -> Async
             max_overflow=0,
             pool_timeout=30,
         )
+        engine.sync_engine.dialect.statement_compiler = SQLiteHintsCompiler
         event.listen(engine.sync_engine, "engine_disposed", threads.on_dispose)
         event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_ms=busy_ms))
         event.listen(

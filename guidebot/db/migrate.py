@@ -26,8 +26,16 @@ OPTIONAL_INDEXES = frozenset(
 )
 
 
+# SQLite's full-text indexes for customer search (migration 0028; guidebot.contacts.word_index):
+# FTS5 tables and their shadow tables, which no model describes.
+WORD_TABLES = ("customer_words", "relation_remarks_fts")
+
+
 def compared(obj, name, type_, reflected, compare_to) -> bool:
-    """Alembic's include_object: every object but the optional indexes."""
+    """Alembic's include_object: every object but the optional indexes and SQLite's word
+    index tables."""
+    if type_ == "table" and name and name.startswith(WORD_TABLES):
+        return False
     return not (type_ == "index" and name in OPTIONAL_INDEXES)
 
 

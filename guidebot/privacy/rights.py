@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.audit.recorder import Actor, record
+from guidebot.contacts import word_index
 from guidebot.db.turns import take_turns
 from guidebot.privacy.customers import HOLDINGS, Subject, rows_of, words_of
 
@@ -109,6 +110,9 @@ async def erase_customer(
             changed = await holding.erase(session, subject)
             if changed:
                 rows[holding.table] = changed
+    # SQLite's search indexes dropped the erased words with the rows (triggers); merging
+    # takes them out of the index's older segments too (guidebot.contacts.word_index).
+    await word_index.forget(session)
     hashed = subject.hashed()
     entry = record(
         session,

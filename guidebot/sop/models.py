@@ -88,6 +88,17 @@ class Action:
     GUIDE_FACING = (GUIDE_TASK, REMIND)  # show in the guide's task list
 
 
+def _listed(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+# The guide-facing tasks a guide can still act on: the predicate of ix_sop_tasks_guide_open.
+OPEN_GUIDE_TASKS_INDEX = "ix_sop_tasks_guide_open"
+OPEN_GUIDE_TASKS = (
+    f"action IN ({_listed(Action.GUIDE_FACING)}) AND status IN ({_listed(TaskStatus.ACTIONABLE)})"
+)
+
+
 class CompletedBy:
     """How a task was settled (`completed_by`); who did it is `completed_by_user`."""
 
@@ -216,6 +227,16 @@ class SopTask(Base):
         Index("ix_sop_tasks_customer_sent", "external_userid", "sent_at"),
         Index("ix_sop_tasks_msgid", "wecom_msgid"),
         Index("ix_sop_tasks_escalate", "escalate_at"),
+        # The guide-facing tasks still open, for every guide's counts (sop/queries.py, which
+        # writes this predicate inline so that both databases see the index applies).
+        Index(
+            OPEN_GUIDE_TASKS_INDEX,
+            "guide_userid",
+            "due_at",
+            "external_userid",
+            sqlite_where=text(OPEN_GUIDE_TASKS),
+            postgresql_where=text(OPEN_GUIDE_TASKS),
+        ),
     )
 
 

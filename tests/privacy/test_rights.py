@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 import guidebot.models  # every table in the metadata
 from guidebot.audit.models import AuditEntry
+from guidebot.contacts import word_index
 from guidebot.contacts.jobs import nightly_reconcile, refetch_profiles
 from guidebot.contacts.models import Customer, Relation
+from guidebot.contacts.queries import search_customers
 from guidebot.db.base import Base
 from guidebot.metrics.report import Period
 from guidebot.metrics.rollup import recompute_all
@@ -150,6 +152,59 @@ async def test_erasure_removes_the_person_and_keeps_every_figure(h):
     await recompute_all(h.sessions, h.settings.timezone, h.clock.now())
     assert await kpis(h, UNTIL_YESTERDAY) == before
     assert (await kpis(h))["total"]["profile_completeness"] == 0.0
+
+
+async def _index_bytes(session) -> bytes:
+    """SQLite: every block of the search indexes' segments, as stored."""
+    blocks = await session.scalars(
+        text("SELECT block FROM customer_words_fts_data UNION ALL "
+             "SELECT block FROM relation_remarks_fts_data")
+    )  # fmt: skip
+    return b"".join(b for b in blocks if isinstance(b, bytes))
+
+
+async def test_erasure_takes_the_words_out_of_the_search_indexes(h):
+    """Search no longer finds the erased customer by their name or remark; and on SQLite no
+    three characters of them are left in the word indexes at all: FTS5 hides a removed row's
+    words behind a delete marker and keeps them in older segments until they merge, so the
+    erasure merges them (guidebot.contacts.word_index.forget)."""
+    await busy_week(h)
+    async with h.sessions() as session:
+        sqlite = await word_index.available(session)
+        names = select(Customer.name).where(Customer.external_userid != "wmc01")
+        remarks = select(Relation.remark).where(Relation.external_userid != "wmc01")
+        others = [*(await session.scalars(names)), *(await session.scalars(remarks))]
+    theirs = {
+        word.lower()[i : i + 3] for word in ("顾客01", REMARK) for i in range(len(word) - 2)
+    } - {other.lower()[i : i + 3] for other in others if other for i in range(len(other) - 2)}
+    assert theirs
+    async with h.sessions() as session:
+        for words in ("顾客01", REMARK):
+            page = await search_customers(session, words=words, related_only=True)
+            assert [c.external_userid for c in page.customers] == ["wmc01"], words
+        if sqlite:
+            assert [t for t in theirs if t.encode() in await _index_bytes(session)]
+    if sqlite:
+        # The triggers alone only hide them.
+        async with h.sessions() as session, session.begin():
+            await session.execute(
+                text("UPDATE customers SET name = NULL WHERE external_userid = 'wmc01'")
+            )
+            await session.execute(
+                text("UPDATE relations SET remark = NULL WHERE external_userid = 'wmc01'")
+            )
+            hidden = [t for t in theirs if t.encode() in await _index_bytes(session)]
+            await session.rollback()
+        assert hidden
+
+    status, _ = await h.api("POST", "/privacy/customers/wmc01/erase", json={"reason": "客户要求"})
+    assert status == 200
+    async with h.sessions() as session:
+        for words in ("顾客01", REMARK, "客01"):
+            page = await search_customers(session, words=words, related_only=True)
+            assert page.total == 0, words
+        if sqlite:
+            assert [t for t in theirs if t.encode() in await _index_bytes(session)] == []
 
 
 async def test_an_erased_customer_comes_back_only_with_what_wecom_sends_anew(h):
