@@ -112,27 +112,18 @@ async def _audited(built, action: str, target: str, after: dict) -> None:
 
 def _label_change(args: argparse.Namespace) -> int:
     from guidebot.audit.recorder import Actor, record
-    from guidebot.groups.labels import add_label, remove_label
+    from guidebot.groups.labels import change_label
 
     adding = args.label_action == "add"
 
     async def work(built) -> dict:
         actor, now = Actor.command_line(), built.clock.now()
         async with built.sessions() as session, session.begin():
-            if adding:
-                change = await add_label(session, args.chat, args.label, by=actor.name, now=now)
-            else:
-                change = await remove_label(session, args.chat, args.label)
+            change = await change_label(
+                session, args.chat, args.label, adding=adding, by=actor.name, now=now
+            )
             if change.changed:
-                record(
-                    session,
-                    actor,
-                    "group_label.add" if adding else "group_label.remove",
-                    target=f"group:{args.chat}",
-                    before={"labels": list(change.before)},
-                    after={"labels": list(change.after)},
-                    now=now,
-                )
+                record(session, actor, now=now, **change.audit())
         return {
             "chat_id": change.chat_id,
             "labels": ", ".join(change.after) or "-",

@@ -53,10 +53,21 @@ class LabelChange:
     chat_id: str
     before: tuple[str, ...]
     after: tuple[str, ...]
+    adding: bool = True
 
     @property
     def changed(self) -> bool:
         return self.before != self.after
+
+    def audit(self) -> dict:
+        """The audit entry's action, target, before and after (the API, the admin page and
+        the command line record the same)."""
+        return {
+            "action": "group_label.add" if self.adding else "group_label.remove",
+            "target": f"group:{self.chat_id}",
+            "before": {"labels": list(self.before)},
+            "after": {"labels": list(self.after)},
+        }
 
 
 async def labels_of(session: AsyncSession, chat_ids: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -95,6 +106,15 @@ async def add_label(
     return LabelChange(chat_id, before, tuple(sorted({*before, label})))
 
 
+async def change_label(
+    session: AsyncSession, chat_id: str, label: str, *, adding: bool, by: str, now: datetime
+) -> LabelChange:
+    """Put the label on the group or take it off (in the caller's transaction)."""
+    if adding:
+        return await add_label(session, chat_id, label, by=by, now=now)
+    return await remove_label(session, chat_id, label)
+
+
 async def remove_label(session: AsyncSession, chat_id: str, label: str) -> LabelChange:
     """Take the label off the group (in the caller's transaction)."""
     before = await _group_labels(session, chat_id)
@@ -102,7 +122,7 @@ async def remove_label(session: AsyncSession, chat_id: str, label: str) -> Label
         await session.execute(
             delete(GroupLabel).where(GroupLabel.chat_id == chat_id, GroupLabel.label == label)
         )
-    return LabelChange(chat_id, before, tuple(x for x in before if x != label))
+    return LabelChange(chat_id, before, tuple(x for x in before if x != label), adding=False)
 
 
 async def groups_labelled(session: AsyncSession, labels: Iterable[str]) -> set[str]:

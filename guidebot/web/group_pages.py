@@ -21,7 +21,7 @@ from guidebot.contacts.behavior import china_today
 from guidebot.contacts.errors import Invalid, NotFound
 from guidebot.contacts.models import Customer, Department, Guide
 from guidebot.groups import queries, statistic
-from guidebot.groups.labels import add_label, remove_label
+from guidebot.groups.labels import change_label
 from guidebot.groups.models import GroupMember
 from guidebot.metrics import kpis
 from guidebot.metrics.report import Period
@@ -191,21 +191,16 @@ async def group_labels(request: web.Request) -> web.StreamResponse:
     adding = form.get("action") != "remove"
     try:
         async with request.app[SESSIONS]() as session, session.begin():
-            if adding:
-                change = await add_label(
-                    session, chat_id, label, by=actor_of(request).name, now=request.app[CLOCK].now()
-                )
-            else:
-                change = await remove_label(session, chat_id, label)
+            change = await change_label(
+                session,
+                chat_id,
+                label,
+                adding=adding,
+                by=actor_of(request).name,
+                now=request.app[CLOCK].now(),
+            )
             if change.changed:
-                record_change(
-                    request,
-                    session,
-                    "group_label.add" if adding else "group_label.remove",
-                    target=f"group:{chat_id}",
-                    before={"labels": list(change.before)},
-                    after={"labels": list(change.after)},
-                )
+                record_change(request, session, **change.audit())
     except NotFound:
         raise web.HTTPNotFound(text=_no_group(_lang(request))) from None
     except Invalid:

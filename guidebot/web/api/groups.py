@@ -25,7 +25,7 @@ from guidebot.groups.joinways import (
     delete_join_way,
     list_join_ways,
 )
-from guidebot.groups.labels import LABEL_MAX, add_label, remove_label
+from guidebot.groups.labels import LABEL_MAX, change_label
 from guidebot.groups.models import (
     GroupJoinWay,
     GroupMember,
@@ -299,20 +299,16 @@ async def delete_label(request: web.Request) -> web.Response:
 async def _label_change(request: web.Request, *, add: bool) -> web.Response:
     chat_id, label = request.match_info["chat_id"], request.match_info["label"]
     async with request.app[SESSIONS]() as session, session.begin():
-        if add:
-            who = actor_of(request).name
-            change = await add_label(session, chat_id, label, by=who, now=request.app[CLOCK].now())
-        else:
-            change = await remove_label(session, chat_id, label)
+        change = await change_label(
+            session,
+            chat_id,
+            label,
+            adding=add,
+            by=actor_of(request).name,
+            now=request.app[CLOCK].now(),
+        )
         if change.changed:
-            record_change(
-                request,
-                session,
-                "group_label.add" if add else "group_label.remove",
-                target=f"group:{chat_id}",
-                before={"labels": list(change.before)},
-                after={"labels": list(change.after)},
-            )
+            record_change(request, session, **change.audit())
     return web.json_response(
         {"chat_id": chat_id, "labels": list(change.after), "changed": change.changed}
     )
