@@ -89,7 +89,10 @@ async def community_week(
             week.opens += 1
             if number == 0:  # one of them buys
                 paid_at = server[CLOCK].now().isoformat()
-                week.orders.append(await _order(http, api, headers, customer, paid_at, rng))
+                order_id = f"demo-community-{row.id}-{customer}"  # one may buy through two
+                week.orders.append(
+                    await _order(http, api, headers, order_id, customer, paid_at, rng)
+                )
     await refresh(sessions, server[SETTINGS].timezone, server[CLOCK].now())
     return week
 
@@ -186,13 +189,14 @@ async def _order(
     http: aiohttp.ClientSession,
     api: str,
     headers: dict,
+    order_id: str,
     customer: str,
     paid_at: str,
     rng: random.Random,
 ) -> str:
     """Through the order API, as the brand's shop posts it; the rule it was attributed by."""
     body = {
-        "order_id": f"demo-community-{customer}",
+        "order_id": order_id,
         "external_userid": customer,
         "amount": f"{rng.randint(199, 1599)}.00",
         "paid_at": paid_at,
