@@ -5,6 +5,7 @@ newest first, and each guide's active customers kept by triggers."""
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,10 @@ from guidebot.contacts.models import (
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import upgrade
 from tests.conftest import reset_pg
+
+WORD_OBJECTS = importlib.import_module(
+    "guidebot.db.migrations.versions.0028_reads_at_scale"
+).WORD_OBJECTS
 
 NOW = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
 GUIDES = ("g1", "g2", "g3")
@@ -352,13 +357,13 @@ async def test_each_guides_active_customers_are_kept_as_relations_change(session
 
 @pytest.fixture
 async def before_0028(request, tmp_path):
-    """An empty database migrated to 0026: the rows are there before migration 0028 is."""
+    """An empty database migrated to 0027: the rows are there before migration 0028 is."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
     else:
         url = request.getfixturevalue("pg_url")
         await reset_pg(url)
-    await upgrade(url, "0026")
+    await upgrade(url, "0027")  # 0028's parent
     return url
 
 
@@ -450,3 +455,21 @@ async def test_open_and_overdue_tasks_are_counted_from_the_open_tasks_index(sess
                 f"EXPLAIN QUERY PLAN {statement}", parameters
             )
         assert "ix_sop_tasks_guide_open" in " ".join(str(r) for r in rows.all())
+
+
+async def test_search_on_a_sqlite_without_the_word_indexes_scans_to_the_same_answers(
+    migrated_sqlite_url,
+):
+    """Migration 0028 skips the word indexes where SQLite has no trigram tokenizer (older than
+    3.34): search then reads every row, as before, with the same answers."""
+    engine = create_engine(migrated_sqlite_url)
+    async with engine.begin() as conn:
+        for kind, name in WORD_OBJECTS:
+            await conn.exec_driver_sql(f"DROP {kind} {name}")
+    sessions = create_session_factory(engine)
+    try:
+        async with sessions() as session:
+            assert not await word_index.available(session)
+        await _check_search(sessions, await _load(sessions))
+    finally:
+        await engine.dispose()

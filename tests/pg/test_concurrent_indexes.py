@@ -1,6 +1,6 @@
-"""Migration 0026 builds its indexes with CREATE INDEX CONCURRENTLY, outside a transaction; a
-build that failed half way (an INVALID index left behind) is dropped and built anew when the
-upgrade runs again."""
+"""Migrations 0026 and 0028 build their indexes with CREATE INDEX CONCURRENTLY, outside a
+transaction; a build that failed half way (an INVALID index left behind, the migration not
+recorded) is dropped and built anew when the upgrade runs again."""
 
 from __future__ import annotations
 
@@ -43,6 +43,55 @@ async def test_an_invalid_index_left_by_a_failed_build_is_rebuilt(pg_url):
         assert all(valid for valid, _ in rebuilt.values())
         assert rebuilt["ix_customers_name_trgm"][1] != built["ix_customers_name_trgm"][1]
         assert rebuilt["ix_relations_remark_trgm"] == built["ix_relations_remark_trgm"]
+    finally:
+        await conn.close()
+        await reset_pg(pg_url)
+
+
+async def test_migration_0028_runs_again_after_a_failed_index_build(pg_url):
+    """0028 commits its counts table, triggers and counts before building its indexes; a build
+    that failed leaves them there, and the upgrade run again completes with the same counts."""
+    await reset_pg(pg_url)
+    await upgrade(pg_url)
+    conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
+    try:
+        await conn.execute(
+            "INSERT INTO departments (id, name, is_store, code, sort_order, updated_at) "
+            "VALUES (11, '张江店', true, 'S11', 0, now())"
+        )
+        await conn.execute(
+            "INSERT INTO guides (userid, name, status, updated_at) "
+            "VALUES ('g1', '王芳', 'active', now())"
+        )
+        for ext in ("wm1", "wm2"):
+            await conn.execute(
+                "INSERT INTO customers (external_userid, created_at, updated_at) "
+                "VALUES ($1, now(), now())",
+                ext,
+            )
+            await conn.execute(
+                "INSERT INTO relations (guide_userid, external_userid, status, confirmed, "
+                "store_id, tags, remark_mobiles, last_event_at, updated_at) "
+                "VALUES ('g1', $1, 'active', true, 11, '[]', '[]', now(), now())",
+                ext,
+            )
+        await conn.execute(
+            "UPDATE pg_index SET indisvalid = false "
+            "WHERE indexrelid = 'ix_customers_newest'::regclass"
+        )
+        await conn.execute("UPDATE alembic_version SET version_num = '0027'")  # 0028's parent
+        await upgrade(pg_url)
+        valid = await conn.fetchval(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = 'ix_customers_newest'"
+        )
+        counts = await conn.fetch(
+            "SELECT guide_userid, store_id, active FROM guide_customer_counts"
+        )
+        assert valid is True
+        assert [tuple(r) for r in counts] == [("g1", 11, 2)]
+        await conn.execute("UPDATE relations SET status = 'lost' WHERE external_userid = 'wm1'")
+        assert await conn.fetchval("SELECT active FROM guide_customer_counts") == 1
     finally:
         await conn.close()
         await reset_pg(pg_url)

@@ -55,10 +55,12 @@ async def run_migrations_online() -> None:
         _run(connection)
         return
     engine = create_engine(config.get_main_option("sqlalchemy.url"))
-    async with engine.connect() as conn:
-        await conn.run_sync(_run)
-        await conn.commit()
-    await engine.dispose()
+    try:  # a failed migration leaves no connection behind
+        async with engine.connect() as conn:
+            await conn.run_sync(_run)
+            await conn.commit()
+    finally:
+        await engine.dispose()
 
 
 if context.is_offline_mode():

@@ -75,8 +75,8 @@ COUNTS_DOWN = (
 # committed before the count is in it; one not yet committed added its delta to the counts
 # row, which the DELETE waits for, or adds it once the new row commits (an upsert waits on it).
 GUIDE_FILL = (
-    "CREATE FUNCTION guide_customer_counts_fill(guide text) RETURNS void LANGUAGE plpgsql "
-    "AS $$ BEGIN "
+    "CREATE OR REPLACE FUNCTION guide_customer_counts_fill(guide text) RETURNS void "
+    "LANGUAGE plpgsql AS $$ BEGIN "
     "PERFORM 1 FROM relations WHERE guide_userid = guide FOR SHARE; "
     "DELETE FROM guide_customer_counts WHERE guide_userid = guide; "
     "INSERT INTO guide_customer_counts (guide_userid, store_id, active) "
@@ -100,6 +100,9 @@ def upgrade() -> None:
         sa.Column("store_id", sa.Integer(), nullable=False),
         sa.Column("active", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("guide_userid", "store_id", name=op.f("pk_guide_customer_counts")),
+        # PostgreSQL commits what comes before the concurrent builds: after a failed build
+        # the upgrade runs this again (every step here may run twice).
+        if_not_exists=True,
     )
     if op.get_bind().dialect.name == "postgresql":
         _postgres_counts()
@@ -112,7 +115,7 @@ def upgrade() -> None:
                 )
             for index in INDEXES:
                 _build_concurrently(*index)
-        op.execute("DROP FUNCTION guide_customer_counts_fill(text)")
+        op.execute("DROP FUNCTION IF EXISTS guide_customer_counts_fill(text)")
         return
     _sqlite_counts()
     op.execute(COUNTS_FILL)
@@ -124,8 +127,8 @@ def upgrade() -> None:
 
 def _postgres_counts() -> None:
     op.execute(
-        "CREATE FUNCTION guide_customer_counts_follow() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        "BEGIN "
+        "CREATE OR REPLACE FUNCTION guide_customer_counts_follow() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN "
         "IF TG_OP <> 'INSERT' THEN IF OLD.status = 'active' THEN "
         f"{COUNTS_DOWN}; END IF; END IF; "
         "IF TG_OP <> 'DELETE' THEN IF NEW.status = 'active' THEN "
@@ -137,6 +140,7 @@ def _postgres_counts() -> None:
         "NEW.guide_userid OR OLD.store_id IS DISTINCT FROM NEW.store_id"
     )
     for event, when in (("INSERT", None), ("UPDATE", changed), ("DELETE", None)):
+        op.execute(f"DROP TRIGGER IF EXISTS guide_customer_counts_{event.lower()} ON relations")
         op.execute(
             f"CREATE TRIGGER guide_customer_counts_{event.lower()} AFTER {event} ON relations "
             f"FOR EACH ROW {f'WHEN ({when}) ' if when else ''}"
