@@ -157,21 +157,30 @@ class _CheckedFiles:
 _checked = _CheckedFiles(CHECKED_CACHE_SIZE)
 
 
-def templates_fingerprint(templates_dir: Path) -> frozenset[tuple[str, int, int]]:
-    """Every template file's path, modification time and size: a check that named a template
-    is only reused while the templates are as they were."""
+def file_times(
+    folder: Path, suffixes: tuple[str, ...] | None = None
+) -> frozenset[tuple[str, int, int]]:
+    """Each file's path, modification time and size: the folder's files with one of
+    `suffixes`, or, without them, every file below it."""
     entries: set[tuple[str, int, int]] = set()
     try:
-        paths = list(Path(templates_dir).rglob("*"))
+        paths = list(folder.rglob("*")) if suffixes is None else list(folder.iterdir())
     except OSError:
         return frozenset()
     for path in paths:
+        if suffixes is not None and path.suffix not in suffixes:
+            continue
         try:
             stat = path.stat()
         except OSError:
             continue
         entries.add((str(path), stat.st_mtime_ns, stat.st_size))
     return frozenset(entries)
+
+
+def templates_fingerprint(templates_dir: Path) -> frozenset[tuple[str, int, int]]:
+    """A check that named a template is only reused while the templates are as they were."""
+    return file_times(Path(templates_dir))
 
 
 def load_playbook(

@@ -19,6 +19,7 @@ from guidebot.sop.loader import (
     PLAYBOOK_SUFFIXES,
     LoadedPlaybook,
     PlaybookError,
+    file_times,
     load_directory,
 )
 from guidebot.sop.loader import templates_dir_for as templates_beside
@@ -190,24 +191,7 @@ class PlaybookRegistry:
                 log.exception("watching playbooks in %s failed", self.sop_dir)
 
     def _take_snapshot(self) -> Snapshot:
-        entries: set[tuple[str, int, int]] = set()
-        for folder, suffixes in (
-            (self.sop_dir, PLAYBOOK_SUFFIXES),
-            (self.templates_dir, None),
-        ):
-            try:
-                paths = list(folder.rglob("*")) if suffixes is None else list(folder.iterdir())
-            except OSError:
-                continue
-            for path in paths:
-                if suffixes is not None and path.suffix not in suffixes:
-                    continue
-                try:
-                    stat = path.stat()
-                except OSError:
-                    continue
-                entries.add((str(path), stat.st_mtime_ns, stat.st_size))
-        return frozenset(entries)
+        return file_times(self.sop_dir, PLAYBOOK_SUFFIXES) | file_times(self.templates_dir)
 
 
 def templates_dir_for(sop_dir: str | Path) -> Path:
