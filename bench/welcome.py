@@ -69,6 +69,7 @@ class RateResult:
     late: int
     max_late: float
     welcomed: list[float]  # seconds from each code's issue to its send_welcome_msg
+    issued: list[tuple[float, float]]  # (seconds after the first code, latency) of each code
     errors: Counter[int]
     errors_by_api: dict[int, Counter[str]]
     duplicates: int  # WelcomeCodes that send_welcome_msg was called with more than once
@@ -386,6 +387,8 @@ def measure(
     if adds != count:
         print(f"  {count - adds} of {count} adds were refused: {answered.statuses}")
     latencies = [w["time"] - w["issued_at"] for w in welcomes.values()]
+    first = min((w["issued_at"] for w in welcomes.values()), default=0.0)
+    issued = sorted((w["issued_at"] - first, w["time"] - w["issued_at"]) for w in welcomes.values())
     errors: Counter[int] = Counter()
     by_api: dict[int, Counter[str]] = {}
     per_code: Counter[str] = Counter()
@@ -408,6 +411,7 @@ def measure(
         late=len(late),
         max_late=max(answered.lateness, default=0.0),
         welcomed=[x for x in latencies if x <= WELCOME_TTL],
+        issued=issued,
         errors=errors,
         errors_by_api=by_api,
         duplicates=sum(1 for n in per_code.values() if n > 1),
@@ -503,9 +507,26 @@ def details(result: RateResult, instances: int) -> str:
     parts.append(f"  {drained}{sim}")
     for code, apis in sorted(result.errors_by_api.items()):
         parts.append(f"  errcode {code}: " + ", ".join(f"{a} ×{n}" for a, n in apis.items()))
+    if result.issued and result.issued[-1][0] >= 2 * TIMELINE_STEP:
+        parts.append(
+            f"  slowest welcome of the codes issued in each {TIMELINE_STEP:g} s: "
+            + timeline(result)
+        )
     if instances > 1 or result.duplicates:
         parts.append(f"  WelcomeCodes sent to send_welcome_msg more than once: {result.duplicates}")
     return "\n".join(parts)
+
+
+TIMELINE_STEP = 10.0
+
+
+def timeline(result: RateResult) -> str:
+    """Whether the welcome falls behind as the burst goes on, or stalls now and then."""
+    worst: dict[int, float] = {}
+    for at, latency in result.issued:
+        window = int(at // TIMELINE_STEP)
+        worst[window] = max(worst.get(window, 0.0), latency)
+    return " ".join(f"{worst.get(n, 0.0):.2f}" for n in range(max(worst) + 1))
 
 
 def parse_rate(text: str) -> tuple[float, float]:

@@ -49,6 +49,9 @@ def _build():
             _TRANSFERS.c.external_userid == ext,
             _TRANSFERS.c.status == constant(TransferStatus.PENDING),
         )
+        # By the customer: SQLite would pick the status index and read every pending
+        # transfer (a departing guide's customers wait by the thousand for a day).
+        .with_hint(_TRANSFERS, "INDEXED BY ix_transfers_customer", "sqlite")
         .limit(1)
         .scalar_subquery()
     )

@@ -15,7 +15,11 @@ hands rows out and takes them back:
 * `Strays`: rows a run in this process claimed and could not settle (the database went away
   between its transactions), handed back at the next pass instead of waiting out the lease.
 
-Every call takes the caller's session: the caller owns the transaction.
+Every call takes the caller's session: the caller owns the transaction. A statement that names
+its rows by id finds them by id: on SQLite it says so (`NOT INDEXED`, which leaves the rowid),
+because SQLite, without statistics, would otherwise walk every row in the pending status for a
+list of two ids or more, and the pending rows of `sop_tasks` are every future step of every
+customer. The queue's table therefore has an integer primary key (SQLite's rowid).
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
+
+# SQLite's table hint for a statement naming its rows by id: no index, so the rowid is used.
+BY_ID = "NOT INDEXED"
 
 
 def is_postgres(session: AsyncSession) -> bool:
@@ -98,13 +106,16 @@ class LeasedQueue:
         where: Sequence[ColumnElement[bool]] = (),
         order_by: Sequence[Any] = (),
         limit: int | None = None,
+        ids: Sequence[int] | None = None,
         values: Mapping[str, Any] | None = None,
         returning: Sequence[Any] = (),
     ) -> list[Row[Any]]:
-        """Claim pending rows matching `where` (in `order_by`, at most `limit`) for `owner`
-        until now + lease, counting an attempt; `values` are written too. The claimed rows'
-        `returning` columns (their ids when none are named)."""
+        """Claim pending rows matching `where` (and among `ids`, when given; in `order_by`, at
+        most `limit`) for `owner` until now + lease, counting an attempt; `values` are written
+        too. The claimed rows' `returning` columns (their ids when none are named)."""
         picking = select(self.ids).where(self.status == self.pending, *where)
+        if ids is not None:
+            picking = picking.where(self.ids.in_(list(ids))).with_hint(self.table, BY_ID, "sqlite")
         if order_by:
             picking = picking.order_by(*order_by)
         if limit is not None:
@@ -116,6 +127,7 @@ class LeasedQueue:
             return []
         result = await session.execute(
             update(self.table)
+            .with_hint(BY_ID, dialect_name="sqlite")
             .where(self.ids.in_(picked), self.status == self.pending)
             .values(
                 {
@@ -151,6 +163,7 @@ class LeasedQueue:
             back[self.attempts_column] = self.attempts - 1
         result = await session.execute(
             update(self.table)
+            .with_hint(BY_ID, dialect_name="sqlite")
             .where(self.ids.in_(wanted), self.status == self.claimed, self.owner == owner)
             .values(back)
         )
@@ -211,4 +224,4 @@ class Strays:
                 self.rows.pop(owner, None)
 
 
-__all__ = ["LeasedQueue", "Strays", "is_postgres"]
+__all__ = ["BY_ID", "LeasedQueue", "Strays", "is_postgres"]

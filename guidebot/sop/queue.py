@@ -62,9 +62,7 @@ async def claim(
     table = SopTask.__table__
     where = [unparked(TICK_JOB, TASKS_TABLE, table.c.id)]
     order_by: tuple = ()
-    if ids is not None:
-        where.append(table.c.id.in_(list(ids)))
-    else:
+    if ids is None:
         where.append(table.c.due_at <= now)
         order_by = (table.c.due_at, table.c.id)
         limit = limit or runtime.batch_size
@@ -77,6 +75,7 @@ async def claim(
             where=where,
             order_by=order_by,
             limit=limit if ids is None else None,
+            ids=ids,
             values={"claimed_by": runtime.owner},
         )
     return sorted(row for (row,) in rows)
