@@ -266,7 +266,7 @@ class Rig:
                     "--pid",
                     str(self.servers[0].pid),
                     "--format",
-                    "raw",
+                    os.environ.get("BENCH_PROFILE_FORMAT", "raw"),
                     "--rate",
                     "250",
                     "--nonblocking",
@@ -507,7 +507,7 @@ def details(result: RateResult, instances: int) -> str:
     parts.append(f"  {drained}{sim}")
     for code, apis in sorted(result.errors_by_api.items()):
         parts.append(f"  errcode {code}: " + ", ".join(f"{a} ×{n}" for a, n in apis.items()))
-    if result.issued and result.issued[-1][0] >= 2 * TIMELINE_STEP:
+    if result.issued and result.issued[-1][0] > TIMELINE_STEP:
         parts.append(
             f"  slowest welcome of the codes issued in each {TIMELINE_STEP:g} s: "
             + timeline(result)
@@ -517,7 +517,7 @@ def details(result: RateResult, instances: int) -> str:
     return "\n".join(parts)
 
 
-TIMELINE_STEP = 10.0
+TIMELINE_STEP = float(os.environ.get("BENCH_TIMELINE_STEP", "10"))
 
 
 def timeline(result: RateResult) -> str:

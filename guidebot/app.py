@@ -221,7 +221,9 @@ async def intake(app: web.Application, *, run_workers: bool) -> AsyncIterator[No
 
 async def scheduler(app: web.Application) -> AsyncIterator[None]:
     # Rollups and pruning skip their ticks while the inbox worker is in a burst of adds.
-    give_way = GiveWay(app[INBOX_WORKER].busy) if INBOX_WORKER in app else None
+    # Between their transactions they let the add in hand and its welcome finish first.
+    worker = app.get(INBOX_WORKER)
+    give_way = GiveWay(worker.busy, quiet=worker.quiet) if worker is not None else None
     jobs = create_scheduler(app[SETTINGS].timezone, periodic_jobs(app[RUNTIME]), give_way)
     jobs.start()
     yield

@@ -255,8 +255,22 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_heap)
     # No per-request access log: at thousands of callbacks a second it costs more than the work.
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, loop=event_loop())
     return 0
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where it is installed (Linux and macOS), else asyncio's.
+
+    The server spends a good part of its time in the loop itself: each add is a callback
+    read and answered, two calls to WeCom and their answers, thread hand-offs to SQLite. At
+    166 adds a second uvloop kept p99 of the welcome at 1.4-2.0 s where asyncio's loop let it
+    drift to 5-10 s (README, Benchmarks: welcome)."""
+    try:
+        import uvloop
+    except ImportError:  # Windows: asyncio's own
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 async def _freeze_startup_heap(app) -> None:
@@ -284,7 +298,8 @@ def _simulator(args: argparse.Namespace) -> int:
     log.info(
         "simulated WeCom on http://%s:%s for corp %s", args.host, args.port, config.identity.corp_id
     )
-    asyncio.run(run_simulator(config, args.host, args.port))
+    with asyncio.Runner(loop_factory=event_loop) as runner:
+        runner.run(run_simulator(config, args.host, args.port))
     return 0
 
 

@@ -7,6 +7,7 @@ does not skip the nightly job, coalescing of missed runs into one, one instance 
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import time
@@ -23,6 +24,22 @@ from apscheduler.triggers.interval import IntervalTrigger
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+Quiet = Callable[[float], Awaitable[Any]]
+
+# Set while a job that gives way runs: what it awaits between its transactions (`take_turn`).
+_TURN: contextvars.ContextVar[Quiet | None] = contextvars.ContextVar("guidebot_turn", default=None)
+# How long a job waits for the add path at most, each time: never starved, only put behind.
+TURN_PATIENCE = 1.0
+
+
+async def take_turn() -> None:
+    """Between two transactions of bookkeeping that gives way (rollups, pruning): let the add
+    in hand and the welcome it started finish first. On SQLite they share one connection, and
+    an add goes through several short transactions: each would otherwise queue behind one of
+    ours. Nothing outside a job that gives way waits here."""
+    quiet = _TURN.get()
+    if quiet is not None:
+        await quiet(TURN_PATIENCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +85,10 @@ class GiveWay:
         busy: Callable[[], bool],
         longest: float = 60.0,
         now: Callable[[], float] = time.monotonic,  # real time, as the scheduler's own
+        quiet: Quiet | None = None,  # waits (at most so long) until no add is in hand
     ) -> None:
         self.busy = busy
+        self.quiet = quiet
         self.longest = longest
         self.now = now
         self._put_off_since: dict[str, float] = {}  # job id -> when it was first put off
@@ -111,12 +130,18 @@ def create_scheduler(
 
 def _logged(job: FixedJob, give_way: GiveWay | None = None) -> Job:
     async def run() -> None:
-        if job.gives_way and give_way is not None and not give_way.lets(job.id):
-            return
+        turn = None
+        if job.gives_way and give_way is not None:
+            if not give_way.lets(job.id):
+                return
+            turn = _TURN.set(give_way.quiet)
         try:
             await job.run()
         except Exception:
             # A periodic job must never die silently, nor take the scheduler with it.
             log.exception("periodic job %s failed; it runs again at its next time", job.id)
+        finally:
+            if turn is not None:
+                _TURN.reset(turn)
 
     return run

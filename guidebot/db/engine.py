@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SIDE_BUSY_TIMEOUT_MS = 2_000
+SQLITE_CACHE_KIB = 256 * 1024  # per connection, at most: pages are cached as they are read
 # How long disposing of an engine waits for one aiosqlite thread to finish its last call.
 THREAD_JOIN_SECONDS = 10.0
 
@@ -172,6 +173,9 @@ def _sqlite_pragmas(dbapi_connection, _record, *, busy_ms: int) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # SQLite's page cache is 2 MB by default: a year's indexes are far bigger, and every page
+    # missed is a read from the OS, so an add cost more the longer guidebot ran.
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.close()
     # We issue BEGIN ourselves (below) instead of the driver's implicit deferred BEGIN.

@@ -35,7 +35,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-
 # SQLite's table hint for a statement naming its rows by id: no index, so the rowid is used.
 BY_ID = "NOT INDEXED"
 

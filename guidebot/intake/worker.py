@@ -109,6 +109,9 @@ class InboxWorker:
         self.policy = policy or WorkerPolicy()
         self.owner = owner or claim_owner()  # host:pid:random, as the SOP claimers
         self._wake = asyncio.Event()
+        self._quiet = asyncio.Event()  # no pass with events in hand, no welcome on its way
+        self._quiet.set()
+        self._passes = 0
         self._stopping = False
         self._before_batch = before_batch
         # Awaited before each event: lets callbacks waiting to be acknowledged go first.
@@ -142,6 +145,18 @@ class InboxWorker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def quiet(self, patience: float) -> None:
+        """Wait (at most `patience` seconds) until no event is in hand and no welcome this
+        worker started is on its way: bookkeeping that gives way goes in the gaps
+        (guidebot.scheduler.take_turn)."""
+        if not self._quiet.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._quiet.wait(), patience)
+
+    def _note_quiet(self, _task: Any = None) -> None:
+        if not self._passes and not self._after_commit_tasks:
+            self._quiet.set()
 
     def busy(self) -> bool:
         """Whether events have been waiting for this worker without a break for a while: a
@@ -180,6 +195,9 @@ class InboxWorker:
 
     async def _run_forever(self) -> None:
         while not self._stopping:
+            # Cleared before the look, not after it: a wake-up from a commit that lands while
+            # this pass finds nothing must keep the worker from sleeping out the poll.
+            self._wake.clear()
             try:
                 handled = await self.run_once()
             except Exception:
@@ -189,7 +207,6 @@ class InboxWorker:
                 continue
             if self._stopping:
                 break
-            self._wake.clear()
             # Real time: a background loop's idle poll (a fake clock moves when slept on).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.policy.poll_interval)
@@ -205,12 +222,21 @@ class InboxWorker:
         return total
 
     async def run_once(self) -> int:
+        self._passes += 1
+        try:
+            return await self._run_pass()
+        finally:
+            self._passes -= 1
+            self._note_quiet()
+
+    async def _run_pass(self) -> int:
         await self._hand_back_orphans()
         await self._reclaim_expired_leases()
         claimed = await self._claim()
         self._note_work(bool(claimed))
         if not claimed:
             return 0
+        self._quiet.clear()
         if self._before_batch is not None:
             try:
                 await self._before_batch()
@@ -488,7 +514,9 @@ class InboxWorker:
     def _start_after_commit(self, work: Callable[[], Awaitable[Any]], event: Event) -> None:
         task = asyncio.create_task(self._run_after_commit(work, event))
         self._after_commit_tasks.add(task)
+        self._quiet.clear()
         task.add_done_callback(self._after_commit_tasks.discard)
+        task.add_done_callback(self._note_quiet)
 
     async def _run_after_commit(self, work: Callable[[], Awaitable[Any]], event: Event) -> None:
         try:

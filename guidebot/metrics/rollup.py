@@ -53,6 +53,7 @@ from guidebot.metrics.daily_rows import (
 from guidebot.metrics.models import DirtySource, GuideDaily, MetricsDirty, MetricsState, Order
 from guidebot.metrics.placer import Placer, utc_midnight
 from guidebot.metrics.profiles import snapshot_profiles
+from guidebot.scheduler import take_turn
 from guidebot.sop.models import SopTask
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,9 @@ async def refresh(
     async with sessions() as session:
         done = await get_state(session, BACKFILLED)
     if done is None:
-        report.backfilled = await backfill(sessions, default_tz, now)
+        report.backfilled = await backfill(sessions, default_tz, now, batch=guides_per_transaction)
     for index in range(max_transactions):
+        await take_turn()
         async with sessions() as session, session.begin():
             if not await _locked(session):
                 report.busy = True
@@ -475,7 +477,8 @@ async def _first_event(session: AsyncSession, guide: str) -> datetime | None:
 async def backfill(sessions: Sessions, default_tz: str, now: datetime, *, batch: int = 20) -> int:
     """Build every guide's rows from their whole history (the first run on existing data).
 
-    One transaction per few guides, so callbacks are not held up behind it on SQLite. Changes
+    One transaction per few guides (`batch`), each after the add in hand (take_turn), so
+    callbacks and welcomes are not held up behind it on SQLite. Changes
     committed meanwhile leave dirty rows that the next refresh applies."""
     async with sessions() as session:
         firsts: dict[str, datetime] = {}
@@ -489,6 +492,7 @@ async def backfill(sessions: Sessions, default_tz: str, now: datetime, *, batch:
     far = (now + AHEAD).date()
     for i in range(0, len(guides), batch):
         chunk = guides[i : i + batch]
+        await take_turn()
         async with sessions() as session, session.begin():
             await _locked(session, wait=True)
             placer = await Placer.load(session, chunk, default_tz)

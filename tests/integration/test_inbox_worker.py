@@ -504,3 +504,80 @@ async def test_an_unparseable_event_is_parked_alone_and_the_others_are_done(db, 
     parked = rows.pop("stored-by-an-older-version")
     assert parked.status == InboxStatus.FAILED and parked.last_error.startswith("unparseable")
     assert {e.status for e in rows.values()} == {InboxStatus.DONE}
+
+
+async def test_a_callback_stored_while_the_worker_finds_nothing_is_not_left_for_the_poll(db):
+    """The intake wakes the worker after each commit. A wake-up that lands while the worker is
+    between finding the inbox empty and going to sleep must not be lost: the event would wait
+    for the next poll (a second by default; a welcome's 20 s budget at a steady trickle showed
+    it as a p99 of one second)."""
+    clock, recorder = FakeClock(START), Recorder()
+    worker = make_worker(db, recorder, clock, poll_interval=60)
+    found_nothing = worker._claim
+    interleaved = False
+
+    async def claim_then_an_add_arrives():
+        nonlocal interleaved
+        claimed = await found_nothing()
+        if not claimed and not interleaved:
+            # The add commits just after the worker's look, and the intake wakes the worker.
+            interleaved = True
+            await store(db, clock, ("add_external_contact", "g1", "wm1", 1))
+            worker.wake()
+        return claimed
+
+    worker._claim = claim_then_an_add_arrives
+    worker.start()
+    try:
+        async with asyncio.timeout(10):  # the poll is 60 s away
+            while not recorder.handled:  # noqa: ASYNC110 (the recorder has no event to wait on)
+                await asyncio.sleep(0.01)
+    finally:
+        await worker.stop()
+    assert interleaved
+    assert [(ext, kind) for ext, kind, _ in recorder.handled] == [("wm1", "add_external_contact")]
+
+
+async def test_quiet_waits_for_the_event_in_hand_and_no_longer(db):
+    """Bookkeeping that gives way waits on `quiet` between its transactions: it must return
+    once the worker has nothing in hand, and at once when the worker is idle."""
+    clock = FakeClock(START)
+    gate, entered = asyncio.Event(), asyncio.Event()
+    handled: list[str] = []
+    router = Router("test")
+
+    @router.on(ExternalContactEvent)
+    async def slow(event: ExternalContactEvent, session) -> None:
+        entered.set()
+        await gate.wait()
+        handled.append(event.external_userid)
+
+    dispatcher = Dispatcher(injectables={"session", "inbox_id", "attempts"})
+    dispatcher.include_router(router)
+    worker = InboxWorker(db[1], dispatcher, clock, policy=WorkerPolicy(poll_interval=0.05))
+    async with asyncio.timeout(5):
+        await worker.quiet(10)  # idle: no wait
+    await store(db, clock, ("add_external_contact", "g1", "wm1", 1))
+    worker.start()
+    try:
+        async with asyncio.timeout(5):
+            await entered.wait()
+        waiting = asyncio.create_task(worker.quiet(10))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # the add is in hand
+        gate.set()
+        async with asyncio.timeout(5):
+            await waiting
+        assert handled == ["wm1"]
+        gate.clear()
+        entered.clear()
+        await store(db, clock, ("add_external_contact", "g1", "wm2", 2))
+        worker.wake()
+        async with asyncio.timeout(5):
+            await entered.wait()
+        started = asyncio.get_running_loop().time()
+        await worker.quiet(0.2)  # never longer than its patience
+        assert asyncio.get_running_loop().time() - started < 1
+        gate.set()
+    finally:
+        await worker.stop()

@@ -26,3 +26,15 @@ async def test_start_up_objects_are_frozen_and_later_cycles_still_collected():
         assert alive() is None, "garbage made after start-up must still be collected"
     finally:
         gc.unfreeze()  # the rest of the test session keeps a normal collector
+
+
+def test_serve_runs_on_uvloop_where_it_is_installed():
+    import uvloop
+
+    from guidebot.cli import event_loop
+
+    loop = event_loop()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
