@@ -52,6 +52,7 @@ from guidebot.metrics.models import (
     OrderStatus,
 )
 from guidebot.metrics.placer import Placer
+from guidebot.scheduler import take_turn
 from guidebot.sop.models import SopEnrollment
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ async def refresh_cohorts(
     """Recompute the customers whose logs changed or whose checkpoint came due, then the
     rollup days they touch. One transaction; the watermark moves with it."""
     report = CohortReport()
+    await take_turn()
     async with sessions() as session, session.begin():
         state = await session.get(MetricsState, SEEN_UNTIL)
         since = state.at - OVERLAP if state is not None and state.at is not None else None

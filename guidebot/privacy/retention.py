@@ -43,6 +43,7 @@ from guidebot.content.service import first_forward
 from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.metrics.models import LostAlert
 from guidebot.metrics.rollup import freeze_before
+from guidebot.scheduler import take_turn
 from guidebot.sop.models import SopTask, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ async def _prune_rule(
     done = 0
     after = None  # keyset: a batch starts past the last key read, never rescanning the rows
     for _ in range(max_batches):  # an earlier batch cleared (cleared rows stay in the table)
+        await take_turn()
         async with sessions() as session, session.begin():
             query = select(rule.key).where(rule.past(cut))
             if after is not None:

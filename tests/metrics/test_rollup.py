@@ -196,3 +196,24 @@ async def test_run_as_a_job_that_gives_way_each_transaction_waits_for_the_add_in
     begins.clear()
     await refresh(h.sessions, h.settings.timezone, h.clock.now())
     assert "turn" not in begins
+
+
+async def test_every_bookkeeping_job_takes_its_turn_before_its_transactions(h):
+    """The rollup, the cohorts and the pruning, run as the scheduler runs them, each wait for
+    the add in hand before they take the connection (guidebot.scheduler.take_turn)."""
+    from guidebot.runtime import periodic_jobs
+    from guidebot.scheduler import GiveWay, _logged
+    from guidebot.web.keys import RUNTIME
+
+    h.set_time(at(9, 10))
+    await h.add("g1", "wmc01")
+    turns: list[float] = []
+
+    async def quiet(patience: float) -> None:
+        turns.append(patience)
+
+    jobs = {job.id: job for job in periodic_jobs(h.app[RUNTIME])}
+    for job_id in ("metrics-rollup", "cohorts-refresh", "retention"):
+        turns.clear()
+        await _logged(jobs[job_id], GiveWay(lambda: False, quiet=quiet))()
+        assert turns, f"{job_id} took the connection without waiting its turn"
