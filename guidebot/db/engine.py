@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SIDE_BUSY_TIMEOUT_MS = 2_000
-SQLITE_CACHE_KIB = 256 * 1024  # per connection, at most: pages are cached as they are read
+SQLITE_CACHE_KIB = 64 * 1024  # per connection, at most: pages are cached as they are read
 # How long disposing of an engine waits for one aiosqlite thread to finish its last call.
 THREAD_JOIN_SECONDS = 10.0
 
