@@ -120,3 +120,10 @@ async def test_the_side_engine_never_runs_inline(tmp_path):
                 assert await _where(conn) == "other"
     finally:
         await side.dispose()
+
+
+async def test_each_connection_keeps_a_page_cache_sized_for_a_years_indexes(engine):
+    from guidebot.db.engine import SQLITE_CACHE_KIB
+
+    async with engine.connect() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA cache_size")).scalar() == -SQLITE_CACHE_KIB

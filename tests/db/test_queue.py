@@ -185,3 +185,37 @@ def test_strays_hand_back_what_was_taken_and_keep_what_came_since():
     assert strays.take() == {"a": {5: True}}
     strays.forget(strays.take())
     assert not strays
+
+
+async def test_on_sqlite_what_is_named_by_id_is_found_by_id(sessions):
+    """SQLite without statistics would find `id IN (a, b) AND status = 'pending'` through the
+    status index, walking every pending row: for sop_tasks, every future step of every
+    customer. Claims and releases by id say NOT INDEXED, which leaves SQLite the rowid."""
+    if sessions.kw["bind"].dialect.name != "sqlite":
+        pytest.skip("PostgreSQL plans by its statistics")
+    from sqlalchemy import event
+
+    ids = await add_rows(sessions, 6)
+    seen: list[tuple[str, tuple]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if "inbox_events" in statement and "id IN" in statement:
+            seen.append((statement, parameters))
+
+    engine = sessions.kw["bind"]
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        assert await claim(sessions, "a", ids=ids[:3]) == ids[:3]
+        async with sessions() as session, session.begin():
+            assert await QUEUE.release(session, ids[:2], owner="a", now=NOW) == 2
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert len(seen) == 3  # the claim's pick and update, the release
+    async with engine.connect() as connection:
+        for statement, parameters in seen:
+            plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            steps = [row[3] for row in plan]
+            assert steps[0].startswith("SEARCH inbox_events USING INTEGER PRIMARY KEY"), (
+                statement,
+                steps,
+            )
