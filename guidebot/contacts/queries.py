@@ -76,6 +76,10 @@ async def _relations_of(session: AsyncSession, ids: list[str]) -> dict[str, list
     return found
 
 
+# The count the lists show (HQ's customer page, the API's `total`) stops here: beyond it they say
+# "more than 10,000". Counting every customer took seconds at two million and grew with the brand.
+COUNT_UP_TO = 10_000
+
 # A matching set this small is gathered and sorted; a bigger one is read newest first from
 # ix_customers_newest, each customer looked up, until the page is full: soon, when so many match.
 SORTED_UP_TO = 10_000

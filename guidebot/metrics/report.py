@@ -142,8 +142,14 @@ class Scope:
 async def counter_totals(
     session: AsyncSession, scope: Scope, period: Period, *, group: str | None = None
 ) -> dict[Any, dict[str, int]]:
-    """Summed guide_daily counters, keyed by None, by day ("day") or by guide ("guide")."""
-    keys = {None: [], "day": [GuideDaily.day], "guide": [GuideDaily.guide_userid]}[group]
+    """Summed guide_daily counters, keyed by None, by day ("day"), by guide ("guide") or by
+    store ("store")."""
+    keys = {
+        None: [],
+        "day": [GuideDaily.day],
+        "guide": [GuideDaily.guide_userid],
+        "store": [GuideDaily.store_id],
+    }[group]
     sums = [func.coalesce(func.sum(getattr(GuideDaily, c)), 0).label(c) for c in COUNTERS]
     query = select(*keys, *sums).where(
         GuideDaily.day >= period.first, GuideDaily.day <= period.last
@@ -216,7 +222,8 @@ async def profile_totals(
 ) -> dict[Any, dict[str, int]]:
     """The snapshot columns (kpis.PROFILE_COLUMNS: profile data, groups owned, customers in a
     group) from each guide's last snapshot on or before the period's end (by day: on or before
-    each day). A store counts a guide whose snapshot was taken there."""
+    each day), keyed by None, by day ("day"), by guide ("guide") or by store ("store"). A store
+    counts a guide whose snapshot was taken there."""
 
     fits = scope.fits
     out: dict[Any, dict[str, int]] = defaultdict(lambda: dict.fromkeys(kpis.PROFILE_COLUMNS, 0))
@@ -228,7 +235,7 @@ async def profile_totals(
     if group != "day":
         for guide, _day, store, values in await _latest_snapshots(session, scope, period.last):
             if fits(store):
-                add(guide if group == "guide" else None, values)
+                add({"guide": guide, "store": store}.get(group), values)
         return dict(out)
     per_guide: dict[str, list[tuple[date, int, tuple[int, ...]]]] = defaultdict(list)
     for guide, day, store, values in await _latest_snapshots(
@@ -282,6 +289,20 @@ async def per_guide(
     for guide, sums in (await profile_totals(session, scope, period, group="guide")).items():
         kpis.add_totals(out[guide], sums)
     return dict(out)
+
+
+async def per_store(
+    session: AsyncSession, period: Period, stores: Iterable[int] | None = None
+) -> dict[int, dict[str, Any]]:
+    """The KPIs of each store (of these stores when given) over the period: two grouped reads
+    whatever the number of stores, each store's figures those of metrics() in its scope."""
+    scope = Scope(stores=None if stores is None else frozenset(stores))
+    totals: dict[int, dict[str, int]] = defaultdict(_blank)
+    for store, sums in (await counter_totals(session, scope, period, group="store")).items():
+        kpis.add_totals(totals[store], sums)
+    for store, sums in (await profile_totals(session, scope, period, group="store")).items():
+        kpis.add_totals(totals[store], sums)
+    return {store: kpis.evaluate(sums) for store, sums in totals.items()}
 
 
 async def guide_names(session: AsyncSession, userids: Iterable[str]) -> dict[str, str]:

@@ -75,7 +75,6 @@ log = logging.getLogger(__name__)
 N_ = i18n.N_
 LOGIN_COOKIE = "gb_login"  # the login form's double-submit CSRF value (no session yet)
 PER_PAGE = 50
-COUNT_UP_TO = 10_000  # the customer list's count: beyond it, "more than 10,000"
 
 
 _json_script = json_script
@@ -408,9 +407,7 @@ async def customers_page(request: web.Request) -> web.StreamResponse:
             related_only=True,
             page=1 if fmt else page,
             per_page=EXPORT_ROWS if fmt else PER_PAGE,
-            # Counted no further than a page could show: HQ's count of every customer took
-            # seconds at half a million and grew with the brand; "more than 10,000" says it.
-            count_up_to=EXPORT_ROWS if fmt else COUNT_UP_TO,
+            count_up_to=EXPORT_ROWS if fmt else queries.COUNT_UP_TO,
         )
         customers, total = found.customers, found.total
         relations: dict[str, list[Relation]] = {

@@ -10,7 +10,7 @@ from aiohttp import web
 from guidebot import i18n
 from guidebot.metrics import kpis
 from guidebot.metrics.escalation import escalated_tasks
-from guidebot.metrics.report import Scope, leaderboard, metrics
+from guidebot.metrics.report import leaderboard, per_store
 from guidebot.web import export_tables, exports
 from guidebot.web.keys import CLOCK, SESSIONS
 from guidebot.web.lang import language_of
@@ -30,10 +30,12 @@ async def stores_page(request: web.Request) -> web.StreamResponse:
     fmt = exports.export_format(request, language_of(request, who))
     async with request.app[SESSIONS]() as session:
         stores = await _visible_stores(session, who)
-        rows = []
-        for store in stores:
-            values, _ = await metrics(session, Scope(store_id=store.id), period)
-            rows.append({"store": store, "metrics": values})
+        # HQ sees every store: no list of ids to send.
+        values = await per_store(session, period, None if who.is_hq else [s.id for s in stores])
+        rows = [
+            {"store": s, "metrics": values.get(s.id) or kpis.evaluate(kpis.empty_totals())}
+            for s in stores
+        ]
         # Best first, as the guide table beside it: bigger is better, no value last.
         kpi = kpis.KPI_BY_NAME[metric]
         rows.sort(key=lambda r: -kpis.sort_key(kpi, r["metrics"][metric]))

@@ -316,6 +316,11 @@ def _scoped_guide(request: web.Request, who: Principal) -> str | None:
                 shape({**CUSTOMER, "relations": list_of(RELATION)}),
             ),
             **PAGING,
+            "total_capped": {
+                **BOOLEAN,
+                "description": "true: more than `total` customers match, the count stopped "
+                "there (10,000); later pages go on to the last",
+            },
         }
     ),
     errors=(422,),
@@ -335,6 +340,7 @@ async def list_customers(request: web.Request) -> web.Response:
             tag=text_query(request, "tag"),
             page=wanted.page,
             per_page=wanted.per_page,
+            count_up_to=queries.COUNT_UP_TO,
         )
     return web.json_response(
         {
@@ -350,6 +356,7 @@ async def list_customers(request: web.Request) -> web.Response:
                 for c in result.customers
             ],
             "total": result.total,
+            "total_capped": result.more,
             "page": result.page,
             "per_page": result.per_page,
         }
