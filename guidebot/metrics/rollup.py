@@ -154,20 +154,20 @@ async def refresh(
 ) -> RefreshReport:
     """Bring the rollups up to date with every change committed so far (the periodic job).
 
-    In short transactions: each reads the oldest dirty rows, recomputes the guides of the first
-    `guides_per_transaction` among them and deletes exactly the rows it applied (a guide's
-    figures are its own, so the order of guides does not change any number)."""
+    The oldest dirty rows are read (`chunk` at a time), then applied in short transactions:
+    each recomputes the guides of the next `guides_per_transaction` among them and deletes
+    exactly the rows it applied (a guide's figures are its own, so the order of guides does not
+    change any number). A chunk is read once for all its transactions: read again for each, a
+    thousand rows for one guide's handful made the rollup the busiest thing in a burst."""
     report = RefreshReport()
     async with sessions() as session:
         done = await get_state(session, BACKFILLED)
     if done is None:
         report.backfilled = await backfill(sessions, default_tz, now, batch=guides_per_transaction)
-    for index in range(max_transactions):
+    transactions, first = 0, True
+    while transactions < max_transactions:
         await take_turn()
-        async with sessions() as session, session.begin():
-            if not await _locked(session):
-                report.busy = True
-                break
+        async with sessions() as session:
             found = list(
                 await session.scalars(
                     select(MetricsDirty)
@@ -176,24 +176,51 @@ async def refresh(
                     .limit(chunk)
                 )
             )
-            matured = await _matured(session, now) if index == 0 else []
-            if not found and not matured:
+        groups = _by_guides(found, guides_per_transaction)
+        if first and not groups:
+            groups = [[]]  # the matured windows may need applying all the same
+        for rows in groups:
+            if transactions == max_transactions:
                 break
-            rows = _first_guides(found, guides_per_transaction)
-            parked = await _apply_isolating(session, default_tz, rows, matured, now, report)
-            # A parked dirty row stays, skipped, until `guidebot jobs retry` hands it back.
-            ids = [r.id for r in rows if r not in parked]
-            for i in range(0, len(ids), 500):
-                await session.execute(
-                    delete(MetricsDirty).where(MetricsDirty.id.in_(ids[i : i + 500]))
-                )
-            report.dirty += len(ids)
-            report.parked += len(parked)
-        if len(rows) == len(found) and len(found) < chunk:
+            await take_turn()
+            async with sessions() as session, session.begin():
+                if not await _locked(session):
+                    report.busy = True
+                    return _logged(report)
+                matured = await _matured(session, now) if first else []
+                first = False
+                if not rows and not matured:
+                    break
+                parked = await _apply_isolating(session, default_tz, rows, matured, now, report)
+                # A parked dirty row stays, skipped, until `guidebot jobs retry` hands it back.
+                ids = [r.id for r in rows if r not in parked]
+                for i in range(0, len(ids), 500):
+                    await session.execute(
+                        delete(MetricsDirty).where(MetricsDirty.id.in_(ids[i : i + 500]))
+                    )
+                report.dirty += len(ids)
+                report.parked += len(parked)
+            transactions += 1
+        if len(found) < chunk:
             break
+    return _logged(report)
+
+
+def _logged(report: RefreshReport) -> RefreshReport:
     if report.rows or report.dirty:
         log.debug("metrics rollup: %s", report)
     return report
+
+
+def _by_guides(rows: list[MetricsDirty], guides: int) -> list[list[MetricsDirty]]:
+    """The rows in groups of `guides` guides each, in the order of their first rows."""
+    groups: list[list[MetricsDirty]] = []
+    while rows:
+        taken = _first_guides(rows, guides)
+        groups.append(taken)
+        chosen = set(map(id, taken))
+        rows = [row for row in rows if id(row) not in chosen]
+    return groups
 
 
 def _first_guides(rows: list[MetricsDirty], guides: int) -> list[MetricsDirty]:
