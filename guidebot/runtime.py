@@ -133,7 +133,7 @@ async def open_runtime(
         wecom_client = _wecom_client(settings, clock, telemetry, server, release_token_leases)
         async with wecom_client as (http, wecom):
             playbooks = load_registry(settings.sop_dir)
-            sop = SopRuntime(sessions, wecom, clock, settings, playbooks)
+            sop = SopRuntime(sessions, wecom, clock, settings, playbooks, telemetry)
             wire(sessions, domain_subscribers(sop))
             yield Runtime(
                 settings=settings,

@@ -43,6 +43,14 @@ class Telemetry:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        # The livestream's question: is every welcome inside its code's 20 s?
+        self.welcome_seconds = Histogram(
+            "guidebot_welcome_seconds",
+            "Time from a customer's add (the event's time) to WeCom accepting its welcome "
+            "(send_welcome_msg); a welcome code lives 20 s",
+            registry=self.registry,
+            buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 15, 20),
+        )
         self.wecom_errors = Counter(
             "guidebot_wecom_api_errors_total",
             "WeCom API calls that answered an error, by API and errcode",

@@ -15,6 +15,7 @@ from guidebot.config import Settings
 from guidebot.db.queue import claim_owner
 from guidebot.sop.registry import PlaybookRegistry
 from guidebot.sop.templates import message_environment
+from guidebot.telemetry import Telemetry
 from guidebot.wecom.client import WeComClient
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -30,6 +31,7 @@ class SopRuntime:
     clock: Clock
     settings: Settings
     registry: PlaybookRegistry  # the app's one registry (guidebot.runtime builds it)
+    telemetry: Telemetry | None = None  # the app's /metrics (welcome latency)
     owner: str = field(default_factory=claim_owner)
     batch_size: int = 500
     max_batches: int = 50  # per tick: a backlog drains over several ticks, never all at once

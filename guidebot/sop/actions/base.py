@@ -27,6 +27,7 @@ from guidebot.sop.models import CompletedBy, SopTask, TaskStatus
 from guidebot.sop.planner import snap_into_window
 from guidebot.sop.playbook import SendWindow
 from guidebot.sop.timing import human_duration, window_from_json, zone_named
+from guidebot.telemetry import Telemetry
 from guidebot.wecom.client import WeComClient, WeComError, WeComTransportError
 
 # WeCom did not act and may be asked again later: busy, limits, or never reached.
@@ -39,6 +40,7 @@ class ActionRuntime(Protocol):
 
     wecom: WeComClient
     clock: Clock
+    telemetry: Telemetry | None
 
     def task_url(self, task_id: int) -> str: ...
 

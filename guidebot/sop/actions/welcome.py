@@ -150,6 +150,9 @@ async def send_welcome(runtime: ActionRuntime, row: Prepared) -> Outcome:
             await runtime.wecom.send_welcome_msg(
                 row.welcome_code or "", text=row.message, deadline=row.expires_at
             )
+            if runtime.telemetry is not None:  # due at the add: the step is `at: enroll`
+                waited = (runtime.clock.now() - row.due_at).total_seconds()
+                runtime.telemetry.welcome_seconds.observe(max(0.0, waited))
             return Outcome(
                 row.id, row.enrollment_id, TaskStatus.SENT, completed_by=CompletedBy.ENGINE
             )
