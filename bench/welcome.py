@@ -77,6 +77,7 @@ class RateResult:
     sim_cpu_per_add: float | None
     add_answered: LoadResult  # the add's round trip: the callback delivered and acknowledged
     drained: float | None  # seconds after the last add until guidebot's inbox was empty
+    own_count: tuple[float, float] | None  # guidebot's /metrics: welcomes accepted, within 20 s
     load: float
 
     @property
@@ -353,6 +354,7 @@ def measure(
             )
             must("the warm-up's events", lambda: not inbox_counts(url)[0], 60, rig.alive())
         since = last_call(rig.sim_port)
+        own_before = own_welcome_count(rig.ports)
         load = os.getloadavg()[0]
         cpu_before, sim_before = rig.server_cpu(), cpu_seconds(rig.simulator.pid)
 
@@ -372,6 +374,7 @@ def measure(
         if wait_for(lambda: not inbox_counts(url)[0], DRAIN_TIMEOUT, rig.alive(), every=0.5):
             drained = time.monotonic() - last_offer
         cpu_after, sim_after = rig.server_cpu(), cpu_seconds(rig.simulator.pid)
+        own_after = own_welcome_count(rig.ports)
 
         welcomes = welcomes_of(rig.sim_port, wanted)
         calls = sim_call(rig.sim_port, f"calls?since={since}")["calls"]
@@ -419,6 +422,7 @@ def measure(
         sim_cpu_per_add=per_add(sim_before, sim_after),
         add_answered=answered,
         drained=drained,
+        own_count=(own_after[0] - own_before[0], own_after[1] - own_before[1]),
         load=load,
     )
 
@@ -458,6 +462,21 @@ def run_front(port: int, upstreams: list[str]) -> None:
     app.cleanup_ctx.append(session_ctx)
     app.router.add_route("*", "/{tail:.*}", forward)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def own_welcome_count(ports: list[int]) -> tuple[float, float]:
+    """What the servers count themselves (`/metrics`, guidebot_welcome_seconds): welcomes
+    WeCom accepted, and of them those within 20 s of the add's time (whole seconds)."""
+    count = within = 0.0
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+            text = answer.read().decode()
+        for line in text.splitlines():
+            if line.startswith("guidebot_welcome_seconds_count "):
+                count += float(line.split()[1])
+            elif line.startswith('guidebot_welcome_seconds_bucket{le="20.0"} '):
+                within += float(line.split()[1])
+    return count, within
 
 
 # ---- the report ------------------------------------------------------------------------------
@@ -505,6 +524,12 @@ def details(result: RateResult, instances: int) -> str:
         else f"; simulator CPU {result.sim_cpu_per_add * 1000:.1f} ms an add"
     )
     parts.append(f"  {drained}{sim}")
+    if result.own_count is not None:
+        count, within = result.own_count
+        parts.append(
+            f"  guidebot's own count (/metrics guidebot_welcome_seconds): {count:,.0f} accepted, "
+            f"{within:,.0f} within 20 s of the add's time"
+        )
     for code, apis in sorted(result.errors_by_api.items()):
         parts.append(f"  errcode {code}: " + ", ".join(f"{a} ×{n}" for a, n in apis.items()))
     if result.issued and result.issued[-1][0] > TIMELINE_STEP:
