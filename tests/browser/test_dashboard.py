@@ -12,6 +12,7 @@ tasks, forwards and opens, an order; then the rollup job runs as the scheduler w
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlsplit
 
 from guidebot.metrics import kpis
@@ -53,6 +54,15 @@ async def _a_few_days(h) -> None:  # noqa: F811
     await h.settle()
 
 
+async def charts_drawn(page) -> None:
+    """The canvases come before Chart.js (a script after them in the page): wait until its
+    charts exist, as a reader's eye does, rather than for the empty canvases."""
+    await page.wait_for_function(
+        "() => window.Chart && ['growth-chart', 'funnel-chart', 'sop-chart']"
+        ".every(id => Chart.getChart(id))"
+    )
+
+
 async def test_hq_signs_in_and_the_charts_show_the_api_figures(h, sessions, browser):  # noqa: F811
     await _a_few_days(h)
     await sessions.account("boss", "hq", [])
@@ -66,6 +76,9 @@ async def test_hq_signs_in_and_the_charts_show_the_api_figures(h, sessions, brow
 
     async def only_loopback(route):
         if urlsplit(route.request.url).hostname == "127.0.0.1":
+            if route.request.url.endswith("/chart.umd.js"):
+                # As on a slow link: the canvases are there well before the charts.
+                await asyncio.sleep(0.3)
             await route.continue_()
         else:
             outside.append(route.request.url)
@@ -81,7 +94,7 @@ async def test_hq_signs_in_and_the_charts_show_the_api_figures(h, sessions, brow
     await page.fill("input[name=username]", "boss")
     await page.fill("input[name=password]", PASSWORD)
     await page.click("button[type=submit]")
-    await page.wait_for_selector("#growth-chart")
+    await charts_drawn(page)
     assert page.url.endswith(f"/admin?from={PERIOD['from']}&to={PERIOD['to']}")
 
     [cookie] = [c for c in await context.cookies() if c["name"] == "gb_admin"]
@@ -148,7 +161,7 @@ async def test_hq_signs_in_and_the_charts_show_the_api_figures(h, sessions, brow
     # English by choice: every word on the page, and the next pages, until switched back.
     assert await page.text_content("h1") == "概览 · 全部门店 · 2026年3月9日 – 2026年3月15日"
     await page.click("#lang-switch")
-    await page.wait_for_selector("#growth-chart")
+    await charts_drawn(page)
     assert await page.text_content("h1") == "Dashboard · All stores · Mar 9, 2026 – Mar 15, 2026"
     assert await page.get_attribute("html", "lang") == "en"
     assert (await tile.locator("summary").text_content()).strip().startswith("Day-7 retention")
@@ -186,7 +199,7 @@ async def test_hq_signs_in_and_the_charts_show_the_api_figures(h, sessions, brow
     await page.goto(f"{base}/admin/stores?from={PERIOD['from']}&to={PERIOD['to']}")
     assert await page.locator("#store-leaderboard tbody tr").count() == 2
     await page.goto(f"{base}/admin/guides/g1?from={PERIOD['from']}&to={PERIOD['to']}")
-    await page.wait_for_selector("#growth-chart")
+    await charts_drawn(page)
     assert await page.evaluate("Chart.getChart('growth-chart').data.datasets.length") == 4
     assert errors == [] and outside == []
     await context.close()
