@@ -213,28 +213,17 @@ def _logged(report: RefreshReport) -> RefreshReport:
 
 
 def _by_guides(rows: list[MetricsDirty], guides: int) -> list[list[MetricsDirty]]:
-    """The rows in groups of `guides` guides each, in the order of their first rows."""
+    """The rows in groups of `guides` guides each, in the order of each guide's first row (a
+    store's zone change counts as a guide of its own)."""
+    group_of: dict[Any, int] = {}
     groups: list[list[MetricsDirty]] = []
-    while rows:
-        taken = _first_guides(rows, guides)
-        groups.append(taken)
-        chosen = set(map(id, taken))
-        rows = [row for row in rows if id(row) not in chosen]
-    return groups
-
-
-def _first_guides(rows: list[MetricsDirty], guides: int) -> list[MetricsDirty]:
-    """The rows of the first `guides` guides among them (a store's zone change counts as one)."""
-    keys: set[Any] = set()
-    taken: list[MetricsDirty] = []
     for row in rows:
         key = ("zone", row.id) if row.source == DirtySource.ZONE else row.guide_userid
-        if key not in keys:
-            if len(keys) == guides:
-                continue
-            keys.add(key)
-        taken.append(row)
-    return taken
+        n = group_of.setdefault(key, len(group_of) // guides)
+        if n == len(groups):
+            groups.append([])
+        groups[n].append(row)
+    return groups
 
 
 class Matured(NamedTuple):
