@@ -26,6 +26,10 @@ demo: $(STAMP)
 # to themselves, so a busy neighbour on the other core cannot make them flaky.
 TEST_WORKERS ?= auto
 
+# Bytecode is cached for the tests even where the environment says not to: the suite starts
+# about a hundred Python processes (the command line, servers, benchmarks), and each would
+# compile guidebot from source again, as each worker would every test module it rewrites.
+test: export PYTHONDONTWRITEBYTECODE :=
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
