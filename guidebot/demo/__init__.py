@@ -63,6 +63,7 @@ from guidebot.wecom.simulator import SimulatorConfig, create_simulator_app
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = DEMO_DATABASE_URL
+DEMO_MOMENT_JOB_SECONDS = 1.0  # the simulated Moments creation jobs (5 s by default)
 
 
 async def create_store_codes(
@@ -412,7 +413,12 @@ async def run_demo(
     settings = _demo_settings(identity, database_url, server_url, sim_url, playbooks)
     await upgrade(database_url)
     simulator = create_simulator_app(
-        SimulatorConfig(identity=identity, callback_url=f"{server_url}/wecom/callback")
+        SimulatorConfig(
+            identity=identity,
+            callback_url=f"{server_url}/wecom/callback",
+            # The week's Moments posts wait for their creation jobs before the demo is ready.
+            moment_job_seconds=DEMO_MOMENT_JOB_SECONDS,
+        )
     )
     sim_runner = await _start(simulator, host, port + 1)
     server = create_app(settings)

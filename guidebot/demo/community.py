@@ -36,7 +36,8 @@ from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP
 
 log = logging.getLogger(__name__)
 
-JOB_WAIT = 20.0  # seconds for WeCom's Moments creation jobs to finish (the simulator's: 5)
+JOB_WAIT = 20.0  # seconds for WeCom's Moments creation jobs to finish (the demo's: 1)
+JOB_POLL = 0.25  # seconds between looks at the jobs
 BROWSERS = 2  # phones per group and per post that open its link
 
 
@@ -127,7 +128,7 @@ async def _guides_publish(server: web.Application, post, week: CommunityWeek) ->
         posts = [r for r in await _rows(server, GroupSendStatus.SENT) if r.action == "moment_task"]
         if all(r.moment_id for r in posts) or loop.time() > deadline:
             break
-        await asyncio.sleep(1.0)  # the real clock: the simulated jobs take seconds
+        await asyncio.sleep(JOB_POLL)  # the real clock: the simulated jobs take a second
     week.moments = len(posts)
     ready = [r for r in posts if r.moment_id]
     for row in ready[: max(len(ready) - 3, 1)]:

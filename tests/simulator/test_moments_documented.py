@@ -4,8 +4,6 @@ get_moment_list (doc 93333, now 96352), cancel_moment_task (doc 97612)."""
 
 from __future__ import annotations
 
-from guidebot.wecom.simulator.state.moments import MOMENT_JOB_SECONDS
-
 TEXT = {"text": {"content": "本周新品"}}
 
 
@@ -17,7 +15,7 @@ async def create(sim, users=("alice", "bob"), **extra) -> str:
 
 
 async def finish(sim, jobid: str) -> dict:
-    sim.clock.advance(MOMENT_JOB_SECONDS)
+    sim.clock.advance(sim.state.config.moment_job_seconds)
     answer = await sim.api("externalcontact/get_moment_task_result", jobid=jobid)
     assert answer["status"] == 3, answer
     return answer

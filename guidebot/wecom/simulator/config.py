@@ -29,6 +29,9 @@ class SimulatorConfig:
     callback_tries: int = 3
     # Not a WeCom rule: bounds the call log so a long benchmark does not grow without limit.
     call_log_limit: int = 100_000
+    # Not a WeCom number either (doc 95094 only says the job is asynchronous): how long a
+    # Moments creation job runs before get_moment_task_result reports it finished.
+    moment_job_seconds: float = 5.0
     # The app as the admin console set it up. customer_contact: it is among 客户联系 → API →
     # 可调用接口的应用 (else every externalcontact/* API answers 48002; doc 92109 客户联系
     # 概述, 90313 全局错误码). trusted_ips: its 企业可信IP (None: unrestricted, as for apps
@@ -53,6 +56,12 @@ class SimulatorConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.moment_job_seconds, bool) or not (
+            isinstance(self.moment_job_seconds, int | float) and self.moment_job_seconds >= 0
+        ):
+            raise ValueError(
+                f"moment_job_seconds must be a number of seconds, got {self.moment_job_seconds!r}"
+            )
         for name in ("callback_tries", "call_log_limit"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

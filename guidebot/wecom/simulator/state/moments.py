@@ -18,9 +18,8 @@ from ..errors import ApiError, ControlError
 from ..records import DAY, FOLLOWING, MINUTE, RateLimit
 from .core import StateCore
 
-__all__ = ["MOMENT_JOB_SECONDS", "Moment", "MomentJob", "MomentsState"]
+__all__ = ["Moment", "MomentJob", "MomentsState"]
 
-MOMENT_JOB_SECONDS = 5  # how long the simulated creation job runs before status 3
 MOMENT_TASKS_PER_MINUTE = 10  # doc 95094: 10 Moments tasks a minute per corp
 JOB_TTL = DAY  # doc 95094: a jobid is valid 24 h
 
@@ -114,7 +113,7 @@ class MomentsState(StateCore):
         elapsed = self.now() - job.created
         if elapsed <= 0:
             return 1, job
-        if elapsed < MOMENT_JOB_SECONDS:
+        if elapsed < self.config.moment_job_seconds:
             return 2, job
         self.moments.setdefault(job.moment.moment_id, job.moment)
         return 3, job
