@@ -412,15 +412,7 @@ async def run_demo(
     playbooks = await asyncio.to_thread(_scratch_playbooks)
     settings = _demo_settings(identity, database_url, server_url, sim_url, playbooks)
     await upgrade(database_url)
-    simulator = create_simulator_app(
-        SimulatorConfig(
-            identity=identity,
-            callback_url=f"{server_url}/wecom/callback",
-            # The week's Moments posts wait for their creation jobs before the demo is ready.
-            moment_job_seconds=DEMO_MOMENT_JOB_SECONDS,
-        )
-    )
-    sim_runner = await _start(simulator, host, port + 1)
+    sim_runner = await _start(_simulator(identity, server_url), host, port + 1)
     server = create_app(settings)
     server_runner = await _start(server, host, port)
     stop = stop or asyncio.Event()
@@ -471,6 +463,17 @@ async def run_demo(
         await server_runner.cleanup()
         await sim_runner.cleanup()
         await asyncio.to_thread(shutil.rmtree, playbooks.parent, True)
+
+
+def _simulator(identity: WeComIdentity, server_url: str) -> web.Application:
+    return create_simulator_app(
+        SimulatorConfig(
+            identity=identity,
+            callback_url=f"{server_url}/wecom/callback",
+            # The week's Moments posts wait for their creation jobs before the demo is ready.
+            moment_job_seconds=DEMO_MOMENT_JOB_SECONDS,
+        )
+    )
 
 
 def _scratch_playbooks() -> Path:
