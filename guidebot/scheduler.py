@@ -7,6 +7,7 @@ does not skip the nightly job, coalescing of missed runs into one, one instance 
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import logging
@@ -137,6 +138,11 @@ def _logged(job: FixedJob, give_way: GiveWay | None = None) -> Job:
             turn = _TURN.set(give_way.quiet)
         try:
             await job.run()
+        except asyncio.CancelledError:
+            # Only the scheduler's shutdown cancels a job (Ctrl-C, a deploy's SIGTERM): what it
+            # had not committed is not kept, and it runs again after the restart. Left to
+            # APScheduler, the cancellation is logged as the job's failure, with a traceback.
+            log.info("periodic job %s stopped at shutdown; it runs again after the restart", job.id)
         except Exception:
             # A periodic job must never die silently, nor take the scheduler with it.
             log.exception("periodic job %s failed; it runs again at its next time", job.id)
