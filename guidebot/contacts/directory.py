@@ -286,17 +286,22 @@ async def set_memberships(
     at: datetime,
     *,
     first_from: datetime | None = None,
+    rows: Sequence[StoreMembership] | None = None,
 ) -> bool:
     """Close the memberships the guide no longer has and open the new ones, at `at`.
 
     A guide with no history at all starts at `first_from` (the first sync passes EARLY).
+    `rows`: all the guide's memberships, when the caller read them already (locked).
     Returns whether anything changed.
     """
-    rows = list(
-        await session.scalars(
-            select(StoreMembership).where(StoreMembership.guide_userid == userid).with_for_update()
+    if rows is None:
+        rows = list(
+            await session.scalars(
+                select(StoreMembership)
+                .where(StoreMembership.guide_userid == userid)
+                .with_for_update()
+            )
         )
-    )
     wanted = set(dept_ids)
     open_ids = {row.store_id for row in rows if row.valid_to is None}
     changed = False
@@ -322,8 +327,10 @@ async def upsert_guide(
     departments: Sequence[int],
     at: datetime,
     first_from: datetime | None = None,
+    memberships: Sequence[StoreMembership] | None = None,
 ) -> tuple[Guide, bool, bool]:
-    """Make the guide active with these departments. Returns (guide, created, moved)."""
+    """Make the guide active with these departments. Returns (guide, created, moved).
+    `memberships`: all the guide's memberships, when the caller read them already (locked)."""
     guide = await session.get(Guide, userid)
     created = guide is None
     if guide is None:
@@ -336,7 +343,9 @@ async def upsert_guide(
     guide.main_department = main_department or (departments[0] if departments else None)
     guide.updated_at = at
     await session.flush()
-    moved = await set_memberships(session, userid, departments, at, first_from=first_from)
+    moved = await set_memberships(
+        session, userid, departments, at, first_from=first_from, rows=memberships
+    )
     return guide, created, moved
 
 
@@ -476,6 +485,8 @@ async def _sync_departments(
     """Departments as WeCom lists them; those it no longer lists are marked deleted."""
 
     async def upsert_departments(batch: Sequence[dict[str, Any]]) -> None:
+        # Held here, the known departments are found in the session with no statement each.
+        _known = list(await session.scalars(select(Department)))
         for dept in batch:
             await upsert_department(
                 session,
@@ -513,6 +524,42 @@ async def _sync_departments(
     )
 
 
+@dataclass
+class _Held:
+    guides: list[Guide]
+    departments: list[Department]
+    memberships: dict[str, list[StoreMembership]]
+
+
+READ_CHUNK = 1000  # ids in one IN (...): well inside either engine's limit on parameters
+
+
+async def _held_for(
+    session: AsyncSession, userids: Sequence[str], members: dict[str, dict[str, Any]]
+) -> _Held:
+    """The guides, their departments and all their memberships (locked, as set_memberships
+    locks them), read a chunk of ids at a time."""
+    named = {int(d) for u in userids for d in members[u].get("department") or []}
+    dept_ids = sorted(d for d in named if 1 <= d <= DEPARTMENT_ID_MAX)
+    held = _Held([], [], {})
+    for i in range(0, len(userids), READ_CHUNK):
+        chunk = list(userids[i : i + READ_CHUNK])
+        held.guides += await session.scalars(select(Guide).where(Guide.userid.in_(chunk)))
+        for row in await session.scalars(
+            select(StoreMembership)
+            .where(StoreMembership.guide_userid.in_(chunk))
+            .order_by(StoreMembership.id)
+            .with_for_update()
+        ):
+            held.memberships.setdefault(row.guide_userid, []).append(row)
+    for i in range(0, len(dept_ids), READ_CHUNK):
+        chunk_ids = dept_ids[i : i + READ_CHUNK]
+        held.departments += await session.scalars(
+            select(Department).where(Department.id.in_(chunk_ids))
+        )
+    return held
+
+
 async def _sync_members(
     session: AsyncSession,
     members: dict[str, dict[str, Any]],
@@ -523,6 +570,10 @@ async def _sync_members(
     known = {g.userid: g.status for g in await session.scalars(select(Guide))}
 
     async def upsert_members(batch: Sequence[str]) -> list[tuple[str, str]]:
+        # Read once for the batch: held here, its guides and departments are found in the
+        # session with no statement each, and the memberships are handed over. A sync that
+        # changes nothing was two statements a guide (a second a thousand guides).
+        held = await _held_for(session, batch, members)
         changes = []
         for userid in batch:
             member = members[userid]
@@ -535,6 +586,7 @@ async def _sync_members(
                 departments=depts,
                 at=now,
                 first_from=EARLY,
+                memberships=held.memberships.get(userid, []),
             )
             if created or known.get(userid) == GuideStatus.LEFT:
                 changes.append(("joined", userid))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from guidebot.contacts.models import EARLY, Department, Guide
 from guidebot.db.parking import ParkedRow
@@ -230,3 +230,30 @@ async def test_a_new_store_finds_a_free_code_when_its_own_are_taken(h):
     await h.control("departments", {"id": 13, "name": "静安店", "parentid": 10})
     await h.sync()
     assert (await departments(h))[13].code == "d13-2"
+
+
+async def _statements_of_a_sync(h) -> int:
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        seen.append(statement)
+
+    engine = h.sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        report = await h.sync()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert (report.joined, report.moved, report.left) == ([], [], [])
+    return len(seen)
+
+
+async def test_a_sync_that_changes_nothing_costs_the_same_for_ten_guides_or_forty(h):
+    """The nightly (and start-up) sync of a brand with thousands of guides: it read each guide
+    and its memberships with a statement each, two a guide, holding SQLite's one writer."""
+    await h.sync()
+    few = await _statements_of_a_sync(h)
+    for n in range(30):
+        await h.control("users", {"userid": f"g{100 + n}", "name": f"导购{n}", "department": [12]})
+    await h.sync()
+    assert await _statements_of_a_sync(h) == few
