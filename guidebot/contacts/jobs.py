@@ -20,7 +20,7 @@ from guidebot.clock import Clock
 from guidebot.config import Settings
 from guidebot.contacts import profiles
 from guidebot.contacts.behavior import BehaviorReport, sync_behavior
-from guidebot.contacts.directory import DirectoryReport, sync_directory
+from guidebot.contacts.directory_sync import DirectoryReport, sync_directory
 from guidebot.contacts.lifecycle import mark_dormant, snapshot_stages
 from guidebot.contacts.reconcile import ReconcileReport, reconcile
 from guidebot.contacts.transfers import PollReport, poll_transfer_results

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.app import create_app
 from guidebot.config import DEMO_DATABASE_URL, Settings, WeComIdentity, demo_database
-from guidebot.contacts.directory import sync_directory
+from guidebot.contacts.directory_sync import sync_directory
 from guidebot.contacts.models import RelationStatus, StoreMembership
 from guidebot.contacts.service import record_added, record_deleted_by_guide, record_ended
 from guidebot.contacts.wecom_profile import Profile
