@@ -25,6 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # APScheduler logs every run of every job at INFO: one line each 5 s says nothing.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Alembic names each plugin it sets up at INFO before every migration; the migrations
+    # themselves ("Running upgrade 0028 -> 0029") stay in the log.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
         setup_logging(os.environ)  # GUIDEBOT_LOG_FORMAT=text|json, secrets redacted
         return args.run(args) or 0
