@@ -41,8 +41,8 @@ from guidebot.events import Subscribers, wire
 from guidebot.groups import jobs as groups_jobs
 from guidebot.metrics import jobs as metrics_jobs
 from guidebot.metrics import losses as metrics_losses
+from guidebot.periodic import FixedJob, PeriodicJob
 from guidebot.privacy import jobs as privacy_jobs
-from guidebot.scheduler import FixedJob, PeriodicJob
 from guidebot.sop import jobs as sop_jobs
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.registry import PlaybookRegistry, load_registry

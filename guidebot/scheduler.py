@@ -8,72 +8,18 @@ does not skip the nightly job, coalescing of missed runs into one, one instance 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from functools import partial
-from typing import Any
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from guidebot.periodic import FixedJob, Job, Quiet, giving_way
+
 log = logging.getLogger(__name__)
-
-Job = Callable[[], Awaitable[None]]
-Quiet = Callable[[float], Awaitable[Any]]
-
-# Set while a job that gives way runs: what it awaits between its transactions (`take_turn`).
-_TURN: contextvars.ContextVar[Quiet | None] = contextvars.ContextVar("guidebot_turn", default=None)
-# How long a job waits for the add path at most, each time: never starved, only put behind.
-TURN_PATIENCE = 1.0
-
-
-async def take_turn() -> None:
-    """Between two transactions of bookkeeping that gives way (rollups, pruning): let the add
-    in hand and the welcome it started finish first. On SQLite they share one connection, and
-    an add goes through several short transactions: each would otherwise queue behind one of
-    ours. Nothing outside a job that gives way waits here."""
-    quiet = _TURN.get()
-    if quiet is not None:
-        await quiet(TURN_PATIENCE)
-
-
-@dataclass(frozen=True, slots=True)
-class FixedJob:
-    id: str
-    run: Job
-    every_seconds: float | None = None  # either an interval...
-    cron: str | None = None  # ...or a crontab line in the scheduler's time zone
-    gives_way: bool = False  # skips its ticks during a burst of adds (GiveWay)
-
-
-@dataclass(frozen=True, slots=True)
-class PeriodicJob:
-    """A job as the domain that runs it declares it (in its jobs.py, beside the code): the
-    callable's parameters name the resources it needs (sessions, wecom, clock, settings,
-    sop, ...), which whoever schedules it hands over by name (`bind`)."""
-
-    id: str
-    run: Callable[..., Awaitable[Any]]
-    every_seconds: float | None = None  # either an interval...
-    cron: str | None = None  # ...or a crontab line in the scheduler's time zone
-    # Bookkeeping that can wait (rollups, pruning): during a burst of adds it skips its ticks,
-    # for at most GiveWay.longest, so the welcomes have the process (and SQLite's connection).
-    gives_way: bool = False
-
-    def bind(self, resources: Mapping[str, Any]) -> FixedJob:
-        params = inspect.signature(self.run).parameters.values()
-        names = [p.name for p in params if p.default is inspect.Parameter.empty]
-        missing = [name for name in names if name not in resources]
-        if missing:
-            raise LookupError(f"job {self.id} needs {', '.join(missing)}, which no one provides")
-        run = partial(self.run, **{name: resources[name] for name in names})
-        return FixedJob(self.id, run, self.every_seconds, self.cron, self.gives_way)
 
 
 class GiveWay:
@@ -131,13 +77,14 @@ def create_scheduler(
 
 def _logged(job: FixedJob, give_way: GiveWay | None = None) -> Job:
     async def run() -> None:
-        turn = None
+        quiet = None
         if job.gives_way and give_way is not None:
             if not give_way.lets(job.id):
                 return
-            turn = _TURN.set(give_way.quiet)
+            quiet = give_way.quiet
         try:
-            await job.run()
+            with giving_way(quiet):
+                await job.run()
         except asyncio.CancelledError:
             # Only the scheduler's shutdown cancels a job (Ctrl-C, a deploy's SIGTERM): what it
             # had not committed is not kept, and it runs again after the restart. Left to
@@ -146,8 +93,5 @@ def _logged(job: FixedJob, give_way: GiveWay | None = None) -> Job:
         except Exception:
             # A periodic job must never die silently, nor take the scheduler with it.
             log.exception("periodic job %s failed; it runs again at its next time", job.id)
-        finally:
-            if turn is not None:
-                _TURN.reset(turn)
 
     return run

@@ -25,7 +25,7 @@ from guidebot.contacts.lifecycle import mark_dormant, snapshot_stages
 from guidebot.contacts.reconcile import ReconcileReport, reconcile
 from guidebot.contacts.transfers import PollReport, poll_transfer_results
 from guidebot.contacts.ways import create_contact_way
-from guidebot.scheduler import PeriodicJob
+from guidebot.periodic import PeriodicJob
 from guidebot.wecom.client import WeComClient
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from guidebot.contacts.models import Customer, Relation, RelationStatus
 from guidebot.contacts.relations import apply_follow, customer_values, lock_relation
 from guidebot.contacts.wecom_profile import Profile, fetch_contact, is_transient
-from guidebot.scheduler import take_turn
+from guidebot.periodic import take_turn
 from guidebot.wecom.client import WeComClient, WeComError
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
 from guidebot.content import masssend, service
-from guidebot.scheduler import PeriodicJob
+from guidebot.periodic import PeriodicJob
 from guidebot.wecom.client import WeComClient
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -13,7 +13,7 @@ from guidebot.clock import Clock
 from guidebot.groups.joinways import create_join_way, list_join_ways
 from guidebot.groups.statistic import GroupStatsReport, sync_group_stats
 from guidebot.groups.sync import GroupSyncReport, sync_groups
-from guidebot.scheduler import PeriodicJob
+from guidebot.periodic import PeriodicJob
 from guidebot.wecom.client import WeComClient
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -149,7 +149,7 @@ class InboxWorker:
     async def quiet(self, patience: float) -> None:
         """Wait (at most `patience` seconds) until no event is in hand and no welcome this
         worker started is on its way: bookkeeping that gives way goes in the gaps
-        (guidebot.scheduler.take_turn)."""
+        (guidebot.periodic.take_turn)."""
         if not self._quiet.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._quiet.wait(), patience)

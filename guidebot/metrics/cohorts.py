@@ -52,7 +52,7 @@ from guidebot.metrics.models import (
     OrderStatus,
 )
 from guidebot.metrics.placer import Placer
-from guidebot.scheduler import take_turn
+from guidebot.periodic import take_turn
 from guidebot.sop.models import SopEnrollment
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from guidebot.metrics.daily_report import ReportsReport, send_reports
 from guidebot.metrics.escalation import EscalationReport, send_escalations
 from guidebot.metrics.losses import LostReport, send_lost_alerts
 from guidebot.metrics.rollup import GUIDES_PER_TRANSACTION, RefreshReport, refresh
-from guidebot.scheduler import PeriodicJob
+from guidebot.periodic import PeriodicJob
 from guidebot.wecom.client import WeComClient
 
 ROLLUP_EVERY_SECONDS = 5

@@ -53,7 +53,7 @@ from guidebot.metrics.daily_rows import (
 from guidebot.metrics.models import DirtySource, GuideDaily, MetricsDirty, MetricsState, Order
 from guidebot.metrics.placer import Placer, utc_midnight
 from guidebot.metrics.profiles import snapshot_profiles
-from guidebot.scheduler import take_turn
+from guidebot.periodic import take_turn
 from guidebot.sop.models import SopTask
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
 from guidebot.config import Settings
+from guidebot.periodic import PeriodicJob
 from guidebot.privacy.retention import PruneReport, prune
-from guidebot.scheduler import PeriodicJob
 
 Sessions = async_sessionmaker[AsyncSession]
 

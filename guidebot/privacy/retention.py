@@ -43,7 +43,7 @@ from guidebot.content.service import first_forward
 from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.metrics.models import LostAlert
 from guidebot.metrics.rollup import freeze_before
-from guidebot.scheduler import take_turn
+from guidebot.periodic import take_turn
 from guidebot.sop.models import SopTask, TaskStatus
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guidebot.contacts.models import Department, Relation, RelationStatus
 from guidebot.db.engine import upsert_insert
 from guidebot.db.parking import isolating
-from guidebot.scheduler import PeriodicJob
+from guidebot.periodic import PeriodicJob
 from guidebot.sop.actions.base import TickReport
 from guidebot.sop.audience import Subject, audience_matches, birthday_of, tag_keys
 from guidebot.sop.behaviour_scan import EVERY_SECONDS as BEHAVIOUR_EVERY

@@ -167,7 +167,8 @@ async def test_run_as_a_job_that_gives_way_each_transaction_waits_for_the_add_in
     hand (and its welcome) finish before each of its transactions (guidebot.scheduler)."""
     from functools import partial
 
-    from guidebot.scheduler import TURN_PATIENCE, FixedJob, GiveWay, _logged
+    from guidebot.periodic import TURN_PATIENCE, FixedJob
+    from guidebot.scheduler import GiveWay, _logged
 
     h.set_time(at(9, 10))
     await h.settle()
@@ -200,7 +201,7 @@ async def test_run_as_a_job_that_gives_way_each_transaction_waits_for_the_add_in
 
 async def test_every_bookkeeping_job_takes_its_turn_before_its_transactions(h):
     """The rollup, the cohorts and the pruning, run as the scheduler runs them, each wait for
-    the add in hand before they take the connection (guidebot.scheduler.take_turn)."""
+    the add in hand before they take the connection (guidebot.periodic.take_turn)."""
     from guidebot.runtime import periodic_jobs
     from guidebot.scheduler import GiveWay, _logged
     from guidebot.web.keys import RUNTIME

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from guidebot.scheduler import FixedJob, GiveWay, PeriodicJob, _logged
+from guidebot.periodic import FixedJob, PeriodicJob
+from guidebot.scheduler import GiveWay, _logged
 
 
 class Flag:

@@ -6,8 +6,8 @@ import inspect
 
 import pytest
 
+from guidebot.periodic import PeriodicJob
 from guidebot.runtime import DECLARED_JOBS, Runtime
-from guidebot.scheduler import PeriodicJob
 
 
 def _resource_names() -> list[str]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from guidebot.scheduler import FixedJob, create_scheduler
+from guidebot.periodic import FixedJob
+from guidebot.scheduler import create_scheduler
 
 
 async def test_a_job_cancelled_by_the_shutdown_is_not_logged_as_a_failure(caplog):
