@@ -461,11 +461,14 @@ async def test_search_on_a_sqlite_without_the_word_indexes_scans_to_the_same_ans
     migrated_sqlite_url,
 ):
     """Migration 0028 skips the word indexes where SQLite has no trigram tokenizer (older than
-    3.34): search then reads every row, as before, with the same answers."""
+    3.34), and 0030 its indexes of pieces with them: search then reads every row, as before,
+    with the same answers."""
     engine = create_engine(migrated_sqlite_url)
     async with engine.begin() as conn:
         for kind, name in WORD_OBJECTS:
             await conn.exec_driver_sql(f"DROP {kind} {name}")
+        for name in word_index.GRAM_TABLES:
+            await conn.exec_driver_sql(f"DROP TABLE {name}")
     sessions = create_session_factory(engine)
     try:
         async with sessions() as session:
