@@ -10,9 +10,10 @@ database (bench/scale_data.py), builds the rollups with the job's own code, and 
 same run:
 
 * the main HQ reads over HTTP (the whole app, create_app): the dashboard, KPIs, the
-  leaderboard, the customer list, customer search, a guide's customers, the guide list,
-  cohorts, a customer's page and API, a guide's tasks, a customer's enrollments, the content
-  list and the audit trail, each SAMPLES times with p50 and p95;
+  leaderboard, the customer list, customer search (and of one and two characters, matching
+  few customers or many), a guide's customers, the guide list, cohorts, a customer's page
+  and API, a guide's tasks, a customer's enrollments, the content list and the audit trail,
+  each SAMPLES times with p50 and p95;
 * the database's size;
 * the retention job (guidebot.privacy.retention.prune with the default periods) run until it
   finds nothing, rows per second;
@@ -212,8 +213,15 @@ def reads(plan: scale_data.Plan, rng: random.Random) -> dict[str, tuple[str, str
         "customer list /admin/customers": ("/admin/customers", None),
         "customer list, page 200 /admin/customers?page=": (f"/admin/customers?page={pages}", None),
         "customer search /admin/customers?q=": (f"/admin/customers?q=客户{add}", found),
-        # Two characters: no trigram to look up, on either database (a scan, no match here).
-        "search, 2 characters /admin/customers?q=": ("/admin/customers?q=张伟", None),
+        # One and two characters (no trigram in them): a surname few customers have (one in
+        # a thousand), one a tenth have, and 客户, which every customer's name holds.
+        "search, 1 character, few /admin/customers?q=张": ("/admin/customers?q=张", "张伟客户"),
+        "search, 2 characters, few /admin/customers?q=张伟": (
+            "/admin/customers?q=张伟",
+            "张伟客户",
+        ),
+        "search, 1 character, many /admin/customers?q=陈": ("/admin/customers?q=陈", "陈客户"),
+        "search, 2 characters, all /admin/customers?q=客户": ("/admin/customers?q=客户", None),
         "a guide's customers /api/v1/customers": (f"/api/v1/customers?guide={guide}", None),
         "guide list /api/v1/guides": ("/api/v1/guides", None),
         "guide list /admin/guides": ("/admin/guides", None),

@@ -113,11 +113,17 @@ def _add_columns(d: Dialect, p: Plan, n: str) -> dict[str, str]:
     }
 
 
+# A surname on some names, for searches of one or two characters: 陈 on a tenth of the
+# customers (a common one), 张伟 on one in a thousand (a rare one).
+SURNAME = "CASE WHEN {n} % 1000 = 7 THEN '张伟' WHEN {n} % 10 = 3 THEN '陈' ELSE '' END"
+
+
 def customers(d: Dialect, p: Plan, n: str) -> tuple[str, str]:
     a = _add_columns(d, p, n)
     return "customers", (
         "(external_userid, name, type, gender, created_at, updated_at) SELECT "
-        f"{a['customer']}, '客户' || {n}, 1, {n} % 3, {a['at']}, {a['at']}"
+        f"{a['customer']}, {SURNAME.format(n=n)} || '客户' || {n}, 1, {n} % 3, {a['at']}, "
+        f"{a['at']}"
     )
 
 

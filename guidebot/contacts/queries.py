@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import exists, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.contacts import word_index
+from guidebot.contacts import grams, word_index
 from guidebot.contacts.directory import require_store
 from guidebot.contacts.errors import Invalid, NotFound
 from guidebot.contacts.models import (
@@ -194,13 +194,18 @@ async def _with_words(session: AsyncSession, words: str, conditions: list[Any]) 
 
     Three characters or more: a union of one look per column, each from its own index
     (PostgreSQL's trigram indexes, migration 0026; SQLite's FTS5 indexes, which only narrow
-    what LIKE then checks: guidebot.contacts.word_index). Fewer: no index has anything to look
-    up, so each customer read is checked in place, and reading stops as soon as the page and
-    the count have what they need (a union would first find every match)."""
+    what LIKE then checks: guidebot.contacts.word_index). One or two: a union of the customers
+    and the remarks found in the indexes of one- and two-character pieces (migration 0030,
+    guidebot.contacts.grams), unless the word is so common that checking each customer read
+    in place is the cheaper: reading then stops as soon as the page and the count have what
+    they need (a union would first find every match)."""
     words = words.replace("%", "").replace("_", "")
     like = f"%{words}%"
     by_remark = [*conditions, Relation.remark.ilike(like)]
     if len(words) < word_index.INDEXED_FROM:
+        found = await grams.lookup(session, words, conditions, count_up_to=COUNT_UP_TO)
+        if found is not None:
+            return found
         remarked = exists().where(Relation.external_userid == Customer.external_userid, *by_remark)
         return or_(Customer.name.ilike(like), Customer.external_userid.ilike(like), remarked)
     if await word_index.available(session):

@@ -10,12 +10,15 @@ transaction of each insert, update and delete.
 An index only narrows: what it finds is checked again with the search's own LIKE, so answers
 are exactly the scan's. The trigram tokenizer folds case over all of Unicode and LIKE only
 ASCII's, so the index finds a superset. It cannot look up fewer than three characters (a
-two-character name, 张伟): those words scan, as before and as on PostgreSQL (pg_trgm has no
-trigram in them either).
+two-character name, 张伟), nor can pg_trgm on PostgreSQL: those have indexes of their own.
+
+Fewer than three characters are looked up in two more FTS5 tables (migration 0030), of each
+text's pieces of one and two characters: `customer_words_grams` and `relation_remarks_grams`,
+keyed like the two above and kept by the same triggers (guidebot.contacts.grams reads them).
 
 FTS5 removes a row by writing a delete marker in a newer segment; the old segment keeps the
 words until segments merge. After an erasure `forget` merges them all (FTS5's `optimize`), so
-an erased name or remark is no longer in the index at all (about a second at 430,000
+an erased name or remark is no longer in the indexes at all (about a second at 430,000
 customers).
 """
 
@@ -32,22 +35,23 @@ INDEXED_FROM = 3  # characters: the trigram tokenizer has nothing to look up in 
 _CUSTOMERS = table("customer_words", column("id"), column("external_userid"))
 _CUSTOMER_FTS = table("customer_words_fts", column("rowid"))
 _REMARK_FTS = table("relation_remarks_fts", column("rowid"))
-FTS_TABLES = ("customer_words_fts", "relation_remarks_fts")
+GRAM_TABLES = ("customer_words_grams", "relation_remarks_grams")  # migration 0030
+FTS_TABLES = ("customer_words_fts", "relation_remarks_fts", *GRAM_TABLES)
 
 _present: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 async def available(session: AsyncSession) -> bool:
     """True on a SQLite database that has the indexes (a SQLite without FTS5's trigram
-    tokenizer has none: migration 0028 skips them, and search scans)."""
+    tokenizer has none: migrations 0028 and 0030 skip them, and search scans)."""
     bind = session.bind
     if bind.dialect.name != "sqlite":
         return False
     engine = bind.sync_engine  # an AsyncEngine's or an AsyncConnection's
     if engine not in _present:
+        names = ", ".join(f"'{name}'" for name in FTS_TABLES)
         found = await session.scalar(
-            text("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (:a, :b)"),
-            {"a": FTS_TABLES[0], "b": FTS_TABLES[1]},
+            text(f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({names})")
         )
         _present[engine] = found == len(FTS_TABLES)
     return _present[engine]
@@ -74,21 +78,38 @@ def remarks_with(words: str) -> Select:
     )
 
 
+def pieces(value: str) -> str:
+    """The SQL of the pieces of one and two characters of `value` (an expression) as the
+    triggers of migration 0030 index them: of lower(value), each the hex of its UTF-8,
+    separated by spaces; `json_each` over '[0,0,...]' numbers the positions."""
+    low = f"lower({value})"
+    positions = f"'[0' || replace(hex(zeroblob(length({value}) - 1)), '00', ',0') || ']'"
+    return (
+        f"(SELECT group_concat(hex(substr({low}, key + 1, 1)) || ' ' || "
+        f"hex(substr({low}, key + 1, 2)), ' ') FROM json_each({positions}))"
+    )
+
+
 REBUILD = (
-    "INSERT INTO customer_words_fts (customer_words_fts) VALUES ('delete-all')",
-    "INSERT INTO relation_remarks_fts (relation_remarks_fts) VALUES ('delete-all')",
+    *(f"INSERT INTO {name} ({name}) VALUES ('delete-all')" for name in FTS_TABLES),
     "DELETE FROM customer_words",
     "INSERT INTO customer_words (external_userid) SELECT external_userid FROM customers",
     "INSERT INTO customer_words_fts (rowid, name, external_userid) SELECT w.id, c.name, "
     "c.external_userid FROM customer_words w JOIN customers c USING (external_userid)",
     "INSERT INTO relation_remarks_fts (rowid, remark) "
     "SELECT id, remark FROM relations WHERE remark IS NOT NULL",
+    "INSERT INTO customer_words_grams (rowid, grams) SELECT w.id, "
+    f"coalesce({pieces('c.name')}, '') || ' ' || {pieces('c.external_userid')} "
+    "FROM customer_words w JOIN customers c USING (external_userid)",
+    f"INSERT INTO relation_remarks_grams (rowid, grams) SELECT id, {pieces('remark')} "
+    "FROM relations WHERE remark IS NOT NULL",
 )
 
 
 async def rebuild(session: AsyncSession) -> None:
     """Index every customer and remark anew, in the caller's transaction: after rows were
-    loaded with the triggers off (bench.scale), or to repair. What migration 0028 does."""
+    loaded with the triggers off (bench.scale), or to repair. What migrations 0028 and 0030
+    do."""
     if await available(session):
         for statement in REBUILD:
             await session.execute(text(statement))

@@ -28,17 +28,23 @@ OPTIONAL_INDEXES = frozenset(
 )
 
 
-# SQLite's full-text indexes for customer search (migration 0028; guidebot.contacts.word_index):
-# FTS5 tables and their shadow tables, which no model describes.
-WORD_TABLES = ("customer_words", "relation_remarks_fts")
+# PostgreSQL's indexes of one- and two-character pieces for customer search (migration 0030;
+# guidebot.contacts.grams): GIN indexes of an expression, a function of our own, which the
+# models do not describe (SQLite has FTS5 tables instead).
+GRAM_INDEXES = frozenset({"ix_customers_grams", "ix_relations_remark_grams"})
+
+
+# SQLite's full-text indexes for customer search (migrations 0028 and 0030;
+# guidebot.contacts.word_index): FTS5 tables and their shadow tables, which no model describes.
+WORD_TABLES = ("customer_words", "relation_remarks_fts", "relation_remarks_grams")
 
 
 def compared(obj, name, type_, reflected, compare_to) -> bool:
-    """Alembic's include_object: every object but the optional indexes and SQLite's word
-    index tables."""
+    """Alembic's include_object: every object but the optional indexes, the gram indexes and
+    SQLite's word index tables."""
     if type_ == "table" and name and name.startswith(WORD_TABLES):
         return False
-    return not (type_ == "index" and name in OPTIONAL_INDEXES)
+    return not (type_ == "index" and name in OPTIONAL_INDEXES | GRAM_INDEXES)
 
 
 class DatabaseNotReady(RuntimeError):

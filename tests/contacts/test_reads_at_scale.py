@@ -236,8 +236,9 @@ async def test_search_answers_what_reading_every_row_answers(sessions):
 
 
 async def _index_entries(session) -> set[tuple]:
-    """SQLite: every (term, row, column, offset) in the word indexes, by external_userid or
-    relation id (customer_words' keys change when rebuilt)."""
+    """SQLite: every (term, row, column, offset) in the word indexes (every (piece, row) in
+    those of pieces), by external_userid or relation id (customer_words' keys change when
+    rebuilt)."""
     entries: set[tuple] = set()
     for name in word_index.FTS_TABLES:
         await session.execute(
@@ -257,6 +258,18 @@ async def _index_entries(session) -> set[tuple]:
         text("SELECT term, doc, col, offset FROM temp.v_relation_remarks_fts")
     ):
         entries.add(("remark", term, doc, col, offset))
+    # The pieces of one and two characters (migration 0030): no columns, no positions.
+    for term, key in await session.execute(
+        text(
+            "SELECT term, w.external_userid FROM temp.v_customer_words_grams v "
+            "JOIN customer_words w ON w.id = v.doc"
+        )
+    ):
+        entries.add(("customer pieces", term, key))
+    for term, doc in await session.execute(
+        text("SELECT term, doc FROM temp.v_relation_remarks_grams")
+    ):
+        entries.add(("remark pieces", term, doc))
     return entries
 
 
@@ -461,11 +474,14 @@ async def test_search_on_a_sqlite_without_the_word_indexes_scans_to_the_same_ans
     migrated_sqlite_url,
 ):
     """Migration 0028 skips the word indexes where SQLite has no trigram tokenizer (older than
-    3.34): search then reads every row, as before, with the same answers."""
+    3.34), and 0030 its indexes of pieces with them: search then reads every row, as before,
+    with the same answers."""
     engine = create_engine(migrated_sqlite_url)
     async with engine.begin() as conn:
         for kind, name in WORD_OBJECTS:
             await conn.exec_driver_sql(f"DROP {kind} {name}")
+        for name in word_index.GRAM_TABLES:
+            await conn.exec_driver_sql(f"DROP TABLE {name}")
     sessions = create_session_factory(engine)
     try:
         async with sessions() as session:

@@ -1,4 +1,4 @@
-"""Migrations 0026 and 0028 build their indexes with CREATE INDEX CONCURRENTLY, outside a
+"""Migrations 0026, 0028 and 0030 build their indexes with CREATE INDEX CONCURRENTLY, outside a
 transaction; a build that failed half way (an INVALID index left behind, the migration not
 recorded) is dropped and built anew when the upgrade runs again."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from guidebot.db.migrate import OPTIONAL_INDEXES, upgrade
+from guidebot.db.migrate import GRAM_INDEXES, OPTIONAL_INDEXES, upgrade
 from tests.conftest import _asyncpg_dsn, reset_pg
 
 pytestmark = pytest.mark.pg
@@ -92,6 +92,30 @@ async def test_migration_0028_runs_again_after_a_failed_index_build(pg_url):
         assert [tuple(r) for r in counts] == [("g1", 11, 2)]
         await conn.execute("UPDATE relations SET status = 'lost' WHERE external_userid = 'wm1'")
         assert await conn.fetchval("SELECT active FROM guide_customer_counts") == 1
+    finally:
+        await conn.close()
+        await reset_pg(pg_url)
+
+
+async def test_migration_0030_rebuilds_an_invalid_index_of_pieces(pg_url):
+    """0030 creates its function, then builds its indexes concurrently: an INVALID one left
+    by a failed build is built anew when the upgrade runs again, the other kept as it was."""
+    await reset_pg(pg_url)
+    await upgrade(pg_url)
+    conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
+    try:
+        built = {n: (v, oid) for n, v, oid in await conn.fetch(VALIDITY, sorted(GRAM_INDEXES))}
+        assert set(built) == GRAM_INDEXES and all(v for v, _ in built.values())
+        await conn.execute(
+            "UPDATE pg_index SET indisvalid = false "
+            "WHERE indexrelid = 'ix_customers_grams'::regclass"
+        )
+        await conn.execute("UPDATE alembic_version SET version_num = '0029'")  # 0030's parent
+        await upgrade(pg_url)
+        rebuilt = {n: (v, oid) for n, v, oid in await conn.fetch(VALIDITY, sorted(GRAM_INDEXES))}
+        assert all(valid for valid, _ in rebuilt.values())
+        assert rebuilt["ix_customers_grams"][1] != built["ix_customers_grams"][1]
+        assert rebuilt["ix_relations_remark_grams"] == built["ix_relations_remark_grams"]
     finally:
         await conn.close()
         await reset_pg(pg_url)

@@ -1,0 +1,435 @@
+"""Customer search of one or two characters from the indexes of one- and two-character pieces
+(migration 0030, guidebot.contacts.grams), on both databases: the answers are a plain scan's
+(a Hypothesis property over Chinese and ASCII names, ids and remarks, case folding and LIKE's
+own characters included), the planner reads the indexes, a word too common is scanned as
+before, and the migration fills the indexes from the rows already there and goes down again."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from alembic import command
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, event, exists, insert, or_, select, text
+
+from guidebot.contacts import grams, queries, word_index
+from guidebot.contacts.models import Customer, Department, Guide, Relation
+from guidebot.db.engine import create_engine, create_session_factory
+from guidebot.db.migrate import alembic_config, upgrade
+from tests.conftest import reset_pg
+from tests.fuzzing import examples
+
+NOW = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
+GUIDES = ("g1", "g2")
+GRAMS_0030 = importlib.import_module("guidebot.db.migrations.versions.0030_search_grams")
+
+# Chinese, ASCII of both cases, LIKE's own characters, a backslash (PostgreSQL's LIKE escape),
+# quotes, and letters whose case only PostgreSQL's lower() folds (É, Σ and a final ς, İ, ß,
+# full-width Ａ).
+ALPHABET = "陈张伟王老客户李aAbBzZ01 -\"'\\%_ÉéΣσςİiıßＡａ"
+TEXT = st.text(alphabet=ALPHABET, max_size=6)
+
+
+@st.composite
+def scenes(draw) -> dict[str, Any]:
+    """Customers (id, name), relations (guide, customer, remark), and words of one or two
+    characters: drawn, or pieces of the texts (their case swapped now and then)."""
+    count = draw(st.integers(min_value=1, max_value=8))
+    customers = [
+        (f"w{i}{draw(st.text(alphabet='aAbB0_%', max_size=3))}", draw(st.none() | TEXT))
+        for i in range(count)
+    ]
+    relations = []
+    for ext, _ in customers:
+        for guide in draw(st.lists(st.sampled_from(GUIDES), unique=True, max_size=2)):
+            relations.append((guide, ext, draw(st.none() | TEXT)))
+    texts = [t for _, name in customers if name for t in (name,)]
+    texts += [ext for ext, _ in customers] + [r for _, _, r in relations if r]
+    pieces = sorted({t[i : i + n] for t in texts for n in (1, 2) for i in range(len(t) - n + 1)})
+    piece = st.sampled_from(pieces) if pieces else st.nothing()
+    swapped = piece.map(str.swapcase)
+    words = draw(
+        st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=2) | piece | swapped, max_size=8)
+    )
+    return {"customers": customers, "relations": relations, "words": words}
+
+
+def collect(strategy: st.SearchStrategy[Any], count: int) -> list[Any]:
+    """Hypothesis draws (it cannot drive an async test); the databases get every example."""
+    drawn: list[Any] = []
+
+    @settings(
+        max_examples=count, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(strategy)
+    def draw(example: Any) -> None:
+        drawn.append(example)
+
+    draw()
+    return drawn
+
+
+SCENES = collect(scenes(), examples(100))
+
+
+@pytest.fixture
+async def sessions(database_url):
+    engine = create_engine(database_url)
+    yield create_session_factory(engine)
+    await engine.dispose()
+
+
+async def _corp(sessions) -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(
+            insert(Department),
+            [dict(id=11, name="张江店", parent_id=None, code="S11", updated_at=NOW)],
+        )
+        await session.execute(
+            insert(Guide),
+            [dict(userid=g, name=f"导购{g}", main_department=11, updated_at=NOW) for g in GUIDES],
+        )
+
+
+async def _scene(session, scene: dict[str, Any]) -> None:
+    """The scene's rows in place of the last one's (the delete triggers at work too)."""
+    await session.execute(delete(Relation))
+    await session.execute(delete(Customer))
+    await session.execute(
+        insert(Customer),
+        [
+            dict(
+                external_userid=ext,
+                name=name,
+                created_at=NOW - timedelta(seconds=n % 3),  # ties on purpose
+                updated_at=NOW,
+            )
+            for n, (ext, name) in enumerate(scene["customers"])
+        ],
+    )
+    if scene["relations"]:
+        await session.execute(
+            insert(Relation),
+            [
+                dict(
+                    guide_userid=g,
+                    external_userid=ext,
+                    status="active",
+                    store_id=11,
+                    remark=remark,
+                    created_at=NOW,
+                    last_event_at=NOW,
+                    updated_at=NOW,
+                )
+                for g, ext, remark in scene["relations"]
+            ],
+        )
+
+
+async def _scanned(session, words: str, guide: str | None) -> list[str]:
+    """What reading every customer answers (the search before migration 0030), in the
+    search's order: ILIKE on each column, the remarks of the relations the filter keeps."""
+    like = f"%{words.replace('%', '').replace('_', '')}%"
+    kept = [Relation.guide_userid == guide] if guide else []
+    query = select(Customer.external_userid).where(
+        or_(
+            Customer.name.ilike(like),
+            Customer.external_userid.ilike(like),
+            exists().where(
+                Relation.external_userid == Customer.external_userid,
+                Relation.remark.ilike(like),
+                *kept,
+            ),
+        ),
+        exists().where(Relation.external_userid == Customer.external_userid, *kept),
+    )
+    query = query.order_by(Customer.created_at.desc(), Customer.external_userid)
+    return list(await session.scalars(query))
+
+
+async def test_short_words_answer_what_a_scan_answers(sessions):
+    await _corp(sessions)
+    async with sessions() as session:
+        assert await grams.available(session)
+    for scene in SCENES:
+        async with sessions() as session, session.begin():
+            await _scene(session, scene)
+        async with sessions() as session:
+            for words in scene["words"]:
+                for guide in (None, "g1"):
+                    page = await queries.search_customers(
+                        session, words=words, guide=guide, related_only=True, per_page=100
+                    )
+                    got = [c.external_userid for c in page.customers]
+                    expected = await _scanned(session, words, guide)
+                    assert (got, page.total) == (expected, len(expected)), (words, guide, scene)
+    async with sessions() as session:
+        if session.bind.dialect.name == "sqlite":
+            # The triggers kept the pieces of what is there now, and nothing else.
+            kept = await _gram_entries(session)
+            await word_index.rebuild(session)
+            assert kept == await _gram_entries(session)
+            await session.rollback()
+
+
+async def _gram_entries(session) -> set[tuple]:
+    """SQLite: every (table, piece, key) in the indexes of pieces, keyed by external_userid or
+    relation id (customer_words' keys change when rebuilt)."""
+    entries: set[tuple] = set()
+    for name in word_index.GRAM_TABLES:
+        await session.execute(
+            text(
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.v_{name} "
+                f"USING fts5vocab(main, {name}, instance)"
+            )
+        )
+    for term, key in await session.execute(
+        text(
+            "SELECT term, w.external_userid FROM temp.v_customer_words_grams v "
+            "JOIN customer_words w ON w.id = v.doc"
+        )
+    ):
+        entries.add(("customer", term, key))
+    for term, doc in await session.execute(
+        text("SELECT term, doc FROM temp.v_relation_remarks_grams")
+    ):
+        entries.add(("remark", term, doc))
+    return entries
+
+
+# ---- at a size where the planner has a choice -------------------------------------------------
+
+
+async def _many(sessions, count: int, name: str, remark: str) -> None:
+    """`count` customers, each with a relation, named and remarked by the SQL expressions
+    `name` and `remark` of their number n, written by the database itself."""
+    async with sessions() as session, session.begin():
+        postgres = session.bind.dialect.name == "postgresql"
+        numbers = (
+            f"generate_series(1, {count}) AS s(n)"
+            if postgres
+            else f"(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s "
+            f"WHERE n < {count}) SELECT n FROM s)"
+        )
+        at = "now()" if postgres else "'2026-05-01 04:00:00.000000'"
+        true = "true" if postgres else "1"
+        await session.execute(
+            text(
+                "INSERT INTO customers (external_userid, name, created_at, updated_at) "
+                f"SELECT 'wm' || n, {name}, {at}, {at} FROM {numbers}"
+            )
+        )
+        await session.execute(
+            text(
+                "INSERT INTO relations (guide_userid, external_userid, status, confirmed, "
+                "store_id, remark, tags, remark_mobiles, created_at, last_event_at, updated_at) "
+                f"SELECT 'g' || (1 + n % 2), 'wm' || n, 'active', {true}, 11, {remark}, '[]', "
+                f"'[]', {at}, {at}, {at} FROM {numbers}"
+            )
+        )
+        if postgres:
+            await session.execute(text("ANALYZE customers"))
+            await session.execute(text("ANALYZE relations"))
+
+
+async def _statements(session, call) -> list[tuple[str, Any]]:
+    """The statements `call` ran on the session's connection, with their parameters."""
+    seen: list[tuple[str, Any]] = []
+    engine = session.bind.sync_engine
+
+    def listen(conn, cursor, statement, parameters, context, executemany) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        await call()
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    return seen
+
+
+async def _plan(session, statement: str, parameters: Any) -> str:
+    connection = await session.connection()
+    if session.bind.dialect.name == "postgresql":
+        rows = await connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+    else:
+        rows = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+    return "\n".join(str(row) for row in rows.all())
+
+
+async def test_a_rare_short_word_is_read_from_the_indexes(sessions):
+    """20,000 customers, one in a thousand named 张伟 and one in a thousand remarked 老客: the
+    search's count and page read the indexes of pieces (EXPLAIN; on PostgreSQL after ANALYZE,
+    so the planner weighs a real choice), and answer what the scan answers."""
+    await _corp(sessions)
+    await _many(
+        sessions,
+        20_000,
+        "CASE WHEN n % 1000 = 7 THEN '张伟' ELSE '客户' END || n",
+        "CASE WHEN n % 1000 = 501 THEN '老客' ELSE '备注' END || n",
+    )
+    async with sessions() as session:
+        assert await grams.available(session)  # known from here on
+        for words in ("张", "张伟", "老客", "老"):
+            expected = await _scanned(session, words, None)
+            assert len(expected) == 20, words
+
+            found: list[Any] = []
+
+            async def search(words=words, found=found) -> None:
+                found.append(
+                    await queries.search_customers(
+                        session, words=words, related_only=True, count_up_to=queries.COUNT_UP_TO
+                    )
+                )
+
+            ran = await _statements(session, search)
+            [page] = found
+            assert ([c.external_userid for c in page.customers], page.total) == (
+                expected,
+                len(expected),
+            )
+            # The count and the page (the count or estimate of the word's entries reads no
+            # customer).
+            postgres = session.bind.dialect.name == "postgresql"
+            read = [
+                (s, p)
+                for s, p in ran
+                if s.startswith("SELECT") and "FROM customers" in s and "grams" in s
+            ]
+            assert len(read) == 2, ran
+            for statement, parameters in read:
+                plan = await _plan(session, statement, parameters)
+                if postgres:
+                    assert "ix_customers_grams" in plan, (words, plan)
+                    assert "ix_relations_remark_grams" in plan, (words, plan)
+                else:
+                    assert "customer_words_grams VIRTUAL TABLE" in plan, (words, plan)
+                    assert "relation_remarks_grams VIRTUAL TABLE" in plan, (words, plan)
+
+
+async def test_a_word_most_customers_hold_is_scanned_as_before(sessions):
+    """12,000 customers named 陈: more than the index could read as fast as the scan stops
+    (guidebot.contacts.grams), so the search checks each customer read in place, stopping at
+    the capped count, and reads no index of pieces; the answers are the scan's."""
+    await _corp(sessions)
+    await _many(sessions, 12_000, "'陈' || n", "NULL")
+    async with sessions() as session:
+        assert await grams.available(session)  # known from here on
+        expected = await _scanned(session, "陈", None)
+        found: list[Any] = []
+
+        async def search() -> None:
+            found.append(
+                await queries.search_customers(
+                    session, words="陈", related_only=True, count_up_to=queries.COUNT_UP_TO
+                )
+            )
+
+        ran = [s for s, _ in await _statements(session, search)]
+        [page] = found
+        assert (page.total, page.more) == (queries.COUNT_UP_TO, True)
+        assert [c.external_userid for c in page.customers] == expected[: page.per_page]
+        # The probe counted the index's entries; the count and the page read no index of pieces.
+        [probe] = [n for n, s in enumerate(ran) if "grams" in s]
+        read = [s for s in ran[probe + 1 :] if "FROM customers" in s]
+        assert len(read) == 2 and not [s for s in read if "grams" in s], ran
+
+
+# ---- the migration ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def before_0030(request, tmp_path):
+    """An empty database migrated to 0029: the rows are there before migration 0030 is."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+        await reset_pg(url)
+    await upgrade(url, "0029")
+    return url
+
+
+async def _objects(url: str) -> set[str]:
+    """The objects 0030 makes: PostgreSQL's function and indexes, SQLite's tables."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                found = await conn.execute(
+                    text(
+                        "SELECT relname FROM pg_class WHERE relname LIKE '%grams' UNION ALL "
+                        "SELECT proname FROM pg_proc WHERE proname = 'search_grams'"
+                    )
+                )
+            else:
+                found = await conn.execute(
+                    text("SELECT name FROM sqlite_master WHERE name LIKE '%grams'")
+                )
+            return set(found.scalars())
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("before_0030", ["sqlite", "postgresql"], indirect=True)
+async def test_migration_0030_indexes_what_is_there_and_goes_down_again(before_0030):
+    """Upgrading a brand's database: the pieces of the rows already there are indexed and
+    searched with the scan's answers; the downgrade takes every object away and leaves 0028's
+    word indexes kept by their triggers; and the upgrade runs again."""
+    url = before_0030
+    scene = {
+        "customers": [("wmA1", "张伟"), ("wmA2", "Alice 陈"), ("wmA3", None)],
+        "relations": [("g1", "wmA1", "老客户"), ("g2", "wmA3", "VIP 李")],
+    }
+    engine = create_engine(url)
+    sessions = create_session_factory(engine)
+    try:
+        await _corp(sessions)
+        async with sessions() as session, session.begin():
+            await _scene(session, scene)
+    finally:
+        await engine.dispose()
+    made = {"ix_customers_grams", "ix_relations_remark_grams", "search_grams"}
+    if "sqlite" in url:
+        made = {"customer_words_grams", "relation_remarks_grams"}
+    for _ in range(2):  # up, down, and up again
+        assert not await _objects(url) & made
+        await upgrade(url)
+        assert made <= await _objects(url)
+        engine = create_engine(url)
+        sessions = create_session_factory(engine)
+        try:
+            async with sessions() as session:
+                assert await grams.available(session)
+                for words in ("张", "伟", "al", "陈", "老客", "李", "a3", "无"):
+                    page = await queries.search_customers(session, words=words, related_only=True)
+                    got = [c.external_userid for c in page.customers]
+                    assert got == await _scanned(session, words, None), words
+        finally:
+            await engine.dispose()
+        await asyncio.to_thread(command.downgrade, alembic_config(url), "0029")
+    assert not await _objects(url) & made
+    # 0028's triggers are back: a new remark is found by its trigram index.
+    engine = create_engine(url)
+    sessions = create_session_factory(engine)
+    try:
+        async with sessions() as session, session.begin():
+            await session.execute(
+                text("UPDATE relations SET remark = '新的备注' WHERE external_userid = 'wmA1'")
+            )
+        async with sessions() as session:
+            page = await queries.search_customers(session, words="新的备", related_only=True)
+            assert [c.external_userid for c in page.customers] == ["wmA1"]
+    finally:
+        await engine.dispose()
+
+
+def test_the_triggers_index_what_the_rebuild_indexes():
+    """The pieces' SQL of the migration's triggers is word_index.rebuild's (one spelling)."""
+    assert GRAMS_0030.pieces("x") == word_index.pieces("x")
