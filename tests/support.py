@@ -59,3 +59,17 @@ def event_xml(
         f"<ExternalUserID><![CDATA[{external_userid}]]></ExternalUserID>"
         f"{fields}</xml>"
     )
+
+
+async def fts5_vocabularies(session, tables, detail: str) -> None:
+    """SQLite: a temp.v_<table> fts5vocab view of each FTS5 table (`detail`: row, col or
+    instance), for tests that read what an index holds term by term."""
+    from sqlalchemy import text
+
+    for name in tables:
+        await session.execute(
+            text(
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.v_{name} "
+                f"USING fts5vocab(main, {name}, {detail})"
+            )
+        )

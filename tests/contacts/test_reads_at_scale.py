@@ -23,6 +23,7 @@ from guidebot.contacts.models import (
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import upgrade
 from tests.conftest import reset_pg
+from tests.support import fts5_vocabularies
 
 WORD_OBJECTS = importlib.import_module(
     "guidebot.db.migrations.versions.0028_reads_at_scale"
@@ -240,13 +241,7 @@ async def _index_entries(session) -> set[tuple]:
     those of pieces), by external_userid or relation id (customer_words' keys change when
     rebuilt)."""
     entries: set[tuple] = set()
-    for name in word_index.FTS_TABLES:
-        await session.execute(
-            text(
-                f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.v_{name} "
-                f"USING fts5vocab(main, {name}, instance)"
-            )
-        )
+    await fts5_vocabularies(session, word_index.FTS_TABLES, "instance")
     for term, key, col, offset in await session.execute(
         text(
             "SELECT term, w.external_userid, col, offset FROM temp.v_customer_words_fts v "

@@ -23,6 +23,7 @@ from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import alembic_config, upgrade
 from tests.conftest import reset_pg
 from tests.fuzzing import examples
+from tests.support import fts5_vocabularies
 
 NOW = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
 GUIDES = ("g1", "g2")
@@ -181,13 +182,7 @@ async def _gram_entries(session) -> set[tuple]:
     """SQLite: every (table, piece, key) in the indexes of pieces, keyed by external_userid or
     relation id (customer_words' keys change when rebuilt)."""
     entries: set[tuple] = set()
-    for name in word_index.GRAM_TABLES:
-        await session.execute(
-            text(
-                f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.v_{name} "
-                f"USING fts5vocab(main, {name}, instance)"
-            )
-        )
+    await fts5_vocabularies(session, word_index.GRAM_TABLES, "instance")
     for term, key in await session.execute(
         text(
             "SELECT term, w.external_userid FROM temp.v_customer_words_grams v "

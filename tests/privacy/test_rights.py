@@ -24,6 +24,7 @@ from tests import factories
 from tests.integration.test_cli import env_for, guidebot
 from tests.metrics.conftest import at
 from tests.privacy.conftest import DESCRIPTION, MOBILE, REMARK, busy_week, kpis
+from tests.support import fts5_vocabularies
 
 UNTIL_YESTERDAY = Period(date(2026, 3, 1), date(2026, 3, 19))
 SECRETS = (REMARK, DESCRIPTION, MOBILE, "顾客01")  # wmc01's remark, description, mobile, name
@@ -181,13 +182,8 @@ async def _gram_terms(session) -> set[str]:
     term after the one before it as the bytes they do not share, so a two-character piece is
     seldom whole in the blocks: these are read through fts5vocab)."""
     terms: set[str] = set()
+    await fts5_vocabularies(session, word_index.GRAM_TABLES, "row")
     for name in word_index.GRAM_TABLES:
-        await session.execute(
-            text(
-                f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.v_{name} "
-                f"USING fts5vocab(main, {name}, row)"
-            )
-        )
         terms |= set(await session.scalars(text(f"SELECT term FROM temp.v_{name}")))
     return terms
 
