@@ -73,3 +73,26 @@ async def fts5_vocabularies(session, tables, detail: str) -> None:
                 f"USING fts5vocab(main, {name}, {detail})"
             )
         )
+
+
+async def gram_entries(session) -> set[tuple]:
+    """SQLite: every (table, piece, key) in the indexes of pieces, keyed by external_userid or
+    relation id (customer_words' keys change when rebuilt)."""
+    from sqlalchemy import text
+
+    from guidebot.contacts import word_index
+
+    entries: set[tuple] = set()
+    await fts5_vocabularies(session, word_index.GRAM_TABLES, "instance")
+    for term, key in await session.execute(
+        text(
+            "SELECT term, w.external_userid FROM temp.v_customer_words_grams v "
+            "JOIN customer_words w ON w.id = v.doc"
+        )
+    ):
+        entries.add(("customer", term, key))
+    for term, doc in await session.execute(
+        text("SELECT term, doc FROM temp.v_relation_remarks_grams")
+    ):
+        entries.add(("remark", term, doc))
+    return entries

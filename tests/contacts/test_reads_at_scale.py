@@ -23,7 +23,7 @@ from guidebot.contacts.models import (
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import upgrade
 from tests.conftest import reset_pg
-from tests.support import fts5_vocabularies
+from tests.support import fts5_vocabularies, gram_entries
 
 WORD_OBJECTS = importlib.import_module(
     "guidebot.db.migrations.versions.0028_reads_at_scale"
@@ -254,17 +254,7 @@ async def _index_entries(session) -> set[tuple]:
     ):
         entries.add(("remark", term, doc, col, offset))
     # The pieces of one and two characters (migration 0030): no columns, no positions.
-    for term, key in await session.execute(
-        text(
-            "SELECT term, w.external_userid FROM temp.v_customer_words_grams v "
-            "JOIN customer_words w ON w.id = v.doc"
-        )
-    ):
-        entries.add(("customer pieces", term, key))
-    for term, doc in await session.execute(
-        text("SELECT term, doc FROM temp.v_relation_remarks_grams")
-    ):
-        entries.add(("remark pieces", term, doc))
+    entries |= {(f"{kind} pieces", term, key) for kind, term, key in await gram_entries(session)}
     return entries
 
 

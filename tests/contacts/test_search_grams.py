@@ -23,7 +23,7 @@ from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import alembic_config, upgrade
 from tests.conftest import reset_pg
 from tests.fuzzing import examples
-from tests.support import fts5_vocabularies
+from tests.support import gram_entries
 
 NOW = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
 GUIDES = ("g1", "g2")
@@ -172,29 +172,10 @@ async def test_short_words_answer_what_a_scan_answers(sessions):
     async with sessions() as session:
         if session.bind.dialect.name == "sqlite":
             # The triggers kept the pieces of what is there now, and nothing else.
-            kept = await _gram_entries(session)
+            kept = await gram_entries(session)
             await word_index.rebuild(session)
-            assert kept == await _gram_entries(session)
+            assert kept == await gram_entries(session)
             await session.rollback()
-
-
-async def _gram_entries(session) -> set[tuple]:
-    """SQLite: every (table, piece, key) in the indexes of pieces, keyed by external_userid or
-    relation id (customer_words' keys change when rebuilt)."""
-    entries: set[tuple] = set()
-    await fts5_vocabularies(session, word_index.GRAM_TABLES, "instance")
-    for term, key in await session.execute(
-        text(
-            "SELECT term, w.external_userid FROM temp.v_customer_words_grams v "
-            "JOIN customer_words w ON w.id = v.doc"
-        )
-    ):
-        entries.add(("customer", term, key))
-    for term, doc in await session.execute(
-        text("SELECT term, doc FROM temp.v_relation_remarks_grams")
-    ):
-        entries.add(("remark", term, doc))
-    return entries
 
 
 # ---- at a size where the planner has a choice -------------------------------------------------
