@@ -94,8 +94,9 @@ async def _sync_departments(
     """Departments as WeCom lists them; those it no longer lists are marked deleted."""
 
     async def upsert_departments(batch: Sequence[dict[str, Any]]) -> None:
-        # Held here, the known departments are found in the session with no statement each.
-        _known = list(await session.scalars(select(Department)))
+        # Held here, the batch's known departments are found in the session with no
+        # statement each.
+        _known = await _departments(session, [int(d["id"]) for d in batch])
         for dept in batch:
             await upsert_department(
                 session,
@@ -148,9 +149,8 @@ async def _held_for(
 ) -> _Held:
     """The guides, their departments and all their memberships (locked, as set_memberships
     locks them), read a chunk of ids at a time."""
-    named = {int(d) for u in userids for d in members[u].get("department") or []}
-    dept_ids = sorted(d for d in named if 1 <= d <= DEPARTMENT_ID_MAX)
-    held = _Held([], [], {})
+    named = [int(d) for u in userids for d in members[u].get("department") or []]
+    held = _Held([], await _departments(session, named), {})
     for i in range(0, len(userids), READ_CHUNK):
         chunk = list(userids[i : i + READ_CHUNK])
         held.guides += await session.scalars(select(Guide).where(Guide.userid.in_(chunk)))
@@ -161,12 +161,17 @@ async def _held_for(
             .with_for_update()
         ):
             held.memberships.setdefault(row.guide_userid, []).append(row)
-    for i in range(0, len(dept_ids), READ_CHUNK):
-        chunk_ids = dept_ids[i : i + READ_CHUNK]
-        held.departments += await session.scalars(
-            select(Department).where(Department.id.in_(chunk_ids))
-        )
     return held
+
+
+async def _departments(session: AsyncSession, ids: Sequence[int]) -> list[Department]:
+    """The departments of these ids (those a column can hold), a chunk of ids at a time."""
+    wanted = sorted({i for i in ids if 1 <= i <= DEPARTMENT_ID_MAX})
+    found: list[Department] = []
+    for i in range(0, len(wanted), READ_CHUNK):
+        chunk = wanted[i : i + READ_CHUNK]
+        found += await session.scalars(select(Department).where(Department.id.in_(chunk)))
+    return found
 
 
 async def _sync_members(

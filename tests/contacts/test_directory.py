@@ -248,7 +248,7 @@ async def _statements_of_a_sync(h) -> int:
     return len(seen)
 
 
-async def test_a_sync_that_changes_nothing_costs_the_same_for_ten_guides_or_forty(h):
+async def test_a_sync_that_changes_nothing_costs_the_same_for_three_guides_or_thirty_three(h):
     """The nightly (and start-up) sync of a brand with thousands of guides: it read each guide
     and its memberships with a statement each, two a guide, holding SQLite's one writer."""
     await h.sync()
