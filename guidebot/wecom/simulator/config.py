@@ -56,18 +56,12 @@ class SimulatorConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.moment_job_seconds, bool) or not (
-            isinstance(self.moment_job_seconds, int | float) and self.moment_job_seconds >= 0
-        ):
-            raise ValueError(
-                f"moment_job_seconds must be a number of seconds, got {self.moment_job_seconds!r}"
-            )
         for name in ("callback_tries", "call_log_limit"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self._check_app()
-        for name in ("welcome_code_ttl", "callback_timeout"):
+        for name in ("welcome_code_ttl", "callback_timeout", "moment_job_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
