@@ -46,8 +46,7 @@ from sqlalchemy.sql import Select
 
 from guidebot.contacts import word_index
 from guidebot.contacts.models import Customer, Relation
-
-INDEXES = ("ix_customers_grams", "ix_relations_remark_grams")  # PostgreSQL, migration 0030
+from guidebot.db.migrate import GRAM_INDEXES  # PostgreSQL's two, migration 0030
 
 _CUSTOMERS = table("customer_words", column("id"), column("external_userid"))
 _CUSTOMER_GRAMS = table("customer_words_grams", column("rowid"))
@@ -67,11 +66,11 @@ async def available(session: AsyncSession) -> bool:
         found = await session.scalar(
             text(
                 "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                "WHERE c.relname IN (:a, :b) AND i.indisvalid"
+                "WHERE c.relname = ANY(:names) AND i.indisvalid"
             ),
-            {"a": INDEXES[0], "b": INDEXES[1]},
+            {"names": sorted(GRAM_INDEXES)},
         )
-        _present[engine] = found == len(INDEXES)
+        _present[engine] = found == len(GRAM_INDEXES)
     return _present[engine]
 
 
