@@ -1,7 +1,7 @@
 """What a domain declares of its periodic work, without the scheduler that runs it: the job
 (`PeriodicJob`, beside the code it runs, in the domain's jobs.py) and the turn a job that gives
-way takes between its transactions (`take_turn`). guidebot.scheduler runs them on APScheduler,
-which no domain imports.
+way takes between its transactions (`take_turn`). guidebot.scheduler runs them on APScheduler;
+no domain imports it.
 """
 
 from __future__ import annotations
