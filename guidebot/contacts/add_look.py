@@ -29,7 +29,7 @@ from guidebot.contacts.models import (
     TransferStatus,
 )
 from guidebot.contacts.relations import Attribution
-from guidebot.db.base import UTCDateTime, constant
+from guidebot.db.base import UTCDateTime, constant, only_filters
 from guidebot.events import StoreRef
 
 _GUIDES = Guide.__table__
@@ -57,7 +57,8 @@ def _build():
     )
     pair = (
         select(_RELATIONS.c.id)
-        .where(_RELATIONS.c.guide_userid == guide, _RELATIONS.c.external_userid == ext)
+        # By the customer, who has a few guides; a guide has thousands of customers.
+        .where(_RELATIONS.c.external_userid == ext, only_filters(_RELATIONS.c.guide_userid, guide))
         .scalar_subquery()
     )
     then = (

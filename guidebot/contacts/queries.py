@@ -201,15 +201,17 @@ async def _with_words(session: AsyncSession, words: str, conditions: list[Any]) 
     they need (a union would first find every match)."""
     words = words.replace("%", "").replace("_", "")
     like = f"%{words}%"
+    # ILIKE as PostgreSQL's trigram index of ids holds it (migration 0031): lower() of both.
+    by_id = func.lower(Customer.external_userid).like(func.lower(like))
     by_remark = [*conditions, Relation.remark.ilike(like)]
     if len(words) < word_index.INDEXED_FROM:
         found = await grams.lookup(session, words, conditions, count_up_to=COUNT_UP_TO)
         if found is not None:
             return found
         remarked = exists().where(Relation.external_userid == Customer.external_userid, *by_remark)
-        return or_(Customer.name.ilike(like), Customer.external_userid.ilike(like), remarked)
+        return or_(Customer.name.ilike(like), by_id, remarked)
     if await word_index.available(session):
-        by_name = or_(Customer.name.ilike(like), Customer.external_userid.ilike(like))
+        by_name = or_(Customer.name.ilike(like), by_id)
         found = union(
             select(Customer.external_userid).where(
                 Customer.external_userid.in_(word_index.customers_with(words)), by_name
@@ -221,7 +223,7 @@ async def _with_words(session: AsyncSession, words: str, conditions: list[Any]) 
     else:
         found = union(
             select(Customer.external_userid).where(Customer.name.ilike(like)),
-            select(Customer.external_userid).where(Customer.external_userid.ilike(like)),
+            select(Customer.external_userid).where(by_id),
             select(Relation.external_userid).where(*by_remark),
         )
     return Customer.external_userid.in_(found)

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, TypeDecorator, literal
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Integer,
+    MetaData,
+    TypeDecorator,
+    literal,
+)
 from sqlalchemy.orm import DeclarativeBase
 
 # Stable constraint names, so Alembic migrations are the same on SQLite and PostgreSQL.
@@ -61,3 +70,16 @@ def constant(value: str):
     itself, the prepared statement is reused: the add's look (guidebot.contacts.add_look)
     took 170 µs a run with the status bound and 15 µs with it written in."""
     return literal(value, literal_execute=True)
+
+
+def only_filters(column: Any, value: Any) -> ColumnElement[bool]:
+    """`column = value` for a NOT NULL column, written so that no PostgreSQL index answers it
+    (`IS NOT DISTINCT FROM`): it filters rows the statement finds by their key.
+
+    Without statistics, PostgreSQL's planner takes any equality on a column to match one row
+    in two hundred. Its first minute on a new database, after a restore, or before autovacuum
+    has looked again at a table a livestream fills, it then read a list of task ids through
+    the status index, every pending task of every customer, and a pair through the guide's
+    relations, every customer of the guide: a cost that grew with each add (README,
+    Benchmarks: welcome). SQLite's statements say so with hints (guidebot.db.queue)."""
+    return column.is_not_distinct_from(value)

@@ -20,11 +20,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 VERSIONS = MIGRATIONS / "versions"
 
 
-# PostgreSQL's trigram indexes for customer search (migration 0026): built only where pg_trgm
-# may be created, and not in the models (SQLite has no such index), so schema comparisons
-# leave them out.
+# PostgreSQL's trigram indexes for customer search (migration 0026; the ids' over lower() since
+# 0031): built only where pg_trgm may be created, and not in the models (SQLite has no such
+# index), so schema comparisons leave them out.
 OPTIONAL_INDEXES = frozenset(
-    {"ix_customers_name_trgm", "ix_customers_userid_trgm", "ix_relations_remark_trgm"}
+    {"ix_customers_name_trgm", "ix_customers_userid_lower_trgm", "ix_relations_remark_trgm"}
 )
 
 

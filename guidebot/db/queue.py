@@ -19,7 +19,9 @@ Every call takes the caller's session: the caller owns the transaction. A statem
 its rows by id finds them by id: on SQLite it says so (`NOT INDEXED`, which leaves the rowid),
 because SQLite, without statistics, would otherwise walk every row in the pending status for a
 list of two ids or more, and the pending rows of `sop_tasks` are every future step of every
-customer. The queue's table therefore has an integer primary key (SQLite's rowid).
+customer. The queue's table therefore has an integer primary key (SQLite's rowid). PostgreSQL,
+without statistics (a new database's first minute, a restore) did the same; there the status is
+compared in a form no index answers (`db.base.only_filters`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from guidebot.db.base import only_filters
 
 # SQLite's table hint for a statement naming its rows by id: no index, so the rowid is used.
 BY_ID = "NOT INDEXED"
@@ -112,9 +116,13 @@ class LeasedQueue:
         """Claim pending rows matching `where` (and among `ids`, when given; in `order_by`, at
         most `limit`) for `owner` until now + lease, counting an attempt; `values` are written
         too. The claimed rows' `returning` columns (their ids when none are named)."""
-        picking = select(self.ids).where(self.status == self.pending, *where)
+        picking = select(self.ids).where(*where)
         if ids is not None:
-            picking = picking.where(self.ids.in_(list(ids))).with_hint(self.table, BY_ID, "sqlite")
+            picking = picking.where(
+                self.ids.in_(list(ids)), only_filters(self.status, self.pending)
+            ).with_hint(self.table, BY_ID, "sqlite")
+        else:
+            picking = picking.where(self.status == self.pending)
         if order_by:
             picking = picking.order_by(*order_by)
         if limit is not None:
@@ -127,7 +135,7 @@ class LeasedQueue:
         result = await session.execute(
             update(self.table)
             .with_hint(BY_ID, dialect_name="sqlite")
-            .where(self.ids.in_(picked), self.status == self.pending)
+            .where(self.ids.in_(picked), only_filters(self.status, self.pending))
             .values(
                 {
                     self.status_column: self.claimed,
@@ -163,7 +171,11 @@ class LeasedQueue:
         result = await session.execute(
             update(self.table)
             .with_hint(BY_ID, dialect_name="sqlite")
-            .where(self.ids.in_(wanted), self.status == self.claimed, self.owner == owner)
+            .where(
+                self.ids.in_(wanted),
+                only_filters(self.status, self.claimed),
+                only_filters(self.owner, owner),
+            )
             .values(back)
         )
         return result.rowcount

@@ -20,7 +20,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.reading_hours import reading_of
-from guidebot.db.base import constant
+from guidebot.db.base import constant, only_filters
 from guidebot.db.engine import upsert_insert
 from guidebot.events import CustomerReplied, publish
 from guidebot.sop.actions import action_for
@@ -498,7 +498,8 @@ async def complete_enrollments(
             update(SopEnrollment)
             .where(
                 SopEnrollment.id.in_(ids[start : start + 500]),
-                SopEnrollment.status == constant(EnrollmentStatus.ACTIVE),
+                # By id: the partial index of active runs holds every customer's run.
+                only_filters(SopEnrollment.status, constant(EnrollmentStatus.ACTIVE)),
                 ~open_task,
             )
             .values(status=EnrollmentStatus.COMPLETED, ended_at=now, updated_at=now)

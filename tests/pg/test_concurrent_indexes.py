@@ -4,11 +4,22 @@ recorded) is dropped and built anew when the upgrade runs again."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+
 import asyncpg
 import pytest
+from alembic import command
 
-from guidebot.db.migrate import GRAM_INDEXES, OPTIONAL_INDEXES, upgrade
+from guidebot.db.migrate import GRAM_INDEXES, OPTIONAL_INDEXES, alembic_config, upgrade
 from tests.conftest import _asyncpg_dsn, reset_pg
+
+TRIGRAMS_0026 = frozenset(
+    name
+    for name, _, _ in importlib.import_module(
+        "guidebot.db.migrations.versions.0026_scale_indexes"
+    ).TRIGRAMS
+)
 
 pytestmark = pytest.mark.pg
 
@@ -18,8 +29,8 @@ VALIDITY = (
 )
 
 
-async def indexes(conn) -> dict[str, tuple[bool, int]]:
-    rows = await conn.fetch(VALIDITY, sorted(OPTIONAL_INDEXES))
+async def indexes(conn, names=TRIGRAMS_0026) -> dict[str, tuple[bool, int]]:
+    rows = await conn.fetch(VALIDITY, sorted(names))
     return {name: (valid, oid) for name, valid, oid in rows}
 
 
@@ -29,7 +40,7 @@ async def test_an_invalid_index_left_by_a_failed_build_is_rebuilt(pg_url):
     conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
     try:
         built = await indexes(conn)
-        assert set(built) == OPTIONAL_INDEXES
+        assert set(built) == TRIGRAMS_0026
         assert all(valid for valid, _ in built.values())
         # What a cancelled concurrent build leaves: the index, marked invalid, and the
         # migration not recorded.
@@ -116,6 +127,38 @@ async def test_migration_0030_rebuilds_an_invalid_index_of_pieces(pg_url):
         assert all(valid for valid, _ in rebuilt.values())
         assert rebuilt["ix_customers_grams"][1] != built["ix_customers_grams"][1]
         assert rebuilt["ix_relations_remark_grams"] == built["ix_relations_remark_grams"]
+    finally:
+        await conn.close()
+        await reset_pg(pg_url)
+
+
+async def test_migration_0031_indexes_ids_by_lower_and_downgrades_back(pg_url):
+    """0031 builds the id's trigram index over lower(external_userid), which no lookup by id
+    can take, before it drops 0026's; run again after a failed build, it rebuilds the INVALID
+    one; its downgrade puts 0026's back."""
+    both = OPTIONAL_INDEXES | {"ix_customers_userid_trgm"}
+    await reset_pg(pg_url)
+    await upgrade(pg_url)
+    conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
+    try:
+        built = await indexes(conn, both)
+        assert set(built) == OPTIONAL_INDEXES and all(v for v, _ in built.values())
+        definition = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_customers_userid_lower_trgm'"
+        )
+        assert "lower((external_userid)::text) gin_trgm_ops" in definition
+        await conn.execute(
+            "UPDATE pg_index SET indisvalid = false "
+            "WHERE indexrelid = 'ix_customers_userid_lower_trgm'::regclass"
+        )
+        await conn.execute("UPDATE alembic_version SET version_num = '0030'")  # 0031's parent
+        await upgrade(pg_url)
+        rebuilt = await indexes(conn, both)
+        assert set(rebuilt) == OPTIONAL_INDEXES and all(v for v, _ in rebuilt.values())
+        new = "ix_customers_userid_lower_trgm"
+        assert rebuilt[new][1] != built[new][1]
+        await asyncio.to_thread(command.downgrade, alembic_config(pg_url), "0030")
+        assert set(await indexes(conn, both)) == TRIGRAMS_0026
     finally:
         await conn.close()
         await reset_pg(pg_url)
