@@ -272,6 +272,8 @@ class Rig:
                     "250",
                     "--nonblocking",
                     "--threads",
+                    # only the thread holding the GIL: the Python CPU, not the waits
+                    *(["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []),
                     "-o",
                     str(out),
                 ],
