@@ -17,7 +17,7 @@ checks it), so what a figure means is written in exactly one place in the code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -560,15 +560,26 @@ def empty_totals() -> dict[str, int]:
     return dict.fromkeys(TOTAL_COLUMNS, 0)
 
 
+_TOTALS = frozenset(TOTAL_COLUMNS)
+
+
 def add_totals(into: dict[str, int], other: Mapping[str, int]) -> dict[str, int]:
-    for column in TOTAL_COLUMNS:
-        into[column] = into.get(column, 0) + int(other.get(column) or 0)
+    """`other`'s total columns added into `into`, which then holds every total column."""
+    if len(into) < len(TOTAL_COLUMNS):
+        for column in TOTAL_COLUMNS:
+            into.setdefault(column, 0)
+    # Only what `other` holds: a brand's 10,000 guides' totals are added twice per page.
+    for column, value in other.items():
+        if value and column in _TOTALS:
+            into[column] += int(value)
     return into
 
 
-def evaluate(totals: Mapping[str, int]) -> dict[str, Any]:
-    """Every KPI from summed counters, by name, in KPIS order."""
-    return {k.name: k.value(totals) for k in KPIS}
+def evaluate(totals: Mapping[str, int], names: Iterable[str] | None = None) -> dict[str, Any]:
+    """Every KPI from summed counters, by name, in KPIS order; only `names`, when given (a
+    page of 10,000 guides that shows six of them need not work out the other thirty)."""
+    chosen = KPIS if names is None else [KPI_BY_NAME[name] for name in names]
+    return {k.name: k.value(totals) for k in chosen}
 
 
 def sort_key(kpi: Kpi, value: Any) -> float:

@@ -324,14 +324,17 @@ async def leaderboard(
     store_id: int | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Guides ranked by one KPI over the period (bigger first; no value last; then userid)."""
+    """Guides ranked by one KPI over the period (bigger first; no value last; then userid).
+
+    Every guide is ranked by that one KPI; the others are worked out for those shown only (at
+    10,000 guides all of them were 1.7 s of the dashboard's 3.2)."""
     kpi = kpis.KPI_BY_NAME[metric]
-    rows = []
-    for guide, totals in (await per_guide(session, period, store_id)).items():
-        values = kpis.evaluate(totals)
-        rows.append((guide, values))
-    rows.sort(key=lambda r: (-kpis.sort_key(kpi, _number(r[1][metric])), r[0]))
-    names = await guide_names(session, [g for g, _ in rows[:limit]])
+    totals = await per_guide(session, period, store_id)
+    ranked = sorted(
+        totals, key=lambda guide: (-kpis.sort_key(kpi, _number(kpi.value(totals[guide]))), guide)
+    )[:limit]
+    names = await guide_names(session, ranked)
+    shown = [(guide, kpis.evaluate(totals[guide])) for guide in ranked]
     return [
         {
             "rank": rank,
@@ -340,7 +343,7 @@ async def leaderboard(
             "value": values[metric],
             "metrics": values,
         }
-        for rank, (guide, values) in enumerate(rows[:limit], start=1)
+        for rank, (guide, values) in enumerate(shown, start=1)
     ]
 
 

@@ -2,12 +2,16 @@
 and overdue tasks and the period's key KPIs, each linking to the guide's own page.
 
 HQ sees every active guide (or one store's, with ?store=); a manager their stores' guides, with
-the customers, tasks and figures of their stores only. Columns sort in the browser (admin.js).
+the customers, tasks and figures of their stores only. Guides with overdue tasks first, then
+open ones, then by name, GUIDES_PER_PAGE to a page (?page=; a brand of 10,000 guides made a
+5 MB page in 6 s); columns sort in the browser (admin.js) and the exports hold every guide.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -20,15 +24,30 @@ from guidebot.sop.queries import guide_task_counts
 from guidebot.web import exports
 from guidebot.web.keys import CLOCK, SESSIONS
 from guidebot.web.lang import language_of
-from guidebot.web.pages import _chosen_store, _period, _signed_in, _visible_stores, render
+from guidebot.web.pages import (
+    _chosen_store,
+    _page_number,
+    _period,
+    _signed_in,
+    _visible_stores,
+    render,
+)
 
 KEY_KPIS = ("new_customers", "net_growth", "tasks_done", "forwards", "open_rate", "orders")
+GUIDES_PER_PAGE = 100
+
+
+def _page_link(request: web.Request, page: int) -> str:
+    """This page's query (period, store) with another page number."""
+    kept = {k: request.query[k] for k in ("from", "to", "store") if request.query.get(k)}
+    return "?" + urlencode({**kept, "page": page})
 
 
 async def guides_page(request: web.Request) -> web.StreamResponse:
     who = await _signed_in(request)
     period = _period(request)
     fmt = exports.export_format(request, language_of(request, who))
+    page = _page_number(request)
     async with request.app[SESSIONS]() as session:
         stores = await _visible_stores(session, who)
         store = _chosen_store(request, who, stores) if request.query.get("store") else None
@@ -40,12 +59,12 @@ async def guides_page(request: web.Request) -> web.StreamResponse:
             for guide, sums in (await per_guide(session, period, store_id)).items():
                 kpis.add_totals(totals.setdefault(guide, kpis.empty_totals()), sums)
         tasks = await guide_task_counts(session, request.app[CLOCK].now(), counted)
-    rows: list[dict[str, Any]] = []
+    listed: list[dict[str, Any]] = []
     for view in views:
         mine = [s for s in view.stores if counted is None or s.id in counted]
         if counted is not None and not mine:
             continue
-        rows.append(
+        listed.append(
             {
                 "userid": view.guide.userid,
                 "name": view.guide.name,
@@ -53,10 +72,14 @@ async def guides_page(request: web.Request) -> web.StreamResponse:
                 "customers": view.active_customers,
                 "open": tasks.get(view.guide.userid, {}).get("open", 0),
                 "overdue": tasks.get(view.guide.userid, {}).get("overdue", 0),
-                "metrics": kpis.evaluate(totals.get(view.guide.userid, kpis.empty_totals())),
             }
         )
-    rows.sort(key=lambda r: (-r["overdue"], -r["open"], r["name"], r["userid"]))
+    listed.sort(key=lambda r: (-r["overdue"], -r["open"], r["name"], r["userid"]))
+    pages = max(1, math.ceil(len(listed) / GUIDES_PER_PAGE))
+    rows = listed if fmt else listed[(page - 1) * GUIDES_PER_PAGE : page * GUIDES_PER_PAGE]
+    for row in rows:  # the figures of the guides shown (or exported), and only the key ones
+        guide_totals = totals.get(row["userid"], kpis.empty_totals())
+        row["metrics"] = kpis.evaluate(guide_totals, KEY_KPIS)
     if fmt:
         lang = language_of(request, who)
         exports.chosen_table(request, lang, ("guides",))
@@ -71,6 +94,11 @@ async def guides_page(request: web.Request) -> web.StreamResponse:
             "store": store,
             "rows": rows,
             "key_kpis": KEY_KPIS,
+            "page": page,
+            "pages": pages,
+            "guides": len(listed),
+            "previous_page": _page_link(request, page - 1) if page > 1 else None,
+            "next_page": _page_link(request, page + 1) if page < pages else None,
         },
     )
 

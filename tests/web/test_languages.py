@@ -206,6 +206,36 @@ async def test_the_guides_list(h, sessions):
     assert "<th>Guide</th><th>Store</th>" in html and "Open tasks" in html
 
 
+async def test_the_guides_list_comes_a_page_at_a_time_and_exports_whole(h, sessions, monkeypatch):
+    """Two guides to a page here (a hundred in production): the order runs on across pages,
+    the links keep the period and the store, and the export holds every guide."""
+    from guidebot.web import guides_page
+
+    await _tasks_in_every_state(h)
+    h.set_time(at(11, 12))  # g1's and g2's reminders overdue, g3 with nothing to do
+    monkeypatch.setattr(guides_page, "GUIDES_PER_PAGE", 2)
+    boss = admin_cookie(await sessions.account("boss", "hq", []))
+    first = await (await h.client.get("/admin/guides", params=PERIOD, headers=boss)).text()
+    assert list(_rows(first)) == ["g2", "g1"]  # overdue first, then by name (李娜, 王芳)
+    assert "第 1 页，共 2 页 · 共 3 位导购" in _visible(first)
+    assert 'href="?from=2026-03-09&amp;to=2026-03-15&amp;page=2"' in first
+    second = await (
+        await h.client.get("/admin/guides", params={**PERIOD, "page": "2"}, headers=boss)
+    ).text()
+    assert list(_rows(second)) == ["g3"] and "第 2 页，共 2 页" in _visible(second)
+    assert 'href="?from=2026-03-09&amp;to=2026-03-15&amp;page=1"' in second
+    assert "page=3" not in second
+    export = await h.client.get("/admin/guides", params={**PERIOD, "format": "csv"}, headers=boss)
+    assert export.status == 200
+    assert [line.split(",")[0] for line in (await export.text()).splitlines()[1:]] == [
+        "李娜",
+        "王芳",
+        "张伟",
+    ]
+    bad = await h.client.get("/admin/guides", params={"page": "0"}, headers=boss)
+    assert bad.status == 400
+
+
 def _rows(html: str) -> dict[str, list[str]]:
     body = re.search(r'<table id="guides"[^>]*>.*?<tbody>(.*?)</tbody>', html, re.S)[1]
     return {
