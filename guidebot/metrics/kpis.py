@@ -582,6 +582,11 @@ def evaluate(totals: Mapping[str, int], names: Iterable[str] | None = None) -> d
     return {k.name: k.value(totals) for k in chosen}
 
 
+def columns_of(names: Iterable[str]) -> set[str]:
+    """The total columns the named KPIs are worked out from."""
+    return {c for name in names for k in [KPI_BY_NAME[name]] for c in (*k.plus, *k.minus, *k.over)}
+
+
 def sort_key(kpi: Kpi, value: Any) -> float:
     """For ranking: bigger is better (smaller, for a KPI where lower is better); a rate with
     no denominator ranks last."""

@@ -34,6 +34,7 @@ from guidebot.web.pages import (
 )
 
 KEY_KPIS = ("new_customers", "net_growth", "tasks_done", "forwards", "open_rate", "orders")
+KEY_COLUMNS = kpis.columns_of(KEY_KPIS)  # the counters they are worked out from
 GUIDES_PER_PAGE = 100
 
 
@@ -56,7 +57,8 @@ async def guides_page(request: web.Request) -> web.StreamResponse:
         views = await contacts.list_guides(session, status=GuideStatus.ACTIVE, count_stores=counted)
         totals: dict[str, dict[str, int]] = {}
         for store_id in sorted(counted) if counted is not None else [None]:
-            for guide, sums in (await per_guide(session, period, store_id)).items():
+            figures = await per_guide(session, period, store_id, columns=KEY_COLUMNS)
+            for guide, sums in figures.items():
                 kpis.add_totals(totals.setdefault(guide, kpis.empty_totals()), sums)
         tasks = await guide_task_counts(session, request.app[CLOCK].now(), counted)
     listed: list[dict[str, Any]] = []

@@ -360,6 +360,18 @@ async def test_a_scripted_week_gives_the_hand_computed_numbers(h):
     )
     assert [(r["userid"], r["value"]) for r in board["guides"]] == [("g2", "88.50"), ("g3", "0.00")]
     assert set(KPI_NAMES) == set(G1)
+    # Ranked by any KPI (summing only what that one needs), each guide shown carries every
+    # figure of its own, summed again for those shown; limit=2 leaves the third out.
+    own = {"g1": G1, "g2": G2, "g3": G3}
+    for name in KPI_NAMES:
+        status, board = await h.api("GET", "/leaderboard", params={**WEEK, "metric": name})
+        assert status == 200 and len(board["guides"]) == 3, name
+        assert {r["userid"]: r["metrics"] for r in board["guides"]} == own, name
+        assert [r["value"] for r in board["guides"]] == [
+            own[r["userid"]][name] for r in board["guides"]
+        ]
+        _, top = await h.api("GET", "/leaderboard", params={**WEEK, "metric": name, "limit": "2"})
+        assert top["guides"] == board["guides"][:2], name
 
 
 async def test_day7_retention_waits_for_the_window_to_close(h):
