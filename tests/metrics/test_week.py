@@ -335,6 +335,18 @@ async def test_a_scripted_week_gives_the_hand_computed_numbers(h):
     assert (s11["2026-03-12"]["new_customers"], s12["2026-03-12"]["new_customers"]) == (1, 1)
     assert (s11["2026-03-13"]["lost_customers"], s12["2026-03-13"]["lost_customers"]) == (0, 1)
 
+    # Asked by day, the period's figures are the same (summed from the days' there).
+    for path in (
+        "/guides/g1/metrics",
+        "/guides/g2/metrics",
+        "/guides/g3/metrics",
+        "/stores/11/metrics",
+        "/stores/12/metrics",
+        "/metrics",
+    ):
+        daily = await metrics_of(h, path, by="day")
+        assert daily["metrics"] == (await metrics_of(h, path))["metrics"], path
+
     # Rates are ratios of sums: HQ day-7 retention is not the mean of the guides' rates.
     mean = (G1["day7_retention"] + G2["day7_retention"] + G3["day7_retention"]) / 3
     assert round(mean, 4) != HQ["day7_retention"]
