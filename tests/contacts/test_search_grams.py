@@ -230,6 +230,21 @@ async def _statements(session, call) -> list[tuple[str, Any]]:
     return seen
 
 
+async def _searched(session, words: str) -> tuple[Any, list[tuple[str, Any]]]:
+    """HQ's search for `words` (customers with a relation): its page, and the statements run."""
+    found: list[Any] = []
+
+    async def search() -> None:
+        found.append(
+            await queries.search_customers(
+                session, words=words, related_only=True, count_up_to=queries.COUNT_UP_TO
+            )
+        )
+
+    ran = await _statements(session, search)
+    return found[0], ran
+
+
 async def _plan(session, statement: str, parameters: Any) -> str:
     connection = await session.connection()
     if session.bind.dialect.name == "postgresql":
@@ -256,17 +271,7 @@ async def test_a_rare_short_word_is_read_from_the_indexes(sessions):
             expected = await _scanned(session, words, None)
             assert len(expected) == 20, words
 
-            found: list[Any] = []
-
-            async def search(words=words, found=found) -> None:
-                found.append(
-                    await queries.search_customers(
-                        session, words=words, related_only=True, count_up_to=queries.COUNT_UP_TO
-                    )
-                )
-
-            ran = await _statements(session, search)
-            [page] = found
+            page, ran = await _searched(session, words)
             assert ([c.external_userid for c in page.customers], page.total) == (
                 expected,
                 len(expected),
@@ -323,17 +328,7 @@ async def test_a_longer_word_is_read_from_each_columns_trigram_index_on_postgres
         for words in (digest[3:11].upper(), "客户" + digest[:6], "备注" + digest[:6]):
             expected = await _scanned(session, words, None)
             assert expected, words
-            found: list[Any] = []
-
-            async def search(words=words, found=found) -> None:
-                found.append(
-                    await queries.search_customers(
-                        session, words=words, related_only=True, count_up_to=queries.COUNT_UP_TO
-                    )
-                )
-
-            ran = await _statements(session, search)
-            [page] = found
+            page, ran = await _searched(session, words)
             assert [c.external_userid for c in page.customers] == expected, words
             connection = await session.connection()
             await connection.exec_driver_sql("SET enable_seqscan = off")
