@@ -78,6 +78,7 @@ async def guides_page(request: web.Request) -> web.StreamResponse:
         )
     listed.sort(key=lambda r: (-r["overdue"], -r["open"], r["name"], r["userid"]))
     pages = max(1, math.ceil(len(listed) / GUIDES_PER_PAGE))
+    page = min(page, pages)  # past the end (guides left since the link was made): the last
     rows = listed if fmt else listed[(page - 1) * GUIDES_PER_PAGE : page * GUIDES_PER_PAGE]
     for row in rows:  # the figures of the guides shown (or exported), and only the key ones
         guide_totals = totals.get(row["userid"], kpis.empty_totals())

@@ -225,6 +225,8 @@ async def test_the_guides_list_comes_a_page_at_a_time_and_exports_whole(h, sessi
     assert list(_rows(second)) == ["g3"] and "第 2 页，共 2 页" in _visible(second)
     assert 'href="?from=2026-03-09&amp;to=2026-03-15&amp;page=1"' in second
     assert "page=3" not in second
+    past = await h.client.get("/admin/guides", params={**PERIOD, "page": "9"}, headers=boss)
+    assert list(_rows(await past.text())) == ["g3"]  # past the end: the last page
     export = await h.client.get("/admin/guides", params={**PERIOD, "format": "csv"}, headers=boss)
     assert export.status == 200
     assert [line.split(",")[0] for line in (await export.text()).splitlines()[1:]] == [
