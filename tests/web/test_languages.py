@@ -238,6 +238,37 @@ async def test_the_guides_list_comes_a_page_at_a_time_and_exports_whole(h, sessi
     assert bad.status == 400
 
 
+async def test_the_guides_list_finds_guides_by_a_part_of_their_name_or_userid(
+    h, sessions, monkeypatch
+):
+    from guidebot.web import guides_page
+
+    await _tasks_in_every_state(h)
+    boss = admin_cookie(await sessions.account("boss", "hq", []))
+
+    async def found(q: str, **more: str) -> list[str]:
+        params = {**PERIOD, "q": q, **more}
+        response = await h.client.get("/admin/guides", params=params, headers=boss)
+        assert response.status == 200
+        return list(_rows(await response.text()))
+
+    assert await found("王") == ["g1"]  # 王芳
+    assert await found("G2") == ["g2"]  # the userid, whatever the case
+    assert await found("nobody") == []
+    html = await (await h.client.get("/admin/guides", params={"q": "张"}, headers=boss)).text()
+    assert 'name="q" value="张"' in html and 'placeholder="姓名或导购账号"' in html
+    # Paging keeps the words, and the export holds what was found.
+    monkeypatch.setattr(guides_page, "GUIDES_PER_PAGE", 1)
+    page = await (
+        await h.client.get("/admin/guides", params={**PERIOD, "q": "g"}, headers=boss)
+    ).text()
+    assert "q=g&amp;page=2" in page
+    export = await h.client.get(
+        "/admin/guides", params={**PERIOD, "q": "李", "format": "csv"}, headers=boss
+    )
+    assert [line.split(",")[0] for line in (await export.text()).splitlines()[1:]] == ["李娜"]
+
+
 def _rows(html: str) -> dict[str, list[str]]:
     body = re.search(r'<table id="guides"[^>]*>.*?<tbody>(.*?)</tbody>', html, re.S)[1]
     return {
