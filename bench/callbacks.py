@@ -49,10 +49,18 @@ IDENTITY = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports. Probed together: a port probed and let go may be handed
+    out again by the next probe, and two servers given one port collide (the second exits,
+    and a health check meant for it reaches the first)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def wait_healthy(
@@ -187,8 +195,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         databases(args.database_url, tmp) as (database_url, durable_url),
     ):
-        bare_port, bot_port, wecom_port = free_port(), free_port(), free_port()
-        durable_port = free_port()
+        bare_port, bot_port, wecom_port, durable_port = free_ports(4)
         env = {
             **os.environ,
             **IDENTITY,

@@ -44,7 +44,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.callbacks import IDENTITY, cpu_seconds, free_port, inbox_counts, wait_healthy
+from bench.callbacks import IDENTITY, cpu_seconds, free_ports, inbox_counts, wait_healthy
 from bench.databases import fetch_row, fresh_postgres, is_postgres
 from bench.loadgen import LoadResult, build_post, run_load
 from guidebot.db.migrate import upgrade_sync
@@ -190,9 +190,9 @@ class Rig:
         self.database_url = database_url
         self.instances = instances
         self.logs = logs
-        self.sim_port = free_port()
-        self.ports = [free_port() for _ in range(instances)]
-        self.front_port = free_port() if instances > 1 else None
+        ports = free_ports(1 + instances + (instances > 1))  # all distinct
+        self.sim_port, self.ports = ports[0], ports[1 : 1 + instances]
+        self.front_port = ports[-1] if instances > 1 else None
         callback_port = self.front_port or self.ports[0]
         self.callback_url = f"http://127.0.0.1:{callback_port}/wecom/callback"
         self.env = {
