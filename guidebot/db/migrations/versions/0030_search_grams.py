@@ -76,21 +76,10 @@ GRAM_INDEXES = (
 
 
 def _build_concurrently(name: str, table: str, how: str) -> None:
-    """Inside autocommit_block: a leftover INVALID index of a failed build is dropped first."""
-    invalid = (
-        op.get_bind()
-        .execute(
-            sa.text(
-                "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                "WHERE c.relname = :name AND NOT i.indisvalid"
-            ),
-            {"name": name},
-        )
-        .first()
-    )
-    if invalid:
-        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-    op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} {how}")
+    """0026's: inside autocommit_block, a leftover INVALID index of a failed build is dropped
+    first."""
+    scale = importlib.import_module("guidebot.db.migrations.versions.0026_scale_indexes")
+    scale._build_concurrently(name, table, how)
 
 
 # ---- SQLite -------------------------------------------------------------------------------
