@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from guidebot.db.migrate import upgrade_sync
+from guidebot.db.migrate import upgrade, upgrade_sync
 from tests import fuzzing
 
 fuzzing.load_profile()  # before the test modules, whose decorators read the counts
@@ -69,6 +69,18 @@ def pg_url() -> Iterator[str]:
 
 async def reset_pg(url: str) -> None:
     await _pg_admin(url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+
+
+async def migrated_to(request, tmp_path: Path, revision: str) -> str:
+    """A new database of the engine `request.param` names, migrated up to `revision` only: a
+    migration test puts rows in before the next revision runs."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+        await reset_pg(url)
+    await upgrade(url, revision)
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from guidebot.contacts.models import (
 )
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import upgrade
-from tests.conftest import reset_pg
+from tests.conftest import migrated_to
 from tests.support import fts5_vocabularies, gram_entries
 
 WORD_OBJECTS = importlib.import_module(
@@ -356,13 +356,7 @@ async def test_each_guides_active_customers_are_kept_as_relations_change(session
 @pytest.fixture
 async def before_0028(request, tmp_path):
     """An empty database migrated to 0027: the rows are there before migration 0028 is."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-        await reset_pg(url)
-    await upgrade(url, "0027")  # 0028's parent
-    return url
+    return await migrated_to(request, tmp_path, "0027")
 
 
 @pytest.mark.parametrize("before_0028", ["sqlite", "postgresql"], indirect=True)

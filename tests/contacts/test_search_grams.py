@@ -22,7 +22,7 @@ from guidebot.contacts import grams, queries, word_index
 from guidebot.contacts.models import Customer, Department, Guide, Relation
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.migrate import alembic_config, upgrade
-from tests.conftest import reset_pg
+from tests.conftest import migrated_to
 from tests.fuzzing import examples
 from tests.support import gram_entries
 
@@ -380,13 +380,7 @@ async def test_a_word_most_customers_hold_is_scanned_as_before(sessions):
 @pytest.fixture
 async def before_0030(request, tmp_path):
     """An empty database migrated to 0029: the rows are there before migration 0030 is."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-        await reset_pg(url)
-    await upgrade(url, "0029")
-    return url
+    return await migrated_to(request, tmp_path, "0029")
 
 
 async def _objects(url: str) -> set[str]:
