@@ -29,6 +29,15 @@ VALIDITY = (
 )
 
 
+async def as_if_a_build_failed(conn, index: str, parent: str) -> None:
+    """What a cancelled concurrent build leaves: the index, marked invalid, and the migration
+    not recorded (the database at `parent`, the migration's parent)."""
+    await conn.execute(
+        f"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{index}'::regclass"
+    )
+    await conn.execute(f"UPDATE alembic_version SET version_num = '{parent}'")
+
+
 async def indexes(conn, names=TRIGRAMS_0026) -> dict[str, tuple[bool, int]]:
     rows = await conn.fetch(VALIDITY, sorted(names))
     return {name: (valid, oid) for name, valid, oid in rows}
@@ -42,13 +51,7 @@ async def test_an_invalid_index_left_by_a_failed_build_is_rebuilt(pg_url):
         built = await indexes(conn)
         assert set(built) == TRIGRAMS_0026
         assert all(valid for valid, _ in built.values())
-        # What a cancelled concurrent build leaves: the index, marked invalid, and the
-        # migration not recorded.
-        await conn.execute(
-            "UPDATE pg_index SET indisvalid = false "
-            "WHERE indexrelid = 'ix_customers_name_trgm'::regclass"
-        )
-        await conn.execute("UPDATE alembic_version SET version_num = '0025'")
+        await as_if_a_build_failed(conn, "ix_customers_name_trgm", "0025")
         await upgrade(pg_url, "0026")
         rebuilt = await indexes(conn)
         assert all(valid for valid, _ in rebuilt.values())
@@ -86,11 +89,7 @@ async def test_migration_0028_runs_again_after_a_failed_index_build(pg_url):
                 "VALUES ('g1', $1, 'active', true, 11, '[]', '[]', now(), now())",
                 ext,
             )
-        await conn.execute(
-            "UPDATE pg_index SET indisvalid = false "
-            "WHERE indexrelid = 'ix_customers_newest'::regclass"
-        )
-        await conn.execute("UPDATE alembic_version SET version_num = '0027'")  # 0028's parent
+        await as_if_a_build_failed(conn, "ix_customers_newest", "0027")
         await upgrade(pg_url)
         valid = await conn.fetchval(
             "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
@@ -115,15 +114,11 @@ async def test_migration_0030_rebuilds_an_invalid_index_of_pieces(pg_url):
     await upgrade(pg_url)
     conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
     try:
-        built = {n: (v, oid) for n, v, oid in await conn.fetch(VALIDITY, sorted(GRAM_INDEXES))}
+        built = await indexes(conn, GRAM_INDEXES)
         assert set(built) == GRAM_INDEXES and all(v for v, _ in built.values())
-        await conn.execute(
-            "UPDATE pg_index SET indisvalid = false "
-            "WHERE indexrelid = 'ix_customers_grams'::regclass"
-        )
-        await conn.execute("UPDATE alembic_version SET version_num = '0029'")  # 0030's parent
+        await as_if_a_build_failed(conn, "ix_customers_grams", "0029")
         await upgrade(pg_url)
-        rebuilt = {n: (v, oid) for n, v, oid in await conn.fetch(VALIDITY, sorted(GRAM_INDEXES))}
+        rebuilt = await indexes(conn, GRAM_INDEXES)
         assert all(valid for valid, _ in rebuilt.values())
         assert rebuilt["ix_customers_grams"][1] != built["ix_customers_grams"][1]
         assert rebuilt["ix_relations_remark_grams"] == built["ix_relations_remark_grams"]
@@ -147,11 +142,7 @@ async def test_migration_0031_indexes_ids_by_lower_and_downgrades_back(pg_url):
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_customers_userid_lower_trgm'"
         )
         assert "lower((external_userid)::text) gin_trgm_ops" in definition
-        await conn.execute(
-            "UPDATE pg_index SET indisvalid = false "
-            "WHERE indexrelid = 'ix_customers_userid_lower_trgm'::regclass"
-        )
-        await conn.execute("UPDATE alembic_version SET version_num = '0030'")  # 0031's parent
+        await as_if_a_build_failed(conn, "ix_customers_userid_lower_trgm", "0030")
         await upgrade(pg_url)
         rebuilt = await indexes(conn, both)
         assert set(rebuilt) == OPTIONAL_INDEXES and all(v for v, _ in rebuilt.values())
