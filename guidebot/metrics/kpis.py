@@ -584,7 +584,11 @@ def evaluate(totals: Mapping[str, int], names: Iterable[str] | None = None) -> d
 
 def columns_of(names: Iterable[str]) -> set[str]:
     """The total columns the named KPIs are worked out from."""
-    return {c for name in names for k in [KPI_BY_NAME[name]] for c in (*k.plus, *k.minus, *k.over)}
+    wanted: set[str] = set()
+    for name in names:
+        kpi = KPI_BY_NAME[name]
+        wanted.update(kpi.plus, kpi.minus, kpi.over)
+    return wanted
 
 
 def sort_key(kpi: Kpi, value: Any) -> float:

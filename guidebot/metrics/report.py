@@ -131,6 +131,14 @@ class Scope:
     stores: frozenset[int] | None = None
     guides: frozenset[str] | None = None  # these guides' rows only (a leaderboard's shown)
 
+    def whose(self, query: Any, guide_column: Any) -> Any:
+        """`query` narrowed to the scope's guide or guides (its stores are the caller's)."""
+        if self.guide is not None:
+            query = query.where(guide_column == self.guide)
+        if self.guides is not None:
+            query = query.where(guide_column.in_(sorted(self.guides)))
+        return query
+
     def fits(self, store: int) -> bool:
         return (self.store_id is None or store == self.store_id) and (
             self.stores is None or store in self.stores
@@ -162,10 +170,7 @@ async def counter_totals(
     query = select(*keys, *sums).where(
         GuideDaily.day >= period.first, GuideDaily.day <= period.last
     )
-    if scope.guide is not None:
-        query = query.where(GuideDaily.guide_userid == scope.guide)
-    if scope.guides is not None:
-        query = query.where(GuideDaily.guide_userid.in_(sorted(scope.guides)))
+    query = scope.whose(query, GuideDaily.guide_userid)
     if scope.store_id is not None:
         query = query.where(GuideDaily.store_id == scope.store_id)
     if scope.stores is not None:
@@ -197,10 +202,7 @@ async def _latest_snapshots(
     latest = select(
         GuideProfileDaily.guide_userid.label("guide"), func.max(GuideProfileDaily.day).label("day")
     ).where(GuideProfileDaily.day <= (since - timedelta(days=1) if since else on_or_before))
-    if scope.guide is not None:
-        latest = latest.where(GuideProfileDaily.guide_userid == scope.guide)
-    if scope.guides is not None:
-        latest = latest.where(GuideProfileDaily.guide_userid.in_(sorted(scope.guides)))
+    latest = scope.whose(latest, GuideProfileDaily.guide_userid)
     latest = latest.group_by(GuideProfileDaily.guide_userid).subquery()
     columns = (
         GuideProfileDaily.guide_userid,
@@ -223,10 +225,7 @@ async def _latest_snapshots(
         query = select(*columns).where(
             GuideProfileDaily.day >= since, GuideProfileDaily.day <= on_or_before
         )
-        if scope.guide is not None:
-            query = query.where(GuideProfileDaily.guide_userid == scope.guide)
-        if scope.guides is not None:
-            query = query.where(GuideProfileDaily.guide_userid.in_(sorted(scope.guides)))
+        query = scope.whose(query, GuideProfileDaily.guide_userid)
         rows += list(await session.execute(query))
     return [(r[0], r[1], r[2], tuple(r[3:])) for r in rows]
 

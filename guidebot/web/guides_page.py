@@ -45,30 +45,8 @@ def _matches(q: str, *texts: str | None) -> bool:
     return any(wanted in text.casefold() for text in texts if text)
 
 
-def _page_link(request: web.Request, page: int) -> str:
-    """This page's query (period, store) with another page number."""
-    kept = {k: request.query[k] for k in ("from", "to", "store", "q") if request.query.get(k)}
-    return "?" + urlencode({**kept, "page": page})
-
-
-async def guides_page(request: web.Request) -> web.StreamResponse:
-    who = await _signed_in(request)
-    period = _period(request)
-    fmt = exports.export_format(request, language_of(request, who))
-    page = _page_number(request)
-    q = request.query.get("q", "").strip()[:100]
-    async with request.app[SESSIONS]() as session:
-        stores = await _visible_stores(session, who)
-        store = _chosen_store(request, who, stores) if request.query.get("store") else None
-        # The stores whose figures count: the chosen one, a manager's, or all (None).
-        counted = {store.id} if store else None if who.is_hq else {s.id for s in stores}
-        views = await contacts.list_guides(session, status=GuideStatus.ACTIVE, count_stores=counted)
-        totals: dict[str, dict[str, int]] = {}
-        for store_id in sorted(counted) if counted is not None else [None]:
-            figures = await per_guide(session, period, store_id, columns=KEY_COLUMNS)
-            for guide, sums in figures.items():
-                kpis.add_totals(totals.setdefault(guide, kpis.empty_totals()), sums)
-        tasks = await guide_task_counts(session, request.app[CLOCK].now(), counted)
+def _listed(views, counted, tasks, q: str) -> list[dict[str, Any]]:
+    """The guides to list, in order: overdue tasks first, then open ones, then by name."""
     listed: list[dict[str, Any]] = []
     for view in views:
         mine = [s for s in view.stores if counted is None or s.id in counted]
@@ -87,10 +65,49 @@ async def guides_page(request: web.Request) -> web.StreamResponse:
             }
         )
     listed.sort(key=lambda r: (-r["overdue"], -r["open"], r["name"], r["userid"]))
-    pages = max(1, math.ceil(len(listed) / GUIDES_PER_PAGE))
-    page = min(page, pages)  # past the end (guides left since the link was made): the last
-    rows = listed if fmt else listed[(page - 1) * GUIDES_PER_PAGE : page * GUIDES_PER_PAGE]
-    for row in rows:  # the figures of the guides shown (or exported), and only the key ones
+    return listed
+
+
+async def _key_totals(session, period, counted, guides: list[str] | None):
+    """The key KPIs' counters and snapshots of `guides` (None: of every guide), summed over
+    the counted stores (None: all)."""
+    totals: dict[str, dict[str, int]] = {}
+    if guides == []:
+        return totals
+    for store_id in sorted(counted) if counted is not None else [None]:
+        figures = await per_guide(session, period, store_id, columns=KEY_COLUMNS, guides=guides)
+        for guide, sums in figures.items():
+            kpis.add_totals(totals.setdefault(guide, kpis.empty_totals()), sums)
+    return totals
+
+
+def _page_link(request: web.Request, page: int) -> str:
+    """This page's query (period, store) with another page number."""
+    kept = {k: request.query[k] for k in ("from", "to", "store", "q") if request.query.get(k)}
+    return "?" + urlencode({**kept, "page": page})
+
+
+async def guides_page(request: web.Request) -> web.StreamResponse:
+    who = await _signed_in(request)
+    period = _period(request)
+    fmt = exports.export_format(request, language_of(request, who))
+    page = _page_number(request)
+    q = request.query.get("q", "").strip()[:100]
+    async with request.app[SESSIONS]() as session:
+        stores = await _visible_stores(session, who)
+        store = _chosen_store(request, who, stores) if request.query.get("store") else None
+        # The stores whose figures count: the chosen one, a manager's, or all (None).
+        counted = {store.id} if store else None if who.is_hq else {s.id for s in stores}
+        views = await contacts.list_guides(session, status=GuideStatus.ACTIVE, count_stores=counted)
+        tasks = await guide_task_counts(session, request.app[CLOCK].now(), counted)
+        listed = _listed(views, counted, tasks, q)
+        pages = max(1, math.ceil(len(listed) / GUIDES_PER_PAGE))
+        page = min(page, pages)  # past the end (guides left since the link was made): the last
+        rows = listed if fmt else listed[(page - 1) * GUIDES_PER_PAGE : page * GUIDES_PER_PAGE]
+        # The figures of the guides shown (or exported: every one), and only the key ones.
+        shown = None if fmt else [row["userid"] for row in rows]
+        totals = await _key_totals(session, period, counted, shown)
+    for row in rows:
         guide_totals = totals.get(row["userid"], kpis.empty_totals())
         row["metrics"] = kpis.evaluate(guide_totals, KEY_KPIS)
     if fmt:

@@ -213,8 +213,9 @@ async def test_the_guides_list_comes_a_page_at_a_time_and_exports_whole(h, sessi
 
     await _tasks_in_every_state(h)
     h.set_time(at(11, 12))  # g1's and g2's reminders overdue, g3 with nothing to do
-    monkeypatch.setattr(guides_page, "GUIDES_PER_PAGE", 2)
     boss = admin_cookie(await sessions.account("boss", "hq", []))
+    whole = _rows(await (await h.client.get("/admin/guides", params=PERIOD, headers=boss)).text())
+    monkeypatch.setattr(guides_page, "GUIDES_PER_PAGE", 2)
     first = await (await h.client.get("/admin/guides", params=PERIOD, headers=boss)).text()
     assert list(_rows(first)) == ["g2", "g1"]  # overdue first, then by name (李娜, 王芳)
     assert "第 1 页，共 2 页 · 共 3 位导购" in _visible(first)
@@ -223,6 +224,8 @@ async def test_the_guides_list_comes_a_page_at_a_time_and_exports_whole(h, sessi
         await h.client.get("/admin/guides", params={**PERIOD, "page": "2"}, headers=boss)
     ).text()
     assert list(_rows(second)) == ["g3"] and "第 2 页，共 2 页" in _visible(second)
+    # Each page's figures, summed for its own guides, are those of the list on one page.
+    assert {**_rows(first), **_rows(second)} == whole
     assert 'href="?from=2026-03-09&amp;to=2026-03-15&amp;page=1"' in second
     assert "page=3" not in second
     past = await h.client.get("/admin/guides", params={**PERIOD, "page": "9"}, headers=boss)
