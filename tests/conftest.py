@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from guidebot.db.migrate import upgrade, upgrade_sync
+from guidebot.web import passwords
 from tests import fuzzing
 
 fuzzing.load_profile()  # before the test modules, whose decorators read the counts
@@ -172,6 +173,19 @@ def migrated_sqlite_url(tmp_path, migrated_sqlite) -> str:
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'guidebot.db'}"
+
+
+# scrypt at its real cost takes about 50 ms of CPU a hash or a check: with every sign-in of the
+# page tests it was a fifth of their time. Each hash names its own cost, so one made cheap here
+# verifies as any other; tests marked `real_password_cost` (the hashes' format, the sign-in
+# throttle and flood, which need sign-ins that take time) keep the real one.
+CHEAP_SCRYPT = {"n": 2**4, "r": 8, "p": 1}
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashes(request, monkeypatch) -> None:
+    if request.node.get_closest_marker("real_password_cost") is None:
+        monkeypatch.setattr(passwords, "SCRYPT_COST", CHEAP_SCRYPT)
 
 
 @pytest.fixture(autouse=True)

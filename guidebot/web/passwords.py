@@ -8,7 +8,9 @@ import hashlib
 import hmac
 import secrets
 
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+# The work factor of new hashes. Each hash carries its own, so changing it never locks anyone
+# out. The tests lower it, except those about the cost itself (tests/conftest.py).
+SCRYPT_COST = {"n": 2**14, "r": 8, "p": 1}
 _DUMMY_SALT = b"guidebot-dummy-salt"
 
 
@@ -26,14 +28,14 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
 
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    n, r, p = _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"]
+    n, r, p = SCRYPT_COST["n"], SCRYPT_COST["r"], SCRYPT_COST["p"]
     return f"scrypt${n}${r}${p}${_b64e(salt)}${_b64e(_scrypt(password, salt, n, r, p))}"
 
 
 def verify_password(password: str, stored: str | None) -> bool:
     """Constant-time check; with stored=None it does the same work and answers False."""
     if stored is None:
-        _scrypt(password, _DUMMY_SALT, _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"])
+        _scrypt(password, _DUMMY_SALT, SCRYPT_COST["n"], SCRYPT_COST["r"], SCRYPT_COST["p"])
         return False
     try:
         scheme, n, r, p, salt, expected = stored.split("$")

@@ -15,6 +15,7 @@ from tests.web.conftest import PASSWORD
 NOW = datetime(2026, 3, 10, 4, 0, tzinfo=UTC)
 
 
+@pytest.mark.real_password_cost
 def test_password_hashes_are_salted_scrypt_and_verify_in_constant_time():
     first, second = hash_password("s3cret-pass"), hash_password("s3cret-pass")
     assert first != second and first.startswith("scrypt$16384$8$1$")

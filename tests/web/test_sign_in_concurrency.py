@@ -16,6 +16,9 @@ from guidebot.wecom.crypto import CallbackCrypto
 from tests.support import TEST_IDENTITY, event_xml, signed_post
 from tests.web.conftest import PASSWORD
 
+# Sign-ins that hold their slots as long as real ones do.
+pytestmark = pytest.mark.real_password_cost
+
 FORM_TOKEN = "concurrency-test-form-token"  # the login form's double-submit value
 
 
