@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import timedelta
 
 import pytest
@@ -122,6 +123,63 @@ async def test_validity_and_stores_limit_what_a_guide_sees(h):
         "xuhui only",
         "zhangjiang only",
     ]
+
+
+def _tag_patterns(schema, document) -> list[str]:
+    """Every pattern the document gives a `tags` entry, under `schema` (references followed)."""
+    if isinstance(schema, list):
+        return [p for part in schema for p in _tag_patterns(part, document)]
+    if not isinstance(schema, dict):
+        return []
+    if "$ref" in schema:
+        return _tag_patterns(
+            document["components"]["schemas"][schema["$ref"].split("/")[-1]], document
+        )
+    found = [
+        p
+        for tags in [schema.get("properties", {}).get("tags")]
+        if tags is not None
+        for p in _items_patterns(tags, document)
+    ]
+    return found + [
+        p
+        for key, part in schema.items()
+        if key != "properties"
+        for p in _tag_patterns(part, document)
+    ]
+
+
+def _items_patterns(schema, document) -> list[str]:
+    if isinstance(schema, list):
+        return [p for part in schema for p in _items_patterns(part, document)]
+    if not isinstance(schema, dict):
+        return []
+    own = [schema["items"]["pattern"]] if "pattern" in schema.get("items", {}) else []
+    return own + [p for part in schema.values() for p in _items_patterns(part, document)]
+
+
+async def test_the_document_refuses_a_bar_in_a_tag_as_the_library_does(h):
+    """Tags are searched joined by '|': the library refuses a tag holding one, and the schema the
+    API publishes must say so too (its pattern once let "a|" through)."""
+    document = await (await h.client.get("/api/v1/openapi.json")).json()
+    operations = [
+        document["paths"]["/api/v1/content"]["post"],
+        document["paths"]["/api/v1/content/{id}"]["patch"],
+    ]
+    patterns = {
+        p
+        for op in operations
+        for p in _tag_patterns(op["requestBody"]["content"]["application/json"]["schema"], document)
+    }
+    assert patterns, "the content bodies declare a pattern for their tags"
+    for tag in ("|", "a|", "|a", "新品|春季", " | "):
+        assert not any(re.search(p, tag) for p in patterns), (tag, patterns)
+        item = {"kind": "text", "title": "x", "body": "y", "tags": [tag]}
+        status, body = await h.api("POST", "/content", json=item)
+        assert status == 400 and "'tags" in body["error"]["reason"], (tag, body)
+    assert all(re.search(p, "春季 新品") for p in patterns)
+    status, listed = await h.api("GET", "/content")
+    assert status == 200 and listed["total"] == 0
 
 
 async def test_openapi_documents_the_content_endpoints(h):

@@ -119,7 +119,12 @@ def _fields(body: dict[str, Any], tz, *, partial: bool = False) -> dict[str, Any
 # ---- declarations (guidebot.web.api.declare) -------------------------------------------------
 
 MAX_RECIPIENTS = 10_000  # WeCom's add_msg_template names at most 10,000 customers
-WORD = Text(64, pattern="^[^|]*\\S[^|]*$", description="1-64 characters, not only spaces, no '|'")
+# Tags are searched joined by '|' (content_items.tag_index). The one character that is not a
+# space must not be a '|' either: `\S` alone let "a|" through the document, which the library
+# then refused.
+WORD = Text(
+    64, pattern="^[^|]*[^|\\s][^|]*$", description="1-64 characters, not only spaces, no '|'"
+)
 # Bytes travel as base64: 4 characters for every 3 bytes of the largest file WeCom takes.
 MAX_MEDIA_BYTES = max(MEDIA_LIMITS.values())
 MAX_BASE64 = 4 * -(-MAX_MEDIA_BYTES // 3)
