@@ -158,6 +158,25 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float | None:
+    """User plus system CPU time of this machine's PostgreSQL, every process of it (Linux), or
+    None when none runs here. A backend that exits hands its time to the postmaster's
+    children's count, which is summed too, so what connections came and went is kept."""
+    total, found = 0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        if name == "postgres" or name.startswith("postgres:"):
+            found = True
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK") if found else None
+
+
 @contextlib.contextmanager
 def databases(database_url: str | None, tmp: str):
     """(guidebot's database, the durable server's): two SQLite files, or the given PostgreSQL

@@ -15,6 +15,17 @@ def is_postgres(url: str) -> bool:
     return make_url(url).get_backend_name() == "postgresql"
 
 
+def on_this_machine(url: str) -> bool:
+    """A PostgreSQL URL whose server runs here (a loopback address or a socket directory)."""
+    if not is_postgres(url):
+        return False
+    parsed = make_url(url)
+    host = parsed.host or parsed.query.get("host") or ""
+    if isinstance(host, tuple):
+        host = host[0]
+    return host in ("", "localhost", "127.0.0.1", "::1") or host.startswith("/")
+
+
 def asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 

@@ -44,8 +44,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.callbacks import IDENTITY, cpu_seconds, free_ports, inbox_counts, wait_healthy
-from bench.databases import fetch_row, fresh_postgres, is_postgres
+from bench.callbacks import (
+    IDENTITY,
+    cpu_seconds,
+    free_ports,
+    inbox_counts,
+    postgres_cpu_seconds,
+    wait_healthy,
+)
+from bench.databases import fetch_row, fresh_postgres, is_postgres, on_this_machine
 from bench.loadgen import LoadResult, build_post, run_load
 from guidebot.db.migrate import upgrade_sync
 
@@ -75,6 +82,7 @@ class RateResult:
     duplicates: int  # WelcomeCodes that send_welcome_msg was called with more than once
     cpu_per_add: float | None  # seconds, all server processes
     sim_cpu_per_add: float | None
+    db_cpu_per_add: float | None  # seconds, this machine's PostgreSQL (None on SQLite)
     add_answered: LoadResult  # the add's round trip: the callback delivered and acknowledged
     drained: float | None  # seconds after the last add until guidebot's inbox was empty
     own_count: tuple[float, float] | None  # guidebot's /metrics: welcomes accepted, within 20 s
@@ -359,6 +367,7 @@ def measure(
         own_before = own_welcome_count(rig.ports)
         load = os.getloadavg()[0]
         cpu_before, sim_before = rig.server_cpu(), cpu_seconds(rig.simulator.pid)
+        db_before = postgres_cpu_seconds() if on_this_machine(url) else None
 
         answered = offer(rig.sim_port, customers, rate, int(rate * 10) + 10)
         last_offer = time.monotonic()
@@ -376,6 +385,7 @@ def measure(
         if wait_for(lambda: not inbox_counts(url)[0], DRAIN_TIMEOUT, rig.alive(), every=0.5):
             drained = time.monotonic() - last_offer
         cpu_after, sim_after = rig.server_cpu(), cpu_seconds(rig.simulator.pid)
+        db_after = postgres_cpu_seconds() if on_this_machine(url) else None
         own_after = own_welcome_count(rig.ports)
 
         welcomes = welcomes_of(rig.sim_port, wanted)
@@ -422,6 +432,7 @@ def measure(
         duplicates=sum(1 for n in per_code.values() if n > 1),
         cpu_per_add=per_add(cpu_before, cpu_after),
         sim_cpu_per_add=per_add(sim_before, sim_after),
+        db_cpu_per_add=per_add(db_before, db_after),
         add_answered=answered,
         drained=drained,
         own_count=(own_after[0] - own_before[0], own_after[1] - own_before[1]),
@@ -525,6 +536,8 @@ def details(result: RateResult, instances: int) -> str:
         if result.sim_cpu_per_add is None
         else f"; simulator CPU {result.sim_cpu_per_add * 1000:.1f} ms an add"
     )
+    if result.db_cpu_per_add is not None:
+        sim += f"; PostgreSQL CPU {result.db_cpu_per_add * 1000:.1f} ms an add"
     parts.append(f"  {drained}{sim}")
     if result.own_count is not None:
         count, within = result.own_count

@@ -43,8 +43,13 @@ def check_every_add_welcomed(lines: list[str]) -> None:
     assert any(line.strip().startswith(own) for line in lines), lines
 
 
+PG_CPU = re.compile(r"; PostgreSQL CPU (?P<ms>\d+\.\d) ms an add")
+
+
 def test_the_welcome_benchmark_runs_end_to_end_on_sqlite():
-    check_every_add_welcomed(run_bench())
+    lines = run_bench()
+    check_every_add_welcomed(lines)
+    assert not any(PG_CPU.search(line) for line in lines), lines
 
 
 @pytest.mark.pg
@@ -52,3 +57,6 @@ def test_the_welcome_benchmark_runs_two_instances_on_postgresql(pg_url):
     lines = run_bench("--database-url", pg_url, "--instances", "2")
     check_every_add_welcomed(lines)
     assert any(line.strip().endswith("more than once: 0") for line in lines), lines
+    # The database's share beside the server's: its processes here worked for these adds.
+    [spent] = [float(m["ms"]) for m in map(PG_CPU.search, lines) if m]
+    assert spent > 0, lines
