@@ -1,6 +1,6 @@
 """Every welcome inside its 20 seconds: the add path end to end, at WeCom's own ceiling.
 
-    python -m bench.welcome [--quick] [--database-url URL] [--instances N]
+    python -m bench.welcome [--quick] [--database-url URL] [--instances N] [--processes N]
 
 For each rate (10, 25 and 50 adds/s for 20 s, then 166/s for 60 s: WeCom's 10,000
 send_welcome_msg calls a minute; --quick: 10 and 50/s for 5 s) a fresh pair of processes, the
@@ -21,7 +21,8 @@ per-guide app-message caps, which the add path does not meet.
 
 --instances N (PostgreSQL only) runs N `guidebot serve` on one database behind a round-robin
 front (a load balancer in miniature) and counts send_welcome_msg calls per WelcomeCode: a code
-called twice is a welcome sent twice, or tried twice, and is reported.
+called twice is a welcome sent twice, or tried twice, and is reported. --processes N runs each
+server as `guidebot serve --processes N` (N processes on one port, no front); its CPU is theirs.
 
 The last line is `welcomed_in_20s=<share at the highest rate> p99=<its p99 in seconds>`.
 """
@@ -194,9 +195,10 @@ def must(what: str, done, timeout: float, processes: list[subprocess.Popen]) -> 
 class Rig:
     """The simulator, an optional round-robin front, and `instances` guidebot servers."""
 
-    def __init__(self, database_url: str, instances: int, logs: Path) -> None:
+    def __init__(self, database_url: str, instances: int, logs: Path, processes: int = 1) -> None:
         self.database_url = database_url
         self.instances = instances
+        self.processes = processes  # `guidebot serve --processes`: each server's own
         self.logs = logs
         ports = free_ports(1 + instances + (instances > 1))  # all distinct
         self.sim_port, self.ports = ports[0], ports[1 : 1 + instances]
@@ -260,6 +262,7 @@ class Rig:
                     "127.0.0.1",
                     "--port",
                     str(port),
+                    *(["--processes", str(self.processes)] if self.processes > 1 else []),
                 )
             )
         for port, server in zip(self.ports, self.servers, strict=True):
@@ -295,7 +298,10 @@ class Rig:
         return [p for p in (self.simulator, self.front, *self.servers) if p is not None]
 
     def server_cpu(self) -> float | None:
-        times = [cpu_seconds(server.pid) for server in self.servers]
+        """Every server's CPU, with that of the processes a `--processes` server started."""
+        pids = [server.pid for server in self.servers]
+        pids += [child for pid in pids for child in children_of(pid)]
+        times = [cpu_seconds(pid) for pid in pids]
         return None if None in times else sum(times)
 
     def stop(self) -> None:
@@ -313,6 +319,15 @@ class Rig:
                 process.wait()
 
 
+def children_of(pid: int) -> list[int]:
+    try:
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    except OSError:
+        return []
+
+
 def fresh_database(database_url: str | None, tmp: Path, label: str) -> str:
     if database_url is None:
         return f"sqlite+aiosqlite:///{tmp / f'welcome-{label}.db'}"
@@ -328,12 +343,13 @@ def measure(
     instances: int,
     tmp: Path,
     warmup: int,
+    processes: int = 1,
 ) -> RateResult:
     label = f"{rate:g}"
     url = fresh_database(database_url, tmp, label)
     logs = tmp / f"logs-{label}"
     logs.mkdir()
-    rig = Rig(url, instances, logs)
+    rig = Rig(url, instances, logs, processes)
     count = round(rate * seconds)
     warm = [f"wmwarm{i:04d}" for i in range(warmup)]
     customers = [f"wmb{label.replace('.', '_')}n{i:06d}" for i in range(count)]
@@ -593,6 +609,12 @@ def main() -> None:
         help="guidebot servers on one PostgreSQL database, behind a round-robin front",
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="each server as `guidebot serve --processes N` (PostgreSQL): N on one port",
+    )
+    parser.add_argument(
         "--rates",
         help="rates to offer instead, as RATExSECONDS,... (e.g. 166x20,50x10)",
     )
@@ -608,6 +630,8 @@ def main() -> None:
         raise SystemExit("--instances must be at least 1")
     if args.instances > 1 and args.database_url is None:
         raise SystemExit("--instances above 1 needs PostgreSQL (--database-url)")
+    if args.processes > 1 and args.database_url is None:
+        raise SystemExit("--processes above 1 needs PostgreSQL (--database-url)")
     rates = SMOKE_RATES if args.smoke else QUICK_RATES if args.quick else RATES
     if args.rates:
         rates = tuple(parse_rate(part) for part in args.rates.split(","))
@@ -615,6 +639,8 @@ def main() -> None:
 
     database = "PostgreSQL" if args.database_url else "SQLite"
     servers = f"{args.instances} guidebot servers" if args.instances > 1 else "one guidebot server"
+    if args.processes > 1:
+        servers += f" of {args.processes} processes (`serve --processes {args.processes}`)"
     print(
         f"{servers} on {database}, the simulated WeCom beside it; {GUIDES} guides in one store, "
         "the shipped playbooks; from each WelcomeCode's issue to its send_welcome_msg "
@@ -624,10 +650,12 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for rate, seconds in rates:
-            result = measure(rate, seconds, args.database_url, args.instances, Path(tmp), warmup)
+            result = measure(
+                rate, seconds, args.database_url, args.instances, Path(tmp), warmup, args.processes
+            )
             results.append(result)
             print(row(result))
-            print(details(result, args.instances), flush=True)
+            print(details(result, args.instances * args.processes), flush=True)
     top = results[-1]
     p99 = top.percentile(99)
     print(f"welcomed_in_20s={top.share:.3f} p99={'inf' if p99 is None else f'{p99:.2f}'}")

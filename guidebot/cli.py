@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import sys
@@ -81,6 +80,13 @@ def _server_commands(commands: argparse._SubParsersAction) -> None:
     serve = _command(commands, "serve", "run the server, workers and scheduler", _serve)
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="servers sharing the port, each on a core of its own (PostgreSQL only)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     demo = _command(commands, "demo", "everything on SQLite with a simulated WeCom", _demo)
     demo.add_argument("--port", type=int, default=8080)
@@ -248,43 +254,36 @@ def _command(
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from guidebot.db.migrate import prepare_database
+    from guidebot.serve import ProcessesRefused, check_processes, serve_processes
+
+    settings = Settings.from_env()
+    try:
+        check_processes(args.processes, settings.database_url)
+    except ProcessesRefused as exc:
+        print(f"guidebot serve: {exc}", file=sys.stderr)
+        return 2
+    prepare_database(settings.database_url)  # with --processes, checked once before they start
+    if args.processes > 1:
+        return serve_processes(args.processes, args.host, args.port)
     from aiohttp import web
 
     from guidebot.app import create_app
-    from guidebot.db.migrate import prepare_database
+    from guidebot.serve import event_loop, freeze_startup_heap
 
-    settings = Settings.from_env()
-    prepare_database(settings.database_url)
     app = create_app(settings)
-    app.on_startup.append(_freeze_startup_heap)
+    app.on_startup.append(freeze_startup_heap)
     # No per-request access log: at thousands of callbacks a second it costs more than the work.
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, loop=event_loop())
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
+        reuse_port=args.reuse_port or None,
+        loop=event_loop(),
+    )
     return 0
-
-
-def event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop where it is installed (Linux and macOS), else asyncio's.
-
-    The server spends a good part of its time in the loop itself: each add is a callback
-    read and answered, two calls to WeCom and their answers, thread hand-offs to SQLite. At
-    166 adds a second uvloop kept p99 of the welcome at 1.4-2.0 s where asyncio's loop let it
-    drift to 5-10 s (README, Benchmarks: welcome)."""
-    try:
-        import uvloop
-    except ImportError:  # Windows: asyncio's own
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-async def _freeze_startup_heap(app) -> None:
-    """Exempt what start-up built (modules, mappers, templates) from the cycle collector.
-
-    A full collection walks every tracked object: about 130,000 once started, 60 ms here, long
-    enough to show in callback latency. They live as long as the process, so the collector
-    need never look at them again; it still collects everything made after start-up.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -295,6 +294,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulator(args: argparse.Namespace) -> int:
+    from guidebot.serve import event_loop
     from guidebot.wecom.simulator import SimulatorConfig, run_simulator
 
     config = SimulatorConfig.from_env(callback_url=args.callback_url)

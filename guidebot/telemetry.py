@@ -1,5 +1,9 @@
 """Prometheus metrics, one registry per application so several apps can live in one process.
 
+A server of several processes (`guidebot serve --processes N`) answers /metrics from whichever
+process the scrape reaches: there the parent names a directory in PROMETHEUS_MULTIPROC_DIR,
+prometheus_client keeps each process's figures in it, and every scrape sums them all.
+
 The backlog gauges are computed on each scrape from the tables. This module knows no table:
 whoever owns one hands in a reader (`Telemetry.measure_with`) that sets its gauges from one
 cheap indexed query; the app hands in the inbox's, the SOP engine's and the parked rows'.
@@ -7,15 +11,20 @@ cheap indexed query; the app hands in the inbox's, the SOP engine's and the park
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # Sets some of the backlog gauges from the tables: (telemetry, session, now).
 BacklogReader = Callable[["Telemetry", AsyncSession, datetime], Awaitable[None]]
+SHARED_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name for it
+# A gauge read from the tables says the same in every process: the latest reading is the figure.
+FROM_THE_TABLES = "mostrecent"
 
 
 class Telemetry:
@@ -63,21 +72,25 @@ class Telemetry:
             "How long the oldest pending inbox event has been waiting since it became due "
             "(received, or its retry time); 0 when none is due",
             registry=self.registry,
+            multiprocess_mode=FROM_THE_TABLES,
         )
         self.inbox_pending = Gauge(
             "guidebot_inbox_pending_events",
             "Inbox events waiting for the worker (new, or waiting for a retry)",
             registry=self.registry,
+            multiprocess_mode=FROM_THE_TABLES,
         )
         self.inbox_failed = Gauge(
             "guidebot_inbox_failed_events",
             "Inbox events parked as failed (guidebot inbox replay --failed)",
             registry=self.registry,
+            multiprocess_mode=FROM_THE_TABLES,
         )
         self.sop_task_lag = Gauge(
             "guidebot_sop_task_lag_seconds",
             "How long the oldest due SOP task has been waiting to be claimed; 0 when none is due",
             registry=self.registry,
+            multiprocess_mode=FROM_THE_TABLES,
         )
 
         self.parked_rows = Gauge(
@@ -85,6 +98,7 @@ class Telemetry:
             "Rows a periodic job could not handle and parked, by job (guidebot jobs parked)",
             ["job"],
             registry=self.registry,
+            multiprocess_mode=FROM_THE_TABLES,
         )
 
     def set_parked(self, counts: dict[str, int]) -> None:
@@ -113,7 +127,12 @@ class Telemetry:
         self.wecom_errors.labels(api=api, errcode=str(errcode)).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        shared = os.environ.get(SHARED_DIR_ENV)
+        if not shared:
+            return generate_latest(self.registry)
+        every_process = CollectorRegistry()
+        MultiProcessCollector(every_process, path=shared)
+        return generate_latest(every_process)
 
 
 def _age(instant: datetime | None, now: datetime) -> float:

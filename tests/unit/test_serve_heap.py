@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from guidebot.cli import _freeze_startup_heap
+from guidebot.serve import freeze_startup_heap
 
 
 class Node:
@@ -14,7 +14,7 @@ class Node:
 
 async def test_start_up_objects_are_frozen_and_later_cycles_still_collected():
     try:
-        await _freeze_startup_heap(None)
+        await freeze_startup_heap(None)
         # Every module, class and function imported so far: a full collection skips them.
         assert gc.get_freeze_count() > 10_000
 
@@ -31,7 +31,7 @@ async def test_start_up_objects_are_frozen_and_later_cycles_still_collected():
 def test_serve_runs_on_uvloop_where_it_is_installed():
     import uvloop
 
-    from guidebot.cli import event_loop
+    from guidebot.serve import event_loop
 
     loop = event_loop()
     try:
