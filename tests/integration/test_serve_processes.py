@@ -19,15 +19,22 @@ from tests.ports import free_port
 ADDS = 10
 
 
-def test_more_than_one_process_on_sqlite_is_refused_in_one_line(sqlite_url):
-    result = guidebot(
-        "serve", "--processes", "2", "--port", str(free_port()), env=env_for(sqlite_url)
-    )
+@pytest.mark.parametrize(
+    ("count", "said"),
+    [
+        (
+            "2",
+            "--processes 2 需要 PostgreSQL：SQLite 只有一个写入者 / "
+            "--processes 2 needs PostgreSQL: SQLite has one writer",
+        ),
+        ("0", "--processes 至少为 1 / --processes must be at least 1"),
+    ],
+)
+def test_what_the_database_cannot_take_is_refused_in_one_line(sqlite_url, count, said):
+    port = str(free_port())
+    result = guidebot("serve", "--processes", count, "--port", port, env=env_for(sqlite_url))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "guidebot serve: --processes 2 需要 PostgreSQL：SQLite 只有一个写入者 / "
-        "--processes 2 needs PostgreSQL: SQLite has one writer"
-    ]
+    assert result.stderr.strip().splitlines() == [f"guidebot serve: {said}"]
 
 
 def children_of(pid: int) -> set[int]:
