@@ -4,6 +4,7 @@ and given up together by one parent; refused on SQLite."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections import Counter
@@ -64,32 +65,44 @@ async def gone(pids: set[int], seconds: float = 30) -> bool:
     return False
 
 
+@contextlib.asynccontextmanager
 async def two_processes(pg_url: str, tmp_path: Path):
     """The simulator with guide g1, then `serve --processes 2` on a migrated PostgreSQL: the
-    parent, its two servers' pids, and the two base URLs."""
+    parent, its two servers' pids, and the simulator's and the server's base URLs. Whatever
+    still runs at the end is killed, servers a parent left behind included."""
     await reset_pg(pg_url)
     server_port, sim_port = free_port(), free_port()
     env = env_for(pg_url, GUIDEBOT_WECOM_API_BASE=f"http://127.0.0.1:{sim_port}")
     assert guidebot("db", "upgrade", env=env).returncode == 0
     logs = tmp_path / "logs.txt"
     sim, api = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{server_port}"
-    simulator = start_simulator(sim_port, f"{api}/wecom/callback", env=env, log=logs)
-    await wait_until_up(f"{sim}/_sim/calls", simulator)
-    async with aiohttp.ClientSession() as http:
-        await http.post(f"{sim}/_sim/users", json={"userid": "g1", "name": "王芳"})
-    server = start(
-        "serve", "--host", "127.0.0.1", "--port", str(server_port), "--processes", "2",
-        env=env, log=logs,
-    )  # fmt: skip
-    await wait_until_up(f"{api}/healthz", server)
-    await asyncio.sleep(1)  # a second server that could not bind would have ended by now
-    return simulator, server, children_of(server.pid), sim, api
+    processes = [start_simulator(sim_port, f"{api}/wecom/callback", env=env, log=logs)]
+    servers: set[int] = set()
+    try:
+        await wait_until_up(f"{sim}/_sim/calls", processes[0])
+        async with aiohttp.ClientSession() as http:
+            await http.post(f"{sim}/_sim/users", json={"userid": "g1", "name": "王芳"})
+        server = start(
+            "serve", "--host", "127.0.0.1", "--port", str(server_port), "--processes", "2",
+            env=env, log=logs,
+        )  # fmt: skip
+        processes.append(server)
+        await wait_until_up(f"{api}/healthz", server)
+        await asyncio.sleep(1)  # a second server that could not bind would have ended by now
+        servers = children_of(server.pid)
+        yield server, servers, sim, api
+    finally:
+        for pid in filter(alive, servers):
+            os.kill(pid, signal.SIGKILL)
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
 
 
 @pytest.mark.pg
 async def test_two_processes_share_the_port_and_welcome_each_add_once(pg_url, tmp_path):
-    simulator, server, servers, sim, api = await two_processes(pg_url, tmp_path)
-    try:
+    async with two_processes(pg_url, tmp_path) as (server, servers, sim, api):
         assert server.poll() is None and len(servers) == 2 and all(map(alive, servers))
         async with aiohttp.ClientSession() as http:
             for i in range(ADDS):
@@ -116,23 +129,12 @@ async def test_two_processes_share_the_port_and_welcome_each_add_once(pg_url, tm
         os.kill(min(servers), signal.SIGKILL)
         assert await asyncio.to_thread(server.wait, 30) != 0
         assert await gone(servers)
-    finally:
-        for process in (server, simulator):
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
 
 
 @pytest.mark.pg
 async def test_sigterm_to_the_parent_stops_both_servers_cleanly(pg_url, tmp_path):
-    simulator, server, servers, _sim, _api = await two_processes(pg_url, tmp_path)
-    try:
+    async with two_processes(pg_url, tmp_path) as (server, servers, _sim, _api):
         assert len(servers) == 2
         server.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(server.wait, 60) == 0
         assert await gone(servers)
-    finally:
-        for process in (server, simulator):
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
