@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 from guidebot.db.engine import is_sqlite
 from guidebot.telemetry import SHARED_DIR_ENV
@@ -76,32 +77,36 @@ def serve_processes(count: int, host: str, port: int) -> int:
     with tempfile.TemporaryDirectory(prefix="guidebot-metrics-") as shared:
         # /metrics sums every process's figures from here, whichever answers (telemetry).
         env = {**os.environ, SHARED_DIR_ENV: shared}
-        # Each in a session of its own: a terminal's Ctrl-C reaches the parent alone, which
-        # passes it on once, as SIGTERM.
-        children = [
-            subprocess.Popen([*command, "--reuse-port"], env=env, start_new_session=True)
-            for _ in range(count)
-        ]
-        return _supervise(children)
+        children: list[subprocess.Popen] = []
+        stopping = False
+
+        def stop(signum: int, _frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+            _signal_all(children, signal.SIGTERM)
+
+        # Heard before the first start: a stop that comes meanwhile leaves no server behind.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stop)
+        for _ in range(count):
+            if stopping:
+                break
+            # Each in a session of its own: a terminal's Ctrl-C reaches the parent alone,
+            # which passes it on once, as SIGTERM.
+            children.append(
+                subprocess.Popen([*command, "--reuse-port"], env=env, start_new_session=True)
+            )
+        return _supervise(children, lambda: stopping)
 
 
-def _supervise(children: list[subprocess.Popen]) -> int:
-    stopping = False
-
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        _signal_all(children, signal.SIGTERM)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, stop)
-    while not stopping and all(child.poll() is None for child in children):
+def _supervise(children: list[subprocess.Popen], stopping: Callable[[], bool]) -> int:
+    while not stopping() and all(child.poll() is None for child in children):
         time.sleep(POLL_SECONDS)  # a signal's handler runs meanwhile; seen at the next look
     ended_first = next((child for child in children if child.poll() is not None), None)
-    if not stopping:  # told once only: a second SIGTERM would cut a graceful stop short
+    if not stopping():  # told once only: a second SIGTERM would cut a graceful stop short
         _signal_all(children, signal.SIGTERM)
     statuses = [_wait(child) for child in children]
-    if stopping:
+    if stopping():
         return next((status for status in statuses if status != 0), 0)
     # One ended on its own: a server does not, so even a clean end is a failure to report.
     return (ended_first.returncode if ended_first is not None else 0) or 1
