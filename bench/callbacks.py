@@ -149,13 +149,32 @@ def wait_processed(database_url: str, timeout: float = 600) -> tuple[float, int]
     raise SystemExit(f"the worker did not process the inbox within {timeout:.0f} s")
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of a process and all its threads (Linux), else None."""
+def _stat(process: Path) -> tuple[str, list[str]] | None:
+    """A process's name and the fields after it in /proc/PID/stat (Linux); None once gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        stat = (process / "stat").read_text()
     except OSError:
         return None
+    return stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a process and all its threads (Linux), else None."""
+    found = _stat(Path(f"/proc/{pid}"))
+    if found is None:
+        return None
+    fields = found[1]
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes `pid` started and still has (Linux), e.g. a `serve --processes` parent's."""
+    try:
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    except OSError:
+        return []
 
 
 def postgres_cpu_seconds() -> float | None:
@@ -164,13 +183,10 @@ def postgres_cpu_seconds() -> float | None:
     children's count, which is summed too, so what connections came and went is kept."""
     total, found = 0, False
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        stat = _stat(entry) if entry.name.isdigit() else None  # None too once gone meanwhile
+        if stat is None:
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        name, fields = stat
         if name == "postgres" or name.startswith("postgres:"):
             found = True
             total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from bench.callbacks import (
     IDENTITY,
+    children_of,
     cpu_seconds,
     free_ports,
     inbox_counts,
@@ -319,15 +320,6 @@ class Rig:
                 process.wait()
 
 
-def children_of(pid: int) -> list[int]:
-    try:
-        return [
-            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        ]
-    except OSError:
-        return []
-
-
 def fresh_database(database_url: str | None, tmp: Path, label: str) -> str:
     if database_url is None:
         return f"sqlite+aiosqlite:///{tmp / f'welcome-{label}.db'}"
@@ -382,8 +374,9 @@ def measure(
         since = last_call(rig.sim_port)
         own_before = own_welcome_count(rig.ports)
         load = os.getloadavg()[0]
+        database_here = on_this_machine(url)  # its CPU is then read beside the server's
         cpu_before, sim_before = rig.server_cpu(), cpu_seconds(rig.simulator.pid)
-        db_before = postgres_cpu_seconds() if on_this_machine(url) else None
+        db_before = postgres_cpu_seconds() if database_here else None
 
         answered = offer(rig.sim_port, customers, rate, int(rate * 10) + 10)
         last_offer = time.monotonic()
@@ -401,7 +394,7 @@ def measure(
         if wait_for(lambda: not inbox_counts(url)[0], DRAIN_TIMEOUT, rig.alive(), every=0.5):
             drained = time.monotonic() - last_offer
         cpu_after, sim_after = rig.server_cpu(), cpu_seconds(rig.simulator.pid)
-        db_after = postgres_cpu_seconds() if on_this_machine(url) else None
+        db_after = postgres_cpu_seconds() if database_here else None
         own_after = own_welcome_count(rig.ports)
 
         welcomes = welcomes_of(rig.sim_port, wanted)

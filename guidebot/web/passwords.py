@@ -35,7 +35,7 @@ def hash_password(password: str) -> str:
 def verify_password(password: str, stored: str | None) -> bool:
     """Constant-time check; with stored=None it does the same work and answers False."""
     if stored is None:
-        _scrypt(password, _DUMMY_SALT, SCRYPT_COST["n"], SCRYPT_COST["r"], SCRYPT_COST["p"])
+        _scrypt(password, _DUMMY_SALT, **SCRYPT_COST)
         return False
     try:
         scheme, n, r, p, salt, expected = stored.split("$")

@@ -125,37 +125,10 @@ async def test_validity_and_stores_limit_what_a_guide_sees(h):
     ]
 
 
-def _tag_patterns(schema, document) -> list[str]:
-    """Every pattern the document gives a `tags` entry, under `schema` (references followed)."""
-    if isinstance(schema, list):
-        return [p for part in schema for p in _tag_patterns(part, document)]
-    if not isinstance(schema, dict):
-        return []
-    if "$ref" in schema:
-        return _tag_patterns(
-            document["components"]["schemas"][schema["$ref"].split("/")[-1]], document
-        )
-    found = [
-        p
-        for tags in [schema.get("properties", {}).get("tags")]
-        if tags is not None
-        for p in _items_patterns(tags, document)
-    ]
-    return found + [
-        p
-        for key, part in schema.items()
-        if key != "properties"
-        for p in _tag_patterns(part, document)
-    ]
-
-
-def _items_patterns(schema, document) -> list[str]:
-    if isinstance(schema, list):
-        return [p for part in schema for p in _items_patterns(part, document)]
-    if not isinstance(schema, dict):
-        return []
-    own = [schema["items"]["pattern"]] if "pattern" in schema.get("items", {}) else []
-    return own + [p for part in schema.values() for p in _items_patterns(part, document)]
+def _tag_patterns(body: dict) -> set[str]:
+    """The pattern a body's schema gives each entry of its `tags` (an array, or null)."""
+    tags = body["properties"]["tags"]
+    return {form["items"]["pattern"] for form in tags.get("anyOf", [tags]) if "items" in form}
 
 
 async def test_the_document_refuses_a_bar_in_a_tag_as_the_library_does(h):
@@ -169,7 +142,7 @@ async def test_the_document_refuses_a_bar_in_a_tag_as_the_library_does(h):
     patterns = {
         p
         for op in operations
-        for p in _tag_patterns(op["requestBody"]["content"]["application/json"]["schema"], document)
+        for p in _tag_patterns(op["requestBody"]["content"]["application/json"]["schema"])
     }
     assert patterns, "the content bodies declare a pattern for their tags"
     for tag in ("|", "a|", "|a", "新品|春季", " | "):

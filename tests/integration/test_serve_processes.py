@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bench.callbacks import children_of
 from tests.conftest import reset_pg
 from tests.integration.test_cli import env_for, guidebot, start, start_simulator, wait_until_up
 from tests.ports import free_port
@@ -36,18 +37,6 @@ def test_what_the_database_cannot_take_is_refused_in_one_line(sqlite_url, count,
     result = guidebot("serve", "--processes", count, "--port", port, env=env_for(sqlite_url))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"guidebot serve: {said}"]
-
-
-def children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
-        except OSError:  # ended meanwhile
-            continue
-        if stat and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.add(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -89,7 +78,7 @@ async def two_processes(pg_url: str, tmp_path: Path):
         processes.append(server)
         await wait_until_up(f"{api}/healthz", server)
         await asyncio.sleep(1)  # a second server that could not bind would have ended by now
-        servers = children_of(server.pid)
+        servers = set(children_of(server.pid))
         yield server, servers, sim, api
     finally:
         for pid in filter(alive, servers):
