@@ -58,12 +58,22 @@ class DomainEvent:
 
 @dataclass(frozen=True, slots=True)
 class StoreRef:
-    """A store as an emitter read it with its fact: its id, code and IANA zone (all None for a
-    relation that counts for no store)."""
+    """A store as an emitter read it with its fact: its id, code, IANA zone and name (all None
+    for a relation that counts for no store, or whose department is gone)."""
 
     id: int | None
     code: str | None
     timezone: str | None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PairNames:
+    """The pair's names as the emitter wrote or read them with its fact: the customer's as
+    WeCom's profile gave it (None: it gave none) and the guide's (None: it has none)."""
+
+    customer: str | None
+    guide: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,7 +85,8 @@ class RelationAdded(DomainEvent):
     relation we never saw added; `welcome_code` is the add's WelcomeCode, if it carried one.
     `relation_id` is the relation's row: a subscriber in the emitter's session finds it there
     (already loaded) instead of reading it again. `store` is the relation's store when the
-    emitter read it with the add (an add callback does), so no subscriber reads it again.
+    emitter read it with the add (an add callback does), so no subscriber reads it again;
+    `names` likewise, when the add knew them for certain (the welcome's text needs them).
     """
 
     guide_userid: str
@@ -87,6 +98,7 @@ class RelationAdded(DomainEvent):
     welcome_code: str | None = None
     relation_id: int | None = None
     store: StoreRef | None = None
+    names: PairNames | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -347,6 +359,7 @@ __all__ = [
     "GroupMemberLeft",
     "OrderPaid",
     "OrderRefunded",
+    "PairNames",
     "RelationAdded",
     "RelationEdited",
     "RelationEnded",

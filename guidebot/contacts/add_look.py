@@ -4,7 +4,8 @@ An add callback asks four things before it records the pair: is the guide known 
 placeholder row goes in first), is a transfer to this guide waiting for the customer (the add
 completes it), is the pair already there (the rare known pair takes the locked read), and
 where does it count (the 「联系我」 way its state names, else the guide's store at the time,
-with that store's code and time zone, which the SOP engine needs for the welcome). At a
+with that store's code, time zone and name, and the guide's name, which the SOP engine needs
+for the welcome). At a
 livestream's rate each statement is CPU the next welcome waits behind (README, Benchmarks:
 welcome); asked one by one they were four statements and the store's a fifth, in the SOP
 subscriber. Here they are one select, built once: scalar subqueries for the first three, and
@@ -41,7 +42,10 @@ _DEPARTMENTS = Department.__table__
 
 def _build():
     guide, ext = bindparam("guide"), bindparam("ext")
-    known = select(_GUIDES.c.userid).where(_GUIDES.c.userid == guide).scalar_subquery()
+    # The guide's name, '' for a nameless one: known when not NULL (the welcome's text needs it).
+    known = (
+        select(func.coalesce(_GUIDES.c.name, "")).where(_GUIDES.c.userid == guide).scalar_subquery()
+    )
     pending = (
         select(_TRANSFERS.c.id)
         .where(
@@ -84,9 +88,9 @@ def _build():
         .subquery("asked")
     )
     store = func.coalesce(asked.c.way_store_id, asked.c.store_then)
-    return select(asked, _DEPARTMENTS.c.code, _DEPARTMENTS.c.timezone).select_from(
-        asked.outerjoin(_DEPARTMENTS, _DEPARTMENTS.c.id == store)
-    )
+    return select(
+        asked, _DEPARTMENTS.c.code, _DEPARTMENTS.c.timezone, _DEPARTMENTS.c.name
+    ).select_from(asked.outerjoin(_DEPARTMENTS, _DEPARTMENTS.c.id == store))
 
 
 _LOOK = _build()
@@ -95,6 +99,7 @@ _LOOK = _build()
 @dataclass(frozen=True, slots=True)
 class AddLook:
     guide_known: bool
+    guide_name: str | None
     transfer_pending: bool
     relation_id: int | None
     # Where a new pair counts (relations.attribute's answer) and that store's code and zone.
@@ -120,10 +125,11 @@ async def look_at_add(
         attribution = Attribution(row.store_then)
     return AddLook(
         guide_known=row.guide is not None,
+        guide_name=row.guide or None,
         transfer_pending=row.pending is not None,
         relation_id=row.relation_id,
         attribution=attribution,
-        store=StoreRef(attribution.store_id, row.code, row.timezone),
+        store=StoreRef(attribution.store_id, row.code, row.timezone, row.name),
     )
 
 

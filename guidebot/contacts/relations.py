@@ -78,8 +78,9 @@ async def upsert_customer(
     external_userid: str,
     contact: dict[str, Any] | None,
     now: datetime,
-) -> None:
-    """Insert the customer if new; with a profile, overwrite what WeCom just told us."""
+) -> dict[str, Any]:
+    """Insert the customer if new; with a profile, overwrite what WeCom just told us. What
+    was written from the profile (a column missing there keeps what the row had)."""
     values = customer_values(contact) if contact else {}
     if contact:
         values["profile_fetched_at"] = now
@@ -88,6 +89,7 @@ async def upsert_customer(
         statement,
         {"external_userid": external_userid, "created_at": now, "updated_at": now, **values},
     )
+    return values
 
 
 # ---- relations -------------------------------------------------------------------------------

@@ -53,7 +53,14 @@ from guidebot.contacts.relations import (
 )
 from guidebot.contacts.tags import announce_gained, tag_key
 from guidebot.contacts.wecom_profile import Profile
-from guidebot.events import RelationAdded, RelationEdited, RelationEnded, StoreRef, publish
+from guidebot.events import (
+    PairNames,
+    RelationAdded,
+    RelationEdited,
+    RelationEnded,
+    StoreRef,
+    publish,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +107,7 @@ class _Add:
         *,
         reactivated: bool,
         store: StoreRef | None = None,
+        names: PairNames | None = None,
     ):
         await session.flush()
         added = RelationAdded(
@@ -113,6 +121,7 @@ class _Add:
             welcome_code=self.welcome_code,
             relation_id=relation.id,
             store=store,
+            names=names,
         )
         await publish(session, added)
 
@@ -161,7 +170,16 @@ async def record_added(
     look = await look_at_add(session, userid, external_userid, add.state, add.created)
     if not look.guide_known:
         await ensure_guide(session, userid, now)
-    await upsert_customer(session, external_userid, profile.contact if profile else None, now)
+    written = await upsert_customer(
+        session, external_userid, profile.contact if profile else None, now
+    )
+    # The names the welcome's text needs, where this add is sure of them: the customer's as the
+    # profile just wrote it, the guide's as the look read it.
+    names = (
+        PairNames(written["name"], look.guide_name)
+        if "name" in written and look.guide_known
+        else None
+    )
     if look.transfer_pending:
         pending = await pending_transfer_to(session, userid, external_userid)
         if pending is not None:
@@ -175,16 +193,19 @@ async def record_added(
     if look is None or look.relation_id is not None:
         relation = await lock_relation(session, userid, external_userid)
     if relation is None:
-        return await _add_new_pair(session, add, look)
+        return await _add_new_pair(session, add, look, names)
     await _add_known_pair(session, relation, add)
     return relation
 
 
-async def _add_new_pair(session: AsyncSession, add: _Add, look: AddLook | None) -> Relation:
+async def _add_new_pair(
+    session: AsyncSession, add: _Add, look: AddLook | None, names: PairNames | None
+) -> Relation:
     if look is not None:
         attribution, store = look.attribution, look.store
     else:
         attribution, store = await attribute(session, add.userid, add.state, add.created), None
+        names = None  # read before a transfer completed
     relation, inserted = await create_relation(
         session,
         guide_userid=add.userid,
@@ -205,7 +226,7 @@ async def _add_new_pair(session: AsyncSession, add: _Add, look: AddLook | None) 
         apply_follow(relation, add.follow)
     if inserted:
         await add.log(session, relation, EventKind.ADDED, None)
-        await add.announce(session, relation, reactivated=False, store=store)
+        await add.announce(session, relation, reactivated=False, store=store, names=names)
     return relation
 
 

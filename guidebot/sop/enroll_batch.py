@@ -8,12 +8,17 @@ earlier enrollments of every playbook, one multi-row insert of the enrollments a
 their tasks (returning the welcome's id). The rules are enroll's own (`cycle_after`, the same
 rows). If anything in it fails, nothing of it stays and the caller enrolls playbook by playbook,
 each in its own savepoint, so one bad playbook still fails alone.
+
+With `claim`, the welcome's row goes in already claimed by the welcome lane
+(guidebot.sop.welcome_lane), as its claim would have left it: the lane then sends it without
+claiming it in a transaction of its own or reading back what the add just wrote.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +67,34 @@ _TASK_INSERT = _TASKS.insert().returning(
 _ENROLLMENT_INSERTS: dict[str, Any] = {}
 
 
+@dataclass(frozen=True, slots=True)
+class WelcomeClaim:
+    """Who the welcome's row is claimed for as it goes in, and until when."""
+
+    owner: str
+    until: datetime
+
+    @staticmethod
+    def takes(row: dict[str, Any]) -> bool:
+        """A welcome to send, whose text needs nothing read (a step's content item does: the
+        tracked link is minted from the library's row)."""
+        return (
+            row["welcome_code"] is not None
+            and row["status"] == TaskStatus.PENDING
+            and row["content"] is None
+        )
+
+    def values(self) -> dict[str, Any]:
+        # What the leased queue's claim writes (guidebot.sop.queue.claim), the attempt counted.
+        return {
+            "status": TaskStatus.CLAIMED,
+            "lease_owner": self.owner,
+            "lease_until": self.until,
+            "claimed_by": self.owner,
+            "attempts": 1,
+        }
+
+
 def _enrollment_insert(dialect: str):
     statement = _ENROLLMENT_INSERTS.get(dialect)
     if statement is None:
@@ -83,6 +116,7 @@ async def enroll_all(
     now: datetime,
     default_timezone: str,
     welcome_code: str | None = None,
+    claim: WelcomeClaim | None = None,
 ) -> list[Enrolled]:
     """enroll() for each playbook (distinct ids, an event's: no occurrence), in one savepoint.
     What enrolled, in the playbooks' order; raises if any of it failed (nothing kept)."""
@@ -92,7 +126,7 @@ async def enroll_all(
         raise ValueError("enroll_all takes each playbook once")
     async with session.begin_nested():
         return await _enroll_all(
-            session, playbooks, subject, at, now, default_timezone, welcome_code
+            session, playbooks, subject, at, now, default_timezone, welcome_code, claim
         )
 
 
@@ -104,6 +138,7 @@ async def _enroll_all(
     now: datetime,
     default_timezone: str,
     welcome_code: str | None,
+    claim: WelcomeClaim | None,
 ) -> list[Enrolled]:
     earlier: dict[tuple[str, str], list[tuple]] = defaultdict(list)
     found = await session.execute(
@@ -154,13 +189,25 @@ async def _enroll_all(
             zone.key,
             ", held out" if group == HOLDOUT else "",
         )
+    claimed: dict[int, dict[str, Any]] = {}
+    if claim is not None:
+        for i, row in enumerate(rows):
+            if claim.takes(row):
+                rows[i] = claimed[row["enrollment_id"]] = row | claim.values()
     welcomes: dict[int, int] = {}
     if rows:
         for id_, enrollment_id, code, status in await session.execute(_TASK_INSERT, rows):
-            if code is not None and status == TaskStatus.PENDING:
+            if code is not None and status in (TaskStatus.PENDING, TaskStatus.CLAIMED):
                 welcomes[enrollment_id] = id_
     await complete_enrollments(session, [e for e, n in counts.items() if not n], now)
-    return [Enrolled(e, welcomes.get(e), n) for e, n in counts.items()]
+    return [
+        Enrolled(e, welcomes.get(e), n, _with_id(claimed.get(e), welcomes.get(e)))
+        for e, n in counts.items()
+    ]
 
 
-__all__ = ["enroll_all"]
+def _with_id(row: dict[str, Any] | None, id_: int | None) -> dict[str, Any] | None:
+    return None if row is None or id_ is None else row | {"id": id_}
+
+
+__all__ = ["WelcomeClaim", "enroll_all"]

@@ -60,6 +60,8 @@ class Enrolled:
     enrollment_id: int
     welcome_task_id: int | None  # a welcome to send on the fast path, right after commit
     tasks: int
+    # The welcome's row as inserted, when it went in already claimed (enroll_batch's `claim`).
+    welcome_row: dict[str, Any] | None = None
 
 
 def reaches_anyone(action_name: str) -> bool:
@@ -265,6 +267,10 @@ def task_rows(
             "expires_at": planned.expires_at,
             "status": TaskStatus.PENDING,
             "attempts": 0,
+            # Every row the same columns: a welcome may go in claimed (guidebot.sop.enroll_batch).
+            "lease_owner": None,
+            "lease_until": None,
+            "claimed_by": None,
             "welcome_code": None,
             "reason": None,
             "completed_at": None,

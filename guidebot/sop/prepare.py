@@ -252,7 +252,7 @@ def _decide_one(
             return "failed"
     if action is not None and action.to_customer:
         batch.reached[task.external_userid].append(now)
-    prepared = _prepared(task, settings, message)
+    prepared = prepared_from(task, settings, message)
     return (prepared, render) if render is not None else prepared
 
 
@@ -326,7 +326,9 @@ def _mark_sending(task: SopTask, message: str | None, now: datetime) -> None:
     task.updated_at = now
 
 
-def _prepared(task: SopTask, settings: dict[str, Any], message: str | None) -> Prepared:
+def prepared_from(task: Any, settings: dict[str, Any], message: str | None) -> Prepared:
+    """A row ready for WeCom from a task (a row loaded here, or one the welcome lane was handed
+    as the add inserted it) and its enrollment's settings."""
     return Prepared(
         id=task.id,
         enrollment_id=task.enrollment_id,

@@ -76,7 +76,7 @@ from guidebot.sop.catch_up import record_missed
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.dates import day_start, keeps_field, today_for
 from guidebot.sop.dates import occurrence as date_occurrence
-from guidebot.sop.enroll_batch import enroll_all
+from guidebot.sop.enroll_batch import WelcomeClaim, enroll_all
 from guidebot.sop.enrollment import (
     Enrolled,
     enroll,
@@ -90,7 +90,7 @@ from guidebot.sop.playbook import Playbook
 from guidebot.sop.queries import OPENED, link_reached_customer
 from guidebot.sop.task_closing import close_guide_tasks, close_pair_tasks, hand_over_tasks
 from guidebot.sop.task_marks import TaskConflict, TaskNotFound, complete_task
-from guidebot.sop.welcome_lane import WelcomeLane
+from guidebot.sop.welcome_lane import Undrafted, Welcome, WelcomeLane, draft_welcome
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,10 @@ class SopSubscriber:
         playbooks = self._playbooks("customer.added")
         if not playbooks:
             return
-        welcomes = await self._enroll_each(
+        # Where the add knew the names its text needs, the welcome goes in claimed for the lane,
+        # drafted: sent without a claim or a read of its own (guidebot.sop.welcome_lane).
+        claim = self.welcomes.claim(event.now) if event.names is not None else None
+        enrolled = await self._enroll_each(
             session,
             playbooks,
             relation,
@@ -151,9 +154,29 @@ class SopSubscriber:
             now=event.now,
             welcome_code=event.welcome_code,
             store=event.store,
+            claim=claim,
         )
-        for task_id in welcomes:
-            after_commit(session, partial(self.welcomes.send, task_id))
+        by_id = {p.id: p for p in playbooks}
+        for e in enrolled:
+            if e.welcome_task_id is None:
+                continue
+            welcome: Welcome = e.welcome_task_id
+            if e.welcome_row is not None and event.names is not None:
+                playbook = by_id[e.welcome_row["playbook_id"]]
+                welcome = self._draft(e.welcome_row, playbook, relation, event)
+            after_commit(session, partial(self.welcomes.send, welcome))
+
+    def _draft(
+        self, row: dict, playbook: Playbook, relation: Relation, event: RelationAdded
+    ) -> Welcome:
+        """The claimed welcome drafted, or left for the lane to prepare as the tick would when
+        its text cannot be drafted here (it meets the same error there, and says so)."""
+        assert event.names is not None
+        try:
+            return draft_welcome(self.sop, row, playbook, relation, event.names, event.store)
+        except Exception as exc:
+            log.debug("welcome %s not drafted with the add (%s); prepared instead", row["id"], exc)
+            return Undrafted(row["id"])
 
     async def on_tags_gained(self, session: AsyncSession, event: TagsGained) -> None:
         keys = sorted(tag_keys(event.tags))
@@ -330,11 +353,13 @@ class SopSubscriber:
         now: datetime,
         welcome_code: str | None = None,
         store: StoreRef | None = None,
-    ) -> list[int]:
-        """Enroll the pair in each playbook whose audience matches; the welcome task ids.
+        claim: WelcomeClaim | None = None,
+    ) -> list[Enrolled]:
+        """Enroll the pair in each playbook whose audience matches; what enrolled.
 
-        All together first (guidebot.sop.enroll_batch); if that fails, playbook by playbook,
-        each in its own savepoint, so a failure is logged and stays with its playbook."""
+        All together first (guidebot.sop.enroll_batch, a welcome claimed with `claim`); if that
+        fails, playbook by playbook, each in its own savepoint, so a failure is logged and
+        stays with its playbook."""
         subject = await subject_for(session, relation, store)
         matching = [p for p in playbooks if audience_matches(p.audience, subject)]
         try:
@@ -346,6 +371,7 @@ class SopSubscriber:
                 now=now,
                 default_timezone=self.sop.settings.timezone,
                 welcome_code=welcome_code,
+                claim=claim,
             )
         except Exception as exc:
             log.warning(
@@ -362,7 +388,7 @@ class SopSubscriber:
                 )
                 if one is not None:
                     enrolled.append(one)
-        return [e.welcome_task_id for e in enrolled if e.welcome_task_id is not None]
+        return enrolled
 
     async def _enroll_one(
         self,

@@ -27,16 +27,24 @@ async def run_tasks(
         if not claimed:
             break
         report.claimed += len(claimed)
-        try:
-            ready = await prepare(runtime, claimed, now, report)
-            if ready:
-                await execute(runtime, ready, now, report)
-        except BaseException:
-            FAILED_RUNS.add(runtime.owner, claimed)
-            raise
+        await run_claimed(runtime, claimed, now, report)
         if ids is None and len(claimed) < runtime.batch_size:
             break
     return report
+
+
+async def run_claimed(
+    runtime: SopRuntime, claimed: Sequence[int], now: datetime, report: TickReport
+) -> None:
+    """Prepare and execute rows this runtime holds claimed; if the run fails between its
+    transactions, the next tick hands them back."""
+    try:
+        ready = await prepare(runtime, claimed, now, report)
+        if ready:
+            await execute(runtime, ready, now, report)
+    except BaseException:
+        FAILED_RUNS.add(runtime.owner, claimed)
+        raise
 
 
 async def tick(runtime: SopRuntime, now: datetime | None = None) -> TickReport:
