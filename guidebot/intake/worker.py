@@ -1,7 +1,8 @@
 """The inbox worker: claims stored callbacks and runs them through the dispatcher.
 
 One customer's events are handled in arrival order: an event waits while an earlier event of
-the same customer is pending or being processed. Different customers run concurrently.
+the same customer is pending or being processed. Different customers run concurrently, and the
+events of the last few seconds are taken before older ones (guidebot.intake.claims).
 Failures retry with backoff; an event that keeps failing is parked as `failed` with its error
 and does not block the customer's later events. On PostgreSQL several instances claim with
 FOR UPDATE SKIP LOCKED and a lease; on SQLite one process claims.
@@ -21,15 +22,15 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
 from guidebot.clock import Clock
 from guidebot.db.one_hop import inline_statements
-from guidebot.db.queue import LeasedQueue, Strays, claim_owner
+from guidebot.db.queue import Strays, claim_owner
 from guidebot.events import collect_after_commit
 from guidebot.intake.batches import Batch, Claimed, Ready, next_chunk, parsed_event
+from guidebot.intake.claims import INBOX_QUEUE, claim_due
 from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.intake.router import UNHANDLED, Data, Dispatcher, Next
 from guidebot.logs import log_context
@@ -41,7 +42,6 @@ _LEASE_MARGIN = timedelta(seconds=5)
 _FETCHED = "_fetched_before"  # in an event's data: its `before` callbacks already ran
 
 _INBOX = InboxEvent.__table__
-INBOX_QUEUE = LeasedQueue(_INBOX, pending=InboxStatus.PENDING, claimed=InboxStatus.PROCESSING)
 # Built once, as a Core statement: building a statement and its cache key, and the ORM's bulk
 # UPDATE path, cost more than running it, and this runs once per event.
 _MARK_DONE = (
@@ -79,6 +79,9 @@ class WorkerPolicy:
     # Working this long without once finding the inbox empty is a burst (`busy`): at a steady
     # trickle each event is done before the next arrives and the worker idles in between.
     busy_after: float = 1.0
+    # Events that came in (or fell due) this recently are claimed before older ones, so a
+    # burst's adds are handled while their WelcomeCodes live (guidebot.intake.claims).
+    fresh_first: timedelta = timedelta(seconds=15)
 
     def backoff(self, attempts: int) -> timedelta:
         seconds = min(self.max_backoff, self.first_backoff * 2 ** max(0, attempts - 1))
@@ -337,31 +340,14 @@ class InboxWorker:
     # -- claiming ---------------------------------------------------------------------------
 
     async def _claim(self) -> list[Claimed]:
-        now = self.clock.now()
-        earlier = aliased(InboxEvent)
-        blocked_by_earlier = exists().where(
-            and_(
-                earlier.customer_key == InboxEvent.customer_key,
-                earlier.id < InboxEvent.id,
-                earlier.status.in_((InboxStatus.PENDING, InboxStatus.PROCESSING)),
-            )
-        )
         async with self.sessions() as session, session.begin():
-            rows = await INBOX_QUEUE.claim(
+            rows = await claim_due(
                 session,
                 owner=self.owner,
-                now=now,
+                now=self.clock.now(),
                 lease=self.policy.lease,
-                where=(_INBOX.c.next_attempt_at <= now, ~blocked_by_earlier),
-                order_by=(_INBOX.c.id,),
                 limit=self.policy.batch_size,
-                returning=(
-                    _INBOX.c.id,
-                    _INBOX.c.customer_key,
-                    _INBOX.c.payload,
-                    _INBOX.c.attempts,
-                    _INBOX.c.lease_until,
-                ),
+                fresh_first=self.policy.fresh_first,
             )
         return sorted((Claimed(*row) for row in rows), key=lambda row: row.id)
 

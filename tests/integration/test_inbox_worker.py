@@ -581,3 +581,38 @@ async def test_quiet_waits_for_the_event_in_hand_and_no_longer(db):
         gate.set()
     finally:
         await worker.stop()
+
+
+async def test_a_backlog_older_than_a_welcome_code_waits_for_the_fresh_adds(db):
+    """A burst beyond what the worker handles: taking the oldest first would handle every add
+    after its WelcomeCode (20 s) is gone. Events that arrived within `fresh_first` are claimed
+    first, in arrival order; the older ones follow once the fresh ones do not fill a batch, and
+    one customer's events still go in order."""
+    clock, recorder = FakeClock(START), Recorder()
+    await store(
+        db,
+        clock,
+        ("add_external_contact", "g1", "wmc1", 100),
+        ("add_external_contact", "g1", "wmc2", 101),
+        ("add_external_contact", "g1", "wmc3", 102),
+    )
+    clock.advance(timedelta(seconds=16))  # those three are past fresh_first (15 s)
+    await store(
+        db,
+        clock,
+        ("add_external_contact", "g2", "wmc4", 116),
+        ("del_follow_user", "g1", "wmc1", 116),  # wmc1's earlier add is still waiting
+        ("add_external_contact", "g2", "wmc5", 117),
+    )
+    worker = make_worker(db, recorder, clock, batch_size=2)
+    assert await worker.run_once() == 2
+    assert [c for c, _, _ in recorder.handled] == ["wmc4", "wmc5"]
+    await worker.drain()
+    assert [(c, k) for c, k, _ in recorder.handled] == [
+        ("wmc4", "add_external_contact"),
+        ("wmc5", "add_external_contact"),
+        ("wmc1", "add_external_contact"),
+        ("wmc2", "add_external_contact"),
+        ("wmc3", "add_external_contact"),
+        ("wmc1", "del_follow_user"),
+    ]

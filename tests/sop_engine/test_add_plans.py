@@ -29,6 +29,7 @@ BY_STATUS_ALONE = re.compile(
 OWN_WALKS = (
     "ORDER BY sop_tasks.due_at",
     "ORDER BY inbox_events.id",
+    "ORDER BY inbox_events.next_attempt_at",  # the fresh first (guidebot.intake.claims)
     "WHERE inbox_events.status = ? AND inbox_events.lease_until < ?",
     "WHERE sop_tasks.status = ? AND sop_tasks.lease_until < ?",
 )
