@@ -34,15 +34,15 @@ CLAIMED_COLUMNS = (
 )
 
 
-def _blocked_by_earlier() -> Any:
-    earlier = aliased(InboxEvent)
-    return exists().where(
-        and_(
-            earlier.customer_key == InboxEvent.customer_key,
-            earlier.id < InboxEvent.id,
-            earlier.status.in_((InboxStatus.PENDING, InboxStatus.PROCESSING)),
-        )
+_EARLIER = aliased(InboxEvent)
+# Built once: an earlier event of the same customer is still to be done.
+_BLOCKED_BY_EARLIER = exists().where(
+    and_(
+        _EARLIER.customer_key == InboxEvent.customer_key,
+        _EARLIER.id < InboxEvent.id,
+        _EARLIER.status.in_((InboxStatus.PENDING, InboxStatus.PROCESSING)),
     )
+)
 
 
 async def claim_due(
@@ -55,25 +55,20 @@ async def claim_due(
     fresh_first: timedelta,
 ) -> list[Row[Any]]:
     """Claim at most `limit` due events for `owner` until now + lease, the fresh first."""
-    due, fresh_since, blocked = _INBOX.c.next_attempt_at, now - fresh_first, _blocked_by_earlier()
-    rows = await INBOX_QUEUE.claim(
-        session,
-        owner=owner,
-        now=now,
-        lease=lease,
-        where=(due <= now, due >= fresh_since, ~blocked),
-        order_by=(due, _INBOX.c.id),
-        limit=limit,
-        returning=CLAIMED_COLUMNS,
-    )
-    if len(rows) < limit:
+    due, fresh_since = _INBOX.c.next_attempt_at, now - fresh_first
+    rows: list[Row[Any]] = []
+    # The fresh in the due index's order, then, if they left room, the older in arrival order.
+    stages = ((due >= fresh_since, (due, _INBOX.c.id)), (due < fresh_since, (_INBOX.c.id,)))
+    for which, order_by in stages:
+        if len(rows) == limit:
+            break
         rows += await INBOX_QUEUE.claim(
             session,
             owner=owner,
             now=now,
             lease=lease,
-            where=(due < fresh_since, ~blocked),
-            order_by=(_INBOX.c.id,),
+            where=(due <= now, which, ~_BLOCKED_BY_EARLIER),
+            order_by=order_by,
             limit=limit - len(rows),
             returning=CLAIMED_COLUMNS,
         )

@@ -194,6 +194,7 @@ async def _enroll_all(
         for i, row in enumerate(rows):
             if claim.takes(row):
                 rows[i] = claimed[row["enrollment_id"]] = row | claim.values()
+    settings = {ids[p.id]: values["settings"] for p, _, values in wanted if p.id in ids}
     welcomes: dict[int, int] = {}
     if rows:
         for id_, enrollment_id, code, status in await session.execute(_TASK_INSERT, rows):
@@ -201,7 +202,7 @@ async def _enroll_all(
                 welcomes[enrollment_id] = id_
     await complete_enrollments(session, [e for e, n in counts.items() if not n], now)
     return [
-        Enrolled(e, welcomes.get(e), n, _with_id(claimed.get(e), welcomes.get(e)))
+        Enrolled(e, welcomes.get(e), n, _with_id(claimed.get(e), welcomes.get(e)), settings[e])
         for e, n in counts.items()
     ]
 

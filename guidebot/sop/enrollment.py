@@ -60,8 +60,10 @@ class Enrolled:
     enrollment_id: int
     welcome_task_id: int | None  # a welcome to send on the fast path, right after commit
     tasks: int
-    # The welcome's row as inserted, when it went in already claimed (enroll_batch's `claim`).
+    # The welcome's row as inserted, when it went in already claimed (enroll_batch's `claim`),
+    # and the enrollment's settings its text reads.
     welcome_row: dict[str, Any] | None = None
+    settings: dict[str, Any] | None = None
 
 
 def reaches_anyone(action_name: str) -> bool:

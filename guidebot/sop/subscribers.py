@@ -60,6 +60,7 @@ from guidebot.events import (
     GroupMemberJoined,
     GuideLeft,
     OrderPaid,
+    PairNames,
     RelationAdded,
     RelationEdited,
     RelationEnded,
@@ -145,7 +146,8 @@ class SopSubscriber:
             return
         # Where the add knew the names its text needs, the welcome goes in claimed for the lane,
         # drafted: sent without a claim or a read of its own (guidebot.sop.welcome_lane).
-        claim = self.welcomes.claim(event.now) if event.names is not None else None
+        names = event.names
+        claim = self.welcomes.claim(event.now) if names is not None else None
         enrolled = await self._enroll_each(
             session,
             playbooks,
@@ -156,24 +158,23 @@ class SopSubscriber:
             store=event.store,
             claim=claim,
         )
-        by_id = {p.id: p for p in playbooks}
         for e in enrolled:
             if e.welcome_task_id is None:
                 continue
             welcome: Welcome = e.welcome_task_id
-            if e.welcome_row is not None and event.names is not None:
-                playbook = by_id[e.welcome_row["playbook_id"]]
-                welcome = self._draft(e.welcome_row, playbook, relation, event)
+            if e.welcome_row is not None and names is not None:
+                welcome = self._draft(e, relation, names, event.store)
             after_commit(session, partial(self.welcomes.send, welcome))
 
     def _draft(
-        self, row: dict, playbook: Playbook, relation: Relation, event: RelationAdded
+        self, e: Enrolled, relation: Relation, names: PairNames, store: StoreRef | None
     ) -> Welcome:
         """The claimed welcome drafted, or left for the lane to prepare as the tick would when
         its text cannot be drafted here (it meets the same error there, and says so)."""
-        assert event.names is not None
+        row = e.welcome_row
+        assert row is not None and e.settings is not None
         try:
-            return draft_welcome(self.sop, row, playbook, relation, event.names, event.store)
+            return draft_welcome(self.sop, row, e.settings, relation, names, store)
         except Exception as exc:
             log.debug("welcome %s not drafted with the add (%s); prepared instead", row["id"], exc)
             return Undrafted(row["id"])

@@ -39,11 +39,9 @@ from guidebot.sop.actions import action_for
 from guidebot.sop.actions.base import Prepared, TickReport
 from guidebot.sop.context import SopRuntime
 from guidebot.sop.enroll_batch import WelcomeClaim
-from guidebot.sop.enrollment import enrollment_settings
 from guidebot.sop.execute import execute
 from guidebot.sop.messages import message_for
 from guidebot.sop.models import SopTask, TaskStatus
-from guidebot.sop.playbook import Playbook
 from guidebot.sop.prepare import SEND_LEASE, prepared_from
 from guidebot.sop.queue import FAILED_RUNS
 from guidebot.sop.templates import render_off_loop
@@ -92,15 +90,15 @@ class Undrafted:
 def draft_welcome(
     runtime: SopRuntime,
     row: dict[str, Any],
-    playbook: Playbook,
+    settings: dict[str, Any],
     relation: Any,
     names: PairNames,
     store: StoreRef | None,
 ) -> Drafted:
-    """The welcome's row as the add inserted it (with its id), its text from what the add knew:
-    the same variables prepare would read back (guidebot.sop.messages)."""
+    """The welcome's row as the add inserted it (with its id) and its enrollment's settings,
+    its text from what the add knew: the same variables prepare would read back
+    (guidebot.sop.messages)."""
     task = SimpleNamespace(**row)
-    settings = enrollment_settings(playbook)
     action = action_for(task.action)
     assert action is not None
     known_store = store is not None and store.id is not None and store.name is not None
@@ -171,19 +169,22 @@ class WelcomeLane:
     async def _run(self, tasks: list[Welcome]) -> None:
         runtime, now = self._claimer, self._sop.clock.now()
         drafted = [task for task in tasks if isinstance(task, Drafted)]
-        undrafted = [task.id for task in tasks if isinstance(task, Undrafted)]
+        # Ours already, to prepare as the tick would: not drafted, or turned away by the guard.
+        claimed = [task.id for task in tasks if isinstance(task, Undrafted)]
         pending = [task for task in tasks if isinstance(task, int)]
+        report = TickReport()
         if drafted:
-            await self._send_drafted(runtime, drafted, now)
-        if undrafted:
-            await run_claimed(runtime, undrafted, now, TickReport())
+            claimed += await self._send_drafted(runtime, drafted, now, report)
+        if claimed:
+            await run_claimed(runtime, claimed, now, report)
         if pending:
             await run_tasks(runtime, now, ids=pending)
 
     async def _send_drafted(
-        self, runtime: SopRuntime, drafted: list[Drafted], now: datetime
-    ) -> None:
-        report = TickReport()
+        self, runtime: SopRuntime, drafted: list[Drafted], now: datetime, report: TickReport
+    ) -> list[int]:
+        """Mark the drafts `sending` and send them; the ids the guard or the template turned
+        away (still claimed by us)."""
         ids = [draft.row.id for draft in drafted]
         try:
             texts = await render_off_loop(
@@ -218,8 +219,7 @@ class WelcomeLane:
             raise
         if ready:
             await execute(runtime, ready, now, report)
-        if turned_away:
-            await run_claimed(runtime, turned_away, now, report)
+        return turned_away
 
 
 __all__ = ["Drafted", "Undrafted", "Welcome", "WelcomeLane", "draft_welcome"]

@@ -161,7 +161,6 @@ async def test_a_draft_never_sends_a_row_a_stop_closed_or_another_claimer_holds(
         await h.add("g1", ext, welcome_code=False)
     lane = WelcomeLane(h.runtime)
     owner = lane.claim(h.clock.now()).owner
-    [playbook] = h.runtime.registry.enabled()
     names = PairNames("陈女士", "王芳")
     store = StoreRef(11, "11", "Asia/Shanghai", "张江店")
     closed = await _claimed_welcome(h, owner, "wmc1", status="skipped")
@@ -170,7 +169,8 @@ async def test_a_draft_never_sends_a_row_a_stop_closed_or_another_claimer_holds(
         h, owner, "wmc3", status="claimed", expires_at=h.clock.now() - timedelta(seconds=1)
     )
     for row in (closed, theirs, late):
-        await lane.send(draft_welcome(h.runtime, row, playbook, None, names, store))
+        # The factory's enrollments have empty settings, as prepare will read them.
+        await lane.send(draft_welcome(h.runtime, row, {}, None, names, store))
 
     assert await h.calls(WELCOME) == []
     assert (await h.task("g1", "wmc1", "welcome")).status == "skipped"
