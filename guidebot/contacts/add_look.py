@@ -31,6 +31,7 @@ from guidebot.contacts.models import (
 )
 from guidebot.contacts.relations import Attribution
 from guidebot.db.base import UTCDateTime, constant, only_filters
+from guidebot.db.direct import Direct
 from guidebot.events import StoreRef
 
 _GUIDES = Guide.__table__
@@ -93,7 +94,7 @@ def _build():
     ).select_from(asked.outerjoin(_DEPARTMENTS, _DEPARTMENTS.c.id == store))
 
 
-_LOOK = _build()
+_LOOK = Direct(_build())  # run on SQLite's driver on the add path (db.direct)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +116,8 @@ async def look_at_add(
     Unlocked reads: a pair or a transfer that appears in between is the ON CONFLICT of the
     relation's insert, or the locked reads of the paths that take them."""
     row = (
-        await session.execute(
-            _LOOK, {"guide": userid, "ext": external_userid, "state": state or None, "at": at}
+        await _LOOK.execute(
+            session, {"guide": userid, "ext": external_userid, "state": state or None, "at": at}
         )
     ).one()
     if row.config_id is not None:  # a way of ours: its store, channel and campaign

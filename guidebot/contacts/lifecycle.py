@@ -41,6 +41,7 @@ from guidebot.contacts.models import (
     Stage,
 )
 from guidebot.db.base import UTCDateTime
+from guidebot.db.direct import Direct
 from guidebot.db.engine import upsert_insert
 from guidebot.events import (
     ContentOpened,
@@ -95,7 +96,8 @@ async def move(
 _STAGES = CustomerStage.__table__
 _STAGE_LOG = CustomerStageChange.__table__
 _TOLD = CustomerStageOrder.__table__
-_LOG_CHANGE = _STAGE_LOG.insert()  # built once: every first add logs its customer's stage
+# Built once: every first add logs its customer's stage (on SQLite's driver: db.direct).
+_LOG_CHANGE = Direct(_STAGE_LOG.insert())
 
 
 async def _log_change(
@@ -109,8 +111,8 @@ async def _log_change(
     reason: str,
     now: datetime,
 ) -> None:
-    await session.execute(
-        _LOG_CHANGE,
+    await _LOG_CHANGE.execute(
+        session,
         {
             "external_userid": ext,
             "guide_userid": guide,
@@ -180,7 +182,7 @@ def _first_stage_insert(dialect: str):
     )
 
 
-_FIRST_STAGE = {name: _first_stage_insert(name) for name in ("sqlite", "postgresql")}
+_FIRST_STAGE = {name: Direct(_first_stage_insert(name)) for name in ("sqlite", "postgresql")}
 
 
 async def _row(session: AsyncSession, ext: str) -> CustomerStage | None:
@@ -220,10 +222,12 @@ async def on_relation_added(session: AsyncSession, event: RelationAdded) -> None
         store = await _store_of(session, guide, ext, event.relation_id)
     # Most adds are a customer's first: their row goes in with its stage in one statement
     # (orders told of before the add count), logged and announced like any later change.
-    stage = await session.scalar(
-        _FIRST_STAGE[session.bind.dialect.name],
-        {"ext": ext, "at": event.at, "guide": guide, "store": store, "now": event.now},
-    )
+    first = _FIRST_STAGE[session.bind.dialect.name]
+    stage = (
+        await first.execute(
+            session, {"ext": ext, "at": event.at, "guide": guide, "store": store, "now": event.now}
+        )
+    ).scalar()
     if stage is not None:
         await _log_change(
             session, ext, guide, store, None, stage, event.at, "relation.added", event.now

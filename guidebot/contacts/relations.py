@@ -23,6 +23,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from guidebot.contacts.directory import ensure_guide, store_at
 from guidebot.contacts.models import Customer, EventKind, Relation, RelationEvent, RelationStatus
 from guidebot.contacts.ways import way_for_state
+from guidebot.db.direct import Direct
 from guidebot.db.engine import upsert_insert
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def customer_values(contact: dict[str, Any]) -> dict[str, Any]:
 
 # Statements on every add are built once (per dialect, per set of columns) and run as Core:
 # building an ORM statement and its cache key cost more than running it.
-_BUILT: dict[tuple, Any] = {}
+_BUILT: dict[tuple, Direct] = {}  # run on SQLite's driver on the add path (db.direct)
 _CUSTOMERS = Customer.__table__
 _RELATIONS = Relation.__table__
 _EVENTS = RelationEvent.__table__
@@ -69,7 +70,7 @@ def _customer_upsert(dialect: str, columns: tuple[str, ...]):
             )
         else:
             statement = insert.on_conflict_do_nothing(index_elements=[_CUSTOMERS.c.external_userid])
-        _BUILT[key] = statement
+        statement = _BUILT[key] = Direct(statement)
     return statement
 
 
@@ -85,8 +86,8 @@ async def upsert_customer(
     if contact:
         values["profile_fetched_at"] = now
     statement = _customer_upsert(session.bind.dialect.name, tuple(sorted(values)))
-    await session.execute(
-        statement,
+    await statement.execute(
+        session,
         {"external_userid": external_userid, "created_at": now, "updated_at": now, **values},
     )
     return values
@@ -118,7 +119,7 @@ def _relation_insert(dialect: str):
             )
             .returning(_RELATIONS.c.id)
         )
-        _BUILT[key] = statement
+        statement = _BUILT[key] = Direct(statement)
     return statement
 
 
@@ -146,7 +147,7 @@ async def create_relation(session: AsyncSession, **values: Any) -> tuple[Relatio
         if isinstance(value, datetime):
             row[key] = value.astimezone(UTC)  # as UTCDateTime would read it back
     statement = _relation_insert(session.bind.dialect.name)
-    new_id = (await session.execute(statement, row)).scalar()
+    new_id = (await statement.execute(session, row)).scalar()
     if new_id is not None:
         relation = Relation(id=new_id, **row)
         make_transient_to_detached(relation)
@@ -226,7 +227,7 @@ def _event_insert(dialect: str):
                 _EVENTS.c.occurred_at,
             ]
         )
-        _BUILT[key] = statement
+        statement = _BUILT[key] = Direct(statement)
     return statement
 
 
@@ -247,8 +248,8 @@ async def log_event(
     store_id = relation.store_id
     if store_id is None:
         store_id = await store_at(session, relation.guide_userid, at)
-    await session.execute(
-        _event_insert(session.bind.dialect.name),
+    await _event_insert(session.bind.dialect.name).execute(
+        session,
         {
             "occurred_at": at,
             "recorded_at": now,

@@ -80,6 +80,19 @@ def inline_statements() -> Iterator[None]:
         _INLINE.reset(token)
 
 
+def inlining() -> bool:
+    """Whether the calling task is inside inline_statements()."""
+    return _INLINE.get()
+
+
+def inline_driver(dbapi_connection: Any) -> sqlite3.Connection | None:
+    """The sqlite3 connection behind a main-engine connection inline_statements() may use
+    (db.direct runs its statements there), None for any other."""
+    if not getattr(dbapi_connection, "inline", False):
+        return None
+    return dbapi_connection._connection._connection
+
+
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     """A buffered cursor whose statement is one call on the connection's thread."""
 

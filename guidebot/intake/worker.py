@@ -26,6 +26,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
+from guidebot.db.direct import Direct
 from guidebot.db.one_hop import inline_statements
 from guidebot.db.queue import Strays, claim_owner
 from guidebot.events import collect_after_commit
@@ -44,7 +45,7 @@ _FETCHED = "_fetched_before"  # in an event's data: its `before` callbacks alrea
 _INBOX = InboxEvent.__table__
 # Built once, as a Core statement: building a statement and its cache key, and the ORM's bulk
 # UPDATE path, cost more than running it, and this runs once per event.
-_MARK_DONE = (
+_MARK_DONE = Direct(
     update(_INBOX)
     .where(_INBOX.c.id == bindparam("event_id"), _INBOX.c.status != InboxStatus.DONE)
     .values(
@@ -464,8 +465,8 @@ class InboxWorker:
             result = await call(event, {**data, "session": session})
             # Marking done in the handler's own transaction makes its effects exactly-once:
             # if someone else already finished the event, all of this run rolls back.
-            marked = await session.execute(
-                _MARK_DONE, {"event_id": data["inbox_id"], "now": self.clock.now()}
+            marked = await _MARK_DONE.execute(
+                session, {"event_id": data["inbox_id"], "now": self.clock.now()}
             )
             if marked.rowcount != 1:
                 raise AlreadyProcessed()
@@ -479,8 +480,8 @@ class InboxWorker:
         session = batch.session
         if not self.dispatcher.handles(event):
             # No domain takes it: nothing but the done-mark to write, or to roll back.
-            marked = await session.execute(
-                _MARK_DONE, {"event_id": data["inbox_id"], "now": self.clock.now()}
+            marked = await _MARK_DONE.execute(
+                session, {"event_id": data["inbox_id"], "now": self.clock.now()}
             )
             if marked.rowcount != 1:
                 raise AlreadyProcessed()
@@ -489,8 +490,8 @@ class InboxWorker:
         collect_after_commit(session, after_commit)
         async with session.begin_nested():
             result = await call(event, {**data, "session": session})
-            marked = await session.execute(
-                _MARK_DONE, {"event_id": data["inbox_id"], "now": self.clock.now()}
+            marked = await _MARK_DONE.execute(
+                session, {"event_id": data["inbox_id"], "now": self.clock.now()}
             )
             if marked.rowcount != 1:
                 raise AlreadyProcessed()

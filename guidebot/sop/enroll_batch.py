@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guidebot.db.direct import Direct
 from guidebot.db.engine import upsert_insert
 from guidebot.sop.audience import Subject
 from guidebot.sop.enrollment import (
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 _ENROLLMENTS = SopEnrollment.__table__
 _TASKS = SopTask.__table__
 # Built once: every add runs them.
-_EARLIER = (
+_EARLIER = Direct(
     select(
         _ENROLLMENTS.c.playbook_id,
         _ENROLLMENTS.c.scope,
@@ -61,10 +62,12 @@ _EARLIER = (
     )
     .order_by(_ENROLLMENTS.c.enrolled_at.desc(), _ENROLLMENTS.c.id.desc())
 )
-_TASK_INSERT = _TASKS.insert().returning(
-    _TASKS.c.id, _TASKS.c.enrollment_id, _TASKS.c.welcome_code, _TASKS.c.status
+_TASK_INSERT = Direct(
+    _TASKS.insert().returning(
+        _TASKS.c.id, _TASKS.c.enrollment_id, _TASKS.c.welcome_code, _TASKS.c.status
+    )
 )
-_ENROLLMENT_INSERTS: dict[str, Any] = {}
+_ENROLLMENT_INSERTS: dict[str, Direct] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +106,7 @@ def _enrollment_insert(dialect: str):
             .on_conflict_do_nothing()
             .returning(_ENROLLMENTS.c.id, _ENROLLMENTS.c.playbook_id)
         )
-        _ENROLLMENT_INSERTS[dialect] = statement
+        statement = _ENROLLMENT_INSERTS[dialect] = Direct(statement)
     return statement
 
 
@@ -141,8 +144,8 @@ async def _enroll_all(
     claim: WelcomeClaim | None,
 ) -> list[Enrolled]:
     earlier: dict[tuple[str, str], list[tuple]] = defaultdict(list)
-    found = await session.execute(
-        _EARLIER, {"playbooks": [p.id for p in playbooks], "ext": subject.external_userid}
+    found = await _EARLIER.execute(
+        session, {"playbooks": [p.id for p in playbooks], "ext": subject.external_userid}
     )
     for playbook_id, scope, status, enrolled_at, cycle in found:
         earlier[(playbook_id, scope)].append((status, enrolled_at, cycle))
@@ -160,8 +163,8 @@ async def _enroll_all(
         wanted.append((playbook, zone, values))
     if not wanted:
         return []
-    inserted = await session.execute(
-        _enrollment_insert(session.bind.dialect.name), [values for _, _, values in wanted]
+    inserted = await _enrollment_insert(session.bind.dialect.name).insert_rows(
+        session, [values for _, _, values in wanted]
     )
     ids = {playbook_id: id_ for id_, playbook_id in inserted}
     rows: list[dict[str, Any]] = []
@@ -197,7 +200,7 @@ async def _enroll_all(
     settings = {ids[p.id]: values["settings"] for p, _, values in wanted if p.id in ids}
     welcomes: dict[int, int] = {}
     if rows:
-        for id_, enrollment_id, code, status in await session.execute(_TASK_INSERT, rows):
+        for id_, enrollment_id, code, status in await _TASK_INSERT.insert_rows(session, rows):
             if code is not None and status in (TaskStatus.PENDING, TaskStatus.CLAIMED):
                 welcomes[enrollment_id] = id_
     await complete_enrollments(session, [e for e, n in counts.items() if not n], now)

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, update
 
+from guidebot.db.direct import Direct
 from guidebot.db.parking import describe_error, is_outage
 from guidebot.sop.actions import action_for
 from guidebot.sop.actions.base import Outcome, Prepared, Shared, TickReport
@@ -58,6 +59,8 @@ RETRY = (
         updated_at=bindparam("b_now"),
     )
 )
+# The welcome lane's outcomes, on SQLite's driver (db.direct).
+_SETTLE_EACH, _RETRY_EACH = Direct(SETTLE), Direct(RETRY)
 
 
 async def execute(
@@ -151,9 +154,9 @@ async def record_outcomes(
         try:
             async with runtime.sessions() as session, session.begin():
                 if settle:
-                    await session.execute(SETTLE, settle)
+                    await _SETTLE_EACH.execute_many(session, settle)
                 if retry:
-                    await session.execute(RETRY, retry)
+                    await _RETRY_EACH.execute_many(session, retry)
                 await _record_effects(session, outcomes)
                 await complete_enrollments(session, {o.enrollment_id for o in outcomes}, now)
             return

@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import bindparam, or_, update
 
 from guidebot.db.base import constant, only_filters
+from guidebot.db.direct import Direct
 from guidebot.db.one_hop import inline_statements
 from guidebot.events import PairNames, StoreRef
 from guidebot.sop.actions import action_for
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 _TASKS = SopTask.__table__
 # Built once: prepare's send-time checks for a row the add claimed for us a moment ago. A stop
 # since then closed it (it is no longer claimed); an expired one is left to prepare to settle.
-_MARK_SENDING = (
+_MARK_SENDING = Direct(
     update(_TASKS)
     .where(
         _TASKS.c.id == bindparam("b_id"),
@@ -199,8 +200,8 @@ class WelcomeLane:
                     if isinstance(message, Exception):  # prepare settles it, with why
                         turned_away.append(draft.row.id)
                         continue
-                    marked = await session.execute(
-                        _MARK_SENDING,
+                    marked = await _MARK_SENDING.execute(
+                        session,
                         {
                             "b_id": draft.row.id,
                             "b_owner": runtime.owner,

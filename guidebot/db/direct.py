@@ -1,0 +1,284 @@
+"""The add path's hot statements, run on SQLite's driver instead of through SQLAlchemy.
+
+At a livestream's rate an add runs about fifteen short statements, and SQLAlchemy's Python
+around each one (the session, the connection, the compiled cache, the execution context, the
+result) cost 100-140 µs of CPU, against 10-20 µs for the statement on sqlite3 itself (README,
+Benchmarks: welcome). A `Direct` keeps SQLAlchemy where it is worth it: the statement is a Core
+construct, compiled by SQLAlchemy's compiler with its dialect's types; what it leaves out is the
+machinery of running it. Once per dialect it keeps the SQL, the order of the parameters with each
+one's bind processor, and the result columns with each one's result processor; a run binds,
+executes on the sqlite3 connection of the session's transaction and processes the rows.
+
+It runs directly only where that is the same as SQLAlchemy running it: inside
+`inline_statements()` (db.one_hop), on the main engine's connection, in a transaction the session
+already holds (so the write lock is held and nothing can wait). Anywhere else, and on PostgreSQL,
+it is `session.execute` of the same statement. Core statements only: an ORM statement would have
+autoflushed the session first. The engine's `before_cursor_execute` listeners hear a direct
+statement as they hear SQLAlchemy's (the tests that count an add's statements listen there), and
+a driver error is raised as SQLAlchemy's wrapped error (an IntegrityError is an IntegrityError).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
+
+from guidebot.db.one_hop import inline_driver, inlining
+
+# session.info: the transaction and savepoint it was found in, the sqlite3 connection, and
+# SQLAlchemy's connection over it
+_DRIVER = "guidebot.db.direct"
+_TOKEN = "__[POSTCOMPILE_{}]"
+_MOST_ARGUMENTS = 32_000  # SQLite's limit on a statement's parameters is 32,766
+
+
+class Rows:
+    """What a run gave: its rows (tuples with the columns' names) and the rows it changed."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows)
+
+    def all(self) -> list[Any]:
+        return self.rows
+
+    def one(self) -> Any:
+        if len(self.rows) != 1:
+            raise LookupError(f"expected one row, got {len(self.rows)}")
+        return self.rows[0]
+
+    def one_or_none(self) -> Any:
+        if len(self.rows) > 1:
+            raise LookupError(f"expected at most one row, got {len(self.rows)}")
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A statement as one dialect runs it: SQL, parameters in order, result columns."""
+
+    sql: str
+    names: tuple[str, ...]  # the parameter of each `?`, in order
+    fixed: dict[str, Any]  # values the statement carries itself (a coalesce's '')
+    bind: dict[str, Callable[[Any], Any]]  # the bind processor of each parameter that has one
+    expanding: frozenset[str]  # lists (IN): their `?`s are laid out per run
+    row: Callable[..., Any] | None  # the result row's type; None: no rows
+    results: tuple[Callable[[Any], Any] | None, ...]
+    values: str | None  # an INSERT's one row of VALUES, to write several rows in one statement
+
+
+def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys) or None)
+    if not compiled.positional or dialect.paramstyle != "qmark":
+        raise ValueError(f"db.direct runs qmark statements only, not {dialect.paramstyle}")
+    if getattr(statement, "_propagate_attrs", {}).get("compile_state_plugin") == "orm":
+        raise ValueError("db.direct runs Core statements only (an ORM one would autoflush)")
+    sql, names = compiled.string, list(compiled.positiontup or ())
+    binds = compiled.binds
+    for bind in compiled.literal_execute_params:  # LIMIT 1: written into the SQL, once
+        literal = compiled.render_literal_value(bind.effective_value, bind.type)
+        sql = sql.replace(_TOKEN.format(compiled.bind_names[bind]), literal)
+        names.remove(compiled.bind_names[bind])
+    expanding = frozenset(
+        compiled.bind_names[b] for b in compiled.post_compile_params if b.expanding
+    )
+    fixed, bind_processors = {}, {}
+    for name in set(names):
+        bind = binds[name]
+        if not bind.required:
+            fixed[name] = bind.effective_value
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            bind_processors[name] = process
+    result_columns = compiled._result_columns  # the names and types SQLAlchemy's rows have
+    if result_columns:
+        fields = [column.keyname for column in result_columns]
+        row = namedtuple("Row", fields, rename=True)  # type: ignore[misc]
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in result_columns
+        )
+    else:
+        row, results = None, ()
+    values = None
+    if keys and not expanding:  # the row of VALUES SQLAlchemy repeats for an executemany
+        for_many = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
+        many = getattr(for_many, "_insertmanyvalues", None)
+        if many is not None and for_many.string == sql:
+            values = many.single_values_expr
+    if values is not None and sql.count(f"({values})") != 1:
+        values = None
+    return _Plan(sql, tuple(names), fixed, bind_processors, expanding, row, results, values)
+
+
+class Direct:
+    """A Core statement run on SQLite's driver where that is safe (module docstring)."""
+
+    __slots__ = ("_plans", "statement")
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        self._plans: dict[tuple, _Plan] = {}
+
+    def plan(self, dialect: Dialect, params: Mapping[str, Any]) -> _Plan:
+        # An INSERT without .values() writes the columns its parameters name, as SQLAlchemy's
+        # own cache keys it; every other statement has one plan.
+        keys = tuple(params) if getattr(self.statement, "is_insert", False) else ()
+        plan = self._plans.get((dialect.name, keys))
+        if plan is None:
+            plan = self._plans[(dialect.name, keys)] = _plan(self.statement, dialect, keys)
+        return plan
+
+    async def execute(self, session: AsyncSession, params: Mapping[str, Any]) -> Rows:
+        found_driver = await _driver(session)
+        bound = None
+        if found_driver is not None:
+            driver, connection = found_driver
+            dialect = session.bind.dialect
+            plan = self.plan(dialect, params)
+            bound = _bound(plan, params)
+        if bound is None:
+            result = await session.execute(self.statement, params)
+            rows = result.all() if result.returns_rows else []
+            return Rows(rows, result.rowcount)
+        sql, args = bound
+        return self._run(session, driver, connection, dialect, plan, sql, args)
+
+    @staticmethod
+    def _run(session, driver, connection, dialect, plan: _Plan, sql: str, args: tuple) -> Rows:
+        _heard(session, connection, sql, args, False)
+        try:
+            cursor = driver.execute(sql, args)
+            try:
+                found = cursor.fetchall() if cursor.description else []
+                rowcount = cursor.rowcount
+            finally:
+                cursor.close()
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(sql, args, error, sqlite3.Error, dialect=dialect) from error
+        if plan.row is None:
+            return Rows([], rowcount)
+        results, make = plan.results, plan.row
+        rows = [
+            make(*[v if p is None else p(v) for p, v in zip(results, found_row, strict=True)])
+            for found_row in found
+        ]
+        return Rows(rows, rowcount)
+
+    async def insert_rows(self, session: AsyncSession, rows: list[Mapping[str, Any]]) -> Rows:
+        """An INSERT of several rows (each with the same columns) as one statement, with what
+        its RETURNING gives, in no particular order: SQLAlchemy's executemany of an INSERT
+        ... RETURNING does the same ("insertmanyvalues")."""
+        found_driver = await _driver(session) if rows else None
+        plan = None
+        if found_driver is not None:
+            driver, connection = found_driver
+            dialect = session.bind.dialect
+            plan = self.plan(dialect, rows[0])
+            if plan.values is None or len(rows) * len(plan.names) > _MOST_ARGUMENTS:
+                plan = None
+        if plan is None:
+            result = await session.execute(self.statement, rows)
+            return Rows(result.all() if result.returns_rows else [], result.rowcount)
+        one = f"({plan.values})"
+        sql = plan.sql.replace(one, ", ".join([one] * len(rows)))
+        args: list[Any] = []
+        for row in rows:
+            args += _bound(plan, row)[1]
+        return self._run(session, driver, connection, dialect, plan, sql, tuple(args))
+
+    async def execute_many(self, session: AsyncSession, rows: list[Mapping[str, Any]]) -> int:
+        """The statement once for each of `rows` (no RETURNING); the rows it changed."""
+        found_driver = await _driver(session) if rows else None
+        bound = None
+        if found_driver is not None:
+            driver, connection = found_driver
+            dialect = session.bind.dialect
+            plan = self.plan(dialect, rows[0])
+            if plan.expanding or plan.row is not None:
+                raise ValueError("db.direct runs many only without lists or RETURNING")
+            bound = [_bound(plan, row) for row in rows]
+        if bound is None:
+            return (await session.execute(self.statement, rows)).rowcount
+        sql, many = plan.sql, [args for _, args in bound]
+        _heard(session, connection, sql, many, True)
+        try:
+            cursor = driver.executemany(sql, many)
+            try:
+                return cursor.rowcount
+            finally:
+                cursor.close()
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(sql, many, error, sqlite3.Error, dialect=dialect) from error
+
+
+def _heard(session: AsyncSession, connection: Any, sql: str, args: Any, many: bool) -> None:
+    """The engine's before_cursor_execute listeners hear it, as they hear SQLAlchemy's."""
+    listeners = session.bind.sync_engine.dispatch.before_cursor_execute
+    if listeners:
+        for listen in listeners:
+            listen(connection, None, sql, args, None, many)
+
+
+def _bound(plan: _Plan, params: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]] | None:
+    """The SQL and its arguments; None for an empty list (SQLAlchemy writes its own SQL)."""
+    values = plan.fixed | dict(params) if plan.fixed else params
+    bind = plan.bind
+    sql, args = plan.sql, []
+    for name in plan.names:
+        value = values[name]
+        process = bind.get(name)
+        if name in plan.expanding:
+            items = list(value)
+            if not items:
+                return None
+            sql = sql.replace(_TOKEN.format(name), ", ".join("?" * len(items)), 1)
+            args += items if process is None else [process(item) for item in items]
+        else:
+            args.append(value if process is None else process(value))
+    return sql, tuple(args)
+
+
+async def _driver(session: AsyncSession) -> tuple[sqlite3.Connection, Any] | None:
+    """The sqlite3 connection of the session's transaction (and SQLAlchemy's connection over
+    it, for the listeners), where a statement may run on it from here; None where SQLAlchemy
+    must run it."""
+    if not inlining():
+        return None
+    sync = session.sync_session
+    root = sync.get_transaction()
+    if root is None:
+        return None
+    nested = sync.get_nested_transaction()
+    known = sync.info.get(_DRIVER)
+    if known is None or known[0] is not root or known[1] is not nested:
+        # The session's connection for this transaction: SQLAlchemy begins it here if it has
+        # not, and emits a savepoint begun since (begin_nested() waits for a statement).
+        connection = await session.connection()
+        if known is None or known[0] is not root:
+            raw = await connection.get_raw_connection()
+            driver = inline_driver(raw.dbapi_connection)
+        else:
+            driver = known[2]
+        known = sync.info[_DRIVER] = (root, nested, driver, connection.sync_connection)
+    driver = known[2]
+    return (driver, known[3]) if driver is not None and driver.in_transaction else None
+
+
+__all__ = ["Direct", "Rows"]

@@ -1,0 +1,286 @@
+"""The add path's statements on SQLite's driver (guidebot.db.direct) are SQLAlchemy's statements.
+
+Each statement here runs both ways on the same rows, SQLAlchemy's `session.execute` and
+`Direct.execute` inside `inline_statements()`, and the two must send the same SQL with the same
+arguments (heard by the engine's `before_cursor_execute`, where the tests that count an add's
+statements listen) and give the same rows, with the same names, and the same row counts. Where a
+statement may not run on the driver (outside inline_statements(), before the transaction has its
+connection, on PostgreSQL) it is SQLAlchemy's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from guidebot.contacts.add_look import _LOOK as LOOK
+from guidebot.contacts.models import Customer, Department, Guide, StoreMembership
+from guidebot.db.direct import Direct
+from guidebot.db.engine import create_engine, create_session_factory
+from guidebot.db.one_hop import inline_statements
+from guidebot.sop.models import SopEnrollment
+
+NOW = datetime(2026, 11, 20, 12, 0, 0, 123456, tzinfo=UTC)
+CUSTOMERS = Customer.__table__
+
+
+@pytest.fixture
+async def sessions(database_url):
+    engine = create_engine(database_url)
+    sessions = create_session_factory(engine)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            insert(Department.__table__),
+            [
+                {
+                    "id": 11,
+                    "name": "张江店",
+                    "code": "S11",
+                    "timezone": "Asia/Shanghai",
+                    "updated_at": NOW,
+                },
+                {"id": 12, "name": "徐汇店", "code": "S12", "timezone": None, "updated_at": NOW},
+            ],
+        )
+        await session.execute(
+            insert(Guide.__table__),
+            [
+                {"userid": "g1", "name": "王芳", "main_department": 11, "updated_at": NOW},
+                {"userid": "g2", "name": "", "main_department": 12, "updated_at": NOW},
+            ],
+        )
+        await session.execute(
+            insert(StoreMembership.__table__),
+            [
+                {"guide_userid": "g1", "store_id": 11, "valid_from": NOW - timedelta(days=9)},
+                {"guide_userid": "g2", "store_id": 12, "valid_from": NOW - timedelta(days=9)},
+            ],
+        )
+    yield sessions
+    await engine.dispose()
+
+
+def heard(sessions) -> tuple[list[tuple[str, tuple, bool]], Callable[[], None]]:
+    """What the engine's before_cursor_execute hears: (SQL, arguments, SQLAlchemy's own run)."""
+    seen: list[tuple[str, tuple, bool]] = []
+
+    def listen(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement, tuple(parameters or ()), context is not None))
+
+    engine = sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", listen)
+    return seen, lambda: event.remove(engine, "before_cursor_execute", listen)
+
+
+async def both_ways(sessions, statement, params, *, on_driver: bool = True) -> tuple:
+    """(SQLAlchemy's rows, rowcount, what it sent), (the driver's), each in its own rolled-back
+    transaction so both start from the same rows."""
+    direct = Direct(statement)
+    outcomes = []
+    for inline in (False, True):
+        seen, stop = heard(sessions)
+        try:
+            with inline_statements():
+                async with sessions() as session, session.begin():
+                    await session.connection()
+                    if inline:
+                        ran = await direct.execute(session, params)
+                        rows, count = [tuple(r) for r in ran.rows], ran.rowcount
+                        names = [r._fields for r in ran.rows]
+                    else:
+                        result = await session.execute(statement, params)
+                        returned = result.all() if result.returns_rows else []
+                        rows, count = [tuple(r) for r in returned], result.rowcount
+                        names = [r._fields for r in returned]
+                    await session.rollback()
+        finally:
+            stop()
+        sent = [(sql, args) for sql, args, _ in seen if not sql.startswith("BEGIN")]
+        by_sqlalchemy = [own for sql, _, own in seen if not sql.startswith("BEGIN")]
+        assert by_sqlalchemy == [not (inline and on_driver)], "which path ran the statement"
+        outcomes.append((rows, names, count, sent))
+    return outcomes[0], outcomes[1]
+
+
+SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@SQLITE
+async def test_the_adds_look_reads_the_same_with_a_literal_limit_and_typed_instants(sessions):
+    for guide, ext in (("g1", "wmc1"), ("g2", "wmc2"), ("nobody", "wmc3")):
+        params = {"guide": guide, "ext": ext, "state": None, "at": NOW}
+        by_sqlalchemy, direct = await both_ways(sessions, LOOK.statement, params)
+        assert direct == by_sqlalchemy
+        [row] = direct[0]
+        if guide == "g1":
+            assert row[0] == "王芳" and row[-3:] == ("S11", "Asia/Shanghai", "张江店")
+
+
+@SQLITE
+async def test_an_upsert_writes_the_same_values_and_counts_the_same_rows(sessions):
+    statement = (
+        insert(CUSTOMERS)
+        .values(
+            external_userid=bindparam("ext"),
+            name=bindparam("name"),
+            created_at=bindparam("at"),
+            updated_at=bindparam("at"),
+        )
+        .prefix_with("OR IGNORE")
+        .returning(CUSTOMERS.c.external_userid, CUSTOMERS.c.created_at)
+    )
+    by_sqlalchemy, direct = await both_ways(
+        sessions, statement, {"ext": "w1", "name": "陈", "at": NOW}
+    )
+    assert direct == by_sqlalchemy
+    assert direct[0] == [("w1", NOW)]  # the instant read back as SQLAlchemy reads it: aware UTC
+
+
+@SQLITE
+async def test_an_update_counts_the_rows_it_changed(sessions):
+    statement = (
+        update(Guide.__table__)
+        .where(Guide.__table__.c.main_department == bindparam("store"))
+        .values(name=bindparam("new_name"))
+    )
+    for store in (11, 99):
+        by_sqlalchemy, direct = await both_ways(
+            sessions, statement, {"store": store, "new_name": "新"}
+        )
+        assert direct == by_sqlalchemy
+        assert direct[2] == (1 if store == 11 else 0)
+
+
+@SQLITE
+async def test_a_list_is_laid_out_per_run_and_an_empty_one_is_sqlalchemys(sessions):
+    enrollments = SopEnrollment.__table__
+    statement = select(enrollments.c.id, enrollments.c.playbook_id).where(
+        enrollments.c.playbook_id.in_(bindparam("playbooks", expanding=True)),
+        enrollments.c.external_userid == bindparam("ext"),
+    )
+    for playbooks in (["a"], ["a", "b", "c"]):
+        by_sqlalchemy, direct = await both_ways(
+            sessions, statement, {"playbooks": playbooks, "ext": "w"}
+        )
+        assert direct == by_sqlalchemy
+        assert direct[3][0][1] == (*playbooks, "w")
+    seen, stop = heard(sessions)
+    try:
+        with inline_statements():
+            async with sessions() as session, session.begin():
+                await session.connection()
+                ran = await Direct(statement).execute(session, {"playbooks": [], "ext": "w"})
+    finally:
+        stop()
+    assert ran.rows == []
+    assert [own for sql, _, own in seen if not sql.startswith("BEGIN")] == [True]
+
+
+@SQLITE
+async def test_outside_inline_statements_or_a_transaction_sqlalchemy_runs_it(sessions):
+    direct = Direct(select(Guide.__table__.c.name).where(Guide.__table__.c.userid == "g1"))
+    seen, stop = heard(sessions)
+    try:
+        async with sessions() as session, session.begin():
+            assert (await direct.execute(session, {})).scalar() == "王芳"
+        with inline_statements():
+            async with sessions() as session:
+                assert (await direct.execute(session, {})).scalar() == "王芳"
+            async with sessions() as session, session.begin():  # the first begins it
+                assert (await direct.execute(session, {})).scalar() == "王芳"
+                assert (await direct.execute(session, {})).scalar() == "王芳"
+    finally:
+        stop()
+    ran_by_sqlalchemy = [own for sql, _, own in seen if "guides" in sql]
+    assert ran_by_sqlalchemy == [True, True, False, False]
+
+
+@SQLITE
+async def test_a_drivers_error_is_sqlalchemys_and_rolls_back_with_the_transaction(sessions):
+    direct = Direct(
+        insert(CUSTOMERS).values(
+            external_userid=bindparam("ext"), created_at=bindparam("at"), updated_at=bindparam("at")
+        )
+    )
+    with inline_statements(), pytest.raises(IntegrityError):
+        async with sessions() as session, session.begin():
+            await direct.execute(session, {"ext": "w9", "at": NOW})
+            await direct.execute(session, {"ext": "w9", "at": NOW})
+    async with sessions() as session:
+        assert (await session.execute(select(CUSTOMERS.c.external_userid))).all() == []
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_on_postgresql_sqlalchemy_runs_it(sessions):
+    by_sqlalchemy, direct = await both_ways(
+        sessions,
+        LOOK.statement,
+        {"guide": "g1", "ext": "wmc1", "state": None, "at": NOW},
+        on_driver=False,
+    )
+    assert direct[:3] == by_sqlalchemy[:3]
+
+
+@SQLITE
+async def test_a_statement_inside_a_savepoint_rolls_back_with_it(sessions):
+    """SQLAlchemy emits a savepoint at the first statement after begin_nested(): a statement
+    on the driver must make it do so, or a failed event's writes would stay in its batch."""
+    direct = Direct(
+        insert(CUSTOMERS).values(
+            external_userid=bindparam("ext"), created_at=bindparam("at"), updated_at=bindparam("at")
+        )
+    )
+    with inline_statements():
+        async with sessions() as session, session.begin():
+            await direct.execute(session, {"ext": "kept", "at": NOW})
+            with pytest.raises(RuntimeError):
+                async with session.begin_nested():
+                    await direct.execute(session, {"ext": "undone", "at": NOW})
+                    raise RuntimeError("the event failed")
+            async with session.begin_nested():
+                await direct.execute(session, {"ext": "also kept", "at": NOW})
+    async with sessions() as session:
+        kept = await session.scalars(
+            select(CUSTOMERS.c.external_userid).order_by("external_userid")
+        )
+        assert list(kept) == ["also kept", "kept"]
+
+
+@SQLITE
+async def test_several_rows_go_in_as_one_statement_as_sqlalchemys_executemany(sessions):
+    """An executemany of an INSERT ... RETURNING is one statement of several VALUES rows in
+    SQLAlchemy ("insertmanyvalues"); insert_rows writes the same statement."""
+    statement = (
+        insert(CUSTOMERS)
+        .prefix_with("OR IGNORE")
+        .returning(CUSTOMERS.c.external_userid, CUSTOMERS.c.name, CUSTOMERS.c.created_at)
+    )
+    rows = [
+        {"external_userid": f"w{n}", "name": f"顾客{n}", "created_at": NOW, "updated_at": NOW}
+        for n in range(3)
+    ]
+    outcomes = []
+    for on_driver in (False, True):
+        seen, stop = heard(sessions)
+        try:
+            with inline_statements():
+                async with sessions() as session, session.begin():
+                    await session.connection()
+                    if on_driver:
+                        ran = (await Direct(statement).insert_rows(session, rows)).rows
+                    else:
+                        ran = (await session.execute(statement, rows)).all()
+                    await session.rollback()
+        finally:
+            stop()
+        sent = [(sql, args, own) for sql, args, own in seen if not sql.startswith("BEGIN")]
+        outcomes.append((sorted(tuple(r) for r in ran), sent))
+    (by_sqlalchemy, sqlalchemy_sent), (direct, direct_sent) = outcomes
+    assert direct == by_sqlalchemy == [(f"w{n}", f"顾客{n}", NOW) for n in range(3)]
+    [(sql, args, own)] = direct_sent
+    assert [(sql, args)] == [(s, a) for s, a, _ in sqlalchemy_sent] and not own
+    assert sql.count("(?, ?, ?, ?)") == 3
