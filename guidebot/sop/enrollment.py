@@ -16,11 +16,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.reading_hours import reading_of
 from guidebot.db.base import constant, only_filters
+from guidebot.db.direct import Direct
 from guidebot.db.engine import upsert_insert
 from guidebot.events import CustomerReplied, publish
 from guidebot.sop.actions import action_for
@@ -489,6 +490,33 @@ async def _sort_handover(
     return moved, stop_changed, stop_taken
 
 
+def _completion():
+    enrollments, tasks = SopEnrollment.__table__, SopTask.__table__
+    # A snoozed task comes back (due again, or shown again): its run is not over.
+    still_open = (*TaskStatus.OPEN, TaskStatus.SNOOZED)
+    open_task = exists().where(
+        and_(tasks.c.enrollment_id == enrollments.c.id, tasks.c.status.in_(still_open))
+    )
+    return (
+        update(enrollments)
+        .where(
+            enrollments.c.id.in_(bindparam("ids", expanding=True)),
+            # By id: the partial index of active runs holds every customer's run.
+            only_filters(enrollments.c.status, constant(EnrollmentStatus.ACTIVE)),
+            ~open_task,
+        )
+        .values(
+            status=EnrollmentStatus.COMPLETED,
+            ended_at=bindparam("now"),
+            updated_at=bindparam("now"),
+        )
+    )
+
+
+# Built once: every add and every welcome's outcome run it (on SQLite's driver: db.direct).
+_COMPLETE = Direct(_completion())
+
+
 async def complete_enrollments(
     session: AsyncSession, enrollment_ids: Iterable[int], now: datetime
 ) -> None:
@@ -496,23 +524,10 @@ async def complete_enrollments(
     ids = sorted(set(enrollment_ids))
     if not ids:
         return
-    # A snoozed task comes back (due again, or shown again): its run is not over.
-    still_open = (*TaskStatus.OPEN, TaskStatus.SNOOZED)
-    open_task = exists().where(
-        and_(SopTask.enrollment_id == SopEnrollment.id, SopTask.status.in_(still_open))
-    )
+    if session.sync_session.autoflush:  # what the ORM statement this was did first
+        await session.flush()
     for start in range(0, len(ids), 500):
-        await session.execute(
-            update(SopEnrollment)
-            .where(
-                SopEnrollment.id.in_(ids[start : start + 500]),
-                # By id: the partial index of active runs holds every customer's run.
-                only_filters(SopEnrollment.status, constant(EnrollmentStatus.ACTIVE)),
-                ~open_task,
-            )
-            .values(status=EnrollmentStatus.COMPLETED, ended_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        await _COMPLETE.execute(session, {"ids": ids[start : start + 500], "now": now})
 
 
 async def record_goal(
