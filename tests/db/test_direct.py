@@ -14,15 +14,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from guidebot.contacts.add_look import _LOOK as LOOK
-from guidebot.contacts.models import Customer, Department, Guide, StoreMembership
+from guidebot.contacts.models import Customer, Department, Guide, Relation, StoreMembership
 from guidebot.db.direct import Direct
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.one_hop import inline_statements
 from guidebot.sop.models import SopEnrollment
+from tests.fuzzing import examples
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, 123456, tzinfo=UTC)
 CUSTOMERS = Customer.__table__
@@ -284,3 +287,79 @@ async def test_several_rows_go_in_as_one_statement_as_sqlalchemys_executemany(se
     [(sql, args, own)] = direct_sent
     assert [(sql, args)] == [(s, a) for s, a, _ in sqlalchemy_sent] and not own
     assert sql.count("(?, ?, ?, ?)") == 3
+
+
+RELATIONS = Relation.__table__
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_INSTANTS = st.datetimes(
+    min_value=datetime(1971, 1, 1), max_value=datetime(9998, 12, 31), timezones=st.timezones()
+)
+_RELATION_ROWS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "guide_userid": st.sampled_from(["g1", "g2"]),
+            "status": st.sampled_from(["active", "lost", "removed"]),
+            "created_at": st.none() | _INSTANTS,
+            "confirmed": st.booleans(),
+            "state": st.none() | _TEXT,
+            "store_id": st.none() | st.sampled_from([11, 12]),
+            "add_way": st.none() | st.integers(-(2**31), 2**31 - 1),
+            "remark": st.none() | _TEXT,
+            "tags": st.lists(st.fixed_dictionaries({"id": _TEXT, "name": _TEXT}), max_size=3),
+            "remark_mobiles": st.lists(_TEXT, max_size=3),
+            "last_event_at": _INSTANTS,
+            "updated_at": _INSTANTS,
+        }
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@SQLITE
+async def test_any_values_are_bound_and_read_back_as_sqlalchemy_does(sessions):
+    """Text of any script, JSON, booleans, integers at their bounds and instants in any zone
+    (stored as UTC, read back aware): the driver's run sends what SQLAlchemy's sends and reads
+    what it reads, through an INSERT of several rows and a SELECT of them."""
+    drawn: list[list[dict]] = []
+
+    @settings(
+        max_examples=examples(300),
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(_RELATION_ROWS)
+    def draw(rows: list[dict]) -> None:
+        drawn.append(rows)
+
+    draw()
+    async with sessions() as session, session.begin():
+        await session.execute(
+            insert(CUSTOMERS),
+            [{"external_userid": f"w{n}", "created_at": NOW, "updated_at": NOW} for n in range(4)],
+        )
+    write = RELATIONS.insert().returning(*RELATIONS.c)
+    read = select(RELATIONS).order_by(RELATIONS.c.external_userid)
+    for rows in drawn:
+        rows = [row | {"external_userid": f"w{n}"} for n, row in enumerate(rows)]
+        outcomes = []
+        for on_driver in (False, True):
+            seen, stop = heard(sessions)
+            try:
+                with inline_statements():
+                    async with sessions() as session, session.begin():
+                        await session.connection()
+                        if on_driver:
+                            written = (await Direct(write).insert_rows(session, rows)).rows
+                            found = (await Direct(read).execute(session, {})).rows
+                        else:
+                            written = (await session.execute(write, rows)).all()
+                            found = (await session.execute(read)).all()
+                        await session.rollback()
+            finally:
+                stop()
+            sent = [(sql, args) for sql, args, _ in seen if not sql.startswith("BEGIN")]
+            outcomes.append(
+                (sorted(map(tuple, written), key=repr), [tuple(r) for r in found], sent)
+            )
+        assert outcomes[1] == outcomes[0]
