@@ -20,6 +20,7 @@ a driver error is raised as SQLAlchemy's wrapped error (an IntegrityError is an 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
 from guidebot.db.one_hop import inline_driver, inlining
+
+log = logging.getLogger(__name__)
 
 # session.info: the transaction and savepoint it was found in, the sqlite3 connection, and
 # SQLAlchemy's connection over it
@@ -134,15 +137,24 @@ class Direct:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._plans: dict[tuple, _Plan] = {}
+        self._plans: dict[tuple, _Plan | None] = {}
 
-    def plan(self, dialect: Dialect, params: Mapping[str, Any]) -> _Plan:
+    def plan(self, dialect: Dialect, params: Mapping[str, Any]) -> _Plan | None:
+        """How the driver runs it; None: SQLAlchemy runs it (what it could not plan, say after
+        an upgrade of SQLAlchemy changed what a compiled statement keeps, is told once)."""
         # An INSERT without .values() writes the columns its parameters name, as SQLAlchemy's
         # own cache keys it; every other statement has one plan.
         keys = tuple(params) if getattr(self.statement, "is_insert", False) else ()
-        plan = self._plans.get((dialect.name, keys))
-        if plan is None:
-            plan = self._plans[(dialect.name, keys)] = _plan(self.statement, dialect, keys)
+        try:
+            return self._plans[(dialect.name, keys)]
+        except KeyError:
+            pass
+        try:
+            plan = _plan(self.statement, dialect, keys)
+        except Exception as exc:
+            log.warning("db.direct: SQLAlchemy runs %s (%s)", _first_line(self.statement), exc)
+            plan = None
+        self._plans[(dialect.name, keys)] = plan
         return plan
 
     async def execute(self, session: AsyncSession, params: Mapping[str, Any]) -> Rows:
@@ -152,11 +164,10 @@ class Direct:
             driver, connection = found_driver
             dialect = session.bind.dialect
             plan = self.plan(dialect, params)
-            bound = _bound(plan, params)
+            bound = None if plan is None else _bound(plan, params)
         if bound is None:
             result = await session.execute(self.statement, params)
-            rows = result.all() if result.returns_rows else []
-            return Rows(rows, result.rowcount)
+            return _rows_of(result)
         sql, args = bound
         return self._run(session, driver, connection, dialect, plan, sql, args)
 
@@ -191,11 +202,10 @@ class Direct:
             driver, connection = found_driver
             dialect = session.bind.dialect
             plan = self.plan(dialect, rows[0])
-            if plan.values is None or len(rows) * len(plan.names) > _MOST_ARGUMENTS:
+            if plan is None or plan.values is None or len(rows) * len(plan.names) > _MOST_ARGUMENTS:
                 plan = None
         if plan is None:
-            result = await session.execute(self.statement, rows)
-            return Rows(result.all() if result.returns_rows else [], result.rowcount)
+            return _rows_of(await session.execute(self.statement, rows))
         one = f"({plan.values})"
         sql = plan.sql.replace(one, ", ".join([one] * len(rows)))
         args: list[Any] = []
@@ -211,9 +221,9 @@ class Direct:
             driver, connection = found_driver
             dialect = session.bind.dialect
             plan = self.plan(dialect, rows[0])
-            if plan.expanding or plan.row is not None:
-                raise ValueError("db.direct runs many only without lists or RETURNING")
-            bound = [_bound(plan, row) for row in rows]
+            # Lists and RETURNING are not for executemany: SQLAlchemy's way for those.
+            if plan is not None and not plan.expanding and plan.row is None:
+                bound = [_bound(plan, row) for row in rows]
         if bound is None:
             return (await session.execute(self.statement, rows)).rowcount
         sql, many = plan.sql, [args for _, args in bound]
@@ -226,6 +236,16 @@ class Direct:
                 cursor.close()
         except sqlite3.Error as error:
             raise DBAPIError.instance(sql, many, error, sqlite3.Error, dialect=dialect) from error
+
+
+def _rows_of(result: Any) -> Rows:
+    """SQLAlchemy's result as a Rows (an ORM statement's result has no row count)."""
+    returns_rows = getattr(result, "returns_rows", True)
+    return Rows(result.all() if returns_rows else [], getattr(result, "rowcount", -1))
+
+
+def _first_line(statement: Executable) -> str:
+    return str(statement).strip().splitlines()[0][:80]
 
 
 def _heard(session: AsyncSession, connection: Any, sql: str, args: Any, many: bool) -> None:

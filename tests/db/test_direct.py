@@ -363,3 +363,22 @@ async def test_any_values_are_bound_and_read_back_as_sqlalchemy_does(sessions):
                 (sorted(map(tuple, written), key=repr), [tuple(r) for r in found], sent)
             )
         assert outcomes[1] == outcomes[0]
+
+
+@SQLITE
+async def test_what_cannot_be_planned_is_sqlalchemys_and_said_once(sessions, caplog):
+    """An ORM statement would have autoflushed the session first: SQLAlchemy runs it, as it
+    runs anything the driver's plan cannot hold, and the log says so once."""
+    direct = Direct(select(Guide.name).where(Guide.userid == "g1"))
+    seen, stop = heard(sessions)
+    try:
+        with inline_statements(), caplog.at_level("WARNING", logger="guidebot.db.direct"):
+            async with sessions() as session, session.begin():
+                await session.connection()
+                for _ in range(2):
+                    assert (await direct.execute(session, {})).scalar() == "王芳"
+    finally:
+        stop()
+    assert [own for sql, _, own in seen if "guides" in sql] == [True, True]
+    [said] = [r.getMessage() for r in caplog.records if r.name == "guidebot.db.direct"]
+    assert "SQLAlchemy runs SELECT guides.name" in said and "Core statements only" in said
