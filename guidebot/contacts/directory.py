@@ -32,6 +32,7 @@ from guidebot.contacts.models import (
     Transfer,
 )
 from guidebot.db.base import UTCDateTime
+from guidebot.db.direct import Direct
 from guidebot.db.engine import upsert_insert
 from guidebot.events import GuideLeft, publish
 
@@ -115,12 +116,13 @@ def store_at_query(guide: Any, at: Any):
     )
 
 
-_STORE_AT = store_at_query(bindparam("guide"), bindparam("at", type_=UTCDateTime))
+# On SQLite's driver on the inbox worker's paths (db.direct).
+_STORE_AT = Direct(store_at_query(bindparam("guide"), bindparam("at", type_=UTCDateTime)))
 
 
 async def store_at(session: AsyncSession, userid: str, at: datetime) -> int | None:
     """The store the guide belonged to at `at`: their main department if it was a store."""
-    return (await session.execute(_STORE_AT, {"guide": userid, "at": at})).scalar()
+    return (await _STORE_AT.execute(session, {"guide": userid, "at": at})).scalar()
 
 
 def store_zone(store: Department | None, default: str) -> ZoneInfo:

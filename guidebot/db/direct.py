@@ -68,6 +68,9 @@ class Rows:
             raise LookupError(f"expected at most one row, got {len(self.rows)}")
         return self.rows[0] if self.rows else None
 
+    def first(self) -> Any:
+        return self.rows[0] if self.rows else None
+
     def scalar(self) -> Any:
         return self.rows[0][0] if self.rows else None
 

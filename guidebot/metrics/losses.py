@@ -34,6 +34,7 @@ from guidebot.config import Settings
 from guidebot.contacts.directory import store_at
 from guidebot.contacts.models import Customer, Department, Guide, Relation, RelationStatus
 from guidebot.content.models import ContentForward, ContentItem
+from guidebot.db.direct import Direct
 from guidebot.db.engine import upsert_insert
 from guidebot.db.parking import is_row_error
 from guidebot.events import RelationEnded, Subscribers
@@ -58,7 +59,7 @@ SNIPPET = 24  # characters of a message sent last
 # Built once, Core: every deletion by a customer runs them in the callback's transaction.
 _FORWARDS, _ITEMS, _TASKS = ContentForward.__table__, ContentItem.__table__, SopTask.__table__
 _RELATIONS, _CUSTOMERS = Relation.__table__, Customer.__table__
-_LAST_FORWARD = (
+_LAST_FORWARD = Direct(
     select(_ITEMS.c.title, _FORWARDS.c.sent_at)
     .join(_ITEMS, _ITEMS.c.id == _FORWARDS.c.item_id)
     .where(
@@ -69,7 +70,7 @@ _LAST_FORWARD = (
     .order_by(_FORWARDS.c.sent_at.desc())
     .limit(1)
 )
-_LAST_MESSAGE = (
+_LAST_MESSAGE = Direct(
     select(_TASKS.c.message, _TASKS.c.sent_at)
     .where(
         _TASKS.c.guide_userid == bindparam("guide"),
@@ -83,7 +84,7 @@ _LAST_MESSAGE = (
     .limit(1)
 )
 # The pair as the deletion left it, with the customer's WeCom name.
-_ENDED_PAIR = (
+_ENDED_PAIR = Direct(
     select(
         _RELATIONS.c.status,
         _RELATIONS.c.ended_at,
@@ -98,7 +99,7 @@ _ENDED_PAIR = (
     )
 )
 _RECORD_LOSS = {
-    name: upsert_insert(name)(LostAlert.__table__).on_conflict_do_nothing()
+    name: Direct(upsert_insert(name)(LostAlert.__table__).on_conflict_do_nothing())
     for name in ("sqlite", "postgresql")
 }
 
@@ -108,8 +109,8 @@ async def _last_sent(
 ) -> tuple[str | None, datetime | None]:
     """What the guide sent the customer last: a forwarded item's title or a playbook's text."""
     pair = {"guide": guide, "customer": customer, "before": before}
-    forward = (await session.execute(_LAST_FORWARD, pair)).first()
-    message = (await session.execute(_LAST_MESSAGE, pair)).first()
+    forward = (await _LAST_FORWARD.execute(session, pair)).first()
+    message = (await _LAST_MESSAGE.execute(session, pair)).first()
     if forward and (not message or forward[1] >= message[1]):
         return f"《{forward[0]}》", forward[1]
     if message:
@@ -134,13 +135,13 @@ async def on_relation_ended(session: AsyncSession, event: RelationEnded) -> None
 
 async def _record_loss(session: AsyncSession, event: RelationEnded) -> None:
     guide, customer = event.guide_userid, event.external_userid
-    pair = (await session.execute(_ENDED_PAIR, {"guide": guide, "customer": customer})).first()
+    pair = (await _ENDED_PAIR.execute(session, {"guide": guide, "customer": customer})).first()
     # Only the end that made it lost (a stale repeat leaves the status as it was).
     if pair is None or pair.status != RelationStatus.LOST or pair.ended_at is None:
         return
     last_sent, last_sent_at = await _last_sent(session, guide, customer, pair.ended_at)
-    await session.execute(
-        _RECORD_LOSS[session.bind.dialect.name],
+    await _RECORD_LOSS[session.bind.dialect.name].execute(
+        session,
         {
             "guide_userid": guide,
             "external_userid": customer,
