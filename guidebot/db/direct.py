@@ -1,4 +1,4 @@
-"""The add path's hot statements, run on SQLite's driver instead of through SQLAlchemy.
+"""Hot statements of the inbox worker and the welcome lane, run on SQLite's driver.
 
 At a livestream's rate an add runs about fifteen short statements, and SQLAlchemy's Python
 around each one (the session, the connection, the compiled cache, the execution context, the
