@@ -160,22 +160,26 @@ class Direct:
         self._plans[(dialect.name, keys)] = plan
         return plan
 
+    async def _on_driver(self, session: AsyncSession, params: Mapping[str, Any]) -> tuple | None:
+        """(the sqlite3 connection, SQLAlchemy's, the dialect, the plan) where the driver may
+        run it; None where SQLAlchemy must."""
+        found = await _driver(session)
+        if found is None:
+            return None
+        dialect = session.bind.dialect
+        plan = self.plan(dialect, params)
+        return None if plan is None else (*found, dialect, plan)
+
     async def execute(self, session: AsyncSession, params: Mapping[str, Any]) -> Rows:
-        found_driver = await _driver(session)
-        bound = None
-        if found_driver is not None:
-            driver, connection = found_driver
-            dialect = session.bind.dialect
-            plan = self.plan(dialect, params)
-            bound = None if plan is None else _bound(plan, params)
+        on_driver = await self._on_driver(session, params)
+        bound = None if on_driver is None else _bound(on_driver[3], params)
         if bound is None:
-            result = await session.execute(self.statement, params)
-            return _rows_of(result)
-        sql, args = bound
-        return self._run(session, driver, connection, dialect, plan, sql, args)
+            return _rows_of(await session.execute(self.statement, params))
+        return self._run(session, *on_driver, *bound)
 
     @staticmethod
     def _run(session, driver, connection, dialect, plan: _Plan, sql: str, args: tuple) -> Rows:
+        """On the driver: the statement, its rows as SQLAlchemy would read them."""
         _heard(session, connection, sql, args, False)
         try:
             cursor = driver.execute(sql, args)
@@ -199,37 +203,26 @@ class Direct:
         """An INSERT of several rows (each with the same columns) as one statement, with what
         its RETURNING gives, in no particular order: SQLAlchemy's executemany of an INSERT
         ... RETURNING does the same ("insertmanyvalues")."""
-        found_driver = await _driver(session) if rows else None
-        plan = None
-        if found_driver is not None:
-            driver, connection = found_driver
-            dialect = session.bind.dialect
-            plan = self.plan(dialect, rows[0])
-            if plan is None or plan.values is None or len(rows) * len(plan.names) > _MOST_ARGUMENTS:
-                plan = None
-        if plan is None:
+        on_driver = await self._on_driver(session, rows[0]) if rows else None
+        plan = None if on_driver is None else on_driver[3]
+        if plan is None or plan.values is None or len(rows) * len(plan.names) > _MOST_ARGUMENTS:
             return _rows_of(await session.execute(self.statement, rows))
         one = f"({plan.values})"
         sql = plan.sql.replace(one, ", ".join([one] * len(rows)))
         args: list[Any] = []
         for row in rows:
             args += _bound(plan, row)[1]
-        return self._run(session, driver, connection, dialect, plan, sql, tuple(args))
+        return self._run(session, *on_driver, sql, tuple(args))
 
     async def execute_many(self, session: AsyncSession, rows: list[Mapping[str, Any]]) -> int:
         """The statement once for each of `rows` (no RETURNING); the rows it changed."""
-        found_driver = await _driver(session) if rows else None
-        bound = None
-        if found_driver is not None:
-            driver, connection = found_driver
-            dialect = session.bind.dialect
-            plan = self.plan(dialect, rows[0])
-            # Lists and RETURNING are not for executemany: SQLAlchemy's way for those.
-            if plan is not None and not plan.expanding and plan.row is None:
-                bound = [_bound(plan, row) for row in rows]
-        if bound is None:
+        on_driver = await self._on_driver(session, rows[0]) if rows else None
+        plan = None if on_driver is None else on_driver[3]
+        # Lists and RETURNING are not for executemany: SQLAlchemy's way for those.
+        if plan is None or plan.expanding or plan.row is not None:
             return (await session.execute(self.statement, rows)).rowcount
-        sql, many = plan.sql, [args for _, args in bound]
+        driver, connection, dialect, _ = on_driver
+        sql, many = plan.sql, [_bound(plan, row)[1] for row in rows]
         _heard(session, connection, sql, many, True)
         try:
             cursor = driver.executemany(sql, many)

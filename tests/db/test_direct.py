@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -79,33 +80,42 @@ def heard(sessions) -> tuple[list[tuple[str, tuple, bool]], Callable[[], None]]:
     return seen, lambda: event.remove(engine, "before_cursor_execute", listen)
 
 
-async def both_ways(sessions, statement, params, *, on_driver: bool = True) -> tuple:
-    """(SQLAlchemy's rows, rowcount, what it sent), (the driver's), each in its own rolled-back
-    transaction so both start from the same rows."""
-    direct = Direct(statement)
+async def each_way(sessions, run) -> list[tuple[Any, list[tuple[str, tuple, bool]]]]:
+    """`run(session, on_driver)` by SQLAlchemy, then on the driver, each in its own rolled-back
+    transaction so both start from the same rows: what each gave, and what it sent (the SQL,
+    its arguments, and whether SQLAlchemy's own execution sent it)."""
     outcomes = []
-    for inline in (False, True):
+    for on_driver in (False, True):
         seen, stop = heard(sessions)
         try:
             with inline_statements():
                 async with sessions() as session, session.begin():
                     await session.connection()
-                    if inline:
-                        ran = await direct.execute(session, params)
-                        rows, count = [tuple(r) for r in ran.rows], ran.rowcount
-                        names = [r._fields for r in ran.rows]
-                    else:
-                        result = await session.execute(statement, params)
-                        returned = result.all() if result.returns_rows else []
-                        rows, count = [tuple(r) for r in returned], result.rowcount
-                        names = [r._fields for r in returned]
+                    got = await run(session, on_driver)
                     await session.rollback()
         finally:
             stop()
-        sent = [(sql, args) for sql, args, _ in seen if not sql.startswith("BEGIN")]
-        by_sqlalchemy = [own for sql, _, own in seen if not sql.startswith("BEGIN")]
-        assert by_sqlalchemy == [not (inline and on_driver)], "which path ran the statement"
-        outcomes.append((rows, names, count, sent))
+        outcomes.append((got, [sent for sent in seen if not sent[0].startswith("BEGIN")]))
+    return outcomes
+
+
+async def both_ways(sessions, statement, params, *, on_driver: bool = True) -> tuple:
+    """(SQLAlchemy's rows, their names, rowcount, what it sent), then the driver's."""
+    direct = Direct(statement)
+
+    async def run(session, driver: bool):
+        if driver:
+            ran = await direct.execute(session, params)
+            rows, count = ran.rows, ran.rowcount
+        else:
+            result = await session.execute(statement, params)
+            rows, count = (result.all() if result.returns_rows else []), result.rowcount
+        return [tuple(r) for r in rows], [r._fields for r in rows], count
+
+    outcomes = []
+    for n, (got, sent) in enumerate(await each_way(sessions, run)):
+        assert [own for *_, own in sent] == [not (n and on_driver)], "which path ran it"
+        outcomes.append((*got, [(sql, args) for sql, args, _ in sent]))
     return outcomes[0], outcomes[1]
 
 
@@ -266,23 +276,13 @@ async def test_several_rows_go_in_as_one_statement_as_sqlalchemys_executemany(se
         {"external_userid": f"w{n}", "name": f"顾客{n}", "created_at": NOW, "updated_at": NOW}
         for n in range(3)
     ]
-    outcomes = []
-    for on_driver in (False, True):
-        seen, stop = heard(sessions)
-        try:
-            with inline_statements():
-                async with sessions() as session, session.begin():
-                    await session.connection()
-                    if on_driver:
-                        ran = (await Direct(statement).insert_rows(session, rows)).rows
-                    else:
-                        ran = (await session.execute(statement, rows)).all()
-                    await session.rollback()
-        finally:
-            stop()
-        sent = [(sql, args, own) for sql, args, own in seen if not sql.startswith("BEGIN")]
-        outcomes.append((sorted(tuple(r) for r in ran), sent))
-    (by_sqlalchemy, sqlalchemy_sent), (direct, direct_sent) = outcomes
+
+    async def run(session, on_driver: bool):
+        if on_driver:
+            return sorted(tuple(r) for r in await Direct(statement).insert_rows(session, rows))
+        return sorted(tuple(r) for r in (await session.execute(statement, rows)).all())
+
+    (by_sqlalchemy, sqlalchemy_sent), (direct, direct_sent) = await each_way(sessions, run)
     assert direct == by_sqlalchemy == [(f"w{n}", f"顾客{n}", NOW) for n in range(3)]
     [(sql, args, own)] = direct_sent
     assert [(sql, args)] == [(s, a) for s, a, _ in sqlalchemy_sent] and not own
@@ -342,26 +342,20 @@ async def test_any_values_are_bound_and_read_back_as_sqlalchemy_does(sessions):
     read = select(RELATIONS).order_by(RELATIONS.c.external_userid)
     for rows in drawn:
         rows = [row | {"external_userid": f"w{n}"} for n, row in enumerate(rows)]
-        outcomes = []
-        for on_driver in (False, True):
-            seen, stop = heard(sessions)
-            try:
-                with inline_statements():
-                    async with sessions() as session, session.begin():
-                        await session.connection()
-                        if on_driver:
-                            written = (await Direct(write).insert_rows(session, rows)).rows
-                            found = (await Direct(read).execute(session, {})).rows
-                        else:
-                            written = (await session.execute(write, rows)).all()
-                            found = (await session.execute(read)).all()
-                        await session.rollback()
-            finally:
-                stop()
-            sent = [(sql, args) for sql, args, _ in seen if not sql.startswith("BEGIN")]
-            outcomes.append(
-                (sorted(map(tuple, written), key=repr), [tuple(r) for r in found], sent)
-            )
+
+        async def run(session, on_driver: bool, rows=rows):
+            if on_driver:
+                written = await Direct(write).insert_rows(session, rows)
+                found = await Direct(read).execute(session, {})
+            else:
+                written = await session.execute(write, rows)
+                found = await session.execute(read)
+            return sorted(map(tuple, written), key=repr), [tuple(r) for r in found]
+
+        outcomes = [
+            (got, [(sql, args) for sql, args, _ in sent])
+            for got, sent in await each_way(sessions, run)
+        ]
         assert outcomes[1] == outcomes[0]
 
 
