@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import product
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -315,6 +316,26 @@ async def _insert_tasks(
 # ---- stopping, moving, completing ------------------------------------------------------------
 
 
+def _active_runs(with_guide: bool, with_ids: bool, with_begun_by: bool) -> Direct:
+    """The customer's active enrollments (id, settings), narrowed as stop_enrollments asks."""
+    enrollments = SopEnrollment.__table__
+    query = select(enrollments.c.id, enrollments.c.settings).where(
+        enrollments.c.external_userid == bindparam("ext"),
+        enrollments.c.status == constant(EnrollmentStatus.ACTIVE),
+    )
+    if with_guide:
+        query = query.where(enrollments.c.guide_userid == bindparam("guide"))
+    if with_ids:
+        query = query.where(enrollments.c.id.in_(bindparam("ids", expanding=True)))
+    if with_begun_by:
+        query = query.where(enrollments.c.enrolled_at <= bindparam("begun_by"))
+    return Direct(query)
+
+
+# Built once for each way of asking: every end of a pair asks (on SQLite's driver: db.direct).
+_ACTIVE_RUNS = {shape: _active_runs(*shape) for shape in product((False, True), repeat=3)}
+
+
 async def stop_enrollments(
     session: AsyncSession,
     *,
@@ -335,17 +356,17 @@ async def stop_enrollments(
     `guide_userid` is None (an event about the customer, such as an order). With `begun_by`,
     only enrollments that had begun by then (an event reported late).
     """
-    query = select(SopEnrollment.id, SopEnrollment.settings).where(
-        SopEnrollment.external_userid == external_userid,
-        SopEnrollment.status == constant(EnrollmentStatus.ACTIVE),
-    )
+    if session.sync_session.autoflush:  # what the ORM statement this was did first
+        await session.flush()
+    asked: dict[str, Any] = {"ext": external_userid}
     if guide_userid is not None:
-        query = query.where(SopEnrollment.guide_userid == guide_userid)
+        asked["guide"] = guide_userid
     if enrollment_ids is not None:
-        query = query.where(SopEnrollment.id.in_(list(enrollment_ids)))
+        asked["ids"] = list(enrollment_ids)
     if begun_by is not None:
-        query = query.where(SopEnrollment.enrolled_at <= begun_by)
-    found = (await session.execute(query)).all()
+        asked["begun_by"] = begun_by
+    shape = ("guide" in asked, "ids" in asked, "begun_by" in asked)
+    found = await _ACTIVE_RUNS[shape].execute(session, asked)
     ids = [
         eid
         for eid, settings in found

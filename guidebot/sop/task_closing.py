@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.db.base import constant
+from guidebot.db.direct import Direct
 from guidebot.sop.enrollment import complete_enrollments
 from guidebot.sop.models import (
     Action,
@@ -52,15 +53,31 @@ def _closed(reason: str, now: datetime) -> dict:
 
 # Still to be acted on: not sent yet, or sent to the guide and waiting for them (a welcome
 # or a tag that is `sent` is settled: it reached the customer).
+_TASKS = SopTask.__table__
 _WAITING = or_(
-    SopTask.status.in_((TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SNOOZED)),
-    and_(SopTask.status == TaskStatus.SENT, SopTask.action.in_(Action.GUIDE_FACING)),
+    _TASKS.c.status.in_((TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SNOOZED)),
+    and_(_TASKS.c.status == TaskStatus.SENT, _TASKS.c.action.in_(Action.GUIDE_FACING)),
+)
+# Built once: every end of a pair asks (on SQLite's driver: db.direct).
+_PAIR_WAITING = Direct(
+    select(_TASKS.c.enrollment_id).where(
+        _TASKS.c.external_userid == bindparam("ext"),
+        _TASKS.c.guide_userid == bindparam("guide"),
+        _WAITING,
+    )
 )
 
 
 async def _close_where(session: AsyncSession, where: list, reason: str, now: datetime) -> int:
     where = [*where, _WAITING]
     enrollments = set(await session.scalars(select(SopTask.enrollment_id).where(*where)))
+    return await _close(session, where, enrollments, reason, now)
+
+
+async def _close(
+    session: AsyncSession, where: list, enrollments: set[int], reason: str, now: datetime
+) -> int:
+    """Close the tasks `where` finds (waiting ones), of `enrollments`."""
     if not enrollments:
         return 0
     closed = (
@@ -79,12 +96,12 @@ async def close_pair_tasks(
     session: AsyncSession, *, external_userid: str, guide_userid: str, reason: str, now: datetime
 ) -> int:
     """The relation ended: the pair's tasks the guide could act on close with the reason."""
-    closed = await _close_where(
-        session,
-        [SopTask.external_userid == external_userid, SopTask.guide_userid == guide_userid],
-        reason,
-        now,
-    )
+    if session.sync_session.autoflush:  # what the ORM statement this was did first
+        await session.flush()
+    pair = {"ext": external_userid, "guide": guide_userid}
+    enrollments = {row[0] for row in await _PAIR_WAITING.execute(session, pair)}
+    where = [_TASKS.c.external_userid == external_userid, _TASKS.c.guide_userid == guide_userid]
+    closed = await _close(session, [*where, _WAITING], enrollments, reason, now)
     if closed:
         log.info("%d task(s) of %s/%s closed: %s", closed, guide_userid, external_userid, reason)
     return closed
