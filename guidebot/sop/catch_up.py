@@ -29,8 +29,9 @@ from guidebot.contacts.models import Customer, Relation, RelationStatus
 from guidebot.db.engine import upsert_insert
 from guidebot.db.parking import isolating, unparked
 from guidebot.sop.audience import audience_matches, subject_for
+from guidebot.sop.completion import complete_enrollments
 from guidebot.sop.context import SopRuntime
-from guidebot.sop.enrollment import complete_enrollments, enroll
+from guidebot.sop.enrollment import enroll
 from guidebot.sop.models import MissedStatus, SopMissed, SopTask, TaskStatus
 from guidebot.sop.playbook import TAG_EVENT_PREFIX, Playbook
 

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guidebot.contacts.models import Relation, RelationStatus
 from guidebot.sop.actions import action_for
 from guidebot.sop.audience import audience_matches, subject_for
-from guidebot.sop.enrollment import complete_enrollments, enroll
+from guidebot.sop.completion import complete_enrollments
+from guidebot.sop.enrollment import enroll
 from guidebot.sop.models import CompletedBy, SopTask, TaskStatus
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.queries import actionable_by_guide

@@ -10,23 +10,24 @@ own, else the playbook's), commit together.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import product
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.reading_hours import reading_of
-from guidebot.db.base import constant, only_filters
+from guidebot.db.base import constant
 from guidebot.db.direct import Direct
 from guidebot.db.engine import upsert_insert
 from guidebot.events import CustomerReplied, publish
 from guidebot.sop.actions import action_for
 from guidebot.sop.audience import Subject
+from guidebot.sop.completion import complete_enrollments
 from guidebot.sop.dates import same_year
 from guidebot.sop.holdout import HOLDOUT, assign, count_goal
 from guidebot.sop.models import CompletedBy, EnrollmentStatus, SopEnrollment, SopTask, TaskStatus
@@ -509,46 +510,6 @@ async def _sort_handover(
             continue
         moved.append(enrollment.id)
     return moved, stop_changed, stop_taken
-
-
-def _completion():
-    enrollments, tasks = SopEnrollment.__table__, SopTask.__table__
-    # A snoozed task comes back (due again, or shown again): its run is not over.
-    still_open = (*TaskStatus.OPEN, TaskStatus.SNOOZED)
-    open_task = exists().where(
-        and_(tasks.c.enrollment_id == enrollments.c.id, tasks.c.status.in_(still_open))
-    )
-    return (
-        update(enrollments)
-        .where(
-            enrollments.c.id.in_(bindparam("ids", expanding=True)),
-            # By id: the partial index of active runs holds every customer's run.
-            only_filters(enrollments.c.status, constant(EnrollmentStatus.ACTIVE)),
-            ~open_task,
-        )
-        .values(
-            status=EnrollmentStatus.COMPLETED,
-            ended_at=bindparam("now"),
-            updated_at=bindparam("now"),
-        )
-    )
-
-
-# Built once: every add and every welcome's outcome run it (on SQLite's driver: db.direct).
-_COMPLETE = Direct(_completion())
-
-
-async def complete_enrollments(
-    session: AsyncSession, enrollment_ids: Iterable[int], now: datetime
-) -> None:
-    """Active enrollments with no open task left are completed."""
-    ids = sorted(set(enrollment_ids))
-    if not ids:
-        return
-    if session.sync_session.autoflush:  # what the ORM statement this was did first
-        await session.flush()
-    for start in range(0, len(ids), 500):
-        await _COMPLETE.execute(session, {"ids": ids[start : start + 500], "now": now})
 
 
 async def record_goal(

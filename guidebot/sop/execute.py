@@ -20,8 +20,8 @@ from guidebot.db.direct import Direct
 from guidebot.db.parking import describe_error, is_outage
 from guidebot.sop.actions import action_for
 from guidebot.sop.actions.base import Outcome, Prepared, Shared, TickReport
+from guidebot.sop.completion import complete_enrollments
 from guidebot.sop.context import SopRuntime
-from guidebot.sop.enrollment import complete_enrollments
 from guidebot.sop.models import SopTask, TaskStatus
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,9 @@ from guidebot.db.parking import describe_error, isolating, park
 from guidebot.sop.actions import action_for, actions_where
 from guidebot.sop.actions.base import Prepared, SendTime, TickReport, Verdict
 from guidebot.sop.audience import tag_keys
+from guidebot.sop.completion import complete_enrollments
 from guidebot.sop.context import SopRuntime
-from guidebot.sop.enrollment import complete_enrollments, stop_enrollments
+from guidebot.sop.enrollment import stop_enrollments
 from guidebot.sop.messages import content_items, message_for
 from guidebot.sop.models import EnrollmentStatus, SopEnrollment, SopTask, TaskStatus
 from guidebot.sop.queue import TASK_QUEUE, TASKS_TABLE, TICK_JOB

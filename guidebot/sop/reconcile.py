@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from guidebot.db.parking import describe_error, is_row_error, isolating, park, unparked
 from guidebot.sop.actions import action_for
+from guidebot.sop.completion import complete_enrollments
 from guidebot.sop.context import SopRuntime
-from guidebot.sop.enrollment import complete_enrollments
 from guidebot.sop.execute import RETRY, SETTLE
 from guidebot.sop.models import Action, SopTask, TaskStatus
 from guidebot.sop.prepare import SEND_LEASE

@@ -28,8 +28,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
+from guidebot.sop.completion import complete_enrollments
 from guidebot.sop.context import SopRuntime
-from guidebot.sop.enrollment import complete_enrollments
 from guidebot.sop.group_models import GroupSendStatus, SopGroupSend
 from guidebot.sop.models import Action, SopTask, TaskStatus
 

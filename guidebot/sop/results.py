@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.db.parking import isolating, unparked
+from guidebot.sop.completion import complete_enrollments
 from guidebot.sop.context import SopRuntime
-from guidebot.sop.enrollment import complete_enrollments
 from guidebot.sop.models import Action, CompletedBy, SopTask, TaskStatus
 from guidebot.sop.queue import TASKS_TABLE
 from guidebot.sop.reconcile import task_detail

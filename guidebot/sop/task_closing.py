@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.db.base import constant
 from guidebot.db.direct import Direct
-from guidebot.sop.enrollment import complete_enrollments
+from guidebot.sop.completion import complete_enrollments
 from guidebot.sop.models import (
     Action,
     CompletedBy,

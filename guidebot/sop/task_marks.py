@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.sop.enrollment import complete_enrollments
+from guidebot.sop.completion import complete_enrollments
 from guidebot.sop.models import CompletedBy, SopEnrollment, SopTask, TaskStatus
 from guidebot.sop.planner import snap_into_window
 from guidebot.sop.timing import window_from_json, zone_named
