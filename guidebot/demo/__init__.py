@@ -58,6 +58,7 @@ from guidebot.sop.demo_month import day_done, demo_playbook_dir, purchase_odds
 from guidebot.sop.playbook import Playbook
 from guidebot.web.accounts import save_account
 from guidebot.web.keys import CLOCK, SESSIONS, SETTINGS, SOP, WECOM
+from guidebot.web.startup import CONTACTS_STARTUP
 from guidebot.wecom.simulator import SimulatorConfig, create_simulator_app
 
 log = logging.getLogger(__name__)
@@ -420,6 +421,9 @@ async def run_demo(
     try:
         async with aiohttp.ClientSession() as http:
             control = DemoControl(http, sim_url)
+            # The start-up sync lists a corp still being seeded: let it finish first, or its
+            # stale list would mark the guides seeded after it left (as a fresh-clone run saw).
+            await server[CONTACTS_STARTUP]
             await seed_org(control)
             await _sync_directory(server)
             async with server[SESSIONS]() as session, session.begin():
