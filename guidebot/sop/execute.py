@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 _tasks = SopTask.__table__
 OUTCOME_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds between tries to record outcomes
 
-SETTLE = (
+# On SQLite's driver in the welcome lane (db.direct); SQLAlchemy's elsewhere.
+SETTLE = Direct(
     update(_tasks)
     .where(_tasks.c.id == bindparam("b_id"), _tasks.c.status == TaskStatus.SENDING)
     .values(
@@ -45,7 +46,7 @@ SETTLE = (
         updated_at=bindparam("b_now"),
     )
 )
-RETRY = (
+RETRY = Direct(
     update(_tasks)
     .where(_tasks.c.id == bindparam("b_id"), _tasks.c.status == TaskStatus.SENDING)
     .values(
@@ -59,8 +60,6 @@ RETRY = (
         updated_at=bindparam("b_now"),
     )
 )
-# The welcome lane's outcomes, on SQLite's driver (db.direct).
-_SETTLE_EACH, _RETRY_EACH = Direct(SETTLE), Direct(RETRY)
 
 
 async def execute(
@@ -154,9 +153,9 @@ async def record_outcomes(
         try:
             async with runtime.sessions() as session, session.begin():
                 if settle:
-                    await _SETTLE_EACH.execute_many(session, settle)
+                    await SETTLE.execute_many(session, settle)
                 if retry:
-                    await _RETRY_EACH.execute_many(session, retry)
+                    await RETRY.execute_many(session, retry)
                 await _record_effects(session, outcomes)
                 await complete_enrollments(session, {o.enrollment_id for o in outcomes}, now)
             return

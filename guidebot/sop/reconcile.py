@@ -160,9 +160,9 @@ async def _write(
             settle = [params[i][1] for i in ids if params[i][0] == "settle"]
             retry = [params[i][1] for i in ids if params[i][0] == "retry"]
             if settle:
-                await session.execute(SETTLE, settle)
+                await SETTLE.execute_many(session, settle)
             if retry:
-                await session.execute(RETRY, retry)
+                await RETRY.execute_many(session, retry)
             await complete_enrollments(session, {by_id[i].enrollment_id for i in ids}, now)
             return list(ids)
 
