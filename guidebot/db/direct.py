@@ -12,10 +12,12 @@ executes on the sqlite3 connection of the session's transaction and processes th
 It runs directly only where that is the same as SQLAlchemy running it: inside
 `inline_statements()` (db.one_hop), on the main engine's connection, in a transaction the session
 already holds (so the write lock is held and nothing can wait). Anywhere else, and on PostgreSQL,
-it is `session.execute` of the same statement. Core statements only: an ORM statement would have
-autoflushed the session first. The engine's `before_cursor_execute` listeners hear a direct
-statement as they hear SQLAlchemy's (the tests that count an add's statements listen there), and
-a driver error is raised as SQLAlchemy's wrapped error (an IntegrityError is an IntegrityError).
+it is `session.execute` of the same statement. Core statements only (an ORM statement's rows
+are the ORM's to load). Like `session.execute`, a run first flushes what the session holds
+pending (an autoflushing session does so before Core statements too). The engine's
+`before_cursor_execute` listeners hear a direct statement as they hear SQLAlchemy's (the tests
+that count an add's statements listen there), and a driver error is raised as SQLAlchemy's
+wrapped error (an IntegrityError is an IntegrityError).
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Pl
     if not compiled.positional or dialect.paramstyle != "qmark":
         raise ValueError(f"db.direct runs qmark statements only, not {dialect.paramstyle}")
     if getattr(statement, "_propagate_attrs", {}).get("compile_state_plugin") == "orm":
-        raise ValueError("db.direct runs Core statements only (an ORM one would autoflush)")
+        raise ValueError("db.direct runs Core statements only (an ORM one's rows are the ORM's)")
     sql, names = compiled.string, list(compiled.positiontup or ())
     binds = compiled.binds
     for bind in compiled.literal_execute_params:  # LIMIT 1: written into the SQL, once
@@ -166,6 +168,10 @@ class Direct:
         found = await _driver(session)
         if found is None:
             return None
+        sync = session.sync_session
+        # session.execute's autoflush; looked at first, as a flush costs a greenlet's switch
+        if sync.autoflush and (sync.new or sync.deleted or sync.identity_map.check_modified()):
+            await session.flush()
         dialect = session.bind.dialect
         plan = self.plan(dialect, params)
         return None if plan is None else (*found, dialect, plan)

@@ -50,8 +50,6 @@ async def complete_enrollments(
     ids = sorted(set(enrollment_ids))
     if not ids:
         return
-    if session.sync_session.autoflush:  # what the ORM statement this was did first
-        await session.flush()
     for start in range(0, len(ids), 500):
         await _COMPLETE.execute(session, {"ids": ids[start : start + 500], "now": now})
 

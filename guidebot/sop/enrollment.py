@@ -357,8 +357,6 @@ async def stop_enrollments(
     `guide_userid` is None (an event about the customer, such as an order). With `begun_by`,
     only enrollments that had begun by then (an event reported late).
     """
-    if session.sync_session.autoflush:  # what the ORM statement this was did first
-        await session.flush()
     asked: dict[str, Any] = {"ext": external_userid}
     if guide_userid is not None:
         asked["guide"] = guide_userid

@@ -96,8 +96,6 @@ async def close_pair_tasks(
     session: AsyncSession, *, external_userid: str, guide_userid: str, reason: str, now: datetime
 ) -> int:
     """The relation ended: the pair's tasks the guide could act on close with the reason."""
-    if session.sync_session.autoflush:  # what the ORM statement this was did first
-        await session.flush()
     pair = {"ext": external_userid, "guide": guide_userid}
     enrollments = {row[0] for row in await _PAIR_WAITING.execute(session, pair)}
     where = [_TASKS.c.external_userid == external_userid, _TASKS.c.guide_userid == guide_userid]

@@ -10,6 +10,7 @@ connection, on PostgreSQL) it is SQLAlchemy's.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -361,8 +362,8 @@ async def test_any_values_are_bound_and_read_back_as_sqlalchemy_does(sessions):
 
 @SQLITE
 async def test_what_cannot_be_planned_is_sqlalchemys_and_said_once(sessions, caplog):
-    """An ORM statement would have autoflushed the session first: SQLAlchemy runs it, as it
-    runs anything the driver's plan cannot hold, and the log says so once."""
+    """An ORM statement's rows are the ORM's to load: SQLAlchemy runs it, as it runs anything
+    the driver's plan cannot hold, and the log says so once."""
     direct = Direct(select(Guide.name).where(Guide.userid == "g1"))
     seen, stop = heard(sessions)
     try:
@@ -376,3 +377,19 @@ async def test_what_cannot_be_planned_is_sqlalchemys_and_said_once(sessions, cap
     assert [own for sql, _, own in seen if "guides" in sql] == [True, True]
     [said] = [r.getMessage() for r in caplog.records if r.name == "guidebot.db.direct"]
     assert "SQLAlchemy runs SELECT guides.name" in said and "Core statements only" in said
+
+
+@SQLITE
+async def test_a_run_flushes_what_the_session_holds_pending_as_sqlalchemys_does(sessions):
+    """session.execute autoflushes before a Core statement too: a pending object is in the
+    database when the statement runs. A run on the driver does the same."""
+    ask = select(Guide.__table__.c.name).where(Guide.__table__.c.userid == "g3")
+    seen = []
+    for inline in (False, True):
+        with inline_statements() if inline else contextlib.nullcontext():
+            async with sessions() as session, session.begin():
+                await session.connection()
+                session.add(Guide(userid="g3", name="张伟", main_department=11, updated_at=NOW))
+                seen.append((await Direct(ask).execute(session, {})).scalar())
+                await session.rollback()
+    assert seen == ["张伟", "张伟"]
