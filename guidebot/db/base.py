@@ -56,6 +56,37 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    def bind_processor(self, dialect):
+        """On SQLite, the text SQLAlchemy's DATETIME keeps ('YYYY-MM-DD HH:MM:SS.ffffff', in
+        UTC) written in one step: through this decorator and the dialect's formatter it cost
+        about 3 µs a value, and an add writes some sixty."""
+        composed = super().bind_processor(dialect)
+        if dialect.name != "sqlite" or _storage_format(self, dialect) != _SQLITE_DATETIME:
+            return composed
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime: store instants as tz-aware UTC")
+            u = value.astimezone(UTC)
+            return _TEXT % (u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond)
+
+        return process
+
+
+# SQLAlchemy's default text for a DATETIME on SQLite, which UTCDateTime writes itself.
+_SQLITE_DATETIME = (
+    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+)
+
+
+_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
+
+def _storage_format(decorator: TypeDecorator, dialect) -> str | None:
+    return getattr(decorator.impl_instance.dialect_impl(dialect), "_storage_format", None)
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)

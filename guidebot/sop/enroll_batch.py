@@ -181,7 +181,8 @@ async def _enroll_all(
             await count_goal(session, playbook.id, group, at + playbook.goal.within, enrolled=1)
         counts[enrollment_id] = len(planned)
         rows += planned
-        log.info(
+        # The enrollment is its own record; at a livestream's rate a line each is noise.
+        log.debug(
             "enrolled %s/%s in %s v%d (cycle %s, %d tasks, zone %s%s)",
             subject.guide_userid,
             subject.external_userid,
