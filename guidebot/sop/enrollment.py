@@ -335,6 +335,40 @@ def _active_runs(with_guide: bool, with_ids: bool, with_begun_by: bool) -> Direc
 
 # Built once for each way of asking: every end of a pair asks (on SQLite's driver: db.direct).
 _ACTIVE_RUNS = {shape: _active_runs(*shape) for shape in product((False, True), repeat=3)}
+# ...and what it then writes: the runs stopped, their open tasks skipped (plain UPDATEs: no
+# object in the session is brought up to date by them, as the ORM's synchronize_session=False).
+_STOP_RUNS = Direct(
+    update(SopEnrollment.__table__)
+    .where(
+        SopEnrollment.__table__.c.id.in_(bindparam("ids", expanding=True)),
+        SopEnrollment.__table__.c.status == constant(EnrollmentStatus.ACTIVE),
+    )
+    .values(
+        status=EnrollmentStatus.STOPPED,
+        stop_reason=bindparam("reason"),
+        ended_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+)
+_SKIP_OPEN_TASKS = Direct(
+    update(SopTask.__table__)
+    .where(
+        SopTask.__table__.c.enrollment_id.in_(bindparam("ids", expanding=True)),
+        SopTask.__table__.c.status.in_(
+            (TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SNOOZED)
+        ),
+    )
+    .values(
+        status=TaskStatus.SKIPPED,
+        reason=bindparam("why"),
+        welcome_code=None,
+        lease_owner=None,
+        lease_until=None,
+        completed_at=bindparam("now"),
+        completed_by=CompletedBy.ENGINE,
+        updated_at=bindparam("now"),
+    )
+)
 
 
 async def stop_enrollments(
@@ -373,30 +407,8 @@ async def stop_enrollments(
     ]
     if not ids:
         return []
-    await session.execute(
-        update(SopEnrollment)
-        .where(SopEnrollment.id.in_(ids), SopEnrollment.status == constant(EnrollmentStatus.ACTIVE))
-        .values(status=EnrollmentStatus.STOPPED, stop_reason=reason, ended_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    await session.execute(
-        update(SopTask)
-        .where(
-            SopTask.enrollment_id.in_(ids),
-            SopTask.status.in_((TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SNOOZED)),
-        )
-        .values(
-            status=TaskStatus.SKIPPED,
-            reason=f"stopped: {reason}",
-            welcome_code=None,
-            lease_owner=None,
-            lease_until=None,
-            completed_at=now,
-            completed_by=CompletedBy.ENGINE,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    await _STOP_RUNS.execute(session, {"ids": ids, "reason": reason, "now": now})
+    await _SKIP_OPEN_TASKS.execute(session, {"ids": ids, "why": f"stopped: {reason}", "now": now})
     log.info(
         "stopped %d enrollment(s) of %s%s: %s",
         len(ids),
