@@ -34,7 +34,7 @@ from guidebot.config import Settings
 from guidebot.contacts.directory import store_at
 from guidebot.contacts.models import Customer, Department, Guide, Relation, RelationStatus
 from guidebot.content.models import ContentForward, ContentItem
-from guidebot.db.direct import Direct
+from guidebot.db.direct import Direct, savepoint
 from guidebot.db.engine import upsert_insert
 from guidebot.db.parking import is_row_error
 from guidebot.events import RelationEnded, Subscribers
@@ -125,7 +125,7 @@ async def on_relation_ended(session: AsyncSession, event: RelationEnded) -> None
     if event.status != RelationStatus.LOST:
         return
     try:
-        async with session.begin_nested():
+        async with savepoint(session):  # Core statements only: db.direct's savepoint
             await _record_loss(session, event)
     except Exception as exc:
         if not is_row_error(exc):

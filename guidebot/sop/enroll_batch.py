@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.db.direct import Direct
+from guidebot.db.direct import Direct, savepoint
 from guidebot.db.engine import upsert_insert
 from guidebot.sop.audience import Subject
 from guidebot.sop.enrollment import (
@@ -127,7 +127,7 @@ async def enroll_all(
         return []
     if len({p.id for p in playbooks}) != len(playbooks):
         raise ValueError("enroll_all takes each playbook once")
-    async with session.begin_nested():
+    async with savepoint(session):  # Core statements only: db.direct's savepoint
         return await _enroll_all(
             session, playbooks, subject, at, now, default_timezone, welcome_code, claim
         )

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from guidebot.contacts.add_look import _LOOK as LOOK
 from guidebot.contacts.models import Customer, Department, Guide, Relation, StoreMembership
-from guidebot.db.direct import Direct
+from guidebot.db.direct import Direct, savepoint
 from guidebot.db.engine import create_engine, create_session_factory
 from guidebot.db.one_hop import inline_statements
 from guidebot.sop.models import SopEnrollment
@@ -393,3 +393,67 @@ async def test_a_run_flushes_what_the_session_holds_pending_as_sqlalchemys_does(
                 seen.append((await Direct(ask).execute(session, {})).scalar())
                 await session.rollback()
     assert seen == ["张伟", "张伟"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+async def test_a_savepoint_takes_back_its_blocks_writes_and_nothing_before_it(sessions):
+    """db.direct's savepoint, on the driver where a Direct runs there and begin_nested()
+    elsewhere: a block that raises loses its own writes, not those before it (a change the
+    session held pending is flushed first) or after it, and the error goes on."""
+    write = Direct(
+        insert(CUSTOMERS).values(
+            external_userid=bindparam("ext"), created_at=bindparam("at"), updated_at=bindparam("at")
+        )
+    )
+    sqlite = sessions.kw["bind"].dialect.name == "sqlite"
+    seen, stop = heard(sessions)
+    try:
+        with inline_statements():
+            async with sessions() as session, session.begin():
+                await write.execute(session, {"ext": "before", "at": NOW})
+                session.add(Guide(userid="g3", name="张伟", main_department=11, updated_at=NOW))
+                with pytest.raises(RuntimeError, match="the block failed"):
+                    async with savepoint(session):
+                        await write.execute(session, {"ext": "undone", "at": NOW})
+                        raise RuntimeError("the block failed")
+                async with savepoint(session):
+                    await write.execute(session, {"ext": "kept", "at": NOW})
+                    async with savepoint(session):  # nested in it
+                        await write.execute(session, {"ext": "nested", "at": NOW})
+    finally:
+        stop()
+    async with sessions() as session:
+        kept = await session.scalars(
+            select(CUSTOMERS.c.external_userid).order_by("external_userid")
+        )
+        assert list(kept) == ["before", "kept", "nested"]
+        assert await session.scalar(select(Guide.__table__.c.name).where(Guide.userid == "g3"))
+    marks = [sql.split()[0] for sql, _, own in seen if "SAVEPOINT" in sql]
+    owners = {own for sql, _, own in seen if "SAVEPOINT" in sql}
+    # SQLite: on the driver (a rollback to it, then its release), heard by the engine's
+    # listeners all the same; PostgreSQL: SQLAlchemy's begin_nested(), which rolls back only.
+    failed = ["SAVEPOINT", "ROLLBACK", "RELEASE"] if sqlite else ["SAVEPOINT", "ROLLBACK"]
+    assert marks == [*failed, "SAVEPOINT", "SAVEPOINT", "RELEASE", "RELEASE"]
+    assert owners == {not sqlite}
+
+
+@SQLITE
+async def test_outside_inline_statements_a_savepoint_is_sqlalchemys(sessions):
+    write = Direct(
+        insert(CUSTOMERS).values(
+            external_userid=bindparam("ext"), created_at=bindparam("at"), updated_at=bindparam("at")
+        )
+    )
+    seen, stop = heard(sessions)
+    try:
+        async with sessions() as session, session.begin():
+            with pytest.raises(RuntimeError):
+                async with savepoint(session):
+                    await write.execute(session, {"ext": "undone", "at": NOW})
+                    raise RuntimeError("the block failed")
+            await write.execute(session, {"ext": "kept", "at": NOW})
+    finally:
+        stop()
+    async with sessions() as session:
+        assert list(await session.scalars(select(CUSTOMERS.c.external_userid))) == ["kept"]
+    assert [own for sql, _, own in seen if "SAVEPOINT" in sql] == [True, True]
