@@ -29,6 +29,7 @@ from ..records import (
     Member,
     RateLimit,
     Relation,
+    Relations,
     TagGroup,
     Transfer,
     WelcomeCode,
@@ -48,7 +49,7 @@ class StateCore:
         self.members: dict[str, Member] = {}
         self.resigned: dict[str, Member] = {}
         self.customers: dict[str, Customer] = {}
-        self.relations: dict[tuple[str, str], Relation] = {}
+        self.relations = Relations()
         self.welcome_codes: dict[str, WelcomeCode] = {}
         self.welcomes: list[dict[str, Any]] = []
         self.tag_groups: dict[str, TagGroup] = {}
@@ -281,21 +282,13 @@ class StateCore:
 
     def followers(self, external_userid: str) -> list[Relation]:
         return sorted(
-            (
-                r
-                for (_, ext), r in self.relations.items()
-                if ext == external_userid and r.status in FOLLOWING
-            ),
+            (r for r in self.relations.of_customer(external_userid) if r.status in FOLLOWING),
             key=lambda r: (r.createtime, r.userid),
         )
 
     def customers_of(self, userid: str) -> list[Relation]:
         return sorted(
-            (
-                r
-                for (uid, _), r in self.relations.items()
-                if uid == userid and r.status in FOLLOWING
-            ),
+            (r for r in self.relations.of_guide(userid) if r.status in FOLLOWING),
             key=lambda r: (r.createtime, r.external_userid),
         )
 
