@@ -91,6 +91,7 @@ class _Plan:
     row: Callable[..., Any] | None  # the result row's type; None: no rows
     results: tuple[Callable[[Any], Any] | None, ...]
     values: str | None  # an INSERT's one row of VALUES, to write several rows in one statement
+    steps: tuple[tuple[str, Callable[[Any], Any] | None], ...] = ()  # (name, processor) per `?`
 
 
 def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
@@ -134,7 +135,8 @@ def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Pl
             values = many.single_values_expr
     if values is not None and sql.count(f"({values})") != 1:
         values = None
-    return _Plan(sql, tuple(names), fixed, bind_processors, expanding, row, results, values)
+    steps = tuple((name, bind_processors.get(name)) for name in names)
+    return _Plan(sql, tuple(names), fixed, bind_processors, expanding, row, results, values, steps)
 
 
 class Direct:
@@ -263,6 +265,13 @@ def _heard(session: AsyncSession, connection: Any, sql: str, args: Any, many: bo
 def _bound(plan: _Plan, params: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]] | None:
     """The SQL and its arguments; None for an empty list (SQLAlchemy writes its own SQL)."""
     values = plan.fixed | dict(params) if plan.fixed else params
+    if not plan.expanding:  # most statements: one `?` a parameter
+        return plan.sql, tuple(
+            [
+                values[name] if process is None else process(values[name])
+                for name, process in plan.steps
+            ]
+        )
     bind = plan.bind
     sql, args = plan.sql, []
     for name in plan.names:
