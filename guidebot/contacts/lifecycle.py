@@ -27,8 +27,20 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, case, delete, false, func, select, true
+from sqlalchemy import (
+    Integer,
+    String,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.util import identity_key
 
 from guidebot import i18n
 from guidebot.contacts.models import (
@@ -40,7 +52,7 @@ from guidebot.contacts.models import (
     RelationStatus,
     Stage,
 )
-from guidebot.db.base import UTCDateTime
+from guidebot.db.base import UTCDateTime, constant
 from guidebot.db.direct import Direct
 from guidebot.db.engine import upsert_insert
 from guidebot.events import (
@@ -252,23 +264,70 @@ async def on_relation_added(session: AsyncSession, event: RelationAdded) -> None
         row.updated_at = event.now
 
 
+def _ended_look() -> Direct:
+    """The customer's stage row (locked on PostgreSQL) with their relations still active."""
+    relations = Relation.__table__
+    live = (
+        select(func.count())
+        .where(
+            relations.c.external_userid == bindparam("ext"),
+            relations.c.status == constant(RelationStatus.ACTIVE),
+        )
+        .scalar_subquery()
+    )
+    return Direct(
+        select(_STAGES.c.stage, _STAGES.c.store_id, live.label("live"))
+        .where(_STAGES.c.external_userid == bindparam("ext"))
+        .with_for_update(of=_STAGES)
+    )
+
+
+# Built once: every lost or removed customer asks, then writes (on SQLite's driver: db.direct).
+_ENDED_LOOK = _ended_look()
+_LEFT = Direct(  # the guide they left last; their stage, when it moves, and since when
+    update(_STAGES)
+    .where(_STAGES.c.external_userid == bindparam("ext"))
+    .values(guide_userid=bindparam("guide"), updated_at=bindparam("now"))
+)
+_LOST = Direct(
+    update(_STAGES)
+    .where(_STAGES.c.external_userid == bindparam("ext"))
+    .values(
+        guide_userid=bindparam("guide"),
+        stage=Stage.LOST,
+        since=bindparam("at"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
 async def on_relation_ended(session: AsyncSession, event: RelationEnded) -> None:
+    """No relation left with any guide: lost (what move() does, in Core statements)."""
     if event.status not in (RelationStatus.LOST, RelationStatus.REMOVED):
         return  # a transfer's handover side: the customer stays, with the takeover guide
-    row = await _row(session, event.external_userid)
-    if row is None:
+    ext, guide = event.external_userid, event.guide_userid
+    row = (await _ENDED_LOOK.execute(session, {"ext": ext})).first()
+    if row is None or row.live:
         return
-    live = await session.scalar(
-        select(func.count())
-        .select_from(Relation)
-        .where(
-            Relation.external_userid == event.external_userid,
-            Relation.status == RelationStatus.ACTIVE,
+    asked = {"ext": ext, "guide": guide, "at": event.at, "now": event.now}
+    await (_LEFT if row.stage == Stage.LOST else _LOST).execute(session, asked)
+    # A stage object the session holds (an earlier event of the batch read it) reads anew.
+    held = session.sync_session.identity_map.get(identity_key(CustomerStage, ext))
+    if held is not None:
+        session.expire(held)
+    if row.stage != Stage.LOST:
+        before = row.stage or None  # "": the customer's first stage
+        await _log_change(
+            session,
+            ext,
+            guide,
+            row.store_id,
+            before,
+            Stage.LOST,
+            event.at,
+            "relation.ended",
+            event.now,
         )
-    )
-    if not live:
-        row.guide_userid = event.guide_userid  # the guide they left last
-        await move(session, row, Stage.LOST, event.at, "relation.ended", event.now)
 
 
 async def on_transferred(session: AsyncSession, event: RelationTransferred) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from guidebot.contacts.jobs import lifecycle_stages
-from guidebot.contacts.models import CustomerStage, CustomerStageChange
+from guidebot.contacts.models import CustomerStage, CustomerStageChange, Relation
 from guidebot.events import RelationEnded, RelationTransferred, StageChanged, publish
 from tests.content.test_sidebar_api import login
 from tests.metrics.conftest import at
@@ -154,6 +154,32 @@ async def test_losing_one_of_two_guides_or_a_transfer_is_no_loss(h):
     async with h.sessions() as session:
         row = await session.get(CustomerStage, "wmc02")
     assert (row.stage, row.guide_userid) == ("new", "g3")
+
+
+async def test_a_stage_the_session_holds_reads_lost_after_the_last_guide_goes(h):
+    """The end writes the stage in Core statements: an object for it that an earlier event of
+    the same batch (the same session) read must not keep reading what it was."""
+    h.set_time(at(9, 10))
+    await h.add("g1", "wmc03")
+    now = h.clock.now()
+    async with h.sessions() as session, session.begin():
+        held = await session.get(CustomerStage, "wmc03")
+        assert held.stage == "new"
+        await session.execute(
+            update(Relation)
+            .where(Relation.external_userid == "wmc03")
+            .values(status="lost", ended_at=now)
+        )
+        ended = RelationEnded(
+            guide_userid="g1", external_userid="wmc03", status="lost", at=now, source="api", now=now
+        )
+        await publish(session, ended)
+        assert (await session.get(CustomerStage, "wmc03")).stage == "lost"
+    assert await stage(h, "wmc03") == "lost"
+    assert await log(h, "wmc03") == [
+        (None, "new", "relation.added"),
+        ("new", "lost", "relation.ended"),
+    ]
 
 
 async def test_the_stage_in_the_api_the_counts_and_the_sidebar(h):
