@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from guidebot.contacts.models import EARLY
+from guidebot.contacts.models import EARLY, Guide
 from guidebot.intake.models import InboxEvent
 from tests.harness import START, contact_xml
 
@@ -92,6 +92,19 @@ async def test_del_follow_user_marks_the_pair_lost(h):
     assert relation.end_reason == "deleted_by_customer"
     lost = (await h.log("wmc1"))[-1]
     assert (lost.kind, lost.previous_status, lost.store_id) == ("lost", "active", 11)
+
+
+async def test_an_end_for_a_guide_not_yet_synced_records_a_placeholder_and_keeps_known_names(h):
+    """The end of a pair makes sure of its guide in one statement: a guide the address book
+    has not told of yet goes in named by userid, a known guide keeps its name."""
+    at = h.advance(60)
+    await h.deliver(contact_xml("del_follow_user", "gnew", "wmc1", at))
+    await h.deliver(contact_xml("del_follow_user", "g1", "wmc2", at))
+    async with h.sessions() as session:
+        names = dict((await session.execute(select(Guide.userid, Guide.name))).all())
+    assert names["gnew"] == "gnew"
+    assert names["g1"] == "王芳"
+    assert (await h.relation("gnew", "wmc1")).status == "lost"
 
 
 async def test_del_external_contact_marks_the_pair_removed(h):
