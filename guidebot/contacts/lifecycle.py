@@ -282,9 +282,10 @@ def _ended_look() -> Direct:
     )
 
 
-# Built once: every lost or removed customer asks, then writes (on SQLite's driver: db.direct).
+# Built once: every lost or removed customer asks, then writes (on SQLite's driver: db.direct)
+# the guide they left last and, unless lost already, the stage and since when.
 _ENDED_LOOK = _ended_look()
-_LEFT = Direct(  # the guide they left last; their stage, when it moves, and since when
+_LEFT = Direct(
     update(_STAGES)
     .where(_STAGES.c.external_userid == bindparam("ext"))
     .values(guide_userid=bindparam("guide"), updated_at=bindparam("now"))
