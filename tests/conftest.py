@@ -53,6 +53,11 @@ def _private_pg_database(suffix: str = "") -> Iterator[str]:
     name = f"guidebot_test_{os.getpid()}_{uuid.uuid4().hex[:6]}{suffix}"
     _in_a_thread(asyncio.run, _pg_admin(base, f'CREATE DATABASE "{name}"'))
     try:
+        # A commit returns once its WAL is written, not flushed to disk (half a millisecond
+        # each here): what every session sees is the same, and no test crashes the server.
+        _in_a_thread(
+            asyncio.run, _pg_admin(base, f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        )
         yield make_url(base).set(database=name).render_as_string(hide_password=False)
     finally:
         _in_a_thread(asyncio.run, _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
