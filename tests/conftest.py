@@ -8,6 +8,7 @@ import gc
 import os
 import shutil
 import sqlite3
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -205,6 +206,23 @@ def _forget_finished_apps() -> Iterator[None]:
     cache = getattr(web_app, "_cached_build_middleware", None)
     if cache is not None:
         cache.cache_clear()
+
+
+# Each SQLite commit waits for its fsync (guidebot runs synchronous=FULL), about 0.4 ms on a
+# disk here and nothing on a RAM file system; a test's databases and files are thrown away after
+# it, so when /dev/shm is a roomy RAM file system and no other place was asked for (--basetemp,
+# TMPDIR), the tests' temporary directories go there. A process killed mid-write loses nothing
+# either way: only the machine's crash would, and no test crashes the machine.
+RAM_TEMP = Path("/dev/shm")
+RAM_TEMP_FREE = 4 << 30  # bytes: several runs' directories (pytest keeps the last three)
+
+
+def pytest_configure(config) -> None:
+    if config.option.basetemp or os.environ.get("TMPDIR"):
+        return
+    with contextlib.suppress(OSError):
+        if os.access(RAM_TEMP, os.W_OK) and shutil.disk_usage(RAM_TEMP).free >= RAM_TEMP_FREE:
+            tempfile.tempdir = str(RAM_TEMP)
 
 
 def pytest_collection_finish(session) -> None:
