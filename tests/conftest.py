@@ -221,8 +221,9 @@ def pytest_configure(config) -> None:
     if config.option.basetemp or os.environ.get("TMPDIR"):
         return
     with contextlib.suppress(OSError):
-        if os.access(RAM_TEMP, os.W_OK) and shutil.disk_usage(RAM_TEMP).free >= RAM_TEMP_FREE:
-            tempfile.tempdir = str(RAM_TEMP)
+        usable = os.access(RAM_TEMP, os.W_OK) and not os.statvfs(RAM_TEMP).f_flag & os.ST_NOEXEC
+        if usable and shutil.disk_usage(RAM_TEMP).free >= RAM_TEMP_FREE:
+            tempfile.tempdir = str(RAM_TEMP)  # (tests run programs they install there)
 
 
 def pytest_collection_finish(session) -> None:
