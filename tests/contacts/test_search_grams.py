@@ -7,6 +7,7 @@ before, and the migration fills the indexes from the rows already there and goes
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import importlib
 from datetime import UTC, datetime, timedelta
@@ -76,7 +77,11 @@ def collect(strategy: st.SearchStrategy[Any], count: int) -> list[Any]:
     return drawn
 
 
-SCENES = collect(scenes(), examples(100))
+@functools.cache
+def drawn_scenes() -> list[dict[str, Any]]:
+    """The scenes, drawn once per process when a test first asks (not at import: every process
+    that collects the suite imported this module, and the drawing took seconds)."""
+    return collect(scenes(), examples(100))
 
 
 @pytest.fixture
@@ -158,7 +163,7 @@ async def test_short_words_answer_what_a_scan_answers(sessions):
     await _corp(sessions)
     async with sessions() as session:
         assert await grams.available(session)
-    for scene in SCENES:
+    for scene in drawn_scenes():
         async with sessions() as session, session.begin():
             await _scene(session, scene)
         async with sessions() as session:

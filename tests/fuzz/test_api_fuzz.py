@@ -264,12 +264,13 @@ def wrongly_typed(schema: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     return build()
 
 
-def collect(strategy: st.SearchStrategy[Any]) -> list[Any]:
-    """Hypothesis draws (it cannot drive an async test); the server then gets every example."""
+def collect(strategy: st.SearchStrategy[Any], count: int = EXAMPLES_PER_ROUTE) -> list[Any]:
+    """Hypothesis draws (it cannot drive an async test); the server then gets every example.
+    At most `count` of them: a caller that sends fewer asks for fewer, not drawn for nothing."""
     drawn: list[Any] = []
 
     @settings(
-        max_examples=EXAMPLES_PER_ROUTE,
+        max_examples=count,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
