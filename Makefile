@@ -46,6 +46,7 @@ lint: $(STAMP)
 # baseline from the same run.
 bench: $(STAMP)
 	$(BIN)/python -m bench.welcome
+	$(BIN)/python -m bench.add_path
 	$(BIN)/python -m bench.callbacks
 	$(BIN)/python -m bench.sop
 	$(BIN)/python -m bench.metrics
