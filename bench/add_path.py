@@ -31,6 +31,8 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import event
 
+from bench.callbacks import EVENTS
+from bench.callbacks import IDENTITY as BENCH_CORP
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
 from guidebot.config import Settings, WeComIdentity
@@ -39,22 +41,16 @@ from guidebot.web.keys import INBOX_WORKER, SESSIONS
 from guidebot.web.startup import CONTACTS_STARTUP
 from guidebot.wecom.simulator import SimulatorConfig, create_simulator_app
 
-IDENTITY = WeComIdentity(
-    corp_id="wwbenchaddpath01",
-    agent_id=1000002,
-    secret="bench-app-secret",
-    token="BenchTk",
-    aes_key="jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
-)
+# The benchmarks' corp (bench.callbacks), as the server would read it from its environment.
+IDENTITY = WeComIdentity.from_env(BENCH_CORP)
 START = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai: inside every send window
-GUIDES = [f"g{n:02d}" for n in range(10)]
-# A customer agreeing to message archiving: stored, handled by no domain.
-UNHANDLED = (
+GUIDES = 10
+# A change_external_contact around bench.callbacks' events (guides gbenchNN, customers
+# wmbenchNNNNNNNN, as there).
+ENVELOPE = (
     "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>"
     "<CreateTime>{at}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
-    "<Event><![CDATA[change_external_contact]]></Event>"
-    "<ChangeType><![CDATA[msg_audit_approved]]></ChangeType>"
-    "<UserID><![CDATA[{guide}]]></UserID><ExternalUserID><![CDATA[{ext}]]></ExternalUserID></xml>"
+    "<Event><![CDATA[change_external_contact]]></Event>{fields}</xml>"
 )
 
 
@@ -97,23 +93,20 @@ async def start(database_url: str) -> Corp:
         TestServer(create_simulator_app(SimulatorConfig(identity=IDENTITY, clock=clock.time)))
     )
     await sim.start_server()
-    settings = Settings(
-        corp_id=IDENTITY.corp_id,
-        agent_id=IDENTITY.agent_id,
-        secret=IDENTITY.secret,
-        token=IDENTITY.token,
-        aes_key=IDENTITY.aes_key,
-        admin_token="bench-admin-token",
-        secret_key="b" * 40,
-        database_url=database_url,
-        wecom_api_base=str(sim.make_url("/")).rstrip("/"),
+    settings = Settings.from_env(
+        {
+            **BENCH_CORP,
+            "GUIDEBOT_DATABASE_URL": database_url,
+            "GUIDEBOT_WECOM_API_BASE": str(sim.make_url("/")).rstrip("/"),
+        }
     )
     app = TestClient(TestServer(create_app(settings, clock=clock, run_workers=False)))
     corp = Corp(sim, app, clock)
     await corp.control("departments", {"id": 10, "name": "华东", "parentid": 1})
     await corp.control("departments", {"id": 11, "name": "张江店", "parentid": 10})
-    for userid in GUIDES:
-        await corp.control("users", {"userid": userid, "name": f"导购{userid}", "department": [11]})
+    for g in range(GUIDES):
+        body = {"userid": f"gbench{g:02d}", "name": f"导购{g:02d}", "department": [11]}
+        await corp.control("users", body)
     await app.start_server()
     await corp.control("config", {"callback_url": str(app.make_url("/wecom/callback"))})
     await app.server.app[CONTACTS_STARTUP]  # the start-up directory sync
@@ -122,13 +115,15 @@ async def start(database_url: str) -> Corp:
 
 async def measure(corp: Corp, events: int, first: int) -> dict[str, tuple[float, Counter]]:
     """Each kind queued, then drained and counted; customers numbered from `first`."""
-    pairs = [(GUIDES[i % len(GUIDES)], f"wmadd{i:06d}") for i in range(first, first + events)]
+    numbers = range(first, first + events)
+    pairs = [(f"gbench{i % GUIDES:02d}", f"wmbench{i:08d}") for i in numbers]
     for _, ext in pairs:
         await corp.control("customers", {"external_userid": ext, "name": f"顾客{ext[-4:]}"})
     figures = {}
     at = int(corp.clock.time())
-    for guide, ext in pairs:
-        xml = UNHANDLED.format(corp=IDENTITY.corp_id, at=at, guide=guide, ext=ext)
+    for i in numbers:
+        fields = EVENTS["unhandled"].format(g=i % GUIDES, i=i)
+        xml = ENVELOPE.format(corp=IDENTITY.corp_id, at=at, fields=fields)
         await corp.control("callbacks", {"xml": xml})
     figures["unhandled"] = await corp.drain()
     for guide, ext in pairs:
