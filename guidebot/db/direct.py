@@ -27,7 +27,7 @@ import logging
 import sqlite3
 from collections import namedtuple
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,14 +84,12 @@ class _Plan:
     """A statement as one dialect runs it: SQL, parameters in order, result columns."""
 
     sql: str
-    names: tuple[str, ...]  # the parameter of each `?`, in order
+    steps: tuple[tuple[str, Callable[[Any], Any] | None], ...]  # each `?`: parameter, processor
     fixed: dict[str, Any]  # values the statement carries itself (a coalesce's '')
-    bind: dict[str, Callable[[Any], Any]]  # the bind processor of each parameter that has one
     expanding: frozenset[str]  # lists (IN): their `?`s are laid out per run
     row: Callable[..., Any] | None  # the result row's type; None: no rows
     results: tuple[Callable[[Any], Any] | None, ...]
     values: str | None  # an INSERT's one row of VALUES, to write several rows in one statement
-    steps: tuple[tuple[str, Callable[[Any], Any] | None], ...] = ()  # (name, processor) per `?`
 
 
 def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
@@ -136,7 +134,7 @@ def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Pl
     if values is not None and sql.count(f"({values})") != 1:
         values = None
     steps = tuple((name, bind_processors.get(name)) for name in names)
-    return _Plan(sql, tuple(names), fixed, bind_processors, expanding, row, results, values, steps)
+    return _Plan(sql, steps, fixed, expanding, row, results, values)
 
 
 class Direct:
@@ -167,39 +165,33 @@ class Direct:
         return plan
 
     async def _on_driver(self, session: AsyncSession, params: Mapping[str, Any]) -> tuple | None:
-        """(the sqlite3 connection, SQLAlchemy's, the dialect, the plan) where the driver may
-        run it; None where SQLAlchemy must."""
+        """(the sqlite3 connection, SQLAlchemy's, the plan) where the driver may run it; None
+        where SQLAlchemy must."""
         found = await _driver(session)
         if found is None:
             return None
-        sync = session.sync_session
-        # session.execute's autoflush; looked at first, as a flush costs a greenlet's switch
-        if sync.autoflush and (sync.new or sync.deleted or sync.identity_map.check_modified()):
-            await session.flush()
-        dialect = session.bind.dialect
-        plan = self.plan(dialect, params)
-        return None if plan is None else (*found, dialect, plan)
+        if session.sync_session.autoflush:  # as session.execute's
+            await _flush_pending(session)
+        plan = self.plan(session.bind.dialect, params)
+        return None if plan is None else (*found, plan)
 
     async def execute(self, session: AsyncSession, params: Mapping[str, Any]) -> Rows:
         on_driver = await self._on_driver(session, params)
-        bound = None if on_driver is None else _bound(on_driver[3], params)
+        bound = None if on_driver is None else _bound(on_driver[2], params)
         if bound is None:
             return _rows_of(await session.execute(self.statement, params))
         return self._run(session, *on_driver, *bound)
 
     @staticmethod
-    def _run(session, driver, connection, dialect, plan: _Plan, sql: str, args: tuple) -> Rows:
+    def _run(session, driver, connection, plan: _Plan, sql: str, args: tuple) -> Rows:
         """On the driver: the statement, its rows as SQLAlchemy would read them."""
-        _heard(session, connection, sql, args, False)
-        try:
+        with _sent(session, connection, sql, args, False):
             cursor = driver.execute(sql, args)
             try:
                 found = cursor.fetchall() if cursor.description else []
                 rowcount = cursor.rowcount
             finally:
                 cursor.close()
-        except sqlite3.Error as error:
-            raise DBAPIError.instance(sql, args, error, sqlite3.Error, dialect=dialect) from error
         if plan.row is None:
             return Rows([], rowcount)
         results, make = plan.results, plan.row
@@ -214,8 +206,8 @@ class Direct:
         its RETURNING gives, in no particular order: SQLAlchemy's executemany of an INSERT
         ... RETURNING does the same ("insertmanyvalues")."""
         on_driver = await self._on_driver(session, rows[0]) if rows else None
-        plan = None if on_driver is None else on_driver[3]
-        if plan is None or plan.values is None or len(rows) * len(plan.names) > _MOST_ARGUMENTS:
+        plan = None if on_driver is None else on_driver[2]
+        if plan is None or plan.values is None or len(rows) * len(plan.steps) > _MOST_ARGUMENTS:
             return _rows_of(await session.execute(self.statement, rows))
         one = f"({plan.values})"
         sql = plan.sql.replace(one, ", ".join([one] * len(rows)))
@@ -227,21 +219,18 @@ class Direct:
     async def execute_many(self, session: AsyncSession, rows: list[Mapping[str, Any]]) -> int:
         """The statement once for each of `rows` (no RETURNING); the rows it changed."""
         on_driver = await self._on_driver(session, rows[0]) if rows else None
-        plan = None if on_driver is None else on_driver[3]
+        plan = None if on_driver is None else on_driver[2]
         # Lists and RETURNING are not for executemany: SQLAlchemy's way for those.
         if plan is None or plan.expanding or plan.row is not None:
             return (await session.execute(self.statement, rows)).rowcount
-        driver, connection, dialect, _ = on_driver
+        driver, connection, _ = on_driver
         sql, many = plan.sql, [_bound(plan, row)[1] for row in rows]
-        _heard(session, connection, sql, many, True)
-        try:
+        with _sent(session, connection, sql, many, True):
             cursor = driver.executemany(sql, many)
             try:
                 return cursor.rowcount
             finally:
                 cursor.close()
-        except sqlite3.Error as error:
-            raise DBAPIError.instance(sql, many, error, sqlite3.Error, dialect=dialect) from error
 
 
 def _rows_of(result: Any) -> Rows:
@@ -254,12 +243,29 @@ def _first_line(statement: Executable) -> str:
     return str(statement).strip().splitlines()[0][:80]
 
 
-def _heard(session: AsyncSession, connection: Any, sql: str, args: Any, many: bool) -> None:
-    """The engine's before_cursor_execute listeners hear it, as they hear SQLAlchemy's."""
+@contextmanager
+def _sent(
+    session: AsyncSession, connection: Any, sql: str, args: Any, many: bool
+) -> Iterator[None]:
+    """Around a statement sent on the driver: the engine's before_cursor_execute listeners
+    hear it first, as they hear SQLAlchemy's, and a driver error is SQLAlchemy's wrapped one."""
     listeners = session.bind.sync_engine.dispatch.before_cursor_execute
     if listeners:
         for listen in listeners:
             listen(connection, None, sql, args, None, many)
+    try:
+        yield
+    except sqlite3.Error as error:
+        dialect = session.bind.dialect
+        raise DBAPIError.instance(sql, args, error, sqlite3.Error, dialect=dialect) from error
+
+
+async def _flush_pending(session: AsyncSession) -> None:
+    """Flush what the session holds pending; looked at first, as a flush costs a greenlet's
+    switch even when there is nothing to write."""
+    sync = session.sync_session
+    if sync.new or sync.deleted or sync.identity_map.check_modified():
+        await session.flush()
 
 
 def _bound(plan: _Plan, params: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]] | None:
@@ -272,11 +278,9 @@ def _bound(plan: _Plan, params: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]
                 for name, process in plan.steps
             ]
         )
-    bind = plan.bind
     sql, args = plan.sql, []
-    for name in plan.names:
+    for name, process in plan.steps:
         value = values[name]
-        process = bind.get(name)
         if name in plan.expanding:
             items = list(value)
             if not items:
@@ -305,9 +309,7 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
         async with session.begin_nested():
             yield
         return
-    sync = session.sync_session
-    if sync.new or sync.deleted or sync.identity_map.check_modified():
-        await session.flush()
+    await _flush_pending(session)
     driver, connection = found
     name = f"guidebot_{next(_SAVEPOINT_NAMES)}"
     _plain(session, driver, connection, f"SAVEPOINT {name}")
@@ -322,12 +324,8 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
 
 
 def _plain(session: AsyncSession, driver: sqlite3.Connection, connection: Any, sql: str) -> None:
-    _heard(session, connection, sql, (), False)
-    try:
+    with _sent(session, connection, sql, (), False):
         driver.execute(sql).close()
-    except sqlite3.Error as error:
-        dialect = session.bind.dialect
-        raise DBAPIError.instance(sql, (), error, sqlite3.Error, dialect=dialect) from error
 
 
 async def _driver(session: AsyncSession) -> tuple[sqlite3.Connection, Any] | None:
