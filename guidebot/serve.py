@@ -107,7 +107,9 @@ def _supervise(children: list[subprocess.Popen], stopping: Callable[[], bool]) -
         _signal_all(children, signal.SIGTERM)
     statuses = [_wait(child) for child in children]
     if stopping():
-        return next((status for status in statuses if status != 0), 0)
+        # A process told to stop while still starting has no handler yet: SIGTERM's default
+        # action ends it, as it was asked to. Only another status is a failure to report.
+        return next((status for status in statuses if status not in (0, -signal.SIGTERM)), 0)
     # One ended on its own: a server does not, so even a clean end is a failure to report.
     return (ended_first.returncode if ended_first is not None else 0) or 1
 
