@@ -1,11 +1,20 @@
-"""The inbox worker's batches: events handled in one transaction, a savepoint each.
+"""The inbox worker's batches: events handled in one transaction.
 
 On SQLite the process has one connection, and each transaction's BEGIN and COMMIT (the WAL
 write of every page it touched) was most of an event's cost in a burst. So the worker
 (guidebot.intake.worker, `_run_batched`) gathers the next events (`next_chunk`), reads what
 their handlers need from WeCom first (the routers' `before` callbacks, with no transaction
-open), and handles them together; one that fails rolls back alone (its savepoint), and what
-must wait for the commit (failures to record, after-commit work) waits for the batch's.
+open), and handles them together, and what must wait for the commit (failures to record,
+after-commit work) waits for the batch's.
+
+A batch first runs without a savepoint per event: nearly every event succeeds, and an event's
+savepoint (SQLAlchemy's nested transaction, and SQLite's SAVEPOINT, which makes FTS5 write its
+pending words out as a new segment) cost about a tenth of an add. If one event fails, or
+another worker finished it first, the whole transaction rolls back and the batch runs again
+`careful`: a savepoint each, so the one that fails rolls back alone. Nothing left the process
+in the first run (WeCom is read before the transaction, and an event whose handler calls WeCom
+itself runs alone and careful), so running its events again repeats nothing outside the
+database.
 """
 
 from __future__ import annotations
@@ -36,11 +45,12 @@ class Claimed:
 
 @dataclass(slots=True)
 class Batch:
-    """Events handled in one transaction, a savepoint each: BEGIN and COMMIT (SQLite's WAL
-    write of every page touched) paid once per batch, not per event. What must wait for the
-    commit waits for the batch's: the failures to record, the after-commit work."""
+    """Events handled in one transaction: BEGIN and COMMIT (SQLite's WAL write of every page
+    touched) paid once per batch, not per event. What must wait for the commit waits for the
+    batch's: the failures to record, the after-commit work."""
 
     session: AsyncSession
+    careful: bool = True  # a savepoint per event (else one failure spoils the whole batch)
     after_commit: list[tuple[Callable[[], Awaitable[Any]], Event]] = field(default_factory=list)
     failures: list[tuple[Claimed, str, bool]] = field(default_factory=list)
 
@@ -53,6 +63,7 @@ class Ready:
     row: Claimed
     parsed: Event | EventParseError
     fetched: Data
+    calls_out: bool = False  # its handler calls WeCom itself: it runs alone, and never twice
 
 
 def parsed_event(row: Claimed) -> Event | EventParseError:
@@ -80,7 +91,8 @@ async def next_chunk(
         row = rows[i]
         parsed = parsed_event(row)
         # An unparseable event is parked alone (the worker's _process_row).
-        alone = isinstance(parsed, EventParseError) or dispatcher.calls_out(parsed)
+        calls_out = not isinstance(parsed, EventParseError) and dispatcher.calls_out(parsed)
+        alone = calls_out or isinstance(parsed, EventParseError)
         if chunk and alone:
             break
         i += 1
@@ -92,7 +104,7 @@ async def next_chunk(
                 log.warning("event %s (%s) failed: %s", row.id, parsed.kind, exc)
                 await record_failure(row, f"{type(exc).__name__}: {exc}")
                 continue
-        chunk.append(Ready(row, parsed, fetched))
+        chunk.append(Ready(row, parsed, fetched, calls_out))
         if alone or time.monotonic() - started >= policy.batch_seconds:
             break
     return chunk, i

@@ -40,6 +40,7 @@ from guidebot.wecom.events import Event, EventParseError
 log = logging.getLogger(__name__)
 
 _LEASE_MARGIN = timedelta(seconds=5)
+_NO_SAVEPOINT = contextlib.nullcontext()  # an event of a batch that is not careful
 _FETCHED = "_fetched_before"  # in an event's data: its `before` callbacks already ran
 
 _INBOX = InboxEvent.__table__
@@ -91,6 +92,11 @@ class WorkerPolicy:
 
 class AlreadyProcessed(Exception):
     """Another worker finished this event first; this run's changes are rolled back."""
+
+
+class _Spoiled(Exception):
+    """An event of a batch run without savepoints failed, or was finished elsewhere: the
+    batch's transaction rolls back and it runs again, a savepoint each (intake.batches)."""
 
 
 class InboxWorker:
@@ -286,7 +292,7 @@ class InboxWorker:
         return len(claimed) - len(unprocessed)
 
     async def _run_batched(self, rows: list[Claimed], unprocessed: list[int]) -> None:
-        i, chunk = 0, []
+        i, chunk, careful = 0, [], False
         while chunk or i < len(rows):
             if self._stopping:
                 unprocessed.extend([r.row.id for r in chunk] + [row.id for row in rows[i:]])
@@ -297,6 +303,7 @@ class InboxWorker:
                 )
                 if not chunk:
                     continue
+                careful = any(ready.calls_out for ready in chunk)
             if self.yield_to is not None:
                 await self.yield_to()
             taken, started = 0, time.monotonic()
@@ -305,7 +312,7 @@ class InboxWorker:
                 # it holds: on SQLite they run on the loop's thread (db.one_hop).
                 with inline_statements():
                     async with self.sessions() as session, session.begin():
-                        self._batch = batch = Batch(session)
+                        self._batch = batch = Batch(session, careful)
                         try:
                             # The callbacks wait for this connection: hold it so long at
                             # most, and leave the rest of the chunk to the next transaction.
@@ -320,6 +327,10 @@ class InboxWorker:
                                 await self._process(ready.row, ready)
                         finally:
                             self._batch = None
+            except _Spoiled as spoiled:
+                log.info("a batch of %d events runs again, a savepoint each: %s", taken, spoiled)
+                careful = True
+                continue
             except Exception:
                 # The batch rolled back (the database is gone): its events and the ones after
                 # stay ours until handed back, as a failed single event's do.
@@ -336,7 +347,8 @@ class InboxWorker:
                     raise
             for work, event in batch.after_commit:
                 self._start_after_commit(work, event)
-            chunk = chunk[taken:]
+            chunk = chunk[taken:]  # what the hold left: not yet tried, so not careful
+            careful = any(ready.calls_out for ready in chunk)
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -426,8 +438,12 @@ class InboxWorker:
         try:
             return await call(event, data)
         except AlreadyProcessed:
+            if self._batch is not None and not self._batch.careful:
+                raise _Spoiled(f"event {data['inbox_id']} was finished elsewhere") from None
             return UNHANDLED
         except Exception as exc:
+            if self._batch is not None and not self._batch.careful:
+                raise _Spoiled(f"event {data['inbox_id']} ({event.kind}): {exc}") from exc
             log.warning("event %s (%s) failed: %s", data["inbox_id"], event.kind, exc)
             row = Claimed(data["inbox_id"], None, "", data["attempts"])
             await self._fail(row, f"{type(exc).__name__}: {exc}")
@@ -475,8 +491,8 @@ class InboxWorker:
         return result
 
     async def _in_batch(self, batch: Batch, call: Next, event: Event, data: Data) -> Any:
-        """The event in the batch's transaction, under a savepoint: if it fails, or someone
-        else finished it, only its own changes roll back."""
+        """The event in the batch's transaction; in a careful batch under a savepoint, so that
+        if it fails, or someone else finished it, only its own changes roll back."""
         session = batch.session
         if not self.dispatcher.handles(event):
             # No domain takes it: nothing but the done-mark to write, or to roll back.
@@ -488,7 +504,7 @@ class InboxWorker:
             return UNHANDLED
         after_commit: list[Callable[[], Awaitable[Any]]] = []
         collect_after_commit(session, after_commit)
-        async with session.begin_nested():
+        async with session.begin_nested() if batch.careful else _NO_SAVEPOINT:
             result = await call(event, {**data, "session": session})
             marked = await _MARK_DONE.execute(
                 session, {"event_id": data["inbox_id"], "now": self.clock.now()}
