@@ -9,12 +9,13 @@ after-commit work) waits for the batch's.
 
 A batch first runs without a savepoint per event: nearly every event succeeds, and an event's
 savepoint (SQLAlchemy's nested transaction, and SQLite's SAVEPOINT, which makes FTS5 write its
-pending words out as a new segment) cost about a tenth of an add. If one event fails, or
-another worker finished it first, the whole transaction rolls back and the batch runs again
-`careful`: a savepoint each, so the one that fails rolls back alone. Nothing left the process
-in the first run (WeCom is read before the transaction, and an event whose handler calls WeCom
-itself runs alone and careful), so running its events again repeats nothing outside the
-database.
+pending words out as a new segment) cost about a tenth of an add; its events' done-marks are
+one statement before the commit. If one event fails, or another worker finished it first (the
+done-marks find it done), the whole transaction rolls back and the batch runs again
+`careful`: a savepoint and a done-mark each, so the one that fails rolls back alone. Nothing
+left the process in the first run (WeCom is read before the transaction, and an event whose
+handler calls WeCom itself runs alone and careful), so running its events again repeats
+nothing outside the database.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Batch:
 
     session: AsyncSession
     careful: bool = True  # a savepoint per event (else one failure spoils the whole batch)
+    done: list[int] = field(default_factory=list)  # not careful: to mark done as it commits
     after_commit: list[tuple[Callable[[], Awaitable[Any]], Event]] = field(default_factory=list)
     failures: list[tuple[Claimed, str, bool]] = field(default_factory=list)
 

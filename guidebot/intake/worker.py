@@ -57,6 +57,21 @@ _MARK_DONE = Direct(
         last_error=None,
     )
 )
+# A batch's events that ran without savepoints, marked done together before it commits.
+_MARK_ALL_DONE = Direct(
+    update(_INBOX)
+    .where(
+        _INBOX.c.id.in_(bindparam("event_ids", expanding=True)),
+        _INBOX.c.status != InboxStatus.DONE,
+    )
+    .values(
+        status=InboxStatus.DONE,
+        processed_at=bindparam("now"),
+        lease_owner=None,
+        lease_until=None,
+        last_error=None,
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +340,7 @@ class InboxWorker:
                                 ready = chunk[taken]
                                 taken += 1
                                 await self._process(ready.row, ready)
+                            await self._mark_batch_done(batch)
                         finally:
                             self._batch = None
             except _Spoiled as spoiled:
@@ -496,23 +512,37 @@ class InboxWorker:
         session = batch.session
         if not self.dispatcher.handles(event):
             # No domain takes it: nothing but the done-mark to write, or to roll back.
-            marked = await _MARK_DONE.execute(
-                session, {"event_id": data["inbox_id"], "now": self.clock.now()}
-            )
-            if marked.rowcount != 1:
-                raise AlreadyProcessed()
+            await self._mark_done(batch, data["inbox_id"])
             return UNHANDLED
         after_commit: list[Callable[[], Awaitable[Any]]] = []
         collect_after_commit(session, after_commit)
         async with session.begin_nested() if batch.careful else _NO_SAVEPOINT:
             result = await call(event, {**data, "session": session})
-            marked = await _MARK_DONE.execute(
-                session, {"event_id": data["inbox_id"], "now": self.clock.now()}
-            )
-            if marked.rowcount != 1:
-                raise AlreadyProcessed()
+            await self._mark_done(batch, data["inbox_id"])
         batch.after_commit.extend((work, event) for work in after_commit)
         return result
+
+    async def _mark_done(self, batch: Batch, event_id: int) -> None:
+        if not batch.careful:  # with the batch's others, in one statement (_mark_batch_done)
+            batch.done.append(event_id)
+            return
+        marked = await _MARK_DONE.execute(
+            batch.session, {"event_id": event_id, "now": self.clock.now()}
+        )
+        if marked.rowcount != 1:
+            raise AlreadyProcessed()
+
+    async def _mark_batch_done(self, batch: Batch) -> None:
+        """Before the batch commits: its events that ran without savepoints, done. One that
+        is done already was finished elsewhere meanwhile: the batch runs again, careful."""
+        if not batch.done:
+            return
+        marked = await _MARK_ALL_DONE.execute(
+            batch.session, {"event_ids": batch.done, "now": self.clock.now()}
+        )
+        if marked.rowcount != len(batch.done):
+            missed = len(batch.done) - marked.rowcount
+            raise _Spoiled(f"{missed} of its events were finished elsewhere")
 
     def _start_after_commit(self, work: Callable[[], Awaitable[Any]], event: Event) -> None:
         task = asyncio.create_task(self._run_after_commit(work, event))
