@@ -16,7 +16,7 @@ from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
@@ -96,16 +96,24 @@ async def upsert_customer(
 # ---- relations -------------------------------------------------------------------------------
 
 
+# Built once: building the ORM statement (its comparisons, FOR UPDATE) cost more than its
+# run, and every delete and re-add looks the pair up this way.
+_LOCK_RELATION = (
+    select(Relation)
+    .where(
+        Relation.guide_userid == bindparam("guide"),
+        Relation.external_userid == bindparam("ext"),
+    )
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_relation(
     session: AsyncSession, userid: str, external_userid: str
 ) -> Relation | None:
     """The pair's relation, locked for this transaction on PostgreSQL (SQLite has one writer)."""
-    return await session.scalar(
-        select(Relation)
-        .where(Relation.guide_userid == userid, Relation.external_userid == external_userid)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    return await session.scalar(_LOCK_RELATION, {"guide": userid, "ext": external_userid})
 
 
 def _relation_insert(dialect: str):
