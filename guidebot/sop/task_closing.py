@@ -37,18 +37,23 @@ log = logging.getLogger(__name__)
 GUIDE_LEFT = "guide.left"
 
 
+# A closed task: skipped by the engine, with the reason and the instant (_closed).
+_CLOSED = {
+    "status": TaskStatus.SKIPPED,
+    "welcome_code": None,
+    "lease_owner": None,
+    "lease_until": None,
+    "completed_by": CompletedBy.ENGINE,
+    "completed_by_user": None,
+}
+
+
 def _closed(reason: str, now: datetime) -> dict:
-    return {
-        "status": TaskStatus.SKIPPED,
-        "reason": f"stopped: {reason}",
-        "welcome_code": None,
-        "lease_owner": None,
-        "lease_until": None,
-        "completed_at": now,
-        "completed_by": CompletedBy.ENGINE,
-        "completed_by_user": None,
-        "updated_at": now,
-    }
+    return _CLOSED | {"reason": _why(reason), "completed_at": now, "updated_at": now}
+
+
+def _why(reason: str) -> str:
+    return f"stopped: {reason}"
 
 
 # Still to be acted on: not sent yet, or sent to the guide and waiting for them (a welcome
@@ -58,12 +63,18 @@ _WAITING = or_(
     _TASKS.c.status.in_((TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SNOOZED)),
     and_(_TASKS.c.status == TaskStatus.SENT, _TASKS.c.action.in_(Action.GUIDE_FACING)),
 )
-# Built once: every end of a pair asks (on SQLite's driver: db.direct).
-_PAIR_WAITING = Direct(
-    select(_TASKS.c.enrollment_id).where(
-        _TASKS.c.external_userid == bindparam("ext"),
-        _TASKS.c.guide_userid == bindparam("guide"),
-        _WAITING,
+# Built once: every end of a pair asks, and closes what it finds (on SQLite's driver:
+# db.direct; building the update's comparisons per end cost more than running it).
+_PAIR = (_TASKS.c.external_userid == bindparam("ext"), _TASKS.c.guide_userid == bindparam("guide"))
+_PAIR_WAITING = Direct(select(_TASKS.c.enrollment_id).where(*_PAIR, _WAITING))
+_PAIR_CLOSE = Direct(
+    update(_TASKS)
+    .where(*_PAIR, _WAITING)
+    .values(
+        **_CLOSED,
+        reason=bindparam("why"),
+        completed_at=bindparam("now"),
+        updated_at=bindparam("now"),
     )
 )
 
@@ -98,8 +109,11 @@ async def close_pair_tasks(
     """The relation ended: the pair's tasks the guide could act on close with the reason."""
     pair = {"ext": external_userid, "guide": guide_userid}
     enrollments = {row[0] for row in await _PAIR_WAITING.execute(session, pair)}
-    where = [_TASKS.c.external_userid == external_userid, _TASKS.c.guide_userid == guide_userid]
-    closed = await _close(session, [*where, _WAITING], enrollments, reason, now)
+    if not enrollments:
+        return 0
+    closing = pair | {"why": _why(reason), "now": now}
+    closed = (await _PAIR_CLOSE.execute(session, closing)).rowcount
+    await complete_enrollments(session, enrollments, now)
     if closed:
         log.info("%d task(s) of %s/%s closed: %s", closed, guide_userid, external_userid, reason)
     return closed
