@@ -439,7 +439,7 @@ def _content_import(args: argparse.Namespace) -> int:
 def _inbox_replay(args: argparse.Namespace) -> int:
     from guidebot.app import offline_worker
     from guidebot.audit.recorder import Actor, record_in
-    from guidebot.intake.worker import replay
+    from guidebot.intake.backlog import replay
 
     settings = Settings.from_env()
 
@@ -465,7 +465,7 @@ def _inbox_dismiss(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from guidebot.audit.recorder import Actor, record
-    from guidebot.intake.worker import dismiss
+    from guidebot.intake.backlog import dismiss
 
     if bool(args.ids) == args.all:
         print("guidebot inbox dismiss: 请给出 ID 或 --all / give IDs or --all", file=sys.stderr)

@@ -11,10 +11,11 @@ from sqlalchemy import select, update
 
 from guidebot.clock import FakeClock
 from guidebot.db.engine import create_engine, create_session_factory
+from guidebot.intake.backlog import replay
 from guidebot.intake.inbox import InboxEntry, InboxWriter
 from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.intake.router import Dispatcher, Router
-from guidebot.intake.worker import InboxWorker, WorkerPolicy, replay
+from guidebot.intake.worker import InboxWorker, WorkerPolicy
 from guidebot.wecom.events import DelFollowUser, ExternalContactEvent, parse_event
 from tests.support import event_xml
 
