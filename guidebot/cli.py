@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from guidebot.config import ConfigError, Settings
-from guidebot.db.migrate import DatabaseNotReady
+from guidebot.db.errors import DatabaseNotReady
 from guidebot.logs import setup_logging
 
 log = logging.getLogger("guidebot")

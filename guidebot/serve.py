@@ -25,9 +25,6 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from guidebot.db.engine import is_sqlite
-from guidebot.telemetry import SHARED_DIR_ENV
-
 STOP_WAIT_SECONDS = 70  # a process's own graceful stop takes up to a minute (aiohttp's default)
 POLL_SECONDS = 0.5  # how soon the parent notices that a process ended on its own
 
@@ -62,6 +59,8 @@ class ProcessesRefused(ValueError):
 
 
 def check_processes(count: int, database_url: str) -> None:
+    from guidebot.db.engine import is_sqlite
+
     if count < 1:
         raise ProcessesRefused("--processes 至少为 1 / --processes must be at least 1")
     if count > 1 and is_sqlite(database_url):
@@ -73,6 +72,8 @@ def check_processes(count: int, database_url: str) -> None:
 
 def serve_processes(count: int, host: str, port: int) -> int:
     """Run `count` servers on host:port until a signal stops them or one of them ends."""
+    from guidebot.telemetry import SHARED_DIR_ENV
+
     command = [sys.executable, "-m", "guidebot.cli", "serve", "--host", host, "--port", str(port)]
     with tempfile.TemporaryDirectory(prefix="guidebot-metrics-") as shared:
         # /metrics sums every process's figures from here, whichever answers (telemetry).

@@ -12,6 +12,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.db.engine import create_engine, create_session_factory, is_sqlite
+from guidebot.db.errors import DatabaseNotReady
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -45,10 +46,6 @@ def compared(obj, name, type_, reflected, compare_to) -> bool:
     if type_ == "table" and name and name.startswith(WORD_TABLES):
         return False
     return not (type_ == "index" and name in OPTIONAL_INDEXES | GRAM_INDEXES)
-
-
-class DatabaseNotReady(RuntimeError):
-    """The schema is older than this code; the message says what to run."""
 
 
 def alembic_config(database_url: str) -> Config:

@@ -9,11 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from guidebot.audit.recorder import Actor
-from guidebot.clock import SystemClock
 from guidebot.config import Settings
-from guidebot.db.migrate import open_database
-from guidebot.privacy.rights import PrivacyError, erase_customer, export_customer
 
 
 def add_commands(commands: argparse._SubParsersAction, command: Callable) -> None:
@@ -37,6 +33,11 @@ def add_commands(commands: argparse._SubParsersAction, command: Callable) -> Non
 
 
 def _export(args: argparse.Namespace) -> int:
+    from guidebot.audit.recorder import Actor
+    from guidebot.clock import SystemClock
+    from guidebot.db.migrate import open_database
+    from guidebot.privacy.rights import PrivacyError, export_customer
+
     settings = Settings.from_env()
 
     async def run() -> dict:
@@ -68,6 +69,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _erase(args: argparse.Namespace) -> int:
+    from guidebot.audit.recorder import Actor
+    from guidebot.clock import SystemClock
+    from guidebot.db.migrate import open_database
+    from guidebot.privacy.rights import PrivacyError, erase_customer
+
     settings = Settings.from_env()
 
     async def run():

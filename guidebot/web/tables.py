@@ -22,9 +22,6 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
 
 from guidebot import i18n
 
@@ -107,6 +104,12 @@ def csv_bytes(columns: Sequence[Column], rows: Iterable[Any], lang: str) -> byte
 
 
 def xlsx_bytes(columns: Sequence[Column], rows: Iterable[Any], lang: str, sheet: str) -> bytes:
+    # openpyxl loads on the first export, not with every server and command: a fifth of a second
+    # of each start-up, for a format few requests ask for.
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
     book = Workbook(write_only=True)
     ws = book.create_sheet(title=sheet[:31] or "Sheet1")
     bold = Font(bold=True)
