@@ -1,4 +1,7 @@
-"""`guidebot privacy export|erase EXTERNAL_USERID`: a customer's rights from the command line."""
+"""`guidebot privacy export|erase EXTERNAL_USERID`: a customer's rights from the command line.
+
+Each command imports the database and the privacy code when it runs, as cli.py's commands do:
+every `guidebot` command registers these, and most never open a database."""
 
 from __future__ import annotations
 
