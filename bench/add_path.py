@@ -15,7 +15,9 @@ simulator, N of each, and the inbox worker drains each kind while this process's
 It prints CPU and statements per event of each kind (how many SQLAlchemy ran and how many ran on
 SQLite's driver, guidebot.db.direct) and, last, `ratio=` an add's CPU over an unhandled event's,
 measured in the same run. Less noisy than `bench.welcome` on a shared machine (no other process
-and no real-time pacing), and quick: a change to the add path shows here first.
+and no real-time pacing), and quick: a change to the add path shows here first. Keep N in the
+hundreds: in the thousands the WeCom call scheduler's pacing, which sleeps on the fake clock,
+carries the clock past later adds' profile deadlines, and those adds skip the read (logged).
 """
 
 from __future__ import annotations
