@@ -44,33 +44,24 @@ _NO_SAVEPOINT = contextlib.nullcontext()  # an event of a batch that is not care
 _FETCHED = "_fetched_before"  # in an event's data: its `before` callbacks already ran
 
 _INBOX = InboxEvent.__table__
+_NOT_DONE = _INBOX.c.status != InboxStatus.DONE
+_DONE = {
+    "status": InboxStatus.DONE,
+    "processed_at": bindparam("now"),
+    "lease_owner": None,
+    "lease_until": None,
+    "last_error": None,
+}
 # Built once, as a Core statement: building a statement and its cache key, and the ORM's bulk
 # UPDATE path, cost more than running it, and this runs once per event.
 _MARK_DONE = Direct(
-    update(_INBOX)
-    .where(_INBOX.c.id == bindparam("event_id"), _INBOX.c.status != InboxStatus.DONE)
-    .values(
-        status=InboxStatus.DONE,
-        processed_at=bindparam("now"),
-        lease_owner=None,
-        lease_until=None,
-        last_error=None,
-    )
+    update(_INBOX).where(_INBOX.c.id == bindparam("event_id"), _NOT_DONE).values(**_DONE)
 )
 # A batch's events that ran without savepoints, marked done together before it commits.
 _MARK_ALL_DONE = Direct(
     update(_INBOX)
-    .where(
-        _INBOX.c.id.in_(bindparam("event_ids", expanding=True)),
-        _INBOX.c.status != InboxStatus.DONE,
-    )
-    .values(
-        status=InboxStatus.DONE,
-        processed_at=bindparam("now"),
-        lease_owner=None,
-        lease_until=None,
-        last_error=None,
-    )
+    .where(_INBOX.c.id.in_(bindparam("event_ids", expanding=True)), _NOT_DONE)
+    .values(**_DONE)
 )
 
 
