@@ -215,10 +215,14 @@ async def backfill_week(
                 for _ in range(rng.randint(1, 4) if offset <= 7 else rng.randint(0, 1)):
                     serial += 1
                     at = day + timedelta(hours=rng.uniform(10, 21))
+                    way = rng.choice(ways_by_guide[userid])
+                    # Each customer draws from a generator of their own, seeded from the
+                    # history's: one of today's skipped for being later than now leaves every
+                    # other customer's draws as they were, whatever the hour the demo starts.
+                    own = random.Random(rng.random())
                     if at < now:
                         ext = f"wmweek{serial:05d}"
-                        way = rng.choice(ways_by_guide[userid])
-                        await _past_customer(session, control, rng, report, userid, ext, way, at)
+                        await _past_customer(session, control, own, report, userid, ext, way, at)
         end = min(day + timedelta(days=1), now)
         report.behaviour += await day_done(server[SOP], end.astimezone(zone).date(), end)
     report.rollup_rows = await recompute_all(sessions, settings.timezone, now)
