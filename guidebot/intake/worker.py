@@ -444,13 +444,14 @@ class InboxWorker:
     async def _errors(self, call: Next, event: Event, data: Data) -> Any:
         try:
             return await call(event, data)
-        except AlreadyProcessed:
-            if self._batch is not None and not self._batch.careful:
-                raise _Spoiled(f"event {data['inbox_id']} was finished elsewhere") from None
-            return UNHANDLED
         except Exception as exc:
             if self._batch is not None and not self._batch.careful:
-                raise _Spoiled(f"event {data['inbox_id']} ({event.kind}): {exc}") from exc
+                # Failed, or finished elsewhere, with no savepoint of its own: the whole batch
+                # rolls back and runs again, careful.
+                why = f"{type(exc).__name__}: {exc}"
+                raise _Spoiled(f"event {data['inbox_id']} ({event.kind}): {why}") from exc
+            if isinstance(exc, AlreadyProcessed):
+                return UNHANDLED
             log.warning("event %s (%s) failed: %s", data["inbox_id"], event.kind, exc)
             row = Claimed(data["inbox_id"], None, "", data["attempts"])
             await self._fail(row, f"{type(exc).__name__}: {exc}")
