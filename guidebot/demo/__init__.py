@@ -35,6 +35,7 @@ from guidebot.content import service as content
 from guidebot.content.demo import seed_demo_content, simulate_forwards_and_opens
 from guidebot.content.models import ContentItem, ForwardVia
 from guidebot.db.migrate import upgrade
+from guidebot.demo.arrivals import past_arrivals
 from guidebot.demo.community import community_week
 from guidebot.demo.org import (  # noqa: F401  (the demo's corp, as tests and commands read it)
     CHANNELS,
@@ -205,24 +206,14 @@ async def backfill_week(
         )
     report = WeekReport(now, settings, items, server[SOP].registry.enabled())
     ways_by_guide = {userid: [w for w in ways if userid in w["userids"]] for userid, _, _ in GUIDES}
-    serial = 0
-    for offset in range(days, 0, -1):
-        day = first + timedelta(days=days - offset)
-        for userid, _, _ in GUIDES:
+    for day, by_guide in past_arrivals(rng, first, days, now, ways_by_guide):
+        for userid, arrived in by_guide:
             # One transaction per guide and day: the week is ready in a few seconds.
             async with sessions() as session, session.begin():
-                # The last week busy, the weeks before it quieter: start-up stays short.
-                for _ in range(rng.randint(1, 4) if offset <= 7 else rng.randint(0, 1)):
-                    serial += 1
-                    at = day + timedelta(hours=rng.uniform(10, 21))
-                    way = rng.choice(ways_by_guide[userid])
-                    # Each customer draws from a generator of their own, seeded from the
-                    # history's: one of today's skipped for being later than now leaves every
-                    # other customer's draws as they were, whatever the hour the demo starts.
-                    own = random.Random(rng.random())
-                    if at < now:
-                        ext = f"wmweek{serial:05d}"
-                        await _past_customer(session, control, own, report, userid, ext, way, at)
+                for a in arrived:
+                    await _past_customer(
+                        session, control, a.rng, report, userid, a.external_userid, a.way, a.at
+                    )
         end = min(day + timedelta(days=1), now)
         report.behaviour += await day_done(server[SOP], end.astimezone(zone).date(), end)
     report.rollup_rows = await recompute_all(sessions, settings.timezone, now)
