@@ -52,7 +52,7 @@ from guidebot.contacts.models import (
     RelationStatus,
     Stage,
 )
-from guidebot.db.base import UTCDateTime, constant
+from guidebot.db.base import UTCDateTime, constant, only_filters
 from guidebot.db.direct import Direct
 from guidebot.db.engine import upsert_insert
 from guidebot.events import (
@@ -271,7 +271,9 @@ def _ended_look() -> Direct:
         select(func.count())
         .where(
             relations.c.external_userid == bindparam("ext"),
-            relations.c.status == constant(RelationStatus.ACTIVE),
+            # The customer's relations: the status only filters (PostgreSQL without
+            # statistics read every active relation through the stores' index).
+            only_filters(relations.c.status, constant(RelationStatus.ACTIVE)),
         )
         .scalar_subquery()
     )

@@ -23,6 +23,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from guidebot.contacts.directory import ensure_guide, store_at
 from guidebot.contacts.models import Customer, EventKind, Relation, RelationEvent, RelationStatus
 from guidebot.contacts.ways import way_for_state
+from guidebot.db.base import only_filters
 from guidebot.db.direct import Direct
 from guidebot.db.engine import upsert_insert
 
@@ -101,7 +102,9 @@ async def upsert_customer(
 _LOCK_RELATION = (
     select(Relation)
     .where(
-        Relation.guide_userid == bindparam("guide"),
+        # Through the customer's few relations: PostgreSQL without statistics read every
+        # relation of the guide's through their index (the guide only filters).
+        only_filters(Relation.guide_userid, bindparam("guide")),
         Relation.external_userid == bindparam("ext"),
     )
     .with_for_update()

@@ -34,6 +34,7 @@ from guidebot.config import Settings
 from guidebot.contacts.directory import store_at
 from guidebot.contacts.models import Customer, Department, Guide, Relation, RelationStatus
 from guidebot.content.models import ContentForward, ContentItem
+from guidebot.db.base import only_filters
 from guidebot.db.direct import Direct, savepoint
 from guidebot.db.engine import upsert_insert
 from guidebot.db.parking import is_row_error
@@ -59,21 +60,24 @@ SNIPPET = 24  # characters of a message sent last
 # Built once, Core: every deletion by a customer runs them in the callback's transaction.
 _FORWARDS, _ITEMS, _TASKS = ContentForward.__table__, ContentItem.__table__, SopTask.__table__
 _RELATIONS, _CUSTOMERS = Relation.__table__, Customer.__table__
+# Found through the customer's forwards, never the guide's (hundreds a week): SQLite picked
+# the guide's index by its shape, PostgreSQL without statistics may (the guide only filters).
 _LAST_FORWARD = Direct(
     select(_ITEMS.c.title, _FORWARDS.c.sent_at)
     .join(_ITEMS, _ITEMS.c.id == _FORWARDS.c.item_id)
     .where(
-        _FORWARDS.c.guide_userid == bindparam("guide"),
+        only_filters(_FORWARDS.c.guide_userid, bindparam("guide")),
         _FORWARDS.c.external_userid == bindparam("customer"),
         _FORWARDS.c.sent_at <= bindparam("before"),
     )
+    .with_hint(_FORWARDS, "INDEXED BY ix_content_forwards_customer", "sqlite")
     .order_by(_FORWARDS.c.sent_at.desc())
     .limit(1)
 )
 _LAST_MESSAGE = Direct(
     select(_TASKS.c.message, _TASKS.c.sent_at)
     .where(
-        _TASKS.c.guide_userid == bindparam("guide"),
+        only_filters(_TASKS.c.guide_userid, bindparam("guide")),
         _TASKS.c.external_userid == bindparam("customer"),
         _TASKS.c.status.in_((TaskStatus.SENT, TaskStatus.DONE)),
         _TASKS.c.message.is_not(None),
@@ -94,7 +98,7 @@ _ENDED_PAIR = Direct(
     )
     .outerjoin(_CUSTOMERS, _CUSTOMERS.c.external_userid == _RELATIONS.c.external_userid)
     .where(
-        _RELATIONS.c.guide_userid == bindparam("guide"),
+        only_filters(_RELATIONS.c.guide_userid, bindparam("guide")),  # as _LAST_FORWARD
         _RELATIONS.c.external_userid == bindparam("customer"),
     )
 )

@@ -21,7 +21,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.reading_hours import reading_of
-from guidebot.db.base import constant
+from guidebot.db.base import constant, only_filters
 from guidebot.db.direct import Direct
 from guidebot.db.engine import upsert_insert
 from guidebot.events import CustomerReplied, publish
@@ -341,7 +341,9 @@ _STOP_RUNS = Direct(
     update(SopEnrollment.__table__)
     .where(
         SopEnrollment.__table__.c.id.in_(bindparam("ids", expanding=True)),
-        SopEnrollment.__table__.c.status == constant(EnrollmentStatus.ACTIVE),
+        # By id: the status only filters (PostgreSQL without statistics took the index of
+        # every active run, which the equality implies, and read them all).
+        only_filters(SopEnrollment.__table__.c.status, constant(EnrollmentStatus.ACTIVE)),
     )
     .values(
         status=EnrollmentStatus.STOPPED,

@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guidebot.db.base import constant
+from guidebot.db.base import constant, only_filters
 from guidebot.db.direct import Direct
 from guidebot.sop.completion import complete_enrollments
 from guidebot.sop.models import (
@@ -64,11 +64,20 @@ _WAITING = or_(
     and_(_TASKS.c.status == TaskStatus.SENT, _TASKS.c.action.in_(Action.GUIDE_FACING)),
 )
 # Built once: every end of a pair asks, and closes what it finds (on SQLite's driver:
-# db.direct; building the update's comparisons per end cost more than running it).
-_PAIR = (_TASKS.c.external_userid == bindparam("ext"), _TASKS.c.guide_userid == bindparam("guide"))
-_PAIR_WAITING = Direct(select(_TASKS.c.enrollment_id).where(*_PAIR, _WAITING))
+# db.direct; building the update's comparisons per end cost more than running it). Found
+# through the customer's handful of tasks, never the guide's thousands: SQLite picked the
+# guide's index by its shape, PostgreSQL without statistics may (the guide only filters).
+_PAIR = (
+    _TASKS.c.external_userid == bindparam("ext"),
+    only_filters(_TASKS.c.guide_userid, bindparam("guide")),
+)
+_BY_CUSTOMER = "INDEXED BY ix_sop_tasks_customer_sent"
+_PAIR_WAITING = Direct(
+    select(_TASKS.c.enrollment_id).where(*_PAIR, _WAITING).with_hint(_TASKS, _BY_CUSTOMER, "sqlite")
+)
 _PAIR_CLOSE = Direct(
     update(_TASKS)
+    .with_hint(_BY_CUSTOMER, dialect_name="sqlite")
     .where(*_PAIR, _WAITING)
     .values(
         **_CLOSED,

@@ -10,6 +10,10 @@ narrows by a status alone. PostgreSQL has statistics, but not always: a new data
 restore, or a table a livestream fills faster than autovacuum looks again. Without them its
 planner takes every equality to match one row in two hundred; the second test gives it a
 waiting brand and statistics taken when its tables were empty, and runs each statement.
+
+The end of a pair (the customer deletes the guide) names the pair: guide and customer. A guide
+has thousands of tasks and forwards, a customer a handful; a statement that finds the pair's
+rows through the guide's index reads every row of the guide's, on every delete.
 """
 
 from __future__ import annotations
@@ -35,19 +39,48 @@ OWN_WALKS = (
 )
 
 
+# A plan step that finds rows of a pair's table by the guide and nothing narrower, in a
+# statement that also names the customer: it reads every row of the guide's to find the pair's.
+BY_GUIDE_ALONE = re.compile(
+    r"SEARCH (?:sop_tasks|sop_enrollments|relations|content_forwards|relation_events) "
+    r"USING (?:COVERING )?INDEX \w+ \(guide_userid=\?(?: AND \w+[<>]\?)*\)"
+)
+CUSTOMERS = ["wmc7", "wmc8", "wmc9"]
+
+
 async def _statements_of_three_adds(h) -> dict[str, tuple]:
     """Every reading statement of three adds at once and their welcomes, with its parameters.
 
     Together their welcomes go through the lane as in a burst (a statement's plan may change
     with the number of ids it names)."""
-    customers = ["wmc7", "wmc8", "wmc9"]
-    for ext in customers:
+    for ext in CUSTOMERS:
         await h.control("customers", {"external_userid": ext, "name": f"顾客{ext[-1]}"})
         await h.act(
             "contact/add",
             {"userid": "g1", "external_userid": ext, "welcome_code": True},
             drain=False,
         )
+    seen = await _statements_of_drain(h)
+    assert sorted(w["external_userid"] for w in await h.welcomes()) == CUSTOMERS
+    assert any("FROM sop_tasks" in s for s in seen), "the welcome's own statements were seen"
+    return seen
+
+
+async def _statements_of_three_ends(h) -> dict[str, tuple]:
+    """Every reading statement of the three customers deleting the guide, after their adds."""
+    await _statements_of_three_adds(h)
+    h.clock.advance(3600)  # a while later: their day-1 steps still wait
+    for ext in CUSTOMERS:
+        await h.act(
+            "contact/delete_by_customer", {"userid": "g1", "external_userid": ext}, drain=False
+        )
+    seen = await _statements_of_drain(h)
+    assert any("UPDATE sop_tasks" in s for s in seen), "the pairs' waiting tasks were closed"
+    assert any("FROM content_forwards" in s for s in seen), "the lost alerts' last forward"
+    return seen
+
+
+async def _statements_of_drain(h) -> dict[str, tuple]:
     seen: dict[str, tuple] = {}
 
     def record(conn, cursor, statement, parameters, context, executemany):
@@ -60,28 +93,40 @@ async def _statements_of_three_adds(h) -> dict[str, tuple]:
         await h.drain()
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
-    assert sorted(w["external_userid"] for w in await h.welcomes()) == customers
-    assert any("FROM sop_tasks" in s for s in seen), "the welcome's own statements were seen"
     return seen
+
+
+async def _walks_on_sqlite(h, seen: dict[str, tuple]) -> list[tuple[str, str]]:
+    """The plan steps of `seen` that walk the waiting rows or, for the pair, the guide's."""
+    engine = h.sessions.kw["bind"]
+    walking = []
+    async with engine.connect() as connection:
+        for statement, parameters in seen.items():
+            sql = " ".join(statement.split())
+            if any(walk in sql for walk in OWN_WALKS):
+                continue
+            plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            names_customer = "external_userid = ?" in sql
+            walking += [
+                (row[3], sql)
+                for row in plan
+                if BY_STATUS_ALONE.search(row[3])
+                or (names_customer and BY_GUIDE_ALONE.search(row[3]))
+            ]
+    return walking
 
 
 async def test_no_statement_of_an_add_walks_the_waiting_rows(h):
     if h.sessions.kw["bind"].dialect.name != "sqlite":
         pytest.skip("SQLite's plans; PostgreSQL's are the next test's")
-    seen = await _statements_of_three_adds(h)
-    engine = h.sessions.kw["bind"]
-    walking = []
-    async with engine.connect() as connection:
-        for statement, parameters in seen.items():
-            if any(walk in " ".join(statement.split()) for walk in OWN_WALKS):
-                continue
-            plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            steps = [row[3] for row in plan]
-            walking += [
-                (step, " ".join(statement.split()))
-                for step in steps
-                if BY_STATUS_ALONE.search(step)
-            ]
+    walking = await _walks_on_sqlite(h, await _statements_of_three_adds(h))
+    assert not walking, "\n\n".join(f"{step}\n  in {sql}" for step, sql in walking)
+
+
+async def test_no_statement_of_a_pairs_end_walks_the_guides_rows(h):
+    if h.sessions.kw["bind"].dialect.name != "sqlite":
+        pytest.skip("SQLite's plans; PostgreSQL's are the next tests'")
+    walking = await _walks_on_sqlite(h, await _statements_of_three_ends(h))
     assert not walking, "\n\n".join(f"{step}\n  in {sql}" for step, sql in walking)
 
 
@@ -117,12 +162,16 @@ def _plan_nodes(node: dict):
         yield from _plan_nodes(child)
 
 
-async def test_on_postgresql_no_statement_of_an_add_walks_the_waiting_rows(h):
-    """A livestream on a new database: 3,000 customers wait for their next steps, and the
-    planner's statistics are those of the empty tables (autovacuum held off meanwhile)."""
+@pytest.mark.parametrize(
+    "statements_of", [_statements_of_three_adds, _statements_of_three_ends], ids=["add", "end"]
+)
+async def test_on_postgresql_no_statement_walks_the_waiting_rows(h, statements_of):
+    """A livestream on a new database: 3,000 customers of g1 wait for their next steps, and the
+    planner's statistics are those of the empty tables (autovacuum held off meanwhile). Three
+    customers add g1, or add and then delete g1."""
     engine = h.sessions.kw["bind"]
     if engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's plans; SQLite's are the previous test's")
+        pytest.skip("PostgreSQL's plans; SQLite's are the previous tests'")
     tables = ", ".join(HOT_TABLES)
     async with engine.begin() as connection:
         for table in HOT_TABLES:
@@ -133,7 +182,7 @@ async def test_on_postgresql_no_statement_of_an_add_walks_the_waiting_rows(h):
         for statement in WAITING_BRAND:
             await connection.execute(text(statement), {"n": WAITING})
     try:
-        seen = await _statements_of_three_adds(h)
+        seen = await statements_of(h)
         walking = []
         async with engine.connect() as connection:
             raw = (await connection.get_raw_connection()).driver_connection
