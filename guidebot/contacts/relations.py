@@ -304,10 +304,12 @@ async def end_relation(
     log_end = partial(
         log_event, at=at, now=now, source=source, inbox_id=inbox_id, counterpart=successor
     )
-    await ensure_guide(session, userid, now)
-    await upsert_customer(session, external_userid, None, now)
     relation = await lock_relation(session, userid, external_userid)
     if relation is None:
+        # A first-seen pair: its guide and customer may be new too (a relation's keys
+        # reference both, so a known pair's are there).
+        await ensure_guide(session, userid, now)
+        await upsert_customer(session, external_userid, None, now)
         relation, inserted = await create_relation(
             session,
             guide_userid=userid,
