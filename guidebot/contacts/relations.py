@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from guidebot.contacts.directory import ensure_guide, store_at
 from guidebot.contacts.models import Customer, EventKind, Relation, RelationEvent, RelationStatus
@@ -99,14 +100,15 @@ async def upsert_customer(
 
 # Built once: building the ORM statement (its comparisons, FOR UPDATE) cost more than its
 # run, and every delete and re-add looks the pair up this way.
+# Through the customer's few relations: PostgreSQL without statistics read every relation of
+# the guide's through their index (the guide only filters).
+_LOCK_RELATION_BY = (
+    only_filters(_RELATIONS.c.guide_userid, bindparam("guide")),
+    _RELATIONS.c.external_userid == bindparam("ext"),
+)
 _LOCK_RELATION = (
     select(Relation)
-    .where(
-        # Through the customer's few relations: PostgreSQL without statistics read every
-        # relation of the guide's through their index (the guide only filters).
-        only_filters(Relation.guide_userid, bindparam("guide")),
-        Relation.external_userid == bindparam("ext"),
-    )
+    .where(*_LOCK_RELATION_BY)
     .with_for_update()
     .execution_options(populate_existing=True)
 )
@@ -242,9 +244,20 @@ def _event_insert(dialect: str):
     return statement
 
 
+class LoggedPair(Protocol):
+    """What a log line repeats of its pair: a Relation, or a row of those columns."""
+
+    guide_userid: str
+    external_userid: str
+    store_id: int | None
+    channel: str | None
+    campaign: str | None
+    state: str | None
+
+
 async def log_event(
     session: AsyncSession,
-    relation: Relation,
+    relation: LoggedPair,
     kind: str,
     *,
     at: datetime,
@@ -284,6 +297,45 @@ async def log_event(
 # ---- ends ------------------------------------------------------------------------------------
 
 
+# Built once: what an end reads of the pair (locked on PostgreSQL: one pair at a time) and
+# what it writes, as Core statements (on SQLite's driver: db.direct). The ORM's locked read,
+# its object and its flush were the two SQLAlchemy statements left on a delete.
+_PAIR_FOR_END = Direct(
+    select(
+        _RELATIONS.c.id,
+        _RELATIONS.c.guide_userid,
+        _RELATIONS.c.external_userid,
+        _RELATIONS.c.status,
+        _RELATIONS.c.last_event_at,
+        _RELATIONS.c.successor_userid,
+        _RELATIONS.c.store_id,
+        _RELATIONS.c.channel,
+        _RELATIONS.c.campaign,
+        _RELATIONS.c.state,
+    )
+    .where(*_LOCK_RELATION_BY)
+    .with_for_update()
+)
+_BY_ID = _RELATIONS.c.id == bindparam("b_id")
+_END = Direct(
+    update(_RELATIONS)
+    .where(_BY_ID)
+    .values(
+        status=bindparam("b_status"),
+        ended_at=bindparam("b_at"),
+        end_reason=bindparam("b_reason"),
+        successor_userid=bindparam("b_successor"),
+        last_event_at=bindparam("b_at"),
+        updated_at=bindparam("b_now"),
+    )
+)
+_NAME_SUCCESSOR = Direct(
+    update(_RELATIONS)
+    .where(_BY_ID)
+    .values(successor_userid=bindparam("b_successor"), updated_at=bindparam("b_now"))
+)
+
+
 async def end_relation(
     session: AsyncSession,
     *,
@@ -296,16 +348,17 @@ async def end_relation(
     reason: str,
     successor: str | None = None,
     inbox_id: int | None = None,
-) -> Relation:
+) -> str:
     """The relation ended at `at` (lost, removed or transferred), unless something newer
-    already happened to this pair. A first-seen pair is recorded ended, details to follow."""
+    already happened to this pair. A first-seen pair is recorded ended, details to follow.
+    The pair's status afterwards."""
     assert status in RelationStatus.ENDED
     kind = _END_KIND[status]
     log_end = partial(
         log_event, at=at, now=now, source=source, inbox_id=inbox_id, counterpart=successor
     )
-    relation = await lock_relation(session, userid, external_userid)
-    if relation is None:
+    pair = (await _PAIR_FOR_END.execute(session, {"guide": userid, "ext": external_userid})).first()
+    if pair is None:
         # A first-seen pair: its guide and customer may be new too (a relation's keys
         # reference both, so a known pair's are there).
         await ensure_guide(session, userid, now)
@@ -327,33 +380,37 @@ async def end_relation(
             await log_end(
                 session, relation, kind, previous_status=RelationStatus.ACTIVE, reason=reason
             )
-        return relation
-    if at < relation.last_event_at:
+        return relation.status
+    if at < pair.last_event_at:
         log.info(
             "%s for %s/%s at %s is older than %s; status stays %s",
             reason,
             userid,
             external_userid,
             at.isoformat(),
-            relation.last_event_at.isoformat(),
-            relation.status,
+            pair.last_event_at.isoformat(),
+            pair.status,
         )
-        return relation
-    if relation.status == status:
-        if successor and not relation.successor_userid:
-            relation.successor_userid = successor
-            relation.updated_at = now
-        return relation
-    previous = relation.status
-    relation.status = status
-    relation.ended_at = at
-    relation.end_reason = reason
-    relation.successor_userid = successor
-    relation.last_event_at = at
-    relation.updated_at = now
-    await log_end(session, relation, kind, previous_status=previous, reason=reason)
-    await session.flush()
-    return relation
+        return pair.status
+    asked = {"b_id": pair.id, "b_successor": successor, "b_now": now}
+    if pair.status == status:
+        if successor and not pair.successor_userid:
+            await _NAME_SUCCESSOR.execute(session, asked)
+            _expire_held(session, pair.id)
+        return pair.status
+    asked |= {"b_status": status, "b_at": at, "b_reason": reason}
+    await _END.execute(session, asked)
+    _expire_held(session, pair.id)
+    await log_end(session, pair, kind, previous_status=pair.status, reason=reason)
+    return status
+
+
+def _expire_held(session: AsyncSession, relation_id: int) -> None:
+    """A relation object the session holds (an earlier event of the batch read it) reads
+    anew: the statement above changed its row behind it."""
+    held = session.sync_session.identity_map.get(identity_key(Relation, relation_id))
+    if held is not None:
+        session.expire(held)
 
 
 __all__ = [

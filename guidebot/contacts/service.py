@@ -363,11 +363,11 @@ async def record_ended(
     reason: str,
     successor: str | None = None,
     inbox_id: int | None = None,
-) -> Relation:
+) -> str:
     """The relation ended at `at` (lost, removed or transferred), unless something newer
     already happened to this pair. A first-seen pair is recorded ended, details to follow.
-    Announced (RelationEnded) whenever the pair is ended afterwards."""
-    relation = await end_relation(
+    Announced (RelationEnded) whenever the pair is ended afterwards. The pair's status."""
+    ended = await end_relation(
         session,
         userid=userid,
         external_userid=external_userid,
@@ -379,19 +379,25 @@ async def record_ended(
         successor=successor,
         inbox_id=inbox_id,
     )
-    await _announce_end(session, relation, at=at, now=now, source=source)
-    return relation
+    await _announce_end(session, userid, external_userid, ended, at=at, now=now, source=source)
+    return ended
 
 
 async def _announce_end(
-    session: AsyncSession, relation: Relation, *, at: datetime, now: datetime, source: str
+    session: AsyncSession,
+    userid: str,
+    external_userid: str,
+    status: str,
+    *,
+    at: datetime,
+    now: datetime,
+    source: str,
 ) -> None:
-    if relation.status != RelationStatus.ACTIVE:
-        await session.flush()
+    if status != RelationStatus.ACTIVE:
         ended = RelationEnded(
-            guide_userid=relation.guide_userid,
-            external_userid=relation.external_userid,
-            status=relation.status,
+            guide_userid=userid,
+            external_userid=external_userid,
+            status=status,
             at=at,
             now=now,
             source=source,
@@ -409,8 +415,9 @@ async def record_deleted_by_guide(
     now: datetime,
     source: str,
     inbox_id: int | None = None,
-) -> Relation:
-    """del_external_contact: `removed`, or with DELETE_BY_TRANSFER the transfer completing."""
+) -> str:
+    """del_external_contact: `removed`, or with DELETE_BY_TRANSFER the transfer completing.
+    The pair's status."""
     if by_transfer:
         pending = await pending_transfer_from(session, userid, external_userid)
         if pending is not None:
@@ -419,8 +426,11 @@ async def record_deleted_by_guide(
             )
             relation = await lock_relation(session, userid, external_userid)
             assert relation is not None
-            await _announce_end(session, relation, at=at, now=now, source=source)
-            return relation
+            await session.flush()  # the hearers read what the transfer wrote
+            await _announce_end(
+                session, userid, external_userid, relation.status, at=at, now=now, source=source
+            )
+            return relation.status
         return await record_ended(
             session,
             userid=userid,

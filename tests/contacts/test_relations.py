@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from guidebot.contacts.models import EARLY, Guide
+from guidebot.contacts.models import EARLY, Guide, Relation
+from guidebot.contacts.relations import end_relation, lock_relation
 from guidebot.intake.models import InboxEvent
 from tests.harness import START, contact_xml
 
@@ -105,6 +106,34 @@ async def test_an_end_for_a_guide_not_yet_synced_records_a_placeholder_and_keeps
     assert names["gnew"] == "gnew"
     assert names["g1"] == "王芳"
     assert (await h.relation("gnew", "wmc1")).status == "lost"
+
+
+async def test_an_end_leaves_no_stale_relation_in_the_session(h):
+    """The end writes the relation with a plain UPDATE: an object of it the session already
+    holds (an earlier event of the same transaction read it) reads the end, not what it held."""
+    await h.add("g1", "wmc1")
+    at = h.advance(60)
+    async with h.sessions() as session, session.begin():
+        held = await lock_relation(session, "g1", "wmc1")
+        assert held is not None and held.status == "active"
+        relation_id = held.id
+        ended = await end_relation(
+            session,
+            userid="g1",
+            external_userid="wmc1",
+            status="lost",
+            at=at,
+            now=at,
+            source="test",
+            reason="deleted_by_customer",
+        )
+        again = await session.get(Relation, relation_id)
+        assert ended == "lost"
+        assert (again.status, again.ended_at, again.end_reason) == (
+            "lost",
+            at,
+            "deleted_by_customer",
+        )
 
 
 async def test_del_external_contact_marks_the_pair_removed(h):
