@@ -77,16 +77,47 @@ class PairNames:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PairFacts:
+    """The relation as its emitter wrote it, for the hearers of its fact: what audiences,
+    templates and stages read of a pair (a Relation has the same names)."""
+
+    guide_userid: str
+    external_userid: str
+    status: str
+    store_id: int | None
+    channel: str | None
+    state: str | None
+    tags: tuple[dict[str, Any], ...]
+    remark: str | None
+    description: str | None
+
+    @classmethod
+    def of(cls, relation: Any) -> PairFacts:
+        """From a Relation, or anything with its columns as attributes."""
+        return cls(
+            guide_userid=relation.guide_userid,
+            external_userid=relation.external_userid,
+            status=relation.status,
+            store_id=relation.store_id,
+            channel=relation.channel,
+            state=relation.state,
+            tags=tuple(relation.tags or ()),
+            remark=relation.remark,
+            description=relation.description,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RelationAdded(DomainEvent):
     """The pair is active as of `at`: newly added, or `reactivated` after it had ended.
 
     `source` says who told contacts (contacts.models.EventSource: a WeCom callback, the nightly
     reconciliation, the API, the demo); `by_edit` marks a pair first seen through an edit of a
     relation we never saw added; `welcome_code` is the add's WelcomeCode, if it carried one.
-    `relation_id` is the relation's row: a subscriber in the emitter's session finds it there
-    (already loaded) instead of reading it again. `store` is the relation's store when the
-    emitter read it with the add (an add callback does), so no subscriber reads it again;
-    `names` likewise, when the add knew them for certain (the welcome's text needs them).
+    `relation` is the relation as the emitter wrote it, so no subscriber reads it again;
+    `store` is the relation's store when the emitter read it with the add (an add callback
+    does), likewise; `names` too, when the add knew them for certain (the welcome's text
+    needs them).
     """
 
     guide_userid: str
@@ -96,7 +127,7 @@ class RelationAdded(DomainEvent):
     reactivated: bool = False
     by_edit: bool = False
     welcome_code: str | None = None
-    relation_id: int | None = None
+    relation: PairFacts | None = None
     store: StoreRef | None = None
     names: PairNames | None = None
 

@@ -201,13 +201,7 @@ async def _row(session: AsyncSession, ext: str) -> CustomerStage | None:
     return await session.get(CustomerStage, ext, populate_existing=True, with_for_update=True)
 
 
-async def _store_of(
-    session: AsyncSession, guide: str, ext: str, relation_id: int | None = None
-) -> int | None:
-    if relation_id is not None:  # the emitter's relation, already in the session: no read
-        relation = await session.get(Relation, relation_id)
-        if relation is not None:
-            return relation.store_id
+async def _store_of(session: AsyncSession, guide: str, ext: str) -> int | None:
     return await session.scalar(
         select(Relation.store_id).where(
             Relation.guide_userid == guide, Relation.external_userid == ext
@@ -230,8 +224,10 @@ async def on_relation_added(session: AsyncSession, event: RelationAdded) -> None
     ext, guide = event.external_userid, event.guide_userid
     if event.store is not None:  # read with the add: no read here
         store = event.store.id
+    elif event.relation is not None:  # as the emitter wrote it: likewise
+        store = event.relation.store_id
     else:
-        store = await _store_of(session, guide, ext, event.relation_id)
+        store = await _store_of(session, guide, ext)
     # Most adds are a customer's first: their row goes in with its stage in one statement
     # (orders told of before the add count), logged and announced like any later change.
     first = _FIRST_STAGE[session.bind.dialect.name]

@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
 from guidebot.contacts.directory import ensure_guide, store_at
@@ -149,23 +148,34 @@ def follow_values(follow: dict[str, Any] | None) -> dict[str, Any]:
     return vars(blank)
 
 
-async def create_relation(session: AsyncSession, **values: Any) -> tuple[Relation, bool]:
-    """Insert the pair's relation unless another transaction just did. (relation, inserted)
+class NewRelation(SimpleNamespace):
+    """A relation as create_relation inserted it: its columns as attributes, as a Relation's
+    (no ORM object: building one, and the session taking it, cost more than the insert)."""
 
-    One statement for a new pair, Core, every column given: the insert returns the id and the
-    session takes the object as loaded (no read, nothing to flush), so the hearers of the add
-    find it there (events.RelationAdded.relation_id)."""
+    id: int
+    guide_userid: str
+    external_userid: str
+    status: str
+    store_id: int | None
+    channel: str | None
+    campaign: str | None
+    state: str | None
+    tags: list[dict[str, Any]]
+    remark: str | None
+    description: str | None
+
+
+async def create_relation(
+    session: AsyncSession, **values: Any
+) -> tuple[Relation | NewRelation, bool]:
+    """Insert the pair's relation unless another transaction just did. (relation, inserted):
+    the row as inserted, every column given, in one Core statement; or the one there, locked.
+    The hearers of the add are handed what it wrote (events.RelationAdded.relation)."""
     row = _NEW_RELATION | {"tags": [], "remark_mobiles": []} | values
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            row[key] = value.astimezone(UTC)  # as UTCDateTime would read it back
     statement = _relation_insert(session.bind.dialect.name)
     new_id = (await statement.execute(session, row)).scalar()
     if new_id is not None:
-        relation = Relation(id=new_id, **row)
-        make_transient_to_detached(relation)
-        session.add(relation)
-        return relation, True
+        return NewRelation(id=new_id, **row), True
     relation = await lock_relation(session, values["guide_userid"], values["external_userid"])
     assert relation is not None
     return relation, False
@@ -415,6 +425,7 @@ def _expire_held(session: AsyncSession, relation_id: int) -> None:
 
 __all__ = [
     "Attribution",
+    "NewRelation",
     "apply_follow",
     "attribute",
     "create_relation",

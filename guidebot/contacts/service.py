@@ -41,6 +41,7 @@ from guidebot.contacts.models import (
     TransferStatus,
 )
 from guidebot.contacts.relations import (
+    NewRelation,
     apply_follow,
     attribute,
     create_relation,
@@ -53,7 +54,9 @@ from guidebot.contacts.relations import (
 )
 from guidebot.contacts.tags import announce_gained, tag_key
 from guidebot.contacts.wecom_profile import Profile
+from guidebot.db.direct import flush_pending
 from guidebot.events import (
+    PairFacts,
     PairNames,
     RelationAdded,
     RelationEdited,
@@ -103,13 +106,13 @@ class _Add:
     async def announce(
         self,
         session: AsyncSession,
-        relation: Relation,
+        relation: Relation | NewRelation,
         *,
         reactivated: bool,
         store: StoreRef | None = None,
         names: PairNames | None = None,
     ):
-        await session.flush()
+        await flush_pending(session)  # a known pair's object, changed: its hearers read it
         added = RelationAdded(
             guide_userid=relation.guide_userid,
             external_userid=relation.external_userid,
@@ -119,7 +122,7 @@ class _Add:
             reactivated=reactivated,
             by_edit=self.by_edit,
             welcome_code=self.welcome_code,
-            relation_id=relation.id,
+            relation=PairFacts.of(relation),
             store=store,
             names=names,
         )
@@ -140,7 +143,7 @@ async def record_added(
     inbox_id: int | None = None,
     welcome_code: str | None = None,
     by_edit: bool = False,
-) -> Relation:
+) -> Relation | NewRelation:
     """The guide and the customer are connected as of `at` (an add event, or WeCom's list).
 
     New pair: an active relation, logged `added`. Ended pair and a newer add: `reactivated`
@@ -200,7 +203,7 @@ async def record_added(
 
 async def _add_new_pair(
     session: AsyncSession, add: _Add, look: AddLook | None, names: PairNames | None
-) -> Relation:
+) -> Relation | NewRelation:
     if look is not None:
         attribution, store = look.attribution, look.store
     else:
@@ -273,7 +276,7 @@ async def record_edited(
     source: str,
     profile: Profile | None,
     inbox_id: int | None = None,
-) -> Relation | None:
+) -> Relation | NewRelation | None:
     """edit_external_contact: refresh the profile and this guide's remark, tags, mobiles.
 
     An edit of a pair we never saw added proves the relation exists: it is recorded as added.
@@ -326,7 +329,7 @@ async def record_edited(
 
 async def _announce_edit(
     session: AsyncSession,
-    relation: Relation,
+    relation: Relation | NewRelation,
     changed: tuple[str, ...],
     *,
     at: datetime,

@@ -20,7 +20,7 @@ from sqlalchemy import String, cast, exists, func, literal_column, or_, select, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.models import EventKind, Relation, RelationStatus
-from guidebot.contacts.relations import lock_relation, log_event
+from guidebot.contacts.relations import NewRelation, lock_relation, log_event
 from guidebot.events import TagsGained, publish
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def has_tag(dialect: str, wanted: str):
 
 async def announce_gained(
     session: AsyncSession,
-    relation: Relation,
+    relation: Relation | NewRelation,
     before: set[str | None],
     *,
     at: datetime,

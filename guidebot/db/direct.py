@@ -171,7 +171,7 @@ class Direct:
         if found is None:
             return None
         if session.sync_session.autoflush:  # as session.execute's
-            await _flush_pending(session)
+            await flush_pending(session)
         plan = self.plan(session.bind.dialect, params)
         return None if plan is None else (*found, plan)
 
@@ -260,7 +260,7 @@ def _sent(
         raise DBAPIError.instance(sql, args, error, sqlite3.Error, dialect=dialect) from error
 
 
-async def _flush_pending(session: AsyncSession) -> None:
+async def flush_pending(session: AsyncSession) -> None:
     """Flush what the session holds pending; looked at first, as a flush costs a greenlet's
     switch even when there is nothing to write."""
     sync = session.sync_session
@@ -309,7 +309,7 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
         async with session.begin_nested():
             yield
         return
-    await _flush_pending(session)
+    await flush_pending(session)
     driver, connection = found
     name = f"guidebot_{next(_SAVEPOINT_NAMES)}"
     _plain(session, driver, connection, f"SAVEPOINT {name}")
@@ -354,4 +354,4 @@ async def _driver(session: AsyncSession) -> tuple[sqlite3.Connection, Any] | Non
     return (driver, known[3]) if driver is not None and driver.in_transaction else None
 
 
-__all__ = ["Direct", "Rows", "savepoint"]
+__all__ = ["Direct", "Rows", "flush_pending", "savepoint"]

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.models import Department, Relation
-from guidebot.events import StoreRef
+from guidebot.events import PairFacts, StoreRef
 from guidebot.sop.playbook import Audience
 
 _BIRTHDAY = re.compile(r"生日\s*[:：]\s*(\d{1,2})\s*[-/月.]\s*(\d{1,2})")
@@ -59,7 +59,7 @@ _STORE = select(_STORES.c.code, _STORES.c.timezone).where(_STORES.c.id == bindpa
 
 
 async def subject_for(
-    session: AsyncSession, relation: Relation, known: StoreRef | None = None
+    session: AsyncSession, relation: Relation | PairFacts, known: StoreRef | None = None
 ) -> Subject:
     """The pair as audiences see it; `known`: its store as the emitter of the fact read it
     (RelationAdded.store), else it is read here."""

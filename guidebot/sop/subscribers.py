@@ -60,6 +60,7 @@ from guidebot.events import (
     GroupMemberJoined,
     GuideLeft,
     OrderPaid,
+    PairFacts,
     PairNames,
     RelationAdded,
     RelationEdited,
@@ -94,6 +95,9 @@ from guidebot.sop.task_marks import TaskConflict, TaskNotFound, complete_task
 from guidebot.sop.welcome_lane import Undrafted, Welcome, WelcomeLane, draft_welcome
 
 log = logging.getLogger(__name__)
+
+# The pair a hearer acts on: as the add's emitter handed it, or read.
+Pair = Relation | PairFacts
 
 # The stop reason for each way a relation ends.
 _END_REASON = {
@@ -134,9 +138,8 @@ class SopSubscriber:
     async def on_added(self, session: AsyncSession, event: RelationAdded) -> None:
         if event.source != EventSource.CALLBACK or event.by_edit:
             return
-        if event.relation_id is not None:  # loaded in this session by contacts: no read
-            relation = await session.get(Relation, event.relation_id)
-        else:
+        relation = event.relation  # as contacts wrote it: no read
+        if relation is None:
             relation = await _relation(session, event.guide_userid, event.external_userid)
         if relation is None or relation.status != RelationStatus.ACTIVE:
             return
@@ -167,7 +170,7 @@ class SopSubscriber:
             after_commit(session, partial(self.welcomes.send, welcome))
 
     def _draft(
-        self, e: Enrolled, relation: Relation, names: PairNames, store: StoreRef | None
+        self, e: Enrolled, relation: Pair, names: PairNames, store: StoreRef | None
     ) -> Welcome:
         """The claimed welcome drafted, or left for the lane to prepare as the tick would when
         its text cannot be drafted here (it meets the same error there, and says so)."""
@@ -215,7 +218,7 @@ class SopSubscriber:
         if playbooks:
             await self._enroll_each(session, playbooks, relation, at=event.at, now=event.now)
 
-    async def _missed(self, session: AsyncSession, relation: Relation, event, wanted) -> None:
+    async def _missed(self, session: AsyncSession, relation: Pair, event, wanted) -> None:
         """Broken playbooks whose trigger this is: the pair is remembered, to be caught up
         when the file is fixed (guidebot.sop.catch_up)."""
         broken = [p for p in self.sop.registry.broken() if wanted(p)]
@@ -348,7 +351,7 @@ class SopSubscriber:
         self,
         session: AsyncSession,
         playbooks: list[Playbook],
-        relation: Relation,
+        relation: Pair,
         *,
         at: datetime,
         now: datetime,
