@@ -64,13 +64,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite" or _storage_format(self, dialect) != _SQLITE_DATETIME:
             return composed
 
+        # The value this column wrote last and its text, swapped as one: a batch's rows and an
+        # event's statements bind the same `now` again and again (about half the binds).
+        last: list[tuple[Any, str | None]] = [(None, None)]
+
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
+            seen, text = last[0]
+            if value is seen:
+                return text
             if value.tzinfo is None:
                 raise ValueError("naive datetime: store instants as tz-aware UTC")
             u = value.astimezone(UTC)
-            return _TEXT % (u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond)
+            text = _TEXT % (u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond)
+            last[0] = (value, text)
+            return text
 
         return process
 

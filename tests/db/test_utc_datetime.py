@@ -73,3 +73,13 @@ def test_none_and_naive_as_before():
         WRITE(datetime(2026, 12, 7))
     with pytest.raises(ValueError, match="naive"):
         COMPOSED(datetime(2026, 12, 7))
+
+
+@settings(max_examples=examples(200))
+@given(st.lists(INSTANTS, min_size=1, max_size=4), st.lists(st.integers(0, 3), max_size=12))
+def test_an_instant_written_again_is_the_same_text(instants, order):
+    """The writer keeps the text of the instant it wrote last (an event binds its `now` again
+    and again): written in any order, with repeats of the same objects, each is its own."""
+    for i in [0, *order]:
+        instant = instants[i % len(instants)]
+        assert WRITE(instant) == COMPOSED(instant)
