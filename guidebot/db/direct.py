@@ -164,34 +164,43 @@ class Direct:
         self._plans[(dialect.name, keys)] = plan
         return plan
 
-    async def _on_driver(self, session: AsyncSession, params: Mapping[str, Any]) -> tuple | None:
-        """(the sqlite3 connection, SQLAlchemy's, the plan) where the driver may run it; None
-        where SQLAlchemy must."""
+    async def _on_driver(
+        self, session: AsyncSession, params: Mapping[str, Any]
+    ) -> tuple[_OnDriver, _Plan] | None:
+        """(the transaction's driver, the plan) where the driver may run it; None where
+        SQLAlchemy must."""
         found = await _driver(session)
         if found is None:
             return None
-        if session.sync_session.autoflush:  # as session.execute's
+        if session.sync_session.autoflush:  # as session.execute's (no_autoflush sets it)
             await flush_pending(session)
-        plan = self.plan(session.bind.dialect, params)
-        return None if plan is None else (*found, plan)
+        plan = self.plan(found.dialect, params)
+        return None if plan is None else (found, plan)
 
     async def execute(self, session: AsyncSession, params: Mapping[str, Any]) -> Rows:
         on_driver = await self._on_driver(session, params)
-        bound = None if on_driver is None else _bound(on_driver[2], params)
+        bound = None if on_driver is None else _bound(on_driver[1], params)
         if bound is None:
             return _rows_of(await session.execute(self.statement, params))
-        return self._run(session, *on_driver, *bound)
+        return self._run(*on_driver, *bound)
 
     @staticmethod
-    def _run(session, driver, connection, plan: _Plan, sql: str, args: tuple) -> Rows:
-        """On the driver: the statement, its rows as SQLAlchemy would read them."""
-        with _sent(session, connection, sql, args, False):
-            cursor = driver.execute(sql, args)
+    def _run(on: _OnDriver, plan: _Plan, sql: str, args: tuple) -> Rows:
+        """On the driver: the statement, its rows as SQLAlchemy would read them. (The work of
+        _sent written out: this runs for every statement of the add path.)"""
+        listeners = on.dispatch.before_cursor_execute
+        if listeners:
+            for listen in listeners:
+                listen(on.connection, None, sql, args, None, False)
+        try:
+            cursor = on.driver.execute(sql, args)
             try:
                 found = cursor.fetchall() if cursor.description else []
                 rowcount = cursor.rowcount
             finally:
                 cursor.close()
+        except sqlite3.Error as error:
+            raise _wrapped(on, sql, args, error) from error
         if plan.row is None:
             return Rows([], rowcount)
         results, make = plan.results, plan.row
@@ -206,7 +215,7 @@ class Direct:
         its RETURNING gives, in no particular order: SQLAlchemy's executemany of an INSERT
         ... RETURNING does the same ("insertmanyvalues")."""
         on_driver = await self._on_driver(session, rows[0]) if rows else None
-        plan = None if on_driver is None else on_driver[2]
+        plan = None if on_driver is None else on_driver[1]
         if plan is None or plan.values is None or len(rows) * len(plan.steps) > _MOST_ARGUMENTS:
             return _rows_of(await session.execute(self.statement, rows))
         one = f"({plan.values})"
@@ -214,19 +223,19 @@ class Direct:
         args: list[Any] = []
         for row in rows:
             args += _bound(plan, row)[1]
-        return self._run(session, *on_driver, sql, tuple(args))
+        return self._run(on_driver[0], plan, sql, tuple(args))
 
     async def execute_many(self, session: AsyncSession, rows: list[Mapping[str, Any]]) -> int:
         """The statement once for each of `rows` (no RETURNING); the rows it changed."""
         on_driver = await self._on_driver(session, rows[0]) if rows else None
-        plan = None if on_driver is None else on_driver[2]
+        plan = None if on_driver is None else on_driver[1]
         # Lists and RETURNING are not for executemany: SQLAlchemy's way for those.
         if plan is None or plan.expanding or plan.row is not None:
             return (await session.execute(self.statement, rows)).rowcount
-        driver, connection, _ = on_driver
+        on = on_driver[0]
         sql, many = plan.sql, [_bound(plan, row)[1] for row in rows]
-        with _sent(session, connection, sql, many, True):
-            cursor = driver.executemany(sql, many)
+        with _sent(on, sql, many, True):
+            cursor = on.driver.executemany(sql, many)
             try:
                 return cursor.rowcount
             finally:
@@ -244,20 +253,21 @@ def _first_line(statement: Executable) -> str:
 
 
 @contextmanager
-def _sent(
-    session: AsyncSession, connection: Any, sql: str, args: Any, many: bool
-) -> Iterator[None]:
+def _sent(on: _OnDriver, sql: str, args: Any, many: bool) -> Iterator[None]:
     """Around a statement sent on the driver: the engine's before_cursor_execute listeners
     hear it first, as they hear SQLAlchemy's, and a driver error is SQLAlchemy's wrapped one."""
-    listeners = session.bind.sync_engine.dispatch.before_cursor_execute
+    listeners = on.dispatch.before_cursor_execute
     if listeners:
         for listen in listeners:
-            listen(connection, None, sql, args, None, many)
+            listen(on.connection, None, sql, args, None, many)
     try:
         yield
     except sqlite3.Error as error:
-        dialect = session.bind.dialect
-        raise DBAPIError.instance(sql, args, error, sqlite3.Error, dialect=dialect) from error
+        raise _wrapped(on, sql, args, error) from error
+
+
+def _wrapped(on: _OnDriver, sql: str, args: Any, error: sqlite3.Error) -> DBAPIError:
+    return DBAPIError.instance(sql, args, error, sqlite3.Error, dialect=on.dialect)
 
 
 async def flush_pending(session: AsyncSession) -> None:
@@ -304,34 +314,46 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
     `session.begin_nested()`. SQLAlchemy does not know of a savepoint on the driver, so it
     could not expire an object the block changed: hence Core only. What the session holds
     pending is flushed first, so the savepoint never takes back a change made before it."""
-    found = await _driver(session)
-    if found is None:
+    on = await _driver(session)
+    if on is None:
         async with session.begin_nested():
             yield
         return
     await flush_pending(session)
-    driver, connection = found
     name = f"guidebot_{next(_SAVEPOINT_NAMES)}"
-    _plain(session, driver, connection, f"SAVEPOINT {name}")
+    _plain(on, f"SAVEPOINT {name}")
     try:
         yield
     except BaseException:
-        if driver.in_transaction:  # an I/O error may have ended the transaction itself
-            _plain(session, driver, connection, f"ROLLBACK TO SAVEPOINT {name}")
-            _plain(session, driver, connection, f"RELEASE SAVEPOINT {name}")
+        if on.driver.in_transaction:  # an I/O error may have ended the transaction itself
+            _plain(on, f"ROLLBACK TO SAVEPOINT {name}")
+            _plain(on, f"RELEASE SAVEPOINT {name}")
         raise
-    _plain(session, driver, connection, f"RELEASE SAVEPOINT {name}")
+    _plain(on, f"RELEASE SAVEPOINT {name}")
 
 
-def _plain(session: AsyncSession, driver: sqlite3.Connection, connection: Any, sql: str) -> None:
-    with _sent(session, connection, sql, (), False):
-        driver.execute(sql).close()
+def _plain(on: _OnDriver, sql: str) -> None:
+    with _sent(on, sql, (), False):
+        on.driver.execute(sql).close()
 
 
-async def _driver(session: AsyncSession) -> tuple[sqlite3.Connection, Any] | None:
-    """The sqlite3 connection of the session's transaction (and SQLAlchemy's connection over
-    it, for the listeners), where a statement may run on it from here; None where SQLAlchemy
-    must run it."""
+@dataclass(frozen=True, slots=True)
+class _OnDriver:
+    """A session's transaction as its statements run on the driver: the sqlite3 connection,
+    SQLAlchemy's connection over it and its engine's events (for the listeners), the dialect;
+    looked up once a transaction, not per statement."""
+
+    root: Any  # the session's transaction, and its savepoint when it has one
+    nested: Any
+    driver: sqlite3.Connection | None
+    connection: Any
+    dispatch: Any
+    dialect: Dialect
+
+
+async def _driver(session: AsyncSession) -> _OnDriver | None:
+    """The session's transaction on the sqlite3 connection, where a statement may run on it
+    from here; None where SQLAlchemy must run it."""
     if not inlining():
         return None
     sync = session.sync_session
@@ -339,19 +361,27 @@ async def _driver(session: AsyncSession) -> tuple[sqlite3.Connection, Any] | Non
     if root is None:
         return None
     nested = sync.get_nested_transaction()
-    known = sync.info.get(_DRIVER)
-    if known is None or known[0] is not root or known[1] is not nested:
+    known: _OnDriver | None = sync.info.get(_DRIVER)
+    if known is None or known.root is not root or known.nested is not nested:
         # The session's connection for this transaction: SQLAlchemy begins it here if it has
         # not, and emits a savepoint begun since (begin_nested() waits for a statement).
         connection = await session.connection()
-        if known is None or known[0] is not root:
+        if known is None or known.root is not root:
             raw = await connection.get_raw_connection()
             driver = inline_driver(raw.dbapi_connection)
         else:
-            driver = known[2]
-        known = sync.info[_DRIVER] = (root, nested, driver, connection.sync_connection)
-    driver = known[2]
-    return (driver, known[3]) if driver is not None and driver.in_transaction else None
+            driver = known.driver
+        engine = session.bind.sync_engine
+        known = sync.info[_DRIVER] = _OnDriver(
+            root,
+            nested,
+            driver,
+            connection.sync_connection,
+            engine.dispatch,
+            engine.dialect,
+        )
+    driver = known.driver
+    return known if driver is not None and driver.in_transaction else None
 
 
 __all__ = ["Direct", "Rows", "flush_pending", "savepoint"]
