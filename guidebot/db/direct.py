@@ -28,6 +28,7 @@ import sqlite3
 from collections import namedtuple
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -303,6 +304,27 @@ def _bound(plan: _Plan, params: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]
 
 
 _SAVEPOINT_NAMES = itertools.count(1)
+_SAVEPOINTS_SKIPPED: ContextVar[bool] = ContextVar("guidebot_savepoints_skipped", default=False)
+
+
+class SavepointSkipped(BaseException):
+    """A block that would have had a savepoint failed inside without_savepoints(): the
+    transaction holds the block's partial writes, so the whole of it must roll back. Not an
+    Exception, so that the block's own handlers (a fallback, a log-and-go-on) cannot take it
+    for a failure they recovered from."""
+
+
+@contextmanager
+def without_savepoints() -> Iterator[None]:
+    """savepoint() takes none inside, on the driver: for a transaction that is rolled back and
+    run again with them if anything in it fails (the inbox worker's optimistic batches). A
+    savepoint costs two statements, and SQLite's full-text index flushes its pending words at
+    each."""
+    token = _SAVEPOINTS_SKIPPED.set(True)
+    try:
+        yield
+    finally:
+        _SAVEPOINTS_SKIPPED.reset(token)
 
 
 @asynccontextmanager
@@ -318,6 +340,12 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
     if on is None:
         async with session.begin_nested():
             yield
+        return
+    if _SAVEPOINTS_SKIPPED.get():
+        try:
+            yield
+        except Exception as exc:
+            raise SavepointSkipped(f"{type(exc).__name__}: {exc}") from exc
         return
     await flush_pending(session)
     name = f"guidebot_{next(_SAVEPOINT_NAMES)}"
@@ -384,4 +412,11 @@ async def _driver(session: AsyncSession) -> _OnDriver | None:
     return known if driver is not None and driver.in_transaction else None
 
 
-__all__ = ["Direct", "Rows", "flush_pending", "savepoint"]
+__all__ = [
+    "Direct",
+    "Rows",
+    "SavepointSkipped",
+    "flush_pending",
+    "savepoint",
+    "without_savepoints",
+]

@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
-from guidebot.db.direct import Direct
+from guidebot.db.direct import Direct, SavepointSkipped, without_savepoints
 from guidebot.db.one_hop import inline_statements
 from guidebot.db.queue import Strays, claim_owner
 from guidebot.events import collect_after_commit
@@ -40,7 +40,6 @@ from guidebot.wecom.events import Event, EventParseError
 log = logging.getLogger(__name__)
 
 _LEASE_MARGIN = timedelta(seconds=5)
-_NO_SAVEPOINT = contextlib.nullcontext()  # an event of a batch that is not careful
 _FETCHED = "_fetched_before"  # in an event's data: its `before` callbacks already ran
 
 _INBOX = InboxEvent.__table__
@@ -103,6 +102,14 @@ class AlreadyProcessed(Exception):
 class _Spoiled(Exception):
     """An event of a batch run without savepoints failed, or was finished elsewhere: the
     batch's transaction rolls back and it runs again, a savepoint each (intake.batches)."""
+
+
+@contextlib.asynccontextmanager
+async def _optimistic() -> AsyncIterator[None]:
+    """An event of a batch that is not careful: no savepoint of its own, nor any of the
+    blocks it runs (db.direct.savepoint); a failure in one spoils the batch (_errors)."""
+    with without_savepoints():
+        yield
 
 
 class InboxWorker:
@@ -444,7 +451,7 @@ class InboxWorker:
     async def _errors(self, call: Next, event: Event, data: Data) -> Any:
         try:
             return await call(event, data)
-        except Exception as exc:
+        except (Exception, SavepointSkipped) as exc:
             if self._batch is not None and not self._batch.careful:
                 # Failed, or finished elsewhere, with no savepoint of its own: the whole batch
                 # rolls back and runs again, careful.
@@ -508,7 +515,7 @@ class InboxWorker:
             return UNHANDLED
         after_commit: list[Callable[[], Awaitable[Any]]] = []
         collect_after_commit(session, after_commit)
-        async with session.begin_nested() if batch.careful else _NO_SAVEPOINT:
+        async with session.begin_nested() if batch.careful else _optimistic():
             result = await call(event, {**data, "session": session})
             await self._mark_done(batch, data["inbox_id"])
         batch.after_commit.extend((work, event) for work in after_commit)

@@ -11,12 +11,15 @@ must know before it writes (the guide, a transfer waiting, the pair, the store a
 the store's code and zone for the SOP engine) is one select (guidebot.contacts.add_look), and
 the stage row counts the orders told of before the add in its own insert. The 10: that look,
 the customer, the relation, its log line, the enrollments' savepoint, their earlier runs, the
-enrollments, their tasks, the savepoint's release, the done-mark. A change that adds one
+enrollments, their tasks, the savepoint's release, the done-mark. On SQLite a burst's events
+share a transaction that runs again with savepoints if anything in it fails
+(guidebot.intake.batches), so the enrollments take none there: 8. A change that adds one
 should say why here.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import event, select
@@ -77,7 +80,9 @@ async def test_an_add_of_a_new_pair_is_a_handful_of_statements(h):
     [look] = [s for s in add if "AS relation_id" in s]
     assert "transfers.status = 'pending'" in look
     assert sum(s.startswith("INSERT INTO relations") for s in add) == 1
-    assert sum(s.startswith("SAVEPOINT") for s in add) == 1
+    # One savepoint for the enrollments, none in SQLite's optimistic batch.
+    sqlite = h.sessions.kw["bind"].dialect.name == "sqlite"
+    assert sum(s.startswith("SAVEPOINT") for s in add) == (0 if sqlite else 1)
     assert not [s for s in add if s.startswith("UPDATE relations")]
     # ...and the add did what it always did: two enrollments, the welcome sent once.
     assert len(await h.enrollments(external_userid="wmc9")) == 2
@@ -107,10 +112,12 @@ steps:
 """
 
 
-async def test_a_playbook_that_cannot_enroll_fails_alone_and_the_welcome_goes(h):
+async def test_a_playbook_that_cannot_enroll_fails_alone_and_the_welcome_goes(h, caplog):
     """An add's playbooks enroll together; when one of them cannot (here an earlier enrollment
     dated year 9999, a hand edit: no instant is 300 days after it), the others still enroll,
-    each in its own savepoint, and the welcome is sent once."""
+    each in its own savepoint, and the welcome is sent once. On SQLite the add's batch ran
+    without savepoints first: the failure spoiled it, not the enrollments' fallback (which
+    would have kept the failed attempt's writes), and it ran again with them."""
     h.write_playbook(REENTERS)
     h.reload()
     year_9999 = datetime(9999, 12, 31, tzinfo=UTC)
@@ -127,7 +134,12 @@ async def test_a_playbook_that_cannot_enroll_fails_alone_and_the_welcome_goes(h)
                 ended_at=year_9999,
             )
         )
-    await h.add("g1", "wmc9")
+    with caplog.at_level(logging.INFO, logger="guidebot.intake.worker"):
+        await h.add("g1", "wmc9")
+    spoiled = [r for r in caplog.records if "runs again, a savepoint each" in r.getMessage()]
+    if h.sessions.kw["bind"].dialect.name == "sqlite":
+        [record] = spoiled
+        assert "SavepointSkipped" in record.getMessage()
 
     enrolled = await h.enrollments(external_userid="wmc9", status="active")
     assert sorted(e.playbook_id for e in enrolled) == ["first_contact", "follow_up_7d"]
