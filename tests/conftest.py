@@ -168,6 +168,30 @@ async def database_url(request, tmp_path) -> AsyncIterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def shared_pg() -> Iterator[tuple[str, str]]:
+    """A third private database, migrated once, for the harnesses a module's tests share
+    (`module_database_url`): apart from `migrated_pg`, which each test empties."""
+    with _private_pg_database("_s") as url:
+        _in_a_thread(upgrade_sync, url)
+        yield url, _in_a_thread(asyncio.run, _emptying_sql(url))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database_url(request, tmp_path_factory) -> str:
+    """`database_url` for a whole module: a migrated, empty database on SQLite, then one on
+    PostgreSQL, each shared by the module's tests that take it. Only tests that read (and
+    write nothing another test could see) may share one: the harness a module builds on it is
+    built once instead of once a test."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("module") / "guidebot.db"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    url, emptying_sql = request.getfixturevalue("shared_pg")
+    _in_a_thread(asyncio.run, _empty_pg(url, emptying_sql))
+    return url
+
+
 @pytest.fixture
 def migrated_sqlite_url(tmp_path, migrated_sqlite) -> str:
     """A migrated, empty SQLite database of the test's own: a copy, not a migration per test."""
