@@ -51,6 +51,11 @@ def reason(answer: dict) -> str:
     return answer["error"]["reason"]
 
 
+# The tests that only read (GET) share one harness (shared_h, tests/web/conftest.py) on the
+# module's event loop; the others write, or read what they wrote, and each has its own.
+READS_ONLY = pytest.mark.asyncio(loop_scope="module")
+
+
 # ---- the helper --------------------------------------------------------------------------------
 
 
@@ -156,8 +161,9 @@ async def test_orders_refuse_huge_amounts_stores_and_dates_and_store_nothing(h):
         "/stores/²/metrics",
     ],
 )
-async def test_a_path_id_no_row_can_have_is_404(h, path):
-    status, answer = await call(h, "GET", path)
+@READS_ONLY
+async def test_a_path_id_no_row_can_have_is_404(shared_h, path):
+    status, answer = await call(shared_h, "GET", path)
     assert (status, answer["error"]["code"]) == (404, "not_found"), answer
 
 
@@ -174,7 +180,9 @@ async def test_writes_to_a_path_id_no_row_can_have_are_404(h):
         assert status == 404, (method, path, answer)
 
 
-async def test_store_and_integer_query_parameters_out_of_range(h):
+@READS_ONLY
+async def test_store_and_integer_query_parameters_out_of_range(shared_h):
+    h = shared_h
     for path in ("/customers", "/guides", "/contact-ways", "/leaderboard"):
         for store in ("99999999999999999999", "2147483648", "²", "9" * 5000):
             status, answer = await call(h, "GET", path, params={"store": store})
@@ -186,7 +194,9 @@ async def test_store_and_integer_query_parameters_out_of_range(h):
             assert status == 400 and repr(name) in reason(answer), (path, raw[:30], answer)
 
 
-async def test_dates_out_of_range_in_queries_are_400(h):
+@READS_ONLY
+async def test_dates_out_of_range_in_queries_are_400(shared_h):
+    h = shared_h
     for path, params in [
         ("/tasks", {"due_before": "0001-01-01T00:00:00+14:00"}),
         ("/tasks", {"due_before": "9999-12-31T23:59:59-14:00"}),
