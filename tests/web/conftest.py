@@ -58,6 +58,10 @@ def sessions(h) -> Sessions:  # noqa: F811
     return Sessions(h)
 
 
+# A test that only reads, on the module's loop: it may take `shared_h` instead of `h`.
+READS_ONLY = pytest.mark.asyncio(loop_scope="module")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_h(module_database_url, tmp_path_factory):
     """One harness (as `h`) for a module's tests that only read, on SQLite then PostgreSQL:

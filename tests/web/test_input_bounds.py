@@ -26,7 +26,7 @@ from guidebot.web.api.common import INT32_MAX, INT64_MAX, ApiError, ApiRoutes, i
 from guidebot.web.api.declare import Body, Query, Text
 from tests.fuzzing import examples
 from tests.metrics.conftest import at
-from tests.web.conftest import admin_cookie, guide_cookie
+from tests.web.conftest import READS_ONLY, admin_cookie, guide_cookie
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -53,7 +53,6 @@ def reason(answer: dict) -> str:
 
 # The tests that only read (GET) share one harness (shared_h, tests/web/conftest.py) on the
 # module's event loop; the others write, or read what they wrote, and each has its own.
-READS_ONLY = pytest.mark.asyncio(loop_scope="module")
 
 
 # ---- the helper --------------------------------------------------------------------------------
