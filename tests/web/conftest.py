@@ -63,7 +63,7 @@ READS_ONLY = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_h(module_database_url, tmp_path_factory):
+async def module_h(module_database_url, tmp_path_factory):
     """One harness (as `h`) for a module's tests that only read, on SQLite then PostgreSQL:
     such a test runs on the module's event loop (`pytest.mark.asyncio(loop_scope="module")`)
     and neither writes nor moves the clock, so each sees what the module's fixtures made."""
@@ -72,3 +72,10 @@ async def shared_h(module_database_url, tmp_path_factory):
     async with served() as serve:
         clock = FakeClock(metrics.at(9, 9, 0))
         yield await metrics.make_harness(serve, module_database_url, clock, sop)
+
+
+@pytest.fixture
+def shared_h(module_h):
+    """The module's harness, its client's cookies (a `?lang=` choice, say) forgotten."""
+    module_h.client.session.cookie_jar.clear()
+    return module_h

@@ -25,28 +25,28 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def seeded(shared_h):
+async def seeded(module_h):
     """The seeded week with two accounts: a manager of store 11, and HQ."""
-    await seed_week(shared_h)
-    accounts = Sessions(shared_h)
+    await seed_week(module_h)
+    accounts = Sessions(module_h)
     manager = admin_cookie(await accounts.account("m11", "manager", ["11"]))
     hq = admin_cookie(await accounts.account("boss", "hq", []))
-    return shared_h, manager, hq
+    return manager, hq
 
 
 @pytest.fixture
-def h(seeded):
-    return seeded[0]
+def h(shared_h, seeded):
+    return shared_h
 
 
 @pytest.fixture
 def m11(seeded):
-    return seeded[1]
+    return seeded[0]
 
 
 @pytest.fixture
 def hq(seeded):
-    return seeded[2]
+    return seeded[1]
 
 
 async def _page(h, cookie, path, **params) -> tuple[int, str]:
