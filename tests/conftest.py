@@ -168,6 +168,30 @@ async def database_url(request, tmp_path) -> AsyncIterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def shared_pg() -> Iterator[tuple[str, str]]:
+    """A third private database, migrated once, for the harnesses a module's tests share
+    (`module_database_url`): apart from `migrated_pg`, which each test empties."""
+    with _private_pg_database("_s") as url:
+        _in_a_thread(upgrade_sync, url)
+        yield url, _in_a_thread(asyncio.run, _emptying_sql(url))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database_url(request, tmp_path_factory) -> str:
+    """`database_url` for a whole module: a migrated, empty database on SQLite, then one on
+    PostgreSQL, each shared by the module's tests that take it. Only tests that read (and
+    write nothing another test could see) may share one: the harness a module builds on it is
+    built once instead of once a test."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("module") / "guidebot.db"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    url, emptying_sql = request.getfixturevalue("shared_pg")
+    _in_a_thread(asyncio.run, _empty_pg(url, emptying_sql))
+    return url
+
+
 @pytest.fixture
 def migrated_sqlite_url(tmp_path, migrated_sqlite) -> str:
     """A migrated, empty SQLite database of the test's own: a copy, not a migration per test."""
@@ -224,6 +248,39 @@ def pytest_configure(config) -> None:
         usable = os.access(RAM_TEMP, os.W_OK) and not os.statvfs(RAM_TEMP).f_flag & os.ST_NOEXEC
         if usable and shutil.disk_usage(RAM_TEMP).free >= RAM_TEMP_FREE:
             tempfile.tempdir = str(RAM_TEMP)  # (tests run programs they install there)
+
+
+# The modules whose tests take longest (the demo's month, separate processes, load on
+# PostgreSQL), longest first: they start before the rest, so that pytest-xdist's workers end
+# on short tests together, not one of them on a minute-long test while the other waits.
+# Only the order changes; a module left out just runs in its place.
+LONG_FIRST = (
+    "tests/integration/test_demo.py",
+    "tests/web/test_demo_week.py",
+    "tests/pg/test_kill_instance.py",
+    "tests/pg/test_image.py",
+    "tests/pg/test_instances.py",
+    "tests/integration/test_cli.py",
+    "tests/pg/test_database_outage.py",
+    "tests/integration/test_bench_welcome.py",
+    "tests/integration/test_serve_processes.py",
+    "tests/sop_engine/test_kill9.py",
+    "tests/pg/test_sop_claim.py",
+    "tests/integration/test_bench_scale.py",
+    "tests/privacy/test_backup.py",
+    "tests/integration/test_bench_add_path.py",
+    "tests/fuzz/test_openapi_agreement.py",
+    "tests/fuzz/test_api_fuzz.py",
+    "tests/contacts/test_search_grams.py",
+)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    def rank(item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONG_FIRST.index(path) if path in LONG_FIRST else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order
 
 
 def pytest_collection_finish(session) -> None:

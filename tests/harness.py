@@ -19,13 +19,16 @@ its playbooks and its domain helpers (a subclass of `Harness`); `start_harness` 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import textwrap
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
+
+from aiohttp.test_utils import TestClient, TestServer
 
 from guidebot.app import create_app
 from guidebot.clock import FakeClock
@@ -222,6 +225,25 @@ async def seed_corp(sim: Any, customers: Iterable[dict[str, Any]] = ()) -> None:
         )
     for customer in customers:
         await post("customers", customer)
+
+
+@contextlib.asynccontextmanager
+async def served() -> AsyncIterator[Any]:
+    """What pytest-aiohttp's `aiohttp_client` gives a test, for a fixture of a wider scope: a
+    factory of test clients, each serving its app, all closed at the end."""
+    clients: list[TestClient] = []
+
+    async def serve(app: Any, *, server_kwargs: dict[str, Any] | None = None) -> TestClient:
+        client = TestClient(TestServer(app, **(server_kwargs or {})))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    try:
+        yield serve
+    finally:
+        while clients:
+            await clients.pop().close()
 
 
 def reload_playbooks(h: Harness) -> list:

@@ -11,13 +11,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from aiohttp import web
 from playwright.async_api import expect
 from sqlalchemy import select
 
 from guidebot.clock import FakeClock
 from guidebot.content.models import ContentForward, ContentItem, ContentOpen
-from tests.browser.conftest import ARTIFACTS, CHROMIUM, NEEDS_CHROMIUM
+from tests.browser.conftest import ARTIFACTS, NEEDS_CHROMIUM
 from tests.content.harness import START, start_harness
 from tests.ports import free_port
 
@@ -35,38 +34,6 @@ async def h(aiohttp_client, migrated_sqlite_url, tmp_path):
         public_url=f"http://127.0.0.1:{port}",  # tracked links point at this very server
         server_kwargs={"port": port},
     )
-
-
-@pytest.fixture
-async def articles(aiohttp_server):
-    """The articles' own web site, which Chromium reaches as http://articles.test."""
-
-    async def article(request: web.Request) -> web.Response:
-        return web.Response(text=f"<h1>{request.path}</h1>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/{path:.*}", article)
-    return await aiohttp_server(app)
-
-
-@pytest.fixture
-async def browser(articles):
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                f"--host-resolver-rules=MAP articles.test:80 127.0.0.1:{articles.port}",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def test_send_from_the_sidebar_and_open_the_link(h, browser):

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from bench.callbacks import children_of
+from guidebot.db.migrate import upgrade
 from tests.conftest import reset_pg
 from tests.integration.test_cli import env_for, guidebot, start, start_simulator, wait_until_up
 from tests.ports import free_port
@@ -62,7 +63,7 @@ async def two_processes(pg_url: str, tmp_path: Path):
     await reset_pg(pg_url)
     server_port, sim_port = free_port(), free_port()
     env = env_for(pg_url, GUIDEBOT_WECOM_API_BASE=f"http://127.0.0.1:{sim_port}")
-    assert guidebot("db", "upgrade", env=env).returncode == 0
+    await upgrade(pg_url)  # as `guidebot db upgrade` does, in this process (Alembic is loaded)
     logs = tmp_path / "logs.txt"
     sim, api = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{server_port}"
     processes = [start_simulator(sim_port, f"{api}/wecom/callback", env=env, log=logs)]

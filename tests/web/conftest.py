@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
+from guidebot.clock import FakeClock
 from guidebot.web.accounts import save_account
 from guidebot.web.auth import (
     ADMIN_COOKIE,
@@ -15,6 +17,8 @@ from guidebot.web.auth import (
     mint_admin_session,
     mint_session,
 )
+from tests.harness import deploy_dir, served, write_playbook
+from tests.metrics import conftest as metrics
 from tests.metrics.conftest import clock, h, sop_dir  # noqa: F401  (fixtures)
 
 PASSWORD = "correct horse battery"
@@ -52,3 +56,26 @@ def guide_cookie(value: str) -> dict[str, str]:
 @pytest.fixture
 def sessions(h) -> Sessions:  # noqa: F811
     return Sessions(h)
+
+
+# A test that only reads, on the module's loop: it may take `shared_h` instead of `h`.
+READS_ONLY = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_h(module_database_url, tmp_path_factory):
+    """One harness (as `h`) for a module's tests that only read, on SQLite then PostgreSQL:
+    such a test runs on the module's event loop (`pytest.mark.asyncio(loop_scope="module")`)
+    and neither writes nor moves the clock, so each sees what the module's fixtures made."""
+    sop = deploy_dir(tmp_path_factory.mktemp("deploy"))
+    write_playbook(sop, metrics.PLAYBOOK)
+    async with served() as serve:
+        clock = FakeClock(metrics.at(9, 9, 0))
+        yield await metrics.make_harness(serve, module_database_url, clock, sop)
+
+
+@pytest.fixture
+def shared_h(module_h):
+    """The module's harness, its client's cookies (a `?lang=` choice, say) forgotten."""
+    module_h.client.session.cookie_jar.clear()
+    return module_h

@@ -10,6 +10,10 @@ import pytest
 
 from guidebot.web.api.common import JSON_BODY_BYTES
 from tests.harness import ADMIN
+from tests.web.conftest import READS_ONLY
+
+# The tests that only send requests no route takes share one harness (shared_h); the others
+# have their own.
 
 
 async def _error(response, status: int, code: str) -> str:
@@ -20,19 +24,22 @@ async def _error(response, status: int, code: str) -> str:
     return error["reason"]
 
 
+@READS_ONLY
 @pytest.mark.parametrize("path", ["/api/v1/no-such-thing", "/api/v1/customers/a/b/c"])
-async def test_an_unknown_api_v1_path_is_a_json_404(h, path):
-    reason = await _error(await h.client.get(path, headers=ADMIN), 404, "not_found")
+async def test_an_unknown_api_v1_path_is_a_json_404(shared_h, path):
+    reason = await _error(await shared_h.client.get(path, headers=ADMIN), 404, "not_found")
     assert path[:40] in reason
 
 
+@READS_ONLY
 @pytest.mark.parametrize("path", ["/api", "/api/", "/api/v2/customers", "/api/openapi.json"])
-async def test_an_unknown_path_anywhere_under_api_is_a_json_404(h, path):
-    await _error(await h.client.get(path, headers=ADMIN), 404, "not_found")
+async def test_an_unknown_path_anywhere_under_api_is_a_json_404(shared_h, path):
+    await _error(await shared_h.client.get(path, headers=ADMIN), 404, "not_found")
 
 
-async def test_a_path_outside_api_keeps_its_plain_404(h):
-    response = await h.client.get("/apiary", headers=ADMIN)
+@READS_ONLY
+async def test_a_path_outside_api_keeps_its_plain_404(shared_h):
+    response = await shared_h.client.get("/apiary", headers=ADMIN)
     assert response.status == 404
     assert response.content_type != "application/json"
 
@@ -41,8 +48,11 @@ async def test_a_path_outside_api_keeps_its_plain_404(h):
     ("method", "path"),
     [("PATCH", "/api/v1/customers"), ("DELETE", "/api/v1/openapi.json"), ("PUT", "/api/v1/orders")],
 )
-async def test_a_method_the_path_does_not_take_is_a_json_405_naming_the_allowed(h, method, path):
-    response = await h.client.request(method, path, headers=ADMIN)
+@READS_ONLY
+async def test_a_method_the_path_does_not_take_is_a_json_405_naming_the_allowed(
+    shared_h, method, path
+):
+    response = await shared_h.client.request(method, path, headers=ADMIN)
     reason = await _error(response, 405, "method_not_allowed")
     allowed = response.headers["Allow"]
     assert allowed and allowed in reason

@@ -10,10 +10,30 @@ import csv
 import io
 from urllib.parse import parse_qsl, urlsplit
 
+import pytest
+import pytest_asyncio
 from openpyxl import load_workbook
 
-from tests.web.conftest import admin_cookie
+from tests.web.conftest import Sessions, admin_cookie
 from tests.web.workbench import Page, missing_routes, seed_week, walk
+
+# The tests that walk the seeded week's pages share it (one week per engine, on the module's
+# event loop): they only read, each as an HQ account of its own (whose language is its own).
+SEEDED = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def _seeded(module_h):
+    await seed_week(module_h)
+
+
+@pytest.fixture
+def week(shared_h, _seeded):
+    return shared_h
+
+
+async def _hq(h, name: str) -> dict[str, str]:
+    return admin_cookie(await Sessions(h).account(name, "hq", []))
 
 
 def _data_rows(rows: list[list[str]]) -> list[list[str]]:
@@ -67,9 +87,10 @@ def test_a_table_without_sorting_or_exports_is_caught():
     assert problems(Page("<table><tr><td>1</td></tr></table>")) == ["a table without an id"]
 
 
-async def test_every_table_on_every_admin_page_sorts_and_exports(h, sessions):
-    await seed_week(h)
-    cookie = admin_cookie(await sessions.account("boss", "hq", []))
+@SEEDED
+async def test_every_table_on_every_admin_page_sorts_and_exports(week):
+    h = week
+    cookie = await _hq(h, "boss")
     pages = await walk(h, cookie)
     assert not missing_routes(h, pages), missing_routes(h, pages)
     checked = 0
@@ -90,9 +111,10 @@ async def test_every_table_on_every_admin_page_sorts_and_exports(h, sessions):
     assert checked >= 20, checked
 
 
-async def test_an_unknown_table_is_a_styled_400_in_either_language(h, sessions):
-    await seed_week(h)
-    cookie = admin_cookie(await sessions.account("boss", "hq", []))
+@SEEDED
+async def test_an_unknown_table_is_a_styled_400_in_either_language(week):
+    h = week
+    cookie = await _hq(h, "boss-400")
     response = await h.client.get(
         "/admin/customers/wmc01", params={"format": "csv", "table": "secrets"}, headers=cookie
     )
@@ -106,9 +128,10 @@ async def test_an_unknown_table_is_a_styled_400_in_either_language(h, sessions):
     assert "&#39;table&#39; must be one of store-leaderboard" in await response.text()
 
 
-async def test_a_customer_page_s_orders_export_with_money_as_a_number(h, sessions):
-    await seed_week(h)
-    cookie = admin_cookie(await sessions.account("boss", "hq", []))
+@SEEDED
+async def test_a_customer_page_s_orders_export_with_money_as_a_number(week):
+    h = week
+    cookie = await _hq(h, "boss-xlsx")
     response = await h.client.get(
         "/admin/customers/wmc01", params={"format": "xlsx", "table": "orders"}, headers=cookie
     )

@@ -26,7 +26,7 @@ from guidebot.web.api.common import INT32_MAX, INT64_MAX, ApiError, ApiRoutes, i
 from guidebot.web.api.declare import Body, Query, Text
 from tests.fuzzing import examples
 from tests.metrics.conftest import at
-from tests.web.conftest import admin_cookie, guide_cookie
+from tests.web.conftest import READS_ONLY, admin_cookie, guide_cookie
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -49,6 +49,10 @@ async def call(h, method: str, path: str, body: Any = None, **kwargs: Any) -> tu
 
 def reason(answer: dict) -> str:
     return answer["error"]["reason"]
+
+
+# The tests that only read (GET) share one harness (shared_h, tests/web/conftest.py) on the
+# module's event loop; the others write, or read what they wrote, and each has its own.
 
 
 # ---- the helper --------------------------------------------------------------------------------
@@ -156,8 +160,9 @@ async def test_orders_refuse_huge_amounts_stores_and_dates_and_store_nothing(h):
         "/stores/²/metrics",
     ],
 )
-async def test_a_path_id_no_row_can_have_is_404(h, path):
-    status, answer = await call(h, "GET", path)
+@READS_ONLY
+async def test_a_path_id_no_row_can_have_is_404(shared_h, path):
+    status, answer = await call(shared_h, "GET", path)
     assert (status, answer["error"]["code"]) == (404, "not_found"), answer
 
 
@@ -174,7 +179,9 @@ async def test_writes_to_a_path_id_no_row_can_have_are_404(h):
         assert status == 404, (method, path, answer)
 
 
-async def test_store_and_integer_query_parameters_out_of_range(h):
+@READS_ONLY
+async def test_store_and_integer_query_parameters_out_of_range(shared_h):
+    h = shared_h
     for path in ("/customers", "/guides", "/contact-ways", "/leaderboard"):
         for store in ("99999999999999999999", "2147483648", "²", "9" * 5000):
             status, answer = await call(h, "GET", path, params={"store": store})
@@ -186,7 +193,9 @@ async def test_store_and_integer_query_parameters_out_of_range(h):
             assert status == 400 and repr(name) in reason(answer), (path, raw[:30], answer)
 
 
-async def test_dates_out_of_range_in_queries_are_400(h):
+@READS_ONLY
+async def test_dates_out_of_range_in_queries_are_400(shared_h):
+    h = shared_h
     for path, params in [
         ("/tasks", {"due_before": "0001-01-01T00:00:00+14:00"}),
         ("/tasks", {"due_before": "9999-12-31T23:59:59-14:00"}),

@@ -12,17 +12,41 @@ import re
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import pytest_asyncio
 
-from tests.web.conftest import admin_cookie
+from tests.web.conftest import Sessions, admin_cookie
 from tests.web.workbench import Page, seed_week, walk
 
 OTHER_STORE = ("徐汇店", "李娜", "顾客04", "徐汇体验官群", "wmc04")
 
+# Every test here only reads (pages and their exports, GET by GET): they share one seeded week,
+# on the module's event loop, instead of seeding it again for each.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def seeded(module_h):
+    """The seeded week with two accounts: a manager of store 11, and HQ."""
+    await seed_week(module_h)
+    accounts = Sessions(module_h)
+    manager = admin_cookie(await accounts.account("m11", "manager", ["11"]))
+    hq = admin_cookie(await accounts.account("boss", "hq", []))
+    return manager, hq
+
 
 @pytest.fixture
-async def m11(h, sessions):
-    await seed_week(h)
-    return admin_cookie(await sessions.account("m11", "manager", ["11"]))
+def h(shared_h, seeded):
+    return shared_h
+
+
+@pytest.fixture
+def m11(seeded):
+    return seeded[0]
+
+
+@pytest.fixture
+def hq(seeded):
+    return seeded[1]
 
 
 async def _page(h, cookie, path, **params) -> tuple[int, str]:
@@ -125,25 +149,18 @@ async def test_a_customer_s_page(h, m11):
     assert {r[3] for r in rows[1:]} == {"王芳"}
 
 
-async def test_groups(h, m11):
+async def test_groups(h, m11, hq):
     status, html = await _page(h, m11, "/admin/groups")
     assert status == 200 and "张江VIP群" in html and "徐汇体验官群" not in html
     chats = re.findall(r'<tr data-chat="([^"]+)">', html)
     assert len(chats) == 1
     assert (await _page(h, m11, f"/admin/groups/{chats[0]}"))[0] == 200
-    hq = admin_cookie(await _hq(h))
     other = set(re.findall(r'<tr data-chat="([^"]+)">', (await _page(h, hq, "/admin/groups"))[1]))
     [theirs] = other - set(chats)
     assert (await _page(h, m11, f"/admin/groups/{theirs}"))[0] == 404
     assert (await _csv(h, m11, f"/admin/groups/{theirs}", table="members"))[0] == 404
     _, rows = await _csv(h, m11, "/admin/groups")
     assert [r[0] for r in rows[1:]] == ["张江VIP群"]
-
-
-async def _hq(h) -> str:
-    from tests.web.conftest import Sessions
-
-    return await Sessions(h).account("boss", "hq", [])
 
 
 async def test_cohorts_are_their_stores_rows(h, m11):
