@@ -97,14 +97,14 @@ async def upsert_customer(
 # ---- relations -------------------------------------------------------------------------------
 
 
-# Built once: building the ORM statement (its comparisons, FOR UPDATE) cost more than its
-# run, and every delete and re-add looks the pair up this way.
-# Through the customer's few relations: PostgreSQL without statistics read every relation of
-# the guide's through their index (the guide only filters).
+# The pair, found through the customer's few relations: PostgreSQL without statistics read
+# every relation of the guide's through their index (the guide only filters).
 _LOCK_RELATION_BY = (
     only_filters(_RELATIONS.c.guide_userid, bindparam("guide")),
     _RELATIONS.c.external_userid == bindparam("ext"),
 )
+# Built once: building the ORM statement (its comparisons, FOR UPDATE) cost more than its
+# run, and every re-add, edit and transfer looks the pair up this way.
 _LOCK_RELATION = (
     select(Relation)
     .where(*_LOCK_RELATION_BY)

@@ -429,7 +429,7 @@ async def record_deleted_by_guide(
             )
             relation = await lock_relation(session, userid, external_userid)
             assert relation is not None
-            await session.flush()  # the hearers read what the transfer wrote
+            await flush_pending(session)  # the hearers read what the transfer wrote
             await _announce_end(
                 session, userid, external_userid, relation.status, at=at, now=now, source=source
             )

@@ -187,12 +187,9 @@ class Direct:
 
     @staticmethod
     def _run(on: _OnDriver, plan: _Plan, sql: str, args: tuple) -> Rows:
-        """On the driver: the statement, its rows as SQLAlchemy would read them. (The work of
-        _sent written out: this runs for every statement of the add path.)"""
-        listeners = on.dispatch.before_cursor_execute
-        if listeners:
-            for listen in listeners:
-                listen(on.connection, None, sql, args, None, False)
+        """On the driver: the statement, its rows as SQLAlchemy would read them. (_sent written
+        out, without a generator's context: this runs for every statement of the add path.)"""
+        _hear(on, sql, args, False)
         try:
             cursor = on.driver.execute(sql, args)
             try:
@@ -257,14 +254,19 @@ def _first_line(statement: Executable) -> str:
 def _sent(on: _OnDriver, sql: str, args: Any, many: bool) -> Iterator[None]:
     """Around a statement sent on the driver: the engine's before_cursor_execute listeners
     hear it first, as they hear SQLAlchemy's, and a driver error is SQLAlchemy's wrapped one."""
-    listeners = on.dispatch.before_cursor_execute
-    if listeners:
-        for listen in listeners:
-            listen(on.connection, None, sql, args, None, many)
+    _hear(on, sql, args, many)
     try:
         yield
     except sqlite3.Error as error:
         raise _wrapped(on, sql, args, error) from error
+
+
+def _hear(on: _OnDriver, sql: str, args: Any, many: bool) -> None:
+    """The engine's before_cursor_execute listeners hear a statement sent on the driver."""
+    listeners = on.dispatch.before_cursor_execute
+    if listeners:
+        for listen in listeners:
+            listen(on.connection, None, sql, args, None, many)
 
 
 def _wrapped(on: _OnDriver, sql: str, args: Any, error: sqlite3.Error) -> DBAPIError:
