@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import sqlite3
 from collections import namedtuple
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Dialect
@@ -37,6 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
+from guidebot.db import on_asyncpg
 from guidebot.db.one_hop import inline_driver, inlining
 
 log = logging.getLogger(__name__)
@@ -80,23 +82,32 @@ class Rows:
         return self.rows[0][0] if self.rows else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Plan:
     """A statement as one dialect runs it: SQL, parameters in order, result columns."""
 
     sql: str
-    steps: tuple[tuple[str, Callable[[Any], Any] | None], ...]  # each `?`: parameter, processor
+    steps: tuple[tuple[str, Callable[[Any], Any] | None], ...]  # each `?`/`$n`: name, processor
     fixed: dict[str, Any]  # values the statement carries itself (a coalesce's '')
-    expanding: frozenset[str]  # lists (IN): their `?`s are laid out per run
+    expanding: frozenset[str]  # lists (IN): their parameters are laid out per run
     row: Callable[..., Any] | None  # the result row's type; None: no rows
     results: tuple[Callable[[Any], Any] | None, ...]
     values: str | None  # an INSERT's one row of VALUES, to write several rows in one statement
+    compiled: Any  # SQLAlchemy's compiled statement: it lays out the lists of a run
+    # (SQL, steps) for each count of the lists' items; each step (name, item or None, processor)
+    layouts: dict[tuple[int, ...], tuple[str, tuple]] = field(default_factory=dict)
+    # PostgreSQL: the result processors for the columns' type oids the server said
+    typed_results: dict[tuple[int, ...], tuple] = field(default_factory=dict)
+
+
+_PARAMSTYLES = frozenset({"qmark", "numeric_dollar"})  # sqlite3's and asyncpg's
+_NUMBERED = re.compile(r"\$(\d+)")
 
 
 def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
     compiled = statement.compile(dialect=dialect, column_keys=list(keys) or None)
-    if not compiled.positional or dialect.paramstyle != "qmark":
-        raise ValueError(f"db.direct runs qmark statements only, not {dialect.paramstyle}")
+    if not compiled.positional or dialect.paramstyle not in _PARAMSTYLES:
+        raise ValueError(f"db.direct runs qmark or $n statements, not {dialect.paramstyle}")
     if getattr(statement, "_propagate_attrs", {}).get("compile_state_plugin") == "orm":
         raise ValueError("db.direct runs Core statements only (an ORM one's rows are the ORM's)")
     sql, names = compiled.string, list(compiled.positiontup or ())
@@ -120,9 +131,11 @@ def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Pl
     if result_columns:
         fields = [column.keyname for column in result_columns]
         row = namedtuple("Row", fields, rename=True)  # type: ignore[misc]
-        results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in result_columns
+        # PostgreSQL's wait for the oids its server says at the first run (_typed_rows)
+        results = (
+            ()
+            if dialect.paramstyle != "qmark"
+            else _result_processors(compiled, dialect, [None] * len(result_columns))
         )
     else:
         row, results = None, ()
@@ -134,8 +147,24 @@ def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Pl
             values = many.single_values_expr
     if values is not None and sql.count(f"({values})") != 1:
         values = None
+    if values is not None and dialect.paramstyle == "numeric_dollar":
+        # each row's $n numbered on from the last row's: only where every one is in VALUES
+        numbered = [int(n) for n in _NUMBERED.findall(values)]
+        if sorted(numbered) != list(range(1, len(names) + 1)) or _NUMBERED.findall(
+            sql.replace(f"({values})", "")
+        ):
+            values = None
     steps = tuple((name, bind_processors.get(name)) for name in names)
-    return _Plan(sql, steps, fixed, expanding, row, results, values)
+    return _Plan(sql, steps, fixed, expanding, row, results, values, compiled)
+
+
+def _result_processors(compiled: Any, dialect: Dialect, oids: Any) -> tuple:
+    """What SQLAlchemy does to each column's value as it reads it (a type's coltype is the
+    oid PostgreSQL says for the column; SQLite says none)."""
+    return tuple(
+        column.type.dialect_impl(dialect).result_processor(dialect, oid)
+        for column, oid in zip(compiled._result_columns, oids, strict=True)
+    )
 
 
 class Direct:
@@ -183,11 +212,14 @@ class Direct:
         bound = None if on_driver is None else _bound(on_driver[1], params)
         if bound is None:
             return _rows_of(await session.execute(self.statement, params))
-        return self._run(*on_driver, *bound)
+        on, plan = on_driver
+        if on.adapter is not None:
+            return await _run_on_asyncpg(on, plan, *bound)
+        return self._run(on, plan, *bound)
 
     @staticmethod
     def _run(on: _OnDriver, plan: _Plan, sql: str, args: tuple) -> Rows:
-        """On the driver: the statement, its rows as SQLAlchemy would read them. (_sent written
+        """On sqlite3: the statement, its rows as SQLAlchemy would read them. (_sent written
         out, without a generator's context: this runs for every statement of the add path.)"""
         _hear(on, sql, args, False)
         try:
@@ -201,12 +233,7 @@ class Direct:
             raise _wrapped(on, sql, args, error) from error
         if plan.row is None:
             return Rows([], rowcount)
-        results, make = plan.results, plan.row
-        rows = [
-            make(*[v if p is None else p(v) for p, v in zip(results, found_row, strict=True)])
-            for found_row in found
-        ]
-        return Rows(rows, rowcount)
+        return Rows(_read(plan.row, plan.results, found), rowcount)
 
     async def insert_rows(self, session: AsyncSession, rows: list[Mapping[str, Any]]) -> Rows:
         """An INSERT of several rows (each with the same columns) as one statement, with what
@@ -216,19 +243,30 @@ class Direct:
         plan = None if on_driver is None else on_driver[1]
         if plan is None or plan.values is None or len(rows) * len(plan.steps) > _MOST_ARGUMENTS:
             return _rows_of(await session.execute(self.statement, rows))
-        one = f"({plan.values})"
-        sql = plan.sql.replace(one, ", ".join([one] * len(rows)))
+        on, one = on_driver[0], f"({plan.values})"
+        if on.adapter is None:
+            laid_out = [one] * len(rows)
+        else:  # $1..$k, then $k+1..$2k for the second row, and so on
+            width = len(plan.steps)
+            laid_out = [
+                _NUMBERED.sub(lambda n, at=at: f"${int(n.group(1)) + at}", one)
+                for at in range(0, width * len(rows), width)
+            ]
+        sql = plan.sql.replace(one, ", ".join(laid_out))
         args: list[Any] = []
         for row in rows:
             args += _bound(plan, row)[1]
-        return self._run(on_driver[0], plan, sql, tuple(args))
+        if on.adapter is not None:
+            return await _run_on_asyncpg(on, plan, sql, tuple(args))
+        return self._run(on, plan, sql, tuple(args))
 
     async def execute_many(self, session: AsyncSession, rows: list[Mapping[str, Any]]) -> int:
         """The statement once for each of `rows` (no RETURNING); the rows it changed."""
         on_driver = await self._on_driver(session, rows[0]) if rows else None
         plan = None if on_driver is None else on_driver[1]
-        # Lists and RETURNING are not for executemany: SQLAlchemy's way for those.
-        if plan is None or plan.expanding or plan.row is not None:
+        # Lists and RETURNING are not for executemany: SQLAlchemy's way for those, and for
+        # PostgreSQL's (asyncpg's executemany is a round trip a row all the same).
+        if plan is None or plan.expanding or plan.row is not None or on_driver[0].adapter:
             return (await session.execute(self.statement, rows)).rowcount
         on = on_driver[0]
         sql, many = plan.sql, [_bound(plan, row)[1] for row in rows]
@@ -244,6 +282,28 @@ def _rows_of(result: Any) -> Rows:
     """SQLAlchemy's result as a Rows (an ORM statement's result has no row count)."""
     returns_rows = getattr(result, "returns_rows", True)
     return Rows(result.all() if returns_rows else [], getattr(result, "rowcount", -1))
+
+
+def _read(make: Callable[..., Any], results: tuple, found: Any) -> list[Any]:
+    """The driver's rows as SQLAlchemy's: each value through its column's result processor."""
+    return [
+        make(*[v if p is None else p(v) for p, v in zip(results, found_row, strict=True)])
+        for found_row in found
+    ]
+
+
+async def _run_on_asyncpg(on: _OnDriver, plan: _Plan, sql: str, args: tuple) -> Rows:
+    """On asyncpg (db.on_asyncpg): the statement, its rows as SQLAlchemy would read them."""
+    _hear(on, sql, args, False)
+    records, oids, rowcount = await on_asyncpg.fetch(
+        on.adapter, on.connection, on.dialect, sql, args
+    )
+    if plan.row is None:
+        return Rows([], rowcount)
+    results = plan.typed_results.get(oids)
+    if results is None:
+        results = plan.typed_results[oids] = _result_processors(plan.compiled, on.dialect, oids)
+    return Rows(_read(plan.row, results, records), rowcount)
 
 
 def _first_line(statement: Executable) -> str:
@@ -284,25 +344,51 @@ async def flush_pending(session: AsyncSession) -> None:
 def _bound(plan: _Plan, params: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]] | None:
     """The SQL and its arguments; None for an empty list (SQLAlchemy writes its own SQL)."""
     values = plan.fixed | dict(params) if plan.fixed else params
-    if not plan.expanding:  # most statements: one `?` a parameter
+    if not plan.expanding:  # most statements: one `?` (or `$n`) a parameter
         return plan.sql, tuple(
             [
                 values[name] if process is None else process(values[name])
                 for name, process in plan.steps
             ]
         )
-    sql, args = plan.sql, []
-    for name, process in plan.steps:
-        value = values[name]
-        if name in plan.expanding:
-            items = list(value)
-            if not items:
-                return None
-            sql = sql.replace(_TOKEN.format(name), ", ".join("?" * len(items)), 1)
-            args += items if process is None else [process(item) for item in items]
-        else:
-            args.append(value if process is None else process(value))
+    lists = {name: list(values[name]) for name in plan.expanding}
+    if not all(lists.values()):
+        return None
+    sql, steps = _layout(plan, values, lists)
+    args = []
+    for name, item, process in steps:
+        value = values[name] if item is None else lists[name][item]
+        args.append(value if process is None else process(value))
     return sql, tuple(args)
+
+
+_MOST_LAYOUTS = 64  # a plan's remembered layouts of its lists (a batch's ids: up to its size)
+
+
+def _layout(plan: _Plan, values: Mapping[str, Any], lists: dict[str, list]) -> tuple[str, tuple]:
+    """The SQL of a run whose lists have these counts of items, and its parameters in order,
+    as SQLAlchemy lays them out (its `?`s, or its `$n`s numbered again after each list)."""
+    key = tuple(len(lists[name]) for name in sorted(lists))
+    known = plan.layouts.get(key)
+    if known is not None:
+        return known
+    compiled = plan.compiled
+    params = compiled.construct_params({**values, **lists}, _check=False)
+    state = compiled._process_parameters_for_postcompile(params, _populate_self=False)
+    items = {
+        expanded: (name, n)
+        for name, names in state.parameter_expansion.items()
+        for n, expanded in enumerate(names)
+    }
+    processors = dict(plan.steps)
+    steps = []
+    for expanded in state.positiontup:
+        name, item = items.get(expanded, (expanded, None))
+        steps.append((name, item, processors.get(name)))
+    layout = state.statement, tuple(steps)
+    if len(plan.layouts) < _MOST_LAYOUTS:
+        plan.layouts[key] = layout
+    return layout
 
 
 _SAVEPOINT_NAMES = itertools.count(1)
@@ -351,44 +437,56 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
         return
     await flush_pending(session)
     name = f"guidebot_{next(_SAVEPOINT_NAMES)}"
-    _plain(on, f"SAVEPOINT {name}")
+    await _plain(on, f"SAVEPOINT {name}")
     try:
         yield
     except BaseException:
-        if on.driver.in_transaction:  # an I/O error may have ended the transaction itself
-            _plain(on, f"ROLLBACK TO SAVEPOINT {name}")
-            _plain(on, f"RELEASE SAVEPOINT {name}")
+        # an I/O error may have ended the transaction itself
+        if (
+            on.driver.in_transaction
+            if on.adapter is None
+            else on_asyncpg.in_transaction(on.adapter)
+        ):
+            await _plain(on, f"ROLLBACK TO SAVEPOINT {name}")
+            await _plain(on, f"RELEASE SAVEPOINT {name}")
         raise
-    _plain(on, f"RELEASE SAVEPOINT {name}")
+    await _plain(on, f"RELEASE SAVEPOINT {name}")
 
 
-def _plain(on: _OnDriver, sql: str) -> None:
+async def _plain(on: _OnDriver, sql: str) -> None:
+    if on.adapter is not None:
+        _hear(on, sql, (), False)
+        await on_asyncpg.run_plain(on.adapter, on.connection, sql)
+        return
     with _sent(on, sql, (), False):
         on.driver.execute(sql).close()
 
 
 @dataclass(frozen=True, slots=True)
 class _OnDriver:
-    """A session's transaction as its statements run on the driver: the sqlite3 connection,
-    SQLAlchemy's connection over it and its engine's events (for the listeners), the dialect;
-    looked up once a transaction, not per statement."""
+    """A session's transaction as its statements run on the driver: the sqlite3 connection
+    or SQLAlchemy's asyncpg adapter, SQLAlchemy's connection over it and its engine's events
+    (for the listeners), the dialect; looked up once a transaction, not per statement."""
 
     root: Any  # the session's transaction, and its savepoint when it has one
     nested: Any
-    driver: sqlite3.Connection | None
+    driver: sqlite3.Connection | None  # SQLite
+    adapter: Any  # PostgreSQL (db.on_asyncpg)
     connection: Any
     dispatch: Any
     dialect: Dialect
 
 
 async def _driver(session: AsyncSession) -> _OnDriver | None:
-    """The session's transaction on the sqlite3 connection, where a statement may run on it
-    from here; None where SQLAlchemy must run it."""
-    if not inlining():
-        return None
+    """The session's transaction on the driver, where a statement may run on it from here;
+    None where SQLAlchemy must run it. SQLite: inside inline_statements() only (db.one_hop);
+    PostgreSQL: in any transaction, as asyncpg runs it on the loop either way."""
     sync = session.sync_session
     root = sync.get_transaction()
     if root is None:
+        return None
+    sqlite = session.bind.dialect.name == "sqlite"
+    if sqlite and not inlining():
         return None
     nested = sync.get_nested_transaction()
     known: _OnDriver | None = sync.info.get(_DRIVER)
@@ -397,19 +495,23 @@ async def _driver(session: AsyncSession) -> _OnDriver | None:
         # not, and emits a savepoint begun since (begin_nested() waits for a statement).
         connection = await session.connection()
         if known is None or known.root is not root:
-            raw = await connection.get_raw_connection()
-            driver = inline_driver(raw.dbapi_connection)
+            raw = (await connection.get_raw_connection()).dbapi_connection
+            driver = inline_driver(raw) if sqlite else None
+            adapter = None if sqlite else on_asyncpg.adapted(raw)
         else:
-            driver = known.driver
+            driver, adapter = known.driver, known.adapter
         engine = session.bind.sync_engine
         known = sync.info[_DRIVER] = _OnDriver(
             root,
             nested,
             driver,
+            adapter,
             connection.sync_connection,
             engine.dispatch,
             engine.dialect,
         )
+    if known.adapter is not None:
+        return known
     driver = known.driver
     return known if driver is not None and driver.in_transaction else None
 
