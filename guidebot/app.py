@@ -162,16 +162,13 @@ async def runtime(app: web.Application, *, run_workers: bool = True) -> AsyncIte
         yield
 
 
-BATCH_EVENTS_SQLITE = 20
+BATCH_EVENTS = 20
 
 
 def make_worker(built: Runtime) -> InboxWorker:
     """The inbox worker on the runtime's sessions, handing its handlers the runtime's wecom,
     clock, settings and telemetry (guidebot.intake.dispatch.INJECTABLES)."""
     settings, wecom, clock = built.settings, built.wecom, built.clock
-    # SQLite has one connection per process: handling customers concurrently would only queue
-    # them in front of the callbacks waiting to be stored.
-    concurrency = 1 if settings.is_sqlite else WorkerPolicy().concurrency
     return InboxWorker(
         built.sessions,
         # The domains that handle WeCom's events; each hears every event, in no meaningful order.
@@ -184,11 +181,14 @@ def make_worker(built: Runtime) -> InboxWorker:
             "telemetry": built.telemetry,
         },
         policy=WorkerPolicy(
-            concurrency=concurrency,
             lease=timedelta(seconds=settings.claim_lease_seconds),
-            # SQLite: a burst's events share transactions (a savepoint each), so the one
-            # connection pays BEGIN and COMMIT once per batch, not per event.
-            batch_events=BATCH_EVENTS_SQLITE if settings.is_sqlite else 1,
+            # A burst's events share transactions (one customer at a time, each customer's in
+            # order): BEGIN and COMMIT are paid once per batch, not per event. On SQLite the
+            # one connection is all there is; on PostgreSQL each commit is a WAL flush, and a
+            # transaction per event cost the server more than the events' statements (bench
+            # .welcome). Several instances each claim their own events.
+            concurrency=1,
+            batch_events=BATCH_EVENTS,
         ),
         # A handler may call WeCom inside its transaction; on SQLite that transaction holds the
         # write lock a token refresh would need. Refreshing first keeps the two apart.

@@ -30,7 +30,7 @@ from guidebot.db.direct import Direct, SavepointSkipped, without_savepoints
 from guidebot.db.one_hop import inline_statements
 from guidebot.db.queue import Strays, claim_owner
 from guidebot.events import collect_after_commit
-from guidebot.intake.batches import Batch, Claimed, Ready, next_chunk, parsed_event
+from guidebot.intake.batches import Batch, Claimed, Reads, Ready, next_chunk, parsed_event
 from guidebot.intake.claims import INBOX_QUEUE, claim_due
 from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.intake.router import UNHANDLED, Data, Dispatcher, Next
@@ -82,6 +82,7 @@ class WorkerPolicy:
     # concurrency 1.
     batch_events: int = 1
     batch_seconds: float = 0.05  # reading what the batch's handlers need from outside
+    reads_ahead: int = 8  # events whose WeCom reads are in flight at once (batches.Reads)
     batch_hold_seconds: float = 0.25  # holding the transaction (the rest waits for the next)
     # Working this long without once finding the inbox empty is a burst (`busy`): at a steady
     # trickle each event is done before the next arrives and the worker idles in between.
@@ -305,6 +306,13 @@ class InboxWorker:
         return len(claimed) - len(unprocessed)
 
     async def _run_batched(self, rows: list[Claimed], unprocessed: list[int]) -> None:
+        reads = Reads(rows, self.dispatcher, self.resources, self.policy.reads_ahead)
+        try:
+            await self._run_batches(rows, unprocessed, reads)
+        finally:
+            reads.close()
+
+    async def _run_batches(self, rows: list[Claimed], unprocessed: list[int], reads: Reads) -> None:
         i, chunk, careful = 0, [], False
         while chunk or i < len(rows):
             if self._stopping:
@@ -312,7 +320,7 @@ class InboxWorker:
                 return
             if not chunk:
                 chunk, i = await next_chunk(
-                    rows, i, self.dispatcher, self.resources, self.policy, self._record_failure
+                    rows, i, reads, self.dispatcher, self.policy, self._record_failure
                 )
                 if not chunk:
                     continue

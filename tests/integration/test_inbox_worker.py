@@ -482,9 +482,11 @@ async def test_an_event_finished_elsewhere_during_a_batch_leaves_no_change_of_it
     assert set((await statuses(db)).values()) == {InboxStatus.DONE}
 
 
-async def test_a_batch_fetches_from_outside_before_its_transaction_opens(db):
+@pytest.mark.parametrize("reads_ahead", [1, 8])
+async def test_a_batch_fetches_from_outside_before_its_transaction_opens(db, reads_ahead):
     """What handlers need from WeCom is read before the batch's BEGIN, never while it holds
-    the connection (on SQLite the callbacks wait for that connection to be acknowledged)."""
+    the connection (on SQLite the callbacks wait for that connection to be acknowledged).
+    Reads ahead: the next batch's reads may come before this one's, never the other way."""
     clock, order = FakeClock(START), []
     router = Router("contacts")
 
@@ -505,7 +507,13 @@ async def test_a_batch_fetches_from_outside_before_its_transaction_opens(db):
         db[1],
         dispatcher,
         clock,
-        policy=WorkerPolicy(concurrency=1, batch_events=3, batch_seconds=60, batch_hold_seconds=60),
+        policy=WorkerPolicy(
+            concurrency=1,
+            batch_events=3,
+            batch_seconds=60,
+            batch_hold_seconds=60,
+            reads_ahead=reads_ahead,
+        ),
     )
     await store(db, clock, *[("add_external_contact", "g1", f"wmf{i}", 100) for i in range(5)])
     from sqlalchemy import event as sa_event
@@ -523,9 +531,44 @@ async def test_a_batch_fetches_from_outside_before_its_transaction_opens(db):
     # transactions before the first fetch and after the last event claim the events).
     last = len(steps) - steps[::-1].index("handle")
     batch_steps = steps[steps.index("fetch") : last]
-    assert batch_steps == (
-        ["fetch"] * 3 + ["begin"] + ["handle"] * 3 + ["fetch"] * 2 + ["begin"] + ["handle"] * 2
-    ), order
+    if reads_ahead == 1:
+        assert batch_steps == (
+            ["fetch"] * 3 + ["begin"] + ["handle"] * 3 + ["fetch"] * 2 + ["begin"] + ["handle"] * 2
+        ), order
+    else:  # all five in flight at once: each done before the first batch begins
+        assert (
+            batch_steps == ["fetch"] * 5 + ["begin"] + ["handle"] * 3 + ["begin"] + ["handle"] * 2
+        )
+
+
+async def test_slow_reads_from_wecom_are_in_flight_together_and_each_reaches_its_event(db):
+    """One after another, eight profile reads slowed to 3 s held a burst's events for 24 s:
+    the events' reads are started ahead of their batches, reads_ahead at once, and each one's
+    answer still reaches its own event, in the customers' order."""
+    clock, in_flight, peak, handled = FakeClock(START), [0], [0], []
+    router = Router("contacts")
+
+    @router.before(ExternalContactEvent)
+    async def profile(event: ExternalContactEvent) -> str:
+        in_flight[0] += 1
+        peak[0] = max(peak[0], in_flight[0])
+        for _ in range(3):  # WeCom's answer takes a while: the loop runs the others meanwhile
+            await asyncio.sleep(0)
+        in_flight[0] -= 1
+        return f"profile of {event.external_userid}"
+
+    @router.on(ExternalContactEvent)
+    async def record(event: ExternalContactEvent, profile: str) -> None:
+        handled.append((event.external_userid, profile))
+
+    dispatcher = Dispatcher(injectables={"session", "inbox_id", "attempts"})
+    dispatcher.include_router(router)
+    policy = WorkerPolicy(concurrency=1, batch_events=20, batch_seconds=60, reads_ahead=4)
+    worker = InboxWorker(db[1], dispatcher, clock, policy=policy)
+    await store(db, clock, *[("add_external_contact", "g1", f"wms{i}", 100 + i) for i in range(9)])
+    await worker.drain()
+    assert handled == [(f"wms{i}", f"profile of wms{i}") for i in range(9)]
+    assert peak[0] == 4
 
 
 @pytest.mark.parametrize("batch_events", [1, 5])
