@@ -94,8 +94,9 @@ class _Plan:
     results: tuple[Callable[[Any], Any] | None, ...]
     values: str | None  # an INSERT's one row of VALUES, to write several rows in one statement
     compiled: Any  # SQLAlchemy's compiled statement: it lays out the lists of a run
-    # (SQL, steps) for each count of the lists' items; each step (name, item or None, processor)
-    layouts: dict[tuple[int, ...], tuple[str, tuple]] = field(default_factory=dict)
+    # (SQL, steps) for each count of the lists' items, each step (name, item or None,
+    # processor); and ("rows", n): the SQL of an insert of n rows
+    layouts: dict[tuple, Any] = field(default_factory=dict)
     # PostgreSQL: the result processors for the columns' type oids the server said
     typed_results: dict[tuple[int, ...], tuple] = field(default_factory=dict)
 
@@ -243,16 +244,7 @@ class Direct:
         plan = None if on_driver is None else on_driver[1]
         if plan is None or plan.values is None or len(rows) * len(plan.steps) > _MOST_ARGUMENTS:
             return _rows_of(await session.execute(self.statement, rows))
-        on, one = on_driver[0], f"({plan.values})"
-        if on.adapter is None:
-            laid_out = [one] * len(rows)
-        else:  # $1..$k, then $k+1..$2k for the second row, and so on
-            width = len(plan.steps)
-            laid_out = [
-                _NUMBERED.sub(lambda n, at=at: f"${int(n.group(1)) + at}", one)
-                for at in range(0, width * len(rows), width)
-            ]
-        sql = plan.sql.replace(one, ", ".join(laid_out))
+        on, sql = on_driver[0], _rows_sql(plan, len(rows))
         args: list[Any] = []
         for row in rows:
             args += _bound(plan, row)[1]
@@ -276,6 +268,27 @@ class Direct:
                 return cursor.rowcount
             finally:
                 cursor.close()
+
+
+def _rows_sql(plan: _Plan, count: int) -> str:
+    """The INSERT with `count` rows of VALUES: SQLite's `?`s repeated, PostgreSQL's $1..$k,
+    then $k+1..$2k for the second row, and so on. Kept per count, with the lists' layouts."""
+    key = ("rows", count)
+    known = plan.layouts.get(key)
+    if known is not None:
+        return known
+    one, width = f"({plan.values})", len(plan.steps)
+    if plan.values is not None and _NUMBERED.search(plan.values):
+        laid_out = [
+            _NUMBERED.sub(lambda n, at=at: f"${int(n.group(1)) + at}", one)
+            for at in range(0, width * count, width)
+        ]
+    else:
+        laid_out = [one] * count
+    sql = plan.sql.replace(one, ", ".join(laid_out))
+    if len(plan.layouts) < _MOST_LAYOUTS:
+        plan.layouts[key] = sql
+    return sql
 
 
 def _rows_of(result: Any) -> Rows:
