@@ -171,10 +171,11 @@ def _result_processors(compiled: Any, dialect: Dialect, oids: Any) -> tuple:
 class Direct:
     """A Core statement run on SQLite's driver where that is safe (module docstring)."""
 
-    __slots__ = ("_plans", "statement")
+    __slots__ = ("_insert", "_plans", "statement")
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
+        self._insert = bool(getattr(statement, "is_insert", False))
         self._plans: dict[tuple, _Plan | None] = {}
 
     def plan(self, dialect: Dialect, params: Mapping[str, Any]) -> _Plan | None:
@@ -182,7 +183,7 @@ class Direct:
         an upgrade of SQLAlchemy changed what a compiled statement keeps, is told once)."""
         # An INSERT without .values() writes the columns its parameters name, as SQLAlchemy's
         # own cache keys it; every other statement has one plan.
-        keys = tuple(params) if getattr(self.statement, "is_insert", False) else ()
+        keys = tuple(params) if self._insert else ()
         try:
             return self._plans[(dialect.name, keys)]
         except KeyError:
@@ -349,8 +350,7 @@ def _wrapped(on: _OnDriver, sql: str, args: Any, error: sqlite3.Error) -> DBAPIE
 async def flush_pending(session: AsyncSession) -> None:
     """Flush what the session holds pending; looked at first, as a flush costs a greenlet's
     switch even when there is nothing to write."""
-    sync = session.sync_session
-    if sync.new or sync.deleted or sync.identity_map.check_modified():
+    if not session.sync_session._is_clean():  # (`new` and `deleted` copy what they hold)
         await session.flush()
 
 
@@ -381,7 +381,7 @@ _MOST_LAYOUTS = 64  # a plan's remembered layouts of its lists (a batch's ids: u
 def _layout(plan: _Plan, values: Mapping[str, Any], lists: dict[str, list]) -> tuple[str, tuple]:
     """The SQL of a run whose lists have these counts of items, and its parameters in order,
     as SQLAlchemy lays them out (its `?`s, or its `$n`s numbered again after each list)."""
-    key = tuple(len(lists[name]) for name in sorted(lists))
+    key = tuple(map(len, lists.values()))  # in the plan's own order of its lists, each run
     known = plan.layouts.get(key)
     if known is not None:
         return known
@@ -493,17 +493,18 @@ class _OnDriver:
 async def _driver(session: AsyncSession) -> _OnDriver | None:
     """The session's transaction on the driver, where a statement may run on it from here;
     None where SQLAlchemy must run it. SQLite: inside inline_statements() only (db.one_hop);
-    PostgreSQL: in any transaction, as asyncpg runs it on the loop either way."""
+    PostgreSQL: in any transaction, as asyncpg runs it on the loop either way. (Every statement
+    of the add path asks: the transaction it knows is looked at first.)"""
     sync = session.sync_session
     root = sync.get_transaction()
     if root is None:
         return None
-    sqlite = session.bind.dialect.name == "sqlite"
-    if sqlite and not inlining():
-        return None
-    nested = sync.get_nested_transaction()
     known: _OnDriver | None = sync.info.get(_DRIVER)
+    nested = sync.get_nested_transaction()
     if known is None or known.root is not root or known.nested is not nested:
+        sqlite = session.bind.dialect.name == "sqlite"
+        if sqlite and not inlining():
+            return None
         # The session's connection for this transaction: SQLAlchemy begins it here if it has
         # not, and emits a savepoint begun since (begin_nested() waits for a statement).
         connection = await session.connection()
@@ -526,7 +527,7 @@ async def _driver(session: AsyncSession) -> _OnDriver | None:
     if known.adapter is not None:
         return known
     driver = known.driver
-    return known if driver is not None and driver.in_transaction else None
+    return known if driver is not None and driver.in_transaction and inlining() else None
 
 
 __all__ = [
