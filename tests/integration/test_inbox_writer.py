@@ -118,6 +118,41 @@ async def test_an_idle_writer_does_not_hold_the_worker_up(sqlite_db):
     await writer.stop()
 
 
+async def test_quiet_waits_for_the_callbacks_in_hand_not_for_the_stream_to_stop(sqlite_db):
+    """The worker gives way before each batch until the callbacks already handed in are
+    committed. Waiting instead for no callback at all to wait, a steady stream (a livestream's
+    adds) held every batch for the whole patience: quiet must return while the stream goes on,
+    with what was handed in before it committed."""
+    engine, _ = sqlite_db
+    writer = InboxWriter(engine, FakeClock(START), max_backlog=100_000)
+    writer.start()
+    handed_in, stored, streaming, under_way = [0], [], True, asyncio.Event()
+
+    async def stream() -> None:
+        while streaming and handed_in[0] < 20_000:
+            for _ in range(3):
+                stored.append(asyncio.create_task(writer.store(entry(f"wms{handed_in[0]}"))))
+                handed_in[0] += 1
+            if handed_in[0] >= 300:
+                under_way.set()
+            await asyncio.sleep(0)
+
+    streamer = asyncio.create_task(stream())
+    await under_way.wait()
+    before = handed_in[0]
+    async with asyncio.timeout(30):
+        await writer.quiet(patience=30)
+    at_return = handed_in[0]
+    committed = await rows(engine)
+    streaming = False
+    await streamer
+    await asyncio.gather(*stored)
+    await writer.stop()
+    assert at_return < 20_000, "quiet waited for the stream to stop"
+    assert committed >= before
+    assert await rows(engine) == handed_in[0]
+
+
 @pytest.fixture
 async def engine(database_url):
     engine = create_engine(database_url)
