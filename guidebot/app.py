@@ -163,6 +163,7 @@ async def runtime(app: web.Application, *, run_workers: bool = True) -> AsyncIte
 
 
 BATCH_EVENTS = 20
+BATCH_LANES_POSTGRESQL = 4
 
 
 def make_worker(built: Runtime) -> InboxWorker:
@@ -182,12 +183,12 @@ def make_worker(built: Runtime) -> InboxWorker:
         },
         policy=WorkerPolicy(
             lease=timedelta(seconds=settings.claim_lease_seconds),
-            # A burst's events share transactions (one customer at a time, each customer's in
-            # order): BEGIN and COMMIT are paid once per batch, not per event. On SQLite the
-            # one connection is all there is; on PostgreSQL each commit is a WAL flush, and a
-            # transaction per event cost the server more than the events' statements (bench
-            # .welcome). Several instances each claim their own events.
-            concurrency=1,
+            # A burst's events share transactions (each customer's in order): BEGIN and COMMIT
+            # are paid once per batch, not per event; on PostgreSQL a commit is a WAL flush.
+            # SQLite has one connection: one batch at a time. On PostgreSQL a few lanes of
+            # batches over different customers run at once, so that one lane's round trips to
+            # the database overlap another's work. Several instances each claim their own events.
+            concurrency=1 if settings.is_sqlite else BATCH_LANES_POSTGRESQL,
             batch_events=BATCH_EVENTS,
         ),
         # A handler may call WeCom inside its transaction; on SQLite that transaction holds the

@@ -17,6 +17,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -78,8 +79,8 @@ class WorkerPolicy:
     reap_every: timedelta = timedelta(seconds=10)
     # Events handled in one transaction, a savepoint each (`_run_batched`): at most this many,
     # gathered for at most batch_seconds, held for at most batch_hold_seconds (the inbox writer
-    # waits for the connection meanwhile on SQLite). 1: a transaction per event. Only with
-    # concurrency 1.
+    # waits for the connection meanwhile on SQLite). 1: a transaction per event. With batches,
+    # `concurrency` is how many lanes of them run at once, each over its own customers.
     batch_events: int = 1
     batch_seconds: float = 0.05  # reading what the batch's handlers need from outside
     reads_ahead: int = 8  # events whose WeCom reads are in flight at once (batches.Reads)
@@ -94,6 +95,11 @@ class WorkerPolicy:
     def backoff(self, attempts: int) -> timedelta:
         seconds = min(self.max_backoff, self.first_backoff * 2 ** max(0, attempts - 1))
         return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
+
+
+# The batch whose transaction the current event joins, if any: each lane's own (a context
+# variable, as several lanes run at once on PostgreSQL).
+_BATCH: ContextVar[Batch | None] = ContextVar("guidebot_inbox_batch", default=None)
 
 
 class AlreadyProcessed(Exception):
@@ -157,7 +163,6 @@ class InboxWorker:
         self._orphans = Strays()
         self._next_reap: datetime | None = None
         self._working_since: float | None = None  # monotonic; None while the inbox is empty
-        self._batch: Batch | None = None  # the transaction the current event joins, if any
         # The worker's outer middlewares, outermost first: errors -> dedupe -> what the
         # handlers take from outside (before the transaction) -> database session.
         self._pipeline: Next = partial(
@@ -292,9 +297,15 @@ class InboxWorker:
                         self._orphans.add(self.owner, later, attempted=False)
                         return
 
-        if self.policy.batch_events > 1 and self.policy.concurrency == 1:
-            # One customer at a time anyway: their events go in batches, each customer's in order.
-            await self._run_batched([row for rows in groups.values() for row in rows], unprocessed)
+        if self.policy.batch_events > 1:
+            # Batches, each customer's events in order in one lane; on PostgreSQL several lanes
+            # at once over different customers, so their round trips to the database overlap.
+            lanes: list[list[Claimed]] = [
+                [] for _ in range(min(self.policy.concurrency, len(groups)))
+            ]
+            for n, rows in enumerate(groups.values()):
+                lanes[n % len(lanes)].extend(rows)
+            await asyncio.gather(*(self._run_batched(lane, unprocessed) for lane in lanes))
         else:
             await asyncio.gather(*(run_group(rows) for rows in groups.values()))
         if unprocessed:
@@ -333,7 +344,8 @@ class InboxWorker:
                 # it holds: on SQLite they run on the loop's thread (db.one_hop).
                 with inline_statements():
                     async with self.sessions() as session, session.begin():
-                        self._batch = batch = Batch(session, careful)
+                        batch = Batch(session, careful)
+                        in_batch = _BATCH.set(batch)
                         try:
                             # The callbacks wait for this connection: hold it so long at
                             # most, and leave the rest of the chunk to the next transaction.
@@ -348,7 +360,7 @@ class InboxWorker:
                                 await self._process(ready.row, ready)
                             await self._mark_batch_done(batch)
                         finally:
-                            self._batch = None
+                            _BATCH.reset(in_batch)
             except _Spoiled as spoiled:
                 log.info("a batch of %d events runs again, a savepoint each: %s", taken, spoiled)
                 careful = True
@@ -460,7 +472,8 @@ class InboxWorker:
         try:
             return await call(event, data)
         except (Exception, SavepointSkipped) as exc:
-            if self._batch is not None and not self._batch.careful:
+            batch = _BATCH.get()
+            if batch is not None and not batch.careful:
                 # Failed, or finished elsewhere, with no savepoint of its own: the whole batch
                 # rolls back and runs again, careful.
                 why = f"{type(exc).__name__}: {exc}"
@@ -483,8 +496,9 @@ class InboxWorker:
             look = select(InboxEvent.status, InboxEvent.lease_owner).where(
                 InboxEvent.id == data["inbox_id"]
             )
-            if self._batch is not None:
-                row = (await self._batch.session.execute(look)).one_or_none()
+            batch = _BATCH.get()
+            if batch is not None:
+                row = (await batch.session.execute(look)).one_or_none()
             else:
                 async with self.sessions() as session:
                     row = (await session.execute(look)).one_or_none()
@@ -496,8 +510,9 @@ class InboxWorker:
         # Work a handler must do only once its changes are durable (the welcome message: it
         # must go within seconds, and only if the enrollment that records it was committed).
         after_commit: list[Callable[[], Awaitable[Any]]] = []
-        if self._batch is not None:
-            return await self._in_batch(self._batch, call, event, data)
+        batch = _BATCH.get()
+        if batch is not None:
+            return await self._in_batch(batch, call, event, data)
         async with self.sessions() as session, session.begin():
             # Handlers and the domains' subscribers hand it over with events.after_commit.
             collect_after_commit(session, after_commit)
@@ -571,8 +586,9 @@ class InboxWorker:
             await asyncio.gather(*list(self._after_commit_tasks), return_exceptions=True)
 
     async def _fail(self, row: Claimed, error: str, *, park: bool = False) -> None:
-        if self._batch is not None:  # recorded once the batch's transaction is over
-            self._batch.failures.append((row, error, park))
+        batch = _BATCH.get()
+        if batch is not None:  # recorded once the batch's transaction is over
+            batch.failures.append((row, error, park))
         else:
             await self._record_failure(row, error, park=park)
 

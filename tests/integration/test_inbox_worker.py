@@ -442,6 +442,85 @@ async def test_a_batch_shares_one_transaction_and_a_failing_event_rolls_back_alo
     assert "wmb07" in [c for c, _, _ in recorder.handled]
 
 
+async def test_lanes_of_batches_keep_each_customers_order_and_their_own_failures(db):
+    """With batches and concurrency N the worker runs N lanes of batches at once, each over its
+    own customers (PostgreSQL: one lane's round trips overlap another's work). Each customer's
+    events stay in order, each event is done once, and an event failing in one lane's batch
+    without savepoints spoils that batch alone: the batch each lane is in is its own."""
+    from guidebot.events import after_commit
+
+    clock, committed, failures = FakeClock(START), [], {"wml03": 1}
+    postgresql = db[0].dialect.name == "postgresql"
+    lanes_in, all_lanes_in = set(), asyncio.Event()
+    router = Router("lanes")
+
+    @router.on(ExternalContactEvent)
+    async def record(event: ExternalContactEvent, session) -> None:
+        async def done() -> None:
+            committed.append((event.external_userid, event.kind))
+
+        after_commit(session, done)
+        await session.execute(select(InboxEvent.id).limit(1))  # a round trip on PostgreSQL
+        if postgresql:  # each lane's first event waits until all three are in a transaction
+            lanes_in.add(id(session))
+            if len(lanes_in) == 3:
+                all_lanes_in.set()
+            async with asyncio.timeout(10):
+                await all_lanes_in.wait()
+        if failures.get(event.external_userid, 0) > 0 and event.kind == "del_follow_user":
+            failures[event.external_userid] -= 1
+            raise RuntimeError(f"boom for {event.external_userid}")
+
+    dispatcher = Dispatcher(injectables={"session", "inbox_id", "attempts"})
+    dispatcher.include_router(router)
+    policy = WorkerPolicy(
+        concurrency=3, batch_events=4, batch_seconds=60, batch_hold_seconds=60, first_backoff=10
+    )
+    worker = InboxWorker(db[1], dispatcher, clock, policy=policy)
+    customers = [f"wml{i:02d}" for i in range(9)]
+    await store(
+        db,
+        clock,
+        *[("add_external_contact", "g1", c, 100) for c in customers],
+        *[("del_follow_user", "g1", c, 200) for c in customers],
+    )
+    open_now, peak, begun = [0], [0], [0]
+    engine = db[0].sync_engine
+
+    def began(conn) -> None:
+        begun[0] += 1
+        open_now[0] += 1
+        peak[0] = max(peak[0], open_now[0])
+
+    def ended(conn) -> None:
+        open_now[0] -= 1
+
+    from sqlalchemy import event as sa_event
+
+    hooks = [("begin", began), ("commit", ended), ("rollback", ended)]
+    for name, hook in hooks:
+        sa_event.listen(engine, name, hook)
+    try:
+        await worker.drain()
+        await worker.settle()
+    finally:
+        for name, hook in hooks:
+            sa_event.remove(engine, name, hook)
+    assert set((await statuses(db)).values()) == {InboxStatus.DONE}
+    assert sorted(committed) == sorted(
+        [(c, "add_external_contact") for c in customers]
+        + [(c, "del_follow_user") for c in customers]
+    )
+    for c in customers:  # each customer's add committed before their delete
+        kinds = [kind for ext, kind in committed if ext == c]
+        assert kinds == ["add_external_contact", "del_follow_user"], (c, committed)
+    # Three lanes of three customers (six events): batches of four and two each, the spoiled
+    # one once more, and the claims; a transaction per event would be eighteen and more.
+    assert begun[0] <= 11, begun
+    if postgresql:  # (SQLite's one connection: one lane at a time)
+        assert peak[0] == 3
+
+
 async def test_an_event_finished_elsewhere_during_a_batch_leaves_no_change_of_its_own(db):
     """Another worker finished an event while this one's batch was running (it found the
     event done when writing its done-mark): the batch runs again, a savepoint each, and that
