@@ -44,7 +44,8 @@ def event_loop() -> asyncio.AbstractEventLoop:
 
 
 async def freeze_startup_heap(app) -> None:
-    """Exempt what start-up built (modules, mappers, templates) from the cycle collector.
+    """Exempt what start-up built (modules, mappers, templates) from the cycle collector, and
+    turn the collector on if start-up turned it off (`guidebot serve` does, see cli._serve).
 
     A full collection walks every tracked object: about 130,000 once started, 60 ms here, long
     enough to show in callback latency. They live as long as the process, so the collector
@@ -52,6 +53,7 @@ async def freeze_startup_heap(app) -> None:
     """
     gc.collect()
     gc.freeze()
+    gc.enable()
 
 
 class ProcessesRefused(ValueError):

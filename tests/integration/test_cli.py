@@ -1,13 +1,18 @@
-"""The `guidebot` command as a user runs it: separate processes, real ports."""
+"""The `guidebot` command as a user runs it: separate processes, real ports. The same command
+run again in a test runs in this process (guidebot_here): its answer, not the start-up again."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
 
 import aiohttp
 
@@ -28,6 +33,32 @@ def guidebot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
         text=True,
         timeout=60,
     )
+
+
+def guidebot_here(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """What guidebot() gives, from guidebot.cli.main run in this process: in a thread of its
+    own (it runs its own event loop), with `env` for the whole environment and its output
+    captured. A command then costs its own work, not a new interpreter's start-up (half a
+    second of CPU or more); tests whose point is a command's effect run it so, and the command
+    as a separate process stays checked here."""
+    from guidebot.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+
+    def run() -> int:
+        with (
+            mock.patch.dict(os.environ, env, clear=True),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            try:
+                return main(list(args))
+            except SystemExit as exc:  # argparse refusing the arguments
+                return exc.code if isinstance(exc.code, int) else 1
+
+    with ThreadPoolExecutor(1) as pool:
+        code = pool.submit(run).result()
+    return subprocess.CompletedProcess(["guidebot", *args], code, out.getvalue(), err.getvalue())
 
 
 def start(*args: str, env: dict[str, str], log, cwd=None) -> subprocess.Popen:
@@ -237,11 +268,11 @@ def test_content_import_is_idempotent_and_reports_bad_files(tmp_path):
     first = guidebot("content", "import", str(library), env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "2 created, 0 updated, 0 unchanged, 0 skipped (deleted)"
-    again = guidebot("content", "import", str(library), env=env)
+    again = guidebot_here("content", "import", str(library), env=env)
     assert again.stdout.strip() == "0 created, 0 updated, 2 unchanged, 0 skipped (deleted)"
     broken = tmp_path / "broken.yaml"
     broken.write_text("items: [", encoding="utf-8")
-    failed = guidebot("content", "import", str(broken), env=env)
+    failed = guidebot_here("content", "import", str(broken), env=env)
     assert failed.returncode == 1
     assert "not valid YAML" in failed.stderr
 
@@ -292,7 +323,7 @@ async def test_contacts_add_way_creates_a_store_code_through_wecom(tmp_path):
         assert result.returncode == 0, result.stderr
         assert "state: s10:poster:spring" in result.stdout
         refused = await asyncio.to_thread(
-            guidebot,
+            guidebot_here,
             "contacts",
             "add-way",
             "--store",
@@ -323,23 +354,23 @@ def test_parked_rows_are_listed_and_handed_back(tmp_path):
             " external_userid, source) VALUES ('9999-12-31 23:00:00.000000',"
             " '2026-03-09 02:00:00.000000', 'added', 'g1', 'c09', 'callback')"
         )
-    assert guidebot("jobs", "parked", env=env).stdout == "没有搁置的行 / no parked rows\n"
+    assert guidebot_here("jobs", "parked", env=env).stdout == "没有搁置的行 / no parked rows\n"
 
     report = guidebot("report", "guides", *period, env=env)
     assert report.returncode == 0, report.stderr
     assert "guidebot jobs parked" in report.stderr
 
-    listing = guidebot("jobs", "parked", env=env)
+    listing = guidebot_here("jobs", "parked", env=env)
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()
     assert lines[0].startswith("搁置的行 1 / 1 parked row(s)")
     assert lines[1].startswith("#1 metrics-rollup metrics_dirty ")
     assert "g1/c09 at 9999-12-31T23:00:00+00:00" in lines[2]
     assert lines[3].strip().startswith("OverflowError")
-    document = json.loads(guidebot("jobs", "parked", "--format", "json", env=env).stdout)
+    document = json.loads(guidebot_here("jobs", "parked", "--format", "json", env=env).stdout)
     assert [(r["id"], r["job"], r["count"]) for r in document] == [(1, "metrics-rollup", 1)]
 
-    assert guidebot("jobs", "retry", env=env).returncode == 2  # IDs or --all
-    handed = guidebot("jobs", "retry", "1", env=env)
+    assert guidebot_here("jobs", "retry", env=env).returncode == 2  # IDs or --all
+    handed = guidebot_here("jobs", "retry", "1", env=env)
     assert handed.returncode == 0 and handed.stdout.startswith("1 行已交还 / 1 row(s)")
-    assert guidebot("jobs", "parked", env=env).stdout == "没有搁置的行 / no parked rows\n"
+    assert guidebot_here("jobs", "parked", env=env).stdout == "没有搁置的行 / no parked rows\n"

@@ -12,7 +12,8 @@ from guidebot.intake.models import InboxEvent, InboxStatus
 from guidebot.sop.models import Action, TaskStatus
 from guidebot.web.accounts import add_account
 from tests.harness import write_playbook
-from tests.integration.test_cli import env_for, guidebot
+from tests.integration.test_cli import env_for
+from tests.integration.test_cli import guidebot_here as guidebot
 from tests.metrics.conftest import PLAYBOOK
 from tests.web.conftest import Sessions, admin_cookie, guide_cookie
 

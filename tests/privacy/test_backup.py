@@ -15,7 +15,8 @@ from guidebot.sop.tick import tick
 from guidebot.web.keys import SETTINGS, SOP
 from tests import factories
 from tests.harness import deploy_dir
-from tests.integration.test_cli import env_for, guidebot
+from tests.integration.test_cli import env_for
+from tests.integration.test_cli import guidebot_here as guidebot
 from tests.sop_engine.conftest import FRIDAY_2055, make_harness
 
 PLAYBOOK = """

@@ -21,7 +21,8 @@ from guidebot.privacy.rights import customer_hash
 from guidebot.sop.models import EnrollmentStatus, SopEnrollment, SopTask, TaskStatus
 from guidebot.web.keys import WECOM
 from tests import factories
-from tests.integration.test_cli import env_for, guidebot
+from tests.integration.test_cli import env_for
+from tests.integration.test_cli import guidebot_here as guidebot
 from tests.metrics.conftest import at
 from tests.privacy.conftest import DESCRIPTION, MOBILE, REMARK, busy_week, kpis
 from tests.support import fts5_vocabularies

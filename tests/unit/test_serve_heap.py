@@ -13,8 +13,10 @@ class Node:
 
 
 async def test_start_up_objects_are_frozen_and_later_cycles_still_collected():
+    gc.disable()  # as `guidebot serve` starts
     try:
         await freeze_startup_heap(None)
+        assert gc.isenabled()
         # Every module, class and function imported so far: a full collection skips them.
         assert gc.get_freeze_count() > 10_000
 
@@ -25,6 +27,7 @@ async def test_start_up_objects_are_frozen_and_later_cycles_still_collected():
         gc.collect()
         assert alive() is None, "garbage made after start-up must still be collected"
     finally:
+        gc.enable()
         gc.unfreeze()  # the rest of the test session keeps a normal collector
 
 
