@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -34,6 +32,7 @@ from guidebot.events import collect_after_commit
 from guidebot.intake.batches import Batch, Claimed, Reads, Ready, next_chunk, parsed_event
 from guidebot.intake.claims import INBOX_QUEUE, claim_due
 from guidebot.intake.models import InboxEvent, InboxStatus
+from guidebot.intake.policy import WorkerPolicy
 from guidebot.intake.router import UNHANDLED, Data, Dispatcher, Next
 from guidebot.logs import log_context
 from guidebot.wecom.events import Event, EventParseError
@@ -63,38 +62,6 @@ _MARK_ALL_DONE = Direct(
     .where(_INBOX.c.id.in_(bindparam("event_ids", expanding=True)), _NOT_DONE)
     .values(**_DONE)
 )
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerPolicy:
-    batch_size: int = 200
-    concurrency: int = 8
-    lease: timedelta = timedelta(minutes=2)
-    max_attempts: int = 8
-    first_backoff: float = 2.0  # seconds; doubles per attempt
-    max_backoff: float = 300.0
-    poll_interval: float = 1.0
-    # Lapsed leases (a worker that died mid-event) are looked for this often, not before every
-    # batch: under a burst each batch is an event or two, and the look was a transaction each.
-    reap_every: timedelta = timedelta(seconds=10)
-    # Events handled in one transaction, a savepoint each (`_run_batched`): at most this many,
-    # gathered for at most batch_seconds, held for at most batch_hold_seconds (the inbox writer
-    # waits for the connection meanwhile on SQLite). 1: a transaction per event. With batches,
-    # `concurrency` is how many lanes of them run at once, each over its own customers.
-    batch_events: int = 1
-    batch_seconds: float = 0.05  # reading what the batch's handlers need from outside
-    reads_ahead: int = 8  # events whose WeCom reads are in flight at once (batches.Reads)
-    batch_hold_seconds: float = 0.25  # holding the transaction (the rest waits for the next)
-    # Working this long without once finding the inbox empty is a burst (`busy`): at a steady
-    # trickle each event is done before the next arrives and the worker idles in between.
-    busy_after: float = 1.0
-    # Events that came in (or fell due) this recently are claimed before older ones, so a
-    # burst's adds are handled while their WelcomeCodes live (guidebot.intake.claims).
-    fresh_first: timedelta = timedelta(seconds=15)
-
-    def backoff(self, attempts: int) -> timedelta:
-        seconds = min(self.max_backoff, self.first_backoff * 2 ** max(0, attempts - 1))
-        return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
 
 
 # The batch whose transaction the current event joins, if any: each lane's own (a context
