@@ -94,7 +94,7 @@ def _build():
     ).select_from(asked.outerjoin(_DEPARTMENTS, _DEPARTMENTS.c.id == store))
 
 
-_LOOK = Direct(_build())  # run on SQLite's driver on the add path (db.direct)
+_LOOK = Direct(_build())  # run on the driver on the add path (db.direct)
 
 
 @dataclass(frozen=True, slots=True)

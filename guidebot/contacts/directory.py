@@ -116,7 +116,7 @@ def store_at_query(guide: Any, at: Any):
     )
 
 
-# On SQLite's driver on the inbox worker's paths (db.direct).
+# On the driver on the inbox worker's paths (db.direct).
 _STORE_AT = Direct(store_at_query(bindparam("guide"), bindparam("at", type_=UTCDateTime)))
 
 
@@ -264,7 +264,7 @@ def _placeholder_guide(dialect: str) -> Direct:
     )
 
 
-# Built once: every end of a pair makes sure of its guide (on SQLite's driver: db.direct).
+# Built once: every end of a pair makes sure of its guide (on the driver: db.direct).
 _PLACEHOLDER_GUIDE = {name: _placeholder_guide(name) for name in ("sqlite", "postgresql")}
 
 

@@ -108,7 +108,7 @@ async def move(
 _STAGES = CustomerStage.__table__
 _STAGE_LOG = CustomerStageChange.__table__
 _TOLD = CustomerStageOrder.__table__
-# Built once: every first add logs its customer's stage (on SQLite's driver: db.direct).
+# Built once: every first add logs its customer's stage (on the driver: db.direct).
 _LOG_CHANGE = Direct(_STAGE_LOG.insert())
 
 
@@ -280,7 +280,7 @@ def _ended_look() -> Direct:
     )
 
 
-# Built once: every lost or removed customer asks, then writes (on SQLite's driver: db.direct)
+# Built once: every lost or removed customer asks, then writes (on the driver: db.direct)
 # the guide they left last and, unless lost already, the stage and since when.
 _ENDED_LOOK = _ended_look()
 _LEFT = Direct(

@@ -53,7 +53,7 @@ def customer_values(contact: dict[str, Any]) -> dict[str, Any]:
 
 # Statements on every add are built once (per dialect, per set of columns) and run as Core:
 # building an ORM statement and its cache key cost more than running it.
-_BUILT: dict[tuple, Direct] = {}  # run on SQLite's driver on the add path (db.direct)
+_BUILT: dict[tuple, Direct] = {}  # run on the driver on the add path (db.direct)
 _CUSTOMERS = Customer.__table__
 _RELATIONS = Relation.__table__
 _EVENTS = RelationEvent.__table__
@@ -308,7 +308,7 @@ async def log_event(
 
 
 # Built once: what an end reads of the pair (locked on PostgreSQL: one pair at a time) and
-# what it writes, as Core statements (on SQLite's driver: db.direct). The ORM's locked read,
+# what it writes, as Core statements (on the driver: db.direct). The ORM's locked read,
 # its object and its flush were the two SQLAlchemy statements left on a delete.
 _PAIR_FOR_END = Direct(
     select(

@@ -1,4 +1,4 @@
-"""Hot statements of the inbox worker and the welcome lane, run on SQLite's driver.
+"""Hot statements of the inbox worker and the welcome lane, run on the database's driver.
 
 At a livestream's rate an add runs about fifteen short statements, and SQLAlchemy's Python
 around each one (the session, the connection, the compiled cache, the execution context, the
@@ -7,17 +7,18 @@ Benchmarks: welcome). A `Direct` keeps SQLAlchemy where it is worth it: the stat
 construct, compiled by SQLAlchemy's compiler with its dialect's types; what it leaves out is the
 machinery of running it. Once per dialect it keeps the SQL, the order of the parameters with each
 one's bind processor, and the result columns with each one's result processor; a run binds,
-executes on the sqlite3 connection of the session's transaction and processes the rows.
+executes on the driver's connection of the session's transaction and processes the rows.
 
-It runs directly only where that is the same as SQLAlchemy running it: inside
-`inline_statements()` (db.one_hop), on the main engine's connection, in a transaction the session
-already holds (so the write lock is held and nothing can wait). Anywhere else, and on PostgreSQL,
-it is `session.execute` of the same statement. Core statements only (an ORM statement's rows
-are the ORM's to load). Like `session.execute`, a run first flushes what the session holds
-pending (an autoflushing session does so before Core statements too). The engine's
-`before_cursor_execute` listeners hear a direct statement as they hear SQLAlchemy's (the tests
-that count an add's statements listen there), and a driver error is raised as SQLAlchemy's
-wrapped error (an IntegrityError is an IntegrityError).
+It runs directly only where that is the same as SQLAlchemy running it. On SQLite: inside
+`inline_statements()` (db.one_hop), on the main engine's connection, in a transaction the
+session already holds (so the write lock is held and nothing can wait). On PostgreSQL: in any
+transaction of the session, on asyncpg as SQLAlchemy's own adapter runs it (db.on_asyncpg).
+Anywhere else it is `session.execute` of the same statement. Core statements only (an ORM
+statement's rows are the ORM's to load). Like `session.execute`, a run first flushes what the
+session holds pending (an autoflushing session does so before Core statements too). The
+engine's `before_cursor_execute` listeners hear a direct statement as they hear SQLAlchemy's
+(the tests that count an add's statements listen there), and a driver error is raised as
+SQLAlchemy's wrapped error (an IntegrityError is an IntegrityError).
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def _result_processors(compiled: Any, dialect: Dialect, oids: Any) -> tuple:
 
 
 class Direct:
-    """A Core statement run on SQLite's driver where that is safe (module docstring)."""
+    """A Core statement run on the driver where that is safe (module docstring)."""
 
     __slots__ = ("_insert", "_plans", "statement")
 

@@ -1,7 +1,7 @@
 """Runs with nothing left to do are completed: one statement for any number of them.
 
 Every enrollment, every welcome's outcome, every closed or settled task asks, so the statement is
-built once, on the tables, and runs on SQLite's driver where it may (guidebot.db.direct).
+built once, on the tables, and runs on the driver where it may (guidebot.db.direct).
 """
 
 from __future__ import annotations

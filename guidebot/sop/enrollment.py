@@ -333,7 +333,7 @@ def _active_runs(with_guide: bool, with_ids: bool, with_begun_by: bool) -> Direc
     return Direct(query)
 
 
-# Built once for each way of asking: every end of a pair asks (on SQLite's driver: db.direct).
+# Built once for each way of asking: every end of a pair asks (on the driver: db.direct).
 _ACTIVE_RUNS = {shape: _active_runs(*shape) for shape in product((False, True), repeat=3)}
 # ...and what it then writes: the runs stopped, their open tasks skipped (plain UPDATEs: no
 # object in the session is brought up to date by them, as the ORM's synchronize_session=False).

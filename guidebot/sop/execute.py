@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 _tasks = SopTask.__table__
 OUTCOME_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds between tries to record outcomes
 
-# On SQLite's driver in the welcome lane (db.direct); SQLAlchemy's elsewhere.
+# On the driver in the welcome lane (db.direct); SQLAlchemy's elsewhere.
 SETTLE = Direct(
     update(_tasks)
     .where(_tasks.c.id == bindparam("b_id"), _tasks.c.status == TaskStatus.SENDING)

@@ -63,7 +63,7 @@ _WAITING = or_(
     _TASKS.c.status.in_((TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SNOOZED)),
     and_(_TASKS.c.status == TaskStatus.SENT, _TASKS.c.action.in_(Action.GUIDE_FACING)),
 )
-# Built once: every end of a pair asks, and closes what it finds (on SQLite's driver:
+# Built once: every end of a pair asks, and closes what it finds (on the driver:
 # db.direct; building the update's comparisons per end cost more than running it). Found
 # through the customer's handful of tasks, never the guide's thousands: SQLite picked the
 # guide's index by its shape, PostgreSQL without statistics may (the guide only filters).
