@@ -133,7 +133,7 @@ def _plan(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Pl
     if result_columns:
         fields = [column.keyname for column in result_columns]
         row = namedtuple("Row", fields, rename=True)  # type: ignore[misc]
-        # PostgreSQL's wait for the oids its server says at the first run (_typed_rows)
+        # PostgreSQL's wait for the oids its server says at the first run (_run_on_asyncpg)
         results = (
             ()
             if dialect.paramstyle != "qmark"
@@ -280,7 +280,7 @@ def _rows_sql(plan: _Plan, count: int) -> str:
     if known is not None:
         return known
     one, width = f"({plan.values})", len(plan.steps)
-    if plan.values is not None and _NUMBERED.search(plan.values):
+    if _NUMBERED.search(plan.values):  # PostgreSQL's $n
         laid_out = [
             _NUMBERED.sub(lambda n, at=at: f"${int(n.group(1)) + at}", one)
             for at in range(0, width * count, width)
@@ -455,12 +455,7 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
     try:
         yield
     except BaseException:
-        # an I/O error may have ended the transaction itself
-        if (
-            on.driver.in_transaction
-            if on.adapter is None
-            else on_asyncpg.in_transaction(on.adapter)
-        ):
+        if on.in_transaction:  # an I/O error may have ended the transaction itself
             await _plain(on, f"ROLLBACK TO SAVEPOINT {name}")
             await _plain(on, f"RELEASE SAVEPOINT {name}")
         raise
@@ -489,6 +484,12 @@ class _OnDriver:
     connection: Any
     dispatch: Any
     dialect: Dialect
+
+    @property
+    def in_transaction(self) -> bool:
+        if self.adapter is not None:
+            return on_asyncpg.in_transaction(self.adapter)
+        return self.driver is not None and self.driver.in_transaction
 
 
 async def _driver(session: AsyncSession) -> _OnDriver | None:
@@ -525,10 +526,9 @@ async def _driver(session: AsyncSession) -> _OnDriver | None:
             engine.dispatch,
             engine.dialect,
         )
-    if known.adapter is not None:
+    if known.adapter is not None:  # asyncpg begins it at the first statement (on_asyncpg)
         return known
-    driver = known.driver
-    return known if driver is not None and driver.in_transaction and inlining() else None
+    return known if known.in_transaction and inlining() else None
 
 
 __all__ = [
