@@ -34,6 +34,7 @@ from guidebot.config import Settings
 from guidebot.contacts import jobs as contacts_jobs
 from guidebot.contacts import lifecycle, reading_hours
 from guidebot.content import jobs as content_jobs
+from guidebot.db import statistics as db_statistics
 from guidebot.db.credentials import DatabaseCredentialStore
 from guidebot.db.engine import create_engine, create_session_factory, open_first_connection
 from guidebot.db.migrate import prepare_database
@@ -63,6 +64,7 @@ DECLARED_JOBS: tuple[PeriodicJob, ...] = (
     *bot_jobs.JOBS,
     *metrics_jobs.JOBS,
     *privacy_jobs.JOBS,
+    *db_statistics.JOBS,
 )
 
 
