@@ -14,7 +14,7 @@ import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -85,7 +85,20 @@ def create_engine(url: str, *, pool_size: int = 10, side: bool = False) -> Async
         return engine
     if side:
         pool_size = 2
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    event.listen(engine.sync_engine, "checkout", _closed_by_the_server)
+    return engine
+
+
+def _closed_by_the_server(dbapi_connection, _record, _proxy) -> None:
+    """The pool's look at a PostgreSQL connection before handing it out, instead of its
+    pre-ping: a restarted or stopped server ends its backends and closes their sockets, which
+    asyncpg sees on the event loop at once, so a look at the driver's connection tells what
+    the ping's three round trips did (BEGIN, an empty statement, ROLLBACK, for every
+    transaction). The pool replaces a closed one. A connection that breaks while in use fails
+    its statement, and SQLAlchemy drops it then, as it did with the ping."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the database server closed the connection")
 
 
 async def open_first_connection(engine: AsyncEngine) -> None:
