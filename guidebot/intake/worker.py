@@ -32,7 +32,7 @@ from guidebot.events import collect_after_commit
 from guidebot.intake.batches import Batch, Claimed, Reads, Ready, next_chunk, parsed_event
 from guidebot.intake.claims import INBOX_QUEUE, claim_due
 from guidebot.intake.models import InboxEvent, InboxStatus
-from guidebot.intake.policy import WorkerPolicy
+from guidebot.intake.policy import Burst, WorkerPolicy
 from guidebot.intake.router import UNHANDLED, Data, Dispatcher, Next
 from guidebot.logs import log_context
 from guidebot.wecom.events import Event, EventParseError
@@ -129,7 +129,7 @@ class InboxWorker:
         # back as soon as the database answers, not left to wait out their lease.
         self._orphans = Strays()
         self._next_reap: datetime | None = None
-        self._working_since: float | None = None  # monotonic; None while the inbox is empty
+        self._burst = Burst(self.policy)
         # The worker's outer middlewares, outermost first: errors -> dedupe -> what the
         # handlers take from outside (before the transaction) -> database session.
         self._pipeline: Next = partial(
@@ -155,16 +155,9 @@ class InboxWorker:
             self._quiet.set()
 
     def busy(self) -> bool:
-        """Whether events have been waiting for this worker without a break for a while: a
-        burst of adds. Background bookkeeping gives way to it (guidebot.scheduler)."""
-        since = self._working_since  # real time: how long the process has been at it
-        return since is not None and time.monotonic() - since >= self.policy.busy_after
-
-    def _note_work(self, found: bool) -> None:
-        if not found:
-            self._working_since = None
-        elif self._working_since is None:
-            self._working_since = time.monotonic()
+        """Whether the worker is in a burst of adds (policy.Burst). Background bookkeeping gives
+        way to it (guidebot.scheduler)."""
+        return bool(self._burst)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run_forever(), name=f"inbox-{self.owner}")
@@ -229,7 +222,7 @@ class InboxWorker:
         await self._hand_back_orphans()
         await self._reclaim_expired_leases()
         claimed = await self._claim()
-        self._note_work(bool(claimed))
+        self._burst.note(len(claimed))
         if not claimed:
             return 0
         self._quiet.clear()

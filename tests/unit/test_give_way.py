@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from guidebot.intake.policy import Burst, WorkerPolicy
 from guidebot.periodic import FixedJob, PeriodicJob
 from guidebot.scheduler import GiveWay, _logged
 
@@ -82,3 +83,39 @@ def test_the_bookkeeping_jobs_give_way_and_the_senders_do_not():
 
     giving_way = {job.id for job in DECLARED_JOBS if job.gives_way}
     assert giving_way == {"metrics-rollup", "cohorts-refresh", "retention", "refetch-profiles"}
+
+
+def test_a_stream_the_worker_keeps_up_with_is_a_burst_and_a_trickle_is_not():
+    policy, now = WorkerPolicy(busy_after=1.0, busy_rate=50.0), Ticks()
+    burst = Burst(policy, now=now)
+    # A trickle: an event, then an empty inbox, ten times a second.
+    for _ in range(30):
+        burst.note(1)
+        burst.note(0)
+        now.value += 0.1
+    assert not burst
+    # A livestream's adds: each claim finds a few, and the next pass finds the inbox empty;
+    # never a second without a break, but 60 events in the last second.
+    for _ in range(20):
+        burst.note(3)
+        burst.note(0)
+        now.value += 0.05
+    assert burst
+    # It ends once a second has passed with too few.
+    now.value += 1.01
+    burst.note(1)
+    assert not burst
+
+
+def test_working_without_a_break_is_a_burst_whatever_the_rate():
+    policy, now = WorkerPolicy(busy_after=1.0, busy_rate=50.0), Ticks()
+    burst = Burst(policy, now=now)
+    burst.note(1)
+    now.value += 0.5
+    burst.note(1)
+    assert not burst
+    now.value += 0.6
+    burst.note(1)
+    assert burst  # 1.1 s of claims that each found something
+    burst.note(0)
+    assert not burst
