@@ -150,20 +150,21 @@ async def test_a_playbook_that_cannot_enroll_fails_alone_and_the_welcome_goes(h,
 
 
 # The end of a known pair (a customer deleting the guide): the relation's locked read and its
-# update, its log line; the SOP engine's active runs, their stop and their open tasks', the
-# pair's waiting tasks; the lost alert's one look (the pair as it ended, the store then, the
-# last forward, the last message) and the alert; the stage's look, update and log line; the
-# done-mark. Before this count was kept: 20, with an insert-or-nothing of the
+# update, its log line; the SOP engine's one look (the pair's active runs and waiting tasks),
+# the runs' stop and their open tasks'; the lost alert's one look (the pair as it ended, the
+# store then, the last forward, the last message) and the alert; the stage's look, update and
+# log line; the done-mark. Before this count was kept: 20, with an insert-or-nothing of the
 # guide and of the customer that a known pair's relation already vouches for; then 18 on
 # PostgreSQL, whose events each had a transaction (and the lost alert a savepoint) before its
-# batches were SQLite's; then 16, with the lost alert's four reads.
-END_STATEMENTS = 13
+# batches were SQLite's; then 16, with the lost alert's four reads; then 13, with the SOP
+# engine's two.
+END_STATEMENTS = 12
 # A first-seen pair's end (a deletion of a pair added before guidebot knew the guide): the
 # pair's read, the guide's and the customer's insert-or-nothing, the relation, its log line
-# (the guide's store at the time looked up in it), the SOP engine's active runs and the pair's
-# waiting tasks, the lost alert's look and the alert, the stage's look, the done-mark. Was 15
-# (the store asked twice on its own, the lost alert's four reads).
-FIRST_SEEN_END_STATEMENTS = 11
+# (the guide's store at the time looked up in it), the SOP engine's look, the lost alert's
+# look and the alert, the stage's look, the done-mark. Was 15 (the store asked twice on its
+# own, the lost alert's four reads, the SOP engine's two), then 11.
+FIRST_SEEN_END_STATEMENTS = 10
 
 
 async def _alert(h, ext: str) -> LostAlert:
@@ -189,7 +190,8 @@ async def test_the_end_of_a_pair_is_a_handful_of_statements(h):
     # The store and what was sent last are asked inside the lost alert's look; the runs and
     # the waiting tasks in one look.
     assert not [s for s in end if s.startswith(("SELECT store_memberships", "SELECT content_"))]
-    assert not [s for s in end if s.startswith("SELECT sop_tasks.message")]
+    assert not [s for s in end if s.startswith("SELECT sop_tasks")]
+    assert sum("FROM sop_enrollments" in s for s in end if s.startswith("SELECT")) == 1
     # ...and the end did what it always did: the runs stopped, the customer lost, alerted.
     assert {e.status for e in await h.enrollments(external_userid="wmc9")} == {"stopped"}
     async with h.sessions() as session:
@@ -212,7 +214,7 @@ async def test_the_end_of_a_first_seen_pair_is_a_handful_of_statements(h):
     end = await _statements_of_the_event(h)
     assert len(end) <= FIRST_SEEN_END_STATEMENTS, "\n".join(end)
     assert not [s for s in end if s.startswith(("SELECT store_memberships", "SELECT content_"))]
-    assert not [s for s in end if s.startswith("SELECT sop_tasks.message")]
+    assert not [s for s in end if s.startswith("SELECT sop_tasks")]
     # ...and the end did what it always did: the pair recorded lost, its log line and its
     # alert at the guide's store then, nothing sent to it.
     async with h.sessions() as session:
