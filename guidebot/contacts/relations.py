@@ -20,10 +20,10 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.util import identity_key
 
-from guidebot.contacts.directory import ensure_guide, store_at
+from guidebot.contacts.directory import ensure_guide, store_at, store_at_query
 from guidebot.contacts.models import Customer, EventKind, Relation, RelationEvent, RelationStatus
 from guidebot.contacts.ways import way_for_state
-from guidebot.db.base import only_filters
+from guidebot.db.base import UTCDateTime, only_filters
 from guidebot.db.direct import Direct
 from guidebot.db.engine import upsert_insert
 
@@ -238,11 +238,18 @@ def apply_follow(relation: Relation, follow: dict[str, Any] | None) -> list[str]
     return changed
 
 
-def _event_insert(dialect: str):
-    key = ("event", dialect)
+def _event_insert(dialect: str, store_then: bool = False):
+    """The log line's insert; `store_then`: its store is the guide's at the time, looked up
+    in the insert itself (a pair with no store of its own, as a first-seen end's)."""
+    key = ("event", dialect, store_then)
     statement = _BUILT.get(key)
     if statement is None:
-        statement = upsert_insert(dialect)(_EVENTS).on_conflict_do_nothing(
+        insert = upsert_insert(dialect)(_EVENTS)
+        if store_then:
+            at = bindparam("b_at", type_=UTCDateTime)  # a column's own name is the insert's
+            store = store_at_query(bindparam("b_guide"), at)
+            insert = insert.values(store_id=store.scalar_subquery())
+        statement = insert.on_conflict_do_nothing(
             index_elements=[
                 _EVENTS.c.guide_userid,
                 _EVENTS.c.external_userid,
@@ -280,16 +287,18 @@ async def log_event(
 ) -> None:
     """Append one row to relation_events; the same change at the same instant is kept once."""
     store_id = relation.store_id
-    if store_id is None:
-        store_id = await store_at(session, relation.guide_userid, at)
-    await _event_insert(session.bind.dialect.name).execute(
+    if store_id is not None:
+        row = {"store_id": store_id}
+    else:
+        row = {"b_guide": relation.guide_userid, "b_at": at}
+    await _event_insert(session.bind.dialect.name, store_id is None).execute(
         session,
-        {
+        row
+        | {
             "occurred_at": at,
             "recorded_at": now,
             "kind": kind,
             "guide_userid": relation.guide_userid,
-            "store_id": store_id,
             "external_userid": relation.external_userid,
             "previous_status": previous_status,
             "channel": relation.channel,

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guidebot.clock import Clock
 from guidebot.config import Settings
-from guidebot.contacts.directory import store_at
+from guidebot.contacts.directory import store_at_query
 from guidebot.contacts.models import Customer, Department, Guide, Relation, RelationStatus
 from guidebot.content.models import ContentForward, ContentItem
 from guidebot.db.base import only_filters
@@ -60,45 +60,66 @@ SNIPPET = 24  # characters of a message sent last
 # Built once, Core: every deletion by a customer runs them in the callback's transaction.
 _FORWARDS, _ITEMS, _TASKS = ContentForward.__table__, ContentItem.__table__, SopTask.__table__
 _RELATIONS, _CUSTOMERS = Relation.__table__, Customer.__table__
-# Found through the customer's forwards, never the guide's (hundreds a week): SQLite picked
-# the guide's index by its shape, PostgreSQL without statistics may (the guide only filters).
-_LAST_FORWARD = Direct(
-    select(_ITEMS.c.title, _FORWARDS.c.sent_at)
-    .join(_ITEMS, _ITEMS.c.id == _FORWARDS.c.item_id)
-    .where(
-        only_filters(_FORWARDS.c.guide_userid, bindparam("guide")),
-        _FORWARDS.c.external_userid == bindparam("customer"),
-        _FORWARDS.c.sent_at <= bindparam("before"),
+_ENDED_AT = _RELATIONS.c.ended_at
+
+
+def _last_forward(column: Any) -> Any:
+    """`column` of the guide's last forward to the customer by the pair's end. Found through
+    the customer's forwards, never the guide's (hundreds a week): SQLite picked the guide's
+    index by its shape, PostgreSQL without statistics may (the guide only filters)."""
+    return (
+        select(column)
+        .select_from(_FORWARDS)
+        .join(_ITEMS, _ITEMS.c.id == _FORWARDS.c.item_id)
+        .where(
+            only_filters(_FORWARDS.c.guide_userid, bindparam("guide")),
+            _FORWARDS.c.external_userid == bindparam("customer"),
+            _FORWARDS.c.sent_at <= _ENDED_AT,
+        )
+        .with_hint(_FORWARDS, "INDEXED BY ix_content_forwards_customer", "sqlite")
+        .order_by(_FORWARDS.c.sent_at.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    .with_hint(_FORWARDS, "INDEXED BY ix_content_forwards_customer", "sqlite")
-    .order_by(_FORWARDS.c.sent_at.desc())
-    .limit(1)
-)
-_LAST_MESSAGE = Direct(
-    select(_TASKS.c.message, _TASKS.c.sent_at)
-    .where(
-        only_filters(_TASKS.c.guide_userid, bindparam("guide")),
-        _TASKS.c.external_userid == bindparam("customer"),
-        _TASKS.c.status.in_((TaskStatus.SENT, TaskStatus.DONE)),
-        _TASKS.c.message.is_not(None),
-        _TASKS.c.sent_at.is_not(None),
-        _TASKS.c.sent_at <= bindparam("before"),
+
+
+def _last_message(column: Any) -> Any:
+    """`column` of the last playbook message the guide sent the customer by the pair's end."""
+    return (
+        select(column)
+        .where(
+            only_filters(_TASKS.c.guide_userid, bindparam("guide")),
+            _TASKS.c.external_userid == bindparam("customer"),
+            _TASKS.c.status.in_((TaskStatus.SENT, TaskStatus.DONE)),
+            _TASKS.c.message.is_not(None),
+            _TASKS.c.sent_at.is_not(None),
+            _TASKS.c.sent_at <= _ENDED_AT,
+        )
+        .order_by(_TASKS.c.sent_at.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    .order_by(_TASKS.c.sent_at.desc())
-    .limit(1)
-)
-# The pair as the deletion left it, with the customer's WeCom name.
-_ENDED_PAIR = Direct(
+
+
+# The pair as the deletion left it, with the customer's WeCom name and, as of the end, the
+# guide's store and what they sent last: one statement (five, each read on its own, cost a
+# delete more than their reads).
+_ENDED_LOOK = Direct(
     select(
         _RELATIONS.c.status,
-        _RELATIONS.c.ended_at,
+        _ENDED_AT,
         _RELATIONS.c.created_at,
         _RELATIONS.c.remark,
         _CUSTOMERS.c.name,
+        store_at_query(bindparam("guide"), _ENDED_AT).scalar_subquery().label("store_id"),
+        _last_forward(_ITEMS.c.title).label("forward"),
+        _last_forward(_FORWARDS.c.sent_at).label("forward_at"),
+        _last_message(_TASKS.c.message).label("message"),
+        _last_message(_TASKS.c.sent_at).label("message_at"),
     )
     .outerjoin(_CUSTOMERS, _CUSTOMERS.c.external_userid == _RELATIONS.c.external_userid)
     .where(
-        only_filters(_RELATIONS.c.guide_userid, bindparam("guide")),  # as _LAST_FORWARD
+        only_filters(_RELATIONS.c.guide_userid, bindparam("guide")),  # as _last_forward
         _RELATIONS.c.external_userid == bindparam("customer"),
     )
 )
@@ -108,18 +129,14 @@ _RECORD_LOSS = {
 }
 
 
-async def _last_sent(
-    session: AsyncSession, guide: str, customer: str, before: datetime
-) -> tuple[str | None, datetime | None]:
+def _last_sent(look: Any) -> tuple[str | None, datetime | None]:
     """What the guide sent the customer last: a forwarded item's title or a playbook's text."""
-    pair = {"guide": guide, "customer": customer, "before": before}
-    forward = (await _LAST_FORWARD.execute(session, pair)).first()
-    message = (await _LAST_MESSAGE.execute(session, pair)).first()
-    if forward and (not message or forward[1] >= message[1]):
-        return f"《{forward[0]}》", forward[1]
-    if message:
-        text = " ".join(str(message[0]).split())
-        return (text if len(text) <= SNIPPET else text[:SNIPPET] + "…"), message[1]
+    forward_at, message_at = look.forward_at, look.message_at
+    if forward_at is not None and (message_at is None or forward_at >= message_at):
+        return f"《{look.forward}》", forward_at
+    if message_at is not None:
+        text = " ".join(str(look.message).split())
+        return (text if len(text) <= SNIPPET else text[:SNIPPET] + "…"), message_at
     return None, None
 
 
@@ -139,20 +156,20 @@ async def on_relation_ended(session: AsyncSession, event: RelationEnded) -> None
 
 async def _record_loss(session: AsyncSession, event: RelationEnded) -> None:
     guide, customer = event.guide_userid, event.external_userid
-    pair = (await _ENDED_PAIR.execute(session, {"guide": guide, "customer": customer})).first()
+    look = (await _ENDED_LOOK.execute(session, {"guide": guide, "customer": customer})).first()
     # Only the end that made it lost (a stale repeat leaves the status as it was).
-    if pair is None or pair.status != RelationStatus.LOST or pair.ended_at is None:
+    if look is None or look.status != RelationStatus.LOST or look.ended_at is None:
         return
-    last_sent, last_sent_at = await _last_sent(session, guide, customer, pair.ended_at)
+    last_sent, last_sent_at = _last_sent(look)
     await _RECORD_LOSS[session.bind.dialect.name].execute(
         session,
         {
             "guide_userid": guide,
             "external_userid": customer,
-            "store_id": await store_at(session, guide, pair.ended_at),
-            "customer_name": pair.remark or pair.name,
-            "together_since": pair.created_at,
-            "lost_at": pair.ended_at,
+            "store_id": look.store_id,
+            "customer_name": look.remark or look.name,
+            "together_since": look.created_at,
+            "lost_at": look.ended_at,
             "last_sent": last_sent,
             "last_sent_at": last_sent_at,
             "created_at": event.now,

@@ -383,6 +383,7 @@ async def stop_enrollments(
     force: bool = False,
     enrollment_ids: Sequence[int] | None = None,
     begun_by: datetime | None = None,
+    found: Sequence[tuple[int, Any]] | None = None,
 ) -> list[int]:
     """Stop the active enrollments of this customer (with this guide only, when given) whose
     playbook stops on `reason` ("order.paid", "tag.added:VIP", ...); contact.lost and
@@ -391,7 +392,8 @@ async def stop_enrollments(
 
     Only the pair concerned: a customer's other guides keep their enrollments unless
     `guide_userid` is None (an event about the customer, such as an order). With `begun_by`,
-    only enrollments that had begun by then (an event reported late).
+    only enrollments that had begun by then (an event reported late). `found`: the active
+    enrollments (id, settings) as the caller read them, with this read's arguments.
     """
     asked: dict[str, Any] = {"ext": external_userid}
     if guide_userid is not None:
@@ -401,7 +403,8 @@ async def stop_enrollments(
     if begun_by is not None:
         asked["begun_by"] = begun_by
     shape = ("guide" in asked, "ids" in asked, "begun_by" in asked)
-    found = await _ACTIVE_RUNS[shape].execute(session, asked)
+    if found is None:
+        found = await _ACTIVE_RUNS[shape].execute(session, asked)
     ids = [
         eid
         for eid, settings in found

@@ -90,7 +90,7 @@ from guidebot.sop.group_joins import announced, owner_relation, picking
 from guidebot.sop.models import CompletedBy
 from guidebot.sop.playbook import Playbook
 from guidebot.sop.queries import OPENED, link_reached_customer
-from guidebot.sop.task_closing import close_guide_tasks, close_pair_tasks, hand_over_tasks
+from guidebot.sop.task_closing import close_guide_tasks, end_pair, hand_over_tasks
 from guidebot.sop.task_marks import TaskConflict, TaskNotFound, complete_task
 from guidebot.sop.welcome_lane import Undrafted, Welcome, WelcomeLane, draft_welcome
 
@@ -260,23 +260,15 @@ class SopSubscriber:
     async def on_ended(self, session: AsyncSession, event: RelationEnded) -> None:
         if event.status not in _END_REASON:
             return
-        reason = _END_REASON[event.status]
-        if event.source == EventSource.CALLBACK:
-            await stop_enrollments(
-                session,
-                external_userid=event.external_userid,
-                guide_userid=event.guide_userid,
-                reason=reason,
-                now=event.now,
-                force=True,
-            )
-        # Whoever found the end, nobody can act on the pair's tasks any more.
-        await close_pair_tasks(
+        # Whoever found the end, nobody can act on the pair's tasks any more; a callback's
+        # end stops the pair's runs too.
+        await end_pair(
             session,
             external_userid=event.external_userid,
             guide_userid=event.guide_userid,
-            reason=reason,
+            reason=_END_REASON[event.status],
             now=event.now,
+            stop_runs=event.source == EventSource.CALLBACK,
         )
 
     async def on_transferred(self, session: AsyncSession, event: RelationTransferred) -> None:

@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, case, or_, select, update
+from sqlalchemy import and_, bindparam, case, literal_column, null, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.db.base import constant, only_filters
 from guidebot.db.direct import Direct
 from guidebot.sop.completion import complete_enrollments
+from guidebot.sop.enrollment import stop_enrollments
 from guidebot.sop.models import (
     Action,
     CompletedBy,
@@ -59,8 +60,9 @@ def _why(reason: str) -> str:
 # Still to be acted on: not sent yet, or sent to the guide and waiting for them (a welcome
 # or a tag that is `sent` is settled: it reached the customer).
 _TASKS = SopTask.__table__
+_UNSENT = (TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SNOOZED)  # a stopped run skips
 _WAITING = or_(
-    _TASKS.c.status.in_((TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SNOOZED)),
+    _TASKS.c.status.in_(_UNSENT),
     and_(_TASKS.c.status == TaskStatus.SENT, _TASKS.c.action.in_(Action.GUIDE_FACING)),
 )
 # Built once: every end of a pair asks, and closes what it finds (on the driver:
@@ -72,8 +74,20 @@ _PAIR = (
     only_filters(_TASKS.c.guide_userid, bindparam("guide")),
 )
 _BY_CUSTOMER = "INDEXED BY ix_sop_tasks_customer_sent"
-_PAIR_WAITING = Direct(
-    select(_TASKS.c.enrollment_id).where(*_PAIR, _WAITING).with_hint(_TASKS, _BY_CUSTOMER, "sqlite")
+_RUNS = SopEnrollment.__table__
+# What an end reads, once: the pair's active runs (stop_enrollments' read for the pair) and its
+# waiting tasks, each with its run and status (one statement: two cost an end more).
+_PAIR_LOOK = Direct(
+    union_all(
+        select(literal_column("1").label("run"), _RUNS.c.id, null().label("status")).where(
+            _RUNS.c.external_userid == bindparam("ext"),
+            _RUNS.c.status == constant(EnrollmentStatus.ACTIVE),
+            _RUNS.c.guide_userid == bindparam("guide"),
+        ),
+        select(literal_column("0"), _TASKS.c.enrollment_id, _TASKS.c.status)
+        .where(*_PAIR, _WAITING)
+        .with_hint(_TASKS, _BY_CUSTOMER, "sqlite"),
+    )
 )
 _PAIR_CLOSE = Direct(
     update(_TASKS)
@@ -112,12 +126,38 @@ async def _close(
     return closed
 
 
-async def close_pair_tasks(
-    session: AsyncSession, *, external_userid: str, guide_userid: str, reason: str, now: datetime
+async def end_pair(
+    session: AsyncSession,
+    *,
+    external_userid: str,
+    guide_userid: str,
+    reason: str,
+    now: datetime,
+    stop_runs: bool,
 ) -> int:
-    """The relation ended: the pair's tasks the guide could act on close with the reason."""
+    """The relation ended: with `stop_runs` (WeCom said so) the pair's active enrollments stop
+    first (enrollment.stop_enrollments), then the pair's tasks the guide could act on close with
+    the reason. The tasks closed."""
     pair = {"ext": external_userid, "guide": guide_userid}
-    enrollments = {row[0] for row in await _PAIR_WAITING.execute(session, pair)}
+    found = (await _PAIR_LOOK.execute(session, pair)).all()
+    stopped: set[int] = set()
+    if stop_runs:
+        runs = [(row.id, None) for row in found if row.run]
+        stopped = set(
+            await stop_enrollments(
+                session,
+                external_userid=external_userid,
+                guide_userid=guide_userid,
+                reason=reason,
+                now=now,
+                force=True,
+                found=runs,
+            )
+        )
+    # Still waiting after the stop: a stopped run's unsent tasks were skipped with it.
+    enrollments = {
+        row.id for row in found if not row.run and not (row.id in stopped and row.status in _UNSENT)
+    }
     if not enrollments:
         return 0
     closing = pair | {"why": _why(reason), "now": now}

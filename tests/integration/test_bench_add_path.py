@@ -1,8 +1,9 @@
 """`python -m bench.add_path` runs end to end in a tiny configuration (5 events of each kind).
 
 The app and the simulator stand up in its one process, every add is welcomed (it raises if one
-is not), and each kind's row and the ratio line parse: an add costs more statements than the
-worker's floor, an unhandled event, and a delete of a pair with running enrollments more still.
+is not), and each kind's row and the ratio line parse: an add and a delete each cost more
+statements than the worker's floor, an unhandled event. (A delete of a pair with running
+enrollments cost more than an add until its reads were folded: at five events they are even.)
 """
 
 from __future__ import annotations
@@ -32,6 +33,6 @@ def test_the_add_path_benchmark_runs_end_to_end():
     rows = {m["kind"]: m for m in map(ROW.match, lines) if m}
     assert set(rows) == {"unhandled", "add", "delete"}, lines
     statements = {kind: float(row["statements"]) for kind, row in rows.items()}
-    assert 1 <= statements["unhandled"] < statements["add"] < statements["delete"], lines
+    assert 1 <= statements["unhandled"] < min(statements["add"], statements["delete"]), lines
     assert all(float(row["cpu"]) > 0 for row in rows.values()), lines
     assert re.fullmatch(r"ratio=\d+\.\d", lines[-1]), lines

@@ -24,8 +24,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import event, select
 
-from guidebot.contacts.models import Relation
+from guidebot.contacts.models import Relation, RelationEvent
+from guidebot.metrics.models import LostAlert
 from tests import factories
+from tests.harness import contact_xml
 
 ADD_AND_ENROLL_STATEMENTS = 10
 LIFECYCLE_STATEMENTS = 2
@@ -148,16 +150,34 @@ async def test_a_playbook_that_cannot_enroll_fails_alone_and_the_welcome_goes(h,
 
 
 # The end of a known pair (a customer deleting the guide): the relation's locked read and its
-# update, its log line; the SOP engine's active runs, their stop and their open tasks', the
-# pair's waiting tasks; the lost alert in its savepoint (the pair as it ended, the last forward,
-# the last message, the store then, the alert); the stage's look, update and log line; the
-# done-mark. Before this count was kept: 20, with an insert-or-nothing of the guide and of the
-# customer that a known pair's relation already vouches for; then 18 on PostgreSQL, whose events
-# each had a transaction (and the lost alert a savepoint) before its batches were SQLite's.
-END_STATEMENTS = 16
+# update, its log line; the SOP engine's one look (the pair's active runs and waiting tasks),
+# the runs' stop and their open tasks'; the lost alert's one look (the pair as it ended, the
+# store then, the last forward, the last message) and the alert; the stage's look, update and
+# log line; the done-mark. Before this count was kept: 20, with an insert-or-nothing of the
+# guide and of the customer that a known pair's relation already vouches for; then 18 on
+# PostgreSQL, whose events each had a transaction (and the lost alert a savepoint) before its
+# batches were SQLite's; then 16, with the lost alert's four reads; then 13, with the SOP
+# engine's two.
+END_STATEMENTS = 12
+# A first-seen pair's end (a deletion of a pair added before guidebot knew the guide): the
+# pair's read, the guide's and the customer's insert-or-nothing, the relation, its log line
+# (the guide's store at the time looked up in it), the SOP engine's look, the lost alert's
+# look and the alert, the stage's look, the done-mark. Was 15 (the store asked twice on its
+# own, the lost alert's four reads, the SOP engine's two), then 11.
+FIRST_SEEN_END_STATEMENTS = 10
+
+
+async def _alert(h, ext: str) -> LostAlert:
+    async with h.sessions() as session:
+        [alert] = (
+            await session.scalars(select(LostAlert).where(LostAlert.external_userid == ext))
+        ).all()
+        return alert
 
 
 async def test_the_end_of_a_pair_is_a_handful_of_statements(h):
+    await h.control("customers", {"external_userid": "wmc9", "name": "顾客9"})
+    added_at = h.clock.now()
     await h.add("g1", "wmc9")
     h.advance(3600)
     await h.act(
@@ -167,7 +187,12 @@ async def test_the_end_of_a_pair_is_a_handful_of_statements(h):
     assert len(end) <= END_STATEMENTS, "\n".join(end)
     assert not [s for s in end if s.startswith(("INSERT INTO guides", "INSERT INTO customers"))]
     assert sum(s.startswith("UPDATE relations") for s in end) == 1
-    # ...and the end did what it always did: the runs stopped, the customer lost.
+    # The store and what was sent last are asked inside the lost alert's look; the runs and
+    # the waiting tasks in one look.
+    assert not [s for s in end if s.startswith(("SELECT store_memberships", "SELECT content_"))]
+    assert not [s for s in end if s.startswith("SELECT sop_tasks")]
+    assert sum("FROM sop_enrollments" in s for s in end if s.startswith("SELECT")) == 1
+    # ...and the end did what it always did: the runs stopped, the customer lost, alerted.
     assert {e.status for e in await h.enrollments(external_userid="wmc9")} == {"stopped"}
     async with h.sessions() as session:
         status = await session.scalar(
@@ -176,3 +201,36 @@ async def test_the_end_of_a_pair_is_a_handful_of_statements(h):
             )
         )
     assert status == "lost"
+    alert = await _alert(h, "wmc9")
+    assert (alert.guide_userid, alert.store_id, alert.customer_name) == ("g1", 11, "顾客9")
+    assert (alert.together_since, alert.lost_at) == (added_at, h.clock.now())
+    [welcome] = await h.tasks(external_userid="wmc9", step_id="welcome")
+    assert welcome.message and alert.last_sent_at == welcome.sent_at
+    assert alert.last_sent == " ".join(welcome.message.split())[:24] + "…"
+
+
+async def test_the_end_of_a_first_seen_pair_is_a_handful_of_statements(h):
+    await h.deliver(contact_xml("del_follow_user", "g1", "wmc9", h.clock.now()))
+    end = await _statements_of_the_event(h)
+    assert len(end) <= FIRST_SEEN_END_STATEMENTS, "\n".join(end)
+    assert not [s for s in end if s.startswith(("SELECT store_memberships", "SELECT content_"))]
+    assert not [s for s in end if s.startswith("SELECT sop_tasks")]
+    # ...and the end did what it always did: the pair recorded lost, its log line and its
+    # alert at the guide's store then, nothing sent to it.
+    async with h.sessions() as session:
+        relation = await session.scalar(
+            select(Relation).where(
+                Relation.guide_userid == "g1", Relation.external_userid == "wmc9"
+            )
+        )
+        [logged] = (
+            await session.scalars(
+                select(RelationEvent).where(RelationEvent.external_userid == "wmc9")
+            )
+        ).all()
+    assert (relation.status, relation.store_id, relation.created_at) == ("lost", None, None)
+    assert (logged.kind, logged.store_id, logged.previous_status) == ("lost", 11, "active")
+    assert logged.occurred_at == relation.ended_at
+    alert = await _alert(h, "wmc9")
+    assert (alert.store_id, alert.lost_at, alert.together_since) == (11, relation.ended_at, None)
+    assert (alert.last_sent, alert.last_sent_at) == (None, None)
