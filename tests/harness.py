@@ -282,9 +282,9 @@ async def start_harness(
     app_settings = make_settings(database_url, **options, **settings)
     app = create_app(app_settings, clock=clock, run_workers=False)
     client = await aiohttp_client(app, server_kwargs=server_kwargs or {})
-    response = await sim.post(
-        "/_sim/config", json={"callback_url": str(client.make_url("/wecom/callback"))}
+    # As POST /_sim/config sets it, without the harness's only request before the test's own.
+    sim.server.app[SIMULATOR_STATE].update_config(
+        callback_url=str(client.make_url("/wecom/callback"))
     )
-    assert response.status == 200
     await client.server.app[CONTACTS_STARTUP]  # the start-up directory sync
     return kind(sim, client, clock, sop_dir)
