@@ -53,14 +53,20 @@ async def fill(sessions, count: int) -> None:
             await session.execute(text("SELECT pg_stat_force_next_flush()"))
 
 
-async def changes_seen(sessions) -> int:
+CHANGES = (
+    "SELECT n_mod_since_analyze FROM pg_stat_user_tables "
+    "WHERE relname = 'filled' AND schemaname = current_schema()"
+)
+ROWS = "SELECT reltuples FROM pg_class WHERE oid = format('%I.filled', current_schema())::regclass"
+
+
+async def scalar(sessions, sql: str):
     async with sessions() as session:
-        return await session.scalar(
-            text(
-                "SELECT n_mod_since_analyze FROM pg_stat_user_tables "
-                "WHERE relname = 'filled' AND schemaname = current_schema()"
-            )
-        )
+        return await session.scalar(text(sql))
+
+
+async def changes_seen(sessions) -> int:
+    return await scalar(sessions, CHANGES)
 
 
 async def filled(sessions, count: int) -> None:
@@ -73,13 +79,7 @@ async def filled(sessions, count: int) -> None:
 
 
 async def rows_known(sessions) -> float:
-    async with sessions() as session:
-        return await session.scalar(
-            text(
-                "SELECT reltuples FROM pg_class "
-                "WHERE oid = format('%I.filled', current_schema())::regclass"
-            )
-        )
+    return await scalar(sessions, ROWS)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
