@@ -214,8 +214,9 @@
       var result = await api("/sidebar/api/tasks/" + change, { method: "POST", body: JSON.stringify(Object.assign({ task_id: t.id }, extra)) });
       toast(CHANGED[change] + (change === "snooze" ? when(result.task.due_at) : ""));
       if (state.task === t.id) { state.task = null; }
-      document.body.dataset.lastTask = change + "-" + t.id;
       await loadProfile();
+      // Once the list shows the change: a tap before it landed on buttons the reload replaced.
+      document.body.dataset.lastTask = change + "-" + t.id;
     } catch (err) {
       await failed(err);
     }
