@@ -356,9 +356,7 @@ _SKIP_OPEN_TASKS = Direct(
     update(SopTask.__table__)
     .where(
         SopTask.__table__.c.enrollment_id.in_(bindparam("ids", expanding=True)),
-        SopTask.__table__.c.status.in_(
-            (TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SNOOZED)
-        ),
+        SopTask.__table__.c.status.in_(TaskStatus.UNSENT),
     )
     .values(
         status=TaskStatus.SKIPPED,

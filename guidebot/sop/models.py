@@ -67,6 +67,8 @@ class TaskStatus:
     AWAITING_GUIDE = (SENT, SNOOZED)
     # What a guide can close (done, skip) or put off (snooze): not in flight, not settled.
     ACTIONABLE = (PENDING, CLAIMED, SENT, SNOOZED)
+    # Not sent, and not in flight: what a stopped run skips.
+    UNSENT = (PENDING, CLAIMED, SNOOZED)
 
 
 class Action:

@@ -60,9 +60,8 @@ def _why(reason: str) -> str:
 # Still to be acted on: not sent yet, or sent to the guide and waiting for them (a welcome
 # or a tag that is `sent` is settled: it reached the customer).
 _TASKS = SopTask.__table__
-_UNSENT = (TaskStatus.PENDING, TaskStatus.CLAIMED, TaskStatus.SNOOZED)  # a stopped run skips
 _WAITING = or_(
-    _TASKS.c.status.in_(_UNSENT),
+    _TASKS.c.status.in_(TaskStatus.UNSENT),
     and_(_TASKS.c.status == TaskStatus.SENT, _TASKS.c.action.in_(Action.GUIDE_FACING)),
 )
 # Built once: every end of a pair asks, and closes what it finds (on the driver:
@@ -156,7 +155,9 @@ async def end_pair(
         )
     # Still waiting after the stop: a stopped run's unsent tasks were skipped with it.
     enrollments = {
-        row.id for row in found if not row.run and not (row.id in stopped and row.status in _UNSENT)
+        row.id
+        for row in found
+        if not row.run and not (row.id in stopped and row.status in TaskStatus.UNSENT)
     }
     if not enrollments:
         return 0
