@@ -19,12 +19,14 @@ PORT ?= 8080
 demo: $(STAMP)
 	$(BIN)/guidebot demo --port $(PORT)
 
-# One pytest worker per core (pytest-xdist): each has its own PostgreSQL databases, SQLite files
-# and port range, and the process tests' waits overlap the other worker's work. The few tests
-# marked `serial` hold an answer to a sub-second bound in real time (the callback ack under a
-# sign-in flood, the inbox writer's waits): they run afterwards in one process, with the cores
-# to themselves, so a busy neighbour on the other core cannot make them flaky.
-TEST_WORKERS ?= auto
+# One pytest worker per core and one more (pytest-xdist): each has its own PostgreSQL databases,
+# SQLite files and port range. With one a core the cores stood idle a fifth of the time while
+# workers waited on PostgreSQL, the servers they start and the browser; the extra worker fills
+# those waits (on 2 cores: 283-289 s became 255 s). More than one extra only added contention.
+# The few tests marked `serial` hold an answer to a sub-second bound in real time (the callback
+# ack under a sign-in flood, the inbox writer's waits): they run afterwards in one process,
+# with the cores to themselves, so a busy neighbour on another core cannot make them flaky.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
 # Bytecode is cached for the tests even where the environment says not to: the suite starts
 # about a hundred Python processes (the command line, servers, benchmarks), and each would
