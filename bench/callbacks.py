@@ -91,7 +91,8 @@ EVENTS = {
         "<ExternalUserID><![CDATA[wmbench{i:08d}]]></ExternalUserID>"
     ),
     # A customer deleting their guide: contacts records the first-seen pair as ended with its
-    # log line, and the domains that hear it do their part (20 statements).
+    # log line, and the domains that hear it do their part (about 9 statements; the count is
+    # held to FIRST_SEEN_END_STATEMENTS in tests/sop_engine/test_add_statements.py).
     "deleted": (
         "<ChangeType><![CDATA[del_follow_user]]></ChangeType>"
         "<UserID><![CDATA[gbench{g:02d}]]></UserID>"
