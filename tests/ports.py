@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import random
-import socket
+
+from bench.callbacks import bindable  # the benchmarks probe a port the same way
 
 _LOW, _HIGH = 20000, 32000  # below the ephemeral range
 
@@ -32,21 +33,12 @@ _LOW, _HIGH = _slice(_LOW, _HIGH)
 _handed_out: set[int] = set()
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port(count: int = 1) -> int:
     """The first of `count` consecutive ports that are free now and new to this run."""
     for _ in range(1000):
         first = random.randrange(_LOW, _HIGH - count)
         ports = range(first, first + count)
-        if _handed_out.isdisjoint(ports) and all(_bindable(p) for p in ports):
+        if _handed_out.isdisjoint(ports) and all(bindable(p) for p in ports):
             _handed_out.update(ports)
             return first
     raise RuntimeError(f"no {count} free consecutive ports in {_LOW}-{_HIGH}")
