@@ -66,13 +66,13 @@ def free_ports(count: int) -> list[int]:
     chosen: list[int] = []
     for _ in range(100 * count):
         if len(chosen) == count:
-            return chosen
+            break
         port = random.randrange(PORTS_FROM, PORTS_TO)
         if port not in chosen and bindable(port):
             chosen.append(port)
-    if len(chosen) == count:
-        return chosen
-    raise RuntimeError(f"no {count} free ports in {PORTS_FROM}-{PORTS_TO}")
+    if len(chosen) < count:
+        raise RuntimeError(f"no {count} free ports in {PORTS_FROM}-{PORTS_TO}")
+    return chosen
 
 
 def bindable(port: int) -> bool:
