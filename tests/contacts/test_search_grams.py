@@ -215,10 +215,11 @@ async def _many(sessions, count: int, name: str, remark: str) -> None:
             )
         )
         if postgres:
-            await _analyze_all(session)
+            await _ready_for_plans(session)
 
 
-async def _analyze_all(session) -> None:
+async def _ready_for_plans(session) -> None:
+    """Statistics as the planner would find them on a database kept by autovacuum."""
     # The GIN indexes' pending lists merged first: rows inserted go to a GIN index's pending
     # list until it passes gin_pending_list_limit or a VACUUM or autovacuum's ANALYZE merges
     # it (not ours: autovacuum is off here), and the planner costs an index scan by those
@@ -343,7 +344,7 @@ async def test_a_longer_word_is_read_from_each_columns_trigram_index_on_postgres
                 f"'备注' || md5(n::text), '[]', '[]', now(), now(), now() FROM {numbers}"
             )
         )
-        await _analyze_all(session)
+        await _ready_for_plans(session)
     digest = hashlib.md5(b"1234").hexdigest()
     async with sessions() as session:
         for words in (digest[3:11].upper(), "客户" + digest[:6], "备注" + digest[:6]):
