@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from guidebot.clock import FakeClock
 from guidebot.db.engine import create_engine
@@ -122,35 +122,39 @@ async def test_quiet_waits_for_the_callbacks_in_hand_not_for_the_stream_to_stop(
     """The worker gives way before each batch until the callbacks already handed in are
     committed. Waiting instead for no callback at all to wait, a steady stream (a livestream's
     adds) held every batch for the whole patience: quiet must return while the stream goes on,
-    with what was handed in before it committed."""
+    with what was handed in before it committed.
+
+    The stream keeps pace with the writer, not with the clock: every statement the writer runs
+    hands in three more callbacks, so none of the writer's batches ends with nothing waiting,
+    however fast or slow this machine is, until the stream has run its 200 statements."""
     engine, _ = sqlite_db
     writer = InboxWriter(engine, FakeClock(START), max_backlog=100_000)
+    stored: list[asyncio.Task[None]] = []
+    statements, streaming = [0], [True]
+
+    def hand_in(count: int) -> None:
+        for _ in range(count):
+            stored.append(asyncio.create_task(writer.store(entry(f"wms{len(stored)}"))))
+
+    def stream(*_args) -> None:
+        if streaming[0] and statements[0] < 200:
+            statements[0] += 1
+            hand_in(3)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", stream)
     writer.start()
-    handed_in, stored, streaming, under_way = [0], [], True, asyncio.Event()
-
-    async def stream() -> None:
-        while streaming and handed_in[0] < 20_000:
-            for _ in range(3):
-                stored.append(asyncio.create_task(writer.store(entry(f"wms{handed_in[0]}"))))
-                handed_in[0] += 1
-            if handed_in[0] >= 300:
-                under_way.set()
-            await asyncio.sleep(0)
-
-    streamer = asyncio.create_task(stream())
-    await under_way.wait()
-    before = handed_in[0]
+    hand_in(300)
+    await asyncio.sleep(0)  # the 300 are in the writer's hands
     async with asyncio.timeout(30):
         await writer.quiet(patience=30)
-    at_return = handed_in[0]
+    at_return = statements[0]
     committed = await rows(engine)
-    streaming = False
-    await streamer
+    streaming[0] = False
     await asyncio.gather(*stored)
     await writer.stop()
-    assert at_return < 20_000, "quiet waited for the stream to stop"
-    assert committed >= before
-    assert await rows(engine) == handed_in[0]
+    assert at_return < 200, "quiet waited for the stream to stop"
+    assert committed >= 300
+    assert await rows(engine) == len(stored)
 
 
 @pytest.fixture
