@@ -391,12 +391,13 @@ async def run_demo(
     port: int = 8080,
     database_url: str | None = None,
     traffic: bool = True,
-    week: bool = True,
+    history_days: int = MONTH,
     pace: float = 2.0,
     ready: Callable[[dict], Awaitable[None]] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until cancelled (Ctrl-C) or until `stop` is set; `ready` gets the URLs."""
+    """Serve until cancelled (Ctrl-C) or until `stop` is set; `ready` gets the URLs.
+    `history_days` of past activity are seeded before it is ready (none with 0)."""
     database_url, note = demo_database(database_url)
     if note:
         print(note, flush=True)
@@ -426,9 +427,11 @@ async def run_demo(
             # Each run is a new simulated corp; a fresh campaign keeps its codes' states unique.
             campaign = f"demo-{secrets.token_hex(2)}"
             ways = await create_store_codes(server_url, settings.admin_token, http, campaign)
-            if week:  # five weeks of past activity: the dashboard, cohorts, lift, stages
+            if history_days:  # past activity (five weeks): the dashboard, cohorts, lift, stages
                 # Seeded: every demo has the same history (its lift, its repurchase reminders).
-                await backfill_week(server, control, ways, days=MONTH, rng=random.Random(MONTH))
+                await backfill_week(
+                    server, control, ways, days=history_days, rng=random.Random(MONTH)
+                )
             vip = await _vip_groups(server, control, campaign)
             # This week's VIP group message and Moments task, and what came of them.
             await community_week(

@@ -68,7 +68,7 @@ async def test_the_demo_prints_a_page_uses_its_own_database_and_serves_its_cover
         seen.update(urls)
 
     demo = asyncio.create_task(
-        run_demo(port=free_port(2), traffic=False, week=False, ready=ready, stop=stop)
+        run_demo(port=free_port(2), traffic=False, history_days=0, ready=ready, stop=stop)
     )
     try:
         for _ in range(600):
