@@ -250,7 +250,16 @@ async def served() -> AsyncIterator[Any]:
 
 def reload_playbooks(h: Harness) -> list:
     """Load the playbooks in the harness's sop/ with the real loader; none may be broken."""
-    loaded = h.app[SOP].registry.reload()
+    return _none_broken(h.app[SOP].registry.reload())
+
+
+def started_playbooks(h: Harness) -> list:
+    """The playbooks the app loaded as it started (those written before the harness); none may
+    be broken. Loading them again would cost a third of a harness's start."""
+    return _none_broken(h.app[SOP].registry.loaded)
+
+
+def _none_broken(loaded: list) -> list:
     broken = [str(e) for item in loaded for e in item.errors]
     assert not broken, broken
     return loaded

@@ -30,8 +30,8 @@ from tests.harness import (
     SHANGHAI,
     Harness,
     deploy_dir,
-    reload_playbooks,
     start_harness,
+    started_playbooks,
     write_playbook,
 )
 
@@ -222,7 +222,7 @@ async def make_harness(aiohttp_client, database_url, clock, sop_dir, **settings)
         customers=CUSTOMERS,
         **settings,
     )
-    reload_playbooks(harness)
+    started_playbooks(harness)
     # The rollup is not settled here: the start-up sync's dirty rows wait for the test's own
     # `settle`, as they would for the job's next run. Settling each harness at its start was
     # 7% of the CPU of the suites built on it (111 s became 103 s), and many never read a figure.

@@ -30,6 +30,7 @@ from tests.harness import (
     deploy_dir,
     reload_playbooks,
     start_harness,
+    started_playbooks,
     write_playbook,
 )
 
@@ -172,7 +173,7 @@ async def make_harness(aiohttp_client, database_url, clock, sop_dir, playbooks) 
     harness = await start_harness(
         aiohttp_client, database_url, clock, kind=SopHarness, sop_dir=sop_dir
     )
-    harness.reload()
+    started_playbooks(harness)
     return harness
 
 
