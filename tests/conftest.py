@@ -295,7 +295,6 @@ def pytest_configure(config) -> None:
 # on short tests together, not one of them on a minute-long test while the other waits.
 # Only the order changes; a module left out just runs in its place.
 LONG_FIRST = (
-    "tests/integration/test_demo.py",
     "tests/web/test_demo_week.py",
     "tests/pg/test_kill_instance.py",
     "tests/pg/test_image.py",
@@ -304,6 +303,7 @@ LONG_FIRST = (
     "tests/pg/test_database_outage.py",
     "tests/integration/test_bench_welcome.py",
     "tests/integration/test_serve_processes.py",
+    "tests/integration/test_demo.py",
     "tests/sop_engine/test_kill9.py",
     "tests/pg/test_sop_claim.py",
     "tests/integration/test_bench_scale.py",
