@@ -39,6 +39,10 @@ async def test_the_demo_dashboard_shows_a_week_and_hq_can_sign_in(tmp_path, caps
             await asyncio.sleep(0.05)
         assert seen, "the demo never became ready"
         printed = capsys.readouterr().out
+        # Said before the month is seeded, so a first run does not look stuck; then the banner.
+        preparing = printed.index("正在准备演示企业和 35 天的历史数据")
+        assert "Preparing the demo's corp and 35 days of history" in printed
+        assert preparing < printed.index("guidebot demo is running")
         assert f"admin pages:     {seen['admin']}" in printed
         password = seen["accounts"]["hq"]
         assert f"sign in as hq / {password}" in printed
