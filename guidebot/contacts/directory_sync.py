@@ -94,9 +94,9 @@ async def _sync_departments(
     """Departments as WeCom lists them; those it no longer lists are marked deleted."""
 
     async def upsert_departments(batch: Sequence[dict[str, Any]]) -> None:
-        # Held here, the batch's known departments are found in the session with no
-        # statement each.
-        _known = await _departments(session, [int(d["id"]) for d in batch])
+        # Read once for the batch: a known department is found here and an unknown one is
+        # known to be new, with no statement each.
+        known = {d.id: d for d in await _departments(session, [int(d["id"]) for d in batch])}
         for dept in batch:
             await upsert_department(
                 session,
@@ -105,6 +105,7 @@ async def _sync_departments(
                 parent_id=dept.get("parentid"),
                 order=dept.get("order"),
                 now=now,
+                known=known,
             )
         await session.flush()
 
@@ -188,6 +189,7 @@ async def _sync_members(
         # session with no statement each, and the memberships are handed over. A sync that
         # changes nothing was two statements a guide (a second a thousand guides).
         held = await _held_for(session, batch, members)
+        guides = {guide.userid: guide for guide in held.guides}
         changes = []
         for userid in batch:
             member = members[userid]
@@ -201,11 +203,14 @@ async def _sync_members(
                 at=now,
                 first_from=EARLY,
                 memberships=held.memberships.get(userid, []),
+                known=guides,
+                flush=False,
             )
             if created or known.get(userid) == GuideStatus.LEFT:
                 changes.append(("joined", userid))
             elif moved:
                 changes.append(("moved", userid))
+        await session.flush()  # the batch's guides and memberships, a few statements a table
         return changes
 
     async def mark_all_left(batch: Sequence[str]) -> list[tuple[str, str]]:

@@ -37,6 +37,7 @@ from guidebot.content.models import ContentItem, ForwardVia
 from guidebot.db.migrate import upgrade
 from guidebot.db.one_hop import inline_statements
 from guidebot.demo.arrivals import past_arrivals
+from guidebot.demo.banner import preparing, print_banner
 from guidebot.demo.community import community_week
 from guidebot.demo.org import (  # noqa: F401  (the demo's corp, as tests and commands read it)
     CHANNELS,
@@ -425,7 +426,7 @@ async def run_demo(
             # The start-up sync lists a corp still being seeded: let it finish first, or its
             # stale list would mark the guides seeded after it left (as a fresh-clone run saw).
             await server[CONTACTS_STARTUP]
-            print(_preparing(history_days), flush=True)
+            print(preparing(history_days), flush=True)
             await seed_org(control)
             await _sync_directory(server)
             async with server[SESSIONS]() as session, session.begin():
@@ -433,8 +434,7 @@ async def run_demo(
             # Each run is a new simulated corp; a fresh campaign keeps its codes' states unique.
             campaign = f"demo-{secrets.token_hex(2)}"
             ways = await create_store_codes(server_url, settings.admin_token, http, campaign)
-            if history_days:  # past activity (five weeks): the dashboard, cohorts, lift, stages
-                # Seeded: every demo has the same history (its lift, its repurchase reminders).
+            if history_days:  # the same past each run: dashboard, cohorts, lift, reminders
                 await backfill_week(
                     server, control, ways, days=history_days, rng=random.Random(MONTH)
                 )
@@ -453,7 +453,7 @@ async def run_demo(
                 "admin": f"{server_url}/admin/login",
                 "accounts": accounts,
             }
-            _print_banner(urls, settings)
+            print_banner(urls, settings)
             if ready:
                 await ready(urls)
             if traffic:
@@ -559,48 +559,3 @@ def _start_traffic(
 async def _sync_directory(server: web.Application) -> None:
     async with server[SESSIONS]() as session, session.begin():
         await sync_directory(session, server[WECOM], server[CLOCK].now())
-
-
-def _preparing(history_days: int) -> str:
-    """What the demo does before its banner (a month of history takes 15-20 s on two cores):
-    said at once, so a first run does not look stuck."""
-    if not history_days:
-        return "正在准备演示企业…… / Preparing the demo's corp..."
-    return (
-        f"正在准备演示企业和 {history_days} 天的历史数据（约 20 秒）…… / "
-        f"Preparing the demo's corp and {history_days} days of history (about 20 s)..."
-    )
-
-
-def _print_banner(urls: dict, settings: Settings) -> None:
-    token = urls["admin_token"]
-    store = next(iter(STORES))
-    print(
-        "\n".join(
-            [
-                "",
-                "guidebot demo is running (Ctrl-C to stop) / 演示已启动（Ctrl-C 停止）",
-                f"  open / 打开:      {urls['open']}",
-                f"  admin pages:     {urls['admin']}",
-                *(
-                    f"    sign in as {name} / {password}"
-                    for name, password in urls["accounts"].items()
-                ),
-                f"  guide sidebar:   {urls['server']}/sidebar/login?userid={GUIDES[0][0]}"
-                "   (as a guide, outside WeCom)",
-                f"  API:             {urls['server']}/api/v1   (admin token {token})",
-                f"  callback URL:    {urls['server']}/wecom/callback",
-                f"  simulated WeCom: {urls['simulator']}   (control API under /_sim/)",
-                f"  database:        {settings.database_url}",
-                "",
-                "try:",
-                f"  curl -H 'Authorization: Bearer {token}' {urls['server']}/api/v1/stores",
-                f"  curl -H 'Authorization: Bearer {token}' {urls['server']}/api/v1/customers",
-                f"  curl {urls['simulator']}/_sim/calls?api=externalcontact/get",
-                f"  guidebot sop simulate first_contact --store {store}"
-                "   (another shell, same folder: finds this database)",
-                "",
-            ]
-        ),
-        flush=True,
-    )
