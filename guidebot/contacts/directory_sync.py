@@ -137,7 +137,7 @@ async def _sync_departments(
 
 @dataclass
 class _Held:
-    guides: list[Guide]
+    guides: dict[str, Guide]
     departments: list[Department]
     memberships: dict[str, list[StoreMembership]]
 
@@ -151,10 +151,11 @@ async def _held_for(
     """The guides, their departments and all their memberships (locked, as set_memberships
     locks them), read a chunk of ids at a time."""
     named = [int(d) for u in userids for d in members[u].get("department") or []]
-    held = _Held([], await _departments(session, named), {})
+    held = _Held({}, await _departments(session, named), {})
     for i in range(0, len(userids), READ_CHUNK):
         chunk = list(userids[i : i + READ_CHUNK])
-        held.guides += await session.scalars(select(Guide).where(Guide.userid.in_(chunk)))
+        for guide in await session.scalars(select(Guide).where(Guide.userid.in_(chunk))):
+            held.guides[guide.userid] = guide
         for row in await session.scalars(
             select(StoreMembership)
             .where(StoreMembership.guide_userid.in_(chunk))
@@ -182,14 +183,13 @@ async def _sync_members(
     report: DirectoryReport,
 ) -> None:
     """Guides and their memberships as WeCom lists them; active guides it does not list left."""
-    known = {g.userid: g.status for g in await session.scalars(select(Guide))}
+    status_before = {g.userid: g.status for g in await session.scalars(select(Guide))}
 
     async def upsert_members(batch: Sequence[str]) -> list[tuple[str, str]]:
         # Read once for the batch: held here, its guides and departments are found in the
         # session with no statement each, and the memberships are handed over. A sync that
         # changes nothing was two statements a guide (a second a thousand guides).
         held = await _held_for(session, batch, members)
-        guides = {guide.userid: guide for guide in held.guides}
         changes = []
         for userid in batch:
             member = members[userid]
@@ -203,10 +203,10 @@ async def _sync_members(
                 at=now,
                 first_from=EARLY,
                 memberships=held.memberships.get(userid, []),
-                known=guides,
+                known=held.guides,
                 flush=False,
             )
-            if created or known.get(userid) == GuideStatus.LEFT:
+            if created or status_before.get(userid) == GuideStatus.LEFT:
                 changes.append(("joined", userid))
             elif moved:
                 changes.append(("moved", userid))
@@ -220,7 +220,9 @@ async def _sync_members(
         return [("left", userid) for userid in batch]
 
     leavers = [
-        u for u, status in known.items() if u not in members and status == GuideStatus.ACTIVE
+        u
+        for u, status in status_before.items()
+        if u not in members and status == GuideStatus.ACTIVE
     ]
     for work, users in ((upsert_members, list(members)), (mark_all_left, leavers)):
         done, parked_users = await isolating(

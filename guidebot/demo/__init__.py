@@ -217,9 +217,8 @@ async def backfill_week(
                 with inline_statements():
                     for a in arrived:
                         await _past_customer(
-                            session, control, a.rng, report, userid, a.external_userid, a.way,
-                            a.at,
-                        )  # fmt: skip
+                            session, control, a.rng, report, userid, a.external_userid, a.way, a.at
+                        )
         end = min(day + timedelta(days=1), now)
         report.behaviour += await day_done(server[SOP], end.astimezone(zone).date(), end)
     report.rollup_rows = await recompute_all(sessions, settings.timezone, now)
