@@ -1,6 +1,6 @@
 """How many examples the property and fuzz tests draw: Hypothesis profiles, loaded by conftest.
 
-`dev` (the default: `make test` on a developer's machine) draws a tenth of each test's count,
+`dev` (the default: `make test` on a developer's machine) draws a twentieth of each test's count,
 at least ten, with no deadline; `ci` draws every example a test asks for. HYPOTHESIS_PROFILE
 names the profile (.ci/run sets it to ci); without it, CI=true (as CI runs) means ci too.
 
@@ -16,7 +16,7 @@ from hypothesis import settings
 
 PROFILE_ENV = "HYPOTHESIS_PROFILE"
 FULL = 100  # Hypothesis's own default count, which the ci profile keeps
-DEV_SHARE = 10  # dev draws one example in this many
+DEV_SHARE = 20  # dev draws one example in this many
 DEV_FLOOR = 10  # ... and never fewer than this (or the full count, when that is smaller)
 
 # No deadline in either: a 2-core machine under load makes a per-example time limit a coin toss.

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,20}")
 _DEPARTMENT_ID = re.compile(r"[0-9]{1,10}")
 DEPARTMENT_ID_MAX = 2**31 - 1  # departments.id is an integer column
+CODES_READ_CHUNK = 1000  # codes in one IN (...): well inside either engine's limit on parameters
 
 
 # ---- lookups ---------------------------------------------------------------------------------
@@ -133,13 +134,36 @@ def store_zone(store: Department | None, default: str) -> ZoneInfo:
 # ---- departments -----------------------------------------------------------------------------
 
 
+def _codes_for(dept_id: int) -> tuple[str, ...]:
+    """The codes a new department may take, in order of preference: its id, else d<id>, d<id>-2,
+    ...: an operator may have given those codes to other stores."""
+    return (str(dept_id), f"d{dept_id}", *(f"d{dept_id}-{n}" for n in range(2, 100)))
+
+
 async def _free_code(session: AsyncSession, dept_id: int) -> str:
-    """The department's id as its code, else d<id>, d<id>-2, ...: an operator may have given
-    those codes to other stores."""
-    for code in (str(dept_id), f"d{dept_id}", *(f"d{dept_id}-{n}" for n in range(2, 100))):
+    for code in _codes_for(dept_id):
         if not await session.scalar(select(func.count()).where(Department.code == code)):
             return code
     raise ValueError(f"no free store code for department {dept_id} (d{dept_id}-99 is taken)")
+
+
+async def free_codes(session: AsyncSession, dept_ids: Sequence[int]) -> dict[int, str]:
+    """The code each of these new departments takes (see _codes_for), with one statement for
+    all whose first two choices are free, as a first sync's hundreds of stores' are. The
+    choices of two departments never meet (each names its own id), so one read serves all."""
+    first_two = {dept_id: _codes_for(dept_id)[:2] for dept_id in dept_ids}
+    wanted = sorted({code for codes in first_two.values() for code in codes})
+    taken: set[str] = set()
+    for i in range(0, len(wanted), CODES_READ_CHUNK):
+        chunk = wanted[i : i + CODES_READ_CHUNK]
+        taken.update(
+            await session.scalars(select(Department.code).where(Department.code.in_(chunk)))
+        )
+    found: dict[int, str] = {}
+    for dept_id, codes in first_two.items():
+        free = next((code for code in codes if code not in taken), None)
+        found[dept_id] = free if free is not None else await _free_code(session, dept_id)
+    return found
 
 
 async def upsert_department(
@@ -151,9 +175,12 @@ async def upsert_department(
     order: int | None,
     now: datetime,
     known: Mapping[int, Department] | None = None,
+    codes: Mapping[int, str] | None = None,
+    flush: bool = True,
 ) -> Department:
     """`known`: the departments the caller read already; an id not in it has no row, so it is
-    not asked for again (a first sync of a brand's 500 stores asked 500 times)."""
+    not asked for again (a first sync of a brand's 500 stores asked 500 times). `codes`: a new
+    department's code, from free_codes. `flush=False`: the caller flushes its batch at once."""
     if not 1 <= dept_id <= DEPARTMENT_ID_MAX:
         raise ValueError(f"department id {dept_id} is past departments.id's {DEPARTMENT_ID_MAX}")
     parent_id = parent_id or None  # WeCom's root has parentid 0
@@ -165,11 +192,14 @@ async def upsert_department(
             parent_id=parent_id,
             sort_order=order or 0,
             is_store=True,
-            code=await _free_code(session, dept_id),
+            code=codes[dept_id]
+            if codes and dept_id in codes
+            else await _free_code(session, dept_id),
             updated_at=now,
         )
         session.add(dept)
-        await session.flush()
+        if flush:
+            await session.flush()
         return dept
     changed = {
         "name": name if name is not None else dept.name,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.directory import (
     DEPARTMENT_ID_MAX,
+    free_codes,
     lock_directory,
     mark_left,
     refresh_store_flags,
@@ -97,6 +98,8 @@ async def _sync_departments(
         # Read once for the batch: a known department is found here and an unknown one is
         # known to be new, with no statement each.
         known = {d.id: d for d in await _departments(session, [int(d["id"]) for d in batch])}
+        new = [i for i in (int(d["id"]) for d in batch) if i not in known]
+        codes = await free_codes(session, [i for i in new if 1 <= i <= DEPARTMENT_ID_MAX])
         for dept in batch:
             await upsert_department(
                 session,
@@ -106,8 +109,10 @@ async def _sync_departments(
                 order=dept.get("order"),
                 now=now,
                 known=known,
+                codes=codes,
+                flush=False,
             )
-        await session.flush()
+        await session.flush()  # the batch's departments, parents before children as listed
 
     _, parked = await isolating(
         session,
