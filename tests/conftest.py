@@ -320,6 +320,13 @@ def pytest_collection_modifyitems(items) -> None:
         return LONG_FIRST.index(path) if path in LONG_FIRST else len(LONG_FIRST)
 
     items.sort(key=rank)  # stable: each module's tests keep their order
+    # `make test` finds the serial tests' files as test_*.py saying "mark.serial" (Makefile).
+    for path in {item.path for item in items if item.get_closest_marker("serial")}:
+        if not path.name.startswith("test_") or "mark.serial" not in path.read_text("utf-8"):
+            raise pytest.UsageError(
+                f"{path}: `make test` finds serial tests in test_*.py files "
+                "by the words pytest.mark.serial"
+            )
 
 
 def pytest_collection_finish(session) -> None:
