@@ -70,8 +70,9 @@ async def sync_directory(
     # One department or member it cannot take (an id past departments.id's range, a value
     # a column cannot hold) is parked with its reason; the rest of the address book is
     # synced all the same, and the next sync meets it again (guidebot.db.parking).
-    # On SQLite the lock above is the write lock, held until the caller commits: the
-    # statements run on the loop's thread, not a trip each to the connection's (db.one_hop).
+    # On SQLite the transaction holds the write lock from its first statement until the
+    # caller commits: its statements run on the loop's thread, not a trip each to the
+    # connection's (db.one_hop), and the loop is let run between chunks of guides.
     with inline_statements():
         await _sync_departments(session, departments, ids, now, report)
         await _sync_members(session, members, now, report)
