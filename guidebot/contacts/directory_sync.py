@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -118,9 +118,9 @@ async def _sync_departments(
                 codes=codes,
                 flush=False,
             )
-        await session.flush()  # the batch's departments, parents before children as listed
+        await session.flush()  # the batch's departments in one go
 
-    _, parked = await isolating(
+    _, parked = await _in_chunks(
         session,
         departments,
         upsert_departments,
@@ -154,10 +154,12 @@ class _Held:
 
 
 READ_CHUNK = 1000  # ids in one IN (...): well inside either engine's limit on parameters
-# Guides written under one savepoint, between which the event loop runs: on SQLite the sync's
-# statements run on the loop's thread, and a brand's 3,000 in one go held it for 0.65 s; a
-# hundred take about 30 ms.
+# Departments or guides written under one savepoint, between which the event loop runs: on
+# SQLite the sync's statements run on the loop's thread, and a brand's 3,000 guides in one go
+# held it for 0.65 s; a hundred take about 30 ms.
 SYNC_CHUNK = 100
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 async def _held_for(
@@ -240,19 +242,35 @@ async def _sync_members(
         if u not in members and status == GuideStatus.ACTIVE
     ]
     for work, users in ((upsert_members, list(members)), (mark_all_left, leavers)):
-        for i in range(0, len(users), SYNC_CHUNK):
-            if i:  # the statements run on the loop's thread (sync_directory): let it serve
-                await asyncio.sleep(0)
-            done, parked_users = await isolating(
-                session,
-                users[i : i + SYNC_CHUNK],
-                work,
-                job=SYNC_JOB,
-                table=Guide.__tablename__,
-                key=str,
-                now=now,
-                detail=lambda u: f"member {u}",
-            )
-            for kind, userid in (change for part in done for change in part):
-                getattr(report, kind).append(userid)
-            report.parked += [f"member {u}" for u in parked_users]
+        done, parked_users = await _in_chunks(
+            session,
+            users,
+            work,
+            job=SYNC_JOB,
+            table=Guide.__tablename__,
+            key=str,
+            now=now,
+            detail=lambda u: f"member {u}",
+        )
+        for kind, userid in (change for part in done for change in part):
+            getattr(report, kind).append(userid)
+        report.parked += [f"member {u}" for u in parked_users]
+
+
+async def _in_chunks(
+    session: AsyncSession,
+    items: Sequence[T],
+    work: Callable[[Sequence[T]], Awaitable[R]],
+    **how: Any,
+) -> tuple[list[R], list[T]]:
+    """isolating() over SYNC_CHUNK items at a time, the event loop let run between them (the
+    statements run on its thread: sync_directory)."""
+    done: list[R] = []
+    parked: list[T] = []
+    for i in range(0, len(items), SYNC_CHUNK):
+        if i:
+            await asyncio.sleep(0)
+        results, failed = await isolating(session, items[i : i + SYNC_CHUNK], work, **how)
+        done += results
+        parked += failed
+    return done, parked
