@@ -21,7 +21,7 @@ DEV_FLOOR = 10  # ... and never fewer than this (or the full count, when that is
 
 # No deadline in either: a 2-core machine under load makes a per-example time limit a coin toss.
 settings.register_profile("ci", max_examples=FULL, deadline=None)
-settings.register_profile("dev", max_examples=FULL // DEV_SHARE, deadline=None)
+settings.register_profile("dev", max_examples=max(DEV_FLOOR, FULL // DEV_SHARE), deadline=None)
 
 
 def load_profile() -> None:
