@@ -18,9 +18,11 @@ the main engine's connection, in a transaction it already holds, runs on the eve
 thread instead. That is safe only where it cannot wait: the main engine begins IMMEDIATE, so
 inside its transaction the write lock is held and no statement meets the busy handler; BEGIN,
 COMMIT (the WAL's fsync) and ROLLBACK still go to the thread, as does anything outside a
-transaction or on the side engine (deferred: its first write may wait). Only the hot paths
-that run short point statements ask for it (the inbox worker's batches of events, the welcome
-lane); a long statement there would hold up the loop for as long as it runs.
+transaction or on the side engine (deferred: its first write may wait). Only paths that run
+short point statements ask for it (the inbox worker's batches of events, the welcome lane, the
+directory sync, the demo's backfill); a long statement there would hold up the loop for as
+long as it runs, and a long run of short ones must let the loop in between (the sync does,
+every hundred guides).
 """
 
 from __future__ import annotations
