@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,20}")
 _DEPARTMENT_ID = re.compile(r"[0-9]{1,10}")
 DEPARTMENT_ID_MAX = 2**31 - 1  # departments.id is an integer column
-CODES_READ_CHUNK = 1000  # codes in one IN (...): well inside either engine's limit on parameters
+READ_CHUNK = 1000  # values in one IN (...): well inside either engine's limit on parameters
 
 
 # ---- lookups ---------------------------------------------------------------------------------
@@ -154,8 +154,8 @@ async def free_codes(session: AsyncSession, dept_ids: Sequence[int]) -> dict[int
     first_two = {dept_id: _codes_for(dept_id)[:2] for dept_id in dept_ids}
     wanted = sorted({code for codes in first_two.values() for code in codes})
     taken: set[str] = set()
-    for i in range(0, len(wanted), CODES_READ_CHUNK):
-        chunk = wanted[i : i + CODES_READ_CHUNK]
+    for i in range(0, len(wanted), READ_CHUNK):
+        chunk = wanted[i : i + READ_CHUNK]
         taken.update(
             await session.scalars(select(Department.code).where(Department.code.in_(chunk)))
         )

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guidebot.contacts.directory import (
     DEPARTMENT_ID_MAX,
+    READ_CHUNK,
     free_codes,
     lock_directory,
     mark_left,
@@ -72,7 +73,7 @@ async def sync_directory(
     # synced all the same, and the next sync meets it again (guidebot.db.parking).
     # On SQLite the transaction holds the write lock from its first statement until the
     # caller commits: its statements run on the loop's thread, not a trip each to the
-    # connection's (db.one_hop), and the loop is let run between chunks of guides.
+    # connection's (db.one_hop), and the loop is let run between chunks of stores and guides.
     with inline_statements():
         await _sync_departments(session, departments, ids, now, report)
         await _sync_members(session, members, now, report)
@@ -153,7 +154,6 @@ class _Held:
     memberships: dict[str, list[StoreMembership]]
 
 
-READ_CHUNK = 1000  # ids in one IN (...): well inside either engine's limit on parameters
 # Departments or guides written under one savepoint, between which the event loop runs: on
 # SQLite the sync's statements run on the loop's thread, and a brand's 3,000 guides in one go
 # held it for 0.65 s; a hundred take about 30 ms.

@@ -22,7 +22,7 @@ transaction or on the side engine (deferred: its first write may wait). Only pat
 short point statements ask for it (the inbox worker's batches of events, the welcome lane, the
 directory sync, the demo's backfill); a long statement there would hold up the loop for as
 long as it runs, and a long run of short ones must let the loop in between (the sync does,
-every hundred guides).
+every hundred stores or guides).
 """
 
 from __future__ import annotations
