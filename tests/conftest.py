@@ -13,11 +13,14 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import asyncpg
 import pytest
+import pytest_asyncio
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guidebot.db.migrate import upgrade, upgrade_sync
 from guidebot.web import passwords
@@ -170,6 +173,7 @@ def empty_migrated_pg(migrated_pg) -> Iterator[Callable[[], str]]:
         return await asyncpg.connect(_asyncpg_dsn(url))
 
     kept = [run(connect())]
+    _KEPT.urls.add(url)
 
     async def empty() -> None:
         if kept[0].is_closed():  # the server closed it meanwhile: a new one
@@ -390,3 +394,87 @@ def _compile_each_statement_once() -> Iterator[None]:
         mapper.__dict__["_compiled_cache"] = _CompiledAcrossEngines(200)
     yield
     engines.create_async_engine = create
+
+
+class _LentEngine(AsyncEngine):
+    """A kept engine lent to one app: the app's dispose at its end hands it back."""
+
+    keeper: _KeptEngines
+
+    async def dispose(self, close: bool = True) -> None:
+        await self.keeper.give_back(self)
+
+
+class _KeptEngines:
+    """The app's engines on the database each test empties (`empty_migrated_pg`), kept from one
+    test to the next on the event loop all of a process's tests run on, instead of closed with
+    each app. A new engine's connections were new backends, which read every table's catalog
+    entries and planned every statement again: about 30 ms of the server's CPU for each
+    harness's start, a third of a PostgreSQL test's. An engine is kept only as it came back:
+    no connection still out, no listener added (a test that watches the statements), a few
+    connections idle (the server allows 100 in all); otherwise it is closed, as before."""
+
+    KEEP_IDLE = 3  # connections an engine may hold idle to be kept
+
+    def __init__(self) -> None:
+        self.urls: set[str] = set()  # the databases emptied between tests
+        self.loop: asyncio.AbstractEventLoop | None = None  # the tests' own loop
+        self._free: dict[tuple[str, bool], list[AsyncEngine]] = {}
+        self._lent: dict[int, tuple[tuple[str, bool], AsyncEngine, tuple]] = {}
+
+    def create(self, make: Callable[..., AsyncEngine], url: str, **options) -> AsyncEngine:
+        if url not in self.urls or set(options) - {"side"} or not self._on_the_tests_loop():
+            return make(url, **options)
+        key = (url, bool(options.get("side")))
+        free = self._free.get(key)
+        engine = free.pop() if free else make(url, **options)
+        lent = _LentEngine(engine.sync_engine)
+        lent.keeper = self
+        self._lent[id(lent)] = (key, engine, _listeners(engine))
+        return lent
+
+    async def give_back(self, lent: AsyncEngine) -> None:
+        key, engine, listeners = self._lent.pop(id(lent))
+        pool = engine.sync_engine.pool
+        as_it_came = pool.checkedout() == 0 and _listeners(engine) == listeners
+        if as_it_came and pool.checkedin() <= self.KEEP_IDLE and self._on_the_tests_loop():
+            self._free.setdefault(key, []).append(engine)
+        else:
+            await engine.dispose()
+
+    async def close(self) -> None:
+        while self._free:
+            for engine in self._free.popitem()[1]:
+                await engine.dispose()
+
+    def _on_the_tests_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
+
+
+def _listeners(engine: AsyncEngine) -> tuple:
+    sync = engine.sync_engine
+    return tuple(
+        len(getattr(dispatch, name))
+        for dispatch in (sync.dispatch, sync.pool.dispatch)
+        for name in dispatch._event_names
+    )
+
+
+_KEPT = _KeptEngines()
+
+
+@pytest_asyncio.fixture(autouse=True, scope="session", loop_scope="session")
+async def _keep_engines() -> AsyncIterator[None]:
+    from guidebot import runtime
+
+    create = runtime.create_engine
+    _KEPT.loop = asyncio.get_running_loop()
+    runtime.create_engine = partial(_KEPT.create, create)
+    try:
+        yield
+    finally:
+        runtime.create_engine = create
+        await _KEPT.close()
