@@ -58,6 +58,7 @@ async def test_a_watched_engine_or_one_with_a_connection_out_is_closed(empty_mig
         backend = await _backend(held)
         conn = await held.connect()
         await held.dispose()
+        await conn.invalidate()  # closed now: the disposed engine's pool would keep it
         await conn.close()
         after = kept.create(create_engine, url)
         assert await _backend(after) != backend
