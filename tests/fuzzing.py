@@ -29,8 +29,10 @@ def load_profile() -> None:
     settings.load_profile(os.environ.get(PROFILE_ENV) or default)
 
 
-def examples(full: int) -> int:
-    """The count to draw of a test whose full count is `full`, under the loaded profile."""
+def examples(full: int, *, floor: int = DEV_FLOOR) -> int:
+    """The count to draw of a test whose full count is `full`, under the loaded profile. A test
+    that draws its count for each of many cases (every API operation) may set a lower `floor`:
+    its draws add up over the cases."""
     if settings.default.max_examples >= FULL:
         return full
-    return max(min(full, DEV_FLOOR), full // DEV_SHARE)
+    return max(min(full, floor), full // DEV_SHARE)
