@@ -410,7 +410,7 @@ class _KeptEngines:
     test to the next on the event loop all of a process's tests run on, instead of closed with
     each app. A new engine's connections were new backends, which read every table's catalog
     entries and planned every statement again: about 30 ms of the server's CPU for each
-    harness's start, a third of a PostgreSQL test's. An engine is kept only as it came back:
+    harness's start (20 starts in one process). An engine is kept only as it came back:
     no connection still out, no listener added (a test that watches the statements), a few
     connections idle (the server allows 100 in all); otherwise it is closed, as before."""
 
