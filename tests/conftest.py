@@ -397,9 +397,13 @@ def _compile_each_statement_once() -> Iterator[None]:
 
 
 class _LentEngine(AsyncEngine):
-    """A kept engine lent to one app: the app's dispose at its end hands it back."""
+    """A kept engine lent to one app: the app's dispose at its end hands it back. It carries
+    what the keeper needs then: the engine itself, its key, and its listeners as lent."""
 
     keeper: _KeptEngines
+    kept: AsyncEngine
+    key: tuple[str, bool]
+    listeners: tuple[int, ...]
 
     async def dispose(self, close: bool = True) -> None:
         await self.keeper.give_back(self)
@@ -420,7 +424,6 @@ class _KeptEngines:
         self.urls: set[str] = set()  # the databases emptied between tests
         self.loop: asyncio.AbstractEventLoop | None = None  # the tests' own loop
         self._free: dict[tuple[str, bool], list[AsyncEngine]] = {}
-        self._lent: dict[int, tuple[tuple[str, bool], AsyncEngine, tuple]] = {}
 
     def create(self, make: Callable[..., AsyncEngine], url: str, **options) -> AsyncEngine:
         if url not in self.urls or set(options) - {"side"} or not self._on_the_tests_loop():
@@ -429,18 +432,16 @@ class _KeptEngines:
         free = self._free.get(key)
         engine = free.pop() if free else make(url, **options)
         lent = _LentEngine(engine.sync_engine)
-        lent.keeper = self
-        self._lent[id(lent)] = (key, engine, _listeners(engine))
+        lent.keeper, lent.kept, lent.key, lent.listeners = self, engine, key, _listeners(engine)
         return lent
 
-    async def give_back(self, lent: AsyncEngine) -> None:
-        key, engine, listeners = self._lent.pop(id(lent))
-        pool = engine.sync_engine.pool
-        as_it_came = pool.checkedout() == 0 and _listeners(engine) == listeners
-        if as_it_came and pool.checkedin() <= self.KEEP_IDLE and self._on_the_tests_loop():
-            self._free.setdefault(key, []).append(engine)
+    async def give_back(self, lent: _LentEngine) -> None:
+        pool = lent.sync_engine.pool
+        as_it_came = pool.checkedout() == 0 and _listeners(lent) == lent.listeners
+        if as_it_came and pool.checkedin() <= self.KEEP_IDLE:
+            self._free.setdefault(lent.key, []).append(lent.kept)
         else:
-            await engine.dispose()
+            await lent.kept.dispose()
 
     async def close(self) -> None:
         while self._free:
@@ -454,7 +455,7 @@ class _KeptEngines:
             return False
 
 
-def _listeners(engine: AsyncEngine) -> tuple:
+def _listeners(engine: AsyncEngine) -> tuple[int, ...]:
     sync = engine.sync_engine
     return tuple(
         len(getattr(dispatch, name))
