@@ -7,6 +7,9 @@ simulator, N of each, and the inbox worker drains each kind while this process's
 (`time.process_time`) and the engine's statements are counted:
 
 - `unhandled`: an event no domain handles (the worker's own floor: claim, parse, done-mark);
+- `first-seen`: a guide's customer, never seen before, deleting the guide (bench.callbacks'
+  `--event deleted`: the pair recorded as ended, with the customer, its log line and the lost
+  alert; no WeCom call);
 - `add`: a customer adding a guide with a WelcomeCode: the pair recorded, the enrollments and
   their tasks, the stage, and the welcome sent (the welcome lane and the simulator's answers to
   the profile read and send_welcome_msg are in the figure: they run in this process);
@@ -47,6 +50,7 @@ from guidebot.wecom.simulator import SimulatorConfig, create_simulator_app
 IDENTITY = WeComIdentity.from_env(BENCH_CORP)
 START = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai: inside every send window
 GUIDES = 10
+FIRST_SEEN = 500_000  # the first-seen deletes' customers, numbered apart from the adds'
 # A change_external_contact around bench.callbacks' events (guides gbenchNN, customers
 # wmbenchNNNNNNNN, as there).
 ENVELOPE = (
@@ -128,6 +132,11 @@ async def measure(corp: Corp, events: int, first: int) -> dict[str, tuple[float,
         xml = ENVELOPE.format(corp=IDENTITY.corp_id, at=at, fields=fields)
         await corp.control("callbacks", {"xml": xml})
     figures["unhandled"] = await corp.drain()
+    for i in numbers:  # customers never seen: bench.callbacks' `--event deleted`
+        fields = EVENTS["deleted"].format(g=i % GUIDES, i=i + FIRST_SEEN)
+        xml = ENVELOPE.format(corp=IDENTITY.corp_id, at=at, fields=fields)
+        await corp.control("callbacks", {"xml": xml})
+    figures["first-seen"] = await corp.drain()
     for guide, ext in pairs:
         body = {"userid": guide, "external_userid": ext, "welcome_code": True}
         await corp.control("contact/add", body)

@@ -1,13 +1,16 @@
 """Customer search of one or two characters from indexes of each text's pieces of one and two
-characters (migration 0030), on both databases.
+characters (migrations 0030 and 0032), on both databases.
 
 Neither pg_trgm nor FTS5's trigram tokenizer holds a piece shorter than three characters, so
 a search of one or two (a surname, 陈; a name, 张伟; a remark, 老客) read every customer. 0030
-indexes every piece of one and two characters of each customer's name and id (together) and
-each relation's remark, lower-cased as the search's ILIKE lowers: PostgreSQL in GIN indexes of
+indexes every piece of one and two characters of each customer's name and each relation's
+remark, lower-cased as the search's ILIKE lowers: PostgreSQL in GIN indexes of
 `search_grams(text)`, SQLite in FTS5 tables of the pieces' hex (guidebot.contacts.word_index
 keeps, rebuilds and merges those). A word of one or two characters is in a text exactly when
-its lower-cased self is one of the text's pieces, so the indexes answer what the scan did.
+its lower-cased self is one of the text's pieces, so the indexes answer what the scan does.
+Ids are not among those texts (0032): a piece of one or two characters of WeCom's opaque id
+says nothing of a customer and is in a large share of all ids, so a word that short is looked
+for in names and remarks, and an id from three characters on (guidebot.contacts.queries).
 
 A common word is another matter: 陈 in a tenth of the names. The scan stops once the capped
 count and the page are full (guidebot.contacts.queries), after about COUNT_UP_TO * N / M
@@ -46,7 +49,7 @@ from sqlalchemy.sql import Select
 
 from guidebot.contacts import word_index
 from guidebot.contacts.models import Customer, Relation
-from guidebot.db.migrate import GRAM_INDEXES  # PostgreSQL's two, migration 0030
+from guidebot.db.migrate import GRAM_INDEXES  # PostgreSQL's two (migrations 0030, 0032)
 
 _CUSTOMERS = table("customer_words", column("id"), column("external_userid"))
 _CUSTOMER_GRAMS = table("customer_words_grams", column("rowid"))
@@ -87,8 +90,8 @@ def _rows_with(fts: Any, words: str) -> Select:
 
 
 def _found(postgres: bool, words: str, conditions: list[Any]) -> Any:
-    """The external_userids the indexes find: customers with `words` as a piece of their name
-    or id, and those of relations matching `conditions` with it as a piece of the remark.
+    """The external_userids the indexes find: customers with `words` as a piece of their name,
+    and those of relations matching `conditions` with it as a piece of the remark.
 
     Exact, so the search's ILIKE is not asked again: the index holds every piece of what
     ILIKE compares, lower-cased by the same lower() (on SQLite built in, ASCII only, as its
@@ -97,8 +100,9 @@ def _found(postgres: bool, words: str, conditions: list[Any]) -> Any:
     and work out each row's pieces once more."""
     if postgres:
         wanted = _grams(cast(words, Text))
-        pieces = _grams(Customer.name).op("||")(_grams(Customer.external_userid))
-        named = select(Customer.external_userid).where(pieces.bool_op("@>")(wanted))
+        named = select(Customer.external_userid).where(
+            _grams(Customer.name).bool_op("@>")(wanted)
+        )
         remarked = _grams(Relation.remark).bool_op("@>")(wanted)
     else:
         named = select(_CUSTOMERS.c.external_userid).where(
@@ -138,10 +142,11 @@ async def _scale(session: AsyncSession, postgres: bool, words: str) -> tuple[int
 # ANALYZE keeps of each index's pieces (the commonest, with how often each is seen; any other
 # piece is taken to be rare). Counting them would read every row found (GIN counts nothing by
 # itself), and a planner asked for many rows of a common piece reads the table instead,
-# working out each row's pieces: seconds. The expressions are the indexes' (migration 0030).
+# working out each row's pieces: seconds. The expressions are the indexes' (migrations 0030,
+# 0032).
 ESTIMATE = text(
     "EXPLAIN (FORMAT JSON) SELECT 1 FROM customers WHERE "
-    "(search_grams(name) || search_grams(external_userid)) @> search_grams(:words) "
+    "search_grams(name) @> search_grams(:words) "
     "UNION ALL SELECT 1 FROM relations WHERE search_grams(remark) @> search_grams(:words)"
 )
 
@@ -179,7 +184,7 @@ async def lookup(
     session: AsyncSession, words: str, conditions: list[Any], *, count_up_to: int
 ) -> Any:
     """A condition on customers: `words` (one or two characters, `%` and `_` taken out) in
-    their name or id, or in the remark of a relation matching `conditions`, from the indexes;
+    their name, or in the remark of a relation matching `conditions`, from the indexes;
     None where they cannot answer or the scan is the cheaper (a word too common, when the
     count stops at `count_up_to`: the module's docstring), and the search scans as before."""
     postgres = session.bind.dialect.name == "postgresql"

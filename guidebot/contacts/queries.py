@@ -103,8 +103,8 @@ async def search_customers(
 ) -> CustomerPage:
     """The one customer search (the API, the admin page, the sidebar, the bot): customers with
     at least one relation matching every given relation filter, and with `words` in their name,
-    their external_userid, or the remark of such a relation (what a guide calls them); newest
-    first, or by name (`order="name"`).
+    their external_userid (three characters or more), or the remark of such a relation (what a
+    guide calls them); newest first, or by name (`order="name"`).
 
     `store` is a code or department id (an unknown one is Invalid); `stores` narrows to
     relations attributed to those department ids (a manager's); `tag` to relations with that
@@ -190,7 +190,8 @@ async def _relation_conditions(
 
 async def _with_words(session: AsyncSession, words: str, conditions: list[Any]) -> Any:
     """Customers with `words` in their name or id, or in the remark of a relation matching
-    `conditions`.
+    `conditions`; a word of one or two characters in their name or a remark only (a piece
+    that short of WeCom's opaque ids is in a large share of them: migration 0032).
 
     Three characters or more: a union of one look per column, each from its own index
     (PostgreSQL's trigram indexes, migration 0026; SQLite's FTS5 indexes, which only narrow
@@ -201,15 +202,15 @@ async def _with_words(session: AsyncSession, words: str, conditions: list[Any]) 
     they need (a union would first find every match)."""
     words = words.replace("%", "").replace("_", "")
     like = f"%{words}%"
-    # ILIKE as PostgreSQL's trigram index of ids holds it (migration 0031): lower() of both.
-    by_id = func.lower(Customer.external_userid).like(func.lower(like))
     by_remark = [*conditions, Relation.remark.ilike(like)]
     if len(words) < word_index.INDEXED_FROM:
         found = await grams.lookup(session, words, conditions, count_up_to=COUNT_UP_TO)
         if found is not None:
             return found
         remarked = exists().where(Relation.external_userid == Customer.external_userid, *by_remark)
-        return or_(Customer.name.ilike(like), by_id, remarked)
+        return or_(Customer.name.ilike(like), remarked)
+    # ILIKE as PostgreSQL's trigram index of ids holds it (migration 0031): lower() of both.
+    by_id = func.lower(Customer.external_userid).like(func.lower(like))
     if await word_index.available(session):
         by_name = or_(Customer.name.ilike(like), by_id)
         found = union(

@@ -13,8 +13,10 @@ ASCII's, so the index finds a superset. It cannot look up fewer than three chara
 two-character name, 张伟), nor can pg_trgm on PostgreSQL: those have indexes of their own.
 
 Fewer than three characters are looked up in two more FTS5 tables (migration 0030), of each
-text's pieces of one and two characters: `customer_words_grams` and `relation_remarks_grams`,
-keyed like the two above and kept by the same triggers (guidebot.contacts.grams reads them).
+text's pieces of one and two characters: `customer_words_grams` (names only, and only customers
+with a name, since 0032: ids are searched by three characters or more) and
+`relation_remarks_grams`, keyed like the two above and kept by the same triggers
+(guidebot.contacts.grams reads them).
 
 FTS5 removes a row by writing a delete marker in a newer segment; the old segment keeps the
 words until segments merge. After an erasure `forget` merges them all (FTS5's `optimize`), so
@@ -98,9 +100,8 @@ REBUILD = (
     "c.external_userid FROM customer_words w JOIN customers c USING (external_userid)",
     "INSERT INTO relation_remarks_fts (rowid, remark) "
     "SELECT id, remark FROM relations WHERE remark IS NOT NULL",
-    "INSERT INTO customer_words_grams (rowid, grams) SELECT w.id, "
-    f"coalesce({pieces('c.name')}, '') || ' ' || {pieces('c.external_userid')} "
-    "FROM customer_words w JOIN customers c USING (external_userid)",
+    f"INSERT INTO customer_words_grams (rowid, grams) SELECT w.id, {pieces('c.name')} "
+    "FROM customer_words w JOIN customers c USING (external_userid) WHERE length(c.name) > 0",
     f"INSERT INTO relation_remarks_grams (rowid, grams) SELECT id, {pieces('remark')} "
     "FROM relations WHERE remark IS NOT NULL",
 )
@@ -108,8 +109,8 @@ REBUILD = (
 
 async def rebuild(session: AsyncSession) -> None:
     """Index every customer and remark anew, in the caller's transaction: after rows were
-    loaded with the triggers off (bench.scale), or to repair. What migrations 0028 and 0030
-    do."""
+    loaded with the triggers off (bench.scale), or to repair. What migrations 0028, 0030 and
+    0032 do."""
     if await available(session):
         for statement in REBUILD:
             await session.execute(text(statement))

@@ -30,9 +30,10 @@ OPTIONAL_INDEXES = frozenset(
 
 
 # PostgreSQL's indexes of one- and two-character pieces for customer search (migration 0030;
-# guidebot.contacts.grams): GIN indexes of an expression, a function of our own, which the
-# models do not describe (SQLite has FTS5 tables instead).
-GRAM_INDEXES = frozenset({"ix_customers_grams", "ix_relations_remark_grams"})
+# the customers' of their names alone since 0032; guidebot.contacts.grams): GIN indexes of an
+# expression, a function of our own, which the models do not describe (SQLite has FTS5 tables
+# instead).
+GRAM_INDEXES = frozenset({"ix_customers_name_grams", "ix_relations_remark_grams"})
 
 
 # SQLite's full-text indexes for customer search (migrations 0028 and 0030;

@@ -1,8 +1,9 @@
 """Customer search of one or two characters from the indexes of one- and two-character pieces
-(migration 0030, guidebot.contacts.grams), on both databases: the answers are a plain scan's
-(a Hypothesis property over Chinese and ASCII names, ids and remarks, case folding and LIKE's
-own characters included), the planner reads the indexes, a word too common is scanned as
-before, and the migration fills the indexes from the rows already there and goes down again."""
+(migrations 0030 and 0032, guidebot.contacts.grams), on both databases: the answers are a plain
+scan's of names and remarks (a Hypothesis property over Chinese and ASCII names, ids and
+remarks, case folding and LIKE's own characters included), ids are found from three characters
+on, the planner reads the indexes, a word too common is scanned as before, and the migrations
+fill the indexes from the rows already there and go down again."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ import pytest
 from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, event, exists, insert, or_, select, text
+from sqlalchemy import delete, event, exists, false, insert, or_, select, text
 
 from guidebot.contacts import grams, queries, word_index
 from guidebot.contacts.models import Customer, Department, Guide, Relation
 from guidebot.db.engine import create_engine, create_session_factory
-from guidebot.db.migrate import alembic_config, upgrade
+from guidebot.db.migrate import GRAM_INDEXES, alembic_config, upgrade
 from tests.conftest import migrated_to
 from tests.fuzzing import examples
 from tests.support import gram_entries
@@ -140,13 +141,16 @@ async def _scene(session, scene: dict[str, Any]) -> None:
 
 async def _scanned(session, words: str, guide: str | None) -> list[str]:
     """What reading every customer answers (the search before migration 0030), in the
-    search's order: ILIKE on each column, the remarks of the relations the filter keeps."""
-    like = f"%{words.replace('%', '').replace('_', '')}%"
+    search's order: ILIKE on each column, the remarks of the relations the filter keeps; the
+    id from three characters on (migration 0032)."""
+    words = words.replace("%", "").replace("_", "")
+    like = f"%{words}%"
     kept = [Relation.guide_userid == guide] if guide else []
+    by_id = Customer.external_userid.ilike(like) if len(words) >= 3 else false()
     query = select(Customer.external_userid).where(
         or_(
             Customer.name.ilike(like),
-            Customer.external_userid.ilike(like),
+            by_id,
             exists().where(
                 Relation.external_userid == Customer.external_userid,
                 Relation.remark.ilike(like),
@@ -181,6 +185,51 @@ async def test_short_words_answer_what_a_scan_answers(sessions):
             kept = await gram_entries(session)
             await word_index.rebuild(session)
             assert kept == await gram_entries(session)
+            await session.rollback()
+
+
+async def _found(session, words: str) -> list[str]:
+    page = await queries.search_customers(session, words=words, related_only=True)
+    return [c.external_userid for c in page.customers]
+
+
+async def test_a_short_word_finds_names_and_remarks_and_an_id_needs_three_characters(sessions):
+    """A piece of one or two characters of WeCom's opaque ids is in a large share of them
+    (migration 0032): 李 and Li find the customer named so and the one remarked so, not the ids
+    that hold li; three characters of an id find it, in either case. On SQLite an unnamed
+    customer has no entry in the index of pieces until named, and none again when unnamed."""
+    await _corp(sessions)
+    scene = {
+        "customers": [("wmLiQ7", None), ("wmxA9", "李Li"), ("wmzB3", None), ("wmkLI", "陈")],
+        "relations": [("g1", "wmLiQ7", None), ("g1", "wmxA9", None), ("g2", "wmzB3", "老李 li")],
+    }
+    scene["relations"].append(("g2", "wmkLI", None))
+    async with sessions() as session, session.begin():
+        await _scene(session, scene)
+    async with sessions() as session:
+        assert await grams.available(session)
+        assert await _found(session, "li") == ["wmxA9", "wmzB3"]  # newest first
+        assert await _found(session, "李") == ["wmxA9", "wmzB3"]
+        assert await _found(session, "Q7") == []
+        assert await _found(session, "wm") == []
+        assert await _found(session, "LIq") == ["wmLiQ7"]
+        assert await _found(session, "kli") == ["wmkLI"]
+        if session.bind.dialect.name != "sqlite":
+            return
+        keys = {key for table, _, key in await gram_entries(session) if table == "customer"}
+        assert keys == {"wmxA9", "wmkLI"}
+    for name, named in (("Q 先生", True), ("", False), (None, False)):
+        async with sessions() as session, session.begin():
+            await session.execute(
+                text("UPDATE customers SET name = :name WHERE external_userid = 'wmLiQ7'"),
+                {"name": name},
+            )
+        async with sessions() as session:
+            entries = await gram_entries(session)
+            assert any(key == "wmLiQ7" for _, _, key in entries) is named, name
+            assert await _found(session, "先生") == (["wmLiQ7"] if named else [])
+            await word_index.rebuild(session)
+            assert entries == await gram_entries(session)
             await session.rollback()
 
 
@@ -311,7 +360,7 @@ async def test_a_rare_short_word_is_read_from_the_indexes(sessions):
             for statement, parameters in read:
                 plan = await _plan(session, statement, parameters)
                 if postgres:
-                    assert "ix_customers_grams" in plan, (words, plan)
+                    assert "ix_customers_name_grams" in plan, (words, plan)
                     assert "ix_relations_remark_grams" in plan, (words, plan)
                 else:
                     assert "customer_words_grams VIRTUAL TABLE" in plan, (words, plan)
@@ -372,12 +421,39 @@ async def test_a_longer_word_is_read_from_each_columns_trigram_index_on_postgres
 async def test_a_word_most_customers_hold_is_scanned_as_before(sessions):
     """12,000 customers named 陈: more than the index could read as fast as the scan stops
     (guidebot.contacts.grams), so the search checks each customer read in place, stopping at
-    the capped count, and reads no index of pieces; the answers are the scan's."""
+    the capped count, and reads no index of pieces; the answers are the scan's, which looks
+    for a word that short in names and remarks, not ids (three customers, the newest, have it
+    in their ids only)."""
     await _corp(sessions)
     await _many(sessions, 12_000, "'陈' || n", "NULL")
+    async with sessions() as session, session.begin():
+        later = NOW + timedelta(days=3650)
+        await session.execute(
+            insert(Customer),
+            [
+                dict(external_userid=f"wm陈{n}", name="王", created_at=later, updated_at=later)
+                for n in range(3)
+            ],
+        )
+        await session.execute(
+            insert(Relation),
+            [
+                dict(
+                    guide_userid="g1",
+                    external_userid=f"wm陈{n}",
+                    status="active",
+                    store_id=11,
+                    created_at=later,
+                    last_event_at=later,
+                    updated_at=later,
+                )
+                for n in range(3)
+            ],
+        )
     async with sessions() as session:
         assert await grams.available(session)  # known from here on
         expected = await _scanned(session, "陈", None)
+        assert not [ext for ext in expected if ext.startswith("wm陈")]
         found: list[Any] = []
 
         async def search() -> None:
@@ -445,7 +521,7 @@ async def test_migration_0030_indexes_what_is_there_and_goes_down_again(before_0
             await _scene(session, scene)
     finally:
         await engine.dispose()
-    made = {"ix_customers_grams", "ix_relations_remark_grams", "search_grams"}
+    made = GRAM_INDEXES | {"search_grams"}
     if "sqlite" in url:
         made = {"customer_words_grams", "relation_remarks_grams"}
     for _ in range(2):  # up, down, and up again
@@ -476,6 +552,64 @@ async def test_migration_0030_indexes_what_is_there_and_goes_down_again(before_0
         async with sessions() as session:
             page = await queries.search_customers(session, words="新的备", related_only=True)
             assert [c.external_userid for c in page.customers] == ["wmA1"]
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def before_0032(request, tmp_path):
+    """An empty database migrated to 0031: the rows are there before migration 0032 is."""
+    return await migrated_to(request, tmp_path, "0031")
+
+
+def _hex(words: str) -> str:
+    """A piece as the index of pieces holds it (FTS5's ascii tokenizer folds the hex)."""
+    return words.lower().encode().hex()
+
+
+@pytest.mark.parametrize("before_0032", ["sqlite"], indirect=True)
+async def test_migration_0032_takes_the_ids_pieces_out_and_puts_them_back(before_0032):
+    """SQLite (PostgreSQL's index: tests/pg/test_concurrent_indexes.py): upgrading leaves the
+    pieces of the names already there, and none of their ids, nothing of an unnamed customer,
+    as word_index.rebuild indexes them; downgrading puts 0030's triggers and pieces back."""
+    url = before_0032
+    scene = {
+        "customers": [("wmA1", "张伟"), ("wmA3", None)],
+        "relations": [("g1", "wmA1", "老客户"), ("g2", "wmA3", "VIP 李")],
+    }
+    engine = create_engine(url)
+    sessions = create_session_factory(engine)
+    try:
+        await _corp(sessions)
+        async with sessions() as session, session.begin():
+            await _scene(session, scene)
+        async with sessions() as session:
+            before = await gram_entries(session)
+    finally:
+        await engine.dispose()
+    id_pieces = {("customer", _hex(p), "wmA1") for p in ("w", "wm", "a1", "1")}
+    assert id_pieces <= before and ("customer", _hex("a3"), "wmA3") in before
+    await upgrade(url)
+    engine = create_engine(url)
+    sessions = create_session_factory(engine)
+    try:
+        async with sessions() as session:
+            after = await gram_entries(session)
+            names = {("customer", _hex(p), "wmA1") for p in ("张", "张伟", "伟")}
+            remarks = {entry for entry in before if entry[0] == "remark"}
+            assert after == names | remarks
+            await word_index.rebuild(session)
+            assert after == await gram_entries(session)
+            await session.rollback()
+            assert await _found(session, "张") == ["wmA1"] and await _found(session, "a1") == []
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(command.downgrade, alembic_config(url), "0031")
+    engine = create_engine(url)
+    sessions = create_session_factory(engine)
+    try:
+        async with sessions() as session:
+            assert await gram_entries(session) == before
     finally:
         await engine.dispose()
 

@@ -1,6 +1,6 @@
-"""Migrations 0026, 0028 and 0030 build their indexes with CREATE INDEX CONCURRENTLY, outside a
-transaction; a build that failed half way (an INVALID index left behind, the migration not
-recorded) is dropped and built anew when the upgrade runs again."""
+"""Migrations 0026, 0028, 0030, 0031 and 0032 build their indexes with CREATE INDEX
+CONCURRENTLY, outside a transaction; a build that failed half way (an INVALID index left
+behind, the migration not recorded) is dropped and built anew when the upgrade runs again."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ TRIGRAMS_0026 = frozenset(
     for name, _, _ in importlib.import_module(
         "guidebot.db.migrations.versions.0026_scale_indexes"
     ).TRIGRAMS
+)
+
+GRAMS_0030 = frozenset(
+    name
+    for name, _, _ in importlib.import_module(
+        "guidebot.db.migrations.versions.0030_search_grams"
+    ).GRAM_INDEXES
 )
 
 pytestmark = pytest.mark.pg
@@ -111,14 +118,14 @@ async def test_migration_0030_rebuilds_an_invalid_index_of_pieces(pg_url):
     """0030 creates its function, then builds its indexes concurrently: an INVALID one left
     by a failed build is built anew when the upgrade runs again, the other kept as it was."""
     await reset_pg(pg_url)
-    await upgrade(pg_url)
+    await upgrade(pg_url, "0030")  # the migration under test, whatever comes after it
     conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
     try:
-        built = await indexes(conn, GRAM_INDEXES)
-        assert set(built) == GRAM_INDEXES and all(v for v, _ in built.values())
+        built = await indexes(conn, GRAMS_0030)
+        assert set(built) == GRAMS_0030 and all(v for v, _ in built.values())
         await as_if_a_build_failed(conn, "ix_customers_grams", "0029")
-        await upgrade(pg_url)
-        rebuilt = await indexes(conn, GRAM_INDEXES)
+        await upgrade(pg_url, "0030")
+        rebuilt = await indexes(conn, GRAMS_0030)
         assert all(valid for valid, _ in rebuilt.values())
         assert rebuilt["ix_customers_grams"][1] != built["ix_customers_grams"][1]
         assert rebuilt["ix_relations_remark_grams"] == built["ix_relations_remark_grams"]
@@ -150,6 +157,34 @@ async def test_migration_0031_indexes_ids_by_lower_and_downgrades_back(pg_url):
         assert rebuilt[new][1] != built[new][1]
         await asyncio.to_thread(command.downgrade, alembic_config(pg_url), "0030")
         assert set(await indexes(conn, both)) == TRIGRAMS_0026
+    finally:
+        await conn.close()
+        await reset_pg(pg_url)
+
+
+async def test_migration_0032_indexes_names_alone_and_downgrades_back(pg_url):
+    """0032 builds the index of the pieces of names alone before it drops 0030's of names and
+    ids together; run again after a failed build, it rebuilds the INVALID one; its downgrade
+    puts 0030's back."""
+    both = GRAM_INDEXES | GRAMS_0030
+    await reset_pg(pg_url)
+    await upgrade(pg_url)
+    conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
+    try:
+        built = await indexes(conn, both)
+        assert set(built) == GRAM_INDEXES and all(v for v, _ in built.values())
+        definition = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_customers_name_grams'"
+        )
+        assert "gin (search_grams((name)::text))" in definition, definition
+        await as_if_a_build_failed(conn, "ix_customers_name_grams", "0031")
+        await upgrade(pg_url)
+        rebuilt = await indexes(conn, both)
+        assert set(rebuilt) == GRAM_INDEXES and all(v for v, _ in rebuilt.values())
+        new = "ix_customers_name_grams"
+        assert rebuilt[new][1] != built[new][1]
+        await asyncio.to_thread(command.downgrade, alembic_config(pg_url), "0031")
+        assert set(await indexes(conn, both)) == GRAMS_0030
     finally:
         await conn.close()
         await reset_pg(pg_url)
