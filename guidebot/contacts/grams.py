@@ -100,9 +100,7 @@ def _found(postgres: bool, words: str, conditions: list[Any]) -> Any:
     and work out each row's pieces once more."""
     if postgres:
         wanted = _grams(cast(words, Text))
-        named = select(Customer.external_userid).where(
-            _grams(Customer.name).bool_op("@>")(wanted)
-        )
+        named = select(Customer.external_userid).where(_grams(Customer.name).bool_op("@>")(wanted))
         remarked = _grams(Relation.remark).bool_op("@>")(wanted)
     else:
         named = select(_CUSTOMERS.c.external_userid).where(
