@@ -2,7 +2,7 @@
 
 `python -m bench.add_path [--events N] [--database-url URL]`: guidebot and the simulated WeCom
 run in this one process on a fake clock (the app with its workers stopped, as the tests run it),
-one store of 10 guides, the shipped playbooks. Three kinds of event are queued through the
+one store of 10 guides, the shipped playbooks. Four kinds of event are queued through the
 simulator, N of each, and the inbox worker drains each kind while this process's CPU time
 (`time.process_time`) and the engine's statements are counted:
 
