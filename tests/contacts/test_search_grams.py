@@ -8,9 +8,11 @@ fill the indexes from the rows already there and go down again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import importlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -482,6 +484,23 @@ async def before_0030(request, tmp_path):
     return await migrated_to(request, tmp_path, "0029")
 
 
+@contextlib.asynccontextmanager
+async def _sessions_on(url: str) -> AsyncIterator[Any]:
+    """Sessions of an engine of the migration test's own database, disposed of after."""
+    engine = create_engine(url)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _seed(url: str, scene: dict[str, Any]) -> None:
+    async with _sessions_on(url) as sessions:
+        await _corp(sessions)
+        async with sessions() as session, session.begin():
+            await _scene(session, scene)
+
+
 async def _objects(url: str) -> set[str]:
     """The objects 0030 makes: PostgreSQL's function and indexes, SQLite's tables."""
     engine = create_engine(url)
@@ -513,14 +532,7 @@ async def test_migration_0030_indexes_what_is_there_and_goes_down_again(before_0
         "customers": [("wmA1", "张伟"), ("wmA2", "Alice 陈"), ("wmA3", None)],
         "relations": [("g1", "wmA1", "老客户"), ("g2", "wmA3", "VIP 李")],
     }
-    engine = create_engine(url)
-    sessions = create_session_factory(engine)
-    try:
-        await _corp(sessions)
-        async with sessions() as session, session.begin():
-            await _scene(session, scene)
-    finally:
-        await engine.dispose()
+    await _seed(url, scene)
     made = GRAM_INDEXES | {"search_grams"}
     if "sqlite" in url:
         made = {"customer_words_grams", "relation_remarks_grams"}
@@ -528,23 +540,16 @@ async def test_migration_0030_indexes_what_is_there_and_goes_down_again(before_0
         assert not await _objects(url) & made
         await upgrade(url)
         assert made <= await _objects(url)
-        engine = create_engine(url)
-        sessions = create_session_factory(engine)
-        try:
-            async with sessions() as session:
-                assert await grams.available(session)
-                for words in ("张", "伟", "al", "陈", "老客", "李", "a3", "无"):
-                    page = await queries.search_customers(session, words=words, related_only=True)
-                    got = [c.external_userid for c in page.customers]
-                    assert got == await _scanned(session, words, None), words
-        finally:
-            await engine.dispose()
+        async with _sessions_on(url) as sessions, sessions() as session:
+            assert await grams.available(session)
+            for words in ("张", "伟", "al", "陈", "老客", "李", "a3", "无"):
+                page = await queries.search_customers(session, words=words, related_only=True)
+                got = [c.external_userid for c in page.customers]
+                assert got == await _scanned(session, words, None), words
         await asyncio.to_thread(command.downgrade, alembic_config(url), "0029")
     assert not await _objects(url) & made
     # 0028's triggers are back: a new remark is found by its trigram index.
-    engine = create_engine(url)
-    sessions = create_session_factory(engine)
-    try:
+    async with _sessions_on(url) as sessions:
         async with sessions() as session, session.begin():
             await session.execute(
                 text("UPDATE relations SET remark = '新的备注' WHERE external_userid = 'wmA1'")
@@ -552,8 +557,6 @@ async def test_migration_0030_indexes_what_is_there_and_goes_down_again(before_0
         async with sessions() as session:
             page = await queries.search_customers(session, words="新的备", related_only=True)
             assert [c.external_userid for c in page.customers] == ["wmA1"]
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
@@ -577,41 +580,24 @@ async def test_migration_0032_takes_the_ids_pieces_out_and_puts_them_back(before
         "customers": [("wmA1", "张伟"), ("wmA3", None)],
         "relations": [("g1", "wmA1", "老客户"), ("g2", "wmA3", "VIP 李")],
     }
-    engine = create_engine(url)
-    sessions = create_session_factory(engine)
-    try:
-        await _corp(sessions)
-        async with sessions() as session, session.begin():
-            await _scene(session, scene)
-        async with sessions() as session:
-            before = await gram_entries(session)
-    finally:
-        await engine.dispose()
+    await _seed(url, scene)
+    async with _sessions_on(url) as sessions, sessions() as session:
+        before = await gram_entries(session)
     id_pieces = {("customer", _hex(p), "wmA1") for p in ("w", "wm", "a1", "1")}
     assert id_pieces <= before and ("customer", _hex("a3"), "wmA3") in before
     await upgrade(url)
-    engine = create_engine(url)
-    sessions = create_session_factory(engine)
-    try:
-        async with sessions() as session:
-            after = await gram_entries(session)
-            names = {("customer", _hex(p), "wmA1") for p in ("张", "张伟", "伟")}
-            remarks = {entry for entry in before if entry[0] == "remark"}
-            assert after == names | remarks
-            await word_index.rebuild(session)
-            assert after == await gram_entries(session)
-            await session.rollback()
-            assert await _found(session, "张") == ["wmA1"] and await _found(session, "a1") == []
-    finally:
-        await engine.dispose()
+    async with _sessions_on(url) as sessions, sessions() as session:
+        after = await gram_entries(session)
+        names = {("customer", _hex(p), "wmA1") for p in ("张", "张伟", "伟")}
+        remarks = {entry for entry in before if entry[0] == "remark"}
+        assert after == names | remarks
+        await word_index.rebuild(session)
+        assert after == await gram_entries(session)
+        await session.rollback()
+        assert await _found(session, "张") == ["wmA1"] and await _found(session, "a1") == []
     await asyncio.to_thread(command.downgrade, alembic_config(url), "0031")
-    engine = create_engine(url)
-    sessions = create_session_factory(engine)
-    try:
-        async with sessions() as session:
-            assert await gram_entries(session) == before
-    finally:
-        await engine.dispose()
+    async with _sessions_on(url) as sessions, sessions() as session:
+        assert await gram_entries(session) == before
 
 
 def test_the_triggers_index_what_the_rebuild_indexes():
