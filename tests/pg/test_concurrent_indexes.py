@@ -134,57 +134,53 @@ async def test_migration_0030_rebuilds_an_invalid_index_of_pieces(pg_url):
         await reset_pg(pg_url)
 
 
-async def test_migration_0031_indexes_ids_by_lower_and_downgrades_back(pg_url):
-    """0031 builds the id's trigram index over lower(external_userid), which no lookup by id
-    can take, before it drops 0026's; run again after a failed build, it rebuilds the INVALID
-    one; its downgrade puts 0026's back."""
-    both = OPTIONAL_INDEXES | {"ix_customers_userid_trgm"}
+# A migration that replaces an index (the revision before it, the index it builds and how it
+# reads, the indexes at head, those its downgrade leaves).
+SWAPS = {
+    "0031 the ids' trigrams over lower()": (
+        "0030",
+        "ix_customers_userid_lower_trgm",
+        "lower((external_userid)::text) gin_trgm_ops",
+        OPTIONAL_INDEXES,
+        TRIGRAMS_0026,
+    ),
+    "0032 the pieces of names alone": (
+        "0031",
+        "ix_customers_name_grams",
+        "gin (search_grams((name)::text))",
+        GRAM_INDEXES,
+        GRAMS_0030,
+    ),
+}
+
+
+@pytest.mark.parametrize("swap", SWAPS.values(), ids=list(SWAPS))
+async def test_a_migration_builds_its_index_before_dropping_the_old_and_downgrades_back(
+    pg_url, swap
+):
+    """0031 (the ids' trigram index over lower(external_userid), which no lookup by id can
+    take, for 0026's) and 0032 (the index of the pieces of names alone, for 0030's of names and
+    ids together) build the new index concurrently before they drop the old one; run again
+    after a failed build, each rebuilds the INVALID one; each downgrade puts the old one back."""
+    parent, new, reads, at_head, before = swap
+    both = at_head | before
     await reset_pg(pg_url)
     await upgrade(pg_url)
     conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
     try:
         built = await indexes(conn, both)
-        assert set(built) == OPTIONAL_INDEXES and all(v for v, _ in built.values())
+        assert set(built) == at_head and all(v for v, _ in built.values())
         definition = await conn.fetchval(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_customers_userid_lower_trgm'"
+            "SELECT indexdef FROM pg_indexes WHERE indexname = $1", new
         )
-        assert "lower((external_userid)::text) gin_trgm_ops" in definition
-        await as_if_a_build_failed(conn, "ix_customers_userid_lower_trgm", "0030")
+        assert reads in definition, definition
+        await as_if_a_build_failed(conn, new, parent)
         await upgrade(pg_url)
         rebuilt = await indexes(conn, both)
-        assert set(rebuilt) == OPTIONAL_INDEXES and all(v for v, _ in rebuilt.values())
-        new = "ix_customers_userid_lower_trgm"
+        assert set(rebuilt) == at_head and all(v for v, _ in rebuilt.values())
         assert rebuilt[new][1] != built[new][1]
-        await asyncio.to_thread(command.downgrade, alembic_config(pg_url), "0030")
-        assert set(await indexes(conn, both)) == TRIGRAMS_0026
-    finally:
-        await conn.close()
-        await reset_pg(pg_url)
-
-
-async def test_migration_0032_indexes_names_alone_and_downgrades_back(pg_url):
-    """0032 builds the index of the pieces of names alone before it drops 0030's of names and
-    ids together; run again after a failed build, it rebuilds the INVALID one; its downgrade
-    puts 0030's back."""
-    both = GRAM_INDEXES | GRAMS_0030
-    await reset_pg(pg_url)
-    await upgrade(pg_url)
-    conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
-    try:
-        built = await indexes(conn, both)
-        assert set(built) == GRAM_INDEXES and all(v for v, _ in built.values())
-        definition = await conn.fetchval(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_customers_name_grams'"
-        )
-        assert "gin (search_grams((name)::text))" in definition, definition
-        await as_if_a_build_failed(conn, "ix_customers_name_grams", "0031")
-        await upgrade(pg_url)
-        rebuilt = await indexes(conn, both)
-        assert set(rebuilt) == GRAM_INDEXES and all(v for v, _ in rebuilt.values())
-        new = "ix_customers_name_grams"
-        assert rebuilt[new][1] != built[new][1]
-        await asyncio.to_thread(command.downgrade, alembic_config(pg_url), "0031")
-        assert set(await indexes(conn, both)) == GRAMS_0030
+        await asyncio.to_thread(command.downgrade, alembic_config(pg_url), parent)
+        assert set(await indexes(conn, both)) == before
     finally:
         await conn.close()
         await reset_pg(pg_url)
