@@ -137,30 +137,26 @@ def _customers_0030() -> tuple[dict[str, str], tuple[str, ...]]:
     return kept, refill
 
 
+def _put(kept: dict[str, str], refill: tuple[str, ...]) -> None:
+    """SQLite: these triggers in place of the ones of the same names, then the refill."""
+    for name, statement in kept.items():
+        op.execute(f"DROP TRIGGER IF EXISTS {name}")
+        op.execute(statement)
+    for statement in refill:
+        op.execute(statement)
+
+
 def upgrade() -> None:
     """Upgrade schema."""
     if op.get_bind().dialect.name == "postgresql":
         _swap(NEW, OLD)
-        return
-    if not _has_gram_tables():
-        return
-    for name, statement in triggers().items():
-        op.execute(f"DROP TRIGGER IF EXISTS {name}")
-        op.execute(statement)
-    for statement in fill():
-        op.execute(statement)
+    elif _has_gram_tables():
+        _put(triggers(), fill())
 
 
 def downgrade() -> None:
     """Downgrade schema."""
     if op.get_bind().dialect.name == "postgresql":
         _swap(OLD, NEW)
-        return
-    if not _has_gram_tables():
-        return
-    kept, refill = _customers_0030()
-    for name, statement in kept.items():
-        op.execute(f"DROP TRIGGER IF EXISTS {name}")
-        op.execute(statement)
-    for statement in refill:
-        op.execute(statement)
+    elif _has_gram_tables():
+        _put(*_customers_0030())
