@@ -33,6 +33,7 @@ from tests.support import gram_entries
 NOW = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
 GUIDES = ("g1", "g2")
 GRAMS_0030 = importlib.import_module("guidebot.db.migrations.versions.0030_search_grams")
+GRAMS_0032 = importlib.import_module("guidebot.db.migrations.versions.0032_short_searches_by_name")
 
 # Chinese, ASCII of both cases, LIKE's own characters, a backslash (PostgreSQL's LIKE escape),
 # quotes, and letters whose case only PostgreSQL's lower() folds (É, Σ and a final ς, İ, ß,
@@ -601,5 +602,7 @@ async def test_migration_0032_takes_the_ids_pieces_out_and_puts_them_back(before
 
 
 def test_the_triggers_index_what_the_rebuild_indexes():
-    """The pieces' SQL of the migration's triggers is word_index.rebuild's (one spelling)."""
+    """The pieces' SQL of the migrations' triggers is word_index.rebuild's, and 0032's refill
+    of the customers' pieces is the rebuild's (one spelling)."""
     assert GRAMS_0030.pieces("x") == word_index.pieces("x")
+    assert GRAMS_0032.fill()[1] in word_index.REBUILD

@@ -8,11 +8,11 @@ Create Date: 2026-12-08 02:00:00.000000
 An external_userid is WeCom's opaque id (`wmqfE4CAAA…`, 32 letters and digits): a piece of one
 or two characters of it says nothing about a customer, and one is in a large share of all ids
 (a letter or digit in nearly half of them; `li`, folded, in about one in thirty), so a search
-for 李 or `Li` found names and remarks and then a crowd of unrelated ids. An id is searched by
-three characters or more, as anyone looking for one pastes it, and the trigram indexes (0026,
-0028, 0031) still find those. The pieces of a 32-character id were also 63 of the index's
-entries for each new customer, most of SQLite's cost of recording one (0.09 of its 0.12 ms:
-a customer's first-seen deletion, a livestream's adds).
+for `Li` found the customers named or remarked so and then a crowd of unrelated ids. An id is
+searched by three characters or more, as anyone looking for one pastes it, and the trigram
+indexes (0026, 0028, 0031) still find those. The pieces of a 32-character id were also 63 of
+the index's entries for each new customer, most of SQLite's cost of recording one (about 0.08
+of its 0.12 ms: a customer's first-seen deletion, a livestream's adds).
 
 * SQLite: the triggers index the pieces of a customer's name only, and only of a name (an
   unnamed customer, as a first-seen deletion records one, has no row in
