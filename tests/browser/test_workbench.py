@@ -1,7 +1,8 @@
 """HQ's workbench in real Chromium: sign in, open a customer from the customer list and read
 their page, find the list's export links, edit a content item and see it saved in the library,
-then the same pages in English. Screenshots in tests/artifacts/ (customer.png, content-edit.png,
-content-edit-en.png; the README shows copies from docs/screenshots/)."""
+then the same pages in English. Screenshots in tests/artifacts/ (customers.png, customers-en.png,
+customer.png, content-edit.png, content-edit-en.png; the README shows copies from
+docs/screenshots/)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ async def test_hq_opens_a_customer_and_edits_content_in_both_languages(
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 
+    # The search box says what it finds (an id from three characters on: migration 0032).
+    hint = await page.get_attribute("input[name=q]", "placeholder")
+    assert hint == "姓名、备注或客户 ID（ID 至少 3 个字符）"
+    await page.screenshot(path=str(ARTIFACTS / "customers.png"), full_page=False)
     # The list exports, and a customer opens from it.
     assert "format=csv" in await page.get_attribute(".exports a >> nth=0", "href")
     assert "format=xlsx" in await page.get_attribute(".exports a >> nth=1", "href")
@@ -97,6 +102,9 @@ async def test_hq_opens_a_customer_and_edits_content_in_both_languages(
     await page.goto(f"{base}/admin/content/{item}")
     await page.screenshot(path=str(ARTIFACTS / "content-edit-en.png"), full_page=False)
     await page.goto(f"{base}/admin/customers")
+    hint = await page.get_attribute("input[name=q]", "placeholder")
+    assert hint == "name, remark, or ID (3+ characters)"
+    await page.screenshot(path=str(ARTIFACTS / "customers-en.png"), full_page=False)
     assert "format=csv" in await page.get_attribute(".exports a >> nth=0", "href")
     await page.click("#customers tbody tr a")
     await page.wait_for_selector("#relations")
