@@ -111,14 +111,19 @@ async def _scene(session, scene: dict[str, Any]) -> None:
     """The scene's rows in place of the last one's (the delete triggers at work too)."""
     await session.execute(delete(Relation))
     await session.execute(delete(Customer))
+    await _add_scene(session, scene, NOW)
+
+
+async def _add_scene(session, scene: dict[str, Any], at: datetime) -> None:
+    """The scene's customers, added around `at`, and their active relations."""
     await session.execute(
         insert(Customer),
         [
             dict(
                 external_userid=ext,
                 name=name,
-                created_at=NOW - timedelta(seconds=n % 3),  # ties on purpose
-                updated_at=NOW,
+                created_at=at - timedelta(seconds=n % 3),  # ties on purpose
+                updated_at=at,
             )
             for n, (ext, name) in enumerate(scene["customers"])
         ],
@@ -133,9 +138,9 @@ async def _scene(session, scene: dict[str, Any]) -> None:
                     status="active",
                     store_id=11,
                     remark=remark,
-                    created_at=NOW,
-                    last_event_at=NOW,
-                    updated_at=NOW,
+                    created_at=at,
+                    last_event_at=at,
+                    updated_at=at,
                 )
                 for g, ext, remark in scene["relations"]
             ],
@@ -429,30 +434,12 @@ async def test_a_word_most_customers_hold_is_scanned_as_before(sessions):
     in their ids only)."""
     await _corp(sessions)
     await _many(sessions, 12_000, "'陈' || n", "NULL")
+    in_ids_only = {
+        "customers": [(f"wm陈{n}", "王") for n in range(3)],
+        "relations": [("g1", f"wm陈{n}", None) for n in range(3)],
+    }
     async with sessions() as session, session.begin():
-        later = NOW + timedelta(days=3650)
-        await session.execute(
-            insert(Customer),
-            [
-                dict(external_userid=f"wm陈{n}", name="王", created_at=later, updated_at=later)
-                for n in range(3)
-            ],
-        )
-        await session.execute(
-            insert(Relation),
-            [
-                dict(
-                    guide_userid="g1",
-                    external_userid=f"wm陈{n}",
-                    status="active",
-                    store_id=11,
-                    created_at=later,
-                    last_event_at=later,
-                    updated_at=later,
-                )
-                for n in range(3)
-            ],
-        )
+        await _add_scene(session, in_ids_only, NOW + timedelta(days=3650))
     async with sessions() as session:
         assert await grams.available(session)  # known from here on
         expected = await _scanned(session, "陈", None)
