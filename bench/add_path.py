@@ -73,6 +73,15 @@ class Corp:
             raise RuntimeError(f"/_sim/{path}: {response.status} {answer}")
         return answer
 
+    async def deliver(self, kind: str, numbers: range) -> None:
+        """One bench.callbacks callback of `kind` for each number (guide, customer), queued
+        through the simulator."""
+        at = int(self.clock.time())
+        for i in numbers:
+            fields = EVENTS[kind].format(g=i % GUIDES, i=i)
+            xml = ENVELOPE.format(corp=IDENTITY.corp_id, at=at, fields=fields)
+            await self.control("callbacks", {"xml": xml})
+
     async def drain(self) -> tuple[float, Counter]:
         """Drain the inbox and wait for the work after its commits: (CPU seconds, statements
         by who ran them)."""
@@ -126,16 +135,10 @@ async def measure(corp: Corp, events: int, first: int) -> dict[str, tuple[float,
     for _, ext in pairs:
         await corp.control("customers", {"external_userid": ext, "name": f"顾客{ext[-4:]}"})
     figures = {}
-    at = int(corp.clock.time())
-    for i in numbers:
-        fields = EVENTS["unhandled"].format(g=i % GUIDES, i=i)
-        xml = ENVELOPE.format(corp=IDENTITY.corp_id, at=at, fields=fields)
-        await corp.control("callbacks", {"xml": xml})
+    await corp.deliver("unhandled", numbers)
     figures["unhandled"] = await corp.drain()
-    for i in numbers:  # customers never seen: bench.callbacks' `--event deleted`
-        fields = EVENTS["deleted"].format(g=i % GUIDES, i=i + FIRST_SEEN)
-        xml = ENVELOPE.format(corp=IDENTITY.corp_id, at=at, fields=fields)
-        await corp.control("callbacks", {"xml": xml})
+    # customers never seen: bench.callbacks' `--event deleted`
+    await corp.deliver("deleted", range(first + FIRST_SEEN, first + FIRST_SEEN + events))
     figures["first-seen"] = await corp.drain()
     for guide, ext in pairs:
         body = {"userid": guide, "external_userid": ext, "welcome_code": True}
